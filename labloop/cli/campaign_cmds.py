@@ -1,0 +1,158 @@
+"""Campaign commands for operators: validate, run, demo, status, export."""
+
+from __future__ import annotations
+
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..campaign import CampaignRunner, prepare, prepare_text
+from ..errors import LabloopError
+from ..export import best_trial, campaign_spec, export
+from ..spec import CampaignSpec
+from ..store import DEFAULT_URL, Store
+from .common import STORE_HELP, console, user_errors
+
+
+class Format(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+def _fmt_params(spec: CampaignSpec, params: dict[str, Any]) -> str:
+    parts = []
+    for name in spec.parameter_names():
+        v = params.get(name)
+        parts.append(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}")
+    return " ".join(parts)
+
+
+class LiveView:
+    """One line per finished trial (pipes and CI logs stay readable), then why the campaign stopped."""
+
+    def __init__(self, spec: CampaignSpec):
+        self.spec = spec
+        self.objective = spec.objectives[0]
+        self.best: tuple[int, float] | None = None
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "finished":
+            t = data["trial"]
+            o = self.objective
+            unit = f" {o.unit}" if o.unit else ""
+            if t.state == "done":
+                v = float(t.values[o.name])
+                if self.best is None or o.better(v, self.best[1]):
+                    self.best = (t.number, v)
+                value = f"{o.name}={v:.4g}{unit}"
+            else:
+                value = f"[red]failed[/]: {t.failure_reason}"
+            best = f"best {self.best[1]:.4g}{unit} (trial {self.best[0]})" if self.best else "best -"
+            console.print(f"trial {t.number:3d} [dim]{t.source:6s}[/] {_fmt_params(self.spec, t.params)}  "
+                          f"{value}  [bold]{best}[/]", soft_wrap=True)
+        elif kind == "stopped":
+            console.print(f"[bold green]stopped:[/] {data['decision'].reason}", soft_wrap=True)
+
+
+def _store_url(option: str | None, spec: CampaignSpec | None = None) -> str:
+    return option or (spec.store if spec is not None and spec.store else None) or DEFAULT_URL
+
+
+def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
+    store = Store(store_url)
+    try:
+        console.print(f"[bold]{prepared.spec.name}[/]: {prepared.spec.description.strip()}", soft_wrap=True)
+        console.print(f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
+                      f"budget: {prepared.spec.stopping.max_trials} trials", soft_wrap=True)
+        runner = CampaignRunner.start(prepared, store, LiveView(prepared.spec))
+        runner.run()
+    finally:
+        store.close()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @user_errors
+    def validate(file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")]) -> None:
+        """Check a campaign file: schema, bounds against device limits, plugins and search space."""
+        p = prepare(file)
+        console.print(f"[green]ok[/]: {file}: campaign '{p.spec.name}', {len(p.spec.parameter_names())} parameters, "
+                      f"{len(p.spec.objectives)} objective(s), {len(p.spec.workflow)} workflow steps", soft_wrap=True)
+
+    @app.command()
+    @user_errors
+    def run(
+        file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
+        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
+        time_scale: Annotated[Optional[float], typer.Option(help="Simulated devices run this many times faster.")] = None,
+    ) -> None:
+        """Run a campaign to its stopping rule, showing each trial as it finishes."""
+        prepared = prepare(file, time_scale)
+        run_campaign(str(file), prepared, _store_url(store, prepared.spec))
+
+    @app.command()
+    @user_errors
+    def demo(
+        directory: Annotated[Path, typer.Option("--dir", help="Campaign directory for the store.")] = Path("labloop-demo"),
+        time_scale: Annotated[Optional[float], typer.Option(help="Override the demo's time scale.")] = None,
+    ) -> None:
+        """Run the bundled thin-film campaign on the simulated lab with a local SQLite store."""
+        text = resources.files("labloop_experiments").joinpath("thinfilm.yaml").read_text(encoding="utf-8")
+        prepared = prepare_text(text, "experiments/thinfilm.yaml", time_scale)
+        directory.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{(directory / 'labloop.db').resolve()}"
+        run_campaign("experiments/thinfilm.yaml", prepared, url)
+        console.print(f"data: {url}\nnext: labloop status --store {url}\n      "
+                      f"labloop export --store {url} --format csv", soft_wrap=True)
+
+    @app.command()
+    @user_errors
+    def status(
+        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
+        campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
+    ) -> None:
+        """Show a campaign's state, trial counts, best result and why it stopped."""
+        st = Store(_store_url(store))
+        try:
+            c = st.campaign(campaign)
+            spec = campaign_spec(c)
+            trials = st.trials(c.id)
+        finally:
+            st.close()
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.state] = counts.get(t.state, 0) + 1
+        console.print(f"[bold]{c.name}[/] (id {c.id}, {c.uid}) state: {c.state}", soft_wrap=True)
+        console.print("trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+        best = best_trial(spec, trials)
+        if best is not None:
+            o = spec.objectives[0]
+            console.print(f"best: trial {best.number}: {o.name} = {best.values[o.name]:.4g}"
+                          f"{' ' + o.unit if o.unit else ''} at {_fmt_params(spec, best.params)}", soft_wrap=True)
+        if c.stop_reason:
+            console.print(f"stopped: {c.stop_reason}", soft_wrap=True)
+
+    @app.command("export")
+    @user_errors
+    def export_cmd(
+        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
+        format: Annotated[Format, typer.Option(help="Output format.")] = Format.csv,
+        output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of standard output.")] = None,
+        campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
+    ) -> None:
+        """Write one row per trial: trial, state, parameters, objectives, failure_reason, started, finished."""
+        st = Store(_store_url(store))
+        try:
+            text = export(st, format.value, campaign)
+        finally:
+            st.close()
+        if output:
+            try:
+                output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise LabloopError(f"cannot write {output}: {exc}", "choose a writable path") from None
+        else:
+            typer.echo(text, nl=False)

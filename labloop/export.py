@@ -1,0 +1,76 @@
+"""Trials as table rows, for ``labloop export`` (csv | json) and ``labloop status``.
+
+One row per trial: ``trial``, ``state``, each parameter by name, each objective by name, ``failure_reason``,
+``started``, ``finished``. Values are exactly what the store holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from .spec import CampaignSpec, spec_from_text
+from .store import Store
+from .store.schema import Campaign, Trial
+
+
+def _iso(d: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive datetimes; they were stored as UTC)."""
+    if d is None:
+        return None
+    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).isoformat()
+
+
+def campaign_spec(campaign: Campaign) -> CampaignSpec:
+    return spec_from_text(campaign.spec_text, f"<stored campaign {campaign.name}>")
+
+
+def columns(spec: CampaignSpec) -> list[str]:
+    names = [o.name for o in spec.objectives] + [o.name for o in spec.outcome_constraints]
+    return ["trial", "state", *spec.parameter_names(), *names, "failure_reason", "started", "finished"]
+
+
+def rows(spec: CampaignSpec, trials: list[Trial]) -> list[dict[str, Any]]:
+    out = []
+    objectives = [o.name for o in spec.objectives] + [o.name for o in spec.outcome_constraints]
+    for t in trials:
+        row: dict[str, Any] = {"trial": t.number, "state": t.state}
+        for p in spec.parameter_names():
+            row[p] = t.params.get(p)
+        for o in objectives:
+            row[o] = (t.values or {}).get(o)
+        row["failure_reason"] = t.failure_reason
+        row["started"] = _iso(t.started_at)
+        row["finished"] = _iso(t.finished_at)
+        out.append(row)
+    return out
+
+
+def export(store: Store, fmt: str, campaign_ref: str | None = None) -> str:
+    campaign = store.campaign(campaign_ref)
+    spec = campaign_spec(campaign)
+    data = rows(spec, store.trials(campaign.id))
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns(spec), lineterminator="\n")
+    writer.writeheader()
+    for row in data:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def best_trial(spec: CampaignSpec, trials: list[Trial]) -> Trial | None:
+    """The best done trial on the first objective."""
+    o = spec.objectives[0]
+    best = None
+    for t in trials:
+        v = (t.values or {}).get(o.name)
+        if t.state != "done" or v is None:
+            continue
+        if best is None or o.better(float(v), float(best.values[o.name])):
+            best = t
+    return best

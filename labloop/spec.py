@@ -1,0 +1,444 @@
+"""The campaign file: a pydantic model of everything a campaign needs, loaded from YAML.
+
+The field types and descriptions are the documentation and the validation. Errors come out as
+``experiments/x.yaml: parameters[2].upper: lower (400) must be below upper (300)`` via :func:`load_spec`, never as a
+traceback, and nothing is stored or moved before a spec validates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+
+
+class _Model(BaseModel):
+    """Base for every spec model: unknown fields are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------------- parameters
+class _ParameterBase(_Model):
+    name: str = Field(description="Parameter name; also the recipe field sent to the station unless `setpoint` says otherwise.")
+    unit: str | None = Field(None, description="Physical unit, for reports only.")
+    setpoint: str | None = Field(
+        None,
+        description="Where the value goes, as 'device.field' (e.g. 'chamber.o2_pressure'). "
+        "Default: the field of the same name on the workflow's synthesis station.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, v: str) -> str:
+        if not v or not v.replace("_", "a").replace("-", "a").isalnum():
+            raise ValueError(f"'{v}' is not a usable name: use letters, digits, '_' or '-'")
+        return v
+
+
+class ContinuousParameter(_ParameterBase):
+    """A real-valued input between two bounds, optionally searched on a log scale."""
+
+    type: Literal["continuous"] = "continuous"
+    lower: float = Field(description="Lower bound (inclusive).")
+    upper: float = Field(description="Upper bound (inclusive).")
+    log: bool = Field(False, description="Search on a log scale (bounds must then be positive).")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ContinuousParameter":
+        _check_bounds(self.lower, self.upper, self.log)
+        return self
+
+
+class IntegerParameter(_ParameterBase):
+    """An integer input between two bounds (inclusive)."""
+
+    type: Literal["integer"] = "integer"
+    lower: int = Field(description="Lower bound (inclusive).")
+    upper: int = Field(description="Upper bound (inclusive).")
+    log: bool = Field(False, description="Search on a log scale (bounds must then be positive).")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "IntegerParameter":
+        _check_bounds(self.lower, self.upper, self.log)
+        return self
+
+
+class DiscreteParameter(_ParameterBase):
+    """An ordered numeric input that may only take the listed levels (e.g. 100, 200, 400 W)."""
+
+    type: Literal["discrete"] = "discrete"
+    values: list[float] = Field(min_length=1, description="The allowed levels, any order; duplicates are an error.")
+
+    @field_validator("values")
+    @classmethod
+    def _levels(cls, v: list[float]) -> list[float]:
+        if any(not math.isfinite(x) for x in v):
+            raise ValueError("levels must be finite numbers")
+        if len(set(v)) != len(v):
+            raise ValueError("levels must be unique")
+        return sorted(v)
+
+
+class CategoricalParameter(_ParameterBase):
+    """An unordered choice (ligand, solvent, substrate), encoded one-hot or by user-supplied descriptors."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: list[str] = Field(min_length=1, description="The choices; duplicates are an error.")
+    descriptors: dict[str, list[float]] | None = Field(
+        None,
+        description="Optional numeric descriptors per choice (same length for every choice); "
+        "used instead of one-hot encoding.",
+    )
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _choices_as_text(cls, v: Any) -> Any:
+        return [str(x) for x in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> "CategoricalParameter":
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError("choices must be unique")
+        if self.descriptors is not None:
+            missing = [c for c in self.choices if c not in self.descriptors]
+            if missing:
+                raise ValueError(f"descriptors missing for choices {missing}")
+            lengths = {len(v) for v in self.descriptors.values()}
+            if len(lengths) != 1 or 0 in lengths:
+                raise ValueError("every choice needs the same, non-zero number of descriptors")
+        return self
+
+
+class FixedParameter(_ParameterBase):
+    """A value held constant for the whole campaign (recorded with each trial, never searched)."""
+
+    type: Literal["fixed"] = "fixed"
+    value: float | int | str = Field(description="The value sent with every trial.")
+
+
+class CompositionParameter(_ParameterBase):
+    """Fractions of several components that sum to ``total`` (e.g. CsPbI3/FAPbI3/MAPbI3), optionally on a grid."""
+
+    type: Literal["composition"] = "composition"
+    components: list[str] = Field(min_length=2, description="Component names; each becomes a trial parameter.")
+    total: float = Field(1.0, gt=0, description="What the fractions sum to.")
+    step: float | None = Field(None, gt=0, description="Grid step (e.g. 0.1 for 10 at% steps); none = continuous.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "CompositionParameter":
+        if len(set(self.components)) != len(self.components):
+            raise ValueError("components must be unique")
+        if self.step is not None:
+            n = self.total / self.step
+            if abs(n - round(n)) > 1e-9:
+                raise ValueError(f"step ({self.step}) must divide total ({self.total})")
+        return self
+
+
+Parameter = Annotated[
+    Union[
+        ContinuousParameter,
+        IntegerParameter,
+        DiscreteParameter,
+        CategoricalParameter,
+        FixedParameter,
+        CompositionParameter,
+    ],
+    Field(discriminator="type"),
+]
+
+
+def _check_bounds(lower: float, upper: float, log: bool) -> None:
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        raise ValueError("bounds must be finite numbers")
+    if not lower < upper:
+        raise ValueError(f"lower ({lower}) must be below upper ({upper})")
+    if log and lower <= 0:
+        raise ValueError(f"a log-scale parameter needs lower > 0 (got {lower})")
+
+
+class LinearConstraint(_Model):
+    """``sum(coefficients[p] * p) <= upper`` and/or ``>= lower`` over numeric parameters."""
+
+    type: Literal["linear"] = "linear"
+    coefficients: dict[str, float] = Field(min_length=1, description="Parameter name -> coefficient.")
+    lower: float | None = Field(None, description="Lower limit of the weighted sum.")
+    upper: float | None = Field(None, description="Upper limit of the weighted sum.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "LinearConstraint":
+        if self.lower is None and self.upper is None:
+            raise ValueError("give lower, upper or both")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------- objectives
+class ObjectiveSpec(_Model):
+    """One quantity to optimize, computed from a trial's documents by an objective plugin."""
+
+    name: str = Field(description="Objective name (a column in exports).")
+    direction: Literal["maximize", "minimize", "band"] = Field(description="What better means.")
+    target: float | None = Field(
+        None,
+        description="Goal: the campaign may stop when it is reached (value >= target when maximizing, <= when minimizing).",
+    )
+    band: tuple[float, float] | None = Field(None, description="For direction 'band': the acceptable [low, high].")
+    unit: str | None = Field(None, description="Physical unit, for reports only.")
+    plugin: str = Field(
+        description="Objective plugin: an entry point name in 'labloop.objectives' or 'package.module:attribute'."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options passed to the plugin.")
+    reference: float | None = Field(
+        None, description="Reference point for multi-objective optimization (worst acceptable value)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "ObjectiveSpec":
+        if self.direction == "band":
+            if self.band is None:
+                raise ValueError("direction 'band' needs band: [low, high]")
+            if not self.band[0] < self.band[1]:
+                raise ValueError(f"band low ({self.band[0]}) must be below high ({self.band[1]})")
+        elif self.band is not None:
+            raise ValueError("band is only used with direction 'band'")
+        return self
+
+    def reached(self, value: float | None) -> bool:
+        """Whether ``value`` meets this objective's goal (target or band)."""
+        if value is None or not math.isfinite(value):
+            return False
+        if self.direction == "band":
+            assert self.band is not None
+            return self.band[0] <= value <= self.band[1]
+        if self.target is None:
+            return False
+        return value >= self.target if self.direction == "maximize" else value <= self.target
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is strictly better than ``b`` for this objective."""
+        if self.direction == "maximize":
+            return a > b
+        if self.direction == "minimize":
+            return a < b
+        assert self.band is not None
+        mid = 0.5 * (self.band[0] + self.band[1])
+        return abs(a - mid) < abs(b - mid)
+
+
+class OutcomeConstraintSpec(_Model):
+    """A measured quantity that must stay within limits (e.g. transmittance >= 0.85) without being optimized."""
+
+    name: str
+    plugin: str = Field(description="Objective plugin computing the quantity.")
+    options: dict[str, Any] = Field(default_factory=dict)
+    lower: float | None = None
+    upper: float | None = None
+    unit: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "OutcomeConstraintSpec":
+        if self.lower is None and self.upper is None:
+            raise ValueError("give lower, upper or both")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------- stopping
+class StoppingSpec(_Model):
+    """When the campaign ends. The first rule that fires wins and is reported with its evidence."""
+
+    max_trials: int = Field(50, ge=1, description="Budget: trials proposed in all (failed ones included).")
+    target_reached: bool = Field(True, description="Stop as soon as every objective with a target reaches it.")
+    max_wall_time: float | None = Field(None, gt=0, description="Wall-clock limit in seconds.")
+    no_improvement_rounds: int | None = Field(
+        None, ge=1, description="Stop when the expected improvement stays below `improvement_threshold` this many rounds."
+    )
+    improvement_threshold: float = Field(
+        1e-3, ge=0, description="Expected improvement (relative to the objective's observed range) counted as none."
+    )
+
+
+# --------------------------------------------------------------------------------------------------- strategy
+class StrategySpec(_Model):
+    """Which optimizer proposes trials and how."""
+
+    name: str = Field("botorch", description="'botorch' (default), 'random', or a 'package.module:attribute' strategy.")
+    initial_design: int = Field(6, ge=1, description="Space-filling (Sobol) trials before the model takes over.")
+    batch_size: int = Field(1, ge=1, description="Points proposed per round.")
+    seed_points: list[dict[str, Any]] = Field(default_factory=list, description="Points run first, as given.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Strategy-specific options.")
+
+
+# --------------------------------------------------------------------------------------------------- lab
+class DeviceSpec(_Model):
+    """A device of the lab given by its driver (entry point in 'labloop.devices' or 'module:attr')."""
+
+    driver: str
+    config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the driver.")
+
+
+class LabSpec(_Model):
+    """Which lab runs the campaign: a simulator that builds its devices, and/or named real drivers."""
+
+    simulator: str | None = Field(
+        None, description="Simulated lab: entry point name in 'labloop.simulators' or 'package.module:attribute'."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Options for the simulator (noise, seed, ...).")
+    devices: dict[str, DeviceSpec] = Field(default_factory=dict, description="Real drivers by device name.")
+    time_scale: float = Field(1.0, gt=0, description="Simulated devices run this many times faster than real time.")
+
+    @model_validator(mode="after")
+    def _something(self) -> "LabSpec":
+        if self.simulator is None and not self.devices:
+            raise ValueError("name a simulator or at least one device")
+        return self
+
+
+class StepSpec(_Model):
+    """One step of a trial's workflow, executed as a bluesky plan."""
+
+    kind: Literal["transfer", "synthesize", "measure"] = Field(description="What the step does.")
+    device: str | None = Field(None, description="The station or instrument (synthesize, measure).")
+    to: str | None = Field(None, description="Destination position (transfer): a device name or a named place.")
+    robot: str = Field("robot", description="The robot doing a transfer.")
+    name: str | None = Field(None, description="Step name in documents (default: kind and device).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "StepSpec":
+        if self.kind == "transfer" and not self.to:
+            raise ValueError("a transfer step needs 'to'")
+        if self.kind in ("synthesize", "measure") and not self.device:
+            raise ValueError(f"a {self.kind} step needs 'device'")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"transfer:{self.to}" if self.kind == "transfer" else f"{self.kind}:{self.device}"
+
+
+# --------------------------------------------------------------------------------------------------- campaign
+class CampaignSpec(_Model):
+    """A whole campaign: what to search, what to optimize, when to stop, and which lab does the work."""
+
+    name: str = Field(description="Campaign name.")
+    description: str = Field("", description="Free text for people.")
+    parameters: list[Parameter] = Field(min_length=1, description="The search space.")
+    constraints: list[LinearConstraint] = Field(default_factory=list, description="Linear constraints on parameters.")
+    objectives: list[ObjectiveSpec] = Field(min_length=1, description="What to optimize.")
+    outcome_constraints: list[OutcomeConstraintSpec] = Field(default_factory=list)
+    stopping: StoppingSpec = Field(default_factory=StoppingSpec)
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
+    lab: LabSpec | None = Field(None, description="The lab; not needed for table replays.")
+    workflow: list[StepSpec] = Field(default_factory=list, description="Steps every trial runs, in order.")
+    seed: int = Field(0, description="Random seed for the strategy and the simulators.")
+    store: str | None = Field(None, description="Store URL (default: sqlite file labloop.db in the working directory).")
+    candidates: str | None = Field(None, description="CSV of candidate rows: proposals may only be rows of it.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "CampaignSpec":
+        names = self.parameter_names()
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"parameter names must be unique; repeated: {dupes}")
+        known = set(names)
+        for i, c in enumerate(self.constraints):
+            unknown = sorted(set(c.coefficients) - known)
+            if unknown:
+                raise ValueError(f"constraints[{i}] names unknown parameters {unknown}")
+        onames = [o.name for o in self.objectives] + [o.name for o in self.outcome_constraints]
+        if len(set(onames)) != len(onames):
+            raise ValueError("objective and outcome-constraint names must be unique")
+        if self.lab is not None and not self.workflow:
+            raise ValueError("a campaign with a lab needs a workflow (the steps each trial runs)")
+        return self
+
+    def parameter_names(self) -> list[str]:
+        """Names of the values every trial carries (composition groups expand to their components)."""
+        out: list[str] = []
+        for p in self.parameters:
+            out.extend(p.components if isinstance(p, CompositionParameter) else [p.name])
+        return out
+
+
+# --------------------------------------------------------------------------------------------------- loading
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("continuous", "integer", "discrete", "categorical", "fixed", "composition", "linear"):
+            continue  # discriminator tag: not part of the user's path
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or check its spelling against `labloop validate --help` / the README",
+    "missing": "add it",
+    "union_tag_invalid": "use one of the listed types",
+}
+
+
+def format_validation_error(source: str, exc: ValidationError) -> str:
+    """One line per problem: ``file: field.path: message (fix: ...)``."""
+    lines = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        fix = _FIXES.get(err["type"])
+        lines.append(f"{source}: {_loc(err['loc'])}: {msg}" + (f" (fix: {fix})" if fix else ""))
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, source: str = "<campaign>") -> CampaignSpec:
+    """Validate already-parsed YAML/JSON data; raise :class:`SpecError` naming ``source`` and the field path."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: the campaign file must be a mapping of fields, got {type(data).__name__}",
+                        "start from experiments/thinfilm.yaml")
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(source, exc)) from None
+
+
+def read_spec_text(path: str | Path) -> str:
+    """The campaign file's text (stored verbatim with the campaign, together with its hash)."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{p}: no such file", "check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{p}: cannot read the file: {exc}", "check permissions and that it is UTF-8 text") from None
+
+
+def spec_from_text(text: str, source: str) -> CampaignSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+                        "fix the YAML syntax (indentation, colons, quotes)") from None
+    return parse_spec(data, source)
+
+
+def load_spec(path: str | Path) -> CampaignSpec:
+    """Read and validate a campaign file."""
+    return spec_from_text(read_spec_text(path), str(path))
+
+
+def spec_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

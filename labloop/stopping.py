@@ -1,0 +1,76 @@
+"""Stopping rules: the first rule that fires ends the campaign and is reported with its evidence.
+
+Rules read only what the store holds (trials and their values), so a resumed campaign applies them exactly as the
+original process would have.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .spec import CampaignSpec, ObjectiveSpec
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    rule: str  # "target" | "budget" | "time" | "no_improvement" | "operator"
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def _fmt(o: ObjectiveSpec, v: float) -> str:
+    unit = f" {o.unit}" if o.unit else ""
+    if o.direction == "band":
+        assert o.band is not None
+        return f"{o.name} = {v:.4g}{unit} in [{o.band[0]:g}, {o.band[1]:g}]"
+    op = ">=" if o.direction == "maximize" else "<="
+    return f"{o.name} = {v:.4g}{unit} {op} {o.target:g}"
+
+
+def target_reached(spec: CampaignSpec, values: dict[str, Any]) -> bool:
+    goals = [o for o in spec.objectives if o.target is not None or o.direction == "band"]
+    return bool(goals) and all(o.reached(values.get(o.name)) for o in goals)
+
+
+def check(spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: datetime | None = None) -> StopDecision | None:
+    """Apply the campaign's stopping rules to its trials (rows with number, state, values, info)."""
+    rules = spec.stopping
+    if rules.target_reached:
+        for t in trials:
+            if t.state == "done" and target_reached(spec, t.values or {}):
+                goals = [o for o in spec.objectives if o.target is not None or o.direction == "band"]
+                text = ", ".join(_fmt(o, float(t.values[o.name])) for o in goals)
+                return StopDecision("target", f"target reached at trial {t.number} ({text})",
+                                    {"trial": t.number, "values": dict(t.values)})
+    counted = [t for t in trials if t.state != "rejected"]
+    if len(counted) >= rules.max_trials and all(t.state in ("done", "failed") for t in counted):
+        return StopDecision("budget", f"budget spent: {len(counted)} trials (max_trials = {rules.max_trials})",
+                            {"trials": len(counted)})
+    if rules.max_wall_time is not None:
+        now = now or datetime.now(timezone.utc)
+        start = started_at if started_at.tzinfo else started_at.replace(tzinfo=timezone.utc)
+        elapsed = (now - start).total_seconds()
+        if elapsed >= rules.max_wall_time:
+            return StopDecision("time", f"time limit: {elapsed:.0f} s elapsed (max_wall_time = {rules.max_wall_time:g} s)",
+                                {"elapsed_s": elapsed})
+    if rules.no_improvement_rounds:
+        k = rules.no_improvement_rounds
+        model_trials = [t for t in trials if t.source == "model" and "improvement" in (t.info or {})]
+        recent = [float(t.info["improvement"]) for t in model_trials[-k:]]
+        if len(recent) == k and all(math.isfinite(v) and v < rules.improvement_threshold for v in recent):
+            return StopDecision(
+                "no_improvement",
+                f"no further improvement expected: the expected improvement stayed below "
+                f"{rules.improvement_threshold:g} for the last {k} proposals ({', '.join(f'{v:.2g}' for v in recent)})",
+                {"expected_improvement": recent},
+            )
+    return None
+
+
+def budget_left(spec: CampaignSpec, trials: Sequence[Any]) -> int:
+    """How many more trials may be proposed."""
+    return max(0, spec.stopping.max_trials - sum(1 for t in trials if t.state != "rejected"))

@@ -1,0 +1,254 @@
+"""The store's API: short transactions, each committed before the caller takes its next physical action.
+
+SQLite (one file, WAL journal) is the embedded default; a ``postgresql://`` URL uses psycopg 3. Every method opens
+its own session and commits, so what returns has been made durable; nothing is cached between calls, so a second
+process (``labloop status`` while a campaign runs, or ``labloop resume`` after a crash) sees the same truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import __version__
+from ..errors import StoreError
+from .schema import AuditEntry, Base, Campaign, Document, ProcessPoint, Sample, Step, Trial, utcnow
+
+DEFAULT_URL = "sqlite:///labloop.db"
+TERMINAL_STATES = ("done", "failed", "rejected")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Make ``obj`` strict JSON: numpy scalars/arrays to Python, NaN/inf to None (PostgreSQL rejects NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    return str(obj)
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` and route it to psycopg 3; leave other URLs alone."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"'{url}' is not a database URL",
+                         "use sqlite:///path/to/labloop.db or postgresql://user@host:5432/dbname") from None
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+class Store:
+    """Campaigns, trials, steps, documents, process streams, samples and the audit log."""
+
+    def __init__(self, url: str = DEFAULT_URL):
+        self.url = normalize_url(url)
+        is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"json_serializer": lambda o: json.dumps(to_jsonable(o))}
+        if is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        try:
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except Exception as exc:  # missing driver, malformed options
+            raise StoreError(f"cannot use store '{url}': {exc}", "check the URL and that its driver is installed") from None
+        if is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open store '{url}': {exc.orig}",
+                             "check that the database server runs and the path/URL is right") from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s:
+            try:
+                yield s
+                s.commit()
+            except SQLAlchemyError:
+                s.rollback()
+                raise
+
+    # ----------------------------------------------------------------------------------------- campaigns
+    def create_campaign(self, name: str, spec_text: str, spec_hash: str) -> Campaign:
+        with self.session() as s:
+            c = Campaign(uid=str(uuid.uuid4()), name=name, spec_text=spec_text, spec_hash=spec_hash,
+                         labloop_version=__version__, state="running")
+            s.add(c)
+            s.flush()
+            s.add(AuditEntry(campaign_id=c.id, user=_user(), action="campaign.start", detail={"name": name}))
+            return c
+
+    def campaign(self, ref: str | int | None = None) -> Campaign:
+        """A campaign by id, uid or name (latest of that name); the latest campaign when ``ref`` is None."""
+        with self.session() as s:
+            q = select(Campaign).order_by(Campaign.id.desc())
+            if ref is not None:
+                ref_s = str(ref)
+                if ref_s.isdigit():
+                    q = q.where(Campaign.id == int(ref_s))
+                else:
+                    q = q.where((Campaign.uid == ref_s) | (Campaign.name == ref_s))
+            c = s.scalars(q.limit(1)).first()
+        if c is None:
+            what = f"campaign '{ref}'" if ref is not None else "any campaign"
+            raise StoreError(f"the store {self._display_url()} holds no {what}",
+                             "run `labloop run FILE` first, or pass --store with the right URL")
+        return c
+
+    def campaigns(self) -> list[Campaign]:
+        with self.session() as s:
+            return list(s.scalars(select(Campaign).order_by(Campaign.id)))
+
+    def finish_campaign(self, campaign_id: int, state: str, reason: str) -> None:
+        with self.session() as s:
+            s.execute(update(Campaign).where(Campaign.id == campaign_id)
+                      .values(state=state, stop_reason=reason, finished_at=utcnow()))
+            s.add(AuditEntry(campaign_id=campaign_id, user=_user(), action=f"campaign.{state}",
+                             detail={"reason": reason}))
+
+    # ----------------------------------------------------------------------------------------- trials
+    def add_trial(self, campaign_id: int, params: dict[str, Any], source: str, info: dict[str, Any],
+                  sample_prefix: str, state: str = "proposed") -> Trial:
+        with self.session() as s:
+            number = (s.scalar(select(func.max(Trial.number)).where(Trial.campaign_id == campaign_id)) or 0) + 1
+            t = Trial(campaign_id=campaign_id, number=number, state=state, params=to_jsonable(params), values={},
+                      source=source, info=to_jsonable(info), sample_id=f"{sample_prefix}-{number:04d}")
+            s.add(t)
+            s.flush()
+            return t
+
+    def update_trial(self, trial_id: int, **fields: Any) -> None:
+        if "values" in fields:
+            fields["values"] = to_jsonable(fields["values"])
+        with self.session() as s:
+            s.execute(update(Trial).where(Trial.id == trial_id).values(**fields))
+
+    def trial(self, trial_id: int) -> Trial:
+        with self.session() as s:
+            t = s.get(Trial, trial_id)
+        if t is None:
+            raise StoreError(f"no trial with id {trial_id}")
+        return t
+
+    def trials(self, campaign_id: int) -> list[Trial]:
+        with self.session() as s:
+            return list(s.scalars(select(Trial).where(Trial.campaign_id == campaign_id).order_by(Trial.number)))
+
+    # ----------------------------------------------------------------------------------------- steps
+    def start_step(self, trial_id: int, index: int, label: str, kind: str, attempt: int = 1) -> int:
+        with self.session() as s:
+            st = Step(trial_id=trial_id, index=index, label=label, kind=kind, state="running", attempt=attempt)
+            s.add(st)
+            s.execute(update(Trial).where(Trial.id == trial_id).values(current_step=index))
+            s.flush()
+            return st.id
+
+    def finish_step(self, step_id: int, state: str, run_uid: str | None = None, error: str | None = None) -> None:
+        with self.session() as s:
+            s.execute(update(Step).where(Step.id == step_id)
+                      .values(state=state, run_uid=run_uid, error=error, finished_at=utcnow()))
+
+    def steps(self, trial_id: int) -> list[Step]:
+        with self.session() as s:
+            return list(s.scalars(select(Step).where(Step.trial_id == trial_id).order_by(Step.id)))
+
+    # ----------------------------------------------------------------------------------------- documents
+    def add_documents(self, campaign_id: int, trial_id: int | None, run_uid: str,
+                      docs: Iterable[tuple[str, dict[str, Any]]],
+                      points: Iterable[tuple[str, float, float]] = ()) -> None:
+        """Store one run's documents unchanged, plus its process-stream points ``(signal, t, value)``, in one
+        transaction (the writer calls this at run start, periodically, and at run stop)."""
+        docs = list(docs)
+        with self.session() as s:
+            for name, doc in docs:
+                s.add(Document(campaign_id=campaign_id, trial_id=trial_id, run_uid=run_uid, name=name,
+                               doc=to_jsonable(doc)))
+            for signal, t, value in points:
+                s.add(ProcessPoint(trial_id=trial_id, run_uid=run_uid, signal=signal, t=t, value=value))
+
+    def documents(self, trial_id: int | None = None, run_uid: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        with self.session() as s:
+            q = select(Document).order_by(Document.id)
+            if trial_id is not None:
+                q = q.where(Document.trial_id == trial_id)
+            if run_uid is not None:
+                q = q.where(Document.run_uid == run_uid)
+            return [(d.name, d.doc) for d in s.scalars(q)]
+
+    def process_points(self, trial_id: int, signal: str | None = None) -> list[ProcessPoint]:
+        with self.session() as s:
+            q = select(ProcessPoint).where(ProcessPoint.trial_id == trial_id).order_by(ProcessPoint.t)
+            if signal:
+                q = q.where(ProcessPoint.signal == signal)
+            return list(s.scalars(q))
+
+    # ----------------------------------------------------------------------------------------- samples, audit
+    def locate_sample(self, campaign_id: int, sample_id: str, location: str, trial_id: int | None = None) -> None:
+        with self.session() as s:
+            row = s.scalars(select(Sample).where(Sample.sample_id == sample_id)).first()
+            if row is None:
+                s.add(Sample(campaign_id=campaign_id, sample_id=sample_id, trial_id=trial_id, location=location))
+            else:
+                row.location = location
+                row.updated_at = utcnow()
+
+    def samples(self, campaign_id: int) -> list[Sample]:
+        with self.session() as s:
+            return list(s.scalars(select(Sample).where(Sample.campaign_id == campaign_id).order_by(Sample.id)))
+
+    def audit(self, campaign_id: int | None, action: str, detail: dict[str, Any] | None = None,
+              user: str | None = None) -> None:
+        with self.session() as s:
+            s.add(AuditEntry(campaign_id=campaign_id, user=user or _user(), action=action,
+                             detail=to_jsonable(detail or {})))
+
+    def audit_log(self, campaign_id: int | None = None) -> list[AuditEntry]:
+        with self.session() as s:
+            q = select(AuditEntry).order_by(AuditEntry.id)
+            if campaign_id is not None:
+                q = q.where(AuditEntry.campaign_id == campaign_id)
+            return list(s.scalars(q))
+
+    def _display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "unknown"

@@ -1,0 +1,47 @@
+"""A bluesky callback that writes every document of a run to the store, unchanged.
+
+It flushes at run start, every ``flush_every`` documents and at run stop, so a crash loses at most the tail of a
+run that was still in progress (whose step resume treats as interrupted anyway). Events of monitor streams (every
+stream except 'primary' and 'baseline') are also flattened into process points.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .repository import Store
+
+
+class DocumentWriter:
+    def __init__(self, store: Store, campaign_id: int, trial_id: int | None, flush_every: int = 200):
+        self.store = store
+        self.campaign_id = campaign_id
+        self.trial_id = trial_id
+        self.flush_every = flush_every
+        self.run_uid: str | None = None
+        self.run_uids: list[str] = []
+        self._docs: list[tuple[str, dict[str, Any]]] = []
+        self._points: list[tuple[str, float, float]] = []
+        self._streams: dict[str, str] = {}
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if name == "start":
+            self.run_uid = doc["uid"]
+            self.run_uids.append(doc["uid"])
+        elif name == "descriptor":
+            self._streams[doc["uid"]] = doc.get("name", "primary")
+        elif name == "event" and self._streams.get(doc["descriptor"]) not in ("primary", "baseline", None):
+            for key, value in doc["data"].items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self._points.append((key, float(doc["timestamps"].get(key, doc["time"])), float(value)))
+        self._docs.append((name, doc))
+        if name in ("start", "stop") or len(self._docs) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._docs or self.run_uid is None:
+            return
+        docs, points = self._docs, self._points
+        self._docs, self._points = [], []
+        self.store.add_documents(self.campaign_id, self.trial_id, self.run_uid, docs, points)

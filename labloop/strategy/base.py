@@ -1,0 +1,37 @@
+"""The strategy contract: propose the next points from everything observed so far.
+
+A strategy keeps no state that cannot be rebuilt from the store: every ``ask`` receives all observations (measured
+and failed trials) and the points in flight (pending), so a crashed campaign resumes with the same information.
+Model fitting and acquisition are slow; callers run ``ask`` off the RunEngine's event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A finished trial: its parameters, its objective values (None where not measured) and whether it failed."""
+
+    params: dict[str, Any]
+    values: dict[str, float | None] = field(default_factory=dict)
+    failed: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A point to run. ``source`` says where it came from (seed, sobol, model, pool); ``info`` carries evidence
+    (acquisition value, predicted mean and sd) that is stored with the trial."""
+
+    params: dict[str, Any]
+    source: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Strategy(Protocol):
+    def ask(self, n: int, observations: list[Observation], pending: list[dict[str, Any]]) -> list[Proposal]:
+        """Return ``n`` new points, none equal to a pending or (in pool mode) an already observed one."""
+        ...

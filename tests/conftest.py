@@ -1,0 +1,49 @@
+"""Shared fixtures: temporary stores (SQLite always; PostgreSQL when LABLOOP_TEST_POSTGRES_URL is set)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+POSTGRES_URL = os.environ.get("LABLOOP_TEST_POSTGRES_URL")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'labloop.db'}"
+
+
+def _postgres_schema_url():
+    """A fresh schema in the test database, removed afterwards, so tests never see each other's rows."""
+    import sqlalchemy as sa
+
+    from labloop.store.repository import normalize_url
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(normalize_url(POSTGRES_URL))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    url = f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    return url, engine, schema
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """Each store test runs on embedded SQLite, and on the real PostgreSQL server when one is configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'labloop.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("LABLOOP_TEST_POSTGRES_URL is not set (CI sets it; .ci/run runs these against a real server)")
+    import sqlalchemy as sa
+
+    url, engine, schema = _postgres_schema_url()
+    try:
+        yield url
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

@@ -1,0 +1,149 @@
+"""Campaign files validate with messages that name the file, the field path and the fix."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labloop.errors import SpecError
+from labloop.spec import CampaignSpec, load_spec, parse_spec
+
+BASE = {
+    "name": "t",
+    "parameters": [{"name": "x", "type": "continuous", "lower": 0.0, "upper": 1.0}],
+    "objectives": [{"name": "y", "direction": "minimize", "plugin": "reading", "options": {"field": "y"}}],
+}
+
+
+def _with(**changes):
+    d = yaml.safe_load(yaml.safe_dump(BASE))
+    d.update(changes)
+    return d
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9)
+
+
+@given(lower=finite, upper=finite, log=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_continuous_bounds_accept_exactly_the_ordered_pairs(lower, upper, log):
+    data = _with(parameters=[{"name": "x", "type": "continuous", "lower": lower, "upper": upper, "log": log}])
+    valid = lower < upper and (not log or lower > 0)
+    if valid:
+        p = parse_spec(data).parameters[0]
+        assert (p.lower, p.upper, p.log) == (lower, upper, log)
+    else:
+        with pytest.raises(SpecError) as e:
+            parse_spec(data, "c.yaml")
+        assert str(e.value).startswith("c.yaml: parameters[0]")
+
+
+@given(lower=st.integers(-1000, 1000), upper=st.integers(-1000, 1000))
+@settings(max_examples=100, deadline=None)
+def test_integer_bounds(lower, upper):
+    data = _with(parameters=[{"name": "n", "type": "integer", "lower": lower, "upper": upper}])
+    if lower < upper:
+        assert parse_spec(data).parameters[0].upper == upper
+    else:
+        with pytest.raises(SpecError, match=r"parameters\[0\]: lower \(.*\) must be below upper"):
+            parse_spec(data, "c.yaml")
+
+
+@given(value=st.one_of(st.text(min_size=1, max_size=5).filter(lambda s: not _is_number(s)), st.lists(st.integers())))
+@settings(max_examples=50, deadline=None)
+def test_non_numeric_bounds_are_rejected_with_their_path(value):
+    data = _with(parameters=[{"name": "x", "type": "continuous", "lower": value, "upper": 1.0}])
+    with pytest.raises(SpecError, match=r"c.yaml: parameters\[0\]\.lower"):
+        parse_spec(data, "c.yaml")
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+@given(choices=st.lists(st.text(min_size=1, max_size=4), min_size=1, max_size=8))
+@settings(max_examples=50, deadline=None)
+def test_categorical_choices_must_be_unique(choices):
+    data = _with(parameters=[{"name": "c", "type": "categorical", "choices": choices}])
+    if len(set(choices)) == len(choices):
+        assert parse_spec(data).parameters[0].choices == choices
+    else:
+        with pytest.raises(SpecError, match="choices must be unique"):
+            parse_spec(data)
+
+
+def test_lower_above_upper_message_reads_like_the_style_guide():
+    data = _with(parameters=[{"name": "x", "type": "continuous", "lower": 400, "upper": 300}])
+    with pytest.raises(SpecError) as e:
+        parse_spec(data, "experiments/x.yaml")
+    assert str(e.value) == "experiments/x.yaml: parameters[0]: lower (400.0) must be below upper (300.0)"
+
+
+def test_unknown_field_is_named_with_its_path_and_a_fix():
+    data = _with(stopping={"max_trails": 10})
+    with pytest.raises(SpecError) as e:
+        parse_spec(data, "c.yaml")
+    assert "c.yaml: stopping.max_trails: unknown field (fix: remove it or check its spelling" in str(e.value)
+
+
+def test_unknown_parameter_type_and_missing_fields():
+    data = _with(parameters=[{"name": "x", "type": "continuos", "lower": 0, "upper": 1}])
+    with pytest.raises(SpecError, match=r"parameters\[0\]"):
+        parse_spec(data, "c.yaml")
+    data = dict(BASE)
+    del data["objectives"]
+    with pytest.raises(SpecError, match="c.yaml: objectives: Field required"):
+        parse_spec(data, "c.yaml")
+
+
+def test_cross_field_checks():
+    with pytest.raises(SpecError, match="parameter names must be unique"):
+        parse_spec(_with(parameters=BASE["parameters"] * 2))
+    with pytest.raises(SpecError, match=r"constraints\[0\] names unknown parameters \['z'\]"):
+        parse_spec(_with(constraints=[{"coefficients": {"z": 1.0}, "upper": 1}]))
+    with pytest.raises(SpecError, match="needs a workflow"):
+        parse_spec(_with(lab={"simulator": "thinfilm"}))
+    with pytest.raises(SpecError, match="band: \\[low, high\\]"):
+        parse_spec(_with(objectives=[{"name": "y", "direction": "band", "plugin": "reading"}]))
+
+
+def test_composition_expands_to_component_names():
+    spec = parse_spec(_with(parameters=[{"name": "mix", "type": "composition", "components": ["a", "b", "c"],
+                                         "step": 0.1}]))
+    assert spec.parameter_names() == ["a", "b", "c"]
+    with pytest.raises(SpecError, match="must divide total"):
+        parse_spec(_with(parameters=[{"name": "m", "type": "composition", "components": ["a", "b"], "step": 0.3}]))
+
+
+def test_objective_goals():
+    spec = CampaignSpec.model_validate(_with(objectives=[
+        {"name": "r", "direction": "minimize", "target": 5, "plugin": "p"},
+        {"name": "c", "direction": "maximize", "target": 1e-2, "plugin": "p"},
+        {"name": "b", "direction": "band", "band": [1, 2], "plugin": "p"},
+    ]))
+    r, c, b = spec.objectives
+    assert r.reached(5.0) and r.reached(4.9) and not r.reached(5.1) and not r.reached(math.nan)
+    assert c.reached(0.02) and not c.reached(0.005)
+    assert b.reached(1.5) and not b.reached(2.5)
+    assert r.better(1, 2) and c.better(2, 1) and b.better(1.5, 1.9)
+
+
+def test_files_unreadable_or_not_yaml(tmp_path):
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\nparameters: 3\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: not valid YAML at line \d+"):
+        load_spec(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just text\n")
+    with pytest.raises(SpecError, match="must be a mapping"):
+        load_spec(scalar)

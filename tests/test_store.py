@@ -1,0 +1,110 @@
+"""The store keeps campaigns, trials, steps, documents, process points, samples and the audit log, on SQLite and
+on PostgreSQL alike, and survives being reopened by another process (here: another Store on the same URL)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labloop.errors import StoreError
+from labloop.store import DocumentWriter, Store
+
+
+def _campaign(store: Store):
+    return store.create_campaign("c1", "name: c1\n", "0" * 64)
+
+
+def test_campaign_and_trials_round_trip(store_url):
+    store = Store(store_url)
+    c = _campaign(store)
+    t1 = store.add_trial(c.id, {"x": 1.5, "cat": "a"}, "sobol", {"acq": np.float64(0.25)}, "abcd")
+    t2 = store.add_trial(c.id, {"x": np.float32(2.0), "cat": "b"}, "model", {}, "abcd")
+    assert (t1.number, t2.number) == (1, 2)
+    assert t2.sample_id == "abcd-0002"
+    store.update_trial(t1.id, state="done", values={"y": 3.0})
+    store.update_trial(t2.id, state="failed", values={"y": float("nan")}, failure_reason="deposit: arc")
+    store.close()
+
+    again = Store(store_url)  # a second process sees the same truth
+    trials = again.trials(again.campaign().id)
+    assert [t.state for t in trials] == ["done", "failed"]
+    assert trials[0].values == {"y": 3.0}
+    assert trials[0].info == {"acq": 0.25}
+    assert trials[1].values == {"y": None}  # NaN is stored as null: PostgreSQL JSON has no NaN
+    assert trials[1].failure_reason == "deposit: arc"
+    assert trials[1].params == {"x": 2.0, "cat": "b"}
+    again.close()
+
+
+def test_campaign_lookup_by_id_uid_name_and_errors(store_url):
+    store = Store(store_url)
+    with pytest.raises(StoreError, match="holds no any campaign|holds no"):
+        store.campaign()
+    a = _campaign(store)
+    b = store.create_campaign("other", "name: other\n", "1" * 64)
+    assert store.campaign().id == b.id
+    assert store.campaign(str(a.id)).name == "c1"
+    assert store.campaign(a.uid).id == a.id
+    assert store.campaign("c1").id == a.id
+    with pytest.raises(StoreError, match="no campaign 'nope'"):
+        store.campaign("nope")
+    store.close()
+
+
+def test_document_writer_stores_documents_and_process_points(store_url):
+    store = Store(store_url)
+    c = _campaign(store)
+    t = store.add_trial(c.id, {"x": 1.0}, "sobol", {}, "abcd")
+    w = DocumentWriter(store, c.id, t.id, flush_every=3)
+    w("start", {"uid": "run-1", "time": 1.0, "trial": 1})
+    w("descriptor", {"uid": "d-mon", "run_start": "run-1", "name": "chamber_pressure", "data_keys": {}})
+    w("descriptor", {"uid": "d-pri", "run_start": "run-1", "name": "primary", "data_keys": {}})
+    for i in range(5):
+        w("event", {"uid": f"e{i}", "descriptor": "d-mon", "time": 10.0 + i, "seq_num": i + 1,
+                    "data": {"chamber_pressure": 1.0 + i}, "timestamps": {"chamber_pressure": 10.0 + i}})
+    w("event", {"uid": "ep", "descriptor": "d-pri", "time": 20.0, "seq_num": 1,
+                "data": {"probe_sheet_resistance": 4.2, "flag": True, "bad": math.inf},
+                "timestamps": {"probe_sheet_resistance": 20.0}})
+    w("stop", {"uid": "s", "run_start": "run-1", "exit_status": "success"})
+    docs = store.documents(trial_id=t.id)
+    assert [n for n, _ in docs] == ["start", "descriptor", "descriptor"] + ["event"] * 6 + ["stop"]
+    assert docs[-2][1]["data"]["probe_sheet_resistance"] == 4.2
+    assert docs[-2][1]["data"]["bad"] is None
+    points = store.process_points(t.id)
+    # only the monitored stream becomes process points, not the primary reading
+    assert [(p.signal, p.value) for p in points] == [("chamber_pressure", 1.0 + i) for i in range(5)]
+    assert [p.t for p in points] == [10.0 + i for i in range(5)]
+    assert store.documents(run_uid="run-1") == docs
+    store.close()
+
+
+def test_steps_samples_and_audit(store_url):
+    store = Store(store_url)
+    c = _campaign(store)
+    t = store.add_trial(c.id, {"x": 1.0}, "seed", {}, "abcd")
+    s0 = store.start_step(t.id, 0, "transfer:chamber", "transfer")
+    assert store.trial(t.id).current_step == 0
+    store.finish_step(s0, "done", "run-1")
+    s1 = store.start_step(t.id, 1, "synthesize:chamber", "synthesize")
+    store.finish_step(s1, "failed", "run-2", "DeviceError: arc")
+    steps = store.steps(t.id)
+    assert [(s.label, s.state, s.error) for s in steps] == [
+        ("transfer:chamber", "done", None), ("synthesize:chamber", "failed", "DeviceError: arc")]
+    assert store.trial(t.id).current_step == 1
+    store.locate_sample(c.id, t.sample_id, "load_lock", t.id)
+    store.locate_sample(c.id, t.sample_id, "chamber", t.id)
+    assert [(s.sample_id, s.location) for s in store.samples(c.id)] == [(t.sample_id, "chamber")]
+    store.finish_campaign(c.id, "finished", "target reached at trial 1")
+    actions = [a.action for a in store.audit_log(c.id)]
+    assert actions == ["campaign.start", "campaign.finished"]
+    assert store.campaign().stop_reason == "target reached at trial 1"
+    store.close()
+
+
+def test_bad_store_urls_are_explained(tmp_path):
+    with pytest.raises(StoreError, match="not a database URL"):
+        Store("not a url")
+    with pytest.raises(StoreError, match="cannot open store"):
+        Store(f"sqlite:///{tmp_path}/missing-dir/x.db")
