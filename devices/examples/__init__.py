@@ -1,0 +1,1 @@
+"""Small example drivers, used by the "write your first driver" guide (docs/drivers.md)."""

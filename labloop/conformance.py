@@ -1,0 +1,743 @@
+"""The driver conformance kit: prove a device driver before it touches hardware.
+
+The checks speak ``bluesky.protocols`` (Readable, Movable, Triggerable, Stoppable), not a base class, so ophyd and
+ophyd-async devices both plug in (an ``async def read`` is awaited in bluesky's event loop). labloop's lab roles
+add what a scheduler relies on: declared ``limits`` (refused in ``set``), ``health()``, a ``sample`` signal.
+
+Each check has a name, proves one behaviour, and when it fails says what to fix:
+
+====================== ==================================================================================
+protocols              the device is Readable and named; which protocols and lab role it satisfies
+describe_read_agree    describe() and read() have the same keys; each value fits its dtype/shape
+health                 health() answers promptly, with ``ok`` and a message, and says the device is ready
+set_completes          set(valid setpoint) returns a Status that succeeds within the declared timeout
+trigger_completes      trigger() returns a Status that succeeds within the declared timeout; read() agrees after
+limits_refused         every setpoint outside the declared limits is refused (exception or failed Status)
+stop_mid_action        stop() during a move/measurement fails its Status promptly; the device works again after
+errors_fail_status     a malformed reply fails the Status (with the raw reply in the error), never hangs or passes
+slow_reply_times_out   a slow endpoint fails the Status within the declared timeout; the device recovers
+reconnect              after the endpoint drops the connection (idle or mid-request) the device works again
+====================== ==================================================================================
+
+Fault checks need a simulated endpoint (``endpoint.inject(...)``, ``endpoint.drop_clients()``, see
+``labloop_simulators.endpoints``); without one they are skipped, except that ``reconnect`` cuts the driver's own
+connections (``device.transports()``). A driver can steer the checks with ``conformance_hints() -> dict``:
+``setpoint`` (a safe valid setpoint), ``out_of_limits`` (setpoints that must be refused), ``action`` and
+``stop_action`` (``"set"`` or ``"trigger"``: the action the fault checks and ``stop()`` are exercised on; default
+``set`` when there is a setpoint), ``prepare`` (a callable run on the device before each action). Without hints
+they are derived from the declared ``limits`` (midpoints; one field beyond each bound) and robot ``positions``.
+
+Use :func:`check_device` (what ``labloop devices check`` and the pytest plugin call) or :func:`run_conformance` on a
+device you built yourself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bluesky import protocols as bp
+
+from . import plugins
+from .errors import LabloopError
+from .protocols import Move
+
+DEFAULT_TIMEOUT = 10.0
+CONFORMANCE_SAMPLE = "conformance-sample"
+_MISSING: Any = object()
+
+
+# -- results ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome: ``"pass"``, ``"fail"`` or ``"skip"`` (not applicable, with the reason)."""
+
+    name: str
+    outcome: str
+    message: str
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+
+@dataclass
+class Report:
+    """All check results for one device."""
+
+    target: str
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.results if r.outcome == "fail"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __getitem__(self, name: str) -> CheckResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        lines = [f"conformance of {self.target}:"]
+        lines += [f"  {r.outcome.upper():4} {r.name}: {r.message}" for r in self.results]
+        return "\n".join(lines)
+
+    def assert_ok(self) -> None:
+        """Raise AssertionError naming every failed check (for pytest)."""
+        if not self.ok:
+            raise AssertionError(self.summary())
+
+
+class CheckFailed(Exception):
+    """Raised inside a check: the device does not conform. The message says what is wrong and what to fix."""
+
+
+class CheckSkipped(Exception):
+    """Raised inside a check: it does not apply to this device (the message says why)."""
+
+
+# -- the device under test -------------------------------------------------------------------------------------------
+@dataclass
+class Subject:
+    """A device under test, its optional simulated endpoint, and the timing the checks allow."""
+
+    device: Any
+    endpoint: Any = None
+    timeout: float = DEFAULT_TIMEOUT
+    grace: float = 1.0
+    declared_timeout: bool = True
+    hints: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.device, "name", type(self.device).__name__))
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(getattr(self.device, "read", None))
+
+    @property
+    def wait_bound(self) -> float:
+        return self.timeout + self.grace
+
+    # calling the device (sync ophyd or ophyd-async) ---------------------------------------------------------------
+    def call(self, fn: Callable[..., Any], *args: Any, resolve: bool = True) -> Any:
+        """Call a device method; await its result if it is a coroutine (``resolve``) - in bluesky's event loop."""
+        if self.is_async:
+
+            async def run() -> Any:
+                out = fn(*args)
+                if resolve and inspect.isawaitable(out):
+                    out = await out
+                return out
+
+            return _in_bluesky_loop(run(), self.wait_bound)
+        out = fn(*args)
+        if resolve and inspect.isawaitable(out):
+            out = _in_bluesky_loop(_awaited(out), self.wait_bound)
+        return out
+
+    def prepare(self) -> None:
+        """Give stations and instruments a sample to work on (labloop roles refuse to work without one)."""
+        sample = getattr(self.device, "sample", None)
+        if sample is not None and hasattr(sample, "put") and not sample.get():
+            sample.put(CONFORMANCE_SAMPLE)
+        prep = self.hints.get("prepare")
+        if callable(prep):
+            prep(self.device)
+
+    # setpoints ----------------------------------------------------------------------------------------------------
+    def setpoint(self) -> Any:
+        if "setpoint" in self.hints:
+            return self.hints["setpoint"]
+        dev = self.device
+        positions = tuple(getattr(dev, "positions", ()) or ())
+        if getattr(dev, "role", None) == "robot" or (positions and not getattr(dev, "limits", None)):
+            if len(positions) >= 2:
+                return Move(CONFORMANCE_SAMPLE, positions[0], positions[1])
+            return _MISSING
+        limits = getattr(dev, "limits", None)
+        if isinstance(limits, Mapping) and limits:
+            return {k: (float(lo) + float(hi)) / 2 for k, (lo, hi) in limits.items()}
+        return _MISSING
+
+    def out_of_limits(self) -> list[Any]:
+        if "out_of_limits" in self.hints:
+            return list(self.hints["out_of_limits"])
+        dev = self.device
+        positions = tuple(getattr(dev, "positions", ()) or ())
+        if getattr(dev, "role", None) == "robot" or (positions and not getattr(dev, "limits", None)):
+            if positions:
+                return [Move(CONFORMANCE_SAMPLE, positions[0], "__not_a_taught_position__")]
+            return []
+        limits = getattr(dev, "limits", None)
+        valid = self.setpoint()
+        if not (isinstance(limits, Mapping) and limits and isinstance(valid, Mapping)):
+            return []
+        out = []
+        for key, (lo, hi) in limits.items():
+            span = max(abs(float(hi) - float(lo)), 1.0)
+            out.append({**valid, key: float(hi) + span})
+            out.append({**valid, key: float(lo) - span})
+        return out
+
+    def action(self, kind: str | None = None) -> str | None:
+        """The main action: ``set`` (with the valid setpoint) when the device moves, else ``trigger``."""
+        if kind:
+            return kind
+        if isinstance(self.device, bp.Movable) and self.setpoint() is not _MISSING:
+            return "set"
+        if isinstance(self.device, bp.Triggerable):
+            return "trigger"
+        return None
+
+    def start(self, kind: str) -> Any:
+        """Start an action; returns its Status. Raises what the device raises."""
+        self.prepare()
+        if kind == "set":
+            return self.call(self.device.set, self.setpoint(), resolve=False)
+        return self.call(self.device.trigger, resolve=False)
+
+    def describe_action(self, kind: str) -> str:
+        return f"set({self.setpoint()!r})" if kind == "set" else "trigger()"
+
+    def run(self, kind: str, what: str) -> float:
+        """Start an action and require it to succeed within the declared timeout; returns the seconds it took."""
+        t0 = time.monotonic()
+        try:
+            status = self.start(kind)
+        except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported with its type
+            raise CheckFailed(
+                f"{what}: {self.describe_action(kind)} raised {type(exc).__name__}: {exc} (fix: {kind}() must "
+                "return a Status and report errors by failing it; run the work inside the Status, e.g. "
+                "LabDevice._run_status)"
+            ) from None
+        done, exc = self.wait(status, self.wait_bound, f"{what}: {self.describe_action(kind)}")
+        if not done:
+            raise CheckFailed(self._hang_message(f"{what}: the Status of {self.describe_action(kind)}"))
+        if exc is not None:
+            raise CheckFailed(f"{what}: {self.describe_action(kind)} failed: {_one_line(exc)}")
+        return time.monotonic() - t0
+
+    def wait(self, status: Any, timeout: float, what: str) -> tuple[bool, BaseException | None]:
+        """Wait for a Status; returns (done, exception or None). Not a Status -> CheckFailed."""
+        if not isinstance(status, bp.Status):
+            raise CheckFailed(
+                f"{what} returned {type(status).__name__}, not a Status (fix: return an ophyd Status / "
+                "ophyd-async AsyncStatus with add_callback, done, success and exception)"
+            )
+        finished = threading.Event()
+        try:
+            status.add_callback(lambda *_: finished.set())
+        except Exception as exc:  # noqa: BLE001
+            raise CheckFailed(f"{what}: its Status.add_callback raised {type(exc).__name__}: {exc}") from None
+        deadline = time.monotonic() + timeout
+        # Poll as well: not every Status calls back reliably across threads (ophyd-async's wraps an asyncio task).
+        while not finished.wait(0.05) and not status.done and time.monotonic() < deadline:
+            pass
+        if not status.done:
+            return False, None
+        if status.success:
+            return True, None
+        try:
+            exc = status.exception(timeout=0)
+        except TypeError:
+            exc = status.exception()
+        return True, exc if exc is not None else RuntimeError("the Status failed without an exception")
+
+    def _hang_message(self, what: str) -> str:
+        declared = (f"declared timeout {self.timeout:g} s" if self.declared_timeout
+                    else f"no declared timeout; the kit allowed {self.timeout:g} s")
+        return (f"{what} was not done {self.wait_bound:g} s after the call ({declared}) (fix: finish or fail the "
+                "Status on every path, and give it a timeout: Status(timeout=...) or LabDevice.default_timeout)")
+
+    # endpoint -----------------------------------------------------------------------------------------------------
+    def can_inject(self) -> bool:
+        return self.endpoint is not None and callable(getattr(self.endpoint, "inject", None))
+
+    def transports(self) -> list[Any]:
+        fn = getattr(self.device, "transports", None)
+        return list(fn()) if callable(fn) else []
+
+    def clear_faults(self) -> None:
+        clear = getattr(self.endpoint, "clear_faults", None)
+        if callable(clear):
+            clear()
+
+
+def _in_bluesky_loop(coro: Any, timeout: float) -> Any:
+    """Run ``coro`` in bluesky's event loop (where ophyd-async devices live), starting it as a RunEngine would."""
+    from bluesky import run_engine
+
+    loop = run_engine.get_bluesky_event_loop()
+    if loop is None or not loop.is_running():
+        run_engine.RunEngine(context_managers=[])  # creates and starts the loop, exactly as for a real run
+        deadline = time.monotonic() + 2.0
+        while not run_engine.get_bluesky_event_loop().is_running() and time.monotonic() < deadline:
+            time.sleep(0.005)
+    return run_engine.call_in_bluesky_event_loop(coro, timeout=timeout)
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: " + " / ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+# -- the checks ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    name: str
+    doc: str
+    fn: Callable[[Subject], str]
+
+
+CHECKS: list[Check] = []
+
+
+def check(name: str, doc: str) -> Callable[[Callable[[Subject], str]], Callable[[Subject], str]]:
+    def deco(fn: Callable[[Subject], str]) -> Callable[[Subject], str]:
+        CHECKS.append(Check(name, doc, fn))
+        return fn
+
+    return deco
+
+
+def check_names() -> list[str]:
+    return [c.name for c in CHECKS]
+
+
+_PROTOCOLS = (("Readable", bp.Readable), ("Movable", bp.Movable), ("Triggerable", bp.Triggerable),
+              ("Stoppable", bp.Stoppable), ("Configurable", bp.Configurable))
+
+
+@check("protocols", "the device is Readable and named; lists the bluesky protocols and lab role it satisfies")
+def _protocols(s: Subject) -> str:
+    dev = s.device
+    have = [n for n, proto in _PROTOCOLS if isinstance(dev, proto)]
+    if "Readable" not in have:
+        raise CheckFailed("the device has no read()/describe(): every labloop device must be bluesky.protocols."
+                          "Readable (fix: subclass labloop_devices.base.Station/Instrument/Robot, or implement "
+                          "read() and describe())")
+    name = getattr(dev, "name", None)
+    if not isinstance(name, str) or not name:
+        raise CheckFailed(f"the device's name is {name!r} (fix: pass name=... to the constructor; documents and the "
+                          "store key readings by it)")
+    role = getattr(dev, "role", None)
+    msg = f"{', '.join(have)}" + (f"; lab role {role}" if role else "")
+    if not s.declared_timeout:
+        msg += f"; no default_timeout declared (the checks allow {s.timeout:g} s: declare one)"
+    return msg
+
+
+def _dtype_problem(key: str, value: Any, desc: Mapping[str, Any]) -> str | None:
+    dtype, shape = desc.get("dtype"), desc.get("shape")
+    if dtype is None or shape is None:
+        return f"{key}: describe() lacks dtype/shape"
+    if dtype == "array":
+        ndim = getattr(value, "ndim", None)
+        if ndim is None:
+            if not isinstance(value, (list, tuple)):
+                return f"{key}: dtype 'array' but the value is {type(value).__name__}"
+            ndim = 1
+        if len(shape) != ndim:
+            return f"{key}: shape {list(shape)} has {len(shape)} dimension(s), the value has {ndim}"
+        return None
+    if shape not in ([], ()):
+        return f"{key}: dtype {dtype!r} with non-empty shape {list(shape)}"
+    ok = {
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+        or type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind in "iuf",
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
+        or type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind in "iu",
+        "string": lambda v: isinstance(v, str),
+        "boolean": lambda v: isinstance(v, bool) or type(v).__module__ == "numpy" and getattr(v, "dtype", None)
+        is not None and v.dtype.kind == "b",
+    }.get(dtype)
+    if ok is None:
+        return f"{key}: unknown dtype {dtype!r} (use number, integer, string, boolean or array)"
+    if not ok(value):
+        return f"{key}: describe() says {dtype!r} but read() gives {type(value).__name__} {value!r}"
+    return None
+
+
+def _agree(described: Mapping[str, Any], reading: Mapping[str, Any], what: str) -> list[str]:
+    problems = []
+    missing, extra = sorted(set(described) - set(reading)), sorted(set(reading) - set(described))
+    if missing:
+        problems.append(f"{what}: described but not read: {missing}")
+    if extra:
+        problems.append(f"{what}: read but not described: {extra}")
+    for key in sorted(set(described) & set(reading)):
+        r = reading[key]
+        if not isinstance(r, Mapping) or "value" not in r or "timestamp" not in r:
+            problems.append(f"{what}: {key}: a reading must be {{'value': ..., 'timestamp': ...}}, got {r!r}")
+            continue
+        p = _dtype_problem(key, r["value"], described[key])
+        if p:
+            problems.append(f"{what}: {p}")
+    return problems
+
+
+def _describe_read_problems(s: Subject) -> list[str]:
+    dev = s.device
+    problems = _agree(s.call(dev.describe), s.call(dev.read), "describe()/read()")
+    if isinstance(dev, bp.Configurable):
+        problems += _agree(s.call(dev.describe_configuration), s.call(dev.read_configuration),
+                           "describe_configuration()/read_configuration()")
+    return problems
+
+
+_AGREE_FIX = ("(fix: make describe() list exactly the keys read() returns, each with the dtype/shape of its value; "
+              "ophyd Components do this for you - put values into Signals instead of overriding read())")
+
+
+@check("describe_read_agree", "describe() and read() have the same keys; each value fits its declared dtype/shape")
+def _describe_read(s: Subject) -> str:
+    if not isinstance(s.device, bp.Readable):
+        raise CheckSkipped("not Readable")
+    problems = _describe_read_problems(s)
+    if problems:
+        raise CheckFailed("; ".join(problems) + " " + _AGREE_FIX)
+    n = len(s.call(s.device.describe))
+    return f"{n} key{'' if n == 1 else 's'} agree"
+
+
+@check("health", "health() answers within the timeout with ok/message, and the device is ready")
+def _health(s: Subject) -> str:
+    fn = getattr(s.device, "health", None)
+    if not callable(fn):
+        raise CheckSkipped("no health(): fine for a plain bluesky device; a labloop device says whether it can "
+                           "work now (the scheduler takes failing stations out of service)")
+    t0 = time.monotonic()
+    h = s.call(fn)
+    took = time.monotonic() - t0
+    ok, message = getattr(h, "ok", None), getattr(h, "message", None)
+    if not isinstance(ok, bool) or not isinstance(message, str):
+        raise CheckFailed(f"health() returned {h!r} (fix: return labloop_devices.base.Health(ok, message))")
+    if took > s.timeout:
+        raise CheckFailed(f"health() took {took:.2f} s, more than the declared timeout {s.timeout:g} s (fix: "
+                          "answer from a quick status query with a short timeout)")
+    if not ok:
+        raise CheckFailed(f"the device reports it is not ready: {message} (fix: bring the endpoint into a "
+                          "ready state, or make health() report readiness correctly)")
+    return message
+
+
+@check("set_completes", "set(valid setpoint) returns a Status that succeeds within the declared timeout")
+def _set_completes(s: Subject) -> str:
+    if not isinstance(s.device, bp.Movable):
+        raise CheckSkipped("not Movable (no set())")
+    if s.setpoint() is _MISSING:
+        raise CheckSkipped("no valid setpoint known: declare limits/positions or conformance_hints()['setpoint']")
+    took = s.run("set", "set_completes")
+    return f"{s.describe_action('set')} succeeded in {took:.2f} s"
+
+
+@check("trigger_completes", "trigger() returns a Status that succeeds within the declared timeout; read() agrees")
+def _trigger_completes(s: Subject) -> str:
+    if not isinstance(s.device, bp.Triggerable):
+        raise CheckSkipped("not Triggerable")
+    took = s.run("trigger", "trigger_completes")
+    if isinstance(s.device, bp.Readable):
+        problems = _describe_read_problems(s)
+        if problems:
+            raise CheckFailed("after trigger(): " + "; ".join(problems) + " " + _AGREE_FIX)
+    return f"trigger() succeeded in {took:.2f} s"
+
+
+@check("limits_refused", "every setpoint outside the declared limits is refused (exception or failed Status)")
+def _limits_refused(s: Subject) -> str:
+    if not isinstance(s.device, bp.Movable):
+        raise CheckSkipped("not Movable (no set())")
+    bad = s.out_of_limits()
+    if not bad:
+        raise CheckSkipped("declares no limits or positions (fix for a labloop device: declare limits = "
+                           "{field: (low, high)})")
+    how = []
+    for value in bad:
+        s.prepare()
+        try:
+            status = s.call(s.device.set, value, resolve=False)
+        except Exception as exc:  # noqa: BLE001 - refusing at once is the preferred answer
+            how.append(type(exc).__name__)
+            continue
+        done, exc = s.wait(status, s.wait_bound, f"set({value!r})")
+        if not done:
+            raise CheckFailed(s._hang_message(f"the Status of out-of-limits set({value!r})"))
+        if exc is None:
+            raise CheckFailed(f"set({value!r}) lies outside the declared limits but succeeded (fix: check every "
+                              "setpoint against the limits in set() before anything moves: "
+                              "labloop_devices.base.check_limits)")
+        how.append(f"failed Status ({type(exc).__name__})")
+    return f"{len(bad)} out-of-limit setpoints refused: {', '.join(sorted(set(how)))}"
+
+
+@check("stop_mid_action", "stop() during a move/measurement fails its Status promptly; the device works again")
+def _stop_mid_action(s: Subject) -> str:
+    if not isinstance(s.device, bp.Stoppable):
+        raise CheckSkipped("not Stoppable (no stop())")
+    kind = s.action(s.hints.get("stop_action"))
+    if kind is None:
+        raise CheckSkipped("no action to stop (neither a valid setpoint nor trigger())")
+    try:
+        status = s.start(kind)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"{s.describe_action(kind)} raised {_one_line(exc)} before stop() could be tried") from None
+    if getattr(status, "done", False):
+        raise CheckSkipped(f"{s.describe_action(kind)} was already done when it returned: nothing to stop (give "
+                           "the kit a longer action via conformance_hints()['stop_action'/'setpoint'])")
+    t0 = time.monotonic()
+    try:
+        s.call(s.device.stop, resolve=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"stop() raised {_one_line(exc)} (fix: stop() must not raise; halt what is running "
+                          "and fail its Status)") from None
+    done, exc = s.wait(status, s.wait_bound, s.describe_action(kind))
+    if not done:
+        raise CheckFailed(f"the Status of {s.describe_action(kind)} was still not done {s.wait_bound:g} s after "
+                          "stop() (fix: stop() must end the action in progress - halt it and fail its Status)")
+    took = time.monotonic() - t0
+    if exc is None:
+        if took < 0.05:
+            raise CheckSkipped(f"{s.describe_action(kind)} finished as stop() was called ({took:.3f} s): too short "
+                               "to stop (give the kit a longer action via conformance_hints())")
+        raise CheckFailed(f"stop() did not stop {s.describe_action(kind)}: its Status succeeded {took:.2f} s later "
+                          "(fix: stop() must halt the action in progress and fail its Status, as ophyd does for "
+                          "stop(success=False))")
+    try:
+        s.run(kind, "after stop()")
+    except CheckFailed as cf:
+        raise CheckFailed(f"{cf} (fix: a stop request must not outlive the action it stopped; clear it when a new "
+                          "action starts)") from None
+    return f"stop() failed {s.describe_action(kind)} in {took:.2f} s ({type(exc).__name__}); the next one succeeded"
+
+
+def _fault_action(s: Subject) -> str:
+    kind = s.action(s.hints.get("action"))
+    if kind is None:
+        raise CheckSkipped("no action to exercise (neither a valid setpoint nor trigger())")
+    return kind
+
+
+@check("errors_fail_status", "a malformed reply fails the Status with the raw reply in the error; no hang, no pass")
+def _errors_fail_status(s: Subject) -> str:
+    if not s.can_inject():
+        raise CheckSkipped("no simulated endpoint to send a malformed reply (run against the driver's simulator)")
+    kind = _fault_action(s)
+    s.run(kind, "before the fault")  # connected and working
+    marker = "garbled reply"
+    s.endpoint.inject("garbage", text=f"\x15#?{marker} 0x7f")
+    try:
+        try:
+            status = s.start(kind)
+        except Exception as exc:  # noqa: BLE001
+            raise CheckFailed(f"with a malformed reply, {s.describe_action(kind)} raised {_one_line(exc)} instead "
+                              "of returning a failed Status (fix: parse replies inside the Status' work)") from None
+        done, exc = s.wait(status, s.wait_bound, s.describe_action(kind))
+    finally:
+        s.clear_faults()
+    if not done:
+        raise CheckFailed(s._hang_message(f"with a malformed reply, the Status of {s.describe_action(kind)}"))
+    if exc is None:
+        raise CheckFailed(f"the endpoint answered garbage ({marker!r}) and {s.describe_action(kind)} still "
+                          "succeeded (fix: validate every reply against the protocol and fail on anything else)")
+    if marker not in str(exc):
+        raise CheckFailed(f"the error does not show the raw reply: {_one_line(exc)} (fix: put the raw reply in the "
+                          "error, e.g. labloop_devices.tcp.ReplyError)")
+    s.run(kind, "after a malformed reply, the next action")
+    return f"failed with the raw reply ({type(exc).__name__}); the next {kind} succeeded"
+
+
+@check("slow_reply_times_out", "a slow endpoint fails the Status within the declared timeout; the device recovers")
+def _slow_reply(s: Subject) -> str:
+    if not s.can_inject():
+        raise CheckSkipped("no simulated endpoint to slow down (run against the driver's simulator)")
+    kind = _fault_action(s)
+    s.run(kind, "before the fault")
+    timeouts = [float(t.timeout) for t in s.transports() if isinstance(getattr(t, "timeout", None), (int, float))]
+    # Just over the transport timeout, so that the late reply arrives while the recovery action runs: a driver that
+    # did not drop the connection after the timeout would read it as the answer to its next question.
+    delay = 1.5 * max(timeouts) if timeouts else s.wait_bound
+    s.endpoint.inject("slow", delay=delay)
+    t0 = time.monotonic()
+    try:
+        status = s.start(kind)
+        done, exc = s.wait(status, s.wait_bound, s.describe_action(kind))
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CheckFailed(f"with a slow reply, {s.describe_action(kind)} raised {_one_line(exc)}") from None
+    finally:
+        s.clear_faults()
+    took = time.monotonic() - t0
+    if not done:
+        raise CheckFailed(s._hang_message(f"with a reply {delay:g} s late, the Status of {s.describe_action(kind)}")
+                          + " (and give every request a timeout: labloop_devices.tcp.LineTransport)")
+    s.run(kind, "after a slow reply, the next action")
+    ended = f"failed ({type(exc).__name__})" if exc is not None else "succeeded"
+    return f"with a reply {delay:g} s late the Status {ended} in {took:.2f} s; the next {kind} succeeded"
+
+
+@check("reconnect", "after the endpoint drops the connection (idle or mid-request), the device works again")
+def _reconnect(s: Subject) -> str:
+    transports = s.transports()
+    drop = getattr(s.endpoint, "drop_clients", None)
+    if not transports and not callable(drop):
+        raise CheckSkipped("no transport (device.transports()) and no endpoint: nothing to reconnect")
+    kind = _fault_action(s)
+    s.run(kind, "before the drop")
+    if callable(drop):
+        drop()
+        how = "the endpoint dropped its clients"
+    else:
+        for t in transports:
+            t.sever()
+        how = "the connections were cut"
+    time.sleep(0.05)
+    try:
+        s.run(kind, f"after {how}")
+    except CheckFailed as cf:
+        raise CheckFailed(f"{cf} (fix: detect the dropped connection and reconnect before the next request, as "
+                          "labloop_devices.tcp.LineTransport does)") from None
+    msg = f"{how}; the next {kind} reconnected and succeeded"
+    if s.can_inject():
+        s.endpoint.inject("disconnect")
+        try:
+            status = s.start(kind)
+            done, _ = s.wait(status, s.wait_bound, s.describe_action(kind))
+        except CheckFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise CheckFailed(f"when the endpoint hung up mid-request, {s.describe_action(kind)} raised "
+                              f"{_one_line(exc)} instead of failing its Status") from None
+        finally:
+            s.clear_faults()
+        if not done:
+            raise CheckFailed(s._hang_message(f"when the endpoint hung up mid-request, the Status of "
+                                              f"{s.describe_action(kind)}"))
+        s.run(kind, "after a hang-up mid-request, the next action")
+        msg += "; after a hang-up mid-request too"
+    return msg
+
+
+# -- running ---------------------------------------------------------------------------------------------------------
+def _run_one(chk: Check, subject: Subject, bound: float) -> CheckResult:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["message"] = chk.fn(subject)
+            box["outcome"] = "pass"
+        except CheckSkipped as exc:
+            box.update(outcome="skip", message=str(exc))
+        except CheckFailed as exc:
+            box.update(outcome="fail", message=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a device bug must become a failed check, not a crash
+            box.update(outcome="fail", message=f"the device raised {_one_line(exc)} (fix: a device reports errors "
+                                               "as LabloopError / failed Statuses, never as unexpected exceptions)")
+
+    t0 = time.monotonic()
+    worker = threading.Thread(target=target, name=f"conformance-{chk.name}", daemon=True)
+    worker.start()
+    worker.join(bound)
+    took = time.monotonic() - t0
+    if worker.is_alive():
+        return CheckResult(chk.name, "fail", f"the check did not finish within {bound:g} s: a device call blocks "
+                           "(fix: never block in describe/read/set/trigger/stop/health; do the work in a Status "
+                           "with a timeout)", took)
+    return CheckResult(chk.name, box["outcome"], box["message"], took)
+
+
+def _select(only: Iterable[str] | None) -> list[Check]:
+    if not only:
+        return list(CHECKS)
+    only = list(only)
+    unknown = [n for n in only if n not in check_names()]
+    if unknown:
+        raise LabloopError(f"unknown conformance check(s) {unknown}", f"use some of: {', '.join(check_names())}")
+    return [c for c in CHECKS if c.name in only]
+
+
+def run_conformance(device: Any, *, endpoint: Any = None, timeout: float | None = None, grace: float = 1.0,
+                    only: Iterable[str] | None = None, hints: Mapping[str, Any] | None = None,
+                    target: str | None = None) -> Report:
+    """Run the checks on a constructed device (and its simulated endpoint, if any); never raises for a bad device."""
+    declared = timeout if timeout is not None else getattr(device, "default_timeout", None)
+    all_hints: dict[str, Any] = {}
+    hint_fn = getattr(device, "conformance_hints", None)
+    if callable(hint_fn):
+        all_hints.update(hint_fn())
+    all_hints.update(hints or {})
+    subject = Subject(device, endpoint, float(declared) if declared else DEFAULT_TIMEOUT, grace,
+                      bool(declared), all_hints)
+    bound = 4 * subject.wait_bound + 5.0
+    report = Report(target or subject.name)
+    for chk in _select(only):
+        report.results.append(_run_one(chk, subject, bound))
+        subject.clear_faults()
+    return report
+
+
+def _load_target(target: Any) -> tuple[Any, str]:
+    if isinstance(target, str):
+        return plugins.load(target, "labloop.devices"), target
+    return target, getattr(target, "__qualname__", type(target).__name__)
+
+
+def check_device(target: Any, config: Mapping[str, Any] | None = None, *, simulator: bool = True,
+                 timeout: float | None = None, grace: float = 1.0, only: Iterable[str] | None = None,
+                 name: str = "dut") -> Report:
+    """Build a driver and run the checks on it.
+
+    ``target``: a ``module:attr`` path or ``labloop.devices`` entry point name, a device class/factory, or a
+    device. ``config``: constructor options (``simulator_options``: options of the simulated endpoint). When the
+    driver declares a ``simulator`` (``module:attr`` of an endpoint) and ``config`` names no ``host``, the endpoint
+    is started on loopback and the driver pointed at it; ``simulator=False`` never starts one.
+    """
+    _select(only)  # unknown check names are a usage error, before anything is built
+    obj, label = _load_target(target)
+    config = dict(config or {})
+    sim_options = dict(config.pop("simulator_options", None) or {})
+    if not inspect.isclass(obj) and (isinstance(obj, bp.Readable) or not callable(obj)):
+        return run_conformance(obj, timeout=timeout, grace=grace, only=only, target=label)
+    endpoint = None
+    sim_ref = getattr(obj, "simulator", None)
+    if simulator and isinstance(sim_ref, str) and "host" not in config:
+        endpoint_cls = plugins.load(sim_ref, "labloop.simulators")
+        endpoint = endpoint_cls(**sim_options)
+        endpoint.start()
+        config = {**endpoint.connection_kwargs(), **config}
+    device = None
+    try:
+        try:
+            device = obj(name=config.pop("name", name), **config)
+        except Exception as exc:  # noqa: BLE001 - a driver that cannot be built fails the first check, readably
+            return Report(label, [CheckResult("construct", "fail", f"{label}(**config) raised {_one_line(exc)} "
+                                              "(fix: check the config keys against the driver's constructor; a "
+                                              "constructor must not touch the hardware)")])
+        report = run_conformance(device, endpoint=endpoint, timeout=timeout, grace=grace, only=only, target=label)
+        report.results.insert(0, CheckResult("construct", "pass", f"built {type(device).__name__}"
+                                             + (f" against its simulator {sim_ref}" if endpoint else "")))
+        return report
+    finally:
+        disconnect = getattr(device, "disconnect", None)
+        if callable(disconnect):
+            try:
+                disconnect()
+            except Exception:  # noqa: BLE001
+                pass
+        if endpoint is not None:
+            endpoint.close()
