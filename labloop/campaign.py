@@ -7,18 +7,16 @@ store holds, so the store stays the only truth.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import LabloopError, PluginError, SpecError
-from .executor import StepFailed, TrialContext, TrialExecutor
 from .lab import Lab, build_lab, check_against_lab
 from .objectives import TrialData, load_objective
 from .spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
-from .stopping import StopDecision, check
+from .stopping import StopDecision
 from .store import Store
 from .store.schema import Campaign, Trial, utcnow
 from .strategy.base import Observation, Strategy
@@ -78,22 +76,24 @@ def prepare(path: str | Path, time_scale: float | None = None) -> Prepared:
 
 
 def observations(trials: list[Trial]) -> list[Observation]:
-    """What the strategy learns from: finished trials (done with values, or failed)."""
+    """What the strategy learns from: finished trials (done with values; failed, and rejected by an operator, as
+    failures, so the feasibility model learns where not to go and nothing rejected is proposed again)."""
     out = []
     for t in trials:
         if t.state == "done":
             out.append(Observation(dict(t.params), dict(t.values or {})))
-        elif t.state == "failed":
+        elif t.state in ("failed", "rejected"):
             out.append(Observation(dict(t.params), dict(t.values or {}), failed=True, reason=t.failure_reason))
     return out
 
 
 def pending(trials: list[Trial]) -> list[dict[str, Any]]:
-    return [dict(t.params) for t in trials if t.state in ("proposed", "approved", "running", "measured")]
+    return [dict(t.params) for t in trials if t.state in ("proposed", "approved", "running", "measured", "interrupted")]
 
 
 class CampaignRunner:
-    """The sequential closed loop (one trial at a time) over one lab and one RunEngine."""
+    """The closed loop over one lab: a :class:`~labloop.scheduler.Scheduler` runs trials (in parallel where the lab
+    allows); this class creates or resumes the stored campaign and turns measured trials into objective values."""
 
     def __init__(self, prepared: Prepared, store: Store, campaign: Campaign, observer: Observer | None = None):
         if prepared.lab is None:
@@ -103,7 +103,6 @@ class CampaignRunner:
         self.store = store
         self.campaign = campaign
         self.observer = observer or (lambda kind, data: None)
-        self.executor = TrialExecutor(self.spec, prepared.lab, store)
 
     @classmethod
     def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None) -> "CampaignRunner":
@@ -112,41 +111,32 @@ class CampaignRunner:
             store.audit(campaign.id, "campaign.lab", {"time_scale": prepared.spec.lab.time_scale})
         return cls(prepared, store, campaign, observer)
 
-    def run(self) -> StopDecision:
-        cid = self.campaign.id
-        while True:
-            trials = self.store.trials(cid)
-            decision = check(self.spec, trials, self.campaign.created_at)
-            if decision is not None:
-                self.store.finish_campaign(cid, "finished", decision.reason)
-                self.observer("stopped", {"decision": decision})
-                return decision
-            t0 = time.perf_counter()
-            proposal = self.p.strategy.ask(1, observations(trials), pending(trials))[0]
-            ask_s = time.perf_counter() - t0
-            info = {**proposal.info, "ask_seconds": ask_s}
-            trial = self.store.add_trial(cid, proposal.params, proposal.source, info, self.campaign.uid[:8])
-            self.observer("proposed", {"trial": trial})
-            self.run_trial(trial)
+    @classmethod
+    def resume(cls, store: Store, campaign: Campaign, time_scale: float | None = None,
+               observer: Observer | None = None) -> tuple["CampaignRunner", list[Any]]:
+        """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials."""
+        from .recovery import plan_resumptions
 
-    def run_trial(self, trial: Trial, start_step: int = 0) -> Trial:
-        """Run a stored trial's workflow, evaluate its objectives and commit the outcome."""
-        assert self.p.lab is not None
-        self.store.update_trial(trial.id, state="running", started_at=utcnow())
-        ctx = TrialContext(self.campaign.id, self.campaign.uid, self.campaign.name, trial.id, trial.number,
-                           trial.sample_id, dict(trial.params), self.p.lab.sample_entry)
-        if start_step == 0:
-            self.store.locate_sample(self.campaign.id, trial.sample_id, ctx.location, trial.id)
-        try:
-            self.executor.run(ctx, start_step,
-                              on_step=lambda i, s: self.observer("step", {"trial": trial, "index": i, "step": s}))
-        except StepFailed as exc:
-            self.store.update_trial(trial.id, state="failed", finished_at=utcnow(),
-                                    failure_reason=f"{exc.step.label}: {exc.reason}")
-            done = self.store.trial(trial.id)
-            self.observer("finished", {"trial": done})
-            return done
-        self.store.update_trial(trial.id, state="measured")
+        if time_scale is None:
+            lab_audit = [a for a in store.audit_log(campaign.id) if a.action == "campaign.lab"]
+            time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
+        prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale)
+        runner = cls(prepared, store, campaign, observer)
+        assert prepared.lab is not None
+        stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}
+        resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations)
+        store.update_campaign(campaign.id, state="running", control="run", note=None, finished_at=None,
+                              stop_reason=None)
+        store.audit(campaign.id, "campaign.resume", {"trials": [r.trial.number for r in resumptions]})
+        return runner, resumptions
+
+    def run(self, resumptions: list[Any] | None = None) -> StopDecision:
+        from .scheduler import Scheduler
+
+        return Scheduler(self, resumptions).run()
+
+    def finish_measured(self, trial: Trial) -> Trial:
+        """Evaluate a measured trial's objectives from its stored documents and commit the outcome."""
         values, reason = self.evaluate(trial)
         if reason is None:
             self.store.update_trial(trial.id, state="done", values=values, finished_at=utcnow())

@@ -1,13 +1,13 @@
-"""Run one trial's workflow, step by step, as bluesky plans on a RunEngine, committing as it goes.
+"""Run one step of a trial as a bluesky plan on a RunEngine, committing around it.
 
-Order of commits for each step: step start -> (documents while the run goes) -> step end. The trial's current
-step and the sample's location are in the store before the next physical action, so a crash leaves a record that
-says exactly which step was running.
+Order of commits for a step: step start (with the device doing it) -> documents while the run goes -> step end ->
+the sample's new location. All of it is in the store before the next physical action, so a crash leaves a record
+that says exactly which step was running where. One executor owns one RunEngine; a lab running trials in
+parallel has one executor per worker thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,8 +41,8 @@ class TrialContext:
 class StepFailed(Exception):
     """A step ended in error; ``reason`` is what the operator reads in status and exports."""
 
-    def __init__(self, step: StepSpec, index: int, reason: str):
-        self.step, self.index, self.reason = step, index, reason
+    def __init__(self, step: StepSpec, index: int, reason: str, device: str | None = None):
+        self.step, self.index, self.reason, self.device = step, index, reason, device
         super().__init__(f"step {index} ({step.label}) failed: {reason}")
 
 
@@ -61,8 +61,8 @@ def describe_failure(exc: BaseException) -> str:
         if nested is None or nested is inner:
             break
         inner = nested
-    if isinstance(inner, (StatusTimeoutError,)):
-        return f"timeout: {inner}"
+    if isinstance(inner, (StatusTimeoutError, TimeoutError)):
+        return f"timeout: {inner or 'the device did not finish in time'}"
     if isinstance(inner, UnknownStatusFailure):
         return "device reported failure without a reason"
     if isinstance(inner, LabloopError):
@@ -71,7 +71,7 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def recipes_for(spec: CampaignSpec, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Group a trial's parameters by the device they are sent to: ``{device: {field: value}}``."""
+    """Group a trial's parameters by the device or station kind they are sent to: ``{target: {field: value}}``."""
     out: dict[str, dict[str, Any]] = {}
     for name, (dev, fld) in setpoint_targets(spec).items():
         if name in params:
@@ -80,47 +80,56 @@ def recipes_for(spec: CampaignSpec, params: dict[str, Any]) -> dict[str, dict[st
 
 
 class TrialExecutor:
-    """Executes workflows against one lab with one RunEngine (one executor per worker thread)."""
+    """Executes steps against one lab with one RunEngine."""
 
     def __init__(self, spec: CampaignSpec, lab: Lab, store: Store, run_engine: RunEngine | None = None):
         self.spec, self.lab, self.store = spec, lab, store
         self.RE = run_engine or RunEngine(context_managers=[])
+        self.time_scale = spec.lab.time_scale if spec.lab else 1.0
 
-    def run(self, ctx: TrialContext, start_step: int = 0,
-            on_step: Callable[[int, StepSpec], None] | None = None) -> None:
-        """Run steps ``start_step..`` of the workflow; raise :class:`StepFailed` on the first failing step."""
-        recipes = recipes_for(self.spec, ctx.params)
-        for index in range(start_step, len(self.spec.workflow)):
-            step = self.spec.workflow[index]
-            if on_step:
-                on_step(index, step)
-            step_id = self.store.start_step(ctx.trial_id, index, step.label, step.kind)
-            writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
-            md = {
-                "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
-                "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": step.label, "step_index": index,
-                **ctx.extra_md,
-            }
-            try:
-                plan, new_location = self._plan(step, ctx, recipes)
-                self.RE(plans.tagged(plan, md), writer)
-            except Exception as exc:  # noqa: BLE001 - any device/plan error fails this step, not the campaign
-                writer.flush()
-                reason = describe_failure(exc)
-                self.store.finish_step(step_id, "failed", writer.run_uid, reason)
-                raise StepFailed(step, index, reason) from exc
-            self.store.finish_step(step_id, "done", writer.run_uid)
-            if new_location is not None:
-                ctx.location = new_location
-                self.store.locate_sample(ctx.campaign_id, ctx.sample_id, new_location, ctx.trial_id)
-
-    def _plan(self, step: StepSpec, ctx: TrialContext, recipes: dict[str, dict[str, Any]]):
+    def run_step(self, ctx: TrialContext, index: int, device: str | None = None, destination: str | None = None,
+                 attempt: int = 1) -> None:
+        """Run workflow step ``index`` for ``ctx`` on ``device`` (a processing step) or to ``destination`` (a
+        transfer); raise :class:`StepFailed` when it ends in error. Updates ``ctx.location`` after a transfer."""
+        step = self.spec.workflow[index]
+        actor = step.robot if step.kind == "transfer" else (device or step.device)
+        step_id = self.store.start_step(ctx.trial_id, index, step.label, step.kind, attempt, actor)
+        writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
+        md = {
+            "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
+            "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": step.label, "step_index": index,
+            "attempt": attempt, **ctx.extra_md,
+        }
+        timeout = step.timeout / self.time_scale if step.timeout else None
+        try:
+            if step.kind == "transfer":
+                dest = destination or step.to or ""
+                move = Move(ctx.sample_id, ctx.location, dest)
+                plan = plans.transfer(self.lab[step.robot], move, self.lab.devices.get(ctx.location),
+                                      self.lab.devices.get(dest), timeout)
+            elif step.kind == "synthesize":
+                recipe = recipes_for(self.spec, ctx.params).get(step.device or "", {})
+                plan = plans.synthesize(self.lab[actor], recipe, timeout)
+            else:
+                plan = plans.measure(self.lab[actor], timeout)
+            self.RE(plans.tagged(plan, md), writer)
+        except Exception as exc:  # noqa: BLE001 - any device/plan error fails this step, not the campaign
+            writer.flush()
+            reason = describe_failure(exc)
+            if reason.startswith("timeout"):
+                _stop_quietly(self.lab.devices.get(actor or ""))  # a hung device must be free for the retry
+            self.store.finish_step(step_id, "failed", writer.run_uid, reason)
+            raise StepFailed(step, index, reason, actor) from exc
+        self.store.finish_step(step_id, "done", writer.run_uid)
         if step.kind == "transfer":
-            from_dev = self.lab.devices.get(ctx.location)
-            to_dev = self.lab.devices.get(step.to)
-            move = Move(ctx.sample_id, ctx.location, step.to or "")
-            return plans.transfer(self.lab[step.robot], move, from_dev, to_dev), step.to
-        device = self.lab[step.device]
-        if step.kind == "synthesize":
-            return plans.synthesize(device, recipes.get(step.device, {})), None
-        return plans.measure(device), None
+            ctx.location = destination or step.to or ""
+            self.store.locate_sample(ctx.campaign_id, ctx.sample_id, ctx.location, ctx.trial_id)
+
+
+def _stop_quietly(device: Any) -> None:
+    stop = getattr(device, "stop", None)
+    if callable(stop):
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - best effort: the step has failed already
+            pass

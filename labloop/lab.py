@@ -117,38 +117,85 @@ def setpoint_targets(spec: CampaignSpec) -> dict[str, tuple[str, str]]:
     return targets
 
 
+def station_kinds(spec: CampaignSpec, lab: Lab) -> dict[str, list[str]]:
+    """Station kind -> interchangeable devices: the lab section's ``stations``, plus every device as its own kind."""
+    kinds: dict[str, list[str]] = {name: [name] for name in lab.devices}
+    if spec.lab is not None:
+        for kind, devices in spec.lab.stations.items():
+            kinds[kind] = list(devices)
+    return kinds
+
+
 def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
-    """Check the workflow and parameter bounds against what the lab's devices declare, before anything moves."""
+    """Check the workflow and parameter bounds against what the lab's devices declare, before anything moves:
+    unknown devices or station kinds, unreachable positions, a workflow that revisits a station kind (a cycle that
+    can deadlock a full lab), contradictory policies, and bounds outside device limits."""
     problems: list[str] = []
+    kinds = station_kinds(spec, lab)
+    if spec.lab is not None:
+        for kind, devices in spec.lab.stations.items():
+            for d in devices:
+                if d not in lab.devices:
+                    problems.append(f"{source}: lab.stations.{kind}: the lab has no device '{d}' "
+                                    f"(it has {sorted(lab.devices)})")
+    visits: list[tuple[frozenset[str], int]] = []
+    current: frozenset[str] = frozenset()
     for i, step in enumerate(spec.workflow):
-        for attr in ("device", "robot") if step.kind == "transfer" else ("device",):
-            name = getattr(step, attr)
-            if name and name not in lab.devices:
-                problems.append(f"{source}: workflow[{i}].{attr}: the lab has no device '{name}' "
-                                f"(it has {sorted(lab.devices)})")
-        if step.kind == "transfer" and step.robot in lab.devices:
-            reach = tuple(getattr(lab.devices[step.robot], "positions", ()))
-            if step.to not in reach:
-                problems.append(f"{source}: workflow[{i}].to: robot '{step.robot}' cannot reach '{step.to}' "
-                                f"(reaches {list(reach)})")
+        target = step.to if step.kind == "transfer" else step.device
+        where = "to" if step.kind == "transfer" else "device"
+        if step.kind != "transfer" and target not in kinds:
+            problems.append(f"{source}: workflow[{i}].device: the lab has no device or station kind '{target}' "
+                            f"(devices: {sorted(lab.devices)}; kinds: {sorted(spec.lab.stations) if spec.lab else []})")
+            continue
+        if step.kind == "transfer":
+            robot = lab.devices.get(step.robot)
+            if robot is None:
+                problems.append(f"{source}: workflow[{i}].robot: the lab has no device '{step.robot}'")
+                continue
+            reach = tuple(getattr(robot, "positions", ()))
+            for pos in kinds.get(target or "", [target]):
+                if pos not in reach:
+                    problems.append(f"{source}: workflow[{i}].to: robot '{step.robot}' cannot reach '{pos}' "
+                                    f"(reaches {list(reach)}) (fix: teach the position or change the workflow)")
+        if target in kinds:  # a visit to a station group (places, such as storage, never cycle)
+            group = frozenset(kinds[target])
+            if group != current:
+                earlier = next((j for g, j in visits if g & group), None)
+                if earlier is not None:
+                    problems.append(f"{source}: workflow[{i}].{where}: the workflow returns to '{target}' (already "
+                                    f"used at step {earlier}): a cycle can deadlock a full lab (fix: use another "
+                                    f"station kind for the second visit)")
+                visits.append((group, i))
+                current = group
+        if step.retries >= spec.scheduling.quarantine_after and step.kind != "transfer":
+            problems.append(f"{source}: workflow[{i}].retries ({step.retries}) must be below "
+                            f"scheduling.quarantine_after ({spec.scheduling.quarantine_after}): otherwise one bad "
+                            f"sample's retries take the station out of service")
+    if spec.scheduling.mode == "batch" and spec.strategy.batch_size < 2:
+        problems.append(f"{source}: scheduling.mode is 'batch' but strategy.batch_size is "
+                        f"{spec.strategy.batch_size} (fix: set batch_size to the batch you want, or use 'sequential')")
     bounds = _parameter_bounds(spec)
     index = {n: i for i, n in enumerate(p.name for p in spec.parameters)}
     for pname, (dev, fld) in setpoint_targets(spec).items():
         where = f"{source}: parameters[{index.get(pname, '?')}]"
-        device = lab.devices.get(dev)
-        if device is None:
+        devices = kinds.get(dev)
+        if not devices:
             problems.append(f"{where}.setpoint: the lab has no device '{dev}'")
             continue
-        limits = getattr(device, "limits", {}) or {}
-        if fld not in limits:
-            problems.append(f"{where}: device '{dev}' has no setpoint '{fld}' (it has {sorted(limits)})")
-            continue
-        b = bounds.get(pname)
-        lo, hi = limits[fld]
-        if b is not None and (b[0] < lo or b[1] > hi):
-            problems.append(
-                f"{where}: bounds [{b[0]:g}, {b[1]:g}] of '{pname}' exceed the limits of {dev}.{fld} "
-                f"[{lo:g}, {hi:g}] (fix: keep the bounds within the device limits)"
-            )
+        for dname in devices:
+            device = lab.devices.get(dname)
+            if device is None:
+                continue
+            limits = getattr(device, "limits", {}) or {}
+            if fld not in limits:
+                problems.append(f"{where}: device '{dname}' has no setpoint '{fld}' (it has {sorted(limits)})")
+                continue
+            b = bounds.get(pname)
+            lo, hi = limits[fld]
+            if b is not None and (b[0] < lo or b[1] > hi):
+                problems.append(
+                    f"{where}: bounds [{b[0]:g}, {b[1]:g}] of '{pname}' exceed the limits of {dname}.{fld} "
+                    f"[{lo:g}, {hi:g}] (fix: keep the bounds within the device limits)"
+                )
     if problems:
         raise SpecError("\n".join(problems))

@@ -277,6 +277,22 @@ class StrategySpec(_Model):
     options: dict[str, Any] = Field(default_factory=dict, description="Strategy-specific options.")
 
 
+# --------------------------------------------------------------------------------------------------- scheduling
+class SchedulingSpec(_Model):
+    """How trials share the lab."""
+
+    mode: Literal["async", "batch", "sequential"] = Field(
+        "async",
+        description="async: a new trial starts whenever a first-step station frees (in-flight trials are pending "
+        "points); batch: propose strategy.batch_size points, run them all, then propose again; sequential: one "
+        "trial at a time.",
+    )
+    approval: bool = Field(False, description="Proposals wait for `labloop approve` / `labloop reject`.")
+    quarantine_after: int = Field(
+        3, ge=1, description="Take a station out of service after this many consecutive failed steps."
+    )
+
+
 # --------------------------------------------------------------------------------------------------- lab
 class DeviceSpec(_Model):
     """A device of the lab given by its driver (entry point in 'labloop.devices' or 'module:attr')."""
@@ -294,6 +310,14 @@ class LabSpec(_Model):
     options: dict[str, Any] = Field(default_factory=dict, description="Options for the simulator (noise, seed, ...).")
     devices: dict[str, DeviceSpec] = Field(default_factory=dict, description="Real drivers by device name.")
     time_scale: float = Field(1.0, gt=0, description="Simulated devices run this many times faster than real time.")
+    stations: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Station kinds: kind -> interchangeable devices (e.g. deposition: [chamber1, chamber2]). "
+        "Workflow steps may name a kind instead of a device. Every device is also a kind of its own.",
+    )
+    suspenders: list["SuspenderSpec"] = Field(
+        default_factory=list, description="Conditions that pause every run while a monitored signal is out of band."
+    )
 
     @model_validator(mode="after")
     def _something(self) -> "LabSpec":
@@ -302,14 +326,53 @@ class LabSpec(_Model):
         return self
 
 
+class SuspenderSpec(_Model):
+    """Pause runs while ``signal`` (as 'device.component') is outside [low, high]; resume when it is back."""
+
+    signal: str = Field(description="The monitored signal, e.g. 'chamber.chamber_pressure'.")
+    low: float | None = Field(None, description="Lowest acceptable value.")
+    high: float | None = Field(None, description="Highest acceptable value.")
+    resume_after: float = Field(0.0, ge=0, description="Seconds the value must be back in band before resuming.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SuspenderSpec":
+        if self.low is None and self.high is None:
+            raise ValueError("give low, high or both")
+        if self.low is not None and self.high is not None and self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if "." not in self.signal:
+            raise ValueError(f"signal '{self.signal}' must be given as 'device.component'")
+        return self
+
+
+ResumePolicy = Literal["rerun", "fail"]
+DEFAULT_RESUME: dict[str, ResumePolicy] = {"transfer": "rerun", "synthesize": "fail", "measure": "rerun"}
+
+
 class StepSpec(_Model):
     """One step of a trial's workflow, executed as a bluesky plan."""
 
     kind: Literal["transfer", "synthesize", "measure"] = Field(description="What the step does.")
-    device: str | None = Field(None, description="The station or instrument (synthesize, measure).")
-    to: str | None = Field(None, description="Destination position (transfer): a device name or a named place.")
+    device: str | None = Field(
+        None, description="The station or instrument (synthesize, measure): a device name or a station kind."
+    )
+    to: str | None = Field(
+        None, description="Destination (transfer): a named place, a device, or the station kind of the next step."
+    )
     robot: str = Field("robot", description="The robot doing a transfer.")
     name: str | None = Field(None, description="Step name in documents (default: kind and device).")
+    retries: int = Field(0, ge=0, le=20, description="Extra attempts after a device error or timeout.")
+    retry_backoff: float = Field(
+        60.0, ge=0, description="Simulated/device seconds before the first retry; doubles each attempt."
+    )
+    timeout: float | None = Field(
+        None, gt=0, description="Device seconds after which the step fails as a timeout (scaled by time_scale)."
+    )
+    on_resume: ResumePolicy | None = Field(
+        None,
+        description="What resume does with this step when a crash interrupted it: 'rerun' it, or 'fail' the trial "
+        "(default: rerun transfers and measurements; fail syntheses, which consumed the sample).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "StepSpec":
@@ -317,7 +380,13 @@ class StepSpec(_Model):
             raise ValueError("a transfer step needs 'to'")
         if self.kind in ("synthesize", "measure") and not self.device:
             raise ValueError(f"a {self.kind} step needs 'device'")
+        if self.kind == "synthesize" and self.on_resume == "rerun":
+            raise ValueError("a synthesis consumes its sample: on_resume 'rerun' would process it twice; use 'fail'")
         return self
+
+    @property
+    def resume_policy(self) -> ResumePolicy:
+        return self.on_resume or DEFAULT_RESUME[self.kind]
 
     @property
     def label(self) -> str:
@@ -340,6 +409,7 @@ class CampaignSpec(_Model):
     strategy: StrategySpec = Field(default_factory=StrategySpec)
     lab: LabSpec | None = Field(None, description="The lab; not needed for table replays.")
     workflow: list[StepSpec] = Field(default_factory=list, description="Steps every trial runs, in order.")
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
     seed: int = Field(0, description="Random seed for the strategy and the simulators.")
     store: str | None = Field(None, description="Store URL (default: sqlite file labloop.db in the working directory).")
     candidates: str | None = Field(None, description="CSV of candidate rows: proposals may only be rows of it.")
@@ -368,6 +438,9 @@ class CampaignSpec(_Model):
         for p in self.parameters:
             out.extend(p.components if isinstance(p, CompositionParameter) else [p.name])
         return out
+
+
+LabSpec.model_rebuild()
 
 
 # --------------------------------------------------------------------------------------------------- loading

@@ -12,9 +12,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from . import campaign_cmds  # noqa: E402
+from . import campaign_cmds, control_cmds  # noqa: E402
 
 campaign_cmds.register(app)
+control_cmds.register(app)
 
 for _name in ("replay", "devices"):
     try:

@@ -55,6 +55,17 @@ class LiveView:
                           f"{value}  [bold]{best}[/]", soft_wrap=True)
         elif kind == "stopped":
             console.print(f"[bold green]stopped:[/] {data['decision'].reason}", soft_wrap=True)
+        elif kind == "proposed" and data.get("approval"):
+            t = data["trial"]
+            console.print(f"trial {t.number:3d} [yellow]awaits approval[/]: {_fmt_params(self.spec, t.params)}  "
+                          f"(labloop approve {t.number} / labloop reject {t.number} --reason ...)", soft_wrap=True)
+        elif kind == "alert":
+            console.print(f"[bold red]alert:[/] {data['message']}", soft_wrap=True)
+        elif kind == "paused":
+            console.print(f"[yellow]paused:[/] {data['reason']} (labloop resume to continue)", soft_wrap=True)
+        elif kind == "resumed":
+            console.print("[green]resumed[/]" + (f": back in service: {', '.join(data['restored'])}"
+                                                  if data.get("restored") else ""), soft_wrap=True)
 
 
 def _store_url(option: str | None, spec: CampaignSpec | None = None) -> str:

@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import create_engine, event, func, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import __version__
 from ..errors import StoreError
-from .schema import AuditEntry, Base, Campaign, Document, ProcessPoint, Sample, Step, Trial, utcnow
+from .schema import SCHEMA_VERSION, AuditEntry, Base, Campaign, Meta, Document, ProcessPoint, Sample, Step, Trial, utcnow
 
 DEFAULT_URL = "sqlite:///labloop.db"
 TERMINAL_STATES = ("done", "failed", "rejected")
@@ -73,11 +73,27 @@ class Store:
         if is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
+            existed = inspect(self.engine).has_table("campaigns")
             Base.metadata.create_all(self.engine)
         except OperationalError as exc:
             raise StoreError(f"cannot open store '{url}': {exc.orig}",
                              "check that the database server runs and the path/URL is right") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._check_schema(existed)
+
+    def _check_schema(self, existed: bool) -> None:
+        """Refuse a store written with another schema instead of failing later in the middle of a campaign."""
+        with self.session() as s:
+            row = s.get(Meta, "schema_version")
+            if row is None and not existed:
+                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+        found = row.value if row is not None else "unknown (older)"
+        if found != str(SCHEMA_VERSION):
+            raise StoreError(
+                f"the store {self._display_url()} has schema version {found}; this labloop uses {SCHEMA_VERSION}",
+                "use a new store for new campaigns (e.g. another --store file), or the labloop version that wrote it",
+            )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -130,6 +146,22 @@ class Store:
             s.add(AuditEntry(campaign_id=campaign_id, user=_user(), action=f"campaign.{state}",
                              detail={"reason": reason}))
 
+    def set_control(self, campaign_id: int, control: str, user: str | None = None,
+                    detail: dict[str, Any] | None = None) -> None:
+        """Record an operator's request (pause/run/stop/estop); the running process acts on it."""
+        with self.session() as s:
+            s.execute(update(Campaign).where(Campaign.id == campaign_id).values(control=control))
+            s.add(AuditEntry(campaign_id=campaign_id, user=user or _user(), action=f"control.{control}",
+                             detail=to_jsonable(detail or {})))
+
+    def update_campaign(self, campaign_id: int, **fields: Any) -> None:
+        with self.session() as s:
+            s.execute(update(Campaign).where(Campaign.id == campaign_id).values(**fields))
+
+    def heartbeat(self, campaign_id: int, note: str | None = None) -> None:
+        with self.session() as s:
+            s.execute(update(Campaign).where(Campaign.id == campaign_id).values(heartbeat_at=utcnow(), note=note))
+
     # ----------------------------------------------------------------------------------------- trials
     def add_trial(self, campaign_id: int, params: dict[str, Any], source: str, info: dict[str, Any],
                   sample_prefix: str, state: str = "proposed") -> Trial:
@@ -159,9 +191,11 @@ class Store:
             return list(s.scalars(select(Trial).where(Trial.campaign_id == campaign_id).order_by(Trial.number)))
 
     # ----------------------------------------------------------------------------------------- steps
-    def start_step(self, trial_id: int, index: int, label: str, kind: str, attempt: int = 1) -> int:
+    def start_step(self, trial_id: int, index: int, label: str, kind: str, attempt: int = 1,
+                   device: str | None = None) -> int:
         with self.session() as s:
-            st = Step(trial_id=trial_id, index=index, label=label, kind=kind, state="running", attempt=attempt)
+            st = Step(trial_id=trial_id, index=index, label=label, kind=kind, state="running", attempt=attempt,
+                      device=device)
             s.add(st)
             s.execute(update(Trial).where(Trial.id == trial_id).values(current_step=index))
             s.flush()
@@ -172,9 +206,14 @@ class Store:
             s.execute(update(Step).where(Step.id == step_id)
                       .values(state=state, run_uid=run_uid, error=error, finished_at=utcnow()))
 
-    def steps(self, trial_id: int) -> list[Step]:
+    def steps(self, trial_id: int | None = None, campaign_id: int | None = None) -> list[Step]:
         with self.session() as s:
-            return list(s.scalars(select(Step).where(Step.trial_id == trial_id).order_by(Step.id)))
+            q = select(Step).order_by(Step.id)
+            if trial_id is not None:
+                q = q.where(Step.trial_id == trial_id)
+            if campaign_id is not None:
+                q = q.join(Trial, Trial.id == Step.trial_id).where(Trial.campaign_id == campaign_id)
+            return list(s.scalars(q))
 
     # ----------------------------------------------------------------------------------------- documents
     def add_documents(self, campaign_id: int, trial_id: int | None, run_uid: str,

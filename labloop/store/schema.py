@@ -22,6 +22,17 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+SCHEMA_VERSION = 2
+
+
+class Meta(Base):
+    """Key/value facts about the store itself (its schema version)."""
+
+    __tablename__ = "labloop_meta"
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+
+
 class Campaign(Base):
     __tablename__ = "campaigns"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -30,8 +41,14 @@ class Campaign(Base):
     spec_text: Mapped[str] = mapped_column(Text, doc="The campaign file, verbatim.")
     spec_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of spec_text.")
     labloop_version: Mapped[str] = mapped_column(String(40))
-    state: Mapped[str] = mapped_column(String(20), default="running", doc="running | finished | stopped | failed")
+    state: Mapped[str] = mapped_column(
+        String(20), default="running", doc="running | paused | finished | stopped | estopped")
     stop_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    control: Mapped[str] = mapped_column(
+        String(20), default="run", doc="What operators asked for: run | pause | stop | estop (read by the runner).")
+    note: Mapped[str | None] = mapped_column(Text, default=None, doc="Why the campaign waits (pause, no station).")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None, doc="Last sign of life of the process running it.")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
@@ -65,6 +82,7 @@ class Step(Base):
     label: Mapped[str] = mapped_column(String(120))
     kind: Mapped[str] = mapped_column(String(20))
     state: Mapped[str] = mapped_column(String(20), doc="running | done | failed | interrupted")
+    device: Mapped[str | None] = mapped_column(String(80), default=None, doc="The device that did the step.")
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     run_uid: Mapped[str | None] = mapped_column(String(36), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,0 +1,61 @@
+"""Resume after a crash (even ``kill -9``) or an emergency stop, from what the store holds.
+
+The store says, for every unfinished trial, which steps ended and which one was running. Each step kind declares
+what resume does with a step that was cut short (``StepSpec.resume_policy``): a measurement or a transfer is run
+again; a synthesis consumed its sample, so the trial fails with that reason instead of processing the sample twice.
+A trial that was measured but not yet evaluated is evaluated from its stored documents; a trial that never started
+starts. Nothing finished is run again, and no trial number is created twice (numbers come from the store).
+"""
+
+from __future__ import annotations
+
+from .scheduler import Resumption
+from .spec import CampaignSpec
+from .store import Store
+from .store.schema import Campaign, utcnow
+
+
+def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry: str,
+                     stations: set[str]) -> list[Resumption]:
+    """Settle every unfinished trial: mark cut-short steps, fail what must not repeat, and say where the others
+    pick up. ``stations`` are the devices a sample can sit in (the trial reserves it again before moving)."""
+    locations = {s.sample_id: s.location for s in store.samples(campaign.id)}
+    out: list[Resumption] = []
+    for t in store.trials(campaign.id):
+        if t.state in ("done", "failed", "rejected"):
+            continue
+        if t.state == "proposed" and spec.scheduling.approval:
+            continue  # still waits for an operator; the scheduler launches it once approved
+        if t.state == "measured":
+            out.append(Resumption(t, len(spec.workflow), locations.get(t.sample_id, entry), None, evaluate_only=True))
+            continue
+        steps = store.steps(t.id)
+        start = 0
+        if steps:
+            last = steps[-1]
+            step = spec.workflow[last.index]
+            if last.state in ("running", "interrupted") or (last.state == "failed" and t.state == "interrupted"):
+                if last.state == "running":
+                    store.finish_step(last.id, "interrupted", last.run_uid, "cut short by a crash")
+                if step.resume_policy == "fail":
+                    store.update_trial(t.id, state="failed", finished_at=utcnow(),
+                                       failure_reason=f"{step.label}: interrupted while running; the {step.kind} "
+                                                      f"consumed sample {t.sample_id}, so it is not repeated")
+                    continue
+                start = last.index
+            elif last.state == "done":
+                start = last.index + 1
+            else:  # the step failed and the crash came before the trial was marked failed
+                store.update_trial(t.id, state="failed", finished_at=utcnow(),
+                                   failure_reason=f"{step.label}: {last.error}")
+                continue
+        location = locations.get(t.sample_id, entry)
+        held = location if location in stations else None
+        if start >= len(spec.workflow):
+            store.update_trial(t.id, state="measured")
+            out.append(Resumption(t, start, location, held, evaluate_only=True))
+        else:
+            out.append(Resumption(t, start, location, held))
+        store.audit(campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location},
+                    user="labloop")
+    return out

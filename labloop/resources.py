@@ -1,0 +1,190 @@
+"""Shared lab resources: interchangeable stations by kind, and the robot, with reservations and quarantine.
+
+One condition variable guards all of it, so a waiter can never miss the wake-up of a release. A trial holds at most
+one station at a time (it reserves the next before the robot moves the sample, and frees the previous once the
+sample has left), the robot is held only for a single move and never while waiting for a station, and places
+(racks, storage) always have room, so the samples in a lab whose workflow visits each kind once always drain:
+no deadlock even when every station is full. Robot requests that empty a station go first, so a bottleneck
+station never waits for the robot behind a move that could have waited.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class NoStationLeft(Exception):
+    """Every station of a kind is out of service: the campaign must pause until an operator fixes one."""
+
+    def __init__(self, kind: str, detail: str):
+        self.kind, self.detail = kind, detail
+        super().__init__(f"no '{kind}' station in service ({detail})")
+
+
+class Cancelled(Exception):
+    """A wait was abandoned because the campaign is stopping (emergency stop)."""
+
+
+@dataclass
+class StationState:
+    kind: str
+    holder: int | None = None  # trial id
+    in_service: bool = True
+    consecutive_failures: int = 0
+    reason: str = ""
+    busy_since: float | None = None
+    busy_seconds: float = 0.0
+
+
+@dataclass(order=True)
+class _RobotRequest:
+    priority: int
+    seq: int
+    trial: int = field(compare=False)
+
+
+class LabResources:
+    """Station reservations by kind, station health, and the robot's priority lock."""
+
+    def __init__(self, kinds: dict[str, list[str]], quarantine_after: int,
+                 on_quarantine: Callable[[str, str], None] | None = None):
+        self.cond = threading.Condition()
+        self.kinds = {k: list(v) for k, v in kinds.items()}
+        self.stations: dict[str, StationState] = {}
+        for kind, devices in self.kinds.items():
+            for d in devices:
+                self.stations.setdefault(d, StationState(kind))
+        self.quarantine_after = quarantine_after
+        self.on_quarantine = on_quarantine or (lambda device, reason: None)
+        self.cancelled = threading.Event()
+        self._robot_holder: int | None = None
+        self._robot_queue: list[_RobotRequest] = []
+        self._seq = itertools.count()
+        self.waiting: dict[int, str] = {}  # trial -> kind it waits for
+
+    # ------------------------------------------------------------------ stations
+    def devices_of(self, kind: str) -> list[str]:
+        return self.kinds.get(kind, [])
+
+    def free(self, kind: str) -> list[str]:
+        with self.cond:
+            return [d for d in self.devices_of(kind) if self.stations[d].in_service and self.stations[d].holder is None]
+
+    def in_service(self, kind: str) -> list[str]:
+        with self.cond:
+            return [d for d in self.devices_of(kind) if self.stations[d].in_service]
+
+    def _out_detail(self, kind: str) -> str:
+        return "; ".join(f"{d}: {self.stations[d].reason or 'out of service'}" for d in self.devices_of(kind))
+
+    def reserve(self, kind: str, trial: int, device: str | None = None) -> str:
+        """Block until a station of ``kind`` (or exactly ``device``) is free and in service; hold it for ``trial``."""
+        with self.cond:
+            self.waiting[trial] = kind
+            try:
+                while True:
+                    if self.cancelled.is_set():
+                        raise Cancelled()
+                    candidates = [device] if device else self.devices_of(kind)
+                    if not any(self.stations[d].in_service for d in candidates):
+                        raise NoStationLeft(kind, self._out_detail(kind))
+                    for d in candidates:
+                        st = self.stations[d]
+                        if st.in_service and (st.holder is None or st.holder == trial):
+                            st.holder = trial
+                            return d
+                    self.cond.wait(0.5)
+            finally:
+                self.waiting.pop(trial, None)
+                self.cond.notify_all()
+
+    def release(self, device: str, trial: int) -> None:
+        with self.cond:
+            st = self.stations.get(device)
+            if st is not None and st.holder == trial:
+                st.holder = None
+                self.cond.notify_all()
+
+    def release_all(self, trial: int) -> None:
+        with self.cond:
+            for st in self.stations.values():
+                if st.holder == trial:
+                    st.holder = None
+            self.cond.notify_all()
+
+    def record(self, device: str, ok: bool, reason: str = "") -> bool:
+        """Count a step's outcome on ``device``; True when this failure took the station out of service."""
+        with self.cond:
+            st = self.stations.get(device)
+            if st is None:
+                return False
+            if ok:
+                st.consecutive_failures = 0
+                return False
+            st.consecutive_failures += 1
+            if st.in_service and st.consecutive_failures >= self.quarantine_after:
+                st.in_service = False
+                st.reason = f"quarantined after {st.consecutive_failures} consecutive failures (last: {reason})"
+                self.cond.notify_all()
+                quarantined = True
+            else:
+                quarantined = False
+        if quarantined:
+            self.on_quarantine(device, st.reason)
+        return quarantined
+
+    def restore(self, device: str | None = None) -> list[str]:
+        """Put quarantined stations back in service (an operator fixed them); returns the ones restored."""
+        with self.cond:
+            out = []
+            for name, st in self.stations.items():
+                if (device is None or name == device) and not st.in_service:
+                    st.in_service, st.consecutive_failures, st.reason = True, 0, ""
+                    out.append(name)
+            self.cond.notify_all()
+            return out
+
+    def mark_busy(self, device: str, busy: bool) -> None:
+        """Processing time bookkeeping for utilization figures."""
+        with self.cond:
+            st = self.stations.get(device)
+            if st is None:
+                return
+            now = time.monotonic()
+            if busy:
+                st.busy_since = now
+            elif st.busy_since is not None:
+                st.busy_seconds += now - st.busy_since
+                st.busy_since = None
+
+    # ------------------------------------------------------------------ robot
+    def acquire_robot(self, trial: int, priority: int) -> None:
+        """Take the robot for one move. Lower ``priority`` goes first (0: a move that empties a station)."""
+        with self.cond:
+            req = _RobotRequest(priority, next(self._seq), trial)
+            self._robot_queue.append(req)
+            try:
+                while True:
+                    if self.cancelled.is_set():
+                        raise Cancelled()
+                    if self._robot_holder is None and min(self._robot_queue) is req:
+                        self._robot_holder = trial
+                        return
+                    self.cond.wait(0.5)
+            finally:
+                self._robot_queue.remove(req)
+
+    def release_robot(self, trial: int) -> None:
+        with self.cond:
+            if self._robot_holder == trial:
+                self._robot_holder = None
+                self.cond.notify_all()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        with self.cond:
+            self.cond.notify_all()
