@@ -15,7 +15,7 @@ from bluesky import RunEngine
 from ophyd.utils import StatusTimeoutError
 from ophyd.utils.errors import UnknownStatusFailure
 
-from . import plans
+from . import crashpoints, plans
 from .errors import LabloopError
 from .lab import Lab, setpoint_targets
 from .protocols import Move
@@ -94,6 +94,7 @@ class TrialExecutor:
         step = self.spec.workflow[index]
         actor = step.robot if step.kind == "transfer" else (device or step.device)
         step_id = self.store.start_step(ctx.trial_id, index, step.label, step.kind, attempt, actor)
+        crashpoints.reached("step_start")
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
         md = {
             "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
@@ -120,10 +121,12 @@ class TrialExecutor:
                 _stop_quietly(self.lab.devices.get(actor or ""))  # a hung device must be free for the retry
             self.store.finish_step(step_id, "failed", writer.run_uid, reason)
             raise StepFailed(step, index, reason, actor) from exc
-        self.store.finish_step(step_id, "done", writer.run_uid)
+        moved = None
         if step.kind == "transfer":
             ctx.location = destination or step.to or ""
-            self.store.locate_sample(ctx.campaign_id, ctx.sample_id, ctx.location, ctx.trial_id)
+            moved = (ctx.campaign_id, ctx.sample_id, ctx.location, ctx.trial_id)
+        self.store.finish_step(step_id, "done", writer.run_uid, moved=moved)
+        crashpoints.reached("step_end")
 
 
 def _stop_quietly(device: Any) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .scheduler import Resumption
 from .spec import CampaignSpec
 from .store import Store
-from .store.schema import Campaign, utcnow
+from .store.schema import Campaign, Trial, utcnow
 
 
 def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry: str,
@@ -41,6 +41,7 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
                     store.update_trial(t.id, state="failed", finished_at=utcnow(),
                                        failure_reason=f"{step.label}: interrupted while running; the {step.kind} "
                                                       f"consumed sample {t.sample_id}, so it is not repeated")
+                    out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
                     continue
                 start = last.index
             elif last.state == "done":
@@ -48,6 +49,7 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
             else:  # the step failed and the crash came before the trial was marked failed
                 store.update_trial(t.id, state="failed", finished_at=utcnow(),
                                    failure_reason=f"{step.label}: {last.error}")
+                out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
                 continue
         location = locations.get(t.sample_id, entry)
         held = location if location in stations else None
@@ -59,3 +61,10 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
         store.audit(campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location},
                     user="labloop")
     return out
+
+
+def _cleanup(trial: Trial, location: str, stations: set[str]) -> list[Resumption]:
+    """A failed trial whose sample still sits in a station: take it out, or that station stays blocked."""
+    if location not in stations:
+        return []
+    return [Resumption(trial, 0, location, location, cleanup_only=True)]

@@ -78,6 +78,10 @@ class LabResources:
         with self.cond:
             return [d for d in self.devices_of(kind) if self.stations[d].in_service]
 
+    def out_of_service(self, kind: str) -> str:
+        with self.cond:
+            return self._out_detail(kind)
+
     def _out_detail(self, kind: str) -> str:
         return "; ".join(f"{d}: {self.stations[d].reason or 'out of service'}" for d in self.devices_of(kind))
 

@@ -42,6 +42,7 @@ class Resumption:
     location: str
     held: str | None  # the station the sample sits in (reserved again before anything moves)
     evaluate_only: bool = False
+    cleanup_only: bool = False  # a failed trial whose sample must leave the station it blocks
 
 
 class Scheduler:
@@ -135,6 +136,9 @@ class Scheduler:
                 stopping = check(self.spec, trials, self.campaign.created_at)
                 if stopping is None and control == "stop":
                     stopping = StopDecision("operator", "stopped by operator (in-flight trials were finished)")
+                    self.paused.clear()  # in-flight trials finish their workflow
+                    if self.need_operator:
+                        self.res.cancel()  # trials waiting for a station that is gone cannot finish: interrupt
                 if stopping is None and self.estopped.is_set():
                     stopping = StopDecision("estop", "emergency stop: every device was halted; "
                                                      "interrupted trials continue after `labloop resume`")
@@ -146,7 +150,10 @@ class Scheduler:
                     self.observer("stopped", {"decision": stopping})
                     return stopping
             elif not self.paused.is_set():
-                self._propose_and_launch(trials)
+                if self.first_kind and budget_left(self.spec, trials) and not self.res.in_service(self.first_kind):
+                    self._call_operator(NoStationLeft(self.first_kind, self.res.out_of_service(self.first_kind)))
+                else:
+                    self._propose_and_launch(trials)
             now = time.monotonic()
             if now - last_beat > 1.0:
                 self.store.heartbeat(cid, self.need_operator or ("paused by operator" if self.paused.is_set() else None))
@@ -205,10 +212,13 @@ class Scheduler:
         self.store.update_campaign(self.campaign.id, state="estopped", note="emergency stop")
         self.observer("alert", {"message": "EMERGENCY STOP: all devices halted"})
 
+    def _cancelled(self) -> bool:
+        return self.estopped.is_set() or self.res.cancelled.is_set()
+
     def _wait_while_paused(self) -> None:
-        while self.paused.is_set() and not self.estopped.is_set():
+        while self.paused.is_set() and not self._cancelled():
             time.sleep(0.02)
-        if self.estopped.is_set():
+        if self._cancelled():
             raise Cancelled()
 
     def _reserve(self, kind: str, trial: Trial, device: str | None = None) -> str:
@@ -217,19 +227,20 @@ class Scheduler:
             try:
                 return self.res.reserve(kind, trial.id, device)
             except NoStationLeft as exc:
-                if self.need_operator is None:
-                    self.need_operator = (f"no '{exc.kind}' station left in service ({exc.detail}); fix one, then "
-                                          f"run `labloop resume` to put the stations back in service")
-                    self.store.update_campaign(self.campaign.id, state="paused", note=self.need_operator)
-                    self.store.set_control(self.campaign.id, "pause", user="labloop",
-                                           detail={"reason": self.need_operator})
-                    self.paused.set()
-                    self.observer("alert", {"message": self.need_operator})
+                self._call_operator(exc)
                 self.wake.set()
-                while self.paused.is_set() and not self.estopped.is_set():
-                    time.sleep(0.05)
-                if self.estopped.is_set():
-                    raise Cancelled() from None
+                self._wait_while_paused()
+
+    def _call_operator(self, exc: NoStationLeft) -> None:
+        """Pause the campaign (committed as a pause request, so `labloop resume` lifts it) with the reason."""
+        if self.need_operator is not None:
+            return
+        self.need_operator = (f"no '{exc.kind}' station left in service ({exc.detail}); fix one, then "
+                              f"run `labloop resume` to put the stations back in service")
+        self.store.update_campaign(self.campaign.id, state="paused", note=self.need_operator)
+        self.store.set_control(self.campaign.id, "pause", user="labloop", detail={"reason": self.need_operator})
+        self.paused.set()
+        self.observer("alert", {"message": self.need_operator})
 
     # ------------------------------------------------------------------ worker
     def _worker(self, trial: Trial, resumption: Resumption | None) -> None:
@@ -248,6 +259,10 @@ class Scheduler:
                 signal = getattr(self.lab[held], "sample", None)
                 if signal is not None and not signal.get():
                     signal.put(trial.sample_id)  # the sample is physically there; the new process must know
+            if resumption is not None and resumption.cleanup_only:
+                self._placed(trial)
+                self._clear_station(ex, ctx, trial, held)
+                return
             if trial.started_at is None:
                 self.store.update_trial(trial.id, state="running", started_at=utcnow())
                 self.store.locate_sample(self.campaign.id, trial.sample_id, location, trial.id)
@@ -271,7 +286,8 @@ class Scheduler:
                 self._clear_station(ex, ctx, trial, held)
         except Cancelled:
             self._placed(trial)
-            self._interrupt(trial, "emergency stop")
+            self._interrupt(trial, "emergency stop" if self.estopped.is_set() else "campaign stopped while the "
+                                   "trial waited for a station")
         finally:
             self._placed(trial)
             self.res.release_all(trial.id)

@@ -201,10 +201,15 @@ class Store:
             s.flush()
             return st.id
 
-    def finish_step(self, step_id: int, state: str, run_uid: str | None = None, error: str | None = None) -> None:
+    def finish_step(self, step_id: int, state: str, run_uid: str | None = None, error: str | None = None,
+                    moved: tuple[int, str, str, int | None] | None = None) -> None:
+        """End a step; ``moved`` = (campaign_id, sample_id, location, trial_id) records where a transfer put the
+        sample in the same transaction, so the store never says 'moved' without saying where to."""
         with self.session() as s:
             s.execute(update(Step).where(Step.id == step_id)
                       .values(state=state, run_uid=run_uid, error=error, finished_at=utcnow()))
+            if moved is not None:
+                self._locate(s, *moved)
 
     def steps(self, trial_id: int | None = None, campaign_id: int | None = None) -> list[Step]:
         with self.session() as s:
@@ -248,12 +253,16 @@ class Store:
     # ----------------------------------------------------------------------------------------- samples, audit
     def locate_sample(self, campaign_id: int, sample_id: str, location: str, trial_id: int | None = None) -> None:
         with self.session() as s:
-            row = s.scalars(select(Sample).where(Sample.sample_id == sample_id)).first()
-            if row is None:
-                s.add(Sample(campaign_id=campaign_id, sample_id=sample_id, trial_id=trial_id, location=location))
-            else:
-                row.location = location
-                row.updated_at = utcnow()
+            self._locate(s, campaign_id, sample_id, location, trial_id)
+
+    @staticmethod
+    def _locate(s: Session, campaign_id: int, sample_id: str, location: str, trial_id: int | None) -> None:
+        row = s.scalars(select(Sample).where(Sample.sample_id == sample_id)).first()
+        if row is None:
+            s.add(Sample(campaign_id=campaign_id, sample_id=sample_id, trial_id=trial_id, location=location))
+        else:
+            row.location = location
+            row.updated_at = utcnow()
 
     def samples(self, campaign_id: int) -> list[Sample]:
         with self.session() as s:

@@ -1,0 +1,5 @@
+"""``python -m labloop`` is the ``labloop`` command."""
+
+from .cli import main
+
+main()
