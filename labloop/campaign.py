@@ -124,7 +124,8 @@ class CampaignRunner:
         runner = cls(prepared, store, campaign, observer)
         assert prepared.lab is not None
         stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}
-        resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations)
+        resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations,
+                                       set(prepared.lab.places), prepared.lab.locate)
         store.update_campaign(campaign.id, state="running", control="run", note=None, finished_at=None,
                               stop_reason=None)
         store.audit(campaign.id, "campaign.resume", {"trials": [r.trial.number for r in resumptions]})

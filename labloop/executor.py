@@ -8,6 +8,7 @@ parallel has one executor per worker thread.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,13 @@ from .lab import Lab, setpoint_targets
 from .protocols import Move
 from .spec import CampaignSpec, StepSpec
 from .store import DocumentWriter, Store
+
+
+# A failed step is recorded in the store with its reason and shown to the operator as one line. bluesky's own
+# "Run aborted" traceback (logged with no handler configured, so Python prints it to stderr) would read like a
+# crash of labloop; keep it out of the operator's terminal unless someone configures logging on purpose.
+for _name in ("bluesky", "ophyd"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -88,17 +96,21 @@ class TrialExecutor:
         self.time_scale = spec.lab.time_scale if spec.lab else 1.0
 
     def run_step(self, ctx: TrialContext, index: int, device: str | None = None, destination: str | None = None,
-                 attempt: int = 1) -> None:
+                 attempt: int = 1, park: bool = False) -> None:
         """Run workflow step ``index`` for ``ctx`` on ``device`` (a processing step) or to ``destination`` (a
-        transfer); raise :class:`StepFailed` when it ends in error. Updates ``ctx.location`` after a transfer."""
+        transfer); raise :class:`StepFailed` when it ends in error. Updates ``ctx.location`` after a transfer.
+
+        ``park`` moves the sample of transfer step ``index`` to a buffer place instead (recorded as a step of kind
+        'buffer' with the same index: the transfer itself is still to do)."""
         step = self.spec.workflow[index]
         actor = step.robot if step.kind == "transfer" else (device or step.device)
-        step_id = self.store.start_step(ctx.trial_id, index, step.label, step.kind, attempt, actor)
+        label, kind = (f"buffer:{destination}", "buffer") if park else (step.label, step.kind)
+        step_id = self.store.start_step(ctx.trial_id, index, label, kind, attempt, actor)
         crashpoints.reached("step_start")
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
         md = {
             "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
-            "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": step.label, "step_index": index,
+            "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": label, "step_index": index,
             "attempt": attempt, **ctx.extra_md,
         }
         timeout = step.timeout / self.time_scale if step.timeout else None

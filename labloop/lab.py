@@ -50,6 +50,20 @@ class Lab:
                 "name a device of the lab in the workflow",
             ) from None
 
+    def locate(self, sample: str) -> str | None:
+        """Where the lab itself says ``sample`` is (devices that can tell implement ``locate(sample)``, e.g. a
+        robot that tracks what it carries or a barcode reader); None when no device knows."""
+        for dev in self.devices.values():
+            fn = getattr(dev, "locate", None)
+            if callable(fn):
+                try:
+                    where = fn(sample)
+                except Exception:  # noqa: BLE001 - a device that cannot answer just does not know
+                    where = None
+                if where:
+                    return str(where)
+        return None
+
     def stop_all(self) -> None:
         """Emergency stop: ask every device that can stop to stop now."""
         for dev in self.devices.values():
@@ -138,6 +152,14 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                 if d not in lab.devices:
                     problems.append(f"{source}: lab.stations.{kind}: the lab has no device '{d}' "
                                     f"(it has {sorted(lab.devices)})")
+    if spec.lab is not None:
+        robots = {s.robot for s in spec.workflow if s.kind == "transfer"}
+        for i, place in enumerate(spec.lab.buffers):
+            for r in sorted(robots):
+                reach = tuple(getattr(lab.devices.get(r), "positions", ()))
+                if place not in reach:
+                    problems.append(f"{source}: lab.buffers[{i}]: robot '{r}' cannot reach '{place}' "
+                                    f"(reaches {list(reach)})")
     visits: list[tuple[frozenset[str], int]] = []
     current: frozenset[str] = frozenset()
     for i, step in enumerate(spec.workflow):

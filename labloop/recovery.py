@@ -9,6 +9,8 @@ starts. Nothing finished is run again, and no trial number is created twice (num
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .scheduler import Resumption
 from .spec import CampaignSpec
 from .store import Store
@@ -16,7 +18,8 @@ from .store.schema import Campaign, Trial, utcnow
 
 
 def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry: str,
-                     stations: set[str]) -> list[Resumption]:
+                     stations: set[str], places: set[str] = frozenset(),
+                     locate: Callable[[str], str | None] | None = None) -> list[Resumption]:
     """Settle every unfinished trial: mark cut-short steps, fail what must not repeat, and say where the others
     pick up. ``stations`` are the devices a sample can sit in (the trial reserves it again before moving)."""
     locations = {s.sample_id: s.location for s in store.samples(campaign.id)}
@@ -45,13 +48,18 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
                     continue
                 start = last.index
             elif last.state == "done":
-                start = last.index + 1
+                start = last.index if last.kind == "buffer" else last.index + 1  # parked: the transfer is to do
             else:  # the step failed and the crash came before the trial was marked failed
                 store.update_trial(t.id, state="failed", finished_at=utcnow(),
                                    failure_reason=f"{step.label}: {last.error}")
                 out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
                 continue
         location = locations.get(t.sample_id, entry)
+        if steps and steps[-1].kind in ("transfer", "buffer") and steps[-1].state != "done":
+            # a move was cut short: the sample is at its source, its destination or in the gripper; ask the lab
+            seen = locate(t.sample_id) if locate else None
+            if seen in places or seen in stations:
+                location = seen
         held = location if location in stations else None
         if start >= len(spec.workflow):
             store.update_trial(t.id, state="measured")

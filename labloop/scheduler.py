@@ -66,6 +66,7 @@ class Scheduler:
         self._launched: set[int] = set()
         self.wake = threading.Event()
         self.estopped = threading.Event()
+        self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
         self.paused = threading.Event()
         self.need_operator: str | None = None
         self.overhead_s = 0.0  # scheduler time per trial that is neither device nor strategy time
@@ -144,6 +145,7 @@ class Scheduler:
                                                      "interrupted trials continue after `labloop resume`")
             alive = [t for t in self._threads.values() if t.is_alive()]
             if stopping is not None:
+                self.stopping.set()
                 if not alive:
                     state = {"operator": "stopped", "estop": "estopped"}.get(stopping.rule, "finished")
                     self.store.finish_campaign(cid, state, stopping.reason)
@@ -171,7 +173,8 @@ class Scheduler:
         if self.first_kind is None:
             return 0 if in_flight else 1
         awaiting = sum(1 for t in trials if t.state == "proposed" and t.id not in self._launched)
-        return max(0, len(self.res.free(self.first_kind)) - len(self._unplaced) - awaiting)
+        free = len(self.res.free(self.first_kind)) + self.spec.scheduling.lookahead
+        return max(0, free - len(self._unplaced) - awaiting)
 
     def _propose_and_launch(self, trials: list[Trial]) -> None:
         approval = self.spec.scheduling.approval
@@ -227,6 +230,8 @@ class Scheduler:
             try:
                 return self.res.reserve(kind, trial.id, device)
             except NoStationLeft as exc:
+                if self.stopping.is_set():
+                    raise Cancelled() from None  # the campaign ends; this trial cannot finish
                 self._call_operator(exc)
                 self.wake.set()
                 self._wait_while_paused()
@@ -309,9 +314,11 @@ class Scheduler:
         if step.kind == "transfer":
             dest = step.to or ""
             if dest in self.kinds:
+                if held is not None and self._should_park(held, dest):
+                    held = self._park(ex, ctx, trial, index, held)
                 dest = self._reserve(dest, trial)
                 self._placed(trial)
-            self.res.acquire_robot(trial.id, 0 if held else 1)
+            self._take_robot(trial, 0 if held else 1)
             try:
                 self._attempts(ex, ctx, index, step.robot, dest)
             finally:
@@ -326,12 +333,44 @@ class Scheduler:
         else:
             device = self._reserve(kind, trial)
             self._placed(trial)
+            self._wait_while_paused()
         self.res.mark_busy(device, True)
         try:
             self._attempts(ex, ctx, index, device, None)
         finally:
             self.res.mark_busy(device, False)
         return held
+
+    def _should_park(self, held: str, next_kind: str) -> bool:
+        """Park when the next station is busy and another trial waits for the station this sample blocks."""
+        buffers = self.spec.lab.buffers if self.spec.lab else []
+        if not buffers or self.res.free(next_kind):
+            return False
+        held_kind = self.res.stations[held].kind
+        return any(kind in (held_kind, held) or held in self.res.devices_of(kind)
+                   for kind in list(self.res.waiting.values()))
+
+    def _park(self, ex: TrialExecutor, ctx: TrialContext, trial: Trial, index: int, held: str) -> None:
+        """Move the sample to a buffer place and free its station for the trial waiting for it."""
+        assert self.spec.lab is not None
+        place = self.spec.lab.buffers[0]
+        self._take_robot(trial, 0)
+        try:
+            ex.run_step(ctx, index, None, place, park=True)
+        finally:
+            self.res.release_robot(trial.id)
+        self.res.release(held, trial.id)
+        self.wake.set()
+        return None
+
+    def _take_robot(self, trial: Trial, priority: int) -> None:
+        """Take the robot, but never start a move while the campaign is paused."""
+        while True:
+            self._wait_while_paused()
+            self.res.acquire_robot(trial.id, priority)
+            if not self.paused.is_set():
+                return
+            self.res.release_robot(trial.id)
 
     def _attempts(self, ex: TrialExecutor, ctx: TrialContext, index: int, device: str, dest: str | None) -> None:
         step = self.workflow[index]

@@ -291,6 +291,11 @@ class SchedulingSpec(_Model):
     quarantine_after: int = Field(
         3, ge=1, description="Take a station out of service after this many consecutive failed steps."
     )
+    lookahead: int = Field(
+        1, ge=0, le=16,
+        description="async: trials proposed ahead and queued for the next free first-step station, so a station "
+        "that frees never waits for the optimizer.",
+    )
 
 
 # --------------------------------------------------------------------------------------------------- lab
@@ -314,6 +319,11 @@ class LabSpec(_Model):
         default_factory=dict,
         description="Station kinds: kind -> interchangeable devices (e.g. deposition: [chamber1, chamber2]). "
         "Workflow steps may name a kind instead of a device. Every device is also a kind of its own.",
+    )
+    buffers: list[str] = Field(
+        default_factory=list,
+        description="Places (racks, hotels) where the robot may park a finished sample whose next station is busy, "
+        "so that the station it sits in can take the next sample.",
     )
     suspenders: list["SuspenderSpec"] = Field(
         default_factory=list, description="Conditions that pause every run while a monitored signal is out of band."

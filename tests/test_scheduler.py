@@ -198,7 +198,8 @@ def test_pause_starts_nothing_new_and_resume_continues(tmp_path):
 
 
 def test_emergency_stop_halts_devices_and_resume_settles_the_interrupted_trials(tmp_path):
-    data = two_chamber(max_trials=4)
+    # the simulated world persists in a file, as a real lab's samples stay where they are when software stops
+    data = two_chamber(max_trials=4, options={"state_file": str(tmp_path / "world.json")})
     data["lab"]["time_scale"] = 3600.0  # a deposition takes one second: estop lands mid-deposition
     store, runner = start(data, tmp_path)
     th, result = in_background(runner)

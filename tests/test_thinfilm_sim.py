@@ -196,7 +196,7 @@ def test_device_limits_contain_the_campaign_bounds():
     assert bounds == physics.CAMPAIGN_BOUNDS  # the physics' optimum is computed over the campaign's box
     assert next(p for p in spec.parameters if p.name == "o2_pressure").log
     assert spec.objectives[0].target == 5.0 and spec.stopping.max_trials == 40
-    assert set(lab.devices) == {"robot", "chamber", "probe"} and lab.places == {"load_lock", "storage"}
+    assert set(lab.devices) == {"robot", "chamber", "probe"} and lab.places == {"load_lock", "storage", "hotel"}
 
 
 def test_robot_refuses_a_sample_that_is_not_at_the_source():

@@ -354,6 +354,7 @@ class SimTransferRobot(_Simulated, Robot):
         self.stations = dict(stations or {})
         self.positions = tuple(positions)
         self.registry.single |= set(self.stations)
+        self.fixed_move_seconds: float | None = None
         # After a restart the physical world is as it was: the gripper and the stations hold what they held.
         held = self.registry.at(self.name)
         if held:
@@ -372,6 +373,12 @@ class SimTransferRobot(_Simulated, Robot):
                 dev.registry.move(sample, dev.registry.supply, "put back by the conformance kit")
 
         return {"setpoint": Move(sample, self.registry.supply, self.positions[-1]), "prepare": prepare}
+
+    def locate(self, sample: str) -> str | None:
+        """Where a sample physically is (the orchestrator asks after a crash); None for a sample never seen."""
+        if self.registry.get(sample) is None:
+            return None
+        return self.registry.location(sample)
 
     def _already_done(self, move: Move) -> bool:
         """A move repeated after a crash that had already completed it is a no-op (moves are idempotent)."""
@@ -417,6 +424,11 @@ class SimTransferRobot(_Simulated, Robot):
             if dst is not None:
                 dst.sample.put(move.sample)
             return
+        if self.fixed_move_seconds:  # every move takes exactly this long, however far the arm travels
+            planned = self.TRAVEL_S + self.PLACE_S
+            if not self.holding.get():
+                planned += self.PICK_S + (self.APPROACH_S if self.at.get() != move.source else 0.0)
+            self.time_factor = self.fixed_move_seconds / planned
         if not self.holding.get():
             if self.at.get() != move.source:
                 self.at.put("moving")

@@ -35,7 +35,7 @@ OPTIONS: dict[str, tuple[float, str]] = {
 #: Options that are not numbers.
 TEXT_OPTIONS = {"state_file": "file that keeps the simulated world (sample locations, films) across restarts"}
 
-PLACES = frozenset({"load_lock", "storage"})
+PLACES = frozenset({"load_lock", "storage", "hotel"})  # hotel: a buffer rack for finished samples
 
 
 def _option(options: dict[str, Any], key: str, lo: float, hi: float, hi_open: bool = False) -> float:
@@ -107,8 +107,7 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
         probe.time_factor = probe_min * 60.0 / sum(sec for _, sec in probe.STEPS)
     robot = SimTransferRobot(name="robot", clock=clock, registry=registry, seed=seeds[1],
                              stations={**chambers, "probe": probe},
-                             positions=("load_lock", *names, "probe", "storage"))
+                             positions=("load_lock", *names, "probe", "storage", "hotel"))
     if not math.isnan(robot_min):
-        full_move = robot.APPROACH_S + robot.PICK_S + robot.TRAVEL_S + robot.PLACE_S
-        robot.time_factor = robot_min * 60.0 / full_move
+        robot.fixed_move_seconds = robot_min * 60.0
     return Lab({"robot": robot, **chambers, "probe": probe}, set(PLACES))
