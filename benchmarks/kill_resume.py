@@ -28,7 +28,8 @@ def campaign(tmp: Path, trials: int, time_scale: float) -> dict:
     data["stopping"] = {"max_trials": trials, "target_reached": False}
     data["strategy"] = {"name": "random", "initial_design": 1}
     data["lab"] = {"simulator": "thinfilm", "time_scale": time_scale,
-                   "options": {"chambers": 2, "chamber_minutes": 60, "probe_minutes": 5, "robot_minutes": 1,
+                   # shorter depositions than the throughput benchmark, so kills land in every kind of step
+                   "options": {"chambers": 2, "chamber_minutes": 10, "probe_minutes": 5, "robot_minutes": 1,
                                "state_file": str(tmp / "world.json")},
                    "stations": {"deposition": ["chamber1", "chamber2"]}, "buffers": ["hotel"]}
     data["workflow"] = [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"},
@@ -53,10 +54,12 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--time-scale", type=float, default=3600.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", help="keep the store and world files in this folder (for inspection)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp_s:
-        tmp = Path(tmp_s)
+        tmp = Path(args.keep or tmp_s)
+        tmp.mkdir(parents=True, exist_ok=True)
         path = tmp / "campaign.yaml"
         path.write_text(yaml.safe_dump(campaign(tmp, args.trials, args.time_scale)))
         db = tmp / "labloop.db"
@@ -79,7 +82,7 @@ def main() -> None:
             if proc.poll() is not None:
                 if proc.returncode != 0:
                     raise SystemExit(f"run failed: {proc.stderr.read()}")
-                break  # the campaign finished before the next kill
+                break  # the campaign finished before the next kill (reported: kills < --kills)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             kills += 1
@@ -119,7 +122,8 @@ def check(tmp: Path, url: str, trials_expected: int) -> dict:
            "done": sum(t.state == "done" for t in trials), "failed": sum(t.state == "failed" for t in trials),
            "unfinished": unfinished, "lost": lost, "duplicated": duplicated, "double_processed": double,
            "interrupted_depositions_failed": interrupted_synth,
-           "samples_not_in_storage": sum(1 for t in trials if world.get(t.sample_id, {}).get("location") != "storage")}
+           "samples_not_in_storage": {t.sample_id: world.get(t.sample_id, {}).get("location") for t in trials
+                                      if world.get(t.sample_id, {}).get("location") != "storage"}}
     store.close()
     return out
 

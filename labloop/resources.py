@@ -106,6 +106,14 @@ class LabResources:
                 self.waiting.pop(trial, None)
                 self.cond.notify_all()
 
+    def claim(self, device: str, trial: int) -> None:
+        """Hold ``device`` for ``trial`` at once, in or out of service: its sample is physically in it."""
+        with self.cond:
+            st = self.stations[device]
+            if st.holder not in (None, trial):
+                raise RuntimeError(f"{device} is already held by trial id {st.holder}")
+            st.holder = trial
+
     def release(self, device: str, trial: int) -> None:
         with self.cond:
             st = self.stations.get(device)

@@ -112,6 +112,9 @@ class Scheduler:
     # ------------------------------------------------------------------ main loop
     def run(self) -> StopDecision:
         cid = self.campaign.id
+        for r in self.resumptions:  # samples sitting in stations keep them: claim before anyone else can
+            if r.held is not None:
+                self.res.claim(r.held, r.trial.id)
         for r in self.resumptions:
             self._launch(r.trial, r)
         stopping: StopDecision | None = None
@@ -260,7 +263,7 @@ class Scheduler:
                 self.runner.finish_measured(trial)
                 return
             if held is not None:
-                self.res.reserve(self.res.stations[held].kind, trial.id, held)
+                self.res.claim(held, trial.id)
                 signal = getattr(self.lab[held], "sample", None)
                 if signal is not None and not signal.get():
                     signal.put(trial.sample_id)  # the sample is physically there; the new process must know

@@ -7,6 +7,8 @@ restarts a campaign whose process died (crash, reboot, ``kill -9``) in this proc
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import datetime, timezone
 from typing import Annotated, Optional
 
@@ -33,8 +35,20 @@ def heartbeat_age(c: Campaign) -> float | None:
 
 
 def is_alive(c: Campaign) -> bool:
+    """Whether a process still runs the campaign: on this host, its pid must exist; elsewhere, its heartbeat must
+    be recent (a killed process stops beating)."""
     age = heartbeat_age(c)
-    return c.state in ("running", "paused") and age is not None and age < ALIVE_SECONDS
+    if c.state not in ("running", "paused") or age is None or age >= ALIVE_SECONDS:
+        return False
+    host, _, pid = (c.runner or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
 
 
 def _open(store: str | None, campaign: str | None) -> tuple[Store, Campaign]:

@@ -160,7 +160,8 @@ class Store:
 
     def heartbeat(self, campaign_id: int, note: str | None = None) -> None:
         with self.session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign_id).values(heartbeat_at=utcnow(), note=note))
+            s.execute(update(Campaign).where(Campaign.id == campaign_id)
+                      .values(heartbeat_at=utcnow(), note=note, runner=this_runner()))
 
     # ----------------------------------------------------------------------------------------- trials
     def add_trial(self, campaign_id: int, params: dict[str, Any], source: str, info: dict[str, Any],
@@ -283,6 +284,13 @@ class Store:
 
     def _display_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
+
+
+def this_runner() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -22,7 +22,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Meta(Base):
@@ -49,6 +49,8 @@ class Campaign(Base):
     note: Mapped[str | None] = mapped_column(Text, default=None, doc="Why the campaign waits (pause, no station).")
     heartbeat_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), default=None, doc="Last sign of life of the process running it.")
+    runner: Mapped[str | None] = mapped_column(
+        String(200), default=None, doc="host:pid of the process running it (to tell a live one from a killed one).")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
