@@ -61,6 +61,12 @@ class LabDevice(Device):
     #: What kind of lab equipment this is ("station", "instrument", "robot").
     role: ClassVar[str] = "device"
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # Each instance gets its own copy, so a driver that adjusts limits from its config in __init__ never
+        # changes the limits of every other device of its class.
+        self.limits = dict(type(self).limits)
+
     def health(self) -> Health:
         return Health(True)
 
@@ -73,7 +79,10 @@ class LabDevice(Device):
                 work()
             except Exception as exc:  # noqa: BLE001 - every device error must become a failed Status
                 if not status.done:
-                    status.set_exception(exc if isinstance(exc, DeviceError) else DeviceError(f"{self.name}: {exc}"))
+                    err = exc if isinstance(exc, DeviceError) else DeviceError(f"{self.name}: {exc}")
+                    if err is not exc:
+                        err.__cause__ = exc  # keep the driver's own traceback for whoever debugs it
+                    status.set_exception(err)
                 return
             if not status.done:
                 status.set_finished()
