@@ -138,16 +138,20 @@ class LabResources:
                 st.consecutive_failures = 0
                 return False
             st.consecutive_failures += 1
-            if st.in_service and st.consecutive_failures >= self.quarantine_after:
-                st.in_service = False
-                st.reason = f"quarantined after {st.consecutive_failures} consecutive failures (last: {reason})"
-                self.cond.notify_all()
-                quarantined = True
-            else:
-                quarantined = False
-        if quarantined:
-            self.on_quarantine(device, st.reason)
-        return quarantined
+            if not (st.in_service and st.consecutive_failures >= self.quarantine_after):
+                return False
+        self.quarantine(device, f"quarantined after {st.consecutive_failures} consecutive failures (last: {reason})")
+        return True
+
+    def quarantine(self, device: str, reason: str) -> None:
+        """Take ``device`` out of service now (e.g. a sample is stuck in it)."""
+        with self.cond:
+            st = self.stations[device]
+            was = st.in_service
+            st.in_service, st.reason = False, reason
+            self.cond.notify_all()
+        if was:
+            self.on_quarantine(device, reason)
 
     def restore(self, device: str | None = None) -> list[str]:
         """Put quarantined stations back in service (an operator fixed them); returns the ones restored."""

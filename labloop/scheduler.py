@@ -408,8 +408,6 @@ class Scheduler:
             ex.RE(plans.transfer(self.lab[robot], Move(ctx.sample_id, held, places[-1]), self.lab.devices.get(held)))
             self.store.locate_sample(self.campaign.id, ctx.sample_id, places[-1], trial.id)
         except Exception as exc:  # noqa: BLE001 - a stuck sample takes its station out of service, not the lab
-            self.res.record(held, False, f"could not remove failed sample {ctx.sample_id}: {exc}")
-            for _ in range(self.spec.scheduling.quarantine_after):
-                self.res.record(held, False, f"sample {ctx.sample_id} stuck in it")
+            self.res.quarantine(held, f"failed sample {ctx.sample_id} is stuck in it ({exc})")
         finally:
             self.res.release_robot(trial.id)

@@ -49,7 +49,7 @@ class LiveView:
                     self.best = (t.number, v)
                 value = f"{o.name}={v:.4g}{unit}"
             else:
-                value = f"[red]failed[/]: {t.failure_reason}"
+                value = f"[red]{t.state}[/]: {t.failure_reason}"
             best = f"best {self.best[1]:.4g}{unit} (trial {self.best[0]})" if self.best else "best -"
             console.print(f"trial {t.number:3d} [dim]{t.source:6s}[/] {_fmt_params(self.spec, t.params)}  "
                           f"{value}  [bold]{best}[/]", soft_wrap=True)
