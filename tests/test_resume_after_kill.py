@@ -91,3 +91,70 @@ def test_kill_then_resume_loses_and_repeats_nothing(tmp_path, point, n):
         assert first.state == "done"
         assert [s.index for s in steps1] == [0, 1, 2, 3, 4], "a finished step ran again"
     store.close()
+
+
+def test_labloop_resume_command_restarts_a_killed_campaign(tmp_path):
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    proc = crash_run(tmp_path, "step_end", 3)
+    assert proc.returncode == 137
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    r = CliRunner().invoke(app, ["status", "--store", url])
+    assert "state: running" in r.output  # what the store says; the process behind it is gone
+    r = CliRunner().invoke(app, ["resume", "--store", url])
+    assert r.exit_code == 0, r.output
+    assert "restarting campaign" in r.output and "1 unfinished trial(s)" in r.output
+    assert "stopped: budget spent: 3 trials" in r.output
+    r = CliRunner().invoke(app, ["resume", "--store", url])
+    assert r.exit_code == 2 and "has already ended" in r.output
+
+
+def test_pause_resume_and_stop_commands_reach_a_running_campaign(tmp_path):
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    data = campaign(tmp_path)
+    data["stopping"]["max_trials"] = 50
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data))
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    proc = subprocess.Popen([sys.executable, "-m", "labloop", "run", str(path), "--store", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+
+        store = Store(url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if store.trials(store.campaign().id):
+                    break
+            except Exception:  # noqa: BLE001 - the store is being created by the other process
+                pass
+            time.sleep(0.1)
+        cli = CliRunner()
+        r = cli.invoke(app, ["pause", "--store", url, "--user", "olga"])
+        assert r.exit_code == 0 and "pause requested" in r.output and "no process" not in r.output
+        deadline = time.monotonic() + 20
+        while store.campaign().state != "paused" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.campaign().state == "paused"
+        r = cli.invoke(app, ["resume", "--store", url, "--user", "olga"])
+        assert r.exit_code == 0 and "continues in its running process" in r.output
+        r = cli.invoke(app, ["stop", "--store", url, "--user", "olga"])
+        assert r.exit_code == 0
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped: stopped by operator" in out
+    c = store.campaign()
+    assert c.state == "stopped"
+    assert [(a.action, a.user) for a in store.audit_log(c.id) if a.action.startswith("control.")] == [
+        ("control.pause", "olga"), ("control.run", "olga"), ("control.stop", "olga")]
+    assert len(store.trials(c.id)) < 50
+    store.close()
