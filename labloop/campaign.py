@@ -126,7 +126,10 @@ class CampaignRunner:
         stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}
         resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations,
                                        set(prepared.lab.places), prepared.lab.locate)
-        store.update_campaign(campaign.id, state="running", control="run", note=None, finished_at=None,
+        # An operator's stop sent while no process ran is honoured now; a pause or an emergency stop is lifted by
+        # the very act of resuming.
+        control = "stop" if campaign.control == "stop" else "run"
+        store.update_campaign(campaign.id, state="running", control=control, note=None, finished_at=None,
                               stop_reason=None)
         store.audit(campaign.id, "campaign.resume", {"trials": [r.trial.number for r in resumptions]})
         return runner, resumptions

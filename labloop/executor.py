@@ -9,6 +9,7 @@ parallel has one executor per worker thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,44 @@ class TrialExecutor:
         self.spec, self.lab, self.store = spec, lab, store
         self.RE = run_engine or RunEngine(context_managers=[])
         self.time_scale = spec.lab.time_scale if spec.lab else 1.0
+        #: Asked right after a step's start is committed and before anything moves: True cancels the step
+        #: (an emergency stop that arrived in between must not let a deposition begin).
+        self.abort_check: Callable[[], bool] = lambda: False
+
+    def interrupt(self) -> None:
+        """Emergency stop from another thread: end the run now, even one held by a suspender."""
+        try:
+            self.RE.request_pause(defer=False)
+        except Exception:  # noqa: BLE001 - idle RunEngine: nothing to interrupt
+            pass
+
+    def _reset_engine(self) -> None:
+        """After an interrupted or failed run, leave the RunEngine idle for the next step."""
+        if self.RE.state != "idle":
+            try:
+                self.RE.halt()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def run_cleanup(self, ctx: TrialContext, robot: str, place: str) -> None:
+        """Move a failed trial's sample out of the station it blocks, as a recorded step (kind 'cleanup')."""
+        index = len(self.spec.workflow)
+        step_id = self.store.start_step(ctx.trial_id, index, f"cleanup:{place}", "cleanup", 1, robot)
+        writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
+        md = {"campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
+              "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": f"cleanup:{place}", "step_index": index}
+        try:
+            plan = plans.transfer(self.lab[robot], Move(ctx.sample_id, ctx.location, place),
+                                  self.lab.devices.get(ctx.location), None)
+            self.RE(plans.tagged(plan, md), writer)
+        except Exception as exc:  # noqa: BLE001
+            writer.flush()
+            self._reset_engine()
+            self.store.finish_step(step_id, "failed", writer.run_uid, describe_failure(exc))
+            raise StepFailed(StepSpec(kind="transfer", to=place, robot=robot), index, describe_failure(exc)) from exc
+        ctx.location = place
+        self.store.finish_step(step_id, "done", writer.run_uid,
+                               moved=(ctx.campaign_id, ctx.sample_id, place, ctx.trial_id))
 
     def run_step(self, ctx: TrialContext, index: int, device: str | None = None, destination: str | None = None,
                  attempt: int = 1, park: bool = False) -> None:
@@ -107,6 +146,9 @@ class TrialExecutor:
         label, kind = (f"buffer:{destination}", "buffer") if park else (step.label, step.kind)
         step_id = self.store.start_step(ctx.trial_id, index, label, kind, attempt, actor)
         crashpoints.reached("step_start")
+        if self.abort_check():
+            self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
+            raise StepFailed(step, index, "cancelled before the device started (emergency stop)", actor)
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
         md = {
             "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
@@ -128,6 +170,7 @@ class TrialExecutor:
             self.RE(plans.tagged(plan, md), writer)
         except Exception as exc:  # noqa: BLE001 - any device/plan error fails this step, not the campaign
             writer.flush()
+            self._reset_engine()
             reason = describe_failure(exc)
             if reason.startswith("timeout"):
                 _stop_quietly(self.lab.devices.get(actor or ""))  # a hung device must be free for the retry

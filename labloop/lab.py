@@ -160,6 +160,14 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                 if place not in reach:
                     problems.append(f"{source}: lab.buffers[{i}]: robot '{r}' cannot reach '{place}' "
                                     f"(reaches {list(reach)})")
+    if spec.lab is not None:
+        for i, sus in enumerate(spec.lab.suspenders):
+            dev, _, comp = sus.signal.partition(".")
+            if dev not in lab.devices:
+                problems.append(f"{source}: lab.suspenders[{i}].signal: the lab has no device '{dev}'")
+            elif not hasattr(getattr(lab.devices[dev], comp, None), "subscribe"):
+                problems.append(f"{source}: lab.suspenders[{i}].signal: device '{dev}' has no signal '{comp}' "
+                                f"(fix: name a component signal, e.g. '{dev}.{_first_signal(lab.devices[dev])}')")
     visits: list[tuple[frozenset[str], int]] = []
     current: frozenset[str] = frozenset()
     for i, step in enumerate(spec.workflow):
@@ -189,10 +197,10 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                                     f"station kind for the second visit)")
                 visits.append((group, i))
                 current = group
-        if step.retries >= spec.scheduling.quarantine_after and step.kind != "transfer":
-            problems.append(f"{source}: workflow[{i}].retries ({step.retries}) must be below "
+        if step.retries and step.retries + 1 >= spec.scheduling.quarantine_after and step.kind != "transfer":
+            problems.append(f"{source}: workflow[{i}].retries ({step.retries}) + 1 attempt must stay below "
                             f"scheduling.quarantine_after ({spec.scheduling.quarantine_after}): otherwise one bad "
-                            f"sample's retries take the station out of service")
+                            f"sample's attempts take the station out of service")
     if spec.scheduling.mode == "batch" and spec.strategy.batch_size < 2:
         problems.append(f"{source}: scheduling.mode is 'batch' but strategy.batch_size is "
                         f"{spec.strategy.batch_size} (fix: set batch_size to the batch you want, or use 'sequential')")
@@ -221,3 +229,8 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                 )
     if problems:
         raise SpecError("\n".join(problems))
+
+
+def _first_signal(device: Any) -> str:
+    names = getattr(device, "component_names", ()) or ("<signal>",)
+    return names[0]

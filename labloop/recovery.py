@@ -25,7 +25,13 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
     locations = {s.sample_id: s.location for s in store.samples(campaign.id)}
     out: list[Resumption] = []
     for t in store.trials(campaign.id):
-        if t.state in ("done", "failed", "rejected"):
+        if t.state in ("done", "rejected", "cancelled"):
+            continue
+        if t.state == "failed":  # a failed sample may still block a station (crash before or during its cleanup)
+            for st in store.steps(t.id):
+                if st.state == "running":
+                    store.finish_step(st.id, "interrupted", st.run_uid, "cut short by a crash")
+            out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
             continue
         if t.state == "proposed" and spec.scheduling.approval:
             continue  # still waits for an operator; the scheduler launches it once approved
@@ -49,7 +55,9 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
                 start = last.index
             elif last.state == "done":
                 start = last.index if last.kind == "buffer" else last.index + 1  # parked: the transfer is to do
-            else:  # the step failed and the crash came before the trial was marked failed
+            elif step.resume_policy == "rerun" and last.attempt <= step.retries:
+                start = last.index  # killed during the retry backoff: the remaining attempts are still owed
+            else:  # the step failed for good and the crash came before the trial was marked failed
                 store.update_trial(t.id, state="failed", finished_at=utcnow(),
                                    failure_reason=f"{step.label}: {last.error}")
                 out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))

@@ -65,6 +65,7 @@ class LabResources:
         self._robot_queue: list[_RobotRequest] = []
         self._seq = itertools.count()
         self.waiting: dict[int, str] = {}  # trial -> kind it waits for
+        self._cancelled_trials: set[int] = set()
 
     # ------------------------------------------------------------------ stations
     def devices_of(self, kind: str) -> list[str]:
@@ -91,7 +92,7 @@ class LabResources:
             self.waiting[trial] = kind
             try:
                 while True:
-                    if self.cancelled.is_set():
+                    if self.cancelled.is_set() or trial in self._cancelled_trials:
                         raise Cancelled()
                     candidates = [device] if device else self.devices_of(kind)
                     if not any(self.stations[d].in_service for d in candidates):
@@ -185,7 +186,7 @@ class LabResources:
             self._robot_queue.append(req)
             try:
                 while True:
-                    if self.cancelled.is_set():
+                    if self.cancelled.is_set() or trial in self._cancelled_trials:
                         raise Cancelled()
                     if self._robot_holder is None and min(self._robot_queue) is req:
                         self._robot_holder = trial
@@ -199,6 +200,12 @@ class LabResources:
             if self._robot_holder == trial:
                 self._robot_holder = None
                 self.cond.notify_all()
+
+    def cancel_trial(self, trial: int) -> None:
+        """Make ``trial``'s waits (for a station or the robot) end with :class:`Cancelled`."""
+        with self.cond:
+            self._cancelled_trials.add(trial)
+            self.cond.notify_all()
 
     def cancel(self) -> None:
         self.cancelled.set()

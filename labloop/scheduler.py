@@ -67,6 +67,8 @@ class Scheduler:
         self.wake = threading.Event()
         self.estopped = threading.Event()
         self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
+        self._beat = threading.Event()  # set when the campaign ends: the heartbeat thread stops
+        self._active: set[TrialExecutor] = set()  # executors running a trial now (estop halts their RunEngines)
         self.paused = threading.Event()
         self.need_operator: str | None = None
         self.overhead_s = 0.0  # scheduler time per trial that is neither device nor strategy time
@@ -118,14 +120,17 @@ class Scheduler:
         for r in self.resumptions:
             self._launch(r.trial, r)
         stopping: StopDecision | None = None
-        last_beat = 0.0
+        self.store.heartbeat(cid)  # who runs the campaign is known before anything moves
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
         while True:
             was_paused = self.paused.is_set()  # read before the store: a pause is committed before it is set
             campaign = self.store.campaign(cid)
             control = campaign.control
             if control == "estop" and not self.estopped.is_set():
                 self._emergency_stop()
-            if control == "run" and was_paused:
+            if self.stopping.is_set():
+                pass  # ending: in-flight trials finish whatever pause or resume requests say
+            elif control == "run" and was_paused:
                 self.paused.clear()
                 restored = self.res.restore() if self.need_operator else []
                 self.need_operator = None
@@ -140,18 +145,19 @@ class Scheduler:
                 stopping = check(self.spec, trials, self.campaign.created_at)
                 if stopping is None and control == "stop":
                     stopping = StopDecision("operator", "stopped by operator (in-flight trials were finished)")
-                    self.paused.clear()  # in-flight trials finish their workflow
-                    if self.need_operator:
-                        self.res.cancel()  # trials waiting for a station that is gone cannot finish: interrupt
                 if stopping is None and self.estopped.is_set():
                     stopping = StopDecision("estop", "emergency stop: every device was halted; "
                                                      "interrupted trials continue after `labloop resume`")
             alive = [t for t in self._threads.values() if t.is_alive()]
             if stopping is not None:
-                self.stopping.set()
+                if not self.stopping.is_set():
+                    self._begin_stopping()
                 if not alive:
+                    if stopping.rule != "estop":
+                        self._settle_leftovers(stopping)
                     state = {"operator": "stopped", "estop": "estopped"}.get(stopping.rule, "finished")
                     self.store.finish_campaign(cid, state, stopping.reason)
+                    self._beat.set()
                     self.observer("stopped", {"decision": stopping})
                     return stopping
             elif not self.paused.is_set():
@@ -159,12 +165,43 @@ class Scheduler:
                     self._call_operator(NoStationLeft(self.first_kind, self.res.out_of_service(self.first_kind)))
                 else:
                     self._propose_and_launch(trials)
-            now = time.monotonic()
-            if now - last_beat > 1.0:
-                self.store.heartbeat(cid, self.need_operator or ("paused by operator" if self.paused.is_set() else None))
-                last_beat = now
             self.wake.wait(0.05)
             self.wake.clear()
+
+    def _heartbeat(self) -> None:
+        """Beat from its own thread: a main loop busy in a long optimizer call must not look dead."""
+        while True:
+            try:
+                self.store.heartbeat(self.campaign.id, self.need_operator
+                                     or ("paused by operator" if self.paused.is_set() else None))
+            except Exception:  # noqa: BLE001 - a missed beat is harmless; the next one retries
+                pass
+            if self._beat.wait(1.0):
+                return
+
+    def _begin_stopping(self) -> None:
+        """A stopping rule fired: in-flight trials finish; trials that hold nothing yet, or wait for a station that
+        is gone, are cancelled (nothing physical happened to them)."""
+        self.stopping.set()
+        self.paused.clear()
+        for trial_id in list(self._unplaced):
+            self.res.cancel_trial(trial_id)
+        if self.need_operator:
+            self.res.cancel()
+
+    def _settle_leftovers(self, stopping: StopDecision) -> None:
+        """When a campaign ends, no trial stays in flight: one that did nothing is cancelled, one whose sample was
+        processed but not finished is failed with the reason."""
+        for t in self.store.trials(self.campaign.id):
+            if t.state not in IN_FLIGHT + ("interrupted",):
+                continue
+            if not self.store.steps(t.id):
+                self.store.update_trial(t.id, state="cancelled", finished_at=utcnow(),
+                                        failure_reason=f"cancelled: the campaign ended ({stopping.reason})")
+            else:
+                self.store.update_trial(t.id, state="failed", finished_at=utcnow(),
+                                        failure_reason=f"the campaign ended before the trial finished "
+                                                       f"({stopping.reason}); {t.failure_reason or ''}".rstrip("; "))
 
     def _slots(self, trials: list[Trial]) -> int:
         in_flight = [t for t in trials if t.state in IN_FLIGHT]
@@ -191,7 +228,12 @@ class Scheduler:
         from .campaign import observations, pending
 
         t0 = time.perf_counter()
-        proposals = self.runner.p.strategy.ask(n, observations(trials), pending(trials))
+        try:
+            proposals = self.runner.p.strategy.ask(n, observations(trials), pending(trials))
+        except Exception as exc:  # noqa: BLE001 - an optimizer bug pauses the lab with the reason, never crashes it
+            self._pause_for_operator(f"the optimizer failed to propose: {type(exc).__name__}: {exc}; fix the "
+                                     f"strategy settings, then run `labloop resume`")
+            return
         ask_s = time.perf_counter() - t0
         for proposal in proposals[:n]:
             info = {**proposal.info, "ask_seconds": ask_s}
@@ -215,6 +257,8 @@ class Scheduler:
         self.estopped.set()
         self.res.cancel()
         self.lab.stop_all()
+        for ex in list(self._active):
+            ex.interrupt()  # also ends runs held by a suspender
         self.store.update_campaign(self.campaign.id, state="estopped", note="emergency stop")
         self.observer("alert", {"message": "EMERGENCY STOP: all devices halted"})
 
@@ -240,11 +284,14 @@ class Scheduler:
                 self._wait_while_paused()
 
     def _call_operator(self, exc: NoStationLeft) -> None:
+        self._pause_for_operator(f"no '{exc.kind}' station left in service ({exc.detail}); fix one, then "
+                                 f"run `labloop resume` to put the stations back in service")
+
+    def _pause_for_operator(self, reason: str) -> None:
         """Pause the campaign (committed as a pause request, so `labloop resume` lifts it) with the reason."""
         if self.need_operator is not None:
             return
-        self.need_operator = (f"no '{exc.kind}' station left in service ({exc.detail}); fix one, then "
-                              f"run `labloop resume` to put the stations back in service")
+        self.need_operator = reason
         self.store.update_campaign(self.campaign.id, state="paused", note=self.need_operator)
         self.store.set_control(self.campaign.id, "pause", user="labloop", detail={"reason": self.need_operator})
         self.paused.set()
@@ -252,13 +299,16 @@ class Scheduler:
 
     # ------------------------------------------------------------------ worker
     def _worker(self, trial: Trial, resumption: Resumption | None) -> None:
-        ex = self._executor()
+        ex: TrialExecutor | None = None
         held = resumption.held if resumption else None
         location = resumption.location if resumption else self.lab.sample_entry
         start = resumption.start_step if resumption else 0
         ctx = TrialContext(self.campaign.id, self.campaign.uid, self.campaign.name, trial.id, trial.number,
                            trial.sample_id, dict(trial.params), location)
         try:
+            ex = self._executor()
+            ex.abort_check = self._cancelled
+            self._active.add(ex)
             if resumption is not None and resumption.evaluate_only:
                 self.runner.finish_measured(trial)
                 return
@@ -291,15 +341,26 @@ class Scheduler:
                 self.store.update_trial(trial.id, state="failed", finished_at=utcnow(),
                                         failure_reason=f"{exc.step.label}: {exc.reason}")
                 self.observer("finished", {"trial": self.store.trial(trial.id)})
-                self._clear_station(ex, ctx, trial, held)
+                held = self._holding(trial, held, ctx)
+                try:
+                    self._clear_station(ex, ctx, trial, held)
+                except Cancelled:
+                    pass  # the sample stays recorded where it is; `labloop resume` takes it out
         except Cancelled:
             self._placed(trial)
-            self._interrupt(trial, "emergency stop" if self.estopped.is_set() else "campaign stopped while the "
-                                   "trial waited for a station")
+            if not (resumption and resumption.cleanup_only):
+                self._interrupt(trial, "emergency stop" if self.estopped.is_set() else "campaign stopped while "
+                                       "the trial waited for a station")
+        except Exception as exc:  # noqa: BLE001 - no worker failure may leave a trial in flight forever
+            self._interrupt(trial, f"labloop error: {type(exc).__name__}: {exc}")
+            self.observer("alert", {"message": f"trial {trial.number} interrupted by an internal error: {exc}; "
+                                               f"`labloop resume` continues it"})
         finally:
             self._placed(trial)
             self.res.release_all(trial.id)
-            self._return_executor(ex)
+            if ex is not None:
+                self._active.discard(ex)
+                self._return_executor(ex)
             self.wake.set()
 
     def _placed(self, trial: Trial) -> None:
@@ -378,13 +439,19 @@ class Scheduler:
     def _attempts(self, ex: TrialExecutor, ctx: TrialContext, index: int, device: str, dest: str | None) -> None:
         step = self.workflow[index]
         for attempt in range(1, step.retries + 2):
+            if self._cancelled():
+                raise Cancelled()
+            station = step.kind != "transfer"  # robot moves are not station health
             try:
-                ex.run_step(ctx, index, None if step.kind == "transfer" else device, dest, attempt)
-                self.res.record(device, True)
+                ex.run_step(ctx, index, device if station else None, dest, attempt)
+                if station:
+                    self.res.record(device, True)
                 return
             except StepFailed as exc:
-                quarantined = self.res.record(device, False, exc.reason)
-                if attempt > step.retries or quarantined or self.estopped.is_set():
+                if self.estopped.is_set():
+                    raise  # an emergency stop is not the station's fault
+                quarantined = station and self.res.record(device, False, exc.reason)
+                if attempt > step.retries or quarantined:
                     raise
                 self.store.audit(self.campaign.id, "step.retry", {"trial": ctx.number, "step": step.label,
                                                                   "attempt": attempt, "reason": exc.reason}, "labloop")
@@ -392,22 +459,24 @@ class Scheduler:
                 if self.estopped.wait(delay):
                     raise
 
+    def _holding(self, trial: Trial, held: str | None, ctx: TrialContext) -> str | None:
+        """The station the trial's sample sits in now (its recorded location), if any."""
+        return ctx.location if ctx.location in self.res.stations else None
+
     def _clear_station(self, ex: TrialExecutor, ctx: TrialContext, trial: Trial, held: str | None) -> None:
-        """After a failure, take the sample out of the station it blocks (to the workflow's last place)."""
-        if held is None or ctx.location != held:
+        """After a failure, take the sample out of the station it blocks (to the workflow's last place). The move
+        is a recorded step, committed before the robot moves, so a crash in the middle is resumed like any other."""
+        if held is None:
             return
         places = [s.to for s in self.workflow if s.kind == "transfer" and s.to not in self.kinds and s.to]
         if not places:
             return
         robot = next(s.robot for s in self.workflow if s.kind == "transfer")
-        from .protocols import Move
-        from . import plans
-
-        self.res.acquire_robot(trial.id, 0)
+        self.res.claim(held, trial.id)
+        self._take_robot(trial, 0)
         try:
-            ex.RE(plans.transfer(self.lab[robot], Move(ctx.sample_id, held, places[-1]), self.lab.devices.get(held)))
-            self.store.locate_sample(self.campaign.id, ctx.sample_id, places[-1], trial.id)
-        except Exception as exc:  # noqa: BLE001 - a stuck sample takes its station out of service, not the lab
-            self.res.quarantine(held, f"failed sample {ctx.sample_id} is stuck in it ({exc})")
+            ex.run_cleanup(ctx, robot, places[-1])
+        except StepFailed as exc:  # a stuck sample takes its station out of service, not the lab
+            self.res.quarantine(held, f"failed sample {ctx.sample_id} is stuck in it ({exc.reason})")
         finally:
             self.res.release_robot(trial.id)

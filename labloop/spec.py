@@ -392,6 +392,9 @@ class StepSpec(_Model):
             raise ValueError(f"a {self.kind} step needs 'device'")
         if self.kind == "synthesize" and self.on_resume == "rerun":
             raise ValueError("a synthesis consumes its sample: on_resume 'rerun' would process it twice; use 'fail'")
+        if self.retries and self.resume_policy == "fail":
+            raise ValueError(f"a {self.kind} that failed has consumed its sample: retries would process it again "
+                             f"(retry measurements and transfers; a failed synthesis is a result for the optimizer)")
         return self
 
     @property

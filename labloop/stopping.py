@@ -15,6 +15,10 @@ from typing import Any
 from .spec import CampaignSpec, ObjectiveSpec
 
 
+#: Trials that do not use up the budget: rejected by an operator, or cancelled before anything was done to them.
+NOT_COUNTED = ("rejected", "cancelled")
+
+
 @dataclass(frozen=True)
 class StopDecision:
     rule: str  # "target" | "budget" | "time" | "no_improvement" | "operator"
@@ -46,7 +50,7 @@ def check(spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: 
                 text = ", ".join(_fmt(o, float(t.values[o.name])) for o in goals)
                 return StopDecision("target", f"target reached at trial {t.number} ({text})",
                                     {"trial": t.number, "values": dict(t.values)})
-    counted = [t for t in trials if t.state != "rejected"]
+    counted = [t for t in trials if t.state not in NOT_COUNTED]
     if len(counted) >= rules.max_trials and all(t.state in ("done", "failed") for t in counted):
         return StopDecision("budget", f"budget spent: {len(counted)} trials (max_trials = {rules.max_trials})",
                             {"trials": len(counted)})
@@ -73,4 +77,4 @@ def check(spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: 
 
 def budget_left(spec: CampaignSpec, trials: Sequence[Any]) -> int:
     """How many more trials may be proposed."""
-    return max(0, spec.stopping.max_trials - sum(1 for t in trials if t.state != "rejected"))
+    return max(0, spec.stopping.max_trials - sum(1 for t in trials if t.state not in NOT_COUNTED))

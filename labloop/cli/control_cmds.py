@@ -37,18 +37,19 @@ def heartbeat_age(c: Campaign) -> float | None:
 def is_alive(c: Campaign) -> bool:
     """Whether a process still runs the campaign: on this host, its pid must exist; elsewhere, its heartbeat must
     be recent (a killed process stops beating)."""
-    age = heartbeat_age(c)
-    if c.state not in ("running", "paused") or age is None or age >= ALIVE_SECONDS:
+    if c.state not in ("running", "paused"):
         return False
     host, _, pid = (c.runner or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
+    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid():
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-    return True
+        return True
+    age = heartbeat_age(c)
+    return age is not None and age < ALIVE_SECONDS
 
 
 def _open(store: str | None, campaign: str | None) -> tuple[Store, Campaign]:
@@ -141,8 +142,15 @@ def _decide(store: str | None, campaign: str | None, numbers: list[int], state: 
             user: str | None) -> None:
     from ..store.schema import utcnow
 
+    from ..export import campaign_spec
+
     st, c = _open(store, campaign)
     try:
+        if not campaign_spec(c).scheduling.approval:
+            raise LabloopError(f"campaign '{c.name}' does not wait for approval (scheduling.approval is false)",
+                               "set scheduling: {approval: true} in the campaign file of the next campaign")
+        if c.state not in ("running", "paused"):
+            raise LabloopError(f"campaign '{c.name}' has ended ({c.stop_reason})", "nothing is waiting any more")
         by_number = {t.number: t for t in st.trials(c.id)}
         for n in numbers:
             t = by_number.get(n)
@@ -156,7 +164,8 @@ def _decide(store: str | None, campaign: str | None, numbers: list[int], state: 
             fields = {"state": state}
             if state == "rejected":
                 fields.update(failure_reason=f"rejected by operator: {reason}", finished_at=utcnow())
-            st.update_trial(t.id, **fields)
+            if not st.update_trial_if(t.id, "proposed", **fields):
+                raise LabloopError(f"trial {n} changed state meanwhile", "check `labloop status` and try again")
             st.audit(c.id, {"approved": "trial.approve", "rejected": "trial.reject"}[state],
                      {"trial": n, "reason": reason}, user)
             console.print(f"trial {n}: {state}" + (f" ({reason})" if reason else ""))

@@ -25,7 +25,7 @@ from ..errors import StoreError
 from .schema import SCHEMA_VERSION, AuditEntry, Base, Campaign, Meta, Document, ProcessPoint, Sample, Step, Trial, utcnow
 
 DEFAULT_URL = "sqlite:///labloop.db"
-TERMINAL_STATES = ("done", "failed", "rejected")
+TERMINAL_STATES = ("done", "failed", "rejected", "cancelled")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -180,6 +180,13 @@ class Store:
         with self.session() as s:
             s.execute(update(Trial).where(Trial.id == trial_id).values(**fields))
 
+    def update_trial_if(self, trial_id: int, expected_state: str, **fields: Any) -> bool:
+        """Update only while the trial is still in ``expected_state`` (compare-and-set); False when it moved on."""
+        with self.session() as s:
+            result = s.execute(update(Trial).where(Trial.id == trial_id, Trial.state == expected_state)
+                               .values(**fields))
+            return bool(result.rowcount)
+
     def trial(self, trial_id: int) -> Trial:
         with self.session() as s:
             t = s.get(Trial, trial_id)
@@ -296,7 +303,7 @@ def this_runner() -> str:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA synchronous=FULL")  # a commit survives a power cut or an OS crash, not only kill -9
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

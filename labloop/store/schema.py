@@ -62,7 +62,7 @@ class Trial(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     number: Mapped[int] = mapped_column(Integer, doc="1-based position within the campaign.")
     state: Mapped[str] = mapped_column(
-        String(20), doc="proposed | approved | running | measured | done | failed | interrupted | rejected"
+        String(20), doc="proposed | approved | running | measured | done | failed | interrupted | rejected | cancelled"
     )
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Objective name -> value.")

@@ -1,7 +1,8 @@
 """A bluesky callback that writes every document of a run to the store, unchanged.
 
-It flushes at run start, every ``flush_every`` documents and at run stop, so a crash loses at most the tail of a
-run that was still in progress (whose step resume treats as interrupted anyway). Events of monitor streams (every
+It flushes every ``flush_every`` documents and at run stop (one commit per run in the usual case: the step's start
+is already committed by the executor), so a crash loses at most the tail of a run that was still in progress, whose
+step resume treats as interrupted anyway. Events of monitor streams (every
 stream except 'primary' and 'baseline') are also flattened into process points.
 """
 
@@ -36,7 +37,7 @@ class DocumentWriter:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._points.append((key, float(doc["timestamps"].get(key, doc["time"])), float(value)))
         self._docs.append((name, doc))
-        if name in ("start", "stop") or len(self._docs) >= self.flush_every:
+        if name == "stop" or len(self._docs) >= self.flush_every:
             self.flush()
 
     def flush(self) -> None:
