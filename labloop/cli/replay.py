@@ -1,0 +1,57 @@
+"""``labloop replay``: backtest the strategy on a lookup table (a CSV of measured experiments)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import LabloopError
+from .common import console, user_errors
+
+
+@user_errors
+def replay(
+    table: Path = typer.Argument(..., help="CSV of measured experiments: input columns and the objective column."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="The objective column."),
+    direction: Optional[str] = typer.Option(None, "--direction", help="max or min."),
+    exclude: Optional[list[str]] = typer.Option(
+        None, "--exclude", help="Columns that are not inputs (repeat, or comma-separate)."),
+    campaign: Optional[Path] = typer.Option(
+        None, "--campaign", help="Campaign file declaring the parameters (types, encodings) and the strategy."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the initial design and the strategy."),
+    budget: int = typer.Option(50, "--budget", min=1, help="Experiments in all (initial design included)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Proposals per round (q)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: history, best, ..."),
+) -> None:
+    """Run a whole campaign against TABLE: the pool is its rows, a measurement is a row's objective value."""
+    from ..replay import run_replay
+    from ..spec import load_spec
+    from ..tables import table_lab
+
+    spec = load_spec(campaign) if campaign is not None else None
+    if spec is None and direction is None:
+        raise LabloopError("no --direction given", "pass --direction max or --direction min")
+    excl = [c.strip() for e in (exclude or []) for c in e.split(",") if c.strip()]
+    lab = table_lab(table, objective, direction, excl, spec, seed=seed, batch_size=batch_size)
+    result = run_replay(lab, budget, batch_size=batch_size)
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    best = result.best
+    console.print(f"{table}: {len(result.history)} experiments, best {lab.objective} = {best:g} "
+                  f"(first reached at experiment {result.history.index(best) + 1}); table best = "
+                  f"{(max if result.direction == 'maximize' else min)(lab.values):g}")
+    imp = result.last_info.get("importance")
+    if imp:
+        console.print("importance: " + ", ".join(f"{k} {v:.0%}" for k, v in imp.items()))
+    pb = result.last_info.get("predicted_best")
+    if pb:
+        console.print(f"model's predicted best: {pb}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``replay`` to the main CLI."""
+    app.command("replay")(replay)

@@ -1,0 +1,80 @@
+"""Backtesting: a whole campaign against a lookup-table lab, through the same strategy code as a real campaign.
+
+The loop is the campaign loop with the lab replaced by a table: ask the strategy for ``batch_size`` points with
+everything measured so far, "measure" each (the row's objective value), repeat until the budget is spent or every
+row has been measured. Measured rows are never proposed again (the strategy excludes observed pool rows).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from .strategy import make_strategy
+from .strategy.base import Observation, Strategy
+from .tables import TableLab
+
+
+@dataclass
+class ReplayResult:
+    """What a replay measured: ``history`` = objective values in measurement order (initial design included)."""
+
+    objective: str
+    direction: str
+    history: list[float] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    ask_seconds: list[float] = field(default_factory=list)
+    last_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> float | None:
+        if not self.history:
+            return None
+        return max(self.history) if self.direction == "maximize" else min(self.history)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"objective": self.objective, "direction": self.direction, "best": self.best,
+                "n": len(self.history), "history": self.history, "rows": self.rows, "sources": self.sources,
+                "seconds_per_ask": (sum(self.ask_seconds) / len(self.ask_seconds)) if self.ask_seconds else None,
+                "importance": self.last_info.get("importance"),
+                "predicted_best": self.last_info.get("predicted_best")}
+
+
+def run_replay(lab: TableLab, budget: int, *, batch_size: int | None = None, strategy: Strategy | None = None,
+               initial_rows: Sequence[int] = (), stop: Callable[[ReplayResult], bool] | None = None) -> ReplayResult:
+    """Run a campaign of at most ``budget`` measurements on ``lab``.
+
+    ``initial_rows`` are measured first, as given (benchmarks use seeded random rows); ``stop(result)`` may end the
+    run early (benchmarks stop once the best row is found, as nothing after it changes their figures).
+    """
+    spec = lab.spec
+    q = batch_size or spec.strategy.batch_size
+    strat = strategy if strategy is not None else make_strategy(spec, lab.pool)
+    obj = spec.objectives[0]
+    result = ReplayResult(lab.objective, obj.direction)
+    observations: list[Observation] = []
+    budget = min(budget, len(lab.pool))
+
+    def record(i: int, source: str) -> None:
+        value = lab.values[i]
+        observations.append(Observation(dict(lab.pool.rows[i]), {lab.objective: value}))
+        result.history.append(value)
+        result.rows.append(i)
+        result.sources.append(source)
+
+    for i in list(initial_rows)[:budget]:
+        record(int(i), "initial")
+    while len(observations) < budget and not (stop and stop(result)):
+        t0 = time.perf_counter()
+        proposals = strat.ask(min(q, budget - len(observations)), observations, [])
+        result.ask_seconds.append(time.perf_counter() - t0)
+        if not proposals:
+            break
+        for p in proposals:
+            i, _ = lab.measure(p.params)
+            record(i, p.source)
+            if p.info:
+                result.last_info = p.info
+    return result

@@ -1,0 +1,45 @@
+"""Strategies: what to run next. ``make_strategy`` builds the one a campaign names.
+
+``spec.strategy.name`` is ``'botorch'`` (default, :class:`BotorchStrategy`), ``'random'``
+(:class:`RandomStrategy`), an entry point in ``labloop.strategies``, or a ``package.module:attribute`` callable
+taking ``(spec, candidates)`` and returning an object with ``ask(n, observations, pending)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import plugins
+from ..errors import LabloopError
+from ..space import CandidatePool, SearchSpace
+from ..spec import CampaignSpec
+from .base import Observation, Proposal, Strategy
+from .bayes import BotorchStrategy
+from .evidence import StopEvidence, improvement_stalled
+from .random import RandomStrategy
+
+__all__ = ["BotorchStrategy", "CandidatePool", "Observation", "Proposal", "RandomStrategy", "SearchSpace",
+           "StopEvidence", "Strategy", "improvement_stalled", "make_strategy"]
+
+BUILTIN = {"botorch": BotorchStrategy, "random": RandomStrategy}
+
+
+def make_strategy(spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any) -> Strategy:
+    """The strategy ``spec.strategy.name`` names, built for ``spec`` (and restricted to ``candidates`` if given,
+    else to the rows of the CSV ``spec.candidates`` names, if any).
+
+    Raises ``LabloopError`` for unknown names, infeasible spaces and bad options before any experiment runs.
+    """
+    if candidates is None and spec.candidates:
+        from ..tables import candidate_pool
+
+        candidates = candidate_pool(spec, spec.candidates)
+    name = spec.strategy.name
+    factory = BUILTIN.get(name)
+    if factory is None:
+        factory = plugins.load(name, "labloop.strategies")
+    strategy = factory(spec, candidates, **options)
+    if not callable(getattr(strategy, "ask", None)):
+        raise LabloopError(f"strategy '{name}' has no ask(n, observations, pending) method",
+                           "a strategy plugin must return an object with ask(n, observations, pending)")
+    return strategy

@@ -1,0 +1,437 @@
+"""The default strategy: Gaussian-process Bayesian optimization composed from botorch pieces.
+
+Stateless: every :meth:`BotorchStrategy.ask` rebuilds everything from ``observations`` and ``pending`` (the
+store is the truth), in this order:
+
+1. **seed points** from the campaign file that are neither observed nor pending, as given;
+2. **initial design** while fewer than ``strategy.initial_design`` trials exist (or fewer than two succeeded):
+   scrambled Sobol points seeded by ``spec.seed`` (in pool mode: the nearest unused pool row of each);
+3. **model proposals**: independent ``SingleTaskGP``\\ s (:mod:`.modeling`) for each objective (larger-is-better
+   scale), each outcome constraint, and a failure indicator (1 = failed) when any trial failed; the acquisition is
+   ``qLogNoisyExpectedImprovement`` (one objective) or ``qLogNoisyExpectedHypervolumeImprovement`` (several),
+   with outcome constraints and ``P(failure) < 1/2`` as smoothed constraints (so the acquisition is multiplied by
+   the probability of feasibility), and every pending/in-flight point as ``X_pending``. It is optimized
+
+   * over the candidate pool (or the enumerated grid of a small, fully discrete space) by evaluating it on every
+     remaining row (sequential greedy for ``q > 1``; measured, failed and pending rows excluded). With one
+     objective and no constraints, pools use **Thompson sampling** by default (``acquisition: auto``): one
+     pathwise posterior sample (``draw_matheron_paths``) per proposal, argmax over the free rows. Measured on the
+     benchmark tables (benchmarks/RESULTS-strategy.md), it finds the single best row sooner than qLogNEI, which
+     settles in a good region and stops looking for the best row elsewhere; a batch of ``q`` independent samples
+     is diverse by construction;
+   * with ``optimize_acqf`` for continuous spaces (compositions as equality constraints, linear constraints as
+     inequalities);
+   * with ``optimize_acqf_mixed_alternating`` when integer/discrete/categorical columns are present (no Cartesian
+     product is ever built).
+
+Each model proposal's ``info`` carries the evidence a runner and a person need: the acquisition value, the
+expected improvement relative to the observed range (for the "no further improvement" stopping rule), the
+prediction at the point, the parameter importance from ARD lengthscales and the model's predicted best point.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from contextlib import contextmanager
+from typing import Any
+
+import gpytorch
+from linear_operator.utils.warnings import NumericalWarning
+import torch
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.monte_carlo import qUpperConfidenceBound
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.exceptions.warnings import BadInitialCandidatesWarning, InputDataWarning, OptimizationWarning
+from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
+from botorch.sampling import SobolQMCNormalSampler
+from botorch.sampling.pathwise import draw_matheron_paths
+from torch import Tensor
+
+from ..errors import LabloopError
+from ..space import DTYPE, CandidatePool, SearchSpace
+from ..spec import CampaignSpec
+from .base import Observation, Proposal
+from .modeling import ObjectiveTransform, fit_models, hyperparameters, lengthscale_importance
+
+_DEFAULTS: dict[str, Any] = {
+    "log_outcome": "auto",  # 'auto' | True | False: model log(y) for positive, decade-spanning objectives
+    "mc_samples": 128,  # quasi-MC samples of the q-acquisition functions
+    "raw_samples": 512,  # initial candidates of the continuous/mixed optimizers
+    "num_restarts": 8,
+    "grid_limit": 5000,  # fully discrete spaces up to this size are enumerated and searched like a pool
+    "max_batch_size": 1024,  # pool rows evaluated per batch
+    "threads": 1,  # torch threads during ask (see _torch_threads)
+    "kernel": "rbf",  # 'rbf' | 'matern' (see modeling.fit_gp)
+    "max_noise": None,  # cap on the GP noise variance (standardized units); None = learned freely
+    # 'auto' (Thompson sampling on pools, qLogNEI otherwise) | 'qlognei' | 'ucb' | 'ts' | 'mix' (UCB/TS alternating)
+    "acquisition": "auto",
+    "beta": 1.0,
+    "warm_start": True,  # start each hyperparameter fit from the previous ask's (speed only; see fit_gp)
+}
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """Run with ``n`` torch threads, then restore. Small GP linear algebra (n <= a few thousand) gains nothing from
+    threads, and on a shared 2-core machine OpenMP spin-waiting made one fit 10-40x slower (16 s vs 0.4 s measured
+    at n = 200); one thread also leaves the other core to the RunEngine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class BotorchStrategy:
+    """GP-based Bayesian optimization over a campaign's search space or candidate pool (see module docstring)."""
+
+    name = "botorch"
+
+    def __init__(self, spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any):
+        self.spec = spec
+        self.space = candidates.space if candidates is not None else SearchSpace.from_spec(spec)
+        self.options = {**_DEFAULTS, **spec.strategy.options, **options}
+        unknown = sorted(set(self.options) - set(_DEFAULTS))
+        if unknown:
+            raise LabloopError(f"strategy.options: unknown option(s) {unknown} for the botorch strategy",
+                               f"use only {sorted(_DEFAULTS)}")
+        self.pool = candidates
+        if self.pool is None:
+            grid = self.space.grid(int(self.options["grid_limit"]))
+            if grid is not None:
+                if len(grid) == 0:
+                    raise LabloopError("no point of the discrete search space satisfies the constraints",
+                                       "loosen the constraints")
+                self.pool = CandidatePool.from_grid(self.space, grid)
+        self.seed = spec.seed
+        self._warm: dict[tuple, list] = {}  # cache of fitted hyperparameters (a speed-up, never information)
+
+    # ----------------------------------------------------------------------------------------------- public
+    def ask(self, n: int, observations: list[Observation], pending: list[dict[str, Any]]) -> list[Proposal]:
+        """``n`` proposals, none equal to an observed (measured or failed) or pending point."""
+        if n < 1:
+            return []
+        # exact Cholesky up to 4000 points (gpytorch switches to approximate CG/Lanczos above 800 by default, which
+        # is slower here and makes proposals depend on solver tolerances)
+        with _torch_threads(self.options["threads"]), warnings.catch_warnings(), \
+                gpytorch.settings.max_cholesky_size(4000):
+            # jitter added to a Cholesky, a stalled line search, a retried optimizer start: expected on small data,
+            # handled by botorch, and noise to an operator
+            for cat in (NumericalWarning, OptimizationWarning, InputDataWarning, BadInitialCandidatesWarning):
+                warnings.simplefilter("ignore", cat)
+            warnings.filterwarnings("ignore", message="Optimization failed")
+            state = _State(self, observations, pending)
+            out: list[Proposal] = []
+            out += state.seed_points(n)
+            out += state.initial_design(n - len(out))
+            if len(out) < n:
+                out += state.model_proposals(n - len(out))
+            return out
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _key(self, x: Tensor) -> tuple:
+        return CandidatePool._key(self.space.snap(x[None])[0])
+
+
+class _State:
+    """Everything one ``ask`` derives from the observations; discarded afterwards."""
+
+    def __init__(self, strat: BotorchStrategy, observations: list[Observation], pending: list[dict[str, Any]]):
+        self.s = strat
+        self.space = strat.space
+        self.pool = strat.pool
+        self.obs = observations
+        self.obs_X = self._encode([o.params for o in observations], "observation")
+        self.pend_X = self._encode(list(pending), "pending point")
+        self.taken: set[tuple] = {strat._key(x) for x in torch.cat([self.obs_X, self.pend_X])}
+        self.chosen: list[Tensor] = []
+        self.n_ok = sum(1 for o in observations if not o.failed and self._objective_values(o) is not None)
+
+    def _encode(self, rows: list[dict[str, Any]], what: str) -> Tensor:
+        full = [{**self.space.fixed, **r} for r in rows]
+        try:
+            return self.space.snap(self.space.encode_many(full)) if full else torch.empty(0, self.space.dim,
+                                                                                           dtype=DTYPE)
+        except LabloopError as exc:
+            raise LabloopError(f"a {what} does not fit the search space: {exc.problem}", exc.fix) from None
+
+    def _objective_values(self, o: Observation) -> list[float] | None:
+        vals = [o.values.get(obj.name) for obj in self.s.spec.objectives]
+        if any(v is None or not math.isfinite(float(v)) for v in vals):
+            return None
+        return [float(v) for v in vals]  # type: ignore[arg-type]
+
+    def _take(self, x: Tensor) -> None:
+        self.chosen.append(x)
+        self.taken.add(self.s._key(x))
+
+    @property
+    def count(self) -> int:
+        return len(self.obs) + len(self.pend_X) + len(self.chosen)
+
+    def _free_rows(self) -> Tensor:
+        """Indices of pool rows neither observed, pending nor chosen in this ask."""
+        assert self.pool is not None
+        keys = self.pool.keys
+        return torch.tensor([i for i, k in enumerate(keys) if k not in self.taken], dtype=torch.long)
+
+    # -------------------------------------------------------------------------------------- seed points
+    def seed_points(self, n: int) -> list[Proposal]:
+        out = []
+        for i, sp in enumerate(self.s.spec.strategy.seed_points):
+            if len(out) >= n:
+                break
+            try:
+                x = self.space.snap(self.space.encode({**self.space.fixed, **sp})[None])[0]
+            except LabloopError as exc:
+                raise LabloopError(f"strategy.seed_points[{i}]: {exc.problem}", exc.fix) from None
+            if self.pool is not None and self.pool.index_of({**self.space.fixed, **sp}) is None:
+                raise LabloopError(f"strategy.seed_points[{i}] is not a row of the candidate pool",
+                                   "give seed points that are rows of the candidates CSV")
+            if self.s._key(x) in self.taken:
+                continue
+            self._take(x)
+            out.append(self._proposal(x, "seed"))
+        return out
+
+    # ----------------------------------------------------------------------------------- initial design
+    def initial_design(self, n: int) -> list[Proposal]:
+        out = []
+        skip = self.count
+        # space-filling points until the design is complete, and for as long as fewer than two trials have
+        # succeeded (a GP needs at least two measured values; proposals of this same ask do not count)
+        while len(out) < n and (self.count < self.s.spec.strategy.initial_design or self.n_ok < 2):
+            x = self._space_filling(skip)
+            if x is None:
+                break
+            skip += 1
+            self._take(x)
+            out.append(self._proposal(x, "sobol"))
+        return out
+
+    def _space_filling(self, skip: int) -> Tensor | None:
+        """A not-yet-taken Sobol point (pool: the free row nearest, in kernel features, to the next Sobol point)."""
+        if self.pool is not None:
+            free = self._free_rows()
+            if len(free) == 0:
+                return None
+            u = self.space.sample(1, seed=self.s.seed, skip=skip)
+            f_pool = self.space.features(self.pool.X[free])
+            d = (f_pool - self.space.features(u)).pow(2).sum(-1)
+            return self.pool.X[free[int(d.argmin())]]
+        for attempt in range(1000):
+            x = self.space.sample(1, seed=self.s.seed, skip=skip + attempt)[0]
+            if self.s._key(x) not in self.taken:
+                return x
+        return None
+
+    # ---------------------------------------------------------------------------------------------- model
+    def _fx(self, X: Tensor) -> Tensor:
+        """Search space -> model inputs: kernel features in pool mode (the model is fitted on them directly, which
+        is faster and lets pathwise Thompson samples run on them), the search space itself otherwise (the model's
+        ``FeatureMap`` input transform featurizes, so that optimizers work in the search space)."""
+        return self.space.features(X) if self.pool is not None else X
+
+    def model_proposals(self, n: int) -> list[Proposal]:
+        spec = self.s.spec
+        fx = self._fx
+        ok = [(x, o) for x, o in zip(self.obs_X, self.obs) if not o.failed]
+        opt = self.s.options
+        transforms = [
+            ObjectiveTransform.infer(obj, [o.values.get(obj.name) for _, o in ok], opt["log_outcome"])
+            for obj in spec.objectives
+        ]
+        outputs: list[tuple[Tensor, Tensor]] = []
+        for obj, tf in zip(spec.objectives, transforms):
+            rows = [(x, float(o.values[obj.name])) for x, o in ok
+                    if o.values.get(obj.name) is not None and math.isfinite(float(o.values[obj.name]))]
+            X = torch.stack([r[0] for r in rows])
+            outputs.append((fx(X), tf(torch.tensor([r[1] for r in rows], dtype=DTYPE)).unsqueeze(-1)))
+        constraints = []
+        for oc in spec.outcome_constraints:
+            rows = [(x, float(o.values[oc.name])) for x, o in ok
+                    if o.values.get(oc.name) is not None and math.isfinite(float(o.values[oc.name]))]
+            if len(rows) < 2:
+                continue  # nothing to learn from yet
+            idx = len(outputs)
+            outputs.append((fx(torch.stack([r[0] for r in rows])),
+                            torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1)))
+            if oc.lower is not None:
+                constraints.append(lambda Z, i=idx, lo=oc.lower: lo - Z[..., i])
+            if oc.upper is not None:
+                constraints.append(lambda Z, i=idx, hi=oc.upper: Z[..., i] - hi)
+        n_failed = sum(o.failed for o in self.obs)
+        if n_failed:
+            idx = len(outputs)
+            outputs.append((fx(self.obs_X), torch.tensor([[float(o.failed)] for o in self.obs], dtype=DTYPE)))
+            constraints.append(lambda Z, i=idx: Z[..., i] - 0.5)
+        # warm start from the previous ask's hyperparameters when the outputs are the same kind (a speed-up only)
+        signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"])
+        inits = self.s._warm.get(signature, ()) if opt["warm_start"] else ()
+        space = None if self.pool is not None else self.space
+        model = fit_models(space, outputs, inits, kernel=opt["kernel"], max_noise=opt["max_noise"])
+        self.s._warm = {signature: [hyperparameters(gp) for gp in model.models]}
+
+        m = len(spec.objectives)
+        X_base = outputs[0][0]
+        X_pending = torch.cat([self.pend_X, torch.stack(self.chosen)]) if self.chosen else self.pend_X
+        X_pending = fx(X_pending) if len(X_pending) else None
+        sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
+        single = GenericMCObjective(lambda Z, X=None: Z[..., 0])
+        kind = opt["acquisition"]
+        if kind == "auto":
+            kind = "ts" if self.pool is not None else "qlognei"
+        if kind == "mix":  # alternate: exploit (UCB, small beta) / explore (Thompson sample) by trial count
+            kind = "ucb" if self.count % 2 == 0 else "ts"
+        if m > 1:
+            Ys = [outputs[i][1].squeeze(-1) for i in range(m)]
+            ref = []
+            for obj, tf, y in zip(spec.objectives, transforms, Ys):
+                if obj.reference is not None:
+                    ref.append(float(tf(torch.tensor([obj.reference], dtype=DTYPE))[0]))
+                else:  # nadir of what was seen, minus a tenth of the range
+                    ref.append(float(y.min() - 0.1 * (y.max() - y.min() + 1e-9)))
+            acq = qLogNoisyExpectedHypervolumeImprovement(
+                model, ref_point=ref, X_baseline=X_base, sampler=sampler,
+                objective=IdentityMCMultiOutputObjective(outcomes=list(range(m))),
+                constraints=constraints or None, X_pending=X_pending, prune_baseline=True)
+        elif kind == "ucb" and not constraints:
+            betas = opt["beta"] if isinstance(opt["beta"], (list, tuple)) else [opt["beta"]]
+            beta = float(betas[self.count % len(betas)])  # a cycle: mostly exploit, explore every k-th trial
+            acq = qUpperConfidenceBound(model, beta=beta, sampler=sampler, objective=single, X_pending=X_pending)
+        elif kind == "ts" and not constraints and self.pool is not None:
+            acq = None  # Thompson sampling over the pool, below
+        else:
+            acq = qLogNoisyExpectedImprovement(
+                model, X_baseline=X_base, sampler=sampler, objective=single,
+                X_pending=X_pending, constraints=constraints or None, prune_baseline=True)
+
+        self.kind = "ThompsonSampling" if acq is None else type(acq).__name__
+        cands, values = self._optimize(acq, n, model)
+        info = self._explain(model, transforms, outputs)
+        out = []
+        for x, v in zip(cands, values):
+            opt_x = x
+            if self.s._key(x) in self.taken:  # snapped onto an observed/pending point: fall back to space filling
+                x = self._space_filling(self.count + 7919)
+                if x is None:
+                    break
+                self._take(x)
+                # the acquisition optimum is itself evidence (for a measured point EI is ~0): keep it
+                out.append(self._proposal(x, "sobol", {
+                    **info, **self._point_info(model, transforms, outputs, opt_x, float(v)),
+                    "note": "the model's optimum was already measured or pending: space-filling point instead"}))
+                continue
+            self._take(x)
+            out.append(self._proposal(x, "model",
+                                      {**info, **self._point_info(model, transforms, outputs, x, float(v))}))
+        return out
+
+    def _optimize(self, acq, n: int, model) -> tuple[Tensor, Tensor]:
+        """``n`` search-space points (``n x d``) and their acquisition values (``n``)."""
+        opt = self.s.options
+        if self.pool is not None:
+            return self._optimize_pool(acq, n, model)
+        kwargs = dict(q=n, num_restarts=int(opt["num_restarts"]), raw_samples=int(opt["raw_samples"]),
+                      inequality_constraints=self.space.inequality_constraints or None,
+                      equality_constraints=self.space.equality_constraints or None)
+        if self.space.cat_dims or self.space.discrete_dims:
+            X, v = optimize_acqf_mixed_alternating(acq, bounds=self.space.bounds,
+                                                   discrete_dims=self.space.discrete_dims or None,
+                                                   cat_dims=self.space.cat_dims or None, **kwargs)
+        else:
+            X, v = optimize_acqf(acq, bounds=self.space.bounds, sequential=True, **kwargs)
+        X = self.space.snap(X.detach())
+        return X, v.detach().reshape(-1).expand(len(X)) if v.numel() == 1 else v.detach().reshape(-1)
+
+    def _optimize_pool(self, acq, n: int, model) -> tuple[Tensor, Tensor]:
+        """Evaluate the acquisition on every free pool row (``b x 1 x f`` batches) and take the best; for ``n > 1``
+        sequential greedy, each chosen row becoming pending for the next (what ``optimize_acqf_discrete`` does,
+        keeping row indices). With ``acq=None``: Thompson sampling, one pathwise posterior sample per point."""
+        assert self.pool is not None
+        free = self._free_rows()
+        if len(free) == 0:
+            raise LabloopError("every row of the candidate pool has been measured, failed or is pending",
+                               "add candidates or end the campaign")
+        F = self._fx(self.pool.X[free])
+        k = min(n, len(free))
+        picked: list[int] = []
+        vals: list[float] = []
+        bs = int(self.s.options["max_batch_size"])
+        with torch.no_grad():
+            if acq is None:
+                with torch.random.fork_rng():  # seeded by campaign seed and trial count; caller's RNG untouched
+                    torch.manual_seed(self.s.seed * 7919 + self.count)
+                    paths = draw_matheron_paths(model.models[0], sample_shape=torch.Size([k]))
+                samples = paths(F)  # k x m: k joint posterior samples over every free row
+                for j in range(k):
+                    v = samples[j].clone()
+                    if picked:
+                        v[torch.tensor(picked)] = -float("inf")
+                    i = int(v.argmax())
+                    picked.append(i)
+                    vals.append(float(v[i]))
+            else:
+                base_pending = acq.X_pending
+                for j in range(k):
+                    v = torch.cat([acq(F[a: a + bs].unsqueeze(-2)) for a in range(0, len(F), bs)])
+                    if picked:
+                        v[torch.tensor(picked)] = -float("inf")
+                    i = int(v.argmax())
+                    picked.append(i)
+                    vals.append(float(v[i]))
+                    if j + 1 < k:
+                        chosen = F[torch.tensor(picked)]
+                        acq.set_X_pending(chosen if base_pending is None else torch.cat([base_pending, chosen]))
+        return self.pool.X[free[torch.tensor(picked)]], torch.tensor(vals, dtype=DTYPE)
+
+    # ------------------------------------------------------------------------------------- explanations
+    def _explain(self, model, transforms, outputs) -> dict[str, Any]:
+        """Parameter importance and the model's predicted best point, shared by this round's proposals."""
+        gp0 = model.models[0]
+        info: dict[str, Any] = {"importance": lengthscale_importance(gp0, self.space),
+                                "n_train": int(len(outputs[0][0]))}
+        if self.pool is not None:
+            X = self.pool.X
+        else:
+            X = torch.cat([outputs[0][0], self.space.sample(256, seed=self.s.seed + 1)])
+        with torch.no_grad(), gpytorch.settings.skip_posterior_variances():  # means only: no m x m covariance
+            mean = gp0.posterior(self._fx(X)).mean.squeeze(-1)
+        j = int(mean.argmax())
+        info["predicted_best"] = {"params": self.space.decode(X[j]),
+                                  self.s.spec.objectives[0].name: float(transforms[0].inverse(mean[j]))}
+        return info
+
+    def _point_info(self, model, transforms, outputs, x: Tensor, acq_value: float) -> dict[str, Any]:
+        gp0 = model.models[0]
+        with torch.no_grad():
+            post = gp0.posterior(self._fx(x[None]))
+            mu, sd = float(post.mean.reshape(-1)[0]), float(post.variance.reshape(-1)[0].clamp(min=0).sqrt())
+        y = outputs[0][1]
+        span = float(y.max() - y.min()) or 1.0
+        if len(self.s.spec.objectives) == 1:
+            # analytic EI over the best observed value, whatever acquisition chose x: E[max(f(x) - y*, 0)] =
+            # sd * (z Phi(z) + phi(z)), z = (mu - y*) / sd, in the objective's modelling scale
+            z = (mu - float(y.max())) / max(sd, 1e-12)
+            nd = torch.distributions.Normal(0.0, 1.0)
+            ei = max(sd, 1e-12) * (z * float(nd.cdf(torch.tensor(z))) + math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
+        else:  # expected hypervolume improvement from the log-acquisition value
+            ei = math.exp(acq_value) if acq_value < 700 else float("inf")
+        lo, hi = sorted((float(transforms[0].inverse(torch.tensor(mu - 2 * sd))),
+                         float(transforms[0].inverse(torch.tensor(mu + 2 * sd)))))
+        # 'improvement' is what the campaign's stopping rule reads (labloop.stopping): relative to the observed range
+        return {"acquisition": acq_value, "acquisition_kind": self.kind, "expected_improvement": ei,
+                "expected_improvement_rel": ei / span, "improvement": ei / span,
+                "predicted": {"objective": self.s.spec.objectives[0].name,
+                              "mean": float(transforms[0].inverse(torch.tensor(mu))), "interval_95": [lo, hi]}}
+
+    def _proposal(self, x: Tensor, source: str, info: dict[str, Any] | None = None) -> Proposal:
+        if self.pool is not None:
+            i = self.pool._index.get(CandidatePool._key(self.space.snap(x[None])[0]))
+            if i is not None:
+                return Proposal(dict(self.pool.rows[i]), source, {**(info or {}), "row": i})
+        return Proposal(self.space.decode(x), source, info or {})

@@ -1,0 +1,247 @@
+"""The botorch strategy: every space type, constraints, several objectives, failures, pending points, stopping."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from labloop.errors import LabloopError, PluginError
+from labloop.space import CandidatePool
+from labloop.spec import (
+    CampaignSpec,
+    CategoricalParameter,
+    CompositionParameter,
+    ContinuousParameter,
+    IntegerParameter,
+    LinearConstraint,
+    ObjectiveSpec,
+    OutcomeConstraintSpec,
+    StoppingSpec,
+    StrategySpec,
+)
+from labloop.strategy import (
+    BotorchStrategy,
+    Observation,
+    RandomStrategy,
+    improvement_stalled,
+    make_strategy,
+)
+from labloop.strategy.evidence import round_improvement
+
+FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
+
+
+def _spec(params, objectives=None, constraints=(), **kw):
+    objectives = objectives or [ObjectiveSpec(name="y", direction="maximize", plugin="reading")]
+    strategy = kw.pop("strategy", StrategySpec(initial_design=4, options=FAST))
+    return CampaignSpec(name="t", parameters=params, objectives=objectives, constraints=list(constraints),
+                        strategy=strategy, **kw)
+
+
+def _run(strat, f, n_obs, failed=lambda p: False):
+    obs = []
+    while len(obs) < n_obs:
+        for p in strat.ask(1, obs, []):
+            obs.append(Observation(p.params, {} if failed(p.params) else f(p.params), failed=failed(p.params)))
+    return obs
+
+
+def test_factory_builds_named_strategies_and_refuses_unknown():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    assert isinstance(make_strategy(spec), BotorchStrategy)
+    rnd = spec.model_copy(update={"strategy": StrategySpec(name="random")})
+    assert isinstance(make_strategy(rnd), RandomStrategy)
+    plug = spec.model_copy(update={"strategy": StrategySpec(name="labloop.strategy.random:RandomStrategy")})
+    assert isinstance(make_strategy(plug), RandomStrategy)
+    with pytest.raises(PluginError):
+        make_strategy(spec.model_copy(update={"strategy": StrategySpec(name="nope")}))
+    with pytest.raises(LabloopError, match="unknown option"):
+        make_strategy(spec.model_copy(update={"strategy": StrategySpec(options={"bogus": 1})}))
+
+
+def test_continuous_model_improves_on_the_initial_design():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="z", lower=1, upper=100,
+                                                                                        log=True)])
+    f = lambda p: {"y": -((p["x"] - 0.7) ** 2) - (math.log10(p["z"]) - 1.0) ** 2}  # noqa: E731
+    strat = make_strategy(spec)
+    obs = _run(strat, f, 9)
+    init_best = max(o.values["y"] for o in obs[:4])
+    assert max(o.values["y"] for o in obs[4:]) > init_best
+    p = strat.ask(1, obs, [])[0]
+    assert p.source == "model"
+    assert set(p.info["importance"]) == {"x", "z"} and math.isclose(sum(p.info["importance"].values()), 1, abs_tol=1e-3)
+    assert "params" in p.info["predicted_best"] and p.info["expected_improvement_rel"] >= 0
+
+
+def test_seed_points_run_first_then_sobol_then_model():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
+                 strategy=StrategySpec(initial_design=3, seed_points=[{"x": 0.25}], options=FAST))
+    strat = make_strategy(spec)
+    first = strat.ask(2, [], [])
+    assert [p.source for p in first] == ["seed", "sobol"] and first[0].params["x"] == 0.25
+    obs = [Observation(p.params, {"y": p.params["x"]}) for p in first]
+    assert [p.source for p in strat.ask(2, obs, [])] == ["sobol", "model"]
+
+
+def test_mixed_integer_categorical_space_without_cartesian_product():
+    params = [ContinuousParameter(name="x", lower=0, upper=1), IntegerParameter(name="n", lower=0, upper=200),
+              CategoricalParameter(name="c", choices=[f"s{i}" for i in range(30)])]
+    spec = _spec(params)
+    strat = make_strategy(spec)
+    assert strat.pool is None  # 201 * 30 * continuous: no enumeration
+    f = lambda p: {"y": -abs(p["x"] - 0.5) - abs(p["n"] - 120) / 200 + (p["c"] == "s7")}  # noqa: E731
+    obs = _run(strat, f, 6)
+    props = strat.ask(2, obs, [])
+    for p in props:
+        assert isinstance(p.params["n"], int) and 0 <= p.params["n"] <= 200 and p.params["c"] in spec.parameters[2].choices
+
+
+def test_composition_and_linear_constraints_hold_for_model_proposals():
+    params = [CompositionParameter(name="mix", components=["a", "b", "c"]),
+              ContinuousParameter(name="t", lower=0, upper=10)]
+    cons = [LinearConstraint(coefficients={"a": 1, "t": 0.1}, upper=0.8)]
+    spec = _spec(params, constraints=cons)
+    strat = make_strategy(spec)
+    f = lambda p: {"y": p["a"] * p["t"] - p["c"]}  # noqa: E731
+    obs = _run(strat, f, 5)
+    for p in [o.params for o in obs] + [p.params for p in strat.ask(2, obs, [])]:
+        assert abs(p["a"] + p["b"] + p["c"] - 1) < 1e-6
+        assert p["a"] + 0.1 * p["t"] <= 0.8 + 1e-5
+
+
+def test_grid_composition_space_is_enumerated_and_never_repeats():
+    spec = _spec([CompositionParameter(name="mix", components=["a", "b", "c"], step=0.25)])
+    strat = make_strategy(spec)
+    assert strat.pool is not None and len(strat.pool) == 15
+    obs = _run(strat, lambda p: {"y": p["a"]}, 15)
+    keys = {tuple(sorted(o.params.items())) for o in obs}
+    assert len(keys) == 15  # every grid point once
+    with pytest.raises(LabloopError, match="every row"):
+        strat.ask(1, obs, [])
+
+
+def test_pending_points_are_never_proposed_again():
+    spec = _spec([CategoricalParameter(name="c", choices=list("abcdefgh"))])
+    strat = make_strategy(spec)
+    obs = [Observation({"c": c}, {"y": float(i)}) for i, c in enumerate("abcd")]
+    pending = [{"c": "e"}, {"c": "f"}]
+    props = strat.ask(2, obs, pending)
+    assert sorted(p.params["c"] for p in props) == ["g", "h"]
+
+
+def test_batch_of_continuous_points_is_diverse_with_pending():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    strat = make_strategy(spec)
+    obs = _run(strat, lambda p: {"y": -(p["x"] - 0.3) ** 2}, 6)
+    props = strat.ask(3, obs, [{"x": 0.3}])
+    xs = sorted(p.params["x"] for p in props)
+    assert min(b - a for a, b in zip(xs, xs[1:])) > 1e-3 and all(abs(x - 0.3) > 1e-4 for x in xs)
+
+
+def test_failures_train_feasibility_and_failed_rows_are_not_reproposed():
+    # pool of 40 rows; x > 0.5 always fails, and the objective grows with x: a model that ignored failures would
+    # propose the failing region (it extrapolates the rising trend).
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    rows = [{"x": i / 39} for i in range(40)]
+    strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST)
+    obs = [Observation({"x": x}, {"y": x}) for x in (0.0, 0.1, 0.2, 0.3)]
+    obs += [Observation({"x": x}, {}, failed=True, reason="cracked") for x in (rows[22]["x"], rows[30]["x"],
+                                                                              rows[39]["x"])]
+    props = strat.ask(3, obs, [])
+    failed = {rows[22]["x"], rows[30]["x"], rows[39]["x"]}
+    assert all(p.params["x"] not in failed for p in props)
+    assert sum(p.params["x"] > 0.5 for p in props) <= 1
+
+
+def test_two_objectives_with_outcome_constraint():
+    objectives = [ObjectiveSpec(name="r", direction="minimize", plugin="reading", reference=10.0),
+                  ObjectiveSpec(name="t", direction="maximize", plugin="reading")]
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], objectives=objectives,
+                 outcome_constraints=[OutcomeConstraintSpec(name="haze", plugin="reading", upper=0.5)])
+    strat = make_strategy(spec)
+    f = lambda p: {"r": 1 + 5 * p["x"], "t": p["x"], "haze": p["x"] ** 2}  # noqa: E731
+    obs = _run(strat, f, 6)
+    props = strat.ask(2, obs, [])
+    assert len(props) == 2 and all(p.source == "model" for p in props)
+    assert all(p.params["x"] < 0.85 for p in props)  # haze <= 0.5 means x <= 0.71
+
+
+def test_band_objective_and_log_transform():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
+                 objectives=[ObjectiveSpec(name="y", direction="band", band=(0.4, 0.6), plugin="reading")])
+    strat = make_strategy(spec)
+    obs = _run(strat, lambda p: {"y": p["x"]}, 8)
+    best = min(abs(o.values["y"] - 0.5) for o in obs)
+    assert best < 0.1
+
+
+def test_stopping_rule_evidence_helper():
+    stop = StoppingSpec(no_improvement_rounds=3, improvement_threshold=0.01)
+    assert improvement_stalled([0.5, None, 0.02, 0.005], stop) is None
+    ev = improvement_stalled([0.5, 0.004, None, 0.003, 0.001], stop)
+    assert ev is not None and ev.rounds == [0.004, 0.003, 0.001] and "3 rounds" in ev.message()
+    assert improvement_stalled([0.0] * 5, StoppingSpec()) is None  # rule not configured
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    strat = make_strategy(spec)
+    obs = _run(strat, lambda p: {"y": p["x"]}, 5)
+    assert round_improvement(strat.ask(1, obs, [])) is not None
+
+
+def test_bad_observations_are_clear_errors():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    strat = make_strategy(spec)
+    with pytest.raises(LabloopError, match="observation"):
+        strat.ask(1, [Observation({"x": 7.0}, {"y": 1.0})], [])
+    with pytest.raises(LabloopError, match="seed_points"):
+        make_strategy(spec.model_copy(update={"strategy": StrategySpec(seed_points=[{"x": 3}])})).ask(1, [], [])
+
+
+def test_random_strategy_draws_without_replacement_and_is_reproducible():
+    spec = _spec([CategoricalParameter(name="c", choices=list("abcdef"))],
+                 strategy=StrategySpec(name="random"))
+    a = make_strategy(spec).ask(6, [], [])
+    b = make_strategy(spec).ask(6, [], [])
+    assert [p.params for p in a] == [p.params for p in b]
+    assert len({p.params["c"] for p in a}) == 6
+
+
+def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=list("ab"))])
+    rows = [{"x": i / 29, "c": c} for i in range(30) for c in "ab"]
+    strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST)
+    obs = [Observation(r, {"y": r["x"] * (r["c"] == "a")}) for r in rows[::9]]
+    props = strat.ask(4, obs, [rows[1]])
+    keys = {(p.params["x"], p.params["c"]) for p in props}
+    assert len(keys) == 4 and not keys & {(r["x"], r["c"]) for r in rows[::9] + [rows[1]]}
+    for p in props:
+        assert p.source == "model" and p.info["acquisition_kind"] == "ThompsonSampling"
+        assert p.info["improvement"] == p.info["expected_improvement_rel"] >= 0
+    assert props[0].info["predicted_best"]["params"] in rows
+
+
+def test_thompson_sampling_is_reproducible_and_leaves_global_rng_alone():
+    spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])])
+    obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = make_strategy(spec).ask(2, obs, [])
+    after = torch.rand(1)
+    b = make_strategy(spec).ask(2, obs, [])
+    assert [p.params for p in a] == [p.params for p in b] and torch.equal(before, after)
+
+
+def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
+    from labloop.space import SearchSpace
+    from labloop.strategy.modeling import fit_gp
+
+    space = SearchSpace([ContinuousParameter(name="x", lower=0, upper=1)])
+    X = torch.linspace(0, 1, 60, dtype=torch.double).unsqueeze(-1)
+    Y = torch.sin(6 * X)
+    model = fit_gp(space, X, Y, fit_subset=20)
+    assert model.train_inputs[0].shape[0] == 60
+    with torch.no_grad():
+        err = (model.posterior(X).mean - Y).abs().max()
+    assert err < 0.05
