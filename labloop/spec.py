@@ -42,32 +42,31 @@ class _ParameterBase(_Model):
         return v
 
 
-class ContinuousParameter(_ParameterBase):
-    """A real-valued input between two bounds, optionally searched on a log scale."""
+class _BoundedParameter(_ParameterBase):
+    """A numeric input between two inclusive bounds, optionally searched on a log scale."""
 
-    type: Literal["continuous"] = "continuous"
     lower: float = Field(description="Lower bound (inclusive).")
     upper: float = Field(description="Upper bound (inclusive).")
     log: bool = Field(False, description="Search on a log scale (bounds must then be positive).")
 
     @model_validator(mode="after")
-    def _bounds(self) -> "ContinuousParameter":
+    def _bounds(self) -> "_BoundedParameter":
         _check_bounds(self.lower, self.upper, self.log)
         return self
 
 
-class IntegerParameter(_ParameterBase):
+class ContinuousParameter(_BoundedParameter):
+    """A real-valued input between two bounds, optionally searched on a log scale."""
+
+    type: Literal["continuous"] = "continuous"
+
+
+class IntegerParameter(_BoundedParameter):
     """An integer input between two bounds (inclusive)."""
 
     type: Literal["integer"] = "integer"
-    lower: int = Field(description="Lower bound (inclusive).")
-    upper: int = Field(description="Upper bound (inclusive).")
-    log: bool = Field(False, description="Search on a log scale (bounds must then be positive).")
-
-    @model_validator(mode="after")
-    def _bounds(self) -> "IntegerParameter":
-        _check_bounds(self.lower, self.upper, self.log)
-        return self
+    lower: int = Field(description="Lower bound (inclusive).")  # type: ignore[assignment]
+    upper: int = Field(description="Upper bound (inclusive).")  # type: ignore[assignment]
 
 
 class DiscreteParameter(_ParameterBase):
