@@ -71,7 +71,6 @@ class Scheduler:
         self._active: set[TrialExecutor] = set()  # executors running a trial now (estop halts their RunEngines)
         self.paused = threading.Event()
         self.need_operator: str | None = None
-        self.overhead_s = 0.0  # scheduler time per trial that is neither device nor strategy time
 
     # ------------------------------------------------------------------ setup
     def _first_kind(self) -> str | None:
@@ -341,7 +340,7 @@ class Scheduler:
                 self.store.update_trial(trial.id, state="failed", finished_at=utcnow(),
                                         failure_reason=f"{exc.step.label}: {exc.reason}")
                 self.observer("finished", {"trial": self.store.trial(trial.id)})
-                held = self._holding(trial, held, ctx)
+                held = self._holding(ctx)
                 try:
                     self._clear_station(ex, ctx, trial, held)
                 except Cancelled:
@@ -459,7 +458,7 @@ class Scheduler:
                 if self.estopped.wait(delay):
                     raise
 
-    def _holding(self, trial: Trial, held: str | None, ctx: TrialContext) -> str | None:
+    def _holding(self, ctx: TrialContext) -> str | None:
         """The station the trial's sample sits in now (its recorded location), if any."""
         return ctx.location if ctx.location in self.res.stations else None
 
