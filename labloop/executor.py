@@ -117,22 +117,12 @@ class TrialExecutor:
     def run_cleanup(self, ctx: TrialContext, robot: str, place: str) -> None:
         """Move a failed trial's sample out of the station it blocks, as a recorded step (kind 'cleanup')."""
         index = len(self.spec.workflow)
-        step_id = self.store.start_step(ctx.trial_id, index, f"cleanup:{place}", "cleanup", 1, robot)
-        writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
-        md = {"campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
-              "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": f"cleanup:{place}", "step_index": index}
-        try:
-            plan = plans.transfer(self.lab[robot], Move(ctx.sample_id, ctx.location, place),
-                                  self.lab.devices.get(ctx.location), None)
-            self.RE(plans.tagged(plan, md), writer)
-        except Exception as exc:  # noqa: BLE001
-            writer.flush()
-            self._reset_engine()
-            self.store.finish_step(step_id, "failed", writer.run_uid, describe_failure(exc))
-            raise StepFailed(StepSpec(kind="transfer", to=place, robot=robot), index, describe_failure(exc)) from exc
-        ctx.location = place
-        self.store.finish_step(step_id, "done", writer.run_uid,
-                               moved=(ctx.campaign_id, ctx.sample_id, place, ctx.trial_id))
+        label = f"cleanup:{place}"
+        step_id = self.store.start_step(ctx.trial_id, index, label, "cleanup", 1, robot)
+        plan = lambda: plans.transfer(self.lab[robot], Move(ctx.sample_id, ctx.location, place),  # noqa: E731
+                                      self.lab.devices.get(ctx.location), None)
+        self._record_run(ctx, step_id, StepSpec(kind="transfer", to=place, robot=robot), index, label, 1, robot,
+                         plan, place)
 
     def run_step(self, ctx: TrialContext, index: int, device: str | None = None, destination: str | None = None,
                  attempt: int = 1, park: bool = False) -> None:
@@ -149,25 +139,34 @@ class TrialExecutor:
         if self.abort_check():
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", actor)
+        timeout = step.timeout / self.time_scale if step.timeout else None
+        dest = destination or step.to or ""
+
+        def plan() -> plans.Plan:
+            if step.kind == "transfer":
+                return plans.transfer(self.lab[step.robot], Move(ctx.sample_id, ctx.location, dest),
+                                      self.lab.devices.get(ctx.location), self.lab.devices.get(dest), timeout)
+            if step.kind == "synthesize":
+                recipe = recipes_for(self.spec, ctx.params).get(step.device or "", {})
+                return plans.synthesize(self.lab[actor], recipe, timeout)
+            return plans.measure(self.lab[actor], timeout)
+
+        self._record_run(ctx, step_id, step, index, label, attempt, actor, plan,
+                         dest if step.kind == "transfer" else None)
+        crashpoints.reached("step_end")
+
+    def _record_run(self, ctx: TrialContext, step_id: int, step: StepSpec, index: int, label: str, attempt: int,
+                    actor: str | None, make_plan: Callable[[], plans.Plan], moved_to: str | None) -> None:
+        """Run one tagged plan with a document writer; commit the step's end (and, for a move, where the sample
+        went, in the same transaction), or its failure with the reason and raise :class:`StepFailed`."""
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
         md = {
             "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
             "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": label, "step_index": index,
             "attempt": attempt, **ctx.extra_md,
         }
-        timeout = step.timeout / self.time_scale if step.timeout else None
         try:
-            if step.kind == "transfer":
-                dest = destination or step.to or ""
-                move = Move(ctx.sample_id, ctx.location, dest)
-                plan = plans.transfer(self.lab[step.robot], move, self.lab.devices.get(ctx.location),
-                                      self.lab.devices.get(dest), timeout)
-            elif step.kind == "synthesize":
-                recipe = recipes_for(self.spec, ctx.params).get(step.device or "", {})
-                plan = plans.synthesize(self.lab[actor], recipe, timeout)
-            else:
-                plan = plans.measure(self.lab[actor], timeout)
-            self.RE(plans.tagged(plan, md), writer)
+            self.RE(plans.tagged(make_plan(), md), writer)
         except Exception as exc:  # noqa: BLE001 - any device/plan error fails this step, not the campaign
             writer.flush()
             self._reset_engine()
@@ -177,12 +176,10 @@ class TrialExecutor:
             self.store.finish_step(step_id, "failed", writer.run_uid, reason)
             raise StepFailed(step, index, reason, actor) from exc
         moved = None
-        if step.kind == "transfer":
-            ctx.location = destination or step.to or ""
-            moved = (ctx.campaign_id, ctx.sample_id, ctx.location, ctx.trial_id)
+        if moved_to is not None:
+            ctx.location = moved_to
+            moved = (ctx.campaign_id, ctx.sample_id, moved_to, ctx.trial_id)
         self.store.finish_step(step_id, "done", writer.run_uid, moved=moved)
-        crashpoints.reached("step_end")
-
 
 def _stop_quietly(device: Any) -> None:
     stop = getattr(device, "stop", None)
