@@ -8,7 +8,7 @@ store holds, so the store stays the only truth.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class Prepared:
     lab: Lab | None
     objectives: dict[str, Callable[[TrialData], float]]
     strategy: Strategy
+    prior: list[Observation] = field(default_factory=list)  # prior data from CSV files (labloop.priors)
 
 
 def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[TrialData], float]]:
@@ -47,8 +48,11 @@ def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[Tria
     return out
 
 
-def prepare_text(text: str, source: str, time_scale: float | None = None, with_lab: bool = True) -> Prepared:
-    """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored."""
+def prepare_text(text: str, source: str, time_scale: float | None = None, with_lab: bool = True,
+                 read_prior_files: bool = True) -> Prepared:
+    """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored.
+    ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log."""
+    from .priors import file_priors
     from .strategy import make_strategy  # the strategy package imports botorch: load it only when needed
 
     spec = spec_from_text(text, source)
@@ -64,11 +68,12 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     objectives = load_objectives(spec, source)
     try:
         strategy = make_strategy(spec)
+        prior = file_priors(spec) if read_prior_files else []
     except SpecError:
         raise
     except LabloopError as exc:
         raise SpecError(f"{source}: {exc.problem}", exc.fix) from None
-    return Prepared(spec, text, source, lab, objectives, strategy)
+    return Prepared(spec, text, source, lab, objectives, strategy, prior)
 
 
 def prepare(path: str | Path, time_scale: float | None = None) -> Prepared:
@@ -103,13 +108,24 @@ class CampaignRunner:
         self.store = store
         self.campaign = campaign
         self.observer = observer or (lambda kind, data: None)
+        self.prior: list[Observation] = []  # prior data, given to the strategy with the campaign's own trials
 
     @classmethod
     def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None) -> "CampaignRunner":
+        from .priors import AUDIT_ACTION, store_priors, to_record
+
+        try:  # another campaign named as prior data must exist and fit: checked before anything is stored
+            from_store, skipped = store_priors(prepared.spec, store)
+        except LabloopError as exc:
+            raise SpecError(f"{prepared.source}: {exc.problem}", exc.fix) from None
         campaign = store.create_campaign(prepared.spec.name, prepared.text, spec_hash(prepared.text))
         if prepared.lab is not None and prepared.spec.lab is not None:
             store.audit(campaign.id, "campaign.lab", {"time_scale": prepared.spec.lab.time_scale})
-        return cls(prepared, store, campaign, observer)
+        runner = cls(prepared, store, campaign, observer)
+        runner.prior = prepared.prior + from_store
+        if runner.prior:
+            store.audit(campaign.id, AUDIT_ACTION, {"observations": to_record(runner.prior), "skipped": skipped})
+        return runner
 
     @classmethod
     def resume(cls, store: Store, campaign: Campaign, time_scale: float | None = None,
@@ -120,8 +136,13 @@ class CampaignRunner:
         if time_scale is None:
             lab_audit = [a for a in store.audit_log(campaign.id) if a.action == "campaign.lab"]
             time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
-        prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale)
+        from .priors import AUDIT_ACTION, from_record
+
+        prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale,
+                                read_prior_files=False)
         runner = cls(prepared, store, campaign, observer)
+        recorded = [a for a in store.audit_log(campaign.id) if a.action == AUDIT_ACTION]
+        runner.prior = from_record(recorded[-1].detail["observations"]) if recorded else []
         assert prepared.lab is not None
         stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}
         resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations,

@@ -228,7 +228,7 @@ class Scheduler:
 
         t0 = time.perf_counter()
         try:
-            proposals = self.runner.p.strategy.ask(n, observations(trials), pending(trials))
+            proposals = self.runner.p.strategy.ask(n, self.runner.prior + observations(trials), pending(trials))
         except Exception as exc:  # noqa: BLE001 - an optimizer bug pauses the lab with the reason, never crashes it
             self._pause_for_operator(f"the optimizer failed to propose: {type(exc).__name__}: {exc}; fix the "
                                      f"strategy settings, then run `labloop resume`")

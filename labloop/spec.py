@@ -266,6 +266,43 @@ class StoppingSpec(_Model):
 
 
 # --------------------------------------------------------------------------------------------------- strategy
+class PriorDataSpec(_Model):
+    """Past experiments that warm-start the model (they are learned from, never re-run, and never count towards
+    this campaign's budget, best result or stopping rules)."""
+
+    csv: str | None = Field(
+        None, description="CSV of past experiments: a column per parameter and per objective (an empty objective "
+        "cell = not measured); an optional 'failed' column (1/true/yes) marks failed experiments.")
+    campaign: str | None = Field(
+        None, description="Name or id of another campaign in the same store: its finished trials are used.")
+
+    @model_validator(mode="after")
+    def _one(self) -> "PriorDataSpec":
+        if (self.csv is None) == (self.campaign is None):
+            raise ValueError("give exactly one of 'csv' or 'campaign'")
+        return self
+
+
+class ExpertBelief(_Model):
+    """Where an expert expects the optimum along one parameter (a numeric centre and width, or preferred
+    choices)."""
+
+    center: float | None = Field(None, description="Numeric parameters: the expected best value.")
+    width: float | None = Field(None, gt=0, description="Numeric parameters: how sure (a standard deviation, in "
+                                "the parameter's units).")
+    prefer: list[str] | None = Field(None, min_length=1, description="Categorical parameters: the choices expected "
+                                     "to be best.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ExpertBelief":
+        numeric = self.center is not None or self.width is not None
+        if numeric == (self.prefer is not None):
+            raise ValueError("give either 'center' and 'width' (numeric parameter) or 'prefer' (categorical)")
+        if numeric and (self.center is None or self.width is None):
+            raise ValueError("a numeric belief needs both 'center' and 'width'")
+        return self
+
+
 class StrategySpec(_Model):
     """Which optimizer proposes trials and how."""
 
@@ -274,6 +311,13 @@ class StrategySpec(_Model):
     batch_size: int = Field(1, ge=1, description="Points proposed per round.")
     seed_points: list[dict[str, Any]] = Field(default_factory=list, description="Points run first, as given.")
     options: dict[str, Any] = Field(default_factory=dict, description="Strategy-specific options.")
+    prior_data: list[PriorDataSpec] = Field(
+        default_factory=list, description="Past experiments (CSV files or other campaigns) that warm-start the model.")
+    expert_prior: dict[str, ExpertBelief] = Field(
+        default_factory=dict, description="Parameter -> where an expert expects the optimum. Guides the initial "
+        "design and weights the acquisition by the belief, less and less as data come in (piBO).")
+    expert_prior_strength: float = Field(
+        10.0, gt=0, description="piBO's beta: the belief's weight is (its density)^(beta / n) after n trials.")
 
 
 # --------------------------------------------------------------------------------------------------- scheduling
@@ -440,9 +484,30 @@ class CampaignSpec(_Model):
         onames = [o.name for o in self.objectives] + [o.name for o in self.outcome_constraints]
         if len(set(onames)) != len(onames):
             raise ValueError("objective and outcome-constraint names must be unique")
+        for name, belief in self.strategy.expert_prior.items():
+            self._check_belief(name, belief)
         if self.lab is not None and not self.workflow:
             raise ValueError("a campaign with a lab needs a workflow (the steps each trial runs)")
         return self
+
+    def _check_belief(self, name: str, belief: ExpertBelief) -> None:
+        where = f"strategy.expert_prior.{name}"
+        param = next((p for p in self.parameters if p.name == name), None)
+        if param is None or isinstance(param, (FixedParameter, CompositionParameter)):
+            raise ValueError(f"{where}: '{name}' is not a continuous, integer, discrete or categorical parameter")
+        if isinstance(param, CategoricalParameter):
+            if belief.prefer is None:
+                raise ValueError(f"{where}: '{name}' is categorical: give 'prefer: [choices]'")
+            unknown = [c for c in belief.prefer if c not in param.choices]
+            if unknown:
+                raise ValueError(f"{where}: {unknown} are not choices of '{name}' ({param.choices})")
+            return
+        if belief.center is None:
+            raise ValueError(f"{where}: '{name}' is numeric: give 'center' and 'width'")
+        lo, hi = (min(param.values), max(param.values)) if isinstance(param, DiscreteParameter) else \
+            (param.lower, param.upper)
+        if not lo <= belief.center <= hi:
+            raise ValueError(f"{where}: center {belief.center} is outside the bounds [{lo}, {hi}] of '{name}'")
 
     def parameter_names(self) -> list[str]:
         """Names of the values every trial carries (composition groups expand to their components)."""

@@ -204,12 +204,12 @@ def table_lab(path: str | Path, objective: str | None = None, direction: str | N
         spec_data["seed"] = seed
     spec = CampaignSpec.model_validate(spec_data)
     space = SearchSpace.from_spec(spec)
-    rows = [_typed_row(table, r, params) for r in table.cells]
+    rows = [typed_row(table, r, params) for r in table.cells]
     pool = CandidatePool(space, rows)
     return TableLab(spec, pool, values, objective)
 
 
-def _typed_row(table: Table, cells: list[str], params: Sequence[Any]) -> dict[str, Any]:
+def typed_row(table: Table, cells: list[str], params: Sequence[Any]) -> dict[str, Any]:
     """A table row as parameter values (numbers for numeric parameters, text for categorical)."""
     by_col = dict(zip(table.columns, cells))
     safe = {_safe(c): c for c in table.columns}
@@ -243,7 +243,7 @@ def candidate_pool(spec: CampaignSpec, path: str | Path) -> CandidatePool:
     space = SearchSpace.from_spec(spec)
     rows = []
     for i, cells in enumerate(table.cells, start=2):
-        row = _typed_row(table, cells, spec.parameters)
+        row = typed_row(table, cells, spec.parameters)
         try:
             space.encode({**space.fixed, **row})
         except LabloopError as exc:

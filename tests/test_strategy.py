@@ -216,13 +216,49 @@ def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule():
     keys = {(p.params["x"], p.params["c"]) for p in props}
     assert len(keys) == 4 and not keys & {(r["x"], r["c"]) for r in rows[::9] + [rows[1]]}
     for p in props:
-        assert p.source == "model" and p.info["acquisition_kind"] == "ThompsonSampling"
+        # a pending row and a batch of 4: the Monte Carlo LogEI, each chosen row pending for the next
+        assert p.source == "model" and p.info["acquisition_kind"] == "qLogExpectedImprovement"
         assert p.info["improvement"] == p.info["expected_improvement_rel"] >= 0
+        assert p.info["pool_max_expected_improvement_rel"] > 0
     assert props[0].info["predicted_best"]["params"] in rows
 
 
-def test_thompson_sampling_is_reproducible_and_leaves_global_rng_alone():
-    spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])])
+def test_pool_auto_acquisition_exploits_until_the_model_expects_nothing_then_thompson_samples():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    rows = [{"x": i / 59} for i in range(60)]
+    pool = CandidatePool(BotorchStrategy(spec).space, rows)
+    obs = [Observation(r, {"y": math.sin(6 * r["x"])}) for r in rows[::6]]
+    one = BotorchStrategy(spec, pool, **FAST).ask(1, obs, [])[0]
+    ei = one.info["pool_max_expected_improvement_rel"]
+    assert one.info["acquisition_kind"] == "LogExpectedImprovement" and ei > 0
+    # the same state with a threshold above the model's best expectation: a Thompson sample instead
+    ts = BotorchStrategy(spec, pool, explore_below=ei * 10, **FAST).ask(1, obs, [])[0]
+    assert ts.info["acquisition_kind"] == "ThompsonSampling" and ts.params in rows
+    assert ts.params not in [o.params for o in obs]
+    # the exploiting proposal is the free row of largest EI: next to the best measured row (sin peaks at pi/12)
+    best_obs = max(obs, key=lambda o: o.values["y"]).params
+    assert abs(one.params["x"] - best_obs["x"]) <= 0.2
+
+
+def test_plug_in_incumbent_is_not_fooled_by_a_lucky_measurement():
+    """With noisy data the best measured value is an optimistic draw; EI against it (incumbent 'observed')
+    expects less from every other row than EI against the model's best mean at a measured row."""
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    rows = [{"x": i / 79} for i in range(80)]
+    pool = CandidatePool(BotorchStrategy(spec).space, rows)
+    noise = [0.3 * math.sin(37.0 * i) for i in range(80)]
+    obs = [Observation(r, {"y": math.sin(3 * r["x"]) + noise[i]}) for i, r in enumerate(rows) if i % 3 == 0]
+    lucky = max(range(len(obs)), key=lambda i: obs[i].values["y"])
+    obs[lucky] = Observation(obs[lucky].params, {"y": obs[lucky].values["y"] + 1.0})  # one lucky reading
+    ei = {inc: BotorchStrategy(spec, pool, incumbent=inc, **FAST).ask(1, obs, [])[0]
+          .info["pool_max_expected_improvement_rel"] for inc in ("observed", "posterior_mean")}
+    assert ei["posterior_mean"] > 2 * ei["observed"]
+
+
+@pytest.mark.parametrize("acquisition", ["ts", "auto"])
+def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition):
+    spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
+                 strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": acquisition}))
     obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
     torch.manual_seed(123)
     before = torch.rand(1)
@@ -231,6 +267,70 @@ def test_thompson_sampling_is_reproducible_and_leaves_global_rng_alone():
     after = torch.rand(1)
     b = make_strategy(spec).ask(2, obs, [])
     assert [p.params for p in a] == [p.params for p in b] and torch.equal(before, after)
+    assert len({p.params["c"] for p in a}) == 2
+    kind = {"ts": "ThompsonSampling", "auto": "qLogExpectedImprovement"}[acquisition]
+    assert all(p.info["acquisition_kind"] == kind for p in a)
+
+
+@pytest.mark.parametrize("kernel", ["matern", "rbf", "matern_gamma", "additive", "edbo"])
+def test_every_kernel_fits_a_mixed_pool_and_explains_itself(kernel):
+    """Each kernel option learns that y depends on x and on the choice of c, not on the noise column z."""
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="z", lower=0, upper=1),
+                  CategoricalParameter(name="c", choices=list("abcd"))],
+                 strategy=StrategySpec(initial_design=4, options={**FAST, "kernel": kernel}))
+    rows = [{"x": i / 11, "z": ((7 * i + j) % 12) / 11, "c": c} for i in range(12) for j, c in enumerate("abcd")]
+
+    def f(r):
+        return {"y": -((r["x"] - 0.7) ** 2) * 4 + {"a": 0.0, "b": 1.0, "c": 0.2, "d": -0.5}[r["c"]]}
+
+    pool = CandidatePool(BotorchStrategy(spec).space, rows)
+    obs = [Observation(r, f(r)) for r in rows[::3]]
+    p = BotorchStrategy(spec, pool).ask(1, obs, [])[0]
+    assert p.source == "model" and p.params in rows and p.params not in [o.params for o in obs]
+    imp = p.info["importance"]
+    assert set(imp) == {"x", "z", "c"} and imp["z"] < max(imp["x"], imp["c"])
+    best = p.info["predicted_best"]["params"]
+    assert best["c"] == "b" and abs(best["x"] - 0.7) < 0.25
+
+
+def test_output_warp_is_monotone_invertible_and_needs_enough_data():
+    from labloop.strategy.modeling import ObjectiveTransform, WarpedTransform
+
+    skewed = [math.exp(0.3 * i) for i in range(20)]  # a long upper tail
+    y = torch.tensor(skewed, dtype=torch.double)
+    for direction, log in (("maximize", False), ("minimize", True)):
+        base = ObjectiveTransform(ObjectiveSpec(name="y", direction=direction, plugin="reading"), log)
+        w = WarpedTransform.fit(base, skewed)
+        assert isinstance(w, WarpedTransform)
+        t = w(y)
+        assert torch.allclose(w.inverse(t), y, rtol=1e-9)
+        assert torch.equal(t.argsort(), base(y).argsort())  # larger-is-better order kept
+        assert abs(float(t.mean())) < 0.5 and 0.5 < float(t.std()) < 2.0  # roughly standardized
+    # the warp straightens the tail: its skewness is smaller than the raw values'
+    base = ObjectiveTransform(ObjectiveSpec(name="y", direction="maximize", plugin="reading"), False)
+    w = WarpedTransform.fit(base, skewed)
+
+    def skew(v):
+        v = (v - v.mean()) / v.std()
+        return float((v ** 3).mean())
+
+    assert abs(skew(w(y))) < abs(skew(y)) / 2
+    assert WarpedTransform.fit(base, skewed[:3]) is base  # too few values to fit a warp
+    assert WarpedTransform.fit(base, [2.0] * 8) is base  # no spread
+
+
+def test_warped_strategy_reports_predictions_in_objective_units():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
+                 objectives=[ObjectiveSpec(name="y", direction="minimize", plugin="reading")],
+                 strategy=StrategySpec(initial_design=4, options={**FAST, "warp": True}))
+    rows = [{"x": i / 39} for i in range(40)]
+    pool = CandidatePool(BotorchStrategy(spec).space, rows)
+    obs = [Observation(r, {"y": 1.0 + 50 * (r["x"] - 0.3) ** 2}) for r in rows[::4]]
+    p = BotorchStrategy(spec, pool).ask(1, obs, [])[0]
+    pred = p.info["predicted"]
+    lo, hi = pred["interval_95"]
+    assert lo <= pred["mean"] <= hi and 0.0 < pred["mean"] < 40.0  # objective units, not warped units
+    assert abs(p.info["predicted_best"]["params"]["x"] - 0.3) < 0.15
 
 
 def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():

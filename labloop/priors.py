@@ -1,0 +1,141 @@
+"""Prior data: past experiments that warm-start the model (``strategy.prior_data`` in the campaign file).
+
+Why: a lab rarely starts from nothing. Last month's campaign on the same furnace, or a spreadsheet of manual
+experiments, already says where the good region is; a model that sees them proposes fewer wasted trials. Prior
+observations are given to the strategy together with the campaign's own trials (so a strategy needs nothing
+special to use them); they are never re-run, and they never count towards this campaign's budget, best result or
+stopping rules, which read the campaign's own trials from the store.
+
+Two sources:
+
+* a CSV (``{csv: past.csv}``): a column per parameter (named as in the campaign file), a column per objective (an
+  empty cell = not measured), an optional ``failed`` column (``1``/``true``/``yes`` = the experiment failed, which
+  trains the feasibility model). Every row is checked against the search space, and a bad cell is an error naming
+  its line, before anything is stored or moved;
+* another campaign in the same store (``{campaign: NAME-or-ID}``): its finished trials (done, failed, rejected).
+  Trials that do not fit this campaign's search space (another campaign may have searched wider bounds) are left
+  out and counted in the audit log; a campaign none of whose trials fit is an error.
+
+What a campaign learned from is recorded in its audit log when it starts (``strategy.prior_data``), and a resumed
+campaign uses that record, not the files, which may have changed or gone since.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import LabloopError
+from .space import SearchSpace
+from .spec import CampaignSpec
+from .strategy.base import Observation
+from .tables import read_table, typed_row
+
+AUDIT_ACTION = "strategy.prior_data"
+_TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
+
+
+def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
+    """The rows of a CSV of past experiments as observations (see the module docstring for the format)."""
+    table = read_table(path)
+    space = SearchSpace.from_spec(spec)
+    needed = [c.name for c in space.columns]
+    objectives = [o.name for o in spec.objectives]
+    missing = [n for n in needed + objectives if n not in table.columns]
+    if missing:
+        raise LabloopError(f"{table.source}: prior data columns {missing} are missing (columns: {table.columns})",
+                           "give a column per parameter and per objective, named as in the campaign file")
+    extra = [o.name for o in spec.outcome_constraints if o.name in table.columns]
+    out = []
+    for line, cells in enumerate(table.cells, start=2):
+        by_col = dict(zip(table.columns, cells))
+        where = f"{table.source}: line {line}"
+        try:
+            params = {**space.fixed, **typed_row(table, cells, spec.parameters)}
+            space.encode(params)
+        except LabloopError as exc:
+            raise LabloopError(f"{where}: {exc.problem}", exc.fix) from None
+        flag = by_col.get("failed", "").strip().lower()
+        if flag not in _TRUE | _FALSE:
+            raise LabloopError(f"{where}: 'failed' is {by_col['failed']!r}", "write 1/true/yes or 0/false/no")
+        values: dict[str, float | None] = {}
+        for name in objectives + extra:
+            cell = by_col[name].strip()
+            if not cell:
+                values[name] = None
+                continue
+            try:
+                v = float(cell)
+            except ValueError:
+                v = math.nan
+            if not math.isfinite(v):
+                raise LabloopError(f"{where}: objective '{name}' is {cell!r}",
+                                   "give a finite number, or leave the cell empty if it was not measured")
+            values[name] = v
+        failed = flag in _TRUE
+        if not failed and all(values[n] is None for n in objectives):
+            raise LabloopError(f"{where}: no objective value, and the row is not marked failed",
+                               "give the measured value, mark the row failed, or remove it")
+        out.append(Observation(params, values, failed=failed, reason="prior data: failed" if failed else None))
+    if not out:
+        raise LabloopError(f"{table.source}: no prior experiments in the file", "add rows or remove the entry")
+    return out
+
+
+def campaign_observations(spec: CampaignSpec, store: Any, ref: str) -> tuple[list[Observation], int]:
+    """Finished trials of another stored campaign that fit this campaign's search space, and how many did not."""
+    from .campaign import observations
+
+    other = store.campaign(ref)
+    space = SearchSpace.from_spec(spec)
+    names = [o.name for o in spec.objectives]
+    fit, skipped = [], 0
+    for o in observations(store.trials(other.id)):
+        try:
+            space.encode({**space.fixed, **o.params})
+        except LabloopError:
+            skipped += 1
+            continue
+        fit.append(Observation({**space.fixed, **{k: o.params[k] for k in space.names() if k in o.params}},
+                               {n: o.values.get(n) for n in names}, o.failed, o.reason))
+    if not fit:
+        raise LabloopError(f"strategy.prior_data: none of the {skipped} finished trials of campaign "
+                           f"'{other.name}' (id {other.id}) fits this campaign's parameters and bounds",
+                           "name a campaign over the same parameters, or widen this campaign's bounds")
+    if not any(o.failed or any(v is not None for v in o.values.values()) for o in fit):
+        raise LabloopError(f"strategy.prior_data: campaign '{other.name}' measured none of {names}",
+                           "name a campaign that measured the same objectives")
+    return fit, skipped
+
+
+def file_priors(spec: CampaignSpec) -> list[Observation]:
+    """Every ``csv`` source of the campaign's prior data (checked now: before anything is stored)."""
+    out: list[Observation] = []
+    for i, src in enumerate(spec.strategy.prior_data):
+        if src.csv is not None:
+            try:
+                out += csv_observations(spec, src.csv)
+            except LabloopError as exc:
+                raise LabloopError(f"strategy.prior_data[{i}]: {exc.problem}", exc.fix) from None
+    return out
+
+
+def store_priors(spec: CampaignSpec, store: Any) -> tuple[list[Observation], dict[str, int]]:
+    """Every ``campaign`` source, from ``store``; and per source, how many trials did not fit and were left out."""
+    out: list[Observation] = []
+    skipped: dict[str, int] = {}
+    for src in spec.strategy.prior_data:
+        if src.campaign is not None:
+            obs, n = campaign_observations(spec, store, src.campaign)
+            out += obs
+            skipped[src.campaign] = n
+    return out, skipped
+
+
+def to_record(observations: list[Observation]) -> list[dict[str, Any]]:
+    return [{"params": o.params, "values": o.values, "failed": o.failed, "reason": o.reason} for o in observations]
+
+
+def from_record(rows: list[dict[str, Any]]) -> list[Observation]:
+    return [Observation(r["params"], r["values"], r["failed"], r.get("reason")) for r in rows]
