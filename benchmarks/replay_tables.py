@@ -50,7 +50,7 @@ def _one(args: tuple[str, int, str, int, dict]) -> dict:
     from labloop.tables import read_table, table_lab
 
     header = read_table(path).columns
-    lab = table_lab(path, header[-1], _direction(Path(path).stem), seed=seed, initial_design=N_INIT)
+    lab = table_lab(path, header[-1], _direction(Path(path).stem), seed=seed, initial_design=N_INIT, budget=budget)
     vals = lab.values
     sign = 1.0 if lab.spec.objectives[0].direction == "maximize" else -1.0
     ranked = sorted((sign * v for v in vals), reverse=True)

@@ -151,7 +151,8 @@ class TableLab:
 
 def table_lab(path: str | Path, objective: str | None = None, direction: str | None = None,
               exclude: Sequence[str] = (), campaign: CampaignSpec | None = None, seed: int | None = None,
-              batch_size: int | None = None, initial_design: int | None = None) -> TableLab:
+              batch_size: int | None = None, initial_design: int | None = None,
+              budget: int | None = None) -> TableLab:
     """Build a :class:`TableLab` from a CSV, inferring inputs unless ``campaign`` declares the parameters."""
     table = read_table(path)
     if campaign is not None and objective is None:
@@ -202,6 +203,8 @@ def table_lab(path: str | Path, objective: str | None = None, direction: str | N
     spec_data["strategy"] = strat
     if seed is not None:
         spec_data["seed"] = seed
+    if budget is not None:  # the strategy plans with the budget (BotorchStrategy.small_pool)
+        spec_data["stopping"] = {**dict(spec_data.get("stopping") or {}), "max_trials": budget}
     spec = CampaignSpec.model_validate(spec_data)
     space = SearchSpace.from_spec(spec)
     rows = [typed_row(table, r, params) for r in table.cells]

@@ -208,7 +208,8 @@ def test_random_strategy_draws_without_replacement_and_is_reproducible():
 
 
 def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=list("ab"))])
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=list("ab"))],
+                 stopping=StoppingSpec(max_trials=12))  # 60 rows > 2 x 12: a large pool, expected improvement
     rows = [{"x": i / 29, "c": c} for i in range(30) for c in "ab"]
     strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST)
     obs = [Observation(r, {"y": r["x"] * (r["c"] == "a")}) for r in rows[::9]]
@@ -224,7 +225,7 @@ def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule():
 
 
 def test_pool_auto_acquisition_exploits_until_the_model_expects_nothing_then_thompson_samples():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=20))
     rows = [{"x": i / 59} for i in range(60)]
     pool = CandidatePool(BotorchStrategy(spec).space, rows)
     obs = [Observation(r, {"y": math.sin(6 * r["x"])}) for r in rows[::6]]
@@ -243,7 +244,7 @@ def test_pool_auto_acquisition_exploits_until_the_model_expects_nothing_then_tho
 def test_plug_in_incumbent_is_not_fooled_by_a_lucky_measurement():
     """With noisy data the best measured value is an optimistic draw; EI against it (incumbent 'observed')
     expects less from every other row than EI against the model's best mean at a measured row."""
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=20))
     rows = [{"x": i / 79} for i in range(80)]
     pool = CandidatePool(BotorchStrategy(spec).space, rows)
     noise = [0.3 * math.sin(37.0 * i) for i in range(80)]
@@ -258,7 +259,8 @@ def test_plug_in_incumbent_is_not_fooled_by_a_lucky_measurement():
 @pytest.mark.parametrize("acquisition", ["ts", "auto"])
 def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition):
     spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
-                 strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": acquisition}))
+                 strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": acquisition}),
+                 stopping=StoppingSpec(max_trials=10))
     obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
     torch.manual_seed(123)
     before = torch.rand(1)
@@ -272,12 +274,34 @@ def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition)
     assert all(p.info["acquisition_kind"] == kind for p in a)
 
 
+@pytest.mark.parametrize("rows, budget, kind, kernel", [
+    (60, 40, "ThompsonSampling", "rbf"),  # 60 <= 2 x 40: a small pool, explore it
+    (60, 20, "LogExpectedImprovement", "matern"),  # 60 > 2 x 20: exploit the model
+])
+def test_auto_strategy_follows_pool_size_against_budget(rows, budget, kind, kernel):
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=budget))
+    pool_rows = [{"x": i / (rows - 1)} for i in range(rows)]
+    strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, pool_rows), **FAST)
+    obs = [Observation(r, {"y": math.sin(6 * r["x"])}) for r in pool_rows[::7]]
+    p = strat.ask(1, obs, [])[0]
+    assert strat.small_pool == (kind == "ThompsonSampling")
+    assert p.info["acquisition_kind"] == kind and p.params in pool_rows
+    assert strat.options["kernel"] == kernel
+    # an explicit choice always wins over 'auto'
+    forced = BotorchStrategy(spec, CandidatePool(strat.space, pool_rows), acquisition="logei", **FAST)
+    assert forced.ask(1, obs, [])[0].info["acquisition_kind"] == "LogExpectedImprovement"
+
+
 @pytest.mark.parametrize("kernel", ["matern", "rbf", "matern_gamma", "additive", "edbo"])
-def test_every_kernel_fits_a_mixed_pool_and_explains_itself(kernel):
-    """Each kernel option learns that y depends on x and on the choice of c, not on the noise column z."""
+@pytest.mark.parametrize("acquisition", ["logei", "ts"])
+def test_every_kernel_fits_a_mixed_pool_and_explains_itself(kernel, acquisition):
+    """Each kernel option learns that y depends on x and on the choice of c, not on the noise column z, and
+    serves both pool acquisitions (Thompson sampling falls back to joint posterior samples where botorch has no
+    pathwise sampler for the kernel)."""
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="z", lower=0, upper=1),
                   CategoricalParameter(name="c", choices=list("abcd"))],
-                 strategy=StrategySpec(initial_design=4, options={**FAST, "kernel": kernel}))
+                 strategy=StrategySpec(initial_design=4, options={**FAST, "kernel": kernel,
+                                                                  "acquisition": acquisition}))
     rows = [{"x": i / 11, "z": ((7 * i + j) % 12) / 11, "c": c} for i in range(12) for j, c in enumerate("abcd")]
 
     def f(r):

@@ -35,7 +35,7 @@ def replay(
     if spec is None and direction is None:
         raise LabloopError("no --direction given", "pass --direction max or --direction min")
     excl = [c.strip() for e in (exclude or []) for c in e.split(",") if c.strip()]
-    lab = table_lab(table, objective, direction, excl, spec, seed=seed, batch_size=batch_size)
+    lab = table_lab(table, objective, direction, excl, spec, seed=seed, batch_size=batch_size, budget=budget)
     result = run_replay(lab, budget, batch_size=batch_size)
     if as_json:
         typer.echo(json.dumps(result.to_json()))

@@ -6,7 +6,7 @@ store is the truth), in this order:
 1. **seed points** from the campaign file that are neither observed nor pending, as given;
 2. **initial design** while fewer than ``strategy.initial_design`` trials exist (or fewer than two succeeded):
    scrambled Sobol points seeded by ``spec.seed`` (in pool mode: the nearest unused pool row of each);
-3. **model proposals**: independent ``SingleTaskGP``\\ s (:mod:`.modeling`, Matern-5/2 ARD) for each objective
+3. **model proposals**: independent ``SingleTaskGP``\\ s (:mod:`.modeling`, ARD kernel) for each objective
    (larger-is-better scale), each outcome constraint, and a failure indicator (1 = failed) when any trial
    failed; the acquisition is ``qLogNoisyExpectedImprovement`` (one objective) or
    ``qLogNoisyExpectedHypervolumeImprovement`` (several), with outcome constraints and ``P(failure) < 1/2`` as
@@ -14,14 +14,16 @@ store is the truth), in this order:
    pending/in-flight point as ``X_pending``. It is optimized
 
    * over the candidate pool (or the enumerated grid of a small, fully discrete space) by evaluating it on every
-     remaining row (sequential greedy for ``q > 1``; measured, failed and pending rows excluded). On pools the
-     default (``acquisition: auto``) is **expected improvement** over the best measured value: the analytic
-     ``LogExpectedImprovement`` for one proposal with nothing in flight (exact, deterministic, ~0.1 s on 2000
-     rows), ``qLogExpectedImprovement`` with ``X_pending`` for batches, in-flight trials and constraints.
-     Measured on the benchmark tables (BENCHMARKS.md §3) it finds the best row sooner than Thompson sampling, the
-     previous default, which kept sampling near-equal rows of large smooth pools (crossed barrel: median 58
-     experiments vs 124). ``explore_below`` optionally turns a step into a Thompson sample when the model expects
-     almost nothing from any free row (:meth:`_State._auto_pool_kind`);
+     remaining row (sequential greedy for ``q > 1``; measured, failed and pending rows excluded). On a pool the
+     default (``acquisition: auto``) is **expected improvement** over the model's best mean at a measured point:
+     the analytic ``LogExpectedImprovement`` for one proposal with nothing in flight (exact, deterministic,
+     ~0.1 s on 2000 rows), ``qLogExpectedImprovement`` with ``X_pending`` for batches, in-flight trials and
+     constraints; on a pool that is *small* against the budget (:class:`BotorchStrategy`), **Thompson sampling**
+     (one pathwise posterior sample per proposal, argmax over the free rows; a batch of independent samples is
+     diverse by construction). Measured on the benchmark tables (BENCHMARKS.md §3): expected improvement finds
+     the best row of the large tables sooner (Thompson samples spread over many near-equal rows: crossed barrel
+     79 vs 124 experiments), Thompson sampling that of the small ones. ``explore_below`` optionally turns a step
+     into a Thompson sample when the model expects almost nothing from any free row;
    * with ``optimize_acqf`` for continuous spaces (compositions as equality constraints, linear constraints as
      inequalities);
    * with ``optimize_acqf_mixed_alternating`` when integer/discrete/categorical columns are present (no Cartesian
@@ -60,7 +62,14 @@ from ..space import DTYPE, CandidatePool, SearchSpace
 from ..spec import CampaignSpec
 from .base import Observation, Proposal
 from .expert import ExpertPrior
-from .modeling import ObjectiveTransform, WarpedTransform, feature_groups, fit_models, hyperparameters, lengthscale_importance
+from .modeling import (
+    ObjectiveTransform,
+    WarpedTransform,
+    feature_groups,
+    fit_models,
+    hyperparameters,
+    lengthscale_importance,
+)
 
 _DEFAULTS: dict[str, Any] = {
     "log_outcome": "auto",  # 'auto' | True | False: model log(y) for positive, decade-spanning objectives
@@ -70,7 +79,8 @@ _DEFAULTS: dict[str, Any] = {
     "grid_limit": 5000,  # fully discrete spaces up to this size are enumerated and searched like a pool
     "max_batch_size": 1024,  # pool rows evaluated per batch
     "threads": 1,  # torch threads during ask (see _torch_threads)
-    "kernel": "matern",  # 'matern' | 'rbf' | 'matern_gamma' | 'edbo' (see modeling.fit_gp)
+    # 'auto' (see BotorchStrategy.small_pool) | 'matern' | 'rbf' | 'matern_gamma' | 'additive' | 'edbo' (fit_gp)
+    "kernel": "auto",
     "max_noise": None,  # cap on the GP noise variance (standardized units); None = learned freely
     # 'auto' (pools: LogEI, see _auto_pool_kind; elsewhere qLogNEI) | 'logei' | 'qlognei' | 'ts' | 'ucb'
     # | 'mix' (UCB/TS alternating) | 'ei_ts' (LogEI/TS alternating)
@@ -80,6 +90,7 @@ _DEFAULTS: dict[str, Any] = {
     "warp": False,  # Yeo-Johnson output warping of each objective (see modeling.WarpedTransform)
     "incumbent": "posterior_mean",  # LogEI improves on: 'observed' (best measured) | 'posterior_mean' (see _incumbent)
     "explore_below": 0.0,  # pools, 'auto': a Thompson sample when the largest relative EI is below this
+    "small_pool": 2.0,  # a pool of at most this many times stopping.max_trials rows is 'small' (small_pool)
 }
 
 
@@ -97,7 +108,19 @@ def _torch_threads(n: int):
 
 
 class BotorchStrategy:
-    """GP-based Bayesian optimization over a campaign's search space or candidate pool (see module docstring)."""
+    """GP-based Bayesian optimization over a campaign's search space or candidate pool (see module docstring).
+
+    ``small_pool``: a candidate pool of at most ``small_pool`` (default 2) times the campaign's budget
+    (``stopping.max_trials``) rows. There the campaign can afford to explore, and with ``kernel`` and
+    ``acquisition`` left at 'auto' it uses Thompson sampling on an RBF GP; on larger pools, expected improvement
+    on a Matern-5/2 GP (in continuous and mixed spaces: qLogNEI on an RBF GP, botorch's defaults, unchanged
+    since the demo benchmark was measured with them). Why two rules: on the 15 benchmark tables (10 seeds
+    each, budget 150, benchmarks/RESULTS-strategy.md) Thompson sampling found the best row of the four small
+    tables (94-178 rows) 1.3-1.9x sooner than expected improvement, and expected improvement found it sooner on
+    the large ones (crossed barrel 600 rows: 79 vs 124 experiments; Buchwald-Hartwig c: 114 vs >150), where
+    Thompson samples spread over many near-equal rows. The threshold was chosen on those tables; nothing
+    guarantees it transfers, so both halves stay selectable (``acquisition``, ``kernel``).
+    """
 
     name = "botorch"
 
@@ -118,6 +141,12 @@ class BotorchStrategy:
                                        "loosen the constraints")
                 self.pool = CandidatePool.from_grid(self.space, grid)
         self.seed = spec.seed
+        # Which model and acquisition 'auto' means for this campaign: fixed by the pool's size and the budget
+        self.small_pool = self.pool is not None and \
+            len(self.pool) <= float(self.options["small_pool"]) * spec.stopping.max_trials
+        if self.options["kernel"] == "auto":  # Matern-5/2 where measured better (large pools), else botorch's RBF
+            large_pool = self.pool is not None and not self.small_pool
+            self.options["kernel"] = "matern" if large_pool else "rbf"
         self.expert = ExpertPrior(self.space, spec.strategy.expert_prior) if spec.strategy.expert_prior else None
         self._warm: dict[tuple, list] = {}  # cache of fitted hyperparameters (a speed-up, never information)
 
@@ -390,7 +419,8 @@ class _State:
             return float(model.models[0].posterior(outputs[0][0]).mean.max())
 
     def _auto_pool_kind(self, model, outputs, m: int) -> str:
-        """'logei', or 'ts' when the model expects (almost) nothing more from any free row.
+        """'ts' on a small pool (see :attr:`BotorchStrategy.small_pool`); else 'logei', or 'ts' when the model
+        expects (almost) nothing more from any free row (``explore_below``, off by default).
 
         Expected improvement exploits: it samples next to the best rows until the model believes nothing is left
         to gain. On the benchmark tables that belief was right on large smooth pools (crossed barrel: the best
@@ -398,13 +428,15 @@ class _State:
         it falls to 1e-5..1e-7 while the best row is still unmeasured, and EI then repeats near-ties). When the
         largest EI over the free rows is below ``explore_below`` of the observed range, this step is a Thompson
         sample instead: it explores where the model is unsure, in proportion to the chance of the optimum being
-        there. Off by default (``explore_below: 0``): over 10 seeds it helped the three small tables (median
-        41 -> 33 on autoam) and hurt Buchwald-Hartwig c and crossed barrel (95 -> 135, 58 -> 67); see
-        benchmarks/RESULTS-strategy.md. The largest relative EI is reported either way
-        (``pool_max_expected_improvement_rel``): it is what the model still expects from the pool. Several
-        objectives always use qLogNEHVI."""
+        there. Off by default (``explore_below: 0``): in a pilot (10 seeds, best measured value as incumbent,
+        threshold 3e-4) it helped the small tables (median 41 -> 33 on autoam) and hurt Buchwald-Hartwig c and
+        crossed barrel (95 -> 135, 58 -> 67); see benchmarks/RESULTS-strategy.md. The largest relative EI is
+        reported either way (``pool_max_expected_improvement_rel``): it is what the model still expects from the
+        pool. Several objectives always use qLogNEHVI."""
         if m > 1:
             return "logei"
+        if self.s.small_pool and self.s.expert is None:  # a belief weights EI (piBO); a Thompson sample has no log
+            return "ts"
         y = outputs[0][1]
         span = float(y.max() - y.min()) or 1.0
         free = self._free_rows()
@@ -455,8 +487,11 @@ class _State:
             if acq is None:
                 with torch.random.fork_rng():  # seeded by campaign seed and trial count; caller's RNG untouched
                     torch.manual_seed(self.s.seed * 7919 + self.count)
-                    paths = draw_matheron_paths(model.models[0], sample_shape=torch.Size([k]))
-                samples = paths(F)  # k x m: k joint posterior samples over every free row
+                    try:
+                        paths = draw_matheron_paths(model.models[0], sample_shape=torch.Size([k]))
+                        samples = paths(F)  # k x m: k joint posterior samples over every free row
+                    except NotImplementedError:  # no pathwise sampler for this kernel: exact joint samples
+                        samples = model.models[0].posterior(F).rsample(torch.Size([k])).reshape(k, -1)
                 for j in range(k):
                     v = samples[j].clone()
                     if picked:

@@ -3,8 +3,8 @@
 Every objective is modelled as *larger is better*: ``t(y) = s * g(y)`` with ``g = log`` for positive objectives
 spanning decades (sheet resistance, instability indices) and ``s = -1`` when minimizing; a band objective
 ``[lo, hi]`` becomes ``-|y - mid|`` (zero at the band's centre). Outcome constraints and the failure indicator are
-modelled as separate outputs in raw units. Models are ``SingleTaskGP`` (Matern-5/2 ARD with botorch's
-dimension-scaled lengthscale prior by default) on the kernel features of :class:`labloop.space.FeatureMap`, with
+modelled as separate outputs in raw units. Models are ``SingleTaskGP`` (RBF- or Matern-5/2-ARD with botorch's
+dimension-scaled lengthscale prior, see :func:`fit_gp`) on the kernel features of :class:`labloop.space.FeatureMap`, with
 ``Standardize`` outcomes. Optionally (``warp: true``) each objective is Yeo-Johnson warped first
 (:class:`WarpedTransform`).
 """
@@ -134,10 +134,9 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
     """Fit a ``SingleTaskGP`` on ``n x d`` search-space inputs and ``n x 1`` outcomes by marginal likelihood
     (``space=None``: ``X`` already holds kernel features, as in pool mode; no input transform).
 
-    ``kernel``: 'matern' (labloop's default: Matern-5/2 ARD with botorch's dimension-scaled LogNormal
-    lengthscale prior: RBF's infinite smoothness is too strong an assumption for measured materials data, and
-    Matern-5/2 is what the BO benchmarks on such data use: Liang et al. 2021, EDBO, BayBE), 'rbf' (botorch's own
-    default, same prior), 'matern_gamma' (BayBE 0.15's default: Matern-5/2,
+    ``kernel``: 'matern' (Matern-5/2 ARD with botorch's dimension-scaled LogNormal lengthscale prior: labloop's
+    choice for large candidate pools, where it was measured better, see BotorchStrategy), 'rbf' (botorch's own
+    default, same prior; labloop's choice elsewhere), 'matern_gamma' (BayBE 0.15's default: Matern-5/2,
     dimension-scaled Gamma prior, no outputscale, Gamma noise prior) or 'edbo' (Matern-5/2 with short-lengthscale
     Gamma priors, see below).
     ``max_noise`` caps the noise variance (standardized units) for nearly noise-free data such as averaged tables,
