@@ -6,8 +6,7 @@ BENCHMARKS.md shows. Random search is given twice: the same-seed runs of replay_
 its exact median, computed from the table (the position of the first of the K best rows in a random order of N
 rows: ``P(first > m) = C(N - m, K) / C(N, K)``), which is what "random search's median" means without seed noise.
 
-    python benchmarks/compare_peers.py --runs benchmarks/replay_runs.jsonl \
-        --peers benchmarks/results/peers_runs.jsonl --markdown
+    python benchmarks/compare_peers.py --markdown     # defaults: the two files named below
 
 Medians count "not within the budget" (150) as 151 and print it as ">150".
 """
@@ -56,8 +55,9 @@ def _show(m: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", default="benchmarks/replay_runs.jsonl")
-    ap.add_argument("--peers", nargs="*", default=["benchmarks/results/peers_runs.jsonl"])
+    here = Path(__file__).resolve().parent
+    ap.add_argument("--runs", default=str(here / "replay_runs.jsonl"))
+    ap.add_argument("--peers", nargs="*", default=[str(here / "results" / "peers_runs.jsonl")])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
@@ -86,7 +86,8 @@ def main() -> None:
                                 "median_to_best": _med([r["to_best"] or BUDGET + 1 for r in rs]),
                                 "median_to_top1pct": _med([r["to_top1"] or BUDGET + 1 for r in rs]),
                                 "found_best": sum(r["to_best"] is not None for r in rs),
-                                "sec_per_proposal": round(statistics.median(r["s_per_proposal"] for r in rs), 3)}
+                                "sec_per_proposal": round(statistics.median(
+                                    [r["s_per_proposal"] for r in rs if r["s_per_proposal"] is not None] or [0.0]), 3)}
         if "labloop" in line and "baybe" in line:
             # is the difference more than seed luck? two-sided Mann-Whitney U on experiments-to-best per seed
             from scipy.stats import mannwhitneyu
