@@ -70,6 +70,11 @@ def test_csv_prior_warm_starts_the_model_and_never_counts_as_a_trial(tmp_path):
     recorded = [a for a in store.audit_log(c.id) if a.action == AUDIT_ACTION]
     assert len(recorded) == 1 and len(recorded[0].detail["observations"]) == 8
     store.close()
+    # the operator sees what the model thought at its latest proposal: importance and predicted best
+    r = CliRunner().invoke(app, ["status", "--store", url], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "model (at trial 3): importance" in r.output and "model's predicted best" in r.output
+    assert "sheet_resistance" in r.output.split("model's predicted best")[1]
 
 
 @pytest.mark.parametrize("edit, match", [

@@ -143,6 +143,7 @@ def register(app: typer.Typer) -> None:
             o = spec.objectives[0]
             console.print(f"best: trial {best.number}: {o.name} = {best.values[o.name]:.4g}"
                           f"{' ' + o.unit if o.unit else ''} at {_fmt_params(spec, best.params)}", soft_wrap=True)
+        _print_model_view(trials)
         if c.stop_reason:
             console.print(f"stopped: {c.stop_reason}", soft_wrap=True)
 
@@ -167,3 +168,20 @@ def register(app: typer.Typer) -> None:
                 raise LabloopError(f"cannot write {output}: {exc}", "choose a writable path") from None
         else:
             typer.echo(text, nl=False)
+
+
+def _print_model_view(trials: list) -> None:
+    """What the model thought at its latest proposal (stored with that trial): which parameters matter (ARD
+    importance) and where it predicts the best result, so an operator sees why the loop goes where it goes."""
+    latest = next((t for t in reversed(trials) if t.source == "model" and (t.info or {}).get("importance")), None)
+    if latest is None:
+        return
+    imp = latest.info["importance"]
+    console.print(f"model (at trial {latest.number}): importance " +
+                  ", ".join(f"{k} {v:.0%}" for k, v in list(imp.items())[:8]), soft_wrap=True)
+    pb = latest.info.get("predicted_best")
+    if pb:
+        params = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in pb["params"].items()}
+        value = ", ".join(f"{k} = {v:.4g}" for k, v in pb.items() if k != "params" and isinstance(v, (int, float)))
+        console.print(f"model's predicted best: {value} at " + " ".join(f"{k}={v}" for k, v in params.items()),
+                      soft_wrap=True)
