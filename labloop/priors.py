@@ -30,7 +30,7 @@ from .errors import LabloopError
 from .space import SearchSpace
 from .spec import CampaignSpec
 from .strategy.base import Observation
-from .tables import read_table, typed_row
+from .tables import as_number, checked_row, read_table
 
 AUDIT_ACTION = "strategy.prior_data"
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
@@ -51,11 +51,7 @@ def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
     for line, cells in enumerate(table.cells, start=2):
         by_col = dict(zip(table.columns, cells))
         where = f"{table.source}: line {line}"
-        try:
-            params = {**space.fixed, **typed_row(table, cells, spec.parameters)}
-            space.encode(params)
-        except LabloopError as exc:
-            raise LabloopError(f"{where}: {exc.problem}", exc.fix) from None
+        params = checked_row(table, cells, line, spec, space)
         flag = by_col.get("failed", "").strip().lower()
         if flag not in _TRUE | _FALSE:
             raise LabloopError(f"{where}: 'failed' is {by_col['failed']!r}", "write 1/true/yes or 0/false/no")
@@ -65,11 +61,8 @@ def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
             if not cell:
                 values[name] = None
                 continue
-            try:
-                v = float(cell)
-            except ValueError:
-                v = math.nan
-            if not math.isfinite(v):
+            v = as_number(cell)
+            if v is None or not math.isfinite(v):
                 raise LabloopError(f"{where}: objective '{name}' is {cell!r}",
                                    "give a finite number, or leave the cell empty if it was not measured")
             values[name] = v

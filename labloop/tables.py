@@ -77,7 +77,7 @@ def read_table(path: str | Path) -> Table:
     return Table(str(p), header, cells)
 
 
-def _as_number(cell: str) -> float | None:
+def as_number(cell: str) -> float | None:
     try:
         v = float(cell)
     except ValueError:
@@ -89,7 +89,7 @@ def numeric_column(table: Table, name: str, *, what: str = "numeric column") -> 
     """The column's values as finite floats, or a ``LabloopError`` naming the first bad cell."""
     out = []
     for i, cell in enumerate(table.column(name), start=2):
-        v = _as_number(cell)
+        v = as_number(cell)
         if v is None or not math.isfinite(v):
             raise LabloopError(f"{table.source}: {what} '{name}' has {cell!r} at line {i}",
                                "give a finite number in every row, or remove/exclude the row or column")
@@ -102,7 +102,7 @@ def infer_parameters(table: Table, inputs: Sequence[str]) -> list[Any]:
     params: list[Any] = []
     for name in inputs:
         col = table.column(name)
-        nums = [_as_number(c) for c in col]
+        nums = [as_number(c) for c in col]
         n_num = sum(v is not None and math.isfinite(v) for v in nums)
         if n_num == 0:
             choices = list(dict.fromkeys(col))
@@ -226,11 +226,24 @@ def typed_row(table: Table, cells: list[str], params: Sequence[Any]) -> dict[str
             if isinstance(p, CategoricalParameter) or (isinstance(p, FixedParameter) and isinstance(p.value, str)):
                 out[n] = cell
             else:
-                v = _as_number(cell)
+                v = as_number(cell)
                 if v is None or not math.isfinite(v):
                     raise LabloopError(f"{table.source}: parameter '{n}' has {cell!r}", "give numbers only")
                 out[n] = int(v) if isinstance(p, IntegerParameter) else v
     return out
+
+
+def checked_row(table: Table, cells: list[str], line: int, spec: CampaignSpec,
+                space: SearchSpace) -> dict[str, Any]:
+    """A table row as a full point of ``spec``'s search space (fixed parameters included), or a ``LabloopError``
+    naming the file and line: the check candidate pools and prior data share."""
+    try:
+        row = {**space.fixed, **typed_row(table, cells, spec.parameters)}
+        space.encode(row)
+    except LabloopError as exc:
+        problem = exc.problem.removeprefix(f"{table.source}: ")
+        raise LabloopError(f"{table.source}: line {line}: {problem}", exc.fix) from None
+    return row
 
 
 def candidate_pool(spec: CampaignSpec, path: str | Path) -> CandidatePool:
@@ -244,12 +257,5 @@ def candidate_pool(spec: CampaignSpec, path: str | Path) -> CandidatePool:
         raise LabloopError(f"{table.source}: candidate columns {missing} are missing (columns: {table.columns})",
                            "give one column per campaign parameter, named as in the campaign file")
     space = SearchSpace.from_spec(spec)
-    rows = []
-    for i, cells in enumerate(table.cells, start=2):
-        row = typed_row(table, cells, spec.parameters)
-        try:
-            space.encode({**space.fixed, **row})
-        except LabloopError as exc:
-            raise LabloopError(f"{table.source}: line {i}: {exc.problem}", exc.fix) from None
-        rows.append({**space.fixed, **row})
+    rows = [checked_row(table, cells, i, spec, space) for i, cells in enumerate(table.cells, start=2)]
     return CandidatePool(space, rows)
