@@ -190,6 +190,11 @@ class _State:
         self.taken: set[tuple] = {strat._key(x) for x in torch.cat([self.obs_X, self.pend_X])}
         self.chosen: list[Tensor] = []
         self.n_ok = sum(1 for o in observations if not o.failed and self._objective_values(o) is not None)
+        # derived once per ask by model_proposals and reused, never carried to the next ask
+        self.max_ei_rel: float | None = None  # largest relative EI over the free pool rows ('auto' on pools)
+        self.prior_exponent = 0.0  # piBO's beta / n for this ask, 0 without an expert belief
+        self._best_f: float | None = None  # the incumbent (see _incumbent)
+        self._free_logei: tuple[Any, Tensor] | None = None  # analytic LogEI and its values on the free rows
 
     def _encode(self, rows: list[dict[str, Any]], what: str) -> Tensor:
         full = [{**self.space.fixed, **r} for r in rows]
@@ -363,7 +368,8 @@ class _State:
         elif kind == "logei":
             best_f = self._incumbent(model, outputs)
             if X_pending is None and not constraints and n == 1:  # exact and deterministic: the analytic form
-                acq = LogExpectedImprovement(model.models[0], best_f=best_f)
+                acq = self._free_logei[0] if self._free_logei is not None else \
+                    LogExpectedImprovement(model.models[0], best_f=best_f)
             else:  # pending points and constraints need the Monte Carlo form
                 acq = qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, objective=single,
                                               X_pending=X_pending, constraints=constraints or None)
@@ -374,7 +380,6 @@ class _State:
 
         self.kind = "ThompsonSampling" if acq is None else type(acq).__name__
         # the expert's belief weights log-valued acquisitions (piBO); Thompson samples and UCB stay unweighted
-        self.prior_exponent = 0.0
         if self.s.expert is not None and acq is not None and type(acq).__name__.startswith(("Log", "qLog")):
             self.prior_exponent = self.s.expert.weight_exponent(spec.strategy.expert_prior_strength, len(self.obs))
             if self.pool is None:
@@ -387,7 +392,7 @@ class _State:
         info = self._explain(model, transforms, outputs)
         if self.prior_exponent:
             info["expert_prior_exponent"] = self.prior_exponent
-        if getattr(self, "max_ei_rel", None) is not None:  # why 'auto' chose exploitation or a Thompson sample
+        if self.max_ei_rel is not None:  # why 'auto' chose exploitation or a Thompson sample
             info["pool_max_expected_improvement_rel"] = self.max_ei_rel
         out = []
         for x, v in zip(cands, values):
@@ -412,11 +417,13 @@ class _State:
         largest posterior mean at a measured point (``posterior_mean``, the "plug-in" EI of Picheny et al.
         2013): with noisy measurements the best measured value is an optimistic draw, and EI against it
         believes too little improvement is left anywhere else, so it keeps resampling near that lucky row."""
-        y = outputs[0][1]
-        if self.s.options["incumbent"] == "observed":
-            return float(y.max())
-        with torch.no_grad(), gpytorch.settings.skip_posterior_variances():
-            return float(model.models[0].posterior(outputs[0][0]).mean.max())
+        if self._best_f is None:
+            if self.s.options["incumbent"] == "observed":
+                self._best_f = float(outputs[0][1].max())
+            else:
+                with torch.no_grad(), gpytorch.settings.skip_posterior_variances():
+                    self._best_f = float(model.models[0].posterior(outputs[0][0]).mean.max())
+        return self._best_f
 
     def _auto_pool_kind(self, model, outputs, m: int) -> str:
         """'ts' on a small pool (see :attr:`BotorchStrategy.small_pool`); else 'logei', or 'ts' when the model
@@ -443,12 +450,18 @@ class _State:
         if len(free) == 0:
             return "logei"
         acq = LogExpectedImprovement(model.models[0], best_f=self._incumbent(model, outputs))
-        bs = int(self.s.options["max_batch_size"])
-        F = self._fx(self.pool.X[free])
         with torch.no_grad():
-            best = max(float(acq(F[a: a + bs].unsqueeze(-2)).max()) for a in range(0, len(F), bs))
+            values = self._on_rows(acq, self._fx(self.pool.X[free]))
+        self._free_logei = (acq, values)  # _optimize_pool reuses these when the step exploits with this LogEI
+        best = float(values.max())
         self.max_ei_rel = math.exp(best) / span if best < 700 else float("inf")
         return "ts" if self.max_ei_rel < float(self.s.options["explore_below"]) else "logei"
+
+    def _on_rows(self, acq, F: Tensor) -> Tensor:
+        """``acq`` on each row of ``F`` (``r x f`` model inputs) as ``r`` values, ``max_batch_size`` rows at a
+        time."""
+        bs = int(self.s.options["max_batch_size"])
+        return torch.cat([acq(F[a: a + bs].unsqueeze(-2)) for a in range(0, len(F), bs)])
 
     def _optimize(self, acq, n: int, model) -> tuple[Tensor, Tensor]:
         """``n`` search-space points (``n x d``) and their acquisition values (``n``)."""
@@ -482,7 +495,6 @@ class _State:
         log_belief = self.prior_exponent * self.s.expert(self.pool.X[free]) if self.prior_exponent else None
         picked: list[int] = []
         vals: list[float] = []
-        bs = int(self.s.options["max_batch_size"])
         with torch.no_grad():
             if acq is None:
                 with torch.random.fork_rng():  # seeded by campaign seed and trial count; caller's RNG untouched
@@ -502,7 +514,10 @@ class _State:
             else:
                 base_pending = getattr(acq, "X_pending", None)
                 for j in range(k):
-                    v = torch.cat([acq(F[a: a + bs].unsqueeze(-2)) for a in range(0, len(F), bs)])
+                    if j == 0 and self._free_logei is not None and acq is self._free_logei[0]:
+                        v = self._free_logei[1].clone()  # already evaluated on these rows by _auto_pool_kind
+                    else:
+                        v = self._on_rows(acq, F)
                     if log_belief is not None:
                         v = v + log_belief
                     if picked:
