@@ -133,15 +133,16 @@ class CampaignRunner:
         """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials."""
         from .recovery import plan_resumptions
 
-        if time_scale is None:
-            lab_audit = [a for a in store.audit_log(campaign.id) if a.action == "campaign.lab"]
-            time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
         from .priors import AUDIT_ACTION, from_record
 
+        audit = store.audit_log(campaign.id)
+        if time_scale is None:
+            lab_audit = [a for a in audit if a.action == "campaign.lab"]
+            time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
         prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale,
                                 read_prior_files=False)
         runner = cls(prepared, store, campaign, observer)
-        recorded = [a for a in store.audit_log(campaign.id) if a.action == AUDIT_ACTION]
+        recorded = [a for a in audit if a.action == AUDIT_ACTION]
         runner.prior = from_record(recorded[-1].detail["observations"]) if recorded else []
         assert prepared.lab is not None
         stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}

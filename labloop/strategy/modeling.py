@@ -4,9 +4,9 @@ Every objective is modelled as *larger is better*: ``t(y) = s * g(y)`` with ``g 
 spanning decades (sheet resistance, instability indices) and ``s = -1`` when minimizing; a band objective
 ``[lo, hi]`` becomes ``-|y - mid|`` (zero at the band's centre). Outcome constraints and the failure indicator are
 modelled as separate outputs in raw units. Models are ``SingleTaskGP`` (RBF- or Matern-5/2-ARD with botorch's
-dimension-scaled lengthscale prior, see :func:`fit_gp`) on the kernel features of :class:`labloop.space.FeatureMap`, with
-``Standardize`` outcomes. Optionally (``warp: true``) each objective is Yeo-Johnson warped first
-(:class:`WarpedTransform`).
+dimension-scaled lengthscale prior, see :func:`fit_gp`) on the kernel features of
+:class:`labloop.space.FeatureMap`, with ``Standardize`` outcomes. Optionally (``warp: true``) each objective is
+Yeo-Johnson warped first (:class:`WarpedTransform`).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
 
         covar = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=f, lengthscale_prior=GammaPrior(3.0, 6.0)),
                             outputscale_prior=GammaPrior(2.0, 0.15))
-    likelihood = likelihood_factory() if kernel == "matern_gamma" and max_noise is None else None
+    likelihood = likelihood_factory() if likelihood_factory is not None else None
     if max_noise is not None:
         from botorch.models.utils.gpytorch_modules import get_gaussian_likelihood_with_lognormal_prior
         from gpytorch.constraints import Interval
