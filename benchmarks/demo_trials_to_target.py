@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_once(strategy: str, seed: int, max_trials: int, time_scale: float) -> tuple[int | None, float]:
-    from labloop.campaign import CampaignRunner, prepare_text
+    from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
     data = yaml.safe_load((REPO / "experiments" / "thinfilm.yaml").read_text())

@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--fault-rate", type=float, default=0.1)
     ap.add_argument("--time-scale", type=float, default=36000.0)
     args = ap.parse_args()
-    from labloop.campaign import CampaignRunner, prepare_text
+    from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
     data = campaign("async", args.trials, args.time_scale, "random")

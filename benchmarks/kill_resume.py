@@ -94,7 +94,7 @@ def main() -> None:
 
 
 def check(tmp: Path, url: str, trials_expected: int) -> dict:
-    from labloop.objectives import SheetResistance, TrialData
+    from labloop.run.objectives import SheetResistance, TrialData
     from labloop.store import Store
 
     store = Store(url)

@@ -45,7 +45,7 @@ def ts(d) -> float:
 
 
 def run(mode: str, trials: int, time_scale: float, strategy: str) -> dict:
-    from labloop.campaign import CampaignRunner, prepare_text
+    from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:

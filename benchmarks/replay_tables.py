@@ -45,9 +45,9 @@ def _one(args: tuple[str, int, str, int, dict]) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from labloop.replay import run_replay
+    from labloop.strategy.replay import run_replay
     from labloop.strategy import BotorchStrategy
-    from labloop.tables import read_table, table_lab
+    from labloop.strategy.tables import read_table, table_lab
 
     header = read_table(path).columns
     lab = table_lab(path, header[-1], _direction(Path(path).stem), seed=seed, initial_design=N_INIT, budget=budget)

@@ -1,7 +1,7 @@
 """Objective plugins used by the tests through ``module:attr`` paths (this folder is on sys.path under pytest)."""
 
 from labloop.errors import ObjectiveError
-from labloop.objectives import SheetResistance, TrialData
+from labloop.run.objectives import SheetResistance, TrialData
 
 _sheet = SheetResistance()
 

@@ -18,9 +18,10 @@ from ophyd import Signal
 from ophyd.status import Status
 from typer.testing import CliRunner
 
-from labloop import conformance, plugins
+from labloop import plugins
+from labloop.devkit import conformance
 from labloop.cli.devices import register
-from labloop.pytest_plugin import labloop_conformance  # noqa: F401 - the plugin's fixture, as integrators get it
+from labloop.devkit.pytest_plugin import labloop_conformance  # noqa: F401 - the plugin's fixture, as integrators get it
 from labloop_devices.base import Instrument, Station, check_limits
 from labloop_devices.examples.hotplate import Hotplate
 from labloop_devices.tcp import LineTransport, TransportError
@@ -326,7 +327,7 @@ def test_cli_list_shows_installed_drivers_with_their_simulators(monkeypatch):
 def test_pytest_plugin_runs_one_test_per_check_in_an_integrators_suite(pytester, request):
     pytester.makepyfile(
         f"""
-        from labloop.pytest_plugin import conformance_test
+        from labloop.devkit.pytest_plugin import conformance_test
         from {HERE} import IgnoresLimits
 
         test_smu = conformance_test("labloop_devices.scpi_smu:ScpiSmu", {SMU!r}, grace=0.3,
@@ -337,10 +338,10 @@ def test_pytest_plugin_runs_one_test_per_check_in_an_integrators_suite(pytester,
             labloop_conformance("labloop_devices.scpi_smu:ScpiSmu", {SMU!r}, only=["health"]).assert_ok()
         """
     )
-    import labloop.pytest_plugin
+    import labloop.devkit.pytest_plugin
 
-    registered = request.config.pluginmanager.is_registered(labloop.pytest_plugin)
-    result = pytester.runpytest_inprocess(*([] if registered else ["-p", "labloop.pytest_plugin"]), "-q")
+    registered = request.config.pluginmanager.is_registered(labloop.devkit.pytest_plugin)
+    result = pytester.runpytest_inprocess(*([] if registered else ["-p", "labloop.devkit.pytest_plugin"]), "-q")
     result.assert_outcomes(passed=3 + 1 + 1, failed=1)
     result.stdout.fnmatch_lines(["*test_broken*limits_refused*"])
 

@@ -9,11 +9,11 @@ import math
 import pytest
 from typer.testing import CliRunner
 
-from labloop.campaign import prepare
+from labloop.run.campaign import prepare
 from labloop.cli import app
 from labloop.errors import LabloopError, SpecError
-from labloop.priors import AUDIT_ACTION, csv_observations
-from labloop.space import CandidatePool
+from labloop.strategy.priors import AUDIT_ACTION, csv_observations
+from labloop.strategy.space import CandidatePool
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -143,7 +143,7 @@ def test_another_campaign_in_the_store_is_prior_data_and_resume_uses_the_record(
 
 
 def test_resume_reads_the_recorded_prior_not_the_file(tmp_path):
-    from labloop.campaign import CampaignRunner
+    from labloop.run.campaign import CampaignRunner
 
     past = _write_csv(tmp_path / "past.csv", _past_rows(8))
     data = thinfilm(stopping={"max_trials": 2, "target_reached": False})

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from labloop.cli.replay import register
 from labloop.errors import LabloopError
-from labloop.replay import run_replay
+from labloop.strategy.replay import run_replay
 from labloop.strategy import BotorchStrategy
 from labloop.spec import CategoricalParameter, ContinuousParameter, DiscreteParameter
-from labloop.tables import infer_parameters, read_table, table_lab
+from labloop.strategy.tables import infer_parameters, read_table, table_lab
 
 ROWS = [(i % 4, f"cat{i % 3}", round(0.05 * i, 2), float((i % 4) * 2 + (i % 3 == 1) * 3 - abs(i - 12) * 0.1))
         for i in range(24)]

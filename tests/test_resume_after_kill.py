@@ -12,8 +12,8 @@ import sys
 import pytest
 import yaml
 
-from labloop.campaign import CampaignRunner
-from labloop.objectives import SheetResistance, TrialData
+from labloop.run.campaign import CampaignRunner
+from labloop.run.objectives import SheetResistance, TrialData
 from labloop.store import Store
 
 from campaign_files import thinfilm

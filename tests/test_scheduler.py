@@ -11,7 +11,7 @@ from datetime import timezone
 import pytest
 import yaml
 
-from labloop.campaign import CampaignRunner, prepare_text
+from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.errors import SpecError
 from labloop.store import Store
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labloop.errors import LabloopError
-from labloop.space import CandidatePool, SearchSpace, _simplex_grid, _snap_simplex
+from labloop.strategy.space import CandidatePool, SearchSpace, _simplex_grid, _snap_simplex
 from labloop.spec import (
     CategoricalParameter,
     CompositionParameter,

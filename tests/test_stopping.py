@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 from labloop.spec import parse_spec
-from labloop.stopping import budget_left, check
+from labloop.run.stopping import budget_left, check
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from labloop.errors import LabloopError, PluginError
-from labloop.space import CandidatePool
+from labloop.strategy.space import CandidatePool
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -358,7 +358,7 @@ def test_warped_strategy_reports_predictions_in_objective_units():
 
 
 def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
-    from labloop.space import SearchSpace
+    from labloop.strategy.space import SearchSpace
     from labloop.strategy.modeling import fit_gp
 
     space = SearchSpace([ContinuousParameter(name="x", lower=0, upper=1)])

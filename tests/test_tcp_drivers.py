@@ -12,7 +12,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky.utils import FailedStatus
 
-from labloop import plans
+from labloop.run import plans
 from labloop.errors import LimitError
 from labloop_devices.base import Move
 from labloop_devices.robot_arm import RobotArm

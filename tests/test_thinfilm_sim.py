@@ -15,8 +15,8 @@ from bluesky import RunEngine
 
 from labloop import plugins
 from labloop.errors import DeviceError, LimitError, SpecError
-from labloop.lab import build_lab as build_lab_from_spec
-from labloop.lab import check_against_lab
+from labloop.run.lab import build_lab as build_lab_from_spec
+from labloop.run.lab import check_against_lab
 from labloop.spec import ContinuousParameter, load_spec
 from labloop_devices.base import Move
 from labloop_simulators.clock import SimClock
@@ -328,7 +328,7 @@ def test_build_lab_rejects_unknown_options_naming_the_known_ones():
 
 def test_simulated_devices_pass_the_driver_conformance_kit():
     """The simulators honour the same contract as real drivers (protocols, limits, stop, health)."""
-    from labloop.conformance import run_conformance
+    from labloop.devkit.conformance import run_conformance
 
     lab = build_lab({}, time_scale=20000, seed=0)
     for name in ("chamber", "probe", "robot"):

@@ -9,11 +9,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..campaign import CampaignRunner, prepare, prepare_text
-from ..errors import LabloopError
-from ..export import best_trial, campaign_spec, export
-from ..spec import CampaignSpec
-from ..store import DEFAULT_URL, Store
+from labloop.run.campaign import CampaignRunner, prepare, prepare_text
+from labloop.errors import LabloopError
+from labloop.data.export import best_trial, campaign_spec, export
+from labloop.spec import CampaignSpec
+from labloop.store import DEFAULT_URL, Store
 from .common import STORE_HELP, console, user_errors
 
 

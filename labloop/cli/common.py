@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from ..errors import LabloopError
+from labloop.errors import LabloopError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

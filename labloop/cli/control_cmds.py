@@ -14,10 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..campaign import CampaignRunner
-from ..errors import LabloopError
-from ..store import DEFAULT_URL, Store
-from ..store.schema import Campaign
+from labloop.run.campaign import CampaignRunner
+from labloop.errors import LabloopError
+from labloop.store import DEFAULT_URL, Store
+from labloop.store.schema import Campaign
 from .campaign_cmds import LiveView
 from .common import STORE_HELP, console, err_console, user_errors
 
@@ -140,9 +140,9 @@ def register(app: typer.Typer) -> None:
 
 def _decide(store: str | None, campaign: str | None, numbers: list[int], state: str, reason: str | None,
             user: str | None) -> None:
-    from ..store.schema import utcnow
+    from labloop.store.schema import utcnow
 
-    from ..export import campaign_spec
+    from labloop.data.export import campaign_spec
 
     st, c = _open(store, campaign)
     try:

@@ -16,8 +16,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .. import conformance, plugins
-from ..errors import LabloopError
+from labloop import plugins
+from labloop.devkit import conformance
+from labloop.errors import LabloopError
 
 devices_app = typer.Typer(
     name="devices",

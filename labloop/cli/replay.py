@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import LabloopError
+from labloop.errors import LabloopError
 from .common import console, user_errors
 
 
@@ -27,9 +27,9 @@ def replay(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: history, best, ..."),
 ) -> None:
     """Run a whole campaign against TABLE: the pool is its rows, a measurement is a row's objective value."""
-    from ..replay import run_replay
-    from ..spec import load_spec
-    from ..tables import table_lab
+    from labloop.strategy.replay import run_replay
+    from labloop.spec import load_spec
+    from labloop.strategy.tables import table_lab
 
     spec = load_spec(campaign) if campaign is not None else None
     if spec is None and direction is None:

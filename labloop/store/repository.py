@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .. import __version__
-from ..errors import StoreError
+from labloop import __version__
+from labloop.errors import StoreError
 from .schema import SCHEMA_VERSION, AuditEntry, Base, Campaign, Meta, Document, ProcessPoint, Sample, Step, Trial, utcnow
 
 DEFAULT_URL = "sqlite:///labloop.db"

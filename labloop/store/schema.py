@@ -22,7 +22,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class Meta(Base):
@@ -51,6 +51,9 @@ class Campaign(Base):
         DateTime(timezone=True), default=None, doc="Last sign of life of the process running it.")
     runner: Mapped[str | None] = mapped_column(
         String(200), default=None, doc="host:pid of the process running it (to tell a live one from a killed one).")
+    runner_started: Mapped[float | None] = mapped_column(
+        Float, default=None,
+        doc="Start time (epoch seconds, from psutil) of the process in `runner`: a reused pid has another one.")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
@@ -139,3 +142,23 @@ class AuditEntry(Base):
     user: Mapped[str] = mapped_column(String(80))
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class OperatorRequest(Base):
+    """An operator's request to a running campaign (pause, resume, stop, estop, approve, reject), acknowledged.
+
+    Why a row and not a flag: the CLI (or, later, the daemon) must learn whether the request was carried out or
+    refused and why; the runner answers by moving ``state`` from ``pending`` to ``done`` or ``refused`` with an
+    ``outcome`` line. A pending request is found by an indexed query, so polling it costs no trial reload."""
+
+    __tablename__ = "operator_requests"
+    __table_args__ = (Index("ix_requests_pending", "campaign_id", "state"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    action: Mapped[str] = mapped_column(String(20), doc="pause | resume | stop | estop | approve | reject")
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="e.g. {'trials': [3, 4], 'reason': ...}")
+    user: Mapped[str] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(20), default="pending", doc="pending | done | refused")
+    outcome: Mapped[str | None] = mapped_column(Text, default=None, doc="What the runner did, or why it refused.")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import plugins
-from ..errors import LabloopError
-from ..space import CandidatePool, SearchSpace
-from ..spec import CampaignSpec
+from labloop import plugins
+from labloop.errors import LabloopError
+from .space import CandidatePool, SearchSpace
+from labloop.spec import CampaignSpec
 from .base import Observation, Proposal, Strategy
 from .bayes import BotorchStrategy
 from .evidence import StopEvidence, improvement_stalled
@@ -31,7 +31,7 @@ def make_strategy(spec: CampaignSpec, candidates: CandidatePool | None = None, *
     Raises ``LabloopError`` for unknown names, infeasible spaces and bad options before any experiment runs.
     """
     if candidates is None and spec.candidates:
-        from ..tables import candidate_pool
+        from .tables import candidate_pool
 
         candidates = candidate_pool(spec, spec.candidates)
     name = spec.strategy.name

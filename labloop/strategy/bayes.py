@@ -57,9 +57,9 @@ from botorch.sampling import SobolQMCNormalSampler
 from botorch.sampling.pathwise import draw_matheron_paths
 from torch import Tensor
 
-from ..errors import LabloopError
-from ..space import DTYPE, CandidatePool, SearchSpace
-from ..spec import CampaignSpec
+from labloop.errors import LabloopError
+from .space import DTYPE, CandidatePool, SearchSpace
+from labloop.spec import CampaignSpec
 from .base import Observation, Proposal
 from .expert import ExpertPrior
 from .modeling import (
@@ -564,7 +564,7 @@ class _State:
             ei = math.exp(acq_value) if acq_value < 700 else float("inf")
         lo, hi = sorted((float(transforms[0].inverse(torch.tensor(mu - 2 * sd))),
                          float(transforms[0].inverse(torch.tensor(mu + 2 * sd)))))
-        # 'improvement' is what the campaign's stopping rule reads (labloop.stopping): relative to the observed range
+        # 'improvement' is what the campaign's stopping rule reads (labloop.run.stopping): relative to the observed range
         return {"acquisition": acq_value, "acquisition_kind": self.kind, "expected_improvement": ei,
                 "expected_improvement_rel": ei / span, "improvement": ei / span,
                 "predicted": {"objective": self.s.spec.objectives[0].name,

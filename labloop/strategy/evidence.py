@@ -4,7 +4,7 @@ Each model round, :class:`~labloop.strategy.bayes.BotorchStrategy` stores in ``P
 improvement of its proposal (``expected_improvement``: analytic EI over the best observed value at the proposed
 point, in the modelling scale of the objective, whichever acquisition chose the point) and the same divided by the
 observed range of that scale (``expected_improvement_rel``, also as ``improvement``, the key the campaign's
-stopping rule in :mod:`labloop.stopping` reads; for several objectives: the expected hypervolume improvement,
+stopping rule in :mod:`labloop.run.stopping` reads; for several objectives: the expected hypervolume improvement,
 relative likewise). The runner keeps the best value of each round (the store has it) and
 asks :func:`improvement_stalled` whether the last ``StoppingSpec.no_improvement_rounds`` rounds all stayed below
 ``StoppingSpec.improvement_threshold``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from ..spec import StoppingSpec
+from labloop.spec import StoppingSpec
 from .base import Proposal
 
 

@@ -19,8 +19,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..space import DTYPE, SearchSpace
-from ..spec import ExpertBelief
+from .space import DTYPE, SearchSpace
+from labloop.spec import ExpertBelief
 
 OTHER_CHOICE_WEIGHT = 0.2  # prior weight of a categorical choice the expert did not prefer (preferred: 1)
 

@@ -5,7 +5,7 @@ spanning decades (sheet resistance, instability indices) and ``s = -1`` when min
 ``[lo, hi]`` becomes ``-|y - mid|`` (zero at the band's centre). Outcome constraints and the failure indicator are
 modelled as separate outputs in raw units. Models are ``SingleTaskGP`` (RBF- or Matern-5/2-ARD with botorch's
 dimension-scaled lengthscale prior, see :func:`fit_gp`) on the kernel features of
-:class:`labloop.space.FeatureMap`, with ``Standardize`` outcomes. Optionally (``warp: true``) each objective is
+:class:`labloop.strategy.space.FeatureMap`, with ``Standardize`` outcomes. Optionally (``warp: true``) each objective is
 Yeo-Johnson warped first (:class:`WarpedTransform`).
 """
 
@@ -23,8 +23,8 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
-from ..space import DTYPE, FeatureMap, SearchSpace
-from ..spec import ObjectiveSpec
+from .space import DTYPE, FeatureMap, SearchSpace
+from labloop.spec import ObjectiveSpec
 
 
 @dataclass(frozen=True)

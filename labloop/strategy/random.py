@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from ..space import CandidatePool, SearchSpace
-from ..spec import CampaignSpec
+from .space import CandidatePool, SearchSpace
+from labloop.spec import CampaignSpec
 from .base import Observation, Proposal
 from .bayes import BotorchStrategy, _State
 

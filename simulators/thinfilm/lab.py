@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from labloop.errors import SpecError
-from labloop.lab import Lab
+from labloop.run.lab import Lab
 
 from ..clock import SimClock
 from ..registry import SampleRegistry

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .scheduler import Resumption
-from .spec import CampaignSpec
-from .store import Store
-from .store.schema import Campaign, Trial, utcnow
+from labloop.spec import CampaignSpec
+from labloop.store import Store
+from labloop.store.schema import Campaign, Trial, utcnow
 
 
 def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry: str,

@@ -3,7 +3,7 @@
 The main thread owns decisions: it reads operator requests and the trials from the store, applies the stopping
 rules, and asks the strategy for new points (never on a RunEngine's loop) whenever a first-step station frees, with
 all in-flight trials as pending points. Worker threads own doing: each walks one trial through its workflow,
-reserving stations and the robot from :class:`~labloop.resources.LabResources`, retrying failed steps with
+reserving stations and the robot from :class:`~labloop.run.resources.LabResources`, retrying failed steps with
 backoff, and committing every step before the next physical action.
 
 Modes: ``async`` (default) starts a trial whenever a first-step station is free; ``batch`` proposes
@@ -21,13 +21,13 @@ from typing import Any
 from bluesky import RunEngine
 from bluesky.suspenders import SuspendCeil, SuspendFloor, SuspendWhenOutsideBand
 
-from .errors import SpecError
+from labloop.errors import SpecError
 from .executor import StepFailed, TrialContext, TrialExecutor
 from .lab import station_kinds
 from .resources import Cancelled, LabResources, NoStationLeft
 from .stopping import StopDecision, budget_left, check
-from .store import Store
-from .store.schema import Campaign, Trial, utcnow
+from labloop.store import Store
+from labloop.store.schema import Campaign, Trial, utcnow
 
 IN_FLIGHT = ("proposed", "approved", "running", "measured")
 Observer = Callable[[str, dict[str, Any]], None]

@@ -12,9 +12,9 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from .spec import CampaignSpec, spec_from_text
-from .store import Store
-from .store.schema import Campaign, Trial
+from labloop.spec import CampaignSpec, spec_from_text
+from labloop.store import Store
+from labloop.store.schema import Campaign, Trial
 
 
 def _iso(d: datetime | None) -> str | None:

@@ -26,10 +26,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .errors import LabloopError
+from labloop.errors import LabloopError
 from .space import SearchSpace
-from .spec import CampaignSpec
-from .strategy.base import Observation
+from labloop.spec import CampaignSpec
+from .base import Observation
 from .tables import as_number, checked_row, read_table
 
 AUDIT_ACTION = "strategy.prior_data"
@@ -78,7 +78,7 @@ def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
 
 def campaign_observations(spec: CampaignSpec, store: Any, ref: str) -> tuple[list[Observation], int]:
     """Finished trials of another stored campaign that fit this campaign's search space, and how many did not."""
-    from .campaign import observations
+    from labloop.run.campaign import observations
 
     other = store.campaign(ref)
     space = SearchSpace.from_spec(spec)

@@ -42,8 +42,8 @@ from typing import Any
 
 from bluesky import protocols as bp
 
-from . import plugins
-from .errors import LabloopError
+from labloop import plugins
+from labloop.errors import LabloopError
 from .protocols import Move
 
 DEFAULT_TIMEOUT = 10.0

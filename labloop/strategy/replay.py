@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .strategy import make_strategy
-from .strategy.base import Observation, Strategy
+from . import make_strategy
+from .base import Observation, Strategy
 from .tables import TableLab
 
 

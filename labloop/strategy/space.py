@@ -29,8 +29,8 @@ import torch
 from botorch.models.transforms.input import InputTransform
 from torch import Tensor
 
-from .errors import LabloopError
-from .spec import (
+from labloop.errors import LabloopError
+from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
     CompositionParameter,

@@ -17,12 +17,13 @@ from bluesky import RunEngine
 from ophyd.utils import StatusTimeoutError
 from ophyd.utils.errors import UnknownStatusFailure
 
-from . import crashpoints, plans
-from .errors import LabloopError
+from . import crashpoints
+from . import plans
+from labloop.errors import LabloopError
 from .lab import Lab, setpoint_targets
-from .protocols import Move
-from .spec import CampaignSpec, StepSpec
-from .store import DocumentWriter, Store
+from labloop.devkit.protocols import Move
+from labloop.spec import CampaignSpec, StepSpec
+from labloop.store import DocumentWriter, Store
 
 
 # A failed step is recorded in the store with its reason and shown to the operator as one line. bluesky's own

@@ -1,9 +1,9 @@
 """The conformance kit as a pytest plugin, for integrators' own CI.
 
-Registered under the ``pytest11`` entry point (or ``-p labloop.pytest_plugin``). Two ways to use it::
+Registered under the ``pytest11`` entry point (or ``-p labloop.devkit.pytest_plugin``). Two ways to use it::
 
     # one test per check, each on a freshly built driver against its simulator:
-    from labloop.pytest_plugin import conformance_test
+    from labloop.devkit.pytest_plugin import conformance_test
     test_my_driver = conformance_test("my_pkg.driver:MyDriver", config={"timeout": 0.5})
 
     # or the fixture, for a device you build yourself (e.g. against your own endpoint):
@@ -25,7 +25,7 @@ from .conformance import Report, check_device, check_names
 
 @pytest.fixture
 def labloop_conformance() -> Callable[..., Report]:
-    """``labloop_conformance(target, config=None, **options) -> Report`` (see :func:`labloop.conformance.check_device`;
+    """``labloop_conformance(target, config=None, **options) -> Report`` (see :func:`labloop.devkit.conformance.check_device`;
     ``target`` may be a built device, a class, or a ``module:attr`` path). Call ``.assert_ok()`` on the report."""
     return check_device
 

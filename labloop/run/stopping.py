@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .spec import CampaignSpec, ObjectiveSpec
+from labloop.spec import CampaignSpec, ObjectiveSpec
 
 
 #: Trials that do not use up the budget: rejected by an operator, or cancelled before anything was done to them.

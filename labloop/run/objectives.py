@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import plugins
-from .errors import ObjectiveError, PluginError
+from labloop import plugins
+from labloop.errors import ObjectiveError, PluginError
 
 
 @dataclass

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import plugins
-from .errors import SpecError
-from .spec import (
+from labloop import plugins
+from labloop.errors import SpecError
+from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
     CompositionParameter,

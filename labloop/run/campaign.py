@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LabloopError, PluginError, SpecError
+from labloop.errors import LabloopError, PluginError, SpecError
 from .lab import Lab, build_lab, check_against_lab
 from .objectives import TrialData, load_objective
-from .spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
+from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
 from .stopping import StopDecision
-from .store import Store
-from .store.schema import Campaign, Trial, utcnow
-from .strategy.base import Observation, Strategy
+from labloop.store import Store
+from labloop.store.schema import Campaign, Trial, utcnow
+from labloop.strategy.base import Observation, Strategy
 
 Observer = Callable[[str, dict[str, Any]], None]
 
@@ -34,7 +34,7 @@ class Prepared:
     lab: Lab | None
     objectives: dict[str, Callable[[TrialData], float]]
     strategy: Strategy
-    prior: list[Observation] = field(default_factory=list)  # prior data from CSV files (labloop.priors)
+    prior: list[Observation] = field(default_factory=list)  # prior data from CSV files (labloop.strategy.priors)
 
 
 def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[TrialData], float]]:
@@ -52,8 +52,8 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
                  read_prior_files: bool = True) -> Prepared:
     """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored.
     ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log."""
-    from .priors import file_priors
-    from .strategy import make_strategy  # the strategy package imports botorch: load it only when needed
+    from labloop.strategy.priors import file_priors
+    from labloop.strategy import make_strategy  # the strategy package imports botorch: load it only when needed
 
     spec = spec_from_text(text, source)
     if time_scale is not None and spec.lab is not None:
@@ -97,7 +97,7 @@ def pending(trials: list[Trial]) -> list[dict[str, Any]]:
 
 
 class CampaignRunner:
-    """The closed loop over one lab: a :class:`~labloop.scheduler.Scheduler` runs trials (in parallel where the lab
+    """The closed loop over one lab: a :class:`~labloop.run.scheduler.Scheduler` runs trials (in parallel where the lab
     allows); this class creates or resumes the stored campaign and turns measured trials into objective values."""
 
     def __init__(self, prepared: Prepared, store: Store, campaign: Campaign, observer: Observer | None = None):
@@ -112,7 +112,7 @@ class CampaignRunner:
 
     @classmethod
     def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None) -> "CampaignRunner":
-        from .priors import AUDIT_ACTION, store_priors, to_record
+        from labloop.strategy.priors import AUDIT_ACTION, store_priors, to_record
 
         try:  # another campaign named as prior data must exist and fit: checked before anything is stored
             from_store, skipped = store_priors(prepared.spec, store)
@@ -133,7 +133,7 @@ class CampaignRunner:
         """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials."""
         from .recovery import plan_resumptions
 
-        from .priors import AUDIT_ACTION, from_record
+        from labloop.strategy.priors import AUDIT_ACTION, from_record
 
         audit = store.audit_log(campaign.id)
         if time_scale is None:

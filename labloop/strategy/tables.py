@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import LabloopError
+from labloop.errors import LabloopError
 from .space import CandidatePool, SearchSpace
-from .spec import (
+from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
     CompositionParameter,
