@@ -254,7 +254,8 @@ class OutcomeConstraintSpec(_Model):
 class StoppingSpec(_Model):
     """When the campaign ends. The first rule that fires wins and is reported with its evidence."""
 
-    max_trials: int = Field(50, ge=1, description="Budget: trials proposed in all (failed ones included).")
+    max_trials: int = Field(50, ge=1, description="Budget: trials run in all, failed ones included; proposals an "
+                            "operator rejected, and trials cancelled before anything was done to them, do not count.")
     target_reached: bool = Field(True, description="Stop as soon as every objective with a target reaches it.")
     max_wall_time: float | None = Field(None, gt=0, description="Wall-clock limit in seconds.")
     no_improvement_rounds: int | None = Field(
@@ -338,6 +339,11 @@ class SchedulingSpec(_Model):
         1, ge=0, le=16,
         description="async: trials proposed ahead and queued for the next free first-step station, so a station "
         "that frees never waits for the optimizer.",
+    )
+    pause_after_same_failures: int = Field(
+        3, ge=0,
+        description="Pause the campaign when this many trials in a row failed with the same cause (a systematic "
+        "fault: a missing file, a broken instrument) instead of spending the budget on it; 0 never pauses.",
     )
 
 

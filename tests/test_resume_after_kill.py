@@ -137,15 +137,13 @@ def test_pause_resume_and_stop_commands_reach_a_running_campaign(tmp_path):
             time.sleep(0.1)
         cli = CliRunner()
         r = cli.invoke(app, ["pause", "--store", url, "--user", "olga"])
-        assert r.exit_code == 0 and "pause requested" in r.output and "no process" not in r.output
-        deadline = time.monotonic() + 20
-        while store.campaign().state != "paused" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # the command returns with the runner's answer: the campaign is paused when it prints
+        assert r.exit_code == 0 and "paused: steps running now finish" in r.output, r.output
         assert store.campaign().state == "paused"
         r = cli.invoke(app, ["resume", "--store", url, "--user", "olga"])
-        assert r.exit_code == 0 and "continues in its running process" in r.output
+        assert r.exit_code == 0 and "resumed" in r.output, r.output
         r = cli.invoke(app, ["stop", "--store", url, "--user", "olga"])
-        assert r.exit_code == 0
+        assert r.exit_code == 0 and "stopping: trials in flight finish" in r.output, r.output
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -154,7 +152,9 @@ def test_pause_resume_and_stop_commands_reach_a_running_campaign(tmp_path):
     assert "stopped: stopped by operator" in out
     c = store.campaign()
     assert c.state == "stopped"
-    assert [(a.action, a.user) for a in store.audit_log(c.id) if a.action.startswith("control.")] == [
-        ("control.pause", "olga"), ("control.run", "olga"), ("control.stop", "olga")]
+    assert [(a.action, a.user) for a in store.audit_log(c.id) if a.action.startswith("request.")
+            and a.user == "olga"] == [("request.pause", "olga"), ("request.resume", "olga"), ("request.stop", "olga")]
+    answers = [a.detail["action"] for a in store.audit_log(c.id) if a.action == "request.done"]
+    assert answers == ["pause", "resume", "stop"]
     assert len(store.trials(c.id)) < 50
     store.close()

@@ -166,7 +166,7 @@ def test_no_station_left_pauses_with_a_clear_message_and_stop_ends_it(tmp_path):
     wait_for(lambda: store.campaign(cid).state == "paused")
     c = store.campaign(cid)
     assert "no 'deposition' station left in service" in c.note and "labloop resume" in c.note
-    store.set_control(cid, "stop", user="alice")
+    store.request(cid, "stop", user="alice")
     th.join(20)
     assert not th.is_alive()
     assert result["decision"].rule == "operator"
@@ -183,7 +183,7 @@ def test_pause_starts_nothing_new_and_resume_continues(tmp_path):
     th, result = in_background(runner)
     cid = runner.campaign.id
     wait_for(lambda: len(store.trials(cid)) >= 2)
-    store.set_control(cid, "pause", user="bob")
+    store.request(cid, "pause", user="bob")
     wait_for(lambda: store.campaign(cid).state == "paused")
     paused_at = time.time()
     # finish the steps in flight, start nothing new
@@ -194,12 +194,14 @@ def test_pause_starts_nothing_new_and_resume_continues(tmp_path):
     running = [s for s in store.steps(campaign_id=cid) if s.started_at.replace(tzinfo=timezone.utc).timestamp()
                > paused_at + 0.1]
     assert running == [], "a step started while paused"
-    store.set_control(cid, "run", user="bob")
+    store.request(cid, "resume", user="bob")
     th.join(30)
     assert result["decision"].rule == "budget"
     assert [t.state for t in store.trials(cid)] == ["done"] * 6
-    actions = [(a.action, a.user) for a in store.audit_log(cid) if a.action.startswith("control.")]
-    assert actions == [("control.pause", "bob"), ("control.run", "bob")]
+    actions = [(a.action, a.user, a.detail.get("action")) for a in store.audit_log(cid)
+               if a.action.startswith("request.")]
+    assert actions == [("request.pause", "bob", None), ("request.done", "labloop", "pause"),
+                       ("request.resume", "bob", None), ("request.done", "labloop", "resume")]
     store.close()
 
 
@@ -212,7 +214,7 @@ def test_emergency_stop_halts_devices_and_resume_settles_the_interrupted_trials(
     cid = runner.campaign.id
     wait_for(lambda: any(s.kind == "synthesize" and s.state == "running" for s in store.steps(campaign_id=cid)))
     t0 = time.monotonic()
-    store.set_control(cid, "estop", user="carol")
+    store.request(cid, "estop", user="carol")
     th.join(10)
     assert time.monotonic() - t0 < 3.0, "emergency stop must not wait for the deposition to end"
     assert result["decision"].rule == "estop"
@@ -258,15 +260,15 @@ def test_approval_mode_waits_for_operators_and_records_who_decided(tmp_path):
     assert r.exit_code == 2 and "not waiting for approval" in r.output
 
     def approve_rest():
-        for t in store.trials(cid):
-            if t.state == "proposed":
-                store.update_trial(t.id, state="approved")
+        waiting = [t.number for t in store.trials(cid) if t.state == "proposed"]
+        if waiting and not store.pending_requests(cid):
+            store.request(cid, "approve", {"trials": waiting}, user="erin")
         return result.get("decision") is not None
 
     wait_for(approve_rest, timeout=30)
     th.join(10)
     trials = store.trials(cid)
-    assert trials[1].state == "rejected" and trials[1].failure_reason == "rejected by operator: too hot for this substrate"
+    assert trials[1].state == "rejected" and trials[1].failure_reason == "rejected by dana: too hot for this substrate"
     assert trials[0].state == "done"
     log = [(a.action, a.user, a.detail.get("trial")) for a in store.audit_log(cid) if a.action.startswith("trial.")]
     assert ("trial.reject", "dana", second.number) in log and ("trial.approve", "erin", first.number) in log
@@ -356,7 +358,7 @@ def test_a_stopping_rule_ends_a_paused_campaign(tmp_path):
     th, result = in_background(runner)
     cid = runner.campaign.id
     wait_for(lambda: any(t.state == "running" for t in store.trials(cid)))
-    store.set_control(cid, "pause", user="bob")
+    store.request(cid, "pause", user="bob")
     th.join(30)
     assert not th.is_alive()
     assert result["decision"].rule == "time"
@@ -373,7 +375,7 @@ def test_emergency_stop_ends_a_run_held_by_a_suspender(tmp_path):
     cid = runner.campaign.id
     wait_for(lambda: len(store.steps(campaign_id=cid)) >= 1)
     time.sleep(0.3)
-    store.set_control(cid, "estop", user="carol")
+    store.request(cid, "estop", user="carol")
     th.join(10)
     assert not th.is_alive()
     assert result["decision"].rule == "estop"

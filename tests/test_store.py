@@ -23,8 +23,11 @@ def test_campaign_and_trials_round_trip(store_url):
     t2 = store.add_trial(c.id, {"x": np.float32(2.0), "cat": "b"}, "model", {}, "abcd")
     assert (t1.number, t2.number) == (1, 2)
     assert t2.sample_id == "abcd-0002"
-    store.update_trial(t1.id, state="done", values={"y": 3.0})
-    store.update_trial(t2.id, state="failed", values={"y": float("nan")}, failure_reason="deposit: arc")
+    for t in (t1, t2):
+        store.transition(t.id, "proposed", "running")
+    store.transition(t1.id, "running", "measured")
+    store.transition(t1.id, "measured", "done", values={"y": 3.0})
+    store.transition(t2.id, "running", "failed", values={"y": float("nan")}, failure_reason="deposit: arc")
     store.close()
 
     again = Store(store_url)  # a second process sees the same truth

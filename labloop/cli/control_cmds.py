@@ -1,101 +1,100 @@
 """Operator control of a running campaign: resume, pause, stop, estop, approve, reject.
 
-Requests go through the store (the truth every process shares): the process running the campaign reads them
-within a fraction of a second, and every request is in the audit log with who made it and when. ``resume`` also
-restarts a campaign whose process died (crash, reboot, ``kill -9``) in this process.
+A request is a row in the store (the truth every process shares): the process running the campaign answers it
+within a fraction of a second, ``done`` with what it did or ``refused`` with why, and the command prints that
+answer. When no runner answers in time, the command says so, with the runner's liveness and what to do. Every
+request and every answer is in the audit log with who asked and when. ``resume`` also restarts a campaign whose
+process died (crash, reboot, ``kill -9``) in this process.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from datetime import datetime, timezone
+import time
 from typing import Annotated, Optional
 
 import typer
 
-from labloop.run.campaign import CampaignRunner
 from labloop.errors import LabloopError
+from labloop.run.campaign import CampaignRunner, refuse_second_runner
+from labloop.run.liveness import ACTIVE_STATES, liveness
+from labloop.spec import spec_from_text
 from labloop.store import DEFAULT_URL, Store
 from labloop.store.schema import Campaign
 from .campaign_cmds import LiveView
 from .common import STORE_HELP, console, err_console, user_errors
 
-ALIVE_SECONDS = 5.0
-CampaignOpt = Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")]
+CampaignOpt = Annotated[Optional[str], typer.Option(
+    help="Campaign id, uid or name (default: the running campaign, else the latest).")]
 StoreOpt = Annotated[Optional[str], typer.Option(help=STORE_HELP)]
 UserOpt = Annotated[Optional[str], typer.Option(help="Who asks (recorded in the audit log; default: login name).")]
+WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the runner's answer.")]
 
 
-def heartbeat_age(c: Campaign) -> float | None:
-    if c.heartbeat_at is None:
-        return None
-    beat = c.heartbeat_at if c.heartbeat_at.tzinfo else c.heartbeat_at.replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - beat).total_seconds()
+def open_store(store: str | None) -> Store:
+    return Store(store or DEFAULT_URL, create=False)
 
 
-def is_alive(c: Campaign) -> bool:
-    """Whether a process still runs the campaign: on this host, its pid must exist; elsewhere, its heartbeat must
-    be recent (a killed process stops beating)."""
-    if c.state not in ("running", "paused"):
-        return False
-    host, _, pid = (c.runner or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    age = heartbeat_age(c)
-    return age is not None and age < ALIVE_SECONDS
+def pick_campaign(st: Store, ref: str | None) -> Campaign:
+    """The campaign a command acts on: the one named, else the running one (the newest of several), else the
+    latest."""
+    if ref is not None:
+        return st.campaign(ref)
+    running = [c for c in st.campaigns() if c.state in ACTIVE_STATES]
+    return running[-1] if running else st.campaign(None)
 
 
-def _open(store: str | None, campaign: str | None) -> tuple[Store, Campaign]:
-    st = Store(store or DEFAULT_URL)
-    try:
-        return st, st.campaign(campaign)
-    except LabloopError:
-        st.close()
-        raise
-
-
-def _request(store: str | None, campaign: str | None, control: str, user: str | None, what: str) -> None:
-    st, c = _open(store, campaign)
-    try:
-        if c.state in ("finished", "stopped"):
-            raise LabloopError(f"campaign '{c.name}' has already ended ({c.stop_reason})",
-                               "start a new campaign with `labloop run FILE`")
-        st.set_control(c.id, control, user)
-        console.print(f"{what}: campaign '{c.name}' (id {c.id})")
-        if not is_alive(c):
-            err_console.print("note: no process is running this campaign now; the request takes effect when "
-                              "`labloop resume` restarts it")
-    finally:
-        st.close()
+def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float) -> str:
+    """Queue a request for ``c``'s runner and wait for its answer; returns the outcome or raises when refused.
+    With no answer in time, explains what the runner's liveness says and exits non-zero."""
+    if c.state not in ACTIVE_STATES and not (action in ("stop", "approve", "reject") and c.state == "estopped"):
+        raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason})",
+                           "start a new campaign with `labloop run FILE`")
+    rid = st.request(c.id, action, args or {}, user)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        r = st.operator_request(rid)
+        if r.state == "done":
+            return r.outcome or "done"
+        if r.state == "refused":
+            raise LabloopError(f"campaign '{c.name}': {action} refused: {r.outcome}",
+                               "see `labloop status` for the campaign's state")
+        time.sleep(0.02)
+    life = liveness(st.campaign(c.id))
+    if life.alive:
+        msg = f"campaign '{c.name}': the runner has not answered the {action} request within {wait:g} s"
+        fix = "it is queued and will be carried out; check `labloop status`, or wait longer with --wait"
+    else:
+        msg = f"campaign '{c.name}': no runner is answering ({life.describe()})"
+        fix = ("the request is queued: `labloop resume` restarts the campaign and carries it out"
+               + ("; nothing is moving in this lab now" if action == "estop" and life.state == "dead" else ""))
+    raise LabloopError(msg, fix)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def resume(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
-               time_scale: Annotated[Optional[float], typer.Option(help="Override the stored time scale.")] = None
-               ) -> None:
+               time_scale: Annotated[Optional[float], typer.Option(help="Override the stored time scale.")] = None,
+               wait: WaitOpt = 5.0) -> None:
         """Continue a campaign: un-pause a running one, or restart one whose process died, in this process.
 
         After a crash nothing measured is lost, no trial is run twice, and an interrupted synthesis is recorded as
         failed instead of being repeated on a consumed sample."""
-        st, c = _open(store, campaign)
+        st = open_store(store)
         try:
+            c = pick_campaign(st, campaign)
             if c.state in ("finished", "stopped"):
-                raise LabloopError(f"campaign '{c.name}' has already ended ({c.stop_reason})",
+                raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.stop_reason})",
                                    "start a new campaign with `labloop run FILE`")
-            if is_alive(c):
-                st.set_control(c.id, "run", user)
-                console.print(f"resumed: campaign '{c.name}' continues in its running process"
-                              + (f" (it was waiting: {c.note})" if c.note else ""), soft_wrap=True)
+            life = liveness(c)
+            if life.alive:
+                outcome = ask_runner(st, c, "resume", None, user, wait)
+                console.print(f"campaign '{c.name}': {outcome}", soft_wrap=True)
                 return
+            if life.present:
+                raise LabloopError(f"campaign '{c.name}': {life.describe()}")
+            refuse_second_runner(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), st,
+                                 f"campaign '{c.name}'", except_id=c.id)
             runner, resumptions = CampaignRunner.resume(st, c, time_scale, None)
             runner.observer = LiveView(runner.spec)
             console.print(f"restarting campaign '{c.name}' in this process: "
@@ -106,68 +105,83 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     @user_errors
-    def pause(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None) -> None:
+    def pause(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
+              wait: WaitOpt = 5.0) -> None:
         """Finish the steps that are running, start nothing new, until `labloop resume`."""
-        _request(store, campaign, "pause", user, "pause requested")
+        _simple(store, campaign, "pause", user, wait)
 
     @app.command()
     @user_errors
-    def stop(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None) -> None:
+    def stop(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
+             wait: WaitOpt = 5.0) -> None:
         """End the campaign gracefully: trials in flight finish, no new ones start."""
-        _request(store, campaign, "stop", user, "stop requested")
+        _simple(store, campaign, "stop", user, wait)
 
     @app.command()
     @user_errors
-    def estop(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None) -> None:
-        """Emergency stop: halt every device now; interrupted trials are settled by `labloop resume`."""
-        _request(store, campaign, "estop", user, "EMERGENCY STOP requested")
+    def estop(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
+              wait: WaitOpt = 5.0) -> None:
+        """Emergency stop: halt every device now. Without --campaign: every running campaign of the store.
+        Interrupted trials are settled by `labloop resume`."""
+        st = open_store(store)
+        try:
+            targets = ([st.campaign(campaign)] if campaign is not None
+                       else [c for c in st.campaigns() if c.state in ACTIVE_STATES])
+            if not targets:
+                raise LabloopError("no campaign of this store is running: nothing to stop",
+                                   "pass --store with the store of the running campaign")
+            ids = {c.id: st.request(c.id, "estop", {}, user) for c in targets if c.state in ACTIVE_STATES}
+            if not ids:
+                raise LabloopError(f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
+                                   "nothing of it is moving")
+            deadline = time.monotonic() + wait
+            answered: dict[int, str] = {}
+            while len(answered) < len(ids) and time.monotonic() < deadline:
+                for cid, rid in ids.items():
+                    r = st.operator_request(rid)
+                    if cid not in answered and r.state != "pending":
+                        answered[cid] = f"{r.state}: {r.outcome}"
+                time.sleep(0.01)
+            problems = []
+            for c in targets:
+                if c.id in answered:
+                    console.print(f"EMERGENCY STOP campaign '{c.name}' (id {c.id}): {answered[c.id]}", soft_wrap=True)
+                else:
+                    problems.append(f"campaign '{c.name}' (id {c.id}): {liveness(st.campaign(c.id)).describe()}")
+            if problems:
+                raise LabloopError("no answer to the emergency stop from " + "; ".join(problems),
+                                   "if a runner is alive but silent, cut the power to its devices; a dead runner "
+                                   "moves nothing, and `labloop resume` settles its trials")
+        finally:
+            st.close()
 
     @app.command()
     @user_errors
     def approve(trials: Annotated[list[int], typer.Argument(help="Trial numbers to approve.")],
-                store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None) -> None:
+                store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
+                wait: WaitOpt = 5.0) -> None:
         """Approve proposed trials (campaigns with scheduling.approval: true); they start when a station is free."""
-        _decide(store, campaign, trials, "approved", None, user)
+        _simple(store, campaign, "approve", user, wait, {"trials": trials})
 
     @app.command()
     @user_errors
     def reject(trials: Annotated[list[int], typer.Argument(help="Trial numbers to reject.")],
                reason: Annotated[str, typer.Option(help="Why (recorded with the trial and in the audit log).")],
-               store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None) -> None:
+               store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
+               wait: WaitOpt = 5.0) -> None:
         """Reject proposed trials; the strategy treats them as infeasible and never proposes them again."""
-        _decide(store, campaign, trials, "rejected", reason, user)
+        _simple(store, campaign, "reject", user, wait, {"trials": trials, "reason": reason})
 
 
-def _decide(store: str | None, campaign: str | None, numbers: list[int], state: str, reason: str | None,
-            user: str | None) -> None:
-    from labloop.store.schema import utcnow
-
-    from labloop.data.export import campaign_spec
-
-    st, c = _open(store, campaign)
+def _simple(store: str | None, campaign: str | None, action: str, user: str | None, wait: float,
+            args: dict | None = None) -> None:
+    st = open_store(store)
     try:
-        if not campaign_spec(c).scheduling.approval:
-            raise LabloopError(f"campaign '{c.name}' does not wait for approval (scheduling.approval is false)",
-                               "set scheduling: {approval: true} in the campaign file of the next campaign")
-        if c.state not in ("running", "paused"):
-            raise LabloopError(f"campaign '{c.name}' has ended ({c.stop_reason})", "nothing is waiting any more")
-        by_number = {t.number: t for t in st.trials(c.id)}
-        for n in numbers:
-            t = by_number.get(n)
-            if t is None:
-                raise LabloopError(f"campaign '{c.name}' has no trial {n}", "see `labloop status` for trial numbers")
-            if t.state != "proposed":
-                raise LabloopError(f"trial {n} is {t.state}, not waiting for approval",
-                                   "only proposed trials can be approved or rejected")
-        for n in numbers:
-            t = by_number[n]
-            fields = {"state": state}
-            if state == "rejected":
-                fields.update(failure_reason=f"rejected by operator: {reason}", finished_at=utcnow())
-            if not st.update_trial_if(t.id, "proposed", **fields):
-                raise LabloopError(f"trial {n} changed state meanwhile", "check `labloop status` and try again")
-            st.audit(c.id, {"approved": "trial.approve", "rejected": "trial.reject"}[state],
-                     {"trial": n, "reason": reason}, user)
-            console.print(f"trial {n}: {state}" + (f" ({reason})" if reason else ""))
+        c = pick_campaign(st, campaign)
+        outcome = ask_runner(st, c, action, args, user, wait)
+        console.print(f"campaign '{c.name}' (id {c.id}): {outcome}", soft_wrap=True)
     finally:
         st.close()
+
+
+__all__ = ["ask_runner", "err_console", "open_store", "pick_campaign", "register"]

@@ -7,19 +7,26 @@ store holds, so the store stays the only truth.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labloop.errors import LabloopError, PluginError, SpecError
+from .liveness import ACTIVE_STATES, liveness
 from .lab import Lab, build_lab, check_against_lab
 from .objectives import TrialData, load_objective
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
 from .stopping import StopDecision
 from labloop.store import Store
 from labloop.store.schema import Campaign, Trial, utcnow
+from labloop.states import TrialState
+from labloop.strategy import make_strategy
 from labloop.strategy.base import Observation, Strategy
+from labloop.strategy.priors import AUDIT_ACTION, file_priors, from_record, store_priors, to_record
+from .recovery import Resumption, plan_resumptions
+from .scheduler import Scheduler
 
 Observer = Callable[[str, dict[str, Any]], None]
 
@@ -52,9 +59,6 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
                  read_prior_files: bool = True) -> Prepared:
     """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored.
     ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log."""
-    from labloop.strategy.priors import file_priors
-    from labloop.strategy import make_strategy  # the strategy package imports botorch: load it only when needed
-
     spec = spec_from_text(text, source)
     if time_scale is not None and spec.lab is not None:
         spec = spec.model_copy(update={"lab": spec.lab.model_copy(update={"time_scale": time_scale})})
@@ -80,20 +84,30 @@ def prepare(path: str | Path, time_scale: float | None = None) -> Prepared:
     return prepare_text(read_spec_text(path), str(path), time_scale)
 
 
-def observations(trials: list[Trial]) -> list[Observation]:
-    """What the strategy learns from: finished trials (done with values; failed, and rejected by an operator, as
-    failures, so the feasibility model learns where not to go and nothing rejected is proposed again)."""
-    out = []
-    for t in trials:
-        if t.state == "done":
-            out.append(Observation(dict(t.params), dict(t.values or {})))
-        elif t.state in ("failed", "rejected"):
-            out.append(Observation(dict(t.params), dict(t.values or {}), failed=True, reason=t.failure_reason))
-    return out
+def lab_key(spec: CampaignSpec) -> str | None:
+    """What identifies the physical lab a campaign runs in: its lab section, less the time scale."""
+    if spec.lab is None:
+        return None
+    return json.dumps(spec.lab.model_dump(exclude={"time_scale"}, mode="json"), sort_keys=True)
 
 
-def pending(trials: list[Trial]) -> list[dict[str, Any]]:
-    return [dict(t.params) for t in trials if t.state in ("proposed", "approved", "running", "measured", "interrupted")]
+def refuse_second_runner(spec: CampaignSpec, store: Store, source: str, except_id: int | None = None) -> None:
+    """One runner per lab: a second process driving the same robot and stations would fight the first for them."""
+    key = lab_key(spec)
+    for c in store.campaigns():
+        if c.id == except_id or c.state not in ACTIVE_STATES:
+            continue
+        life = liveness(c)
+        if not life.present:
+            continue
+        try:
+            other = lab_key(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"))
+        except LabloopError:
+            other = None
+        if other == key:
+            raise LabloopError(
+                f"{source}: campaign '{c.name}' (id {c.id}) already runs this lab: {life.describe()}",
+                f"wait for it to end, or stop it with `labloop stop --campaign {c.id}`; one runner per lab")
 
 
 class CampaignRunner:
@@ -112,8 +126,7 @@ class CampaignRunner:
 
     @classmethod
     def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None) -> "CampaignRunner":
-        from labloop.strategy.priors import AUDIT_ACTION, store_priors, to_record
-
+        refuse_second_runner(prepared.spec, store, prepared.source)
         try:  # another campaign named as prior data must exist and fit: checked before anything is stored
             from_store, skipped = store_priors(prepared.spec, store)
         except LabloopError as exc:
@@ -131,10 +144,6 @@ class CampaignRunner:
     def resume(cls, store: Store, campaign: Campaign, time_scale: float | None = None,
                observer: Observer | None = None) -> tuple["CampaignRunner", list[Any]]:
         """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials."""
-        from .recovery import plan_resumptions
-
-        from labloop.strategy.priors import AUDIT_ACTION, from_record
-
         audit = store.audit_log(campaign.id)
         if time_scale is None:
             lab_audit = [a for a in audit if a.action == "campaign.lab"]
@@ -151,27 +160,29 @@ class CampaignRunner:
         # An operator's stop sent while no process ran is honoured now; a pause or an emergency stop is lifted by
         # the very act of resuming.
         control = "stop" if campaign.control == "stop" else "run"
+        for req in store.pending_requests(campaign.id):
+            if req.action in ("pause", "resume", "estop"):
+                store.answer_request(req.id, "refused", "superseded: `labloop resume` restarted the campaign")
         store.update_campaign(campaign.id, state="running", control=control, note=None, finished_at=None,
                               stop_reason=None)
         store.audit(campaign.id, "campaign.resume", {"trials": [r.trial.number for r in resumptions]})
         return runner, resumptions
 
-    def run(self, resumptions: list[Any] | None = None) -> StopDecision:
-        from .scheduler import Scheduler
-
-        return Scheduler(self, resumptions).run()
+    def run(self, resumptions: list[Resumption] | None = None) -> StopDecision:
+        assert self.p.lab is not None
+        return Scheduler(spec=self.spec, lab=self.p.lab, store=self.store, campaign=self.campaign,
+                         strategy=self.p.strategy, evaluate=self.finish_measured, prior=self.prior,
+                         observer=self.observer, resumptions=resumptions or []).run()
 
     def finish_measured(self, trial: Trial) -> Trial:
-        """Evaluate a measured trial's objectives from its stored documents and commit the outcome."""
+        """Evaluate a measured trial's objectives from its stored documents and commit the outcome
+        (measured -> done, or failed with the plugin's reason)."""
         values, reason = self.evaluate(trial)
         if reason is None:
-            self.store.update_trial(trial.id, state="done", values=values, finished_at=utcnow())
-        else:
-            self.store.update_trial(trial.id, state="failed", values=values, failure_reason=reason,
-                                    finished_at=utcnow())
-        done = self.store.trial(trial.id)
-        self.observer("finished", {"trial": done})
-        return done
+            return self.store.transition(trial.id, TrialState.MEASURED, TrialState.DONE, values=values,
+                                         finished_at=utcnow())
+        return self.store.transition(trial.id, TrialState.MEASURED, TrialState.FAILED, values=values,
+                                     failure_reason=reason, finished_at=utcnow())
 
     def evaluate(self, trial: Trial) -> tuple[dict[str, float], str | None]:
         """Objective plugins on the trial's stored documents. A plugin that raises fails the trial with its reason."""

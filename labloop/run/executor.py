@@ -13,7 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import bluesky.run_engine as _run_engine_module
 from bluesky import RunEngine
+from bluesky.utils import RunEngineInterrupted
 from ophyd.utils import StatusTimeoutError
 from ophyd.utils.errors import UnknownStatusFailure
 
@@ -31,6 +33,18 @@ from labloop.store import DocumentWriter, Store
 # crash of labloop; keep it out of the operator's terminal unless someone configures logging on purpose.
 for _name in ("bluesky", "ophyd"):
     logging.getLogger(_name).addHandler(logging.NullHandler())
+_log = logging.getLogger("bluesky.RE.console")
+
+
+def _console_to_log(*args: Any, **_kw: Any) -> None:
+    _log.info(" ".join(str(a) for a in args))
+
+
+# The RunEngine talks to an interactive user with print() ("Pausing...", "Halting: skipping cleanup..."). In a lab
+# run by labloop nobody sits at its prompt: those lines would interleave with the operator's live view. Route
+# bluesky.run_engine's own print calls (and only those: a module global shadows the builtin for that module alone)
+# to its logger.
+_run_engine_module.print = _console_to_log  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -73,6 +87,8 @@ def describe_failure(exc: BaseException) -> str:
         inner = nested
     if isinstance(inner, (StatusTimeoutError, TimeoutError)):
         return f"timeout: {inner or 'the device did not finish in time'}"
+    if isinstance(inner, RunEngineInterrupted) or isinstance(exc, RunEngineInterrupted):
+        return "halted by the emergency stop"
     if isinstance(inner, UnknownStatusFailure):
         return "device reported failure without a reason"
     if isinstance(inner, LabloopError):
@@ -92,9 +108,14 @@ def recipes_for(spec: CampaignSpec, params: dict[str, Any]) -> dict[str, dict[st
 class TrialExecutor:
     """Executes steps against one lab with one RunEngine."""
 
-    def __init__(self, spec: CampaignSpec, lab: Lab, store: Store, run_engine: RunEngine | None = None):
+    def __init__(self, spec: CampaignSpec, lab: Lab, store: Store, run_engine: RunEngine | None = None,
+                 on_alert: Callable[[str, str, dict[str, Any]], None] | None = None):
         self.spec, self.lab, self.store = spec, lab, store
         self.RE = run_engine or RunEngine(context_managers=[])
+        self.RE.pause_msg = ""  # bluesky's help for an interactive user; stored failure reasons stay one line
+        #: Safety-relevant failures (a RunEngine that will not halt, a device that will not stop): (action,
+        #: message, detail) -> audited and shown by the scheduler.
+        self.on_alert = on_alert or _log_alert
         self.time_scale = spec.lab.time_scale if spec.lab else 1.0
         #: Asked right after a step's start is committed and before anything moves: True cancels the step
         #: (an emergency stop that arrived in between must not let a deposition begin).
@@ -102,18 +123,23 @@ class TrialExecutor:
 
     def interrupt(self) -> None:
         """Emergency stop from another thread: end the run now, even one held by a suspender."""
+        if self.RE.state == "idle":
+            return
         try:
             self.RE.request_pause(defer=False)
-        except Exception:  # noqa: BLE001 - idle RunEngine: nothing to interrupt
-            pass
+        except Exception as exc:  # noqa: BLE001 - reported, never swallowed: an operator must check this run
+            if self.RE.state != "idle":  # it did not just finish by itself
+                self.on_alert("estop.engine_failed", f"a RunEngine did not take the emergency stop: "
+                              f"{type(exc).__name__}: {exc}", {"state": str(self.RE.state)})
 
     def _reset_engine(self) -> None:
         """After an interrupted or failed run, leave the RunEngine idle for the next step."""
         if self.RE.state != "idle":
             try:
                 self.RE.halt()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as exc:  # noqa: BLE001 - reported: this executor may not run another step safely
+                self.on_alert("engine.halt_failed", f"a RunEngine failed to halt after a failed step: "
+                              f"{type(exc).__name__}: {exc}", {"state": str(self.RE.state)})
 
     def run_cleanup(self, ctx: TrialContext, robot: str, place: str) -> None:
         """Move a failed trial's sample out of the station it blocks, as a recorded step (kind 'cleanup')."""
@@ -173,7 +199,7 @@ class TrialExecutor:
             self._reset_engine()
             reason = describe_failure(exc)
             if reason.startswith("timeout"):
-                _stop_quietly(self.lab.devices.get(actor or ""))  # a hung device must be free for the retry
+                self._stop_after_timeout(actor or "")  # a hung device must be free for the retry
             self.store.finish_step(step_id, "failed", writer.run_uid, reason)
             raise StepFailed(step, index, reason, actor) from exc
         moved = None
@@ -182,10 +208,16 @@ class TrialExecutor:
             moved = (ctx.campaign_id, ctx.sample_id, moved_to, ctx.trial_id)
         self.store.finish_step(step_id, "done", writer.run_uid, moved=moved)
 
-def _stop_quietly(device: Any) -> None:
-    stop = getattr(device, "stop", None)
-    if callable(stop):
-        try:
-            stop()
-        except Exception:  # noqa: BLE001 - best effort: the step has failed already
-            pass
+    def _stop_after_timeout(self, name: str) -> None:
+        stop = getattr(self.lab.devices.get(name), "stop", None)
+        if callable(stop):
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 - the step has failed already; reported, not swallowed
+                self.on_alert("device.stop_failed", f"device '{name}' timed out and did not accept stop(): "
+                              f"{type(exc).__name__}: {exc}", {"device": name})
+
+
+def _log_alert(action: str, message: str, detail: dict[str, Any]) -> None:
+    """Without a scheduler to audit it, an alert still reaches the log at error level."""
+    logging.getLogger("labloop").error("%s: %s %s", action, message, detail)

@@ -64,15 +64,18 @@ class Lab:
                     return str(where)
         return None
 
-    def stop_all(self) -> None:
-        """Emergency stop: ask every device that can stop to stop now."""
-        for dev in self.devices.values():
+    def stop_all(self) -> list[tuple[str, str]]:
+        """Emergency stop: ask every device that can stop to stop now, each even if another refuses. Returns the
+        devices whose ``stop()`` raised, with the error: the caller must alert and audit them (never swallowed)."""
+        failures: list[tuple[str, str]] = []
+        for name, dev in self.devices.items():
             stop = getattr(dev, "stop", None)
             if callable(stop):
                 try:
                     stop()
-                except Exception:  # noqa: BLE001 - one stubborn device must not keep the others running
-                    pass
+                except Exception as exc:  # noqa: BLE001 - one stubborn device must not keep the others running
+                    failures.append((name, f"{type(exc).__name__}: {exc}"))
+        return failures
 
 
 def build_lab(spec: LabSpec, seed: int = 0) -> Lab:

@@ -1,10 +1,21 @@
 """The scheduler: keeps every station busy, one worker thread (with its own RunEngine) per trial in flight.
 
-The main thread owns decisions: it reads operator requests and the trials from the store, applies the stopping
-rules, and asks the strategy for new points (never on a RunEngine's loop) whenever a first-step station frees, with
-all in-flight trials as pending points. Worker threads own doing: each walks one trial through its workflow,
-reserving stations and the robot from :class:`~labloop.run.resources.LabResources`, retrying failed steps with
-backoff, and committing every step before the next physical action.
+Who does what, and which state each thread may touch:
+
+* the **control thread** (the one in :meth:`Scheduler.run`) only decides and dispatches: it answers operator
+  requests (an emergency stop first, within one poll of ~20 ms, whatever else is busy), applies the stopping rules,
+  hands the strategy a snapshot to think about and launches the trials it proposes. It alone changes ``paused``,
+  ``stopping`` and ``_launched``, and it never waits on the optimizer or a device;
+* the **strategy thread** (:class:`~labloop.run.workers.AskService`) runs ``ask`` on copies of the observations;
+* **worker threads** (:class:`~labloop.run.workers.WorkerPool`, one per trial in flight) do the physical work:
+  each walks one trial through its workflow, reserving stations and the robot from
+  :class:`~labloop.run.resources.LabResources` (which has its own lock), retrying failed steps with backoff, and
+  committing every step before the next physical action. ``_unplaced`` and ``_active`` are shared between the
+  control thread and the workers and are guarded by ``_lock``;
+* a **heartbeat thread** writes the runner's sign of life, so a control loop is never mistaken for a dead one.
+
+The scheduler receives its collaborators (strategy, store, lab, stopping rules, evaluation, observer) explicitly;
+it knows nothing of the campaign runner that built it.
 
 Modes: ``async`` (default) starts a trial whenever a first-step station is free; ``batch`` proposes
 ``strategy.batch_size`` points, runs them all, then proposes again; ``sequential`` runs one trial at a time.
@@ -12,65 +23,77 @@ Modes: ``async`` (default) starts a trial whenever a first-step station is free;
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from bluesky import RunEngine
 from bluesky.suspenders import SuspendCeil, SuspendFloor, SuspendWhenOutsideBand
 
-from labloop.errors import SpecError
+from labloop.errors import LabloopError, SpecError
+from labloop.spec import CampaignSpec
+from labloop.states import IN_FLIGHT, UNFINISHED, IllegalTransition, TrialState
+from labloop.store import Store
+from labloop.store.schema import Campaign, OperatorRequest, Trial, utcnow
+from labloop.strategy.base import Observation, Strategy, observations_from, pending_points
 from .executor import StepFailed, TrialContext, TrialExecutor
-from .lab import station_kinds
+from .lab import Lab, station_kinds
+from .recovery import Resumption
 from .resources import Cancelled, LabResources, NoStationLeft
 from .stopping import StopDecision, budget_left, check
-from labloop.store import Store
-from labloop.store.schema import Campaign, Trial, utcnow
+from .workers import AskService, WorkerPool
 
-IN_FLIGHT = ("proposed", "approved", "running", "measured")
 Observer = Callable[[str, dict[str, Any]], None]
+StopRules = Callable[[Sequence[Trial], datetime], "StopDecision | None"]
+S = TrialState
+
+#: How often the control thread looks for operator requests (an indexed query of a few rows).
+REQUEST_POLL_S = 0.02
+#: How often it re-reads the trials when nothing woke it (time-based stopping rules, trials changed elsewhere).
+REFRESH_S = 0.5
 
 
-@dataclass
-class Resumption:
-    """Where a trial interrupted by a crash or an emergency stop picks up."""
-
-    trial: Trial
-    start_step: int
-    location: str
-    held: str | None  # the station the sample sits in (reserved again before anything moves)
-    evaluate_only: bool = False
-    cleanup_only: bool = False  # a failed trial whose sample must leave the station it blocks
+def failure_cause(reason: str | None) -> str:
+    """A failure reason with its particulars (numbers, ids, quoted values) masked, so that 'the same cause'
+    survives different samples, times and attempts."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason or "")
+    return re.sub(r"\d+(\.\d+)?", "#", text).strip()
 
 
 class Scheduler:
-    def __init__(self, runner: Any, resumptions: list[Resumption] | None = None):
-        self.runner = runner
-        self.spec = runner.spec
-        self.lab = runner.p.lab
-        self.store: Store = runner.store
-        self.campaign: Campaign = runner.campaign
-        self.observer: Observer = runner.observer
-        self.time_scale = self.spec.lab.time_scale if self.spec.lab else 1.0
-        self.kinds = station_kinds(self.spec, self.lab)
-        self.res = LabResources(self.kinds, self.spec.scheduling.quarantine_after, self._on_quarantine)
-        self.workflow = self.spec.workflow
+    def __init__(self, *, spec: CampaignSpec, lab: Lab, store: Store, campaign: Campaign, strategy: Strategy,
+                 evaluate: Callable[[Trial], Trial], prior: Sequence[Observation] = (),
+                 observer: Observer | None = None, stop_rules: StopRules | None = None,
+                 resumptions: Sequence[Resumption] = ()):
+        self.spec, self.lab, self.store, self.campaign = spec, lab, store, campaign
+        self.strategy = strategy
+        self.evaluate = evaluate  # measured trial -> done or failed, committed (objective plugins)
+        self.prior = list(prior)
+        self.observer: Observer = observer or (lambda kind, data: None)
+        self.stop_rules: StopRules = stop_rules or (lambda trials, started: check(spec, trials, started))
+        self.resumptions = list(resumptions)
+        self.time_scale = spec.lab.time_scale if spec.lab else 1.0
+        self.kinds = station_kinds(spec, lab)
+        self.res = LabResources(self.kinds, spec.scheduling.quarantine_after, self._on_quarantine)
+        self.workflow = spec.workflow
         self.first_kind = self._first_kind()
-        self.resumptions = list(resumptions or [])
-        self._executors: list[TrialExecutor] = []
-        self._executors_lock = threading.Lock()
-        self._threads: dict[int, threading.Thread] = {}
-        self._unplaced: set[int] = set()  # launched trials not yet holding their first station
-        self._launched: set[int] = set()
+        self.workers = WorkerPool()
+        self.asker = AskService(strategy.ask)
+        self._executors: list[TrialExecutor] = []  # idle executors, reused (guarded by _lock)
+        self._lock = threading.Lock()
+        self._unplaced: set[int] = set()  # launched trials not yet holding their first station (guarded by _lock)
+        self._active: set[TrialExecutor] = set()  # executors running a trial now (guarded by _lock)
+        self._launched: set[int] = set()  # control thread only
         self.wake = threading.Event()
         self.estopped = threading.Event()
         self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
         self._beat = threading.Event()  # set when the campaign ends: the heartbeat thread stops
-        self._active: set[TrialExecutor] = set()  # executors running a trial now (estop halts their RunEngines)
         self.paused = threading.Event()
         self.need_operator: str | None = None
+        self._failure_streak_seen: int | None = None  # the last trial of a same-cause streak we paused for
 
     # ------------------------------------------------------------------ setup
     def _first_kind(self) -> str | None:
@@ -85,11 +108,19 @@ class Scheduler:
         self.store.audit(self.campaign.id, "station.quarantine", {"device": device, "reason": reason}, user="labloop")
         self.observer("alert", {"message": f"station {device} taken out of service: {reason}"})
 
+    def _alert(self, action: str, message: str, detail: dict[str, Any]) -> None:
+        """A safety-relevant event: audited, shown to the operator, never swallowed."""
+        try:
+            self.store.audit(self.campaign.id, action, {**detail, "message": message}, user="labloop")
+        finally:
+            self.observer("alert", {"message": message})
+
     def _executor(self) -> TrialExecutor:
-        with self._executors_lock:
+        with self._lock:
             if self._executors:
                 return self._executors.pop()
-        ex = TrialExecutor(self.spec, self.lab, self.store, RunEngine(context_managers=[]))
+        ex = TrialExecutor(self.spec, self.lab, self.store, RunEngine(context_managers=[]),
+                           on_alert=self._alert)
         for s in self.spec.lab.suspenders if self.spec.lab else []:
             ex.RE.install_suspender(self._suspender(s))
         return ex
@@ -106,69 +137,72 @@ class Scheduler:
             return SuspendFloor(signal, s.low, sleep=sleep)
         return SuspendCeil(signal, s.high, sleep=sleep)
 
-    def _return_executor(self, ex: TrialExecutor) -> None:
-        with self._executors_lock:
-            self._executors.append(ex)
-
     # ------------------------------------------------------------------ main loop
     def run(self) -> StopDecision:
         cid = self.campaign.id
         for r in self.resumptions:  # samples sitting in stations keep them: claim before anyone else can
             if r.held is not None:
                 self.res.claim(r.held, r.trial.id)
+        self.store.heartbeat(cid)  # who runs the campaign is known before anything moves
+        heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        heartbeat.start()
+        self._serve_requests()  # requests queued while no process ran (a stop is honoured before anything moves)
         for r in self.resumptions:
             self._launch(r.trial, r)
         stopping: StopDecision | None = None
-        self.store.heartbeat(cid)  # who runs the campaign is known before anything moves
-        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
-        while True:
-            was_paused = self.paused.is_set()  # read before the store: a pause is committed before it is set
-            campaign = self.store.campaign(cid)
-            control = campaign.control
-            if control == "estop" and not self.estopped.is_set():
-                self._emergency_stop()
-            if self.stopping.is_set():
-                pass  # ending: in-flight trials finish whatever pause or resume requests say
-            elif control == "run" and was_paused:
-                self.paused.clear()
-                restored = self.res.restore() if self.need_operator else []
-                self.need_operator = None
-                self.store.update_campaign(cid, state="running", note=None)
-                self.observer("resumed", {"restored": restored})
-            elif control == "pause" and not self.paused.is_set():
-                self.paused.set()
-                self.store.update_campaign(cid, state="paused", note="paused by operator")
-                self.observer("paused", {"reason": "paused by operator"})
-            trials = self.store.trials(cid)
-            if stopping is None:
-                stopping = check(self.spec, trials, self.campaign.created_at)
-                if stopping is None and control == "stop":
-                    stopping = StopDecision("operator", "stopped by operator (in-flight trials were finished)")
-                if stopping is None and self.estopped.is_set():
-                    stopping = StopDecision("estop", "emergency stop: every device was halted; "
-                                                     "interrupted trials continue after `labloop resume`")
-            alive = [t for t in self._threads.values() if t.is_alive()]
-            if stopping is not None:
-                if not self.stopping.is_set():
-                    self._begin_stopping()
-                if not alive:
-                    if stopping.rule != "estop":
-                        self._settle_leftovers(stopping)
-                    state = {"operator": "stopped", "estop": "estopped"}.get(stopping.rule, "finished")
-                    self.store.finish_campaign(cid, state, stopping.reason)
-                    self._beat.set()
-                    self.observer("stopped", {"decision": stopping})
-                    return stopping
-            elif not self.paused.is_set():
-                if self.first_kind and budget_left(self.spec, trials) and not self.res.in_service(self.first_kind):
-                    self._call_operator(NoStationLeft(self.first_kind, self.res.out_of_service(self.first_kind)))
-                else:
-                    self._propose_and_launch(trials)
-            self.wake.wait(0.05)
-            self.wake.clear()
+        next_refresh = 0.0
+        try:
+            while True:
+                self._serve_requests()
+                now = time.monotonic()
+                woke = self.wake.is_set()
+                if woke or now >= next_refresh:
+                    self.wake.clear()  # cleared before reading: a change after this read wakes the next pass
+                    next_refresh = now + REFRESH_S
+                    trials = self.store.trials(cid)
+                    if stopping is None:
+                        stopping = self._stop_decision(trials)
+                    if stopping is not None:
+                        if not self.stopping.is_set():
+                            self._begin_stopping()
+                        if not self.workers.alive():
+                            return self._finish(stopping)
+                    elif not self.paused.is_set():
+                        self._check_systematic_failure(trials)
+                        if not self.paused.is_set():
+                            self._propose_and_launch(trials)
+                if self.asker.busy and self._ask_ready():
+                    continue
+                self.wake.wait(REQUEST_POLL_S)
+        finally:
+            self.asker.shutdown()
+            self._beat.set()
+
+    def _stop_decision(self, trials: list[Trial]) -> StopDecision | None:
+        decision = self.stop_rules(trials, self.campaign.created_at)
+        if decision is None and self._stop_requested:
+            decision = StopDecision("operator", "stopped by operator (in-flight trials were finished)")
+        if decision is None and self.estopped.is_set():
+            decision = StopDecision("estop", "emergency stop: every device was halted; "
+                                             "interrupted trials continue after `labloop resume`")
+        return decision
+
+    _stop_requested = False
+
+    def _finish(self, stopping: StopDecision) -> StopDecision:
+        stragglers = self.workers.join(5.0)
+        if stragglers:
+            self._alert("campaign.stragglers", f"worker threads did not end: {', '.join(stragglers)}",
+                        {"threads": stragglers})
+        if stopping.rule != "estop":
+            self._settle_leftovers(stopping)
+        state = {"operator": "stopped", "estop": "estopped"}.get(stopping.rule, "finished")
+        self.store.finish_campaign(self.campaign.id, state, stopping.reason)
+        self.observer("stopped", {"decision": stopping})
+        return stopping
 
     def _heartbeat(self) -> None:
-        """Beat from its own thread: a main loop busy in a long optimizer call must not look dead."""
+        """Beat from its own thread: a sign of life that nothing else in the process can delay."""
         while True:
             try:
                 self.store.heartbeat(self.campaign.id, self.need_operator
@@ -180,27 +214,163 @@ class Scheduler:
 
     def _begin_stopping(self) -> None:
         """A stopping rule fired: in-flight trials finish; trials that hold nothing yet, or wait for a station that
-        is gone, are cancelled (nothing physical happened to them)."""
+        is gone, are cancelled (nothing physical happened to them); a proposal still being computed is dropped."""
         self.stopping.set()
         self.paused.clear()
-        for trial_id in list(self._unplaced):
+        self.asker.discard()
+        with self._lock:
+            unplaced = list(self._unplaced)
+        for trial_id in unplaced:
             self.res.cancel_trial(trial_id)
         if self.need_operator:
             self.res.cancel()
 
     def _settle_leftovers(self, stopping: StopDecision) -> None:
-        """When a campaign ends, no trial stays in flight: one that did nothing is cancelled, one whose sample was
+        """When a campaign ends, no trial stays unfinished: one that did nothing is cancelled, one whose sample was
         processed but not finished is failed with the reason."""
         for t in self.store.trials(self.campaign.id):
-            if t.state not in IN_FLIGHT + ("interrupted",):
+            if t.state not in UNFINISHED:
                 continue
-            if not self.store.steps(t.id):
-                self.store.update_trial(t.id, state="cancelled", finished_at=utcnow(),
-                                        failure_reason=f"cancelled: the campaign ended ({stopping.reason})")
+            try:
+                if not self.store.steps(t.id):
+                    self.store.transition(t.id, t.state, S.CANCELLED, finished_at=utcnow(),
+                                          failure_reason=f"the campaign ended first ({stopping.reason})")
+                else:
+                    reason = f"the campaign ended before the trial finished ({stopping.reason})"
+                    if t.failure_reason:
+                        reason += f"; {t.failure_reason}"
+                    self.store.transition(t.id, t.state, S.FAILED, finished_at=utcnow(), failure_reason=reason)
+            except IllegalTransition:
+                continue  # it moved on meanwhile (a last worker finished it)
+
+    # ------------------------------------------------------------------ operator requests
+    def _serve_requests(self) -> None:
+        """Answer every pending operator request: done with what happened, or refused with why."""
+        for req in self.store.pending_requests(self.campaign.id):
+            try:
+                state, outcome = self._handle(req)
+            except LabloopError as exc:
+                state, outcome = "refused", exc.problem
+            self.store.answer_request(req.id, state, outcome)
+
+    def _handle(self, req: OperatorRequest) -> tuple[str, str]:
+        action = req.action
+        if action == "estop":
+            return "done", self._emergency_stop(req.user)
+        if self.estopped.is_set():
+            return "refused", "the campaign is in emergency stop; run `labloop resume` to restart it"
+        if action == "stop":
+            self._stop_requested = True
+            self.store.update_campaign(self.campaign.id, control="stop")
+            self.wake.set()
+            return "done", "stopping: trials in flight finish, nothing new starts"
+        if action == "pause":
+            if self.stopping.is_set():
+                return "refused", "the campaign is ending; in-flight trials finish whatever a pause says"
+            if self.paused.is_set():
+                return "done", "already paused" + (f" ({self.need_operator})" if self.need_operator else "")
+            self.paused.set()
+            self.store.update_campaign(self.campaign.id, state="paused", control="pause", note="paused by operator")
+            self.observer("paused", {"reason": f"paused by {req.user}"})
+            return "done", "paused: steps running now finish, nothing new starts"
+        if action == "resume":
+            if not self.paused.is_set():
+                return "done", "the campaign was not paused; it runs"
+            restored = self.res.restore() if self.need_operator else []
+            self.need_operator = None
+            self.paused.clear()
+            self.store.update_campaign(self.campaign.id, state="running", control="run", note=None)
+            self.observer("resumed", {"restored": restored})
+            self.wake.set()
+            return "done", "resumed" + (f"; back in service: {', '.join(restored)}" if restored else "")
+        if action in ("approve", "reject"):
+            return "done", self._decide(req)
+        return "refused", f"unknown request '{action}' (known: pause, resume, stop, estop, approve, reject)"
+
+    def _decide(self, req: OperatorRequest) -> str:
+        """Approve or reject proposed trials: all of them or none (each checked before any is changed)."""
+        if not self.spec.scheduling.approval:
+            raise LabloopError(f"campaign '{self.campaign.name}' does not wait for approval "
+                               f"(scheduling.approval is false)")
+        by_number = {t.number: t for t in self.store.trials(self.campaign.id)}
+        numbers = [int(n) for n in req.args.get("trials", [])]
+        for n in numbers:
+            t = by_number.get(n)
+            if t is None:
+                raise LabloopError(f"campaign '{self.campaign.name}' has no trial {n} "
+                                   f"(trials awaiting approval: {self._awaiting(by_number.values())})")
+            if t.state != S.PROPOSED:
+                raise LabloopError(f"trial {n} is {t.state}, not waiting for approval; only proposed trials can be "
+                                   f"approved or rejected (awaiting now: {self._awaiting(by_number.values())})")
+        done = []
+        for n in numbers:
+            t = by_number[n]
+            if req.action == "approve":
+                t = self.store.transition(t.id, S.PROPOSED, S.APPROVED)
+                self.store.audit(self.campaign.id, "trial.approve", {"trial": n}, req.user)
+                if not self.stopping.is_set():
+                    self._launch(t)
             else:
-                self.store.update_trial(t.id, state="failed", finished_at=utcnow(),
-                                        failure_reason=f"the campaign ended before the trial finished "
-                                                       f"({stopping.reason}); {t.failure_reason or ''}".rstrip("; "))
+                reason = req.args.get("reason") or "no reason given"
+                t = self.store.transition(t.id, S.PROPOSED, S.REJECTED, finished_at=utcnow(),
+                                          failure_reason=f"rejected by {req.user}: {reason}")
+                self.store.audit(self.campaign.id, "trial.reject", {"trial": n, "reason": reason}, req.user)
+                self.observer("finished", {"trial": t})
+            done.append(n)
+        self.wake.set()
+        verb = "approved" if req.action == "approve" else "rejected"
+        return f"{verb}: trial{'s' if len(done) > 1 else ''} {', '.join(map(str, done))}"
+
+    @staticmethod
+    def _awaiting(trials: Any) -> str:
+        nums = [str(t.number) for t in trials if t.state == S.PROPOSED]
+        return ", ".join(nums) if nums else "none"
+
+    def _emergency_stop(self, user: str = "labloop") -> str:
+        """Halt every device now. Cancelling waits and calling ``stop()`` come first; every failure to stop is
+        audited and shown (a device that will not stop is the one an operator must go to by hand)."""
+        t0 = time.perf_counter()
+        self.estopped.set()
+        self.res.cancel()
+        failures = self.lab.stop_all()
+        with self._lock:
+            active = list(self._active)
+        for ex in active:
+            ex.interrupt()  # also ends runs held by a suspender; a failure to halt is alerted by the executor
+        stop_ms = (time.perf_counter() - t0) * 1000
+        self.asker.discard()
+        self.store.update_campaign(self.campaign.id, state="estopped", control="estop", note="emergency stop")
+        for device, error in failures:
+            self._alert("estop.device_failed", f"EMERGENCY STOP: device '{device}' did not accept stop(): {error}; "
+                        f"make it safe by hand", {"device": device, "error": error})
+        n = len(self.lab.devices)
+        self.observer("alert", {"message": f"EMERGENCY STOP by {user}: stop() sent to {n - len(failures)} of {n} "
+                                           f"devices in {stop_ms:.0f} ms"})
+        self.wake.set()
+        if failures:
+            return (f"stop() sent to every device in {stop_ms:.0f} ms; {len(failures)} refused: "
+                    + "; ".join(f"{d}: {e}" for d, e in failures) + " (make those safe by hand)")
+        return f"every device halted: stop() sent to {n} devices in {stop_ms:.0f} ms"
+
+    # ------------------------------------------------------------------ proposals
+    def _check_systematic_failure(self, trials: list[Trial]) -> None:
+        """N trials in a row failed with the same cause: a systematic fault. Pause with the cause named instead of
+        spending the budget on it."""
+        n = self.spec.scheduling.pause_after_same_failures
+        if n <= 0:
+            return
+        ended = sorted((t for t in trials if t.state in (S.DONE, S.FAILED) and t.finished_at is not None),
+                       key=lambda t: (t.finished_at, t.number))
+        last = ended[-n:]
+        if len(last) < n or any(t.state != S.FAILED for t in last):
+            return
+        causes = {failure_cause(t.failure_reason) for t in last}
+        if len(causes) != 1 or self._failure_streak_seen == last[-1].id:
+            return
+        self._failure_streak_seen = last[-1].id
+        nums = ", ".join(str(t.number) for t in last)
+        self._pause_for_operator(f"{n} trials in a row ({nums}) failed with the same cause: {last[-1].failure_reason}; "
+                                 f"fix the cause, then run `labloop resume`")
 
     def _slots(self, trials: list[Trial]) -> int:
         in_flight = [t for t in trials if t.state in IN_FLIGHT]
@@ -211,56 +381,58 @@ class Scheduler:
             return 0 if in_flight else self.spec.strategy.batch_size
         if self.first_kind is None:
             return 0 if in_flight else 1
-        awaiting = sum(1 for t in trials if t.state == "proposed" and t.id not in self._launched)
+        awaiting = sum(1 for t in trials if t.state == S.PROPOSED and t.id not in self._launched)
         free = len(self.res.free(self.first_kind)) + self.spec.scheduling.lookahead
-        return max(0, free - len(self._unplaced) - awaiting)
+        with self._lock:
+            unplaced = len(self._unplaced)
+        return max(0, free - unplaced - awaiting)
 
     def _propose_and_launch(self, trials: list[Trial]) -> None:
-        approval = self.spec.scheduling.approval
-        if approval:
-            for t in trials:
-                if t.state == "approved" and t.id not in self._launched:
-                    self._launch(t)
+        """Hand the strategy a snapshot when slots are free; never wait for its answer here."""
+        if self.asker.busy:
+            return
+        if self.first_kind and budget_left(self.spec, trials) and not self.res.in_service(self.first_kind):
+            self._call_operator(NoStationLeft(self.first_kind, self.res.out_of_service(self.first_kind)))
+            return
         n = min(self._slots(trials), budget_left(self.spec, trials))
         if n <= 0:
             return
-        from .campaign import observations, pending
+        self.asker.submit(n, self.prior + observations_from(trials), pending_points(trials))
 
-        t0 = time.perf_counter()
-        try:
-            proposals = self.runner.p.strategy.ask(n, self.runner.prior + observations(trials), pending(trials))
-        except Exception as exc:  # noqa: BLE001 - an optimizer bug pauses the lab with the reason, never crashes it
+    def _ask_ready(self) -> bool:
+        """Take the strategy's answer if it is there: store the proposals and launch them. True if one came."""
+        result = self.asker.poll()
+        if result is None:
+            return False
+        if self.stopping.is_set() or self.paused.is_set() or self.estopped.is_set():
+            return True  # decided while the lab changed its mind: drop it (the strategy keeps no state)
+        if result.error is not None:
+            exc = result.error
             self._pause_for_operator(f"the optimizer failed to propose: {type(exc).__name__}: {exc}; fix the "
                                      f"strategy settings, then run `labloop resume`")
-            return
-        ask_s = time.perf_counter() - t0
-        for proposal in proposals[:n]:
-            info = {**proposal.info, "ask_seconds": ask_s}
+            return True
+        approval = self.spec.scheduling.approval
+        trials = self.store.trials(self.campaign.id)
+        n = min(result.n, budget_left(self.spec, trials))
+        for proposal in (result.proposals or [])[:n]:
+            info = {**proposal.info, "ask_seconds": result.seconds}
             trial = self.store.add_trial(self.campaign.id, proposal.params, proposal.source, info,
-                                         self.campaign.uid[:8], state="proposed")
-            self.observer("proposed", {"trial": trial, "approval": approval})
+                                         self.campaign.uid[:8])
+            self.observer("proposed", {"trial": trial, "approval": approval,
+                                       "of": self.spec.stopping.max_trials})
             if not approval:
                 self._launch(trial)
+        self.wake.set()
+        return True
 
     def _launch(self, trial: Trial, resumption: Resumption | None = None) -> None:
         self._launched.add(trial.id)
         if resumption is None or resumption.held is None:
-            self._unplaced.add(trial.id)
-        th = threading.Thread(target=self._worker, args=(trial, resumption), name=f"trial-{trial.number}",
-                              daemon=True)
-        self._threads[trial.id] = th
-        th.start()
+            with self._lock:
+                self._unplaced.add(trial.id)
+        self.workers.start(trial.id, str(trial.number), self._worker, trial, resumption)
 
-    # ------------------------------------------------------------------ operator actions
-    def _emergency_stop(self) -> None:
-        self.estopped.set()
-        self.res.cancel()
-        self.lab.stop_all()
-        for ex in list(self._active):
-            ex.interrupt()  # also ends runs held by a suspender
-        self.store.update_campaign(self.campaign.id, state="estopped", note="emergency stop")
-        self.observer("alert", {"message": "EMERGENCY STOP: all devices halted"})
-
+    # ------------------------------------------------------------------ waiting, pausing
     def _cancelled(self) -> bool:
         return self.estopped.is_set() or self.res.cancelled.is_set()
 
@@ -287,29 +459,35 @@ class Scheduler:
                                  f"run `labloop resume` to put the stations back in service")
 
     def _pause_for_operator(self, reason: str) -> None:
-        """Pause the campaign (committed as a pause request, so `labloop resume` lifts it) with the reason."""
-        if self.need_operator is not None:
-            return
-        self.need_operator = reason
-        self.store.update_campaign(self.campaign.id, state="paused", note=self.need_operator)
-        self.store.set_control(self.campaign.id, "pause", user="labloop", detail={"reason": self.need_operator})
+        """Pause the campaign with the reason, until an operator's resume request lifts it. Called from the
+        control thread or a worker; the first reason wins."""
+        with self._lock:
+            if self.need_operator is not None:
+                return
+            self.need_operator = reason
+        self.store.update_campaign(self.campaign.id, state="paused", control="pause", note=reason)
+        self.store.audit(self.campaign.id, "campaign.pause", {"reason": reason}, user="labloop")
         self.paused.set()
-        self.observer("alert", {"message": self.need_operator})
+        self.observer("alert", {"message": reason})
 
-    # ------------------------------------------------------------------ worker
+    # ------------------------------------------------------------------ worker (one thread per trial)
     def _worker(self, trial: Trial, resumption: Resumption | None) -> None:
+        """Walk one trial through its workflow (a worker thread). ``state`` is the trial's state as this worker last
+        committed it: every change is a compare-and-set from it."""
         ex: TrialExecutor | None = None
         held = resumption.held if resumption else None
         location = resumption.location if resumption else self.lab.sample_entry
         start = resumption.start_step if resumption else 0
+        state = TrialState(trial.state)
         ctx = TrialContext(self.campaign.id, self.campaign.uid, self.campaign.name, trial.id, trial.number,
                            trial.sample_id, dict(trial.params), location)
         try:
             ex = self._executor()
             ex.abort_check = self._cancelled
-            self._active.add(ex)
+            with self._lock:
+                self._active.add(ex)
             if resumption is not None and resumption.evaluate_only:
-                self.runner.finish_measured(trial)
+                self.observer("finished", {"trial": self.evaluate(trial)})
                 return
             if held is not None:
                 self.res.claim(held, trial.id)
@@ -320,26 +498,28 @@ class Scheduler:
                 self._placed(trial)
                 self._clear_station(ex, ctx, trial, held)
                 return
-            if trial.started_at is None:
-                self.store.update_trial(trial.id, state="running", started_at=utcnow())
+            fields: dict[str, Any] = {} if trial.started_at is not None else {"started_at": utcnow()}
+            self.store.transition(trial.id, state, S.RUNNING, **fields)
+            state = S.RUNNING
+            if fields:
                 self.store.locate_sample(self.campaign.id, trial.sample_id, location, trial.id)
-            else:
-                self.store.update_trial(trial.id, state="running")
-            self.observer("started", {"trial": trial})
+            self.observer("started", {"trial": trial, "of": self.spec.stopping.max_trials})
             for index in range(start, len(self.workflow)):
                 self._wait_while_paused()
                 held = self._step(ex, ctx, trial, index, held)
             self._placed(trial)
-            self.store.update_trial(trial.id, state="measured")
-            self.runner.finish_measured(trial)
+            self.store.transition(trial.id, S.RUNNING, S.MEASURED)
+            state = S.MEASURED
+            self.observer("finished", {"trial": self.evaluate(trial)})
         except StepFailed as exc:
             self._placed(trial)
             if self.estopped.is_set():
-                self._interrupt(trial, f"{exc.step.label}: {exc.reason}")
+                self._interrupt(trial, state, f"{exc.step.label}: {exc.reason}")
             else:
-                self.store.update_trial(trial.id, state="failed", finished_at=utcnow(),
-                                        failure_reason=f"{exc.step.label}: {exc.reason}")
-                self.observer("finished", {"trial": self.store.trial(trial.id)})
+                done = self.store.transition(trial.id, state, S.FAILED, finished_at=utcnow(),
+                                             failure_reason=f"{exc.step.label}: {exc.reason}")
+                state = S.FAILED
+                self.observer("finished", {"trial": done})
                 held = self._holding(ctx)
                 try:
                     self._clear_station(ex, ctx, trial, held)
@@ -348,28 +528,39 @@ class Scheduler:
         except Cancelled:
             self._placed(trial)
             if not (resumption and resumption.cleanup_only):
-                self._interrupt(trial, "emergency stop" if self.estopped.is_set() else "campaign stopped while "
-                                       "the trial waited for a station")
+                self._interrupt(trial, state, "emergency stop" if self.estopped.is_set() else
+                                "the campaign stopped while the trial waited for a station")
         except Exception as exc:  # noqa: BLE001 - no worker failure may leave a trial in flight forever
-            self._interrupt(trial, f"labloop error: {type(exc).__name__}: {exc}")
-            self.observer("alert", {"message": f"trial {trial.number} interrupted by an internal error: {exc}; "
-                                               f"`labloop resume` continues it"})
+            self._alert("trial.internal_error", f"trial {trial.number} interrupted by an internal error: "
+                        f"{type(exc).__name__}: {exc}; `labloop resume` continues it",
+                        {"trial": trial.number, "error": f"{type(exc).__name__}: {exc}"})
+            self._interrupt(trial, state, f"labloop error: {type(exc).__name__}: {exc}")
         finally:
             self._placed(trial)
             self.res.release_all(trial.id)
             if ex is not None:
-                self._active.discard(ex)
-                self._return_executor(ex)
+                with self._lock:
+                    self._active.discard(ex)
+                    self._executors.append(ex)
             self.wake.set()
 
     def _placed(self, trial: Trial) -> None:
-        if trial.id in self._unplaced:
+        with self._lock:
+            if trial.id not in self._unplaced:
+                return
             self._unplaced.discard(trial.id)
-            self.wake.set()
+        self.wake.set()
 
-    def _interrupt(self, trial: Trial, reason: str) -> None:
-        self.store.update_trial(trial.id, state="interrupted", failure_reason=f"interrupted: {reason}")
-        self.observer("finished", {"trial": self.store.trial(trial.id)})
+    def _interrupt(self, trial: Trial, state: TrialState, reason: str) -> None:
+        """Leave the trial for `labloop resume` (unless it already ended)."""
+        if state not in UNFINISHED or state == S.INTERRUPTED:
+            return
+        try:
+            done = self.store.transition(trial.id, state, S.INTERRUPTED, failure_reason=reason)
+        except IllegalTransition as exc:
+            self._alert("trial.state_conflict", exc.problem, {"trial": trial.number})
+            return
+        self.observer("finished", {"trial": done})
 
     def _step(self, ex: TrialExecutor, ctx: TrialContext, trial: Trial, index: int, held: str | None) -> str | None:
         """Run one step with its reservations and retries; returns the station now holding the sample."""
@@ -441,6 +632,8 @@ class Scheduler:
             if self._cancelled():
                 raise Cancelled()
             station = step.kind != "transfer"  # robot moves are not station health
+            self.observer("step", {"trial": ctx.number, "of": self.spec.stopping.max_trials, "step": step.label,
+                                   "device": device, "to": dest, "attempt": attempt})
             try:
                 ex.run_step(ctx, index, device if station else None, dest, attempt)
                 if station:

@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labloop import __version__
 from labloop.errors import StoreError
-from .schema import SCHEMA_VERSION, AuditEntry, Base, Campaign, Meta, Document, ProcessPoint, Sample, Step, Trial, utcnow
+from labloop.states import IllegalTransition, StepState, TrialState, check_step_transition, check_trial_transition
+from .schema import (SCHEMA_VERSION, AuditEntry, Base, Campaign, Document, Meta, OperatorRequest, ProcessPoint, Sample,
+                     Step, Trial, utcnow)
 
 DEFAULT_URL = "sqlite:///labloop.db"
-TERMINAL_STATES = ("done", "failed", "rejected", "cancelled")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -60,8 +61,10 @@ def normalize_url(url: str) -> str:
 class Store:
     """Campaigns, trials, steps, documents, process streams, samples and the audit log."""
 
-    def __init__(self, url: str = DEFAULT_URL):
+    def __init__(self, url: str = DEFAULT_URL, create: bool = True):
         self.url = normalize_url(url)
+        if not create:
+            _must_exist(self.url, url)
         is_sqlite = self.url.startswith("sqlite")
         kwargs: dict[str, Any] = {"json_serializer": lambda o: json.dumps(to_jsonable(o))}
         if is_sqlite:
@@ -146,22 +149,62 @@ class Store:
             s.add(AuditEntry(campaign_id=campaign_id, user=_user(), action=f"campaign.{state}",
                              detail={"reason": reason}))
 
-    def set_control(self, campaign_id: int, control: str, user: str | None = None,
-                    detail: dict[str, Any] | None = None) -> None:
-        """Record an operator's request (pause/run/stop/estop); the running process acts on it."""
-        with self.session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign_id).values(control=control))
-            s.add(AuditEntry(campaign_id=campaign_id, user=user or _user(), action=f"control.{control}",
-                             detail=to_jsonable(detail or {})))
-
     def update_campaign(self, campaign_id: int, **fields: Any) -> None:
         with self.session() as s:
             s.execute(update(Campaign).where(Campaign.id == campaign_id).values(**fields))
 
     def heartbeat(self, campaign_id: int, note: str | None = None) -> None:
+        """A sign of life of this process (host, pid, process start time), with why the campaign waits, if it does."""
+        host_pid, started = this_runner()
         with self.session() as s:
             s.execute(update(Campaign).where(Campaign.id == campaign_id)
-                      .values(heartbeat_at=utcnow(), note=note, runner=this_runner()))
+                      .values(heartbeat_at=utcnow(), note=note, runner=host_pid, runner_started=started))
+
+    # ----------------------------------------------------------------------------------------- operator requests
+    def request(self, campaign_id: int, action: str, args: dict[str, Any] | None = None,
+                user: str | None = None) -> int:
+        """Queue an operator's request for the campaign's runner (and audit it); returns its id."""
+        who = user or _user()
+        with self.session() as s:
+            r = OperatorRequest(campaign_id=campaign_id, action=action, args=to_jsonable(args or {}), user=who,
+                                state="pending")
+            s.add(r)
+            s.add(AuditEntry(campaign_id=campaign_id, user=who, action=f"request.{action}",
+                             detail=to_jsonable(args or {})))
+            s.flush()
+            return r.id
+
+    def pending_requests(self, campaign_id: int) -> list[OperatorRequest]:
+        """Requests not answered yet, oldest first (an indexed query: cheap enough to poll every few ms)."""
+        with self.session() as s:
+            q = (select(OperatorRequest).where(OperatorRequest.campaign_id == campaign_id,
+                                               OperatorRequest.state == "pending").order_by(OperatorRequest.id))
+            return list(s.scalars(q))
+
+    def answer_request(self, request_id: int, state: str, outcome: str, user: str = "labloop") -> bool:
+        """Acknowledge a request: ``done`` or ``refused``, with one line saying what happened or why not.
+        Compare-and-set from pending, so a request is answered once."""
+        if state not in ("done", "refused"):
+            raise ValueError(f"a request is answered done or refused, not {state!r}")
+        with self.session() as s:
+            r = s.get(OperatorRequest, request_id)
+            if r is None or r.state != "pending":
+                return False
+            res = s.execute(update(OperatorRequest).where(OperatorRequest.id == request_id,
+                                                         OperatorRequest.state == "pending")
+                            .values(state=state, outcome=outcome, handled_at=utcnow()))
+            if res.rowcount:
+                s.add(AuditEntry(campaign_id=r.campaign_id, user=user, action=f"request.{state}",
+                                 detail={"request": request_id, "action": r.action, "by": r.user,
+                                         "outcome": outcome}))
+            return bool(res.rowcount)
+
+    def operator_request(self, request_id: int) -> OperatorRequest:
+        with self.session() as s:
+            r = s.get(OperatorRequest, request_id)
+        if r is None:
+            raise StoreError(f"no operator request with id {request_id}")
+        return r
 
     # ----------------------------------------------------------------------------------------- trials
     def add_trial(self, campaign_id: int, params: dict[str, Any], source: str, info: dict[str, Any],
@@ -175,17 +218,38 @@ class Store:
             return t
 
     def update_trial(self, trial_id: int, **fields: Any) -> None:
+        """Change a trial's data (values, info, times, current step), never its state: see :meth:`transition`."""
+        if "state" in fields:
+            raise ValueError("a trial's state changes only through Store.transition (compare-and-set)")
         if "values" in fields:
             fields["values"] = to_jsonable(fields["values"])
         with self.session() as s:
             s.execute(update(Trial).where(Trial.id == trial_id).values(**fields))
 
-    def update_trial_if(self, trial_id: int, expected_state: str, **fields: Any) -> bool:
-        """Update only while the trial is still in ``expected_state`` (compare-and-set); False when it moved on."""
+    def transition(self, trial_id: int, expected: TrialState | str, new: TrialState | str, **fields: Any) -> Trial:
+        """Move a trial from ``expected`` to ``new`` (and set ``fields``) if, and only if, the transition table allows
+        it and the trial is still in ``expected``: ``UPDATE trials SET state = :new WHERE id = :id AND state =
+        :expected``. Raises :class:`~labloop.states.IllegalTransition` (nothing changed) otherwise. Returns the trial
+        as committed."""
+        expected, new = TrialState(expected), TrialState(new)
+        if "values" in fields:
+            fields["values"] = to_jsonable(fields["values"])
         with self.session() as s:
-            result = s.execute(update(Trial).where(Trial.id == trial_id, Trial.state == expected_state)
-                               .values(**fields))
-            return bool(result.rowcount)
+            row = s.get(Trial, trial_id)
+            if row is None:
+                raise StoreError(f"no trial with id {trial_id}")
+            check_trial_transition(row.number, expected, new)
+            res = s.execute(update(Trial).where(Trial.id == trial_id, Trial.state == expected.value)
+                            .values(state=new.value, **fields).execution_options(synchronize_session=False))
+            if not res.rowcount:
+                s.rollback()
+                now = s.get(Trial, trial_id)
+                s.refresh(now)
+                raise IllegalTransition(
+                    f"trial {row.number} is {now.state}, not {expected}: it was not moved to {new}",
+                    "someone else changed it meanwhile; check `labloop status`")
+            s.refresh(row)
+            return row
 
     def trial(self, trial_id: int) -> Trial:
         with self.session() as s:
@@ -209,13 +273,18 @@ class Store:
             s.flush()
             return st.id
 
-    def finish_step(self, step_id: int, state: str, run_uid: str | None = None, error: str | None = None,
+    def finish_step(self, step_id: int, state: StepState | str, run_uid: str | None = None, error: str | None = None,
                     moved: tuple[int, str, str, int | None] | None = None) -> None:
-        """End a step; ``moved`` = (campaign_id, sample_id, location, trial_id) records where a transfer put the
-        sample in the same transaction, so the store never says 'moved' without saying where to."""
+        """End a running step (compare-and-set from running); ``moved`` = (campaign_id, sample_id, location,
+        trial_id) records where a transfer put the sample in the same transaction, so the store never says 'moved'
+        without saying where to."""
+        state = StepState(state)
+        check_step_transition(step_id, StepState.RUNNING, state)
         with self.session() as s:
-            s.execute(update(Step).where(Step.id == step_id)
-                      .values(state=state, run_uid=run_uid, error=error, finished_at=utcnow()))
+            res = s.execute(update(Step).where(Step.id == step_id, Step.state == StepState.RUNNING.value)
+                            .values(state=state.value, run_uid=run_uid, error=error, finished_at=utcnow()))
+            if not res.rowcount:
+                raise IllegalTransition(f"step {step_id} is not running: it cannot become {state}")
             if moved is not None:
                 self._locate(s, *moved)
 
@@ -293,11 +362,25 @@ class Store:
         return make_url(self.url).render_as_string(hide_password=True)
 
 
-def this_runner() -> str:
+def this_runner() -> tuple[str, float]:
+    """``host:pid`` of this process and its start time: together they name one process, even after pid reuse."""
     import os
     import socket
 
-    return f"{socket.gethostname()}:{os.getpid()}"
+    import psutil
+
+    return f"{socket.gethostname()}:{os.getpid()}", psutil.Process().create_time()
+
+
+def _must_exist(url: str, given: str) -> None:
+    """Commands that only read must not leave an empty store behind where there was none."""
+    u = make_url(url)
+    if u.drivername.startswith("sqlite") and u.database and u.database != ":memory:":
+        import os
+
+        if not os.path.exists(u.database):
+            raise StoreError(f"there is no store at {u.database}",
+                             "run this in the folder you ran `labloop run` in, or pass --store with its URL")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -14,14 +14,37 @@ from labloop.errors import LabloopError
 from .space import CandidatePool, SearchSpace
 from labloop.spec import CampaignSpec
 from .base import Observation, Proposal, Strategy
-from .bayes import BotorchStrategy
 from .evidence import StopEvidence, improvement_stalled
-from .random import RandomStrategy
 
 __all__ = ["BotorchStrategy", "CandidatePool", "Observation", "Proposal", "RandomStrategy", "SearchSpace",
            "StopEvidence", "Strategy", "improvement_stalled", "make_strategy"]
 
-BUILTIN = {"botorch": BotorchStrategy, "random": RandomStrategy}
+
+
+def __getattr__(name: str) -> Any:
+    """The botorch-backed strategies load on first use: importing torch and botorch takes seconds, and commands
+    that only read the store (status, export) or validate a spec's schema should not pay for it."""
+    if name == "BotorchStrategy":
+        from .bayes import BotorchStrategy
+
+        return BotorchStrategy
+    if name == "RandomStrategy":
+        from .random import RandomStrategy
+
+        return RandomStrategy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _builtin(name: str) -> Any:
+    if name == "botorch":
+        from .bayes import BotorchStrategy
+
+        return BotorchStrategy
+    if name == "random":
+        from .random import RandomStrategy
+
+        return RandomStrategy
+    return None
 
 
 def make_strategy(spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any) -> Strategy:
@@ -35,7 +58,7 @@ def make_strategy(spec: CampaignSpec, candidates: CandidatePool | None = None, *
 
         candidates = candidate_pool(spec, spec.candidates)
     name = spec.strategy.name
-    factory = BUILTIN.get(name)
+    factory = _builtin(name)
     if factory is None:
         factory = plugins.load(name, "labloop.strategies")
     strategy = factory(spec, candidates, **options)

@@ -7,8 +7,11 @@ Model fitting and acquisition are slow; callers run ``ask`` off the RunEngine's 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from labloop.states import LEARNED_FROM, UNFINISHED, TrialState
 
 
 @dataclass(frozen=True)
@@ -35,3 +38,22 @@ class Strategy(Protocol):
     def ask(self, n: int, observations: list[Observation], pending: list[dict[str, Any]]) -> list[Proposal]:
         """Return ``n`` new points, none equal to a pending or (in pool mode) an already observed one."""
         ...
+
+
+def observations_from(trials: Iterable[Any]) -> list[Observation]:
+    """What the strategy learns from stored trials: done ones with their values; failed ones, and ones an operator
+    rejected, as failures (the feasibility model learns where not to go; nothing rejected is proposed again)."""
+    out = []
+    for t in trials:
+        if t.state not in LEARNED_FROM:
+            continue
+        if t.state == TrialState.DONE:
+            out.append(Observation(dict(t.params), dict(t.values or {})))
+        else:
+            out.append(Observation(dict(t.params), dict(t.values or {}), failed=True, reason=t.failure_reason))
+    return out
+
+
+def pending_points(trials: Iterable[Any]) -> list[dict[str, Any]]:
+    """Points whose outcome is not known yet (every unfinished trial): the strategy must not propose them again."""
+    return [dict(t.params) for t in trials if t.state in UNFINISHED]

@@ -29,7 +29,7 @@ from typing import Any
 from labloop.errors import LabloopError
 from .space import SearchSpace
 from labloop.spec import CampaignSpec
-from .base import Observation
+from .base import Observation, observations_from
 from .tables import as_number, checked_row, read_table
 
 AUDIT_ACTION = "strategy.prior_data"
@@ -78,13 +78,11 @@ def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
 
 def campaign_observations(spec: CampaignSpec, store: Any, ref: str) -> tuple[list[Observation], int]:
     """Finished trials of another stored campaign that fit this campaign's search space, and how many did not."""
-    from labloop.run.campaign import observations
-
     other = store.campaign(ref)
     space = SearchSpace.from_spec(spec)
     names = [o.name for o in spec.objectives]
     fit, skipped = [], 0
-    for o in observations(store.trials(other.id)):
+    for o in observations_from(store.trials(other.id)):
         try:
             space.encode({**space.fixed, **o.params})
         except LabloopError:
