@@ -494,6 +494,11 @@ class CampaignSpec(_Model):
             self._check_belief(name, belief)
         if self.lab is not None and not self.workflow:
             raise ValueError("a campaign with a lab needs a workflow (the steps each trial runs)")
+        kinds = [s.kind for s in self.workflow]
+        if "measure" in kinds and ("synthesize" not in kinds or kinds.index("synthesize") > kinds.index("measure")):
+            raise ValueError(f"workflow[{kinds.index('measure')}]: the workflow measures before anything is "
+                             f"synthesized: every trial would measure a bare substrate and blame the instrument "
+                             f"(fix: add a synthesize step before the first measure step)")
         return self
 
     def _check_belief(self, name: str, belief: ExpertBelief) -> None:

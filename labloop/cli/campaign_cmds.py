@@ -14,7 +14,17 @@ from labloop.errors import LabloopError
 from labloop.data.export import best_trial, campaign_spec, export
 from labloop.spec import CampaignSpec
 from labloop.store import DEFAULT_URL, Store
+from labloop.run.liveness import ACTIVE_STATES, liveness
 from .common import STORE_HELP, console, user_errors
+
+
+def pick_campaign(st: Store, ref: str | None) -> Any:
+    """The campaign a command acts on: the one named, else the running one (the newest of several), else the
+    latest."""
+    if ref is not None:
+        return st.campaign(ref)
+    running = [c for c in st.campaigns() if c.state in ACTIVE_STATES]
+    return running[-1] if running else st.campaign(None)
 
 
 class Format(str, Enum):
@@ -31,10 +41,12 @@ def _fmt_params(spec: CampaignSpec, params: dict[str, Any]) -> str:
 
 
 class LiveView:
-    """One line per finished trial (pipes and CI logs stay readable), then why the campaign stopped."""
+    """One line per step start (trial n of N, step, station) and per finished trial (pipes and CI logs stay
+    readable), alerts and pauses as they happen, then why the campaign stopped."""
 
-    def __init__(self, spec: CampaignSpec):
+    def __init__(self, spec: CampaignSpec, steps: bool = True):
         self.spec = spec
+        self.steps = steps  # one dim line per step start: which trial, which step, on which station
         self.objective = spec.objectives[0]
         self.best: tuple[int, float] | None = None
 
@@ -49,10 +61,15 @@ class LiveView:
                     self.best = (t.number, v)
                 value = f"{o.name}={v:.4g}{unit}"
             else:
-                value = f"[red]{t.state}[/]: {t.failure_reason}"
+                value = f"[red]{t.state}[/]: {t.failure_reason}" if t.failure_reason else f"[red]{t.state}[/]"
             best = f"best {self.best[1]:.4g}{unit} (trial {self.best[0]})" if self.best else "best -"
-            console.print(f"trial {t.number:3d} [dim]{t.source:6s}[/] {_fmt_params(self.spec, t.params)}  "
-                          f"{value}  [bold]{best}[/]", soft_wrap=True)
+            console.print(f"trial {t.number:3d}/{self.spec.stopping.max_trials} [dim]{t.source:6s}[/] "
+                          f"{_fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
+        elif kind == "step" and self.steps:
+            where = f"by {data['device']} to {data['to']}" if data.get("to") else f"on {data['device']}"
+            retry = f" (attempt {data['attempt']})" if data["attempt"] > 1 else ""
+            console.print(f"[dim]trial {data['trial']:3d}/{data['of']} {data['step']} {where}{retry}[/]",
+                          soft_wrap=True)
         elif kind == "stopped":
             console.print(f"[bold green]stopped:[/] {data['decision'].reason}", soft_wrap=True)
         elif kind == "proposed" and data.get("approval"):
@@ -80,8 +97,23 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
                       f"budget: {prepared.spec.stopping.max_trials} trials", soft_wrap=True)
         runner = CampaignRunner.start(prepared, store, LiveView(prepared.spec))
         runner.run()
+        require_success(store, runner.campaign.id)
     finally:
         store.close()
+
+
+def require_success(store: Store, campaign_id: int) -> None:
+    """A campaign that ended without one successful trial did not do its job: say why, and exit non-zero."""
+    c = store.campaign(campaign_id)
+    if c.state not in ("finished", "stopped"):
+        return
+    trials = store.trials(campaign_id)
+    if any(t.state == "done" for t in trials):
+        return
+    failed = [t for t in trials if t.state == "failed"]
+    last = f"; the last failure: trial {failed[-1].number}: {failed[-1].failure_reason}" if failed else ""
+    raise LabloopError(f"campaign '{c.name}' ended with no successful trial ({len(failed)} failed){last}",
+                       f"fix the cause, then start again; `labloop export --campaign {c.id}` lists every reason")
 
 
 def register(app: typer.Typer) -> None:
@@ -123,21 +155,43 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def status(
         store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
+        campaign: Annotated[Optional[str], typer.Option(
+            help="Campaign id, uid or name (default: the running campaign, else the latest).")] = None,
     ) -> None:
-        """Show a campaign's state, trial counts, best result and why it stopped."""
-        st = Store(_store_url(store))
+        """Show a campaign's state, its runner's liveness, what each station is doing, trials awaiting approval,
+        trial counts, the best result and why it stopped."""
+        st = Store(_store_url(store), create=False)
         try:
-            c = st.campaign(campaign)
+            c = pick_campaign(st, campaign)
             spec = campaign_spec(c)
             trials = st.trials(c.id)
+            running_steps = [s for s in st.steps(campaign_id=c.id) if s.state == "running"]
         finally:
             st.close()
         counts: dict[str, int] = {}
         for t in trials:
             counts[t.state] = counts.get(t.state, 0) + 1
         console.print(f"[bold]{c.name}[/] (id {c.id}, {c.uid}) state: {c.state}", soft_wrap=True)
-        console.print("trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+        life = liveness(c)
+        if life.state != "ended":
+            style = {"alive": "green", "hung": "bold red", "dead": "bold red"}[life.state]
+            console.print(f"[{style}]{life.describe()}[/]", soft_wrap=True)
+        if c.note and c.state in ("running", "paused"):
+            console.print(f"[yellow]waiting:[/] {c.note}", soft_wrap=True)
+        console.print("trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none")
+                      + f" (budget {spec.stopping.max_trials})", soft_wrap=True)
+        by_id = {t.id: t for t in trials}
+        if running_steps and life.state != "ended":
+            console.print("now:" if life.alive else "when the runner stopped:")
+            for s in running_steps:
+                t = by_id.get(s.trial_id)
+                since = s.started_at.strftime("%H:%M:%S") if s.started_at else "?"
+                console.print(f"  trial {t.number if t else '?'} (sample {t.sample_id if t else '?'}): {s.label} "
+                              f"on {s.device or '?'}, attempt {s.attempt}, since {since} UTC", soft_wrap=True)
+        awaiting = [t.number for t in trials if t.state == "proposed" and spec.scheduling.approval]
+        if awaiting:
+            console.print(f"awaiting approval: trials {', '.join(map(str, awaiting))} "
+                          f"(labloop approve N... / labloop reject N... --reason TEXT)", soft_wrap=True)
         best = best_trial(spec, trials)
         if best is not None:
             o = spec.objectives[0]
@@ -156,7 +210,7 @@ def register(app: typer.Typer) -> None:
         campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
     ) -> None:
         """Write one row per trial: trial, state, parameters, objectives, failure_reason, started, finished."""
-        st = Store(_store_url(store))
+        st = Store(_store_url(store), create=False)
         try:
             text = export(st, format.value, campaign)
         finally:

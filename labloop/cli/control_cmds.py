@@ -20,7 +20,7 @@ from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.spec import spec_from_text
 from labloop.store import DEFAULT_URL, Store
 from labloop.store.schema import Campaign
-from .campaign_cmds import LiveView
+from .campaign_cmds import LiveView, pick_campaign, require_success
 from .common import STORE_HELP, console, err_console, user_errors
 
 CampaignOpt = Annotated[Optional[str], typer.Option(
@@ -32,15 +32,6 @@ WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the runner's a
 
 def open_store(store: str | None) -> Store:
     return Store(store or DEFAULT_URL, create=False)
-
-
-def pick_campaign(st: Store, ref: str | None) -> Campaign:
-    """The campaign a command acts on: the one named, else the running one (the newest of several), else the
-    latest."""
-    if ref is not None:
-        return st.campaign(ref)
-    running = [c for c in st.campaigns() if c.state in ACTIVE_STATES]
-    return running[-1] if running else st.campaign(None)
 
 
 def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float) -> str:
@@ -100,6 +91,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"restarting campaign '{c.name}' in this process: "
                           f"{len(resumptions)} unfinished trial(s) pick up where they stopped", soft_wrap=True)
             runner.run(resumptions)
+            require_success(st, c.id)
         finally:
             st.close()
 
@@ -184,4 +176,4 @@ def _simple(store: str | None, campaign: str | None, action: str, user: str | No
         st.close()
 
 
-__all__ = ["ask_runner", "err_console", "open_store", "pick_campaign", "register"]
+__all__ = ["ask_runner", "err_console", "open_store", "register"]
