@@ -206,7 +206,9 @@ class TrialExecutor:
         if moved_to is not None:
             ctx.location = moved_to
             moved = (ctx.campaign_id, ctx.sample_id, moved_to, ctx.trial_id)
-        self.store.finish_step(step_id, "done", writer.run_uid, moved=moved)
+        docs, points = writer.take()
+        self.store.finish_step(step_id, "done", writer.run_uid, moved=moved,
+                               documents=(ctx.campaign_id, ctx.trial_id, docs, points) if docs else None)
 
     def _stop_after_timeout(self, name: str) -> None:
         stop = getattr(self.lab.devices.get(name), "stop", None)

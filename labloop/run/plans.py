@@ -1,9 +1,14 @@
 """bluesky plans for the steps of a trial: plain plans a bluesky user recognizes.
 
-Each step is one run, tagged (by one wrapper, :func:`tagged`) with campaign, trial, sample and step ids, so every
-document can be traced to the sample it describes. Process streams are ``monitor``-ed signals of the run; steps
-that consume a sample (synthesis) run with ``rewindable=False`` so a pause or a suspender never replays a
-deposition. ``timeout`` (wall seconds) turns a device that never answers into a failed step instead of a hang.
+Each step is one run, tagged with campaign, trial, sample and step ids (``md``, or the :func:`tagged` wrapper for
+plans from elsewhere), so every document can be traced to the sample it describes. Process streams are
+``monitor``-ed signals of the run; steps that consume a sample (synthesis) run with ``rewindable=False`` so a pause
+or a suspender never replays a deposition. ``timeout`` (wall seconds) turns a device that never answers into a
+failed step instead of a hang.
+
+Why bare ``Msg`` objects instead of ``bluesky.plan_stubs``: every stub and preprocessor builds a ``Plan`` wrapper
+that formats the whole call stack (for its "never iterated" warning), milliseconds per step that a lab pays on
+every step; the messages, and so the documents, are the same.
 """
 
 from __future__ import annotations
@@ -12,9 +17,8 @@ import uuid
 from collections.abc import Generator, Mapping
 from typing import Any
 
-import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-from bluesky.utils import Msg
+from bluesky.utils import Msg, RunEngineControlException
 
 Plan = Generator[Msg, Any, Any]
 
@@ -24,58 +28,87 @@ def tagged(plan: Plan, md: Mapping[str, Any]) -> Plan:
     return (yield from bpp.inject_md_wrapper(plan, dict(md)))
 
 
+def _run(body: Plan, md: Mapping[str, Any]) -> Plan:
+    """One run around ``body``, closed with the right exit status if it fails (what ``run_wrapper`` does)."""
+    yield Msg("open_run", **md)
+    try:
+        ret = yield from body
+    except RunEngineControlException as exc:
+        yield Msg("close_run", exit_status=exc.exit_status, reason=None)
+        raise
+    except Exception as exc:
+        yield Msg("close_run", exit_status="fail", reason=str(exc))
+        raise
+    yield Msg("close_run", exit_status=None, reason=None)
+    return ret
+
+
 def _set_and_wait(obj: Any, value: Any, timeout: float | None) -> Plan:
     group = str(uuid.uuid4())
-    yield from bps.abs_set(obj, value, group=group)
-    yield from bps.wait(group=group, timeout=timeout)
+    yield Msg("set", obj, value, group=group)
+    yield Msg("wait", None, group=group, timeout=timeout)
 
 
-def _trigger_and_read(device: Any, timeout: float | None) -> Plan:
+def _read_event(devices: list[Any], stream: str = "primary") -> Plan:
+    yield Msg("create", None, name=stream)
+    for d in devices:
+        yield Msg("read", d)
+    yield Msg("save")
+
+
+def _trigger_and_read(devices: list[Any], timeout: float | None) -> Plan:
     group = str(uuid.uuid4())
-    yield from bps.trigger(device, group=group)
-    yield from bps.wait(group=group, timeout=timeout)
-    yield from bps.create("primary")
-    yield from bps.read(device)
-    yield from bps.save()
+    for d in devices:
+        yield Msg("trigger", d, group=group)
+    yield Msg("wait", None, group=group, timeout=timeout)
+    yield from _read_event(devices)
 
 
 def transfer(robot: Any, move: Any, source: Any = None, destination: Any = None,
-             timeout: float | None = None) -> Plan:
+             timeout: float | None = None, md: Mapping[str, Any] | None = None) -> Plan:
     """Move a sample with the robot, then record where it is: the stations' ``sample`` signals follow the move."""
 
-    @bpp.run_decorator(md={"plan_name": "transfer", "source": move.source, "destination": move.destination})
     def inner() -> Plan:
         yield from _set_and_wait(robot, move, timeout)
         if source is not None and hasattr(source, "sample"):
-            yield from bps.abs_set(source.sample, "", wait=True)
+            yield from _set_and_wait(source.sample, "", None)
         if destination is not None and hasattr(destination, "sample"):
-            yield from bps.abs_set(destination.sample, move.sample, wait=True)
-        yield from bps.trigger_and_read([robot])
+            yield from _set_and_wait(destination.sample, move.sample, None)
+        yield from _trigger_and_read([robot], None)
 
-    return (yield from inner())
+    return (yield from _run(inner(), {"plan_name": "transfer", "source": move.source,
+                                      "destination": move.destination, **(md or {})}))
 
 
-def synthesize(station: Any, recipe: Mapping[str, Any], timeout: float | None = None) -> Plan:
-    """Run a recipe on a station, recording its process streams; never rewound (it consumes the sample)."""
+def synthesize(station: Any, recipe: Mapping[str, Any], timeout: float | None = None,
+               md: Mapping[str, Any] | None = None) -> Plan:
+    """Run a recipe on a station, recording its process streams; never rewound (it consumes the sample): the
+    RunEngine's rewindable setting is off for this run and restored after it (``rewindable_wrapper``'s logic)."""
     signals = [getattr(station, n) for n in getattr(station, "process_signals", ())]
 
-    @bpp.run_decorator(md={"plan_name": "synthesize", "recipe": dict(recipe), "station": station.name})
     def inner() -> Plan:
         for sig in signals:
-            yield from bps.monitor(sig, name=sig.name)
+            yield Msg("monitor", sig, name=sig.name)
         yield from _set_and_wait(station, dict(recipe), timeout)
         for sig in signals:
-            yield from bps.unmonitor(sig)
-        yield from bps.trigger_and_read([station])
+            yield Msg("unmonitor", sig)
+        yield from _trigger_and_read([station], None)
 
-    return (yield from bpp.rewindable_wrapper(inner(), False))
+    initial = yield Msg("rewindable", None, None)
+    yield Msg("rewindable", None, False)
+    restore = True
+    try:
+        return (yield from _run(inner(), {"plan_name": "synthesize", "recipe": dict(recipe),
+                                          "station": station.name, **(md or {})}))
+    except GeneratorExit:  # the RunEngine halted and closed the plan: no more messages may be sent
+        restore = False
+        raise
+    finally:
+        if restore:
+            yield Msg("rewindable", None, initial)
 
 
-def measure(instrument: Any, timeout: float | None = None) -> Plan:
+def measure(instrument: Any, timeout: float | None = None, md: Mapping[str, Any] | None = None) -> Plan:
     """Trigger the instrument on the sample it holds and read it (one event in the 'primary' stream)."""
-
-    @bpp.run_decorator(md={"plan_name": "measure", "instrument": instrument.name})
-    def inner() -> Plan:
-        yield from _trigger_and_read(instrument, timeout)
-
-    return (yield from inner())
+    return (yield from _run(_trigger_and_read([instrument], timeout),
+                            {"plan_name": "measure", "instrument": instrument.name, **(md or {})}))

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, inspect, select, update
+from sqlalchemy import create_engine, event, func, insert, inspect, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -175,7 +175,13 @@ class Store:
             return r.id
 
     def pending_requests(self, campaign_id: int) -> list[OperatorRequest]:
-        """Requests not answered yet, oldest first (an indexed query: cheap enough to poll every few ms)."""
+        """Requests not answered yet, oldest first. The runner polls this every few ms: a bare indexed select on one
+        connection, and ORM rows only when there is something to answer."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(select(OperatorRequest.id).where(OperatorRequest.campaign_id == campaign_id,
+                                                                OperatorRequest.state == "pending")).first()
+        if ids is None:
+            return []
         with self.session() as s:
             q = (select(OperatorRequest).where(OperatorRequest.campaign_id == campaign_id,
                                                OperatorRequest.state == "pending").order_by(OperatorRequest.id))
@@ -230,26 +236,23 @@ class Store:
         """Move a trial from ``expected`` to ``new`` (and set ``fields``) if, and only if, the transition table allows
         it and the trial is still in ``expected``: ``UPDATE trials SET state = :new WHERE id = :id AND state =
         :expected``. Raises :class:`~labloop.states.IllegalTransition` (nothing changed) otherwise. Returns the trial
-        as committed."""
+        as committed (one statement: UPDATE ... RETURNING)."""
         expected, new = TrialState(expected), TrialState(new)
+        try:
+            check_trial_transition("?", expected, new)
+        except IllegalTransition:
+            check_trial_transition(self.trial(trial_id).number, expected, new)  # the same refusal, with the number
         if "values" in fields:
             fields["values"] = to_jsonable(fields["values"])
         with self.session() as s:
-            row = s.get(Trial, trial_id)
-            if row is None:
-                raise StoreError(f"no trial with id {trial_id}")
-            check_trial_transition(row.number, expected, new)
-            res = s.execute(update(Trial).where(Trial.id == trial_id, Trial.state == expected.value)
-                            .values(state=new.value, **fields).execution_options(synchronize_session=False))
-            if not res.rowcount:
-                s.rollback()
-                now = s.get(Trial, trial_id)
-                s.refresh(now)
-                raise IllegalTransition(
-                    f"trial {row.number} is {now.state}, not {expected}: it was not moved to {new}",
-                    "someone else changed it meanwhile; check `labloop status`")
-            s.refresh(row)
-            return row
+            row = s.scalars(update(Trial).where(Trial.id == trial_id, Trial.state == expected.value)
+                            .values(state=new.value, **fields).returning(Trial)
+                            .execution_options(synchronize_session=False)).first()
+        if row is None:
+            now = self.trial(trial_id)  # raises when there is no such trial
+            raise IllegalTransition(f"trial {now.number} is {now.state}, not {expected}: it was not moved to {new}",
+                                    "someone else changed it meanwhile; check `labloop status`")
+        return row
 
     def trial(self, trial_id: int) -> Trial:
         with self.session() as s:
@@ -274,10 +277,13 @@ class Store:
             return st.id
 
     def finish_step(self, step_id: int, state: StepState | str, run_uid: str | None = None, error: str | None = None,
-                    moved: tuple[int, str, str, int | None] | None = None) -> None:
+                    moved: tuple[int, str, str, int | None] | None = None,
+                    documents: tuple[int, int | None, list[tuple[str, dict[str, Any]]],
+                                     list[tuple[str, float, float]]] | None = None) -> None:
         """End a running step (compare-and-set from running); ``moved`` = (campaign_id, sample_id, location,
         trial_id) records where a transfer put the sample in the same transaction, so the store never says 'moved'
-        without saying where to."""
+        without saying where to; ``documents`` = (campaign_id, trial_id, docs, points) commits the run's last
+        documents with it (one transaction for the end of a step, not two)."""
         state = StepState(state)
         check_step_transition(step_id, StepState.RUNNING, state)
         with self.session() as s:
@@ -285,6 +291,8 @@ class Store:
                             .values(state=state.value, run_uid=run_uid, error=error, finished_at=utcnow()))
             if not res.rowcount:
                 raise IllegalTransition(f"step {step_id} is not running: it cannot become {state}")
+            if documents is not None and run_uid is not None:
+                self._add_documents(s, documents[0], documents[1], run_uid, documents[2], documents[3])
             if moved is not None:
                 self._locate(s, *moved)
 
@@ -302,23 +310,30 @@ class Store:
                       docs: Iterable[tuple[str, dict[str, Any]]],
                       points: Iterable[tuple[str, float, float]] = ()) -> None:
         """Store one run's documents unchanged, plus its process-stream points ``(signal, t, value)``, in one
-        transaction (the writer calls this at run start, periodically, and at run stop)."""
-        docs = list(docs)
+        transaction (the writer calls this every few hundred documents)."""
         with self.session() as s:
-            for name, doc in docs:
-                s.add(Document(campaign_id=campaign_id, trial_id=trial_id, run_uid=run_uid, name=name,
-                               doc=to_jsonable(doc)))
-            for signal, t, value in points:
-                s.add(ProcessPoint(trial_id=trial_id, run_uid=run_uid, signal=signal, t=t, value=value))
+            self._add_documents(s, campaign_id, trial_id, run_uid, list(docs), list(points))
+
+    @staticmethod
+    def _add_documents(s: Session, campaign_id: int, trial_id: int | None, run_uid: str,
+                       docs: list[tuple[str, dict[str, Any]]], points: list[tuple[str, float, float]]) -> None:
+        # one executemany per table (Core insert): ORM objects cost ~10x more per row, and a deposition's process
+        # streams are hundreds of rows
+        if docs:
+            s.execute(insert(Document), [{"campaign_id": campaign_id, "trial_id": trial_id, "run_uid": run_uid,
+                                          "name": name, "doc": to_jsonable(doc)} for name, doc in docs])
+        if points:
+            s.execute(insert(ProcessPoint), [{"trial_id": trial_id, "run_uid": run_uid, "signal": sig, "t": t,
+                                              "value": v} for sig, t, v in points])
 
     def documents(self, trial_id: int | None = None, run_uid: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         with self.session() as s:
-            q = select(Document).order_by(Document.id)
+            q = select(Document.name, Document.doc).order_by(Document.id)
             if trial_id is not None:
                 q = q.where(Document.trial_id == trial_id)
             if run_uid is not None:
                 q = q.where(Document.run_uid == run_uid)
-            return [(d.name, d.doc) for d in s.scalars(q)]
+            return [(name, doc) for name, doc in s.execute(q)]
 
     def process_points(self, trial_id: int, signal: str | None = None) -> list[ProcessPoint]:
         with self.session() as s:

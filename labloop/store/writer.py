@@ -1,8 +1,8 @@
 """A bluesky callback that writes every document of a run to the store, unchanged.
 
-It flushes every ``flush_every`` documents and at run stop (one commit per run in the usual case: the step's start
-is already committed by the executor), so a crash loses at most the tail of a run that was still in progress, whose
-step resume treats as interrupted anyway. Events of monitor streams (every
+It flushes every ``flush_every`` documents; the executor commits the rest together with the step's end (``take``),
+so the usual step costs two transactions (its start, and its documents with its end). A crash loses at most the
+tail of a run whose step is still recorded as running, which resume treats as interrupted anyway. Events of monitor streams (every
 stream except 'primary' and 'baseline') are also flattened into process points.
 """
 
@@ -37,8 +37,14 @@ class DocumentWriter:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._points.append((key, float(doc["timestamps"].get(key, doc["time"])), float(value)))
         self._docs.append((name, doc))
-        if name == "stop" or len(self._docs) >= self.flush_every:
+        if len(self._docs) >= self.flush_every:
             self.flush()
+
+    def take(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, float, float]]]:
+        """The documents and points not flushed yet, handed to the caller to commit with the step's end."""
+        docs, points = self._docs, self._points
+        self._docs, self._points = [], []
+        return docs, points
 
     def flush(self) -> None:
         if not self._docs or self.run_uid is None:
