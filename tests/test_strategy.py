@@ -28,7 +28,8 @@ from labloop.strategy import (
     improvement_stalled,
     make_strategy,
 )
-from labloop.strategy.evidence import round_improvement
+from labloop.no_improvement import improvement_stalled as the_rule
+from labloop.strategy import modeling
 
 FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 
@@ -181,12 +182,17 @@ def test_stopping_rule_evidence_helper():
     stop = StoppingSpec(no_improvement_rounds=3, improvement_threshold=0.01)
     assert improvement_stalled([0.5, None, 0.02, 0.005], stop) is None
     ev = improvement_stalled([0.5, 0.004, None, 0.003, 0.001], stop)
-    assert ev is not None and ev.rounds == [0.004, 0.003, 0.001] and "3 rounds" in ev.message()
+    assert ev is not None and ev.rounds == [0.004, 0.003, 0.001] and "last 3 proposals" in ev.message()
     assert improvement_stalled([0.0] * 5, StoppingSpec()) is None  # rule not configured
+    assert improvement_stalled([0.001, float("nan"), 0.001], stop) is None  # NaN is never "no improvement"
+    assert improvement_stalled is the_rule  # one implementation, shared with labloop.run.stopping
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
     strat = make_strategy(spec)
     obs = _run(strat, lambda p: {"y": p["x"]}, 5)
-    assert round_improvement(strat.ask(1, obs, [])) is not None
+    p = strat.ask(1, obs, [])[0]
+    assert p.info["improvement"] == p.info["expected_improvement_rel"] >= 0  # the evidence the rule reads
+    # y = x: the model's optimum (x = 1) is already measured, so a space-filling point replaces it, and says so
+    assert p.source == "model" or "note" in p.info
 
 
 def test_bad_observations_are_clear_errors():
