@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pydantic
 import pytest
 import torch
 
-from labloop.errors import LabloopError, PluginError
+from labloop.errors import LabloopError, PluginError, SpecError
 from labloop.strategy.space import CandidatePool
 from labloop.spec import (
     CampaignSpec,
@@ -58,8 +59,14 @@ def test_factory_builds_named_strategies_and_refuses_unknown():
     assert isinstance(make_strategy(plug), RandomStrategy)
     with pytest.raises(PluginError):
         make_strategy(spec.model_copy(update={"strategy": StrategySpec(name="nope")}))
-    with pytest.raises(LabloopError, match="unknown option"):
-        make_strategy(spec.model_copy(update={"strategy": StrategySpec(options={"bogus": 1})}))
+    with pytest.raises(pydantic.ValidationError, match="unknown option 'bogus'"):
+        StrategySpec(options={"bogus": 1})  # the spec refuses it: `labloop validate` reports it
+    with pytest.raises(SpecError, match=r"strategy.options.bogus: unknown option 'bogus' for the botorch strategy"):
+        make_strategy(spec, bogus=1)  # keyword options are checked as strictly
+    with pytest.raises(SpecError, match=r"strategy.options.kernel: 'maternn' is not allowed .*'matern'"):
+        make_strategy(spec, kernel="maternn")
+    with pytest.raises(SpecError, match=r"strategy.options.kernel: unknown option 'kernel' for the random"):
+        make_strategy(rnd, kernel="rbf")
 
 
 def test_continuous_model_improves_on_the_initial_design():
@@ -375,3 +382,64 @@ def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
     with torch.no_grad():
         err = (model.posterior(X).mean - Y).abs().max()
     assert err < 0.05
+
+
+# ----------------------------------------------------------------------------------------------- pools
+def _pool_case(budget=10, **options):
+    """40 rows: a large pool for a budget of 10 (LogEI, Matern under 'auto'), a small one for 20 (TS, RBF)."""
+    spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
+                 strategy=StrategySpec(initial_design=4, options={**FAST, **options}),
+                 stopping=StoppingSpec(max_trials=budget))
+    obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
+    return spec, obs
+
+
+# ------------------------------------------------------------------------------ typed options, pilot variants
+def test_plugin_strategies_get_their_options_as_given_or_checked_by_their_own_model(monkeypatch):
+    import sys
+    import types
+
+    received = {}
+
+    class Options(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        depth: int = pydantic.Field(3, ge=1)
+
+    def untyped(spec, candidates, **kw):
+        received.update(spec.strategy.options)
+        return RandomStrategy(spec.model_copy(update={"strategy": StrategySpec(name="random")}), candidates)
+
+    def typed(spec, candidates, **kw):
+        return untyped(spec, candidates, **kw)
+
+    typed.options_model = Options
+    monkeypatch.setitem(sys.modules, "fakeplugin", types.SimpleNamespace(untyped=untyped, typed=typed))
+    base = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    loose = base.model_copy(update={"strategy": StrategySpec(name="fakeplugin:untyped", options={"anything": [1]})})
+    make_strategy(loose)
+    assert received == {"anything": [1]}
+    strict = base.model_copy(update={"strategy": StrategySpec(name="fakeplugin:typed", options={"depth": 0})})
+    with pytest.raises(SpecError, match=r"strategy.options.depth: 0 is not allowed \(allowed: an integer >= 1\)"):
+        make_strategy(strict)
+
+
+def test_pilot_only_acquisitions_live_in_benchmarks():
+    import sys
+    from pathlib import Path
+
+    spec, obs = _pool_case()
+    for pilot in ("ei_ts", "mix"):
+        with pytest.raises(SpecError, match=f"strategy.options.acquisition: '{pilot}' is not allowed"):
+            BotorchStrategy(spec, acquisition=pilot)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from pilot_variants import PilotStrategy
+    finally:
+        sys.path.pop(0)
+    strat = PilotStrategy(spec, acquisition="ei_ts")
+    kinds = []
+    for _ in range(2):  # alternates by trial count: 8 observed -> LogEI, then 9 -> a Thompson sample
+        p = strat.ask(1, obs, [])[0]
+        kinds.append(p.info["acquisition_kind"])
+        obs = obs + [Observation(p.params, {"y": 1.0})]
+    assert kinds == ["LogExpectedImprovement", "ThompsonSampling"]

@@ -32,6 +32,7 @@ store is the truth), in this order:
 Each model proposal's ``info`` carries the evidence a runner and a person need: the acquisition value, the
 expected improvement relative to the observed range (for the "no further improvement" stopping rule), the
 prediction at the point, the parameter importance from ARD lengthscales and the model's predicted best point.
+Options are typed: :class:`labloop.spec.BotorchOptions`.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from torch import Tensor
 
 from labloop.errors import LabloopError
 from .space import DTYPE, CandidatePool, SearchSpace
-from labloop.spec import CampaignSpec
+from labloop.spec import BotorchOptions, CampaignSpec, checked_options
 from .base import Observation, Proposal
 from .expert import ExpertPrior
 from .modeling import (
@@ -71,27 +72,8 @@ from .modeling import (
     lengthscale_importance,
 )
 
-_DEFAULTS: dict[str, Any] = {
-    "log_outcome": "auto",  # 'auto' | True | False: model log(y) for positive, decade-spanning objectives
-    "mc_samples": 128,  # quasi-MC samples of the q-acquisition functions
-    "raw_samples": 512,  # initial candidates of the continuous/mixed optimizers
-    "num_restarts": 8,
-    "grid_limit": 5000,  # fully discrete spaces up to this size are enumerated and searched like a pool
-    "max_batch_size": 1024,  # pool rows evaluated per batch
-    "threads": 1,  # torch threads during ask (see _torch_threads)
-    # 'auto' (see BotorchStrategy.small_pool) | 'matern' | 'rbf' | 'matern_gamma' | 'additive' | 'edbo' (fit_gp)
-    "kernel": "auto",
-    "max_noise": None,  # cap on the GP noise variance (standardized units); None = learned freely
-    # 'auto' (pools: LogEI, see _auto_pool_kind; elsewhere qLogNEI) | 'logei' | 'qlognei' | 'ts' | 'ucb'
-    # | 'mix' (UCB/TS alternating) | 'ei_ts' (LogEI/TS alternating)
-    "acquisition": "auto",
-    "beta": 1.0,
-    "warm_start": True,  # start each hyperparameter fit from the previous ask's (see fit_gp)
-    "warp": False,  # Yeo-Johnson output warping of each objective (see modeling.WarpedTransform)
-    "incumbent": "posterior_mean",  # LogEI improves on: 'observed' (best measured) | 'posterior_mean' (see _incumbent)
-    "explore_below": 0.0,  # pools, 'auto': a Thompson sample when the largest relative EI is below this
-    "small_pool": 2.0,  # a pool of at most this many times stopping.max_trials rows is 'small' (small_pool)
-}
+# Every option, its type, default and allowed values: labloop.spec.BotorchOptions (validated when the campaign
+# file is read, and again by BotorchStrategy for options given as keywords).
 
 
 @contextmanager
@@ -123,15 +105,14 @@ class BotorchStrategy:
     """
 
     name = "botorch"
+    #: the options this strategy accepts (``strategy.options`` and keyword options), checked on construction
+    options_model: type[BotorchOptions] = BotorchOptions
 
     def __init__(self, spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any):
         self.spec = spec
         self.space = candidates.space if candidates is not None else SearchSpace.from_spec(spec)
-        self.options = {**_DEFAULTS, **spec.strategy.options, **options}
-        unknown = sorted(set(self.options) - set(_DEFAULTS))
-        if unknown:
-            raise LabloopError(f"strategy.options: unknown option(s) {unknown} for the botorch strategy",
-                               f"use only {sorted(_DEFAULTS)}")
+        self.options = checked_options(self.options_model, {**spec.strategy.options, **options},
+                                       self.name).model_dump()
         self.pool = candidates
         if self.pool is None:
             grid = self.space.grid(int(self.options["grid_limit"]))
@@ -164,7 +145,7 @@ class BotorchStrategy:
             for cat in (NumericalWarning, OptimizationWarning, InputDataWarning, BadInitialCandidatesWarning):
                 warnings.simplefilter("ignore", cat)
             warnings.filterwarnings("ignore", message="Optimization failed")
-            state = _State(self, observations, pending)
+            state = self._new_state(observations, pending)
             out: list[Proposal] = []
             out += state.seed_points(n)
             out += state.initial_design(n - len(out))
@@ -173,6 +154,9 @@ class BotorchStrategy:
             return out
 
     # ------------------------------------------------------------------------------------------ helpers
+    def _new_state(self, observations: list[Observation], pending: list[dict[str, Any]]) -> "_State":
+        return _State(self, observations, pending)
+
     def _key(self, x: Tensor) -> tuple:
         return CandidatePool._key(self.space.snap(x[None])[0])
 
@@ -340,13 +324,7 @@ class _State:
         X_pending = fx(X_pending) if len(X_pending) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
         single = GenericMCObjective(lambda Z, X=None: Z[..., 0])
-        kind = opt["acquisition"]
-        if kind == "auto":
-            kind = self._auto_pool_kind(model, outputs, m) if self.pool is not None else "qlognei"
-        if kind == "mix":  # alternate: exploit (UCB, small beta) / explore (Thompson sample) by trial count
-            kind = "ucb" if self.count % 2 == 0 else "ts"
-        if kind == "ei_ts":  # alternate: exploit (LogEI) / explore (Thompson sample) by trial count
-            kind = "logei" if self.count % 2 == 0 or self.pool is None else "ts"
+        kind = self._acquisition_kind(model, outputs, m)
         if m > 1:
             Ys = [outputs[i][1].squeeze(-1) for i in range(m)]
             ref = []
@@ -411,6 +389,13 @@ class _State:
             out.append(self._proposal(x, "model",
                                       {**info, **self._point_info(model, transforms, outputs, x, float(v))}))
         return out
+
+    def _acquisition_kind(self, model, outputs, m: int) -> str:
+        """The acquisition this step uses: ``options.acquisition``, with 'auto' resolved (see module docstring)."""
+        kind = self.s.options["acquisition"]
+        if kind == "auto":
+            kind = self._auto_pool_kind(model, outputs, m) if self.pool is not None else "qlognei"
+        return kind
 
     def _incumbent(self, model, outputs) -> float:
         """The value to improve on (modelling scale): the best measured value (``incumbent: observed``), or the
