@@ -199,7 +199,7 @@ def test_stopping_rule_evidence_helper():
     p = strat.ask(1, obs, [])[0]
     assert p.info["improvement"] == p.info["expected_improvement_rel"] >= 0  # the evidence the rule reads
     # y = x: the model's optimum (x = 1) is already measured, so a space-filling point replaces it, and says so
-    assert p.source == "model" or "note" in p.info
+    assert p.source == "model" or p.info["fallbacks"][-1] == p.info["note"]
 
 
 def test_bad_observations_are_clear_errors():
@@ -384,7 +384,7 @@ def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
     assert err < 0.05
 
 
-# ----------------------------------------------------------------------------------------------- pools
+# ------------------------------------------------------------------------------------- run-time fallbacks
 def _pool_case(budget=10, **options):
     """40 rows: a large pool for a budget of 10 (LogEI, Matern under 'auto'), a small one for 20 (TS, RBF)."""
     spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
@@ -392,6 +392,103 @@ def _pool_case(budget=10, **options):
                  stopping=StoppingSpec(max_trials=budget))
     obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
     return spec, obs
+
+
+def test_a_failed_gp_fit_is_recorded_in_the_proposal(monkeypatch):
+    from linear_operator.utils.errors import NotPSDError
+
+    spec, obs = _pool_case(acquisition="logei")
+    clean = make_strategy(spec).ask(1, obs, [])[0]
+    assert clean.source == "model" and "fallbacks" not in clean.info  # nothing to report on the normal path
+
+    def broken(*a, **k):
+        raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
+
+    monkeypatch.setattr(modeling, "fit_gpytorch_mll", broken)
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.source == "model" and p.params["c"] not in {o.params["c"] for o in obs}
+    assert p.info["fallbacks"] == ["gp fit of 'y' failed (NotPSDError: Matrix not positive definite after repeatedly "
+                                   "adding jitter): used the prior-mode hyperparameters, not fitted to the data"]
+
+
+def test_botorch_fit_retries_are_recorded(monkeypatch):
+    from botorch.exceptions.warnings import OptimizationWarning
+    import warnings
+
+    real = modeling.fit_gpytorch_mll
+
+    def retried(*a, **k):  # what botorch re-emits when an attempt stopped abnormally and it refits
+        warnings.warn("ABNORMAL_TERMINATION_IN_LNSRCH", OptimizationWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(modeling, "fit_gpytorch_mll", retried)
+    spec, obs = _pool_case(acquisition="logei")
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert any(f.startswith("gp fit of 'y': botorch retried") and "ABNORMAL_TERMINATION_IN_LNSRCH" in f
+               for f in p.info["fallbacks"])
+
+
+def test_pathwise_thompson_fallback_to_joint_samples_is_recorded(monkeypatch):
+    from labloop.strategy import bayes
+
+    def no_paths(*a, **k):
+        raise NotImplementedError("no pathwise sampler for this kernel")
+
+    monkeypatch.setattr(bayes, "draw_matheron_paths", no_paths)
+    spec, obs = _pool_case(acquisition="ts")
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.info["acquisition_kind"] == "ThompsonSampling"
+    assert any(f.startswith("pathwise Thompson sampling unavailable for kernel 'matern' (NotImplementedError: no "
+                            "pathwise sampler") and "exact joint posterior samples over the 32 free rows" in f
+               for f in p.info["fallbacks"])
+
+
+def test_an_acquisition_that_cannot_apply_is_recorded_with_what_was_used():
+    # Thompson sampling needs a candidate pool: a continuous space gets qLogNEI, and says so
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
+                 strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": "ts"}))
+    obs = [Observation({"x": i / 5}, {"y": math.sin(3 * i / 5)}) for i in range(6)]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement"
+    assert "acquisition 'ts' needs a candidate pool: used qLogNoisyExpectedImprovement" in p.info["fallbacks"]
+    # a small pool's 'auto' Thompson sample with failed trials (a feasibility constraint) becomes qLogNEI too
+    spec, obs = _pool_case(budget=20)
+    obs = obs + [Observation({"c": "s1"}, {}, failed=True)]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement"
+    assert ("acquisition 'ts' (from 'auto') cannot weigh outcome constraints or failed trials: used "
+            "qLogNoisyExpectedImprovement") in p.info["fallbacks"]
+
+
+def test_a_retried_acquisition_optimization_is_recorded(monkeypatch):
+    import warnings
+
+    from labloop.strategy import bayes
+
+    real = bayes.optimize_acqf
+
+    def retried(*a, **k):  # botorch's own message when it restarts from new initial conditions
+        warnings.warn("Optimization failed in `gen_candidates_scipy` with the following warning(s):\n[...]\n"
+                      "Trying again with a new set of initial conditions.", RuntimeWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(bayes, "optimize_acqf", retried)
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    obs = [Observation({"x": i / 5}, {"y": math.sin(3 * i / 5)}) for i in range(6)]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.source == "model"
+    assert ("acquisition optimizer: Optimization failed in `gen_candidates_scipy` with the following warning(s):"
+            in p.info["fallbacks"])
+
+
+def test_requested_warp_and_log_that_cannot_apply_are_recorded():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
+                 strategy=StrategySpec(initial_design=2, options={**FAST, "warp": True, "log_outcome": True}))
+    obs = [Observation({"x": 0.1}, {"y": -1.0}), Observation({"x": 0.9}, {"y": 2.0})]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.source == "model"
+    assert "log_outcome: 'y' has values <= 0: modelled without log" in p.info["fallbacks"]
+    assert "output warp of 'y' not applied: 2 measured values, it needs 4" in p.info["fallbacks"]
 
 
 # ------------------------------------------------------------------------------ typed options, pilot variants
