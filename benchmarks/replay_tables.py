@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
 DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "data"
 if not DATA.exists():
     DATA = Path("/work/shared/benchmarks/data")
@@ -46,8 +47,11 @@ def _one(args: tuple[str, int, str, int, dict]) -> dict:
 
     torch.set_num_threads(1)
     from labloop.strategy.replay import run_replay
-    from labloop.strategy import BotorchStrategy
     from labloop.strategy.tables import read_table, table_lab
+
+    if str(HERE) not in sys.path:  # a spawned worker: the benchmarks folder holds the pilot variants
+        sys.path.insert(0, str(HERE))
+    from pilot_variants import PilotStrategy  # the botorch strategy + the pilot-only acquisitions (mix, ei_ts)
 
     header = read_table(path).columns
     lab = table_lab(path, header[-1], _direction(Path(path).stem), seed=seed, initial_design=N_INIT, budget=budget)
@@ -59,7 +63,7 @@ def _one(args: tuple[str, int, str, int, dict]) -> dict:
     init = random.Random(seed).sample(range(len(vals)), N_INIT)
     cpu = 0.0
     if strategy == "labloop":
-        strat = BotorchStrategy(lab.spec, lab.pool, **options)
+        strat = PilotStrategy(lab.spec, lab.pool, **options)
         c0 = time.process_time()
         r = run_replay(lab, budget, strategy=strat, initial_rows=init,
                        stop=lambda res: bool(res.history) and sign * res.history[-1] >= best)
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--budget", type=int, default=BUDGET)
     ap.add_argument("--tables", nargs="*", help="substrings of table file names (default: all)")
-    ap.add_argument("--options", default="{}", help="JSON options for the botorch strategy")
+    ap.add_argument("--options", default="{}", help="JSON options for the botorch strategy (labloop.spec."
+                    "BotorchOptions, plus the pilot-only acquisitions of pilot_variants.py)")
     ap.add_argument("--summary-only", action="store_true", help="summarize --runs without running anything")
     ap.add_argument("--runs", default="benchmarks/replay_runs.jsonl",
                     help="per-run results, appended as they finish; runs already there are not repeated")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from .errors import SpecError
 
@@ -304,6 +306,134 @@ class ExpertBelief(_Model):
         return self
 
 
+_PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class BotorchOptions(_Model):
+    """``strategy.options`` of the default strategy, ``name: botorch`` (see :mod:`labloop.strategy.bayes`)."""
+
+    acquisition: Literal["auto", "logei", "qlognei", "ts", "ucb"] = Field(
+        "auto", description="auto: analytic LogEI over a large candidate pool, Thompson sampling over a small one "
+        "(at most `small_pool` times the budget), qLogNEI in continuous and mixed spaces, qLogNEHVI for several "
+        "objectives; logei: (q)LogEI against `incumbent`; qlognei: qLogNoisyExpectedImprovement; ts: Thompson "
+        "sampling (candidate pools only); ucb: qUpperConfidenceBound with `beta`.")
+    kernel: Literal["auto", "matern", "rbf", "matern_gamma", "additive", "edbo"] = Field(
+        "auto", description="GP kernel. auto: Matern-5/2 on large candidate pools, RBF elsewhere; matern: "
+        "Matern-5/2 ARD; rbf: RBF ARD (botorch's default); matern_gamma: Matern-5/2 with BayBE's Gamma priors; "
+        "additive: a Matern-5/2 per parameter added up plus the full product (categorical main effects); edbo: "
+        "Matern-5/2 with short-lengthscale Gamma priors (EDBO).")
+    incumbent: Literal["posterior_mean", "observed"] = Field(
+        "posterior_mean", description="What LogEI improves on: the largest posterior mean at a measured point, or "
+        "the best measured value.")
+    log_outcome: Union[Literal["auto"], bool] = Field(
+        "auto", description="Model log(objective): true, false, or auto (minimized positive objectives spanning a "
+        "factor of 10 or more).")
+    warp: bool = Field(False, description="Yeo-Johnson output warping of each objective before the GP sees it.")
+    beta: Union[_PositiveFloat, Annotated[list[_PositiveFloat], Field(min_length=1)]] = Field(
+        1.0, description="ucb: the exploration weight, or a list cycled through by trial count.")
+    explore_below: float = Field(
+        0.0, ge=0, description="Pools, acquisition auto: a Thompson sample instead of LogEI when the largest "
+        "relative expected improvement over the free rows is below this (0 = never).")
+    small_pool: float = Field(
+        2.0, ge=0, description="A candidate pool of at most this many times stopping.max_trials rows is 'small' "
+        "(acquisition and kernel auto then mean Thompson sampling on an RBF GP).")
+    max_noise: Optional[float] = Field(
+        None, gt=0, description="Cap on the GP noise variance (standardized units); none = learned freely.")
+    warm_start: bool = Field(True, description="Start each hyperparameter fit from the previous proposal's.")
+    mc_samples: int = Field(128, ge=1, le=65536, description="Quasi-Monte Carlo samples of the q-acquisitions.")
+    raw_samples: int = Field(512, ge=1, description="Initial candidates of the continuous and mixed optimizers.")
+    num_restarts: int = Field(8, ge=1, description="Optimizer restarts of the continuous and mixed optimizers.")
+    grid_limit: int = Field(
+        5000, ge=0, description="Fully discrete spaces up to this many points are enumerated and searched as a pool.")
+    max_batch_size: int = Field(1024, ge=1, description="Pool rows evaluated per batch.")
+    threads: int = Field(1, ge=1, le=256, description="Torch threads while proposing.")
+
+
+class RandomOptions(_Model):
+    """``strategy.options`` of ``name: random`` (uniform random points, or random unused pool rows)."""
+
+    grid_limit: int = Field(
+        5000, ge=0, description="Fully discrete spaces up to this many points are enumerated and drawn from "
+        "without replacement.")
+
+
+#: The options model of each built-in strategy; plugin strategies get their options as given (or checked by their
+#: own ``options_model``, see :func:`labloop.strategy.make_strategy`).
+STRATEGY_OPTIONS: dict[str, type[BaseModel]] = {"botorch": BotorchOptions, "random": RandomOptions}
+
+
+class OptionsError(ValueError):
+    """Bad strategy options: ``problems`` are ``(field under options, message, fix)``, one per bad field."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"options{'.' + k if k else ''}: {m}" for k, m, _ in problems))
+
+
+def _allowed(annotation: Any, metadata: list[Any] = ()) -> str:
+    """What a field accepts, for people: 'one of 'a', 'b'', 'true or false', 'a number > 0', ..."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        extra = [x for a in args[1:] for x in (a.metadata if isinstance(a, FieldInfo) else [a])]
+        return _allowed(args[0], [*metadata, *extra])
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_allowed(a, metadata) for a in args)
+    if origin is list:
+        return f"a list of ({_allowed(args[0])})"
+    if annotation is type(None):
+        return "null"
+    if annotation is bool:
+        return "true or false"
+    bounds = []
+    for m in metadata:
+        for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            if getattr(m, attr, None) is not None:
+                bounds.append(f"{op} {getattr(m, attr)}")
+        if getattr(m, "min_length", None):
+            bounds.append(f"at least {m.min_length} long")
+    kind = {int: "an integer", float: "a number"}.get(annotation, getattr(annotation, "__name__", str(annotation)))
+    return kind + (" " + " and ".join(bounds) if bounds else "")
+
+
+def options_problems(model: type[BaseModel], options: Any, strategy: str) -> list[tuple[str, str, str]]:
+    """Why ``options`` do not fit ``model``: ``(field, message, fix)`` naming the value and the allowed values
+    (empty when they fit)."""
+    if not isinstance(options, dict):
+        return [("", f"must be a mapping of option names to values, got {options!r}", "write options: {name: value}")]
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        out: dict[str, tuple[str, str, str]] = {}
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else ""
+            if name in out:
+                continue  # a union reports once per member: one line per field
+            if err["type"] == "extra_forbidden":
+                out[name] = (name, f"unknown option {name!r} for the {strategy} strategy (allowed options: "
+                             f"{', '.join(model.model_fields)})", "remove it or correct its spelling")
+            elif name in model.model_fields:
+                field = model.model_fields[name]
+                out[name] = (name, f"{options[name]!r} is not allowed (allowed: "
+                             f"{_allowed(field.annotation, field.metadata)})",
+                             f"use an allowed value ({model.__name__} in labloop/spec.py describes each option)")
+            else:
+                out[name] = (name, err["msg"], "see labloop/spec.py")
+        return list(out.values())
+    return []
+
+
+def checked_options(model: type[BaseModel], options: Any, strategy: str) -> BaseModel:
+    """``options`` as an instance of ``model``, or a :class:`SpecError` with one line per bad option (used where
+    options arrive other than through the campaign file: keyword options, plugin strategies' own models)."""
+    problems = options_problems(model, options, strategy)
+    if problems:
+        raise SpecError("\n".join(f"strategy.options{'.' + k if k else ''}: {m} (fix: {fix})"
+                                   for k, m, fix in problems))
+    return model.model_validate(options)
+
+
 class StrategySpec(_Model):
     """Which optimizer proposes trials and how."""
 
@@ -311,7 +441,9 @@ class StrategySpec(_Model):
     initial_design: int = Field(6, ge=1, description="Space-filling (Sobol) trials before the model takes over.")
     batch_size: int = Field(1, ge=1, description="Points proposed per round.")
     seed_points: list[dict[str, Any]] = Field(default_factory=list, description="Points run first, as given.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Strategy-specific options.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Strategy-specific options, checked against the built-in strategy's "
+        "options model (botorch: BotorchOptions, random: RandomOptions); a plugin strategy gets them as given.")
     prior_data: list[PriorDataSpec] = Field(
         default_factory=list, description="Past experiments (CSV files or other campaigns) that warm-start the model.")
     expert_prior: dict[str, ExpertBelief] = Field(
@@ -319,6 +451,15 @@ class StrategySpec(_Model):
         "design and weights the acquisition by the belief, less and less as data come in (piBO).")
     expert_prior_strength: float = Field(
         10.0, gt=0, description="piBO's beta: the belief's weight is (its density)^(beta / n) after n trials.")
+
+    @model_validator(mode="after")
+    def _known_options(self) -> "StrategySpec":
+        model = STRATEGY_OPTIONS.get(self.name)
+        if model is not None:
+            problems = options_problems(model, self.options, self.name)
+            if problems:
+                raise OptionsError(problems)
+        return self
 
 
 # --------------------------------------------------------------------------------------------------- scheduling
@@ -555,6 +696,12 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     """One line per problem: ``file: field.path: message (fix: ...)``."""
     lines = []
     for err in exc.errors():
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, OptionsError):  # one line per bad strategy option, with its own path
+            where = _loc(err["loc"])
+            where = "" if where == "(top level)" else where + "."
+            lines += [f"{source}: {where}options{'.' + k if k else ''}: {m} (fix: {fix})" for k, m, fix in error.problems]
+            continue
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labloop.errors import SpecError
-from labloop.spec import CampaignSpec, load_spec, parse_spec
+from labloop.spec import CampaignSpec, load_spec, parse_spec, spec_from_text
 
 BASE = {
     "name": "t",
@@ -147,3 +147,78 @@ def test_files_unreadable_or_not_yaml(tmp_path):
     scalar.write_text("just text\n")
     with pytest.raises(SpecError, match="must be a mapping"):
         load_spec(scalar)
+
+
+# ------------------------------------------------------------------------------------------ strategy options
+def _strategy_yaml(section: str) -> str:
+    return yaml.safe_dump(BASE) + section
+
+
+@pytest.mark.parametrize("section, expected", [
+    ("strategy:\n  options: {kernel: maternn}\n",
+     "c.yaml: strategy.options.kernel: 'maternn' is not allowed (allowed: one of 'auto', 'matern', 'rbf', "
+     "'matern_gamma', 'additive', 'edbo') (fix: use an allowed value (BotorchOptions in labloop/spec.py describes "
+     "each option))"),
+    ("strategy:\n  options: {acquisition: ei}\n",
+     "c.yaml: strategy.options.acquisition: 'ei' is not allowed (allowed: one of 'auto', 'logei', 'qlognei', 'ts', "
+     "'ucb')"),
+    ("strategy:\n  options: {acquisiton: ts}\n",
+     "c.yaml: strategy.options.acquisiton: unknown option 'acquisiton' for the botorch strategy (allowed options: "
+     "acquisition, kernel, incumbent,"),
+    ("strategy:\n  options: {mc_samples: 0}\n",
+     "c.yaml: strategy.options.mc_samples: 0 is not allowed (allowed: an integer >= 1 and <= 65536)"),
+    ("strategy:\n  options: {beta: [2.0, -1]}\n",
+     "c.yaml: strategy.options.beta: [2.0, -1] is not allowed (allowed: a number > 0 or a list of (a number > 0))"),
+    ("strategy:\n  options: {log_outcome: sometimes}\n",
+     "c.yaml: strategy.options.log_outcome: 'sometimes' is not allowed (allowed: one of 'auto' or true or false)"),
+    ("strategy:\n  options: {incumbent: best}\n",
+     "c.yaml: strategy.options.incumbent: 'best' is not allowed (allowed: one of 'posterior_mean', 'observed')"),
+    ("strategy:\n  name: random\n  options: {kernel: rbf}\n",
+     "c.yaml: strategy.options.kernel: unknown option 'kernel' for the random strategy (allowed options: "
+     "grid_limit) (fix: remove it or correct its spelling)"),
+])
+def test_bad_strategy_options_name_the_field_the_value_and_the_allowed_values(section, expected):
+    with pytest.raises(SpecError) as e:
+        spec_from_text(_strategy_yaml(section), "c.yaml")
+    assert str(e.value).startswith(expected)
+
+
+def test_several_bad_options_are_reported_one_line_each():
+    with pytest.raises(SpecError) as e:
+        spec_from_text(_strategy_yaml("strategy:\n  options: {kernel: x, warp: maybe, nope: 1}\n"), "c.yaml")
+    lines = str(e.value).splitlines()
+    assert [line.split(":")[1].strip() for line in lines] == \
+        ["strategy.options.kernel", "strategy.options.warp", "strategy.options.nope"]
+
+
+def test_valid_strategy_options_and_plugin_options():
+    # every value README.md lists, and the documented spelling (an options mapping under strategy)
+    for acq in ("auto", "logei", "qlognei", "ts", "ucb"):
+        for kernel in ("matern", "rbf", "additive", "matern_gamma", "edbo"):
+            s = spec_from_text(_strategy_yaml(f"strategy:\n  options: {{acquisition: {acq}, kernel: {kernel}}}\n"),
+                               "c.yaml")
+            assert s.strategy.options == {"acquisition": acq, "kernel": kernel}
+    s = spec_from_text(_strategy_yaml("strategy:\n  options: {beta: [0.5, 2], max_noise: null, log_outcome: true,"
+                                      " warp: true, explore_below: 3.0e-4}\n"), "c.yaml")
+    assert s.strategy.options["beta"] == [0.5, 2] and s.strategy.options["log_outcome"] is True
+    # a plugin strategy's options are its own business: passed on as given
+    s = spec_from_text(_strategy_yaml("strategy:\n  name: mylab.strategies:Grid\n  options: {kernel: anything}\n"),
+                       "c.yaml")
+    assert s.strategy.options == {"kernel": "anything"}
+
+
+def test_bundled_campaign_files_stay_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+    assert files
+    for f in files:
+        assert load_spec(f).strategy.name == "botorch"
+
+
+def test_options_models_describe_every_field():
+    from labloop.spec import STRATEGY_OPTIONS
+
+    for model in STRATEGY_OPTIONS.values():
+        assert model.model_config.get("extra") == "forbid"
+        assert all(f.description for f in model.model_fields.values()), model.__name__

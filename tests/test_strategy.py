@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pydantic
 import pytest
 import torch
 
-from labloop.errors import LabloopError, PluginError
+from labloop.errors import LabloopError, PluginError, SpecError
 from labloop.strategy.space import CandidatePool
 from labloop.spec import (
     CampaignSpec,
@@ -28,7 +29,8 @@ from labloop.strategy import (
     improvement_stalled,
     make_strategy,
 )
-from labloop.strategy.evidence import round_improvement
+from labloop.no_improvement import improvement_stalled as the_rule
+from labloop.strategy import modeling
 
 FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 
@@ -57,8 +59,14 @@ def test_factory_builds_named_strategies_and_refuses_unknown():
     assert isinstance(make_strategy(plug), RandomStrategy)
     with pytest.raises(PluginError):
         make_strategy(spec.model_copy(update={"strategy": StrategySpec(name="nope")}))
-    with pytest.raises(LabloopError, match="unknown option"):
-        make_strategy(spec.model_copy(update={"strategy": StrategySpec(options={"bogus": 1})}))
+    with pytest.raises(pydantic.ValidationError, match="unknown option 'bogus'"):
+        StrategySpec(options={"bogus": 1})  # the spec refuses it: `labloop validate` reports it
+    with pytest.raises(SpecError, match=r"strategy.options.bogus: unknown option 'bogus' for the botorch strategy"):
+        make_strategy(spec, bogus=1)  # keyword options are checked as strictly
+    with pytest.raises(SpecError, match=r"strategy.options.kernel: 'maternn' is not allowed .*'matern'"):
+        make_strategy(spec, kernel="maternn")
+    with pytest.raises(SpecError, match=r"strategy.options.kernel: unknown option 'kernel' for the random"):
+        make_strategy(rnd, kernel="rbf")
 
 
 def test_continuous_model_improves_on_the_initial_design():
@@ -181,12 +189,17 @@ def test_stopping_rule_evidence_helper():
     stop = StoppingSpec(no_improvement_rounds=3, improvement_threshold=0.01)
     assert improvement_stalled([0.5, None, 0.02, 0.005], stop) is None
     ev = improvement_stalled([0.5, 0.004, None, 0.003, 0.001], stop)
-    assert ev is not None and ev.rounds == [0.004, 0.003, 0.001] and "3 rounds" in ev.message()
+    assert ev is not None and ev.rounds == [0.004, 0.003, 0.001] and "last 3 proposals" in ev.message()
     assert improvement_stalled([0.0] * 5, StoppingSpec()) is None  # rule not configured
+    assert improvement_stalled([0.001, float("nan"), 0.001], stop) is None  # NaN is never "no improvement"
+    assert improvement_stalled is the_rule  # one implementation, shared with labloop.run.stopping
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
     strat = make_strategy(spec)
     obs = _run(strat, lambda p: {"y": p["x"]}, 5)
-    assert round_improvement(strat.ask(1, obs, [])) is not None
+    p = strat.ask(1, obs, [])[0]
+    assert p.info["improvement"] == p.info["expected_improvement_rel"] >= 0  # the evidence the rule reads
+    # y = x: the model's optimum (x = 1) is already measured, so a space-filling point replaces it, and says so
+    assert p.source == "model" or p.info["fallbacks"][-1] == p.info["note"]
 
 
 def test_bad_observations_are_clear_errors():
@@ -369,3 +382,161 @@ def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
     with torch.no_grad():
         err = (model.posterior(X).mean - Y).abs().max()
     assert err < 0.05
+
+
+# ------------------------------------------------------------------------------------- run-time fallbacks
+def _pool_case(budget=10, **options):
+    """40 rows: a large pool for a budget of 10 (LogEI, Matern under 'auto'), a small one for 20 (TS, RBF)."""
+    spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
+                 strategy=StrategySpec(initial_design=4, options={**FAST, **options}),
+                 stopping=StoppingSpec(max_trials=budget))
+    obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
+    return spec, obs
+
+
+def test_a_failed_gp_fit_is_recorded_in_the_proposal(monkeypatch):
+    from linear_operator.utils.errors import NotPSDError
+
+    spec, obs = _pool_case(acquisition="logei")
+    clean = make_strategy(spec).ask(1, obs, [])[0]
+    assert clean.source == "model" and "fallbacks" not in clean.info  # nothing to report on the normal path
+
+    def broken(*a, **k):
+        raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
+
+    monkeypatch.setattr(modeling, "fit_gpytorch_mll", broken)
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.source == "model" and p.params["c"] not in {o.params["c"] for o in obs}
+    assert p.info["fallbacks"] == ["gp fit of 'y' failed (NotPSDError: Matrix not positive definite after repeatedly "
+                                   "adding jitter): used the prior-mode hyperparameters, not fitted to the data"]
+
+
+def test_botorch_fit_retries_are_recorded(monkeypatch):
+    from botorch.exceptions.warnings import OptimizationWarning
+    import warnings
+
+    real = modeling.fit_gpytorch_mll
+
+    def retried(*a, **k):  # what botorch re-emits when an attempt stopped abnormally and it refits
+        warnings.warn("ABNORMAL_TERMINATION_IN_LNSRCH", OptimizationWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(modeling, "fit_gpytorch_mll", retried)
+    spec, obs = _pool_case(acquisition="logei")
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert any(f.startswith("gp fit of 'y': botorch retried") and "ABNORMAL_TERMINATION_IN_LNSRCH" in f
+               for f in p.info["fallbacks"])
+
+
+def test_pathwise_thompson_fallback_to_joint_samples_is_recorded(monkeypatch):
+    from labloop.strategy import bayes
+
+    def no_paths(*a, **k):
+        raise NotImplementedError("no pathwise sampler for this kernel")
+
+    monkeypatch.setattr(bayes, "draw_matheron_paths", no_paths)
+    spec, obs = _pool_case(acquisition="ts")
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.info["acquisition_kind"] == "ThompsonSampling"
+    assert any(f.startswith("pathwise Thompson sampling unavailable for kernel 'matern' (NotImplementedError: no "
+                            "pathwise sampler") and "exact joint posterior samples over the 32 free rows" in f
+               for f in p.info["fallbacks"])
+
+
+def test_an_acquisition_that_cannot_apply_is_recorded_with_what_was_used():
+    # Thompson sampling needs a candidate pool: a continuous space gets qLogNEI, and says so
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
+                 strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": "ts"}))
+    obs = [Observation({"x": i / 5}, {"y": math.sin(3 * i / 5)}) for i in range(6)]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement"
+    assert "acquisition 'ts' needs a candidate pool: used qLogNoisyExpectedImprovement" in p.info["fallbacks"]
+    # a small pool's 'auto' Thompson sample with failed trials (a feasibility constraint) becomes qLogNEI too
+    spec, obs = _pool_case(budget=20)
+    obs = obs + [Observation({"c": "s1"}, {}, failed=True)]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement"
+    assert ("acquisition 'ts' (from 'auto') cannot weigh outcome constraints or failed trials: used "
+            "qLogNoisyExpectedImprovement") in p.info["fallbacks"]
+
+
+def test_a_retried_acquisition_optimization_is_recorded(monkeypatch):
+    import warnings
+
+    from labloop.strategy import bayes
+
+    real = bayes.optimize_acqf
+
+    def retried(*a, **k):  # botorch's own message when it restarts from new initial conditions
+        warnings.warn("Optimization failed in `gen_candidates_scipy` with the following warning(s):\n[...]\n"
+                      "Trying again with a new set of initial conditions.", RuntimeWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(bayes, "optimize_acqf", retried)
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    obs = [Observation({"x": i / 5}, {"y": math.sin(3 * i / 5)}) for i in range(6)]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.source == "model"
+    assert ("acquisition optimizer: Optimization failed in `gen_candidates_scipy` with the following warning(s):"
+            in p.info["fallbacks"])
+
+
+def test_requested_warp_and_log_that_cannot_apply_are_recorded():
+    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
+                 strategy=StrategySpec(initial_design=2, options={**FAST, "warp": True, "log_outcome": True}))
+    obs = [Observation({"x": 0.1}, {"y": -1.0}), Observation({"x": 0.9}, {"y": 2.0})]
+    p = make_strategy(spec).ask(1, obs, [])[0]
+    assert p.source == "model"
+    assert "log_outcome: 'y' has values <= 0: modelled without log" in p.info["fallbacks"]
+    assert "output warp of 'y' not applied: 2 measured values, it needs 4" in p.info["fallbacks"]
+
+
+# ------------------------------------------------------------------------------ typed options, pilot variants
+def test_plugin_strategies_get_their_options_as_given_or_checked_by_their_own_model(monkeypatch):
+    import sys
+    import types
+
+    received = {}
+
+    class Options(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        depth: int = pydantic.Field(3, ge=1)
+
+    def untyped(spec, candidates, **kw):
+        received.update(spec.strategy.options)
+        return RandomStrategy(spec.model_copy(update={"strategy": StrategySpec(name="random")}), candidates)
+
+    def typed(spec, candidates, **kw):
+        return untyped(spec, candidates, **kw)
+
+    typed.options_model = Options
+    monkeypatch.setitem(sys.modules, "fakeplugin", types.SimpleNamespace(untyped=untyped, typed=typed))
+    base = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
+    loose = base.model_copy(update={"strategy": StrategySpec(name="fakeplugin:untyped", options={"anything": [1]})})
+    make_strategy(loose)
+    assert received == {"anything": [1]}
+    strict = base.model_copy(update={"strategy": StrategySpec(name="fakeplugin:typed", options={"depth": 0})})
+    with pytest.raises(SpecError, match=r"strategy.options.depth: 0 is not allowed \(allowed: an integer >= 1\)"):
+        make_strategy(strict)
+
+
+def test_pilot_only_acquisitions_live_in_benchmarks():
+    import sys
+    from pathlib import Path
+
+    spec, obs = _pool_case()
+    for pilot in ("ei_ts", "mix"):
+        with pytest.raises(SpecError, match=f"strategy.options.acquisition: '{pilot}' is not allowed"):
+            BotorchStrategy(spec, acquisition=pilot)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from pilot_variants import PilotStrategy
+    finally:
+        sys.path.pop(0)
+    strat = PilotStrategy(spec, acquisition="ei_ts")
+    kinds = []
+    for _ in range(2):  # alternates by trial count: 8 observed -> LogEI, then 9 -> a Thompson sample
+        p = strat.ask(1, obs, [])[0]
+        kinds.append(p.info["acquisition_kind"])
+        obs = obs + [Observation(p.params, {"y": 1.0})]
+    assert kinds == ["LogExpectedImprovement", "ThompsonSampling"]

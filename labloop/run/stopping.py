@@ -6,12 +6,12 @@ original process would have.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from labloop.no_improvement import improvement_stalled
 from labloop.spec import CampaignSpec, ObjectiveSpec
 
 
@@ -61,17 +61,11 @@ def check(spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: 
         if elapsed >= rules.max_wall_time:
             return StopDecision("time", f"time limit: {elapsed:.0f} s elapsed (max_wall_time = {rules.max_wall_time:g} s)",
                                 {"elapsed_s": elapsed})
-    if rules.no_improvement_rounds:
-        k = rules.no_improvement_rounds
-        model_trials = [t for t in trials if t.source == "model" and "improvement" in (t.info or {})]
-        recent = [float(t.info["improvement"]) for t in model_trials[-k:]]
-        if len(recent) == k and all(math.isfinite(v) and v < rules.improvement_threshold for v in recent):
-            return StopDecision(
-                "no_improvement",
-                f"no further improvement expected: the expected improvement stayed below "
-                f"{rules.improvement_threshold:g} for the last {k} proposals ({', '.join(f'{v:.2g}' for v in recent)})",
-                {"expected_improvement": recent},
-            )
+    if rules.no_improvement_rounds:  # the evidence is each model proposal's info["improvement"]
+        values = [t.info["improvement"] for t in trials if t.source == "model" and "improvement" in (t.info or {})]
+        stalled = improvement_stalled(values, rules)
+        if stalled is not None:
+            return StopDecision("no_improvement", stalled.message(), {"expected_improvement": stalled.rounds})
     return None
 
 

@@ -2,7 +2,10 @@
 
 ``spec.strategy.name`` is ``'botorch'`` (default, :class:`BotorchStrategy`), ``'random'``
 (:class:`RandomStrategy`), an entry point in ``labloop.strategies``, or a ``package.module:attribute`` callable
-taking ``(spec, candidates)`` and returning an object with ``ask(n, observations, pending)``.
+taking ``(spec, candidates)`` and returning an object with ``ask(n, observations, pending)``. The built-ins' options
+are typed (:class:`labloop.spec.BotorchOptions`, :class:`labloop.spec.RandomOptions`) and checked when the campaign
+file is read; a plugin's ``strategy.options`` reach it as given, unless the callable has an ``options_model``
+attribute (a pydantic model), which then checks them here, before anything runs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 from labloop import plugins
 from labloop.errors import LabloopError
 from .space import CandidatePool, SearchSpace
-from labloop.spec import CampaignSpec
+from labloop.spec import CampaignSpec, checked_options
 from .base import Observation, Proposal, Strategy
 from .evidence import StopEvidence, improvement_stalled
 
@@ -61,6 +64,9 @@ def make_strategy(spec: CampaignSpec, candidates: CandidatePool | None = None, *
     factory = _builtin(name)
     if factory is None:
         factory = plugins.load(name, "labloop.strategies")
+    model = getattr(factory, "options_model", None)  # a plugin may declare a pydantic model of its options
+    if model is not None and name not in BUILTIN:  # built-ins check theirs themselves (also for keyword options)
+        checked_options(model, {**spec.strategy.options, **options}, name)
     strategy = factory(spec, candidates, **options)
     if not callable(getattr(strategy, "ask", None)):
         raise LabloopError(f"strategy '{name}' has no ask(n, observations, pending) method",

@@ -31,7 +31,11 @@ store is the truth), in this order:
 
 Each model proposal's ``info`` carries the evidence a runner and a person need: the acquisition value, the
 expected improvement relative to the observed range (for the "no further improvement" stopping rule), the
-prediction at the point, the parameter importance from ARD lengthscales and the model's predicted best point.
+prediction at the point, the parameter importance from ARD lengthscales and the model's predicted best point, and
+``fallbacks``: one line for each thing that did not run as configured in that ask (a GP fit that failed or that
+botorch retried, an acquisition that does not apply and what was used instead, Thompson sampling on joint samples
+where the kernel has no pathwise sampler, an optimizer restart, a warm start, warp or log transform not applied).
+Options are typed: :class:`labloop.spec.BotorchOptions`.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from torch import Tensor
 
 from labloop.errors import LabloopError
 from .space import DTYPE, CandidatePool, SearchSpace
-from labloop.spec import CampaignSpec
+from labloop.spec import BotorchOptions, CampaignSpec, checked_options
 from .base import Observation, Proposal
 from .expert import ExpertPrior
 from .modeling import (
@@ -69,29 +73,11 @@ from .modeling import (
     fit_models,
     hyperparameters,
     lengthscale_importance,
+    short_error,
 )
 
-_DEFAULTS: dict[str, Any] = {
-    "log_outcome": "auto",  # 'auto' | True | False: model log(y) for positive, decade-spanning objectives
-    "mc_samples": 128,  # quasi-MC samples of the q-acquisition functions
-    "raw_samples": 512,  # initial candidates of the continuous/mixed optimizers
-    "num_restarts": 8,
-    "grid_limit": 5000,  # fully discrete spaces up to this size are enumerated and searched like a pool
-    "max_batch_size": 1024,  # pool rows evaluated per batch
-    "threads": 1,  # torch threads during ask (see _torch_threads)
-    # 'auto' (see BotorchStrategy.small_pool) | 'matern' | 'rbf' | 'matern_gamma' | 'additive' | 'edbo' (fit_gp)
-    "kernel": "auto",
-    "max_noise": None,  # cap on the GP noise variance (standardized units); None = learned freely
-    # 'auto' (pools: LogEI, see _auto_pool_kind; elsewhere qLogNEI) | 'logei' | 'qlognei' | 'ts' | 'ucb'
-    # | 'mix' (UCB/TS alternating) | 'ei_ts' (LogEI/TS alternating)
-    "acquisition": "auto",
-    "beta": 1.0,
-    "warm_start": True,  # start each hyperparameter fit from the previous ask's (see fit_gp)
-    "warp": False,  # Yeo-Johnson output warping of each objective (see modeling.WarpedTransform)
-    "incumbent": "posterior_mean",  # LogEI improves on: 'observed' (best measured) | 'posterior_mean' (see _incumbent)
-    "explore_below": 0.0,  # pools, 'auto': a Thompson sample when the largest relative EI is below this
-    "small_pool": 2.0,  # a pool of at most this many times stopping.max_trials rows is 'small' (small_pool)
-}
+# Every option, its type, default and allowed values: labloop.spec.BotorchOptions (validated when the campaign
+# file is read, and again by BotorchStrategy for options given as keywords).
 
 
 @contextmanager
@@ -123,15 +109,14 @@ class BotorchStrategy:
     """
 
     name = "botorch"
+    #: the options this strategy accepts (``strategy.options`` and keyword options), checked on construction
+    options_model: type[BotorchOptions] = BotorchOptions
 
     def __init__(self, spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any):
         self.spec = spec
         self.space = candidates.space if candidates is not None else SearchSpace.from_spec(spec)
-        self.options = {**_DEFAULTS, **spec.strategy.options, **options}
-        unknown = sorted(set(self.options) - set(_DEFAULTS))
-        if unknown:
-            raise LabloopError(f"strategy.options: unknown option(s) {unknown} for the botorch strategy",
-                               f"use only {sorted(_DEFAULTS)}")
+        self.options = checked_options(self.options_model, {**spec.strategy.options, **options},
+                                       self.name).model_dump()
         self.pool = candidates
         if self.pool is None:
             grid = self.space.grid(int(self.options["grid_limit"]))
@@ -163,8 +148,8 @@ class BotorchStrategy:
             # handled by botorch, and noise to an operator
             for cat in (NumericalWarning, OptimizationWarning, InputDataWarning, BadInitialCandidatesWarning):
                 warnings.simplefilter("ignore", cat)
-            warnings.filterwarnings("ignore", message="Optimization failed")
-            state = _State(self, observations, pending)
+            warnings.filterwarnings("ignore", message="Optimization failed")  # recorded in _State._optimize
+            state = self._new_state(observations, pending)
             out: list[Proposal] = []
             out += state.seed_points(n)
             out += state.initial_design(n - len(out))
@@ -173,6 +158,9 @@ class BotorchStrategy:
             return out
 
     # ------------------------------------------------------------------------------------------ helpers
+    def _new_state(self, observations: list[Observation], pending: list[dict[str, Any]]) -> "_State":
+        return _State(self, observations, pending)
+
     def _key(self, x: Tensor) -> tuple:
         return CandidatePool._key(self.space.snap(x[None])[0])
 
@@ -195,6 +183,9 @@ class _State:
         self.prior_exponent = 0.0  # piBO's beta / n for this ask, 0 without an expert belief
         self._best_f: float | None = None  # the incumbent (see _incumbent)
         self._free_logei: tuple[Any, Tensor] | None = None  # analytic LogEI and its values on the free rows
+        # every run-time fallback of this ask (a failed fit, an acquisition that could not apply, ...), one line
+        # each for people; stored with each model proposal as info["fallbacks"]
+        self.fallbacks: list[str] = []
 
     def _encode(self, rows: list[dict[str, Any]], what: str) -> Tensor:
         full = [{**self.space.fixed, **r} for r in rows]
@@ -299,8 +290,11 @@ class _State:
             ObjectiveTransform.infer(obj, [o.values.get(obj.name) for _, o in ok], opt["log_outcome"])
             for obj in spec.objectives
         ]
+        for tf in transforms:
+            if opt["log_outcome"] is True and not tf.log and tf.spec.direction != "band":
+                self.fallbacks.append(f"log_outcome: '{tf.spec.name}' has values <= 0: modelled without log")
         if opt["warp"]:  # Yeo-Johnson output warping (see WarpedTransform)
-            transforms = [WarpedTransform.fit(tf, [o.values.get(obj.name) for _, o in ok])
+            transforms = [WarpedTransform.fit(tf, [o.values.get(obj.name) for _, o in ok], self.fallbacks)
                           for obj, tf in zip(spec.objectives, transforms)]
         outputs: list[tuple[Tensor, Tensor]] = []
         for obj, tf in zip(spec.objectives, transforms):
@@ -308,6 +302,7 @@ class _State:
                     if o.values.get(obj.name) is not None and math.isfinite(float(o.values[obj.name]))]
             X = torch.stack([r[0] for r in rows])
             outputs.append((fx(X), tf(torch.tensor([r[1] for r in rows], dtype=DTYPE)).unsqueeze(-1)))
+        labels = [f"'{obj.name}'" for obj in spec.objectives]
         constraints = []
         for oc in spec.outcome_constraints:
             rows = [(x, float(o.values[oc.name])) for x, o in ok
@@ -315,6 +310,7 @@ class _State:
             if len(rows) < 2:
                 continue  # nothing to learn from yet
             idx = len(outputs)
+            labels.append(f"outcome constraint '{oc.name}'")
             outputs.append((fx(torch.stack([r[0] for r in rows])),
                             torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1)))
             if oc.lower is not None:
@@ -324,14 +320,15 @@ class _State:
         n_failed = sum(o.failed for o in self.obs)
         if n_failed:
             idx = len(outputs)
+            labels.append("the failure model")
             outputs.append((fx(self.obs_X), torch.tensor([[float(o.failed)] for o in self.obs], dtype=DTYPE)))
             constraints.append(lambda Z, i=idx: Z[..., i] - 0.5)
         # warm start from the previous ask's hyperparameters when the outputs are the same kind (a speed-up only)
         signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"])
         inits = self.s._warm.get(signature, ()) if opt["warm_start"] else ()
         space = None if self.pool is not None else self.space
-        model = fit_models(space, outputs, inits, kernel=opt["kernel"], max_noise=opt["max_noise"],
-                           groups=feature_groups(self.space))
+        model = fit_models(space, outputs, inits, labels, kernel=opt["kernel"], max_noise=opt["max_noise"],
+                           groups=feature_groups(self.space), fallbacks=self.fallbacks)
         self.s._warm = {signature: [hyperparameters(gp) for gp in model.models]}
 
         m = len(spec.objectives)
@@ -340,14 +337,13 @@ class _State:
         X_pending = fx(X_pending) if len(X_pending) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
         single = GenericMCObjective(lambda Z, X=None: Z[..., 0])
-        kind = opt["acquisition"]
-        if kind == "auto":
-            kind = self._auto_pool_kind(model, outputs, m) if self.pool is not None else "qlognei"
-        if kind == "mix":  # alternate: exploit (UCB, small beta) / explore (Thompson sample) by trial count
-            kind = "ucb" if self.count % 2 == 0 else "ts"
-        if kind == "ei_ts":  # alternate: exploit (LogEI) / explore (Thompson sample) by trial count
-            kind = "logei" if self.count % 2 == 0 or self.pool is None else "ts"
+        kind = self._acquisition_kind(model, outputs, m)
+        asked = opt["acquisition"]
+        what = f"acquisition '{kind}'" + (f" (from '{asked}')" if asked != kind else "")
         if m > 1:
+            if asked != "auto":
+                self.fallbacks.append(f"{what} is for one objective: {m} objectives use "
+                                      f"qLogNoisyExpectedHypervolumeImprovement")
             Ys = [outputs[i][1].squeeze(-1) for i in range(m)]
             ref = []
             for obj, tf, y in zip(spec.objectives, transforms, Ys):
@@ -374,12 +370,19 @@ class _State:
                 acq = qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, objective=single,
                                               X_pending=X_pending, constraints=constraints or None)
         else:
+            if kind != "qlognei":  # 'ucb' or 'ts' where they cannot apply
+                why = "needs a candidate pool" if kind == "ts" and self.pool is None else \
+                    "cannot weigh outcome constraints or failed trials"
+                self.fallbacks.append(f"{what} {why}: used qLogNoisyExpectedImprovement")
             acq = qLogNoisyExpectedImprovement(
                 model, X_baseline=X_base, sampler=sampler, objective=single,
                 X_pending=X_pending, constraints=constraints or None, prune_baseline=True)
 
         self.kind = "ThompsonSampling" if acq is None else type(acq).__name__
         # the expert's belief weights log-valued acquisitions (piBO); Thompson samples and UCB stay unweighted
+        if self.s.expert is not None and not self.kind.startswith(("Log", "qLog")):
+            self.fallbacks.append(f"expert_prior not applied: {self.kind} is not a log-valued acquisition "
+                                  f"(piBO weights LogEI, qLogEI, qLogNEI and qLogNEHVI)")
         if self.s.expert is not None and acq is not None and type(acq).__name__.startswith(("Log", "qLog")):
             self.prior_exponent = self.s.expert.weight_exponent(spec.strategy.expert_prior_strength, len(self.obs))
             if self.pool is None:
@@ -390,6 +393,8 @@ class _State:
                                                      prior_exponent=self.prior_exponent, X_pending=pend)
         cands, values = self._optimize(acq, n, model)
         info = self._explain(model, transforms, outputs)
+        if self.fallbacks:  # everything that did not go as configured in this ask, for the trial's record
+            info["fallbacks"] = list(self.fallbacks)
         if self.prior_exponent:
             info["expert_prior_exponent"] = self.prior_exponent
         if self.max_ei_rel is not None:  # why 'auto' chose exploitation or a Thompson sample
@@ -403,14 +408,22 @@ class _State:
                     break
                 self._take(x)
                 # the acquisition optimum is itself evidence (for a measured point EI is ~0): keep it
+                note = "the model's optimum was already measured or pending: space-filling point instead"
                 out.append(self._proposal(x, "sobol", {
                     **info, **self._point_info(model, transforms, outputs, opt_x, float(v)),
-                    "note": "the model's optimum was already measured or pending: space-filling point instead"}))
+                    "note": note, "fallbacks": [*info.get("fallbacks", []), note]}))
                 continue
             self._take(x)
             out.append(self._proposal(x, "model",
                                       {**info, **self._point_info(model, transforms, outputs, x, float(v))}))
         return out
+
+    def _acquisition_kind(self, model, outputs, m: int) -> str:
+        """The acquisition this step uses: ``options.acquisition``, with 'auto' resolved (see module docstring)."""
+        kind = self.s.options["acquisition"]
+        if kind == "auto":
+            kind = self._auto_pool_kind(model, outputs, m) if self.pool is not None else "qlognei"
+        return kind
 
     def _incumbent(self, model, outputs) -> float:
         """The value to improve on (modelling scale): the best measured value (``incumbent: observed``), or the
@@ -471,12 +484,23 @@ class _State:
         kwargs = dict(q=n, num_restarts=int(opt["num_restarts"]), raw_samples=int(opt["raw_samples"]),
                       inequality_constraints=self.space.inequality_constraints or None,
                       equality_constraints=self.space.equality_constraints or None)
-        if self.space.cat_dims or self.space.discrete_dims:
-            X, v = optimize_acqf_mixed_alternating(acq, bounds=self.space.bounds,
-                                                   discrete_dims=self.space.discrete_dims or None,
-                                                   cat_dims=self.space.cat_dims or None, **kwargs)
-        else:
-            X, v = optimize_acqf(acq, bounds=self.space.bounds, sequential=True, **kwargs)
+        # botorch retries an optimization that failed with new initial conditions (and warns "Optimization
+        # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.filterwarnings("always", message="Optimization failed")
+            if self.space.cat_dims or self.space.discrete_dims:
+                X, v = optimize_acqf_mixed_alternating(acq, bounds=self.space.bounds,
+                                                       discrete_dims=self.space.discrete_dims or None,
+                                                       cat_dims=self.space.cat_dims or None, **kwargs)
+            else:
+                X, v = optimize_acqf(acq, bounds=self.space.bounds, sequential=True, **kwargs)
+        for w in caught:
+            if str(w.message).startswith("Optimization failed"):
+                line = f"acquisition optimizer: {short_error(w.message, with_type=False)}"
+                if line not in self.fallbacks:
+                    self.fallbacks.append(line)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         X = self.space.snap(X.detach())
         return X, v.detach().reshape(-1).expand(len(X)) if v.numel() == 1 else v.detach().reshape(-1)
 
@@ -502,7 +526,10 @@ class _State:
                     try:
                         paths = draw_matheron_paths(model.models[0], sample_shape=torch.Size([k]))
                         samples = paths(F)  # k x m: k joint posterior samples over every free row
-                    except NotImplementedError:  # no pathwise sampler for this kernel: exact joint samples
+                    except NotImplementedError as exc:  # no pathwise sampler for this kernel: exact joint samples
+                        self.fallbacks.append(
+                            f"pathwise Thompson sampling unavailable for kernel '{self.s.options['kernel']}' "
+                            f"({short_error(exc)}): used exact joint posterior samples over the {len(F)} free rows")
                         samples = model.models[0].posterior(F).rsample(torch.Size([k])).reshape(k, -1)
                 for j in range(k):
                     v = samples[j].clone()

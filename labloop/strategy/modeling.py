@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+from botorch.exceptions.warnings import OptimizationWarning
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
@@ -85,15 +86,18 @@ class WarpedTransform:
         return self.base.spec
 
     @classmethod
-    def fit(cls, base: Any, values: Sequence[float]) -> "WarpedTransform | Any":
+    def fit(cls, base: Any, values: Sequence[float], fallbacks: list[str] | None = None) -> "WarpedTransform | Any":
         """The warp fitted to ``values`` (raw objective values), or ``base`` itself when there are too few values
-        (fewer than 4) or no spread to fit."""
+        (fewer than 4), no spread to fit or the fit fails (each recorded in ``fallbacks``)."""
         vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+        unwarped = f"output warp of '{base.spec.name}' not applied"
         if len(vals) < 4:
+            _note(fallbacks, f"{unwarped}: {len(vals)} measured values, it needs 4")
             return base
         t = base(torch.tensor(vals, dtype=DTYPE))
         mu, sigma = float(t.mean()), float(t.std())
         if not sigma > 0:
+            _note(fallbacks, f"{unwarped}: every measured value is the same")
             return base
         from scipy.stats import yeojohnson_normmax
 
@@ -101,9 +105,11 @@ class WarpedTransform:
             warnings.simplefilter("ignore")
             try:
                 lam = float(yeojohnson_normmax(((t - mu) / sigma).numpy()))
-            except (ValueError, FloatingPointError):
+            except (ValueError, FloatingPointError) as exc:
+                _note(fallbacks, f"{unwarped}: the Yeo-Johnson fit failed ({short_error(exc)})")
                 return base
         if not math.isfinite(lam):
+            _note(fallbacks, f"{unwarped}: the Yeo-Johnson fit gave lambda = {lam}")
             return base
         return cls(base, mu, sigma, max(-2.0, min(4.0, lam)))  # extreme lambdas explode the inverse: clip
 
@@ -130,7 +136,8 @@ class WarpedTransform:
 
 def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 100, kernel: str = "rbf",
            max_noise: float | None = None, init: dict[str, Tensor] | None = None,
-           fit_subset: int | None = 400, groups: Sequence[Sequence[int]] | None = None) -> SingleTaskGP:
+           fit_subset: int | None = 400, groups: Sequence[Sequence[int]] | None = None,
+           fallbacks: list[str] | None = None, label: str = "the model") -> SingleTaskGP:
     """Fit a ``SingleTaskGP`` on ``n x d`` search-space inputs and ``n x 1`` outcomes by marginal likelihood
     (``space=None``: ``X`` already holds kernel features, as in pool mode; no input transform).
 
@@ -147,14 +154,17 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
     and the GP then conditions on all points with them: each marginal-likelihood step costs ``O(n^3)``, so this
     keeps a fit at ``n = 2000`` at the cost of ``n = 400`` (hyperparameters barely move past a few hundred points,
     the posterior still uses every observation).
-    Optimizer warnings (line search stalls) are expected on small data and are not errors here.
+    ``fallbacks``: where every departure from a normal fit is recorded as one line for people (``label`` names
+    the output): a warm start that does not fit the model, a fit attempt that botorch retried from hyperparameters
+    drawn from the priors (its optimizer stopped abnormally), a fit that failed altogether (the GP then keeps its
+    starting hyperparameters: still usable, but not fitted to the data).
     """
     if fit_subset is not None and len(X) > fit_subset:
         idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(len(X)))[:fit_subset]
         sub = fit_gp(space, X[idx], Y[idx], maxiter=maxiter, kernel=kernel, max_noise=max_noise, init=init,
-                     fit_subset=None, groups=groups)
+                     fit_subset=None, groups=groups, fallbacks=fallbacks, label=label)
         full = fit_gp(space, X, Y, maxiter=0, kernel=kernel, max_noise=max_noise, init=hyperparameters(sub),
-                      fit_subset=None, groups=groups)
+                      fit_subset=None, groups=groups, fallbacks=fallbacks, label=label)
         return full
     covar = None
     likelihood_factory = None
@@ -192,20 +202,43 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
         try:
             model.load_state_dict(init, strict=False)
             maxiter = min(maxiter, 30) if maxiter > 0 else maxiter  # from a nearby optimum a few steps suffice
-        except (RuntimeError, KeyError):  # shapes changed (e.g. another kernel): start from the prior instead
-            pass
+        except (RuntimeError, KeyError) as exc:  # shapes changed (e.g. another kernel): start from the prior
+            _note(fallbacks, f"warm start of {label} skipped ({short_error(exc)}): fitted from the prior")
+            init = None
     if maxiter <= 0:  # hyperparameters given (init): condition only
         model.eval()
         return model
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")
+        # botorch re-emits an optimizer warning when it retries a fit from hyperparameters drawn from the priors
+        warnings.simplefilter("always", OptimizationWarning)
         try:
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
-        except Exception:  # noqa: BLE001 - a failed fit keeps the prior-mode hyperparameters; still a usable GP
-            pass
+        except Exception as exc:  # noqa: BLE001 - the GP keeps its starting hyperparameters: usable, and recorded
+            start = "the warm-start" if init else "the prior-mode"
+            _note(fallbacks, f"gp fit of {label} failed ({short_error(exc)}): used {start} hyperparameters, not fitted "
+                             f"to the data")
+        else:
+            retried = sorted({short_error(w.message, with_type=False) for w in caught
+                              if issubclass(w.category, OptimizationWarning)})
+            if retried:
+                _note(fallbacks, f"gp fit of {label}: botorch retried from hyperparameters drawn from the priors "
+                                 f"after {'; '.join(retried)}")
     model.eval()
     return model
+
+
+def short_error(exc: Any, with_type: bool = True, limit: int = 200) -> str:
+    """An exception or warning as one short line: ``Type: first line of the message``."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if with_type else text
+
+
+def _note(fallbacks: list[str] | None, line: str) -> None:
+    if fallbacks is not None and line not in fallbacks:
+        fallbacks.append(line)
 
 
 def _additive_plus_product_kernel(f: int, groups: Sequence[Sequence[int]] | None):
@@ -277,11 +310,14 @@ def hyperparameters(model: SingleTaskGP) -> dict[str, Tensor]:
 
 
 def fit_models(space: SearchSpace | None, outputs: list[tuple[Tensor, Tensor]],
-               inits: Sequence[dict[str, Tensor] | None] = (), **kw: Any) -> ModelListGP:
+               inits: Sequence[dict[str, Tensor] | None] = (), labels: Sequence[str] = (), **kw: Any) -> ModelListGP:
     """One independent GP per output ``(X_i: n_i x d, y_i: n_i x 1)`` as a ``ModelListGP`` (outputs may have been
-    measured on different trials: the failure indicator sees failed trials, objectives do not)."""
+    measured on different trials: the failure indicator sees failed trials, objectives do not). ``labels`` name
+    the outputs in ``fallbacks`` lines (see :func:`fit_gp`)."""
     inits = list(inits) + [None] * (len(outputs) - len(inits))
-    return ModelListGP(*[fit_gp(space, X, y, init=i, **kw) for (X, y), i in zip(outputs, inits)])
+    labels = list(labels) + [f"output {i}" for i in range(len(labels), len(outputs))]
+    return ModelListGP(*[fit_gp(space, X, y, init=i, label=lab, **kw)
+                         for (X, y), i, lab in zip(outputs, inits, labels)])
 
 
 def lengthscale_importance(model: SingleTaskGP, space: SearchSpace) -> dict[str, float]:

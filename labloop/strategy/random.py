@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 from .space import CandidatePool, SearchSpace
-from labloop.spec import CampaignSpec
+from labloop.spec import CampaignSpec, RandomOptions, checked_options
 from .base import Observation, Proposal
 from .bayes import BotorchStrategy, _State
 
@@ -20,10 +20,14 @@ class RandomStrategy:
     """Uniform random points (Sobol-free, independent draws) or random unused pool rows."""
 
     name = "random"
+    #: the options this strategy accepts (``strategy.options`` and keyword options), checked on construction
+    options_model = RandomOptions
 
     def __init__(self, spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any):
+        opts = checked_options(self.options_model, {**spec.strategy.options, **options}, self.name)
         # reuse the botorch strategy's bookkeeping (encoding, seed points, taken set), not its model
-        self._inner = BotorchStrategy(spec, candidates)
+        bare = spec.model_copy(update={"strategy": spec.strategy.model_copy(update={"options": {}})})
+        self._inner = BotorchStrategy(bare, candidates, grid_limit=opts.grid_limit)
         self.spec = spec
         self.space: SearchSpace = self._inner.space
         self.pool = self._inner.pool
