@@ -46,12 +46,12 @@ class Prepared:
 
 def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[TrialData], float]]:
     out = {}
-    for field, items in (("objectives", spec.objectives), ("outcome_constraints", spec.outcome_constraints)):
+    for section, items in (("objectives", spec.objectives), ("outcome_constraints", spec.outcome_constraints)):
         for i, o in enumerate(items):
             try:
                 out[o.name] = load_objective(o.plugin, o.options)
             except PluginError as exc:
-                raise SpecError(f"{source}: {field}[{i}].plugin: {exc.problem}", exc.fix) from None
+                raise SpecError(f"{source}: {section}[{i}].plugin: {exc.problem}", exc.fix) from None
     return out
 
 

@@ -65,7 +65,7 @@ def make_strategy(spec: CampaignSpec, candidates: CandidatePool | None = None, *
     if factory is None:
         factory = plugins.load(name, "labloop.strategies")
     model = getattr(factory, "options_model", None)  # a plugin may declare a pydantic model of its options
-    if model is not None and name not in BUILTIN:  # built-ins check theirs themselves (also for keyword options)
+    if model is not None and name not in ("botorch", "random"):  # built-ins check theirs themselves (also for keyword options)
         checked_options(model, {**spec.strategy.options, **options}, name)
     strategy = factory(spec, candidates, **options)
     if not callable(getattr(strategy, "ask", None)):

@@ -46,7 +46,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import gpytorch
-from linear_operator.utils.warnings import NumericalWarning
 import torch
 from botorch.acquisition.analytic import LogExpectedImprovement
 from botorch.acquisition.logei import qLogExpectedImprovement, qLogNoisyExpectedImprovement
@@ -55,7 +54,6 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
-from botorch.exceptions.warnings import BadInitialCandidatesWarning, InputDataWarning, OptimizationWarning
 from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
 from botorch.sampling import SobolQMCNormalSampler
 from botorch.sampling.pathwise import draw_matheron_paths
@@ -65,6 +63,7 @@ from labloop.errors import LabloopError
 from .space import DTYPE, CandidatePool, SearchSpace
 from labloop.spec import BotorchOptions, CampaignSpec, checked_options
 from .base import Observation, Proposal
+from . import quiet
 from .expert import ExpertPrior
 from .modeling import (
     ObjectiveTransform,
@@ -84,7 +83,9 @@ from .modeling import (
 def _torch_threads(n: int):
     """Run with ``n`` torch threads, then restore. Small GP linear algebra (n <= a few thousand) gains nothing from
     threads, and on a shared 2-core machine OpenMP spin-waiting made one fit 10-40x slower (16 s vs 0.4 s measured
-    at n = 200); one thread also leaves the other core to the RunEngine."""
+    at n = 200); one thread also leaves the other core to the RunEngine. The thread count is process-wide state, but
+    only the strategy uses torch, and one thread at a time runs it (labloop.run.workers.AskService): RunEngines and
+    drivers never see it change."""
     old = torch.get_num_threads()
     torch.set_num_threads(max(1, int(n)))
     try:
@@ -142,13 +143,11 @@ class BotorchStrategy:
             return []
         # exact Cholesky up to 4000 points (gpytorch switches to approximate CG/Lanczos above 800 by default, which
         # is slower here and makes proposals depend on solver tolerances)
-        with _torch_threads(self.options["threads"]), warnings.catch_warnings(), \
+        # jitter added to a Cholesky, a stalled line search, a retried optimizer start: expected on small data,
+        # handled by botorch, and noise to an operator; what matters is recorded as a fallback where it happens.
+        # Captured in this thread only (labloop.strategy.quiet): RunEngines on other threads keep their warnings.
+        with _torch_threads(self.options["threads"]), quiet.captured(), \
                 gpytorch.settings.max_cholesky_size(4000):
-            # jitter added to a Cholesky, a stalled line search, a retried optimizer start: expected on small data,
-            # handled by botorch, and noise to an operator
-            for cat in (NumericalWarning, OptimizationWarning, InputDataWarning, BadInitialCandidatesWarning):
-                warnings.simplefilter("ignore", cat)
-            warnings.filterwarnings("ignore", message="Optimization failed")  # recorded in _State._optimize
             state = self._new_state(observations, pending)
             out: list[Proposal] = []
             out += state.seed_points(n)
@@ -486,8 +485,7 @@ class _State:
                       equality_constraints=self.space.equality_constraints or None)
         # botorch retries an optimization that failed with new initial conditions (and warns "Optimization
         # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.filterwarnings("always", message="Optimization failed")
+        with quiet.captured() as caught:
             if self.space.cat_dims or self.space.discrete_dims:
                 X, v = optimize_acqf_mixed_alternating(acq, bounds=self.space.bounds,
                                                        discrete_dims=self.space.discrete_dims or None,

@@ -12,7 +12,6 @@ Yeo-Johnson warped first (:class:`WarpedTransform`).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -23,6 +22,8 @@ from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
+
+from . import quiet
 
 from .space import DTYPE, FeatureMap, SearchSpace
 from labloop.spec import ObjectiveSpec
@@ -101,8 +102,7 @@ class WarpedTransform:
             return base
         from scipy.stats import yeojohnson_normmax
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet.captured():  # scipy's overflow warnings while searching lambda: not the operator's concern
             try:
                 lam = float(yeojohnson_normmax(((t - mu) / sigma).numpy()))
             except (ValueError, FloatingPointError) as exc:
@@ -209,10 +209,8 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
         model.eval()
         return model
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("ignore")
+    with quiet.captured() as caught:
         # botorch re-emits an optimizer warning when it retries a fit from hyperparameters drawn from the priors
-        warnings.simplefilter("always", OptimizationWarning)
         try:
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
         except Exception as exc:  # noqa: BLE001 - the GP keeps its starting hyperparameters: usable, and recorded
