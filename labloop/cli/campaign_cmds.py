@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
     ) -> None:
         """Show a campaign's state, trial counts, best result and why it stopped."""
-        st = Store(_store_url(store))
+        st = Store(_store_url(store), create=False)
         try:
             c = st.campaign(campaign)
             spec = campaign_spec(c)
@@ -156,7 +156,7 @@ def register(app: typer.Typer) -> None:
         campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
     ) -> None:
         """Write one row per trial: trial, state, parameters, objectives, failure_reason, started, finished."""
-        st = Store(_store_url(store))
+        st = Store(_store_url(store), create=False)
         try:
             text = export(st, format.value, campaign)
         finally:

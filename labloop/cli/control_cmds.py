@@ -53,7 +53,7 @@ def is_alive(c: Campaign) -> bool:
 
 
 def _open(store: str | None, campaign: str | None) -> tuple[Store, Campaign]:
-    st = Store(store or DEFAULT_URL)
+    st = Store(store or DEFAULT_URL, create=False)
     try:
         return st, st.campaign(campaign)
     except LabloopError:
