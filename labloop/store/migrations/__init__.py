@@ -21,8 +21,9 @@ HERE = Path(__file__).resolve().parent
 REVISIONS = ("0001_baseline", "0002_operator_requests")
 HEAD = REVISIONS[-1]
 
-#: ``labloop_meta.schema_version`` of stores written before Alembic, and the revision each one is at.
-LEGACY_SCHEMA_REVISIONS = {"3": "0001_baseline"}
+#: ``labloop_meta.schema_version`` of stores written before Alembic, and the revision each one is at: 3 is the
+#: last release without migrations; 4 was written only by development versions just before migrations came.
+LEGACY_SCHEMA_REVISIONS = {"3": "0001_baseline", "4": "0002_operator_requests"}
 
 
 def alembic_config(connection: Any = None, url: str | None = None) -> Any:
