@@ -156,17 +156,20 @@ def test_reading_commands_create_no_store(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def _read_only_url(path) -> str:
-    return f"sqlite:///file:{path}?mode=ro&uri=true"
+def _read_only_url(url: str) -> str:
+    """The same store opened read-only: SQLite's read-only mode, or PostgreSQL read-only transactions."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///file:{url[len('sqlite:///'):]}?mode=ro&uri=true"
+    assert "options=-c" in url  # conftest's fresh-schema URL
+    return url + "%20-cdefault_transaction_read_only%3Don"
 
 
-def test_read_only_store_refuses_writes_cleanly_and_still_reads(tmp_path):
-    """Tests run as root, which ignores permission bits; SQLite's read-only open mode takes the same path."""
-    path = tmp_path / "labloop.db"
-    store = Store(f"sqlite:///{path}")
+def test_read_only_store_refuses_writes_cleanly_and_still_reads(store_url):
+    """Tests run as root, which ignores permission bits; SQLite's read-only mode takes the same path."""
+    store = Store(store_url)
     store.create_campaign("c1", THINFILM.read_text(), "0" * 64)
     store.close()
-    url = _read_only_url(path)
+    url = _read_only_url(store_url)
     with pytest.raises(StoreError) as err:
         Store(url)  # a command that writes learns it before starting anything
     assert "is read-only" in err.value.problem and "writable" in err.value.fix
