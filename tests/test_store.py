@@ -120,6 +120,26 @@ def test_bad_store_urls_are_explained(tmp_path):
     assert not (tmp_path / "missing-dir").exists()
     with pytest.raises(StoreError, match="is a folder, not a store file"):
         Store(f"sqlite:///{tmp_path}")
+    (tmp_path / "campaign.yaml").write_text("name: x\n" * 100)
+    with pytest.raises(StoreError, match="the file is not an SQLite database") as err:
+        Store(f"sqlite:///{tmp_path / 'campaign.yaml'}")
+    assert "--store" in err.value.fix
+    assert (tmp_path / "campaign.yaml").read_text() == "name: x\n" * 100
+
+
+def test_another_applications_database_is_not_taken_over(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('ae1027a6acf')")
+    with pytest.raises(StoreError, match="holds no labloop store but another application's tables") as err:
+        Store(f"sqlite:///{path}")
+    assert "of its own" in err.value.fix
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["alembic_version",
+                                                                                  "sqlite_autoindex_alembic_version_1"]
 
 
 def test_unreachable_database_server_is_explained():

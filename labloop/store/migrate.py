@@ -24,6 +24,7 @@ class Revision:
     revision: str | None  # from alembic_version, or mapped from a pre-Alembic schema_version; None if neither
     legacy: str | None = None  # labloop_meta.schema_version of a store without alembic_version
     empty: bool = False  # no labloop tables at all: a new database
+    foreign: bool = False  # no labloop tables, but another application's alembic_version
 
     @property
     def label(self) -> str:
@@ -50,15 +51,14 @@ class Revision:
 def read_revision(conn: Connection) -> Revision:
     """The store's revision; only reads."""
     tables = set(inspect(conn).get_table_names())
+    ours = any(t in tables for t in LABLOOP_TABLES)
     version = None
     if "alembic_version" in tables:
         rows = [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]
-        if len(rows) > 1:  # branches: labloop's history is linear, so another tool wrote this
-            return Revision(", ".join(sorted(rows)))
-        version = rows[0] if rows else None
+        version = ", ".join(sorted(rows)) or None  # several rows: branches, which labloop's history never has
     if version is not None:
-        return Revision(version)
-    if not any(t in tables for t in LABLOOP_TABLES):
+        return Revision(version, foreign=not ours and version not in REVISIONS)
+    if not ours:
         return Revision(None, empty=True)
     legacy = None
     if "labloop_meta" in tables:
@@ -72,6 +72,11 @@ def refusal(found: Revision, display_url: str) -> StoreError | None:
     if found.at_head:
         return None
     store_word = "file" if display_url.startswith("sqlite") else "database"
+    if found.foreign:
+        return StoreError(
+            f"{display_url} holds no labloop store but another application's tables (its alembic_version is "
+            f"{found.revision})",
+            f"give labloop a {store_word} of its own (e.g. `createdb labloop`, or another SQLite file) with --store")
     if found.behind:
         return StoreError(
             f"the store {display_url} has schema revision {found.label}; this labloop needs {HEAD}",
@@ -111,11 +116,16 @@ def run_upgrade(conn: Connection, found: Revision) -> None:
 
 def begin_exclusive(conn: Connection) -> Any:
     """Start the transaction now, holding SQLite's write lock, so DDL and the revision stamp commit together
-    (pysqlite would otherwise run each CREATE TABLE outside any transaction). PostgreSQL's DDL is transactional
-    anyway."""
+    (pysqlite would otherwise run each CREATE TABLE outside any transaction) and a second process waits, then finds
+    the work done. PostgreSQL's DDL is transactional anyway; an advisory lock makes the second process wait."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":  # creators and upgraders of stores in this database take turns
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
     return conn
+
+
+ADVISORY_LOCK = 0x6C61626C  # 'labl': PostgreSQL advisory lock held while a store is created or migrated
 
 
 def _engine(url: str) -> tuple[Any, str]:
@@ -143,23 +153,29 @@ def _sqlite_durable(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _connect(engine: Any, url: str) -> Connection:
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import DBAPIError
 
     from .repository import cannot_open
 
     try:
         return engine.connect()
-    except OperationalError as exc:
+    except DBAPIError as exc:
         engine.dispose()
         raise cannot_open(url, str(engine.url), exc) from None
 
 
 def store_revision(url: str) -> Revision:
     """The revision of the store at ``url`` (``labloop db current``); reads only, creates nothing."""
+    from sqlalchemy.exc import DBAPIError
+
+    from .repository import cannot_open
+
     engine, display = _engine(url)
     try:
         with _connect(engine, url) as conn:
             found = read_revision(conn)
+    except DBAPIError as exc:
+        raise cannot_open(url, str(engine.url), exc) from None
     finally:
         engine.dispose()
     if found.empty:

@@ -86,7 +86,7 @@ class Store:
         try:
             with self.engine.connect() as conn:  # only reads: a store this labloop cannot use stays untouched
                 found = read_revision(conn)
-        except OperationalError as exc:
+        except DBAPIError as exc:
             self.engine.dispose()
             raise cannot_open(url, self.url, exc) from None
         self.engine.dispose()  # that connection lacked the pragmas below
@@ -392,13 +392,19 @@ def _check_sqlite_path(path: Path, given: str, create: bool) -> None:
         raise StoreError(f"no store at {path}", "run `labloop run FILE` in this folder first, or pass --store")
 
 
-def cannot_open(given: str, url: str, exc: OperationalError) -> StoreError:
+def cannot_open(given: str, url: str, exc: DBAPIError) -> StoreError:
     """Why a store could not be opened, worded for SQLite files and database servers apart."""
     u = make_url(url)
     reason = _first_line(exc.orig)
     if u.get_backend_name() == "sqlite":
+        if "not a database" in reason:
+            return StoreError(f"cannot open store '{given}': the file is not an SQLite database ({reason})",
+                              "pass --store with the labloop.db a campaign was run with, or a new file name")
         return StoreError(f"cannot open store '{given}': {reason}",
                           "check that the path names a labloop store file you may read and write")
+    if not isinstance(exc, OperationalError):  # connected, but the database refused to be read
+        return StoreError(f"cannot read the store '{display_url(given)}': {reason}",
+                          "check that the database user may read it and that the URL names a labloop store")
     where = f"{u.host or 'localhost'}:{u.port or 5432}"
     return StoreError(f"cannot connect to the database server at {where} for store '{display_url(given)}': {reason}",
                       "check that the server runs and the URL (host, port, user, password, database) is right")
