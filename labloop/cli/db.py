@@ -20,9 +20,10 @@ db_app = typer.Typer(name="db", help="Store maintenance: schema upgrade and revi
 def upgrade(store: StoreOpt = None) -> None:
     """Migrate the store to this labloop's schema (back it up first). Running it again changes nothing."""
     from labloop.store.migrate import upgrade_store
+    from labloop.store.repository import display_url
 
-    url = store or DEFAULT_URL
-    before, after = upgrade_store(url)
+    before, after = upgrade_store(store or DEFAULT_URL)
+    url = display_url(store or DEFAULT_URL)
     if before == after:
         console.print(f"the store {url} is already at revision {after.label} (up to date); nothing to do",
                       soft_wrap=True)
@@ -35,9 +36,10 @@ def upgrade(store: StoreOpt = None) -> None:
 def current(store: StoreOpt = None) -> None:
     """Show the store's schema revision and whether this labloop can use it."""
     from labloop.store.migrate import HEAD, refusal, store_revision
+    from labloop.store.repository import display_url
 
-    url = store or DEFAULT_URL
-    found = store_revision(url)
+    found = store_revision(store or DEFAULT_URL)
+    url = display_url(store or DEFAULT_URL)
     if found.at_head:
         console.print(f"{found.label} (head: up to date)", soft_wrap=True)
         return
