@@ -116,7 +116,13 @@ def test_status_and_export_explain_an_empty_store(tmp_path):
     for cmd in (["status", "--store", url], ["export", "--store", url, "--format", "csv"]):
         r = invoke(*cmd)
         assert r.exit_code == 2
-        assert "holds no" in r.output and "fix: run `labloop run FILE` first" in r.output
+        assert "no store at" in r.output and "fix: run `labloop run FILE` in this folder first" in r.output
+        assert not (tmp_path / "empty.db").exists()  # reading commands create no store
+    Store(url).close()
+    for cmd in (["status", "--store", url], ["export", "--store", url, "--format", "csv"]):
+        r = invoke(*cmd)
+        assert r.exit_code == 2
+        assert "holds no campaign yet" in r.output and "fix: run `labloop run FILE` first" in r.output
 
 
 def test_an_objective_plugin_that_raises_fails_only_its_trial(tmp_path):

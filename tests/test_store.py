@@ -4,12 +4,19 @@ on PostgreSQL alike, and survives being reopened by another process (here: anoth
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from labloop.cli import app
 from labloop.errors import StoreError
 from labloop.store import DocumentWriter, Store
+
+from campaign_files import THINFILM
+
+runner = CliRunner()
 
 
 def _campaign(store: Store):
@@ -43,7 +50,7 @@ def test_campaign_and_trials_round_trip(store_url):
 
 def test_campaign_lookup_by_id_uid_name_and_errors(store_url):
     store = Store(store_url)
-    with pytest.raises(StoreError, match="holds no any campaign|holds no"):
+    with pytest.raises(StoreError, match="holds no campaign yet"):
         store.campaign()
     a = _campaign(store)
     b = store.create_campaign("other", "name: other\n", "1" * 64)
@@ -109,5 +116,111 @@ def test_steps_samples_and_audit(store_url):
 def test_bad_store_urls_are_explained(tmp_path):
     with pytest.raises(StoreError, match="not a database URL"):
         Store("not a url")
-    with pytest.raises(StoreError, match="cannot open store"):
+    with pytest.raises(StoreError, match="cannot open store") as err:
         Store(f"sqlite:///{tmp_path}/missing-dir/x.db")
+    assert f"the folder {tmp_path}/missing-dir does not exist" in err.value.problem
+    assert "create the folder, or choose another path" in err.value.fix and "server" not in str(err.value)
+    assert not (tmp_path / "missing-dir").exists()
+    with pytest.raises(StoreError, match="is a folder, not a store file"):
+        Store(f"sqlite:///{tmp_path}")
+    (tmp_path / "campaign.yaml").write_text("name: x\n" * 100)
+    with pytest.raises(StoreError, match="the file is not an SQLite database") as err:
+        Store(f"sqlite:///{tmp_path / 'campaign.yaml'}")
+    assert "--store" in err.value.fix
+    assert (tmp_path / "campaign.yaml").read_text() == "name: x\n" * 100
+
+
+def test_another_applications_database_is_not_taken_over(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        conn.execute("INSERT INTO alembic_version VALUES ('ae1027a6acf')")
+    with pytest.raises(StoreError, match="holds no labloop store but another application's tables") as err:
+        Store(f"sqlite:///{path}")
+    assert "of its own" in err.value.fix
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["alembic_version",
+                                                                                  "sqlite_autoindex_alembic_version_1"]
+
+
+def test_unreachable_database_server_is_explained():
+    with pytest.raises(StoreError) as err:
+        Store("postgresql://labloop:secret@127.0.0.1:1/lab")  # nothing listens on port 1
+    assert "cannot connect to the database server at 127.0.0.1:1" in err.value.problem
+    assert "secret" not in str(err.value)
+    assert "check that the server runs and the URL" in err.value.fix
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
+                                 "sqlite:///file:x?mode=memory&uri=true"])
+def test_in_memory_sqlite_is_refused(url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError) as err:
+        Store(url)
+    assert f"'{url}' is an in-memory database" in err.value.problem
+    assert "give a file path, e.g. --store sqlite:///labloop.db" in err.value.fix
+    r = runner.invoke(app, ["run", str(THINFILM), "--store", url], catch_exceptions=False)
+    assert r.exit_code == 2 and "in-memory database" in r.output and "Traceback" not in r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_commands_create_no_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError) as err:
+        Store(create=False)
+    assert err.value.problem == f"no store at {tmp_path / 'labloop.db'}"
+    assert err.value.fix == "run `labloop run FILE` in this folder first, or pass --store"
+    for cmd in (["status"], ["export"], ["pause"], ["resume"], ["approve", "1"], ["db", "current"]):
+        r = runner.invoke(app, cmd, catch_exceptions=False)
+        assert r.exit_code == 2, (cmd, r.output)
+        assert "no store at" in r.output and "Traceback" not in r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def _read_only_url(url: str) -> str:
+    """The same store opened read-only: SQLite's read-only mode, or PostgreSQL read-only transactions."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///file:{url[len('sqlite:///'):]}?mode=ro&uri=true"
+    assert "options=-c" in url  # conftest's fresh-schema URL
+    return url + "%20-cdefault_transaction_read_only%3Don"
+
+
+def test_read_only_store_refuses_writes_cleanly_and_still_reads(store_url):
+    """Tests run as root, which ignores permission bits; SQLite's read-only mode takes the same path."""
+    store = Store(store_url)
+    store.create_campaign("c1", THINFILM.read_text(), "0" * 64)
+    store.close()
+    url = _read_only_url(store_url)
+    with pytest.raises(StoreError) as err:
+        Store(url)  # a command that writes learns it before starting anything
+    assert "is read-only" in err.value.problem and "writable" in err.value.fix
+    reader = Store(url, create=False)
+    assert reader.campaign().name == "c1"
+    with pytest.raises(StoreError, match="is read-only"):  # a write later on: a StoreError, not an SQL traceback
+        reader.set_control(reader.campaign().id, "pause")
+    reader.close()
+    r = runner.invoke(app, ["run", str(THINFILM), "--store", url], catch_exceptions=False)
+    assert r.exit_code == 2 and "is read-only" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["pause", "--store", url], catch_exceptions=False)
+    assert r.exit_code == 2 and "is read-only" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["status", "--store", url], catch_exceptions=False)
+    assert r.exit_code == 0 and "c1" in r.output and "trials: none" in r.output, r.output
+    r = runner.invoke(app, ["export", "--store", url], catch_exceptions=False)
+    assert r.exit_code == 0 and r.output.startswith("trial,state,"), r.output
+
+
+def test_store_file_without_write_permission(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores permission bits; test_read_only_store_refuses_writes_cleanly_and_still_reads "
+                    "covers the same error path with SQLite's read-only mode")
+    path = tmp_path / "labloop.db"
+    Store(f"sqlite:///{path}").close()
+    path.chmod(0o444)
+    try:
+        with pytest.raises(StoreError, match="is read-only") as err:
+            Store(f"sqlite:///{path}")
+        assert "writable" in err.value.fix
+    finally:
+        path.chmod(0o644)

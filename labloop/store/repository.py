@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sqlalchemy import create_engine, event, func, insert, inspect, select, update
+from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from labloop import __version__
 from labloop.errors import StoreError
 from labloop.states import IllegalTransition, StepState, TrialState, check_step_transition, check_trial_transition
+from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
 from .schema import (SCHEMA_VERSION, AuditEntry, Base, Campaign, Document, Meta, OperatorRequest, ProcessPoint, Sample,
                      Step, Trial, utcnow)
 
@@ -59,13 +63,20 @@ def normalize_url(url: str) -> str:
 
 
 class Store:
-    """Campaigns, trials, steps, documents, process streams, samples and the audit log."""
+    """Campaigns, trials, steps, documents, process streams, samples and the audit log.
+
+    ``create=False`` opens an existing store only (commands that read, or that ask a running campaign for
+    something): where there is none, it raises instead of leaving an empty database behind. Opening refuses,
+    before writing anything, a store at another schema revision than this labloop's (see ``labloop db upgrade``).
+    """
 
     def __init__(self, url: str = DEFAULT_URL, create: bool = True):
+        self.given_url = url
         self.url = normalize_url(url)
-        if not create:
-            _must_exist(self.url, url)
+        self._path = sqlite_path(self.url, url)
         is_sqlite = self.url.startswith("sqlite")
+        if self._path is not None:
+            _check_sqlite_path(self._path, url, create)
         kwargs: dict[str, Any] = {"json_serializer": lambda o: json.dumps(to_jsonable(o))}
         if is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -73,30 +84,69 @@ class Store:
             self.engine: Engine = create_engine(self.url, **kwargs)
         except Exception as exc:  # missing driver, malformed options
             raise StoreError(f"cannot use store '{url}': {exc}", "check the URL and that its driver is installed") from None
+        try:
+            with self.engine.connect() as conn:  # only reads: a store this labloop cannot use stays untouched
+                found = read_revision(conn)
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise cannot_open(url, self.url, exc) from None
+        self.engine.dispose()  # that connection lacked the pragmas below
         if is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        try:
-            existed = inspect(self.engine).has_table("campaigns")
-            Base.metadata.create_all(self.engine)
-        except OperationalError as exc:
-            raise StoreError(f"cannot open store '{url}': {exc.orig}",
-                             "check that the database server runs and the path/URL is right") from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._check_schema(existed)
+        if found.empty:
+            if not create:
+                raise self._no_store()
+            found = self._create()
+        problem = refusal(found, self._display_url())
+        if problem is not None:
+            self.engine.dispose()
+            raise problem
+        if create:
+            self._check_writable()
 
-    def _check_schema(self, existed: bool) -> None:
-        """Refuse a store written with another schema instead of failing later in the middle of a campaign."""
-        with self.session() as s:
-            row = s.get(Meta, "schema_version")
-            if row is None and not existed:
-                s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-                return
-        found = row.value if row is not None else "unknown (older)"
-        if found != str(SCHEMA_VERSION):
-            raise StoreError(
-                f"the store {self._display_url()} has schema version {found}; this labloop uses {SCHEMA_VERSION}",
-                "use a new store for new campaigns (e.g. another --store file), or the labloop version that wrote it",
-            )
+    def _create(self) -> Revision:
+        """Create the head schema and record its revision, in one transaction (a second process creating the same
+        store at the same time waits, then finds it created)."""
+        try:
+            with self.engine.connect() as conn:
+                begin_exclusive(conn)
+                found = read_revision(conn)
+                if found.empty:
+                    Base.metadata.create_all(conn)
+                    conn.execute(insert(Meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    stamp_head(conn)
+                    found = read_revision(conn)
+                conn.commit()
+                return found
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise self._write_problem(exc) from None
+
+    def _check_writable(self) -> None:
+        """Commands that write learn now, not halfway through a campaign, that the store is read-only."""
+        if self._path is not None and self._path.exists():
+            for p in (self._path, self._path.parent):
+                if not os.access(p, os.W_OK):
+                    raise self._read_only(f"{p} is not writable")
+        try:
+            with self.engine.connect() as conn:  # a no-op update, rolled back: needs write access, changes nothing
+                conn.execute(update(Meta).where(Meta.key == "schema_version").values(value=Meta.value))
+                conn.rollback()
+        except DBAPIError as exc:
+            self.engine.dispose()
+            raise self._write_problem(exc) from None
+
+    def _write_problem(self, exc: DBAPIError) -> StoreError:
+        return write_problem(exc, self._display_url())
+
+    def _read_only(self, why: str) -> StoreError:
+        return read_only(self._display_url(), why)
+
+    def _no_store(self) -> StoreError:
+        self.engine.dispose()
+        where = str(self._path) if self._path is not None else self._display_url()
+        return StoreError(f"no store at {where}", "run `labloop run FILE` in this folder first, or pass --store")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -107,8 +157,11 @@ class Store:
             try:
                 yield s
                 s.commit()
-            except SQLAlchemyError:
+            except SQLAlchemyError as exc:
                 s.rollback()
+                problem = store_problem(exc, self._display_url()) if isinstance(exc, DBAPIError) else None
+                if problem is not None:  # read-only, disk full, server gone: the operator's to fix, not a bug
+                    raise problem from None
                 raise
 
     # ----------------------------------------------------------------------------------------- campaigns
@@ -133,8 +186,10 @@ class Store:
                     q = q.where((Campaign.uid == ref_s) | (Campaign.name == ref_s))
             c = s.scalars(q.limit(1)).first()
         if c is None:
-            what = f"campaign '{ref}'" if ref is not None else "any campaign"
-            raise StoreError(f"the store {self._display_url()} holds no {what}",
+            if ref is not None:
+                raise StoreError(f"the store {self._display_url()} holds no campaign '{ref}'",
+                                 "see `labloop status` for the campaigns it holds, or pass --store with the right URL")
+            raise StoreError(f"the store {self._display_url()} holds no campaign yet",
                              "run `labloop run FILE` first, or pass --store with the right URL")
         return c
 
@@ -374,7 +429,100 @@ class Store:
             return list(s.scalars(q))
 
     def _display_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        """The URL as the operator wrote it (to copy into commands), without its password."""
+        return display_url(self.given_url)
+
+
+def display_url(url: str) -> str:
+    """``url`` with its password hidden; otherwise as written (SQLite file URIs stay readable)."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        return url
+    return url if u.password is None else u.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: str, given: str | None = None) -> Path | None:
+    """The file of an SQLite URL (None for a server URL). An in-memory database is refused: the runner's threads
+    and the other labloop commands (status, pause, resume) could not share it, and it is gone when labloop ends."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite":
+        return None
+    db = u.database or ""
+    uri = str(u.query.get("uri", "")).lower() in ("true", "1", "yes")
+    memory = db in ("", ":memory:")
+    if uri and db.startswith("file:"):
+        parsed = urlsplit(db)
+        db = unquote(parsed.path)
+        mode = dict(parse_qsl(parsed.query)).get("mode") or u.query.get("mode")
+        memory = db in ("", ":memory:") or mode == "memory"
+    if memory:
+        raise StoreError(f"'{given or url}' is an in-memory database: the runner's threads and other labloop "
+                         "commands (status, pause, resume) cannot share it, and it is lost when labloop exits",
+                         "give a file path, e.g. --store sqlite:///labloop.db")
+    return Path(db).expanduser().absolute()
+
+
+def _check_sqlite_path(path: Path, given: str, create: bool) -> None:
+    if not path.parent.is_dir():
+        raise StoreError(f"cannot open store '{given}': the folder {path.parent} does not exist",
+                         "create the folder, or choose another path (e.g. --store sqlite:///labloop.db)")
+    if path.is_dir():
+        raise StoreError(f"cannot open store '{given}': {path} is a folder, not a store file",
+                         f"name a file in it, e.g. --store sqlite:///{path / 'labloop.db'}")
+    if not create and not path.exists():
+        raise StoreError(f"no store at {path}", "run `labloop run FILE` in this folder first, or pass --store")
+
+
+def cannot_open(given: str, url: str, exc: DBAPIError) -> StoreError:
+    """Why a store could not be opened, worded for SQLite files and database servers apart."""
+    u = make_url(url)
+    reason = _first_line(exc.orig)
+    if u.get_backend_name() == "sqlite":
+        if "not a database" in reason:
+            return StoreError(f"cannot open store '{given}': the file is not an SQLite database ({reason})",
+                              "pass --store with the labloop.db a campaign was run with, or a new file name")
+        return StoreError(f"cannot open store '{given}': {reason}",
+                          "check that the path names a labloop store file you may read and write")
+    if not isinstance(exc, OperationalError):  # connected, but the database refused to be read
+        return StoreError(f"cannot read the store '{display_url(given)}': {reason}",
+                          "check that the database user may read it and that the URL names a labloop store")
+    where = f"{u.host or 'localhost'}:{u.port or 5432}"
+    return StoreError(f"cannot connect to the database server at {where} for store '{display_url(given)}': {reason}",
+                      "check that the server runs and the URL (host, port, user, password, database) is right")
+
+
+def store_problem(exc: DBAPIError, display: str) -> StoreError | None:
+    """A database error the operator can fix (read-only store, full disk, lost server), or None for a bug."""
+    msg = str(exc.orig).lower()
+    reason = _first_line(exc.orig)
+    if "readonly database" in msg or "read-only transaction" in msg or "permission denied" in msg:
+        return read_only(display, reason)
+    if "database or disk is full" in msg or "no space left" in msg:
+        return StoreError(f"the store {display} cannot grow: {reason}",
+                          "free disk space (or move the store to a larger disk) and resume")
+    if exc.connection_invalidated or "server closed the connection" in msg or "connection refused" in msg:
+        return StoreError(f"lost the connection to the store {display}: {reason}",
+                          "check that the database server runs, then `labloop resume`")
+    if "unable to open database file" in msg:
+        return StoreError(f"cannot open the store file {display}: {reason}",
+                          "check that the file and its folder exist and are writable")
+    return None
+
+
+def write_problem(exc: DBAPIError, display: str) -> StoreError:
+    return store_problem(exc, display) or StoreError(f"cannot write to the store {display}: {_first_line(exc.orig)}",
+                                                     "check that the store is writable and the database server runs")
+
+
+def read_only(display: str, why: str) -> StoreError:
+    return StoreError(f"the store {display} is read-only ({why})",
+                      "make the store file and its folder writable (or the database user allowed to write), "
+                      "or pass --store with a writable store; `labloop status` and `export` can still read it")
+
+
+def _first_line(orig: Any) -> str:
+    return (str(orig).strip().splitlines() or [""])[0]
 
 
 def this_runner() -> tuple[str, float]:
@@ -385,17 +533,6 @@ def this_runner() -> tuple[str, float]:
     import psutil
 
     return f"{socket.gethostname()}:{os.getpid()}", psutil.Process().create_time()
-
-
-def _must_exist(url: str, given: str) -> None:
-    """Commands that only read must not leave an empty store behind where there was none."""
-    u = make_url(url)
-    if u.drivername.startswith("sqlite") and u.database and u.database != ":memory:":
-        import os
-
-        if not os.path.exists(u.database):
-            raise StoreError(f"there is no store at {u.database}",
-                             "run this in the folder you ran `labloop run` in, or pass --store with its URL")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
