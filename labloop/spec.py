@@ -482,9 +482,10 @@ class SchedulingSpec(_Model):
         "that frees never waits for the optimizer.",
     )
     pause_after_same_failures: int = Field(
-        3, ge=0,
-        description="Pause the campaign when this many trials in a row failed with the same cause (a systematic "
-        "fault: a missing file, a broken instrument) instead of spending the budget on it; 0 never pauses.",
+        5, ge=0,
+        description="Pause the campaign when this many trials in a row failed in a workflow step with the same "
+        "cause (a systematic fault: a missing file, a broken instrument) instead of spending the budget on it; "
+        "objective plugins' rejections do not count; 0 never pauses.",
     )
 
 

@@ -14,16 +14,24 @@ THINKING = threading.Event()  # set while a slow ask is in progress
 
 
 class SlowStrategy:
-    def __init__(self, spec: Any, candidates: Any = None, delay: float = 10.0, **options: Any):
-        self.inner = RandomStrategy(spec, candidates)
-        self.delay = float(delay)
+    def __init__(self, spec: Any, candidates: Any = None, **kw: Any):
+        options = dict(spec.strategy.options)  # this plugin's own options; the random strategy gets none
+        plain = spec.model_copy(update={"strategy": spec.strategy.model_copy(update={"options": {}})})
+        self.inner = RandomStrategy(plain, candidates)
+        self.delay = float(options.get("delay", 10.0))
+        self.busy = bool(options.get("busy", False))  # burn CPU in Python (holding the GIL) instead of sleeping
 
     def ask(self, n: int, observations: list, pending: list) -> list:
         ASKS.append(time.perf_counter())
         if len(ASKS) > 1:
             THINKING.set()
             try:
-                time.sleep(self.delay)
+                end = time.perf_counter() + self.delay
+                while time.perf_counter() < end:
+                    if self.busy:
+                        sum(i * i for i in range(2000))
+                    else:
+                        time.sleep(0.05)
             finally:
                 THINKING.clear()
         return self.inner.ask(n, observations, pending)

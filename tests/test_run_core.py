@@ -339,3 +339,33 @@ def test_a_workflow_that_measures_what_it_never_made_is_refused():
     with pytest.raises(SpecError) as e:
         prepare_text(yaml.safe_dump(data), "nosynth.yaml")
     assert "nosynth.yaml" in e.value.problem and "measures before anything is synthesized" in e.value.problem
+
+
+def test_the_strategy_captures_its_own_warnings_without_touching_other_threads():
+    import threading
+    import warnings
+
+    from labloop.strategy import quiet
+
+    inside, seen_by_other = threading.Event(), []
+    release = threading.Event()
+
+    def strategy_thread(out):
+        with quiet.captured() as caught:
+            warnings.warn("jitter added to the Cholesky", RuntimeWarning)
+            inside.set()
+            release.wait(5)
+        out.extend(str(w.message) for w in caught)
+
+    mine: list[str] = []
+    th = threading.Thread(target=strategy_thread, args=(mine,))
+    th.start()
+    inside.wait(5)
+    with warnings.catch_warnings(record=True) as rec:  # a RunEngine thread's warning while the strategy captures
+        warnings.simplefilter("always")
+        warnings.warn("chamber pressure reading is stale", UserWarning)
+        seen_by_other.extend(str(w.message) for w in rec)
+    release.set()
+    th.join(5)
+    assert mine == ["jitter added to the Cholesky"]
+    assert seen_by_other == ["chamber pressure reading is stale"]

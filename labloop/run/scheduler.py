@@ -354,8 +354,8 @@ class Scheduler:
 
     # ------------------------------------------------------------------ proposals
     def _check_systematic_failure(self, trials: list[Trial]) -> None:
-        """N trials in a row failed with the same cause: a systematic fault. Pause with the cause named instead of
-        spending the budget on it."""
+        """N trials in a row failed in the same step with the same cause: a systematic fault (a missing file, a
+        dead instrument). Pause with the cause named instead of spending the budget on it."""
         n = self.spec.scheduling.pause_after_same_failures
         if n <= 0:
             return
@@ -363,6 +363,11 @@ class Scheduler:
                        key=lambda t: (t.finished_at, t.number))
         last = ended[-n:]
         if len(last) < n or any(t.state != S.FAILED for t in last):
+            return
+        # only faults of the lab count (a step that failed): an objective plugin's QC rejection is data about
+        # the region the strategy is exploring, and the strategy learns to leave it
+        labels = {step.label for step in self.workflow}
+        if any((t.failure_reason or "").split(": ", 1)[0] not in labels for t in last):
             return
         causes = {failure_cause(t.failure_reason) for t in last}
         if len(causes) != 1 or self._failure_streak_seen == last[-1].id:

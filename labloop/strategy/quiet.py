@@ -3,8 +3,8 @@
 Why not ``warnings.catch_warnings``: it swaps the process-wide filter list and ``showwarning`` hook for as long as it
 is active and restores them afterwards. The strategy runs on its own thread while RunEngines run trials on others,
 so a fit's catch_warnings would silence (or record as its own) the warnings of a running deposition, and its
-restore would undo filters another thread set meanwhile. Instead, :func:`install` wraps ``showwarning`` once (at
-import, before any RunEngine runs) with a hook that hands a warning to the *current thread's* sink if it has one,
+restore would undo filters another thread set meanwhile. Instead, :func:`install` wraps the function that shows a warning
+once (before any RunEngine runs) with a hook that hands a warning to the *current thread's* sink if it has one,
 and :func:`captured` gives a thread a sink for the duration of a block. Nothing process-wide changes after import.
 """
 
@@ -22,15 +22,15 @@ _lock = threading.Lock()
 
 
 def _hook(original: Any) -> Any:
-    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' API
+    def _showwarnmsg(msg: warnings.WarningMessage) -> None:
         sink = getattr(_local, "sink", None)
         if sink is None:
-            return original(message, category, filename, lineno, file, line)
-        sink.append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+            return original(msg)
+        sink.append(msg)
         return None
 
-    showwarning._labloop_quiet = True  # type: ignore[attr-defined]
-    return showwarning
+    _showwarnmsg._labloop_quiet = True  # type: ignore[attr-defined]
+    return _showwarnmsg
 
 
 def install() -> None:
@@ -40,8 +40,10 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        if not getattr(warnings.showwarning, "_labloop_quiet", False):
-            warnings.showwarning = _hook(warnings.showwarning)
+        # warnings._showwarnmsg is what both the C and the Python warn() call to show a warning that passed the
+        # filters; catch_warnings (pytest's, a user's) swaps showwarning but never this, so the hook stays in place
+        if not getattr(warnings._showwarnmsg, "_labloop_quiet", False):  # type: ignore[attr-defined]
+            warnings._showwarnmsg = _hook(warnings._showwarnmsg)  # type: ignore[attr-defined]
         from botorch.exceptions.warnings import BadInitialCandidatesWarning, InputDataWarning, OptimizationWarning
 
         for cat in (OptimizationWarning, InputDataWarning, BadInitialCandidatesWarning):
