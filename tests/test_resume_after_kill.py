@@ -309,3 +309,30 @@ def test_a_sample_in_the_gripper_continues_its_move_and_is_recorded(tmp_path):
     [entry] = [a.detail for a in store.audit_log(c.id) if a.action == "sample.reconcile"]
     assert (entry["store_said"], entry["lab_says"], entry["now"]) == ("chamber", "robot", "chamber")
     store.close()
+
+
+def test_when_the_lab_lost_its_world_resume_asks_an_operator_and_the_next_resume_continues(tmp_path):
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    store, c, first = kill_during_first_deposition(tmp_path)
+    (tmp_path / "thinfilm-nb-tio2.world.json").unlink()  # nothing in the lab can tell where the sample is now
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    r = CliRunner().invoke(app, ["resume", "--store", url])
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert (f"error: sample {first.sample_id}: the store says 'chamber', the lab cannot tell fix: look for it in "
+            f"chamber or load_lock, put it in storage, then run `labloop resume`") in out
+    assert "Traceback" not in r.output
+    assert store.campaign(c.id).state == "paused"
+    # the operator found the sample, put it in storage, and resumes: the campaign finishes without quarantine
+    resume_with_the_cli(tmp_path)
+    audit = store.audit_log(c.id)
+    assert [a.detail["sample"] for a in audit if a.action == "sample.unlocated"] == [first.sample_id]
+    assert [(a.detail["store_said"], a.detail["now"]) for a in audit if a.action == "sample.reconcile"] == [
+        ("chamber", "storage")]
+    assert not [a for a in audit if a.action == "station.quarantine"]
+    assert store.campaign(c.id).state == "finished"
+    assert sorted(t.state for t in store.trials(c.id)) == ["done"] * (TRIALS - 1) + ["failed"]
+    store.close()
