@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import typer
 from ophyd import Component as Cpt
-from ophyd import Signal
+from ophyd import Device, Signal
 from ophyd.status import Status
 from typer.testing import CliRunner
 
@@ -65,6 +65,16 @@ class NeverCompletes(Station):
 
     def set(self, recipe):
         check_limits(self.limits, recipe, self.name)
+        return Status()
+
+
+class NoLimitsNeverCompletes(Device):
+    """A plain bluesky Movable with no limits and no hints whose set() returns a Status nobody finishes."""
+
+    readback = Cpt(Signal, value=1.5, kind="hinted")
+    default_timeout = 0.3
+
+    def set(self, value):
         return Status()
 
 
@@ -125,6 +135,9 @@ class NoReconnectHotplate(Hotplate):
 BROKEN = [
     ("WrongReadKeys", {}, "describe_read_agree", "read but not described: ['dut_extra']"),
     ("NeverCompletes", {}, "set_completes", "was not done 0.6 s after the call (declared timeout 0.3 s)"),
+    ("NoLimitsNeverCompletes", {}, "set_completes",
+     "the Status of set(1.5) (its own current reading: it declares no limits and no conformance_hints()['setpoint'])"
+     " was not done 0.6 s after the call (declared timeout 0.3 s)"),
     ("RaisesInSet", {}, "set_completes", "raised ZeroDivisionError"),
     ("IgnoresLimits", {}, "limits_refused", "lies outside the declared limits but succeeded"),
     ("IgnoresStop", {}, "stop_mid_action", "stop() did not stop"),
@@ -216,6 +229,66 @@ def test_an_ophyd_async_style_device_is_checked_in_the_bluesky_event_loop():
         assert outcomes[name] == "pass", report.summary()
     assert "no default_timeout declared" in report["protocols"].message
     assert outcomes["reconnect"] == outcomes["errors_fail_status"] == "skip"
+
+
+class NoLimitsMotor(Device):
+    """A well-behaved Movable that declares no limits and no hints: set() moves the readback and finishes."""
+
+    readback = Cpt(Signal, value=1.5, kind="hinted")
+    setpoint = Cpt(Signal, value=1.5, kind="normal")
+    default_timeout = 1.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sets = []
+
+    def set(self, value):
+        self.sets.append(value)
+        self.setpoint.put(float(value))
+        self.readback.put(float(value))
+        status = Status(obj=self, timeout=self.default_timeout)
+        status.set_finished()
+        return status
+
+
+class NoLimitsStation(Station):
+    """A station that declares no limits: it is set to its own hinted reading, as a recipe."""
+
+    temperature = Cpt(Signal, value=21.5, kind="hinted")
+    default_timeout = 1.0
+    limits = {}
+
+    def set(self, recipe):
+        self.recipes = getattr(self, "recipes", []) + [dict(recipe)]
+        return self._run_status(lambda: self.temperature.put(float(recipe["temperature"])))
+
+
+def test_a_device_without_limits_or_hints_is_set_to_its_own_reading():
+    motor = NoLimitsMotor(name="motor")
+    report = conformance.run_conformance(motor, **FAST)
+    assert report.ok, report.summary()
+    assert report["set_completes"].outcome == "pass"
+    assert "set(1.5) (its own current reading" in report["set_completes"].message
+    assert motor.sets and all(v == 1.5 for v in motor.sets)
+    assert report["limits_refused"].outcome == "skip"  # nothing declared: nothing to refuse
+
+    station = NoLimitsStation(name="oven")
+    report = conformance.run_conformance(station, only=["set_completes"], **FAST)
+    assert report.ok, report.summary()
+    assert station.recipes == [{"temperature": 21.5}]
+
+
+def test_a_movable_without_limits_hints_or_a_current_value_fails_set_completes():
+    class Opaque(NoLimitsMotor):
+        def read(self):
+            return {}
+
+        def describe(self):
+            return {}
+
+    report = conformance.run_conformance(Opaque(name="opaque"), only=["set_completes"], **FAST)
+    msg = report["set_completes"].message
+    assert report["set_completes"].outcome == "fail" and "set() cannot be exercised" in msg and "fix" in msg
 
 
 def test_a_device_call_that_blocks_fails_its_check_instead_of_hanging_the_kit(monkeypatch):

@@ -158,3 +158,181 @@ def test_pause_resume_and_stop_commands_reach_a_running_campaign(tmp_path):
     assert answers == ["pause", "resume", "stop"]
     assert len(store.trials(c.id)) < 50
     store.close()
+
+
+# -- the physical lab outlives the orchestrator: resume asks it where the samples are ---------------------------------
+def bundled(tmp_path) -> dict:
+    """The bundled campaign as a new user runs it (no state_file: the world is kept beside the store), shortened."""
+    data = thinfilm(stopping={"max_trials": TRIALS, "target_reached": False})
+    data["strategy"] = {"name": "random", "initial_design": 1}
+    data["lab"]["time_scale"] = 3600.0
+    data["lab"]["options"].update({"chamber_minutes": 18, "probe_minutes": 6, "robot_minutes": 6})
+    return data
+
+
+def kill_during_first_deposition(tmp_path) -> tuple[Store, object, object]:
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(bundled(tmp_path)))
+    # step_mid:2 - the second step started is trial 1's deposition (trial 2 waits for the chamber)
+    env = {**os.environ, "LABLOOP_CRASH_AT": "step_mid:2", "LABLOOP_CRASH_DELAY": "0.05"}
+    proc = subprocess.run([sys.executable, "-m", "labloop", "run", str(path), "--store",
+                           f"sqlite:///{tmp_path / 'labloop.db'}"], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 137, proc.stdout + proc.stderr
+    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    c = store.campaign()
+    [first] = [t for t in store.trials(c.id) if store.steps(t.id)]  # the others wait for the chamber
+    assert [(s.kind, s.state) for s in store.steps(first.id)] == [("transfer", "done"), ("synthesize", "running")]
+    return store, c, first
+
+
+def resume_with_the_cli(tmp_path) -> str:
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    r = CliRunner().invoke(app, ["resume", "--store", f"sqlite:///{tmp_path / 'labloop.db'}"])
+    assert r.exit_code == 0, r.output
+    assert "stopped: budget spent" in r.output, r.output
+    return r.output
+
+
+def world_of(tmp_path) -> dict:
+    return {r["id"]: r for r in json.loads((tmp_path / "thinfilm-nb-tio2.world.json").read_text())}
+
+
+def test_killed_during_a_deposition_the_bundled_campaign_resumes_from_the_world_beside_the_store(tmp_path):
+    store, c, first = kill_during_first_deposition(tmp_path)
+    assert world_of(tmp_path)[first.sample_id]["location"] == "chamber"  # the lab kept its world on disk
+    output = resume_with_the_cli(tmp_path)
+    assert "taken out of service" not in output and "no 'chamber' station left" not in output
+    audit = store.audit_log(c.id)
+    assert not [a for a in audit if a.action == "station.quarantine"]
+    assert not [a for a in audit if a.action == "sample.reconcile"]  # store and lab agreed
+    trials = store.trials(c.id)
+    assert sorted((t.id != first.id, t.state) for t in trials) == [(False, "failed")] + [(True, "done")] * (TRIALS - 1)
+    assert "consumed sample" in store.trial(first.id).failure_reason
+    world = world_of(tmp_path)
+    assert all(world[t.sample_id]["location"] == "storage" for t in trials)
+    assert store.campaign(c.id).state == "finished"
+    store.close()
+
+
+@pytest.mark.parametrize("who", ["store", "world"])
+def test_resume_records_and_follows_the_lab_when_store_and_lab_disagree(tmp_path, who):
+    store, c, first = kill_during_first_deposition(tmp_path)
+    if who == "store":  # the store lost track: it says the sample never left the load lock
+        store.locate_sample(c.id, first.sample_id, "load_lock", first.id)
+        said, says = "load_lock", "chamber"
+    else:  # someone took the half-coated sample out of the chamber by hand while labloop was down
+        path = tmp_path / "thinfilm-nb-tio2.world.json"
+        records = json.loads(path.read_text())
+        for r in records:
+            if r["id"] == first.sample_id:
+                r["location"] = "storage"
+        path.write_text(json.dumps(records))
+        said, says = "chamber", "storage"
+    resume_with_the_cli(tmp_path)
+    audit = store.audit_log(c.id)
+    entries = [a.detail for a in audit if a.action == "sample.reconcile"]
+    assert [(e["sample"], e["store_said"], e["lab_says"]) for e in entries] == [(first.sample_id, said, says)]
+    assert not [a for a in audit if a.action == "station.quarantine"]
+    trials = store.trials(c.id)
+    assert sorted((t.id != first.id, t.state) for t in trials) == [(False, "failed")] + [(True, "done")] * (TRIALS - 1)
+    world = world_of(tmp_path)
+    assert all(world[t.sample_id]["location"] == "storage" for t in trials)
+    assert {s.sample_id: s.location for s in store.samples(c.id)}[first.sample_id] == "storage"
+    store.close()
+
+
+def test_a_sample_the_lab_cannot_locate_pauses_for_an_operator_who_is_told_where_to_look(tmp_path):
+    from labloop.errors import LabloopError
+    from labloop.run.recovery import plan_resumptions
+    from labloop.spec import spec_from_text, spec_hash
+
+    text = yaml.safe_dump(campaign(tmp_path))
+    spec = spec_from_text(text, "campaign.yaml")
+    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    c = store.create_campaign(spec.name, text, spec_hash(text))
+    t = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
+    store.locate_sample(c.id, t.sample_id, "load_lock", t.id)
+    for index, label, kind, actor, to in [(0, "transfer:chamber", "transfer", "robot", "chamber"),
+                                          (1, "synthesize:chamber", "synthesize", "chamber", None),
+                                          (2, "transfer:probe", "transfer", "robot", "probe")]:
+        step = store.start_step(t.id, index, label, kind, 1, actor)
+        store.finish_step(step, "done", None, moved=(c.id, t.sample_id, to, t.id) if to else None)
+    store.start_step(t.id, 3, "measure:probe", "measure", 1, "probe")  # killed while measuring
+    stations, places = {"chamber", "probe"}, {"load_lock", "storage", "hotel"}
+
+    def plan():
+        return plan_resumptions(spec, store, c, "load_lock", stations, places, lambda sample: None)
+
+    with pytest.raises(LabloopError) as err:
+        plan()  # the store says the probe, and nothing in the lab can tell
+    assert f"{err.value.problem}; {err.value.fix}" == (
+        "sample ab12-0001: the store says 'probe', the lab cannot tell; look for it in probe or chamber, put it "
+        "in storage, then run `labloop resume`")
+    after = store.campaign(c.id)
+    assert after.state == "paused" and after.control == "pause" and after.note.startswith("sample ab12-0001")
+    asked = [a.detail for a in store.audit_log(c.id) if a.action == "sample.unlocated"]
+    assert asked == [{"sample": "ab12-0001", "trial": 1, "store_said": "probe", "lab_says": None,
+                      "look_in": ["probe", "chamber"], "put_in": "storage"}]
+    assert store.steps(t.id)[-1].state == "running"  # nothing was settled before the operator was asked
+
+    # the operator put the sample in storage and ran `labloop resume`: the measurement is repeated from there
+    [r] = plan()
+    assert (r.start_step, r.location, r.held) == (2, "storage", None)  # transfer to the probe again, then measure
+    assert {s.sample_id: s.location for s in store.samples(c.id)}["ab12-0001"] == "storage"
+    [entry] = [a.detail for a in store.audit_log(c.id) if a.action == "sample.reconcile"]
+    assert (entry["store_said"], entry["lab_says"], entry["now"]) == ("probe", None, "storage")
+    assert "an operator put it in storage" in entry["note"]
+    store.close()
+
+
+def test_a_sample_in_the_gripper_continues_its_move_and_is_recorded(tmp_path):
+    from labloop.run.recovery import plan_resumptions
+    from labloop.spec import spec_from_text, spec_hash
+
+    text = yaml.safe_dump(campaign(tmp_path))
+    spec = spec_from_text(text, "campaign.yaml")
+    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    c = store.create_campaign(spec.name, text, spec_hash(text))
+    t = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
+    store.locate_sample(c.id, t.sample_id, "chamber", t.id)
+    for index, label, kind, actor in [(0, "transfer:chamber", "transfer", "robot"),
+                                      (1, "synthesize:chamber", "synthesize", "chamber")]:
+        store.finish_step(store.start_step(t.id, index, label, kind, 1, actor), "done")
+    store.start_step(t.id, 2, "transfer:probe", "transfer", 1, "robot")  # killed with the sample in the gripper
+    [r] = plan_resumptions(spec, store, c, "load_lock", {"chamber", "probe"}, {"load_lock", "storage"},
+                           lambda sample: "robot")
+    assert (r.start_step, r.location, r.held) == (2, "chamber", "chamber")  # the move is run again, from the gripper
+    [entry] = [a.detail for a in store.audit_log(c.id) if a.action == "sample.reconcile"]
+    assert (entry["store_said"], entry["lab_says"], entry["now"]) == ("chamber", "robot", "chamber")
+    store.close()
+
+
+def test_when_the_lab_lost_its_world_resume_asks_an_operator_and_the_next_resume_continues(tmp_path):
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    store, c, first = kill_during_first_deposition(tmp_path)
+    (tmp_path / "thinfilm-nb-tio2.world.json").unlink()  # nothing in the lab can tell where the sample is now
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    r = CliRunner().invoke(app, ["resume", "--store", url])
+    assert r.exit_code == 2, r.output
+    out = " ".join(r.output.split())
+    assert (f"error: sample {first.sample_id}: the store says 'chamber', the lab cannot tell fix: look for it in "
+            f"chamber or load_lock, put it in storage, then run `labloop resume`") in out
+    assert "Traceback" not in r.output
+    assert store.campaign(c.id).state == "paused"
+    # the operator found the sample, put it in storage, and resumes: the campaign finishes without quarantine
+    resume_with_the_cli(tmp_path)
+    audit = store.audit_log(c.id)
+    assert [a.detail["sample"] for a in audit if a.action == "sample.unlocated"] == [first.sample_id]
+    assert [(a.detail["store_said"], a.detail["now"]) for a in audit if a.action == "sample.reconcile"] == [
+        ("chamber", "storage")]
+    assert not [a for a in audit if a.action == "station.quarantine"]
+    assert store.campaign(c.id).state == "finished"
+    assert sorted(t.state for t in store.trials(c.id)) == ["done"] * (TRIALS - 1) + ["failed"]
+    store.close()

@@ -336,3 +336,86 @@ def test_simulated_devices_pass_the_driver_conformance_kit():
         failed = [f"{r.name}: {r.message}" for r in report.results if r.outcome == "fail"]
         assert not failed, f"{name}: {failed}"
         assert {r.name for r in report.results if r.outcome == "pass"} >= {"protocols", "health", "stop_mid_action"}
+
+
+# ------------------------------------------------------------------------------------------------ the world on disk
+def test_the_world_is_kept_beside_the_store_by_default_and_the_sensors_report_it(tmp_path):
+    from labloop.run.lab import state_dir_for
+    from labloop.spec import LabSpec
+
+    assert state_dir_for(f"sqlite:///{tmp_path / 'labloop.db'}") == str(tmp_path)
+    assert state_dir_for("sqlite:///labloop.db") == str(Path.cwd())
+    assert state_dir_for("sqlite://") is None and state_dir_for(None) is None
+    assert state_dir_for("postgresql://lab@db/labloop") == str(Path.cwd())
+
+    spec = LabSpec(simulator="thinfilm", time_scale=1e6)
+    lab = build_lab_from_spec(spec, 0, state_dir=str(tmp_path), name="my campaign/1")
+    lab["robot"].set(Move("s-1", "load_lock", "chamber")).wait(10)
+    world = tmp_path / "my-campaign-1.world.json"
+    assert world.exists()
+
+    again = build_lab_from_spec(spec, 0, state_dir=str(tmp_path), name="my campaign/1")  # a restarted process
+    assert again["chamber"].sample.get() == "s-1"  # the chamber's sample sensor
+    assert again.locate("s-1") == "chamber" and again.locate("never-seen") is None
+    again["robot"].registry.move("s-1", "robot", "picked")  # killed with the sample in the gripper
+    third = build_lab_from_spec(spec, 0, state_dir=str(tmp_path), name="my campaign/1")
+    assert third["robot"].holding.get() == "s-1" and third.locate("s-1") == "robot"
+
+    # no state_dir (an in-memory store) and no state_file: nothing is written
+    memory = build_lab_from_spec(spec, 0)
+    assert memory["robot"].registry.state_file is None
+
+
+def test_the_lab_locates_a_sample_by_its_sensors_when_no_device_tracks_it():
+    from labloop.run.lab import Lab
+
+    lab = build_lab({}, time_scale=1e6, seed=0)
+    del lab.devices["robot"]  # no tracking device left: only the station sensors can tell
+    lab["probe"].sample.put("s-9")
+    assert lab.locate("s-9") == "probe" and lab.locate("s-10") is None
+    assert Lab({}).locate("s-9") is None
+
+
+def test_lab_paths_are_checked_up_front_naming_the_option_the_path_and_the_campaign_file(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+    from campaign_files import thinfilm, write
+
+    def validate(options):
+        data = thinfilm()
+        data["lab"]["options"] = options
+        path = write(tmp_path, data, "lab-paths.yaml")
+        result = CliRunner().invoke(app, ["validate", str(path)])
+        return result, str(path)
+
+    result, path = validate({"state_file": "/nonexistent/dir/world.json"})
+    assert result.exit_code == 2, result.output
+    out = " ".join(result.output.split())
+    assert f"{path}: lab.options.state_file: the folder '/nonexistent/dir' of '/nonexistent/dir/world.json' " \
+           "does not exist" in out
+    assert "fix: name a file in an existing, writable folder" in out and "Traceback" not in result.output
+
+    result, path = validate({"state_file": str(tmp_path)})
+    assert result.exit_code == 2 and "is a folder, not a file" in result.output
+
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode))
+    (tmp_path / "ro").mkdir()
+    result, path = validate({"state_file": str(tmp_path / "ro" / "world.json")})
+    assert result.exit_code == 2 and "is not writable" in result.output and "lab.options.state_file" in result.output
+    monkeypatch.setattr(os, "access", real_access)
+
+    result, path = validate({"noise": "lots"})  # every lab.options error names the campaign file
+    assert result.exit_code == 2 and f"{path}: lab.options.noise: 'lots' is not a number" in " ".join(
+        result.output.split())
+
+    (tmp_path / "corrupt.json").write_text("{not json")
+    result, path = validate({"state_file": str(tmp_path / "corrupt.json")})
+    assert result.exit_code == 2 and "cannot read" in result.output and "fix:" in result.output
+
+    result, path = validate({"state_file": str(tmp_path / "world.json")})
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "world.json").exists()  # validating writes nothing

@@ -10,9 +10,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from labloop.run.campaign import CampaignRunner, prepare, prepare_text
+from labloop.run.lab import state_dir_for
 from labloop.errors import LabloopError
 from labloop.data.export import best_trial, campaign_spec, export
-from labloop.spec import CampaignSpec
+from labloop.spec import CampaignSpec, read_spec_text, spec_from_text
 from labloop.store import DEFAULT_URL, Store
 from labloop.run.liveness import ACTIVE_STATES, liveness
 from .common import STORE_HELP, console, user_errors
@@ -133,8 +134,10 @@ def register(app: typer.Typer) -> None:
         time_scale: Annotated[Optional[float], typer.Option(help="Simulated devices run this many times faster.")] = None,
     ) -> None:
         """Run a campaign to its stopping rule, showing each trial as it finishes."""
-        prepared = prepare(file, time_scale)
-        run_campaign(str(file), prepared, _store_url(store, prepared.spec))
+        text = read_spec_text(file)
+        url = _store_url(store, spec_from_text(text, str(file)))  # a simulated lab keeps its world beside the store
+        prepared = prepare_text(text, str(file), time_scale, state_dir=state_dir_for(url))
+        run_campaign(str(file), prepared, url)
 
     @app.command()
     @user_errors
@@ -144,9 +147,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the bundled thin-film campaign on the simulated lab with a local SQLite store."""
         text = resources.files("labloop_experiments").joinpath("thinfilm.yaml").read_text(encoding="utf-8")
-        prepared = prepare_text(text, "experiments/thinfilm.yaml", time_scale)
         directory.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(directory / 'labloop.db').resolve()}"
+        prepared = prepare_text(text, "experiments/thinfilm.yaml", time_scale, state_dir=state_dir_for(url))
         run_campaign("experiments/thinfilm.yaml", prepared, url)
         console.print(f"data: {url}\nnext: labloop status --store {url}\n      "
                       f"labloop export --store {url} --format csv", soft_wrap=True)

@@ -25,7 +25,9 @@ connections (``device.transports()``). A driver can steer the checks with ``conf
 ``setpoint`` (a safe valid setpoint), ``out_of_limits`` (setpoints that must be refused), ``action`` and
 ``stop_action`` (``"set"`` or ``"trigger"``: the action the fault checks and ``stop()`` are exercised on; default
 ``set`` when there is a setpoint), ``prepare`` (a callable run on the device before each action). Without hints
-they are derived from the declared ``limits`` (midpoints; one field beyond each bound) and robot ``positions``.
+they are derived from the declared ``limits`` (midpoints; one field beyond each bound) and robot ``positions``. A
+Movable device that declares neither is still exercised: it is set to its own current reading (its hinted field, or
+its only one; a station gets ``{field: value}`` of its hinted fields), which must complete within the timeout too.
 
 Use :func:`check_device` (what ``labloop devices check`` and the pytest plugin call) or :func:`run_conformance` on a
 device you built yourself.
@@ -117,6 +119,7 @@ class Subject:
     grace: float = 1.0
     declared_timeout: bool = True
     hints: dict[str, Any] = field(default_factory=dict)
+    _own: Any = field(default=None, init=False, repr=False)  # the device's own reading as a setpoint, once read
 
     @property
     def name(self) -> str:
@@ -169,7 +172,45 @@ class Subject:
         limits = getattr(dev, "limits", None)
         if isinstance(limits, Mapping) and limits:
             return {k: (float(lo) + float(hi)) / 2 for k, (lo, hi) in limits.items()}
-        return _MISSING
+        return self.own_reading()
+
+    @property
+    def robot_like(self) -> bool:
+        dev = self.device
+        return getattr(dev, "role", None) == "robot" or bool(getattr(dev, "positions", None))
+
+    def own_reading(self) -> Any:
+        """A device that declares no limits (and no hints) is set to its own current reading: the value of its
+        hinted field (or its only field); a station (which takes ``{field: value}`` recipes) gets its hinted fields
+        by name. ``_MISSING`` when the device is not Movable or its reading names no such value."""
+        if self._own is None:
+            self._own = self._read_own()
+        return self._own
+
+    def _read_own(self) -> Any:
+        dev = self.device
+        if self.robot_like or not isinstance(dev, bp.Movable) or not isinstance(dev, bp.Readable):
+            return _MISSING
+        try:
+            reading = dict(self.call(dev.read))
+        except Exception:  # noqa: BLE001 - describe_read_agree reports a read() that fails
+            return _MISSING
+        hints = getattr(dev, "hints", None)
+        fields = [f for f in (hints.get("fields", []) if isinstance(hints, Mapping) else []) if f in reading]
+        if not fields:
+            fields = [dev.name] if dev.name in reading else list(reading)[:1] if len(reading) == 1 else []
+        values = {f: reading[f].get("value") if isinstance(reading[f], Mapping) else reading[f] for f in fields}
+        if not values:
+            return _MISSING
+        if getattr(dev, "role", None) == "station" or isinstance(getattr(dev, "limits", None), Mapping):
+            prefix = f"{dev.name}_"
+            return {f[len(prefix):] if f.startswith(prefix) else f: v for f, v in values.items()}
+        return next(iter(values.values()))
+
+    @property
+    def own_setpoint(self) -> bool:
+        """Whether the kit exercises set() with the device's own reading (no limits, positions or hints)."""
+        return "setpoint" not in self.hints and self._own is not None and self._own is not _MISSING
 
     def out_of_limits(self) -> list[Any]:
         if "out_of_limits" in self.hints:
@@ -209,7 +250,12 @@ class Subject:
         return self.call(self.device.trigger, resolve=False)
 
     def describe_action(self, kind: str) -> str:
-        return f"set({self.setpoint()!r})" if kind == "set" else "trigger()"
+        if kind != "set":
+            return "trigger()"
+        value = self.setpoint()
+        own = (" (its own current reading: it declares no limits and no conformance_hints()['setpoint'])"
+               if self.own_setpoint else "")
+        return f"set({value!r}){own}"
 
     def run(self, kind: str, what: str) -> float:
         """Start an action and require it to succeed within the declared timeout; returns the seconds it took."""
@@ -441,7 +487,12 @@ def _set_completes(s: Subject) -> str:
     if not isinstance(s.device, bp.Movable):
         raise CheckSkipped("not Movable (no set())")
     if s.setpoint() is _MISSING:
-        raise CheckSkipped("no valid setpoint known: declare limits/positions or conformance_hints()['setpoint']")
+        if s.robot_like:
+            raise CheckSkipped("no valid setpoint known: declare positions or conformance_hints()['setpoint']")
+        raise CheckFailed("set() cannot be exercised: the device declares no limits and no "
+                          "conformance_hints()['setpoint'], and its reading names no current value to set it to "
+                          "(fix: declare limits = {field: (low, high)}, or give conformance_hints() a safe "
+                          "'setpoint')")
     took = s.run("set", "set_completes")
     return f"{s.describe_action('set')} succeeded in {took:.2f} s"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from labloop.errors import LabloopError, PluginError, SpecError
 from .liveness import ACTIVE_STATES, liveness
-from .lab import Lab, build_lab, check_against_lab
+from .lab import Lab, build_lab, check_against_lab, state_dir_for
 from .objectives import TrialData, load_objective
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
 from .stopping import StopDecision
@@ -56,18 +56,24 @@ def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[Tria
 
 
 def prepare_text(text: str, source: str, time_scale: float | None = None, with_lab: bool = True,
-                 read_prior_files: bool = True) -> Prepared:
+                 read_prior_files: bool = True, state_dir: str | None = None) -> Prepared:
     """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored.
-    ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log."""
+    ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log.
+    ``state_dir``: where a simulated lab keeps its physical world across restarts (beside the store:
+    :func:`~labloop.run.lab.state_dir_for`); None keeps it in memory unless the lab's options name a file."""
     spec = spec_from_text(text, source)
     if time_scale is not None and spec.lab is not None:
         spec = spec.model_copy(update={"lab": spec.lab.model_copy(update={"time_scale": time_scale})})
     lab = None
     if with_lab and spec.lab is not None:
         try:
-            lab = build_lab(spec.lab, spec.seed)
+            lab = build_lab(spec.lab, spec.seed, state_dir=state_dir, name=spec.name)
         except PluginError as exc:
             raise SpecError(f"{source}: lab: {exc.problem}", exc.fix) from None
+        except SpecError as exc:  # the lab's options (lab.options.x): say which campaign file they are in
+            if exc.problem.startswith(f"{source}:"):
+                raise
+            raise SpecError(f"{source}: {exc.problem}", exc.fix) from None
         check_against_lab(spec, lab, source)
     objectives = load_objectives(spec, source)
     try:
@@ -80,8 +86,8 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     return Prepared(spec, text, source, lab, objectives, strategy, prior)
 
 
-def prepare(path: str | Path, time_scale: float | None = None) -> Prepared:
-    return prepare_text(read_spec_text(path), str(path), time_scale)
+def prepare(path: str | Path, time_scale: float | None = None, state_dir: str | None = None) -> Prepared:
+    return prepare_text(read_spec_text(path), str(path), time_scale, state_dir=state_dir)
 
 
 def lab_key(spec: CampaignSpec) -> str | None:
@@ -149,7 +155,7 @@ class CampaignRunner:
             lab_audit = [a for a in audit if a.action == "campaign.lab"]
             time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
         prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale,
-                                read_prior_files=False)
+                                read_prior_files=False, state_dir=state_dir_for(store.url))
         runner = cls(prepared, store, campaign, observer)
         recorded = [a for a in audit if a.action == AUDIT_ACTION]
         runner.prior = from_record(recorded[-1].detail["observations"]) if recorded else []

@@ -3,10 +3,16 @@
 Core never imports a simulator or a driver: both are plugins (``labloop.simulators`` / ``labloop.devices`` entry
 points or ``module:attr``). A simulator plugin is a callable ``build(options: dict, time_scale: float, seed: int)
 -> dict[str, Device]``; a driver plugin is a device class (or factory) called with ``name=`` and its config.
+
+A simulator that keeps its physical world across restarts may also accept ``state_dir`` (the folder to keep it in:
+beside the store, see :func:`state_dir_for`) and ``name`` (the campaign's name); they are passed only to a factory
+that declares them.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,8 +57,11 @@ class Lab:
             ) from None
 
     def locate(self, sample: str) -> str | None:
-        """Where the lab itself says ``sample`` is (devices that can tell implement ``locate(sample)``, e.g. a
-        robot that tracks what it carries or a barcode reader); None when no device knows."""
+        """Where the lab itself says ``sample`` is; None when no device can tell.
+
+        Devices that track samples answer first (``locate(sample)``: a robot that tracks what it carries, a barcode
+        reader); then the sensors: a station or instrument whose ``sample`` signal reads ``sample`` holds it, a
+        robot whose ``holding`` signal reads it has it in its gripper (the answer is the robot's name)."""
         for dev in self.devices.values():
             fn = getattr(dev, "locate", None)
             if callable(fn):
@@ -62,6 +71,10 @@ class Lab:
                     where = None
                 if where:
                     return str(where)
+        for name, dev in self.devices.items():
+            for sensor in ("sample", "holding"):
+                if sample and _reads(getattr(dev, sensor, None)) == sample:
+                    return name
         return None
 
     def stop_all(self) -> list[tuple[str, str]]:
@@ -78,14 +91,60 @@ class Lab:
         return failures
 
 
-def build_lab(spec: LabSpec, seed: int = 0) -> Lab:
-    """Instantiate the lab's devices (simulated and real). Constructors must not block on hardware."""
+def _reads(signal: Any) -> Any:
+    """A sensor's current value (a synchronous ophyd signal); None when it cannot be read without waiting."""
+    get = getattr(signal, "get", None)
+    if not callable(get):
+        return None
+    try:
+        value = get()
+    except Exception:  # noqa: BLE001 - a sensor that cannot answer just does not know
+        return None
+    return None if inspect.isawaitable(value) else value
+
+
+def state_dir_for(store_url: str | None) -> str | None:
+    """Where a simulated lab keeps its physical world by default: the folder of a SQLite store file, the current
+    working directory for a server store, None for an in-memory store (nothing outlives the process there)."""
+    if not store_url:
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(store_url)
+    except Exception:  # noqa: BLE001 - the store itself reports a malformed URL
+        return None
+    if url.get_backend_name() != "sqlite":
+        return os.getcwd()
+    db = url.database or ""
+    if not db or db == ":memory:" or "mode=memory" in db:
+        return None
+    return os.path.dirname(os.path.abspath(db))
+
+
+def _accepted(factory: Any, **extra: Any) -> dict[str, Any]:
+    """The keyword arguments of ``extra`` that ``factory`` declares (all of them if it takes ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return extra
+    return {k: v for k, v in extra.items() if k in params}
+
+
+def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: str | None = None) -> Lab:
+    """Instantiate the lab's devices (simulated and real). Constructors must not block on hardware.
+
+    ``state_dir`` and ``name`` go to a simulator that declares them: it keeps its physical world in that folder
+    (beside the store), in a file named after ``name`` (the campaign), unless its options say otherwise."""
     devices: dict[str, Any] = {}
     places: set[str] = set()
     entry: str | None = None
     if spec.simulator:
         factory = plugins.load(spec.simulator, "labloop.simulators")
-        built = factory(options=dict(spec.options), time_scale=spec.time_scale, seed=seed)
+        extra = _accepted(factory, state_dir=state_dir, name=name) if state_dir is not None else {}
+        built = factory(options=dict(spec.options), time_scale=spec.time_scale, seed=seed, **extra)
         if isinstance(built, Lab):
             devices.update(built.devices)
             places |= built.places

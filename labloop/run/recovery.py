@@ -1,18 +1,27 @@
-"""Resume after a crash (even ``kill -9``) or an emergency stop, from what the store holds.
+"""Resume after a crash (even ``kill -9``) or an emergency stop, from what the store holds and what the lab sees.
 
 The store says, for every unfinished trial, which steps ended and which one was running. Each step kind declares
 what resume does with a step that was cut short (``StepSpec.resume_policy``): a measurement or a transfer is run
 again; a synthesis consumed its sample, so the trial fails with that reason instead of processing the sample twice.
 A trial that was measured but not yet evaluated is evaluated from its stored documents; a trial that never started
 starts. Nothing finished is run again, and no trial number is created twice (numbers come from the store).
+
+The physical lab outlives the orchestrator, and it has the last word on where a sample is: before anything is
+planned, every unfinished sample (failed ones that may still block a station included) is looked up in the lab
+(``Lab.locate``: devices that track samples, station and gripper sensors). Each disagreement with the store is
+recorded in the audit log (``sample.reconcile``: sample, what the store said, what the lab says) and the trial
+continues from where the sample really is. Only when the store puts a sample in a station and the lab cannot tell
+does resume stop for an operator (``sample.unlocated``), saying which sample to look for where and where to put it;
+the operator's next ``labloop resume`` confirms it is there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from labloop.errors import LabloopError
 from labloop.spec import CampaignSpec
 from labloop.states import TERMINAL, TrialState
 from labloop.store import Store
@@ -33,15 +42,29 @@ class Resumption:
     cleanup_only: bool = False  # a failed trial whose sample must leave the station it blocks
 
 
+RECONCILE = "sample.reconcile"
+UNLOCATED = "sample.unlocated"
+MOVES = ("transfer", "buffer", "cleanup")
+SETTLED = TERMINAL - {TrialState.FAILED}  # nothing physical is owed for these
+
+
 def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry: str,
                      stations: set[str], places: set[str] = frozenset(),
                      locate: Callable[[str], str | None] | None = None) -> list[Resumption]:
-    """Settle every unfinished trial: mark cut-short steps, fail what must not repeat, and say where the others
-    pick up. ``stations`` are the devices a sample can sit in (the trial reserves it again before moving)."""
+    """Settle every unfinished trial: reconcile its sample's location with the lab (``locate``), mark cut-short
+    steps, fail what must not repeat, and say where the others pick up. ``stations`` are the devices a sample can
+    sit in (the trial reserves it again before moving); ``places`` the other positions (racks, storage).
+
+    Raises :class:`~labloop.errors.LabloopError` (after recording the campaign as paused) when the store puts a
+    sample in a station and the lab cannot tell whether it is there."""
+    kinds = _kinds(spec, stations)
+    trials = store.trials(campaign.id)
     locations = {s.sample_id: s.location for s in store.samples(campaign.id)}
+    if locate is not None:
+        locations = reconcile(spec, store, campaign, trials, locations, entry, stations, places, locate)
     out: list[Resumption] = []
-    for t in store.trials(campaign.id):
-        if t.state in TERMINAL and t.state != S.FAILED:
+    for t in trials:
+        if t.state in SETTLED:
             continue
         if t.state == S.FAILED:  # a failed sample may still block a station (crash before or during its cleanup)
             for st in store.steps(t.id):
@@ -84,11 +107,7 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
                 out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
                 continue
         location = locations.get(t.sample_id, entry)
-        if steps and steps[-1].kind in ("transfer", "buffer") and steps[-1].state != "done":
-            # a move was cut short: the sample is at its source, its destination or in the gripper; ask the lab
-            seen = locate(t.sample_id) if locate else None
-            if seen in places or seen in stations:
-                location = seen
+        start = _reachable_start(spec, start, location, kinds)
         held = location if location in stations else None
         if start >= len(spec.workflow):
             t = store.transition(t.id, t.state, S.MEASURED)
@@ -103,6 +122,149 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
 def _retry_owed(last: Any, step: Any) -> bool:
     """A rerunnable step that failed with attempts left: the crash came during its retry backoff."""
     return last.state == "failed" and step.resume_policy == "rerun" and last.attempt <= step.retries
+
+
+def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iterable[Trial],
+              locations: dict[str, str], entry: str, stations: set[str], places: set[str],
+              locate: Callable[[str], str | None]) -> dict[str, str]:
+    """Ask the lab where every unfinished sample is; record each disagreement with the store and move the store's
+    record to what the lab says. Returns the locations to continue from.
+
+    The lab's answer wins when it names a station or a place. A sample in a robot's gripper stays recorded at the
+    move's source (the move is run again and finishes from the gripper). When the lab cannot tell, the store's word
+    stands for a sample in a place; a sample the store puts in a station must be found by an operator: the campaign
+    is paused and :class:`LabloopError` says which sample to look for where. When an operator was asked before, this
+    resume is the confirmation that the sample is where they were asked to put it."""
+    out = dict(locations)
+    asked: dict[str, dict] | None = None
+    lost: list[tuple[Trial, str, str | None]] = []
+    for t in trials:
+        stored = locations.get(t.sample_id)
+        if t.state in SETTLED or stored is None:
+            continue  # nothing physical to find (a trial that never started has no sample yet)
+        seen = locate(t.sample_id)
+        if seen == stored:
+            continue
+        if seen is None:
+            if stored not in stations:
+                continue  # the lab cannot tell, and the sample blocks nothing: the store's word stands
+            if asked is None:
+                asked = {a.detail.get("sample"): a.detail for a in store.audit_log(campaign.id)
+                         if a.action == UNLOCATED}
+            request = asked.get(t.sample_id)
+            if request is not None and request.get("store_said") == stored:
+                place = request.get("put_in") or _safe_place(spec, stations, places, entry)
+                _record(store, campaign, t, stored, None, place,
+                        f"the lab cannot tell; an operator put it in {place} when asked")
+                out[t.sample_id] = place
+                continue
+            lost.append((t, stored, None))
+        elif seen in stations or seen in places:
+            _record(store, campaign, t, stored, seen, seen, "the lab's word wins")
+            out[t.sample_id] = seen
+        elif t.state == "failed" and stored not in stations:
+            lost.append((t, stored, seen))  # held by a robot, and no cleanup move starts from a station
+        else:
+            _record(store, campaign, t, stored, seen, None,
+                    f"in '{seen}' (a gripper): the cut-short move is run again from '{stored}'")
+    if lost:
+        _ask_operator(spec, store, campaign, lost, entry, stations, places)
+    return out
+
+
+def unlocated_message(sample: str, stored: str, look_in: list[str], put_in: str, seen: str | None = None
+                      ) -> tuple[str, str]:
+    """The operator's one line, as (problem, fix): which sample, what the store says, where to look, what to do."""
+    if seen is None:
+        problem = f"sample {sample}: the store says '{stored}', the lab cannot tell"
+        where = ", ".join(look_in[:-1]) + f" or {look_in[-1]}" if len(look_in) > 1 else look_in[0]
+        fix = f"look for it in {where}, put it in {put_in}, then run `labloop resume`"
+    else:
+        problem = f"sample {sample}: the store says '{stored}', the lab says it is in '{seen}'"
+        fix = f"take it out of {seen}, put it in {put_in}, then run `labloop resume`"
+    return problem, fix
+
+
+def _ask_operator(spec: CampaignSpec, store: Store, campaign: Campaign, lost: list[tuple[Trial, str, str | None]],
+                  entry: str, stations: set[str], places: set[str]) -> None:
+    """Record the campaign as paused for an operator (``labloop resume`` restarts it) and raise with what to do."""
+    put_in = _safe_place(spec, stations, places, entry)
+    lines = []
+    for t, stored, seen in lost:
+        look_in = _where_to_look(spec, store, t, stored, entry, _kinds(spec, stations))
+        problem, fix = unlocated_message(t.sample_id, stored, look_in, put_in, seen)
+        lines.append((problem, fix))
+        store.audit(campaign.id, UNLOCATED, {"sample": t.sample_id, "trial": t.number, "store_said": stored,
+                                             "lab_says": seen, "look_in": look_in, "put_in": put_in}, user="labloop")
+    note = "; ".join(f"{p}; {f}" for p, f in lines)
+    store.update_campaign(campaign.id, state="paused", control="pause", note=note)
+    store.audit(campaign.id, "campaign.pause", {"reason": note}, user="labloop")
+    if len(lines) == 1:
+        raise LabloopError(*lines[0])
+    raise LabloopError("; ".join(p for p, _ in lines), "; ".join(f"{t.sample_id}: {f}" for (t, _, _), (_, f)
+                                                                  in zip(lost, lines)))
+
+
+def _record(store: Store, campaign: Campaign, trial: Trial, stored: str, seen: str | None, now: str | None,
+            note: str) -> None:
+    """One ``sample.reconcile`` audit entry; ``now`` (if any) becomes the store's record of the location."""
+    if now is not None:
+        store.locate_sample(campaign.id, trial.sample_id, now, trial.id)
+    store.audit(campaign.id, RECONCILE, {"sample": trial.sample_id, "trial": trial.number, "store_said": stored,
+                                         "lab_says": seen, "now": now or stored, "note": note}, user="labloop")
+
+
+def _kinds(spec: CampaignSpec, stations: set[str]) -> dict[str, list[str]]:
+    kinds = {s: [s] for s in stations}
+    if spec.lab is not None:
+        kinds.update({k: list(v) for k, v in spec.lab.stations.items()})
+    return kinds
+
+
+def _reachable_start(spec: CampaignSpec, start: int, location: str, kinds: dict[str, list[str]]) -> int:
+    """A processing step needs the sample in a device of its kind: when the lab says it is elsewhere, go back to
+    the transfer that brings it there (transfers are safe to run again)."""
+    if start >= len(spec.workflow):
+        return start
+    step = spec.workflow[start]
+    if step.kind == "transfer" or location in kinds.get(step.device or "", [step.device]):
+        return start
+    for j in range(start - 1, -1, -1):
+        if spec.workflow[j].kind == "transfer":
+            return j if spec.workflow[j].to == step.device else start
+    return start
+
+
+def _safe_place(spec: CampaignSpec, stations: set[str], places: set[str], entry: str) -> str:
+    """Where a sample taken out by hand goes: the workflow's last place (as for a failed sample), else storage."""
+    kinds = _kinds(spec, stations)
+    ends = [s.to for s in spec.workflow if s.kind == "transfer" and s.to and s.to not in kinds]
+    if ends:
+        return ends[-1]
+    return "storage" if "storage" in places or not places else sorted(places)[0]
+
+
+def _where_to_look(spec: CampaignSpec, store: Store, trial: Trial, stored: str, entry: str,
+                   kinds: dict[str, list[str]]) -> list[str]:
+    """Where the sample may be: where the store says, where it came from, and the far end of a cut-short move."""
+    def name(position: str) -> str:
+        devices = kinds.get(position, [position])
+        return position if devices == [position] else "/".join(devices)
+
+    look = [stored]
+    path = [entry] + [s.to for s in spec.workflow if s.kind == "transfer" and s.to]
+    here = next((i for i, p in enumerate(path) if stored == p or stored in kinds.get(p, [])), None)
+    steps = store.steps(trial.id)
+    last = steps[-1] if steps else None
+    if last is not None and last.kind in MOVES and last.state != "done":
+        dest = spec.workflow[last.index].to if last.kind == "transfer" else last.label.partition(":")[2]
+        if dest:
+            look.append(name(dest))
+        if last.device:
+            look.append(f"the gripper of {last.device}")
+    if here:
+        look.append(name(path[here - 1]))
+    return list(dict.fromkeys(look))
 
 
 def _cleanup(trial: Trial, location: str, stations: set[str]) -> list[Resumption]:

@@ -7,6 +7,8 @@ Registered as the ``thinfilm`` entry point of ``labloop.simulators``; a campaign
 from __future__ import annotations
 
 import math
+import os
+import re
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,8 @@ OPTIONS: dict[str, tuple[float, str]] = {
     "dead_after": (math.nan, "the first chamber dies (every recipe fails) after this many recipes"),
 }
 #: Options that are not numbers.
-TEXT_OPTIONS = {"state_file": "file that keeps the simulated world (sample locations, films) across restarts"}
+TEXT_OPTIONS = {"state_file": "file that keeps the simulated world (sample locations, films) across restarts "
+                              "(default: <campaign name>.world.json beside the store)"}
 
 PLACES = frozenset({"load_lock", "storage", "hotel"})  # hotel: a buffer rack for finished samples
 
@@ -52,11 +55,45 @@ def _option(options: dict[str, Any], key: str, lo: float, hi: float, hi_open: bo
     return v
 
 
-def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, seed: int = 0) -> Lab:
+def _writable_file(path: str, what: str, fix: str) -> str:
+    """Refuse a world file that cannot be written before anything runs: its folder must exist and be writable."""
+    full = os.path.abspath(os.path.expanduser(path))
+    folder = os.path.dirname(full)
+    if not os.path.isdir(folder):
+        raise SpecError(f"{what}: the folder '{folder}' of '{path}' does not exist", fix)
+    if os.path.isdir(full):
+        raise SpecError(f"{what}: '{path}' is a folder, not a file", fix)
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(full) and not os.access(full, os.R_OK | os.W_OK)):
+        raise SpecError(f"{what}: '{path}' is not writable (no permission to write in '{folder}')", fix)
+    return full
+
+
+def world_file(options: dict[str, Any], state_dir: str | None, name: str | None) -> str | None:
+    """The file that keeps the simulated world: ``lab.options.state_file``, else ``<name>.world.json`` in
+    ``state_dir`` (beside the store), else None (the world lives in memory and a restart forgets it)."""
+    state_file = options.get("state_file")
+    if state_file is not None:
+        if not isinstance(state_file, str) or not state_file.strip():
+            raise SpecError(f"lab.options.state_file: {state_file!r} is not a path", "give a file path as text")
+        return _writable_file(state_file, "lab.options.state_file",
+                              "name a file in an existing, writable folder (create the folder first), or leave "
+                              "state_file out: the world is then kept beside the store")
+    if state_dir is None:
+        return None
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name or "thinfilm").strip("-.") or "thinfilm"
+    return _writable_file(os.path.join(state_dir, f"{stem}.world.json"), "the simulated world beside the store",
+                          "make the store's folder writable, or set lab.options.state_file to a writable file")
+
+
+def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, seed: int = 0,
+              state_dir: str | None = None, name: str | None = None) -> Lab:
     """Devices ``robot``, one or more sputter chambers (``chamber``, or ``chamber1..N``), ``probe``, and places
     ``load_lock`` (fresh substrates) and ``storage``.
 
-    ``seed`` makes noise and faults reproducible (each device draws from its own stream of it).
+    ``seed`` makes noise and faults reproducible (each device draws from its own stream of it). The physical world
+    (where each sample is, what it is) outlives the orchestrator, as in a real lab: it is kept in
+    ``lab.options.state_file`` or, by default, in ``<state_dir>/<name>.world.json`` (labloop passes the store's
+    folder and the campaign's name); without either it lives in memory only.
     """
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS) - set(TEXT_OPTIONS))
@@ -77,9 +114,7 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     robot_min = _option(options, "robot_minutes", 0.05, 60.0)
     hang = _option(options, "hang_rate", 0.0, 1.0)
     dead_after = _option(options, "dead_after", 0.0, 1e6)
-    state_file = options.get("state_file")
-    if state_file is not None and not isinstance(state_file, str):
-        raise SpecError(f"lab.options.state_file: {state_file!r} is not a path", "give a file path as text")
+    state_file = world_file(options, state_dir, name)
     try:
         clock = SimClock(time_scale)
     except Exception as exc:  # noqa: BLE001 - reported as a campaign-file problem
@@ -88,7 +123,13 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     n = int(n_chambers)
     names = ["chamber"] if n == 1 else [f"chamber{i}" for i in range(1, n + 1)]
     seeds = np.random.SeedSequence(int(seed)).spawn(2 + n)
-    registry = SampleRegistry(supply="load_lock", state_file=state_file)
+    try:
+        registry = SampleRegistry(supply="load_lock", state_file=state_file)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        where = "lab.options.state_file" if "state_file" in options else "the simulated world beside the store"
+        raise SpecError(f"{where}: cannot read '{state_file}': {type(exc).__name__}: {exc}",
+                        "restore the file from a backup, or move it away to start with an empty lab (then put "
+                        "every sample back into storage by hand)") from None
     chambers = {}
     for i, name in enumerate(names):
         ch = SimSputterChamber(name=name, clock=clock, registry=registry, seed=seeds[2 + i],
