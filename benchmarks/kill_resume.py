@@ -3,6 +3,10 @@ trials (all must be zero). A two-chamber simulated lab runs an async campaign wh
 locations, films) persists in a state file, as a real lab's samples would. Prints one JSON line.
 
     python benchmarks/kill_resume.py --kills 20 --trials 40
+    python benchmarks/kill_resume.py --kills 20 --shipped    # experiments/thinfilm.yaml exactly as shipped
+
+With ``--shipped`` the bundled campaign runs unchanged (one chamber, its own time scale, its stopping rules); its
+simulated world is kept where labloop keeps it by default, beside the store.
 """
 
 from __future__ import annotations
@@ -55,13 +59,19 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=3600.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", help="keep the store and world files in this folder (for inspection)")
+    ap.add_argument("--shipped", action="store_true", help="run experiments/thinfilm.yaml exactly as shipped")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(args.keep or tmp_s)
         tmp.mkdir(parents=True, exist_ok=True)
         path = tmp / "campaign.yaml"
-        path.write_text(yaml.safe_dump(campaign(tmp, args.trials, args.time_scale)))
+        if args.shipped:
+            shipped = (REPO / "experiments" / "thinfilm.yaml").read_text()
+            path.write_text(shipped)
+            args.trials = yaml.safe_load(shipped)["stopping"]["max_trials"]
+        else:
+            path.write_text(yaml.safe_dump(campaign(tmp, args.trials, args.time_scale)))
         db = tmp / "labloop.db"
         url = f"sqlite:///{db}"
         kills, kill_steps, cmd = 0, [], ["run", str(path)]
@@ -88,7 +98,8 @@ def main() -> None:
             kills += 1
             kill_steps.append(steps_done(db))
         wall = time.perf_counter() - t0
-        print(json.dumps(check(tmp, url, args.trials) | {"benchmark": "kill_resume", "kills": kills,
+        print(json.dumps(check(tmp, url, args.trials) | {"benchmark": "kill_resume", "shipped": args.shipped,
+                                                          "kills": kills,
                                                           "kill_points_step_counts": kill_steps,
                                                           "wall_s": round(wall, 1)}))
 
@@ -100,7 +111,8 @@ def check(tmp: Path, url: str, trials_expected: int) -> dict:
     store = Store(url)
     c = store.campaign()
     trials = store.trials(c.id)
-    world = {r["id"]: r for r in json.loads((tmp / "world.json").read_text())}
+    world_file = tmp / "world.json" if (tmp / "world.json").exists() else next(tmp.glob("*.world.json"))
+    world = {r["id"]: r for r in json.loads(world_file.read_text())}
     numbers = [t.number for t in trials]
     duplicated = len(numbers) - len(set(numbers)) + max(0, len(trials) - trials_expected)
     lost = double = unfinished = 0
@@ -118,7 +130,9 @@ def check(tmp: Path, url: str, trials_expected: int) -> dict:
         if measured and not (t.state == "done" and abs(
                 t.values["sheet_resistance"] - sheet(TrialData(t.params, store.documents(trial_id=t.id)))) < 1e-9):
             lost += 1
-    out = {"campaign_state": c.state, "stop_reason": c.stop_reason, "trials": len(trials),
+    out = {"audit_reconciled": sum(a.action == "sample.reconcile" for a in store.audit_log(c.id)),
+           "quarantined": sum(a.action == "station.quarantine" for a in store.audit_log(c.id)),
+           "campaign_state": c.state, "stop_reason": c.stop_reason, "trials": len(trials),
            "done": sum(t.state == "done" for t in trials), "failed": sum(t.state == "failed" for t in trials),
            "unfinished": unfinished, "lost": lost, "duplicated": duplicated, "double_processed": double,
            "interrupted_depositions_failed": interrupted_synth,

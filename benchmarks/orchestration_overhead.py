@@ -6,7 +6,9 @@ the simulated thin-film lab at a high time scale, with the random strategy. Devi
 ``ask_seconds``; the overhead is the rest of the wall time, per step. Every step's documents and the sample's
 location are still committed before the next physical action (the kill/resume benchmark checks that).
 
-Prints one JSON line per run (median over runs in the last line):
+Beside it, in the same process, the cost of one bare bluesky run (``count`` of a simulated detector): every step is
+one bluesky run, so that is the floor of any orchestrator built on bluesky; the rest is labloop's. Prints one JSON
+line per run (median over runs, and the floor, in the last line):
 
     python benchmarks/orchestration_overhead.py --trials 20 --runs 3
 """
@@ -89,6 +91,21 @@ def one_run(trials: int, time_scale: float) -> dict:
             "overhead_ms_per_step": round(1000 * overhead / max(1, len(steps)), 2)}
 
 
+def bluesky_floor(n: int = 30) -> float:
+    """What one bare bluesky run costs on this machine, in ms (``count`` of a simulated detector, no callbacks):
+    each labloop step is one run, so this is the floor for any orchestrator that runs steps as bluesky plans."""
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+    from ophyd.sim import det
+
+    RE = RunEngine(context_managers=[])
+    RE(bp.count([det]))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        RE(bp.count([det]))
+    return 1000 * (time.perf_counter() - t0) / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=20)
@@ -101,9 +118,13 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     per_step = [r["overhead_ms_per_step"] for r in rows]
+    floor = bluesky_floor()
     print(json.dumps({"benchmark": "orchestration_overhead", "summary": True, "runs": len(rows),
                       "median_overhead_ms_per_step": statistics.median(per_step),
-                      "max_overhead_ms_per_step": max(per_step)}), flush=True)
+                      "max_overhead_ms_per_step": max(per_step),
+                      "bluesky_bare_run_ms": round(floor, 2),
+                      "labloop_beyond_bluesky_ms_per_step": round(statistics.median(per_step) - floor, 2)}),
+          flush=True)
 
 
 if __name__ == "__main__":

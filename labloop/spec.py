@@ -687,10 +687,55 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 _FIXES = {
-    "extra_forbidden": "remove it or check its spelling against `labloop validate --help` / the README",
+    "extra_forbidden": "remove it or correct its spelling",
     "missing": "add it",
     "union_tag_invalid": "use one of the listed types",
 }
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed at ``loc`` of a campaign file (for 'unknown field': the answer, not a pointer)."""
+    import types
+    import typing
+
+    t: Any = CampaignSpec
+    for part in loc:
+        while True:  # strip Annotated / Optional wrappers
+            origin = typing.get_origin(t)
+            if origin is typing.Annotated:
+                t = typing.get_args(t)[0]
+            elif origin in (typing.Union, types.UnionType):
+                members = [a for a in typing.get_args(t) if a is not type(None)]
+                tagged = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)
+                          and getattr(m.model_fields.get("type"), "default", None) == part]
+                if tagged:
+                    t = tagged[0]
+                    break
+                if len(members) != 1:
+                    return []
+                t = members[0]
+            else:
+                break
+        if isinstance(t, type) and issubclass(t, BaseModel) and getattr(t.model_fields.get("type"), "default",
+                                                                         None) == part:
+            continue  # the discriminator tag pydantic puts in the path
+        origin = typing.get_origin(t)
+        if isinstance(part, int) and origin is list:
+            t = typing.get_args(t)[0]
+        elif origin is dict:
+            t = typing.get_args(t)[1]
+        elif isinstance(t, type) and issubclass(t, BaseModel) and part in t.model_fields:
+            t = t.model_fields[part].annotation
+        else:
+            return []
+    while typing.get_origin(t) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(t) if a is not type(None)]
+        if len(members) != 1:
+            return []
+        t = members[0]
+    if isinstance(t, type) and issubclass(t, BaseModel):
+        return list(t.model_fields)
+    return []
 
 
 def format_validation_error(source: str, exc: ValidationError) -> str:
@@ -704,9 +749,12 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
             lines += [f"{source}: {where}options{'.' + k if k else ''}: {m} (fix: {fix})" for k, m, fix in error.problems]
             continue
         msg = err["msg"].removeprefix("Value error, ")
+        fix = _FIXES.get(err["type"])
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-        fix = _FIXES.get(err["type"])
+            allowed = _fields_at(err["loc"][:-1])
+            if allowed:
+                fix = f"{fix}; the fields here are: {', '.join(allowed)}"
         lines.append(f"{source}: {_loc(err['loc'])}: {msg}" + (f" (fix: {fix})" if fix else ""))
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ def _postgres_schema_url():
     """A fresh schema in the test database, removed afterwards, so tests never see each other's rows."""
     import sqlalchemy as sa
 
-    from labloop.store.repository import normalize_url
+    from labloop.store.connection import normalize_url
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
     engine = sa.create_engine(normalize_url(POSTGRES_URL))

@@ -20,7 +20,7 @@ from labloop.cli import app
 from labloop.errors import StoreError
 from labloop.store import Store
 from labloop.store.migrations import HEAD, REVISIONS, alembic_config, script_directory
-from labloop.store.repository import normalize_url
+from labloop.store.connection import normalize_url
 from labloop.store.schema import Base, OperatorRequest
 
 runner = CliRunner()

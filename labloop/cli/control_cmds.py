@@ -83,7 +83,9 @@ def register(app: typer.Typer) -> None:
                 console.print(f"campaign '{c.name}': {outcome}", soft_wrap=True)
                 return
             if life.present:
-                raise LabloopError(f"campaign '{c.name}': {life.describe()}")
+                raise LabloopError(f"campaign '{c.name}': its runner {life.host}:{life.pid} still exists but has not "
+                                   f"answered for {life.heartbeat_age or 0:.0f} s",
+                                   f"if it is hung, stop it (kill {life.pid}), then run `labloop resume` again")
             refuse_second_runner(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), st,
                                  f"campaign '{c.name}'", except_id=c.id)
             runner, resumptions = CampaignRunner.resume(st, c, time_scale, None)

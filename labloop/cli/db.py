@@ -20,7 +20,7 @@ db_app = typer.Typer(name="db", help="Store maintenance: schema upgrade and revi
 def upgrade(store: StoreOpt = None) -> None:
     """Migrate the store to this labloop's schema (back it up first). Running it again changes nothing."""
     from labloop.store.migrate import upgrade_store
-    from labloop.store.repository import display_url
+    from labloop.store.connection import display_url
 
     before, after = upgrade_store(store or DEFAULT_URL)
     url = display_url(store or DEFAULT_URL)
@@ -36,7 +36,7 @@ def upgrade(store: StoreOpt = None) -> None:
 def current(store: StoreOpt = None) -> None:
     """Show the store's schema revision and whether this labloop can use it."""
     from labloop.store.migrate import HEAD, refusal, store_revision
-    from labloop.store.repository import display_url
+    from labloop.store.connection import display_url
 
     found = store_revision(store or DEFAULT_URL)
     url = display_url(store or DEFAULT_URL)

@@ -81,13 +81,13 @@ class Scheduler:
         self.workflow = spec.workflow
         self.first_kind = self._first_kind()
         self.workers = WorkerPool()
-        self.asker = AskService(strategy.ask)
+        self.wake = threading.Event()  # any change the control loop should look at: a worker, a proposal, a request
+        self.asker = AskService(strategy.ask, on_done=self.wake.set)
         self._executors: list[TrialExecutor] = []  # idle executors, reused (guarded by _lock)
         self._lock = threading.Lock()
         self._unplaced: set[int] = set()  # launched trials not yet holding their first station (guarded by _lock)
         self._active: set[TrialExecutor] = set()  # executors running a trial now (guarded by _lock)
         self._launched: set[int] = set()  # control thread only
-        self.wake = threading.Event()
         self.estopped = threading.Event()
         self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
         self._beat = threading.Event()  # set when the campaign ends: the heartbeat thread stops

@@ -59,8 +59,10 @@ class AskService:
     strategy, and only this one thread runs the strategy, so nothing else in the process sees it change: the
     RunEngines and drivers do not use torch."""
 
-    def __init__(self, ask: Callable[[int, list[Any], list[dict[str, Any]]], list[Any]]):
+    def __init__(self, ask: Callable[[int, list[Any], list[dict[str, Any]]], list[Any]],
+                 on_done: Callable[[], None] | None = None):
         self._ask = ask
+        self._on_done = on_done or (lambda: None)  # wakes the control loop the moment a proposal is ready
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strategy")
         self._future: Future[AskResult] | None = None
 
@@ -72,6 +74,7 @@ class AskService:
         if self._future is not None:
             raise RuntimeError("an ask is already running")
         self._future = self._pool.submit(self._run, n, observations, pending)
+        self._future.add_done_callback(lambda _f: self._on_done())  # after the result is set: poll() sees it
 
     def _run(self, n: int, observations: list[Any], pending: list[dict[str, Any]]) -> AskResult:
         t0 = time.perf_counter()

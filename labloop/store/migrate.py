@@ -133,7 +133,7 @@ def _engine(url: str) -> tuple[Any, str]:
     tables are rebuilt), and the URL to show."""
     from sqlalchemy import create_engine, event
 
-    from .repository import _check_sqlite_path, display_url, normalize_url, sqlite_path
+    from .connection import _check_sqlite_path, display_url, normalize_url, sqlite_path
 
     norm = normalize_url(url)
     path = sqlite_path(norm, url)
@@ -155,7 +155,7 @@ def _sqlite_durable(dbapi_conn: Any, _record: Any) -> None:
 def _connect(engine: Any, url: str) -> Connection:
     from sqlalchemy.exc import DBAPIError
 
-    from .repository import cannot_open
+    from .connection import cannot_open
 
     try:
         return engine.connect()
@@ -168,7 +168,7 @@ def store_revision(url: str) -> Revision:
     """The revision of the store at ``url`` (``labloop db current``); reads only, creates nothing."""
     from sqlalchemy.exc import DBAPIError
 
-    from .repository import cannot_open
+    from .connection import cannot_open
 
     engine, display = _engine(url)
     try:
@@ -188,7 +188,7 @@ def upgrade_store(url: str) -> tuple[Revision, Revision]:
     already at head is left as it is (before == after)."""
     from sqlalchemy.exc import DBAPIError
 
-    from .repository import write_problem
+    from .connection import write_problem
 
     engine, display = _engine(url)
     try:
