@@ -186,7 +186,7 @@ class TrialExecutor:
                     actor: str | None, make_plan: Callable[[], plans.Plan], moved_to: str | None) -> None:
         """Run one tagged plan with a document writer; commit the step's end (and, for a move, where the sample
         went, in the same transaction), or its failure with the reason and raise :class:`StepFailed`."""
-        writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id)
+        writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id, flush_at_stop=False)
         md = {
             "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
             "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": label, "step_index": index,

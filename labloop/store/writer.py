@@ -15,7 +15,11 @@ from .repository import Store
 
 
 class DocumentWriter:
-    def __init__(self, store: Store, campaign_id: int, trial_id: int | None, flush_every: int = 200):
+    def __init__(self, store: Store, campaign_id: int, trial_id: int | None, flush_every: int = 200,
+                 flush_at_stop: bool = True):
+        """``flush_at_stop=False``: the caller commits the run's last documents itself (``take``), with the step's
+        end in one transaction."""
+        self.flush_at_stop = flush_at_stop
         self.store = store
         self.campaign_id = campaign_id
         self.trial_id = trial_id
@@ -37,7 +41,7 @@ class DocumentWriter:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     self._points.append((key, float(doc["timestamps"].get(key, doc["time"])), float(value)))
         self._docs.append((name, doc))
-        if len(self._docs) >= self.flush_every:
+        if len(self._docs) >= self.flush_every or (name == "stop" and self.flush_at_stop):
             self.flush()
 
     def take(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, float, float]]]:
