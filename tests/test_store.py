@@ -199,7 +199,7 @@ def test_read_only_store_refuses_writes_cleanly_and_still_reads(store_url):
     reader = Store(url, create=False)
     assert reader.campaign().name == "c1"
     with pytest.raises(StoreError, match="is read-only"):  # a write later on: a StoreError, not an SQL traceback
-        reader.set_control(reader.campaign().id, "pause")
+        reader.request(reader.campaign().id, "pause")
     reader.close()
     r = runner.invoke(app, ["run", str(THINFILM), "--store", url], catch_exceptions=False)
     assert r.exit_code == 2 and "is read-only" in r.output and "Traceback" not in r.output
