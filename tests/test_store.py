@@ -209,18 +209,3 @@ def test_read_only_store_refuses_writes_cleanly_and_still_reads(store_url):
     assert r.exit_code == 0 and "c1" in r.output and "trials: none" in r.output, r.output
     r = runner.invoke(app, ["export", "--store", url], catch_exceptions=False)
     assert r.exit_code == 0 and r.output.startswith("trial,state,"), r.output
-
-
-def test_store_file_without_write_permission(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root ignores permission bits; test_read_only_store_refuses_writes_cleanly_and_still_reads "
-                    "covers the same error path with SQLite's read-only mode")
-    path = tmp_path / "labloop.db"
-    Store(f"sqlite:///{path}").close()
-    path.chmod(0o444)
-    try:
-        with pytest.raises(StoreError, match="is read-only") as err:
-            Store(f"sqlite:///{path}")
-        assert "writable" in err.value.fix
-    finally:
-        path.chmod(0o644)

@@ -108,18 +108,16 @@ def state_dir_for(store_url: str | None) -> str | None:
     working directory for a server store, None for an in-memory store (nothing outlives the process there)."""
     if not store_url:
         return None
-    from sqlalchemy.engine import make_url
+    from labloop.errors import LabloopError
+    from labloop.store.connection import normalize_url, sqlite_path
 
     try:
-        url = make_url(store_url)
-    except Exception:  # noqa: BLE001 - the store itself reports a malformed URL
+        path = sqlite_path(normalize_url(store_url), store_url)  # understands file: URIs (mode=ro, ...)
+    except LabloopError:  # a malformed or in-memory URL: the store itself reports it
         return None
-    if url.get_backend_name() != "sqlite":
+    if path is None:
         return os.getcwd()
-    db = url.database or ""
-    if not db or db == ":memory:" or "mode=memory" in db:
-        return None
-    return os.path.dirname(os.path.abspath(db))
+    return str(path.parent)
 
 
 def _accepted(factory: Any, **extra: Any) -> dict[str, Any]:
