@@ -38,21 +38,14 @@ def campaign(busy: bool) -> dict:
 
 def one_try(i: int, busy: bool) -> dict:
     import slow_strategy
+    from running import record_stops
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/b.db")
         runner = CampaignRunner.start(prepare_text(yaml.safe_dump(campaign(busy)), "bench.yaml"), store)
-        stopped: dict[str, float] = {}
-        for name, dev in runner.p.lab.devices.items():
-            original = dev.stop
-
-            def stop(*a, _name=name, _orig=original, **k):
-                stopped.setdefault(_name, time.perf_counter())
-                return _orig(*a, **k)
-
-            dev.stop = stop
+        stopped = record_stops(runner.p.lab)
         slow_strategy.ASKS.clear()
         th = threading.Thread(target=runner.run, daemon=True)
         th.start()

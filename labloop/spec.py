@@ -755,7 +755,8 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
             allowed = _fields_at(err["loc"][:-1])
             if allowed:
                 fix = f"{fix}; the fields here are: {', '.join(allowed)}"
-        lines.append(f"{source}: {_loc(err['loc'])}: {msg}" + (f" (fix: {fix})" if fix else ""))
+        where = _loc(err["loc"])  # a rule across fields names its own path in the message
+        lines.append(f"{source}: {'' if where == '(top level)' else where + ': '}{msg}" + (f" (fix: {fix})" if fix else ""))
     return "\n".join(lines)
 
 

@@ -72,3 +72,17 @@ def wait_for(predicate, timeout=30.0, step=0.02):
     raise AssertionError("condition not reached in time")
 
 
+
+
+def record_stops(lab) -> dict[str, float]:
+    """Wrap every device's ``stop()`` to note when it was first called (perf_counter): estop latency."""
+    stopped: dict[str, float] = {}
+    for name, dev in lab.devices.items():
+        original = dev.stop
+
+        def stop(*a, _name=name, _orig=original, **k):
+            stopped.setdefault(_name, time.perf_counter())
+            return _orig(*a, **k)
+
+        dev.stop = stop
+    return stopped

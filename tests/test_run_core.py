@@ -24,7 +24,7 @@ from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.run.liveness import liveness
 from labloop.states import IN_FLIGHT, TERMINAL, TRIAL_TRANSITIONS, UNFINISHED, IllegalTransition, TrialState
 from labloop.store import Store
-from running import in_background, start, two_chamber, wait_for
+from running import in_background, record_stops, start, two_chamber, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 S = TrialState
@@ -150,15 +150,7 @@ def test_an_estop_reaches_every_device_while_the_optimizer_thinks_for_ten_second
     data["strategy"] = {"name": "slow_strategy:SlowStrategy", "initial_design": 1}
     data["scheduling"] = {"lookahead": 0}
     store, runner = start(data, tmp_path)
-    stopped_at: dict[str, float] = {}
-    for name, dev in runner.p.lab.devices.items():
-        original = dev.stop
-
-        def stop(*a, _name=name, _orig=original, **k):
-            stopped_at.setdefault(_name, time.perf_counter())
-            return _orig(*a, **k)
-
-        dev.stop = stop
+    stopped_at = record_stops(runner.p.lab)
     slow_strategy.ASKS.clear()
     th, result = in_background(runner)
     cid = runner.campaign.id

@@ -91,7 +91,8 @@ def test_unknown_field_is_named_with_its_path_and_a_fix():
     data = _with(stopping={"max_trails": 10})
     with pytest.raises(SpecError) as e:
         parse_spec(data, "c.yaml")
-    assert "c.yaml: stopping.max_trails: unknown field (fix: remove it or check its spelling" in str(e.value)
+    assert "c.yaml: stopping.max_trails: unknown field (fix: remove it or correct its spelling; the fields here " \
+           "are: max_trials, target_reached" in str(e.value)
 
 
 def test_unknown_parameter_type_and_missing_fields():

@@ -4,7 +4,6 @@ on PostgreSQL alike, and survives being reopened by another process (here: anoth
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
