@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -137,6 +137,7 @@ class Store:
         return StoreError(f"no store at {where}", "run `labloop run FILE` in this folder first, or pass --store")
 
     def close(self) -> None:
+        self._drop_poll_connection()
         self.engine.dispose()
 
     @contextmanager
@@ -218,17 +219,38 @@ class Store:
             return r.id
 
     def pending_requests(self, campaign_id: int) -> list[OperatorRequest]:
-        """Requests not answered yet, oldest first. The runner polls this every few ms: a bare indexed select on one
-        connection, and ORM rows only when there is something to answer."""
-        with self.engine.connect() as conn:
-            ids = conn.execute(select(OperatorRequest.id).where(OperatorRequest.campaign_id == campaign_id,
-                                                                OperatorRequest.state == "pending")).first()
-        if ids is None:
+        """Requests not answered yet, oldest first. The runner polls this every few ms: a bare indexed select on a
+        connection kept for it (no pool checkout, autocommit: every poll sees the latest commits), and ORM rows only
+        when there is something to answer."""
+        try:
+            found = self._poll_connection().execute(self._poll_query, {"cid": campaign_id}).first()
+        except DBAPIError:
+            self._drop_poll_connection()  # a lost connection: the next poll opens a new one
+            raise
+        if found is None:
             return []
         with self.session() as s:
             q = (select(OperatorRequest).where(OperatorRequest.campaign_id == campaign_id,
                                                OperatorRequest.state == "pending").order_by(OperatorRequest.id))
             return list(s.scalars(q))
+
+    _poll_query = (select(OperatorRequest.id)
+                   .where(OperatorRequest.campaign_id == bindparam("cid"), OperatorRequest.state == "pending")
+                   .limit(1))
+
+    def _poll_connection(self) -> Any:
+        conn = getattr(self, "_poll_conn", None)
+        if conn is None:
+            conn = self._poll_conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
+    def _drop_poll_connection(self) -> None:
+        conn, self._poll_conn = getattr(self, "_poll_conn", None), None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - it is being dropped because it is broken
+                pass
 
     def answer_request(self, request_id: int, state: str, outcome: str, user: str = "labloop") -> bool:
         """Acknowledge a request: ``done`` or ``refused``, with one line saying what happened or why not.
