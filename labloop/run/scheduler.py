@@ -143,6 +143,8 @@ class Scheduler:
         for r in self.resumptions:  # samples sitting in stations keep them: claim before anyone else can
             if r.held is not None:
                 self.res.claim(r.held, r.trial.id)
+        # a stop an earlier runner accepted before it died still holds (the campaign's standing control)
+        self._stop_requested = self.store.campaign(cid).control == "stop"
         self.store.heartbeat(cid)  # who runs the campaign is known before anything moves
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
