@@ -37,7 +37,6 @@ def campaign(busy: bool) -> dict:
 
 
 def one_try(i: int, busy: bool) -> dict:
-    import slow_strategy
     from running import record_stops
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
@@ -46,22 +45,25 @@ def one_try(i: int, busy: bool) -> dict:
         store = Store(f"sqlite:///{tmp}/b.db")
         runner = CampaignRunner.start(prepare_text(yaml.safe_dump(campaign(busy)), "bench.yaml"), store)
         stopped = record_stops(runner.p.lab)
-        slow_strategy.ASKS.clear()
+        thinking = runner.p.strategy.thinking
         th = threading.Thread(target=runner.run, daemon=True)
         th.start()
         deadline = time.monotonic() + 60
-        while not slow_strategy.THINKING.is_set() and time.monotonic() < deadline:
+        while not thinking.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.05 * (i % 5))  # land the request at different points of the control loop's poll
         running = sum(1 for t in store.trials(runner.campaign.id) if t.state == "running")
         store.request(runner.campaign.id, "estop", {}, user="bench")
         t0 = time.perf_counter()
         th.join(10)
-        thinking = slow_strategy.THINKING.is_set()
+        busy = thinking.is_set()
+        # let the abandoned ask end before the next try, so no earlier optimizer competes for the CPU
+        while thinking.is_set():
+            time.sleep(0.05)
         store.close()
     latencies = [v - t0 for v in stopped.values()]
     return {"benchmark": "estop_latency", "optimizer": "cpu-bound" if busy else "sleeping", "try": i, "devices": len(stopped), "trials_running": running,
-            "optimizer_busy": thinking, "latency_ms": round(1000 * max(latencies), 2)}
+            "optimizer_busy": busy, "latency_ms": round(1000 * max(latencies), 2)}
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 from labloop.strategy import RandomStrategy
 
 ASKS: list[float] = []  # start time of every ask (perf_counter)
-THINKING = threading.Event()  # set while a slow ask is in progress
 
 
 class SlowStrategy:
@@ -20,11 +19,14 @@ class SlowStrategy:
         self.inner = RandomStrategy(plain, candidates)
         self.delay = float(options.get("delay", 10.0))
         self.busy = bool(options.get("busy", False))  # burn CPU in Python (holding the GIL) instead of sleeping
+        self.thinking = threading.Event()  # set while a slow ask of this instance is in progress
+        self.asks = 0
 
     def ask(self, n: int, observations: list, pending: list) -> list:
         ASKS.append(time.perf_counter())
-        if len(ASKS) > 1:
-            THINKING.set()
+        self.asks += 1
+        if self.asks > 1:
+            self.thinking.set()
             try:
                 end = time.perf_counter() + self.delay
                 while time.perf_counter() < end:
@@ -33,5 +35,5 @@ class SlowStrategy:
                     else:
                         time.sleep(0.05)
             finally:
-                THINKING.clear()
+                self.thinking.clear()
         return self.inner.ask(n, observations, pending)

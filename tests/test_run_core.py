@@ -17,7 +17,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import slow_strategy
 from labloop.cli import app
 from labloop.errors import LabloopError, SpecError
 from labloop.run.campaign import CampaignRunner, prepare_text
@@ -151,16 +150,16 @@ def test_an_estop_reaches_every_device_while_the_optimizer_thinks_for_ten_second
     data["scheduling"] = {"lookahead": 0}
     store, runner = start(data, tmp_path)
     stopped_at = record_stops(runner.p.lab)
-    slow_strategy.ASKS.clear()
+    thinking = runner.p.strategy.thinking
     th, result = in_background(runner)
     cid = runner.campaign.id
-    wait_for(slow_strategy.THINKING.is_set, timeout=60)  # trials are running and the optimizer is busy
+    wait_for(thinking.is_set, timeout=60)  # trials are running and the optimizer is busy
     assert any(t.state == "running" for t in store.trials(cid))
     rid = store.request(cid, "estop", {}, user="carol")
     t0 = time.perf_counter()
     th.join(5)
     assert not th.is_alive(), "the campaign waited for the optimizer"
-    assert slow_strategy.THINKING.is_set(), "the ask ended before the estop was tested"
+    assert thinking.is_set(), "the ask ended before the estop was tested"
     assert set(stopped_at) == set(runner.p.lab.devices)
     latency = max(stopped_at.values()) - t0
     assert latency < 1.0, f"estop took {latency:.3f} s"  # the 100 ms figure is measured in benchmarks/estop_latency.py
