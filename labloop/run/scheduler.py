@@ -247,8 +247,19 @@ class Scheduler:
 
     # ------------------------------------------------------------------ operator requests
     def _serve_requests(self) -> None:
-        """Answer every pending operator request: done with what happened, or refused with why."""
+        """Answer every pending operator request: done with what happened, or refused with why. An emergency stop
+        acts straight from the poll, before any other request is even loaded."""
+        pending = self.store.pending_actions(self.campaign.id)
+        if not pending:
+            return
+        estop_outcome = None
+        if any(action == "estop" for _, action in pending) and not self.estopped.is_set():
+            estop_outcome = self._emergency_stop()
         for req in self.store.pending_requests(self.campaign.id):
+            if req.action == "estop" and estop_outcome is not None:
+                self.store.answer_request(req.id, "done", estop_outcome)
+                estop_outcome = "already halted by the emergency stop above"
+                continue
             try:
                 state, outcome = self._handle(req)
             except LabloopError as exc:
@@ -257,8 +268,8 @@ class Scheduler:
 
     def _handle(self, req: OperatorRequest) -> tuple[str, str]:
         action = req.action
-        if action == "estop":
-            return "done", self._emergency_stop(req.user)
+        if action == "estop":  # a second estop while halted
+            return "done", "every device was already told to stop (emergency stop in force)"
         if self.estopped.is_set():
             return "refused", "the campaign is in emergency stop; run `labloop resume` to restart it"
         if action == "stop":
@@ -328,7 +339,7 @@ class Scheduler:
         nums = [str(t.number) for t in trials if t.state == S.PROPOSED]
         return ", ".join(nums) if nums else "none"
 
-    def _emergency_stop(self, user: str = "labloop") -> str:
+    def _emergency_stop(self) -> str:
         """Halt every device now. Cancelling waits and calling ``stop()`` come first; every failure to stop is
         audited and shown (a device that will not stop is the one an operator must go to by hand)."""
         t0 = time.perf_counter()
@@ -346,8 +357,8 @@ class Scheduler:
             self._alert("estop.device_failed", f"EMERGENCY STOP: device '{device}' did not accept stop(): {error}; "
                         f"make it safe by hand", {"device": device, "error": error})
         n = len(self.lab.devices)
-        self.observer("alert", {"message": f"EMERGENCY STOP by {user}: stop() sent to {n - len(failures)} of {n} "
-                                           f"devices in {stop_ms:.0f} ms"})
+        self.observer("alert", {"message": f"EMERGENCY STOP: stop() sent to {n - len(failures)} of {n} devices in "
+                                           f"{stop_ms:.0f} ms"})
         self.wake.set()
         if failures:
             return (f"stop() sent to every device in {stop_ms:.0f} ms; {len(failures)} refused: "

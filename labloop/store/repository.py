@@ -222,21 +222,27 @@ class Store:
         """Requests not answered yet, oldest first. The runner polls this every few ms: a bare indexed select on a
         connection kept for it (no pool checkout, autocommit: every poll sees the latest commits), and ORM rows only
         when there is something to answer."""
-        try:
-            found = self._poll_connection().execute(self._poll_query, {"cid": campaign_id}).first()
-        except DBAPIError:
-            self._drop_poll_connection()  # a lost connection: the next poll opens a new one
-            raise
-        if found is None:
+        if not self.pending_actions(campaign_id):
             return []
         with self.session() as s:
             q = (select(OperatorRequest).where(OperatorRequest.campaign_id == campaign_id,
                                                OperatorRequest.state == "pending").order_by(OperatorRequest.id))
             return list(s.scalars(q))
 
-    _poll_query = (select(OperatorRequest.id)
+    def pending_actions(self, campaign_id: int) -> list[tuple[int, str]]:
+        """``(id, action)`` of the pending requests, oldest first: the poll itself, one indexed select on the
+        connection kept for it (no pool checkout; autocommit, so every poll sees the latest commits). Used by one
+        thread, the runner's control loop."""
+        try:
+            rows = self._poll_connection().execute(self._poll_query, {"cid": campaign_id}).all()
+        except DBAPIError:
+            self._drop_poll_connection()  # a lost connection: the next poll opens a new one
+            raise
+        return [(int(i), str(a)) for i, a in rows]
+
+    _poll_query = (select(OperatorRequest.id, OperatorRequest.action)
                    .where(OperatorRequest.campaign_id == bindparam("cid"), OperatorRequest.state == "pending")
-                   .limit(1))
+                   .order_by(OperatorRequest.id))
 
     def _poll_connection(self) -> Any:
         conn = getattr(self, "_poll_conn", None)
