@@ -360,3 +360,29 @@ def test_the_strategy_captures_its_own_warnings_without_touching_other_threads()
     th.join(5)
     assert mine == ["jitter added to the Cholesky"]
     assert seen_by_other == ["chamber pressure reading is stale"]
+
+
+def test_a_device_whose_stop_hangs_delays_no_other_device():
+    import threading
+
+    from labloop.run.lab import Lab
+
+    called: dict[str, float] = {}
+    release = threading.Event()
+
+    class Dev:
+        def __init__(self, name, hang=False):
+            self.name, self.hang = name, hang
+
+        def stop(self):
+            called[self.name] = time.perf_counter()
+            if self.hang:
+                release.wait(5)
+
+    lab = Lab({"stuck": Dev("stuck", hang=True), "chamber": Dev("chamber"), "robot": Dev("robot")})
+    t0 = time.perf_counter()
+    failures = lab.stop_all(timeout=0.3)
+    release.set()
+    assert set(called) == {"stuck", "chamber", "robot"}
+    assert max(called.values()) - t0 < 0.25  # every stop() was called before the stuck one gave up
+    assert failures == [("stuck", "stop() did not return within 0.3 s")]

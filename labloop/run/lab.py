@@ -12,6 +12,8 @@ that declares them.
 from __future__ import annotations
 
 import inspect
+import threading
+import time
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,17 +79,32 @@ class Lab:
                     return name
         return None
 
-    def stop_all(self) -> list[tuple[str, str]]:
-        """Emergency stop: ask every device that can stop to stop now, each even if another refuses. Returns the
-        devices whose ``stop()`` raised, with the error: the caller must alert and audit them (never swallowed)."""
-        failures: list[tuple[str, str]] = []
+    def stop_all(self, timeout: float = 2.0) -> list[tuple[str, str]]:
+        """Emergency stop: ask every device that can stop to stop now, all at once (one short-lived thread each),
+        so a device whose ``stop()`` is slow or hangs delays no other. Returns the devices whose ``stop()`` raised
+        or did not return within ``timeout`` seconds, with why: the caller must alert and audit them (never
+        swallowed)."""
+        results: dict[str, str | None] = {}
+
+        def call(name: str, stop: Any) -> None:
+            try:
+                stop()
+                results[name] = None
+            except Exception as exc:  # noqa: BLE001 - one stubborn device must not keep the others running
+                results[name] = f"{type(exc).__name__}: {exc}"
+
+        threads = []
         for name, dev in self.devices.items():
             stop = getattr(dev, "stop", None)
             if callable(stop):
-                try:
-                    stop()
-                except Exception as exc:  # noqa: BLE001 - one stubborn device must not keep the others running
-                    failures.append((name, f"{type(exc).__name__}: {exc}"))
+                th = threading.Thread(target=call, args=(name, stop), name=f"estop-{name}", daemon=True)
+                th.start()
+                threads.append((name, th))
+        deadline = time.monotonic() + timeout
+        for _, th in threads:
+            th.join(max(0.0, deadline - time.monotonic()))
+        failures = [(name, error) for name, error in results.items() if error is not None]
+        failures += [(name, f"stop() did not return within {timeout:g} s") for name, th in threads if th.is_alive()]
         return failures
 
 
