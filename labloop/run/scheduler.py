@@ -162,8 +162,8 @@ class Scheduler:
                     self.wake.clear()  # cleared before reading: a change after this read wakes the next pass
                     next_refresh = now + REFRESH_S
                     trials = self.store.trials(cid)
-                    if stopping is None:
-                        stopping = self._stop_decision(trials)
+                    if stopping is None or (self.estopped.is_set() and stopping.rule != "estop"):
+                        stopping = self._stop_decision(trials)  # an emergency stop overrides a gentler ending
                     if stopping is not None:
                         if not self.stopping.is_set():
                             self._begin_stopping()
@@ -181,12 +181,12 @@ class Scheduler:
             self._beat.set()
 
     def _stop_decision(self, trials: list[Trial]) -> StopDecision | None:
+        if self.estopped.is_set():
+            return StopDecision("estop", "emergency stop: every device was halted; "
+                                         "interrupted trials continue after `labloop resume`")
         decision = self.stop_rules(trials, self.campaign.created_at)
         if decision is None and self._stop_requested:
             decision = StopDecision("operator", "stopped by operator (in-flight trials were finished)")
-        if decision is None and self.estopped.is_set():
-            decision = StopDecision("estop", "emergency stop: every device was halted; "
-                                             "interrupted trials continue after `labloop resume`")
         return decision
 
     _stop_requested = False
