@@ -545,7 +545,14 @@ class Scheduler:
                     pass  # the sample stays recorded where it is; `labloop resume` takes it out
         except Cancelled:
             self._placed(trial)
-            if not (resumption and resumption.cleanup_only):
+            if resumption and resumption.cleanup_only:
+                pass
+            elif not self.estopped.is_set() and state in UNFINISHED and not self.store.steps(trial.id):
+                # nothing physical happened to it: cancelled, one word for it live and in the store
+                done = self.store.transition(trial.id, state, S.CANCELLED, finished_at=utcnow(),
+                                             failure_reason="the campaign ended before the trial reached a station")
+                self.observer("finished", {"trial": done})
+            else:
                 self._interrupt(trial, state, "emergency stop" if self.estopped.is_set() else
                                 "the campaign stopped while the trial waited for a station")
         except Exception as exc:  # noqa: BLE001 - no worker failure may leave a trial in flight forever
