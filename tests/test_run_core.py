@@ -172,7 +172,7 @@ def test_an_estop_reaches_every_device_while_the_optimizer_thinks_for_ten_second
     store.close()
 
 
-def test_a_device_that_refuses_to_stop_raises_an_alert_and_an_audit_entry(tmp_path):
+def test_a_device_that_refuses_to_stop_raises_an_alert_and_an_audit_entry(tmp_path, capfd):
     store, runner = start(two_chamber(max_trials=6), tmp_path)
     alerts = []
     runner.observer = lambda kind, data: alerts.append(data["message"]) if kind == "alert" else None
@@ -193,6 +193,10 @@ def test_a_device_that_refuses_to_stop_raises_an_alert_and_an_audit_entry(tmp_pa
     assert any("chamber2" in m and "did not accept stop()" in m for m in alerts)
     outcome = store.operator_request(rid).outcome
     assert "1 refused" in outcome and "chamber2" in outcome
+    for t in store.trials(cid):  # one line of reason, no bluesky console help
+        assert "\n" not in (t.failure_reason or "") and "RE.resume" not in (t.failure_reason or "")
+    out, err = capfd.readouterr()  # bluesky's interactive "Pausing..." / "Halting..." lines stay off the terminal
+    assert "Pausing" not in out + err and "Halting" not in out + err
     store.close()
 
 
