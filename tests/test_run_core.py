@@ -183,7 +183,7 @@ def test_a_device_that_refuses_to_stop_raises_an_alert_and_an_audit_entry(tmp_pa
     runner.p.lab.devices["chamber2"].stop = broken_stop
     th, result = in_background(runner)
     cid = runner.campaign.id
-    wait_for(lambda: any(t.state == "running" for t in store.trials(cid)))
+    wait_for(lambda: any(s.kind == "synthesize" and s.state == "running" for s in store.steps(campaign_id=cid)))
     rid = store.request(cid, "estop", {}, user="carol")
     th.join(20)
     assert result["decision"].rule == "estop"
