@@ -382,6 +382,9 @@ class Scheduler:
         labels = {step.label for step in self.workflow}
         if any((t.failure_reason or "").split(": ", 1)[0] not in labels for t in last):
             return
+        # and only a step that failed on the device: a step cut short by a crash or a kill is not the lab's fault
+        if any(not any(st.state == "failed" for st in self.store.steps(t.id)) for t in last):
+            return
         causes = {failure_cause(t.failure_reason) for t in last}
         if len(causes) != 1 or self._failure_streak_seen == last[-1].id:
             return
