@@ -24,6 +24,7 @@ Modes: ``async`` (default) starts a trial whenever a first-step station is free;
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,9 @@ S = TrialState
 REQUEST_POLL_S = 0.02
 #: How often it re-reads the trials when nothing woke it (time-based stopping rules, trials changed elsewhere).
 REFRESH_S = 0.5
+#: The longest a thread may hold the GIL while another waits for it (Python's default is 5 ms). The optimizer
+#: computes in Python on its own thread; every handoff on the emergency-stop path would wait up to this long.
+SWITCH_INTERVAL_S = 0.0005
 
 
 def failure_cause(reason: str | None) -> str:
@@ -148,37 +152,46 @@ class Scheduler:
         self.store.heartbeat(cid)  # who runs the campaign is known before anything moves
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
-        self._serve_requests()  # requests queued while no process ran (a stop is honoured before anything moves)
-        for r in self.resumptions:
-            self._launch(r.trial, r)
-        stopping: StopDecision | None = None
-        next_refresh = 0.0
+        # Process-wide, and safe to change here: it only decides how soon a thread that waits for the GIL gets it
+        # (no thread's results depend on it); set before any worker starts, restored after they are joined.
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         try:
-            while True:
-                self._serve_requests()
-                now = time.monotonic()
-                woke = self.wake.is_set()
-                if woke or now >= next_refresh:
-                    self.wake.clear()  # cleared before reading: a change after this read wakes the next pass
-                    next_refresh = now + REFRESH_S
-                    trials = self.store.trials(cid)
-                    if stopping is None or (self.estopped.is_set() and stopping.rule != "estop"):
-                        stopping = self._stop_decision(trials)  # an emergency stop overrides a gentler ending
-                    if stopping is not None:
-                        if not self.stopping.is_set():
-                            self._begin_stopping()
-                        if not self.workers.alive():
-                            return self._finish(stopping)
-                    elif not self.paused.is_set():
-                        self._check_systematic_failure(trials)
-                        if not self.paused.is_set():
-                            self._propose_and_launch(trials)
-                if self.asker.busy and self._ask_ready():
-                    continue
-                self.wake.wait(REQUEST_POLL_S)
+            self._serve_requests()  # requests queued while no process ran (a stop is honoured before anything moves)
+            for r in self.resumptions:
+                self._launch(r.trial, r)
+            return self._loop()
         finally:
             self.asker.shutdown()
             self._beat.set()
+            sys.setswitchinterval(switch)
+
+    def _loop(self) -> StopDecision:
+        """Serve requests every poll; on any change (or every REFRESH_S), apply the stopping rules and propose."""
+        cid = self.campaign.id
+        stopping: StopDecision | None = None
+        next_refresh = 0.0
+        while True:
+            self._serve_requests()
+            now = time.monotonic()
+            if self.wake.is_set() or now >= next_refresh:
+                self.wake.clear()  # cleared before reading: a change after this read wakes the next pass
+                next_refresh = now + REFRESH_S
+                trials = self.store.trials(cid)
+                if stopping is None or (self.estopped.is_set() and stopping.rule != "estop"):
+                    stopping = self._stop_decision(trials)  # an emergency stop overrides a gentler ending
+                if stopping is not None:
+                    if not self.stopping.is_set():
+                        self._begin_stopping()
+                    if not self.workers.alive():
+                        return self._finish(stopping)
+                elif not self.paused.is_set():
+                    self._check_systematic_failure(trials)
+                    if not self.paused.is_set():
+                        self._propose_and_launch(trials)
+            if self.asker.busy and self._ask_ready():
+                continue
+            self.wake.wait(REQUEST_POLL_S)
 
     def _stop_decision(self, trials: list[Trial]) -> StopDecision | None:
         if self.estopped.is_set():
