@@ -40,6 +40,7 @@ class Resumption:
     held: str | None  # the station the sample sits in (reserved again before anything moves)
     evaluate_only: bool = False
     cleanup_only: bool = False  # a failed trial whose sample must leave the station it blocks
+    in_gripper: bool = False  # the lab says a robot holds its sample: its move must finish before any other move
 
 
 RECONCILE = "sample.reconcile"
@@ -116,6 +117,10 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
             out.append(Resumption(t, start, location, held))
         store.audit(campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location},
                     user="labloop")
+    if locate is not None:  # a robot holding a sample can do nothing else until that sample is put down
+        for r in out:
+            seen = locate(r.trial.sample_id)
+            r.in_gripper = bool(seen) and seen not in stations and seen not in places and not r.evaluate_only
     return out
 
 

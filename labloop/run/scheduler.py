@@ -92,6 +92,7 @@ class Scheduler:
         self._unplaced: set[int] = set()  # launched trials not yet holding their first station (guarded by _lock)
         self._active: set[TrialExecutor] = set()  # executors running a trial now (guarded by _lock)
         self._launched: set[int] = set()  # control thread only
+        self._first_move: dict[int, threading.Event] = {}  # resumed trials whose sample a robot holds (set: put down)
         self.estopped = threading.Event()
         self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
         self._beat = threading.Event()  # set when the campaign ends: the heartbeat thread stops
@@ -158,13 +159,33 @@ class Scheduler:
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
         try:
             self._serve_requests()  # requests queued while no process ran (a stop is honoured before anything moves)
+            self._resume_gripper_moves()
             for r in self.resumptions:
-                self._launch(r.trial, r)
+                if not r.in_gripper:
+                    self._launch(r.trial, r)
             return self._loop()
         finally:
             self.asker.shutdown()
             self._beat.set()
             sys.setswitchinterval(switch)
+
+    def _resume_gripper_moves(self) -> None:
+        """A sample a robot still holds (its move was cut short) is put down before anything else uses the robot:
+        every other move would be refused while the gripper is full. Operator requests are served meanwhile."""
+        first = [r for r in self.resumptions if r.in_gripper]
+        for r in first:
+            self._first_move[r.trial.id] = threading.Event()
+            self._launch(r.trial, r)
+        while (not all(self._first_move[r.trial.id].is_set() for r in first)
+               and not self.estopped.is_set() and not self.stopping.is_set()):
+            self._serve_requests()
+            time.sleep(REQUEST_POLL_S)
+
+    def _release_robot(self, trial: Trial) -> None:
+        self.res.release_robot(trial.id)
+        moved = self._first_move.get(trial.id)
+        if moved is not None:
+            moved.set()
 
     def _loop(self) -> StopDecision:
         """Serve requests every poll; on any change (or every REFRESH_S), apply the stopping rules and propose."""
@@ -579,6 +600,8 @@ class Scheduler:
         finally:
             self._placed(trial)
             self.res.release_all(trial.id)
+            if trial.id in self._first_move:
+                self._first_move[trial.id].set()  # whatever happened, the others may go now
             if ex is not None:
                 with self._lock:
                     self._active.discard(ex)
@@ -617,7 +640,7 @@ class Scheduler:
             try:
                 self._attempts(ex, ctx, index, step.robot, dest)
             finally:
-                self.res.release_robot(trial.id)
+                self._release_robot(trial)
             if held is not None and held != dest:
                 self.res.release(held, trial.id)
             self.wake.set()
@@ -653,7 +676,7 @@ class Scheduler:
         try:
             ex.run_step(ctx, index, None, place, park=True)
         finally:
-            self.res.release_robot(trial.id)
+            self._release_robot(trial)
         self.res.release(held, trial.id)
         self.wake.set()
         return None
@@ -712,4 +735,4 @@ class Scheduler:
         except StepFailed as exc:  # a stuck sample takes its station out of service, not the lab
             self.res.quarantine(held, f"failed sample {ctx.sample_id} is stuck in it ({exc.reason})")
         finally:
-            self.res.release_robot(trial.id)
+            self._release_robot(trial)
