@@ -236,3 +236,14 @@ def test_campaign_with_dock_stores_assets_with_checksums_and_verify_finds_change
     assert f"altered: {altered}" in r.output and f"missing: {missing}" in r.output
     assert "2 of 12 asset files of the store are not as recorded (1 missing, 1 altered)" in r.output
     assert "fix: restore those files from a backup" in r.output and "Traceback" not in r.output
+
+
+def test_dock_instruments_pass_the_driver_conformance_kit(tmp_path):
+    from labloop.devkit import conformance
+
+    lab = _dock_lab(tmp_path)
+    for device in DOCK_STEPS:
+        report = conformance.run_conformance(lab[device], grace=0.5)
+        assert report.ok, report.summary()
+        if device != "profilometer":
+            assert "more written to files" in report["describe_read_agree"].message
