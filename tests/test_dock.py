@@ -25,7 +25,7 @@ from labloop_simulators.thinfilm import characterization as ch
 from labloop_simulators.thinfilm import physics
 from labloop_simulators.thinfilm.lab import build_lab, data_folder
 
-from running import start, two_chamber
+from running import intervals, start, two_chamber
 
 cli = CliRunner()
 GOOD = dict(physics.optimum().recipe)  # anatase, conducting, ~1.5 um
@@ -247,3 +247,22 @@ def test_dock_instruments_pass_the_driver_conformance_kit(tmp_path):
         assert report.ok, report.summary()
         if device != "profilometer":
             assert "more written to files" in report["describe_read_agree"].message
+
+
+def test_the_scheduler_keeps_dock_instruments_busy_in_parallel(tmp_path):
+    """No scheduler change: each dock instrument is a station of its own kind, so one sample is in the XRD while
+    the next is on the UV-vis (instruments' own times: XRD 32 min, UV-vis 5 min, ...; one-second depositions)."""
+    data = dock_campaign(tmp_path, max_trials=4)
+    del data["lab"]["options"]["dock_minutes"]
+    data["lab"]["time_scale"] = 3600.0
+    store, runner = start(data, tmp_path)
+    assert runner.run().rule == "budget"
+    cid = runner.campaign.id
+    assert [t.state for t in store.trials(cid)] == ["done"] * 4
+    dock = [(a, b, s) for a, b, s in intervals(store, cid, "measure") if s.device in DOCK_STEPS]
+    assert len(dock) == 4 * len(DOCK_STEPS)
+    parallel = [(s, t) for i, (a, b, s) in enumerate(dock) for c, d, t in dock[i + 1:]
+                if a < d and c < b and s.trial_id != t.trial_id]
+    assert parallel, "two samples should be measured in the dock at the same time"
+    assert all(s.device != t.device for s, t in parallel)  # one sample per instrument at a time
+    store.close()
