@@ -27,8 +27,8 @@ from labloop.states import IllegalTransition, StepState, TrialState, check_step_
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
 from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
-from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Base, Campaign, Document, Meta, OperatorRequest, ProcessPoint, Sample,
-                     Step, Trial, utcnow)
+from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Base, Campaign, Document, Meta, OperatorRequest,
+                     ProcessPoint, Sample, Step, Trial, utcnow)
 
 DEFAULT_URL = "sqlite:///labloop.db"
 
