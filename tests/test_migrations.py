@@ -21,7 +21,7 @@ from labloop.errors import StoreError
 from labloop.store import Store
 from labloop.store.migrations import HEAD, REVISIONS, alembic_config, script_directory
 from labloop.store.connection import normalize_url
-from labloop.store.schema import Base, OperatorRequest
+from labloop.store.schema import SCHEMA_VERSION, Asset, Base, OperatorRequest
 
 runner = CliRunner()
 
@@ -128,7 +128,7 @@ def test_previous_release_store_is_refused_then_upgraded_keeping_every_row(store
     assert r.exit_code == 0, r.output
     assert f"from revision 0001_baseline (schema 3, written before migrations) to {HEAD}" in r.output
     after = _rows(store_url)
-    assert after.pop("labloop_meta") == [("schema_version", "4")]  # the readable mirror follows the revision
+    assert after.pop("labloop_meta") == [("schema_version", str(SCHEMA_VERSION))]  # the readable mirror follows the revision
     assert after == {t: rows for t, rows in before.items() if t != "labloop_meta"}
     assert _diff(store_url, Base.metadata) == []  # the upgraded store has exactly the current models' schema
 
@@ -252,3 +252,33 @@ def test_db_commands_on_a_missing_store_create_nothing(tmp_path):
         r = invoke("db", cmd, "--store", f"sqlite:///{path}")
         assert r.exit_code == 2 and f"no store at {path}" in r.output
     assert not path.exists()
+
+
+def test_a_store_at_0002_is_upgraded_to_assets_keeping_its_rows(store_url):
+    """The previous revision (operator requests, no assets) gains the empty assets table; rows and ids stay."""
+    _write_v3_store(store_url)
+    engine = _engine(store_url)
+    with engine.begin() as conn:  # what `labloop db upgrade` of the previous labloop left: revision 0002
+        cfg = alembic_config(connection=conn)
+        command.stamp(cfg, "0001_baseline")
+        command.upgrade(cfg, "0002_operator_requests")
+    engine.dispose()
+    before = _rows(store_url)
+    with pytest.raises(StoreError, match="0002_operator_requests"):
+        Store(store_url)
+    r = invoke("db", "upgrade", "--store", store_url)
+    assert r.exit_code == 0 and f"from revision 0002_operator_requests to {HEAD}" in r.output, r.output
+    after = _rows(store_url)
+    assert after.pop("labloop_meta") == [("schema_version", str(SCHEMA_VERSION))]
+    before.pop("labloop_meta")
+    assert after == before
+    assert _diff(store_url, Base.metadata) == []
+    store = Store(store_url)
+    c = store.campaign()
+    trial = store.trials(c.id)[0]
+    store.add_assets(c.id, trial.id, "run-1", [("/data/a.h5", "f" * 64, 1234)])
+    assert [(a.path, a.sha256, a.size, a.trial_id) for a in store.assets(c.id)] == [
+        ("/data/a.h5", "f" * 64, 1234, trial.id)]
+    with store.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Asset)) == 1
+    store.close()

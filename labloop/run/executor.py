@@ -207,8 +207,10 @@ class TrialExecutor:
             ctx.location = moved_to
             moved = (ctx.campaign_id, ctx.sample_id, moved_to, ctx.trial_id)
         docs, points = writer.take()
+        assets = writer.take_assets()
         self.store.finish_step(step_id, "done", writer.run_uid, moved=moved,
-                               documents=(ctx.campaign_id, ctx.trial_id, docs, points) if docs else None)
+                               documents=(ctx.campaign_id, ctx.trial_id, docs, points) if docs else None,
+                               assets=(ctx.campaign_id, ctx.trial_id, assets) if assets else None)
 
     def _stop_after_timeout(self, name: str) -> None:
         stop = getattr(self.lab.devices.get(name), "stop", None)

@@ -47,6 +47,14 @@ class TrialData:
                     out.append(v)
         return out
 
+    def arrays(self, key: str) -> list[Any]:
+        """The frames of data key ``key`` (or any device's ``key``) that instruments stored as assets (HDF5 spectra,
+        diffraction patterns, images: ``stream_resource``/``stream_datum`` documents), as numpy arrays in order;
+        read with h5py from the files the documents name."""
+        from labloop.store.assets import read_arrays
+
+        return read_arrays(self.documents, key)
+
     def data_keys(self) -> list[str]:
         keys: set[str] = set()
         for n, d in self.documents:

@@ -27,8 +27,8 @@ from labloop.states import IllegalTransition, StepState, TrialState, check_step_
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
 from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
-from .schema import (SCHEMA_VERSION, AuditEntry, Base, Campaign, Document, Meta, OperatorRequest, ProcessPoint, Sample,
-                     Step, Trial, utcnow)
+from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Base, Campaign, Document, Meta, OperatorRequest,
+                     ProcessPoint, Sample, Step, Trial, utcnow)
 
 DEFAULT_URL = "sqlite:///labloop.db"
 
@@ -350,11 +350,13 @@ class Store:
     def finish_step(self, step_id: int, state: StepState | str, run_uid: str | None = None, error: str | None = None,
                     moved: tuple[int, str, str, int | None] | None = None,
                     documents: tuple[int, int | None, list[tuple[str, dict[str, Any]]],
-                                     list[tuple[str, float, float]]] | None = None) -> None:
+                                     list[tuple[str, float, float]]] | None = None,
+                    assets: tuple[int, int | None, list[tuple[str, str, int]]] | None = None) -> None:
         """End a running step (compare-and-set from running); ``moved`` = (campaign_id, sample_id, location,
         trial_id) records where a transfer put the sample in the same transaction, so the store never says 'moved'
         without saying where to; ``documents`` = (campaign_id, trial_id, docs, points) commits the run's last
-        documents with it (one transaction for the end of a step, not two)."""
+        documents with it (one transaction for the end of a step, not two); ``assets`` = (campaign_id, trial_id,
+        [(path, sha256, size)]) records, in the same transaction, the files the run's documents reference."""
         state = StepState(state)
         check_step_transition(step_id, StepState.RUNNING, state)
         with self.session() as s:
@@ -364,6 +366,8 @@ class Store:
                 raise IllegalTransition(f"step {step_id} is not running: it cannot become {state}")
             if documents is not None and run_uid is not None:
                 self._add_documents(s, documents[0], documents[1], run_uid, documents[2], documents[3])
+            if assets is not None and run_uid is not None:
+                self._add_assets(s, assets[0], assets[1], run_uid, assets[2])
             if moved is not None:
                 self._locate(s, *moved)
 
@@ -396,6 +400,30 @@ class Store:
         if points:
             s.execute(insert(ProcessPoint), [{"trial_id": trial_id, "run_uid": run_uid, "signal": sig, "t": t,
                                               "value": v} for sig, t, v in points])
+
+    def add_assets(self, campaign_id: int, trial_id: int | None, run_uid: str,
+                   assets: Iterable[tuple[str, str, int]]) -> None:
+        """Record files a run's documents reference: ``(absolute path, sha256 hex, size in bytes)``."""
+        with self.session() as s:
+            self._add_assets(s, campaign_id, trial_id, run_uid, list(assets))
+
+    @staticmethod
+    def _add_assets(s: Session, campaign_id: int, trial_id: int | None, run_uid: str,
+                    assets: list[tuple[str, str, int]]) -> None:
+        if assets:
+            s.execute(insert(Asset), [{"campaign_id": campaign_id, "trial_id": trial_id, "run_uid": run_uid,
+                                       "path": path, "sha256": digest, "size": int(size), "created_at": utcnow()}
+                                      for path, digest, size in assets])
+
+    def assets(self, campaign_id: int | None = None, trial_id: int | None = None) -> list[Asset]:
+        """Recorded asset files, oldest first (of a campaign, of a trial, or all)."""
+        with self.session() as s:
+            q = select(Asset).order_by(Asset.id)
+            if campaign_id is not None:
+                q = q.where(Asset.campaign_id == campaign_id)
+            if trial_id is not None:
+                q = q.where(Asset.trial_id == trial_id)
+            return list(s.scalars(q))
 
     def documents(self, trial_id: int | None = None, run_uid: str | None = None) -> list[tuple[str, dict[str, Any]]]:
         with self.session() as s:

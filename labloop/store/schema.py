@@ -2,7 +2,10 @@
 
 The store is the truth: a campaign can be rebuilt from it alone (the campaign file is kept verbatim with its hash),
 every trial is a row whose ``state`` is a persisted state machine, every bluesky document of every run is kept
-unchanged, and process streams are also flattened into ``process_points`` for plots and exports.
+unchanged, and process streams are also flattened into ``process_points`` for plots and exports. Large data
+(spectra, diffraction patterns, images) live in files beside the store, referenced by the runs' ``stream_resource``
+(or ``resource``) documents; ``assets`` keeps each file's sha256 so ``labloop verify`` can tell a missing or altered
+file.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -22,7 +25,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class Meta(Base):
@@ -162,3 +165,19 @@ class OperatorRequest(Base):
     outcome: Mapped[str | None] = mapped_column(Text, default=None, doc="What the runner did, or why it refused.")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     handled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Asset(Base):
+    """A file of large data (HDF5 spectra, patterns, images) that a run's documents reference, with its checksum
+    taken when the run ended: ``labloop verify`` reports a file that is missing or no longer has this sha256."""
+
+    __tablename__ = "assets"
+    __table_args__ = (Index("ix_assets_campaign", "campaign_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), default=None)
+    run_uid: Mapped[str] = mapped_column(String(36), index=True)
+    path: Mapped[str] = mapped_column(Text, doc="Absolute path of the file, as the run's documents name it.")
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger, doc="Bytes.")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,4 +1,5 @@
-"""The simulated thin-film lab: a transfer robot, a sputter chamber and a four-point probe sharing one clock.
+"""The simulated thin-film lab: a transfer robot, a sputter chamber and a four-point probe sharing one clock, and,
+with ``dock: true``, the materials dock (profilometer, UV-vis, XRD, microscope: :mod:`.dock`).
 
 Registered as the ``thinfilm`` entry point of ``labloop.simulators``; a campaign file selects it with
 ``lab: {simulator: thinfilm, time_scale: 20000, options: {...}}``.
@@ -19,6 +20,7 @@ from labloop.run.lab import Lab
 from ..clock import SimClock
 from ..registry import SampleRegistry
 from .devices import SimFourPointProbe, SimSputterChamber, SimTransferRobot
+from .dock import DOCK
 
 #: Options a campaign may give under lab.options, with their defaults and meaning.
 OPTIONS: dict[str, tuple[float, str]] = {
@@ -33,10 +35,17 @@ OPTIONS: dict[str, tuple[float, str]] = {
     "robot_minutes": (math.nan, "fixed robot move time in simulated minutes (default: about 1 min)"),
     "hang_rate": (0.0, "probability that a recipe or measurement hangs (never finishes) instead of failing"),
     "dead_after": (math.nan, "the first chamber dies (every recipe fails) after this many recipes"),
+    "dock": (0.0, "true/1 adds the materials dock: instruments profilometer, uvvis, xrd and microscope (default "
+                  "false)"),
+    "dock_fault_rate": (math.nan, "fault probability of each dock instrument (default: fault_rate)"),
+    "dock_minutes": (math.nan, "fixed measurement time of each dock instrument in simulated minutes (default: "
+                               "its own, 0.5 to 32 min)"),
 }
 #: Options that are not numbers.
 TEXT_OPTIONS = {"state_file": "file that keeps the simulated world (sample locations, films) across restarts "
-                              "(default: <campaign name>.world.json beside the store)"}
+                              "(default: <campaign name>.world.json beside the store)",
+                "data_dir": "folder for the dock's HDF5 files (spectra, patterns, images) (default: <campaign "
+                            "name>-data beside the store)"}
 
 PLACES = frozenset({"load_lock", "storage", "hotel"})  # hotel: a buffer rack for finished samples
 
@@ -85,10 +94,36 @@ def world_file(options: dict[str, Any], state_dir: str | None, name: str | None)
                           "make the store's folder writable, or set lab.options.state_file to a writable file")
 
 
+def data_folder(options: dict[str, Any], state_dir: str | None, name: str | None) -> str | None:
+    """Where the dock writes its files: ``lab.options.data_dir``, else ``<name>-data`` in ``state_dir`` (beside
+    the store), else None (a temporary folder, made at the first file)."""
+    given = options.get("data_dir")
+    if given is not None:
+        if not isinstance(given, str) or not given.strip():
+            raise SpecError(f"lab.options.data_dir: {given!r} is not a path", "give a folder path as text")
+        folder = os.path.abspath(os.path.expanduser(given))
+        fix = "name a folder that is writable (it is created if missing), or leave data_dir out"
+    elif state_dir is not None:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name or "thinfilm").strip("-.") or "thinfilm"
+        folder = os.path.join(state_dir, f"{stem}-data")
+        fix = "make the store's folder writable, or set lab.options.data_dir to a writable folder"
+    else:
+        return None
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise SpecError(f"lab.options.data_dir: '{folder}' is a file, not a folder", fix)
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SpecError(f"the dock's data folder '{folder}' is not writable (no permission in '{existing}')", fix)
+    return folder
+
+
 def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, seed: int = 0,
               state_dir: str | None = None, name: str | None = None) -> Lab:
     """Devices ``robot``, one or more sputter chambers (``chamber``, or ``chamber1..N``), ``probe``, and places
-    ``load_lock`` (fresh substrates) and ``storage``.
+    ``load_lock`` (fresh substrates) and ``storage``; with ``dock: true`` also ``profilometer``, ``uvvis``, ``xrd``
+    and ``microscope``, which the robot reaches, writing their files to :func:`data_folder`.
 
     ``seed`` makes noise and faults reproducible (each device draws from its own stream of it). The physical world
     (where each sample is, what it is) outlives the orchestrator, as in a real lab: it is kept in
@@ -114,6 +149,12 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     robot_min = _option(options, "robot_minutes", 0.05, 60.0)
     hang = _option(options, "hang_rate", 0.0, 1.0)
     dead_after = _option(options, "dead_after", 0.0, 1e6)
+    dock = _option(options, "dock", 0.0, 1.0)
+    if dock not in (0.0, 1.0):
+        raise SpecError(f"lab.options.dock: {dock:g} is neither true nor false", "give true or false")
+    dock_fault = _option(options, "dock_fault_rate", 0.0, 1.0)
+    dock_min = _option(options, "dock_minutes", 0.05, 600.0)
+    data_dir = data_folder(options, state_dir, name) if dock else None
     state_file = world_file(options, state_dir, name)
     try:
         clock = SimClock(time_scale)
@@ -123,6 +164,7 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     n = int(n_chambers)
     names = ["chamber"] if n == 1 else [f"chamber{i}" for i in range(1, n + 1)]
     seeds = np.random.SeedSequence(int(seed)).spawn(2 + n)
+    dock_seeds = np.random.SeedSequence([int(seed), 7]).spawn(len(DOCK))  # apart: the other devices' draws stay
     try:
         registry = SampleRegistry(supply="load_lock", state_file=state_file)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -146,9 +188,37 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     probe.hang_rate = hang
     if not math.isnan(probe_min):
         probe.time_factor = probe_min * 60.0 / sum(sec for _, sec in probe.STEPS)
+    instruments: dict[str, Any] = {}
+    if dock:
+        folder = _lazy_temp_folder() if data_dir is None else data_dir
+        for (dname, cls), dseed in zip(DOCK.items(), dock_seeds):
+            kw = {} if cls.arrays_free else {"data_dir": folder}
+            dev = cls(name=dname, clock=clock, registry=registry, seed=dseed, noise=noise,
+                      fault_rate=fault if math.isnan(dock_fault) else dock_fault, **kw)
+            dev.hang_rate = hang
+            if not math.isnan(dock_min):
+                dev.time_factor = dock_min * 60.0 / sum(sec for _, sec in dev.STEPS)
+            instruments[dname] = dev
     robot = SimTransferRobot(name="robot", clock=clock, registry=registry, seed=seeds[1],
-                             stations={**chambers, "probe": probe},
-                             positions=("load_lock", *names, "probe", "storage", "hotel"))
+                             stations={**chambers, "probe": probe, **instruments},
+                             positions=("load_lock", *names, "probe", *instruments, "storage", "hotel"))
     if not math.isnan(robot_min):
         robot.fixed_move_seconds = robot_min * 60.0
-    return Lab({"robot": robot, **chambers, "probe": probe}, set(PLACES))
+    return Lab({"robot": robot, **chambers, "probe": probe, **instruments}, set(PLACES))
+
+
+def _lazy_temp_folder() -> Any:
+    """A folder made at the first file written (a lab without a store folder or data_dir: tests, validation)."""
+    import tempfile
+    import threading
+
+    made: list[str] = []
+    lock = threading.Lock()
+
+    def folder() -> str:
+        with lock:
+            if not made:
+                made.append(tempfile.mkdtemp(prefix="labloop-dock-data-"))
+            return made[0]
+
+    return folder
