@@ -428,3 +428,46 @@ def test_a_real_campaign_exported_open_hides_closed_parameters(tmp_path):
     for name, doc in docs:
         router(name, doc)
     assert sum(1 for n, _ in docs if n == "start") == 2 * len(data["workflow"])
+
+
+def test_data_keys_are_traced_to_the_fields_they_carry():
+    data = _spec(default="open", fields={"nb_fraction": "closed", "transmittance": "closed"})
+    data["parameters"][2]["setpoint"] = "chamber.nb_target"
+    data["outcome_constraints"][0]["options"] = {"field": "spec_t550"}
+    from labloop.data.sharing import View
+
+    view = View(Policy(parse_spec(data)), "open")
+    assert view.key_fields("chamber_nb_target") == {"nb_fraction"}  # the parameter's setpoint
+    assert view.key_fields("spec_t550") == {"transmittance"}  # the reading the outcome constraint is made of
+    assert view.key_fields("chamber_anneal_temp") == {"anneal_temp"}  # ophyd's device_component naming
+    assert not view.key_visible("spec_t550", "dock") and view.key_visible("probe_current", "dock")
+    assert view.redact("nb_fraction=0.2 too high") == "<closed>=0.2 too high"
+
+
+def test_object_and_stream_names_of_hidden_fields_are_removed_too():
+    from types import SimpleNamespace
+
+    from labloop.data.sharing import View
+
+    view = View(Policy(parse_spec(_spec(default="open", fields={"nb_fraction": "closed"}))), "open")
+    trial = SimpleNamespace(params={"nb_fraction": 0.1234567}, values={})
+    bundle = event_model.compose_run(metadata={"sample_id": "s"})
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={k: {"source": "SIM", "dtype": "number", "shape": []}
+                                   for k in ("chamber_pressure", "chamber_nb_fraction")},
+        object_keys={"chamber_pressure": ["chamber_pressure"], "chamber_nb_fraction": ["chamber_nb_fraction"]},
+        configuration={"chamber_nb_fraction": {"data": {}, "timestamps": {}, "data_keys": {}}},
+        hints={"chamber_nb_fraction": {"fields": ["chamber_nb_fraction"]}})
+    hidden_stream = bundle.compose_descriptor(
+        name="nb_fraction", data_keys={"x": {"source": "SIM", "dtype": "number", "shape": []}}, object_keys={"x": ["x"]})
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
+            ("event", desc.compose_event(data={"chamber_pressure": 1.5, "chamber_nb_fraction": 0.1234567},
+                                         timestamps={"chamber_pressure": 0, "chamber_nb_fraction": 0}, seq_num=1)),
+            ("descriptor", hidden_stream.descriptor_doc),
+            ("event", hidden_stream.compose_event(data={"x": 1.0}, timestamps={"x": 0}, seq_num=1)),
+            ("stop", bundle.compose_stop(exit_status="success"))]
+    out = view.documents(trial, docs)
+    blob = json.dumps(out)
+    assert "nb_fraction" not in blob and "0.1234567" not in blob
+    assert [n for n, _ in out] == ["start", "descriptor", "event", "stop"]
+    assert out[-1][1]["num_events"] == {"primary": 1}

@@ -221,7 +221,7 @@ def register(app: typer.Typer) -> None:
         store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
         format: Annotated[Format, typer.Option(
             help="csv, json (one array), jsonl (one object per trial), parquet (needs --output), or documents: "
-            "the trials' bluesky documents as JSON lines [name, doc].")] = Format.csv,
+            "the trials' bluesky documents, one JSON list (name, document) per line.")] = Format.csv,
         output: Annotated[Optional[Path], typer.Option(
             help="Write to this file (atomically), with PATH.manifest.json beside it; without it csv, json, jsonl "
             "and documents go to standard output and no manifest is written.")] = None,

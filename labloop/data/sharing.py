@@ -95,12 +95,15 @@ class View:
         self._mention = (re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, sorted(self._names, key=len,
                                                                                             reverse=True)))
                                     + r")(?![A-Za-z0-9])") if self._names else None)
-        self._setpoints: dict[str, str] = {}  # recipe/device field -> parameter
+        self._aliases: dict[str, str] = {}  # recipe/device field -> parameter, reading -> objective
         for p in policy.spec.parameters:
             if p.setpoint:
                 dev, _, fld = p.setpoint.partition(".")
-                self._setpoints[fld] = p.name
-                self._setpoints[f"{dev}_{fld}"] = p.name
+                self._aliases[fld] = p.name
+                self._aliases[f"{dev}_{fld}"] = p.name
+        for o in [*policy.spec.objectives, *policy.spec.outcome_constraints]:
+            if isinstance(o.options.get("field"), str) and o.options["field"]:  # the reading an objective is
+                self._aliases[o.options["field"]] = o.name
 
     def sees(self, name: str) -> bool:
         return name not in self.hidden
@@ -117,10 +120,14 @@ class View:
         component ``device_field``: the key ``chamber_substrate_temperature`` is the parameter
         ``substrate_temperature``)."""
         out = {n for n in (*self.policy.parameters, *self.policy.objectives) if key == n or key.endswith("_" + n)}
-        for k, p in self._setpoints.items():
+        for k, p in self._aliases.items():
             if key == k or key.endswith("_" + k):
                 out.add(p)
         return out
+
+    def names_hidden(self, name: str) -> bool:
+        """Whether a name (an ophyd object, a stream) stands for a field this viewer may not see."""
+        return bool(self.key_fields(name) & self.hidden)
 
     def key_visible(self, key: str, kind: str | None) -> bool:
         related = self.key_fields(key)
@@ -213,14 +220,17 @@ class View:
                 doc = self._start(doc, guard)
             elif name == "descriptor":
                 keys = {k for k in doc.get("data_keys", {}) if visible(k)}
-                if not keys:
+                if not keys or self.names_hidden(str(doc.get("name", ""))):
                     dropped.add(doc.get("uid"))
                     dropped_streams.setdefault(doc.get("run_start"), set()).add(doc.get("name"))
                     continue
                 kept_keys[doc["uid"]] = keys
                 doc["data_keys"] = {k: v for k, v in doc["data_keys"].items() if k in keys}
                 doc["object_keys"] = {o: [k for k in ks if k in keys] for o, ks in doc.get("object_keys", {}).items()
-                                      if any(k in keys for k in ks)}
+                                      if any(k in keys for k in ks) and not self.names_hidden(o)}
+                for part in ("hints", "configuration", "object_classes"):  # keyed by object names
+                    if isinstance(doc.get(part), dict):
+                        doc[part] = {o: v for o, v in doc[part].items() if not self.names_hidden(o)}
                 for o, h in list(doc.get("hints", {}).items()):
                     if isinstance(h, dict) and "fields" in h:
                         h["fields"] = [k for k in h["fields"] if k in keys]
