@@ -130,7 +130,7 @@ TRIALS = [  # params, values, state, failure reason
     ({"thickness": 12.5, "anneal_temp": 351.1234567891, "nb_fraction": 0.0731234567891},
      {"sheet_resistance": 4.212345678, "transmittance": 0.8712345678912}, "done", None),
     ({"thickness": 40.25, "anneal_temp": 512.9876543219, "nb_fraction": 0.1912345678912},
-     {}, "failed", "chamber refused nb_fraction=0.19: above the target's limit"),
+     {}, "failed", "chamber refused nb_fraction=0.1912345678912: above the target's limit"),
     ({"thickness": 77.75, "anneal_temp": 122.4567891234, "nb_fraction": 0.2234567891234},
      {"sheet_resistance": 91.87654321, "transmittance": 0.6543219876543}, "done", None),
 ]
@@ -441,7 +441,8 @@ def test_data_keys_are_traced_to_the_fields_they_carry():
     assert view.key_fields("spec_t550") == {"transmittance"}  # the reading the outcome constraint is made of
     assert view.key_fields("chamber_anneal_temp") == {"anneal_temp"}  # ophyd's device_component naming
     assert not view.key_visible("spec_t550", "dock") and view.key_visible("probe_current", "dock")
-    assert view.redact("nb_fraction=0.2 too high") == "<closed>=0.2 too high"
+    assert view.redact("nb_fraction=0.2 too high") == "<closed> too high"
+    assert view.redact("limit of transmittance: 1e-3; chamber_nb_fraction=2") == "limit of <closed>; chamber_<closed>"
 
 
 def test_object_and_stream_names_of_hidden_fields_are_removed_too():

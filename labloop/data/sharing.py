@@ -92,9 +92,11 @@ class View:
         if any(o in self.hidden for o in policy.objectives):
             self.hidden.add("evidence")
         self._names = [n for n in (*policy.parameters, *policy.objectives) if n in self.hidden]
-        self._mention = (re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, sorted(self._names, key=len,
-                                                                                            reverse=True)))
-                                    + r")(?![A-Za-z0-9])") if self._names else None)
+        alternatives = "|".join(map(re.escape, sorted(self._names, key=len, reverse=True)))
+        # a hidden name, and the value a message gives it ('nb_fraction=0.19', 'nb_fraction: 0.19')
+        self._mention = (re.compile(r"(?<![A-Za-z0-9])(" + alternatives + r")(?![A-Za-z0-9])"
+                                    r"(\s*(?:=|:|is|of)\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)?")
+                         if self._names else None)
         self._aliases: dict[str, str] = {}  # recipe/device field -> parameter, reading -> objective
         for p in policy.spec.parameters:
             if p.setpoint:
