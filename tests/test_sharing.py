@@ -472,3 +472,16 @@ def test_object_and_stream_names_of_hidden_fields_are_removed_too():
     assert "nb_fraction" not in blob and "0.1234567" not in blob
     assert [n for n, _ in out] == ["start", "descriptor", "event", "stop"]
     assert out[-1][1]["num_events"] == {"primary": 1}
+
+
+def test_the_manifest_never_carries_the_store_password(stored, tmp_path):
+    from labloop.data import sharing
+
+    url, _ = stored
+    st = Store(url, create=False)
+    try:
+        exp = sharing.build(st, None, "open", "csv")
+    finally:
+        st.close()
+    man = sharing.manifest(exp, "csv", tmp_path / "x.csv", "postgresql://lab:s3cret@db.example:5432/lab")
+    assert "s3cret" not in json.dumps(man) and man["provenance"]["store"].startswith("postgresql://lab:***@")
