@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import math
 import types
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from .errors import SpecError
@@ -599,6 +600,48 @@ class StepSpec(_Model):
         return f"transfer:{self.to}" if self.kind == "transfer" else f"{self.kind}:{self.device}"
 
 
+# --------------------------------------------------------------------------------------------------- sharing
+#: Sharing classes, least restrictive first: a viewer of a class sees the fields of that class and of the classes
+#: before it (open sees open; shared-closed sees open and shared-closed; closed, the owner, sees everything).
+SHARING_CLASSES: tuple[str, ...] = ("open", "shared-closed", "closed")
+
+#: Data kinds a campaign file may classify besides its parameters, objectives and outcome constraints.
+SHARING_KINDS: dict[str, str] = {
+    "process_streams": "monitored process streams of the syntheses (pressure, temperature traces)",
+    "dock": "any other document data of the stations and instruments (raw measurement readings) that is not an "
+            "objective or a parameter",
+    "failure_reason": "why a trial failed (free text of devices and plugins)",
+    "evidence": "the model's evidence at proposal time (predicted mean and spread, acquisition value, importance)",
+    "source": "where each proposal came from (seed, sobol, model, ...)",
+}
+#: Group names: every parameter, every objective and outcome constraint (a field named on its own wins).
+SHARING_GROUPS: tuple[str, ...] = ("parameters", "objectives")
+
+
+def _sharing_class(v: Any) -> Any:
+    if v not in SHARING_CLASSES:
+        raise ValueError(f"{v!r} is not a sharing class (fix: use one of: {', '.join(SHARING_CLASSES)})")
+    return v
+
+
+SharingClass = Annotated[Any, AfterValidator(_sharing_class)]
+
+
+class SharingSpec(_Model):
+    """Who may see what when the campaign's data are exported (``labloop export --class``). Absent: everything is
+    ``closed`` (only the owner sees it)."""
+
+    default: SharingClass = Field("closed", description="Class of every field not listed: open, shared-closed or closed.")
+    fields: dict[str, SharingClass] = Field(
+        default_factory=dict,
+        description="Field -> class. Fields: each parameter (a composition's name stands for its components), "
+        "objective and outcome constraint; 'parameters' and 'objectives' for all of them; process_streams, dock, "
+        "failure_reason, evidence, source. Trial number, state, sample id, stations and times are always shared.")
+    embargo_until: date | None = Field(
+        None, description="From this day on (UTC), fields that are closed are shared-closed.")
+
+
+
 # --------------------------------------------------------------------------------------------------- campaign
 class CampaignSpec(_Model):
     """A whole campaign: what to search, what to optimize, when to stop, and which lab does the work."""
@@ -617,6 +660,7 @@ class CampaignSpec(_Model):
     seed: int = Field(0, description="Random seed for the strategy and the simulators.")
     store: str | None = Field(None, description="Store URL (default: sqlite file labloop.db in the working directory).")
     candidates: str | None = Field(None, description="CSV of candidate rows: proposals may only be rows of it.")
+    sharing: SharingSpec = Field(default_factory=SharingSpec, description="Sharing classes of the exported data.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "CampaignSpec":
@@ -636,12 +680,34 @@ class CampaignSpec(_Model):
             self._check_belief(name, belief)
         if self.lab is not None and not self.workflow:
             raise ValueError("a campaign with a lab needs a workflow (the steps each trial runs)")
+        self._check_sharing()
         kinds = [s.kind for s in self.workflow]
         if "measure" in kinds and ("synthesize" not in kinds or kinds.index("synthesize") > kinds.index("measure")):
             raise ValueError(f"workflow[{kinds.index('measure')}]: the workflow measures before anything is "
                              f"synthesized: every trial would measure a bare substrate and blame the instrument "
                              f"(fix: add a synthesize step before the first measure step)")
         return self
+
+    def sharing_fields(self) -> list[str]:
+        """The names ``sharing.fields`` accepts, in the order exports list them."""
+        outcomes = [o.name for o in self.objectives] + [o.name for o in self.outcome_constraints]
+        groups = [p.name for p in self.parameters if isinstance(p, CompositionParameter)]
+        return [*self.parameter_names(), *groups, *outcomes, *SHARING_KINDS, *SHARING_GROUPS]
+
+    def _check_sharing(self) -> None:
+        names = [*self.parameter_names(), *[o.name for o in self.objectives],
+                 *[o.name for o in self.outcome_constraints]]
+        if not self.sharing.fields:
+            return
+        clash = sorted(set(names) & (set(SHARING_KINDS) | set(SHARING_GROUPS)))
+        if clash:
+            raise ValueError(f"sharing.fields: {clash} are both campaign fields and sharing kinds, so a class given "
+                             f"to them is ambiguous (fix: rename the parameter or objective)")
+        allowed = self.sharing_fields()
+        for name in self.sharing.fields:
+            if name not in allowed:
+                raise ValueError(f"sharing.fields.{name}: unknown field '{name}' (fix: use one of: "
+                                 f"{', '.join(allowed)})")
 
     def _check_belief(self, name: str, belief: ExpertBelief) -> None:
         where = f"strategy.expert_prior.{name}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from importlib import resources
 from pathlib import Path
@@ -12,7 +13,8 @@ import typer
 from labloop.run.campaign import CampaignRunner, prepare, prepare_text
 from labloop.run.lab import state_dir_for
 from labloop.errors import LabloopError
-from labloop.data.export import best_trial, campaign_spec, export
+from labloop.data import sharing
+from labloop.data.export import best_trial, campaign_spec, columns, export
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text
 from labloop.store import DEFAULT_URL, Store
 from labloop.run.liveness import ACTIVE_STATES, liveness
@@ -31,6 +33,15 @@ def pick_campaign(st: Store, ref: str | None) -> Any:
 class Format(str, Enum):
     csv = "csv"
     json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
+    documents = "documents"
+
+
+class SharingClass(str, Enum):
+    open = "open"
+    shared_closed = "shared-closed"
+    closed = "closed"
 
 
 def _fmt_params(spec: CampaignSpec, params: dict[str, Any]) -> str:
@@ -208,23 +219,47 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def export_cmd(
         store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        format: Annotated[Format, typer.Option(help="Output format.")] = Format.csv,
-        output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of standard output.")] = None,
+        format: Annotated[Format, typer.Option(
+            help="csv, json (one array), jsonl (one object per trial), parquet (needs --output), or documents: "
+            "the trials' bluesky documents, one JSON list (name, document) per line.")] = Format.csv,
+        output: Annotated[Optional[Path], typer.Option(
+            help="Write to this file (atomically), with PATH.manifest.json beside it; without it csv, json, jsonl "
+            "and documents go to standard output and no manifest is written.")] = None,
         campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
+        sharing_class: Annotated[Optional[SharingClass], typer.Option(
+            "--class", help="Export what a viewer of this sharing class may see (the campaign file's `sharing` "
+            "section): open, shared-closed, or closed (everything). Without it: the owner's full view, as "
+            "before.")] = None,
     ) -> None:
-        """Write one row per trial: trial, state, parameters, objectives, failure_reason, started, finished."""
-        st = Store(_store_url(store), create=False)
+        """Write one row per trial (failed and non-best ones included): trial, state, sample, stations, source,
+        parameters, objectives, failure_reason, the model's evidence, times; or the trials' documents. With
+        --class, only the fields that class may see."""
+        fmt = format.value
+        if output is None and fmt == "parquet":
+            raise LabloopError("parquet is a binary format: it is not written to standard output",
+                               "give --output FILE.parquet")
+        url = _store_url(store)
+        st = Store(url, create=False)
         try:
-            text = export(st, format.value, campaign)
+            if sharing_class is None and fmt in ("csv", "json"):
+                text = export(st, fmt, campaign)  # the owner's table as it has always been
+                exp = sharing.build(st, campaign, "closed", fmt) if output else None
+                if exp is not None:
+                    exp.columns = columns(campaign_spec(exp.campaign))
+                data = text.encode("utf-8")
+            else:
+                exp = sharing.build(st, campaign, sharing_class.value if sharing_class else "closed", fmt)
+                data = exp.data
         finally:
             st.close()
-        if output:
-            try:
-                output.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise LabloopError(f"cannot write {output}: {exc}", "choose a writable path") from None
-        else:
-            typer.echo(text, nl=False)
+        if output is None:
+            typer.echo(data.decode("utf-8"), nl=False)
+            return
+        assert exp is not None
+        exp.data = data
+        man = sharing.manifest(exp, fmt, output, url)
+        sharing.write_atomically([(output, data),
+                                  (sharing.manifest_path(output), (json.dumps(man, indent=2) + "\n").encode())])
 
 
 def _print_model_view(trials: list) -> None:
