@@ -9,14 +9,24 @@ import socket
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from typer.testing import CliRunner
 
 from labloop import __version__
+from labloop.cli import app
 from labloop.run import provenance
 from labloop.store import Store
 from labloop.store.repository import _user
 from labloop_simulators.thinfilm.lab import sim_serial
 
 from running import start, two_chamber
+from test_dock import DOCK_STEPS, dock_campaign
+
+cli = CliRunner()
+
+
+def invoke(*args: str):
+    return cli.invoke(app, list(args), catch_exceptions=False)
+
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
@@ -110,3 +120,79 @@ def test_origin_is_read_from_the_store_once_when_not_registered(tmp_path):
     assert (o.user, o.spec_hash) == (_user(), "a" * 64)
     store.close()
     assert provenance.origin(store, c.uid, c.id) is o  # registered: no store query (the store is closed)
+
+
+def test_show_trial_prints_the_whole_chain(campaign):
+    store, runner, url, _ = campaign
+    r = invoke("show", "trial", "1", "--store", url)
+    assert r.exit_code == 0, r.output
+    out = r.output
+    t = store.trials(runner.campaign.id)[0]
+    assert f"trial 1 of campaign '{runner.campaign.name}'" in out
+    for name in t.params:
+        assert f"{name}=" in out
+    assert f"proposal: {t.source}" in out
+    for s in store.steps(trial_id=t.id):
+        assert f"{s.index} {s.label} on {s.device}, attempt 1: done" in out
+    assert "device robot (robot): labloop_simulators.thinfilm.devices.SimTransferRobot" in out
+    assert f"serial {sim_serial(runner.spec.seed, 'probe')}" in out and "calibration none" in out
+    assert "sheet_resistance" in out and "ohm" in out  # a reading of the probe's primary stream, with units
+    assert "process streams" in out and " points, min " in out and ", last " in out
+    assert runner.campaign.spec_hash in out and f"labloop {__version__}" in out
+    assert "Traceback" not in out
+
+
+def test_show_trial_bad_input_exits_2_with_a_clear_message(campaign, tmp_path):
+    _, runner, url, _ = campaign
+    r = invoke("show", "trial", "999", "--store", url)
+    assert r.exit_code == 2
+    assert f"campaign '{runner.campaign.name}' (id {runner.campaign.id}) has no trial 999: it has trials 1-3" \
+        in r.output and "fix:" in r.output
+    r = invoke("show", "trial", "1", "--store", f"sqlite:///{tmp_path / 'nothing.db'}")
+    assert r.exit_code == 2 and "no store at" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "nothing.db").exists()
+    r = invoke("show", "trial", "1", "--store", url, "--campaign", "nope")
+    assert r.exit_code == 2 and "holds no campaign 'nope'" in r.output
+
+
+def test_show_trial_of_a_dock_campaign_lists_its_assets_with_checksums(tmp_path):
+    store, runner = start(dock_campaign(tmp_path, max_trials=1), tmp_path)
+    runner.run()
+    t = store.trials(runner.campaign.id)[0]
+    assert t.state == "done"
+    assets = store.assets(runner.campaign.id, t.id)
+    assert len(assets) == 3
+    # the assets' runs carry the provenance of the dock instrument that wrote them
+    by_run = {d["uid"]: d for d in starts(store, t.id)}
+    for a in assets:
+        devices = by_run[a.run_uid]["provenance"]["devices"]
+        (name,) = devices
+        assert name in DOCK_STEPS and devices[name]["serial"] == sim_serial(runner.spec.seed, name)
+    store.close()
+    r = invoke("show", "trial", "1", "--store", f"sqlite:///{tmp_path / 'labloop.db'}")
+    assert r.exit_code == 0, r.output
+    assert "assets (3):" in r.output
+    for a in assets:
+        assert f"{a.path} sha256 {a.sha256} {a.size} bytes" in r.output
+    for device in DOCK_STEPS:
+        assert f"on {device}, attempt 1: done" in r.output
+    assert "in an asset file" in r.output
+
+
+def test_show_trial_of_a_failed_trial_gives_the_reason_the_failed_run_and_the_audit(tmp_path):
+    data = two_chamber(max_trials=1, options={"probe_fault_rate": 1.0})
+    data["workflow"][3].update(retries=1, retry_backoff=0)
+    store, runner = start(data, tmp_path)
+    runner.run()
+    (t,) = store.trials(runner.campaign.id)
+    assert t.state == "failed"
+    failed = [s for s in store.steps(trial_id=t.id) if s.state == "failed"]
+    assert [s.attempt for s in failed] == [1, 2]
+    by_run = {d["uid"]: d for d in starts(store, t.id)}
+    assert all(by_run[s.run_uid]["provenance"]["devices"]["probe"]["role"] == "instrument" for s in failed)
+    store.close()
+    r = invoke("show", "trial", "1", "--store", f"sqlite:///{tmp_path / 'labloop.db'}")
+    assert r.exit_code == 0, r.output
+    assert f"failure: {t.failure_reason}" in r.output
+    assert "3 measure:probe on probe, attempt 2: failed" in r.output and "error: probe: " in r.output
+    assert "audit (1):" in r.output and "step.retry" in r.output
