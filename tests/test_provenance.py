@@ -196,3 +196,10 @@ def test_show_trial_of_a_failed_trial_gives_the_reason_the_failed_run_and_the_au
     assert f"failure: {t.failure_reason}" in r.output
     assert "3 measure:probe on probe, attempt 2: failed" in r.output and "error: probe: " in r.output
     assert "audit (1):" in r.output and "step.retry" in r.output
+
+
+def test_origin_of_a_campaign_the_store_does_not_hold_does_not_fail_the_run(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    o = provenance.origin(store, "not-a-stored-campaign", 99)
+    store.close()
+    assert (o.spec_hash, o.user, o.labloop_version) == ("unknown", "unknown", __version__)

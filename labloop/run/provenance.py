@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from labloop import __version__
+from labloop.errors import LabloopError
 
 SCHEMA = 1
 
@@ -75,8 +76,12 @@ def origin(store: Any, campaign_uid: str, campaign_id: int) -> Origin:
         found = _origins.get(campaign_uid)
     if found is not None:
         return found
-    c = store.campaign(campaign_id)
-    return register(campaign_uid, c.spec_hash, submitter(store.audit_log(campaign_id)))
+    try:
+        c = store.campaign(campaign_id)
+        spec_hash, user = c.spec_hash, submitter(store.audit_log(campaign_id))
+    except LabloopError:  # no such campaign in this store (a bare executor): the runs still say what they can
+        spec_hash, user = "unknown", "unknown"
+    return register(campaign_uid, spec_hash, user)
 
 
 @lru_cache(maxsize=None)
