@@ -60,6 +60,12 @@ class LabDevice(Device):
     default_timeout: float | None = None
     #: What kind of lab equipment this is ("station", "instrument", "robot").
     role: ClassVar[str] = "device"
+    #: The unit's serial number (or another id that names this very unit), recorded in the provenance of every run
+    #: that uses it; None when the driver cannot tell.
+    serial: str | None = None
+    #: The calibration in force: a dict with at least ``id`` and ``at`` (ISO 8601 time it was made), or None for a
+    #: device that does not calibrate. Recorded with its age in the provenance of every run that uses the device.
+    calibration: dict[str, Any] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any
 
 from labloop.errors import LabloopError, PluginError, SpecError
 from .liveness import ACTIVE_STATES, liveness
+from . import provenance
 from .lab import Lab, build_lab, check_against_lab, state_dir_for
 from .objectives import TrialData, load_objective
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
@@ -138,6 +139,8 @@ class CampaignRunner:
         except LabloopError as exc:
             raise SpecError(f"{prepared.source}: {exc.problem}", exc.fix) from None
         campaign = store.create_campaign(prepared.spec.name, prepared.text, spec_hash(prepared.text))
+        # who submitted it, for the provenance of every run (read once here, never per step)
+        provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(store.audit_log(campaign.id)))
         if prepared.lab is not None and prepared.spec.lab is not None:
             store.audit(campaign.id, "campaign.lab", {"time_scale": prepared.spec.lab.time_scale})
         runner = cls(prepared, store, campaign, observer)
@@ -151,6 +154,7 @@ class CampaignRunner:
                observer: Observer | None = None) -> tuple["CampaignRunner", list[Any]]:
         """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials."""
         audit = store.audit_log(campaign.id)
+        provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(audit))
         if time_scale is None:
             lab_audit = [a for a in audit if a.action == "campaign.lab"]
             time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None

@@ -21,6 +21,7 @@ from ophyd.utils.errors import UnknownStatusFailure
 
 from . import crashpoints
 from . import plans
+from . import provenance
 from labloop.errors import LabloopError
 from .lab import Lab, setpoint_targets
 from labloop.devkit.protocols import Move
@@ -120,6 +121,8 @@ class TrialExecutor:
         #: Asked right after a step's start is committed and before anything moves: True cancels the step
         #: (an emergency stop that arrived in between must not let a deposition begin).
         self.abort_check: Callable[[], bool] = lambda: False
+        self._provenance = provenance.Recorder()  # each device's driver/version/serial, computed once
+        self._origin: provenance.Origin | None = None  # the campaign's part (user, spec hash), once per campaign
 
     def interrupt(self) -> None:
         """Emergency stop from another thread: end the run now, even one held by a suspender."""
@@ -149,7 +152,7 @@ class TrialExecutor:
         plan = lambda: plans.transfer(self.lab[robot], Move(ctx.sample_id, ctx.location, place),  # noqa: E731
                                       self.lab.devices.get(ctx.location), None)
         self._record_run(ctx, step_id, StepSpec(kind="transfer", to=place, robot=robot), index, label, 1, robot,
-                         plan, place)
+                         plan, place, self._transfer_devices(robot, ctx.location, place))
 
     def run_step(self, ctx: TrialContext, index: int, device: str | None = None, destination: str | None = None,
                  attempt: int = 1, park: bool = False) -> None:
@@ -178,19 +181,23 @@ class TrialExecutor:
                 return plans.synthesize(self.lab[actor], recipe, timeout)
             return plans.measure(self.lab[actor], timeout)
 
+        used = (self._transfer_devices(step.robot or "", ctx.location, dest) if step.kind == "transfer"
+                else [(actor or "", self.lab.devices.get(actor or ""), "station" if step.kind == "synthesize"
+                       else "instrument")])
         self._record_run(ctx, step_id, step, index, label, attempt, actor, plan,
-                         dest if step.kind == "transfer" else None)
+                         dest if step.kind == "transfer" else None, used)
         crashpoints.reached("step_end")
 
     def _record_run(self, ctx: TrialContext, step_id: int, step: StepSpec, index: int, label: str, attempt: int,
-                    actor: str | None, make_plan: Callable[[], plans.Plan], moved_to: str | None) -> None:
+                    actor: str | None, make_plan: Callable[[], plans.Plan], moved_to: str | None,
+                    used: list[tuple[str, Any, str]] | None = None) -> None:
         """Run one tagged plan with a document writer; commit the step's end (and, for a move, where the sample
         went, in the same transaction), or its failure with the reason and raise :class:`StepFailed`."""
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id, flush_at_stop=False)
         md = {
             "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
             "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": label, "step_index": index,
-            "attempt": attempt, **ctx.extra_md,
+            "attempt": attempt, "provenance": self._run_provenance(ctx, used or []), **ctx.extra_md,
         }
         try:
             self.RE(plans.tagged(make_plan(), md), writer)
@@ -211,6 +218,19 @@ class TrialExecutor:
         self.store.finish_step(step_id, "done", writer.run_uid, moved=moved,
                                documents=(ctx.campaign_id, ctx.trial_id, docs, points) if docs else None,
                                assets=(ctx.campaign_id, ctx.trial_id, assets) if assets else None)
+
+    def _transfer_devices(self, robot: str, source: str, destination: str) -> list[tuple[str, Any, str]]:
+        """The devices a transfer uses: the robot, and the stations it takes the sample from and puts it on."""
+        devs = self.lab.devices
+        return [(robot, devs.get(robot), "robot"), (source, devs.get(source), "source"),
+                (destination, devs.get(destination), "destination")]
+
+    def _run_provenance(self, ctx: TrialContext, used: list[tuple[str, Any, str]]) -> dict[str, Any]:
+        """The run's provenance (``md["provenance"]``): no store query but the first of a campaign not registered
+        by its runner (:func:`provenance.register`)."""
+        if self._origin is None or self._origin.campaign_uid != ctx.campaign_uid:
+            self._origin = provenance.origin(self.store, ctx.campaign_uid, ctx.campaign_id)
+        return self._provenance.for_run(self._origin, used)
 
     def _stop_after_timeout(self, name: str) -> None:
         stop = getattr(self.lab.devices.get(name), "stop", None)

@@ -204,7 +204,17 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
                              positions=("load_lock", *names, "probe", *instruments, "storage", "hotel"))
     if not math.isnan(robot_min):
         robot.fixed_move_seconds = robot_min * 60.0
-    return Lab({"robot": robot, **chambers, "probe": probe, **instruments}, set(PLACES))
+    devices = {"robot": robot, **chambers, "probe": probe, **instruments}
+    for dname, dev in devices.items():
+        dev.serial = sim_serial(seed, dname)
+    return Lab(devices, set(PLACES))
+
+
+def sim_serial(seed: int, name: str) -> str:
+    """A simulated unit's serial number: stable for a lab seed and device name (as a real unit's is)."""
+    import hashlib
+
+    return "SIM-" + hashlib.sha256(f"thinfilm:{int(seed)}:{name}".encode()).hexdigest()[:8].upper()
 
 
 def _lazy_temp_folder() -> Any:
