@@ -250,6 +250,16 @@ REFERENCE_RECIPE = {"o2_pressure": 0.3, "substrate_temperature": 400.0, "nb_frac
                     "duration": 30.0}
 
 
+def place_coated_sample(dev: Any) -> None:
+    """Conformance-kit hint for an instrument of the simulated lab: before each action, put a sample coated with the
+    reference recipe on it (the kit has no campaign to make one)."""
+    sample = str(dev.sample.get()) or "conformance-sample"
+    dev.registry.move(sample, dev.name, "placed by the conformance kit")
+    dev.registry.update(sample, "coated for the conformance kit", film=physics.film(REFERENCE_RECIPE).as_dict(),
+                        recipe=dict(REFERENCE_RECIPE))
+    dev.sample.put(sample)
+
+
 class SimFourPointProbe(_Simulated, Instrument):
     """Collinear four-point probe: autoranges the source current, reads the voltage, reports R_s (ohm/sq)."""
 
@@ -283,14 +293,7 @@ class SimFourPointProbe(_Simulated, Instrument):
 
     def conformance_hints(self) -> dict[str, Any]:
         """For labloop's driver conformance kit: put a coated sample on the probe before each action."""
-
-        def prepare(dev: SimFourPointProbe) -> None:
-            sample = str(dev.sample.get()) or "conformance-sample"
-            dev.registry.move(sample, dev.name, "placed by the conformance kit")
-            dev.registry.update(sample, "coated for the conformance kit", film=physics.film(REFERENCE_RECIPE).as_dict())
-            dev.sample.put(sample)
-
-        return {"prepare": prepare}
+        return {"prepare": place_coated_sample}
 
     def measure(self) -> None:
         try:

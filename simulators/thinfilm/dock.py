@@ -24,8 +24,7 @@ from labloop_devices.base import Instrument
 from ..clock import SimClock
 from ..registry import SampleRegistry
 from . import characterization as ch
-from .devices import REFERENCE_RECIPE, Quantity, _Simulated
-from . import physics
+from .devices import Quantity, _Simulated, place_coated_sample
 
 
 class _DockInstrument(_Simulated):
@@ -54,15 +53,7 @@ class _DockInstrument(_Simulated):
 
     def conformance_hints(self) -> dict[str, Any]:
         """For labloop's driver conformance kit: put a coated sample on the instrument before each action."""
-
-        def prepare(dev: Any) -> None:
-            sample = str(dev.sample.get()) or "conformance-sample"
-            dev.registry.move(sample, dev.name, "placed by the conformance kit")
-            dev.registry.update(sample, "coated for the conformance kit", film=physics.film(REFERENCE_RECIPE).as_dict(),
-                                recipe=dict(REFERENCE_RECIPE))
-            dev.sample.put(sample)
-
-        return {"prepare": prepare}
+        return {"prepare": place_coated_sample}
 
     def measure(self) -> None:
         try:
