@@ -66,6 +66,7 @@ hours.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import itertools
 import json
 import math
@@ -330,8 +331,14 @@ def labloop_row(chambers: int, seed: int, args: argparse.Namespace) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/b.db")
         t0 = time.perf_counter()
-        runner = CampaignRunner.start(prepare_text(text, "acceleration.yaml"), store)
-        decision = runner.run()
+        # a guard, not a measurement: one trial run of this script (seed 0, 1 then 4 chambers in one process) sat
+        # idle for 10 minutes and was killed (not reproduced since); dump every thread's stack and exit instead
+        faulthandler.dump_traceback_later(args.campaign_timeout, exit=True)
+        try:
+            runner = CampaignRunner.start(prepare_text(text, "acceleration.yaml"), store)
+            decision = runner.run()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
         wall = time.perf_counter() - t0
         cid = runner.campaign.id
         trials = store.trials(cid)
@@ -419,6 +426,8 @@ def main() -> None:
     ap.add_argument("--unload-min", type=float, default=5.0)
     ap.add_argument("--probe-min", type=float, default=10.0, help="manual four-point-probe measurement")
     ap.add_argument("--entry-min", type=float, default=5.0, help="data entry and choosing the next recipe")
+    ap.add_argument("--campaign-timeout", type=float, default=240.0, help="wall seconds before a hung campaign "
+                    "dumps its threads and exits")
     ap.add_argument("--no-labloop", action="store_true", help="only the person's methods (fast)")
     args = ap.parse_args()
     seeds = range(args.seeds)
