@@ -129,7 +129,7 @@ def test_pause_starts_nothing_new_and_resume_continues(tmp_path):
     wait_for(lambda: store.campaign(cid).state == "paused")
     paused_at = time.time()
     # finish the steps in flight, start nothing new
-    wait_for(lambda: all(t.state in ("done", "failed", "running") for t in store.trials(cid)))
+    wait_for(lambda: all(t.state in ("done", "failed", "running", "proposed") for t in store.trials(cid)))
     n_before = len(store.trials(cid))
     time.sleep(0.5)
     assert len(store.trials(cid)) == n_before

@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,15 @@ REFRESH_S = 0.5
 #: The longest a thread may hold the GIL while another waits for it (Python's default is 5 ms). The optimizer
 #: computes in Python on its own thread; every handoff on the emergency-stop path would wait up to this long.
 SWITCH_INTERVAL_S = 0.0005
+
+
+@dataclass
+class _Walk:
+    """One trial as its worker walks it: the trial, its state as last committed, where its sample starts."""
+
+    trial: Trial
+    state: TrialState
+    location: str
 
 
 def failure_cause(reason: str | None) -> str:
@@ -527,13 +537,14 @@ class Scheduler:
 
     # ------------------------------------------------------------------ worker (one thread per trial)
     def _worker(self, trial: Trial, resumption: Resumption | None) -> None:
-        """Walk one trial through its workflow (a worker thread). ``state`` is the trial's state as this worker last
-        committed it: every change is a compare-and-set from it."""
+        """Walk one trial through its workflow (a worker thread). ``walk.state`` is the trial's state as this worker
+        last committed it: every change is a compare-and-set from it. The trial becomes running when its first
+        physical action is about to start (:meth:`_begin`), not while it waits for a station."""
         ex: TrialExecutor | None = None
         held = resumption.held if resumption else None
         location = resumption.location if resumption else self.lab.sample_entry
         start = resumption.start_step if resumption else 0
-        state = TrialState(trial.state)
+        walk = _Walk(trial, TrialState(trial.state), location)
         ctx = TrialContext(self.campaign.id, self.campaign.uid, self.campaign.name, trial.id, trial.number,
                            trial.sample_id, dict(trial.params), location)
         try:
@@ -553,27 +564,21 @@ class Scheduler:
                 self._placed(trial)
                 self._clear_station(ex, ctx, trial, held)
                 return
-            fields: dict[str, Any] = {} if trial.started_at is not None else {"started_at": utcnow()}
-            self.store.transition(trial.id, state, S.RUNNING, **fields)
-            state = S.RUNNING
-            if fields:
-                self.store.locate_sample(self.campaign.id, trial.sample_id, location, trial.id)
-            self.observer("started", {"trial": trial, "of": self.spec.stopping.max_trials})
             for index in range(start, len(self.workflow)):
                 self._wait_while_paused()
-                held = self._step(ex, ctx, trial, index, held)
+                held = self._step(ex, ctx, walk, index, held)
             self._placed(trial)
-            self.store.transition(trial.id, S.RUNNING, S.MEASURED)
-            state = S.MEASURED
+            self.store.transition(trial.id, walk.state, S.MEASURED)
+            walk.state = S.MEASURED
             self.observer("finished", {"trial": self.evaluate(trial)})
         except StepFailed as exc:
             self._placed(trial)
             if self.estopped.is_set():
-                self._interrupt(trial, state, f"{exc.step.label}: {exc.reason}")
+                self._interrupt(trial, walk.state, f"{exc.step.label}: {exc.reason}")
             else:
-                done = self.store.transition(trial.id, state, S.FAILED, finished_at=utcnow(),
+                done = self.store.transition(trial.id, walk.state, S.FAILED, finished_at=utcnow(),
                                              failure_reason=f"{exc.step.label}: {exc.reason}")
-                state = S.FAILED
+                walk.state = S.FAILED
                 self.observer("finished", {"trial": done})
                 held = self._holding(ctx)
                 try:
@@ -584,19 +589,19 @@ class Scheduler:
             self._placed(trial)
             if resumption and resumption.cleanup_only:
                 pass
-            elif not self.estopped.is_set() and state in UNFINISHED and not self.store.steps(trial.id):
+            elif not self.estopped.is_set() and walk.state in UNFINISHED and not self.store.steps(trial.id):
                 # nothing physical happened to it: cancelled, one word for it live and in the store
-                done = self.store.transition(trial.id, state, S.CANCELLED, finished_at=utcnow(),
+                done = self.store.transition(trial.id, walk.state, S.CANCELLED, finished_at=utcnow(),
                                              failure_reason="the campaign ended before the trial reached a station")
                 self.observer("finished", {"trial": done})
             else:
-                self._interrupt(trial, state, "emergency stop" if self.estopped.is_set() else
+                self._interrupt(trial, walk.state, "emergency stop" if self.estopped.is_set() else
                                 "the campaign stopped while the trial waited for a station")
         except Exception as exc:  # noqa: BLE001 - no worker failure may leave a trial in flight forever
             self._alert("trial.internal_error", f"trial {trial.number} interrupted by an internal error: "
                         f"{type(exc).__name__}: {exc}; `labloop resume` continues it",
                         {"trial": trial.number, "error": f"{type(exc).__name__}: {exc}"})
-            self._interrupt(trial, state, f"labloop error: {type(exc).__name__}: {exc}")
+            self._interrupt(trial, walk.state, f"labloop error: {type(exc).__name__}: {exc}")
         finally:
             self._placed(trial)
             self.res.release_all(trial.id)
@@ -607,6 +612,17 @@ class Scheduler:
                     self._active.discard(ex)
                     self._executors.append(ex)
             self.wake.set()
+
+    def _begin(self, walk: "_Walk") -> None:
+        """The trial's first physical action is next: it is running from now (committed before anything moves)."""
+        if walk.state == S.RUNNING:
+            return
+        first = walk.trial.started_at is None
+        self.store.transition(walk.trial.id, walk.state, S.RUNNING, **({"started_at": utcnow()} if first else {}))
+        walk.state = S.RUNNING
+        if first:
+            self.store.locate_sample(self.campaign.id, walk.trial.sample_id, walk.location, walk.trial.id)
+        self.observer("started", {"trial": walk.trial, "of": self.spec.stopping.max_trials})
 
     def _placed(self, trial: Trial) -> None:
         with self._lock:
@@ -626,16 +642,19 @@ class Scheduler:
             return
         self.observer("finished", {"trial": done})
 
-    def _step(self, ex: TrialExecutor, ctx: TrialContext, trial: Trial, index: int, held: str | None) -> str | None:
+    def _step(self, ex: TrialExecutor, ctx: TrialContext, walk: "_Walk", index: int, held: str | None) -> str | None:
         """Run one step with its reservations and retries; returns the station now holding the sample."""
+        trial = walk.trial
         step = self.workflow[index]
         if step.kind == "transfer":
             dest = step.to or ""
             if dest in self.kinds:
                 if held is not None and self._should_park(held, dest):
+                    self._begin(walk)
                     held = self._park(ex, ctx, trial, index, held)
                 dest = self._reserve(dest, trial)
                 self._placed(trial)
+            self._begin(walk)
             self._take_robot(trial, 0 if held else 1)
             try:
                 self._attempts(ex, ctx, index, step.robot, dest)
@@ -652,6 +671,7 @@ class Scheduler:
             device = self._reserve(kind, trial)
             self._placed(trial)
             self._wait_while_paused()
+        self._begin(walk)
         self.res.mark_busy(device, True)
         try:
             self._attempts(ex, ctx, index, device, None)
