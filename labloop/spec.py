@@ -520,12 +520,26 @@ class LabSpec(_Model):
     suspenders: list["SuspenderSpec"] = Field(
         default_factory=list, description="Conditions that pause every run while a monitored signal is out of band."
     )
+    calibration: dict[str, "CalibrationPolicy"] = Field(
+        default_factory=dict,
+        description="Maximum calibration age per device (device -> {max_age, on_expiry}); see CalibrationPolicy.",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> "LabSpec":
         if self.simulator is None and not self.devices:
             raise ValueError("name a simulator or at least one device")
         return self
+
+
+class CalibrationPolicy(_Model):
+    """How old a device's calibration may be. Before a step on the device whose calibration is older than
+    ``max_age`` seconds (the device's own time: simulated seconds in a simulator), the scheduler either runs a
+    recorded ``calibrate`` step (``on_expiry: calibrate``) or pauses the campaign saying how to calibrate
+    (``pause``). Readings taken while it is older are flagged ``calibration_expired``."""
+
+    max_age: float = Field(gt=0, description="Seconds a calibration stays valid.")
+    on_expiry: Literal["calibrate", "pause"] = Field("calibrate", description="Calibrate automatically, or pause.")
 
 
 class SuspenderSpec(_Model):

@@ -282,3 +282,21 @@ def test_a_store_at_0002_is_upgraded_to_assets_keeping_its_rows(store_url):
     with store.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Asset)) == 1
     store.close()
+
+
+def test_a_store_at_0003_gains_an_empty_calibrations_table_and_downgrades_back(store_url):
+    """0004_calibrations adds the table labloop calibrate and calibration steps record into; rows stay."""
+    _migrate(store_url, "0003_assets")
+    assert "calibrations" not in _tables(store_url)
+    with pytest.raises(StoreError, match="0003_assets"):
+        Store(store_url)
+    r = invoke("db", "upgrade", "--store", store_url)
+    assert r.exit_code == 0 and f"from revision 0003_assets to {HEAD}" in r.output, r.output
+    assert _diff(store_url, Base.metadata) == []
+    store = Store(store_url)
+    row = store.add_calibration(None, "probe", {"value": 100.0}, {"gain": 1.01}, user="alice", calibration_id="c1")
+    assert (row.device, row.result, row.ok, row.campaign_id) == ("probe", {"gain": 1.01}, True, None)
+    assert [a.action for a in store.audit_log()] == ["calibration.recorded"]
+    store.close()
+    _migrate(store_url, "0003_assets", down=True)
+    assert "calibrations" not in _tables(store_url)

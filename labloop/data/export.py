@@ -28,12 +28,29 @@ def campaign_spec(campaign: Campaign) -> CampaignSpec:
     return spec_from_text(campaign.spec_text, f"<stored campaign {campaign.name}>")
 
 
+def _calibrated(spec: CampaignSpec) -> bool:
+    return spec.lab is not None and bool(spec.lab.calibration)
+
+
 def columns(spec: CampaignSpec) -> list[str]:
     names = [o.name for o in spec.objectives] + [o.name for o in spec.outcome_constraints]
-    return ["trial", "state", *spec.parameter_names(), *names, "failure_reason", "started", "finished"]
+    # campaigns with a maximum calibration age say which trials had a reading beyond it
+    flag = ["calibration_expired"] if _calibrated(spec) else []
+    return ["trial", "state", *spec.parameter_names(), *names, "failure_reason", "started", "finished", *flag]
 
 
-def rows(spec: CampaignSpec, trials: list[Trial]) -> list[dict[str, Any]]:
+def expired_trials(store: Store, campaign_id: int) -> set[int]:
+    """Trials (ids) with a run flagged ``calibration_expired`` in its start document."""
+    from labloop.store.schema import Document
+    from sqlalchemy import select
+
+    with store.session() as s:
+        q = select(Document.trial_id, Document.doc).where(Document.campaign_id == campaign_id,
+                                                          Document.name == "start")
+        return {tid for tid, doc in s.execute(q) if tid is not None and (doc or {}).get("calibration_expired")}
+
+
+def rows(spec: CampaignSpec, trials: list[Trial], expired: set[int] | None = None) -> list[dict[str, Any]]:
     out = []
     objectives = [o.name for o in spec.objectives] + [o.name for o in spec.outcome_constraints]
     for t in trials:
@@ -45,6 +62,8 @@ def rows(spec: CampaignSpec, trials: list[Trial]) -> list[dict[str, Any]]:
         row["failure_reason"] = t.failure_reason
         row["started"] = _iso(t.started_at)
         row["finished"] = _iso(t.finished_at)
+        if _calibrated(spec):
+            row["calibration_expired"] = t.id in (expired or set())
         out.append(row)
     return out
 
@@ -52,7 +71,7 @@ def rows(spec: CampaignSpec, trials: list[Trial]) -> list[dict[str, Any]]:
 def export(store: Store, fmt: str, campaign_ref: str | None = None) -> str:
     campaign = store.campaign(campaign_ref)
     spec = campaign_spec(campaign)
-    data = rows(spec, store.trials(campaign.id))
+    data = rows(spec, store.trials(campaign.id), expired_trials(store, campaign.id) if _calibrated(spec) else None)
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     buf = io.StringIO()

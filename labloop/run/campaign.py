@@ -15,7 +15,7 @@ from typing import Any
 
 from labloop.errors import LabloopError, PluginError, SpecError
 from .liveness import ACTIVE_STATES, liveness
-from . import provenance
+from . import calibration, provenance
 from .lab import Lab, build_lab, check_against_lab, state_dir_for
 from .objectives import TrialData, load_objective
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
@@ -161,6 +161,8 @@ class CampaignRunner:
         prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale,
                                 read_prior_files=False, state_dir=state_dir_for(store.url))
         runner = cls(prepared, store, campaign, observer)
+        assert prepared.lab is not None
+        calibration.restore(store, prepared.lab)  # the latest recorded calibrations are in force again
         recorded = [a for a in audit if a.action == AUDIT_ACTION]
         runner.prior = from_record(recorded[-1].detail["observations"]) if recorded else []
         assert prepared.lab is not None

@@ -19,6 +19,7 @@ from bluesky.utils import RunEngineInterrupted
 from ophyd.utils import StatusTimeoutError
 from ophyd.utils.errors import UnknownStatusFailure
 
+from . import calibration
 from . import crashpoints
 from . import plans
 from . import provenance
@@ -181,23 +182,57 @@ class TrialExecutor:
                 return plans.synthesize(self.lab[actor], recipe, timeout)
             return plans.measure(self.lab[actor], timeout)
 
+        # A reading (or synthesis) on a device whose calibration is older than the campaign's max_age is flagged in
+        # its run's start document (and so in `labloop export`): the scheduler let it through (on_expiry: pause,
+        # then an operator resumed without calibrating) or the device cannot tell its calibration's age.
+        extra = {"calibration_expired": True} if step.kind != "transfer" and self.calibration_expired(actor) else {}
         used = (self._transfer_devices(step.robot or "", ctx.location, dest) if step.kind == "transfer"
                 else [(actor or "", self.lab.devices.get(actor or ""), "station" if step.kind == "synthesize"
                        else "instrument")])
         self._record_run(ctx, step_id, step, index, label, attempt, actor, plan,
-                         dest if step.kind == "transfer" else None, used)
+                         dest if step.kind == "transfer" else None, used, extra)
         crashpoints.reached("step_end")
+
+    def calibration_expired(self, device: str | None) -> bool:
+        """Is ``device``'s calibration older than the campaign's ``lab.calibration.<device>.max_age``?"""
+        policy = self.spec.lab.calibration.get(device or "") if self.spec.lab is not None else None
+        if policy is None:
+            return False
+        age = calibration.age_s(self.lab.devices.get(device or ""))
+        return age is None or age > policy.max_age
+
+    def run_calibration(self, ctx: TrialContext, index: int, device: str) -> None:
+        """Calibrate ``device`` before workflow step ``index`` as a recorded step (kind ``calibrate``, label
+        ``calibrate:<device>``, same index: the step it precedes is still to do, for resume), then record the
+        calibration (table ``calibrations``, audit ``calibration.recorded``, user ``labloop``). A failed or
+        malformed calibration fails the step (StepFailed) and records no calibration."""
+        step = self.spec.workflow[index]
+        label = f"calibrate:{device}"
+        step_id = self.store.start_step(ctx.trial_id, index, label, "calibrate", 1, device)
+        if self.abort_check():
+            self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
+            raise StepFailed(step, index, "cancelled before the device started (emergency stop)", device)
+        dev = self.lab[device]
+        timeout = step.timeout / self.time_scale if step.timeout else None
+        self._record_run(ctx, step_id, step, index, label, 1, device,
+                         lambda: plans.calibrate(dev, None, timeout), None, [(device, dev, "instrument")])
+        try:
+            cal = calibration.check_result(device, dev, getattr(dev, "calibration", None))
+        except LabloopError as exc:
+            raise StepFailed(step, index, exc.problem, device) from exc
+        run_uid = self.store.steps(ctx.trial_id)[-1].run_uid if self.store.steps(ctx.trial_id) else None
+        calibration.record(self.store, ctx.campaign_id, device, cal, run_uid, user="labloop")
 
     def _record_run(self, ctx: TrialContext, step_id: int, step: StepSpec, index: int, label: str, attempt: int,
                     actor: str | None, make_plan: Callable[[], plans.Plan], moved_to: str | None,
-                    used: list[tuple[str, Any, str]] | None = None) -> None:
+                    used: list[tuple[str, Any, str]] | None = None, extra: dict[str, Any] | None = None) -> None:
         """Run one tagged plan with a document writer; commit the step's end (and, for a move, where the sample
         went, in the same transaction), or its failure with the reason and raise :class:`StepFailed`."""
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id, flush_at_stop=False)
         md = {
             "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
             "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": label, "step_index": index,
-            "attempt": attempt, "provenance": self._run_provenance(ctx, used or []), **ctx.extra_md,
+            "attempt": attempt, "provenance": self._run_provenance(ctx, used or []), **ctx.extra_md, **(extra or {}),
         }
         try:
             self.RE(plans.tagged(make_plan(), md), writer)

@@ -245,6 +245,14 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
             elif not hasattr(getattr(lab.devices[dev], comp, None), "subscribe"):
                 problems.append(f"{source}: lab.suspenders[{i}].signal: device '{dev}' has no signal '{comp}' "
                                 f"(fix: name a component signal, e.g. '{dev}.{_first_signal(lab.devices[dev])}')")
+    if spec.lab is not None:
+        for dname in spec.lab.calibration:
+            dev = lab.devices.get(dname)
+            if dev is None or not (hasattr(dev, "calibrator") and hasattr(dev, "calibration")):
+                able = sorted(n for n, d in lab.devices.items() if hasattr(d, "calibrator"))
+                what = "has no device" if dev is None else "cannot calibrate device"
+                problems.append(f"{source}: lab.calibration.{dname}: the lab {what} '{dname}' (fix: name a device "
+                                f"that calibrates: {able or 'none'})")
     visits: list[tuple[frozenset[str], int]] = []
     current: frozenset[str] = frozenset()
     for i, step in enumerate(spec.workflow):

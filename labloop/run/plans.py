@@ -112,3 +112,17 @@ def measure(instrument: Any, timeout: float | None = None, md: Mapping[str, Any]
     """Trigger the instrument on the sample it holds and read it (one event in the 'primary' stream)."""
     return (yield from _run(_trigger_and_read([instrument], timeout),
                             {"plan_name": "measure", "instrument": instrument.name, **(md or {})}))
+
+
+def calibrate(device: Any, reference: float | None = None, timeout: float | None = None,
+              md: Mapping[str, Any] | None = None) -> Plan:
+    """Calibrate a device against its reference: ``set`` its ``calibrator`` to the reference value (None: the
+    device's own standard), wait, and read the fitted result (one event in 'primary'). The calibration then in force
+    is the device's ``calibration`` dict."""
+
+    def inner() -> Plan:
+        yield from _set_and_wait(device.calibrator, reference, timeout)
+        yield from _read_event([device.calibrator])
+
+    return (yield from _run(inner(), {"plan_name": "calibrate", "device": device.name,
+                                      "reference": reference, **(md or {})}))

@@ -99,7 +99,8 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
                     continue
                 start = last.index
             elif last.state == "done":
-                start = last.index if last.kind == "buffer" else last.index + 1  # parked: the transfer is to do
+                # parked: the transfer is still to do; calibrated: the step the calibration came before is still to do
+                start = last.index if last.kind in ("buffer", "calibrate") else last.index + 1
             elif _retry_owed(last, step):
                 start = last.index  # killed during the retry backoff: the remaining attempts are still owed
             else:  # the step failed for good and the crash came before the trial was marked failed

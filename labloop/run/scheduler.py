@@ -41,6 +41,7 @@ from labloop.states import IN_FLIGHT, UNFINISHED, IllegalTransition, TrialState
 from labloop.store import Store
 from labloop.store.schema import Campaign, OperatorRequest, Trial, utcnow
 from labloop.strategy.base import Observation, Strategy, observations_from, pending_points
+from . import calibration
 from .executor import StepFailed, TrialContext, TrialExecutor
 from .lab import Lab, station_kinds
 from .recovery import Resumption
@@ -334,6 +335,9 @@ class Scheduler:
             if not self.paused.is_set():
                 return "done", "the campaign was not paused; it runs"
             restored = self.res.restore() if self.need_operator else []
+            if self.spec.lab is not None and self.spec.lab.calibration:
+                # a calibration recorded meanwhile (`labloop calibrate` while paused) is put in force here
+                restored += [f"{d} (calibration)" for d in calibration.restore(self.store, self.lab)]
             self.need_operator = None
             self.paused.clear()
             self.store.update_campaign(self.campaign.id, state="running", control="run", note=None)
@@ -674,10 +678,36 @@ class Scheduler:
         self._begin(walk)
         self.res.mark_busy(device, True)
         try:
+            self._calibrate_if_expired(ex, ctx, trial, index, device)
             self._attempts(ex, ctx, index, device, None)
         finally:
             self.res.mark_busy(device, False)
         return held
+
+    def _calibrate_if_expired(self, ex: TrialExecutor, ctx: TrialContext, trial: Trial, index: int,
+                              device: str) -> None:
+        """Campaign option ``lab.calibration.<device>``: before a step on a device whose calibration is older than
+        ``max_age``, calibrate it (a recorded step of kind ``calibrate``; its failure fails the trial like a failed
+        step) or pause the campaign saying how to calibrate. The device is reserved by this trial already, so no
+        other trial uses it meanwhile. After an operator resumes a paused campaign without calibrating, the step
+        runs and its reading is flagged ``calibration_expired`` (by the executor)."""
+        if not ex.calibration_expired(device):
+            return
+        policy = self.spec.lab.calibration[device]  # type: ignore[union-attr]  # expired implies a policy
+        if policy.on_expiry == "calibrate":
+            self.observer("step", {"trial": ctx.number, "of": self.spec.stopping.max_trials,
+                                   "step": f"calibrate:{device}", "device": device, "to": None, "attempt": 1})
+            ex.run_calibration(ctx, index, device)
+            return
+        age = calibration.age_s(self.lab.devices.get(device))
+        shown = "unknown" if age is None else f"{age:.0f} s"
+        self._pause_for_operator(
+            f"calibration of '{device}' expired (age {shown} > max_age {policy.max_age:g} s) before trial "
+            f"{ctx.number}'s step '{self.workflow[index].label}'; calibrate it with "
+            f"`labloop calibrate {device} --campaign {self.campaign.id}`, then `labloop resume` (resuming without "
+            f"calibrating goes on with readings flagged calibration_expired)")
+        self.wake.set()
+        self._wait_while_paused()
 
     def _should_park(self, held: str, next_kind: str) -> bool:
         """Park when the next station is busy and another trial waits for the station this sample blocks."""

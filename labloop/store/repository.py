@@ -27,7 +27,7 @@ from labloop.states import IllegalTransition, StepState, TrialState, check_step_
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
 from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
-from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Base, Campaign, Document, Meta, OperatorRequest,
+from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Calibration, Base, Campaign, Document, Meta, OperatorRequest,
                      ProcessPoint, Sample, Step, Trial, utcnow)
 
 DEFAULT_URL = "sqlite:///labloop.db"
@@ -458,6 +458,35 @@ class Store:
     def samples(self, campaign_id: int) -> list[Sample]:
         with self.session() as s:
             return list(s.scalars(select(Sample).where(Sample.campaign_id == campaign_id).order_by(Sample.id)))
+
+    # ----------------------------------------------------------------------------------------- calibrations
+    def add_calibration(self, campaign_id: int | None, device: str, reference: dict[str, Any],
+                        result: dict[str, Any], *, at: datetime | None = None, ok: bool = True,
+                        user: str | None = None, calibration_id: str | None = None,
+                        run_uid: str | None = None) -> Calibration:
+        """Record a calibration and audit it (``calibration.recorded``) in one transaction."""
+        who = user or _user()
+        with self.session() as s:
+            row = Calibration(campaign_id=campaign_id, device=device, at=at or utcnow(),
+                              reference=to_jsonable(reference), result=to_jsonable(result), ok=ok, user=who,
+                              calibration_id=calibration_id, run_uid=run_uid)
+            s.add(row)
+            s.add(AuditEntry(campaign_id=campaign_id, user=who, action="calibration.recorded",
+                             detail=to_jsonable({"device": device, "calibration_id": calibration_id,
+                                                 "result": result, "ok": ok, "run_uid": run_uid})))
+            s.flush()
+            s.refresh(row)
+            s.expunge(row)
+            return row
+
+    def calibrations(self, device: str | None = None, campaign_id: int | None = None) -> list[Calibration]:
+        with self.session() as s:
+            q = select(Calibration).order_by(Calibration.id)
+            if device is not None:
+                q = q.where(Calibration.device == device)
+            if campaign_id is not None:
+                q = q.where(Calibration.campaign_id == campaign_id)
+            return list(s.scalars(q))
 
     def audit(self, campaign_id: int | None, action: str, detail: dict[str, Any] | None = None,
               user: str | None = None) -> None:

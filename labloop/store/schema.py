@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -25,7 +25,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class Meta(Base):
@@ -181,3 +181,22 @@ class Asset(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger, doc="Bytes.")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Calibration(Base):
+    """A device calibration against a reference (``labloop calibrate`` or a campaign's calibration step): what was
+    measured, the fitted result, whether it was accepted (``ok``) and who made it. A malformed result is refused
+    before anything is written, so every row here was put in force."""
+
+    __tablename__ = "calibrations"
+    __table_args__ = (Index("ix_calibrations_device", "device", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), default=None)
+    device: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="The reference measured.")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="The fitted result, e.g. {'gain': ...}.")
+    ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    user: Mapped[str] = mapped_column(String(80))
+    calibration_id: Mapped[str | None] = mapped_column(String(80), default=None, doc="The device's id for it.")
+    run_uid: Mapped[str | None] = mapped_column(String(36), default=None, doc="The bluesky run that measured it.")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -260,19 +262,67 @@ def place_coated_sample(dev: Any) -> None:
     dev.sample.put(sample)
 
 
+#: The probe's built-in check standard: a certified sheet-resistance reference (ohm/sq) it calibrates against.
+REFERENCE_STANDARD = {"name": "Rs check standard", "value": 100.0, "units": "ohm/sq"}
+#: A fitted gain (drift since the calibration in force) outside this range is not drift but a fault (broken tip,
+#: wrong standard): refused.
+GAIN_RANGE = (0.5, 2.0)
+
+
+def check_calibration_result(device: str, result: Any) -> dict[str, Any]:
+    """Refuse a malformed calibration result (not a dict, gain missing, NaN/inf or outside :data:`GAIN_RANGE`)."""
+    gain = result.get("gain") if isinstance(result, Mapping) else None
+    try:
+        g = float(gain)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        g = math.nan
+    if not (math.isfinite(g) and GAIN_RANGE[0] <= g <= GAIN_RANGE[1]):
+        raise DeviceError(f"{device}: calibration result {result!r} is malformed: the fitted gain must be a finite "
+                          f"number in [{GAIN_RANGE[0]:g}, {GAIN_RANGE[1]:g}]",
+                          "clean the tips, check the reference standard is seated, and calibrate again")
+    return dict(result)
+
+
+class CalibrationJob(Signal):
+    """``set(reference_value)`` runs the parent's :meth:`calibrate` in a thread (a Status for a bluesky plan); its
+    value is then the fitted gain (read into the calibration run's primary stream)."""
+
+    def set(self, value: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        dev = self.parent
+
+        def work() -> None:
+            cal = dev.calibrate(None if value is None else float(value))
+            Signal.put(self, float(cal["result"]["gain"]))
+
+        return dev._run_status(work)
+
+
 class SimFourPointProbe(_Simulated, Instrument):
-    """Collinear four-point probe: autoranges the source current, reads the voltage, reports R_s (ohm/sq)."""
+    """Collinear four-point probe: autoranges the source current, reads the voltage, reports R_s (ohm/sq).
+
+    Drift: tip wear and contact-resistance build-up make the probe's gain grow by ``drift`` (relative, per
+    simulated hour) since the lab was switched on, so a reading taken ``h`` hours after the last calibration is
+    off by about ``drift * h`` (0.002 = 0.2 %/h, ~5 %/day). :meth:`calibrate` measures the built-in
+    :data:`REFERENCE_STANDARD` as the probe reports it, fits the gain (measured / certified: the drift since the
+    calibration in force) and divides it out of later readings (``correction``), which resets the error to the noise
+    of the fit; ``calibration`` then says which calibration is in force.
+    """
 
     sheet_resistance = Cpt(Quantity, value=math.nan, units="ohm/sq", kind="hinted",
                            doc="Sheet resistance, (pi/ln2) V/I.")
     current = Cpt(Quantity, value=math.nan, units="A", kind="normal", doc="Source current used.")
     voltage = Cpt(Quantity, value=math.nan, units="V", kind="normal", doc="Voltage between the inner tips.")
+    calibrator = Cpt(CalibrationJob, value=math.nan, kind="omitted",
+                     doc="set(reference ohm/sq or None) calibrates against the check standard; value: fitted gain.")
 
     #: Simulated seconds: lower the tips and settle, autorange, average readings.
     STEPS = (("lowering the tips", 30.0), ("autoranging", 30.0), ("averaging readings", 240.0))
 
     FAULTS = ("no ohmic contact: tip contact resistance above limit",
               "voltage reading unstable (tip slipped on the film)")
+
+    #: labloop refuses a calibration whose result lies outside these (see labloop.run.calibration).
+    calibration_limits = {"gain": GAIN_RANGE}
 
     def __init__(self, prefix: str = "", *, name: str, clock: SimClock | None = None,
                  registry: SampleRegistry | None = None, noise: float = 0.03, fault_rate: float = 0.0,
@@ -282,6 +332,65 @@ class SimFourPointProbe(_Simulated, Instrument):
         if not 0.0 <= float(noise) < 1.0:
             raise DeviceError(f"{name}: noise must lie in [0, 1), got {noise}", "give a relative sd, e.g. 0.03")
         self.noise = float(noise)
+        self.drift = 0.0  # relative gain growth per simulated hour (lab option probe_drift)
+        self._t_on = self.clock.now()  # wear counts from when the lab was switched on
+        self._correction = 1.0  # 1 / fitted gain of the calibration in force
+        self._cal_t = self._t_on  # simulated time of the last calibration (switch-on until the first)
+        self.calibration: dict[str, Any] | None = None
+        self.calibrations = 0
+
+    def gain(self) -> float:
+        """The raw (uncorrected) gain of the probe now: 1 + drift * simulated hours since switch-on."""
+        return 1.0 + self.drift * (self.clock.now() - self._t_on) / 3600.0
+
+    def calibration_age(self) -> float:
+        """Simulated seconds since the last calibration (since switch-on before the first)."""
+        return max(0.0, self.clock.now() - self._cal_t)
+
+    def calibrate(self, reference: float | None = None, readings: int = 8) -> dict[str, Any]:
+        """Measure the check standard (certified ``reference`` ohm/sq, default :data:`REFERENCE_STANDARD`),
+        fit the gain and put it in force. Blocking (about 2 simulated minutes). Returns the new ``calibration``;
+        a malformed fit (NaN, out of :data:`GAIN_RANGE`) raises a DeviceError and changes nothing."""
+        known = float(REFERENCE_STANDARD["value"] if reference is None else reference)
+        if not (math.isfinite(known) and known > 0):
+            raise DeviceError(f"{self.name}: reference value {reference!r} is not a positive number",
+                              "give the certified sheet resistance of the standard in ohm/sq")
+        self._claim("a calibration")
+        try:
+            self._wait(120.0, "measuring the check standard")
+            # read the standard as the probe reports it now (the calibration in force applied): the fitted gain is
+            # the drift since that calibration, and the new correction divides it out
+            shown = self.gain() * self._correction
+            values = [physics.with_noise(known * shown, self.noise, self._rng) for _ in range(int(readings))]
+            result = self._fit(values, known)
+            result = check_calibration_result(self.name, result)
+            result["correction"] = self._correction / float(result["gain"])
+            self._correction = result["correction"]
+            self._cal_t = self.clock.now()
+            self.calibrations += 1
+            self.calibration = {
+                "id": f"cal-{uuid.uuid4().hex[:12]}", "at": datetime.now(timezone.utc).isoformat(),
+                "reference": {**REFERENCE_STANDARD, "value": known}, "result": result,
+                "sim_time_s": round(self._cal_t, 3),
+            }
+            return dict(self.calibration)
+        finally:
+            self._release()
+
+    def restore_calibration(self, cal: Mapping[str, Any]) -> None:
+        """Put a recorded calibration back in force after a restart. The simulated probe's wear restarts with its
+        clock (gain 1 at switch-on), so only the record comes back; the age counts from now."""
+        self.calibration = dict(cal)
+        self._correction = 1.0 / self.gain()
+        self._cal_t = self.clock.now()
+
+    @staticmethod
+    def _fit(values: list[float], known: float) -> dict[str, Any]:
+        """Gain = geometric mean of the readings / certified value (the noise is log-normal)."""
+        logs = [math.log(v / known) for v in values]
+        mean = sum(logs) / len(logs)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / max(1, len(logs) - 1))
+        return {"gain": math.exp(mean), "rel_sd": sd, "readings": len(values)}
 
     def trigger(self) -> Any:
         self._claim("a measurement")
@@ -324,7 +433,10 @@ class SimFourPointProbe(_Simulated, Instrument):
         for i in CURRENTS:
             if i * rs / GEOMETRY <= V_TARGET:
                 current = i
+        # The drifted raw gain, corrected by the calibration in force (1.0 exactly without drift or calibration).
         volts = physics.with_noise(current * rs / GEOMETRY, self.noise, self._rng)
+        if self.drift or self._correction != 1.0:
+            volts *= self.gain() * self._correction
         if not volts < V_COMPLIANCE:
             why = "bare substrate" if not film else "film insulating"
             raise DeviceError(f"{self.name}: no current flows through sample '{sample}' ({why}): the source hit "

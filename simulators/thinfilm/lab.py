@@ -33,6 +33,8 @@ OPTIONS: dict[str, tuple[float, str]] = {
     "chamber_minutes": (math.nan, "fixed deposition run time in simulated minutes (default: the recipe's timeline)"),
     "probe_minutes": (math.nan, "fixed measurement time in simulated minutes (default: about 5 min)"),
     "robot_minutes": (math.nan, "fixed robot move time in simulated minutes (default: about 1 min)"),
+    "probe_drift": (0.0, "relative gain drift of the probe per simulated hour since its last calibration (tip "
+                         "wear; 0.002 = 0.2 %/h), reset by `labloop calibrate probe` or a calibration step"),
     "hang_rate": (0.0, "probability that a recipe or measurement hangs (never finishes) instead of failing"),
     "dead_after": (math.nan, "the first chamber dies (every recipe fails) after this many recipes"),
     "dock": (0.0, "true/1 adds the materials dock: instruments profilometer, uvvis, xrd and microscope (default "
@@ -186,6 +188,7 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     probe = SimFourPointProbe(name="probe", clock=clock, registry=registry, seed=seeds[0], noise=noise,
                               fault_rate=fault if math.isnan(probe_fault) else probe_fault)
     probe.hang_rate = hang
+    probe.drift = _option(options, "probe_drift", 0.0, 0.5)
     if not math.isnan(probe_min):
         probe.time_factor = probe_min * 60.0 / sum(sec for _, sec in probe.STEPS)
     instruments: dict[str, Any] = {}

@@ -1,0 +1,184 @@
+"""Calibration (issue 11 item 5): the simulated probe drifts with simulated time since its last calibration and a
+calibration against its check standard resets it; `labloop calibrate` records calibrations (store + audit); a
+campaign's lab.calibration.<device>.max_age makes the scheduler calibrate (recorded `calibrate` steps) or pause."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from labloop.cli import app
+from labloop.data.export import export
+from labloop.errors import SpecError
+from labloop.run import calibration, provenance
+from labloop.run.campaign import prepare_text
+from labloop_simulators.thinfilm import physics
+from labloop_simulators.thinfilm.devices import REFERENCE_RECIPE, SimFourPointProbe, place_coated_sample
+from labloop_simulators.thinfilm.lab import build_lab
+
+from running import in_background, start, two_chamber, wait_for
+
+cli = CliRunner()
+DRIFT = 0.03  # 3 % per simulated hour: a worn probe, so a few trials show it
+TS = 3600.0  # 1 simulated hour = 1 s: the store's milliseconds between a calibration and a reading stay seconds
+
+
+def invoke(*args: str):
+    return cli.invoke(app, list(args), catch_exceptions=False)
+
+
+def drifting(max_trials: int = 3, policy: dict | None = None) -> dict:
+    data = two_chamber(max_trials=max_trials, options={"probe_drift": DRIFT, "noise": 0.0})
+    data["lab"]["time_scale"] = TS
+    if policy is not None:
+        data["lab"]["calibration"] = {"probe": policy}
+    return data
+
+
+def test_drift_grows_with_simulated_time_and_calibration_resets_it():
+    lab = build_lab({"probe_drift": 0.01, "noise": 0.0}, time_scale=360000.0)  # 1 simulated hour = 10 ms
+    probe = lab.devices["probe"]
+    place_coated_sample(probe)
+    truth = physics.film(REFERENCE_RECIPE).sheet_resistance
+
+    def error() -> float:
+        probe.trigger().wait(5)
+        return probe.sheet_resistance.get() / truth - 1.0
+
+    assert probe.calibration is None
+    first = error()
+    time.sleep(0.2)  # ~20 simulated hours
+    later = error()
+    assert later > first + 0.15  # ~1 %/h of tip wear
+    cal = probe.calibrate()
+    assert set(cal) >= {"id", "at", "reference", "result"} and cal["reference"]["value"] == 100.0
+    assert cal["result"]["gain"] == pytest.approx(probe.gain(), rel=0.01)  # the first: drift since switch-on
+    assert cal["result"]["correction"] == pytest.approx(1 / cal["result"]["gain"])
+    assert abs(error()) < 0.02  # reset
+    assert probe.calibration == cal and probe.calibration_age() < 3600.0
+    _, age = provenance.calibration(probe, datetime.now(timezone.utc))
+    assert age is not None and age >= 0
+
+
+def test_calibrate_command_records_the_calibration_and_provenance_shows_it(tmp_path):
+    store, runner = start(drifting(max_trials=1), tmp_path)
+    runner.run()
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    r = invoke("calibrate", "probe", "--store", url, "--user", "alice")
+    assert r.exit_code == 0, r.output
+    assert "calibrated 'probe'" in r.output and "gain=" in r.output
+    rows = store.calibrations(device="probe")
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.campaign_id == runner.campaign.id and row.ok and row.user == "alice"
+    assert row.reference["value"] == 100.0 and math.isfinite(row.result["gain"]) and row.run_uid
+    audit = [a for a in store.audit_log(runner.campaign.id) if a.action == "calibration.recorded"]
+    assert len(audit) == 1 and audit[0].user == "alice" and audit[0].detail["device"] == "probe"
+    # a lab rebuilt for the campaign (resume) puts it in force; every run's provenance then shows it with its age
+    lab = prepare_text(runner.campaign.spec_text, "stored").lab
+    assert calibration.restore(store, lab) == ["probe"]
+    origin = provenance.Origin(runner.campaign.uid, "h", "alice")
+    prov = provenance.Recorder().for_run(origin, [("probe", lab.devices["probe"], "instrument")])
+    d = prov["devices"]["probe"]
+    assert d["calibration"]["id"] == row.calibration_id and d["calibration_age_s"] >= 0
+    store.close()
+
+
+def _errors(store, runner) -> list[float]:
+    """Relative error of every probe reading of the campaign against the film's true sheet resistance."""
+    registry = runner.p.lab.devices["probe"].registry
+    out = []
+    for t in store.trials(runner.campaign.id):
+        truth = registry.get(t.sample_id).properties["film"]["sheet_resistance"]
+        for name, doc in store.documents(trial_id=t.id):
+            if name == "event" and "probe_sheet_resistance" in doc["data"]:
+                out.append(doc["data"]["probe_sheet_resistance"] / truth - 1.0)
+    return out
+
+
+def test_short_max_age_inserts_calibration_steps_and_keeps_readings_accurate(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    store, runner = start(drifting(policy={"max_age": 1800, "on_expiry": "calibrate"}), tmp_path / "a")
+    runner.run()
+    cid = runner.campaign.id
+    trials = store.trials(cid)
+    assert [t.state for t in trials] == ["done"] * 3
+    cal_steps = [s for s in store.steps(campaign_id=cid) if s.kind == "calibrate"]
+    measures = [s for s in store.steps(campaign_id=cid) if s.kind == "measure"]
+    # a measurement more than 30 simulated min after the last calibration is preceded by one (the two first
+    # trials, deposited side by side, may share one)
+    assert len(measures) == 3 and 2 <= len(cal_steps) <= 3
+    assert all(s.state == "done" and s.label == "calibrate:probe" and s.device == "probe" for s in cal_steps)
+    assert len(store.calibrations(device="probe", campaign_id=cid)) == len(cal_steps)
+    calibrated = _errors(store, runner)
+    assert len(calibrated) == 3 and max(abs(e) for e in calibrated) < 0.02  # <= drift x max_age (1.5 %)
+    assert "calibration_expired" in export(store, "csv").splitlines()[0]
+    assert all(r["calibration_expired"] is False for r in yaml.safe_load(export(store, "json")))
+    store.close()
+
+    store, runner = start(drifting(), tmp_path / "b")  # the same lab without a maximum age
+    runner.run()
+    assert not [s for s in store.steps(campaign_id=runner.campaign.id) if s.kind == "calibrate"]
+    drifted = _errors(store, runner)
+    assert max(abs(e) for e in drifted) > 0.04 > 0.02 > max(abs(e) for e in calibrated)
+    store.close()
+
+
+def test_on_expiry_pause_pauses_with_the_message_then_calibrate_and_resume(tmp_path):
+    store, runner = start(drifting(max_trials=1, policy={"max_age": 600, "on_expiry": "pause"}), tmp_path)
+    th, result = in_background(runner)
+    cid = runner.campaign.id
+    wait_for(lambda: store.campaign(cid).state == "paused", timeout=60)
+    note = store.campaign(cid).note
+    assert "calibration of 'probe' expired" in note and f"labloop calibrate probe --campaign {cid}" in note
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    r = invoke("calibrate", "probe", "--store", url, "--campaign", str(cid))
+    assert r.exit_code == 0, r.output
+    store.request(cid, "resume")
+    th.join(60)
+    assert not th.is_alive()
+    assert [t.state for t in store.trials(cid)] == ["done"]
+    # the recorded calibration was put in force on resume: the reading is not flagged
+    starts = [d for t in store.trials(cid) for n, d in store.documents(trial_id=t.id) if n == "start"]
+    assert not any(d.get("calibration_expired") for d in starts)
+    assert runner.p.lab.devices["probe"].calibration["id"] == store.calibrations(device="probe")[-1].calibration_id
+    store.close()
+
+
+def test_bad_input_is_refused(tmp_path, monkeypatch):
+    data = drifting(policy={"max_age": 600})
+    data["lab"]["calibration"] = {"nosuch": {"max_age": 600}}
+    with pytest.raises(SpecError, match=r"lab.calibration.nosuch: the lab has no device 'nosuch'"):
+        prepare_text(yaml.safe_dump(data), "c.yaml")
+    data["lab"]["calibration"] = {"robot": {"max_age": 600}}
+    with pytest.raises(SpecError, match=r"lab.calibration.robot: the lab cannot calibrate device 'robot'"):
+        prepare_text(yaml.safe_dump(data), "c.yaml")
+    data["lab"]["calibration"] = {"probe": {"max_age": -1}}
+    with pytest.raises(SpecError, match="max_age"):
+        prepare_text(yaml.safe_dump(data), "c.yaml")
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(drifting()))
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    r = invoke("calibrate", "nosuch", "--file", str(path), "--store", url)
+    assert r.exit_code == 2 and "has no device 'nosuch'" in r.output and "Traceback" not in r.output
+
+    from labloop.store import Store
+
+    for bad in (math.nan, 7.0):
+        monkeypatch.setattr(SimFourPointProbe, "_fit", staticmethod(lambda values, known, g=bad: {"gain": g}))
+        r = invoke("calibrate", "probe", "--file", str(path), "--store", url)
+        assert r.exit_code == 2 and "malformed" in r.output and "Traceback" not in r.output, r.output
+    store = Store(url)
+    assert store.calibrations() == [] and not [a for a in store.audit_log() if a.action == "calibration.recorded"]
+    store.close()
+    # labloop's own check, for a driver that puts a bad result in force
+    with pytest.raises(Exception, match="malformed|outside"):
+        calibration.check_result("probe", SimFourPointProbe,
+                                 {"id": "x", "at": "2026-01-01T00:00:00Z", "result": {"gain": math.inf}})
