@@ -15,7 +15,6 @@ from labloop.errors import LimitError, ObjectiveError
 from labloop.run import plans
 from labloop.run.objectives import TrialData, VisibleTransmittance, load_objective
 from labloop.spec import load_spec
-from labloop_simulators.thinfilm import characterization as ch
 from labloop_simulators.thinfilm import physics
 from labloop_simulators.thinfilm.lab import build_lab
 
@@ -150,3 +149,17 @@ def test_short_campaign_runs_end_to_end_with_both_objectives_and_a_pareto_front(
     assert front and all(points[i] in points for i in front)
     print("Pareto front (R_s ohm/sq, T_vis):", sorted(points[i] for i in front))
     store.close()
+
+
+def test_benchmark_hypervolume_uses_the_stated_reference_point():
+    import importlib.util
+
+    path = CAMPAIGN.parents[1] / "benchmarks" / "tco_hypervolume.py"
+    spec = importlib.util.spec_from_file_location("tco_hypervolume", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.REF_POINT == (-4.0, 0.70)
+    # (-1, 0.75) and (-2, 0.78) above (-4, 0.70): 3 * 0.05 + 2 * 0.03; infeasible and dominated points add nothing
+    assert bench.hypervolume([(10.0, 0.75), (100.0, 0.78), (5.0, 0.6), (1e5, 0.9), (1000.0, 0.72)]) \
+        == pytest.approx(0.21)
+    assert bench.hypervolume([]) == 0.0
