@@ -110,6 +110,49 @@ class SheetResistance(Reading):
         return value
 
 
+class VisibleTransmittance:
+    """Mean transmittance (0..1) over a wavelength band (default the visible, 400-800 nm) of the spectrum a UV-vis
+    instrument stored as an asset: arrays ``transmittance`` and ``wavelength`` (nm) of the trial's documents (the
+    last spectrum when several were taken). Fails the trial cleanly when there is no spectrum, no point in the
+    band, or values that are not finite.
+
+    Options: ``lower``, ``upper`` (nm), ``field`` (array key of the spectrum), ``wavelengths`` (array key of its
+    wavelengths), ``percent`` (true when the instrument reports percent)."""
+
+    def __init__(self, lower: float = 400.0, upper: float = 800.0, field: str = "transmittance",
+                 wavelengths: str = "wavelength", percent: bool = False):
+        if not float(lower) < float(upper):
+            raise PluginError(f"visible_transmittance: lower ({lower}) must be below upper ({upper})",
+                              "give the band in nm, e.g. lower: 400, upper: 800")
+        self.lower, self.upper = float(lower), float(upper)
+        self.field, self.wavelengths, self.percent = field, wavelengths, bool(percent)
+
+    def __call__(self, trial: TrialData) -> float:
+        import numpy as np
+
+        spectra = trial.arrays(self.field)
+        if not spectra:
+            raise ObjectiveError(
+                f"no '{self.field}' spectrum in the trial's documents (keys: {trial.data_keys()})",
+                "add a transfer to the UV-vis and a measure step on it to the workflow (lab option dock: true)",
+            )
+        lams = trial.arrays(self.wavelengths)
+        T = np.asarray(spectra[-1], dtype=float)
+        lam = np.asarray(lams[-1], dtype=float) if lams else None
+        if lam is None or lam.shape != T.shape:
+            raise ObjectiveError(f"the '{self.field}' spectrum has no matching '{self.wavelengths}' array",
+                                 "the instrument must store the wavelengths beside the spectrum")
+        band = (lam >= self.lower) & (lam <= self.upper)
+        if not band.any():
+            raise ObjectiveError(f"the spectrum ({lam.min():g}-{lam.max():g} nm) has no point in "
+                                 f"{self.lower:g}-{self.upper:g} nm", "check the band against the instrument")
+        value = float(T[band].mean()) / (100.0 if self.percent else 1.0)
+        if not math.isfinite(value):
+            raise ObjectiveError(f"mean transmittance over {self.lower:g}-{self.upper:g} nm is not finite",
+                                 "check the instrument")
+        return value
+
+
 def load_objective(ref: str, options: dict[str, Any] | None = None) -> Callable[[TrialData], float]:
     """Resolve a plugin reference to a callable ``TrialData -> float`` configured with ``options``."""
     obj = plugins.load(ref, "labloop.objectives")

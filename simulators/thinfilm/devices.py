@@ -25,8 +25,8 @@ import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Signal
 
-from labloop.errors import DeviceError
-from labloop_devices.base import Health, Instrument, Move, Robot, Station
+from labloop.errors import DeviceError, LimitError
+from labloop_devices.base import Health, Instrument, Move, Robot, Station, check_limits
 
 from ..clock import SimClock
 from ..registry import SampleRegistry
@@ -128,6 +128,9 @@ class SimSputterChamber(_Simulated, Station):
         "nb_fraction": (0.0, 0.3),  # co-sputter power ratio range
         "rf_power": (10.0, 500.0),  # W, RF generator / target rating
         "duration": (1.0, 240.0),  # min
+        # categorical: one of physics.DOPANTS by name ("Nb", "Ta", "W"; the co-sputter target in use). The range
+        # is the targets' index, there only so tools reading limits see the field; set() checks the name.
+        "dopant": (0.0, float(len(physics.DOPANTS) - 1)),
     }
     process_signals = ("chamber_pressure", "substrate_temperature")
 
@@ -165,6 +168,22 @@ class SimSputterChamber(_Simulated, Station):
         if missing:
             raise DeviceError(f"{self.name}: recipe lacks {missing}",
                              "give every recipe field (use a 'fixed' parameter for values that are not searched)")
+        if physics.DOPANT_FIELD in recipe:
+            value = recipe[physics.DOPANT_FIELD]
+            if not isinstance(value, str) or value not in physics.DOPANTS:
+                raise LimitError(f"{self.name}: setpoint dopant={value!r} is not a target the chamber has "
+                                 f"(has {sorted(physics.DOPANTS)})", "send one of those names")
+            numeric = {k: v for k, v in recipe.items() if k != physics.DOPANT_FIELD}
+            check_limits(self.limits, numeric, self.name)
+            if not self.sample.get():
+                raise DeviceError(f"{self.name}: no sample loaded", "transfer a sample into the station first")
+            self._claim("a recipe")
+            recipe = dict(recipe)
+            try:
+                return self._run_status(lambda: self.run_recipe(recipe))
+            except BaseException:
+                self._release()
+                raise
         self._claim("a recipe")
         try:
             return super().set(recipe)

@@ -57,6 +57,22 @@ and the cracking thickness, P and d trade off through t. Uniformly random recipe
 ~1.5 % of draws (O2 drawn on a log scale, as the campaign searches it; 0.4 % on a linear scale; computed in the
 tests), while GP-based BO (6 Sobol points, then qLogNEI on log R_s) got there in 6-16 trials over 5 seeds.
 
+Dopants (the transparent-conductor campaign, experiments/transparent_conductor.yaml). An optional recipe field
+``dopant`` (one of :data:`DOPANTS`; default ``"Nb"``) picks the donor sputtered with Ti; ``nb_fraction`` is then the
+dopant fraction x = M/(M+Ti). Each dopant has a donor yield (electrons per dopant atom times its activation relative
+to Nb) and an ionized-impurity scattering weight (Brooks-Herring: scattering per centre ~ Z^2, Z its charge relative
+to the Ti(4+) site)::
+
+    n   = N_Ti * g_M * x / (1 + (x/x_s)^3) * kappa(T) / (1 + xi^3) + n_V / (1 + xi^2)
+    1/mu_a = 1/mu_L + s_M * x/mu_ii1 + 1/(mu_gb * exp((T - T_ref)/T_g))
+
+* Nb(5+): g = 1, s = 1 -- exactly the model above (recipes without ``dopant`` are Nb).
+* Ta(5+): same radius as Nb(5+) (0.64 A, Shannon, CN 6) and the same single donor electron; slightly fewer
+  activated (g = 0.95) and a slightly lower mobility (s = 1.2), as reported for Ta:TiO2 against Nb:TiO2
+  (Hitosugi et al., Jpn. J. Appl. Phys. 44, L1063 (2005)).
+* W(6+): a double donor (two electrons per W on a Ti site) but a smaller ion (0.60 A) that activates less readily
+  (70 %): g = 2 * 0.7 = 1.4; its doubly charged centres scatter four times as strongly (s = Z^2 = 4).
+
 Deposition process profile: :func:`process_profile` gives the chamber pressure and substrate temperature seen
 during a recipe (pump-down, heater ramp, plasma strike, steady deposition with small fluctuations, cool-down),
 which the simulated chamber streams as monitored signals.
@@ -74,6 +90,8 @@ import numpy as np
 
 #: Recipe fields, in the order the vectorized functions take them.
 PARAMETERS = ("o2_pressure", "substrate_temperature", "nb_fraction", "rf_power", "duration")
+#: Optional recipe field: the donor (``nb_fraction`` is then its fraction M/(M+Ti)); absent means Nb.
+DOPANT_FIELD = "dopant"
 UNITS = {"o2_pressure": "mTorr", "substrate_temperature": "degC", "nb_fraction": "Nb/(Nb+Ti)",
          "rf_power": "W", "duration": "min"}
 
@@ -120,6 +138,34 @@ H_C0 = 1900.0  # nm: critical cracking thickness at T_REF
 DT_0 = 100.0  # degC
 
 
+@dataclass(frozen=True)
+class Dopant:
+    """A donor on the Ti(4+) site: ``donor_yield`` electrons per atom (activation relative to Nb included) and
+    ``scattering`` weight of its ionized-impurity scattering relative to Nb(5+); ionic radius (Shannon, CN 6, in
+    Angstrom) and valence are the descriptors a campaign can give the optimizer."""
+
+    donor_yield: float
+    scattering: float
+    ionic_radius: float
+    valence: int
+
+
+#: Dopants the chamber's co-sputter targets provide. Nb is the reference (the physics above, unchanged).
+DOPANTS: dict[str, Dopant] = {
+    "Nb": Dopant(donor_yield=1.0, scattering=1.0, ionic_radius=0.64, valence=5),
+    "Ta": Dopant(donor_yield=0.95, scattering=1.2, ionic_radius=0.64, valence=5),
+    "W": Dopant(donor_yield=1.4, scattering=4.0, ionic_radius=0.60, valence=6),
+}
+
+
+def dopant(name: Any = None) -> Dopant:
+    """The :class:`Dopant` called ``name`` (None: Nb); a clear KeyError for an unknown one."""
+    key = "Nb" if name is None else str(name)
+    if key not in DOPANTS:
+        raise KeyError(f"unknown dopant {key!r} (known: {sorted(DOPANTS)})")
+    return DOPANTS[key]
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -140,8 +186,10 @@ class Film:
         return dict(self.__dict__)
 
 
-def film_arrays(p: Any, T: Any, x: Any, P: Any, d: Any) -> dict[str, np.ndarray]:
-    """The model, vectorized over numpy arrays (broadcasting); returns every intermediate quantity."""
+def film_arrays(p: Any, T: Any, x: Any, P: Any, d: Any, dopant_name: Any = None) -> dict[str, np.ndarray]:
+    """The model, vectorized over numpy arrays (broadcasting); returns every intermediate quantity.
+    ``dopant_name`` (one of :data:`DOPANTS`, default Nb) is a single name for the whole array."""
+    dop = dopant(dopant_name)
     p, T, x, P, d = (np.asarray(v, dtype=float) for v in (p, T, x, P, d))
     p = np.maximum(p, 1e-6)
     xi_t = p / (P_S0 * P / P_REF)
@@ -153,9 +201,9 @@ def film_arrays(p: Any, T: Any, x: Any, P: Any, d: Any) -> dict[str, np.ndarray]
     c = _sigmoid((T - T_C) / W_C)
     r = _sigmoid((T - T_R) / W_R)
     kappa = K_A + (1.0 - K_A) * c * (1.0 - K_R * r)
-    n = N_TI * x / (1.0 + (x / X_S) ** 3) * kappa / (1.0 + xi**3) + N_V / (1.0 + xi**2)
+    n = N_TI * dop.donor_yield * x / (1.0 + (x / X_S) ** 3) * kappa / (1.0 + xi**3) + N_V / (1.0 + xi**2)
 
-    inv_mu_a = 1.0 / MU_L + x / MU_II1 + 1.0 / (MU_GB * np.exp((T - T_REF) / T_G))
+    inv_mu_a = 1.0 / MU_L + dop.scattering * x / MU_II1 + 1.0 / (MU_GB * np.exp((T - T_REF) / T_G))
     mu = (1.0 - c) * MU_AM + c * ((1.0 - r) / inv_mu_a + r * MU_RUT)
     mu = mu / (1.0 + (XI_D / xi) ** 1.5) / (1.0 + R_BG / rate) / (1.0 + (P / P_B) ** 2)
 
@@ -167,9 +215,9 @@ def film_arrays(p: Any, T: Any, x: Any, P: Any, d: Any) -> dict[str, np.ndarray]
             "critical_thickness_nm": h_c, "sheet_resistance": rs}
 
 
-def sheet_resistance_arrays(p: Any, T: Any, x: Any, P: Any, d: Any) -> np.ndarray:
+def sheet_resistance_arrays(p: Any, T: Any, x: Any, P: Any, d: Any, dopant_name: Any = None) -> np.ndarray:
     """Noise-free sheet resistance (ohm/sq), vectorized."""
-    return film_arrays(p, T, x, P, d)["sheet_resistance"]
+    return film_arrays(p, T, x, P, d, dopant_name)["sheet_resistance"]
 
 
 def _args(recipe: Mapping[str, Any]) -> list[float]:
@@ -181,13 +229,13 @@ def _args(recipe: Mapping[str, Any]) -> list[float]:
 
 def film(recipe: Mapping[str, Any]) -> Film:
     """The film a recipe produces (noise-free)."""
-    out = film_arrays(*_args(recipe))
+    out = film_arrays(*_args(recipe), recipe.get(DOPANT_FIELD))
     return Film(**{f: float(out[f]) for f in Film.__dataclass_fields__})
 
 
 def sheet_resistance(recipe: Mapping[str, Any]) -> float:
     """Noise-free sheet resistance (ohm/sq) of the film a recipe produces."""
-    return float(sheet_resistance_arrays(*_args(recipe)))
+    return float(sheet_resistance_arrays(*_args(recipe), recipe.get(DOPANT_FIELD)))
 
 
 def with_noise(value: float, noise: float, rng: np.random.Generator) -> float:
