@@ -9,6 +9,11 @@ in the same process, and prints one JSON line per mode plus one with the ratios:
   minutes a trial, scaled) minus strategy time, per trial.
 
     python benchmarks/lab_throughput.py --trials 12 --time-scale 3600 --strategy random
+    python benchmarks/lab_throughput.py --dock --trials 8 --time-scale 300    # issue 11: does the dock slow it?
+
+With ``--dock`` it runs the async campaign twice, without and with the materials dock (profilometer, UV-vis, XRD,
+microscope: one more measurement and robot move each, after the probe), and compares the chambers' utilization:
+the dock must not slow the bottleneck.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEVICE_MINUTES = 60 + 5 + 3 * 1  # deposition, measurement, three robot moves
 
 
-def campaign(mode: str, trials: int, time_scale: float, strategy: str) -> dict:
+DOCK = ("profilometer", "uvvis", "xrd", "microscope")
+
+
+def campaign(mode: str, trials: int, time_scale: float, strategy: str, dock: str | None = None) -> dict:
     data = yaml.safe_load((REPO / "experiments" / "thinfilm.yaml").read_text())
     data["stopping"] = {"max_trials": trials, "target_reached": False}
     data["strategy"] = {"name": strategy, "initial_design": 4}
@@ -37,6 +45,10 @@ def campaign(mode: str, trials: int, time_scale: float, strategy: str) -> dict:
     data["workflow"] = [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"},
                         {"kind": "transfer", "to": "probe"}, {"kind": "measure", "device": "probe"},
                         {"kind": "transfer", "to": "storage"}]
+    if dock:  # every sample also visits the dock after its objective measurement
+        data["lab"]["options"].update({"dock": True, "data_dir": dock})
+        data["workflow"][-1:-1] = [s for d in DOCK for s in ({"kind": "transfer", "to": d},
+                                                            {"kind": "measure", "device": d})]
     return data
 
 
@@ -44,14 +56,14 @@ def ts(d) -> float:
     return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def run(mode: str, trials: int, time_scale: float, strategy: str) -> dict:
+def run(mode: str, trials: int, time_scale: float, strategy: str, dock: bool = False) -> dict:
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/b.db")
-        runner = CampaignRunner.start(prepare_text(yaml.safe_dump(campaign(mode, trials, time_scale, strategy)),
-                                                   "bench.yaml"), store)
+        data = campaign(mode, trials, time_scale, strategy, f"{tmp}/data" if dock else None)
+        runner = CampaignRunner.start(prepare_text(yaml.safe_dump(data), "bench.yaml"), store)
         t0 = time.perf_counter()
         runner.run()
         makespan = time.perf_counter() - t0
@@ -69,7 +81,7 @@ def run(mode: str, trials: int, time_scale: float, strategy: str) -> dict:
             window = deps[-1][1] - deps[0][0]
             util[chamber] = round(sum(b - a for a, b in deps) / window, 4)
     device_s = trials * DEVICE_MINUTES * 60 / time_scale
-    return {"benchmark": "lab_throughput", "mode": mode, "trials": trials, "time_scale": time_scale,
+    return {"benchmark": "lab_throughput", "mode": mode, "dock": dock, "trials": trials, "time_scale": time_scale,
             "strategy": strategy, "states": sorted({t.state for t in all_trials}),
             "makespan_s": round(makespan, 3), "device_time_per_trial_s": round(device_s / trials, 4),
             "strategy_time_s": round(ask, 3), "chamber_utilization": util,
@@ -81,7 +93,19 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--time-scale", type=float, default=3600.0)
     ap.add_argument("--strategy", default="random")
+    ap.add_argument("--dock", action="store_true", help="compare async runs without and with the materials dock")
     args = ap.parse_args()
+    if args.dock:
+        plain = run("async", args.trials, args.time_scale, args.strategy)
+        print(json.dumps(plain), flush=True)
+        docked = run("async", args.trials, args.time_scale, args.strategy, dock=True)
+        print(json.dumps(docked), flush=True)
+        print(json.dumps({"benchmark": "lab_throughput", "dock_comparison": True,
+                          "min_chamber_utilization_without_dock": min(plain["chamber_utilization"].values()),
+                          "min_chamber_utilization_with_dock": min(docked["chamber_utilization"].values()),
+                          "makespan_ratio_dock_over_plain": round(docked["makespan_s"] / plain["makespan_s"], 3)}),
+              flush=True)
+        return
     a = run("async", args.trials, args.time_scale, args.strategy)
     print(json.dumps(a), flush=True)
     s = run("sequential", args.trials, args.time_scale, args.strategy)
