@@ -110,6 +110,7 @@ class Scheduler:
         self.paused = threading.Event()
         self.need_operator: str | None = None
         self._failure_streak_seen: int | None = None  # the last trial of a same-cause streak we paused for
+        self._stop_requested = False  # an operator's stop was accepted (control thread only)
 
     # ------------------------------------------------------------------ setup
     def _first_kind(self) -> str | None:
@@ -233,8 +234,6 @@ class Scheduler:
         if decision is None and self._stop_requested:
             decision = StopDecision("operator", "stopped by operator (in-flight trials were finished)")
         return decision
-
-    _stop_requested = False
 
     def _finish(self, stopping: StopDecision) -> StopDecision:
         stragglers = self.workers.join(5.0)
@@ -430,11 +429,11 @@ class Scheduler:
         labels = {step.label for step in self.workflow}
         if any((t.failure_reason or "").split(": ", 1)[0] not in labels for t in last):
             return
-        # and only a step that failed on the device: a step cut short by a crash or a kill is not the lab's fault
-        if any(not any(st.state == "failed" for st in self.store.steps(t.id)) for t in last):
+        if len({failure_cause(t.failure_reason) for t in last}) != 1 or self._failure_streak_seen == last[-1].id:
             return
-        causes = {failure_cause(t.failure_reason) for t in last}
-        if len(causes) != 1 or self._failure_streak_seen == last[-1].id:
+        # and only a step that failed on the device: a step cut short by a crash or a kill is not the lab's fault
+        # (read from the store last, and only for a streak not yet paused for)
+        if any(not any(st.state == "failed" for st in self.store.steps(t.id)) for t in last):
             return
         self._failure_streak_seen = last[-1].id
         nums = ", ".join(str(t.number) for t in last)

@@ -219,11 +219,8 @@ class Store:
             return r.id
 
     def pending_requests(self, campaign_id: int) -> list[OperatorRequest]:
-        """Requests not answered yet, oldest first. The runner polls this every few ms: a bare indexed select on a
-        connection kept for it (no pool checkout, autocommit: every poll sees the latest commits), and ORM rows only
-        when there is something to answer."""
-        if not self.pending_actions(campaign_id):
-            return []
+        """Requests not answered yet, oldest first, as rows to answer. To poll, use :meth:`pending_actions`, which
+        costs far less."""
         with self.session() as s:
             q = (select(OperatorRequest).where(OperatorRequest.campaign_id == campaign_id,
                                                OperatorRequest.state == "pending").order_by(OperatorRequest.id))
