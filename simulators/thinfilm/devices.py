@@ -281,6 +281,33 @@ def place_coated_sample(dev: Any) -> None:
     dev.sample.put(sample)
 
 
+class _SimInstrument(_Simulated):
+    """A simulated instrument measures one sample at a time: ``trigger`` claims it (or refuses at once while busy),
+    the measurement (``measure``, which the Instrument base class runs for ``trigger``) releases it,
+    whatever happens."""
+
+    def trigger(self) -> Any:
+        self._claim("a measurement")
+        try:
+            return super().trigger()  # type: ignore[misc]
+        except BaseException:
+            self._release()
+            raise
+
+    def conformance_hints(self) -> dict[str, Any]:
+        """For labloop's driver conformance kit: put a coated sample on the instrument before each action."""
+        return {"prepare": place_coated_sample}
+
+    def measure(self) -> None:
+        try:
+            self._measure()
+        finally:
+            self._release()
+
+    def _measure(self) -> None:
+        raise NotImplementedError
+
+
 #: The probe's built-in check standard: a certified sheet-resistance reference (ohm/sq) it calibrates against.
 REFERENCE_STANDARD = {"name": "Rs check standard", "value": 100.0, "units": "ohm/sq"}
 #: A fitted gain (drift since the calibration in force) outside this range is not drift but a fault (broken tip,
@@ -316,7 +343,7 @@ class CalibrationJob(Signal):
         return dev._run_status(work)
 
 
-class SimFourPointProbe(_Simulated, Instrument):
+class SimFourPointProbe(_SimInstrument, Instrument):
     """Collinear four-point probe: autoranges the source current, reads the voltage, reports R_s (ohm/sq).
 
     Drift: tip wear and contact-resistance build-up make the probe's gain grow by ``drift`` (relative, per
@@ -410,24 +437,6 @@ class SimFourPointProbe(_Simulated, Instrument):
         mean = sum(logs) / len(logs)
         sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / max(1, len(logs) - 1))
         return {"gain": math.exp(mean), "rel_sd": sd, "readings": len(values)}
-
-    def trigger(self) -> Any:
-        self._claim("a measurement")
-        try:
-            return super().trigger()
-        except BaseException:
-            self._release()
-            raise
-
-    def conformance_hints(self) -> dict[str, Any]:
-        """For labloop's driver conformance kit: put a coated sample on the probe before each action."""
-        return {"prepare": place_coated_sample}
-
-    def measure(self) -> None:
-        try:
-            self._measure()
-        finally:
-            self._release()
 
     def _measure(self) -> None:
         for sig in (self.sheet_resistance, self.current, self.voltage):

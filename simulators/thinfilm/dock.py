@@ -24,10 +24,10 @@ from labloop_devices.base import Instrument
 from ..clock import SimClock
 from ..registry import SampleRegistry
 from . import characterization as ch
-from .devices import Quantity, _Simulated, place_coated_sample
+from .devices import Quantity, _SimInstrument
 
 
-class _DockInstrument(_Simulated):
+class _DockInstrument(_SimInstrument):
     """Shared measurement loop: check where the sample is, maybe hang or fault, wait through ``STEPS``, then
     :meth:`acquire` on the film the registry holds for it."""
 
@@ -42,24 +42,6 @@ class _DockInstrument(_Simulated):
         if not 0.0 <= float(noise) < 1.0:
             raise DeviceError(f"{self.name}: noise must lie in [0, 1), got {noise}", "give a relative sd, e.g. 0.03")
         self.noise = float(noise)
-
-    def trigger(self) -> Any:
-        self._claim("a measurement")
-        try:
-            return super().trigger()  # type: ignore[misc]
-        except BaseException:
-            self._release()
-            raise
-
-    def conformance_hints(self) -> dict[str, Any]:
-        """For labloop's driver conformance kit: put a coated sample on the instrument before each action."""
-        return {"prepare": place_coated_sample}
-
-    def measure(self) -> None:
-        try:
-            self._measure()
-        finally:
-            self._release()
 
     def _measure(self) -> None:
         for name in self.RESULTS:
