@@ -19,9 +19,9 @@ from labloop.run.campaign import CampaignRunner, refuse_second_runner
 from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.spec import spec_from_text
 from labloop.store import DEFAULT_URL, Store
-from labloop.store.schema import Campaign
+from labloop.store.schema import Campaign, OperatorRequest
 from .campaign_cmds import LiveView, pick_campaign, require_success
-from .common import STORE_HELP, console, err_console, user_errors
+from .common import STORE_HELP, console, user_errors
 
 CampaignOpt = Annotated[Optional[str], typer.Option(
     help="Campaign id, uid or name (default: the running campaign, else the latest).")]
@@ -34,6 +34,22 @@ def open_store(store: str | None) -> Store:
     return Store(store or DEFAULT_URL, create=False)
 
 
+def await_answers(st: Store, request_ids: list[int], wait: float) -> dict[int, OperatorRequest]:
+    """Poll the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
+    answered ones by id."""
+    deadline = time.monotonic() + wait
+    answered: dict[int, OperatorRequest] = {}
+    while True:
+        for rid in request_ids:
+            if rid not in answered:
+                r = st.operator_request(rid)
+                if r.state != "pending":
+                    answered[rid] = r
+        if len(answered) == len(request_ids) or time.monotonic() >= deadline:
+            return answered
+        time.sleep(0.01)
+
+
 def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float) -> str:
     """Queue a request for ``c``'s runner and wait for its answer; returns the outcome or raises when refused.
     With no answer in time, explains what the runner's liveness says and exits non-zero."""
@@ -41,15 +57,12 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
         raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason})",
                            "start a new campaign with `labloop run FILE`")
     rid = st.request(c.id, action, args or {}, user)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        r = st.operator_request(rid)
-        if r.state == "done":
-            return r.outcome or "done"
-        if r.state == "refused":
-            raise LabloopError(f"campaign '{c.name}': {action} refused: {r.outcome}",
-                               "see `labloop status` for the campaign's state")
-        time.sleep(0.02)
+    r = await_answers(st, [rid], wait).get(rid)
+    if r is not None and r.state == "done":
+        return r.outcome or "done"
+    if r is not None:
+        raise LabloopError(f"campaign '{c.name}': {action} refused: {r.outcome}",
+                           "see `labloop status` for the campaign's state")
     life = liveness(st.campaign(c.id))
     if life.alive:
         msg = f"campaign '{c.name}': the runner has not answered the {action} request within {wait:g} s"
@@ -128,18 +141,13 @@ def register(app: typer.Typer) -> None:
             if not ids:
                 raise LabloopError(f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
                                    "nothing of it is moving")
-            deadline = time.monotonic() + wait
-            answered: dict[int, str] = {}
-            while len(answered) < len(ids) and time.monotonic() < deadline:
-                for cid, rid in ids.items():
-                    r = st.operator_request(rid)
-                    if cid not in answered and r.state != "pending":
-                        answered[cid] = f"{r.state}: {r.outcome}"
-                time.sleep(0.01)
+            answered = await_answers(st, list(ids.values()), wait)
             problems = []
             for c in targets:
-                if c.id in answered:
-                    console.print(f"EMERGENCY STOP campaign '{c.name}' (id {c.id}): {answered[c.id]}", soft_wrap=True)
+                r = answered.get(ids.get(c.id, -1))
+                if r is not None:
+                    console.print(f"EMERGENCY STOP campaign '{c.name}' (id {c.id}): {r.state}: {r.outcome}",
+                                  soft_wrap=True)
                 else:
                     problems.append(f"campaign '{c.name}' (id {c.id}): {liveness(st.campaign(c.id)).describe()}")
             if problems:
@@ -177,5 +185,3 @@ def _simple(store: str | None, campaign: str | None, action: str, user: str | No
     finally:
         st.close()
 
-
-__all__ = ["ask_runner", "err_console", "open_store", "register"]
