@@ -23,22 +23,17 @@ __all__ = ["BotorchStrategy", "CandidatePool", "Observation", "Proposal", "Rando
            "StopEvidence", "Strategy", "improvement_stalled", "make_strategy"]
 
 
-
 def __getattr__(name: str) -> Any:
-    """The botorch-backed strategies load on first use: importing torch and botorch takes seconds, and commands
-    that only read the store (status, export) or validate a spec's schema should not pay for it."""
-    if name == "BotorchStrategy":
-        from .bayes import BotorchStrategy
-
-        return BotorchStrategy
-    if name == "RandomStrategy":
-        from .random import RandomStrategy
-
-        return RandomStrategy
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """``from labloop.strategy import BotorchStrategy`` (or RandomStrategy) loads it on first use."""
+    key = {"BotorchStrategy": "botorch", "RandomStrategy": "random"}.get(name)
+    if key is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _builtin(key)
 
 
 def _builtin(name: str) -> Any:
+    """A built-in strategy's class, imported on first use: importing torch and botorch takes seconds, and commands
+    that only read the store (status, export) or validate a spec's schema should not pay for it."""
     if name == "botorch":
         from .bayes import BotorchStrategy
 
