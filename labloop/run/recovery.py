@@ -61,8 +61,9 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
     kinds = _kinds(spec, stations)
     trials = store.trials(campaign.id)
     locations = {s.sample_id: s.location for s in store.samples(campaign.id)}
+    in_gripper: set[str] = set()
     if locate is not None:
-        locations = reconcile(spec, store, campaign, trials, locations, entry, stations, places, locate)
+        locations, in_gripper = reconcile(spec, store, campaign, trials, locations, entry, stations, places, locate)
     out: list[Resumption] = []
     for t in trials:
         if t.state in SETTLED:
@@ -118,10 +119,8 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
             out.append(Resumption(t, start, location, held))
         store.audit(campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location},
                     user="labloop")
-    if locate is not None:  # a robot holding a sample can do nothing else until that sample is put down
-        for r in out:
-            seen = locate(r.trial.sample_id)
-            r.in_gripper = bool(seen) and seen not in stations and seen not in places and not r.evaluate_only
+    for r in out:  # a robot holding a sample can do nothing else until that sample is put down
+        r.in_gripper = r.trial.sample_id in in_gripper and not r.evaluate_only
     return out
 
 
@@ -132,9 +131,9 @@ def _retry_owed(last: Any, step: Any) -> bool:
 
 def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iterable[Trial],
               locations: dict[str, str], entry: str, stations: set[str], places: set[str],
-              locate: Callable[[str], str | None]) -> dict[str, str]:
+              locate: Callable[[str], str | None]) -> tuple[dict[str, str], set[str]]:
     """Ask the lab where every unfinished sample is; record each disagreement with the store and move the store's
-    record to what the lab says. Returns the locations to continue from.
+    record to what the lab says. Returns the locations to continue from, and the samples a robot holds.
 
     The lab's answer wins when it names a station or a place. A sample in a robot's gripper stays recorded at the
     move's source (the move is run again and finishes from the gripper). When the lab cannot tell, the store's word
@@ -142,6 +141,7 @@ def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iter
     is paused and :class:`LabloopError` says which sample to look for where. When an operator was asked before, this
     resume is the confirmation that the sample is where they were asked to put it."""
     out = dict(locations)
+    gripped: set[str] = set()
     asked: dict[str, dict] | None = None
     lost: list[tuple[Trial, str, str | None]] = []
     for t in trials:
@@ -173,9 +173,10 @@ def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iter
         else:
             _record(store, campaign, t, stored, seen, None,
                     f"in '{seen}' (a gripper): the cut-short move is run again from '{stored}'")
+            gripped.add(t.sample_id)
     if lost:
         _ask_operator(spec, store, campaign, lost, entry, stations, places)
-    return out
+    return out, gripped
 
 
 def unlocated_message(sample: str, stored: str, look_in: list[str], put_in: str, seen: str | None = None
