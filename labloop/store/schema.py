@@ -25,7 +25,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class Meta(Base):
@@ -145,6 +145,12 @@ class AuditEntry(Base):
     user: Mapped[str] = mapped_column(String(80))
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    role: Mapped[str | None] = mapped_column(String(20), default=None, doc="The verified role, for daemon requests.")
+    address: Mapped[str | None] = mapped_column(String(200), default=None, doc="The client's address.")
+    outcome: Mapped[str | None] = mapped_column(String(20), default=None, doc="accepted | refused | done | failed")
+    prev_hash: Mapped[str | None] = mapped_column(String(64), default=None, doc="The previous row's hash.")
+    hash: Mapped[str | None] = mapped_column(
+        String(64), default=None, doc="sha256 of prev_hash and this row's canonical content: the chain.")
 
 
 class OperatorRequest(Base):
@@ -200,3 +206,43 @@ class Calibration(Base):
     user: Mapped[str] = mapped_column(String(80))
     calibration_id: Mapped[str | None] = mapped_column(String(80), default=None, doc="The device's id for it.")
     run_uid: Mapped[str | None] = mapped_column(String(36), default=None, doc="The bluesky run that measured it.")
+
+
+class User(Base):
+    """A person or an agent the daemon knows: its CURVE public key (Z85), checked by the ZAP handler on every
+    connection, and its role. Revoking sets ``revoked_at``; the row stays so the audit log keeps naming them."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    role: Mapped[str] = mapped_column(String(20), doc="viewer | operator | approver | admin | agent")
+    public_key: Mapped[str] = mapped_column(String(40), unique=True, doc="CURVE public key, Z85 (40 characters).")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(80))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class Lease(Base):
+    """Which runner holds a campaign, until when. A runner renews it with its heartbeat; another may take the
+    campaign only after ``expires_at``; ``token`` grows with every new holder (a fencing token)."""
+
+    __tablename__ = "leases"
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Event(Base):
+    """One message of a campaign's live stream, with its per-campaign sequence number: a subscriber that joined
+    late or lost its connection asks for ``seq > n`` and loses nothing."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("campaign_id", "seq", name="uq_events_campaign_seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
