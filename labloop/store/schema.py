@@ -25,7 +25,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class Meta(Base):
@@ -220,6 +220,10 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(80))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    password_hash: Mapped[str | None] = mapped_column(
+        String(200), default=None, doc="scrypt$n$r$p$salt$hash for the dashboard's login; None: cannot sign in.")
+    token_hash: Mapped[str | None] = mapped_column(
+        String(64), default=None, doc="sha256 of the user's API token (scripts); None: no token issued.")
 
 
 class Lease(Base):
@@ -246,3 +250,17 @@ class Event(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     kind: Mapped[str] = mapped_column(String(40))
     body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WebSession(Base):
+    """A signed-in browser. Keyed by the sha256 of its cookie; a row (not a signed cookie) so that signing out,
+    expiry and revoking the user act at once."""
+
+    __tablename__ = "web_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    address: Mapped[str | None] = mapped_column(String(200), default=None)
