@@ -1,0 +1,65 @@
+"""What the dashboard's buttons do: the same acknowledged operator requests the CLI makes, checked and audited.
+
+Who may press what is decided here, once, by the daemon's role table (:func:`labloop.control.auth.permitted`), so
+the browser, the CLI and scripts obey one rule; the page only hides buttons a role may not use. Every accepted and
+every refused action is written to the hash-chained audit log with the verified user, role and address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from labloop.cli.control_cmds import ask_runner
+from labloop.control import audit
+from labloop.control.auth import permitted, role_needed
+from labloop.errors import LabloopError
+from labloop.store import Store
+from labloop.store.schema import Campaign
+
+from .accounts import WebUser
+
+#: dashboard action -> the daemon method it is (the role table is keyed by method)
+ACTIONS = ("pause", "resume", "stop", "estop", "approve", "reject")
+
+
+class Forbidden(LabloopError):
+    """The user's role does not allow the action (HTTP 403)."""
+
+
+def check(store: Store, user: WebUser, address: str, campaign: Campaign | None, action: str,
+          args: dict[str, Any]) -> None:
+    """Raise :class:`Forbidden` (and audit the refusal) unless ``user``'s role may do ``action``."""
+    if permitted(user.role, action):
+        return
+    need = role_needed(action)
+    audit.record(store, user=user.name, role=user.role, address=address, command=f"web.{action}", args=args,
+                 outcome="refused", campaign_id=campaign.id if campaign else None,
+                 detail={"why": f"role {user.role} may not {action}; needs {need}"})
+    raise Forbidden(f"{user.name} ({user.role}) may not {action}: that needs the {need} role",
+                    "ask an admin for that role, or ask someone who has it")
+
+
+Runner = Callable[[Store, Campaign, str, dict[str, Any], str, float], str]
+
+
+def store_runner(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
+    """Carry out ``action`` through the store's acknowledged requests (the campaign's runner answers)."""
+    return ask_runner(store, c, action, args, user, wait)
+
+
+def act(store: Store, user: WebUser, address: str, c: Campaign, action: str, args: dict[str, Any],
+        runner: Runner = store_runner, wait: float = 5.0) -> str:
+    """Check, audit, carry out. Returns the runner's answer; raises LabloopError when refused or unanswered."""
+    if action not in ACTIONS:
+        raise LabloopError(f"'{action}' is not an action", f"use one of: {', '.join(ACTIONS)}")
+    check(store, user, address, c, action, args)
+    try:
+        outcome = runner(store, c, action, args, user.name, wait)
+    except LabloopError as exc:
+        audit.record(store, user=user.name, role=user.role, address=address, command=f"web.{action}", args=args,
+                     outcome="failed", campaign_id=c.id, detail={"why": exc.problem})
+        raise
+    audit.record(store, user=user.name, role=user.role, address=address, command=f"web.{action}", args=args,
+                 outcome="done", campaign_id=c.id, detail={"answer": outcome})
+    return outcome

@@ -1,0 +1,293 @@
+"""The dashboard: an ASGI app (Starlette) served by the daemon (``labloop serve --http``) or beside a store.
+
+Pages: sign-in, the campaigns, one live page per campaign, the audit log (admins). A JSON API under ``/api`` serves
+the same data to scripts (``Authorization: Bearer <token>``) and to the pages (session cookie). Live updates are
+server-sent events (``/api/campaigns/{name}/events``): one long response per page, which the browser's EventSource
+reconnects by itself with ``Last-Event-ID``; the hub then sends what the page missed from the store.
+
+Security, in one place:
+- the session cookie is HttpOnly (scripts cannot read it) and SameSite=Strict (other sites cannot send it);
+- every state-changing request made with a cookie must carry the session's CSRF token in ``X-CSRF-Token``;
+  bearer-token requests carry no cookie, so they cannot be forged cross-site and need none;
+- roles are checked on the server for every action (the page merely hides buttons), refusals are audited;
+- a Content-Security-Policy allows only labloop's own scripts and styles: nothing comes from a CDN, and an
+  injected inline script would not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from labloop.control.auth import permitted
+from labloop.errors import LabloopError
+from labloop.store import Store
+from labloop.store.schema import AuditEntry
+
+from . import accounts, actions, pages
+from .accounts import WebUser
+from .live import LiveHub, StoreTail
+from .snapshot import campaign_list, campaign_snapshot, find_campaign
+
+COOKIE = "labloop_session"
+LOGIN_CSRF = "labloop_login"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+MAX_BODY = 64 * 1024
+
+
+class Dashboard:
+    """The app's state: the store, the live hub, how actions reach the runner. ``feed`` False: the daemon
+    publishes into :attr:`hub` itself; True: a :class:`StoreTail` reads the events table."""
+
+    def __init__(self, store_url: str, *, runner: actions.Runner = actions.store_runner, tail: bool = True,
+                 secure_cookie: bool = False, action_wait: float = 5.0):
+        self.store = Store(store_url, create=False)
+        self.hub = LiveHub(self.store)
+        self.runner = runner
+        self.tail = tail
+        self.secure_cookie = secure_cookie
+        self.action_wait = action_wait
+        self._tail: StoreTail | None = None
+
+    # ------------------------------------------------------------------------------------------ identity
+    def user(self, request: Request) -> WebUser | None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return accounts.token_user(self.store, auth[7:].strip())
+        return accounts.session_user(self.store, request.cookies.get(COOKIE))
+
+    @staticmethod
+    def address(request: Request) -> str:
+        return f"http://{request.client.host}:{request.client.port}" if request.client else "http://?"
+
+    # ------------------------------------------------------------------------------------------ app
+    def app(self) -> Starlette:
+        @asynccontextmanager
+        async def lifespan(app: Starlette):
+            self.hub.bind(asyncio.get_running_loop())
+            if self.tail:
+                self._tail = StoreTail(self.store, self.hub).start()
+            try:
+                yield
+            finally:
+                if self._tail is not None:
+                    self._tail.stop()
+
+        static = resources.files("labloop.web") / "static"
+        routes = [
+            Route("/login", self.login_page, methods=["GET"]),
+            Route("/login", self.login, methods=["POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
+            Route("/", self.index, methods=["GET"]),
+            Route("/campaigns/{name}", self.campaign_page, methods=["GET"]),
+            Route("/audit", self.audit_page, methods=["GET"]),
+            Route("/api/campaigns", self.api_campaigns, methods=["GET"]),
+            Route("/api/campaigns/{name}", self.api_campaign, methods=["GET"]),
+            Route("/api/campaigns/{name}/events", self.api_events, methods=["GET"]),
+            Route("/api/campaigns/{name}/actions/{action}", self.api_action, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=str(static)), name="static"),
+        ]
+        app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: self.not_found})
+
+        @app.middleware("http")
+        async def security_headers(request: Request, call_next: Any) -> Response:
+            response = await call_next(request)
+            for k, v in HEADERS.items():
+                response.headers.setdefault(k, v)
+            return response
+
+        return app
+
+    # ------------------------------------------------------------------------------------------ pages
+    async def login_page(self, request: Request, message: str | None = None, status: int = 200) -> Response:
+        token = secrets.token_urlsafe(24)
+        response = HTMLResponse(pages.login(token, message, request.query_params.get("next", "/")), status)
+        response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", secure=self.secure_cookie)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        if not secrets.compare_digest(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF, "-")):
+            return await self.login_page(request, "Your sign-in form expired. Please try again.", 403)
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
+        done = await run_in_threadpool(accounts.login, self.store, name, password, self.address(request))
+        if done is None:
+            return await self.login_page(request, "Wrong name or password.", 401)
+        cookie, _user = done
+        nxt = str(form.get("next", "/"))
+        response = RedirectResponse(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", 303)
+        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", secure=self.secure_cookie,
+                            max_age=int(accounts.SESSION_HOURS * 3600))
+        response.delete_cookie(LOGIN_CSRF)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is not None and not self._csrf_ok(request, user, form_token=(await request.form()).get("csrf")):
+            return self._error(request, 403, "That request lacked its security token.", "Reload the page and try again.")
+        await run_in_threadpool(accounts.logout, self.store, request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def index(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is None:
+            return self._to_login(request)
+        rows = await run_in_threadpool(campaign_list, self.store)
+        return HTMLResponse(pages.index(user, rows))
+
+    async def campaign_page(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is None:
+            return self._to_login(request)
+        snap = await run_in_threadpool(self._snapshot, request.path_params["name"])
+        if snap is None:
+            return self._error(request, 404, f"There is no campaign called '{request.path_params['name']}'.",
+                               "Pick one from the list of campaigns.")
+        can = {a: permitted(user.role, a) for a in actions.ACTIONS}
+        return HTMLResponse(pages.campaign(user, snap, can))
+
+    async def audit_page(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is None:
+            return self._to_login(request)
+        if not permitted(user.role, "audit"):
+            return self._error(request, 403, "The audit log is for admins.", "Ask an admin.")
+        rows: list[AuditEntry] = await run_in_threadpool(self.store.audit_log)
+        return HTMLResponse(pages.audit(user, rows[-500:]))
+
+    # ------------------------------------------------------------------------------------------ API
+    async def api_campaigns(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is None:
+            return self._unauthorized()
+        return JSONResponse(await run_in_threadpool(campaign_list, self.store))
+
+    async def api_campaign(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is None:
+            return self._unauthorized()
+        snap = await run_in_threadpool(self._snapshot, request.path_params["name"])
+        if snap is None:
+            return self._json_error(404, f"no campaign called '{request.path_params['name']}'",
+                                    "list them at /api/campaigns")
+        return JSONResponse(snap)
+
+    async def api_events(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is None:
+            return self._unauthorized()
+        c = await run_in_threadpool(find_campaign, self.store, request.path_params["name"])
+        if c is None:
+            return self._json_error(404, f"no campaign called '{request.path_params['name']}'",
+                                    "list them at /api/campaigns")
+        raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+        try:
+            after = max(0, int(raw))
+        except ValueError:
+            return self._json_error(400, f"'{raw}' is not an event number", "send the id of the last event you have")
+        return StreamingResponse(self.hub.stream(c.id, after), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def api_action(self, request: Request) -> Response:
+        user = await run_in_threadpool(self.user, request)
+        if user is None:
+            return self._unauthorized()
+        if not self._csrf_ok(request, user):
+            await run_in_threadpool(self._audit_csrf, user, request)
+            return self._json_error(403, "the request lacks the page's CSRF token",
+                                    "reload the page; scripts use an API token instead of a cookie")
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return self._json_error(413, f"the request body is over {MAX_BODY} bytes", "send less")
+        try:
+            args = json.loads(body or b"{}")
+            if not isinstance(args, dict):
+                raise ValueError("not an object")
+            args = _action_args(request.path_params["action"], args)
+        except (ValueError, TypeError) as exc:
+            return self._json_error(400, f"bad request body: {exc}", 'send JSON such as {"trials": [3], "reason": "..."}')
+        c = await run_in_threadpool(find_campaign, self.store, request.path_params["name"])
+        if c is None:
+            return self._json_error(404, f"no campaign called '{request.path_params['name']}'",
+                                    "list them at /api/campaigns")
+        try:
+            outcome = await run_in_threadpool(actions.act, self.store, user, self.address(request), c,
+                                              request.path_params["action"], args, self.runner, self.action_wait)
+        except actions.Forbidden as exc:
+            return self._json_error(403, exc.problem, exc.fix)
+        except LabloopError as exc:
+            status = 400 if request.path_params["action"] not in actions.ACTIONS else 409
+            return self._json_error(status, exc.problem, exc.fix)
+        return JSONResponse({"ok": True, "result": outcome})
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _snapshot(self, name: str) -> dict[str, Any] | None:
+        c = find_campaign(self.store, name)
+        return None if c is None else campaign_snapshot(self.store, c)
+
+    @staticmethod
+    def _csrf_ok(request: Request, user: WebUser, form_token: Any = None) -> bool:
+        if user.csrf is None:  # bearer token: no cookie, nothing to forge
+            return True
+        given = form_token if form_token is not None else request.headers.get("x-csrf-token", "")
+        return secrets.compare_digest(str(given), user.csrf)
+
+    def _audit_csrf(self, user: WebUser, request: Request) -> None:
+        from labloop.control import audit
+
+        audit.record(self.store, user=user.name, role=user.role, address=self.address(request),
+                     command=f"web.{request.path_params.get('action', '?')}", args={}, outcome="refused",
+                     detail={"why": "no valid CSRF token"})
+
+    def _to_login(self, request: Request) -> Response:
+        return RedirectResponse(f"/login?next={request.url.path}", 303)
+
+    def _error(self, request: Request, status: int, problem: str, fix: str) -> Response:
+        return HTMLResponse(pages.error(status, problem, fix), status)
+
+    @staticmethod
+    def _json_error(status: int, problem: str, fix: str | None) -> Response:
+        return JSONResponse({"ok": False, "error": {"code": status, "problem": problem, "fix": fix}}, status)
+
+    def _unauthorized(self) -> Response:
+        return self._json_error(401, "not signed in, or the session expired",
+                                "sign in at /login, or send Authorization: Bearer <token>")
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/api/"):
+            return self._json_error(404, f"nothing at {request.url.path}", "see /api/campaigns")
+        return self._error(request, 404, f"There is no page at {request.url.path}.", "Go to the list of campaigns.")
+
+
+def _action_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments an action takes, checked: trial numbers for approve/reject, a reason for reject."""
+    if action in ("approve", "reject"):
+        trials = args.get("trials")
+        if not isinstance(trials, list) or not trials or not all(isinstance(t, int) and t > 0 for t in trials):
+            raise ValueError("'trials' must be a non-empty list of trial numbers")
+        out: dict[str, Any] = {"trials": trials}
+        if action == "reject":
+            reason = args.get("reason")
+            if not isinstance(reason, str) or not reason.strip():
+                raise ValueError("a rejection needs a 'reason'")
+            out["reason"] = reason.strip()[:500]
+        return out
+    return {}

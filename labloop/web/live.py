@@ -1,0 +1,144 @@
+"""Live events for the pages: a hub that fans a campaign's stream out to every open page, with catch-up.
+
+Every message of a campaign's stream is first committed to the ``events`` table with its per-campaign ``seq``
+(the daemon's rule), so a page that (re)connects with ``Last-Event-ID: n`` is sent the rows after ``n`` from the
+store, then the live ones, skipping any it already has: no gap, no duplicate. Where live messages come from:
+
+- inside the daemon, its stream feed calls :meth:`LiveHub.publish` for each message as it passes (lowest latency);
+- otherwise (``labloop web`` beside a store, or a daemon that does not feed the hub) :class:`StoreTail` reads new
+  rows of the ``events`` table every ``interval`` seconds, one indexed query, and publishes them.
+
+A slow page never slows anyone: each page has a bounded queue; a page that falls behind is told to reconnect and
+then catches up from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import func, select
+
+from labloop.store import Store
+from labloop.store.schema import Event
+
+#: messages a page may fall behind by before it is told to reconnect (and catch up from the store)
+QUEUE = 1000
+KEEPALIVE_S = 15.0
+
+
+def sse(seq: int | None, kind: str, data: Any) -> bytes:
+    """One server-sent event frame."""
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _Page:
+    """One open page: its queue of live events, and whether it fell behind (then it is dropped from the fan-out)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE)
+        self.behind = False
+
+
+class LiveHub:
+    """Fans published events out to the pages watching each campaign. ``publish`` may be called from any thread."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pages: dict[int, set[_Page]] = {}
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def publish(self, campaign_id: int, seq: int, kind: str, body: dict[str, Any]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._fan_out, campaign_id, (seq, kind, body))
+
+    def _fan_out(self, campaign_id: int, item: tuple[int, str, dict[str, Any]]) -> None:
+        for page in list(self._pages.get(campaign_id, ())):
+            try:
+                page.queue.put_nowait(item)
+            except asyncio.QueueFull:  # this page fell behind: it reconnects and catches up from the store
+                self._pages[campaign_id].discard(page)
+                page.behind = True
+
+    def page_count(self, campaign_id: int | None = None) -> int:
+        if campaign_id is None:
+            return sum(len(v) for v in self._pages.values())
+        return len(self._pages.get(campaign_id, ()))
+
+    async def stream(self, campaign_id: int, after: int) -> AsyncIterator[bytes]:
+        """Frames for one page: what the store holds after ``after``, then live events, in seq order."""
+        page = _Page()
+        self._pages.setdefault(campaign_id, set()).add(page)  # subscribe before reading the store: nothing slips by
+        try:
+            last = after
+            rows = await asyncio.to_thread(self._after, campaign_id, after)
+            for seq, kind, body in rows:
+                yield sse(seq, kind, body)
+                last = seq
+            yield sse(None, "live", {"after": last})
+            while True:
+                if page.behind and page.queue.empty():
+                    return  # the browser's EventSource reconnects with Last-Event-ID and catches up
+                try:
+                    seq, kind, body = await asyncio.wait_for(page.queue.get(), KEEPALIVE_S)
+                except asyncio.TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if seq <= last:
+                    continue
+                if seq > last + 1:  # a gap (the feed dropped something): fill it from the store
+                    for s2, k2, b2 in await asyncio.to_thread(self._after, campaign_id, last, seq - 1):
+                        yield sse(s2, k2, b2)
+                yield sse(seq, kind, body)
+                last = seq
+        finally:
+            pages = self._pages.get(campaign_id)
+            if pages is not None:
+                pages.discard(page)
+
+    def _after(self, campaign_id: int, after: int, upto: int | None = None) -> list[tuple[int, str, dict]]:
+        with self.store.session() as s:
+            q = select(Event.seq, Event.kind, Event.body).where(Event.campaign_id == campaign_id, Event.seq > after)
+            if upto is not None:
+                q = q.where(Event.seq <= upto)
+            return [(r[0], r[1], r[2]) for r in s.execute(q.order_by(Event.seq))]
+
+
+class StoreTail:
+    """Publishes new ``events`` rows to a hub, reading the table every ``interval`` seconds on its own thread."""
+
+    def __init__(self, store: Store, hub: LiveHub, interval: float = 0.05):
+        self.store, self.hub, self.interval = store, hub, interval
+        self._stop = threading.Event()
+        with store.session() as s:
+            self._last_id = s.scalar(select(func.max(Event.id))) or 0
+        self._thread = threading.Thread(target=self._run, name="labloop-web-tail", daemon=True)
+
+    def start(self) -> "StoreTail":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.store.session() as s:
+                    rows = s.execute(select(Event.id, Event.campaign_id, Event.seq, Event.kind, Event.body)
+                                     .where(Event.id > self._last_id).order_by(Event.id).limit(2000)).all()
+            except Exception:  # noqa: BLE001 - a store hiccup must not end the tail; the next read retries
+                continue
+            for r in rows:
+                self.hub.publish(r[1], r[2], r[3], r[4])
+                self._last_id = r[0]

@@ -1,0 +1,203 @@
+/* The live campaign page: draws the snapshot the server embedded, then keeps it live from server-sent events.
+   The store is the truth: on any event that changes the campaign's structure the page fetches a fresh snapshot
+   (debounced), so a missed or unknown event can never leave it wrong; process-stream documents are drawn as they
+   arrive. EventSource reconnects by itself with Last-Event-ID, and the server sends what the page missed. */
+"use strict";
+(function () {
+  const $ = id => document.getElementById(id);
+  let snap = JSON.parse($("snapshot").textContent);
+  const page = JSON.parse($("page").textContent);
+  const live = window.labloopLive = {received: 0, lastSeq: snap.last_seq || 0, arrivals: [], refreshes: 0};
+  let sortKey = "number", sortDir = -1;
+
+  function text(tag, value, cls) { const e = document.createElement(tag); e.textContent = value == null ? "" : String(value); if (cls) e.className = cls; return e; }
+  function clear(e) { while (e.firstChild) e.removeChild(e.firstChild); return e; }
+  function fmt(v) { return typeof v === "number" ? (+v.toPrecision(4)).toString() : (v == null ? "" : String(v)); }
+  function better(o, a, b) { return o.direction === "maximize" ? a > b : a < b; }
+
+  function render() {
+    const st = $("state"); st.textContent = snap.state; st.className = "state s-" + snap.state;
+    $("liveness").textContent = snap.liveness ? "runner: " + snap.liveness.text : "";
+    $("note").textContent = snap.note && (snap.state === "running" || snap.state === "paused") ? "waiting: " + snap.note : "";
+    $("stop-reason").textContent = snap.stop_reason ? "stopped: " + snap.stop_reason : "";
+    document.body.setAttribute("data-state", snap.state);
+    renderConvergence(); renderPareto(); renderLab(); renderStreams(); renderApprovals(); renderTrials();
+  }
+
+  function renderConvergence() {
+    const o = snap.objectives[0], pts = [], best = [];
+    let b = null;
+    snap.trials.slice().sort((x, y) => x.number - y.number).forEach(t => {
+      const v = t.values[o.name];
+      if (t.state !== "done" || typeof v !== "number") return;
+      pts.push([t.number, v, `trial ${t.number}: ${fmt(v)}`]);
+      if (b === null || better(o, v, b)) b = v;
+      best.push([t.number, b]);
+    });
+    const svg = LabloopPlot.chart($("convergence"), [
+      {name: o.name + " (trial)", points: pts, kind: "dots", cls: "measured"},
+      {name: "best so far", points: best, kind: "line", cls: "best"}],
+      {xlabel: "trial", ylabel: o.name + (o.unit ? " / " + o.unit : ""),
+       hlines: o.target != null ? [{y: o.target, label: "target " + fmt(o.target)}] : []});
+    svg.id = "convergence-plot";
+  }
+
+  function renderPareto() {
+    if (snap.objectives.length < 2) return;
+    $("pareto-section").hidden = false;
+    const [a, b] = snap.objectives;
+    const done = snap.trials.filter(t => t.state === "done" && typeof t.values[a.name] === "number" && typeof t.values[b.name] === "number");
+    const dominated = (p, q) => !better(a, p.values[a.name], q.values[a.name]) && !better(b, p.values[b.name], q.values[b.name]) &&
+      (q.values[a.name] !== p.values[a.name] || q.values[b.name] !== p.values[b.name]);
+    const front = done.filter(p => !done.some(q => dominated(p, q)));
+    const pt = t => [t.values[a.name], t.values[b.name], `trial ${t.number}`];
+    LabloopPlot.chart($("pareto"), [
+      {name: "measured", points: done.map(pt), kind: "dots", cls: "measured"},
+      {name: "Pareto front", points: front.map(pt).sort((p, q) => p[0] - q[0]), kind: "line", cls: "front"}],
+      {xlabel: a.name, ylabel: b.name}).id = "pareto-plot";
+  }
+
+  function renderLab() {
+    const box = clear($("lab"));
+    const t = document.createElement("table"); t.id = "stations";
+    const head = t.insertRow(); ["station", "does", "trial", "sample", "since (UTC)"].forEach(h => head.appendChild(text("th", h)));
+    snap.running.forEach(r => {
+      const row = t.insertRow();
+      [r.device || "?", r.step + (r.attempt > 1 ? ` (attempt ${r.attempt})` : ""), r.trial, r.sample, (r.since || "").slice(11, 19)]
+        .forEach(v => row.appendChild(text("td", v)));
+    });
+    if (!snap.running.length) { const row = t.insertRow(); const c = text("td", "no station is working"); c.colSpan = 5; row.appendChild(c); }
+    box.appendChild(t);
+    const where = snap.samples.filter(s => !/^(done|discard|bin)/.test(s.location)).slice(-12);
+    if (where.length) box.appendChild(text("p", "samples: " + where.map(s => `${s.sample} @ ${s.location}`).join(", ")));
+    if (snap.quarantined.length) box.appendChild(text("p", "out of service: " + snap.quarantined.join(", "), "alert"));
+    snap.alerts.slice(-5).forEach(a => box.appendChild(text("p", `${(a.at || "").slice(11, 19)} ${a.action}: ${a.detail && (a.detail.message || a.detail.reason || a.detail.device || "")}`, "alert")));
+  }
+
+  function renderStreams() {
+    const box = clear($("streams"));
+    if (!snap.running.length) { box.appendChild(text("p", "no step is running")); return; }
+    snap.running.forEach(r => {
+      const bySignal = {};
+      (r.stream || []).forEach(p => { (bySignal[p.signal] = bySignal[p.signal] || []).push([p.t, p.value]); });
+      const names = Object.keys(bySignal);
+      if (!names.length) return;
+      const div = document.createElement("div"); div.className = "stream";
+      div.appendChild(text("h3", `trial ${r.trial}: ${r.step} on ${r.device}`));
+      const t0 = Math.min(...names.map(n => bySignal[n][0][0]));
+      names.forEach(n => {
+        const c = document.createElement("div"); div.appendChild(c);
+        LabloopPlot.chart(c, [{name: n, points: bySignal[n].map(p => [p[0] - t0, p[1]]), kind: "line"}], {xlabel: "s", height: 150});
+      });
+      box.appendChild(div);
+    });
+  }
+
+  function renderApprovals() {
+    const box = clear($("approvals"));
+    $("approvals-section").hidden = !snap.approval;
+    if (!snap.awaiting.length) { box.appendChild(text("p", "nothing awaits approval")); return; }
+    const byNum = {}; snap.trials.forEach(t => { byNum[t.number] = t; });
+    snap.awaiting.forEach(n => {
+      const t = byNum[n], row = document.createElement("div"); row.className = "approval"; row.id = "approval-" + n;
+      row.appendChild(text("span", `trial ${n}: ` + Object.entries(t ? t.params : {}).map(([k, v]) => `${k}=${fmt(v)}`).join(" ")));
+      if (page.can.approve) {
+        const ok = text("button", "approve", "act approve"); ok.id = "approve-" + n;
+        ok.onclick = () => act("approve", {trials: [n]});
+        const reason = document.createElement("input"); reason.placeholder = "reason to reject"; reason.id = "reason-" + n;
+        const no = text("button", "reject", "act reject"); no.id = "reject-" + n;
+        no.onclick = () => act("reject", {trials: [n], reason: reason.value || "rejected from the dashboard"});
+        row.append(ok, reason, no);
+      }
+      box.appendChild(row);
+    });
+  }
+
+  function renderTrials() {
+    const sel = $("state-filter"), states = [...new Set(snap.trials.map(t => t.state))].sort();
+    const keep = sel.value;
+    while (sel.options.length > 1) sel.remove(1);
+    states.forEach(s => { const o = text("option", s); o.value = s; sel.appendChild(o); });
+    sel.value = states.includes(keep) ? keep : "";
+    const cols = ["number", "state", "source", ...snap.parameters, ...snap.objectives.map(o => o.name), "failure"];
+    const get = (t, c) => c in t ? t[c] : (c in t.params ? t.params[c] : t.values[c]);
+    const rows = snap.trials.filter(t => !sel.value || t.state === sel.value).sort((x, y) => {
+      const a = get(x, sortKey), b = get(y, sortKey);
+      return (a == null) - (b == null) || (a < b ? -1 : a > b ? 1 : 0) * sortDir;
+    });
+    const table = document.createElement("table"); table.id = "trials-table";
+    const head = table.insertRow();
+    cols.forEach(c => { const th = text("th", c + (c === sortKey ? (sortDir > 0 ? " ▲" : " ▼") : "")); th.dataset.col = c;
+      th.onclick = () => { sortDir = sortKey === c ? -sortDir : 1; sortKey = c; renderTrials(); }; head.appendChild(th); });
+    rows.forEach(t => { const r = table.insertRow(); r.dataset.state = t.state; r.dataset.number = t.number;
+      cols.forEach(c => r.appendChild(text("td", fmt(get(t, c))))); });
+    clear($("trials")).appendChild(table);
+  }
+
+  let pending = null;
+  function refresh() {
+    if (pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      try {
+        const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.name)}`, {credentials: "same-origin"});
+        if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
+        if (r.ok) { const s = await r.json(); s.last_seq = live.lastSeq; snap = s; live.refreshes++; render(); }
+      } catch (e) { /* the next event retries */ }
+    }, 80);
+  }
+
+  function onEvent(kind, e) {
+    const body = JSON.parse(e.data);
+    const seq = e.lastEventId ? +e.lastEventId : null;
+    if (seq != null) { if (seq <= live.lastSeq) return; live.lastSeq = seq; }
+    live.received++;
+    live.arrivals.push({seq: seq, kind: kind, t: Date.now(), sent: body && body.at});
+    if (live.arrivals.length > 2000) live.arrivals.shift();
+    $("events").setAttribute("data-last-seq", String(live.lastSeq));
+    const li = text("li", `${seq ?? ""} ${kind}${body && body.name ? " " + body.name : ""}`);
+    const list = $("events"); list.insertBefore(li, list.firstChild);
+    while (list.childNodes.length > 200) list.removeChild(list.lastChild);
+    if (kind === "document" && body && body.name === "event") return streamPoint(body.doc);
+    refresh();
+  }
+
+  function streamPoint(doc) {
+    const r = snap.running.find(x => x.run_uid && doc && doc.descriptor && x.descriptors && x.descriptors.includes(doc.descriptor)) || null;
+    if (!doc || !doc.data) return;
+    const target = r || snap.running[0];
+    if (!target) return;
+    for (const [k, v] of Object.entries(doc.data)) if (typeof v === "number") (target.stream = target.stream || []).push({signal: k, t: doc.time, value: v});
+    renderStreams();
+  }
+
+  async function act(action, args) {
+    const out = $("action-result"); out.textContent = action + "…"; out.className = "";
+    try {
+      const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.name)}/actions/${action}`, {
+        method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "X-CSRF-Token": page.csrf || ""}, body: JSON.stringify(args || {})});
+      const j = await r.json();
+      out.textContent = j.ok ? `${action}: ${j.result}` : `${action} refused: ${j.error.problem}${j.error.fix ? " (" + j.error.fix + ")" : ""}`;
+      out.className = j.ok ? "ok" : "error";
+    } catch (e) { out.textContent = action + " failed: " + e; out.className = "error"; }
+    refresh();
+  }
+
+  document.querySelectorAll("#controls button[data-action]").forEach(b => {
+    b.onclick = () => { if (b.dataset.action !== "estop" || confirm("Emergency stop every device of this campaign?")) act(b.dataset.action, {}); };
+  });
+  $("state-filter").onchange = renderTrials;
+  render();
+  const kinds = ["proposal", "trial_start", "step_start", "step_end", "measurement", "failure", "best", "best_so_far",
+    "alert", "paused", "resumed", "stopped", "stop_reason", "crashed", "state", "document", "campaign", "message"];
+  function connect() {
+    const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.name)}/events?after=${live.lastSeq}`);
+    kinds.forEach(k => src.addEventListener(k, e => onEvent(k, e)));
+    src.onmessage = e => onEvent("message", e);
+    src.addEventListener("live", () => { document.body.setAttribute("data-live", "1"); });
+    src.onerror = () => { document.body.setAttribute("data-live", "0"); };
+    live.source = src;
+  }
+  connect();
+})();

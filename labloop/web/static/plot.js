@@ -1,0 +1,77 @@
+/* labloop's own small SVG plotting: line/scatter charts with axes, a target line and a legend.
+   Why not a library: the dashboard must work in a lab without internet (no CDN), stay a few KB, and draw only
+   what the page needs. Everything is built with DOM calls (no innerHTML), so store values cannot inject markup. */
+"use strict";
+(function () {
+  const NS = "http://www.w3.org/2000/svg";
+  function el(name, attrs, parent) {
+    const e = document.createElementNS(NS, name);
+    for (const k in attrs) e.setAttribute(k, attrs[k]);
+    if (parent) parent.appendChild(e);
+    return e;
+  }
+  function ticks(lo, hi, n) {
+    if (!(hi > lo)) { hi = lo + 1; }
+    const step0 = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(step0)));
+    const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0) || step0;
+    const out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-12; v += step) out.push(+v.toPrecision(10));
+    return out;
+  }
+  function fmt(v) { return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : +v.toPrecision(3) + ""; }
+  /* series: [{name, points: [[x, y], ...], kind: "line"|"dots", cls}]; opts: {xlabel, ylabel, hlines: [{y, label}], logy} */
+  function chart(container, series, opts) {
+    opts = opts || {};
+    const W = opts.width || 520, H = opts.height || 260, L = 56, R = 12, T = 12, B = 38;
+    while (container.firstChild) container.removeChild(container.firstChild);
+    const svg = el("svg", {viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img"}, container);
+    const all = [];
+    series.forEach(s => s.points.forEach(p => { if (isFinite(p[0]) && isFinite(p[1])) all.push(p); }));
+    (opts.hlines || []).forEach(h => { if (isFinite(h.y)) all.push([NaN, h.y]); });
+    let npts = 0;
+    series.forEach(s => { npts += s.points.length; });
+    svg.setAttribute("data-points", String(npts));
+    if (!all.length) { el("text", {x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty"}, svg).textContent = opts.empty || "no data yet"; return svg; }
+    const xs = all.map(p => p[0]).filter(isFinite), ys = all.map(p => p[1]);
+    let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    if (x0 === x1) { x0 -= 1; x1 += 1; }
+    if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 + 1; y1 += Math.abs(y1) * 0.1 + 1; }
+    const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad;
+    const X = v => L + (v - x0) / (x1 - x0) * (W - L - R), Y = v => H - B - (v - y0) / (y1 - y0) * (H - T - B);
+    ticks(y0, y1, 5).forEach(v => {
+      el("line", {x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: "grid"}, svg);
+      el("text", {x: L - 6, y: Y(v) + 4, "text-anchor": "end", class: "tick"}, svg).textContent = fmt(v);
+    });
+    ticks(x0, x1, 6).forEach(v => {
+      el("text", {x: X(v), y: H - B + 16, "text-anchor": "middle", class: "tick"}, svg).textContent = fmt(v);
+    });
+    el("line", {x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis"}, svg);
+    el("line", {x1: L, x2: L, y1: T, y2: H - B, class: "axis"}, svg);
+    if (opts.xlabel) el("text", {x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", class: "label"}, svg).textContent = opts.xlabel;
+    if (opts.ylabel) el("text", {x: 12, y: (T + H - B) / 2, "text-anchor": "middle", class: "label", transform: `rotate(-90 12 ${(T + H - B) / 2})`}, svg).textContent = opts.ylabel;
+    (opts.hlines || []).forEach(h => {
+      if (!isFinite(h.y)) return;
+      el("line", {x1: L, x2: W - R, y1: Y(h.y), y2: Y(h.y), class: "target"}, svg);
+      el("text", {x: W - R - 4, y: Y(h.y) - 4, "text-anchor": "end", class: "target-label"}, svg).textContent = h.label;
+    });
+    series.forEach((s, i) => {
+      const pts = s.points.filter(p => isFinite(p[0]) && isFinite(p[1]));
+      const g = el("g", {class: "series " + (s.cls || "s" + i), "data-name": s.name, "data-points": String(pts.length)}, svg);
+      if (s.kind === "line" && pts.length) {
+        el("polyline", {points: pts.map(p => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ")}, g);
+      } else {
+        pts.forEach(p => { const c = el("circle", {cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 3.2}, g);
+          if (p[2]) el("title", {}, c).textContent = p[2]; });
+      }
+    });
+    let lx = L + 8;
+    series.forEach((s, i) => {
+      const g = el("g", {class: "legend " + (s.cls || "s" + i)}, svg);
+      el("rect", {x: lx, y: T + 2, width: 10, height: 10}, g);
+      const t = el("text", {x: lx + 14, y: T + 11, class: "tick"}, g); t.textContent = s.name;
+      lx += 24 + s.name.length * 6.5;
+    });
+    return svg;
+  }
+  window.LabloopPlot = {chart: chart};
+})();

@@ -1,0 +1,219 @@
+"""The dashboard's HTTP side without a browser: sign-in, sessions, CSRF, roles, 401/403/404, the event stream.
+
+Real store (SQLite file), real ASGI app through Starlette's TestClient; a real campaign's rows where a page needs
+one. The browser tests (test_dashboard_browser.py) drive the same app in Chromium.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+from starlette.testclient import TestClient
+
+from labloop.control import audit
+from labloop.store import Store
+from labloop.store.schema import Event, OperatorRequest, WebSession
+from labloop.web import accounts
+from labloop.web.app import COOKIE, Dashboard
+
+from running import two_chamber
+from web_helpers import PASSWORD, add_user
+
+
+@pytest.fixture
+def site(tmp_path):
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    store = Store(url)
+    text = yaml.safe_dump(two_chamber(max_trials=2))
+    c = store.create_campaign("web-test", text, hashlib.sha256(text.encode()).hexdigest())
+    tokens = {role: add_user(store, role, role) for role in ("viewer", "operator", "approver", "admin")}
+    dash = Dashboard(url, tail=False, action_wait=0.3)
+    with TestClient(dash.app(), base_url="http://127.0.0.1") as client:
+        yield client, store, c, tokens, dash
+    store.close()
+
+
+def sign_in(client: TestClient, name: str, password: str = PASSWORD):
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"csrf": csrf, "name": name, "password": password, "next": "/"},
+                       follow_redirects=False)
+
+
+def page_csrf(client: TestClient, campaign: str = "web-test") -> str:
+    html = client.get(f"/campaigns/{campaign}").text
+    return re.search(r'"csrf":"([^"]+)"', html).group(1)
+
+
+def test_wrong_password_is_refused_and_opens_no_session(site):
+    client, store, *_ = site
+    r = sign_in(client, "operator", "not the password")
+    assert r.status_code == 401 and "Wrong name or password" in r.text
+    r = sign_in(client, "nobody", PASSWORD)  # an unknown name reads the same: no hint which it was
+    assert r.status_code == 401 and "Wrong name or password" in r.text
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(WebSession)) == 0
+    assert client.get("/api/campaigns").status_code == 401
+    assert client.get("/", follow_redirects=False).headers["location"].startswith("/login")
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_shows_campaigns(site):
+    client, *_ = site
+    r = sign_in(client, "viewer")
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = client.get("/")
+    assert page.status_code == 200 and "web-test" in page.text
+    assert "Content-Security-Policy" in page.headers
+
+
+def test_login_form_without_its_token_is_refused(site):
+    client, *_ = site
+    r = client.post("/login", data={"csrf": "forged", "name": "operator", "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 403
+
+
+def test_viewer_sees_no_buttons_and_a_forged_action_is_refused_and_audited(site):
+    client, store, c, *_ = site
+    sign_in(client, "viewer")
+    html = client.get("/campaigns/web-test").text
+    assert 'data-action="pause"' not in html and 'data-action="estop"' not in html
+    csrf = page_csrf(client)
+    r = client.post("/api/campaigns/web-test/actions/pause", json={}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 403
+    assert "operator" in r.json()["error"]["problem"]
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(OperatorRequest)) == 0  # nothing changed
+    refused = [a for a in store.audit_log() if a.outcome == "refused"]
+    assert refused and refused[-1].user == "viewer" and refused[-1].role == "viewer"
+    assert audit.verify(store) == []
+
+
+def test_operator_sees_buttons_but_a_request_without_csrf_token_is_refused(site):
+    client, store, *_ = site
+    sign_in(client, "operator")
+    html = client.get("/campaigns/web-test").text
+    assert 'data-action="pause"' in html and 'data-action="estop"' in html
+    r = client.post("/api/campaigns/web-test/actions/pause", json={})
+    assert r.status_code == 403 and "CSRF" in r.json()["error"]["problem"]
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(OperatorRequest)) == 0
+
+
+def test_operator_action_reaches_the_runner_as_an_acknowledged_request(site):
+    client, store, c, *_ = site
+    sign_in(client, "operator")
+    csrf = page_csrf(client)
+    # no runner is alive for this stored campaign: the request is queued and the answer says so (409)
+    r = client.post("/api/campaigns/web-test/actions/pause", json={}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 409
+    assert "no runner is answering" in r.json()["error"]["problem"]
+    with store.session() as s:
+        req = s.scalars(select(OperatorRequest)).all()
+    assert [(q.action, q.user) for q in req] == [("pause", "operator")]
+
+
+def test_bad_action_bodies_get_400_and_change_nothing(site):
+    client, store, c, tokens, _ = site
+    auth = {"Authorization": f"Bearer {tokens['approver']}"}
+    for body in (b"not json", b"[1,2]", b'{"trials": "3"}', b'{"trials": []}', b'{"trials": [-1]}'):
+        r = client.post("/api/campaigns/web-test/actions/approve", content=body, headers=auth)
+        assert r.status_code == 400, body
+    r = client.post("/api/campaigns/web-test/actions/reject", json={"trials": [1]}, headers=auth)
+    assert r.status_code == 400 and "reason" in r.json()["error"]["problem"]
+    r = client.post("/api/campaigns/web-test/actions/selfdestruct", json={}, headers=auth)
+    assert r.status_code == 400
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(OperatorRequest)) == 0
+
+
+def test_api_token_for_scripts(site):
+    client, store, c, tokens, _ = site
+    assert client.get("/api/campaigns", headers={"Authorization": "Bearer llt_wrong"}).status_code == 401
+    r = client.get("/api/campaigns/web-test", headers={"Authorization": f"Bearer {tokens['viewer']}"})
+    assert r.status_code == 200 and r.json()["name"] == "web-test" and r.json()["state"] == "running"
+    new = accounts.issue_token(store, "viewer")  # a new token retires the old one
+    assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {tokens['viewer']}"}).status_code == 401
+    assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {new}"}).status_code == 200
+
+
+def test_expired_session_and_sign_out(site):
+    client, store, *_ = site
+    r = sign_in(client, "admin")
+    cookie = r.cookies.get(COOKIE) or client.cookies.get(COOKIE)
+    assert client.get("/audit").status_code == 200
+    accounts.expire_session(store, cookie)
+    assert client.get("/api/campaigns").status_code == 401
+    assert client.get("/audit", follow_redirects=False).status_code == 303
+    sign_in(client, "admin")
+    html = client.get("/").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    assert client.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    assert client.get("/api/campaigns").status_code == 401
+
+
+def test_audit_page_is_for_admins_only(site):
+    client, *_ = site
+    sign_in(client, "operator")
+    r = client.get("/audit")
+    assert r.status_code == 403 and "admins" in r.text
+
+
+def test_unknown_campaign_and_page_are_404(site):
+    client, *_ = site
+    sign_in(client, "viewer")
+    assert client.get("/campaigns/nope").status_code == 404
+    assert "no campaign called 'nope'" in client.get("/api/campaigns/nope").json()["error"]["problem"]
+    assert client.get("/api/campaigns/nope/events").status_code == 404
+    assert client.get("/no/such/page").status_code == 404
+
+
+def test_pages_load_nothing_from_other_sites(site):
+    client, *_ = site
+    sign_in(client, "admin")
+    for path in ("/", "/campaigns/web-test", "/audit", "/login", "/static/app.js", "/static/plot.js", "/static/style.css"):
+        body = client.get(path).text
+        assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', body), path
+        assert "@import" not in body and "url(http" not in body, path
+
+
+def _events(store: Store, cid: int, first: int, last: int) -> None:
+    with store.session() as s:
+        for seq in range(first, last + 1):
+            s.add(Event(campaign_id=cid, seq=seq, kind="step", body={"n": seq}))
+
+
+def _read_sse(response, n: int) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    seq = kind = None
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            seq = line[4:]
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line == "" and kind is not None:
+            out.append((seq, kind))
+            seq = kind = None
+            if len(out) >= n:
+                break
+    return out
+
+
+def test_event_stream_catches_up_from_the_store_after_a_reconnect(site):
+    client, store, c, tokens, dash = site
+    _events(store, c.id, 1, 5)
+    auth = {"Authorization": f"Bearer {tokens['viewer']}"}
+    with client.stream("GET", "/api/campaigns/web-test/events", headers=auth) as r:
+        got = _read_sse(r, 6)
+    assert got == [(str(i), "step") for i in range(1, 6)] + [(None, "live")]
+    _events(store, c.id, 6, 8)
+    with client.stream("GET", "/api/campaigns/web-test/events", headers={**auth, "Last-Event-ID": "5"}) as r:
+        got = _read_sse(r, 4)
+    assert got == [("6", "step"), ("7", "step"), ("8", "step"), (None, "live")]
+    r = client.get("/api/campaigns/web-test/events?after=abc", headers=auth)
+    assert r.status_code == 400
