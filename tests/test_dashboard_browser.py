@@ -53,6 +53,8 @@ def wait_for(fn, timeout: float = 30.0, what: str = "condition"):
             last = fn()
             if last:
                 return last
+        except AssertionError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the page may be between renders
             last = exc
         time.sleep(0.05)
@@ -98,10 +100,17 @@ class Lab:
         data["name"] = name
         data["lab"]["time_scale"] = changes.pop("time_scale", 1800.0)  # a 60-minute deposition: 2 s
         path = write(self.tmp, data, f"{name}.yaml")
+        log = open(self.tmp / f"{name}.log", "wb")
         p = subprocess.Popen([sys.executable, "-m", "labloop", "run", str(path), "--store", self.url],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(p)
-        wait_for(lambda: any(c.name == name for c in self.store.campaigns()), what=f"campaign {name} stored")
+
+        def stored() -> bool:
+            if p.poll() is not None:
+                raise AssertionError(f"labloop run ended early: {(self.tmp / f'{name}.log').read_text()[-2000:]}")
+            return any(c.name == name for c in self.store.campaigns())
+
+        wait_for(stored, 180, f"campaign {name} stored")  # a child imports torch and botorch first
         return p
 
     def close(self) -> None:

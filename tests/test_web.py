@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
-from labloop.control import audit
+from labloop.store import chain
 from labloop.store import Store
 from labloop.store.schema import Event, OperatorRequest, WebSession
 from labloop.web import accounts
@@ -91,7 +91,7 @@ def test_viewer_sees_no_buttons_and_a_forged_action_is_refused_and_audited(site)
         assert s.scalar(select(func.count()).select_from(OperatorRequest)) == 0  # nothing changed
     refused = [a for a in store.audit_log() if a.outcome == "refused"]
     assert refused and refused[-1].user == "viewer" and refused[-1].role == "viewer"
-    assert audit.verify(store) == []
+    assert chain.problems(*store.audit_chain()) == []
 
 
 def test_operator_sees_buttons_but_a_request_without_csrf_token_is_refused(site):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import zmq
 
 from labloop.store import Store
-from labloop.store.schema import User
 from labloop.web import accounts
 
 PASSWORD = "correct horse battery"
@@ -15,7 +14,6 @@ def add_user(store: Store, name: str, role: str, password: str = PASSWORD) -> st
     """A user the daemon would know (CURVE public key in the store), with a dashboard password; returns their
     API token."""
     public, _secret = zmq.curve_keypair()
-    with store.session() as s:
-        s.add(User(name=name, role=role, public_key=public.decode(), created_by="test"))
+    store.add_user(name, role, public.decode(), created_by="test")
     accounts.set_password(store, name, password)
     return accounts.issue_token(store, name)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from labloop.cli.control_cmds import ask_runner
-from labloop.control import audit
 from labloop.control.auth import permitted, role_needed
 from labloop.errors import LabloopError
 from labloop.store import Store
@@ -33,9 +32,9 @@ def check(store: Store, user: WebUser, address: str, campaign: Campaign | None, 
     if permitted(user.role, action):
         return
     need = role_needed(action)
-    audit.record(store, user=user.name, role=user.role, address=address, command=f"web.{action}", args=args,
-                 outcome="refused", campaign_id=campaign.id if campaign else None,
-                 detail={"why": f"role {user.role} may not {action}; needs {need}"})
+    store.audit(campaign.id if campaign else None, f"web.{action}",
+                {"args": args, "why": f"role {user.role} may not {action}; needs {need}"},
+                user.name, role=user.role, address=address, outcome="refused")
     raise Forbidden(f"{user.name} ({user.role}) may not {action}: that needs the {need} role",
                     "ask an admin for that role, or ask someone who has it")
 
@@ -57,9 +56,9 @@ def act(store: Store, user: WebUser, address: str, c: Campaign, action: str, arg
     try:
         outcome = runner(store, c, action, args, user.name, wait)
     except LabloopError as exc:
-        audit.record(store, user=user.name, role=user.role, address=address, command=f"web.{action}", args=args,
-                     outcome="failed", campaign_id=c.id, detail={"why": exc.problem})
+        store.audit(c.id, f"web.{action}", {"args": args, "why": exc.problem}, user.name, role=user.role,
+                    address=address, outcome="failed")
         raise
-    audit.record(store, user=user.name, role=user.role, address=address, command=f"web.{action}", args=args,
-                 outcome="done", campaign_id=c.id, detail={"answer": outcome})
+    store.audit(c.id, f"web.{action}", {"args": args, "answer": outcome}, user.name, role=user.role,
+                address=address, outcome="done")
     return outcome

@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -49,6 +50,26 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 MAX_BODY = 64 * 1024
+
+
+class SecurityHeaders:
+    """Adds :data:`HEADERS` to every response (pure ASGI: streamed event responses pass through untouched)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items() if k.lower().encode() not in have]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class Dashboard:
@@ -103,15 +124,8 @@ class Dashboard:
             Route("/api/campaigns/{name}/actions/{action}", self.api_action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ]
-        app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: self.not_found})
-
-        @app.middleware("http")
-        async def security_headers(request: Request, call_next: Any) -> Response:
-            response = await call_next(request)
-            for k, v in HEADERS.items():
-                response.headers.setdefault(k, v)
-            return response
-
+        app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: self.not_found},
+                        middleware=[Middleware(SecurityHeaders)])
         return app
 
     # ------------------------------------------------------------------------------------------ pages
@@ -251,11 +265,8 @@ class Dashboard:
         return secrets.compare_digest(str(given), user.csrf)
 
     def _audit_csrf(self, user: WebUser, request: Request) -> None:
-        from labloop.control import audit
-
-        audit.record(self.store, user=user.name, role=user.role, address=self.address(request),
-                     command=f"web.{request.path_params.get('action', '?')}", args={}, outcome="refused",
-                     detail={"why": "no valid CSRF token"})
+        self.store.audit(None, f"web.{request.path_params.get('action', '?')}", {"why": "no valid CSRF token"},
+                         user.name, role=user.role, address=self.address(request), outcome="refused")
 
     def _to_login(self, request: Request) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", 303)
