@@ -149,7 +149,9 @@ def test_expired_session_and_sign_out(site):
     assert client.get("/audit").status_code == 200
     accounts.expire_session(store, cookie)
     assert client.get("/api/campaigns").status_code == 401
-    assert client.get("/audit", follow_redirects=False).status_code == 303
+    r = client.get("/audit", follow_redirects=False)
+    assert r.status_code == 303 and "expired=1" in r.headers["location"]
+    assert "session has ended" in client.get(r.headers["location"]).text
     sign_in(client, "admin")
     html = client.get("/").text
     csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)

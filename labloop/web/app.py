@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from urllib.parse import quote
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -130,6 +131,8 @@ class Dashboard:
 
     # ------------------------------------------------------------------------------------------ pages
     async def login_page(self, request: Request, message: str | None = None, status: int = 200) -> Response:
+        if message is None and request.query_params.get("expired"):
+            message = "Your session has ended (it expired, you signed out elsewhere, or your access changed). Please sign in again."
         token = secrets.token_urlsafe(24)
         response = HTMLResponse(pages.login(token, message, request.query_params.get("next", "/")), status)
         response.set_cookie(LOGIN_CSRF, token, httponly=True, samesite="strict", secure=self.secure_cookie)
@@ -269,7 +272,12 @@ class Dashboard:
                          user.name, role=user.role, address=self.address(request), outcome="refused")
 
     def _to_login(self, request: Request) -> Response:
-        return RedirectResponse(f"/login?next={request.url.path}", 303)
+        """Send a visitor to sign in; one whose cookie no longer opens a session is told why."""
+        expired = "&expired=1" if request.cookies.get(COOKIE) else ""
+        response = RedirectResponse(f"/login?next={quote(request.url.path)}{expired}", 303)
+        if expired:
+            response.delete_cookie(COOKIE)
+        return response
 
     def _error(self, request: Request, status: int, problem: str, fix: str) -> Response:
         return HTMLResponse(pages.error(status, problem, fix), status)
