@@ -22,6 +22,12 @@ from labloop.errors import LabloopError
 SERVER_KEY_FILE = "server.key"
 KEY_ENV = "LABLOOP_KEY"
 
+#: Where ``labloop users add`` and the daemon keep the daemon's key pair unless told (--keys DIR).
+DEFAULT_KEYS_DIR = Path("labloop-keys")
+#: The daemon's default addresses (``labloop serve``), written into key files unless ``users add`` is told others.
+DEFAULT_CONTROL = "tcp://127.0.0.1:7510"
+DEFAULT_STREAM = "tcp://127.0.0.1:7511"
+
 
 def valid_z85_key(value: str) -> str:
     """A CURVE key in Z85 (40 characters, decoding to 32 bytes); raises ValueError otherwise."""

@@ -25,6 +25,8 @@ from .schema import AuditEntry, Meta, utcnow
 
 AUDIT_LOCK = 0x6C61626D  # 'labm': PostgreSQL advisory lock held while a row is appended to the audit chain
 TIP_KEY = "audit_tip"
+#: The columns a row's hash covers (named, so that a later column added to ``audit`` changes no hash).
+CHAINED = ("id", "campaign_id", "at", "user", "role", "address", "action", "detail", "outcome")
 
 
 def iso(at: datetime) -> str:
@@ -36,9 +38,9 @@ def iso(at: datetime) -> str:
 
 def canonical(r: Any) -> str:
     """The content of an audit row (ORM object or Core row with the same names) as canonical JSON."""
-    return json.dumps({"id": r.id, "campaign_id": r.campaign_id, "at": iso(r.at), "user": r.user, "role": r.role,
-                       "address": r.address, "action": r.action, "detail": r.detail, "outcome": r.outcome},
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    content = {name: getattr(r, name) for name in CHAINED}
+    content["at"] = iso(r.at)
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def row_hash(prev_hash: str | None, r: Any) -> str:
@@ -76,7 +78,7 @@ def seal(s: Any, before: int | None = None) -> int:
     """Chain the rows that have no hash yet (in id order, after the last sealed row); returns how many. ``s`` is
     a Session or a Connection (the migration seals the rows of stores written before schema 7)."""
     table = AuditEntry.__table__
-    q = select(table).order_by(table.c.id)
+    q = select(*(table.c[n] for n in CHAINED + ("prev_hash", "hash"))).order_by(table.c.id)
     if before is not None:
         q = q.where(table.c.id < before)
     prev: str | None = None
