@@ -23,8 +23,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from daemon_helpers import DaemonProcess, add_user, wait_until  # noqa: E402
 from labloop.control.client import Follower  # noqa: E402
+from labloop.control.requests import ask_runner  # noqa: E402
 from labloop.store import Store  # noqa: E402
-from labloop.store.schema import AuditEntry  # noqa: E402
 from running import two_chamber  # noqa: E402
 
 
@@ -54,6 +54,7 @@ def main() -> None:
         cid = r["campaign_id"]
         follower = Follower(c, d.stream, "bench")
         lat: list[float] = []
+        emitted: list[float] = []  # the child's event time (queued for the store) -> subscriber
         t = []
         for _ in range(a.status):
             t0 = time.perf_counter()
@@ -67,6 +68,9 @@ def main() -> None:
         while time.monotonic() < deadline:
             for e in follower.poll(0.2):
                 seen.append(e["seq"])
+                if "v" in e:  # live, not fetched through missed
+                    at = datetime.fromisoformat(e["at"])
+                    emitted.append(time.time() - (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp())
                 if e["kind"] == "document" and "v" in e:  # live (not fetched): its document time -> now
                     doc = e["body"]["doc"]
                     if "time" in doc:
@@ -82,13 +86,23 @@ def main() -> None:
         out(metric="stream_document_latency_ms", p50=round(1000 * pct(lat, 0.5), 2),
             p95=round(1000 * pct(lat, 0.95), 2), n=len(lat),
             rate_per_s=round(len(seen) / 20, 1), note="document's own time -> subscriber, loopback")
+        out(metric="stream_event_latency_ms", p50=round(1000 * pct(emitted, 0.5), 2),
+            p95=round(1000 * pct(emitted, 0.95), 2), n=len(emitted),
+            note="the child's emit (queued for the store) -> subscriber: commit + daemon tail + PUB/SUB")
         out(metric="stream_reconnects", reconnects=reconnects, lost=lost, duplicated=dup, events=len(seen))
-        acks = {"pause": [], "resume": []}
+        acks: dict[str, list[float]] = {"pause": [], "resume": [], "pause_on_store": [], "resume_on_store": []}
         for _ in range(a.pauses):
             for action in ("pause", "resume"):
                 t0 = time.perf_counter()
                 c.call(action, campaign=cid, wait=5.0)
                 acks[action].append(time.perf_counter() - t0)
+        st = Store(d.store_url)
+        for _ in range(a.pauses):  # baseline, same run: the same requests on the store, without the daemon
+            for action in ("pause", "resume"):
+                t0 = time.perf_counter()
+                ask_runner(st, st.campaign(cid), action, None, "bench", 5.0)
+                acks[f"{action}_on_store"].append(time.perf_counter() - t0)
+        st.close()
         for action, xs in acks.items():
             out(metric=f"{action}_acknowledged_ms", p50=round(1000 * pct(xs, 0.5), 1),
                 p95=round(1000 * pct(xs, 0.95), 1), n=len(xs))

@@ -83,6 +83,13 @@ def test_two_campaigns_run_at_once_each_in_its_own_process(lab, two):
     assert starts and {d["provenance"]["user"] for d in starts} == {"olga"}  # the verified submitter
     assert [e.seq for e in stream] == list(range(1, len(stream) + 1))
     assert {"proposal", "step_start", "step_end", "measurement", "best", "stopped"} <= {e.kind for e in stream}
+    cid = str(two["short"]["id"])
+    watched = run(lab, "watch", "--campaign", cid, "--until-end")  # joins after the end: catches up, returns
+    assert watched.exit_code == 0, watched.output
+    assert "best so far" in watched.output and "stopped:" in watched.output and "finished" in watched.output
+    remote = run(lab, "export", "--campaign", cid, "--format", "csv")
+    local = cli.invoke(app, ["export", "--campaign", cid, "--format", "csv", "--store", lab.store_url])
+    assert remote.exit_code == 0 and remote.output == local.output and "trial" in remote.output
 
 
 def test_status_pause_resume_stop_through_the_server(lab, two):

@@ -15,12 +15,17 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from labloop.spec import CampaignSpec
 from labloop.store import Store
 from labloop.store.events import add_events, last_seq
+
+#: At most one stream commit per this many seconds: each is an fsync that the runner's own commits (step ends,
+#: request answers) would otherwise queue behind; the latency it adds is at most this.
+COMMIT_EVERY_S = 0.02
 
 
 def _trial(t: Any) -> dict[str, Any]:
@@ -108,11 +113,14 @@ class EventLog:
                     break
                 batch.append(item)
             if batch:
+                began = time.monotonic()
                 try:
                     add_events(self.store, batch)
                 except Exception as exc:  # noqa: BLE001 - the stream is not the lab: never stop a campaign for it
                     print(f"labloop: stream events {batch[0]['seq']}..{batch[-1]['seq']} not stored: {exc}",
                           file=sys.stderr)
+                if not done:
+                    time.sleep(max(0.0, COMMIT_EVERY_S - (time.monotonic() - began)))
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then end the writer thread."""
