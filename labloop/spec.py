@@ -488,6 +488,16 @@ class SchedulingSpec(_Model):
         "cause (a systematic fault: a missing file, a broken instrument) instead of spending the budget on it; "
         "objective plugins' rejections do not count; 0 never pauses.",
     )
+    on_crash: Literal["resume", "wait"] = Field(
+        "resume",
+        description="When the campaign's process dies under `labloop serve` (a crash, kill -9): resume restarts it "
+        "at once (as `labloop resume` would); wait leaves it for an operator's `labloop resume`.",
+    )
+    crash_resumes: int = Field(
+        3, ge=0, le=100,
+        description="on_crash: resume restarts the campaign at most this many times; a campaign that keeps crashing "
+        "is then left for an operator, so a crash loop stops.",
+    )
 
 
 # --------------------------------------------------------------------------------------------------- lab

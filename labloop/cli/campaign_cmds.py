@@ -14,20 +14,11 @@ from labloop.run.campaign import CampaignRunner, prepare, prepare_text
 from labloop.run.lab import state_dir_for
 from labloop.errors import LabloopError
 from labloop.data import sharing
-from labloop.data.export import best_trial, campaign_spec, columns, export
+from labloop.data.status import fmt_params, pick_campaign, snapshot
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text
 from labloop.store import DEFAULT_URL, Store
-from labloop.run.liveness import ACTIVE_STATES, liveness
-from .common import STORE_HELP, console, user_errors
-
-
-def pick_campaign(st: Store, ref: str | None) -> Any:
-    """The campaign a command acts on: the one named, else the running one (the newest of several), else the
-    latest."""
-    if ref is not None:
-        return st.campaign(ref)
-    running = [c for c in st.campaigns() if c.state in ACTIVE_STATES]
-    return running[-1] if running else st.campaign(None)
+from labloop.control.client import Client
+from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
 
 
 class Format(str, Enum):
@@ -42,14 +33,6 @@ class SharingClass(str, Enum):
     open = "open"
     shared_closed = "shared-closed"
     closed = "closed"
-
-
-def _fmt_params(spec: CampaignSpec, params: dict[str, Any]) -> str:
-    parts = []
-    for name in spec.parameter_names():
-        v = params.get(name)
-        parts.append(f"{name}={v:.4g}" if isinstance(v, float) else f"{name}={v}")
-    return " ".join(parts)
 
 
 class LiveView:
@@ -76,7 +59,7 @@ class LiveView:
                 value = f"[red]{t.state}[/]: {t.failure_reason}" if t.failure_reason else f"[red]{t.state}[/]"
             best = f"best {self.best[1]:.4g}{unit} (trial {self.best[0]})" if self.best else "best -"
             console.print(f"trial {t.number:3d}/{self.spec.stopping.max_trials} [dim]{t.source:6s}[/] "
-                          f"{_fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
+                          f"{fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
         elif kind == "step" and self.steps:
             where = f"by {data['device']} to {data['to']}" if data.get("to") else f"on {data['device']}"
             retry = f" (attempt {data['attempt']})" if data["attempt"] > 1 else ""
@@ -86,7 +69,7 @@ class LiveView:
             console.print(f"[bold green]stopped:[/] {data['decision'].reason}", soft_wrap=True)
         elif kind == "proposed" and data.get("approval"):
             t = data["trial"]
-            console.print(f"trial {t.number:3d} [yellow]awaits approval[/]: {_fmt_params(self.spec, t.params)}  "
+            console.print(f"trial {t.number:3d} [yellow]awaits approval[/]: {fmt_params(self.spec, t.params)}  "
                           f"(labloop approve {t.number} / labloop reject {t.number} --reason ...)", soft_wrap=True)
         elif kind == "alert":
             console.print(f"[bold red]alert:[/] {data['message']}", soft_wrap=True)
@@ -171,49 +154,24 @@ def register(app: typer.Typer) -> None:
         store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
         campaign: Annotated[Optional[str], typer.Option(
             help="Campaign id, uid or name (default: the running campaign, else the latest).")] = None,
+        server: ServerOpt = None,
+        key: KeyOpt = None,
     ) -> None:
         """Show a campaign's state, its runner's liveness, what each station is doing, trials awaiting approval,
         trial counts, the best result and why it stopped."""
+        client = Client.from_options(server, key)
+        if client is not None:
+            try:
+                print_status(client.call("status", campaign=campaign))
+            finally:
+                client.close()
+            return
         st = Store(_store_url(store), create=False)
         try:
-            c = pick_campaign(st, campaign)
-            spec = campaign_spec(c)
-            trials = st.trials(c.id)
-            running_steps = [s for s in st.steps(campaign_id=c.id) if s.state == "running"]
+            snap = snapshot(st, campaign)
         finally:
             st.close()
-        counts: dict[str, int] = {}
-        for t in trials:
-            counts[t.state] = counts.get(t.state, 0) + 1
-        console.print(f"[bold]{c.name}[/] (id {c.id}, {c.uid}) state: {c.state}", soft_wrap=True)
-        life = liveness(c)
-        if life.state != "ended":
-            style = {"alive": "green", "hung": "bold red", "dead": "bold red"}[life.state]
-            console.print(f"[{style}]{life.describe()}[/]", soft_wrap=True)
-        if c.note and c.state in ("running", "paused"):
-            console.print(f"[yellow]waiting:[/] {c.note}", soft_wrap=True)
-        console.print("trials: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none")
-                      + f" (budget {spec.stopping.max_trials})", soft_wrap=True)
-        by_id = {t.id: t for t in trials}
-        if running_steps and life.state != "ended":
-            console.print("now:" if life.alive else "when the runner stopped:")
-            for s in running_steps:
-                t = by_id.get(s.trial_id)
-                since = s.started_at.strftime("%H:%M:%S") if s.started_at else "?"
-                console.print(f"  trial {t.number if t else '?'} (sample {t.sample_id if t else '?'}): {s.label} "
-                              f"on {s.device or '?'}, attempt {s.attempt}, since {since} UTC", soft_wrap=True)
-        awaiting = [t.number for t in trials if t.state == "proposed" and spec.scheduling.approval]
-        if awaiting:
-            console.print(f"awaiting approval: trials {', '.join(map(str, awaiting))} "
-                          f"(labloop approve N... / labloop reject N... --reason TEXT)", soft_wrap=True)
-        best = best_trial(spec, trials)
-        if best is not None:
-            o = spec.objectives[0]
-            console.print(f"best: trial {best.number}: {o.name} = {best.values[o.name]:.4g}"
-                          f"{' ' + o.unit if o.unit else ''} at {_fmt_params(spec, best.params)}", soft_wrap=True)
-        _print_model_view(trials)
-        if c.stop_reason:
-            console.print(f"stopped: {c.stop_reason}", soft_wrap=True)
+        print_status(snap)
 
     @app.command("export")
     @user_errors
@@ -230,6 +188,8 @@ def register(app: typer.Typer) -> None:
             "--class", help="Export what a viewer of this sharing class may see (the campaign file's `sharing` "
             "section): open, shared-closed, or closed (everything). Without it: the owner's full view, as "
             "before.")] = None,
+        server: ServerOpt = None,
+        key: KeyOpt = None,
     ) -> None:
         """Write one row per trial (failed and non-best ones included): trial, state, sample, stations, source,
         parameters, objectives, failure_reason, the model's evidence, times; or the trials' documents. With
@@ -238,40 +198,71 @@ def register(app: typer.Typer) -> None:
         if output is None and fmt == "parquet":
             raise LabloopError("parquet is a binary format: it is not written to standard output",
                                "give --output FILE.parquet")
+        client = Client.from_options(server, key)
+        if client is not None:
+            try:
+                data, man = client.export(campaign=campaign, format=fmt, output_name=str(output) if output else None,
+                                          sharing_class=sharing_class.value if sharing_class else None)
+            finally:
+                client.close()
+            write_export(data, man, output)
+            return
         url = _store_url(store)
         st = Store(url, create=False)
         try:
-            if sharing_class is None and fmt in ("csv", "json"):
-                text = export(st, fmt, campaign)  # the owner's table as it has always been
-                exp = sharing.build(st, campaign, "closed", fmt) if output else None
-                if exp is not None:
-                    exp.columns = columns(campaign_spec(exp.campaign))
-                data = text.encode("utf-8")
-            else:
-                exp = sharing.build(st, campaign, sharing_class.value if sharing_class else "closed", fmt)
-                data = exp.data
+            data, man = sharing.export_data(st, fmt, campaign, sharing_class.value if sharing_class else None, output)
         finally:
             st.close()
-        if output is None:
-            typer.echo(data.decode("utf-8"), nl=False)
-            return
-        assert exp is not None
-        exp.data = data
-        man = sharing.manifest(exp, fmt, output, url)
-        sharing.write_atomically([(output, data),
-                                  (sharing.manifest_path(output), (json.dumps(man, indent=2) + "\n").encode())])
+        write_export(data, man, output)
 
 
-def _print_model_view(trials: list) -> None:
+def write_export(data: bytes, man: dict[str, Any] | None, output: Path | None) -> None:
+    """Standard output, or ``output`` and its manifest beside it, atomically."""
+    if output is None:
+        typer.echo(data.decode("utf-8"), nl=False)
+        return
+    sharing.write_atomically([(output, data),
+                              (sharing.manifest_path(output), (json.dumps(man, indent=2) + "\n").encode())])
+
+
+def print_status(snap: dict[str, Any]) -> None:
+    """Print a :func:`labloop.data.status.snapshot` (read here or sent by a daemon)."""
+    c, life = snap["campaign"], snap["liveness"]
+    console.print(f"[bold]{c['name']}[/] (id {c['id']}, {c['uid']}) state: {c['state']}", soft_wrap=True)
+    if life["state"] != "ended":
+        style = {"alive": "green", "hung": "bold red", "dead": "bold red"}[life["state"]]
+        console.print(f"[{style}]{life['describe']}[/]", soft_wrap=True)
+    if c["note"] and c["state"] in ("running", "paused"):
+        console.print(f"[yellow]waiting:[/] {c['note']}", soft_wrap=True)
+    console.print("trials: " + (", ".join(f"{n} {s}" for s, n in sorted(snap["counts"].items())) or "none")
+                  + f" (budget {snap['budget']})", soft_wrap=True)
+    if snap["running_steps"] and life["state"] != "ended":
+        console.print("now:" if life["alive"] else "when the runner stopped:")
+        for s in snap["running_steps"]:
+            console.print(f"  trial {s['trial'] or '?'} (sample {s['sample'] or '?'}): {s['label']} "
+                          f"on {s['device'] or '?'}, attempt {s['attempt']}, since {s['since'] or '?'} UTC",
+                          soft_wrap=True)
+    if snap["awaiting"]:
+        console.print(f"awaiting approval: trials {', '.join(map(str, snap['awaiting']))} "
+                      f"(labloop approve N... / labloop reject N... --reason TEXT)", soft_wrap=True)
+    best = snap["best"]
+    if best is not None:
+        console.print(f"best: trial {best['trial']}: {best['objective']} = {best['value']:.4g}"
+                      f"{' ' + best['unit'] if best['unit'] else ''} at {best['params']}", soft_wrap=True)
+    _print_model_view(snap["model"])
+    if c["stop_reason"]:
+        console.print(f"stopped: {c['stop_reason']}", soft_wrap=True)
+
+
+def _print_model_view(model: dict[str, Any] | None) -> None:
     """What the model thought at its latest proposal (stored with that trial): which parameters matter (ARD
     importance) and where it predicts the best result, so an operator sees why the loop goes where it goes."""
-    latest = next((t for t in reversed(trials) if t.source == "model" and (t.info or {}).get("importance")), None)
-    if latest is None:
+    if model is None:
         return
-    imp = latest.info["importance"]
-    console.print(f"model (at trial {latest.number}): importance " +
+    imp = model["importance"]
+    console.print(f"model (at trial {model['trial']}): importance " +
                   ", ".join(f"{k} {v:.0%}" for k, v in list(imp.items())[:8]), soft_wrap=True)
-    pb = latest.info.get("predicted_best")
+    pb = model.get("predicted_best")
     if pb:
         params = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in pb["params"].items()}
         value = ", ".join(f"{k} = {v:.4g}" for k, v in pb.items() if k != "params" and isinstance(v, (int, float)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +17,10 @@ err_console = Console(stderr=True, highlight=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 STORE_HELP = "Store URL: sqlite:///path/labloop.db (default: ./labloop.db) or postgresql://user@host/db."
+ServerOpt = Annotated[Optional[str], typer.Option(
+    help="Ask the daemon at this address (`labloop serve`, e.g. tcp://lab-pc:7510) instead of the store; "
+    "env LABLOOP_SERVER.")]
+KeyOpt = Annotated[Optional[str], typer.Option(help="Your key file (from `labloop users add`); env LABLOOP_KEY.")]
 
 
 def user_errors(fn: F) -> F:

@@ -9,19 +9,20 @@ process died (crash, reboot, ``kill -9``) in this process.
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from labloop.errors import LabloopError
 from labloop.run.campaign import CampaignRunner, refuse_second_runner
-from labloop.run.liveness import ACTIVE_STATES, liveness
+from labloop.control import requests
+from labloop.control.client import Client
+from labloop.control.requests import ask_runner
+from labloop.run.liveness import liveness
 from labloop.spec import spec_from_text
 from labloop.store import DEFAULT_URL, Store
-from labloop.store.schema import Campaign, OperatorRequest
 from .campaign_cmds import LiveView, pick_campaign, require_success
-from .common import STORE_HELP, console, user_errors
+from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
 
 CampaignOpt = Annotated[Optional[str], typer.Option(
     help="Campaign id, uid or name (default: the running campaign, else the latest).")]
@@ -30,48 +31,20 @@ UserOpt = Annotated[Optional[str], typer.Option(help="Who asks (recorded in the 
 WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the runner's answer.")]
 
 
+def remote(server: str | None, key: str | None) -> Client | None:
+    """A client of the daemon when --server (or LABLOOP_SERVER) is given; None: the command works on the store."""
+    return Client.from_options(server, key)
+
+
+def remote_call(client: Client, method: str, **params: Any) -> Any:
+    try:
+        return client.call(method, timeout=float(params.get("wait", 5.0)) + 10.0, **params)
+    finally:
+        client.close()
+
+
 def open_store(store: str | None) -> Store:
     return Store(store or DEFAULT_URL, create=False)
-
-
-def await_answers(st: Store, request_ids: list[int], wait: float) -> dict[int, OperatorRequest]:
-    """Poll the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
-    answered ones by id."""
-    deadline = time.monotonic() + wait
-    answered: dict[int, OperatorRequest] = {}
-    while True:
-        for rid in request_ids:
-            if rid not in answered:
-                r = st.operator_request(rid)
-                if r.state != "pending":
-                    answered[rid] = r
-        if len(answered) == len(request_ids) or time.monotonic() >= deadline:
-            return answered
-        time.sleep(0.01)
-
-
-def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float) -> str:
-    """Queue a request for ``c``'s runner and wait for its answer; returns the outcome or raises when refused.
-    With no answer in time, explains what the runner's liveness says and exits non-zero."""
-    if c.state not in ACTIVE_STATES and not (action in ("stop", "approve", "reject") and c.state == "estopped"):
-        raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason})",
-                           "start a new campaign with `labloop run FILE`")
-    rid = st.request(c.id, action, args or {}, user)
-    r = await_answers(st, [rid], wait).get(rid)
-    if r is not None and r.state == "done":
-        return r.outcome or "done"
-    if r is not None:
-        raise LabloopError(f"campaign '{c.name}': {action} refused: {r.outcome}",
-                           "see `labloop status` for the campaign's state")
-    life = liveness(st.campaign(c.id))
-    if life.alive:
-        msg = f"campaign '{c.name}': the runner has not answered the {action} request within {wait:g} s"
-        fix = "it is queued and will be carried out; check `labloop status`, or wait longer with --wait"
-    else:
-        msg = f"campaign '{c.name}': no runner is answering ({life.describe()})"
-        fix = ("the request is queued: `labloop resume` restarts the campaign and carries it out"
-               + ("; nothing is moving in this lab now" if action == "estop" and life.state == "dead" else ""))
-    raise LabloopError(msg, fix)
 
 
 def register(app: typer.Typer) -> None:
@@ -79,11 +52,17 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def resume(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
                time_scale: Annotated[Optional[float], typer.Option(help="Override the stored time scale.")] = None,
-               wait: WaitOpt = 5.0) -> None:
+               wait: WaitOpt = 5.0, server: ServerOpt = None, key: KeyOpt = None) -> None:
         """Continue a campaign: un-pause a running one, or restart one whose process died, in this process.
 
         After a crash nothing measured is lost, no trial is run twice, and an interrupted synthesis is recorded as
-        failed instead of being repeated on a consumed sample."""
+        failed instead of being repeated on a consumed sample. With --server, the daemon restarts it in a process
+        of its own."""
+        client = remote(server, key)
+        if client is not None:
+            r = remote_call(client, "resume", campaign=campaign, wait=wait)
+            console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}): {r['outcome']}", soft_wrap=True)
+            return
         st = open_store(store)
         try:
             c = pick_campaign(st, campaign)
@@ -113,47 +92,32 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def pause(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
-              wait: WaitOpt = 5.0) -> None:
+              wait: WaitOpt = 5.0, server: ServerOpt = None, key: KeyOpt = None) -> None:
         """Finish the steps that are running, start nothing new, until `labloop resume`."""
-        _simple(store, campaign, "pause", user, wait)
+        _simple(store, campaign, "pause", user, wait, server=server, key=key)
 
     @app.command()
     @user_errors
     def stop(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
-             wait: WaitOpt = 5.0) -> None:
+              wait: WaitOpt = 5.0, server: ServerOpt = None, key: KeyOpt = None) -> None:
         """End the campaign gracefully: trials in flight finish, no new ones start."""
-        _simple(store, campaign, "stop", user, wait)
+        _simple(store, campaign, "stop", user, wait, server=server, key=key)
 
     @app.command()
     @user_errors
     def estop(store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
-              wait: WaitOpt = 5.0) -> None:
+              wait: WaitOpt = 5.0, server: ServerOpt = None, key: KeyOpt = None) -> None:
         """Emergency stop: halt every device now. Without --campaign: every running campaign of the store.
         Interrupted trials are settled by `labloop resume`."""
+        client = remote(server, key)
+        if client is not None:
+            for line in remote_call(client, "estop", campaign=campaign, wait=wait)["lines"]:
+                console.print(line, soft_wrap=True)
+            return
         st = open_store(store)
         try:
-            targets = ([st.campaign(campaign)] if campaign is not None
-                       else [c for c in st.campaigns() if c.state in ACTIVE_STATES])
-            if not targets:
-                raise LabloopError("no campaign of this store is running: nothing to stop",
-                                   "pass --store with the store of the running campaign")
-            ids = {c.id: st.request(c.id, "estop", {}, user) for c in targets if c.state in ACTIVE_STATES}
-            if not ids:
-                raise LabloopError(f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
-                                   "nothing of it is moving")
-            answered = await_answers(st, list(ids.values()), wait)
-            problems = []
-            for c in targets:
-                r = answered.get(ids.get(c.id, -1))
-                if r is not None:
-                    console.print(f"EMERGENCY STOP campaign '{c.name}' (id {c.id}): {r.state}: {r.outcome}",
-                                  soft_wrap=True)
-                else:
-                    problems.append(f"campaign '{c.name}' (id {c.id}): {liveness(st.campaign(c.id)).describe()}")
-            if problems:
-                raise LabloopError("no answer to the emergency stop from " + "; ".join(problems),
-                                   "if a runner is alive but silent, cut the power to its devices; a dead runner "
-                                   "moves nothing, and `labloop resume` settles its trials")
+            for line in requests.estop(st, campaign, user, wait):
+                console.print(line, soft_wrap=True)
         finally:
             st.close()
 
@@ -161,22 +125,29 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def approve(trials: Annotated[list[int], typer.Argument(help="Trial numbers to approve.")],
                 store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
-                wait: WaitOpt = 5.0) -> None:
+                wait: WaitOpt = 5.0, server: ServerOpt = None, key: KeyOpt = None) -> None:
         """Approve proposed trials (campaigns with scheduling.approval: true); they start when a station is free."""
-        _simple(store, campaign, "approve", user, wait, {"trials": trials})
+        _simple(store, campaign, "approve", user, wait, {"trials": trials}, server, key)
 
     @app.command()
     @user_errors
     def reject(trials: Annotated[list[int], typer.Argument(help="Trial numbers to reject.")],
                reason: Annotated[str, typer.Option(help="Why (recorded with the trial and in the audit log).")],
                store: StoreOpt = None, campaign: CampaignOpt = None, user: UserOpt = None,
-               wait: WaitOpt = 5.0) -> None:
+               wait: WaitOpt = 5.0, server: ServerOpt = None, key: KeyOpt = None) -> None:
         """Reject proposed trials; the strategy treats them as infeasible and never proposes them again."""
-        _simple(store, campaign, "reject", user, wait, {"trials": trials, "reason": reason})
+        _simple(store, campaign, "reject", user, wait, {"trials": trials, "reason": reason}, server, key)
 
 
 def _simple(store: str | None, campaign: str | None, action: str, user: str | None, wait: float,
-            args: dict | None = None) -> None:
+            args: dict | None = None, server: str | None = None, key: str | None = None) -> None:
+    """One request to a campaign's runner: through the daemon with --server (as the key's verified user; --user
+    is ignored there), else on the store."""
+    client = remote(server, key)
+    if client is not None:
+        r = remote_call(client, action, campaign=campaign, wait=wait, **(args or {}))
+        console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}): {r['outcome']}", soft_wrap=True)
+        return
     st = open_store(store)
     try:
         c = pick_campaign(st, campaign)

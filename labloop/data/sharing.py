@@ -35,7 +35,7 @@ from labloop.store import Store
 from labloop.store.connection import display_url
 from labloop.store.schema import Campaign, Step, Trial
 
-from .export import _iso, campaign_spec
+from .export import _iso, campaign_spec, columns, export
 
 RANK = {c: i for i, c in enumerate(SHARING_CLASSES)}
 ALWAYS = ("trial", "state", "sample_id", "stations", "started", "finished")
@@ -381,12 +381,14 @@ def _parquet(rows: list[dict[str, Any]], cols: list[str]) -> bytes:
     return sink.getvalue()
 
 
-def manifest(exp: Export, fmt: str, output: Path, store_url: str) -> dict[str, Any]:
+def manifest(exp: Export, fmt: str, output: Path, store_url: str, user: str | None = None) -> dict[str, Any]:
+    """``user``: who exported (a daemon's verified user); default: this process's login name."""
     view, policy, c = exp.view, exp.view.policy, exp.campaign
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in some containers
-        user = "unknown"
+    if user is None:
+        try:
+            user = getpass.getuser()
+        except Exception:  # noqa: BLE001 - no login name in some containers
+            user = "unknown"
     return {
         "class": view.viewer,
         "format": fmt,
@@ -452,3 +454,22 @@ def write_atomically(files: list[tuple[Path, bytes]]) -> None:
         for tmp, _ in temps:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def export_data(st: Store, fmt: str, campaign: str | int | None, sharing_class: str | None,
+                output: Path | None, user: str | None = None) -> tuple[bytes, dict[str, Any] | None]:
+    """The bytes ``labloop export`` writes, and the manifest to write beside ``output`` (None without output).
+    Without a sharing class, csv and json are the owner's table as they have always been."""
+    ref = None if campaign is None else str(campaign)
+    if sharing_class is None and fmt in ("csv", "json"):
+        data = export(st, fmt, ref).encode("utf-8")
+        exp = build(st, ref, "closed", fmt) if output else None
+        if exp is not None:
+            exp.columns = columns(campaign_spec(exp.campaign))
+    else:
+        exp = build(st, ref, sharing_class or "closed", fmt)
+        data = exp.data
+    if output is None or exp is None:
+        return data, None
+    exp.data = data
+    return data, manifest(exp, fmt, output, st.given_url, user)

@@ -130,15 +130,19 @@ class CampaignRunner:
         self.campaign = campaign
         self.observer = observer or (lambda kind, data: None)
         self.prior: list[Observation] = []  # prior data, given to the strategy with the campaign's own trials
+        #: Called with every document of every run as it is emitted (the daemon's live stream); None: nobody asks.
+        self.documents: Callable[[str, dict[str, Any]], None] | None = None
 
     @classmethod
-    def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None) -> "CampaignRunner":
+    def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None,
+              user: str | None = None) -> "CampaignRunner":
+        """``user``: who submitted the campaign (a daemon's verified user); it is in every run's start document."""
         refuse_second_runner(prepared.spec, store, prepared.source)
         try:  # another campaign named as prior data must exist and fit: checked before anything is stored
             from_store, skipped = store_priors(prepared.spec, store)
         except LabloopError as exc:
             raise SpecError(f"{prepared.source}: {exc.problem}", exc.fix) from None
-        campaign = store.create_campaign(prepared.spec.name, prepared.text, spec_hash(prepared.text))
+        campaign = store.create_campaign(prepared.spec.name, prepared.text, spec_hash(prepared.text), user)
         # who submitted it, for the provenance of every run (read once here, never per step)
         provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(store.audit_log(campaign.id)))
         if prepared.lab is not None and prepared.spec.lab is not None:
@@ -184,7 +188,8 @@ class CampaignRunner:
         assert self.p.lab is not None
         return Scheduler(spec=self.spec, lab=self.p.lab, store=self.store, campaign=self.campaign,
                          strategy=self.p.strategy, evaluate=self.finish_measured, prior=self.prior,
-                         observer=self.observer, resumptions=resumptions or []).run()
+                         observer=self.observer, resumptions=resumptions or [],
+                         documents=self.documents).run()
 
     def finish_measured(self, trial: Trial) -> Trial:
         """Evaluate a measured trial's objectives from its stored documents and commit the outcome

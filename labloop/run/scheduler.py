@@ -82,12 +82,14 @@ class Scheduler:
     def __init__(self, *, spec: CampaignSpec, lab: Lab, store: Store, campaign: Campaign, strategy: Strategy,
                  evaluate: Callable[[Trial], Trial], prior: Sequence[Observation] = (),
                  observer: Observer | None = None, stop_rules: StopRules | None = None,
-                 resumptions: Sequence[Resumption] = ()):
+                 resumptions: Sequence[Resumption] = (),
+                 documents: Callable[[str, dict[str, Any]], None] | None = None):
         self.spec, self.lab, self.store, self.campaign = spec, lab, store, campaign
         self.strategy = strategy
         self.evaluate = evaluate  # measured trial -> done or failed, committed (objective plugins)
         self.prior = list(prior)
         self.observer: Observer = observer or (lambda kind, data: None)
+        self.documents = documents  # every RunEngine's documents, as they are emitted (the daemon's live stream)
         self.stop_rules: StopRules = stop_rules or (lambda trials, started: check(spec, trials, started))
         self.resumptions = list(resumptions)
         self.time_scale = spec.lab.time_scale if spec.lab else 1.0
@@ -138,6 +140,8 @@ class Scheduler:
                 return self._executors.pop()
         ex = TrialExecutor(self.spec, self.lab, self.store, RunEngine(context_managers=[]),
                            on_alert=self._alert)
+        if self.documents is not None:
+            ex.RE.subscribe(self.documents)
         for s in self.spec.lab.suspenders if self.spec.lab else []:
             ex.RE.install_suspender(self._suspender(s))
         return ex

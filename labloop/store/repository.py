@@ -156,13 +156,14 @@ class Store(UsersMixin):
                 raise
 
     # ----------------------------------------------------------------------------------------- campaigns
-    def create_campaign(self, name: str, spec_text: str, spec_hash: str) -> Campaign:
+    def create_campaign(self, name: str, spec_text: str, spec_hash: str, user: str | None = None) -> Campaign:
+        """``user``: who submitted it (the daemon passes the verified user; default: this process's login name)."""
         with self.session() as s:
             c = Campaign(uid=str(uuid.uuid4()), name=name, spec_text=spec_text, spec_hash=spec_hash,
                          labloop_version=__version__, state="running")
             s.add(c)
             s.flush()
-            chain.append(s, campaign_id=c.id, user=_user(), action="campaign.start", detail={"name": name})
+            chain.append(s, campaign_id=c.id, user=user or _user(), action="campaign.start", detail={"name": name})
             return c
 
     def campaign(self, ref: str | int | None = None) -> Campaign:

@@ -1,0 +1,160 @@
+"""Commands of the connected lab: ``serve`` (the daemon), ``submit`` (a campaign to it) and ``watch`` (its live
+stream, from any machine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from labloop.control.client import Client, Follower, stream_address
+from labloop.errors import LabloopError
+from labloop.spec import read_spec_text
+from labloop.store import DEFAULT_URL
+from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
+
+DEFAULT_KEYS = Path.home() / ".labloop" / "daemon"
+
+
+def _client(server: str | None, key: str | None) -> Client:
+    client = Client.from_options(server, key)
+    if client is None:
+        raise LabloopError("no daemon given", "pass --server tcp://HOST:7510 (or set LABLOOP_SERVER)")
+    return client
+
+
+def describe(e: dict[str, Any]) -> str | None:
+    """One line for a stream event (None for the documents: `watch` counts them)."""
+    kind, b = e["kind"], e.get("body") or {}
+    t = b.get("trial")
+    if kind == "document":
+        return None
+    if kind in ("proposal", "trial_start"):
+        return f"trial {t['number']} {kind.replace('_', ' ')}: " + " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+    if kind == "step_start":
+        return f"trial {b.get('trial')} step {b.get('step')} on {b.get('device')} (attempt {b.get('attempt')})"
+    if kind == "step_end":
+        return f"trial {b.get('trial')} step {b.get('step')} {b.get('exit_status')}"
+    if kind == "measurement":
+        return f"trial {t['number']} measured: " + ", ".join(f"{k}={v:.4g}" for k, v in (t["values"] or {}).items())
+    if kind == "failure":
+        return f"trial {t['number']} {t['state']}: {t['failure_reason']}"
+    if kind == "best":
+        return f"best so far: trial {b['trial']} {b['objective']} = {b['value']:.4g}"
+    if kind in ("alert", "crash"):
+        return f"[bold red]{kind}:[/] {b.get('message')}"
+    if kind == "stopped":
+        return f"[bold green]stopped:[/] {b.get('reason')}"
+    return f"{kind}: {b}"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @user_errors
+    def serve(
+        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
+        control: Annotated[str, typer.Option(help="Address of the control socket.")] = "tcp://127.0.0.1:7510",
+        stream: Annotated[str, typer.Option(help="Address of the live stream.")] = "tcp://127.0.0.1:7511",
+        keys: Annotated[Path, typer.Option(help="Folder of the daemon's key pair and its campaigns' logs.")]
+        = DEFAULT_KEYS,
+    ) -> None:
+        """Run the daemon: campaigns submitted to it run here, each in its own process; operators control and
+        watch them from any machine with their key (`labloop users add`)."""
+        from labloop.control.server import serve as run_daemon
+
+        run_daemon(store or DEFAULT_URL, control, stream, keys)
+
+    @app.command()
+    @user_errors
+    def submit(
+        file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
+        server: ServerOpt = None,
+        key: KeyOpt = None,
+        time_scale: Annotated[Optional[float], typer.Option(help="Simulated devices run this many times faster.")]
+        = None,
+    ) -> None:
+        """Start a campaign on the daemon (validated there before anything starts); prints its id."""
+        text = read_spec_text(file)
+        client = _client(server, key)
+        try:
+            r = client.call("submit", timeout=330.0, text=text, source=str(file), time_scale=time_scale)
+        finally:
+            client.close()
+        console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}) runs on the daemon (pid {r['pid']}); "
+                      f"follow it with `labloop watch --campaign {r['campaign_id']}`", soft_wrap=True)
+
+    @app.command()
+    @user_errors
+    def watch(
+        campaign: Annotated[Optional[str], typer.Option(help="Campaign name or id (default: every campaign).")]
+        = None,
+        server: ServerOpt = None,
+        key: KeyOpt = None,
+        stream: Annotated[Optional[str], typer.Option(help="Stream address (default: the control port + 1).")]
+        = None,
+        until_end: Annotated[bool, typer.Option(help="Return when a followed campaign ends.")] = False,
+    ) -> None:
+        """Follow campaigns live: proposals, steps, measurements, best so far, alerts; catches up on what
+        happened before (or while the connection was down)."""
+        client = _client(server, key)
+        name = None
+        if campaign is not None:
+            name = client.call("status", campaign=campaign)["campaign"]["name"]
+        f = Follower(client, stream or stream_address(client.address), name)
+        view = WatchView()
+        try:
+            events = f.catch_up(campaign) if campaign is not None else []
+            with Live(view.render(), console=console, refresh_per_second=8,
+                      auto_refresh=console.is_terminal) as live:
+                while True:
+                    ended = view.add(events)
+                    live.update(view.render())
+                    if ended and until_end:
+                        break
+                    events = f.poll(0.25)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            f.close()
+            client.close()
+
+
+class WatchView:
+    """The last lines of every followed campaign, and per campaign: documents, measurements, best so far."""
+
+    def __init__(self, keep: int = 25):
+        self.keep = keep
+        self.lines: list[str] = []
+        self.campaigns: dict[int, dict[str, Any]] = {}
+
+    def add(self, events: list[dict[str, Any]]) -> bool:
+        """Take events; True when one of them ended its campaign."""
+        ended = False
+        for e in events:
+            c = self.campaigns.setdefault(e["campaign_id"], {"name": e.get("campaign", "?"), "docs": 0, "seq": 0,
+                                                            "best": "-", "state": "running"})
+            c["seq"] = e["seq"]
+            if e["kind"] == "document":
+                c["docs"] += 1
+            elif e["kind"] == "best":
+                c["best"] = f"{e['body']['value']:.4g} (trial {e['body']['trial']})"
+            elif e["kind"] == "campaign_end":
+                c["state"] = e["body"].get("state", "ended")
+                ended = True
+            line = describe(e)
+            if line is not None:
+                self.lines.append(f"[dim]{c['name']} #{e['seq']}[/] {line}")
+        self.lines = self.lines[-self.keep:]
+        return ended
+
+    def render(self) -> Group:
+        table = Table("campaign", "state", "events", "documents", "best so far", box=None)
+        for cid, c in self.campaigns.items():
+            table.add_row(f"{c['name']} ({cid})", c["state"], str(c["seq"]), str(c["docs"]), c["best"])
+        return Group(table, Text.from_markup("\n".join(self.lines) or "[dim]waiting for events...[/]"))

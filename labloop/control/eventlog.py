@@ -1,0 +1,128 @@
+"""A campaign process's side of the live stream: every document and campaign event, numbered, into the store.
+
+Why the child writes to the store and the daemon tails it (rather than the child sending to the daemon over a
+socket): the child must never block on the network or on the daemon. A queue put is all a step pays; one writer
+thread commits whatever accumulated while it committed the previous batch, in one transaction. The daemon, restarted or not, finds
+every event in the ``events`` table, in ``seq`` order, and publishes it; a subscriber that missed some asks for
+them (``missed``) and gets exactly the rows the stream carried. Children on other hosts sharing a PostgreSQL store
+work the same way. The price: an event reaches subscribers one commit plus one daemon poll (~10 ms) later, and a
+``kill -9`` loses the stream events of the last few milliseconds (never documents or trials: those are committed
+by the run core on its own path).
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from labloop.spec import CampaignSpec
+from labloop.store import Store
+from labloop.store.events import add_events, last_seq
+
+#: At most one stream commit per this many seconds: each is an fsync that the runner's own commits (step ends,
+#: request answers) would otherwise queue behind; the latency it adds is at most this.
+COMMIT_EVERY_S = 0.02
+
+
+def _trial(t: Any) -> dict[str, Any]:
+    return {"number": t.number, "state": str(t.state), "params": t.params, "values": t.values,
+            "source": t.source, "sample_id": t.sample_id, "failure_reason": t.failure_reason}
+
+
+class EventLog:
+    """Numbers events per campaign and writes them from its own thread. ``observer`` and ``document`` are the
+    run core's callbacks (scheduler observer, RunEngine subscription); both return at once."""
+
+    def __init__(self, store: Store, campaign_id: int, spec: CampaignSpec):
+        self.store, self.campaign_id, self.spec = store, campaign_id, spec
+        self._seq = last_seq(store, campaign_id)  # a resumed campaign continues its numbering
+        self._lock = threading.Lock()
+        self._q: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._best: tuple[int, float] | None = None
+        self._runs: dict[str, dict[str, Any]] = {}  # run uid -> trial/step of its start document
+        self._thread = threading.Thread(target=self._write, name="labloop-eventlog", daemon=True)
+        self._thread.start()
+
+    def emit(self, kind: str, body: dict[str, Any]) -> None:
+        with self._lock:  # numbering and enqueueing together: the queue is in seq order
+            self._seq += 1
+            self._q.put({"campaign_id": self.campaign_id, "seq": self._seq,
+                         "at": datetime.now(timezone.utc), "kind": kind, "body": body})
+
+    def document(self, name: str, doc: dict[str, Any]) -> None:
+        """A RunEngine subscription: the document goes out unchanged, plus step start/end as campaign events."""
+        self.emit("document", {"name": name, "doc": doc})
+        if name == "start":
+            self._runs[doc["uid"]] = {"trial": doc.get("trial"), "step": doc.get("step")}
+        elif name == "stop":
+            run = self._runs.pop(doc.get("run_start", ""), {})
+            self.emit("step_end", {**run, "exit_status": doc.get("exit_status"), "reason": doc.get("reason", "")})
+
+    def observer(self, kind: str, data: dict[str, Any]) -> None:
+        """The scheduler's observer, turned into stream events."""
+        if kind == "proposed":
+            self.emit("proposal", {"trial": _trial(data["trial"]), "approval": data.get("approval", False)})
+        elif kind == "started":
+            self.emit("trial_start", {"trial": _trial(data["trial"])})
+        elif kind == "step":
+            self.emit("step_start", {k: data.get(k) for k in ("trial", "step", "device", "to", "attempt")})
+        elif kind == "finished":
+            t = data["trial"]
+            if str(t.state) == "done":
+                self.emit("measurement", {"trial": _trial(t)})
+                self._maybe_best(t)
+            else:
+                self.emit("failure", {"trial": _trial(t)})
+        elif kind == "alert":
+            self.emit("alert", {"message": data.get("message", "")})
+        elif kind in ("paused", "resumed"):
+            self.emit(kind, {k: str(v) for k, v in data.items()})
+        elif kind == "stopped":
+            d = data["decision"]
+            self.emit("stopped", {"rule": d.rule, "reason": d.reason})
+
+    def _maybe_best(self, t: Any) -> None:
+        o = self.spec.objectives[0]
+        v = (t.values or {}).get(o.name)
+        if v is None:
+            return
+        if self._best is None or o.better(float(v), self._best[1]):
+            self._best = (t.number, float(v))
+            self.emit("best", {"trial": t.number, "objective": o.name, "value": float(v), "params": t.params})
+
+    def _write(self) -> None:
+        done = False
+        while not done:
+            first = self._q.get()
+            batch = []
+            if first is None:
+                done = True
+            else:
+                batch.append(first)
+            while True:  # everything that accumulated meanwhile, in one transaction
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+            if batch:
+                began = time.monotonic()
+                try:
+                    add_events(self.store, batch)
+                except Exception as exc:  # noqa: BLE001 - the stream is not the lab: never stop a campaign for it
+                    print(f"labloop: stream events {batch[0]['seq']}..{batch[-1]['seq']} not stored: {exc}",
+                          file=sys.stderr)
+                if not done:
+                    time.sleep(max(0.0, COMMIT_EVERY_S - (time.monotonic() - began)))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then end the writer thread."""
+        self._q.put(None)
+        self._thread.join(timeout)

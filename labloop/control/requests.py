@@ -1,0 +1,82 @@
+"""Acknowledged operator requests, asked of a campaign's runner through the store and awaited.
+
+Shared by the command line (on the store directly) and the daemon (for a client): both queue a row, and the
+campaign's runner answers it ``done`` or ``refused`` within a fraction of a second. Nothing here waits on the
+campaign for longer than ``wait``; a silent runner is explained through its liveness.
+"""
+
+from __future__ import annotations
+
+import time
+
+from labloop.errors import LabloopError
+from labloop.run.liveness import ACTIVE_STATES, liveness
+from labloop.store import Store
+from labloop.store.schema import Campaign, OperatorRequest
+
+
+def await_answers(st: Store, request_ids: list[int], wait: float) -> dict[int, OperatorRequest]:
+    """Poll the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
+    answered ones by id."""
+    deadline = time.monotonic() + wait
+    answered: dict[int, OperatorRequest] = {}
+    while True:
+        for rid in request_ids:
+            if rid not in answered:
+                r = st.operator_request(rid)
+                if r.state != "pending":
+                    answered[rid] = r
+        if len(answered) == len(request_ids) or time.monotonic() >= deadline:
+            return answered
+        time.sleep(0.01)
+
+
+def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float) -> str:
+    """Queue a request for ``c``'s runner and wait for its answer; returns the outcome or raises when refused.
+    With no answer in time, explains what the runner's liveness says."""
+    if c.state not in ACTIVE_STATES and not (action in ("stop", "approve", "reject") and c.state == "estopped"):
+        raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason})",
+                           "start a new campaign with `labloop run FILE`")
+    rid = st.request(c.id, action, args or {}, user)
+    r = await_answers(st, [rid], wait).get(rid)
+    if r is not None and r.state == "done":
+        return r.outcome or "done"
+    if r is not None:
+        raise LabloopError(f"campaign '{c.name}': {action} refused: {r.outcome}",
+                           "see `labloop status` for the campaign's state")
+    life = liveness(st.campaign(c.id))
+    if life.alive:
+        msg = f"campaign '{c.name}': the runner has not answered the {action} request within {wait:g} s"
+        fix = "it is queued and will be carried out; check `labloop status`, or wait longer with --wait"
+    else:
+        msg = f"campaign '{c.name}': no runner is answering ({life.describe()})"
+        fix = ("the request is queued: `labloop resume` restarts the campaign and carries it out"
+               + ("; nothing is moving in this lab now" if action == "estop" and life.state == "dead" else ""))
+    raise LabloopError(msg, fix)
+
+
+def estop(st: Store, campaign: str | int | None, user: str | None, wait: float) -> list[str]:
+    """Emergency stop of one campaign, or of every running campaign of the store at once (all requests are
+    queued before any answer is awaited). Returns one line per answer; raises when a runner did not answer."""
+    targets = ([st.campaign(campaign)] if campaign is not None
+               else [c for c in st.campaigns() if c.state in ACTIVE_STATES])
+    if not targets:
+        raise LabloopError("no campaign of this store is running: nothing to stop",
+                           "pass --store with the store of the running campaign")
+    ids = {c.id: st.request(c.id, "estop", {}, user) for c in targets if c.state in ACTIVE_STATES}
+    if not ids:
+        raise LabloopError(f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
+                           "nothing of it is moving")
+    answered = await_answers(st, list(ids.values()), wait)
+    lines, problems = [], []
+    for c in targets:
+        r = answered.get(ids.get(c.id, -1))
+        if r is not None:
+            lines.append(f"EMERGENCY STOP campaign '{c.name}' (id {c.id}): {r.state}: {r.outcome}")
+        else:
+            problems.append(f"campaign '{c.name}' (id {c.id}): {liveness(st.campaign(c.id)).describe()}")
+    if problems:
+        raise LabloopError("no answer to the emergency stop from " + "; ".join(problems),
+                           "if a runner is alive but silent, cut the power to its devices; a dead runner "
+                           "moves nothing, and `labloop resume` settles its trials")
+    return lines

@@ -1,0 +1,231 @@
+"""``labloop serve``: the daemon. A ROUTER control socket and a PUB stream, both CURVE with keys the store knows.
+
+One thread (the main loop) owns the control socket: it reads a request, checks its size and shape
+(:mod:`~labloop.control.protocol`), identifies the verified user (the ZAP handler put their name in the
+connection's User-Id), checks the role, and hands the request to a worker thread; workers send their replies back
+through an inproc socket, which the main loop forwards. So a request that waits (a pause waiting for the runner's
+acknowledgement, a submit waiting for the campaign to validate) never delays anybody else's, and a malformed
+message costs an error reply, never the daemon. ``status`` is answered from a snapshot at most
+:data:`STATUS_FRESH_S` old when one exists (a dashboard's polling costs no store reads).
+
+Campaigns run in child processes (:mod:`~labloop.control.supervisor`); the stream tails their events
+(:mod:`~labloop.control.stream`).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from labloop.errors import LabloopError
+from labloop.store import Store
+from . import audit, methods, protocol
+from .auth import StoreAuthenticator, permitted, role_needed
+from .keys import ServerKeys, apply_server
+from .stream import Publisher
+from .supervisor import CHECK_S, Supervisor
+
+DEFAULT_CONTROL = "tcp://127.0.0.1:7510"
+DEFAULT_STREAM = "tcp://127.0.0.1:7511"
+STATUS_FRESH_S = 0.5
+MAX_WIRE_BYTES = 16 * protocol.MAX_BYTES  # beyond this 0MQ drops the connection before buffering it all
+REPLIES = "inproc://labloop-replies"
+
+
+class Daemon:
+    def __init__(self, store_url: str, control: str = DEFAULT_CONTROL, stream: str = DEFAULT_STREAM,
+                 keys_dir: Path | None = None, workers: int = 8):
+        self.store_url = store_url
+        self.store = Store(store_url)
+        self.keys_dir = Path(keys_dir or Path.home() / ".labloop" / "daemon").expanduser()
+        self.keys = ServerKeys.load_or_create(self.keys_dir)
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.auth = StoreAuthenticator(self.ctx, self.store, domain="labloop")
+        self.auth.start()
+        self.control = self.ctx.socket(zmq.ROUTER)
+        apply_server(self.control, self.keys)
+        self.control.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE_BYTES)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.bind(control)
+        self.replies = self.ctx.socket(zmq.PULL)
+        self.replies.bind(REPLIES)
+        self.publisher = Publisher(self.ctx, self.store, stream, lambda s: apply_server(s, self.keys))
+        self.supervisor = Supervisor(self.store, store_url, self.keys_dir / "logs", self.publisher.watch)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labloop-worker")
+        self._local = threading.local()
+        self._status: dict[str, tuple[float, bytes]] = {}  # campaign ref -> (when, reply result json)
+        self._stop = threading.Event()
+        self.control_address = self.control.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.stream_address = self.publisher.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    # ------------------------------------------------------------------------------------------- main loop
+    def serve_forever(self) -> None:
+        self.publisher.start()
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.replies, zmq.POLLIN)
+        next_check = 0.0
+        try:
+            while not self._stop.is_set():
+                for sock, _ in poller.poll(int(CHECK_S * 1000)):
+                    if sock is self.control:
+                        self._drain_control()
+                    else:
+                        self._drain_replies()
+                now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + CHECK_S
+                    for child, rc in self.supervisor.reap():
+                        if child.campaign_id is not None:
+                            self.publisher.unwatch_later(child.campaign_id)
+                        self.pool.submit(self._guard, self.supervisor.handle_exit, child, rc)
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a store hiccup while handling an exit must not end the daemon
+            print(f"labloop serve: {fn.__name__} failed: {type(exc).__name__}: {exc}", flush=True)
+
+    def _drain_control(self) -> None:
+        for _ in range(1000):  # bounded: the reply socket and the supervisor get their turn too
+            try:
+                frames = self.control.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle(frames)
+
+    def _drain_replies(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self.replies.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._send(frames)
+
+    def _send(self, frames: list[bytes]) -> None:
+        try:
+            self.control.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.ZMQError:  # the client went away or cannot take more: its reply is dropped
+            pass
+
+    # ------------------------------------------------------------------------------------------- a request
+    def _handle(self, frames: list[Any]) -> None:
+        envelope = [frames[0].bytes]
+        body = frames[1:]
+        if len(body) >= 2 and body[0].bytes == b"":  # a REQ client's delimiter frame
+            envelope.append(b"")
+            body = body[1:]
+        if len(body) != 1:
+            self._send(envelope + [protocol.error(None, "bad_frames", f"a request is one frame, not {len(body)}",
+                                                  "send the JSON request as a single message frame")])
+            return
+        try:
+            user_id = frames[-1].get("User-Id")
+        except zmq.ZMQError:
+            user_id = None
+        try:
+            address = frames[-1].get("Peer-Address")
+        except zmq.ZMQError:
+            address = None
+        try:
+            req, params = protocol.parse_request(body[0].bytes)
+        except protocol.ProtocolError as exc:
+            self._send(envelope + [protocol.from_protocol_error(exc)])
+            return
+        ident = self.auth.identify(user_id) if user_id else None
+        if ident is None:
+            self._reply_later(envelope, req, params, None, address, refused=(
+                "unknown_key", f"the key of this connection ({user_id or 'none'}) is not a user of this lab, or was "
+                "revoked", "ask an admin for a key file (`labloop users add`) and pass it with --key"))
+            return
+        if not permitted(ident.role, req.method):
+            need = role_needed(req.method)
+            self._reply_later(envelope, req, params, ident, address, refused=(
+                "forbidden", f"{ident.name} is a {ident.role}; {req.method} needs the {need} role",
+                f"ask an admin to give you the {need} role, or ask someone who has it"))
+            return
+        if req.method == "status":
+            key = json.dumps(params.campaign)
+            hit = self._status.get(key)
+            if hit is not None and time.monotonic() - hit[0] < STATUS_FRESH_S:
+                self._send(envelope + [b'{"v": 1, "id": ' + json.dumps(req.id).encode() + b', "ok": true, '
+                                       b'"result": ' + hit[1] + b"}"])
+                return
+        self._reply_later(envelope, req, params, ident, address)
+
+    def _reply_later(self, envelope: list[bytes], req: protocol.Request, params: Any, ident: Any,
+                     address: str | None, refused: tuple[str, str, str] | None = None) -> None:
+        try:
+            self.pool.submit(self._work, envelope, req, params, ident, address, refused)
+        except RuntimeError:  # shutting down
+            pass
+
+    def _work(self, envelope: list[bytes], req: protocol.Request, params: Any, ident: Any, address: str | None,
+              refused: tuple[str, str, str] | None) -> None:
+        user, role = (ident.name, ident.role) if ident is not None else ("unknown", "none")
+        args = methods.audit_args(req.method, params)
+        try:
+            if refused is not None:
+                reply = protocol.error(req.id, *refused)
+                self._audit(user, role, address, req.method, args, "refused", refused[1])
+            else:
+                if req.method not in methods.READS:
+                    self._audit(user, role, address, req.method, args, "accepted", None)
+                call = methods.Call(user, role, self.store, self.supervisor)
+                try:
+                    result = methods.HANDLERS[req.method](call, params)
+                    encoded = json.dumps(result, default=str).encode()
+                    if req.method == "status":
+                        self._status[json.dumps(params.campaign)] = (time.monotonic(), encoded)
+                    reply = b'{"v": 1, "id": ' + json.dumps(req.id).encode() + b', "ok": true, "result": ' \
+                        + encoded + b"}"
+                except LabloopError as exc:
+                    reply = protocol.error(req.id, "refused", exc.problem, exc.fix or "")
+        except Exception as exc:  # noqa: BLE001 - a bug in one method answers that request, the daemon goes on
+            reply = protocol.error(req.id, "internal", f"{req.method} failed: {type(exc).__name__}: {exc}",
+                                   "this is a labloop bug; the daemon's output has the details")
+        self._reply_socket().send_multipart(envelope + [reply])
+
+    def _audit(self, user: str, role: str, address: str | None, command: str, args: dict[str, Any],
+               outcome: str, detail: str | None) -> None:
+        audit.record(self.store, user=user, role=role, address=address, command=command, args=args,
+                     outcome=outcome, detail=None if detail is None else {"reason": detail})
+
+    def _reply_socket(self) -> Any:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = self._local.sock = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.connect(REPLIES)
+        return sock
+
+    def close(self) -> None:
+        self.supervisor.stop_all()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.publisher.close()
+        self.auth.stop()
+        self.control.close(0)
+        self.replies.close(0)
+        self.store.close()
+
+
+def serve(store_url: str, control: str, stream: str, keys_dir: Path | None) -> None:
+    """Run the daemon until SIGTERM or Ctrl-C; prints where it listens and its public key."""
+    d = Daemon(store_url, control, stream, keys_dir)
+    signal.signal(signal.SIGTERM, lambda *_: d.stop())
+    signal.signal(signal.SIGINT, lambda *_: d.stop())
+    print(f"labloop serve: control {d.control_address}  stream {d.stream_address}  store {store_url}\n"
+          f"server public key {d.keys.public_z85()}  (keys and logs in {d.keys_dir})", flush=True)
+    d.serve_forever()

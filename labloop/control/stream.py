@@ -1,0 +1,91 @@
+"""The live stream's publishing side: tail the ``events`` table, publish each row on a PUB socket.
+
+Why tail the store instead of receiving from the children: what is published has been stored first, so
+``missed(campaign, after_seq)`` returns exactly what the stream carried; a daemon restarted mid-campaign loses
+nothing; and no child ever waits on a socket. Each watched campaign is read by ``seq`` (one writer per campaign,
+so ``seq`` order is commit order; a global id would not be on PostgreSQL, where two campaigns' transactions commit
+out of id order). A PUB socket drops messages for a subscriber whose queue is full (high-water mark), so a slow or
+stuck subscriber never slows the daemon or the lab; it notices the gap in ``seq`` and asks ``missed``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from labloop.store import Store
+from labloop.store.events import events_after, last_seq
+from . import protocol
+
+POLL_S = 0.005
+LINGER_S = 10.0  # keep publishing an ended campaign this long after its process exits (its last events)
+HWM = 20_000
+
+
+class Publisher:
+    """Owns the PUB socket (one thread: zmq sockets are not thread-safe)."""
+
+    def __init__(self, ctx: zmq.Context[Any], store: Store, bind: str, secure: Any):
+        self.store = store
+        self.sock = ctx.socket(zmq.PUB)
+        secure(self.sock)
+        self.sock.setsockopt(zmq.SNDHWM, HWM)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(bind)
+        self._watch: dict[int, list[Any]] = {}  # campaign id -> [name, last published seq, until (or None)]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="labloop-stream", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def watch(self, campaign_id: int, name: str, from_seq: int | None = None) -> None:
+        """Publish ``campaign_id``'s events after ``from_seq`` (default: those stored from now on)."""
+        start = last_seq(self.store, campaign_id) if from_seq is None else from_seq
+        with self._lock:
+            if campaign_id in self._watch:
+                self._watch[campaign_id][2] = None
+            else:
+                self._watch[campaign_id] = [name, start, None]
+
+    def unwatch_later(self, campaign_id: int) -> None:
+        with self._lock:
+            if campaign_id in self._watch:
+                self._watch[campaign_id][2] = time.monotonic() + LINGER_S
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                watched = [(cid, w[0], w[1], w[2]) for cid, w in self._watch.items()]
+            sent = 0
+            for cid, name, after, until in watched:
+                try:
+                    rows = events_after(self.store, cid, after, 500)
+                except Exception:  # noqa: BLE001 - a store hiccup: try again next poll, the rows stay
+                    rows = []
+                for e in rows:
+                    frames = protocol.stream_message(name, cid, e.seq, e.at.isoformat() if e.at else "",
+                                                     e.kind, e.body)
+                    try:
+                        self.sock.send_multipart(frames, zmq.NOBLOCK)
+                    except zmq.Again:  # only when no subscriber's queue has room: they recover through missed
+                        pass
+                    sent += 1
+                with self._lock:
+                    w = self._watch.get(cid)
+                    if w is not None:
+                        if rows:
+                            w[1] = rows[-1].seq
+                        if not rows and until is not None and time.monotonic() > until:
+                            del self._watch[cid]
+            if not sent:
+                self._stop.wait(POLL_S)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close(0)

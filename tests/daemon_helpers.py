@@ -1,0 +1,94 @@
+"""A real daemon in a subprocess for tests: its own store, key folder and free ports, and users with keys."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zmq
+import zmq.utils.z85  # noqa: F401 - keys.py validates keys with zmq.utils.z85 without importing it
+from sqlalchemy import insert
+
+from labloop.control.client import Client
+from labloop.control.keys import ClientKey, ServerKeys
+from labloop.errors import LabloopError
+from labloop.store import Store
+from labloop.store.schema import User, utcnow
+
+
+def add_user(store_url: str, name: str, role: str, server: ServerKeys) -> ClientKey:
+    """A user row with a fresh CURVE pair (what `labloop users add` does), and the key their client needs."""
+    public, secret = zmq.curve_keypair()
+    st = Store(store_url)
+    try:
+        with st.session() as s:
+            s.execute(insert(User).values(name=name, role=role, public_key=public.decode(), created_at=utcnow(),
+                                          created_by="test"))
+    finally:
+        st.close()
+    return ClientKey(name=name, role=role, public_key=public.decode(), secret_key=secret.decode(),
+                     server_public_key=server.public.decode())
+
+
+class DaemonProcess:
+    """``labloop serve`` on ports the OS picks; ``client(key)`` talks to it."""
+
+    def __init__(self, tmp_path: Path, store_url: str | None = None):
+        self.tmp = tmp_path
+        self.store_url = store_url or f"sqlite:///{tmp_path / 'lab.db'}"
+        self.keys_dir = tmp_path / "daemon-keys"
+        Store(self.store_url).close()
+        self.server_keys = ServerKeys.load_or_create(self.keys_dir)
+        self.log = open(tmp_path / "daemon.out", "w+b")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> "DaemonProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "labloop", "serve", "--store", self.store_url, "--keys", str(self.keys_dir),
+             "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = (self.tmp / "daemon.out").read_text(errors="replace")
+            m = re.search(r"control (\S+)\s+stream (\S+)", text)
+            if m:
+                self.control, self.stream = m.group(1), m.group(2)
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the daemon exited: {text}")
+            time.sleep(0.05)
+        raise RuntimeError("the daemon did not start")
+
+    def client(self, key: ClientKey, timeout: float = 30.0) -> Client:
+        return Client(self.control, key, timeout)
+
+    def output(self) -> str:
+        return (self.tmp / "daemon.out").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def wait_until(predicate, timeout: float = 60.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except LabloopError:
+            value = None
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not reached in time")
