@@ -47,17 +47,20 @@ class DaemonProcess:
         self.log = open(tmp_path / "daemon.out", "w+b")
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> "DaemonProcess":
+    def start(self, timeout: float = 60.0, http: str | None = None) -> "DaemonProcess":
+        """``http``: also serve the dashboard (e.g. ``127.0.0.1:0`` for a free port; its URL lands in ``self.http``)."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labloop", "serve", "--store", self.store_url, "--keys", str(self.keys_dir),
-             "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"],
+             "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"] + (["--http", http] if http else []),
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = (self.tmp / "daemon.out").read_text(errors="replace")
             m = re.search(r"control (\S+)\s+stream (\S+)", text)
-            if m:
+            web = re.search(r"dashboard (\S+)", text)
+            if m and (http is None or web):
                 self.control, self.stream = m.group(1), m.group(2)
+                self.http = web.group(1) if web else None
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the daemon exited: {text}")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,12 +16,11 @@ import pytest
 import yaml
 
 from labloop.store import Store
-from labloop.web.app import Dashboard
-from labloop.web.server import HttpServer
+from labloop.web import accounts
 
-from campaign_files import write
+from daemon_helpers import DaemonProcess, add_user as daemon_add_user
 from running import two_chamber
-from web_helpers import PASSWORD, add_user
+from web_helpers import PASSWORD
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -40,7 +37,7 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1100"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
 
@@ -84,41 +81,34 @@ def sign_in(driver, base: str, name: str, next_path: str = "/") -> None:
 
 
 class Lab:
-    """A store, users of every role, the dashboard on a free port, and campaigns run by child processes."""
+    """A daemon serving the dashboard (``labloop serve --http``), users of every role with passwords, and
+    campaigns submitted to it by an operator's client (each runs in the daemon's child process)."""
 
     def __init__(self, tmp_path: Path):
         self.tmp = tmp_path
-        self.url = f"sqlite:///{tmp_path / 'labloop.db'}"
-        self.store = Store(self.url)
-        for role in ("viewer", "operator", "approver", "admin"):
-            add_user(self.store, role, role)
-        self.http = HttpServer(Dashboard(self.url), "127.0.0.1", 0).start()
-        self.procs: list[subprocess.Popen] = []
+        self.daemon = DaemonProcess(tmp_path)
+        self.keys = {role: daemon_add_user(self.daemon.store_url, role, role, self.daemon.server_keys)
+                     for role in ("viewer", "operator", "approver", "admin")}
+        self.store = Store(self.daemon.store_url)
+        for role in self.keys:
+            accounts.set_password(self.store, role, PASSWORD)
+        self.daemon.start(http="127.0.0.1:0")
+        self.url = self.daemon.http
 
-    def run(self, name: str, **changes) -> subprocess.Popen:
+    def run(self, name: str, **changes) -> int:
+        """Submit a campaign as the operator; returns its id once the daemon has it running."""
         data = two_chamber(max_trials=changes.pop("max_trials", 40), **changes)
         data["name"] = name
-        data["lab"]["time_scale"] = changes.pop("time_scale", 1800.0)  # a 60-minute deposition: 2 s
-        path = write(self.tmp, data, f"{name}.yaml")
-        log = open(self.tmp / f"{name}.log", "wb")
-        p = subprocess.Popen([sys.executable, "-m", "labloop", "run", str(path), "--store", self.url],
-                             stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(p)
-
-        def stored() -> bool:
-            if p.poll() is not None:
-                raise AssertionError(f"labloop run ended early: {(self.tmp / f'{name}.log').read_text()[-2000:]}")
-            return any(c.name == name for c in self.store.campaigns())
-
-        wait_for(stored, 180, f"campaign {name} stored")  # a child imports torch and botorch first
-        return p
+        data["lab"]["time_scale"] = 1800.0  # a 60-minute deposition: 2 s
+        client = self.daemon.client(self.keys["operator"], timeout=300)
+        try:
+            r = client.call("submit", timeout=300, text=yaml.safe_dump(data), source=f"{name}.yaml")
+        finally:
+            client.close()
+        return r["campaign_id"]
 
     def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-        self.http.stop()
+        self.daemon.stop()
         self.store.close()
 
 
@@ -133,7 +123,7 @@ def test_a_viewer_sees_the_live_page_but_no_buttons(browser, lab, tmp_path):
     from selenium.webdriver.common.by import By
 
     lab.run("viewer-run")
-    sign_in(browser, lab.http.url, "viewer", "/campaigns/viewer-run")
+    sign_in(browser, lab.url, "viewer", "/campaigns/viewer-run")
     wait_for(lambda: browser.find_element(By.ID, "state").text == "running", what="state shown")
     assert browser.find_element(By.ID, "role").text == "viewer"
     assert browser.find_elements(By.CSS_SELECTOR, "#controls button") == []
@@ -145,8 +135,8 @@ def test_a_viewer_sees_the_live_page_but_no_buttons(browser, lab, tmp_path):
 def test_an_operator_pauses_a_running_campaign_and_the_page_shows_it(browser, lab, tmp_path):
     from selenium.webdriver.common.by import By
 
-    proc = lab.run("pause-run")
-    sign_in(browser, lab.http.url, "operator", "/campaigns/pause-run")
+    lab.run("pause-run")
+    sign_in(browser, lab.url, "operator", "/campaigns/pause-run")
     wait_for(lambda: browser.find_element(By.ID, "state").text == "running", what="running")
     browser.find_element(By.ID, "btn-pause").click()
     wait_for(lambda: browser.find_element(By.ID, "state").text == "paused", what="paused shown")
@@ -154,15 +144,14 @@ def test_an_operator_pauses_a_running_campaign_and_the_page_shows_it(browser, la
     assert lab.store.campaign("pause-run").state == "paused"
     shoot(browser, tmp_path, "dashboard-paused")
     browser.find_element(By.ID, "btn-stop").click()
-    wait_for(lambda: browser.find_element(By.ID, "state").text == "stopped", what="stopped shown")
-    proc.wait(timeout=60)
+    wait_for(lambda: browser.find_element(By.ID, "state").text == "stopped", 60, "stopped shown")
 
 
 def test_an_approver_approves_a_pending_proposal_and_it_runs(browser, lab, tmp_path):
     from selenium.webdriver.common.by import By
 
     lab.run("approve-run", max_trials=3, scheduling={"approval": True})
-    sign_in(browser, lab.http.url, "approver", "/campaigns/approve-run")
+    sign_in(browser, lab.url, "approver", "/campaigns/approve-run")
     button = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#approvals button.approve"), 60, "a proposal")[0]
     number = int(button.get_attribute("id").split("-")[1])
     button.click()
@@ -177,7 +166,7 @@ def test_the_convergence_plot_gains_a_point_when_a_trial_finishes(browser, lab, 
     from selenium.webdriver.common.by import By
 
     lab.run("live-run", max_trials=6)
-    sign_in(browser, lab.http.url, "viewer", "/campaigns/live-run")
+    sign_in(browser, lab.url, "viewer", "/campaigns/live-run")
     plot = "#convergence-plot g.measured"
     start = int(wait_for(lambda: browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points") is not None
                          and browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points"), what="plot"))

@@ -63,12 +63,15 @@ def register(app: typer.Typer) -> None:
         stream: Annotated[str, typer.Option(help="Address of the live stream.")] = "tcp://127.0.0.1:7511",
         keys: Annotated[Path, typer.Option(help="Folder of the daemon's key pair and its campaigns' logs.")]
         = DEFAULT_KEYS,
+        http: Annotated[Optional[str], typer.Option(
+            help="Also serve the web dashboard at HOST:PORT, e.g. 127.0.0.1:8080 (sign in with `labloop users "
+            "passwd NAME`).")] = None,
     ) -> None:
         """Run the daemon: campaigns submitted to it run here, each in its own process; operators control and
         watch them from any machine with their key (`labloop users add`)."""
         from labloop.control.server import serve as run_daemon
 
-        run_daemon(store or DEFAULT_URL, control, stream, keys)
+        run_daemon(store or DEFAULT_URL, control, stream, keys, http)
 
     @app.command()
     @user_errors

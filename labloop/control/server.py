@@ -221,11 +221,30 @@ class Daemon:
         self.store.close()
 
 
-def serve(store_url: str, control: str, stream: str, keys_dir: Path | None) -> None:
-    """Run the daemon until SIGTERM or Ctrl-C; prints where it listens and its public key."""
+def serve(store_url: str, control: str, stream: str, keys_dir: Path | None, http: str | None = None) -> None:
+    """Run the daemon until SIGTERM or Ctrl-C; prints where it listens and its public key. ``http``
+    (``HOST:PORT``): also serve the dashboard there, fed by this daemon's stream and acting through its methods."""
     d = Daemon(store_url, control, stream, keys_dir)
+    web = None
+    if http is not None:
+        from labloop.web.actions import daemon_runner
+        from labloop.web.app import Dashboard
+        from labloop.web.server import HttpServer, parse_http
+
+        try:
+            dash = Dashboard(store_url, runner=daemon_runner(d.supervisor), tail=False)
+            d.publisher.also(dash.hub.publish)
+            web = HttpServer(dash, *parse_http(http)).start()
+        except BaseException:
+            d.close()
+            raise
     signal.signal(signal.SIGTERM, lambda *_: d.stop())
     signal.signal(signal.SIGINT, lambda *_: d.stop())
     print(f"labloop serve: control {d.control_address}  stream {d.stream_address}  store {store_url}\n"
-          f"server public key {d.keys.public_z85()}  (keys and logs in {d.keys_dir})", flush=True)
-    d.serve_forever()
+          f"server public key {d.keys.public_z85()}  (keys and logs in {d.keys_dir})"
+          + (f"\ndashboard {web.url}" if web else ""), flush=True)
+    try:
+        d.serve_forever()
+    finally:
+        if web is not None:
+            web.stop()

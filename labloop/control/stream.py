@@ -39,6 +39,12 @@ class Publisher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labloop-stream", daemon=True)
+        self._also: list[Any] = []
+
+    def also(self, listener: Any) -> None:
+        """Also hand every published event to ``listener(campaign_id, seq, kind, body)`` (the dashboard's hub);
+        it must return at once. Call before :meth:`start`."""
+        self._also.append(listener)
 
     def start(self) -> None:
         self._thread.start()
@@ -74,6 +80,8 @@ class Publisher:
                         self.sock.send_multipart(frames, zmq.NOBLOCK)
                     except zmq.Again:  # only when no subscriber's queue has room: they recover through missed
                         pass
+                    for listener in self._also:
+                        listener(cid, e.seq, e.kind, e.body)
                     sent += 1
                 with self._lock:
                     w = self._watch.get(cid)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from labloop.cli.control_cmds import ask_runner
+from labloop.control.requests import ask_runner
 from labloop.control.auth import permitted, role_needed
 from labloop.errors import LabloopError
 from labloop.store import Store
@@ -45,6 +45,23 @@ Runner = Callable[[Store, Campaign, str, dict[str, Any], str, float], str]
 def store_runner(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
     """Carry out ``action`` through the store's acknowledged requests (the campaign's runner answers)."""
     return ask_runner(store, c, action, args, user, wait)
+
+
+def daemon_runner(supervisor: Any) -> Runner:
+    """Inside the daemon: a button does exactly what the control method of the same name does (``resume`` restarts
+    a campaign whose process died in a new child; ``estop`` fans out at once), with the signed-in user's name."""
+    from labloop.control import methods, protocol
+
+    def run(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
+        params = protocol.METHODS[action](campaign=c.id, wait=wait, **args)
+        result = methods.HANDLERS[action](methods.Call(user, "web", store, supervisor), params)
+        if isinstance(result, dict) and "outcome" in result:
+            return str(result["outcome"])
+        if isinstance(result, dict) and "lines" in result:
+            return "; ".join(result["lines"])
+        return str(result)
+
+    return run
 
 
 def act(store: Store, user: WebUser, address: str, c: Campaign, action: str, args: dict[str, Any],

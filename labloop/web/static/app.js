@@ -147,28 +147,50 @@
     }, 80);
   }
 
+  /* Events are only noted as they arrive; the page is redrawn at most every FLUSH_MS. A deposition's monitors can
+     send hundreds of documents a second: drawing each one would freeze the tab, drawing in batches keeps every
+     event on screen within FLUSH_MS of its arrival. */
+  const FLUSH_MS = 100, STREAM_POINTS = 3000;
+  let flushTimer = null, unshown = [], streamsDirty = false, structural = false;
   function onEvent(kind, e) {
     const body = JSON.parse(e.data);
     const seq = e.lastEventId ? +e.lastEventId : null;
     if (seq != null) { if (seq <= live.lastSeq) return; live.lastSeq = seq; }
     live.received++;
-    live.arrivals.push({seq: seq, kind: kind, t: Date.now(), sent: body && body.at});
-    if (live.arrivals.length > 2000) live.arrivals.shift();
-    $("events").setAttribute("data-last-seq", String(live.lastSeq));
-    const li = text("li", `${seq ?? ""} ${kind}${body && body.name ? " " + body.name : ""}`);
-    const list = $("events"); list.insertBefore(li, list.firstChild);
+    const arrival = {seq: seq, kind: kind, t: Date.now(), sent: body && body.at, shown: null};
+    live.arrivals.push(arrival);
+    if (live.arrivals.length > 5000) live.arrivals.shift();
+    unshown.push([arrival, body]);
+    if (kind === "document") { if (body && body.name === "event") streamPoint(body.doc); else if (body && body.name === "stop") structural = true; }
+    else { structural = true; }
+    if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+  }
+
+  function flush() {
+    flushTimer = null;
+    const list = $("events"), now = Date.now();
+    unshown.slice(-50).forEach(([a, body]) => {
+      list.insertBefore(text("li", `${a.seq ?? ""} ${a.kind}${body && body.name ? " " + body.name : ""}`), list.firstChild);
+    });
+    unshown.forEach(([a]) => { a.shown = now; });
+    unshown = [];
     while (list.childNodes.length > 200) list.removeChild(list.lastChild);
-    if (kind === "document" && body && body.name === "event") return streamPoint(body.doc);
-    refresh();
+    list.setAttribute("data-last-seq", String(live.lastSeq));
+    if (streamsDirty) { streamsDirty = false; renderStreams(); }
+    if (structural) { structural = false; refresh(); }
   }
 
   function streamPoint(doc) {
-    const r = snap.running.find(x => x.run_uid && doc && doc.descriptor && x.descriptors && x.descriptors.includes(doc.descriptor)) || null;
+    /* a monitored signal is named after its device (chamber1_chamber_pressure): draw it under the step running there */
     if (!doc || !doc.data) return;
-    const target = r || snap.running[0];
-    if (!target) return;
-    for (const [k, v] of Object.entries(doc.data)) if (typeof v === "number") (target.stream = target.stream || []).push({signal: k, t: doc.time, value: v});
-    renderStreams();
+    for (const [k, v] of Object.entries(doc.data)) {
+      const target = typeof v === "number" && snap.running.find(r => r.device && k.startsWith(r.device + "_"));
+      if (!target) continue;
+      const stream = target.stream = target.stream || [];
+      stream.push({signal: k, t: doc.time, value: v});
+      if (stream.length > STREAM_POINTS) stream.splice(0, stream.length - STREAM_POINTS);
+      streamsDirty = true;
+    }
   }
 
   async function act(action, args) {

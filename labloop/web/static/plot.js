@@ -11,11 +11,19 @@
     return e;
   }
   function ticks(lo, hi, n) {
+    /* at most a dozen ticks, whatever the range: a range far below the values' precision (a flat signal read as
+       150.000000001) must never make the loop spin, so ticks are counted, not accumulated */
+    if (!isFinite(lo) || !isFinite(hi)) return [];
     if (!(hi > lo)) { hi = lo + 1; }
     const step0 = (hi - lo) / n, mag = Math.pow(10, Math.floor(Math.log10(step0)));
     const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= step0) || step0;
-    const out = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-12; v += step) out.push(+v.toPrecision(10));
+    const first = Math.ceil(lo / step), out = [];
+    if (!isFinite(first) || !(step > 0)) return [lo, hi];
+    for (let i = 0; i < 12; i++) {
+      const v = (first + i) * step;
+      if (v > hi + step * 1e-9) break;
+      out.push(+v.toPrecision(10));
+    }
     return out;
   }
   function fmt(v) { return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : +v.toPrecision(3) + ""; }
