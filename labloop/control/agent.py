@@ -274,7 +274,8 @@ class Agent:
             req = wire.parse_request(frames[1])
         except wire.WireError as exc:
             self.refused += 1
-            self._send(ident, {"id": None, "ok": False, "error": wire.error_body(exc, "bad_request")})
+            self._send(ident, {"id": wire.request_id(frames[1]), "ok": False,
+                               "error": wire.error_body(exc, "bad_request")})
             return
         if req.method == "ping":
             self._send(ident, {"id": req.id, "ok": True, "result": {"boot": self.boot}})

@@ -107,6 +107,15 @@ def parse_request(raw: bytes) -> Request:
     return req
 
 
+def request_id(raw: bytes) -> int | None:
+    """The id of a request that was refused, when it has a readable one (so the client knows which one failed)."""
+    try:
+        rid = decode(raw).get("id")
+    except WireError:
+        return None
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 < rid < 2**53 else None
+
+
 def error_body(exc: BaseException, code: str = "device_error") -> dict[str, Any]:
     """How an exception travels: its problem, fix and type (LimitError stays a LimitError on the other side)."""
     if isinstance(exc, LabloopError):
