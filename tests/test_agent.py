@@ -395,6 +395,8 @@ def test_killed_agent_mid_step_fails_the_step_with_the_reason_then_the_retry_suc
     data = _campaign(tmp_path, plate.address, plate.agent_public.decode(), smu.address,
                      smu.agent_public.decode(), arm_sim, measure_retries=4)
     data["stopping"]["max_trials"] = 1
+    data["scheduling"] = {"quarantine_after": 6}  # room for the retries while the agent restarts
+    data["workflow"][3]["retry_backoff"] = 2.0  # 2, 4, 8, 16 s: the agent is back before the last
     store, runner = _run(data, tmp_path)
     result = {}
     th = threading.Thread(target=lambda: result.setdefault("d", runner.run()), daemon=True)

@@ -31,6 +31,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import zmq
+import zmq.utils.z85  # noqa: F401 - key files are checked with it (labloop.control.keys); not loaded by `import zmq`
 from ophyd.status import Status
 
 from labloop.devkit.protocols import Health
@@ -108,6 +109,8 @@ class _Link:
         self.on_event: Callable[[dict[str, Any]], None] = lambda _e: None
         self.on_up: Callable[[bool], None] = lambda _new: None
         self.unsent: dict[int, dict[str, Any]] = {}
+        self.ready = threading.Event()  # cleared while the proxy restores its state on a restarted agent
+        self.ready.set()
         self.rx = 0  # messages received (benchmarks: heartbeat load)
         self.lost = 0  # times contact was lost
         self.garbage: list[bytes] = []  # raw replies that were not the protocol (the last few)
@@ -117,8 +120,12 @@ class _Link:
 
     # calls from any thread --------------------------------------------------------------------------------------
     def request(self, method: str, args: Mapping[str, Any] | None = None, status: Status | None = None,
-                timeout: float = CALL_TIMEOUT_S) -> Any:
-        """Send a request and wait for its result; DeviceError when the agent refuses, fails or is unreachable."""
+                timeout: float = CALL_TIMEOUT_S, restoring: bool = False) -> Any:
+        """Send a request and wait for its result; DeviceError when the agent refuses, fails or is unreachable.
+        After the agent restarted, requests wait until the proxy has restored its state there (``restoring``: a
+        request that does the restoring)."""
+        if not restoring:
+            self.ready.wait(timeout)
         if not self.up and method != "hello":
             raise DeviceError(self.down_reason, self.fix)
         fut: Future[Any] = Future()
@@ -211,6 +218,8 @@ class _Link:
             self.boot = boot
             if restarted or not self.up:
                 self.up = True
+                if restarted:
+                    self.ready.clear()  # set again by on_up once the proxy's state is back on the agent
                 self.on_up(restarted)
         elif not self.up and self.boot is not None:
             self.up = True
@@ -326,21 +335,27 @@ class RemoteSignal:
         self._cids = itertools.count(1)
         self._latest: dict[str, Any] | None = None
         self._lock = threading.Lock()
+        #: The last value this process wrote (``(value,)``), put back when the agent restarts: what the runner
+        #: told the device (which sample it holds) is still true of the instrument, not of the fresh process.
+        self.written: tuple[Any, ...] = ()
 
     def __repr__(self) -> str:
         return f"RemoteSignal({self.name!r})"
 
-    def _rpc(self, method: str, **args: Any) -> Any:
-        return self.parent._link.request(method, {"signal": self.attr_name, **args})
+    def _rpc(self, method: str, restoring: bool = False, **args: Any) -> Any:
+        return self.parent._link.request(method, {"signal": self.attr_name, **args}, restoring=restoring)
 
     def get(self, **_kw: Any) -> Any:
         return self._rpc("signal_get")
 
     def put(self, value: Any, **_kw: Any) -> None:
         self._rpc("signal_put", value=value)
+        self.written = (value,)
 
     def set(self, value: Any, **_kw: Any) -> Status:
-        return self.parent._start("signal_set", {"signal": self.attr_name, "value": value})
+        status = self.parent._start("signal_set", {"signal": self.attr_name, "value": value})
+        status.add_callback(lambda st: setattr(self, "written", (value,)) if st.success else None)
+        return status
 
     def read(self) -> dict[str, Any]:
         with self._lock:
@@ -446,7 +461,7 @@ class RemoteDevice:
                                             daemon=True)
         self._dispatcher.start()
         link.on_event = self._on_event
-        link.on_up = lambda _restarted: self._dispatch(self._resubscribe)
+        link.on_up = lambda restarted: self._dispatch(lambda: self._restore(restarted))
 
     def __repr__(self) -> str:
         return f"RemoteDevice({self.name!r} at {self._link.address})"
@@ -471,13 +486,20 @@ class RemoteDevice:
             reading = msg["reading"]
             self._dispatch(lambda: sig._pushed(reading))
 
-    def _resubscribe(self) -> None:
-        for sig in self._signals.values():
-            if sig._subs:
+    def _restore(self, restarted: bool) -> None:
+        """Back in contact: a restarted agent gets the values this process wrote to its signals again (before any
+        other request goes out), and the monitored signals are subscribed again."""
+        try:
+            for sig in self._signals.values():
                 try:
-                    sig._rpc("subscribe")
+                    if restarted and sig.written:
+                        sig._rpc("signal_put", restoring=True, value=sig.written[0])
+                    if sig._subs:
+                        sig._rpc("subscribe", restoring=True)
                 except DeviceError as exc:
-                    log.warning("remote %s: could not re-subscribe %s: %s", self.name, sig.name, exc.problem)
+                    log.warning("remote %s: could not restore %s: %s", self.name, sig.name, exc.problem)
+        finally:
+            self._link.ready.set()
 
     def _start(self, method: str, args: dict[str, Any]) -> Status:
         """An action on the agent: the Status ends when the agent's Status ends, or fails when contact is lost."""
@@ -571,7 +593,7 @@ def connect(address: str, agent_key: str | bytes, *, name: str | None = None, ag
     ``name``: the name the campaign gives the device; the agent must serve it under that name (readings are keyed
     by it). ``keys``: this client's CURVE pair (default :func:`client_keys`). Raises LabloopError naming the address
     and the command to start the agent when it does not answer within ``timeout`` seconds."""
-    label = f"agent '{agent}'" if agent else "the agent"
+    label = f"agent '{agent}'" if agent else (f"the agent of device '{name}'" if name else "the agent")
     server_key = _z85(agent_key)
     if len(server_key) != 40:
         raise LabloopError(f"{label}: {server_key!r} is not a Z85 CURVE public key (40 characters)",
