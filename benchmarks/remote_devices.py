@@ -9,7 +9,10 @@ Prints JSON lines:
   runner: heartbeat traffic and CPU of the runner and of the agents while idle, and the latency of a measure step
   on each device (one after another and all 20 at once) against the same step with one agent.
 
-Run: ``python benchmarks/remote_devices.py [--steps 40] [--agents 20]``
+* ``{"bench": "killed_agent", ...}``: ``kill -9`` of an agent while a recipe runs: seconds until the Status (and so
+  the step) fails, and seconds until the proxy is back once the agent runs again.
+
+Run: ``python benchmarks/remote_devices.py [--steps 40] [--agents 20] [--kills 5] [--part all|overhead|agents|kill]``
 """
 
 from __future__ import annotations
@@ -97,6 +100,24 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def all_at_once(devs, rounds):
+    """Each device runs ``rounds`` measure steps on its own RunEngine thread, all devices at the same time (a lab
+    whose stations all work at once); returns (step times, wall seconds)."""
+    out: list[float] = []
+
+    def worker(d):
+        R = RunEngine(context_managers=[])
+        out.extend(timed_steps(R, lambda: plans.measure(d), rounds))
+
+    threads = [threading.Thread(target=worker, args=(d,)) for d in devs]
+    t0 = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return out, time.perf_counter() - t0
+
+
 def twenty_agents(n_agents: int, steps: int) -> dict:
     client = zmq.curve_keypair()
     with ExitStack() as stack:
@@ -127,20 +148,15 @@ def twenty_agents(n_agents: int, steps: int) -> dict:
         for _ in range(max(1, steps // n_agents)):
             for d in devs:
                 seq += timed_steps(RE, lambda d=d: plans.measure(d), 1)
-        together = []
-
-        def worker(d, out):
-            R = RunEngine(context_managers=[])
-            for _ in range(max(1, steps // n_agents)):
-                out += timed_steps(R, lambda: plans.measure(d), 1)
-
-        threads = [threading.Thread(target=worker, args=(d, together)) for d in devs]
-        tw = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-        wall = time.perf_counter() - tw
+        rounds = max(3, steps // n_agents)
+        together, wall = all_at_once(devs, rounds)
+        # Baseline, same run: the same 20 drivers and endpoints in this process, all at once.
+        local = []
+        for i, sim in enumerate(sims):
+            dev = ScpiSmu(name=f"local{i}", **sim.connection_kwargs(), timeout=2)
+            dev.sample.put("S")
+            local.append(dev)
+        local_together, local_wall = all_at_once(local, rounds)
         return {"bench": "twenty_agents", "agents": n_agents, "start_all_s": round(started, 2),
                 "idle_messages_per_s_at_runner": round((rx1 - rx0) / window, 1),
                 "idle_runner_cpu_percent": round(100 * (me1 - me0) / window, 2),
@@ -151,17 +167,58 @@ def twenty_agents(n_agents: int, steps: int) -> dict:
                 "step_p50_s_all_at_once": round(statistics.median(together), 4),
                 "step_p95_s_all_at_once": round(pct(together, 0.95), 4),
                 "steps_all_at_once": len(together), "all_at_once_wall_s": round(wall, 3),
+                "in_process_step_p50_s_all_at_once": round(statistics.median(local_together), 4),
+                "in_process_step_p95_s_all_at_once": round(pct(local_together, 0.95), 4),
+                "in_process_all_at_once_wall_s": round(local_wall, 3),
                 "lost_contact_events": sum(d._link.lost for d in devs)}
+
+
+def killed_agent(times: int) -> dict:
+    """kill -9 of the agent while a recipe runs: seconds until the proxy's Status fails (the step fails with it),
+    and, after the agent is started again, seconds from its "serving" line until the proxy is back."""
+    failed_after, back_after, reasons = [], [], set()
+    with HotplateServer(rate=20000) as sim:
+        with AgentProcess("labloop_devices.examples.hotplate:Hotplate", {**sim.connection_kwargs(), "poll": 0.01},
+                          name="plate") as agent:
+            plate = agent.connect()
+            for _ in range(times):
+                plate.sample.put("S")
+                status = plate.set({"temperature": 80.0, "hold_s": 600})
+                time.sleep(0.3)
+                done = threading.Event()
+                status.add_callback(lambda *_: done.set())
+                t0 = time.perf_counter()
+                agent.kill()
+                done.wait(30)
+                failed_after.append(time.perf_counter() - t0)
+                reasons.add(str(status.exception()).split(" at tcp")[0])
+                agent.start()
+                t1 = time.perf_counter()
+                while not plate.connected:
+                    time.sleep(0.005)
+                back_after.append(time.perf_counter() - t1)
+            plate.disconnect()
+    return {"bench": "killed_agent", "kills": times, "heartbeat_s": 0.5, "lost_after_s": 2.0,
+            "step_failed_after_s_median": round(statistics.median(failed_after), 3),
+            "step_failed_after_s_max": round(max(failed_after), 3),
+            "reconnected_after_start_s_median": round(statistics.median(back_after), 3),
+            "reconnected_after_start_s_max": round(max(back_after), 3), "reasons": sorted(reasons)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--agents", type=int, default=20)
+    ap.add_argument("--part", choices=("all", "overhead", "agents", "kill"), default="all")
+    ap.add_argument("--kills", type=int, default=5)
     args = ap.parse_args()
-    for row in step_overhead(args.steps):
-        print(json.dumps(row), flush=True)
-    print(json.dumps(twenty_agents(args.agents, args.steps)), flush=True)
+    if args.part in ("all", "overhead"):
+        for row in step_overhead(args.steps):
+            print(json.dumps(row), flush=True)
+    if args.part in ("all", "agents"):
+        print(json.dumps(twenty_agents(args.agents, args.steps)), flush=True)
+    if args.part in ("all", "kill"):
+        print(json.dumps(killed_agent(args.kills)), flush=True)
 
 
 if __name__ == "__main__":

@@ -169,7 +169,7 @@ class _Link:
                         self.pending.pop(rid, None)
                         fut.set_exception(DeviceError(self.down_reason, self.fix))
         finally:
-            self._go_down(f"the connection to {self.label} at {self.address} was closed")
+            self._go_down(f"the connection to {self.label} at {self.address} was closed", quiet=True)
             self.outbox.close()
             self.sock.close(0)
 
@@ -313,10 +313,10 @@ class _Link:
                                        "before going on if it keeps happening"))
         self.early.clear()
 
-    def _go_down(self, reason: str) -> None:
+    def _go_down(self, reason: str, quiet: bool = False) -> None:
         was_up, self.up = self.up, False
         self.down_reason = reason
-        if was_up:
+        if was_up and not quiet:
             self.lost += 1
             log.warning(reason)
         self._fail_running(reason)
