@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import legacy_schema_v3 as v3
 from labloop.cli import app
+from labloop.control import audit
 from labloop.errors import StoreError
 from labloop.store import Store
 from labloop.store.migrations import HEAD, REVISIONS, alembic_config, script_directory
@@ -77,6 +78,14 @@ def _rows(url: str) -> dict[str, list[tuple]]:
     return out
 
 
+def _check_meta(rows: list[tuple]) -> None:
+    """After the upgrade: the readable schema mirror follows the revision, and the old audit rows (two) have been
+    sealed into a hash chain whose tip is recorded."""
+    meta = dict(rows)
+    assert meta.pop("schema_version") == str(SCHEMA_VERSION)
+    assert meta.pop("audit_tip").startswith("2:") and meta == {}
+
+
 def _tables(url: str) -> set[str]:
     engine = _engine(url)
     try:
@@ -128,7 +137,7 @@ def test_previous_release_store_is_refused_then_upgraded_keeping_every_row(store
     assert r.exit_code == 0, r.output
     assert f"from revision 0001_baseline (schema 3, written before migrations) to {HEAD}" in r.output
     after = _rows(store_url)
-    assert after.pop("labloop_meta") == [("schema_version", str(SCHEMA_VERSION))]  # the readable mirror follows the revision
+    _check_meta(after.pop("labloop_meta"))
     assert after == {t: rows for t, rows in before.items() if t != "labloop_meta"}
     assert _diff(store_url, Base.metadata) == []  # the upgraded store has exactly the current models' schema
 
@@ -137,6 +146,7 @@ def test_previous_release_store_is_refused_then_upgraded_keeping_every_row(store
     assert (c.name, c.state, c.runner_started) == ("thinfilm-v3", "stopped", None)
     assert [(t.number, t.values) for t in store.trials(c.id)] == [(1, {"r": 10.0}), (2, {"r": 5.0})]
     assert [a.action for a in store.audit_log(c.id)] == ["campaign.start", "campaign.stopped"]
+    assert all(a.hash for a in store.audit_log()) and audit.verify(store) == []
     assert store.documents(run_uid="run-2") == [("start", {"uid": "run-2", "time": 1.5})]
     store.update_campaign(c.id, runner_started=1714824000.25)
     assert store.campaign().runner_started == 1714824000.25
@@ -269,7 +279,7 @@ def test_a_store_at_0002_is_upgraded_to_assets_keeping_its_rows(store_url):
     r = invoke("db", "upgrade", "--store", store_url)
     assert r.exit_code == 0 and f"from revision 0002_operator_requests to {HEAD}" in r.output, r.output
     after = _rows(store_url)
-    assert after.pop("labloop_meta") == [("schema_version", str(SCHEMA_VERSION))]
+    _check_meta(after.pop("labloop_meta"))
     before.pop("labloop_meta")
     assert after == before
     assert _diff(store_url, Base.metadata) == []

@@ -1,1 +1,2 @@
-"""The connected lab: identities and keys, the control API, the live stream and remote instruments."""
+"""The connected lab: verified identities (CURVE keys checked against the store), roles, the hash-chained audit
+log, and (in other modules) the daemon, its live stream and remote agents."""

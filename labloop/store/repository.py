@@ -26,9 +26,11 @@ from labloop.errors import StoreError
 from labloop.states import IllegalTransition, StepState, TrialState, check_step_transition, check_trial_transition
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
+from . import chain
 from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
 from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Calibration, Base, Campaign, Document, Meta, OperatorRequest,
                      ProcessPoint, Sample, Step, Trial, utcnow)
+from .users import UsersMixin
 
 DEFAULT_URL = "sqlite:///labloop.db"
 
@@ -50,7 +52,7 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-class Store:
+class Store(UsersMixin):
     """Campaigns, trials, steps, documents, process streams, samples and the audit log.
 
     ``create=False`` opens an existing store only (commands that read, or that ask a running campaign for
@@ -160,7 +162,7 @@ class Store:
                          labloop_version=__version__, state="running")
             s.add(c)
             s.flush()
-            s.add(AuditEntry(campaign_id=c.id, user=_user(), action="campaign.start", detail={"name": name}))
+            chain.append(s, campaign_id=c.id, user=_user(), action="campaign.start", detail={"name": name})
             return c
 
     def campaign(self, ref: str | int | None = None) -> Campaign:
@@ -190,8 +192,8 @@ class Store:
         with self.session() as s:
             s.execute(update(Campaign).where(Campaign.id == campaign_id)
                       .values(state=state, stop_reason=reason, finished_at=utcnow()))
-            s.add(AuditEntry(campaign_id=campaign_id, user=_user(), action=f"campaign.{state}",
-                             detail={"reason": reason}))
+            chain.append(s, campaign_id=campaign_id, user=_user(), action=f"campaign.{state}",
+                         detail=to_jsonable({"reason": reason}))
 
     def update_campaign(self, campaign_id: int, **fields: Any) -> None:
         with self.session() as s:
@@ -213,8 +215,8 @@ class Store:
             r = OperatorRequest(campaign_id=campaign_id, action=action, args=to_jsonable(args or {}), user=who,
                                 state="pending")
             s.add(r)
-            s.add(AuditEntry(campaign_id=campaign_id, user=who, action=f"request.{action}",
-                             detail=to_jsonable(args or {})))
+            chain.append(s, campaign_id=campaign_id, user=who, action=f"request.{action}",
+                         detail=to_jsonable(args or {}))
             s.flush()
             return r.id
 
@@ -268,9 +270,9 @@ class Store:
                                                          OperatorRequest.state == "pending")
                             .values(state=state, outcome=outcome, handled_at=utcnow()))
             if res.rowcount:
-                s.add(AuditEntry(campaign_id=r.campaign_id, user=user, action=f"request.{state}",
-                                 detail={"request": request_id, "action": r.action, "by": r.user,
-                                         "outcome": outcome}))
+                chain.append(s, campaign_id=r.campaign_id, user=user, action=f"request.{state}",
+                             detail=to_jsonable({"request": request_id, "action": r.action, "by": r.user,
+                                                 "outcome": outcome}))
             return bool(res.rowcount)
 
     def operator_request(self, request_id: int) -> OperatorRequest:
@@ -468,9 +470,9 @@ class Store:
                               reference=to_jsonable(reference), result=to_jsonable(result), ok=ok, user=who,
                               calibration_id=calibration_id, run_uid=run_uid)
             s.add(row)
-            s.add(AuditEntry(campaign_id=campaign_id, user=who, action="calibration.recorded",
-                             detail=to_jsonable({"device": device, "calibration_id": calibration_id,
-                                                 "result": result, "ok": ok, "run_uid": run_uid})))
+            chain.append(s, campaign_id=campaign_id, user=who, action="calibration.recorded",
+                         detail=to_jsonable({"device": device, "calibration_id": calibration_id,
+                                             "result": result, "ok": ok, "run_uid": run_uid}))
             s.flush()
             s.refresh(row)
             s.expunge(row)
@@ -486,10 +488,12 @@ class Store:
             return list(s.scalars(q))
 
     def audit(self, campaign_id: int | None, action: str, detail: dict[str, Any] | None = None,
-              user: str | None = None) -> None:
+              user: str | None = None, *, role: str | None = None, address: str | None = None,
+              outcome: str | None = None) -> None:
+        """Append one row to the hash-chained audit log (see :mod:`labloop.store.chain`)."""
         with self.session() as s:
-            s.add(AuditEntry(campaign_id=campaign_id, user=user or _user(), action=action,
-                             detail=to_jsonable(detail or {})))
+            chain.append(s, campaign_id=campaign_id, user=user or _user(), action=action,
+                         detail=to_jsonable(detail or {}), role=role, address=address, outcome=outcome)
 
     def audit_log(self, campaign_id: int | None = None) -> list[AuditEntry]:
         with self.session() as s:
@@ -497,6 +501,11 @@ class Store:
             if campaign_id is not None:
                 q = q.where(AuditEntry.campaign_id == campaign_id)
             return list(s.scalars(q))
+
+    def audit_chain(self) -> tuple[list[AuditEntry], tuple[int, str] | None]:
+        """Every audit row in id order and the recorded tip, read in one transaction (for verification)."""
+        with self.session() as s:
+            return list(s.scalars(select(AuditEntry).order_by(AuditEntry.id))), chain.tip(s)
 
     def _display_url(self) -> str:
         """The URL as the operator wrote it (to copy into commands), without its password."""

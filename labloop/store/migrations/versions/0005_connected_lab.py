@@ -11,8 +11,8 @@ Schema 7:
 - table ``events``: every message of a campaign's live stream (event-model documents by reference and campaign
   events) with a per-campaign sequence number, so a subscriber that missed some asks for them and loses nothing.
 
-Existing stores get empty users, leases and events tables; their audit rows get NULL chain columns until the audit
-module seals them.
+Existing stores get empty users, leases and events tables; their audit rows are sealed here, chained in id order
+(``labloop.store.chain``), and the chain's tip recorded in ``labloop_meta``.
 
 Revision ID: 0005_connected_lab
 Revises: 0004_calibrations
@@ -67,11 +67,15 @@ def upgrade() -> None:
         sa.Column("body", sa.JSON(), nullable=False),
         sa.UniqueConstraint("campaign_id", "seq", name="uq_events_campaign_seq"),
     )
+    from labloop.store import chain  # the hash of a row is defined once, there
+
+    chain.seal(op.get_bind())
     op.execute(META.update().where(META.c.key == "schema_version").values(value="7"))
 
 
 def downgrade() -> None:
     op.execute(META.update().where(META.c.key == "schema_version").values(value="6"))
+    op.execute(META.delete().where(META.c.key == "audit_tip"))
     op.drop_table("events")
     op.drop_table("leases")
     with op.batch_alter_table("audit") as batch:

@@ -1,0 +1,176 @@
+"""``labloop users add | list | revoke`` and ``labloop audit``: who may reach the daemon, and what everyone did.
+
+Run on the store: whoever can write the store administers it, no daemon or socket needed. ``users add`` makes the
+person's (or agent's) CURVE key pair, records only the public key, and writes one key file (mode 0600) holding
+everything their client needs; the secret key exists nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from labloop.errors import LabloopError
+from labloop.store import DEFAULT_URL
+from .common import STORE_HELP, console, err_console, user_errors
+
+StoreOpt = Annotated[Optional[str], typer.Option(help=STORE_HELP)]
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$")
+
+users_app = typer.Typer(name="users", help="People and agents who may use the daemon: keys and roles.",
+                        no_args_is_help=True)
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return "unknown"
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.is_dir():
+        raise LabloopError(f"{out} is a folder", "give --out a file name, e.g. --out ana.key")
+    if out.exists() and not force:
+        raise LabloopError(f"{out} already exists", "choose another --out file, or pass --force to replace it")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise LabloopError(f"cannot write {out}: the folder {folder} does not exist or is not writable",
+                           "choose a file in a folder you may write")
+
+
+@users_app.command("add")
+@user_errors
+def add(
+    name: Annotated[str, typer.Argument(help="The person's (or agent's) name, as the audit log will show it.")],
+    role: Annotated[str, typer.Option(help="viewer | operator | approver | admin | agent.")],
+    out: Annotated[Path, typer.Option(help="Key file to write (mode 0600): give it to them privately.")],
+    store: StoreOpt = None,
+    keys: Annotated[Optional[Path], typer.Option(
+        help="The daemon's key folder (made if missing); its public key goes into the file.")] = None,
+    control: Annotated[str, typer.Option(help="Control address their client connects to.")] = "",
+    stream: Annotated[str, typer.Option(help="Stream address their client subscribes to.")] = "",
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Make a key pair for NAME with ROLE, record its public key in the store, and write their key file."""
+    import zmq
+
+    from labloop.control.auth import ALL_ROLES
+    from labloop.control.keys import (DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ClientKey, ServerKeys,
+                                      write_private)
+    from labloop.store import Store
+
+    if not NAME.match(name):
+        raise LabloopError(f"'{name}' cannot be a user name",
+                           "use 1-80 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+    if role not in ALL_ROLES:
+        raise LabloopError(f"unknown role '{role}'", f"choose one of: {', '.join(ALL_ROLES)}")
+    _check_out(out, force)
+    st = Store(store or DEFAULT_URL)
+    try:
+        if st.user(name) is not None:
+            raise LabloopError(f"the store already has a user named '{name}'",
+                               f"choose another name (`labloop users list` shows them); a revoked name stays taken")
+        server = ServerKeys.load_or_create(keys or DEFAULT_KEYS_DIR)
+        public, secret = zmq.curve_keypair()
+        key = ClientKey(name=name, role=role, public_key=public.decode(), secret_key=secret.decode(),
+                        server_public_key=server.public_z85(), control=control or DEFAULT_CONTROL,
+                        stream=stream or DEFAULT_STREAM)
+        write_private(out, json.dumps(key.model_dump(), indent=2) + "\n", force=force)
+        try:
+            st.add_user(name, role, key.public_key, created_by=_login())
+        except BaseException:
+            out.unlink(missing_ok=True)  # nothing changed: no key file for a user the store does not know
+            raise
+    finally:
+        st.close()
+    console.print(f"added {name} ({role}); key file {out} (mode 0600)", soft_wrap=True)
+    console.print(f"give {out} to {name} privately; they pass it as --key {out.name} (or LABLOOP_KEY). "
+                  f"Public key: {key.public_key}", soft_wrap=True)
+
+
+@users_app.command("list")
+@user_errors
+def list_(store: StoreOpt = None) -> None:
+    """Show every user: role, public key, who added them and when, and whether they are revoked."""
+    from labloop.store import Store
+
+    st = Store(store or DEFAULT_URL, create=False)
+    try:
+        rows = st.users()
+    finally:
+        st.close()
+    if not rows:
+        console.print("no users yet: add one with `labloop users add NAME --role ROLE --out FILE`")
+        return
+    table = Table("name", "role", "public key", "added", "by", "revoked")
+    for u in rows:
+        table.add_row(u.name, u.role, u.public_key, f"{u.created_at:%Y-%m-%d %H:%M}", u.created_by,
+                      f"[red]{u.revoked_at:%Y-%m-%d %H:%M:%S}[/]" if u.revoked_at else "")
+    console.print(table)
+
+
+@users_app.command("revoke")
+@user_errors
+def revoke(name: Annotated[str, typer.Argument(help="The user to revoke.")], store: StoreOpt = None) -> None:
+    """Refuse NAME's key from now on (within a second on running daemons, connections already open included)."""
+    from labloop.store import Store
+
+    st = Store(store or DEFAULT_URL, create=False)
+    try:
+        u = st.revoke_user(name, by=_login())
+    finally:
+        st.close()
+    console.print(f"revoked {u.name} ({u.role}); running daemons refuse their key within a second", soft_wrap=True)
+
+
+def audit(
+    store: StoreOpt = None,
+    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign's rows (id, uid or name).")] = None,
+    verify: Annotated[bool, typer.Option(help="Check the hash chain: exit 1 naming any altered, deleted or "
+                                              "reordered row.")] = False,
+    last: Annotated[int, typer.Option(help="Show only the last N rows (0: all).")] = 0,
+) -> None:
+    """Print the audit log: who did what, when, from where, with which outcome; --verify checks its hash chain."""
+    from labloop.store import Store, chain
+
+    st = Store(store or DEFAULT_URL, create=False)
+    try:
+        cid = st.campaign(campaign).id if campaign is not None else None
+        rows, tip = st.audit_chain()
+    finally:
+        st.close()
+    shown = [r for r in rows if cid is None or r.campaign_id == cid]
+    table = Table("id", "time (UTC)", "who", "action", "outcome", "detail")
+    for col in table.columns[:5]:
+        col.no_wrap = True
+    table.columns[5].overflow = "fold"
+    for r in shown[-last:] if last > 0 else shown:
+        who = r.user + (f" ({r.role})" if r.role else "") + (f" @ {r.address}" if r.address else "")
+        where = {"campaign": r.campaign_id} if r.campaign_id is not None and cid is None else {}
+        detail = json.dumps({**where, **r.detail}, separators=(",", ":"))
+        table.add_row(str(r.id), chain.iso(r.at)[:19].replace("T", " "), who, r.action, r.outcome or "",
+                      detail if len(detail) <= 200 else detail[:199] + "…")
+    console.print(table)
+    if not verify:
+        return
+    problems = chain.problems(rows, tip)
+    if problems:
+        for p in problems:
+            err_console.print(f"[bold red]audit chain broken:[/] {p}", soft_wrap=True)
+        raise typer.Exit(1)
+    end = f"; tip {tip[0]}:{tip[1]}" if tip else ""
+    console.print(f"[green]audit chain intact[/]: {len(rows)} rows{end}", soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(users_app)
+    app.command("audit")(user_errors(audit))

@@ -1,0 +1,174 @@
+"""Who may do what: roles, and the ZAP handler that admits only CURVE keys the store knows.
+
+Why ZAP against the store and not a list of keys in a folder: ``labloop users add`` and ``users revoke`` run on the
+store (whoever can write it administers it), so every daemon sharing that store learns of a new or revoked key
+within half a second, without a restart. The ZMQ "User-Id" of an admitted connection is the user's *name*, so the
+daemon reads who sent a request from the message itself (``frames[-1].get("User-Id")``), never from its body.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, NamedTuple
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+
+from labloop.errors import LabloopError
+
+ROLES = ("viewer", "operator", "approver", "admin")
+AGENT = "agent"
+ALL_ROLES = ROLES + (AGENT,)
+
+#: What a viewer may do: read, watch, export.
+VIEWER_METHODS = frozenset({"status", "watch", "missed", "export", "show", "list"})
+#: An operator also steers campaigns.
+OPERATOR_METHODS = VIEWER_METHODS | {"submit", "pause", "resume", "stop", "estop"}
+#: An approver decides on proposals (and reads like a viewer); steering is not theirs.
+APPROVER_METHODS = VIEWER_METHODS | {"approve", "reject"}
+#: Prefixes only an admin may use (user and agent management).
+ADMIN_PREFIXES = ("users.", "agents.")
+#: Agent traffic (registration, heartbeats, device replies) is its own namespace; only agents send it.
+AGENT_PREFIX = "agent."
+
+_ROLE_METHODS = {"viewer": VIEWER_METHODS, "operator": OPERATOR_METHODS, "approver": APPROVER_METHODS}
+
+#: How old the cached key table may be before a look-up reads the store again. Revocation takes effect within it.
+REFRESH_S = 0.5
+
+log = logging.getLogger(__name__)
+
+
+def role_needed(method: str) -> str:
+    """The least role that may call ``method`` (``admin`` for anything not granted to another role)."""
+    if method.startswith(AGENT_PREFIX):
+        return AGENT
+    for role in ("viewer", "operator", "approver"):
+        if method in _ROLE_METHODS[role]:
+            return role
+    return "admin"
+
+
+def permitted(role: str, method: str) -> bool:
+    """May someone with ``role`` call ``method``? Agents only send agent traffic; people never do."""
+    if method.startswith(AGENT_PREFIX) or role == AGENT:
+        return role == AGENT and method.startswith(AGENT_PREFIX)
+    if role == "admin":
+        return True
+    return method in _ROLE_METHODS.get(role, ())
+
+
+def refusal(name: str, role: str, method: str) -> LabloopError:
+    """The error a refused request gets: who asked, in which role, and the role that ``method`` needs."""
+    needed = role_needed(method)
+    if needed == AGENT:
+        return LabloopError(f"{name} ({role}) may not send '{method}': only agents send agent traffic",
+                            "this message is for the agent connection, not for people's clients")
+    also = "" if needed == "admin" else " or admin"
+    return LabloopError(f"{name} is a {role} and may not {method}: that needs the {needed} role{also}",
+                        f"ask someone with the {needed} role, or ask an admin for a key with it "
+                        f"(`labloop users add NAME --role {needed} --out FILE`)")
+
+
+class Identity(NamedTuple):
+    name: str
+    role: str
+
+
+def _z85_of(key: bytes | str) -> bytes:
+    """A public key as Z85 bytes, from Z85 (str or bytes) or the raw 32 bytes."""
+    if isinstance(key, str):
+        key = key.encode("ascii")
+    return z85.encode(key) if len(key) == 32 else key
+
+
+class _KeyTable:
+    """The store's users as ``{z85 public key: Identity}`` and ``{name: Identity}``, re-read at most every
+    ``REFRESH_S`` seconds, on demand. A store that cannot be read admits nobody new once the table is older than
+    twice that (fail closed), and the error is logged, not raised: the ZAP thread must never die."""
+
+    def __init__(self, store: Any, extra: dict[bytes, Identity] | None):
+        self.store = store
+        self.extra = {_z85_of(k): v for k, v in (extra or {}).items()}
+        self.by_key: dict[bytes, Identity] = {}
+        self.by_name: dict[str, Identity] = {}
+        self.read_at = float("-inf")
+        self.lock = threading.Lock()
+
+    def _fresh(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            if now - self.read_at >= REFRESH_S:
+                try:
+                    users = self.store.users(include_revoked=False)
+                except Exception:  # noqa: BLE001 - logged; an unreadable store admits nobody (below)
+                    log.exception("cannot read the users of the store; admitting only known daemon keys")
+                else:
+                    self.by_key = {u.public_key.encode("ascii"): Identity(u.name, u.role) for u in users}
+                    self.by_name = {u.name: Identity(u.name, u.role) for u in users}
+                    self.read_at = now
+            return now - self.read_at < 2 * REFRESH_S
+
+    def by_public(self, key: bytes) -> Identity | None:
+        if key in self.extra:
+            return self.extra[key]
+        return self.by_key.get(key) if self._fresh() else None
+
+    def named(self, name: str) -> Identity | None:
+        for ident in self.extra.values():
+            if ident.name == name:
+                return ident
+        return self.by_name.get(name) if self._fresh() else None
+
+
+class StoreAuthenticator(ThreadAuthenticator):
+    """The ZAP handler of a context: admits a CURVE client iff its public key is a non-revoked ``users`` row of the
+    store (or in ``extra``, e.g. the daemon's own key that its campaign children use); the connection's User-Id is
+    then the user's name. Sockets of ``ctx`` made with :func:`labloop.control.keys.apply_server` use it.
+
+    ``start()`` binds ``inproc://zeromq.zap.01`` in ``ctx`` (one authenticator per context); ``stop()`` ends it."""
+
+    def __init__(self, ctx: zmq.Context, store: Any, domain: str = "labloop",
+                 extra: dict[bytes, Identity] | None = None):
+        super().__init__(context=ctx, log=log)
+        self.domain = domain
+        self._table = _KeyTable(store, extra)
+        self._admitted: tuple[bytes, Identity] | None = None  # the ZAP thread's last admitted key, for its User-Id
+        self.configure_curve_callback(domain, self)
+
+    # called by pyzmq in the ZAP thread ------------------------------------------------------------------
+    def callback(self, domain: str, key: bytes) -> bool:
+        """Is this Z85 key one we admit? Never raises (an exception would end the ZAP thread)."""
+        try:
+            ident = self._table.by_public(key) if domain == self.domain else None
+        except Exception:  # noqa: BLE001
+            log.exception("ZAP look-up failed; refusing the connection")
+            ident = None
+        self._admitted = (key, ident) if ident is not None else None
+        return ident is not None
+
+    def curve_user_id(self, client_public_key: bytes) -> str:
+        admitted = self._admitted
+        self._admitted = None
+        try:
+            key = z85.encode(client_public_key)
+        except Exception:  # noqa: BLE001 - never seen: libzmq hands 32 bytes
+            key = b""
+        if admitted is not None and admitted[0] == key:
+            return admitted[1].name
+        return "?"  # not reachable: pyzmq asks only after callback admitted this key
+
+    # used by the daemon ---------------------------------------------------------------------------------
+    def identify(self, user_id: str) -> Identity | None:
+        """The identity behind a connection's User-Id, or None once that user is revoked (or unknown): the key
+        table is at most ``REFRESH_S`` old, so a revoke stops an open connection's requests within a second."""
+        if not user_id or user_id == "?":
+            return None
+        return self._table.named(user_id)
+
+    def identity_of_key(self, public_key: bytes | str) -> Identity | None:
+        """The identity whose public key (Z85 or raw) is ``public_key``, if admitted now."""
+        return self._table.by_public(_z85_of(public_key))

@@ -1,0 +1,253 @@
+"""Verified identities over real CURVE sockets: a ROUTER made with ``apply_server`` in a context whose ZAP handler is
+a ``StoreAuthenticator`` on a real store, DEALERs made with ``apply_client``. A known key is admitted and its
+messages carry the user's name as User-Id; an unknown or revoked key gets nothing through; revoking a connected
+user makes ``identify`` refuse them; garbage from strangers never stops the handler; key files are checked."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from labloop.control.auth import (AGENT, ROLES, Identity, StoreAuthenticator, permitted, refusal, role_needed)
+from labloop.control.keys import ClientKey, ServerKeys, apply_client, apply_server, load_client_key
+from labloop.errors import LabloopError
+from labloop.store import Store
+
+
+def _key(store: Store, server: ServerKeys, name: str, role: str = "operator") -> ClientKey:
+    public, secret = zmq.curve_keypair()
+    store.add_user(name, role, public.decode(), created_by="test")
+    return ClientKey(name=name, role=role, public_key=public.decode(), secret_key=secret.decode(),
+                     server_public_key=server.public_z85())
+
+
+def _stranger(server: ServerKeys) -> ClientKey:
+    public, secret = zmq.curve_keypair()
+    return ClientKey(name="mallory", role="admin", public_key=public.decode(), secret_key=secret.decode(),
+                     server_public_key=server.public_z85())
+
+
+class Lab:
+    """A CURVE ROUTER on a random loopback port, its StoreAuthenticator, and clients to it."""
+
+    def __init__(self, store: Store, keys_dir):
+        self.store = store
+        self.ctx = zmq.Context()
+        self.keys = ServerKeys.load_or_create(keys_dir)
+        self.auth = StoreAuthenticator(self.ctx, store)
+        self.auth.start()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.linger = 0
+        apply_server(self.router, self.keys)
+        port = self.router.bind_to_random_port("tcp://127.0.0.1")
+        self.addr = f"tcp://127.0.0.1:{port}"
+        self.clients: list[zmq.Socket] = []
+
+    def client(self, key: ClientKey, server_public: bytes | None = None) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.linger = 0
+        apply_client(sock, key, server_public)
+        sock.connect(self.addr)
+        self.clients.append(sock)
+        return sock
+
+    def receive(self, timeout_ms: int) -> tuple[list[bytes], str] | None:
+        """One message and its verified User-Id, or None if nothing arrives in time."""
+        if not self.router.poll(timeout_ms):
+            return None
+        frames = self.router.recv_multipart(copy=False)
+        return [f.bytes for f in frames], frames[-1].get("User-Id")
+
+    def close(self) -> None:
+        for s in self.clients:
+            s.close()
+        self.router.close()
+        self.auth.stop()
+        self.ctx.term()
+
+
+@pytest.fixture
+def lab(store_url, tmp_path):
+    store = Store(store_url)
+    lab = Lab(store, tmp_path / "keys")
+    yield lab
+    lab.close()
+    store.close()
+
+
+def test_a_known_key_is_admitted_and_named_by_the_user_id(lab):
+    ana = _key(lab.store, lab.keys, "ana", "viewer")
+    lab.client(ana).send(b'{"method": "status"}')
+    got = lab.receive(10_000)
+    assert got is not None
+    frames, user_id = got
+    assert frames[-1] == b'{"method": "status"}' and user_id == "ana"
+    assert lab.auth.identify(user_id) == Identity("ana", "viewer")
+
+
+def test_unknown_key_wrong_server_key_and_revoked_key_get_nothing_through(lab):
+    ana = _key(lab.store, lab.keys, "ana")
+    bob = _key(lab.store, lab.keys, "bob")
+    lab.store.revoke_user("bob", by="test")
+    lab.client(_stranger(lab.keys)).send(b"stranger")
+    lab.client(bob).send(b"revoked")
+    lab.client(ana, server_public=ServerKeys.generate().public).send(b"wrong server")
+    ok = lab.client(ana)
+    ok.send(b"ana")  # sent last: once it is in, the others had their handshakes refused (or never finish one)
+    got = lab.receive(10_000)
+    assert got is not None and got[0][-1] == b"ana"
+    assert lab.receive(300) is None
+    assert lab.auth.identify("bob") is None and lab.auth.identify("mallory") is None
+
+
+def test_revoking_a_connected_user_stops_identify_within_a_second(lab):
+    ana = _key(lab.store, lab.keys, "ana", "admin")
+    sock = lab.client(ana)
+    sock.send(b"hello")
+    got = lab.receive(10_000)
+    assert got is not None and lab.auth.identify(got[1]) == Identity("ana", "admin")
+    lab.store.revoke_user("ana", by="test")
+    deadline = time.monotonic() + 10
+    while lab.auth.identify("ana") is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lab.auth.identify("ana") is None
+    sock.send(b"after revoke")  # the open connection still delivers: the daemon must refuse it by identify()
+    got = lab.receive(10_000)
+    assert got is not None and got[1] == "ana" and lab.auth.identify(got[1]) is None
+
+
+def test_extra_keys_are_admitted_without_a_users_row(store_url, tmp_path):
+    store = Store(store_url)
+    ctx = zmq.Context()
+    keys = ServerKeys.load_or_create(tmp_path / "k")
+    child = ServerKeys.generate()
+    auth = StoreAuthenticator(ctx, store, extra={child.public: Identity("daemon", "admin")})
+    auth.start()
+    router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
+    try:
+        apply_server(router, keys)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        apply_client(dealer, ClientKey(name="daemon", role="admin", public_key=child.public_z85(),
+                                       secret_key=child.secret.decode(), server_public_key=keys.public_z85()))
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        dealer.send(b"x")
+        assert router.poll(10_000)
+        frames = router.recv_multipart(copy=False)
+        assert frames[-1].get("User-Id") == "daemon" and auth.identify("daemon") == Identity("daemon", "admin")
+    finally:
+        router.close(0)
+        dealer.close(0)
+        auth.stop()
+        ctx.term()
+        store.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=4), st.booleans())
+def test_garbage_from_strangers_never_stops_the_authenticator(sqlite_url, tmp_path, frames, raw_tcp):
+    """Random bytes, truncated and multi-frame messages, from a plain TCP socket (a broken handshake) or a CURVE
+    client with an unknown key: none arrives, and a known user is still admitted afterwards."""
+    import socket
+
+    store = Store(sqlite_url)
+    lab = Lab(store, tmp_path / "keys")
+    try:
+        ana = _key(lab.store, lab.keys, f"ana{time.monotonic_ns()}")
+        if raw_tcp:
+            host, port = lab.addr[len("tcp://"):].split(":")
+            with socket.create_connection((host, int(port)), timeout=2) as s:
+                for f in frames:
+                    try:
+                        s.sendall(f)
+                    except OSError:  # the router hung up on the garbage: that is a fine answer
+                        break
+        else:
+            lab.client(_stranger(lab.keys)).send_multipart(frames)
+            plain = lab.ctx.socket(zmq.DEALER)  # no CURVE at all against a CURVE server
+            plain.linger = 0
+            plain.connect(lab.addr)
+            lab.clients.append(plain)
+            plain.send_multipart(frames)
+        lab.client(ana).send(b"still here")
+        got = lab.receive(10_000)
+        assert got is not None and got[0][-1] == b"still here" and got[1] == ana.name
+        assert lab.auth.is_alive()
+    finally:
+        lab.close()
+        store.close()
+
+
+def test_permissions_per_role():
+    assert ROLES == ("viewer", "operator", "approver", "admin") and AGENT == "agent"
+    table = {
+        "viewer": {"status", "watch", "missed", "export", "show", "list"},
+        "operator": {"status", "watch", "missed", "export", "show", "list", "submit", "pause", "resume", "stop",
+                     "estop"},
+        "approver": {"status", "watch", "missed", "export", "show", "list", "approve", "reject"},
+    }
+    methods = set().union(*table.values()) | {"users.add", "users.revoke", "agents.list", "agent.hello"}
+    for role, allowed in table.items():
+        for m in methods:
+            assert permitted(role, m) == (m in allowed), (role, m)
+    assert all(permitted("admin", m) for m in methods - {"agent.hello"})
+    assert not permitted("admin", "agent.hello") and permitted(AGENT, "agent.hello")
+    assert not any(permitted(AGENT, m) for m in methods - {"agent.hello"})
+    assert not permitted("nobody", "status")
+    assert [role_needed(m) for m in ("status", "pause", "approve", "users.add", "agent.hello", "frobnicate")] == \
+        ["viewer", "operator", "approver", "admin", "agent", "admin"]
+
+
+def test_a_viewers_pause_is_refused_naming_the_role_needed():
+    err = refusal("ana", "viewer", "pause")
+    assert isinstance(err, LabloopError)
+    assert "ana is a viewer and may not pause" in err.problem and "operator role" in err.problem
+    assert "--role operator" in err.fix
+
+
+def test_server_keys_are_kept_private_and_reused(tmp_path):
+    a = ServerKeys.load_or_create(tmp_path / "keys")
+    path = tmp_path / "keys" / "server.key"
+    assert os.stat(path).st_mode & 0o777 == 0o600 and os.stat(tmp_path / "keys").st_mode & 0o777 == 0o700
+    assert ServerKeys.load_or_create(tmp_path / "keys") == a and zmq.curve_public(a.secret) == a.public
+    os.chmod(path, 0o644)
+    with pytest.raises(LabloopError, match="may be read by other users"):
+        ServerKeys.load_or_create(tmp_path / "keys")
+    os.chmod(path, 0o600)
+    path.write_text("{not json")
+    with pytest.raises(LabloopError, match="malformed"):
+        ServerKeys.load_or_create(tmp_path / "keys")
+
+
+def test_client_key_files_are_checked(tmp_path, monkeypatch):
+    public, secret = zmq.curve_keypair()
+    server = ServerKeys.generate()
+    good = {"name": "ana", "role": "viewer", "public_key": public.decode(), "secret_key": secret.decode(),
+            "server_public_key": server.public_z85(), "control": "tcp://127.0.0.1:7510", "stream": None}
+    path = tmp_path / "ana.key"
+    path.write_text(json.dumps(good))
+    os.chmod(path, 0o600)
+    assert load_client_key(path).name == "ana"
+    monkeypatch.setenv("LABLOOP_KEY", str(path))
+    assert load_client_key().public_key == public.decode()
+    monkeypatch.delenv("LABLOOP_KEY")
+    with pytest.raises(LabloopError, match="no key file given"):
+        load_client_key()
+    with pytest.raises(LabloopError, match="no key file at"):
+        load_client_key(tmp_path / "missing.key")
+    os.chmod(path, 0o640)
+    with pytest.raises(LabloopError, match="may be read by other users"):
+        load_client_key(path)
+    os.chmod(path, 0o600)
+    for bad in ({**good, "secret_key": "short"}, {k: v for k, v in good.items() if k != "name"},
+                {**good, "public_key": zmq.curve_keypair()[0].decode()}):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(LabloopError, match="malformed|does not belong"):
+            load_client_key(path)
+    path.write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(LabloopError, match="malformed"):
+        load_client_key(path)
