@@ -435,3 +435,34 @@ def test_validate_names_an_unreachable_agent_and_how_to_start_it(tmp_path):
     assert result.exit_code == 2, result.output
     assert "lab.devices.plate" in result.output and "tcp://127.0.0.1:1" in result.output
     assert "labloop agent" in result.output and "Traceback" not in result.output
+
+
+def test_an_agent_made_with_users_add_is_found_by_name_and_admits_the_daemons_key(tmp_path, monkeypatch):
+    """The whole identity path: `labloop users add NAME --role agent` writes the agent's key file (carrying the
+    daemon's public key); the campaign names the agent; its key comes from the store; the runner's client key is
+    the daemon's own pair (LABLOOP_SERVER_KEYS, what the daemon gives its campaign processes)."""
+    from labloop.cli import app
+    from labloop.control.remote_lab import remote_device
+    from labloop.errors import SpecError
+    from labloop.spec import DeviceSpec
+
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    keys_dir = tmp_path / "daemon-keys"
+    runner = CliRunner()
+    made = runner.invoke(app, ["users", "add", "plate-pc", "--role", "agent", "--out", str(tmp_path / "plate.key"),
+                               "--store", url, "--keys", str(keys_dir)])
+    assert made.exit_code == 0, made.output
+    monkeypatch.delenv("LABLOOP_KEY", raising=False)
+    monkeypatch.setenv("LABLOOP_SERVER_KEYS", str(keys_dir))
+    with HotplateServer(rate=2000) as sim:
+        agent = AgentProcess(HOTPLATE, {**sim.connection_kwargs(), **PLATE_CFG}, name="plate", folder=tmp_path,
+                             key_file=tmp_path / "plate.key")
+        with agent:
+            plate = remote_device("plate", DeviceSpec(remote=agent.address, agent="plate-pc"), url)
+            assert plate.health().ok and plate.limits["temperature"] == (20.0, 300.0)
+            plate.disconnect()
+            with pytest.raises(SpecError, match="no agent called 'nobody'"):
+                remote_device("plate", DeviceSpec(remote=agent.address, agent="nobody"), url)
+            assert runner.invoke(app, ["users", "revoke", "plate-pc", "--store", url]).exit_code == 0
+            with pytest.raises(SpecError, match="agent 'plate-pc' was revoked"):
+                remote_device("plate", DeviceSpec(remote=agent.address, agent="plate-pc"), url)

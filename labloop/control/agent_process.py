@@ -46,15 +46,20 @@ class AgentProcess:
 
     def __init__(self, target: str, config: Mapping[str, Any] | None = None, *, name: str = "dut",
                  bind: str = "tcp://127.0.0.1:*", folder: str | Path | None = None,
-                 client: tuple[bytes, bytes] | None = None):
+                 client: tuple[bytes, bytes] | None = None, key_file: str | Path | None = None):
         self.target, self.name, self.bind = target, name, bind
         self._tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix="labloop-agent-")
         self.folder = Path(folder if folder is not None else self._tmp.name)  # type: ignore[union-attr]
-        self.client = client or zmq.curve_keypair()
-        pair = zmq.curve_keypair()
-        self.agent_public = pair[0]
-        self.key_file = write_key_file(self.folder / f"{name}.key", name=name, role="agent", pair=pair,
-                                       server_public=self.client[0])
+        if key_file is not None:  # made by `labloop users add NAME --role agent`: it trusts the daemon's key
+            self.key_file = Path(key_file)
+            self.agent_public = json.loads(self.key_file.read_text())["public_key"].encode()
+            self.client = client
+        else:
+            self.client = client or zmq.curve_keypair()
+            pair = zmq.curve_keypair()
+            self.agent_public = pair[0]
+            self.key_file = write_key_file(self.folder / f"{name}.key", name=name, role="agent", pair=pair,
+                                           server_public=self.client[0])
         self.config_file = self.folder / f"{name}.json"
         self.config_file.write_text(json.dumps(dict(config or {})))
         self.proc: subprocess.Popen[str] | None = None

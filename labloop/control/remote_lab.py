@@ -14,18 +14,14 @@ from . import remote
 
 def agent_public_key(store_url: str | None, agent: str) -> str:
     """The Z85 public key of the agent called ``agent`` in the store at ``store_url``."""
-    from sqlalchemy import select
-
     from labloop.store import Store
-    from labloop.store.schema import User
 
     if not store_url:
         raise SpecError(f"the lab names agent '{agent}' but no store is given to look its key up in",
                         "pass --store (or set 'store' in the campaign file), or give the key inline as agent_key")
     store = Store(store_url, create=False)
     try:
-        with store.engine.connect() as conn:
-            row = conn.execute(select(User.role, User.public_key, User.revoked_at).where(User.name == agent)).first()
+        row = store.user(agent)
     finally:
         store.close()
     if row is None:
