@@ -290,6 +290,10 @@ class Agent:
         if req.method in ("subscribe", "unsubscribe"):  # touches client state: in the loop thread
             self._reply(ident, req.id, lambda: handler(self, ident, req.args))
             return
+        if req.method == "stop":  # never queued behind device calls that block the pool: stop must act now
+            threading.Thread(target=self._reply, args=(ident, req.id, lambda: handler(self, ident, req.args), True),
+                             name=f"agent-{self.device.name}-stop", daemon=True).start()
+            return
         self.pool.submit(self._reply, ident, req.id, lambda: handler(self, ident, req.args), True)
 
     def _reply(self, ident: bytes, rid: int, work: Callable[[], Any], queued: bool = False) -> None:

@@ -47,23 +47,27 @@ CALL_TIMEOUT_S = 30.0  # a device call (read, health) that takes longer than thi
 def client_keys() -> tuple[bytes, bytes]:
     """Which CURVE key pair the runner uses as a client of agents (public, secret), Z85 bytes.
 
-    The one place that answers it, so the daemon can plug in: ``LABLOOP_KEY`` (a person's or a runner's key file,
-    :func:`labloop.control.keys.load_client_key`), else ``LABLOOP_SERVER_KEYS`` (the folder of the daemon's own key
-    pair, which the daemon passes to the campaign processes it starts: the agents trust the daemon's key)."""
+    The one place that answers it, so the daemon can plug in: ``LABLOOP_SERVER_KEYS`` (the folder of the daemon's
+    own key pair, ``serve --keys DIR``, which the daemon sets for the campaign processes it starts: the agents trust
+    the daemon's key), else ``LABLOOP_KEY`` (a person's or a runner's key file,
+    :func:`labloop.control.keys.load_client_key`)."""
+    keys_dir = os.environ.get("LABLOOP_SERVER_KEYS")
+    if keys_dir:
+        from pathlib import Path
+
+        from labloop.control.keys import SERVER_KEY_FILE, ServerKeys
+
+        if not (Path(keys_dir) / SERVER_KEY_FILE).is_file():
+            raise LabloopError(f"LABLOOP_SERVER_KEYS names {keys_dir}, which holds no {SERVER_KEY_FILE}",
+                               "point it at the daemon's --keys folder, or unset it and use LABLOOP_KEY")
+        keys = ServerKeys.load_or_create(Path(keys_dir))
+        return _z85(keys.public), _z85(keys.secret)
     key_file = os.environ.get("LABLOOP_KEY")
     if key_file:
         from labloop.control.keys import load_client_key
 
         key = load_client_key(key_file)
         return _z85(key.public_key), _z85(key.secret_key)
-    keys_dir = os.environ.get("LABLOOP_SERVER_KEYS")
-    if keys_dir:
-        from pathlib import Path
-
-        from labloop.control.keys import ServerKeys
-
-        keys = ServerKeys.load_or_create(Path(keys_dir))
-        return _z85(keys.public), _z85(keys.secret)
     raise LabloopError("no client key to talk to remote instruments (the lab names a remote device)",
                        "set LABLOOP_KEY to your key file (`labloop users add NAME --role operator --out FILE`), or "
                        "submit the campaign to a daemon (`labloop submit FILE --server ADDR`): it uses its own key")
@@ -96,6 +100,10 @@ class _Link:
         self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
         self.sock.curve_serverkey = server_key
         self.sock.curve_publickey, self.sock.curve_secretkey = keys
+        # Handshake failures tell "the agent refuses this key" apart from "nobody answers" (see connect()).
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        self.refused: str | None = None
         self.sock.connect(address)
         self.outbox = wire.Outbox(self.ctx, "remote")
         self._ids = itertools.count(1)
@@ -153,6 +161,7 @@ class _Link:
         try:
             while not self._stop.is_set():
                 pump.round(self._on_frames, self._send_request)
+                self._check_monitor()
                 now = time.monotonic()
                 if now >= next_ping:
                     next_ping = now + wire.HEARTBEAT_S
@@ -171,7 +180,24 @@ class _Link:
         finally:
             self._go_down(f"the connection to {self.label} at {self.address} was closed", quiet=True)
             self.outbox.close()
+            self.sock.disable_monitor()
+            self.monitor.close(0)
             self.sock.close(0)
+
+    def _check_monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            if event.get("event") == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                self.refused = "it refused this runner's key (the CURVE handshake was denied)"
+            else:
+                self.refused = "the CURVE handshake failed (wrong agent public key, or not a labloop agent there)"
 
     def _send_raw(self, message: dict[str, Any]) -> bool:
         try:
@@ -598,16 +624,22 @@ def connect(address: str, agent_key: str | bytes, *, name: str | None = None, ag
     if len(server_key) != 40:
         raise LabloopError(f"{label}: {server_key!r} is not a Z85 CURVE public key (40 characters)",
                            "copy the agent's public key from `labloop users list`")
-    link = _Link(address, server_key, keys or client_keys(), label, lost_after)
+    client = keys or client_keys()
+    link = _Link(address, server_key, client, label, lost_after)
     try:
         info = link.request("hello", timeout=timeout + 1.0)
     except DeviceError:
         link.close()
+        mine = client[0].decode()
+        if link.refused:
+            raise LabloopError(f"{label} at {address} does not admit this runner: {link.refused}",
+                               f"give the agent a key file made with `labloop users add` on this lab's store (it "
+                               f"carries the daemon's key), or add this runner's public key {mine} to its "
+                               "trusted_keys; check the agent_key in the campaign") from None
         raise LabloopError(
             f"{label} at {address} did not answer within {timeout:g} s: it is not running there, the address is "
-            "wrong, or it does not trust this runner's key",
-            f"{start_hint(address, agent)}; its key file must carry this runner's key (or list it in trusted_keys)"
-        ) from None
+            "wrong, or a firewall is in the way",
+            f"{start_hint(address, agent)}") from None
     if not isinstance(info, dict) or not isinstance(info.get("name"), str) or "protocols" not in info:
         link.close()
         raise LabloopError(f"{label} at {address} answered hello with {info!r:.200}",
