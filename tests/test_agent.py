@@ -100,6 +100,10 @@ def test_an_unknown_client_key_is_refused_and_the_trusted_one_still_works(plate_
         connect(plate_agent.address, plate_agent.agent_public, keys=stranger, timeout=1.0)
     assert plate_agent.address in exc.value.problem and "refused this runner's key" in exc.value.problem
     assert stranger[0].decode() in exc.value.fix and "trusted_keys" in exc.value.fix
+    impostor_key = zmq.curve_keypair()[0]  # the campaign expects another agent there: never talked to
+    with pytest.raises(LabloopError) as exc:
+        connect(plate_agent.address, impostor_key, keys=plate_agent.client, timeout=1.0)
+    assert plate_agent.address in exc.value.problem
     plate = plate_agent.connect()
     assert plate.health().ok
     plate.disconnect()
