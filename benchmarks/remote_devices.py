@@ -5,6 +5,7 @@ Prints JSON lines:
 * ``{"bench": "step_overhead", "step": "measure"|"synthesize", ...}``: the same step (a bluesky plan on a
   RunEngine, as the executor runs it) on the same driver and simulated endpoint, in-process and through a
   ``labloop agent`` process (CURVE, JSON, heartbeats); p50/p95 wall seconds of each and the overhead ratio.
+* ``{"bench": "rpc_round_trip", ...}``: one call through the proxy to the agent and back (``describe()``).
 * ``{"bench": "twenty_agents", ...}``: 20 agent processes, each serving its own simulated SMU, all connected to one
   runner: heartbeat traffic and CPU of the runner and of the agents while idle, and the latency of a measure step
   on each device (one after another and all 20 at once) against the same step with one agent.
@@ -12,7 +13,7 @@ Prints JSON lines:
 * ``{"bench": "killed_agent", ...}``: ``kill -9`` of an agent while a recipe runs: seconds until the Status (and so
   the step) fails, and seconds until the proxy is back once the agent runs again.
 
-Run: ``python benchmarks/remote_devices.py [--steps 40] [--agents 20] [--kills 5] [--part all|overhead|agents|kill]``
+Run: ``python benchmarks/remote_devices.py [--steps 40] [--agents 20] [--kills 5] [--part all|overhead|rpc|agents|kill]``
 """
 
 from __future__ import annotations
@@ -84,6 +85,24 @@ def step_overhead(n: int) -> list[dict]:
     rows.append(_row("synthesize", "labloop_devices.examples.hotplate:Hotplate (hold 0.1 s, temperature monitored)",
                      here, there))
     return rows
+
+
+def rpc_round_trip(n: int) -> dict:
+    """One call through the proxy and back (``describe()`` of a served SMU: no hardware involved): what each of a
+    step's round trips costs."""
+    with ScpiSmuServer() as sim:
+        with AgentProcess("labloop_devices.scpi_smu:ScpiSmu", sim.connection_kwargs(), name="smu") as agent:
+            dev = agent.connect()
+            for _ in range(20):
+                dev.describe()
+            xs = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                dev.describe()
+                xs.append(time.perf_counter() - t0)
+            dev.disconnect()
+    return {"bench": "rpc_round_trip", "call": "describe", "n": n, "p50_ms": round(1000 * statistics.median(xs), 3),
+            "p95_ms": round(1000 * pct(xs, 0.95), 3)}
 
 
 def _row(step, device, here, there):
@@ -209,12 +228,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--agents", type=int, default=20)
-    ap.add_argument("--part", choices=("all", "overhead", "agents", "kill"), default="all")
+    ap.add_argument("--part", choices=("all", "overhead", "rpc", "agents", "kill"), default="all")
     ap.add_argument("--kills", type=int, default=5)
     args = ap.parse_args()
     if args.part in ("all", "overhead"):
         for row in step_overhead(args.steps):
             print(json.dumps(row), flush=True)
+    if args.part in ("all", "rpc"):
+        print(json.dumps(rpc_round_trip(300)), flush=True)
     if args.part in ("all", "agents"):
         print(json.dumps(twenty_agents(args.agents, args.steps)), flush=True)
     if args.part in ("all", "kill"):
