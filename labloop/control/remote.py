@@ -487,7 +487,9 @@ class RemoteDevice:
                                             daemon=True)
         self._dispatcher.start()
         link.on_event = self._on_event
-        link.on_up = lambda restarted: self._dispatch(lambda: self._restore(restarted))
+        # Its own thread: a subscription callback that calls the agent must not wait behind the restore it blocks.
+        link.on_up = lambda restarted: threading.Thread(target=self._restore, args=(restarted,), daemon=True,
+                                                        name=f"remote-{self.name}-restore").start()
 
     def __repr__(self) -> str:
         return f"RemoteDevice({self.name!r} at {self._link.address})"
