@@ -470,3 +470,32 @@ def test_an_agent_made_with_users_add_is_found_by_name_and_admits_the_daemons_ke
             assert runner.invoke(app, ["users", "revoke", "plate-pc", "--store", url]).exit_code == 0
             with pytest.raises(SpecError, match="agent 'plate-pc' was revoked"):
                 remote_device("plate", DeviceSpec(remote=agent.address, agent="plate-pc"), url)
+
+
+def test_a_reply_too_big_or_not_json_is_an_error_for_the_caller_and_the_agent_lives_on():
+    """In-process agent (same code as the process): a reading over 1 MiB, and one that is not JSON."""
+    import numpy as np
+    from ophyd import Component as Cpt
+    from ophyd import Device, Signal
+
+    from labloop.control.agent import Agent
+
+    class Camera(Device):
+        image = Cpt(Signal, value=0.0, kind="hinted")
+
+    cam = Camera(name="cam")
+    client, pair = zmq.curve_keypair(), zmq.curve_keypair()
+    agent = Agent(cam, "tcp://127.0.0.1:*", pair, {client[0]}).start()
+    dev = connect(agent.address, pair[0], keys=client)
+    try:
+        cam.image.put(np.zeros(300_000))  # 300k floats: over 1 MiB as JSON
+        with pytest.raises(DeviceError, match="over the 1048576 byte limit"):
+            dev.read()
+        cam.image.put(object())
+        with pytest.raises(DeviceError, match="cannot travel to the runner"):
+            dev.read()
+        cam.image.put(1.5)
+        assert dev.read()["cam_image"]["value"] == 1.5
+    finally:
+        dev.disconnect()
+        agent.stop()

@@ -231,14 +231,22 @@ class Agent:
 
     def _send(self, ident: bytes, message: Mapping[str, Any]) -> None:
         try:
-            self.sock.send_multipart([ident, wire.encode(message)], zmq.NOBLOCK)
+            payload = wire.encode(message)
+            if len(payload) > wire.MAX_BYTES:  # the client would drop the connection: say why instead
+                raise ValueError(f"{len(payload)} bytes, over the {wire.MAX_BYTES} byte limit (large data belongs "
+                                 "in files: describe it as external 'STREAM:' assets)")
+            self.sock.send_multipart([ident, payload], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the client is gone or not reading: it notices by the missing heartbeat
-        except (TypeError, ValueError) as exc:  # a reading that is not JSON: tell the client, do not die
+        except (TypeError, ValueError) as exc:  # a reading that is not JSON, or too big: tell the client, live on
             if "id" in message:
                 self._send(ident, {"id": message["id"], "ok": False,
                                    "error": wire.error_body(DeviceError(f"{self.device.name}: the reply cannot "
-                                                                        f"travel as JSON: {exc}"))})
+                                                                        f"travel to the runner: {exc}"))})
+            elif message.get("event") == "status":
+                self._send(ident, {"event": "status", "sid": message.get("sid"), "ok": False,
+                                   "error": wire.error_body(DeviceError(f"{self.device.name}: the action's result "
+                                                                        f"cannot travel to the runner: {exc}"))})
 
     def _heartbeat(self, now: float) -> None:
         for ident, client in list(self.clients.items()):
