@@ -502,10 +502,36 @@ class SchedulingSpec(_Model):
 
 # --------------------------------------------------------------------------------------------------- lab
 class DeviceSpec(_Model):
-    """A device of the lab given by its driver (entry point in 'labloop.devices' or 'module:attr')."""
+    """A device of the lab: given by its driver (entry point in 'labloop.devices' or 'module:attr'), or remote: served
+    by ``labloop agent`` on another computer at ``remote`` (its public key from the store's ``users`` table by the
+    ``agent`` name, or inline as ``agent_key``)."""
 
-    driver: str
+    driver: str | None = Field(None, description="Driver of a device plugged into this computer.")
     config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the driver.")
+    remote: str | None = Field(None, description="Address of the agent serving the device, e.g. tcp://10.0.0.5:7600.")
+    agent: str | None = Field(None, description="The agent's name in the store's users (role agent): its key.")
+    agent_key: str | None = Field(None, description="The agent's CURVE public key (Z85), instead of 'agent'.")
+
+    @model_validator(mode="after")
+    def _driver_or_remote(self) -> "DeviceSpec":
+        if (self.driver is None) == (self.remote is None):
+            raise ValueError("give either 'driver' (a device on this computer) or 'remote' (an agent's address)")
+        if self.remote is None:
+            if self.agent or self.agent_key:
+                raise ValueError("'agent' and 'agent_key' belong to a remote device (add 'remote: tcp://HOST:PORT')")
+            return self
+        host, _, port = self.remote.removeprefix("tcp://").rpartition(":")
+        if not self.remote.startswith("tcp://") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"remote '{self.remote}' is not an agent address: write tcp://HOST:PORT")
+        if self.config:
+            raise ValueError("a remote device is configured on the agent's computer (labloop agent --config), "
+                             "not here: drop 'config'")
+        if not (self.agent or self.agent_key) or (self.agent and self.agent_key):
+            raise ValueError("name the agent ('agent: NAME', its key is looked up in the store) or give its "
+                             "public key ('agent_key: Z85'), one of the two")
+        if self.agent_key is not None and len(self.agent_key) != 40:
+            raise ValueError("agent_key must be a Z85 CURVE public key (40 characters; `labloop users list`)")
+        return self
 
 
 class LabSpec(_Model):

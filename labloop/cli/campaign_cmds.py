@@ -114,9 +114,15 @@ def require_success(store: Store, campaign_id: int) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
-    def validate(file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")]) -> None:
-        """Check a campaign file: schema, bounds against device limits, plugins and search space."""
-        p = prepare(file)
+    def validate(
+        file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
+        store: Annotated[Optional[str], typer.Option(help=STORE_HELP + " (where remote agents' keys are looked up)")]
+        = None,
+    ) -> None:
+        """Check a campaign file: schema, bounds against device limits, plugins and search space; remote devices
+        are reached through their agents."""
+        text = read_spec_text(file)
+        p = prepare_text(text, str(file), store_url=_store_url(store, spec_from_text(text, str(file))))
         console.print(f"[green]ok[/]: {file}: campaign '{p.spec.name}', {len(p.spec.parameter_names())} parameters, "
                       f"{len(p.spec.objectives)} objective(s), {len(p.spec.workflow)} workflow steps", soft_wrap=True)
 
@@ -130,7 +136,7 @@ def register(app: typer.Typer) -> None:
         """Run a campaign to its stopping rule, showing each trial as it finishes."""
         text = read_spec_text(file)
         url = _store_url(store, spec_from_text(text, str(file)))  # a simulated lab keeps its world beside the store
-        prepared = prepare_text(text, str(file), time_scale, state_dir=state_dir_for(url))
+        prepared = prepare_text(text, str(file), time_scale, state_dir=state_dir_for(url), store_url=url)
         run_campaign(str(file), prepared, url)
 
     @app.command()

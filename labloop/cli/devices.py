@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from labloop import plugins
 from labloop.devkit import conformance
+from labloop.devkit.options import load_config
 from labloop.errors import LabloopError
 
 devices_app = typer.Typer(
@@ -31,24 +31,6 @@ _STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yello
 
 def _console() -> Console:
     return Console(width=160, soft_wrap=False)
-
-
-def load_config(path: Path | None) -> dict[str, Any]:
-    """Constructor options from a YAML or JSON file (JSON is YAML): a mapping, or nothing."""
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise LabloopError(f"{path}: cannot read the config file: {exc.strerror}", "give an existing file") from None
-    except yaml.YAMLError as exc:
-        raise LabloopError(f"{path}: not valid YAML/JSON: {exc}", "fix the syntax at the place named") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise LabloopError(f"{path}: expected a mapping of constructor options, got {type(data).__name__}",
-                           "write 'option: value' lines (YAML) or one JSON object")
-    return data
 
 
 @devices_app.command("check")
@@ -65,13 +47,21 @@ def check(
                                                   "declared default_timeout).")] = None,
     grace: Annotated[float, typer.Option(help="Seconds allowed beyond the timeout before a Status counts as "
                                          "hung.")] = 1.0,
+    remote: Annotated[bool, typer.Option("--remote", help="Serve the driver from a `labloop agent` process and "
+                                         "check it through its remote proxy (as a campaign's remote device).")]
+    = False,
 ) -> None:
     """Build the driver and run the conformance checks; exit 1 when any check fails."""
     console = _console()
     try:
         options = load_config(config)
-        report = conformance.check_device(target, options, simulator=simulator, timeout=timeout, grace=grace,
-                                          only=only)
+        if remote:
+            from labloop.control.remote_check import check_remote
+
+            report = check_remote(target, options, simulator=simulator, timeout=timeout, grace=grace, only=only)
+        else:
+            report = conformance.check_device(target, options, simulator=simulator, timeout=timeout, grace=grace,
+                                              only=only)
     except LabloopError as exc:
         console.print(f"[bold red]error:[/] {exc.problem}", markup=True, highlight=False)
         if exc.fix:

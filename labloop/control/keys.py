@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.utils.z85  # not loaded by `import zmq`: without it every valid key would read as malformed
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from labloop.errors import LabloopError

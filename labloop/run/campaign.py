@@ -57,7 +57,8 @@ def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[Tria
 
 
 def prepare_text(text: str, source: str, time_scale: float | None = None, with_lab: bool = True,
-                 read_prior_files: bool = True, state_dir: str | None = None) -> Prepared:
+                 read_prior_files: bool = True, state_dir: str | None = None,
+                 store_url: str | None = None) -> Prepared:
     """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored.
     ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log.
     ``state_dir``: where a simulated lab keeps its physical world across restarts (beside the store:
@@ -68,7 +69,8 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     lab = None
     if with_lab and spec.lab is not None:
         try:
-            lab = build_lab(spec.lab, spec.seed, state_dir=state_dir, name=spec.name)
+            lab = build_lab(spec.lab, spec.seed, state_dir=state_dir, name=spec.name,
+                            store_url=store_url or spec.store)
         except PluginError as exc:
             raise SpecError(f"{source}: lab: {exc.problem}", exc.fix) from None
         except SpecError as exc:  # the lab's options (lab.options.x): say which campaign file they are in

@@ -148,11 +148,13 @@ def _accepted(factory: Any, **extra: Any) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if k in params}
 
 
-def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: str | None = None) -> Lab:
+def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: str | None = None,
+              store_url: str | None = None) -> Lab:
     """Instantiate the lab's devices (simulated and real). Constructors must not block on hardware.
 
     ``state_dir`` and ``name`` go to a simulator that declares them: it keeps its physical world in that folder
-    (beside the store), in a file named after ``name`` (the campaign), unless its options say otherwise."""
+    (beside the store), in a file named after ``name`` (the campaign), unless its options say otherwise. A remote
+    device (``remote: ADDR``) is a proxy connected to its agent now (``store_url``: where its key is looked up)."""
     devices: dict[str, Any] = {}
     places: set[str] = set()
     entry: str | None = None
@@ -167,7 +169,12 @@ def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: 
         else:
             devices.update(built)
     for name, dspec in spec.devices.items():
-        cls = plugins.load(dspec.driver, "labloop.devices")
+        if dspec.remote is not None:
+            from labloop.control.remote_lab import remote_device  # pyzmq only for labs that use it
+
+            devices[name] = remote_device(name, dspec, store_url)
+            continue
+        cls = plugins.load(dspec.driver or "", "labloop.devices")
         try:
             devices[name] = cls(name=name, **dspec.config)
         except TypeError as exc:
