@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import zmq
-import zmq.utils.z85  # noqa: F401 - keys.py validates keys with zmq.utils.z85 without importing it
 from sqlalchemy import insert
 
 from labloop.control.client import Client

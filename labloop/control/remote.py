@@ -31,7 +31,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import zmq
-import zmq.utils.z85  # noqa: F401 - key files are checked with it (labloop.control.keys); not loaded by `import zmq`
+
 from ophyd.status import Status
 
 from labloop.devkit.protocols import Health
