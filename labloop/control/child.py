@@ -38,7 +38,8 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
 
 def _start(args: argparse.Namespace, store: Store) -> CampaignRunner:
     text = sys.stdin.read()
-    prepared = prepare_text(text, args.source, args.time_scale, state_dir=state_dir_for(args.store))
+    prepared = prepare_text(text, args.source, args.time_scale, state_dir=state_dir_for(args.store),
+                            store_url=args.store)  # remote devices' agents are looked up in this store
     return CampaignRunner.start(prepared, store, user=args.user)
 
 

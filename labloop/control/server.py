@@ -15,6 +15,7 @@ Campaigns run in child processes (:mod:`~labloop.control.supervisor`); the strea
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -46,6 +47,9 @@ class Daemon:
         self.store = Store(store_url)
         self.keys_dir = Path(keys_dir or Path.home() / ".labloop" / "daemon").expanduser()
         self.keys = ServerKeys.load_or_create(self.keys_dir)
+        # campaign children inherit it: they connect to remote instruments' agents as the daemon
+        # (labloop.control.remote.client_keys), whose key every agent of this lab trusts
+        os.environ["LABLOOP_SERVER_KEYS"] = str(self.keys_dir)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.auth = StoreAuthenticator(self.ctx, self.store, domain="labloop")
         self.auth.start()

@@ -165,7 +165,8 @@ class CampaignRunner:
             lab_audit = [a for a in audit if a.action == "campaign.lab"]
             time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
         prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale,
-                                read_prior_files=False, state_dir=state_dir_for(store.url))
+                                read_prior_files=False, state_dir=state_dir_for(store.url),
+                                store_url=store.given_url)  # its remote devices' agents are in this store
         runner = cls(prepared, store, campaign, observer)
         assert prepared.lab is not None
         calibration.restore(store, prepared.lab)  # the latest recorded calibrations are in force again
