@@ -219,3 +219,27 @@ def test_event_stream_catches_up_from_the_store_after_a_reconnect(site):
     assert got == [("6", "step"), ("7", "step"), ("8", "step"), (None, "live")]
     r = client.get("/api/campaigns/web-test/events?after=abc", headers=auth)
     assert r.status_code == 400
+
+
+def test_users_passwd_and_token_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    store = Store(url)
+    add_user(store, "dana", "operator")
+    runner = CliRunner()
+    r = runner.invoke(app, ["users", "passwd", "dana", "--store", url, "--password-stdin"], input="short\n")
+    assert r.exit_code != 0 and "too short" in r.output
+    r = runner.invoke(app, ["users", "passwd", "nobody", "--store", url, "--password-stdin"], input="long enough pw\n")
+    assert r.exit_code != 0 and "no user named 'nobody'" in r.output
+    r = runner.invoke(app, ["users", "passwd", "dana", "--store", url, "--password-stdin"], input="a new password\n")
+    assert r.exit_code == 0, r.output
+    assert accounts.login(store, "dana", "a new password") is not None
+    assert accounts.login(store, "dana", PASSWORD) is None
+    r = runner.invoke(app, ["users", "token", "dana", "--store", url])
+    assert r.exit_code == 0
+    assert accounts.token_user(store, r.output.strip()).name == "dana"
+    assert [a.action for a in store.audit_log()][-2:] == ["users.passwd", "users.token"]
+    store.close()

@@ -1,4 +1,4 @@
-"""``labloop users add | list | revoke`` and ``labloop audit``: who may reach the daemon, and what everyone did.
+"""``labloop users add | list | revoke | passwd | token`` and ``labloop audit``: who may reach the daemon, and what everyone did.
 
 Run on the store: whoever can write the store administers it, no daemon or socket needed. ``users add`` makes the
 person's (or agent's) CURVE key pair, records only the public key, and writes one key file (mode 0600) holding
@@ -130,6 +130,47 @@ def revoke(name: Annotated[str, typer.Argument(help="The user to revoke.")], sto
     finally:
         st.close()
     console.print(f"revoked {u.name} ({u.role}); running daemons refuse their key within a second", soft_wrap=True)
+
+
+@users_app.command("passwd")
+@user_errors
+def passwd(name: Annotated[str, typer.Argument(help="The user who signs in to the dashboard.")],
+           store: StoreOpt = None,
+           password_stdin: Annotated[bool, typer.Option(
+               "--password-stdin", help="Read the password from standard input (scripts) instead of asking.")] = False,
+           ) -> None:
+    """Set NAME's dashboard password (`labloop serve --http`); signs out their open sessions."""
+    from labloop.store import Store
+    from labloop.web import accounts
+
+    if password_stdin:
+        password = typer.get_text_stream("stdin").readline().rstrip("\n")
+    else:
+        password = typer.prompt(f"new dashboard password for {name}", hide_input=True, confirmation_prompt=True)
+    st = Store(store or DEFAULT_URL, create=False)
+    try:
+        accounts.set_password(st, name, password)
+        st.audit(None, "users.passwd", {"name": name}, _login())
+    finally:
+        st.close()
+    console.print(f"{name} may now sign in to the dashboard; their open sessions were signed out", soft_wrap=True)
+
+
+@users_app.command("token")
+@user_errors
+def token(name: Annotated[str, typer.Argument(help="The user a script acts for.")], store: StoreOpt = None) -> None:
+    """Make a new API token for NAME's scripts (HTTP `Authorization: Bearer TOKEN`); the old one stops working.
+    Printed once: only its hash is kept."""
+    from labloop.store import Store
+    from labloop.web import accounts
+
+    st = Store(store or DEFAULT_URL, create=False)
+    try:
+        value = accounts.issue_token(st, name)
+        st.audit(None, "users.token", {"name": name}, _login())
+    finally:
+        st.close()
+    typer.echo(value)
 
 
 def audit(
