@@ -157,7 +157,7 @@
     const seq = e.lastEventId ? +e.lastEventId : null;
     if (seq != null) { if (seq <= live.lastSeq) return; live.lastSeq = seq; }
     live.received++;
-    const arrival = {seq: seq, kind: kind, t: Date.now(), sent: body && body.at, shown: null};
+    const arrival = {seq: seq, kind: kind, t: Date.now(), sent: body && body.at, shown: null, caughtUp: !live.isLive};
     live.arrivals.push(arrival);
     if (live.arrivals.length > 5000) live.arrivals.shift();
     unshown.push([arrival, body]);
@@ -217,8 +217,8 @@
     const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.name)}/events?after=${live.lastSeq}`);
     kinds.forEach(k => src.addEventListener(k, e => onEvent(k, e)));
     src.onmessage = e => onEvent("message", e);
-    src.addEventListener("live", () => { document.body.setAttribute("data-live", "1"); });
-    src.onerror = () => { document.body.setAttribute("data-live", "0"); };
+    src.addEventListener("live", () => { live.isLive = true; document.body.setAttribute("data-live", "1"); });
+    src.onerror = () => { live.isLive = false; document.body.setAttribute("data-live", "0"); };
     live.source = src;
   }
   connect();
