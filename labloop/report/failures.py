@@ -14,7 +14,7 @@ from labloop.spec import CategoricalParameter, ContinuousParameter, IntegerParam
 
 from .gather import ReportData
 from .model import importance_ranking
-from .plotting import BLUE, RED, Drawn, Item, NotDrawn, new_figure, save
+from .plotting import BLUE, RED, Drawn, Item, NotDrawn, dense, new_figure, save
 
 PAIRS = 3
 
@@ -39,7 +39,7 @@ def draw(data: ReportData, out: Path) -> list[Item]:
             xs = _coords(specs.get(a), [t.params.get(a) for t in group])
             ys = _coords(specs.get(b), [t.params.get(b) for t in group])
             ax.scatter(xs, ys, s=16 if marker == "o" else 26, marker=marker, color=colour,
-                       alpha=0.45 if marker == "o" else 0.9, label=name)
+                       alpha=0.45 if marker == "o" else 0.9, label=name, rasterized=dense(len(group)))
         _axis(ax, "x", specs.get(a), a)
         _axis(ax, "y", specs.get(b), b)
     axes[0].legend(fontsize=8, loc="best")

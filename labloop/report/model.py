@@ -18,8 +18,8 @@ import numpy as np
 from labloop.spec import CategoricalParameter, CompositionParameter, FixedParameter
 
 from .gather import ReportData
-from .plotting import BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, label, new_figure, objective_values, save, \
-    trial_axis, wide
+from .plotting import (BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure, objective_values,
+                       save, trial_axis, wide)
 
 
 def importance_ranking(data: ReportData) -> tuple[list[str], str]:
@@ -82,7 +82,8 @@ def _importance(data: ReportData, out: Path) -> Item:
         fig, (ax,) = new_figure()
         for i, name in enumerate(order):
             pts = [(n, float(imp[name])) for n, imp in series if name in imp]
-            ax.plot([n for n, _ in pts], [v for _, v in pts], "o-", ms=3, color=CYCLE[i % len(CYCLE)], label=name)
+            ax.plot([n for n, _ in pts], [v for _, v in pts], "-" if dense(len(pts)) else "o-", ms=3,
+                    color=CYCLE[i % len(CYCLE)], label=name)
         trial_axis(ax)
         ax.set_xlabel("trial (model proposals)")
         ax.set_ylabel("relative importance")
@@ -138,7 +139,7 @@ def _predicted(data: ReportData, out: Path) -> Item:
     lo = [max(p - a, 0) for _, _, p, a, _ in rows]
     hi = [max(b - p, 0) for _, _, p, _, b in rows]
     ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", ms=4, color=BLUE, ecolor=BLUE, alpha=0.7, elinewidth=1,
-                label="prediction, 95 % interval")
+                label="prediction, 95 % interval", rasterized=dense(len(rows)))
     allv = xs + ys + [p - a for p, a in zip(ys, lo)] + [p + b for p, b in zip(ys, hi)]
     log = wide(xs + ys) and min(allv) > 0
     finite = [v for v in allv if math.isfinite(v) and (v > 0 or not log)]

@@ -14,7 +14,7 @@ from typing import Any
 from labloop.spec import CampaignSpec
 
 from .gather import ReportData
-from .plotting import BLUE, GREY, ORANGE, Drawn, Item, label, new_figure, save, wide
+from .plotting import BLUE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure, save, wide
 
 
 def feasible(spec: CampaignSpec, values: dict[str, Any]) -> bool:
@@ -61,7 +61,6 @@ def draw(data: ReportData, out: Path) -> list[Item]:
             rows.append((t.number, [float(v) for v in vals], feasible(spec, t.values or {})))
     title = f"Pareto front: {names[0]} against {names[1]}"
     if not rows:
-        from .plotting import NotDrawn
         return [NotDrawn(title, "no trial has a value of every objective yet")]
     ok = [(n, v) for n, v, f in rows if f]
     best = set(front(spec, ok))
@@ -70,10 +69,10 @@ def draw(data: ReportData, out: Path) -> list[Item]:
     bad = [v for _, v, f in rows if not f]
     if bad:
         ax.scatter([v[0] for v in bad], [v[1] for v in bad], s=18, facecolors="none", edgecolors=GREY,
-                   label=f"violates an outcome constraint ({len(bad)})")
+                   label=f"violates an outcome constraint ({len(bad)})", rasterized=dense(len(bad)))
     rest = [v for n, v in ok if n not in best]
     ax.scatter([v[0] for v in rest], [v[1] for v in rest], s=18, color=BLUE, alpha=0.6,
-               label=f"feasible ({len(ok)})")
+               label=f"feasible ({len(ok)})", rasterized=dense(len(rest)))
     fr = sorted(v for n, v in ok if n in best)
     ax.plot([v[0] for v in fr], [v[1] for v in fr], "o-", color=ORANGE, ms=6, drawstyle="steps-post",
             label=f"Pareto front ({len(fr)})")

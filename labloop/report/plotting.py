@@ -18,6 +18,13 @@ from labloop.spec import ObjectiveSpec
 # colours that survive greyscale printing and common colour blindness (Okabe-Ito)
 BLUE, ORANGE, GREEN, RED, PURPLE, GREY = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#888888"
 CYCLE = (BLUE, ORANGE, GREEN, PURPLE, RED, "#56B4E9", "#F0E442", GREY)
+#: Above this many markers in one artist, it is embedded as a bitmap inside the SVG (axes and text stay vector): a
+#: 1,000-trial campaign's scatter would otherwise be a 500 kB figure that browsers draw slowly.
+DENSE = 300
+
+
+def dense(n: int) -> bool:
+    return n > DENSE
 
 
 @dataclass(frozen=True)
