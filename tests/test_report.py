@@ -183,6 +183,11 @@ def test_unknown_campaign_missing_store_and_missing_trial_are_refused_and_write_
     r = report("--store", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(out))
     assert r.exit_code == 2 and "no store at" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "none.db").exists()
+    Store(f"sqlite:///{tmp_path / 'none.db'}").close()
+    r = report("--store", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(out))
+    assert r.exit_code == 2 and "holds no campaign yet" in r.output and "fix:" in r.output
+    for p in tmp_path.glob("none.db*"):
+        p.unlink()
     r = report("--store", url, "--campaign", str(cid), "--out", str(out), "--trial", "99")
     assert r.exit_code == 2 and "has no trial 99: it has trials 1-10" in r.output and "fix:" in r.output
     assert list(tmp_path.iterdir()) == []
@@ -202,9 +207,10 @@ def test_an_unwritable_or_unsuitable_out_is_refused(single, tmp_path):
     other = tmp_path / "thesis"
     other.mkdir()
     (other / "chapter1.tex").write_text("keep me")
+    (other / "index.html").write_text("<html>my own page</html>")  # an index.html of one's own is no report
     r = report("--store", url, "--out", str(other))
     assert r.exit_code == 2 and "holds no earlier report" in r.output
-    assert [p.name for p in other.iterdir()] == ["chapter1.tex"]
+    assert sorted(p.name for p in other.iterdir()) == ["chapter1.tex", "index.html"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "thesis"]
 
 

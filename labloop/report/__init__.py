@@ -24,7 +24,7 @@ from labloop.store import Store
 
 from . import convergence, dock, failures, model, pareto, streams
 from .gather import ReportData, gather
-from .page import render
+from .page import GENERATOR, render
 from .plotting import Drawn, Item
 
 __all__ = ["Report", "write_report", "make"]
@@ -61,10 +61,10 @@ def check_out(out: Path) -> None:
     whose parent cannot take a new folder."""
     if out.exists() and not out.is_dir():
         raise LabloopError(f"cannot write the report to {out}: it is a file", "give a folder for --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
+    if out.is_dir() and any(out.iterdir()) and not _is_report(out):
         raise LabloopError(f"{out} is not empty and holds no earlier report: writing there could mix the report "
-                           "with other files", "give a new or empty folder for --out (an earlier report's folder "
-                           "is replaced)")
+                           "with other files", "give a new or empty folder for --out (a folder holding an earlier "
+                           "labloop report is replaced)")
     parent = out.parent
     if not parent.is_dir():
         raise LabloopError(f"cannot write the report to {out}: {parent} does not exist",
@@ -72,6 +72,15 @@ def check_out(out: Path) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LabloopError(f"cannot write the report to {out}: {parent} is not writable",
                            "give --out in a folder you may write to")
+
+
+def _is_report(folder: Path) -> bool:
+    """Whether ``folder`` holds a report labloop wrote (its index.html carries the generator mark)."""
+    try:
+        with open(folder / "index.html", encoding="utf-8", errors="replace") as f:
+            return GENERATOR in f.read(2000)
+    except OSError:
+        return False
 
 
 def write_report(store: Store, campaign: object, out: str | os.PathLike[str], trials: list[int] | tuple[int, ...] = ()

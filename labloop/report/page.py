@@ -16,6 +16,10 @@ from labloop import __version__
 from .gather import ReportData
 from .plotting import Drawn, Item, NotDrawn
 
+#: Marks a folder as a labloop report: only such a folder is replaced by a new report (never a folder of one's own
+#: that happens to hold an index.html).
+GENERATOR = '<meta name="generator" content="labloop report">'
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1100px;
  padding:0 1rem;color:#222;line-height:1.45}
@@ -80,7 +84,7 @@ def summary_rows(data: ReportData) -> list[tuple[str, str, str]]:
 def render(data: ReportData, items: list[Item], asked_missing: str = "") -> str:
     c = data.campaign
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">', GENERATOR,
            f"<title>labloop report: {escape(c.name)}</title>", f"<style>{CSS}</style></head><body>",
            f"<h1>Campaign report: {escape(c.name)}</h1>"]
     if data.spec.description:
