@@ -1,0 +1,288 @@
+"""``labloop report``: the campaign report of short simulated campaigns (figures exist, are valid SVG and are the
+ones the page references; the Pareto front only with several objectives; the summary matches the store; nothing
+loads from the network), the random-search expectation's arithmetic, and bad input (unknown campaign, no store, an
+empty campaign, no successful trial, an unwritable --out, a trial that does not exist) refused or reported clearly
+with nothing half-written."""
+
+from __future__ import annotations
+
+import itertools
+from html import unescape
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from labloop.cli import app
+from labloop.report.convergence import best_of_n
+from labloop.report.pareto import front
+from labloop.spec import spec_from_text, spec_hash
+from labloop.store import Store
+
+from campaign_files import REPO
+from running import two_chamber
+
+cli = CliRunner()
+SRC = re.compile(r'<img src="([^"]+)"')
+REMOTE = re.compile(r"""(?:src|href)\s*=\s*["']\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import""", re.I)
+
+
+def run_campaign(tmp_path: Path, data: dict) -> tuple[str, int]:
+    from labloop.run.campaign import CampaignRunner, prepare_text
+
+    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    runner = CampaignRunner.start(prepare_text(yaml.safe_dump(data), "test.yaml"), store)
+    runner.run()
+    cid = runner.campaign.id
+    store.close()
+    return f"sqlite:///{tmp_path / 'labloop.db'}", cid
+
+
+def single_objective(tmp_path: Path) -> dict:
+    """Botorch on the two-chamber lab (model proposals carry importance and predictions), faults, and the dock's
+    UV-vis and XRD after the probe."""
+    data = two_chamber(max_trials=10, options={"dock": True, "dock_minutes": 2, "chamber_fault_rate": 0.15,
+                                              "data_dir": str(tmp_path / "assets")})
+    data["strategy"] = {"name": "botorch", "initial_design": 3}
+    flow = data["workflow"][:-1]
+    for device in ("uvvis", "xrd"):
+        flow += [{"kind": "transfer", "to": device}, {"kind": "measure", "device": device}]
+    data["workflow"] = flow + [data["workflow"][-1]]
+    data["scheduling"] = {"pause_after_same_failures": 100}
+    return data
+
+
+def two_objectives(tmp_path: Path) -> dict:
+    data = yaml.safe_load((REPO / "experiments" / "transparent_conductor.yaml").read_text())
+    data["stopping"] = {"max_trials": 6, "target_reached": False}
+    data["strategy"] = {"name": "random", "initial_design": 1}
+    data["lab"]["time_scale"] = 36000.0
+    data["lab"]["options"]["data_dir"] = str(tmp_path / "assets")
+    return data
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("single")
+    return run_campaign(tmp, single_objective(tmp))
+
+
+def report(*args: str):
+    return cli.invoke(app, ["report", *args])
+
+
+def figures_of(out: Path) -> list[str]:
+    html = (out / "index.html").read_text()
+    return SRC.findall(html)
+
+
+def assert_valid_report(out: Path) -> list[str]:
+    html = (out / "index.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    files = figures_of(out)
+    on_disk = sorted(p.name for p in out.iterdir() if p.name != "index.html")
+    assert sorted(files) == on_disk  # every figure written is shown, every figure shown exists
+    for name in files:
+        root = ET.parse(out / name).getroot()  # well-formed XML ...
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"  # ... and an SVG drawing
+        assert len(list(root.iter())) > 20
+        assert not REMOTE.search((out / name).read_text()), name
+    assert not REMOTE.search(html)  # opens offline: no resource from the network
+    assert "<script" not in html and "<link" not in html
+    return files
+
+
+def cell(html: str, key: str) -> str:
+    m = re.search(rf'<tr id="summary-{re.escape(key)}"><th>[^<]*</th><td>([^<]*)</td></tr>', html)
+    assert m, key
+    return m.group(1)
+
+
+# ------------------------------------------------------------------------------------------------ reports
+def test_report_of_a_single_objective_campaign(single, tmp_path):
+    url, cid = single
+    store = Store(url, create=False)
+    trials = store.trials(cid)
+    campaign = store.campaign(cid)
+    streams = {t.number: bool(store.process_points(t.id)) for t in trials}
+    store.close()
+    done = [t for t in trials if t.state == "done"]
+    failed = [t for t in trials if t.state == "failed"]
+    assert done and failed and any((t.info or {}).get("predicted") for t in done)  # the fixture has what we draw
+    best = min(done, key=lambda t: t.values["sheet_resistance"])
+
+    out = tmp_path / "rep"
+    r = report("--store", url, "--campaign", str(cid), "--out", str(out), "--trial", "1", "--trial", "2")
+    assert r.exit_code == 0, r.output
+    assert str(out / "index.html") in r.output.replace("\n", "")
+    files = assert_valid_report(out)
+    expected = {"convergence-sheet_resistance.svg", "importance.svg", "predicted-vs-measured.svg", "failures.svg",
+                f"streams-trial-{best.number}.svg", "dock-uvvis.svg", "dock-xrd.svg"}
+    assert expected <= set(files)
+    html = unescape((out / "index.html").read_text())
+    assert streams[best.number]
+    for n in (1, 2):  # asked for: drawn, or the page says why not
+        assert (f"streams-trial-{n}.svg" in files) == streams[n]
+        assert streams[n] or f"Not drawn: trial {n} recorded no process stream" in html
+    assert "pareto.svg" not in files  # one objective: no front
+
+    assert cell(html, "campaign") == f"{campaign.name} (id {cid}, uid {campaign.uid})"
+    assert cell(html, "state") == campaign.state
+    assert cell(html, "stop-reason") == campaign.stop_reason
+    assert cell(html, "trials") == str(len(trials))
+    assert cell(html, "trials-done") == str(len(done))
+    assert cell(html, "trials-failed") == str(len(failed))
+    assert cell(html, "best-trial").startswith(f"trial {best.number}: sheet_resistance = "
+                                               f"{best.values['sheet_resistance']:.4g}")
+    assert f"o2_pressure = {best.params['o2_pressure']:.4g}" in cell(html, "best-recipe")
+    assert len(re.findall(r'<tr id="trial-\d+"', html)) == len(trials)
+    assert f'<tr id="trial-{best.number}" class="best">' in html
+    assert "target 5" in html  # the campaign's target is drawn and named
+    k = sum(t.source == "sobol" for t in trials)
+    assert f"median best of n random draws (shaded: the middle half of outcomes), computed from this campaign's {k} " \
+           f"space-filling trials" in html
+
+
+def test_the_pareto_front_appears_for_two_objectives(tmp_path):
+    url, cid = run_campaign(tmp_path, two_objectives(tmp_path))
+    out = tmp_path / "rep"
+    r = report("--store", url, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    files = assert_valid_report(out)
+    assert "pareto.svg" in files
+    assert "convergence-sheet_resistance.svg" in files and "convergence-visible_transmittance.svg" in files
+    assert "dock-uvvis.svg" in files
+    # random search stored no importance: the report says what it shows instead
+    html = unescape((out / "index.html").read_text())
+    assert "No model proposal stored an importance" in html or "Not drawn: the strategy stored no importance" in html
+
+
+def test_a_second_report_replaces_the_first_and_leaves_nothing_else(single, tmp_path):
+    url, cid = single
+    out = tmp_path / "rep"
+    assert report("--store", url, "--out", str(out)).exit_code == 0
+    (out / "stale.svg").write_text("<svg/>")
+    r = report("--store", url, "--out", str(out), "--trial", "3")
+    assert r.exit_code == 0, r.output
+    assert not (out / "stale.svg").exists()
+    assert_valid_report(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no temporary folder left beside it
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_unknown_campaign_missing_store_and_missing_trial_are_refused_and_write_nothing(single, tmp_path):
+    url, cid = single
+    out = tmp_path / "rep"
+    r = report("--store", url, "--campaign", "nope", "--out", str(out))
+    assert r.exit_code == 2 and "holds no campaign 'nope'" in r.output and "fix:" in r.output
+    r = report("--store", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(out))
+    assert r.exit_code == 2 and "no store at" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "none.db").exists()
+    Store(f"sqlite:///{tmp_path / 'none.db'}").close()
+    r = report("--store", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(out))
+    assert r.exit_code == 2 and "holds no campaign yet" in r.output and "fix:" in r.output
+    for p in tmp_path.glob("none.db*"):
+        p.unlink()
+    r = report("--store", url, "--campaign", str(cid), "--out", str(out), "--trial", "99")
+    assert r.exit_code == 2 and "has no trial 99: it has trials 1-10" in r.output and "fix:" in r.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_or_unsuitable_out_is_refused(single, tmp_path):
+    url, _ = single
+    r = report("--store", url, "--out", "/proc/labloop-report")  # not writable, even for root
+    assert r.exit_code == 2 and "cannot write the report to /proc/labloop-report" in r.output
+    assert "fix:" in r.output and "Traceback" not in r.output
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    r = report("--store", url, "--out", str(afile))
+    assert r.exit_code == 2 and "it is a file" in r.output and afile.read_text() == "x"
+    r = report("--store", url, "--out", str(afile / "rep"))
+    assert r.exit_code == 2 and "does not exist" in r.output
+    other = tmp_path / "thesis"
+    other.mkdir()
+    (other / "chapter1.tex").write_text("keep me")
+    (other / "index.html").write_text("<html>my own page</html>")  # an index.html of one's own is no report
+    r = report("--store", url, "--out", str(other))
+    assert r.exit_code == 2 and "holds no earlier report" in r.output
+    assert sorted(p.name for p in other.iterdir()) == ["chapter1.tex", "index.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "thesis"]
+
+
+def _stored_campaign(tmp_path: Path) -> tuple[Store, int, str]:
+    text = (REPO / "experiments" / "thinfilm.yaml").read_text()
+    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    c = store.create_campaign("empty-one", text, spec_hash(text))
+    spec_from_text(text, "x")
+    return store, c.id, f"sqlite:///{tmp_path / 'labloop.db'}"
+
+
+def test_an_empty_campaign_gets_a_page_that_says_so(tmp_path):
+    store, cid, url = _stored_campaign(tmp_path)
+    store.close()
+    out = tmp_path / "rep"
+    r = report("--store", url, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "has no trials yet" in r.output
+    html = (out / "index.html").read_text()
+    assert 'id="no-trials"' in html and "<img" not in html
+    assert cell(html, "trials") == "0"
+    assert [p.name for p in out.iterdir()] == ["index.html"]
+
+
+def test_a_campaign_without_a_successful_trial_shows_its_failures(tmp_path):
+    store, cid, url = _stored_campaign(tmp_path)
+    for i in range(4):
+        t = store.add_trial(cid, {"o2_pressure": 0.1 * (i + 1), "substrate_temperature": 100 + 100 * i,
+                                  "nb_fraction": 0.05, "rf_power": 100 + 50 * i, "duration": 30}, "sobol", {}, "s")
+        store.transition(t.id, "proposed", "running")
+        store.transition(t.id, "running", "failed", failure_reason="chamber: arc detected")
+    store.close()
+    out = tmp_path / "rep"
+    r = report("--store", url, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "no trial of campaign 'empty-one' succeeded" in r.output.replace("\n", " ")
+    files = assert_valid_report(out)
+    assert files == ["failures.svg"]
+    html = unescape((out / "index.html").read_text())
+    assert 'id="no-success"' in html and cell(html, "trials-failed") == "4"
+    assert cell(html, "best-trial") == "none: no trial succeeded"
+    assert "chamber: arc detected (4)" in html
+
+
+# ------------------------------------------------------------------------------------------------ arithmetic
+def _brute_force(values: list[float], k: int, n: int, q: float) -> float:
+    """The q quantile of the best of n draws over all k^n equally likely draw sequences (failures: indexes >=
+    len(values)) that have a success: the smallest best value reached by at least a share q of them."""
+    bests = sorted(min(values[i] for i in seq if i < len(values))
+                   for seq in itertools.product(range(k), repeat=n) if any(i < len(values) for i in seq))
+    return next(b for b in bests if sum(x <= b for x in bests) >= q * len(bests) - 1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-100, 100), min_size=1, max_size=4, unique=True), st.integers(0, 2), st.integers(1, 4),
+       st.sampled_from([0.25, 0.5, 0.75]))
+def test_best_of_n_quantiles_match_enumerating_every_draw(values, failures, n, q):
+    k = len(values) + failures
+    got = best_of_n(values, k, n, minimize=True, q=q)[n - 1]
+    assert got == _brute_force(values, k, n, q)
+    assert best_of_n([-v for v in values], k, n, minimize=False, q=q)[n - 1] == -got
+
+
+def test_best_of_n_improves_with_more_draws_and_levels_off_at_the_sample_best():
+    med = best_of_n([5.0, 1.0, 3.0, 1e6], 5, 60, minimize=True)  # one insulating outlier, one failure
+    assert med[0] == 3.0  # one draw: the median of the successes (the lower one of an even count)
+    assert all(a >= b for a, b in zip(med, med[1:]))
+    assert med[-1] == 1.0
+
+
+def test_pareto_front_respects_directions():
+    spec = spec_from_text((REPO / "experiments" / "transparent_conductor.yaml").read_text(), "x")
+    # sheet resistance: minimize; transmittance: maximize
+    pts = [(1, [10.0, 0.7]), (2, [5.0, 0.6]), (3, [20.0, 0.9]), (4, [12.0, 0.65]), (5, [5.0, 0.6])]
+    assert front(spec, pts) == [1, 2, 3, 5]  # 4 is beaten by 1 on both; 2 and 5 tie and both stay
