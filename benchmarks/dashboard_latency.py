@@ -100,7 +100,7 @@ def main() -> None:
         first = drivers[0]
         nav = first.execute_script(
             "const n = performance.getEntriesByType('navigation')[0];"
-            "const r = performance.getEntriesByType('resource').filter(e => !e.name.includes('/events'));"
+            "const r = performance.getEntriesByType('resource').filter(e => !e.name.includes('/api/'));"
             "const p = performance.getEntriesByType('paint').find(e => e.name === 'first-contentful-paint');"
             "return {bytes: n.encodedBodySize + r.reduce((s, e) => s + (e.encodedBodySize || 0), 0),"
             " files: 1 + r.length, fcp_ms: p ? p.startTime : null, dom_ms: n.domContentLoadedEventEnd};")
@@ -112,10 +112,15 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the campaign did not end")
             time.sleep(0.5)
-        time.sleep(1.5)  # the last events reach the pages
         with store.session() as s:
             emitted = {seq: at.replace(tzinfo=at.tzinfo or timezone.utc).timestamp() * 1000 for seq, at in
                        s.execute(select(Event.seq, Event.at).where(Event.campaign_id == cid))}
+        ended = time.monotonic()
+        for d in drivers:  # every page has drawn the last event (or a minute has passed)
+            while (d.execute_script("return window.labloopLive.lastSeq") < max(emitted)
+                   and time.monotonic() - ended < 60):
+                time.sleep(0.2)
+        time.sleep(0.3)
         lat: list[float] = []
         lost = 0
         for d in drivers:

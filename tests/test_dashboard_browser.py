@@ -170,10 +170,31 @@ def test_the_convergence_plot_gains_a_point_when_a_trial_finishes(browser, lab, 
     plot = "#convergence-plot g.measured"
     start = int(wait_for(lambda: browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points") is not None
                          and browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points"), what="plot"))
-    refreshes = browser.execute_script("return window.labloopLive.refreshes")
+    browser.execute_script("window.notReloaded = true")
     wait_for(lambda: int(browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points")) > start, 60,
              "a new point")
     # it came from a pushed event, not from reloading the page
-    assert browser.execute_script("return window.labloopLive.received") > 0
-    assert browser.execute_script("return window.labloopLive.refreshes") > refreshes
+    assert browser.execute_script("return window.notReloaded === true")
+    kinds = browser.execute_script("return window.labloopLive.arrivals.filter(a => !a.caughtUp).map(a => a.kind)")
+    assert "measurement" in kinds
     shoot(browser, tmp_path, "dashboard-live")
+
+
+def test_the_report_of_a_live_campaign_opens_offline_in_the_browser(browser, lab, tmp_path):
+    """The report of the campaign the dashboard shows, opened from disk: every figure renders, nothing is fetched."""
+    from selenium.webdriver.common.by import By
+
+    from labloop.report import write_report
+
+    cid = lab.run("report-run", max_trials=4)
+    wait_for(lambda: lab.store.campaign(cid).state != "running", 120, "the campaign to end")
+    write_report(lab.store, lab.store.campaign(cid), tmp_path / "report")
+    browser.get((tmp_path / "report" / "index.html").as_uri())
+    images = browser.find_elements(By.CSS_SELECTOR, "img")
+    assert images, "the report shows its figures"
+    wait_for(lambda: all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
+                         for i in images), what="every figure rendered")
+    remote = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"
+                                    ".filter(n => !n.startsWith('file:'))")
+    assert remote == []
+    shoot(browser, tmp_path, "report")

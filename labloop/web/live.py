@@ -26,7 +26,7 @@ from labloop.store import Store
 from labloop.store.schema import Event
 
 #: messages a page may fall behind by before it is told to reconnect (and catch up from the store)
-QUEUE = 1000
+QUEUE = 10_000
 KEEPALIVE_S = 15.0
 
 
@@ -80,6 +80,7 @@ class LiveHub:
         self._pages.setdefault(campaign_id, set()).add(page)  # subscribe before reading the store: nothing slips by
         try:
             last = after
+            yield b"retry: 1000\n\n"  # a dropped page reconnects after 1 s (browsers' default: 3 s)
             rows = await asyncio.to_thread(self._after, campaign_id, after)
             for seq, kind, body in rows:
                 yield sse(seq, kind, body)

@@ -60,9 +60,9 @@ def campaign_snapshot(store: Store, c: Campaign) -> dict[str, Any]:
                         "run_uid": s.run_uid,
                         "stream": [{"signal": p.signal, "t": p.t, "value": p.value} for p in points]})
     life = liveness(c)
-    quarantined = sorted({(a.detail or {}).get("device") for a in store.audit_log(c.id)
-                          if a.action == "station.quarantine"} - {None})
-    alerts = [{"at": _iso(a.at), "action": a.action, "detail": a.detail} for a in store.audit_log(c.id)
+    log = store.audit_log(c.id)
+    quarantined = sorted({(a.detail or {}).get("device") for a in log if a.action == "station.quarantine"} - {None})
+    alerts = [{"at": _iso(a.at), "action": a.action, "detail": a.detail} for a in log
               if a.action.startswith(("station.", "campaign.alert", "campaign.estop", "campaign.pause"))][-20:]
     best = best_trial(spec, trials)
     return {

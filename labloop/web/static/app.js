@@ -149,21 +149,41 @@
 
   /* Events are only noted as they arrive; the page is redrawn at most every FLUSH_MS. A deposition's monitors can
      send hundreds of documents a second: drawing each one would freeze the tab, drawing in batches keeps every
-     event on screen within FLUSH_MS of its arrival. */
-  const FLUSH_MS = 100, STREAM_POINTS = 3000;
-  let flushTimer = null, unshown = [], streamsDirty = false, structural = false;
+     event on screen within FLUSH_MS of its arrival. Trial events carry the trial (number, state, params, values),
+     so the plots and the table update from the event itself; only what events do not carry (the lab's stations,
+     the campaign's state) is fetched again, at most every REFETCH_MS. */
+  const FLUSH_MS = 100, STREAM_MS = 500, REFETCH_MS = 1000, STREAM_POINTS = 1500, ARRIVALS = 200000;
+  const TRIAL_EVENTS = new Set(["proposal", "trial_start", "measurement", "failure"]);
+  let flushTimer = null, unshown = [], streamsDirty = false, trialsDirty = false, structural = false;
+  let lastStreams = 0, lastFetch = 0;
   function onEvent(kind, e) {
     const body = JSON.parse(e.data);
     const seq = e.lastEventId ? +e.lastEventId : null;
     if (seq != null) { if (seq <= live.lastSeq) return; live.lastSeq = seq; }
     live.received++;
-    const arrival = {seq: seq, kind: kind, t: Date.now(), sent: body && body.at, shown: null, caughtUp: !live.isLive};
+    const arrival = {seq: seq, kind: kind, t: Date.now(), shown: null, caughtUp: !live.isLive};
     live.arrivals.push(arrival);
-    if (live.arrivals.length > 5000) live.arrivals.shift();
+    if (live.arrivals.length > ARRIVALS) live.arrivals.shift();
     unshown.push([arrival, body]);
-    if (kind === "document") { if (body && body.name === "event") streamPoint(body.doc); else if (body && body.name === "stop") structural = true; }
-    else { structural = true; }
+    if (kind === "document") {
+      if (body && body.name === "event") streamPoint(body.doc);
+    } else if (TRIAL_EVENTS.has(kind) && body && body.trial && typeof body.trial === "object") {
+      upsertTrial(body.trial, kind === "proposal" && body.approval);
+      if (kind !== "measurement" && kind !== "failure") structural = true;  // a station took or left it
+    } else if (kind !== "best") {
+      structural = true;
+    }
     if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+  }
+
+  function upsertTrial(t, awaiting) {
+    const row = {number: t.number, state: t.state, source: t.source, params: t.params || {}, values: t.values || {},
+                 failure: t.failure_reason, sample: t.sample_id};
+    const i = snap.trials.findIndex(x => x.number === t.number);
+    if (i < 0) snap.trials.push(row); else snap.trials[i] = Object.assign(snap.trials[i], row);
+    snap.awaiting = snap.awaiting.filter(n => n !== t.number);
+    if (awaiting && t.state === "proposed") snap.awaiting.push(t.number);
+    trialsDirty = true;
   }
 
   function flush() {
@@ -176,8 +196,10 @@
     unshown = [];
     while (list.childNodes.length > 200) list.removeChild(list.lastChild);
     list.setAttribute("data-last-seq", String(live.lastSeq));
-    if (streamsDirty) { streamsDirty = false; renderStreams(); }
-    if (structural) { structural = false; refresh(); }
+    if (trialsDirty) { trialsDirty = false; renderConvergence(); renderPareto(); renderApprovals(); renderTrials(); }
+    if (streamsDirty && now - lastStreams >= STREAM_MS) { streamsDirty = false; lastStreams = now; renderStreams(); }
+    if (structural && now - lastFetch >= REFETCH_MS) { structural = false; lastFetch = now; refresh(); }
+    if ((streamsDirty || structural) && !flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
   }
 
   function streamPoint(doc) {
