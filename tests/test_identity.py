@@ -251,3 +251,55 @@ def test_client_key_files_are_checked(tmp_path, monkeypatch):
     path.write_bytes(b"\xff\xfe garbage")
     with pytest.raises(LabloopError, match="malformed"):
         load_client_key(path)
+
+
+def _invoke(*args: str):
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_users_commands_add_list_revoke_and_refuse_bad_input_changing_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    keys = tmp_path / "keys"
+    r = _invoke("users", "add", "ana", "--role", "approver", "--out", "ana.key", "--store", url, "--keys", str(keys),
+                "--control", "tcp://lab.example:7510")
+    assert r.exit_code == 0, r.output
+    key = load_client_key(tmp_path / "ana.key")
+    assert os.stat(tmp_path / "ana.key").st_mode & 0o777 == 0o600
+    assert (key.name, key.role, key.control, key.stream) == ("ana", "approver", "tcp://lab.example:7510",
+                                                              "tcp://127.0.0.1:7511")
+    assert key.server_public_key == ServerKeys.load_or_create(keys).public_z85()
+    store = Store(url)
+    assert [(u.name, u.role, u.public_key) for u in store.users()] == [("ana", "approver", key.public_key)]
+    assert key.secret_key not in (tmp_path / "labloop.db").read_bytes().decode("latin-1")
+    rows_before = len(store.audit_log())
+
+    bad = [
+        (("ana", "--role", "viewer", "--out", "other.key"), "already has a user named 'ana'"),
+        (("bob", "--role", "boss", "--out", "bob.key"), "unknown role 'boss'"),
+        (("bob", "--role", "viewer", "--out", "ana.key"), "ana.key already exists"),
+        (("bob", "--role", "viewer", "--out", str(tmp_path / "nope" / "bob.key")), "does not exist or is not"),
+        (("b o b", "--role", "viewer", "--out", "bob.key"), "cannot be a user name"),
+    ]
+    for args, message in bad:
+        r = _invoke("users", "add", *args, "--store", url, "--keys", str(keys))
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (args, r.output)
+    assert [u.name for u in store.users()] == ["ana"] and len(store.audit_log()) == rows_before
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("labloop.db")) == ["ana.key", "keys"]
+
+    r = _invoke("users", "add", "bob", "--role", "agent", "--out", "ana.key", "--force", "--store", url,
+                "--keys", str(keys))
+    assert r.exit_code == 0 and load_client_key(tmp_path / "ana.key").name == "bob"
+    r = _invoke("users", "list", "--store", url)
+    assert r.exit_code == 0 and "ana" in r.output and "agent" in r.output
+    r = _invoke("users", "revoke", "ana", "--store", url)
+    assert r.exit_code == 0 and store.user("ana").revoked_at is not None and store.user_by_key(key.public_key) is None
+    for args, message in ((("ana",), "already revoked"), (("zed",), "no user named 'zed'")):
+        r = _invoke("users", "revoke", *args, "--store", url)
+        assert r.exit_code == 2 and message in r.output
+    assert [a.action for a in store.audit_log()][-3:] == ["users.add", "users.add", "users.revoke"]
+    store.close()
