@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.utils.z85  # `import zmq` alone does not load it: a client that never imported auth failed every key
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from labloop.errors import LabloopError

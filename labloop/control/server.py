@@ -28,12 +28,10 @@ from labloop.errors import LabloopError
 from labloop.store import Store
 from . import audit, methods, protocol
 from .auth import Identity, StoreAuthenticator, permitted, role_needed
-from .keys import ServerKeys, apply_server
+from .keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
 from .stream import Publisher
 from .supervisor import CHECK_S, Supervisor
 
-DEFAULT_CONTROL = "tcp://127.0.0.1:7510"
-DEFAULT_STREAM = "tcp://127.0.0.1:7511"
 STATUS_FRESH_S = 0.5
 MAX_WIRE_BYTES = 16 * protocol.MAX_BYTES  # beyond this 0MQ drops the connection before buffering it all
 REPLIES = "inproc://labloop-replies"
@@ -44,7 +42,7 @@ class Daemon:
                  keys_dir: Path | None = None, workers: int = 8):
         self.store_url = store_url
         self.store = Store(store_url)
-        self.keys_dir = Path(keys_dir or Path.home() / ".labloop" / "daemon").expanduser()
+        self.keys_dir = Path(keys_dir or DEFAULT_KEYS_DIR).expanduser()
         self.keys = ServerKeys.load_or_create(self.keys_dir)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.auth = StoreAuthenticator(self.ctx, self.store, domain="labloop")
