@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import zmq
 from sqlalchemy import insert
 
@@ -43,11 +44,13 @@ class DaemonProcess:
         self.keys_dir = tmp_path / "daemon-keys"
         Store(self.store_url).close()
         self.server_keys = ServerKeys.load_or_create(self.keys_dir)
-        self.log = open(tmp_path / "daemon.out", "w+b")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0, http: str | None = None) -> "DaemonProcess":
-        """``http``: also serve the dashboard (e.g. ``127.0.0.1:0`` for a free port; its URL lands in ``self.http``)."""
+        """Start (or start again, on the same store and keys) the daemon; waits until it listens. ``http``: also
+        serve the dashboard (e.g. ``127.0.0.1:0`` for a free port; its URL lands in ``self.http``)."""
+        (self.tmp / "daemon.out").write_bytes(b"")
+        self.log = open(self.tmp / "daemon.out", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labloop", "serve", "--store", self.store_url, "--keys", str(self.keys_dir),
              "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"] + (["--http", http] if http else []),
@@ -72,7 +75,8 @@ class DaemonProcess:
     def output(self) -> str:
         return (self.tmp / "daemon.out").read_text(errors="replace")
 
-    def stop(self) -> None:
+    def stop(self, campaigns: bool = True) -> None:
+        """Stop the daemon; with ``campaigns`` also the campaign processes it started (they outlive a daemon)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -80,7 +84,23 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if campaigns:
+            for pid in self.campaign_pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if not self.log.closed:
+            self.log.close()
+
+    def campaign_pids(self) -> list[int]:
+        """The campaign processes started for this daemon's store (found by the store in their command line)."""
+        out = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmd = proc.info.get("cmdline") or []
+            if "labloop.control.child" in cmd and self.store_url in cmd:
+                out.append(proc.info["pid"])
+        return out
 
 
 def wait_until(predicate, timeout: float = 60.0, step: float = 0.05):

@@ -147,3 +147,31 @@ def test_a_killed_campaign_process_is_noticed_recorded_and_resumed(lab):
 def test_no_daemon_is_a_clear_error(tmp_path, lab):
     r = cli.invoke(app, ["status", "--server", "tcp://127.0.0.1:1", "--key", lab.files["olga"]])
     assert r.exit_code == 2 and "no daemon answers at tcp://127.0.0.1:1" in r.output
+
+
+def test_campaigns_outlive_the_daemon_and_a_new_daemon_adopts_and_guards_them(tmp_path):
+    d = DaemonProcess(tmp_path)
+    key = add_user(d.store_url, "otto", "operator", d.server_keys)
+    d.start()
+    try:
+        data = two_chamber(max_trials=40)
+        data["name"] = "adopted"
+        r = d.client(key).call("submit", text=yaml.safe_dump(data), source="adopted.yaml", time_scale=900.0)
+        d.stop(campaigns=False)  # the daemon goes (an upgrade, a crash); the campaign runs on
+        d.start()
+        client = d.client(key)
+        c = next(c for c in client.call("list") if c["id"] == r["campaign_id"])
+        assert c["pid"] == r["pid"] and "adopted campaign 'adopted'" in d.output()
+        os.kill(c["pid"], signal.SIGKILL)
+        wait_until(lambda: next(x for x in client.call("list") if x["id"] == c["id"])["pid"] not in (None, c["pid"]),
+                   120)  # resumed in a new process
+        client.call("stop", campaign=c["id"], wait=30.0)
+        wait_until(lambda: client.call("status", campaign=c["id"])["campaign"]["state"] == "stopped", 180)
+        st = Store(d.store_url)
+        try:
+            crashes = [a for a in st.audit_log(c["id"]) if a.action == "daemon.crash"]
+        finally:
+            st.close()
+        assert len(crashes) == 1 and crashes[0].detail["pid"] == r["pid"] and crashes[0].detail["resume"]
+    finally:
+        d.stop()

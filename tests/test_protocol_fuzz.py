@@ -5,6 +5,7 @@ answers the next good request every time."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import zmq
@@ -112,3 +113,22 @@ def test_parse_request_never_raises_anything_but_a_protocol_error(raw):
         protocol.parse_request(raw)
     except protocol.ProtocolError as exc:
         assert exc.problem and exc.code
+
+
+def test_a_revoked_user_is_refused_on_the_connection_already_open_and_audited(daemon):
+    from labloop.store import Store
+
+    key = add_user(daemon.store_url, "rita", "operator", daemon.server_keys)
+    client = daemon.client(key)
+    assert client.call("list") == []
+    st = Store(daemon.store_url)
+    try:
+        st.revoke_user("rita", by="test")
+        with pytest.raises(LabloopError, match="not a user of this lab, or was revoked"):
+            for _ in range(100):  # the key table is re-read within a second
+                client.call("list")
+                time.sleep(0.05)
+        rows = [a for a in st.audit_log() if a.user == "rita" and a.outcome == "refused"]
+    finally:
+        st.close()
+    assert rows

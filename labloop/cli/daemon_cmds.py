@@ -13,12 +13,11 @@ from rich.table import Table
 from rich.text import Text
 
 from labloop.control.client import Client, Follower, stream_address
+from labloop.control.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
 from labloop.errors import LabloopError
 from labloop.spec import read_spec_text
 from labloop.store import DEFAULT_URL
 from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
-
-DEFAULT_KEYS = Path.home() / ".labloop" / "daemon"
 
 
 def _client(server: str | None, key: str | None) -> Client:
@@ -51,6 +50,11 @@ def describe(e: dict[str, Any]) -> str | None:
         return f"[bold red]{kind}:[/] {b.get('message')}"
     if kind == "stopped":
         return f"[bold green]stopped:[/] {b.get('reason')}"
+    if kind == "campaign_end":
+        return f"campaign ended: {b.get('state')}"
+    if kind in ("campaign_start", "campaign_resume"):
+        verb = "started" if kind == "campaign_start" else "resumed"
+        return f"campaign {verb} for {b.get('user')} (process {b.get('pid')})"
     return f"{kind}: {b}"
 
 
@@ -59,10 +63,10 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def serve(
         store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        control: Annotated[str, typer.Option(help="Address of the control socket.")] = "tcp://127.0.0.1:7510",
-        stream: Annotated[str, typer.Option(help="Address of the live stream.")] = "tcp://127.0.0.1:7511",
-        keys: Annotated[Path, typer.Option(help="Folder of the daemon's key pair and its campaigns' logs.")]
-        = DEFAULT_KEYS,
+        control: Annotated[str, typer.Option(help="Address of the control socket.")] = DEFAULT_CONTROL,
+        stream: Annotated[str, typer.Option(help="Address of the live stream.")] = DEFAULT_STREAM,
+        keys: Annotated[Path, typer.Option(help="Folder of the daemon's key pair (the one `labloop users add "
+                                           "--keys` uses) and its campaigns' logs.")] = DEFAULT_KEYS_DIR,
         http: Annotated[Optional[str], typer.Option(
             help="Also serve the web dashboard at HOST:PORT, e.g. 127.0.0.1:8080 (sign in with `labloop users "
             "passwd NAME`).")] = None,
@@ -109,7 +113,7 @@ def register(app: typer.Typer) -> None:
         name = None
         if campaign is not None:
             name = client.call("status", campaign=campaign)["campaign"]["name"]
-        f = Follower(client, stream or stream_address(client.address), name)
+        f = Follower(client, stream or client.key.stream or stream_address(client.address), name)
         view = WatchView()
         try:
             events = f.catch_up(campaign) if campaign is not None else []
@@ -121,6 +125,7 @@ def register(app: typer.Typer) -> None:
                     if ended and until_end:
                         break
                     events = f.poll(0.25)
+            console.print()
         except KeyboardInterrupt:
             pass
         finally:

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     log.emit("campaign_start" if args.resume is None else "campaign_resume",
              {"name": c.name, "uid": c.uid, "user": args.user, "pid": os.getpid(),
               "trials": [r.trial.number for r in resumptions]})
+    store.heartbeat(c.id)  # host, pid, start time: from now on a daemon (this one, or a later one) can tell we live
     _report(args.report_fd, {"ok": True, "campaign_id": c.id, "name": c.name, "uid": c.uid, "pid": os.getpid()})
     try:
         runner.run(resumptions)

@@ -42,7 +42,7 @@ def status(c: Call, params: p.StatusParams) -> Any:
 def list_(c: Call, params: p.ListParams) -> Any:
     here = c.supervisor.running()
     return [{"id": x.id, "uid": x.uid, "name": x.name, "state": x.state, "stop_reason": x.stop_reason,
-             "pid": here[x.id].popen.pid if x.id in here else None} for x in c.store.campaigns()]
+             "pid": here[x.id].pid if x.id in here else None} for x in c.store.campaigns()]
 
 
 def _ask(c: Call, action: str, params: Any, args: dict[str, Any] | None = None) -> Any:

@@ -8,8 +8,8 @@ acknowledgement, a submit waiting for the campaign to validate) never delays any
 message costs an error reply, never the daemon. ``status`` is answered from a snapshot at most
 :data:`STATUS_FRESH_S` old when one exists (a dashboard's polling costs no store reads).
 
-Campaigns run in child processes (:mod:`~labloop.control.supervisor`); the stream tails their events
-(:mod:`~labloop.control.stream`).
+Campaigns run in child processes (:mod:`~labloop.control.supervisor`) that outlive the daemon; a daemon adopts
+the running ones of its store when it starts. The stream tails their events (:mod:`~labloop.control.stream`).
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ import zmq
 from labloop.errors import LabloopError
 from labloop.store import Store
 from . import audit, methods, protocol
-from .auth import StoreAuthenticator, permitted, role_needed
-from .keys import ServerKeys, apply_server
+from .auth import Identity, StoreAuthenticator, permitted, role_needed
+from .keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
 from .stream import Publisher
 from .supervisor import CHECK_S, Supervisor
 
-DEFAULT_CONTROL = "tcp://127.0.0.1:7510"
-DEFAULT_STREAM = "tcp://127.0.0.1:7511"
 STATUS_FRESH_S = 0.5
 MAX_WIRE_BYTES = 16 * protocol.MAX_BYTES  # beyond this 0MQ drops the connection before buffering it all
 REPLIES = "inproc://labloop-replies"
@@ -45,7 +43,7 @@ class Daemon:
                  keys_dir: Path | None = None, workers: int = 8):
         self.store_url = store_url
         self.store = Store(store_url)
-        self.keys_dir = Path(keys_dir or Path.home() / ".labloop" / "daemon").expanduser()
+        self.keys_dir = Path(keys_dir or DEFAULT_KEYS_DIR).expanduser()
         self.keys = ServerKeys.load_or_create(self.keys_dir)
         # campaign children inherit it: they connect to remote instruments' agents as the daemon
         # (labloop.control.remote.client_keys), whose key every agent of this lab trusts
@@ -72,6 +70,8 @@ class Daemon:
     # ------------------------------------------------------------------------------------------- main loop
     def serve_forever(self) -> None:
         self.publisher.start()
+        for line in self.supervisor.adopt():
+            print(f"labloop serve: adopted {line}", flush=True)
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         poller.register(self.replies, zmq.POLLIN)
@@ -149,8 +149,8 @@ class Daemon:
             self._send(envelope + [protocol.from_protocol_error(exc)])
             return
         ident = self.auth.identify(user_id) if user_id else None
-        if ident is None:
-            self._reply_later(envelope, req, params, None, address, refused=(
+        if ident is None:  # revoked since the connection was made (new connections are refused by ZAP)
+            self._reply_later(envelope, req, params, Identity(user_id or "unknown", "none"), address, refused=(
                 "unknown_key", f"the key of this connection ({user_id or 'none'}) is not a user of this lab, or was "
                 "revoked", "ask an admin for a key file (`labloop users add`) and pass it with --key"))
             return
@@ -178,7 +178,7 @@ class Daemon:
 
     def _work(self, envelope: list[bytes], req: protocol.Request, params: Any, ident: Any, address: str | None,
               refused: tuple[str, str, str] | None) -> None:
-        user, role = (ident.name, ident.role) if ident is not None else ("unknown", "none")
+        user, role = ident.name, ident.role
         args = methods.audit_args(req.method, params)
         try:
             if refused is not None:
@@ -216,7 +216,7 @@ class Daemon:
         return sock
 
     def close(self) -> None:
-        self.supervisor.stop_all()
+        """Stop serving; the campaigns' processes run on (a daemon started later adopts them)."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.publisher.close()
         self.auth.stop()

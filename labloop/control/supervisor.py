@@ -5,6 +5,11 @@ parent: ``Popen.poll`` tells an exit the moment it happens (no heartbeat to age 
 :data:`CHECK_S`, so a ``kill -9`` is noticed well within 3 s. A child that exits while its campaign is still
 running or paused died: the death is audited, noted on the campaign, announced on the stream, and the campaign is
 resumed (``scheduling.on_crash: resume``, at most ``scheduling.crash_resumes`` times) or left for an operator.
+
+Campaign processes outlive the daemon (their own session): stopping or restarting the daemon stops no campaign. A
+daemon that starts adopts the campaigns of its store whose runner is alive on its host (the liveness module: host,
+pid, process start time and heartbeat together) and watches those processes through psutil, which sees a ``kill
+-9`` as promptly as ``Popen.poll`` does for its own children.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from labloop.errors import LabloopError
-from labloop.run.liveness import ACTIVE_STATES
+import psutil
+
+from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.run.provenance import submitter
 from labloop.spec import spec_from_text
 from labloop.store import Store
@@ -37,12 +45,29 @@ SPAWN_TIMEOUT_S = 300.0  # building a real lab (connecting instruments) may take
 
 @dataclass
 class Child:
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[bytes] | None  # None: adopted from an earlier daemon (watched through psutil)
     user: str
-    log: Path
+    log: Path | None
     campaign_id: int | None = None
     name: str = ""
     started: float = field(default_factory=time.monotonic)
+    pid: int = 0
+    create_time: float | None = None
+
+    def poll(self) -> int | None:
+        """The exit code once the process has ended (an adopted one: -9 when it is gone, as the code is lost)."""
+        if self.popen is not None:
+            return self.popen.poll()
+        try:
+            proc = psutil.Process(self.pid)
+            if proc.status() == psutil.STATUS_ZOMBIE or (
+                    self.create_time is not None and abs(proc.create_time() - self.create_time) >= 1.0):
+                return -9
+        except psutil.NoSuchProcess:
+            return -9
+        except psutil.AccessDenied:
+            return None
+        return None
 
 
 def _describe_exit(rc: int) -> str:
@@ -85,7 +110,7 @@ class Supervisor:
                                          stderr=subprocess.STDOUT, pass_fds=(w,), start_new_session=True)
         finally:
             os.close(w)
-        child = Child(popen, user, log)
+        child = Child(popen, user, log, pid=popen.pid)
         with self._lock:
             self._children[popen.pid] = child
         try:
@@ -118,16 +143,16 @@ class Supervisor:
         try:
             return json.loads(data.split(b"\n", 1)[0].decode())
         except ValueError:
-            popen.poll()
-            tail = self._log_tail(popen.pid)
+            rc = popen.poll()
+            how = _describe_exit(rc) if rc is not None else "did not report"
             return {"ok": False, "error": {
-                "problem": f"the campaign process {_describe_exit(popen.returncode) if popen.returncode is not None else 'did not report'} before the campaign started{tail}",
-                "fix": "see the daemon's log folder for the whole output"}}
+                "problem": f"the campaign process {how} before the campaign started{self._log_tail(popen.pid)}",
+                "fix": "see the daemon's log folder (--keys DIR/logs) for its whole output"}}
 
     def _log_tail(self, pid: int) -> str:
         with self._lock:
             child = self._children.get(pid)
-        if child is None:
+        if child is None or child.log is None:
             return ""
         try:
             lines = child.log.read_text(errors="replace").strip().splitlines()
@@ -141,11 +166,28 @@ class Supervisor:
         out = []
         with self._lock:
             for pid, child in list(self._children.items()):
-                rc = child.popen.poll()
+                rc = child.poll()
                 if rc is not None:
                     del self._children[pid]
                     out.append((child, rc))
         return out
+
+    def adopt(self) -> list[str]:
+        """Take over the running campaigns of the store whose process lives on this host (an earlier daemon's
+        children, or a `labloop run`): their deaths are noticed and handled like our own children's."""
+        adopted = []
+        for c in self.store.campaigns():
+            life = liveness(c)
+            if c.state not in ACTIVE_STATES or not life.present or life.host != socket.gethostname() or not life.pid:
+                continue
+            with self._lock:
+                if life.pid in self._children:
+                    continue
+                self._children[life.pid] = Child(None, submitter(self.store.audit_log(c.id)), None, c.id, c.name,
+                                                 pid=life.pid, create_time=c.runner_started)
+            self.on_watch(c.id, c.name)
+            adopted.append(f"campaign '{c.name}' (id {c.id}, pid {life.pid})")
+        return adopted
 
     def running(self) -> dict[int, Child]:
         """campaign id -> child, for the campaigns whose process is running now."""
@@ -172,12 +214,15 @@ class Supervisor:
                       f"find the cause in the daemon's logs, then `labloop resume --campaign {c.id}`")
         else:
             action = f"left for an operator (scheduling.on_crash: wait): `labloop resume --campaign {c.id}`"
-        message = f"campaign process {child.popen.pid} {how}; {action}"
-        self.store.audit(c.id, CRASH_ACTION, {"pid": child.popen.pid, "returncode": rc, "exit": how,
-                                              "crashes": crashes, "resume": resume, "log": str(child.log)},
+        if child.popen is None:
+            how = "ended (an adopted process: its exit code is unknown)"
+        message = f"campaign process {child.pid} {how}; {action}"
+        self.store.audit(c.id, CRASH_ACTION, {"pid": child.pid, "returncode": rc, "exit": how,
+                                              "crashes": crashes, "resume": resume,
+                                              "log": str(child.log) if child.log else None},
                          user="labloop-daemon")
         self.store.update_campaign(c.id, note=message)
-        self.announce(c.id, "crash", {"pid": child.popen.pid, "exit": how, "resume": resume, "message": message})
+        self.announce(c.id, "crash", {"pid": child.pid, "exit": how, "resume": resume, "message": message})
         if resume:
             try:
                 self.spawn(submitter(self.store.audit_log(c.id)), resume=c.id)
@@ -190,18 +235,3 @@ class Supervisor:
         """A daemon event on a campaign's stream. Only while no child of it runs (the child numbers its own)."""
         add_events(self.store, [{"campaign_id": campaign_id, "seq": last_seq(self.store, campaign_id) + 1,
                                  "at": datetime.now(timezone.utc), "kind": kind, "body": body}])
-
-    def stop_all(self, timeout: float = 5.0) -> None:
-        """The daemon is shutting down: end its campaign processes (their campaigns can be resumed)."""
-        with self._lock:
-            children = list(self._children.values())
-        for child in children:
-            if child.popen.poll() is None:
-                child.popen.terminate()
-        deadline = time.monotonic() + timeout
-        for child in children:
-            try:
-                child.popen.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.popen.kill()
-                child.popen.wait()
