@@ -23,11 +23,14 @@ from typing import Any
 from sqlalchemy import func, select
 
 from labloop.store import Store
+from labloop.store.events import events_after
 from labloop.store.schema import Event
 
 #: messages a page may fall behind by before it is told to reconnect (and catch up from the store)
 QUEUE = 10_000
 KEEPALIVE_S = 15.0
+#: rows read from the store per query while a page catches up
+CATCH_UP = 5000
 
 
 def sse(seq: int | None, kind: str, data: Any) -> bytes:
@@ -81,10 +84,13 @@ class LiveHub:
         try:
             last = after
             yield b"retry: 1000\n\n"  # a dropped page reconnects after 1 s (browsers' default: 3 s)
-            rows = await asyncio.to_thread(self._after, campaign_id, after)
-            for seq, kind, body in rows:
-                yield sse(seq, kind, body)
-                last = seq
+            while True:  # catch up from the store, a page of rows at a time
+                rows = await asyncio.to_thread(self._after, campaign_id, last, None)
+                for seq, kind, body in rows:
+                    yield sse(seq, kind, body)
+                    last = seq
+                if len(rows) < CATCH_UP:
+                    break
             yield sse(None, "live", {"after": last})
             while True:
                 if page.behind and page.queue.empty():
@@ -107,11 +113,8 @@ class LiveHub:
                 pages.discard(page)
 
     def _after(self, campaign_id: int, after: int, upto: int | None = None) -> list[tuple[int, str, dict]]:
-        with self.store.session() as s:
-            q = select(Event.seq, Event.kind, Event.body).where(Event.campaign_id == campaign_id, Event.seq > after)
-            if upto is not None:
-                q = q.where(Event.seq <= upto)
-            return [(r[0], r[1], r[2]) for r in s.execute(q.order_by(Event.seq))]
+        rows = events_after(self.store, campaign_id, after, limit=(upto - after) if upto is not None else CATCH_UP)
+        return [(e.seq, e.kind, e.body) for e in rows]
 
 
 class StoreTail:

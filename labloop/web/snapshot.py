@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-
 from labloop.data.export import best_trial, campaign_spec
 from labloop.errors import LabloopError
 from labloop.run.liveness import liveness
 from labloop.store import Store
-from labloop.store.schema import Campaign, Event
+from labloop.store.events import last_seq
+from labloop.store.schema import Campaign
 
 #: process-stream points per running step sent with a snapshot (the live stream adds the rest)
 STREAM_POINTS = 400
@@ -83,11 +82,6 @@ def campaign_snapshot(store: Store, c: Campaign) -> dict[str, Any]:
         "last_seq": last_seq(store, c.id),
     }
 
-
-def last_seq(store: Store, campaign_id: int) -> int:
-    """The newest stream message of a campaign: the page asks for what comes after it."""
-    with store.session() as s:
-        return s.scalar(select(func.max(Event.seq)).where(Event.campaign_id == campaign_id)) or 0
 
 
 def _iso(t: Any) -> str | None:
