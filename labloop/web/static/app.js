@@ -83,7 +83,7 @@
       const names = Object.keys(bySignal);
       if (!names.length) return;
       const div = document.createElement("div"); div.className = "stream";
-      div.appendChild(text("h3", `trial ${r.trial}: ${r.step} on ${r.device}`));
+      div.appendChild(text("h3", `trial ${r.trial} (now ${r.step} on ${r.device})`));
       const t0 = Math.min(...names.map(n => bySignal[n][0][0]));
       names.forEach(n => {
         const c = document.createElement("div"); div.appendChild(c);

@@ -40,16 +40,22 @@
     series.forEach(s => { npts += s.points.length; });
     svg.setAttribute("data-points", String(npts));
     if (!all.length) { el("text", {x: W / 2, y: H / 2, "text-anchor": "middle", class: "empty"}, svg).textContent = opts.empty || "no data yet"; return svg; }
-    const xs = all.map(p => p[0]).filter(isFinite), ys = all.map(p => p[1]);
+    /* values over several decades (sheet resistance from 5 to 50,000 ohm/sq) are drawn on a log axis */
+    const rawY = all.map(p => p[1]);
+    const logy = opts.logy !== false && rawY.every(v => v > 0) && Math.max(...rawY) / Math.min(...rawY) > 100;
+    const ty = v => logy ? Math.log10(v) : v;
+    const xs = all.map(p => p[0]).filter(isFinite), ys = rawY.map(ty);
     let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
     if (x0 === x1) { x0 -= 1; x1 += 1; }
     if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 + 1; y1 += Math.abs(y1) * 0.1 + 1; }
     const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad;
-    const X = v => L + (v - x0) / (x1 - x0) * (W - L - R), Y = v => H - B - (v - y0) / (y1 - y0) * (H - T - B);
-    ticks(y0, y1, 5).forEach(v => {
-      el("line", {x1: L, x2: W - R, y1: Y(v), y2: Y(v), class: "grid"}, svg);
-      el("text", {x: L - 6, y: Y(v) + 4, "text-anchor": "end", class: "tick"}, svg).textContent = fmt(v);
+    const X = v => L + (v - x0) / (x1 - x0) * (W - L - R), Yt = v => H - B - (v - y0) / (y1 - y0) * (H - T - B);
+    const Y = v => Yt(ty(v));
+    (logy ? ticks(Math.ceil(y0), Math.floor(y1), 5).filter(Number.isInteger) : ticks(y0, y1, 5)).forEach(v => {
+      el("line", {x1: L, x2: W - R, y1: Yt(v), y2: Yt(v), class: "grid"}, svg);
+      el("text", {x: L - 6, y: Yt(v) + 4, "text-anchor": "end", class: "tick"}, svg).textContent = logy ? fmt(Math.pow(10, v)) : fmt(v);
     });
+    if (logy) svg.setAttribute("data-log-y", "1");
     ticks(x0, x1, 6).forEach(v => {
       el("text", {x: X(v), y: H - B + 16, "text-anchor": "middle", class: "tick"}, svg).textContent = fmt(v);
     });
@@ -58,7 +64,7 @@
     if (opts.xlabel) el("text", {x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", class: "label"}, svg).textContent = opts.xlabel;
     if (opts.ylabel) el("text", {x: 12, y: (T + H - B) / 2, "text-anchor": "middle", class: "label", transform: `rotate(-90 12 ${(T + H - B) / 2})`}, svg).textContent = opts.ylabel;
     (opts.hlines || []).forEach(h => {
-      if (!isFinite(h.y)) return;
+      if (!isFinite(h.y) || (logy && !(h.y > 0))) return;
       el("line", {x1: L, x2: W - R, y1: Y(h.y), y2: Y(h.y), class: "target"}, svg);
       el("text", {x: W - R - 4, y: Y(h.y) - 4, "text-anchor": "end", class: "target-label"}, svg).textContent = h.label;
     });
