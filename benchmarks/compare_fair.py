@@ -60,8 +60,10 @@ def _legacy(paths: list[str]) -> list[dict]:
                     n_rows[r["table"]] = sum(1 for line in fh if line.strip()) - 1
             if r["init_rows"] != start_rows(n_rows[r["table"]], r["seed"]):
                 raise SystemExit(f"{p}: {r['table']} seed {r['seed']}: starting rows differ from the protocol's")
+            rounds = {k: (None if r[k] is None else max(0, r[k] - len(r["init_rows"]))) for k in ("to_best", "to_top1")}
             out.append({**r, "q": 1, "protocol": "issue13", "legacy": True, "s_per_proposal": None,
-                        "setup_s": None, "first_proposal_s": None})
+                        "setup_s": None, "first_proposal_s": None, "rounds_to_best": rounds["to_best"],
+                        "rounds_to_top1": rounds["to_top1"]})
     return out
 
 

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     qs = _parse_ints(a.q)
     strategies = a.strategies.split(",")
     # every finished run is appended to --runs at once, so an interrupted benchmark resumes where it stopped;
-    # seed-major order: all tables get their first seeds before any table gets its last
+    # seed-major order: all tables get their first seeds before any table gets its last; small tables first, so
+    # that a run stopped early has results on the most tables
     done: list[dict] = []
     runs = Path(a.runs)
     if runs.exists():
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
                 and r.get("protocol") == "issue13"]
     have = {(r["table"], r["seed"], r["strategy"], r["q"]) for r in done}
     jobs = [(str(f), s, strat, a.budget, opts, q) for s in seeds for q in qs
-            for f in sorted(files, key=lambda f: -f.stat().st_size) for strat in strategies
+            for f in sorted(files, key=lambda f: f.stat().st_size) for strat in strategies
             if (f.stem, s, strat, q) not in have and not a.summary_only]
     t0 = time.time()
     results = list(done)
