@@ -67,6 +67,14 @@ def _legacy(paths: list[str]) -> list[dict]:
     return out
 
 
+def _normal(options: dict, q: int) -> dict:
+    """Options without those that do not change the run: ``batch_selection: fantasy`` (the default), and
+    ``batch_selection`` at all for q = 1 (one proposal with nothing in flight is the same analytic LogEI or Thompson
+    sample either way; ``tests/test_benchmark_protocol.py`` checks it), so a batch variant's q = 1 runs are the
+    default's."""
+    return {k: v for k, v in options.items() if not (k == "batch_selection" and (v == "fantasy" or q == 1))}
+
+
 def _show(m: float | None) -> str:
     if m is None:
         return "-"
@@ -179,7 +187,8 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
     opts = json.loads(a.options)
-    ours = [r for r in _load(a.runs) if r.get("options", {}) == opts or r["strategy"] == "random"]
+    ours = [r for r in _load(a.runs)
+            if _normal(r.get("options", {}), r["q"]) == _normal(opts, r["q"]) or r["strategy"] == "random"]
     peers = _load(a.peers)
     have = {(r["table"], r["seed"], r.get("q", 1), r["method"]) for r in peers}
     peers += [r for r in _legacy(a.legacy_peers) if (r["table"], r["seed"], 1, r["method"]) not in have]
