@@ -373,6 +373,8 @@ def run_one(table: Table, method: str, seed: int, q: int = 1) -> dict:
     t0 = time.perf_counter()
     strat = METHODS[method](table, seed, init)
     setup_s = time.perf_counter() - t0
+    if q > 1 and not hasattr(strat, "propose_batch"):
+        raise SystemExit(f"{method} has no batch proposals here: run it with --q 1")
     measured += init
     prop_times = []
     mset = set(measured)
