@@ -14,6 +14,14 @@ Protocol (identical for every method):
 Per run: experiments to the best row (None if > budget), experiments to a top-1% row
 (rank < ceil(0.01 N), ties on the threshold value included), mean seconds per proposal.
 
+Issue 13: the starting rows, the target rows and the counting of batches come from
+labloop.benchmark_protocol (numpy only), the same functions labloop's replay benchmark uses;
+``--q`` runs rounds of q proposals (BayBE ``recommend(batch_size=q)``; random: the next q rows),
+experiments counted to the end of the round that measured the first target row. BayBE's setup
+(search space, its computational representation, the first recommendation's one-off work) is
+reported apart: ``setup_s`` (construction + start rows) and ``first_proposal_s``; ``s_per_proposal``
+is the mean over the later rounds.
+
 Runs in a separate venv (/work/peervenv) with ax-platform and baybe; not part of labloop.
 
 Usage:
@@ -40,6 +48,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from labloop.benchmark_protocol import experiments_to, start_rows, target_rows  # noqa: E402
 
 DATA_DIR = os.environ.get(
     "LABLOOP_BENCH_DATA",
@@ -97,10 +108,8 @@ class Table:
         score = -y if self.minimize else y  # larger is better
         self.score = score
         self.best_value = score.max()
-        self.best_rows = set(np.flatnonzero(score == self.best_value).tolist())
         self.k_top = math.ceil(0.01 * self.N)
-        thresh = np.sort(score)[::-1][self.k_top - 1]
-        self.top_rows = set(np.flatnonzero(score >= thresh).tolist())
+        self.best_rows, self.top_rows = target_rows([float(v) for v in y], not self.minimize)
         # Normalised matrix for nearest-row snapping.
         self._num = np.zeros((self.N, len(self.numeric)))
         self._lo, self._span = {}, {}
@@ -152,7 +161,7 @@ class Table:
 
 
 def initial_rows(N: int, seed: int) -> list[int]:
-    return [int(i) for i in np.random.default_rng(seed).choice(N, N_INIT, replace=False)]
+    return start_rows(N, seed, N_INIT)
 
 
 # ----------------------------------------------------------------- strategies
@@ -169,6 +178,9 @@ class RandomSearch:
         while self.order[0] in measured:
             self.order.pop(0)
         return self.order.pop(0)
+
+    def propose_batch(self, measured: set, q: int) -> list[int]:
+        return [self.propose(measured) for _ in range(q)]
 
 
 class BayBE:
@@ -198,6 +210,9 @@ class BayBE:
         for c in table.numeric:
             inp[c] = inp[c].astype(float)
         ss = SearchSpace.from_dataframe(inp, parameters=params)
+        # BayBE builds the computational representation lazily: force it here so that it counts as setup
+        # (issue 13: 47-49 s per run on a 1,000-row table had been hidden in the first proposal)
+        getattr(getattr(ss, "discrete", None), "comp_rep", None)
         target = NumericalTarget(name=table.target, minimize=table.minimize)
         self.campaign = Campaign(
             searchspace=ss,
@@ -214,13 +229,27 @@ class BayBE:
         self.campaign.add_measurements(pd.DataFrame([row]))
 
     def propose(self, measured: set) -> int:
-        rec = self.campaign.recommend(batch_size=1)
-        i = self.t.row_of(rec.iloc[0])
-        if i is None:
-            raise RuntimeError(f"BayBE recommended a point not in the table: {rec.iloc[0].to_dict()}")
-        if i in measured:
-            raise RuntimeError("BayBE re-proposed a measured row")
-        return i
+        return self.propose_batch(measured, 1)[0]
+
+    def propose_batch(self, measured: set, q: int) -> list[int]:
+        rec = self.campaign.recommend(batch_size=q)
+        out = []
+        for k in range(len(rec)):
+            i = self.t.row_of(rec.iloc[k])
+            if i is None:
+                raise RuntimeError(f"BayBE recommended a point not in the table: {rec.iloc[k].to_dict()}")
+            if i in measured or i in out:
+                raise RuntimeError("BayBE re-proposed a measured row")
+            out.append(i)
+        return out
+
+    def observe_batch(self, rows: list[int]):
+        df = []
+        for i in rows:
+            row = {c: (float(v) if c in self.t.numeric else v) for c, v in self.t.params(i).items()}
+            row[self.t.target] = float(self.t.y[i])
+            df.append(row)
+        self.campaign.add_measurements(pd.DataFrame(df))
 
 
 class Ax:
@@ -337,49 +366,53 @@ METHODS = {"random": RandomSearch, "baybe": BayBE, "ax": Ax}
 
 
 # ----------------------------------------------------------------- runner
-def run_one(table: Table, method: str, seed: int) -> dict:
+def run_one(table: Table, method: str, seed: int, q: int = 1) -> dict:
     init = initial_rows(table.N, seed)
     measured: list[int] = []
-    to_best = to_top = None
+    rounds: list[list[int]] = []
     t0 = time.perf_counter()
     strat = METHODS[method](table, seed, init)
     setup_s = time.perf_counter() - t0
-
-    def record(i):
-        nonlocal to_best, to_top
-        measured.append(i)
-        n = len(measured)
-        if to_top is None and i in table.top_rows:
-            to_top = n
-        if to_best is None and i in table.best_rows:
-            to_best = n
-
-    for i in init:
-        record(i)
+    if q > 1 and not hasattr(strat, "propose_batch"):
+        raise SystemExit(f"{method} has no batch proposals here: run it with --q 1")
+    measured += init
     prop_times = []
     mset = set(measured)
-    while to_best is None and len(measured) < BUDGET:
+    while experiments_to(init, rounds, table.best_rows) is None and len(measured) < BUDGET:
+        k = min(q, BUDGET - len(measured))
         t0 = time.perf_counter()
-        i = strat.propose(mset)
+        batch = strat.propose_batch(mset, k) if k > 1 else [strat.propose(mset)]
         prop_times.append(time.perf_counter() - t0)
-        assert i not in mset
-        record(i)
-        mset.add(i)
-        if hasattr(strat, "observe_proposed"):
-            strat.observe_proposed(i, table.y[i])
+        assert not set(batch) & mset and len(set(batch)) == len(batch)
+        rounds.append(batch)
+        measured += batch
+        mset.update(batch)
+        if k > 1:
+            if hasattr(strat, "observe_batch"):  # random search learns nothing
+                strat.observe_batch(batch)
+        elif hasattr(strat, "observe_proposed"):
+            strat.observe_proposed(batch[0], table.y[batch[0]])
         else:
-            strat.observe(i, table.y[i])
+            strat.observe(batch[0], table.y[batch[0]])
+    hit_best = experiments_to(init, rounds, table.best_rows)
+    hit_top = experiments_to(init, rounds, table.top_rows)
+    later = prop_times[1:] or prop_times
     out = {
         "table": table.name,
         "method": method,
         "seed": seed,
+        "q": q,
+        "protocol": "issue13",
         "init_rows": init,
-        "to_best": to_best,
-        "to_top1": to_top,
+        "to_best": hit_best[0] if hit_best else None,
+        "rounds_to_best": hit_best[1] if hit_best else None,
+        "to_top1": hit_top[0] if hit_top else None,
+        "rounds_to_top1": hit_top[1] if hit_top else None,
         "n_experiments": len(measured),
         "n_proposals": len(prop_times),
-        "s_per_proposal": round(float(np.mean(prop_times)), 6) if prop_times else None,
-        "s_per_proposal_max": round(float(np.max(prop_times)), 6) if prop_times else None,
+        "first_proposal_s": round(prop_times[0], 6) if prop_times else None,
+        "s_per_proposal": round(float(np.mean(later)), 6) if prop_times else None,
+        "s_per_proposal_max": round(float(np.max(later)), 6) if prop_times else None,
         "setup_s": round(setup_s, 3),
         "best_found": float(table.y[measured][np.argmax(table.score[measured])]),
     }
@@ -399,15 +432,16 @@ def _med(values):
 def summarize(runs: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["table"], r["method"]), []).append(r)
+        groups.setdefault((r["table"], r["method"], r.get("q", 1)), []).append(r)
     out = []
-    for (tab, meth), rs in groups.items():
+    for (tab, meth, q), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         sp = [r["s_per_proposal"] for r in rs if r["s_per_proposal"] is not None]
         out.append(
             {
                 "table": tab,
                 "method": meth,
+                "q": q,
                 "n_seeds": len(rs),
                 "seeds": [r["seed"] for r in rs],
                 "median_to_best": _med([r["to_best"] for r in rs]),
@@ -480,6 +514,7 @@ def main(argv=None):
     ap.add_argument("--markdown", action="store_true", help="with --summarize: print a markdown table")
     ap.add_argument("--seed-major", action="store_true", help="loop seeds outermost (balanced partial results)")
     ap.add_argument("--budget", type=int, default=150, help="experiments per run (protocol: 150)")
+    ap.add_argument("--q", default="1", help="batch sizes (rounds of q proposals), e.g. 1,4")
     args = ap.parse_args(argv)
     BUDGET_SET(args.budget)
 
@@ -496,25 +531,27 @@ def main(argv=None):
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    done = {(r["table"], r["method"], r["seed"]) for r in load_runs(args.runs_out)}
+    done = {(r["table"], r["method"], r["seed"], r.get("q", 1)) for r in load_runs(args.runs_out)
+            if r.get("protocol") == "issue13"}
     all_runs = []
     tables = {t: Table(t) for t in args.tables.split(",")}
     jobs = [
-        (t, m, s)
+        (t, m, s, q)
         for t in args.tables.split(",")
         for m in args.methods.split(",")
         for s in parse_seeds(args.seeds)
+        for q in parse_seeds(args.q)
     ]
     if args.seed_major:
         jobs.sort(key=lambda j: parse_seeds(args.seeds).index(j[2]))  # stable: keeps table/method order
-    for tname, method, seed in jobs:
+    for tname, method, seed, q in jobs:
         table = tables[tname]
-        if (table.name, method, seed) in done:
+        if (table.name, method, seed, q) in done:
             continue
         if args.deadline and time.time() > args.deadline:
             print(f"# deadline passed, skipping {table.name} {method} seed {seed}", file=sys.stderr, flush=True)
             continue
-        r = run_one(table, method, seed)
+        r = run_one(table, method, seed, q)
         print(f"# {json.dumps(r)}", file=sys.stderr, flush=True)
         if args.runs_out:
             with open(args.runs_out, "a") as f:

@@ -24,19 +24,27 @@ def replay(
     seed: int = typer.Option(0, "--seed", help="Seed of the initial design and the strategy."),
     budget: int = typer.Option(50, "--budget", min=1, help="Experiments in all (initial design included)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Proposals per round (q)."),
+    start_rows: Optional[str] = typer.Option(
+        None, "--start-rows", help="Measure these rows first, then let the strategy propose: comma-separated row "
+        "indices, 0 = the first data row (as in the 'rows' of --json). Replaces the strategy's initial design."),
+    random_start: Optional[int] = typer.Option(
+        None, "--random-start", min=1, help="Start from this many seeded random rows, the same rows "
+        "benchmarks/replay_tables.py and benchmarks/peers.py use for --seed (the shared benchmark protocol)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: history, best, ..."),
 ) -> None:
     """Run a whole campaign against TABLE: the pool is its rows, a measurement is a row's objective value."""
     from labloop.strategy.replay import run_replay
     from labloop.spec import load_spec
-    from labloop.strategy.tables import table_lab
+    from labloop.strategy.tables import read_table, table_lab
 
     spec = load_spec(campaign) if campaign is not None else None
     if spec is None and direction is None:
         raise LabloopError("no --direction given", "pass --direction max or --direction min")
     excl = [c.strip() for e in (exclude or []) for c in e.split(",") if c.strip()]
-    lab = table_lab(table, objective, direction, excl, spec, seed=seed, batch_size=batch_size, budget=budget)
-    result = run_replay(lab, budget, batch_size=batch_size)
+    first = _start_rows(start_rows, random_start, len(read_table(table).cells), seed)
+    lab = table_lab(table, objective, direction, excl, spec, seed=seed, batch_size=batch_size, budget=budget,
+                    initial_design=len(first) or None)
+    result = run_replay(lab, budget, batch_size=batch_size, initial_rows=first)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
         return
@@ -50,6 +58,39 @@ def replay(
     pb = result.last_info.get("predicted_best")
     if pb:
         console.print(f"model's predicted best: {pb}")
+
+
+def _start_rows(given: Optional[str], random_k: Optional[int], n_rows: int, seed: int) -> list[int]:
+    """The rows measured first: ``--start-rows`` as given, or ``--random-start K`` drawn by the benchmark
+    protocol (:func:`labloop.benchmark_protocol.start_rows`); checked before anything runs."""
+    if given is not None and random_k is not None:
+        raise LabloopError("both --start-rows and --random-start given", "pass one of them")
+    if random_k is not None:
+        from labloop.benchmark_protocol import start_rows
+
+        if random_k > n_rows:
+            raise LabloopError(f"--random-start {random_k} is more than the table's {n_rows} rows",
+                               f"pass at most {n_rows}")
+        return start_rows(n_rows, seed, random_k)
+    if given is None:
+        return []
+    rows: list[int] = []
+    for part in (p.strip() for p in given.split(",")):
+        if not part:
+            continue
+        if not part.lstrip("-").isdigit():
+            raise LabloopError(f"--start-rows: {part!r} is not a row index",
+                               "give comma-separated whole numbers, e.g. --start-rows 0,17,42")
+        i = int(part)
+        if not 0 <= i < n_rows:
+            raise LabloopError(f"--start-rows: row {i} is not in the table (rows 0 to {n_rows - 1})",
+                               "give indices of data rows, 0 = the first row after the header")
+        if i in rows:
+            raise LabloopError(f"--start-rows: row {i} is given twice", "give each starting row once")
+        rows.append(i)
+    if not rows:
+        raise LabloopError("--start-rows names no rows", "give comma-separated row indices, e.g. 0,17,42")
+    return rows
 
 
 def register(app: typer.Typer) -> None:

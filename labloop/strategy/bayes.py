@@ -182,6 +182,8 @@ class _State:
         self.prior_exponent = 0.0  # piBO's beta / n for this ask, 0 without an expert belief
         self._best_f: float | None = None  # the incumbent (see _incumbent)
         self._free_logei: tuple[Any, Tensor] | None = None  # analytic LogEI and its values on the free rows
+        self.believer = False  # pool batches by Kriging believer (options.batch_selection), see _believer_pool
+        self.believed: Tensor | None = None  # pending rows (model inputs) the believer conditions on first
         # every run-time fallback of this ask (a failed fit, an acquisition that could not apply, ...), one line
         # each for people; stored with each model proposal as info["fallbacks"]
         self.fallbacks: list[str] = []
@@ -362,9 +364,13 @@ class _State:
             acq = None  # Thompson sampling over the pool, below
         elif kind == "logei":
             best_f = self._incumbent(model, outputs)
-            if X_pending is None and not constraints and n == 1:  # exact and deterministic: the analytic form
+            believer = self.pool is not None and not constraints and opt["batch_selection"] == "believer"
+            if believer or (X_pending is None and not constraints and n == 1):
+                # exact and deterministic: the analytic form (a Kriging believer for batches and pending rows)
                 acq = self._free_logei[0] if self._free_logei is not None else \
                     LogExpectedImprovement(model.models[0], best_f=best_f)
+                self.believed = X_pending if believer and X_pending is not None else None
+                self.believer = believer
             else:  # pending points and constraints need the Monte Carlo form
                 acq = qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, objective=single,
                                               X_pending=X_pending, constraints=constraints or None)
@@ -536,24 +542,60 @@ class _State:
                     i = int(v.argmax())
                     picked.append(i)
                     vals.append(float(v[i]))
+            elif self.believer:
+                picked, vals = self._believer_pool(acq, F, k, log_belief)
             else:
                 base_pending = getattr(acq, "X_pending", None)
                 for j in range(k):
-                    if j == 0 and self._free_logei is not None and acq is self._free_logei[0]:
-                        v = self._free_logei[1].clone()  # already evaluated on these rows by _auto_pool_kind
-                    else:
-                        v = self._on_rows(acq, F)
-                    if log_belief is not None:
-                        v = v + log_belief
-                    if picked:
-                        v[torch.tensor(picked)] = -float("inf")
-                    i = int(v.argmax())
-                    picked.append(i)
-                    vals.append(float(v[i]))
+                    self._pick_row(acq, F, picked, vals, log_belief)
                     if j + 1 < k:
                         chosen = F[torch.tensor(picked)]
                         acq.set_X_pending(chosen if base_pending is None else torch.cat([base_pending, chosen]))
         return self.pool.X[free[torch.tensor(picked)]], torch.tensor(vals, dtype=DTYPE)
+
+    def _believer_pool(self, acq, F: Tensor, k: int, log_belief: Tensor | None) -> tuple[list[int], list[float]]:
+        """``k`` free rows (indices into ``F``) by the Kriging believer (Ginsbourger et al. 2010): analytic LogEI
+        on every row, take the best, condition the GP on its own posterior mean there (the variance near it
+        collapses, so the next pick goes where the model still expects something), raise the incumbent if that
+        mean is above it, repeat. Pending rows are believed the same way before the first pick. Why: on a pool the
+        Monte Carlo qLogEI of the fantasy path re-estimates every row's joint posterior with the chosen ones at
+        each pick, and its first pick is not the q = 1 pick; the believer's first pick is, and each later pick
+        costs one rank-one update and one analytic pass."""
+        gp, best_f = acq.model, float(acq.best_f.reshape(-1)[0])
+        picked: list[int] = []
+        vals: list[float] = []
+
+        def believe(gp, X: Tensor):
+            mean = gp.posterior(X).mean.reshape(-1, 1)
+            return gp.condition_on_observations(X, mean), float(mean.max())
+
+        if self.believed is not None and len(self.believed):
+            gp, m = believe(gp, self.believed)
+            best_f = max(best_f, m)
+            acq = LogExpectedImprovement(gp, best_f=best_f)
+        for j in range(k):
+            i = self._pick_row(acq, F, picked, vals, log_belief)
+            if j + 1 < k:
+                gp, m = believe(gp, F[i: i + 1])
+                best_f = max(best_f, m)
+                acq = LogExpectedImprovement(gp, best_f=best_f)
+        return picked, vals
+
+    def _pick_row(self, acq, F: Tensor, picked: list[int], vals: list[float], log_belief: Tensor | None) -> int:
+        """The best row of ``F`` by ``acq`` (plus the expert's log belief) not yet picked; appended to ``picked``
+        and its value to ``vals``. The first pick reuses the LogEI values ``_auto_pool_kind`` computed."""
+        if not picked and self._free_logei is not None and acq is self._free_logei[0]:
+            v = self._free_logei[1].clone()
+        else:
+            v = self._on_rows(acq, F)
+        if log_belief is not None:
+            v = v + log_belief
+        if picked:
+            v[torch.tensor(picked)] = -float("inf")
+        i = int(v.argmax())
+        picked.append(i)
+        vals.append(float(v[i]))
+        return i
 
     # ------------------------------------------------------------------------------------- explanations
     def _explain(self, model, transforms, outputs) -> dict[str, Any]:

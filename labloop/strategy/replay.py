@@ -25,6 +25,8 @@ class ReplayResult:
     history: list[float] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    #: the round of each measurement: 0 for the starting rows, then 1, 2, ... one per ask of ``batch_size``
+    round_of: list[int] = field(default_factory=list)
     ask_seconds: list[float] = field(default_factory=list)
     last_info: dict[str, Any] = field(default_factory=dict)
 
@@ -34,9 +36,20 @@ class ReplayResult:
             return None
         return max(self.history) if self.direction == "maximize" else min(self.history)
 
+    def start_and_rounds(self) -> tuple[list[int], list[list[int]]]:
+        """(starting rows, the rows of each proposal round): what :func:`labloop.benchmark_protocol.experiments_to`
+        counts."""
+        start = [i for i, r in zip(self.rows, self.round_of) if r == 0]
+        rounds: list[list[int]] = [[] for _ in range(max(self.round_of, default=0))]
+        for i, r in zip(self.rows, self.round_of):
+            if r:
+                rounds[r - 1].append(i)
+        return start, rounds
+
     def to_json(self) -> dict[str, Any]:
         return {"objective": self.objective, "direction": self.direction, "best": self.best,
                 "n": len(self.history), "history": self.history, "rows": self.rows, "sources": self.sources,
+                "rounds": max(self.round_of, default=0), "round_of": self.round_of,
                 "seconds_per_ask": (sum(self.ask_seconds) / len(self.ask_seconds)) if self.ask_seconds else None,
                 "importance": self.last_info.get("importance"),
                 "predicted_best": self.last_info.get("predicted_best")}
@@ -46,8 +59,10 @@ def run_replay(lab: TableLab, budget: int, *, batch_size: int | None = None, str
                initial_rows: Sequence[int] = (), stop: Callable[[ReplayResult], bool] | None = None) -> ReplayResult:
     """Run a campaign of at most ``budget`` measurements on ``lab``.
 
-    ``initial_rows`` are measured first, as given (benchmarks use seeded random rows); ``stop(result)`` may end the
-    run early (benchmarks stop once the best row is found, as nothing after it changes their figures).
+    ``initial_rows`` are measured first, as given (benchmarks use the seeded random rows of
+    :func:`labloop.benchmark_protocol.start_rows`, shared with the peers); ``stop(result)``, checked after each
+    round, may end the run early (benchmarks stop once the best row is found, as nothing after it changes their
+    figures).
     """
     spec = lab.spec
     q = batch_size or spec.strategy.batch_size
@@ -57,24 +72,27 @@ def run_replay(lab: TableLab, budget: int, *, batch_size: int | None = None, str
     observations: list[Observation] = []
     budget = min(budget, len(lab.pool))
 
-    def record(i: int, source: str) -> None:
+    def record(i: int, source: str, round_no: int) -> None:
         value = lab.values[i]
         observations.append(Observation(dict(lab.pool.rows[i]), {lab.objective: value}))
         result.history.append(value)
         result.rows.append(i)
         result.sources.append(source)
+        result.round_of.append(round_no)
 
     for i in list(initial_rows)[:budget]:
-        record(int(i), "initial")
+        record(int(i), "initial", 0)
+    round_no = 0
     while len(observations) < budget and not (stop and stop(result)):
         t0 = time.perf_counter()
         proposals = strat.ask(min(q, budget - len(observations)), observations, [])
         result.ask_seconds.append(time.perf_counter() - t0)
         if not proposals:
             break
+        round_no += 1
         for p in proposals:
             i, _ = lab.measure(p.params)
-            record(i, p.source)
+            record(i, p.source, round_no)
             if p.info:
                 result.last_info = p.info
     return result
