@@ -20,7 +20,7 @@ from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.spec import spec_from_text
 from labloop.store import DEFAULT_URL, Store
 from labloop.store.schema import Campaign, OperatorRequest
-from .campaign_cmds import LiveView, pick_campaign, require_success
+from .campaign_cmds import LiveView, pick_campaign, require_lease_kept, require_success
 from .common import STORE_HELP, console, user_errors
 
 CampaignOpt = Annotated[Optional[str], typer.Option(
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
             runner.observer = LiveView(runner.spec)
             console.print(f"restarting campaign '{c.name}' in this process: "
                           f"{len(resumptions)} unfinished trial(s) pick up where they stopped", soft_wrap=True)
-            runner.run(resumptions)
+            require_lease_kept(runner.run(resumptions))
             require_success(st, c.id)
         finally:
             st.close()
