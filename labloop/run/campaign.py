@@ -127,6 +127,9 @@ class CampaignRunner:
     ``lease_ttl`` (seconds) is how long a dead runner's campaign stays locked before another may take it over."""
 
     lease_ttl: float = DEFAULT_TTL_S
+    #: Break at once the lease of a holder whose process is provably gone (this host only); False waits for every
+    #: lease to expire, as a runner on another machine must.
+    break_dead_leases: bool = True
 
     def __init__(self, prepared: Prepared, store: Store, campaign: Campaign, observer: Observer | None = None):
         if prepared.lab is None:
@@ -163,7 +166,7 @@ class CampaignRunner:
                lease_ttl: float | None = None) -> tuple["CampaignRunner", list[Any]]:
         """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials. Takes the
         campaign's lease first (LeaseHeld, naming the holder and its expiry, while another runner holds it)."""
-        lease = CampaignLease.acquire(store, campaign.id, lease_ttl or cls.lease_ttl)
+        lease = CampaignLease.acquire(store, campaign.id, lease_ttl or cls.lease_ttl, cls.break_dead_leases)
         try:
             return cls._resume(store, store.campaign(campaign.id), time_scale, observer, lease)
         except BaseException:
@@ -208,7 +211,8 @@ class CampaignRunner:
             self.store.release_lease(self.campaign.id, self.lease.holder, self.lease.token)
             self.lease = None
         if self.lease is None:
-            self.lease = CampaignLease.acquire(self.store, self.campaign.id, self.lease_ttl)
+            self.lease = CampaignLease.acquire(self.store, self.campaign.id, self.lease_ttl,
+                                               self.break_dead_leases)
         return Scheduler(spec=self.spec, lab=self.p.lab, store=self.store, campaign=self.campaign,
                          strategy=self.p.strategy, evaluate=self.finish_measured, prior=self.prior,
                          observer=self.observer, resumptions=resumptions or [], lease=self.lease).run()
