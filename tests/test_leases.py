@@ -10,15 +10,17 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
 
 from labloop.run.campaign import CampaignRunner
 from labloop.run.lease import CampaignLease
 from labloop.states import UNFINISHED
 from labloop.store import Store
 from labloop.store.leases import LeaseHeld, LeaseLost
+from labloop.store.schema import Lease
 
 from running import in_background, start, two_chamber, wait_for
 
@@ -206,9 +208,12 @@ def test_a_runner_whose_lease_was_taken_stops_at_its_next_heartbeat(tmp_path):
     wait_for(lambda: store.lease(cid) is not None and any(s.state == "done" for s in store.steps(campaign_id=cid)),
              timeout=60)
     holder = store.lease(cid)
-    store.renew_lease(cid, holder.holder, holder.token, 0.01)  # as if it had expired ...
-    time.sleep(0.05)
-    assert store.acquire_lease(cid, "usurper", 600) == holder.token + 1  # ... and another runner took it
+    with store.session() as s:  # as if it had expired and another runner had taken it (one statement: the
+        # runner's own heartbeat cannot renew in between)
+        s.execute(update(Lease).where(Lease.campaign_id == cid)
+                  .values(holder="usurper", token=Lease.token + 1, expires_at=datetime.now(timezone.utc)
+                          + timedelta(minutes=10)))
+    assert store.lease(cid).token == holder.token + 1
     th.join(60)
     assert not th.is_alive()
     assert result["decision"].rule == "lease_lost" and "held by runner 'usurper'" in result["decision"].reason
