@@ -14,8 +14,11 @@ Measured (JSON lines; one per kill, then a summary):
 * ``trials_lost``: trials left unfinished (proposed/running/interrupted...) once every campaign ended, plus
   campaigns that never ended (target 0); trials failed because a kill interrupted their deposition are counted
   apart (``trials_failed_by_kill``: the sample was consumed, labloop records it failed rather than deposit twice);
-* ``takeover_s``: from the kill to another process's acquisition of the campaign, against the lease ttl (the
-  least it can be without the same-host shortcut: the lease must expire first).
+* ``takeover_s``: from the kill to another process's acquisition of the campaign's lease (the start of its
+  successful attempt), against the lease ttl (the lease must expire first: without the same-host shortcut it
+  cannot be much less than the ttl minus the time since the last renewal); ``resumed_s``: to the runner being
+  ready to act (lab rebuilt, trials settled). One runner resumes the orphans one after another, so the last of
+  several waits for the others.
 
     python benchmarks/lease_takeover.py --campaigns 6 --trials 30 --kills 10 --ttl 3
 """
@@ -99,11 +102,14 @@ def worker(url: str, log_path: str, ttl: float) -> None:
         for c in open_:
             if c.id in mine and mine[c.id].is_alive():
                 continue
+            t_try = time.time()
             try:
                 runner, resumptions = CampaignRunner.resume(store, c, lease_ttl=ttl)
             except LeaseHeld:
                 continue
-            log(log_path, ev="acquired", cid=c.id, token=runner.lease.token)
+            # t_try: the lease was acquired by the first statement after it; t: the runner is ready (lab rebuilt,
+            # trials settled)
+            log(log_path, ev="acquired", cid=c.id, token=runner.lease.token, t_try=t_try)
             mine[c.id] = threading.Thread(target=run, args=(runner, resumptions, c.id), daemon=True)
             mine[c.id].start()
         time.sleep(0.2)
@@ -192,7 +198,8 @@ def main() -> None:
         t_start = time.time()
         procs = [spawn(url, log_path, args.ttl) for _ in range(2)]
         kills: dict[int, float] = {}
-        takeovers = []
+        takeovers: list = []
+        resumed: list = []
         while len(kills) < args.kills:
             if all(c.state not in ("running", "paused") for c in store.campaigns()):
                 break
@@ -220,14 +227,16 @@ def main() -> None:
             while time.time() < deadline and pending:
                 for r in read_log(log_path):
                     if r["ev"] == "acquired" and r["cid"] in pending and r["t"] > kills[p.pid]:
-                        taken[r["cid"]] = r["t"] - kills[p.pid]
+                        taken[r["cid"]] = (r["t_try"] - kills[p.pid], r["t"] - kills[p.pid])
                         pending.discard(r["cid"])
                 pending = {c for c in pending if store.campaign(c).state in ("running", "paused")}
                 time.sleep(0.05)
             for cid in sorted(orphans):
                 row = {"benchmark": "lease_takeover", "kill": len(kills), "campaign": cid,
-                       "takeover_s": round(taken[cid], 3) if cid in taken else None, "ttl_s": args.ttl}
+                       "takeover_s": round(taken[cid][0], 3) if cid in taken else None,
+                       "resumed_s": round(taken[cid][1], 3) if cid in taken else None, "ttl_s": args.ttl}
                 takeovers.append(row["takeover_s"])
+                resumed.append(row["resumed_s"])
                 print(json.dumps(row), flush=True)
         for p in procs:
             p.wait(timeout=600)
@@ -247,6 +256,8 @@ def main() -> None:
             "takeover_s_median": round(statistics.median(done_takeovers), 3) if done_takeovers else None,
             "takeover_s_max": round(max(done_takeovers), 3) if done_takeovers else None,
             "takeovers_missing": len(takeovers) - len(done_takeovers),
+            "resumed_s_median": round(statistics.median([x for x in resumed if x is not None]), 3)
+            if done_takeovers else None,
             "wall_s": round(end - t_start, 1)}), flush=True)
         store.close()
     finally:
