@@ -71,7 +71,7 @@ def worker(url: str, log_path: str, ttl: float) -> None:
     from labloop.errors import LabloopError
     from labloop.run.campaign import CampaignRunner
     from labloop.store import Store
-    from labloop.store.leases import LeaseHeld
+    from labloop.store.leases import LeaseHeld, LeaseLost
 
     from labloop.run.executor import TrialExecutor
 
@@ -105,7 +105,7 @@ def worker(url: str, log_path: str, ttl: float) -> None:
             t_try = time.time()
             try:
                 runner, resumptions = CampaignRunner.resume(store, c, lease_ttl=ttl)
-            except LeaseHeld:
+            except (LeaseHeld, LeaseLost):  # held by the other runner, or lost again while resuming
                 continue
             # t_try: the lease was acquired by the first statement after it; t: the runner is ready (lab rebuilt,
             # trials settled)

@@ -191,6 +191,8 @@ class CampaignRunner:
         runner.prior = from_record(recorded[-1].detail["observations"]) if recorded else []
         assert prepared.lab is not None
         stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}
+        lease.renew()  # building the lab took a while: still ours? (LeaseLost before anything is settled)
+        lease.check()
         resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations,
                                        set(prepared.lab.places), prepared.lab.locate)
         # An operator's stop sent while no process ran is honoured now; a pause or an emergency stop is lifted by
