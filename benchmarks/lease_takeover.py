@@ -105,8 +105,8 @@ def worker(url: str, log_path: str, ttl: float) -> None:
             t_try = time.time()
             try:
                 runner, resumptions = CampaignRunner.resume(store, c, lease_ttl=ttl)
-            except (LeaseHeld, LeaseLost):  # held by the other runner, or lost again while resuming
-                continue
+            except (LeaseHeld, LeaseLost, LabloopError):  # held by the other runner, lost again while resuming,
+                continue  # or ended by the other runner since the list was read
             # t_try: the lease was acquired by the first statement after it; t: the runner is ready (lab rebuilt,
             # trials settled)
             log(log_path, ev="acquired", cid=c.id, token=runner.lease.token, t_try=t_try)

@@ -221,3 +221,14 @@ def test_a_runner_whose_lease_was_taken_stops_at_its_next_heartbeat(tmp_path):
     done = len([t for t in store.trials(cid) if t.state == "done"])
     assert done < 20  # it stopped long before its budget
     store.close()
+
+
+def test_resume_never_reopens_a_campaign_another_runner_ended(tmp_path):
+    store, runner = start(two_chamber(max_trials=1), tmp_path)
+    cid = runner.campaign.id
+    store.finish_campaign(cid, "finished", "budget: 1 trial")  # the other runner ended it after we listed it
+    with pytest.raises(Exception, match="has already ended"):
+        CampaignRunner.resume(store, store.campaign(cid))
+    assert store.campaign(cid).state == "finished"
+    assert store.acquire_lease(cid, "someone", 60) >= 1  # and its lease was given back
+    store.close()

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from labloop.errors import LabloopError
-from labloop.run.campaign import CampaignRunner, refuse_second_runner
+from labloop.run.campaign import ENDED_STATES, CampaignRunner, refuse_second_runner
 from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.spec import spec_from_text
 from labloop.store import DEFAULT_URL, Store
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         st = open_store(store)
         try:
             c = pick_campaign(st, campaign)
-            if c.state in ("finished", "stopped"):
+            if c.state in ENDED_STATES:
                 raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.stop_reason})",
                                    "start a new campaign with `labloop run FILE`")
             life = liveness(c)

@@ -118,6 +118,10 @@ def refuse_second_runner(spec: CampaignSpec, store: Store, source: str, except_i
                 f"wait for it to end, or stop it with `labloop stop --campaign {c.id}`; one runner per lab")
 
 
+#: A campaign in one of these states is over: resuming it would reopen it.
+ENDED_STATES = ("finished", "stopped")
+
+
 class CampaignRunner:
     """The closed loop over one lab: a :class:`~labloop.run.scheduler.Scheduler` runs trials (in parallel where the lab
     allows); this class creates or resumes the stored campaign and turns measured trials into objective values.
@@ -168,7 +172,11 @@ class CampaignRunner:
         campaign's lease first (LeaseHeld, naming the holder and its expiry, while another runner holds it)."""
         lease = CampaignLease.acquire(store, campaign.id, lease_ttl or cls.lease_ttl, cls.break_dead_leases)
         try:
-            return cls._resume(store, store.campaign(campaign.id), time_scale, observer, lease)
+            campaign = store.campaign(campaign.id)  # as it is now that this runner holds it
+            if campaign.state in ENDED_STATES:  # another runner ended it meanwhile: never reopen it
+                raise LabloopError(f"campaign '{campaign.name}' (id {campaign.id}) has already ended "
+                                   f"({campaign.stop_reason})", "start a new campaign with `labloop run FILE`")
+            return cls._resume(store, campaign, time_scale, observer, lease)
         except BaseException:
             lease.release()
             raise
