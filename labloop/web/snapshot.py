@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from labloop.data.export import best_trial, campaign_spec
 from labloop.errors import LabloopError
 from labloop.run.liveness import liveness
 from labloop.store import Store
 from labloop.store.events import last_seq
-from labloop.store.schema import Campaign
+from labloop.store.schema import Campaign, ProcessPoint
 
 #: process-stream points per running step sent with a snapshot (the live stream adds the rest)
 STREAM_POINTS = 400
@@ -53,7 +55,7 @@ def campaign_snapshot(store: Store, c: Campaign) -> dict[str, Any]:
         if s.state != "running":
             continue
         t = by_id.get(s.trial_id)
-        points = store.process_points(s.trial_id)[-STREAM_POINTS:] if t is not None else []
+        points = _latest_points(store, s.trial_id) if t is not None else []
         running.append({"trial": t.number if t else None, "sample": t.sample_id if t else None, "step": s.label,
                         "kind": s.kind, "device": s.device, "attempt": s.attempt, "since": _iso(s.started_at),
                         "run_uid": s.run_uid,
@@ -82,6 +84,15 @@ def campaign_snapshot(store: Store, c: Campaign) -> dict[str, Any]:
         "last_seq": last_seq(store, c.id),
     }
 
+
+
+def _latest_points(store: Store, trial_id: int) -> list[ProcessPoint]:
+    """The newest :data:`STREAM_POINTS` process points of a trial, oldest first (a long deposition has many more;
+    reading them all for every page refresh would cost the daemon more than the page needs)."""
+    with store.session() as s:
+        q = (select(ProcessPoint).where(ProcessPoint.trial_id == trial_id)
+             .order_by(ProcessPoint.id.desc()).limit(STREAM_POINTS))
+        return sorted(s.scalars(q), key=lambda p: p.t)
 
 
 def _iso(t: Any) -> str | None:

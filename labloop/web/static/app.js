@@ -154,7 +154,7 @@
      the campaign's state) is fetched again, at most every REFETCH_MS. */
   const FLUSH_MS = 100, STREAM_MS = 500, REFETCH_MS = 1000, STREAM_POINTS = 1500, ARRIVALS = 200000;
   const TRIAL_EVENTS = new Set(["proposal", "trial_start", "measurement", "failure"]);
-  let flushTimer = null, unshown = [], streamsDirty = false, trialsDirty = false, structural = false;
+  let flushTimer = null, unshown = [], streamsDirty = false, trialsDirty = false, labDirty = false, structural = false;
   let lastStreams = 0, lastFetch = 0;
   function onEvent(kind, e) {
     const body = JSON.parse(e.data);
@@ -169,7 +169,8 @@
       if (body && body.name === "event") streamPoint(body.doc);
     } else if (TRIAL_EVENTS.has(kind) && body && body.trial && typeof body.trial === "object") {
       upsertTrial(body.trial, kind === "proposal" && body.approval);
-      if (kind !== "measurement" && kind !== "failure") structural = true;  // a station took or left it
+    } else if ((kind === "step_start" || kind === "step_end") && body) {
+      stepEvent(kind, body);
     } else if (kind !== "best") {
       structural = true;
     }
@@ -186,6 +187,20 @@
     trialsDirty = true;
   }
 
+  function stepEvent(kind, b) {
+    /* what each station does, from the step events themselves: a trial is on one step at a time */
+    const old = snap.running.find(r => r.trial === b.trial);
+    snap.running = snap.running.filter(r => r.trial !== b.trial);
+    if (kind === "step_start") {
+      snap.running.push({trial: b.trial, step: b.step, device: b.device, attempt: b.attempt || 1,
+                         since: new Date().toISOString(), sample: old ? old.sample : null,
+                         stream: old ? old.stream : []});
+    } else if (old && old.step !== b.step) {
+      snap.running.push(old);  // the end of an earlier step, arriving after the next one began
+    }
+    labDirty = true;
+  }
+
   function flush() {
     flushTimer = null;
     const list = $("events"), now = Date.now();
@@ -197,6 +212,7 @@
     while (list.childNodes.length > 200) list.removeChild(list.lastChild);
     list.setAttribute("data-last-seq", String(live.lastSeq));
     if (trialsDirty) { trialsDirty = false; renderConvergence(); renderPareto(); renderApprovals(); renderTrials(); }
+    if (labDirty) { labDirty = false; renderLab(); }
     if (streamsDirty && now - lastStreams >= STREAM_MS) { streamsDirty = false; lastStreams = now; renderStreams(); }
     if (structural && now - lastFetch >= REFETCH_MS) { structural = false; lastFetch = now; refresh(); }
     if ((streamsDirty || structural) && !flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
