@@ -87,7 +87,9 @@
       const t0 = Math.min(...names.map(n => bySignal[n][0][0]));
       names.forEach(n => {
         const c = document.createElement("div"); div.appendChild(c);
-        LabloopPlot.chart(c, [{name: n, points: bySignal[n].map(p => [p[0] - t0, p[1]]), kind: "line"}], {xlabel: "s", height: 150});
+        const pts = bySignal[n], every = Math.ceil(pts.length / DRAWN_POINTS);  // a line of a few hundred points is enough
+        const shown = pts.filter((p, i) => i % every === 0 || i === pts.length - 1);
+        LabloopPlot.chart(c, [{name: n, points: shown.map(p => [p[0] - t0, p[1]]), kind: "line"}], {xlabel: "s", height: 150});
       });
       box.appendChild(div);
     });
@@ -152,7 +154,7 @@
      event on screen within FLUSH_MS of its arrival. Trial events carry the trial (number, state, params, values),
      so the plots and the table update from the event itself; only what events do not carry (the lab's stations,
      the campaign's state) is fetched again, at most every REFETCH_MS. */
-  const FLUSH_MS = 100, STREAM_MS = 500, REFETCH_MS = 1000, STREAM_POINTS = 1500, ARRIVALS = 200000;
+  const FLUSH_MS = 50, STREAM_MS = 1000, REFETCH_MS = 1000, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000;
   const TRIAL_EVENTS = new Set(["proposal", "trial_start", "measurement", "failure"]);
   let flushTimer = null, unshown = [], streamsDirty = false, trialsDirty = false, labDirty = false, structural = false;
   let lastStreams = 0, lastFetch = 0;
@@ -204,9 +206,11 @@
   function flush() {
     flushTimer = null;
     const list = $("events"), now = Date.now();
-    unshown.slice(-50).forEach(([a, body]) => {
-      list.insertBefore(text("li", `${a.seq ?? ""} ${a.kind}${body && body.name ? " " + body.name : ""}`), list.firstChild);
-    });
+    /* the list names campaign events and run starts/ends; the many monitor documents are drawn, not listed */
+    unshown.filter(([a, body]) => a.kind !== "document" || (body && body.name !== "event" && body.name !== "descriptor"))
+      .slice(-30).forEach(([a, body]) => {
+        list.insertBefore(text("li", `${a.seq ?? ""} ${a.kind}${body && body.name ? " " + body.name : ""}`), list.firstChild);
+      });
     unshown.forEach(([a]) => { a.shown = now; });
     unshown = [];
     while (list.childNodes.length > 200) list.removeChild(list.lastChild);
