@@ -344,3 +344,13 @@ def test_an_unreadable_store_admits_nobody_but_the_extra_keys_once_the_table_exp
         auth.stop()
         ctx.term()
         store.close()
+
+
+def test_server_keys_made_by_several_at_once_are_one_pair(tmp_path):
+    """A daemon and `labloop users add` starting together: nobody reads a half-written file, all get one pair."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        pairs = list(pool.map(lambda _: ServerKeys.load_or_create(tmp_path / "keys"), range(16)))
+    assert len(set(pairs)) == 1 and pairs[0] == ServerKeys.load_or_create(tmp_path / "keys")
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["server.key"]

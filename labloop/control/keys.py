@@ -92,13 +92,21 @@ class ServerKeys:
                 raise LabloopError(f"cannot create the key folder {dir}: {exc.strerror}",
                                    "pass --keys with a folder you may write") from None
             keys = cls.generate()
+            # written whole under a temporary name, then linked into place: a daemon and `users add` starting
+            # at once never read a half-written file, and the first one's pair wins
+            tmp = dir / f".{SERVER_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+            write_private(tmp, json.dumps({"public": keys.public.decode(), "secret": keys.secret.decode()}))
             try:
-                write_private(path, json.dumps({"public": keys.public.decode(), "secret": keys.secret.decode()}))
-            except LabloopError as exc:
-                if not path.exists():  # another process made it at the same moment: use theirs
-                    raise exc
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it meanwhile: use theirs
+            except OSError as exc:
+                raise LabloopError(f"cannot write {path}: {exc.strerror}",
+                                   "pass --keys with a folder you may write") from None
             else:
                 return keys
+            finally:
+                tmp.unlink(missing_ok=True)
         return cls._load(path)
 
     @classmethod
