@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils import z85
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from labloop.errors import LabloopError
@@ -34,7 +35,7 @@ def valid_z85_key(value: str) -> str:
     if not isinstance(value, str) or len(value) != 40:
         raise ValueError("a CURVE key is 40 Z85 characters")
     try:
-        raw = zmq.utils.z85.decode(value.encode("ascii"))
+        raw = z85.decode(value.encode("ascii"))
     except Exception:  # noqa: BLE001 - z85.decode raises ValueError/KeyError/UnicodeError on garbage
         raise ValueError("not a Z85-encoded CURVE key") from None
     if len(raw) != 32:
