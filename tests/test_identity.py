@@ -354,3 +354,17 @@ def test_server_keys_made_by_several_at_once_are_one_pair(tmp_path):
         pairs = list(pool.map(lambda _: ServerKeys.load_or_create(tmp_path / "keys"), range(16)))
     assert len(set(pairs)) == 1 and pairs[0] == ServerKeys.load_or_create(tmp_path / "keys")
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["server.key"]
+
+
+def test_keys_load_in_a_process_that_imported_nothing_else(tmp_path):
+    """A fresh client process (no zmq.auth imported) reads the daemon's keys: the Z85 check needs no help."""
+    import subprocess
+    import sys
+
+    ServerKeys.load_or_create(tmp_path / "keys")
+    code = "import sys; from pathlib import Path; from labloop.control.keys import ServerKeys; " \
+           "print(ServerKeys.load_or_create(Path(sys.argv[1])).public_z85())"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "keys")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ServerKeys.load_or_create(tmp_path / "keys").public_z85()
