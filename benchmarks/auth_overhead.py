@@ -7,7 +7,8 @@ hash-chained audit append costs.
 
 Prints JSON lines: one per transport (``roundtrip``: p50/p99/mean in ms), one for revocation (``revoke``: median and
 max ms from the revoke's commit to ``identify`` returning None), one for audit appends (``audit_append``: p50/p99
-ms per committed ``Store.audit`` row, whose ``verify`` must come back intact). The echo server runs in its own
+ms per committed ``Store.audit`` row, whose ``verify`` must come back intact) and its baseline
+(``plain_insert_baseline``: one unchained row per transaction, measured alternately in the same run). The echo server runs in its own
 process; the client measures ``send`` -> reply received, after 200 warm-up messages.
 """
 
@@ -139,24 +140,37 @@ def revoke(trials: int, store_url: str, keys_dir: str) -> dict:
             "max_ms": round(max(took), 1)}
 
 
-def appends(n: int, store_url: str) -> dict:
+def appends(n: int, store_url: str) -> list[dict]:
+    """Chained audit appends against a baseline in the same run: one plain row (an ``events`` row, same shape:
+    a JSON body, one commit) per transaction, alternating with the appends so both see the same load."""
     from labloop.control import audit
     from labloop.store import Store
+    from labloop.store.schema import Event
 
     store = Store(store_url)
-    times = []
+    campaign = store.create_campaign(f"bench-{time.monotonic_ns()}", "name: bench\n", "0" * 64)
+    chained, plain = [], []
     for i in range(n):
+        body = {"i": i, "args": {"campaign": "x", "trials": [1, 2, 3]}}
         t0 = time.perf_counter()
-        store.audit(None, "bench", {"i": i, "args": {"campaign": "x", "trials": [1, 2, 3]}}, user="bench")
-        times.append((time.perf_counter() - t0) * 1e3)
+        store.audit(None, "bench", body, user="bench")
+        t1 = time.perf_counter()
+        with store.session() as s:
+            s.add(Event(campaign_id=campaign.id, seq=i, kind="bench", body=body))
+        t2 = time.perf_counter()
+        chained.append((t1 - t0) * 1e3)
+        plain.append((t2 - t1) * 1e3)
     t0 = time.perf_counter()
     problems = audit.verify(store)
     verify_ms = (time.perf_counter() - t0) * 1e3
     rows = len(store.audit_log())
     store.close()
-    return {"bench": "audit_append", "store": store_url.split(":")[0], "appends": n,
-            "p50_ms": round(_pct(times, 0.5), 3), "p99_ms": round(_pct(times, 0.99), 3),
-            "verify_ms": round(verify_ms, 1), "rows": rows, "intact": problems == []}
+    kind = store_url.split(":")[0]
+    return [{"bench": "audit_append", "store": kind, "appends": n, "p50_ms": round(_pct(chained, 0.5), 3),
+             "p99_ms": round(_pct(chained, 0.99), 3), "verify_ms": round(verify_ms, 1), "rows": rows,
+             "intact": problems == []},
+            {"bench": "plain_insert_baseline", "store": kind, "inserts": n, "p50_ms": round(_pct(plain, 0.5), 3),
+             "p99_ms": round(_pct(plain, 0.99), 3)}]
 
 
 def main() -> None:
@@ -175,7 +189,8 @@ def main() -> None:
         for curve in (False, True):
             print(json.dumps(roundtrip(curve, args.messages, url, keys)), flush=True)
         print(json.dumps(revoke(args.revokes, url, keys)), flush=True)
-        print(json.dumps(appends(args.appends, url)), flush=True)
+        for line in appends(args.appends, url):
+            print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
