@@ -50,7 +50,6 @@ class Lab:
 
     def client(self, key: ClientKey, server_public: bytes | None = None) -> zmq.Socket:
         sock = self.ctx.socket(zmq.DEALER)
-        sock.linger = 0
         apply_client(sock, key, server_public)
         sock.connect(self.addr)
         self.clients.append(sock)
@@ -65,7 +64,7 @@ class Lab:
 
     def close(self) -> None:
         for s in self.clients:
-            s.close()
+            s.close(linger=0)
         self.router.close()
         self.auth.stop()
         self.ctx.term()
@@ -167,12 +166,15 @@ def test_garbage_from_strangers_never_stops_the_authenticator(sqlite_url, tmp_pa
                     except OSError:  # the router hung up on the garbage: that is a fine answer
                         break
         else:
-            lab.client(_stranger(lab.keys)).send_multipart(frames)
             plain = lab.ctx.socket(zmq.DEALER)  # no CURVE at all against a CURVE server
-            plain.linger = 0
             plain.connect(lab.addr)
             lab.clients.append(plain)
-            plain.send_multipart(frames)
+            for sock in (lab.client(_stranger(lab.keys)), plain):
+                sock.sndtimeo = 500  # a refused handshake leaves a DEALER no peer: its send would wait forever
+                try:
+                    sock.send_multipart(frames)
+                except zmq.Again:
+                    pass
         lab.client(ana).send(b"still here")
         got = lab.receive(10_000)
         assert got is not None and got[0][-1] == b"still here" and got[1] == ana.name
@@ -303,3 +305,66 @@ def test_users_commands_add_list_revoke_and_refuse_bad_input_changing_nothing(tm
         assert r.exit_code == 2 and message in r.output
     assert [a.action for a in store.audit_log()][-3:] == ["users.add", "users.add", "users.revoke"]
     store.close()
+
+
+def test_an_unreadable_store_admits_nobody_but_the_extra_keys_once_the_table_expires(sqlite_url):
+    """The key table is kept fresh by a background thread; when the store cannot be read it is not trusted for
+    long (fail closed), and the thread survives the errors and recovers when the store is back."""
+
+    class Flaky:
+        def __init__(self, store):
+            self.store, self.broken = store, False
+
+        def users(self, include_revoked=True):
+            if self.broken:
+                raise RuntimeError("database server gone")
+            return self.store.users(include_revoked=include_revoked)
+
+    store = Store(sqlite_url)
+    store.add_user("ana", "viewer", zmq.curve_keypair()[0].decode(), created_by="test")
+    flaky = Flaky(store)
+    daemon_key = ServerKeys.generate().public
+    ctx = zmq.Context()
+    auth = StoreAuthenticator(ctx, flaky, extra={daemon_key: Identity("daemon", "admin")})
+    auth.start()
+    try:
+        assert auth.identify("ana") == Identity("ana", "viewer")
+        flaky.broken = True
+        deadline = time.monotonic() + 10
+        while auth.identify("ana") is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert auth.identify("ana") is None and auth.identify("daemon") == Identity("daemon", "admin")
+        assert auth.identity_of_key(daemon_key) == Identity("daemon", "admin")
+        flaky.broken = False
+        deadline = time.monotonic() + 10
+        while auth.identify("ana") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert auth.identify("ana") == Identity("ana", "viewer")
+    finally:
+        auth.stop()
+        ctx.term()
+        store.close()
+
+
+def test_server_keys_made_by_several_at_once_are_one_pair(tmp_path):
+    """A daemon and `labloop users add` starting together: nobody reads a half-written file, all get one pair."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        pairs = list(pool.map(lambda _: ServerKeys.load_or_create(tmp_path / "keys"), range(16)))
+    assert len(set(pairs)) == 1 and pairs[0] == ServerKeys.load_or_create(tmp_path / "keys")
+    assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == ["server.key"]
+
+
+def test_keys_load_in_a_process_that_imported_nothing_else(tmp_path):
+    """A fresh client process (no zmq.auth imported) reads the daemon's keys: the Z85 check needs no help."""
+    import subprocess
+    import sys
+
+    ServerKeys.load_or_create(tmp_path / "keys")
+    code = "import sys; from pathlib import Path; from labloop.control.keys import ServerKeys; " \
+           "print(ServerKeys.load_or_create(Path(sys.argv[1])).public_z85())"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "keys")], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ServerKeys.load_or_create(tmp_path / "keys").public_z85()

@@ -36,8 +36,12 @@ AGENT_PREFIX = "agent."
 
 _ROLE_METHODS = {"viewer": VIEWER_METHODS, "operator": OPERATOR_METHODS, "approver": APPROVER_METHODS}
 
-#: How old the cached key table may be before a look-up reads the store again. Revocation takes effect within it.
-REFRESH_S = 0.5
+#: How often a background thread re-reads the store's users: a revoke takes effect within about this long.
+REFRESH_S = 0.25
+#: An unknown key makes the ZAP thread re-read the users at once, at most once per this many seconds.
+MISS_REFRESH_S = 0.05
+#: A key table older than this (the store could not be read) admits nobody but ``extra``: fail closed.
+MAX_AGE_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +90,9 @@ def _z85_of(key: bytes | str) -> bytes:
 
 
 class _KeyTable:
-    """The store's users as ``{z85 public key: Identity}`` and ``{name: Identity}``, re-read at most every
-    ``REFRESH_S`` seconds, on demand. A store that cannot be read admits nobody new once the table is older than
-    twice that (fail closed), and the error is logged, not raised: the ZAP thread must never die."""
+    """The store's users as ``{z85 public key: Identity}`` and ``{name: Identity}``, re-read by a background thread
+    every ``REFRESH_S``. Look-ups never touch the database, so neither the ZAP thread nor the daemon's request loop
+    waits on a slow or lost database server; a table older than ``MAX_AGE_S`` admits nobody (fail closed)."""
 
     def __init__(self, store: Any, extra: dict[bytes, Identity] | None):
         self.store = store
@@ -96,26 +100,40 @@ class _KeyTable:
         self.by_key: dict[bytes, Identity] = {}
         self.by_name: dict[str, Identity] = {}
         self.read_at = float("-inf")
-        self.lock = threading.Lock()
+        self.missed_at = float("-inf")
+        self.failing = False
+
+    def refresh(self) -> None:
+        """Re-read the users; on failure keep the old table (it expires) and log once per outage."""
+        started = time.monotonic()
+        try:
+            users = self.store.users(include_revoked=False)
+        except Exception:  # noqa: BLE001 - logged; the thread must go on, and the table expires (fail closed)
+            if not self.failing:
+                log.exception("cannot read the users of the store; refusing everyone once the key table is %.1f s old",
+                              MAX_AGE_S)
+            self.failing = True
+            return
+        by_key = {u.public_key.encode("ascii"): Identity(u.name, u.role) for u in users}
+        # plain assignments, read without a lock: each look-up sees one whole table, the old or the new one
+        self.by_key, self.by_name = by_key, {i.name: i for i in by_key.values()}
+        self.read_at, self.failing = started, False
 
     def _fresh(self) -> bool:
-        with self.lock:
-            now = time.monotonic()
-            if now - self.read_at >= REFRESH_S:
-                try:
-                    users = self.store.users(include_revoked=False)
-                except Exception:  # noqa: BLE001 - logged; an unreadable store admits nobody (below)
-                    log.exception("cannot read the users of the store; admitting only known daemon keys")
-                else:
-                    self.by_key = {u.public_key.encode("ascii"): Identity(u.name, u.role) for u in users}
-                    self.by_name = {u.name: Identity(u.name, u.role) for u in users}
-                    self.read_at = now
-            return now - self.read_at < 2 * REFRESH_S
+        return time.monotonic() - self.read_at < MAX_AGE_S
 
     def by_public(self, key: bytes) -> Identity | None:
         if key in self.extra:
             return self.extra[key]
-        return self.by_key.get(key) if self._fresh() else None
+        found = self.by_key.get(key) if self._fresh() else None
+        now = time.monotonic()
+        if found is None and not self.failing and now - self.missed_at >= MISS_REFRESH_S:
+            # a key added a moment ago (`users add`, then connect at once): a refused handshake drops what the
+            # client queued, so look once more now; rate-limited, so unknown keys cannot hammer the store
+            self.missed_at = now
+            self.refresh()
+            found = self.by_key.get(key) if self._fresh() else None
+        return found
 
     def named(self, name: str) -> Identity | None:
         for ident in self.extra.values():
@@ -129,7 +147,8 @@ class StoreAuthenticator(ThreadAuthenticator):
     store (or in ``extra``, e.g. the daemon's own key that its campaign children use); the connection's User-Id is
     then the user's name. Sockets of ``ctx`` made with :func:`labloop.control.keys.apply_server` use it.
 
-    ``start()`` binds ``inproc://zeromq.zap.01`` in ``ctx`` (one authenticator per context); ``stop()`` ends it."""
+    ``start()`` reads the users, binds ``inproc://zeromq.zap.01`` in ``ctx`` (one authenticator per context) and
+    starts the thread that keeps the key table fresh; ``stop()`` ends both."""
 
     def __init__(self, ctx: zmq.Context, store: Any, domain: str = "labloop",
                  extra: dict[bytes, Identity] | None = None):
@@ -137,7 +156,27 @@ class StoreAuthenticator(ThreadAuthenticator):
         self.domain = domain
         self._table = _KeyTable(store, extra)
         self._admitted: tuple[bytes, Identity] | None = None  # the ZAP thread's last admitted key, for its User-Id
+        self._refresher: threading.Thread | None = None
+        self._stopping = threading.Event()
         self.configure_curve_callback(domain, self)
+
+    def start(self) -> None:
+        self._table.refresh()
+        super().start()
+        self._stopping.clear()
+        self._refresher = threading.Thread(target=self._keep_fresh, name="labloop-keys", daemon=True)
+        self._refresher.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._refresher is not None:
+            self._refresher.join()
+            self._refresher = None
+        super().stop()
+
+    def _keep_fresh(self) -> None:
+        while not self._stopping.wait(REFRESH_S):
+            self._table.refresh()
 
     # called by pyzmq in the ZAP thread ------------------------------------------------------------------
     def callback(self, domain: str, key: bytes) -> bool:
@@ -164,7 +203,7 @@ class StoreAuthenticator(ThreadAuthenticator):
     # used by the daemon ---------------------------------------------------------------------------------
     def identify(self, user_id: str) -> Identity | None:
         """The identity behind a connection's User-Id, or None once that user is revoked (or unknown): the key
-        table is at most ``REFRESH_S`` old, so a revoke stops an open connection's requests within a second."""
+        table is about ``REFRESH_S`` old, so a revoke stops an open connection's requests well within a second."""
         if not user_id or user_id == "?":
             return None
         return self._table.named(user_id)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-import zmq.utils.z85  # not loaded by `import zmq`: without it every valid key would read as malformed
+from zmq.utils import z85
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from labloop.errors import LabloopError
@@ -35,7 +35,7 @@ def valid_z85_key(value: str) -> str:
     if not isinstance(value, str) or len(value) != 40:
         raise ValueError("a CURVE key is 40 Z85 characters")
     try:
-        raw = zmq.utils.z85.decode(value.encode("ascii"))
+        raw = z85.decode(value.encode("ascii"))
     except Exception:  # noqa: BLE001 - z85.decode raises ValueError/KeyError/UnicodeError on garbage
         raise ValueError("not a Z85-encoded CURVE key") from None
     if len(raw) != 32:
@@ -93,13 +93,21 @@ class ServerKeys:
                 raise LabloopError(f"cannot create the key folder {dir}: {exc.strerror}",
                                    "pass --keys with a folder you may write") from None
             keys = cls.generate()
+            # written whole under a temporary name, then linked into place: a daemon and `users add` starting
+            # at once never read a half-written file, and the first one's pair wins
+            tmp = dir / f".{SERVER_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+            write_private(tmp, json.dumps({"public": keys.public.decode(), "secret": keys.secret.decode()}))
             try:
-                write_private(path, json.dumps({"public": keys.public.decode(), "secret": keys.secret.decode()}))
-            except LabloopError as exc:
-                if not path.exists():  # another process made it at the same moment: use theirs
-                    raise exc
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it meanwhile: use theirs
+            except OSError as exc:
+                raise LabloopError(f"cannot write {path}: {exc.strerror}",
+                                   "pass --keys with a folder you may write") from None
             else:
                 return keys
+            finally:
+                tmp.unlink(missing_ok=True)
         return cls._load(path)
 
     @classmethod
