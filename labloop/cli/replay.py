@@ -24,10 +24,13 @@ def replay(
     seed: int = typer.Option(0, "--seed", help="Seed of the initial design and the strategy."),
     budget: int = typer.Option(50, "--budget", min=1, help="Experiments in all (initial design included)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Proposals per round (q)."),
+    related: Optional[list[Path]] = typer.Option(
+        None, "--related", help="CSV of an earlier related campaign (same columns), modelled as another task of a "
+        "multi-task GP (repeat for several)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: history, best, ..."),
 ) -> None:
     """Run a whole campaign against TABLE: the pool is its rows, a measurement is a row's objective value."""
-    from labloop.strategy.replay import run_replay
+    from labloop.strategy.replay import run_replay, with_related
     from labloop.spec import load_spec
     from labloop.strategy.tables import table_lab
 
@@ -36,7 +39,8 @@ def replay(
         raise LabloopError("no --direction given", "pass --direction max or --direction min")
     excl = [c.strip() for e in (exclude or []) for c in e.split(",") if c.strip()]
     lab = table_lab(table, objective, direction, excl, spec, seed=seed, batch_size=batch_size, budget=budget)
-    result = run_replay(lab, budget, batch_size=batch_size)
+    lab, prior = with_related(lab, related or [])
+    result = run_replay(lab, budget, batch_size=batch_size, prior=prior)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
         return

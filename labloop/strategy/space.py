@@ -243,10 +243,39 @@ class SearchSpace:
         return x
 
     def encode_many(self, rows: Sequence[dict[str, Any]]) -> Tensor:
-        """``n`` parameter dicts -> ``n x d``."""
+        """``n`` parameter dicts -> ``n x d``: column by column with numpy (10,000 rows in milliseconds, where a
+        campaign of thousands of trials re-encodes them on every ask); a row that does not fit is found again by
+        :meth:`encode`, row by row, for its precise error."""
         if not rows:
             return torch.empty(0, self.dim, dtype=DTYPE)
-        return torch.stack([self.encode(r) for r in rows])
+        try:
+            return self._encode_columns(rows)
+        except (KeyError, ValueError, TypeError):
+            return torch.stack([self.encode(r) for r in rows])
+
+    def _encode_columns(self, rows: Sequence[dict[str, Any]]) -> Tensor:
+        out = np.empty((len(rows), self.dim))
+        for i, c in enumerate(self.columns):
+            vals = [r[c.name] for r in rows]
+            if c.kind == "categorical":
+                code = {ch: float(j) for j, ch in enumerate(c.choices)}
+                out[:, i] = [code[str(v)] for v in vals]
+                continue
+            if any(isinstance(v, (str, bytes)) for v in vals):
+                raise ValueError("text in a numeric column")
+            a = np.asarray(vals, dtype=float)
+            lo, hi = (0.0, c.total) if c.kind == "component" else (c.lower, c.upper)
+            if not (np.isfinite(a).all() and (a >= lo - 1e-9 * max(1.0, abs(lo))).all()
+                    and (a <= hi + 1e-9 * max(1.0, abs(hi))).all()):
+                raise ValueError("outside the bounds")
+            if c.kind == "component":
+                x = a / c.total
+            elif c.log:
+                x = (np.log(a) - math.log(c.lower)) / (math.log(c.upper) - math.log(c.lower))
+            else:
+                x = (a - c.lower) / (c.upper - c.lower)
+            out[:, i] = np.clip(x, 0.0, 1.0)
+        return torch.as_tensor(out, dtype=DTYPE)
 
     def snap(self, X: Tensor) -> Tensor:
         """Move ``... x d`` search-space points onto what the lab can do (levels, codes, composition grid)."""
