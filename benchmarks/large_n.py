@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from botorch.test_functions import Hartmann
 
+from _seeds import seeds
+
 from labloop.spec import CampaignSpec, ContinuousParameter, ObjectiveSpec, StrategySpec
 from labloop.strategy import Observation, make_strategy
 
@@ -115,12 +117,6 @@ def quality(a) -> None:
     print(json.dumps(summary), flush=True)
 
 
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -132,7 +128,7 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.05)
     ap.add_argument("--quality-n", type=int, default=2000)
     ap.add_argument("--asks", type=int, default=10)
-    ap.add_argument("--seeds", type=_seeds, default=_seeds("0-4"))
+    ap.add_argument("--seeds", type=seeds, default=seeds("0-4"))
     a = ap.parse_args()
     torch.set_num_threads(1)
     (speed if a.mode == "speed" else quality)(a)

@@ -40,6 +40,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 
+from _seeds import seeds
+
 DATA = os.environ.get("LABLOOP_BENCH_DATA", "/work/shared/benchmarks/data")
 TABLES = {"a": "chem_buchwald_hartwig_a_CF3", "b": "chem_buchwald_hartwig_b_OMe", "c": "chem_buchwald_hartwig_c_Et",
           "d": "chem_buchwald_hartwig_d_2pyr", "e": "chem_buchwald_hartwig_e_3pyr"}
@@ -159,29 +161,23 @@ def summarize(path: str) -> None:
     for r in runs:
         by.setdefault((r["table"], r["method"]), {})[r["seed"]] = r
     val = lambda r, k: r[k] if r[k] is not None else budget + 1  # noqa: E731  (never found = budget + 1)
-    for (table, method), seeds in sorted(by.items()):
-        row = {"table": table, "method": method, "seeds": sorted(seeds),
-               "median_to_best": statistics.median(val(r, "to_best") for r in seeds.values()),
-               "median_to_top1": statistics.median(val(r, "to_top1") for r in seeds.values()),
-               "found_best": sum(r["to_best"] is not None for r in seeds.values())}
+    for (table, method), per_seed in sorted(by.items()):
+        row = {"table": table, "method": method, "seeds": sorted(per_seed),
+               "median_to_best": statistics.median(val(r, "to_best") for r in per_seed.values()),
+               "median_to_top1": statistics.median(val(r, "to_top1") for r in per_seed.values()),
+               "found_best": sum(r["to_best"] is not None for r in per_seed.values())}
         base = by.get((table, "none"), {})
-        common = sorted(set(seeds) & set(base))
+        common = sorted(set(per_seed) & set(base))
         if method != "none" and common:
-            row["paired_to_best_minus_none"] = [val(seeds[s], "to_best") - val(base[s], "to_best") for s in common]
+            row["paired_to_best_minus_none"] = [val(per_seed[s], "to_best") - val(base[s], "to_best") for s in common]
         print(json.dumps(row))
 
-
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tables", default="a,b,c,d,e")
-    ap.add_argument("--seeds", type=_seeds, default=_seeds("0-2"))
+    ap.add_argument("--seeds", type=seeds, default=seeds("0-2"))
     ap.add_argument("--methods", default="none,related,shuffled")
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--summarize")

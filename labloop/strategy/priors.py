@@ -158,18 +158,13 @@ def file_priors(spec: CampaignSpec) -> list[Observation]:
     """Every ``csv`` source of the campaign's prior data and related campaigns (checked now: before anything is
     stored)."""
     out: list[Observation] = []
-    for i, src in enumerate(spec.strategy.prior_data):
-        if src.csv is not None:
-            try:
-                out += csv_observations(spec, src.csv)
-            except LabloopError as exc:
-                raise LabloopError(f"strategy.prior_data[{i}]: {exc.problem}", exc.fix) from None
-    for i, src in enumerate(spec.strategy.related):
-        if src.csv is not None:
-            try:
-                out += related_csv_observations(spec, src.csv)
-            except LabloopError as exc:
-                raise LabloopError(f"strategy.related[{i}]: {exc.problem}", exc.fix) from None
+    for field, load in (("prior_data", csv_observations), ("related", related_csv_observations)):
+        for i, src in enumerate(getattr(spec.strategy, field)):
+            if src.csv is not None:
+                try:
+                    out += load(spec, src.csv)
+                except LabloopError as exc:
+                    raise LabloopError(f"strategy.{field}[{i}]: {exc.problem}", exc.fix) from None
     return out
 
 
