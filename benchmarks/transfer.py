@@ -154,7 +154,7 @@ def run_baybe(key: str, seed: int, budget: int) -> dict:
             "s_per_ask": round(statistics.mean(secs), 3) if secs else None, "setup_s": round(setup_s, 1)}
 
 
-def summarize(path: str) -> None:
+def summarize(path: str, baseline: str = "none") -> None:
     runs = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
     budget = max(r["n"] for r in runs)
     by: dict[tuple, dict[int, dict]] = {}
@@ -166,10 +166,10 @@ def summarize(path: str) -> None:
                "median_to_best": statistics.median(val(r, "to_best") for r in per_seed.values()),
                "median_to_top1": statistics.median(val(r, "to_top1") for r in per_seed.values()),
                "found_best": sum(r["to_best"] is not None for r in per_seed.values())}
-        base = by.get((table, "none"), {})
+        base = by.get((table, baseline), {})
         common = sorted(set(per_seed) & set(base))
-        if method != "none" and common:
-            row["paired_to_best_minus_none"] = [val(per_seed[s], "to_best") - val(base[s], "to_best") for s in common]
+        if method != baseline and common:
+            row[f"paired_to_best_minus_{baseline}"] = [val(per_seed[s], "to_best") - val(base[s], "to_best") for s in common]
         print(json.dumps(row))
 
 

@@ -98,6 +98,10 @@ class CategoricalParameter(_ParameterBase):
         description="Optional numeric descriptors per choice (same length for every choice); "
         "used instead of one-hot encoding.",
     )
+    encoding: Literal["one_hot", "rdkit_descriptors", "morgan_fingerprint"] = Field(
+        "one_hot", description="How the model sees the choices: one_hot, or (choices given as SMILES, needs "
+        "`pip install 'labloop[chem]'`) rdkit_descriptors / morgan_fingerprint, reduced by PCA "
+        "(labloop/strategy/chem.py). Ignored when `descriptors` are given.")
 
     @field_validator("choices", mode="before")
     @classmethod

@@ -86,8 +86,13 @@ class SearchSpace:
             elif isinstance(p, CategoricalParameter):
                 col = Column(p.name, p.name, "categorical", 0.0, float(len(p.choices) - 1),
                              levels=tuple(float(i) for i in range(len(p.choices))), choices=tuple(p.choices))
-                if p.descriptors is not None:
-                    d = np.array([p.descriptors[c] for c in p.choices], dtype=float)
+                given = p.descriptors
+                if given is None and p.encoding != "one_hot":  # SMILES -> RDKit descriptors (.chem)
+                    from .chem import descriptors
+
+                    given = descriptors(p.name, list(p.choices), p.encoding)
+                if given is not None:
+                    d = np.array([given[c] for c in p.choices], dtype=float)
                     span = d.max(0) - d.min(0)
                     d = (d - d.min(0)) / np.where(span > 0, span, 1.0)
                     self._descriptors[len(self.columns)] = d
