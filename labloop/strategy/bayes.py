@@ -29,6 +29,11 @@ store is the truth), in this order:
    * with ``optimize_acqf_mixed_alternating`` when integer/discrete/categorical columns are present (no Cartesian
      product is ever built).
 
+Two extensions, each in its own module: above ``local_above`` successful measurements (``model_scope``) the
+models are fitted on the points nearest the incumbent and the acquisition is optimized in their trust region
+(:mod:`.large`: thousands of experiments at a cost independent of n); observations of earlier related campaigns
+(``strategy.related``, ``Observation.task``) make the objective's model a multi-task GP (:mod:`.transfer`).
+
 Each model proposal's ``info`` carries the evidence a runner and a person need: the acquisition value, the
 expected improvement relative to the observed range (for the "no further improvement" stopping rule), the
 prediction at the point, the parameter importance from ARD lengthscales and the model's predicted best point, and

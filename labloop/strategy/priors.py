@@ -16,6 +16,11 @@ Two sources:
   Trials that do not fit this campaign's search space (another campaign may have searched wider bounds) are left
   out and counted in the audit log; a campaign none of whose trials fit is an error.
 
+Related campaigns (``strategy.related``: the same two sources) are loaded here too, as observations tagged with
+their ``task``: they are not the same experiment, and the strategy models them as other tasks of a multi-task GP
+(:mod:`.transfer`). Their parameters must have this campaign's names and types (an error names the difference);
+rows outside this campaign's bounds or choices are left out.
+
 What a campaign learned from is recorded in its audit log when it starts (``strategy.prior_data``), and a resumed
 campaign uses that record, not the files, which may have changed or gone since.
 """
