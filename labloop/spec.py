@@ -98,6 +98,10 @@ class CategoricalParameter(_ParameterBase):
         description="Optional numeric descriptors per choice (same length for every choice); "
         "used instead of one-hot encoding.",
     )
+    encoding: Literal["one_hot", "rdkit_descriptors", "morgan_fingerprint"] = Field(
+        "one_hot", description="How the model sees the choices: one_hot, or (choices given as SMILES, needs "
+        "`pip install 'labloop[chem]'`) rdkit_descriptors / morgan_fingerprint, reduced by PCA "
+        "(labloop/strategy/chem.py). Ignored when `descriptors` are given.")
 
     @field_validator("choices", mode="before")
     @classmethod
@@ -353,6 +357,16 @@ class BotorchOptions(_Model):
         5000, ge=0, description="Fully discrete spaces up to this many points are enumerated and searched as a pool.")
     max_batch_size: int = Field(1024, ge=1, description="Pool rows evaluated per batch.")
     threads: int = Field(1, ge=1, le=256, description="Torch threads while proposing.")
+    model_scope: Literal["auto", "exact", "local"] = Field(
+        "auto", description="auto: one exact GP on every observation up to `local_above` successful measurements, "
+        "above that a local GP on the `local_points` nearest the incumbent with the acquisition optimized in their "
+        "trust region (labloop/strategy/large.py); exact: always the global GP; local: always the local one.")
+    local_above: int = Field(
+        1500, ge=0, description="model_scope auto: the local model is used above this many successful measurements.")
+    local_points: int = Field(500, ge=10, description="Observations the local model is fitted on (per output).")
+    related_points: int = Field(
+        500, ge=2, description="strategy.related: at most this many related observations in the multi-task model "
+        "(a seeded random subset, the same share of each related campaign).")
 
 
 class RandomOptions(_Model):
@@ -452,6 +466,10 @@ class StrategySpec(_Model):
         "options model (botorch: BotorchOptions, random: RandomOptions); a plugin strategy gets them as given.")
     prior_data: list[PriorDataSpec] = Field(
         default_factory=list, description="Past experiments (CSV files or other campaigns) that warm-start the model.")
+    related: list[PriorDataSpec] = Field(
+        default_factory=list, description="Earlier related campaigns (CSV files or campaigns in the store) over the "
+        "same parameters, e.g. the same reaction with another substrate: a multi-task GP learns how related each "
+        "is (labloop/strategy/transfer.py) instead of pooling them as the same experiment.")
     expert_prior: dict[str, ExpertBelief] = Field(
         default_factory=dict, description="Parameter -> where an expert expects the optimum. Guides the initial "
         "design and weights the acquisition by the belief, less and less as data come in (piBO).")

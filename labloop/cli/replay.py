@@ -30,10 +30,13 @@ def replay(
     random_start: Optional[int] = typer.Option(
         None, "--random-start", min=1, help="Start from this many seeded random rows, the same rows "
         "benchmarks/replay_tables.py and benchmarks/peers.py use for --seed (the shared benchmark protocol)."),
+    related: Optional[list[Path]] = typer.Option(
+        None, "--related", help="CSV of an earlier related campaign (same columns), modelled as another task of a "
+        "multi-task GP (repeat for several)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: history, best, ..."),
 ) -> None:
     """Run a whole campaign against TABLE: the pool is its rows, a measurement is a row's objective value."""
-    from labloop.strategy.replay import run_replay
+    from labloop.strategy.replay import run_replay, with_related
     from labloop.spec import load_spec
     from labloop.strategy.tables import read_table, table_lab
 
@@ -44,7 +47,8 @@ def replay(
     first = _start_rows(start_rows, random_start, len(read_table(table).cells), seed)
     lab = table_lab(table, objective, direction, excl, spec, seed=seed, batch_size=batch_size, budget=budget,
                     initial_design=len(first) or None)
-    result = run_replay(lab, budget, batch_size=batch_size, initial_rows=first)
+    lab, prior = with_related(lab, related or [])
+    result = run_replay(lab, budget, batch_size=batch_size, initial_rows=first, prior=prior)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
         return

@@ -16,12 +16,15 @@ from labloop.states import LEARNED_FROM, UNFINISHED, TrialState
 
 @dataclass(frozen=True)
 class Observation:
-    """A finished trial: its parameters, its objective values (None where not measured) and whether it failed."""
+    """A finished trial: its parameters, its objective values (None where not measured) and whether it failed.
+    ``task`` names the earlier campaign a *related* observation comes from (``strategy.related``); None for this
+    campaign's own trials and its prior data, which are the same experiment."""
 
     params: dict[str, Any]
     values: dict[str, float | None] = field(default_factory=dict)
     failed: bool = False
     reason: str | None = None
+    task: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ store is the truth), in this order:
    * with ``optimize_acqf_mixed_alternating`` when integer/discrete/categorical columns are present (no Cartesian
      product is ever built).
 
+Two extensions, each in its own module: above ``local_above`` successful measurements (``model_scope``) the
+models are fitted on the points nearest the incumbent and the acquisition is optimized in their trust region
+(:mod:`.large`: thousands of experiments at a cost independent of n); observations of earlier related campaigns
+(``strategy.related``, ``Observation.task``) make the objective's model a multi-task GP (:mod:`.transfer`).
+
 Each model proposal's ``info`` carries the evidence a runner and a person need: the acquisition value, the
 expected improvement relative to the observed range (for the "no further improvement" stopping rule), the
 prediction at the point, the parameter importance from ARD lengthscales and the model's predicted best point, and
@@ -54,6 +59,7 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
+from botorch.models import ModelListGP
 from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
 from botorch.sampling import SobolQMCNormalSampler
 from botorch.sampling.pathwise import draw_matheron_paths
@@ -65,6 +71,8 @@ from labloop.spec import BotorchOptions, CampaignSpec, checked_options
 from .base import Observation, Proposal
 from . import quiet
 from .expert import ExpertPrior
+from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
+from .transfer import check_supported, fit_multitask, related_tasks, task_correlations
 from .modeling import (
     ObjectiveTransform,
     WarpedTransform,
@@ -134,6 +142,8 @@ class BotorchStrategy:
             large_pool = self.pool is not None and not self.small_pool
             self.options["kernel"] = "matern" if large_pool else "rbf"
         self.expert = ExpertPrior(self.space, spec.strategy.expert_prior) if spec.strategy.expert_prior else None
+        if spec.strategy.related:  # refused now, not at the first model proposal (transfer.check_supported)
+            check_supported(self.space, self.pool is not None)
         self._warm: dict[tuple, list] = {}  # cache of fitted hyperparameters (a speed-up, never information)
 
     # ----------------------------------------------------------------------------------------------- public
@@ -171,10 +181,15 @@ class _State:
         self.s = strat
         self.space = strat.space
         self.pool = strat.pool
+        # observations of earlier related campaigns (strategy.related) go to the multi-task model only: they are
+        # not this campaign's trials (not taken, not counted, not the incumbent)
+        self.related = related_tasks(observations)
+        observations = [o for o in observations if not o.task] if self.related else observations
         self.obs = observations
         self.obs_X = self._encode([o.params for o in observations], "observation")
         self.pend_X = self._encode(list(pending), "pending point")
-        self.taken: set[tuple] = {strat._key(x) for x in torch.cat([self.obs_X, self.pend_X])}
+        # one batched snap (obs_X and pend_X are snapped already: this is what _key would do row by row)
+        self.taken: set[tuple] = {CandidatePool._key(x) for x in self.space.snap(torch.cat([self.obs_X, self.pend_X]))}
         self.chosen: list[Tensor] = []
         self.n_ok = sum(1 for o in observations if not o.failed and self._objective_values(o) is not None)
         # derived once per ask by model_proposals and reused, never carried to the next ask
@@ -187,6 +202,8 @@ class _State:
         # every run-time fallback of this ask (a failed fit, an acquisition that could not apply, ...), one line
         # each for people; stored with each model proposal as info["fallbacks"]
         self.fallbacks: list[str] = []
+        self.region: LocalRegion | None = None  # the trust region of a local model (model_scope, .large)
+        self._pool_F: Tensor | None = None  # kernel features of every pool row, computed once when needed
 
     def _encode(self, rows: list[dict[str, Any]], what: str) -> Tensor:
         full = [{**self.space.fixed, **r} for r in rows]
@@ -324,12 +341,22 @@ class _State:
             labels.append("the failure model")
             outputs.append((fx(self.obs_X), torch.tensor([[float(o.failed)] for o in self.obs], dtype=DTYPE)))
             constraints.append(lambda Z, i=idx: Z[..., i] - 0.5)
+        outputs = self._localize(outputs)
         # warm start from the previous ask's hyperparameters when the outputs are the same kind (a speed-up only)
-        signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"])
+        signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"], tuple(self.related))
         inits = self.s._warm.get(signature, ()) if opt["warm_start"] else ()
         space = None if self.pool is not None else self.space
-        model = fit_models(space, outputs, inits, labels, kernel=opt["kernel"], max_noise=opt["max_noise"],
-                           groups=feature_groups(self.space), fallbacks=self.fallbacks)
+        skip = 1 if self.related else 0  # with related campaigns the objective is fitted below
+        gps = [] if skip and len(outputs) == 1 else fit_models(
+            space, outputs[skip:], inits[skip:], labels[skip:], kernel=opt["kernel"], max_noise=opt["max_noise"],
+            groups=feature_groups(self.space), fallbacks=self.fallbacks,
+            **({"fit_subset": LOCAL_FIT_SUBSET} if self.region is not None else {})).models
+        if self.related:  # the objective as task 0 of a multi-task GP with the related campaigns (.transfer)
+            gps.insert(0, fit_multitask(*outputs[0], self._related_outputs(transforms[0], outputs[0][1]),
+                                           kernel=opt["kernel"], related_points=int(opt["related_points"]),
+                                           seed=self.s.seed, init=inits[0] if inits else None,
+                                           fallbacks=self.fallbacks))
+        model = ModelListGP(*gps)
         self.s._warm = {signature: [hyperparameters(gp) for gp in model.models]}
 
         m = len(spec.objectives)
@@ -404,6 +431,10 @@ class _State:
             info["expert_prior_exponent"] = self.prior_exponent
         if self.max_ei_rel is not None:  # why 'auto' chose exploitation or a Thompson sample
             info["pool_max_expected_improvement_rel"] = self.max_ei_rel
+        if self.region is not None:
+            info["local_model"] = self.region.describe()
+        if self.related:  # how much the model trusts each earlier campaign
+            info["related"] = task_correlations(model.models[0])
         out = []
         for x, v in zip(cands, values):
             opt_x = x
@@ -423,12 +454,54 @@ class _State:
                                       {**info, **self._point_info(model, transforms, outputs, x, float(v))}))
         return out
 
+    def _related_outputs(self, tf, y_own: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+        """Each related campaign's objective data as ``(name, model inputs, t(y))`` (the same transform as this
+        campaign's objective; values this campaign's transform cannot take are left out)."""
+        name = self.s.spec.objectives[0].name
+        out = []
+        for task, obs in self.related.items():
+            rows = [o for o in obs if not o.failed and o.values.get(name) is not None
+                    and math.isfinite(float(o.values[name]))]
+            if not rows:
+                continue
+            X = self._fx(self._encode([o.params for o in rows], f"related observation ({task})"))
+            y = tf(torch.tensor([float(o.values[name]) for o in rows], dtype=DTYPE)).unsqueeze(-1)
+            ok = torch.isfinite(y).reshape(-1)
+            out.append((task, X[ok], y[ok]))
+        return out
+
     def _acquisition_kind(self, model, outputs, m: int) -> str:
-        """The acquisition this step uses: ``options.acquisition``, with 'auto' resolved (see module docstring)."""
+        """The acquisition this step uses: ``options.acquisition``, with 'auto' resolved (see module docstring;
+        with a local model in a continuous or mixed space: LogEI against the local posterior mean's best, as on
+        pools: qLogNEI's baseline of every local point costs more and adds little in a box around the centre)."""
         kind = self.s.options["acquisition"]
         if kind == "auto":
-            kind = self._auto_pool_kind(model, outputs, m) if self.pool is not None else "qlognei"
+            if self.pool is not None:
+                kind = self._auto_pool_kind(model, outputs, m)
+            else:
+                kind = "logei" if self.region is not None and m == 1 else "qlognei"
         return kind
+
+    def _localize(self, outputs: list[tuple[Tensor, Tensor]]) -> list[tuple[Tensor, Tensor]]:
+        """The outputs the models are fitted on: all of them, or (``model_scope``, :mod:`.large`) each cut down to
+        its ``local_points`` nearest the incumbent, with the trust region kept in ``self.region``."""
+        opt = self.s.options
+        scope = opt["model_scope"]
+        if scope == "exact" or (scope == "auto" and len(outputs[0][0]) <= int(opt["local_above"])):
+            return outputs
+        if self.pool is not None:  # model inputs are kernel features already
+            bounds = torch.stack([self.pool_features().min(0).values, self.pool_features().max(0).values])
+            metric, fixed = None, ()
+        else:  # distances in kernel features (one-hot categoricals), the box in the search space
+            bounds, metric, fixed = self.space.bounds, self.space.features, tuple(self.space.cat_dims)
+        local, self.region = local_outputs(outputs, bounds, int(opt["local_points"]), metric, fixed)
+        return local
+
+    def pool_features(self) -> Tensor:
+        assert self.pool is not None
+        if self._pool_F is None:
+            self._pool_F = self.space.features(self.pool.X)
+        return self._pool_F
 
     def _incumbent(self, model, outputs) -> float:
         """The value to improve on (modelling scale): the best measured value (``incumbent: observed``), or the
@@ -486,6 +559,7 @@ class _State:
         opt = self.s.options
         if self.pool is not None:
             return self._optimize_pool(acq, n, model)
+        bounds = self.region.box if self.region is not None else self.space.bounds  # the trust region, if local
         kwargs = dict(q=n, num_restarts=int(opt["num_restarts"]), raw_samples=int(opt["raw_samples"]),
                       inequality_constraints=self.space.inequality_constraints or None,
                       equality_constraints=self.space.equality_constraints or None)
@@ -493,11 +567,11 @@ class _State:
         # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
         with quiet.captured() as caught:
             if self.space.cat_dims or self.space.discrete_dims:
-                X, v = optimize_acqf_mixed_alternating(acq, bounds=self.space.bounds,
+                X, v = optimize_acqf_mixed_alternating(acq, bounds=bounds,
                                                        discrete_dims=self.space.discrete_dims or None,
                                                        cat_dims=self.space.cat_dims or None, **kwargs)
             else:
-                X, v = optimize_acqf(acq, bounds=self.space.bounds, sequential=True, **kwargs)
+                X, v = optimize_acqf(acq, bounds=bounds, sequential=True, **kwargs)
         for w in caught:
             if str(w.message).startswith("Optimization failed"):
                 line = f"acquisition optimizer: {short_error(w.message, with_type=False)}"
@@ -517,6 +591,9 @@ class _State:
         if len(free) == 0:
             raise LabloopError("every row of the candidate pool has been measured, failed or is pending",
                                "add candidates or end the campaign")
+        if self.region is not None:  # a local model: the free rows inside its trust region, if there are any
+            inside = free[self.region.inside(self.pool_features()[free])]
+            free = inside if len(inside) else free
         F = self._fx(self.pool.X[free])
         k = min(n, len(free))
         # piBO on a pool: log acquisition + (beta / n) log belief, row by row
@@ -584,8 +661,8 @@ class _State:
     def _pick_row(self, acq, F: Tensor, picked: list[int], vals: list[float], log_belief: Tensor | None) -> int:
         """The best row of ``F`` by ``acq`` (plus the expert's log belief) not yet picked; appended to ``picked``
         and its value to ``vals``. The first pick reuses the LogEI values ``_auto_pool_kind`` computed."""
-        if not picked and self._free_logei is not None and acq is self._free_logei[0]:
-            v = self._free_logei[1].clone()
+        if not picked and self._free_logei is not None and acq is self._free_logei[0] and self.region is None:
+            v = self._free_logei[1].clone()  # already evaluated on these rows (all of them: no local region)
         else:
             v = self._on_rows(acq, F)
         if log_belief is not None:

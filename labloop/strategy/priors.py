@@ -16,6 +16,11 @@ Two sources:
   Trials that do not fit this campaign's search space (another campaign may have searched wider bounds) are left
   out and counted in the audit log; a campaign none of whose trials fit is an error.
 
+Related campaigns (``strategy.related``: the same two sources) are loaded here too, as observations tagged with
+their ``task``: they are not the same experiment, and the strategy models them as other tasks of a multi-task GP
+(:mod:`.transfer`). Their parameters must have this campaign's names and types (an error names the difference);
+rows outside this campaign's bounds or choices are left out.
+
 What a campaign learned from is recorded in its audit log when it starts (``strategy.prior_data``), and a resumed
 campaign uses that record, not the files, which may have changed or gone since.
 """
@@ -100,15 +105,71 @@ def campaign_observations(spec: CampaignSpec, store: Any, ref: str) -> tuple[lis
     return fit, skipped
 
 
+def related_csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
+    """The rows of an earlier related campaign's CSV as observations of task ``csv:<file name>`` (the format of
+    prior data: a column per parameter and for the first objective). Rows outside this campaign's search space
+    (another campaign may have searched wider) are left out; a file none of whose rows fits, or missing columns,
+    is an error naming the columns and the fix."""
+    table = read_table(path)
+    space = SearchSpace.from_spec(spec)
+    objective = spec.objectives[0].name
+    needed = [c.name for c in space.columns]
+    missing = [n for n in needed + [objective] if n not in table.columns]
+    if missing:
+        shared = sorted(set(needed + [objective]) & set(table.columns))
+        raise LabloopError(
+            f"{table.source}: related campaign lacks columns {missing} (its columns: {table.columns}; shared with "
+            f"this campaign: {shared or 'none'})",
+            "give a CSV over the same parameters and objective, named as in the campaign file (rename its columns)")
+    task = f"csv:{Path(path).name}"
+    out, first_problem = [], None
+    for line, cells in enumerate(table.cells, start=2):
+        try:
+            params = checked_row(table, cells, line, spec, space)
+        except LabloopError as exc:
+            first_problem = first_problem or exc.problem
+            continue
+        v = as_number(dict(zip(table.columns, cells))[objective])
+        if v is None or not math.isfinite(v):
+            first_problem = first_problem or f"{table.source}: line {line}: objective '{objective}' is not a number"
+            continue
+        out.append(Observation(params, {objective: v}, task=task))
+    if not out:
+        raise LabloopError(f"{table.source}: none of the {len(table.cells)} rows of the related campaign fits this "
+                           f"campaign's parameters (first: {first_problem})",
+                           "give a related campaign over the same parameters, types and choices")
+    return out
+
+
+def related_store_observations(spec: CampaignSpec, store: Any, ref: str) -> list[Observation]:
+    """An earlier campaign in the store as observations of task ``campaign:<name>``: its parameters must have the
+    same names and types as this campaign's (else an error naming them); trials outside this campaign's bounds
+    or choices are left out, as for prior data."""
+    from labloop.spec import spec_from_text
+
+    other = store.campaign(ref)
+    theirs = {p.name: type(p).__name__ for p in spec_from_text(other.spec_text, f"<campaign {other.name}>").parameters}
+    ours = {p.name: type(p).__name__ for p in spec.parameters}
+    if theirs != ours:
+        diff = sorted(f"{k}: {ours.get(k, 'absent')} here, {theirs.get(k, 'absent')} there"
+                      for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        raise LabloopError(f"strategy.related: campaign '{other.name}' has other parameters ({'; '.join(diff)})",
+                           "name an earlier campaign over the same parameter names and types")
+    obs, _ = campaign_observations(spec, store, ref)
+    return [Observation(o.params, o.values, o.failed, o.reason, task=f"campaign:{other.name}") for o in obs]
+
+
 def file_priors(spec: CampaignSpec) -> list[Observation]:
-    """Every ``csv`` source of the campaign's prior data (checked now: before anything is stored)."""
+    """Every ``csv`` source of the campaign's prior data and related campaigns (checked now: before anything is
+    stored)."""
     out: list[Observation] = []
-    for i, src in enumerate(spec.strategy.prior_data):
-        if src.csv is not None:
-            try:
-                out += csv_observations(spec, src.csv)
-            except LabloopError as exc:
-                raise LabloopError(f"strategy.prior_data[{i}]: {exc.problem}", exc.fix) from None
+    for field, load in (("prior_data", csv_observations), ("related", related_csv_observations)):
+        for i, src in enumerate(getattr(spec.strategy, field)):
+            if src.csv is not None:
+                try:
+                    out += load(spec, src.csv)
+                except LabloopError as exc:
+                    raise LabloopError(f"strategy.{field}[{i}]: {exc.problem}", exc.fix) from None
     return out
 
 
@@ -121,12 +182,16 @@ def store_priors(spec: CampaignSpec, store: Any) -> tuple[list[Observation], dic
             obs, n = campaign_observations(spec, store, src.campaign)
             out += obs
             skipped[src.campaign] = n
+    for src in spec.strategy.related:
+        if src.campaign is not None:
+            out += related_store_observations(spec, store, src.campaign)
     return out, skipped
 
 
 def to_record(observations: list[Observation]) -> list[dict[str, Any]]:
-    return [{"params": o.params, "values": o.values, "failed": o.failed, "reason": o.reason} for o in observations]
+    return [{"params": o.params, "values": o.values, "failed": o.failed, "reason": o.reason,
+             **({"task": o.task} if o.task else {})} for o in observations]
 
 
 def from_record(rows: list[dict[str, Any]]) -> list[Observation]:
-    return [Observation(r["params"], r["values"], r["failed"], r.get("reason")) for r in rows]
+    return [Observation(r["params"], r["values"], r["failed"], r.get("reason"), r.get("task")) for r in rows]

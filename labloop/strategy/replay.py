@@ -8,7 +8,8 @@ row has been measured. Measured rows are never proposed again (the strategy excl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import make_strategy
@@ -55,14 +56,30 @@ class ReplayResult:
                 "predicted_best": self.last_info.get("predicted_best")}
 
 
+def with_related(lab: TableLab, paths: Sequence[str | Path]) -> tuple[TableLab, list[Observation]]:
+    """``lab`` whose campaign names the CSVs ``paths`` as earlier related campaigns (``strategy.related``), and
+    their observations (checked now: a file that does not fit is a ``LabloopError`` before anything runs)."""
+    from labloop.spec import PriorDataSpec
+
+    from .priors import file_priors
+
+    if not paths:
+        return lab, []
+    strat = lab.spec.strategy.model_copy(update={"related": [PriorDataSpec(csv=str(p)) for p in paths]})
+    spec = lab.spec.model_copy(update={"strategy": strat})
+    return replace(lab, spec=spec), file_priors(spec)
+
+
 def run_replay(lab: TableLab, budget: int, *, batch_size: int | None = None, strategy: Strategy | None = None,
-               initial_rows: Sequence[int] = (), stop: Callable[[ReplayResult], bool] | None = None) -> ReplayResult:
+               initial_rows: Sequence[int] = (), stop: Callable[[ReplayResult], bool] | None = None,
+               prior: Sequence[Observation] = ()) -> ReplayResult:
     """Run a campaign of at most ``budget`` measurements on ``lab``.
 
     ``initial_rows`` are measured first, as given (benchmarks use the seeded random rows of
     :func:`labloop.benchmark_protocol.start_rows`, shared with the peers); ``stop(result)``, checked after each
     round, may end the run early (benchmarks stop once the best row is found, as nothing after it changes their
-    figures).
+    figures); ``prior``: observations given to the strategy besides the campaign's own (prior data, related
+    campaigns), never counted.
     """
     spec = lab.spec
     q = batch_size or spec.strategy.batch_size
@@ -85,7 +102,7 @@ def run_replay(lab: TableLab, budget: int, *, batch_size: int | None = None, str
     round_no = 0
     while len(observations) < budget and not (stop and stop(result)):
         t0 = time.perf_counter()
-        proposals = strat.ask(min(q, budget - len(observations)), observations, [])
+        proposals = strat.ask(min(q, budget - len(observations)), list(prior) + observations, [])
         result.ask_seconds.append(time.perf_counter() - t0)
         if not proposals:
             break

@@ -86,8 +86,13 @@ class SearchSpace:
             elif isinstance(p, CategoricalParameter):
                 col = Column(p.name, p.name, "categorical", 0.0, float(len(p.choices) - 1),
                              levels=tuple(float(i) for i in range(len(p.choices))), choices=tuple(p.choices))
-                if p.descriptors is not None:
-                    d = np.array([p.descriptors[c] for c in p.choices], dtype=float)
+                given = p.descriptors
+                if given is None and p.encoding != "one_hot":  # SMILES -> RDKit descriptors (.chem)
+                    from .chem import descriptors
+
+                    given = descriptors(p.name, list(p.choices), p.encoding)
+                if given is not None:
+                    d = np.array([given[c] for c in p.choices], dtype=float)
                     span = d.max(0) - d.min(0)
                     d = (d - d.min(0)) / np.where(span > 0, span, 1.0)
                     self._descriptors[len(self.columns)] = d
@@ -243,10 +248,39 @@ class SearchSpace:
         return x
 
     def encode_many(self, rows: Sequence[dict[str, Any]]) -> Tensor:
-        """``n`` parameter dicts -> ``n x d``."""
+        """``n`` parameter dicts -> ``n x d``: column by column with numpy (10,000 rows in milliseconds, where a
+        campaign of thousands of trials re-encodes them on every ask); a row that does not fit is found again by
+        :meth:`encode`, row by row, for its precise error."""
         if not rows:
             return torch.empty(0, self.dim, dtype=DTYPE)
-        return torch.stack([self.encode(r) for r in rows])
+        try:
+            return self._encode_columns(rows)
+        except (KeyError, ValueError, TypeError):
+            return torch.stack([self.encode(r) for r in rows])
+
+    def _encode_columns(self, rows: Sequence[dict[str, Any]]) -> Tensor:
+        out = np.empty((len(rows), self.dim))
+        for i, c in enumerate(self.columns):
+            vals = [r[c.name] for r in rows]
+            if c.kind == "categorical":
+                code = {ch: float(j) for j, ch in enumerate(c.choices)}
+                out[:, i] = [code[str(v)] for v in vals]
+                continue
+            if any(isinstance(v, (str, bytes)) for v in vals):
+                raise ValueError("text in a numeric column")
+            a = np.asarray(vals, dtype=float)
+            lo, hi = (0.0, c.total) if c.kind == "component" else (c.lower, c.upper)
+            if not (np.isfinite(a).all() and (a >= lo - 1e-9 * max(1.0, abs(lo))).all()
+                    and (a <= hi + 1e-9 * max(1.0, abs(hi))).all()):
+                raise ValueError("outside the bounds")
+            if c.kind == "component":
+                x = a / c.total
+            elif c.log:
+                x = (np.log(a) - math.log(c.lower)) / (math.log(c.upper) - math.log(c.lower))
+            else:
+                x = (a - c.lower) / (c.upper - c.lower)
+            out[:, i] = np.clip(x, 0.0, 1.0)
+        return torch.as_tensor(out, dtype=DTYPE)
 
     def snap(self, X: Tensor) -> Tensor:
         """Move ``... x d`` search-space points onto what the lab can do (levels, codes, composition grid)."""

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Transfer from earlier campaigns on the Buchwald-Hartwig tables: each table with the other four as related tasks.
+
+Methods (the same starting rows per seed: ``numpy.random.default_rng(seed).choice(N, 5, replace=False)``, then one
+proposal per step, budget ``--budget``, a measured row never proposed again, stop once the table's best row is
+measured):
+
+* ``none``: labloop, no transfer (``labloop replay`` defaults, ``initial_design`` 5 = the starting rows);
+* ``related``: labloop with the other four tables as ``strategy.related`` (``labloop replay --related``);
+* ``shuffled``: labloop with the other four tables' yields shuffled (seeded): unrelated earlier campaigns, which
+  must not do worse than ``none`` beyond seed noise;
+* ``baybe``: BayBE 0.15 with a ``TaskParameter`` (the other four as inactive tasks, their rows added as
+  measurements): run with the peer venv's python (``/work/peervenv/bin/python``); labloop is not imported then.
+
+Data preparation (the same for every method): in each table the ``aryl_halide`` SMILES names the arene (the task)
+and the halogen; the column is replaced by the halogen (Cl, Br, I), so that the five tables share one parameter
+space (halogen, additive, base, ligand) and differ in the arene, which is the task.
+
+Per run one JSON line: table, seed, method, experiments to the best row (None if > budget) and to a top-1% row
+(rank < ceil(0.01 N), ties included), mean seconds per proposal.
+
+    .venv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods none,related,shuffled
+    /work/peervenv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods baybe
+    python benchmarks/transfer.py --summarize runs.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+
+from _seeds import seeds
+
+DATA = os.environ.get("LABLOOP_BENCH_DATA", "/work/shared/benchmarks/data")
+TABLES = {"a": "chem_buchwald_hartwig_a_CF3", "b": "chem_buchwald_hartwig_b_OMe", "c": "chem_buchwald_hartwig_c_Et",
+          "d": "chem_buchwald_hartwig_d_2pyr", "e": "chem_buchwald_hartwig_e_3pyr"}
+INPUTS = ["halogen", "additive", "base", "ligand"]
+
+
+def halogen(smiles: str) -> str:
+    return "Cl" if "Cl" in smiles else "Br" if "Br" in smiles else "I" if "I" in smiles else "?"
+
+
+def prepared(key: str) -> list[dict]:
+    with open(os.path.join(DATA, TABLES[key] + ".csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{"halogen": halogen(r["aryl_halide"]), "additive": r["additive"], "base": r["base"], "ligand": r["ligand"],
+             "yield": float(r["yield"])} for r in rows]
+
+
+def write(rows: list[dict], path: str) -> str:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=INPUTS + ["yield"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def shuffled(rows: list[dict], seed: int) -> list[dict]:
+    ys = [r["yield"] for r in rows]
+    np.random.default_rng(seed).shuffle(ys)
+    return [{**r, "yield": y} for r, y in zip(rows, ys)]
+
+
+def targets(ys: list[float]) -> tuple[float, float]:
+    """The best value and the top-1% threshold (the ceil(0.01 N)-th best value)."""
+    s = sorted(ys, reverse=True)
+    return s[0], s[max(1, math.ceil(0.01 * len(s))) - 1]
+
+
+def counts(history: list[float], best: float, top: float, budget: int) -> tuple[int | None, int | None]:
+    to_best = next((i + 1 for i, v in enumerate(history) if v >= best), None)
+    to_top = next((i + 1 for i, v in enumerate(history) if v >= top), None)
+    return (to_best if to_best and to_best <= budget else None), (to_top if to_top and to_top <= budget else None)
+
+
+def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str) -> dict:
+    from labloop.strategy.replay import run_replay, with_related
+    from labloop.strategy.tables import table_lab
+
+    target = write(prepared(key), os.path.join(tmp, f"{key}.csv"))
+    others = [k for k in TABLES if k != key]
+    related = []
+    if method == "related":
+        related = [write(prepared(k), os.path.join(tmp, f"rel_{k}.csv")) for k in others]
+    elif method == "shuffled":
+        related = [write(shuffled(prepared(k), seed), os.path.join(tmp, f"shuf_{k}_{seed}.csv")) for k in others]
+    lab = table_lab(target, "yield", "max", seed=seed, initial_design=5, budget=budget)
+    lab, prior = with_related(lab, related)
+    best, top = targets(lab.values)
+    init = np.random.default_rng(seed).choice(len(lab.values), 5, replace=False).tolist()
+    t0 = time.perf_counter()
+    res = run_replay(lab, budget, initial_rows=init, prior=prior, stop=lambda r: bool(r.history) and r.best >= best)
+    to_best, to_top = counts(res.history, best, top, budget)
+    return {"table": key, "seed": seed, "method": method, "to_best": to_best, "to_top1": to_top,
+            "n": len(res.history), "s_per_ask": round(statistics.mean(res.ask_seconds), 3) if res.ask_seconds else None,
+            "wall_s": round(time.perf_counter() - t0, 1), "related_correlation": res.last_info.get("related")}
+
+
+def run_baybe(key: str, seed: int, budget: int) -> dict:
+    import pandas as pd
+    from baybe import Campaign
+    from baybe.parameters import CategoricalParameter, TaskParameter
+    from baybe.searchspace import SearchSpace
+    from baybe.targets import NumericalTarget
+    from baybe.utils.random import set_random_seed
+
+    set_random_seed(seed)
+    rows = prepared(key)
+    others = {k: prepared(k) for k in TABLES if k != key}
+    values = {c: sorted({r[c] for t in [rows, *others.values()] for r in t}) for c in INPUTS}
+    params = [CategoricalParameter(name=c, values=tuple(values[c])) for c in INPUTS]
+    params.append(TaskParameter(name="task", values=tuple(TABLES), active_values=(key,)))
+    df = pd.DataFrame([{c: r[c] for c in INPUTS} for r in rows])
+    df["task"] = key
+    t_setup = time.perf_counter()
+    ss = SearchSpace.from_dataframe(df, parameters=params)
+    campaign = Campaign(searchspace=ss, objective=NumericalTarget(name="yield").to_objective(),
+                        allow_recommending_already_measured=False)
+    rel = pd.DataFrame([{**{c: r[c] for c in INPUTS}, "task": k, "yield": r["yield"]}
+                        for k, t in others.items() for r in t])
+    campaign.add_measurements(rel)
+    setup_s = time.perf_counter() - t_setup
+    index = {tuple(r[c] for c in INPUTS): i for i, r in enumerate(rows)}
+    ys = [r["yield"] for r in rows]
+    best, top = targets(ys)
+    init = np.random.default_rng(seed).choice(len(rows), 5, replace=False).tolist()
+    history, secs = [], []
+
+    def observe(i: int) -> None:
+        history.append(ys[i])
+        campaign.add_measurements(pd.DataFrame([{**{c: rows[i][c] for c in INPUTS}, "task": key, "yield": ys[i]}]))
+
+    for i in init:
+        observe(i)
+    while len(history) < budget and max(history) < best:
+        t0 = time.perf_counter()
+        rec = campaign.recommend(batch_size=1)
+        secs.append(time.perf_counter() - t0)
+        observe(index[tuple(rec.iloc[0][c] for c in INPUTS)])
+    to_best, to_top = counts(history, best, top, budget)
+    return {"table": key, "seed": seed, "method": "baybe", "to_best": to_best, "to_top1": to_top, "n": len(history),
+            "s_per_ask": round(statistics.mean(secs), 3) if secs else None, "setup_s": round(setup_s, 1)}
+
+
+def summarize(path: str, baseline: str = "none") -> None:
+    runs = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    budget = max(r["n"] for r in runs)
+    by: dict[tuple, dict[int, dict]] = {}
+    for r in runs:
+        by.setdefault((r["table"], r["method"]), {})[r["seed"]] = r
+    val = lambda r, k: r[k] if r[k] is not None else budget + 1  # noqa: E731  (never found = budget + 1)
+    for (table, method), per_seed in sorted(by.items()):
+        row = {"table": table, "method": method, "seeds": sorted(per_seed),
+               "median_to_best": statistics.median(val(r, "to_best") for r in per_seed.values()),
+               "median_to_top1": statistics.median(val(r, "to_top1") for r in per_seed.values()),
+               "found_best": sum(r["to_best"] is not None for r in per_seed.values())}
+        base = by.get((table, baseline), {})
+        common = sorted(set(per_seed) & set(base))
+        if method != baseline and common:
+            row[f"paired_to_best_minus_{baseline}"] = [val(per_seed[s], "to_best") - val(base[s], "to_best") for s in common]
+        print(json.dumps(row))
+
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tables", default="a,b,c,d,e")
+    ap.add_argument("--seeds", type=seeds, default=seeds("0-2"))
+    ap.add_argument("--methods", default="none,related,shuffled")
+    ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--summarize")
+    a = ap.parse_args()
+    if a.summarize:
+        summarize(a.summarize)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in a.tables.split(","):
+            for seed in a.seeds:
+                for method in a.methods.split(","):
+                    row = run_baybe(key, seed, a.budget) if method == "baybe" else \
+                        run_labloop(key, seed, method, a.budget, tmp)
+                    print(json.dumps({**row, "budget": a.budget}), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

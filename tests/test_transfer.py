@@ -1,0 +1,153 @@
+"""Transfer from earlier campaigns (strategy.related, labloop.strategy.transfer): a multi-task GP, not pooling.
+
+Small synthetic pools; the benefit on the Buchwald-Hartwig tables is measured in benchmarks/transfer.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from labloop.errors import LabloopError
+from labloop.spec import (
+    CampaignSpec,
+    CategoricalParameter,
+    ContinuousParameter,
+    ObjectiveSpec,
+    PriorDataSpec,
+    StoppingSpec,
+    StrategySpec,
+)
+from labloop.strategy import BotorchStrategy, CandidatePool, Observation, make_strategy
+from labloop.strategy.priors import file_priors, from_record, related_store_observations, to_record
+from labloop.strategy.replay import run_replay, with_related
+from labloop.strategy.tables import table_lab
+
+FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
+LEVELS = [i / 19 for i in range(20)]
+
+
+def _y(x: float, c: str, shift: float = 0.0) -> float:
+    return -((x - 0.6) ** 2) * 10 + {"a": 0.0, "b": 1.0, "c": 0.5}[c] + shift
+
+
+def _write(path: Path, rows: list[dict], cols=("x", "c", "y")) -> str:
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(cols))
+        w.writeheader()
+        w.writerows([{k: r[k] for k in cols} for r in rows])
+    return str(path)
+
+
+def _table(shift: float = 0.0, shuffle: int | None = None) -> list[dict]:
+    rows = [{"x": x, "c": c, "y": _y(x, c, shift)} for x in LEVELS for c in "abc"]
+    if shuffle is not None:
+        ys = [r["y"] for r in rows]
+        random.Random(shuffle).shuffle(ys)
+        rows = [{**r, "y": y} for r, y in zip(rows, ys)]
+    return rows
+
+
+def _lab(tmp_path: Path, related: list[str]):
+    target = _write(tmp_path / "target.csv", _table())
+    lab = table_lab(target, "y", "max", seed=0, initial_design=4, budget=20)
+    lab.spec.strategy.options.update(FAST)
+    return with_related(lab, related)
+
+
+def test_related_campaign_is_a_task_of_a_multitask_gp_not_this_campaigns_trials(tmp_path):
+    rel = _write(tmp_path / "earlier.csv", _table(shift=5.0))  # same shape, another level: related
+    lab, prior = _lab(tmp_path, [rel])
+    assert len(prior) == 60 and {o.task for o in prior} == {"csv:earlier.csv"}
+    strat = make_strategy(lab.spec, lab.pool)
+    own = [Observation(dict(lab.pool.rows[i]), {"y": lab.values[i]}) for i in (0, 17, 31, 44, 58)]
+    props = strat.ask(2, prior + own, [])
+    assert all(p.source == "model" for p in props)
+    # the related campaign measured every row; this one only five: the related rows stay proposable
+    taken = {(o.params["x"], o.params["c"]) for o in own}
+    assert all((p.params["x"], p.params["c"]) not in taken for p in props)
+    corr = props[0].info["related"]
+    assert set(corr) == {"csv:earlier.csv"} and 0 < corr["csv:earlier.csv"] <= 1
+    assert props[0].info["n_train"] == 5  # the campaign's own data; the related rows are the other task
+
+
+def test_shuffled_earlier_campaign_is_trusted_less_than_a_related_one(tmp_path):
+    rel = _write(tmp_path / "related.csv", _table(shift=3.0))
+    shuf = _write(tmp_path / "shuffled.csv", _table(shift=3.0, shuffle=1))
+    own_rows = range(0, 60, 3)  # 20 own rows: with a handful, the learned correlation is mostly its prior
+    corr = {}
+    for name, path in (("related", rel), ("shuffled", shuf)):
+        lab, prior = _lab(tmp_path, [path])
+        own = [Observation(dict(lab.pool.rows[i]), {"y": lab.values[i]}) for i in own_rows]
+        p = make_strategy(lab.spec, lab.pool).ask(1, prior + own, [])[0]
+        corr[name] = next(iter(p.info["related"].values()))
+    assert corr["related"] > corr["shuffled"], corr  # what a shuffled campaign costs: BENCHMARKS.md §14
+
+
+def test_replay_with_a_related_table_runs_and_counts_only_its_own_experiments(tmp_path):
+    rel = _write(tmp_path / "earlier.csv", _table(shift=2.0))
+    lab, prior = _lab(tmp_path, [rel])
+    res = run_replay(lab, 8, initial_rows=[0, 20, 40, 59], prior=prior)
+    assert len(res.history) == 8 and res.sources[:4] == ["initial"] * 4
+    assert res.sources[4:] == ["model"] * 4 and "related" in res.last_info
+    assert len(set(res.rows)) == 8
+
+
+def test_related_records_keep_their_task_for_resume(tmp_path):
+    rel = _write(tmp_path / "earlier.csv", _table())
+    _, prior = _lab(tmp_path, [rel])
+    assert [o.task for o in from_record(to_record(prior[:3]))] == ["csv:earlier.csv"] * 3
+    own = Observation({"x": 0.0, "c": "a"}, {"y": 1.0})
+    assert from_record(to_record([own]))[0].task is None
+
+
+def test_bad_related_inputs_are_clear_errors_before_anything_runs(tmp_path):
+    target = _write(tmp_path / "target.csv", _table())
+    lab = table_lab(target, "y", "max", seed=0, budget=10)
+    # no shared columns at all
+    other = _write(tmp_path / "other.csv", [{"t": 1, "q": 2}] * 3, cols=("t", "q"))
+    with pytest.raises(LabloopError, match=r"related\[0\].*lacks columns.*shared with this campaign: none"):
+        with_related(lab, [other])
+    # the same names, another type: text where this campaign has numbers
+    typed = _write(tmp_path / "typed.csv", [{"x": "high", "c": "a", "y": 1.0}] * 3)
+    with pytest.raises(LabloopError, match=r"none of the 3 rows.*parameter 'x' has 'high'") as exc:
+        with_related(lab, [typed])
+    assert "same parameters, types and choices" in exc.value.fix
+    # a continuous campaign with a categorical parameter and no pool: refused when the strategy is built
+    spec = CampaignSpec(name="mixed", parameters=[ContinuousParameter(name="x", lower=0, upper=1),
+                                                  CategoricalParameter(name="c", choices=list("ab")) ,
+                                                  ContinuousParameter(name="z", lower=0, upper=1)],
+                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+                        strategy=StrategySpec(related=[PriorDataSpec(csv=target)], options=FAST))
+    with pytest.raises(LabloopError, match="needs a candidate pool.*categorical parameters \\(c\\)"):
+        make_strategy(spec)
+    assert file_priors(spec.model_copy(update={"strategy": StrategySpec()})) == []
+
+
+def test_stored_campaign_with_other_parameter_types_is_refused():
+    spec = CampaignSpec(name="now", parameters=[ContinuousParameter(name="x", lower=0, upper=1)],
+                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")])
+    earlier = ("name: before\nparameters:\n  - {name: x, type: categorical, choices: [lo, hi]}\n"
+               "objectives:\n  - {name: y, direction: maximize, plugin: reading}\n")
+    store = SimpleNamespace(campaign=lambda ref: SimpleNamespace(name="before", id=1, spec_text=earlier))
+    with pytest.raises(LabloopError, match="campaign 'before' has other parameters.*x: ContinuousParameter here, "
+                                           "CategoricalParameter there"):
+        related_store_observations(spec, store, "before")
+
+
+def test_pool_strategy_with_related_and_small_pool_thompson_sampling(tmp_path):
+    """A small pool (Thompson sampling by default) also takes the multi-task model."""
+    rel = _write(tmp_path / "earlier.csv", _table(shift=1.0))
+    target = _write(tmp_path / "target.csv", _table())
+    lab = table_lab(target, "y", "max", seed=0, initial_design=4, budget=40)  # 60 rows <= 2 x 40: small
+    lab.spec.strategy.options.update(FAST)
+    lab, prior = with_related(lab, [rel])
+    strat = BotorchStrategy(lab.spec, lab.pool)
+    assert strat.small_pool
+    own = [Observation(dict(lab.pool.rows[i]), {"y": lab.values[i]}) for i in (0, 17, 31, 44)]
+    p = strat.ask(1, prior + own, [])[0]
+    assert p.source == "model" and p.info["acquisition_kind"] == "ThompsonSampling" and "related" in p.info
