@@ -182,3 +182,99 @@ def test_bad_input_is_refused(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="malformed|outside"):
         calibration.check_result("probe", SimFourPointProbe,
                                  {"id": "x", "at": "2026-01-01T00:00:00Z", "result": {"gain": math.inf}})
+
+
+# ------------------------------------------------------------------------------------------------ UV-vis
+def _visible_truth(dev) -> float:
+    from labloop_simulators.thinfilm import characterization as ch
+
+    props = dev.registry.get(str(dev.sample.get())).properties
+    T = ch.transmittance(props["film"], props["recipe"])
+    return float(T[(ch.WAVELENGTHS >= 400) & (ch.WAVELENGTHS <= 700)].mean())
+
+
+def test_spectrometer_lamp_drift_reads_low_by_the_documented_factor_and_calibration_brings_it_back(tmp_path):
+    lab = build_lab({"dock": True, "uvvis_drift": 0.01, "noise": 0.0, "data_dir": str(tmp_path)},
+                    time_scale=3600.0)  # 1 simulated hour = 1 s: a scan takes 0.08 s
+    uvvis = lab.devices["uvvis"]
+    place_coated_sample(uvvis)
+    truth = _visible_truth(uvvis)
+
+    def ratio() -> tuple[float, float, float]:
+        before = uvvis.gain() * uvvis._correction
+        uvvis.trigger().wait(5)
+        return before, uvvis.visible_transmittance.get() / truth, uvvis.gain() * uvvis._correction
+
+    assert uvvis.calibration is None and calibration.calibratable(uvvis)
+    uvvis._t_on -= 20 * 3600.0  # switched on 20 simulated hours ago
+    lo_gain, measured, hi_gain = ratio()
+    # off by the documented factor 1 / (1 + drift h), h at the moment of the scan (between before and after it)
+    assert 1.0 / (1.0 + 0.01 * 20) >= lo_gain >= measured >= hi_gain  # 1 %/h of lamp dimming: >16 % low
+    cal = uvvis.calibrate()
+    assert cal["reference"] == {"name": "100 % line (empty beam)", "value": 1.0, "units": "fraction"}
+    assert cal["result"]["gain"] <= 1.0 / 1.2  # the first: the drift since switch-on
+    assert cal["result"]["correction"] == pytest.approx(1 / cal["result"]["gain"])
+    lo_gain, measured, hi_gain = ratio()
+    # reset: only the drift since the calibration (the ratio of the gains now and then) is left
+    assert 1.0 >= lo_gain >= measured >= hi_gain > 0.9
+    # a certified neutral-density filter as the reference works too, and a nonsense one is refused
+    assert uvvis.calibrate(0.5)["reference"]["value"] == 0.5
+    with pytest.raises(Exception, match="not a positive number"):
+        uvvis.calibrate(-1.0)
+
+
+def _uvvis_campaign(max_trials: int, policy: dict | None) -> dict:
+    data = two_chamber(max_trials=max_trials, options={"uvvis_drift": DRIFT, "noise": 0.0, "dock": True,
+                                                       "dock_minutes": 5})
+    data["lab"]["time_scale"] = TS
+    data["workflow"][-1:-1] = [{"kind": "transfer", "to": "uvvis"}, {"kind": "measure", "device": "uvvis"}]
+    if policy is not None:
+        data["lab"]["calibration"] = {"uvvis": policy}
+    return data
+
+
+def _uvvis_errors(store, runner) -> list[float]:
+    from labloop_simulators.thinfilm import characterization as ch
+
+    registry = runner.p.lab.devices["uvvis"].registry
+    band = (ch.WAVELENGTHS >= 400) & (ch.WAVELENGTHS <= 700)
+    out = []
+    for t in store.trials(runner.campaign.id):
+        props = registry.get(t.sample_id).properties
+        truth = float(ch.transmittance(props["film"], props["recipe"])[band].mean())
+        out += [doc["data"]["uvvis_visible_transmittance"] / truth - 1.0 for name, doc in
+                store.documents(trial_id=t.id) if name == "event" and "uvvis_visible_transmittance" in doc["data"]]
+    return out
+
+
+def test_spectrometer_max_age_inserts_calibrate_steps_and_the_command_calibrates_it(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+    store, runner = start(_uvvis_campaign(2, {"max_age": 1800, "on_expiry": "calibrate"}), tmp_path / "a")
+    runner.run()
+    cid = runner.campaign.id
+    assert [t.state for t in store.trials(cid)] == ["done"] * 2
+    cal_steps = [s for s in store.steps(campaign_id=cid) if s.kind == "calibrate"]
+    assert cal_steps and all(s.label == "calibrate:uvvis" and s.state == "done" for s in cal_steps)
+    rows = store.calibrations(device="uvvis", campaign_id=cid)
+    assert len(rows) == len(cal_steps) and all(r.reference["value"] == 1.0 and r.result["gain"] < 1 for r in rows)
+    calibrated = _uvvis_errors(store, runner)
+    assert len(calibrated) == 2 and max(abs(e) for e in calibrated) < 0.02  # <= drift x max_age (1.5 %)
+    store.close()
+
+    store, runner = start(_uvvis_campaign(2, None), tmp_path / "b")  # the same lab without a maximum age
+    runner.run()
+    assert not [s for s in store.steps(campaign_id=runner.campaign.id) if s.kind == "calibrate"]
+    drifted = _uvvis_errors(store, runner)
+    assert len(drifted) == 2 and all(e < -0.025 for e in drifted)  # >1.2 h since switch-on at 3 %/h: >3.5 % low
+    r = invoke("calibrate", "uvvis", "--store", f"sqlite:///{tmp_path / 'b' / 'labloop.db'}", "--user", "bob")
+    assert r.exit_code == 0, r.output
+    assert "calibrated 'uvvis'" in r.output and "100 % line" in r.output
+    (row,) = store.calibrations(device="uvvis")
+    assert row.user == "bob" and row.campaign_id == runner.campaign.id and row.run_uid
+    store.close()
+
+
+def test_spectrometer_drift_needs_the_dock():
+    with pytest.raises(SpecError, match="uvvis_drift: the lab has no UV-vis spectrometer without the dock"):
+        build_lab({"uvvis_drift": 0.01})

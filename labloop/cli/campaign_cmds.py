@@ -91,10 +91,17 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
         console.print(f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
                       f"budget: {prepared.spec.stopping.max_trials} trials", soft_wrap=True)
         runner = CampaignRunner.start(prepared, store, LiveView(prepared.spec))
-        runner.run()
+        require_lease_kept(runner.run())
         require_success(store, runner.campaign.id)
     finally:
         store.close()
+
+
+def require_lease_kept(decision: Any) -> None:
+    """A runner that lost its campaign's lease to another runner stopped acting on it: say so, exit non-zero."""
+    if decision.rule == "lease_lost":
+        raise LabloopError(decision.reason, "another runner holds the campaign now and continues it; see "
+                                            "`labloop status`")
 
 
 def require_success(store: Store, campaign_id: int) -> None:

@@ -14,14 +14,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from labloop.errors import LabloopError
-from labloop.run.campaign import CampaignRunner, refuse_second_runner
+from labloop.run.campaign import ENDED_STATES, CampaignRunner, refuse_second_runner
 from labloop.control import requests
 from labloop.control.client import Client
 from labloop.control.requests import ask_runner
 from labloop.run.liveness import liveness
 from labloop.spec import spec_from_text
 from labloop.store import DEFAULT_URL, Store
-from .campaign_cmds import LiveView, pick_campaign, require_success
+from .campaign_cmds import LiveView, pick_campaign, require_lease_kept, require_success
 from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
 
 CampaignOpt = Annotated[Optional[str], typer.Option(
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         st = open_store(store)
         try:
             c = pick_campaign(st, campaign)
-            if c.state in ("finished", "stopped"):
+            if c.state in ENDED_STATES:
                 raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.stop_reason})",
                                    "start a new campaign with `labloop run FILE`")
             life = liveness(c)
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
             runner.observer = LiveView(runner.spec)
             console.print(f"restarting campaign '{c.name}' in this process: "
                           f"{len(resumptions)} unfinished trial(s) pick up where they stopped", soft_wrap=True)
-            runner.run(resumptions)
+            require_lease_kept(runner.run(resumptions))
             require_success(st, c.id)
         finally:
             st.close()

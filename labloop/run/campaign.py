@@ -17,6 +17,7 @@ from labloop.errors import LabloopError, PluginError, SpecError
 from .liveness import ACTIVE_STATES, liveness
 from . import calibration, provenance
 from .lab import Lab, build_lab, check_against_lab, state_dir_for
+from .lease import DEFAULT_TTL_S, CampaignLease
 from .objectives import TrialData, load_objective
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
 from .stopping import StopDecision
@@ -119,9 +120,22 @@ def refuse_second_runner(spec: CampaignSpec, store: Store, source: str, except_i
                 f"wait for it to end, or stop it with `labloop stop --campaign {c.id}`; one runner per lab")
 
 
+#: A campaign in one of these states is over: resuming it would reopen it.
+ENDED_STATES = ("finished", "stopped")
+
+
 class CampaignRunner:
     """The closed loop over one lab: a :class:`~labloop.run.scheduler.Scheduler` runs trials (in parallel where the lab
-    allows); this class creates or resumes the stored campaign and turns measured trials into objective values."""
+    allows); this class creates or resumes the stored campaign and turns measured trials into objective values.
+
+    It holds the campaign's lease (:class:`~labloop.run.lease.CampaignLease`) while it acts on it: taken before
+    :meth:`resume` changes anything (or when :meth:`run` starts), renewed by the heartbeat, released on a clean end.
+    ``lease_ttl`` (seconds) is how long a dead runner's campaign stays locked before another may take it over."""
+
+    lease_ttl: float = DEFAULT_TTL_S
+    #: Break at once the lease of a holder whose process is provably gone (this host only); False waits for every
+    #: lease to expire, as a runner on another machine must.
+    break_dead_leases: bool = True
 
     def __init__(self, prepared: Prepared, store: Store, campaign: Campaign, observer: Observer | None = None):
         if prepared.lab is None:
@@ -134,6 +148,7 @@ class CampaignRunner:
         self.prior: list[Observation] = []  # prior data, given to the strategy with the campaign's own trials
         #: Called with every document of every run as it is emitted (the daemon's live stream); None: nobody asks.
         self.documents: Callable[[str, dict[str, Any]], None] | None = None
+        self.lease: CampaignLease | None = None
 
     @classmethod
     def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None,
@@ -157,8 +172,24 @@ class CampaignRunner:
 
     @classmethod
     def resume(cls, store: Store, campaign: Campaign, time_scale: float | None = None,
-               observer: Observer | None = None) -> tuple["CampaignRunner", list[Any]]:
-        """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials."""
+               observer: Observer | None = None,
+               lease_ttl: float | None = None) -> tuple["CampaignRunner", list[Any]]:
+        """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials. Takes the
+        campaign's lease first (LeaseHeld, naming the holder and its expiry, while another runner holds it)."""
+        lease = CampaignLease.acquire(store, campaign.id, lease_ttl or cls.lease_ttl, cls.break_dead_leases)
+        try:
+            campaign = store.campaign(campaign.id)  # as it is now that this runner holds it
+            if campaign.state in ENDED_STATES:  # another runner ended it meanwhile: never reopen it
+                raise LabloopError(f"campaign '{campaign.name}' (id {campaign.id}) has already ended "
+                                   f"({campaign.stop_reason})", "start a new campaign with `labloop run FILE`")
+            return cls._resume(store, campaign, time_scale, observer, lease)
+        except BaseException:
+            lease.release()
+            raise
+
+    @classmethod
+    def _resume(cls, store: Store, campaign: Campaign, time_scale: float | None, observer: Observer | None,
+                lease: CampaignLease) -> tuple["CampaignRunner", list[Any]]:
         audit = store.audit_log(campaign.id)
         provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(audit))
         if time_scale is None:
@@ -168,12 +199,15 @@ class CampaignRunner:
                                 read_prior_files=False, state_dir=state_dir_for(store.url),
                                 store_url=store.given_url)  # its remote devices' agents are in this store
         runner = cls(prepared, store, campaign, observer)
+        runner.lease, runner.lease_ttl = lease, lease.ttl
         assert prepared.lab is not None
         calibration.restore(store, prepared.lab)  # the latest recorded calibrations are in force again
         recorded = [a for a in audit if a.action == AUDIT_ACTION]
         runner.prior = from_record(recorded[-1].detail["observations"]) if recorded else []
         assert prepared.lab is not None
         stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}
+        lease.renew()  # building the lab took a while: still ours? (LeaseLost before anything is settled)
+        lease.check()
         resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations,
                                        set(prepared.lab.places), prepared.lab.locate)
         # An operator's stop sent while no process ran is honoured now; a pause or an emergency stop is lifted by
@@ -188,11 +222,18 @@ class CampaignRunner:
         return runner, resumptions
 
     def run(self, resumptions: list[Resumption] | None = None) -> StopDecision:
+        """Run until a stopping rule fires (rule ``lease_lost`` when another runner took the campaign over)."""
         assert self.p.lab is not None
+        if self.lease is not None and not self.lease.ok():  # held too long unrenewed: take it again if still ours
+            self.store.release_lease(self.campaign.id, self.lease.holder, self.lease.token)
+            self.lease = None
+        if self.lease is None:
+            self.lease = CampaignLease.acquire(self.store, self.campaign.id, self.lease_ttl,
+                                               self.break_dead_leases)
         return Scheduler(spec=self.spec, lab=self.p.lab, store=self.store, campaign=self.campaign,
                          strategy=self.p.strategy, evaluate=self.finish_measured, prior=self.prior,
                          observer=self.observer, resumptions=resumptions or [],
-                         documents=self.documents).run()
+                         documents=self.documents, lease=self.lease).run()
 
     def finish_measured(self, trial: Trial) -> Trial:
         """Evaluate a measured trial's objectives from its stored documents and commit the outcome

@@ -28,6 +28,7 @@ from .lab import Lab, setpoint_targets
 from labloop.devkit.protocols import Move
 from labloop.spec import CampaignSpec, StepSpec
 from labloop.store import DocumentWriter, Store
+from labloop.store.leases import LeaseLost
 
 
 # A failed step is recorded in the store with its reason and shown to the operator as one line. bluesky's own
@@ -122,6 +123,10 @@ class TrialExecutor:
         #: Asked right after a step's start is committed and before anything moves: True cancels the step
         #: (an emergency stop that arrived in between must not let a deposition begin).
         self.abort_check: Callable[[], bool] = lambda: False
+        #: Raises (the campaign's LeaseLost) when this process may no longer act on the campaign: asked before a
+        #: step starts, before its plan runs and before a failure is recorded (a runner that lost its lease writes
+        #: nothing more; the lease's new holder resumes the step as after a crash).
+        self.guard: Callable[[], None] = lambda: None
         self._provenance = provenance.Recorder()  # each device's driver/version/serial, computed once
         self._origin: provenance.Origin | None = None  # the campaign's part (user, spec hash), once per campaign
 
@@ -149,6 +154,7 @@ class TrialExecutor:
         """Move a failed trial's sample out of the station it blocks, as a recorded step (kind 'cleanup')."""
         index = len(self.spec.workflow)
         label = f"cleanup:{place}"
+        self.guard()
         step_id = self.store.start_step(ctx.trial_id, index, label, "cleanup", 1, robot)
         plan = lambda: plans.transfer(self.lab[robot], Move(ctx.sample_id, ctx.location, place),  # noqa: E731
                                       self.lab.devices.get(ctx.location), None)
@@ -165,6 +171,7 @@ class TrialExecutor:
         step = self.spec.workflow[index]
         actor = step.robot if step.kind == "transfer" else (device or step.device)
         label, kind = (f"buffer:{destination}", "buffer") if park else (step.label, step.kind)
+        self.guard()
         step_id = self.store.start_step(ctx.trial_id, index, label, kind, attempt, actor)
         crashpoints.reached("step_start")
         if self.abort_check():
@@ -208,6 +215,7 @@ class TrialExecutor:
         malformed calibration fails the step (StepFailed) and records no calibration."""
         step = self.spec.workflow[index]
         label = f"calibrate:{device}"
+        self.guard()
         step_id = self.store.start_step(ctx.trial_id, index, label, "calibrate", 1, device)
         if self.abort_check():
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
@@ -235,10 +243,14 @@ class TrialExecutor:
             "attempt": attempt, "provenance": self._run_provenance(ctx, used or []), **ctx.extra_md, **(extra or {}),
         }
         try:
+            self.guard()
             self.RE(plans.tagged(make_plan(), md), writer)
         except Exception as exc:  # noqa: BLE001 - any device/plan error fails this step, not the campaign
-            writer.flush()
+            if isinstance(exc, LeaseLost):
+                raise
             self._reset_engine()
+            self.guard()  # interrupted because the lease was lost: record nothing
+            writer.flush()
             reason = describe_failure(exc)
             if reason.startswith("timeout"):
                 self._stop_after_timeout(actor or "")  # a hung device must be free for the retry

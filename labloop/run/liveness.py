@@ -86,3 +86,9 @@ def liveness(campaign: Any, now: datetime | None = None) -> Liveness:
         if same is True:
             return Liveness("alive" if fresh else "hung", host, pid, age)
     return Liveness("alive" if fresh else "dead", host or None, pid, age)
+
+
+def process_gone(host: str, pid: int, started: float | None) -> bool:
+    """Is the process ``pid`` (started at ``started``) of ``host`` certainly gone? Only this host can tell; from
+    another one the answer is False (not known)."""
+    return host == socket.gethostname() and _same_process(pid, started) is False

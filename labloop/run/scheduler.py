@@ -12,7 +12,11 @@ Who does what, and which state each thread may touch:
   :class:`~labloop.run.resources.LabResources` (which has its own lock), retrying failed steps with backoff, and
   committing every step before the next physical action. ``_unplaced`` and ``_active`` are shared between the
   control thread and the workers and are guarded by ``_lock``;
-* a **heartbeat thread** writes the runner's sign of life, so a control loop is never mistaken for a dead one.
+* a **heartbeat thread** writes the runner's sign of life, so a control loop is never mistaken for a dead one,
+  and renews the campaign's lease (:mod:`labloop.run.lease`). A runner that loses its lease (another runner took
+  the campaign over, or it could not renew in time) interrupts its running steps, starts no physical action and
+  writes nothing more about the campaign (for the store it is as if it had been killed), and ends with rule
+  ``lease_lost``.
 
 The scheduler receives its collaborators (strategy, store, lab, stopping rules, evaluation, observer) explicitly;
 it knows nothing of the campaign runner that built it.
@@ -39,11 +43,13 @@ from labloop.errors import LabloopError, SpecError
 from labloop.spec import CampaignSpec
 from labloop.states import IN_FLIGHT, UNFINISHED, IllegalTransition, TrialState
 from labloop.store import Store
+from labloop.store.leases import LeaseLost
 from labloop.store.schema import Campaign, OperatorRequest, Trial, utcnow
 from labloop.strategy.base import Observation, Strategy, observations_from, pending_points
 from . import calibration
 from .executor import StepFailed, TrialContext, TrialExecutor
 from .lab import Lab, station_kinds
+from .lease import CampaignLease
 from .recovery import Resumption
 from .resources import Cancelled, LabResources, NoStationLeft
 from .stopping import StopDecision, budget_left, check
@@ -83,8 +89,10 @@ class Scheduler:
                  evaluate: Callable[[Trial], Trial], prior: Sequence[Observation] = (),
                  observer: Observer | None = None, stop_rules: StopRules | None = None,
                  resumptions: Sequence[Resumption] = (),
-                 documents: Callable[[str, dict[str, Any]], None] | None = None):
+                 documents: Callable[[str, dict[str, Any]], None] | None = None,
+                 lease: CampaignLease | None = None):
         self.spec, self.lab, self.store, self.campaign = spec, lab, store, campaign
+        self.lease = lease  # None: nobody else could act on this campaign (no lease kept)
         self.strategy = strategy
         self.evaluate = evaluate  # measured trial -> done or failed, committed (objective plugins)
         self.prior = list(prior)
@@ -142,6 +150,8 @@ class Scheduler:
                            on_alert=self._alert)
         if self.documents is not None:
             ex.RE.subscribe(self.documents)
+        if self.lease is not None:
+            ex.guard = self.lease.check  # before every physical action, and before recording a failed one
         for s in self.spec.lab.suspenders if self.spec.lab else []:
             ex.RE.install_suspender(self._suspender(s))
         return ex
@@ -209,6 +219,8 @@ class Scheduler:
         stopping: StopDecision | None = None
         next_refresh = 0.0
         while True:
+            if self._lease_lost():
+                return self._end_lease_lost()
             self._serve_requests()
             now = time.monotonic()
             if self.wake.is_set() or now >= next_refresh:
@@ -247,13 +259,46 @@ class Scheduler:
         if stopping.rule != "estop":
             self._settle_leftovers(stopping)
         state = {"operator": "stopped", "estop": "estopped"}.get(stopping.rule, "finished")
+        if self._lease_lost():  # taken over while the last trials finished: the new holder ends it
+            return self._end_lease_lost()
         self.store.finish_campaign(self.campaign.id, state, stopping.reason)
+        if self.lease is not None:
+            self.lease.release()
         self.observer("stopped", {"decision": stopping})
         return stopping
+
+    def _lease_lost(self) -> bool:
+        return self.lease is not None and not self.lease.ok()
+
+    def _on_lease_lost(self) -> None:
+        """From any thread: stop every step this runner has running and unblock its waiting workers (they find the
+        lease lost and end without writing), and wake the control loop."""
+        self.res.cancel()
+        self.asker.discard()
+        with self._lock:
+            active = list(self._active)
+        for ex in active:
+            ex.interrupt()
+        self.wake.set()
+
+    def _end_lease_lost(self) -> StopDecision:
+        """End without touching the store: the campaign belongs to the lease's new holder, which resumes it."""
+        assert self.lease is not None
+        self._on_lease_lost()
+        stragglers = self.workers.join(5.0)
+        reason = f"lease lost: {self.lease.reason}; this runner stopped acting on the campaign"
+        if stragglers:
+            reason += f" (worker threads still ending: {', '.join(stragglers)})"
+        decision = StopDecision("lease_lost", reason)
+        self.observer("stopped", {"decision": decision})
+        return decision
 
     def _heartbeat(self) -> None:
         """Beat from its own thread: a sign of life that nothing else in the process can delay."""
         while True:
+            if self.lease is not None and not self.lease.renew():
+                self._on_lease_lost()
+                return  # the campaign's new holder beats for it
             try:
                 self.store.heartbeat(self.campaign.id, self.need_operator
                                      or ("paused by operator" if self.paused.is_set() else None))
@@ -575,12 +620,18 @@ class Scheduler:
                 self._wait_while_paused()
                 held = self._step(ex, ctx, walk, index, held)
             self._placed(trial)
+            if self.lease is not None:
+                self.lease.check()
             self.store.transition(trial.id, walk.state, S.MEASURED)
             walk.state = S.MEASURED
             self.observer("finished", {"trial": self.evaluate(trial)})
+        except LeaseLost:
+            pass  # nothing more is written: the lease's new holder resumes the trial
         except StepFailed as exc:
             self._placed(trial)
-            if self.estopped.is_set():
+            if self._lease_lost():
+                pass  # nothing more is written: the lease's new holder resumes the trial
+            elif self.estopped.is_set():
                 self._interrupt(trial, walk.state, f"{exc.step.label}: {exc.reason}")
             else:
                 done = self.store.transition(trial.id, walk.state, S.FAILED, finished_at=utcnow(),
@@ -594,7 +645,7 @@ class Scheduler:
                     pass  # the sample stays recorded where it is; `labloop resume` takes it out
         except Cancelled:
             self._placed(trial)
-            if resumption and resumption.cleanup_only:
+            if (resumption and resumption.cleanup_only) or self._lease_lost():
                 pass
             elif not self.estopped.is_set() and walk.state in UNFINISHED and not self.store.steps(trial.id):
                 # nothing physical happened to it: cancelled, one word for it live and in the store
@@ -605,6 +656,8 @@ class Scheduler:
                 self._interrupt(trial, walk.state, "emergency stop" if self.estopped.is_set() else
                                 "the campaign stopped while the trial waited for a station")
         except Exception as exc:  # noqa: BLE001 - no worker failure may leave a trial in flight forever
+            if self._lease_lost():
+                return
             self._alert("trial.internal_error", f"trial {trial.number} interrupted by an internal error: "
                         f"{type(exc).__name__}: {exc}; `labloop resume` continues it",
                         {"trial": trial.number, "error": f"{type(exc).__name__}: {exc}"})
@@ -624,6 +677,8 @@ class Scheduler:
         """The trial's first physical action is next: it is running from now (committed before anything moves)."""
         if walk.state == S.RUNNING:
             return
+        if self.lease is not None:
+            self.lease.check()
         first = walk.trial.started_at is None
         self.store.transition(walk.trial.id, walk.state, S.RUNNING, **({"started_at": utcnow()} if first else {}))
         walk.state = S.RUNNING

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from labloop import __version__
 from labloop.errors import StoreError
 from labloop.states import IllegalTransition, StepState, TrialState, check_step_transition, check_trial_transition
+from .leases import Leases
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
 from . import chain
@@ -52,7 +53,7 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-class Store(UsersMixin):
+class Store(UsersMixin, Leases):
     """Campaigns, trials, steps, documents, process streams, samples and the audit log.
 
     ``create=False`` opens an existing store only (commands that read, or that ask a running campaign for

@@ -31,8 +31,19 @@ substrate of Swanepoel (J. Phys. E 16, 1214 (1983))::
     A = 16 n^2 s, B = (n+1)^3 (n+s^2), C = 2 (n^2-1)(n^2-s^2), D = (n-1)^3 (n-s^2)
 
 averaged over a +-3 % thickness spread across the beam (which washes the fringes out at short wavelength, as in
-real films). n(lambda) is a Cauchy index mixed over the phases (amorphous 2.25, anatase 2.45, rutile 2.65, + 0.035
-um^2 / lambda^2). The absorption coefficient alpha (1/cm) adds
+real films). n(lambda) starts from the bulk Cauchy index mixed over the phases (amorphous 2.25, anatase 2.45,
+rutile 2.65, + 0.035 um^2 / lambda^2: 2.57 for anatase at 550 nm, as the crystal), then
+
+* dilutes it with the film's voids (Lorentz-Lorenz, (n^2-1)/(n^2+2) = p (n_b^2-1)/(n_b^2+2)): sputtered oxide films
+  are not fully dense, packing density p = 0.92 in dense films down to 0.80 in porous zone-1 films (Thornton);
+* lowers it by the free electrons (Drude, eps = n^2 - omega_p^2/omega^2, omega_p^2 = n q^2 / eps0 m*): -0.06 at
+  550 nm for 1e21 cm^-3.
+
+So a dense, doped anatase film has n(550) ~ 2.3, as measured on sputtered Nb:TiO2 (2.2-2.4; bulk anatase 2.5-2.6).
+A transparent film on glass then transmits 0.92 (the bare glass) at its half-wave wavelengths and ~0.70 at its
+quarter-wave ones; averaged over 400-800 nm, films ~100-160 nm thick reach 0.80-0.86 and thick ones ~0.75-0.80
+before absorption, so transmittance >= 0.80 and a low sheet resistance (which wants thick films) trade off, as for
+real TCOs (0.80-0.90 at 10-100 ohm/sq). The absorption coefficient alpha (1/cm) adds
 
 * the band-gap edge: indirect (Tauc) alpha E = B_T (E - E_g)^2, with an Urbach tail of width E_U below the gap
   (smoothly joined: (E_U softplus((E - E_g)/E_U))^2). E_g mixes 3.35 (amorphous), 3.20 (anatase) and 3.02 eV
@@ -80,7 +91,8 @@ ZONE1_TH = 0.30  # T/T_m below which sputtered films are porous (Thornton zone 1
 
 # ----------------------------------------------------------------------------------------------- optics
 N_SUBSTRATE = 1.52  # soda-lime glass
-N_PHASE = {"amorphous": 2.25, "anatase": 2.45, "rutile": 2.65}  # refractive index at long wavelength
+N_PHASE = {"amorphous": 2.25, "anatase": 2.45, "rutile": 2.65}  # bulk refractive index at long wavelength
+PACKING_DENSE, PACKING_POROUS = 0.92, 0.80  # solid volume share of dense and of zone-1 sputtered films
 CAUCHY_B = 0.035  # um^2
 EG_PHASE = {"amorphous": 3.35, "anatase": 3.20, "rutile": 3.02}  # eV
 EU_CRYSTAL, EU_AMORPHOUS = 0.06, 0.18  # eV: Urbach widths
@@ -173,9 +185,23 @@ def profilometer_thickness(film: Mapping[str, Any] | None, rng: np.random.Genera
 
 
 # ----------------------------------------------------------------------------------------------- optics
+def packing_density(s: Mapping[str, float]) -> float:
+    """Volume share of solid in the film: PACKING_DENSE for dense sputtered films, down to PACKING_POROUS in
+    Thornton's zone 1 (the porous, columnar films of cold, high-pressure growth)."""
+    return PACKING_DENSE - (PACKING_DENSE - PACKING_POROUS) * _porosity(s)
+
+
 def refractive_index(s: Mapping[str, float], wavelength_nm: np.ndarray) -> np.ndarray:
-    lam_um = np.asarray(wavelength_nm, dtype=float) / 1000.0
-    return _mix(s, N_PHASE) + CAUCHY_B / lam_um**2
+    """The film's index: bulk Cauchy index of its phases, diluted by its voids (Lorentz-Lorenz) and lowered by
+    its free electrons (the Drude term of the dielectric function)."""
+    lam = np.asarray(wavelength_nm, dtype=float)
+    n_bulk = _mix(s, N_PHASE) + CAUCHY_B / (lam / 1000.0) ** 2
+    ll = packing_density(s) * (n_bulk**2 - 1.0) / (n_bulk**2 + 2.0)
+    eps = (1.0 + 2.0 * ll) / (1.0 - ll)
+    q, m_e, eps0, c_light = physics.Q, 9.1093837015e-31, 8.8541878128e-12, 2.99792458e8
+    wp2 = s["carrier_density_cm3"] * 1e6 * q**2 / (eps0 * M_EFF * m_e)
+    omega = 2.0 * math.pi * c_light / (lam * 1e-9)
+    return np.sqrt(np.maximum(eps - wp2 / omega**2, 1.0))
 
 
 def band_gap(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None) -> float:
@@ -244,7 +270,10 @@ def transmittance(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | No
 # ----------------------------------------------------------------------------------------------- surface
 def porosity(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None) -> float:
     """Zone-1 (porous, columnar) share of the film: low homologous temperature, raised by sputter pressure."""
-    s = state(film, recipe)
+    return _porosity(state(film, recipe))
+
+
+def _porosity(s: Mapping[str, float]) -> float:
     th = (s["temperature"] + 273.15) / T_MELT_K
     limit = ZONE1_TH + 0.02 * math.log(s["total_pressure"] / physics.AR_PRESSURE)
     return float(_sigmoid((limit - th) / 0.015))

@@ -343,15 +343,104 @@ class CalibrationJob(Signal):
         return dev._run_status(work)
 
 
-class SimFourPointProbe(_SimInstrument, Instrument):
+class _Calibrated:
+    """Drift since the last calibration, and the calibration against a reference that divides it out: shared by the
+    probe and the UV-vis spectrometer (each says what drifts and how it reads its reference).
+
+    The raw gain (reading / truth) moves with simulated hours ``h`` since the lab was switched on:
+    ``(1 + drift h) ** DRIFT_SIGN`` (up for the probe's tip wear, down for the spectrometer's dimming lamp).
+    :meth:`calibrate` reads the reference as the instrument reports it now (the calibration in force applied), fits
+    the gain (measured / certified: the drift since that calibration) and divides it out of later readings
+    (``correction``), which resets the error to the noise of the fit; ``calibration`` then says which calibration is
+    in force. A subclass declares a ``calibrator = Cpt(CalibrationJob, ...)`` (ophyd components live on the device
+    class) and calls :meth:`_calibration_setup` in its constructor."""
+
+    #: The reference the instrument calibrates against (name, certified value, units).
+    REFERENCE: dict[str, Any] = {}
+    #: +1: readings grow with drift; -1: they shrink.
+    DRIFT_SIGN = 1.0
+    #: What the instrument does while calibrating, and for how many simulated seconds.
+    CALIBRATION_STEP: tuple[str, float] = ("measuring the reference", 120.0)
+    #: labloop refuses a calibration whose result lies outside these (see labloop.run.calibration).
+    calibration_limits = {"gain": GAIN_RANGE}
+
+    def _calibration_setup(self) -> None:
+        self.drift = 0.0  # relative gain drift per simulated hour (lab options probe_drift, uvvis_drift)
+        self._t_on = self.clock.now()  # drift counts from when the lab was switched on
+        self._correction = 1.0  # 1 / fitted gain of the calibration in force
+        self._cal_t = self._t_on  # simulated time of the last calibration (switch-on until the first)
+        self.calibration: dict[str, Any] | None = None
+        self.calibrations = 0
+
+    def gain(self) -> float:
+        """The raw (uncorrected) gain now: (1 + drift * simulated hours since switch-on) ** DRIFT_SIGN."""
+        return (1.0 + self.drift * (self.clock.now() - self._t_on) / 3600.0) ** self.DRIFT_SIGN
+
+    def _drifted(self, value: Any) -> Any:
+        """A true reading as the instrument reports it: the drifted raw gain, corrected by the calibration in force
+        (exactly ``value`` without drift or calibration)."""
+        if self.drift or self._correction != 1.0:
+            return value * (self.gain() * self._correction)
+        return value
+
+    def calibration_age(self) -> float:
+        """Simulated seconds since the last calibration (since switch-on before the first)."""
+        return max(0.0, self.clock.now() - self._cal_t)
+
+    def calibrate(self, reference: float | None = None, readings: int = 8) -> dict[str, Any]:
+        """Measure the reference (certified value ``reference``, default :attr:`REFERENCE`), fit the gain and put it
+        in force. Blocking (:attr:`CALIBRATION_STEP`). Returns the new ``calibration``; a malformed fit (NaN, out of
+        :data:`GAIN_RANGE`) raises a DeviceError and changes nothing."""
+        known = float(self.REFERENCE["value"] if reference is None else reference)
+        if not (math.isfinite(known) and known > 0):
+            raise DeviceError(f"{self.name}: reference value {reference!r} is not a positive number",
+                              f"give the certified value of the {self.REFERENCE['name']} in "
+                              f"{self.REFERENCE['units']}")
+        self._claim("a calibration")
+        try:
+            self._wait(self.CALIBRATION_STEP[1], self.CALIBRATION_STEP[0])
+            values = self._reference_readings(known, self.gain() * self._correction, int(readings))
+            result = check_calibration_result(self.name, self._fit(values, known))
+            result["correction"] = self._correction / float(result["gain"])
+            self._correction = result["correction"]
+            self._cal_t = self.clock.now()
+            self.calibrations += 1
+            self.calibration = {
+                "id": f"cal-{uuid.uuid4().hex[:12]}", "at": datetime.now(timezone.utc).isoformat(),
+                "reference": {**self.REFERENCE, "value": known}, "result": result,
+                "sim_time_s": round(self._cal_t, 3),
+            }
+            return dict(self.calibration)
+        finally:
+            self._release()
+
+    def _reference_readings(self, known: float, shown: float, readings: int) -> list[float]:
+        """``readings`` readings of the reference whose true value is ``known``, through gain ``shown``."""
+        return [physics.with_noise(known * shown, self.noise, self._rng) for _ in range(readings)]
+
+    def restore_calibration(self, cal: Mapping[str, Any]) -> None:
+        """Put a recorded calibration back in force after a restart. The simulated drift restarts with its clock
+        (gain 1 at switch-on), so only the record comes back; the age counts from now."""
+        self.calibration = dict(cal)
+        self._correction = 1.0 / self.gain()
+        self._cal_t = self.clock.now()
+
+    @staticmethod
+    def _fit(values: list[float], known: float) -> dict[str, Any]:
+        """Gain = geometric mean of the readings / certified value (the noise is log-normal)."""
+        logs = [math.log(v / known) for v in values]
+        mean = sum(logs) / len(logs)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / max(1, len(logs) - 1))
+        return {"gain": math.exp(mean), "rel_sd": sd, "readings": len(values)}
+
+
+class SimFourPointProbe(_Calibrated, _SimInstrument, Instrument):
     """Collinear four-point probe: autoranges the source current, reads the voltage, reports R_s (ohm/sq).
 
-    Drift: tip wear and contact-resistance build-up make the probe's gain grow by ``drift`` (relative, per
-    simulated hour) since the lab was switched on, so a reading taken ``h`` hours after the last calibration is
-    off by about ``drift * h`` (0.002 = 0.2 %/h, ~5 %/day). :meth:`calibrate` measures the built-in
-    :data:`REFERENCE_STANDARD` as the probe reports it, fits the gain (measured / certified: the drift since the
-    calibration in force) and divides it out of later readings (``correction``), which resets the error to the noise
-    of the fit; ``calibration`` then says which calibration is in force.
+    Drift (:class:`_Calibrated`): tip wear and contact-resistance build-up make the probe's gain grow by ``drift``
+    (relative, per simulated hour) since the lab was switched on, so a reading taken ``h`` hours after the last
+    calibration is off by about ``+drift * h`` (0.002 = 0.2 %/h, ~5 %/day). It calibrates against the built-in
+    :data:`REFERENCE_STANDARD`.
     """
 
     sheet_resistance = Cpt(Quantity, value=math.nan, units="ohm/sq", kind="hinted",
@@ -367,8 +456,8 @@ class SimFourPointProbe(_SimInstrument, Instrument):
     FAULTS = ("no ohmic contact: tip contact resistance above limit",
               "voltage reading unstable (tip slipped on the film)")
 
-    #: labloop refuses a calibration whose result lies outside these (see labloop.run.calibration).
-    calibration_limits = {"gain": GAIN_RANGE}
+    REFERENCE = REFERENCE_STANDARD
+    CALIBRATION_STEP = ("measuring the check standard", 120.0)
 
     def __init__(self, prefix: str = "", *, name: str, clock: SimClock | None = None,
                  registry: SampleRegistry | None = None, noise: float = 0.03, fault_rate: float = 0.0,
@@ -378,65 +467,7 @@ class SimFourPointProbe(_SimInstrument, Instrument):
         if not 0.0 <= float(noise) < 1.0:
             raise DeviceError(f"{name}: noise must lie in [0, 1), got {noise}", "give a relative sd, e.g. 0.03")
         self.noise = float(noise)
-        self.drift = 0.0  # relative gain growth per simulated hour (lab option probe_drift)
-        self._t_on = self.clock.now()  # wear counts from when the lab was switched on
-        self._correction = 1.0  # 1 / fitted gain of the calibration in force
-        self._cal_t = self._t_on  # simulated time of the last calibration (switch-on until the first)
-        self.calibration: dict[str, Any] | None = None
-        self.calibrations = 0
-
-    def gain(self) -> float:
-        """The raw (uncorrected) gain of the probe now: 1 + drift * simulated hours since switch-on."""
-        return 1.0 + self.drift * (self.clock.now() - self._t_on) / 3600.0
-
-    def calibration_age(self) -> float:
-        """Simulated seconds since the last calibration (since switch-on before the first)."""
-        return max(0.0, self.clock.now() - self._cal_t)
-
-    def calibrate(self, reference: float | None = None, readings: int = 8) -> dict[str, Any]:
-        """Measure the check standard (certified ``reference`` ohm/sq, default :data:`REFERENCE_STANDARD`),
-        fit the gain and put it in force. Blocking (about 2 simulated minutes). Returns the new ``calibration``;
-        a malformed fit (NaN, out of :data:`GAIN_RANGE`) raises a DeviceError and changes nothing."""
-        known = float(REFERENCE_STANDARD["value"] if reference is None else reference)
-        if not (math.isfinite(known) and known > 0):
-            raise DeviceError(f"{self.name}: reference value {reference!r} is not a positive number",
-                              "give the certified sheet resistance of the standard in ohm/sq")
-        self._claim("a calibration")
-        try:
-            self._wait(120.0, "measuring the check standard")
-            # read the standard as the probe reports it now (the calibration in force applied): the fitted gain is
-            # the drift since that calibration, and the new correction divides it out
-            shown = self.gain() * self._correction
-            values = [physics.with_noise(known * shown, self.noise, self._rng) for _ in range(int(readings))]
-            result = self._fit(values, known)
-            result = check_calibration_result(self.name, result)
-            result["correction"] = self._correction / float(result["gain"])
-            self._correction = result["correction"]
-            self._cal_t = self.clock.now()
-            self.calibrations += 1
-            self.calibration = {
-                "id": f"cal-{uuid.uuid4().hex[:12]}", "at": datetime.now(timezone.utc).isoformat(),
-                "reference": {**REFERENCE_STANDARD, "value": known}, "result": result,
-                "sim_time_s": round(self._cal_t, 3),
-            }
-            return dict(self.calibration)
-        finally:
-            self._release()
-
-    def restore_calibration(self, cal: Mapping[str, Any]) -> None:
-        """Put a recorded calibration back in force after a restart. The simulated probe's wear restarts with its
-        clock (gain 1 at switch-on), so only the record comes back; the age counts from now."""
-        self.calibration = dict(cal)
-        self._correction = 1.0 / self.gain()
-        self._cal_t = self.clock.now()
-
-    @staticmethod
-    def _fit(values: list[float], known: float) -> dict[str, Any]:
-        """Gain = geometric mean of the readings / certified value (the noise is log-normal)."""
-        logs = [math.log(v / known) for v in values]
-        mean = sum(logs) / len(logs)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / max(1, len(logs) - 1))
-        return {"gain": math.exp(mean), "rel_sd": sd, "readings": len(values)}
+        self._calibration_setup()
 
     def _measure(self) -> None:
         for sig in (self.sheet_resistance, self.current, self.voltage):
@@ -461,10 +492,7 @@ class SimFourPointProbe(_SimInstrument, Instrument):
         for i in CURRENTS:
             if i * rs / GEOMETRY <= V_TARGET:
                 current = i
-        # The drifted raw gain, corrected by the calibration in force (1.0 exactly without drift or calibration).
-        volts = physics.with_noise(current * rs / GEOMETRY, self.noise, self._rng)
-        if self.drift or self._correction != 1.0:
-            volts *= self.gain() * self._correction
+        volts = self._drifted(physics.with_noise(current * rs / GEOMETRY, self.noise, self._rng))
         if not volts < V_COMPLIANCE:
             why = "bare substrate" if not film else "film insulating"
             raise DeviceError(f"{self.name}: no current flows through sample '{sample}' ({why}): the source hit "

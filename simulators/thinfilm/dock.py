@@ -24,7 +24,7 @@ from labloop_devices.base import Instrument
 from ..clock import SimClock
 from ..registry import SampleRegistry
 from . import characterization as ch
-from .devices import Quantity, _SimInstrument
+from .devices import CalibrationJob, Quantity, _Calibrated, _SimInstrument
 
 
 class _DockInstrument(_SimInstrument):
@@ -99,9 +99,26 @@ class _ArrayDock(_DockInstrument, ArrayInstrument):
         self._dock_setup(clock, registry, fault_rate, seed, noise)
 
 
-class SimUVVis(_ArrayDock):
+#: The spectrometer's 100 % line: the empty beam (air) transmits exactly 1 at every wavelength.
+BLANK_REFERENCE = {"name": "100 % line (empty beam)", "value": 1.0, "units": "fraction"}
+#: Band whose mean the spectrometer fits its gain on when calibrating (its lamp and detector are strongest there).
+CALIBRATION_BAND = (400.0, 800.0)
+PHOTOMETRIC_NOISE = 0.002  # absolute, per point (0.2 % T)
+
+
+class SimUVVis(_Calibrated, _ArrayDock):
     """UV-vis spectrometer: specular transmittance from 300 to 1100 nm in 2-nm steps (an HDF5 asset), and the
-    mean visible (400-700 nm) transmittance and the absorption edge (where T falls below 10 %) in ``read()``."""
+    mean visible (400-700 nm) transmittance and the absorption edge (where T falls below 10 %) in ``read()``.
+
+    Drift (:class:`~.devices._Calibrated`, lab option ``uvvis_drift``). The simulated spectrometer is single-beam:
+    it divides the light through the sample by the 100 % line (baseline) recorded at its last calibration. Its
+    halogen/deuterium lamps dim and its detector's responsivity sags as they age and warm, so the light reaching
+    the detector now is a factor ``1 / (1 + drift h)`` of what the baseline saw ``h`` simulated hours after switch-on,
+    and every transmittance (the whole spectrum, hence the visible mean) reads low by that factor: about
+    ``-drift * h`` (0.005 = 0.5 %/h, ~11 % low after a day). :meth:`calibrate` records a new 100 % line: it
+    measures the empty beam (:data:`BLANK_REFERENCE`, T = 1 exactly; or a certified neutral-density filter given
+    as ``reference``) over :data:`CALIBRATION_BAND`, fits the gain and divides it out of later spectra.
+    """
 
     arrays = {"wavelength": ArraySpec((len(ch.WAVELENGTHS),), "nm"),
               "transmittance": ArraySpec((len(ch.WAVELENGTHS),), "")}
@@ -109,15 +126,35 @@ class SimUVVis(_ArrayDock):
                                 doc="Mean transmittance over 400-700 nm.")
     absorption_edge = Cpt(Quantity, value=math.nan, units="eV", kind="hinted",
                           doc="Photon energy where the transmittance falls below 10 %.")
-    STEPS = (("recording the baseline", 60.0), ("scanning 1100-300 nm", 240.0))
+    calibrator = Cpt(CalibrationJob, value=math.nan, kind="omitted",
+                     doc="set(reference transmittance or None: the empty beam) records a new 100 % line; value: "
+                         "fitted gain.")
+    # the baseline is the calibration's (a 100 % line is not recorded before every sample, as on a real instrument)
+    STEPS = (("stabilizing the lamp and detector", 60.0), ("scanning 1100-300 nm", 240.0))
     FAULTS = ("deuterium lamp did not ignite", "detector changeover failed at 800 nm")
     RESULTS = ("visible_transmittance", "absorption_edge")
+    REFERENCE = BLANK_REFERENCE
+    DRIFT_SIGN = -1.0
+    CALIBRATION_STEP = ("recording the 100 % line (empty beam, 1100-300 nm)", 300.0)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._calibration_setup()
+
+    def _reference_readings(self, known: float, shown: float, readings: int) -> list[float]:
+        """The reference's spectrum (flat at ``known``) over the calibration band, one value per point (the
+        ``readings`` argument is the probe's; a spectrum has its own ~200 points)."""
+        lam = ch.WAVELENGTHS[(ch.WAVELENGTHS >= CALIBRATION_BAND[0]) & (ch.WAVELENGTHS <= CALIBRATION_BAND[1])]
+        T = np.full(lam.shape, known * shown)
+        if self.noise > 0:
+            T = T + self._rng.normal(0.0, PHOTOMETRIC_NOISE, T.shape)
+        return [float(v) for v in T]
 
     def acquire(self, film: dict[str, Any], recipe: dict[str, Any] | None) -> str:
         lam = ch.WAVELENGTHS
-        T = ch.transmittance(film, recipe, lam)
+        T = self._drifted(ch.transmittance(film, recipe, lam))
         if self.noise > 0:
-            T = T + self._rng.normal(0.0, 0.002, T.shape)  # photometric noise, 0.2 % T
+            T = T + self._rng.normal(0.0, PHOTOMETRIC_NOISE, T.shape)  # photometric noise, 0.2 % T
         T = self.read_out(T)
         vis = float(T[(lam >= 400) & (lam <= 700)].mean())
         edge = ch.band_edge_ev(lam, T)

@@ -35,6 +35,9 @@ OPTIONS: dict[str, tuple[float, str]] = {
     "robot_minutes": (math.nan, "fixed robot move time in simulated minutes (default: about 1 min)"),
     "probe_drift": (0.0, "relative gain drift of the probe per simulated hour since its last calibration (tip "
                          "wear; 0.002 = 0.2 %/h), reset by `labloop calibrate probe` or a calibration step"),
+    "uvvis_drift": (0.0, "relative drop per simulated hour of the UV-vis spectrometer's lamp and detector "
+                         "throughput since its last calibration (transmittances read low by ~that much; 0.005 = "
+                         "0.5 %/h; needs dock: true), reset by `labloop calibrate uvvis` or a calibration step"),
     "hang_rate": (0.0, "probability that a recipe or measurement hangs (never finishes) instead of failing"),
     "dead_after": (math.nan, "the first chamber dies (every recipe fails) after this many recipes"),
     "dock": (0.0, "true/1 adds the materials dock: instruments profilometer, uvvis, xrd and microscope (default "
@@ -156,6 +159,10 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
         raise SpecError(f"lab.options.dock: {dock:g} is neither true nor false", "give true or false")
     dock_fault = _option(options, "dock_fault_rate", 0.0, 1.0)
     dock_min = _option(options, "dock_minutes", 0.05, 600.0)
+    uvvis_drift = _option(options, "uvvis_drift", 0.0, 0.5)
+    if uvvis_drift and not dock:
+        raise SpecError("lab.options.uvvis_drift: the lab has no UV-vis spectrometer without the dock",
+                        "add dock: true to lab.options, or drop uvvis_drift")
     data_dir = data_folder(options, state_dir, name) if dock else None
     state_file = world_file(options, state_dir, name)
     try:
@@ -202,6 +209,7 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
             if not math.isnan(dock_min):
                 dev.time_factor = dock_min * 60.0 / sum(sec for _, sec in dev.STEPS)
             instruments[dname] = dev
+        instruments["uvvis"].drift = uvvis_drift
     robot = SimTransferRobot(name="robot", clock=clock, registry=registry, seed=seeds[1],
                              stations={**chambers, "probe": probe, **instruments},
                              positions=("load_lock", *names, "probe", *instruments, "storage", "hotel"))
