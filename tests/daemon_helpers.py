@@ -93,6 +93,20 @@ class DaemonProcess:
         if not self.log.closed:
             self.log.close()
 
+    def kill_host(self) -> list[int]:
+        """What a dying machine does to a daemon: SIGKILL to it and to every campaign process it started (they
+        outlive a daemon that merely stops). Returns the pids killed."""
+        assert self.proc is not None
+        victims = [self.proc.pid] + [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.log.close()
+        return victims
+
     def campaign_pids(self) -> list[int]:
         """The campaign processes started for this daemon's store (found by the store in their command line)."""
         out = []
