@@ -54,7 +54,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labloop", "serve", "--store", self.store_url, "--keys", str(self.keys_dir),
              "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"] + (["--http", http] if http else []),
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp)  # files its labs write land in tmp
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = (self.tmp / "daemon.out").read_text(errors="replace")
