@@ -296,7 +296,7 @@ class Supervisor:
             if held is None or held.holder == holder:  # nobody else took it: a real refusal, try again later
                 self._retry_at[cid] = time.monotonic() + TAKEOVER_RETRY_S
                 return f"could not take over campaign '{c.name}' (id {cid}): {exc.problem}"
-            return f"campaign '{c.name}' (id {cid}) was taken over by another runner ({held.holder})"
+            return f"did not take over campaign '{c.name}' (id {cid}): it is held by runner {held.holder} now"
         self._retry_at.pop(cid, None)
         held = self.store.lease(cid)
         by = held.holder if held is not None else "?"
