@@ -30,12 +30,8 @@ def _postgres_schema_url():
     return url, engine, schema
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path):
-    """Each store test runs on embedded SQLite, and on the real PostgreSQL server when one is configured."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'labloop.db'}"
-        return
+def _postgres_store():
+    """A URL of a fresh schema on the real server (skips when none is configured); the schema is dropped after."""
     if not POSTGRES_URL:
         pytest.skip("LABLOOP_TEST_POSTGRES_URL is not set (CI sets it; .ci/run runs these against a real server)")
     import sqlalchemy as sa
@@ -47,3 +43,18 @@ def store_url(request, tmp_path):
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """Each store test runs on embedded SQLite, and on the real PostgreSQL server when one is configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'labloop.db'}"
+        return
+    yield from _postgres_store()
+
+
+@pytest.fixture
+def postgres_url():
+    """A store on the real PostgreSQL server only (tests of several processes sharing one server's store)."""
+    yield from _postgres_store()

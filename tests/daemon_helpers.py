@@ -54,7 +54,7 @@ class DaemonProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labloop", "serve", "--store", self.store_url, "--keys", str(self.keys_dir),
              "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"] + (["--http", http] if http else []),
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp)  # files its labs write land in tmp
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = (self.tmp / "daemon.out").read_text(errors="replace")
@@ -92,6 +92,20 @@ class DaemonProcess:
                     pass
         if not self.log.closed:
             self.log.close()
+
+    def kill_host(self) -> list[int]:
+        """What a dying machine does to a daemon: SIGKILL to it and to every campaign process it started (they
+        outlive a daemon that merely stops). Returns the pids killed."""
+        assert self.proc is not None
+        victims = [self.proc.pid] + [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.log.close()
+        return victims
 
     def campaign_pids(self) -> list[int]:
         """The campaign processes started for this daemon's store (found by the store in their command line)."""

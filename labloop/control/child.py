@@ -6,6 +6,13 @@ parent). The child validates the campaign file completely before anything is sto
 pipe (``--report-fd``) one JSON line: ``{"ok": true, "campaign_id": ...}`` or ``{"ok": false, "error": {...}}``;
 everything else it says goes to its log. Its stream events go to the store (:mod:`labloop.control.eventlog`).
 
+``--takeover-from HOLDER``: the daemon resumes a campaign whose runner (``HOLDER``, its lease's holder) died
+elsewhere; the resume takes the lease atomically, so a child that lost the race to another daemon's child exits
+with a refusal before touching anything. A won takeover is announced on the stream (event ``takeover``).
+
+``LABLOOP_LEASE_TTL`` (seconds, inherited from the daemon) sets how long a dead runner's campaign stays leased
+before another daemon may take it over (default :data:`labloop.run.lease.DEFAULT_TTL_S`).
+
 ``--user`` is the verified submitter: it is recorded as the campaign's starter and so reaches the provenance of
 every run's start document.
 """
@@ -50,6 +57,20 @@ def _resume(args: argparse.Namespace, store: Store) -> tuple[CampaignRunner, lis
     return CampaignRunner.resume(store, c, args.time_scale)
 
 
+def _lease_ttl() -> None:
+    text = os.environ.get("LABLOOP_LEASE_TTL", "").strip()
+    if not text:
+        return
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = float("nan")
+    if not 0 < ttl < 86400:
+        raise LabloopError(f"LABLOOP_LEASE_TTL is {text!r}, not a number of seconds between 0 and 86400",
+                           "set it to e.g. 30 (or unset it) in the daemon's environment and restart the daemon")
+    CampaignRunner.lease_ttl = ttl
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="labloop.control.child")
     ap.add_argument("--store", required=True)
@@ -57,10 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default="<submitted>")
     ap.add_argument("--time-scale", type=float, default=None)
     ap.add_argument("--resume", default=None, help="campaign id to resume (else: the campaign file on stdin)")
+    ap.add_argument("--takeover-from", default=None, help="the dead runner whose campaign is taken over")
     ap.add_argument("--report-fd", type=int, default=None)
     args = ap.parse_args(argv)
     store: Store | None = None
     try:
+        _lease_ttl()
         store = Store(args.store, create=args.resume is None)
         if args.resume is None:
             runner, resumptions = _start(args, store), []
@@ -78,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     log.emit("campaign_start" if args.resume is None else "campaign_resume",
              {"name": c.name, "uid": c.uid, "user": args.user, "pid": os.getpid(),
               "trials": [r.trial.number for r in resumptions]})
+    if args.takeover_from is not None and runner.lease is not None:
+        log.emit("takeover", {"from": args.takeover_from, "by": runner.lease.holder, "token": runner.lease.token})
     store.heartbeat(c.id)  # host, pid, start time: from now on a daemon (this one, or a later one) can tell we live
     _report(args.report_fd, {"ok": True, "campaign_id": c.id, "name": c.name, "uid": c.uid, "pid": os.getpid()})
     try:

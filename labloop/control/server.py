@@ -31,7 +31,7 @@ from . import audit, methods, protocol
 from .auth import Identity, StoreAuthenticator, permitted, role_needed
 from .keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
 from .stream import Publisher
-from .supervisor import CHECK_S, Supervisor
+from .supervisor import CHECK_S, TAKEOVER_S, Supervisor
 
 STATUS_FRESH_S = 0.5
 MAX_WIRE_BYTES = 16 * protocol.MAX_BYTES  # beyond this 0MQ drops the connection before buffering it all
@@ -75,7 +75,8 @@ class Daemon:
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         poller.register(self.replies, zmq.POLLIN)
-        next_check = 0.0
+        next_check = next_takeover = 0.0
+        taking: Any = None
         try:
             while not self._stop.is_set():
                 for sock, _ in poller.poll(int(CHECK_S * 1000)):
@@ -90,11 +91,18 @@ class Daemon:
                         if child.campaign_id is not None:
                             self.publisher.unwatch_later(child.campaign_id)
                         self.pool.submit(self._guard, self.supervisor.handle_exit, child, rc)
+                if now >= next_takeover and (taking is None or taking.done()):
+                    next_takeover = now + TAKEOVER_S  # off this thread: resuming a campaign builds its lab
+                    taking = self.pool.submit(self._guard, self._take_over)
         finally:
             self.close()
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _take_over(self) -> None:
+        for line in self.supervisor.take_over():
+            print(f"labloop serve: {line}", flush=True)
 
     def _guard(self, fn: Any, *args: Any) -> None:
         try:

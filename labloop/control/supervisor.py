@@ -10,6 +10,13 @@ Campaign processes outlive the daemon (their own session): stopping or restartin
 daemon that starts adopts the campaigns of its store whose runner is alive on its host (the liveness module: host,
 pid, process start time and heartbeat together) and watches those processes through psutil, which sees a ``kill
 -9`` as promptly as ``Popen.poll`` does for its own children.
+
+Several daemons may share one (PostgreSQL) store, each on its own machine. A campaign is leased to one runner at a
+time (:mod:`labloop.store.leases`); a runner whose host dies stops renewing, and once its lease has expired
+:meth:`Supervisor.take_over` (every :data:`TAKEOVER_S`, on any daemon) resumes it in a child of its own. The child's
+resume takes the lease atomically, so of two daemons that try at once exactly one child wins; the other child exits
+with a refusal that is not a crash. A takeover obeys the same crash policy as a death this daemon saw itself
+(``on_crash: wait`` leaves the campaign for an operator; ``crash_resumes`` counts takeovers too).
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ from labloop.store.events import add_events, last_seq
 
 CHECK_S = 0.2
 CRASH_ACTION = "daemon.crash"
+TAKEOVER_ACTION = "daemon.takeover"
+#: Seconds between two looks for campaigns whose runner died elsewhere (their lease expired).
+TAKEOVER_S = 1.0
+#: Seconds before a campaign whose takeover failed for another reason than a lost race is tried again.
+TAKEOVER_RETRY_S = 60.0
 SPAWN_TIMEOUT_S = 300.0  # building a real lab (connecting instruments) may take a while
 
 
@@ -88,12 +100,15 @@ class Supervisor:
         self.store, self.store_url, self.logs = store, store_url, logs
         self.on_watch = on_watch
         self._children: dict[int, Child] = {}  # pid -> child (guarded by _lock)
+        self._taking: set[int] = set()  # campaign ids a takeover child is being started for (guarded by _lock)
+        self._retry_at: dict[int, float] = {}  # campaign id -> when a failed takeover may be tried again
         self._lock = threading.Lock()
         logs.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------------------------------- start
     def spawn(self, user: str, *, text: str | None = None, source: str = "<submitted>",
-              time_scale: float | None = None, resume: int | None = None) -> dict[str, Any]:
+              time_scale: float | None = None, resume: int | None = None,
+              takeover_from: str | None = None) -> dict[str, Any]:
         """Start a child for a new campaign (``text``) or to resume one; returns what the child reported once it
         validated and stored the campaign. Raises :class:`LabloopError` with the child's own refusal."""
         cmd = [sys.executable, "-m", "labloop.control.child", "--store", self.store_url, "--user", user,
@@ -102,6 +117,8 @@ class Supervisor:
             cmd += ["--time-scale", repr(time_scale)]
         if resume is not None:
             cmd += ["--resume", str(resume)]
+        if takeover_from is not None:
+            cmd += ["--takeover-from", takeover_from]
         r, w = os.pipe()
         log = self.logs / f"child-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.log"
         try:
@@ -203,9 +220,7 @@ class Supervisor:
         if c.state not in ACTIVE_STATES:
             return None
         how = _describe_exit(rc)
-        spec = spec_from_text(c.spec_text, f"<stored campaign {c.name}>")
-        crashes = 1 + sum(1 for a in self.store.audit_log(c.id) if a.action == CRASH_ACTION)
-        policy, limit = spec.scheduling.on_crash, spec.scheduling.crash_resumes
+        policy, crashes, limit = self._policy(c)
         resume = policy == "resume" and crashes <= limit
         if resume:
             action = f"resuming it (automatic resume {crashes} of at most {limit})"
@@ -224,14 +239,80 @@ class Supervisor:
         self.store.update_campaign(c.id, note=message)
         self.announce(c.id, "crash", {"pid": child.pid, "exit": how, "resume": resume, "message": message})
         if resume:
+            with self._lock:
+                self._taking.add(c.id)  # not taken over by this daemon's own takeover loop meanwhile
             try:
                 self.spawn(submitter(self.store.audit_log(c.id)), resume=c.id)
             except LabloopError as exc:
                 self.announce(c.id, "alert", {"message": f"automatic resume failed: {exc.problem}"})
                 self.store.update_campaign(c.id, note=f"{message}; automatic resume failed: {exc.problem}")
+            finally:
+                with self._lock:
+                    self._taking.discard(c.id)
         return message
+
+    def _policy(self, c: Any) -> tuple[str, int, int]:
+        """The campaign's crash policy, the number this death would be (deaths seen here and takeovers by any
+        daemon both count), and the limit of automatic resumes."""
+        spec = spec_from_text(c.spec_text, f"<stored campaign {c.name}>")
+        crashes = 1 + sum(1 for a in self.store.audit_log(c.id) if a.action in (CRASH_ACTION, TAKEOVER_ACTION))
+        return spec.scheduling.on_crash, crashes, spec.scheduling.crash_resumes
+
+    # ------------------------------------------------------------------------------------------- take over
+    def take_over(self) -> list[str]:
+        """Resume, each in a child of this daemon, the running or paused campaigns whose lease has expired (their
+        runner died: its host, or its process on another daemon's host) and whose crash policy allows it. Returns
+        one line per takeover, per lost race and per refusal (for the daemon's output)."""
+        lines = []
+        now = time.monotonic()
+        mine = set(self.running())
+        for lease in self.store.takeover_candidates():
+            cid = lease.campaign_id
+            with self._lock:
+                if cid in mine or cid in self._taking or self._retry_at.get(cid, 0.0) > now:
+                    continue  # ours (run or adopted here), already being taken, or failed a moment ago
+                self._taking.add(cid)
+            try:
+                line = self._take(cid, lease.holder)
+            finally:
+                with self._lock:
+                    self._taking.discard(cid)
+            if line:
+                lines.append(line)
+        return lines
+
+    def _take(self, cid: int, holder: str) -> str | None:
+        c = self.store.campaign(cid)
+        if c.state not in ACTIVE_STATES:
+            return None
+        policy, crashes, limit = self._policy(c)
+        if policy != "resume" or crashes > limit:  # left for an operator, on every daemon alike
+            self._retry_at[cid] = time.monotonic() + TAKEOVER_RETRY_S  # (an operator's resume takes the lease)
+            return None
+        try:
+            self.spawn(submitter(self.store.audit_log(cid)), resume=cid, takeover_from=holder)
+        except LabloopError as exc:  # another daemon won the race (its child holds the lease now), or a refusal
+            held = self.store.lease(cid)
+            if held is None or held.holder == holder:  # nobody else took it: a real refusal, try again later
+                self._retry_at[cid] = time.monotonic() + TAKEOVER_RETRY_S
+                return f"could not take over campaign '{c.name}' (id {cid}): {exc.problem}"
+            return f"did not take over campaign '{c.name}' (id {cid}): it is held by runner {held.holder} now"
+        self._retry_at.pop(cid, None)
+        held = self.store.lease(cid)
+        by = held.holder if held is not None else "?"
+        self.store.audit(cid, TAKEOVER_ACTION, {"from": holder, "to": by, "daemon": _daemon_name(),
+                                                "crashes": crashes},
+                         user="labloop-daemon")
+        self.store.update_campaign(cid, note=f"taken over by daemon {_daemon_name()} (runner {by}) from runner "
+                                             f"{holder}, whose lease expired")
+        return f"took over campaign '{c.name}' (id {cid}) from runner {holder} (lease expired)"
 
     def announce(self, campaign_id: int, kind: str, body: dict[str, Any]) -> None:
         """A daemon event on a campaign's stream. Only while no child of it runs (the child numbers its own)."""
         add_events(self.store, [{"campaign_id": campaign_id, "seq": last_seq(self.store, campaign_id) + 1,
                                  "at": datetime.now(timezone.utc), "kind": kind, "body": body}])
+
+
+def _daemon_name() -> str:
+    """This daemon as named in takeover records: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
