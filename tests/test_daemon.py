@@ -141,7 +141,11 @@ def test_a_killed_campaign_process_is_noticed_recorded_and_resumed(lab):
     assert len(crashes) == 1 and "SIGKILL" in crashes[0].detail["exit"] and crashes[0].detail["resume"]
     assert "crash" in kinds and "campaign_resume" in kinds
     assert len(trials) == 6 and len({t.number for t in trials}) == 6
-    assert sum(t.state == "done" for t in trials) >= 5  # at most the interrupted synthesis failed
+    # only syntheses cut short by the kill fail (their samples were consumed): at most one per chamber (two)
+    failed = [t for t in trials if t.state != "done"]
+    assert len(failed) <= 2, [(t.number, t.state, t.failure_reason) for t in failed]
+    assert all(t.state == "failed" and "interrupted while running" in (t.failure_reason or "") for t in failed), \
+        [(t.number, t.state, t.failure_reason) for t in failed]
 
 
 def test_no_daemon_is_a_clear_error(tmp_path, lab):
