@@ -30,6 +30,8 @@ from labloop.store.schema import User, WebSession, utcnow
 #: scrypt cost: n=2**14, r=8, p=1 takes ~30-60 ms and 16 MiB here, the common interactive-login setting.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 SESSION_HOURS = 12.0
+#: how stale a session's ``last_seen`` may get before a request refreshes it
+LAST_SEEN_EVERY = timedelta(minutes=1)
 #: a password shorter than this is refused when it is set
 MIN_PASSWORD = 10
 
@@ -118,7 +120,8 @@ def login(store: Store, name: str, password: str, address: str | None = None) ->
 
 
 def session_user(store: Store, cookie: str | None) -> WebUser | None:
-    """The user of a live session, or None (unknown, expired, signed out or revoked). Refreshes last use."""
+    """The user of a live session, or None (unknown, expired, signed out or revoked). Refreshes last use at most
+    once a minute."""
     if not cookie:
         return None
     now = utcnow()
@@ -133,7 +136,8 @@ def session_user(store: Store, cookie: str | None) -> WebUser | None:
         if u is None or u.revoked_at is not None:
             s.delete(row)
             return None
-        row.last_seen = now
+        if now - _aware(row.last_seen) > LAST_SEEN_EVERY:  # a write per request would put an fsync on every GET
+            row.last_seen = now
         return WebUser(u.name, u.role, row.csrf)
 
 
