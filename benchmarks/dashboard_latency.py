@@ -3,8 +3,13 @@
 
 A real daemon (``labloop serve --http``) runs a simulated campaign in its child process; N pages (default 5) are
 open on it. Every stream event is stamped by the child when it is emitted (``events.at``); each page records when
-it drew the event (after its redraw batch). Latency = drawn - emitted, so it covers the child's commit, the
-daemon's stream, the server-sent event and the page's redraw. Same machine, same clock.
+it drew the event (after the DOM update of the frame that shows it). Latency = drawn - emitted, so it covers the
+child's commit, the daemon's stream, the server-sent event and the page's redraw. Same machine, same clock.
+
+The latency and the losses are those of the campaign events (everything but monitor readings): a page must show
+every one. Monitor readings are thinned by the server to what a page plots (``labloop.web.thin``); those a page
+received and plotted are reported apart (drawn when the stream chart is redrawn, at most once a second), with how
+many of the emitted ones reached it.
 
 Also: page weight (bytes of every response the campaign page loads, and how many) and time to first contentful
 paint of the campaign page.
@@ -31,6 +36,7 @@ from sqlalchemy import select  # noqa: E402
 from labloop.store import Store  # noqa: E402
 from labloop.store.schema import Event  # noqa: E402
 from labloop.web import accounts  # noqa: E402
+from labloop.web.thin import reading_key  # noqa: E402
 
 from daemon_helpers import DaemonProcess, add_user  # noqa: E402
 from running import two_chamber  # noqa: E402
@@ -113,29 +119,53 @@ def main() -> None:
                 raise SystemExit("the campaign did not end")
             time.sleep(0.5)
         with store.session() as s:
-            emitted = {seq: at.replace(tzinfo=at.tzinfo or timezone.utc).timestamp() * 1000 for seq, at in
-                       s.execute(select(Event.seq, Event.at).where(Event.campaign_id == cid))}
+            rows = s.execute(select(Event.seq, Event.at, Event.kind, Event.body).where(Event.campaign_id == cid)).all()
+        emitted = {seq: at.replace(tzinfo=at.tzinfo or timezone.utc).timestamp() * 1000 for seq, at, _, _ in rows}
+        # campaign events: everything but monitor readings; a page must draw every one of them
+        campaign = {seq for seq, _, kind, body in rows if reading_key(kind, body) is None}
         ended = time.monotonic()
         for d in drivers:  # every page has drawn the last event (or a minute has passed)
             while (d.execute_script("return window.labloopLive.lastSeq") < max(emitted)
                    and time.monotonic() - ended < 60):
                 time.sleep(0.2)
-        time.sleep(0.3)
+        time.sleep(1.5)  # the last stream redraw (at most a second after the last reading)
         lat: list[float] = []
-        lost = 0
+        lat_readings: list[float] = []
+        lat_arrived: list[float] = []  # emitted -> in the page's script (before drawing): the server's share
+        lost: list[tuple[int, str]] = []
+        readings_received = readings_drawn = 0
+        kind_of = {seq: kind for seq, _, kind, _ in rows}
         for d in drivers:
-            arr = d.execute_script("return window.labloopLive.arrivals.filter(a => a.seq != null && a.shown != null)"
-                                   ".map(a => [a.seq, a.shown, a.caughtUp])")
-            shown = {q: t for q, t, _ in arr}
+            arr, start = d.execute_script(
+                "const l = window.labloopLive; return [l.arrivals.filter(a => a.seq != null)"
+                ".map(a => [a.seq, a.shown, a.caughtUp, !!a.reading, a.t]), l.startSeq]")
+            shown = {q for q, t, _, _, _ in arr if t is not None}
             # events sent before the page was live came as catch-up from the store: not a live latency
-            lat.extend(t - emitted[q] for q, t, caught in arr if not caught and q in emitted)
-            # the page started from the snapshot's last seq: what came before was in the snapshot, not lost
-            first = min(shown) if shown else 0
-            lost += sum(1 for q in emitted if q >= first and q not in shown)
+            for q, t, caught, reading, came in arr:
+                readings_received += reading
+                if t is None or caught or q not in emitted:
+                    continue
+                if reading:
+                    readings_drawn += 1
+                    lat_readings.append(t - emitted[q])
+                else:
+                    lat.append(t - emitted[q])
+                    lat_arrived.append(came - emitted[q])
+            # the page started from its snapshot's last seq: what came before was in the snapshot, not lost
+            lost += [(q, kind_of[q]) for q in sorted(campaign) if q > start and q not in shown]
+        n_readings = len(emitted) - len(campaign)
         print(json.dumps({"bench": "dashboard_event_latency", "pages": a.pages, "events": len(emitted),
-                          "measured": len(lat), "p50_ms": round(statistics.median(lat), 1),
-                          "p95_ms": round(pct(lat, 95), 1), "max_ms": round(max(lat), 1), "lost": lost,
+                          "campaign_events": len(campaign), "measured": len(lat),
+                          "p50_ms": round(statistics.median(lat), 1), "p95_ms": round(pct(lat, 95), 1),
+                          "max_ms": round(max(lat), 1),
+                          "arrived_p50_ms": round(statistics.median(lat_arrived), 1),
+                          "arrived_p95_ms": round(pct(lat_arrived, 95), 1), "lost": len(lost), "lost_first": lost[:10],
                           "pages_opened_s": round(opened_s, 1)}), flush=True)
+        print(json.dumps({"bench": "dashboard_readings", "pages": a.pages, "readings_per_page": n_readings,
+                          "received_per_page": round(readings_received / a.pages, 1),
+                          "drawn_per_page": round(readings_drawn / a.pages, 1),
+                          "drawn_p50_ms": round(statistics.median(lat_readings), 1) if lat_readings else None,
+                          "drawn_p95_ms": round(pct(lat_readings, 95), 1) if lat_readings else None}), flush=True)
     finally:
         for d in drivers:
             d.quit()

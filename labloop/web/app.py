@@ -3,7 +3,8 @@
 Pages: sign-in, the campaigns, one live page per campaign, the audit log (admins). A JSON API under ``/api`` serves
 the same data to scripts (``Authorization: Bearer <token>``) and to the pages (session cookie). Live updates are
 server-sent events (``/api/campaigns/{name}/events``): one long response per page, which the browser's EventSource
-reconnects by itself with ``Last-Event-ID``; the hub then sends what the page missed from the store.
+reconnects by itself with ``Last-Event-ID``; the hub then sends what the page missed from the store. Pages ask with
+``?thin=1``: campaign events in batches, monitor readings thinned to what a page draws (:mod:`labloop.web.thin`).
 
 Security, in one place:
 - the session cookie is HttpOnly (scripts cannot read it) and SameSite=Strict (other sites cannot send it);
@@ -220,7 +221,8 @@ class Dashboard:
             after = max(0, int(raw))
         except ValueError:
             return self._json_error(400, f"'{raw}' is not an event number", "send the id of the last event you have")
-        return StreamingResponse(self.hub.stream(c.id, after), media_type="text/event-stream",
+        thin = request.query_params.get("thin") == "1"  # the pages: readings thinned, events batched
+        return StreamingResponse(self.hub.stream(c.id, after, thin), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def api_action(self, request: Request) -> Response:

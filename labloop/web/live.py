@@ -15,6 +15,7 @@ then catches up from the store.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -25,6 +26,8 @@ from sqlalchemy import func, select
 from labloop.store import Store
 from labloop.store.events import events_after
 from labloop.store.schema import Event
+
+from .thin import Thinner
 
 #: messages a page may fall behind by before it is told to reconnect (and catch up from the store)
 QUEUE = 10_000
@@ -54,67 +57,123 @@ class LiveHub:
         self.store = store
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pages: dict[int, set[_Page]] = {}
+        self._inbox: collections.deque[tuple[int, tuple[int, str, dict[str, Any]]]] = collections.deque()
+        self._woken = False
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     def publish(self, campaign_id: int, seq: int, kind: str, body: dict[str, Any]) -> None:
+        """Hand one event to the pages. The loop is woken once for whatever was published meanwhile, not once per
+        event: the stream publishes a poll's rows back to back (hundreds a second in a fast simulation)."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        loop.call_soon_threadsafe(self._fan_out, campaign_id, (seq, kind, body))
+        self._inbox.append((campaign_id, (seq, kind, body)))  # deque appends and pops are thread-safe
+        if not self._woken:
+            self._woken = True
+            loop.call_soon_threadsafe(self._fan_out)
 
-    def _fan_out(self, campaign_id: int, item: tuple[int, str, dict[str, Any]]) -> None:
-        for page in list(self._pages.get(campaign_id, ())):
-            try:
-                page.queue.put_nowait(item)
-            except asyncio.QueueFull:  # this page fell behind: it reconnects and catches up from the store
-                self._pages[campaign_id].discard(page)
-                page.behind = True
+    def _fan_out(self) -> None:
+        self._woken = False  # before draining: an event appended after this point wakes the loop again
+        while self._inbox:
+            campaign_id, item = self._inbox.popleft()
+            for page in list(self._pages.get(campaign_id, ())):
+                try:
+                    page.queue.put_nowait(item)
+                except asyncio.QueueFull:  # this page fell behind: it reconnects and catches up from the store
+                    self._pages[campaign_id].discard(page)
+                    page.behind = True
 
     def page_count(self, campaign_id: int | None = None) -> int:
         if campaign_id is None:
             return sum(len(v) for v in self._pages.values())
         return len(self._pages.get(campaign_id, ()))
 
-    async def stream(self, campaign_id: int, after: int) -> AsyncIterator[bytes]:
-        """Frames for one page: what the store holds after ``after``, then live events, in seq order."""
+    async def stream(self, campaign_id: int, after: int, thin: bool = False) -> AsyncIterator[bytes]:
+        """Frames for one page: what the store holds after ``after``, then live events, in seq order; ``thin``:
+        monitor readings thinned and events batched (:mod:`labloop.web.thin`), as the dashboard's pages ask."""
         page = _Page()
         self._pages.setdefault(campaign_id, set()).add(page)  # subscribe before reading the store: nothing slips by
         try:
-            last = after
             yield b"retry: 1000\n\n"  # a dropped page reconnects after 1 s (browsers' default: 3 s)
-            while True:  # catch up from the store, a page of rows at a time
-                rows = await asyncio.to_thread(self._after, campaign_id, last, None)
-                for seq, kind, body in rows:
-                    yield sse(seq, kind, body)
-                    last = seq
-                if len(rows) < CATCH_UP:
-                    break
-            yield sse(None, "live", {"after": last})
-            while True:
-                if page.behind and page.queue.empty():
-                    return  # the browser's EventSource reconnects with Last-Event-ID and catches up
-                try:
-                    seq, kind, body = await asyncio.wait_for(page.queue.get(), KEEPALIVE_S)
-                except asyncio.TimeoutError:
-                    yield b": keepalive\n\n"
-                    continue
-                if seq <= last:
-                    continue
-                if seq > last + 1:  # a gap (the feed dropped something): fill it from the store
-                    for s2, k2, b2 in await asyncio.to_thread(self._after, campaign_id, last, seq - 1):
-                        yield sse(s2, k2, b2)
-                yield sse(seq, kind, body)
-                last = seq
+            frames = self._thinned(page, campaign_id, after) if thin else self._every(page, campaign_id, after)
+            async for frame in frames:
+                yield frame
         finally:
             pages = self._pages.get(campaign_id)
             if pages is not None:
                 pages.discard(page)
 
-    def _after(self, campaign_id: int, after: int, upto: int | None = None) -> list[tuple[int, str, dict]]:
+    async def _every(self, page: _Page, campaign_id: int, after: int) -> AsyncIterator[bytes]:
+        """Every event, one frame each."""
+        last = after
+        while True:  # catch up from the store, a page of rows at a time
+            rows = await asyncio.to_thread(self._after, campaign_id, last, None)
+            for seq, kind, body, _at in rows:
+                yield sse(seq, kind, body)
+                last = seq
+            if len(rows) < CATCH_UP:
+                break
+        yield sse(None, "live", {"after": last})
+        while True:
+            if page.behind and page.queue.empty():
+                return  # the browser's EventSource reconnects with Last-Event-ID and catches up
+            try:
+                seq, kind, body = await asyncio.wait_for(page.queue.get(), KEEPALIVE_S)
+            except asyncio.TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            if seq <= last:
+                continue
+            if seq > last + 1:  # a gap (the feed dropped something): fill it from the store
+                for s2, k2, b2, _at in await asyncio.to_thread(self._after, campaign_id, last, seq - 1):
+                    yield sse(s2, k2, b2)
+            yield sse(seq, kind, body)
+            last = seq
+
+    async def _thinned(self, page: _Page, campaign_id: int, after: int) -> AsyncIterator[bytes]:
+        """Campaign events and thinned readings, whatever is ready in one frame: a page that fell behind by a
+        hundred events gets one message, not a hundred."""
+        th = Thinner(after)
+        while True:  # catch up from the store, thinned by the events' own times
+            rows = await asyncio.to_thread(self._after, campaign_id, th.upto, None)
+            for seq, kind, body, at in rows:
+                th.add(seq, kind, body, at)
+            frame = th.frame()
+            if frame:
+                yield frame
+            if len(rows) < CATCH_UP:
+                break
+        yield sse(None, "live", {"after": th.upto})
+        clock = asyncio.get_running_loop().time
+        while True:
+            if page.behind and page.queue.empty():
+                return  # the browser's EventSource reconnects with Last-Event-ID and catches up
+            try:
+                async with asyncio.timeout(th.due(clock()) if th.holding else KEEPALIVE_S):  # no task per wait
+                    items = [await page.queue.get()]
+            except TimeoutError:
+                frame = th.frame(clock())
+                yield frame or b": keepalive\n\n"
+                continue
+            while not page.queue.empty():  # everything that came meanwhile goes in the same frame
+                items.append(page.queue.get_nowait())
+            now = clock()
+            for seq, kind, body in items:
+                if seq <= th.upto:
+                    continue
+                if seq > th.upto + 1:  # a gap (the feed dropped something): fill it from the store
+                    for s2, k2, b2, _at in await asyncio.to_thread(self._after, campaign_id, th.upto, seq - 1):
+                        th.add(s2, k2, b2, now)
+                th.add(seq, kind, body, now)
+            frame = th.frame(now)
+            if frame:
+                yield frame
+
+    def _after(self, campaign_id: int, after: int, upto: int | None = None) -> list[tuple[int, str, dict, float]]:
         rows = events_after(self.store, campaign_id, after, limit=(upto - after) if upto is not None else CATCH_UP)
-        return [(e.seq, e.kind, e.body) for e in rows]
+        return [(e.seq, e.kind, e.body, e.at.timestamp() if e.at else 0.0) for e in rows]
 
 
 class StoreTail:

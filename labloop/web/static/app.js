@@ -1,6 +1,6 @@
 /* The live campaign page: draws the snapshot the server embedded, then keeps it live from server-sent events.
    The store is the truth: on any event that changes the campaign's structure the page fetches a fresh snapshot
-   (debounced), so a missed or unknown event can never leave it wrong; process-stream documents are drawn as they
+   (debounced), so a missed or unknown event can never leave it wrong; process-stream readings are plotted as they
    arrive. EventSource reconnects by itself with Last-Event-ID, and the server sends what the page missed. */
 "use strict";
 (function () {
@@ -75,7 +75,15 @@
   }
 
   function renderStreams() {
+    streamsDirty = false; lastStreams = Date.now();
     const box = clear($("streams"));
+    plotStreams(box);
+    const drawn = Date.now();
+    unplotted.forEach(a => { a.shown = drawn; });
+    unplotted = [];
+  }
+
+  function plotStreams(box) {
     if (!snap.running.length) { box.appendChild(text("p", "no step is running")); return; }
     snap.running.forEach(r => {
       const bySignal = {};
@@ -149,34 +157,41 @@
     }, 80);
   }
 
-  /* Events are only noted as they arrive; the page is redrawn at most every FLUSH_MS. A deposition's monitors can
-     send hundreds of documents a second: drawing each one would freeze the tab, drawing in batches keeps every
-     event on screen within FLUSH_MS of its arrival. Trial events carry the trial (number, state, params, values),
-     so the plots and the table update from the event itself; only what events do not carry (the lab's stations,
-     the campaign's state) is fetched again, at most every REFETCH_MS. */
-  const FLUSH_MS = 50, STREAM_MS = 1000, REFETCH_MS = 1000, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000;
+  /* Live events come from the server in batches (?thin=1, labloop/web/thin.py): every campaign event, and the
+     process monitors' readings thinned to at most ~10 per signal per second (a simulated deposition sends ~100).
+     An event changes the page's data as it arrives; the page is drawn at the next animation frame, one DOM update
+     per frame at most, none for readings alone (process streams are redrawn at most once a second). Trial events
+     carry the trial, so plots and table update from the event itself; only what events do not carry (the
+     campaign's state after a pause, say) is fetched again, at most every REFETCH_MS.
+     window.labloopLive.arrivals notes, per event, when it arrived and when it was drawn: a campaign event once the
+     DOM update of the frame that shows it is done, a reading once the stream chart that shows it is redrawn (one
+     that no running step shows is never "drawn"). The latency benchmark reads it. */
+  const STREAM_MS = 1000, REFETCH_MS = 1000, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000, FALLBACK_MS = 250;
   const TRIAL_EVENTS = new Set(["proposal", "trial_start", "measurement", "failure"]);
-  let flushTimer = null, unshown = [], streamsDirty = false, trialsDirty = false, labDirty = false, structural = false;
-  let lastStreams = 0, lastFetch = 0;
-  function onEvent(kind, e) {
-    const body = JSON.parse(e.data);
-    const seq = e.lastEventId ? +e.lastEventId : null;
+  let drawQueued = false, fallback = null, later = null, unshown = [], unplotted = [];
+  let streamsDirty = false, trialsDirty = false, labDirty = false, structural = false, lastStreams = 0, lastFetch = 0;
+  live.startSeq = live.lastSeq; live.thinned = 0;
+
+  function onEvent(seq, kind, body) {
     if (seq != null) { if (seq <= live.lastSeq) return; live.lastSeq = seq; }
     live.received++;
     const arrival = {seq: seq, kind: kind, t: Date.now(), shown: null, caughtUp: !live.isLive};
     live.arrivals.push(arrival);
     if (live.arrivals.length > ARRIVALS) live.arrivals.shift();
+    if (kind === "document" && body && body.name === "event") {
+      arrival.reading = true;
+      if (streamPoint(body.doc)) unplotted.push(arrival);
+      return;
+    }
     unshown.push([arrival, body]);
-    if (kind === "document") {
-      if (body && body.name === "event") streamPoint(body.doc);
-    } else if (TRIAL_EVENTS.has(kind) && body && body.trial && typeof body.trial === "object") {
+    if (kind === "document") return;
+    if (TRIAL_EVENTS.has(kind) && body && body.trial && typeof body.trial === "object") {
       upsertTrial(body.trial, kind === "proposal" && body.approval);
     } else if ((kind === "step_start" || kind === "step_end") && body) {
       stepEvent(kind, body);
     } else if (kind !== "best") {
       structural = true;
     }
-    if (!flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
   }
 
   function upsertTrial(t, awaiting) {
@@ -203,36 +218,54 @@
     labDirty = true;
   }
 
-  function flush() {
-    flushTimer = null;
-    const list = $("events"), now = Date.now();
-    /* the list names campaign events and run starts/ends; the many monitor documents are drawn, not listed */
-    unshown.filter(([a, body]) => a.kind !== "document" || (body && body.name !== "event" && body.name !== "descriptor"))
-      .slice(-30).forEach(([a, body]) => {
-        list.insertBefore(text("li", `${a.seq ?? ""} ${a.kind}${body && body.name ? " " + body.name : ""}`), list.firstChild);
-      });
-    unshown.forEach(([a]) => { a.shown = now; });
-    unshown = [];
-    while (list.childNodes.length > 200) list.removeChild(list.lastChild);
-    list.setAttribute("data-last-seq", String(live.lastSeq));
+  function schedule() {
+    if (drawQueued) return;
+    drawQueued = true;
+    requestAnimationFrame(draw);
+    fallback = setTimeout(draw, FALLBACK_MS);  // a hidden tab gets no frames: it is drawn all the same, less often
+  }
+
+  function draw() {
+    if (!drawQueued) return;
+    drawQueued = false; clearTimeout(fallback);
+    const now = Date.now();
+    if (unshown.length) {
+      /* the list names campaign events and run starts/ends; readings are plotted, not listed */
+      const list = $("events"), items = document.createDocumentFragment();
+      unshown.filter(([a, body]) => a.kind !== "document" || (body && body.name !== "descriptor")).slice(-30).reverse()
+        .forEach(([a, body]) => items.appendChild(text("li", `${a.seq ?? ""} ${a.kind}${body && body.name ? " " + body.name : ""}`)));
+      list.insertBefore(items, list.firstChild);
+      while (list.childNodes.length > 200) list.removeChild(list.lastChild);
+      list.setAttribute("data-last-seq", String(live.lastSeq));
+    }
     if (trialsDirty) { trialsDirty = false; renderConvergence(); renderPareto(); renderApprovals(); renderTrials(); }
     if (labDirty) { labDirty = false; renderLab(); }
-    if (streamsDirty && now - lastStreams >= STREAM_MS) { streamsDirty = false; lastStreams = now; renderStreams(); }
+    if (streamsDirty && now - lastStreams >= STREAM_MS) renderStreams();
+    const drawn = Date.now();
+    unshown.forEach(([a]) => { a.shown = drawn; });
+    unshown = [];
     if (structural && now - lastFetch >= REFETCH_MS) { structural = false; lastFetch = now; refresh(); }
-    if ((streamsDirty || structural) && !flushTimer) flushTimer = setTimeout(flush, FLUSH_MS);
+    if ((streamsDirty || structural) && !later) {  // come back when the stream or the refetch is due
+      const wait = Math.max(0, Math.min(streamsDirty ? lastStreams + STREAM_MS : Infinity,
+                                        structural ? lastFetch + REFETCH_MS : Infinity) - now);
+      later = setTimeout(() => { later = null; schedule(); }, wait);
+    }
   }
 
   function streamPoint(doc) {
-    /* a monitored signal is named after its device (chamber1_chamber_pressure): draw it under the step running there */
-    if (!doc || !doc.data) return;
+    /* a monitored signal is named after its device (chamber1_chamber_pressure): draw it under the step running
+       there. True if the reading belongs to a running step (it is drawn with the next stream redraw). */
+    if (!doc || !doc.data) return false;
+    let placed = false;
     for (const [k, v] of Object.entries(doc.data)) {
       const target = typeof v === "number" && snap.running.find(r => r.device && k.startsWith(r.device + "_"));
       if (!target) continue;
       const stream = target.stream = target.stream || [];
       stream.push({signal: k, t: doc.time, value: v});
       if (stream.length > STREAM_POINTS) stream.splice(0, stream.length - STREAM_POINTS);
-      streamsDirty = true;
+      streamsDirty = placed = true;
     }
+    return placed;
   }
 
   async function act(action, args) {
@@ -253,12 +286,15 @@
   });
   $("state-filter").onchange = renderTrials;
   render();
-  const kinds = ["proposal", "trial_start", "step_start", "step_end", "measurement", "failure", "best", "best_so_far",
-    "alert", "paused", "resumed", "stopped", "stop_reason", "crashed", "state", "document", "campaign", "message"];
   function connect() {
-    const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.name)}/events?after=${live.lastSeq}`);
-    kinds.forEach(k => src.addEventListener(k, e => onEvent(k, e)));
-    src.onmessage = e => onEvent("message", e);
+    const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.name)}/events?thin=1&after=${live.lastSeq}`);
+    src.addEventListener("batch", e => {
+      const b = JSON.parse(e.data);
+      b.events.forEach(([seq, kind, body]) => onEvent(seq, kind, body));
+      live.thinned += b.thinned || 0;
+      if (e.lastEventId && +e.lastEventId > live.lastSeq) live.lastSeq = +e.lastEventId;
+      schedule();
+    });
     src.addEventListener("live", () => { live.isLive = true; document.body.setAttribute("data-live", "1"); });
     src.onerror = () => { live.isLive = false; document.body.setAttribute("data-live", "0"); };
     live.source = src;
