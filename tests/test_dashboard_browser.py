@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from labloop.store import Store
 from labloop.web import accounts
@@ -178,6 +179,43 @@ def test_the_convergence_plot_gains_a_point_when_a_trial_finishes(browser, lab, 
     kinds = browser.execute_script("return window.labloopLive.arrivals.filter(a => !a.caughtUp).map(a => a.kind)")
     assert "measurement" in kinds
     shoot(browser, tmp_path, "dashboard-live")
+
+
+def test_a_page_that_reconnects_shows_every_campaign_event_once(browser, lab, tmp_path):
+    """The page's stream is closed mid-run and opened again later: what happened meanwhile comes as catch-up from
+    the store, so the page shows every campaign event (readings may be thinned, nothing else) exactly once."""
+    from labloop.store.schema import Event
+    from labloop.web.thin import reading_key
+
+    cid = lab.run("reconnect-run", max_trials=4)
+    sign_in(browser, lab.url, "viewer", "/campaigns/reconnect-run")
+    wait_for(lambda: browser.execute_script("return document.body.getAttribute('data-live') === '1'"
+                                            " && window.labloopLive.received > 20"), 60, "live events")
+    browser.execute_script("window.labloopLive.source.close()")
+    dropped_at = browser.execute_script("return window.labloopLive.lastSeq")
+    wait_for(lambda: _max_seq(lab.store, cid) > dropped_at + 30, 60, "events while the page is away")
+    browser.execute_script("window.labloopLive.reconnect()")
+    wait_for(lambda: lab.store.campaign(cid).state != "running", 120, "the campaign to end")
+    time.sleep(1.0)  # the campaign's last events are committed after its state
+    last = _max_seq(lab.store, cid)
+    wait_for(lambda: browser.execute_script("return window.labloopLive.lastSeq") >= last, 60, "the last event")
+    time.sleep(0.5)
+    arrivals, start = browser.execute_script(
+        "const l = window.labloopLive; return [l.arrivals.map(a => [a.seq, a.shown !== null, a.caughtUp]), l.startSeq]")
+    seqs = [a[0] for a in arrivals]
+    assert len(seqs) == len(set(seqs)), "no event twice"
+    assert any(caught and seq > dropped_at for seq, _, caught in arrivals), "the gap came as catch-up"
+    with lab.store.session() as s:
+        rows = s.execute(select(Event.seq, Event.kind, Event.body).where(Event.campaign_id == cid)).all()
+    campaign = {seq for seq, kind, body in rows if seq > start and reading_key(kind, body) is None}
+    shown = {seq for seq, drawn, _ in arrivals if drawn}
+    assert campaign and campaign - shown == set()
+
+
+def _max_seq(store: Store, cid: int) -> int:
+    from labloop.store.events import last_seq
+
+    return last_seq(store, cid)
 
 
 def test_the_report_of_a_live_campaign_opens_offline_in_the_browser(browser, lab, tmp_path):

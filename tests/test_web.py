@@ -7,7 +7,9 @@ one. The browser tests (test_dashboard_browser.py) drive the same app in Chromiu
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
@@ -18,7 +20,9 @@ from labloop.store import chain
 from labloop.store import Store
 from labloop.store.schema import Event, OperatorRequest, WebSession
 from labloop.web import accounts
+from labloop.data.status import snapshot
 from labloop.web.app import COOKIE, Dashboard
+from labloop.web.thin import Thinner
 
 from running import two_chamber
 from web_helpers import PASSWORD, add_user
@@ -136,7 +140,7 @@ def test_api_token_for_scripts(site):
     client, store, c, tokens, _ = site
     assert client.get("/api/campaigns", headers={"Authorization": "Bearer llt_wrong"}).status_code == 401
     r = client.get("/api/campaigns/web-test", headers={"Authorization": f"Bearer {tokens['viewer']}"})
-    assert r.status_code == 200 and r.json()["name"] == "web-test" and r.json()["state"] == "running"
+    assert r.status_code == 200 and r.json()["campaign"]["name"] == "web-test" and r.json()["campaign"]["state"] == "running"
     new = accounts.issue_token(store, "viewer")  # a new token retires the old one
     assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {tokens['viewer']}"}).status_code == 401
     assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {new}"}).status_code == 200
@@ -219,6 +223,109 @@ def test_event_stream_catches_up_from_the_store_after_a_reconnect(site):
     assert got == [("6", "step"), ("7", "step"), ("8", "step"), (None, "live")]
     r = client.get("/api/campaigns/web-test/events?after=abc", headers=auth)
     assert r.status_code == 400
+
+
+def _reading(descriptor: str, value: float) -> dict:
+    return {"name": "event", "doc": {"descriptor": descriptor, "time": 1.0, "data": {f"{descriptor}_p": value},
+                                     "uid": "x", "timestamps": {}, "seq_num": 1}}
+
+
+def _stored(store: Store, cid: int, rows: list[tuple[int, float, str, dict]]) -> None:
+    """(seq, seconds after a fixed time, kind, body) rows into the events table."""
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with store.session() as s:
+        for seq, dt, kind, body in rows:
+            s.add(Event(campaign_id=cid, seq=seq, at=t0 + timedelta(seconds=dt), kind=kind, body=body))
+
+
+def _frames(response):
+    """(id, event, data) of each server-sent event, as they come."""
+    seq = kind = None
+    data = ""
+    for line in response.iter_lines():
+        if line.startswith("id: "):
+            seq = int(line[4:])
+        elif line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and kind is not None:
+            yield seq, kind, json.loads(data)
+            seq = kind = None
+
+
+def test_thinner_keeps_every_campaign_event_and_the_latest_reading_per_signal():
+    th = Thinner(after=0, window_s=0.1)
+    th.add(1, "step_start", {"trial": 1}, now=0.0)
+    for i, seq in enumerate(range(2, 12)):  # ten readings of one signal and one of another within the window
+        th.add(seq, "document", _reading("a", float(i)), now=0.001 * i)
+    th.add(12, "document", _reading("b", 5.0), now=0.02)
+    assert [e[0] for e in th.take(now=0.05)] == [1]  # the readings are held: not due yet
+    th.add(13, "measurement", {"trial": {"number": 1}}, now=0.06)  # another event: held readings go first
+    frame = th.frame(now=0.06).decode()
+    head, data = frame.split("data: ")
+    sent = json.loads(data)
+    assert [e[0] for e in sent["events"]] == [11, 12, 13] and sent["thinned"] == 9
+    assert head.startswith("id: 13\n") and "event: batch" in head
+    assert sent["events"][0][2] == {"name": "event", "doc": {"time": 1.0, "data": {"a_p": 9.0}, "descriptor": "a"}}
+    th.add(14, "document", _reading("a", 1.0), now=1.0)
+    assert th.frame(now=1.05) is None and th.due(1.05) == pytest.approx(0.05)
+    assert [e[0] for e in th.take(now=1.1)] == [14]  # due: sent although nothing else came
+    assert th.upto == 14
+    # documents that are not readings (run start/stop, descriptors) are never thinned
+    for seq in (15, 16, 17):
+        th.add(seq, "document", {"name": "descriptor", "doc": {"uid": str(seq)}}, now=2.0)
+    assert [e[0] for e in th.take(now=2.0)] == [15, 16, 17]
+
+
+def test_thinned_stream_sends_every_campaign_event_and_a_reconnect_resumes_after_its_last_id(site):
+    client, store, c, tokens, dash = site
+    rows = [(1, 0.0, "step_start", {"trial": 1})]
+    rows += [(seq, 0.001 * seq, "document", _reading("a", float(seq))) for seq in range(2, 12)]
+    rows += [(12, 0.02, "step_end", {"trial": 1}), (13, 1.0, "document", _reading("a", 1.0)),
+             (14, 1.0, "document", _reading("b", 1.0)), (15, 3.0, "measurement", {"trial": {"number": 1}})]
+    _stored(store, c.id, rows)
+    auth = {"Authorization": f"Bearer {tokens['viewer']}"}
+    with client.stream("GET", "/api/campaigns/web-test/events?thin=1", headers=auth) as r:
+        frames = _frames(r)
+        seq, kind, data = next(frames)
+        assert (kind, seq) == ("batch", 15)
+        assert [e[0] for e in data["events"]] == [1, 11, 12, 13, 14, 15] and data["thinned"] == 9
+        assert next(frames)[1] == "live"
+    # the page dropped after seq 12 (say): it resumes after the last id it had, nothing of the rest missing
+    with client.stream("GET", "/api/campaigns/web-test/events?thin=1",
+                       headers={**auth, "Last-Event-ID": "12"}) as r:
+        frames = _frames(r)
+        seq, kind, data = next(frames)
+        assert seq == 15 and [e[0] for e in data["events"]] == [13, 14, 15]
+        assert next(frames)[1:] == ("live", {"after": 15})
+
+
+def test_thinned_live_stream_batches_and_fills_a_gap_from_the_store(site):
+    client, store, c, tokens, dash = site
+    _stored(store, c.id, [(1, 0.0, "step_start", {"trial": 1})])
+    auth = {"Authorization": f"Bearer {tokens['viewer']}"}
+    with client.stream("GET", "/api/campaigns/web-test/events?thin=1&after=1", headers=auth) as r:
+        frames = _frames(r)
+        assert next(frames)[1:] == ("live", {"after": 1})  # subscribed: what is published now reaches the page
+        later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
+                 (4, 0.0, "alert", {"message": "hot"}), (5, 0.0, "measurement", {"trial": {"number": 1}})]
+        _stored(store, c.id, later)
+        dash.hub.publish(c.id, 2, "step_end", {"trial": 1})
+        assert next(frames)[0] == 2
+        dash.hub.publish(c.id, 5, "measurement", {"trial": {"number": 1}})  # 3 and 4 never came live
+        seq, kind, data = next(frames)
+        assert (seq, kind) == (5, "batch") and [e[0] for e in data["events"]] == [3, 4, 5]
+
+
+def test_the_page_snapshot_is_the_status_snapshot_and_what_the_page_draws(site):
+    client, store, c, tokens, _ = site
+    _stored(store, c.id, [(1, 0.0, "step_start", {"trial": 1})])
+    page = client.get("/api/campaigns/web-test", headers={"Authorization": f"Bearer {tokens['viewer']}"}).json()
+    status = snapshot(store, "web-test")
+    assert {k: page[k] for k in status} == status
+    assert page["last_seq"] == 1 and page["parameters"] and page["objectives"][0]["name"]
+    assert page["trials"] == [] and page["approval"] is False
 
 
 def test_users_passwd_and_token_commands(tmp_path):

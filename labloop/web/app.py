@@ -41,7 +41,9 @@ from labloop.store.schema import AuditEntry
 from . import accounts, actions, pages
 from .accounts import WebUser
 from .live import LiveHub, StoreTail
-from .snapshot import campaign_list, campaign_snapshot, find_campaign
+from labloop.data.status import snapshot
+
+from .snapshot import campaign_list, find_campaign
 
 COOKIE = "labloop_session"
 LOGIN_CSRF = "labloop_login"
@@ -260,7 +262,7 @@ class Dashboard:
     # ------------------------------------------------------------------------------------------ helpers
     def _snapshot(self, name: str) -> dict[str, Any] | None:
         c = find_campaign(self.store, name)
-        return None if c is None else campaign_snapshot(self.store, c)
+        return None if c is None else snapshot(self.store, c, page=True)
 
     @staticmethod
     def _csrf_ok(request: Request, user: WebUser, form_token: Any = None) -> bool:

@@ -64,11 +64,13 @@ def index(user: WebUser, rows: list[dict[str, Any]]) -> str:
 
 
 def campaign(user: WebUser, snap: dict[str, Any], can: dict[str, bool]) -> str:
+    """``snap``: :func:`labloop.data.status.snapshot` with ``page=True``."""
+    c = snap["campaign"]
     controls = "".join(f'<button data-action="{a}" id="btn-{a}" class="act {a}">{a}</button>'
                        for a in ("pause", "resume", "stop", "estop") if can.get(a))
     body = (
-        f'<h1><span id="cname">{esc(snap["name"])}</span> <span id="state" class="state s-{esc(snap["state"])}">'
-        f'{esc(snap["state"])}</span></h1>'
+        f'<h1><span id="cname">{esc(c["name"])}</span> <span id="state" class="state s-{esc(c["state"])}">'
+        f'{esc(c["state"])}</span></h1>'
         f'<p id="liveness"></p><p id="note"></p><p id="stop-reason"></p>'
         f'<div id="controls">{controls}</div><p id="action-result" role="status"></p>'
         '<div class="grid">'
@@ -84,7 +86,7 @@ def campaign(user: WebUser, snap: dict[str, Any], can: dict[str, bool]) -> str:
         + json_block("snapshot", snap) + json_block("page", {"can": can, "csrf": user.csrf, "user": user.name,
                                                                "role": user.role})
     )
-    return _page(snap["name"], body, user, scripts=("plot.js", "app.js"))
+    return _page(c["name"], body, user, scripts=("plot.js", "app.js"))
 
 
 def audit(user: WebUser, rows: list[Any]) -> str:

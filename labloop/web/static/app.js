@@ -16,11 +16,11 @@
   function better(o, a, b) { return o.direction === "maximize" ? a > b : a < b; }
 
   function render() {
-    const st = $("state"); st.textContent = snap.state; st.className = "state s-" + snap.state;
-    $("liveness").textContent = snap.liveness ? "runner: " + snap.liveness.text : "";
-    $("note").textContent = snap.note && (snap.state === "running" || snap.state === "paused") ? "waiting: " + snap.note : "";
-    $("stop-reason").textContent = snap.stop_reason ? "stopped: " + snap.stop_reason : "";
-    document.body.setAttribute("data-state", snap.state);
+    const c = snap.campaign, st = $("state"); st.textContent = c.state; st.className = "state s-" + c.state;
+    $("liveness").textContent = snap.liveness ? "runner: " + snap.liveness.describe : "";
+    $("note").textContent = c.note && (c.state === "running" || c.state === "paused") ? "waiting: " + c.note : "";
+    $("stop-reason").textContent = c.stop_reason ? "stopped: " + c.stop_reason : "";
+    document.body.setAttribute("data-state", c.state);
     renderConvergence(); renderPareto(); renderLab(); renderStreams(); renderApprovals(); renderTrials();
   }
 
@@ -61,12 +61,12 @@
     const box = clear($("lab"));
     const t = document.createElement("table"); t.id = "stations";
     const head = t.insertRow(); ["station", "does", "trial", "sample", "since (UTC)"].forEach(h => head.appendChild(text("th", h)));
-    snap.running.forEach(r => {
+    snap.running_steps.forEach(r => {
       const row = t.insertRow();
-      [r.device || "?", r.step + (r.attempt > 1 ? ` (attempt ${r.attempt})` : ""), r.trial, r.sample, (r.since || "").slice(11, 19)]
+      [r.device || "?", r.label + (r.attempt > 1 ? ` (attempt ${r.attempt})` : ""), r.trial, r.sample, r.since || ""]
         .forEach(v => row.appendChild(text("td", v)));
     });
-    if (!snap.running.length) { const row = t.insertRow(); const c = text("td", "no station is working"); c.colSpan = 5; row.appendChild(c); }
+    if (!snap.running_steps.length) { const row = t.insertRow(); const c = text("td", "no station is working"); c.colSpan = 5; row.appendChild(c); }
     box.appendChild(t);
     const where = snap.samples.filter(s => !/^(done|discard|bin)/.test(s.location)).slice(-12);
     if (where.length) box.appendChild(text("p", "samples: " + where.map(s => `${s.sample} @ ${s.location}`).join(", ")));
@@ -75,7 +75,6 @@
   }
 
   function renderStreams() {
-    streamsDirty = false; lastStreams = Date.now();
     const box = clear($("streams"));
     plotStreams(box);
     const drawn = Date.now();
@@ -84,14 +83,14 @@
   }
 
   function plotStreams(box) {
-    if (!snap.running.length) { box.appendChild(text("p", "no step is running")); return; }
-    snap.running.forEach(r => {
+    if (!snap.running_steps.length) { box.appendChild(text("p", "no step is running")); return; }
+    snap.running_steps.forEach(r => {
       const bySignal = {};
       (r.stream || []).forEach(p => { (bySignal[p.signal] = bySignal[p.signal] || []).push([p.t, p.value]); });
       const names = Object.keys(bySignal);
       if (!names.length) return;
       const div = document.createElement("div"); div.className = "stream";
-      div.appendChild(text("h3", `trial ${r.trial} (now ${r.step} on ${r.device})`));
+      div.appendChild(text("h3", `trial ${r.trial} (now ${r.label} on ${r.device})`));
       const t0 = Math.min(...names.map(n => bySignal[n][0][0]));
       names.forEach(n => {
         const c = document.createElement("div"); div.appendChild(c);
@@ -150,7 +149,7 @@
     pending = setTimeout(async () => {
       pending = null;
       try {
-        const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.name)}`, {credentials: "same-origin"});
+        const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.campaign.name)}`, {credentials: "same-origin"});
         if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
         if (r.ok) { const s = await r.json(); s.last_seq = live.lastSeq; snap = s; live.refreshes++; render(); }
       } catch (e) { /* the next event retries */ }
@@ -206,16 +205,16 @@
 
   function stepEvent(kind, b) {
     /* what each station does, from the step events themselves: a trial is on one step at a time */
-    const old = snap.running.find(r => r.trial === b.trial);
-    snap.running = snap.running.filter(r => r.trial !== b.trial);
+    const old = snap.running_steps.find(r => r.trial === b.trial);
+    snap.running_steps = snap.running_steps.filter(r => r.trial !== b.trial);
     if (kind === "step_start") {
-      snap.running.push({trial: b.trial, step: b.step, device: b.device, attempt: b.attempt || 1,
-                         since: new Date().toISOString(), sample: old ? old.sample : null,
-                         stream: old ? old.stream : []});
-    } else if (old && old.step !== b.step) {
-      snap.running.push(old);  // the end of an earlier step, arriving after the next one began
+      snap.running_steps.push({trial: b.trial, label: b.step, device: b.device, attempt: b.attempt || 1,
+                               since: new Date().toISOString().slice(11, 19), sample: old ? old.sample : null,
+                               stream: old ? old.stream : []});
+    } else if (old && old.label !== b.step) {
+      snap.running_steps.push(old);  // the end of an earlier step, arriving after the next one began
     }
-    labDirty = true;
+    labDirty = streamsDirty = true;  // the streams shown are those of the running steps
   }
 
   function schedule() {
@@ -240,7 +239,7 @@
     }
     if (trialsDirty) { trialsDirty = false; renderConvergence(); renderPareto(); renderApprovals(); renderTrials(); }
     if (labDirty) { labDirty = false; renderLab(); }
-    if (streamsDirty && now - lastStreams >= STREAM_MS) renderStreams();
+    if (streamsDirty && now - lastStreams >= STREAM_MS) { streamsDirty = false; lastStreams = now; renderStreams(); }
     const drawn = Date.now();
     unshown.forEach(([a]) => { a.shown = drawn; });
     unshown = [];
@@ -258,7 +257,7 @@
     if (!doc || !doc.data) return false;
     let placed = false;
     for (const [k, v] of Object.entries(doc.data)) {
-      const target = typeof v === "number" && snap.running.find(r => r.device && k.startsWith(r.device + "_"));
+      const target = typeof v === "number" && snap.running_steps.find(r => r.device && k.startsWith(r.device + "_"));
       if (!target) continue;
       const stream = target.stream = target.stream || [];
       stream.push({signal: k, t: doc.time, value: v});
@@ -271,7 +270,7 @@
   async function act(action, args) {
     const out = $("action-result"); out.textContent = action + "…"; out.className = "";
     try {
-      const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.name)}/actions/${action}`, {
+      const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.campaign.name)}/actions/${action}`, {
         method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "X-CSRF-Token": page.csrf || ""}, body: JSON.stringify(args || {})});
       const j = await r.json();
@@ -287,7 +286,7 @@
   $("state-filter").onchange = renderTrials;
   render();
   function connect() {
-    const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.name)}/events?thin=1&after=${live.lastSeq}`);
+    const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.campaign.name)}/events?thin=1&after=${live.lastSeq}`);
     src.addEventListener("batch", e => {
       const b = JSON.parse(e.data);
       b.events.forEach(([seq, kind, body]) => onEvent(seq, kind, body));
@@ -296,8 +295,15 @@
       schedule();
     });
     src.addEventListener("live", () => { live.isLive = true; document.body.setAttribute("data-live", "1"); });
-    src.onerror = () => { live.isLive = false; document.body.setAttribute("data-live", "0"); };
+    src.onerror = () => {
+      live.isLive = false; document.body.setAttribute("data-live", "0");
+      /* EventSource retries a dropped connection by itself, but gives up on an answer that is not a stream (the
+         daemon restarting, the session gone): then check the session (refresh goes to sign-in on a 401) and
+         open a new stream after the last event the page has */
+      if (src.readyState === EventSource.CLOSED) { refresh(); setTimeout(live.reconnect, 2000); }
+    };
     live.source = src;
   }
+  live.reconnect = () => { live.source.close(); live.isLive = false; connect(); };
   connect();
 })();
