@@ -141,7 +141,8 @@ def main() -> None:
                 ".map(a => [a.seq, a.shown, a.caughtUp, !!a.reading, a.t]), l.startSeq]")
             shown = {q for q, t, _, _, _ in arr if t is not None}
             # events sent before the page was live came as catch-up from the store: not a live latency
-            for q, t, caught, reading, came in arr:
+            for q, t, caught, _, came in arr:
+                reading = q in emitted and q not in campaign
                 readings_received += reading
                 if t is None or caught or q not in emitted:
                     continue
@@ -152,6 +153,7 @@ def main() -> None:
                     lat.append(t - emitted[q])
                     lat_arrived.append(came - emitted[q])
             # the page started from its snapshot's last seq: what came before was in the snapshot, not lost
+            start = start if start is not None else min(shown, default=0)  # (a page without startSeq: older code)
             lost += [(q, kind_of[q]) for q in sorted(campaign) if q > start and q not in shown]
         n_readings = len(emitted) - len(campaign)
         print(json.dumps({"bench": "dashboard_event_latency", "pages": a.pages, "events": len(emitted),

@@ -168,7 +168,7 @@
   const STREAM_MS = 1000, REFETCH_MS = 1000, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000, FALLBACK_MS = 250;
   const TRIAL_EVENTS = new Set(["proposal", "trial_start", "measurement", "failure"]);
   let drawQueued = false, fallback = null, later = null, unshown = [], unplotted = [];
-  let streamsDirty = false, trialsDirty = false, labDirty = false, structural = false, lastStreams = 0, lastFetch = 0;
+  let streamsDirty = false, stepsMoved = false, trialsDirty = false, labDirty = false, structural = false, lastStreams = 0, lastFetch = 0;
   live.startSeq = live.lastSeq; live.thinned = 0;
 
   function onEvent(seq, kind, body) {
@@ -209,12 +209,13 @@
     snap.running_steps = snap.running_steps.filter(r => r.trial !== b.trial);
     if (kind === "step_start") {
       snap.running_steps.push({trial: b.trial, label: b.step, device: b.device, attempt: b.attempt || 1,
-                               since: new Date().toISOString().slice(11, 19), sample: old ? old.sample : null,
+                               since: new Date().toISOString().slice(11, 19),
+                               sample: old ? old.sample : (snap.trials.find(t => t.number === b.trial) || {}).sample,
                                stream: old ? old.stream : []});
     } else if (old && old.label !== b.step) {
       snap.running_steps.push(old);  // the end of an earlier step, arriving after the next one began
     }
-    labDirty = streamsDirty = true;  // the streams shown are those of the running steps
+    labDirty = streamsDirty = stepsMoved = true;  // the streams shown are those of the running steps: redraw now
   }
 
   function schedule() {
@@ -227,7 +228,7 @@
   function draw() {
     if (!drawQueued) return;
     drawQueued = false; clearTimeout(fallback);
-    const now = Date.now();
+    const now = Date.now(), busy = unshown.length > 0 || trialsDirty || labDirty;
     if (unshown.length) {
       /* the list names campaign events and run starts/ends; readings are plotted, not listed */
       const list = $("events"), items = document.createDocumentFragment();
@@ -239,10 +240,14 @@
     }
     if (trialsDirty) { trialsDirty = false; renderConvergence(); renderPareto(); renderApprovals(); renderTrials(); }
     if (labDirty) { labDirty = false; renderLab(); }
-    if (streamsDirty && now - lastStreams >= STREAM_MS) { streamsDirty = false; lastStreams = now; renderStreams(); }
+    const streamsDue = streamsDirty && (stepsMoved || now - lastStreams >= STREAM_MS);
+    /* the stream charts are the heaviest part: never in the frame that shows campaign events, so those are
+       painted as soon as they are applied; the charts follow in the next frame */
+    if (streamsDue && !busy) { streamsDirty = stepsMoved = false; lastStreams = now; renderStreams(); }
     const drawn = Date.now();
     unshown.forEach(([a]) => { a.shown = drawn; });
     unshown = [];
+    if (streamsDue && busy) schedule();
     if (structural && now - lastFetch >= REFETCH_MS) { structural = false; lastFetch = now; refresh(); }
     if ((streamsDirty || structural) && !later) {  // come back when the stream or the refetch is due
       const wait = Math.max(0, Math.min(streamsDirty ? lastStreams + STREAM_MS : Infinity,
