@@ -186,7 +186,7 @@ class RandomSearch:
 class BayBE:
     def __init__(self, table: Table, seed: int, init: list[int]):
         from baybe import Campaign
-        from baybe.parameters import CategoricalParameter, NumericalDiscreteParameter
+        from baybe.parameters import NumericalDiscreteParameter
         from baybe.searchspace import SearchSpace
         from baybe.targets import NumericalTarget
         from baybe.utils.random import set_random_seed
@@ -203,9 +203,7 @@ class BayBE:
                     )
                 )
             else:
-                params.append(
-                    CategoricalParameter(name=c, values=tuple(sorted(df[c].astype(str).unique())))
-                )
+                params.append(self._categorical(c, tuple(sorted(df[c].astype(str).unique()))))
         inp = df[table.inputs].copy()
         for c in table.numeric:
             inp[c] = inp[c].astype(float)
@@ -222,6 +220,11 @@ class BayBE:
         self._pending = []
         for i in init:
             self.observe(i, table.y[i])
+
+    def _categorical(self, name: str, values: tuple):
+        from baybe.parameters import CategoricalParameter
+
+        return CategoricalParameter(name=name, values=values)  # BayBE's default: one-hot
 
     def observe(self, i: int, y: float):
         row = {c: (float(v) if c in self.t.numeric else v) for c, v in self.t.params(i).items()}
@@ -250,6 +253,27 @@ class BayBE:
             row[self.t.target] = float(self.t.y[i])
             df.append(row)
         self.campaign.add_measurements(pd.DataFrame(df))
+
+
+class BayBEChem(BayBE):
+    """BayBE with its chemical encodings (issue 13 item 4): every categorical column whose values are all valid
+    SMILES becomes a ``SubstanceParameter`` (label = the SMILES) with ``ENCODING`` (BayBE's defaults otherwise:
+    decorrelated descriptors); other categorical columns stay one-hot. Needs ``baybe[chem]`` in the peer venv."""
+
+    ENCODING = "MORDRED"
+
+    def _categorical(self, name: str, values: tuple):
+        from baybe.parameters import SubstanceParameter
+        from rdkit import Chem, RDLogger
+
+        RDLogger.DisableLog("rdApp.*")
+        if all(Chem.MolFromSmiles(v) is not None for v in values):
+            return SubstanceParameter(name=name, data={v: v for v in values}, encoding=self.ENCODING)
+        return super()._categorical(name, values)
+
+
+def _chem(encoding: str) -> type:
+    return type(f"BayBE_{encoding}", (BayBEChem,), {"ENCODING": encoding})
 
 
 class Ax:
@@ -362,7 +386,10 @@ class Ax:
         }
 
 
-METHODS = {"random": RandomSearch, "baybe": BayBE, "ax": Ax}
+METHODS = {"random": RandomSearch, "baybe": BayBE, "ax": Ax,
+           # BayBE's chemical encodings (issue 13 item 4): descriptors like labloop's rdkit_descriptors, Morgan/ECFP
+           # bits like labloop's morgan_fingerprint, and BayBE's default substance encoding (Mordred)
+           "baybe_rdkit": _chem("RDKIT2DDESCRIPTORS"), "baybe_ecfp": _chem("ECFP"), "baybe_mordred": _chem("MORDRED")}
 
 
 # ----------------------------------------------------------------- runner
