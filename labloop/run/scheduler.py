@@ -356,12 +356,17 @@ class Scheduler:
     # ------------------------------------------------------------------ operator requests
     def _request_loop(self) -> None:
         """The request thread: poll for requests every REQUEST_POLL_S (one indexed select) and answer them."""
+        said = None
         while not self._requests_end.wait(REQUEST_POLL_S):
             try:
                 self._serve_requests()
+                said = None
             except Exception as exc:  # noqa: BLE001 - a store hiccup: the request stays pending, the next poll retries
-                print(f"labloop: serving operator requests failed, retrying: {type(exc).__name__}: {exc}",
-                      file=sys.stderr, flush=True)
+                problem = f"{type(exc).__name__}: {exc}"
+                if problem != said:  # once per problem, not every poll
+                    print(f"labloop: serving operator requests failed, retrying: {problem}", file=sys.stderr,
+                          flush=True)
+                    said = problem
 
     def _stop_serving(self) -> None:
         """No request is answered after this returns (one being answered now is finished first)."""
