@@ -12,13 +12,11 @@ from pathlib import Path
 
 import psutil
 import zmq
-from sqlalchemy import insert
 
 from labloop.control.client import Client
 from labloop.control.keys import ClientKey, ServerKeys
 from labloop.errors import LabloopError
 from labloop.store import Store
-from labloop.store.schema import User, utcnow
 
 
 def add_user(store_url: str, name: str, role: str, server: ServerKeys) -> ClientKey:
@@ -26,9 +24,7 @@ def add_user(store_url: str, name: str, role: str, server: ServerKeys) -> Client
     public, secret = zmq.curve_keypair()
     st = Store(store_url)
     try:
-        with st.session() as s:
-            s.execute(insert(User).values(name=name, role=role, public_key=public.decode(), created_at=utcnow(),
-                                          created_by="test"))
+        st.add_user(name, role, public.decode(), created_by="test")
     finally:
         st.close()
     return ClientKey(name=name, role=role, public_key=public.decode(), secret_key=secret.decode(),

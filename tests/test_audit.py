@@ -178,3 +178,44 @@ def test_audit_command_prints_and_verifies(sqlite_url):
     assert r.exit_code == 2 and "no campaign 'nope'" in r.output and "Traceback" not in r.output
     assert other.id == 2
     store.close()
+
+
+def test_a_daemon_command_is_audited_in_its_requests_transaction_and_the_answer_carries_the_change(store_url):
+    store = Store(store_url)
+    c = store.create_campaign("one-commit", "name: one-commit\n", "c" * 64)
+    accepted = audit.entry(user="ana", role="operator", address="tcp://10.0.0.7:50123", command="pause",
+                           args={"campaign": "one-commit"}, outcome="accepted")
+    with pytest.raises(Exception):  # no such campaign: the request is refused by the store, and so is its audit row
+        store.request(c.id + 1000, "pause", {}, user="ana", command=accepted)
+    assert [r.action for r in store.audit_log()] == ["campaign.start"]
+    rid = store.request(c.id, "pause", {}, user="ana", command=accepted)
+    assert store.answer_request(rid, "done", "paused", campaign={"state": "paused", "note": "paused by operator"})
+    rows = store.audit_log()
+    assert [(r.action, r.outcome) for r in rows] == [("campaign.start", None), ("pause", "accepted"),
+                                                     ("request.pause", None), ("request.done", None)]
+    assert (rows[1].user, rows[1].role, rows[1].address) == ("ana", "operator", "tcp://10.0.0.7:50123")
+    assert (store.campaign(c.id).state, store.campaign(c.id).note) == ("paused", "paused by operator")
+    assert not store.answer_request(rid, "done", "again", campaign={"state": "running"})  # answered once
+    assert store.campaign(c.id).state == "paused"
+    assert audit.verify(store) == []
+    store.close()
+
+
+def test_an_operator_request_waits_for_the_labs_write_lock_instead_of_failing(tmp_path):
+    """SQLite: the request takes the write lock itself (asking every millisecond); held by another process's
+    transaction meanwhile, it waits for it and is then written."""
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    store = Store(url)
+    c = store.create_campaign("locked", "name: locked\n", "c" * 64)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({str(tmp_path / 'labloop.db')!r}, isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(0.5); c.execute('COMMIT')\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rid = store.request(c.id, "pause", {}, user="ana")  # SQLite itself would say "database is locked" at once
+        assert store.operator_request(rid).state == "pending"
+    finally:
+        assert holder.wait(30) == 0
+        store.close()

@@ -324,3 +324,40 @@ def test_emergency_stop_ends_a_run_held_by_a_suspender(tmp_path):
     assert result["decision"].rule == "estop"
     assert [t.state for t in store.trials(cid)] == ["interrupted"]
     store.close()
+
+
+def test_requests_are_answered_while_the_control_thread_is_busy(tmp_path, monkeypatch):
+    """The runner's request thread answers a pause and an emergency stop while the control thread is stuck in
+    its own work (here: a stopping rule that does not return until the test lets it)."""
+    import threading
+
+    from labloop.run import scheduler as sched
+
+    busy, release = threading.Event(), threading.Event()
+    real_check = sched.check
+
+    def slow_check(spec, trials, started):
+        if len(trials) >= 2 and not release.is_set():
+            busy.set()
+            release.wait(60)
+        return real_check(spec, trials, started)
+
+    monkeypatch.setattr(sched, "check", slow_check)
+    store, runner = start(two_chamber(max_trials=50), tmp_path)
+    th, result = in_background(runner)
+    cid = runner.campaign.id
+    try:
+        assert busy.wait(60)
+        pause = store.request(cid, "pause", user="bob")
+        wait_for(lambda: store.operator_request(pause).state != "pending")
+        assert busy.is_set() and not release.is_set()  # answered while the control thread was still held
+        assert (store.operator_request(pause).state, store.campaign(cid).state) == ("done", "paused")
+        estop = store.request(cid, "estop", user="carol")
+        wait_for(lambda: store.operator_request(estop).state != "pending")
+        assert store.operator_request(estop).state == "done"
+        assert store.campaign(cid).state == "estopped"
+    finally:
+        release.set()
+        th.join(30)
+    assert result["decision"].rule == "estop"
+    store.close()

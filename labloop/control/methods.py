@@ -9,7 +9,7 @@ problem and the fix). The operator commands reuse exactly what the command line 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,20 @@ class Call:
     role: str
     store: Store
     supervisor: Supervisor
+    #: the "accepted" audit row of this command while not yet written (``Store.audit`` arguments): a method that
+    #: queues a runner request writes it in the request's transaction (:meth:`command`); anything else writes it
+    #: first (:meth:`audit_now`), and the daemon writes whatever is left when the method ends.
+    accepted: dict[str, Any] | None = field(default=None)
+
+    def command(self) -> dict[str, Any] | None:
+        """The pending audit row, handed over to be written with a request (at most once)."""
+        row, self.accepted = self.accepted, None
+        return row
+
+    def audit_now(self) -> None:
+        row = self.command()
+        if row is not None:
+            self.store.audit(**row)
 
 
 def status(c: Call, params: p.StatusParams) -> Any:
@@ -47,7 +61,7 @@ def list_(c: Call, params: p.ListParams) -> Any:
 
 def _ask(c: Call, action: str, params: Any, args: dict[str, Any] | None = None) -> Any:
     camp = pick_campaign(c.store, params.campaign)
-    outcome = ask_runner(c.store, camp, action, args, c.user, params.wait)
+    outcome = ask_runner(c.store, camp, action, args, c.user, params.wait, c.command())
     return {"campaign": camp.name, "campaign_id": camp.id, "outcome": outcome}
 
 
@@ -72,13 +86,14 @@ def resume(c: Call, params: p.ControlParams) -> Any:
         raise LabloopError(f"campaign '{camp.name}': its runner {life.host}:{life.pid} still exists but has not "
                            f"answered for {life.heartbeat_age or 0:.0f} s",
                            f"if it is hung, stop it (kill {life.pid}), then resume again")
+    c.audit_now()
     report = c.supervisor.spawn(c.user, resume=camp.id)
     return {"campaign": camp.name, "campaign_id": camp.id,
             "outcome": f"restarted in a new process (pid {report['pid']}) on the daemon's host"}
 
 
 def estop_(c: Call, params: p.EstopParams) -> Any:
-    return {"lines": estop(c.store, params.campaign, c.user, params.wait)}
+    return {"lines": estop(c.store, params.campaign, c.user, params.wait, c.command())}
 
 
 def approve(c: Call, params: p.ApproveParams) -> Any:
@@ -118,6 +133,9 @@ assert set(HANDLERS) == set(p.METHODS)
 
 #: Reads are audited when refused only: a dashboard polling status each second would bury the commands.
 READS = frozenset({"status", "list", "missed"})
+#: Commands whose "accepted" row is written with the runner request they queue (``Call.accepted``); the others'
+#: row is written before the method runs.
+WITH_REQUEST = frozenset({"pause", "resume", "stop", "estop", "approve", "reject"})
 
 
 def audit_args(method: str, params: Any) -> dict[str, Any]:

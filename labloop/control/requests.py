@@ -8,11 +8,15 @@ campaign for longer than ``wait``; a silent runner is explained through its live
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from labloop.errors import LabloopError
 from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.store import Store
 from labloop.store.schema import Campaign, OperatorRequest
+
+#: How often a waiting caller reads its request's state (one primary-key read; only while it waits).
+ANSWER_POLL_S = 0.005
 
 
 def await_answers(st: Store, request_ids: list[int], wait: float) -> dict[int, OperatorRequest]:
@@ -28,16 +32,18 @@ def await_answers(st: Store, request_ids: list[int], wait: float) -> dict[int, O
                     answered[rid] = r
         if len(answered) == len(request_ids) or time.monotonic() >= deadline:
             return answered
-        time.sleep(0.01)
+        time.sleep(ANSWER_POLL_S)
 
 
-def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float) -> str:
+def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float,
+               command: dict[str, Any] | None = None) -> str:
     """Queue a request for ``c``'s runner and wait for its answer; returns the outcome or raises when refused.
-    With no answer in time, explains what the runner's liveness says."""
+    With no answer in time, explains what the runner's liveness says. ``command``: an audit row to write in the
+    request's transaction (:meth:`Store.request`)."""
     if c.state not in ACTIVE_STATES and not (action in ("stop", "approve", "reject") and c.state == "estopped"):
         raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason})",
                            "start a new campaign with `labloop run FILE`")
-    rid = st.request(c.id, action, args or {}, user)
+    rid = st.request(c.id, action, args or {}, user, command)
     r = await_answers(st, [rid], wait).get(rid)
     if r is not None and r.state == "done":
         return r.outcome or "done"
@@ -55,15 +61,21 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
     raise LabloopError(msg, fix)
 
 
-def estop(st: Store, campaign: str | int | None, user: str | None, wait: float) -> list[str]:
+def estop(st: Store, campaign: str | int | None, user: str | None, wait: float,
+          command: dict[str, Any] | None = None) -> list[str]:
     """Emergency stop of one campaign, or of every running campaign of the store at once (all requests are
-    queued before any answer is awaited). Returns one line per answer; raises when a runner did not answer."""
+    queued before any answer is awaited). Returns one line per answer; raises when a runner did not answer.
+    ``command``: an audit row written with the first request (:meth:`Store.request`)."""
     targets = ([st.campaign(campaign)] if campaign is not None
                else [c for c in st.campaigns() if c.state in ACTIVE_STATES])
     if not targets:
         raise LabloopError("no campaign of this store is running: nothing to stop",
                            "pass --store with the store of the running campaign")
-    ids = {c.id: st.request(c.id, "estop", {}, user) for c in targets if c.state in ACTIVE_STATES}
+    ids = {}
+    for c in targets:
+        if c.state in ACTIVE_STATES:
+            ids[c.id] = st.request(c.id, "estop", {}, user, command)
+            command = None
     if not ids:
         raise LabloopError(f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
                            "nothing of it is moving")

@@ -193,9 +193,12 @@ class Daemon:
                 reply = protocol.error(req.id, *refused)
                 self._audit(user, role, address, req.method, args, "refused", refused[1])
             else:
-                if req.method not in methods.READS:
-                    self._audit(user, role, address, req.method, args, "accepted", None)
                 call = methods.Call(user, role, self.store, self.supervisor)
+                if req.method not in methods.READS:
+                    call.accepted = audit.entry(user=user, role=role, address=address, command=req.method,
+                                                args=args, outcome="accepted")
+                    if req.method not in methods.WITH_REQUEST:
+                        call.audit_now()
                 try:
                     result = methods.HANDLERS[req.method](call, params)
                     encoded = json.dumps(result, default=str).encode()
@@ -205,6 +208,8 @@ class Daemon:
                         + encoded + b"}"
                 except LabloopError as exc:
                     reply = protocol.error(req.id, "refused", exc.problem, exc.fix or "")
+                finally:
+                    call.audit_now()  # refused before it queued its request (an ended campaign): accepted all the same
         except Exception as exc:  # noqa: BLE001 - a bug in one method answers that request, the daemon goes on
             reply = protocol.error(req.id, "internal", f"{req.method} failed: {type(exc).__name__}: {exc}",
                                    "this is a labloop bug; the daemon's output has the details")

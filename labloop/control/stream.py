@@ -11,13 +11,12 @@ stuck subscriber never slows the daemon or the lab; it notices the gap in ``seq`
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import zmq
 
 from labloop.store import Store
-from labloop.store.events import events_after, last_seq
+from labloop.store.events import CampaignTail
 from . import protocol
 
 POLL_S = 0.005
@@ -35,8 +34,7 @@ class Publisher:
         self.sock.setsockopt(zmq.SNDHWM, HWM)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.bind(bind)
-        self._watch: dict[int, list[Any]] = {}  # campaign id -> [name, last published seq, until (or None)]
-        self._lock = threading.Lock()
+        self.tail = CampaignTail(store)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labloop-stream", daemon=True)
         self._also: list[Any] = []
@@ -51,28 +49,15 @@ class Publisher:
 
     def watch(self, campaign_id: int, name: str, from_seq: int | None = None) -> None:
         """Publish ``campaign_id``'s events after ``from_seq`` (default: those stored from now on)."""
-        start = last_seq(self.store, campaign_id) if from_seq is None else from_seq
-        with self._lock:
-            if campaign_id in self._watch:
-                self._watch[campaign_id][2] = None
-            else:
-                self._watch[campaign_id] = [name, start, None]
+        self.tail.watch(campaign_id, name, from_seq)
 
     def unwatch_later(self, campaign_id: int) -> None:
-        with self._lock:
-            if campaign_id in self._watch:
-                self._watch[campaign_id][2] = time.monotonic() + LINGER_S
+        self.tail.unwatch_later(campaign_id, LINGER_S)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                watched = [(cid, w[0], w[1], w[2]) for cid, w in self._watch.items()]
             sent = 0
-            for cid, name, after, until in watched:
-                try:
-                    rows = events_after(self.store, cid, after, 500)
-                except Exception:  # noqa: BLE001 - a store hiccup: try again next poll, the rows stay
-                    rows = []
+            for cid, name, rows in self.tail.read():
                 for e in rows:
                     frames = protocol.stream_message(name, cid, e.seq, e.at.isoformat() if e.at else "",
                                                      e.kind, e.body)
@@ -83,13 +68,6 @@ class Publisher:
                     for listener in self._also:
                         listener(cid, e.seq, e.kind, e.body)
                     sent += 1
-                with self._lock:
-                    w = self._watch.get(cid)
-                    if w is not None:
-                        if rows:
-                            w[1] = rows[-1].seq
-                        if not rows and until is not None and time.monotonic() > until:
-                            del self._watch[cid]
             if not sent:
                 self._stop.wait(POLL_S)
 

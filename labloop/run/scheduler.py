@@ -2,10 +2,16 @@
 
 Who does what, and which state each thread may touch:
 
-* the **control thread** (the one in :meth:`Scheduler.run`) only decides and dispatches: it answers operator
-  requests (an emergency stop first, within one poll of ~20 ms, whatever else is busy), applies the stopping rules,
-  hands the strategy a snapshot to think about and launches the trials it proposes. It alone changes ``paused``,
-  ``stopping`` and ``_launched``, and it never waits on the optimizer or a device;
+* the **control thread** (the one in :meth:`Scheduler.run`) only decides and dispatches: it applies the stopping
+  rules, hands the strategy a snapshot to think about and launches the trials it proposes. It alone changes
+  ``stopping``, and it never waits on the optimizer or a device;
+* the **request thread** answers operator requests (an emergency stop first), within one poll of ~20 ms of their
+  commit whatever else is busy. Why not the control thread: its pass re-reads every trial, and at a high
+  ``time_scale`` the RunEngines' callbacks make each of the many GIL handoffs of that read slow, so a request
+  waited for the end of a pass (tens to hundreds of ms). It changes ``paused`` (as workers calling for an operator
+  do), ``_stop_requested``, and launches the trials an operator approves (``_launched`` is guarded by ``_lock``);
+  whatever it changes, it wakes the control thread. A launch racing a pause is harmless: every worker checks
+  ``paused`` before each physical action;
 * the **strategy thread** (:class:`~labloop.run.workers.AskService`) runs ``ask`` on copies of the observations;
 * **worker threads** (:class:`~labloop.run.workers.WorkerPool`, one per trial in flight) do the physical work:
   each walks one trial through its workflow, reserving stations and the robot from
@@ -112,7 +118,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._unplaced: set[int] = set()  # launched trials not yet holding their first station (guarded by _lock)
         self._active: set[TrialExecutor] = set()  # executors running a trial now (guarded by _lock)
-        self._launched: set[int] = set()  # control thread only
+        self._launched: set[int] = set()  # launched trials (guarded by _lock: approvals launch from the request thread)
         self._first_move: dict[int, threading.Event] = {}  # resumed trials whose sample a robot holds (set: put down)
         self.estopped = threading.Event()
         self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
@@ -120,7 +126,9 @@ class Scheduler:
         self.paused = threading.Event()
         self.need_operator: str | None = None
         self._failure_streak_seen: int | None = None  # the last trial of a same-cause streak we paused for
-        self._stop_requested = False  # an operator's stop was accepted (control thread only)
+        self._stop_requested = False  # an operator's stop was accepted (set by the request thread)
+        self._serving = threading.Lock()  # held while requests are answered: one server at a time
+        self._requests_end = threading.Event()  # set: the request thread stops (the campaign is ending)
 
     # ------------------------------------------------------------------ setup
     def _first_kind(self) -> str | None:
@@ -183,28 +191,33 @@ class Scheduler:
         # (no thread's results depend on it); set before any worker starts, restored after they are joined.
         switch = sys.getswitchinterval()
         sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
+        requests = threading.Thread(target=self._request_loop, name="requests", daemon=True)
         try:
             self._serve_requests()  # requests queued while no process ran (a stop is honoured before anything moves)
+            requests.start()
             self._resume_gripper_moves()
             for r in self.resumptions:
                 if not r.in_gripper:
                     self._launch(r.trial, r)
             return self._loop()
         finally:
+            self._stop_serving()
+            if requests.is_alive():
+                requests.join(5.0)
             self.asker.shutdown()
             self._beat.set()
             sys.setswitchinterval(switch)
 
     def _resume_gripper_moves(self) -> None:
         """A sample a robot still holds (its move was cut short) is put down before anything else uses the robot:
-        every other move would be refused while the gripper is full. Operator requests are served meanwhile."""
+        every other move would be refused while the gripper is full. Operator requests are served meanwhile (by
+        the request thread)."""
         first = [r for r in self.resumptions if r.in_gripper]
         for r in first:
             self._first_move[r.trial.id] = threading.Event()
             self._launch(r.trial, r)
         while (not all(self._first_move[r.trial.id].is_set() for r in first)
                and not self.estopped.is_set() and not self.stopping.is_set()):
-            self._serve_requests()
             time.sleep(REQUEST_POLL_S)
 
     def _release_robot(self, trial: Trial) -> None:
@@ -214,14 +227,13 @@ class Scheduler:
             moved.set()
 
     def _loop(self) -> StopDecision:
-        """Serve requests every poll; on any change (or every REFRESH_S), apply the stopping rules and propose."""
+        """On any change (or every REFRESH_S), apply the stopping rules and propose."""
         cid = self.campaign.id
         stopping: StopDecision | None = None
         next_refresh = 0.0
         while True:
             if self._lease_lost():
                 return self._end_lease_lost()
-            self._serve_requests()
             now = time.monotonic()
             if self.wake.is_set() or now >= next_refresh:
                 self.wake.clear()  # cleared before reading: a change after this read wakes the next pass
@@ -252,6 +264,9 @@ class Scheduler:
         return decision
 
     def _finish(self, stopping: StopDecision) -> StopDecision:
+        self._stop_serving()  # what is answered from now on would not be carried out
+        if self.estopped.is_set() and stopping.rule != "estop":  # came in while the last trials finished
+            stopping = self._stop_decision([])
         stragglers = self.workers.join(5.0)
         if stragglers:
             self._alert("campaign.stragglers", f"worker threads did not end: {', '.join(stragglers)}",
@@ -339,9 +354,33 @@ class Scheduler:
                 continue  # it moved on meanwhile (a last worker finished it)
 
     # ------------------------------------------------------------------ operator requests
+    def _request_loop(self) -> None:
+        """The request thread: poll for requests every REQUEST_POLL_S (one indexed select) and answer them."""
+        said = None
+        while not self._requests_end.wait(REQUEST_POLL_S):
+            try:
+                self._serve_requests()
+                said = None
+            except Exception as exc:  # noqa: BLE001 - a store hiccup: the request stays pending, the next poll retries
+                problem = f"{type(exc).__name__}: {exc}"
+                if problem != said:  # once per problem, not every poll
+                    print(f"labloop: serving operator requests failed, retrying: {problem}", file=sys.stderr,
+                          flush=True)
+                    said = problem
+
+    def _stop_serving(self) -> None:
+        """No request is answered after this returns (one being answered now is finished first)."""
+        with self._serving:
+            self._requests_end.set()
+
     def _serve_requests(self) -> None:
         """Answer every pending operator request: done with what happened, or refused with why. An emergency stop
         acts straight from the poll, before any other request is even loaded."""
+        with self._serving:
+            if not self._requests_end.is_set() and not self._lease_lost():
+                self._serve_pending()
+
+    def _serve_pending(self) -> None:
         pending = self.store.pending_actions(self.campaign.id)
         if not pending:
             return
@@ -353,13 +392,16 @@ class Scheduler:
                 self.store.answer_request(req.id, "done", estop_outcome)
                 estop_outcome = "already halted by the emergency stop above"
                 continue
+            changes: dict[str, Any] = {}  # the campaign row's, committed with the answer
             try:
-                state, outcome = self._handle(req)
+                state, outcome = self._handle(req, changes)
             except LabloopError as exc:
                 state, outcome = "refused", exc.problem
-            self.store.answer_request(req.id, state, outcome)
+            self.store.answer_request(req.id, state, outcome, campaign=changes)
 
-    def _handle(self, req: OperatorRequest) -> tuple[str, str]:
+    def _handle(self, req: OperatorRequest, changes: dict[str, Any]) -> tuple[str, str]:
+        """Carry out one request; what it changes on the campaign row goes in ``changes`` (committed with the
+        answer: one transaction, where the write lock is shared with every commit of the running lab)."""
         action = req.action
         if action == "estop":  # a second estop while halted
             return "done", "every device was already told to stop (emergency stop in force)"
@@ -367,7 +409,7 @@ class Scheduler:
             return "refused", "the campaign is in emergency stop; run `labloop resume` to restart it"
         if action == "stop":
             self._stop_requested = True
-            self.store.update_campaign(self.campaign.id, control="stop")
+            changes.update(control="stop")
             self.wake.set()
             return "done", "stopping: trials in flight finish, nothing new starts"
         if action == "pause":
@@ -376,7 +418,7 @@ class Scheduler:
             if self.paused.is_set():
                 return "done", "already paused" + (f" ({self.need_operator})" if self.need_operator else "")
             self.paused.set()
-            self.store.update_campaign(self.campaign.id, state="paused", control="pause", note="paused by operator")
+            changes.update(state="paused", control="pause", note="paused by operator")
             self.observer("paused", {"reason": f"paused by {req.user}"})
             return "done", "paused: steps running now finish, nothing new starts"
         if action == "resume":
@@ -388,7 +430,7 @@ class Scheduler:
                 restored += [f"{d} (calibration)" for d in calibration.restore(self.store, self.lab)]
             self.need_operator = None
             self.paused.clear()
-            self.store.update_campaign(self.campaign.id, state="running", control="run", note=None)
+            changes.update(state="running", control="run", note=None)
             self.observer("resumed", {"restored": restored})
             self.wake.set()
             return "done", "resumed" + (f"; back in service: {', '.join(restored)}" if restored else "")
@@ -498,9 +540,9 @@ class Scheduler:
             return 0 if in_flight else self.spec.strategy.batch_size
         if self.first_kind is None:
             return 0 if in_flight else 1
-        awaiting = sum(1 for t in trials if t.state == S.PROPOSED and t.id not in self._launched)
         free = len(self.res.free(self.first_kind)) + self.spec.scheduling.lookahead
         with self._lock:
+            awaiting = sum(1 for t in trials if t.state == S.PROPOSED and t.id not in self._launched)
             unplaced = len(self._unplaced)
         return max(0, free - unplaced - awaiting)
 
@@ -543,9 +585,9 @@ class Scheduler:
         return True
 
     def _launch(self, trial: Trial, resumption: Resumption | None = None) -> None:
-        self._launched.add(trial.id)
-        if resumption is None or resumption.held is None:
-            with self._lock:
+        with self._lock:
+            self._launched.add(trial.id)
+            if resumption is None or resumption.held is None:
                 self._unplaced.add(trial.id)
         self.workers.start(trial.id, str(trial.number), self._worker, trial, resumption)
 

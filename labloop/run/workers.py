@@ -18,29 +18,35 @@ from typing import Any
 
 
 class WorkerPool:
-    """One thread per trial in flight, keyed by trial id. Used by the control thread only (start, alive, join);
-    the workers themselves never touch it."""
+    """One thread per trial in flight, keyed by trial id. Used by the control thread and the request thread (an
+    approval launches its trials), never by the workers themselves."""
 
     def __init__(self, prefix: str = "trial"):
         self.prefix = prefix
         self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
 
     def start(self, key: int, name: str, fn: Callable[..., None], *args: Any) -> None:
         # daemon: a worker stuck in a driver call must not keep a killed campaign's process alive; the scheduler
         # still joins every worker before it reports the campaign ended.
         th = threading.Thread(target=fn, args=args, name=f"{self.prefix}-{name}", daemon=True)
-        self._threads[key] = th
+        with self._lock:
+            self._threads[key] = th
         th.start()
 
+    def _all(self) -> list[tuple[int, threading.Thread]]:
+        with self._lock:
+            return list(self._threads.items())
+
     def alive(self) -> list[int]:
-        return [k for k, th in self._threads.items() if th.is_alive()]
+        return [k for k, th in self._all() if th.is_alive()]
 
     def join(self, timeout: float) -> list[str]:
         """Join every worker (``timeout`` seconds in all); returns the names of those still running."""
         deadline = time.monotonic() + timeout
-        for th in self._threads.values():
+        for _, th in self._all():
             th.join(max(0.0, deadline - time.monotonic()))
-        return [th.name for th in self._threads.values() if th.is_alive()]
+        return [th.name for _, th in self._all() if th.is_alive()]
 
 
 @dataclass

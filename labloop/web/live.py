@@ -6,7 +6,8 @@ store, then the live ones, skipping any it already has: no gap, no duplicate. Wh
 
 - inside the daemon, its stream feed calls :meth:`LiveHub.publish` for each message as it passes (lowest latency);
 - otherwise (``labloop web`` beside a store, or a daemon that does not feed the hub) :class:`StoreTail` reads new
-  rows of the ``events`` table every ``interval`` seconds, one indexed query, and publishes them.
+  rows of the ``events`` table every ``interval`` seconds, one indexed query per running campaign, and publishes
+  them.
 
 A slow page never slows anyone: each page has a bounded queue; a page that falls behind is told to reconnect and
 then catches up from the store.
@@ -18,14 +19,12 @@ import asyncio
 import collections
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import func, select
-
 from labloop.store import Store
-from labloop.store.events import events_after
-from labloop.store.schema import Event
+from labloop.store.events import CampaignTail, active_campaigns, events_after, last_seqs
 
 from .thin import Thinner
 
@@ -34,6 +33,8 @@ QUEUE = 10_000
 KEEPALIVE_S = 15.0
 #: rows read from the store per query while a page catches up
 CATCH_UP = 5000
+#: seconds the store tail keeps reading a campaign that ended (its last events)
+LINGER_S = 10.0
 
 
 def sse(seq: int | None, kind: str, data: Any) -> bytes:
@@ -177,13 +178,18 @@ class LiveHub:
 
 
 class StoreTail:
-    """Publishes new ``events`` rows to a hub, reading the table every ``interval`` seconds on its own thread."""
+    """Publishes new ``events`` rows to a hub, reading the store every ``interval`` seconds on its own thread.
 
-    def __init__(self, store: Store, hub: LiveHub, interval: float = 0.05):
-        self.store, self.hub, self.interval = store, hub, interval
+    It reads with the daemon stream's per-campaign tail (:class:`~labloop.store.events.CampaignTail`, by ``seq``),
+    over the campaigns running or paused (looked up every ``discover`` seconds; one that ends is read a little
+    longer, for its last events). Every event stored after the tail started is published once: a campaign seen
+    later is read from where it stood at the start (from its first event, for one created since)."""
+
+    def __init__(self, store: Store, hub: LiveHub, interval: float = 0.05, discover: float = 1.0):
+        self.store, self.hub, self.interval, self.discover = store, hub, interval, discover
         self._stop = threading.Event()
-        with store.session() as s:
-            self._last_id = s.scalar(select(func.max(Event.id))) or 0
+        self._tail = CampaignTail(store)
+        self._at_start = last_seqs(store)
         self._thread = threading.Thread(target=self._run, name="labloop-web-tail", daemon=True)
 
     def start(self) -> "StoreTail":
@@ -194,14 +200,25 @@ class StoreTail:
         self._stop.set()
         self._thread.join(timeout=2)
 
+    def _look_for_campaigns(self) -> None:
+        try:
+            active = active_campaigns(self.store)
+        except Exception:  # noqa: BLE001 - a store hiccup must not end the tail; the next look retries
+            return
+        watched = self._tail.watched()
+        for cid, name in active.items():
+            if cid not in watched:
+                self._tail.watch(cid, name, self._at_start.get(cid, 0))
+        for cid in watched - set(active):
+            self._tail.unwatch_later(cid, LINGER_S)
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                with self.store.session() as s:
-                    rows = s.execute(select(Event.id, Event.campaign_id, Event.seq, Event.kind, Event.body)
-                                     .where(Event.id > self._last_id).order_by(Event.id).limit(2000)).all()
-            except Exception:  # noqa: BLE001 - a store hiccup must not end the tail; the next read retries
-                continue
-            for r in rows:
-                self.hub.publish(r[1], r[2], r[3], r[4])
-                self._last_id = r[0]
+        next_look = 0.0
+        while not self._stop.is_set():
+            if time.monotonic() >= next_look:
+                self._look_for_campaigns()
+                next_look = time.monotonic() + self.discover
+            for cid, _, rows in self._tail.read():
+                for e in rows:
+                    self.hub.publish(cid, e.seq, e.kind, e.body)
+            self._stop.wait(self.interval)
