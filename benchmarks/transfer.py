@@ -67,6 +67,15 @@ def write(rows: list[dict], path: str) -> str:
     return path
 
 
+def capped(rows: list[dict], cap: int | None, key: str) -> list[dict]:
+    """At most ``cap`` rows of a related table, drawn with a fixed seed per table (the same rows for every method
+    and run seed: BayBE refits on every related row at each recommendation, so the comparison uses one cap)."""
+    if not cap or len(rows) <= cap:
+        return rows
+    idx = np.random.default_rng(sorted(TABLES).index(key)).choice(len(rows), cap, replace=False)
+    return [rows[i] for i in sorted(idx)]
+
+
 def shuffled(rows: list[dict], seed: int) -> list[dict]:
     ys = [r["yield"] for r in rows]
     np.random.default_rng(seed).shuffle(ys)
@@ -85,7 +94,7 @@ def counts(history: list[float], best: float, top: float, budget: int) -> tuple[
     return (to_best if to_best and to_best <= budget else None), (to_top if to_top and to_top <= budget else None)
 
 
-def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str) -> dict:
+def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str, cap: int | None = None) -> dict:
     from labloop.strategy.replay import run_replay, with_related
     from labloop.strategy.tables import table_lab
 
@@ -93,9 +102,10 @@ def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str) -> dict
     others = [k for k in TABLES if k != key]
     related = []
     if method == "related":
-        related = [write(prepared(k), os.path.join(tmp, f"rel_{k}.csv")) for k in others]
+        related = [write(capped(prepared(k), cap, k), os.path.join(tmp, f"rel_{k}.csv")) for k in others]
     elif method == "shuffled":
-        related = [write(shuffled(prepared(k), seed), os.path.join(tmp, f"shuf_{k}_{seed}.csv")) for k in others]
+        related = [write(shuffled(capped(prepared(k), cap, k), seed), os.path.join(tmp, f"shuf_{k}_{seed}.csv"))
+                   for k in others]
     lab = table_lab(target, "yield", "max", seed=seed, initial_design=5, budget=budget)
     lab, prior = with_related(lab, related)
     best, top = targets(lab.values)
@@ -108,7 +118,7 @@ def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str) -> dict
             "wall_s": round(time.perf_counter() - t0, 1), "related_correlation": res.last_info.get("related")}
 
 
-def run_baybe(key: str, seed: int, budget: int) -> dict:
+def run_baybe(key: str, seed: int, budget: int, cap: int | None = None) -> dict:
     import pandas as pd
     from baybe import Campaign
     from baybe.parameters import CategoricalParameter, TaskParameter
@@ -118,7 +128,7 @@ def run_baybe(key: str, seed: int, budget: int) -> dict:
 
     set_random_seed(seed)
     rows = prepared(key)
-    others = {k: prepared(k) for k in TABLES if k != key}
+    others = {k: capped(prepared(k), cap, k) for k in TABLES if k != key}
     values = {c: sorted({r[c] for t in [rows, *others.values()] for r in t}) for c in INPUTS}
     params = [CategoricalParameter(name=c, values=tuple(values[c])) for c in INPUTS]
     params.append(TaskParameter(name="task", values=tuple(TABLES), active_values=(key,)))
@@ -180,18 +190,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=seeds, default=seeds("0-2"))
     ap.add_argument("--methods", default="none,related,shuffled")
     ap.add_argument("--budget", type=int, default=100)
+    ap.add_argument("--related-cap", type=int, default=None,
+                    help="at most this many rows of each related table (fixed seed per table), for every method")
     ap.add_argument("--summarize")
     a = ap.parse_args()
     if a.summarize:
         summarize(a.summarize)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        for key in a.tables.split(","):
-            for seed in a.seeds:
+        for seed in a.seeds:  # seed outermost: a run cut short still covers every table
+            for key in a.tables.split(","):
                 for method in a.methods.split(","):
-                    row = run_baybe(key, seed, a.budget) if method == "baybe" else \
-                        run_labloop(key, seed, method, a.budget, tmp)
-                    print(json.dumps({**row, "budget": a.budget}), flush=True)
+                    row = run_baybe(key, seed, a.budget, a.related_cap) if method == "baybe" else \
+                        run_labloop(key, seed, method, a.budget, tmp, a.related_cap)
+                    print(json.dumps({**row, "budget": a.budget, "related_cap": a.related_cap}), flush=True)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,117 @@ def task_correlations(model: MultiTaskGP) -> dict[str, float]:
     return out
 
 
+MIN_OWN_FOR_CHECK = 3
+SE_RULE = 2.0  # "clearly": a gain of at least two standard errors (Vehtari, Gelman & Gabry 2017), see "No harm"
+
+
+def _joint(model: Any) -> tuple[Tensor, Tensor, Tensor, float]:
+    """The model's prior mean, covariance plus noise and targets at its training points (standardized units,
+    as the model holds them) and the standard deviation that takes standardized units back to the modelling
+    scale: every log score is reported on that scale so that the two models compare."""
+    X = model.train_inputs[0]
+    with torch.no_grad():
+        # a multi-task model's noise is per task (botorch's HadamardGaussianLikelihood): it needs the task column
+        noisy = model.likelihood(model.forward(X), *([X[..., -1:]] if isinstance(model, MultiTaskGP) else []))
+        K = noisy.covariance_matrix
+        K = K.to_dense() if hasattr(K, "to_dense") else K
+    tf = getattr(model, "outcome_transform", None)
+    sd = float(tf.stdvs.reshape(-1)[0]) if tf is not None and hasattr(tf, "stdvs") else 1.0
+    return noisy.mean.detach().reshape(-1), K.detach(), model.train_targets.detach().reshape(-1), sd
+
+
+def _loo(joint: tuple[Tensor, Tensor, Tensor, float], evaluate: Tensor, condition: Tensor) -> Tensor:
+    """Leave-one-out log predictive densities of the points ``evaluate`` (indices, all in ``condition``), each
+    given the other ``condition`` points, with the hyperparameters fixed (Rasmussen & Williams 2006, eq. 5.10-5.12:
+    one inverse, no refit)."""
+    m, K, y, sd = joint
+    Ks = K[condition][:, condition]
+    jitter = 1e-8 * float(Ks.diagonal().mean())
+    L, info = torch.linalg.cholesky_ex(Ks + jitter * torch.eye(len(condition), dtype=Ks.dtype))
+    if int(info):  # not positive definite even with jitter: no evidence either way
+        return torch.full((len(evaluate),), float("nan"), dtype=DTYPE)
+    Kinv = torch.cholesky_inverse(L)
+    alpha = Kinv @ (y - m)[condition]
+    pos = torch.searchsorted(condition, evaluate)
+    d = Kinv.diagonal()[pos]
+    var, resid = 1.0 / d, alpha[pos] / d
+    return -0.5 * torch.log(2 * math.pi * var) - 0.5 * resid ** 2 / var - math.log(sd)
+
+
+def loo_score(model: Any) -> float:
+    """Sum of the leave-one-out log predictive densities of this campaign's own points (task 0 of a multi-task
+    model, every point of a single-task one), on the modelling scale."""
+    joint = _joint(model)
+    own = _own_index(model, len(joint[2]))
+    return float(_loo(joint, own, torch.arange(len(joint[2]))).sum())
+
+
+def _own_index(model: Any, n: int) -> Tensor:
+    if isinstance(model, MultiTaskGP):
+        return torch.nonzero(model.train_inputs[0][:, -1] == 0).reshape(-1)
+    return torch.arange(n)
+
+
+def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequence[tuple[str, Tensor, Tensor]],
+                      *, warm: dict[tuple, dict[str, Tensor]] | None = None,
+                      **fit_kw: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The objective's model with the "no harm" guard: ``(model, report)``, where ``model`` is a multi-task GP
+    with the related campaigns that help predict this campaign, or ``single`` (the model without transfer, fitted
+    on the own points ``X_own, y_own``) when none does; ``report`` says per related campaign whether it was used,
+    its learned correlation and why. See the module docstring ("No harm") for the reasoning.
+
+    ``warm``: fitted hyperparameters by tuple of used task names, updated here (a speed-up only)."""
+    warm = {} if warm is None else warm
+    names = [name for name, X, _ in related if len(X)]
+
+    def fit(tasks: Sequence[tuple[str, Tensor, Tensor]]) -> MultiTaskGP:
+        key = tuple(name for name, _, _ in tasks)
+        mt = fit_multitask(X_own, y_own, tasks, init=warm.get(key), **fit_kw)
+        warm[key] = hyperparameters(mt)
+        return mt
+
+    mt = fit(related)
+    corr = task_correlations(mt)
+    n = len(X_own)
+    if n < MIN_OWN_FOR_CHECK:  # leave-one-out on one or two points predicts from one or none: no test possible
+        why = f"used untested: {n} own point(s), leave-one-out needs {MIN_OWN_FOR_CHECK}"
+        return mt, {name: {"used": True, "correlation": corr.get(name), "why": why} for name in names}
+    joint = _joint(mt)
+    tasks_col = mt.train_inputs[0][:, -1]
+    own = torch.nonzero(tasks_col == 0).reshape(-1)
+    base = _loo(joint, own, own)  # the same hyperparameters, the related points left out
+    report: dict[str, dict[str, Any]] = {}
+    keep = []
+    for t, name in enumerate(mt.related_names, start=1):
+        cond = torch.nonzero((tasks_col == 0) | (tasks_col == t)).reshape(-1)
+        d = _loo(joint, own, cond) - base  # per own point: how much better it is predicted with this task
+        gain, se = float(d.sum()), float((n * d.var()).sqrt())
+        used = math.isfinite(gain) and gain > SE_RULE * se
+        what = f"log score {gain:+.2f}, standard error {se:.2f}, over this campaign's {n} points"
+        report[name] = {"used": used, "correlation": corr.get(name),
+                        "loo_gain": round(gain, 3) if math.isfinite(gain) else None,
+                        "loo_gain_se": round(se, 3) if math.isfinite(se) else None,
+                        "why": f"its points clearly improve the leave-one-out prediction ({what})" if used else
+                        f"dropped: its points do not clearly improve the leave-one-out prediction ({what})"}
+        keep.append(used)
+    kept = [task for task, k in zip((task for task in related if len(task[1])), keep) if k]
+    if not kept:
+        return single, report
+    if len(kept) < len(keep):  # refit without the dropped ones: their points also shaped the shared hyperparameters
+        mt = fit(kept)
+        corr = task_correlations(mt)
+        for name in mt.related_names:
+            report[name]["correlation"] = corr.get(name)
+    score_mt, score_st = loo_score(mt), loo_score(single)
+    if not (score_mt > score_st):  # the multi-task model as a whole must predict this campaign better
+        for name in mt.related_names:
+            report[name].update(used=False, why=(
+                f"dropped with the multi-task model: its leave-one-out log score on this campaign's {n} points "
+                f"({score_mt:.2f}) is not above the model without transfer ({score_st:.2f})"))
+        return single, report
+    return mt, report
+
+
 def related_tasks(observations: Sequence[Any]) -> dict[str, list[Any]]:
     """Observations of related campaigns (``task`` set), grouped by task, in order of first appearance."""
     out: dict[str, list[Any]] = {}
