@@ -152,7 +152,7 @@ def task_correlations(model: MultiTaskGP) -> dict[str, float]:
 
 
 MIN_OWN_FOR_CHECK = 3
-SE_RULE = 2.0  # "clearly": a gain of at least two standard errors (Vehtari, Gelman & Gabry 2017), see "No harm"
+SE_RULE = 1.0  # "clearly": the one-standard-error rule (Breiman et al. 1984; Hastie et al. 2009, 7.10), "No harm"
 
 
 def _joint(model: Any) -> tuple[Tensor, Tensor, Tensor, float]:
@@ -188,12 +188,23 @@ def _loo(joint: tuple[Tensor, Tensor, Tensor, float], evaluate: Tensor, conditio
     return -0.5 * torch.log(2 * math.pi * var) - 0.5 * resid ** 2 / var - math.log(sd)
 
 
-def loo_score(model: Any) -> float:
-    """Sum of the leave-one-out log predictive densities of this campaign's own points (task 0 of a multi-task
-    model, every point of a single-task one), on the modelling scale."""
+def loo_scores(model: Any) -> Tensor:
+    """The leave-one-out log predictive density of each of this campaign's own points (task 0 of a multi-task
+    model, every point of a single-task one; in the order given), on the modelling scale."""
     joint = _joint(model)
     own = _own_index(model, len(joint[2]))
-    return float(_loo(joint, own, torch.arange(len(joint[2]))).sum())
+    return _loo(joint, own, torch.arange(len(joint[2])))
+
+
+def loo_score(model: Any) -> float:
+    """Their sum: the leave-one-out estimate of the model's expected log predictive density for this campaign."""
+    return float(loo_scores(model).sum())
+
+
+def _clearly_better(d: Tensor) -> tuple[bool, float, float]:
+    """``(better, gain, se)`` for pointwise log-score differences ``d``: the one-standard-error rule."""
+    gain, se = float(d.sum()), float((len(d) * d.var()).sqrt()) if len(d) > 1 else float("inf")
+    return math.isfinite(gain) and gain > SE_RULE * se, gain, se
 
 
 def _own_index(model: Any, n: int) -> Tensor:
@@ -234,9 +245,8 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
     keep = []
     for t, name in enumerate(mt.related_names, start=1):
         cond = torch.nonzero((tasks_col == 0) | (tasks_col == t)).reshape(-1)
-        d = _loo(joint, own, cond) - base  # per own point: how much better it is predicted with this task
-        gain, se = float(d.sum()), float((n * d.var()).sqrt())
-        used = math.isfinite(gain) and gain > SE_RULE * se
+        # per own point: how much better it is predicted with this task's points than without them
+        used, gain, se = _clearly_better(_loo(joint, own, cond) - base)
         what = f"log score {gain:+.2f}, standard error {se:.2f}, over this campaign's {n} points"
         report[name] = {"used": used, "correlation": corr.get(name),
                         "loo_gain": round(gain, 3) if math.isfinite(gain) else None,
@@ -252,12 +262,13 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
         corr = task_correlations(mt)
         for name in mt.related_names:
             report[name]["correlation"] = corr.get(name)
-    score_mt, score_st = loo_score(mt), loo_score(single)
-    if not (score_mt > score_st):  # the multi-task model as a whole must predict this campaign better
+    # the multi-task model as a whole must predict this campaign clearly better than the model without transfer
+    better, gain, se = _clearly_better(loo_scores(mt) - loo_scores(single))
+    if not better:
         for name in mt.related_names:
             report[name].update(used=False, why=(
-                f"dropped with the multi-task model: its leave-one-out log score on this campaign's {n} points "
-                f"({score_mt:.2f}) is not above the model without transfer ({score_st:.2f})"))
+                f"dropped with the multi-task model: it does not clearly predict this campaign's {n} points better "
+                f"than the model without transfer (leave-one-out log score {gain:+.2f}, standard error {se:.2f})"))
         return single, report
     return mt, report
 
