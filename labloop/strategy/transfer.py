@@ -141,7 +141,8 @@ def fit_multitask(X_own: Tensor, y_own: Tensor, related: Sequence[tuple[str, Ten
                   fallbacks: list[str] | None = None) -> MultiTaskGP:
     """A ``MultiTaskGP`` whose output is this campaign (task 0) given its own ``(X_own, y_own)`` (``n x f``,
     ``n x 1``, larger is better) and each related task's ``(name, X, y)`` in the same model inputs and scale."""
-    tasks = [(name, X, align(y, y_own)) for name, X, y in related if len(X)]
+    # a task without rows (dropped by the guard) keeps its index, so that hyperparameters carry over (warm start)
+    tasks = [(name, X, align(y, y_own) if len(X) else y) for name, X, y in related]
     tasks = _subsample(tasks, related_points, seed)
     n_tasks = len(tasks) + 1
     X, Y = _stack(X_own, y_own, tasks)
@@ -261,15 +262,11 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
 
     ``warm``: fitted hyperparameters by tuple of used task names, updated here (a speed-up only)."""
     warm = {} if warm is None else warm
-    names = [name for name, X, _ in related if len(X)]
-
-    def fit(tasks: Sequence[tuple[str, Tensor, Tensor]]) -> MultiTaskGP:
-        key = tuple(name for name, _, _ in tasks)
-        mt = fit_multitask(X_own, y_own, tasks, init=warm.get(key), **fit_kw)
-        warm[key] = hyperparameters(mt)
-        return mt
-
-    mt = fit(related)
+    related = [task for task in related if len(task[1])]
+    names = [name for name, _, _ in related]
+    key = tuple(names)
+    mt = fit_multitask(X_own, y_own, related, init=warm.get(key), **fit_kw)
+    warm[key] = hyperparameters(mt)
     corr = task_correlations(mt)
     n = len(X_own)
     if n < MIN_OWN_FOR_CHECK:  # leave-one-out on one or two points predicts from one or none: no test possible
@@ -292,18 +289,21 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
                         "why": f"its points clearly improve the leave-one-out prediction ({what})" if used else
                         f"dropped: its points do not clearly improve the leave-one-out prediction ({what})"}
         keep.append(used)
-    kept = [task for task, k in zip((task for task in related if len(task[1])), keep) if k]
-    if not kept:
+    if not any(keep):
         return single, report
-    if len(kept) < len(keep):  # refit without the dropped ones: their points also shaped the shared hyperparameters
-        mt = fit(kept)
+    if not all(keep):  # refit without the dropped ones' points: they also shaped the shared hyperparameters
+        # (the dropped tasks keep their index with no rows, so the fit starts from the one above: a cold fit of
+        # the multi-task model costs about five warm ones)
+        mt = fit_multitask(X_own, y_own, [task if k else (task[0], task[1][:0], task[2][:0])
+                                          for task, k in zip(related, keep)], init=hyperparameters(mt), **fit_kw)
         corr = task_correlations(mt)
-        for name in mt.related_names:
-            report[name]["correlation"] = corr.get(name)
+        for name, k in zip(names, keep):
+            if k:
+                report[name]["correlation"] = corr.get(name)
     # the multi-task model as a whole must predict this campaign clearly better than the model without transfer
     better, gain, se = _clearly_better(loo_scores(mt) - loo_scores(single))
     if not better:
-        for name in mt.related_names:
+        for name in (name for name, k in zip(names, keep) if k):
             report[name].update(used=False, why=(
                 f"dropped with the multi-task model: it does not clearly predict this campaign's {n} points better "
                 f"than the model without transfer (leave-one-out log score {gain:+.2f}, standard error {se:.2f})"))
