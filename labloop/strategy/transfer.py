@@ -23,9 +23,16 @@ campaign's points predict it better? An unrelated campaign that pulls the model 
    given the other own points plus ``t``'s points, minus those given the other own points alone (same
    hyperparameters). ``t`` is kept if the summed gain exceeds one standard error of that sum.
 2. Refit with the kept campaigns when some were dropped (their points also shaped the shared hyperparameters).
-3. Use the multi-task model only if its LOO scores on the own points beat those of the model without transfer (the
-   usual single-task GP, fitted anyway) by more than one standard error of the paired difference; else that model
+3. The kept campaigns together, with the refitted hyperparameters, must still pass the same test (own points given
+   own + kept points against own points alone). If no campaign is kept, the usual single-task GP (fitted anyway)
    proposes, as if no earlier campaign had been given.
+
+Why not compare the multi-task model with that single-task GP directly (the first version did): the single-task
+GP's hyperparameters (with one-hot features, one lengthscale per choice: 32 on the Buchwald-Hartwig tables) are
+fitted to the very points it is then scored on, so its LOO is optimistic, while the multi-task hyperparameters are
+fitted mostly to related points. In the first Buchwald-Hartwig run (table b, 30 own points) every related table
+passed its own test by 4-13 nats, yet the combined model lost to the single-task GP, and transfer was off all run.
+Comparing with and without the related points under the same hyperparameters asks only what the data add.
 
 Why one standard error: both comparisons are between a simpler model (without the campaign, without transfer) and a
 richer one, and the "one-standard-error rule" (Breiman et al. 1984; Hastie, Tibshirani & Friedman 2009, §7.10) takes
@@ -42,9 +49,8 @@ conservative side on purpose: with 5 points, no transfer is close to space filli
 two; trusting an unrelated campaign can steer the search for many. The check is made afresh every ask with one
 more own point, so a campaign wrongly dropped early comes back once the evidence is there, and one wrongly kept is
 dropped. Below 3 own points no leave-one-out is possible: every campaign is used, and the report says so untested.
-Two known biases, opposite in sign: the single-task model's hyperparameters are fitted on the very points it is
-scored on (optimistic LOO, against transfer), and related values are aligned to the own points' mean and spread
-including the left-out point (a little leak, for transfer). Related: RGPE (Feurer, Letham & Bakshy 2018) weights
+Known bias: related values are aligned to the own points' mean and spread including the left-out point (a little
+leak, for transfer). Not checked: a kept campaign's say in the shared hyperparameters (each test holds them fixed). Related: RGPE (Feurer, Letham & Bakshy 2018) weights
 earlier models by a ranking loss on the own points and drops those clearly worse than the own model; Tighineanu
 et al. (2022) review how learned task similarity needs enough own data.
 
@@ -300,13 +306,15 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
         for name, k in zip(names, keep):
             if k:
                 report[name]["correlation"] = corr.get(name)
-    # the multi-task model as a whole must predict this campaign clearly better than the model without transfer
-    better, gain, se = _clearly_better(loo_scores(mt) - loo_scores(single))
+    # the kept campaigns together, with the refitted hyperparameters, must still clearly help
+    joint = _joint(mt)
+    own = torch.nonzero(mt.train_inputs[0][:, -1] == 0).reshape(-1)
+    better, gain, se = _clearly_better(_loo(joint, own, torch.arange(len(joint[2]))) - _loo(joint, own, own))
     if not better:
         for name in (name for name, k in zip(names, keep) if k):
             report[name].update(used=False, why=(
-                f"dropped with the multi-task model: it does not clearly predict this campaign's {n} points better "
-                f"than the model without transfer (leave-one-out log score {gain:+.2f}, standard error {se:.2f})"))
+                f"dropped with the other kept campaigns: together they do not clearly improve the leave-one-out "
+                f"prediction of this campaign's {n} points (log score {gain:+.2f}, standard error {se:.2f})"))
         return single, report
     return mt, report
 
