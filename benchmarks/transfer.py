@@ -21,7 +21,7 @@ Per run one JSON line: table, seed, method, experiments to the best row (None if
 
     .venv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods none,related,shuffled
     /work/peervenv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods baybe
-    python benchmarks/transfer.py --summarize runs.jsonl
+    python benchmarks/transfer.py --summarize benchmarks/results/transfer_*.jsonl
 """
 
 from __future__ import annotations
@@ -164,24 +164,41 @@ def run_baybe(key: str, seed: int, budget: int, cap: int | None = None) -> dict:
             "s_per_ask": round(statistics.mean(secs), 3) if secs else None, "setup_s": round(setup_s, 1)}
 
 
-def summarize(path: str, baseline: str = "none") -> None:
-    runs = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
-    budget = max(r["n"] for r in runs)
-    by: dict[tuple, dict[int, dict]] = {}
+def summarize(paths: list[str], budget: int = 60) -> None:
+    """Per table and method: medians over seeds; then paired comparisons over every (table, seed) both methods ran
+    (Wilcoxon signed-rank, scipy; a row never found counts as ``budget + 1``). Methods are named by method and cap
+    (``related@100``) so that capped and uncapped runs of several files compare."""
+    runs = [json.loads(line) for path in paths for line in open(path) if line.strip().startswith("{")]
+    name = lambda r: r["method"] + (f"@{r['related_cap']}" if r.get("related_cap") and r["method"] != "none" else "")  # noqa: E731
+    val = lambda r, k: r[k] if r[k] is not None else budget + 1  # noqa: E731
+    by: dict[str, dict[tuple, dict]] = {}
     for r in runs:
-        by.setdefault((r["table"], r["method"]), {})[r["seed"]] = r
-    val = lambda r, k: r[k] if r[k] is not None else budget + 1  # noqa: E731  (never found = budget + 1)
-    for (table, method), per_seed in sorted(by.items()):
-        row = {"table": table, "method": method, "seeds": sorted(per_seed),
-               "median_to_best": statistics.median(val(r, "to_best") for r in per_seed.values()),
-               "median_to_top1": statistics.median(val(r, "to_top1") for r in per_seed.values()),
-               "found_best": sum(r["to_best"] is not None for r in per_seed.values())}
-        base = by.get((table, baseline), {})
-        common = sorted(set(per_seed) & set(base))
-        if method != baseline and common:
-            row[f"paired_to_best_minus_{baseline}"] = [val(per_seed[s], "to_best") - val(base[s], "to_best") for s in common]
-        print(json.dumps(row))
+        by.setdefault(name(r), {})[(r["table"], r["seed"])] = r
+    for method, cells in sorted(by.items()):
+        for table in sorted({t for t, _ in cells}):
+            rs = [r for (t, _), r in sorted(cells.items()) if t == table]
+            print(json.dumps({"table": table, "method": method, "seeds": [r["seed"] for r in rs],
+                              "to_best": [r["to_best"] for r in rs], "to_top1": [r["to_top1"] for r in rs],
+                              "median_to_best": statistics.median(val(r, "to_best") for r in rs),
+                              "median_to_top1": statistics.median(val(r, "to_top1") for r in rs)}))
+    from scipy.stats import wilcoxon
 
+    pairs = [("none", "related"), ("none", "shuffled"), ("related@100", "baybe@100"), ("none", "related@100"),
+             ("none", "baybe@100"), ("related", "related@100")]
+    for a, b in pairs:
+        common = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+        if not common:
+            continue
+        for k in ("to_best", "to_top1"):
+            xa = [val(by[a][c], k) for c in common]
+            xb = [val(by[b][c], k) for c in common]
+            d = [y - x for x, y in zip(xa, xb)]
+            p = float(wilcoxon(xa, xb).pvalue) if any(d) else 1.0
+            print(json.dumps({"pair": f"{b} - {a}", "measure": k, "n": len(common),
+                              f"median_{a}": statistics.median(xa), f"median_{b}": statistics.median(xb),
+                              "median_difference": statistics.median(d), f"{b}_better": sum(x < 0 for x in d),
+                              f"{a}_better": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d),
+                              "wilcoxon_p": round(p, 4)}))
 
 
 def main() -> None:
@@ -192,7 +209,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--related-cap", type=int, default=None,
                     help="at most this many rows of each related table (fixed seed per table), for every method")
-    ap.add_argument("--summarize")
+    ap.add_argument("--summarize", nargs="+", help="JSON-line files of runs: medians and paired comparisons")
     a = ap.parse_args()
     if a.summarize:
         summarize(a.summarize)
