@@ -20,7 +20,12 @@ Per run one JSON line: table, seed, method, experiments to the best row (None if
 (rank < ceil(0.01 N), ties included), mean seconds per proposal.
 
     .venv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods none,related,shuffled
-    /work/peervenv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods baybe
+    /work/peervenv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods baybe --related-cap 100
+    .venv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods related --related-cap 100
+
+``--related-cap N``: at most N rows of each related table (drawn once, fixed seed per table), for every method: BayBE
+refits on every related row at each recommendation (15 minutes per recommendation with 400 rows at a loaded
+machine's share), so the labloop-BayBE comparison uses the same capped rows for both.
     python benchmarks/transfer.py --summarize benchmarks/results/transfer_*.jsonl
 """
 
