@@ -20,8 +20,13 @@ Per run one JSON line: table, seed, method, experiments to the best row (None if
 (rank < ceil(0.01 N), ties included), mean seconds per proposal.
 
     .venv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods none,related,shuffled
-    /work/peervenv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods baybe
-    python benchmarks/transfer.py --summarize runs.jsonl
+    /work/peervenv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods baybe --related-cap 100
+    .venv/bin/python benchmarks/transfer.py --tables c,d --seeds 0-2 --methods related --related-cap 100
+
+``--related-cap N``: at most N rows of each related table (drawn once, fixed seed per table), for every method: BayBE
+refits on every related row at each recommendation (15 minutes per recommendation with 400 rows at a loaded
+machine's share), so the labloop-BayBE comparison uses the same capped rows for both.
+    python benchmarks/transfer.py --summarize benchmarks/results/transfer_*.jsonl
 """
 
 from __future__ import annotations
@@ -67,6 +72,15 @@ def write(rows: list[dict], path: str) -> str:
     return path
 
 
+def capped(rows: list[dict], cap: int | None, key: str) -> list[dict]:
+    """At most ``cap`` rows of a related table, drawn with a fixed seed per table (the same rows for every method
+    and run seed: BayBE refits on every related row at each recommendation, so the comparison uses one cap)."""
+    if not cap or len(rows) <= cap:
+        return rows
+    idx = np.random.default_rng(sorted(TABLES).index(key)).choice(len(rows), cap, replace=False)
+    return [rows[i] for i in sorted(idx)]
+
+
 def shuffled(rows: list[dict], seed: int) -> list[dict]:
     ys = [r["yield"] for r in rows]
     np.random.default_rng(seed).shuffle(ys)
@@ -85,7 +99,7 @@ def counts(history: list[float], best: float, top: float, budget: int) -> tuple[
     return (to_best if to_best and to_best <= budget else None), (to_top if to_top and to_top <= budget else None)
 
 
-def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str) -> dict:
+def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str, cap: int | None = None) -> dict:
     from labloop.strategy.replay import run_replay, with_related
     from labloop.strategy.tables import table_lab
 
@@ -93,9 +107,10 @@ def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str) -> dict
     others = [k for k in TABLES if k != key]
     related = []
     if method == "related":
-        related = [write(prepared(k), os.path.join(tmp, f"rel_{k}.csv")) for k in others]
+        related = [write(capped(prepared(k), cap, k), os.path.join(tmp, f"rel_{k}.csv")) for k in others]
     elif method == "shuffled":
-        related = [write(shuffled(prepared(k), seed), os.path.join(tmp, f"shuf_{k}_{seed}.csv")) for k in others]
+        related = [write(shuffled(capped(prepared(k), cap, k), seed), os.path.join(tmp, f"shuf_{k}_{seed}.csv"))
+                   for k in others]
     lab = table_lab(target, "yield", "max", seed=seed, initial_design=5, budget=budget)
     lab, prior = with_related(lab, related)
     best, top = targets(lab.values)
@@ -108,7 +123,7 @@ def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str) -> dict
             "wall_s": round(time.perf_counter() - t0, 1), "related_correlation": res.last_info.get("related")}
 
 
-def run_baybe(key: str, seed: int, budget: int) -> dict:
+def run_baybe(key: str, seed: int, budget: int, cap: int | None = None) -> dict:
     import pandas as pd
     from baybe import Campaign
     from baybe.parameters import CategoricalParameter, TaskParameter
@@ -118,7 +133,7 @@ def run_baybe(key: str, seed: int, budget: int) -> dict:
 
     set_random_seed(seed)
     rows = prepared(key)
-    others = {k: prepared(k) for k in TABLES if k != key}
+    others = {k: capped(prepared(k), cap, k) for k in TABLES if k != key}
     values = {c: sorted({r[c] for t in [rows, *others.values()] for r in t}) for c in INPUTS}
     params = [CategoricalParameter(name=c, values=tuple(values[c])) for c in INPUTS]
     params.append(TaskParameter(name="task", values=tuple(TABLES), active_values=(key,)))
@@ -154,24 +169,41 @@ def run_baybe(key: str, seed: int, budget: int) -> dict:
             "s_per_ask": round(statistics.mean(secs), 3) if secs else None, "setup_s": round(setup_s, 1)}
 
 
-def summarize(path: str, baseline: str = "none") -> None:
-    runs = [json.loads(line) for line in open(path) if line.strip().startswith("{")]
-    budget = max(r["n"] for r in runs)
-    by: dict[tuple, dict[int, dict]] = {}
+def summarize(paths: list[str], budget: int = 60) -> None:
+    """Per table and method: medians over seeds; then paired comparisons over every (table, seed) both methods ran
+    (Wilcoxon signed-rank, scipy; a row never found counts as ``budget + 1``). Methods are named by method and cap
+    (``related@100``) so that capped and uncapped runs of several files compare."""
+    runs = [json.loads(line) for path in paths for line in open(path) if line.strip().startswith("{")]
+    name = lambda r: r["method"] + (f"@{r['related_cap']}" if r.get("related_cap") and r["method"] != "none" else "")  # noqa: E731
+    val = lambda r, k: r[k] if r[k] is not None else budget + 1  # noqa: E731
+    by: dict[str, dict[tuple, dict]] = {}
     for r in runs:
-        by.setdefault((r["table"], r["method"]), {})[r["seed"]] = r
-    val = lambda r, k: r[k] if r[k] is not None else budget + 1  # noqa: E731  (never found = budget + 1)
-    for (table, method), per_seed in sorted(by.items()):
-        row = {"table": table, "method": method, "seeds": sorted(per_seed),
-               "median_to_best": statistics.median(val(r, "to_best") for r in per_seed.values()),
-               "median_to_top1": statistics.median(val(r, "to_top1") for r in per_seed.values()),
-               "found_best": sum(r["to_best"] is not None for r in per_seed.values())}
-        base = by.get((table, baseline), {})
-        common = sorted(set(per_seed) & set(base))
-        if method != baseline and common:
-            row[f"paired_to_best_minus_{baseline}"] = [val(per_seed[s], "to_best") - val(base[s], "to_best") for s in common]
-        print(json.dumps(row))
+        by.setdefault(name(r), {})[(r["table"], r["seed"])] = r
+    for method, cells in sorted(by.items()):
+        for table in sorted({t for t, _ in cells}):
+            rs = [r for (t, _), r in sorted(cells.items()) if t == table]
+            print(json.dumps({"table": table, "method": method, "seeds": [r["seed"] for r in rs],
+                              "to_best": [r["to_best"] for r in rs], "to_top1": [r["to_top1"] for r in rs],
+                              "median_to_best": statistics.median(val(r, "to_best") for r in rs),
+                              "median_to_top1": statistics.median(val(r, "to_top1") for r in rs)}))
+    from scipy.stats import wilcoxon
 
+    pairs = [("none", "related"), ("none", "shuffled"), ("related@100", "baybe@100"), ("none", "related@100"),
+             ("none", "baybe@100"), ("related", "related@100")]
+    for a, b in pairs:
+        common = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+        if not common:
+            continue
+        for k in ("to_best", "to_top1"):
+            xa = [val(by[a][c], k) for c in common]
+            xb = [val(by[b][c], k) for c in common]
+            d = [y - x for x, y in zip(xa, xb)]
+            p = float(wilcoxon(xa, xb).pvalue) if any(d) else 1.0
+            print(json.dumps({"pair": f"{b} - {a}", "measure": k, "n": len(common),
+                              f"median_{a}": statistics.median(xa), f"median_{b}": statistics.median(xb),
+                              "median_difference": statistics.median(d), f"{b}_better": sum(x < 0 for x in d),
+                              f"{a}_better": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d),
+                              "wilcoxon_p": round(p, 4)}))
 
 
 def main() -> None:
@@ -180,18 +212,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=seeds, default=seeds("0-2"))
     ap.add_argument("--methods", default="none,related,shuffled")
     ap.add_argument("--budget", type=int, default=100)
-    ap.add_argument("--summarize")
+    ap.add_argument("--related-cap", type=int, default=None,
+                    help="at most this many rows of each related table (fixed seed per table), for every method")
+    ap.add_argument("--summarize", nargs="+", help="JSON-line files of runs: medians and paired comparisons")
     a = ap.parse_args()
     if a.summarize:
         summarize(a.summarize)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        for key in a.tables.split(","):
-            for seed in a.seeds:
+        for seed in a.seeds:  # seed outermost: a run cut short still covers every table
+            for key in a.tables.split(","):
                 for method in a.methods.split(","):
-                    row = run_baybe(key, seed, a.budget) if method == "baybe" else \
-                        run_labloop(key, seed, method, a.budget, tmp)
-                    print(json.dumps({**row, "budget": a.budget}), flush=True)
+                    row = run_baybe(key, seed, a.budget, a.related_cap) if method == "baybe" else \
+                        run_labloop(key, seed, method, a.budget, tmp, a.related_cap)
+                    print(json.dumps({**row, "budget": a.budget, "related_cap": a.related_cap}), flush=True)
 
 
 if __name__ == "__main__":

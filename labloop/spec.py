@@ -469,7 +469,8 @@ class StrategySpec(_Model):
     related: list[PriorDataSpec] = Field(
         default_factory=list, description="Earlier related campaigns (CSV files or campaigns in the store) over the "
         "same parameters, e.g. the same reaction with another substrate: a multi-task GP learns how related each "
-        "is (labloop/strategy/transfer.py) instead of pooling them as the same experiment.")
+        "is (labloop/strategy/transfer.py) instead of pooling them as the same experiment; at every proposal a "
+        "leave-one-out check on this campaign's own points drops those that do not clearly help.")
     expert_prior: dict[str, ExpertBelief] = Field(
         default_factory=dict, description="Parameter -> where an expert expects the optimum. Guides the initial "
         "design and weights the acquisition by the belief, less and less as data come in (piBO).")

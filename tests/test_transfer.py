@@ -6,11 +6,14 @@ Small synthetic pools; the benefit on the Buchwald-Hartwig tables is measured in
 from __future__ import annotations
 
 import csv
+import math
 import random
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
+from botorch.models import MultiTaskGP, SingleTaskGP
 
 from labloop.errors import LabloopError
 from labloop.spec import (
@@ -25,7 +28,9 @@ from labloop.spec import (
 from labloop.strategy import BotorchStrategy, CandidatePool, Observation, make_strategy
 from labloop.strategy.priors import file_priors, from_record, related_store_observations, to_record
 from labloop.strategy.replay import run_replay, with_related
+from labloop.strategy.modeling import fit_gp
 from labloop.strategy.tables import table_lab
+from labloop.strategy.transfer import guarded_multitask, loo_score
 
 FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 LEVELS = [i / 19 for i in range(20)]
@@ -70,22 +75,89 @@ def test_related_campaign_is_a_task_of_a_multitask_gp_not_this_campaigns_trials(
     # the related campaign measured every row; this one only five: the related rows stay proposable
     taken = {(o.params["x"], o.params["c"]) for o in own}
     assert all((p.params["x"], p.params["c"]) not in taken for p in props)
-    corr = props[0].info["related"]
-    assert set(corr) == {"csv:earlier.csv"} and 0 < corr["csv:earlier.csv"] <= 1
+    report = props[0].info["related"]  # per earlier campaign: used or dropped by the guard, and why
+    assert set(report) == {"csv:earlier.csv"}
+    entry = report["csv:earlier.csv"]
+    assert isinstance(entry["used"], bool) and -1 <= entry["correlation"] <= 1 and "leave-one-out" in entry["why"]
     assert props[0].info["n_train"] == 5  # the campaign's own data; the related rows are the other task
 
 
-def test_shuffled_earlier_campaign_is_trusted_less_than_a_related_one(tmp_path):
+def test_guard_keeps_a_related_campaign_and_not_a_shuffled_one(tmp_path):
     rel = _write(tmp_path / "related.csv", _table(shift=3.0))
     shuf = _write(tmp_path / "shuffled.csv", _table(shift=3.0, shuffle=1))
-    own_rows = range(0, 60, 3)  # 20 own rows: with a handful, the learned correlation is mostly its prior
-    corr = {}
-    for name, path in (("related", rel), ("shuffled", shuf)):
-        lab, prior = _lab(tmp_path, [path])
+    own_rows = range(0, 60, 3)  # 20 own rows
+    reports = {}
+    for name, paths in (("both", [rel, shuf]), ("shuffled", [shuf])):
+        lab, prior = _lab(tmp_path, paths)
         own = [Observation(dict(lab.pool.rows[i]), {"y": lab.values[i]}) for i in own_rows]
-        p = make_strategy(lab.spec, lab.pool).ask(1, prior + own, [])[0]
-        corr[name] = next(iter(p.info["related"].values()))
-    assert corr["related"] > corr["shuffled"], corr  # what a shuffled campaign costs: BENCHMARKS.md §14
+        reports[name] = make_strategy(lab.spec, lab.pool).ask(1, prior + own, [])[0].info["related"]
+    both = reports["both"]
+    assert both["csv:related.csv"]["used"] is True, both
+    assert both["csv:related.csv"]["loo_gain"] > both["csv:related.csv"]["loo_gain_se"]  # the one-SE rule
+    # the shuffled campaign barely changes the predictions next to the related one ...
+    assert abs(both["csv:shuffled.csv"]["loo_gain"]) < both["csv:related.csv"]["loo_gain"], both
+    # ... and alone it is not used: the model without transfer proposes
+    alone = reports["shuffled"]["csv:shuffled.csv"]
+    assert alone["used"] is False and alone["why"].startswith("dropped"), alone
+
+
+def _synthetic(n_own: int, seed: int = 0):
+    """A 1-D problem: this campaign's points, a related campaign (the same curve, shifted and scaled) and an
+    unrelated one (the related values shuffled), as model inputs and values."""
+    g = torch.Generator().manual_seed(seed)
+    f = lambda x: torch.sin(6 * x) + 0.5 * x  # noqa: E731
+    X_own = torch.rand(n_own, 1, generator=g, dtype=torch.float64)
+    X_rel = torch.linspace(0, 1, 60, dtype=torch.float64).unsqueeze(-1)
+    y_rel = 3 * f(X_rel) + 10
+    return X_own, f(X_own), ("related", X_rel, y_rel), ("unrelated", X_rel, y_rel[torch.randperm(60, generator=g)])
+
+
+def test_guard_on_a_synthetic_problem_keeps_related_not_unrelated_and_falls_back_to_no_transfer():
+    torch.manual_seed(0)  # botorch retries a failed fit from random starting points
+    X_own, y_own, related, unrelated = _synthetic(12)
+    single = fit_gp(None, X_own, y_own, kernel="matern")
+    model, report = guarded_multitask(single, X_own, y_own, [related, unrelated], kernel="matern")
+    assert report["related"]["used"] and isinstance(model, MultiTaskGP), report
+    # the unrelated campaign helps far less (it is dropped, or kept for a gain within the noise of the related one)
+    assert report["unrelated"]["loo_gain"] < report["related"]["loo_gain_se"], report
+    if not report["unrelated"]["used"]:  # refitted without its points (it keeps its task index, with no rows)
+        assert 2 not in set(model.train_inputs[0][:, -1].tolist())
+    # alone, an unrelated campaign is dropped (the model without transfer proposes, itself), or kept for a gain that
+    # is a small fraction of what the related one adds on the same points: the 1-SE rule lets a consistent but
+    # negligible gain through (see the module doc)
+    gains = {}
+    for task in (related, unrelated):
+        model, report = guarded_multitask(single, X_own, y_own, [task], kernel="matern")
+        gains[task[0]] = report[task[0]]["loo_gain"]
+        if task is unrelated and not report["unrelated"]["used"]:
+            assert model is single
+    assert gains["unrelated"] < 0.1 * gains["related"], gains
+
+
+def test_guard_with_too_few_own_points_uses_the_related_campaigns_and_says_so():
+    X_own, y_own, related, unrelated = _synthetic(2)
+    single = fit_gp(None, X_own, y_own, kernel="matern")
+    model, report = guarded_multitask(single, X_own, y_own, [related, unrelated], kernel="matern")
+    assert isinstance(model, MultiTaskGP) and all(r["used"] for r in report.values())
+    assert "2 own point(s)" in report["unrelated"]["why"]
+
+
+def test_leave_one_out_scores_match_refitting_without_each_point():
+    """The closed form (one inverse) against conditioning a GP with the same hyperparameters on n - 1 points."""
+    X, y, _, _ = _synthetic(8, seed=3)
+    m = fit_gp(None, X, y, kernel="matern")
+    mean, sd = m.outcome_transform.means, m.outcome_transform.stdvs
+    ys = (y - mean) / sd
+    total = 0.0
+    for i in range(len(X)):
+        rest = [j for j in range(len(X)) if j != i]
+        gp = SingleTaskGP(X[rest], ys[rest], outcome_transform=None, covar_module=m.covar_module,
+                          likelihood=m.likelihood, mean_module=m.mean_module).eval()
+        with torch.no_grad():
+            post = gp.posterior(X[i:i + 1], observation_noise=True)
+        mu, var = float(post.mean.detach()), float(post.variance.detach())
+        total += -0.5 * math.log(2 * math.pi * var) - 0.5 * (float(ys[i]) - mu) ** 2 / var - math.log(float(sd))
+    assert loo_score(m) == pytest.approx(total, rel=1e-4)
 
 
 def test_replay_with_a_related_table_runs_and_counts_only_its_own_experiments(tmp_path):

@@ -72,7 +72,7 @@ from .base import Observation, Proposal
 from . import quiet
 from .expert import ExpertPrior
 from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
-from .transfer import check_supported, fit_multitask, related_tasks, task_correlations
+from .transfer import check_supported, guarded_multitask, related_tasks
 from .modeling import (
     ObjectiveTransform,
     WarpedTransform,
@@ -145,6 +145,7 @@ class BotorchStrategy:
         if spec.strategy.related:  # refused now, not at the first model proposal (transfer.check_supported)
             check_supported(self.space, self.pool is not None)
         self._warm: dict[tuple, list] = {}  # cache of fitted hyperparameters (a speed-up, never information)
+        self._warm_mt: dict[tuple, dict] = {}  # the same for the multi-task models, by related campaigns used
 
     # ----------------------------------------------------------------------------------------------- public
     def ask(self, n: int, observations: list[Observation], pending: list[dict[str, Any]]) -> list[Proposal]:
@@ -346,18 +347,18 @@ class _State:
         signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"], tuple(self.related))
         inits = self.s._warm.get(signature, ()) if opt["warm_start"] else ()
         space = None if self.pool is not None else self.space
-        skip = 1 if self.related else 0  # with related campaigns the objective is fitted below
-        gps = [] if skip and len(outputs) == 1 else fit_models(
-            space, outputs[skip:], inits[skip:], labels[skip:], kernel=opt["kernel"], max_noise=opt["max_noise"],
+        gps = fit_models(
+            space, outputs, inits, labels, kernel=opt["kernel"], max_noise=opt["max_noise"],
             groups=feature_groups(self.space), fallbacks=self.fallbacks,
             **({"fit_subset": LOCAL_FIT_SUBSET} if self.region is not None else {})).models
-        if self.related:  # the objective as task 0 of a multi-task GP with the related campaigns (.transfer)
-            gps.insert(0, fit_multitask(*outputs[0], self._related_outputs(transforms[0], outputs[0][1]),
-                                           kernel=opt["kernel"], related_points=int(opt["related_points"]),
-                                           seed=self.s.seed, init=inits[0] if inits else None,
-                                           fallbacks=self.fallbacks))
+        self.s._warm = {signature: [hyperparameters(gp) for gp in gps]}
+        related_report = None
+        if self.related:  # the objective as task 0 of a multi-task GP with the related campaigns that pass the guard
+            gps[0], related_report = guarded_multitask(
+                gps[0], *outputs[0], self._related_outputs(transforms[0], outputs[0][1]),
+                warm=self.s._warm_mt if opt["warm_start"] else {}, kernel=opt["kernel"],
+                related_points=int(opt["related_points"]), seed=self.s.seed, fallbacks=self.fallbacks)
         model = ModelListGP(*gps)
-        self.s._warm = {signature: [hyperparameters(gp) for gp in model.models]}
 
         m = len(spec.objectives)
         X_base = outputs[0][0]
@@ -433,8 +434,8 @@ class _State:
             info["pool_max_expected_improvement_rel"] = self.max_ei_rel
         if self.region is not None:
             info["local_model"] = self.region.describe()
-        if self.related:  # how much the model trusts each earlier campaign
-            info["related"] = task_correlations(model.models[0])
+        if related_report is not None:  # per earlier campaign: used or dropped, its learned correlation, and why
+            info["related"] = related_report
         out = []
         for x, v in zip(cands, values):
             opt_x = x
