@@ -161,6 +161,9 @@ def test_a_runner_that_cannot_renew_stops_acting_and_another_takes_the_campaign_
     after B took over, and no trial is deposited twice."""
     data = two_chamber(max_trials=6, options={"state_file": str(tmp_path / "world.json")})  # B finds the samples
     data["strategy"]["initial_design"] = 6
+    # slow enough that A still has work when its lease runs out (at the default 36000x the six trials end within
+    # the 3-s lease once the store is fast, and A would finish its budget instead of stopping on its own)
+    data["lab"]["time_scale"] = 1200.0
     store_a, runner_a = start(data, tmp_path)
     runner_a.lease_ttl = 3.0
     th, result = in_background(runner_a)

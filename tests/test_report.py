@@ -46,7 +46,9 @@ def run_campaign(tmp_path: Path, data: dict) -> tuple[str, int]:
 def single_objective(tmp_path: Path) -> dict:
     """Botorch on the two-chamber lab (model proposals carry importance and predictions), faults, and the dock's
     UV-vis and XRD after the probe."""
-    data = two_chamber(max_trials=10, options={"dock": True, "dock_minutes": 2, "chamber_fault_rate": 0.15,
+    # 14 trials: with faults on two chambers, Sobol trials launched while the first three successes come in can
+    # fill a 10-trial budget, leaving no model proposal (with its predictions) to draw
+    data = two_chamber(max_trials=14, options={"dock": True, "dock_minutes": 2, "chamber_fault_rate": 0.15,
                                               "data_dir": str(tmp_path / "assets")})
     data["strategy"] = {"name": "botorch", "initial_design": 3}
     flow = data["workflow"][:-1]
@@ -189,7 +191,7 @@ def test_unknown_campaign_missing_store_and_missing_trial_are_refused_and_write_
     for p in tmp_path.glob("none.db*"):
         p.unlink()
     r = report("--store", url, "--campaign", str(cid), "--out", str(out), "--trial", "99")
-    assert r.exit_code == 2 and "has no trial 99: it has trials 1-10" in r.output and "fix:" in r.output
+    assert r.exit_code == 2 and "has no trial 99: it has trials 1-14" in r.output and "fix:" in r.output
     assert list(tmp_path.iterdir()) == []
 
 

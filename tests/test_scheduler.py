@@ -90,7 +90,10 @@ def test_a_dead_chamber_is_quarantined_and_the_campaign_goes_on(tmp_path):
     assert sum(t.state == "done" for t in trials) == 4
     deps = intervals(store, cid, "synthesize")
     assert [s.device for _, _, s in deps if s.state == "failed"] == ["chamber1", "chamber1"]
-    assert deps[-1][2].device == "chamber2"
+    # after its second failure the dead chamber gets nothing more (chamber2 may already have done the rest: its
+    # depositions are short at this time scale, so "the last one is on chamber2" would depend on timing)
+    quarantined_at = max(end for _, end, s in deps if s.state == "failed")
+    assert all(s.device == "chamber2" for start, _, s in deps if start >= quarantined_at)
     assert any("chamber1 taken out of service: quarantined after 2 consecutive failures" in a["message"]
                for a in alerts)
     assert [a.detail["device"] for a in store.audit_log(cid) if a.action == "station.quarantine"] == ["chamber1"]

@@ -223,3 +223,17 @@ def test_pool_strategy_with_related_and_small_pool_thompson_sampling(tmp_path):
     own = [Observation(dict(lab.pool.rows[i]), {"y": lab.values[i]}) for i in (0, 17, 31, 44)]
     p = strat.ask(1, prior + own, [])[0]
     assert p.source == "model" and p.info["acquisition_kind"] == "ThompsonSampling" and "related" in p.info
+
+
+def test_a_believer_batch_with_related_campaigns_uses_the_monte_carlo_form(tmp_path):
+    """The Kriging believer conditions the GP on its own mean at each chosen row; the multi-task GP would need the
+    rows' task column for that, so with related campaigns a batch falls back to qLogEI with X_pending."""
+    from labloop.strategy.bayes import BotorchStrategy
+
+    rel = _write(tmp_path / "earlier.csv", _table(shift=5.0))
+    lab, prior = _lab(tmp_path, [rel])
+    strat = BotorchStrategy(lab.spec, lab.pool, batch_selection="believer")
+    own = [Observation(dict(lab.pool.rows[i]), {"y": lab.values[i]}) for i in (0, 17, 31, 44, 58)]
+    props = strat.ask(3, prior + own, [])
+    assert len({(p.params["x"], p.params["c"]) for p in props}) == 3 and all(p.source == "model" for p in props)
+    assert all(p.info["acquisition_kind"] == "qLogExpectedImprovement" for p in props)

@@ -392,7 +392,10 @@ class _State:
             acq = None  # Thompson sampling over the pool, below
         elif kind == "logei":
             best_f = self._incumbent(model, outputs)
-            believer = self.pool is not None and not constraints and opt["batch_selection"] == "believer"
+            # not with related campaigns: conditioning the multi-task GP on believed rows needs their task column,
+            # which the believer does not add (the Monte Carlo form handles X_pending there)
+            believer = (self.pool is not None and not constraints and opt["batch_selection"] == "believer"
+                        and not self.related)
             if believer or (X_pending is None and not constraints and n == 1):
                 # exact and deterministic: the analytic form (a Kriging believer for batches and pending rows)
                 acq = self._free_logei[0] if self._free_logei is not None else \
