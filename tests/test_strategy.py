@@ -220,18 +220,21 @@ def test_random_strategy_draws_without_replacement_and_is_reproducible():
     assert len({p.params["c"] for p in a}) == 6
 
 
-def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule():
+@pytest.mark.parametrize("selection, kind", [("believer", "LogExpectedImprovement"),  # the default
+                                             ("fantasy", "qLogExpectedImprovement")])
+def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule(selection, kind):
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=list("ab"))],
                  stopping=StoppingSpec(max_trials=12))  # 60 rows > 2 x 12: a large pool, expected improvement
     rows = [{"x": i / 29, "c": c} for i in range(30) for c in "ab"]
-    strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST)
+    strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST, batch_selection=selection)
     obs = [Observation(r, {"y": r["x"] * (r["c"] == "a")}) for r in rows[::9]]
     props = strat.ask(4, obs, [rows[1]])
     keys = {(p.params["x"], p.params["c"]) for p in props}
     assert len(keys) == 4 and not keys & {(r["x"], r["c"]) for r in rows[::9] + [rows[1]]}
     for p in props:
-        # a pending row and a batch of 4: the Monte Carlo LogEI, each chosen row pending for the next
-        assert p.source == "model" and p.info["acquisition_kind"] == "qLogExpectedImprovement"
+        # a pending row and a batch of 4: each chosen row pending for the next (believer: the analytic LogEI on the
+        # GP conditioned on its own mean there; fantasy: the Monte Carlo LogEI with them as X_pending)
+        assert p.source == "model" and p.info["acquisition_kind"] == kind
         assert p.info["improvement"] == p.info["expected_improvement_rel"] >= 0
         assert p.info["pool_max_expected_improvement_rel"] > 0
     assert props[0].info["predicted_best"]["params"] in rows
@@ -283,7 +286,7 @@ def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition)
     b = make_strategy(spec).ask(2, obs, [])
     assert [p.params for p in a] == [p.params for p in b] and torch.equal(before, after)
     assert len({p.params["c"] for p in a}) == 2
-    kind = {"ts": "ThompsonSampling", "auto": "qLogExpectedImprovement"}[acquisition]
+    kind = {"ts": "ThompsonSampling", "auto": "LogExpectedImprovement"}[acquisition]  # auto: the believer's LogEI
     assert all(p.info["acquisition_kind"] == kind for p in a)
 
 
