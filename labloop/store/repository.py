@@ -157,8 +157,17 @@ class Store(UsersMixin, Leases):
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as s:
+        with self._transaction(self._sessions) as s:
+            yield s
+
+    @contextmanager
+    def _transaction(self, sessions: sessionmaker, begin: Any = None) -> Iterator[Session]:
+        """One committed transaction of a session from ``sessions`` (``begin(session)`` starts it first, if given);
+        rolled back on error, a store error the operator can fix raised as theirs."""
+        with sessions() as s:
             try:
+                if begin is not None:
+                    begin(s)
                 yield s
                 s.commit()
             except SQLAlchemyError as exc:
@@ -180,17 +189,8 @@ class Store(UsersMixin, Leases):
             with self.session() as s:
                 yield s
             return
-        with self._urgent_sessions() as s:
-            try:
-                _begin_immediate(s)
-                yield s
-                s.commit()
-            except SQLAlchemyError as exc:
-                s.rollback()
-                problem = store_problem(exc, self._display_url()) if isinstance(exc, DBAPIError) else None
-                if problem is not None:
-                    raise problem from None
-                raise
+        with self._transaction(self._urgent_sessions, _begin_immediate) as s:
+            yield s
 
     # ----------------------------------------------------------------------------------------- campaigns
     def create_campaign(self, name: str, spec_text: str, spec_hash: str, user: str | None = None) -> Campaign:

@@ -283,7 +283,7 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
         return mt, {name: {"used": True, "correlation": corr.get(name), "why": why} for name in names}
     joint = _joint(mt)
     tasks_col = mt.train_inputs[0][:, -1]
-    own = torch.nonzero(tasks_col == 0).reshape(-1)
+    own = _own_index(mt, len(joint[2]))
     base = _loo(joint, own, own)  # the same hyperparameters, the related points left out
     report: dict[str, dict[str, Any]] = {}
     keep = []
@@ -311,7 +311,7 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
                 report[name]["correlation"] = corr.get(name)
     # the kept campaigns together, with the refitted hyperparameters, must still clearly help
     joint = _joint(mt)
-    own = torch.nonzero(mt.train_inputs[0][:, -1] == 0).reshape(-1)
+    own = _own_index(mt, len(joint[2]))
     better, gain, se = _clearly_better(_loo(joint, own, torch.arange(len(joint[2]))) - _loo(joint, own, own))
     if not better:
         for name in (name for name, k in zip(names, keep) if k):
