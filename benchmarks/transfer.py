@@ -120,7 +120,9 @@ def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str, cap: in
     to_best, to_top = counts(res.history, best, top, budget)
     return {"table": key, "seed": seed, "method": method, "to_best": to_best, "to_top1": to_top,
             "n": len(res.history), "s_per_ask": round(statistics.mean(res.ask_seconds), 3) if res.ask_seconds else None,
-            "wall_s": round(time.perf_counter() - t0, 1), "related_correlation": res.last_info.get("related")}
+            "wall_s": round(time.perf_counter() - t0, 1), "related_correlation": res.last_info.get("related"),
+            # per proposal: how many earlier campaigns the guarded model used (0 = the model without transfer)
+            "related_used_per_ask": [len(u) for u in res.related_used] if related else None}
 
 
 def run_baybe(key: str, seed: int, budget: int, cap: int | None = None) -> dict:
@@ -188,8 +190,12 @@ def summarize(paths: list[str], budget: int = 60) -> None:
                               "median_to_top1": statistics.median(val(r, "to_top1") for r in rs)}))
     from scipy.stats import wilcoxon
 
-    pairs = [("none", "related"), ("none", "shuffled"), ("related@100", "baybe@100"), ("none", "related@100"),
-             ("none", "baybe@100"), ("related", "related@100")]
+    # every method against no transfer; labloop against BayBE and related against shuffled at the same cap
+    pairs = [("none", m) for m in sorted(by) if m != "none"]
+    for m in sorted(by):
+        if m.startswith("related"):
+            cap = m[len("related"):]
+            pairs += [(m, other + cap) for other in ("baybe", "shuffled") if other + cap in by]
     for a, b in pairs:
         common = sorted(set(by.get(a, {})) & set(by.get(b, {})))
         if not common:

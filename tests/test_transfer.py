@@ -167,6 +167,9 @@ def test_replay_with_a_related_table_runs_and_counts_only_its_own_experiments(tm
     assert len(res.history) == 8 and res.sources[:4] == ["initial"] * 4
     assert res.sources[4:] == ["model"] * 4 and "related" in res.last_info
     assert len(set(res.rows)) == 8
+    # one record per proposal round of which earlier campaigns the model used, agreeing with the last report
+    assert len(res.related_used) == 4
+    assert res.related_used[-1] == [n for n, r in res.last_info["related"].items() if r["used"]]
 
 
 def test_related_records_keep_their_task_for_resume(tmp_path):

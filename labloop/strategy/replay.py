@@ -30,6 +30,8 @@ class ReplayResult:
     round_of: list[int] = field(default_factory=list)
     ask_seconds: list[float] = field(default_factory=list)
     last_info: dict[str, Any] = field(default_factory=dict)
+    #: per round with earlier campaigns (``strategy.related``): the names the model used (empty: no transfer)
+    related_used: list[list[str]] = field(default_factory=list)
 
     @property
     def best(self) -> float | None:
@@ -107,6 +109,9 @@ def run_replay(lab: TableLab, budget: int, *, batch_size: int | None = None, str
         if not proposals:
             break
         round_no += 1
+        related = proposals[0].info.get("related") if proposals[0].info else None
+        if related is not None:
+            result.related_used.append([name for name, r in related.items() if r.get("used")])
         for p in proposals:
             i, _ = lab.measure(p.params)
             record(i, p.source, round_no)
