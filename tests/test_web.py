@@ -318,6 +318,25 @@ def test_thinned_live_stream_batches_and_fills_a_gap_from_the_store(site):
         assert (seq, kind) == (5, "batch") and [e[0] for e in data["events"]] == [3, 4, 5]
 
 
+def test_unthinned_live_stream_sends_every_event_and_fills_a_gap_from_the_store(site):
+    client, store, c, tokens, dash = site
+    _stored(store, c.id, [(1, 0.0, "step_start", {"trial": 1})])
+    auth = {"Authorization": f"Bearer {tokens['viewer']}"}
+    with client.stream("GET", "/api/campaigns/web-test/events?after=1", headers=auth) as r:
+        frames = _frames(r)
+        assert next(frames)[1:] == ("live", {"after": 1})
+        later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
+                 (4, 0.0, "document", _reading("a", 2.0)), (5, 0.0, "measurement", {"trial": {"number": 1}})]
+        _stored(store, c.id, later)
+        dash.hub.publish(c.id, 2, "step_end", {"trial": 1})
+        assert next(frames)[:2] == (2, "step_end")
+        dash.hub.publish(c.id, 5, "measurement", {"trial": {"number": 1}})  # 3 and 4 never came live
+        got = [next(frames) for _ in range(3)]
+        # every reading, unthinned and whole, in seq order, each its own event
+        assert [(seq, kind) for seq, kind, _ in got] == [(3, "document"), (4, "document"), (5, "measurement")]
+        assert got[1][2] == _reading("a", 2.0)
+
+
 def test_the_page_snapshot_is_the_status_snapshot_and_what_the_page_draws(site):
     client, store, c, tokens, _ = site
     _stored(store, c.id, [(1, 0.0, "step_start", {"trial": 1})])

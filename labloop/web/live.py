@@ -51,6 +51,28 @@ class _Page:
         self.behind = False
 
 
+class _EveryEvent:
+    """The unthinned stream's framing (the :class:`~labloop.web.thin.Thinner` interface): every event as its own
+    server-sent event, in ``seq`` order, nothing held."""
+
+    holding = False
+
+    def __init__(self, after: int):
+        self.upto = after
+        self._ready: list[bytes] = []
+
+    def due(self, now: float) -> float:
+        return 0.0
+
+    def add(self, seq: int, kind: str, body: Any, now: float) -> None:
+        self._ready.append(sse(seq, kind, body))
+        self.upto = seq
+
+    def frame(self, now: float | None = None) -> bytes | None:
+        out, self._ready = b"".join(self._ready), []
+        return out or None
+
+
 class LiveHub:
     """Fans published events out to the pages watching each campaign. ``publish`` may be called from any thread."""
 
@@ -98,77 +120,48 @@ class LiveHub:
         self._pages.setdefault(campaign_id, set()).add(page)  # subscribe before reading the store: nothing slips by
         try:
             yield b"retry: 1000\n\n"  # a dropped page reconnects after 1 s (browsers' default: 3 s)
-            frames = self._thinned(page, campaign_id, after) if thin else self._every(page, campaign_id, after)
-            async for frame in frames:
+            async for frame in self._frames(page, campaign_id, Thinner(after) if thin else _EveryEvent(after)):
                 yield frame
         finally:
             pages = self._pages.get(campaign_id)
             if pages is not None:
                 pages.discard(page)
 
-    async def _every(self, page: _Page, campaign_id: int, after: int) -> AsyncIterator[bytes]:
-        """Every event, one frame each."""
-        last = after
-        while True:  # catch up from the store, a page of rows at a time
-            rows = await asyncio.to_thread(self._after, campaign_id, last, None)
-            for seq, kind, body, _at in rows:
-                yield sse(seq, kind, body)
-                last = seq
-            if len(rows) < CATCH_UP:
-                break
-        yield sse(None, "live", {"after": last})
-        while True:
-            if page.behind and page.queue.empty():
-                return  # the browser's EventSource reconnects with Last-Event-ID and catches up
-            try:
-                seq, kind, body = await asyncio.wait_for(page.queue.get(), KEEPALIVE_S)
-            except asyncio.TimeoutError:
-                yield b": keepalive\n\n"
-                continue
-            if seq <= last:
-                continue
-            if seq > last + 1:  # a gap (the feed dropped something): fill it from the store
-                for s2, k2, b2, _at in await asyncio.to_thread(self._after, campaign_id, last, seq - 1):
-                    yield sse(s2, k2, b2)
-            yield sse(seq, kind, body)
-            last = seq
-
-    async def _thinned(self, page: _Page, campaign_id: int, after: int) -> AsyncIterator[bytes]:
-        """Campaign events and thinned readings, whatever is ready in one frame: a page that fell behind by a
-        hundred events gets one message, not a hundred."""
-        th = Thinner(after)
-        while True:  # catch up from the store, thinned by the events' own times
-            rows = await asyncio.to_thread(self._after, campaign_id, th.upto, None)
+    async def _frames(self, page: _Page, campaign_id: int, framer: "Thinner | _EveryEvent") -> AsyncIterator[bytes]:
+        """Catch up from the store, then live events, through ``framer`` (which decides what a frame holds): a
+        page that fell behind by a hundred events gets what is ready in one write, not a hundred."""
+        while True:  # catch up from the store, a page of rows at a time (thinned by the events' own times)
+            rows = await asyncio.to_thread(self._after, campaign_id, framer.upto, None)
             for seq, kind, body, at in rows:
-                th.add(seq, kind, body, at)
-            frame = th.frame()
+                framer.add(seq, kind, body, at)
+            frame = framer.frame()
             if frame:
                 yield frame
             if len(rows) < CATCH_UP:
                 break
-        yield sse(None, "live", {"after": th.upto})
+        yield sse(None, "live", {"after": framer.upto})
         clock = asyncio.get_running_loop().time
         while True:
             if page.behind and page.queue.empty():
                 return  # the browser's EventSource reconnects with Last-Event-ID and catches up
             try:
-                async with asyncio.timeout(th.due(clock()) if th.holding else KEEPALIVE_S):  # no task per wait
+                async with asyncio.timeout(framer.due(clock()) if framer.holding else KEEPALIVE_S):  # no task per wait
                     items = [await page.queue.get()]
             except TimeoutError:
-                frame = th.frame(clock())
+                frame = framer.frame(clock())
                 yield frame or b": keepalive\n\n"
                 continue
-            while not page.queue.empty():  # everything that came meanwhile goes in the same frame
+            while not page.queue.empty():  # everything that came meanwhile goes in the same write
                 items.append(page.queue.get_nowait())
             now = clock()
             for seq, kind, body in items:
-                if seq <= th.upto:
+                if seq <= framer.upto:
                     continue
-                if seq > th.upto + 1:  # a gap (the feed dropped something): fill it from the store
-                    for s2, k2, b2, _at in await asyncio.to_thread(self._after, campaign_id, th.upto, seq - 1):
-                        th.add(s2, k2, b2, now)
-                th.add(seq, kind, body, now)
-            frame = th.frame(now)
+                if seq > framer.upto + 1:  # a gap (the feed dropped something): fill it from the store
+                    for s2, k2, b2, _at in await asyncio.to_thread(self._after, campaign_id, framer.upto, seq - 1):
+                        framer.add(s2, k2, b2, now)
+                framer.add(seq, kind, body, now)
+            frame = framer.frame(now)
             if frame:
                 yield frame
 
