@@ -240,3 +240,16 @@ def test_a_believer_batch_with_related_campaigns_uses_the_monte_carlo_form(tmp_p
     props = strat.ask(3, prior + own, [])
     assert len({(p.params["x"], p.params["c"]) for p in props}) == 3 and all(p.source == "model" for p in props)
     assert all(p.info["acquisition_kind"] == "qLogExpectedImprovement" for p in props)
+
+
+def test_several_related_campaigns_share_the_one_standard_error_level():
+    from statistics import NormalDist
+
+    from labloop.strategy.transfer import threshold
+
+    one_sided = 1 - NormalDist().cdf(1.0)  # the one-SE rule's chance of passing a gain that is noise
+    assert threshold(1) == 1.0
+    for k in (2, 4, 8):
+        assert 1 - NormalDist().cdf(threshold(k)) == pytest.approx(one_sided / k)
+    assert threshold(2) < threshold(4) < threshold(8)
+

@@ -43,6 +43,15 @@ campaign predicts a few points far better and the rest a little, which inflates 
 first Buchwald-Hartwig run every related table at 7 own points (gains 1.6-2 standard errors). So this choice has
 seen one run of that benchmark; nothing else was adjusted to it.
 
+Several campaigns: each per-campaign test lets an unrelated campaign through with the one-SE rule's one-sided
+chance, about 16 % (for a gain that is noise, roughly normal); with four earlier campaigns tested side by side, some
+unrelated one passes about half the time, and the guard re-decides every ask. Measured (BENCHMARKS.md §14.2, 30 rows
+per earlier campaign): shuffled tables were kept in many asks of most runs. So the level is shared among the ``k``
+campaigns tested together (Bonferroni: each needs ``z(1 - 0.159 / k)`` standard errors, 1.75 for four, 1 for one),
+which keeps the chance that any unrelated one passes at that of a single test. The combined check (3) is one test
+and keeps one standard error. This change was made after seeing those runs (said here so the reader can discount
+it); its reasoning is the textbook family-wise error rate, not a value fitted to the tables.
+
 What happens with few own points (5 at the start): the LOO estimates are noisy, the standard errors large, so the
 rule mostly falls back to no transfer unless the related campaigns' gain is large even on 5 points. That is the
 conservative side on purpose: with 5 points, no transfer is close to space filling, which costs an experiment or
@@ -76,6 +85,7 @@ the fix, rather than silently pooled (:func:`check_supported`).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any, Sequence
 
 import torch
@@ -249,10 +259,18 @@ def loo_score(model: Any) -> float:
     return float(loo_scores(model).sum())
 
 
-def _clearly_better(d: Tensor) -> tuple[bool, float, float]:
-    """``(better, gain, se)`` for pointwise log-score differences ``d``: the one-standard-error rule."""
+def threshold(tests: int) -> float:
+    """Standard errors a gain must exceed when ``tests`` campaigns are tested side by side: the one-standard-error
+    rule's one-sided level (about 16 %) shared among them (Bonferroni), so that the chance that *some* unrelated
+    campaign passes stays that of one test (module docstring, "Several campaigns"). One test: exactly 1."""
+    return SE_RULE if tests <= 1 else NormalDist().inv_cdf(1.0 - (1.0 - NormalDist().cdf(SE_RULE)) / tests)
+
+
+def _clearly_better(d: Tensor, tests: int = 1) -> tuple[bool, float, float]:
+    """``(better, gain, se)`` for pointwise log-score differences ``d``: the one-standard-error rule, with the
+    threshold of :func:`threshold` when ``tests`` campaigns are tested together."""
     gain, se = float(d.sum()), float((len(d) * d.var()).sqrt()) if len(d) > 1 else float("inf")
-    return math.isfinite(gain) and gain > SE_RULE * se, gain, se
+    return math.isfinite(gain) and gain > threshold(tests) * se, gain, se
 
 
 def _own_index(model: Any, n: int) -> Tensor:
@@ -290,7 +308,7 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
     for t, name in enumerate(mt.related_names, start=1):
         cond = torch.nonzero((tasks_col == 0) | (tasks_col == t)).reshape(-1)
         # per own point: how much better it is predicted with this task's points than without them
-        used, gain, se = _clearly_better(_loo(joint, own, cond) - base)
+        used, gain, se = _clearly_better(_loo(joint, own, cond) - base, tests=len(mt.related_names))
         what = f"log score {gain:+.2f}, standard error {se:.2f}, over this campaign's {n} points"
         report[name] = {"used": used, "correlation": corr.get(name),
                         "loo_gain": round(gain, 3) if math.isfinite(gain) else None,
