@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -301,36 +302,39 @@ def test_thinned_stream_sends_every_campaign_event_and_a_reconnect_resumes_after
         assert next(frames)[1:] == ("live", {"after": 15})
 
 
-def test_thinned_live_stream_batches_and_fills_a_gap_from_the_store(site):
+@contextmanager
+def _live_gap(site, query: str, later: list[tuple]):
+    """A page's stream after seq 1 (``query``: extra parameters) that gets ``later[0]`` (seq 2) live, then, with
+    ``later`` (seqs 2-5) in the store, only seq 5 live: 3 and 4 never come live. Yields the frame seq 2 came in
+    (read before 5 is published, so the two cannot share a frame) and the frames still to come."""
     client, store, c, tokens, dash = site
     _stored(store, c.id, [(1, 0.0, "step_start", {"trial": 1})])
     auth = {"Authorization": f"Bearer {tokens['viewer']}"}
-    with client.stream("GET", "/api/campaigns/web-test/events?thin=1&after=1", headers=auth) as r:
+    with client.stream("GET", f"/api/campaigns/web-test/events?{query}after=1", headers=auth) as r:
         frames = _frames(r)
         assert next(frames)[1:] == ("live", {"after": 1})  # subscribed: what is published now reaches the page
-        later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
-                 (4, 0.0, "alert", {"message": "hot"}), (5, 0.0, "measurement", {"trial": {"number": 1}})]
         _stored(store, c.id, later)
-        dash.hub.publish(c.id, 2, "step_end", {"trial": 1})
-        assert next(frames)[0] == 2
-        dash.hub.publish(c.id, 5, "measurement", {"trial": {"number": 1}})  # 3 and 4 never came live
+        (seq2, _, kind2, body2), (seq5, _, kind5, body5) = later[0], later[-1]
+        dash.hub.publish(c.id, seq2, kind2, body2)
+        second = next(frames)
+        dash.hub.publish(c.id, seq5, kind5, body5)
+        yield second, frames
+
+
+def test_thinned_live_stream_batches_and_fills_a_gap_from_the_store(site):
+    later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
+             (4, 0.0, "alert", {"message": "hot"}), (5, 0.0, "measurement", {"trial": {"number": 1}})]
+    with _live_gap(site, "thin=1&", later) as (second, frames):
+        assert second[0] == 2
         seq, kind, data = next(frames)
         assert (seq, kind) == (5, "batch") and [e[0] for e in data["events"]] == [3, 4, 5]
 
 
 def test_unthinned_live_stream_sends_every_event_and_fills_a_gap_from_the_store(site):
-    client, store, c, tokens, dash = site
-    _stored(store, c.id, [(1, 0.0, "step_start", {"trial": 1})])
-    auth = {"Authorization": f"Bearer {tokens['viewer']}"}
-    with client.stream("GET", "/api/campaigns/web-test/events?after=1", headers=auth) as r:
-        frames = _frames(r)
-        assert next(frames)[1:] == ("live", {"after": 1})
-        later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
-                 (4, 0.0, "document", _reading("a", 2.0)), (5, 0.0, "measurement", {"trial": {"number": 1}})]
-        _stored(store, c.id, later)
-        dash.hub.publish(c.id, 2, "step_end", {"trial": 1})
-        assert next(frames)[:2] == (2, "step_end")
-        dash.hub.publish(c.id, 5, "measurement", {"trial": {"number": 1}})  # 3 and 4 never came live
+    later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
+             (4, 0.0, "document", _reading("a", 2.0)), (5, 0.0, "measurement", {"trial": {"number": 1}})]
+    with _live_gap(site, "", later) as (second, frames):
+        assert second[:2] == (2, "step_end")
         got = [next(frames) for _ in range(3)]
         # every reading, unthinned and whole, in seq order, each its own event
         assert [(seq, kind) for seq, kind, _ in got] == [(3, "document"), (4, "document"), (5, "measurement")]
