@@ -31,18 +31,17 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from replay_tables import DATA, _direction  # noqa: E402
+from replay_tables import DATA, shared_table_lab, table_files  # noqa: E402
 
 from labloop.strategy.modeling import ObjectiveTransform, fit_gp  # noqa: E402
 from labloop.strategy.space import DTYPE  # noqa: E402
-from labloop.strategy.tables import read_table, table_lab  # noqa: E402
 from labloop.strategy.transfer import loo_scores  # noqa: E402
 
 
 def table_evidence(stem: str, ns: list[int], repeats: int, kernels: list[str]) -> list[dict]:
     """Mean LOO log density per point of each kernel on ``repeats`` random ``n``-row subsets of one table."""
     path = DATA / f"{stem}.csv"
-    lab = table_lab(path, read_table(path).columns[-1], _direction(stem), seed=0, initial_design=5, budget=150)
+    lab = shared_table_lab(path, seed=0)
     F = lab.pool.space.features(lab.pool.X)
     tf = ObjectiveTransform.infer(lab.spec.objectives[0], lab.values)
     y = tf(torch.tensor(lab.values, dtype=DTYPE))
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     kernels = a.kernels.split(",")
     ns = [int(x) for x in a.ns.split(",")]
-    stems = [p.stem for p in sorted(DATA.glob("*.csv")) if not a.tables or any(t in p.name for t in a.tables)]
+    stems = [p.stem for p in table_files(a.tables)]
     ahead = {k: 0 for k in kernels[1:]}
     for stem in stems:
         lines = table_evidence(stem, ns, a.repeats, kernels)

@@ -44,6 +44,22 @@ def _direction(stem: str) -> str:
     return "min" if stem.startswith(MINIMIZE) else "max"
 
 
+def table_files(substrings: list[str] | None = None) -> list[Path]:
+    """The shared tables, in name order; with ``substrings``, those whose file name contains one of them."""
+    files = sorted(DATA.glob("*.csv"))
+    return [f for f in files if any(t in f.name for t in substrings)] if substrings else files
+
+
+def shared_table_lab(path: str | Path, seed: int, budget: int = BUDGET, q: int | None = None):
+    """A :class:`labloop.strategy.tables.TableLab` for one shared table under this benchmark's convention: the
+    objective is the last column, minimized for the tables named in ``MINIMIZE``, ``N_INIT`` starting rows.
+    (labloop is imported here, not at the top: ``compare_fair.py`` imports this module for ``DATA`` only.)"""
+    from labloop.strategy.tables import read_table, table_lab
+
+    return table_lab(path, read_table(path).columns[-1], _direction(Path(path).stem), seed=seed,
+                     initial_design=N_INIT, budget=budget, batch_size=q)
+
+
 def _one(args: tuple[str, int, str, int, dict, int]) -> dict:
     """One (table, seed, strategy, q) run -> experiments and rounds to best / top-1%, seconds per ask."""
     path, seed, strategy, budget, options, q = args
@@ -52,15 +68,12 @@ def _one(args: tuple[str, int, str, int, dict, int]) -> dict:
 
     torch.set_num_threads(1)
     from labloop.strategy.replay import run_replay
-    from labloop.strategy.tables import read_table, table_lab
 
     if str(HERE) not in sys.path:  # a spawned worker: the benchmarks folder holds the pilot variants
         sys.path.insert(0, str(HERE))
     from pilot_variants import PilotStrategy  # the botorch strategy + the pilot-only acquisitions (mix, ei_ts)
 
-    header = read_table(path).columns
-    lab = table_lab(path, header[-1], _direction(Path(path).stem), seed=seed, initial_design=N_INIT, budget=budget,
-                    batch_size=q)
+    lab = shared_table_lab(path, seed, budget, q)
     vals = lab.values
     best_rows, top_rows = target_rows(vals, lab.spec.objectives[0].direction == "maximize")
     init = start_rows(len(vals), seed, N_INIT)
@@ -113,9 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", default=str(HERE / "results" / "fair_labloop_runs.jsonl"),
                     help="per-run results, appended as they finish; runs already there are not repeated")
     a = ap.parse_args(argv)
-    files = sorted(DATA.glob("*.csv"))
-    if a.tables:
-        files = [f for f in files if any(t in f.name for t in a.tables)]
+    files = table_files(a.tables)
     opts = json.loads(a.options)
     seeds = _parse_ints(a.seeds)
     qs = _parse_ints(a.q)
