@@ -12,6 +12,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from labloop.run import best as _best
 from labloop.spec import CampaignSpec, spec_from_text
 from labloop.store import Store
 from labloop.store.schema import Campaign, Trial
@@ -83,13 +84,5 @@ def export(store: Store, fmt: str, campaign_ref: str | None = None) -> str:
 
 
 def best_trial(spec: CampaignSpec, trials: list[Trial]) -> Trial | None:
-    """The best done trial on the first objective."""
-    o = spec.objectives[0]
-    best = None
-    for t in trials:
-        v = (t.values or {}).get(o.name)
-        if t.state != "done" or v is None:
-            continue
-        if best is None or o.better(float(v), float(best.values[o.name])):
-            best = t
-    return best
+    """The campaign's best trial by the one definition (:mod:`labloop.run.best`: feasible first)."""
+    return _best.best_trial(spec, trials)

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from labloop.no_improvement import improvement_stalled
+from labloop.run.best import target_met
 from labloop.spec import CampaignSpec, ObjectiveSpec
 
 
@@ -36,8 +37,8 @@ def _fmt(o: ObjectiveSpec, v: float) -> str:
 
 
 def target_reached(spec: CampaignSpec, values: dict[str, Any]) -> bool:
-    goals = [o for o in spec.objectives if o.target is not None or o.direction == "band"]
-    return bool(goals) and all(o.reached(values.get(o.name)) for o in goals)
+    """Every goal reached by a feasible trial (outcome constraints met): :func:`labloop.run.best.target_met`."""
+    return target_met(spec, values)
 
 
 def check(spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: datetime | None = None) -> StopDecision | None:
