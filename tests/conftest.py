@@ -58,3 +58,7 @@ def store_url(request, tmp_path):
 def postgres_url():
     """A store on the real PostgreSQL server only (tests of several processes sharing one server's store)."""
     yield from _postgres_store()
+
+
+# Markers (browser, daemon, slow, postgres) and the browser tests' skip-locally / fail-in-CI rule: suite_markers.py.
+from suite_markers import pytest_collection_modifyitems, pytest_runtest_setup  # noqa: E402,F401
