@@ -224,3 +224,19 @@ RENDERERS = {"cli": cli_markdown, "schema": schema_markdown, "protocol": protoco
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs' hook signature
     return MARKER.sub(lambda m: RENDERERS[m.group(1)](), markdown)
+
+
+# The docstrings cross-reference in Sphinx's roles (:class:`~labloop.errors.ObjectiveError`), which mkdocstrings
+# leaves as text. Turn each into an optional cross-reference that mkdocs-autorefs resolves to the object's API
+# entry when the site documents it, and into the plain name when it does not ('~' shows only the last part).
+ROLE = re.compile(r":(?:class|func|meth|attr|data|exc|mod|obj):<code>(~?)([\w.]+)</code>")
+
+
+def _role(match: re.Match) -> str:
+    tilde, target = match.groups()
+    shown = target.rsplit(".", 1)[-1] if tilde else target
+    return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
+
+
+def on_page_content(html: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs' hook signature
+    return ROLE.sub(_role, html)
