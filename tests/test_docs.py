@@ -101,6 +101,11 @@ def test_api_and_architecture_pages_and_the_readme_links_still_reach(site):
                    'id="labloop.devkit.conformance.check_device"'):
         assert anchor in api, f"the API page lost {anchor}"
     assert "architecture.svg" in _page(site, "architecture") and (site / "architecture.svg").exists()
+    for page in site.rglob("*.html"):  # offline: no page pulls a script, style or font from elsewhere
+        if "sample-report" in page.parts:
+            continue
+        remote = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(?:https?:)?//[^"]+"', page.read_text())
+        assert not remote, f"{page.relative_to(site)} loads {remote[0]}"
     home = _page(site, "")
     # MkDocs links a folder's index.html as the folder
     for target, href in (("sample-report/index.html", "sample-report/"), ("sample-report-tco/index.html",
