@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from labloop.declarative import device, load_spec
 from labloop.transports.simulation import SimulatorProcess
+from test_agent import wait_for  # noqa: F401 - re-exported for the transport tests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "devices" / "examples"
 
@@ -41,15 +42,3 @@ def wait_status(status: Any, timeout: float = 30.0) -> BaseException | None:
     status.add_callback(lambda *_: done.set())
     assert done.wait(timeout), "the Status never finished (a hang)"
     return None if status.success else status.exception()
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")

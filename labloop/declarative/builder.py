@@ -43,20 +43,26 @@ class PointSignal(Signal):
     def __init__(self, *, spec: SignalSpec, live: bool = True, **kwargs: Any):
         super().__init__(value=_EMPTY[spec.dtype], **kwargs)
         self.spec, self.live = spec, live
+        self._inside = threading.local()  # set while subscribers run: a monitor that reads back gets the value
 
     @property
     def _device(self) -> "DeclarativeDevice":
         return self.root  # type: ignore[return-value]
 
     def get(self, **kwargs: Any) -> Any:
-        if self.live:
+        if self.live and not getattr(self._inside, "busy", False):
             self.update(self._device.transport.read(self._device.points[self.attr_name]))
         return self._readback
 
     def update(self, value: Any) -> Any:
-        """Record a value read from the instrument (typed by the signal's dtype) and tell subscribers."""
+        """Record a value read from the instrument (typed by the signal's dtype) and tell subscribers (a
+        subscriber that reads the signal gets this value, not another request to the instrument)."""
         value = _typed(value, self.spec.dtype, self.name)
-        Signal.put(self, value, force=True)
+        self._inside.busy = True
+        try:
+            Signal.put(self, value, force=True)
+        finally:
+            self._inside.busy = False
         return value
 
     def put(self, value: Any, **kwargs: Any) -> None:
@@ -69,7 +75,7 @@ class PointSignal(Signal):
                 raise LimitError(f"{dev.name}: {self.attr_name}={value!r} is outside its limits [{lo:g}, {hi:g}]",
                                  "change the value (or the campaign bounds) to lie within the limits")
         dev.transport.write(dev.points[self.attr_name], value)
-        Signal.put(self, _typed(value, self.spec.dtype, self.name), force=True)
+        self.update(value)
 
     def describe(self) -> dict[str, Any]:
         dev = self._device
