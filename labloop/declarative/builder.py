@@ -115,7 +115,7 @@ class DeclarativeDevice(LabDevice):
         cls = transport_class(t.kind)
         self.transport = cls(address or t.address, timeout=timeout or t.timeout, connect_timeout=t.connect_timeout,
                              name=name, **t.options)
-        self.points = {n: cls.Point.model_validate(s.point) for n, s in spec.signals.items()}
+        self.points = {n: cls.Point.model_validate(s.point) for n, s in spec.signals.items() if s.point is not None}
         self.commands = {n: cls.Command.model_validate(c.point) for n, c in spec.commands.items()} if spec.commands \
             else {}
         self.limits = {f: tuple(spec.signals[sp.signal].limits) for f, sp in spec.setpoints.items()}  # type: ignore
@@ -156,7 +156,7 @@ class DeclarativeDevice(LabDevice):
     def do(self, action: Any) -> None:
         """Perform an ``ActionSpec``: its writes, then its command."""
         for sig, value in action.writes.items():
-            self.transport.write(self.points[sig], value)
+            getattr(self, sig).put(value)  # through the signal: its limits are checked, its value recorded
         if action.command:
             self.run_command(action.command)
 
@@ -167,13 +167,17 @@ class DeclarativeDevice(LabDevice):
             getattr(self, cmd.result).update(result)
         return result
 
+    def _check_stop(self, what: str) -> None:
+        if self._stop.is_set():
+            raise DeviceError(f"{self.name}: {what}: stopped (stop() was called)", "run the step again")
+
     def wait_until(self, what: str, done: Any, deadline: float) -> None:
         """Poll ``done()`` (reading the process signals each round) until true; fail on stop() or the deadline."""
         while not done():
             for s in self.spec.process:
                 getattr(self, s).get()
-            if self._stop.wait(self.spec.poll):
-                raise DeviceError(f"{self.name}: {what}: stopped (stop() was called)", "run the step again")
+            self._stop.wait(self.spec.poll)
+            self._check_stop(what)
             if time.monotonic() > deadline:
                 raise DeviceError(f"{self.name}: {what}: not complete after {self.default_timeout:g} s",
                                   "check the instrument; raise 'timeout' in its description for slow moves")
@@ -221,8 +225,11 @@ class DeclarativeInstrument(DeclarativeDevice, Instrument):
     def measure(self) -> None:
         m = self.spec.measure
         assert m is not None
+        self.do(self.spec.start)
+        self._check_stop("measuring")
         if m.command is not None:
             self.run_command(m.command)
+            self._check_stop("measuring")
         for s in m.read:
             sig = getattr(self, s)
             sig.update(self.transport.read(self.points[s]))
@@ -245,7 +252,8 @@ def build_class(spec: InstrumentSpec, label: str = "instrument") -> type:
     attrs: dict[str, Any] = {"spec": spec, "process_signals": tuple(spec.process),
                              "__doc__": f"{spec.model} ({spec.transport.kind}), built from {label}."}
     for name, sig in spec.signals.items():
-        attrs[name] = Cpt(PointSignal, spec=sig, live=name not in measured, kind=sig.kind, doc=sig.doc or name)
+        attrs[name] = Cpt(PointSignal, spec=sig, live=name not in measured and sig.point is not None,
+                          kind=sig.kind, doc=sig.doc or name)
     return type(_class_name(spec.model), (base,), attrs)
 
 

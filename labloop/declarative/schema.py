@@ -40,7 +40,8 @@ class SimulationSpec(_Model):
 
 
 class SignalSpec(_Model):
-    point: dict[str, Any] = Field(description="Where the value lives, in the transport's terms.")
+    point: dict[str, Any] | None = Field(None, description="Where the value lives, in the transport's terms; none "
+                                         "for a value a Python subclass computes (e.g. from two readings).")
     dtype: Literal["number", "integer", "boolean", "string"] = "number"
     units: str | None = None
     kind: Literal["hinted", "normal", "config", "omitted"] = "normal"
@@ -101,7 +102,8 @@ class InstrumentSpec(_Model):
     commands: dict[str, CommandSpec] = Field(default_factory=dict)
     measure: MeasureSpec | None = None
     health: HealthSpec = Field(default_factory=HealthSpec)
-    start: ActionSpec = Field(default_factory=ActionSpec, description="Done before each recipe (e.g. run mode).")
+    start: ActionSpec = Field(default_factory=ActionSpec, description="Done before each recipe or measurement "
+                              "(e.g. run mode, output on).")
     stop: ActionSpec = Field(default_factory=ActionSpec, description="Done by stop() (e.g. standby).")
     process: list[str] = Field(default_factory=list, description="Signals monitored while a recipe runs.")
     poll: float = Field(0.1, gt=0, description="Seconds between reads while waiting for a completion rule.")
@@ -195,6 +197,10 @@ def _check_points(spec: InstrumentSpec, label: str) -> None:
     except Exception as exc:  # noqa: BLE001 - LabloopError: unknown kind or library missing
         raise SpecError(f"{label}: transport: {getattr(exc, 'problem', exc)}", getattr(exc, "fix", None)) from None
     for name, sig in spec.signals.items():
+        if sig.point is None:
+            if sig.writable:
+                raise SpecError(f"{label}: signals.{name}: a writable signal needs a point", "add its point")
+            continue
         try:
             cls.Point.model_validate(sig.point)
         except ValidationError as exc:

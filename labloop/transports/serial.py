@@ -13,14 +13,12 @@ the connection is kept; anything else that does not match is garbage: a :class:`
 from __future__ import annotations
 
 import re
-import select
-import socket
 import time
 from typing import Any
 
 from pydantic import field_validator
 
-from .base import PointModel, RefusedError, ReplyError, Transport
+from .base import PointModel, RefusedError, ReplyError, Transport, socket_hung_up
 
 
 class SerialPoint(PointModel):
@@ -71,14 +69,7 @@ class SerialTransport(Transport):
             port.close()
 
     def _idle_dropped(self) -> bool:
-        sock = getattr(self._port, "_socket", None)
-        if not isinstance(sock, socket.socket):
-            return False
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
+        return socket_hung_up(getattr(self._port, "_socket", None))
 
     def exchange(self, line: str, timeout: float) -> str:
         """Send one line and return the reply line (without its terminator)."""

@@ -7,8 +7,9 @@ it, and a control socket. It prints one JSON line on stdout: ``{"address": ..., 
 SimulatorProcess`) sends faults over the control socket; killing the process is the instrument losing power.
 
 A simulator class takes its options as keyword arguments and has ``async def serve(host) -> int`` (start the
-server on a free port of ``host``, return it) and ``address_template`` (e.g. ``"tcp://{host}:{port}"``). It may
-handle protocol-level faults (``fault(kind, **kw) -> bool``, e.g. a Modbus exception reply) and report its model
+server on a free port of ``host``, return it) and ``address_template`` (e.g. ``"tcp://{host}:{port}"``). A line protocol's
+simulator names its ``terminator`` (an injected garbage reply is then a whole line). It may handle protocol-level
+faults (``fault(kind, **kw) -> bool``, e.g. a Modbus exception reply) and report its model
 (``state() -> dict``) for tests.
 
 Proxy faults, consumed by the next request (``count`` requests; ``None``: until cleared): ``slow`` (the reply
@@ -42,8 +43,9 @@ class _Fault:
 class FaultProxy:
     """Forwards bytes between clients and the real server; injects faults per request/reply chunk."""
 
-    def __init__(self, upstream: int):
+    def __init__(self, upstream: int, terminator: str = ""):
         self.upstream = upstream
+        self.terminator = terminator.encode("latin-1")  # a line protocol's garbage is a garbage *line*
         self.faults: list[_Fault] = []
         self.clients: set[asyncio.StreamWriter] = set()
         self.server: asyncio.base_events.Server | None = None
@@ -97,6 +99,8 @@ class FaultProxy:
                     await asyncio.sleep(fault.delay)
                 if fault is not None and fault.kind == "garbage":
                     chunk = fault.text.encode("latin-1", errors="replace")
+                    if self.terminator and not chunk.endswith(self.terminator):
+                        chunk += self.terminator
                 writer.write(chunk)
                 await writer.drain()
             writer.close()
@@ -148,7 +152,7 @@ async def _control(sim: Any, proxy: FaultProxy, reader: asyncio.StreamReader, wr
 async def _main(ref: str, options: dict[str, Any], port: int) -> None:
     sim = plugins.load(ref, "labloop.simulators")(**options)
     upstream = await sim.serve(HOST)
-    proxy = FaultProxy(upstream)
+    proxy = FaultProxy(upstream, getattr(sim, "terminator", ""))
     front = await proxy.start(port)
     control = await asyncio.start_server(lambda r, w: _control(sim, proxy, r, w), HOST, 0)
     address = sim.address_template.format(host=HOST, port=front)

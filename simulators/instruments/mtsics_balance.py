@@ -16,9 +16,12 @@ import random
 import time
 from typing import Any
 
+from .lines import LineInstrument
 
-class MtSicsBalance:
+
+class MtSicsBalance(LineInstrument):
     address_template = "socket://{host}:{port}"
+    terminator = "\r\n"
 
     def __init__(self, time_scale: float = 1.0, settle: float = 1.5, drift: float = 0.002, noise: float = 2e-5,
                  stable_wait: float = 10.0, seed: int = 0, load: float = 0.0):
@@ -78,20 +81,6 @@ class MtSicsBalance:
             self.tare = 0.0
             return "TAC A"
         return "ES"
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while line := await reader.readuntil(b"\r\n"):
-                writer.write((await self.answer(line.decode("ascii", errors="replace"))).encode() + b"\r\n")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def serve(self, host: str) -> int:
-        self.server = await asyncio.start_server(self._client, host, 0)
-        return self.server.sockets[0].getsockname()[1]
 
     def fault(self, kind: str, **kw: Any) -> bool:
         if kind == "place":
