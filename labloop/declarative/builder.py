@@ -118,7 +118,8 @@ class DeclarativeDevice(LabDevice):
         self.points = {n: cls.Point.model_validate(s.point) for n, s in spec.signals.items() if s.point is not None}
         self.commands = {n: cls.Command.model_validate(c.point) for n, c in spec.commands.items()} if spec.commands \
             else {}
-        self.limits = {f: tuple(spec.signals[sp.signal].limits) for f, sp in spec.setpoints.items()}  # type: ignore
+        self.limits = {f: tuple(sp.limits or spec.signals[sp.signal].limits)  # type: ignore[arg-type, index]
+                       for f, sp in spec.setpoints.items()}
         self.default_timeout = spec.timeout
         self._stop = threading.Event()
 
@@ -212,7 +213,9 @@ class DeclarativeStation(DeclarativeDevice, Station):
         deadline = time.monotonic() + self.default_timeout
         self.do(self.spec.start)
         for field, value in recipe.items():
-            getattr(self, self.spec.setpoints[field].signal).put(float(value))
+            signal = self.spec.setpoints[field].signal
+            if signal is not None:
+                getattr(self, signal).put(float(value))
         for field, value in recipe.items():
             self.complete(field, self.spec.setpoints[field], float(value), deadline)
 

@@ -53,7 +53,9 @@ class SignalSpec(_Model):
 class SetpointSpec(_Model):
     """A recipe field: write ``signal``; the move is complete when the completion rule holds."""
 
-    signal: str = Field(description="The (writable) signal the field is written to.")
+    signal: str | None = Field(None, description="The (writable) signal the field is written to (none: the value "
+                               "is only passed to the command).")
+    limits: tuple[float, float] | None = Field(None, description="Values the field may take (default: the signal's).")
     readback: str | None = Field(None, description="Complete when this signal is within tolerance of the value...")
     tolerance: float | None = Field(None, gt=0)
     settle: float = Field(0.0, ge=0, description="...for this many seconds in a row.")
@@ -64,6 +66,8 @@ class SetpointSpec(_Model):
     def _rule(self) -> "SetpointSpec":
         if self.readback is not None and self.tolerance is None:
             raise ValueError("a readback rule needs a tolerance")
+        if self.signal is None and self.command is None:
+            raise ValueError("a setpoint writes a signal or runs a command (or both)")
         return self
 
 
@@ -139,9 +143,9 @@ class InstrumentSpec(_Model):
             need(sp.done, f"setpoints.{field}.done")
             if sp.command is not None and sp.command not in self.commands:
                 raise ValueError(f"setpoints.{field}.command '{sp.command}' is not among commands")
-            if self.signals[sp.signal].limits is None:
-                raise ValueError(f"setpoints.{field}: signal '{sp.signal}' needs limits (safety lives in the "
-                                 "driver: every setpoint is checked against them)")
+            if sp.limits is None and (sp.signal is None or self.signals[sp.signal].limits is None):
+                raise ValueError(f"setpoints.{field} needs limits (its own or its signal's: safety lives in the "
+                                 "driver, every setpoint is checked against them)")
         for name, cmd in self.commands.items():
             need(cmd.result, f"commands.{name}.result")
         if self.measure is not None:
