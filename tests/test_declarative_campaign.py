@@ -107,3 +107,15 @@ def test_the_kit_passes_a_described_instrument_through_labloop_agent():
     report = check_file(example("balance_mtsics.yaml"), simulated=True, remote=True)
     report.assert_ok()
     assert report["errors_fail_status"].passed and report["reconnect"].passed
+
+
+def test_the_guide_shows_the_instrument_files_that_are_tested():
+    import re
+
+    root = example("x").parent.parent.parent
+    guide = (root / "docs" / "drivers.md").read_text()
+    blocks = re.findall(r"<!-- file: (\S+) -->\n```(?:yaml|python)\n(.*?)```", guide, flags=re.S)
+    assert {"devices/examples/furnace_modbus.yaml", "devices/examples/smu_film.py"} <= {p for p, _ in blocks}
+    for path, text in blocks:
+        assert text == (root / path).read_text(), f"docs/drivers.md shows an outdated {path}"
+    assert "labloop devices check devices/examples/furnace_modbus.yaml --simulated" in guide
