@@ -42,3 +42,14 @@ def wait_status(status: Any, timeout: float = 30.0) -> BaseException | None:
     status.add_callback(lambda *_: done.set())
     assert done.wait(timeout), "the Status never finished (a hang)"
     return None if status.success else status.exception()
+
+
+def set_watching(dev: Any, signal: str, recipe: dict[str, Any]) -> list[float]:
+    """Run ``dev.set(recipe)`` to completion (with a sample loaded) and return the values ``signal`` took meanwhile
+    (the process values a monitor records)."""
+    dev.sample.put("s1")
+    seen: list[float] = []
+    getattr(dev, signal).subscribe(lambda value, **_: seen.append(value), run=False)
+    exc = wait_status(dev.set(recipe))
+    assert exc is None, exc
+    return seen

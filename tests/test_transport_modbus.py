@@ -19,7 +19,7 @@ from labloop.devkit.instruments import check_file
 from labloop.errors import DeviceError, LimitError, SpecError
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.modbus import ModbusPoint, ModbusTransport
-from instrument_helpers import example, simulated, simulated_device, wait_for, wait_status
+from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
 
 FURNACE, MFC = "furnace_modbus.yaml", "mfc_modbus.yaml"
 
@@ -48,10 +48,7 @@ def test_without_a_simulation_block_simulated_is_a_clear_error(tmp_path):
 
 def test_the_process_value_follows_the_setpoint_with_a_lag_and_the_mfc_completes_on_its_done_bit():
     with simulated_device(FURNACE) as (furnace, sim):
-        furnace.sample.put("s1")
-        seen: list[float] = []
-        furnace.temperature.subscribe(lambda value, **_: seen.append(value), run=False)
-        assert wait_status(furnace.set({"temperature": 150, "ramp_rate": 0})) is None
+        seen = set_watching(furnace, "temperature", {"temperature": 150, "ramp_rate": 0})
         assert abs(furnace.temperature.get() - 150) <= 2.0
         assert sim.state()["sp"] == 150
         rising = [v for v in seen if 30 < v < 140]

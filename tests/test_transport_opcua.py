@@ -12,7 +12,7 @@ import pytest
 from labloop.devkit.instruments import check_file
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.opcua import OpcuaCommand, OpcuaPoint, OpcuaTransport
-from instrument_helpers import example, simulated, simulated_device, wait_for, wait_status
+from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
 
 REACTOR = "reactor_opcua.yaml"
 RUN = OpcuaCommand(object="ns=2;s=Reactor", method="ns=2;s=Reactor.RunProgram", args=["{value}"])
@@ -27,10 +27,7 @@ def test_the_reactor_passes_the_conformance_kit_through_asyncua():
 
 def test_a_recipe_heats_with_a_lag_then_runs_the_timed_program_as_a_method():
     with simulated_device(REACTOR) as (reactor, sim):
-        reactor.sample.put("s1")
-        seen: list[float] = []
-        reactor.temperature.subscribe(lambda value, **_: seen.append(value), run=False)
-        assert wait_status(reactor.set({"temperature": 60, "stirrer_speed": 400, "hold_minutes": 0.5})) is None
+        seen = set_watching(reactor, "temperature", {"temperature": 60, "stirrer_speed": 400, "hold_minutes": 0.5})
         assert abs(reactor.temperature.get() - 60) < 2.0
         assert any(30 < v < 55 for v in seen), "the jacket jumped instead of following with a lag"
         assert sim.state()["calls"] == [0.5] and reactor.state.get() == "Idle"

@@ -128,6 +128,9 @@ async def _control(sim: Any, proxy: FaultProxy, reader: asyncio.StreamReader, wr
                 kind = msg.pop("kind")
                 handler = getattr(sim, "fault", None)
                 if not (callable(handler) and handler(kind, **msg)):
+                    if proxy.server is None:
+                        raise ValueError(f"fault {kind!r}: this simulator has no fault proxy (its protocol "
+                                         "announces its own ports)")
                     if kind not in ("slow", "garbage", "silent", "disconnect"):
                         raise ValueError(f"unknown fault {kind!r}")
                     proxy.faults.append(_Fault(kind, **{k: v for k, v in msg.items() if k in
@@ -151,12 +154,13 @@ async def _control(sim: Any, proxy: FaultProxy, reader: asyncio.StreamReader, wr
 
 async def _main(ref: str, options: dict[str, Any], port: int) -> None:
     sim = plugins.load(ref, "labloop.simulators")(**options)
-    upstream = await sim.serve(HOST)
+    proxied = getattr(sim, "proxied", True)  # False: the protocol announces its own ports (EPICS CA)
+    upstream = await (sim.serve(HOST) if proxied else sim.serve(HOST, port))  # unproxied: it keeps its port
     proxy = FaultProxy(upstream, getattr(sim, "terminator", ""))
-    front = await proxy.start(port)
+    front = await proxy.start(port) if proxied else upstream
     control = await asyncio.start_server(lambda r, w: _control(sim, proxy, r, w), HOST, 0)
     address = sim.address_template.format(host=HOST, port=front)
-    print(json.dumps({"address": address, "port": front, "direct": sim.address_template.format(host=HOST,
+    print(json.dumps({"address": address, "port": front, "proxied": proxied, "direct": sim.address_template.format(host=HOST,
                       port=upstream), "control": control.sockets[0].getsockname()[1]}), flush=True)
     # the parent closes our stdin when it goes: a simulator never outlives the test or command that started it
     loop = asyncio.get_running_loop()
