@@ -3,7 +3,8 @@
 For each transport, against the same simulator process (its direct port, not the fault proxy), in the same run and
 interleaved call by call (so machine load hits both alike), one read and one set (write) round trip made:
 
-* ``raw``: with the library alone (pymodbus client, pyvisa resource, pyserial port, asyncua sync client);
+* ``raw``: with the library alone (pymodbus client, pyvisa resource, pyserial port, asyncua sync client, caproto
+  threading client);
 * ``transport``: through labloop's transport (``Transport.read/write``: lock, reconnect check, typed values, errors);
 * ``device``: through the declarative device's signal (``signal.get()`` / ``signal.put()``: limits, ophyd callbacks);
 * ``agent``: through a ``labloop agent`` process serving the device, via its proxy (``signal.get()``/``put``).
@@ -11,7 +12,7 @@ interleaved call by call (so machine load hits both alike), one read and one set
 Prints JSON lines ``{"bench": "transport_round_trip", "transport", "op", "path", "n", "p50_ms", "p90_ms",
 "overhead_ms"}`` where ``overhead_ms`` is the path's p50 minus raw's p50. Target: device read overhead <= 1 ms.
 
-Run: ``python benchmarks/transports.py [--n 300] [--transports modbus,visa,serial,opcua] [--no-agent]``
+Run: ``python benchmarks/transports.py [--n 300] [--transports modbus,visa,serial,opcua,epics] [--no-agent]``
 """
 
 from __future__ import annotations
@@ -96,12 +97,32 @@ def raw_opcua(address: str) -> tuple[Callable[[], Any], Callable[[float], Any], 
     return t.read_value, write, c.disconnect
 
 
+def raw_epics(address: str) -> tuple[Callable[[], Any], Callable[[float], Any], Callable[[], None]]:
+    import os
+
+    from caproto.threading.client import Context, SharedBroadcaster
+
+    os.environ["EPICS_CA_ADDR_LIST"] = address.removeprefix("ca://")
+    os.environ["EPICS_CA_AUTO_ADDR_LIST"] = "NO"
+    ctx = Context(SharedBroadcaster())
+    t, sp = ctx.get_pvs("SIM:TC1:T", "SIM:TC1:T:SP")
+    for pv in (t, sp):
+        pv.wait_for_connection(timeout=5)
+
+    def close() -> None:
+        ctx.disconnect()
+        ctx.broadcaster.disconnect()
+
+    return (lambda: t.read(timeout=2).data[0]), (lambda v: sp.write([v], wait=True, timeout=2)), close
+
+
 # transport -> (example file, raw factory, read signal, (write signal, values to alternate))
 CASES: dict[str, tuple[str, Any, str, tuple[str, tuple[float, float]]]] = {
     "modbus": ("furnace_modbus.yaml", raw_modbus, "temperature", ("setpoint", (30.0, 31.0))),
     "visa": ("smu_visa.yaml", raw_visa, "output", ("output", (0, 1))),
     "serial": ("balance_mtsics.yaml", raw_serial, "weight_now", ("", (0, 0))),
     "opcua": ("reactor_opcua.yaml", raw_opcua, "temperature", ("temperature_setpoint", (30.0, 31.0))),
+    "epics": ("temperature_epics.yaml", raw_epics, "temperature", ("setpoint", (30.0, 31.0))),
 }
 
 
@@ -162,7 +183,7 @@ def bench(kind: str, n: int, agent: bool) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--transports", default="modbus,visa,serial,opcua")
+    ap.add_argument("--transports", default="modbus,visa,serial,opcua,epics")
     ap.add_argument("--no-agent", action="store_true")
     args = ap.parse_args()
     for kind in args.transports.split(","):
