@@ -173,3 +173,34 @@ def test_a_bad_description_is_refused_with_the_field_named(change, message):
         load_spec(data)
     with pytest.raises(SpecError):
         device("x", spec=data)
+
+
+def test_modbus_rtu_frames_through_a_gateway_pass_the_kit_too():
+    """RTU framing (CRC, no MBAP header) over TCP, as a serial-to-Ethernet gateway carries it: same device file,
+    address rtu+tcp://, a pymodbus server speaking RTU frames."""
+    from labloop.devkit.conformance import run_conformance
+
+    with simulated_device(MFC, framer="rtu") as (mfc, sim):
+        assert sim.address.startswith("rtu+tcp://")
+        report = run_conformance(mfc, endpoint=sim)
+        report.assert_ok()
+        assert report["set_completes"].passed and report["reconnect"].passed
+
+
+def test_poll_delivers_values_and_then_the_failure_when_the_controller_dies():
+    import threading
+
+    with simulated(FURNACE) as sim:
+        t = ModbusTransport(sim.address, timeout=0.5)
+        got: list = []
+        stop = threading.Event()
+        thread = t.poll(ModbusPoint(table="input", register=0, type="float32"), 0.01,
+                        lambda value, when: got.append(value), stop)
+        wait_for(lambda: len([v for v in got if isinstance(v, float)]) >= 3, what="three polled values")
+        sim.kill()
+        wait_for(lambda: any(isinstance(v, TransportError) for v in got), what="the failure to be polled")
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert all(20 < v < 30 for v in got if isinstance(v, float))  # the furnace at ambient
+        t.close()
