@@ -26,7 +26,7 @@ from ophyd import Device, Signal
 from ophyd.status import Status
 
 from labloop.errors import DeviceError, LimitError
-from labloop.devkit.protocols import Health, Move  # re-exported: drivers import the contract from here
+from labloop.contract import Health, Move  # re-exported: drivers import the contract from here
 
 __all__ = ["Health", "Instrument", "LabDevice", "Move", "Robot", "Station", "check_limits"]
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labloop import plugins
-from labloop.devkit import conformance
+from labloop.devkit import conformance, instruments
 from labloop.devkit.options import load_config
 from labloop.errors import LabloopError
 
@@ -35,8 +35,8 @@ def _console() -> Console:
 
 @devices_app.command("check")
 def check(
-    target: Annotated[str, typer.Argument(help="The driver: package.module:Class, or an entry point name in "
-                                               "'labloop.devices'.")],
+    target: Annotated[str, typer.Argument(help="The driver: package.module:Class, an entry point name in "
+                                               "'labloop.devices', or an instrument description FILE.yaml.")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML or JSON file of constructor options "
                                                 "(key 'simulator_options': options of the simulated endpoint).")]
     = None,
@@ -50,12 +50,18 @@ def check(
     remote: Annotated[bool, typer.Option("--remote", help="Serve the driver from a `labloop agent` process and "
                                          "check it through its remote proxy (as a campaign's remote device).")]
     = False,
+    simulated: Annotated[bool, typer.Option("--simulated", help="FILE.yaml: start the simulator its "
+                                            "'simulation:' block names (own process, 127.0.0.1) and check the "
+                                            "device against it through the real protocol library.")] = False,
 ) -> None:
     """Build the driver and run the conformance checks; exit 1 when any check fails."""
     console = _console()
     try:
         options = load_config(config)
-        if remote:
+        if instruments.is_instrument_file(target):
+            report = instruments.check_file(target, simulated=simulated, remote=remote, timeout=timeout,
+                                            grace=grace, only=only)
+        elif remote:
             from labloop.control.remote_check import check_remote
 
             report = check_remote(target, options, simulator=simulator, timeout=timeout, grace=grace, only=only)
