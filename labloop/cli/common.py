@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
 
 from labloop.errors import LabloopError
+
+if TYPE_CHECKING:  # imported when a command runs: `labloop --help` and the daemon's clients stay light
+    from labloop.control.client import Client
+    from labloop.store import Store
+    from labloop.store.schema import Campaign
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -37,3 +42,24 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def open_store(store: str | None, create: bool = False) -> Store:
+    """The store at ``store`` (default: ./labloop.db); SQLAlchemy is imported only here, when a command needs it."""
+    from labloop.store import DEFAULT_URL, Store
+
+    return Store(store or DEFAULT_URL, create=create)
+
+
+def pick_campaign(st: Store, campaign: str | None) -> Campaign:
+    """The campaign ``--campaign`` names (default: the running one, else the latest)."""
+    from labloop.data.status import pick_campaign as pick
+
+    return pick(st, campaign)
+
+
+def daemon_client(server: str | None, key: str | None) -> Client | None:
+    """A client of the daemon when --server (or LABLOOP_SERVER) is given; None: the command works on the store."""
+    from labloop.control.client import Client
+
+    return Client.from_options(server, key)

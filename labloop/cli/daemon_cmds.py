@@ -4,7 +4,7 @@ stream, from any machine)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Group
@@ -12,16 +12,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labloop.control.client import Client, Follower, stream_address
 from labloop.control.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
 from labloop.errors import LabloopError
-from labloop.spec import read_spec_text
 from labloop.store import DEFAULT_URL
-from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
+from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, user_errors
+
+if TYPE_CHECKING:
+    from labloop.control.client import Client
 
 
 def _client(server: str | None, key: str | None) -> Client:
-    client = Client.from_options(server, key)
+    client = daemon_client(server, key)
     if client is None:
         raise LabloopError("no daemon given", "pass --server tcp://HOST:7510 (or set LABLOOP_SERVER)")
     return client
@@ -87,6 +88,8 @@ def register(app: typer.Typer) -> None:
         = None,
     ) -> None:
         """Start a campaign on the daemon (validated there before anything starts); prints its id."""
+        from labloop.spec import read_spec_text
+
         text = read_spec_text(file)
         client = _client(server, key)
         try:
@@ -109,6 +112,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Follow campaigns live: proposals, steps, measurements, best so far, alerts; catches up on what
         happened before (or while the connection was down)."""
+        from labloop.control.client import Follower, stream_address
+
         client = _client(server, key)
         name = None
         if campaign is not None:

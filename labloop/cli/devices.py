@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 from labloop import plugins
-from labloop.devkit import conformance
 from labloop.devkit.options import load_config
 from labloop.errors import LabloopError
 
@@ -60,6 +59,8 @@ def check(
 
             report = check_remote(target, options, simulator=simulator, timeout=timeout, grace=grace, only=only)
         else:
+            from labloop.devkit import conformance  # bluesky: only a check pays for it
+
             report = conformance.check_device(target, options, simulator=simulator, timeout=timeout, grace=grace,
                                               only=only)
     except LabloopError as exc:

@@ -28,13 +28,12 @@ from labloop.states import IllegalTransition, StepState, TrialState, check_step_
 from .leases import Leases
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
-from . import chain
+from . import DEFAULT_URL, chain  # noqa: F401 - DEFAULT_URL: defined once, in the (light) package
 from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
 from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Calibration, Base, Campaign, Document, Meta, OperatorRequest,
                      ProcessPoint, Sample, Step, Trial, utcnow)
 from .users import UsersMixin
 
-DEFAULT_URL = "sqlite:///labloop.db"
 #: How often an operator request (or its answer) asks again for SQLite's write lock while a lab's commits hold it.
 URGENT_RETRY_S = 0.001
 #: How long it asks before giving up (SQLite's own busy timeout for every other write).

@@ -1,0 +1,119 @@
+"""The operator's emergency stop end to end: ``labloop estop --server ...`` from the process's start (what pressing
+Enter does) to every device's ``stop()`` called in the campaign's process, through a real daemon with a simulated
+campaign running. Beside it, in the same run: ``python -c pass`` (the interpreter's start) and ``python -c
+'import zmq'`` (the start plus the socket library an estop cannot do without), and ``import labloop.cli`` (what the
+command imports before it sends anything). JSON lines: one per try, then the medians.
+
+    .venv/bin/python benchmarks/cli_estop.py --tries 5
+
+The campaign's lab is the thin-film simulator wrapped by :func:`build_lab` below, which appends each device's
+``stop()`` call (wall clock, shared by every process of the machine) to a file: nothing in labloop is changed to be
+measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+STOP_LOG_DIR = "LABLOOP_BENCH_STOP_LOG_DIR"
+
+
+def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, seed: int = 0,
+              state_dir: str | None = None, name: str | None = None) -> Any:
+    """The thin-film lab, each device's ``stop()`` first noting ``time.time()`` in ``$STOP_LOG_DIR/NAME.stops``
+    when the emergency stop calls it (its threads are named ``estop-DEVICE``; a RunEngine also calls ``stop()``
+    at the end of every run)."""
+    from labloop_simulators.thinfilm.lab import build_lab as thinfilm
+
+    lab = thinfilm(options, time_scale, seed, state_dir=state_dir, name=name)
+    folder = os.environ.get(STOP_LOG_DIR)
+    if folder:
+        log = Path(folder) / f"{name or 'lab'}.stops"
+        for dev_name, dev in lab.devices.items():
+            original = dev.stop
+
+            def stop(*a: Any, _name: str = dev_name, _orig: Any = original, **k: Any) -> Any:
+                if threading.current_thread().name.startswith("estop-"):  # the emergency stop, not a run's end
+                    with open(log, "a") as f:
+                        f.write(f"{_name} {time.time():.6f}\n")
+                return _orig(*a, **k)
+
+            dev.stop = stop
+    return lab
+
+
+def spawn_s(*args: str) -> float:
+    """Wall seconds from starting a process to its exit."""
+    t0 = time.time()
+    subprocess.run([sys.executable, *args], check=True, capture_output=True)
+    return time.time() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tries", type=int, default=5)
+    a = ap.parse_args()
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import yaml
+
+    from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
+    from running import two_chamber
+
+    tmp = Path(tempfile.mkdtemp())
+    os.environ[STOP_LOG_DIR] = str(tmp)
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])  # for the child
+    d = DaemonProcess(tmp)
+    key = add_user(d.store_url, "bench", "operator", d.server_keys)
+    d.start()
+    keyfile = key_file(tmp, key)
+    rows = []
+    try:
+        c = d.client(key)
+        for i in range(a.tries):
+            data = two_chamber(max_trials=400, options={"probe_minutes": 6})
+            data["name"] = name = f"estop{i}"
+            data["lab"]["simulator"] = "cli_estop:build_lab"
+            r = c.call("submit", timeout=330.0, text=yaml.safe_dump(data), source="bench.yaml", time_scale=600.0)
+            cid = r["campaign_id"]
+            wait_until(lambda: c.call("status", campaign=cid)["running_steps"], 120)
+            log = tmp / f"{name}.stops"
+            log.unlink(missing_ok=True)
+            baseline = {"python_pass_s": spawn_s("-c", "pass"), "import_zmq_s": spawn_s("-c", "import zmq"),
+                        "import_labloop_cli_s": spawn_s("-c", "import labloop.cli")}
+            t0 = time.time()
+            proc = subprocess.run([sys.executable, "-m", "labloop", "estop", "--campaign", str(cid),
+                                   "--server", d.control, "--key", keyfile], capture_output=True, text=True)
+            exited = time.time() - t0
+            assert proc.returncode == 0, proc.stderr
+            stops = {}
+            for line in log.read_text().split("\n"):
+                if line:
+                    dev, at = line.split()
+                    stops.setdefault(dev, float(at))
+            row = {"benchmark": "cli_estop", "try": i, "devices_stopped": len(stops),
+                   "estop_to_all_stops_s": round(max(stops.values()) - t0, 4),
+                   "estop_to_first_stop_s": round(min(stops.values()) - t0, 4),
+                   "estop_process_exit_s": round(exited, 4), **{k: round(v, 4) for k, v in baseline.items()}}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        c.close()
+    finally:
+        d.stop()
+    med = {k: round(statistics.median(r[k] for r in rows), 4) for k in rows[0] if k.endswith("_s")}
+    print(json.dumps({"benchmark": "cli_estop", "summary": True, "tries": len(rows),
+                      "load_1min": round(os.getloadavg()[0], 2), "median": med}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
