@@ -8,6 +8,7 @@ process (``labloop status`` while a campaign runs, or ``labloop resume`` after a
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -33,6 +34,10 @@ from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_he
 from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Calibration, Base, Campaign, Document, Meta, OperatorRequest,
                      ProcessPoint, Sample, Step, Trial, utcnow)
 from .users import UsersMixin
+from labloop.logs import Swallowed
+
+log = logging.getLogger(__name__)
+_close_failed = Swallowed(log, "closing a broken poll connection")
 
 #: How often an operator request (or its answer) asks again for SQLite's write lock while a lab's commits hold it.
 URGENT_RETRY_S = 0.001
@@ -295,8 +300,8 @@ class Store(UsersMixin, Leases):
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001 - it is being dropped because it is broken
-                pass
+            except Exception as exc:  # noqa: BLE001 - it is being dropped because it is broken
+                _close_failed(exc)
 
     def answer_request(self, request_id: int, state: str, outcome: str, user: str = "labloop",
                        campaign: dict[str, Any] | None = None) -> bool:
