@@ -177,7 +177,7 @@ class TrialExecutor:
         if self.abort_check():
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", actor)
-        timeout = step.timeout / self.time_scale if step.timeout else None
+        timeout = step.timeout / self.lab.time_scale(actor, self.time_scale) if step.timeout else None
         dest = destination or step.to or ""
 
         def plan() -> plans.Plan:
@@ -221,7 +221,7 @@ class TrialExecutor:
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", device)
         dev = self.lab[device]
-        timeout = step.timeout / self.time_scale if step.timeout else None
+        timeout = step.timeout / self.lab.time_scale(device, self.time_scale) if step.timeout else None
         self._record_run(ctx, step_id, step, index, label, 1, device,
                          lambda: plans.calibrate(dev, None, timeout), None, [(device, dev, "instrument")])
         try:

@@ -864,7 +864,7 @@ class Scheduler:
                     raise
                 self.store.audit(self.campaign.id, "step.retry", {"trial": ctx.number, "step": step.label,
                                                                   "attempt": attempt, "reason": exc.reason}, "labloop")
-                delay = step.retry_backoff * 2 ** (attempt - 1) / self.time_scale
+                delay = step.retry_backoff * 2 ** (attempt - 1) / self.lab.time_scale(device, self.time_scale)
                 if self.estopped.wait(delay):
                     raise
 
