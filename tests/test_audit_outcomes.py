@@ -169,3 +169,43 @@ def test_an_internal_error_is_logged_with_its_traceback_and_id_and_audited_faile
     rows = audit_rows(url, action="export")
     assert [r.outcome for r in rows] == ["failed"] and error_id in rows[0].detail["reason"]
     assert json.dumps(rows[0].detail)
+
+
+def test_watch_into_a_pipe_prints_each_event_as_it_comes_and_flushes_on_sigterm(lab):
+    """Also: --key alone uses the key file's addresses, and submit's hint works as printed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    key = lab.keys["olga"].model_copy(update={"control": lab.control, "stream": lab.stream})
+    (lab.tmp / "addr").mkdir(exist_ok=True)
+    keyfile = key_file(lab.tmp / "addr", key)
+    data = two_chamber(max_trials=40, options={"probe_minutes": 6})
+    data["name"] = "watched"
+    path = lab.tmp / "watched.yaml"
+    path.write_text(yaml.safe_dump(data))
+    r = cli.invoke(app, ["submit", str(path), "--key", keyfile, "--time-scale", "1800"])  # no --server
+    assert r.exit_code == 0, r.output
+    hint = r.output.split("`")[1]
+    assert hint.startswith("labloop watch --campaign ") and f"--key {keyfile}" in hint
+    cid = hint.split("--campaign ")[1].split()[0]
+    st = cli.invoke(app, ["status", "--campaign", cid, "--key", keyfile])
+    assert st.exit_code == 0 and "watched" in st.output, st.output
+
+    proc = subprocess.Popen([sys.executable, "-m", "labloop", *hint.split()[1:]], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=lab.tmp, env={**os.environ, "COLUMNS": "200"})
+    try:
+        first = proc.stdout.readline()  # arrives while the campaign runs: not held until the end
+        assert "watched #" in first, (first, proc.stderr.read() if proc.poll() is not None else "")
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "best so far" in rest or "events" in rest  # the summary table, flushed at the end
+    c = lab.client(lab.keys["olga"])
+    c.call("estop", campaign=int(cid))
+    c.close()

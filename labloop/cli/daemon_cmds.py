@@ -3,6 +3,8 @@ stream, from any machine)."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -96,8 +98,9 @@ def register(app: typer.Typer) -> None:
             r = client.call("submit", timeout=330.0, text=text, source=str(file), time_scale=time_scale)
         finally:
             client.close()
+        how = (f" --server {server}" if server else "") + (f" --key {key}" if key else "")
         console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}) runs on the daemon (pid {r['pid']}); "
-                      f"follow it with `labloop watch --campaign {r['campaign_id']}`", soft_wrap=True)
+                      f"follow it with `labloop watch --campaign {r['campaign_id']}{how}`", soft_wrap=True)
 
     @app.command()
     @user_errors
@@ -120,22 +123,48 @@ def register(app: typer.Typer) -> None:
             name = client.call("status", campaign=campaign)["campaign"]["name"]
         f = Follower(client, stream or client.key.stream or stream_address(client.address), name)
         view = WatchView()
+        interrupt_on_sigterm()
         try:
             events = f.catch_up(campaign) if campaign is not None else []
-            with Live(view.render(), console=console, refresh_per_second=8,
-                      auto_refresh=console.is_terminal) as live:
+            if console.is_terminal:
+                with Live(view.render(), console=console, refresh_per_second=8) as live:
+                    while not (view.add(events) and until_end):
+                        live.update(view.render())
+                        events = f.poll(0.25)
+                    live.update(view.render())
+                console.print()
+            else:  # a pipe or a file: each event's line as it comes (a Live view would print only at the end)
                 while True:
                     ended = view.add(events)
-                    live.update(view.render())
+                    for line in view.take_fresh():
+                        console.print(line, soft_wrap=True)
                     if ended and until_end:
                         break
                     events = f.poll(0.25)
-            console.print()
         except KeyboardInterrupt:
             pass
         finally:
+            if not console.is_terminal:
+                console.print(view.render())  # the summary, also when interrupted (Ctrl-C, SIGTERM)
+            sys.stdout.flush()
             f.close()
             client.close()
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends `watch` as Ctrl-C does (what it printed is flushed, its sockets closed), and standard output
+    is line-buffered into a pipe or a file, so a reader sees each event as it comes."""
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): it keeps its own handling
+        pass
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):  # replaced by a test harness, or detached
+        pass
 
 
 class WatchView:
@@ -144,6 +173,7 @@ class WatchView:
     def __init__(self, keep: int = 25):
         self.keep = keep
         self.lines: list[str] = []
+        self.fresh: list[str] = []  # lines not printed yet (`watch` into a pipe or a file)
         self.campaigns: dict[int, dict[str, Any]] = {}
 
     def add(self, events: list[dict[str, Any]]) -> bool:
@@ -163,8 +193,13 @@ class WatchView:
             line = describe(e)
             if line is not None:
                 self.lines.append(f"[dim]{c['name']} #{e['seq']}[/] {line}")
+                self.fresh.append(self.lines[-1])
         self.lines = self.lines[-self.keep:]
         return ended
+
+    def take_fresh(self) -> list[str]:
+        out, self.fresh = self.fresh, []
+        return out
 
     def render(self) -> Group:
         table = Table("campaign", "state", "events", "documents", "best so far", box=None)
