@@ -32,6 +32,23 @@ def audit_rows(url, **match):
     return [r for r in rows if all(getattr(r, k) == v for k, v in match.items())]
 
 
+def run_hints(output: str) -> int:
+    """Run every command a message suggests that needs no placeholder filled in; each must succeed. Returns how
+    many ran."""
+    import re
+    import shlex
+
+    ran = 0
+    for hint in re.findall(r"`(labloop [^`]*)`", output):
+        words = shlex.split(hint)[1:]
+        if any(w.isupper() or "..." in w for w in words):
+            continue  # FILE, N...: the operator fills them in
+        r = cli.invoke(app, words)
+        assert r.exit_code == 0, (hint, r.output)
+        ran += 1
+    return ran
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audit")
@@ -63,13 +80,17 @@ def test_refused_submits_and_ended_stops_are_audited_with_their_reason(lab):
     with pytest.raises(LabloopError, match="already ended") as err:  # a stop of an ended campaign: refused
         c.call("stop", campaign=r["campaign_id"])
     assert "labloop run" not in err.value.fix
+    srv = ["--server", lab.control, "--key", lab.files["olga"]]
+    res = cli.invoke(app, ["stop", "--campaign", str(r["campaign_id"]), *srv])  # the hint works as printed
+    assert res.exit_code == 2 and run_hints(res.output) >= 1
     stops = audit_rows(lab.store_url, action="stop", user="olga")
-    assert [x.outcome for x in stops] == ["refused"] and "already ended" in stops[0].detail["reason"]
+    assert [x.outcome for x in stops] == ["refused", "refused"] and "already ended" in stops[0].detail["reason"]
     assert stops[0].campaign_id == r["campaign_id"]
 
     # the same on the store, without the daemon: audited once, refused, with the reason
     res = cli.invoke(app, ["stop", "--campaign", str(r["campaign_id"]), "--store", lab.store_url, "--user", "sam"])
     assert res.exit_code == 2 and "already ended" in res.output
+    assert run_hints(res.output) >= 1
     local = audit_rows(lab.store_url, user="sam")
     assert [(x.action, x.outcome) for x in local] == [("request.stop", "refused")]
     c.close()

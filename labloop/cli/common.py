@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
@@ -38,10 +39,35 @@ def user_errors(fn: F) -> F:
         except LabloopError as exc:
             err_console.print(f"[bold red]error:[/] {exc.problem}", soft_wrap=True)
             if exc.fix:
-                err_console.print(f"[bold]fix:[/] {exc.fix}", soft_wrap=True)
+                err_console.print(f"[bold]fix:[/] {with_options(exc.fix, kwargs)}", soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Commands that take --server/--key (they may run through a daemon), and those that take --store.
+DAEMON_COMMANDS = {"status", "pause", "resume", "stop", "estop", "approve", "reject", "export", "submit", "watch"}
+STORE_COMMANDS = {"status", "pause", "resume", "stop", "estop", "approve", "reject", "export", "show", "verify",
+                  "report", "audit", "calibrate", "validate", "run", "users", "db"}
+_HINT = re.compile(r"`(labloop ([a-z]+)[^`]*)`")
+
+
+def with_options(fix: str, given: dict[str, Any]) -> str:
+    """A fix's commands as the operator can run them: each `labloop CMD ...` it names gets the --server and
+    --key, or the --store, this command was given (when CMD takes them and names none itself). The daemon and
+    the store do not know how the operator reached them; the command line does."""
+    def complete(m: re.Match[str]) -> str:
+        cmd, name = m.group(1), m.group(2)
+        extra = []
+        if given.get("server") and name in DAEMON_COMMANDS and "--server" not in cmd:
+            extra += ["--server", str(given["server"])] + (["--key", str(given["key"])] if given.get("key") else [])
+        elif given.get("store") and name in STORE_COMMANDS and "--store" not in cmd and not given.get("server"):
+            extra += ["--store", str(given["store"])]
+        elif given.get("key") and name in DAEMON_COMMANDS and "--key" not in cmd:
+            extra += ["--key", str(given["key"])]
+        return f"`{' '.join([cmd, *extra])}`"
+
+    return _HINT.sub(complete, fix)
 
 
 def open_store(store: str | None, create: bool = False) -> Store:

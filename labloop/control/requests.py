@@ -43,7 +43,8 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
     if c.state not in ACTIVE_STATES and not (action in ("stop", "approve", "reject") and c.state == "estopped"):
         raise refuse(st, c.id, action, args, user, command,
                      f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason}): there is "
-                     f"nothing to {action}", ENDED_FIX)
+                     f"nothing to {action}", f"nothing to do: a campaign that ended stays ended; "
+                     f"`labloop status --campaign {c.id}` says why")
     rid = st.request(c.id, action, args or {}, user, command)
     r = await_answers(st, [rid], wait).get(rid)
     if r is not None and r.state == "done":
@@ -62,8 +63,6 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
     raise LabloopError(msg, fix)
 
 
-#: What to do about a request to a campaign that has ended (works as printed, on the store and through a daemon).
-ENDED_FIX = "nothing to do: a campaign that ended stays ended; `labloop status` (with your --store or --server) says why"
 
 
 def refuse(st: Store, campaign_id: int | None, action: str, args: dict | None, user: str | None,
