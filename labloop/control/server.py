@@ -31,7 +31,7 @@ import zmq
 from labloop.errors import LabloopError
 from labloop.store import Store
 from . import audit, methods, protocol
-from .auth import StoreAuthenticator, permitted, role_needed
+from .auth import StoreAuthenticator, a_role, permitted, role_needed
 from .keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
 from .stream import Publisher
 from .supervisor import CHECK_S, TAKEOVER_S, Supervisor
@@ -191,7 +191,7 @@ class Daemon:
         if not permitted(ident.role, req.method):
             need = role_needed(req.method)
             self._reply_later(envelope, req, params, ident, address, refused=(
-                "forbidden", f"{ident.name} is a {ident.role}; {req.method} needs the {need} role",
+                "forbidden", f"{ident.name} is {a_role(ident.role)}; {req.method} needs the {need} role",
                 f"ask an admin to give you the {need} role, or ask someone who has it"))
             return
         if req.method == "status":
