@@ -51,6 +51,11 @@ def test_out_of_range_event_numbers_and_trials_are_400_naming_the_field(site):  
     r = client.post("/api/campaigns/web-test/actions/approve", json={"trials": [10**30]},
                     headers={"x-csrf-token": csrf})
     assert r.status_code == 400 and "trials" in r.json()["error"]["problem"]
+    for body, word in ((b"[" * 5_000 + b"]" * 5_000, "nested"), (b'{"trials": "3"}', "trials"),
+                       (b'{"trials": [1], "reason": ["x"]}', "reason")):
+        r = client.post("/api/campaigns/web-test/actions/" + ("reject" if b"reason" in body else "approve"),
+                        content=body, headers={"x-csrf-token": csrf, "content-type": "application/json"})
+        assert r.status_code in (400, 413) and word in r.json()["error"]["problem"], r.text
     assert store.pending_requests(1) == []
 
 

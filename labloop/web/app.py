@@ -260,6 +260,9 @@ class Dashboard:
             if not isinstance(args, dict):
                 raise ValueError("not an object")
             args = _action_args(request.path_params["action"], args)
+        except RecursionError:
+            return self._json_error(400, "bad request body: nested too deeply to read",
+                                    'send flat JSON such as {"trials": [3], "reason": "..."}')
         except (ValueError, TypeError) as exc:
             return self._json_error(400, f"bad request body: {exc}", 'send JSON such as {"trials": [3], "reason": "..."}')
         c = await run_in_threadpool(find_campaign, self.store, request.path_params["name"])
