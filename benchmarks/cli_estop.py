@@ -2,7 +2,9 @@
 Enter does) to every device's ``stop()`` called in the campaign's process, through a real daemon with a simulated
 campaign running. Beside it, in the same run: ``python -c pass`` (the interpreter's start) and ``python -c
 'import zmq'`` (the start plus the socket library an estop cannot do without), and ``import labloop.cli`` (what the
-command imports before it sends anything). JSON lines: one per try, then the medians.
+command imports before it sends anything). JSON lines: one per try, then the medians; each try is split at the
+commit of the estop request (the daemon's audit row, written in the request's transaction): before it, the
+command's start, imports, CURVE handshake and the daemon; after it, the runner's poll and ``stop()`` calls.
 
     .venv/bin/python benchmarks/cli_estop.py --tries 5
 
@@ -96,6 +98,16 @@ def main() -> None:
                                    "--server", d.control, "--key", keyfile], capture_output=True, text=True)
             exited = time.time() - t0
             assert proc.returncode == 0, proc.stderr
+            from datetime import timezone
+
+            from labloop.store import Store
+
+            st = Store(d.store_url)
+            try:  # the daemon's "accepted" row is committed with the estop request: the split point
+                row = [x for x in st.audit_log(None) if x.action == "estop" and x.outcome == "accepted"][-1]
+            finally:
+                st.close()
+            committed = (row.at if row.at.tzinfo else row.at.replace(tzinfo=timezone.utc)).timestamp()
             stops = {}
             for line in log.read_text().split("\n"):
                 if line:
@@ -104,6 +116,8 @@ def main() -> None:
             row = {"benchmark": "cli_estop", "try": i, "devices_stopped": len(stops),
                    "estop_to_all_stops_s": round(max(stops.values()) - t0, 4),
                    "estop_to_first_stop_s": round(min(stops.values()) - t0, 4),
+                   "start_to_request_committed_s": round(committed - t0, 4),
+                   "committed_to_all_stops_s": round(max(stops.values()) - committed, 4),
                    "estop_process_exit_s": round(exited, 4), **{k: round(v, 4) for k, v in baseline.items()}}
             rows.append(row)
             print(json.dumps(row), flush=True)
