@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,16 +56,24 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     return lab
 
 
-def spawn_s(*args: str) -> float:
-    """Wall seconds from starting a process to its exit."""
-    t0 = time.time()
-    subprocess.run([sys.executable, *args], check=True, capture_output=True)
-    return time.time() - t0
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def spawn_s(*args: str, python: str = sys.executable) -> tuple[float, float]:
+    """Wall seconds from starting a process to its exit, and the CPU seconds it used (on a loaded machine the
+    wall time is mostly waiting for a core; the CPU time is what the command costs)."""
+    t0, c0 = time.time(), children_cpu()
+    subprocess.run([python, *args], check=True, capture_output=True)
+    return time.time() - t0, children_cpu() - c0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tries", type=int, default=5)
+    ap.add_argument("--before", help="Another checkout's python (e.g. /work/main/.venv/bin/python): also time its "
+                    "`import labloop.cli`, the figure before the CLI was made light.")
     a = ap.parse_args()
     sys.path.insert(0, str(HERE.parent / "tests"))
     import yaml
@@ -91,12 +100,18 @@ def main() -> None:
             wait_until(lambda: c.call("status", campaign=cid)["running_steps"], 120)
             log = tmp / f"{name}.stops"
             log.unlink(missing_ok=True)
-            baseline = {"python_pass_s": spawn_s("-c", "pass"), "import_zmq_s": spawn_s("-c", "import zmq"),
-                        "import_labloop_cli_s": spawn_s("-c", "import labloop.cli")}
-            t0 = time.time()
+            baseline = {}
+            for label, code in (("python_pass", "pass"), ("import_zmq", "import zmq"),
+                                ("import_labloop_cli", "import labloop.cli")):
+                baseline[f"{label}_s"], baseline[f"{label}_cpu_s"] = spawn_s("-c", code)
+            if a.before:
+                baseline["before_import_labloop_cli_s"], baseline["before_import_labloop_cli_cpu_s"] = spawn_s(
+                    "-P", "-c", "import labloop.cli", python=a.before)  # -P: its own labloop, not this folder's
+            t0, c0 = time.time(), children_cpu()
             proc = subprocess.run([sys.executable, "-m", "labloop", "estop", "--campaign", str(cid),
                                    "--server", d.control, "--key", keyfile], capture_output=True, text=True)
             exited = time.time() - t0
+            baseline["estop_process_cpu_s"] = children_cpu() - c0
             assert proc.returncode == 0, proc.stderr
             from datetime import timezone
 
