@@ -228,5 +228,9 @@ def test_watch_into_a_pipe_prints_each_event_as_it_comes_and_flushes_on_sigterm(
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert "best so far" in rest or "events" in rest  # the summary table, flushed at the end
     c = lab.client(lab.keys["olga"])
+    with pytest.raises(LabloopError, match="already runs this lab"):  # a second runner for the same lab: refused
+        c.call("submit", timeout=330.0, text=path.read_text(), source="again.yaml")
+    again = [x for x in audit_rows(lab.store_url, action="submit") if "again.yaml" in json.dumps(x.detail)]
+    assert [x.outcome for x in again] == ["refused"] and "already runs this lab" in again[0].detail["reason"]
     c.call("estop", campaign=int(cid))
     c.close()
