@@ -83,7 +83,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     os.environ[STOP_LOG_DIR] = str(tmp)
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])  # for the child
+    # for the campaign's process (the daemon's child) to find build_lab; no empty entry (it would mean "the
+    # current folder", and --before's python would import this checkout's labloop)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
     d = DaemonProcess(tmp)
     key = add_user(d.store_url, "bench", "operator", d.server_keys)
     d.start()
