@@ -329,6 +329,7 @@ def log_to(path: Path) -> Path:
         root.addHandler(file)
         if not any(type(h) is logging.StreamHandler for h in root.handlers):
             err = logging.StreamHandler()
+            err.setLevel(logging.WARNING)  # the file keeps the INFO lines too
             err.setFormatter(fmt)
             root.addHandler(err)
         if root.level == logging.NOTSET or root.level > logging.INFO:
