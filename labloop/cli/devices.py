@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 from labloop import plugins
-from labloop.devkit.options import load_config
 from labloop.errors import LabloopError
 
 devices_app = typer.Typer(
@@ -51,6 +50,8 @@ def check(
     = False,
 ) -> None:
     """Build the driver and run the conformance checks; exit 1 when any check fails."""
+    from labloop.devkit.options import load_config  # yaml: only this command reads a config file
+
     console = _console()
     try:
         options = load_config(config)
