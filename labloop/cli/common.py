@@ -53,11 +53,13 @@ _HINT = re.compile(r"`(labloop ([a-z]+)[^`]*)`")
 
 
 def with_options(fix: str, given: dict[str, Any]) -> str:
-    """A fix's commands as the operator can run them: each `labloop CMD ...` it names gets the --server and
-    --key, or the --store, this command was given (when CMD takes them and names none itself). The daemon and
-    the store do not know how the operator reached them; the command line does."""
+    """A fix's commands as the operator can run them: each complete `labloop CMD ...` it names (no FILE or N to
+    fill in) gets the --server and --key, or the --store, this command was given (when CMD takes them and names
+    none itself). The daemon and the store do not know how the operator reached them; the command line does."""
     def complete(m: re.Match[str]) -> str:
         cmd, name = m.group(1), m.group(2)
+        if any(w.isupper() or "..." in w for w in cmd.split()):
+            return m.group(0)  # a template (FILE, N...): the operator writes the command; the message says how
         extra = []
         if given.get("server") and name in DAEMON_COMMANDS and "--server" not in cmd:
             extra += ["--server", str(given["server"])] + (["--key", str(given["key"])] if given.get("key") else [])
