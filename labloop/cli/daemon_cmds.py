@@ -129,6 +129,7 @@ def register(app: typer.Typer) -> None:
             if console.is_terminal:
                 with Live(view.render(), console=console, refresh_per_second=8) as live:
                     while not (view.add(events) and until_end):
+                        view.take_fresh()  # the Live view shows the last lines; nothing to print line by line
                         live.update(view.render())
                         events = f.poll(0.25)
                     live.update(view.render())
