@@ -31,6 +31,14 @@ def add_user(store_url: str, name: str, role: str, server: ServerKeys) -> Client
                      server_public_key=server.public.decode())
 
 
+def key_file(tmp: Path, key: ClientKey) -> str:
+    """Write ``key`` as its owner's key file (mode 0600, as `labloop users add` writes it); returns its path."""
+    path = tmp / f"{key.name}.key"
+    path.write_text(key.model_dump_json())
+    os.chmod(path, 0o600)
+    return str(path)
+
+
 class DaemonProcess:
     """``labloop serve`` on ports the OS picks; ``client(key)`` talks to it."""
 

@@ -167,6 +167,9 @@ def test_two_processes_appending_at_once_never_fork_the_chain(store_url):
 def test_audit_command_prints_and_verifies(sqlite_url):
     store = _busy_store(sqlite_url)
     r = runner.invoke(app, ["audit", "--store", sqlite_url, "--verify"], catch_exceptions=False)
+    assert r.exit_code == 0 and "audit chain intact: 9 rows; tip 9:" in r.output
+    assert "users.add" not in r.output  # the verdict, not a dump of every row (unless asked)
+    r = runner.invoke(app, ["audit", "--store", sqlite_url, "--verify", "--rows"], catch_exceptions=False)
     assert r.exit_code == 0 and "audit chain intact: 9 rows" in r.output and "users.add" in r.output
     other = store.create_campaign("other", "name: other\n", "d" * 64)
     r = runner.invoke(app, ["audit", "--store", sqlite_url, "--campaign", "other"], catch_exceptions=False)

@@ -11,20 +11,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from daemon_helpers import DaemonProcess, add_user, wait_until
+from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
 from labloop.cli import app
 from labloop.store import Store
 from labloop.store.events import events_after
 from running import two_chamber
 
 cli = CliRunner()
-
-
-def key_file(tmp, key) -> str:
-    path = tmp / f"{key.name}.key"
-    path.write_text(key.model_dump_json())
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

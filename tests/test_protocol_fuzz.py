@@ -128,6 +128,8 @@ def test_a_revoked_user_is_refused_on_the_connection_already_open_and_audited(da
             for _ in range(100):  # the key table is re-read within a second
                 client.call("list")
                 time.sleep(0.05)
+        daemon.stop(campaigns=False)  # refusals of a key are audited per minute, and when the daemon closes
+        daemon.start()
         rows = [a for a in st.audit_log() if a.user == "rita" and a.outcome == "refused"]
     finally:
         st.close()

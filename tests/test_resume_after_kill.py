@@ -323,7 +323,7 @@ def test_when_the_lab_lost_its_world_resume_asks_an_operator_and_the_next_resume
     assert r.exit_code == 2, r.output
     out = " ".join(r.output.split())
     assert (f"error: sample {first.sample_id}: the store says 'chamber', the lab cannot tell fix: look for it in "
-            f"chamber or load_lock, put it in storage, then run `labloop resume`") in out
+            f"chamber or load_lock, put it in storage, then run `labloop resume --store {url}`") in out  # as given
     assert "Traceback" not in r.output
     assert store.campaign(c.id).state == "paused"
     # the operator found the sample, put it in storage, and resumes: the campaign finishes without quarantine

@@ -7,14 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from labloop.errors import LabloopError
-from labloop.run import calibration
-from labloop.run.campaign import prepare, prepare_text
-from labloop.run.lab import state_dir_for
-from labloop.run.liveness import liveness
-from labloop.store import DEFAULT_URL, Store
-from .campaign_cmds import pick_campaign
-from .common import STORE_HELP, console, user_errors
-from .control_cmds import open_store
+from .common import STORE_HELP, console, open_store, pick_campaign, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +26,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run DEVICE's calibration plan (measuring its reference) and record the result (table calibrations, audit
         log). A malformed result (NaN, out of range) is refused and nothing is recorded."""
+        from labloop.run import calibration  # builds the lab and runs a plan: only this command pays for it
+        from labloop.run.campaign import prepare, prepare_text
+        from labloop.run.lab import state_dir_for
+        from labloop.run.liveness import liveness
+
         # with a campaign file the store records the calibration and may be new; else it holds the campaign
-        st = Store(store or DEFAULT_URL) if file is not None else open_store(store)
+        st = open_store(store, create=file is not None)
         try:
             campaign_id = None
             if file is not None:

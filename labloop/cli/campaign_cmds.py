@@ -6,19 +6,18 @@ import json
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from labloop.run.campaign import CampaignRunner, prepare, prepare_text
-from labloop.run.lab import state_dir_for
 from labloop.errors import LabloopError
-from labloop.data import sharing
-from labloop.data.status import fmt_params, pick_campaign, snapshot
-from labloop.spec import CampaignSpec, read_spec_text, spec_from_text
-from labloop.store import DEFAULT_URL, Store
-from labloop.control.client import Client
-from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
+from labloop.store import DEFAULT_URL
+from .common import (STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, open_store, pick_campaign,  # noqa: F401
+                     user_errors)
+
+if TYPE_CHECKING:  # the spec's models, the store and the exports are imported by the commands that use them
+    from labloop.spec import CampaignSpec
+    from labloop.store import Store
 
 
 class Format(str, Enum):
@@ -40,6 +39,9 @@ class LiveView:
     readable), alerts and pauses as they happen, then why the campaign stopped."""
 
     def __init__(self, spec: CampaignSpec, steps: bool = True):
+        from labloop.data.status import fmt_params
+
+        self.fmt_params = fmt_params
         self.spec = spec
         self.steps = steps  # one dim line per step start: which trial, which step, on which station
         self.objective = spec.objectives[0]
@@ -59,7 +61,7 @@ class LiveView:
                 value = f"[red]{t.state}[/]: {t.failure_reason}" if t.failure_reason else f"[red]{t.state}[/]"
             best = f"best {self.best[1]:.4g}{unit} (trial {self.best[0]})" if self.best else "best -"
             console.print(f"trial {t.number:3d}/{self.spec.stopping.max_trials} [dim]{t.source:6s}[/] "
-                          f"{fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
+                          f"{self.fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
         elif kind == "step" and self.steps:
             where = f"by {data['device']} to {data['to']}" if data.get("to") else f"on {data['device']}"
             retry = f" (attempt {data['attempt']})" if data["attempt"] > 1 else ""
@@ -69,7 +71,7 @@ class LiveView:
             console.print(f"[bold green]stopped:[/] {data['decision'].reason}", soft_wrap=True)
         elif kind == "proposed" and data.get("approval"):
             t = data["trial"]
-            console.print(f"trial {t.number:3d} [yellow]awaits approval[/]: {fmt_params(self.spec, t.params)}  "
+            console.print(f"trial {t.number:3d} [yellow]awaits approval[/]: {self.fmt_params(self.spec, t.params)}  "
                           f"(labloop approve {t.number} / labloop reject {t.number} --reason ...)", soft_wrap=True)
         elif kind == "alert":
             console.print(f"[bold red]alert:[/] {data['message']}", soft_wrap=True)
@@ -85,7 +87,9 @@ def _store_url(option: str | None, spec: CampaignSpec | None = None) -> str:
 
 
 def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
-    store = Store(store_url)
+    from labloop.run.campaign import CampaignRunner  # the optimizer and the RunEngine: only a run pays for them
+
+    store = open_store(store_url, create=True)
     try:
         console.print(f"[bold]{prepared.spec.name}[/]: {prepared.spec.description.strip()}", soft_wrap=True)
         console.print(f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
@@ -128,6 +132,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check a campaign file: schema, bounds against device limits, plugins and search space; remote devices
         are reached through their agents."""
+        from labloop.run.campaign import prepare_text
+        from labloop.spec import read_spec_text, spec_from_text
+
         text = read_spec_text(file)
         p = prepare_text(text, str(file), store_url=_store_url(store, spec_from_text(text, str(file))))
         console.print(f"[green]ok[/]: {file}: campaign '{p.spec.name}', {len(p.spec.parameter_names())} parameters, "
@@ -141,6 +148,10 @@ def register(app: typer.Typer) -> None:
         time_scale: Annotated[Optional[float], typer.Option(help="Simulated devices run this many times faster.")] = None,
     ) -> None:
         """Run a campaign to its stopping rule, showing each trial as it finishes."""
+        from labloop.run.campaign import prepare_text
+        from labloop.run.lab import state_dir_for
+        from labloop.spec import read_spec_text, spec_from_text
+
         text = read_spec_text(file)
         url = _store_url(store, spec_from_text(text, str(file)))  # a simulated lab keeps its world beside the store
         prepared = prepare_text(text, str(file), time_scale, state_dir=state_dir_for(url), store_url=url)
@@ -153,6 +164,9 @@ def register(app: typer.Typer) -> None:
         time_scale: Annotated[Optional[float], typer.Option(help="Override the demo's time scale.")] = None,
     ) -> None:
         """Run the bundled thin-film campaign on the simulated lab with a local SQLite store."""
+        from labloop.run.campaign import prepare_text
+        from labloop.run.lab import state_dir_for
+
         text = resources.files("labloop_experiments").joinpath("thinfilm.yaml").read_text(encoding="utf-8")
         directory.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(directory / 'labloop.db').resolve()}"
@@ -172,14 +186,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a campaign's state, its runner's liveness, what each station is doing, trials awaiting approval,
         trial counts, the best result and why it stopped."""
-        client = Client.from_options(server, key)
+        client = daemon_client(server, key)
         if client is not None:
             try:
                 print_status(client.call("status", campaign=campaign))
             finally:
                 client.close()
             return
-        st = Store(_store_url(store), create=False)
+        from labloop.data.status import snapshot
+
+        st = open_store(_store_url(store))
         try:
             snap = snapshot(st, campaign)
         finally:
@@ -211,7 +227,7 @@ def register(app: typer.Typer) -> None:
         if output is None and fmt == "parquet":
             raise LabloopError("parquet is a binary format: it is not written to standard output",
                                "give --output FILE.parquet")
-        client = Client.from_options(server, key)
+        client = daemon_client(server, key)
         if client is not None:
             try:
                 data, man = client.export(campaign=campaign, format=fmt, output_name=str(output) if output else None,
@@ -220,8 +236,9 @@ def register(app: typer.Typer) -> None:
                 client.close()
             write_export(data, man, output)
             return
-        url = _store_url(store)
-        st = Store(url, create=False)
+        from labloop.data import sharing
+
+        st = open_store(_store_url(store))
         try:
             data, man = sharing.export_data(st, fmt, campaign, sharing_class.value if sharing_class else None, output)
         finally:
@@ -231,6 +248,8 @@ def register(app: typer.Typer) -> None:
 
 def write_export(data: bytes, man: dict[str, Any] | None, output: Path | None) -> None:
     """Standard output, or ``output`` and its manifest beside it, atomically."""
+    from labloop.data import sharing
+
     if output is None:
         typer.echo(data.decode("utf-8"), nl=False)
         return

@@ -9,20 +9,15 @@ process died (crash, reboot, ``kill -9``) in this process.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from labloop.errors import LabloopError
-from labloop.run.campaign import ENDED_STATES, CampaignRunner, refuse_second_runner
-from labloop.control import requests
-from labloop.control.client import Client
-from labloop.control.requests import ask_runner
-from labloop.run.liveness import liveness
-from labloop.spec import spec_from_text
-from labloop.store import DEFAULT_URL, Store
-from .campaign_cmds import LiveView, pick_campaign, require_lease_kept, require_success
-from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
+from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, open_store, pick_campaign, user_errors
+
+if TYPE_CHECKING:  # the store-side paths import what they use; through a daemon only the client is needed
+    from labloop.control.client import Client
 
 CampaignOpt = Annotated[Optional[str], typer.Option(
     help="Campaign id, uid or name (default: the running campaign, else the latest).")]
@@ -33,7 +28,7 @@ WaitOpt = Annotated[float, typer.Option(help="Seconds to wait for the runner's a
 
 def remote(server: str | None, key: str | None) -> Client | None:
     """A client of the daemon when --server (or LABLOOP_SERVER) is given; None: the command works on the store."""
-    return Client.from_options(server, key)
+    return daemon_client(server, key)
 
 
 def remote_call(client: Client, method: str, **params: Any) -> Any:
@@ -41,10 +36,6 @@ def remote_call(client: Client, method: str, **params: Any) -> Any:
         return client.call(method, timeout=float(params.get("wait", 5.0)) + 10.0, **params)
     finally:
         client.close()
-
-
-def open_store(store: str | None) -> Store:
-    return Store(store or DEFAULT_URL, create=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -63,6 +54,9 @@ def register(app: typer.Typer) -> None:
             r = remote_call(client, "resume", campaign=campaign, wait=wait)
             console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}): {r['outcome']}", soft_wrap=True)
             return
+        from labloop.control.requests import ask_runner
+        from labloop.run.liveness import ENDED_STATES, liveness
+
         st = open_store(store)
         try:
             c = pick_campaign(st, campaign)
@@ -78,6 +72,10 @@ def register(app: typer.Typer) -> None:
                 raise LabloopError(f"campaign '{c.name}': its runner {life.host}:{life.pid} still exists but has not "
                                    f"answered for {life.heartbeat_age or 0:.0f} s",
                                    f"if it is hung, stop it (kill {life.pid}), then run `labloop resume` again")
+            from labloop.run.campaign import CampaignRunner, refuse_second_runner  # only a restart runs the lab
+            from labloop.spec import spec_from_text
+            from .campaign_cmds import LiveView, require_lease_kept, require_success
+
             refuse_second_runner(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), st,
                                  f"campaign '{c.name}'", except_id=c.id)
             runner, resumptions = CampaignRunner.resume(st, c, time_scale, None)
@@ -114,6 +112,8 @@ def register(app: typer.Typer) -> None:
             for line in remote_call(client, "estop", campaign=campaign, wait=wait)["lines"]:
                 console.print(line, soft_wrap=True)
             return
+        from labloop.control import requests
+
         st = open_store(store)
         try:
             for line in requests.estop(st, campaign, user, wait):
@@ -148,6 +148,8 @@ def _simple(store: str | None, campaign: str | None, action: str, user: str | No
         r = remote_call(client, action, campaign=campaign, wait=wait, **(args or {}))
         console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}): {r['outcome']}", soft_wrap=True)
         return
+    from labloop.control.requests import ask_runner
+
     st = open_store(store)
     try:
         c = pick_campaign(st, campaign)

@@ -3,8 +3,10 @@ stream, from any machine)."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Group
@@ -12,16 +14,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labloop.control.client import Client, Follower, stream_address
 from labloop.control.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
 from labloop.errors import LabloopError
-from labloop.spec import read_spec_text
 from labloop.store import DEFAULT_URL
-from .common import STORE_HELP, KeyOpt, ServerOpt, console, user_errors
+from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, user_errors
+
+if TYPE_CHECKING:
+    from labloop.control.client import Client
 
 
 def _client(server: str | None, key: str | None) -> Client:
-    client = Client.from_options(server, key)
+    client = daemon_client(server, key)
     if client is None:
         raise LabloopError("no daemon given", "pass --server tcp://HOST:7510 (or set LABLOOP_SERVER)")
     return client
@@ -87,14 +90,17 @@ def register(app: typer.Typer) -> None:
         = None,
     ) -> None:
         """Start a campaign on the daemon (validated there before anything starts); prints its id."""
+        from labloop.spec import read_spec_text
+
         text = read_spec_text(file)
         client = _client(server, key)
         try:
             r = client.call("submit", timeout=330.0, text=text, source=str(file), time_scale=time_scale)
         finally:
             client.close()
+        how = (f" --server {server}" if server else "") + (f" --key {key}" if key else "")
         console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}) runs on the daemon (pid {r['pid']}); "
-                      f"follow it with `labloop watch --campaign {r['campaign_id']}`", soft_wrap=True)
+                      f"follow it with `labloop watch --campaign {r['campaign_id']}{how}`", soft_wrap=True)
 
     @app.command()
     @user_errors
@@ -109,28 +115,57 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Follow campaigns live: proposals, steps, measurements, best so far, alerts; catches up on what
         happened before (or while the connection was down)."""
+        from labloop.control.client import Follower, stream_address
+
         client = _client(server, key)
         name = None
         if campaign is not None:
             name = client.call("status", campaign=campaign)["campaign"]["name"]
         f = Follower(client, stream or client.key.stream or stream_address(client.address), name)
         view = WatchView()
+        interrupt_on_sigterm()
         try:
             events = f.catch_up(campaign) if campaign is not None else []
-            with Live(view.render(), console=console, refresh_per_second=8,
-                      auto_refresh=console.is_terminal) as live:
+            if console.is_terminal:
+                with Live(view.render(), console=console, refresh_per_second=8) as live:
+                    while not (view.add(events) and until_end):
+                        view.take_fresh()  # the Live view shows the last lines; nothing to print line by line
+                        live.update(view.render())
+                        events = f.poll(0.25)
+                    live.update(view.render())
+                console.print()
+            else:  # a pipe or a file: each event's line as it comes (a Live view would print only at the end)
                 while True:
                     ended = view.add(events)
-                    live.update(view.render())
+                    for line in view.take_fresh():
+                        console.print(line, soft_wrap=True)
                     if ended and until_end:
                         break
                     events = f.poll(0.25)
-            console.print()
         except KeyboardInterrupt:
             pass
         finally:
+            if not console.is_terminal:
+                console.print(view.render())  # the summary, also when interrupted (Ctrl-C, SIGTERM)
+            sys.stdout.flush()
             f.close()
             client.close()
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM ends `watch` as Ctrl-C does (what it printed is flushed, its sockets closed), and standard output
+    is line-buffered into a pipe or a file, so a reader sees each event as it comes."""
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding program): it keeps its own handling
+        pass
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    except (AttributeError, ValueError):  # replaced by a test harness, or detached
+        pass
 
 
 class WatchView:
@@ -139,6 +174,7 @@ class WatchView:
     def __init__(self, keep: int = 25):
         self.keep = keep
         self.lines: list[str] = []
+        self.fresh: list[str] = []  # lines not printed yet (`watch` into a pipe or a file)
         self.campaigns: dict[int, dict[str, Any]] = {}
 
     def add(self, events: list[dict[str, Any]]) -> bool:
@@ -158,8 +194,13 @@ class WatchView:
             line = describe(e)
             if line is not None:
                 self.lines.append(f"[dim]{c['name']} #{e['seq']}[/] {line}")
+                self.fresh.append(self.lines[-1])
         self.lines = self.lines[-self.keep:]
         return ended
+
+    def take_fresh(self) -> list[str]:
+        out, self.fresh = self.fresh, []
+        return out
 
     def render(self) -> Group:
         table = Table("campaign", "state", "events", "documents", "best so far", box=None)

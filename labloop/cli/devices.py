@@ -16,8 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 from labloop import plugins
-from labloop.devkit import conformance, instruments
-from labloop.devkit.options import load_config
 from labloop.errors import LabloopError
 
 devices_app = typer.Typer(
@@ -55,6 +53,9 @@ def check(
                                             "device against it through the real protocol library.")] = False,
 ) -> None:
     """Build the driver and run the conformance checks; exit 1 when any check fails."""
+    from labloop.devkit.options import load_config  # yaml: only this command reads a config file
+    from labloop.devkit import instruments  # the declarative builder: only a check of a YAML file pays for it
+
     console = _console()
     try:
         options = load_config(config)
@@ -66,6 +67,8 @@ def check(
 
             report = check_remote(target, options, simulator=simulator, timeout=timeout, grace=grace, only=only)
         else:
+            from labloop.devkit import conformance  # bluesky: only a check pays for it
+
             report = conformance.check_device(target, options, simulator=simulator, timeout=timeout, grace=grace,
                                               only=only)
     except LabloopError as exc:

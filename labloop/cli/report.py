@@ -10,9 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from labloop.store import DEFAULT_URL, Store
-from .campaign_cmds import pick_campaign
-from .common import STORE_HELP, console, err_console, user_errors
+from .common import STORE_HELP, console, err_console, open_store, pick_campaign, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +29,7 @@ def register(app: typer.Typer) -> None:
         Pareto front, parameter importance, predicted vs measured, process streams, failures, dock data."""
         from labloop.report import write_report
 
-        st = Store(store or DEFAULT_URL, create=False)
+        st = open_store(store)
         try:
             c = pick_campaign(st, campaign)
             rep = write_report(st, c, out, trial or ())

@@ -16,9 +16,7 @@ import typer
 from rich.markup import escape
 
 from labloop.errors import LabloopError
-from labloop.store import DEFAULT_URL, Store
-from .campaign_cmds import pick_campaign
-from .common import STORE_HELP, console, user_errors
+from .common import STORE_HELP, console, open_store, pick_campaign, user_errors
 
 show_app = typer.Typer(help="Show one object of the store in full (a trial and its whole chain).",
                        no_args_is_help=True)
@@ -41,7 +39,7 @@ def show_trial(
 ) -> None:
     """A trial's whole chain: recipe, proposal, steps with their devices' provenance, readings, assets, process
     streams, failure and audit entries."""
-    st = Store(store or DEFAULT_URL, create=False)
+    st = open_store(store)
     try:
         c = pick_campaign(st, campaign)
         trials = st.trials(c.id)

@@ -179,8 +179,11 @@ def audit(
     verify: Annotated[bool, typer.Option(help="Check the hash chain: exit 1 naming any altered, deleted or "
                                               "reordered row.")] = False,
     last: Annotated[int, typer.Option(help="Show only the last N rows (0: all).")] = 0,
+    rows_too: Annotated[bool, typer.Option("--rows", help="With --verify: print the rows too (without it, "
+                                                          "--verify prints only the verdict and the tip).")] = False,
 ) -> None:
-    """Print the audit log: who did what, when, from where, with which outcome; --verify checks its hash chain."""
+    """Print the audit log: who did what, when, from where, with which outcome; --verify checks its hash chain
+    and prints only its verdict (add --rows for the rows)."""
     from labloop.store import Store, chain
 
     st = Store(store or DEFAULT_URL, create=False)
@@ -189,7 +192,22 @@ def audit(
         rows, tip = st.audit_chain()
     finally:
         st.close()
-    shown = [r for r in rows if cid is None or r.campaign_id == cid]
+    if not verify or rows_too:
+        _print_rows([r for r in rows if cid is None or r.campaign_id == cid], cid, last)
+    if not verify:
+        return
+    problems = chain.problems(rows, tip)
+    if problems:
+        for p in problems:
+            err_console.print(f"[bold red]audit chain broken:[/] {p}", soft_wrap=True)
+        raise typer.Exit(1)
+    end = f"; tip {tip[0]}:{tip[1]}" if tip else ""
+    console.print(f"[green]audit chain intact[/]: {len(rows)} rows{end}", soft_wrap=True)
+
+
+def _print_rows(shown: list, cid: int | None, last: int) -> None:
+    from labloop.store import chain
+
     table = Table("id", "time (UTC)", "who", "action", "outcome", "detail")
     for col in table.columns[:5]:
         col.no_wrap = True
@@ -201,15 +219,6 @@ def audit(
         table.add_row(str(r.id), chain.iso(r.at)[:19].replace("T", " "), who, r.action, r.outcome or "",
                       detail if len(detail) <= 200 else detail[:199] + "…")
     console.print(table)
-    if not verify:
-        return
-    problems = chain.problems(rows, tip)
-    if problems:
-        for p in problems:
-            err_console.print(f"[bold red]audit chain broken:[/] {p}", soft_wrap=True)
-        raise typer.Exit(1)
-    end = f"; tip {tip[0]}:{tip[1]}" if tip else ""
-    console.print(f"[green]audit chain intact[/]: {len(rows)} rows{end}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,8 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from labloop.errors import LabloopError
-from labloop.store import DEFAULT_URL, Store
-from .common import STORE_HELP, console, err_console, user_errors
+from .common import STORE_HELP, console, err_console, open_store, user_errors
 
 StoreOpt = Annotated[Optional[str], typer.Option(help=STORE_HELP)]
 CampaignOpt = Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: every campaign).")]
@@ -28,7 +27,7 @@ def register(app: typer.Typer) -> None:
         """Check every asset file against the sha256 the store recorded: report missing or altered ones."""
         from labloop.store.assets import verify as check
 
-        st = Store(store or DEFAULT_URL, create=False)
+        st = open_store(store)
         try:
             cid = st.campaign(campaign).id if campaign is not None else None
             what = f"campaign '{st.campaign(cid).name}'" if cid is not None else "the store"

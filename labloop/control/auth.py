@@ -65,6 +65,11 @@ def permitted(role: str, method: str) -> bool:
     return method in _ROLE_METHODS.get(role, ())
 
 
+def a_role(role: str) -> str:
+    """'an admin', 'an operator', 'an approver', 'a viewer': the role with its article, for messages."""
+    return f"{'an' if role[:1].lower() in 'aeiou' else 'a'} {role}"
+
+
 def refusal(name: str, role: str, method: str) -> LabloopError:
     """The error a refused request gets: who asked, in which role, and the role that ``method`` needs."""
     needed = role_needed(method)
@@ -72,7 +77,7 @@ def refusal(name: str, role: str, method: str) -> LabloopError:
         return LabloopError(f"{name} ({role}) may not send '{method}': only agents send agent traffic",
                             "this message is for the agent connection, not for people's clients")
     also = "" if needed == "admin" else " or admin"
-    return LabloopError(f"{name} is a {role} and may not {method}: that needs the {needed} role{also}",
+    return LabloopError(f"{name} is {a_role(role)} and may not {method}: that needs the {needed} role{also}",
                         f"ask someone with the {needed} role, or ask an admin for a key with it "
                         f"(`labloop users add NAME --role {needed} --out FILE`)")
 

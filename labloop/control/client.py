@@ -27,7 +27,7 @@ REPLY_LIMIT = 1 << 30  # replies (an export) may be large; requests are limited 
 
 
 def server_address(given: str | None, key: ClientKey | None = None) -> str | None:
-    """--server, else $LABLOOP_SERVER, else the address in the key file; None: work on the store directly."""
+    """--server, else $LABLOOP_SERVER; None: the key file's address (:meth:`Client.from_options`), or the store."""
     return given or os.environ.get(SERVER_ENV) or None
 
 
@@ -43,10 +43,17 @@ class Client:
 
     @classmethod
     def from_options(cls, server: str | None, key_file: str | None, timeout: float = 10.0) -> "Client | None":
-        """A client when a server is given (option or environment), else None (the command works locally)."""
+        """A client when a server is given (option or environment), or a key file (--key) whose control address
+        names one; else None (the command works on the store)."""
         address = server_address(server)
         if address is None:
-            return None
+            if key_file is None:
+                return None
+            key = load_client_key(key_file)
+            if not key.control:
+                raise LabloopError(f"the key file {key_file} names no daemon address",
+                                   "pass --server tcp://HOST:7510 (or set LABLOOP_SERVER)")
+            return cls(key.control, key, timeout)
         return cls(address, load_client_key(key_file), timeout)
 
     def call(self, method: str, timeout: float | None = None, **params: Any) -> Any:

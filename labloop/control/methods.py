@@ -33,9 +33,9 @@ class Call:
     role: str
     store: Store
     supervisor: Supervisor
-    #: the "accepted" audit row of this command while not yet written (``Store.audit`` arguments): a method that
-    #: queues a runner request writes it in the request's transaction (:meth:`command`); anything else writes it
-    #: first (:meth:`audit_now`), and the daemon writes whatever is left when the method ends.
+    #: the audit row of this command while not yet written (``Store.audit`` arguments): a method that queues a
+    #: runner request writes it in the request's transaction (:meth:`command`); else the daemon writes it when the
+    #: method ends, with its real outcome (:meth:`settle`): accepted, refused or failed, and why.
     accepted: dict[str, Any] | None = field(default=None)
 
     def command(self) -> dict[str, Any] | None:
@@ -43,10 +43,19 @@ class Call:
         row, self.accepted = self.accepted, None
         return row
 
-    def audit_now(self) -> None:
+    def settle(self, outcome: str, reason: str | None = None) -> None:
+        """Write the command's row if no request took it: ``outcome`` accepted | refused | failed, with why."""
         row = self.command()
         if row is not None:
-            self.store.audit(**row)
+            self.store.audit(**settled(row, outcome, reason))
+
+
+def settled(row: dict[str, Any], outcome: str, reason: str | None = None) -> dict[str, Any]:
+    """A command's audit row (``Store.audit`` arguments) with its real outcome and the reason."""
+    detail = dict(row.get("detail") or {})
+    if reason is not None:
+        detail["reason"] = reason[:2000]
+    return {**row, "outcome": outcome, "detail": detail}
 
 
 def status(c: Call, params: p.StatusParams) -> Any:
@@ -86,7 +95,6 @@ def resume(c: Call, params: p.ControlParams) -> Any:
         raise LabloopError(f"campaign '{camp.name}': its runner {life.host}:{life.pid} still exists but has not "
                            f"answered for {life.heartbeat_age or 0:.0f} s",
                            f"if it is hung, stop it (kill {life.pid}), then resume again")
-    c.audit_now()
     report = c.supervisor.spawn(c.user, resume=camp.id)
     return {"campaign": camp.name, "campaign_id": camp.id,
             "outcome": f"restarted in a new process (pid {report['pid']}) on the daemon's host"}
@@ -115,6 +123,8 @@ def submit(c: Call, params: p.SubmitParams) -> Any:
     """Validate the campaign file, start it in its own process; answers once it is stored and running."""
     spec_from_text(params.text, params.source)  # the cheap checks first, before a process is started
     report = c.supervisor.spawn(c.user, text=params.text, source=params.source, time_scale=params.time_scale)
+    if c.accepted is not None:
+        c.accepted["campaign_id"] = report["campaign_id"]
     return {"campaign": report["name"], "campaign_id": report["campaign_id"], "uid": report["uid"],
             "pid": report["pid"]}
 

@@ -13,7 +13,7 @@ client waiting for an answer learns what was wrong instead of timing out.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,11 +21,19 @@ VERSION = 1
 MAX_BYTES = 1 << 20  # 1 MiB: a campaign file is a few kB; anything near this is a mistake or an attack
 
 
+#: Largest id or sequence number a request may name: the store's integers are 64-bit (SQLite, PostgreSQL bigint),
+#: so a bigger one would fail inside the store instead of being refused here, naming the field.
+MAX_ID = 2**62
+#: Largest trial number a request may name.
+MAX_TRIAL = 2**31 - 1
+
+
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-CampaignRef = str | int | None
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+CampaignRef = Annotated[str, Field(max_length=200)] | Id | None
 
 
 class StatusParams(_Params):
@@ -52,7 +60,7 @@ class EstopParams(_Params):
 
 class ApproveParams(_Params):
     campaign: CampaignRef = None
-    trials: list[int] = Field(min_length=1, max_length=10_000)
+    trials: list[Annotated[int, Field(ge=1, le=MAX_TRIAL)]] = Field(min_length=1, max_length=10_000)
     wait: float = Field(5.0, ge=0, le=60)
 
 
@@ -71,12 +79,12 @@ class ExportParams(_Params):
 class SubmitParams(_Params):
     text: str = Field(min_length=1, max_length=MAX_BYTES)
     source: str = Field("<submitted>", max_length=500)
-    time_scale: float | None = Field(None, gt=0)
+    time_scale: float | None = Field(None, gt=0, le=1e9)
 
 
 class MissedParams(_Params):
-    campaign: str | int
-    after_seq: int = Field(0, ge=0)
+    campaign: Annotated[str, Field(max_length=200)] | Id
+    after_seq: int = Field(0, ge=0, le=MAX_ID)
     limit: int = Field(1000, ge=1, le=10_000)
 
 
@@ -120,7 +128,10 @@ def parse_request(raw: bytes) -> tuple[Request, _Params]:
                             "send a smaller campaign file or fewer trial numbers")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except RecursionError:
+        raise ProtocolError("bad_json", "the request is nested too deeply to read",
+                            "send one flat JSON object per message (params hold strings, numbers and lists)") from None
+    except (UnicodeDecodeError, ValueError):
         raise ProtocolError("bad_json", "the request is not UTF-8 JSON",
                             "send one JSON object per message (see labloop.control.protocol)") from None
     rid = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
@@ -139,9 +150,29 @@ def parse_request(raw: bytes) -> tuple[Request, _Params]:
     try:
         params = model.model_validate(req.params)
     except ValidationError as exc:
-        raise ProtocolError("bad_params", f"{req.method}: {_first_error(exc)}",
-                            f"see `labloop {req.method} --help` for what it takes", req.id) from None
+        raise ProtocolError("bad_params", f"{req.method}: {_first_error(exc)}", _params_fix(req.method), req.id) from None
     return req, params
+
+
+#: The command each method serves, for the fix of a bad request (``missed`` serves ``labloop watch``).
+COMMANDS = {"list": "status", "missed": "watch"}
+
+
+def _params_fix(method: str) -> str:
+    fields = ", ".join(f"{name}: " + (f"a name or an id (0 to {MAX_ID})" if name == "campaign" else _describe(f))
+                       for name, f in METHODS[method].model_fields.items()) or "none"
+    return f"send the params {method} takes ({fields}); `labloop {COMMANDS.get(method, method)} --help` shows the options"
+
+
+def _describe(f: Any) -> str:
+    bounds = []
+    for m in f.metadata:
+        for key, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("max_length", "length <=")):
+            v = getattr(m, key, None)
+            if v is not None:
+                bounds.append(f"{sym} {v}")
+    kind = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+    return kind + (f" ({', '.join(bounds)})" if bounds else "")
 
 
 def request(rid: str, method: str, params: dict[str, Any] | None = None) -> bytes:

@@ -41,8 +41,10 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
     With no answer in time, explains what the runner's liveness says. ``command``: an audit row to write in the
     request's transaction (:meth:`Store.request`)."""
     if c.state not in ACTIVE_STATES and not (action in ("stop", "approve", "reject") and c.state == "estopped"):
-        raise LabloopError(f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason})",
-                           "start a new campaign with `labloop run FILE`")
+        raise refuse(st, c.id, action, args, user, command,
+                     f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason}): there is "
+                     f"nothing to {action}", f"nothing to do: a campaign that ended stays ended; "
+                     f"`labloop status --campaign {c.id}` says why")
     rid = st.request(c.id, action, args or {}, user, command)
     r = await_answers(st, [rid], wait).get(rid)
     if r is not None and r.state == "done":
@@ -61,6 +63,22 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
     raise LabloopError(msg, fix)
 
 
+
+
+def refuse(st: Store, campaign_id: int | None, action: str, args: dict | None, user: str | None,
+           command: dict[str, Any] | None, problem: str, fix: str) -> LabloopError:
+    """Audit a request refused before it reached a runner (the daemon's command row when it has one, else a row of
+    the store-side command) and return the error to raise: no refusal goes unrecorded."""
+    if command is not None:
+        row = {**command, "campaign_id": campaign_id, "outcome": "refused",
+               "detail": {**(command.get("detail") or {}), "reason": problem}}
+    else:
+        row = {"campaign_id": campaign_id, "action": f"request.{action}", "user": user, "outcome": "refused",
+               "detail": {**(args or {}), "reason": problem}}
+    st.audit(**row)
+    return LabloopError(problem, fix)
+
+
 def estop(st: Store, campaign: str | int | None, user: str | None, wait: float,
           command: dict[str, Any] | None = None) -> list[str]:
     """Emergency stop of one campaign, or of every running campaign of the store at once (all requests are
@@ -69,16 +87,16 @@ def estop(st: Store, campaign: str | int | None, user: str | None, wait: float,
     targets = ([st.campaign(campaign)] if campaign is not None
                else [c for c in st.campaigns() if c.state in ACTIVE_STATES])
     if not targets:
-        raise LabloopError("no campaign of this store is running: nothing to stop",
-                           "pass --store with the store of the running campaign")
+        raise refuse(st, None, "estop", {}, user, command, "no campaign of this store is running: nothing to stop",
+                     "if a campaign is running elsewhere, name its store (--store) or its daemon (--server)")
     ids = {}
     for c in targets:
         if c.state in ACTIVE_STATES:
             ids[c.id] = st.request(c.id, "estop", {}, user, command)
             command = None
     if not ids:
-        raise LabloopError(f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
-                           "nothing of it is moving")
+        raise refuse(st, targets[0].id, "estop", {}, user, command,
+                     f"campaign '{targets[0].name}' has already ended ({targets[0].state})", "nothing of it is moving")
     answered = await_answers(st, list(ids.values()), wait)
     lines, problems = [], []
     for c in targets:

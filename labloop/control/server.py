@@ -15,10 +15,13 @@ the running ones of its store when it starts. The stream tails their events (:mo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
 import time
+import uuid
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,12 +31,19 @@ import zmq
 from labloop.errors import LabloopError
 from labloop.store import Store
 from . import audit, methods, protocol
-from .auth import Identity, StoreAuthenticator, permitted, role_needed
+from .auth import StoreAuthenticator, a_role, permitted, role_needed
 from .keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
 from .stream import Publisher
 from .supervisor import CHECK_S, TAKEOVER_S, Supervisor
 
+log = logging.getLogger(__name__)
+
 STATUS_FRESH_S = 0.5
+#: Requests from a revoked or unknown key are audited as one row per key per this many seconds, with their count:
+#: a client looping on a revoked key cannot flood the log.
+REFUSAL_WINDOW_S = 60.0
+LOG_FILE = "daemon.log"
+LOG_BYTES, LOG_BACKUPS = 5 << 20, 5
 MAX_WIRE_BYTES = 16 * protocol.MAX_BYTES  # beyond this 0MQ drops the connection before buffering it all
 REPLIES = "inproc://labloop-replies"
 
@@ -45,6 +55,8 @@ class Daemon:
         self.store = Store(store_url)
         self.keys_dir = Path(keys_dir or DEFAULT_KEYS_DIR).expanduser()
         self.keys = ServerKeys.load_or_create(self.keys_dir)
+        self.log_file = log_to(self.keys_dir / LOG_FILE)
+        self.refusals = RefusalCounter(REFUSAL_WINDOW_S)
         # campaign children inherit it: they connect to remote instruments' agents as the daemon
         # (labloop.control.remote.client_keys), whose key every agent of this lab trusts
         os.environ["LABLOOP_SERVER_KEYS"] = str(self.keys_dir)
@@ -87,6 +99,9 @@ class Daemon:
                 now = time.monotonic()
                 if now >= next_check:
                     next_check = now + CHECK_S
+                    due = self.refusals.due(now)
+                    if due:
+                        self.pool.submit(self._guard, self._audit_refusals, due)
                     for child, rc in self.supervisor.reap():
                         if child.campaign_id is not None:
                             self.publisher.unwatch_later(child.campaign_id)
@@ -107,8 +122,16 @@ class Daemon:
     def _guard(self, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
-        except Exception as exc:  # noqa: BLE001 - a store hiccup while handling an exit must not end the daemon
-            print(f"labloop serve: {fn.__name__} failed: {type(exc).__name__}: {exc}", flush=True)
+        except Exception:  # noqa: BLE001 - a store hiccup while handling an exit must not end the daemon
+            log.exception("%s failed", getattr(fn, "__name__", fn))
+
+    def _audit_refusals(self, windows: list[dict[str, Any]]) -> None:
+        for w in windows:
+            audit.record(self.store, user=w["key"], role=None, address=w["address"], command="unknown_key",
+                         args={"methods": w["methods"]}, outcome="refused",
+                         detail={"reason": "the connection's key is not a user of this lab, or was revoked",
+                                 "count": w["count"], "first": w["first"], "last": w["last"],
+                                 "window_s": self.refusals.window_s})
 
     def _drain_control(self) -> None:
         for _ in range(1000):  # bounded: the reply socket and the supervisor get their turn too
@@ -158,14 +181,17 @@ class Daemon:
             return
         ident = self.auth.identify(user_id) if user_id else None
         if ident is None:  # revoked since the connection was made (new connections are refused by ZAP)
-            self._reply_later(envelope, req, params, Identity(user_id or "unknown", "none"), address, refused=(
-                "unknown_key", f"the key of this connection ({user_id or 'none'}) is not a user of this lab, or was "
-                "revoked", "ask an admin for a key file (`labloop users add`) and pass it with --key"))
+            if self.refusals.add(user_id or "unknown", req.method, address, time.monotonic()):
+                log.warning("refusing requests from %s (not a user of this lab, or revoked); they are audited as "
+                            "one row per key per %g s", user_id or "an unknown key", self.refusals.window_s)
+            self._send(envelope + [protocol.error(
+                req.id, "unknown_key", f"the key of this connection ({user_id or 'none'}) is not a user of this "
+                "lab, or was revoked", "ask an admin for a key file (`labloop users add`) and pass it with --key")])
             return
         if not permitted(ident.role, req.method):
             need = role_needed(req.method)
             self._reply_later(envelope, req, params, ident, address, refused=(
-                "forbidden", f"{ident.name} is a {ident.role}; {req.method} needs the {need} role",
+                "forbidden", f"{ident.name} is {a_role(ident.role)}; {req.method} needs the {need} role",
                 f"ask an admin to give you the {need} role, or ask someone who has it"))
             return
         if req.method == "status":
@@ -187,8 +213,9 @@ class Daemon:
     def _work(self, envelope: list[bytes], req: protocol.Request, params: Any, ident: Any, address: str | None,
               refused: tuple[str, str, str] | None) -> None:
         user, role = ident.name, ident.role
-        args = methods.audit_args(req.method, params)
+        call = None
         try:
+            args = methods.audit_args(req.method, params)
             if refused is not None:
                 reply = protocol.error(req.id, *refused)
                 self._audit(user, role, address, req.method, args, "refused", refused[1])
@@ -197,23 +224,36 @@ class Daemon:
                 if req.method not in methods.READS:
                     call.accepted = audit.entry(user=user, role=role, address=address, command=req.method,
                                                 args=args, outcome="accepted")
-                    if req.method not in methods.WITH_REQUEST:
-                        call.audit_now()
                 try:
                     result = methods.HANDLERS[req.method](call, params)
                     encoded = json.dumps(result, default=str).encode()
+                except LabloopError as exc:
+                    reply = protocol.error(req.id, "refused", exc.problem, exc.fix or "")
+                    call.settle("refused", exc.problem)
+                else:
                     if req.method == "status":
                         self._status[json.dumps(params.campaign)] = (time.monotonic(), encoded)
                     reply = b'{"v": 1, "id": ' + json.dumps(req.id).encode() + b', "ok": true, "result": ' \
                         + encoded + b"}"
-                except LabloopError as exc:
-                    reply = protocol.error(req.id, "refused", exc.problem, exc.fix or "")
-                finally:
-                    call.audit_now()  # refused before it queued its request (an ended campaign): accepted all the same
+                    call.settle("accepted")
         except Exception as exc:  # noqa: BLE001 - a bug in one method answers that request, the daemon goes on
-            reply = protocol.error(req.id, "internal", f"{req.method} failed: {type(exc).__name__}: {exc}",
-                                   "this is a labloop bug; the daemon's output has the details")
+            reply = self._internal_error(req, exc, call)
         self._reply_socket().send_multipart(envelope + [reply])
+
+    def _internal_error(self, req: protocol.Request, exc: Exception, call: methods.Call | None) -> bytes:
+        """A bug: logged with its traceback under a short id (log file and stderr), audited as failed, and the
+        client's error quotes the id so the operator's report and the log meet."""
+        error_id = uuid.uuid4().hex[:8]
+        log.error("internal error %s in %s: %s: %s", error_id, req.method, type(exc).__name__, exc, exc_info=exc)
+        if call is not None:
+            try:
+                call.settle("failed", f"{type(exc).__name__}: {exc} (error id {error_id})")
+            except Exception:  # noqa: BLE001 - the store itself may be what failed; the log has it
+                log.exception("could not audit the failed %s (error id %s)", req.method, error_id)
+        return protocol.error(req.id, "internal", f"{req.method} failed: internal error {error_id} "
+                              f"({type(exc).__name__})",
+                              f"this is a labloop bug: report error id {error_id}; the daemon's log "
+                              f"({self.log_file}) has its traceback")
 
     def _audit(self, user: str, role: str, address: str | None, command: str, args: dict[str, Any],
                outcome: str, detail: str | None) -> None:
@@ -231,11 +271,70 @@ class Daemon:
     def close(self) -> None:
         """Stop serving; the campaigns' processes run on (a daemon started later adopts them)."""
         self.pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._audit_refusals(self.refusals.due(float("inf")))
+        except Exception:  # noqa: BLE001 - closing goes on; the log has it
+            log.exception("could not audit the refused requests counted so far")
         self.publisher.close()
         self.auth.stop()
         self.control.close(0)
         self.replies.close(0)
         self.store.close()
+
+
+class RefusalCounter:
+    """Requests from revoked or unknown keys, counted per key in windows of ``window_s`` seconds; a window is
+    audited once, when it closes (:meth:`due`), with the count, the methods asked and the first and last time."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self.open: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, method: str, address: str | None, now: float) -> bool:
+        """Count one request; True when it opens a window (the first of this key for a while)."""
+        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._lock:
+            w = self.open.get(key)
+            first = w is None
+            if first:
+                w = self.open[key] = {"key": key[:80], "address": address, "opened": now, "count": 0,
+                                      "methods": {}, "first": at}
+            w["count"] += 1
+            w["last"] = at
+            if len(w["methods"]) < 20 or method in w["methods"]:
+                m = str(method)[:40]
+                w["methods"][m] = w["methods"].get(m, 0) + 1
+            return first
+
+    def due(self, now: float) -> list[dict[str, Any]]:
+        """The windows that have closed by ``now`` (all of them with ``now=inf``), removed."""
+        with self._lock:
+            keys = [k for k, w in self.open.items() if now - w["opened"] >= self.window_s]
+            return [self.open.pop(k) for k in keys]
+
+
+def log_to(path: Path) -> Path:
+    """Send labloop's log (warnings and up; tracebacks of internal errors) to a rotating file at ``path`` and to
+    stderr, once per process."""
+    root = logging.getLogger("labloop")
+    path = path.resolve()
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+        from logging.handlers import RotatingFileHandler
+
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+        file.setFormatter(fmt)
+        root.addHandler(file)
+        if not any(type(h) is logging.StreamHandler for h in root.handlers):
+            err = logging.StreamHandler()
+            err.setLevel(logging.WARNING)  # the file keeps the INFO lines too
+            err.setFormatter(fmt)
+            root.addHandler(err)
+        if root.level == logging.NOTSET or root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+    return path
 
 
 def serve(store_url: str, control: str, stream: str, keys_dir: Path | None, http: str | None = None) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from labloop.errors import LabloopError, PluginError, SpecError
-from .liveness import ACTIVE_STATES, liveness
+from .liveness import ACTIVE_STATES, ENDED_STATES, liveness
 from . import calibration, provenance
 from .lab import Lab, build_lab, check_against_lab, state_dir_for, with_files_from
 from .lease import DEFAULT_TTL_S, CampaignLease
@@ -120,10 +120,6 @@ def refuse_second_runner(spec: CampaignSpec, store: Store, source: str, except_i
             raise LabloopError(
                 f"{source}: campaign '{c.name}' (id {c.id}) already runs this lab: {life.describe()}",
                 f"wait for it to end, or stop it with `labloop stop --campaign {c.id}`; one runner per lab")
-
-
-#: A campaign in one of these states is over: resuming it would reopen it.
-ENDED_STATES = ("finished", "stopped")
 
 
 class CampaignRunner:

@@ -15,13 +15,11 @@ from typing import Any
 
 import bluesky.run_engine as _run_engine_module
 from bluesky import RunEngine
-from bluesky.utils import RunEngineInterrupted
-from ophyd.utils import StatusTimeoutError
-from ophyd.utils.errors import UnknownStatusFailure
 
 from . import calibration
 from . import crashpoints
 from . import plans
+from .plans import describe_failure  # noqa: F401 - where callers have always found it
 from . import provenance
 from labloop.errors import LabloopError
 from .lab import Lab, setpoint_targets
@@ -73,30 +71,6 @@ class StepFailed(Exception):
         super().__init__(f"step {index} ({step.label}) failed: {reason}")
 
 
-def describe_failure(exc: BaseException) -> str:
-    """A one-line reason from whatever a plan raised (FailedStatus wraps the device's own exception)."""
-    inner: Any = exc
-    for _ in range(4):
-        status = inner.args[0] if getattr(inner, "args", None) else None
-        nested = None
-        if status is not None and hasattr(status, "exception"):
-            try:
-                nested = status.exception()
-            except Exception:  # noqa: BLE001
-                nested = None
-        nested = nested or inner.__cause__
-        if nested is None or nested is inner:
-            break
-        inner = nested
-    if isinstance(inner, (StatusTimeoutError, TimeoutError)):
-        return f"timeout: {inner or 'the device did not finish in time'}"
-    if isinstance(inner, RunEngineInterrupted) or isinstance(exc, RunEngineInterrupted):
-        return "halted by the emergency stop"
-    if isinstance(inner, UnknownStatusFailure):
-        return "device reported failure without a reason"
-    if isinstance(inner, LabloopError):
-        return inner.problem
-    return f"{type(inner).__name__}: {inner}"
 
 
 def recipes_for(spec: CampaignSpec, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -177,7 +151,7 @@ class TrialExecutor:
         if self.abort_check():
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", actor)
-        timeout = step.timeout / self.time_scale if step.timeout else None
+        timeout = step.timeout / self.lab.time_scale(actor, self.time_scale) if step.timeout else None
         dest = destination or step.to or ""
 
         def plan() -> plans.Plan:
@@ -221,7 +195,7 @@ class TrialExecutor:
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", device)
         dev = self.lab[device]
-        timeout = step.timeout / self.time_scale if step.timeout else None
+        timeout = step.timeout / self.lab.time_scale(device, self.time_scale) if step.timeout else None
         self._record_run(ctx, step_id, step, index, label, 1, device,
                          lambda: plans.calibrate(dev, None, timeout), None, [(device, dev, "instrument")])
         try:

@@ -40,6 +40,14 @@ class Lab:
     devices: dict[str, Any]
     places: set[str] = field(default_factory=set)
     entry: str | None = None  # where new samples appear; default 'load_lock' if it is a place
+    #: devices that are real (a driver, or a remote device served by an agent), not simulated: their times
+    #: (timeouts, retry backoffs) are real seconds, never divided by the simulator's ``time_scale``
+    real: set[str] = field(default_factory=set)
+
+    def time_scale(self, device: str | None, scale: float) -> float:
+        """How much faster than real time ``device``'s times run: ``scale`` for a simulated device, 1 for a real
+        one (a remote instrument's 10 s backoff stays 10 s, so a retry can wait for its agent to come back)."""
+        return 1.0 if device in self.real else scale
 
     @property
     def sample_entry(self) -> str:
@@ -194,7 +202,7 @@ def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: 
         except TypeError as exc:
             raise SpecError(f"lab.devices.{name}: the driver rejects its config: {exc}",
                             "check the driver's documented options") from None
-    return Lab(devices, places, entry)
+    return Lab(devices, places, entry, real=set(spec.devices))
 
 
 def _parameter_bounds(spec: CampaignSpec) -> Mapping[str, tuple[float, float] | None]:

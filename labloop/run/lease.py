@@ -15,13 +15,18 @@ holder resumes the campaign as it resumes after a crash.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from typing import Any
 
+from labloop.logs import Swallowed
 from labloop.store.leases import LeaseHeld, LeaseLost
 from .liveness import process_gone
+
+log = logging.getLogger(__name__)
+_release_failed = Swallowed(log, "releasing a campaign's lease")
 
 #: Seconds a lease lasts without renewal (the heartbeat renews it every second): a dead runner's campaign can be
 #: taken over this long after its last renewal.
@@ -118,8 +123,8 @@ class CampaignLease:
             self.reason = "released"
             try:
                 self.store.release_lease(self.campaign_id, self.holder, self.token)
-            except Exception:  # noqa: BLE001 - it expires by itself
-                pass
+            except Exception as exc:  # noqa: BLE001 - it expires by itself
+                _release_failed(exc)
 
     def _lose(self, reason: str) -> None:
         if not self.lost.is_set():

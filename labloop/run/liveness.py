@@ -17,6 +17,8 @@ import psutil
 #: The runner beats every second; this many seconds of silence mean it no longer answers.
 STALE_AFTER_S = 10.0
 ACTIVE_STATES = ("running", "paused")
+#: A campaign in one of these states is over: resuming it would reopen it.
+ENDED_STATES = ("finished", "stopped")
 
 
 @dataclass(frozen=True)

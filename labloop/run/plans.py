@@ -18,7 +18,11 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 import bluesky.preprocessors as bpp
-from bluesky.utils import Msg, RunEngineControlException
+from bluesky.utils import Msg, RunEngineControlException, RunEngineInterrupted
+from ophyd.utils import StatusTimeoutError
+from ophyd.utils.errors import UnknownStatusFailure
+
+from labloop.errors import LabloopError
 
 Plan = Generator[Msg, Any, Any]
 
@@ -37,10 +41,37 @@ def _run(body: Plan, md: Mapping[str, Any]) -> Plan:
         yield Msg("close_run", exit_status=exc.exit_status, reason=None)
         raise
     except Exception as exc:
-        yield Msg("close_run", exit_status="fail", reason=str(exc))
+        # the reason the store records too (not the repr of a failed Status): the stream's step_end carries it
+        yield Msg("close_run", exit_status="fail", reason=describe_failure(exc))
         raise
     yield Msg("close_run", exit_status=None, reason=None)
     return ret
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A one-line reason from whatever a plan raised (FailedStatus wraps the device's own exception)."""
+    inner: Any = exc
+    for _ in range(4):
+        status = inner.args[0] if getattr(inner, "args", None) else None
+        nested = None
+        if status is not None and hasattr(status, "exception"):
+            try:
+                nested = status.exception()
+            except Exception:  # noqa: BLE001
+                nested = None
+        nested = nested or inner.__cause__
+        if nested is None or nested is inner:
+            break
+        inner = nested
+    if isinstance(inner, (StatusTimeoutError, TimeoutError)):
+        return f"timeout: {inner or 'the device did not finish in time'}"
+    if isinstance(inner, RunEngineInterrupted) or isinstance(exc, RunEngineInterrupted):
+        return "halted by the emergency stop"
+    if isinstance(inner, UnknownStatusFailure):
+        return "device reported failure without a reason"
+    if isinstance(inner, LabloopError):
+        return inner.problem
+    return f"{type(inner).__name__}: {inner}"
 
 
 def _set_and_wait(obj: Any, value: Any, timeout: float | None) -> Plan:

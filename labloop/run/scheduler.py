@@ -33,6 +33,7 @@ Modes: ``async`` (default) starts a trial whenever a first-step station is free;
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import threading
@@ -46,6 +47,7 @@ from bluesky import RunEngine
 from bluesky.suspenders import SuspendCeil, SuspendFloor, SuspendWhenOutsideBand
 
 from labloop.errors import LabloopError, SpecError
+from labloop.logs import Swallowed
 from labloop.spec import CampaignSpec
 from labloop.states import IN_FLIGHT, UNFINISHED, IllegalTransition, TrialState
 from labloop.store import Store
@@ -123,6 +125,7 @@ class Scheduler:
         self.estopped = threading.Event()
         self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
         self._beat = threading.Event()  # set when the campaign ends: the heartbeat thread stops
+        self._beat_failed = Swallowed(logging.getLogger(__name__), f"campaign {campaign.id}'s heartbeat")
         self.paused = threading.Event()
         self.need_operator: str | None = None
         self._failure_streak_seen: int | None = None  # the last trial of a same-cause streak we paused for
@@ -317,8 +320,8 @@ class Scheduler:
             try:
                 self.store.heartbeat(self.campaign.id, self.need_operator
                                      or ("paused by operator" if self.paused.is_set() else None))
-            except Exception:  # noqa: BLE001 - a missed beat is harmless; the next one retries
-                pass
+            except Exception as exc:  # noqa: BLE001 - a missed beat is harmless; the next one retries
+                self._beat_failed(exc)
             if self._beat.wait(1.0):
                 return
 
@@ -861,7 +864,7 @@ class Scheduler:
                     raise
                 self.store.audit(self.campaign.id, "step.retry", {"trial": ctx.number, "step": step.label,
                                                                   "attempt": attempt, "reason": exc.reason}, "labloop")
-                delay = step.retry_backoff * 2 ** (attempt - 1) / self.time_scale
+                delay = step.retry_backoff * 2 ** (attempt - 1) / self.lab.time_scale(device, self.time_scale)
                 if self.estopped.wait(delay):
                     raise
 

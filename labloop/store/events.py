@@ -7,14 +7,19 @@ stream's reads and writes stay in one place.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 from sqlalchemy import func, insert, select
 
+from labloop.logs import Swallowed
 from .repository import Store, to_jsonable
 from .schema import Campaign, Event
+
+log = logging.getLogger(__name__)
+_tail_failed = Swallowed(log, "reading new stream events from the store")
 
 
 def last_seq(store: Store, campaign_id: int) -> int:
@@ -98,7 +103,8 @@ class CampaignTail:
         for cid, name, after, until in watched:
             try:
                 rows = events_after(self.store, cid, after, self.batch)
-            except Exception:  # noqa: BLE001 - a store hiccup: the next read tries again, the rows stay
+            except Exception as exc:  # noqa: BLE001 - a store hiccup: the next read tries again, the rows stay
+                _tail_failed(exc)
                 continue
             with self._lock:
                 w = self._watch.get(cid)

@@ -8,6 +8,7 @@ process (``labloop status`` while a campaign runs, or ``labloop resume`` after a
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -28,13 +29,16 @@ from labloop.states import IllegalTransition, StepState, TrialState, check_step_
 from .leases import Leases
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
-from . import chain
+from . import DEFAULT_URL, chain  # noqa: F401 - DEFAULT_URL: defined once, in the (light) package
 from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
 from .schema import (SCHEMA_VERSION, Asset, AuditEntry, Calibration, Base, Campaign, Document, Meta, OperatorRequest,
                      ProcessPoint, Sample, Step, Trial, utcnow)
 from .users import UsersMixin
+from labloop.logs import Swallowed
 
-DEFAULT_URL = "sqlite:///labloop.db"
+log = logging.getLogger(__name__)
+_close_failed = Swallowed(log, "closing a broken poll connection")
+
 #: How often an operator request (or its answer) asks again for SQLite's write lock while a lab's commits hold it.
 URGENT_RETRY_S = 0.001
 #: How long it asks before giving up (SQLite's own busy timeout for every other write).
@@ -296,8 +300,8 @@ class Store(UsersMixin, Leases):
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001 - it is being dropped because it is broken
-                pass
+            except Exception as exc:  # noqa: BLE001 - it is being dropped because it is broken
+                _close_failed(exc)
 
     def answer_request(self, request_id: int, state: str, outcome: str, user: str = "labloop",
                        campaign: dict[str, Any] | None = None) -> bool:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
+import uuid
 from urllib.parse import quote
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -28,12 +30,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from labloop.control.auth import permitted
+from labloop.control.protocol import MAX_ID, MAX_TRIAL
 from labloop.errors import LabloopError
 from labloop.store import Store
 from labloop.store.schema import AuditEntry
@@ -54,6 +58,7 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 MAX_BODY = 64 * 1024
+log = logging.getLogger(__name__)
 
 
 class SecurityHeaders:
@@ -128,7 +133,8 @@ class Dashboard:
             Route("/api/campaigns/{name}/actions/{action}", self.api_action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ]
-        app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: self.not_found},
+        app = Starlette(routes=routes, lifespan=lifespan,
+                        exception_handlers={HTTPException: self.http_error, Exception: self.internal_error},
                         middleware=[Middleware(SecurityHeaders)])
         return app
 
@@ -142,7 +148,14 @@ class Dashboard:
         return response
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
+        size = request.headers.get("content-length", "")
+        if not size.isdigit() or int(size) > MAX_BODY:
+            return await self.login_page(request, f"That sign-in form was not sent whole or is over {MAX_BODY} bytes."
+                                         " Please type your name and password again.", 413)
+        try:
+            form = await request.form()
+        except (HTTPException, ValueError, KeyError):  # a malformed form body
+            return await self.login_page(request, "That sign-in form could not be read. Please try again.", 400)
         if not secrets.compare_digest(str(form.get("csrf", "")), request.cookies.get(LOGIN_CSRF, "-")):
             return await self.login_page(request, "Your sign-in form expired. Please try again.", 403)
         name, password = str(form.get("name", "")), str(form.get("password", ""))
@@ -160,7 +173,8 @@ class Dashboard:
     async def logout(self, request: Request) -> Response:
         user = await run_in_threadpool(self.user, request)
         if user is not None and not self._csrf_ok(request, user, form_token=(await request.form()).get("csrf")):
-            return self._error(request, 403, "That request lacked its security token.", "Reload the page and try again.")
+            return self._error(request, 403, "That request lacked its security token.", "Reload the page and try again.",
+                               user)
         await run_in_threadpool(accounts.logout, self.store, request.cookies.get(COOKIE))
         response = RedirectResponse("/login", 303)
         response.delete_cookie(COOKIE)
@@ -180,7 +194,7 @@ class Dashboard:
         snap = await run_in_threadpool(self._snapshot, request.path_params["name"])
         if snap is None:
             return self._error(request, 404, f"There is no campaign called '{request.path_params['name']}'.",
-                               "Pick one from the list of campaigns.")
+                               "Pick one from the list of campaigns.", user)
         can = {a: permitted(user.role, a) for a in actions.ACTIONS}
         return HTMLResponse(pages.campaign(user, snap, can))
 
@@ -189,7 +203,7 @@ class Dashboard:
         if user is None:
             return self._to_login(request)
         if not permitted(user.role, "audit"):
-            return self._error(request, 403, "The audit log is for admins.", "Ask an admin.")
+            return self._error(request, 403, "The audit log is for admins.", "Ask an admin.", user)
         rows: list[AuditEntry] = await run_in_threadpool(self.store.audit_log)
         return HTMLResponse(pages.audit(user, rows[-500:]))
 
@@ -220,9 +234,12 @@ class Dashboard:
                                     "list them at /api/campaigns")
         raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
         try:
-            after = max(0, int(raw))
+            after = max(0, int(raw[:30]))
         except ValueError:
-            return self._json_error(400, f"'{raw}' is not an event number", "send the id of the last event you have")
+            return self._json_error(400, f"'{raw[:40]}' is not an event number", "send the id of the last event you have")
+        if after > MAX_ID:
+            return self._json_error(400, f"after: {after} is out of range (0 to {MAX_ID})",
+                                    "send the id of the last event you have")
         thin = request.query_params.get("thin") == "1"  # the pages: readings thinned, events batched
         return StreamingResponse(self.hub.stream(c.id, after, thin), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -243,6 +260,9 @@ class Dashboard:
             if not isinstance(args, dict):
                 raise ValueError("not an object")
             args = _action_args(request.path_params["action"], args)
+        except RecursionError:
+            return self._json_error(400, "bad request body: nested too deeply to read",
+                                    'send flat JSON such as {"trials": [3], "reason": "..."}')
         except (ValueError, TypeError) as exc:
             return self._json_error(400, f"bad request body: {exc}", 'send JSON such as {"trials": [3], "reason": "..."}')
         c = await run_in_threadpool(find_campaign, self.store, request.path_params["name"])
@@ -283,8 +303,8 @@ class Dashboard:
             response.delete_cookie(COOKIE)
         return response
 
-    def _error(self, request: Request, status: int, problem: str, fix: str) -> Response:
-        return HTMLResponse(pages.error(status, problem, fix), status)
+    def _error(self, request: Request, status: int, problem: str, fix: str, user: WebUser | None = None) -> Response:
+        return HTMLResponse(pages.error(status, problem, fix, user), status)
 
     @staticmethod
     def _json_error(status: int, problem: str, fix: str | None) -> Response:
@@ -294,18 +314,46 @@ class Dashboard:
         return self._json_error(401, "not signed in, or the session expired",
                                 "sign in at /login, or send Authorization: Bearer <token>")
 
-    async def not_found(self, request: Request, exc: Exception) -> Response:
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """Every HTTP error Starlette raises (404, 405, a malformed body...): JSON under /api, a page elsewhere
+        (with the signed-in user's header, and no "sign in" link for them); never plain text."""
+        status = getattr(exc, "status_code", 500)
+        path = request.url.path
+        problem, fix = {
+            404: (f"There is no page at {path}.", "Go to the list of campaigns."),
+            405: (f"{path} does not take {request.method} requests.",
+                  "Use the page's buttons; scripts see the methods of each route in the README."),
+        }.get(status, (f"The request could not be served: {getattr(exc, 'detail', '') or status}.",
+                       "Go back and try again."))
+        if path.startswith("/api/"):
+            return self._json_error(status, problem, "see /api/campaigns" if status == 404 else fix)
+        user = await run_in_threadpool(self._user_or_none, request)
+        return self._error(request, status, problem, fix, user)
+
+    async def internal_error(self, request: Request, exc: Exception) -> Response:
+        """A bug: logged with its traceback under an id that the answer quotes."""
+        error_id = uuid.uuid4().hex[:8]
+        log.error("internal error %s serving %s %s", error_id, request.method, request.url.path, exc_info=exc)
+        problem = f"Internal error {error_id}: this is a labloop bug."
+        fix = f"Report error id {error_id}; the daemon's log has its traceback."
         if request.url.path.startswith("/api/"):
-            return self._json_error(404, f"nothing at {request.url.path}", "see /api/campaigns")
-        return self._error(request, 404, f"There is no page at {request.url.path}.", "Go to the list of campaigns.")
+            return self._json_error(500, problem, fix)
+        return self._error(request, 500, problem, fix)
+
+    def _user_or_none(self, request: Request) -> WebUser | None:
+        try:
+            return self.user(request)
+        except Exception:  # noqa: BLE001 - an error page must not fail on the store
+            return None
 
 
 def _action_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     """The arguments an action takes, checked: trial numbers for approve/reject, a reason for reject."""
     if action in ("approve", "reject"):
         trials = args.get("trials")
-        if not isinstance(trials, list) or not trials or not all(isinstance(t, int) and t > 0 for t in trials):
-            raise ValueError("'trials' must be a non-empty list of trial numbers")
+        if not isinstance(trials, list) or not trials or len(trials) > 10_000 or not all(
+                isinstance(t, int) and not isinstance(t, bool) and 0 < t <= MAX_TRIAL for t in trials):
+            raise ValueError(f"'trials' must be a non-empty list of trial numbers (1 to {MAX_TRIAL})")
         out: dict[str, Any] = {"trials": trials}
         if action == "reject":
             reason = args.get("reason")

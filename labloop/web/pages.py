@@ -100,7 +100,8 @@ def audit(user: WebUser, rows: list[Any]) -> str:
     return _page("Audit log", body, user)
 
 
-def error(status: int, problem: str, fix: str) -> str:
+def error(status: int, problem: str, fix: str, user: WebUser | None = None) -> str:
+    sign_in = "" if user is not None else ' · <a href="/login">sign in</a>'  # a signed-in user is not asked again
     body = (f'<section class="error-page"><h1 id="error-status">{status}</h1><p id="error-problem">{esc(problem)}</p>'
-            f'<p>{esc(fix)}</p><p><a href="/">campaigns</a> · <a href="/login">sign in</a></p></section>')
-    return _page(f"{status}", body)
+            f'<p>{esc(fix)}</p><p><a href="/">campaigns</a>{sign_in}</p></section>')
+    return _page(f"{status}", body, user)
