@@ -21,17 +21,23 @@ This module imports only the campaign spec: the light CLI commands use it withou
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from labloop.spec import CampaignSpec, ObjectiveSpec
 
 
-def _number(v: Any) -> float | None:
-    """A finite real number, or None (bools and strings are not numbers)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+def real_number(v: Any) -> float | None:
+    """``v`` as a finite real float, or None: NaN, infinities, None, strings (even "12.5"), bools (numpy's too) and
+    anything else that is not a real number are no value. The one test both a plugin's result (before it is stored)
+    and a stored value (before it is ranked) pass."""
+    if isinstance(v, (bool, str, bytes)) or not isinstance(v, numbers.Real) or type(v).__name__ == "bool_":
         return None
-    f = float(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
     return f if math.isfinite(f) else None
 
 
@@ -39,7 +45,7 @@ def constraints_met(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
     """Whether every outcome constraint has a finite value within its limits (unknown counts as not met)."""
     values = values or {}
     for c in spec.outcome_constraints:
-        v = _number(values.get(c.name))
+        v = real_number(values.get(c.name))
         if v is None:
             return False
         if (c.lower is not None and v < c.lower) or (c.upper is not None and v > c.upper):
@@ -50,14 +56,14 @@ def constraints_met(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
 def feasible(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
     """Every objective has a finite number and every outcome constraint is met."""
     values = values or {}
-    return all(_number(values.get(o.name)) is not None for o in spec.objectives) and constraints_met(spec, values)
+    return all(real_number(values.get(o.name)) is not None for o in spec.objectives) and constraints_met(spec, values)
 
 
 def target_met(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
     """Every objective with a goal (target or band) reaches it, and the values are feasible."""
     goals = [o for o in spec.objectives if o.target is not None or o.direction == "band"]
     values = values or {}
-    return bool(goals) and feasible(spec, values) and all(o.reached(_number(values.get(o.name))) for o in goals)
+    return bool(goals) and feasible(spec, values) and all(o.reached(real_number(values.get(o.name))) for o in goals)
 
 
 def score(o: ObjectiveSpec, v: float) -> float:
