@@ -206,6 +206,11 @@ class ObjectiveSpec(_Model):
     reference: float | None = Field(
         None, description="Reference point for multi-objective optimization (worst acceptable value)."
     )
+    weight: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="With several objectives and `best: {rule: weighted}`: this objective's weight in the weighted "
+        "sum of normalized scores (each scaled 0..1 over the feasible trials) that names one trial of the feasible "
+        "Pareto set as the best. Default 1; only used by that rule.")
 
     @model_validator(mode="after")
     def _check(self) -> "ObjectiveSpec":
@@ -254,6 +259,28 @@ class OutcomeConstraintSpec(_Model):
     def _check(self) -> "OutcomeConstraintSpec":
         if self.lower is None and self.upper is None:
             raise ValueError("give lower, upper or both")
+        return self
+
+
+class BestSpec(_Model):
+    """How one trial is named "the best" when a campaign has several objectives (status line, stream ``best`` event,
+    report's best-trial figures). The best is always a feasible trial (every outcome constraint met) of the feasible
+    Pareto set; this only says which member of that set to name (labloop/run/best.py)."""
+
+    rule: Literal["hypervolume", "weighted", "primary"] = Field(
+        "hypervolume", description="hypervolume: the member whose loss would shrink the front the most (largest "
+        "exclusive hypervolume contribution); weighted: the largest sum of `objectives[].weight` x score, each "
+        "objective's score scaled 0..1 over the feasible trials; primary: the member best on the objective "
+        "named by `primary`.")
+    primary: str | None = Field(None, description="With rule primary: the objective that names the best trial.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "BestSpec":
+        if self.rule == "primary" and self.primary is None:
+            raise ValueError("rule 'primary' needs 'primary: OBJECTIVE' (the objective that names the best trial)")
+        if self.rule != "primary" and self.primary is not None:
+            raise ValueError(f"'primary' is used only with rule 'primary' (fix: add rule: primary, or remove "
+                             f"primary: {self.primary})")
         return self
 
 
@@ -738,6 +765,8 @@ class CampaignSpec(_Model):
     store: str | None = Field(None, description="Store URL (default: sqlite file labloop.db in the working directory).")
     candidates: str | None = Field(None, description="CSV of candidate rows: proposals may only be rows of it.")
     sharing: SharingSpec = Field(default_factory=SharingSpec, description="Sharing classes of the exported data.")
+    best: BestSpec = Field(default_factory=BestSpec, description="With several objectives: which trial of the "
+                           "feasible Pareto set is named the best (default: largest hypervolume contribution).")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "CampaignSpec":
@@ -758,6 +787,7 @@ class CampaignSpec(_Model):
         if self.lab is not None and not self.workflow:
             raise ValueError("a campaign with a lab needs a workflow (the steps each trial runs)")
         self._check_sharing()
+        self._check_best()
         kinds = [s.kind for s in self.workflow]
         if "measure" in kinds and ("synthesize" not in kinds or kinds.index("synthesize") > kinds.index("measure")):
             raise ValueError(f"workflow[{kinds.index('measure')}]: the workflow measures before anything is "
@@ -785,6 +815,17 @@ class CampaignSpec(_Model):
             if name not in allowed:
                 raise ValueError(f"sharing.fields.{name}: unknown field '{name}' (fix: use one of: "
                                  f"{', '.join(allowed)})")
+
+    def _check_best(self) -> None:
+        names = [o.name for o in self.objectives]
+        if self.best.primary is not None and self.best.primary not in names:
+            raise ValueError(f"best.primary: '{self.best.primary}' is not an objective (fix: use one of: "
+                             f"{', '.join(names)})")
+        if self.best.rule != "weighted":
+            for i, o in enumerate(self.objectives):
+                if o.weight is not None:
+                    raise ValueError(f"objectives[{i}].weight is used only with best.rule: weighted (fix: add "
+                                     f"'best: {{rule: weighted}}' or remove the weight)")
 
     def _check_belief(self, name: str, belief: ExpertBelief) -> None:
         where = f"strategy.expert_prior.{name}"
