@@ -21,10 +21,31 @@ from pydantic.fields import FieldInfo
 from .errors import SpecError
 
 
-class _Model(BaseModel):
-    """Base for every spec model: unknown fields are errors (a typo must not be silently ignored)."""
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes a number (int, float, optionally None): a yes/no there is a slip, not a 1 or a 0."""
+    if annotation in (int, float):
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return bool(members) and all(m in (int, float) for m in members)
+    return False
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class _Model(BaseModel):
+    """Base for every spec model: unknown fields are errors (a typo must not be silently ignored), and a number is
+    a finite number: NaN and infinities, and yes/no where a number belongs, are errors, not values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_yes_no_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                    raise ValueError(f"{key}: {str(value).lower()} is a yes/no, not a number (fix: give a number)")
+        return data
 
 
 # --------------------------------------------------------------------------------------------------- parameters
@@ -93,7 +114,7 @@ class CategoricalParameter(_ParameterBase):
 
     type: Literal["categorical"] = "categorical"
     choices: list[str] = Field(min_length=1, description="The choices; duplicates are an error.")
-    descriptors: dict[str, list[float]] | None = Field(
+    descriptors: dict[str, list[Annotated[float, Field(allow_inf_nan=False)]]] | None = Field(
         None,
         description="Optional numeric descriptors per choice (same length for every choice); "
         "used instead of one-hot encoding.",
@@ -115,7 +136,11 @@ class CategoricalParameter(_ParameterBase):
         if self.descriptors is not None:
             missing = [c for c in self.choices if c not in self.descriptors]
             if missing:
-                raise ValueError(f"descriptors missing for choices {missing}")
+                raise ValueError(f"descriptors missing for choices {missing} (fix: give each choice its descriptors)")
+            unknown = [c for c in self.descriptors if c not in self.choices]
+            if unknown:
+                raise ValueError(f"descriptors given for {unknown}, which are not choices ({self.choices}) (fix: add "
+                                 f"them to choices or remove their descriptors)")
             lengths = {len(v) for v in self.descriptors.values()}
             if len(lengths) != 1 or 0 in lengths:
                 raise ValueError("every choice needs the same, non-zero number of descriptors")
@@ -761,7 +786,8 @@ class CampaignSpec(_Model):
     lab: LabSpec | None = Field(None, description="The lab; not needed for table replays.")
     workflow: list[StepSpec] = Field(default_factory=list, description="Steps every trial runs, in order.")
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
-    seed: int = Field(0, description="Random seed for the strategy and the simulators.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed for the strategy and the simulators "
+                      "(0 to 4294967295).")
     store: str | None = Field(None, description="Store URL (default: sqlite file labloop.db in the working directory).")
     candidates: str | None = Field(None, description="CSV of candidate rows: proposals may only be rows of it.")
     sharing: SharingSpec = Field(default_factory=SharingSpec, description="Sharing classes of the exported data.")
@@ -944,11 +970,26 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _non_finite(data: Any, where: tuple[Any, ...] = ()) -> list[tuple[str, float]]:
+    """Every NaN or infinity in parsed YAML, with its path (``lab.options.noise``)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(_loc(where), data)]
+    if isinstance(data, dict):
+        return [b for k, v in data.items() for b in _non_finite(v, (*where, k))]
+    if isinstance(data, list):
+        return [b for i, v in enumerate(data) for b in _non_finite(v, (*where, i))]
+    return []
+
+
 def parse_spec(data: Any, source: str = "<campaign>") -> CampaignSpec:
     """Validate already-parsed YAML/JSON data; raise :class:`SpecError` naming ``source`` and the field path."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: the campaign file must be a mapping of fields, got {type(data).__name__}",
                         "start from experiments/thinfilm.yaml")
+    bad = _non_finite(data)
+    if bad:  # options of plugins, simulators and strategies are free-form: no field type stops a .nan there
+        raise SpecError("\n".join(f"{source}: {where}: {v} is not a finite number" for where, v in bad),
+                        "give a finite number")
     try:
         return CampaignSpec.model_validate(data)
     except ValidationError as exc:
@@ -966,14 +1007,36 @@ def read_spec_text(path: str | Path) -> str:
         raise SpecError(f"{p}: cannot read the file: {exc}", "check permissions and that it is UTF-8 text") from None
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, but a date that cannot exist (``2027-13-45``) is a YAML error with its line, not a bare
+    ValueError from deep inside the constructor."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError) as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"'{node.value}' is not a real date ({exc})",
+            node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 def spec_from_text(text: str, source: str) -> CampaignSpec:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}",
-                        "fix the YAML syntax (indentation, colons, quotes)") from None
+        problem = str(getattr(exc, "problem", exc))
+        fix = ("write a real day as YYYY-MM-DD" if "is not a real date" in problem
+               else "fix the YAML syntax (indentation, colons, quotes)")
+        raise SpecError(f"{source}: not valid YAML{where}: {problem}", fix) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML cannot build, e.g. a date 2027-13-45
+        raise SpecError(f"{source}: a value is not what it looks like: {exc}",
+                        "check dates (YYYY-MM-DD, a real day) and numbers in the file") from None
     return parse_spec(data, source)
 
 
