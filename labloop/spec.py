@@ -649,11 +649,14 @@ class LabSpec(_Model):
 
 class CalibrationPolicy(_Model):
     """How old a device's calibration may be. Before a step on the device whose calibration is older than
-    ``max_age`` seconds (the device's own time: simulated seconds in a simulator), the scheduler either runs a
+    ``max_age`` seconds (the lab's time: simulated seconds for a simulated device, wall-clock seconds for a real
+    one; labloop/run/calibration.py), the scheduler either runs a
     recorded ``calibrate`` step (``on_expiry: calibrate``) or pauses the campaign saying how to calibrate
     (``pause``). Readings taken while it is older are flagged ``calibration_expired``."""
 
-    max_age: float = Field(gt=0, description="Seconds a calibration stays valid.")
+    max_age: float = Field(gt=0, description="Seconds a calibration stays valid, in the lab's time (simulated "
+                           "seconds for a simulated device). A calibration recorded before the run is used while "
+                           "younger.")
     on_expiry: Literal["calibrate", "pause"] = Field("calibrate", description="Calibrate automatically, or pause.")
 
 
