@@ -55,7 +55,8 @@ class LiveView:
                 value = f"[red]{t.state}[/]: {t.failure_reason}" if t.failure_reason else f"[red]{t.state}[/]"
             # the one definition of best (labloop/run/best.py): feasible first, the campaign's rule among several
             top = best_trial(self.spec, self.trials.values())
-            best = f"best {fmt_values(self.spec, top.values)} (trial {top.number})" if top else "best -"
+            best = f"best {fmt_values(self.spec, top.values, names=len(self.spec.objectives) > 1)} " \
+                   f"(trial {top.number})" if top else "best -"
             console.print(f"trial {t.number:3d}/{self.spec.stopping.max_trials} [dim]{t.source:6s}[/] "
                           f"{fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
         elif kind == "step" and self.steps:
@@ -78,13 +79,13 @@ class LiveView:
                                                   if data.get("restored") else ""), soft_wrap=True)
 
 
-def fmt_values(spec: CampaignSpec, values: dict[str, Any]) -> str:
-    """``name=value unit`` for each objective with a number (a failed trial may lack some)."""
+def fmt_values(spec: CampaignSpec, values: dict[str, Any], names: bool = True) -> str:
+    """``name=value unit`` (or ``value unit``) for each objective with a number (a failed trial may lack some)."""
     out = []
     for o in spec.objectives:
         v = (values or {}).get(o.name)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out.append(f"{o.name}={float(v):.4g}" + (f" {o.unit}" if o.unit else ""))
+            out.append((f"{o.name}=" if names else "") + f"{float(v):.4g}" + (f" {o.unit}" if o.unit else ""))
     return " ".join(out) or "-"
 
 
