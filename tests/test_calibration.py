@@ -390,3 +390,20 @@ def test_pause_calibrate_resume_continues_at_the_bundled_time_scale(tmp_path):
     starts = [d for t in store.trials(cid) for n, d in store.documents(trial_id=t.id) if n == "start"]
     assert not any(d.get("calibration_expired") for d in starts)
     store.close()
+
+
+def test_calibrate_file_records_into_the_store_the_campaign_file_names(tmp_path, monkeypatch):
+    """`labloop calibrate probe --file F` without --store records where `labloop run F` will look: F's `store:`."""
+    from campaign_files import write
+    from labloop.store import Store
+
+    monkeypatch.chdir(tmp_path)  # the default ./labloop.db would be here
+    data = drifting(max_trials=1)
+    data["store"] = f"sqlite:///{tmp_path / 'lab.db'}"
+    path = write(tmp_path, data)
+    r = invoke("calibrate", "probe", "--file", str(path))
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "labloop.db").exists()
+    store = Store(data["store"])
+    assert len(store.calibrations(device="probe")) == 1
+    store.close()

@@ -11,6 +11,7 @@ from labloop.run import calibration
 from labloop.run.campaign import prepare, prepare_text
 from labloop.run.lab import state_dir_for
 from labloop.run.liveness import liveness
+from labloop.spec import load_spec
 from labloop.store import DEFAULT_URL, Store
 from .campaign_cmds import pick_campaign
 from .common import STORE_HELP, console, user_errors
@@ -33,8 +34,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run DEVICE's calibration plan (measuring its reference) and record the result (table calibrations, audit
         log). A malformed result (NaN, out of range) is refused and nothing is recorded."""
-        # with a campaign file the store records the calibration and may be new; else it holds the campaign
-        st = Store(store or DEFAULT_URL) if file is not None else open_store(store)
+        # with a campaign file the store records the calibration and may be new (the file's own `store:` when no
+        # --store is given: the one `labloop run FILE` uses, so the run finds the calibration); else it holds the
+        # campaign
+        if file is not None:
+            st = Store(store or load_spec(file).store or DEFAULT_URL)
+        else:
+            st = open_store(store)
         try:
             campaign_id = None
             if file is not None:
