@@ -351,10 +351,10 @@ def test_a_real_devices_recorded_calibration_older_than_max_age_is_not_put_in_fo
     for which, expected in (("old", None), ("new", "cal-new")):
         lab = SimpleNamespace(devices={"probe": RealProbe()})
         store = SimpleNamespace(calibrations=lambda device, _r=rows[which]: [_r])
-        calibration.restore_in_force(store, lab, policy)
+        calibration.restore(store, lab, policy)
         assert (lab.devices["probe"].calibration or {}).get("id") == expected
     lab = SimpleNamespace(devices={"probe": RealProbe()})  # no policy: the latest is in force whatever its age
-    calibration.restore_in_force(SimpleNamespace(calibrations=lambda device: [rows["old"]]), lab, {})
+    calibration.restore(SimpleNamespace(calibrations=lambda device: [rows["old"]]), lab, {})
     assert lab.devices["probe"].calibration["id"] == "cal-old"
 
 

@@ -11,7 +11,7 @@ simulated seconds for a simulator); a real device's age is wall-clock time since
 the ``calibration_age_s`` of every run's provenance and ``labloop show`` use that one age (:func:`age_s`).
 
 A calibration recorded before a run (``labloop calibrate DEVICE --file``, or by an earlier campaign) is put in force
-when the run starts if it is still in force (:func:`restore_in_force`). A simulated lab's clock only runs while a lab
+when the run starts if it is still in force (:func:`restore` with the campaign's policies). A simulated lab's clock only runs while a lab
 process runs (its simulators restart their drift at switch-on, gain 1), so seconds an operator spends typing
 between processes are not lab time: a recorded calibration is as old there as it was when recorded. A real
 device's calibration ages in wall-clock time whatever runs.
@@ -126,41 +126,28 @@ def recorded_age_s(dev: Any, row: Any, now: datetime | None = None) -> float:
     return max(0.0, ((now or datetime.now(timezone.utc)) - at).total_seconds())
 
 
-def restore_in_force(store: Any, lab: Any, policies: Mapping[str, Any]) -> list[str]:
-    """Before a new campaign's first step: put each device's latest recorded calibration (by ``labloop calibrate
-    --file`` or an earlier campaign) in force when it is still in force: no ``max_age`` for the device, or its
-    recorded age (:func:`recorded_age_s`) within it. Returns the devices it changed."""
-    changed = []
-    for name in calibratable_names(lab):
-        dev = lab.devices[name]
-        fn = getattr(dev, "restore_calibration", None)
-        rows = store.calibrations(device=name) if callable(fn) else []
-        if not rows or (getattr(dev, "calibration", None) or {}).get("id") == rows[-1].calibration_id:
-            continue
-        policy = policies.get(name)
-        if policy is not None and recorded_age_s(dev, rows[-1]) > policy.max_age:
-            continue  # expired: the campaign's policy calibrates or pauses before the device's first step
-        _put_in_force(fn, rows[-1])
-        changed.append(name)
-    return changed
-
-
 def _put_in_force(fn: Any, row: Any) -> None:
     fn({"id": row.calibration_id or f"row-{row.id}", "at": row.at.isoformat(), "reference": row.reference,
         "result": row.result})
 
 
-def restore(store: Any, lab: Any) -> list[str]:
+def restore(store: Any, lab: Any, policies: Mapping[str, Any] | None = None) -> list[str]:
     """Put each device's latest recorded calibration in force (``restore_calibration``) when it is not already:
-    in a (re)built lab, and in a running one when an operator resumes it after `labloop calibrate`. Returns the
-    devices it changed."""
+    in a (re)built lab, and in a running one when an operator resumes it after `labloop calibrate`. With
+    ``policies`` (a new campaign's ``lab.calibration``, before its first step): only a calibration still in force,
+    i.e. no ``max_age`` for the device or its recorded age (:func:`recorded_age_s`) within it; an expired one is left
+    to the policy (calibrate or pause before the device's first step). Returns the devices it changed."""
     changed = []
     for name in calibratable_names(lab):
         dev = lab.devices[name]
         fn = getattr(dev, "restore_calibration", None)
         rows = store.calibrations(device=name) if callable(fn) else []
         current = getattr(dev, "calibration", None) or {}
-        if rows and rows[-1].calibration_id != current.get("id"):
-            _put_in_force(fn, rows[-1])
-            changed.append(name)
+        if not rows or rows[-1].calibration_id == current.get("id"):
+            continue
+        policy = (policies or {}).get(name)
+        if policy is not None and recorded_age_s(dev, rows[-1]) > policy.max_age:
+            continue
+        _put_in_force(fn, rows[-1])
+        changed.append(name)
     return changed

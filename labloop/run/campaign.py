@@ -166,7 +166,7 @@ class CampaignRunner:
         if prepared.lab is not None and prepared.spec.lab is not None:
             store.audit(campaign.id, "campaign.lab", {"time_scale": prepared.spec.lab.time_scale})
             # a calibration recorded before this run (`labloop calibrate --file`, an earlier campaign) still in force
-            restored = calibration.restore_in_force(store, prepared.lab, prepared.spec.lab.calibration)
+            restored = calibration.restore(store, prepared.lab, prepared.spec.lab.calibration)
             if restored:
                 store.audit(campaign.id, "calibration.restored", {"devices": restored})
         runner = cls(prepared, store, campaign, observer)
