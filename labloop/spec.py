@@ -21,13 +21,23 @@ from pydantic.fields import FieldInfo
 from .errors import SpecError
 
 
-def _numeric(annotation: Any) -> bool:
-    """Whether a field takes a number (int, float, optionally None): a yes/no there is a slip, not a 1 or a 0."""
+def _yes_no_as_number(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` holds a yes/no where ``annotation`` wants a number (also inside lists, tuples and dict
+    values: descriptors, levels, coefficients, bands): a slip, not a 1 or a 0."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _yes_no_as_number(args[0], value)
     if annotation in (int, float):
-        return True
-    if get_origin(annotation) in (Union, types.UnionType):
-        members = [a for a in get_args(annotation) if a is not type(None)]
-        return bool(members) and all(m in (int, float) for m in members)
+        return isinstance(value, bool)
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return len(members) == 1 and _yes_no_as_number(members[0], value)
+    if origin is list and isinstance(value, list) and args:
+        return any(_yes_no_as_number(args[0], v) for v in value)
+    if origin is tuple and isinstance(value, (list, tuple)) and args and Ellipsis not in args:
+        return any(_yes_no_as_number(a, v) for a, v in zip(args, value))
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return any(_yes_no_as_number(args[1], v) for v in value.values())
     return False
 
 
@@ -43,8 +53,8 @@ class _Model(BaseModel):
         if isinstance(data, dict):
             for key, value in data.items():
                 field = cls.model_fields.get(key) if isinstance(key, str) else None
-                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
-                    raise ValueError(f"{key}: {str(value).lower()} is a yes/no, not a number (fix: give a number)")
+                if field is not None and _yes_no_as_number(field.annotation, value):
+                    raise ValueError(f"{key}: a yes/no (true/false) where a number belongs (fix: give a number)")
         return data
 
 
