@@ -11,10 +11,10 @@ simulated seconds for a simulator); a real device's age is wall-clock time since
 the ``calibration_age_s`` of every run's provenance and ``labloop show`` use that one age (:func:`age_s`).
 
 A calibration recorded before a run (``labloop calibrate DEVICE --file``, or by an earlier campaign) is put in force
-when the run starts if it is still in force (:func:`restore` with the campaign's policies). A simulated lab's clock only runs while a lab
-process runs (its simulators restart their drift at switch-on, gain 1), so seconds an operator spends typing
-between processes are not lab time: a recorded calibration is as old there as it was when recorded. A real
-device's calibration ages in wall-clock time whatever runs.
+when the run starts if it is still in force (:func:`restore` with the campaign's policies). A simulated lab's clock
+only runs while a lab process runs (its simulators restart their drift at switch-on, gain 1), so seconds an
+operator spends typing between processes are not lab time: a recorded calibration is as old there as it was when
+recorded. A real device's calibration ages in wall-clock time whatever runs.
 """
 
 from __future__ import annotations
