@@ -21,10 +21,41 @@ from pydantic.fields import FieldInfo
 from .errors import SpecError
 
 
-class _Model(BaseModel):
-    """Base for every spec model: unknown fields are errors (a typo must not be silently ignored)."""
+def _yes_no_as_number(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` holds a yes/no where ``annotation`` wants a number (also inside lists, tuples and dict
+    values: descriptors, levels, coefficients, bands): a slip, not a 1 or a 0."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _yes_no_as_number(args[0], value)
+    if annotation in (int, float):
+        return isinstance(value, bool)
+    if origin in (Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return len(members) == 1 and _yes_no_as_number(members[0], value)
+    if origin is list and isinstance(value, list) and args:
+        return any(_yes_no_as_number(args[0], v) for v in value)
+    if origin is tuple and isinstance(value, (list, tuple)) and args and Ellipsis not in args:
+        return any(_yes_no_as_number(a, v) for a, v in zip(args, value))
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return any(_yes_no_as_number(args[1], v) for v in value.values())
+    return False
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class _Model(BaseModel):
+    """Base for every spec model: unknown fields are errors (a typo must not be silently ignored), and a number is
+    a finite number: NaN and infinities, and yes/no where a number belongs, are errors, not values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_yes_no_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if field is not None and _yes_no_as_number(field.annotation, value):
+                    raise ValueError(f"{key}: a yes/no (true/false) where a number belongs (fix: give a number)")
+        return data
 
 
 # --------------------------------------------------------------------------------------------------- parameters
@@ -93,7 +124,7 @@ class CategoricalParameter(_ParameterBase):
 
     type: Literal["categorical"] = "categorical"
     choices: list[str] = Field(min_length=1, description="The choices; duplicates are an error.")
-    descriptors: dict[str, list[float]] | None = Field(
+    descriptors: dict[str, list[Annotated[float, Field(allow_inf_nan=False)]]] | None = Field(
         None,
         description="Optional numeric descriptors per choice (same length for every choice); "
         "used instead of one-hot encoding.",
@@ -115,7 +146,11 @@ class CategoricalParameter(_ParameterBase):
         if self.descriptors is not None:
             missing = [c for c in self.choices if c not in self.descriptors]
             if missing:
-                raise ValueError(f"descriptors missing for choices {missing}")
+                raise ValueError(f"descriptors missing for choices {missing} (fix: give each choice its descriptors)")
+            unknown = [c for c in self.descriptors if c not in self.choices]
+            if unknown:
+                raise ValueError(f"descriptors given for {unknown}, which are not choices ({self.choices}) (fix: add "
+                                 f"them to choices or remove their descriptors)")
             lengths = {len(v) for v in self.descriptors.values()}
             if len(lengths) != 1 or 0 in lengths:
                 raise ValueError("every choice needs the same, non-zero number of descriptors")
@@ -206,6 +241,11 @@ class ObjectiveSpec(_Model):
     reference: float | None = Field(
         None, description="Reference point for multi-objective optimization (worst acceptable value)."
     )
+    weight: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="With several objectives and `best: {rule: weighted}`: this objective's weight in the weighted "
+        "sum of normalized scores (each scaled 0..1 over the feasible trials) that names one trial of the feasible "
+        "Pareto set as the best. Default 1; only used by that rule.")
 
     @model_validator(mode="after")
     def _check(self) -> "ObjectiveSpec":
@@ -254,6 +294,28 @@ class OutcomeConstraintSpec(_Model):
     def _check(self) -> "OutcomeConstraintSpec":
         if self.lower is None and self.upper is None:
             raise ValueError("give lower, upper or both")
+        return self
+
+
+class BestSpec(_Model):
+    """How one trial is named "the best" when a campaign has several objectives (status line, stream ``best`` event,
+    report's best-trial figures). The best is always a feasible trial (every outcome constraint met) of the feasible
+    Pareto set; this only says which member of that set to name (labloop/run/best.py)."""
+
+    rule: Literal["hypervolume", "weighted", "primary"] = Field(
+        "hypervolume", description="hypervolume: the member whose loss would shrink the front the most (largest "
+        "exclusive hypervolume contribution); weighted: the largest sum of `objectives[].weight` x score, each "
+        "objective's score scaled 0..1 over the feasible trials; primary: the member best on the objective "
+        "named by `primary`.")
+    primary: str | None = Field(None, description="With rule primary: the objective that names the best trial.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "BestSpec":
+        if self.rule == "primary" and self.primary is None:
+            raise ValueError("rule 'primary' needs 'primary: OBJECTIVE' (the objective that names the best trial)")
+        if self.rule != "primary" and self.primary is not None:
+            raise ValueError(f"'primary' is used only with rule 'primary' (fix: add rule: primary, or remove "
+                             f"primary: {self.primary})")
         return self
 
 
@@ -604,11 +666,14 @@ class LabSpec(_Model):
 
 class CalibrationPolicy(_Model):
     """How old a device's calibration may be. Before a step on the device whose calibration is older than
-    ``max_age`` seconds (the device's own time: simulated seconds in a simulator), the scheduler either runs a
+    ``max_age`` seconds (the lab's time: simulated seconds for a simulated device, wall-clock seconds for a real
+    one; labloop/run/calibration.py), the scheduler either runs a
     recorded ``calibrate`` step (``on_expiry: calibrate``) or pauses the campaign saying how to calibrate
     (``pause``). Readings taken while it is older are flagged ``calibration_expired``."""
 
-    max_age: float = Field(gt=0, description="Seconds a calibration stays valid.")
+    max_age: float = Field(gt=0, description="Seconds a calibration stays valid, in the lab's time (simulated "
+                           "seconds for a simulated device). A calibration recorded before the run is used while "
+                           "younger.")
     on_expiry: Literal["calibrate", "pause"] = Field("calibrate", description="Calibrate automatically, or pause.")
 
 
@@ -741,10 +806,13 @@ class CampaignSpec(_Model):
     lab: LabSpec | None = Field(None, description="The lab; not needed for table replays.")
     workflow: list[StepSpec] = Field(default_factory=list, description="Steps every trial runs, in order.")
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
-    seed: int = Field(0, description="Random seed for the strategy and the simulators.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed for the strategy and the simulators "
+                      "(0 to 4294967295).")
     store: str | None = Field(None, description="Store URL (default: sqlite file labloop.db in the working directory).")
     candidates: str | None = Field(None, description="CSV of candidate rows: proposals may only be rows of it.")
     sharing: SharingSpec = Field(default_factory=SharingSpec, description="Sharing classes of the exported data.")
+    best: BestSpec = Field(default_factory=BestSpec, description="With several objectives: which trial of the "
+                           "feasible Pareto set is named the best (default: largest hypervolume contribution).")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "CampaignSpec":
@@ -765,6 +833,7 @@ class CampaignSpec(_Model):
         if self.lab is not None and not self.workflow:
             raise ValueError("a campaign with a lab needs a workflow (the steps each trial runs)")
         self._check_sharing()
+        self._check_best()
         kinds = [s.kind for s in self.workflow]
         if "measure" in kinds and ("synthesize" not in kinds or kinds.index("synthesize") > kinds.index("measure")):
             raise ValueError(f"workflow[{kinds.index('measure')}]: the workflow measures before anything is "
@@ -792,6 +861,17 @@ class CampaignSpec(_Model):
             if name not in allowed:
                 raise ValueError(f"sharing.fields.{name}: unknown field '{name}' (fix: use one of: "
                                  f"{', '.join(allowed)})")
+
+    def _check_best(self) -> None:
+        names = [o.name for o in self.objectives]
+        if self.best.primary is not None and self.best.primary not in names:
+            raise ValueError(f"best.primary: '{self.best.primary}' is not an objective (fix: use one of: "
+                             f"{', '.join(names)})")
+        if self.best.rule != "weighted":
+            for i, o in enumerate(self.objectives):
+                if o.weight is not None:
+                    raise ValueError(f"objectives[{i}].weight is used only with best.rule: weighted (fix: add "
+                                     f"'best: {{rule: weighted}}' or remove the weight)")
 
     def _check_belief(self, name: str, belief: ExpertBelief) -> None:
         where = f"strategy.expert_prior.{name}"
@@ -910,11 +990,26 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def _non_finite(data: Any, where: tuple[Any, ...] = ()) -> list[tuple[str, float]]:
+    """Every NaN or infinity in parsed YAML, with its path (``lab.options.noise``)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(_loc(where), data)]
+    if isinstance(data, dict):
+        return [b for k, v in data.items() for b in _non_finite(v, (*where, k))]
+    if isinstance(data, list):
+        return [b for i, v in enumerate(data) for b in _non_finite(v, (*where, i))]
+    return []
+
+
 def parse_spec(data: Any, source: str = "<campaign>") -> CampaignSpec:
     """Validate already-parsed YAML/JSON data; raise :class:`SpecError` naming ``source`` and the field path."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: the campaign file must be a mapping of fields, got {type(data).__name__}",
                         "start from experiments/thinfilm.yaml")
+    bad = _non_finite(data)
+    if bad:  # options of plugins, simulators and strategies are free-form: no field type stops a .nan there
+        raise SpecError("\n".join(f"{source}: {where}: {v} is not a finite number" for where, v in bad),
+                        "give a finite number")
     try:
         return CampaignSpec.model_validate(data)
     except ValidationError as exc:
@@ -932,14 +1027,36 @@ def read_spec_text(path: str | Path) -> str:
         raise SpecError(f"{p}: cannot read the file: {exc}", "check permissions and that it is UTF-8 text") from None
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, but a date that cannot exist (``2027-13-45``) is a YAML error with its line, not a bare
+    ValueError from deep inside the constructor."""
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError) as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"'{node.value}' is not a real date ({exc})",
+            node.start_mark) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
 def spec_from_text(text: str, source: str) -> CampaignSpec:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{source}: not valid YAML{where}: {getattr(exc, 'problem', exc)}",
-                        "fix the YAML syntax (indentation, colons, quotes)") from None
+        problem = str(getattr(exc, "problem", exc))
+        fix = ("write a real day as YYYY-MM-DD" if "is not a real date" in problem
+               else "fix the YAML syntax (indentation, colons, quotes)")
+        raise SpecError(f"{source}: not valid YAML{where}: {problem}", fix) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML cannot build, e.g. a date 2027-13-45
+        raise SpecError(f"{source}: a value is not what it looks like: {exc}",
+                        "check dates (YYYY-MM-DD, a real day) and numbers in the file") from None
     return parse_spec(data, source)
 
 

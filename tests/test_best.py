@@ -89,3 +89,68 @@ def test_target_reached_requires_feasibility():
     assert check(spec, [_t(1, {"r": 3.0, "floor": 0.5})], now, now) is None
     decision = check(spec, [_t(1, {"r": 3.0, "floor": 0.5}), _t(2, {"r": 4.0, "floor": 0.85})], now, now)
     assert decision is not None and decision.rule == "target" and decision.evidence["trial"] == 2
+
+
+FRONT = [_t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}),  # infeasible: never named, never in the scaling
+         _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
+         _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}),
+         _t(5, {"r": 10.0, "tr": 0.88, "floor": 0.88})]
+
+
+def _spec_best(best_section, weights=(None, None)):
+    objs = [{**o, **({"weight": w} if w is not None else {})} for o, w in zip([R, T], weights)]
+    return CampaignSpec.model_validate({**BASE, "objectives": objs, "outcome_constraints": [FLOOR],
+                                        "best": best_section})
+
+
+def test_primary_rule_names_the_front_member_best_on_that_objective():
+    assert best.best_trial(_spec_best({"rule": "primary", "primary": "r"}), FRONT).number == 2
+    assert best.best_trial(_spec_best({"rule": "primary", "primary": "tr"}), FRONT).number == 3
+
+
+def test_weighted_rule_sums_weights_times_scores_scaled_over_the_feasible_trials():
+    # scaled over trials 2, 3, 5: r (minimize) 5 -> 1, 40 -> 0, 10 -> 30/35; tr 0.82 -> 0, 0.90 -> 1, 0.88 -> 0.75
+    assert best.best_trial(_spec_best({"rule": "weighted"}), FRONT).number == 5  # 1.607 > 1 = 1
+    assert best.best_trial(_spec_best({"rule": "weighted"}, (10.0, 1.0)), FRONT).number == 2  # 10 > 10*0.857+0.75
+    assert best.best_trial(_spec_best({"rule": "weighted"}, (1.0, 5.0)), FRONT).number == 3  # 5 > 0.857+3.75
+
+
+def test_the_rule_never_names_an_infeasible_trial():
+    for section in ({"rule": "primary", "primary": "r"}, {"rule": "weighted"}, {}):
+        assert best.best_trial(_spec_best(section, (10.0, None) if section.get("rule") == "weighted" else
+                                          (None, None)), FRONT).number != 1
+
+
+@pytest.mark.parametrize("section, weights, message", [
+    ({"rule": "primary"}, (None, None), "rule 'primary' needs 'primary: OBJECTIVE'"),
+    ({"rule": "primary", "primary": "nope"}, (None, None), "best.primary: 'nope' is not an objective"),
+    ({"primary": "r"}, (None, None), "'primary' is used only with rule 'primary'"),
+    ({}, (2.0, None), "objectives[0].weight is used only with best.rule: weighted"),
+    ({"rule": "weighted"}, (0.0, None), "objectives.0.weight"),
+    ({"rule": "weighted"}, (math.nan, None), "objectives.0.weight"),
+    ({"rule": "most"}, (None, None), "best.rule"),
+])
+def test_bad_best_sections_are_refused(section, weights, message):
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError) as exc:
+        _spec_best(section, weights)
+    assert message in str(exc.value)
+
+
+def test_the_run_commands_best_line_names_only_a_feasible_trial(capsys):
+    """`labloop run`'s "best so far" (LiveView) reads labloop/run/best.py: a film under the transmittance floor is
+    never named, however low its sheet resistance (it used to be the first objective's best value)."""
+    from labloop.cli.campaign_cmds import LiveView
+
+    spec = _spec_best({"rule": "primary", "primary": "r"})
+    view = LiveView(spec, steps=False)
+    lines = []
+    for t in FRONT:
+        t.params, t.source, t.failure_reason = {"x": 0.5}, "model", None
+        view("finished", {"trial": t})
+        lines.append(capsys.readouterr().out)
+    assert "best -" in lines[0]  # trial 1 is below the floor: no best yet
+    assert "best r=5 tr=0.82 (trial 2)" in lines[1] and "(trial 2)" in lines[3]
+    resumed = LiveView(spec, steps=False, trials=FRONT[1:])  # `labloop resume` knows the earlier trials
+    resumed("finished", {"trial": FRONT[0]})
+    assert "(trial 2)" in capsys.readouterr().out

@@ -278,3 +278,132 @@ def test_spectrometer_max_age_inserts_calibrate_steps_and_the_command_calibrates
 def test_spectrometer_drift_needs_the_dock():
     with pytest.raises(SpecError, match="uvvis_drift: the lab has no UV-vis spectrometer without the dock"):
         build_lab({"uvvis_drift": 0.01})
+
+
+# ---- issue 21 item 4: calibration on the lab's clock, at the bundled time scale ------------------------------------
+BUNDLED_TS = 20000.0  # experiments/thinfilm.yaml and transparent_conductor.yaml
+
+
+def _measure_provenance(store, cid):
+    """(trial number, the probe's provenance) of every measure run of the campaign."""
+    out = []
+    for t in store.trials(cid):
+        for name, doc in store.documents(trial_id=t.id):
+            if name == "start" and doc.get("step") == "measure:probe":
+                out.append((t.number, doc["provenance"]["devices"]["probe"]))
+    return out
+
+
+def test_a_calibration_recorded_before_the_run_is_used_and_ages_in_lab_time(tmp_path):
+    """`labloop calibrate probe --file` before `labloop run`: the run puts it in force (no pause although the policy
+    pauses), and each reading's provenance (and `labloop show`) gives its age in simulated seconds: a reading after a
+    60-minute deposition is over an hour old, not the fraction of a wall second it took at time scale 20000."""
+    from campaign_files import write
+
+    data = drifting(max_trials=2, policy={"max_age": 48 * 3600.0, "on_expiry": "pause"})
+    data["lab"]["time_scale"] = BUNDLED_TS
+    path = write(tmp_path, data)
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    r = invoke("calibrate", "probe", "--file", str(path), "--store", url)
+    assert r.exit_code == 0, r.output
+    r = invoke("run", str(path), "--store", url)
+    assert r.exit_code == 0, r.output
+    assert "paused" not in r.output
+    from labloop.store import Store
+
+    store = Store(url)
+    pre = store.calibrations(device="probe")
+    assert len(pre) == 1 and pre[0].campaign_id is None  # the one made with --file; none made by the run
+    cid = store.campaign().id
+    assert [t.state for t in store.trials(cid)] == ["done", "done"]
+    assert [a.detail for a in store.audit_log(cid) if a.action == "calibration.restored"] == [{"devices": ["probe"]}]
+    measured = _measure_provenance(store, cid)
+    assert len(measured) == 2
+    for _, d in measured:
+        assert d["calibration"]["id"] == pre[0].calibration_id
+        assert d["calibration_age_s"] >= 3600.0  # the 60-minute deposition came after it was put in force
+    starts = [d for t in store.trials(cid) for n, d in store.documents(trial_id=t.id) if n == "start"]
+    assert not any(d.get("calibration_expired") for d in starts)
+    store.close()
+    shown = invoke("show", "trial", "1", "--store", url).output
+    assert f"calibration {pre[0].calibration_id}" in shown and "old in the lab's time" in shown
+    assert " 0 s old" not in shown
+
+
+def test_a_real_devices_recorded_calibration_older_than_max_age_is_not_put_in_force():
+    """A device without its own clock ages in wall-clock time: an old calibration stays out, a recent one is used."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    class RealProbe:
+        calibrator = object()
+        calibration = None
+
+        def restore_calibration(self, cal):
+            self.calibration = dict(cal)
+
+    now = datetime.now(timezone.utc)
+    rows = {"old": SimpleNamespace(id=1, calibration_id="cal-old", at=now - timedelta(hours=3), reference={},
+                                   result={"gain": 1.0}),
+            "new": SimpleNamespace(id=2, calibration_id="cal-new", at=now - timedelta(minutes=5), reference={},
+                                   result={"gain": 1.0})}
+    policy = {"probe": SimpleNamespace(max_age=3600.0)}
+    for which, expected in (("old", None), ("new", "cal-new")):
+        lab = SimpleNamespace(devices={"probe": RealProbe()})
+        store = SimpleNamespace(calibrations=lambda device, _r=rows[which]: [_r])
+        calibration.restore(store, lab, policy)
+        assert (lab.devices["probe"].calibration or {}).get("id") == expected
+    lab = SimpleNamespace(devices={"probe": RealProbe()})  # no policy: the latest is in force whatever its age
+    calibration.restore(SimpleNamespace(calibrations=lambda device: [rows["old"]]), lab, {})
+    assert lab.devices["probe"].calibration["id"] == "cal-old"
+
+
+def test_pause_calibrate_resume_continues_at_the_bundled_time_scale(tmp_path):
+    """on_expiry: pause -> `labloop calibrate` -> `labloop resume` continues the campaign at time scale 20000: the
+    calibration is put in force on resume and its age counts from there in the lab's time, so the paused step and
+    the trials after it go on (no pause with a calibration younger than max_age, no flagged reading)."""
+    data = drifting(max_trials=4, policy={"max_age": 4 * 3600.0, "on_expiry": "pause"})
+    data["lab"]["time_scale"] = BUNDLED_TS
+    data["lab"]["options"]["probe_drift"] = 0.0  # pauses are about the clock here, not the drift
+    store, runner = start(data, tmp_path)
+    th, result = in_background(runner)
+    cid = runner.campaign.id
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    notes = []
+    deadline = time.monotonic() + 120
+    while th.is_alive() and time.monotonic() < deadline:
+        c = store.campaign(cid)
+        if c.state == "paused" and c.note not in notes:
+            notes.append(c.note)
+            time.sleep(0.5)  # the operator types: 10000 simulated seconds of wall time at this scale
+            assert invoke("calibrate", "probe", "--store", url, "--campaign", str(cid)).exit_code == 0
+            time.sleep(0.5)
+            store.request(cid, "resume")
+        time.sleep(0.02)
+    th.join(30)
+    assert not th.is_alive() and result["decision"].rule == "budget"
+    assert [t.state for t in store.trials(cid)] == ["done"] * 4
+    assert notes and len(notes) < 4  # not a pause before every measurement
+    for note in notes:  # every pause is for a calibration that really is older than max_age in the lab's time
+        age = float(note.split("(age ")[1].split(" s")[0])
+        assert age > 4 * 3600.0
+    starts = [d for t in store.trials(cid) for n, d in store.documents(trial_id=t.id) if n == "start"]
+    assert not any(d.get("calibration_expired") for d in starts)
+    store.close()
+
+
+def test_calibrate_file_records_into_the_store_the_campaign_file_names(tmp_path, monkeypatch):
+    """`labloop calibrate probe --file F` without --store records where `labloop run F` will look: F's `store:`."""
+    from campaign_files import write
+    from labloop.store import Store
+
+    monkeypatch.chdir(tmp_path)  # the default ./labloop.db would be here
+    data = drifting(max_trials=1)
+    data["store"] = f"sqlite:///{tmp_path / 'lab.db'}"
+    path = write(tmp_path, data)
+    r = invoke("calibrate", "probe", "--file", str(path))
+    assert r.exit_code == 0, r.output
+    assert not (tmp_path / "labloop.db").exists()
+    store = Store(data["store"])
+    assert len(store.calibrations(device="probe")) == 1
+    store.close()

@@ -30,9 +30,16 @@ def register(app: typer.Typer) -> None:
         from labloop.run.campaign import prepare, prepare_text
         from labloop.run.lab import state_dir_for
         from labloop.run.liveness import liveness
+        from labloop.spec import load_spec
+        from labloop.store import DEFAULT_URL
 
-        # with a campaign file the store records the calibration and may be new; else it holds the campaign
-        st = open_store(store, create=file is not None)
+        # with a campaign file the store records the calibration and may be new (the file's own `store:` when no
+        # --store is given: the one `labloop run FILE` uses, so the run finds the calibration); else it holds the
+        # campaign
+        if file is not None:
+            st = open_store(store or load_spec(file).store or DEFAULT_URL, create=True)
+        else:
+            st = open_store(store)
         try:
             campaign_id = None
             if file is not None:

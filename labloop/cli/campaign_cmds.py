@@ -38,28 +38,27 @@ class LiveView:
     """One line per step start (trial n of N, step, station) and per finished trial (pipes and CI logs stay
     readable), alerts and pauses as they happen, then why the campaign stopped."""
 
-    def __init__(self, spec: CampaignSpec, steps: bool = True):
+    def __init__(self, spec: CampaignSpec, steps: bool = True, trials: Any = ()):
         from labloop.data.status import fmt_params
+        from labloop.run.best import best_trial
 
-        self.fmt_params = fmt_params
+        self.fmt_params, self.best_trial = fmt_params, best_trial
         self.spec = spec
         self.steps = steps  # one dim line per step start: which trial, which step, on which station
-        self.objective = spec.objectives[0]
-        self.best: tuple[int, float] | None = None
+        self.trials = {t.number: t for t in trials}  # finished so far (a resumed campaign's earlier trials too)
 
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "finished":
             t = data["trial"]
-            o = self.objective
-            unit = f" {o.unit}" if o.unit else ""
+            self.trials[t.number] = t
             if t.state == "done":
-                v = float(t.values[o.name])
-                if self.best is None or o.better(v, self.best[1]):
-                    self.best = (t.number, v)
-                value = f"{o.name}={v:.4g}{unit}"
+                value = fmt_values(self.spec, t.values)
             else:
                 value = f"[red]{t.state}[/]: {t.failure_reason}" if t.failure_reason else f"[red]{t.state}[/]"
-            best = f"best {self.best[1]:.4g}{unit} (trial {self.best[0]})" if self.best else "best -"
+            # the one definition of best (labloop/run/best.py): feasible first, the campaign's rule among several
+            top = self.best_trial(self.spec, self.trials.values())
+            best = f"best {fmt_values(self.spec, top.values, names=len(self.spec.objectives) > 1)} " \
+                   f"(trial {top.number})" if top else "best -"
             console.print(f"trial {t.number:3d}/{self.spec.stopping.max_trials} [dim]{t.source:6s}[/] "
                           f"{self.fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
         elif kind == "step" and self.steps:
@@ -80,6 +79,16 @@ class LiveView:
         elif kind == "resumed":
             console.print("[green]resumed[/]" + (f": back in service: {', '.join(data['restored'])}"
                                                   if data.get("restored") else ""), soft_wrap=True)
+
+
+def fmt_values(spec: CampaignSpec, values: dict[str, Any], names: bool = True) -> str:
+    """``name=value unit`` (or ``value unit``) for each objective with a number (a failed trial may lack some)."""
+    out = []
+    for o in spec.objectives:
+        v = (values or {}).get(o.name)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append((f"{o.name}=" if names else "") + f"{float(v):.4g}" + (f" {o.unit}" if o.unit else ""))
+    return " ".join(out) or "-"
 
 
 def _store_url(option: str | None, spec: CampaignSpec | None = None) -> str:

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
             refuse_second_runner(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), st,
                                  f"campaign '{c.name}'", except_id=c.id)
             runner, resumptions = CampaignRunner.resume(st, c, time_scale, None)
-            runner.observer = LiveView(runner.spec)
+            runner.observer = LiveView(runner.spec, trials=st.trials(c.id))
             console.print(f"restarting campaign '{c.name}' in this process: "
                           f"{len(resumptions)} unfinished trial(s) pick up where they stopped", soft_wrap=True)
             require_lease_kept(runner.run(resumptions))

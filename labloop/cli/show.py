@@ -152,7 +152,17 @@ def _calibration(d: dict[str, Any]) -> str:
     age = d.get("calibration_age_s")
     label = cal.get("id", "?") if isinstance(cal, dict) else cal
     at = f" of {cal['at']}" if isinstance(cal, dict) and cal.get("at") else ""
-    return escape(f"{label}{at}" + (f", {age:.0f} s old" if isinstance(age, (int, float)) else ""))
+    return escape(f"{label}{at}" + (f", {_age(age)} old in the lab's time" if isinstance(age, (int, float))
+                                    else ""))
+
+
+def _age(seconds: float) -> str:
+    """An age read at a glance: 45 s, 12 min, 3.4 h, 2.1 d."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h" if seconds < 172800 else f"{seconds / 86400:.1f} d"
 
 
 def _runs(docs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:

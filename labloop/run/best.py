@@ -10,9 +10,16 @@ left it out. The rules here:
   missing) is never best.
 * **One objective:** the feasible trial with the best value (ties: the earlier trial).
 * **Several objectives:** "the best" is the feasible Pareto set. Where one trial must be named (status line, the
-  stream's ``best`` event, the report's best-trial figures) it is the member of the Pareto set with the largest
-  exclusive hypervolume contribution: the trial whose loss would shrink the front the most. The reference point is
-  each objective's ``reference`` where the campaign gives one, else just below the worst feasible value.
+  stream's ``best`` event, the report's best-trial figures) the campaign's ``best.rule`` says which member:
+
+  - ``hypervolume`` (default): the largest exclusive hypervolume contribution, the trial whose loss would shrink the
+    front the most. The reference point is each objective's ``reference`` where the campaign gives one, else just
+    below the worst feasible value.
+  - ``weighted``: the largest sum of ``objectives[].weight`` (default 1) x score, each objective's score scaled to
+    0..1 over the feasible trials (so ohm/sq and fractions weigh alike).
+  - ``primary``: the member best on the objective ``best.primary`` (the others only decide the Pareto set).
+
+  Ties go to the earlier trial.
 * ``target_met``: every objective with a target (or band) reaches it **and** the trial is feasible.
 
 This module imports only the campaign spec: the light CLI commands use it without the optimizer.
@@ -21,17 +28,23 @@ This module imports only the campaign spec: the light CLI commands use it withou
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from labloop.spec import CampaignSpec, ObjectiveSpec
 
 
-def _number(v: Any) -> float | None:
-    """A finite real number, or None (bools and strings are not numbers)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+def real_number(v: Any) -> float | None:
+    """``v`` as a finite real float, or None: NaN, infinities, None, strings (even "12.5"), bools (numpy's too) and
+    anything else that is not a real number are no value. The one test both a plugin's result (before it is stored)
+    and a stored value (before it is ranked) pass."""
+    if isinstance(v, (bool, str, bytes)) or not isinstance(v, numbers.Real) or type(v).__name__ == "bool_":
         return None
-    f = float(v)
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
     return f if math.isfinite(f) else None
 
 
@@ -39,7 +52,7 @@ def constraints_met(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
     """Whether every outcome constraint has a finite value within its limits (unknown counts as not met)."""
     values = values or {}
     for c in spec.outcome_constraints:
-        v = _number(values.get(c.name))
+        v = real_number(values.get(c.name))
         if v is None:
             return False
         if (c.lower is not None and v < c.lower) or (c.upper is not None and v > c.upper):
@@ -50,14 +63,14 @@ def constraints_met(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
 def feasible(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
     """Every objective has a finite number and every outcome constraint is met."""
     values = values or {}
-    return all(_number(values.get(o.name)) is not None for o in spec.objectives) and constraints_met(spec, values)
+    return all(real_number(values.get(o.name)) is not None for o in spec.objectives) and constraints_met(spec, values)
 
 
 def target_met(spec: CampaignSpec, values: dict[str, Any] | None) -> bool:
     """Every objective with a goal (target or band) reaches it, and the values are feasible."""
     goals = [o for o in spec.objectives if o.target is not None or o.direction == "band"]
     values = values or {}
-    return bool(goals) and feasible(spec, values) and all(o.reached(_number(values.get(o.name))) for o in goals)
+    return bool(goals) and feasible(spec, values) and all(o.reached(real_number(values.get(o.name))) for o in goals)
 
 
 def score(o: ObjectiveSpec, v: float) -> float:
@@ -130,6 +143,29 @@ def _reference(spec: CampaignSpec, scored: list[list[float]]) -> list[float]:
     return ref
 
 
+def _normalized(spec: CampaignSpec, scored: list[list[float]], among: list[list[float]]) -> list[list[float]]:
+    """Each score scaled to 0..1 by the range of ``among`` (1 where every trial scores alike)."""
+    lo = [min(s[i] for s in among) for i in range(len(spec.objectives))]
+    hi = [max(s[i] for s in among) for i in range(len(spec.objectives))]
+    return [[(v - a) / (b - a) if b > a else 1.0 for v, a, b in zip(s, lo, hi)] for s in scored]
+
+
+def _merits(spec: CampaignSpec, front: list[Any], feasible_trials: list[Any]) -> list[float]:
+    """How much each member of the front deserves to be named, by the campaign's ``best.rule``."""
+    scored = [_scores(spec, t) for t in front]
+    rule = spec.best.rule
+    if rule == "primary":
+        i = [o.name for o in spec.objectives].index(spec.best.primary)
+        return [s[i] for s in scored]
+    if rule == "weighted":
+        weights = [1.0 if o.weight is None else o.weight for o in spec.objectives]
+        norm = _normalized(spec, scored, [_scores(spec, t) for t in feasible_trials])
+        return [sum(w * v for w, v in zip(weights, s)) for s in norm]
+    ref = _reference(spec, [_scores(spec, t) for t in feasible_trials])
+    whole = hypervolume(scored, ref)
+    return [whole - hypervolume(scored[:i] + scored[i + 1:], ref) for i in range(len(front))]
+
+
 def best_trial(spec: CampaignSpec, trials: Iterable[Any]) -> Any | None:
     """The one trial to name as best (see the module's docstring), or None if no trial is feasible yet."""
     trials = list(trials)
@@ -143,9 +179,6 @@ def best_trial(spec: CampaignSpec, trials: Iterable[Any]) -> Any | None:
     front = pareto_front(spec, trials)
     if len(front) <= 1:
         return front[0] if front else None
-    scored = [_scores(spec, t) for t in front]
-    ref = _reference(spec, [_scores(spec, t) for t in feasible_done(spec, trials)])
-    whole = hypervolume(scored, ref)
-    contrib = [whole - hypervolume(scored[:i] + scored[i + 1:], ref) for i in range(len(front))]
-    i = max(range(len(front)), key=lambda k: (contrib[k], -k))
+    merit = _merits(spec, front, feasible_done(spec, trials))
+    i = max(range(len(front)), key=lambda k: (merit[k], -k))
     return front[i]

@@ -4,9 +4,17 @@ the audit log).
 A device calibrates when it has a ``calibrator`` (``set(reference) -> Status``, read for the fitted result: see
 :func:`labloop.run.plans.calibrate`) and a ``calibration`` dict (id, at, reference, result) it puts in force. It may
 declare ``calibration_limits`` (``{result key: (low, high)}``); labloop refuses a result with a NaN or infinite
-number, or a value outside those limits, before anything is recorded. A device may also tell its calibration age
-in its own time (``calibration_age()``, simulated seconds for a simulator); else the age is wall-clock time since
-``calibration['at']``.
+number, or a value outside those limits, before anything is recorded.
+
+Ages are in the lab's time: a device that keeps its own clock tells its calibration's age (``calibration_age()``,
+simulated seconds for a simulator); a real device's age is wall-clock time since ``calibration['at']``. ``max_age``,
+the ``calibration_age_s`` of every run's provenance and ``labloop show`` use that one age (:func:`age_s`).
+
+A calibration recorded before a run (``labloop calibrate DEVICE --file``, or by an earlier campaign) is put in force
+when the run starts if it is still in force (:func:`restore` with the campaign's policies). A simulated lab's clock
+only runs while a lab process runs (its simulators restart their drift at switch-on, gain 1), so seconds an
+operator spends typing between processes are not lab time: a recorded calibration is as old there as it was when
+recorded. A real device's calibration ages in wall-clock time whatever runs.
 """
 
 from __future__ import annotations
@@ -109,19 +117,37 @@ def record(store: Any, campaign_id: int | None, name: str, cal: Mapping[str, Any
                                  ok=True, user=user, calibration_id=str(cal["id"]), run_uid=run_uid or None)
 
 
-def restore(store: Any, lab: Any) -> list[str]:
+def recorded_age_s(dev: Any, row: Any, now: datetime | None = None) -> float:
+    """The lab-time age of a recorded calibration when a lab process puts it back in force: 0 for a device that keeps
+    its own clock (a simulated lab's clock stands still between processes), else wall seconds since it was made."""
+    if callable(getattr(dev, "calibration_age", None)):
+        return 0.0
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=timezone.utc)
+    return max(0.0, ((now or datetime.now(timezone.utc)) - at).total_seconds())
+
+
+def _put_in_force(fn: Any, row: Any) -> None:
+    fn({"id": row.calibration_id or f"row-{row.id}", "at": row.at.isoformat(), "reference": row.reference,
+        "result": row.result})
+
+
+def restore(store: Any, lab: Any, policies: Mapping[str, Any] | None = None) -> list[str]:
     """Put each device's latest recorded calibration in force (``restore_calibration``) when it is not already:
-    in a (re)built lab, and in a running one when an operator resumes it after `labloop calibrate`. Returns the
-    devices it changed."""
+    in a (re)built lab, and in a running one when an operator resumes it after `labloop calibrate`. With
+    ``policies`` (a new campaign's ``lab.calibration``, before its first step): only a calibration still in force,
+    i.e. no ``max_age`` for the device or its recorded age (:func:`recorded_age_s`) within it; an expired one is left
+    to the policy (calibrate or pause before the device's first step). Returns the devices it changed."""
     changed = []
     for name in calibratable_names(lab):
         dev = lab.devices[name]
         fn = getattr(dev, "restore_calibration", None)
         rows = store.calibrations(device=name) if callable(fn) else []
         current = getattr(dev, "calibration", None) or {}
-        if rows and rows[-1].calibration_id != current.get("id"):
-            row = rows[-1]
-            fn({"id": row.calibration_id or f"row-{row.id}", "at": row.at.isoformat(), "reference": row.reference,
-                "result": row.result})
-            changed.append(name)
+        if not rows or rows[-1].calibration_id == current.get("id"):
+            continue
+        policy = (policies or {}).get(name)
+        if policy is not None and recorded_age_s(dev, rows[-1]) > policy.max_age:
+            continue
+        _put_in_force(fn, rows[-1])
+        changed.append(name)
     return changed

@@ -18,6 +18,7 @@ from .liveness import ACTIVE_STATES, ENDED_STATES, liveness
 from . import calibration, provenance
 from .lab import Lab, build_lab, check_against_lab, state_dir_for, with_files_from
 from .lease import DEFAULT_TTL_S, CampaignLease
+from .best import real_number
 from .objectives import TrialData, load_objective
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
 from .stopping import StopDecision
@@ -162,6 +163,10 @@ class CampaignRunner:
         provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(store.audit_log(campaign.id)))
         if prepared.lab is not None and prepared.spec.lab is not None:
             store.audit(campaign.id, "campaign.lab", {"time_scale": prepared.spec.lab.time_scale})
+            # a calibration recorded before this run (`labloop calibrate --file`, an earlier campaign) still in force
+            restored = calibration.restore(store, prepared.lab, prepared.spec.lab.calibration)
+            if restored:
+                store.audit(campaign.id, "calibration.restored", {"devices": restored})
         runner = cls(prepared, store, campaign, observer)
         runner.prior = prepared.prior + from_store
         if runner.prior:
@@ -244,14 +249,30 @@ class CampaignRunner:
                                      failure_reason=reason, finished_at=utcnow())
 
     def evaluate(self, trial: Trial) -> tuple[dict[str, float], str | None]:
-        """Objective plugins on the trial's stored documents. A plugin that raises fails the trial with its reason."""
+        """Objective plugins on the trial's stored documents. A plugin that raises, or returns anything but a finite
+        real number (NaN, inf, None, a string even if it reads as a number, a bool), fails the trial with a reason
+        naming the plugin and what it returned: a trial is never ``done`` without a value for each objective."""
         data = TrialData(dict(trial.params), self.store.documents(trial_id=trial.id))
         values: dict[str, float] = {}
         for name, fn in self.p.objectives.items():
+            what = self._plugin_label(name)
             try:
-                values[name] = float(fn(data))
+                result = fn(data)
             except LabloopError as exc:
-                return values, f"objective '{name}': {exc.problem}"
+                return values, f"{what}: {exc.problem}"
             except Exception as exc:  # noqa: BLE001 - a third-party plugin's bug fails one trial, not the campaign
-                return values, f"objective '{name}' raised {type(exc).__name__}: {exc}"
+                return values, f"{what} raised {type(exc).__name__}: {exc}"
+            value = real_number(result)
+            if value is None:
+                return values, (f"{what} returned {result!r} ({type(result).__name__}), not a finite real number; "
+                                f"fix the plugin or the measurement it reads")
+            values[name] = value
         return values, None
+
+    def _plugin_label(self, name: str) -> str:
+        """``objective 'x' (plugin 'p')`` or ``outcome constraint 'x' (plugin 'p')``: who computed a value."""
+        for kind, items in (("objective", self.spec.objectives), ("outcome constraint", self.spec.outcome_constraints)):
+            for o in items:
+                if o.name == name:
+                    return f"{kind} '{name}' (plugin '{o.plugin}')"
+        return f"objective '{name}'"

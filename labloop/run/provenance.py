@@ -138,7 +138,10 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def calibration(dev: Any, now: datetime) -> tuple[dict[str, Any] | None, float | None]:
-    """The calibration in force (a copy of the device's ``calibration`` dict) and its age in seconds at ``now``."""
+    """The calibration in force (a copy of the device's ``calibration`` dict) and its age in seconds at ``now``, in
+    the lab's time: the device's own ``calibration_age()`` when it keeps a clock (simulated seconds for a simulator:
+    a reading two simulated hours after its calibration is two hours old, not the 0.4 wall seconds it took at
+    time_scale 20000), else wall-clock seconds since ``at``."""
     try:
         cal = getattr(dev, "calibration", None)
         if callable(cal):
@@ -153,6 +156,12 @@ def calibration(dev: Any, now: datetime) -> tuple[dict[str, Any] | None, float |
     at = _parse_time(cal.get("at"))
     if isinstance(cal.get("at"), datetime):
         cal["at"] = cal["at"].isoformat()
+    clock = getattr(dev, "calibration_age", None)  # the lab's time: a device that keeps a clock tells the age
+    if callable(clock):
+        try:
+            return cal, round(float(clock()), 3)
+        except Exception:  # noqa: BLE001 - a driver that cannot tell: wall-clock time since 'at' below
+            pass
     return cal, (round((now - at).total_seconds(), 3) if at is not None else None)
 
 
