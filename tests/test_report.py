@@ -371,3 +371,52 @@ def test_an_altered_asset_is_never_drawn_silently_by_report_or_show(single, tmp_
         assert "ALTERED" in r.output and "cannot be trusted" in r.output
     finally:
         path.write_bytes(original)
+
+
+def test_every_objective_and_constraint_is_cross_validated_on_the_models_scale(tmp_path):
+    import math as m
+
+    from labloop.report import crossval
+    from labloop.report.gather import gather
+
+    data = yaml.safe_load((REPO / "experiments" / "transparent_conductor.yaml").read_text())
+    text = yaml.safe_dump(data)
+    st = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    c = st.create_campaign(data["name"], text, spec_hash(text))
+    import random
+
+    rnd = random.Random(0)
+    for i in range(14):
+        p = {"dopant": ["Nb", "Ta", "W"][i % 3], "o2_pressure": 10 ** rnd.uniform(-1.3, 0.7),
+             "substrate_temperature": rnd.uniform(25, 700), "nb_fraction": rnd.uniform(0, 0.2),
+             "rf_power": rnd.uniform(50, 400), "duration": rnd.uniform(10, 120)}
+        rs = 10 ** (0.5 + 2.5 * m.exp(-p["duration"] / 40) + rnd.gauss(0, 0.05))  # 3 to 600 ohm/sq: decades
+        vt = 0.9 - 0.003 * p["duration"] + rnd.gauss(0, 0.01)
+        t = st.add_trial(c.id, p, "sobol", {}, f"s-{i}", state="done")
+        st.update_trial(t.id, values={"sheet_resistance": rs, "visible_transmittance": vt, "transmittance_floor": vt})
+    try:
+        rep = gather(st, c)
+    finally:
+        st.close()
+    results = {q.name: crossval.loo(rep, q) for q in crossval.quantities(rep)}
+    assert set(results) == {"sheet_resistance", "visible_transmittance", "transmittance_floor"}
+    rs, vt = results["sheet_resistance"], results["visible_transmittance"]
+    assert rs.log and not vt.log and not results["transmittance_floor"].log  # as the strategy models them
+    assert (rs.lo > 0).all()  # a log-modelled quantity's interval never goes negative
+    assert len(rs.trials) == 14 and rs.coverage > 0.5  # the smooth truth is predicted from the others
+    assert rs.rmse < 0.5  # decades
+    out = tmp_path / "rep"
+    r = report("--store", f"sqlite:///{tmp_path / 'labloop.db'}", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "loo-cross-validation.svg" in figures_of(out)
+    html = unescape((out / "index.html").read_text())
+    for name in results:
+        assert f"{name}: 14 trials" in html
+    # units in every table, and one definition per quantity (how it is measured, on which scale it is modelled)
+    for head in ("o2_pressure (mTorr)", "duration (min)", "sheet_resistance (ohm/sq)",
+                 "visible_transmittance (fraction)"):
+        assert f"<th>{head}</th>" in html
+    assert re.search(r"best trial</th><td>trial \d+: sheet_resistance = [\d.e+-]+ ohm/sq", html)
+    row = re.search(r'<tr id="quantity-visible_transmittance">(.*?)</tr>', html).group(1)
+    assert "lower=400, upper=800" in row and "fraction" in row and "linear" in row
+    assert "log" in re.search(r'<tr id="quantity-sheet_resistance">(.*?)</tr>', html).group(1)
