@@ -234,3 +234,15 @@ def test_derived_of_an_unknown_field_is_a_spec_error():
     with pytest.raises(SpecError) as e:
         parse_spec(data, "c.yaml")
     assert "sharing.derived.durations: unknown field 'durations'" in str(e.value) and "duration" in str(e.value)
+
+
+def test_check_of_a_missing_file_or_unknown_class_is_explained(tmp_path):
+    url = _store(tmp_path)
+    r = runner.invoke(app, ["export", "--check", str(tmp_path / "nope.csv"), "--store", url])
+    assert r.exit_code == 2 and "is not a file" in r.output and "Traceback" not in r.output
+    bare = tmp_path / "bare.csv"
+    bare.write_text("trial,state\n1,failed\n")
+    r = runner.invoke(app, ["export", "--check", str(bare), "--store", url])
+    assert r.exit_code == 2 and "give --class" in r.output
+    r = runner.invoke(app, ["export", "--check", str(bare), "--class", "open", "--store", url])
+    assert r.exit_code == 0, r.output

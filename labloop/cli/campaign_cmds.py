@@ -245,7 +245,9 @@ def _check_export(path: Path, store: str | None, server: str | None, campaign: s
         raise LabloopError("--check reads the campaign from the store", "run it where the store is, with --store")
     st = Store(_store_url(store), create=False)
     try:
-        findings = check_export(st, path, klass, None if sharing.manifest_path(path).is_file() else fmt, campaign)
+        # the manifest's format, else the file's suffix (out.parquet), else --format
+        known = sharing.manifest_path(path).is_file() or path.suffix.lstrip(".") in sharing.FORMATS
+        findings = check_export(st, path, klass, None if known else fmt, campaign)
     finally:
         st.close()
     for f in findings:
