@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from labloop.store.schema import Trial
+from labloop.store.schema import Trial
 
-    from .sharing import View
+#: the viewer (:class:`labloop.data.sharing.View`, which imports this module: named, not imported, here)
+View = Any
 
 _PATH_KEYS = ("uri", "root", "resource_path")
 
@@ -33,7 +33,7 @@ def file_name(path: str) -> str:
     return re.split(r"[/\\]", path.rstrip("/\\"))[-1] if path else path
 
 
-def hidden_components(view: "View", all_docs: list[list[tuple[str, dict[str, Any]]]]) -> set[str]:
+def hidden_components(view: View, all_docs: list[list[tuple[str, dict[str, Any]]]]) -> set[str]:
     """The names of every reading a viewer may not see, over the whole campaign: data keys and the ophyd component
     names they come from (``uvvis_transmittance`` -> ``transmittance``), so that a failed run, which may have no
     descriptor of its own, cannot quote them in its stop reason."""
@@ -74,7 +74,7 @@ class DocumentFilter:
     """Redacts one trial's documents for one view (the view's ``components``: :func:`hidden_components` of the
     campaign)."""
 
-    def __init__(self, view: "View", trial: "Trial", components: set[str] | None = None):
+    def __init__(self, view: View, trial: Trial, components: set[str] | None = None):
         self.view, self.trial = view, trial
         self.number = getattr(trial, "number", None)
         self.guard = view.hidden_values(trial)
@@ -234,6 +234,6 @@ class DocumentFilter:
         return out
 
 
-def redact_documents(view: "View", trial: "Trial", docs: list[tuple[str, dict[str, Any]]],
+def redact_documents(view: View, trial: Trial, docs: list[tuple[str, dict[str, Any]]],
                      components: set[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     return DocumentFilter(view, trial, components)(docs)

@@ -37,6 +37,7 @@ from labloop.store.connection import display_url
 from labloop.store.schema import Campaign, Step, Trial
 
 from .export import _iso, campaign_spec, columns, export
+from .parquet import parquet as _parquet
 
 RANK = {c: i for i, c in enumerate(SHARING_CLASSES)}
 ALWAYS = ("trial", "state", "sample_id", "stations", "started", "finished")
@@ -380,29 +381,6 @@ def build(store: Store, campaign_ref: str | None, viewer: str, fmt: str, today: 
     else:
         data = _parquet(rows, cols)
     return Export(data, len(rows), "trial", view, campaign, len(trials), cols)
-
-
-def _parquet(rows: list[dict[str, Any]], cols: list[str]) -> bytes:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise LabloopError("the parquet format needs pyarrow, which is not installed",
-                           "pip install 'pyarrow>=14', or export as csv or jsonl") from None
-    arrays = []
-    for c in cols:
-        values = [r[c] for r in rows]
-        if c == "stations":
-            arrays.append(pa.array(values, pa.list_(pa.string())))
-            continue
-        try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types (a number here, a word there): text
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-    table = pa.Table.from_arrays(arrays, names=cols)
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
 
 
 def manifest(exp: Export, fmt: str, output: Path, store_url: str, user: str | None = None) -> dict[str, Any]:
