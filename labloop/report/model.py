@@ -18,7 +18,7 @@ import numpy as np
 from labloop.spec import CategoricalParameter, CompositionParameter, FixedParameter
 
 from .gather import ReportData
-from .plotting import (BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure, objective_values,
+from .plotting import (BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure,
                        save, trial_axis)
 
 
