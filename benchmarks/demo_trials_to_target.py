@@ -20,13 +20,17 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_once(strategy: str, seed: int, max_trials: int, time_scale: float) -> tuple[int | None, float]:
+def run_once(strategy: str, seed: int, max_trials: int, time_scale: float,
+             options: dict | None = None) -> tuple[int | None, float]:
+    """``options``: the strategy's options (``benchmarks/log_transform.py`` sets ``log_outcome``)."""
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
     data = yaml.safe_load((REPO / "experiments" / "thinfilm.yaml").read_text())
     data["seed"] = seed
     data["strategy"]["name"] = strategy
+    if options:
+        data["strategy"]["options"] = dict(options)
     data["stopping"]["max_trials"] = max_trials
     data["lab"]["time_scale"] = time_scale
     text = yaml.safe_dump(data)

@@ -788,6 +788,13 @@ class SharingSpec(_Model):
         "failure_reason, evidence, source. Trial number, state, sample id, stations and times are always shared.")
     embargo_until: date | None = Field(
         None, description="From this day on (UTC), fields that are closed are shared-closed.")
+    derived: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Field -> what is derived from it and must be hidden with it: stream names or data keys "
+        "(a monitored stream 'chamber_pressure' whose plateau lasts the recipe's 'duration') and 'failure_reason' "
+        "(the failure reasons of the steps whose recipe holds the field: 'plasma extinguished at 112.9 min'). A "
+        "hidden recipe field not listed here hides every stream and failure reason of the steps whose recipe "
+        "holds it (their timing may reveal it); listing it, even with [], narrows that to what is listed.")
 
 
 
@@ -850,13 +857,18 @@ class CampaignSpec(_Model):
     def _check_sharing(self) -> None:
         names = [*self.parameter_names(), *[o.name for o in self.objectives],
                  *[o.name for o in self.outcome_constraints]]
+        allowed = self.sharing_fields()
+        own = [n for n in allowed if n not in SHARING_KINDS and n not in SHARING_GROUPS]
+        for name in self.sharing.derived:
+            if name not in own:
+                raise ValueError(f"sharing.derived.{name}: unknown field '{name}' (fix: use a parameter, objective "
+                                 f"or outcome constraint: {', '.join(own)})")
         if not self.sharing.fields:
             return
         clash = sorted(set(names) & (set(SHARING_KINDS) | set(SHARING_GROUPS)))
         if clash:
             raise ValueError(f"sharing.fields: {clash} are both campaign fields and sharing kinds, so a class given "
                              f"to them is ambiguous (fix: rename the parameter or objective)")
-        allowed = self.sharing_fields()
         for name in self.sharing.fields:
             if name not in allowed:
                 raise ValueError(f"sharing.fields.{name}: unknown field '{name}' (fix: use one of: "

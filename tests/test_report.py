@@ -288,3 +288,135 @@ def test_pareto_front_respects_directions():
     # sheet resistance: minimize; transmittance: maximize
     pts = [(1, [10.0, 0.7]), (2, [5.0, 0.6]), (3, [20.0, 0.9]), (4, [12.0, 0.65]), (5, [5.0, 0.6])]
     assert front(spec, pts) == [1, 2, 3, 5]  # 4 is beaten by 1 on both; 2 and 5 tie and both stay
+
+
+# --------------------------------------------------------------------------------------------------- issue 21 item 6
+def _stored_synthesis(tmp_path, time_scale=20000.0):
+    """One done trial whose synthesis ran 0.9 wall seconds at ``time_scale`` (300 lab minutes), with a monitor's
+    stale first reading from before the step, and the run's time scale audited as `labloop run` does."""
+    import event_model
+
+    from labloop.run.campaign import prepare_text  # noqa: F401  (the campaign file is a real one)
+
+    data = yaml.safe_load((REPO / "experiments" / "thinfilm.yaml").read_text())
+    text = yaml.safe_dump(data)
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    st = Store(url)
+    c = st.create_campaign(data["name"], text, spec_hash(text))
+    st.audit(c.id, "campaign.lab", {"time_scale": time_scale})
+    params = {"o2_pressure": 1.0, "substrate_temperature": 300.0, "nb_fraction": 0.1, "rf_power": 200.0,
+              "duration": 60.0}
+    t = st.add_trial(c.id, params, "sobol", {}, "s-1", state="done")
+    st.update_trial(t.id, values={"sheet_resistance": 12.0})
+    t0 = 1_800_000_000.0
+    bundle = event_model.compose_run(metadata={"plan_name": "synthesize", "step": "synthesize:chamber"}, time=t0)
+    d = bundle.compose_descriptor(name="chamber_chamber_pressure", time=t0, data_keys={
+        "chamber_chamber_pressure": {"source": "S", "dtype": "number", "shape": [], "units": "mTorr"}})
+    docs = [("start", bundle.start_doc), ("descriptor", d.descriptor_doc),
+            ("stop", bundle.compose_stop(exit_status="success", time=t0 + 0.9))]
+    points = [("chamber_chamber_pressure", t0 - 0.5, 5.0), ("chamber_chamber_pressure", t0, 1.0),
+              ("chamber_chamber_pressure", t0 + 0.3, 2.0), ("chamber_chamber_pressure", t0 + 0.6, 2.5)]
+    step = st.start_step(t.id, 1, "synthesize:chamber", "synthesize", device="chamber")
+    st.finish_step(step, "done", bundle.start_doc["uid"], documents=(c.id, t.id, docs, points))
+    return st, c, t
+
+
+def test_process_streams_are_on_process_time_as_steps_without_readings_from_before_the_step(tmp_path):
+    from labloop.report.gather import gather
+    from labloop.report.streams import process_time
+
+    st, c, t = _stored_synthesis(tmp_path)
+    try:
+        data = gather(st, c, [t.number])
+    finally:
+        st.close()
+    stream = data.details[t.number].streams["chamber_chamber_pressure"]
+    assert stream.step == "synthesize:chamber" and stream.stale == 1
+    assert [v for _, v in stream.points] == [1.0, 2.0, 2.5]  # the stale 5.0 is not drawn
+    assert [m for m, _ in stream.points] == pytest.approx([0.0, 100.0, 200.0], abs=1e-3)  # 0.3 s x 20000 = 100 min
+    xs, ys = process_time(stream)
+    assert xs == pytest.approx([0.0, 100.0, 200.0, 300.0], abs=1e-3) and ys[-1] == 2.5  # held to the step's end
+    out = tmp_path / "report"
+    r = cli.invoke(app, ["report", "--store", f"sqlite:///{tmp_path / 'labloop.db'}", "--out", str(out),
+                         "--trial", str(t.number)])
+    assert r.exit_code == 0, r.output
+    page = unescape((out / "index.html").read_text())
+    assert "minutes of the lab's clock from the start of the step" in page
+    assert "1 reading from before the step" in page
+
+
+def test_an_altered_asset_is_never_drawn_silently_by_report_or_show(single, tmp_path):
+    from labloop.report.gather import gather
+
+    url, cid = single
+    store = Store(url, create=False)
+    try:
+        data = gather(store, store.campaign(cid))
+        top = data.top[0]
+        trial = next(t for t in data.trials if t.number == top)
+        asset = store.assets(cid, trial.id)[0]
+    finally:
+        store.close()
+    path = Path(asset.path)
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"tampered")
+        out = tmp_path / "rep"
+        r = report("--store", url, "--campaign", str(cid), "--out", str(out))
+        assert r.exit_code == 0, r.output
+        html = unescape((out / "index.html").read_text())
+        assert f"trial {top}: {path.name} is altered" in html and "labloop verify" in html
+        r = cli.invoke(app, ["show", "trial", str(top), "--store", url, "--campaign", str(cid)])
+        assert r.exit_code == 0, r.output
+        assert "ALTERED" in r.output and "cannot be trusted" in r.output
+    finally:
+        path.write_bytes(original)
+
+
+def test_every_objective_and_constraint_is_cross_validated_on_the_models_scale(tmp_path):
+    import math as m
+
+    from labloop.report import crossval
+    from labloop.report.gather import gather
+
+    data = yaml.safe_load((REPO / "experiments" / "transparent_conductor.yaml").read_text())
+    text = yaml.safe_dump(data)
+    st = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    c = st.create_campaign(data["name"], text, spec_hash(text))
+    import random
+
+    rnd = random.Random(0)
+    for i in range(14):
+        p = {"dopant": ["Nb", "Ta", "W"][i % 3], "o2_pressure": 10 ** rnd.uniform(-1.3, 0.7),
+             "substrate_temperature": rnd.uniform(25, 700), "nb_fraction": rnd.uniform(0, 0.2),
+             "rf_power": rnd.uniform(50, 400), "duration": rnd.uniform(10, 120)}
+        rs = 10 ** (0.5 + 2.5 * m.exp(-p["duration"] / 40) + rnd.gauss(0, 0.05))  # 3 to 600 ohm/sq: decades
+        vt = 0.9 - 0.003 * p["duration"] + rnd.gauss(0, 0.01)
+        t = st.add_trial(c.id, p, "sobol", {}, f"s-{i}", state="done")
+        st.update_trial(t.id, values={"sheet_resistance": rs, "visible_transmittance": vt, "transmittance_floor": vt})
+    try:
+        rep = gather(st, c)
+    finally:
+        st.close()
+    results = {q.name: crossval.loo(rep, q) for q in crossval.quantities(rep)}
+    assert set(results) == {"sheet_resistance", "visible_transmittance", "transmittance_floor"}
+    rs, vt = results["sheet_resistance"], results["visible_transmittance"]
+    assert rs.log and not vt.log and not results["transmittance_floor"].log  # as the strategy models them
+    assert (rs.lo > 0).all()  # a log-modelled quantity's interval never goes negative
+    assert len(rs.trials) == 14 and rs.coverage > 0.5  # the smooth truth is predicted from the others
+    assert rs.rmse < 0.5  # decades
+    out = tmp_path / "rep"
+    r = report("--store", f"sqlite:///{tmp_path / 'labloop.db'}", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "loo-cross-validation.svg" in figures_of(out)
+    html = unescape((out / "index.html").read_text())
+    for name in results:
+        assert f"{name}: 14 trials" in html
+    # units in every table, and one definition per quantity (how it is measured, on which scale it is modelled)
+    for head in ("o2_pressure (mTorr)", "duration (min)", "sheet_resistance (ohm/sq)",
+                 "visible_transmittance (fraction)"):
+        assert f"<th>{head}</th>" in html
+    assert re.search(r"best trial</th><td>trial \d+: sheet_resistance = [\d.e+-]+ ohm/sq", html)
+    row = re.search(r'<tr id="quantity-visible_transmittance">(.*?)</tr>', html).group(1)
+    assert "lower=400, upper=800" in row and "fraction" in row and "linear" in row
+    assert "log" in re.search(r'<tr id="quantity-sheet_resistance">(.*?)</tr>', html).group(1)

@@ -226,13 +226,21 @@ def register(app: typer.Typer) -> None:
             "--class", help="Export what a viewer of this sharing class may see (the campaign file's `sharing` "
             "section): open, shared-closed, or closed (everything). Without it: the owner's full view, as "
             "before.")] = None,
+        check: Annotated[Optional[Path], typer.Option(
+            "--check", help="Scan this export (written with --output) against its campaign in the store for "
+            "anything its class may not see: a hidden name, a hidden value (4+ significant figures), a reference "
+            "to a document not in the file, an absolute path. Class, format and campaign come from its manifest. "
+            "Exits 1 naming each finding.")] = None,
         server: ServerOpt = None,
         key: KeyOpt = None,
     ) -> None:
         """Write one row per trial (failed and non-best ones included): trial, state, sample, stations, source,
         parameters, objectives, failure_reason, the model's evidence, times; or the trials' documents. With
-        --class, only the fields that class may see."""
+        --class, only the fields that class may see. With --check FILE, scan an export for leaks instead."""
         fmt = format.value
+        if check is not None:
+            _check_export(check, store, server, campaign, sharing_class.value if sharing_class else None, fmt)
+            return
         if output is None and fmt == "parquet":
             raise LabloopError("parquet is a binary format: it is not written to standard output",
                                "give --output FILE.parquet")
@@ -253,6 +261,28 @@ def register(app: typer.Typer) -> None:
         finally:
             st.close()
         write_export(data, man, output)
+
+
+def _check_export(path: Path, store: str | None, server: str | None, campaign: str | None, klass: str | None,
+                  fmt: str) -> None:
+    from labloop.data.leakcheck import check_export
+
+    if server is not None:
+        raise LabloopError("--check reads the campaign from the store", "run it where the store is, with --store")
+    st = Store(_store_url(store), create=False)
+    try:
+        # the manifest's format, else the file's suffix (out.parquet), else --format
+        known = sharing.manifest_path(path).is_file() or path.suffix.lstrip(".") in sharing.FORMATS
+        findings = check_export(st, path, klass, None if known else fmt, campaign)
+    finally:
+        st.close()
+    for f in findings:
+        console.print(f"[red]leak[/] {f}", soft_wrap=True, markup=True, highlight=False)
+    if findings:
+        console.print(f"{path}: {len(findings)} finding(s); fix: export again with this labloop, or narrow the "
+                      f"campaign's sharing section", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"{path}: nothing its class may not see, no dangling reference, no absolute path", soft_wrap=True)
 
 
 def write_export(data: bytes, man: dict[str, Any] | None, output: Path | None) -> None:

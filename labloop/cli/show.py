@@ -52,6 +52,10 @@ def show_trial(
         steps = st.steps(trial_id=trial.id)
         docs = st.documents(trial_id=trial.id)
         assets = st.assets(c.id, trial.id)
+        from labloop.store.assets import verify
+
+        # what `labloop verify` says of this trial's files: an altered or missing file is never shown as good
+        problems = {p.path: p for p in verify(st, c.id)[1] if p.trial_id == trial.id} if assets else {}
         points = st.process_points(trial.id)
         audit = [a for a in st.audit_log(c.id) if _about(a, trial.number)]
     finally:
@@ -103,6 +107,10 @@ def show_trial(
     out(f"[bold]assets[/] ({len(assets)}):")
     for a in assets:
         out(f"  {escape(a.path)} sha256 {a.sha256 or '(unreadable at the end of the run)'} {a.size} bytes")
+        if a.path in problems:
+            p = problems[a.path]
+            out(f"    [bold red]{p.kind.upper()}[/]: {escape(p.detail)}; its data cannot be trusted (`labloop verify` "
+                f"lists every such file; restore it from a backup)")
 
     out("")
     streams = _streams(points)

@@ -29,6 +29,7 @@ from typing import Any
 
 from labloop import __version__
 from labloop.errors import LabloopError
+from labloop.run.lab import setpoint_targets
 from labloop.spec import (SHARING_CLASSES, SHARING_KINDS, CampaignSpec, CategoricalParameter, CompositionParameter,
                           FixedParameter)
 from labloop.store import Store
@@ -36,6 +37,7 @@ from labloop.store.connection import display_url
 from labloop.store.schema import Campaign, Step, Trial
 
 from .export import _iso, campaign_spec, columns, export
+from .parquet import parquet as _parquet
 
 RANK = {c: i for i, c in enumerate(SHARING_CLASSES)}
 ALWAYS = ("trial", "state", "sample_id", "stations", "started", "finished")
@@ -88,6 +90,16 @@ class View:
         self.policy, self.viewer = policy, viewer
         self.classes = policy.table()
         self.hidden = {f for f, c in self.classes.items() if RANK[c] > RANK[viewer]}
+        # an objective and a constraint made by the same plugin with the same options hold the same number: the
+        # stricter class decides for both (a shared-closed floor must not carry a closed objective's values)
+        self.same_as: dict[str, str] = {}
+        outcomes = [*policy.spec.objectives, *policy.spec.outcome_constraints]
+        for o in outcomes:
+            twin = next((h for h in outcomes if h.name in self.hidden and h.name != o.name and h.plugin == o.plugin
+                         and h.options == o.options), None)
+            if twin is not None and o.name not in self.hidden:
+                self.hidden.add(o.name)
+                self.same_as[o.name] = twin.name
         # the model's evidence predicts the objectives: whoever may not see one may not see the evidence either
         if any(o in self.hidden for o in policy.objectives):
             self.hidden.add("evidence")
@@ -97,6 +109,9 @@ class View:
         self._mention = (re.compile(r"(?<![A-Za-z0-9])(" + alternatives + r")(?![A-Za-z0-9])"
                                     r"(\s*(?:=|:|is|of)\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)?")
                          if self._names else None)
+        self.left_out: dict[tuple[str, str], list[int]] = {}  # (what, why) -> trial numbers; for the manifest
+        self.components: set[str] = set()  # hidden readings' names over the campaign (labloop.data.redact)
+        self._targets = setpoint_targets(policy.spec)
         self._aliases: dict[str, str] = {}  # recipe/device field -> parameter, reading -> objective
         for p in policy.spec.parameters:
             if p.setpoint:
@@ -111,6 +126,9 @@ class View:
         return name not in self.hidden
 
     def why_hidden(self, name: str) -> str:
+        if name in self.same_as:
+            twin = self.same_as[name]
+            return f"it is the same measurement as {twin} (plugin and options), whose class is {self.classes[twin]}"
         if name == "evidence" and RANK[self.classes["evidence"]] <= RANK[self.viewer]:
             objs = [o for o in self.policy.objectives if o in self.hidden]
             return f"it predicts {', '.join(objs)}, which this class may not see"
@@ -142,6 +160,13 @@ class View:
 
     def redact(self, text: str) -> str:
         return self._mention.sub("<closed>", text) if self._mention else text
+
+    def redact_reason(self, text: str) -> str:
+        """A failure reason without hidden names, values, nor the names of hidden readings (an ophyd Status quotes
+        a device's ``read_attrs``)."""
+        from .redact import redact_names
+
+        return redact_names(self.redact(text), self.components)
 
     def hidden_values(self, trial: Trial) -> set[Any]:
         """The trial's values of hidden fields that could be recognized elsewhere: non-integral numbers, and the
@@ -188,7 +213,11 @@ class View:
             if self.sees(o):
                 row[o] = (trial.values or {}).get(o)
         if self.sees("failure_reason"):
-            row["failure_reason"] = None if trial.failure_reason is None else self.redact(trial.failure_reason)
+            withheld = self.failure_withheld(steps) if trial.failure_reason else None
+            if withheld:
+                self.leave_out("failure reason", withheld, trial.number)
+            row["failure_reason"] = None if trial.failure_reason is None or withheld else \
+                self.redact_reason(trial.failure_reason)
         row["started"] = _iso(trial.started_at)
         row["finished"] = _iso(trial.finished_at)
         if self.sees("evidence"):
@@ -200,87 +229,79 @@ class View:
         return row
 
     # --------------------------------------------------------------------------------- documents
-    def documents(self, trial: Trial, docs: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-        """The trial's documents with every hidden field removed from data and metadata; a stream left with no
-        data is dropped with its events (and its count in the stop document)."""
-        guard = self.hidden_values(trial)
-        monitored: set[str] = set()
-        for name, doc in docs:
-            if name == "descriptor" and doc.get("name", "primary") != "primary":
-                monitored.update(doc.get("data_keys", {}))
-        dropped: set[str] = set()  # descriptor uids
-        dropped_streams: dict[str, set[str]] = {}  # run_start -> stream names dropped
-        kept_keys: dict[str, set[str]] = {}  # descriptor uid -> data keys kept
-        out: list[tuple[str, dict[str, Any]]] = []
+    def documents(self, trial: Trial, docs: list[tuple[str, dict[str, Any]]],
+                  components: set[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """The trial's documents as this viewer may have them (:mod:`labloop.data.redact`)."""
+        from .redact import redact_documents
 
-        def visible(key: str) -> bool:
-            return self.key_visible(key, "process_streams" if key in monitored else "dock")
+        return redact_documents(self, trial, docs, components)
 
-        for name, doc in docs:
-            doc = json.loads(json.dumps(doc))  # a private copy
-            if name == "start":
-                doc = self._start(doc, guard)
-            elif name == "descriptor":
-                keys = {k for k in doc.get("data_keys", {}) if visible(k)}
-                if not keys or self.names_hidden(str(doc.get("name", ""))):
-                    dropped.add(doc.get("uid"))
-                    dropped_streams.setdefault(doc.get("run_start"), set()).add(doc.get("name"))
-                    continue
-                kept_keys[doc["uid"]] = keys
-                doc["data_keys"] = {k: v for k, v in doc["data_keys"].items() if k in keys}
-                doc["object_keys"] = {o: [k for k in ks if k in keys] for o, ks in doc.get("object_keys", {}).items()
-                                      if any(k in keys for k in ks) and not self.names_hidden(o)}
-                for part in ("hints", "configuration", "object_classes"):  # keyed by object names
-                    if isinstance(doc.get(part), dict):
-                        doc[part] = {o: v for o, v in doc[part].items() if not self.names_hidden(o)}
-                for o, h in list(doc.get("hints", {}).items()):
-                    if isinstance(h, dict) and "fields" in h:
-                        h["fields"] = [k for k in h["fields"] if k in keys]
-                for o, conf in list(doc.get("configuration", {}).items()):
-                    ck = {k for k in conf.get("data_keys", {}) if visible(k)
-                          and not self._leaks(conf.get("data", {}).get(k), guard)}
-                    for part in ("data", "timestamps", "data_keys"):
-                        if isinstance(conf.get(part), dict):
-                            conf[part] = {k: v for k, v in conf[part].items() if k in ck}
-            elif name in ("event", "event_page"):
-                if doc.get("descriptor") in dropped:
-                    continue
-                keys = kept_keys.get(doc.get("descriptor"), set())
-                for part in ("data", "timestamps", "filled"):
-                    if isinstance(doc.get(part), dict):
-                        doc[part] = {k: v for k, v in doc[part].items() if k in keys}
-                data = doc.get("data", {})
-                for k in [k for k, v in data.items() if self._leaks(v, guard)]:
-                    for part in ("data", "timestamps", "filled"):
-                        doc.get(part, {}).pop(k, None)
-            elif name == "stop":
-                gone = dropped_streams.get(doc.get("run_start"), set())
-                if isinstance(doc.get("num_events"), dict):
-                    doc["num_events"] = {k: v for k, v in doc["num_events"].items() if k not in gone}
-                if doc.get("reason"):
-                    doc["reason"] = self.redact(doc["reason"]) if self.sees("failure_reason") else ""
-            out.append((name, doc))
-        return out
+    # --------------------------------------------------------------------------------- derived and timing
+    def derived(self, name: str) -> list[str] | None:
+        """What ``sharing.derived`` says is derived from a field (a composition's entry stands for its
+        components), or None when it says nothing."""
+        given = self.policy.sharing.derived
+        if name in given:
+            return given[name]
+        group = self.policy._group.get(name)
+        return given[group] if group in given else None
 
-    _RESERVED_MD = frozenset({"uid", "time", "versions", "scan_id", "plan_type", "plan_name", "campaign",
-                              "campaign_uid", "trial", "trial_id", "sample_id", "step", "step_index", "attempt",
-                              "station", "instrument", "source", "destination"})
+    def timing(self, fields: set[str]) -> tuple[bool, bool, str]:
+        """For a step whose recipe holds ``fields``: whether all its streams, and whether its failure reason, are
+        withheld from this viewer, and why."""
+        hidden = sorted(f for f in fields if f in self.hidden and f in self.policy.parameters)
+        undeclared = [f for f in hidden if self.derived(f) is None]
+        reason = [f for f in hidden if self.derived(f) is None or "failure_reason" in (self.derived(f) or [])]
+        named = undeclared or reason
+        if not named:
+            return False, False, ""
+        why = (f"the step's recipe holds {', '.join(f'{f} ({self.classes[f]})' for f in named)}, which this class "
+               f"may not see, and the step's timing can reveal it")
+        why += (" (sharing.derived names what is derived from it)" if not undeclared else
+                " (a campaign narrows this by listing what is derived from it under sharing.derived)")
+        return bool(undeclared), bool(reason), why
 
-    def _start(self, doc: dict[str, Any], guard: set[Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        every_param_visible = all(self.sees(p) for p in self.policy.parameters)
-        for k, v in doc.items():
-            if k == "recipe" and isinstance(v, dict):
-                # a recipe key that names no parameter is kept only when every parameter may be seen
-                out[k] = {rk: rv for rk, rv in v.items()
-                          if (self.key_fields(rk) and self.key_visible(rk, None) or
-                              not self.key_fields(rk) and every_param_visible) and not self._leaks(rv, guard)}
-            elif k in self._RESERVED_MD:
-                out[k] = v
-            elif self.key_visible(k, None) and not self._leaks(k, guard) and not self._leaks(v, guard):
-                out[k] = v
-        return out
+    def _declared(self) -> list[tuple[str, list[str]]]:
+        return [(f, [n for n in self.derived(f) or [] if n != "failure_reason"])
+                for f in (*self.policy.parameters, *self.policy.objectives) if f in self.hidden and self.derived(f)]
 
+    def derived_from(self, key: str, stream: str = "") -> set[str]:
+        """The hidden fields ``sharing.derived`` says a data key (or its stream) is derived from."""
+        return {f for f, names in self._declared() for n in names
+                if key == n or key.endswith("_" + n) or (stream and stream == n)}
+
+    def why_derived(self, stream: str, keys: set[str]) -> str:
+        fields = sorted({f for k in keys for f in self.derived_from(k, stream)})
+        return (f"sharing.derived says it is derived from {', '.join(f'{f} ({self.classes[f]})' for f in fields)}, "
+                f"which this class may not see")
+
+    def why_key(self, key: str | list[str], kind: str | None | dict[str, str]) -> str:
+        """Why data keys are left out: the hidden fields and data kinds they carry (``kind``: one for all keys, or
+        key -> kind)."""
+        fields: set[str] = set()
+        for k in [key] if isinstance(key, str) else key:
+            fields |= self.key_fields(k) & self.hidden
+            kd = kind.get(k) if isinstance(kind, dict) else kind
+            if kd is not None and kd in self.hidden:
+                fields.add(kd)
+        return "; ".join(f"it carries {f}: {self.why_hidden(f)}" for f in sorted(fields)) or "it carries a hidden field"
+
+    def leave_out(self, what: str, why: str, trial: int | None = None) -> None:
+        """Record one thing left out of this export, for the manifest."""
+        trials = self.left_out.setdefault((what, why), [])
+        if trial is not None and trial not in trials:
+            trials.append(trial)
+
+    def failure_withheld(self, steps: list[Step]) -> str | None:
+        """Why the trial's failure reason is withheld (its failed step's recipe holds a hidden field whose timing
+        the reason may give away), or None."""
+        failed = [s for s in steps if s.state == "failed"]
+        if not failed or failed[-1].kind != "synthesize":
+            return None
+        step = failed[-1]
+        places = {step.device, step.label.partition(":")[2]}
+        fields = {p for p, (dev, _) in self._targets.items() if dev in places}
+        return self.timing(fields)[2] if self.timing(fields)[1] else None
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Scalar leaves of nested dicts as ``a.b`` keys; short lists of numbers as ``a.0``, ``a.1``; other lists
@@ -329,10 +350,14 @@ def build(store: Store, campaign_ref: str | None, viewer: str, fmt: str, today: 
     spec = campaign_spec(campaign)
     view = View(Policy(spec, today), viewer)
     trials = store.trials(campaign.id)
+    from .redact import hidden_components, redact_documents
+
+    stored = {t.id: store.documents(trial_id=t.id) for t in trials}
+    view.components = hidden_components(view, list(stored.values()))  # a failure reason may quote them
     if fmt == "documents":
         lines = []
         for t in trials:
-            for name, doc in view.documents(t, store.documents(trial_id=t.id)):
+            for name, doc in redact_documents(view, t, stored[t.id]):
                 lines.append(json.dumps([name, doc], separators=(",", ":")))
         data = "".join(line + "\n" for line in lines).encode("utf-8")
         return Export(data, len(lines), "document", view, campaign, len(trials))
@@ -358,29 +383,6 @@ def build(store: Store, campaign_ref: str | None, viewer: str, fmt: str, today: 
     return Export(data, len(rows), "trial", view, campaign, len(trials), cols)
 
 
-def _parquet(rows: list[dict[str, Any]], cols: list[str]) -> bytes:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise LabloopError("the parquet format needs pyarrow, which is not installed",
-                           "pip install 'pyarrow>=14', or export as csv or jsonl") from None
-    arrays = []
-    for c in cols:
-        values = [r[c] for r in rows]
-        if c == "stations":
-            arrays.append(pa.array(values, pa.list_(pa.string())))
-            continue
-        try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types (a number here, a word there): text
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-    table = pa.Table.from_arrays(arrays, names=cols)
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    return sink.getvalue()
-
-
 def manifest(exp: Export, fmt: str, output: Path, store_url: str, user: str | None = None) -> dict[str, Any]:
     """``user``: who exported (a daemon's verified user); default: this process's login name."""
     view, policy, c = exp.view, exp.view.policy, exp.campaign
@@ -396,6 +398,9 @@ def manifest(exp: Export, fmt: str, output: Path, store_url: str, user: str | No
         "fields_left_out": [{"field": f, "class": policy.klass(f), "why": view.why_hidden(f)}
                             for f in policy.fields() if not view.sees(f)],
         "always_included": list(ALWAYS),
+        "left_out": [{"what": what, "why": why, "trials": sorted(trials)}
+                     for (what, why), trials in sorted(view.left_out.items())],
+        "asset_paths": "file names only: the asset files are not part of an export",
         "embargo_until": None if policy.sharing.embargo_until is None else policy.sharing.embargo_until.isoformat(),
         "embargo_lifted": policy.embargo_lifted,
         "provenance": {

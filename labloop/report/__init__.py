@@ -2,9 +2,10 @@
 
 How it converged (best so far, target, random-search expectation), the Pareto front when there are several
 objectives, which parameters mattered and how good the model's predictions were (from the evidence each proposal
-stored), the process streams of the best trial and of trials asked for, where failures clustered, and the dock data
-of the best trials. Modules: :mod:`.gather` reads the store once; :mod:`.convergence`, :mod:`.pareto`,
-:mod:`.model`, :mod:`.failures`, :mod:`.streams`, :mod:`.dock` each draw one family of figures from that data;
+stored, and leave-one-out for every objective and constraint), the process streams of the best trial and of trials
+asked for, where failures clustered, and the dock data of the best trials. Modules: :mod:`.gather` reads the store
+once; :mod:`.convergence`, :mod:`.pareto`, :mod:`.model`, :mod:`.crossval`, :mod:`.failures`, :mod:`.streams`,
+:mod:`.dock` each draw one family of figures from that data;
 :mod:`.page` writes the HTML; :func:`write_report` puts it all in place atomically.
 
 Nothing half-written: the report is made in a temporary folder beside ``out`` and renamed into place, so a failure
@@ -22,14 +23,14 @@ from pathlib import Path
 from labloop.errors import LabloopError
 from labloop.store import Store
 
-from . import convergence, dock, failures, model, pareto, streams
+from . import convergence, crossval, dock, failures, model, pareto, streams
 from .gather import ReportData, gather
 from .page import GENERATOR, render
 from .plotting import Drawn, Item
 
 __all__ = ["Report", "write_report", "make"]
 
-FAMILIES = (convergence, pareto, model, streams, failures, dock)
+FAMILIES = (convergence, pareto, model, crossval, streams, failures, dock)
 
 
 @dataclass

@@ -4,7 +4,8 @@ assets (``stream_resource`` / ``stream_datum`` documents, read back with :func:`
 Nothing here knows a particular instrument: a run's one-dimensional arrays are drawn as curves, the first declared
 array (wavelength, 2-theta) as x and the others against it; two-dimensional arrays (images) as thumbnails. The
 instruments of the top trials are overlaid, one figure per instrument, so their differences show. An asset file
-that is missing or unreadable is named in the caption instead of failing the report (``labloop verify`` says more).
+that is missing, unreadable or altered since its run (another sha256 than the store recorded: what ``labloop verify``
+reports) is not drawn and is named in the caption instead, so the report never shows data that cannot be trusted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from labloop.errors import LabloopError
-from labloop.store.assets import read_arrays
+from labloop.store.assets import ASSET_DOCUMENTS, asset_path, read_arrays
 
 from .gather import ReportData
 from .plotting import CYCLE, Drawn, Item, NotDrawn, new_figure, save, slug
@@ -52,14 +53,24 @@ def asset_runs(documents: list[tuple[str, dict[str, Any]]]) -> list[Run]:
     return [r for r in runs if r.keys]
 
 
+def run_files(run: Run) -> list[str]:
+    """The asset files a run's documents point at, as the store records them."""
+    return list(dict.fromkeys(p for p in (asset_path(n, d) for n, d in run.docs if n in ASSET_DOCUMENTS) if p))
+
+
 def draw(data: ReportData, out: Path) -> list[Item]:
     # instrument -> [(trial number, {data_key: array}, problem)]
     found: dict[str, list[tuple[int, dict[str, np.ndarray], str | None]]] = {}
     units: dict[str, str] = {}
     for n in data.top:
+        bad = data.details[n].bad_assets
         for run in asset_runs(data.details[n].documents):
             arrays: dict[str, np.ndarray] = {}
             problem = None
+            altered = [f"{Path(p).name} is {bad[p]}" for p in run_files(run) if p in bad]
+            if altered:  # never drawn silently: the caption says which file and why
+                found.setdefault(run.instrument, []).append((n, arrays, "; ".join(altered)))
+                continue
             try:
                 for key in run.keys:
                     frames = read_arrays(run.docs, key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any
 
 from labloop.data.export import best_trial, campaign_spec
@@ -23,14 +24,27 @@ TOP_TRIALS = 3
 
 
 @dataclass
+class Stream:
+    """One monitored signal of one step, on process time: minutes of the lab's clock from the step's start (the
+    simulated clock for a simulated lab: wall seconds x time scale), readings from before the step left out (a
+    monitor's first value is the device's last reading, often from a previous step)."""
+
+    step: str
+    points: list[tuple[float, float]]  # (minutes from the step's start, value)
+    end: float | None  # minutes from the step's start to its end (the last value holds until then)
+    stale: int = 0  # readings from before the step that were left out
+
+
+@dataclass
 class TrialDetail:
-    """A trial looked at closely: its process points ``signal -> [(t, value)]``, the units its runs declare, and its
-    documents (for the dock's asset files)."""
+    """A trial looked at closely: its process streams ``signal -> Stream``, the units its runs declare, its
+    documents (for the dock's asset files) and its asset files that are not as recorded (``labloop verify``)."""
 
     trial: Trial
-    streams: dict[str, list[tuple[float, float]]]
+    streams: dict[str, Stream]
     units: dict[str, str]
     documents: list[tuple[str, dict[str, Any]]]
+    bad_assets: dict[str, str] = field(default_factory=dict)  # file path -> "missing" / "altered: ..."
 
 
 @dataclass
@@ -79,16 +93,61 @@ def gather(store: Store, campaign: Campaign, asked: list[int] | tuple[int, ...] 
     data = ReportData(campaign, spec, trials, best_trial(spec, trials), asked=list(dict.fromkeys(asked)))
     data.top = [t.number for t in ranked(spec, trials)[:TOP_TRIALS]]
     wanted = list(dict.fromkeys(([data.best.number] if data.best else []) + data.asked + data.top))
+    scales = time_scales(store, campaign.id, spec)
+    bad = bad_assets(store, campaign.id) if wanted else {}
     for n in wanted:
-        data.details[n] = _detail(store, numbers[n])
+        data.details[n] = _detail(store, numbers[n], scales)
+        data.details[n].bad_assets = bad.get(numbers[n].id, {})
     return data
 
 
-def _detail(store: Store, trial: Trial) -> TrialDetail:
+def time_scales(store: Store, campaign_id: int, spec: CampaignSpec) -> list[tuple[float, float]]:
+    """(from wall time, time scale) of each run of the campaign (``labloop run/resume --time-scale`` is audited as
+    ``campaign.lab``); the campaign file's scale when none was recorded, 1 for a real lab."""
+    out = []
+    for a in store.audit_log(campaign_id):
+        if a.action == "campaign.lab" and isinstance((a.detail or {}).get("time_scale"), (int, float)):
+            at = a.at if a.at.tzinfo else a.at.replace(tzinfo=timezone.utc)
+            out.append((at.timestamp(), float(a.detail["time_scale"])))
+    if not out:
+        out.append((0.0, float(spec.lab.time_scale) if spec.lab is not None else 1.0))
+    return sorted(out)
+
+
+def _scale_at(scales: list[tuple[float, float]], t: float) -> float:
+    return next((s for at, s in reversed(scales) if at <= t), scales[0][1])
+
+
+def _detail(store: Store, trial: Trial, scales: list[tuple[float, float]]) -> TrialDetail:
     docs = store.documents(trial_id=trial.id)
-    streams: dict[str, list[tuple[float, float]]] = {}
+    starts = {d.get("uid"): d for n, d in docs if n == "start"}
+    stops = {d.get("run_start"): d for n, d in docs if n == "stop"}
+    streams: dict[str, Stream] = {}
     for p in store.process_points(trial.id):  # ordered by time
-        streams.setdefault(p.signal, []).append((p.t, p.value))
+        start = starts.get(p.run_uid)
+        t0 = float(start.get("time", p.t)) if start else p.t
+        scale = _scale_at(scales, t0)
+        step = str(start.get("step") or start.get("plan_name") or "step") if start else "step"
+        key = p.signal if p.signal not in streams or streams[p.signal].step == step else f"{p.signal} ({step})"
+        if key not in streams:
+            stop = stops.get(p.run_uid)
+            end = (float(stop["time"]) - t0) * scale / 60.0 if stop and "time" in stop else None
+            streams[key] = Stream(step, [], end)
+        if p.t < t0:
+            streams[key].stale += 1
+            continue
+        streams[key].points.append(((p.t - t0) * scale / 60.0, p.value))
     units = {k: str(v.get("units")) for n, d in docs if n == "descriptor"
              for k, v in (d.get("data_keys") or {}).items() if isinstance(v, dict) and v.get("units")}
     return TrialDetail(trial, streams, units, docs)
+
+
+def bad_assets(store: Store, campaign_id: int) -> dict[int, dict[str, str]]:
+    """Trial id -> {asset file: what ``labloop verify`` says of it} for the files that are missing or altered."""
+    from labloop.store.assets import verify
+
+    out: dict[int, dict[str, str]] = {}
+    for p in verify(store, campaign_id)[1]:
+        if p.trial_id is not None:
+            out.setdefault(p.trial_id, {})[p.path] = f"{p.kind} ({p.detail})"
+    return out

@@ -18,8 +18,8 @@ import numpy as np
 from labloop.spec import CategoricalParameter, CompositionParameter, FixedParameter
 
 from .gather import ReportData
-from .plotting import (BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure, objective_values,
-                       save, trial_axis, wide)
+from .plotting import (BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure,
+                       save, trial_axis)
 
 
 def importance_ranking(data: ReportData) -> tuple[list[str], str]:
@@ -141,7 +141,11 @@ def _predicted(data: ReportData, out: Path) -> Item:
     ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", ms=4, color=BLUE, ecolor=BLUE, alpha=0.7, elinewidth=1,
                 label="prediction, 95 % interval", rasterized=dense(len(rows)))
     allv = xs + ys + [p - a for p, a in zip(ys, lo)] + [p + b for p, b in zip(ys, hi)]
-    log = wide(xs + ys) and min(allv) > 0
+    # the scale the model uses (log for a positive objective spanning decades), never a guess from the points
+    from .crossval import model_log
+
+    log = model_log(data, o, [float(t.values[o.name]) for t in data.done
+                              if isinstance((t.values or {}).get(o.name), (int, float))]) and min(allv) > 0
     finite = [v for v in allv if math.isfinite(v) and (v > 0 or not log)]
     lims = (min(finite), max(finite))
     ax.plot(lims, lims, color=GREY, ls="--", lw=1, label="prediction = measurement")

@@ -52,8 +52,52 @@ def _when(d: datetime | None) -> str:
     return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _recipe(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {_num(v)}" for k, v in params.items())
+def units(spec: Any) -> dict[str, str]:
+    """The unit of every parameter (a composition's for its components), objective and constraint that has one."""
+    out: dict[str, str] = {}
+    for p in spec.parameters:
+        unit = getattr(p, "unit", None)
+        if unit:
+            for name in getattr(p, "components", None) or [p.name]:
+                out[name] = unit
+    for o in [*spec.objectives, *spec.outcome_constraints]:
+        if o.unit:
+            out[o.name] = o.unit
+    return out
+
+
+def _with_unit(value: Any, unit: str | None) -> str:
+    text = _num(value)
+    return f"{text} {unit}" if unit and text and not isinstance(value, str) else text
+
+
+def _recipe(params: dict[str, Any], unit: dict[str, str] | None = None) -> str:
+    unit = unit or {}
+    return ", ".join(f"{k} = {_with_unit(v, unit.get(k))}" for k, v in params.items())
+
+
+def _quantities(data: ReportData) -> str:
+    """One row per objective and constraint: how it is measured, its unit, and the scale the model uses, so each
+    quantity has one name and one definition (an instrument's own reading of a similar name is another quantity)."""
+    from .crossval import model_log
+
+    spec = data.spec
+    out = ['<h2 id="quantities">Quantities</h2><table class="quantities"><thead><tr><th>name</th><th>role</th>'
+           "<th>measured by</th><th>unit</th><th>modelled on</th></tr></thead><tbody>"]
+    for o in [*spec.objectives, *spec.outcome_constraints]:
+        is_obj = o in spec.objectives
+        role = (f"objective ({o.direction})" if is_obj else
+                "constraint " + " and ".join(x for x in (f">= {_num(getattr(o, 'lower', None))}"
+                                                          if getattr(o, "lower", None) is not None else "",
+                                                          f"<= {_num(getattr(o, 'upper', None))}"
+                                                          if getattr(o, "upper", None) is not None else "") if x))
+        how = o.plugin + (" (" + ", ".join(f"{k}={v}" for k, v in o.options.items()) + ")" if o.options else "")
+        values = [float(t.values[o.name]) for t in data.done if isinstance((t.values or {}).get(o.name), (int, float))]
+        scale = "log" if model_log(data, o, values) else "linear"
+        out.append(f'<tr id="quantity-{escape(o.name)}"><td>{escape(o.name)}</td><td>{escape(role)}</td>'
+                   f"<td>{escape(how)}</td><td>{escape(o.unit or 'none given')}</td><td>{scale}</td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
 
 
 def summary_rows(data: ReportData) -> list[tuple[str, str, str]]:
@@ -73,9 +117,10 @@ def summary_rows(data: ReportData) -> list[tuple[str, str, str]]:
         rows.append((f"trials-{state}", f"&nbsp;&nbsp;{state}", str(n)))
     if data.best is not None:
         b = data.best
-        values = ", ".join(f"{k} = {_num(v)}" for k, v in (b.values or {}).items())
+        unit = units(spec)
+        values = ", ".join(f"{k} = {_with_unit(v, unit.get(k))}" for k, v in (b.values or {}).items())
         rows.append(("best-trial", "best trial", f"trial {b.number}: {values}"))
-        rows.append(("best-recipe", "best recipe", _recipe(b.params)))
+        rows.append(("best-recipe", "best recipe", _recipe(b.params, unit)))
     else:
         rows.append(("best-trial", "best trial", "none: no trial succeeded"))
     return rows
@@ -105,6 +150,7 @@ def render(data: ReportData, items: list[Item], asked_missing: str = "") -> str:
         out.append('<h2 id="figures">Figures</h2>')
         for item in items:
             out.append(_item(item))
+        out.append(_quantities(data))
         out.append(_trial_table(data))
     out.append(f"<footer>Made by labloop {escape(__version__)} on "
                f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from the store; figures are SVG "
@@ -124,7 +170,9 @@ def _trial_table(data: ReportData) -> str:
     spec = data.spec
     params = spec.parameter_names()
     outcomes = [o.name for o in spec.objectives] + [o.name for o in spec.outcome_constraints]
-    head = ["trial", "state", "source", *params, *outcomes, "failure reason"]
+    unit = units(spec)
+    head = ["trial", "state", "source", *[f"{h} ({unit[h]})" if h in unit else h for h in (*params, *outcomes)],
+            "failure reason"]
     out = ['<h2 id="trials">Trials</h2><table class="trials"><thead><tr>' +
            "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
     best = data.best.number if data.best else None
