@@ -15,6 +15,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "modbus": ("labloop.transports.modbus", "ModbusTransport", "modbus"),
     "visa": ("labloop.transports.visa", "VisaTransport", "visa"),
     "serial": ("labloop.transports.serial", "SerialTransport", "serial"),
+    "opcua": ("labloop.transports.opcua", "OpcUaTransport", "opcua"),
 }
 
 
