@@ -101,3 +101,53 @@ def garbage_then_stall(signal: Any, sim: SimulatorProcess) -> tuple[BaseExceptio
             raise AssertionError(f"a read behind a '{kind}' fault succeeded")
         signal.get()  # the next read works
     return errors[0], errors[1]
+
+
+FAULT_CHECKS = ("set_completes", "errors_fail_status", "slow_reply_times_out", "reconnect", "stop_mid_action")
+
+
+def assert_conformant(name: str) -> None:
+    """The example ``name`` passes the conformance kit against its simulator, fault checks included (not skipped)."""
+    from labloop.devkit.instruments import check_file
+
+    report = check_file(example(name), simulated=True)
+    report.assert_ok()
+    for check in FAULT_CHECKS:
+        assert report[check].passed, report.summary()
+
+
+def assert_conformant_through_agent(name: str, simulator: str) -> None:
+    """`labloop devices check FILE --simulated --remote`: served by a real agent process, checked through its proxy."""
+    from typer.testing import CliRunner
+
+    from labloop.cli import app
+
+    only = [a for c in ("set_completes", "reconnect", "errors_fail_status") for a in ("--only", c)]
+    result = CliRunner().invoke(app, ["devices", "check", str(example(name)), "--simulated", "--remote", *only])
+    assert result.exit_code == 0, result.output
+    assert "all checks passed" in result.output and simulator in result.output and "labloop agent" in result.output
+
+
+def assert_description_refused(name: str, change: Any, message: str) -> None:
+    """``change`` (a function editing the parsed YAML) makes the description fail to load, naming ``message``."""
+    import pytest
+    import yaml
+
+    from labloop.errors import SpecError
+
+    data = yaml.safe_load(example(name).read_text())
+    change(data)
+    with pytest.raises(SpecError, match=message):
+        load_spec(data)
+    with pytest.raises(SpecError):
+        device("x", spec=data)
+
+
+def raises_device_error(fn: Any) -> bool:
+    from labloop.errors import DeviceError
+
+    try:
+        fn()
+    except DeviceError:
+        return True
+    return False

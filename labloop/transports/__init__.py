@@ -16,6 +16,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "visa": ("labloop.transports.visa", "VisaTransport", "visa"),
     "serial": ("labloop.transports.serial", "SerialTransport", "serial"),
     "opcua": ("labloop.transports.opcua", "OpcUaTransport", "opcua"),
+    "epics": ("labloop.transports.epics", "EpicsTransport", "epics"),
 }
 
 

@@ -8,8 +8,9 @@ SimulatorProcess`) sends faults over the control socket; killing the process is 
 
 A simulator class takes its options as keyword arguments and has ``async def serve(host) -> int`` (start the
 server on a free port of ``host``, return it) and ``address_template`` (e.g. ``"tcp://{host}:{port}"``). It may
-handle protocol-level faults (``fault(kind, **kw) -> bool``, e.g. a Modbus exception reply) and report its model
-(``state() -> dict``) for tests.
+handle protocol-level faults (``fault(kind, **kw) -> bool``, e.g. a Modbus exception reply), report its model
+(``state() -> dict``) for tests, and learn the proxy's port (``async def fronted(port)``) when its protocol names
+its own port to clients (a CA search reply does).
 
 Proxy faults, consumed by the next request (``count`` requests; ``None``: until cleared): ``slow`` (the reply
 ``delay`` s late), ``garbage`` (the reply replaced by ``text``), ``silent`` (no reply), ``disconnect`` (hang up on
@@ -150,6 +151,9 @@ async def _main(ref: str, options: dict[str, Any], port: int) -> None:
     upstream = await sim.serve(HOST)
     proxy = FaultProxy(upstream)
     front = await proxy.start(port)
+    fronted = getattr(sim, "fronted", None)  # a server that names its own port to clients (EPICS CA) learns it
+    if callable(fronted):
+        await fronted(front)
     control = await asyncio.start_server(lambda r, w: _control(sim, proxy, r, w), HOST, 0)
     address = sim.address_template.format(host=HOST, port=front)
     print(json.dumps({"address": address, "port": front, "direct": sim.address_template.format(host=HOST,
