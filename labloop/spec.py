@@ -534,15 +534,22 @@ class DeviceSpec(_Model):
     ``agent`` name, or inline as ``agent_key``)."""
 
     driver: str | None = Field(None, description="Driver of a device plugged into this computer.")
-    config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the driver.")
+    file: str | None = Field(None, description="Instrument description (YAML, docs/drivers.md): a declarative "
+                             "device built by labloop; a relative path is resolved from the campaign file's folder.")
+    spec: dict[str, Any] | None = Field(None, description="The instrument description inline, instead of 'file'.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the driver (for a "
+                                   "described instrument: 'address' and 'timeout' override the description's).")
     remote: str | None = Field(None, description="Address of the agent serving the device, e.g. tcp://10.0.0.5:7600.")
     agent: str | None = Field(None, description="The agent's name in the store's users (role agent): its key.")
     agent_key: str | None = Field(None, description="The agent's CURVE public key (Z85), instead of 'agent'.")
 
     @model_validator(mode="after")
     def _driver_or_remote(self) -> "DeviceSpec":
-        if (self.driver is None) == (self.remote is None):
-            raise ValueError("give either 'driver' (a device on this computer) or 'remote' (an agent's address)")
+        given = [k for k in ("driver", "remote", "file", "spec") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give either 'driver' (a device on this computer), 'file' or 'spec' (an instrument "
+                             "described in YAML) or 'remote' (an agent's address)"
+                             + (f"; got {' and '.join(given)}" if given else ""))
         if self.remote is None:
             if self.agent or self.agent_key:
                 raise ValueError("'agent' and 'agent_key' belong to a remote device (add 'remote: tcp://HOST:PORT')")

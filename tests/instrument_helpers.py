@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from labloop.declarative import device, load_spec
 from labloop.transports.simulation import SimulatorProcess
+from test_agent import wait_for  # noqa: F401 - re-exported for the transport tests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "devices" / "examples"
 
@@ -43,16 +44,15 @@ def wait_status(status: Any, timeout: float = 30.0) -> BaseException | None:
     return None if status.success else status.exception()
 
 
-def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+def set_watching(dev: Any, signal: str, recipe: dict[str, Any]) -> list[float]:
+    """Run ``dev.set(recipe)`` to completion (with a sample loaded) and return the values ``signal`` took meanwhile
+    (the process values a monitor records)."""
+    dev.sample.put("s1")
+    seen: list[float] = []
+    getattr(dev, signal).subscribe(lambda value, **_: seen.append(value), run=False)
+    exc = wait_status(dev.set(recipe))
+    assert exc is None, exc
+    return seen
 
 
 def killed_mid_read(signal: Any, sim: SimulatorProcess) -> BaseException | None:
@@ -103,31 +103,6 @@ def garbage_then_stall(signal: Any, sim: SimulatorProcess) -> tuple[BaseExceptio
     return errors[0], errors[1]
 
 
-FAULT_CHECKS = ("set_completes", "errors_fail_status", "slow_reply_times_out", "reconnect", "stop_mid_action")
-
-
-def assert_conformant(name: str) -> None:
-    """The example ``name`` passes the conformance kit against its simulator, fault checks included (not skipped)."""
-    from labloop.devkit.instruments import check_file
-
-    report = check_file(example(name), simulated=True)
-    report.assert_ok()
-    for check in FAULT_CHECKS:
-        assert report[check].passed, report.summary()
-
-
-def assert_conformant_through_agent(name: str, simulator: str) -> None:
-    """`labloop devices check FILE --simulated --remote`: served by a real agent process, checked through its proxy."""
-    from typer.testing import CliRunner
-
-    from labloop.cli import app
-
-    only = [a for c in ("set_completes", "reconnect", "errors_fail_status") for a in ("--only", c)]
-    result = CliRunner().invoke(app, ["devices", "check", str(example(name)), "--simulated", "--remote", *only])
-    assert result.exit_code == 0, result.output
-    assert "all checks passed" in result.output and simulator in result.output and "labloop agent" in result.output
-
-
 def assert_description_refused(name: str, change: Any, message: str) -> None:
     """``change`` (a function editing the parsed YAML) makes the description fail to load, naming ``message``."""
     import pytest
@@ -141,13 +116,3 @@ def assert_description_refused(name: str, change: Any, message: str) -> None:
         load_spec(data)
     with pytest.raises(SpecError):
         device("x", spec=data)
-
-
-def raises_device_error(fn: Any) -> bool:
-    from labloop.errors import DeviceError
-
-    try:
-        fn()
-    except DeviceError:
-        return True
-    return False

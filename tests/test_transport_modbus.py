@@ -19,7 +19,7 @@ from labloop.devkit.instruments import check_file
 from labloop.errors import DeviceError, LimitError, SpecError
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.modbus import ModbusPoint, ModbusTransport
-from instrument_helpers import example, simulated, simulated_device, wait_for, wait_status
+from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
 
 FURNACE, MFC = "furnace_modbus.yaml", "mfc_modbus.yaml"
 
@@ -48,10 +48,7 @@ def test_without_a_simulation_block_simulated_is_a_clear_error(tmp_path):
 
 def test_the_process_value_follows_the_setpoint_with_a_lag_and_the_mfc_completes_on_its_done_bit():
     with simulated_device(FURNACE) as (furnace, sim):
-        furnace.sample.put("s1")
-        seen: list[float] = []
-        furnace.temperature.subscribe(lambda value, **_: seen.append(value), run=False)
-        assert wait_status(furnace.set({"temperature": 150, "ramp_rate": 0})) is None
+        seen = set_watching(furnace, "temperature", {"temperature": 150, "ramp_rate": 0})
         assert abs(furnace.temperature.get() - 150) <= 2.0
         assert sim.state()["sp"] == 150
         rising = [v for v in seen if 30 < v < 140]
@@ -176,3 +173,34 @@ def test_a_bad_description_is_refused_with_the_field_named(change, message):
         load_spec(data)
     with pytest.raises(SpecError):
         device("x", spec=data)
+
+
+def test_modbus_rtu_frames_through_a_gateway_pass_the_kit_too():
+    """RTU framing (CRC, no MBAP header) over TCP, as a serial-to-Ethernet gateway carries it: same device file,
+    address rtu+tcp://, a pymodbus server speaking RTU frames."""
+    from labloop.devkit.conformance import run_conformance
+
+    with simulated_device(MFC, framer="rtu") as (mfc, sim):
+        assert sim.address.startswith("rtu+tcp://")
+        report = run_conformance(mfc, endpoint=sim)
+        report.assert_ok()
+        assert report["set_completes"].passed and report["reconnect"].passed
+
+
+def test_poll_delivers_values_and_then_the_failure_when_the_controller_dies():
+    import threading
+
+    with simulated(FURNACE) as sim:
+        t = ModbusTransport(sim.address, timeout=0.5)
+        got: list = []
+        stop = threading.Event()
+        thread = t.poll(ModbusPoint(table="input", register=0, type="float32"), 0.01,
+                        lambda value, when: got.append(value), stop)
+        wait_for(lambda: len([v for v in got if isinstance(v, float)]) >= 3, what="three polled values")
+        sim.kill()
+        wait_for(lambda: any(isinstance(v, TransportError) for v in got), what="the failure to be polled")
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive()
+        assert all(20 < v < 30 for v in got if isinstance(v, float))  # the furnace at ambient
+        t.close()

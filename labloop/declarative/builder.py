@@ -43,20 +43,26 @@ class PointSignal(Signal):
     def __init__(self, *, spec: SignalSpec, live: bool = True, **kwargs: Any):
         super().__init__(value=_EMPTY[spec.dtype], **kwargs)
         self.spec, self.live = spec, live
+        self._inside = threading.local()  # set while subscribers run: a monitor that reads back gets the value
 
     @property
     def _device(self) -> "DeclarativeDevice":
         return self.root  # type: ignore[return-value]
 
     def get(self, **kwargs: Any) -> Any:
-        if self.live:
+        if self.live and not getattr(self._inside, "busy", False):
             self.update(self._device.transport.read(self._device.points[self.attr_name]))
         return self._readback
 
     def update(self, value: Any) -> Any:
-        """Record a value read from the instrument (typed by the signal's dtype) and tell subscribers."""
+        """Record a value read from the instrument (typed by the signal's dtype) and tell subscribers (a
+        subscriber that reads the signal gets this value, not another request to the instrument)."""
         value = _typed(value, self.spec.dtype, self.name)
-        Signal.put(self, value, force=True)
+        self._inside.busy = True
+        try:
+            Signal.put(self, value, force=True)
+        finally:
+            self._inside.busy = False
         return value
 
     def put(self, value: Any, **kwargs: Any) -> None:
@@ -69,7 +75,7 @@ class PointSignal(Signal):
                 raise LimitError(f"{dev.name}: {self.attr_name}={value!r} is outside its limits [{lo:g}, {hi:g}]",
                                  "change the value (or the campaign bounds) to lie within the limits")
         dev.transport.write(dev.points[self.attr_name], value)
-        Signal.put(self, _typed(value, self.spec.dtype, self.name), force=True)
+        self.update(value)
 
     def describe(self) -> dict[str, Any]:
         dev = self._device
@@ -109,10 +115,11 @@ class DeclarativeDevice(LabDevice):
         cls = transport_class(t.kind)
         self.transport = cls(address or t.address, timeout=timeout or t.timeout, connect_timeout=t.connect_timeout,
                              name=name, **t.options)
-        self.points = {n: cls.Point.model_validate(s.point) for n, s in spec.signals.items()}
+        self.points = {n: cls.Point.model_validate(s.point) for n, s in spec.signals.items() if s.point is not None}
         self.commands = {n: cls.Command.model_validate(c.point) for n, c in spec.commands.items()} if spec.commands \
             else {}
-        self.limits = {f: tuple(spec.signals[sp.signal].limits) for f, sp in spec.setpoints.items()}  # type: ignore
+        self.limits = {f: tuple(sp.limits or spec.signals[sp.signal].limits)  # type: ignore[arg-type, index]
+                       for f, sp in spec.setpoints.items()}
         self.default_timeout = spec.timeout
         self._stop = threading.Event()
 
@@ -153,7 +160,7 @@ class DeclarativeDevice(LabDevice):
     def do(self, action: Any) -> None:
         """Perform an ``ActionSpec``: its writes, then its command."""
         for sig, value in action.writes.items():
-            self.transport.write(self.points[sig], value)
+            getattr(self, sig).put(value)  # through the signal: its limits are checked, its value recorded
         if action.command:
             self.run_command(action.command)
 
@@ -164,13 +171,17 @@ class DeclarativeDevice(LabDevice):
             getattr(self, cmd.result).update(result)
         return result
 
+    def _check_stop(self, what: str) -> None:
+        if self._stop.is_set():
+            raise DeviceError(f"{self.name}: {what}: stopped (stop() was called)", "run the step again")
+
     def wait_until(self, what: str, done: Any, deadline: float) -> None:
         """Poll ``done()`` (reading the process signals each round) until true; fail on stop() or the deadline."""
         while not done():
             for s in self.spec.process:
                 getattr(self, s).get()
-            if self._stop.wait(self.spec.poll):
-                raise DeviceError(f"{self.name}: {what}: stopped (stop() was called)", "run the step again")
+            self._stop.wait(self.spec.poll)
+            self._check_stop(what)
             if time.monotonic() > deadline:
                 raise DeviceError(f"{self.name}: {what}: not complete after {self.default_timeout:g} s",
                                   "check the instrument; raise 'timeout' in its description for slow moves")
@@ -205,7 +216,9 @@ class DeclarativeStation(DeclarativeDevice, Station):
         deadline = time.monotonic() + self.default_timeout
         self.do(self.spec.start)
         for field, value in recipe.items():
-            getattr(self, self.spec.setpoints[field].signal).put(float(value))
+            signal = self.spec.setpoints[field].signal
+            if signal is not None:
+                getattr(self, signal).put(float(value))
         for field, value in recipe.items():
             self.complete(field, self.spec.setpoints[field], float(value), deadline)
 
@@ -218,8 +231,11 @@ class DeclarativeInstrument(DeclarativeDevice, Instrument):
     def measure(self) -> None:
         m = self.spec.measure
         assert m is not None
+        self.do(self.spec.start)
+        self._check_stop("measuring")
         if m.command is not None:
             self.run_command(m.command)
+            self._check_stop("measuring")
         for s in m.read:
             sig = getattr(self, s)
             sig.update(self.transport.read(self.points[s]))
@@ -242,7 +258,8 @@ def build_class(spec: InstrumentSpec, label: str = "instrument") -> type:
     attrs: dict[str, Any] = {"spec": spec, "process_signals": tuple(spec.process),
                              "__doc__": f"{spec.model} ({spec.transport.kind}), built from {label}."}
     for name, sig in spec.signals.items():
-        attrs[name] = Cpt(PointSignal, spec=sig, live=name not in measured, kind=sig.kind, doc=sig.doc or name)
+        attrs[name] = Cpt(PointSignal, spec=sig, live=name not in measured and sig.point is not None,
+                          kind=sig.kind, doc=sig.doc or name)
     return type(_class_name(spec.model), (base,), attrs)
 
 

@@ -40,7 +40,8 @@ class SimulationSpec(_Model):
 
 
 class SignalSpec(_Model):
-    point: dict[str, Any] = Field(description="Where the value lives, in the transport's terms.")
+    point: dict[str, Any] | None = Field(None, description="Where the value lives, in the transport's terms; none "
+                                         "for a value a Python subclass computes (e.g. from two readings).")
     dtype: Literal["number", "integer", "boolean", "string"] = "number"
     units: str | None = None
     kind: Literal["hinted", "normal", "config", "omitted"] = "normal"
@@ -52,7 +53,9 @@ class SignalSpec(_Model):
 class SetpointSpec(_Model):
     """A recipe field: write ``signal``; the move is complete when the completion rule holds."""
 
-    signal: str = Field(description="The (writable) signal the field is written to.")
+    signal: str | None = Field(None, description="The (writable) signal the field is written to (none: the value "
+                               "is only passed to the command).")
+    limits: tuple[float, float] | None = Field(None, description="Values the field may take (default: the signal's).")
     readback: str | None = Field(None, description="Complete when this signal is within tolerance of the value...")
     tolerance: float | None = Field(None, gt=0)
     settle: float = Field(0.0, ge=0, description="...for this many seconds in a row.")
@@ -63,6 +66,8 @@ class SetpointSpec(_Model):
     def _rule(self) -> "SetpointSpec":
         if self.readback is not None and self.tolerance is None:
             raise ValueError("a readback rule needs a tolerance")
+        if self.signal is None and self.command is None:
+            raise ValueError("a setpoint writes a signal or runs a command (or both)")
         return self
 
 
@@ -101,7 +106,8 @@ class InstrumentSpec(_Model):
     commands: dict[str, CommandSpec] = Field(default_factory=dict)
     measure: MeasureSpec | None = None
     health: HealthSpec = Field(default_factory=HealthSpec)
-    start: ActionSpec = Field(default_factory=ActionSpec, description="Done before each recipe (e.g. run mode).")
+    start: ActionSpec = Field(default_factory=ActionSpec, description="Done before each recipe or measurement "
+                              "(e.g. run mode, output on).")
     stop: ActionSpec = Field(default_factory=ActionSpec, description="Done by stop() (e.g. standby).")
     process: list[str] = Field(default_factory=list, description="Signals monitored while a recipe runs.")
     poll: float = Field(0.1, gt=0, description="Seconds between reads while waiting for a completion rule.")
@@ -137,9 +143,9 @@ class InstrumentSpec(_Model):
             need(sp.done, f"setpoints.{field}.done")
             if sp.command is not None and sp.command not in self.commands:
                 raise ValueError(f"setpoints.{field}.command '{sp.command}' is not among commands")
-            if self.signals[sp.signal].limits is None:
-                raise ValueError(f"setpoints.{field}: signal '{sp.signal}' needs limits (safety lives in the "
-                                 "driver: every setpoint is checked against them)")
+            if sp.limits is None and (sp.signal is None or self.signals[sp.signal].limits is None):
+                raise ValueError(f"setpoints.{field} needs limits (its own or its signal's: safety lives in the "
+                                 "driver, every setpoint is checked against them)")
         for name, cmd in self.commands.items():
             need(cmd.result, f"commands.{name}.result")
         if self.measure is not None:
@@ -195,6 +201,10 @@ def _check_points(spec: InstrumentSpec, label: str) -> None:
     except Exception as exc:  # noqa: BLE001 - LabloopError: unknown kind or library missing
         raise SpecError(f"{label}: transport: {getattr(exc, 'problem', exc)}", getattr(exc, "fix", None)) from None
     for name, sig in spec.signals.items():
+        if sig.point is None:
+            if sig.writable:
+                raise SpecError(f"{label}: signals.{name}: a writable signal needs a point", "add its point")
+            continue
         try:
             cls.Point.model_validate(sig.point)
         except ValidationError as exc:

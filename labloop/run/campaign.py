@@ -16,7 +16,7 @@ from typing import Any
 from labloop.errors import LabloopError, PluginError, SpecError
 from .liveness import ACTIVE_STATES, liveness
 from . import calibration, provenance
-from .lab import Lab, build_lab, check_against_lab, state_dir_for
+from .lab import Lab, build_lab, check_against_lab, state_dir_for, with_files_from
 from .lease import DEFAULT_TTL_S, CampaignLease
 from .objectives import TrialData, load_objective
 from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
@@ -68,6 +68,8 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     if time_scale is not None and spec.lab is not None:
         spec = spec.model_copy(update={"lab": spec.lab.model_copy(update={"time_scale": time_scale})})
     lab = None
+    if spec.lab is not None and any(d.file for d in spec.lab.devices.values()):
+        spec = spec.model_copy(update={"lab": with_files_from(spec.lab, source)})
     if with_lab and spec.lab is not None:
         try:
             lab = build_lab(spec.lab, spec.seed, state_dir=state_dir, name=spec.name,

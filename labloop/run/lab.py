@@ -148,6 +148,14 @@ def _accepted(factory: Any, **extra: Any) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if k in params}
 
 
+def with_files_from(spec: LabSpec, source: str) -> LabSpec:
+    """``lab.devices.NAME.file`` relative paths resolved from the folder of the campaign file ``source``."""
+    folder = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
+    devices = {n: d.model_copy(update={"file": os.path.join(folder, d.file)})
+               if d.file is not None and not os.path.isabs(d.file) else d for n, d in spec.devices.items()}
+    return spec.model_copy(update={"devices": devices})
+
+
 def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: str | None = None,
               store_url: str | None = None) -> Lab:
     """Instantiate the lab's devices (simulated and real). Constructors must not block on hardware.
@@ -173,6 +181,12 @@ def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: 
             from labloop.control.remote_lab import remote_device  # pyzmq only for labs that use it
 
             devices[name] = remote_device(name, dspec, store_url)
+            continue
+        if dspec.file is not None or dspec.spec is not None:  # an instrument described in YAML
+            from labloop.declarative import device
+
+            described = {"file": dspec.file} if dspec.file is not None else {"spec": dspec.spec}
+            devices[name] = device(name, **described, **dspec.config)
             continue
         cls = plugins.load(dspec.driver or "", "labloop.devices")
         try:

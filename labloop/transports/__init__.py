@@ -15,7 +15,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "modbus": ("labloop.transports.modbus", "ModbusTransport", "modbus"),
     "visa": ("labloop.transports.visa", "VisaTransport", "visa"),
     "serial": ("labloop.transports.serial", "SerialTransport", "serial"),
-    "opcua": ("labloop.transports.opcua", "OpcUaTransport", "opcua"),
+    "opcua": ("labloop.transports.opcua", "OpcuaTransport", "opcua"),
     "epics": ("labloop.transports.epics", "EpicsTransport", "epics"),
     "sila": ("labloop.transports.sila", "SilaTransport", "sila"),
 }

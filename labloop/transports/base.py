@@ -21,6 +21,8 @@ SCPI query), which the declarative schema validates a YAML file against before a
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -223,6 +225,18 @@ class Transport:
         """An error raised inside ``_read``/``_write``/``_command``: the operation and point are filled in by
         the caller (``operation == "?"`` until then)."""
         return cls(self.kind, self.address, "?", got, fix)
+
+
+def socket_hung_up(sock: Any) -> bool:
+    """Whether the peer of a connected TCP socket closed it (readable with nothing to read); False for anything that
+    is not a socket (the caller then learns of a hang-up on its next request)."""
+    if not isinstance(sock, socket.socket):
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _is_connection_loss(exc: BaseException) -> bool:

@@ -11,15 +11,13 @@ code; a reply pymodbus cannot frame becomes an error that shows the raw bytes re
 
 from __future__ import annotations
 
-import select
 import warnings
-import socket
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, model_validator
 
-from .base import PointModel, RefusedError, ReplyError, Transport
+from .base import PointModel, RefusedError, ReplyError, Transport, socket_hung_up
 
 _WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4,
           "bool": 1}
@@ -103,14 +101,7 @@ class ModbusTransport(Transport):
             client.close()
 
     def _idle_dropped(self) -> bool:
-        sock = getattr(self._client, "socket", None)
-        if not isinstance(sock, socket.socket):
-            return False
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
+        return socket_hung_up(getattr(self._client, "socket", None))
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:

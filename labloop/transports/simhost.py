@@ -7,10 +7,10 @@ it, and a control socket. It prints one JSON line on stdout: ``{"address": ..., 
 SimulatorProcess`) sends faults over the control socket; killing the process is the instrument losing power.
 
 A simulator class takes its options as keyword arguments and has ``async def serve(host) -> int`` (start the
-server on a free port of ``host``, return it) and ``address_template`` (e.g. ``"tcp://{host}:{port}"``). It may
-handle protocol-level faults (``fault(kind, **kw) -> bool``, e.g. a Modbus exception reply), report its model
-(``state() -> dict``) for tests, and learn the proxy's port (``async def fronted(port)``) when its protocol names
-its own port to clients (a CA search reply does).
+server on a free port of ``host``, return it) and ``address_template`` (e.g. ``"tcp://{host}:{port}"``). A line protocol's
+simulator names its ``terminator`` (an injected garbage reply is then a whole line). It may handle protocol-level
+faults (``fault(kind, **kw) -> bool``, e.g. a Modbus exception reply) and report its model
+(``state() -> dict``) for tests.
 
 Proxy faults, consumed by the next request (``count`` requests; ``None``: until cleared): ``slow`` (the reply
 ``delay`` s late), ``garbage`` (the reply replaced by ``text``), ``silent`` (no reply), ``disconnect`` (hang up on
@@ -43,8 +43,9 @@ class _Fault:
 class FaultProxy:
     """Forwards bytes between clients and the real server; injects faults per request/reply chunk."""
 
-    def __init__(self, upstream: int):
+    def __init__(self, upstream: int, terminator: str = ""):
         self.upstream = upstream
+        self.terminator = terminator.encode("latin-1")  # a line protocol's garbage is a garbage *line*
         self.faults: list[_Fault] = []
         self.clients: set[asyncio.StreamWriter] = set()
         self.server: asyncio.base_events.Server | None = None
@@ -98,6 +99,8 @@ class FaultProxy:
                     await asyncio.sleep(fault.delay)
                 if fault is not None and fault.kind == "garbage":
                     chunk = fault.text.encode("latin-1", errors="replace")
+                    if self.terminator and not chunk.endswith(self.terminator):
+                        chunk += self.terminator
                 writer.write(chunk)
                 await writer.drain()
             writer.close()
@@ -125,6 +128,9 @@ async def _control(sim: Any, proxy: FaultProxy, reader: asyncio.StreamReader, wr
                 kind = msg.pop("kind")
                 handler = getattr(sim, "fault", None)
                 if not (callable(handler) and handler(kind, **msg)):
+                    if proxy.server is None:
+                        raise ValueError(f"fault {kind!r}: this simulator has no fault proxy (its protocol "
+                                         "announces its own ports)")
                     if kind not in ("slow", "garbage", "silent", "disconnect"):
                         raise ValueError(f"unknown fault {kind!r}")
                     proxy.faults.append(_Fault(kind, **{k: v for k, v in msg.items() if k in
@@ -148,15 +154,13 @@ async def _control(sim: Any, proxy: FaultProxy, reader: asyncio.StreamReader, wr
 
 async def _main(ref: str, options: dict[str, Any], port: int) -> None:
     sim = plugins.load(ref, "labloop.simulators")(**options)
-    upstream = await sim.serve(HOST)
-    proxy = FaultProxy(upstream)
-    front = await proxy.start(port)
-    fronted = getattr(sim, "fronted", None)  # a server that names its own port to clients (EPICS CA) learns it
-    if callable(fronted):
-        await fronted(front)
+    proxied = getattr(sim, "proxied", True)  # False: the protocol announces its own ports (EPICS CA)
+    upstream = await (sim.serve(HOST) if proxied else sim.serve(HOST, port))  # unproxied: it keeps its port
+    proxy = FaultProxy(upstream, getattr(sim, "terminator", ""))
+    front = await proxy.start(port) if proxied else upstream
     control = await asyncio.start_server(lambda r, w: _control(sim, proxy, r, w), HOST, 0)
     address = sim.address_template.format(host=HOST, port=front)
-    print(json.dumps({"address": address, "port": front, "direct": sim.address_template.format(host=HOST,
+    print(json.dumps({"address": address, "port": front, "proxied": proxied, "direct": sim.address_template.format(host=HOST,
                       port=upstream), "control": control.sockets[0].getsockname()[1]}), flush=True)
     # the parent closes our stdin when it goes: a simulator never outlives the test or command that started it
     loop = asyncio.get_running_loop()

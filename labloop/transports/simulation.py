@@ -40,6 +40,7 @@ class SimulatorProcess:
         self._ctl: socket.socket | None = None
         self._ctl_buf = b""
         self._stderr = tempfile.TemporaryFile()
+        self.proxied = True
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> "SimulatorProcess":
@@ -71,6 +72,9 @@ class SimulatorProcess:
             line += chunk
         info = json.loads(line)
         self.address, self.direct, self.port = info["address"], info["direct"], int(info["port"])
+        #: whether faults on the wire (garbage, late replies, hang-ups) can be injected: a fault proxy stands in
+        #: front of the server; not for protocols that announce their own ports (EPICS CA)
+        self.proxied = bool(info.get("proxied", True))
         self._control_port = int(info["control"])
         return self
 

@@ -45,7 +45,12 @@ class _ModbusModel:
     readonly: tuple[tuple[int, int], ...] = ()  # (first register, count)
     floats: dict[int, tuple[float, float]] = {}  # writable float32 register -> accepted (low, high)
 
-    def __init__(self, time_scale: float = 1.0, seed: int = 0):
+    def __init__(self, time_scale: float = 1.0, seed: int = 0, framer: str = "socket"):
+        if framer not in ("socket", "rtu"):
+            raise ValueError(f"framer {framer!r}: socket (Modbus TCP) or rtu (RTU frames over TCP, a gateway)")
+        self.framer = framer
+        if framer == "rtu":
+            self.address_template = "rtu+tcp://{host}:{port}"
         self.time_scale = float(time_scale)
         self.rng = random.Random(seed)
         self._t = time.monotonic()
@@ -62,7 +67,10 @@ class _ModbusModel:
         if addr < self.size:
             blocks.append(SimData(addr, count=self.size - addr, values=0, datatype=DataType.REGISTERS))
         device = SimDevice(id=0, simdata=blocks, action=self._action)
-        self.server = ModbusTcpServer(device, address=(host, 0))
+        from pymodbus import FramerType
+
+        self.server = ModbusTcpServer(device, address=(host, 0),
+                                      framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET)
         await self.server.serve_forever(background=True)
         return self.server.transport.sockets[0].getsockname()[1]
 
