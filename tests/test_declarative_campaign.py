@@ -98,7 +98,8 @@ def test_a_bad_instrument_file_in_a_campaign_fails_validation_naming_the_field(t
     with RobotArmServer(positions=POSITIONS) as arm:
         campaign = tmp_path / "campaign.yaml"
         addresses = {"furnace": "tcp://127.0.0.1:1", "reactor": "opc.tcp://127.0.0.1:1", "tc": "ca://127.0.0.1:1",
-                     "smu": "TCPIP0::127.0.0.1::1::SOCKET", "balance": "socket://127.0.0.1:1"}
+                     "smu": "TCPIP0::127.0.0.1::1::SOCKET", "balance": "socket://127.0.0.1:1",
+                     "reader": "sila://127.0.0.1:1"}
         campaign.write_text(yaml.safe_dump(_campaign(tmp_path, arm, addresses)))
         result = CliRunner().invoke(app, ["validate", str(campaign)])
     assert result.exit_code == 2
