@@ -12,7 +12,7 @@ interleaved call by call (so machine load hits both alike), one read and one set
 Prints JSON lines ``{"bench": "transport_round_trip", "transport", "op", "path", "n", "p50_ms", "p90_ms",
 "overhead_ms"}`` where ``overhead_ms`` is the path's p50 minus raw's p50. Target: device read overhead <= 1 ms.
 
-Run: ``python benchmarks/transports.py [--n 300] [--transports modbus,visa,serial,opcua,epics] [--no-agent]``
+Run: ``python benchmarks/transports.py [--n 300] [--transports modbus,visa,serial,opcua,epics,sila] [--no-agent]``
 """
 
 from __future__ import annotations
@@ -116,6 +116,15 @@ def raw_epics(address: str) -> tuple[Callable[[], Any], Callable[[float], Any], 
     return (lambda: t.read(timeout=2).data[0]), (lambda v: sp.write([v], wait=True, timeout=2)), close
 
 
+def raw_sila(address: str) -> tuple[Callable[[], Any], Callable[[float], Any], Callable[[], None]]:
+    from sila2.client import SilaClient
+
+    host, _, port = address.removeprefix("sila://").rpartition(":")
+    c = SilaClient(host, int(port), insecure=True)
+    f = c.PlateReaderControl
+    return f.Temperature.get, (lambda v: f.SetTemperature(Temperature=float(v))), c.close
+
+
 # transport -> (example file, raw factory, read signal, (write signal, values to alternate))
 CASES: dict[str, tuple[str, Any, str, tuple[str, tuple[float, float]]]] = {
     "modbus": ("furnace_modbus.yaml", raw_modbus, "temperature", ("setpoint", (30.0, 31.0))),
@@ -123,6 +132,7 @@ CASES: dict[str, tuple[str, Any, str, tuple[str, tuple[float, float]]]] = {
     "serial": ("balance_mtsics.yaml", raw_serial, "weight_now", ("", (0, 0))),
     "opcua": ("reactor_opcua.yaml", raw_opcua, "temperature", ("temperature_setpoint", (30.0, 31.0))),
     "epics": ("temperature_epics.yaml", raw_epics, "temperature", ("setpoint", (30.0, 31.0))),
+    "sila": ("platereader_sila.yaml", raw_sila, "temperature", ("temperature", (30.0, 31.0))),
 }
 
 
@@ -183,7 +193,7 @@ def bench(kind: str, n: int, agent: bool) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--transports", default="modbus,visa,serial,opcua,epics")
+    ap.add_argument("--transports", default="modbus,visa,serial,opcua,epics,sila")
     ap.add_argument("--no-agent", action="store_true")
     args = ap.parse_args()
     for kind in args.transports.split(","):

@@ -53,3 +53,66 @@ def set_watching(dev: Any, signal: str, recipe: dict[str, Any]) -> list[float]:
     exc = wait_status(dev.set(recipe))
     assert exc is None, exc
     return seen
+
+
+def killed_mid_read(signal: Any, sim: SimulatorProcess) -> BaseException | None:
+    """Read ``signal`` while its simulator swallows the request, kill the simulator with the request in flight
+    (the instrument losing power mid-read), and return what the read raised (None if it returned)."""
+    transport = signal.root.transport
+    sim.inject("silent")
+    box: dict[str, BaseException] = {}
+
+    def read() -> None:
+        try:
+            signal.get()
+        except Exception as exc:  # noqa: BLE001 - returned to the test, which says what it expects
+            box["error"] = exc
+
+    t = threading.Thread(target=read)
+    t.start()
+    wait_for(lambda: not _free(transport._lock), what="the read to be in flight")
+    sim.kill()
+    t.join(10)
+    assert not t.is_alive(), "the read never ended after its server was killed"
+    return box.get("error")
+
+
+def _free(lock: Any) -> bool:
+    if lock.acquire(blocking=False):
+        lock.release()
+        return True
+    return False
+
+
+def garbage_then_stall(signal: Any, sim: SimulatorProcess) -> tuple[BaseException, BaseException]:
+    """Read ``signal`` once behind a garbled reply and once behind a reply 3 timeouts late; after each, the next
+    read must work (the device reconnected). Returns the two errors for the test to inspect."""
+    from labloop.transports.base import TransportError
+
+    errors = []
+    for kind, kw in (("garbage", {"text": "\x15#?garbled reply"}),
+                     ("slow", {"delay": 3 * signal.root.transport.timeout})):
+        sim.inject(kind, **kw)
+        try:
+            signal.get()
+        except TransportError as exc:
+            errors.append(exc)
+        else:
+            raise AssertionError(f"a read behind a '{kind}' fault succeeded")
+        signal.get()  # the next read works
+    return errors[0], errors[1]
+
+
+def assert_description_refused(name: str, change: Any, message: str) -> None:
+    """``change`` (a function editing the parsed YAML) makes the description fail to load, naming ``message``."""
+    import pytest
+    import yaml
+
+    from labloop.errors import SpecError
+
+    data = yaml.safe_load(example(name).read_text())
+    change(data)
+    with pytest.raises(SpecError, match=message):
+        load_spec(data)
+    with pytest.raises(SpecError):
+        device("x", spec=data)

@@ -21,11 +21,11 @@ from labloop.transports.base import TransportError
 from labloop_simulators.endpoints.robot_arm_server import RobotArmServer
 from instrument_helpers import example, simulated, wait_status
 
-POSITIONS = ["load_lock", "furnace", "reactor", "tc", "smu", "balance", "storage"]
+POSITIONS = ["load_lock", "furnace", "reactor", "tc", "smu", "balance", "reader", "storage"]
 #: one described instrument per transport: device -> (example file, simulator options for the test)
 INSTRUMENTS = {"furnace": ("furnace_modbus.yaml", {}), "reactor": ("reactor_opcua.yaml", {}),
                "tc": ("temperature_epics.yaml", {}), "smu": ("smu_visa.yaml", {"sheet_resistance": 210.0}),
-               "balance": ("balance_mtsics.yaml", {"load": 2.5})}
+               "balance": ("balance_mtsics.yaml", {"load": 2.5}), "reader": ("platereader_sila.yaml", {})}
 
 
 def _campaign(tmp_path, arm, addresses: dict[str, str]) -> dict:
@@ -53,6 +53,7 @@ def _campaign(tmp_path, arm, addresses: dict[str, str]) -> dict:
             {"kind": "transfer", "to": "tc"}, {"kind": "synthesize", "device": "tc"},
             {"kind": "transfer", "to": "smu"}, {"kind": "measure", "device": "smu"},
             {"kind": "transfer", "to": "balance"}, {"kind": "measure", "device": "balance"},
+            {"kind": "transfer", "to": "reader"}, {"kind": "measure", "device": "reader"},
             {"kind": "transfer", "to": "storage"},
         ],
     }
@@ -83,8 +84,9 @@ def test_a_campaign_naming_one_described_instrument_per_transport_runs_against_t
         assert abs(sims["tc"].state()["sp"] - last["dry_t"]) < 1e-3  # over Channel Access
         assert abs(sims["reactor"].state()["temperature"] - last["reactor_t"]) < 2  # over OPC UA
         assert "S" in sims["balance"].state()["requests"]  # MT-SICS over serial
+        assert sims["reader"].state()["reads"] == 2  # one plate read per trial, an observable command over SiLA 2
         steps = store.steps(campaign_id=runner.campaign.id)
-        assert {s.device for s in steps if s.kind == "measure"} == {"smu", "balance"}
+        assert {s.device for s in steps if s.kind == "measure"} == {"smu", "balance", "reader"}
         assert all(s.state == "done" for s in steps)
 
 
@@ -96,7 +98,8 @@ def test_a_bad_instrument_file_in_a_campaign_fails_validation_naming_the_field(t
     with RobotArmServer(positions=POSITIONS) as arm:
         campaign = tmp_path / "campaign.yaml"
         addresses = {"furnace": "tcp://127.0.0.1:1", "reactor": "opc.tcp://127.0.0.1:1", "tc": "ca://127.0.0.1:1",
-                     "smu": "TCPIP0::127.0.0.1::1::SOCKET", "balance": "socket://127.0.0.1:1"}
+                     "smu": "TCPIP0::127.0.0.1::1::SOCKET", "balance": "socket://127.0.0.1:1",
+                     "reader": "sila://127.0.0.1:1"}
         campaign.write_text(yaml.safe_dump(_campaign(tmp_path, arm, addresses)))
         result = CliRunner().invoke(app, ["validate", str(campaign)])
     assert result.exit_code == 2

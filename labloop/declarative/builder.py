@@ -147,6 +147,9 @@ class DeclarativeDevice(LabDevice):
 
     def stop(self, *, success: bool = False) -> None:
         self._stop.set()
+        interrupt = getattr(self.transport, "interrupt", None)  # stop waiting on a running command (SiLA)
+        if callable(interrupt):
+            interrupt()
         try:
             self.do(self.spec.stop)
         except DeviceError:

@@ -17,6 +17,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "serial": ("labloop.transports.serial", "SerialTransport", "serial"),
     "opcua": ("labloop.transports.opcua", "OpcuaTransport", "opcua"),
     "epics": ("labloop.transports.epics", "EpicsTransport", "epics"),
+    "sila": ("labloop.transports.sila", "SilaTransport", "sila"),
 }
 
 
