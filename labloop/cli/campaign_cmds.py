@@ -265,11 +265,12 @@ def register(app: typer.Typer) -> None:
 
 def _check_export(path: Path, store: str | None, server: str | None, campaign: str | None, klass: str | None,
                   fmt: str) -> None:
+    from labloop.data import sharing
     from labloop.data.leakcheck import check_export
 
     if server is not None:
         raise LabloopError("--check reads the campaign from the store", "run it where the store is, with --store")
-    st = Store(_store_url(store), create=False)
+    st = open_store(_store_url(store))
     try:
         # the manifest's format, else the file's suffix (out.parquet), else --format
         known = sharing.manifest_path(path).is_file() or path.suffix.lstrip(".") in sharing.FORMATS

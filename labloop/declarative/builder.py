@@ -31,11 +31,6 @@ from .schema import InstrumentSpec, SetpointSpec, SignalSpec, load_spec
 _EMPTY = {"number": math.nan, "integer": 0, "boolean": False, "string": ""}
 
 
-def reserved_names(role: str) -> set[str]:
-    base = Station if role == "station" else Instrument
-    return {n for n in dir(base) if not n.startswith("__")} | {"transport", "spec", "model"}
-
-
 class PointSignal(Signal):
     """One value of the instrument: reads through the device's transport (``live``), or holds what the last
     measurement put there (an instrument's results). ``put`` checks the limits, then writes through."""

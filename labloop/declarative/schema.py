@@ -119,7 +119,7 @@ class InstrumentSpec(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> "InstrumentSpec":
-        from labloop.declarative.builder import reserved_names
+        from labloop.declarative.names import reserved_names
 
         bad = sorted(set(self.signals) & reserved_names(self.role))
         if bad:
