@@ -169,22 +169,27 @@ def register(app: typer.Typer) -> None:
             help="Campaign id, uid or name (default: the running campaign, else the latest).")] = None,
         server: ServerOpt = None,
         key: KeyOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the campaign view as JSON (what the dashboard's "
+                                              "/api/campaigns/NAME serves) instead of lines for a person.")] = False,
     ) -> None:
         """Show a campaign's state, its runner's liveness, what each station is doing, trials awaiting approval,
         trial counts, the best result and why it stopped."""
         client = Client.from_options(server, key)
         if client is not None:
             try:
-                print_status(client.call("status", campaign=campaign))
+                snap = client.call("status", campaign=campaign)
             finally:
                 client.close()
-            return
-        st = Store(_store_url(store), create=False)
-        try:
-            snap = snapshot(st, campaign)
-        finally:
-            st.close()
-        print_status(snap)
+        else:
+            st = Store(_store_url(store), create=False)
+            try:
+                snap = snapshot(st, campaign)
+            finally:
+                st.close()
+        if as_json:
+            typer.echo(json.dumps(snap, indent=1))
+        else:
+            print_status(snap)
 
     @app.command("export")
     @user_errors

@@ -111,10 +111,12 @@ def register(app: typer.Typer) -> None:
         happened before (or while the connection was down)."""
         client = _client(server, key)
         name = None
-        if campaign is not None:
-            name = client.call("status", campaign=campaign)["campaign"]["name"]
-        f = Follower(client, stream or client.key.stream or stream_address(client.address), name)
         view = WatchView()
+        if campaign is not None:
+            snap = client.call("status", campaign=campaign)
+            name = snap["campaign"]["name"]
+            view.seed(snap)  # best so far is the campaign view's (the store's), not only what the stream says next
+        f = Follower(client, stream or client.key.stream or stream_address(client.address), name)
         try:
             events = f.catch_up(campaign) if campaign is not None else []
             with Live(view.render(), console=console, refresh_per_second=8,
@@ -140,6 +142,12 @@ class WatchView:
         self.keep = keep
         self.lines: list[str] = []
         self.campaigns: dict[int, dict[str, Any]] = {}
+
+    def seed(self, snap: dict[str, Any]) -> None:
+        """Start a campaign's row from its view (``status``)."""
+        c, best = snap["campaign"], snap.get("best")
+        self.campaigns[c["id"]] = {"name": c["name"], "docs": 0, "seq": 0, "state": c["state"],
+                                   "best": "-" if best is None else f"{best['value']:.4g} (trial {best['trial']})"}
 
     def add(self, events: list[dict[str, Any]]) -> bool:
         """Take events; True when one of them ended its campaign."""

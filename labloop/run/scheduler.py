@@ -141,7 +141,8 @@ class Scheduler:
 
     def _on_quarantine(self, device: str, reason: str) -> None:
         self.store.audit(self.campaign.id, "station.quarantine", {"device": device, "reason": reason}, user="labloop")
-        self.observer("alert", {"message": f"station {device} taken out of service: {reason}"})
+        self.observer("alert", {"message": f"station {device} taken out of service: {reason}", "device": device,
+                                "action": "station.quarantine"})
 
     def _alert(self, action: str, message: str, detail: dict[str, Any]) -> None:
         """A safety-relevant event: audited, shown to the operator, never swallowed."""
@@ -428,6 +429,9 @@ class Scheduler:
             if self.spec.lab is not None and self.spec.lab.calibration:
                 # a calibration recorded meanwhile (`labloop calibrate` while paused) is put in force here
                 restored += [f"{d} (calibration)" for d in calibration.restore(self.store, self.lab)]
+            back = [d for d in restored if not d.endswith(" (calibration)")]
+            if back:  # the one record that these stations are back in service (the campaign view reads it)
+                self.store.audit(self.campaign.id, "station.restore", {"devices": back}, user=req.user)
             self.need_operator = None
             self.paused.clear()
             changes.update(state="running", control="run", note=None)
@@ -459,6 +463,7 @@ class Scheduler:
             if req.action == "approve":
                 t = self.store.transition(t.id, S.PROPOSED, S.APPROVED)
                 self.store.audit(self.campaign.id, "trial.approve", {"trial": n}, req.user)
+                self.observer("approved", {"trial": t})
                 if not self.stopping.is_set():
                     self._launch(t)
             else:
@@ -726,7 +731,7 @@ class Scheduler:
         walk.state = S.RUNNING
         if first:
             self.store.locate_sample(self.campaign.id, walk.trial.sample_id, walk.location, walk.trial.id)
-        self.observer("started", {"trial": walk.trial, "of": self.spec.stopping.max_trials})
+        self.observer("started", {"trial": walk.trial, "of": self.spec.stopping.max_trials, "location": walk.location})
 
     def _placed(self, trial: Trial) -> None:
         with self._lock:

@@ -1,7 +1,9 @@
-/* The live campaign page: draws the snapshot the server embedded, then keeps it live from server-sent events.
-   The store is the truth: on any event that changes the campaign's structure the page fetches a fresh snapshot
-   (debounced), so a missed or unknown event can never leave it wrong; process-stream readings are plotted as they
-   arrive. EventSource reconnects by itself with Last-Event-ID, and the server sends what the page missed. */
+/* The live campaign page: draws the campaign view (labloop/data/view.py) the server embedded, then keeps it live
+   from server-sent events with LabloopView.apply (static/view.js, the same function as the server's). An event whose
+   effect it does not carry (a pause, an alert, a crash) marks the view stale: the page reads the view again
+   (debounced) and applies on top what came after, so it ends where a fresh read would; process-stream readings are
+   plotted as they arrive. EventSource reconnects by itself with Last-Event-ID, and the server sends what the page
+   missed. */
 "use strict";
 (function () {
   const $ = id => document.getElementById(id);
@@ -21,7 +23,16 @@
     $("note").textContent = c.note && (c.state === "running" || c.state === "paused") ? "waiting: " + c.note : "";
     $("stop-reason").textContent = c.stop_reason ? "stopped: " + c.stop_reason : "";
     document.body.setAttribute("data-state", c.state);
+    renderControls();
     renderConvergence(); renderPareto(); renderLab(); renderStreams(); renderApprovals(); renderTrials();
+  }
+
+  function renderControls() {
+    /* the buttons the server rendered are those the user's role allows; only those the campaign's state allows
+       are shown (a finished campaign offers none) */
+    const allowed = new Set(snap.actions || []);
+    document.querySelectorAll("#controls button[data-action]").forEach(b => { b.hidden = !allowed.has(b.dataset.action); });
+    $("controls").setAttribute("data-actions", [...allowed].filter(a => page.can[a]).sort().join(" "));
   }
 
   function renderConvergence() {
@@ -68,10 +79,13 @@
     });
     if (!snap.running_steps.length) { const row = t.insertRow(); const c = text("td", "no station is working"); c.colSpan = 5; row.appendChild(c); }
     box.appendChild(t);
-    const where = snap.samples.filter(s => !/^(done|discard|bin)/.test(s.location)).slice(-12);
-    if (where.length) box.appendChild(text("p", "samples: " + where.map(s => `${s.sample} @ ${s.location}`).join(", ")));
-    if (snap.quarantined.length) box.appendChild(text("p", "out of service: " + snap.quarantined.join(", "), "alert"));
-    snap.alerts.slice(-5).forEach(a => box.appendChild(text("p", `${(a.at || "").slice(11, 19)} ${a.action}: ${a.detail && (a.detail.message || a.detail.reason || a.detail.device || "")}`, "alert")));
+    /* where every sample of a trial in flight is (LabloopView.digest: what every surface agrees on) */
+    const where = Object.entries(LabloopView.digest(snap).samples);
+    const p = text("p", where.length ? "samples: " + where.map(([s, l]) => `${s} @ ${l}`).join(", ") : "no sample in flight");
+    p.id = "samples"; p.setAttribute("data-samples", JSON.stringify(Object.fromEntries(where)));
+    box.appendChild(p);
+    if (snap.quarantined.length) { const q = text("p", "out of service: " + snap.quarantined.join(", "), "alert"); q.id = "quarantined"; box.appendChild(q); }
+    snap.alerts.slice(-5).forEach(a => box.appendChild(text("p", `${(a.at || "").slice(11, 19)} ${a.action}: ${a.message || ""}`, "alert")));
   }
 
   function renderStreams() {
@@ -143,7 +157,11 @@
     clear($("trials")).appendChild(table);
   }
 
-  let pending = null;
+  let pending = null, sinceRead = [];
+  function publish() {
+    /* what the page shows, for tests and the differential check: the digest of the view it draws */
+    live.view = snap; document.body.setAttribute("data-digest", JSON.stringify(LabloopView.digest(snap)));
+  }
   function refresh() {
     if (pending) return;
     pending = setTimeout(async () => {
@@ -151,9 +169,16 @@
       try {
         const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.campaign.name)}`, {credentials: "same-origin"});
         if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
-        if (r.ok) { const s = await r.json(); s.last_seq = live.lastSeq; snap = s; live.refreshes++; render(); }
+        if (r.ok) {
+          /* the fresh view, with the events that came after it was read applied on top (apply skips the rest) */
+          const s = await r.json(), since = sinceRead;
+          sinceRead = [];
+          since.forEach(e => LabloopView.apply(s, e));
+          delete s.stale;
+          snap = s; live.refreshes++; render(); publish();
+        }
       } catch (e) { /* the next event retries */ }
-    }, 80);
+    }, REREAD_MS);
   }
 
   /* Live events come from the server in batches (?thin=1, labloop/web/thin.py): every campaign event, and the
@@ -165,9 +190,11 @@
      window.labloopLive.arrivals notes, per event, when it arrived and when it was drawn: a campaign event once the
      DOM update of the frame that shows it is done, a reading once the stream chart that shows it is redrawn (one
      that no running step shows is never "drawn"). The latency benchmark reads it. */
-  const STREAM_MS = 1000, REFETCH_MS = 1000, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000, FALLBACK_MS = 250;
-  const TRIAL_EVENTS = new Set(["proposal", "trial_start", "measurement", "failure"]);
-  let drawQueued = false, fallback = null, later = null, unshown = [], unplotted = [];
+  const REREAD_MS = 300;  /* after the event that asks for it: the runner commits what a pause changed just after
+                             announcing it (labloop/control/stream.py REREAD_AFTER_S) */
+  const STREAM_MS = 1000, REFETCH_MS = 500, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000, FALLBACK_MS = 250;
+  const TRIAL_EVENTS = new Set(["proposal", "approval", "trial_start", "measurement", "failure"]);
+  let controlsDirty = false, drawQueued = false, fallback = null, later = null, unshown = [], unplotted = [];
   let streamsDirty = false, stepsMoved = false, trialsDirty = false, labDirty = false, structural = false, lastStreams = 0, lastFetch = 0;
   live.startSeq = live.lastSeq; live.thinned = 0;
 
@@ -184,38 +211,14 @@
     }
     unshown.push([arrival, body]);
     if (kind === "document") return;
-    if (TRIAL_EVENTS.has(kind) && body && body.trial && typeof body.trial === "object") {
-      upsertTrial(body.trial, kind === "proposal" && body.approval);
-    } else if ((kind === "step_start" || kind === "step_end") && body) {
-      stepEvent(kind, body);
-    } else if (kind !== "best") {
-      structural = true;
-    }
-  }
-
-  function upsertTrial(t, awaiting) {
-    const row = {number: t.number, state: t.state, source: t.source, params: t.params || {}, values: t.values || {},
-                 failure: t.failure_reason, sample: t.sample_id};
-    const i = snap.trials.findIndex(x => x.number === t.number);
-    if (i < 0) snap.trials.push(row); else snap.trials[i] = Object.assign(snap.trials[i], row);
-    snap.awaiting = snap.awaiting.filter(n => n !== t.number);
-    if (awaiting && t.state === "proposed") snap.awaiting.push(t.number);
-    trialsDirty = true;
-  }
-
-  function stepEvent(kind, b) {
-    /* what each station does, from the step events themselves: a trial is on one step at a time */
-    const old = snap.running_steps.find(r => r.trial === b.trial);
-    snap.running_steps = snap.running_steps.filter(r => r.trial !== b.trial);
-    if (kind === "step_start") {
-      snap.running_steps.push({trial: b.trial, label: b.step, device: b.device, attempt: b.attempt || 1,
-                               since: new Date().toISOString().slice(11, 19),
-                               sample: old ? old.sample : (snap.trials.find(t => t.number === b.trial) || {}).sample,
-                               stream: old ? old.stream : []});
-    } else if (old && old.label !== b.step) {
-      snap.running_steps.push(old);  // the end of an earlier step, arriving after the next one began
-    }
-    labDirty = streamsDirty = stepsMoved = true;  // the streams shown are those of the running steps: redraw now
+    const e = {seq: seq, kind: kind, body: body};
+    LabloopView.apply(snap, e);
+    sinceRead.push(e);
+    if (sinceRead.length > ARRIVALS) sinceRead.shift();
+    if (TRIAL_EVENTS.has(kind) || kind === "best") trialsDirty = labDirty = true;
+    if (kind === "step_start" || kind === "step_end") labDirty = streamsDirty = stepsMoved = true;  // redraw the running steps' streams now
+    if (snap.stale) { delete snap.stale; structural = true; }
+    controlsDirty = true;
   }
 
   function schedule() {
@@ -233,13 +236,16 @@
       /* the list names campaign events and run starts/ends; readings are plotted, not listed */
       const list = $("events"), items = document.createDocumentFragment();
       unshown.filter(([a, body]) => a.kind !== "document" || (body && body.name !== "descriptor")).slice(-30).reverse()
-        .forEach(([a, body]) => items.appendChild(text("li", `${a.seq ?? ""} ${a.kind}${body && body.name ? " " + body.name : ""}`)));
+        .forEach(([a, body]) => items.appendChild(text("li", describe(a.seq, a.kind, body))));
       list.insertBefore(items, list.firstChild);
       while (list.childNodes.length > 200) list.removeChild(list.lastChild);
       list.setAttribute("data-last-seq", String(live.lastSeq));
     }
     if (trialsDirty) { trialsDirty = false; renderConvergence(); renderPareto(); renderApprovals(); renderTrials(); }
     if (labDirty) { labDirty = false; renderLab(); }
+    if (controlsDirty) { controlsDirty = false; renderControls(); const st = $("state"); st.textContent = snap.campaign.state;
+      st.className = "state s-" + snap.campaign.state; document.body.setAttribute("data-state", snap.campaign.state); }
+    publish();
     const streamsDue = streamsDirty && (stepsMoved || now - lastStreams >= STREAM_MS);
     /* the stream charts are the heaviest part: never in the frame that shows campaign events, so those are
        painted as soon as they are applied; the charts follow in the next frame */
@@ -254,6 +260,25 @@
                                         structural ? lastFetch + REFETCH_MS : Infinity) - now);
       later = setTimeout(() => { later = null; schedule(); }, wait);
     }
+  }
+
+  function describe(seq, kind, b) {
+    /* one line per event, as `labloop watch` prints it: the trial, what happened, its value or message */
+    b = b || {};
+    const t = b.trial && typeof b.trial === "object" ? b.trial : null, n = t ? t.number : b.trial;
+    const head = `${seq ?? ""} ` + (n != null ? `trial ${n} ` : "");
+    const vals = v => Object.entries(v || {}).map(([k, x]) => `${k}=${fmt(x)}`).join(" ");
+    if (kind === "document") return `${head}run ${b.name || ""}`;
+    if (kind === "proposal" || kind === "trial_start" || kind === "approval") return `${head}${kind.replace("_", " ")}: ${vals(t && t.params)}`;
+    if (kind === "measurement") return `${head}measured: ${vals(t && t.values)}`;
+    if (kind === "failure") return `${head}${t ? t.state : "failed"}: ${t ? t.failure_reason || "" : ""}`;
+    if (kind === "step_start") return `${head}step ${b.step} on ${b.device} (attempt ${b.attempt || 1})`;
+    if (kind === "step_end") return `${head}step ${b.step} ${b.exit_status || ""}${b.location ? " → " + b.location : ""}${b.reason ? ": " + b.reason : ""}`;
+    if (kind === "best") return `${head}best so far: ${b.objective} = ${fmt(b.value)}`;
+    if (kind === "campaign_end") return `${head}campaign ended: ${b.state}${b.stop_reason ? " (" + b.stop_reason + ")" : ""}`;
+    if (kind === "stopped") return `${head}stopped: ${b.reason || ""}`;
+    if (kind === "paused" || kind === "resumed") return `${head}${kind}${b.reason ? ": " + b.reason : ""}`;
+    return `${head}${kind}${b.message ? ": " + b.message : ""}`;
   }
 
   function streamPoint(doc) {
@@ -289,7 +314,7 @@
     b.onclick = () => { if (b.dataset.action !== "estop" || confirm("Emergency stop every device of this campaign?")) act(b.dataset.action, {}); };
   });
   $("state-filter").onchange = renderTrials;
-  render();
+  render(); publish();
   function connect() {
     const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.campaign.name)}/events?thin=1&after=${live.lastSeq}`);
     src.addEventListener("batch", e => {
