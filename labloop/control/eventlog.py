@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from labloop.data.view import best_entry
+from labloop.run.best import feasible
 from labloop.spec import CampaignSpec
 from labloop.store import Store
 from labloop.store.events import add_events, last_seq
@@ -29,11 +30,12 @@ from labloop.store.events import add_events, last_seq
 COMMIT_EVERY_S = 0.02
 
 
-def _trial(t: Any, state: Any = None, **extra: Any) -> dict[str, Any]:
+def _trial(spec: CampaignSpec, t: Any, state: Any = None, **extra: Any) -> dict[str, Any]:
     """A trial as its events carry it. ``state``: the state it has now, where the object handed over is older
     (the scheduler announces a start with the trial it read before the transition to running)."""
     return {"number": t.number, "state": str(state or t.state), "params": t.params, "values": t.values,
-            "source": t.source, "sample_id": t.sample_id, "failure_reason": t.failure_reason, **extra}
+            "source": t.source, "sample_id": t.sample_id, "failure_reason": t.failure_reason,
+            "feasible": feasible(spec, t.values), **extra}
 
 
 def _reason(reason: Any) -> str:
@@ -83,12 +85,12 @@ class EventLog:
     def observer(self, kind: str, data: dict[str, Any]) -> None:
         """The scheduler's observer, turned into stream events."""
         if kind == "proposed":
-            self.emit("proposal", {"trial": _trial(data["trial"]), "approval": data.get("approval", False)})
+            self.emit("proposal", {"trial": _trial(self.spec, data["trial"]), "approval": data.get("approval", False)})
         elif kind == "approved":
-            self.emit("approval", {"trial": _trial(data["trial"])})
+            self.emit("approval", {"trial": _trial(self.spec, data["trial"])})
         elif kind == "started":
             where = {"location": data["location"]} if data.get("location") else {}
-            self.emit("trial_start", {"trial": _trial(data["trial"], "running", **where)})
+            self.emit("trial_start", {"trial": _trial(self.spec, data["trial"], "running", **where)})
         elif kind == "step":
             if data.get("to"):
                 self._moves[(data.get("trial"), data.get("step"))] = str(data["to"])
@@ -97,9 +99,9 @@ class EventLog:
         elif kind == "finished":
             t = data["trial"]
             if str(t.state) == "done":
-                self.emit("measurement", {"trial": _trial(t)})
+                self.emit("measurement", {"trial": _trial(self.spec, t)})
             else:
-                self.emit("failure", {"trial": _trial(t)})
+                self.emit("failure", {"trial": _trial(self.spec, t)})
             self._maybe_best(t)
         elif kind == "alert":
             self.emit("alert", {k: v for k, v in data.items() if isinstance(v, (str, int, float, list))

@@ -87,10 +87,12 @@ def best_entry(spec: CampaignSpec, trials: list[Any]) -> dict[str, Any] | None:
     return out
 
 
-def trial_row(t: Any, state: str | None = None) -> dict[str, Any]:
-    """A trial as the view holds it (and the stream's trial events carry it)."""
-    return {"number": t.number, "state": str(state or t.state), "source": t.source, "params": t.params or {},
-            "values": t.values or {}, "failure": t.failure_reason, "sample": t.sample_id}
+def trial_row(spec: CampaignSpec, t: Any) -> dict[str, Any]:
+    """A trial as the view holds it; ``feasible`` by :func:`labloop.run.best.feasible` (the page's best-so-far line
+    counts only those)."""
+    return {"number": t.number, "state": str(t.state), "source": t.source, "params": t.params or {},
+            "values": t.values or {}, "failure": t.failure_reason, "sample": t.sample_id,
+            "feasible": _best.feasible(spec, t.values)}
 
 
 def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool = False) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool =
                        for o in spec.objectives],
         "parameters": spec.parameter_names(),
         "approval": bool(spec.scheduling.approval),
-        "trials": [trial_row(t) for t in trials],
+        "trials": [trial_row(spec, t) for t in trials],
         "samples": sorted(({"sample": s.sample_id, "location": s.location,
                             "trial": by_id[s.trial_id].number if s.trial_id in by_id else None}
                            for s in st.samples(c.id)), key=lambda s: s["sample"]),
@@ -217,7 +219,8 @@ def apply(view: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
 def _upsert_trial(view: dict[str, Any], t: dict[str, Any], awaiting: bool) -> None:
     row = {"number": t["number"], "state": t["state"], "source": t.get("source"), "params": t.get("params") or {},
-           "values": t.get("values") or {}, "failure": t.get("failure_reason"), "sample": t.get("sample_id")}
+           "values": t.get("values") or {}, "failure": t.get("failure_reason"), "sample": t.get("sample_id"),
+           "feasible": bool(t.get("feasible"))}
     trials = view["trials"]
     old = next((x for x in trials if x["number"] == row["number"]), None)
     if old is None:

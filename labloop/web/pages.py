@@ -74,7 +74,7 @@ def campaign(user: WebUser, snap: dict[str, Any], can: dict[str, bool]) -> str:
     body = (
         f'<h1><span id="cname">{esc(c["name"])}</span> <span id="state" class="state s-{esc(c["state"])}">'
         f'{esc(c["state"])}</span></h1>'
-        f'<p id="liveness"></p><p id="note"></p><p id="stop-reason"></p>'
+        f'<p id="liveness"></p><p id="note"></p><p id="stop-reason"></p><p id="best"></p>'
         f'<div id="controls">{controls}</div><p id="action-result" role="status"></p>'
         '<div class="grid">'
         '<section><h2>Convergence</h2><div id="convergence"></div></section>'

@@ -35,13 +35,26 @@
     $("controls").setAttribute("data-actions", [...allowed].filter(a => page.can[a]).sort().join(" "));
   }
 
+  function renderBest() {
+    /* the campaign's best as the view names it (labloop/run/best.py: feasible first; several objectives: the
+       Pareto set and the one trial named) */
+    const b = snap.best, p = $("best");
+    p.setAttribute("data-trial", b ? String(b.trial) : "");
+    p.setAttribute("data-pareto", b && b.pareto ? b.pareto.join(" ") : "");
+    p.textContent = !b ? "best so far: no feasible trial yet" :
+      `best so far: trial ${b.trial}: ${b.objective} = ${fmt(b.value)}${b.unit ? " " + b.unit : ""}` +
+      (b.pareto ? ` (Pareto set: trials ${b.pareto.join(", ")})` : "");
+  }
+
   function renderConvergence() {
+    renderBest();
     const o = snap.objectives[0], pts = [], best = [];
     let b = null;
     snap.trials.slice().sort((x, y) => x.number - y.number).forEach(t => {
       const v = t.values[o.name];
       if (t.state !== "done" || typeof v !== "number") return;
       pts.push([t.number, v, `trial ${t.number}: ${fmt(v)}`]);
+      if (!t.feasible) return;  /* best so far counts feasible trials only (labloop/run/best.py) */
       if (b === null || better(o, v, b)) b = v;
       best.push([t.number, b]);
     });
@@ -58,9 +71,8 @@
     $("pareto-section").hidden = false;
     const [a, b] = snap.objectives;
     const done = snap.trials.filter(t => t.state === "done" && typeof t.values[a.name] === "number" && typeof t.values[b.name] === "number");
-    const dominated = (p, q) => !better(a, p.values[a.name], q.values[a.name]) && !better(b, p.values[b.name], q.values[b.name]) &&
-      (q.values[a.name] !== p.values[a.name] || q.values[b.name] !== p.values[b.name]);
-    const front = done.filter(p => !done.some(q => dominated(p, q)));
+    const inFront = new Set((snap.best && snap.best.pareto) || []);  /* the view's Pareto set (labloop/run/best.py) */
+    const front = done.filter(t => inFront.has(t.number));
     const pt = t => [t.values[a.name], t.values[b.name], `trial ${t.number}`];
     LabloopPlot.chart($("pareto"), [
       {name: "measured", points: done.map(pt), kind: "dots", cls: "measured"},
@@ -158,6 +170,16 @@
   }
 
   let pending = null, sinceRead = [];
+  live.rendered = () => {
+    /* what the page shows, read back from the DOM (the differential test compares it with the store) */
+    const trials = {}, q = $("quarantined");
+    document.querySelectorAll("#trials-table tr[data-number]").forEach(r => { trials[r.dataset.number] = r.dataset.state; });
+    const shown = [...document.querySelectorAll("#controls button[data-action]")].filter(b => !b.hidden).map(b => b.dataset.action).sort();
+    const best = $("best").getAttribute("data-trial"), pareto = $("best").getAttribute("data-pareto");
+    return {state: $("state").textContent, trials: trials, samples: JSON.parse($("samples").getAttribute("data-samples") || "{}"),
+            best: best ? [+best, pareto ? pareto.split(" ").map(Number) : []] : null, buttons: shown,
+            quarantined: q ? q.textContent.replace("out of service: ", "").split(", ").sort() : [], lastSeq: live.lastSeq};
+  };
   function publish() {
     /* what the page shows, for tests and the differential check: the digest of the view it draws */
     live.view = snap; document.body.setAttribute("data-digest", JSON.stringify(LabloopView.digest(snap)));

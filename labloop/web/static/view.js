@@ -23,7 +23,7 @@
 
   function upsertTrial(view, t, awaiting) {
     const row = {number: t.number, state: t.state, source: t.source, params: t.params || {}, values: t.values || {},
-                 failure: t.failure_reason, sample: t.sample_id};
+                 failure: t.failure_reason, sample: t.sample_id, feasible: !!t.feasible};
     const old = view.trials.find(x => x.number === row.number);
     if (!old) { view.trials.push(row); view.trials.sort((a, b) => a.number - b.number); }
     else {
