@@ -193,3 +193,19 @@ def test_a_view_kept_by_events_agrees_with_a_fresh_read_while_a_campaign_runs(tm
 
 def _stream_after(store, cid, after):
     return [{"seq": e.seq, "kind": e.kind, "body": e.body} for e in events_after(store, cid, after)]
+
+
+def test_watch_starts_from_the_campaign_views_best(camp):
+    """`watch --campaign` shows the store's best from the start (it used to wait for the stream's next `best`
+    event, which after a crash resume named a worse trial)."""
+    from labloop.cli.daemon_cmds import WatchView
+
+    store, c, *_ = camp
+    for v in (130.0, 122.5):
+        _done(store, c.id, v)
+    w = WatchView()
+    w.seed(campaign_view(store, c.id))
+    assert w.campaigns[c.id]["best"] == "122.5 (trial 2)"
+    w.add([{"campaign_id": c.id, "campaign": c.name, "seq": 3, "kind": "measurement",
+            "body": {"trial": {"number": 3, "state": "done", "values": {"sheet_resistance": 127.78}}}}])
+    assert w.campaigns[c.id]["best"] == "122.5 (trial 2)"

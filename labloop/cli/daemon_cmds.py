@@ -33,7 +33,7 @@ def describe(e: dict[str, Any]) -> str | None:
     t = b.get("trial")
     if kind == "document":
         return None
-    if kind in ("proposal", "trial_start"):
+    if kind in ("proposal", "trial_start", "approval"):
         return f"trial {t['number']} {kind.replace('_', ' ')}: " + " ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
     if kind == "step_start":

@@ -61,7 +61,7 @@
     const svg = LabloopPlot.chart($("convergence"), [
       {name: o.name + " (trial)", points: pts, kind: "dots", cls: "measured"},
       {name: "best so far", points: best, kind: "line", cls: "best"}],
-      {xlabel: "trial", ylabel: o.name + (o.unit ? " / " + o.unit : ""),
+      {xlabel: "trial", integerX: true, ylabel: o.name + (o.unit ? " / " + o.unit : ""),
        hlines: o.target != null ? [{y: o.target, label: "target " + fmt(o.target)}] : []});
     svg.id = "convergence-plot";
   }
