@@ -21,11 +21,14 @@ const yBox = {x: cx - yl.height / 2, y: cy - yl.width / 2, width: yl.height, hei
 const axis = [...svg.querySelectorAll("line.axis")].map(r);
 const top = Math.min(...axis.map(b => b.y));
 const marks = [...svg.querySelectorAll("g.series circle, g.series polyline")].map(r);
-const all = [...svg.querySelectorAll("text, circle, rect")].map(r).concat([yBox]);
+const all = [...svg.querySelectorAll("text, circle, rect")].filter(e => e !== ylabel)
+  .map(e => Object.assign(r(e), {what: e.tagName + " " + (e.textContent || "")})).concat([Object.assign(yBox, {what: "ylabel"})]);
 return {
   labelOverTicks: ticks.some(t => over(r(t), yBox)),
   xTicks: [...svg.querySelectorAll("text.tick.x")].map(t => t.textContent),
-  clipped: all.filter(b => b.x < -0.5 || b.y < -0.5 || b.x + b.width > vb.width + 0.5 || b.y + b.height > vb.height + 0.5).length,
+  yTicks: [...svg.querySelectorAll("text.tick:not(.x)")].filter(t => !t.closest("g.legend")).map(t => t.textContent),
+  clipped: all.filter(b => b.x < -0.5 || b.y < -0.5 || b.x + b.width > vb.width + 0.5 || b.y + b.height > vb.height + 0.5)
+    .map(b => `${b.what} at ${b.x.toFixed(1)},${b.y.toFixed(1)} ${b.width.toFixed(1)}x${b.height.toFixed(1)}`),
   legendOverData: [...svg.querySelectorAll("g.legend")].some(g => r(g).y + r(g).height > top),
   marksAbove: marks.filter(b => b.y < top - 4).length,
 };
@@ -53,7 +56,7 @@ def test_convergence_plot_layout(browser, tmp_path):  # noqa: F811
                                                    "hlines": [{"y": 13500.0, "label": "target 1.35e+4"}]})
     assert not got["labelOverTicks"]
     assert got["xTicks"] and all(t.isdigit() for t in got["xTicks"]), got["xTicks"]
-    assert got["clipped"] == 0
+    assert got["clipped"] == []
     assert not got["legendOverData"] and got["marksAbove"] == 0
 
 
@@ -62,4 +65,19 @@ def test_a_wide_legend_wraps_above_the_data(browser, tmp_path):  # noqa: F811
     series = [{"name": f"chamber{i}_chamber_pressure_setpoint_readback", "points": [[t, t * t] for t in range(30)],
                "kind": "line"} for i in range(4)]
     got = browser.execute_script(MEASURE, series, {"xlabel": "s", "ylabel": "mTorr", "height": 150})
-    assert got["clipped"] == 0 and not got["legendOverData"] and not got["labelOverTicks"]
+    assert got["clipped"] == [] and not got["legendOverData"] and not got["labelOverTicks"]
+
+
+def test_a_few_trials_get_whole_number_ticks(browser, tmp_path):  # noqa: F811
+    _page(browser, tmp_path)
+    series = [{"name": "r (trial)", "points": [[1, 5.0], [2, 4.0], [3, 4.5]], "kind": "dots", "cls": "measured"}]
+    got = browser.execute_script(MEASURE, series, {"xlabel": "trial", "integerX": True, "ylabel": "r"})
+    assert got["xTicks"] == ["1", "2", "3"]
+
+
+def test_ticks_of_a_narrow_range_read_apart(browser, tmp_path):  # noqa: F811
+    """A pressure steady at 3.12 mTorr used to be labelled 3.12, 3.12, 3.12."""
+    _page(browser, tmp_path)
+    series = [{"name": "p", "points": [[t * 0.01, 3.1195 - t * 0.0001] for t in range(9)], "kind": "line"}]
+    got = browser.execute_script(MEASURE, series, {"xlabel": "s", "ylabel": "mTorr", "height": 150})
+    assert len(got["yTicks"]) >= 2 and len(set(got["yTicks"])) == len(got["yTicks"]), got["yTicks"]

@@ -41,7 +41,7 @@ from labloop.run.liveness import liveness
 from labloop.web import accounts
 
 from daemon_helpers import wait_until
-from test_dashboard_browser import Lab, browser, sign_in, wait_for  # noqa: F401 - browser is a fixture
+from test_dashboard_browser import Lab, browser, shoot, sign_in, wait_for  # noqa: F401 - browser is a fixture
 
 SEED = int(os.environ.get("LABLOOP_CHAOS_SEED", "20"))
 LIE = os.environ.get("LABLOOP_CHAOS_LIE", "")
@@ -311,6 +311,12 @@ def test_the_comparison_catches_a_page_that_lies(browser, chaos_lab, tmp_path): 
     surfaces.connect()
     try:
         agree(surfaces, kinds=("page",))
+        # the live events name the trial, what happened and its value ("674 best", "673 measurement" said nothing)
+        lines = wait_for(lambda: [li.text for li in browser.find_elements("css selector", "#events li")
+                                  if " measured: sheet_resistance=" in li.text], 120, "a measurement listed")
+        assert all(" trial " in f" {line}" for line in lines)
+        browser.execute_script("document.getElementById('events').scrollIntoView()")
+        shoot(browser, tmp_path, "dashboard-events")
         before = digest(campaign_view(lab.store, names[0]))["best"]
         browser.execute_script(PAGE_LIES_ABOUT_BEST)
         wait_until(lambda: digest(campaign_view(lab.store, names[0]))["best"] != before, 120)

@@ -19,7 +19,7 @@
 
   function render() {
     const c = snap.campaign, st = $("state"); st.textContent = c.state; st.className = "state s-" + c.state;
-    $("liveness").textContent = snap.liveness ? "runner: " + snap.liveness.describe : "";
+    $("liveness").textContent = snap.liveness ? snap.liveness.describe : "";
     $("note").textContent = c.note && (c.state === "running" || c.state === "paused") ? "waiting: " + c.note : "";
     $("stop-reason").textContent = c.stop_reason ? "stopped: " + c.stop_reason : "";
     document.body.setAttribute("data-state", c.state);
@@ -290,7 +290,11 @@
     const t = b.trial && typeof b.trial === "object" ? b.trial : null, n = t ? t.number : b.trial;
     const head = `${seq ?? ""} ` + (n != null ? `trial ${n} ` : "");
     const vals = v => Object.entries(v || {}).map(([k, x]) => `${k}=${fmt(x)}`).join(" ");
-    if (kind === "document") return `${head}run ${b.name || ""}`;
+    if (kind === "document") {
+      const d = b.doc || {};
+      return b.name === "start" ? `${seq ?? ""} trial ${d.trial ?? "?"} run start: ${d.step || d.plan_name || ""}`
+        : `${seq ?? ""} run ${b.name || ""}${d.exit_status ? ": " + d.exit_status : ""}`;
+    }
     if (kind === "proposal" || kind === "trial_start" || kind === "approval") return `${head}${kind.replace("_", " ")}: ${vals(t && t.params)}`;
     if (kind === "measurement") return `${head}measured: ${vals(t && t.values)}`;
     if (kind === "failure") return `${head}${t ? t.state : "failed"}: ${t ? t.failure_reason || "" : ""}`;

@@ -26,7 +26,13 @@
     }
     return out;
   }
-  function fmt(v) { return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : +v.toPrecision(3) + ""; }
+  function fmt(v, step) {
+    /* as many digits as the ticks' spacing needs (3.115, 3.12, 3.125: never three labels reading 3.12) */
+    const need = step > 0 && v !== 0 ? Math.max(1, Math.ceil(Math.log10(Math.abs(v) / step) + 1e-9) + 1) : 2;
+    return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(Math.min(6, Math.max(1, need - 1)))
+      : +v.toPrecision(Math.min(12, Math.max(3, need))) + "";
+  }
+  function spacing(vs) { return vs.length > 1 ? Math.abs(vs[1] - vs[0]) : 0; }
   const CHAR_W = 6.2;  /* width of a character of the 11 px tick font, generously */
   function legendRows(series, width) {
     /* the legend sits above the plotting area, never over the data: entries wrapped into rows of the chart's width */
@@ -59,15 +65,17 @@
     const ty = v => logy ? Math.log10(v) : v;
     const xs = all.map(p => p[0]).filter(isFinite), ys = rawY.map(ty);
     let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-    if (x0 === x1) { x0 -= 1; x1 += 1; }
     if (opts.integerX) { x0 = Math.floor(x0) - 0.5; x1 = Math.ceil(x1) + 0.5; }  /* no dot on the frame's edge */
-    else { const xp = (x1 - x0) * 0.03; x0 -= xp; x1 += xp; }
+    else {
+      if (x0 === x1) { x0 -= 1; x1 += 1; }
+      const xp = (x1 - x0) * 0.03; x0 -= xp; x1 += xp;
+    }
     if (y0 === y1) { y0 -= Math.abs(y0) * 0.1 + 1; y1 += Math.abs(y1) * 0.1 + 1; }
     const pad = (y1 - y0) * 0.06; y0 -= pad; y1 += pad;
     /* the margins are made for what they hold: the y tick labels' width plus the axis title beside them (never over
        them), the legend's rows above the data, the x tick labels and title below */
     const yTicks = logy ? ticks(Math.ceil(y0), Math.floor(y1), 5).filter(Number.isInteger) : ticks(y0, y1, 5);
-    const yText = v => logy ? fmt(Math.pow(10, v)) : fmt(v);
+    const yStep = spacing(yTicks), yText = v => logy ? fmt(Math.pow(10, v)) : fmt(v, yStep);
     const tickW = Math.max(0, ...yTicks.map(v => yText(v).length * CHAR_W));
     const L = Math.ceil(tickW + 10 + (opts.ylabel ? 18 : 0)), B = opts.xlabel ? 38 : 24;
     const rows = legendRows(series, W - L - R), T = 8 + rows.length * 16;
@@ -84,8 +92,9 @@
       xTicks = [];
       for (let v = Math.ceil(x0); v <= x1; v++) if (v % step === 0 || step === 1) xTicks.push(v);
     }
+    const xStep = spacing(xTicks);
     xTicks.filter(v => X(v) >= L && X(v) <= W - R).forEach(v => {
-      el("text", {x: X(v), y: H - B + 16, "text-anchor": "middle", class: "tick x"}, svg).textContent = fmt(v);
+      el("text", {x: X(v), y: H - B + 16, "text-anchor": "middle", class: "tick x"}, svg).textContent = opts.integerX ? String(v) : fmt(v, xStep);
     });
     el("line", {x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis"}, svg);
     el("line", {x1: L, x2: L, y1: T, y2: H - B, class: "axis"}, svg);
