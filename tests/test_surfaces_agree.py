@@ -1,9 +1,10 @@
 """Every surface tells the operator the same truth (issue 20, item 2): a differential chaos test.
 
 Two campaigns run through a real daemon (``labloop serve --http``, each campaign in its own child process; one lab
-with injected probe faults, so stations fail, are taken out of service and are brought back). A seeded schedule of
-pauses and resumes, a ``kill -9`` of a campaign process (then ``resume`` through the daemon) and a ``kill -9`` of the
-daemon (then a new daemon on the same store) runs, and at random moments every surface is compared with a fresh read
+with injected probe faults, so stations fail, are taken out of service and are brought back; the other measures
+every trial also on an instrument served by a ``labloop agent`` process). A seeded schedule of pauses and resumes, a
+``kill -9`` of a campaign process (then ``resume`` through the daemon), of the daemon (then a new daemon on the same
+store) and of the agent (then the agent again) runs, and at random moments every surface is compared with a fresh read
 of the store (:func:`labloop.data.view.campaign_view`, by :func:`labloop.data.view.digest`: the campaign's state,
 each trial's state, where every sample in flight is, the best, the actions offered, stations out of service):
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from labloop.control.keys import write_private
@@ -41,6 +43,7 @@ from labloop.run.liveness import liveness
 from labloop.web import accounts
 
 from daemon_helpers import wait_until
+from running import two_chamber
 from test_dashboard_browser import Lab, browser, shoot, sign_in, wait_for  # noqa: F401 - browser is a fixture
 
 SEED = int(os.environ.get("LABLOOP_CHAOS_SEED", "20"))
@@ -184,13 +187,17 @@ def _agree(surfaces, kinds, settle, history, lock, sampled) -> int:
             if got in held:
                 pending.discard((kind, name))
             else:
-                last[(kind, name)] = (got, held[-1])
+                last[(kind, name)] = (got, held[-1], done - asked,
+                                      next((i for i, (_, d) in enumerate(reversed(entries))
+                                            if (as_page(d) if kind == "page" else d) == got), None))
         if pending and time.monotonic() > deadline:
             lines = []
             for key in sorted(pending):
-                got, want = last[key]
+                got, want, took, back = last[key]
                 diff = {k: (got.get(k), want.get(k)) for k in want if got.get(k) != want.get(k)}
-                lines.append(f"{key[0]} of {key[1]} disagrees with the store after {settle:g} s: {diff}")
+                when = "a state the store never had" if back is None else f"the store's state {back} changes ago"
+                lines.append(f"{key[0]} of {key[1]} disagrees with the store after {settle:g} s (its last read took "
+                             f"{took:.2f} s and showed {when}): {diff}")
             raise AssertionError("\n".join(lines))
         time.sleep(0.05)
     return reads
@@ -249,11 +256,59 @@ def chaos_lab(tmp_path):
     lab.close()
 
 
-def _start(lab: Lab, names: list[str]) -> None:
+class Agent:
+    """``labloop agent`` serving a source-measure unit (its simulated SCPI endpoint runs here) to the daemon's
+    campaign processes: it trusts the daemon's key. ``kill()`` is a ``kill -9``; ``start()`` brings it back where it
+    was. The instrument measures a reference sample this test loads into it (the robot does not reach it)."""
+
+    def __init__(self, lab: Lab):
+        from labloop.control.agent_process import AgentProcess
+        from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
+
+        self.sim = ScpiSmuServer(read_time=0.01).__enter__()
+        keys = lab.daemon.server_keys
+        self.pair = (keys.public, keys.secret)
+        self.proc = AgentProcess("labloop_devices.scpi_smu:ScpiSmu", {**self.sim.connection_kwargs(), "timeout": 2},
+                                 name="smu", client=self.pair, folder=lab.tmp)
+        self.start()
+
+    def start(self) -> None:
+        from labloop.control import remote
+
+        self.proc.start()
+        ref = remote.connect(self.proc.address, self.proc.agent_public, name="smu", keys=self.pair)
+        ref.sample.put("reference")
+        ref.disconnect()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def close(self) -> None:
+        self.proc.close()
+        self.sim.__exit__(None, None, None)
+
+
+def _submit(lab: Lab, name: str, data: dict) -> None:
+    data["name"] = name
+    data["lab"]["time_scale"] = 1800.0
+    client = lab.daemon.client(lab.keys["operator"], timeout=300)
+    try:
+        client.call("submit", timeout=300, text=yaml.safe_dump(data), source=f"{name}.yaml")
+    finally:
+        client.close()
+
+
+def _start(lab: Lab, names: list[str], agent: Agent | None = None) -> None:
     # campaign a: a flaky probe (taken out of service after 2 failures in a row, brought back by a resume)
     lab.run(names[0], max_trials=40, options={"probe_fault_rate": 0.3},
             scheduling={"quarantine_after": 2, "pause_after_same_failures": 0})
-    lab.run(names[1], max_trials=40)
+    if agent is None:
+        lab.run(names[1], max_trials=40)
+    else:  # campaign b: every trial also measured on the agent's instrument
+        data = two_chamber(max_trials=40)
+        data["lab"]["devices"] = {"smu": {"remote": agent.proc.address, "agent_key": agent.proc.agent_public.decode()}}
+        data["workflow"].insert(4, {"kind": "measure", "device": "smu"})
+        _submit(lab, names[1], data)
     for n in names:
         wait_until(lambda n=n: lab.store.trials(lab.store.campaign(n).id), 120)
 
@@ -261,10 +316,11 @@ def _start(lab: Lab, names: list[str]) -> None:
 def test_every_surface_agrees_with_the_store_through_chaos(browser, chaos_lab, tmp_path):  # noqa: F811
     rng = random.Random(SEED)
     lab, names = chaos_lab, ["chaos-a", "chaos-b"]
-    _start(lab, names)
+    agent = Agent(lab)
+    _start(lab, names, agent)
     surfaces = Surfaces(lab, browser, names, tmp_path)
     surfaces.connect()
-    plan = ["pause", "resume", "kill-campaign", "kill-daemon", "pause", "resume", "check", "check"]
+    plan = ["pause", "resume", "kill-campaign", "kill-daemon", "kill-agent", "pause", "resume", "check"]
     rng.shuffle(plan)
     done = []
     try:
@@ -282,8 +338,15 @@ def test_every_surface_agrees_with_the_store_through_chaos(browser, chaos_lab, t
             elif step == "kill-daemon":
                 _kill_daemon(lab)
                 surfaces.connect()
+            elif step == "kill-agent":
+                agent.kill()
+                agree(surfaces)  # the instrument's computer is gone: its steps fail, every surface says so
+                agent.start()
             done.append((step, victim))
-            agree(surfaces)
+            try:
+                agree(surfaces)
+            except AssertionError as exc:
+                raise AssertionError(f"after {done}: {exc}") from None
         for n in names:  # bring every station back, then end both campaigns: nothing may be offered any more
             if lab.store.campaign(n).state == "paused":
                 _ask(lab, "resume", n)
@@ -295,11 +358,14 @@ def test_every_surface_agrees_with_the_store_through_chaos(browser, chaos_lab, t
         final = [digest(campaign_view(lab.store, n)) for n in names]
         assert all(d["actions"] == [] for d in final)
         assert surfaces.read("page", names[0])["buttons"] == []
-        assert any(s == "kill-daemon" for s, _ in done) and any(s == "kill-campaign" for s, _ in done)
+        assert {"kill-daemon", "kill-campaign", "kill-agent"} <= {s for s, _ in done}
+        # the agent served campaign b: its instrument's readings are in the store
+        assert any(s.device == "smu" and s.state == "done" for s in lab.store.steps(campaign_id=lab.store.campaign(names[1]).id))
         # the faults happened: the flaky lab's trials failed, and the surfaces agreed on that too
         assert any(t.state == "failed" for t in lab.store.trials(lab.store.campaign(names[0]).id))
     finally:
         surfaces.close()
+        agent.close()
 
 
 def test_the_comparison_catches_a_page_that_lies(browser, chaos_lab, tmp_path):  # noqa: F811
