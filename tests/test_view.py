@@ -212,3 +212,25 @@ def test_watch_starts_from_the_campaign_views_best(camp):
     w.add([{"campaign_id": c.id, "campaign": c.name, "seq": 3, "kind": "measurement",
             "body": {"trial": {"number": 3, "state": "done", "values": {"sheet_resistance": 127.78}}}}])
     assert w.campaigns[c.id]["best"] == "122.5 (trial 2)"
+
+
+def test_the_page_of_a_finished_campaign_offers_no_control(camp):
+    """A finished campaign's page still offered pause/resume/stop/estop: the buttons an operator's role allows are
+    rendered hidden unless the campaign's state allows them (the page's script shows them as the state changes)."""
+    import re
+
+    from starlette.testclient import TestClient
+
+    from labloop.web.app import Dashboard
+    from web_helpers import add_user
+
+    store, c, _, url = camp
+    token = add_user(store, "olga", "operator")
+    with TestClient(Dashboard(url, tail=False).app(), base_url="http://127.0.0.1") as client:
+        def shown() -> set[str]:
+            html = client.get("/campaigns/view-test", headers={"Authorization": f"Bearer {token}"}).text
+            return {m.group(1) for m in re.finditer(r'<button data-action="(\w+)"[^>]*class="act \w+">', html)}
+
+        assert shown() == {"pause", "stop", "estop"}
+        store.update_campaign(c.id, state="finished", stop_reason="budget spent")
+        assert shown() == set()
