@@ -234,3 +234,32 @@ def test_the_page_of_a_finished_campaign_offers_no_control(camp):
         assert shown() == {"pause", "stop", "estop"}
         store.update_campaign(c.id, state="finished", stop_reason="budget spent")
         assert shown() == set()
+
+
+def test_a_pause_is_announced_after_the_store_says_paused(tmp_path):
+    """The page showed "paused" from the stream's event while the store (and so /api and status) still said
+    running: the runner now announces what a request changed once the answer is committed."""
+    from labloop.control.requests import ask_runner
+    from labloop.run.campaign import CampaignRunner, prepare_text
+
+    store = Store(f"sqlite:///{tmp_path / 'lab.db'}")
+    data = two_chamber(max_trials=30)
+    data["lab"]["time_scale"] = 600.0
+    seen: dict[str, str] = {}
+
+    def observer(kind, _data):
+        if kind in ("paused", "resumed"):
+            seen[kind] = store.campaign(runner.campaign.id).state
+
+    runner = CampaignRunner.start(prepare_text(yaml.safe_dump(data), "t.yaml"), store, observer)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    try:
+        c = store.campaign(runner.campaign.id)
+        ask_runner(store, c, "pause", None, "olga", 30.0)
+        ask_runner(store, store.campaign(c.id), "resume", None, "olga", 30.0)
+        ask_runner(store, store.campaign(c.id), "stop", None, "olga", 30.0)
+    finally:
+        thread.join(120)
+    assert seen == {"paused": "paused", "resumed": "running"}
+    store.close()

@@ -128,6 +128,7 @@ class Scheduler:
         self._failure_streak_seen: int | None = None  # the last trial of a same-cause streak we paused for
         self._stop_requested = False  # an operator's stop was accepted (set by the request thread)
         self._serving = threading.Lock()  # held while requests are answered: one server at a time
+        self._announce: list[tuple[str, dict[str, Any]]] = []  # observer events of the request being answered
         self._requests_end = threading.Event()  # set: the request thread stops (the campaign is ending)
 
     # ------------------------------------------------------------------ setup
@@ -394,11 +395,14 @@ class Scheduler:
                 estop_outcome = "already halted by the emergency stop above"
                 continue
             changes: dict[str, Any] = {}  # the campaign row's, committed with the answer
+            self._announce = []
             try:
                 state, outcome = self._handle(req, changes)
             except LabloopError as exc:
                 state, outcome = "refused", exc.problem
             self.store.answer_request(req.id, state, outcome, campaign=changes)
+            for kind, data in self._announce:  # announced once committed: a reader of the event finds it stored
+                self.observer(kind, data)
 
     def _handle(self, req: OperatorRequest, changes: dict[str, Any]) -> tuple[str, str]:
         """Carry out one request; what it changes on the campaign row goes in ``changes`` (committed with the
@@ -420,7 +424,7 @@ class Scheduler:
                 return "done", "already paused" + (f" ({self.need_operator})" if self.need_operator else "")
             self.paused.set()
             changes.update(state="paused", control="pause", note="paused by operator")
-            self.observer("paused", {"reason": f"paused by {req.user}"})
+            self._announce.append(("paused", {"reason": f"paused by {req.user}"}))
             return "done", "paused: steps running now finish, nothing new starts"
         if action == "resume":
             if not self.paused.is_set():
@@ -435,7 +439,7 @@ class Scheduler:
             self.need_operator = None
             self.paused.clear()
             changes.update(state="running", control="run", note=None)
-            self.observer("resumed", {"restored": restored})
+            self._announce.append(("resumed", {"restored": restored}))
             self.wake.set()
             return "done", "resumed" + (f"; back in service: {', '.join(restored)}" if restored else "")
         if action in ("approve", "reject"):
