@@ -54,10 +54,18 @@ LAG_S = float(os.environ.get("LABLOOP_CHAOS_LAG_S", "2.0"))
 #: ... and must have agreed within this long of polling
 SETTLE_S = 20.0
 CONTROLS = ("pause", "resume", "stop", "estop")
-#: the page's lie for LABLOOP_CHAOS_LIE=page-best: best events are dropped, so the page's best stays behind
+#: the page's lie for LABLOOP_CHAOS_LIE=page-best: its best stays what it was when the lie began (best events are
+#: dropped, and every view it reads again is given the old best)
 PAGE_LIES_ABOUT_BEST = """
-const real = window.LabloopView.apply;
+const real = window.LabloopView.apply, realFetch = window.fetch, frozen = window.labloopLive.view.best;
 window.LabloopView.apply = (view, e) => e.kind === "best" ? real(view, {seq: e.seq, kind: "noted"}) : real(view, e);
+window.fetch = async (...args) => {
+  const r = await realFetch(...args), url = String(args[0]);
+  if (!url.startsWith("/api/campaigns/") || url.includes("/actions/") || !r.ok) return r;
+  const view = await r.json();
+  view.best = frozen;
+  return new Response(JSON.stringify(view), {status: r.status, headers: {"Content-Type": "application/json"}});
+};
 """
 
 
