@@ -192,24 +192,29 @@ def register(app: typer.Typer) -> None:
             help="Campaign id, uid or name (default: the running campaign, else the latest).")] = None,
         server: ServerOpt = None,
         key: KeyOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the campaign view as JSON (what the dashboard's "
+                                              "/api/campaigns/NAME serves) instead of lines for a person.")] = False,
     ) -> None:
         """Show a campaign's state, its runner's liveness, what each station is doing, trials awaiting approval,
         trial counts, the best result and why it stopped."""
         client = daemon_client(server, key)
         if client is not None:
             try:
-                print_status(client.call("status", campaign=campaign))
+                snap = client.call("status", campaign=campaign)
             finally:
                 client.close()
-            return
-        from labloop.data.status import snapshot
+        else:
+            from labloop.data.status import snapshot
 
-        st = open_store(_store_url(store))
-        try:
-            snap = snapshot(st, campaign)
-        finally:
-            st.close()
-        print_status(snap)
+            st = open_store(_store_url(store))
+            try:
+                snap = snapshot(st, campaign)
+            finally:
+                st.close()
+        if as_json:
+            typer.echo(json.dumps(snap, indent=1))
+        else:
+            print_status(snap)
 
     @app.command("export")
     @user_errors

@@ -36,7 +36,7 @@ def describe(e: dict[str, Any]) -> str | None:
     t = b.get("trial")
     if kind == "document":
         return None
-    if kind in ("proposal", "trial_start"):
+    if kind in ("proposal", "trial_start", "approval"):
         return f"trial {t['number']} {kind.replace('_', ' ')}: " + " ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
     if kind == "step_start":
@@ -119,11 +119,13 @@ def register(app: typer.Typer) -> None:
 
         client = _client(server, key)
         name = None
-        if campaign is not None:
-            name = client.call("status", campaign=campaign)["campaign"]["name"]
-        f = Follower(client, stream or client.key.stream or stream_address(client.address), name)
         view = WatchView()
         interrupt_on_sigterm()
+        if campaign is not None:
+            snap = client.call("status", campaign=campaign)
+            name = snap["campaign"]["name"]
+            view.seed(snap)  # best so far is the campaign view's (the store's), not only what the stream says next
+        f = Follower(client, stream or client.key.stream or stream_address(client.address), name)
         try:
             events = f.catch_up(campaign) if campaign is not None else []
             if console.is_terminal:
@@ -176,6 +178,12 @@ class WatchView:
         self.lines: list[str] = []
         self.fresh: list[str] = []  # lines not printed yet (`watch` into a pipe or a file)
         self.campaigns: dict[int, dict[str, Any]] = {}
+
+    def seed(self, snap: dict[str, Any]) -> None:
+        """Start a campaign's row from its view (``status``)."""
+        c, best = snap["campaign"], snap.get("best")
+        self.campaigns[c["id"]] = {"name": c["name"], "docs": 0, "seq": 0, "state": c["state"],
+                                   "best": "-" if best is None else f"{best['value']:.4g} (trial {best['trial']})"}
 
     def add(self, events: list[dict[str, Any]]) -> bool:
         """Take events; True when one of them ended its campaign."""

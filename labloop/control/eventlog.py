@@ -19,6 +19,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from labloop.data.view import best_entry
+from labloop.run.best import feasible
 from labloop.spec import CampaignSpec
 from labloop.store import Store
 from labloop.store.events import add_events, last_seq
@@ -28,9 +30,19 @@ from labloop.store.events import add_events, last_seq
 COMMIT_EVERY_S = 0.02
 
 
-def _trial(t: Any) -> dict[str, Any]:
-    return {"number": t.number, "state": str(t.state), "params": t.params, "values": t.values,
-            "source": t.source, "sample_id": t.sample_id, "failure_reason": t.failure_reason}
+def _trial(spec: CampaignSpec, t: Any, state: Any = None, **extra: Any) -> dict[str, Any]:
+    """A trial as its events carry it. ``state``: the state it has now, where the object handed over is older
+    (the scheduler announces a start with the trial it read before the transition to running)."""
+    return {"number": t.number, "state": str(state or t.state), "params": t.params, "values": t.values,
+            "source": t.source, "sample_id": t.sample_id, "failure_reason": t.failure_reason,
+            "feasible": feasible(spec, t.values), **extra}
+
+
+def _reason(reason: Any) -> str:
+    """A step's end reason as an operator reads it: a bluesky ``Status(obj=RemoteDevice(...), done=True,
+    success=False)`` repr says nothing; the store's failure reason (the step's ``failure`` event) says what."""
+    text = str(reason or "")
+    return "the device reported a failure" if text.startswith("Status(") else text
 
 
 class EventLog:
@@ -42,8 +54,11 @@ class EventLog:
         self._seq = last_seq(store, campaign_id)  # a resumed campaign continues its numbering
         self._lock = threading.Lock()
         self._q: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
-        self._best: tuple[int, float] | None = None
-        self._runs: dict[str, dict[str, Any]] = {}  # run uid -> trial/step of its start document
+        # the trials so far, from the store: a resumed process's best is the campaign's, never only its own
+        self._trials: dict[int, Any] = {t.number: t for t in store.trials(campaign_id)}
+        self._best = best_entry(spec, list(self._trials.values()))
+        self._runs: dict[str, dict[str, Any]] = {}  # run uid -> trial/step/sample of its start document
+        self._moves: dict[tuple[Any, Any], str] = {}  # (trial, step) -> where the transfer puts the sample
         self._thread = threading.Thread(target=self._write, name="labloop-eventlog", daemon=True)
         self._thread.start()
 
@@ -57,42 +72,56 @@ class EventLog:
         """A RunEngine subscription: the document goes out unchanged, plus step start/end as campaign events."""
         self.emit("document", {"name": name, "doc": doc})
         if name == "start":
-            self._runs[doc["uid"]] = {"trial": doc.get("trial"), "step": doc.get("step")}
+            self._runs[doc["uid"]] = {"trial": doc.get("trial"), "step": doc.get("step"),
+                                      "sample": doc.get("sample_id")}
         elif name == "stop":
             run = self._runs.pop(doc.get("run_start", ""), {})
-            self.emit("step_end", {**run, "exit_status": doc.get("exit_status"), "reason": doc.get("reason", "")})
+            step = str(run.get("step") or "")
+            to = self._moves.pop((run.get("trial"), step), None) or (step[7:] if step.startswith("buffer:") else None)
+            moved = {"location": to} if to and doc.get("exit_status") == "success" else {}
+            self.emit("step_end", {**run, **moved, "exit_status": doc.get("exit_status"),
+                                   "reason": _reason(doc.get("reason", ""))})
 
     def observer(self, kind: str, data: dict[str, Any]) -> None:
         """The scheduler's observer, turned into stream events."""
         if kind == "proposed":
-            self.emit("proposal", {"trial": _trial(data["trial"]), "approval": data.get("approval", False)})
+            self.emit("proposal", {"trial": _trial(self.spec, data["trial"]), "approval": data.get("approval", False)})
+        elif kind == "approved":
+            self.emit("approval", {"trial": _trial(self.spec, data["trial"])})
         elif kind == "started":
-            self.emit("trial_start", {"trial": _trial(data["trial"])})
+            where = {"location": data["location"]} if data.get("location") else {}
+            self.emit("trial_start", {"trial": _trial(self.spec, data["trial"], "running", **where)})
         elif kind == "step":
-            self.emit("step_start", {k: data.get(k) for k in ("trial", "step", "device", "to", "attempt")})
+            if data.get("to"):
+                self._moves[(data.get("trial"), data.get("step"))] = str(data["to"])
+            self.emit("step_start", {**{k: data.get(k) for k in ("trial", "step", "device", "to", "attempt")},
+                                     "since": datetime.now(timezone.utc).strftime("%H:%M:%S")})
         elif kind == "finished":
             t = data["trial"]
             if str(t.state) == "done":
-                self.emit("measurement", {"trial": _trial(t)})
-                self._maybe_best(t)
+                self.emit("measurement", {"trial": _trial(self.spec, t)})
             else:
-                self.emit("failure", {"trial": _trial(t)})
+                self.emit("failure", {"trial": _trial(self.spec, t)})
+            self._maybe_best(t)
         elif kind == "alert":
-            self.emit("alert", {"message": data.get("message", "")})
+            self.emit("alert", {k: v for k, v in data.items() if isinstance(v, (str, int, float, list))
+                                or v is None} | {"message": str(data.get("message", ""))})
         elif kind in ("paused", "resumed"):
-            self.emit(kind, {k: str(v) for k, v in data.items()})
+            self.emit(kind, {k: (list(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+                             for k, v in data.items()})
         elif kind == "stopped":
             d = data["decision"]
             self.emit("stopped", {"rule": d.rule, "reason": d.reason})
 
     def _maybe_best(self, t: Any) -> None:
-        o = self.spec.objectives[0]
-        v = (t.values or {}).get(o.name)
-        if v is None:
-            return
-        if self._best is None or o.better(float(v), self._best[1]):
-            self._best = (t.number, float(v))
-            self.emit("best", {"trial": t.number, "objective": o.name, "value": float(v), "params": t.params})
+        """Announce the campaign's best (:func:`labloop.data.view.best_entry`, over every trial the store held when
+        this process started and those finished since) when it names another trial or another Pareto set."""
+        self._trials[t.number] = t
+        best = best_entry(self.spec, list(self._trials.values()))
+        key = (lambda b: None if b is None else (b["trial"], tuple(b.get("pareto") or ())))
+        if best is not None and key(best) != key(self._best):
+            self.emit("best", best)
+        self._best = best
 
     def _write(self) -> None:
         done = False

@@ -11,6 +11,7 @@ stuck subscriber never slows the daemon or the lab; it notices the gap in ``seq`
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import zmq
@@ -22,6 +23,13 @@ from . import protocol
 POLL_S = 0.005
 LINGER_S = 10.0  # keep publishing an ended campaign this long after its process exits (its last events)
 HWM = 20_000
+#: a view marked stale is read again this long after the event that marked it: the runner commits what an
+#: operator's request changed (a pause's state) just after it announces it on the stream
+REREAD_AFTER_S = 0.3
+#: a followed campaign silent this long: ask the daemon for what the stream may have dropped (``missed``)
+QUIET_CATCH_UP_S = 1.0
+#: campaign events kept to apply on top of the next read (a read far behind them is read again anyway)
+SINCE_READ = 10_000
 
 
 class Publisher:
@@ -75,3 +83,68 @@ class Publisher:
         self._stop.set()
         self._thread.join(5)
         self.sock.close(0)
+
+
+class LiveView:
+    """The subscribing side: one campaign's view (:mod:`labloop.data.view`), read once through the daemon's
+    ``status`` and kept live by applying each stream event to it, the way ``watch`` and scripts follow a campaign.
+
+    An event whose effect it does not carry (a pause, an alert, a crash, a resume) marks the view stale: it is read
+    again (:data:`REREAD_AFTER_S` later), and the events received meanwhile that the read does not include are
+    applied on top, so the view ends where a fresh read would.
+    """
+
+    def __init__(self, client: Any, stream: str, campaign: str | int):
+        from .client import Follower
+
+        self.client = client
+        self.view: dict[str, Any] = client.call("status", campaign=campaign)
+        self.cid = self.view["campaign"]["id"]
+        self.follower = Follower(client, stream, self.view["campaign"]["name"], after={self.cid: self.view["last_seq"]})
+        self._since_read: list[dict[str, Any]] = []
+        self._reread_at: float | None = None
+        self._quiet_since = time.monotonic()
+        self.rereads = 0
+        # what was published between the read and the subscription (a new subscriber misses the first messages:
+        # and a campaign that then pauses sends nothing more that would reveal the gap)
+        self._take(self.follower.catch_up(self.cid, self.view["last_seq"]))
+
+    def poll(self, timeout: float = 0.1) -> list[dict[str, Any]]:
+        """Apply the events that arrive within ``timeout`` seconds (the view is read again when one asks); returns
+        them."""
+        events = [e for e in self.follower.poll(timeout) if e.get("campaign_id", self.cid) == self.cid]
+        now = time.monotonic()
+        if events:
+            self._quiet_since = now
+        elif now - self._quiet_since >= QUIET_CATCH_UP_S:  # quiet: ask what the stream may have dropped
+            self._quiet_since = now
+            events = self.follower.catch_up(self.cid, self.follower.last.get(self.cid, self.view["last_seq"]))
+        self._take(events)
+        return events
+
+    def _take(self, events: list[dict[str, Any]]) -> None:
+        from labloop.data.view import apply
+
+        for e in events:
+            apply(self.view, e)
+            if e.get("kind") != "document":  # documents change nothing in a view
+                self._since_read.append(e)
+        del self._since_read[:-SINCE_READ]
+        if self.view.pop("stale", False) and self._reread_at is None:
+            self._reread_at = time.monotonic() + REREAD_AFTER_S
+        if self._reread_at is not None and time.monotonic() >= self._reread_at:
+            self.reread()
+
+    def reread(self) -> None:
+        """Read the view again; apply on top the events already received that the read does not include."""
+        from labloop.data.view import apply
+
+        fresh = self.client.call("status", campaign=self.cid)
+        for e in self._since_read:
+            apply(fresh, e)
+        fresh.pop("stale", None)
+        self.view, self._since_read, self._reread_at = fresh, [], None
+        self.rereads += 1
+
+    def close(self) -> None:
+        self.follower.close()

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any
 
-from labloop.data.export import best_trial, campaign_spec
+from labloop.data.export import campaign_spec
+from labloop.data.view import campaign_view
 from labloop.errors import LabloopError
 from labloop.spec import CampaignSpec
 from labloop.store import Store
@@ -90,7 +91,9 @@ def gather(store: Store, campaign: Campaign, asked: list[int] | tuple[int, ...] 
         raise LabloopError(f"campaign '{campaign.name}' (id {campaign.id}) has no trial "
                            f"{', '.join(str(n) for n in missing)}: {have}",
                            "give trial numbers from `labloop status` / `labloop export`, or leave out --trial")
-    data = ReportData(campaign, spec, trials, best_trial(spec, trials), asked=list(dict.fromkeys(asked)))
+    view = campaign_view(store, campaign)  # the one campaign view: the report names the best that status names
+    best = numbers.get(view["best"]["trial"]) if view["best"] else None
+    data = ReportData(campaign, spec, trials, best, asked=list(dict.fromkeys(asked)))
     data.top = [t.number for t in ranked(spec, trials)[:TOP_TRIALS]]
     wanted = list(dict.fromkeys(([data.best.number] if data.best else []) + data.asked + data.top))
     scales = time_scales(store, campaign.id, spec)

@@ -131,6 +131,7 @@ class Scheduler:
         self._failure_streak_seen: int | None = None  # the last trial of a same-cause streak we paused for
         self._stop_requested = False  # an operator's stop was accepted (set by the request thread)
         self._serving = threading.Lock()  # held while requests are answered: one server at a time
+        self._announce: list[tuple[str, dict[str, Any]]] = []  # observer events of the request being answered
         self._requests_end = threading.Event()  # set: the request thread stops (the campaign is ending)
 
     # ------------------------------------------------------------------ setup
@@ -144,7 +145,8 @@ class Scheduler:
 
     def _on_quarantine(self, device: str, reason: str) -> None:
         self.store.audit(self.campaign.id, "station.quarantine", {"device": device, "reason": reason}, user="labloop")
-        self.observer("alert", {"message": f"station {device} taken out of service: {reason}"})
+        self.observer("alert", {"message": f"station {device} taken out of service: {reason}", "device": device,
+                                "action": "station.quarantine"})
 
     def _alert(self, action: str, message: str, detail: dict[str, Any]) -> None:
         """A safety-relevant event: audited, shown to the operator, never swallowed."""
@@ -396,11 +398,14 @@ class Scheduler:
                 estop_outcome = "already halted by the emergency stop above"
                 continue
             changes: dict[str, Any] = {}  # the campaign row's, committed with the answer
+            self._announce = []
             try:
                 state, outcome = self._handle(req, changes)
             except LabloopError as exc:
                 state, outcome = "refused", exc.problem
             self.store.answer_request(req.id, state, outcome, campaign=changes)
+            for kind, data in self._announce:  # announced once committed: a reader of the event finds it stored
+                self.observer(kind, data)
 
     def _handle(self, req: OperatorRequest, changes: dict[str, Any]) -> tuple[str, str]:
         """Carry out one request; what it changes on the campaign row goes in ``changes`` (committed with the
@@ -422,7 +427,7 @@ class Scheduler:
                 return "done", "already paused" + (f" ({self.need_operator})" if self.need_operator else "")
             self.paused.set()
             changes.update(state="paused", control="pause", note="paused by operator")
-            self.observer("paused", {"reason": f"paused by {req.user}"})
+            self._announce.append(("paused", {"reason": f"paused by {req.user}"}))
             return "done", "paused: steps running now finish, nothing new starts"
         if action == "resume":
             if not self.paused.is_set():
@@ -431,10 +436,13 @@ class Scheduler:
             if self.spec.lab is not None and self.spec.lab.calibration:
                 # a calibration recorded meanwhile (`labloop calibrate` while paused) is put in force here
                 restored += [f"{d} (calibration)" for d in calibration.restore(self.store, self.lab)]
+            back = [d for d in restored if not d.endswith(" (calibration)")]
+            if back:  # the one record that these stations are back in service (the campaign view reads it)
+                self.store.audit(self.campaign.id, "station.restore", {"devices": back}, user=req.user)
             self.need_operator = None
             self.paused.clear()
             changes.update(state="running", control="run", note=None)
-            self.observer("resumed", {"restored": restored})
+            self._announce.append(("resumed", {"restored": restored}))
             self.wake.set()
             return "done", "resumed" + (f"; back in service: {', '.join(restored)}" if restored else "")
         if action in ("approve", "reject"):
@@ -462,6 +470,7 @@ class Scheduler:
             if req.action == "approve":
                 t = self.store.transition(t.id, S.PROPOSED, S.APPROVED)
                 self.store.audit(self.campaign.id, "trial.approve", {"trial": n}, req.user)
+                self.observer("approved", {"trial": t})
                 if not self.stopping.is_set():
                     self._launch(t)
             else:
@@ -729,7 +738,7 @@ class Scheduler:
         walk.state = S.RUNNING
         if first:
             self.store.locate_sample(self.campaign.id, walk.trial.sample_id, walk.location, walk.trial.id)
-        self.observer("started", {"trial": walk.trial, "of": self.spec.stopping.max_trials})
+        self.observer("started", {"trial": walk.trial, "of": self.spec.stopping.max_trials, "location": walk.location})
 
     def _placed(self, trial: Trial) -> None:
         with self._lock:

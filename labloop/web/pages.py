@@ -64,14 +64,17 @@ def index(user: WebUser, rows: list[dict[str, Any]]) -> str:
 
 
 def campaign(user: WebUser, snap: dict[str, Any], can: dict[str, bool]) -> str:
-    """``snap``: :func:`labloop.data.status.snapshot` with ``page=True``."""
+    """``snap``: the campaign view (:func:`labloop.data.view.campaign_view` with the running steps' points);
+    ``can``: what the user's role allows. A control button exists if the role allows it and is shown while the
+    campaign's state allows it too (``static/app.js`` shows and hides them as the state changes)."""
     c = snap["campaign"]
-    controls = "".join(f'<button data-action="{a}" id="btn-{a}" class="act {a}">{a}</button>'
-                       for a in ("pause", "resume", "stop", "estop") if can.get(a))
+    allowed = set(snap.get("actions") or ())  # the campaign's state decides what is shown; the role what exists
+    controls = "".join(f'<button data-action="{a}" id="btn-{a}" class="act {a}"{"" if a in allowed else " hidden"}>{a}'
+                       '</button>' for a in ("pause", "resume", "stop", "estop") if can.get(a))
     body = (
         f'<h1><span id="cname">{esc(c["name"])}</span> <span id="state" class="state s-{esc(c["state"])}">'
         f'{esc(c["state"])}</span></h1>'
-        f'<p id="liveness"></p><p id="note"></p><p id="stop-reason"></p>'
+        f'<p id="liveness"></p><p id="note"></p><p id="stop-reason"></p><p id="best"></p>'
         f'<div id="controls">{controls}</div><p id="action-result" role="status"></p>'
         '<div class="grid">'
         '<section><h2>Convergence</h2><div id="convergence"></div></section>'
@@ -86,7 +89,7 @@ def campaign(user: WebUser, snap: dict[str, Any], can: dict[str, bool]) -> str:
         + json_block("snapshot", snap) + json_block("page", {"can": can, "csrf": user.csrf, "user": user.name,
                                                                "role": user.role})
     )
-    return _page(c["name"], body, user, scripts=("plot.js", "app.js"))
+    return _page(c["name"], body, user, scripts=("plot.js", "view.js", "app.js"))
 
 
 def audit(user: WebUser, rows: list[Any]) -> str:

@@ -1,9 +1,10 @@
 """The campaigns a user may open, and the campaign a page names.
 
-A campaign page's data is :func:`labloop.data.status.snapshot` with ``page=True``: the same dict ``labloop status``
-prints and the daemon answers, plus what the page draws. The page renders it, then applies the live events pushed
-to it; on events that change the structure (a pause, the end) it asks for a fresh one. The store is the truth, so
-the snapshot is always right even when the page missed something; the events only make it live.
+A campaign page's data is the campaign view (:func:`labloop.data.view.campaign_view`, with the running steps'
+process points): the same dict ``labloop status --json`` prints and the daemon answers. The page renders it, then
+applies the live events pushed to it with the same ``apply`` (``static/view.js``); an event whose effect it does not
+carry (a pause, an alert, the end) makes it read the view again. The store is the truth, so a fresh view is always
+right even when the page missed something; the events only make it live.
 """
 
 from __future__ import annotations

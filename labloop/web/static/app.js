@@ -1,7 +1,9 @@
-/* The live campaign page: draws the snapshot the server embedded, then keeps it live from server-sent events.
-   The store is the truth: on any event that changes the campaign's structure the page fetches a fresh snapshot
-   (debounced), so a missed or unknown event can never leave it wrong; process-stream readings are plotted as they
-   arrive. EventSource reconnects by itself with Last-Event-ID, and the server sends what the page missed. */
+/* The live campaign page: draws the campaign view (labloop/data/view.py) the server embedded, then keeps it live
+   from server-sent events with LabloopView.apply (static/view.js, the same function as the server's). An event whose
+   effect it does not carry (a pause, an alert, a crash) marks the view stale: the page reads the view again
+   (debounced) and applies on top what came after, so it ends where a fresh read would; process-stream readings are
+   plotted as they arrive. EventSource reconnects by itself with Last-Event-ID, and the server sends what the page
+   missed. */
 "use strict";
 (function () {
   const $ = id => document.getElementById(id);
@@ -17,27 +19,49 @@
 
   function render() {
     const c = snap.campaign, st = $("state"); st.textContent = c.state; st.className = "state s-" + c.state;
-    $("liveness").textContent = snap.liveness ? "runner: " + snap.liveness.describe : "";
+    $("liveness").textContent = snap.liveness ? snap.liveness.describe : "";
     $("note").textContent = c.note && (c.state === "running" || c.state === "paused") ? "waiting: " + c.note : "";
     $("stop-reason").textContent = c.stop_reason ? "stopped: " + c.stop_reason : "";
     document.body.setAttribute("data-state", c.state);
+    renderControls();
     renderConvergence(); renderPareto(); renderLab(); renderStreams(); renderApprovals(); renderTrials();
   }
 
+  function renderControls() {
+    /* the buttons the server rendered are those the user's role allows; only those the campaign's state allows
+       are shown (a finished campaign offers none) */
+    const allowed = new Set(snap.actions || []);
+    document.querySelectorAll("#controls button[data-action]").forEach(b => { b.hidden = !allowed.has(b.dataset.action); });
+    $("controls").setAttribute("data-actions", [...allowed].filter(a => page.can[a]).sort().join(" "));
+  }
+
+  function renderBest() {
+    /* the campaign's best as the view names it (labloop/run/best.py: feasible first; several objectives: the
+       Pareto set and the one trial named) */
+    const b = snap.best, p = $("best");
+    p.setAttribute("data-trial", b ? String(b.trial) : "");
+    p.setAttribute("data-pareto", b && b.pareto ? b.pareto.join(" ") : "");
+    p.textContent = !b ? "best so far: no feasible trial yet" :
+      `best so far: trial ${b.trial}: ${b.objective} = ${fmt(b.value)}${b.unit ? " " + b.unit : ""}` +
+      (b.pareto ? ` (Pareto set: trials ${b.pareto.join(", ")})` : "");
+  }
+
   function renderConvergence() {
+    renderBest();
     const o = snap.objectives[0], pts = [], best = [];
     let b = null;
     snap.trials.slice().sort((x, y) => x.number - y.number).forEach(t => {
       const v = t.values[o.name];
       if (t.state !== "done" || typeof v !== "number") return;
       pts.push([t.number, v, `trial ${t.number}: ${fmt(v)}`]);
+      if (!t.feasible) return;  /* best so far counts feasible trials only (labloop/run/best.py) */
       if (b === null || better(o, v, b)) b = v;
       best.push([t.number, b]);
     });
     const svg = LabloopPlot.chart($("convergence"), [
       {name: o.name + " (trial)", points: pts, kind: "dots", cls: "measured"},
       {name: "best so far", points: best, kind: "line", cls: "best"}],
-      {xlabel: "trial", ylabel: o.name + (o.unit ? " / " + o.unit : ""),
+      {xlabel: "trial", integerX: true, ylabel: o.name + (o.unit ? " / " + o.unit : ""),
        hlines: o.target != null ? [{y: o.target, label: "target " + fmt(o.target)}] : []});
     svg.id = "convergence-plot";
   }
@@ -47,9 +71,8 @@
     $("pareto-section").hidden = false;
     const [a, b] = snap.objectives;
     const done = snap.trials.filter(t => t.state === "done" && typeof t.values[a.name] === "number" && typeof t.values[b.name] === "number");
-    const dominated = (p, q) => !better(a, p.values[a.name], q.values[a.name]) && !better(b, p.values[b.name], q.values[b.name]) &&
-      (q.values[a.name] !== p.values[a.name] || q.values[b.name] !== p.values[b.name]);
-    const front = done.filter(p => !done.some(q => dominated(p, q)));
+    const inFront = new Set((snap.best && snap.best.pareto) || []);  /* the view's Pareto set (labloop/run/best.py) */
+    const front = done.filter(t => inFront.has(t.number));
     const pt = t => [t.values[a.name], t.values[b.name], `trial ${t.number}`];
     LabloopPlot.chart($("pareto"), [
       {name: "measured", points: done.map(pt), kind: "dots", cls: "measured"},
@@ -68,10 +91,13 @@
     });
     if (!snap.running_steps.length) { const row = t.insertRow(); const c = text("td", "no station is working"); c.colSpan = 5; row.appendChild(c); }
     box.appendChild(t);
-    const where = snap.samples.filter(s => !/^(done|discard|bin)/.test(s.location)).slice(-12);
-    if (where.length) box.appendChild(text("p", "samples: " + where.map(s => `${s.sample} @ ${s.location}`).join(", ")));
-    if (snap.quarantined.length) box.appendChild(text("p", "out of service: " + snap.quarantined.join(", "), "alert"));
-    snap.alerts.slice(-5).forEach(a => box.appendChild(text("p", `${(a.at || "").slice(11, 19)} ${a.action}: ${a.detail && (a.detail.message || a.detail.reason || a.detail.device || "")}`, "alert")));
+    /* where every sample of a trial in flight is (LabloopView.digest: what every surface agrees on) */
+    const where = Object.entries(LabloopView.digest(snap).samples);
+    const p = text("p", where.length ? "samples: " + where.map(([s, l]) => `${s} @ ${l}`).join(", ") : "no sample in flight");
+    p.id = "samples"; p.setAttribute("data-samples", JSON.stringify(Object.fromEntries(where)));
+    box.appendChild(p);
+    if (snap.quarantined.length) { const q = text("p", "out of service: " + snap.quarantined.join(", "), "alert"); q.id = "quarantined"; box.appendChild(q); }
+    snap.alerts.slice(-5).forEach(a => box.appendChild(text("p", `${(a.at || "").slice(11, 19)} ${a.action}: ${a.message || ""}`, "alert")));
   }
 
   function renderStreams() {
@@ -143,7 +169,21 @@
     clear($("trials")).appendChild(table);
   }
 
-  let pending = null;
+  let pending = null, sinceRead = [];
+  live.rendered = () => {
+    /* what the page shows, read back from the DOM (the differential test compares it with the store) */
+    const trials = {}, q = $("quarantined");
+    document.querySelectorAll("#trials-table tr[data-number]").forEach(r => { trials[r.dataset.number] = r.dataset.state; });
+    const shown = [...document.querySelectorAll("#controls button[data-action]")].filter(b => !b.hidden).map(b => b.dataset.action).sort();
+    const best = $("best").getAttribute("data-trial"), pareto = $("best").getAttribute("data-pareto");
+    return {state: $("state").textContent, trials: trials, samples: JSON.parse($("samples").getAttribute("data-samples") || "{}"),
+            best: best ? [+best, pareto ? pareto.split(" ").map(Number) : []] : null, buttons: shown,
+            quarantined: q ? q.textContent.replace("out of service: ", "").split(", ").sort() : [], lastSeq: live.lastSeq};
+  };
+  function publish() {
+    /* what the page shows, for tests and the differential check: the digest of the view it draws */
+    live.view = snap; document.body.setAttribute("data-digest", JSON.stringify(LabloopView.digest(snap)));
+  }
   function refresh() {
     if (pending) return;
     pending = setTimeout(async () => {
@@ -151,9 +191,16 @@
       try {
         const r = await fetch(`/api/campaigns/${encodeURIComponent(snap.campaign.name)}`, {credentials: "same-origin"});
         if (r.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
-        if (r.ok) { const s = await r.json(); s.last_seq = live.lastSeq; snap = s; live.refreshes++; render(); }
+        if (r.ok) {
+          /* the fresh view, with the events that came after it was read applied on top (apply skips the rest) */
+          const s = await r.json(), since = sinceRead;
+          sinceRead = [];
+          since.forEach(e => LabloopView.apply(s, e));
+          delete s.stale;
+          snap = s; live.refreshes++; render(); publish();
+        }
       } catch (e) { /* the next event retries */ }
-    }, 80);
+    }, REREAD_MS);
   }
 
   /* Live events come from the server in batches (?thin=1, labloop/web/thin.py): every campaign event, and the
@@ -165,9 +212,11 @@
      window.labloopLive.arrivals notes, per event, when it arrived and when it was drawn: a campaign event once the
      DOM update of the frame that shows it is done, a reading once the stream chart that shows it is redrawn (one
      that no running step shows is never "drawn"). The latency benchmark reads it. */
-  const STREAM_MS = 1000, REFETCH_MS = 1000, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000, FALLBACK_MS = 250;
-  const TRIAL_EVENTS = new Set(["proposal", "trial_start", "measurement", "failure"]);
-  let drawQueued = false, fallback = null, later = null, unshown = [], unplotted = [];
+  const REREAD_MS = 300;  /* after the event that asks for it: the runner commits what a pause changed just after
+                             announcing it (labloop/control/stream.py REREAD_AFTER_S) */
+  const STREAM_MS = 1000, REFETCH_MS = 500, STREAM_POINTS = 1500, DRAWN_POINTS = 400, ARRIVALS = 200000, FALLBACK_MS = 250;
+  const TRIAL_EVENTS = new Set(["proposal", "approval", "trial_start", "measurement", "failure"]);
+  let controlsDirty = false, drawQueued = false, fallback = null, later = null, unshown = [], unplotted = [];
   let streamsDirty = false, stepsMoved = false, trialsDirty = false, labDirty = false, structural = false, lastStreams = 0, lastFetch = 0;
   live.startSeq = live.lastSeq; live.thinned = 0;
 
@@ -184,38 +233,14 @@
     }
     unshown.push([arrival, body]);
     if (kind === "document") return;
-    if (TRIAL_EVENTS.has(kind) && body && body.trial && typeof body.trial === "object") {
-      upsertTrial(body.trial, kind === "proposal" && body.approval);
-    } else if ((kind === "step_start" || kind === "step_end") && body) {
-      stepEvent(kind, body);
-    } else if (kind !== "best") {
-      structural = true;
-    }
-  }
-
-  function upsertTrial(t, awaiting) {
-    const row = {number: t.number, state: t.state, source: t.source, params: t.params || {}, values: t.values || {},
-                 failure: t.failure_reason, sample: t.sample_id};
-    const i = snap.trials.findIndex(x => x.number === t.number);
-    if (i < 0) snap.trials.push(row); else snap.trials[i] = Object.assign(snap.trials[i], row);
-    snap.awaiting = snap.awaiting.filter(n => n !== t.number);
-    if (awaiting && t.state === "proposed") snap.awaiting.push(t.number);
-    trialsDirty = true;
-  }
-
-  function stepEvent(kind, b) {
-    /* what each station does, from the step events themselves: a trial is on one step at a time */
-    const old = snap.running_steps.find(r => r.trial === b.trial);
-    snap.running_steps = snap.running_steps.filter(r => r.trial !== b.trial);
-    if (kind === "step_start") {
-      snap.running_steps.push({trial: b.trial, label: b.step, device: b.device, attempt: b.attempt || 1,
-                               since: new Date().toISOString().slice(11, 19),
-                               sample: old ? old.sample : (snap.trials.find(t => t.number === b.trial) || {}).sample,
-                               stream: old ? old.stream : []});
-    } else if (old && old.label !== b.step) {
-      snap.running_steps.push(old);  // the end of an earlier step, arriving after the next one began
-    }
-    labDirty = streamsDirty = stepsMoved = true;  // the streams shown are those of the running steps: redraw now
+    const e = {seq: seq, kind: kind, body: body};
+    LabloopView.apply(snap, e);
+    sinceRead.push(e);
+    if (sinceRead.length > ARRIVALS) sinceRead.shift();
+    if (TRIAL_EVENTS.has(kind) || kind === "best") trialsDirty = labDirty = true;
+    if (kind === "step_start" || kind === "step_end") labDirty = streamsDirty = stepsMoved = true;  // redraw the running steps' streams now
+    if (snap.stale) { delete snap.stale; structural = true; }
+    controlsDirty = true;
   }
 
   function schedule() {
@@ -233,13 +258,16 @@
       /* the list names campaign events and run starts/ends; readings are plotted, not listed */
       const list = $("events"), items = document.createDocumentFragment();
       unshown.filter(([a, body]) => a.kind !== "document" || (body && body.name !== "descriptor")).slice(-30).reverse()
-        .forEach(([a, body]) => items.appendChild(text("li", `${a.seq ?? ""} ${a.kind}${body && body.name ? " " + body.name : ""}`)));
+        .forEach(([a, body]) => items.appendChild(text("li", describe(a.seq, a.kind, body))));
       list.insertBefore(items, list.firstChild);
       while (list.childNodes.length > 200) list.removeChild(list.lastChild);
       list.setAttribute("data-last-seq", String(live.lastSeq));
     }
     if (trialsDirty) { trialsDirty = false; renderConvergence(); renderPareto(); renderApprovals(); renderTrials(); }
     if (labDirty) { labDirty = false; renderLab(); }
+    if (controlsDirty) { controlsDirty = false; renderControls(); const st = $("state"); st.textContent = snap.campaign.state;
+      st.className = "state s-" + snap.campaign.state; document.body.setAttribute("data-state", snap.campaign.state); }
+    publish();
     const streamsDue = streamsDirty && (stepsMoved || now - lastStreams >= STREAM_MS);
     /* the stream charts are the heaviest part: never in the frame that shows campaign events, so those are
        painted as soon as they are applied; the charts follow in the next frame */
@@ -254,6 +282,29 @@
                                         structural ? lastFetch + REFETCH_MS : Infinity) - now);
       later = setTimeout(() => { later = null; schedule(); }, wait);
     }
+  }
+
+  function describe(seq, kind, b) {
+    /* one line per event, as `labloop watch` prints it: the trial, what happened, its value or message */
+    b = b || {};
+    const t = b.trial && typeof b.trial === "object" ? b.trial : null, n = t ? t.number : b.trial;
+    const head = `${seq ?? ""} ` + (n != null ? `trial ${n} ` : "");
+    const vals = v => Object.entries(v || {}).map(([k, x]) => `${k}=${fmt(x)}`).join(" ");
+    if (kind === "document") {
+      const d = b.doc || {};
+      return b.name === "start" ? `${seq ?? ""} trial ${d.trial ?? "?"} run start: ${d.step || d.plan_name || ""}`
+        : `${seq ?? ""} run ${b.name || ""}${d.exit_status ? ": " + d.exit_status : ""}`;
+    }
+    if (kind === "proposal" || kind === "trial_start" || kind === "approval") return `${head}${kind.replace("_", " ")}: ${vals(t && t.params)}`;
+    if (kind === "measurement") return `${head}measured: ${vals(t && t.values)}`;
+    if (kind === "failure") return `${head}${t ? t.state : "failed"}: ${t ? t.failure_reason || "" : ""}`;
+    if (kind === "step_start") return `${head}step ${b.step} on ${b.device} (attempt ${b.attempt || 1})`;
+    if (kind === "step_end") return `${head}step ${b.step} ${b.exit_status || ""}${b.location ? " → " + b.location : ""}${b.reason ? ": " + b.reason : ""}`;
+    if (kind === "best") return `${head}best so far: ${b.objective} = ${fmt(b.value)}`;
+    if (kind === "campaign_end") return `${head}campaign ended: ${b.state}${b.stop_reason ? " (" + b.stop_reason + ")" : ""}`;
+    if (kind === "stopped") return `${head}stopped: ${b.reason || ""}`;
+    if (kind === "paused" || kind === "resumed") return `${head}${kind}${b.reason ? ": " + b.reason : ""}`;
+    return `${head}${kind}${b.message ? ": " + b.message : ""}`;
   }
 
   function streamPoint(doc) {
@@ -289,7 +340,7 @@
     b.onclick = () => { if (b.dataset.action !== "estop" || confirm("Emergency stop every device of this campaign?")) act(b.dataset.action, {}); };
   });
   $("state-filter").onchange = renderTrials;
-  render();
+  render(); publish();
   function connect() {
     const src = new EventSource(`/api/campaigns/${encodeURIComponent(snap.campaign.name)}/events?thin=1&after=${live.lastSeq}`);
     src.addEventListener("batch", e => {
