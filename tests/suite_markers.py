@@ -29,8 +29,14 @@ import pytest
 
 BROWSER = frozenset({"test_dashboard_browser.py"})
 DAEMON = frozenset({"test_daemon.py", "test_daemon_takeover.py", "test_dashboard_browser.py", "test_protocol_fuzz.py",
-                    "test_stream.py"})
-SLOW = BROWSER | DAEMON | frozenset({"test_resume_after_kill.py", "test_agent.py", "test_leases.py", "test_docs.py"})
+                    "test_stream.py", "test_audit_outcomes.py", "test_light_cli.py", "test_readme_daemon.py",
+                    "test_surfaces_agree.py"})
+#: protocol simulators in their own processes (the transports' tests)
+TRANSPORTS = frozenset({"test_transport_epics.py", "test_transport_modbus.py", "test_transport_opcua.py",
+                        "test_transport_serial.py", "test_transport_sila.py", "test_transport_visa.py",
+                        "test_declarative_campaign.py"})
+SLOW = BROWSER | DAEMON | TRANSPORTS | frozenset({"test_resume_after_kill.py", "test_agent.py", "test_leases.py",
+                                                  "test_docs.py", "test_view_js.py", "test_spec_fuzz.py"})
 
 def in_ci() -> bool:
     """CI sets CI=true; an empty value, 0 or false mean a developer's machine."""
