@@ -154,3 +154,20 @@ def test_the_run_commands_best_line_names_only_a_feasible_trial(capsys):
     resumed = LiveView(spec, steps=False, trials=FRONT[1:])  # `labloop resume` knows the earlier trials
     resumed("finished", {"trial": FRONT[0]})
     assert "(trial 2)" in capsys.readouterr().out
+
+
+def test_ranked_lists_only_feasible_trials_named_best_first():
+    spec = _spec([R], [FLOOR])
+    trials = [_t(1, {"r": 1.0, "floor": 0.5}), _t(2, {"r": 9.0, "floor": 0.9}), _t(3, {"r": 4.0, "floor": 0.85}),
+              _t(4, {"r": 2.0, "floor": 0.2}), _t(5, {"r": 6.0, "floor": 0.95})]
+    assert [t.number for t in best.ranked(spec, trials)] == [3, 5, 2]
+    assert best.ranked(spec, [_t(1, {"r": 1.0, "floor": 0.1})]) == []
+
+
+def test_ranked_with_two_objectives_puts_the_pareto_set_first():
+    spec = _spec([R, T], [FLOOR])
+    trials = [_t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}), _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
+              _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}), _t(4, {"r": 6.0, "tr": 0.81, "floor": 0.81})]
+    order = [t.number for t in best.ranked(spec, trials)]
+    assert order[0] == best.best_trial(spec, trials).number
+    assert set(order[:2]) == {2, 3} and order[2] == 4 and 1 not in order

@@ -114,8 +114,8 @@ def _instrument(instrument: str, entries: list, units: dict[str, str], out: Path
             ax.legend(fontsize=8, loc="best")
         file = save(fig, out, f"dock-{slug(instrument)}")
         what = ", ".join(_short(instrument, y) for y in ys)
-        return Drawn(file, title, f"The {what} that {instrument} stored (HDF5 asset) for the best trials on the "
-                     f"first objective, against {_short(instrument, x)}; one colour per trial (legend).{note}")
+        return Drawn(file, title, f"The {what} that {instrument} stored (HDF5 asset) for the best feasible trials "
+                     f"(the campaign's best first; none that breaks a constraint), against {_short(instrument, x)}; one colour per trial (legend).{note}")
     if images:
         key = images[0]
         fig, axes = new_figure(2.6 * len(usable), 2.8, 1, len(usable))
@@ -126,7 +126,7 @@ def _instrument(instrument: str, entries: list, units: dict[str, str], out: Path
             ax.set_axis_off()
         file = save(fig, out, f"dock-{slug(instrument)}")
         return Drawn(file, title, f"The {_short(instrument, key)} that {instrument} stored (HDF5 asset) for each "
-                     f"of the best trials on the first objective, grey levels as recorded.{note}")
+                     f"of the best feasible trials (the campaign's best first), grey levels as recorded.{note}")
     return None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from labloop.data.export import campaign_spec
 from labloop.data.view import campaign_view
 from labloop.errors import LabloopError
+from labloop.run.best import ranked as best_ranked
 from labloop.spec import CampaignSpec
 from labloop.store import Store
 from labloop.store.schema import Campaign, Trial
@@ -68,18 +69,6 @@ class ReportData:
         return [t for t in self.trials if t.state == "done" and self.spec.objectives[0].name in (t.values or {})]
 
 
-def ranked(spec: CampaignSpec, trials: list[Trial]) -> list[Trial]:
-    """Done trials with a value of the first objective, best first (ties: the earlier trial)."""
-    o = spec.objectives[0]
-    done = [t for t in trials if t.state == "done" and (t.values or {}).get(o.name) is not None]
-    sign = -1.0 if o.direction == "maximize" else 1.0
-    if o.direction == "band":
-        assert o.band is not None
-        mid = 0.5 * (o.band[0] + o.band[1])
-        return sorted(done, key=lambda t: (abs(float(t.values[o.name]) - mid), t.number))
-    return sorted(done, key=lambda t: (sign * float(t.values[o.name]), t.number))
-
-
 def gather(store: Store, campaign: Campaign, asked: list[int] | tuple[int, ...] = ()) -> ReportData:
     """Everything the report draws. Refuses (before anything is written) a trial number the campaign lacks."""
     spec = campaign_spec(campaign)
@@ -94,7 +83,7 @@ def gather(store: Store, campaign: Campaign, asked: list[int] | tuple[int, ...] 
     view = campaign_view(store, campaign)  # the one campaign view: the report names the best that status names
     best = numbers.get(view["best"]["trial"]) if view["best"] else None
     data = ReportData(campaign, spec, trials, best, asked=list(dict.fromkeys(asked)))
-    data.top = [t.number for t in ranked(spec, trials)[:TOP_TRIALS]]
+    data.top = [t.number for t in best_ranked(spec, trials)[:TOP_TRIALS]]  # feasible only, best first
     wanted = list(dict.fromkeys(([data.best.number] if data.best else []) + data.asked + data.top))
     scales = time_scales(store, campaign.id, spec)
     bad = bad_assets(store, campaign.id) if wanted else {}

@@ -182,3 +182,19 @@ def best_trial(spec: CampaignSpec, trials: Iterable[Any]) -> Any | None:
     merit = _merits(spec, front, feasible_done(spec, trials))
     i = max(range(len(front)), key=lambda k: (merit[k], -k))
     return front[i]
+
+
+def ranked(spec: CampaignSpec, trials: Iterable[Any]) -> list[Any]:
+    """The feasible done trials, best first: the named best, then the rest of the Pareto set (several objectives),
+    then the other feasible trials by the first objective (ties: the earlier trial). Infeasible trials are never
+    listed, so figures of "the best trials" (the report's dock spectra) show only films the campaign accepts."""
+    trials = list(trials)
+    cands = feasible_done(spec, trials)
+    top = best_trial(spec, cands)
+    if top is None:
+        return []
+    o = spec.objectives[0]
+    front = {t.number for t in pareto_front(spec, cands)} if len(spec.objectives) > 1 else set()
+    rest = sorted((t for t in cands if t is not top),
+                  key=lambda t: (t.number not in front, -score(o, float(t.values[o.name])), t.number))
+    return [top, *rest]
