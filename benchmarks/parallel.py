@@ -68,6 +68,7 @@ class _Trial:
     started: float
     source: str = ""
     value: float | None = None
+    out: float = math.inf  # when it leaves its chamber
 
 
 @dataclass
@@ -88,11 +89,13 @@ class _Lab:
     queued: list[_Queued] = field(default_factory=list)
 
 
-def load_spec(campaign: str, seed: int, budget: int | None, options: dict[str, Any]):
+def load_spec(campaign: str, seed: int, budget: int | None, options: dict[str, Any], strategy: str | None = None):
     from labloop.spec import spec_from_text
 
     data = yaml.safe_load((REPO / "experiments" / f"{campaign}.yaml").read_text())
     data["seed"] = seed
+    if strategy:
+        data["strategy"] = {"name": strategy, "initial_design": data["strategy"].get("initial_design", 6)}
     if budget:
         data["stopping"]["max_trials"] = budget
     if options:
@@ -106,18 +109,18 @@ def measure(params: dict[str, Any], noise: float, seed: int, index: int) -> floa
 
 
 def run(campaign: str, stations: int, seed: int, *, lookahead: int = 1, reask: bool = True,
-        ignore_pending: bool = False, budget: int | None = None, options: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
+        ignore_pending: bool = False, budget: int | None = None, options: dict[str, Any] | None = None,
+        strategy: str | None = None) -> dict[str, Any]:
     from labloop.strategy import Observation, make_strategy
 
     import torch
 
     torch.manual_seed(seed)  # the acquisition optimizers draw their starts from the global RNG
-    spec = load_spec(campaign, seed, budget, options or {})
+    spec = load_spec(campaign, seed, budget, options or {}, strategy)
     objective = spec.objectives[0]
     target, budget_n = float(objective.target), spec.stopping.max_trials
     noise = float((spec.lab.options if spec.lab else {}).get("noise", 0.03))
-    strategy = make_strategy(spec)
+    strat = make_strategy(spec)
     lab = _Lab(stations, stations)
     obs: list[Observation] = []
     hit: _Trial | None = None
@@ -130,7 +133,7 @@ def run(campaign: str, stations: int, seed: int, *, lookahead: int = 1, reask: b
         trial = _Trial(len(lab.trials) + 1, q.params, t, q.source)
         lab.trials.append(trial)
         lab.free -= 1
-        out = t + ROBOT_S + physics.timeline(q.params).total + ROBOT_S
+        out = trial.out = t + ROBOT_S + physics.timeline(q.params).total + ROBOT_S
         heapq.heappush(lab.events, (out, trial.index, "chamber_free", trial.index))
         heapq.heappush(lab.events, (out + PROBE_S + ROBOT_S, trial.index, "result", trial.index))
 
@@ -147,7 +150,7 @@ def run(campaign: str, stations: int, seed: int, *, lookahead: int = 1, reask: b
             return
         in_flight = [tr.params for tr in lab.trials if tr.value is None] + [q.params for q in lab.queued]
         t0 = time.process_time()
-        proposals = strategy.ask(n, list(obs), [] if ignore_pending else in_flight)
+        proposals = strat.ask(n, list(obs), [] if ignore_pending else in_flight)
         ask_s += time.process_time() - t0
         asks += 1
         lab.queued += [_Queued(dict(p.params), len(obs), p.source) for p in proposals]
@@ -179,6 +182,8 @@ def run(campaign: str, stations: int, seed: int, *, lookahead: int = 1, reask: b
             "started_by_target": started_by_hit if reached else len(lab.trials),
             "days_to_target": round((hit_t if reached else t) / DAY, 4),
             "best": round(min((tr.value for tr in lab.trials if tr.value is not None), default=math.inf), 3),
+            "max_chambers_busy": max(sum(1 for u in lab.trials if u.started <= tr.started < u.out)
+                                     for tr in lab.trials),
             "space_filling_started": sum(tr.source == "sobol" for tr in lab.trials),
             "superseded": superseded, "asks": asks, "cpu_s_asks": round(ask_s, 1)}
 
