@@ -29,6 +29,10 @@ it knows nothing of the campaign runner that built it.
 
 Modes: ``async`` (default) starts a trial whenever a first-step station is free; ``batch`` proposes
 ``strategy.batch_size`` points, runs them all, then proposes again; ``sequential`` runs one trial at a time.
+In async mode ``scheduling.lookahead`` proposals are made ahead and wait, unlaunched, for a free station; one that
+is still waiting when results arrive that its ask did not see is re-asked in place (the trial keeps its number; the
+replaced proposal is kept in ``info['replaced']`` and the audit log), so no trial starts on stale data when a fresh
+ask was possible (issue 25). Every ask is given every unfinished trial as pending.
 """
 
 from __future__ import annotations
