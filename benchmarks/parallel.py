@@ -225,6 +225,24 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def markdown_row(line: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """| campaign (config) | stations | seeds | reached | experiments: median (per seed) | started by the target |
+    days: median (per seed) | days / 1 station | experiments / 1 station |"""
+    runs = sorted((r for r in rows if "seed" in r and r["stations"] == line["stations"]
+                   and _config(r) == (line["summary"], line["lookahead"], line["reask"], line["ignore_pending"],
+                                      json.dumps(line["options"], sort_keys=True))), key=lambda r: r["seed"])
+    cfg = [f"lookahead {line['lookahead']}"] + (["no re-ask"] if not line["reask"] else []) + \
+        (["pending ignored"] if line["ignore_pending"] else []) + ([json.dumps(line["options"])] if line["options"] else [])
+    seeds = line["seeds"]
+    span = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ",".join(map(str, seeds))
+    exps = ", ".join(str(r["experiments_to_target"]) for r in runs)
+    days = ", ".join(f"{r['days_to_target']:.2f}" for r in runs)
+    return (f"| {line['summary']} ({', '.join(cfg)}) | {line['stations']} | {span} | {line['reached']}/{len(seeds)} | "
+            f"{line['median_experiments']:g} ({exps}) | {line['median_started_by_target']:g} | "
+            f"{line['median_days']:.2f} ({days}) | {line.get('days_ratio_to_1', '-')} | "
+            f"{line.get('experiments_ratio_to_1', '-')} |")
+
+
 def _seeds(text: str) -> list[int]:
     if "-" in text:
         a, b = text.split("-")
@@ -244,11 +262,12 @@ def main() -> None:
     ap.add_argument("--options", default="{}", help="strategy options as JSON, e.g. '{\"initial_design\": 4}'")
     ap.add_argument("--out", default=None, help="append JSON lines here; runs already in it are skipped")
     ap.add_argument("--summarize", default=None, help="print the summary of a results file and exit")
+    ap.add_argument("--markdown", action="store_true", help="with --summarize: markdown table rows")
     args = ap.parse_args()
     if args.summarize:
         rows = [json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]
         for line in summarize(rows):
-            print(json.dumps(line))
+            print(markdown_row(line, rows) if args.markdown else json.dumps(line))
         return
     options = json.loads(args.options)
     done: set[tuple] = set()
