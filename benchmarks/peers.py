@@ -3,7 +3,8 @@
 
 Methods: random search, Ax (Client API, default "fast" generation strategy, proposals
 snapped to the nearest unmeasured table row), BayBE (table as a discrete search space,
-default Campaign / recommender).
+default Campaign / recommender), Optuna 5 GPSampler and TPESampler and HEBO (issue 25:
+benchmarks/peer_adapters.py says how a proposal becomes an unmeasured row).
 
 Protocol (identical for every method):
   * 5 starting rows drawn with numpy.random.default_rng(seed).choice(N, 5, replace=False),
@@ -50,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # peer_adapters
 from labloop.benchmark_protocol import experiments_to, start_rows, target_rows  # noqa: E402
 
 DATA_DIR = os.environ.get(
@@ -386,7 +388,17 @@ class Ax:
         }
 
 
+def _peer(name: str) -> type:
+    """Optuna's and HEBO's adapters (benchmarks/peer_adapters.py), imported only when asked for."""
+    def make(table: Table, seed: int, init: list[int]):
+        import peer_adapters
+
+        return getattr(peer_adapters, name)(table, seed, init)
+    return make
+
+
 METHODS = {"random": RandomSearch, "baybe": BayBE, "ax": Ax,
+           "optuna_gp": _peer("OptunaGP"), "optuna_tpe": _peer("OptunaTPE"), "hebo": _peer("HEBOPeer"),
            # BayBE's chemical encodings (issue 13 item 4): descriptors like labloop's rdkit_descriptors, Morgan/ECFP
            # bits like labloop's morgan_fingerprint, and BayBE's default substance encoding (Mordred)
            "baybe_rdkit": _chem("RDKIT2DDESCRIPTORS"), "baybe_ecfp": _chem("ECFP"), "baybe_mordred": _chem("MORDRED")}

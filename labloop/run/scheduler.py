@@ -29,6 +29,10 @@ it knows nothing of the campaign runner that built it.
 
 Modes: ``async`` (default) starts a trial whenever a first-step station is free; ``batch`` proposes
 ``strategy.batch_size`` points, runs them all, then proposes again; ``sequential`` runs one trial at a time.
+In async mode ``scheduling.lookahead`` proposals are made ahead and wait, unlaunched, for a free station; one that
+is still waiting when results arrive that its ask did not see is re-asked in place (the trial keeps its number; the
+replaced proposal is kept in ``info['replaced']`` and the audit log), so no trial starts on stale data when a fresh
+ask was possible (issue 25). Every ask is given every unfinished trial as pending.
 """
 
 from __future__ import annotations
@@ -49,9 +53,10 @@ from bluesky.suspenders import SuspendCeil, SuspendFloor, SuspendWhenOutsideBand
 from labloop.errors import LabloopError, SpecError
 from labloop.logs import Swallowed
 from labloop.spec import CampaignSpec
-from labloop.states import IN_FLIGHT, UNFINISHED, IllegalTransition, TrialState
+from labloop.states import IN_FLIGHT, LEARNED_FROM, UNFINISHED, IllegalTransition, TrialState
 from labloop.store import Store
 from labloop.store.leases import LeaseLost
+from labloop.store.repository import to_jsonable
 from labloop.store.schema import Campaign, OperatorRequest, Trial, utcnow
 from labloop.strategy.base import Observation, Strategy, observations_from, pending_points
 from . import calibration
@@ -122,6 +127,12 @@ class Scheduler:
         self._active: set[TrialExecutor] = set()  # executors running a trial now (guarded by _lock)
         self._launched: set[int] = set()  # launched trials (guarded by _lock: approvals launch from the request thread)
         self._first_move: dict[int, threading.Event] = {}  # resumed trials whose sample a robot holds (set: put down)
+        # async lookahead: proposals waiting for a free first-step station, not launched yet, with the number of
+        # results their ask saw (control thread only); re-asked in place when newer results arrive (_find_stale, _replace)
+        self._queued: dict[int, tuple[Trial, int]] = {}
+        self._asked_with = 0  # results (learned-from trials) in the snapshot of the ask in progress
+        self._stale: dict[int, tuple[Trial, int]] = {}  # queued proposals made on stale data, awaiting their re-ask
+        self._reasking: list[int] = []  # the stale trials the ask in progress replaces, in order
         self.estopped = threading.Event()
         self.stopping = threading.Event()  # a stopping rule fired: finish in-flight trials, start nothing
         self._beat = threading.Event()  # set when the campaign ends: the heartbeat thread stops
@@ -333,6 +344,8 @@ class Scheduler:
         self.stopping.set()
         self.paused.clear()
         self.asker.discard()
+        self._queued.clear()  # never launched: _settle_leftovers cancels them with the campaign's reason
+        self._stale.clear()
         with self._lock:
             unplaced = list(self._unplaced)
         for trial_id in unplaced:
@@ -565,10 +578,58 @@ class Scheduler:
         if self.first_kind and budget_left(self.spec, trials) and not self.res.in_service(self.first_kind):
             self._call_operator(NoStationLeft(self.first_kind, self.res.out_of_service(self.first_kind)))
             return
-        n = min(self._slots(trials), budget_left(self.spec, trials))
+        stale: list[int] = []
+        if self._queues():
+            stale = self._find_stale(sum(1 for t in trials if t.state in LEARNED_FROM))
+            self._launch_queued()
+        # stale proposals are re-asked in place: their slots count as free here (they are awaiting in _slots)
+        n = min(self._slots(trials), budget_left(self.spec, trials)) + len(stale)
         if n <= 0:
             return
-        self.asker.submit(n, self.prior + observations_from(trials), pending_points(trials))
+        observations = observations_from(trials)
+        self._asked_with = len(observations)
+        self._reasking = stale
+        self.asker.submit(n, self.prior + observations, pending_points(t for t in trials if t.id not in stale))
+
+    def _queues(self) -> bool:
+        """Async lookahead without approval: proposals beyond the free stations wait unlaunched in ``_queued``."""
+        return (self.spec.scheduling.mode == "async" and self.first_kind is not None
+                and not self.spec.scheduling.approval)
+
+    def _find_stale(self, known: int) -> list[int]:
+        """Queued proposals whose ask saw fewer results than are known now (made on stale data) leave the queue to
+        be re-asked in place (:meth:`_replace`); returns every trial waiting for its re-ask. Why: with lookahead a
+        proposal made one trial ahead could wait a whole deposition for its station while results it never saw
+        came in (issue 25)."""
+        for trial_id, (trial, seen) in list(self._queued.items()):
+            if seen < known:
+                self._stale[trial_id] = self._queued.pop(trial_id)
+        return list(self._stale)
+
+    def _replace(self, trial_id: int, proposal: Any, seconds: float) -> Trial:
+        """Give a stale queued trial (still proposed, never launched) the re-asked proposal. Nothing is lost: the
+        replaced proposal is kept in the trial's ``info['replaced']`` and in the audit log, with why."""
+        trial, seen = self._stale.pop(trial_id)
+        old = {"params": dict(trial.params), "source": trial.source, "results_seen": seen,
+               "reason": f"re-asked: {self._asked_with} results known before a station was free, {seen} seen"}
+        info = {**proposal.info, "ask_seconds": seconds, "replaced": [*(trial.info or {}).get("replaced", []), old]}
+        self.store.update_trial(trial_id, params=to_jsonable(proposal.params), source=proposal.source,
+                                info=to_jsonable(info))
+        self.store.audit(self.campaign.id, "trial.reasked",
+                         {"trial": trial.number, **old, "new_params": to_jsonable(proposal.params)}, user="labloop")
+        return self.store.trial(trial_id)
+
+    def _launch_queued(self) -> None:
+        """Launch queued proposals, oldest first, onto the first-step stations that are free and not promised to a
+        launched trial."""
+        if not self._queued or self.first_kind is None:
+            return
+        with self._lock:
+            unplaced = len(self._unplaced)
+        room = len(self.res.free(self.first_kind)) - unplaced
+        for trial_id in list(self._queued)[:max(0, room)]:
+            trial, _ = self._queued.pop(trial_id)
+            self._launch(trial)
 
     def _ask_ready(self) -> bool:
         """Take the strategy's answer if it is there: store the proposals and launch them. True if one came."""
@@ -576,23 +637,34 @@ class Scheduler:
         if result is None:
             return False
         if self.stopping.is_set() or self.paused.is_set() or self.estopped.is_set():
+            self._reasking = []  # stale trials stay in _stale: the next ask re-asks them (or the end cancels them)
             return True  # decided while the lab changed its mind: drop it (the strategy keeps no state)
         if result.error is not None:
             exc = result.error
+            self._reasking = []
             self._pause_for_operator(f"the optimizer failed to propose: {type(exc).__name__}: {exc}; fix the "
                                      f"strategy settings, then run `labloop resume`")
             return True
         approval = self.spec.scheduling.approval
+        proposals = list(result.proposals or [])
+        reasked = [i for i in self._reasking if i in self._stale][:len(proposals)]
+        for trial_id, proposal in zip(reasked, proposals):
+            trial = self._replace(trial_id, proposal, result.seconds)
+            self._queued[trial.id] = (trial, self._asked_with)
+        self._reasking = []
         trials = self.store.trials(self.campaign.id)
-        n = min(result.n, budget_left(self.spec, trials))
-        for proposal in (result.proposals or [])[:n]:
+        n = min(result.n - len(reasked), budget_left(self.spec, trials))
+        for proposal in proposals[len(reasked):][:max(0, n)]:
             info = {**proposal.info, "ask_seconds": result.seconds}
             trial = self.store.add_trial(self.campaign.id, proposal.params, proposal.source, info,
                                          self.campaign.uid[:8])
             self.observer("proposed", {"trial": trial, "approval": approval,
                                        "of": self.spec.stopping.max_trials})
-            if not approval:
+            if self._queues():
+                self._queued[trial.id] = (trial, self._asked_with)
+            elif not approval:
                 self._launch(trial)
+        self._launch_queued()
         self.wake.set()
         return True
 

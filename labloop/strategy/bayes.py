@@ -20,7 +20,8 @@ store is the truth), in this order:
      ~0.1 s on 2000 rows), ``qLogExpectedImprovement`` with ``X_pending`` for batches, in-flight trials and
      constraints; on a pool that is *small* against the budget (:class:`BotorchStrategy`), **Thompson sampling**
      (one pathwise posterior sample per proposal, argmax over the free rows; a batch of independent samples is
-     diverse by construction). Measured on the benchmark tables (BENCHMARKS.md §3): expected improvement finds
+     diverse by construction; the samples are drawn from the GP conditioned on its own mean at the pending rows, so
+     trials in flight are believed, not only excluded). Measured on the benchmark tables (BENCHMARKS.md §3): expected improvement finds
      the best row of the large tables sooner (Thompson samples spread over many near-equal rows: crossed barrel
      79 vs 124 experiments), Thompson sampling that of the small ones. ``explore_below`` optionally turns a step
      into a Thompson sample when the model expects almost nothing from any free row;
@@ -389,7 +390,8 @@ class _State:
             beta = float(betas[self.count % len(betas)])  # a cycle: mostly exploit, explore every k-th trial
             acq = qUpperConfidenceBound(model, beta=beta, sampler=sampler, objective=single, X_pending=X_pending)
         elif kind == "ts" and not constraints and self.pool is not None:
-            acq = None  # Thompson sampling over the pool, below
+            acq = None  # Thompson sampling over the pool, below, on the GP that believes the pending rows
+            self.believed = X_pending
         elif kind == "logei":
             best_f = self._incumbent(model, outputs)
             # not with related campaigns: conditioning the multi-task GP on believed rows needs their task column,
@@ -606,16 +608,17 @@ class _State:
         vals: list[float] = []
         with torch.no_grad():
             if acq is None:
+                gp = self._believing(model.models[0])
                 with torch.random.fork_rng():  # seeded by campaign seed and trial count; caller's RNG untouched
                     torch.manual_seed(self.s.seed * 7919 + self.count)
                     try:
-                        paths = draw_matheron_paths(model.models[0], sample_shape=torch.Size([k]))
+                        paths = draw_matheron_paths(gp, sample_shape=torch.Size([k]))
                         samples = paths(F)  # k x m: k joint posterior samples over every free row
                     except NotImplementedError as exc:  # no pathwise sampler for this kernel: exact joint samples
                         self.fallbacks.append(
                             f"pathwise Thompson sampling unavailable for kernel '{self.s.options['kernel']}' "
                             f"({short_error(exc)}): used exact joint posterior samples over the {len(F)} free rows")
-                        samples = model.models[0].posterior(F).rsample(torch.Size([k])).reshape(k, -1)
+                        samples = gp.posterior(F).rsample(torch.Size([k])).reshape(k, -1)
                 for j in range(k):
                     v = samples[j].clone()
                     if picked:
@@ -633,6 +636,17 @@ class _State:
                         chosen = F[torch.tensor(picked)]
                         acq.set_X_pending(chosen if base_pending is None else torch.cat([base_pending, chosen]))
         return self.pool.X[free[torch.tensor(picked)]], torch.tensor(vals, dtype=DTYPE)
+
+    def _believing(self, gp):
+        """``gp`` conditioned on its own posterior mean at the pending rows (the Kriging believer), or ``gp`` when
+        nothing is pending. Why for Thompson sampling: a sample drawn from the GP that ignores the trials in flight
+        peaks where they already are, so with several stations the next proposal lands beside a pending one (only
+        the pending row itself was excluded); believing them collapses the variance there and the sample's argmax
+        goes where the model is still unsure, as the believer does for LogEI."""
+        if self.believed is None or not len(self.believed):
+            return gp
+        mean = gp.posterior(self.believed).mean.reshape(-1, 1)
+        return gp.condition_on_observations(self.believed, mean)
 
     def _believer_pool(self, acq, F: Tensor, k: int, log_belief: Tensor | None) -> tuple[list[int], list[float]]:
         """``k`` free rows (indices into ``F``) by the Kriging believer (Ginsbourger et al. 2010): analytic LogEI
