@@ -9,44 +9,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
+from labloop.run import best
 from labloop.spec import CampaignSpec
 
 from .gather import ReportData
 from .plotting import BLUE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure, save, wide
 
 
-def feasible(spec: CampaignSpec, values: dict[str, Any]) -> bool:
-    for c in spec.outcome_constraints:
-        v = values.get(c.name)
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            return False
-        if (c.lower is not None and v < c.lower) or (c.upper is not None and v > c.upper):
-            return False
-    return True
-
-
 def front(spec: CampaignSpec, points: list[tuple[int, list[float]]]) -> list[int]:
     """Trial numbers of the non-dominated points (each objective's direction respected; band objectives as
-    distance to the band's middle)."""
-    def score(i: int, v: float) -> float:  # larger is better
-        o = spec.objectives[i]
-        if o.direction == "maximize":
-            return v
-        if o.direction == "minimize":
-            return -v
-        assert o.band is not None
-        return -abs(v - 0.5 * (o.band[0] + o.band[1]))
-
-    scored = [(n, [score(i, v) for i, v in enumerate(vals)]) for n, vals in points]
-    out = []
-    for n, s in scored:
-        dominated = any(all(a >= b for a, b in zip(s2, s)) and any(a > b for a, b in zip(s2, s))
-                        for _, s2 in scored)
-        if not dominated:
-            out.append(n)
-    return out
+    distance to the band's middle), by the one definition's scores (:func:`labloop.run.best.score`)."""
+    scored = [(n, [best.score(spec.objectives[i], v) for i, v in enumerate(vals)]) for n, vals in points]
+    return [n for n, s in scored
+            if not any(all(a >= b for a, b in zip(s2, s)) and any(a > b for a, b in zip(s2, s)) for _, s2 in scored)]
 
 
 def draw(data: ReportData, out: Path) -> list[Item]:
@@ -58,26 +34,26 @@ def draw(data: ReportData, out: Path) -> list[Item]:
     for t in data.trials:
         vals = [(t.values or {}).get(n) for n in names]
         if t.state == "done" and all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
-            rows.append((t.number, [float(v) for v in vals], feasible(spec, t.values or {})))
+            rows.append((t.number, [float(v) for v in vals], best.constraints_met(spec, t.values)))
     title = f"Pareto front: {names[0]} against {names[1]}"
     if not rows:
         return [NotDrawn(title, "no trial has a value of every objective yet")]
     ok = [(n, v) for n, v, f in rows if f]
-    best = set(front(spec, ok))
+    on_front = {t.number for t in best.pareto_front(spec, data.trials)}  # what status calls the best
     o0, o1 = spec.objectives[0], spec.objectives[1]
     fig, (ax,) = new_figure(6.5, 4.5)
     bad = [v for _, v, f in rows if not f]
     if bad:
         ax.scatter([v[0] for v in bad], [v[1] for v in bad], s=18, facecolors="none", edgecolors=GREY,
                    label=f"violates an outcome constraint ({len(bad)})", rasterized=dense(len(bad)))
-    rest = [v for n, v in ok if n not in best]
+    rest = [v for n, v in ok if n not in on_front]
     ax.scatter([v[0] for v in rest], [v[1] for v in rest], s=18, color=BLUE, alpha=0.6,
                label=f"feasible ({len(ok)})", rasterized=dense(len(rest)))
-    fr = sorted(v for n, v in ok if n in best)
+    fr = sorted(v for n, v in ok if n in on_front)
     ax.plot([v[0] for v in fr], [v[1] for v in fr], "o-", color=ORANGE, ms=6, drawstyle="steps-post",
             label=f"Pareto front ({len(fr)})")
     for n, v in ok:
-        if n in best:
+        if n in on_front:
             ax.annotate(str(n), (v[0], v[1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if wide(v[0] for _, v, _ in rows):
         ax.set_xscale("log")
