@@ -54,6 +54,9 @@ def test_a_molten_li_salt_route_is_trapped_in_the_intermediate():
     assert trap48.fractions["Li2MnO3"] > 0.15              # held in the Li-rich intermediate
     assert good.target - trap48.target > 0.15
     assert good.fractions["Li2MnO3"] < trap48.fractions["Li2MnO3"] / 2
+    # a fast ramp crosses the intermediate's temperature window before much has reacted
+    slow, fast = (fire(Recipe("LiNO3", "MnO2", peak_c=800, dwell_h=8, ramp_c_per_min=r)) for r in (1, 20))
+    assert fast.target > slow.target + 0.1 and fast.fractions["Li2MnO3"] < slow.fractions["Li2MnO3"]
 
 
 def test_overfiring_decomposes_and_atmosphere_and_stoichiometry_make_impurities():

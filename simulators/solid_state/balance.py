@@ -7,8 +7,8 @@ After a load change at time ``t0`` (simulated seconds) the load cell's reading i
 (a first-order settling of the weigh cell and its damping; a slow linear drift from temperature and creep that a
 tare removes; readability-level white noise). :meth:`Balance.weigh_stable` samples at the balance's update
 interval and reports the mean of the first ``window`` readings (2 s at 10 Hz) that lie within ``stable_tol_g`` -
-the stability criterion of a laboratory balance's "stable weight" command (as MT-SICS ``S`` does) - with the simulated time it
-took, so a device or protocol server built on it takes as long as a real balance.
+the stability criterion of a laboratory balance's "stable weight" command (as MT-SICS ``S`` does) - with the
+simulated time it took, so a device or protocol server built on it takes as long as a real balance.
 """
 
 from __future__ import annotations
