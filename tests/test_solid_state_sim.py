@@ -14,7 +14,7 @@ from labloop_simulators.solid_state import xrd
 from labloop_simulators.solid_state.balance import Balance
 from labloop_simulators.solid_state.barcode import BarcodeReader
 from labloop_simulators.solid_state.chemistry import (
-    ATMOSPHERES, LI_SOURCES, MN_SOURCES, Recipe, element_shares, fire, precursor_masses, react)
+    ATMOSPHERES, LI_SOURCES, MN_SOURCES, SEARCH_SPACE, Recipe, element_shares, fire, precursor_masses, react)
 from labloop_simulators.solid_state.dispense import Dispenser, DispenserJam
 from labloop_simulators.solid_state.faults import FaultRates
 from labloop_simulators.solid_state.furnace import BoxFurnace, Profile
@@ -102,6 +102,19 @@ def test_landscape_is_multimodal():
     assert len(local) >= 3, local     # one-factor-at-a-time hill climbing stops at different recipes
     good = sum(v > 0.85 for v in value.values()) / len(value)
     assert good < 0.25                # most of the box wastes a furnace-day
+
+
+def test_random_recipes_rarely_reach_a_high_target_fraction():
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(300):
+        bounds = {k: float(rng.uniform(*b)) for k, b in SEARCH_SPACE.items()}
+        values.append(fire(Recipe(str(rng.choice(LI_SOURCES)), str(rng.choice(MN_SOURCES)),
+                                  atmosphere=str(rng.choice(ATMOSPHERES)), **bounds)).target)
+    assert np.mean(np.array(values) >= 0.9) < 0.03
+    best = fire(Recipe("Li2O", "MnO2", ratio=1.0, milling_min=33, ramp_c_per_min=12, peak_c=835, dwell_h=17.5,
+                       atmosphere="O2"))
+    assert best.target > 0.97 > max(values)
 
 
 def test_the_product_follows_the_actual_history_not_the_setpoint():
