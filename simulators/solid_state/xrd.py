@@ -14,7 +14,9 @@ ICDD data). What is modelled for real is how a diffractometer turns phases into 
 
 :func:`estimate_fractions` is the quantitative analysis an objective will use: non-negative least squares
 (``scipy.optimize.nnls``) of the reference patterns plus background terms, trying a few crystallite sizes and
-keeping the best fit - a whole-pattern (Rietveld-lite) fit without refining positions.
+keeping the best fit - a whole-pattern (Rietveld-lite) fit without refining positions. On patterns of fired
+recipes it recovers every phase fraction within 0.02 absolute (tests/test_solid_state_sim.py, 5 random recipes);
+a real pattern would also need peak-shift (lattice, sample displacement) and preferred-orientation terms.
 """
 
 from __future__ import annotations
