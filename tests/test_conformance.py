@@ -394,6 +394,10 @@ def test_cli_list_shows_installed_drivers_with_their_simulators(monkeypatch):
     assert re.search(r"broken .*failed to load", result.output)
     assert "broken: cannot import module 'no_such_pkg'" in result.output
     assert "thinfilm" in result.output
+    # the hint names both ways to check a device, the YAML one included (declarative instruments are not listed)
+    hint = " ".join(result.output.split())
+    assert "labloop devices check NAME_OR_MODULE:CLASS [--config FILE]" in hint
+    assert "labloop devices check FILE.yaml --simulated" in hint
 
 
 # -- pytest plugin ---------------------------------------------------------------------------------------------------

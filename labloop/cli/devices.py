@@ -128,7 +128,8 @@ def list_devices() -> None:
     for name, value in sorted(sims.items()):
         stable.add_row(name, value)
     console.print(stable if sims else "[yellow]no simulators installed in entry point group labloop.simulators[/]")
-    console.print("check one with: labloop devices check NAME_OR_MODULE:CLASS [--config FILE]", highlight=False)
+    console.print("check one with: labloop devices check NAME_OR_MODULE:CLASS [--config FILE], or an instrument "
+                  "described in YAML with: labloop devices check FILE.yaml --simulated", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
