@@ -156,3 +156,11 @@ def test_demo_runs_the_bundled_campaign_to_its_goal(tmp_path):
     store.close()
     assert c.state == "finished" and c.stop_reason.startswith("target reached at trial")
     assert min(t.values["sheet_resistance"] for t in trials if t.state == "done") <= 5.0
+
+
+def test_verify_of_a_store_without_assets_says_there_is_nothing_to_check(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(url).close()
+    r = CliRunner().invoke(app, ["verify", "--store", url])
+    assert r.exit_code == 0, r.output
+    assert "no asset files yet" in r.output and "all 0" not in r.output

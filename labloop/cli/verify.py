@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
             n, problems = check(st, cid)
         finally:
             st.close()
+        if not problems and n == 0:
+            console.print(f"{what} has no asset files yet: nothing to check", soft_wrap=True)
+            return
         if not problems:
             console.print(f"all {n} asset file{'s' if n != 1 else ''} of {what} are intact (sha256 as recorded)",
                           soft_wrap=True)

@@ -32,7 +32,7 @@ import zmq
 import zmq.auth.thread
 
 from labloop import plugins
-from labloop.devkit.protocols import Move
+from labloop.contract import Move
 from labloop.errors import DeviceError, LabloopError
 from . import wire
 

@@ -34,7 +34,7 @@ import zmq
 
 from ophyd.status import Status
 
-from labloop.devkit.protocols import Health
+from labloop.contract import Health
 from labloop.errors import DeviceError, LabloopError
 from . import wire
 

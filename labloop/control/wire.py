@@ -23,7 +23,7 @@ from typing import Any
 import zmq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from labloop.devkit.protocols import Move
+from labloop.contract import Move
 from labloop.errors import DeviceError, LabloopError, LimitError
 
 VERSION = 1

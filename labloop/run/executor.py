@@ -23,7 +23,7 @@ from .plans import describe_failure  # noqa: F401 - where callers have always fo
 from . import provenance
 from labloop.errors import LabloopError
 from .lab import Lab, setpoint_targets
-from labloop.devkit.protocols import Move
+from labloop.contract import Move
 from labloop.spec import CampaignSpec, StepSpec
 from labloop.store import DocumentWriter, Store
 from labloop.store.leases import LeaseLost

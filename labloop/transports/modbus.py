@@ -11,6 +11,7 @@ code; a reply pymodbus cannot frame becomes an error that shows the raw bytes re
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
@@ -18,6 +19,10 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field, model_validator
 
 from .base import PointModel, RefusedError, ReplyError, Transport, socket_hung_up
+
+# pymodbus logs each bad frame and each missed reply at ERROR itself; this transport turns each into a DeviceError that
+# names what came back, so the library's own lines would only repeat it, unformatted, in an operator's terminal.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 _WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4,
           "bool": 1}
