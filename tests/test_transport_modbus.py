@@ -14,12 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from labloop.cli import app
-from labloop.declarative import device, load_spec
 from labloop.devkit.instruments import check_file
-from labloop.errors import DeviceError, LimitError, SpecError
+from labloop.errors import DeviceError, LimitError
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.modbus import ModbusPoint, ModbusTransport
-from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
+from instrument_helpers import (assert_description_refused, example, set_watching, simulated, simulated_device,
+                                wait_for, wait_status)
 
 FURNACE, MFC = "furnace_modbus.yaml", "mfc_modbus.yaml"
 
@@ -165,14 +165,7 @@ def test_alarm_bits_make_the_device_unhealthy():
     (lambda d: d["signals"].update(set={"point": {"register": 3}}), "taken by the device"),
 ])
 def test_a_bad_description_is_refused_with_the_field_named(change, message):
-    import yaml
-
-    data = yaml.safe_load(example(FURNACE).read_text())
-    change(data)
-    with pytest.raises(SpecError, match=message):
-        load_spec(data)
-    with pytest.raises(SpecError):
-        device("x", spec=data)
+    assert_description_refused(FURNACE, change, message)
 
 
 def test_modbus_rtu_frames_through_a_gateway_pass_the_kit_too():
