@@ -263,3 +263,19 @@ def test_a_pause_is_announced_after_the_store_says_paused(tmp_path):
         thread.join(120)
     assert seen == {"paused": "paused", "resumed": "running"}
     store.close()
+
+
+def test_the_view_gives_the_page_the_lab_clock_of_running_steps(camp):
+    """The page draws process streams in the lab's minutes from the step's start (as the report does), so the view
+    carries the campaign's time scale (the audited one of its latest run, else the file's) and each running step's
+    start."""
+    store, c, spec, _ = camp
+    assert campaign_view(store, c.id)["time_scale"] == spec.lab.time_scale
+    store.audit(c.id, "campaign.lab", {"time_scale": 500.0})
+    t = store.add_trial(c.id, {"o2_pressure": 1.0}, "random", {}, "s")
+    store.transition(t.id, "proposed", "running")
+    store.start_step(t.id, 0, "synthesize:deposition", "synthesize", device="chamber1")
+    view = campaign_view(store, c.id)
+    assert view["time_scale"] == 500.0
+    step = view["running_steps"][0]
+    assert isinstance(step["started"], float) and abs(step["started"] - time.time()) < 3600

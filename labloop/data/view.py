@@ -18,6 +18,7 @@ code: ``labloop status`` stays light.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -95,6 +96,22 @@ def trial_row(spec: CampaignSpec, t: Any) -> dict[str, Any]:
             "feasible": _best.feasible(spec, t.values)}
 
 
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+def time_scales(store: Store, campaign_id: int, spec: CampaignSpec) -> list[tuple[float, float]]:
+    """(from wall time, time scale) of each run of the campaign (``labloop run/resume --time-scale`` is audited as
+    ``campaign.lab``); the campaign file's scale when none was recorded, 1 for a real lab."""
+    out = []
+    for a in store.audit_log(campaign_id):
+        if a.action == "campaign.lab" and isinstance((a.detail or {}).get("time_scale"), (int, float)):
+            out.append((_utc(a.at).timestamp(), float(a.detail["time_scale"])))
+    if not out:
+        out.append((0.0, float(spec.lab.time_scale) if spec.lab is not None else 1.0))
+    return sorted(out)
+
+
 def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool = False) -> dict[str, Any]:
     """What the campaign is now. ``points``: also each running step's newest process points (the page's charts)."""
     c = ref if isinstance(ref, Campaign) else pick_campaign(st, ref)
@@ -111,7 +128,8 @@ def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool =
         t = by_id.get(s.trial_id)
         steps.append({"trial": t.number if t else None, "sample": t.sample_id if t else None, "label": s.label,
                       "device": s.device, "attempt": s.attempt,
-                      "since": s.started_at.strftime("%H:%M:%S") if s.started_at else None})
+                      "since": s.started_at.strftime("%H:%M:%S") if s.started_at else None,
+                      "started": _utc(s.started_at).timestamp() if s.started_at else None})
         if points:
             steps[-1]["stream"] = [{"signal": p.signal, "t": p.t, "value": p.value}
                                    for p in (_latest_points(st, s.trial_id) if t is not None else [])]
@@ -123,6 +141,8 @@ def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool =
                      "stop_reason": c.stop_reason},
         "liveness": {"state": life.state, "alive": life.alive, "describe": life.describe()},
         "counts": counts, "budget": spec.stopping.max_trials, "running_steps": steps, "awaiting": awaiting,
+        # lab seconds per wall second now: the page draws process streams in the lab's minutes, as the report does
+        "time_scale": time_scales(st, c.id, spec)[-1][1],
         "best": best_entry(spec, trials),
         "model": None if latest is None else {"trial": latest.number, "importance": latest.info["importance"],
                                               "predicted_best": latest.info.get("predicted_best")},

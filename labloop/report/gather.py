@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timezone
 from typing import Any
 
 from labloop.data.export import campaign_spec
-from labloop.data.view import campaign_view
+from labloop.data.view import campaign_view, time_scales
 from labloop.errors import LabloopError
 from labloop.run.best import ranked as best_ranked
 from labloop.spec import CampaignSpec
@@ -91,19 +90,6 @@ def gather(store: Store, campaign: Campaign, asked: list[int] | tuple[int, ...] 
         data.details[n] = _detail(store, numbers[n], scales)
         data.details[n].bad_assets = bad.get(numbers[n].id, {})
     return data
-
-
-def time_scales(store: Store, campaign_id: int, spec: CampaignSpec) -> list[tuple[float, float]]:
-    """(from wall time, time scale) of each run of the campaign (``labloop run/resume --time-scale`` is audited as
-    ``campaign.lab``); the campaign file's scale when none was recorded, 1 for a real lab."""
-    out = []
-    for a in store.audit_log(campaign_id):
-        if a.action == "campaign.lab" and isinstance((a.detail or {}).get("time_scale"), (int, float)):
-            at = a.at if a.at.tzinfo else a.at.replace(tzinfo=timezone.utc)
-            out.append((at.timestamp(), float(a.detail["time_scale"])))
-    if not out:
-        out.append((0.0, float(spec.lab.time_scale) if spec.lab is not None else 1.0))
-    return sorted(out)
 
 
 def _scale_at(scales: list[tuple[float, float]], t: float) -> float:

@@ -117,12 +117,16 @@
       if (!names.length) return;
       const div = document.createElement("div"); div.className = "stream";
       div.appendChild(text("h3", `trial ${r.trial} (now ${r.label} on ${r.device})`));
-      const t0 = Math.min(...names.map(n => bySignal[n][0][0]));
+      /* the lab's minutes from the step's start (the simulated clock of a simulated lab: wall seconds x time scale),
+         as the report draws them; a step the page learned of from the stream starts at its first reading */
+      const t0 = r.started != null ? r.started : Math.min(...names.map(n => bySignal[n][0][0]));
+      const perS = (snap.time_scale || 1) / 60;
       names.forEach(n => {
         const c = document.createElement("div"); div.appendChild(c);
         const pts = bySignal[n], every = Math.ceil(pts.length / DRAWN_POINTS);  // a line of a few hundred points is enough
         const shown = pts.filter((p, i) => i % every === 0 || i === pts.length - 1);
-        LabloopPlot.chart(c, [{name: n, points: shown.map(p => [p[0] - t0, p[1]]), kind: "line"}], {xlabel: "s", height: 150});
+        LabloopPlot.chart(c, [{name: n, points: shown.map(p => [(p[0] - t0) * perS, p[1]]), kind: "line"}],
+                          {xlabel: "lab min from the step's start", height: 150});
       });
       box.appendChild(div);
     });
