@@ -66,6 +66,7 @@ def test_balance_killed_mid_measurement_fails_the_step_then_the_next_one_works()
     with simulated_device(BALANCE, settle=600.0) as (bal, sim):  # it will not settle while we watch
         bal.sample.put("s1")
         sim.inject("place", mass=5.0)
+        sim.inject("slow", delay=30.0)  # the reply to S is held back: the balance dies before it can answer
         status = bal.trigger()
         wait_for(lambda: sim.state()["requests"][-1:] == ["S"], what="S to be asked")
         sim.kill()
