@@ -44,18 +44,18 @@ the start to the end of the data entry of the first sample measured <= 5 ohm/sq.
 
 labloop: simulated time comes from the physics timeline, not from the stored wall-clock times: the campaign runs
 at a high ``time_scale`` (1e5: a 2 h recipe is 72 ms of wall time), where fixed software time (RunEngine start,
-fsync'd commits, ~50-100 ms a step, BENCHMARKS.md section 2) multiplied by the time scale would add hours of fake
-simulated time per step. So the stored steps give the *decisions* (which recipe, on which chamber, in which order
-each device served its steps) and each step's duration is its simulated device time: a deposition lasts
+fsync'd commits, ~50-100 ms a step, docs/benchmarks/archive.md section 2) multiplied by the time scale would add hours
+of fake simulated time per step. So the stored steps give the *decisions* (which recipe, on which chamber, in which
+order each device served its steps) and each step's duration is its simulated device time: a deposition lasts
 ``physics.timeline(recipe).total`` (pump-down, heater ramp + soak, strike, the recipe's duration, cool-down), a
-measurement 300 s (the simulated probe's 30 + 30 + 240 s), a robot move 60 s (``robot_minutes: 1``). The replay
-starts every step when its trial's previous step has ended and its device is free, devices serving their steps in
-the stored order; the time to target is the end of the measurement of the trial that reached it. Optimizer time
-(< 1 s a proposal, and hidden by the scheduler's lookahead) is left out. Caveat (issue 25,
-``benchmarks/runner_rounds.py``): at time scale 1e5 an ask (1-13 s wall on the shared machine) lasts longer than a
-trial, so with several chambers the async scheduler proposes in rounds, like a batch optimizer; station scaling is
-measured on a virtual clock where an ask takes no lab time, in ``benchmarks/parallel.py``. The stored times scaled by time_scale are
-printed too (``sim_days_stored_x_time_scale``): an upper bound inflated by the scaled software time.
+measurement 300 s (the simulated probe's 30 + 30 + 240 s), a robot move 60 s (``robot_minutes: 1``). The replay starts
+every step when its trial's previous step has ended and its device is free, devices serving their steps in the stored
+order; the time to target is the end of the measurement of the trial that reached it. Optimizer time (< 1 s a proposal,
+and hidden by the scheduler's lookahead) is left out. Caveat (issue 25, ``benchmarks/runner_rounds.py``): at time scale
+1e5 an ask (1-13 s wall on the shared machine) lasts longer than a trial, so with several chambers the async scheduler
+proposes in rounds, like a batch optimizer; station scaling is measured on a virtual clock where an ask takes no lab
+time, in ``benchmarks/parallel.py``. The stored times scaled by time_scale are printed too
+(``sim_days_stored_x_time_scale``): an upper bound inflated by the scaled software time.
 
 Assumptions (manual work per sample; all *chosen* for this benchmark, typical of a university thin-film lab, not
 taken from a cited source; change them with the flags and see ``assumptions`` in the output):

@@ -2,9 +2,9 @@
 
 Reads labloop's runs (``benchmarks/replay_tables.py``'s ``--runs`` file) and the peers' runs (``benchmarks/peers.py``'s
 ``--runs-out`` files, any number), and prints one JSON line per table plus, with ``--markdown``, the table that
-BENCHMARKS.md shows. Random search is given twice: the same-seed runs of replay_tables.py (10 draws, noisy) and
-its exact median, computed from the table (the position of the first of the K best rows in a random order of N
-rows: ``P(first > m) = C(N - m, K) / C(N, K)``), which is what "random search's median" means without seed noise.
+docs/benchmarks/archive.md §3 shows. Random search is given twice: the same-seed runs of replay_tables.py (10 draws,
+noisy) and its exact median, computed from the table (the position of the first of the K best rows in a random order of
+N rows: ``P(first > m) = C(N - m, K) / C(N, K)``), which is what "random search's median" means without seed noise.
 
     python benchmarks/compare_peers.py --markdown     # defaults: the two files named below
 

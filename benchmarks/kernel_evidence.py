@@ -1,15 +1,15 @@
 """Does leave-one-out evidence prefer BayBE's GP priors on the tables where BayBE finds the best row sooner?
 
-Why this exists: on the 15-table one-at-a-time re-run (BENCHMARKS.md §13) BayBE leads on three tables (OER plate d,
-crossed barrel, autoam), and BayBE's kernel and priors in labloop (``kernel: matern_gamma``, pilot M of
+Why this exists: on the 15-table one-at-a-time re-run (docs/benchmarks/archive.md §13) BayBE leads on three tables (OER
+plate d, crossed barrel, autoam), and BayBE's kernel and priors in labloop (``kernel: matern_gamma``, pilot M of
 RESULTS-strategy.md) reproduce BayBE's medians on 9 of 11 large tables. Choosing the kernel per campaign by model
-evidence (as the transfer guard chooses related campaigns: closed-form leave-one-out log predictive density,
-Rasmussen & Williams 2006 eq. 5.10-5.12) would be a principled rule that needs no table knowledge, *if* the evidence
-pointed at the prior that searches better. This script measures what the evidence says, before any such rule is
-built: for each table, ``--repeats`` random subsets of ``n`` rows (``numpy.random.default_rng(1000 n + r)``), the
-objective on labloop's modelling scale (``ObjectiveTransform``), a GP fitted by marginal likelihood with each kernel
-of ``--kernels`` on labloop's pool features (``labloop.strategy.modeling.fit_gp``), and the mean leave-one-out log
-predictive density per point (``labloop.strategy.transfer.loo_scores``; higher predicts the held-out rows better).
+evidence (as the transfer guard chooses related campaigns: closed-form leave-one-out log predictive density, Rasmussen &
+Williams 2006 eq. 5.10-5.12) would be a principled rule that needs no table knowledge, *if* the evidence pointed at the
+prior that searches better. This script measures what the evidence says, before any such rule is built: for each table,
+``--repeats`` random subsets of ``n`` rows (``numpy.random.default_rng(1000 n + r)``), the objective on labloop's
+modelling scale (``ObjectiveTransform``), a GP fitted by marginal likelihood with each kernel of ``--kernels`` on
+labloop's pool features (``labloop.strategy.modeling.fit_gp``), and the mean leave-one-out log predictive density per
+point (``labloop.strategy.transfer.loo_scores``; higher predicts the held-out rows better).
 
 One JSON line per (table, n): the mean LOO density per point of each kernel over the subsets, and for each kernel
 other than the first, the mean difference to the first and the number of subsets where it is higher. A summary line

@@ -410,8 +410,8 @@ class BotorchOptions(_Model):
         "each chosen or pending row before the next pick (the first pick of a round is then exactly the q = 1 "
         "proposal; deterministic and cheaper than Monte Carlo); fantasy = sequential greedy qLogEI with the chosen "
         "and pending rows as X_pending (Monte Carlo over their joint posterior). Believer became the default on "
-        "the 15 shared tables at q = 4 (BENCHMARKS.md section 13: fewer experiments to the best row in 9 of 13 "
-        "paired runs that differed, geometric mean 0.80 of fantasy's).")
+        "the 15 shared tables at q = 4 (docs/benchmarks/archive.md section 13: fewer experiments to the best row "
+        "in 9 of 13 paired runs that differed, geometric mean 0.80 of fantasy's).")
     max_noise: Optional[float] = Field(
         None, gt=0, description="Cap on the GP noise variance (standardized units); none = learned freely.")
     warm_start: bool = Field(True, description="Start each hyperparameter fit from the previous proposal's.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 MARKER = re.compile(r"<!--\s*generate:\s*([a-z-]+)\s*-->")
@@ -219,7 +220,24 @@ def protocol_markdown() -> str:
     return "\n".join(out)
 
 
-RENDERERS = {"cli": cli_markdown, "schema": schema_markdown, "protocol": protocol_markdown}
+# ----------------------------------------------------------------------------------------------------- benchmarks
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def benchmarks_markdown() -> str:
+    """The claims table of ``BENCHMARKS.md``, whose links are written from the repository's root, as the site's page.
+
+    Why generated: BENCHMARKS.md stays where readers of the repository and other helpers look for it, and the site
+    shows the same table instead of a copy that could drift. Its H1 is dropped (the page has its own) and its links
+    into ``docs/`` are made relative to ``docs/benchmarks/``, so MkDocs checks them like any page's."""
+    text = (ROOT / "BENCHMARKS.md").read_text()
+    text = re.sub(r"\A# [^\n]*\n", "", text)
+    text = text.replace("](docs/benchmarks/", "](")
+    return text.replace("](docs/", "](../")
+
+
+RENDERERS = {"cli": cli_markdown, "schema": schema_markdown, "protocol": protocol_markdown,
+             "benchmarks": benchmarks_markdown}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs' hook signature

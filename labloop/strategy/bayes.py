@@ -21,10 +21,10 @@ store is the truth), in this order:
      constraints; on a pool that is *small* against the budget (:class:`BotorchStrategy`), **Thompson sampling**
      (one pathwise posterior sample per proposal, argmax over the free rows; a batch of independent samples is
      diverse by construction; the samples are drawn from the GP conditioned on its own mean at the pending rows, so
-     trials in flight are believed, not only excluded). Measured on the benchmark tables (BENCHMARKS.md §3): expected improvement finds
-     the best row of the large tables sooner (Thompson samples spread over many near-equal rows: crossed barrel
-     79 vs 124 experiments), Thompson sampling that of the small ones. ``explore_below`` optionally turns a step
-     into a Thompson sample when the model expects almost nothing from any free row;
+     trials in flight are believed, not only excluded). Measured on the benchmark tables (docs/benchmarks/archive.md
+     §3): expected improvement finds the best row of the large tables sooner (Thompson samples spread over many
+     near-equal rows: crossed barrel 79 vs 124 experiments), Thompson sampling that of the small ones. ``explore_below``
+     optionally turns a step into a Thompson sample when the model expects almost nothing from any free row;
    * with ``optimize_acqf`` for continuous spaces (compositions as equality constraints, linear constraints as
      inequalities);
    * with ``optimize_acqf_mixed_alternating`` when integer/discrete/categorical columns are present (no Cartesian

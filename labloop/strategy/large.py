@@ -2,7 +2,7 @@
 
 Why this method. An exact GP costs ``O(n^3)`` to condition and ``O(n^2)`` per prediction, and an acquisition
 over ``n`` baseline points (qLogNEI) more: measured 7 s per ask at ``n = 2000`` and far beyond 5 s at 10,000
-(BENCHMARKS.md §14). The literature offers three ways out:
+(docs/benchmarks/archive.md §14). The literature offers three ways out:
 
 * **sparse variational GPs** (inducing points: Hensman et al. 2013; botorch's ``ApproximateGPyTorchModel``):
   ``O(n m^2)`` per optimizer step, but a fit is hundreds of stochastic steps over all ``n`` points (tens of
@@ -44,7 +44,8 @@ import torch
 from torch import Tensor
 
 #: the local model's hyperparameters are fitted on this many of its points (then it conditions on all of them): a
-#: marginal-likelihood step costs O(k^3), and the fit was most of a 10,000-point ask's time at 400 (BENCHMARKS §14)
+#: marginal-likelihood step costs O(k^3), and the fit was most of a 10,000-point ask's time at 400
+#: (docs/benchmarks/archive.md §14)
 LOCAL_FIT_SUBSET = 250
 
 

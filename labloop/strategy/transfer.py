@@ -7,9 +7,9 @@ elsewhere, its yields on another scale, and some of it may not carry over at all
 task with a shared kernel over the parameters times a learned task covariance ``B`` (an ``IndexKernel``): where
 the data say the tasks move together, an observation of the related task informs this one; where they do not, the
 learned correlation falls towards zero. But not far enough with few own points: measured with shuffled tables
-(BENCHMARKS.md §14.2), correlations of 0.2-0.5 were learned for unrelated campaigns, and their points (and their
-say in the shared lengthscales) pulled the model: both seeds found the top 1 % later than without transfer. Hence the
-guard below. Every proposal reports, per earlier campaign, whether it was used, its learned correlation and why
+(docs/benchmarks/archive.md §14.2), correlations of 0.2-0.5 were learned for unrelated campaigns, and their points (and
+their say in the shared lengthscales) pulled the model: both seeds found the top 1 % later than without transfer. Hence
+the guard below. Every proposal reports, per earlier campaign, whether it was used, its learned correlation and why
 (``info["related"]``), so a person sees which earlier campaign the model trusts.
 
 No harm (:func:`guarded_multitask`, every ask). Transfer is a model choice, so it is checked the way model choices
@@ -45,12 +45,12 @@ seen one run of that benchmark; nothing else was adjusted to it.
 
 Several campaigns: each per-campaign test lets an unrelated campaign through with the one-SE rule's one-sided
 chance, about 16 % (for a gain that is noise, roughly normal); with four earlier campaigns tested side by side, some
-unrelated one passes about half the time, and the guard re-decides every ask. Measured (BENCHMARKS.md §14.2, 30 rows
-per earlier campaign): shuffled tables were kept in many asks of most runs. So the level is shared among the ``k``
-campaigns tested together (Bonferroni: each needs ``z(1 - 0.159 / k)`` standard errors, 1.75 for four, 1 for one),
-which keeps the chance that any unrelated one passes at that of a single test. The combined check (3) is one test
-and keeps one standard error. This change was made after seeing those runs (said here so the reader can discount
-it); its reasoning is the textbook family-wise error rate, not a value fitted to the tables.
+unrelated one passes about half the time, and the guard re-decides every ask. Measured (docs/benchmarks/archive.md
+§14.2, 30 rows per earlier campaign): shuffled tables were kept in many asks of most runs. So the level is shared among
+the ``k`` campaigns tested together (Bonferroni: each needs ``z(1 - 0.159 / k)`` standard errors, 1.75 for four, 1 for
+one), which keeps the chance that any unrelated one passes at that of a single test. The combined check (3) is one test
+and keeps one standard error. This change was made after seeing those runs (said here so the reader can discount it);
+its reasoning is the textbook family-wise error rate, not a value fitted to the tables.
 
 What happens with few own points (5 at the start): the LOO estimates are noisy, the standard errors large, so the
 rule mostly falls back to no transfer unless the related campaigns' gain is large even on 5 points. That is the
