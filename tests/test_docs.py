@@ -112,3 +112,87 @@ def test_api_and_architecture_pages_and_the_readme_links_still_reach(site):
                          "sample-report-tco/"), ("screenshots/dashboard-live.png", "screenshots/dashboard-live.png")):
         assert f'href="{href}"' in home, f"the home page does not link {target}"
         assert (site / target).is_file(), f"{target} is not in the built site"
+
+
+# ------------------------------------------------------------------------------------------------- relative links
+# Every relative link (and image) in README.md, BENCHMARKS.md and the docs must reach a file, and an #anchor into a
+# page a heading of it: README and BENCHMARKS are read on the repository's front page, outside MkDocs' own checks,
+# and they link deep into the docs and the benchmarks archive. Anchors into docs pages are read from the built site
+# (generated pages and API entries have their ids only there); anchors into other Markdown files from the file.
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
+CODE = re.compile(r"`[^`\n]*`")
+
+
+def _markdown_files() -> list[Path]:
+    docs = [p for p in sorted((ROOT / "docs").rglob("*.md")) if "hooks" not in p.relative_to(ROOT / "docs").parts]
+    return [ROOT / "README.md", ROOT / "BENCHMARKS.md", *docs]
+
+
+def _links(path: Path) -> list[str]:
+    text = CODE.sub("", FENCE.sub("", path.read_text()))
+    return LINK.findall(text)
+
+
+def _ids(html_text: str) -> set[str]:
+    return set(re.findall(r'\sid="([^"]+)"', html_text))
+
+
+def _anchors(target: Path, site: Path) -> set[str]:
+    docs = ROOT / "docs"
+    if target.is_relative_to(docs):
+        rel = target.relative_to(docs).with_suffix("")
+        page = site / (rel.parent if rel.name == "index" else rel) / "index.html"
+        return _ids(page.read_text())
+    import markdown
+
+    return _ids(markdown.markdown(target.read_text(), extensions=["toc", "attr_list", "tables", "fenced_code"]))
+
+
+def test_every_relative_link_reaches_a_file_and_its_anchor(site):
+    checked, broken = 0, []
+    for source in _markdown_files():
+        for link in _links(source):
+            if re.match(r"[a-z][a-z0-9+.-]*:", link):  # http:, https:, mailto:
+                continue
+            path, _, anchor = link.partition("#")
+            target = (source.parent / path).resolve() if path else source
+            where = f"{source.relative_to(ROOT)} -> {link}"
+            checked += 1
+            if not target.exists():
+                broken.append(f"{where}: no such file")
+            elif anchor and target.suffix == ".md" and anchor not in _anchors(target, site):
+                broken.append(f"{where}: no heading with that anchor")
+    assert checked > 100  # the walk found the links, not an empty set
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_the_checker_finds_a_broken_link_and_a_broken_anchor(site, tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# Top\n\n[ok](#top) [gone](nothing.md) [bad](#nowhere)\n```\n[in code](skipped.md)\n```\n")
+    assert _links(page) == ["#top", "nothing.md", "#nowhere"]
+    assert "top" in _anchors(page, site) and "nowhere" not in _anchors(page, site)
+
+
+def test_the_readme_reaches_every_part_of_the_site_in_one_click():
+    """Each audience goes from the README to its part of the docs in one click: the README links at least one page
+    of every top-level section of the site's navigation, and the benchmarks' claims."""
+    import yaml
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    readme = {(ROOT / link.partition("#")[0]).resolve() for link in _links(ROOT / "README.md")}
+
+    def pages(entry) -> list[str]:
+        if isinstance(entry, str):
+            return [entry]
+        if isinstance(entry, list):
+            return [p for e in entry for p in pages(e)]
+        return [p for v in entry.values() for p in pages(v)]
+
+    for section in nav:
+        (title, entry), = section.items()
+        targets = {(ROOT / "docs" / p).resolve() for p in pages(entry)}
+        if title == "Benchmarks":
+            targets.add((ROOT / "BENCHMARKS.md").resolve())
+        assert readme & targets, f"the README links no page of the site's {title!r} section"
+    assert len(ROOT.joinpath("README.md").read_text().splitlines()) < 120, "the README is an overview: link, don't copy"

@@ -1,6 +1,6 @@
-"""README's daemon block, run as written (only the host name, the ports, the campaign file and its name are this
-machine's): serve, users add, submit, watch, status, and the dashboard's `users passwd` / `users token` on the store
-the daemon serves."""
+"""The docs' daemon block (docs/operate/daemon.md, once README's), run as written (only the host name, the ports, the
+campaign file and its name are this machine's): serve, users add, submit, watch, status, and the dashboard's
+`users passwd` / `users token` (docs/operate/dashboard.md) on the store the daemon serves."""
 
 from __future__ import annotations
 
@@ -18,16 +18,19 @@ import yaml
 
 from running import two_chamber
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "operate"
 
 
-def block_after(heading: str) -> list[str]:
-    text = README.read_text()
+def block_after(page: str, heading: str) -> list[str]:
+    """The commands of the first code block after `heading` in `page`: continued lines joined, comments dropped."""
+    text = (DOCS / page).read_text()
     body = text[text.index(heading):]
     code = body[body.index("```") + 3:]
     code = code[code.index("\n") + 1:code.index("```")]
     lines, cur = [], ""
     for raw in code.splitlines():
+        if raw.lstrip().startswith("#"):
+            continue
         line = raw.split("   #")[0].rstrip() if "   #" in raw else raw.rstrip()
         cur += line[:-1] + " " if line.endswith("\\") else line
         if not line.endswith("\\"):
@@ -50,7 +53,7 @@ def labloop(tmp, line: str, **kw) -> subprocess.CompletedProcess:
                           timeout=kw.pop("timeout", 400), **kw)
 
 
-def test_the_readme_daemon_block_runs_as_written(tmp_path):
+def test_the_docs_daemon_block_runs_as_written(tmp_path):
     control, stream = free_port(), free_port()
     data = two_chamber(max_trials=3)
     data["name"] = "thinfilm-nb-tio2"
@@ -60,7 +63,7 @@ def test_the_readme_daemon_block_runs_as_written(tmp_path):
         return (line.replace("0.0.0.0:7510", f"127.0.0.1:{control}").replace("0.0.0.0:7511", f"127.0.0.1:{stream}")
                 .replace("lab-pc:7510", f"127.0.0.1:{control}").replace("lab-pc:7511", f"127.0.0.1:{stream}"))
 
-    lines = [here(x) for x in block_after("### Running a lab from several machines")]
+    lines = [here(x) for x in block_after("daemon.md", "# The daemon and several machines")]
     serve, add, submit, watch, each = lines
     assert serve.startswith("labloop serve --store sqlite:///lab.db") and "users add alice" in add
     words = shlex.split(serve)
@@ -88,7 +91,7 @@ def test_the_readme_daemon_block_runs_as_written(tmp_path):
         r = labloop(tmp_path, each.replace("|".join(commands), "status"))
         assert r.returncode == 0 and "thinfilm-nb-tio2" in r.stdout, r.stderr
 
-        web = block_after("### The dashboard: watch and steer from a browser")
+        web = block_after("dashboard.md", "# The dashboard")
         passwd = next(x for x in web if "users passwd" in x)
         token = next(x for x in web if "users token" in x)
         r = labloop(tmp_path, passwd, input="correct horse battery\ncorrect horse battery\n")

@@ -281,17 +281,18 @@ def test_stations_naming_unknown_devices_are_rejected():
         prepare_text(yaml.safe_dump(data), "lab.yaml")
 
 
-def test_the_readme_lab_example_validates():
-    """The README's parallel-lab campaign fragment is a working campaign section, not prose."""
+def test_the_docs_lab_example_validates():
+    """The parallel-lab campaign fragment of docs/operate/long-runs.md (once README's) is a working campaign section,
+    not prose."""
     from campaign_files import REPO
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "operate" / "long-runs.md").read_text()
     block = text.split("A campaign declares which devices are interchangeable")[1].split("```yaml")[1].split("```")[0]
     fragment = yaml.safe_load(block)
     data = thinfilm()
     data.update(fragment)
     data["lab"]["options"].pop("state_file")
-    p = prepare_text(yaml.safe_dump(data), "README.md")
+    p = prepare_text(yaml.safe_dump(data), "long-runs.md")
     assert p.spec.lab.stations == {"deposition": ["chamber1", "chamber2"]}
     assert p.spec.workflow[3].retries == 2 and p.spec.scheduling.mode == "async"
 

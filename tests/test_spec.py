@@ -193,7 +193,7 @@ def test_several_bad_options_are_reported_one_line_each():
 
 
 def test_valid_strategy_options_and_plugin_options():
-    # every value README.md lists, and the documented spelling (an options mapping under strategy)
+    # every value docs/research/optimizer.md lists, and the documented spelling (an options mapping under strategy)
     for acq in ("auto", "logei", "qlognei", "ts", "ucb"):
         for kernel in ("matern", "rbf", "additive", "matern_gamma", "edbo"):
             s = spec_from_text(_strategy_yaml(f"strategy:\n  options: {{acquisition: {acq}, kernel: {kernel}}}\n"),
