@@ -104,7 +104,7 @@ class SearchSpace:
                 for c in p.components:
                     self.columns.append(Column(c, p.name, "component", 0.0, p.total, total=p.total, step=p.step))
                 self.groups.append(list(range(start, len(self.columns))))
-            else:  # pragma: no cover - spec.py's union is closed
+            else:  # pragma: no cover - labloop.spec's Parameter union is closed
                 raise LabloopError(f"unknown parameter type {type(p).__name__}")
         if not self.columns:
             raise LabloopError("the search space has no free parameter (all are fixed)",
