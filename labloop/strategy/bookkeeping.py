@@ -11,19 +11,9 @@ replacement, build a proposal that names its pool row, and condition on what is 
   and an ``ask`` that runs the seed points, then the strategy's :meth:`StrategyBase.propose`.
 * :class:`Bookkeeping`: everything one ``ask`` derives from the observations, discarded afterwards.
 
-A plugin strategy (docs/research/optimizer.md, "Writing a strategy plugin")::
-
-    class Mine(StrategyBase):
-        name = "mine"
-
-        def propose(self, book: Bookkeeping, n: int) -> list[Proposal]:
-            out = book.initial_design(n)  # space-filling until the campaign's initial design is complete
-            while len(out) < n and len(book.free_rows() if self.pool else [1]):
-                x = ...                   # a point of the search space (a tensor, see SearchSpace.encode)
-                if book.is_taken(x):
-                    continue
-                out.append(book.take(x, "mine", {"why": "..."}))
-            return out
+A plugin strategy subclasses :class:`StrategyBase` and implements ``propose(book, n)``: choose points, skip those
+``book.is_taken``, record each with ``book.take(x, source, info)``. The worked example, run by
+tests/test_bookkeeping.py, is in docs/research/optimizer.md ("Writing a strategy plugin").
 """
 
 from __future__ import annotations
