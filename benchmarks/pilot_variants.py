@@ -19,7 +19,7 @@ from pydantic import Field
 
 from labloop.spec import BotorchOptions
 from labloop.strategy.base import Observation
-from labloop.strategy.bayes import BotorchStrategy, _State
+from labloop.strategy.bayes import BayesAsk, BotorchStrategy
 
 PILOT_ACQUISITIONS = ("mix", "ei_ts")
 
@@ -32,7 +32,7 @@ class PilotOptions(BotorchOptions):
         "ei_ts: LogEI (even) / Thompson sample (odd; pools only, LogEI elsewhere).")
 
 
-class _PilotState(_State):
+class _PilotState(BayesAsk):
     def _acquisition_kind(self, model: Any, outputs: Any, m: int) -> str:
         kind = self.s.options["acquisition"]
         if kind == "mix":  # alternate: exploit (UCB, small beta) / explore (Thompson sample) by trial count
@@ -47,5 +47,5 @@ class PilotStrategy(BotorchStrategy):
 
     options_model = PilotOptions
 
-    def _new_state(self, observations: list[Observation], pending: list[dict[str, Any]]) -> _State:
+    def bookkeeping(self, observations: list[Observation], pending: list[dict[str, Any]]) -> BayesAsk:
         return _PilotState(self, observations, pending)

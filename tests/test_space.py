@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labloop.errors import LabloopError
-from labloop.strategy.space import CandidatePool, SearchSpace, _simplex_grid, _snap_simplex
+from labloop.strategy.simplex import simplex_grid as _simplex_grid
+from labloop.strategy.simplex import snap_simplex as _snap_simplex
+from labloop.strategy.space import CandidatePool, SearchSpace
 from labloop.spec import (
     CategoricalParameter,
     CompositionParameter,

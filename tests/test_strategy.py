@@ -432,12 +432,12 @@ def test_botorch_fit_retries_are_recorded(monkeypatch):
 
 
 def test_pathwise_thompson_fallback_to_joint_samples_is_recorded(monkeypatch):
-    from labloop.strategy import bayes
+    from labloop.strategy import acquisition
 
     def no_paths(*a, **k):
         raise NotImplementedError("no pathwise sampler for this kernel")
 
-    monkeypatch.setattr(bayes, "draw_matheron_paths", no_paths)
+    monkeypatch.setattr(acquisition, "draw_matheron_paths", no_paths)
     spec, obs = _pool_case(acquisition="ts")
     p = make_strategy(spec).ask(1, obs, [])[0]
     assert p.info["acquisition_kind"] == "ThompsonSampling"
@@ -466,16 +466,16 @@ def test_an_acquisition_that_cannot_apply_is_recorded_with_what_was_used():
 def test_a_retried_acquisition_optimization_is_recorded(monkeypatch):
     import warnings
 
-    from labloop.strategy import bayes
+    from labloop.strategy import acquisition
 
-    real = bayes.optimize_acqf
+    real = acquisition.optimize_acqf
 
     def retried(*a, **k):  # botorch's own message when it restarts from new initial conditions
         warnings.warn("Optimization failed in `gen_candidates_scipy` with the following warning(s):\n[...]\n"
                       "Trying again with a new set of initial conditions.", RuntimeWarning)
         return real(*a, **k)
 
-    monkeypatch.setattr(bayes, "optimize_acqf", retried)
+    monkeypatch.setattr(acquisition, "optimize_acqf", retried)
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
     obs = [Observation({"x": i / 5}, {"y": math.sin(3 * i / 5)}) for i in range(6)]
     p = make_strategy(spec).ask(1, obs, [])[0]

@@ -47,7 +47,6 @@ Options are typed: :class:`labloop.spec.BotorchOptions`.
 from __future__ import annotations
 
 import math
-import warnings
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,28 +60,19 @@ from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputO
 from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.models import ModelListGP
-from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
 from botorch.sampling import SobolQMCNormalSampler
-from botorch.sampling.pathwise import draw_matheron_paths
 from torch import Tensor
 
-from labloop.errors import LabloopError
-from .space import DTYPE, CandidatePool, SearchSpace
 from labloop.spec import BotorchOptions, CampaignSpec, checked_options
-from .base import Observation, Proposal
 from . import quiet
+from .acquisition import AcquisitionMixin
+from .base import Observation, Proposal
+from .bookkeeping import Bookkeeping, StrategyBase
 from .expert import ExpertPrior
 from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
-from .transfer import check_supported, guarded_multitask, related_tasks
-from .modeling import (
-    ObjectiveTransform,
-    WarpedTransform,
-    feature_groups,
-    fit_models,
-    hyperparameters,
-    lengthscale_importance,
-    short_error,
-)
+from .modeling import ObjectiveTransform, WarpedTransform, feature_groups, fit_models, hyperparameters
+from .space import DTYPE, CandidatePool
+from .transfer import check_supported, guarded_multitask
 
 # Every option, its type, default and allowed values: labloop.spec.BotorchOptions (validated when the campaign
 # file is read, and again by BotorchStrategy for options given as keywords).
@@ -103,7 +93,7 @@ def _torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-class BotorchStrategy:
+class BotorchStrategy(StrategyBase):
     """GP-based Bayesian optimization over a campaign's search space or candidate pool (see module docstring).
 
     ``small_pool``: a candidate pool of at most ``small_pool`` (default 2) times the campaign's budget
@@ -123,19 +113,9 @@ class BotorchStrategy:
     options_model: type[BotorchOptions] = BotorchOptions
 
     def __init__(self, spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any):
-        self.spec = spec
-        self.space = candidates.space if candidates is not None else SearchSpace.from_spec(spec)
         self.options = checked_options(self.options_model, {**spec.strategy.options, **options},
                                        self.name).model_dump()
-        self.pool = candidates
-        if self.pool is None:
-            grid = self.space.grid(int(self.options["grid_limit"]))
-            if grid is not None:
-                if len(grid) == 0:
-                    raise LabloopError("no point of the discrete search space satisfies the constraints",
-                                       "loosen the constraints")
-                self.pool = CandidatePool.from_grid(self.space, grid)
-        self.seed = spec.seed
+        super().__init__(spec, candidates, grid_limit=int(self.options["grid_limit"]))
         # Which model and acquisition 'auto' means for this campaign: fixed by the pool's size and the budget
         self.small_pool = self.pool is not None and \
             len(self.pool) <= float(self.options["small_pool"]) * spec.stopping.max_trials
@@ -160,7 +140,7 @@ class BotorchStrategy:
         # Captured in this thread only (labloop.strategy.quiet): RunEngines on other threads keep their warnings.
         with _torch_threads(self.options["threads"]), quiet.captured(), \
                 gpytorch.settings.max_cholesky_size(4000):
-            state = self._new_state(observations, pending)
+            state = self.bookkeeping(observations, pending)
             out: list[Proposal] = []
             out += state.seed_points(n)
             out += state.initial_design(n - len(out))
@@ -168,32 +148,21 @@ class BotorchStrategy:
                 out += state.model_proposals(n - len(out))
             return out
 
-    # ------------------------------------------------------------------------------------------ helpers
-    def _new_state(self, observations: list[Observation], pending: list[dict[str, Any]]) -> "_State":
-        return _State(self, observations, pending)
-
-    def _key(self, x: Tensor) -> tuple:
-        return CandidatePool._key(self.space.snap(x[None])[0])
+    def bookkeeping(self, observations: list[Observation], pending: list[dict[str, Any]]) -> BayesAsk:
+        """This ask's state: the shared bookkeeping plus the models and acquisition (override to extend)."""
+        return BayesAsk(self, observations, pending)
 
 
-class _State:
-    """Everything one ``ask`` derives from the observations; discarded afterwards."""
+class BayesAsk(AcquisitionMixin, Bookkeeping):
+    """Everything one ``ask`` derives from the observations (the bookkeeping of :class:`Bookkeeping`, plus the
+    models and the acquisition of this ask); discarded afterwards."""
+
+    s: BotorchStrategy
 
     def __init__(self, strat: BotorchStrategy, observations: list[Observation], pending: list[dict[str, Any]]):
-        self.s = strat
-        self.space = strat.space
-        self.pool = strat.pool
         # observations of earlier related campaigns (strategy.related) go to the multi-task model only: they are
-        # not this campaign's trials (not taken, not counted, not the incumbent)
-        self.related = related_tasks(observations)
-        observations = [o for o in observations if not o.task] if self.related else observations
-        self.obs = observations
-        self.obs_X = self._encode([o.params for o in observations], "observation")
-        self.pend_X = self._encode(list(pending), "pending point")
-        # one batched snap (obs_X and pend_X are snapped already: this is what _key would do row by row)
-        self.taken: set[tuple] = {CandidatePool._key(x) for x in self.space.snap(torch.cat([self.obs_X, self.pend_X]))}
-        self.chosen: list[Tensor] = []
-        self.n_ok = sum(1 for o in observations if not o.failed and self._objective_values(o) is not None)
+        # not this campaign's trials (not taken, not counted, not the incumbent): Bookkeeping keeps them apart
+        super().__init__(strat, observations, pending)
         # derived once per ask by model_proposals and reused, never carried to the next ask
         self.max_ei_rel: float | None = None  # largest relative EI over the free pool rows ('auto' on pools)
         self.prior_exponent = 0.0  # piBO's beta / n for this ask, 0 without an expert belief
@@ -207,85 +176,7 @@ class _State:
         self.region: LocalRegion | None = None  # the trust region of a local model (model_scope, .large)
         self._pool_F: Tensor | None = None  # kernel features of every pool row, computed once when needed
 
-    def _encode(self, rows: list[dict[str, Any]], what: str) -> Tensor:
-        full = [{**self.space.fixed, **r} for r in rows]
-        try:
-            return self.space.snap(self.space.encode_many(full)) if full else torch.empty(0, self.space.dim,
-                                                                                           dtype=DTYPE)
-        except LabloopError as exc:
-            raise LabloopError(f"a {what} does not fit the search space: {exc.problem}", exc.fix) from None
-
-    def _objective_values(self, o: Observation) -> list[float] | None:
-        vals = [o.values.get(obj.name) for obj in self.s.spec.objectives]
-        if any(v is None or not math.isfinite(float(v)) for v in vals):
-            return None
-        return [float(v) for v in vals]  # type: ignore[arg-type]
-
-    def _take(self, x: Tensor) -> None:
-        self.chosen.append(x)
-        self.taken.add(self.s._key(x))
-
-    @property
-    def count(self) -> int:
-        return len(self.obs) + len(self.pend_X) + len(self.chosen)
-
-    def _free_rows(self) -> Tensor:
-        """Indices of pool rows neither observed, pending nor chosen in this ask."""
-        assert self.pool is not None
-        keys = self.pool.keys
-        return torch.tensor([i for i, k in enumerate(keys) if k not in self.taken], dtype=torch.long)
-
-    # -------------------------------------------------------------------------------------- seed points
-    def seed_points(self, n: int) -> list[Proposal]:
-        out = []
-        for i, sp in enumerate(self.s.spec.strategy.seed_points):
-            if len(out) >= n:
-                break
-            try:
-                x = self.space.snap(self.space.encode({**self.space.fixed, **sp})[None])[0]
-            except LabloopError as exc:
-                raise LabloopError(f"strategy.seed_points[{i}]: {exc.problem}", exc.fix) from None
-            if self.pool is not None and self.pool.index_of({**self.space.fixed, **sp}) is None:
-                raise LabloopError(f"strategy.seed_points[{i}] is not a row of the candidate pool",
-                                   "give seed points that are rows of the candidates CSV")
-            if self.s._key(x) in self.taken:
-                continue
-            self._take(x)
-            out.append(self._proposal(x, "seed"))
-        return out
-
-    # ----------------------------------------------------------------------------------- initial design
-    def initial_design(self, n: int) -> list[Proposal]:
-        out = []
-        skip = self.count
-        # space-filling points until the design is complete, and for as long as fewer than two trials have
-        # succeeded (a GP needs at least two measured values; proposals of this same ask do not count)
-        while len(out) < n and (self.count < self.s.spec.strategy.initial_design or self.n_ok < 2):
-            x = self._space_filling(skip)
-            if x is None:
-                break
-            skip += 1
-            self._take(x)
-            out.append(self._proposal(x, "sobol"))
-        return out
-
-    def _space_filling(self, skip: int) -> Tensor | None:
-        """A not-yet-taken Sobol point (pool: the free row nearest, in kernel features, to the next Sobol point)."""
-        if self.pool is not None:
-            free = self._free_rows()
-            if len(free) == 0:
-                return None
-            u = self._believed(self.space.sample(1, seed=self.s.seed, skip=skip))
-            f_pool = self.space.features(self.pool.X[free])
-            d = (f_pool - self.space.features(u)).pow(2).sum(-1)
-            return self.pool.X[free[int(d.argmin())]]
-        for attempt in range(1000):
-            x = self._believed(self.space.sample(1, seed=self.s.seed, skip=skip + attempt))[0]
-            if self.s._key(x) not in self.taken:
-                return x
-        return None
-
-    def _believed(self, U: Tensor) -> Tensor:
+    def shape_design(self, U: Tensor) -> Tensor:
         """Space-filling points drawn from the expert's belief instead, where there is one (and the shaped
         points still satisfy the linear constraints)."""
         if self.s.expert is None:
@@ -295,12 +186,6 @@ class _State:
         return torch.where(ok.unsqueeze(-1), X, U)
 
     # ---------------------------------------------------------------------------------------------- model
-    def _fx(self, X: Tensor) -> Tensor:
-        """Search space -> model inputs: kernel features in pool mode (the model is fitted on them directly, which
-        is faster and lets pathwise Thompson samples run on them), the search space itself otherwise (the model's
-        ``FeatureMap`` input transform featurizes, so that optimizers work in the search space)."""
-        return self.space.features(X) if self.pool is not None else X
-
     def model_proposals(self, n: int) -> list[Proposal]:
         spec = self.s.spec
         fx = self._fx
@@ -363,7 +248,7 @@ class _State:
 
         m = len(spec.objectives)
         X_base = outputs[0][0]
-        X_pending = torch.cat([self.pend_X, torch.stack(self.chosen)]) if self.chosen else self.pend_X
+        X_pending = self.in_flight()
         X_pending = fx(X_pending) if len(X_pending) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
         single = GenericMCObjective(lambda Z, X=None: Z[..., 0])
@@ -444,33 +329,33 @@ class _State:
         out = []
         for x, v in zip(cands, values):
             opt_x = x
-            if self.s._key(x) in self.taken:  # snapped onto an observed/pending point: fall back to space filling
-                x = self._space_filling(self.count + 7919)
+            if self.is_taken(x):  # snapped onto an observed/pending point: fall back to space filling
+                x = self.space_filling(self.count + 7919)
                 if x is None:
                     break
-                self._take(x)
+                self.mark(x)
                 # the acquisition optimum is itself evidence (for a measured point EI is ~0): keep it
                 note = "the model's optimum was already measured or pending: space-filling point instead"
-                out.append(self._proposal(x, "sobol", {
+                out.append(self.proposal(x, "sobol", {
                     **info, **self._point_info(model, transforms, outputs, opt_x, float(v)),
                     "note": note, "fallbacks": [*info.get("fallbacks", []), note]}))
                 continue
-            self._take(x)
-            out.append(self._proposal(x, "model",
+            self.mark(x)
+            out.append(self.proposal(x, "model",
                                       {**info, **self._point_info(model, transforms, outputs, x, float(v))}))
         return out
 
     def _related_outputs(self, tf, y_own: Tensor) -> list[tuple[str, Tensor, Tensor]]:
         """Each related campaign's objective data as ``(name, model inputs, t(y))`` (the same transform as this
         campaign's objective; values this campaign's transform cannot take are left out)."""
-        name = self.s.spec.objectives[0].name
+        name = self.spec.objectives[0].name
         out = []
         for task, obs in self.related.items():
             rows = [o for o in obs if not o.failed and o.values.get(name) is not None
                     and math.isfinite(float(o.values[name]))]
             if not rows:
                 continue
-            X = self._fx(self._encode([o.params for o in rows], f"related observation ({task})"))
+            X = self._fx(self.encode([o.params for o in rows], f"related observation ({task})"))
             y = tf(torch.tensor([float(o.values[name]) for o in rows], dtype=DTYPE)).unsqueeze(-1)
             ok = torch.isfinite(y).reshape(-1)
             out.append((task, X[ok], y[ok]))
@@ -502,239 +387,3 @@ class _State:
             bounds, metric, fixed = self.space.bounds, self.space.features, tuple(self.space.cat_dims)
         local, self.region = local_outputs(outputs, bounds, int(opt["local_points"]), metric, fixed)
         return local
-
-    def pool_features(self) -> Tensor:
-        assert self.pool is not None
-        if self._pool_F is None:
-            self._pool_F = self.space.features(self.pool.X)
-        return self._pool_F
-
-    def _incumbent(self, model, outputs) -> float:
-        """The value to improve on (modelling scale): the best measured value (``incumbent: observed``), or the
-        largest posterior mean at a measured point (``posterior_mean``, the "plug-in" EI of Picheny et al.
-        2013): with noisy measurements the best measured value is an optimistic draw, and EI against it
-        believes too little improvement is left anywhere else, so it keeps resampling near that lucky row."""
-        if self._best_f is None:
-            if self.s.options["incumbent"] == "observed":
-                self._best_f = float(outputs[0][1].max())
-            else:
-                with torch.no_grad(), gpytorch.settings.skip_posterior_variances():
-                    self._best_f = float(model.models[0].posterior(outputs[0][0]).mean.max())
-        return self._best_f
-
-    def _auto_pool_kind(self, model, outputs, m: int) -> str:
-        """'ts' on a small pool (see :attr:`BotorchStrategy.small_pool`); else 'logei', or 'ts' when the model
-        expects (almost) nothing more from any free row (``explore_below``, off by default).
-
-        Expected improvement exploits: it samples next to the best rows until the model believes nothing is left
-        to gain. On the benchmark tables that belief was right on large smooth pools (crossed barrel: the best
-        relative EI stays ~1e-3 until the best row is found) and wrong on small noisy ones (autoam, perovskite:
-        it falls to 1e-5..1e-7 while the best row is still unmeasured, and EI then repeats near-ties). When the
-        largest EI over the free rows is below ``explore_below`` of the observed range, this step is a Thompson
-        sample instead: it explores where the model is unsure, in proportion to the chance of the optimum being
-        there. Off by default (``explore_below: 0``): in a pilot (10 seeds, best measured value as incumbent,
-        threshold 3e-4) it helped the small tables (median 41 -> 33 on autoam) and hurt Buchwald-Hartwig c and
-        crossed barrel (95 -> 135, 58 -> 67); see benchmarks/RESULTS-strategy.md. The largest relative EI is
-        reported either way (``pool_max_expected_improvement_rel``): it is what the model still expects from the
-        pool. Several objectives always use qLogNEHVI."""
-        if m > 1:
-            return "logei"
-        if self.s.small_pool and self.s.expert is None:  # a belief weights EI (piBO); a Thompson sample has no log
-            return "ts"
-        y = outputs[0][1]
-        span = float(y.max() - y.min()) or 1.0
-        free = self._free_rows()
-        if len(free) == 0:
-            return "logei"
-        acq = LogExpectedImprovement(model.models[0], best_f=self._incumbent(model, outputs))
-        with torch.no_grad():
-            values = self._on_rows(acq, self._fx(self.pool.X[free]))
-        self._free_logei = (acq, values)  # _optimize_pool reuses these when the step exploits with this LogEI
-        best = float(values.max())
-        self.max_ei_rel = math.exp(best) / span if best < 700 else float("inf")
-        return "ts" if self.max_ei_rel < float(self.s.options["explore_below"]) else "logei"
-
-    def _on_rows(self, acq, F: Tensor) -> Tensor:
-        """``acq`` on each row of ``F`` (``r x f`` model inputs) as ``r`` values, ``max_batch_size`` rows at a
-        time."""
-        bs = int(self.s.options["max_batch_size"])
-        return torch.cat([acq(F[a: a + bs].unsqueeze(-2)) for a in range(0, len(F), bs)])
-
-    def _optimize(self, acq, n: int, model) -> tuple[Tensor, Tensor]:
-        """``n`` search-space points (``n x d``) and their acquisition values (``n``)."""
-        opt = self.s.options
-        if self.pool is not None:
-            return self._optimize_pool(acq, n, model)
-        bounds = self.region.box if self.region is not None else self.space.bounds  # the trust region, if local
-        kwargs = dict(q=n, num_restarts=int(opt["num_restarts"]), raw_samples=int(opt["raw_samples"]),
-                      inequality_constraints=self.space.inequality_constraints or None,
-                      equality_constraints=self.space.equality_constraints or None)
-        # botorch retries an optimization that failed with new initial conditions (and warns "Optimization
-        # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
-        with quiet.captured() as caught:
-            if self.space.cat_dims or self.space.discrete_dims:
-                X, v = optimize_acqf_mixed_alternating(acq, bounds=bounds,
-                                                       discrete_dims=self.space.discrete_dims or None,
-                                                       cat_dims=self.space.cat_dims or None, **kwargs)
-            else:
-                X, v = optimize_acqf(acq, bounds=bounds, sequential=True, **kwargs)
-        for w in caught:
-            if str(w.message).startswith("Optimization failed"):
-                line = f"acquisition optimizer: {short_error(w.message, with_type=False)}"
-                if line not in self.fallbacks:
-                    self.fallbacks.append(line)
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        X = self.space.snap(X.detach())
-        return X, v.detach().reshape(-1).expand(len(X)) if v.numel() == 1 else v.detach().reshape(-1)
-
-    def _optimize_pool(self, acq, n: int, model) -> tuple[Tensor, Tensor]:
-        """Evaluate the acquisition on every free pool row (``b x 1 x f`` batches) and take the best; for ``n > 1``
-        sequential greedy, each chosen row becoming pending for the next (what ``optimize_acqf_discrete`` does,
-        keeping row indices). With ``acq=None``: Thompson sampling, one pathwise posterior sample per point."""
-        assert self.pool is not None
-        free = self._free_rows()
-        if len(free) == 0:
-            raise LabloopError("every row of the candidate pool has been measured, failed or is pending",
-                               "add candidates or end the campaign")
-        if self.region is not None:  # a local model: the free rows inside its trust region, if there are any
-            inside = free[self.region.inside(self.pool_features()[free])]
-            free = inside if len(inside) else free
-        F = self._fx(self.pool.X[free])
-        k = min(n, len(free))
-        # piBO on a pool: log acquisition + (beta / n) log belief, row by row
-        log_belief = self.prior_exponent * self.s.expert(self.pool.X[free]) if self.prior_exponent else None
-        picked: list[int] = []
-        vals: list[float] = []
-        with torch.no_grad():
-            if acq is None:
-                gp = self._believing(model.models[0])
-                with torch.random.fork_rng():  # seeded by campaign seed and trial count; caller's RNG untouched
-                    torch.manual_seed(self.s.seed * 7919 + self.count)
-                    try:
-                        paths = draw_matheron_paths(gp, sample_shape=torch.Size([k]))
-                        samples = paths(F)  # k x m: k joint posterior samples over every free row
-                    except NotImplementedError as exc:  # no pathwise sampler for this kernel: exact joint samples
-                        self.fallbacks.append(
-                            f"pathwise Thompson sampling unavailable for kernel '{self.s.options['kernel']}' "
-                            f"({short_error(exc)}): used exact joint posterior samples over the {len(F)} free rows")
-                        samples = gp.posterior(F).rsample(torch.Size([k])).reshape(k, -1)
-                for j in range(k):
-                    v = samples[j].clone()
-                    if picked:
-                        v[torch.tensor(picked)] = -float("inf")
-                    i = int(v.argmax())
-                    picked.append(i)
-                    vals.append(float(v[i]))
-            elif self.believer:
-                picked, vals = self._believer_pool(acq, F, k, log_belief)
-            else:
-                base_pending = getattr(acq, "X_pending", None)
-                for j in range(k):
-                    self._pick_row(acq, F, picked, vals, log_belief)
-                    if j + 1 < k:
-                        chosen = F[torch.tensor(picked)]
-                        acq.set_X_pending(chosen if base_pending is None else torch.cat([base_pending, chosen]))
-        return self.pool.X[free[torch.tensor(picked)]], torch.tensor(vals, dtype=DTYPE)
-
-    def _believing(self, gp):
-        """``gp`` conditioned on its own posterior mean at the pending rows (the Kriging believer), or ``gp`` when
-        nothing is pending. Why for Thompson sampling: a sample drawn from the GP that ignores the trials in flight
-        peaks where they already are, so with several stations the next proposal lands beside a pending one (only
-        the pending row itself was excluded); believing them collapses the variance there and the sample's argmax
-        goes where the model is still unsure, as the believer does for LogEI."""
-        if self.believed is None or not len(self.believed):
-            return gp
-        mean = gp.posterior(self.believed).mean.reshape(-1, 1)
-        return gp.condition_on_observations(self.believed, mean)
-
-    def _believer_pool(self, acq, F: Tensor, k: int, log_belief: Tensor | None) -> tuple[list[int], list[float]]:
-        """``k`` free rows (indices into ``F``) by the Kriging believer (Ginsbourger et al. 2010): analytic LogEI
-        on every row, take the best, condition the GP on its own posterior mean there (the variance near it
-        collapses, so the next pick goes where the model still expects something), raise the incumbent if that
-        mean is above it, repeat. Pending rows are believed the same way before the first pick. Why: on a pool the
-        Monte Carlo qLogEI of the fantasy path re-estimates every row's joint posterior with the chosen ones at
-        each pick, and its first pick is not the q = 1 pick; the believer's first pick is, and each later pick
-        costs one rank-one update and one analytic pass."""
-        gp, best_f = acq.model, float(acq.best_f.reshape(-1)[0])
-        picked: list[int] = []
-        vals: list[float] = []
-
-        def believe(gp, X: Tensor):
-            mean = gp.posterior(X).mean.reshape(-1, 1)
-            return gp.condition_on_observations(X, mean), float(mean.max())
-
-        if self.believed is not None and len(self.believed):
-            gp, m = believe(gp, self.believed)
-            best_f = max(best_f, m)
-            acq = LogExpectedImprovement(gp, best_f=best_f)
-        for j in range(k):
-            i = self._pick_row(acq, F, picked, vals, log_belief)
-            if j + 1 < k:
-                gp, m = believe(gp, F[i: i + 1])
-                best_f = max(best_f, m)
-                acq = LogExpectedImprovement(gp, best_f=best_f)
-        return picked, vals
-
-    def _pick_row(self, acq, F: Tensor, picked: list[int], vals: list[float], log_belief: Tensor | None) -> int:
-        """The best row of ``F`` by ``acq`` (plus the expert's log belief) not yet picked; appended to ``picked``
-        and its value to ``vals``. The first pick reuses the LogEI values ``_auto_pool_kind`` computed."""
-        if not picked and self._free_logei is not None and acq is self._free_logei[0] and self.region is None:
-            v = self._free_logei[1].clone()  # already evaluated on these rows (all of them: no local region)
-        else:
-            v = self._on_rows(acq, F)
-        if log_belief is not None:
-            v = v + log_belief
-        if picked:
-            v[torch.tensor(picked)] = -float("inf")
-        i = int(v.argmax())
-        picked.append(i)
-        vals.append(float(v[i]))
-        return i
-
-    # ------------------------------------------------------------------------------------- explanations
-    def _explain(self, model, transforms, outputs) -> dict[str, Any]:
-        """Parameter importance and the model's predicted best point, shared by this round's proposals."""
-        gp0 = model.models[0]
-        info: dict[str, Any] = {"importance": lengthscale_importance(gp0, self.space),
-                                "n_train": int(len(outputs[0][0]))}
-        if self.pool is not None:
-            X = self.pool.X
-        else:
-            X = torch.cat([outputs[0][0], self.space.sample(256, seed=self.s.seed + 1)])
-        with torch.no_grad(), gpytorch.settings.skip_posterior_variances():  # means only: no m x m covariance
-            mean = gp0.posterior(self._fx(X)).mean.squeeze(-1)
-        j = int(mean.argmax())
-        info["predicted_best"] = {"params": self.space.decode(X[j]),
-                                  self.s.spec.objectives[0].name: float(transforms[0].inverse(mean[j]))}
-        return info
-
-    def _point_info(self, model, transforms, outputs, x: Tensor, acq_value: float) -> dict[str, Any]:
-        gp0 = model.models[0]
-        with torch.no_grad():
-            post = gp0.posterior(self._fx(x[None]))
-            mu, sd = float(post.mean.reshape(-1)[0]), float(post.variance.reshape(-1)[0].clamp(min=0).sqrt())
-        y = outputs[0][1]
-        span = float(y.max() - y.min()) or 1.0
-        if len(self.s.spec.objectives) == 1:
-            # analytic EI over the best observed value, whatever acquisition chose x: E[max(f(x) - y*, 0)] =
-            # sd * (z Phi(z) + phi(z)), z = (mu - y*) / sd, in the objective's modelling scale
-            z = (mu - float(y.max())) / max(sd, 1e-12)
-            nd = torch.distributions.Normal(0.0, 1.0)
-            ei = max(sd, 1e-12) * (z * float(nd.cdf(torch.tensor(z))) + math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
-        else:  # expected hypervolume improvement from the log-acquisition value
-            ei = math.exp(acq_value) if acq_value < 700 else float("inf")
-        lo, hi = sorted((float(transforms[0].inverse(torch.tensor(mu - 2 * sd))),
-                         float(transforms[0].inverse(torch.tensor(mu + 2 * sd)))))
-        # 'improvement' is what the campaign's stopping rule reads (labloop.run.stopping): relative to the observed range
-        return {"acquisition": acq_value, "acquisition_kind": self.kind, "expected_improvement": ei,
-                "expected_improvement_rel": ei / span, "improvement": ei / span,
-                "predicted": {"objective": self.s.spec.objectives[0].name,
-                              "mean": float(transforms[0].inverse(torch.tensor(mu))), "interval_95": [lo, hi]}}
-
-    def _proposal(self, x: Tensor, source: str, info: dict[str, Any] | None = None) -> Proposal:
-        if self.pool is not None:
-            i = self.pool._index.get(CandidatePool._key(self.space.snap(x[None])[0]))
-            if i is not None:
-                return Proposal(dict(self.pool.rows[i]), source, {**(info or {}), "row": i})
-        return Proposal(self.space.decode(x), source, info or {})

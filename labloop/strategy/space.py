@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,6 +29,7 @@ from botorch.models.transforms.input import InputTransform
 from torch import Tensor
 
 from labloop.errors import LabloopError
+from .simplex import simplex_from_cube, simplex_grid, snap_simplex
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -104,7 +104,7 @@ class SearchSpace:
                 for c in p.components:
                     self.columns.append(Column(c, p.name, "component", 0.0, p.total, total=p.total, step=p.step))
                 self.groups.append(list(range(start, len(self.columns))))
-            else:  # pragma: no cover - spec.py's union is closed
+            else:  # pragma: no cover - labloop.spec's Parameter union is closed
                 raise LabloopError(f"unknown parameter type {type(p).__name__}")
         if not self.columns:
             raise LabloopError("the search space has no free parameter (all are fixed)",
@@ -299,7 +299,7 @@ class SearchSpace:
             else:
                 X[..., i] = X[..., i].clamp(0.0, 1.0)
         for g in self.groups:
-            X[..., g] = _snap_simplex(X[..., g], self.columns[g[0]].step, self.columns[g[0]].total)
+            X[..., g] = snap_simplex(X[..., g], self.columns[g[0]].step, self.columns[g[0]].total)
         return X
 
     def decode(self, x: Tensor) -> dict[str, Any]:
@@ -356,7 +356,7 @@ class SearchSpace:
                 if c.kind == "categorical":
                     X[:, i] = (U[:, i] * len(c.choices)).floor().clamp(max=len(c.choices) - 1)
             for g in self.groups:
-                X[:, g] = _simplex_from_cube(U[:, g])
+                X[:, g] = simplex_from_cube(U[:, g])
             X = self.snap(X)
             X = X[self.feasible(X)]
             out.extend(X)
@@ -376,7 +376,7 @@ class SearchSpace:
                 col0 = self.columns[i]
                 if not col0.step:
                     return None
-                opts = _simplex_grid(len(gi[i]), int(round(col0.total / col0.step)))
+                opts = simplex_grid(len(gi[i]), int(round(col0.total / col0.step)))
             elif i in in_group:
                 continue
             elif c.kind == "categorical":
@@ -452,47 +452,6 @@ def _unscale_t(c: Column, x: Tensor) -> Tensor:
     if c.log:
         return (math.log(c.lower) + x * (math.log(c.upper) - math.log(c.lower))).exp()
     return c.lower + x * (c.upper - c.lower)
-
-
-# ---------------------------------------------------------------------------------------------------- simplex
-def _simplex_from_cube(U: Tensor) -> Tensor:
-    """``n x k`` uniform cube -> ``n x k`` uniform on the simplex (gaps of the sorted first ``k-1`` coordinates)."""
-    n, k = U.shape
-    s = torch.sort(U[:, : k - 1], dim=1).values
-    edges = torch.cat([torch.zeros(n, 1, dtype=U.dtype), s, torch.ones(n, 1, dtype=U.dtype)], 1)
-    return edges.diff(dim=1)
-
-
-def _snap_simplex(X: Tensor, step: float | None, total: float) -> Tensor:
-    """Project ``... x k`` onto the simplex (clamp, renormalize) and, with a grid step, round with the
-    largest-remainder rule so that the units still add up to ``total / step``."""
-    X = X.clamp(min=0.0)
-    s = X.sum(-1, keepdim=True)
-    X = torch.where(s > 1e-12, X / s.clamp(min=1e-12), torch.full_like(X, 1.0 / X.shape[-1]))  # all ~0: centre
-    if not step:
-        return X
-    units = int(round(total / step))
-    flat = X.reshape(-1, X.shape[-1]) * units
-    base = flat.floor()
-    rem = flat - base
-    missing = (units - base.sum(-1)).long()
-    order = rem.argsort(-1, descending=True)
-    ranks = order.argsort(-1)
-    base = base + (ranks < missing[:, None]).to(X.dtype)
-    return (base / units).reshape(X.shape)
-
-
-def _simplex_grid(k: int, units: int) -> Tensor:
-    """All compositions of ``units`` into ``k`` non-negative parts, as fractions (``m x k``; stars and bars)."""
-    rows = []
-    for bars in combinations(range(units + k - 1), k - 1):
-        prev, parts = -1, []
-        for b in bars:
-            parts.append(b - prev - 1)
-            prev = b
-        parts.append(units + k - 2 - prev)
-        rows.append(parts)
-    return torch.tensor(rows, dtype=DTYPE) / units
 
 
 # ---------------------------------------------------------------------------------------------------- pools

@@ -338,12 +338,3 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
                 f"prediction of this campaign's {n} points (log score {gain:+.2f}, standard error {se:.2f})"))
         return single, report
     return mt, report
-
-
-def related_tasks(observations: Sequence[Any]) -> dict[str, list[Any]]:
-    """Observations of related campaigns (``task`` set), grouped by task, in order of first appearance."""
-    out: dict[str, list[Any]] = {}
-    for o in observations:
-        if getattr(o, "task", None):
-            out.setdefault(o.task, []).append(o)
-    return out
