@@ -118,6 +118,8 @@ def test_the_base_install_is_light_and_the_test_extra_is_the_full_lab():
     assert not base & HEAVY_DISTS, f"the instrument PC's install would pull {sorted(base & HEAVY_DISTS)}"
     assert {"ophyd", "pyzmq", "pydantic", "typer"} <= base  # what the agent and a declarative device run on
     assert HEAVY_DISTS <= {_name(r) for r in extras["lab"]}
+    # a package added to the lab extra must be known to labloop.needs, so a light install names the extra for it
+    assert {_name(r).replace("-", "_") for r in extras["lab"]} <= set(LAB)
     for kind in KINDS:  # one extra per transport, and labloop.needs names that extra for its library
         assert kind in extras and needs.EXTRA_OF[LIBRARY[kind]] == KINDS[kind][2] == kind
     assert set(needs.EXTRA_OF.values()) <= set(extras)
