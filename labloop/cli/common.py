@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from labloop import needs
 from labloop.errors import LabloopError
 
 if TYPE_CHECKING:  # imported when a command runs: `labloop --help` and the daemon's clients stay light
@@ -30,16 +32,20 @@ KeyOpt = Annotated[Optional[str], typer.Option(help="Your key file (from `labloo
 
 
 def user_errors(fn: F) -> F:
-    """Print a :class:`LabloopError` as 'error: problem' + 'fix: ...' and exit 2; never a traceback."""
+    """Print a :class:`LabloopError` as 'error: problem' + 'fix: ...' and exit 2; never a traceback. A package that
+    one of labloop's extras installs and this install lacks (a light instrument-PC install running a campaign
+    host's command) is such an error too, naming the extra (:mod:`labloop.needs`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with needs.extras_named():
+                return fn(*args, **kwargs)
         except LabloopError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.problem}", soft_wrap=True)
+            # escaped: a message's brackets (`pip install 'labloop[lab]'`, a list) are text, not rich markup
+            err_console.print(f"[bold red]error:[/] {escape(exc.problem)}", soft_wrap=True)
             if exc.fix:
-                err_console.print(f"[bold]fix:[/] {with_options(exc.fix, kwargs)}", soft_wrap=True)
+                err_console.print(f"[bold]fix:[/] {escape(with_options(exc.fix, kwargs))}", soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -76,6 +76,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the daemon: campaigns submitted to it run here, each in its own process; operators control and
         watch them from any machine with their key (`labloop users add`)."""
+        from labloop import needs
+
+        # campaigns run in child processes (the optimizer) and --http in a thread (the web stack): a light install
+        # is told now, not by a child's traceback in a log
+        needs.require("sqlalchemy", "torch", "botorch", "gpytorch", *(("starlette", "uvicorn") if http else ()))
         from labloop.control.server import serve as run_daemon
 
         run_daemon(store or DEFAULT_URL, control, stream, keys, http)

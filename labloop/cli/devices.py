@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from labloop import plugins
+from labloop import needs, plugins
 from labloop.errors import LabloopError
 
 devices_app = typer.Typer(
@@ -58,23 +59,24 @@ def check(
 
     console = _console()
     try:
-        options = load_config(config)
-        if instruments.is_instrument_file(target):
-            report = instruments.check_file(target, simulated=simulated, remote=remote, timeout=timeout,
-                                            grace=grace, only=only)
-        elif remote:
-            from labloop.control.remote_check import check_remote
+        with needs.extras_named():  # a transport's or the lab's package missing: name the extra
+            options = load_config(config)
+            if instruments.is_instrument_file(target):
+                report = instruments.check_file(target, simulated=simulated, remote=remote, timeout=timeout,
+                                                grace=grace, only=only)
+            elif remote:
+                from labloop.control.remote_check import check_remote
 
-            report = check_remote(target, options, simulator=simulator, timeout=timeout, grace=grace, only=only)
-        else:
-            from labloop.devkit import conformance  # bluesky: only a check pays for it
+                report = check_remote(target, options, simulator=simulator, timeout=timeout, grace=grace, only=only)
+            else:
+                from labloop.devkit import conformance  # bluesky: only a check pays for it
 
-            report = conformance.check_device(target, options, simulator=simulator, timeout=timeout, grace=grace,
-                                              only=only)
+                report = conformance.check_device(target, options, simulator=simulator, timeout=timeout, grace=grace,
+                                                  only=only)
     except LabloopError as exc:
-        console.print(f"[bold red]error:[/] {exc.problem}", markup=True, highlight=False)
+        console.print(f"[bold red]error:[/] {escape(exc.problem)}", markup=True, highlight=False)
         if exc.fix:
-            console.print(f"  fix: {exc.fix}", highlight=False)
+            console.print(f"  fix: {escape(exc.fix)}", highlight=False)
         raise typer.Exit(2) from None
     table = Table(title=f"conformance of {report.target}", show_lines=False)
     table.add_column("check", no_wrap=True)
