@@ -7,6 +7,7 @@ event with a generous bound; nothing asserts a duration."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -565,3 +566,31 @@ def test_the_gil_switch_interval_is_lowered_while_campaigns_run_and_put_back_aft
     with pytest.raises(RuntimeError), fast_gil_handoff():
         raise RuntimeError("a run that fails")
     assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_a_release_waits_for_a_renewal_in_flight_so_the_lease_ends_released():
+    """A renewal that lands after the release would hold an ended runner's lease for another ttl."""
+    from labloop.run.lease import CampaignLease
+
+    calls, inside, go_on = [], threading.Event(), threading.Event()
+
+    class Store:
+        def renew_lease(self, *a):
+            inside.set()
+            go_on.wait(BOUND)
+            calls.append("renew")
+
+        def release_lease(self, *a):
+            calls.append("release")
+
+    lease = CampaignLease(Store(), 1, "me", 1, 30.0, started=time.monotonic())
+    renewing, out = in_thread(lease.renew)
+    assert inside.wait(BOUND)
+    releasing, _ = in_thread(lease.release)
+    releasing.join(0.05)
+    assert releasing.is_alive() and calls == []  # the release waits for the renewal's round trip
+    go_on.set()
+    renewing.join(BOUND)
+    releasing.join(BOUND)
+    assert calls == ["renew", "release"] and lease.lost.is_set() and lease.renew() is False
+    assert calls == ["renew", "release"]  # no renewal after the release

@@ -105,7 +105,7 @@ class ControlLoop:
         c = self.ctx
         self.stop_serving()  # what is answered from now on would not be carried out
         if c.estopped.is_set() and stopping.rule != "estop":  # came in while the last trials finished
-            stopping = self.decision([])
+            stopping = self.decision([]) or stopping  # the estop's decision (never None while estopped)
         stragglers = self.workers.join(JOIN_S)
         if stragglers:
             c.alert("campaign.stragglers", f"worker threads did not end: {', '.join(stragglers)}",

@@ -62,6 +62,9 @@ class CampaignLease:
         self._valid_until = started + ttl * (1.0 - SAFETY)
         self.lost = threading.Event()
         self.reason = ""
+        # renew and release one at a time: a renewal whose UPDATE landed after the release's would hold the lease
+        # of a runner that has ended for another ttl (seen: a resume right after an emergency stop was refused)
+        self._renewing = threading.Lock()
 
     @classmethod
     def acquire(cls, store: Any, campaign_id: int, ttl: float = DEFAULT_TTL_S,
@@ -87,17 +90,18 @@ class CampaignLease:
     def renew(self) -> bool:
         """Extend the lease (the heartbeat calls it every second). False once it is lost: taken over by another
         runner, or not renewed before the local deadline. A store that does not answer is not yet a loss."""
-        if self.lost.is_set():
-            return False
-        started = time.monotonic()
-        try:
-            self.store.renew_lease(self.campaign_id, self.holder, self.token, self.ttl)
-        except LeaseLost as exc:
-            self._lose(exc.problem)
-            return False
-        except Exception:  # noqa: BLE001 - the store is unreachable for now: the deadline decides
-            return self.ok()
-        self._valid_until = started + self.ttl * (1.0 - SAFETY)
+        with self._renewing:
+            if self.lost.is_set():
+                return False
+            started = time.monotonic()
+            try:
+                self.store.renew_lease(self.campaign_id, self.holder, self.token, self.ttl)
+            except LeaseLost as exc:
+                self._lose(exc.problem)
+                return False
+            except Exception:  # noqa: BLE001 - the store is unreachable for now: the deadline decides
+                return self.ok()
+            self._valid_until = started + self.ttl * (1.0 - SAFETY)
         return self.ok()
 
     def ok(self) -> bool:
@@ -118,7 +122,9 @@ class CampaignLease:
 
     def release(self) -> None:
         """A clean end: free the campaign at once (nothing of this process acts on it any more)."""
-        if not self.lost.is_set():
+        with self._renewing:  # after a renewal in flight, so that this is the last word
+            if self.lost.is_set():
+                return
             self.lost.set()
             self.reason = "released"
             try:

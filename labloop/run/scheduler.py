@@ -143,9 +143,12 @@ class Scheduler:
         While it runs, the process's GIL switch interval is lowered to ``SWITCH_INTERVAL_S`` (a process-wide
         setting: it decides only how soon a thread that waits for the GIL gets it, and no thread's results depend
         on it). Why: the optimizer computes in pure Python on its own thread, and each GIL handoff on the
-        emergency-stop path would otherwise wait up to 5 ms (measured: benchmarks/estop_latency.py --busy, see
-        notes/core.md). It is set before any worker starts and put back when the last campaign running in this
-        process ends (:func:`fast_gil_handoff`), even when the run raises."""
+        emergency-stop path would otherwise wait up to 5 ms. Measured with ``benchmarks/estop_latency.py
+        --optimizer cpu-bound`` (estop to every device's stop() while the optimizer computes): without it median
+        64 ms, max 778 ms; with it median 34 ms, max 49 ms (8 tries, BENCHMARKS.md). A re-run on a machine at load
+        20-35 (notes/core.md) was too noisy to tell either way, so it is kept. It is set before any worker starts
+        and put back when the last campaign running in this process ends (:func:`fast_gil_handoff`), even when the
+        run raises."""
         c = self.ctx
         cid = c.campaign.id
         for r in self.resumptions:  # samples sitting in stations keep them: claim before anyone else can

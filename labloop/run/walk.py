@@ -128,6 +128,7 @@ class TrialWalker:
                 walk.state = S.FAILED
                 c.observer("finished", {"trial": done})
                 held = tc.location if tc.location in c.res.stations else None  # where its sample sits now
+                assert ex is not None  # a step failed: it ran on this executor
                 try:
                     self._clear_station(ex, tc, trial, held)
                 except Cancelled:
