@@ -9,7 +9,7 @@ import pytest
 
 from labloop.run.executor import StepFailed
 from labloop.run.lab import build_lab
-from labloop.run.scheduler import Scheduler
+from labloop.run.walk import TrialWalker
 from labloop.spec import LabSpec, StepSpec
 
 TS = 3600.0
@@ -35,12 +35,13 @@ def test_retry_backoff_is_real_seconds_for_a_real_device_scaled_for_a_simulated_
         def run_step(self, *a):
             raise StepFailed(step, 0, "the agent does not answer", device)
 
-    fake = SimpleNamespace(
-        workflow=[step], _cancelled=lambda: False, observer=lambda *a: None, time_scale=TS,
+    estopped = SimpleNamespace(is_set=lambda: False, wait=lambda d: waits.append(d) or False)
+    ctx = SimpleNamespace(
+        workflow=[step], cancelled=lambda: False, observer=lambda *a: None, time_scale=TS,
         spec=SimpleNamespace(stopping=SimpleNamespace(max_trials=5)), lab=build_lab(lab_spec()),
         res=SimpleNamespace(record=lambda *a: False), store=SimpleNamespace(audit=lambda *a, **k: None),
-        campaign=SimpleNamespace(id=1), estopped=SimpleNamespace(is_set=lambda: False,
-                                                                 wait=lambda d: waits.append(d) or False))
+        campaign=SimpleNamespace(id=1), estopped=estopped)
+    walker = TrialWalker(ctx, engines=None, evaluate=lambda t: t)  # type: ignore[arg-type]  # only attempts runs
     with pytest.raises(StepFailed):
-        Scheduler._attempts(fake, Run(), SimpleNamespace(number=1), 0, device, None)
+        walker.attempts(Run(), SimpleNamespace(number=1), 0, device, None)
     assert waits == pytest.approx(expected)

@@ -38,7 +38,7 @@ def crash_run(tmp_path, point: str, n: int) -> subprocess.CompletedProcess:
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(campaign(tmp_path)))
     env = {**os.environ, "LABLOOP_CRASH_AT": f"{point}:{n}", "LABLOOP_CRASH_DELAY": "0.05"}
-    return subprocess.run([sys.executable, "-m", "labloop", "run", str(path), "--store",
+    return subprocess.run([sys.executable, "-m", "labloop.devkit.crash", "run", str(path), "--store",
                            f"sqlite:///{tmp_path / 'labloop.db'}"], env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -175,7 +175,7 @@ def kill_during_first_deposition(tmp_path) -> tuple[Store, object, object]:
     path.write_text(yaml.safe_dump(bundled(tmp_path)))
     # step_mid:2 - the second step started is trial 1's deposition (trial 2 waits for the chamber)
     env = {**os.environ, "LABLOOP_CRASH_AT": "step_mid:2", "LABLOOP_CRASH_DELAY": "0.05"}
-    proc = subprocess.run([sys.executable, "-m", "labloop", "run", str(path), "--store",
+    proc = subprocess.run([sys.executable, "-m", "labloop.devkit.crash", "run", str(path), "--store",
                            f"sqlite:///{tmp_path / 'labloop.db'}"], env=env, capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 137, proc.stdout + proc.stderr

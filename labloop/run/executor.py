@@ -17,7 +17,7 @@ import bluesky.run_engine as _run_engine_module
 from bluesky import RunEngine
 
 from . import calibration
-from . import crashpoints
+from . import hookpoints
 from . import plans
 from .plans import describe_failure  # noqa: F401 - where callers have always found it
 from . import provenance
@@ -41,11 +41,19 @@ def _console_to_log(*args: Any, **_kw: Any) -> None:
     _log.info(" ".join(str(a) for a in args))
 
 
-# The RunEngine talks to an interactive user with print() ("Pausing...", "Halting: skipping cleanup..."). In a lab
-# run by labloop nobody sits at its prompt: those lines would interleave with the operator's live view. Route
-# bluesky.run_engine's own print calls (and only those: a module global shadows the builtin for that module alone)
-# to its logger.
-_run_engine_module.print = _console_to_log  # type: ignore[attr-defined]
+def route_run_engine_console() -> None:
+    """Send the RunEngine's console lines to the ``bluesky.RE.console`` logger instead of stdout.
+
+    The RunEngine talks to an interactive user with print() ("Pausing...", "Halting: skipping cleanup...",
+    "Suspending..."). In a lab run by labloop nobody sits at its prompt: those lines would interleave with the
+    operator's live view. Why a patch and not a logger setting: bluesky (checked in 1.15.1, ``run_engine.py``)
+    calls the builtin ``print`` for these lines, not its ``bluesky`` / ``bluesky.RE`` loggers, and the RunEngine
+    has no option to silence them (``pause_msg`` covers only the help text after a pause). So this is the
+    narrowest patch there is: a module global named ``print`` in ``bluesky.run_engine`` shadows the builtin for
+    that module alone (stdout and every other module's print are untouched). It is installed when labloop builds
+    its first executor (a process that runs steps), not when labloop is imported, and only once."""
+    if getattr(_run_engine_module, "print", None) is not _console_to_log:
+        _run_engine_module.print = _console_to_log  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -88,6 +96,7 @@ class TrialExecutor:
     def __init__(self, spec: CampaignSpec, lab: Lab, store: Store, run_engine: RunEngine | None = None,
                  on_alert: Callable[[str, str, dict[str, Any]], None] | None = None):
         self.spec, self.lab, self.store = spec, lab, store
+        route_run_engine_console()
         self.RE = run_engine or RunEngine(context_managers=[])
         self.RE.pause_msg = ""  # bluesky's help for an interactive user; stored failure reasons stay one line
         #: Safety-relevant failures (a RunEngine that will not halt, a device that will not stop): (action,
@@ -147,7 +156,7 @@ class TrialExecutor:
         label, kind = (f"buffer:{destination}", "buffer") if park else (step.label, step.kind)
         self.guard()
         step_id = self.store.start_step(ctx.trial_id, index, label, kind, attempt, actor)
-        crashpoints.reached("step_start")
+        hookpoints.reached("step_start")
         if self.abort_check():
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", actor)
@@ -172,7 +181,7 @@ class TrialExecutor:
                        else "instrument")])
         self._record_run(ctx, step_id, step, index, label, attempt, actor, plan,
                          dest if step.kind == "transfer" else None, used, extra)
-        crashpoints.reached("step_end")
+        hookpoints.reached("step_end")
 
     def calibration_expired(self, device: str | None) -> bool:
         """Is ``device``'s calibration older than the campaign's ``lab.calibration.<device>.max_age``?"""

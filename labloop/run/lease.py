@@ -62,6 +62,9 @@ class CampaignLease:
         self._valid_until = started + ttl * (1.0 - SAFETY)
         self.lost = threading.Event()
         self.reason = ""
+        # renew and release one at a time: a renewal whose UPDATE landed after the release's would hold the lease
+        # of a runner that has ended for another ttl (seen: a resume right after an emergency stop was refused)
+        self._renewing = threading.Lock()
 
     @classmethod
     def acquire(cls, store: Any, campaign_id: int, ttl: float = DEFAULT_TTL_S,
@@ -87,17 +90,18 @@ class CampaignLease:
     def renew(self) -> bool:
         """Extend the lease (the heartbeat calls it every second). False once it is lost: taken over by another
         runner, or not renewed before the local deadline. A store that does not answer is not yet a loss."""
-        if self.lost.is_set():
-            return False
-        started = time.monotonic()
-        try:
-            self.store.renew_lease(self.campaign_id, self.holder, self.token, self.ttl)
-        except LeaseLost as exc:
-            self._lose(exc.problem)
-            return False
-        except Exception:  # noqa: BLE001 - the store is unreachable for now: the deadline decides
-            return self.ok()
-        self._valid_until = started + self.ttl * (1.0 - SAFETY)
+        with self._renewing:
+            if self.lost.is_set():
+                return False
+            started = time.monotonic()
+            try:
+                self.store.renew_lease(self.campaign_id, self.holder, self.token, self.ttl)
+            except LeaseLost as exc:
+                self._lose(exc.problem)
+                return False
+            except Exception:  # noqa: BLE001 - the store is unreachable for now: the deadline decides
+                return self.ok()
+            self._valid_until = started + self.ttl * (1.0 - SAFETY)
         return self.ok()
 
     def ok(self) -> bool:
@@ -118,7 +122,9 @@ class CampaignLease:
 
     def release(self) -> None:
         """A clean end: free the campaign at once (nothing of this process acts on it any more)."""
-        if not self.lost.is_set():
+        with self._renewing:  # after a renewal in flight, so that this is the last word
+            if self.lost.is_set():
+                return
             self.lost.set()
             self.reason = "released"
             try:
@@ -130,3 +136,48 @@ class CampaignLease:
         if not self.lost.is_set():
             self.reason = reason
             self.lost.set()
+
+    def seconds_left(self) -> float:
+        """Seconds until this process stops acting on its own clock unless a renewal succeeds first (0 if lost)."""
+        return 0.0 if self.lost.is_set() else max(0.0, self._valid_until - time.monotonic())
+
+
+class LeaseKeeper:
+    """The runner's heartbeat thread: once a second it renews the lease (when one is kept) and writes the runner's
+    sign of life (with why the campaign waits, if it does), so a busy control loop is never mistaken for a dead
+    one. When the lease is lost it calls ``on_lost`` once (interrupt the runs, unblock the waits, wake the
+    control loop) and stops beating: the campaign's new holder beats for it.
+
+    Why a thread of its own: a sign of life that nothing else in the process can delay."""
+
+    def __init__(self, store: Any, campaign_id: int, lease: CampaignLease | None, on_lost: Any,
+                 note: Any = lambda: None, interval: float = 1.0):
+        self.store, self.campaign_id, self.lease = store, campaign_id, lease
+        self.on_lost = on_lost  # () -> None, from the heartbeat thread
+        self.note = note  # () -> str | None: why the campaign waits (shown with the heartbeat)
+        self.interval = interval
+        self._end = threading.Event()
+        self._failed = Swallowed(log, f"campaign {campaign_id}'s heartbeat")
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._end.set()
+
+    def lost(self) -> bool:
+        return self.lease is not None and not self.lease.ok()
+
+    def _beat(self) -> None:
+        while True:
+            if self.lease is not None and not self.lease.renew():
+                self.on_lost()
+                return
+            try:
+                self.store.heartbeat(self.campaign_id, self.note())
+            except Exception as exc:  # noqa: BLE001 - a missed beat is harmless; the next one retries
+                self._failed(exc)
+            if self._end.wait(self.interval):
+                return

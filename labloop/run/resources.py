@@ -102,7 +102,7 @@ class LabResources:
                         if st.in_service and (st.holder is None or st.holder == trial):
                             st.holder = trial
                             return d
-                    self.cond.wait(0.5)
+                    self.cond.wait(0.5)  # a safety net only: every release, quarantine or cancellation notifies
             finally:
                 self.waiting.pop(trial, None)
                 self.cond.notify_all()
@@ -191,9 +191,10 @@ class LabResources:
                     if self._robot_holder is None and min(self._robot_queue) is req:
                         self._robot_holder = trial
                         return
-                    self.cond.wait(0.5)
+                    self.cond.wait(0.5)  # a safety net only: every change of holder, queue or cancellation notifies
             finally:
                 self._robot_queue.remove(req)
+                self.cond.notify_all()  # a request that leaves the head of the queue (cancelled) lets the next go
 
     def release_robot(self, trial: int) -> None:
         with self.cond:
