@@ -13,26 +13,40 @@ from typing import Any
 from labloop.errors import LabloopError
 from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.store import Store
+from labloop.store.bell import Waiter
 from labloop.store.schema import Campaign, OperatorRequest
 
-#: How often a waiting caller reads its request's state (one primary-key read; only while it waits).
+#: How often a waiting caller reads its request's state (one primary-key read; only while it waits) when bells are
+#: off (``LABLOOP_WAKEUPS=0``); with them, the runner's answer rings the caller awake and this is the fallback's.
 ANSWER_POLL_S = 0.005
 
 
-def await_answers(st: Store, request_ids: list[int], wait: float) -> dict[int, OperatorRequest]:
-    """Poll the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
-    answered ones by id."""
+def await_answers(st: Store, request_ids: list[int], wait: float, waiter: Waiter | None = None
+                  ) -> dict[int, OperatorRequest]:
+    """Read the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
+    answered ones by id. Between reads it waits for their campaigns' ``answers`` bell (on ``waiter``, if the caller
+    listened before writing the requests), reading again at least every fallback interval."""
     deadline = time.monotonic() + wait
     answered: dict[int, OperatorRequest] = {}
-    while True:
-        for rid in request_ids:
-            if rid not in answered:
-                r = st.operator_request(rid)
-                if r.state != "pending":
-                    answered[rid] = r
-        if len(answered) == len(request_ids) or time.monotonic() >= deadline:
-            return answered
-        time.sleep(ANSWER_POLL_S)
+    own = waiter is None
+    w = st.bells.waiter() if waiter is None else waiter
+    try:
+        while True:
+            fresh = False
+            for rid in request_ids:
+                if rid not in answered:
+                    r = st.operator_request(rid)
+                    if r.state != "pending":
+                        answered[rid] = r
+                    elif w.listen(("answers", r.campaign_id)):
+                        fresh = True  # listening only now: an answer may have rung before, read again first
+            if len(answered) == len(request_ids) or time.monotonic() >= deadline:
+                return answered
+            if not fresh:
+                w.wait(ANSWER_POLL_S, deadline - time.monotonic())
+    finally:
+        if own:
+            w.close()
 
 
 def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float,
@@ -45,8 +59,12 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
                      f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason}): there is "
                      f"nothing to {action}", f"nothing to do: a campaign that ended stays ended; "
                      f"`labloop status --campaign {c.id}` says why")
-    rid = st.request(c.id, action, args or {}, user, command)
-    r = await_answers(st, [rid], wait).get(rid)
+    waiter = st.bells.waiter(("answers", c.id))  # listening before the request is written: no ring is missed
+    try:
+        rid = st.request(c.id, action, args or {}, user, command)
+        r = await_answers(st, [rid], wait, waiter).get(rid)
+    finally:
+        waiter.close()
     if r is not None and r.state == "done":
         return r.outcome or "done"
     if r is not None:
@@ -90,14 +108,19 @@ def estop(st: Store, campaign: str | int | None, user: str | None, wait: float,
         raise refuse(st, None, "estop", {}, user, command, "no campaign of this store is running: nothing to stop",
                      "if a campaign is running elsewhere, name its store (--store) or its daemon (--server)")
     ids = {}
-    for c in targets:
-        if c.state in ACTIVE_STATES:
-            ids[c.id] = st.request(c.id, "estop", {}, user, command)
-            command = None
-    if not ids:
-        raise refuse(st, targets[0].id, "estop", {}, user, command,
-                     f"campaign '{targets[0].name}' has already ended ({targets[0].state})", "nothing of it is moving")
-    answered = await_answers(st, list(ids.values()), wait)
+    waiter = st.bells.waiter(*(("answers", c.id) for c in targets if c.state in ACTIVE_STATES))
+    try:
+        for c in targets:
+            if c.state in ACTIVE_STATES:
+                ids[c.id] = st.request(c.id, "estop", {}, user, command)
+                command = None
+        if not ids:
+            raise refuse(st, targets[0].id, "estop", {}, user, command,
+                         f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
+                         "nothing of it is moving")
+        answered = await_answers(st, list(ids.values()), wait, waiter)
+    finally:
+        waiter.close()
     lines, problems = [], []
     for c in targets:
         r = answered.get(ids.get(c.id, -1))

@@ -375,7 +375,7 @@ class Scheduler:
     def _request_loop(self) -> None:
         """The request thread: poll for requests every REQUEST_POLL_S (one indexed select) and answer them."""
         said = None
-        while not self._requests_end.wait(REQUEST_POLL_S):
+        while not self.store.bells.nap(("requests", self.campaign.id), REQUEST_POLL_S, self._requests_end):
             try:
                 self._serve_requests()
                 said = None
@@ -390,6 +390,7 @@ class Scheduler:
         """No request is answered after this returns (one being answered now is finished first)."""
         with self._serving:
             self._requests_end.set()
+            self.store.bells.interrupt(("requests", self.campaign.id))
 
     def _serve_requests(self) -> None:
         """Answer every pending operator request: done with what happened, or refused with why. An emergency stop

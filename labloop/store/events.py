@@ -32,6 +32,8 @@ def add_events(store: Store, rows: list[dict[str, Any]]) -> None:
     if rows:
         with store.session() as s:
             s.execute(insert(Event), [{**r, "body": to_jsonable(r["body"])} for r in rows])
+        for cid in {int(r["campaign_id"]) for r in rows}:  # committed: wake the daemons' stream
+            store.ring(("events", cid))
 
 
 def events_after(store: Store, campaign_id: int, after_seq: int, limit: int = 1000) -> list[Event]:
