@@ -85,7 +85,14 @@ class SocketBackend(Backend):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             s.setblocking(False)
-            s.bind(path)
+            for last in (False, True):  # another process's close may remove the folder (empty) under us: once more
+                self.folder.mkdir(mode=0o700, exist_ok=True)
+                try:
+                    s.bind(path)
+                    break
+                except FileNotFoundError:
+                    if last:
+                        raise
         except OSError:
             s.close()
             raise
@@ -136,6 +143,10 @@ class SocketBackend(Backend):
             _unbind(s, path)
         self._socks.clear()
         self._sender.close()
+        try:  # the last one out removes the store's folder (only if empty: others' sockets keep it)
+            self.folder.rmdir()
+        except OSError:
+            pass
 
 
 def _unbind(s: socket.socket, path: str) -> None:
