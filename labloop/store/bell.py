@@ -38,6 +38,7 @@ from .bell_backends import ALL as _ALL
 from .bell_backends import Backend as _Backend
 from .bell_backends import NotifyBackend as _NotifyBackend
 from .bell_backends import SocketBackend as _SocketBackend
+from .bell_backends import pg_channel as _pg_channel
 from .bell_backends import socket_folder as _socket_folder
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,17 @@ def bells_for(engine: Any, sqlite_path: Path | None) -> Bells:
         conn.autocommit = True
         return conn
 
-    def notify(name: str) -> None:
+    def notify_in(conn: Any, name: str) -> None:
         from sqlalchemy import text
 
+        conn.execute(text("SELECT pg_notify(:c, '')"), {"c": name})
+
+    def notify(name: str) -> None:
         with engine.connect() as conn:
-            conn.execute(text("SELECT pg_notify(:c, '')"), {"c": name})
+            notify_in(conn, name)
             conn.commit()
 
-    return Bells(pg_connect=connect, pg_notify=notify)
+    return Bells(pg_connect=connect, pg_notify=notify, pg_notify_in=notify_in)
 
 
 class Waiter:
@@ -157,9 +161,11 @@ class Bells:
     neither (an in-memory store), rings reach this process's own waiters only."""
 
     def __init__(self, *, sqlite_path: Path | None = None, pg_connect: Callable[[], Any] | None = None,
-                 pg_notify: Callable[[str], None] | None = None):
+                 pg_notify: Callable[[str], None] | None = None,
+                 pg_notify_in: Callable[[Any, str], None] | None = None):
         self.on = enabled()
         self._sqlite_path, self._pg_connect, self._pg_notify = sqlite_path, pg_connect, pg_notify
+        self._pg_notify_in = pg_notify_in
         self._lock = threading.Lock()
         self._the_hub: _Hub | None = None
         self._pid = os.getpid()
@@ -194,6 +200,15 @@ class Bells:
                 hub.ring(name)
         except Exception as exc:  # noqa: BLE001 - a hint only: the row is committed, the reader polls anyway
             log.debug("ringing %s failed: %s", channel, exc)
+
+    def ring_in(self, session: Any, channel: Channel) -> bool:
+        """On PostgreSQL, ring from inside the writer's transaction (``session``): the notification is delivered at
+        its commit, with the row, and costs no round trip of its own; returns True. Elsewhere (or bells off) returns
+        False: :meth:`ring` after the commit."""
+        if not self.on or self._pg_notify_in is None:
+            return False
+        self._pg_notify_in(session, _pg_channel(channel_name(channel)))
+        return True
 
     def waiter(self, *channels: Channel) -> Waiter:
         w = Waiter(self)

@@ -3,6 +3,7 @@ store, ``LISTEN``/``NOTIFY`` on PostgreSQL. Every method but :meth:`Backend.ring
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import logging
@@ -97,6 +98,7 @@ class SocketBackend(Backend):
             s.close()
             raise
         self._socks[name] = (s, path)
+        _BOUND[path] = os.getpid()
 
     def unsubscribe(self, name: str) -> None:
         got = self._socks.pop(name, None)
@@ -149,7 +151,24 @@ class SocketBackend(Backend):
             pass
 
 
+#: this process's socket files (path -> pid: a forked child leaves its parent's alone), removed at its exit (a
+#: killed process's, by the next ring)
+_BOUND: dict[str, int] = {}
+
+
+@atexit.register
+def _unbind_all() -> None:
+    for path, pid in list(_BOUND.items()):
+        if pid != os.getpid():
+            continue
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 def _unbind(s: socket.socket, path: str) -> None:
+    _BOUND.pop(path, None)
     s.close()
     try:
         os.unlink(path)
@@ -157,7 +176,7 @@ def _unbind(s: socket.socket, path: str) -> None:
         pass
 
 
-def _pg_channel(name: str) -> str:
+def pg_channel(name: str) -> str:
     return f"labloop.{name}"
 
 
@@ -181,7 +200,7 @@ class NotifyBackend(Backend):
             try:
                 conn = self._connect()
                 for name in self._names:
-                    conn.execute(f'LISTEN "{_pg_channel(name)}"')
+                    conn.execute(f'LISTEN "{pg_channel(name)}"')
                 self._conn = conn
             except Exception as exc:  # noqa: BLE001 - the server is away: poll until it is back
                 log.debug("listening connection failed: %s", exc)
@@ -203,7 +222,7 @@ class NotifyBackend(Backend):
         conn = self._connection()
         if conn is not None:
             try:
-                conn.execute(f'LISTEN "{_pg_channel(name)}"')
+                conn.execute(f'LISTEN "{pg_channel(name)}"')
                 self._look = True
             except Exception:
                 self._drop()
@@ -213,7 +232,7 @@ class NotifyBackend(Backend):
         self._names.discard(name)
         if self._conn is not None:
             try:
-                self._conn.execute(f'UNLISTEN "{_pg_channel(name)}"')
+                self._conn.execute(f'UNLISTEN "{pg_channel(name)}"')
                 self._look = True
             except Exception:  # noqa: BLE001 - a broken connection: it is opened again when needed
                 self._drop()
@@ -243,7 +262,7 @@ class NotifyBackend(Backend):
         return rung
 
     def ring(self, name: str) -> None:
-        self._notify(_pg_channel(name))
+        self._notify(pg_channel(name))
 
     def close(self) -> None:
         if self._conn is not None:

@@ -282,7 +282,9 @@ class Store(UsersMixin, Leases):
                          detail=to_jsonable(args or {}))
             s.flush()
             rid = r.id
-        self.ring(("requests", campaign_id))  # committed: wake the runner
+            rung = self.bells.ring_in(s, ("requests", campaign_id))  # PostgreSQL: NOTIFY, delivered at the commit
+        if not rung:
+            self.ring(("requests", campaign_id))  # committed: wake the runner
         return rid
 
     def pending_requests(self, campaign_id: int) -> list[OperatorRequest]:
@@ -345,7 +347,8 @@ class Store(UsersMixin, Leases):
                 if campaign:
                     s.execute(update(Campaign).where(Campaign.id == r.campaign_id).values(**campaign))
             answered = bool(res.rowcount)
-        if answered:
+            rung = answered and self.bells.ring_in(s, ("answers", cid))
+        if answered and not rung:
             self.ring(("answers", cid))  # committed: wake whoever asked
         return answered
 
