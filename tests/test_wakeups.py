@@ -175,3 +175,31 @@ def test_wakeups_off_starts_no_listener(monkeypatch, sqlite_url):
     assert bells.nap(("requests", 1), 0.001, stop) is False and bells._the_hub is None
     stop.set()
     assert bells.nap(("requests", 1), 0.001, stop) is True
+
+
+def test_a_listener_whose_connection_is_cut_wakes_and_listens_again(postgres_url):
+    """PostgreSQL: the listening connection killed by the server (a restart, a network cut): its waiters are woken
+    (whatever was rung meanwhile was not heard), and once connected again it hears the channel again."""
+    import sqlalchemy as sa
+
+    from labloop.store.connection import normalize_url
+
+    st, writer = Store(postgres_url), Store(postgres_url)
+    w = st.bells.waiter(("answers", 5))
+    backend = st.bells._hub().backend
+    pid = backend._conn.info.backend_pid
+    engine = sa.create_engine(normalize_url(postgres_url))
+    try:
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        assert w.wait(0.005, limit=60.0)  # woken by the loss itself
+        wait_for(lambda: backend._conn is not None and backend._conn.info.backend_pid != pid and not backend._lost,
+                 60)
+        w.wait(0.005, limit=0.0)
+        writer.ring(("answers", 5))
+        assert w.wait(0.005, limit=60.0)
+    finally:
+        w.close()
+        engine.dispose()
+        st.close()
+        writer.close()

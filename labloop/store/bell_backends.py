@@ -202,6 +202,7 @@ class NotifyBackend(Backend):
                 for name in self._names:
                     conn.execute(f'LISTEN "{pg_channel(name)}"')
                 self._conn = conn
+                self._look = True  # connected again: wake every waiter now (see receive)
             except Exception as exc:  # noqa: BLE001 - the server is away: poll until it is back
                 log.debug("listening connection failed: %s", exc)
                 self._retry_at = time.monotonic() + RECONNECT_S
@@ -242,7 +243,9 @@ class NotifyBackend(Backend):
         return [conn.fileno()] if conn is not None else []
 
     def timeout(self) -> float | None:
-        return None if self._conn is not None or not self._names else RECONNECT_S
+        if self._conn is None:
+            return RECONNECT_S if self._names else None
+        return 0.0 if self._look else None  # something to read now, not when the socket next has data
 
     def receive(self, readable: set[int]) -> set[Any]:
         rung: set[Any] = set()
