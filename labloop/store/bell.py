@@ -9,8 +9,8 @@ A channel is ``(purpose, campaign id)``: ``requests`` (the campaign's runner wai
 asked waits for them), ``events`` (the daemon's stream waits for them).
 
 * **PostgreSQL**: ``LISTEN``/``NOTIFY``. Each process listens on one dedicated connection of its own; a ring is a
-  ``pg_notify`` after the commit. Every listener of the channel hears it, on any host, so two daemons sharing a
-  store are both woken.
+  ``pg_notify`` in the writer's transaction (:meth:`Bells.ring_in`: delivered at its commit, never before). Every
+  listener of the channel hears it, on any host, so two daemons sharing a store are both woken.
 * **SQLite** (one machine): a unix datagram socket per listening process and channel, in a folder of the user's
   temporary directory derived from the database file's path; a ring sends one byte to every socket of the channel
   found there. A socket whose process died refuses it, and the ringer removes it; a full socket is already rung.
@@ -74,7 +74,8 @@ def channel_name(channel: Channel) -> str:
 
 def bells_for(engine: Any, sqlite_path: Path | None) -> Bells:
     """The bells of a store on SQLAlchemy ``engine``: on PostgreSQL, listening on a connection of the store's own
-    driver (psycopg) opened outside the pool, ringing with ``pg_notify`` on a pooled one."""
+    driver (psycopg) opened outside the pool, ringing with ``pg_notify`` in the writer's transaction (or, after it,
+    on a pooled connection)."""
     if engine.dialect.name != "postgresql":
         return Bells(sqlite_path=sqlite_path)
 
@@ -203,8 +204,8 @@ class Bells:
 
     def ring_in(self, session: Any, channel: Channel) -> bool:
         """On PostgreSQL, ring from inside the writer's transaction (``session``): the notification is delivered at
-        its commit, with the row, and costs no round trip of its own; returns True. Elsewhere (or bells off) returns
-        False: :meth:`ring` after the commit."""
+        its commit, with the row, for one statement (no connection checkout or commit of its own); returns True.
+        Elsewhere (or bells off) returns False: :meth:`ring` after the commit."""
         if not self.on or self._pg_notify_in is None:
             return False
         self._pg_notify_in(session, _pg_channel(channel_name(channel)))
