@@ -24,8 +24,9 @@ ANSWER_POLL_S = 0.005
 def await_answers(st: Store, request_ids: list[int], wait: float, waiter: Waiter | None = None
                   ) -> dict[int, OperatorRequest]:
     """Read the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
-    answered ones by id. Between reads it waits for their campaigns' ``answers`` bell (on ``waiter``, if the caller
-    listened before writing the requests), reading again at least every fallback interval."""
+    answered ones by id. Between reads it waits for their campaigns' ``answers`` bell, reading again at least every
+    fallback interval. It listens after the requests are written (nothing delays them), and reads once more after it
+    starts listening to a campaign, so an answer rung before is not missed; ``waiter``: one already listening."""
     deadline = time.monotonic() + wait
     answered: dict[int, OperatorRequest] = {}
     own = waiter is None
@@ -59,12 +60,8 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
                      f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason}): there is "
                      f"nothing to {action}", f"nothing to do: a campaign that ended stays ended; "
                      f"`labloop status --campaign {c.id}` says why")
-    waiter = st.bells.waiter(("answers", c.id))  # listening before the request is written: no ring is missed
-    try:
-        rid = st.request(c.id, action, args or {}, user, command)
-        r = await_answers(st, [rid], wait, waiter).get(rid)
-    finally:
-        waiter.close()
+    rid = st.request(c.id, action, args or {}, user, command)  # first: the runner acts while the caller listens
+    r = await_answers(st, [rid], wait).get(rid)
     if r is not None and r.state == "done":
         return r.outcome or "done"
     if r is not None:
@@ -108,19 +105,14 @@ def estop(st: Store, campaign: str | int | None, user: str | None, wait: float,
         raise refuse(st, None, "estop", {}, user, command, "no campaign of this store is running: nothing to stop",
                      "if a campaign is running elsewhere, name its store (--store) or its daemon (--server)")
     ids = {}
-    waiter = st.bells.waiter(*(("answers", c.id) for c in targets if c.state in ACTIVE_STATES))
-    try:
-        for c in targets:
-            if c.state in ACTIVE_STATES:
-                ids[c.id] = st.request(c.id, "estop", {}, user, command)
-                command = None
-        if not ids:
-            raise refuse(st, targets[0].id, "estop", {}, user, command,
-                         f"campaign '{targets[0].name}' has already ended ({targets[0].state})",
-                         "nothing of it is moving")
-        answered = await_answers(st, list(ids.values()), wait, waiter)
-    finally:
-        waiter.close()
+    for c in targets:  # every request written before listening for the answers: nothing delays a stop
+        if c.state in ACTIVE_STATES:
+            ids[c.id] = st.request(c.id, "estop", {}, user, command)
+            command = None
+    if not ids:
+        raise refuse(st, targets[0].id, "estop", {}, user, command,
+                     f"campaign '{targets[0].name}' has already ended ({targets[0].state})", "nothing of it is moving")
+    answered = await_answers(st, list(ids.values()), wait)
     lines, problems = [], []
     for c in targets:
         r = answered.get(ids.get(c.id, -1))
