@@ -68,8 +68,8 @@ def test_a_ring_wakes_a_listener_in_another_process(store_url):
         st.ring(("requests", 7))
         assert answer_line(p) == "rung"
     finally:
-        p.kill()
-        p.wait()
+        p.stdin.close()  # type: ignore[union-attr] - it ends, removing its socket
+        p.wait(60)
         st.close()
 
 

@@ -161,10 +161,12 @@ def _unbind_all() -> None:
     for path, pid in list(_BOUND.items()):
         if pid != os.getpid():
             continue
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        for remove in (os.unlink, os.rmdir):  # the socket, then its store's folder if nobody else's is in it
+            try:
+                remove(path)
+            except OSError:
+                break
+            path = os.path.dirname(path)
 
 
 def _unbind(s: socket.socket, path: str) -> None:
