@@ -36,7 +36,8 @@ TRANSPORTS = frozenset({"test_transport_epics.py", "test_transport_modbus.py", "
                         "test_transport_serial.py", "test_transport_sila.py", "test_transport_visa.py",
                         "test_declarative_campaign.py", "test_light_install.py"})
 SLOW = BROWSER | DAEMON | TRANSPORTS | frozenset({"test_resume_after_kill.py", "test_agent.py", "test_leases.py",
-                                                  "test_docs.py", "test_view_js.py", "test_spec_fuzz.py"})
+                                                  "test_docs.py", "test_view_js.py", "test_spec_fuzz.py",
+                                                  "test_wakeups.py"})
 
 def in_ci() -> bool:
     """CI sets CI=true; an empty value, 0 or false mean a developer's machine."""

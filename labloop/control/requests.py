@@ -13,26 +13,41 @@ from typing import Any
 from labloop.errors import LabloopError
 from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.store import Store
+from labloop.store.bell import Waiter
 from labloop.store.schema import Campaign, OperatorRequest
 
-#: How often a waiting caller reads its request's state (one primary-key read; only while it waits).
+#: How often a waiting caller reads its request's state (one primary-key read; only while it waits) when bells are
+#: off (``LABLOOP_WAKEUPS=0``); with them, the runner's answer rings the caller awake and this is the fallback's.
 ANSWER_POLL_S = 0.005
 
 
-def await_answers(st: Store, request_ids: list[int], wait: float) -> dict[int, OperatorRequest]:
-    """Poll the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
-    answered ones by id."""
+def await_answers(st: Store, request_ids: list[int], wait: float, waiter: Waiter | None = None
+                  ) -> dict[int, OperatorRequest]:
+    """Read the requests until every one is answered (done or refused) or ``wait`` seconds pass; returns the
+    answered ones by id. Between reads it waits for their campaigns' ``answers`` bell, reading again at least every
+    fallback interval. It listens after the requests are written (nothing delays them), and reads once more after it
+    starts listening to a campaign, so an answer rung before is not missed; ``waiter``: one already listening."""
     deadline = time.monotonic() + wait
     answered: dict[int, OperatorRequest] = {}
-    while True:
-        for rid in request_ids:
-            if rid not in answered:
-                r = st.operator_request(rid)
-                if r.state != "pending":
-                    answered[rid] = r
-        if len(answered) == len(request_ids) or time.monotonic() >= deadline:
-            return answered
-        time.sleep(ANSWER_POLL_S)
+    own = waiter is None
+    w = st.bells.waiter() if waiter is None else waiter
+    try:
+        while True:
+            fresh = False
+            for rid in request_ids:
+                if rid not in answered:
+                    r = st.operator_request(rid)
+                    if r.state != "pending":
+                        answered[rid] = r
+                    elif w.listen(("answers", r.campaign_id)):
+                        fresh = True  # listening only now: an answer may have rung before, read again first
+            if len(answered) == len(request_ids) or time.monotonic() >= deadline:
+                return answered
+            if not fresh:
+                w.wait(ANSWER_POLL_S, deadline - time.monotonic())
+    finally:
+        if own:
+            w.close()
 
 
 def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str | None, wait: float,
@@ -45,7 +60,7 @@ def ask_runner(st: Store, c: Campaign, action: str, args: dict | None, user: str
                      f"campaign '{c.name}' (id {c.id}) has already ended ({c.state}: {c.stop_reason}): there is "
                      f"nothing to {action}", f"nothing to do: a campaign that ended stays ended; "
                      f"`labloop status --campaign {c.id}` says why")
-    rid = st.request(c.id, action, args or {}, user, command)
+    rid = st.request(c.id, action, args or {}, user, command)  # first: the runner acts while the caller listens
     r = await_answers(st, [rid], wait).get(rid)
     if r is not None and r.state == "done":
         return r.outcome or "done"
@@ -90,7 +105,7 @@ def estop(st: Store, campaign: str | int | None, user: str | None, wait: float,
         raise refuse(st, None, "estop", {}, user, command, "no campaign of this store is running: nothing to stop",
                      "if a campaign is running elsewhere, name its store (--store) or its daemon (--server)")
     ids = {}
-    for c in targets:
+    for c in targets:  # every request written before listening for the answers: nothing delays a stop
         if c.state in ACTIVE_STATES:
             ids[c.id] = st.request(c.id, "estop", {}, user, command)
             command = None

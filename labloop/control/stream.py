@@ -20,6 +20,8 @@ from labloop.store import Store
 from labloop.store.events import CampaignTail
 from . import protocol
 
+#: how often the tail reads the store when bells are off (``LABLOOP_WAKEUPS=0``); with them, a child's commit of
+#: events rings the campaign's ``events`` bell and the tail reads at once (and at least every fallback interval)
 POLL_S = 0.005
 LINGER_S = 10.0  # keep publishing an ended campaign this long after its process exits (its last events)
 HWM = 20_000
@@ -46,6 +48,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="labloop-stream", daemon=True)
         self._also: list[Any] = []
+        self._bell = store.bells.waiter()
 
     def also(self, listener: Any) -> None:
         """Also hand every published event to ``listener(campaign_id, seq, kind, body)`` (the dashboard's hub);
@@ -58,12 +61,22 @@ class Publisher:
     def watch(self, campaign_id: int, name: str, from_seq: int | None = None) -> None:
         """Publish ``campaign_id``'s events after ``from_seq`` (default: those stored from now on)."""
         self.tail.watch(campaign_id, name, from_seq)
+        self._bell.interrupt()  # the loop listens to its bell, then reads
 
     def unwatch_later(self, campaign_id: int) -> None:
         self.tail.unwatch_later(campaign_id, LINGER_S)
 
+    def _listen(self) -> None:
+        """Listen to the ``events`` bell of exactly the watched campaigns (before reading them: no ring is lost)."""
+        watched = {("events", cid) for cid in self.tail.watched()}
+        for ch in self._bell.channels() - watched:
+            self._bell.forget(ch)
+        for ch in watched:
+            self._bell.listen(ch)
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._listen()
             sent = 0
             for cid, name, rows in self.tail.read():
                 for e in rows:
@@ -77,11 +90,13 @@ class Publisher:
                         listener(cid, e.seq, e.kind, e.body)
                     sent += 1
             if not sent:
-                self._stop.wait(POLL_S)
+                self._bell.wait(POLL_S)
 
     def close(self) -> None:
         self._stop.set()
+        self._bell.interrupt()
         self._thread.join(5)
+        self._bell.close()
         self.sock.close(0)
 
 

@@ -64,6 +64,26 @@ class LocalBell:
             self._cond.notify_all()
 
 
+class StoreBell:
+    """The request thread's bell rung across processes: the store's bell on ``("requests", campaign id)``
+    (labloop/store/bell.py: a unix datagram socket on SQLite, LISTEN/NOTIFY on PostgreSQL), which whoever commits a
+    request rings after the commit. It listens from construction, so a request committed before the first wait is
+    either seen by the first look at the store or rings. With bells off (``LABLOOP_WAKEUPS=0``) it waits the poll
+    interval as before; with bells on, at most the store's slow fallback interval between looks."""
+
+    def __init__(self, store: Any, campaign_id: int):
+        self._waiter = store.bells.waiter(("requests", int(campaign_id)))
+
+    def wait(self, timeout: float) -> bool:
+        return self._waiter.wait(timeout)
+
+    def set(self) -> None:
+        self._waiter.interrupt()
+
+    def close(self) -> None:
+        self._waiter.close()
+
+
 class RequestServer:
     """Answers one campaign's operator requests (see the module docstring)."""
 

@@ -42,7 +42,7 @@ from .engines import EnginePool
 from .failures import SystematicFailure, failure_cause
 from .lab import Lab, station_kinds
 from .lease import CampaignLease, LeaseKeeper
-from .operator_requests import REQUEST_POLL_S, Bell, RequestServer
+from .operator_requests import REQUEST_POLL_S, Bell, RequestServer, StoreBell
 from .proposals import Proposer
 from .recovery import Resumption
 from .stopping import StopDecision, check
@@ -105,7 +105,8 @@ class Scheduler:
         self.walker = TrialWalker(ctx, self.engines, evaluate)
         self.asker = AskService(strategy.ask, on_done=ctx.wake.set)
         self.proposer = Proposer(ctx, self.asker, self.walker.launch, lambda exc: call_operator(ctx, exc), prior)
-        self.requests = RequestServer(ctx, self.engines, self.walker.launch, self.asker.discard, bell)
+        self._bell = bell if bell is not None else StoreBell(store, campaign.id)
+        self.requests = RequestServer(ctx, self.engines, self.walker.launch, self.asker.discard, self._bell)
         failures = SystematicFailure(spec.scheduling.pause_after_same_failures,
                                      {step.label for step in spec.workflow}, store.steps, ctx.pause_for_operator)
         self.loop = ControlLoop(ctx, self.proposer, failures, self.walker.workers, self.engines, rules,
@@ -146,7 +147,7 @@ class Scheduler:
         emergency-stop path would otherwise wait up to 5 ms. Measured with ``benchmarks/estop_latency.py
         --optimizer cpu-bound`` (estop to every device's stop() while the optimizer computes): without it median
         64 ms, max 778 ms; with it median 34 ms, max 49 ms (8 tries, BENCHMARKS.md). A re-run on a machine at load
-        20-35 (notes/core.md) was too noisy to tell either way, so it is kept. It is set before any worker starts
+        20-35 (docs/benchmarks/archive.md, section 4) was too noisy to tell either way, so it is kept. It is set before any worker starts
         and put back when the last campaign running in this process ends (:func:`fast_gil_handoff`), even when the
         run raises."""
         c = self.ctx
@@ -170,5 +171,8 @@ class Scheduler:
         finally:
             self.requests.stop()
             self.requests.join(5.0)
+            close = getattr(self._bell, "close", None)
+            if close is not None:
+                close()  # stop listening: this campaign's requests are no longer served here
             self.asker.shutdown()
             self.keeper.stop()

@@ -30,8 +30,12 @@ def last_seq(store: Store, campaign_id: int) -> int:
 def add_events(store: Store, rows: list[dict[str, Any]]) -> None:
     """Insert ``{campaign_id, seq, at, kind, body}`` rows in one transaction."""
     if rows:
+        cids = {int(r["campaign_id"]) for r in rows}
         with store.session() as s:
             s.execute(insert(Event), [{**r, "body": to_jsonable(r["body"])} for r in rows])
+            rung = [cid for cid in cids if store.bells.ring_in(s, ("events", cid))]  # PostgreSQL: at the commit
+        for cid in cids.difference(rung):  # committed: wake the daemons' stream
+            store.ring(("events", cid))
 
 
 def events_after(store: Store, campaign_id: int, after_seq: int, limit: int = 1000) -> list[Event]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from labloop import __version__
 from labloop.errors import StoreError
 from labloop.states import IllegalTransition, StepState, TrialState, check_step_transition, check_trial_transition
+from .bell import Bells, Channel, bells_for
 from .leases import Leases
 from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
                          store_problem, write_problem)
@@ -136,7 +137,23 @@ class Store(Records, UsersMixin, Leases):
         where = str(self._path) if self._path is not None else self._display_url()
         return StoreError(f"no store at {where}", "run `labloop run FILE` in this folder first, or pass --store")
 
+    @property
+    def bells(self) -> Bells:
+        """This store's bells (:mod:`labloop.store.bell`): the writer of a request, answer or event rings them after
+        its commit; readers wait on them, polling only as a fallback."""
+        bells = self.__dict__.get("_bells")
+        if bells is None:
+            bells = self.__dict__.setdefault("_bells", bells_for(self.engine, self._path))
+        return bells
+
+    def ring(self, channel: Channel) -> None:
+        """Ring ``channel`` after a commit (never raises)."""
+        self.bells.ring(channel)
+
     def close(self) -> None:
+        bells = self.__dict__.pop("_bells", None)
+        if bells is not None:
+            bells.close()
         self._drop_poll_connection()
         self.engine.dispose()
         if self._urgent_engine is not None:
@@ -247,7 +264,11 @@ class Store(Records, UsersMixin, Leases):
             chain.append(s, campaign_id=campaign_id, user=who, action=f"request.{action}",
                          detail=to_jsonable(args or {}))
             s.flush()
-            return r.id
+            rid = r.id
+            rung = self.bells.ring_in(s, ("requests", campaign_id))  # PostgreSQL: NOTIFY, delivered at the commit
+        if not rung:
+            self.ring(("requests", campaign_id))  # committed: wake the runner
+        return rid
 
     def pending_requests(self, campaign_id: int) -> list[OperatorRequest]:
         """Requests not answered yet, oldest first, as rows to answer. To poll, use :meth:`pending_actions`, which
@@ -298,6 +319,7 @@ class Store(Records, UsersMixin, Leases):
             r = s.get(OperatorRequest, request_id)
             if r is None or r.state != "pending":
                 return False
+            cid = r.campaign_id
             res = s.execute(update(OperatorRequest).where(OperatorRequest.id == request_id,
                                                          OperatorRequest.state == "pending")
                             .values(state=state, outcome=outcome, handled_at=utcnow()))
@@ -307,7 +329,11 @@ class Store(Records, UsersMixin, Leases):
                                                  "outcome": outcome}))
                 if campaign:
                     s.execute(update(Campaign).where(Campaign.id == r.campaign_id).values(**campaign))
-            return bool(res.rowcount)
+            answered = bool(res.rowcount)
+            rung = answered and self.bells.ring_in(s, ("answers", cid))
+        if answered and not rung:
+            self.ring(("answers", cid))  # committed: wake whoever asked
+        return answered
 
     def operator_request(self, request_id: int) -> OperatorRequest:
         with self.session() as s:

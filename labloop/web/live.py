@@ -184,6 +184,7 @@ class StoreTail:
         self._tail = CampaignTail(store)
         self._at_start = last_seqs(store)
         self._thread = threading.Thread(target=self._run, name="labloop-web-tail", daemon=True)
+        self._bell = store.bells.waiter()  # a campaign's commit of events rings it: read at once, not next interval
 
     def start(self) -> "StoreTail":
         self._thread.start()
@@ -191,7 +192,9 @@ class StoreTail:
 
     def stop(self) -> None:
         self._stop.set()
+        self._bell.interrupt()
         self._thread.join(timeout=2)
+        self._bell.close()
 
     def _look_for_campaigns(self) -> None:
         try:
@@ -211,7 +214,12 @@ class StoreTail:
             if time.monotonic() >= next_look:
                 self._look_for_campaigns()
                 next_look = time.monotonic() + self.discover
+            watched = {("events", cid) for cid in self._tail.watched()}  # listened to before reading them
+            for ch in self._bell.channels() - watched:
+                self._bell.forget(ch)
+            for ch in watched:
+                self._bell.listen(ch)
             for cid, _, rows in self._tail.read():
                 for e in rows:
                     self.hub.publish(cid, e.seq, e.kind, e.body)
-            self._stop.wait(self.interval)
+            self._bell.wait(self.interval, next_look - time.monotonic())
