@@ -78,7 +78,11 @@ def register(app: typer.Typer) -> None:
         watch them from any machine with their key (`labloop users add`)."""
         from labloop.control.server import serve as run_daemon
 
-        run_daemon(store or DEFAULT_URL, control, stream, keys, http)
+        dashboard = None
+        if http is not None:  # the CLI wires the dashboard to the daemon: neither layer imports the other upwards
+            from labloop.web.server import start_dashboard as dashboard
+
+        run_daemon(store or DEFAULT_URL, control, stream, keys, http, dashboard)
 
     @app.command()
     @user_errors

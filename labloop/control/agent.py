@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import sys
 
-    from labloop.devkit.options import load_config
+    from labloop.driver_options import load_config
 
     ap = argparse.ArgumentParser(prog="labloop agent")
     ap.add_argument("target")

@@ -2,6 +2,10 @@
 
 Kept apart from :mod:`.remote` (the wire) because it knows the store: the agent's public key is looked up in the
 ``users`` table by name (role ``agent``, not revoked), so an operator never copies keys into campaign files.
+
+:func:`remote_device` is the :data:`labloop.run.lab.RemoteConnector` that the CLI and the daemon's campaign child
+hand to ``prepare_text`` / ``CampaignRunner.resume``: ``run`` sits below the network layer and never imports it.
+Importing this module is cheap (pyzmq is loaded only when a remote device is connected).
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from labloop.errors import LabloopError, SpecError
-from . import remote
 
 
 def agent_public_key(store_url: str | None, agent: str) -> str:
@@ -38,6 +41,8 @@ def agent_public_key(store_url: str | None, agent: str) -> str:
 
 def remote_device(name: str, spec: Any, store_url: str | None) -> Any:
     """Connect the proxy of lab device ``name``; errors name the device, the address and how to start the agent."""
+    from . import remote  # pyzmq only for labs that use it
+
     try:
         key = spec.agent_key or agent_public_key(store_url, spec.agent)
         return remote.connect(spec.remote, key, name=name, agent=spec.agent)

@@ -43,25 +43,10 @@ Runner = Callable[[Store, Campaign, str, dict[str, Any], str, float], str]
 
 
 def store_runner(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
-    """Carry out ``action`` through the store's acknowledged requests (the campaign's runner answers)."""
+    """Carry out ``action`` through the store's acknowledged requests (the campaign's runner answers). Inside the
+    daemon the dashboard is given the daemon's own dispatcher instead
+    (:func:`labloop.control.dispatch.daemon_dispatcher`, wired by ``labloop serve --http``)."""
     return ask_runner(store, c, action, args, user, wait)
-
-
-def daemon_runner(supervisor: Any) -> Runner:
-    """Inside the daemon: a button does exactly what the control method of the same name does (``resume`` restarts
-    a campaign whose process died in a new child; ``estop`` fans out at once), with the signed-in user's name."""
-    from labloop.control import methods, protocol
-
-    def run(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
-        params = protocol.METHODS[action](campaign=c.id, wait=wait, **args)
-        result = methods.HANDLERS[action](methods.Call(user, "web", store, supervisor), params)
-        if isinstance(result, dict) and "outcome" in result:
-            return str(result["outcome"])
-        if isinstance(result, dict) and "lines" in result:
-            return "; ".join(result["lines"])
-        return str(result)
-
-    return run
 
 
 def act(store: Store, user: WebUser, address: str, c: Campaign, action: str, args: dict[str, Any],
