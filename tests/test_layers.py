@@ -63,8 +63,10 @@ def test_the_checker_names_each_upward_import_with_file_and_line(tmp_path):
     text = "\n".join(bad)
     assert "labloop/run/lab.py:5: labloop.run.lab -> labloop.control.remote_lab (run is below control" in text
     assert "labloop/run/plans.py:2: labloop.run.plans -> labloop.web.app" in text  # import_module("...")
-    assert "labloop/store/__init__.py:1: labloop.store -> labloop.strategy (store is below strategy" in text  # relative import
-    assert "labloop/strategy/__init__.py:1: labloop.strategy -> labloop.declarative (strategy and declarative are peers" in text
+    # a relative import (from ..strategy import space), resolved to the package it names
+    assert "labloop/store/__init__.py:1: labloop.store -> labloop.strategy (store is below strategy" in text
+    assert ("labloop/strategy/__init__.py:1: labloop.strategy -> labloop.declarative "
+            "(strategy and declarative are peers") in text
     assert "labloop/control/__init__.py:2: labloop.control -> labloop.devkit (control is below devkit" in text
     assert "labloop/declarative/b.py:1: labloop.declarative.b -> labloop_devices.base" in text
     assert "devices/base.py:1: labloop_devices.base -> labloop.devkit (the plugin package" in text
@@ -85,3 +87,21 @@ def test_the_checker_sees_peers_and_root_modules_reaching_up(tmp_path):
     assert "labloop/spec.py:2: labloop.spec -> labloop.store.schema (a root module imports labloop.store" in text
     assert "labloop/web/app.py:1: labloop.web.app -> labloop.report (web and report are peers" in text
     assert len(bad) == 2, text
+
+
+def test_identity_comes_from_one_package_that_cli_web_and_daemon_share():
+    """Keys, roles, passwords, tokens and sessions live in labloop.identity: the CLI sets passwords without the
+    dashboard's code, the dashboard checks roles without the daemon's, the daemon's ZAP handler reads users through
+    it, and the old homes of that code are gone."""
+    imports = scan(REPO, packages=("labloop",))
+    by_file: dict[str, set[str]] = {}
+    for i in imports:
+        by_file.setdefault(i.file, set()).add(i.target)
+    assert not any(t.startswith("labloop.web") for t in by_file["labloop/cli/users.py"])
+    assert any(t.startswith("labloop.identity") for t in by_file["labloop/cli/users.py"])
+    for f in ("labloop/web/app.py", "labloop/web/actions.py", "labloop/control/auth.py", "labloop/control/server.py"):
+        assert any(t.startswith("labloop.identity") for t in by_file[f]), f
+    web = {t for f, ts in by_file.items() if f.startswith("labloop/web/") for t in ts}
+    assert not {t for t in web if t.startswith(("labloop.control.auth", "labloop.control.keys"))}
+    for gone in ("labloop/web/accounts.py", "labloop/control/keys.py"):
+        assert not (REPO / gone).exists(), gone

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labloop.control.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
+from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
 from labloop.errors import LabloopError
 from labloop.store import DEFAULT_URL
 from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, user_errors

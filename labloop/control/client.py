@@ -20,7 +20,7 @@ import zmq
 
 from labloop.errors import LabloopError
 from . import protocol
-from .keys import ClientKey, apply_client, load_client_key
+from labloop.identity.keys import ClientKey, apply_client, load_client_key
 
 SERVER_ENV = "LABLOOP_SERVER"
 REPLY_LIMIT = 1 << 30  # replies (an export) may be large; requests are limited by the daemon

@@ -33,8 +33,9 @@ from labloop.errors import LabloopError
 from labloop.store import Store
 from . import audit, methods, protocol
 from .dispatch import Dispatcher, daemon_dispatcher
-from .auth import StoreAuthenticator, a_role, permitted, role_needed
-from .keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
+from labloop.identity.roles import a_role, permitted, role_needed
+from .auth import StoreAuthenticator
+from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
 from .stream import Publisher
 from .supervisor import CHECK_S, TAKEOVER_S, Supervisor
 

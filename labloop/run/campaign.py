@@ -65,7 +65,7 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log.
     ``state_dir``: where a simulated lab keeps its physical world across restarts (beside the store:
     :func:`~labloop.run.lab.state_dir_for`); None keeps it in memory unless the lab's options name a file.
-    ``remote``: how remote lab devices are connected (the caller's choice; see :data:`~labloop.run.lab.RemoteConnector`)."""
+    ``remote``: how remote lab devices are connected (the caller's choice: :data:`~labloop.run.lab.RemoteConnector`)."""
     spec = spec_from_text(text, source)
     if time_scale is not None and spec.lab is not None:
         spec = spec.model_copy(update={"lab": spec.lab.model_copy(update={"time_scale": time_scale})})

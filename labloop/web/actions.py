@@ -1,6 +1,6 @@
 """What the dashboard's buttons do: the same acknowledged operator requests the CLI makes, checked and audited.
 
-Who may press what is decided here, once, by the daemon's role table (:func:`labloop.control.auth.permitted`), so
+Who may press what is decided here, once, by the daemon's role table (:func:`labloop.identity.roles.permitted`), so
 the browser, the CLI and scripts obey one rule; the page only hides buttons a role may not use. Every accepted and
 every refused action is written to the hash-chained audit log with the verified user, role and address.
 """
@@ -11,12 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from labloop.control.requests import ask_runner
-from labloop.control.auth import permitted, role_needed
 from labloop.errors import LabloopError
+from labloop.identity.accounts import WebUser
+from labloop.identity.roles import permitted, role_needed
 from labloop.store import Store
 from labloop.store.schema import Campaign
-
-from .accounts import WebUser
 
 #: dashboard action -> the daemon method it is (the role table is keyed by method)
 ACTIONS = ("pause", "resume", "stop", "estop", "approve", "reject")
