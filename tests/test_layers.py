@@ -4,6 +4,7 @@ functions too. A failure names each offending import as ``file:line: importer ->
 from __future__ import annotations
 
 import textwrap
+import tomllib
 from pathlib import Path
 
 from layering import LAYERS, Import, layer_of, scan, violations
@@ -26,6 +27,9 @@ def test_every_labloop_package_has_a_layer():
     packages = {p.name for p in (REPO / "labloop").iterdir() if (p / "__init__.py").is_file()}
     placed = {p for layer in LAYERS for p in layer}
     assert packages <= placed, f"put these packages into tests/layering.py LAYERS: {sorted(packages - placed)}"
+    # and into the installed packages (pyproject lists them by hand because of its folder mapping)
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert {f"labloop.{p}" for p in packages} <= listed, "add them to [tool.setuptools] packages in pyproject.toml"
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -22,20 +22,20 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from labloop.errors import LabloopError
+from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
+from labloop.identity.roles import a_role, permitted, role_needed
 from labloop.store import Store
 from . import audit, methods, protocol
-from .dispatch import Dispatcher, daemon_dispatcher
-from labloop.identity.roles import a_role, permitted, role_needed
 from .auth import StoreAuthenticator
-from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
+from .dispatch import Dispatcher, daemon_dispatcher
 from .stream import Publisher
 from .supervisor import CHECK_S, TAKEOVER_S, Supervisor
 

@@ -38,12 +38,12 @@ from starlette.staticfiles import StaticFiles
 
 from labloop.control.protocol import MAX_ID, MAX_TRIAL
 from labloop.errors import LabloopError
-from labloop.store import Store
-from labloop.store.schema import AuditEntry
-
 from labloop.identity import accounts
 from labloop.identity.accounts import WebUser
 from labloop.identity.roles import permitted
+from labloop.store import Store
+from labloop.store.schema import AuditEntry
+
 from . import actions, pages
 from .live import LiveHub, StoreTail
 from labloop.data.status import snapshot
