@@ -32,7 +32,7 @@ def _server(addr_q: "mp.Queue[str]", curve: bool, store_url: str, keys_dir: str)
     import zmq
 
     from labloop.control.auth import StoreAuthenticator
-    from labloop.control.keys import ServerKeys, apply_server
+    from labloop.identity.keys import ServerKeys, apply_server
     from labloop.store import Store
 
     ctx = zmq.Context()
@@ -61,7 +61,7 @@ def _server(addr_q: "mp.Queue[str]", curve: bool, store_url: str, keys_dir: str)
 def roundtrip(curve: bool, n: int, store_url: str, keys_dir: str) -> dict:
     import zmq
 
-    from labloop.control.keys import ClientKey, ServerKeys, apply_client
+    from labloop.identity.keys import ClientKey, ServerKeys, apply_client
     from labloop.store import Store
 
     q: "mp.Queue[str]" = mp.get_context("spawn").Queue()
@@ -102,7 +102,7 @@ def revoke(trials: int, store_url: str, keys_dir: str) -> dict:
     import zmq
 
     from labloop.control.auth import StoreAuthenticator
-    from labloop.control.keys import ClientKey, ServerKeys, apply_client, apply_server
+    from labloop.identity.keys import ClientKey, ServerKeys, apply_client, apply_server
     from labloop.store import Store
 
     store = Store(store_url)
@@ -174,7 +174,7 @@ def appends(n: int, store_url: str) -> list[dict]:
 
 
 def main() -> None:
-    from labloop.control.keys import ServerKeys
+    from labloop.identity.keys import ServerKeys
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=5000)

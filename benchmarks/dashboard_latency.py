@@ -35,7 +35,7 @@ from sqlalchemy import select  # noqa: E402
 
 from labloop.store import Store  # noqa: E402
 from labloop.store.schema import Event  # noqa: E402
-from labloop.web import accounts  # noqa: E402
+from labloop.identity import accounts  # noqa: E402
 from labloop.web.thin import reading_key  # noqa: E402
 
 from daemon_helpers import DaemonProcess, add_user  # noqa: E402

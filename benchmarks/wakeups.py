@@ -94,7 +94,7 @@ def cpu_of(pids: list[int]) -> float:
 def stream_listener(d: Any, key: Any, name: str, stop: threading.Event, out: list[float]) -> threading.Thread:
     import zmq
 
-    from labloop.control.keys import apply_client
+    from labloop.identity.keys import apply_client
 
     def run() -> None:
         ctx = zmq.Context.instance()

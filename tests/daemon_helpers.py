@@ -14,7 +14,7 @@ import psutil
 import zmq
 
 from labloop.control.client import Client
-from labloop.control.keys import ClientKey, ServerKeys
+from labloop.identity.keys import ClientKey, ServerKeys
 from labloop.errors import LabloopError
 from labloop.store import Store
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from labloop.control import wire
 from labloop.control.agent_process import AgentProcess
 from labloop.control.remote import connect
-from labloop.control.remote_check import check_remote
+from labloop.devkit.remote_check import check_remote
 from labloop.devkit.protocols import Move
 from labloop.errors import DeviceError, LabloopError, LimitError
 from labloop_simulators.endpoints.hotplate_server import HotplateServer
@@ -371,11 +371,12 @@ def remote_lab(tmp_path, monkeypatch):
 
 
 def _run(data, tmp_path):
+    from labloop.control.remote_lab import remote_device
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
-    prepared = prepare_text(yaml.safe_dump(data), "remote.yaml")
+    prepared = prepare_text(yaml.safe_dump(data), "remote.yaml", remote=remote_device)
     runner = CampaignRunner.start(prepared, store)
     return store, runner
 

@@ -161,7 +161,7 @@ def test_nested_json_is_called_nested_not_wrong_encoding():
 def test_an_internal_error_is_logged_with_its_traceback_and_id_and_audited_failed(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'lab.db'}"
     Store(url).close()
-    from labloop.control.keys import ServerKeys
+    from labloop.identity.keys import ServerKeys
     keys = ServerKeys.load_or_create(tmp_path / "keys")
     olga = add_user(url, "olga", "operator", keys)
 

@@ -17,7 +17,7 @@ import yaml
 from sqlalchemy import select
 
 from labloop.store import Store
-from labloop.web import accounts
+from labloop.identity import accounts
 
 from daemon_helpers import DaemonProcess, add_user as daemon_add_user
 from running import two_chamber

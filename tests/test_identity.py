@@ -13,8 +13,9 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from labloop.control.auth import (AGENT, ROLES, Identity, StoreAuthenticator, permitted, refusal, role_needed)
-from labloop.control.keys import ClientKey, ServerKeys, apply_client, apply_server, load_client_key
+from labloop.control.auth import StoreAuthenticator
+from labloop.identity.roles import AGENT, ROLES, Identity, permitted, refusal, role_needed
+from labloop.identity.keys import ClientKey, ServerKeys, apply_client, apply_server, load_client_key
 from labloop.errors import LabloopError
 from labloop.store import Store
 
@@ -362,7 +363,7 @@ def test_keys_load_in_a_process_that_imported_nothing_else(tmp_path):
     import sys
 
     ServerKeys.load_or_create(tmp_path / "keys")
-    code = "import sys; from pathlib import Path; from labloop.control.keys import ServerKeys; " \
+    code = "import sys; from pathlib import Path; from labloop.identity.keys import ServerKeys; " \
            "print(ServerKeys.load_or_create(Path(sys.argv[1])).public_z85())"
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "keys")], capture_output=True, text=True,
                          timeout=120)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from daemon_helpers import DaemonProcess, add_user
 from labloop.control import protocol
-from labloop.control.keys import ClientKey, apply_client
+from labloop.identity.keys import ClientKey, apply_client
 from labloop.errors import LabloopError
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

@@ -36,11 +36,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from labloop.control.keys import write_private
+from labloop.identity.keys import write_private
 from labloop.control.stream import LiveView
 from labloop.data.view import campaign_view, digest
 from labloop.run.liveness import liveness
-from labloop.web import accounts
+from labloop.identity import accounts
 
 from daemon_helpers import wait_until
 from running import two_chamber

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from labloop.store import chain
 from labloop.store import Store
 from labloop.store.schema import Event, OperatorRequest, WebSession
-from labloop.web import accounts
+from labloop.identity import accounts
 from labloop.data.status import snapshot
 from labloop.web.app import COOKIE, Dashboard
 from labloop.web.thin import Thinner

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from labloop.control.auth import a_role
+from labloop.identity.roles import a_role
 from test_web import sign_in, site  # noqa: F401 - the dashboard fixture
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zmq
 
 from labloop.store import Store
-from labloop.web import accounts
+from labloop.identity import accounts
 
 PASSWORD = "correct horse battery"
 

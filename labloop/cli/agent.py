@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
                                                          "agent --out FILE` (default: env LABLOOP_KEY).")] = None,
     ) -> None:
         """Serve one ophyd device over 0MQ with CURVE to the runners whose keys it trusts; runs until Ctrl-C."""
-        from labloop.devkit.options import load_config
+        from labloop.driver_options import load_config
         from labloop.control.agent import run_agent
 
         run_agent(target, bind, load_config(config), name, key,

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run DEVICE's calibration plan (measuring its reference) and record the result (table calibrations, audit
         log). A malformed result (NaN, out of range) is refused and nothing is recorded."""
+        from labloop.control.remote_lab import remote_device
         from labloop.run import calibration  # builds the lab and runs a plan: only this command pays for it
         from labloop.run.campaign import prepare, prepare_text
         from labloop.run.lab import state_dir_for
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         try:
             campaign_id = None
             if file is not None:
-                prepared = prepare(file, state_dir=state_dir_for(st.url))
+                prepared = prepare(file, state_dir=state_dir_for(st.url), remote=remote_device)
             else:
                 c = pick_campaign(st, campaign)
                 if liveness(c).alive and c.state != "paused":
@@ -55,7 +56,8 @@ def register(app: typer.Typer) -> None:
                 lab_audit = [a for a in st.audit_log(c.id) if a.action == "campaign.lab"]
                 time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
                 prepared = prepare_text(c.spec_text, f"<stored campaign {c.name}>", time_scale,
-                                        read_prior_files=False, state_dir=state_dir_for(st.url))
+                                        read_prior_files=False, state_dir=state_dir_for(st.url),
+                                        remote=remote_device)
                 campaign_id = c.id
             lab = prepared.lab
             if lab is None:

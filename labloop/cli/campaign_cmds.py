@@ -141,11 +141,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check a campaign file: schema, bounds against device limits, plugins and search space; remote devices
         are reached through their agents."""
+        from labloop.control.remote_lab import remote_device
         from labloop.run.campaign import prepare_text
         from labloop.spec import read_spec_text, spec_from_text
 
         text = read_spec_text(file)
-        p = prepare_text(text, str(file), store_url=_store_url(store, spec_from_text(text, str(file))))
+        p = prepare_text(text, str(file), store_url=_store_url(store, spec_from_text(text, str(file))),
+                         remote=remote_device)
         console.print(f"[green]ok[/]: {file}: campaign '{p.spec.name}', {len(p.spec.parameter_names())} parameters, "
                       f"{len(p.spec.objectives)} objective(s), {len(p.spec.workflow)} workflow steps", soft_wrap=True)
 
@@ -157,13 +159,15 @@ def register(app: typer.Typer) -> None:
         time_scale: Annotated[Optional[float], typer.Option(help="Simulated devices run this many times faster.")] = None,
     ) -> None:
         """Run a campaign to its stopping rule, showing each trial as it finishes."""
+        from labloop.control.remote_lab import remote_device
         from labloop.run.campaign import prepare_text
         from labloop.run.lab import state_dir_for
         from labloop.spec import read_spec_text, spec_from_text
 
         text = read_spec_text(file)
         url = _store_url(store, spec_from_text(text, str(file)))  # a simulated lab keeps its world beside the store
-        prepared = prepare_text(text, str(file), time_scale, state_dir=state_dir_for(url), store_url=url)
+        prepared = prepare_text(text, str(file), time_scale, state_dir=state_dir_for(url), store_url=url,
+                                remote=remote_device)
         run_campaign(str(file), prepared, url)
 
     @app.command()

@@ -72,13 +72,14 @@ def register(app: typer.Typer) -> None:
                 raise LabloopError(f"campaign '{c.name}': its runner {life.host}:{life.pid} still exists but has not "
                                    f"answered for {life.heartbeat_age or 0:.0f} s",
                                    f"if it is hung, stop it (kill {life.pid}), then run `labloop resume` again")
+            from labloop.control.remote_lab import remote_device
             from labloop.run.campaign import CampaignRunner, refuse_second_runner  # only a restart runs the lab
             from labloop.spec import spec_from_text
             from .campaign_cmds import LiveView, require_lease_kept, require_success
 
             refuse_second_runner(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), st,
                                  f"campaign '{c.name}'", except_id=c.id)
-            runner, resumptions = CampaignRunner.resume(st, c, time_scale, None)
+            runner, resumptions = CampaignRunner.resume(st, c, time_scale, None, remote=remote_device)
             runner.observer = LiveView(runner.spec, trials=st.trials(c.id))
             console.print(f"restarting campaign '{c.name}' in this process: "
                           f"{len(resumptions)} unfinished trial(s) pick up where they stopped", soft_wrap=True)

@@ -14,7 +14,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labloop.control.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
+from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
 from labloop.errors import LabloopError
 from labloop.store import DEFAULT_URL
 from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, user_errors
@@ -83,7 +83,11 @@ def register(app: typer.Typer) -> None:
         needs.require("sqlalchemy", "torch", "botorch", "gpytorch", *(("starlette", "uvicorn") if http else ()))
         from labloop.control.server import serve as run_daemon
 
-        run_daemon(store or DEFAULT_URL, control, stream, keys, http)
+        dashboard = None
+        if http is not None:  # the CLI wires the dashboard to the daemon: neither layer imports the other upwards
+            from labloop.web.server import start_dashboard as dashboard
+
+        run_daemon(store or DEFAULT_URL, control, stream, keys, http, dashboard)
 
     @app.command()
     @user_errors

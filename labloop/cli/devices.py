@@ -54,7 +54,7 @@ def check(
                                             "device against it through the real protocol library.")] = False,
 ) -> None:
     """Build the driver and run the conformance checks; exit 1 when any check fails."""
-    from labloop.devkit.options import load_config  # yaml: only this command reads a config file
+    from labloop.driver_options import load_config  # yaml: only this command reads a config file
     from labloop.devkit import instruments  # the declarative builder: only a check of a YAML file pays for it
 
     console = _console()
@@ -65,7 +65,7 @@ def check(
                 report = instruments.check_file(target, simulated=simulated, remote=remote, timeout=timeout,
                                                 grace=grace, only=only)
             elif remote:
-                from labloop.control.remote_check import check_remote
+                from labloop.devkit.remote_check import check_remote
 
                 report = check_remote(target, options, simulator=simulator, timeout=timeout, grace=grace, only=only)
             else:

@@ -2,26 +2,23 @@
 
 Run on the store: whoever can write the store administers it, no daemon or socket needed. ``users add`` makes the
 person's (or agent's) CURVE key pair, records only the public key, and writes one key file (mode 0600) holding
-everything their client needs; the secret key exists nowhere else.
+everything their client needs; the secret key exists nowhere else. The rules live in :mod:`labloop.identity`
+(shared with the daemon and the dashboard); these commands parse and print.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from labloop.errors import LabloopError
 from labloop.store import DEFAULT_URL
 from .common import STORE_HELP, console, err_console, user_errors
 
 StoreOpt = Annotated[Optional[str], typer.Option(help=STORE_HELP)]
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,79}$")
 
 users_app = typer.Typer(name="users", help="People and agents who may use the daemon: keys and roles.",
                         no_args_is_help=True)
@@ -34,17 +31,6 @@ def _login() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001 - no login name in some containers
         return "unknown"
-
-
-def _check_out(out: Path, force: bool) -> None:
-    if out.is_dir():
-        raise LabloopError(f"{out} is a folder", "give --out a file name, e.g. --out ana.key")
-    if out.exists() and not force:
-        raise LabloopError(f"{out} already exists", "choose another --out file, or pass --force to replace it")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise LabloopError(f"cannot write {out}: the folder {folder} does not exist or is not writable",
-                           "choose a file in a folder you may write")
 
 
 @users_app.command("add")
@@ -61,35 +47,14 @@ def add(
     force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """Make a key pair for NAME with ROLE, record its public key in the store, and write their key file."""
-    import zmq
-
-    from labloop.control.auth import ALL_ROLES
-    from labloop.control.keys import (DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ClientKey, ServerKeys,
-                                      write_private)
+    from labloop.identity.users import check_name, check_out, enroll
     from labloop.store import Store
 
-    if not NAME.match(name):
-        raise LabloopError(f"'{name}' cannot be a user name",
-                           "use 1-80 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
-    if role not in ALL_ROLES:
-        raise LabloopError(f"unknown role '{role}'", f"choose one of: {', '.join(ALL_ROLES)}")
-    _check_out(out, force)
+    check_name(name, role)  # before the store is opened (and perhaps created)
+    check_out(out, force)
     st = Store(store or DEFAULT_URL)
     try:
-        if st.user(name) is not None:
-            raise LabloopError(f"the store already has a user named '{name}'",
-                               f"choose another name (`labloop users list` shows them); a revoked name stays taken")
-        server = ServerKeys.load_or_create(keys or DEFAULT_KEYS_DIR)
-        public, secret = zmq.curve_keypair()
-        key = ClientKey(name=name, role=role, public_key=public.decode(), secret_key=secret.decode(),
-                        server_public_key=server.public_z85(), control=control or DEFAULT_CONTROL,
-                        stream=stream or DEFAULT_STREAM)
-        write_private(out, json.dumps(key.model_dump(), indent=2) + "\n", force=force)
-        try:
-            st.add_user(name, role, key.public_key, created_by=_login())
-        except BaseException:
-            out.unlink(missing_ok=True)  # nothing changed: no key file for a user the store does not know
-            raise
+        key = enroll(st, name, role, out, by=_login(), keys_dir=keys, control=control, stream=stream, force=force)
     finally:
         st.close()
     console.print(f"added {name} ({role}); key file {out} (mode 0600)", soft_wrap=True)
@@ -101,11 +66,12 @@ def add(
 @user_errors
 def list_(store: StoreOpt = None) -> None:
     """Show every user: role, public key, who added them and when, and whether they are revoked."""
+    from labloop.identity.users import everyone
     from labloop.store import Store
 
     st = Store(store or DEFAULT_URL, create=False)
     try:
-        rows = st.users()
+        rows = everyone(st)
     finally:
         st.close()
     if not rows:
@@ -122,11 +88,12 @@ def list_(store: StoreOpt = None) -> None:
 @user_errors
 def revoke(name: Annotated[str, typer.Argument(help="The user to revoke.")], store: StoreOpt = None) -> None:
     """Refuse NAME's key from now on (within a second on running daemons, connections already open included)."""
+    from labloop.identity.users import revoke as revoke_user
     from labloop.store import Store
 
     st = Store(store or DEFAULT_URL, create=False)
     try:
-        u = st.revoke_user(name, by=_login())
+        u = revoke_user(st, name, by=_login())
     finally:
         st.close()
     console.print(f"revoked {u.name} ({u.role}); running daemons refuse their key within a second", soft_wrap=True)
@@ -140,8 +107,8 @@ def passwd(name: Annotated[str, typer.Argument(help="The user who signs in to th
                "--password-stdin", help="Read the password from standard input (scripts) instead of asking.")] = False,
            ) -> None:
     """Set NAME's dashboard password (`labloop serve --http`); signs out their open sessions."""
+    from labloop.identity import accounts
     from labloop.store import Store
-    from labloop.web import accounts
 
     if password_stdin:
         password = typer.get_text_stream("stdin").readline().rstrip("\n")
@@ -149,8 +116,7 @@ def passwd(name: Annotated[str, typer.Argument(help="The user who signs in to th
         password = typer.prompt(f"new dashboard password for {name}", hide_input=True, confirmation_prompt=True)
     st = Store(store or DEFAULT_URL, create=False)
     try:
-        accounts.set_password(st, name, password)
-        st.audit(None, "users.passwd", {"name": name}, _login())
+        accounts.set_password(st, name, password, by=_login())
     finally:
         st.close()
     console.print(f"{name} may now sign in to the dashboard; their open sessions were signed out", soft_wrap=True)
@@ -161,13 +127,12 @@ def passwd(name: Annotated[str, typer.Argument(help="The user who signs in to th
 def token(name: Annotated[str, typer.Argument(help="The user a script acts for.")], store: StoreOpt = None) -> None:
     """Make a new API token for NAME's scripts (HTTP `Authorization: Bearer TOKEN`); the old one stops working.
     Printed once: only its hash is kept."""
+    from labloop.identity import accounts
     from labloop.store import Store
-    from labloop.web import accounts
 
     st = Store(store or DEFAULT_URL, create=False)
     try:
-        value = accounts.issue_token(st, name)
-        st.audit(None, "users.token", {"name": name}, _login())
+        value = accounts.issue_token(st, name, by=_login())
     finally:
         st.close()
     typer.echo(value)

@@ -1,2 +1,3 @@
-"""The connected lab: verified identities (CURVE keys checked against the store), roles, the hash-chained audit
-log, and (in other modules) the daemon, its live stream and remote agents."""
+"""The connected lab: the daemon, its live stream, the ZAP handler that checks CURVE keys against the store, the
+hash-chained audit log, and remote agents. Who someone is and what they may do (keys, roles, users) is
+:mod:`labloop.identity`, which the dashboard and the CLI share."""

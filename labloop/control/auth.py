@@ -1,4 +1,5 @@
-"""Who may do what: roles, and the ZAP handler that admits only CURVE keys the store knows.
+"""The ZAP handler that admits only CURVE keys the store knows (the roles it hands on are
+:mod:`labloop.identity.roles`).
 
 Why ZAP against the store and not a list of keys in a folder: ``labloop users add`` and ``users revoke`` run on the
 store (whoever can write it administers it), so every daemon sharing that store learns of a new or revoked key
@@ -11,30 +12,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
-from labloop.errors import LabloopError
-
-ROLES = ("viewer", "operator", "approver", "admin")
-AGENT = "agent"
-ALL_ROLES = ROLES + (AGENT,)
-
-#: What a viewer may do: read, watch, export.
-VIEWER_METHODS = frozenset({"status", "watch", "missed", "export", "show", "list"})
-#: An operator also steers campaigns.
-OPERATOR_METHODS = VIEWER_METHODS | {"submit", "pause", "resume", "stop", "estop"}
-#: An approver decides on proposals (and reads like a viewer); steering is not theirs.
-APPROVER_METHODS = VIEWER_METHODS | {"approve", "reject"}
-#: Prefixes only an admin may use (user and agent management).
-ADMIN_PREFIXES = ("users.", "agents.")
-#: Agent traffic (registration, heartbeats, device replies) is its own namespace; only agents send it.
-AGENT_PREFIX = "agent."
-
-_ROLE_METHODS = {"viewer": VIEWER_METHODS, "operator": OPERATOR_METHODS, "approver": APPROVER_METHODS}
+from labloop.identity.roles import Identity
+from labloop.identity.users import admitted
 
 #: How often a background thread re-reads the store's users: a revoke takes effect within about this long.
 REFRESH_S = 0.25
@@ -44,47 +29,6 @@ MISS_REFRESH_S = 0.05
 MAX_AGE_S = 1.0
 
 log = logging.getLogger(__name__)
-
-
-def role_needed(method: str) -> str:
-    """The least role that may call ``method`` (``admin`` for anything not granted to another role)."""
-    if method.startswith(AGENT_PREFIX):
-        return AGENT
-    for role in ("viewer", "operator", "approver"):
-        if method in _ROLE_METHODS[role]:
-            return role
-    return "admin"
-
-
-def permitted(role: str, method: str) -> bool:
-    """May someone with ``role`` call ``method``? Agents only send agent traffic; people never do."""
-    if method.startswith(AGENT_PREFIX) or role == AGENT:
-        return role == AGENT and method.startswith(AGENT_PREFIX)
-    if role == "admin":
-        return True
-    return method in _ROLE_METHODS.get(role, ())
-
-
-def a_role(role: str) -> str:
-    """'an admin', 'an operator', 'an approver', 'a viewer': the role with its article, for messages."""
-    return f"{'an' if role[:1].lower() in 'aeiou' else 'a'} {role}"
-
-
-def refusal(name: str, role: str, method: str) -> LabloopError:
-    """The error a refused request gets: who asked, in which role, and the role that ``method`` needs."""
-    needed = role_needed(method)
-    if needed == AGENT:
-        return LabloopError(f"{name} ({role}) may not send '{method}': only agents send agent traffic",
-                            "this message is for the agent connection, not for people's clients")
-    also = "" if needed == "admin" else " or admin"
-    return LabloopError(f"{name} is {a_role(role)} and may not {method}: that needs the {needed} role{also}",
-                        f"ask someone with the {needed} role, or ask an admin for a key with it "
-                        f"(`labloop users add NAME --role {needed} --out FILE`)")
-
-
-class Identity(NamedTuple):
-    name: str
-    role: str
 
 
 def _z85_of(key: bytes | str) -> bytes:
@@ -112,7 +56,7 @@ class _KeyTable:
         """Re-read the users; on failure keep the old table (it expires) and log once per outage."""
         started = time.monotonic()
         try:
-            users = self.store.users(include_revoked=False)
+            users = admitted(self.store)
         except Exception:  # noqa: BLE001 - logged; the thread must go on, and the table expires (fail closed)
             if not self.failing:
                 log.exception("cannot read the users of the store; refusing everyone once the key table is %.1f s old",
@@ -150,7 +94,7 @@ class _KeyTable:
 class StoreAuthenticator(ThreadAuthenticator):
     """The ZAP handler of a context: admits a CURVE client iff its public key is a non-revoked ``users`` row of the
     store (or in ``extra``, e.g. the daemon's own key that its campaign children use); the connection's User-Id is
-    then the user's name. Sockets of ``ctx`` made with :func:`labloop.control.keys.apply_server` use it.
+    then the user's name. Sockets of ``ctx`` made with :func:`labloop.identity.keys.apply_server` use it.
 
     ``start()`` reads the users, binds ``inproc://zeromq.zap.01`` in ``ctx`` (one authenticator per context) and
     starts the thread that keeps the key table fresh; ``stop()`` ends both."""

@@ -6,7 +6,7 @@ The stream carries every event-model document unchanged (JSON, never pickle), so
     from bluesky.callbacks.core import CallbackCounter
     from labloop.control.bluesky_feed import documents
     from labloop.control.client import Client, Follower
-    from labloop.control.keys import load_client_key
+    from labloop.identity.keys import load_client_key
 
     client = Client("tcp://lab-pc:7510", load_client_key("~/alice.key"))
     follower = Follower(client, "tcp://lab-pc:7511", "thinfilm-nb-tio2")

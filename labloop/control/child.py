@@ -31,6 +31,7 @@ from labloop.run.lab import state_dir_for
 from labloop.spec import spec_from_text
 from labloop.store import Store
 from .eventlog import EventLog
+from .remote_lab import remote_device
 
 
 def _report(fd: int | None, message: dict[str, Any]) -> None:
@@ -46,7 +47,8 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
 def _start(args: argparse.Namespace, store: Store) -> CampaignRunner:
     text = sys.stdin.read()
     prepared = prepare_text(text, args.source, args.time_scale, state_dir=state_dir_for(args.store),
-                            store_url=args.store)  # remote devices' agents are looked up in this store
+                            store_url=args.store,  # remote devices' agents are looked up in this store
+                            remote=remote_device)
     return CampaignRunner.start(prepared, store, user=args.user)
 
 
@@ -54,7 +56,7 @@ def _resume(args: argparse.Namespace, store: Store) -> tuple[CampaignRunner, lis
     c = store.campaign(args.resume)
     refuse_second_runner(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), store,
                          f"campaign '{c.name}'", except_id=c.id)
-    return CampaignRunner.resume(store, c, args.time_scale)
+    return CampaignRunner.resume(store, c, args.time_scale, remote=remote_device)
 
 
 def _lease_ttl() -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import zmq
 
 from labloop.errors import LabloopError
+from labloop.identity.keys import ClientKey, apply_client, load_client_key
 from . import protocol
-from .keys import ClientKey, apply_client, load_client_key
 
 SERVER_ENV = "LABLOOP_SERVER"
 REPLY_LIMIT = 1 << 30  # replies (an export) may be large; requests are limited by the daemon

@@ -1,7 +1,12 @@
 """A campaign's remote device (``lab.devices.NAME: {remote: ADDR, agent: NAME | agent_key: Z85}``) as a proxy.
 
-Kept apart from :mod:`.remote` (the wire) because it knows the store: the agent's public key is looked up in the
-``users`` table by name (role ``agent``, not revoked), so an operator never copies keys into campaign files.
+Kept apart from :mod:`.remote` (the wire) because it knows the store: the agent's public key is looked up by name
+(:func:`labloop.identity.users.agent_key`: role ``agent``, not revoked), so an operator never copies keys into
+campaign files.
+
+:func:`remote_device` is the :data:`labloop.run.lab.RemoteConnector` that the CLI and the daemon's campaign child
+hand to ``prepare_text`` / ``CampaignRunner.resume``: ``run`` sits below the network layer and never imports it.
+Importing this module is cheap (pyzmq is loaded only when a remote device is connected).
 """
 
 from __future__ import annotations
@@ -9,11 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 from labloop.errors import LabloopError, SpecError
-from . import remote
 
 
 def agent_public_key(store_url: str | None, agent: str) -> str:
     """The Z85 public key of the agent called ``agent`` in the store at ``store_url``."""
+    from labloop.identity.users import agent_key
     from labloop.store import Store
 
     if not store_url:
@@ -21,23 +26,15 @@ def agent_public_key(store_url: str | None, agent: str) -> str:
                         "pass --store (or set 'store' in the campaign file), or give the key inline as agent_key")
     store = Store(store_url, create=False)
     try:
-        row = store.user(agent)
+        return agent_key(store, agent)
     finally:
         store.close()
-    if row is None:
-        raise SpecError(f"the store has no agent called '{agent}'",
-                        f"on the store run `labloop users add {agent} --role agent --out {agent}.key` and start the "
-                        "agent with that key file")
-    if row.role != "agent":
-        raise SpecError(f"'{agent}' in the store is a {row.role}, not an agent",
-                        "name the agent's own entry (role agent)")
-    if row.revoked_at is not None:
-        raise SpecError(f"agent '{agent}' was revoked", f"add it again: `labloop users add {agent} --role agent`")
-    return str(row.public_key)
 
 
 def remote_device(name: str, spec: Any, store_url: str | None) -> Any:
     """Connect the proxy of lab device ``name``; errors name the device, the address and how to start the agent."""
+    from . import remote  # pyzmq only for labs that use it
+
     try:
         key = spec.agent_key or agent_public_key(store_url, spec.agent)
         return remote.connect(spec.remote, key, name=name, agent=spec.agent)

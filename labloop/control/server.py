@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,12 @@ from typing import Any
 import zmq
 
 from labloop.errors import LabloopError
+from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
+from labloop.identity.roles import a_role, permitted, role_needed
 from labloop.store import Store
 from . import audit, methods, protocol
-from .auth import StoreAuthenticator, a_role, permitted, role_needed
-from .keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
+from .auth import StoreAuthenticator
+from .dispatch import Dispatcher, daemon_dispatcher
 from .stream import Publisher
 from .supervisor import CHECK_S, TAKEOVER_S, Supervisor
 
@@ -337,20 +340,26 @@ def log_to(path: Path) -> Path:
     return path
 
 
-def serve(store_url: str, control: str, stream: str, keys_dir: Path | None, http: str | None = None) -> None:
+#: ``(store url, "HOST:PORT", dispatcher, feed) -> started server`` (with ``.url`` and ``.stop()``): starts the
+#: dashboard beside the daemon. Passed in by whoever wires the two (the CLI's ``serve --http``:
+#: :func:`labloop.web.server.start_dashboard`); the daemon never imports the web layer above it. ``feed(publish)``
+#: makes the daemon's live stream reach the dashboard in-process.
+DashboardFactory = Callable[[str, str, Dispatcher, Callable[[Callable[..., Any]], None]], Any]
+
+
+def serve(store_url: str, control: str, stream: str, keys_dir: Path | None, http: str | None = None,
+          dashboard: DashboardFactory | None = None) -> None:
     """Run the daemon until SIGTERM or Ctrl-C; prints where it listens and its public key. ``http``
-    (``HOST:PORT``): also serve the dashboard there, fed by this daemon's stream and acting through its methods."""
+    (``HOST:PORT``): also serve the dashboard there (started by ``dashboard``), fed by this daemon's stream and
+    acting through its methods."""
+    if http is not None and dashboard is None:
+        raise LabloopError("the daemon was asked to serve the dashboard but was given no way to start it",
+                           "start it with `labloop serve --http HOST:PORT`, which wires the dashboard in")
     d = Daemon(store_url, control, stream, keys_dir)
     web = None
-    if http is not None:
-        from labloop.web.actions import daemon_runner
-        from labloop.web.app import Dashboard
-        from labloop.web.server import HttpServer, parse_http
-
+    if http is not None and dashboard is not None:
         try:
-            dash = Dashboard(store_url, runner=daemon_runner(d.supervisor), tail=False)
-            d.publisher.also(dash.hub.publish)
-            web = HttpServer(dash, *parse_http(http)).start()
+            web = dashboard(store_url, http, daemon_dispatcher(d.supervisor), d.publisher.also)
         except BaseException:
             d.close()
             raise

@@ -25,7 +25,7 @@ from ophyd import Signal
 from labloop import plugins
 from labloop.errors import DeviceError, LimitError, SpecError
 from labloop.transports import transport_class
-from labloop_devices.base import Health, Instrument, LabDevice, Station
+from labloop.device_base import Health, Instrument, LabDevice, Station
 from .schema import InstrumentSpec, SetpointSpec, SignalSpec, load_spec
 
 _EMPTY = {"number": math.nan, "integer": 0, "boolean": False, "string": ""}

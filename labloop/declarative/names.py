@@ -4,7 +4,7 @@ make bluesky take the device for a positioner and crash inside ophyd instead of 
 
 from __future__ import annotations
 
-from labloop_devices.base import Instrument, Station
+from labloop.device_base import Instrument, Station
 
 #: looked up by bluesky's plans and callbacks on any object, whatever its class
 BLUESKY_NAMES = {"position", "hints", "read_configuration", "describe_configuration", "kickoff", "complete",

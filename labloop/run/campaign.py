@@ -16,7 +16,7 @@ from typing import Any
 from labloop.errors import LabloopError, PluginError, SpecError
 from .liveness import ACTIVE_STATES, ENDED_STATES, liveness
 from . import calibration, provenance
-from .lab import Lab, build_lab, check_against_lab, state_dir_for, with_files_from
+from .lab import Lab, RemoteConnector, build_lab, check_against_lab, state_dir_for, with_files_from
 from .lease import DEFAULT_TTL_S, CampaignLease
 from .best import real_number
 from .objectives import TrialData, load_objective
@@ -60,11 +60,12 @@ def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[Tria
 
 def prepare_text(text: str, source: str, time_scale: float | None = None, with_lab: bool = True,
                  read_prior_files: bool = True, state_dir: str | None = None,
-                 store_url: str | None = None) -> Prepared:
+                 store_url: str | None = None, remote: RemoteConnector | None = None) -> Prepared:
     """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored.
     ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log.
     ``state_dir``: where a simulated lab keeps its physical world across restarts (beside the store:
-    :func:`~labloop.run.lab.state_dir_for`); None keeps it in memory unless the lab's options name a file."""
+    :func:`~labloop.run.lab.state_dir_for`); None keeps it in memory unless the lab's options name a file.
+    ``remote``: how remote lab devices are connected (the caller's choice: :data:`~labloop.run.lab.RemoteConnector`)."""
     spec = spec_from_text(text, source)
     if time_scale is not None and spec.lab is not None:
         spec = spec.model_copy(update={"lab": spec.lab.model_copy(update={"time_scale": time_scale})})
@@ -74,7 +75,7 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     if with_lab and spec.lab is not None:
         try:
             lab = build_lab(spec.lab, spec.seed, state_dir=state_dir, name=spec.name,
-                            store_url=store_url or spec.store)
+                            store_url=store_url or spec.store, remote=remote)
         except PluginError as exc:
             raise SpecError(f"{source}: lab: {exc.problem}", exc.fix) from None
         except SpecError as exc:  # the lab's options (lab.options.x): say which campaign file they are in
@@ -93,8 +94,9 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     return Prepared(spec, text, source, lab, objectives, strategy, prior)
 
 
-def prepare(path: str | Path, time_scale: float | None = None, state_dir: str | None = None) -> Prepared:
-    return prepare_text(read_spec_text(path), str(path), time_scale, state_dir=state_dir)
+def prepare(path: str | Path, time_scale: float | None = None, state_dir: str | None = None,
+            remote: RemoteConnector | None = None) -> Prepared:
+    return prepare_text(read_spec_text(path), str(path), time_scale, state_dir=state_dir, remote=remote)
 
 
 def lab_key(spec: CampaignSpec) -> str | None:
@@ -176,23 +178,25 @@ class CampaignRunner:
     @classmethod
     def resume(cls, store: Store, campaign: Campaign, time_scale: float | None = None,
                observer: Observer | None = None,
-               lease_ttl: float | None = None) -> tuple["CampaignRunner", list[Any]]:
+               lease_ttl: float | None = None,
+               remote: RemoteConnector | None = None) -> tuple["CampaignRunner", list[Any]]:
         """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials. Takes the
-        campaign's lease first (LeaseHeld, naming the holder and its expiry, while another runner holds it)."""
+        campaign's lease first (LeaseHeld, naming the holder and its expiry, while another runner holds it).
+        ``remote``: how its remote lab devices are connected (as for :func:`prepare_text`)."""
         lease = CampaignLease.acquire(store, campaign.id, lease_ttl or cls.lease_ttl, cls.break_dead_leases)
         try:
             campaign = store.campaign(campaign.id)  # as it is now that this runner holds it
             if campaign.state in ENDED_STATES:  # another runner ended it meanwhile: never reopen it
                 raise LabloopError(f"campaign '{campaign.name}' (id {campaign.id}) has already ended "
                                    f"({campaign.stop_reason})", "start a new campaign with `labloop run FILE`")
-            return cls._resume(store, campaign, time_scale, observer, lease)
+            return cls._resume(store, campaign, time_scale, observer, lease, remote)
         except BaseException:
             lease.release()
             raise
 
     @classmethod
     def _resume(cls, store: Store, campaign: Campaign, time_scale: float | None, observer: Observer | None,
-                lease: CampaignLease) -> tuple["CampaignRunner", list[Any]]:
+                lease: CampaignLease, remote: RemoteConnector | None = None) -> tuple["CampaignRunner", list[Any]]:
         audit = store.audit_log(campaign.id)
         provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(audit))
         if time_scale is None:
@@ -200,7 +204,8 @@ class CampaignRunner:
             time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
         prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale,
                                 read_prior_files=False, state_dir=state_dir_for(store.url),
-                                store_url=store.given_url)  # its remote devices' agents are in this store
+                                store_url=store.given_url,  # its remote devices' agents are in this store
+                                remote=remote)
         runner = cls(prepared, store, campaign, observer)
         runner.lease, runner.lease_ttl = lease, lease.ttl
         assert prepared.lab is not None

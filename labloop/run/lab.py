@@ -15,7 +15,7 @@ import inspect
 import threading
 import time
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,13 +164,19 @@ def with_files_from(spec: LabSpec, source: str) -> LabSpec:
     return spec.model_copy(update={"devices": devices})
 
 
+#: Connects a remote lab device: ``(name, device spec, store url) -> proxy``. Given by the caller (the CLI, the
+#: daemon's campaign child: :func:`labloop.control.remote_lab.remote_device`): the network layer sits above ``run``.
+RemoteConnector = Callable[[str, Any, "str | None"], Any]
+
+
 def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: str | None = None,
-              store_url: str | None = None) -> Lab:
+              store_url: str | None = None, remote: RemoteConnector | None = None) -> Lab:
     """Instantiate the lab's devices (simulated and real). Constructors must not block on hardware.
 
     ``state_dir`` and ``name`` go to a simulator that declares them: it keeps its physical world in that folder
     (beside the store), in a file named after ``name`` (the campaign), unless its options say otherwise. A remote
-    device (``remote: ADDR``) is a proxy connected to its agent now (``store_url``: where its key is looked up)."""
+    device (``remote: ADDR``) is a proxy connected to its agent now by ``remote`` (``store_url``: where its key is
+    looked up); without ``remote`` a lab with remote devices is refused."""
     devices: dict[str, Any] = {}
     places: set[str] = set()
     entry: str | None = None
@@ -186,9 +192,11 @@ def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: 
             devices.update(built)
     for name, dspec in spec.devices.items():
         if dspec.remote is not None:
-            from labloop.control.remote_lab import remote_device  # pyzmq only for labs that use it
-
-            devices[name] = remote_device(name, dspec, store_url)
+            if remote is None:
+                raise SpecError(f"lab.devices.{name} is remote ({dspec.remote}), but this process cannot reach "
+                                "remote devices", "run the campaign with `labloop run` or on a daemon "
+                                "(`labloop submit`), which connect remote devices")
+            devices[name] = remote(name, dspec, store_url)
             continue
         if dspec.file is not None or dspec.spec is not None:  # an instrument described in YAML
             from labloop.declarative import device

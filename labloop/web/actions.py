@@ -1,6 +1,6 @@
 """What the dashboard's buttons do: the same acknowledged operator requests the CLI makes, checked and audited.
 
-Who may press what is decided here, once, by the daemon's role table (:func:`labloop.control.auth.permitted`), so
+Who may press what is decided here, once, by the daemon's role table (:func:`labloop.identity.roles.permitted`), so
 the browser, the CLI and scripts obey one rule; the page only hides buttons a role may not use. Every accepted and
 every refused action is written to the hash-chained audit log with the verified user, role and address.
 """
@@ -11,12 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from labloop.control.requests import ask_runner
-from labloop.control.auth import permitted, role_needed
 from labloop.errors import LabloopError
+from labloop.identity.accounts import WebUser
+from labloop.identity.roles import permitted, role_needed
 from labloop.store import Store
 from labloop.store.schema import Campaign
-
-from .accounts import WebUser
 
 #: dashboard action -> the daemon method it is (the role table is keyed by method)
 ACTIONS = ("pause", "resume", "stop", "estop", "approve", "reject")
@@ -43,25 +42,10 @@ Runner = Callable[[Store, Campaign, str, dict[str, Any], str, float], str]
 
 
 def store_runner(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
-    """Carry out ``action`` through the store's acknowledged requests (the campaign's runner answers)."""
+    """Carry out ``action`` through the store's acknowledged requests (the campaign's runner answers). Inside the
+    daemon the dashboard is given the daemon's own dispatcher instead
+    (:func:`labloop.control.dispatch.daemon_dispatcher`, wired by ``labloop serve --http``)."""
     return ask_runner(store, c, action, args, user, wait)
-
-
-def daemon_runner(supervisor: Any) -> Runner:
-    """Inside the daemon: a button does exactly what the control method of the same name does (``resume`` restarts
-    a campaign whose process died in a new child; ``estop`` fans out at once), with the signed-in user's name."""
-    from labloop.control import methods, protocol
-
-    def run(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
-        params = protocol.METHODS[action](campaign=c.id, wait=wait, **args)
-        result = methods.HANDLERS[action](methods.Call(user, "web", store, supervisor), params)
-        if isinstance(result, dict) and "outcome" in result:
-            return str(result["outcome"])
-        if isinstance(result, dict) and "lines" in result:
-            return "; ".join(result["lines"])
-        return str(result)
-
-    return run
 
 
 def act(store: Store, user: WebUser, address: str, c: Campaign, action: str, args: dict[str, Any],

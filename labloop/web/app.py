@@ -36,14 +36,15 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from labloop.control.auth import permitted
 from labloop.control.protocol import MAX_ID, MAX_TRIAL
 from labloop.errors import LabloopError
+from labloop.identity import accounts
+from labloop.identity.accounts import WebUser
+from labloop.identity.roles import permitted
 from labloop.store import Store
 from labloop.store.schema import AuditEntry
 
-from . import accounts, actions, pages
-from .accounts import WebUser
+from . import actions, pages
 from .live import LiveHub, StoreTail
 from labloop.data.status import snapshot
 

@@ -12,7 +12,7 @@ import json
 from html import escape
 from typing import Any
 
-from .accounts import WebUser
+from labloop.identity.accounts import WebUser
 
 
 def esc(v: Any) -> str:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from labloop.errors import LabloopError
 
+from .actions import Runner
 from .app import Dashboard
 
 
@@ -66,3 +69,12 @@ class HttpServer:
         self.server.should_exit = True
         self.thread.join(timeout=5)
         self.sock.close()
+
+
+def start_dashboard(store_url: str, http: str, dispatch: Runner,
+                    feed: Callable[[Callable[..., Any]], None]) -> HttpServer:
+    """The daemon's dashboard (``labloop serve --http``): acts through the daemon's dispatcher ``dispatch`` and is fed
+    its live stream by ``feed(publish)``. The CLI hands this to :func:`labloop.control.server.serve`."""
+    dash = Dashboard(store_url, runner=dispatch, tail=False)
+    feed(dash.hub.publish)
+    return HttpServer(dash, *parse_http(http)).start()

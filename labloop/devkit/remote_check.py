@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labloop import plugins
-from labloop.devkit import conformance
+from . import conformance
 from labloop.errors import LabloopError
-from .agent_process import AgentProcess
+from labloop.control.agent_process import AgentProcess
 
 
 def check_remote(target: str, config: Mapping[str, Any] | None = None, *, simulator: bool = True,

@@ -1,5 +1,8 @@
 """Who may use the dashboard: passwords, API tokens and server-side sessions, for the users the daemon knows.
 
+Part of :mod:`labloop.identity` (the CLI sets passwords and tokens, the dashboard checks them; neither imports the
+other). Everything goes through the store's ORM session: rows are loaded, changed or deleted as objects.
+
 The dashboard signs in the same people as the daemon's CURVE sockets (the ``users`` table, one role each). A browser
 cannot hold a CURVE key, so each user may also have a password (``labloop users passwd``) and an API token for
 scripts (``labloop users token``). Why these choices:
@@ -20,8 +23,9 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from labloop.errors import LabloopError
 from labloop.store import Store
@@ -80,23 +84,34 @@ def _active_user(store: Store, name: str) -> User:
         return u
 
 
-def set_password(store: Store, name: str, password: str) -> None:
-    """Give ``name`` a dashboard password (replacing any earlier one, and signing out their open sessions)."""
+def _sessions_of(s: Any, user_id: int) -> list[WebSession]:
+    return list(s.scalars(select(WebSession).where(WebSession.user_id == user_id)))
+
+
+def set_password(store: Store, name: str, password: str, by: str | None = None) -> None:
+    """Give ``name`` a dashboard password (replacing any earlier one, and signing out their open sessions).
+    ``by``: who set it, audited as ``users.passwd`` (the CLI's ``users passwd``)."""
     if len(password) < MIN_PASSWORD:
         raise LabloopError(f"the password is too short ({len(password)} characters)",
                            f"choose one of at least {MIN_PASSWORD} characters")
     u = _active_user(store, name)
     with store.session() as s:
         s.get(User, u.id).password_hash = hash_password(password)
-        s.execute(delete(WebSession).where(WebSession.user_id == u.id))
+        for row in _sessions_of(s, u.id):
+            s.delete(row)
+    if by is not None:
+        store.audit(None, "users.passwd", {"name": name}, by)
 
 
-def issue_token(store: Store, name: str) -> str:
-    """Make a new API token for ``name`` (the old one stops working) and return it; only its hash is kept."""
+def issue_token(store: Store, name: str, by: str | None = None) -> str:
+    """Make a new API token for ``name`` (the old one stops working) and return it; only its hash is kept.
+    ``by``: who made it, audited as ``users.token``."""
     u = _active_user(store, name)
     token = f"llt_{secrets.token_urlsafe(32)}"
     with store.session() as s:
         s.get(User, u.id).token_hash = _sha(token)
+    if by is not None:
+        store.audit(None, "users.token", {"name": name}, by)
     return token
 
 
@@ -155,7 +170,9 @@ def token_user(store: Store, token: str | None) -> WebUser | None:
 def logout(store: Store, cookie: str | None) -> None:
     if cookie:
         with store.session() as s:
-            s.execute(delete(WebSession).where(WebSession.id_hash == _sha(cookie)))
+            row = s.get(WebSession, _sha(cookie))
+            if row is not None:
+                s.delete(row)
 
 
 def expire_session(store: Store, cookie: str) -> None:
