@@ -248,3 +248,17 @@ def test_a_campaign_draws_per_trial_with_parallel_trials(tmp_path):
     assert ([a["action"] for a in view["alerts"] if a["action"] == "inventory.low"] ==
             (["inventory.low"] if lv["left"] < 800 else []))
     st.close()
+
+
+def test_a_live_view_with_stocks_reads_them_again_after_a_proposal(tmp_path):
+    """A proposal reserves, a start draws: the event does not carry the levels, so a view with stocks is marked
+    stale (the surface reads the view again); one without stocks is not."""
+    from labloop.data.view import apply
+
+    st, c = new_campaign(tmp_path)
+    view = campaign_view(st, c.id)
+    trial = {"number": 1, "state": "proposed", "params": params(30), "sample_id": "ab-0001"}
+    assert apply(view, {"seq": view["last_seq"] + 1, "kind": "proposal", "body": {"trial": trial}}).get("stale")
+    view = {**campaign_view(st, c.id), "inventory": []}
+    assert not apply(view, {"seq": view["last_seq"] + 1, "kind": "proposal", "body": {"trial": trial}}).get("stale")
+    st.close()

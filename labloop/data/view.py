@@ -216,6 +216,8 @@ def _iso(t: Any) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- live updates
 TRIAL_EVENTS = ("proposal", "approval", "trial_start", "measurement", "failure")
+#: trial events that change a campaign's stocks (labloop/store/inventory.py): a view with stocks reads them again
+STOCK_EVENTS = ("proposal", "trial_start", "failure")
 
 
 def apply(view: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
@@ -229,6 +231,8 @@ def apply(view: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         view["last_seq"] = seq
     if kind in TRIAL_EVENTS and isinstance(body.get("trial"), dict):
         _upsert_trial(view, body["trial"], kind == "proposal" and bool(body.get("approval")))
+        if kind in STOCK_EVENTS and view.get("inventory"):
+            view["stale"] = True  # a proposal reserves, a start draws, a failure may release: levels changed
     elif kind in ("step_start", "step_end"):
         _step(view, kind, body)
     elif kind == "best":
