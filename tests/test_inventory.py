@@ -262,3 +262,29 @@ def test_a_live_view_with_stocks_reads_them_again_after_a_proposal(tmp_path):
     view = {**campaign_view(st, c.id), "inventory": []}
     assert not apply(view, {"seq": view["last_seq"] + 1, "kind": "proposal", "body": {"trial": trial}}).get("stale")
     st.close()
+
+
+def test_a_campaign_out_of_stock_pauses_for_the_operator_and_a_refill_lets_it_go_on(tmp_path):
+    """When not one recipe fits what is left, the campaign pauses saying which stock to refill (it never proposes
+    beyond the shelf); the operator's refill and resume let it finish."""
+    from running import wait_for
+
+    data = campaign_data(consumables(stocks={"Nb": {"unit": "g", "initial": 40, "alert_below": 20}},
+                                     use={"Nb": "duration"}), max_trials=6)
+    st, runner = start(data, tmp_path)
+    cid = runner.campaign.id
+    th, result = in_background(runner)
+    wait_for(lambda: st.campaign(cid).state == "paused", timeout=120)
+    note = st.campaign(cid).note
+    assert "stock Nb has" in note and "every recipe needs at least 10" in note and "inventory refill" in note
+    assert len(st.trials(cid)) < 6 and levels(st, cid)["Nb"]["left"] < 10
+    assert any(a["action"] == "inventory.low" for a in campaign_view(st, cid)["alerts"])
+    st.refill(cid, "Nb", 1000, "ana")
+    st.request(cid, "resume", user="ana")
+    th.join(120)
+    assert result["decision"].rule == "budget"
+    assert len([t for t in st.trials(cid) if t.started_at is not None]) == 6
+    assert all(m.level_after >= 0 for _, m in st.stock_movements(cid))
+    assert not any(a["action"] == "inventory.low" for a in campaign_view(st, cid)["alerts"]) or \
+        levels(st, cid)["Nb"]["left"] < 20
+    st.close()

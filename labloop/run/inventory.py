@@ -19,6 +19,7 @@ reservation (labloop/store/inventory.py) stays the last line: a proposal is neve
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from labloop.errors import LabloopError
@@ -41,14 +42,22 @@ class InventoryGuard:
     def __getattr__(self, name: str) -> Any:  # everything else is the wrapped strategy's
         return getattr(self.inner, name)
 
-    def left(self) -> dict[str, float]:
-        """What each stock has left for new trials (level minus reservations), from the store now."""
-        return {r["name"]: float(r["left"]) for r in self.store.stock_levels(self.campaign_id)}
+    def left(self, pending: list[dict[str, Any]] = ()) -> dict[str, float]:  # type: ignore[assignment]
+        """What each stock has left for this ask, from the store now: level minus reservations, plus the
+        reservations of proposed trials that are not ``pending`` (queued proposals being re-asked in place: the
+        new proposal replaces theirs, labloop/store/inventory.py re-reserves it)."""
+        out = {r["name"]: float(r["left"]) for r in self.store.stock_levels(self.campaign_id)}
+        seen = {json.dumps(p, sort_keys=True, default=str) for p in pending}
+        for t in self.store.trials(self.campaign_id):
+            if t.state in ("proposed", "approved") and json.dumps(t.params, sort_keys=True, default=str) not in seen:
+                for name, amount in (self._use(t.params) or {}).items():
+                    out[name] = out.get(name, 0.0) + amount
+        return out
 
     def ask(self, n: int, observations: list[Any], pending: list[dict[str, Any]]) -> list[Any]:
         if n < 1:
             return []
-        left = self.left()
+        left = self.left(pending)
         n = min(n, self._how_many_fit(left))  # a stock with room for 2 recipes: ask for 2, not n
         out: list[Any] = []
         rejected: list[dict[str, Any]] = []
