@@ -7,8 +7,8 @@ traceback, and nothing is stored or moved before a spec validates.
 One module per concern, all re-exported here (``from labloop.spec import X`` is the public way in):
 ``base`` (the strict base model), ``space`` (parameters, linear constraints), ``objectives`` (objectives, outcome
 constraints, the best trial), ``running`` (stopping, scheduling), ``strategy`` (strategy section and options),
-``lab`` (devices, stations, workflow steps), ``consumables`` (stocks and per-trial use), ``sharing`` (export classes), ``campaign`` (the root
-:class:`CampaignSpec`) and ``loading`` (YAML to spec, errors as lines).
+``lab`` (devices, stations, workflow steps), ``consumables`` (stocks and per-trial use), ``sharing`` (export
+classes), ``campaign`` (the root :class:`CampaignSpec`) and ``loading`` (YAML to spec, errors as lines).
 """
 
 from __future__ import annotations

@@ -113,8 +113,8 @@ class Inventory:
             rows = self._stocks(s, campaign_id)
             row = rows.get(name)
             if row is None:
-                raise StoreError(f"the campaign has no stock '{name}'",
-                                 f"name one of: {', '.join(rows) or '(none: the campaign file has no lab.consumables)'}")
+                have = ", ".join(rows) or "(none: the campaign file has no lab.consumables)"
+                raise StoreError(f"the campaign has no stock '{name}'", f"name one of: {have}")
             amount = float(amount)
             count = row.unit == "count"
             # one UPDATE with the arithmetic in it: a draw committed meanwhile by a trial's thread is never lost
