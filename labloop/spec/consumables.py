@@ -112,14 +112,19 @@ class StockSpec(_Model):
     are clean or used: a trial uses clean ones, an operator's cleaning puts them back)."""
 
     unit: Literal["g", "mg", "kg", "mL", "L", "count"] = Field(description="Unit of the amounts.")
-    initial: float = Field(ge=0, description="What is on the shelf when the campaign starts.")
-    alert_below: float | None = Field(None, ge=0, description="Alert the operator when what is left (not "
+    initial: float = Field(description="What is on the shelf when the campaign starts (>= 0).")
+    alert_below: float | None = Field(None, description="Alert the operator when what is left (not "
                                       "reserved by a trial) falls below this; closed by a refill.")
     cleaning: str | None = Field(None, description="Items only: the operator's task that turns used items clean "
                                  "again (shown in the alert); recorded with `labloop inventory refill`.")
 
     @model_validator(mode="after")
     def _check(self) -> "StockSpec":
+        for field in ("initial", "alert_below"):
+            v = getattr(self, field)
+            if v is not None and v < 0:
+                raise ValueError(f"{field}: a stock cannot hold a negative amount ({v:g}) (fix: give an amount "
+                                 f">= 0 in {self.unit})")
         if self.cleaning is not None and self.unit != "count":
             raise ValueError("'cleaning' is for counted items (unit: count), not a stock in "
                              f"{self.unit} (fix: remove it or use unit: count)")
