@@ -70,7 +70,8 @@ def test_bad_consumables_are_refused_naming_the_problem_and_the_fix():
     msg = problem(consumables(use={"Nb": "mass_nb_g"}))
     assert "lab.consumables.use.Nb: unknown parameter 'mass_nb_g'" in msg and "fix: use one of: o2_pressure" in msg
     msg = problem(consumables(stocks={"Nb": {"unit": "g", "initial": -5}}, use={"Nb": "duration"}))
-    assert "lab.consumables.stocks.Nb: initial: a stock cannot hold a negative amount (-5) (fix: give an amount >= 0 in g)" in msg
+    assert ("lab.consumables.stocks.Nb: initial: a stock cannot hold a negative amount (-5) (fix: give an amount "
+            ">= 0 in g)") in msg
     assert "negative amount (-2.0)" in problem(consumables(use={"Nb": -2}))
     assert "unknown stock 'Ta'" in problem(consumables(use={"Ta": 1}))
     assert "uses Call" in problem(consumables(use={"Nb": "__import__('os').getcwd()"}))  # no code runs
