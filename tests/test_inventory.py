@@ -289,3 +289,23 @@ def test_a_campaign_out_of_stock_pauses_for_the_operator_and_a_refill_lets_it_go
     assert not any(a["action"] == "inventory.low" for a in campaign_view(st, cid)["alerts"]) or \
         levels(st, cid)["Nb"]["left"] < 20
     st.close()
+
+
+def test_the_dashboards_api_carries_the_levels(tmp_path):
+    """The page draws the view's ``inventory`` (web/static/app.js): /api/campaigns/NAME serves it."""
+    from starlette.testclient import TestClient
+
+    from labloop.web.app import Dashboard
+    from web_helpers import add_user
+
+    st, c = new_campaign(tmp_path)
+    st.add_trial(c.id, params(70), "sobol", {}, "ab")
+    token = add_user(st, "vera", "viewer")
+    dash = Dashboard(f"sqlite:///{tmp_path / 'inv.db'}", tail=False)
+    with TestClient(dash.app(), base_url="http://127.0.0.1") as client:
+        r = client.get(f"/api/campaigns/{c.name}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    inv = {s["name"]: s for s in r.json()["inventory"]}
+    assert (inv["Nb"]["left"], inv["Nb"]["low"], inv["crucible"]["left"]) == (30, True, 3)
+    assert any(a["action"] == "inventory.low" for a in r.json()["alerts"])
+    st.close()
