@@ -310,3 +310,31 @@ def test_a_store_at_0003_gains_an_empty_calibrations_table_and_downgrades_back(s
     store.close()
     _migrate(store_url, "0003_assets", down=True)
     assert "calibrations" not in _tables(store_url)
+
+
+def test_a_store_at_0006_gains_empty_stock_tables_and_downgrades_back(store_url):
+    """0007_inventory adds the consumables' stocks and movements; a campaign's rows stay, and stocks work."""
+    _migrate(store_url, "0006_web_login")
+    assert "stocks" not in _tables(store_url)
+    with pytest.raises(StoreError, match="0006_web_login"):
+        Store(store_url)
+    r = invoke("db", "upgrade", "--store", store_url)
+    assert r.exit_code == 0 and f"from revision 0006_web_login to {HEAD}" in r.output, r.output
+    assert _diff(store_url, Base.metadata) == []
+    store = Store(store_url)
+    text = ("name: inv\nparameters: [{name: m, type: continuous, lower: 0, upper: 5}]\n"
+            "objectives: [{name: y, direction: maximize, plugin: p}]\n"
+            "lab: {simulator: thinfilm, consumables: {stocks: {Li2CO3: {unit: g, initial: 10}}, use: {Li2CO3: m}}}\n"
+            "workflow: [{kind: synthesize, device: furnace}]\n")
+    c = store.create_campaign("inv", text, "c" * 64)
+    store.open_stocks(c.id)
+    store.add_trial(c.id, {"m": 4.0}, "sobol", {}, "ab")
+    assert [(s["name"], s["left"]) for s in store.stock_levels(c.id)] == [("Li2CO3", 6.0)]
+    store.close()
+    engine = _engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM stock_movements"))
+        conn.execute(sa.text("DELETE FROM stocks"))
+    engine.dispose()
+    _migrate(store_url, "0006_web_login", down=True)
+    assert "stocks" not in _tables(store_url) and "stock_movements" not in _tables(store_url)

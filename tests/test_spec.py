@@ -234,7 +234,7 @@ def test_spec_package_reexports_every_model_and_keeps_the_schema_whole():
         assert getattr(spec_pkg, name) is not None, name
     defs = set(spec_pkg.CampaignSpec.model_json_schema()["$defs"])
     assert defs == {
-        "BestSpec", "CalibrationPolicy", "CategoricalParameter", "CompositionParameter", "ContinuousParameter",
-        "DeviceSpec", "DiscreteParameter", "ExpertBelief", "FixedParameter", "IntegerParameter", "LabSpec",
+        "BestSpec", "CalibrationPolicy", "CategoricalParameter", "CompositionParameter", "ConsumablesSpec",
+        "ContinuousParameter", "DeviceSpec", "DiscreteParameter", "ExpertBelief", "FixedParameter", "IntegerParameter", "LabSpec",
         "LinearConstraint", "ObjectiveSpec", "OutcomeConstraintSpec", "PriorDataSpec", "SchedulingSpec",
-        "SharingSpec", "StepSpec", "StoppingSpec", "StrategySpec", "SuspenderSpec"}
+        "SharingSpec", "StepSpec", "StockSpec", "StoppingSpec", "StrategySpec", "SuspenderSpec"}

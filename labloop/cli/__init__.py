@@ -18,7 +18,7 @@ campaign_cmds.register(app)
 control_cmds.register(app)
 
 for _name in ("replay", "devices", "db", "verify", "show", "calibrate", "users", "daemon_cmds", "agent",
-              "report"):
+              "report", "inventory"):
     try:
         _mod = __import__(f"labloop.cli.{_name}", fromlist=["register"])
     except ModuleNotFoundError as _exc:  # a command module still being written must not break the others

@@ -317,6 +317,12 @@ def print_status(snap: dict[str, Any]) -> None:
         console.print(f"[yellow]waiting:[/] {c['note']}", soft_wrap=True)
     console.print("trials: " + (", ".join(f"{n} {s}" for s, n in sorted(snap["counts"].items())) or "none")
                   + f" (budget {snap['budget']})", soft_wrap=True)
+    if snap.get("inventory"):
+        from .inventory import stock_lines
+
+        console.print("stocks:")
+        for line in stock_lines(snap["inventory"]):
+            console.print(line, soft_wrap=True, highlight=False)
     if snap["running_steps"] and life["state"] != "ended":
         console.print("now:" if life["alive"] else "when the runner stopped:")
         for s in snap["running_steps"]:

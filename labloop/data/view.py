@@ -156,24 +156,34 @@ def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool =
                            for s in st.samples(c.id)), key=lambda s: s["sample"]),
         "quarantined": quarantined,
         "alerts": alerts,
+        # consumables (labloop/store/inventory.py): level, reserved by proposed trials, left, low
+        "inventory": st.stock_levels(c.id),
         "actions": allowed_actions(c.state, awaiting),
         "last_seq": seq,
     }
 
 
 def _stations_and_alerts(st: Store, campaign_id: int) -> tuple[list[str], list[dict[str, Any]]]:
-    """Stations out of service now, and the open alerts. A station is back in service when the operator's resume
+    """Stations out of service now, and the open alerts (low stocks last, open until refilled). A station is back in service when the operator's resume
     brought it back (``station.restore``) or a new runner process took over the campaign (``campaign.resume``:
     it starts with every station in service); alerts raised before the latest bring-back are closed."""
     with st.session() as s:
         rows = list(s.scalars(select(AuditEntry).where(AuditEntry.campaign_id == campaign_id)
                               .where((AuditEntry.action.like("station.%")) | (AuditEntry.action.like("campaign.%"))
-                                     | (AuditEntry.action.like("trial.%")))
+                                     | (AuditEntry.action.like("trial.%"))
+                                     | (AuditEntry.action.like("inventory.%")))
                               .order_by(AuditEntry.id)))
     out: dict[str, None] = {}
     alerts: list[dict[str, Any]] = []
+    low: dict[str, dict[str, Any]] = {}  # stock -> its open low-stock alert: only a refill closes it
     for a in rows:
         d = a.detail or {}
+        if a.action.startswith("inventory."):
+            if a.action == "inventory.low":
+                low[str(d.get("stock"))] = {"at": _iso(a.at), "action": a.action, "message": str(d.get("message"))}
+            elif a.action == "inventory.refill":
+                low.pop(str(d.get("stock")), None)
+            continue
         if a.action == "station.quarantine" and d.get("device"):
             out[d["device"]] = None
         elif a.action == "station.restore":
@@ -188,7 +198,7 @@ def _stations_and_alerts(st: Store, campaign_id: int) -> tuple[list[str], list[d
         if a.action.startswith(ALERT_ACTIONS):
             alerts.append({"at": _iso(a.at), "action": a.action,
                            "message": str(d.get("message") or d.get("reason") or d.get("device") or "")})
-    return sorted(out), alerts[-ALERTS:]
+    return sorted(out), alerts[-ALERTS:] + list(low.values())
 
 
 def _latest_points(st: Store, trial_id: int) -> list[ProcessPoint]:
@@ -206,6 +216,8 @@ def _iso(t: Any) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- live updates
 TRIAL_EVENTS = ("proposal", "approval", "trial_start", "measurement", "failure")
+#: trial events that change a campaign's stocks (labloop/store/inventory.py): a view with stocks reads them again
+STOCK_EVENTS = ("proposal", "trial_start", "failure")
 
 
 def apply(view: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +231,8 @@ def apply(view: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         view["last_seq"] = seq
     if kind in TRIAL_EVENTS and isinstance(body.get("trial"), dict):
         _upsert_trial(view, body["trial"], kind == "proposal" and bool(body.get("approval")))
+        if kind in STOCK_EVENTS and view.get("inventory"):
+            view["stale"] = True  # a proposal reserves, a start draws, a failure may release: levels changed
     elif kind in ("step_start", "step_end"):
         _step(view, kind, body)
     elif kind == "best":

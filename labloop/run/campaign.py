@@ -15,7 +15,7 @@ from typing import Any
 
 from labloop.errors import LabloopError, PluginError, SpecError
 from .liveness import ACTIVE_STATES, ENDED_STATES, liveness
-from . import calibration, provenance
+from . import calibration, inventory, provenance
 from .lab import Lab, RemoteConnector, build_lab, check_against_lab, state_dir_for, with_files_from
 from .lease import DEFAULT_TTL_S, CampaignLease
 from .best import real_number
@@ -161,6 +161,7 @@ class CampaignRunner:
         except LabloopError as exc:
             raise SpecError(f"{prepared.source}: {exc.problem}", exc.fix) from None
         campaign = store.create_campaign(prepared.spec.name, prepared.text, spec_hash(prepared.text), user)
+        store.open_stocks(campaign.id)  # lab.consumables on the shelf (labloop/store/inventory.py)
         # who submitted it, for the provenance of every run (read once here, never per step)
         provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(store.audit_log(campaign.id)))
         if prepared.lab is not None and prepared.spec.lab is not None:
@@ -239,7 +240,8 @@ class CampaignRunner:
             self.lease = CampaignLease.acquire(self.store, self.campaign.id, self.lease_ttl,
                                                self.break_dead_leases)
         return Scheduler(spec=self.spec, lab=self.p.lab, store=self.store, campaign=self.campaign,
-                         strategy=self.p.strategy, evaluate=self.finish_measured, prior=self.prior,
+                         strategy=inventory.guard(self.p.strategy, self.spec, self.store, self.campaign.id),
+                         evaluate=self.finish_measured, prior=self.prior,
                          observer=self.observer, resumptions=resumptions or [],
                          documents=self.documents, lease=self.lease).run()
 

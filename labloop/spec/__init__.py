@@ -7,13 +7,14 @@ traceback, and nothing is stored or moved before a spec validates.
 One module per concern, all re-exported here (``from labloop.spec import X`` is the public way in):
 ``base`` (the strict base model), ``space`` (parameters, linear constraints), ``objectives`` (objectives, outcome
 constraints, the best trial), ``running`` (stopping, scheduling), ``strategy`` (strategy section and options),
-``lab`` (devices, stations, workflow steps), ``sharing`` (export classes), ``campaign`` (the root
-:class:`CampaignSpec`) and ``loading`` (YAML to spec, errors as lines).
+``lab`` (devices, stations, workflow steps), ``consumables`` (stocks and per-trial use), ``sharing`` (export
+classes), ``campaign`` (the root :class:`CampaignSpec`) and ``loading`` (YAML to spec, errors as lines).
 """
 
 from __future__ import annotations
 
 from .campaign import CampaignSpec
+from .consumables import ConsumablesSpec, StockSpec, UseError
 from .lab import (
     DEFAULT_RESUME,
     CalibrationPolicy,
@@ -65,9 +66,9 @@ from .strategy import (
 __all__ = [
     "DEFAULT_RESUME", "SHARING_CLASSES", "SHARING_GROUPS", "SHARING_KINDS", "STRATEGY_OPTIONS", "BestSpec",
     "BotorchOptions", "CalibrationPolicy", "CampaignSpec", "CategoricalParameter", "CompositionParameter",
-    "ContinuousParameter", "DeviceSpec", "DiscreteParameter", "ExpertBelief", "FixedParameter", "IntegerParameter",
+    "ConsumablesSpec", "ContinuousParameter", "DeviceSpec", "DiscreteParameter", "ExpertBelief", "FixedParameter", "IntegerParameter",
     "LabSpec", "LinearConstraint", "ObjectiveSpec", "OptionsError", "OutcomeConstraintSpec", "Parameter",
     "PriorDataSpec", "RandomOptions", "ResumePolicy", "SchedulingSpec", "SharingClass", "SharingSpec", "StepSpec",
-    "StoppingSpec", "StrategySpec", "SuspenderSpec", "checked_options", "format_validation_error", "load_spec",
+    "StockSpec", "StoppingSpec", "StrategySpec", "UseError", "SuspenderSpec", "checked_options", "format_validation_error", "load_spec",
     "options_problems", "parse_spec", "read_spec_text", "spec_from_text", "spec_hash",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from .base import _Model
+from .consumables import names_in
 from .lab import LabSpec, StepSpec
 from .objectives import BestSpec, ObjectiveSpec, OutcomeConstraintSpec
 from .running import SchedulingSpec, StoppingSpec
@@ -63,6 +64,7 @@ class CampaignSpec(_Model):
             raise ValueError("a campaign with a lab needs a workflow (the steps each trial runs)")
         self._check_sharing()
         self._check_best()
+        self._check_consumables()
         kinds = [s.kind for s in self.workflow]
         if "measure" in kinds and ("synthesize" not in kinds or kinds.index("synthesize") > kinds.index("measure")):
             raise ValueError(f"workflow[{kinds.index('measure')}]: the workflow measures before anything is "
@@ -95,6 +97,22 @@ class CampaignSpec(_Model):
             if name not in allowed:
                 raise ValueError(f"sharing.fields.{name}: unknown field '{name}' (fix: use one of: "
                                  f"{', '.join(allowed)})")
+
+    def _check_consumables(self) -> None:
+        """A use formula names parameters of this campaign, numeric ones (a categorical choice has no mass)."""
+        cons = self.lab.consumables if self.lab is not None else None
+        if cons is None:
+            return
+        names = self.parameter_names()
+        for stock, name in cons.unknown_parameters(set(names)):
+            raise ValueError(f"lab.consumables.use.{stock}: unknown parameter '{name}' (fix: use one of: "
+                             f"{', '.join(names)})")
+        for p in self.parameters:
+            if isinstance(p, CategoricalParameter) or (isinstance(p, FixedParameter) and isinstance(p.value, str)):
+                for stock, tree in cons.trees().items():
+                    if p.name in names_in(tree):
+                        raise ValueError(f"lab.consumables.use.{stock}: '{p.name}' is not numeric, so it is no "
+                                         f"amount (fix: use numeric parameters)")
 
     def _check_best(self) -> None:
         names = [o.name for o in self.objectives]

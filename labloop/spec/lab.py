@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from .base import _Model
+from .consumables import ConsumablesSpec
 
 
 # --------------------------------------------------------------------------------------------------- lab
@@ -77,6 +78,9 @@ class LabSpec(_Model):
         default_factory=dict,
         description="Maximum calibration age per device (device -> {max_age, on_expiry}); see CalibrationPolicy.",
     )
+    consumables: ConsumablesSpec | None = Field(
+        None, description="Stocks and countable items the trials use up (labloop/spec/consumables.py): the store "
+        "keeps their levels, the optimizer proposes only what is left, the operator is alerted and refills.")
 
     @model_validator(mode="after")
     def _something(self) -> "LabSpec":

@@ -32,6 +32,7 @@ from . import DEFAULT_URL, chain  # noqa: F401 - DEFAULT_URL: defined once, in t
 from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
 from .schema import SCHEMA_VERSION, Base, Campaign, Meta, OperatorRequest, Step, Trial, utcnow
 from .records import Records, _user, to_jsonable  # to_jsonable and _user are imported from here too
+from .inventory import Inventory
 from .users import UsersMixin
 from labloop.logs import Swallowed
 
@@ -45,7 +46,7 @@ URGENT_WAIT_S = 30.0
 
 
 
-class Store(Records, UsersMixin, Leases):
+class Store(Records, Inventory, UsersMixin, Leases):
     """Campaigns, trials, steps, documents, process streams, samples and the audit log (documents to the audit
     log: :class:`~labloop.store.records.Records`; users: :mod:`.users`; leases: :mod:`.leases`).
 
@@ -351,6 +352,7 @@ class Store(Records, UsersMixin, Leases):
                       source=source, info=to_jsonable(info), sample_id=f"{sample_prefix}-{number:04d}")
             s.add(t)
             s.flush()
+            self._reserve(s, t)  # its consumables, in the same commit (refused: no trial)
             return t
 
     def update_trial(self, trial_id: int, **fields: Any) -> None:
@@ -361,6 +363,11 @@ class Store(Records, UsersMixin, Leases):
             fields["values"] = to_jsonable(fields["values"])
         with self.session() as s:
             s.execute(update(Trial).where(Trial.id == trial_id).values(**fields))
+            if "params" in fields:  # a re-asked proposal: its consumables are reserved anew
+                t = s.get(Trial, trial_id)
+                if t is not None:
+                    s.refresh(t)
+                    self._settle(s, t, "params")
 
     def transition(self, trial_id: int, expected: TrialState | str, new: TrialState | str, **fields: Any) -> Trial:
         """Move a trial from ``expected`` to ``new`` (and set ``fields``) if, and only if, the transition table allows
@@ -378,6 +385,8 @@ class Store(Records, UsersMixin, Leases):
             row = s.scalars(update(Trial).where(Trial.id == trial_id, Trial.state == expected.value)
                             .values(state=new.value, **fields).returning(Trial)
                             .execution_options(synchronize_session=False)).first()
+            if row is not None:  # its consumables: drawn when it starts, released if it never did
+                self._settle(s, row, new.value)
         if row is None:
             now = self.trial(trial_id)  # raises when there is no such trial
             raise IllegalTransition(f"trial {now.number} is {now.state}, not {expected}: it was not moved to {new}",

@@ -25,7 +25,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class Meta(Base):
@@ -264,3 +264,38 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     address: Mapped[str | None] = mapped_column(String(200), default=None)
+
+
+class Stock(Base):
+    """A consumable of a campaign (``lab.consumables``): what is on the shelf (``level``; for counted items, the
+    clean ones), what proposed trials have reserved and not drawn yet, and (items) how many are used, waiting for
+    cleaning. Changed only together with a :class:`StockMovement` row, in one transaction."""
+
+    __tablename__ = "stocks"
+    __table_args__ = (UniqueConstraint("campaign_id", "name", name="uq_stocks_campaign_name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    name: Mapped[str] = mapped_column(String(80))
+    unit: Mapped[str] = mapped_column(String(10))
+    level: Mapped[float] = mapped_column(Float, doc="On the shelf now (never below 0).")
+    reserved: Mapped[float] = mapped_column(Float, default=0.0, doc="Held for proposed trials, not drawn yet.")
+    used: Mapped[float] = mapped_column(Float, default=0.0, doc="Counted items used, waiting for cleaning.")
+    alert_below: Mapped[float | None] = mapped_column(Float, default=None)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StockMovement(Base):
+    """One change of a stock: ``initial``, ``reserve`` (a trial proposed), ``draw`` (it started: dispensed),
+    ``release`` (it ended before starting), ``refill`` (an operator; for items: cleaned ones back)."""
+
+    __tablename__ = "stock_movements"
+    __table_args__ = (Index("ix_stock_movements_stock", "stock_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    stock_id: Mapped[int] = mapped_column(ForeignKey("stocks.id"))
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("trials.id"), default=None, index=True)
+    kind: Mapped[str] = mapped_column(String(20), doc="initial | reserve | draw | release | refill")
+    amount: Mapped[float] = mapped_column(Float)
+    level_after: Mapped[float] = mapped_column(Float, doc="The stock's level after this movement.")
+    user: Mapped[str] = mapped_column(String(80))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

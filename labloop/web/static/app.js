@@ -98,6 +98,13 @@
     box.appendChild(p);
     if (snap.quarantined.length) { const q = text("p", "out of service: " + snap.quarantined.join(", "), "alert"); q.id = "quarantined"; box.appendChild(q); }
     snap.alerts.slice(-5).forEach(a => box.appendChild(text("p", `${(a.at || "").slice(11, 19)} ${a.action}: ${a.message || ""}`, "alert")));
+    /* consumables (the view's inventory, from the store): what is left for new trials, low ones marked */
+    const stocks = snap.inventory || [];
+    if (stocks.length) {
+      const inv = text("p", "stocks: " + stocks.map(s => `${s.name} ${fmt(s.left)} ${s.unit} left` +
+        (s.used ? ` (${fmt(s.used)} used)` : "") + (s.low ? " LOW" : "")).join(", "), stocks.some(s => s.low) ? "alert" : "");
+      inv.id = "inventory"; box.appendChild(inv);
+    }
   }
 
   function renderStreams() {

@@ -5,6 +5,7 @@
   const STATE_ACTIONS = {running: ["pause", "stop", "estop"], paused: ["resume", "stop", "estop"], estopped: ["resume", "stop"]};
   const IN_FLIGHT = new Set(["proposed", "approved", "queued", "running", "measured", "interrupted"]);
   const TRIAL_EVENTS = new Set(["proposal", "approval", "trial_start", "measurement", "failure"]);
+  const STOCK_EVENTS = new Set(["proposal", "trial_start", "failure"]);
   const REREAD = new Set(["paused", "resumed", "alert", "stopped", "campaign_start", "campaign_resume", "campaign_end", "crash", "takeover"]);
 
   function allowedActions(state, awaiting) {
@@ -62,6 +63,7 @@
     }
     if (TRIAL_EVENTS.has(kind) && body.trial && typeof body.trial === "object") {
       upsertTrial(view, body.trial, kind === "proposal" && !!body.approval);
+      if (STOCK_EVENTS.has(kind) && view.inventory && view.inventory.length) view.stale = true;
     } else if (kind === "step_start" || kind === "step_end") {
       step(view, kind, body);
     } else if (kind === "best") {
