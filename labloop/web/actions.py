@@ -8,7 +8,7 @@ every refused action is written to the hash-chained audit log with the verified 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from labloop.control.requests import ask_runner
 from labloop.control.auth import permitted, role_needed
@@ -53,8 +53,11 @@ def daemon_runner(supervisor: Any) -> Runner:
     from labloop.control import methods, protocol
 
     def run(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
-        params = protocol.METHODS[action](campaign=c.id, wait=wait, **args)
-        result = methods.HANDLERS[action](methods.Call(user, "web", store, supervisor), params)
+        # typed by their base class and their join: each method has its own parameters and handler
+        make = cast(Callable[..., Any], protocol.METHODS[action])
+        handler = cast(Callable[..., Any], methods.HANDLERS[action])
+        params = make(campaign=c.id, wait=wait, **args)
+        result = handler(methods.Call(user, "web", store, supervisor), params)
         if isinstance(result, dict) and "outcome" in result:
             return str(result["outcome"])
         if isinstance(result, dict) and "lines" in result:
