@@ -92,7 +92,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from simulators.thinfilm import physics  # noqa: E402
+from simulators.thinfilm import physics
 
 TARGET = 5.0
 NOISE = 0.03

@@ -85,7 +85,7 @@ def main() -> None:
                 fresh.ask(1, obs, [])
                 warm.append(time.perf_counter() - t0)
                 warm_cpu.append(time.process_time() - c0)
-            med = lambda xs: round(statistics.median(xs), 3)  # noqa: E731
+            med = lambda xs: round(statistics.median(xs), 3)
             print(json.dumps({"space": kind, "d": strat.space.dim, "n": n,
                               "cold_median_s": med(cold), "cold_cpu_s": med(cold_cpu),
                               "warm_median_s": med(warm), "warm_cpu_s": med(warm_cpu),

@@ -99,7 +99,7 @@ def main() -> None:
             data["lab"]["simulator"] = "cli_estop:build_lab"
             r = c.call("submit", timeout=330.0, text=yaml.safe_dump(data), source="bench.yaml", time_scale=600.0)
             cid = r["campaign_id"]
-            wait_until(lambda: c.call("status", campaign=cid)["running_steps"], 120)
+            wait_until(lambda: c.call("status", campaign=cid)["running_steps"], 120)  # noqa: B023 - wait_until calls it within this iteration
             log = tmp / f"{name}.stops"
             log.unlink(missing_ok=True)
             baseline = {}

@@ -33,8 +33,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from labloop.benchmark_protocol import censored, geometric_mean, paired_wilcoxon, start_rows  # noqa: E402
-from replay_tables import DATA  # noqa: E402
+from labloop.benchmark_protocol import censored, geometric_mean, paired_wilcoxon, start_rows
+from replay_tables import DATA
 
 BUDGET = 150
 

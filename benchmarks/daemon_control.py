@@ -26,11 +26,11 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from daemon_helpers import DaemonProcess, add_user, wait_until  # noqa: E402
-from labloop.control.client import Follower  # noqa: E402
-from labloop.control.requests import ask_runner  # noqa: E402
-from labloop.store import Store  # noqa: E402
-from running import two_chamber  # noqa: E402
+from daemon_helpers import DaemonProcess, add_user, wait_until
+from labloop.control.client import Follower
+from labloop.control.requests import ask_runner
+from labloop.store import Store
+from running import two_chamber
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -124,10 +124,10 @@ def main() -> None:
             before = sum(1 for x in st.audit_log(cid) if x.action == "daemon.crash")
             t0 = datetime.now(timezone.utc)
             os.kill(pid, signal.SIGKILL)
-            row = wait_until(lambda: [x for x in st.audit_log(cid) if x.action == "daemon.crash"][before:], 30, 0.01)
+            row = wait_until(lambda: [x for x in st.audit_log(cid) if x.action == "daemon.crash"][before:], 30, 0.01)  # noqa: B023 - wait_until calls it within this iteration
             at = row[0].at if row[0].at.tzinfo else row[0].at.replace(tzinfo=timezone.utc)
             notice.append((at - t0).total_seconds())
-            wait_until(lambda: next(x for x in c.call("list") if x["id"] == cid)["pid"] not in (None, pid), 120)
+            wait_until(lambda: next(x for x in c.call("list") if x["id"] == cid)["pid"] not in (None, pid), 120)  # noqa: B023 - wait_until calls it within this iteration
             st.close()
         if notice:
             out(metric="killed_campaign_noticed_s", max=round(max(notice), 3), values=[round(x, 3) for x in notice],

@@ -34,12 +34,12 @@ import sqlalchemy as sa
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from daemon_helpers import DaemonProcess, add_user, wait_until  # noqa: E402
-from labloop.control.client import Client  # noqa: E402
-from labloop.control.supervisor import TAKEOVER_ACTION  # noqa: E402
-from labloop.store import Store  # noqa: E402
-from labloop.store.connection import normalize_url  # noqa: E402
-from running import two_chamber  # noqa: E402
+from daemon_helpers import DaemonProcess, add_user, wait_until
+from labloop.control.client import Client
+from labloop.control.supervisor import TAKEOVER_ACTION
+from labloop.store import Store
+from labloop.store.connection import normalize_url
+from running import two_chamber
 
 UNFINISHED = ("proposed", "approved", "running", "measured", "interrupted")
 
@@ -98,7 +98,7 @@ def main() -> None:
             cid = Client(d.control, keys[victim], 120).call("submit", text=yaml.safe_dump(data),
                                                             source=f"takeover-{k}.yaml")["campaign_id"]
             cids.append(cid)
-            wait_until(lambda: any(t.state == "done" for t in st.trials(cid)), 300, 0.1)
+            wait_until(lambda: any(t.state == "done" for t in st.trials(cid)), 300, 0.1)  # noqa: B023 - wait_until calls it within this iteration
             assert d.proc is not None
             pids = {p.pid for p in psutil.Process(d.proc.pid).children(recursive=True)}
             orphans = {}  # campaigns whose runner dies with this host -> its lease holder

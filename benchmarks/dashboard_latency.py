@@ -30,16 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import yaml  # noqa: E402
-from sqlalchemy import select  # noqa: E402
+import yaml
+from sqlalchemy import select
 
-from labloop.store import Store  # noqa: E402
-from labloop.store.schema import Event  # noqa: E402
-from labloop.identity import accounts  # noqa: E402
-from labloop.web.thin import reading_key  # noqa: E402
+from labloop.store import Store
+from labloop.store.schema import Event
+from labloop.identity import accounts
+from labloop.web.thin import reading_key
 
-from daemon_helpers import DaemonProcess, add_user  # noqa: E402
-from running import two_chamber  # noqa: E402
+from daemon_helpers import DaemonProcess, add_user
+from running import two_chamber
 
 PASSWORD = "benchmark password"
 

@@ -31,11 +31,11 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from replay_tables import DATA, shared_table_lab, table_files  # noqa: E402
+from replay_tables import DATA, shared_table_lab, table_files
 
-from labloop.strategy.modeling import ObjectiveTransform, fit_gp  # noqa: E402
-from labloop.strategy.space import DTYPE  # noqa: E402
-from labloop.strategy.transfer import loo_scores  # noqa: E402
+from labloop.strategy.modeling import ObjectiveTransform, fit_gp
+from labloop.strategy.space import DTYPE
+from labloop.strategy.transfer import loo_scores
 
 
 def table_evidence(stem: str, ns: list[int], repeats: int, kernels: list[str]) -> list[dict]:

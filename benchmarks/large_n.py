@@ -112,8 +112,8 @@ def quality(a) -> None:
                           for k in ("regret", "regret_new", "median_ask_s")}
     if len(a.scopes) == 2:  # paired: local minus exact, per seed
         ex, lo = res["exact"], res["local"]
-        summary["paired_regret_diff_local_minus_exact"] = [round(l["regret"] - e["regret"], 4)
-                                                           for e, l in zip(ex, lo)]
+        summary["paired_regret_diff_local_minus_exact"] = [round(loc["regret"] - e["regret"], 4)
+                                                           for e, loc in zip(ex, lo)]
     print(json.dumps(summary), flush=True)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from replay_tables import BUDGET, _one, _parse_ints, table_files  # noqa: E402
+from replay_tables import BUDGET, _one, _parse_ints, table_files
 
 #: table -> the option that flips the default's choice
 FLIPS = {"pvlab_perovskite": {"log_outcome": False}, "pvlab_crossed_barrel": {"log_outcome": True},

@@ -80,7 +80,7 @@ def one_run(trials: int, time_scale: float) -> dict:
         wall = time.perf_counter() - t0
         cid = runner.campaign.id
         all_trials = store.trials(cid)
-        steps = [s for s in store.steps(campaign_id=cid)]
+        steps = list(store.steps(campaign_id=cid))
         docs = sum(len(store.documents(trial_id=t.id)) for t in all_trials)
         store.close()
     ask = sum(float((t.info or {}).get("ask_seconds", 0.0)) for t in all_trials)

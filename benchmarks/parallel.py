@@ -54,7 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from simulators.thinfilm import physics  # noqa: E402
+from simulators.thinfilm import physics
 
 ROBOT_S = 60.0
 PROBE_S = 300.0
@@ -276,7 +276,7 @@ def main() -> None:
             r = json.loads(x)
             if "seed" in r:
                 done.add((*_config(r), r["stations"], r["seed"]))
-    sink = open(args.out, "a") if args.out else sys.stdout
+    sink = open(args.out, "a") if args.out else sys.stdout  # noqa: SIM115 - the results file stays open for the run
     for seed in _seeds(args.seeds):  # seed-major: an interrupted run still has every station count for its seeds
         for campaign in args.campaigns:
             for s in args.stations:

@@ -52,7 +52,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # peer_adapters
-from labloop.benchmark_protocol import experiments_to, start_rows, target_rows  # noqa: E402
+from labloop.benchmark_protocol import experiments_to, start_rows, target_rows
 
 DATA_DIR = os.environ.get(
     "LABLOOP_BENCH_DATA",
@@ -321,7 +321,7 @@ class Ax:
 
             set_stderr_log_level(logging.ERROR)
             set_ax_logger_levels(logging.ERROR)
-        except Exception:
+        except Exception:  # noqa: BLE001 - quieter logs only: an Ax without these helpers runs all the same
             pass
         self.client.configure_experiment(parameters=params, name=f"{table.name}_{seed}")
         self.client.configure_optimization(
@@ -514,7 +514,7 @@ def markdown(summaries: list[dict]) -> str:
         sp = s["median_s_per_proposal"]
         lines.append(
             f"| {s['table']} | {s['method']} | {seed_txt} | {s['median_to_best']} ({per}) | "
-            f"{s['n_found_best']}/{len(seeds)} | {s['median_to_top1']} | {'%.3g' % sp if sp else '~0'} |"
+            f"{s['n_found_best']}/{len(seeds)} | {s['median_to_top1']} | {f'{sp:.3g}' if sp else '~0'} |"
         )
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ PILOT_ACQUISITIONS = ("mix", "ei_ts")
 class PilotOptions(BotorchOptions):
     """The production options, plus the pilot-only acquisitions."""
 
+    # the production Literal, widened by the pilot-only values (hence the ignore)
     acquisition: Literal["auto", "logei", "qlognei", "ts", "ucb", "mix", "ei_ts"] = Field(  # type: ignore[assignment]
         "auto", description="The production values, plus mix: UCB (even trial counts) / Thompson sample (odd); "
         "ei_ts: LogEI (even) / Thompson sample (odd; pools only, LogEI elsewhere).")

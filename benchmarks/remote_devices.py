@@ -205,7 +205,7 @@ def killed_agent(times: int) -> dict:
                 status = plate.set({"temperature": 80.0, "hold_s": 600})
                 time.sleep(0.3)
                 done = threading.Event()
-                status.add_callback(lambda *_: done.set())
+                status.add_callback(lambda *_, done=done: done.set())  # this round's event, even if it fires late
                 t0 = time.perf_counter()
                 agent.kill()
                 done.wait(30)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # labloop.benchmark_protocol when run from a checkout
-from labloop.benchmark_protocol import experiments_to, start_rows, target_rows  # noqa: E402
+from labloop.benchmark_protocol import experiments_to, start_rows, target_rows
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "data"
 if not DATA.exists():

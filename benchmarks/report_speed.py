@@ -53,7 +53,7 @@ def recipe(i: int, n: int, rng: random.Random) -> dict[str, float]:
                 "substrate_temperature": rng.uniform(25, 700), "nb_fraction": rng.uniform(0, 0.2),
                 "rf_power": rng.uniform(50, 400), "duration": rng.uniform(10, 120)}
     s = max(0.05, 1 - i / n)
-    clip = lambda v, lo, hi: min(hi, max(lo, v))  # noqa: E731
+    clip = lambda v, lo, hi: min(hi, max(lo, v))
     return {"o2_pressure": clip(0.5 * 10 ** rng.gauss(0, s), 0.05, 5),
             "substrate_temperature": clip(rng.gauss(450, 300 * s), 25, 700),
             "nb_fraction": clip(rng.gauss(0.06, 0.08 * s), 0, 0.2), "rf_power": clip(rng.gauss(200, 150 * s), 50, 400),

@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -175,9 +176,10 @@ def summarize(paths: list[str], budget: int = 60) -> None:
     """Per table and method: medians over seeds; then paired comparisons over every (table, seed) both methods ran
     (Wilcoxon signed-rank, scipy; a row never found counts as ``budget + 1``). Methods are named by method and cap
     (``related@100``) so that capped and uncapped runs of several files compare."""
-    runs = [json.loads(line) for path in paths for line in open(path) if line.strip().startswith("{")]
-    name = lambda r: r["method"] + (f"@{r['related_cap']}" if r.get("related_cap") and r["method"] != "none" else "")  # noqa: E731
-    val = lambda r, k: r[k] if r[k] is not None else budget + 1  # noqa: E731
+    runs = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines()
+            if line.strip().startswith("{")]
+    name = lambda r: r["method"] + (f"@{r['related_cap']}" if r.get("related_cap") and r["method"] != "none" else "")
+    val = lambda r, k: r[k] if r[k] is not None else budget + 1
     by: dict[str, dict[tuple, dict]] = {}
     for r in runs:
         by.setdefault(name(r), {})[(r["table"], r["seed"])] = r

@@ -170,7 +170,7 @@ def bench(kind: str, n: int, agent: bool) -> list[dict]:
                         if op == "set" and (wr is None or paths["raw"][1] is None):
                             continue
                         t0 = time.perf_counter()
-                        rd() if op == "read" else wr(values[i % 2])  # type: ignore[misc]
+                        rd() if op == "read" else wr(values[i % 2])  # type: ignore[misc]  # wr is not None here
                         if i >= 10:  # the first calls connect and warm up
                             times[p].append(time.perf_counter() - t0)
                 base = pct(times["raw"], 0.5) if times["raw"] else None

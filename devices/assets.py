@@ -121,7 +121,7 @@ class ArrayInstrument(Instrument):
         """Check every declared array (finite, declared shape), write them to one new HDF5 file (under a temporary
         name, renamed when complete: a reader never sees half a file) and queue its asset documents for the next
         ``read``. Returns the file's path."""
-        import h5py  # noqa: PLC0415 - only array instruments need it
+        import h5py  # imported here: only array instruments need it
 
         missing = sorted(set(self.arrays) - set(values))
         extra = sorted(set(values) - set(self.arrays))

@@ -81,7 +81,7 @@ class RobotArm(TcpDevice, Robot):
         self._stop = threading.Event()
 
     # -- labloop role -----------------------------------------------------------------------------------------------
-    def set(self, move: Move) -> Any:  # type: ignore[override]
+    def set(self, move: Move) -> Any:
         self._stop.clear()
         return super().set(move)
 

@@ -110,7 +110,7 @@ class Station(LabDevice):
     #: Names of components that are process streams (monitored during a recipe), e.g. ("chamber_pressure",).
     process_signals: ClassVar[tuple[str, ...]] = ()
 
-    def set(self, recipe: Mapping[str, Any]) -> Status:  # type: ignore[override]
+    def set(self, recipe: Mapping[str, Any]) -> Status:
         """Check the recipe against the limits (refusing it at once), then run it; the Status ends with it."""
         check_limits(self.limits, recipe, self.name)
         if not self.sample.get():
@@ -149,7 +149,7 @@ class Robot(LabDevice):
     #: Positions the robot can reach.
     positions: tuple[str, ...] = ()
 
-    def set(self, move: Move) -> Status:  # type: ignore[override]
+    def set(self, move: Move) -> Status:
         if not isinstance(move, Move):
             raise DeviceError(f"{self.name}: set() needs a Move, got {move!r}", "use Move(sample, source, destination)")
         for where in (move.source, move.destination):

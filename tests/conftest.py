@@ -61,4 +61,4 @@ def postgres_url():
 
 
 # Markers (browser, daemon, slow, postgres) and the browser tests' skip-locally / fail-in-CI rule: suite_markers.py.
-from suite_markers import pytest_collection_modifyitems, pytest_runtest_setup  # noqa: E402,F401
+from suite_markers import pytest_collection_modifyitems, pytest_runtest_setup  # noqa: E402,F401 - pytest finds hooks by name here

@@ -54,7 +54,7 @@ class DaemonProcess:
         """Start (or start again, on the same store and keys) the daemon; waits until it listens. ``http``: also
         serve the dashboard (e.g. ``127.0.0.1:0`` for a free port; its URL lands in ``self.http``)."""
         (self.tmp / "daemon.out").write_bytes(b"")
-        self.log = open(self.tmp / "daemon.out", "ab")
+        self.log = open(self.tmp / "daemon.out", "ab")  # noqa: SIM115 - open while the daemon runs; stop() closes it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "labloop", "serve", "--store", self.store_url, "--keys", str(self.keys_dir),
              "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"] + (["--http", http] if http else []),

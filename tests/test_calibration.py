@@ -179,7 +179,7 @@ def test_bad_input_is_refused(tmp_path, monkeypatch):
     assert store.calibrations() == [] and not [a for a in store.audit_log() if a.action == "calibration.recorded"]
     store.close()
     # labloop's own check, for a driver that puts a bad result in force
-    with pytest.raises(Exception, match="malformed|outside"):
+    with pytest.raises(Exception, match=r"malformed|outside"):
         calibration.check_result("probe", SimFourPointProbe,
                                  {"id": "x", "at": "2026-01-01T00:00:00Z", "result": {"gain": math.inf}})
 

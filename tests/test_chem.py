@@ -22,7 +22,7 @@ LIGANDS = ["CC(C)(C)P(C(C)(C)C)C(C)(C)C", "P(c1ccccc1)(c1ccccc1)c1ccccc1", "CP(C
 
 def _rdkit_present() -> bool:
     try:
-        import rdkit  # noqa: F401
+        import rdkit  # noqa: F401 - only whether it imports
     except ImportError:
         return False
     return True
@@ -69,7 +69,7 @@ def test_missing_rdkit_is_a_clear_error_with_the_install_command(monkeypatch):
                                                                    encoding="morgan_fingerprint")],
                         objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
                         strategy=StrategySpec())
-    with pytest.raises(LabloopError, match="'ligand' asks for encoding 'morgan_fingerprint'.*RDKit is not "
+    with pytest.raises(LabloopError, match=r"'ligand' asks for encoding 'morgan_fingerprint'.*RDKit is not "
                                            "installed") as exc:
         make_strategy(spec)
     assert "labloop[chem]" in exc.value.fix

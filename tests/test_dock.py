@@ -132,7 +132,7 @@ def test_dock_measurements_emit_stream_resources_and_hdf5_files(tmp_path):
                                ("microscope", "microscope_image", (64, 64))):
         _place(lab, device, sample=f"s-{device}")
         docs = []
-        RE(plans.measure(lab[device]), lambda n, d: docs.append((n, d)))
+        RE(plans.measure(lab[device]), lambda n, d: docs.append((n, d)))  # noqa: B023 - RE runs it here and now
         names = [n for n, _ in docs]
         assert names.index("stream_resource") < names.index("stream_datum") < names.index("event")
         desc = next(d for n, d in docs if n == "descriptor")

@@ -104,7 +104,7 @@ def test_local_model_on_a_pool_with_categories_picks_a_free_row():
                         strategy=StrategySpec(options={**FAST, "model_scope": "local", "local_points": 40}))
     rows = [{"x": i / 99, "c": c} for i in range(100) for c in "abc"]
     strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows))
-    y = lambda r: -abs(r["x"] - 0.4) + (0.3 if r["c"] == "b" else 0.0)  # noqa: E731
+    y = lambda r: -abs(r["x"] - 0.4) + (0.3 if r["c"] == "b" else 0.0)
     obs = [Observation(r, {"y": y(r)}) for r in rows[::3]]  # 100 measured rows (all 'a')
     obs += [Observation(r, {"y": y(r)}) for r in rows[1::15]]
     p = strat.ask(1, obs, [])[0]

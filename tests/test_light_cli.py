@@ -32,7 +32,7 @@ atexit.register(report)
 sys.argv[0] = 'labloop'
 from labloop.cli import main
 main()
-""" % (HEAVY,)
+""" % (HEAVY,)  # noqa: UP031 - the text of a program: an f-string would double its braces
 
 
 def heavy_imports(tmp_path, *args: str, stdin: str | None = None) -> tuple[list[str], subprocess.CompletedProcess]:

@@ -236,7 +236,7 @@ def test_pre_migration_stores_older_than_schema_3_are_refused(tmp_path):
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO labloop_meta (key, value) VALUES ('schema_version', '2')"))
     engine.dispose()
-    with pytest.raises(StoreError, match="schema 2 .*older than any this labloop can upgrade") as err:
+    with pytest.raises(StoreError, match=r"schema 2 .*older than any this labloop can upgrade") as err:
         Store(url)
     assert "labloop version that wrote it" in err.value.fix
     r = invoke("db", "upgrade", "--store", url)

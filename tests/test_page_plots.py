@@ -45,7 +45,7 @@ def _page(driver, tmp_path):
     driver.get(page.as_uri())
 
 
-def test_convergence_plot_layout(browser, tmp_path):  # noqa: F811
+def test_convergence_plot_layout(browser, tmp_path):  # noqa: F811 - a fixture imported above
     _page(browser, tmp_path)
     pts = [[n, 12000.0 + 350.0 * ((n * 7) % 5), f"trial {n}"] for n in range(1, 8)]
     best = [[n, 12000.0] for n in range(1, 8)]
@@ -60,7 +60,7 @@ def test_convergence_plot_layout(browser, tmp_path):  # noqa: F811
     assert not got["legendOverData"] and got["marksAbove"] == 0
 
 
-def test_a_wide_legend_wraps_above_the_data(browser, tmp_path):  # noqa: F811
+def test_a_wide_legend_wraps_above_the_data(browser, tmp_path):  # noqa: F811 - a fixture imported above
     _page(browser, tmp_path)
     series = [{"name": f"chamber{i}_chamber_pressure_setpoint_readback", "points": [[t, t * t] for t in range(30)],
                "kind": "line"} for i in range(4)]
@@ -68,14 +68,14 @@ def test_a_wide_legend_wraps_above_the_data(browser, tmp_path):  # noqa: F811
     assert got["clipped"] == [] and not got["legendOverData"] and not got["labelOverTicks"]
 
 
-def test_a_few_trials_get_whole_number_ticks(browser, tmp_path):  # noqa: F811
+def test_a_few_trials_get_whole_number_ticks(browser, tmp_path):  # noqa: F811 - a fixture imported above
     _page(browser, tmp_path)
     series = [{"name": "r (trial)", "points": [[1, 5.0], [2, 4.0], [3, 4.5]], "kind": "dots", "cls": "measured"}]
     got = browser.execute_script(MEASURE, series, {"xlabel": "trial", "integerX": True, "ylabel": "r"})
     assert got["xTicks"] == ["1", "2", "3"]
 
 
-def test_ticks_of_a_narrow_range_read_apart(browser, tmp_path):  # noqa: F811
+def test_ticks_of_a_narrow_range_read_apart(browser, tmp_path):  # noqa: F811 - a fixture imported above
     """A pressure steady at 3.12 mTorr used to be labelled 3.12, 3.12, 3.12."""
     _page(browser, tmp_path)
     series = [{"name": "p", "points": [[t * 0.01, 3.1195 - t * 0.0001] for t in range(9)], "kind": "line"}]

@@ -96,8 +96,6 @@ def test_each_kind_of_bad_request_gets_its_error(daemon):
 
 
 def test_an_unknown_key_gets_no_service(daemon):
-    import zmq.utils.z85  # noqa: F401
-
     public, secret = zmq.curve_keypair()
     stranger = ClientKey(name="x", role="admin", public_key=public.decode(), secret_key=secret.decode(),
                          server_public_key=daemon.server_keys.public.decode())

@@ -34,9 +34,9 @@ def campaign(tmp_path_factory):
     store, runner = start(two_chamber(max_trials=3), tmp)
     calls = []
     original = store.audit_log
-    store.audit_log = lambda *a, **k: calls.append(a) or original(*a, **k)  # type: ignore[method-assign]
+    store.audit_log = lambda *a, **k: calls.append(a) or original(*a, **k)  # type: ignore[method-assign]  # a spy
     runner.run()
-    store.audit_log = original  # type: ignore[method-assign]
+    store.audit_log = original  # type: ignore[method-assign]  # the spy removed
     yield store, runner, f"sqlite:///{tmp / 'labloop.db'}", calls
     store.close()
 
@@ -138,6 +138,14 @@ def test_show_trial_prints_the_whole_chain(campaign):
     assert f"serial {sim_serial(runner.spec.seed, 'probe')}" in out and "calibration none" in out
     assert "sheet_resistance" in out and "ohm" in out  # a reading of the probe's primary stream, with units
     assert "process streams" in out and " points, min " in out and ", last " in out
+    # each stream's line carries its unit (a step's readings, printed first, once overwrote the table of units)
+    units = {k: v["units"] for n, d in store.documents(trial_id=t.id) if n == "descriptor"
+             for k, v in d["data_keys"].items() if v.get("units")}
+    streams = {p.signal for p in store.process_points(t.id)}
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if " points, min " in line}
+    assert streams and streams <= set(lines) and any(s in units for s in streams)
+    for s in streams & set(units):
+        assert ", last " in lines[s] and lines[s].endswith(f" {units[s]}"), lines[s]
     assert runner.campaign.spec_hash in out and f"labloop {__version__}" in out
     assert "Traceback" not in out
 

@@ -67,7 +67,7 @@ def test_the_docs_daemon_block_runs_as_written(tmp_path):
     serve, add, submit, watch, each = lines
     assert serve.startswith("labloop serve --store sqlite:///lab.db") and "users add alice" in add
     words = shlex.split(serve)
-    log = open(tmp_path / "serve.out", "w")
+    log = open(tmp_path / "serve.out", "w")  # noqa: SIM115 - the daemon writes it until the finally below
     daemon = subprocess.Popen([sys.executable, "-m", "labloop", *words[1:]], cwd=tmp_path, stdout=log,
                               stderr=subprocess.STDOUT)
     try:

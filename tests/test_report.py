@@ -296,7 +296,7 @@ def _stored_synthesis(tmp_path, time_scale=20000.0):
     stale first reading from before the step, and the run's time scale audited as `labloop run` does."""
     import event_model
 
-    from labloop.run.campaign import prepare_text  # noqa: F401  (the campaign file is a real one)
+    from labloop.run.campaign import prepare_text  # noqa: F401 - the campaign file is a real one
 
     data = yaml.safe_load((REPO / "experiments" / "thinfilm.yaml").read_text())
     text = yaml.safe_dump(data)

@@ -81,7 +81,7 @@ def test_the_dashboards_store_tail_publishes_each_new_event_of_running_campaigns
         _add(st, ended.id, range(1, 3))
         st.update_campaign(ended.id, state="finished")
         hub = _Hub()
-        tail = StoreTail(st, hub, interval=0.01, discover=0.01).start()  # type: ignore[arg-type]
+        tail = StoreTail(st, hub, interval=0.01, discover=0.01).start()  # type: ignore[arg-type]  # _Hub stands in
         try:
             _add(st, running.id, range(4, 6))
             late = st.create_campaign("late", "x", "h")  # created after the tail started: all of it is new

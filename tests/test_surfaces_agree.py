@@ -321,7 +321,7 @@ def _start(lab: Lab, names: list[str], agent: Agent | None = None) -> None:
         wait_until(lambda n=n: lab.store.trials(lab.store.campaign(n).id), 120)
 
 
-def test_every_surface_agrees_with_the_store_through_chaos(browser, chaos_lab, tmp_path):  # noqa: F811
+def test_every_surface_agrees_with_the_store_through_chaos(browser, chaos_lab, tmp_path):  # noqa: F811 - a fixture imported above
     rng = random.Random(SEED)
     lab, names = chaos_lab, ["chaos-a", "chaos-b"]
     agent = Agent(lab)
@@ -376,7 +376,7 @@ def test_every_surface_agrees_with_the_store_through_chaos(browser, chaos_lab, t
         agent.close()
 
 
-def test_the_comparison_catches_a_page_that_lies(browser, chaos_lab, tmp_path):  # noqa: F811
+def test_the_comparison_catches_a_page_that_lies(browser, chaos_lab, tmp_path):  # noqa: F811 - a fixture imported above
     """The differential check can fail: a page that drops ``best`` events (the lie is injected into the page's own
     apply) is caught once the store's best moves on."""
     lab, names = chaos_lab, ["liar"]

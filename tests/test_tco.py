@@ -75,7 +75,7 @@ def test_chamber_accepts_a_dopant_by_name_and_refuses_an_unknown_one(tmp_path):
     chamber.sample.put("s-1")
     with pytest.raises(LimitError, match=r"dopant='Mo' is not a target the chamber has \(has \['Nb', 'Ta', 'W'\]\)"):
         chamber.set({**GOOD, "dopant": "Mo"})
-    with pytest.raises(LimitError, match="nb_fraction=0.9 is outside"):
+    with pytest.raises(LimitError, match=r"nb_fraction=0\.9 is outside"):
         chamber.set({**GOOD, "nb_fraction": 0.9, "dopant": "W"})
     recipe = {**GOOD, "duration": 5.0, "dopant": "W"}
     RE = RunEngine(context_managers=[])
@@ -108,7 +108,7 @@ def test_visible_transmittance_is_the_mean_over_400_to_800_nm():
 
 
 def test_visible_transmittance_fails_a_trial_cleanly_without_a_spectrum():
-    with pytest.raises(ObjectiveError, match="no 'transmittance' spectrum") as err:
+    with pytest.raises(ObjectiveError, match="no 'transmittance' spectrum"):
         VisibleTransmittance()(TrialData({}, []))
     lam = np.arange(900.0, 1101.0, 2.0)
     with pytest.raises(ObjectiveError, match="no point in 400-800 nm"):

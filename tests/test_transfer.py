@@ -105,7 +105,7 @@ def _synthetic(n_own: int, seed: int = 0):
     """A 1-D problem: this campaign's points, a related campaign (the same curve, shifted and scaled) and an
     unrelated one (the related values shuffled), as model inputs and values."""
     g = torch.Generator().manual_seed(seed)
-    f = lambda x: torch.sin(6 * x) + 0.5 * x  # noqa: E731
+    f = lambda x: torch.sin(6 * x) + 0.5 * x
     X_own = torch.rand(n_own, 1, generator=g, dtype=torch.float64)
     X_rel = torch.linspace(0, 1, 60, dtype=torch.float64).unsqueeze(-1)
     y_rel = 3 * f(X_rel) + 10
@@ -198,7 +198,7 @@ def test_bad_related_inputs_are_clear_errors_before_anything_runs(tmp_path):
                                                   ContinuousParameter(name="z", lower=0, upper=1)],
                         objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
                         strategy=StrategySpec(related=[PriorDataSpec(csv=target)], options=FAST))
-    with pytest.raises(LabloopError, match="needs a candidate pool.*categorical parameters \\(c\\)"):
+    with pytest.raises(LabloopError, match=r"needs a candidate pool.*categorical parameters \(c\)"):
         make_strategy(spec)
     assert file_priors(spec.model_copy(update={"strategy": StrategySpec()})) == []
 
@@ -209,7 +209,7 @@ def test_stored_campaign_with_other_parameter_types_is_refused():
     earlier = ("name: before\nparameters:\n  - {name: x, type: categorical, choices: [lo, hi]}\n"
                "objectives:\n  - {name: y, direction: maximize, plugin: reading}\n")
     store = SimpleNamespace(campaign=lambda ref: SimpleNamespace(name="before", id=1, spec_text=earlier))
-    with pytest.raises(LabloopError, match="campaign 'before' has other parameters.*x: ContinuousParameter here, "
+    with pytest.raises(LabloopError, match=r"campaign 'before' has other parameters.*x: ContinuousParameter here, "
                                            "CategoricalParameter there"):
         related_store_observations(spec, store, "before")
 

@@ -59,12 +59,12 @@ def test_sila_errors_are_refusals_naming_them_and_the_channel_is_kept():
     with simulated(READER) as sim:
         t = SilaTransport(sim.address, timeout=2.0)
         temp = SilaPoint(feature="PlateReaderControl", property="Temperature", setter="SetTemperature")
-        with pytest.raises(RefusedError, match="defined execution error OutOfRange: 50.0 degC") as err:
+        with pytest.raises(RefusedError, match=r"defined execution error OutOfRange: 50\.0 degC") as err:
             t.write(temp, 50.0)  # beyond what the reader accepts
         assert err.value.transport == "sila" and err.value.address == sim.address and "write" in err.value.operation
         generation = t.generation
         assert 20.0 < t.read(temp) < 24.0 and t.generation == generation
-        with pytest.raises(TransportError, match="has no PlateReaderControl.Humidity"):
+        with pytest.raises(TransportError, match=r"has no PlateReaderControl\.Humidity"):
             t.read(SilaPoint(feature="PlateReaderControl", property="Humidity"))
         t.close()
 

@@ -60,7 +60,7 @@ def test_garbage_and_a_stall_fail_with_what_came_back_and_the_next_query_works()
             t.read(point)
         assert t.read(point) == "0"
         sim.inject("slow", delay=3.0)
-        with pytest.raises(TransportError, match="(?i)timeout|no reply in time"):
+        with pytest.raises(TransportError, match=r"(?i)timeout|no reply in time"):
             t.read(point)
         assert t.read(point) == "0"
         t.close()

@@ -44,7 +44,7 @@ def _campaign(tmp_path):
     return store, runner.campaign.id, first, events
 
 
-def test_the_page_applies_events_as_the_server_does(browser, tmp_path):  # noqa: F811
+def test_the_page_applies_events_as_the_server_does(browser, tmp_path):  # noqa: F811 - a fixture imported above
     store, cid, first, events = _campaign(tmp_path)
     assert {"proposal", "trial_start", "step_start", "step_end", "measurement"} <= {e["kind"] for e in events}
     js = resources.files("labloop.web") / "static" / "view.js"

@@ -9,7 +9,7 @@ from labloop.identity.roles import a_role
 from test_web import sign_in, site  # noqa: F401 - the dashboard fixture
 
 
-def test_api_errors_are_json_including_405(site):  # noqa: F811
+def test_api_errors_are_json_including_405(site):  # noqa: F811 - a fixture imported above
     client, *_ = site
     sign_in(client, "operator")
     for method, path, status in (("delete", "/api/campaigns", 405), ("get", "/api/nothing/here", 404),
@@ -19,7 +19,7 @@ def test_api_errors_are_json_including_405(site):  # noqa: F811
         assert r.json()["ok"] is False and r.json()["error"]["problem"]
 
 
-def test_browser_errors_are_pages_without_sign_in_for_a_signed_in_user(site):  # noqa: F811
+def test_browser_errors_are_pages_without_sign_in_for_a_signed_in_user(site):  # noqa: F811 - a fixture imported above
     client, *_ = site
     r = client.get("/no/such/page")
     assert r.status_code == 404 and "text/html" in r.headers["content-type"] and 'href="/login"' in r.text
@@ -32,7 +32,7 @@ def test_browser_errors_are_pages_without_sign_in_for_a_signed_in_user(site):  #
     assert r.status_code == 405 and "text/html" in r.headers["content-type"] and "<h1" in r.text
 
 
-def test_an_oversized_login_form_gets_the_login_page(site):  # noqa: F811
+def test_an_oversized_login_form_gets_the_login_page(site):  # noqa: F811 - a fixture imported above
     client, store, *_ = site
     before = len(store.audit_log())
     r = client.post("/login", data={"csrf": "x", "name": "a" * 200_000, "password": "p"})
@@ -40,7 +40,7 @@ def test_an_oversized_login_form_gets_the_login_page(site):  # noqa: F811
     assert len(store.audit_log()) == before
 
 
-def test_out_of_range_event_numbers_and_trials_are_400_naming_the_field(site):  # noqa: F811
+def test_out_of_range_event_numbers_and_trials_are_400_naming_the_field(site):  # noqa: F811 - a fixture imported above
     client, store, *_ = site
     sign_in(client, "approver")
     r = client.get("/api/campaigns/web-test/events", params={"after": str(10**30)})

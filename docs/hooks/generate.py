@@ -240,7 +240,7 @@ RENDERERS = {"cli": cli_markdown, "schema": schema_markdown, "protocol": protoco
              "benchmarks": benchmarks_markdown}
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs' hook signature
+def on_page_markdown(markdown: str, page, config, files) -> str:  # MkDocs' hook signature: all of them, used or not
     return MARKER.sub(lambda m: RENDERERS[m.group(1)](), markdown)
 
 
@@ -256,5 +256,5 @@ def _role(match: re.Match) -> str:
     return f'<autoref identifier="{target}" optional><code>{shown}</code></autoref>'
 
 
-def on_page_content(html: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs' hook signature
+def on_page_content(html: str, page, config, files) -> str:  # MkDocs' hook signature: all of them, used or not
     return ROLE.sub(_role, html)

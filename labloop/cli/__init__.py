@@ -12,7 +12,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from . import campaign_cmds, control_cmds  # noqa: E402
+from . import campaign_cmds, control_cmds  # noqa: E402 - the modules register on `app`, made above
 
 campaign_cmds.register(app)
 control_cmds.register(app)

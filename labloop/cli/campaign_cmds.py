@@ -12,8 +12,7 @@ import typer
 
 from labloop.errors import LabloopError
 from labloop.store import DEFAULT_URL
-from .common import (STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, open_store, pick_campaign,  # noqa: F401
-                     user_errors)
+from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, open_store, user_errors
 
 if TYPE_CHECKING:  # the spec's models, the store and the exports are imported by the commands that use them
     from labloop.spec import CampaignSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # imported when a command runs: `labloop --help` and the daem
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 STORE_HELP = "Store URL: sqlite:///path/labloop.db (default: ./labloop.db) or postgresql://user@host/db."
 ServerOpt = Annotated[Optional[str], typer.Option(
@@ -31,13 +32,13 @@ ServerOpt = Annotated[Optional[str], typer.Option(
 KeyOpt = Annotated[Optional[str], typer.Option(help="Your key file (from `labloop users add`); env LABLOOP_KEY.")]
 
 
-def user_errors(fn: F) -> F:
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Print a :class:`LabloopError` as 'error: problem' + 'fix: ...' and exit 2; never a traceback. A package that
     one of labloop's extras installs and this install lacks (a light instrument-PC install running a campaign
     host's command) is such an error too, naming the extra (:mod:`labloop.needs`)."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             with needs.extras_named():
                 return fn(*args, **kwargs)
@@ -48,7 +49,7 @@ def user_errors(fn: F) -> F:
                 err_console.print(f"[bold]fix:[/] {escape(with_options(exc.fix, kwargs))}", soft_wrap=True)
             raise typer.Exit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 #: Commands that take --server/--key (they may run through a daemon), and those that take --store.

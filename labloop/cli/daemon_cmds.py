@@ -33,7 +33,7 @@ def _client(server: str | None, key: str | None) -> Client:
 def describe(e: dict[str, Any]) -> str | None:
     """One line for a stream event (None for the documents: `watch` counts them)."""
     kind, b = e["kind"], e.get("body") or {}
-    t = b.get("trial")
+    t: Any = b.get("trial")  # JSON: the trial's dict in the kinds that carry one
     if kind == "document":
         return None
     if kind in ("proposal", "trial_start", "approval"):
@@ -174,7 +174,7 @@ def interrupt_on_sigterm() -> None:
     except ValueError:  # not the main thread (an embedding program): it keeps its own handling
         pass
     try:
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # TextIO may lack it: see below
     except (AttributeError, ValueError):  # replaced by a test harness, or detached
         pass
 

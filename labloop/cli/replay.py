@@ -53,6 +53,9 @@ def replay(
         typer.echo(json.dumps(result.to_json()))
         return
     best = result.best
+    if best is None:  # a budget of no experiments
+        console.print(f"{table}: no experiments run")
+        return
     console.print(f"{table}: {len(result.history)} experiments, best {lab.objective} = {best:g} "
                   f"(first reached at experiment {result.history.index(best) + 1}); table best = "
                   f"{(max if result.direction == 'maximize' else min)(lab.values):g}")

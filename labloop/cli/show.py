@@ -100,8 +100,8 @@ def show_trial(
         if run is None:
             out("      no run recorded")
             continue
-        for name, value, units in _readings(run):
-            out(f"      {escape(name)} = {escape(value)}{' ' + escape(units) if units else ''}")
+        for name, value, unit in _readings(run):  # not `units`: that is the streams' table, read below
+            out(f"      {escape(name)} = {escape(value)}{' ' + escape(unit) if unit else ''}")
 
     out("")
     out(f"[bold]assets[/] ({len(assets)}):")
@@ -121,9 +121,9 @@ def show_trial(
 
     out("")
     out(f"[bold]audit[/] ({len(audit)}):")
-    for a in audit:
-        detail = ", ".join(f"{k}={_fmt(v)}" for k, v in (a.detail or {}).items())
-        out(f"  {_t(a.at)} {escape(a.user)} {escape(a.action)} {detail}")
+    for entry in audit:
+        detail = ", ".join(f"{k}={_fmt(v)}" for k, v in (entry.detail or {}).items())
+        out(f"  {_t(entry.at)} {escape(entry.user)} {escape(entry.action)} {detail}")
 
 
 class _Out:

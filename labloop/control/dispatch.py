@@ -9,7 +9,7 @@ new child; ``estop`` fans out at once), under the signed-in user's name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from labloop.store import Store
 from labloop.store.schema import Campaign
@@ -23,8 +23,11 @@ def daemon_dispatcher(supervisor: Any) -> Dispatcher:
     """Actions through the daemon's own control methods, acting on ``supervisor``'s campaigns."""
 
     def run(store: Store, c: Campaign, action: str, args: dict[str, Any], user: str, wait: float) -> str:
-        params = protocol.METHODS[action](campaign=c.id, wait=wait, **args)
-        result = methods.HANDLERS[action](methods.Call(user, "web", store, supervisor), params)
+        # typed by their base class and their join: each method has its own parameters and handler
+        make = cast(Callable[..., Any], protocol.METHODS[action])
+        handler = cast(Callable[..., Any], methods.HANDLERS[action])
+        params = make(campaign=c.id, wait=wait, **args)
+        result = handler(methods.Call(user, "web", store, supervisor), params)
         if isinstance(result, dict) and "outcome" in result:
             return str(result["outcome"])
         if isinstance(result, dict) and "lines" in result:

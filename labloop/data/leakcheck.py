@@ -152,9 +152,9 @@ def _values(view: View, trials: list[Any], text: str) -> list[Finding]:
                                    f"{m.group()} is {hidden[i][1]} ({hidden[i][0]!r})"))
             i += 1
     for w, what in words:
-        m = re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", text)
-        if m:
-            out.append(Finding("hidden value", _line_of(text, m.start()), f"'{w}' is {what}"))
+        word = re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", text)
+        if word:
+            out.append(Finding("hidden value", _line_of(text, word.start()), f"'{w}' is {what}"))
     return out
 
 

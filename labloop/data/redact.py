@@ -85,7 +85,7 @@ class DocumentFilter:
         view = self.view
         monitored = _monitored(docs)
         # runs whose recipe holds a hidden field: which of their streams and reasons that field's timing decides
-        timing: dict[str, tuple[bool, bool, str]] = {}  # run uid -> (all streams, reason, why)
+        timing: dict[str | None, tuple[bool, bool, str]] = {}  # run uid -> (all streams, reason, why)
         for name, doc in docs:
             if name == "start" and isinstance(doc.get("recipe"), dict):
                 fields = {f for k in doc["recipe"] for f in view.key_fields(k)}
@@ -95,9 +95,9 @@ class DocumentFilter:
             return view.key_visible(key, "process_streams" if key in monitored else "dock")
 
         step_of = {d.get("uid"): str(d.get("step") or d.get("plan_name") or "run") for n, d in docs if n == "start"}
-        dropped: set[str] = set()  # descriptor uids
-        dropped_streams: dict[str, set[str]] = {}  # run_start -> stream names dropped
-        kept_keys: dict[str, set[str]] = {}  # descriptor uid -> data keys kept
+        dropped: set[str | None] = set()  # descriptor uids (keyed as doc.get finds them)
+        dropped_streams: dict[str | None, set[str]] = {}  # run_start -> stream names dropped
+        kept_keys: dict[str | None, set[str]] = {}  # descriptor uid -> data keys kept
         # first the descriptors, so that a resource emitted before its descriptor is judged as well
         for name, doc in docs:
             if name != "descriptor":
@@ -188,10 +188,10 @@ class DocumentFilter:
         for part in ("hints", "configuration", "object_classes"):  # keyed by object names
             if isinstance(doc.get(part), dict):
                 doc[part] = {o: v for o, v in doc[part].items() if not view.names_hidden(o)}
-        for o, h in list(doc.get("hints", {}).items()):
+        for h in list(doc.get("hints", {}).values()):
             if isinstance(h, dict) and "fields" in h:
                 h["fields"] = [k for k in h["fields"] if k in keys]
-        for o, conf in list(doc.get("configuration", {}).items()):
+        for conf in list(doc.get("configuration", {}).values()):
             ck = {k for k in conf.get("data_keys", {}) if visible(k)
                   and not view._leaks(conf.get("data", {}).get(k), guard)}
             for part in ("data", "timestamps", "data_keys"):

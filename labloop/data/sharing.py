@@ -31,7 +31,7 @@ from labloop import __version__
 from labloop.errors import LabloopError
 from labloop.run.lab import setpoint_targets
 from labloop.spec import (SHARING_CLASSES, SHARING_KINDS, CampaignSpec, CategoricalParameter, CompositionParameter,
-                          FixedParameter)
+                          FixedParameter, ObjectiveSpec, OutcomeConstraintSpec)
 from labloop.store import Store
 from labloop.store.connection import display_url
 from labloop.store.schema import Campaign, Step, Trial
@@ -93,7 +93,8 @@ class View:
         # an objective and a constraint made by the same plugin with the same options hold the same number: the
         # stricter class decides for both (a shared-closed floor must not carry a closed objective's values)
         self.same_as: dict[str, str] = {}
-        outcomes = [*policy.spec.objectives, *policy.spec.outcome_constraints]
+        outcomes: list[ObjectiveSpec | OutcomeConstraintSpec] = [*policy.spec.objectives,
+                                                                 *policy.spec.outcome_constraints]
         for o in outcomes:
             twin = next((h for h in outcomes if h.name in self.hidden and h.name != o.name and h.plugin == o.plugin
                          and h.options == o.options), None)
@@ -118,7 +119,7 @@ class View:
                 dev, _, fld = p.setpoint.partition(".")
                 self._aliases[fld] = p.name
                 self._aliases[f"{dev}_{fld}"] = p.name
-        for o in [*policy.spec.objectives, *policy.spec.outcome_constraints]:
+        for o in outcomes:
             if isinstance(o.options.get("field"), str) and o.options["field"]:  # the reading an objective is
                 self._aliases[o.options["field"]] = o.name
 

@@ -123,16 +123,17 @@ def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool =
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
     life = liveness(c)
-    steps = []
+    steps: list[dict[str, Any]] = []
     for s in (s for s in st.steps(campaign_id=c.id) if s.state == "running"):
-        t = by_id.get(s.trial_id)
-        steps.append({"trial": t.number if t else None, "sample": t.sample_id if t else None, "label": s.label,
+        trial = by_id.get(s.trial_id)
+        steps.append({"trial": trial.number if trial else None, "sample": trial.sample_id if trial else None,
+                      "label": s.label,
                       "device": s.device, "attempt": s.attempt,
                       "since": s.started_at.strftime("%H:%M:%S") if s.started_at else None,
                       "started": _utc(s.started_at).timestamp() if s.started_at else None})
         if points:
             steps[-1]["stream"] = [{"signal": p.signal, "t": p.t, "value": p.value}
-                                   for p in (_latest_points(st, s.trial_id) if t is not None else [])]
+                                   for p in (_latest_points(st, s.trial_id) if trial is not None else [])]
     awaiting = [t.number for t in trials if t.state == "proposed" and spec.scheduling.approval]
     latest = next((t for t in reversed(trials) if t.source == "model" and (t.info or {}).get("importance")), None)
     quarantined, alerts = _stations_and_alerts(st, c.id)

@@ -28,6 +28,15 @@ from labloop.transports import transport_class
 from labloop.device_base import Health, Instrument, LabDevice, Station
 from .schema import InstrumentSpec, SetpointSpec, SignalSpec, load_spec
 
+def _limits(spec: InstrumentSpec, sp: SetpointSpec) -> tuple[float, float]:
+    """A setpoint's limits: its own, or its signal's."""
+    if sp.limits is not None:
+        return sp.limits
+    limits = spec.signals[sp.signal].limits if sp.signal is not None else None
+    assert limits is not None, "the schema refuses a setpoint without limits (InstrumentSpec)"
+    return limits
+
+
 _EMPTY = {"number": math.nan, "integer": 0, "boolean": False, "string": ""}
 
 
@@ -42,7 +51,7 @@ class PointSignal(Signal):
 
     @property
     def _device(self) -> "DeclarativeDevice":
-        return self.root  # type: ignore[return-value]
+        return self.root
 
     def get(self, **kwargs: Any) -> Any:
         if self.live and not getattr(self._inside, "busy", False):
@@ -113,8 +122,7 @@ class DeclarativeDevice(LabDevice):
         self.points = {n: cls.Point.model_validate(s.point) for n, s in spec.signals.items() if s.point is not None}
         self.commands = {n: cls.Command.model_validate(c.point) for n, c in spec.commands.items()} if spec.commands \
             else {}
-        self.limits = {f: tuple(sp.limits or spec.signals[sp.signal].limits)  # type: ignore[arg-type, index]
-                       for f, sp in spec.setpoints.items()}
+        self.limits = {f: _limits(spec, sp) for f, sp in spec.setpoints.items()}
         self.default_timeout = spec.timeout
         self._stop = threading.Event()
 
@@ -196,8 +204,8 @@ class DeclarativeDevice(LabDevice):
                 if abs(float(rb.get()) - value) > tol:
                     since[0] = None
                     return False
-                since[0] = since[0] if since[0] is not None else now
-                return now - since[0] >= sp.settle
+                start = since[0] = since[0] if since[0] is not None else now
+                return now - start >= sp.settle
 
             self.wait_until(f"{field}={value:g}: waiting for {sp.readback} within {tol:g}", settled, deadline)
 

@@ -46,6 +46,7 @@ def check_file(path: str | Path, *, simulated: bool, remote: bool = False, timeo
     path = Path(path)
     spec = load_spec(path)
     sim = None
+    where = ""
     config: dict[str, Any] = {"file": str(path.resolve())}
     if simulated:
         if spec.simulation is None:
@@ -54,8 +55,8 @@ def check_file(path: str | Path, *, simulated: bool, remote: bool = False, timeo
                                "instrument without --simulated")
         sim = SimulatorProcess(spec.simulation.server, spec.simulation.options).start()
         config["address"] = sim.address
+        where = f" against its simulator {spec.simulation.server} at {sim.address}"
     label = f"{path} ({spec.model})" + (" (remote)" if remote else "")
-    where = f" against its simulator {spec.simulation.server} at {sim.address}" if sim else ""
     dev: Any = None
     agent: Any = None
     try:
@@ -82,7 +83,7 @@ def check_file(path: str | Path, *, simulated: bool, remote: bool = False, timeo
         if dev is not None:
             try:
                 dev.disconnect()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the report is made; a device that fails to let go must not hide it
                 pass
         if agent is not None:
             agent.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from labloop.errors import LabloopError
 from labloop.store import Store
+from labloop.store.schema import Campaign
 
 from . import convergence, crossval, dock, failures, model, pareto, streams
 from .gather import ReportData, gather
@@ -84,12 +85,12 @@ def _is_report(folder: Path) -> bool:
         return False
 
 
-def write_report(store: Store, campaign: object, out: str | os.PathLike[str], trials: list[int] | tuple[int, ...] = ()
+def write_report(store: Store, campaign: Campaign, out: str | os.PathLike[str], trials: list[int] | tuple[int, ...] = ()
                  ) -> Report:
     """Gather, draw and write the report of ``campaign`` (a stored campaign row) into the folder ``out``."""
     out = Path(out).absolute()
     check_out(out)
-    data = gather(store, campaign, trials)  # type: ignore[arg-type]
+    data = gather(store, campaign, trials)
     try:
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
     except OSError as exc:

@@ -86,20 +86,24 @@ def loo(data: ReportData, q: ObjectiveSpec | OutcomeConstraintSpec) -> LOO | str
         return f"the trials do not fit the campaign's search space ({exc})"
     g = np.log(y) if log else y
     model = fit_gp(space, X, torch.tensor(g, dtype=DTYPE).unsqueeze(-1), label=f"'{q.name}' (report)")
+    from botorch.models.transforms.outcome import Standardize
+
+    standardize = model.outcome_transform
+    assert isinstance(standardize, Standardize), "fit_gp standardizes its outcomes"
     with torch.no_grad():
         feats = space.features(X)
         K = model.covar_module(feats).to_dense() + model.likelihood.noise.squeeze() * torch.eye(len(rows),
                                                                                                     dtype=DTYPE)
         mu0 = model.mean_module(feats)
-        ystd = model.outcome_transform(torch.tensor(g, dtype=DTYPE).unsqueeze(-1))[0].squeeze(-1)
+        ystd = standardize(torch.tensor(g, dtype=DTYPE).unsqueeze(-1))[0].squeeze(-1)
         Kinv = torch.linalg.inv(K)
         r = ystd - mu0
         diag = torch.diagonal(Kinv)
-        m = ystd - (Kinv @ r) / diag
-        sd = (1.0 / diag).sqrt()
-        means, stdvs = model.outcome_transform.means.squeeze(), model.outcome_transform.stdvs.squeeze()
-        m = (m * stdvs + means).numpy()
-        sd = (sd * stdvs).numpy()
+        loo_std = ystd - (Kinv @ r) / diag  # the standardized leave-one-out means and sds
+        sd_std = (1.0 / diag).sqrt()
+        means, stdvs = standardize.means.squeeze(), standardize.stdvs.squeeze()
+        m = (loo_std * stdvs + means).numpy()
+        sd = (sd_std * stdvs).numpy()
     lo, hi = m - 1.96 * sd, m + 1.96 * sd
     back = np.exp if log else (lambda a: a)
     return LOO(q.name, q.unit, log, [n for n, _, _ in rows], y, back(m), back(lo), back(hi))

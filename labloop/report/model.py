@@ -57,9 +57,10 @@ def rank_correlations(data: ReportData) -> dict[str, float]:
         if name in cats:
             continue
         xs = [t.params.get(name) for t in done]
-        if not all(isinstance(x, (int, float)) for x in xs):
+        nums = [float(v) for v in xs if isinstance(v, (int, float))]
+        if len(nums) != len(xs):
             continue
-        x = _ranks([float(v) for v in xs])
+        x = _ranks(nums)
         if x.std() == 0 or y.std() == 0:
             continue
         out[name] = float(np.corrcoef(x, y)[0, 1])

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from labloop import __version__
+from labloop.spec import ObjectiveSpec, OutcomeConstraintSpec
 
 from .gather import ReportData
 from .plotting import Drawn, Item, NotDrawn
@@ -84,13 +85,13 @@ def _quantities(data: ReportData) -> str:
     spec = data.spec
     out = ['<h2 id="quantities">Quantities</h2><table class="quantities"><thead><tr><th>name</th><th>role</th>'
            "<th>measured by</th><th>unit</th><th>modelled on</th></tr></thead><tbody>"]
-    for o in [*spec.objectives, *spec.outcome_constraints]:
-        is_obj = o in spec.objectives
-        role = (f"objective ({o.direction})" if is_obj else
-                "constraint " + " and ".join(x for x in (f">= {_num(getattr(o, 'lower', None))}"
-                                                          if getattr(o, "lower", None) is not None else "",
-                                                          f"<= {_num(getattr(o, 'upper', None))}"
-                                                          if getattr(o, "upper", None) is not None else "") if x))
+    quantities: list[ObjectiveSpec | OutcomeConstraintSpec] = [*spec.objectives, *spec.outcome_constraints]
+    for o in quantities:
+        if isinstance(o, ObjectiveSpec):
+            role = f"objective ({o.direction})"
+        else:
+            role = "constraint " + " and ".join(x for x in (f">= {_num(o.lower)}" if o.lower is not None else "",
+                                                            f"<= {_num(o.upper)}" if o.upper is not None else "") if x)
         how = o.plugin + (" (" + ", ".join(f"{k}={v}" for k, v in o.options.items()) + ")" if o.options else "")
         values = [float(t.values[o.name]) for t in data.done if isinstance((t.values or {}).get(o.name), (int, float))]
         scale = "log" if model_log(data, o, values) else "linear"

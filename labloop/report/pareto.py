@@ -33,8 +33,9 @@ def draw(data: ReportData, out: Path) -> list[Item]:
     rows = []
     for t in data.trials:
         vals = [(t.values or {}).get(n) for n in names]
-        if t.state == "done" and all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
-            rows.append((t.number, [float(v) for v in vals], best.constraints_met(spec, t.values)))
+        nums = [float(v) for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+        if t.state == "done" and len(nums) == len(vals):
+            rows.append((t.number, nums, best.constraints_met(spec, t.values)))
     title = f"Pareto front: {names[0]} against {names[1]}"
     if not rows:
         return [NotDrawn(title, "no trial has a value of every objective yet")]

@@ -99,7 +99,7 @@ def read_arrays(documents: Iterable[tuple[str, Mapping[str, Any]]], data_key: st
 
     ``data_key`` is the full key (``uvvis_transmittance``) or its suffix after the device name
     (``transmittance``), like :meth:`~labloop.run.objectives.TrialData.readings`."""
-    import h5py  # noqa: PLC0415 - only readers of arrays need it
+    import h5py  # imported here: only readers of arrays need it
 
     resources: dict[str, Mapping[str, Any]] = {}
     out: list[Any] = []

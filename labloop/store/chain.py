@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from .schema import AuditEntry, Meta, utcnow
@@ -77,7 +77,7 @@ def append(s: Session, *, campaign_id: int | None, user: str, action: str, detai
 def seal(s: Any, before: int | None = None) -> int:
     """Chain the rows that have no hash yet (in id order, after the last sealed row); returns how many. ``s`` is
     a Session or a Connection (the migration seals the rows of stores written before schema 7)."""
-    table = AuditEntry.__table__
+    table = cast(Table, AuditEntry.__table__)  # a declarative class's table is a Table (typed as FromClause)
     q = select(*(table.c[n] for n in CHAINED + ("prev_hash", "hash"))).order_by(table.c.id)
     if before is not None:
         q = q.where(table.c.id < before)
@@ -97,14 +97,14 @@ def seal(s: Any, before: int | None = None) -> int:
 
 
 def set_tip(s: Any, row_id: int, h: str) -> None:
-    meta = Meta.__table__
+    meta = cast(Table, Meta.__table__)
     res = s.execute(update(meta).where(meta.c.key == TIP_KEY).values(value=f"{row_id}:{h}"))
     if not res.rowcount:
         s.execute(insert(meta).values(key=TIP_KEY, value=f"{row_id}:{h}"))
 
 
 def tip(s: Any) -> tuple[int, str] | None:
-    meta = Meta.__table__
+    meta = cast(Table, Meta.__table__)
     value = s.execute(select(meta.c.value).where(meta.c.key == TIP_KEY)).scalar()
     if not value or ":" not in value:
         return None

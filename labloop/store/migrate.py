@@ -110,6 +110,7 @@ def run_upgrade(conn: Connection, found: Revision) -> None:
 
     cfg = alembic_config(connection=conn)
     if found.legacy is not None:
+        assert found.revision is not None, "refusal() turns away a pre-Alembic store that maps to no revision"
         command.stamp(cfg, found.revision)  # a pre-Alembic store: record where it is, then go on from there
     command.upgrade(cfg, "head")
 
@@ -141,7 +142,7 @@ def _engine(url: str) -> tuple[Any, str]:
         _check_sqlite_path(path, url, create=False)
     try:
         engine = create_engine(norm, connect_args={"timeout": 30} if path is not None else {})
-    except Exception as exc:  # missing driver, malformed options
+    except Exception as exc:  # noqa: BLE001 - a missing driver or malformed options: each library raises its own
         raise StoreError(f"cannot use store '{url}': {exc}", "check the URL and that its driver is installed") from None
     if path is not None:
         event.listen(engine, "connect", _sqlite_durable)
@@ -202,7 +203,9 @@ def upgrade_store(url: str) -> tuple[Revision, Revision]:
                     conn.rollback()
                     return found, found
                 if not found.behind:
-                    raise refusal(found, display)  # newer, or older than the baseline
+                    problem = refusal(found, display)  # newer, or older than the baseline
+                    assert problem is not None, "refusal() is None only at head, returned above"
+                    raise problem
                 _refuse_if_running(conn, display)
                 run_upgrade(conn, found)
                 after = read_revision(conn)

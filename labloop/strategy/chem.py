@@ -36,7 +36,8 @@ def _rdkit(param: str, encoding: str):
         raise LabloopError(f"parameter '{param}' asks for encoding '{encoding}', which needs RDKit, and RDKit is not "
                            "installed", "install the chemistry extra (pip install 'labloop[chem]') or use encoding "
                            "'one_hot'") from None
-    RDLogger.DisableLog("rdApp.*")  # invalid SMILES are reported below, by name, not as RDKit's log lines
+    # invalid SMILES are reported below, by name, not as RDKit's log lines
+    RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]  # from RDKit's C extension, unseen by mypy
     return Chem
 
 

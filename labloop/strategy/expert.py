@@ -39,7 +39,8 @@ class ExpertPrior(torch.nn.Module):
             if belief.prefer is not None:
                 self.categorical.append((i, [col.choices.index(ch) for ch in belief.prefer]))
                 continue
-            c, w = float(belief.center), float(belief.width)  # type: ignore[arg-type]
+            assert belief.center is not None and belief.width is not None, "ExpertBelief: a numeric one has both"
+            c, w = float(belief.center), float(belief.width)
             centre = SearchSpace._scale(col, c)
             # the width in search-space units: how far one standard deviation moves, towards the roomier side
             edge = c + w if c + w <= col.upper else c - w

@@ -53,7 +53,8 @@ class ObjectiveTransform:
 
     def __call__(self, y: Tensor) -> Tensor:
         if self.spec.direction == "band":
-            lo, hi = self.spec.band  # type: ignore[misc]
+            assert self.spec.band is not None, "ObjectiveSpec: direction 'band' needs its band"
+            lo, hi = self.spec.band
             return -(y - 0.5 * (lo + hi)).abs()
         g = y.clamp(min=1e-300).log() if self.log else y
         return g if self.spec.direction == "maximize" else -g

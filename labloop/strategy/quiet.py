@@ -29,7 +29,7 @@ def _hook(original: Any) -> Any:
         sink.append(msg)
         return None
 
-    _showwarnmsg._labloop_quiet = True  # type: ignore[attr-defined]
+    _showwarnmsg._labloop_quiet = True  # type: ignore[attr-defined]  # a mark on the function, for install()
     return _showwarnmsg
 
 
@@ -42,6 +42,7 @@ def install() -> None:
             return
         # warnings._showwarnmsg is what both the C and the Python warn() call to show a warning that passed the
         # filters; catch_warnings (pytest's, a user's) swaps showwarning but never this, so the hook stays in place
+        # (warnings._showwarnmsg is private: typeshed leaves it out)
         if not getattr(warnings._showwarnmsg, "_labloop_quiet", False):  # type: ignore[attr-defined]
             warnings._showwarnmsg = _hook(warnings._showwarnmsg)  # type: ignore[attr-defined]
         from botorch.exceptions.warnings import BadInitialCandidatesWarning, InputDataWarning, OptimizationWarning

@@ -116,7 +116,7 @@ def infer_parameters(table: Table, inputs: Sequence[str]) -> list[Any]:
             raise LabloopError(
                 f"{table.source}: column '{name}' is numeric but has {col[bad]!r} at line {bad + 2}",
                 "fix or remove that row, exclude the column (--exclude), or declare it categorical in a campaign file")
-        vals = sorted(set(nums))  # type: ignore[arg-type]
+        vals = sorted({v for v in nums if v is not None})  # every cell is a finite number here (checked above)
         if len(vals) == 1:
             params.append(FixedParameter(name=_safe(name), value=vals[0]))
         elif len(vals) <= MAX_LEVELS:

@@ -86,7 +86,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from botorch.models import MultiTaskGP
@@ -189,7 +189,8 @@ def fit_multitask(X_own: Tensor, y_own: Tensor, related: Sequence[tuple[str, Ten
         full.load_state_dict(hyperparameters(model), strict=False)
         model = full
     model.eval()
-    model.related_names = [name for name, _, _ in tasks]  # for task_correlations
+    # for task_correlations; a plain list kept in the module's __dict__, which torch's stubs type as Tensor | Module
+    model.related_names = [name for name, _, _ in tasks]  # type: ignore[assignment]
     return model
 
 
@@ -273,9 +274,15 @@ def _clearly_better(d: Tensor, tests: int = 1) -> tuple[bool, float, float]:
     return math.isfinite(gain) and gain > threshold(tests) * se, gain, se
 
 
+def _train_x(model: MultiTaskGP) -> Tensor:
+    """The model's training inputs (task column last): gpytorch keeps them as a tuple, typed by torch as a Module's
+    attribute (Tensor | Module)."""
+    return cast(tuple[Tensor, ...], model.train_inputs)[0]
+
+
 def _own_index(model: Any, n: int) -> Tensor:
     if isinstance(model, MultiTaskGP):
-        return torch.nonzero(model.train_inputs[0][:, -1] == 0).reshape(-1)
+        return torch.nonzero(_train_x(model)[:, -1] == 0).reshape(-1)
     return torch.arange(n)
 
 
@@ -300,15 +307,16 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
         why = f"used untested: {n} own point(s), leave-one-out needs {MIN_OWN_FOR_CHECK}"
         return mt, {name: {"used": True, "correlation": corr.get(name), "why": why} for name in names}
     joint = _joint(mt)
-    tasks_col = mt.train_inputs[0][:, -1]
+    tasks_col = _train_x(mt)[:, -1]
     own = _own_index(mt, len(joint[2]))
     base = _loo(joint, own, own)  # the same hyperparameters, the related points left out
     report: dict[str, dict[str, Any]] = {}
     keep = []
-    for t, name in enumerate(mt.related_names, start=1):
+    related_names: list[str] = getattr(mt, "related_names", [])
+    for t, name in enumerate(related_names, start=1):
         cond = torch.nonzero((tasks_col == 0) | (tasks_col == t)).reshape(-1)
         # per own point: how much better it is predicted with this task's points than without them
-        used, gain, se = _clearly_better(_loo(joint, own, cond) - base, tests=len(mt.related_names))
+        used, gain, se = _clearly_better(_loo(joint, own, cond) - base, tests=len(related_names))
         what = f"log score {gain:+.2f}, standard error {se:.2f}, over this campaign's {n} points"
         report[name] = {"used": used, "correlation": corr.get(name),
                         "loo_gain": round(gain, 3) if math.isfinite(gain) else None,

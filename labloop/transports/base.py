@@ -202,14 +202,14 @@ class Transport:
                 if exc.operation == "?":
                     raise self.error(what, exc.got, type(exc), exc.fix) from exc
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - every library's failure becomes one labloop error
                 self._safe_close()
                 if retry and not fresh and _is_connection_loss(exc):
                     # the peer hung up while we were idle and we could not tell: a read changes nothing, ask again
                     try:
                         self.connect()
                         return fn()
-                    except Exception as again:  # noqa: BLE001
+                    except Exception as again:  # noqa: BLE001 - as above, on the new connection
                         self._safe_close()
                         second = self._as_error(what, again)
                         raise self.error(what, f"{_describe(exc)}; asking again on a new connection: "

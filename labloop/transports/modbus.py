@@ -80,7 +80,8 @@ class ModbusTransport(Transport):
         from pymodbus import FramerType
 
         url = urlparse(self.address)
-        common = dict(timeout=self.timeout, retries=0, trace_packet=self._trace, reconnect_delay=0)
+        common: dict[str, Any] = dict(timeout=self.timeout, retries=0, trace_packet=self._trace, reconnect_delay=0)
+        client: ModbusTcpClient | ModbusSerialClient
         if url.scheme in ("tcp", "rtu+tcp"):
             if not url.hostname or not url.port:
                 raise self.error("connect", "the address needs a host and a port", ReplyError,
@@ -91,8 +92,8 @@ class ModbusTransport(Transport):
         elif url.scheme == "rtu":
             q = {k: v[-1] for k, v in parse_qs(url.query).items()}
             opts = {k: self.options.get(k, q.get(k)) for k in ("baudrate", "parity", "stopbits", "bytesize")}
-            client = ModbusSerialClient(url.path, framer=FramerType.RTU, **common,
-                                        **{k: (v if k == "parity" else int(v)) for k, v in opts.items() if v})
+            line: dict[str, Any] = {k: (v if k == "parity" else int(v)) for k, v in opts.items() if v}
+            client = ModbusSerialClient(url.path, framer=FramerType.RTU, **common, **line)
         else:
             raise self.error("connect", f"unknown address scheme '{url.scheme}'", ReplyError,
                              "write tcp://HOST:PORT, rtu+tcp://HOST:PORT or rtu:///dev/ttyUSB0")

@@ -56,13 +56,14 @@ class OpcuaTransport(Transport):
         self._client = client
         client.connect()
         protocol = client.aio_obj.uaclient.protocol
+        assert protocol is not None, "connect() made the protocol"
         received = protocol.data_received
 
         def keep(data: bytes) -> None:  # what came back, for the error when asyncua cannot make sense of it
             self._last_rx = (self._last_rx + bytes(data))[:400]
             received(data)
 
-        protocol.data_received = keep
+        protocol.data_received = keep  # type: ignore[method-assign]  # wraps this connection's receive, on purpose
 
     def _close(self) -> None:
         client, self._client = self._client, None
@@ -78,7 +79,7 @@ class OpcuaTransport(Transport):
         return protocol is None or transport is None or transport.is_closing() or \
             str(getattr(protocol, "state", "")).lower().endswith("closed")
 
-    def _refusal(self, exc: BaseException) -> Exception:
+    def _refusal(self, exc: Exception) -> Exception:
         from asyncua import ua
 
         if isinstance(exc, ua.UaStatusCodeError):
@@ -90,7 +91,7 @@ class OpcuaTransport(Transport):
     def _read(self, point: OpcuaPoint) -> Any:
         try:
             return self._client.get_node(point.node).read_value()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - asyncua's failures, each made one labloop error
             raise self._refusal(exc) from exc
 
     def _write(self, point: OpcuaPoint, value: Any) -> None:
@@ -100,7 +101,7 @@ class OpcuaTransport(Transport):
         try:
             vtype = getattr(ua.VariantType, point.type) if point.type else node.read_data_type_as_variant_type()
             node.write_value(ua.DataValue(ua.Variant(_cast(value, vtype.name), vtype)))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - asyncua's failures, each made one labloop error
             raise self._refusal(exc) from exc
 
     def _command(self, command: OpcuaCommand, args: dict[str, Any], timeout: float) -> Any:
@@ -112,7 +113,7 @@ class OpcuaTransport(Transport):
         protocol.timeout = timeout  # a method runs to completion: its reply may take the command's time
         try:
             result = self._client.get_node(command.object).call_method(ua.NodeId.from_string(command.method), *values)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - asyncua's failures, each made one labloop error
             raise self._refusal(exc) from exc
         finally:
             if self._client is not None and self._client.aio_obj.uaclient.protocol is protocol:

@@ -41,6 +41,7 @@ class SerialCommand(PointModel):
     pattern: str = r".*"
     refused: str | None = None
 
+    # SerialPoint's check, reused: its function, under the classmethod pydantic made of it (untyped there)
     _regex = field_validator("pattern", "refused")(SerialPoint._regex.__func__)  # type: ignore[attr-defined]
 
 

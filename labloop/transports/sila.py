@@ -22,6 +22,7 @@ import concurrent.futures
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -76,7 +77,7 @@ class SilaTransport(Transport):
         # Reachable first, with a plain socket: a gRPC channel that fails to connect keeps its subchannel in
         # reconnect backoff, shared with the next channel to the same address, which would then fail too
         socket.create_connection((host, int(port)), timeout=self.connect_timeout).close()
-        certs = open(self.root_certs, "rb").read() if self.root_certs else None  # noqa: SIM115
+        certs = Path(self.root_certs).read_bytes() if self.root_certs else None
         deadline = time.monotonic() + self.connect_timeout
         while True:
             try:

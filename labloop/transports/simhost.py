@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from labloop import plugins
 
@@ -108,7 +109,7 @@ class FaultProxy:
         tasks = [asyncio.ensure_future(requests()), asyncio.ensure_future(replies())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - either side's failure ends this connection only; the finally tidies
             pass
         finally:
             for t in tasks:
@@ -165,7 +166,8 @@ async def _main(ref: str, options: dict[str, Any], port: int) -> None:
     # the parent closes our stdin when it goes: a simulator never outlives the test or command that started it
     loop = asyncio.get_running_loop()
     gone = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), lambda: gone.set() if not sys.stdin.buffer.read1(1) else None)
+    stdin = cast(io.BufferedReader, sys.stdin.buffer)  # typed BinaryIO; a pipe's is a BufferedReader (read1)
+    loop.add_reader(sys.stdin.fileno(), lambda: gone.set() if not stdin.read1(1) else None)
     await gone.wait()
 
 

@@ -39,7 +39,7 @@ class SimulatorProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
         self._ctl_buf = b""
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - stderr of every (re)start; freed with this object
         self.proxied = True
 
     # -- lifecycle ----------------------------------------------------------------------------------------------

@@ -26,6 +26,16 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
+#: the fault writes in flight: the loop keeps only weak references to tasks, so an unreferenced one may vanish
+_PENDING: set[asyncio.Future[Any]] = set()
+
+
+def _background(coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
+
+
 class EpicsTemperatureIoc:
     address_template = "ca://{host}:{port}"
     proxied = False  # CA announces its TCP port in search replies: a TCP proxy cannot stand in front of it
@@ -85,7 +95,7 @@ class EpicsTemperatureIoc:
 
     def fault(self, kind: str, **kw: Any) -> bool:
         if kind == "alarm":
-            asyncio.ensure_future(self.group.ALARM.write(1))
+            _background(self.group.ALARM.write(1))
             return True
         return False
 

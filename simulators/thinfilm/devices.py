@@ -106,7 +106,7 @@ class _Simulated:
     def stop(self, *, success: bool = False) -> None:
         """Interrupt the running job now; its Status fails with a DeviceError."""
         self._interrupt.set()
-        super().stop(success=success)  # type: ignore[misc]
+        super().stop(success=success)  # type: ignore[misc]  # a mixin: the device class after it has stop()
 
     def health(self) -> Health:
         return Health(True, "busy" if self.busy else "ready")
@@ -159,7 +159,7 @@ class SimSputterChamber(_Simulated, Station):
         self.dead_after: int | None = None  # the chamber dies after this many recipes
         self.recipes_run = 0
 
-    def set(self, recipe: Mapping[str, Any]) -> Any:  # type: ignore[override]
+    def set(self, recipe: Mapping[str, Any]) -> Any:
         """Refuse an incomplete or out-of-limits recipe at once (nothing moves); else run it."""
         if not isinstance(recipe, Mapping):
             raise DeviceError(f"{self.name}: set() needs a recipe mapping, got {recipe!r}",
@@ -289,7 +289,7 @@ class _SimInstrument(_Simulated):
     def trigger(self) -> Any:
         self._claim("a measurement")
         try:
-            return super().trigger()  # type: ignore[misc]
+            return super().trigger()  # type: ignore[misc]  # a mixin: the device class after it has trigger()
         except BaseException:
             self._release()
             raise
@@ -319,7 +319,7 @@ def check_calibration_result(device: str, result: Any) -> dict[str, Any]:
     """Refuse a malformed calibration result (not a dict, gain missing, NaN/inf or outside :data:`GAIN_RANGE`)."""
     gain = result.get("gain") if isinstance(result, Mapping) else None
     try:
-        g = float(gain)  # type: ignore[arg-type]
+        g = float(gain)  # type: ignore[arg-type]  # None or a string fails here: caught below
     except (TypeError, ValueError):
         g = math.nan
     if not (math.isfinite(g) and GAIN_RANGE[0] <= g <= GAIN_RANGE[1]):
@@ -333,7 +333,7 @@ class CalibrationJob(Signal):
     """``set(reference_value)`` runs the parent's :meth:`calibrate` in a thread (a Status for a bluesky plan); its
     value is then the fitted gain (read into the calibration run's primary stream)."""
 
-    def set(self, value: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def set(self, value: Any, **kwargs: Any) -> Any:
         dev = self.parent
 
         def work() -> None:
@@ -572,7 +572,7 @@ class SimTransferRobot(_Simulated, Robot):
                 raise DeviceError(f"{self.name}: '{where}' is busy; its door stays shut",
                                   f"wait for '{where}' to finish")
 
-    def set(self, move: Move) -> Any:  # type: ignore[override]
+    def set(self, move: Move) -> Any:
         self._claim("a move")
         try:
             if isinstance(move, Move) and move.source in self.positions and move.destination in self.positions:

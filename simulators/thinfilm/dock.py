@@ -46,7 +46,7 @@ class _DockInstrument(_SimInstrument):
     def _measure(self) -> None:
         for name in self.RESULTS:
             getattr(self, name).put(math.nan)  # never leave the previous sample's numbers in read()
-        sample = str(self.sample.get())  # type: ignore[attr-defined]
+        sample = str(self.sample.get())  # type: ignore[attr-defined]  # a mixin: the instrument defines sample
         rec = self.registry.get(sample)
         if rec is not None and rec.location != self.name:
             raise DeviceError(f"{self.name}: the sample signal says '{sample}' but that sample is at "

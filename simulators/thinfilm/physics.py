@@ -266,10 +266,11 @@ def from_unit(u: np.ndarray, bounds: tuple[tuple[float, float], ...]) -> np.ndar
 def sample_uniform(n: int, rng: np.random.Generator, bounds: Mapping[str, tuple[float, float]] | None = None,
                    log_o2: bool = True) -> np.ndarray:
     """``n`` uniformly random recipes (rows in PARAMETERS order) in ``bounds`` (default: the campaign box)."""
-    b = tuple(tuple(map(float, (bounds or CAMPAIGN_BOUNDS)[k])) for k in PARAMETERS)
+    box = bounds or CAMPAIGN_BOUNDS
+    b = tuple((float(box[k][0]), float(box[k][1])) for k in PARAMETERS)
     u = rng.random((n, len(PARAMETERS)))
     if log_o2:
-        return from_unit(u, b)  # type: ignore[arg-type]
+        return from_unit(u, b)
     return np.array([lo for lo, _ in b]) + u * np.array([hi - lo for lo, hi in b])
 
 
