@@ -216,6 +216,34 @@ def test_a_furnace_trip_fails_the_firing_naming_the_alarm_transport_and_address(
     assert furnace.health().ok
 
 
+def test_a_jammed_dispenser_fails_the_dose_and_a_misread_label_is_a_plausible_wrong_code(lab: Lab) -> None:
+    dispenser, barcode = lab.dev("dispenser"), lab.dev("barcode")
+    lab.place("CR0004", "dispenser")
+    entry = lab.entry("dispenser")
+    endpoint, reader = Attached(entry), Attached(lab.entry("barcode"))
+    try:
+        dispenser.sample.put("CR0004")
+        endpoint.inject("jam")
+        exc = wait_status(dispenser.set({"precursor": 4, "mass_g": 1.0}), 60)
+        assert isinstance(exc, DeviceError) and "jammed" in str(exc) and f"opcua {entry['address']}" in str(exc)
+        part = lab.world.read()["crucibles"]["CR0004"]["powders"]["MnO2"]
+        assert 0 < part < 1.0                   # what came out before the jam is in the crucible
+        endpoint.clear_faults()
+        assert wait_status(dispenser.set({"precursor": 4, "mass_g": 0.2}), 60) is None   # cleared: doses again
+
+        lab.place("CR0004", "balance")
+        barcode.sample.put("CR0004")
+        reader.inject("misread")
+        assert wait_status(barcode.trigger()) is None
+        misread = barcode.code.get()
+        assert misread != "CR0004" and len(misread) == 6 and sum(a != b for a, b in zip(misread, "CR0004")) == 1
+        assert wait_status(barcode.trigger()) is None and barcode.code.get() == "CR0004"
+    finally:
+        endpoint.close()
+        reader.close()
+        lab.place("CR0004", "rack04")
+
+
 def test_a_killed_furnace_server_fails_its_step_naming_transport_and_address(lab: Lab) -> None:
     furnace = lab.dev("furnace3")
     furnace.sample.put("CR0003")

@@ -2,7 +2,9 @@
 
 * :class:`AlarmWatchingStation`: a furnace that trips or a dispenser that jams raises an alarm bit and never sets
   its done bit; the declarative completion rule would wait for the device's whole timeout. This station fails the
-  step at the first poll that sees an alarm, naming the alarm, the transport and the address.
+  step at the first poll that sees an alarm, naming the alarm, the transport and the address. A step stopped
+  while it waits does its ``stop`` action once more: a ``stop()`` that raced ahead of the step's start (an abort
+  before the dose began) must not leave the instrument busy.
 * :class:`Furnace`: a controller that starts its program on ``run = 1`` must have the profile first; the
   declarative station does its ``start`` writes before the recipe's, so this one writes the profile, then starts.
 * :class:`Diffractometer`: the pattern comes back as one comma-separated SCPI reply (YAML holds it as text); this
@@ -33,7 +35,12 @@ class AlarmWatchingStation(DeclarativeStation):
                                   "then run the step again (the sample saw an interrupted process)")
             return bool(done())
 
-        super().wait_until(what, watched, deadline)
+        try:
+            super().wait_until(what, watched, deadline)
+        except DeviceError:
+            if self._stop.is_set():   # stop() may have reached the instrument before this step's start did:
+                self.do(self.spec.stop)  # stop what the step started, so the next step finds it idle
+            raise
 
 
 class Furnace(AlarmWatchingStation):

@@ -71,6 +71,7 @@ class OpcuaRobot(Robot):
         while True:
             self._stop.wait(self.poll)
             if self._stop.is_set():
+                self._call("Stop")   # stop() may have reached the arm before this move did: halt it too
                 raise DeviceError(f"{self.name}: move of {move.sample} {move.source} -> {move.destination} "
                                   "stopped (stop() was called)", "check where the sample is, then move it again")
             busy, fault = self._value("Busy"), self._value("Fault")

@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 from asyncua import ua
-from asyncua.common.methods import uamethod
 from labloop_simulators.solid_state.chemistry import PRECURSORS
 from labloop_simulators.solid_state.dispense import Dispenser, DispenserJam
 from labloop_simulators.solid_state.faults import FaultRates
 
-from .opcua_base import OpcuaTool, refuse
+from .opcua_base import OpcuaTool, cancel, refuse, tool_method
 from .world import World, at
 
 NAMES = list(PRECURSORS)
@@ -54,7 +53,7 @@ class PowderDispenser(OpcuaTool):
         await self.method("Stop", self._stop, [], [ua.VariantType.Boolean])
         await self.method("ClearJam", self._clear, [], [ua.VariantType.Boolean])
 
-    @uamethod
+    @tool_method
     async def _dispense(self, parent: Any, mass_g: float) -> float:
         if await self.get("Busy") or await self.get("Jammed"):
             raise refuse("BadInvalidState")
@@ -98,14 +97,11 @@ class PowderDispenser(OpcuaTool):
         finally:
             await self.set("Busy", False)
 
-    @uamethod
+    @tool_method
     async def _stop(self, parent: Any) -> bool:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            return True
-        return False
+        return await cancel(self.task)
 
-    @uamethod
+    @tool_method
     async def _clear(self, parent: Any) -> bool:
         await self.set("Jammed", False)
         return True

@@ -5,10 +5,13 @@ with a PLC-run tool (a blocking method would hold the client's only session unti
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import socket
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.common.methods import uamethod
 
 
 class OpcuaTool:
@@ -62,3 +65,29 @@ class OpcuaTool:
 
 def refuse(status: str) -> ua.UaStatusCodeError:
     return ua.UaStatusCodeError(getattr(ua.StatusCodes, status))
+
+
+def tool_method(func: Any) -> Any:
+    """``uamethod`` whose refusal (a raised ``UaStatusCodeError``) reaches the client as that status: asyncua's server
+    answers any exception a method raises with ``BadUnexpectedError``, and a returned status code as itself."""
+
+    @functools.wraps(func)
+    async def inner(*args: Any) -> Any:
+        try:
+            return await func(*args)
+        except ua.UaStatusCodeError as exc:
+            return ua.StatusCode(exc.code)
+
+    return uamethod(inner)
+
+
+async def cancel(task: "asyncio.Task[None] | None") -> bool:
+    """Cancel a running piece of work and wait until its clean-up ran (so ``Busy`` is false when Stop returns)."""
+    if task is None or task.done():
+        return False
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return True

@@ -17,11 +17,10 @@ import asyncio
 from typing import Any
 
 from asyncua import ua
-from asyncua.common.methods import uamethod
 
 from labloop.transports.simulation import SimulatorProcess
 
-from .opcua_base import OpcuaTool, refuse
+from .opcua_base import OpcuaTool, cancel, refuse, tool_method
 from .world import World, at, positions
 
 
@@ -50,7 +49,7 @@ class RobotArm(OpcuaTool):
         await self.method("Stop", self._stop, [], [ua.VariantType.Boolean])
         await self.method("Reset", self._reset, [], [ua.VariantType.Boolean])
 
-    @uamethod
+    @tool_method
     async def _move(self, parent: Any, source: str, destination: str) -> bool:
         if await self.get("Busy") or await self.get("Fault"):
             raise refuse("BadInvalidState")
@@ -91,14 +90,11 @@ class RobotArm(OpcuaTool):
         finally:
             await self.set("Busy", False)
 
-    @uamethod
+    @tool_method
     async def _stop(self, parent: Any) -> bool:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-            return True
-        return False
+        return await cancel(self.task)
 
-    @uamethod
+    @tool_method
     async def _reset(self, parent: Any) -> bool:
         await self.set("Fault", "")
         return True
