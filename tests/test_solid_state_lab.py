@@ -261,6 +261,21 @@ def test_a_killed_furnace_server_fails_its_step_naming_transport_and_address(lab
     assert other.health().ok
 
 
+@pytest.mark.parametrize("target", ["furnace.yaml", "dispenser.yaml", "balance.yaml", "barcode.yaml", "xrd.yaml",
+                                    "labloop_devices.solid_state.robot:OpcuaRobot"])
+def test_each_description_passes_the_kit_against_its_own_simulator(target: str) -> None:
+    """What ``labloop devices check FILE.yaml --simulated`` runs: the file's own simulation block, no lab."""
+    from labloop.devkit import instruments
+    from labloop_simulators.solid_state_lab.lab import devices_folder
+
+    if target.endswith(".yaml"):
+        report = instruments.check_file(devices_folder() / target, simulated=True)
+    else:
+        report = conformance.check_device(target)
+    assert report.ok, report.summary()
+    assert report["construct"].outcome == "pass" and "simulator" in report["construct"].message
+
+
 def test_sigterm_stops_the_command_and_every_server(lab: Lab) -> None:
     pids = [d["pid"] for d in lab.info["devices"].values()]
     lab.proc.send_signal(signal.SIGTERM)

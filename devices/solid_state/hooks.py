@@ -27,6 +27,7 @@ from labloop.errors import DeviceError
 class AlarmWatchingStation(DeclarativeStation):
     def wait_until(self, what: str, done: Any, deadline: float) -> None:
         def watched() -> bool:
+            self._check_stop(what)   # a stop() wins over a completion that lands at the same moment
             raised = [a for a in self.spec.health.alarms if getattr(self, a).get()]
             if raised:
                 t = self.transport
