@@ -265,8 +265,9 @@ def test_a_killed_furnace_server_fails_its_step_naming_transport_and_address(lab
                                     "labloop_devices.solid_state.robot:OpcuaRobot"])
 def test_each_description_passes_the_kit_against_its_own_simulator(target: str) -> None:
     """What ``labloop devices check FILE.yaml --simulated`` runs: the file's own simulation block, no lab."""
-    from labloop.devkit import instruments
     from labloop_simulators.solid_state_lab.lab import devices_folder
+
+    from labloop.devkit import instruments
 
     if target.endswith(".yaml"):
         report = instruments.check_file(devices_folder() / target, simulated=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from labloop_simulators.instruments.modbus_lab import _ModbusModel
@@ -52,7 +52,7 @@ def recipe_of(powders: dict[str, float], profile: Profile, milling_min: float = 
 
 class BoxFurnaceController(_ModbusModel):
     readonly = ((0, 2), (8, 1), (11, 1), (12, 4))
-    floats = {2: (0.0, 1200.0), 4: (0.1, 60.0), 6: (0.0, 6000.0)}
+    floats: ClassVar[dict[int, tuple[float, float]]] = {2: (0.0, 1200.0), 4: (0.1, 60.0), 6: (0.0, 6000.0)}
 
     def __init__(self, furnace: int = 1, world: str | None = None, trip_rate: float = 0.0, crack_rate: float = 0.0,
                  tau_h: float = 3.0, **kw: Any):

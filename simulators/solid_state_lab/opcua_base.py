@@ -81,7 +81,7 @@ def tool_method(func: Any) -> Any:
     return uamethod(inner)
 
 
-async def cancel(task: "asyncio.Task[None] | None") -> bool:
+async def cancel(task: asyncio.Task[None] | None) -> bool:
     """Cancel a running piece of work and wait until its clean-up ran (so ``Busy`` is false when Stop returns)."""
     if task is None or task.done():
         return False
