@@ -34,7 +34,7 @@ DAEMON = frozenset({"test_daemon.py", "test_daemon_takeover.py", "test_dashboard
 #: protocol simulators in their own processes (the transports' tests)
 TRANSPORTS = frozenset({"test_transport_epics.py", "test_transport_modbus.py", "test_transport_opcua.py",
                         "test_transport_serial.py", "test_transport_sila.py", "test_transport_visa.py",
-                        "test_declarative_campaign.py", "test_light_install.py"})
+                        "test_declarative_campaign.py", "test_light_install.py", "test_solid_state_lab.py"})
 SLOW = BROWSER | DAEMON | TRANSPORTS | frozenset({"test_resume_after_kill.py", "test_agent.py", "test_leases.py",
                                                   "test_docs.py", "test_view_js.py", "test_spec_fuzz.py",
                                                   "test_wakeups.py"})

@@ -17,7 +17,7 @@ from . import campaign_cmds, control_cmds  # noqa: E402 - the modules register o
 campaign_cmds.register(app)
 control_cmds.register(app)
 
-for _name in ("replay", "devices", "db", "verify", "show", "calibrate", "users", "daemon_cmds", "agent",
+for _name in ("replay", "devices", "db", "verify", "show", "calibrate", "users", "daemon_cmds", "agent", "sim",
               "report", "inventory"):
     try:
         _mod = __import__(f"labloop.cli.{_name}", fromlist=["register"])

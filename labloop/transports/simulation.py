@@ -29,8 +29,10 @@ START_TIMEOUT = 30.0
 
 
 class SimulatorProcess:
-    def __init__(self, ref: str, options: dict[str, Any] | None = None, *, port: int = 0):
+    def __init__(self, ref: str, options: dict[str, Any] | None = None, *, port: int = 0,
+                 start_timeout: float = START_TIMEOUT):
         self.ref = ref
+        self.start_timeout = float(start_timeout)
         self.options = dict(options or {})
         self.port = port  # 0 until started; kept across restarts so clients find the instrument where it was
         self.address = ""
@@ -43,7 +45,7 @@ class SimulatorProcess:
         self.proxied = True
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
-    def start(self) -> "SimulatorProcess":
+    def start(self) -> SimulatorProcess:
         if self.alive:
             return self
         cmd = [sys.executable, "-m", "labloop.transports.simhost", self.ref, "--options", json.dumps(self.options),
@@ -54,14 +56,14 @@ class SimulatorProcess:
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                       env=env)
         assert self._proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         line = b""
         while not line.endswith(b"\n"):
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self._proc.stdout], [], [], max(left, 0))
             if not ready:
                 self.close()
-                raise LabloopError(f"the simulator {self.ref} did not start within {START_TIMEOUT:g} s",
+                raise LabloopError(f"the simulator {self.ref} did not start within {self.start_timeout:g} s",
                                    "run it by hand: python -m labloop.transports.simhost " + self.ref)
             chunk = os.read(self._proc.stdout.fileno(), 4096)
             if not chunk:
@@ -79,6 +81,15 @@ class SimulatorProcess:
         return self
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def control_port(self) -> int:
+        """The control socket's port (faults, state): what another process needs to steer this simulator."""
+        return self._control_port
+
+    @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -89,7 +100,7 @@ class SimulatorProcess:
             self._proc.wait(10)
         self._drop_control()
 
-    def restart(self) -> "SimulatorProcess":
+    def restart(self) -> SimulatorProcess:
         """Start again on the same client port (the instrument rebooted; its state is the power-on state)."""
         self.kill()
         return self.start()
@@ -108,7 +119,7 @@ class SimulatorProcess:
         if proc is not None and proc.stdout:
             proc.stdout.close()
 
-    def __enter__(self) -> "SimulatorProcess":
+    def __enter__(self) -> SimulatorProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
