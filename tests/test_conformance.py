@@ -317,7 +317,7 @@ def test_a_driver_that_cannot_be_built_fails_construct_readably():
     assert "unexpected keyword argument 'no_such_option'" in report.failures[0].message
 
 
-def test_the_fixture_checks_a_device_built_by_hand(labloop_conformance):
+def test_the_fixture_checks_a_device_built_by_hand(labloop_conformance):  # noqa: F811 - pytest injects the fixture imported above
     from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
 
     from labloop_devices.scpi_smu import ScpiSmu

@@ -35,7 +35,7 @@ def test_two_chambers_deposit_in_parallel_and_the_robot_moves_one_sample_at_a_ti
     assert len(overlapping) >= 2, "the two chambers should deposit at the same time"
     moves = intervals(store, cid, "transfer")
     assert len(moves) == 6 * 3
-    for (a0, a1, _), (b0, b1, _) in zip(moves, moves[1:]):
+    for (_a0, a1, _), (b0, _b1, _) in zip(moves, moves[1:]):
         assert b0 >= a1 - 1e-3, "two robot moves overlapped"
     assert {s.location for s in store.samples(cid)} == {"storage"}
     # each run is tagged with campaign, trial and sample ids

@@ -16,6 +16,8 @@ import random
 import socket
 from typing import Any
 
+from labloop_simulators.background import background
+
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
 
@@ -24,16 +26,6 @@ def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-#: the fault writes in flight: the loop keeps only weak references to tasks, so an unreferenced one may vanish
-_PENDING: set[asyncio.Future[Any]] = set()
-
-
-def _background(coro: Any) -> None:
-    task = asyncio.ensure_future(coro)
-    _PENDING.add(task)
-    task.add_done_callback(_PENDING.discard)
 
 
 class EpicsTemperatureIoc:
@@ -95,7 +87,7 @@ class EpicsTemperatureIoc:
 
     def fault(self, kind: str, **kw: Any) -> bool:
         if kind == "alarm":
-            _background(self.group.ALARM.write(1))
+            background(self.group.ALARM.write(1))
             return True
         return False
 

@@ -15,18 +15,10 @@ import math
 import random
 from typing import Any
 
+from labloop_simulators.background import background
+
 from asyncua import Server, ua
 from asyncua.common.methods import uamethod
-
-
-#: the fault writes in flight: the loop keeps only weak references to tasks, so an unreferenced one may vanish
-_PENDING: set[asyncio.Future[Any]] = set()
-
-
-def _background(coro: Any) -> None:
-    task = asyncio.ensure_future(coro)
-    _PENDING.add(task)
-    task.add_done_callback(_PENDING.discard)
 
 
 class OpcuaReactor:
@@ -98,13 +90,13 @@ class OpcuaReactor:
 
     def fault(self, kind: str, **kw: Any) -> bool:
         if kind == "alarm":
-            _background(self.alarm_node.write_value(True))
+            background(self.alarm_node.write_value(True))
             return True
         return False
 
     def clear_faults(self) -> None:
         if hasattr(self, "alarm_node"):
-            _background(self.alarm_node.write_value(False))
+            background(self.alarm_node.write_value(False))
 
     def state(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "running": self.running, "calls": list(self.calls)}

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from labloop_simulators.background import background
+
 import numpy as np
 from asyncua import ua
 from labloop_simulators.solid_state.chemistry import PRECURSORS
@@ -69,7 +71,7 @@ class PowderDispenser(OpcuaTool):
                 raise refuse("BadOutOfRange")
         await self.set("Busy", True)
         await self.set("Done", False)
-        self.task = asyncio.ensure_future(self._dose(powder, float(mass_g), crucible))
+        self.task = background(self._dose(powder, float(mass_g), crucible))
         return float(mass_g)
 
     async def _dose(self, powder: str, mass_g: float, crucible: str | None) -> None:
@@ -115,7 +117,7 @@ class PowderDispenser(OpcuaTool):
     def clear_faults(self) -> None:
         self.jam_next = False
         if "Jammed" in self.nodes:
-            asyncio.ensure_future(self.set("Jammed", False))
+            background(self.set("Jammed", False))
 
     def state(self) -> dict[str, Any]:
         return {"doses": [list(d) for d in self.doses]}

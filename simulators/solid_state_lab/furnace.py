@@ -24,6 +24,8 @@ import asyncio
 import math
 from typing import Any, ClassVar
 
+from labloop_simulators.background import background
+
 import numpy as np
 from labloop_simulators.instruments.modbus_lab import _ModbusModel
 from labloop_simulators.solid_state.chemistry import (
@@ -74,7 +76,7 @@ class BoxFurnaceController(_ModbusModel):
 
     async def serve(self, host: str) -> int:
         port = await super().serve(host)
-        asyncio.ensure_future(self._tick())
+        background(self._tick())
         return port
 
     async def _tick(self) -> None:

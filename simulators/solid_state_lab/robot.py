@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from labloop_simulators.background import background
+
 from asyncua import ua
 
 from labloop.transports.simulation import SimulatorProcess
@@ -56,7 +58,7 @@ class RobotArm(OpcuaTool):
         if source not in self.taught or destination not in self.taught:
             raise refuse("BadInvalidArgument")
         await self.set("Busy", True)
-        self.task = asyncio.ensure_future(self._run(source, destination))
+        self.task = background(self._run(source, destination))
         return True
 
     async def _run(self, source: str, destination: str) -> None:
@@ -101,13 +103,13 @@ class RobotArm(OpcuaTool):
 
     def fault(self, kind: str, **kw: Any) -> bool:
         if kind == "protective_stop":
-            asyncio.ensure_future(self.set("Fault", str(kw.get("reason", "protective stop (injected)"))))
+            background(self.set("Fault", str(kw.get("reason", "protective stop (injected)"))))
             return True
         return False
 
     def clear_faults(self) -> None:
         if "Fault" in self.nodes:
-            asyncio.ensure_future(self.set("Fault", ""))
+            background(self.set("Fault", ""))
 
     def state(self) -> dict[str, Any]:
         return {"robot": self.robot, "moves": [list(m) for m in self.log]}
