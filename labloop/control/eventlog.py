@@ -118,8 +118,7 @@ class EventLog:
         this process started and those finished since) when it names another trial or another Pareto set."""
         self._trials[t.number] = t
         best = best_entry(self.spec, list(self._trials.values()))
-        key = (lambda b: None if b is None else (b["trial"], tuple(b.get("pareto") or ())))
-        if best is not None and key(best) != key(self._best):
+        if best is not None and _best_key(best) != _best_key(self._best):
             self.emit("best", best)
         self._best = best
 
@@ -155,3 +154,8 @@ class EventLog:
         """Write what is queued, then end the writer thread."""
         self._q.put(None)
         self._thread.join(timeout)
+
+
+def _best_key(b: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """What makes two announcements of the best differ: the trial, and the Pareto set where there is one."""
+    return None if b is None else (b["trial"], tuple(b.get("pareto") or ()))

@@ -28,7 +28,7 @@ _WHERE = {
                      "expire_session", "SESSION_HOURS", "MIN_PASSWORD"), "accounts"),
 }
 
-__all__ = sorted(_WHERE)
+__all__ = sorted(_WHERE)  # noqa: PLE0605 - the lazily loaded names, listed once in _WHERE
 
 
 def __getattr__(name: str) -> Any:

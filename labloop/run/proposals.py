@@ -98,7 +98,7 @@ class Proposer:
         be re-asked in place (:meth:`_replace`); returns every trial waiting for its re-ask. Why: with lookahead a
         proposal made one trial ahead could wait a whole deposition for its station while results it never saw
         came in (issue 25)."""
-        for trial_id, (trial, seen) in list(self.queued.items()):
+        for trial_id, (_trial, seen) in list(self.queued.items()):
             if seen < known:
                 self.stale[trial_id] = self.queued.pop(trial_id)
         return list(self.stale)
