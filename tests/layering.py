@@ -40,6 +40,9 @@ LAYERS: list[frozenset[str]] = [
 ]
 #: the bottom layer: modules directly in ``labloop/`` (and ``labloop/__init__``), which may import each other
 ROOT = "<root>"
+#: packages that count as root modules: ``spec`` is the campaign file's models, split by concern from what was one
+#: root module (``spec.py``); root modules import it and it imports them
+ROOT_PACKAGES = frozenset({"spec"})
 #: shipped beside labloop, loaded by name; may import the runtime, not these
 PLUGIN_PACKAGES = {"labloop_devices", "labloop_simulators", "labloop_experiments"}
 PLUGIN_MAY_NOT = {"devkit", "cli"}

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -22,6 +23,9 @@ TRIALS = 3
 # Sequential mode makes the n-th step executed the (n-1)-th workflow step of trial 1: 1..5 are
 # transfer -> synthesize -> transfer -> measure -> transfer.
 KINDS = {1: "transfer", 2: "synthesize", 3: "transfer", 4: "measure", 5: "transfer"}
+
+#: the campaign process with the crash hook installed (the runtime has none: labloop/run/hookpoints.py)
+CRASHING = Path(__file__).with_name("crashing.py")
 
 
 def campaign(tmp_path) -> dict:
@@ -38,7 +42,7 @@ def crash_run(tmp_path, point: str, n: int) -> subprocess.CompletedProcess:
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(campaign(tmp_path)))
     env = {**os.environ, "LABLOOP_CRASH_AT": f"{point}:{n}", "LABLOOP_CRASH_DELAY": "0.05"}
-    return subprocess.run([sys.executable, "-m", "labloop.devkit.crash", "run", str(path), "--store",
+    return subprocess.run([sys.executable, str(CRASHING), "run", str(path), "--store",
                            f"sqlite:///{tmp_path / 'labloop.db'}"], env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -175,7 +179,7 @@ def kill_during_first_deposition(tmp_path) -> tuple[Store, object, object]:
     path.write_text(yaml.safe_dump(bundled(tmp_path)))
     # step_mid:2 - the second step started is trial 1's deposition (trial 2 waits for the chamber)
     env = {**os.environ, "LABLOOP_CRASH_AT": "step_mid:2", "LABLOOP_CRASH_DELAY": "0.05"}
-    proc = subprocess.run([sys.executable, "-m", "labloop.devkit.crash", "run", str(path), "--store",
+    proc = subprocess.run([sys.executable, str(CRASHING), "run", str(path), "--store",
                            f"sqlite:///{tmp_path / 'labloop.db'}"], env=env, capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 137, proc.stdout + proc.stderr

@@ -412,7 +412,7 @@ def test_the_engine_pool_reuses_idle_executors_and_interrupts_only_active_ones()
 
 def test_production_registers_no_hook_and_the_crash_plugin_dies_on_the_nth_pass(monkeypatch):
     import labloop.run.executor  # noqa: F401 - importing the step path registers nothing
-    from labloop.devkit import crash
+    import crashing as crash
 
     assert hookpoints.HOOKS == []
     monkeypatch.delenv("LABLOOP_CRASH_AT", raising=False)

@@ -46,7 +46,9 @@ def serve(
     if time_scale <= 0:
         typer.echo("error: --time-scale must be positive", err=True)
         raise typer.Exit(2)
-    from labloop_simulators.solid_state_lab.lab import SolidStateLab
+    from labloop import plugins  # the served lab is a plugin, loaded by name (entry point labloop.served_labs)
+
+    SolidStateLab = plugins.load(lab, "labloop.served_labs")
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

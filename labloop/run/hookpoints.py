@@ -2,7 +2,7 @@
 
 The executor calls :func:`reached` right after a step's start is committed (``step_start``, before the device
 moves) and right after its end is committed (``step_end``, before the next action). Why points at all: resume
-after ``kill -9`` is proven by killing a real campaign process exactly there (:mod:`labloop.devkit.crash`, which
+after ``kill -9`` is proven by killing a real campaign process exactly there (``tests/crashing.py``, which
 registers a hook in the child process it starts). Production registers nothing, so a pass costs one empty loop;
 no environment variable is read here.
 """

@@ -1,6 +1,6 @@
 """Deterministic crash injection for tests, to prove that resume after ``kill -9`` loses and repeats nothing.
 
-Run a campaign process as ``python -m labloop.devkit.crash run campaign.yaml ...`` (the ``labloop`` command's
+Run a campaign process as ``python tests/crashing.py run campaign.yaml ...`` (the ``labloop`` command's
 arguments) with ``LABLOOP_CRASH_AT=<point>:<n>``: this entry point registers a hook on
 :mod:`labloop.run.hookpoints` and then runs the ``labloop`` command, and the process dies with ``os._exit`` (no
 cleanup, no flush: what ``kill -9`` does) the n-th time it passes ``point``. Points: ``step_start`` (right after a
