@@ -78,10 +78,12 @@ def test_unreadable_yaml_and_missing_file(tmp_path):
 def test_run_status_export_round_trip(tmp_path):
     data = thinfilm(stopping={"max_trials": 4, "target_reached": False})
     data["strategy"]["initial_design"] = 3
+    del data["description"]  # a campaign without one: its header is the name alone, no dangling ': '
     path = write(tmp_path, data)
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     r = invoke("run", str(path), "--store", url, "--time-scale", str(FAST))
     assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "thinfilm-nb-tio2"
     assert "stopped: budget spent: 4 trials (max_trials = 4)" in r.output
     assert r.output.count("sheet_resistance=") == 4
 

@@ -100,7 +100,8 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
 
     store = open_store(store_url, create=True)
     try:
-        console.print(f"[bold]{prepared.spec.name}[/]: {prepared.spec.description.strip()}", soft_wrap=True)
+        about = (prepared.spec.description or "").strip()
+        console.print(f"[bold]{prepared.spec.name}[/]" + (f": {about}" if about else ""), soft_wrap=True)
         console.print(f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
                       f"budget: {prepared.spec.stopping.max_trials} trials", soft_wrap=True)
         runner = CampaignRunner.start(prepared, store, LiveView(prepared.spec))
