@@ -40,6 +40,9 @@ def test_validate_accepts_the_demo_campaign():
          ["objectives[0].plugin: no plugin called 'no_such_plugin'", "fix:"]),
         ({"objectives": [{"name": "r", "direction": "minimize", "plugin": "nowhere.module:thing"}]},
          ["objectives[0].plugin: cannot import module 'nowhere.module'"]),
+        ({"objectives": [{"name": "r", "direction": "lower", "plugin": "sheet_resistance"}]},
+         ["objectives[0].direction: Input should be 'maximize', 'minimize' or 'band' (fix: use one of the listed"]),
+        ({"stopping": {"max_trials": "forty"}}, ["stopping.max_trials:", "(fix: give a whole number)"]),
     ],
 )
 def test_bad_campaign_files_are_explained_and_store_nothing(tmp_path, change, expected):
