@@ -169,3 +169,17 @@ def test_verify_of_a_store_without_assets_says_there_is_nothing_to_check(tmp_pat
     r = CliRunner().invoke(app, ["verify", "--store", url])
     assert r.exit_code == 0, r.output
     assert "no asset files yet" in r.output and "all 0" not in r.output
+
+
+def test_a_plugin_module_beside_the_campaign_file_says_how_to_make_it_importable(tmp_path, monkeypatch):
+    """docs/integrate/objectives.md: `plugin: mylab.objectives:f` with mylab/ in the campaign's folder."""
+    (tmp_path / "mylab_beside").mkdir()
+    (tmp_path / "mylab_beside" / "__init__.py").write_text("")
+    (tmp_path / "mylab_beside" / "objectives.py").write_text("def f(trial):\n    return 1.0\n")
+    data = thinfilm()
+    data["objectives"][0]["plugin"] = "mylab_beside.objectives:f"
+    path = write(tmp_path, data)
+    monkeypatch.chdir(tmp_path)
+    r = invoke("validate", str(path))
+    assert r.exit_code == 2, r.output
+    assert "'mylab_beside' is in this folder" in r.output and "PYTHONPATH=." in r.output
