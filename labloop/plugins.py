@@ -21,6 +21,19 @@ def available(group: str) -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=group)}
 
 
+def _import_fix(module_name: str) -> str:
+    """Why a module of one's own beside the campaign file does not import: labloop's command is not started from
+    that folder's Python path (a researcher's first plugin hits this)."""
+    from pathlib import Path
+
+    top = module_name.split(".")[0]
+    if Path(top).is_dir() or Path(f"{top}.py").is_file():
+        return (f"'{top}' is in this folder, but Python does not look here: install its package (`pip install -e .` "
+                f"with a pyproject.toml) or run with PYTHONPATH=. (e.g. `PYTHONPATH=. labloop run FILE`)")
+    return "check the spelling, and that the package is installed in this environment (your own module: " \
+           "`pip install -e` its package, or put its folder on PYTHONPATH)"
+
+
 def load(ref: str, group: str) -> Any:
     """Resolve ``ref`` (an entry point name in ``group`` or a ``module:attr`` path) to the object it names."""
     if ":" in ref:
@@ -28,10 +41,8 @@ def load(ref: str, group: str) -> Any:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise PluginError(
-                f"cannot import module '{module_name}' named by '{ref}': {exc}",
-                "check the spelling, and that the package is installed in this environment",
-            ) from exc
+            raise PluginError(f"cannot import module '{module_name}' named by '{ref}': {exc}",
+                              _import_fix(module_name)) from exc
         obj: Any = module
         for part in attr.split("."):
             if not hasattr(obj, part):

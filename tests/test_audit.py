@@ -171,6 +171,10 @@ def test_audit_command_prints_and_verifies(sqlite_url):
     assert "users.add" not in r.output  # the verdict, not a dump of every row (unless asked)
     r = runner.invoke(app, ["audit", "--store", sqlite_url, "--verify", "--rows"], catch_exceptions=False)
     assert r.exit_code == 0 and "audit chain intact: 9 rows" in r.output and "users.add" in r.output
+    # into a file or a pipe (as here): a whole tab-separated line per row, not a table folded to 80 columns
+    lines = r.output.splitlines()
+    assert lines[0] == "id\ttime (UTC)\twho\taction\toutcome\tdetail" and "│" not in r.output
+    assert sum(1 for line in lines if line.count("\t") == 5) == 10
     other = store.create_campaign("other", "name: other\n", "d" * 64)
     r = runner.invoke(app, ["audit", "--store", sqlite_url, "--campaign", "other"], catch_exceptions=False)
     assert r.exit_code == 0 and "campaign.start" in r.output and "request.pause" not in r.output

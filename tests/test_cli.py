@@ -40,6 +40,9 @@ def test_validate_accepts_the_demo_campaign():
          ["objectives[0].plugin: no plugin called 'no_such_plugin'", "fix:"]),
         ({"objectives": [{"name": "r", "direction": "minimize", "plugin": "nowhere.module:thing"}]},
          ["objectives[0].plugin: cannot import module 'nowhere.module'"]),
+        ({"objectives": [{"name": "r", "direction": "lower", "plugin": "sheet_resistance"}]},
+         ["objectives[0].direction: Input should be 'maximize', 'minimize' or 'band' (fix: use one of the listed"]),
+        ({"stopping": {"max_trials": "forty"}}, ["stopping.max_trials:", "(fix: give a whole number)"]),
     ],
 )
 def test_bad_campaign_files_are_explained_and_store_nothing(tmp_path, change, expected):
@@ -78,10 +81,12 @@ def test_unreadable_yaml_and_missing_file(tmp_path):
 def test_run_status_export_round_trip(tmp_path):
     data = thinfilm(stopping={"max_trials": 4, "target_reached": False})
     data["strategy"]["initial_design"] = 3
+    del data["description"]  # a campaign without one: its header is the name alone, no dangling ': '
     path = write(tmp_path, data)
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     r = invoke("run", str(path), "--store", url, "--time-scale", str(FAST))
     assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0] == "thinfilm-nb-tio2"
     assert "stopped: budget spent: 4 trials (max_trials = 4)" in r.output
     assert r.output.count("sheet_resistance=") == 4
 
@@ -164,3 +169,17 @@ def test_verify_of_a_store_without_assets_says_there_is_nothing_to_check(tmp_pat
     r = CliRunner().invoke(app, ["verify", "--store", url])
     assert r.exit_code == 0, r.output
     assert "no asset files yet" in r.output and "all 0" not in r.output
+
+
+def test_a_plugin_module_beside_the_campaign_file_says_how_to_make_it_importable(tmp_path, monkeypatch):
+    """docs/integrate/objectives.md: `plugin: mylab.objectives:f` with mylab/ in the campaign's folder."""
+    (tmp_path / "mylab_beside").mkdir()
+    (tmp_path / "mylab_beside" / "__init__.py").write_text("")
+    (tmp_path / "mylab_beside" / "objectives.py").write_text("def f(trial):\n    return 1.0\n")
+    data = thinfilm()
+    data["objectives"][0]["plugin"] = "mylab_beside.objectives:f"
+    path = write(tmp_path, data)
+    monkeypatch.chdir(tmp_path)
+    r = invoke("validate", str(path))
+    assert r.exit_code == 2, r.output
+    assert "'mylab_beside' is in this folder" in r.output and "PYTHONPATH=." in r.output

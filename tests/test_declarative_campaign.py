@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from labloop.cli import app
 from labloop.control.agent_process import AgentProcess
 from labloop.devkit.instruments import check_file
+from labloop.errors import SpecError
 from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.store import Store
 from labloop.transports.base import TransportError
@@ -158,3 +159,18 @@ def test_the_guide_shows_the_instrument_files_that_are_tested():
     for path, text in blocks:
         assert text == (root / path).read_text(), f"docs/drivers.md shows an outdated {path}"
     assert "labloop devices check devices/examples/furnace_modbus.yaml --simulated" in guide
+
+
+def test_instrument_file_errors_read_as_sentences(tmp_path):
+    """`labloop devices check FILE.yaml` shows these: no pydantic prefix, and a path hint true outside campaigns."""
+    from labloop.declarative.schema import load_spec
+
+    data = yaml.safe_load(example("furnace_modbus.yaml").read_text())
+    del data["setpoints"]
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError) as err:
+        load_spec(tmp_path / "f.yaml")
+    assert "a station needs setpoints" in err.value.problem and "Value error" not in err.value.problem
+    with pytest.raises(SpecError) as err:
+        load_spec(tmp_path / "missing.yaml")
+    assert "does not exist" in err.value.problem and "in a campaign file" in err.value.fix

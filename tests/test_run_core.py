@@ -313,6 +313,10 @@ def test_one_runner_per_lab_and_estop_halts_every_running_campaign(tmp_path):
         CampaignRunner.start(prepare_text(yaml.safe_dump(two_chamber(max_trials=3)), "second.yaml"), store)
     assert f"campaign '{first.campaign.name}' (id {first.campaign.id}) already runs this lab" in e.value.problem
     assert f"{socket.gethostname()}:{os.getpid()}" in e.value.problem
+    second_file = tmp_path / "second.yaml"
+    second_file.write_text(yaml.safe_dump(two_chamber(max_trials=3)))
+    r = CliRunner().invoke(app, ["run", str(second_file), "--store", url])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "already runs this lab" in r.output, r.output
     # another lab (another simulated world) in the same store may run beside it
     other = two_chamber(max_trials=30, options={"noise": 0.05})
     second = CampaignRunner.start(prepare_text(yaml.safe_dump(other), "other.yaml"), store)

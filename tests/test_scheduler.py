@@ -102,8 +102,9 @@ def test_a_dead_chamber_is_quarantined_and_the_campaign_goes_on(tmp_path):
     store.close()
 
 
-def test_no_station_left_pauses_with_a_clear_message_and_stop_ends_it(tmp_path):
-    data = two_chamber(max_trials=6, options={"dead_after": 0, "chambers": 1}, scheduling={"quarantine_after": 1})
+@pytest.mark.parametrize("max_trials", [6, 2])  # 2: the queued proposal spends the budget; it must pause too
+def test_no_station_left_pauses_with_a_clear_message_and_stop_ends_it(tmp_path, max_trials):
+    data = two_chamber(max_trials=max_trials, options={"dead_after": 0, "chambers": 1}, scheduling={"quarantine_after": 1})
     data["lab"]["stations"] = {"deposition": ["chamber"]}
     store, runner = start(data, tmp_path)
     th, result = in_background(runner)

@@ -95,11 +95,13 @@ def _store_url(option: str | None, spec: CampaignSpec | None = None) -> str:
 
 
 def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
-    from labloop.run.campaign import CampaignRunner  # the optimizer and the RunEngine: only a run pays for them
+    from labloop.run.campaign import CampaignRunner, refuse_second_runner  # only a run pays for the optimizer
 
     store = open_store(store_url, create=True)
     try:
-        console.print(f"[bold]{prepared.spec.name}[/]: {prepared.spec.description.strip()}", soft_wrap=True)
+        refuse_second_runner(prepared.spec, store, prepared.source)  # before the header: a refusal says only why
+        about = (prepared.spec.description or "").strip()
+        console.print(f"[bold]{prepared.spec.name}[/]" + (f": {about}" if about else ""), soft_wrap=True)
         console.print(f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
                       f"budget: {prepared.spec.stopping.max_trials} trials", soft_wrap=True)
         runner = CampaignRunner.start(prepared, store, LiveView(prepared.spec))

@@ -173,16 +173,22 @@ def audit(
 def _print_rows(shown: list, cid: int | None, last: int) -> None:
     from labloop.store import chain
 
-    table = Table("id", "time (UTC)", "who", "action", "outcome", "detail")
-    for col in table.columns[:5]:
-        col.no_wrap = True
-    table.columns[5].overflow = "fold"
+    rows = []
     for r in shown[-last:] if last > 0 else shown:
         who = r.user + (f" ({r.role})" if r.role else "") + (f" @ {r.address}" if r.address else "")
         where = {"campaign": r.campaign_id} if r.campaign_id is not None and cid is None else {}
         detail = json.dumps({**where, **r.detail}, separators=(",", ":"))
-        table.add_row(str(r.id), chain.iso(r.at)[:19].replace("T", " "), who, r.action, r.outcome or "",
-                      detail if len(detail) <= 200 else detail[:199] + "…")
+        rows.append((str(r.id), chain.iso(r.at)[:19].replace("T", " "), who, r.action, r.outcome or "", detail))
+    if not console.is_terminal:  # a file or a pipe: one whole line per row (grep, cut), not an 80-column table
+        for row in [("id", "time (UTC)", "who", "action", "outcome", "detail"), *rows]:
+            typer.echo("\t".join(row))
+        return
+    table = Table("id", "time (UTC)", "who", "action", "outcome", "detail")
+    for col in table.columns[:5]:
+        col.no_wrap = True
+    table.columns[5].overflow = "fold"
+    for *head, detail in rows:
+        table.add_row(*head, detail if len(detail) <= 200 else detail[:199] + "…")
     console.print(table)
 
 

@@ -177,8 +177,8 @@ def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> 
         try:
             data = yaml.safe_load(path.read_text())
         except FileNotFoundError:
-            raise SpecError(f"instrument file {path} does not exist", "check the path (relative paths are "
-                            "resolved from the campaign file's folder)") from None
+            raise SpecError(f"instrument file {path} does not exist", "check the path (in a campaign file, a "
+                            "relative path is resolved from the campaign file's folder)") from None
         except yaml.YAMLError as exc:
             raise SpecError(f"{path} is not valid YAML: {exc}", "fix the file's syntax") from None
     if not isinstance(data, dict):
@@ -186,8 +186,7 @@ def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> 
     try:
         spec = InstrumentSpec.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()]
-        raise SpecError(f"{label}: " + "; ".join(lines), "fix these fields (docs/drivers.md, "
+        raise SpecError(f"{label}: " + _short(exc), "fix these fields (docs/drivers.md, "
                         "'describe an instrument in YAML')") from None
     _check_points(spec, label)
     return spec
@@ -222,4 +221,6 @@ def _check_points(spec: InstrumentSpec, label: str) -> None:
 
 
 def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors())
+    """Each error as ``field: message``, without pydantic's "Value error, " prefix (it says nothing to a user)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors())

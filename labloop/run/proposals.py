@@ -72,7 +72,10 @@ class Proposer:
         c = self.ctx
         if self.asker.busy:
             return
-        if c.first_kind and budget_left(c.spec, trials) and not c.res.in_service(c.first_kind):
+        # queued proposals wait for a first-step station too, even when they used up the budget: without this a
+        # campaign whose last trials are queued behind a quarantined station would wait forever, still "running"
+        waiting = budget_left(c.spec, trials) or self.queued or self.stale
+        if c.first_kind and waiting and not c.res.in_service(c.first_kind):
             self.call_operator(NoStationLeft(c.first_kind, c.res.out_of_service(c.first_kind)))
             return
         stale: list[int] = []

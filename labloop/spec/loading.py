@@ -33,6 +33,11 @@ _FIXES = {
     "extra_forbidden": "remove it or correct its spelling",
     "missing": "add it",
     "union_tag_invalid": "use one of the listed types",
+    "literal_error": "use one of the listed values",
+    "enum": "use one of the listed values",
+    "float_parsing": "give a number",
+    "int_parsing": "give a whole number",
+    "bool_parsing": "give true or false",
 }
 
 
