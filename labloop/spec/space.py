@@ -51,8 +51,8 @@ class IntegerParameter(_BoundedParameter):
     """An integer input between two bounds (inclusive)."""
 
     type: Literal["integer"] = "integer"
-    lower: int = Field(description="Lower bound (inclusive).")  # type: ignore[assignment]
-    upper: int = Field(description="Upper bound (inclusive).")  # type: ignore[assignment]
+    lower: int = Field(description="Lower bound (inclusive).")
+    upper: int = Field(description="Upper bound (inclusive).")
 
 
 class DiscreteParameter(_ParameterBase):

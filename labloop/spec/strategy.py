@@ -4,7 +4,8 @@ checks that turn a bad option into one line naming the value and what is allowed
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Optional, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -133,7 +134,7 @@ class OptionsError(ValueError):
         super().__init__("; ".join(f"options{'.' + k if k else ''}: {m}" for k, m, _ in problems))
 
 
-def _allowed(annotation: Any, metadata: list[Any] = ()) -> str:
+def _allowed(annotation: Any, metadata: Sequence[Any] = ()) -> str:
     """What a field accepts, for people: 'one of 'a', 'b'', 'true or false', 'a number > 0', ..."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
@@ -187,7 +188,10 @@ def options_problems(model: type[BaseModel], options: Any, strategy: str) -> lis
     return []
 
 
-def checked_options(model: type[BaseModel], options: Any, strategy: str) -> BaseModel:
+_Options = TypeVar("_Options", bound=BaseModel)
+
+
+def checked_options(model: type[_Options], options: Any, strategy: str) -> _Options:
     """``options`` as an instance of ``model``, or a :class:`SpecError` with one line per bad option (used where
     options arrive other than through the campaign file: keyword options, plugin strategies' own models)."""
     problems = options_problems(model, options, strategy)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gpytorch
 import torch
@@ -43,6 +43,13 @@ class AcquisitionMixin:
     _best_f: float | None
     _free_logei: tuple[Any, Tensor] | None
     _pool_F: Tensor | None
+
+    if TYPE_CHECKING:  # provided by Bookkeeping, the other base of BayesAsk (declared here for the type checker only:
+        # defined at run time they would shadow Bookkeeping's in BayesAsk's MRO)
+        def free_rows(self) -> Tensor: ...
+
+        @property
+        def count(self) -> int: ...
 
     def _fx(self, X: Tensor) -> Tensor:
         """Search space -> model inputs: kernel features in pool mode (the model is fitted on them directly, which
@@ -113,9 +120,9 @@ class AcquisitionMixin:
         if self.pool is not None:
             return self._optimize_pool(acq, n, model)
         bounds = self.region.box if self.region is not None else self.space.bounds  # the trust region, if local
-        kwargs = dict(q=n, num_restarts=int(opt["num_restarts"]), raw_samples=int(opt["raw_samples"]),
-                      inequality_constraints=self.space.inequality_constraints or None,
-                      equality_constraints=self.space.equality_constraints or None)
+        kwargs: dict[str, Any] = dict(q=n, num_restarts=int(opt["num_restarts"]), raw_samples=int(opt["raw_samples"]),
+                                      inequality_constraints=self.space.inequality_constraints or None,
+                                      equality_constraints=self.space.equality_constraints or None)
         # botorch retries an optimization that failed with new initial conditions (and warns "Optimization
         # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
         with quiet.captured() as caught:
@@ -132,6 +139,7 @@ class AcquisitionMixin:
                     self.fallbacks.append(line)
             else:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        assert v is not None  # botorch returns no values only with return_best_only=False, not used here
         X = self.space.snap(X.detach())
         return X, v.detach().reshape(-1).expand(len(X)) if v.numel() == 1 else v.detach().reshape(-1)
 

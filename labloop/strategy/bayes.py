@@ -47,11 +47,13 @@ Options are typed: :class:`labloop.spec.BotorchOptions`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import gpytorch
 import torch
+from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.acquisition.analytic import LogExpectedImprovement
 from botorch.acquisition.logei import qLogExpectedImprovement, qLogNoisyExpectedImprovement
 from botorch.acquisition.monte_carlo import qUpperConfidenceBound
@@ -59,7 +61,8 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
-from botorch.models import ModelListGP
+from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
@@ -76,6 +79,31 @@ from .transfer import check_supported, guarded_multitask
 
 # Every option, its type, default and allowed values: labloop.spec.BotorchOptions (validated when the campaign
 # file is read, and again by BotorchStrategy for options given as keywords).
+
+
+def _measured(ok: list[tuple[Tensor, Observation]], name: str) -> list[tuple[Tensor, float]]:
+    """``(x, value)`` of each of ``ok`` whose value of ``name`` is measured and finite."""
+    rows = []
+    for x, o in ok:
+        v = o.values.get(name)
+        if v is not None and math.isfinite(float(v)):
+            rows.append((x, float(v)))
+    return rows
+
+
+def _at_least(i: int, lo: float) -> Callable[[Tensor], Tensor]:
+    """Output ``i`` >= ``lo`` as a botorch outcome constraint (satisfied where the callable is <= 0)."""
+    return lambda Z: lo - Z[..., i]
+
+
+def _at_most(i: int, hi: float) -> Callable[[Tensor], Tensor]:
+    """Output ``i`` <= ``hi`` as a botorch outcome constraint (satisfied where the callable is <= 0)."""
+    return lambda Z: Z[..., i] - hi
+
+
+def _first_output(Z: Tensor, X: Tensor | None = None) -> Tensor:
+    """The single objective's samples (output 0) of ``Z``, as a ``GenericMCObjective``."""
+    return Z[..., 0]
 
 
 @contextmanager
@@ -191,27 +219,26 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         fx = self._fx
         ok = [(x, o) for x, o in zip(self.obs_X, self.obs) if not o.failed]
         opt = self.s.options
-        transforms = [
-            ObjectiveTransform.infer(obj, [o.values.get(obj.name) for _, o in ok], opt["log_outcome"])
-            for obj in spec.objectives
-        ]
-        for tf in transforms:
-            if opt["log_outcome"] is True and not tf.log and tf.spec.direction != "band":
-                self.fallbacks.append(f"log_outcome: '{tf.spec.name}' has values <= 0: modelled without log")
+        # each objective's measured values (None: not measured; both transforms leave those out)
+        measured = {obj.name: [v for v in (o.values.get(obj.name) for _, o in ok) if v is not None]
+                    for obj in spec.objectives}
+        scales = [ObjectiveTransform.infer(obj, measured[obj.name], opt["log_outcome"]) for obj in spec.objectives]
+        for sc in scales:
+            if opt["log_outcome"] is True and not sc.log and sc.spec.direction != "band":
+                self.fallbacks.append(f"log_outcome: '{sc.spec.name}' has values <= 0: modelled without log")
+        transforms: list[ObjectiveTransform | WarpedTransform] = list(scales)
         if opt["warp"]:  # Yeo-Johnson output warping (see WarpedTransform)
-            transforms = [WarpedTransform.fit(tf, [o.values.get(obj.name) for _, o in ok], self.fallbacks)
-                          for obj, tf in zip(spec.objectives, transforms)]
+            transforms = [WarpedTransform.fit(sc, measured[obj.name], self.fallbacks)
+                          for obj, sc in zip(spec.objectives, scales)]
         outputs: list[tuple[Tensor, Tensor]] = []
         for obj, tf in zip(spec.objectives, transforms):
-            rows = [(x, float(o.values[obj.name])) for x, o in ok
-                    if o.values.get(obj.name) is not None and math.isfinite(float(o.values[obj.name]))]
+            rows = _measured(ok, obj.name)
             X = torch.stack([r[0] for r in rows])
             outputs.append((fx(X), tf(torch.tensor([r[1] for r in rows], dtype=DTYPE)).unsqueeze(-1)))
         labels = [f"'{obj.name}'" for obj in spec.objectives]
-        constraints = []
+        constraints: list[Callable[[Tensor], Tensor]] = []
         for oc in spec.outcome_constraints:
-            rows = [(x, float(o.values[oc.name])) for x, o in ok
-                    if o.values.get(oc.name) is not None and math.isfinite(float(o.values[oc.name]))]
+            rows = _measured(ok, oc.name)
             if len(rows) < 2:
                 continue  # nothing to learn from yet
             idx = len(outputs)
@@ -219,15 +246,15 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             outputs.append((fx(torch.stack([r[0] for r in rows])),
                             torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1)))
             if oc.lower is not None:
-                constraints.append(lambda Z, i=idx, lo=oc.lower: lo - Z[..., i])
+                constraints.append(_at_least(idx, oc.lower))
             if oc.upper is not None:
-                constraints.append(lambda Z, i=idx, hi=oc.upper: Z[..., i] - hi)
+                constraints.append(_at_most(idx, oc.upper))
         n_failed = sum(o.failed for o in self.obs)
         if n_failed:
             idx = len(outputs)
             labels.append("the failure model")
             outputs.append((fx(self.obs_X), torch.tensor([[float(o.failed)] for o in self.obs], dtype=DTYPE)))
-            constraints.append(lambda Z, i=idx: Z[..., i] - 0.5)
+            constraints.append(_at_most(idx, 0.5))  # P(failure) < 1/2
         outputs = self._localize(outputs)
         # warm start from the previous ask's hyperparameters when the outputs are the same kind (a speed-up only)
         signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"], tuple(self.related))
@@ -237,7 +264,8 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             space, outputs, inits, labels, kernel=opt["kernel"], max_noise=opt["max_noise"],
             groups=feature_groups(self.space), fallbacks=self.fallbacks,
             **({"fit_subset": LOCAL_FIT_SUBSET} if self.region is not None else {})).models
-        self.s._warm = {signature: [hyperparameters(gp) for gp in gps]}
+        # cast: fit_models fits SingleTaskGPs, ModelListGP.models is typed as a ModuleList of any Module
+        self.s._warm = {signature: [hyperparameters(cast(SingleTaskGP, gp)) for gp in gps]}
         related_report = None
         if self.related:  # the objective as task 0 of a multi-task GP with the related campaigns that pass the guard
             gps[0], related_report = guarded_multitask(
@@ -248,10 +276,10 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
 
         m = len(spec.objectives)
         X_base = outputs[0][0]
-        X_pending = self.in_flight()
-        X_pending = fx(X_pending) if len(X_pending) else None
+        in_flight = self.in_flight()
+        X_pending = fx(in_flight) if len(in_flight) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
-        single = GenericMCObjective(lambda Z, X=None: Z[..., 0])
+        single = GenericMCObjective(_first_output)
         kind = self._acquisition_kind(model, outputs, m)
         asked = opt["acquisition"]
         what = f"acquisition '{kind}'" + (f" (from '{asked}')" if asked != kind else "")
@@ -266,7 +294,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                     ref.append(float(tf(torch.tensor([obj.reference], dtype=DTYPE))[0]))
                 else:  # nadir of what was seen, minus a tenth of the range
                     ref.append(float(y.min() - 0.1 * (y.max() - y.min() + 1e-9)))
-            acq = qLogNoisyExpectedHypervolumeImprovement(
+            acq: AcquisitionFunction | None = qLogNoisyExpectedHypervolumeImprovement(
                 model, ref_point=ref, X_baseline=X_base, sampler=sampler,
                 objective=IdentityMCMultiOutputObjective(outcomes=list(range(m))),
                 constraints=constraints or None, X_pending=X_pending, prune_baseline=True)
@@ -286,7 +314,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             if believer or (X_pending is None and not constraints and n == 1):
                 # exact and deterministic: the analytic form (a Kriging believer for batches and pending rows)
                 acq = self._free_logei[0] if self._free_logei is not None else \
-                    LogExpectedImprovement(model.models[0], best_f=best_f)
+                    LogExpectedImprovement(cast(Model, model.models[0]), best_f=best_f)
                 self.believed = X_pending if believer and X_pending is not None else None
                 self.believer = believer
             else:  # pending points and constraints need the Monte Carlo form

@@ -123,7 +123,7 @@ class Bookkeeping:
     # -------------------------------------------------------------------------------------- seed points
     def seed_points(self, n: int) -> list[Proposal]:
         """Up to ``n`` of the campaign file's ``strategy.seed_points`` that are not taken, as given."""
-        out = []
+        out: list[Proposal] = []
         for i, sp in enumerate(self.spec.strategy.seed_points):
             if len(out) >= n:
                 break
@@ -144,7 +144,7 @@ class Bookkeeping:
         """Scrambled Sobol points (seeded by the campaign's seed; pool: the nearest free row of each) while fewer
         than ``strategy.initial_design`` trials exist, and for as long as fewer than two trials succeeded (a GP
         needs two measured values; proposals of this same ask do not count)."""
-        out = []
+        out: list[Proposal] = []
         skip = self.count
         while len(out) < n and (self.count < self.spec.strategy.initial_design or self.n_ok < 2):
             x = self.space_filling(skip)

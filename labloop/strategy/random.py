@@ -22,7 +22,7 @@ class RandomStrategy(StrategyBase):
 
     name = "random"
     #: the options this strategy accepts (``strategy.options`` and keyword options), checked on construction
-    options_model = RandomOptions
+    options_model: type[RandomOptions] = RandomOptions
 
     def __init__(self, spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any):
         opts = checked_options(self.options_model, {**spec.strategy.options, **options}, self.name)

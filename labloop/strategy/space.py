@@ -110,8 +110,9 @@ class SearchSpace:
             raise LabloopError("the search space has no free parameter (all are fixed)",
                                "make at least one parameter continuous, integer, discrete, categorical or a composition")
         self.index = {c.name: i for i, c in enumerate(self.columns)}
-        self.inequality_constraints = [self._constraint(c, i) for i, c in enumerate(constraints)]
-        self.inequality_constraints = [x for pair in self.inequality_constraints for x in pair]
+        # botorch's (indices, coefficients, rhs) rows: each linear constraint gives one per bound it has
+        self.inequality_constraints: list[tuple[Tensor, Tensor, float]] = [
+            x for i, c in enumerate(constraints) for x in self._constraint(c, i)]
         self.equality_constraints = [
             (torch.tensor(g), torch.ones(len(g), dtype=DTYPE), 1.0) for g in self.groups
         ]
