@@ -21,6 +21,7 @@ from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, user_
 
 if TYPE_CHECKING:
     from labloop.control.client import Client
+    from labloop.control.server import DashboardFactory
 
 
 def _client(server: str | None, key: str | None) -> Client:
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
         needs.require("sqlalchemy", "torch", "botorch", "gpytorch", *(("starlette", "uvicorn") if http else ()))
         from labloop.control.server import serve as run_daemon
 
-        dashboard = None
+        dashboard: DashboardFactory | None = None
         if http is not None:  # the CLI wires the dashboard to the daemon: neither layer imports the other upwards
             from labloop.web.server import start_dashboard as dashboard
 

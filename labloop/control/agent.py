@@ -236,7 +236,7 @@ class Agent:
                 exc = st.exception(timeout=0)
             except TypeError:
                 exc = st.exception()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - whatever it is, it is the failure reported
                 exc = err
             exc = exc or DeviceError(f"{self.device.name}: the action failed without a reason")
             self.outbox.put(ident, {"event": "status", "sid": sid, "ok": False, "error": _status_error(exc)})

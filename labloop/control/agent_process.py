@@ -48,8 +48,12 @@ class AgentProcess:
                  bind: str = "tcp://127.0.0.1:*", folder: str | Path | None = None,
                  client: tuple[bytes, bytes] | None = None, key_file: str | Path | None = None):
         self.target, self.name, self.bind = target, name, bind
-        self._tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix="labloop-agent-")
-        self.folder = Path(folder if folder is not None else self._tmp.name)  # type: ignore[union-attr]
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if folder is not None:
+            self.folder = Path(folder)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="labloop-agent-")
+            self.folder = Path(self._tmp.name)
         if key_file is not None:  # made by `labloop users add NAME --role agent`: it trusts the daemon's key
             self.key_file = Path(key_file)
             self.agent_public = json.loads(self.key_file.read_text())["public_key"].encode()

@@ -132,7 +132,7 @@ class StoreAuthenticator(ThreadAuthenticator):
         """Is this Z85 key one we admit? Never raises (an exception would end the ZAP thread)."""
         try:
             ident = self._table.by_public(key) if domain == self.domain else None
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - logged; must not end the ZAP thread
             log.exception("ZAP look-up failed; refusing the connection")
             ident = None
         self._admitted = (key, ident) if ident is not None else None

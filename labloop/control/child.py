@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-fd", type=int, default=None)
     args = ap.parse_args(argv)
     store: Store | None = None
+    resumptions: list[Any]  # what a resume settled (none for a new campaign)
     try:
         _lease_ttl()
         store = Store(args.store, create=args.resume is None)

@@ -9,6 +9,7 @@ problem and the fix). The operator commands reuse exactly what the command line 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,8 +138,9 @@ def missed(c: Call, params: p.MissedParams) -> Any:
             "events": [as_message(e) for e in rows]}
 
 
-HANDLERS = {"status": status, "list": list_, "pause": pause, "resume": resume, "stop": stop, "estop": estop_,
-            "approve": approve, "reject": reject, "export": export, "submit": submit, "missed": missed}
+HANDLERS: dict[str, Callable[[Call, Any], Any]] = {
+    "status": status, "list": list_, "pause": pause, "resume": resume, "stop": stop, "estop": estop_,
+    "approve": approve, "reject": reject, "export": export, "submit": submit, "missed": missed}
 assert set(HANDLERS) == set(p.METHODS)
 
 #: Reads are audited when refused only: a dashboard polling status each second would bury the commands.

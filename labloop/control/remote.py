@@ -192,7 +192,7 @@ class RemoteDevice:
                 return
             try:
                 fn()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a subscriber's bug is logged, not the link's
                 log.exception("remote %s: callback failed", self.name)
 
     def _on_event(self, msg: dict[str, Any]) -> None:
@@ -267,25 +267,25 @@ class RemoteDevice:
 
 class _Movable:
     def set(self, value: Any, **_kw: Any) -> Status:
-        return self._start("set", {"value": value})  # type: ignore[attr-defined]
+        return self._start("set", {"value": value})  # type: ignore[attr-defined]  # a mixin of RemoteDevice
 
 
 class _Triggerable:
     def trigger(self) -> Status:
-        return self._start("trigger", {})  # type: ignore[attr-defined]
+        return self._start("trigger", {})  # type: ignore[attr-defined]  # a mixin of RemoteDevice
 
 
 class _Stoppable:
     def stop(self, *, success: bool = False) -> None:
-        self._call("stop", success=success)  # type: ignore[attr-defined]
+        self._call("stop", success=success)  # type: ignore[attr-defined]  # a mixin of RemoteDevice
 
 
 class _Configurable:
     def describe_configuration(self) -> dict[str, Any]:
-        return self._call("describe_configuration")  # type: ignore[attr-defined]
+        return self._call("describe_configuration")  # type: ignore[attr-defined]  # a mixin of RemoteDevice
 
     def read_configuration(self) -> dict[str, Any]:
-        return self._call("read_configuration")  # type: ignore[attr-defined]
+        return self._call("read_configuration")  # type: ignore[attr-defined]  # a mixin of RemoteDevice
 
 
 _MIXINS = {"Movable": _Movable, "Triggerable": _Triggerable, "Stoppable": _Stoppable, "Configurable": _Configurable}

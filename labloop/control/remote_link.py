@@ -77,7 +77,7 @@ class Link:
     def __init__(self, address: str, server_key: bytes, keys: tuple[bytes, bytes], label: str,
                  lost_after: float = wire.LOST_AFTER_S):
         self.address, self.label, self.lost_after = address, label, lost_after
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue a request for a connection that is not up

@@ -197,7 +197,7 @@ class Daemon:
                 "forbidden", f"{ident.name} is {a_role(ident.role)}; {req.method} needs the {need} role",
                 f"ask an admin to give you the {need} role, or ask someone who has it"))
             return
-        if req.method == "status":
+        if req.method == "status" and isinstance(params, protocol.StatusParams):  # (the status method's params)
             key = json.dumps(params.campaign)
             hit = self._status.get(key)
             if hit is not None and time.monotonic() - hit[0] < STATUS_FRESH_S:
@@ -300,7 +300,7 @@ class RefusalCounter:
         with self._lock:
             w = self.open.get(key)
             first = w is None
-            if first:
+            if w is None:
                 w = self.open[key] = {"key": key[:80], "address": address, "opened": now, "count": 0,
                                       "methods": {}, "first": at}
             w["count"] += 1

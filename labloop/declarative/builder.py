@@ -110,6 +110,8 @@ class DeclarativeDevice(LabDevice):
     """What a built station and instrument share: the transport, completion rules, stop, health, hints."""
 
     spec: ClassVar[InstrumentSpec]
+    #: always set, from the spec (a LabDevice may leave it None)
+    default_timeout: float
 
     def __init__(self, prefix: str = "", *, name: str, address: str | None = None, timeout: float | None = None,
                  **kwargs: Any):

@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from bluesky import protocols as bp
 
@@ -229,14 +229,14 @@ def _limits_refused(s: Subject) -> str:
         except Exception as exc:  # noqa: BLE001 - refusing at once is the preferred answer
             how.append(type(exc).__name__)
             continue
-        done, exc = s.wait(status, s.wait_bound, f"set({value!r})")
+        done, error = s.wait(status, s.wait_bound, f"set({value!r})")
         if not done:
             raise CheckFailed(s._hang_message(f"the Status of out-of-limits set({value!r})"))
-        if exc is None:
+        if error is None:
             raise CheckFailed(f"set({value!r}) lies outside the declared limits but succeeded (fix: check every "
                               "setpoint against the limits in set() before anything moves: "
                               "labloop_devices.base.check_limits)")
-        how.append(f"failed Status ({type(exc).__name__})")
+        how.append(f"failed Status ({type(error).__name__})")
     return f"{len(bad)} out-of-limit setpoints refused: {', '.join(sorted(set(how)))}"
 
 
@@ -249,7 +249,7 @@ def _stop_mid_action(s: Subject) -> str:
         raise CheckSkipped("no action to stop (neither a valid setpoint nor trigger())")
     try:
         status = s.start(kind)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
         raise CheckFailed(f"{s.describe_action(kind)} raised {_one_line(exc)} before stop() could be tried") from None
     if getattr(status, "done", False):
         raise CheckSkipped(f"{s.describe_action(kind)} was already done when it returned: nothing to stop (give "
@@ -257,15 +257,15 @@ def _stop_mid_action(s: Subject) -> str:
     t0 = time.monotonic()
     try:
         s.call(s.device.stop, resolve=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
         raise CheckFailed(f"stop() raised {_one_line(exc)} (fix: stop() must not raise; halt what is running "
                           "and fail its Status)") from None
-    done, exc = s.wait(status, s.wait_bound, s.describe_action(kind))
+    done, error = s.wait(status, s.wait_bound, s.describe_action(kind))
     if not done:
         raise CheckFailed(f"the Status of {s.describe_action(kind)} was still not done {s.wait_bound:g} s after "
                           "stop() (fix: stop() must end the action in progress - halt it and fail its Status)")
     took = time.monotonic() - t0
-    if exc is None:
+    if error is None:
         if took < 0.05:
             raise CheckSkipped(f"{s.describe_action(kind)} finished as stop() was called ({took:.3f} s): too short "
                                "to stop (give the kit a longer action via conformance_hints())")
@@ -277,7 +277,7 @@ def _stop_mid_action(s: Subject) -> str:
     except CheckFailed as cf:
         raise CheckFailed(f"{cf} (fix: a stop request must not outlive the action it stopped; clear it when a new "
                           "action starts)") from None
-    return f"stop() failed {s.describe_action(kind)} in {took:.2f} s ({type(exc).__name__}); the next one succeeded"
+    return f"stop() failed {s.describe_action(kind)} in {took:.2f} s ({type(error).__name__}); the next one succeeded"
 
 
 def _fault_action(s: Subject) -> str:
@@ -298,22 +298,22 @@ def _errors_fail_status(s: Subject) -> str:
     try:
         try:
             status = s.start(kind)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
             raise CheckFailed(f"with a malformed reply, {s.describe_action(kind)} raised {_one_line(exc)} instead "
                               "of returning a failed Status (fix: parse replies inside the Status' work)") from None
-        done, exc = s.wait(status, s.wait_bound, s.describe_action(kind))
+        done, error = s.wait(status, s.wait_bound, s.describe_action(kind))
     finally:
         s.clear_faults()
     if not done:
         raise CheckFailed(s._hang_message(f"with a malformed reply, the Status of {s.describe_action(kind)}"))
-    if exc is None:
+    if error is None:
         raise CheckFailed(f"the endpoint answered garbage ({marker!r}) and {s.describe_action(kind)} still "
                           "succeeded (fix: validate every reply against the protocol and fail on anything else)")
-    if marker not in str(exc):
-        raise CheckFailed(f"the error does not show the raw reply: {_one_line(exc)} (fix: put the raw reply in the "
+    if marker not in str(error):
+        raise CheckFailed(f"the error does not show the raw reply: {_one_line(error)} (fix: put the raw reply in the "
                           "error, e.g. labloop_devices.tcp.ReplyError)")
     s.run(kind, "after a malformed reply, the next action")
-    return f"failed with the raw reply ({type(exc).__name__}); the next {kind} succeeded"
+    return f"failed with the raw reply ({type(error).__name__}); the next {kind} succeeded"
 
 
 @check("slow_reply_times_out", "a slow endpoint fails the Status within the declared timeout; the device recovers")
@@ -333,7 +333,7 @@ def _slow_reply(s: Subject) -> str:
         done, exc = s.wait(status, s.wait_bound, s.describe_action(kind))
     except CheckFailed:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
         raise CheckFailed(f"with a slow reply, {s.describe_action(kind)} raised {_one_line(exc)}") from None
     finally:
         s.clear_faults()
@@ -375,7 +375,7 @@ def _reconnect(s: Subject) -> str:
             done, _ = s.wait(status, s.wait_bound, s.describe_action(kind))
         except CheckFailed:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
             raise CheckFailed(f"when the endpoint hung up mid-request, {s.describe_action(kind)} raised "
                               f"{_one_line(exc)} instead of failing its Status") from None
         finally:
@@ -478,7 +478,8 @@ def check_device(target: Any, config: Mapping[str, Any] | None = None, *, simula
     device = None
     try:
         try:
-            device = obj(name=config.pop("name", name), **config)
+            # a class or factory here (mypy's narrowing by the test above leaves `object`)
+            device = cast("Callable[..., Any]", obj)(name=config.pop("name", name), **config)
         except Exception as exc:  # noqa: BLE001 - a driver that cannot be built fails the first check, readably
             return Report(label, [CheckResult("construct", "fail", f"{label}(**config) raised {_one_line(exc)} "
                                               "(fix: check the config keys against the driver's constructor; a "
@@ -492,7 +493,7 @@ def check_device(target: Any, config: Mapping[str, Any] | None = None, *, simula
         if callable(disconnect):
             try:
                 disconnect()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - cleanup: the report is already made
                 pass
         if endpoint is not None:
             endpoint.close()

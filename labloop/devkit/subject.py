@@ -192,11 +192,11 @@ class Subject:
                 "return a Status and report errors by failing it; run the work inside the Status, e.g. "
                 "LabDevice._run_status)"
             ) from None
-        done, exc = self.wait(status, self.wait_bound, f"{what}: {self.describe_action(kind)}")
+        done, error = self.wait(status, self.wait_bound, f"{what}: {self.describe_action(kind)}")
         if not done:
             raise CheckFailed(self._hang_message(f"{what}: the Status of {self.describe_action(kind)}"))
-        if exc is not None:
-            raise CheckFailed(f"{what}: {self.describe_action(kind)} failed: {_one_line(exc)}")
+        if error is not None:
+            raise CheckFailed(f"{what}: {self.describe_action(kind)} failed: {_one_line(error)}")
         return time.monotonic() - t0
 
     def wait(self, status: Any, timeout: float, what: str) -> tuple[bool, BaseException | None]:
@@ -209,7 +209,7 @@ class Subject:
         finished = threading.Event()
         try:
             status.add_callback(lambda *_: finished.set())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
             raise CheckFailed(f"{what}: its Status.add_callback raised {type(exc).__name__}: {exc}") from None
         deadline = time.monotonic() + timeout
         # Poll as well: not every Status calls back reliably across threads (ophyd-async's wraps an asyncio task).
@@ -220,10 +220,10 @@ class Subject:
         if status.success:
             return True, None
         try:
-            exc = status.exception(timeout=0)
+            error = status.exception(timeout=0)
         except TypeError:
-            exc = status.exception()
-        return True, exc if exc is not None else RuntimeError("the Status failed without an exception")
+            error = status.exception()
+        return True, error if error is not None else RuntimeError("the Status failed without an exception")
 
     def _hang_message(self, what: str) -> str:
         declared = (f"declared timeout {self.timeout:g} s" if self.declared_timeout

@@ -23,7 +23,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 
@@ -96,7 +96,8 @@ def set_password(store: Store, name: str, password: str, by: str | None = None) 
                            f"choose one of at least {MIN_PASSWORD} characters")
     u = _active_user(store, name)
     with store.session() as s:
-        s.get(User, u.id).password_hash = hash_password(password)
+        # _active_user found the row, and users are never deleted (only disabled)
+        cast(User, s.get(User, u.id)).password_hash = hash_password(password)
         for row in _sessions_of(s, u.id):
             s.delete(row)
     if by is not None:
@@ -109,7 +110,7 @@ def issue_token(store: Store, name: str, by: str | None = None) -> str:
     u = _active_user(store, name)
     token = f"llt_{secrets.token_urlsafe(32)}"
     with store.session() as s:
-        s.get(User, u.id).token_hash = _sha(token)
+        cast(User, s.get(User, u.id)).token_hash = _sha(token)  # found above; users are never deleted
     if by is not None:
         store.audit(None, "users.token", {"name": name}, by)
     return token

@@ -149,7 +149,7 @@ class ClientKey(BaseModel):
         return valid_z85_key(v)
 
 
-def load_client_key(path: str | Path | None = None) -> ClientKey:
+def load_client_key(path: str | os.PathLike[str] | None = None) -> ClientKey:
     """The key file at ``path`` (or ``$LABLOOP_KEY``), checked: present, private (0600), well-formed, and its
     public key belonging to its secret key."""
     given = path if path is not None else os.environ.get(KEY_ENV)

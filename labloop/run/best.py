@@ -155,6 +155,7 @@ def _merits(spec: CampaignSpec, front: list[Any], feasible_trials: list[Any]) ->
     scored = [_scores(spec, t) for t in front]
     rule = spec.best.rule
     if rule == "primary":
+        assert spec.best.primary is not None  # the spec's validator requires it with rule primary
         i = [o.name for o in spec.objectives].index(spec.best.primary)
         return [s[i] for s in scored]
     if rule == "weighted":

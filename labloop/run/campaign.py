@@ -8,7 +8,7 @@ store holds, so the store stays the only truth.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from .lab import Lab, RemoteConnector, build_lab, check_against_lab, state_dir_f
 from .lease import DEFAULT_TTL_S, CampaignLease
 from .best import real_number
 from .objectives import TrialData, load_objective
-from labloop.spec import CampaignSpec, read_spec_text, spec_from_text, spec_hash
+from labloop.spec import (CampaignSpec, ObjectiveSpec, OutcomeConstraintSpec, read_spec_text, spec_from_text,
+                           spec_hash)
 from .stopping import StopDecision
 from labloop.store import Store
 from labloop.store.schema import Campaign, Trial, utcnow
@@ -49,7 +50,9 @@ class Prepared:
 
 def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[TrialData], float]]:
     out = {}
-    for section, items in (("objectives", spec.objectives), ("outcome_constraints", spec.outcome_constraints)):
+    sections: tuple[tuple[str, Sequence[ObjectiveSpec | OutcomeConstraintSpec]], ...] = (
+        ("objectives", spec.objectives), ("outcome_constraints", spec.outcome_constraints))
+    for section, items in sections:
         for i, o in enumerate(items):
             try:
                 out[o.name] = load_objective(o.plugin, o.options)

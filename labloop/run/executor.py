@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import bluesky.run_engine as _run_engine_module
 from bluesky import RunEngine
@@ -53,7 +53,7 @@ def route_run_engine_console() -> None:
     that module alone (stdout and every other module's print are untouched). It is installed when labloop builds
     its first executor (a process that runs steps), not when labloop is imported, and only once."""
     if getattr(_run_engine_module, "print", None) is not _console_to_log:
-        _run_engine_module.print = _console_to_log  # type: ignore[attr-defined]
+        _run_engine_module.print = _console_to_log  # type: ignore[attr-defined]  # the shadowing global, on purpose
 
 
 @dataclass
@@ -167,6 +167,7 @@ class TrialExecutor:
             if step.kind == "transfer":
                 return plans.transfer(self.lab[step.robot], Move(ctx.sample_id, ctx.location, dest),
                                       self.lab.devices.get(ctx.location), self.lab.devices.get(dest), timeout)
+            assert actor is not None  # a synthesize or measure step names its device (the spec requires it)
             if step.kind == "synthesize":
                 recipe = recipes_for(self.spec, ctx.params).get(step.device or "", {})
                 return plans.synthesize(self.lab[actor], recipe, timeout)
@@ -227,7 +228,8 @@ class TrialExecutor:
         }
         try:
             self.guard()
-            self.RE(plans.tagged(make_plan(), md), writer)
+            # the documents are plain dicts at run time; bluesky types them as TypedDicts, not dict[str, Any]
+            self.RE(plans.tagged(make_plan(), md), cast("Callable[[str, Any], Any]", writer))
         except Exception as exc:  # noqa: BLE001 - any device/plan error fails this step, not the campaign
             if isinstance(exc, LeaseLost):
                 raise

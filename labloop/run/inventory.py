@@ -20,10 +20,11 @@ reservation (labloop/store/inventory.py) stays the last line: a proposal is neve
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from labloop.errors import LabloopError
-from labloop.spec import CampaignSpec, LinearConstraint, UseError
+from labloop.spec import CampaignSpec, ContinuousParameter, IntegerParameter, LinearConstraint, UseError
 from labloop.spec.consumables import affine
 
 #: how many times proposals that do not fit are asked again in one ask
@@ -42,7 +43,7 @@ class InventoryGuard:
     def __getattr__(self, name: str) -> Any:  # everything else is the wrapped strategy's
         return getattr(self.inner, name)
 
-    def left(self, pending: list[dict[str, Any]] = ()) -> dict[str, float]:  # type: ignore[assignment]
+    def left(self, pending: Sequence[dict[str, Any]] = ()) -> dict[str, float]:
         """What each stock has left for this ask, from the store now: level minus reservations, plus the
         reservations of proposed trials that are not ``pending`` (queued proposals being re-asked in place: the
         new proposal replaces theirs, labloop/store/inventory.py re-reserves it)."""
@@ -92,7 +93,8 @@ class InventoryGuard:
     def _how_many_fit(self, left: dict[str, float]) -> int:
         """How many recipes could fit at most, by each affine use's smallest value over the parameters' bounds;
         refuses (with the stock and the fix) when not even one can: no ask helps then."""
-        bounds = {p.name: (p.lower, p.upper) for p in self.spec.parameters if hasattr(p, "lower")}
+        bounds = {p.name: (p.lower, p.upper) for p in self.spec.parameters
+                  if isinstance(p, (ContinuousParameter, IntegerParameter))}  # the bounded kinds
         most = 10**9
         for name, form in self.affine.items():
             if form is None or any(k not in bounds for k in form[1]):
@@ -123,7 +125,7 @@ class InventoryGuard:
                     extra += space._constraint(c, len(self.spec.constraints))
                 except LabloopError:
                     continue  # categorical or log-scaled: left to the rejection
-        if not extra:
+        if not extra or space is None:  # (extra implies a space: the second test narrows it for mypy)
             return list(self.inner.ask(n, observations, pending))
         saved = space.inequality_constraints
         space.inequality_constraints = [*saved, *extra]

@@ -284,10 +284,10 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                                 f"(fix: name a component signal, e.g. '{dev}.{_first_signal(lab.devices[dev])}')")
     if spec.lab is not None:
         for dname in spec.lab.calibration:
-            dev = lab.devices.get(dname)
-            if dev is None or not (hasattr(dev, "calibrator") and hasattr(dev, "calibration")):
+            cal_dev = lab.devices.get(dname)
+            if cal_dev is None or not (hasattr(cal_dev, "calibrator") and hasattr(cal_dev, "calibration")):
                 able = sorted(n for n, d in lab.devices.items() if hasattr(d, "calibrator"))
-                what = "has no device" if dev is None else "cannot calibrate device"
+                what = "has no device" if cal_dev is None else "cannot calibrate device"
                 problems.append(f"{source}: lab.calibration.{dname}: the lab {what} '{dname}' (fix: name a device "
                                 f"that calibrates: {able or 'none'})")
     visits: list[tuple[frozenset[str], int]] = []
@@ -330,11 +330,11 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
     index = {n: i for i, n in enumerate(p.name for p in spec.parameters)}
     for pname, (dev, fld) in setpoint_targets(spec).items():
         where = f"{source}: parameters[{index.get(pname, '?')}]"
-        devices = kinds.get(dev)
-        if not devices:
+        members = kinds.get(dev)
+        if not members:
             problems.append(f"{where}.setpoint: the lab has no device '{dev}'")
             continue
-        for dname in devices:
+        for dname in members:
             device = lab.devices.get(dname)
             if device is None:
                 continue

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Generator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import bluesky.preprocessors as bpp
-from bluesky.utils import Msg, RunEngineControlException, RunEngineInterrupted
+from bluesky.utils import Msg, RequestAbort, RequestStop, RunEngineControlException, RunEngineInterrupted
 from ophyd.utils import StatusTimeoutError
 from ophyd.utils.errors import UnknownStatusFailure
 
@@ -38,7 +38,8 @@ def _run(body: Plan, md: Mapping[str, Any]) -> Plan:
     try:
         ret = yield from body
     except RunEngineControlException as exc:
-        yield Msg("close_run", exit_status=exc.exit_status, reason=None)
+        # its subclasses (RequestAbort, RequestStop) carry the exit status; the base class does not declare it
+        yield Msg("close_run", exit_status=cast("RequestAbort | RequestStop", exc).exit_status, reason=None)
         raise
     except Exception as exc:
         # the reason the store records too (not the repr of a failed Status): the stream's step_end carries it
@@ -57,7 +58,7 @@ def describe_failure(exc: BaseException) -> str:
         if status is not None and hasattr(status, "exception"):
             try:
                 nested = status.exception()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a Status that cannot say why: the cause stands
                 nested = None
         nested = nested or inner.__cause__
         if nested is None or nested is inner:

@@ -18,6 +18,7 @@ the operator's next ``labloop resume`` confirms it is there.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ SETTLED = TERMINAL - {TrialState.FAILED}  # nothing physical is owed for these
 
 
 def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry: str,
-                     stations: set[str], places: set[str] = frozenset(),
+                     stations: set[str], places: AbstractSet[str] = frozenset(),
                      locate: Callable[[str], str | None] | None = None) -> list[Resumption]:
     """Settle every unfinished trial: reconcile its sample's location with the lab (``locate``), mark cut-short
     steps, fail what must not repeat, and say where the others pick up. ``stations`` are the devices a sample can
@@ -130,7 +131,7 @@ def _retry_owed(last: Any, step: Any) -> bool:
 
 
 def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iterable[Trial],
-              locations: dict[str, str], entry: str, stations: set[str], places: set[str],
+              locations: dict[str, str], entry: str, stations: set[str], places: AbstractSet[str],
               locate: Callable[[str], str | None]) -> tuple[dict[str, str], set[str]]:
     """Ask the lab where every unfinished sample is; record each disagreement with the store and move the store's
     record to what the lab says. Returns the locations to continue from, and the samples a robot holds.
@@ -142,7 +143,7 @@ def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iter
     resume is the confirmation that the sample is where they were asked to put it."""
     out = dict(locations)
     gripped: set[str] = set()
-    asked: dict[str, dict] | None = None
+    asked: dict[str | None, dict] | None = None  # sample (None: an entry without one) -> the request's detail
     lost: list[tuple[Trial, str, str | None]] = []
     for t in trials:
         stored = locations.get(t.sample_id)
@@ -193,7 +194,7 @@ def unlocated_message(sample: str, stored: str, look_in: list[str], put_in: str,
 
 
 def _ask_operator(spec: CampaignSpec, store: Store, campaign: Campaign, lost: list[tuple[Trial, str, str | None]],
-                  entry: str, stations: set[str], places: set[str]) -> None:
+                  entry: str, stations: set[str], places: AbstractSet[str]) -> None:
     """Record the campaign as paused for an operator (``labloop resume`` restarts it) and raise with what to do."""
     put_in = _safe_place(spec, stations, places, entry)
     lines = []
@@ -242,7 +243,7 @@ def _reachable_start(spec: CampaignSpec, start: int, location: str, kinds: dict[
     return start
 
 
-def _safe_place(spec: CampaignSpec, stations: set[str], places: set[str], entry: str) -> str:
+def _safe_place(spec: CampaignSpec, stations: set[str], places: AbstractSet[str], entry: str) -> str:
     """Where a sample taken out by hand goes: the workflow's last place (as for a failed sample), else storage."""
     kinds = _kinds(spec, stations)
     ends = [s.to for s in spec.workflow if s.kind == "transfer" and s.to and s.to not in kinds]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 import math
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, field_validator, model_validator
 
@@ -53,6 +53,12 @@ def parse_use(text: str | float | int) -> ast.expr:
     return tree
 
 
+def _number(node: ast.Constant) -> float:
+    """A constant's value as a float: :func:`parse_use` admits only int and float constants (typeshed types
+    ``Constant.value`` as any literal: str, bytes, complex, ...)."""
+    return float(cast(float, node.value))
+
+
 def names_in(tree: ast.expr) -> list[str]:
     return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
 
@@ -60,7 +66,7 @@ def names_in(tree: ast.expr) -> list[str]:
 def evaluate(tree: ast.expr, params: dict[str, Any]) -> float:
     """The formula's value for a trial's parameters; raises :class:`UseError` (not numeric, division by zero)."""
     if isinstance(tree, ast.Constant):
-        return float(tree.value)
+        return _number(tree)
     if isinstance(tree, ast.Name):
         v = params.get(tree.id)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
@@ -81,7 +87,7 @@ def affine(tree: ast.expr) -> tuple[float, dict[str, float]] | None:
     """``(constant, {parameter: coefficient})`` when the formula is affine in the parameters (what a linear
     constraint can carry to the optimizer), None when it is not (a product or quotient of parameters)."""
     if isinstance(tree, ast.Constant):
-        return float(tree.value), {}
+        return _number(tree), {}
     if isinstance(tree, ast.Name):
         return 0.0, {tree.id: 1.0}
     if isinstance(tree, ast.UnaryOp):
@@ -100,8 +106,8 @@ def affine(tree: ast.expr) -> tuple[float, dict[str, float]] | None:
                 coef[k] = coef.get(k, 0.0) + sign * v
             return a[0] + sign * b[0], coef
         if isinstance(tree.op, ast.Mult) and (not a[1] or not b[1]):
-            (k, lin) = (a[0], b) if not a[1] else (b[0], a)
-            return k * lin[0], {n: k * v for n, v in lin[1].items()}
+            (factor, lin) = (a[0], b) if not a[1] else (b[0], a)
+            return factor * lin[0], {n: factor * v for n, v in lin[1].items()}
         if isinstance(tree.op, ast.Div) and not b[1] and b[0] != 0:
             return a[0] / b[0], {n: v / b[0] for n, v in a[1].items()}
     return None
@@ -158,8 +164,8 @@ class ConsumablesSpec(_Model):
                 tree = parse_use(text)
             except UseError as exc:
                 raise ValueError(f"use.{name}: {exc}") from None
-            if isinstance(tree, ast.Constant) and tree.value < 0:
-                raise ValueError(f"use.{name}: a trial cannot use a negative amount ({tree.value}) (fix: give an "
+            if isinstance(tree, ast.Constant) and _number(tree) < 0:
+                raise ValueError(f"use.{name}: a trial cannot use a negative amount ({_number(tree)}) (fix: give an "
                                  f"amount >= 0)")
         return self
 

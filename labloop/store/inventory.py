@@ -18,9 +18,9 @@ campaign per process.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, select, update
+from sqlalchemy import CursorResult, case, select, update
 from sqlalchemy.orm import Session
 
 from labloop.errors import StoreError
@@ -171,9 +171,11 @@ class Inventory:
             row = rows[name]
             s.refresh(row)
             before = row.level - row.reserved
-            res = s.execute(update(Stock).where(Stock.id == row.id, Stock.level - Stock.reserved >= amount - EPS)
-                            .values(reserved=Stock.reserved + amount, updated_at=utcnow())
-                            .execution_options(synchronize_session=False))
+            res = cast("CursorResult[Any]",  # an UPDATE's result: it has a rowcount
+                       s.execute(update(Stock).where(Stock.id == row.id,
+                                                     Stock.level - Stock.reserved >= amount - EPS)
+                                 .values(reserved=Stock.reserved + amount, updated_at=utcnow())
+                                 .execution_options(synchronize_session=False)))
             if not res.rowcount:
                 raise StoreError(f"trial {trial.number} needs {amount:g} {row.unit} of {name}; {before:g} left "
                                  f"(not reserved by other trials)",
@@ -193,7 +195,8 @@ class Inventory:
                 held[m.stock_id] = held.get(m.stock_id, 0.0) + m.amount
             elif m.kind in ("draw", "release"):
                 held.pop(m.stock_id, None)
-        return [(s.get(Stock, sid), a) for sid, a in held.items()]
+        # a movement's stock exists (a foreign key, and stocks are never deleted)
+        return [(cast(Stock, s.get(Stock, sid)), a) for sid, a in held.items()]
 
     def _settle(self, s: Session, trial: Trial, new: str) -> None:
         """On a trial's transition: draw its reservations when it starts running, release them when it ends

@@ -14,10 +14,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import CursorResult, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -293,6 +293,7 @@ class Store(Records, Inventory, UsersMixin, Leases):
     _poll_query = (select(OperatorRequest.id, OperatorRequest.action)
                    .where(OperatorRequest.campaign_id == bindparam("cid"), OperatorRequest.state == "pending")
                    .order_by(OperatorRequest.id))
+    _poll_conn: Connection | None  # opened by the first poll (an annotation only: read with getattr)
 
     def _poll_connection(self) -> Any:
         conn = getattr(self, "_poll_conn", None)
@@ -321,9 +322,11 @@ class Store(Records, Inventory, UsersMixin, Leases):
             if r is None or r.state != "pending":
                 return False
             cid = r.campaign_id
-            res = s.execute(update(OperatorRequest).where(OperatorRequest.id == request_id,
-                                                         OperatorRequest.state == "pending")
-                            .values(state=state, outcome=outcome, handled_at=utcnow()))
+            # an UPDATE's result is a CursorResult (with rowcount); execute() is typed as returning a Result
+            res = cast("CursorResult[Any]", s.execute(update(OperatorRequest)
+                                                      .where(OperatorRequest.id == request_id,
+                                                             OperatorRequest.state == "pending")
+                                                      .values(state=state, outcome=outcome, handled_at=utcnow())))
             if res.rowcount:
                 chain.append(s, campaign_id=r.campaign_id, user=user, action=f"request.{state}",
                              detail=to_jsonable({"request": request_id, "action": r.action, "by": r.user,
@@ -428,8 +431,9 @@ class Store(Records, Inventory, UsersMixin, Leases):
         state = StepState(state)
         check_step_transition(step_id, StepState.RUNNING, state)
         with self.session() as s:
-            res = s.execute(update(Step).where(Step.id == step_id, Step.state == StepState.RUNNING.value)
-                            .values(state=state.value, run_uid=run_uid, error=error, finished_at=utcnow()))
+            res = cast("CursorResult[Any]",  # an UPDATE's result: it has a rowcount
+                       s.execute(update(Step).where(Step.id == step_id, Step.state == StepState.RUNNING.value)
+                                 .values(state=state.value, run_uid=run_uid, error=error, finished_at=utcnow())))
             if not res.rowcount:
                 raise IllegalTransition(f"step {step_id} is not running: it cannot become {state}")
             if documents is not None and run_uid is not None:

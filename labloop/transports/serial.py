@@ -42,7 +42,7 @@ class SerialCommand(PointModel):
     refused: str | None = None
 
     # SerialPoint's check, reused: its function, under the classmethod pydantic made of it (untyped there)
-    _regex = field_validator("pattern", "refused")(SerialPoint._regex.__func__)  # type: ignore[attr-defined]
+    _regex = field_validator("pattern", "refused")(SerialPoint._regex.__func__)  # type: ignore[attr-defined]  # untyped
 
 
 class SerialTransport(Transport):
