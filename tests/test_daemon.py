@@ -104,6 +104,8 @@ def test_a_viewers_pause_is_refused_naming_the_role_and_audited(lab, two):
     r = run(lab, "pause", "--campaign", str(two["long"]["id"]), user="vera")
     assert r.exit_code == 2
     assert "vera" in r.output and "operator" in r.output, r.output
+    # the wording the docs (users-and-audit.md) and the dashboard give: who, in which role, and what it needs
+    assert "vera is a viewer and may not pause: that needs the operator role or admin" in r.output, r.output
     st = Store(lab.store_url)
     try:
         rows = [a for a in st.audit_log() if a.user == "vera"]

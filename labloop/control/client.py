@@ -65,8 +65,9 @@ class Client:
             if not self.sock.poll(wait_ms):
                 self._reconnect()
                 raise LabloopError(f"no daemon answers at {self.address}",
-                                   "start it with `labloop serve` or check --server (and that your key file "
-                                   "was made for this daemon)")
+                                   "start it with `labloop serve` or check --server; if it is running, your key "
+                                   "is not one of its users or was revoked (it drops such connections without a "
+                                   "reply): an admin sees who is enrolled with `labloop users list`")
             reply = json.loads(self.sock.recv())
             if reply.get("id") in (rid, None):
                 break  # an id of None answers a request the daemon could not read: ours

@@ -31,7 +31,7 @@ import zmq
 
 from labloop.errors import LabloopError
 from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
-from labloop.identity.roles import a_role, permitted, role_needed
+from labloop.identity.roles import permitted, refusal
 from labloop.store import Store
 from . import audit, methods, protocol
 from .auth import StoreAuthenticator
@@ -192,10 +192,8 @@ class Daemon:
                 "lab, or was revoked", "ask an admin for a key file (`labloop users add`) and pass it with --key")])
             return
         if not permitted(ident.role, req.method):
-            need = role_needed(req.method)
-            self._reply_later(envelope, req, params, ident, address, refused=(
-                "forbidden", f"{ident.name} is {a_role(ident.role)}; {req.method} needs the {need} role",
-                f"ask an admin to give you the {need} role, or ask someone who has it"))
+            no = refusal(ident.name, ident.role, req.method)  # the one wording, as the dashboard and the docs give it
+            self._reply_later(envelope, req, params, ident, address, refused=("forbidden", no.problem, no.fix or ""))
             return
         if req.method == "status" and isinstance(params, protocol.StatusParams):  # (the status method's params)
             key = json.dumps(params.campaign)
