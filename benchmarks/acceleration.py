@@ -82,7 +82,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +172,7 @@ class PersonRun:
 class Person:
     """Runs recipes one at a time on the working-hours calendar, measuring each with the lab's physics + noise."""
 
-    def __init__(self, method: str, seed: int, week: WorkWeek, manual: ManualWork, budget: int,
-                 noise: float = NOISE):
+    def __init__(self, method: str, seed: int, week: WorkWeek, manual: ManualWork, budget: int, noise: float = NOISE):
         self.run = PersonRun(method, seed)
         self.week, self.manual, self.budget, self.noise = week, manual, budget, noise
         self.rng = np.random.default_rng([seed, 11, 7])
@@ -263,19 +262,26 @@ def grid(person: Person, levels: int = 4) -> None:
         person.measure(r)
 
 
-def person_row(method: str, seed: int, args: argparse.Namespace,
-               plan: Callable[[Person], None]) -> dict[str, Any]:
+def person_row(method: str, seed: int, args: argparse.Namespace, plan: Callable[[Person], None]) -> dict[str, Any]:
     week = WorkWeek(args.hours_per_day, args.days_per_week)
     person = Person(method, seed, week, manual_from(args), args.person_budget)
     plan(person)
     r = person.run
     work = week.working_seconds(person.start, person.start + r.end_s)
-    return {"benchmark": "acceleration", "method": method, "seed": seed, "reached": r.reached,
-            "experiments_to_target": r.experiments if r.reached else None, "experiments": r.experiments,
-            "days_to_target": round(r.end_s / DAY, 3) if r.reached else None,
-            "calendar_days": round(r.end_s / DAY, 3), "working_hours_elapsed": round(work / HOUR, 2),
-            "busy_hours": round(r.busy_s / HOUR, 2), "best_measured": round(r.best, 3),
-            "best_recipe": {k: round(v, 4) for k, v in r.best_recipe.items()}}
+    return {
+        "benchmark": "acceleration",
+        "method": method,
+        "seed": seed,
+        "reached": r.reached,
+        "experiments_to_target": r.experiments if r.reached else None,
+        "experiments": r.experiments,
+        "days_to_target": round(r.end_s / DAY, 3) if r.reached else None,
+        "calendar_days": round(r.end_s / DAY, 3),
+        "working_hours_elapsed": round(work / HOUR, 2),
+        "busy_hours": round(r.busy_s / HOUR, 2),
+        "best_measured": round(r.best, 3),
+        "best_recipe": {k: round(v, 4) for k, v in r.best_recipe.items()},
+    }
 
 
 def manual_from(args: argparse.Namespace) -> ManualWork:
@@ -295,14 +301,18 @@ def campaign_text(chambers: int, seed: int, budget: int, time_scale: float) -> s
     if chambers > 1:
         lab["stations"] = {"deposition": [f"chamber{i + 1}" for i in range(chambers)]}
         lab["buffers"] = ["hotel"]
-        data["workflow"] = [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"},
-                            {"kind": "transfer", "to": "probe"}, {"kind": "measure", "device": "probe"},
-                            {"kind": "transfer", "to": "storage"}]
+        data["workflow"] = [
+            {"kind": "transfer", "to": "deposition"},
+            {"kind": "synthesize", "device": "deposition"},
+            {"kind": "transfer", "to": "probe"},
+            {"kind": "measure", "device": "probe"},
+            {"kind": "transfer", "to": "storage"},
+        ]
     return yaml.safe_dump(data)
 
 
 def _ts(d: Any) -> float:
-    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
 
 
 def step_seconds(kind: str, params: Mapping[str, Any]) -> float:
@@ -352,25 +362,49 @@ def labloop_row(chambers: int, seed: int, args: argparse.Namespace) -> dict[str,
         store.close()
     by_id = {t.id: t for t in trials}
     hit = decision.evidence.get("trial") if decision.rule == "target" else None
-    ran = [(_ts(s.started_at), s.trial_id, s.kind, s.device or s.kind) for s in steps
-           if s.finished_at is not None and s.trial_id in by_id]
+    ran = [
+        (_ts(s.started_at), s.trial_id, s.kind, s.device or s.kind)
+        for s in steps
+        if s.finished_at is not None and s.trial_id in by_id
+    ]
     times = replay(ran, {t.id: t.params for t in trials})
-    row: dict[str, Any] = {"benchmark": "acceleration", "method": "labloop", "chambers": chambers, "seed": seed,
-                           "reached": hit is not None, "experiments_to_target": hit, "experiments": len(trials),
-                           "stop": decision.rule, "time_scale": args.time_scale, "wall_s": round(wall, 2)}
+    row: dict[str, Any] = {
+        "benchmark": "acceleration",
+        "method": "labloop",
+        "chambers": chambers,
+        "seed": seed,
+        "reached": hit is not None,
+        "experiments_to_target": hit,
+        "experiments": len(trials),
+        "stop": decision.rule,
+        "time_scale": args.time_scale,
+        "wall_s": round(wall, 2),
+    }
     if hit is not None:
         target = next(t for t in trials if t.number == hit)
         end = times[target.id].get("measure", times[target.id]["end"])
         first = min(s[0] for s in ran)
         stored_end = max(_ts(s.finished_at) for s in steps if s.trial_id == target.id and s.kind == "measure")
-        row.update({"days_to_target": round(end / DAY, 4), "hours_to_target": round(end / HOUR, 2),
-                    "sim_days_stored_x_time_scale": round((stored_end - first) * args.time_scale / DAY, 3),
-                    "chamber_hours_to_target": round(sum(
-                        physics.timeline(t.params).total for t in trials
-                        if "synthesize" in times.get(t.id, {}) and times[t.id]["synthesize"] <= end) / HOUR, 2)})
+        row.update(
+            {
+                "days_to_target": round(end / DAY, 4),
+                "hours_to_target": round(end / HOUR, 2),
+                "sim_days_stored_x_time_scale": round((stored_end - first) * args.time_scale / DAY, 3),
+                "chamber_hours_to_target": round(
+                    sum(
+                        physics.timeline(t.params).total
+                        for t in trials
+                        if "synthesize" in times.get(t.id, {}) and times[t.id]["synthesize"] <= end
+                    )
+                    / HOUR,
+                    2,
+                ),
+            }
+        )
     else:
-        row.update({"days_to_target": None,
-                    "days_used": round(max((v["end"] for v in times.values()), default=0.0) / DAY, 4)})
+        row.update(
+            {"days_to_target": None, "days_used": round(max((v["end"] for v in times.values()), default=0.0) / DAY, 4)}
+        )
     return row
 
 
@@ -381,12 +415,17 @@ def median_or_none(xs: list[Any]) -> Any:
 
 
 def summary(method: str, rows: list[dict], **extra: Any) -> dict[str, Any]:
-    return {"benchmark": "acceleration", "summary": method, **extra, "seeds": len(rows),
-            "reached": sum(r["reached"] for r in rows),
-            "median_experiments_to_target": median_or_none([r["experiments_to_target"] for r in rows]),
-            "median_days_to_target": median_or_none([r["days_to_target"] for r in rows]),
-            "per_seed_experiments": [r["experiments_to_target"] for r in rows],
-            "per_seed_days": [r["days_to_target"] for r in rows]}
+    return {
+        "benchmark": "acceleration",
+        "summary": method,
+        **extra,
+        "seeds": len(rows),
+        "reached": sum(r["reached"] for r in rows),
+        "median_experiments_to_target": median_or_none([r["experiments_to_target"] for r in rows]),
+        "median_days_to_target": median_or_none([r["days_to_target"] for r in rows]),
+        "per_seed_experiments": [r["experiments_to_target"] for r in rows],
+        "per_seed_days": [r["days_to_target"] for r in rows],
+    }
 
 
 def ratio(person: str, prow: list[dict], chambers: int, lrows: list[dict], l1rows: list[dict]) -> dict[str, Any]:
@@ -405,12 +444,20 @@ def ratio(person: str, prow: list[dict], chambers: int, lrows: list[dict], l1row
     work_p = sum(r["working_hours_elapsed"] for r in prow) * HOUR / sum(r["experiments_to_target"] for r in prow)
     per_l1 = sum(r["days_to_target"] for r in l1rows) * DAY / sum(r["experiments_to_target"] for r in l1rows)
     per_l = sum(r["days_to_target"] for r in lrows) * DAY / sum(r["experiments_to_target"] for r in lrows)
-    f = {"fewer_experiments": n_p / n_l, "office_hours_vs_24_7": cal_p / work_p,
-         "manual_work_and_day_packing": work_p / per_l1, "parallel_chambers": per_l1 / per_l}
+    f = {
+        "fewer_experiments": n_p / n_l,
+        "office_hours_vs_24_7": cal_p / work_p,
+        "manual_work_and_day_packing": work_p / per_l1,
+        "parallel_chambers": per_l1 / per_l,
+    }
     out["ratio_of_mean_days"] = round(n_p * cal_p / (n_l * per_l), 1)
     out["factors"] = {k: round(v, 2) for k, v in f.items()}
-    out["hours_per_experiment"] = {"person_calendar": round(cal_p / HOUR, 2), "person_working": round(work_p / HOUR, 2),
-                                   "labloop_1ch": round(per_l1 / HOUR, 2), f"labloop_{chambers}ch": round(per_l / HOUR, 2)}
+    out["hours_per_experiment"] = {
+        "person_calendar": round(cal_p / HOUR, 2),
+        "person_working": round(work_p / HOUR, 2),
+        "labloop_1ch": round(per_l1 / HOUR, 2),
+        f"labloop_{chambers}ch": round(per_l / HOUR, 2),
+    }
     out["claim_100x_holds"] = bool(out["ratio_of_median_days"] and out["ratio_of_median_days"] >= 100)
     return out
 
@@ -430,8 +477,12 @@ def main() -> None:
     ap.add_argument("--unload-min", type=float, default=5.0)
     ap.add_argument("--probe-min", type=float, default=10.0, help="manual four-point-probe measurement")
     ap.add_argument("--entry-min", type=float, default=5.0, help="data entry and choosing the next recipe")
-    ap.add_argument("--campaign-timeout", type=float, default=240.0, help="wall seconds before a hung campaign "
-                    "dumps its threads and exits")
+    ap.add_argument(
+        "--campaign-timeout",
+        type=float,
+        default=240.0,
+        help="wall seconds before a hung campaign dumps its threads and exits",
+    )
     ap.add_argument("--no-labloop", action="store_true", help="only the person's methods (fast)")
     args = ap.parse_args()
     seeds = range(args.seeds)
@@ -439,26 +490,40 @@ def main() -> None:
     def emit(obj: dict) -> None:
         print(json.dumps(obj), flush=True)
 
-    emit({"benchmark": "acceleration", "assumptions": {
-        "target_ohm_sq": TARGET, "noise": NOISE, "work_week": f"{args.hours_per_day:g} h a day from 09:00, "
-        f"{args.days_per_week} days a week, start Monday 09:00; a sample's block must fit in one working day",
-        "manual_minutes_per_sample (chosen)": manual_from(args).__dict__,
-        "person_machine_time": "physics.timeline(recipe).total (same tool as the simulated lab)",
-        "ofat": "start at the box centre " + json.dumps({k: round(v, 4) for k, v in CENTRE.items()})
-                + "; 5 levels per parameter over the full range (O2 log), order " + ", ".join(PARAMS)
+    emit(
+        {
+            "benchmark": "acceleration",
+            "assumptions": {
+                "target_ohm_sq": TARGET,
+                "noise": NOISE,
+                "work_week": f"{args.hours_per_day:g} h a day from 09:00, "
+                f"{args.days_per_week} days a week, start Monday 09:00; a sample's block must fit in one working day",
+                "manual_minutes_per_sample (chosen)": manual_from(args).__dict__,
+                "person_machine_time": "physics.timeline(recipe).total (same tool as the simulated lab)",
+                "ofat": "start at the box centre "
+                + json.dumps({k: round(v, 4) for k, v in CENTRE.items()})
+                + "; 5 levels per parameter over the full range (O2 log), order "
+                + ", ".join(PARAMS)
                 + "; later passes +-1, +-2 steps of range/4/2^(pass-1) around the best measured",
-        "grid": f"{args.grid_levels} levels per parameter (bounds included, O2 log), nested loops outer->inner "
+                "grid": f"{args.grid_levels} levels per parameter (bounds included, O2 log), nested loops outer->inner "
                 + ", ".join(GRID_ORDER),
-        "labloop": "demo campaign, botorch default (6 Sobol + qLogNEI), async, robot_minutes 1, probe 300 s, "
-                   f"24 h a day, budget {args.budget}; time from the physics timeline replayed in stored order",
-        "time_scale": args.time_scale}})
+                "labloop": "demo campaign, botorch default (6 Sobol + qLogNEI), async, robot_minutes 1, probe 300 s, "
+                f"24 h a day, budget {args.budget}; time from the physics timeline replayed in stored order",
+                "time_scale": args.time_scale,
+            },
+        }
+    )
 
     person: dict[str, list[dict]] = {}
     plans: dict[str, Callable[[int], Callable[[Person], None]]] = {
-        "person_ofat": lambda s: (lambda p: ofat(p, CENTRE)),
-        "person_ofat_random_start": lambda s: (lambda p: ofat(p, {
-            k: from_unit(k, float(u)) for k, u in zip(PARAMS, np.random.default_rng([s, 99]).random(len(PARAMS)))})),
-        "person_grid": lambda s: (lambda p: grid(p, args.grid_levels)),
+        "person_ofat": lambda s: lambda p: ofat(p, CENTRE),
+        "person_ofat_random_start": lambda s: (
+            lambda p: ofat(
+                p,
+                {k: from_unit(k, float(u)) for k, u in zip(PARAMS, np.random.default_rng([s, 99]).random(len(PARAMS)))},
+            )
+        ),
+        "person_grid": lambda s: lambda p: grid(p, args.grid_levels),
     }
     for name, make in plans.items():
         person[name] = [person_row(name, s, args, make(s)) for s in seeds]
@@ -474,8 +539,12 @@ def main() -> None:
             r = labloop_row(c, s, args)
             lab[c].append(r)
             emit(r)
-            print(f"# labloop {c} chamber(s) seed {s}: trial {r['experiments_to_target']}, "
-                  f"{r['days_to_target']} days, {r['wall_s']} s wall", file=sys.stderr, flush=True)
+            print(
+                f"# labloop {c} chamber(s) seed {s}: trial {r['experiments_to_target']}, "
+                f"{r['days_to_target']} days, {r['wall_s']} s wall",
+                file=sys.stderr,
+                flush=True,
+            )
         emit(summary("labloop", lab[c], chambers=c))
     base = lab.get(1) or lab[min(lab)]
     for name, rows in person.items():

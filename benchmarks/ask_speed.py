@@ -39,9 +39,11 @@ def _space(kind: str) -> list:
     d = int(kind[1:-1])
     n_int = n_cat = d // 4
     n_con = d - n_int - n_cat
-    return ([ContinuousParameter(name=f"x{i}", lower=0, upper=1) for i in range(n_con)]
-            + [IntegerParameter(name=f"k{i}", lower=0, upper=20) for i in range(n_int)]
-            + [CategoricalParameter(name=f"c{i}", choices=list("abcde")) for i in range(n_cat)])
+    return (
+        [ContinuousParameter(name=f"x{i}", lower=0, upper=1) for i in range(n_con)]
+        + [IntegerParameter(name=f"k{i}", lower=0, upper=20) for i in range(n_int)]
+        + [CategoricalParameter(name=f"c{i}", choices=list("abcde")) for i in range(n_cat)]
+    )
 
 
 def _f(p: dict) -> float:
@@ -63,14 +65,19 @@ def main() -> None:
     ap.add_argument("--spaces", nargs="*", default=["d6c", "d4m", "d10m", "d20m"])
     a = ap.parse_args()
     for kind in a.spaces:
-        spec = CampaignSpec(name="speed", parameters=_space(kind),
-                            objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")])
+        spec = CampaignSpec(
+            name="speed",
+            parameters=_space(kind),
+            objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+        )
         strat = make_strategy(spec)
         for n in a.ns:
             X = strat.space.sample(n, seed=1)
             g = torch.Generator().manual_seed(n)
-            obs = [Observation(p, {"y": _f(p) + 0.01 * float(torch.randn(1, generator=g))})
-                   for p in strat.space.decode_many(X)]
+            obs = [
+                Observation(p, {"y": _f(p) + 0.01 * float(torch.randn(1, generator=g))})
+                for p in strat.space.decode_many(X)
+            ]
             cold, warm, cold_cpu, warm_cpu = [], [], [], []
             for _ in range(a.repeats):
                 fresh = make_strategy(spec)  # cold: hyperparameters fitted from the prior (a restarted process)
@@ -86,10 +93,21 @@ def main() -> None:
                 warm.append(time.perf_counter() - t0)
                 warm_cpu.append(time.process_time() - c0)
             med = lambda xs: round(statistics.median(xs), 3)
-            print(json.dumps({"space": kind, "d": strat.space.dim, "n": n,
-                              "cold_median_s": med(cold), "cold_cpu_s": med(cold_cpu),
-                              "warm_median_s": med(warm), "warm_cpu_s": med(warm_cpu),
-                              "repeats": a.repeats}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "space": kind,
+                        "d": strat.space.dim,
+                        "n": n,
+                        "cold_median_s": med(cold),
+                        "cold_cpu_s": med(cold_cpu),
+                        "warm_median_s": med(warm),
+                        "warm_cpu_s": med(warm_cpu),
+                        "repeats": a.repeats,
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def _server(addr_q: "mp.Queue[str]", curve: bool, store_url: str, keys_dir: str) -> None:
+def _server(addr_q: mp.Queue[str], curve: bool, store_url: str, keys_dir: str) -> None:
     import zmq
 
     from labloop.control.auth import StoreAuthenticator
@@ -64,7 +64,7 @@ def roundtrip(curve: bool, n: int, store_url: str, keys_dir: str) -> dict:
     from labloop.identity.keys import ClientKey, ServerKeys, apply_client
     from labloop.store import Store
 
-    q: "mp.Queue[str]" = mp.get_context("spawn").Queue()
+    q: mp.Queue[str] = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(target=_server, args=(q, curve, store_url, keys_dir))
     proc.start()
     addr = q.get(timeout=120)
@@ -76,9 +76,16 @@ def roundtrip(curve: bool, n: int, store_url: str, keys_dir: str) -> dict:
         store = Store(store_url)
         store.add_user(name, "viewer", public.decode(), created_by="benchmark")
         store.close()
-        apply_client(dealer, ClientKey(name=name, role="viewer", public_key=public.decode(),
-                                       secret_key=secret.decode(),
-                                       server_public_key=ServerKeys.load_or_create(Path(keys_dir)).public_z85()))
+        apply_client(
+            dealer,
+            ClientKey(
+                name=name,
+                role="viewer",
+                public_key=public.decode(),
+                secret_key=secret.decode(),
+                server_public_key=ServerKeys.load_or_create(Path(keys_dir)).public_z85(),
+            ),
+        )
     dealer.connect(addr)
     msg = b'{"v":1,"method":"status"}'
     times = []
@@ -92,9 +99,14 @@ def roundtrip(curve: bool, n: int, store_url: str, keys_dir: str) -> dict:
     proc.join(timeout=30)
     dealer.close(0)
     ctx.term()
-    return {"bench": "roundtrip", "transport": "curve+zap" if curve else "plain tcp", "messages": n,
-            "p50_ms": round(_pct(times, 0.5), 4), "p99_ms": round(_pct(times, 0.99), 4),
-            "mean_ms": round(statistics.fmean(times), 4)}
+    return {
+        "bench": "roundtrip",
+        "transport": "curve+zap" if curve else "plain tcp",
+        "messages": n,
+        "p50_ms": round(_pct(times, 0.5), 4),
+        "p99_ms": round(_pct(times, 0.99), 4),
+        "mean_ms": round(statistics.fmean(times), 4),
+    }
 
 
 def revoke(trials: int, store_url: str, keys_dir: str) -> dict:
@@ -119,8 +131,16 @@ def revoke(trials: int, store_url: str, keys_dir: str) -> dict:
         name = f"revokee-{time.monotonic_ns()}"
         store.add_user(name, "operator", public.decode(), created_by="benchmark")
         dealer = ctx.socket(zmq.DEALER)
-        apply_client(dealer, ClientKey(name=name, role="operator", public_key=public.decode(),
-                                       secret_key=secret.decode(), server_public_key=keys.public_z85()))
+        apply_client(
+            dealer,
+            ClientKey(
+                name=name,
+                role="operator",
+                public_key=public.decode(),
+                secret_key=secret.decode(),
+                server_public_key=keys.public_z85(),
+            ),
+        )
         dealer.connect(f"tcp://127.0.0.1:{port}")
         dealer.send(b"hi")
         frames = router.recv_multipart(copy=False)
@@ -136,8 +156,12 @@ def revoke(trials: int, store_url: str, keys_dir: str) -> dict:
     auth.stop()
     ctx.term()
     store.close()
-    return {"bench": "revoke", "trials": trials, "median_ms": round(statistics.median(took), 1),
-            "max_ms": round(max(took), 1)}
+    return {
+        "bench": "revoke",
+        "trials": trials,
+        "median_ms": round(statistics.median(took), 1),
+        "max_ms": round(max(took), 1),
+    }
 
 
 def appends(n: int, store_url: str) -> list[dict]:
@@ -166,11 +190,25 @@ def appends(n: int, store_url: str) -> list[dict]:
     rows = len(store.audit_log())
     store.close()
     kind = store_url.split(":")[0]
-    return [{"bench": "audit_append", "store": kind, "appends": n, "p50_ms": round(_pct(chained, 0.5), 3),
-             "p99_ms": round(_pct(chained, 0.99), 3), "verify_ms": round(verify_ms, 1), "rows": rows,
-             "intact": problems == []},
-            {"bench": "plain_insert_baseline", "store": kind, "inserts": n, "p50_ms": round(_pct(plain, 0.5), 3),
-             "p99_ms": round(_pct(plain, 0.99), 3)}]
+    return [
+        {
+            "bench": "audit_append",
+            "store": kind,
+            "appends": n,
+            "p50_ms": round(_pct(chained, 0.5), 3),
+            "p99_ms": round(_pct(chained, 0.99), 3),
+            "verify_ms": round(verify_ms, 1),
+            "rows": rows,
+            "intact": problems == [],
+        },
+        {
+            "bench": "plain_insert_baseline",
+            "store": kind,
+            "inserts": n,
+            "p50_ms": round(_pct(plain, 0.5), 3),
+            "p99_ms": round(_pct(plain, 0.99), 3),
+        },
+    ]
 
 
 def main() -> None:

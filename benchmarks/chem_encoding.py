@@ -22,7 +22,6 @@ import time
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-
 from _seeds import seeds
 from transfer import counts, targets
 
@@ -36,8 +35,10 @@ def run(table: str, seed: int, encoding: str, budget: int) -> dict:
     from labloop.strategy.tables import table_lab
 
     lab = table_lab(os.path.join(DATA, table + ".csv"), "yield", "max", seed=seed, initial_design=5, budget=budget)
-    params = [p.model_copy(update={"encoding": encoding}) if isinstance(p, CategoricalParameter) else p
-              for p in lab.spec.parameters]
+    params = [
+        p.model_copy(update={"encoding": encoding}) if isinstance(p, CategoricalParameter) else p
+        for p in lab.spec.parameters
+    ]
     spec = lab.spec.model_copy(update={"parameters": params})
     lab.spec, lab.pool = spec, CandidatePool(SearchSpace.from_spec(spec), lab.pool.rows)
     best, top = targets(lab.values)
@@ -45,9 +46,17 @@ def run(table: str, seed: int, encoding: str, budget: int) -> dict:
     t0 = time.perf_counter()
     res = run_replay(lab, budget, initial_rows=init, stop=lambda r: bool(r.history) and r.best >= best)
     to_best, to_top = counts(res.history, best, top, budget)
-    return {"table": table, "seed": seed, "method": encoding, "to_best": to_best, "to_top1": to_top,
-            "n": len(res.history), "budget": budget, "wall_s": round(time.perf_counter() - t0, 1),
-            "s_per_ask": round(statistics.mean(res.ask_seconds), 3) if res.ask_seconds else None}
+    return {
+        "table": table,
+        "seed": seed,
+        "method": encoding,
+        "to_best": to_best,
+        "to_top1": to_top,
+        "n": len(res.history),
+        "budget": budget,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "s_per_ask": round(statistics.mean(res.ask_seconds), 3) if res.ask_seconds else None,
+    }
 
 
 def main() -> None:

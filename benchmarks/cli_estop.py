@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,13 @@ HERE = Path(__file__).resolve().parent
 STOP_LOG_DIR = "LABLOOP_BENCH_STOP_LOG_DIR"
 
 
-def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, seed: int = 0,
-              state_dir: str | None = None, name: str | None = None) -> Any:
+def build_lab(
+    options: dict[str, Any] | None = None,
+    time_scale: float = 1.0,
+    seed: int = 0,
+    state_dir: str | None = None,
+    name: str | None = None,
+) -> Any:
     """The thin-film lab, each device's ``stop()`` first noting ``time.time()`` in ``$STOP_LOG_DIR/NAME.stops``
     when the emergency stop calls it (its threads are named ``estop-DEVICE``; a RunEngine also calls ``stop()``
     at the end of every run)."""
@@ -72,12 +78,14 @@ def spawn_s(*args: str, python: str = sys.executable) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tries", type=int, default=5)
-    ap.add_argument("--before", help="Another checkout's python (e.g. /work/main/.venv/bin/python): also time its "
-                    "`import labloop.cli`, the figure before the CLI was made light.")
+    ap.add_argument(
+        "--before",
+        help="Another checkout's python (e.g. /work/main/.venv/bin/python): also time its "
+        "`import labloop.cli`, the figure before the CLI was made light.",
+    )
     a = ap.parse_args()
     sys.path.insert(0, str(HERE.parent / "tests"))
     import yaml
-
     from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
     from running import two_chamber
 
@@ -103,19 +111,36 @@ def main() -> None:
             log = tmp / f"{name}.stops"
             log.unlink(missing_ok=True)
             baseline = {}
-            for label, code in (("python_pass", "pass"), ("import_zmq", "import zmq"),
-                                ("import_labloop_cli", "import labloop.cli")):
+            for label, code in (
+                ("python_pass", "pass"),
+                ("import_zmq", "import zmq"),
+                ("import_labloop_cli", "import labloop.cli"),
+            ):
                 baseline[f"{label}_s"], baseline[f"{label}_cpu_s"] = spawn_s("-c", code)
             if a.before:
                 baseline["before_import_labloop_cli_s"], baseline["before_import_labloop_cli_cpu_s"] = spawn_s(
-                    "-P", "-c", "import labloop.cli", python=a.before)  # -P: its own labloop, not this folder's
+                    "-P", "-c", "import labloop.cli", python=a.before
+                )  # -P: its own labloop, not this folder's
             t0, c0 = time.time(), children_cpu()
-            proc = subprocess.run([sys.executable, "-m", "labloop", "estop", "--campaign", str(cid),
-                                   "--server", d.control, "--key", keyfile], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "labloop",
+                    "estop",
+                    "--campaign",
+                    str(cid),
+                    "--server",
+                    d.control,
+                    "--key",
+                    keyfile,
+                ],
+                capture_output=True,
+                text=True,
+            )
             exited = time.time() - t0
             baseline["estop_process_cpu_s"] = children_cpu() - c0
             assert proc.returncode == 0, proc.stderr
-            from datetime import timezone
 
             from labloop.store import Store
 
@@ -124,26 +149,41 @@ def main() -> None:
                 row = [x for x in st.audit_log(None) if x.action == "estop" and x.outcome == "accepted"][-1]
             finally:
                 st.close()
-            committed = (row.at if row.at.tzinfo else row.at.replace(tzinfo=timezone.utc)).timestamp()
+            committed = (row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)).timestamp()
             stops = {}
             for line in log.read_text().split("\n"):
                 if line:
                     dev, at = line.split()
                     stops.setdefault(dev, float(at))
-            row = {"benchmark": "cli_estop", "try": i, "devices_stopped": len(stops),
-                   "estop_to_all_stops_s": round(max(stops.values()) - t0, 4),
-                   "estop_to_first_stop_s": round(min(stops.values()) - t0, 4),
-                   "start_to_request_committed_s": round(committed - t0, 4),
-                   "committed_to_all_stops_s": round(max(stops.values()) - committed, 4),
-                   "estop_process_exit_s": round(exited, 4), **{k: round(v, 4) for k, v in baseline.items()}}
+            row = {
+                "benchmark": "cli_estop",
+                "try": i,
+                "devices_stopped": len(stops),
+                "estop_to_all_stops_s": round(max(stops.values()) - t0, 4),
+                "estop_to_first_stop_s": round(min(stops.values()) - t0, 4),
+                "start_to_request_committed_s": round(committed - t0, 4),
+                "committed_to_all_stops_s": round(max(stops.values()) - committed, 4),
+                "estop_process_exit_s": round(exited, 4),
+                **{k: round(v, 4) for k, v in baseline.items()},
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
         c.close()
     finally:
         d.stop()
     med = {k: round(statistics.median(r[k] for r in rows), 4) for k in rows[0] if k.endswith("_s")}
-    print(json.dumps({"benchmark": "cli_estop", "summary": True, "tries": len(rows),
-                      "load_1min": round(os.getloadavg()[0], 2), "median": med}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "cli_estop",
+                "summary": True,
+                "tries": len(rows),
+                "load_1min": round(os.getloadavg()[0], 2),
+                "median": med,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

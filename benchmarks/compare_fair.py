@@ -33,8 +33,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from labloop.benchmark_protocol import censored, geometric_mean, paired_wilcoxon, start_rows
 from replay_tables import DATA
+
+from labloop.benchmark_protocol import censored, geometric_mean, paired_wilcoxon, start_rows
 
 BUDGET = 150
 
@@ -62,9 +63,19 @@ def _legacy(paths: list[str]) -> list[dict]:
             if r["init_rows"] != start_rows(n_rows[r["table"]], r["seed"]):
                 raise SystemExit(f"{p}: {r['table']} seed {r['seed']}: starting rows differ from the protocol's")
             rounds = {k: (None if r[k] is None else max(0, r[k] - len(r["init_rows"]))) for k in ("to_best", "to_top1")}
-            out.append({**r, "q": 1, "protocol": "issue13", "legacy": True, "s_per_proposal": None,
-                        "setup_s": None, "first_proposal_s": None, "rounds_to_best": rounds["to_best"],
-                        "rounds_to_top1": rounds["to_top1"]})
+            out.append(
+                {
+                    **r,
+                    "q": 1,
+                    "protocol": "issue13",
+                    "legacy": True,
+                    "s_per_proposal": None,
+                    "setup_s": None,
+                    "first_proposal_s": None,
+                    "rounds_to_best": rounds["to_best"],
+                    "rounds_to_top1": rounds["to_top1"],
+                }
+            )
     return out
 
 
@@ -106,7 +117,8 @@ def compare(ours: list[dict], peers: list[dict], qs: list[int], peer: str = "bay
                     "to_top1": [censored(r["to_top1"], BUDGET) for r in rs],
                     "rounds_to_best": [r.get("rounds_to_best") for r in rs],
                     "found_best": sum(r["to_best"] is not None and r["to_best"] <= BUDGET for r in rs),
-                    "sec_per_ask": round(statistics.median(xs), 3) if (xs := [s for s in secs if s is not None])
+                    "sec_per_ask": round(statistics.median(xs), 3)
+                    if (xs := [s for s in secs if s is not None])
                     else None,
                 }
                 m = line[name]
@@ -132,21 +144,30 @@ def summaries(lines: list[dict], peer: str = "baybe") -> list[dict]:
     out = []
     for q in sorted({ln["q"] for ln in lines}):
         ls = [ln for ln in lines if ln["q"] == q]
-        s: dict = {"q": q, "tables": len(ls),
-                   "geomean_labloop_over_peer_to_best": round(geometric_mean(ln["ratio_to_best"] for ln in ls), 3),
-                   "geomean_labloop_over_peer_to_top1": round(geometric_mean(
-                       ln["labloop"]["median_to_top1"] / ln[peer]["median_to_top1"] for ln in ls), 3),
-                   # the same ratio run by run (each seed's pair, then the geometric mean per table and over the
-                   # tables): every run counts, not only the median one, so one lucky or unlucky seed moves it less
-                   "geomean_paired_runs_to_best": round(geometric_mean(
-                       geometric_mean(a / b for a, b in zip(ln["labloop"]["to_best"], ln[peer]["to_best"]))
-                       for ln in ls), 3),
-                   "labloop_ahead": sum(ln["ratio_to_best"] < 1 for ln in ls),
-                   "level": sum(ln["ratio_to_best"] == 1 for ln in ls),
-                   "peer_ahead": sum(ln["ratio_to_best"] > 1 for ln in ls),
-                   "p_below_0.1": [f"{ln['table']} ({'labloop' if ln['paired_to_best']['median_diff'] < 0 else peer})"
-                                   for ln in ls if ln["paired_to_best"]["p"] is not None
-                                   and ln["paired_to_best"]["p"] < 0.1]}
+        s: dict = {
+            "q": q,
+            "tables": len(ls),
+            "geomean_labloop_over_peer_to_best": round(geometric_mean(ln["ratio_to_best"] for ln in ls), 3),
+            "geomean_labloop_over_peer_to_top1": round(
+                geometric_mean(ln["labloop"]["median_to_top1"] / ln[peer]["median_to_top1"] for ln in ls), 3
+            ),
+            # the same ratio run by run (each seed's pair, then the geometric mean per table and over the
+            # tables): every run counts, not only the median one, so one lucky or unlucky seed moves it less
+            "geomean_paired_runs_to_best": round(
+                geometric_mean(
+                    geometric_mean(a / b for a, b in zip(ln["labloop"]["to_best"], ln[peer]["to_best"])) for ln in ls
+                ),
+                3,
+            ),
+            "labloop_ahead": sum(ln["ratio_to_best"] < 1 for ln in ls),
+            "level": sum(ln["ratio_to_best"] == 1 for ln in ls),
+            "peer_ahead": sum(ln["ratio_to_best"] > 1 for ln in ls),
+            "p_below_0.1": [
+                f"{ln['table']} ({'labloop' if ln['paired_to_best']['median_diff'] < 0 else peer})"
+                for ln in ls
+                if ln["paired_to_best"]["p"] is not None and ln["paired_to_best"]["p"] < 0.1
+            ],
+        }
         if q != 1:  # experiments at q over experiments at q = 1, same tables and seeds
             for name in ("labloop", peer):
                 ratios = []
@@ -166,10 +187,12 @@ def summaries(lines: list[dict], peer: str = "baybe") -> list[dict]:
 
 
 def markdown(lines: list[dict], peer: str = "baybe") -> str:
-    rows = ["| table | q | seeds | labloop to best (found) | BayBE to best (found) | median diff (l - B), wins l/B/tie "
-            "| Wilcoxon p | labloop / BayBE to top-1% | p top-1% | rounds to best l / B | s per ask l / B "
-            "| BayBE setup s (first proposal s) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| table | q | seeds | labloop to best (found) | BayBE to best (found) | median diff (l - B), wins l/B/tie "
+        "| Wilcoxon p | labloop / BayBE to top-1% | p top-1% | rounds to best l / B | s per ask l / B "
+        "| BayBE setup s (first proposal s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for ln in lines:
         lab, bb, pb, pt = ln["labloop"], ln[peer], ln["paired_to_best"], ln["paired_to_top1"]
         rows.append(
@@ -178,7 +201,8 @@ def markdown(lines: list[dict], peer: str = "baybe") -> str:
             f"{len(ln['seeds'])}) | {pb['median_diff']:+g}, {pb['x_better']}/{pb['y_better']}/{pb['zeros']} "
             f"| {pb['p']:.3g} | {_show(lab['median_to_top1'])} / {_show(bb['median_to_top1'])} | {pt['p']:.3g} "
             f"| {_show(lab['median_rounds_to_best'])} / {_show(bb['median_rounds_to_best'])} "
-            f"| {lab['sec_per_ask']} / {bb['sec_per_ask']} | {bb['setup_s']} ({bb['first_proposal_s']}) |")
+            f"| {lab['sec_per_ask']} / {bb['sec_per_ask']} | {bb['setup_s']} ({bb['first_proposal_s']}) |"
+        )
     return "\n".join(rows)
 
 
@@ -186,15 +210,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", nargs="*", default=[str(HERE / "results" / "fair_labloop_runs.jsonl")])
     ap.add_argument("--peers", nargs="*", default=[str(HERE / "results" / "fair_peers_runs.jsonl")])
-    ap.add_argument("--legacy-peers", nargs="*", default=[], help="pre-issue-13 BayBE runs, used as q = 1 runs "
-                    "where the current runs file has none for that (table, seed)")
+    ap.add_argument(
+        "--legacy-peers",
+        nargs="*",
+        default=[],
+        help="pre-issue-13 BayBE runs, used as q = 1 runs where the current runs file has none for that (table, seed)",
+    )
     ap.add_argument("--options", default="{}", help="which labloop variant (its --options JSON)")
     ap.add_argument("--q", default="1,2,4,8")
     ap.add_argument("--markdown", action="store_true")
     a = ap.parse_args()
     opts = json.loads(a.options)
-    ours = [r for r in _load(a.runs)
-            if _normal(r.get("options", {}), r["q"]) == _normal(opts, r["q"]) or r["strategy"] == "random"]
+    ours = [
+        r
+        for r in _load(a.runs)
+        if _normal(r.get("options", {}), r["q"]) == _normal(opts, r["q"]) or r["strategy"] == "random"
+    ]
     peers = _load(a.peers)
     have = {(r["table"], r["seed"], r.get("q", 1), r["method"]) for r in peers}
     peers += [r for r in _legacy(a.legacy_peers) if (r["table"], r["seed"], 1, r["method"]) not in have]

@@ -69,31 +69,44 @@ def main() -> None:
     rows = []
     for stem in sorted({r["table"] for r in ours}):
         n, k_best, k_top = table_facts(stem)
-        line: dict = {"table": stem, "rows": n,
-                      "random_exact_median_to_best": exact_random_median(n, k_best),
-                      "random_exact_median_to_top1pct": exact_random_median(n, k_top)}
+        line: dict = {
+            "table": stem,
+            "rows": n,
+            "random_exact_median_to_best": exact_random_median(n, k_best),
+            "random_exact_median_to_top1pct": exact_random_median(n, k_top),
+        }
         for strat in ("labloop", "random"):
             rs = [r for r in ours if r["table"] == stem and r["strategy"] == strat and r["seed"] < a.seeds]
             if rs:
-                line[strat] = {"seeds": len(rs), "median_to_best": _med([r["to_best"] for r in rs]),
-                               "median_to_top1pct": _med([r["to_top1"] for r in rs]),
-                               "found_best": sum(r["to_best"] <= BUDGET for r in rs),
-                               "sec_per_proposal": round(statistics.mean(r["sec"] for r in rs), 3)}
+                line[strat] = {
+                    "seeds": len(rs),
+                    "median_to_best": _med([r["to_best"] for r in rs]),
+                    "median_to_top1pct": _med([r["to_top1"] for r in rs]),
+                    "found_best": sum(r["to_best"] <= BUDGET for r in rs),
+                    "sec_per_proposal": round(statistics.mean(r["sec"] for r in rs), 3),
+                }
         for method in ("baybe", "ax"):
             rs = [r for r in peers if r["table"] == stem and r["method"] == method]
             if rs:
-                line[method] = {"seeds": len(rs),
-                                "median_to_best": _med([r["to_best"] or BUDGET + 1 for r in rs]),
-                                "median_to_top1pct": _med([r["to_top1"] or BUDGET + 1 for r in rs]),
-                                "found_best": sum(r["to_best"] is not None for r in rs),
-                                "sec_per_proposal": round(statistics.median(
-                                    [r["s_per_proposal"] for r in rs if r["s_per_proposal"] is not None] or [0.0]), 3)}
+                line[method] = {
+                    "seeds": len(rs),
+                    "median_to_best": _med([r["to_best"] or BUDGET + 1 for r in rs]),
+                    "median_to_top1pct": _med([r["to_top1"] or BUDGET + 1 for r in rs]),
+                    "found_best": sum(r["to_best"] is not None for r in rs),
+                    "sec_per_proposal": round(
+                        statistics.median(
+                            [r["s_per_proposal"] for r in rs if r["s_per_proposal"] is not None] or [0.0]
+                        ),
+                        3,
+                    ),
+                }
         if "labloop" in line and "baybe" in line:
             # is the difference more than seed luck? two-sided Mann-Whitney U on experiments-to-best per seed
             from scipy.stats import mannwhitneyu
 
-            x = [r["to_best"] for r in ours
-                 if r["table"] == stem and r["strategy"] == "labloop" and r["seed"] < a.seeds]
+            x = [
+                r["to_best"] for r in ours if r["table"] == stem and r["strategy"] == "labloop" and r["seed"] < a.seeds
+            ]
             y = [r["to_best"] or BUDGET + 1 for r in peers if r["table"] == stem and r["method"] == "baybe"]
             line["p_labloop_vs_baybe"] = round(float(mannwhitneyu(x, y, alternative="two-sided").pvalue), 3)
         if "labloop" in line:
@@ -105,23 +118,28 @@ def main() -> None:
         print(json.dumps(line))
     if not a.markdown:
         return
-    print("\n| table | rows | labloop to best (found) | labloop to top-1% | random exact median to best / top-1% "
-          "| random, same seeds | labloop / random (exact) | BayBE to best (found, seeds) | BayBE to top-1% "
-          "| p vs BayBE | Ax to best (seeds) | s / proposal labloop (BayBE) |")
+    print(
+        "\n| table | rows | labloop to best (found) | labloop to top-1% | random exact median to best / top-1% "
+        "| random, same seeds | labloop / random (exact) | BayBE to best (found, seeds) | BayBE to top-1% "
+        "| p vs BayBE | Ax to best (seeds) | s / proposal labloop (BayBE) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+
     def found(m: dict) -> str:
         return f" ({m['found_best']}/{m['seeds']})"
 
     for r in rows:
         lab, rnd, bb, ax = (r.get(k, {}) for k in ("labloop", "random", "baybe", "ax"))
-        print(f"| {r['table']} | {r['rows']} | {_show(lab['median_to_best'])} ({lab['found_best']}/{lab['seeds']}) "
-              f"| {_show(lab['median_to_top1pct'])} | {r['random_exact_median_to_best']} / "
-              f"{r['random_exact_median_to_top1pct']} | {rnd.get('median_to_best', '-')} "
-              f"| {r['ratio_to_exact_random']} "
-              f"| {_show(bb['median_to_best']) + found(bb) if bb else 'not run'} "
-              f"| {_show(bb['median_to_top1pct']) if bb else '-'} | {r.get('p_labloop_vs_baybe', '-')} "
-              f"| {_show(ax['median_to_best']) + ' (' + str(ax['seeds']) + ')' if ax else 'not run'} "
-              f"| {lab['sec_per_proposal']} ({bb.get('sec_per_proposal', '-')}) |")
+        print(
+            f"| {r['table']} | {r['rows']} | {_show(lab['median_to_best'])} ({lab['found_best']}/{lab['seeds']}) "
+            f"| {_show(lab['median_to_top1pct'])} | {r['random_exact_median_to_best']} / "
+            f"{r['random_exact_median_to_top1pct']} | {rnd.get('median_to_best', '-')} "
+            f"| {r['ratio_to_exact_random']} "
+            f"| {_show(bb['median_to_best']) + found(bb) if bb else 'not run'} "
+            f"| {_show(bb['median_to_top1pct']) if bb else '-'} | {r.get('p_labloop_vs_baybe', '-')} "
+            f"| {_show(ax['median_to_best']) + ' (' + str(ax['seeds']) + ')' if ax else 'not run'} "
+            f"| {lab['sec_per_proposal']} ({bb.get('sec_per_proposal', '-')}) |"
+        )
 
 
 if __name__ == "__main__":

@@ -16,21 +16,21 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from daemon_helpers import DaemonProcess, add_user, wait_until
+from running import two_chamber
+
 from labloop.control.client import Follower
 from labloop.control.requests import ask_runner
 from labloop.store import Store
-from running import two_chamber
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -68,8 +68,13 @@ def main() -> None:
             t0 = time.perf_counter()
             c.call("status", campaign=cid)
             t.append(time.perf_counter() - t0)
-        out(metric="status_round_trip_ms", p50=round(1000 * pct(t, 0.5), 3), p99=round(1000 * pct(t, 0.99), 3),
-            n=a.status, note="CURVE on loopback, snapshot <= 0.5 s old; a running campaign beside it")
+        out(
+            metric="status_round_trip_ms",
+            p50=round(1000 * pct(t, 0.5), 3),
+            p99=round(1000 * pct(t, 0.99), 3),
+            n=a.status,
+            note="CURVE on loopback, snapshot <= 0.5 s old; a running campaign beside it",
+        )
         seen: list[int] = []
         reconnects = 0
         began = time.monotonic()
@@ -79,7 +84,7 @@ def main() -> None:
                 seen.append(e["seq"])
                 if "v" in e:  # live, not fetched through missed
                     at = datetime.fromisoformat(e["at"])
-                    emitted.append(time.time() - (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).timestamp())
+                    emitted.append(time.time() - (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp())
                 if e["kind"] == "document" and "v" in e:  # live (not fetched): its document time -> now
                     doc = e["body"]["doc"]
                     if "time" in doc:
@@ -93,12 +98,21 @@ def main() -> None:
         seen.extend(e["seq"] for e in follower.catch_up(cid, max(seen)))
         lost = len(set(range(seen[0], max(seen) + 1)) - set(seen))
         dup = len(seen) - len(set(seen))
-        out(metric="stream_document_latency_ms", p50=round(1000 * pct(lat, 0.5), 2),
-            p95=round(1000 * pct(lat, 0.95), 2), n=len(lat),
-            rate_per_s=round(len(seen) / a.stream_seconds, 1), note="document's own time -> subscriber, loopback")
-        out(metric="stream_event_latency_ms", p50=round(1000 * pct(emitted, 0.5), 2),
-            p95=round(1000 * pct(emitted, 0.95), 2), n=len(emitted),
-            note="the child's emit (queued for the store) -> subscriber: commit + daemon tail + PUB/SUB")
+        out(
+            metric="stream_document_latency_ms",
+            p50=round(1000 * pct(lat, 0.5), 2),
+            p95=round(1000 * pct(lat, 0.95), 2),
+            n=len(lat),
+            rate_per_s=round(len(seen) / a.stream_seconds, 1),
+            note="document's own time -> subscriber, loopback",
+        )
+        out(
+            metric="stream_event_latency_ms",
+            p50=round(1000 * pct(emitted, 0.5), 2),
+            p95=round(1000 * pct(emitted, 0.95), 2),
+            n=len(emitted),
+            note="the child's emit (queued for the store) -> subscriber: commit + daemon tail + PUB/SUB",
+        )
         out(metric="stream_reconnects", reconnects=reconnects, lost=lost, duplicated=dup, events=len(seen))
         acks: dict[str, list[float]] = {"pause": [], "resume": [], "pause_on_store": [], "resume_on_store": []}
         for _ in range(a.pauses):
@@ -115,23 +129,31 @@ def main() -> None:
         st.close()
         for action, xs in acks.items():
             if xs:
-                out(metric=f"{action}_acknowledged_ms", p50=round(1000 * pct(xs, 0.5), 1),
-                    p95=round(1000 * pct(xs, 0.95), 1), n=len(xs))
+                out(
+                    metric=f"{action}_acknowledged_ms",
+                    p50=round(1000 * pct(xs, 0.5), 1),
+                    p95=round(1000 * pct(xs, 0.95), 1),
+                    n=len(xs),
+                )
         notice = []
         for _ in range(a.kills):
             pid = next(x for x in c.call("list") if x["id"] == cid)["pid"]
             st = Store(d.store_url)
             before = sum(1 for x in st.audit_log(cid) if x.action == "daemon.crash")
-            t0 = datetime.now(timezone.utc)
+            t0 = datetime.now(UTC)
             os.kill(pid, signal.SIGKILL)
             row = wait_until(lambda: [x for x in st.audit_log(cid) if x.action == "daemon.crash"][before:], 30, 0.01)  # noqa: B023 - wait_until calls it within this iteration
-            at = row[0].at if row[0].at.tzinfo else row[0].at.replace(tzinfo=timezone.utc)
+            at = row[0].at if row[0].at.tzinfo else row[0].at.replace(tzinfo=UTC)
             notice.append((at - t0).total_seconds())
             wait_until(lambda: next(x for x in c.call("list") if x["id"] == cid)["pid"] not in (None, pid), 120)  # noqa: B023 - wait_until calls it within this iteration
             st.close()
         if notice:
-            out(metric="killed_campaign_noticed_s", max=round(max(notice), 3), values=[round(x, 3) for x in notice],
-                note="SIGKILL -> crash recorded in the audit log (then resumed)")
+            out(
+                metric="killed_campaign_noticed_s",
+                max=round(max(notice), 3),
+                values=[round(x, 3) for x in notice],
+                note="SIGKILL -> crash recorded in the audit log (then resumed)",
+            )
         c.call("stop", campaign=cid)
     finally:
         d.stop()

@@ -35,11 +35,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from daemon_helpers import DaemonProcess, add_user, wait_until
+from running import two_chamber
+
 from labloop.control.client import Client
 from labloop.control.supervisor import TAKEOVER_ACTION
 from labloop.store import Store
 from labloop.store.connection import normalize_url
-from running import two_chamber
 
 UNFINISHED = ("proposed", "approved", "running", "measured", "interrupted")
 
@@ -95,8 +96,9 @@ def main() -> None:
             d = daemons[victim]
             data = two_chamber(max_trials=a.trials)
             data["name"] = f"takeover-{k}"
-            cid = Client(d.control, keys[victim], 120).call("submit", text=yaml.safe_dump(data),
-                                                            source=f"takeover-{k}.yaml")["campaign_id"]
+            cid = Client(d.control, keys[victim], 120).call(
+                "submit", text=yaml.safe_dump(data), source=f"takeover-{k}.yaml"
+            )["campaign_id"]
             cids.append(cid)
             wait_until(lambda: any(t.state == "done" for t in st.trials(cid)), 300, 0.1)  # noqa: B023 - wait_until calls it within this iteration
             assert d.proc is not None
@@ -119,30 +121,52 @@ def main() -> None:
 
                 lease = wait_until(taken, 120, 0.02)
                 t_lease = time.time()
-                wait_until(lambda c=c: st.campaign(c).state not in ("running", "paused") or len(
-                    [e for e in st.audit_log(c) if e.action == TAKEOVER_ACTION]) >= expected[c], 120, 0.05)
+                wait_until(
+                    lambda c=c: (
+                        st.campaign(c).state not in ("running", "paused")
+                        or len([e for e in st.audit_log(c) if e.action == TAKEOVER_ACTION]) >= expected[c]
+                    ),
+                    120,
+                    0.05,
+                )
                 t_rec = time.time()
                 if lease == "ended":  # it ended between the check and the kill: nothing to take over
                     expected[c] -= 1
                     continue
                 takeovers.append(t_lease - t_kill)
                 recorded.append(t_rec - t_kill)
-                out(benchmark="daemon_takeover", kill=k + 1, campaign=c, takeover_s=round(t_lease - t_kill, 3),
-                    recorded_s=round(t_rec - t_kill, 3), ttl_s=a.ttl, new_holder=lease.holder)
+                out(
+                    benchmark="daemon_takeover",
+                    kill=k + 1,
+                    campaign=c,
+                    takeover_s=round(t_lease - t_kill, 3),
+                    recorded_s=round(t_rec - t_kill, 3),
+                    ttl_s=a.ttl,
+                    new_holder=lease.holder,
+                )
             d.start()  # the dead host comes back; it survives the next round
         wait_until(lambda: all(st.campaign(c).state not in ("running", "paused") for c in cids), 900, 0.5)
         trials = [t for c in cids for t in st.trials(c)]
-        out(benchmark="daemon_takeover", summary=True, kills=a.kills, ttl_s=a.ttl, campaigns=len(cids),
+        out(
+            benchmark="daemon_takeover",
+            summary=True,
+            kills=a.kills,
+            ttl_s=a.ttl,
+            campaigns=len(cids),
             trials_per_campaign=a.trials,
             campaigns_run_twice=sum(run_twice(st, c, expected.get(c, 0)) for c in cids),
             takeovers=len(takeovers),
             trials_lost=sum(t.state in UNFINISHED for t in trials)
             + sum(st.campaign(c).state in ("running", "paused") for c in cids),
-            trials_total=len(trials), trials_done=sum(t.state == "done" for t in trials),
+            trials_total=len(trials),
+            trials_done=sum(t.state == "done" for t in trials),
             trials_failed=sum(t.state == "failed" for t in trials),
-            takeover_s_median=round(statistics.median(takeovers), 3), takeover_s_max=round(max(takeovers), 3),
-            recorded_s_median=round(statistics.median(recorded), 3), recorded_s_max=round(max(recorded), 3),
-            wall_s=round(time.time() - t_start, 1))
+            takeover_s_median=round(statistics.median(takeovers), 3),
+            takeover_s_max=round(max(takeovers), 3),
+            recorded_s_median=round(statistics.median(recorded), 3),
+            recorded_s_max=round(max(recorded), 3),
+            wall_s=round(time.time() - t_start, 1),
+        )
     finally:
         st.close()
         for d in daemons:

@@ -25,21 +25,20 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import yaml
-from sqlalchemy import select
-
-from labloop.store import Store
-from labloop.store.schema import Event
-from labloop.identity import accounts
-from labloop.web.thin import reading_key
-
 from daemon_helpers import DaemonProcess, add_user
 from running import two_chamber
+from sqlalchemy import select
+
+from labloop.identity import accounts
+from labloop.store import Store
+from labloop.store.schema import Event
+from labloop.web.thin import reading_key
 
 PASSWORD = "benchmark password"
 
@@ -51,7 +50,13 @@ def driver():
 
     opts = Options()
     opts.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         opts.add_argument(arg)
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     d.set_page_load_timeout(120)
@@ -109,10 +114,20 @@ def main() -> None:
             "const r = performance.getEntriesByType('resource').filter(e => !e.name.includes('/api/'));"
             "const p = performance.getEntriesByType('paint').find(e => e.name === 'first-contentful-paint');"
             "return {bytes: n.encodedBodySize + r.reduce((s, e) => s + (e.encodedBodySize || 0), 0),"
-            " files: 1 + r.length, fcp_ms: p ? p.startTime : null, dom_ms: n.domContentLoadedEventEnd};")
-        print(json.dumps({"bench": "dashboard_page", "page_bytes": nav["bytes"], "files": nav["files"],
-                          "first_contentful_paint_ms": round(nav["fcp_ms"] or -1, 1),
-                          "dom_content_loaded_ms": round(nav["dom_ms"], 1)}), flush=True)
+            " files: 1 + r.length, fcp_ms: p ? p.startTime : null, dom_ms: n.domContentLoadedEventEnd};"
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "dashboard_page",
+                    "page_bytes": nav["bytes"],
+                    "files": nav["files"],
+                    "first_contentful_paint_ms": round(nav["fcp_ms"] or -1, 1),
+                    "dom_content_loaded_ms": round(nav["dom_ms"], 1),
+                }
+            ),
+            flush=True,
+        )
         deadline = time.monotonic() + 900
         while store.campaign(cid).state == "running":
             if time.monotonic() > deadline:
@@ -120,13 +135,14 @@ def main() -> None:
             time.sleep(0.5)
         with store.session() as s:
             rows = s.execute(select(Event.seq, Event.at, Event.kind, Event.body).where(Event.campaign_id == cid)).all()
-        emitted = {seq: at.replace(tzinfo=at.tzinfo or timezone.utc).timestamp() * 1000 for seq, at, _, _ in rows}
+        emitted = {seq: at.replace(tzinfo=at.tzinfo or UTC).timestamp() * 1000 for seq, at, _, _ in rows}
         # campaign events: everything but monitor readings; a page must draw every one of them
         campaign = {seq for seq, _, kind, body in rows if reading_key(kind, body) is None}
         ended = time.monotonic()
         for d in drivers:  # every page has drawn the last event (or a minute has passed)
-            while (d.execute_script("return window.labloopLive.lastSeq") < max(emitted)
-                   and time.monotonic() - ended < 60):
+            while (
+                d.execute_script("return window.labloopLive.lastSeq") < max(emitted) and time.monotonic() - ended < 60
+            ):
                 time.sleep(0.2)
         time.sleep(1.5)  # the last stream redraw (at most a second after the last reading)
         lat: list[float] = []
@@ -138,7 +154,8 @@ def main() -> None:
         for d in drivers:
             arr, start = d.execute_script(
                 "const l = window.labloopLive; return [l.arrivals.filter(a => a.seq != null)"
-                ".map(a => [a.seq, a.shown, a.caughtUp, !!a.reading, a.t]), l.startSeq]")
+                ".map(a => [a.seq, a.shown, a.caughtUp, !!a.reading, a.t]), l.startSeq]"
+            )
             shown = {q for q, t, _, _, _ in arr if t is not None}
             # events sent before the page was live came as catch-up from the store: not a live latency
             for q, t, caught, _, came in arr:
@@ -156,18 +173,40 @@ def main() -> None:
             start = start if start is not None else min(shown, default=0)  # (a page without startSeq: older code)
             lost += [(q, kind_of[q]) for q in sorted(campaign) if q > start and q not in shown]
         n_readings = len(emitted) - len(campaign)
-        print(json.dumps({"bench": "dashboard_event_latency", "pages": a.pages, "events": len(emitted),
-                          "campaign_events": len(campaign), "measured": len(lat),
-                          "p50_ms": round(statistics.median(lat), 1), "p95_ms": round(pct(lat, 95), 1),
-                          "max_ms": round(max(lat), 1),
-                          "arrived_p50_ms": round(statistics.median(lat_arrived), 1),
-                          "arrived_p95_ms": round(pct(lat_arrived, 95), 1), "lost": len(lost), "lost_first": lost[:10],
-                          "pages_opened_s": round(opened_s, 1)}), flush=True)
-        print(json.dumps({"bench": "dashboard_readings", "pages": a.pages, "readings_per_page": n_readings,
-                          "received_per_page": round(readings_received / a.pages, 1),
-                          "drawn_per_page": round(readings_drawn / a.pages, 1),
-                          "drawn_p50_ms": round(statistics.median(lat_readings), 1) if lat_readings else None,
-                          "drawn_p95_ms": round(pct(lat_readings, 95), 1) if lat_readings else None}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "dashboard_event_latency",
+                    "pages": a.pages,
+                    "events": len(emitted),
+                    "campaign_events": len(campaign),
+                    "measured": len(lat),
+                    "p50_ms": round(statistics.median(lat), 1),
+                    "p95_ms": round(pct(lat, 95), 1),
+                    "max_ms": round(max(lat), 1),
+                    "arrived_p50_ms": round(statistics.median(lat_arrived), 1),
+                    "arrived_p95_ms": round(pct(lat_arrived, 95), 1),
+                    "lost": len(lost),
+                    "lost_first": lost[:10],
+                    "pages_opened_s": round(opened_s, 1),
+                }
+            ),
+            flush=True,
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "dashboard_readings",
+                    "pages": a.pages,
+                    "readings_per_page": n_readings,
+                    "received_per_page": round(readings_received / a.pages, 1),
+                    "drawn_per_page": round(readings_drawn / a.pages, 1),
+                    "drawn_p50_ms": round(statistics.median(lat_readings), 1) if lat_readings else None,
+                    "drawn_p95_ms": round(pct(lat_readings, 95), 1) if lat_readings else None,
+                }
+            ),
+            flush=True,
+        )
     finally:
         for d in drivers:
             d.quit()

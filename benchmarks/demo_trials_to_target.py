@@ -20,8 +20,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_once(strategy: str, seed: int, max_trials: int, time_scale: float,
-             options: dict | None = None) -> tuple[int | None, float]:
+def run_once(
+    strategy: str, seed: int, max_trials: int, time_scale: float, options: dict | None = None
+) -> tuple[int | None, float]:
     """``options``: the strategy's options (``benchmarks/log_transform.py`` sets ``log_outcome``)."""
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
@@ -48,11 +49,17 @@ def run_once(strategy: str, seed: int, max_trials: int, time_scale: float,
 def summarize(name: str, hits: list[int | None], max_trials: int, per_trial: list[float]) -> dict:
     counted = [h if h is not None else max_trials + 1 for h in hits]
     med = statistics.median(counted)
-    return {"benchmark": "demo_trials_to_target", "strategy": name, "seeds": len(hits),
-            "median_trials_to_target": med if med <= max_trials else f">{max_trials}",
-            "mean_trials_to_target": statistics.fmean(counted), "per_seed": hits,
-            "not_reached": sum(h is None for h in hits), "budget": max_trials,
-            "wall_seconds_per_trial": round(statistics.fmean(per_trial), 3)}
+    return {
+        "benchmark": "demo_trials_to_target",
+        "strategy": name,
+        "seeds": len(hits),
+        "median_trials_to_target": med if med <= max_trials else f">{max_trials}",
+        "mean_trials_to_target": statistics.fmean(counted),
+        "per_seed": hits,
+        "not_reached": sum(h is None for h in hits),
+        "budget": max_trials,
+        "wall_seconds_per_trial": round(statistics.fmean(per_trial), 3),
+    }
 
 
 def main() -> None:

@@ -30,14 +30,18 @@ def campaign(busy: bool) -> dict:
     from running import two_chamber
 
     data = two_chamber(max_trials=40)
-    data["strategy"] = {"name": "slow_strategy:SlowStrategy", "initial_design": 1,
-                        "options": {"delay": 10.0, "busy": busy}}
+    data["strategy"] = {
+        "name": "slow_strategy:SlowStrategy",
+        "initial_design": 1,
+        "options": {"delay": 10.0, "busy": busy},
+    }
     data["scheduling"] = {"lookahead": 0}
     return data
 
 
 def one_try(i: int, busy: bool) -> dict:
     from running import record_stops
+
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
@@ -62,9 +66,15 @@ def one_try(i: int, busy: bool) -> dict:
             time.sleep(0.05)
         store.close()
     latencies = [v - t0 for v in stopped.values()]
-    return {"benchmark": "estop_latency", "optimizer": "cpu-bound" if busy else "sleeping", "try": i,
-            "devices": len(stopped), "trials_running": running, "optimizer_busy": still_thinking,
-            "latency_ms": round(1000 * max(latencies), 2)}
+    return {
+        "benchmark": "estop_latency",
+        "optimizer": "cpu-bound" if busy else "sleeping",
+        "try": i,
+        "devices": len(stopped),
+        "trials_running": running,
+        "optimizer_busy": still_thinking,
+        "latency_ms": round(1000 * max(latencies), 2),
+    }
 
 
 def main() -> None:
@@ -80,9 +90,20 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
         lat = [r["latency_ms"] for r in rows]
-        print(json.dumps({"benchmark": "estop_latency", "summary": True, "optimizer": rows[0]["optimizer"],
-                          "tries": len(rows), "median_ms": statistics.median(lat), "max_ms": max(lat),
-                          "all_during_busy_optimizer": all(r["optimizer_busy"] for r in rows)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "estop_latency",
+                    "summary": True,
+                    "optimizer": rows[0]["optimizer"],
+                    "tries": len(rows),
+                    "median_ms": statistics.median(lat),
+                    "max_ms": max(lat),
+                    "all_during_busy_optimizer": all(r["optimizer_busy"] for r in rows),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import json
 import tempfile
 
 import yaml
-
 from lab_throughput import campaign
 
 
@@ -38,14 +37,22 @@ def main() -> None:
         steps = store.steps(campaign_id=cid)
         injected = sum(getattr(d, "faults", 0) for d in runner.p.lab.devices.values())
         failed_steps = [s for s in steps if s.state == "failed"]
-        out = {"benchmark": "fault_injection", "fault_rate": args.fault_rate, "trials": len(trials),
-               "stop_rule": decision.rule, "all_trials_terminal": all(t.state in ("done", "failed") for t in trials),
-               "done": sum(t.state == "done" for t in trials), "failed": sum(t.state == "failed" for t in trials),
-               "step_attempts": len(steps), "faults_injected": injected, "failed_steps_recorded": len(failed_steps),
-               "failed_steps_with_reason": sum(1 for s in failed_steps if s.error),
-               "failed_trials_with_reason": sum(1 for t in trials if t.state == "failed" and t.failure_reason),
-               "retries": sum(1 for a in store.audit_log(cid) if a.action == "step.retry"),
-               "every_failure_recorded": injected == len(failed_steps)}
+        out = {
+            "benchmark": "fault_injection",
+            "fault_rate": args.fault_rate,
+            "trials": len(trials),
+            "stop_rule": decision.rule,
+            "all_trials_terminal": all(t.state in ("done", "failed") for t in trials),
+            "done": sum(t.state == "done" for t in trials),
+            "failed": sum(t.state == "failed" for t in trials),
+            "step_attempts": len(steps),
+            "faults_injected": injected,
+            "failed_steps_recorded": len(failed_steps),
+            "failed_steps_with_reason": sum(1 for s in failed_steps if s.error),
+            "failed_trials_with_reason": sum(1 for t in trials if t.state == "failed" and t.failure_reason),
+            "retries": sum(1 for a in store.audit_log(cid) if a.action == "step.retry"),
+            "every_failure_recorded": injected == len(failed_steps),
+        }
         store.close()
     print(json.dumps(out))
 

@@ -53,8 +53,14 @@ def table_evidence(stem: str, ns: list[int], repeats: int, kernels: list[str]) -
             for k in kernels:
                 gp = fit_gp(None, F[idx], y[idx].unsqueeze(-1), kernel=k)
                 per[k].append(float(loo_scores(gp).mean()))
-        line: dict = {"table": stem, "rows": len(F), "features": int(F.shape[-1]), "n": n, "repeats": repeats,
-                      "loo_per_point": {k: round(statistics.mean(v), 4) for k, v in per.items()}}
+        line: dict = {
+            "table": stem,
+            "rows": len(F),
+            "features": int(F.shape[-1]),
+            "n": n,
+            "repeats": repeats,
+            "loo_per_point": {k: round(statistics.mean(v), 4) for k, v in per.items()},
+        }
         base = per[kernels[0]]
         for k in kernels[1:]:
             d = [a - b for a, b in zip(per[k], base)]
@@ -68,23 +74,28 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ns", default="20,40,80", help="subset sizes")
     ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--kernels", default="matern,matern_gamma,rbf",
-                    help="labloop kernels (BotorchOptions.kernel); the first is the reference")
+    ap.add_argument(
+        "--kernels",
+        default="matern,matern_gamma,rbf",
+        help="labloop kernels (BotorchOptions.kernel); the first is the reference",
+    )
     ap.add_argument("--tables", nargs="*", help="substrings of table file names (default: all)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     kernels = a.kernels.split(",")
     ns = [int(x) for x in a.ns.split(",")]
     stems = [p.stem for p in table_files(a.tables)]
-    ahead = {k: 0 for k in kernels[1:]}
+    ahead = dict.fromkeys(kernels[1:], 0)
     for stem in stems:
         lines = table_evidence(stem, ns, a.repeats, kernels)
         for line in lines:
             print(json.dumps(line), flush=True)
         for k in ahead:  # ahead on a table: higher on average over every n and subset
             ahead[k] += statistics.mean(x[f"{k}_minus_{kernels[0]}"] for x in lines) > 0
-    print(json.dumps({"summary": True, "tables": len(stems), "reference": kernels[0],
-                      "tables_where_ahead": ahead}), flush=True)
+    print(
+        json.dumps({"summary": True, "tables": len(stems), "reference": kernels[0], "tables_where_ahead": ahead}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -31,14 +31,27 @@ def campaign(tmp: Path, trials: int, time_scale: float) -> dict:
     data = yaml.safe_load((REPO / "experiments" / "thinfilm.yaml").read_text())
     data["stopping"] = {"max_trials": trials, "target_reached": False}
     data["strategy"] = {"name": "random", "initial_design": 1}
-    data["lab"] = {"simulator": "thinfilm", "time_scale": time_scale,
-                   # shorter depositions than the throughput benchmark, so kills land in every kind of step
-                   "options": {"chambers": 2, "chamber_minutes": 10, "probe_minutes": 5, "robot_minutes": 1,
-                               "state_file": str(tmp / "world.json")},
-                   "stations": {"deposition": ["chamber1", "chamber2"]}, "buffers": ["hotel"]}
-    data["workflow"] = [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"},
-                        {"kind": "transfer", "to": "probe"}, {"kind": "measure", "device": "probe"},
-                        {"kind": "transfer", "to": "storage"}]
+    data["lab"] = {
+        "simulator": "thinfilm",
+        "time_scale": time_scale,
+        # shorter depositions than the throughput benchmark, so kills land in every kind of step
+        "options": {
+            "chambers": 2,
+            "chamber_minutes": 10,
+            "probe_minutes": 5,
+            "robot_minutes": 1,
+            "state_file": str(tmp / "world.json"),
+        },
+        "stations": {"deposition": ["chamber1", "chamber2"]},
+        "buffers": ["hotel"],
+    }
+    data["workflow"] = [
+        {"kind": "transfer", "to": "deposition"},
+        {"kind": "synthesize", "device": "deposition"},
+        {"kind": "transfer", "to": "probe"},
+        {"kind": "measure", "device": "probe"},
+        {"kind": "transfer", "to": "storage"},
+    ]
     return data
 
 
@@ -77,8 +90,12 @@ def main() -> None:
         kills, kill_steps, cmd = 0, [], ["run", str(path)]
         t0 = time.perf_counter()
         while True:
-            proc = subprocess.Popen([sys.executable, "-m", "labloop", *cmd, "--store", url],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "labloop", *cmd, "--store", url],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             cmd = ["resume"]
             if kills >= args.kills:
                 _, err = proc.communicate(timeout=600)
@@ -98,10 +115,18 @@ def main() -> None:
             kills += 1
             kill_steps.append(steps_done(db))
         wall = time.perf_counter() - t0
-        print(json.dumps(check(tmp, url, args.trials) | {"benchmark": "kill_resume", "shipped": args.shipped,
-                                                          "kills": kills,
-                                                          "kill_points_step_counts": kill_steps,
-                                                          "wall_s": round(wall, 1)}))
+        print(
+            json.dumps(
+                check(tmp, url, args.trials)
+                | {
+                    "benchmark": "kill_resume",
+                    "shipped": args.shipped,
+                    "kills": kills,
+                    "kill_points_step_counts": kill_steps,
+                    "wall_s": round(wall, 1),
+                }
+            )
+        )
 
 
 def check(tmp: Path, url: str, trials_expected: int) -> dict:
@@ -127,17 +152,30 @@ def check(tmp: Path, url: str, trials_expected: int) -> dict:
         if t.state not in ("done", "failed"):
             unfinished += 1
         measured = [s for s in steps if s.kind == "measure" and s.state == "done"]
-        if measured and not (t.state == "done" and abs(
-                t.values["sheet_resistance"] - sheet(TrialData(t.params, store.documents(trial_id=t.id)))) < 1e-9):
+        if measured and not (
+            t.state == "done"
+            and abs(t.values["sheet_resistance"] - sheet(TrialData(t.params, store.documents(trial_id=t.id)))) < 1e-9
+        ):
             lost += 1
-    out = {"audit_reconciled": sum(a.action == "sample.reconcile" for a in store.audit_log(c.id)),
-           "quarantined": sum(a.action == "station.quarantine" for a in store.audit_log(c.id)),
-           "campaign_state": c.state, "stop_reason": c.stop_reason, "trials": len(trials),
-           "done": sum(t.state == "done" for t in trials), "failed": sum(t.state == "failed" for t in trials),
-           "unfinished": unfinished, "lost": lost, "duplicated": duplicated, "double_processed": double,
-           "interrupted_depositions_failed": interrupted_synth,
-           "samples_not_in_storage": {t.sample_id: world.get(t.sample_id, {}).get("location") for t in trials
-                                      if world.get(t.sample_id, {}).get("location") != "storage"}}
+    out = {
+        "audit_reconciled": sum(a.action == "sample.reconcile" for a in store.audit_log(c.id)),
+        "quarantined": sum(a.action == "station.quarantine" for a in store.audit_log(c.id)),
+        "campaign_state": c.state,
+        "stop_reason": c.stop_reason,
+        "trials": len(trials),
+        "done": sum(t.state == "done" for t in trials),
+        "failed": sum(t.state == "failed" for t in trials),
+        "unfinished": unfinished,
+        "lost": lost,
+        "duplicated": duplicated,
+        "double_processed": double,
+        "interrupted_depositions_failed": interrupted_synth,
+        "samples_not_in_storage": {
+            t.sample_id: world.get(t.sample_id, {}).get("location")
+            for t in trials
+            if world.get(t.sample_id, {}).get("location") != "storage"
+        },
+    }
     store.close()
     return out
 

@@ -22,7 +22,7 @@ import argparse
 import json
 import tempfile
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import yaml
@@ -39,21 +39,30 @@ def campaign(mode: str, trials: int, time_scale: float, strategy: str, dock: str
     data["stopping"] = {"max_trials": trials, "target_reached": False}
     data["strategy"] = {"name": strategy, "initial_design": 4}
     data["scheduling"] = {"mode": mode}
-    data["lab"] = {"simulator": "thinfilm", "time_scale": time_scale,
-                   "options": {"chambers": 2, "chamber_minutes": 60, "probe_minutes": 5, "robot_minutes": 1},
-                   "stations": {"deposition": ["chamber1", "chamber2"]}, "buffers": ["hotel"]}
-    data["workflow"] = [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"},
-                        {"kind": "transfer", "to": "probe"}, {"kind": "measure", "device": "probe"},
-                        {"kind": "transfer", "to": "storage"}]
+    data["lab"] = {
+        "simulator": "thinfilm",
+        "time_scale": time_scale,
+        "options": {"chambers": 2, "chamber_minutes": 60, "probe_minutes": 5, "robot_minutes": 1},
+        "stations": {"deposition": ["chamber1", "chamber2"]},
+        "buffers": ["hotel"],
+    }
+    data["workflow"] = [
+        {"kind": "transfer", "to": "deposition"},
+        {"kind": "synthesize", "device": "deposition"},
+        {"kind": "transfer", "to": "probe"},
+        {"kind": "measure", "device": "probe"},
+        {"kind": "transfer", "to": "storage"},
+    ]
     if dock:  # every sample also visits the dock after its objective measurement
         data["lab"]["options"].update({"dock": True, "data_dir": dock})
-        data["workflow"][-1:-1] = [s for d in DOCK for s in ({"kind": "transfer", "to": d},
-                                                            {"kind": "measure", "device": d})]
+        data["workflow"][-1:-1] = [
+            s for d in DOCK for s in ({"kind": "transfer", "to": d}, {"kind": "measure", "device": d})
+        ]
     return data
 
 
 def ts(d) -> float:
-    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).timestamp()
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
 
 
 def run(mode: str, trials: int, time_scale: float, strategy: str, dock: bool = False) -> dict:
@@ -71,21 +80,34 @@ def run(mode: str, trials: int, time_scale: float, strategy: str, dock: bool = F
         all_trials = store.trials(cid)
         steps = store.steps(campaign_id=cid)
         store.close()
-    ask = sum(float(t.info.get("ask_seconds", 0.0)) for t in all_trials) / max(1, len({
-        t.info.get("ask_seconds") for t in all_trials}))  # one ask may cover several trials (batch)
+    ask = sum(float(t.info.get("ask_seconds", 0.0)) for t in all_trials) / max(
+        1, len({t.info.get("ask_seconds") for t in all_trials})
+    )  # one ask may cover several trials (batch)
     util = {}
     for chamber in ("chamber1", "chamber2"):
-        deps = sorted((ts(s.started_at), ts(s.finished_at)) for s in steps
-                      if s.kind == "synthesize" and s.device == chamber and s.finished_at)
+        deps = sorted(
+            (ts(s.started_at), ts(s.finished_at))
+            for s in steps
+            if s.kind == "synthesize" and s.device == chamber and s.finished_at
+        )
         if len(deps) >= 2:
             window = deps[-1][1] - deps[0][0]
             util[chamber] = round(sum(b - a for a, b in deps) / window, 4)
     device_s = trials * DEVICE_MINUTES * 60 / time_scale
-    return {"benchmark": "lab_throughput", "mode": mode, "dock": dock, "trials": trials, "time_scale": time_scale,
-            "strategy": strategy, "states": sorted({t.state for t in all_trials}),
-            "makespan_s": round(makespan, 3), "device_time_per_trial_s": round(device_s / trials, 4),
-            "strategy_time_s": round(ask, 3), "chamber_utilization": util,
-            "overhead_ms_per_trial_if_serial": round(1000 * (makespan - device_s - ask) / trials, 1)}
+    return {
+        "benchmark": "lab_throughput",
+        "mode": mode,
+        "dock": dock,
+        "trials": trials,
+        "time_scale": time_scale,
+        "strategy": strategy,
+        "states": sorted({t.state for t in all_trials}),
+        "makespan_s": round(makespan, 3),
+        "device_time_per_trial_s": round(device_s / trials, 4),
+        "strategy_time_s": round(ask, 3),
+        "chamber_utilization": util,
+        "overhead_ms_per_trial_if_serial": round(1000 * (makespan - device_s - ask) / trials, 1),
+    }
 
 
 def main() -> None:
@@ -100,20 +122,34 @@ def main() -> None:
         print(json.dumps(plain), flush=True)
         docked = run("async", args.trials, args.time_scale, args.strategy, dock=True)
         print(json.dumps(docked), flush=True)
-        print(json.dumps({"benchmark": "lab_throughput", "dock_comparison": True,
-                          "min_chamber_utilization_without_dock": min(plain["chamber_utilization"].values()),
-                          "min_chamber_utilization_with_dock": min(docked["chamber_utilization"].values()),
-                          "makespan_ratio_dock_over_plain": round(docked["makespan_s"] / plain["makespan_s"], 3)}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "lab_throughput",
+                    "dock_comparison": True,
+                    "min_chamber_utilization_without_dock": min(plain["chamber_utilization"].values()),
+                    "min_chamber_utilization_with_dock": min(docked["chamber_utilization"].values()),
+                    "makespan_ratio_dock_over_plain": round(docked["makespan_s"] / plain["makespan_s"], 3),
+                }
+            ),
+            flush=True,
+        )
         return
     a = run("async", args.trials, args.time_scale, args.strategy)
     print(json.dumps(a), flush=True)
     s = run("sequential", args.trials, args.time_scale, args.strategy)
     print(json.dumps(s), flush=True)
-    print(json.dumps({"benchmark": "lab_throughput", "makespan_ratio_async_over_sequential":
-                      round(a["makespan_s"] / s["makespan_s"], 3),
-                      "min_chamber_utilization_async": min(a["chamber_utilization"].values()),
-                      "overhead_ms_per_trial": s["overhead_ms_per_trial_if_serial"]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "lab_throughput",
+                "makespan_ratio_async_over_sequential": round(a["makespan_s"] / s["makespan_s"], 3),
+                "min_chamber_utilization_async": min(a["chamber_utilization"].values()),
+                "overhead_ms_per_trial": s["overhead_ms_per_trial_if_serial"],
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -26,9 +26,8 @@ import time
 
 import numpy as np
 import torch
-from botorch.test_functions import Hartmann
-
 from _seeds import seeds
+from botorch.test_functions import Hartmann
 
 from labloop.spec import CampaignSpec, ContinuousParameter, ObjectiveSpec, StrategySpec
 from labloop.strategy import Observation, make_strategy
@@ -43,10 +42,13 @@ def f(params: dict) -> float:
 
 
 def spec(scope: str, seed: int) -> CampaignSpec:
-    return CampaignSpec(name="large-n", seed=seed,
-                        parameters=[ContinuousParameter(name=f"x{i}", lower=0, upper=1) for i in range(6)],
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
-                        strategy=StrategySpec(options={"model_scope": scope}))
+    return CampaignSpec(
+        name="large-n",
+        seed=seed,
+        parameters=[ContinuousParameter(name=f"x{i}", lower=0, upper=1) for i in range(6)],
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+        strategy=StrategySpec(options={"model_scope": scope}),
+    )
 
 
 def start(n: int, seed: int, noise: float) -> tuple[list[Observation], list[float]]:
@@ -67,7 +69,7 @@ def speed(a) -> None:
         obs, _ = start(n, 0, a.noise)
         for scope in a.scopes:
             if scope == "exact" and n > a.exact_max_n:
-                print(json.dumps({"mode": "speed", "n": n, "scope": scope, "skipped": f"n > --exact-max-n"}))
+                print(json.dumps({"mode": "speed", "n": n, "scope": scope, "skipped": "n > --exact-max-n"}))
                 continue
             wall, cpu = [], []
             for r in range(a.repeats):
@@ -76,9 +78,16 @@ def speed(a) -> None:
                 p = strat.ask(1, obs, [])
                 wall.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
-            row = {"mode": "speed", "n": n, "scope": scope, "median_s": round(statistics.median(wall), 2),
-                   "max_s": round(max(wall), 2), "cpu_median_s": round(statistics.median(cpu), 2),
-                   "repeats": a.repeats, "local_model": p[0].info.get("local_model")}
+            row = {
+                "mode": "speed",
+                "n": n,
+                "scope": scope,
+                "median_s": round(statistics.median(wall), 2),
+                "max_s": round(max(wall), 2),
+                "cpu_median_s": round(statistics.median(cpu), 2),
+                "repeats": a.repeats,
+                "local_model": p[0].info.get("local_model"),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
 
@@ -99,23 +108,30 @@ def quality(a) -> None:
                 t = f(p.params)
                 new_true.append(t)
                 obs.append(Observation(p.params, {"y": t + a.noise * float(rng.standard_normal())}))
-            row = {"mode": "quality", "seed": seed, "scope": scope, "n": a.quality_n, "asks": a.asks,
-                   "regret_start": round(OPT - max(base_true), 4),
-                   "regret": round(OPT - max(base_true + new_true), 4),
-                   "regret_new": round(OPT - max(new_true), 4),
-                   "median_ask_s": round(statistics.median(secs), 2)}
+            row = {
+                "mode": "quality",
+                "seed": seed,
+                "scope": scope,
+                "n": a.quality_n,
+                "asks": a.asks,
+                "regret_start": round(OPT - max(base_true), 4),
+                "regret": round(OPT - max(base_true + new_true), 4),
+                "regret_new": round(OPT - max(new_true), 4),
+                "median_ask_s": round(statistics.median(secs), 2),
+            }
             res[scope].append(row)
             print(json.dumps(row), flush=True)
     summary = {"mode": "quality-summary", "n": a.quality_n, "asks": a.asks, "seeds": a.seeds}
     for scope, rows in res.items():
-        summary[scope] = {k: round(statistics.median(r[k] for r in rows), 4)
-                          for k in ("regret", "regret_new", "median_ask_s")}
+        summary[scope] = {
+            k: round(statistics.median(r[k] for r in rows), 4) for k in ("regret", "regret_new", "median_ask_s")
+        }
     if len(a.scopes) == 2:  # paired: local minus exact, per seed
         ex, lo = res["exact"], res["local"]
-        summary["paired_regret_diff_local_minus_exact"] = [round(loc["regret"] - e["regret"], 4)
-                                                           for e, loc in zip(ex, lo)]
+        summary["paired_regret_diff_local_minus_exact"] = [
+            round(loc["regret"] - e["regret"], 4) for e, loc in zip(ex, lo)
+        ]
     print(json.dumps(summary), flush=True)
-
 
 
 def main() -> None:

@@ -51,8 +51,9 @@ def campaign_data(name: str, trials: int, folder: str, seed: int, time_scale: fl
     data["strategy"] = {"name": "random", "initial_design": 1}
     data["stopping"] = {"max_trials": trials, "target_reached": False}
     data["lab"]["time_scale"] = time_scale  # a trial is ~70 simulated minutes (7 s at 600x)
-    data["lab"]["options"].update({"chamber_minutes": 60, "probe_minutes": 5, "robot_minutes": 1,
-                                   "state_file": f"{folder}/{name}.world.json"})
+    data["lab"]["options"].update(
+        {"chamber_minutes": 60, "probe_minutes": 5, "robot_minutes": 1, "state_file": f"{folder}/{name}.world.json"}
+    )
     return data
 
 
@@ -70,10 +71,9 @@ def worker(url: str, log_path: str, ttl: float) -> None:
 
     from labloop.errors import LabloopError
     from labloop.run.campaign import CampaignRunner
+    from labloop.run.executor import TrialExecutor
     from labloop.store import Store
     from labloop.store.leases import LeaseHeld, LeaseLost
-
-    from labloop.run.executor import TrialExecutor
 
     CampaignRunner.break_dead_leases = False
     record_run = TrialExecutor._record_run
@@ -136,8 +136,11 @@ def acting(path: str, pid: int) -> set[int]:
 
 
 def spawn(url: str, log_path: str, ttl: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, "--worker", "--url", url, "--log", log_path,
-                             "--ttl", str(ttl)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, __file__, "--worker", "--url", url, "--log", log_path, "--ttl", str(ttl)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def run_twice(rows: list[dict]) -> int:
@@ -232,9 +235,14 @@ def main() -> None:
                 pending = {c for c in pending if store.campaign(c).state in ("running", "paused")}
                 time.sleep(0.05)
             for cid in sorted(orphans):
-                row = {"benchmark": "lease_takeover", "kill": len(kills), "campaign": cid,
-                       "takeover_s": round(taken[cid][0], 3) if cid in taken else None,
-                       "resumed_s": round(taken[cid][1], 3) if cid in taken else None, "ttl_s": args.ttl}
+                row = {
+                    "benchmark": "lease_takeover",
+                    "kill": len(kills),
+                    "campaign": cid,
+                    "takeover_s": round(taken[cid][0], 3) if cid in taken else None,
+                    "resumed_s": round(taken[cid][1], 3) if cid in taken else None,
+                    "ttl_s": args.ttl,
+                }
                 takeovers.append(row["takeover_s"])
                 resumed.append(row["resumed_s"])
                 print(json.dumps(row), flush=True)
@@ -246,19 +254,31 @@ def main() -> None:
         not_ended = [c.id for c in store.campaigns() if c.state in ("running", "paused")]
         by_kill = [t for t in trials if t.state == "failed" and "interrupted" in (t.failure_reason or "")]
         done_takeovers = [x for x in takeovers if x is not None]
-        print(json.dumps({
-            "benchmark": "lease_takeover", "campaigns": args.campaigns, "trials_per_campaign": args.trials,
-            "kills": len(kills), "ttl_s": args.ttl,
-            "campaigns_run_twice": run_twice(read_log(log_path)),
-            "trials_lost": len(unfinished) + len(not_ended), "trials_total": len(trials),
-            "trials_done": sum(t.state == "done" for t in trials), "trials_failed_by_kill": len(by_kill),
-            "trials_failed": sum(t.state == "failed" for t in trials),
-            "takeover_s_median": round(statistics.median(done_takeovers), 3) if done_takeovers else None,
-            "takeover_s_max": round(max(done_takeovers), 3) if done_takeovers else None,
-            "takeovers_missing": len(takeovers) - len(done_takeovers),
-            "resumed_s_median": round(statistics.median([x for x in resumed if x is not None]), 3)
-            if done_takeovers else None,
-            "wall_s": round(end - t_start, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "lease_takeover",
+                    "campaigns": args.campaigns,
+                    "trials_per_campaign": args.trials,
+                    "kills": len(kills),
+                    "ttl_s": args.ttl,
+                    "campaigns_run_twice": run_twice(read_log(log_path)),
+                    "trials_lost": len(unfinished) + len(not_ended),
+                    "trials_total": len(trials),
+                    "trials_done": sum(t.state == "done" for t in trials),
+                    "trials_failed_by_kill": len(by_kill),
+                    "trials_failed": sum(t.state == "failed" for t in trials),
+                    "takeover_s_median": round(statistics.median(done_takeovers), 3) if done_takeovers else None,
+                    "takeover_s_max": round(max(done_takeovers), 3) if done_takeovers else None,
+                    "takeovers_missing": len(takeovers) - len(done_takeovers),
+                    "resumed_s_median": round(statistics.median([x for x in resumed if x is not None]), 3)
+                    if done_takeovers
+                    else None,
+                    "wall_s": round(end - t_start, 1),
+                }
+            ),
+            flush=True,
+        )
         store.close()
     finally:
         for p in procs:

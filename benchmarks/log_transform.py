@@ -29,8 +29,11 @@ sys.path.insert(0, str(HERE))
 from replay_tables import BUDGET, _one, _parse_ints, table_files
 
 #: table -> the option that flips the default's choice
-FLIPS = {"pvlab_perovskite": {"log_outcome": False}, "pvlab_crossed_barrel": {"log_outcome": True},
-         "pvlab_p3ht_cnt": {"log_outcome": True}}
+FLIPS = {
+    "pvlab_perovskite": {"log_outcome": False},
+    "pvlab_crossed_barrel": {"log_outcome": True},
+    "pvlab_p3ht_cnt": {"log_outcome": True},
+}
 
 
 def bundled(seeds: list[int], budget: int = 60) -> None:
@@ -41,9 +44,20 @@ def bundled(seeds: list[int], budget: int = 60) -> None:
     for name, opts in (("auto (log)", {}), ("false (linear)", {"log_outcome": False})):
         hits = [run_once("botorch", s, budget, 1e6, opts)[0] for s in seeds]
         counted = [h if h is not None else budget + 1 for h in hits]
-        print(json.dumps({"benchmark": "log_transform", "campaign": "thinfilm", "log_outcome": name,
-                          "seeds": seeds, "trials_to_target": hits, "median": statistics.median(counted),
-                          "budget": budget}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "log_transform",
+                    "campaign": "thinfilm",
+                    "log_outcome": name,
+                    "seeds": seeds,
+                    "trials_to_target": hits,
+                    "median": statistics.median(counted),
+                    "budget": budget,
+                }
+            ),
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,8 +89,15 @@ def main(argv: list[str] | None = None) -> None:
         if table not in a.tables:
             continue
         flip = {r["seed"]: r for r in done if r["table"] == table and r.get("options") == opts}
-        dflt = {r["seed"]: r for r in base if r["table"] == table and r.get("q") == 1 and r["strategy"] == "labloop"
-                and r.get("options") == {} and r.get("budget", BUDGET) == BUDGET}
+        dflt = {
+            r["seed"]: r
+            for r in base
+            if r["table"] == table
+            and r.get("q") == 1
+            and r["strategy"] == "labloop"
+            and r.get("options") == {}
+            and r.get("budget", BUDGET) == BUDGET
+        }
         paired = sorted(set(flip) & set(dflt))
         if not paired:
             continue

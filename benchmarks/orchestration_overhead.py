@@ -85,10 +85,17 @@ def one_run(trials: int, time_scale: float) -> dict:
         store.close()
     ask = sum(float((t.info or {}).get("ask_seconds", 0.0)) for t in all_trials)
     overhead = wall - clock.busy - ask
-    return {"benchmark": "orchestration_overhead", "trials": len(all_trials), "steps": len(steps),
-            "documents": docs, "time_scale": time_scale, "wall_s": round(wall, 3),
-            "device_s": round(clock.busy, 3), "strategy_s": round(ask, 3),
-            "overhead_ms_per_step": round(1000 * overhead / max(1, len(steps)), 2)}
+    return {
+        "benchmark": "orchestration_overhead",
+        "trials": len(all_trials),
+        "steps": len(steps),
+        "documents": docs,
+        "time_scale": time_scale,
+        "wall_s": round(wall, 3),
+        "device_s": round(clock.busy, 3),
+        "strategy_s": round(ask, 3),
+        "overhead_ms_per_step": round(1000 * overhead / max(1, len(steps)), 2),
+    }
 
 
 def bluesky_floor(n: int = 30) -> float:
@@ -119,12 +126,20 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     per_step = [r["overhead_ms_per_step"] for r in rows]
     floor = bluesky_floor()
-    print(json.dumps({"benchmark": "orchestration_overhead", "summary": True, "runs": len(rows),
-                      "median_overhead_ms_per_step": statistics.median(per_step),
-                      "max_overhead_ms_per_step": max(per_step),
-                      "bluesky_bare_run_ms": round(floor, 2),
-                      "labloop_beyond_bluesky_ms_per_step": round(statistics.median(per_step) - floor, 2)}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "orchestration_overhead",
+                "summary": True,
+                "runs": len(rows),
+                "median_overhead_ms_per_step": statistics.median(per_step),
+                "max_overhead_ms_per_step": max(per_step),
+                "bluesky_bare_run_ms": round(floor, 2),
+                "labloop_beyond_bluesky_ms_per_step": round(statistics.median(per_step) - floor, 2),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

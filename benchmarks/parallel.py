@@ -108,12 +108,21 @@ def measure(params: dict[str, Any], noise: float, seed: int, index: int) -> floa
     return physics.with_noise(physics.sheet_resistance(params), noise, rng)
 
 
-def run(campaign: str, stations: int, seed: int, *, lookahead: int = 1, reask: bool = True,
-        ignore_pending: bool = False, budget: int | None = None, options: dict[str, Any] | None = None,
-        strategy: str | None = None) -> dict[str, Any]:
-    from labloop.strategy import Observation, make_strategy
-
+def run(
+    campaign: str,
+    stations: int,
+    seed: int,
+    *,
+    lookahead: int = 1,
+    reask: bool = True,
+    ignore_pending: bool = False,
+    budget: int | None = None,
+    options: dict[str, Any] | None = None,
+    strategy: str | None = None,
+) -> dict[str, Any]:
     import torch
+
+    from labloop.strategy import Observation, make_strategy
 
     torch.manual_seed(seed)  # the acquisition optimizers draw their starts from the global RNG
     spec = load_spec(campaign, seed, budget, options or {}, strategy)
@@ -175,17 +184,28 @@ def run(campaign: str, stations: int, seed: int, *, lookahead: int = 1, reask: b
             break
         decide(t)
     reached = hit is not None
-    return {"benchmark": "parallel", "campaign": campaign, "stations": stations, "seed": seed,
-            "lookahead": lookahead, "reask": reask, "ignore_pending": ignore_pending, "options": options or {},
-            "budget": budget_n, "target": target, "reached": reached,
-            "experiments_to_target": hit.index if hit else budget_n + 1,
-            "started_by_target": started_by_hit if reached else len(lab.trials),
-            "days_to_target": round((hit_t if reached else t) / DAY, 4),
-            "best": round(min((tr.value for tr in lab.trials if tr.value is not None), default=math.inf), 3),
-            "max_chambers_busy": max(sum(1 for u in lab.trials if u.started <= tr.started < u.out)
-                                     for tr in lab.trials),
-            "space_filling_started": sum(tr.source == "sobol" for tr in lab.trials),
-            "superseded": superseded, "asks": asks, "cpu_s_asks": round(ask_s, 1)}
+    return {
+        "benchmark": "parallel",
+        "campaign": campaign,
+        "stations": stations,
+        "seed": seed,
+        "lookahead": lookahead,
+        "reask": reask,
+        "ignore_pending": ignore_pending,
+        "options": options or {},
+        "budget": budget_n,
+        "target": target,
+        "reached": reached,
+        "experiments_to_target": hit.index if hit else budget_n + 1,
+        "started_by_target": started_by_hit if reached else len(lab.trials),
+        "days_to_target": round((hit_t if reached else t) / DAY, 4),
+        "best": round(min((tr.value for tr in lab.trials if tr.value is not None), default=math.inf), 3),
+        "max_chambers_busy": max(sum(1 for u in lab.trials if u.started <= tr.started < u.out) for tr in lab.trials),
+        "space_filling_started": sum(tr.source == "sobol" for tr in lab.trials),
+        "superseded": superseded,
+        "asks": asks,
+        "cpu_s_asks": round(ask_s, 1),
+    }
 
 
 def _config(r: dict[str, Any]) -> tuple:
@@ -206,21 +226,30 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             runs = by_s[s]
             seeds = sorted(runs)
             line: dict[str, Any] = {
-                "benchmark": "parallel", "summary": cfg[0], "lookahead": cfg[1], "reask": cfg[2],
-                "ignore_pending": cfg[3], "options": json.loads(cfg[4]), "stations": s, "seeds": seeds,
+                "benchmark": "parallel",
+                "summary": cfg[0],
+                "lookahead": cfg[1],
+                "reask": cfg[2],
+                "ignore_pending": cfg[3],
+                "options": json.loads(cfg[4]),
+                "stations": s,
+                "seeds": seeds,
                 "reached": sum(runs[k]["reached"] for k in seeds),
                 "median_experiments": statistics.median(runs[k]["experiments_to_target"] for k in seeds),
                 "median_started_by_target": statistics.median(runs[k]["started_by_target"] for k in seeds),
-                "median_days": statistics.median(runs[k]["days_to_target"] for k in seeds)}
+                "median_days": statistics.median(runs[k]["days_to_target"] for k in seeds),
+            }
             paired = [k for k in seeds if k in base]
             if s != 1 and paired:
                 b_days = statistics.median(base[k]["days_to_target"] for k in paired)
                 b_exp = statistics.median(base[k]["experiments_to_target"] for k in paired)
                 line["paired_seeds"] = len(paired)
-                line["days_ratio_to_1"] = round(statistics.median(runs[k]["days_to_target"] for k in paired)
-                                                / b_days, 3)
-                line["experiments_ratio_to_1"] = round(statistics.median(
-                    runs[k]["experiments_to_target"] for k in paired) / b_exp, 3)
+                line["days_ratio_to_1"] = round(
+                    statistics.median(runs[k]["days_to_target"] for k in paired) / b_days, 3
+                )
+                line["experiments_ratio_to_1"] = round(
+                    statistics.median(runs[k]["experiments_to_target"] for k in paired) / b_exp, 3
+                )
             out.append(line)
     return out
 
@@ -228,19 +257,39 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown_row(line: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """| campaign (config) | stations | seeds | reached | experiments: median (per seed) | started by the target |
     days: median (per seed) | days / 1 station | experiments / 1 station |"""
-    runs = sorted((r for r in rows if "seed" in r and r["stations"] == line["stations"]
-                   and _config(r) == (line["summary"], line["lookahead"], line["reask"], line["ignore_pending"],
-                                      json.dumps(line["options"], sort_keys=True))), key=lambda r: r["seed"])
-    cfg = [f"lookahead {line['lookahead']}"] + (["no re-ask"] if not line["reask"] else []) + \
-        (["pending ignored"] if line["ignore_pending"] else []) + ([json.dumps(line["options"])] if line["options"] else [])
+    runs = sorted(
+        (
+            r
+            for r in rows
+            if "seed" in r
+            and r["stations"] == line["stations"]
+            and _config(r)
+            == (
+                line["summary"],
+                line["lookahead"],
+                line["reask"],
+                line["ignore_pending"],
+                json.dumps(line["options"], sort_keys=True),
+            )
+        ),
+        key=lambda r: r["seed"],
+    )
+    cfg = (
+        [f"lookahead {line['lookahead']}"]
+        + (["no re-ask"] if not line["reask"] else [])
+        + (["pending ignored"] if line["ignore_pending"] else [])
+        + ([json.dumps(line["options"])] if line["options"] else [])
+    )
     seeds = line["seeds"]
     span = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ",".join(map(str, seeds))
     exps = ", ".join(str(r["experiments_to_target"]) for r in runs)
     days = ", ".join(f"{r['days_to_target']:.2f}" for r in runs)
-    return (f"| {line['summary']} ({', '.join(cfg)}) | {line['stations']} | {span} | {line['reached']}/{len(seeds)} | "
-            f"{line['median_experiments']:g} ({exps}) | {line['median_started_by_target']:g} | "
-            f"{line['median_days']:.2f} ({days}) | {line.get('days_ratio_to_1', '-')} | "
-            f"{line.get('experiments_ratio_to_1', '-')} |")
+    return (
+        f"| {line['summary']} ({', '.join(cfg)}) | {line['stations']} | {span} | {line['reached']}/{len(seeds)} | "
+        f"{line['median_experiments']:g} ({exps}) | {line['median_started_by_target']:g} | "
+        f"{line['median_days']:.2f} ({days}) | {line.get('days_ratio_to_1', '-')} | "
+        f"{line.get('experiments_ratio_to_1', '-')} |"
+    )
 
 
 def _seeds(text: str) -> list[int]:
@@ -280,17 +329,36 @@ def main() -> None:
     for seed in _seeds(args.seeds):  # seed-major: an interrupted run still has every station count for its seeds
         for campaign in args.campaigns:
             for s in args.stations:
-                key = (campaign, args.lookahead, not args.no_reask, args.ignore_pending,
-                       json.dumps(options, sort_keys=True), s, seed)
+                key = (
+                    campaign,
+                    args.lookahead,
+                    not args.no_reask,
+                    args.ignore_pending,
+                    json.dumps(options, sort_keys=True),
+                    s,
+                    seed,
+                )
                 if key in done:
                     continue
                 t0 = time.perf_counter()
-                row = run(campaign, s, seed, lookahead=args.lookahead, reask=not args.no_reask,
-                          ignore_pending=args.ignore_pending, budget=args.budget, options=options)
+                row = run(
+                    campaign,
+                    s,
+                    seed,
+                    lookahead=args.lookahead,
+                    reask=not args.no_reask,
+                    ignore_pending=args.ignore_pending,
+                    budget=args.budget,
+                    options=options,
+                )
                 row["wall_s"] = round(time.perf_counter() - t0, 1)
                 print(json.dumps(row), file=sink, flush=True)
-                print(f"# {campaign} {s} stations seed {seed}: {row['experiments_to_target']} experiments, "
-                      f"{row['days_to_target']} days, {row['wall_s']} s", file=sys.stderr, flush=True)
+                print(
+                    f"# {campaign} {s} stations seed {seed}: {row['experiments_to_target']} experiments, "
+                    f"{row['days_to_target']} days, {row['wall_s']} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -98,9 +98,12 @@ class _Mapped:
         return i, True
 
     def extra(self) -> dict:
-        return {"peer_proposals": self.n_proposals, "peer_mapped": self.n_mapped,
-                "peer_median_map_dist": round(statistics.median(self.dists), 4) if self.dists else None,
-                "peer_encoding": {k: sum(1 for v in self.enc.kind.values() if v == k) for k in ("cat", "level", "float")}}
+        return {
+            "peer_proposals": self.n_proposals,
+            "peer_mapped": self.n_mapped,
+            "peer_median_map_dist": round(statistics.median(self.dists), 4) if self.dists else None,
+            "peer_encoding": {k: sum(1 for v in self.enc.kind.values() if v == k) for k in ("cat", "level", "float")},
+        }
 
 
 class _Optuna(_Mapped):
@@ -122,8 +125,9 @@ class _Optuna(_Mapped):
                 self.dists_[c] = IntDistribution(0, len(self.enc.levels[c]) - 1)
             else:
                 self.dists_[c] = FloatDistribution(*self.enc.bounds[c])
-        self.study = optuna.create_study(direction="minimize" if table.minimize else "maximize",
-                                         sampler=self.make_sampler(seed, len(init)))
+        self.study = optuna.create_study(
+            direction="minimize" if table.minimize else "maximize", sampler=self.make_sampler(seed, len(init))
+        )
         for i in init:
             self.observe(i, table.y[i])
         self._trial = None
@@ -132,8 +136,9 @@ class _Optuna(_Mapped):
         raise NotImplementedError
 
     def observe(self, i: int, y: float) -> None:
-        self.study.add_trial(self.optuna.trial.create_trial(params=self.enc.encode(i), distributions=self.dists_,
-                                                            value=float(y)))
+        self.study.add_trial(
+            self.optuna.trial.create_trial(params=self.enc.encode(i), distributions=self.dists_, value=float(y))
+        )
 
     def propose(self, measured: set) -> int:
         trial = self.study.ask(self.dists_)
@@ -169,9 +174,11 @@ def _hebo_shim() -> None:
         if name not in np.__dict__:
             setattr(np, name, typ)
     if not hasattr(pd.DataFrame, "append"):
+
         def append(self, other, ignore_index=False, **kw):
             other = other if isinstance(other, pd.DataFrame) else pd.DataFrame([other])
             return pd.concat([self, other], ignore_index=ignore_index)
+
         pd.DataFrame.append = append
 
 

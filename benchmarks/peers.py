@@ -30,6 +30,7 @@ Usage:
       --seeds 0-9 --runs-out runs.jsonl
   python benchmarks/peers.py --summarize runs.jsonl
 """
+
 from __future__ import annotations
 
 import argparse
@@ -149,9 +150,7 @@ class Table:
     def nearest_unmeasured(self, point: dict, measured: set) -> tuple[int, float]:
         d = np.zeros(self.N)
         if self.numeric:
-            p = np.array(
-                [(float(point[c]) - self._lo[c]) / self._span[c] for c in self.numeric]
-            )
+            p = np.array([(float(point[c]) - self._lo[c]) / self._span[c] for c in self.numeric])
             d += ((self._num - p) ** 2).sum(axis=1)
         if self.categorical:
             p = np.array([str(point[c]) for c in self.categorical])
@@ -200,9 +199,7 @@ class BayBE:
         for c in table.inputs:
             if c in table.numeric:
                 params.append(
-                    NumericalDiscreteParameter(
-                        name=c, values=tuple(sorted(float(v) for v in df[c].unique()))
-                    )
+                    NumericalDiscreteParameter(name=c, values=tuple(sorted(float(v) for v in df[c].unique())))
                 )
             else:
                 params.append(self._categorical(c, tuple(sorted(df[c].astype(str).unique()))))
@@ -348,7 +345,7 @@ class Ax:
 
     def propose(self, measured: set) -> int:
         trials = self.client.get_next_trials(max_trials=1)
-        (tidx, point), = trials.items()
+        ((tidx, point),) = trials.items()
         self.n_proposals += 1
         gr = self.client._experiment.trials[tidx].generator_runs[0]
         gkey = str(getattr(gr, "_generator_key", None))
@@ -368,9 +365,7 @@ class Ax:
 
     def observe_proposed(self, i: int, y: float):
         if self._pending_trial is not None:
-            self.client.complete_trial(
-                trial_index=self._pending_trial, raw_data={"objective": float(y)}
-            )
+            self.client.complete_trial(trial_index=self._pending_trial, raw_data={"objective": float(y)})
         else:
             self.observe(i, y)
 
@@ -382,26 +377,34 @@ class Ax:
             # proposals per Ax generator: "Sobol" = Ax fell back to quasi-random after
             # MAX_GEN_ATTEMPTS duplicate (already tried) candidates from the GP model
             "ax_generators": self.generators,
-            "ax_median_snap_dist": (
-                round(statistics.median(self.snap_dists), 4) if self.snap_dists else None
-            ),
+            "ax_median_snap_dist": (round(statistics.median(self.snap_dists), 4) if self.snap_dists else None),
         }
 
 
 def _peer(name: str) -> type:
     """Optuna's and HEBO's adapters (benchmarks/peer_adapters.py), imported only when asked for."""
+
     def make(table: Table, seed: int, init: list[int]):
         import peer_adapters
 
         return getattr(peer_adapters, name)(table, seed, init)
+
     return make
 
 
-METHODS = {"random": RandomSearch, "baybe": BayBE, "ax": Ax,
-           "optuna_gp": _peer("OptunaGP"), "optuna_tpe": _peer("OptunaTPE"), "hebo": _peer("HEBOPeer"),
-           # BayBE's chemical encodings (issue 13 item 4): descriptors like labloop's rdkit_descriptors, Morgan/ECFP
-           # bits like labloop's morgan_fingerprint, and BayBE's default substance encoding (Mordred)
-           "baybe_rdkit": _chem("RDKIT2DDESCRIPTORS"), "baybe_ecfp": _chem("ECFP"), "baybe_mordred": _chem("MORDRED")}
+METHODS = {
+    "random": RandomSearch,
+    "baybe": BayBE,
+    "ax": Ax,
+    "optuna_gp": _peer("OptunaGP"),
+    "optuna_tpe": _peer("OptunaTPE"),
+    "hebo": _peer("HEBOPeer"),
+    # BayBE's chemical encodings (issue 13 item 4): descriptors like labloop's rdkit_descriptors, Morgan/ECFP
+    # bits like labloop's morgan_fingerprint, and BayBE's default substance encoding (Mordred)
+    "baybe_rdkit": _chem("RDKIT2DDESCRIPTORS"),
+    "baybe_ecfp": _chem("ECFP"),
+    "baybe_mordred": _chem("MORDRED"),
+}
 
 
 # ----------------------------------------------------------------- runner
@@ -494,9 +497,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         )
         if meth == "ax":
             props = sum(r.get("ax_proposals", 0) for r in rs) or 1
-            sobol = sum(
-                n for r in rs for g, n in (r.get("ax_generators") or {}).items() if "sobol" in g.lower()
-            )
+            sobol = sum(n for r in rs for g, n in (r.get("ax_generators") or {}).items() if "sobol" in g.lower())
             out[-1]["ax_share_snapped"] = round(sum(r.get("ax_snapped", 0) for r in rs) / props, 3)
             out[-1]["ax_share_sobol_fallback"] = round(sobol / props, 3)
     return out
@@ -509,7 +510,11 @@ def markdown(summaries: list[dict]) -> str:
     ]
     for s in sorted(summaries, key=lambda s: (s["table"], s["method"])):
         seeds = s["seeds"]
-        seed_txt = f"{len(seeds)} ({seeds[0]}-{seeds[-1]})" if seeds == list(range(seeds[0], seeds[-1] + 1)) else f"{len(seeds)} {seeds}"
+        seed_txt = (
+            f"{len(seeds)} ({seeds[0]}-{seeds[-1]})"
+            if seeds == list(range(seeds[0], seeds[-1] + 1))
+            else f"{len(seeds)} {seeds}"
+        )
         per = ", ".join(str(v) for v in s["to_best"])
         sp = s["median_s_per_proposal"]
         lines.append(
@@ -570,8 +575,11 @@ def main(argv=None):
 
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    done = {(r["table"], r["method"], r["seed"], r.get("q", 1)) for r in load_runs(args.runs_out)
-            if r.get("protocol") == "issue13"}
+    done = {
+        (r["table"], r["method"], r["seed"], r.get("q", 1))
+        for r in load_runs(args.runs_out)
+        if r.get("protocol") == "issue13"
+    }
     all_runs = []
     tables = {t: Table(t) for t in args.tables.split(",")}
     jobs = [

@@ -29,8 +29,10 @@ class PilotOptions(BotorchOptions):
 
     # the production Literal, widened by the pilot-only values (hence the ignore)
     acquisition: Literal["auto", "logei", "qlognei", "ts", "ucb", "mix", "ei_ts"] = Field(  # type: ignore[assignment]
-        "auto", description="The production values, plus mix: UCB (even trial counts) / Thompson sample (odd); "
-        "ei_ts: LogEI (even) / Thompson sample (odd; pools only, LogEI elsewhere).")
+        "auto",
+        description="The production values, plus mix: UCB (even trial counts) / Thompson sample (odd); "
+        "ei_ts: LogEI (even) / Thompson sample (odd; pools only, LogEI elsewhere).",
+    )
 
 
 class _PilotState(BayesAsk):

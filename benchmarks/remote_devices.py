@@ -26,16 +26,15 @@ import threading
 import time
 from contextlib import ExitStack
 
+import zmq
 from bluesky import RunEngine
-
-from labloop.control.agent_process import AgentProcess
-from labloop.run import plans
 from labloop_devices.examples.hotplate import Hotplate
 from labloop_devices.scpi_smu import ScpiSmu
 from labloop_simulators.endpoints.hotplate_server import HotplateServer
 from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
 
-import zmq
+from labloop.control.agent_process import AgentProcess
+from labloop.run import plans
 
 
 def pct(xs, q):
@@ -61,8 +60,9 @@ def step_overhead(n: int) -> list[dict]:
         timed_steps(RE, lambda: plans.measure(local), 3)  # connect, warm up
         here = timed_steps(RE, lambda: plans.measure(local), n)
         local.disconnect() if hasattr(local, "disconnect") else None
-        with AgentProcess("labloop_devices.scpi_smu:ScpiSmu", {**sim.connection_kwargs(), "timeout": 2},
-                          name="smu") as agent:
+        with AgentProcess(
+            "labloop_devices.scpi_smu:ScpiSmu", {**sim.connection_kwargs(), "timeout": 2}, name="smu"
+        ) as agent:
             remote = agent.connect()
             remote.sample.put("S")
             timed_steps(RE, lambda: plans.measure(remote), 3)
@@ -75,15 +75,19 @@ def step_overhead(n: int) -> list[dict]:
         local.sample.put("S")
         timed_steps(RE, lambda: plans.synthesize(local, recipe), 2)
         here = timed_steps(RE, lambda: plans.synthesize(local, recipe), n)
-        with AgentProcess("labloop_devices.examples.hotplate:Hotplate", {**sim.connection_kwargs(), "poll": 0.01},
-                          name="plate") as agent:
+        with AgentProcess(
+            "labloop_devices.examples.hotplate:Hotplate", {**sim.connection_kwargs(), "poll": 0.01}, name="plate"
+        ) as agent:
             remote = agent.connect()
             remote.sample.put("S")
             timed_steps(RE, lambda: plans.synthesize(remote, recipe), 2)
             there = timed_steps(RE, lambda: plans.synthesize(remote, recipe), n)
             remote.disconnect()
-    rows.append(_row("synthesize", "labloop_devices.examples.hotplate:Hotplate (hold 0.1 s, temperature monitored)",
-                     here, there))
+    rows.append(
+        _row(
+            "synthesize", "labloop_devices.examples.hotplate:Hotplate (hold 0.1 s, temperature monitored)", here, there
+        )
+    )
     return rows
 
 
@@ -101,16 +105,28 @@ def rpc_round_trip(n: int) -> dict:
                 dev.describe()
                 xs.append(time.perf_counter() - t0)
             dev.disconnect()
-    return {"bench": "rpc_round_trip", "call": "describe", "n": n, "p50_ms": round(1000 * statistics.median(xs), 3),
-            "p95_ms": round(1000 * pct(xs, 0.95), 3)}
+    return {
+        "bench": "rpc_round_trip",
+        "call": "describe",
+        "n": n,
+        "p50_ms": round(1000 * statistics.median(xs), 3),
+        "p95_ms": round(1000 * pct(xs, 0.95), 3),
+    }
 
 
 def _row(step, device, here, there):
-    return {"bench": "step_overhead", "step": step, "device": device, "steps": len(here),
-            "in_process_p50_s": round(statistics.median(here), 4), "in_process_p95_s": round(pct(here, 0.95), 4),
-            "remote_p50_s": round(statistics.median(there), 4), "remote_p95_s": round(pct(there, 0.95), 4),
-            "added_p50_ms": round(1000 * (statistics.median(there) - statistics.median(here)), 2),
-            "overhead_ratio_p50": round(statistics.median(there) / statistics.median(here), 3)}
+    return {
+        "bench": "step_overhead",
+        "step": step,
+        "device": device,
+        "steps": len(here),
+        "in_process_p50_s": round(statistics.median(here), 4),
+        "in_process_p95_s": round(pct(here, 0.95), 4),
+        "remote_p50_s": round(statistics.median(there), 4),
+        "remote_p95_s": round(pct(there, 0.95), 4),
+        "added_p50_ms": round(1000 * (statistics.median(there) - statistics.median(here)), 2),
+        "overhead_ratio_p50": round(statistics.median(there) / statistics.median(here), 3),
+    }
 
 
 def _cpu_s(pid: int) -> float:
@@ -144,8 +160,12 @@ def twenty_agents(n_agents: int, steps: int) -> dict:
         agents = []
         t0 = time.perf_counter()
         for i, sim in enumerate(sims):
-            a = AgentProcess("labloop_devices.scpi_smu:ScpiSmu", {**sim.connection_kwargs(), "timeout": 2},
-                             name=f"smu{i}", client=client)
+            a = AgentProcess(
+                "labloop_devices.scpi_smu:ScpiSmu",
+                {**sim.connection_kwargs(), "timeout": 2},
+                name=f"smu{i}",
+                client=client,
+            )
             stack.callback(a.close)
             agents.append(a.start())
         started = time.perf_counter() - t0
@@ -176,20 +196,25 @@ def twenty_agents(n_agents: int, steps: int) -> dict:
             dev.sample.put("S")
             local.append(dev)
         local_together, local_wall = all_at_once(local, rounds)
-        return {"bench": "twenty_agents", "agents": n_agents, "start_all_s": round(started, 2),
-                "idle_messages_per_s_at_runner": round((rx1 - rx0) / window, 1),
-                "idle_runner_cpu_percent": round(100 * (me1 - me0) / window, 2),
-                "idle_agent_cpu_percent_mean": round(100 * statistics.mean(b - a for a, b in zip(ag0, ag1)) / window, 2),
-                "step_p50_s_one_device": round(statistics.median(one), 4),
-                "step_p50_s_each_in_turn": round(statistics.median(seq), 4),
-                "step_p95_s_each_in_turn": round(pct(seq, 0.95), 4),
-                "step_p50_s_all_at_once": round(statistics.median(together), 4),
-                "step_p95_s_all_at_once": round(pct(together, 0.95), 4),
-                "steps_all_at_once": len(together), "all_at_once_wall_s": round(wall, 3),
-                "in_process_step_p50_s_all_at_once": round(statistics.median(local_together), 4),
-                "in_process_step_p95_s_all_at_once": round(pct(local_together, 0.95), 4),
-                "in_process_all_at_once_wall_s": round(local_wall, 3),
-                "lost_contact_events": sum(d._link.lost for d in devs)}
+        return {
+            "bench": "twenty_agents",
+            "agents": n_agents,
+            "start_all_s": round(started, 2),
+            "idle_messages_per_s_at_runner": round((rx1 - rx0) / window, 1),
+            "idle_runner_cpu_percent": round(100 * (me1 - me0) / window, 2),
+            "idle_agent_cpu_percent_mean": round(100 * statistics.mean(b - a for a, b in zip(ag0, ag1)) / window, 2),
+            "step_p50_s_one_device": round(statistics.median(one), 4),
+            "step_p50_s_each_in_turn": round(statistics.median(seq), 4),
+            "step_p95_s_each_in_turn": round(pct(seq, 0.95), 4),
+            "step_p50_s_all_at_once": round(statistics.median(together), 4),
+            "step_p95_s_all_at_once": round(pct(together, 0.95), 4),
+            "steps_all_at_once": len(together),
+            "all_at_once_wall_s": round(wall, 3),
+            "in_process_step_p50_s_all_at_once": round(statistics.median(local_together), 4),
+            "in_process_step_p95_s_all_at_once": round(pct(local_together, 0.95), 4),
+            "in_process_all_at_once_wall_s": round(local_wall, 3),
+            "lost_contact_events": sum(d._link.lost for d in devs),
+        }
 
 
 def killed_agent(times: int) -> dict:
@@ -197,8 +222,9 @@ def killed_agent(times: int) -> dict:
     and, after the agent is started again, seconds from its "serving" line until the proxy is back."""
     failed_after, back_after, reasons = [], [], set()
     with HotplateServer(rate=20000) as sim:
-        with AgentProcess("labloop_devices.examples.hotplate:Hotplate", {**sim.connection_kwargs(), "poll": 0.01},
-                          name="plate") as agent:
+        with AgentProcess(
+            "labloop_devices.examples.hotplate:Hotplate", {**sim.connection_kwargs(), "poll": 0.01}, name="plate"
+        ) as agent:
             plate = agent.connect()
             for _ in range(times):
                 plate.sample.put("S")
@@ -217,11 +243,17 @@ def killed_agent(times: int) -> dict:
                     time.sleep(0.005)
                 back_after.append(time.perf_counter() - t1)
             plate.disconnect()
-    return {"bench": "killed_agent", "kills": times, "heartbeat_s": 0.5, "lost_after_s": 2.0,
-            "step_failed_after_s_median": round(statistics.median(failed_after), 3),
-            "step_failed_after_s_max": round(max(failed_after), 3),
-            "reconnected_after_start_s_median": round(statistics.median(back_after), 3),
-            "reconnected_after_start_s_max": round(max(back_after), 3), "reasons": sorted(reasons)}
+    return {
+        "bench": "killed_agent",
+        "kills": times,
+        "heartbeat_s": 0.5,
+        "lost_after_s": 2.0,
+        "step_failed_after_s_median": round(statistics.median(failed_after), 3),
+        "step_failed_after_s_max": round(max(failed_after), 3),
+        "reconnected_after_start_s_median": round(statistics.median(back_after), 3),
+        "reconnected_after_start_s_max": round(max(back_after), 3),
+        "reasons": sorted(reasons),
+    }
 
 
 def main() -> None:

@@ -56,8 +56,15 @@ def shared_table_lab(path: str | Path, seed: int, budget: int = BUDGET, q: int |
     (labloop is imported here, not at the top: ``compare_fair.py`` imports this module for ``DATA`` only.)"""
     from labloop.strategy.tables import read_table, table_lab
 
-    return table_lab(path, read_table(path).columns[-1], _direction(Path(path).stem), seed=seed,
-                     initial_design=N_INIT, budget=budget, batch_size=q)
+    return table_lab(
+        path,
+        read_table(path).columns[-1],
+        _direction(Path(path).stem),
+        seed=seed,
+        initial_design=N_INIT,
+        budget=budget,
+        batch_size=q,
+    )
 
 
 def _one(args: tuple[str, int, str, int, dict, int]) -> dict:
@@ -81,8 +88,14 @@ def _one(args: tuple[str, int, str, int, dict, int]) -> dict:
     if strategy == "labloop":
         strat = PilotStrategy(lab.spec, lab.pool, **options)
         c0 = time.process_time()
-        r = run_replay(lab, budget, batch_size=q, strategy=strat, initial_rows=init,
-                       stop=lambda res: any(i in best_rows for i in res.rows))
+        r = run_replay(
+            lab,
+            budget,
+            batch_size=q,
+            strategy=strat,
+            initial_rows=init,
+            stop=lambda res: any(i in best_rows for i in res.rows),
+        )
         first, rounds = r.start_and_rounds()
         secs = r.ask_seconds
         cpu = (time.process_time() - c0) / max(1, len(secs))
@@ -90,9 +103,18 @@ def _one(args: tuple[str, int, str, int, dict, int]) -> dict:
         rest = np.setdiff1d(np.arange(len(vals)), init)
         order = [int(i) for i in np.random.default_rng(seed + 1_000_003).permutation(rest)]
         first, secs, budget = init, [], len(vals)
-        rounds = [order[j: j + q] for j in range(0, len(order), q)]
-    out = {"table": Path(path).stem, "seed": seed, "strategy": strategy, "q": q, "init_rows": init,
-           "sec": sum(secs) / len(secs) if secs else 0.0, "cpu": cpu, "rows": len(vals), "protocol": "issue13"}
+        rounds = [order[j : j + q] for j in range(0, len(order), q)]
+    out = {
+        "table": Path(path).stem,
+        "seed": seed,
+        "strategy": strategy,
+        "q": q,
+        "init_rows": init,
+        "sec": sum(secs) / len(secs) if secs else 0.0,
+        "cpu": cpu,
+        "rows": len(vals),
+        "protocol": "issue13",
+    }
     for name, targets in (("best", best_rows), ("top1", top_rows)):
         hit = experiments_to(first, rounds, targets)
         out[f"to_{name}"], out[f"rounds_to_{name}"] = hit if hit else (budget + 1, None)
@@ -120,11 +142,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--budget", type=int, default=BUDGET)
     ap.add_argument("--tables", nargs="*", help="substrings of table file names (default: all)")
-    ap.add_argument("--options", default="{}", help="JSON options for the botorch strategy (labloop.spec."
-                    "BotorchOptions, plus the pilot-only acquisitions of pilot_variants.py)")
+    ap.add_argument(
+        "--options",
+        default="{}",
+        help="JSON options for the botorch strategy (labloop.spec."
+        "BotorchOptions, plus the pilot-only acquisitions of pilot_variants.py)",
+    )
     ap.add_argument("--summary-only", action="store_true", help="summarize --runs without running anything")
-    ap.add_argument("--runs", default=str(HERE / "results" / "fair_labloop_runs.jsonl"),
-                    help="per-run results, appended as they finish; runs already there are not repeated")
+    ap.add_argument(
+        "--runs",
+        default=str(HERE / "results" / "fair_labloop_runs.jsonl"),
+        help="per-run results, appended as they finish; runs already there are not repeated",
+    )
     a = ap.parse_args(argv)
     files = table_files(a.tables)
     opts = json.loads(a.options)
@@ -138,12 +167,20 @@ def main(argv: list[str] | None = None) -> None:
     runs = Path(a.runs)
     if runs.exists():
         done = [json.loads(line) for line in runs.read_text().splitlines() if line.strip()]
-        done = [r for r in done if r.get("budget") == a.budget and r.get("options") == opts
-                and r.get("protocol") == "issue13"]
+        done = [
+            r
+            for r in done
+            if r.get("budget") == a.budget and r.get("options") == opts and r.get("protocol") == "issue13"
+        ]
     have = {(r["table"], r["seed"], r["strategy"], r["q"]) for r in done}
-    jobs = [(str(f), s, strat, a.budget, opts, q) for s in seeds for q in qs
-            for f in sorted(files, key=lambda f: f.stat().st_size) for strat in strategies
-            if (f.stem, s, strat, q) not in have and not a.summary_only]
+    jobs = [
+        (str(f), s, strat, a.budget, opts, q)
+        for s in seeds
+        for q in qs
+        for f in sorted(files, key=lambda f: f.stat().st_size)
+        for strat in strategies
+        if (f.stem, s, strat, q) not in have and not a.summary_only
+    ]
     t0 = time.time()
     results = list(done)
     runs.parent.mkdir(parents=True, exist_ok=True)
@@ -157,8 +194,14 @@ def main(argv: list[str] | None = None) -> None:
         for q in qs:
             line: dict = {"table": f.stem, "q": q, "budget": a.budget}
             for strat in strategies:
-                rs = sorted((r for r in results if r["table"] == f.stem and r["strategy"] == strat
-                             and r["seed"] in seeds and r["q"] == q), key=lambda r: r["seed"])
+                rs = sorted(
+                    (
+                        r
+                        for r in results
+                        if r["table"] == f.stem and r["strategy"] == strat and r["seed"] in seeds and r["q"] == q
+                    ),
+                    key=lambda r: r["seed"],
+                )
                 if not rs:
                     continue
                 line["rows"], line["seeds"] = rs[0]["rows"], [r["seed"] for r in rs]
@@ -167,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
                     "median_to_best": _median([r["to_best"] for r in rs], cap),
                     "median_to_top1pct": _median([r["to_top1"] for r in rs], cap),
                     "found_best": f"{sum(r['to_best'] <= a.budget for r in rs)}/{len(rs)}",
-                    "to_best": [r["to_best"] for r in rs], "to_top1pct": [r["to_top1"] for r in rs],
+                    "to_best": [r["to_best"] for r in rs],
+                    "to_top1pct": [r["to_top1"] for r in rs],
                     "rounds_to_best": [r["rounds_to_best"] for r in rs],
                     "sec_per_ask": round(statistics.mean(r["sec"] for r in rs), 3),
                     "cpu_sec_per_ask": round(statistics.mean(r.get("cpu", 0.0) for r in rs), 3),

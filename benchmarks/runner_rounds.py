@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=1e5)
     args = ap.parse_args()
     import acceleration
+
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
@@ -45,20 +46,41 @@ def main() -> None:
     prev = None
     for t in trials:
         known = sum(1 for u in trials if u.finished_at and u.finished_at < t.proposed_at)
-        pending = sum(1 for u in trials if u.proposed_at < t.proposed_at
-                      and not (u.finished_at and u.finished_at < t.proposed_at))
+        pending = sum(
+            1 for u in trials if u.proposed_at < t.proposed_at and not (u.finished_at and u.finished_at < t.proposed_at)
+        )
         ask_s = (t.info or {}).get("ask_seconds")
         if ask_s is not None and prev == (ask_s, known):
             rounds[-1] += 1  # proposed by the same ask
         else:
             rounds.append(1)
         prev = (ask_s, known)
-        print(json.dumps({"trial": t.number, "state": str(t.state), "source": t.source, "known_at_proposal": known,
-                          "in_flight_at_proposal": pending, "ask_s": ask_s,
-                          "sheet_resistance": (t.values or {}).get("sheet_resistance")}))
-    print(json.dumps({"summary": "runner_rounds", "chambers": args.chambers, "seed": args.seed,
-                      "time_scale": args.time_scale, "stop": decision.rule, "target_trial": decision.evidence.get("trial"),
-                      "trials_per_ask": rounds}))
+        print(
+            json.dumps(
+                {
+                    "trial": t.number,
+                    "state": str(t.state),
+                    "source": t.source,
+                    "known_at_proposal": known,
+                    "in_flight_at_proposal": pending,
+                    "ask_s": ask_s,
+                    "sheet_resistance": (t.values or {}).get("sheet_resistance"),
+                }
+            )
+        )
+    print(
+        json.dumps(
+            {
+                "summary": "runner_rounds",
+                "chambers": args.chambers,
+                "seed": args.seed,
+                "time_scale": args.time_scale,
+                "stop": decision.rule,
+                "target_trial": decision.evidence.get("trial"),
+                "trials_per_ask": rounds,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,10 +62,17 @@ def run_once(strategy: str, seed: int, trials: int, time_scale: float) -> dict:
         store.close()
     points = [(t.values["sheet_resistance"], t.values["visible_transmittance"]) for t in done]
     feasible = [p for p in points if p[1] >= REF_POINT[1]]
-    return {"benchmark": "tco_hypervolume", "strategy": strategy, "seed": seed, "trials": trials,
-            "done": len(done), "feasible": len(feasible), "hypervolume": round(hypervolume(points), 4),
-            "best_rs_feasible": round(min((r for r, _ in feasible), default=math.inf), 3),
-            "wall_seconds": round(wall, 1)}
+    return {
+        "benchmark": "tco_hypervolume",
+        "strategy": strategy,
+        "seed": seed,
+        "trials": trials,
+        "done": len(done),
+        "feasible": len(feasible),
+        "hypervolume": round(hypervolume(points), 4),
+        "best_rs_feasible": round(min((r for r, _ in feasible), default=math.inf), 3),
+        "wall_seconds": round(wall, 1),
+    }
 
 
 def main() -> None:
@@ -83,11 +90,24 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             print(f"# {name} seed {seed}: {row['hypervolume']}", file=sys.stderr, flush=True)
         summary[name] = hv
-        print(json.dumps({"benchmark": "tco_hypervolume", "strategy": name, "seeds": args.seeds,
-                          "trials": args.trials, "reference_point": {"neg_log10_sheet_resistance": REF_POINT[0],
-                                                                     "visible_transmittance": REF_POINT[1]},
-                          "median_hypervolume": round(statistics.median(hv), 4),
-                          "mean_hypervolume": round(statistics.fmean(hv), 4), "per_seed": hv}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "tco_hypervolume",
+                    "strategy": name,
+                    "seeds": args.seeds,
+                    "trials": args.trials,
+                    "reference_point": {
+                        "neg_log10_sheet_resistance": REF_POINT[0],
+                        "visible_transmittance": REF_POINT[1],
+                    },
+                    "median_hypervolume": round(statistics.median(hv), 4),
+                    "mean_hypervolume": round(statistics.fmean(hv), 4),
+                    "per_seed": hv,
+                }
+            ),
+            flush=True,
+        )
     b, r = statistics.median(summary["botorch"]), statistics.median(summary["random"])
     print(json.dumps({"benchmark": "tco_hypervolume", "median_labloop_over_random": round(b / r, 3) if r else None}))
 

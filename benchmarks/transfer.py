@@ -45,12 +45,16 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-
 from _seeds import seeds
 
 DATA = os.environ.get("LABLOOP_BENCH_DATA", "/work/shared/benchmarks/data")
-TABLES = {"a": "chem_buchwald_hartwig_a_CF3", "b": "chem_buchwald_hartwig_b_OMe", "c": "chem_buchwald_hartwig_c_Et",
-          "d": "chem_buchwald_hartwig_d_2pyr", "e": "chem_buchwald_hartwig_e_3pyr"}
+TABLES = {
+    "a": "chem_buchwald_hartwig_a_CF3",
+    "b": "chem_buchwald_hartwig_b_OMe",
+    "c": "chem_buchwald_hartwig_c_Et",
+    "d": "chem_buchwald_hartwig_d_2pyr",
+    "e": "chem_buchwald_hartwig_e_3pyr",
+}
 INPUTS = ["halogen", "additive", "base", "ligand"]
 
 
@@ -61,8 +65,16 @@ def halogen(smiles: str) -> str:
 def prepared(key: str) -> list[dict]:
     with open(os.path.join(DATA, TABLES[key] + ".csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return [{"halogen": halogen(r["aryl_halide"]), "additive": r["additive"], "base": r["base"], "ligand": r["ligand"],
-             "yield": float(r["yield"])} for r in rows]
+    return [
+        {
+            "halogen": halogen(r["aryl_halide"]),
+            "additive": r["additive"],
+            "base": r["base"],
+            "ligand": r["ligand"],
+            "yield": float(r["yield"]),
+        }
+        for r in rows
+    ]
 
 
 def write(rows: list[dict], path: str) -> str:
@@ -110,8 +122,10 @@ def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str, cap: in
     if method == "related":
         related = [write(capped(prepared(k), cap, k), os.path.join(tmp, f"rel_{k}.csv")) for k in others]
     elif method == "shuffled":
-        related = [write(shuffled(capped(prepared(k), cap, k), seed), os.path.join(tmp, f"shuf_{k}_{seed}.csv"))
-                   for k in others]
+        related = [
+            write(shuffled(capped(prepared(k), cap, k), seed), os.path.join(tmp, f"shuf_{k}_{seed}.csv"))
+            for k in others
+        ]
     lab = table_lab(target, "yield", "max", seed=seed, initial_design=5, budget=budget)
     lab, prior = with_related(lab, related)
     best, top = targets(lab.values)
@@ -119,11 +133,19 @@ def run_labloop(key: str, seed: int, method: str, budget: int, tmp: str, cap: in
     t0 = time.perf_counter()
     res = run_replay(lab, budget, initial_rows=init, prior=prior, stop=lambda r: bool(r.history) and r.best >= best)
     to_best, to_top = counts(res.history, best, top, budget)
-    return {"table": key, "seed": seed, "method": method, "to_best": to_best, "to_top1": to_top,
-            "n": len(res.history), "s_per_ask": round(statistics.mean(res.ask_seconds), 3) if res.ask_seconds else None,
-            "wall_s": round(time.perf_counter() - t0, 1), "related_correlation": res.last_info.get("related"),
-            # per proposal: how many earlier campaigns the guarded model used (0 = the model without transfer)
-            "related_used_per_ask": [len(u) for u in res.related_used] if related else None}
+    return {
+        "table": key,
+        "seed": seed,
+        "method": method,
+        "to_best": to_best,
+        "to_top1": to_top,
+        "n": len(res.history),
+        "s_per_ask": round(statistics.mean(res.ask_seconds), 3) if res.ask_seconds else None,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "related_correlation": res.last_info.get("related"),
+        # per proposal: how many earlier campaigns the guarded model used (0 = the model without transfer)
+        "related_used_per_ask": [len(u) for u in res.related_used] if related else None,
+    }
 
 
 def run_baybe(key: str, seed: int, budget: int, cap: int | None = None) -> dict:
@@ -144,10 +166,14 @@ def run_baybe(key: str, seed: int, budget: int, cap: int | None = None) -> dict:
     df["task"] = key
     t_setup = time.perf_counter()
     ss = SearchSpace.from_dataframe(df, parameters=params)
-    campaign = Campaign(searchspace=ss, objective=NumericalTarget(name="yield").to_objective(),
-                        allow_recommending_already_measured=False)
-    rel = pd.DataFrame([{**{c: r[c] for c in INPUTS}, "task": k, "yield": r["yield"]}
-                        for k, t in others.items() for r in t])
+    campaign = Campaign(
+        searchspace=ss,
+        objective=NumericalTarget(name="yield").to_objective(),
+        allow_recommending_already_measured=False,
+    )
+    rel = pd.DataFrame(
+        [{**{c: r[c] for c in INPUTS}, "task": k, "yield": r["yield"]} for k, t in others.items() for r in t]
+    )
     campaign.add_measurements(rel)
     setup_s = time.perf_counter() - t_setup
     index = {tuple(r[c] for c in INPUTS): i for i, r in enumerate(rows)}
@@ -168,16 +194,28 @@ def run_baybe(key: str, seed: int, budget: int, cap: int | None = None) -> dict:
         secs.append(time.perf_counter() - t0)
         observe(index[tuple(rec.iloc[0][c] for c in INPUTS)])
     to_best, to_top = counts(history, best, top, budget)
-    return {"table": key, "seed": seed, "method": "baybe", "to_best": to_best, "to_top1": to_top, "n": len(history),
-            "s_per_ask": round(statistics.mean(secs), 3) if secs else None, "setup_s": round(setup_s, 1)}
+    return {
+        "table": key,
+        "seed": seed,
+        "method": "baybe",
+        "to_best": to_best,
+        "to_top1": to_top,
+        "n": len(history),
+        "s_per_ask": round(statistics.mean(secs), 3) if secs else None,
+        "setup_s": round(setup_s, 1),
+    }
 
 
 def summarize(paths: list[str], budget: int = 60) -> None:
     """Per table and method: medians over seeds; then paired comparisons over every (table, seed) both methods ran
     (Wilcoxon signed-rank, scipy; a row never found counts as ``budget + 1``). Methods are named by method and cap
     (``related@100``) so that capped and uncapped runs of several files compare."""
-    runs = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines()
-            if line.strip().startswith("{")]
+    runs = [
+        json.loads(line)
+        for path in paths
+        for line in Path(path).read_text().splitlines()
+        if line.strip().startswith("{")
+    ]
     name = lambda r: r["method"] + (f"@{r['related_cap']}" if r.get("related_cap") and r["method"] != "none" else "")
     val = lambda r, k: r[k] if r[k] is not None else budget + 1
     by: dict[str, dict[tuple, dict]] = {}
@@ -186,17 +224,26 @@ def summarize(paths: list[str], budget: int = 60) -> None:
     for method, cells in sorted(by.items()):
         for table in sorted({t for t, _ in cells}):
             rs = [r for (t, _), r in sorted(cells.items()) if t == table]
-            print(json.dumps({"table": table, "method": method, "seeds": [r["seed"] for r in rs],
-                              "to_best": [r["to_best"] for r in rs], "to_top1": [r["to_top1"] for r in rs],
-                              "median_to_best": statistics.median(val(r, "to_best") for r in rs),
-                              "median_to_top1": statistics.median(val(r, "to_top1") for r in rs)}))
+            print(
+                json.dumps(
+                    {
+                        "table": table,
+                        "method": method,
+                        "seeds": [r["seed"] for r in rs],
+                        "to_best": [r["to_best"] for r in rs],
+                        "to_top1": [r["to_top1"] for r in rs],
+                        "median_to_best": statistics.median(val(r, "to_best") for r in rs),
+                        "median_to_top1": statistics.median(val(r, "to_top1") for r in rs),
+                    }
+                )
+            )
     from scipy.stats import wilcoxon
 
     # every method against no transfer; labloop against BayBE and related against shuffled at the same cap
     pairs = [("none", m) for m in sorted(by) if m != "none"]
     for m in sorted(by):
         if m.startswith("related"):
-            cap = m[len("related"):]
+            cap = m[len("related") :]
             pairs += [(m, other + cap) for other in ("baybe", "shuffled") if other + cap in by]
     for a, b in pairs:
         common = sorted(set(by.get(a, {})) & set(by.get(b, {})))
@@ -207,11 +254,22 @@ def summarize(paths: list[str], budget: int = 60) -> None:
             xb = [val(by[b][c], k) for c in common]
             d = [y - x for x, y in zip(xa, xb)]
             p = float(wilcoxon(xa, xb).pvalue) if any(d) else 1.0
-            print(json.dumps({"pair": f"{b} - {a}", "measure": k, "n": len(common),
-                              f"median_{a}": statistics.median(xa), f"median_{b}": statistics.median(xb),
-                              "median_difference": statistics.median(d), f"{b}_better": sum(x < 0 for x in d),
-                              f"{a}_better": sum(x > 0 for x in d), "ties": sum(x == 0 for x in d),
-                              "wilcoxon_p": round(p, 4)}))
+            print(
+                json.dumps(
+                    {
+                        "pair": f"{b} - {a}",
+                        "measure": k,
+                        "n": len(common),
+                        f"median_{a}": statistics.median(xa),
+                        f"median_{b}": statistics.median(xb),
+                        "median_difference": statistics.median(d),
+                        f"{b}_better": sum(x < 0 for x in d),
+                        f"{a}_better": sum(x > 0 for x in d),
+                        "ties": sum(x == 0 for x in d),
+                        "wilcoxon_p": round(p, 4),
+                    }
+                )
+            )
 
 
 def main() -> None:
@@ -220,8 +278,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=seeds, default=seeds("0-2"))
     ap.add_argument("--methods", default="none,related,shuffled")
     ap.add_argument("--budget", type=int, default=100)
-    ap.add_argument("--related-cap", type=int, default=None,
-                    help="at most this many rows of each related table (fixed seed per table), for every method")
+    ap.add_argument(
+        "--related-cap",
+        type=int,
+        default=None,
+        help="at most this many rows of each related table (fixed seed per table), for every method",
+    )
     ap.add_argument("--summarize", nargs="+", help="JSON-line files of runs: medians and paired comparisons")
     a = ap.parse_args()
     if a.summarize:
@@ -231,8 +293,11 @@ def main() -> None:
         for seed in a.seeds:  # seed outermost: a run cut short still covers every table
             for key in a.tables.split(","):
                 for method in a.methods.split(","):
-                    row = run_baybe(key, seed, a.budget, a.related_cap) if method == "baybe" else \
-                        run_labloop(key, seed, method, a.budget, tmp, a.related_cap)
+                    row = (
+                        run_baybe(key, seed, a.budget, a.related_cap)
+                        if method == "baybe"
+                        else run_labloop(key, seed, method, a.budget, tmp, a.related_cap)
+                    )
                     print(json.dumps({**row, "budget": a.budget, "related_cap": a.related_cap}), flush=True)
 
 

@@ -21,8 +21,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "devices" / "examples"
@@ -150,16 +151,19 @@ def bench(kind: str, n: int, agent: bool) -> list[dict]:
         t = dev.transport
         paths: dict[str, tuple[Callable[[], Any], Callable[[float], Any] | None]] = {
             "raw": (raw_read, raw_write),
-            "transport": (lambda: t.read(dev.points[read_sig]),
-                          (lambda v: t.write(dev.points[write_sig], v)) if write_sig else None),
+            "transport": (
+                lambda: t.read(dev.points[read_sig]),
+                (lambda v: t.write(dev.points[write_sig], v)) if write_sig else None,
+            ),
             "device": (getattr(dev, read_sig).get, getattr(dev, write_sig).put if write_sig else None),
         }
         proc = None
         if agent:
             from labloop.control.agent_process import AgentProcess
 
-            proc = AgentProcess("labloop.declarative:device", {"file": str(EXAMPLES / file),
-                                                              "address": sim.direct}, name="dut").start()
+            proc = AgentProcess(
+                "labloop.declarative:device", {"file": str(EXAMPLES / file), "address": sim.direct}, name="dut"
+            ).start()
             proxy = proc.connect()
             paths["agent"] = (getattr(proxy, read_sig).get, getattr(proxy, write_sig).put if write_sig else None)
         try:
@@ -177,10 +181,18 @@ def bench(kind: str, n: int, agent: bool) -> list[dict]:
                 for p, xs in times.items():
                     if not xs:
                         continue
-                    rows.append({"bench": "transport_round_trip", "transport": kind, "op": op, "path": p,
-                                 "n": len(xs), "p50_ms": round(1000 * pct(xs, 0.5), 3),
-                                 "p90_ms": round(1000 * pct(xs, 0.9), 3),
-                                 "overhead_ms": round(1000 * (pct(xs, 0.5) - base), 3) if base is not None else None})
+                    rows.append(
+                        {
+                            "bench": "transport_round_trip",
+                            "transport": kind,
+                            "op": op,
+                            "path": p,
+                            "n": len(xs),
+                            "p50_ms": round(1000 * pct(xs, 0.5), 3),
+                            "p90_ms": round(1000 * pct(xs, 0.9), 3),
+                            "overhead_ms": round(1000 * (pct(xs, 0.5) - base), 3) if base is not None else None,
+                        }
+                    )
         finally:
             raw_close()
             dev.disconnect()

@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,12 @@ def stats(xs: list[float]) -> dict[str, Any]:
     xs = sorted(xs)
     if not xs:
         return {"n": 0}
-    return {"n": len(xs), "median_ms": round(statistics.median(xs) * 1000, 2),
-            "p90_ms": round(xs[min(len(xs) - 1, int(0.9 * len(xs)))] * 1000, 2), "max_ms": round(xs[-1] * 1000, 2)}
+    return {
+        "n": len(xs),
+        "median_ms": round(statistics.median(xs) * 1000, 2),
+        "p90_ms": round(xs[min(len(xs) - 1, int(0.9 * len(xs)))] * 1000, 2),
+        "max_ms": round(xs[-1] * 1000, 2),
+    }
 
 
 def pg_schema(url: str) -> tuple[str, Any, str]:
@@ -111,7 +115,7 @@ def stream_listener(d: Any, key: Any, name: str, stop: threading.Event, out: lis
             try:
                 msg = json.loads(frames[1])
                 at_ = datetime.fromisoformat(msg["at"])
-                at = (at_ if at_.tzinfo else at_.replace(tzinfo=timezone.utc)).timestamp()
+                at = (at_ if at_.tzinfo else at_.replace(tzinfo=UTC)).timestamp()
             except (ValueError, KeyError, IndexError, TypeError):
                 continue
             out.append(now - at)
@@ -142,8 +146,13 @@ def one_mode(backend: str, url: str, mode: str, a: argparse.Namespace) -> dict[s
         for i in range(a.campaigns + 1):
             data = two_chamber(max_trials=400, options={"probe_minutes": 5 + i})
             data["name"] = f"c{i}"
-            r = c.call("submit", timeout=330.0, text=yaml.safe_dump(data), source="bench.yaml",
-                       time_scale=600.0 if i < a.campaigns else 6000.0)
+            r = c.call(
+                "submit",
+                timeout=330.0,
+                text=yaml.safe_dump(data),
+                source="bench.yaml",
+                time_scale=600.0 if i < a.campaigns else 6000.0,
+            )
             ids.append(r["campaign_id"])
         busy = ids[-1]
         for cid in ids:
@@ -161,9 +170,15 @@ def one_mode(backend: str, url: str, mode: str, a: argparse.Namespace) -> dict[s
         time.sleep(a.idle)
         used, span = cpu_of(pids) - c0, time.monotonic() - t0
         daemon = cpu_of(pids[:1]) - d0
-        out["idle_cpu"] = {"paused_campaigns": a.campaigns + 1, "processes": len(pids), "seconds": round(span, 2),
-                           "cpu_s": round(used, 3), "cpu_percent": round(100 * used / span, 2),
-                           "daemon_cpu_s": round(daemon, 3), "campaigns_cpu_s": round(used - daemon, 3)}
+        out["idle_cpu"] = {
+            "paused_campaigns": a.campaigns + 1,
+            "processes": len(pids),
+            "seconds": round(span, 2),
+            "cpu_s": round(used, 3),
+            "cpu_percent": round(100 * used / span, 2),
+            "daemon_cpu_s": round(daemon, 3),
+            "campaigns_cpu_s": round(used - daemon, 3),
+        }
         ask(st, busy, "resume")
         lat: list[float] = []
         stop = threading.Event()
@@ -200,8 +215,12 @@ def one_mode(backend: str, url: str, mode: str, a: argparse.Namespace) -> dict[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--postgres", help="also on this PostgreSQL server (a fresh schema, dropped after)")
-    ap.add_argument("--campaigns", type=int, default=4,
-                    help="idle campaigns (plus the running one, also paused for the idle window)")
+    ap.add_argument(
+        "--campaigns",
+        type=int,
+        default=4,
+        help="idle campaigns (plus the running one, also paused for the idle window)",
+    )
     ap.add_argument("--idle", type=float, default=20.0, help="seconds of the idle CPU window")
     ap.add_argument("--tries", type=int, default=15, help="pause/resume pairs")
     a = ap.parse_args()

@@ -41,6 +41,7 @@ import numpy as np
 from event_model import ComposeStreamResource, StreamRange
 
 from labloop.errors import DeviceError
+
 from .base import Instrument
 
 HDF5_MIMETYPE = "application/x-hdf5"
@@ -60,9 +61,11 @@ def check_finite(name: str, values: np.ndarray) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DeviceError(f"{name}: {int(bad.sum())} of {values.size} values are NaN or infinite (first at index "
-                          f"{first[0] if len(first) == 1 else first}); refused, nothing was stored",
-                          "check the instrument's detector and the sample; measure again")
+        raise DeviceError(
+            f"{name}: {int(bad.sum())} of {values.size} values are NaN or infinite (first at index "
+            f"{first[0] if len(first) == 1 else first}); refused, nothing was stored",
+            "check the instrument's detector and the sample; measure again",
+        )
 
 
 class ArrayInstrument(Instrument):
@@ -71,8 +74,7 @@ class ArrayInstrument(Instrument):
     #: Array name -> spec; the data key is ``<device name>_<array name>``.
     arrays: ClassVar[dict[str, ArraySpec]] = {}
 
-    def __init__(self, *args: Any, data_dir: str | os.PathLike[str] | Callable[[], str] | None = None,
-                 **kwargs: Any):
+    def __init__(self, *args: Any, data_dir: str | os.PathLike[str] | Callable[[], str] | None = None, **kwargs: Any):
         """``data_dir``: the folder the files go to (created when the first file is written), or a callable
         giving it; None: a new temporary folder."""
         super().__init__(*args, **kwargs)
@@ -90,8 +92,10 @@ class ArrayInstrument(Instrument):
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DeviceError(f"{self.name}: cannot create the data folder '{path}': {exc}",
-                              "make the folder writable, or give another data folder") from None
+            raise DeviceError(
+                f"{self.name}: cannot create the data folder '{path}': {exc}",
+                "make the folder writable, or give another data folder",
+            ) from None
         return path
 
     # ----------------------------------------------------------------------------------------- describe
@@ -102,8 +106,12 @@ class ArrayInstrument(Instrument):
         desc = dict(super().describe())
         for array, spec in self.arrays.items():
             desc[self.data_key(array)] = {
-                "source": f"file:{self.name}", "dtype": "array", "shape": list(spec.shape),
-                "dtype_numpy": np.dtype(spec.dtype).str, "units": spec.units, "external": "STREAM:",
+                "source": f"file:{self.name}",
+                "dtype": "array",
+                "shape": list(spec.shape),
+                "dtype_numpy": np.dtype(spec.dtype).str,
+                "units": spec.units,
+                "external": "STREAM:",
             }
         return desc
 
@@ -126,14 +134,19 @@ class ArrayInstrument(Instrument):
         missing = sorted(set(self.arrays) - set(values))
         extra = sorted(set(values) - set(self.arrays))
         if missing or extra:
-            raise DeviceError(f"{self.name}: arrays {missing or extra} {'missing' if missing else 'not declared'} "
-                              f"(declared: {sorted(self.arrays)})", "write exactly the declared arrays")
+            raise DeviceError(
+                f"{self.name}: arrays {missing or extra} {'missing' if missing else 'not declared'} "
+                f"(declared: {sorted(self.arrays)})",
+                "write exactly the declared arrays",
+            )
         frames: dict[str, np.ndarray] = {}
         for array, spec in self.arrays.items():
             data = np.asarray(values[array], dtype=np.dtype(spec.dtype))
             if data.shape != tuple(spec.shape):
-                raise DeviceError(f"{self.name}: array '{array}' has shape {data.shape}, declared {spec.shape}",
-                                  "fix the instrument's read-out or its declared ArraySpec")
+                raise DeviceError(
+                    f"{self.name}: array '{array}' has shape {data.shape}, declared {spec.shape}",
+                    "fix the instrument's read-out or its declared ArraySpec",
+                )
             check_finite(f"{self.name}: {array}", data)
             frames[array] = data
         folder = self.data_folder()
@@ -146,19 +159,22 @@ class ArrayInstrument(Instrument):
                 for k, v in (attrs or {}).items():
                     f.attrs[k] = v
                 for array, data in frames.items():
-                    ds = f.create_dataset(f"/entry/data/{array}", data=data[np.newaxis, ...],
-                                          chunks=(1, *data.shape))
+                    ds = f.create_dataset(f"/entry/data/{array}", data=data[np.newaxis, ...], chunks=(1, *data.shape))
                     ds.attrs["units"] = self.arrays[array].units
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise DeviceError(f"{self.name}: cannot write '{path}': {exc}",
-                              "check the data folder's free space and permissions") from None
+            raise DeviceError(
+                f"{self.name}: cannot write '{path}': {exc}", "check the data folder's free space and permissions"
+            ) from None
         docs: list[tuple[str, dict[str, Any]]] = []
         for array, data in frames.items():
             bundle = ComposeStreamResource()(
-                mimetype=HDF5_MIMETYPE, uri=f"file://localhost{path.as_posix()}", data_key=self.data_key(array),
-                parameters={"dataset": f"/entry/data/{array}", "chunk_shape": [1, *data.shape]})
+                mimetype=HDF5_MIMETYPE,
+                uri=f"file://localhost{path.as_posix()}",
+                data_key=self.data_key(array),
+                parameters={"dataset": f"/entry/data/{array}", "chunk_shape": [1, *data.shape]},
+            )
             docs.append(("stream_resource", dict(bundle.stream_resource_doc)))
             docs.append(("stream_datum", dict(bundle.compose_stream_datum(StreamRange(start=0, stop=1)))))
         with self._asset_lock:

@@ -45,9 +45,11 @@ from .base import Health, Move, Robot
 from .tcp import LineTransport, ReplyError, TcpDevice
 
 PROGRAM_STATES = ("PLAYING", "STOPPED", "PAUSED")
-PROTECTIVE_STOP_FIX = ("find and remove the cause (collision, obstacle, dropped sample), check the sample, then "
-                       "release the stop on the pendant or with unlock_protective_stop(); the next move restarts the "
-                       "program")
+PROTECTIVE_STOP_FIX = (
+    "find and remove the cause (collision, obstacle, dropped sample), check the sample, then "
+    "release the stop on the pendant or with unlock_protective_stop(); the next move restarts the "
+    "program"
+)
 
 
 class RobotArm(TcpDevice, Robot):
@@ -100,8 +102,10 @@ class RobotArm(TcpDevice, Robot):
         except DeviceError:
             if self._stop.is_set():
                 self.at.put("unknown")
-                raise DeviceError(f"{self.name}: move stopped (stop() was called) during {move}",
-                                  "check where the arm and the sample are, then move again") from None
+                raise DeviceError(
+                    f"{self.name}: move stopped (stop() was called) during {move}",
+                    "check where the arm and the sample are, then move again",
+                ) from None
             raise
 
     def stop(self, *, success: bool = False) -> None:
@@ -129,15 +133,17 @@ class RobotArm(TcpDevice, Robot):
         """Release a protective stop (an operator action: only after the cause was found and cleared)."""
         reply = self.dashboard.query("unlock protective stop")
         if not reply.lower().startswith("protective stop releasing"):
-            raise DeviceError(f"{self.name}: the controller refused to release the protective stop: {reply!r}",
-                              "wait a few seconds after the stop and check the pendant for the cause")
+            raise DeviceError(
+                f"{self.name}: the controller refused to release the protective stop: {reply!r}",
+                "wait a few seconds after the stop and check the pendant for the cause",
+            )
 
     # -- protocol ---------------------------------------------------------------------------------------------------
     def _dash(self, command: str, prefix: str) -> str:
         raw = self.dashboard.query(command)
         if not raw.lower().startswith(prefix.lower()):
             raise ReplyError(self.name, command, raw, repr(prefix + " <value>"))
-        return raw[len(prefix):].strip()
+        return raw[len(prefix) :].strip()
 
     def _ensure_running(self) -> None:
         safety = self._dash("safetystatus", "Safetystatus:")
@@ -147,8 +153,10 @@ class RobotArm(TcpDevice, Robot):
             raise DeviceError(f"{self.name}: safety status is {safety}", "clear the safety condition on the pendant")
         mode = self._dash("robotmode", "Robotmode:")
         if mode != "RUNNING":
-            raise DeviceError(f"{self.name}: robot mode is {mode}, not RUNNING",
-                              "power the arm on and release the brakes (pendant), then move again")
+            raise DeviceError(
+                f"{self.name}: robot mode is {mode}, not RUNNING",
+                "power the arm on and release the brakes (pendant), then move again",
+            )
         raw = self.dashboard.query("programState")
         state, _, loaded = raw.partition(" ")
         if state not in PROGRAM_STATES:
@@ -158,13 +166,17 @@ class RobotArm(TcpDevice, Robot):
         if loaded.strip() != self.program:
             reply = self.dashboard.query(f"load {self.program}")
             if not reply.startswith("Loading program"):
-                raise DeviceError(f"{self.name}: cannot load {self.program}: controller said {reply!r}",
-                                  f"install {self.program} on the controller (see labloop_devices.robot_arm)")
+                raise DeviceError(
+                    f"{self.name}: cannot load {self.program}: controller said {reply!r}",
+                    f"install {self.program} on the controller (see labloop_devices.robot_arm)",
+                )
         self._check_stopped()
         reply = self.dashboard.query("play")
         if reply != "Starting program":
-            raise DeviceError(f"{self.name}: cannot start {self.program}: controller said {reply!r}",
-                              "check the pendant for a popup or a safety condition")
+            raise DeviceError(
+                f"{self.name}: cannot start {self.program}: controller said {reply!r}",
+                "check the pendant for a popup or a safety condition",
+            )
 
     def _check_stopped(self) -> None:
         if self._stop.is_set():
@@ -177,10 +189,13 @@ class RobotArm(TcpDevice, Robot):
             return
         if not reply.startswith("error "):
             raise ReplyError(self.name, line, reply, "'ok' or 'error <text>'")
-        text = reply[len("error "):]
+        text = reply[len("error ") :]
         if "protective stop" in text.lower():
             self.at.put("unknown")
-            raise DeviceError(f"{self.name}: protective stop during {line!r} (controller said {reply!r})",
-                              PROTECTIVE_STOP_FIX)
-        raise DeviceError(f"{self.name}: the controller refused {line!r}: {reply!r}",
-                          "check the taught positions and the program on the controller")
+            raise DeviceError(
+                f"{self.name}: protective stop during {line!r} (controller said {reply!r})", PROTECTIVE_STOP_FIX
+            )
+        raise DeviceError(
+            f"{self.name}: the controller refused {line!r}: {reply!r}",
+            "check the taught positions and the program on the controller",
+        )

@@ -76,8 +76,10 @@ class ScpiSmu(TcpDevice, Instrument):
         **kwargs: Any,
     ):
         super().__init__(prefix, name=name, **kwargs)
-        self.limits = {"source_current": (-float(max_current), float(max_current)),
-                       "voltage_compliance": (0.0, float(max_compliance))}
+        self.limits = {
+            "source_current": (-float(max_current), float(max_current)),
+            "voltage_compliance": (0.0, float(max_compliance)),
+        }
         check_limits(self.limits, {"source_current": source_current, "voltage_compliance": voltage_compliance}, name)
         self.source_current.put(float(source_current))
         self.voltage_compliance.put(float(voltage_compliance))
@@ -129,8 +131,11 @@ class ScpiSmu(TcpDevice, Instrument):
 
     def conformance_hints(self) -> dict[str, Any]:
         """For the conformance kit: a safe source setting; faults and stop() are exercised on a reading."""
-        return {"setpoint": {"source_current": min(1e-3, self.limits["source_current"][1])},
-                "action": "trigger", "stop_action": "trigger"}
+        return {
+            "setpoint": {"source_current": min(1e-3, self.limits["source_current"][1])},
+            "action": "trigger",
+            "stop_action": "trigger",
+        }
 
     # -- SCPI -------------------------------------------------------------------------------------------------------
     def _guarded(self, work: Any) -> None:
@@ -202,8 +207,13 @@ class ScpiSmu(TcpDevice, Instrument):
                     pass
         v, i, _r, _t, status = parse_fields(self.name, ":READ?", raw, 5)
         if not all(math.isfinite(x) for x in (v, i, status)) or abs(v) >= OVERFLOW or abs(i) >= OVERFLOW:
-            raise ReplyError(self.name, ":READ?", raw, "finite voltage and current (overflow: is the probe down?)",
-                             "lower the probe onto the film and check the contacts; then measure again")
+            raise ReplyError(
+                self.name,
+                ":READ?",
+                raw,
+                "finite voltage and current (overflow: is the probe down?)",
+                "lower the probe onto the film and check the contacts; then measure again",
+            )
         if int(status) & COMPLIANCE_BIT:
             raise DeviceError(
                 f"{self.name}: the reading hit the voltage compliance ({self.voltage_compliance.get():g} V): "
@@ -211,8 +221,10 @@ class ScpiSmu(TcpDevice, Instrument):
                 "lower source_current or raise voltage_compliance (within the limits), or check the probe contacts",
             )
         if i == 0:
-            raise DeviceError(f"{self.name}: the source current is 0 A: no resistance can be computed",
-                              "set source_current to a non-zero value")
+            raise DeviceError(
+                f"{self.name}: the source current is 0 A: no resistance can be computed",
+                "set source_current to a non-zero value",
+            )
         self._check_errors("reading")
         self.voltage.put(v)
         self.current.put(i)

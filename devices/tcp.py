@@ -39,7 +39,8 @@ class ReplyError(DeviceError):
         self.raw = raw
         super().__init__(
             f"{device}: malformed reply to {command!r}: expected {expected}, got raw reply {raw!r}",
-            fix or "check that the endpoint is the instrument the driver is written for (model, firmware, "
+            fix
+            or "check that the endpoint is the instrument the driver is written for (model, firmware, "
             "protocol settings); the raw reply above is what it sent",
         )
 
@@ -280,8 +281,9 @@ class TcpDevice:
             t.close()
 
 
-def parse_fields(device: str, command: str, raw: str, count: int, convert: Callable[[str], Any] = float,
-                 sep: str = ",") -> list[Any]:
+def parse_fields(
+    device: str, command: str, raw: str, count: int, convert: Callable[[str], Any] = float, sep: str = ","
+) -> list[Any]:
     """Split ``raw`` into exactly ``count`` fields converted by ``convert``; a :class:`ReplyError` otherwise."""
     parts = [p.strip() for p in raw.split(sep)]
     if len(parts) != count:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 N_START = 5
 
@@ -79,8 +79,14 @@ def paired_wilcoxon(x: Sequence[float], y: Sequence[float]) -> dict:
     if len(x) != len(y):
         raise ValueError(f"paired samples of different lengths: {len(x)} and {len(y)}")
     d = [float(a) - float(b) for a, b in zip(x, y)]
-    out = {"n": len(d), "zeros": sum(v == 0 for v in d), "x_better": sum(v < 0 for v in d),
-           "y_better": sum(v > 0 for v in d), "median_diff": statistics.median(d) if d else None, "p": None}
+    out = {
+        "n": len(d),
+        "zeros": sum(v == 0 for v in d),
+        "x_better": sum(v < 0 for v in d),
+        "y_better": sum(v > 0 for v in d),
+        "median_diff": statistics.median(d) if d else None,
+        "p": None,
+    }
     if not d:
         return out
     if all(v == 0 for v in d):

@@ -29,8 +29,8 @@ from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import Status
 
-from labloop.errors import DeviceError, LimitError
 from labloop.contract import Health, Move  # re-exported: drivers import the contract from here
+from labloop.errors import DeviceError, LimitError
 
 __all__ = ["Health", "Instrument", "LabDevice", "Move", "Robot", "Station", "check_limits"]
 

@@ -25,6 +25,8 @@ def load_config(path: Path | None) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise LabloopError(f"{path}: expected a mapping of constructor options, got {type(data).__name__}",
-                           "write 'option: value' lines (YAML) or one JSON object")
+        raise LabloopError(
+            f"{path}: expected a mapping of constructor options, got {type(data).__name__}",
+            "write 'option: value' lines (YAML) or one JSON object",
+        )
     return data

@@ -24,7 +24,12 @@ class Swallowed:
             self.count += 1
             n = self.count
         if n == 1:
-            self.logger.warning("%s failed (carrying on; later failures are counted): %s: %s", self.what,
-                                type(exc).__name__, exc, exc_info=exc)
+            self.logger.warning(
+                "%s failed (carrying on; later failures are counted): %s: %s",
+                self.what,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
         elif n % self.every == 0:
             self.logger.warning("%s failed %d times so far; the latest: %s: %s", self.what, n, type(exc).__name__, exc)

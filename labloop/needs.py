@@ -18,17 +18,45 @@ from labloop.errors import LabloopError
 
 #: the extra (pyproject.toml [project.optional-dependencies]) that installs each top-level module
 EXTRA_OF: dict[str, str] = {
-    **dict.fromkeys(("torch", "botorch", "gpytorch", "linear_operator", "scipy", "sqlalchemy", "alembic", "psutil",
-                     "matplotlib", "h5py", "pyarrow", "starlette", "uvicorn", "multipart", "python_multipart"),
-                    "lab"),
-    "pymodbus": "modbus", "pyvisa": "visa", "pyvisa_py": "visa", "pyvisa_sim": "visa", "serial": "serial",
-    "asyncua": "opcua", "caproto": "epics", "sila2": "sila", "psycopg": "postgres", "rdkit": "chem",
+    **dict.fromkeys(
+        (
+            "torch",
+            "botorch",
+            "gpytorch",
+            "linear_operator",
+            "scipy",
+            "sqlalchemy",
+            "alembic",
+            "psutil",
+            "matplotlib",
+            "h5py",
+            "pyarrow",
+            "starlette",
+            "uvicorn",
+            "multipart",
+            "python_multipart",
+        ),
+        "lab",
+    ),
+    "pymodbus": "modbus",
+    "pyvisa": "visa",
+    "pyvisa_py": "visa",
+    "pyvisa_sim": "visa",
+    "serial": "serial",
+    "asyncua": "opcua",
+    "caproto": "epics",
+    "sila2": "sila",
+    "psycopg": "postgres",
+    "rdkit": "chem",
 }
 
 #: what each extra is for, in the operator's words
-PURPOSE = {"lab": "a campaign host's optimizer, store, daemon, dashboard and reports; an instrument PC's light "
-                  "install runs `labloop agent` without them",
-           "postgres": "the PostgreSQL driver", "chem": "RDKit"}
+PURPOSE = {
+    "lab": "a campaign host's optimizer, store, daemon, dashboard and reports; an instrument PC's light "
+    "install runs `labloop agent` without them",
+    "postgres": "the PostgreSQL driver",
+    "chem": "RDKit",
+}
 
 
 def install_hint(extra: str) -> str:
@@ -45,8 +73,11 @@ def missing(exc: BaseException) -> LabloopError | None:
     if extra is None:
         return None
     what = PURPOSE.get(extra, f"the {extra} transport's library")
-    return LabloopError(f"this command needs the Python package '{top}', which is not installed here: it comes with "
-                        f"labloop's '{extra}' extra ({what})", install_hint(extra))
+    return LabloopError(
+        f"this command needs the Python package '{top}', which is not installed here: it comes with "
+        f"labloop's '{extra}' extra ({what})",
+        install_hint(extra),
+    )
 
 
 @contextlib.contextmanager
@@ -75,5 +106,8 @@ def require(*modules: str) -> None:
     for name in modules:
         if not installed(name):
             err = missing(ModuleNotFoundError(f"No module named '{name}'", name=name))
-            raise err if err is not None else LabloopError(f"the Python package '{name}' is not installed",
-                                                           f"pip install {name}")
+            raise (
+                err
+                if err is not None
+                else LabloopError(f"the Python package '{name}' is not installed", f"pip install {name}")
+            )

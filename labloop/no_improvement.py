@@ -26,8 +26,10 @@ class StopEvidence:
 
     def message(self) -> str:
         vals = ", ".join(f"{v:.2g}" for v in self.rounds)
-        return (f"no further improvement expected: the expected improvement stayed below {self.threshold:g} for "
-                f"the last {len(self.rounds)} proposals ({vals})")
+        return (
+            f"no further improvement expected: the expected improvement stayed below {self.threshold:g} for "
+            f"the last {len(self.rounds)} proposals ({vals})"
+        )
 
 
 def improvement_stalled(values: Sequence[float | None], stopping: StoppingSpec) -> StopEvidence | None:

@@ -28,10 +28,14 @@ def _import_fix(module_name: str) -> str:
 
     top = module_name.split(".")[0]
     if Path(top).is_dir() or Path(f"{top}.py").is_file():
-        return (f"'{top}' is in this folder, but Python does not look here: install its package (`pip install -e .` "
-                f"with a pyproject.toml) or run with PYTHONPATH=. (e.g. `PYTHONPATH=. labloop run FILE`)")
-    return "check the spelling, and that the package is installed in this environment (your own module: " \
-           "`pip install -e` its package, or put its folder on PYTHONPATH)"
+        return (
+            f"'{top}' is in this folder, but Python does not look here: install its package (`pip install -e .` "
+            f"with a pyproject.toml) or run with PYTHONPATH=. (e.g. `PYTHONPATH=. labloop run FILE`)"
+        )
+    return (
+        "check the spelling, and that the package is installed in this environment (your own module: "
+        "`pip install -e` its package, or put its folder on PYTHONPATH)"
+    )
 
 
 def load(ref: str, group: str) -> Any:
@@ -41,8 +45,9 @@ def load(ref: str, group: str) -> Any:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise PluginError(f"cannot import module '{module_name}' named by '{ref}': {exc}",
-                              _import_fix(module_name)) from exc
+            raise PluginError(
+                f"cannot import module '{module_name}' named by '{ref}': {exc}", _import_fix(module_name)
+            ) from exc
         obj: Any = module
         for part in attr.split("."):
             if not hasattr(obj, part):

@@ -26,8 +26,10 @@ class SimClock:
         except (TypeError, ValueError):
             scale = math.nan
         if not (math.isfinite(scale) and scale > 0):
-            raise LabloopError(f"time_scale must be a positive number, got {time_scale!r}",
-                               "use e.g. 1 for real time or 20000 for a fast demo")
+            raise LabloopError(
+                f"time_scale must be a positive number, got {time_scale!r}",
+                "use e.g. 1 for real time or 20000 for a fast demo",
+            )
         self.time_scale = scale
         self._t0 = time.monotonic()
 

@@ -14,8 +14,8 @@ import psutil
 import zmq
 
 from labloop.control.client import Client
-from labloop.identity.keys import ClientKey, ServerKeys
 from labloop.errors import LabloopError
+from labloop.identity.keys import ClientKey, ServerKeys
 from labloop.store import Store
 
 
@@ -27,8 +27,13 @@ def add_user(store_url: str, name: str, role: str, server: ServerKeys) -> Client
         st.add_user(name, role, public.decode(), created_by="test")
     finally:
         st.close()
-    return ClientKey(name=name, role=role, public_key=public.decode(), secret_key=secret.decode(),
-                     server_public_key=server.public.decode())
+    return ClientKey(
+        name=name,
+        role=role,
+        public_key=public.decode(),
+        secret_key=secret.decode(),
+        server_public_key=server.public.decode(),
+    )
 
 
 def key_file(tmp: Path, key: ClientKey) -> str:
@@ -50,15 +55,31 @@ class DaemonProcess:
         self.server_keys = ServerKeys.load_or_create(self.keys_dir)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0, http: str | None = None) -> "DaemonProcess":
+    def start(self, timeout: float = 60.0, http: str | None = None) -> DaemonProcess:
         """Start (or start again, on the same store and keys) the daemon; waits until it listens. ``http``: also
         serve the dashboard (e.g. ``127.0.0.1:0`` for a free port; its URL lands in ``self.http``)."""
         (self.tmp / "daemon.out").write_bytes(b"")
         self.log = open(self.tmp / "daemon.out", "ab")  # noqa: SIM115 - open while the daemon runs; stop() closes it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "labloop", "serve", "--store", self.store_url, "--keys", str(self.keys_dir),
-             "--control", "tcp://127.0.0.1:*", "--stream", "tcp://127.0.0.1:*"] + (["--http", http] if http else []),
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp)  # files its labs write land in tmp
+            [
+                sys.executable,
+                "-m",
+                "labloop",
+                "serve",
+                "--store",
+                self.store_url,
+                "--keys",
+                str(self.keys_dir),
+                "--control",
+                "tcp://127.0.0.1:*",
+                "--stream",
+                "tcp://127.0.0.1:*",
+            ]
+            + (["--http", http] if http else []),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+        )  # files its labs write land in tmp
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = (self.tmp / "daemon.out").read_text(errors="replace")

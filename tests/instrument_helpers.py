@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from test_agent import wait_for
 
 from labloop.declarative import device, load_spec
 from labloop.transports.simulation import SimulatorProcess
-from test_agent import wait_for  # noqa: F401 - re-exported for the transport tests
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "devices" / "examples"
 
@@ -90,8 +92,10 @@ def garbage_then_stall(signal: Any, sim: SimulatorProcess) -> tuple[BaseExceptio
     from labloop.transports.base import TransportError
 
     errors = []
-    for kind, kw in (("garbage", {"text": "\x15#?garbled reply"}),
-                     ("slow", {"delay": 3 * signal.root.transport.timeout})):
+    for kind, kw in (
+        ("garbage", {"text": "\x15#?garbled reply"}),
+        ("slow", {"delay": 3 * signal.root.transport.timeout}),
+    ):
         sim.inject(kind, **kw)
         try:
             signal.get()

@@ -98,14 +98,21 @@ def imports_of(path: Path, root: Path, prefixes: tuple[str, ...]) -> list[Import
         elif isinstance(node, ast.Call):
             fn = node.func
             name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else ""
-            if (name == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)):
+            if (
+                name == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 add(node.args[0].value, node.lineno)
     return found
 
 
-def scan(root: Path, packages: tuple[str, ...] = ("labloop",) + tuple(sorted(PLUGIN_PACKAGES)),
-         folders: dict[str, str] | None = None) -> list[Import]:
+def scan(
+    root: Path,
+    packages: tuple[str, ...] = ("labloop",) + tuple(sorted(PLUGIN_PACKAGES)),
+    folders: dict[str, str] | None = None,
+) -> list[Import]:
     """Every import of a labloop (or plugin) module from the ``.py`` files under ``root/<folder>`` for each
     package; ``folders`` maps an import name to its folder when they differ (``labloop_devices`` is ``devices/``)."""
     folders = folders or {}

@@ -5,7 +5,7 @@ Do not edit: it stands for stores that exist in labs.
 
 # --- verbatim from 305b6a2:labloop/store/schema.py below (its docstring kept as a comment) ---
 # """Tables of the store (SQLAlchemy 2 ORM). The same schema runs on embedded SQLite and on PostgreSQL.
-# 
+#
 # The store is the truth: a campaign can be rebuilt from it alone (the campaign file is kept verbatim with its hash),
 # every trial is a row whose ``state`` is a persisted state machine, every bluesky document of every run is kept
 # unchanged, and process streams are also flattened into ``process_points`` for plots and exports.
@@ -13,7 +13,7 @@ Do not edit: it stands for stores that exist in labs.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -48,15 +48,19 @@ class Campaign(Base):
     spec_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of spec_text.")
     labloop_version: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(
-        String(20), default="running", doc="running | paused | finished | stopped | estopped")
+        String(20), default="running", doc="running | paused | finished | stopped | estopped"
+    )
     stop_reason: Mapped[str | None] = mapped_column(Text, default=None)
     control: Mapped[str] = mapped_column(
-        String(20), default="run", doc="What operators asked for: run | pause | stop | estop (read by the runner).")
+        String(20), default="run", doc="What operators asked for: run | pause | stop | estop (read by the runner)."
+    )
     note: Mapped[str | None] = mapped_column(Text, default=None, doc="Why the campaign waits (pause, no station).")
     heartbeat_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None, doc="Last sign of life of the process running it.")
+        DateTime(timezone=True), default=None, doc="Last sign of life of the process running it."
+    )
     runner: Mapped[str | None] = mapped_column(
-        String(200), default=None, doc="host:pid of the process running it (to tell a live one from a killed one).")
+        String(200), default=None, doc="host:pid of the process running it (to tell a live one from a killed one)."
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 

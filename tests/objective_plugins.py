@@ -20,8 +20,16 @@ def refuses_hot_films(trial: TrialData, limit: float = 400.0) -> float:
 class Returns:
     """Returns ``value`` (``kind`` picks it) whatever the trial: a plugin whose result is not a real number."""
 
-    VALUES = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "none": None, "string": "12.5",
-              "bool": True, "list": [1.0], "complex": 1 + 2j}
+    VALUES = {
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "-inf": float("-inf"),
+        "none": None,
+        "string": "12.5",
+        "bool": True,
+        "list": [1.0],
+        "complex": 1 + 2j,
+    }
 
     def __init__(self, kind: str):
         self.value = self.VALUES[kind]

@@ -16,5 +16,7 @@ class RecordingStrategy:
 
     def ask(self, n: int, observations: list, pending: list) -> list:
         self.asks.append((n, len(observations), len(pending)))
-        return [Proposal(p.params, p.source, {**p.info, "seen": len(observations), "pending": len(pending)})
-                for p in self.inner.ask(n, observations, pending)]
+        return [
+            Proposal(p.params, p.source, {**p.info, "seen": len(observations), "pending": len(pending)})
+            for p in self.inner.ask(n, observations, pending)
+        ]

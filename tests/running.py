@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timezone
+from datetime import UTC
 
 import yaml
+from campaign_files import thinfilm
 
 from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.store import Store
-
-from campaign_files import thinfilm
 
 TS = 36000.0  # a 60-minute deposition takes 0.1 s
 
@@ -20,9 +19,9 @@ def two_chamber(max_trials: int = 6, options: dict | None = None, **changes) -> 
     data = thinfilm(stopping={"max_trials": max_trials, "target_reached": False})
     data["strategy"] = {"name": "random", "initial_design": 1}
     data["lab"] = {
-        "simulator": "thinfilm", "time_scale": TS,
-        "options": {"chambers": 2, "chamber_minutes": 60, "probe_minutes": 5, "robot_minutes": 1,
-                    **(options or {})},
+        "simulator": "thinfilm",
+        "time_scale": TS,
+        "options": {"chambers": 2, "chamber_minutes": 60, "probe_minutes": 5, "robot_minutes": 1, **(options or {})},
         "stations": {"deposition": ["chamber1", "chamber2"]},
     }
     data["workflow"] = [
@@ -47,8 +46,7 @@ def intervals(store: Store, cid: int, kind: str, device: str | None = None):
     out = []
     for s in store.steps(campaign_id=cid):
         if s.kind == kind and (device is None or s.device == device) and s.finished_at is not None:
-            out.append((s.started_at.replace(tzinfo=timezone.utc).timestamp(),
-                        s.finished_at.replace(tzinfo=timezone.utc).timestamp(), s))
+            out.append((s.started_at.replace(tzinfo=UTC).timestamp(), s.finished_at.replace(tzinfo=UTC).timestamp(), s))
     return sorted(out, key=lambda x: x[0])
 
 
@@ -70,8 +68,6 @@ def wait_for(predicate, timeout=30.0, step=0.02):
             return True
         time.sleep(step)
     raise AssertionError("condition not reached in time")
-
-
 
 
 def record_stops(lab) -> dict[str, float]:

@@ -28,16 +28,50 @@ from pathlib import Path
 import pytest
 
 BROWSER = frozenset({"test_dashboard_browser.py"})
-DAEMON = frozenset({"test_daemon.py", "test_daemon_takeover.py", "test_dashboard_browser.py", "test_protocol_fuzz.py",
-                    "test_stream.py", "test_audit_outcomes.py", "test_light_cli.py", "test_readme_daemon.py",
-                    "test_surfaces_agree.py"})
+DAEMON = frozenset(
+    {
+        "test_daemon.py",
+        "test_daemon_takeover.py",
+        "test_dashboard_browser.py",
+        "test_protocol_fuzz.py",
+        "test_stream.py",
+        "test_audit_outcomes.py",
+        "test_light_cli.py",
+        "test_readme_daemon.py",
+        "test_surfaces_agree.py",
+    }
+)
 #: protocol simulators in their own processes (the transports' tests)
-TRANSPORTS = frozenset({"test_transport_epics.py", "test_transport_modbus.py", "test_transport_opcua.py",
-                        "test_transport_serial.py", "test_transport_sila.py", "test_transport_visa.py",
-                        "test_declarative_campaign.py", "test_light_install.py", "test_solid_state_lab.py"})
-SLOW = BROWSER | DAEMON | TRANSPORTS | frozenset({"test_resume_after_kill.py", "test_agent.py", "test_leases.py",
-                                                  "test_docs.py", "test_view_js.py", "test_spec_fuzz.py",
-                                                  "test_wakeups.py"})
+TRANSPORTS = frozenset(
+    {
+        "test_transport_epics.py",
+        "test_transport_modbus.py",
+        "test_transport_opcua.py",
+        "test_transport_serial.py",
+        "test_transport_sila.py",
+        "test_transport_visa.py",
+        "test_declarative_campaign.py",
+        "test_light_install.py",
+        "test_solid_state_lab.py",
+    }
+)
+SLOW = (
+    BROWSER
+    | DAEMON
+    | TRANSPORTS
+    | frozenset(
+        {
+            "test_resume_after_kill.py",
+            "test_agent.py",
+            "test_leases.py",
+            "test_docs.py",
+            "test_view_js.py",
+            "test_spec_fuzz.py",
+            "test_wakeups.py",
+        }
+    )
+)
+
 
 def in_ci() -> bool:
     """CI sets CI=true; an empty value, 0 or false mean a developer's machine."""
@@ -50,13 +84,21 @@ def _program(name: str) -> bool:
 
 def browser_missing() -> str | None:
     """What a browser test lacks on this machine, with how to get it; None when everything is there."""
-    missing = [what for what, present in (("chromium", _program("chromium")), ("chromedriver", _program("chromedriver")),
-                                          ("the selenium package", importlib.util.find_spec("selenium") is not None))
-               if not present]
+    missing = [
+        what
+        for what, present in (
+            ("chromium", _program("chromium")),
+            ("chromedriver", _program("chromedriver")),
+            ("the selenium package", importlib.util.find_spec("selenium") is not None),
+        )
+        if not present
+    ]
     if not missing:
         return None
-    return (f"{' and '.join(missing)} not found: the browser tests need Debian's chromium and chromium-driver "
-            f"(`apt-get install chromium chromium-driver`) and selenium (`pip install -e '.[test]'`)")
+    return (
+        f"{' and '.join(missing)} not found: the browser tests need Debian's chromium and chromium-driver "
+        f"(`apt-get install chromium chromium-driver`) and selenium (`pip install -e '.[test]'`)"
+    )
 
 
 def _uses_postgres(item: pytest.Item) -> bool:
@@ -83,6 +125,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if missing is None:
         return
     if in_ci():
-        pytest.fail(f"CI is set, so the browser tests must run, but {missing}. .ci/run installs them; a skip here "
-                    f"would hide the dashboard's tests", pytrace=False)
+        pytest.fail(
+            f"CI is set, so the browser tests must run, but {missing}. .ci/run installs them; a skip here "
+            f"would hide the dashboard's tests",
+            pytrace=False,
+        )
     pytest.skip(missing)

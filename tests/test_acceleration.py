@@ -85,8 +85,14 @@ def test_budget_stops_a_person_who_never_reaches_the_target(monkeypatch):
 
 def test_replay_serializes_devices_and_trial_steps():
     # two trials on one chamber: the second deposition waits for the first; robot moves are 60 s, probe 300 s
-    steps = [(1.0, 1, "transfer", "robot"), (2.0, 1, "synthesize", "chamber"), (3.0, 1, "transfer", "robot"),
-             (3.5, 2, "transfer", "robot"), (4.0, 1, "measure", "probe"), (5.0, 2, "synthesize", "chamber")]
+    steps = [
+        (1.0, 1, "transfer", "robot"),
+        (2.0, 1, "synthesize", "chamber"),
+        (3.0, 1, "transfer", "robot"),
+        (3.5, 2, "transfer", "robot"),
+        (4.0, 1, "measure", "probe"),
+        (5.0, 2, "synthesize", "chamber"),
+    ]
     recipe = dict(acc.CENTRE)
     dep = acc.physics.timeline(recipe).total
     out = acc.replay(steps, {1: recipe, 2: recipe})
@@ -137,8 +143,9 @@ def test_the_hard_campaign_is_what_its_file_says():
     rng = np.random.default_rng(0)
     u = rng.random((100_000, 5))
     lo, hi = np.log(box["o2_pressure"][0]), np.log(box["o2_pressure"][1])
-    cols = [np.exp(lo + u[:, 0] * (hi - lo))] + [box[k][0] + u[:, i] * (box[k][1] - box[k][0])
-                                                  for i, k in enumerate(physics.PARAMETERS) if i]
+    cols = [np.exp(lo + u[:, 0] * (hi - lo))] + [
+        box[k][0] + u[:, i] * (box[k][1] - box[k][0]) for i, k in enumerate(physics.PARAMETERS) if i
+    ]
     best, hits = {}, []
     for dopant in ("Nb", "Ta", "W"):
         rs = physics.sheet_resistance_arrays(*cols, dopant)

@@ -15,17 +15,16 @@ import yaml
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from labloop_simulators.endpoints.hotplate_server import HotplateServer
+from labloop_simulators.endpoints.robot_arm_server import RobotArmServer
+from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
 from typer.testing import CliRunner
 
 from labloop.control import wire
 from labloop.control.agent_process import AgentProcess
 from labloop.control.remote import connect
 from labloop.devkit.remote_check import check_remote
-from labloop.devkit.protocols import Move
 from labloop.errors import DeviceError, LabloopError, LimitError
-from labloop_simulators.endpoints.hotplate_server import HotplateServer
-from labloop_simulators.endpoints.robot_arm_server import RobotArmServer
-from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
 
 HOTPLATE = "labloop_devices.examples.hotplate:Hotplate"
 PLATE_CFG = {"timeout": 0.3, "status_timeout": 20, "poll": 0.01}
@@ -146,17 +145,33 @@ class RogueAgent:
         self.thread.start()
 
     def run(self):
-        info = {"name": "probe", "boot": "b1", "protocols": ["Readable", "Triggerable", "Stoppable"],
-                "role": "instrument", "limits": {}, "signals": {}, "conformance": {}}
+        info = {
+            "name": "probe",
+            "boot": "b1",
+            "protocols": ["Readable", "Triggerable", "Stoppable"],
+            "role": "instrument",
+            "limits": {},
+            "signals": {},
+            "conformance": {},
+        }
         while not self.stop.is_set():
             if not self.sock.poll(50):
                 continue
             ident, raw = self.sock.recv_multipart()
             req = json.loads(raw)
             if req["method"] in ("hello", "ping"):
-                self.sock.send_multipart([ident, wire.encode({"id": req["id"], "ok": True,
-                                                               "result": info if req["method"] == "hello"
-                                                               else {"boot": "b1"}})])
+                self.sock.send_multipart(
+                    [
+                        ident,
+                        wire.encode(
+                            {
+                                "id": req["id"],
+                                "ok": True,
+                                "result": info if req["method"] == "hello" else {"boot": "b1"},
+                            }
+                        ),
+                    ]
+                )
             else:
                 self.sock.send_multipart([ident, self.garbage])
         self.sock.close(0)
@@ -187,8 +202,9 @@ def test_an_agent_answering_garbage_fails_the_step_with_the_raw_reply():
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory):
     with HotplateServer(rate=2000) as sim:
-        agent = AgentProcess(HOTPLATE, {**sim.connection_kwargs(), **PLATE_CFG}, name="plate",
-                             folder=tmp_path_factory.mktemp("fuzz"))
+        agent = AgentProcess(
+            HOTPLATE, {**sim.connection_kwargs(), **PLATE_CFG}, name="plate", folder=tmp_path_factory.mktemp("fuzz")
+        )
         with agent:
             ctx = zmq.Context()
             sock = ctx.socket(zmq.DEALER)
@@ -221,14 +237,20 @@ def _answers_ping(sock, rid):
 messages = st.one_of(
     st.binary(max_size=300).map(lambda b: [b]),
     st.lists(st.binary(max_size=40), min_size=2, max_size=4),  # multi-frame
-    st.builds(lambda v, i, m, a: [json.dumps({"v": v, "id": i, "method": m, "args": a}).encode()],
-              st.one_of(st.integers(-2, 3), st.text(max_size=3), st.none()),
-              st.one_of(st.integers(-5, 2**60), st.text(max_size=5), st.floats(allow_nan=False)),
-              st.sampled_from(["read", "set", "signal_put", "subscribe", "nope", "", "hello", "trigger"]),
-              st.one_of(st.dictionaries(st.sampled_from(["value", "signal", "x"]),
-                                        st.one_of(st.integers(), st.text(max_size=8), st.none(),
-                                                  st.lists(st.integers(), max_size=3))),
-                        st.integers(), st.text(max_size=5))),
+    st.builds(
+        lambda v, i, m, a: [json.dumps({"v": v, "id": i, "method": m, "args": a}).encode()],
+        st.one_of(st.integers(-2, 3), st.text(max_size=3), st.none()),
+        st.one_of(st.integers(-5, 2**60), st.text(max_size=5), st.floats(allow_nan=False)),
+        st.sampled_from(["read", "set", "signal_put", "subscribe", "nope", "", "hello", "trigger"]),
+        st.one_of(
+            st.dictionaries(
+                st.sampled_from(["value", "signal", "x"]),
+                st.one_of(st.integers(), st.text(max_size=8), st.none(), st.lists(st.integers(), max_size=3)),
+            ),
+            st.integers(),
+            st.text(max_size=5),
+        ),
+    ),
     st.binary(min_size=1, max_size=200).map(lambda b: [b'{"v": 1, "id": 1, "method": "read"' + b]),  # truncated
 )
 
@@ -250,12 +272,12 @@ def test_oversized_and_refused_requests_get_errors_or_drops_and_change_nothing(f
     agent, sock = fuzz_target
     sock.send(wire.encode({"v": 1, "id": 5, "method": "signal_put", "args": {"signal": "sample", "value": "S-9"}}))
     assert reply_to(sock, 5)["ok"] is True
-    for bad, code in [({"v": 2, "id": 6, "method": "read"}, "bad_request"),
-                      ({"v": 1, "id": 7, "method": "launch_missiles"}, "unknown_method"),
-                      ({"v": 1, "id": 8, "method": "signal_put", "args": {"signal": "nope", "value": 1}},
-                       "bad_request"),
-                      ({"v": 1, "id": 9, "method": "set", "args": {"value": {"temperature": 9999}}},
-                       "device_error")]:
+    for bad, code in [
+        ({"v": 2, "id": 6, "method": "read"}, "bad_request"),
+        ({"v": 1, "id": 7, "method": "launch_missiles"}, "unknown_method"),
+        ({"v": 1, "id": 8, "method": "signal_put", "args": {"signal": "nope", "value": 1}}, "bad_request"),
+        ({"v": 1, "id": 9, "method": "set", "args": {"value": {"temperature": 9999}}}, "device_error"),
+    ]:
         sock.send(wire.encode(bad))
         reply = reply_to(sock, bad["id"])
         assert reply["ok"] is False and reply["error"]["code"] == code, reply
@@ -281,14 +303,18 @@ PLATE = {"timeout": 0.3, "status_timeout": 3, "poll": 0.01, "simulator_options":
 THINFILM = "labloop_simulators.thinfilm.lab:build_lab"
 
 
-@pytest.mark.parametrize("target,config", [
-    ("labloop_devices.scpi_smu:ScpiSmu", SMU),
-    ("labloop_devices.robot_arm:RobotArm", ARM),
-    (HOTPLATE, PLATE),
-    (THINFILM, {"name": "chamber", "time_scale": 20000}),
-    (THINFILM, {"name": "probe", "time_scale": 20000}),
-    (THINFILM, {"name": "robot", "time_scale": 20000}),
-], ids=["smu", "arm", "hotplate", "sim-chamber", "sim-probe", "sim-robot"])
+@pytest.mark.parametrize(
+    "target,config",
+    [
+        ("labloop_devices.scpi_smu:ScpiSmu", SMU),
+        ("labloop_devices.robot_arm:RobotArm", ARM),
+        (HOTPLATE, PLATE),
+        (THINFILM, {"name": "chamber", "time_scale": 20000}),
+        (THINFILM, {"name": "probe", "time_scale": 20000}),
+        (THINFILM, {"name": "robot", "time_scale": 20000}),
+    ],
+    ids=["smu", "arm", "hotplate", "sim-chamber", "sim-probe", "sim-robot"],
+)
 def test_every_bundled_driver_and_simulated_device_passes_the_kit_through_its_remote_proxy(target, config):
     report = check_remote(target, dict(config), grace=0.5)
     assert report.ok, report.summary()
@@ -300,8 +326,19 @@ def test_cli_devices_check_remote(tmp_path):
     from labloop.cli import app
 
     (tmp_path / "smu.yaml").write_text("timeout: 0.3\nstatus_timeout: 3\n")
-    result = CliRunner().invoke(app, ["devices", "check", "labloop_devices.scpi_smu:ScpiSmu", "--remote",
-                                      "--config", str(tmp_path / "smu.yaml"), "--grace", "0.3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "devices",
+            "check",
+            "labloop_devices.scpi_smu:ScpiSmu",
+            "--remote",
+            "--config",
+            str(tmp_path / "smu.yaml"),
+            "--grace",
+            "0.3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "(remote)" in result.output and "all checks passed" in result.output
 
@@ -313,14 +350,16 @@ def test_remote_entries_are_checked_for_shape():
     key = zmq.curve_keypair()[0].decode()
     assert DeviceSpec(remote="tcp://10.0.0.5:7600", agent="probe-pc").agent == "probe-pc"
     assert DeviceSpec(remote="tcp://10.0.0.5:7600", agent_key=key).agent_key == key
-    for bad, words in [({"remote": "10.0.0.5:7600", "agent": "a"}, "tcp://HOST:PORT"),
-                       ({"remote": "tcp://10.0.0.5:99999", "agent": "a"}, "tcp://HOST:PORT"),
-                       ({"remote": "tcp://h:1"}, "name the agent"),
-                       ({"remote": "tcp://h:1", "agent": "a", "agent_key": key}, "one of the two"),
-                       ({"remote": "tcp://h:1", "agent_key": "short"}, "40 characters"),
-                       ({"driver": "x:Y", "remote": "tcp://h:1", "agent": "a"}, "either 'driver'"),
-                       ({"driver": "x:Y", "agent": "a"}, "belong to a remote device"),
-                       ({"remote": "tcp://h:1", "agent": "a", "config": {"x": 1}}, "drop 'config'")]:
+    for bad, words in [
+        ({"remote": "10.0.0.5:7600", "agent": "a"}, "tcp://HOST:PORT"),
+        ({"remote": "tcp://10.0.0.5:99999", "agent": "a"}, "tcp://HOST:PORT"),
+        ({"remote": "tcp://h:1"}, "name the agent"),
+        ({"remote": "tcp://h:1", "agent": "a", "agent_key": key}, "one of the two"),
+        ({"remote": "tcp://h:1", "agent_key": "short"}, "40 characters"),
+        ({"driver": "x:Y", "remote": "tcp://h:1", "agent": "a"}, "either 'driver'"),
+        ({"driver": "x:Y", "agent": "a"}, "belong to a remote device"),
+        ({"remote": "tcp://h:1", "agent": "a", "config": {"x": 1}}, "drop 'config'"),
+    ]:
         with pytest.raises(ValueError, match=words):
             DeviceSpec(**bad)
 
@@ -335,8 +374,10 @@ def _campaign(tmp_path, plate_addr, plate_key, smu_addr, smu_key, arm_sim, measu
         "strategy": {"name": "random", "initial_design": 1},
         "lab": {
             "devices": {
-                "robot": {"driver": "robot_arm", "config": {**arm_sim.connection_kwargs(), "positions": positions,
-                                                            "timeout": 1, "move_timeout": 5}},
+                "robot": {
+                    "driver": "robot_arm",
+                    "config": {**arm_sim.connection_kwargs(), "positions": positions, "timeout": 1, "move_timeout": 5},
+                },
                 "plate": {"remote": plate_addr, "agent_key": plate_key},
                 "smu": {"remote": smu_addr, "agent_key": smu_key},
             },
@@ -360,12 +401,21 @@ def remote_lab(tmp_path, monkeypatch):
 
     write_key_file(key_file, name="runner", role="operator", pair=client, server_public=zmq.curve_keypair()[0])
     monkeypatch.setenv("LABLOOP_KEY", str(key_file))
-    with HotplateServer(rate=5000) as plate_sim, ScpiSmuServer(read_time=1.0) as smu_sim, \
-            RobotArmServer(positions=("load_lock", "plate", "smu", "storage"), move_time=0.01) as arm_sim:
-        plate = AgentProcess(HOTPLATE, {**plate_sim.connection_kwargs(), **PLATE_CFG}, name="plate",
-                             folder=tmp_path, client=client)
-        smu = AgentProcess("labloop_devices.scpi_smu:ScpiSmu", {**smu_sim.connection_kwargs(), "timeout": 3},
-                           name="smu", folder=tmp_path, client=client)
+    with (
+        HotplateServer(rate=5000) as plate_sim,
+        ScpiSmuServer(read_time=1.0) as smu_sim,
+        RobotArmServer(positions=("load_lock", "plate", "smu", "storage"), move_time=0.01) as arm_sim,
+    ):
+        plate = AgentProcess(
+            HOTPLATE, {**plate_sim.connection_kwargs(), **PLATE_CFG}, name="plate", folder=tmp_path, client=client
+        )
+        smu = AgentProcess(
+            "labloop_devices.scpi_smu:ScpiSmu",
+            {**smu_sim.connection_kwargs(), "timeout": 3},
+            name="smu",
+            folder=tmp_path,
+            client=client,
+        )
         with plate, smu:
             yield plate, smu, arm_sim
 
@@ -383,8 +433,9 @@ def _run(data, tmp_path):
 
 def test_a_campaign_runs_steps_on_remote_devices(remote_lab, tmp_path):
     plate, smu, arm_sim = remote_lab
-    data = _campaign(tmp_path, plate.address, plate.agent_public.decode(), smu.address,
-                     smu.agent_public.decode(), arm_sim)
+    data = _campaign(
+        tmp_path, plate.address, plate.agent_public.decode(), smu.address, smu.agent_public.decode(), arm_sim
+    )
     store, runner = _run(data, tmp_path)
     runner.run()
     trials = store.trials(runner.campaign.id)
@@ -397,8 +448,15 @@ def test_a_campaign_runs_steps_on_remote_devices(remote_lab, tmp_path):
 
 def test_killed_agent_mid_step_fails_the_step_with_the_reason_then_the_retry_succeeds(remote_lab, tmp_path):
     plate, smu, arm_sim = remote_lab
-    data = _campaign(tmp_path, plate.address, plate.agent_public.decode(), smu.address,
-                     smu.agent_public.decode(), arm_sim, measure_retries=4)
+    data = _campaign(
+        tmp_path,
+        plate.address,
+        plate.agent_public.decode(),
+        smu.address,
+        smu.agent_public.decode(),
+        arm_sim,
+        measure_retries=4,
+    )
     data["stopping"]["max_trials"] = 1
     data["scheduling"] = {"quarantine_after": 6}  # room for the retries while the agent restarts
     data["workflow"][3]["retry_backoff"] = 2.0  # 2, 4, 8, 16 s: the agent is back before the last
@@ -407,11 +465,17 @@ def test_killed_agent_mid_step_fails_the_step_with_the_reason_then_the_retry_suc
     th = threading.Thread(target=lambda: result.setdefault("d", runner.run()), daemon=True)
     th.start()
     cid = runner.campaign.id
-    wait_for(lambda: any(s.kind == "measure" and s.state == "running" for s in store.steps(campaign_id=cid)),
-             timeout=60, what="the measurement to start")
+    wait_for(
+        lambda: any(s.kind == "measure" and s.state == "running" for s in store.steps(campaign_id=cid)),
+        timeout=60,
+        what="the measurement to start",
+    )
     smu.kill()
-    failed = wait_for(lambda: [s for s in store.steps(campaign_id=cid) if s.kind == "measure" and s.state == "failed"],
-                      timeout=30, what="the measurement to fail")
+    failed = wait_for(
+        lambda: [s for s in store.steps(campaign_id=cid) if s.kind == "measure" and s.state == "failed"],
+        timeout=30,
+        what="the measurement to fail",
+    )
     assert "lost contact with agent" in failed[0].error or "lost contact" in failed[0].error
     assert smu.address in failed[0].error
     smu.start()
@@ -429,11 +493,18 @@ def test_validate_names_an_unreachable_agent_and_how_to_start_it(tmp_path):
     client = zmq.curve_keypair()
     from labloop.control.agent_process import write_key_file
 
-    key_file = write_key_file(tmp_path / "me.key", name="me", role="operator", pair=client,
-                              server_public=zmq.curve_keypair()[0])
+    key_file = write_key_file(
+        tmp_path / "me.key", name="me", role="operator", pair=client, server_public=zmq.curve_keypair()[0]
+    )
     with RobotArmServer(positions=("load_lock", "plate", "smu", "storage")) as arm_sim:
-        data = _campaign(tmp_path, "tcp://127.0.0.1:1", zmq.curve_keypair()[0].decode(), "tcp://127.0.0.1:2",
-                         zmq.curve_keypair()[0].decode(), arm_sim)
+        data = _campaign(
+            tmp_path,
+            "tcp://127.0.0.1:1",
+            zmq.curve_keypair()[0].decode(),
+            "tcp://127.0.0.1:2",
+            zmq.curve_keypair()[0].decode(),
+            arm_sim,
+        )
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump(data))
         result = CliRunner().invoke(app, ["validate", str(path)], env={"LABLOOP_KEY": str(key_file)})
@@ -454,14 +525,33 @@ def test_an_agent_made_with_users_add_is_found_by_name_and_admits_the_daemons_ke
     url = f"sqlite:///{tmp_path / 'lab.db'}"
     keys_dir = tmp_path / "daemon-keys"
     runner = CliRunner()
-    made = runner.invoke(app, ["users", "add", "plate-pc", "--role", "agent", "--out", str(tmp_path / "plate.key"),
-                               "--store", url, "--keys", str(keys_dir)])
+    made = runner.invoke(
+        app,
+        [
+            "users",
+            "add",
+            "plate-pc",
+            "--role",
+            "agent",
+            "--out",
+            str(tmp_path / "plate.key"),
+            "--store",
+            url,
+            "--keys",
+            str(keys_dir),
+        ],
+    )
     assert made.exit_code == 0, made.output
     monkeypatch.delenv("LABLOOP_KEY", raising=False)
     monkeypatch.setenv("LABLOOP_SERVER_KEYS", str(keys_dir))
     with HotplateServer(rate=2000) as sim:
-        agent = AgentProcess(HOTPLATE, {**sim.connection_kwargs(), **PLATE_CFG}, name="plate", folder=tmp_path,
-                             key_file=tmp_path / "plate.key")
+        agent = AgentProcess(
+            HOTPLATE,
+            {**sim.connection_kwargs(), **PLATE_CFG},
+            name="plate",
+            folder=tmp_path,
+            key_file=tmp_path / "plate.key",
+        )
         with agent:
             plate = remote_device("plate", DeviceSpec(remote=agent.address, agent="plate-pc"), url)
             assert plate.health().ok and plate.limits["temperature"] == (20.0, 300.0)

@@ -3,8 +3,9 @@ results arrive before it starts; the stale proposal stays on record (the trial's
 
 from __future__ import annotations
 
-from labloop.states import LEARNED_FROM, TrialState
 from running import start, two_chamber
+
+from labloop.states import LEARNED_FROM, TrialState
 
 S = TrialState
 

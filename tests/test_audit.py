@@ -12,7 +12,8 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -32,10 +33,27 @@ def _busy_store(url: str) -> Store:
     store.add_calibration(c.id, "probe", {"ref": 1.0}, {"gain": 1.02}, user="ben")
     store.audit(c.id, "station.quarantine", {"device": "chamber", "reason": "3 failures"}, user="labloop")
     store.add_user("ana", "operator", "a" * 40, created_by="root")
-    audit.record(store, user="ana", role="operator", address="tcp://10.0.0.7:50123", command="pause",
-                 args={"campaign": "chain"}, outcome="accepted", campaign_id=c.id)
-    audit.record(store, user="vic", role="viewer", address="tcp://10.0.0.8:50124", command="stop", args={},
-                 outcome="refused", campaign_id=c.id, detail={"reason": "vic is a viewer and may not stop"})
+    audit.record(
+        store,
+        user="ana",
+        role="operator",
+        address="tcp://10.0.0.7:50123",
+        command="pause",
+        args={"campaign": "chain"},
+        outcome="accepted",
+        campaign_id=c.id,
+    )
+    audit.record(
+        store,
+        user="vic",
+        role="viewer",
+        address="tcp://10.0.0.8:50124",
+        command="stop",
+        args={},
+        outcome="refused",
+        campaign_id=c.id,
+        detail={"reason": "vic is a viewer and may not stop"},
+    )
     store.finish_campaign(c.id, "stopped", "operator stop")
     return store
 
@@ -48,24 +66,40 @@ def _sql(store: Store, statement: str, **params) -> None:
 def test_every_write_path_is_chained_and_verifies(store_url):
     store = _busy_store(store_url)
     rows = store.audit_log()
-    assert [r.action for r in rows] == ["campaign.start", "request.pause", "request.done", "calibration.recorded",
-                                        "station.quarantine", "users.add", "pause", "stop", "campaign.stopped"]
+    assert [r.action for r in rows] == [
+        "campaign.start",
+        "request.pause",
+        "request.done",
+        "calibration.recorded",
+        "station.quarantine",
+        "users.add",
+        "pause",
+        "stop",
+        "campaign.stopped",
+    ]
     assert all(r.hash and len(r.hash) == 64 for r in rows)
     assert [r.prev_hash for r in rows] == [None] + [r.hash for r in rows[:-1]]
     refused = rows[7]
     assert (refused.user, refused.role, refused.address, refused.outcome) == (
-        "vic", "viewer", "tcp://10.0.0.8:50124", "refused")
+        "vic",
+        "viewer",
+        "tcp://10.0.0.8:50124",
+        "refused",
+    )
     assert audit.verify(store) == []
     store.close()
 
 
-@pytest.mark.parametrize("tamper, expected", [
-    ("UPDATE audit SET detail = '{\"reason\": \"tea\"}' WHERE id = 2", "audit row 2 (request.pause"),
-    ("UPDATE audit SET \"user\" = 'eve' WHERE id = 5", "audit row 5 (station.quarantine, "),
-    ("DELETE FROM audit WHERE id = 4", "a row after row 3 was deleted: audit row 5"),
-    ("DELETE FROM audit WHERE id = 9", "the last rows of the audit log were deleted: the last row written was 9"),
-    ("DELETE FROM audit WHERE id = 1", "audit row 2 (request.pause) followed a row that is no longer"),
-])
+@pytest.mark.parametrize(
+    "tamper, expected",
+    [
+        ('UPDATE audit SET detail = \'{"reason": "tea"}\' WHERE id = 2', "audit row 2 (request.pause"),
+        ("UPDATE audit SET \"user\" = 'eve' WHERE id = 5", "audit row 5 (station.quarantine, "),
+        ("DELETE FROM audit WHERE id = 4", "a row after row 3 was deleted: audit row 5"),
+        ("DELETE FROM audit WHERE id = 9", "the last rows of the audit log were deleted: the last row written was 9"),
+        ("DELETE FROM audit WHERE id = 1", "audit row 2 (request.pause) followed a row that is no longer"),
+    ],
+)
 def test_verify_names_an_altered_or_deleted_row(store_url, tamper, expected):
     store = _busy_store(store_url)
     _sql(store, tamper)
@@ -83,8 +117,9 @@ def test_verify_names_reordered_rows(store_url):
     with store.engine.begin() as conn:
         r3, r4 = (conn.execute(sa.select(table).where(table.c.id == i)).mappings().one() for i in (3, 4))
         for target, src in ((3, r4), (4, r3)):
-            conn.execute(sa.update(table).where(table.c.id == target).values(
-                {k: v for k, v in src.items() if k != "id"}))
+            conn.execute(
+                sa.update(table).where(table.c.id == target).values({k: v for k, v in src.items() if k != "id"})
+            )
     problems = audit.verify(store)
     assert any("audit row 3 (calibration.recorded) is out of order" in p for p in problems), problems
     assert any("audit row 4 (request.done) followed row 2" in p for p in problems), problems
@@ -104,8 +139,15 @@ def test_rows_written_around_the_chain_are_reported_then_sealed(sqlite_url):
 
 def test_record_cuts_oversized_values_from_the_wire_and_still_chains(sqlite_url):
     store = Store(sqlite_url)
-    audit.record(store, user="u" * 500, role="viewer" * 10, address="tcp://" + "9" * 500, command="x" * 5000,
-                 args={"blob": "y" * (1 << 20)}, outcome="refused" * 5)
+    audit.record(
+        store,
+        user="u" * 500,
+        role="viewer" * 10,
+        address="tcp://" + "9" * 500,
+        command="x" * 5000,
+        args={"blob": "y" * (1 << 20)},
+        outcome="refused" * 5,
+    )
     row = store.audit_log()[-1]
     assert len(row.action) == 40 and len(row.user) == 80 and len(row.address) == 200 and len(row.outcome) <= 20
     assert row.detail["args_truncated"]["chars"] > 1 << 20 and len(row.detail["command"]) <= 4000
@@ -114,16 +156,21 @@ def test_record_cuts_oversized_values_from_the_wire_and_still_chains(sqlite_url)
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2 ** 53), 2 ** 53) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(detail=st.dictionaries(st.text(max_size=10), JSON, max_size=5),
-       user=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1,
-                    max_size=30))
+@given(
+    detail=st.dictionaries(st.text(max_size=10), JSON, max_size=5),
+    user=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=30),
+)
 def test_any_json_detail_round_trips_through_the_store_and_verifies(store_url, detail, user):
     """Floats, unicode and nesting read back exactly as hashed, on both databases."""
     store = Store(store_url)
@@ -152,8 +199,10 @@ def test_two_processes_appending_at_once_never_fork_the_chain(store_url):
     n = 40
     start = time.time() + 3.0  # both start appending at the same moment, after their imports
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    procs = [subprocess.Popen([sys.executable, "-c", APPENDER, store_url, who, str(start), str(n)], env=env)
-             for who in ("p1", "p2")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", APPENDER, store_url, who, str(start), str(n)], env=env)
+        for who in ("p1", "p2")
+    ]
     for p in procs:
         assert p.wait(timeout=300) == 0
     store = Store(store_url)
@@ -190,16 +239,26 @@ def test_audit_command_prints_and_verifies(sqlite_url):
 def test_a_daemon_command_is_audited_in_its_requests_transaction_and_the_answer_carries_the_change(store_url):
     store = Store(store_url)
     c = store.create_campaign("one-commit", "name: one-commit\n", "c" * 64)
-    accepted = audit.entry(user="ana", role="operator", address="tcp://10.0.0.7:50123", command="pause",
-                           args={"campaign": "one-commit"}, outcome="accepted")
+    accepted = audit.entry(
+        user="ana",
+        role="operator",
+        address="tcp://10.0.0.7:50123",
+        command="pause",
+        args={"campaign": "one-commit"},
+        outcome="accepted",
+    )
     with pytest.raises(Exception):  # noqa: B017 - the database driver's own integrity error. No such campaign: the request is refused by the store, and so is its audit row
         store.request(c.id + 1000, "pause", {}, user="ana", command=accepted)
     assert [r.action for r in store.audit_log()] == ["campaign.start"]
     rid = store.request(c.id, "pause", {}, user="ana", command=accepted)
     assert store.answer_request(rid, "done", "paused", campaign={"state": "paused", "note": "paused by operator"})
     rows = store.audit_log()
-    assert [(r.action, r.outcome) for r in rows] == [("campaign.start", None), ("pause", "accepted"),
-                                                     ("request.pause", None), ("request.done", None)]
+    assert [(r.action, r.outcome) for r in rows] == [
+        ("campaign.start", None),
+        ("pause", "accepted"),
+        ("request.pause", None),
+        ("request.done", None),
+    ]
     assert (rows[1].user, rows[1].role, rows[1].address) == ("ana", "operator", "tcp://10.0.0.7:50123")
     assert (store.campaign(c.id).state, store.campaign(c.id).note) == ("paused", "paused by operator")
     assert not store.answer_request(rid, "done", "again", campaign={"state": "running"})  # answered once
@@ -214,11 +273,19 @@ def test_an_operator_request_waits_for_the_labs_write_lock_instead_of_failing(tm
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     store = Store(url)
     c = store.create_campaign("locked", "name: locked\n", "c" * 64)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sqlite3, sys, time\n"
-        f"c = sqlite3.connect({str(tmp_path / 'labloop.db')!r}, isolation_level=None)\n"
-        "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(0.5); c.execute('COMMIT')\n")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sqlite3, sys, time\n"
+                f"c = sqlite3.connect({str(tmp_path / 'labloop.db')!r}, isolation_level=None)\n"
+                "c.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(0.5); c.execute('COMMIT')\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         rid = store.request(c.id, "pause", {}, user="ana")  # SQLite itself would say "database is locked" at once

@@ -10,15 +10,15 @@ import threading
 
 import pytest
 import yaml
+from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
+from running import two_chamber
 from typer.testing import CliRunner
 
-from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
 from labloop.cli import app
 from labloop.control import methods, protocol
 from labloop.control.server import Daemon
 from labloop.errors import LabloopError
 from labloop.store import Store
-from running import two_chamber
 
 cli = CliRunner()
 
@@ -130,6 +130,7 @@ def test_a_revoked_key_in_a_loop_is_one_row_with_the_count(lab):
     st = Store(lab.store_url)
     try:
         from labloop.control.audit import verify
+
         assert verify(st) == []  # the chain stays verifiable
     finally:
         st.close()
@@ -137,11 +138,13 @@ def test_a_revoked_key_in_a_loop_is_one_row_with_the_count(lab):
 
 def test_out_of_range_numbers_are_bad_params_naming_the_field(lab):
     c = lab.client(lab.keys["olga"])
-    for method, params, field in (("missed", {"campaign": 1, "after_seq": 10**30}, "after_seq"),
-                                  ("missed", {"campaign": 10**30}, "campaign"),
-                                  ("status", {"campaign": -1}, "campaign"),
-                                  ("approve", {"trials": [10**30]}, "trials"),
-                                  ("submit", {"text": "x", "time_scale": 1e300}, "time_scale")):
+    for method, params, field in (
+        ("missed", {"campaign": 1, "after_seq": 10**30}, "after_seq"),
+        ("missed", {"campaign": 10**30}, "campaign"),
+        ("status", {"campaign": -1}, "campaign"),
+        ("approve", {"trials": [10**30]}, "trials"),
+        ("submit", {"text": "x", "time_scale": 1e300}, "time_scale"),
+    ):
         with pytest.raises(LabloopError) as err:
             c.call(method, **params)
         assert "internal" not in err.value.problem and field in err.value.problem, err.value.problem
@@ -162,6 +165,7 @@ def test_an_internal_error_is_logged_with_its_traceback_and_id_and_audited_faile
     url = f"sqlite:///{tmp_path / 'lab.db'}"
     Store(url).close()
     from labloop.identity.keys import ServerKeys
+
     keys = ServerKeys.load_or_create(tmp_path / "keys")
     olga = add_user(url, "olga", "operator", keys)
 
@@ -174,6 +178,7 @@ def test_an_internal_error_is_logged_with_its_traceback_and_id_and_audited_faile
     th.start()
     try:
         from labloop.control.client import Client
+
         c = Client(d.control_address, olga, 30)
         with pytest.raises(LabloopError) as err:
             c.call("export")
@@ -214,8 +219,14 @@ def test_watch_into_a_pipe_prints_each_event_as_it_comes_and_flushes_on_sigterm(
     st = cli.invoke(app, ["status", "--campaign", cid, "--key", keyfile])
     assert st.exit_code == 0 and "watched" in st.output, st.output
 
-    proc = subprocess.Popen([sys.executable, "-m", "labloop", *hint.split()[1:]], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=lab.tmp, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labloop", *hint.split()[1:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=lab.tmp,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     try:
         first = proc.stdout.readline()  # arrives while the campaign runs: not held until the end
         assert "watched #" in first, (first, proc.stderr.read() if proc.poll() is not None else "")

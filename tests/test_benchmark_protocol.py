@@ -9,7 +9,8 @@ import math
 import numpy as np
 import pytest
 import typer
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from labloop.benchmark_protocol import experiments_to, geometric_mean, paired_wilcoxon, start_rows, target_rows
@@ -20,8 +21,11 @@ from labloop.strategy.replay import run_replay
 from labloop.strategy.tables import table_lab
 
 # a 2-d grid with a smooth bump: a tiny pool where batches have somewhere to go
-ROWS = [(a, b, round(math.exp(-((a - 3) ** 2 + (b - 5) ** 2) / 6.0) + 0.01 * ((a * 7 + b * 3) % 5), 4))
-        for a in range(7) for b in range(8)]
+ROWS = [
+    (a, b, round(math.exp(-((a - 3) ** 2 + (b - 5) ** 2) / 6.0) + 0.01 * ((a * 7 + b * 3) % 5), 4))
+    for a in range(7)
+    for b in range(8)
+]
 
 
 @pytest.fixture()
@@ -45,8 +49,24 @@ def _app():
 def test_start_rows_are_the_numpy_draw_every_method_uses(table):
     assert start_rows(56, 3) == [int(i) for i in np.random.default_rng(3).choice(56, 5, replace=False)]
     assert start_rows(56, 3) != start_rows(56, 4)
-    res = CliRunner().invoke(_app(), ["replay", str(table), "--objective", "y", "--direction", "max",
-                                      "--seed", "3", "--random-start", "5", "--budget", "8", "--json"])
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "replay",
+            str(table),
+            "--objective",
+            "y",
+            "--direction",
+            "max",
+            "--seed",
+            "3",
+            "--random-start",
+            "5",
+            "--budget",
+            "8",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["rows"][:5] == start_rows(56, 3) and out["sources"][:5] == ["initial"] * 5
@@ -54,16 +74,33 @@ def test_start_rows_are_the_numpy_draw_every_method_uses(table):
 
 
 def test_start_rows_given_explicitly_and_refused_when_bad(table):
-    ok = CliRunner().invoke(_app(), ["replay", str(table), "--objective", "y", "--direction", "max",
-                                     "--start-rows", "4,40,17", "--budget", "5", "--json"])
+    ok = CliRunner().invoke(
+        _app(),
+        [
+            "replay",
+            str(table),
+            "--objective",
+            "y",
+            "--direction",
+            "max",
+            "--start-rows",
+            "4,40,17",
+            "--budget",
+            "5",
+            "--json",
+        ],
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["rows"][:3] == [4, 40, 17]
     for bad, said in (("4,56", "row 56 is not in the table"), ("4,4", "given twice"), ("4,x", "not a row index")):
-        res = CliRunner().invoke(_app(), ["replay", str(table), "--objective", "y", "--direction", "max",
-                                          "--start-rows", bad])
+        res = CliRunner().invoke(
+            _app(), ["replay", str(table), "--objective", "y", "--direction", "max", "--start-rows", bad]
+        )
         assert res.exit_code != 0 and said in res.output and "Traceback" not in res.output
-    both = CliRunner().invoke(_app(), ["replay", str(table), "--objective", "y", "--direction", "max",
-                                       "--start-rows", "1", "--random-start", "2"])
+    both = CliRunner().invoke(
+        _app(),
+        ["replay", str(table), "--objective", "y", "--direction", "max", "--start-rows", "1", "--random-start", "2"],
+    )
     assert both.exit_code != 0 and "pass one of them" in both.output
 
 
@@ -134,8 +171,10 @@ def test_pending_rows_are_not_proposed_again(table, selection):
 def test_one_proposal_is_the_same_whatever_the_batch_selection_and_opens_a_believer_batch(table):
     lab = table_lab(table, "y", "max", seed=1, initial_design=4, budget=40)
     obs = _observations(lab, [0, 9, 30, 47, 55, 12])
-    one = {sel: BotorchStrategy(lab.spec, lab.pool, small_pool=0, batch_selection=sel).ask(1, obs, [])[0]
-           for sel in ("fantasy", "believer")}
+    one = {
+        sel: BotorchStrategy(lab.spec, lab.pool, small_pool=0, batch_selection=sel).ask(1, obs, [])[0]
+        for sel in ("fantasy", "believer")
+    }
     assert one["fantasy"].params == one["believer"].params
     assert one["fantasy"].info["acquisition"] == pytest.approx(one["believer"].info["acquisition"])
     batch = BotorchStrategy(lab.spec, lab.pool, small_pool=0, batch_selection="believer").ask(4, obs, [])

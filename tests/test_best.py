@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC
 from types import SimpleNamespace
 
 import pytest
@@ -20,9 +21,14 @@ BASE = {
 
 
 def _spec(objectives, constraints=(), **stopping) -> CampaignSpec:
-    return CampaignSpec.model_validate({**BASE, "objectives": list(objectives),
-                                        "outcome_constraints": list(constraints),
-                                        "stopping": {"max_trials": 50, **stopping}})
+    return CampaignSpec.model_validate(
+        {
+            **BASE,
+            "objectives": list(objectives),
+            "outcome_constraints": list(constraints),
+            "stopping": {"max_trials": 50, **stopping},
+        }
+    )
 
 
 def _t(n, values, state="done"):
@@ -36,8 +42,13 @@ FLOOR = {"name": "floor", "plugin": "reading", "lower": 0.8}
 
 def test_single_objective_skips_infeasible_and_unknown():
     spec = _spec([R], [FLOOR])
-    trials = [_t(1, {"r": 9.7, "floor": 0.55}), _t(2, {"r": 40.0, "floor": 0.85}), _t(3, {"r": 1.0}),
-              _t(4, {"r": 0.5, "floor": 0.9}, state="failed"), _t(5, {"r": 30.0, "floor": math.nan})]
+    trials = [
+        _t(1, {"r": 9.7, "floor": 0.55}),
+        _t(2, {"r": 40.0, "floor": 0.85}),
+        _t(3, {"r": 1.0}),
+        _t(4, {"r": 0.5, "floor": 0.9}, state="failed"),
+        _t(5, {"r": 30.0, "floor": math.nan}),
+    ]
     assert best.best_trial(spec, trials).number == 2
 
 
@@ -54,11 +65,13 @@ def test_not_a_number_is_never_best(bad):
 
 def test_pareto_front_and_named_best_by_hypervolume_contribution():
     spec = _spec([R, T], [FLOOR])
-    trials = [_t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}),  # best r but infeasible
-              _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
-              _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}),
-              _t(4, {"r": 6.0, "tr": 0.81, "floor": 0.81}),   # dominated by 2
-              _t(5, {"r": 10.0, "tr": 0.88, "floor": 0.88})]
+    trials = [
+        _t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}),  # best r but infeasible
+        _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
+        _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}),
+        _t(4, {"r": 6.0, "tr": 0.81, "floor": 0.81}),  # dominated by 2
+        _t(5, {"r": 10.0, "tr": 0.88, "floor": 0.88}),
+    ]
     assert [t.number for t in best.pareto_front(spec, trials)] == [2, 3, 5]
     named = best.best_trial(spec, trials)
     assert named.number in (2, 3, 5)
@@ -66,7 +79,7 @@ def test_pareto_front_and_named_best_by_hypervolume_contribution():
     pts = [[-t.values["r"], t.values["tr"]] for t in best.pareto_front(spec, trials)]
     ref = [-40.0 - 3.5, 0.81 - 0.009]
     whole = best.hypervolume(pts, ref)
-    contrib = {n: whole - best.hypervolume(pts[:i] + pts[i + 1:], ref) for i, n in enumerate([2, 3, 5])}
+    contrib = {n: whole - best.hypervolume(pts[:i] + pts[i + 1 :], ref) for i, n in enumerate([2, 3, 5])}
     assert named.number == max(contrib, key=contrib.get)
 
 
@@ -84,23 +97,27 @@ def test_hypervolume_3d_matches_a_box_count():
 
 def test_target_reached_requires_feasibility():
     spec = _spec([{**R, "target": 5.0}], [FLOOR], target_reached=True)
-    from datetime import datetime, timezone
-    now = datetime.now(timezone.utc)
+    from datetime import datetime
+
+    now = datetime.now(UTC)
     assert check(spec, [_t(1, {"r": 3.0, "floor": 0.5})], now, now) is None
     decision = check(spec, [_t(1, {"r": 3.0, "floor": 0.5}), _t(2, {"r": 4.0, "floor": 0.85})], now, now)
     assert decision is not None and decision.rule == "target" and decision.evidence["trial"] == 2
 
 
-FRONT = [_t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}),  # infeasible: never named, never in the scaling
-         _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
-         _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}),
-         _t(5, {"r": 10.0, "tr": 0.88, "floor": 0.88})]
+FRONT = [
+    _t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}),  # infeasible: never named, never in the scaling
+    _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
+    _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}),
+    _t(5, {"r": 10.0, "tr": 0.88, "floor": 0.88}),
+]
 
 
 def _spec_best(best_section, weights=(None, None)):
     objs = [{**o, **({"weight": w} if w is not None else {})} for o, w in zip([R, T], weights)]
-    return CampaignSpec.model_validate({**BASE, "objectives": objs, "outcome_constraints": [FLOOR],
-                                        "best": best_section})
+    return CampaignSpec.model_validate(
+        {**BASE, "objectives": objs, "outcome_constraints": [FLOOR], "best": best_section}
+    )
 
 
 def test_primary_rule_names_the_front_member_best_on_that_objective():
@@ -117,21 +134,29 @@ def test_weighted_rule_sums_weights_times_scores_scaled_over_the_feasible_trials
 
 def test_the_rule_never_names_an_infeasible_trial():
     for section in ({"rule": "primary", "primary": "r"}, {"rule": "weighted"}, {}):
-        assert best.best_trial(_spec_best(section, (10.0, None) if section.get("rule") == "weighted" else
-                                          (None, None)), FRONT).number != 1
+        assert (
+            best.best_trial(
+                _spec_best(section, (10.0, None) if section.get("rule") == "weighted" else (None, None)), FRONT
+            ).number
+            != 1
+        )
 
 
-@pytest.mark.parametrize("section, weights, message", [
-    ({"rule": "primary"}, (None, None), "rule 'primary' needs 'primary: OBJECTIVE'"),
-    ({"rule": "primary", "primary": "nope"}, (None, None), "best.primary: 'nope' is not an objective"),
-    ({"primary": "r"}, (None, None), "'primary' is used only with rule 'primary'"),
-    ({}, (2.0, None), "objectives[0].weight is used only with best.rule: weighted"),
-    ({"rule": "weighted"}, (0.0, None), "objectives.0.weight"),
-    ({"rule": "weighted"}, (math.nan, None), "objectives.0.weight"),
-    ({"rule": "most"}, (None, None), "best.rule"),
-])
+@pytest.mark.parametrize(
+    "section, weights, message",
+    [
+        ({"rule": "primary"}, (None, None), "rule 'primary' needs 'primary: OBJECTIVE'"),
+        ({"rule": "primary", "primary": "nope"}, (None, None), "best.primary: 'nope' is not an objective"),
+        ({"primary": "r"}, (None, None), "'primary' is used only with rule 'primary'"),
+        ({}, (2.0, None), "objectives[0].weight is used only with best.rule: weighted"),
+        ({"rule": "weighted"}, (0.0, None), "objectives.0.weight"),
+        ({"rule": "weighted"}, (math.nan, None), "objectives.0.weight"),
+        ({"rule": "most"}, (None, None), "best.rule"),
+    ],
+)
 def test_bad_best_sections_are_refused(section, weights, message):
     from pydantic import ValidationError
+
     with pytest.raises(ValidationError) as exc:
         _spec_best(section, weights)
     assert message in str(exc.value)
@@ -158,16 +183,25 @@ def test_the_run_commands_best_line_names_only_a_feasible_trial(capsys):
 
 def test_ranked_lists_only_feasible_trials_named_best_first():
     spec = _spec([R], [FLOOR])
-    trials = [_t(1, {"r": 1.0, "floor": 0.5}), _t(2, {"r": 9.0, "floor": 0.9}), _t(3, {"r": 4.0, "floor": 0.85}),
-              _t(4, {"r": 2.0, "floor": 0.2}), _t(5, {"r": 6.0, "floor": 0.95})]
+    trials = [
+        _t(1, {"r": 1.0, "floor": 0.5}),
+        _t(2, {"r": 9.0, "floor": 0.9}),
+        _t(3, {"r": 4.0, "floor": 0.85}),
+        _t(4, {"r": 2.0, "floor": 0.2}),
+        _t(5, {"r": 6.0, "floor": 0.95}),
+    ]
     assert [t.number for t in best.ranked(spec, trials)] == [3, 5, 2]
     assert best.ranked(spec, [_t(1, {"r": 1.0, "floor": 0.1})]) == []
 
 
 def test_ranked_with_two_objectives_puts_the_pareto_set_first():
     spec = _spec([R, T], [FLOOR])
-    trials = [_t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}), _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
-              _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}), _t(4, {"r": 6.0, "tr": 0.81, "floor": 0.81})]
+    trials = [
+        _t(1, {"r": 1.0, "tr": 0.70, "floor": 0.70}),
+        _t(2, {"r": 5.0, "tr": 0.82, "floor": 0.82}),
+        _t(3, {"r": 40.0, "tr": 0.90, "floor": 0.90}),
+        _t(4, {"r": 6.0, "tr": 0.81, "floor": 0.81}),
+    ]
     order = [t.number for t in best.ranked(spec, trials)]
     assert order[0] == best.best_trial(spec, trials).number
     assert set(order[:2]) == {2, 3} and order[2] == 4 and 1 not in order

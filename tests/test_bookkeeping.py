@@ -40,13 +40,15 @@ def coin(monkeypatch):
 
 
 def _spec(params, **strategy):
-    return CampaignSpec(name="b", parameters=params, objectives=OBJ, seed=5,
-                        strategy=StrategySpec(name="docplugin:Coin", **strategy))
+    return CampaignSpec(
+        name="b", parameters=params, objectives=OBJ, seed=5, strategy=StrategySpec(name="docplugin:Coin", **strategy)
+    )
 
 
 def test_a_plugin_gets_seed_points_first_and_never_repeats_a_point(coin):
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], initial_design=1,
-                 seed_points=[{"x": 0.5}, {"x": 0.25}])
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)], initial_design=1, seed_points=[{"x": 0.5}, {"x": 0.25}]
+    )
     strat = make_strategy(spec)
     assert isinstance(strat, coin) and isinstance(strat, StrategyBase)
     obs = [Observation({"x": 0.25}, {"y": 1.0})]
@@ -80,8 +82,11 @@ def test_a_plugin_draws_pool_rows_without_replacement_and_names_them(coin):
 def test_bookkeeping_keeps_related_campaigns_apart_and_conditions_on_what_is_in_flight():
     spec = CampaignSpec(name="b", parameters=[ContinuousParameter(name="x", lower=0, upper=1)], objectives=OBJ)
     base = StrategyBase(spec)
-    obs = [Observation({"x": 0.1}, {"y": 1.0}), Observation({"x": 0.2}, {}, failed=True),
-           Observation({"x": 0.3}, {"y": 2.0}, task="older")]
+    obs = [
+        Observation({"x": 0.1}, {"y": 1.0}),
+        Observation({"x": 0.2}, {}, failed=True),
+        Observation({"x": 0.3}, {"y": 2.0}, task="older"),
+    ]
     book = base.bookkeeping(obs, [{"x": 0.4}])
     assert isinstance(book, Bookkeeping)
     assert [o.params["x"] for o in book.obs] == [0.1, 0.2] and list(book.related) == ["older"]
@@ -99,7 +104,9 @@ def test_bookkeeping_keeps_related_campaigns_apart_and_conditions_on_what_is_in_
 
 def test_the_base_and_the_random_strategy_do_not_need_the_bayesian_strategy():
     """Random search and plugins built on the base no longer borrow the botorch strategy's internals."""
-    code = ("import sys, labloop.strategy.bookkeeping, labloop.strategy.random; "
-            "print(sorted(m for m in ('labloop.strategy.bayes', 'labloop.strategy.acquisition') if m in sys.modules))")
+    code = (
+        "import sys, labloop.strategy.bookkeeping, labloop.strategy.random; "
+        "print(sorted(m for m in ('labloop.strategy.bayes', 'labloop.strategy.acquisition') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import yaml
+from labloop_simulators.thinfilm import physics
+from labloop_simulators.thinfilm.devices import REFERENCE_RECIPE, SimFourPointProbe, place_coated_sample
+from labloop_simulators.thinfilm.lab import build_lab
+from running import in_background, start, two_chamber, wait_for
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -17,11 +21,6 @@ from labloop.data.export import export
 from labloop.errors import SpecError
 from labloop.run import calibration, provenance
 from labloop.run.campaign import prepare_text
-from labloop_simulators.thinfilm import physics
-from labloop_simulators.thinfilm.devices import REFERENCE_RECIPE, SimFourPointProbe, place_coated_sample
-from labloop_simulators.thinfilm.lab import build_lab
-
-from running import in_background, start, two_chamber, wait_for
 
 cli = CliRunner()
 DRIFT = 0.03  # 3 % per simulated hour: a worn probe, so a few trials show it
@@ -61,7 +60,7 @@ def test_drift_grows_with_simulated_time_and_calibration_resets_it():
     assert cal["result"]["correction"] == pytest.approx(1 / cal["result"]["gain"])
     assert abs(error()) < 0.02  # reset
     assert probe.calibration == cal and probe.calibration_age() < 3600.0
-    _, age = provenance.calibration(probe, datetime.now(timezone.utc))
+    _, age = provenance.calibration(probe, datetime.now(UTC))
     assert age is not None and age >= 0
 
 
@@ -180,8 +179,9 @@ def test_bad_input_is_refused(tmp_path, monkeypatch):
     store.close()
     # labloop's own check, for a driver that puts a bad result in force
     with pytest.raises(Exception, match=r"malformed|outside"):
-        calibration.check_result("probe", SimFourPointProbe,
-                                 {"id": "x", "at": "2026-01-01T00:00:00Z", "result": {"gain": math.inf}})
+        calibration.check_result(
+            "probe", SimFourPointProbe, {"id": "x", "at": "2026-01-01T00:00:00Z", "result": {"gain": math.inf}}
+        )
 
 
 # ------------------------------------------------------------------------------------------------ UV-vis
@@ -194,8 +194,9 @@ def _visible_truth(dev) -> float:
 
 
 def test_spectrometer_lamp_drift_reads_low_by_the_documented_factor_and_calibration_brings_it_back(tmp_path):
-    lab = build_lab({"dock": True, "uvvis_drift": 0.01, "noise": 0.0, "data_dir": str(tmp_path)},
-                    time_scale=3600.0)  # 1 simulated hour = 1 s: a scan takes 0.08 s
+    lab = build_lab(
+        {"dock": True, "uvvis_drift": 0.01, "noise": 0.0, "data_dir": str(tmp_path)}, time_scale=3600.0
+    )  # 1 simulated hour = 1 s: a scan takes 0.08 s
     uvvis = lab.devices["uvvis"]
     place_coated_sample(uvvis)
     truth = _visible_truth(uvvis)
@@ -224,8 +225,9 @@ def test_spectrometer_lamp_drift_reads_low_by_the_documented_factor_and_calibrat
 
 
 def _uvvis_campaign(max_trials: int, policy: dict | None) -> dict:
-    data = two_chamber(max_trials=max_trials, options={"uvvis_drift": DRIFT, "noise": 0.0, "dock": True,
-                                                       "dock_minutes": 5})
+    data = two_chamber(
+        max_trials=max_trials, options={"uvvis_drift": DRIFT, "noise": 0.0, "dock": True, "dock_minutes": 5}
+    )
     data["lab"]["time_scale"] = TS
     data["workflow"][-1:-1] = [{"kind": "transfer", "to": "uvvis"}, {"kind": "measure", "device": "uvvis"}]
     if policy is not None:
@@ -242,8 +244,11 @@ def _uvvis_errors(store, runner) -> list[float]:
     for t in store.trials(runner.campaign.id):
         props = registry.get(t.sample_id).properties
         truth = float(ch.transmittance(props["film"], props["recipe"])[band].mean())
-        out += [doc["data"]["uvvis_visible_transmittance"] / truth - 1.0 for name, doc in
-                store.documents(trial_id=t.id) if name == "event" and "uvvis_visible_transmittance" in doc["data"]]
+        out += [
+            doc["data"]["uvvis_visible_transmittance"] / truth - 1.0
+            for name, doc in store.documents(trial_id=t.id)
+            if name == "event" and "uvvis_visible_transmittance" in doc["data"]
+        ]
     return out
 
 
@@ -342,11 +347,15 @@ def test_a_real_devices_recorded_calibration_older_than_max_age_is_not_put_in_fo
         def restore_calibration(self, cal):
             self.calibration = dict(cal)
 
-    now = datetime.now(timezone.utc)
-    rows = {"old": SimpleNamespace(id=1, calibration_id="cal-old", at=now - timedelta(hours=3), reference={},
-                                   result={"gain": 1.0}),
-            "new": SimpleNamespace(id=2, calibration_id="cal-new", at=now - timedelta(minutes=5), reference={},
-                                   result={"gain": 1.0})}
+    now = datetime.now(UTC)
+    rows = {
+        "old": SimpleNamespace(
+            id=1, calibration_id="cal-old", at=now - timedelta(hours=3), reference={}, result={"gain": 1.0}
+        ),
+        "new": SimpleNamespace(
+            id=2, calibration_id="cal-new", at=now - timedelta(minutes=5), reference={}, result={"gain": 1.0}
+        ),
+    }
     policy = {"probe": SimpleNamespace(max_age=3600.0)}
     for which, expected in (("old", None), ("new", "cal-new")):
         lab = SimpleNamespace(devices={"probe": RealProbe()})
@@ -395,6 +404,7 @@ def test_pause_calibrate_resume_continues_at_the_bundled_time_scale(tmp_path):
 def test_calibrate_file_records_into_the_store_the_campaign_file_names(tmp_path, monkeypatch):
     """`labloop calibrate probe --file F` without --store records where `labloop run F` will look: F's `store:`."""
     from campaign_files import write
+
     from labloop.store import Store
 
     monkeypatch.chdir(tmp_path)  # the default ./labloop.db would be here

@@ -29,8 +29,12 @@ def _rdkit_present() -> bool:
 
 
 def _space(encoding: str, choices=LIGANDS) -> SearchSpace:
-    return SearchSpace([CategoricalParameter(name="ligand", choices=choices, encoding=encoding),
-                        ContinuousParameter(name="t", lower=0, upper=1)])
+    return SearchSpace(
+        [
+            CategoricalParameter(name="ligand", choices=choices, encoding=encoding),
+            ContinuousParameter(name="t", lower=0, upper=1),
+        ]
+    )
 
 
 @pytest.mark.parametrize("encoding", ["rdkit_descriptors", "morgan_fingerprint"])
@@ -65,12 +69,17 @@ def test_invalid_smiles_is_named_before_anything_runs():
 def test_missing_rdkit_is_a_clear_error_with_the_install_command(monkeypatch):
     _encode.cache_clear()
     monkeypatch.setitem(sys.modules, "rdkit", None)  # import rdkit -> ImportError, as without the extra
-    spec = CampaignSpec(name="c", parameters=[CategoricalParameter(name="ligand", choices=LIGANDS,
-                                                                   encoding="morgan_fingerprint")],
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
-                        strategy=StrategySpec())
-    with pytest.raises(LabloopError, match=r"'ligand' asks for encoding 'morgan_fingerprint'.*RDKit is not "
-                                           "installed") as exc:
+    spec = CampaignSpec(
+        name="c",
+        parameters=[CategoricalParameter(name="ligand", choices=LIGANDS, encoding="morgan_fingerprint")],
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+        strategy=StrategySpec(),
+    )
+    with pytest.raises(
+        LabloopError,
+        match=r"'ligand' asks for encoding 'morgan_fingerprint'.*RDKit is not "
+        "installed",
+    ) as exc:
         make_strategy(spec)
     assert "labloop[chem]" in exc.value.fix
     _encode.cache_clear()

@@ -9,12 +9,11 @@ import io
 import json
 
 import pytest
+from campaign_files import THINFILM, thinfilm, write
 from typer.testing import CliRunner
 
 from labloop.cli import app
 from labloop.store import Store
-
-from campaign_files import THINFILM, thinfilm, write
 
 runner = CliRunner()
 FAST = 2e6  # time scale for tests: a 2-hour simulated trial takes a few milliseconds of device time
@@ -34,14 +33,22 @@ def test_validate_accepts_the_demo_campaign():
     "change, expected",
     [
         ({"stopping": {"max_trails": 3}}, ["stopping.max_trails: unknown field", "fix:"]),
-        ({"parameters": [{"name": "o2_pressure", "type": "continuous", "lower": 5, "upper": 1}]},
-         ["parameters[0]: lower (5.0) must be below upper (1.0)"]),
-        ({"objectives": [{"name": "r", "direction": "minimize", "plugin": "no_such_plugin"}]},
-         ["objectives[0].plugin: no plugin called 'no_such_plugin'", "fix:"]),
-        ({"objectives": [{"name": "r", "direction": "minimize", "plugin": "nowhere.module:thing"}]},
-         ["objectives[0].plugin: cannot import module 'nowhere.module'"]),
-        ({"objectives": [{"name": "r", "direction": "lower", "plugin": "sheet_resistance"}]},
-         ["objectives[0].direction: Input should be 'maximize', 'minimize' or 'band' (fix: use one of the listed"]),
+        (
+            {"parameters": [{"name": "o2_pressure", "type": "continuous", "lower": 5, "upper": 1}]},
+            ["parameters[0]: lower (5.0) must be below upper (1.0)"],
+        ),
+        (
+            {"objectives": [{"name": "r", "direction": "minimize", "plugin": "no_such_plugin"}]},
+            ["objectives[0].plugin: no plugin called 'no_such_plugin'", "fix:"],
+        ),
+        (
+            {"objectives": [{"name": "r", "direction": "minimize", "plugin": "nowhere.module:thing"}]},
+            ["objectives[0].plugin: cannot import module 'nowhere.module'"],
+        ),
+        (
+            {"objectives": [{"name": "r", "direction": "lower", "plugin": "sheet_resistance"}]},
+            ["objectives[0].direction: Input should be 'maximize', 'minimize' or 'band' (fix: use one of the listed"],
+        ),
         ({"stopping": {"max_trials": "forty"}}, ["stopping.max_trials:", "(fix: give a whole number)"]),
     ],
 )
@@ -97,8 +104,19 @@ def test_run_status_export_round_trip(tmp_path):
     r = invoke("export", "--store", url, "--format", "csv")
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader(io.StringIO(r.output)))
-    assert list(rows[0]) == ["trial", "state", "o2_pressure", "substrate_temperature", "nb_fraction", "rf_power",
-                             "duration", "sheet_resistance", "failure_reason", "started", "finished"]
+    assert list(rows[0]) == [
+        "trial",
+        "state",
+        "o2_pressure",
+        "substrate_temperature",
+        "nb_fraction",
+        "rf_power",
+        "duration",
+        "sheet_resistance",
+        "failure_reason",
+        "started",
+        "finished",
+    ]
     assert [row["trial"] for row in rows] == ["1", "2", "3", "4"]
     assert all(row["state"] == "done" and float(row["sheet_resistance"]) > 0 for row in rows)
 
@@ -110,7 +128,9 @@ def test_run_status_export_round_trip(tmp_path):
     assert [t["sheet_resistance"] for t in as_json] == [t.values["sheet_resistance"] for t in trials]
     assert [t["o2_pressure"] for t in as_json] == [t.params["o2_pressure"] for t in trials]
     for t, row in zip(trials, as_json):
-        assert float(row["sheet_resistance"]) == pytest.approx(float(next(r for r in rows if r["trial"] == str(t.number))["sheet_resistance"]))
+        assert float(row["sheet_resistance"]) == pytest.approx(
+            float(next(r for r in rows if r["trial"] == str(t.number))["sheet_resistance"])
+        )
     out = tmp_path / "trials.json"
     assert invoke("export", "--store", url, "--format", "json", "--output", str(out)).exit_code == 0
     assert json.loads(out.read_text()) == as_json

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 import typer
+from labloop_devices.base import Instrument, Station, check_limits
+from labloop_devices.examples.hotplate import Hotplate
+from labloop_devices.tcp import LineTransport, TransportError
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.status import Status
 from typer.testing import CliRunner
 
 from labloop import plugins
-from labloop.devkit import conformance
 from labloop.cli.devices import register
+from labloop.devkit import conformance
 from labloop.devkit.pytest_plugin import labloop_conformance  # noqa: F401 - the plugin's fixture, as integrators get it
-from labloop_devices.base import Instrument, Station, check_limits
-from labloop_devices.examples.hotplate import Hotplate
-from labloop_devices.tcp import LineTransport, TransportError
 
 pytest_plugins = ["pytester"]
 
@@ -135,9 +135,13 @@ class NoReconnectHotplate(Hotplate):
 BROKEN = [
     ("WrongReadKeys", {}, "describe_read_agree", "read but not described: ['dut_extra']"),
     ("NeverCompletes", {}, "set_completes", "was not done 0.6 s after the call (declared timeout 0.3 s)"),
-    ("NoLimitsNeverCompletes", {}, "set_completes",
-     "the Status of set(1.5) (its own current reading: it declares no limits and no conformance_hints()['setpoint'])"
-     " was not done 0.6 s after the call (declared timeout 0.3 s)"),
+    (
+        "NoLimitsNeverCompletes",
+        {},
+        "set_completes",
+        "the Status of set(1.5) (its own current reading: it declares no limits and no conformance_hints()['setpoint'])"
+        " was not done 0.6 s after the call (declared timeout 0.3 s)",
+    ),
     ("RaisesInSet", {}, "set_completes", "raised ZeroDivisionError"),
     ("IgnoresLimits", {}, "limits_refused", "lies outside the declared limits but succeeded"),
     ("IgnoresStop", {}, "stop_mid_action", "stop() did not stop"),
@@ -318,9 +322,8 @@ def test_a_driver_that_cannot_be_built_fails_construct_readably():
 
 
 def test_the_fixture_checks_a_device_built_by_hand(labloop_conformance):  # noqa: F811 - pytest injects the fixture imported above
-    from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
-
     from labloop_devices.scpi_smu import ScpiSmu
+    from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
 
     with ScpiSmuServer() as sim:
         smu = ScpiSmu(name="smu", host=sim.host, port=sim.port, timeout=0.3, status_timeout=2)
@@ -346,10 +349,11 @@ def test_cli_check_passes_the_bundled_drivers(tmp_path):
     (tmp_path / "smu.yaml").write_text("timeout: 0.3\nstatus_timeout: 3\n")
     (tmp_path / "arm.json").write_text(json.dumps(ARM))
     runner = CliRunner()
-    for target, cfg in [("labloop_devices.scpi_smu:ScpiSmu", "smu.yaml"), ("labloop_devices.robot_arm:RobotArm",
-                                                                             "arm.json")]:
-        result = runner.invoke(_cli(), ["devices", "check", target, "--config", str(tmp_path / cfg),
-                                        "--grace", "0.3"])
+    for target, cfg in [
+        ("labloop_devices.scpi_smu:ScpiSmu", "smu.yaml"),
+        ("labloop_devices.robot_arm:RobotArm", "arm.json"),
+    ]:
+        result = runner.invoke(_cli(), ["devices", "check", target, "--config", str(tmp_path / cfg), "--grace", "0.3"])
         assert result.exit_code == 0, result.output
         for name in conformance.check_names():
             assert re.search(rf"{name}\s+│ pass", result.output), (name, result.output)

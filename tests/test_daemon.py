@@ -9,13 +9,13 @@ import signal
 
 import pytest
 import yaml
+from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
+from running import two_chamber
 from typer.testing import CliRunner
 
-from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
 from labloop.cli import app
 from labloop.store import Store
 from labloop.store.events import events_after
-from running import two_chamber
 
 cli = CliRunner()
 
@@ -24,8 +24,7 @@ cli = CliRunner()
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("daemon")
     d = DaemonProcess(tmp)
-    keys = {n: add_user(d.store_url, n, r, d.server_keys) for n, r in
-            (("olga", "operator"), ("vera", "viewer"))}
+    keys = {n: add_user(d.store_url, n, r, d.server_keys) for n, r in (("olga", "operator"), ("vera", "viewer"))}
     d.start()
     d.files = {n: key_file(tmp, k) for n, k in keys.items()}
     d.keys = keys
@@ -111,15 +110,18 @@ def test_a_viewers_pause_is_refused_naming_the_role_and_audited(lab, two):
         rows = [a for a in st.audit_log() if a.user == "vera"]
     finally:
         st.close()
-    assert any("pause" in json.dumps([a.action, a.detail]) and "refused" in json.dumps(
-        [getattr(a, "outcome", None), a.detail]) for a in rows)
+    assert any(
+        "pause" in json.dumps([a.action, a.detail]) and "refused" in json.dumps([getattr(a, "outcome", None), a.detail])
+        for a in rows
+    )
     r = run(lab, "status", "--campaign", str(two["long"]["id"]), user="vera")  # what a viewer may do
     assert r.exit_code == 0, r.output
 
 
 def test_a_killed_campaign_process_is_noticed_recorded_and_resumed(lab):
-    r = run(lab, "submit", campaign_file(lab, "crashy", max_trials=6, options={"probe_minutes": 7}),
-            "--time-scale", "3600")
+    r = run(
+        lab, "submit", campaign_file(lab, "crashy", max_trials=6, options={"probe_minutes": 7}), "--time-scale", "3600"
+    )
     assert r.exit_code == 0, r.output
     client = lab.client(lab.keys["olga"])
     c = next(c for c in client.call("list") if c["name"] == "crashy")
@@ -139,8 +141,9 @@ def test_a_killed_campaign_process_is_noticed_recorded_and_resumed(lab):
     # only syntheses cut short by the kill fail (their samples were consumed): at most one per chamber (two)
     failed = [t for t in trials if t.state != "done"]
     assert len(failed) <= 2, [(t.number, t.state, t.failure_reason) for t in failed]
-    assert all(t.state == "failed" and "interrupted while running" in (t.failure_reason or "") for t in failed), \
-        [(t.number, t.state, t.failure_reason) for t in failed]
+    assert all(t.state == "failed" and "interrupted while running" in (t.failure_reason or "") for t in failed), [
+        (t.number, t.state, t.failure_reason) for t in failed
+    ]
 
 
 def test_no_daemon_is_a_clear_error(tmp_path, lab):
@@ -162,8 +165,9 @@ def test_campaigns_outlive_the_daemon_and_a_new_daemon_adopts_and_guards_them(tm
         c = next(c for c in client.call("list") if c["id"] == r["campaign_id"])
         assert c["pid"] == r["pid"] and "adopted campaign 'adopted'" in d.output()
         os.kill(c["pid"], signal.SIGKILL)
-        wait_until(lambda: next(x for x in client.call("list") if x["id"] == c["id"])["pid"] not in (None, c["pid"]),
-                   120)  # resumed in a new process
+        wait_until(
+            lambda: next(x for x in client.call("list") if x["id"] == c["id"])["pid"] not in (None, c["pid"]), 120
+        )  # resumed in a new process
         client.call("stop", campaign=c["id"], wait=30.0)
         wait_until(lambda: client.call("status", campaign=c["id"])["campaign"]["state"] == "stopped", 180)
         st = Store(d.store_url)

@@ -5,17 +5,22 @@ twice and none is lost."""
 from __future__ import annotations
 
 import yaml
-
 from daemon_helpers import DaemonProcess, add_user, wait_until
+from running import two_chamber
+
 from labloop.control.client import Client
 from labloop.control.supervisor import TAKEOVER_ACTION
 from labloop.states import TrialState
 from labloop.store import Store
 from labloop.store.events import events_after
-from running import two_chamber
 
-UNFINISHED = {TrialState.PROPOSED.value, TrialState.APPROVED.value, TrialState.RUNNING.value,
-              TrialState.MEASURED.value, TrialState.INTERRUPTED.value}
+UNFINISHED = {
+    TrialState.PROPOSED.value,
+    TrialState.APPROVED.value,
+    TrialState.RUNNING.value,
+    TrialState.MEASURED.value,
+    TrialState.INTERRUPTED.value,
+}
 
 
 def test_a_daemon_takes_over_the_campaign_of_a_dead_daemon_once(tmp_path, postgres_url, monkeypatch):
@@ -29,8 +34,7 @@ def test_a_daemon_takes_over_the_campaign_of_a_dead_daemon_once(tmp_path, postgr
     a.start()
     b.start()
     try:
-        cid = Client(a.control, olga, 60).call("submit", text=yaml.safe_dump(data), source="shared.yaml")[
-            "campaign_id"]
+        cid = Client(a.control, olga, 60).call("submit", text=yaml.safe_dump(data), source="shared.yaml")["campaign_id"]
         st = Store(postgres_url)
         try:
             wait_until(lambda: sum(t.state == "done" for t in st.trials(cid)) >= 2, 120)
@@ -117,8 +121,9 @@ def test_a_takeover_is_recorded_once_and_never_repeated_while_this_daemon_runs_i
     assert len(lines) == 1 and "took over campaign 'orphan'" in lines[0]
     assert spawned == [{"resume": c.id, "takeover_from": "other-host:4242:1.0:dead"}]
     taken = [e for e in st.audit_log(c.id) if e.action == TAKEOVER_ACTION]
-    assert [(e.detail["from"], e.detail["to"]) for e in taken] == [("other-host:4242:1.0:dead",
-                                                                   "this-host:1:1.0:child")]
+    assert [(e.detail["from"], e.detail["to"]) for e in taken] == [
+        ("other-host:4242:1.0:dead", "this-host:1:1.0:child")
+    ]
     assert sup.take_over() == []  # the lease is held now: nothing more to take
     st.close()
 
@@ -137,7 +142,8 @@ def test_a_lost_race_is_no_crash_and_no_takeover(tmp_path):
 
     sup.spawn = spawn
     lines = sup.take_over()
-    assert len(spawned) == 1 and lines == [f"did not take over campaign 'orphan' (id {c.id}): it is held by runner "
-                                           "third-host:7:1.0:winner now"]
+    assert len(spawned) == 1 and lines == [
+        f"did not take over campaign 'orphan' (id {c.id}): it is held by runner third-host:7:1.0:winner now"
+    ]
     assert not [e for e in st.audit_log(c.id) if e.action in (TAKEOVER_ACTION, "daemon.crash")]
     st.close()

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import select
-
-from labloop.store import Store
-from labloop.identity import accounts
-
-from daemon_helpers import DaemonProcess, add_user as daemon_add_user
+from daemon_helpers import DaemonProcess
+from daemon_helpers import add_user as daemon_add_user
 from running import two_chamber
+from sqlalchemy import select
 from web_helpers import PASSWORD
+
+from labloop.identity import accounts
+from labloop.store import Store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -35,7 +35,13 @@ def browser():
 
     opts = Options()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1100"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(60)
@@ -88,8 +94,10 @@ class Lab:
     def __init__(self, tmp_path: Path):
         self.tmp = tmp_path
         self.daemon = DaemonProcess(tmp_path)
-        self.keys = {role: daemon_add_user(self.daemon.store_url, role, role, self.daemon.server_keys)
-                     for role in ("viewer", "operator", "approver", "admin")}
+        self.keys = {
+            role: daemon_add_user(self.daemon.store_url, role, role, self.daemon.server_keys)
+            for role in ("viewer", "operator", "approver", "admin")
+        }
         self.store = Store(self.daemon.store_url)
         for role in self.keys:
             accounts.set_password(self.store, role, PASSWORD)
@@ -156,11 +164,19 @@ def test_an_approver_approves_a_pending_proposal_and_it_runs(browser, lab, tmp_p
     button = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#approvals button.approve"), 60, "a proposal")[0]
     number = int(button.get_attribute("id").split("-")[1])
     button.click()
-    wait_for(lambda: lab.store.trials(lab.store.campaign("approve-run").id)[number - 1].state
-             in ("running", "measured", "done"), 60, f"trial {number} running")
+    wait_for(
+        lambda: (
+            lab.store.trials(lab.store.campaign("approve-run").id)[number - 1].state in ("running", "measured", "done")
+        ),
+        60,
+        f"trial {number} running",
+    )
     row = f"#trials-table tr[data-number='{number}']"
-    wait_for(lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute("data-state") in ("running", "done"),
-             60, "the page shows it running or done")
+    wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, row).get_attribute("data-state") in ("running", "done"),
+        60,
+        "the page shows it running or done",
+    )
 
 
 def test_the_convergence_plot_gains_a_point_when_a_trial_finishes(browser, lab, tmp_path):
@@ -169,11 +185,19 @@ def test_the_convergence_plot_gains_a_point_when_a_trial_finishes(browser, lab, 
     lab.run("live-run", max_trials=6)
     sign_in(browser, lab.url, "viewer", "/campaigns/live-run")
     plot = "#convergence-plot g.measured"
-    start = int(wait_for(lambda: browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points") is not None
-                         and browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points"), what="plot"))
+    start = int(
+        wait_for(
+            lambda: (
+                browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points") is not None
+                and browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points")
+            ),
+            what="plot",
+        )
+    )
     browser.execute_script("window.notReloaded = true")
-    wait_for(lambda: int(browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points")) > start, 60,
-             "a new point")
+    wait_for(
+        lambda: int(browser.find_element(By.CSS_SELECTOR, plot).get_attribute("data-points")) > start, 60, "a new point"
+    )
     # it came from a pushed event, not from reloading the page
     assert browser.execute_script("return window.notReloaded === true")
     kinds = browser.execute_script("return window.labloopLive.arrivals.filter(a => !a.caughtUp).map(a => a.kind)")
@@ -189,8 +213,13 @@ def test_a_page_that_reconnects_shows_every_campaign_event_once(browser, lab, tm
 
     cid = lab.run("reconnect-run", max_trials=4)
     sign_in(browser, lab.url, "viewer", "/campaigns/reconnect-run")
-    wait_for(lambda: browser.execute_script("return document.body.getAttribute('data-live') === '1'"
-                                            " && window.labloopLive.received > 20"), 60, "live events")
+    wait_for(
+        lambda: browser.execute_script(
+            "return document.body.getAttribute('data-live') === '1' && window.labloopLive.received > 20"
+        ),
+        60,
+        "live events",
+    )
     browser.execute_script("window.labloopLive.source.close()")
     dropped_at = browser.execute_script("return window.labloopLive.lastSeq")
     wait_for(lambda: _max_seq(lab.store, cid) > dropped_at + 30, 60, "events while the page is away")
@@ -201,7 +230,8 @@ def test_a_page_that_reconnects_shows_every_campaign_event_once(browser, lab, tm
     wait_for(lambda: browser.execute_script("return window.labloopLive.lastSeq") >= last, 60, "the last event")
     time.sleep(0.5)
     arrivals, start = browser.execute_script(
-        "const l = window.labloopLive; return [l.arrivals.map(a => [a.seq, a.shown !== null, a.caughtUp]), l.startSeq]")
+        "const l = window.labloopLive; return [l.arrivals.map(a => [a.seq, a.shown !== null, a.caughtUp]), l.startSeq]"
+    )
     seqs = [a[0] for a in arrivals]
     assert len(seqs) == len(set(seqs)), "no event twice"
     assert any(caught and seq > dropped_at for seq, _, caught in arrivals), "the gap came as catch-up"
@@ -230,9 +260,14 @@ def test_the_report_of_a_live_campaign_opens_offline_in_the_browser(browser, lab
     browser.get((tmp_path / "report" / "index.html").as_uri())
     images = browser.find_elements(By.CSS_SELECTOR, "img")
     assert images, "the report shows its figures"
-    wait_for(lambda: all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i)
-                         for i in images), what="every figure rendered")
-    remote = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"
-                                    ".filter(n => !n.startsWith('file:'))")
+    wait_for(
+        lambda: all(
+            browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", i) for i in images
+        ),
+        what="every figure rendered",
+    )
+    remote = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('file:'))"
+    )
     assert remote == []
     shoot(browser, tmp_path, "report")

@@ -10,6 +10,8 @@ from contextlib import ExitStack
 
 import pytest
 import yaml
+from instrument_helpers import example, simulated, wait_status
+from labloop_simulators.endpoints.robot_arm_server import RobotArmServer
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -18,15 +20,17 @@ from labloop.devkit.instruments import check_file
 from labloop.errors import SpecError
 from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.store import Store
-from labloop.transports.base import TransportError
-from labloop_simulators.endpoints.robot_arm_server import RobotArmServer
-from instrument_helpers import example, simulated, wait_status
 
 POSITIONS = ["load_lock", "furnace", "reactor", "tc", "smu", "balance", "reader", "storage"]
 #: one described instrument per transport: device -> (example file, simulator options for the test)
-INSTRUMENTS = {"furnace": ("furnace_modbus.yaml", {}), "reactor": ("reactor_opcua.yaml", {}),
-               "tc": ("temperature_epics.yaml", {}), "smu": ("smu_visa.yaml", {"sheet_resistance": 210.0}),
-               "balance": ("balance_mtsics.yaml", {"load": 2.5}), "reader": ("platereader_sila.yaml", {})}
+INSTRUMENTS = {
+    "furnace": ("furnace_modbus.yaml", {}),
+    "reactor": ("reactor_opcua.yaml", {}),
+    "tc": ("temperature_epics.yaml", {}),
+    "smu": ("smu_visa.yaml", {"sheet_resistance": 210.0}),
+    "balance": ("balance_mtsics.yaml", {"load": 2.5}),
+    "reader": ("platereader_sila.yaml", {}),
+}
 
 
 def _campaign(tmp_path, arm, addresses: dict[str, str]) -> dict:
@@ -37,24 +41,43 @@ def _campaign(tmp_path, arm, addresses: dict[str, str]) -> dict:
             {"name": "reactor_t", "type": "continuous", "lower": 30, "upper": 50, "setpoint": "reactor.temperature"},
             {"name": "dry_t", "type": "continuous", "lower": 30, "upper": 50, "setpoint": "tc.temperature"},
         ],
-        "objectives": [{"name": "sheet_resistance", "plugin": "reading",
-                        "options": {"field": "smu_sheet_resistance"}, "direction": "minimize", "unit": "ohm/sq"}],
+        "objectives": [
+            {
+                "name": "sheet_resistance",
+                "plugin": "reading",
+                "options": {"field": "smu_sheet_resistance"},
+                "direction": "minimize",
+                "unit": "ohm/sq",
+            }
+        ],
         "stopping": {"max_trials": 2, "target_reached": False},
         "strategy": {"name": "random", "initial_design": 1},
-        "lab": {"devices": {
-            "robot": {"driver": "robot_arm", "config": {**arm.connection_kwargs(), "positions": POSITIONS,
-                                                        "timeout": 1, "move_timeout": 5}},
-            # relative paths: from the campaign file's folder
-            **{name: {"file": file, "config": {"address": addresses[name]}}
-               for name, (file, _) in INSTRUMENTS.items()},
-        }},
+        "lab": {
+            "devices": {
+                "robot": {
+                    "driver": "robot_arm",
+                    "config": {**arm.connection_kwargs(), "positions": POSITIONS, "timeout": 1, "move_timeout": 5},
+                },
+                # relative paths: from the campaign file's folder
+                **{
+                    name: {"file": file, "config": {"address": addresses[name]}}
+                    for name, (file, _) in INSTRUMENTS.items()
+                },
+            }
+        },
         "workflow": [
-            {"kind": "transfer", "to": "furnace"}, {"kind": "synthesize", "device": "furnace"},
-            {"kind": "transfer", "to": "reactor"}, {"kind": "synthesize", "device": "reactor"},
-            {"kind": "transfer", "to": "tc"}, {"kind": "synthesize", "device": "tc"},
-            {"kind": "transfer", "to": "smu"}, {"kind": "measure", "device": "smu"},
-            {"kind": "transfer", "to": "balance"}, {"kind": "measure", "device": "balance"},
-            {"kind": "transfer", "to": "reader"}, {"kind": "measure", "device": "reader"},
+            {"kind": "transfer", "to": "furnace"},
+            {"kind": "synthesize", "device": "furnace"},
+            {"kind": "transfer", "to": "reactor"},
+            {"kind": "synthesize", "device": "reactor"},
+            {"kind": "transfer", "to": "tc"},
+            {"kind": "synthesize", "device": "tc"},
+            {"kind": "transfer", "to": "smu"},
+            {"kind": "measure", "device": "smu"},
+            {"kind": "transfer", "to": "balance"},
+            {"kind": "measure", "device": "balance"},
+            {"kind": "transfer", "to": "reader"},
+            {"kind": "measure", "device": "reader"},
             {"kind": "transfer", "to": "storage"},
         ],
     }
@@ -87,8 +110,11 @@ def test_a_campaign_naming_one_described_instrument_per_transport_runs_against_t
             step = max((s for s in steps if s.device == device and s.kind == "synthesize"), key=lambda s: s.started_at)
             return by_id[step.trial_id].params
 
-        last = {**last_on("furnace"), **{k: v for k, v in last_on("tc").items() if k == "dry_t"},
-                **{k: v for k, v in last_on("reactor").items() if k == "reactor_t"}}
+        last = {
+            **last_on("furnace"),
+            **{k: v for k, v in last_on("tc").items() if k == "dry_t"},
+            **{k: v for k, v in last_on("reactor").items() if k == "reactor_t"},
+        }
         assert abs(sims["furnace"].state()["sp"] - last["anneal_t"]) < 1e-3  # over Modbus
         assert abs(sims["tc"].state()["sp"] - last["dry_t"]) < 1e-3  # over Channel Access
         assert abs(sims["reactor"].state()["temperature"] - last["reactor_t"]) < 2  # over OPC UA
@@ -105,9 +131,14 @@ def test_a_bad_instrument_file_in_a_campaign_fails_validation_naming_the_field(t
     (tmp_path / "furnace_modbus.yaml").write_text(yaml.safe_dump(data))
     with RobotArmServer(positions=POSITIONS) as arm:
         campaign = tmp_path / "campaign.yaml"
-        addresses = {"furnace": "tcp://127.0.0.1:1", "reactor": "opc.tcp://127.0.0.1:1", "tc": "ca://127.0.0.1:1",
-                     "smu": "TCPIP0::127.0.0.1::1::SOCKET", "balance": "socket://127.0.0.1:1",
-                     "reader": "sila://127.0.0.1:1"}
+        addresses = {
+            "furnace": "tcp://127.0.0.1:1",
+            "reactor": "opc.tcp://127.0.0.1:1",
+            "tc": "ca://127.0.0.1:1",
+            "smu": "TCPIP0::127.0.0.1::1::SOCKET",
+            "balance": "socket://127.0.0.1:1",
+            "reader": "sila://127.0.0.1:1",
+        }
         campaign.write_text(yaml.safe_dump(_campaign(tmp_path, arm, addresses)))
         result = CliRunner().invoke(app, ["validate", str(campaign)])
     assert result.exit_code == 2
@@ -137,8 +168,9 @@ def test_the_agent_serves_a_described_instrument_and_a_killed_simulator_fails_th
                 proxy.disconnect()
 
 
-@pytest.mark.parametrize("file", ["mfc_modbus.yaml", "smu_visa.yaml", "balance_mtsics.yaml", "reactor_opcua.yaml",
-                                  "temperature_epics.yaml"])
+@pytest.mark.parametrize(
+    "file", ["mfc_modbus.yaml", "smu_visa.yaml", "balance_mtsics.yaml", "reactor_opcua.yaml", "temperature_epics.yaml"]
+)
 def test_the_kit_passes_each_transport_through_labloop_agent_faults_included(file):
     """Garbage, late replies, hang-ups mid-request and dropped connections, injected on the wire between the agent
     and the simulator, fail the step through the proxy with the raw reply, and the next step works."""

@@ -4,7 +4,6 @@ with the name, instead of ophyd's TypeError when the device is built."""
 from __future__ import annotations
 
 import pytest
-
 from instrument_helpers import assert_description_refused
 
 

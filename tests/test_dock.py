@@ -12,6 +12,11 @@ import h5py
 import numpy as np
 import pytest
 from bluesky import RunEngine
+from labloop_devices.assets import ArraySpec, check_finite
+from labloop_simulators.thinfilm import characterization as ch
+from labloop_simulators.thinfilm import physics
+from labloop_simulators.thinfilm.lab import build_lab, data_folder
+from running import intervals, start, two_chamber
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -20,12 +25,6 @@ from labloop.run import plans
 from labloop.run.executor import describe_failure
 from labloop.run.objectives import TrialData
 from labloop.store.assets import read_arrays, sha256_file
-from labloop_devices.assets import ArraySpec, check_finite
-from labloop_simulators.thinfilm import characterization as ch
-from labloop_simulators.thinfilm import physics
-from labloop_simulators.thinfilm.lab import build_lab, data_folder
-
-from running import intervals, start, two_chamber
 
 cli = CliRunner()
 GOOD = dict(physics.optimum().recipe)  # anatase, conducting, ~1.5 um
@@ -103,8 +102,9 @@ def test_haze_grows_with_thickness_porosity_and_cracks():
 
 # ------------------------------------------------------------------------------------------------ devices
 def _dock_lab(tmp_path, **options):
-    return build_lab({"dock": True, "data_dir": str(tmp_path / "data"), "dock_minutes": 1, **options},
-                     time_scale=36000.0)
+    return build_lab(
+        {"dock": True, "data_dir": str(tmp_path / "data"), "dock_minutes": 1, **options}, time_scale=36000.0
+    )
 
 
 def _place(lab, device, sample="s-1", **changes):
@@ -128,8 +128,11 @@ def test_dock_is_opt_in_and_reachable_by_the_robot(tmp_path):
 def test_dock_measurements_emit_stream_resources_and_hdf5_files(tmp_path):
     lab = _dock_lab(tmp_path)
     RE = RunEngine(context_managers=[])
-    for device, key, shape in (("uvvis", "uvvis_transmittance", (401,)), ("xrd", "xrd_counts", (1201,)),
-                               ("microscope", "microscope_image", (64, 64))):
+    for device, key, shape in (
+        ("uvvis", "uvvis_transmittance", (401,)),
+        ("xrd", "xrd_counts", (1201,)),
+        ("microscope", "microscope_image", (64, 64)),
+    ):
         _place(lab, device, sample=f"s-{device}")
         docs = []
         RE(plans.measure(lab[device]), lambda n, d: docs.append((n, d)))  # noqa: B023 - RE runs it here and now
@@ -158,8 +161,11 @@ def docs_of(RE, lab, device):
 
 
 def test_a_spectrum_with_nan_is_refused_with_a_clear_error(tmp_path):
-    with pytest.raises(DeviceError, match=r"uvvis: transmittance: 2 of 5 values are NaN or infinite \(first at "
-                                          r"index 1\)"):
+    with pytest.raises(
+        DeviceError,
+        match=r"uvvis: transmittance: 2 of 5 values are NaN or infinite \(first at "
+        r"index 1\)",
+    ):
         check_finite("uvvis: transmittance", np.array([0.5, np.nan, 0.4, np.inf, 0.3]))
     lab = _dock_lab(tmp_path)
     uvvis = lab["uvvis"]
@@ -169,8 +175,9 @@ def test_a_spectrum_with_nan_is_refused_with_a_clear_error(tmp_path):
     RE = RunEngine(context_managers=[])
     with pytest.raises(Exception) as err:
         RE(plans.measure(uvvis), lambda n, d: docs.append((n, d)))
-    assert describe_failure(err.value) == ("uvvis: transmittance: 4 of 401 values are NaN or infinite (first at "
-                                           "index 7); refused, nothing was stored")
+    assert describe_failure(err.value) == (
+        "uvvis: transmittance: 4 of 401 values are NaN or infinite (first at index 7); refused, nothing was stored"
+    )
     assert not any(n in ("stream_resource", "event") for n, _ in docs)
     assert not (tmp_path / "data").exists() or not os.listdir(tmp_path / "data")  # nothing was written
     with pytest.raises(DeviceError, match=r"array 'wavelength' has shape \(3,\), declared \(401,\)"):
@@ -180,8 +187,9 @@ def test_a_spectrum_with_nan_is_refused_with_a_clear_error(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ campaign
 def dock_campaign(tmp_path, max_trials=4):
-    data = two_chamber(max_trials=max_trials, options={"dock": True, "dock_minutes": 2,
-                                                       "data_dir": str(tmp_path / "assets")})
+    data = two_chamber(
+        max_trials=max_trials, options={"dock": True, "dock_minutes": 2, "data_dir": str(tmp_path / "assets")}
+    )
     flow = data["workflow"][:-1]  # ... measure on the probe (the objective), then the dock, then storage
     for device in DOCK_STEPS:
         flow += [{"kind": "transfer", "to": device}, {"kind": "measure", "device": device}]
@@ -261,8 +269,12 @@ def test_the_scheduler_keeps_dock_instruments_busy_in_parallel(tmp_path):
     assert [t.state for t in store.trials(cid)] == ["done"] * 4
     dock = [(a, b, s) for a, b, s in intervals(store, cid, "measure") if s.device in DOCK_STEPS]
     assert len(dock) == 4 * len(DOCK_STEPS)
-    parallel = [(s, t) for i, (a, b, s) in enumerate(dock) for c, d, t in dock[i + 1:]
-                if a < d and c < b and s.trial_id != t.trial_id]
+    parallel = [
+        (s, t)
+        for i, (a, b, s) in enumerate(dock)
+        for c, d, t in dock[i + 1 :]
+        if a < d and c < b and s.trial_id != t.trial_id
+    ]
     assert parallel, "two samples should be measured in the dock at the same time"
     assert all(s.device != t.device for s, t in parallel)  # one sample per instrument at a time
     store.close()

@@ -19,9 +19,23 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                           str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     return out
 
@@ -97,8 +111,11 @@ def test_protocol_page_lists_every_method(site):
 
 def test_api_and_architecture_pages_and_the_readme_links_still_reach(site):
     api = _page(site, "reference/api")
-    for anchor in ('id="labloop.run.best.best_trial"', 'id="labloop.run.objectives.TrialData"',
-                   'id="labloop.devkit.conformance.check_device"'):
+    for anchor in (
+        'id="labloop.run.best.best_trial"',
+        'id="labloop.run.objectives.TrialData"',
+        'id="labloop.devkit.conformance.check_device"',
+    ):
         assert anchor in api, f"the API page lost {anchor}"
     assert "architecture.svg" in _page(site, "architecture") and (site / "architecture.svg").exists()
     for page in site.rglob("*.html"):  # offline: no page pulls a script, style or font from elsewhere
@@ -108,8 +125,11 @@ def test_api_and_architecture_pages_and_the_readme_links_still_reach(site):
         assert not remote, f"{page.relative_to(site)} loads {remote[0]}"
     home = _page(site, "")
     # MkDocs links a folder's index.html as the folder
-    for target, href in (("sample-report/index.html", "sample-report/"), ("sample-report-tco/index.html",
-                         "sample-report-tco/"), ("screenshots/dashboard-live.png", "screenshots/dashboard-live.png")):
+    for target, href in (
+        ("sample-report/index.html", "sample-report/"),
+        ("sample-report-tco/index.html", "sample-report-tco/"),
+        ("screenshots/dashboard-live.png", "screenshots/dashboard-live.png"),
+    ):
         assert f'href="{href}"' in home, f"the home page does not link {target}"
         assert (site / target).is_file(), f"{target} is not in the built site"
 
@@ -190,7 +210,7 @@ def test_the_readme_reaches_every_part_of_the_site_in_one_click():
         return [p for v in entry.values() for p in pages(v)]
 
     for section in nav:
-        (title, entry), = section.items()
+        ((title, entry),) = section.items()
         targets = {(ROOT / "docs" / p).resolve() for p in pages(entry)}
         if title == "Benchmarks":
             targets.add((ROOT / "BENCHMARKS.md").resolve())

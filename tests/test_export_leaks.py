@@ -6,20 +6,19 @@ that can reveal a closed recipe field is left out (``sharing.derived``), the man
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import event_model
 import pytest
 import yaml
+from campaign_files import REPO, thinfilm, write
 from typer.testing import CliRunner
 
 from labloop.cli import app
 from labloop.data.leakcheck import check_export, dangling
-from labloop.spec import parse_spec, spec_hash
 from labloop.errors import SpecError
+from labloop.spec import parse_spec, spec_hash
 from labloop.store import Store
-
-from campaign_files import REPO, thinfilm, write
 
 runner = CliRunner()
 CLASSES = ("open", "shared-closed", "closed")
@@ -46,9 +45,15 @@ def _tempting():
     data["stopping"] = {"max_trials": 5, "target_reached": False}
     data["strategy"]["initial_design"] = 5
     data["lab"]["options"]["fault_rate"] = 0.15
-    data["sharing"] = {"default": "open", "fields": {"dock": "shared-closed", "duration": "closed",
-                                                     "visible_transmittance": "closed",
-                                                     "transmittance_floor": "shared-closed"}}
+    data["sharing"] = {
+        "default": "open",
+        "fields": {
+            "dock": "shared-closed",
+            "duration": "closed",
+            "visible_transmittance": "closed",
+            "transmittance_floor": "shared-closed",
+        },
+    }
     return data
 
 
@@ -61,8 +66,11 @@ def campaigns(tmp_path_factory):
     tco["strategy"]["initial_design"] = 2
     thin = thinfilm(**short)
     thin["strategy"]["initial_design"] = 2
-    return folder, {"thinfilm": _run(folder, thin, "thinfilm"), "tco": _run(folder, tco, "tco"),
-                    "tempting": _run(folder, _tempting(), "tempting")}
+    return folder, {
+        "thinfilm": _run(folder, thin, "thinfilm"),
+        "tco": _run(folder, tco, "tco"),
+        "tempting": _run(folder, _tempting(), "tempting"),
+    }
 
 
 def _export(url, out, klass, fmt):
@@ -102,8 +110,9 @@ def test_the_tempting_campaign_open_export_holds_no_dock_asset_no_timing_and_say
     # the chamber's streams last the recipe's duration: left out, and the manifest says so and why
     assert not any(n == "descriptor" and "chamber_pressure" in json.dumps(d) for n, d in docs)
     left = {(e["what"], e["why"]) for e in man["left_out"]}
-    assert any(w.startswith("stream chamber_chamber_pressure of synthesize") and "duration (closed)" in why
-               for w, why in left)
+    assert any(
+        w.startswith("stream chamber_chamber_pressure of synthesize") and "duration (closed)" in why for w, why in left
+    )
     assert any(w.startswith("stream chamber_substrate_temperature of synthesize") for w, _ in left)
     assert any(w.startswith("stream primary of measure:uvvis") and "dock" in why for w, why in left)
     # the floor is the same measurement as the closed objective: hidden from shared-closed too
@@ -136,18 +145,38 @@ def test_the_check_names_each_leak_of_an_unredacted_export(campaigns):
 def test_dangling_references_and_absolute_paths_are_found():
     bundle = event_model.compose_run(metadata={"sample_id": "s"})
     desc = bundle.compose_descriptor(name="primary", data_keys={"x": {"source": "S", "dtype": "number", "shape": []}})
-    res = {"uid": "r1", "data_key": "x", "mimetype": "application/x-hdf5", "parameters": {},
-           "uri": "file://localhost/home/me/x.h5", "run_start": bundle.start_doc["uid"]}
-    datum = {"uid": "r1/0", "stream_resource": "r1", "descriptor": "gone", "seq_nums": {"start": 1, "stop": 2},
-             "indices": {"start": 0, "stop": 1}}
+    res = {
+        "uid": "r1",
+        "data_key": "x",
+        "mimetype": "application/x-hdf5",
+        "parameters": {},
+        "uri": "file://localhost/home/me/x.h5",
+        "run_start": bundle.start_doc["uid"],
+    }
+    datum = {
+        "uid": "r1/0",
+        "stream_resource": "r1",
+        "descriptor": "gone",
+        "seq_nums": {"start": 1, "stop": 2},
+        "indices": {"start": 0, "stop": 1},
+    }
     stop = bundle.compose_stop(exit_status="success")
     stop["num_events"] = {"primary": 1, "baseline": 1}
-    lines = [json.dumps(x) for x in (["start", bundle.start_doc], ["descriptor", desc.descriptor_doc],
-                                     ["stream_resource", res], ["stream_datum", datum], ["stop", stop])]
+    lines = [
+        json.dumps(x)
+        for x in (
+            ["start", bundle.start_doc],
+            ["descriptor", desc.descriptor_doc],
+            ["stream_resource", res],
+            ["stream_datum", datum],
+            ["stop", stop],
+        )
+    ]
     found = dangling("\n".join(lines))
     assert [f.detail for f in found] == [
         "a stream_datum refers to descriptor gone, which is not in the file",
-        "a stop document counts events of stream 'baseline', which is not in the file"]
+        "a stop document counts events of stream 'baseline', which is not in the file",
+    ]
     from labloop.data.leakcheck import _paths
 
     assert [f.detail for f in _paths("\n".join(lines))] == ["file://localhost/home/me/x.h5"]
@@ -156,10 +185,18 @@ def test_dangling_references_and_absolute_paths_are_found():
 # ---------------------------------------------------------------------------------------- derived and timing
 SPEC = {
     "name": "timing",
-    "parameters": [{"name": "rf_power", "type": "continuous", "lower": 50, "upper": 400},
-                   {"name": "duration", "type": "continuous", "lower": 10, "upper": 120}],
-    "objectives": [{"name": "sheet_resistance", "direction": "minimize", "plugin": "reading",
-                    "options": {"field": "probe_sheet_resistance"}}],
+    "parameters": [
+        {"name": "rf_power", "type": "continuous", "lower": 50, "upper": 400},
+        {"name": "duration", "type": "continuous", "lower": 10, "upper": 120},
+    ],
+    "objectives": [
+        {
+            "name": "sheet_resistance",
+            "direction": "minimize",
+            "plugin": "reading",
+            "options": {"field": "probe_sheet_resistance"},
+        }
+    ],
     "workflow": [{"kind": "synthesize", "device": "chamber"}, {"kind": "measure", "device": "probe"}],
     "sharing": {"default": "open", "fields": {"duration": "closed"}},
 }
@@ -174,17 +211,25 @@ def _store(tmp_path, derived=None):
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     st = Store(url)
     c = st.create_campaign("timing", text, spec_hash(text))
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     t = st.add_trial(c.id, {"rf_power": 200.0, "duration": 118.4567}, "sobol", {}, "s", state="failed")
     st.update_trial(t.id, failure_reason=REASON, started_at=now, finished_at=now)
-    bundle = event_model.compose_run(metadata={"plan_name": "synthesize", "step": "synthesize:chamber",
-                                               "recipe": {"rf_power": 200.0, "duration": 118.4567},
-                                               "sample_id": "s", "trial": 1})
+    bundle = event_model.compose_run(
+        metadata={
+            "plan_name": "synthesize",
+            "step": "synthesize:chamber",
+            "recipe": {"rf_power": 200.0, "duration": 118.4567},
+            "sample_id": "s",
+            "trial": 1,
+        }
+    )
     docs = [("start", bundle.start_doc)]
     for i, key in enumerate(("chamber_chamber_pressure", "chamber_substrate_temperature")):
         d = bundle.compose_descriptor(name=key, data_keys={key: {"source": "S", "dtype": "number", "shape": []}})
-        docs += [("descriptor", d.descriptor_doc),
-                 ("event", d.compose_event(data={key: 0.5 + i}, timestamps={key: 0}, seq_num=1))]
+        docs += [
+            ("descriptor", d.descriptor_doc),
+            ("event", d.compose_event(data={key: 0.5 + i}, timestamps={key: 0}, seq_num=1)),
+        ]
     docs.append(("stop", bundle.compose_stop(exit_status="fail", reason="plasma extinguished at 112.9 min")))
     step = st.start_step(t.id, 0, "synthesize:chamber", "synthesize", device="chamber")
     st.finish_step(step, "failed", bundle.start_doc["uid"], error=REASON, documents=(c.id, t.id, docs, []))
@@ -202,15 +247,19 @@ def test_by_default_the_streams_and_failure_reason_of_a_step_with_a_closed_recip
     url = _store(tmp_path)
     text, man = _open(tmp_path, url, "jsonl")
     assert json.loads(text)["failure_reason"] is None and "112.9" not in text
-    assert any(e["what"] == "failure reason" and e["trials"] == [1] and "duration (closed)" in e["why"]
-               for e in man["left_out"])
+    assert any(
+        e["what"] == "failure reason" and e["trials"] == [1] and "duration (closed)" in e["why"]
+        for e in man["left_out"]
+    )
     text, man = _open(tmp_path, url, "documents")
     docs = [json.loads(line) for line in text.splitlines()]
     assert [n for n, _ in docs] == ["start", "stop"]
     assert docs[-1][1]["reason"] == "" and docs[-1][1]["num_events"] == {}
     assert {e["what"] for e in man["left_out"]} == {
         "stream chamber_chamber_pressure of synthesize:chamber",
-        "stream chamber_substrate_temperature of synthesize:chamber", "stop reason of synthesize:chamber"}
+        "stream chamber_substrate_temperature of synthesize:chamber",
+        "stop reason of synthesize:chamber",
+    }
 
 
 def test_sharing_derived_narrows_what_timing_hides(tmp_path):
@@ -221,7 +270,8 @@ def test_sharing_derived_narrows_what_timing_hides(tmp_path):
     keys = {k for n, d in map(json.loads, text.splitlines()) if n == "descriptor" for k in d["data_keys"]}
     assert keys == {"chamber_substrate_temperature"}
     assert [e["why"] for e in man["left_out"]] == [
-        "sharing.derived says it is derived from duration (closed), which this class may not see"]
+        "sharing.derived says it is derived from duration (closed), which this class may not see"
+    ]
     (tmp_path / "reason").mkdir()
     url = _store(tmp_path / "reason", derived={"duration": ["failure_reason"]})
     text, _ = _open(tmp_path / "reason", url, "jsonl")

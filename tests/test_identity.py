@@ -11,26 +11,37 @@ import time
 
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from labloop.control.auth import StoreAuthenticator
-from labloop.identity.roles import AGENT, ROLES, Identity, permitted, refusal, role_needed
-from labloop.identity.keys import ClientKey, ServerKeys, apply_client, apply_server, load_client_key
 from labloop.errors import LabloopError
+from labloop.identity.keys import ClientKey, ServerKeys, apply_client, apply_server, load_client_key
+from labloop.identity.roles import AGENT, ROLES, Identity, permitted, refusal, role_needed
 from labloop.store import Store
 
 
 def _key(store: Store, server: ServerKeys, name: str, role: str = "operator") -> ClientKey:
     public, secret = zmq.curve_keypair()
     store.add_user(name, role, public.decode(), created_by="test")
-    return ClientKey(name=name, role=role, public_key=public.decode(), secret_key=secret.decode(),
-                     server_public_key=server.public_z85())
+    return ClientKey(
+        name=name,
+        role=role,
+        public_key=public.decode(),
+        secret_key=secret.decode(),
+        server_public_key=server.public_z85(),
+    )
 
 
 def _stranger(server: ServerKeys) -> ClientKey:
     public, secret = zmq.curve_keypair()
-    return ClientKey(name="mallory", role="admin", public_key=public.decode(), secret_key=secret.decode(),
-                     server_public_key=server.public_z85())
+    return ClientKey(
+        name="mallory",
+        role="admin",
+        public_key=public.decode(),
+        secret_key=secret.decode(),
+        server_public_key=server.public_z85(),
+    )
 
 
 class Lab:
@@ -132,8 +143,16 @@ def test_extra_keys_are_admitted_without_a_users_row(store_url, tmp_path):
     try:
         apply_server(router, keys)
         port = router.bind_to_random_port("tcp://127.0.0.1")
-        apply_client(dealer, ClientKey(name="daemon", role="admin", public_key=child.public_z85(),
-                                       secret_key=child.secret.decode(), server_public_key=keys.public_z85()))
+        apply_client(
+            dealer,
+            ClientKey(
+                name="daemon",
+                role="admin",
+                public_key=child.public_z85(),
+                secret_key=child.secret.decode(),
+                server_public_key=keys.public_z85(),
+            ),
+        )
         dealer.connect(f"tcp://127.0.0.1:{port}")
         dealer.send(b"x")
         assert router.poll(10_000)
@@ -159,7 +178,7 @@ def test_garbage_from_strangers_never_stops_the_authenticator(sqlite_url, tmp_pa
     try:
         ana = _key(lab.store, lab.keys, f"ana{time.monotonic_ns()}")
         if raw_tcp:
-            host, port = lab.addr[len("tcp://"):].split(":")
+            host, port = lab.addr[len("tcp://") :].split(":")
             with socket.create_connection((host, int(port)), timeout=2) as s:
                 for f in frames:
                     try:
@@ -189,8 +208,19 @@ def test_permissions_per_role():
     assert ROLES == ("viewer", "operator", "approver", "admin") and AGENT == "agent"
     table = {
         "viewer": {"status", "watch", "missed", "export", "show", "list"},
-        "operator": {"status", "watch", "missed", "export", "show", "list", "submit", "pause", "resume", "stop",
-                     "estop"},
+        "operator": {
+            "status",
+            "watch",
+            "missed",
+            "export",
+            "show",
+            "list",
+            "submit",
+            "pause",
+            "resume",
+            "stop",
+            "estop",
+        },
         "approver": {"status", "watch", "missed", "export", "show", "list", "approve", "reject"},
     }
     methods = set().union(*table.values()) | {"users.add", "users.revoke", "agents.list", "agent.hello"}
@@ -201,8 +231,14 @@ def test_permissions_per_role():
     assert not permitted("admin", "agent.hello") and permitted(AGENT, "agent.hello")
     assert not any(permitted(AGENT, m) for m in methods - {"agent.hello"})
     assert not permitted("nobody", "status")
-    assert [role_needed(m) for m in ("status", "pause", "approve", "users.add", "agent.hello", "frobnicate")] == \
-        ["viewer", "operator", "approver", "admin", "agent", "admin"]
+    assert [role_needed(m) for m in ("status", "pause", "approve", "users.add", "agent.hello", "frobnicate")] == [
+        "viewer",
+        "operator",
+        "approver",
+        "admin",
+        "agent",
+        "admin",
+    ]
 
 
 def test_a_viewers_pause_is_refused_naming_the_role_needed():
@@ -229,8 +265,15 @@ def test_server_keys_are_kept_private_and_reused(tmp_path):
 def test_client_key_files_are_checked(tmp_path, monkeypatch):
     public, secret = zmq.curve_keypair()
     server = ServerKeys.generate()
-    good = {"name": "ana", "role": "viewer", "public_key": public.decode(), "secret_key": secret.decode(),
-            "server_public_key": server.public_z85(), "control": "tcp://127.0.0.1:7510", "stream": None}
+    good = {
+        "name": "ana",
+        "role": "viewer",
+        "public_key": public.decode(),
+        "secret_key": secret.decode(),
+        "server_public_key": server.public_z85(),
+        "control": "tcp://127.0.0.1:7510",
+        "stream": None,
+    }
     path = tmp_path / "ana.key"
     path.write_text(json.dumps(good))
     os.chmod(path, 0o600)
@@ -246,8 +289,11 @@ def test_client_key_files_are_checked(tmp_path, monkeypatch):
     with pytest.raises(LabloopError, match="may be read by other users"):
         load_client_key(path)
     os.chmod(path, 0o600)
-    for bad in ({**good, "secret_key": "short"}, {k: v for k, v in good.items() if k != "name"},
-                {**good, "public_key": zmq.curve_keypair()[0].decode()}):
+    for bad in (
+        {**good, "secret_key": "short"},
+        {k: v for k, v in good.items() if k != "name"},
+        {**good, "public_key": zmq.curve_keypair()[0].decode()},
+    ):
         path.write_text(json.dumps(bad))
         with pytest.raises(LabloopError, match="malformed|does not belong"):
             load_client_key(path)
@@ -268,13 +314,30 @@ def test_users_commands_add_list_revoke_and_refuse_bad_input_changing_nothing(tm
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     keys = tmp_path / "keys"
-    r = _invoke("users", "add", "ana", "--role", "approver", "--out", "ana.key", "--store", url, "--keys", str(keys),
-                "--control", "tcp://lab.example:7510")
+    r = _invoke(
+        "users",
+        "add",
+        "ana",
+        "--role",
+        "approver",
+        "--out",
+        "ana.key",
+        "--store",
+        url,
+        "--keys",
+        str(keys),
+        "--control",
+        "tcp://lab.example:7510",
+    )
     assert r.exit_code == 0, r.output
     key = load_client_key(tmp_path / "ana.key")
     assert os.stat(tmp_path / "ana.key").st_mode & 0o777 == 0o600
-    assert (key.name, key.role, key.control, key.stream) == ("ana", "approver", "tcp://lab.example:7510",
-                                                              "tcp://127.0.0.1:7511")
+    assert (key.name, key.role, key.control, key.stream) == (
+        "ana",
+        "approver",
+        "tcp://lab.example:7510",
+        "tcp://127.0.0.1:7511",
+    )
     assert key.server_public_key == ServerKeys.load_or_create(keys).public_z85()
     store = Store(url)
     assert [(u.name, u.role, u.public_key) for u in store.users()] == [("ana", "approver", key.public_key)]
@@ -294,8 +357,9 @@ def test_users_commands_add_list_revoke_and_refuse_bad_input_changing_nothing(tm
     assert [u.name for u in store.users()] == ["ana"] and len(store.audit_log()) == rows_before
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("labloop.db")) == ["ana.key", "keys"]
 
-    r = _invoke("users", "add", "bob", "--role", "agent", "--out", "ana.key", "--force", "--store", url,
-                "--keys", str(keys))
+    r = _invoke(
+        "users", "add", "bob", "--role", "agent", "--out", "ana.key", "--force", "--store", url, "--keys", str(keys)
+    )
     assert r.exit_code == 0 and load_client_key(tmp_path / "ana.key").name == "bob"
     r = _invoke("users", "list", "--store", url)
     assert r.exit_code == 0 and "ana" in r.output and "agent" in r.output
@@ -363,9 +427,12 @@ def test_keys_load_in_a_process_that_imported_nothing_else(tmp_path):
     import sys
 
     ServerKeys.load_or_create(tmp_path / "keys")
-    code = "import sys; from pathlib import Path; from labloop.identity.keys import ServerKeys; " \
-           "print(ServerKeys.load_or_create(Path(sys.argv[1])).public_z85())"
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "keys")], capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys; from pathlib import Path; from labloop.identity.keys import ServerKeys; "
+        "print(ServerKeys.load_or_create(Path(sys.argv[1])).public_z85())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "keys")], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ServerKeys.load_or_create(tmp_path / "keys").public_z85()

@@ -43,8 +43,9 @@ def test_enroll_writes_a_private_key_file_and_records_only_the_public_key(store,
     assert not (tmp_path / "again.key").exists()
 
 
-@pytest.mark.parametrize("name, role, why", [("-bad", "operator", "cannot be a user name"),
-                                              ("bob", "boss", "unknown role 'boss'")])
+@pytest.mark.parametrize(
+    "name, role, why", [("-bad", "operator", "cannot be a user name"), ("bob", "boss", "unknown role 'boss'")]
+)
 def test_enroll_refuses_a_bad_name_or_role_before_writing_anything(store, tmp_path, name, role, why):
     out = tmp_path / "k.key"
     with pytest.raises(LabloopError, match=why):
@@ -81,6 +82,7 @@ def test_passwords_tokens_and_sessions_through_the_store(store, tmp_path):
     cookie, _ = accounts.login(store, "ana", "another long one")
     accounts.logout(store, cookie)
     assert accounts.session_user(store, cookie) is None
-    audited = [(a.action, a.user, a.detail) for a in store.audit_log(None)
-               if a.action in ("users.passwd", "users.token")]
+    audited = [
+        (a.action, a.user, a.detail) for a in store.audit_log(None) if a.action in ("users.passwd", "users.token")
+    ]
     assert audited == [("users.passwd", "admin", {"name": "ana"}), ("users.token", "admin", {"name": "ana"})]

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 import yaml
+from running import in_background, start, two_chamber
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -20,19 +21,25 @@ from labloop.states import TrialState as S
 from labloop.store import Store
 from labloop.strategy import make_strategy
 
-from running import in_background, start, two_chamber
-
 cli = CliRunner()
 
 
 def consumables(**changes):
     """Nb target (g, drawn by the deposition's duration), a dopant powder (a product of parameters: not linear),
     and crucible-like counted items."""
-    out = {"stocks": {"Nb": {"unit": "g", "initial": 100, "alert_below": 40},
-                      "dopant": {"unit": "mg", "initial": 1000},
-                      "crucible": {"unit": "count", "initial": 4, "alert_below": 2,
-                                   "cleaning": "wash used crucibles in dilute HCl and dry at 120 C"}},
-           "use": {"Nb": "duration", "dopant": "duration * nb_fraction", "crucible": 1}}
+    out = {
+        "stocks": {
+            "Nb": {"unit": "g", "initial": 100, "alert_below": 40},
+            "dopant": {"unit": "mg", "initial": 1000},
+            "crucible": {
+                "unit": "count",
+                "initial": 4,
+                "alert_below": 2,
+                "cleaning": "wash used crucibles in dilute HCl and dry at 120 C",
+            },
+        },
+        "use": {"Nb": "duration", "dopant": "duration * nb_fraction", "crucible": 1},
+    }
     out.update(changes)
     return out
 
@@ -52,8 +59,13 @@ def new_campaign(tmp_path, data=None):
 
 
 def params(duration=30.0, nb_fraction=0.1):
-    return {"o2_pressure": 1.0, "substrate_temperature": 300.0, "nb_fraction": nb_fraction, "rf_power": 100.0,
-            "duration": duration}
+    return {
+        "o2_pressure": 1.0,
+        "substrate_temperature": 300.0,
+        "nb_fraction": nb_fraction,
+        "rf_power": 100.0,
+        "duration": duration,
+    }
 
 
 def levels(st, cid):
@@ -70,14 +82,16 @@ def test_bad_consumables_are_refused_naming_the_problem_and_the_fix():
     msg = problem(consumables(use={"Nb": "mass_nb_g"}))
     assert "lab.consumables.use.Nb: unknown parameter 'mass_nb_g'" in msg and "fix: use one of: o2_pressure" in msg
     msg = problem(consumables(stocks={"Nb": {"unit": "g", "initial": -5}}, use={"Nb": "duration"}))
-    assert ("lab.consumables.stocks.Nb: initial: a stock cannot hold a negative amount (-5) (fix: give an amount "
-            ">= 0 in g)") in msg
+    assert (
+        "lab.consumables.stocks.Nb: initial: a stock cannot hold a negative amount (-5) (fix: give an amount >= 0 in g)"
+    ) in msg
     assert "negative amount (-2.0)" in problem(consumables(use={"Nb": -2}))
     assert "unknown stock 'Ta'" in problem(consumables(use={"Ta": 1}))
     assert "uses Call" in problem(consumables(use={"Nb": "__import__('os').getcwd()"}))  # no code runs
     assert "uses Attribute" in problem(consumables(use={"Nb": "duration.real"}))
     assert "'cleaning' is for counted items" in problem(
-        consumables(stocks={"Nb": {"unit": "g", "initial": 1, "cleaning": "wash"}}, use={}))
+        consumables(stocks={"Nb": {"unit": "g", "initial": 1, "cleaning": "wash"}}, use={})
+    )
     spec = parse_spec(campaign_data(), "c.yaml")
     assert spec.lab.consumables.uses(params(30, 0.1)) == {"Nb": 30.0, "dopant": pytest.approx(3.0), "crucible": 1.0}
 
@@ -98,8 +112,13 @@ def test_reserved_when_proposed_drawn_when_started_released_when_never_started(t
     lv = levels(st, c.id)
     assert (lv["Nb"]["level"], lv["Nb"]["reserved"], lv["crucible"]["level"]) == (70, 0, 3)
     kinds = [(n, m.kind, m.amount) for n, m in st.stock_movements(c.id) if n == "Nb"]
-    assert kinds == [("Nb", "initial", 100), ("Nb", "reserve", 30), ("Nb", "reserve", 20), ("Nb", "draw", 30),
-                     ("Nb", "release", 20)]
+    assert kinds == [
+        ("Nb", "initial", 100),
+        ("Nb", "reserve", 30),
+        ("Nb", "reserve", 20),
+        ("Nb", "draw", 30),
+        ("Nb", "release", 20),
+    ]
     with pytest.raises(StoreError, match=r"needs 80 g of Nb; 70 left") as err:
         st.add_trial(c.id, params(80), "model", {}, "ab")
     assert "labloop inventory refill" in err.value.fix
@@ -163,17 +182,21 @@ def test_alert_opens_below_threshold_and_a_refill_closes_it_audited(tmp_path):
     assert not [a for a in view["alerts"] if a["action"] == "inventory.low"]
     crucible = next(s for s in view["inventory"] if s["name"] == "crucible")
     assert (crucible["level"], crucible["used"], crucible["left"]) == (5, 0, 3)
-    refills = [(a.user, a.detail["stock"], a.detail["amount"]) for a in st.audit_log(c.id)
-               if a.action == "inventory.refill"]
+    refills = [
+        (a.user, a.detail["stock"], a.detail["amount"]) for a in st.audit_log(c.id) if a.action == "inventory.refill"
+    ]
     assert refills == [("ana", "Nb", 10), ("ana", "Nb", 50), ("ben", "crucible", 2)]
     st.close()
 
 
 # ------------------------------------------------------------------------------------------------ proposals
 def test_a_recipe_needing_more_than_is_left_is_not_proposed(tmp_path):
-    data = campaign_data(consumables(stocks={"Nb": {"unit": "g", "initial": 200},
-                                             "dopant": {"unit": "mg", "initial": 5}},
-                                     use={"Nb": "duration", "dopant": "duration * nb_fraction"}))
+    data = campaign_data(
+        consumables(
+            stocks={"Nb": {"unit": "g", "initial": 200}, "dopant": {"unit": "mg", "initial": 5}},
+            use={"Nb": "duration", "dopant": "duration * nb_fraction"},
+        )
+    )
     data["strategy"] = {"name": "random", "initial_design": 20}
     st, c = new_campaign(tmp_path, data)
     st.add_trial(c.id, params(120, 0.0), "seed", {}, "ab")
@@ -229,8 +252,10 @@ def test_status_and_the_inventory_command_show_levels_and_record_refills(tmp_pat
 def test_a_campaign_draws_per_trial_with_parallel_trials(tmp_path):
     """The real loop: two chambers in parallel, lookahead; every started trial drew its duration in grams of Nb,
     the shelf never went below zero, and the low alert opened on the way."""
-    data = campaign_data(consumables(stocks={"Nb": {"unit": "g", "initial": 1000, "alert_below": 800}},
-                                     use={"Nb": "duration"}), max_trials=6)
+    data = campaign_data(
+        consumables(stocks={"Nb": {"unit": "g", "initial": 1000, "alert_below": 800}}, use={"Nb": "duration"}),
+        max_trials=6,
+    )
     st, runner = start(data, tmp_path)
     th, result = in_background(runner)
     th.join(120)
@@ -246,8 +271,9 @@ def test_a_campaign_draws_per_trial_with_parallel_trials(tmp_path):
     assert all(m.level_after >= 0 for _, m in moves)
     view = campaign_view(st, runner.campaign.id)
     assert view["inventory"][0]["name"] == "Nb"
-    assert ([a["action"] for a in view["alerts"] if a["action"] == "inventory.low"] ==
-            (["inventory.low"] if lv["left"] < 800 else []))
+    assert [a["action"] for a in view["alerts"] if a["action"] == "inventory.low"] == (
+        ["inventory.low"] if lv["left"] < 800 else []
+    )
     st.close()
 
 
@@ -270,8 +296,10 @@ def test_a_campaign_out_of_stock_pauses_for_the_operator_and_a_refill_lets_it_go
     beyond the shelf); the operator's refill and resume let it finish."""
     from running import wait_for
 
-    data = campaign_data(consumables(stocks={"Nb": {"unit": "g", "initial": 40, "alert_below": 20}},
-                                     use={"Nb": "duration"}), max_trials=6)
+    data = campaign_data(
+        consumables(stocks={"Nb": {"unit": "g", "initial": 40, "alert_below": 20}}, use={"Nb": "duration"}),
+        max_trials=6,
+    )
     st, runner = start(data, tmp_path)
     cid = runner.campaign.id
     th, result = in_background(runner)
@@ -286,17 +314,19 @@ def test_a_campaign_out_of_stock_pauses_for_the_operator_and_a_refill_lets_it_go
     assert result["decision"].rule == "budget"
     assert len([t for t in st.trials(cid) if t.started_at is not None]) == 6
     assert all(m.level_after >= 0 for _, m in st.stock_movements(cid))
-    assert not any(a["action"] == "inventory.low" for a in campaign_view(st, cid)["alerts"]) or \
-        levels(st, cid)["Nb"]["left"] < 20
+    assert (
+        not any(a["action"] == "inventory.low" for a in campaign_view(st, cid)["alerts"])
+        or levels(st, cid)["Nb"]["left"] < 20
+    )
     st.close()
 
 
 def test_the_dashboards_api_carries_the_levels(tmp_path):
     """The page draws the view's ``inventory`` (web/static/app.js): /api/campaigns/NAME serves it."""
     from starlette.testclient import TestClient
+    from web_helpers import add_user
 
     from labloop.web.app import Dashboard
-    from web_helpers import add_user
 
     st, c = new_campaign(tmp_path)
     st.add_trial(c.id, params(70), "sobol", {}, "ab")

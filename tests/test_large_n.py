@@ -33,10 +33,12 @@ def _f(p: dict) -> float:
 
 
 def _spec(**options) -> CampaignSpec:
-    return CampaignSpec(name="large", parameters=[ContinuousParameter(name=f"x{i}", lower=0, upper=1)
-                                                  for i in range(3)],
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
-                        strategy=StrategySpec(options={**FAST, **options}))
+    return CampaignSpec(
+        name="large",
+        parameters=[ContinuousParameter(name=f"x{i}", lower=0, upper=1) for i in range(3)],
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+        strategy=StrategySpec(options={**FAST, **options}),
+    )
 
 
 def _obs(n: int, seed: int = 0, noise: float = 0.01) -> list[Observation]:
@@ -60,7 +62,7 @@ def test_local_outputs_keep_the_nearest_points_and_a_box_around_them():
     X = torch.rand(400, 3, dtype=torch.double, generator=torch.Generator().manual_seed(1))
     y = -((X - 0.5) ** 2).sum(-1, keepdim=True)
     bounds = torch.tensor([[0.0] * 3, [1.0] * 3], dtype=torch.double)
-    (Xl, yl), = local_outputs([(X, y)], bounds, 50)[0]
+    ((Xl, yl),) = local_outputs([(X, y)], bounds, 50)[0]
     region = local_outputs([(X, y)], bounds, 50)[1]
     assert len(Xl) == 50 and region.k == 50 and region.n == 400
     far = (X - region.center).norm(dim=-1).sort().values[50]
@@ -97,11 +99,16 @@ def test_auto_scope_switches_at_the_threshold_and_exact_never_does():
 
 
 def test_local_model_on_a_pool_with_categories_picks_a_free_row():
-    spec = CampaignSpec(name="pool", parameters=[ContinuousParameter(name="x", lower=0, upper=1),
-                                                 CategoricalParameter(name="c", choices=list("abc"))],
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
-                        stopping=StoppingSpec(max_trials=20),
-                        strategy=StrategySpec(options={**FAST, "model_scope": "local", "local_points": 40}))
+    spec = CampaignSpec(
+        name="pool",
+        parameters=[
+            ContinuousParameter(name="x", lower=0, upper=1),
+            CategoricalParameter(name="c", choices=list("abc")),
+        ],
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+        stopping=StoppingSpec(max_trials=20),
+        strategy=StrategySpec(options={**FAST, "model_scope": "local", "local_points": 40}),
+    )
     rows = [{"x": i / 99, "c": c} for i in range(100) for c in "abc"]
     strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows))
     y = lambda r: -abs(r["x"] - 0.4) + (0.3 if r["c"] == "b" else 0.0)

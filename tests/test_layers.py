@@ -41,11 +41,13 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_the_checker_names_each_upward_import_with_file_and_line(tmp_path):
-    root = _tree(tmp_path, {
-        "labloop/__init__.py": "",
-        "labloop/errors.py": "",
-        "labloop/run/__init__.py": "",
-        "labloop/run/lab.py": """\
+    root = _tree(
+        tmp_path,
+        {
+            "labloop/__init__.py": "",
+            "labloop/errors.py": "",
+            "labloop/run/__init__.py": "",
+            "labloop/run/lab.py": """\
             from labloop.errors import X
             from . import plans
 
@@ -53,14 +55,15 @@ def test_the_checker_names_each_upward_import_with_file_and_line(tmp_path):
                 from labloop.control.remote_lab import remote_device
                 return remote_device
             """,
-        "labloop/run/plans.py": "import importlib\nm = importlib.import_module('labloop.web.app')\n",
-        "labloop/store/__init__.py": "from ..strategy import space\n",
-        "labloop/strategy/__init__.py": "from labloop.declarative import builder\n",
-        "labloop/control/__init__.py": "from labloop.run import lab\nfrom labloop.devkit import conformance\n",
-        "labloop/declarative/b.py": "from labloop_devices.base import Station\n",
-        "labloop/cli/x.py": "from labloop.web import app\nfrom labloop.devkit import options\n",
-        "devices/base.py": "from labloop.devkit import protocols\nfrom labloop.contract import Health\n",
-    })
+            "labloop/run/plans.py": "import importlib\nm = importlib.import_module('labloop.web.app')\n",
+            "labloop/store/__init__.py": "from ..strategy import space\n",
+            "labloop/strategy/__init__.py": "from labloop.declarative import builder\n",
+            "labloop/control/__init__.py": "from labloop.run import lab\nfrom labloop.devkit import conformance\n",
+            "labloop/declarative/b.py": "from labloop_devices.base import Station\n",
+            "labloop/cli/x.py": "from labloop.web import app\nfrom labloop.devkit import options\n",
+            "devices/base.py": "from labloop.devkit import protocols\nfrom labloop.contract import Health\n",
+        },
+    )
     imports = scan(root, folders=FOLDERS)
     assert Import("labloop/run/lab.py", 5, "labloop.run.lab", "labloop.control.remote_lab") in imports
     bad = violations(imports)
@@ -69,23 +72,35 @@ def test_the_checker_names_each_upward_import_with_file_and_line(tmp_path):
     assert "labloop/run/plans.py:2: labloop.run.plans -> labloop.web.app" in text  # import_module("...")
     # a relative import (from ..strategy import space), resolved to the package it names
     assert "labloop/store/__init__.py:1: labloop.store -> labloop.strategy (store is below strategy" in text
-    assert ("labloop/strategy/__init__.py:1: labloop.strategy -> labloop.declarative "
-            "(strategy and declarative are peers") in text
+    assert (
+        "labloop/strategy/__init__.py:1: labloop.strategy -> labloop.declarative (strategy and declarative are peers"
+    ) in text
     assert "labloop/control/__init__.py:2: labloop.control -> labloop.devkit (control is below devkit" in text
     assert "labloop/declarative/b.py:1: labloop.declarative.b -> labloop_devices.base" in text
     assert "devices/base.py:1: labloop_devices.base -> labloop.devkit (the plugin package" in text
     # downward imports, a package's own modules and root modules are fine
     assert len(bad) == 7, text
-    assert not any(s in text for s in ("-> labloop.errors", "-> labloop.run.plans", "labloop.cli.x",
-                                       "-> labloop.run.lab ", "-> labloop.contract"))
+    assert not any(
+        s in text
+        for s in (
+            "-> labloop.errors",
+            "-> labloop.run.plans",
+            "labloop.cli.x",
+            "-> labloop.run.lab ",
+            "-> labloop.contract",
+        )
+    )
 
 
 def test_the_checker_sees_peers_and_root_modules_reaching_up(tmp_path):
-    root = _tree(tmp_path, {
-        "labloop/errors.py": "def f():\n    import labloop.store.schema\n",
-        "labloop/web/app.py": "from labloop.report import page\n",
-        "labloop/report/page.py": "from labloop.control import client\n",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "labloop/errors.py": "def f():\n    import labloop.store.schema\n",
+            "labloop/web/app.py": "from labloop.report import page\n",
+            "labloop/report/page.py": "from labloop.control import client\n",
+        },
+    )
     bad = violations(scan(root, folders=FOLDERS))
     text = "\n".join(bad)
     assert "labloop/errors.py:2: labloop.errors -> labloop.store.schema (a root module imports labloop.store" in text
@@ -109,3 +124,17 @@ def test_identity_comes_from_one_package_that_cli_web_and_daemon_share():
     assert not {t for t in web if t.startswith(("labloop.control.auth", "labloop.control.keys"))}
     for gone in ("labloop/web/accounts.py", "labloop/control/keys.py"):
         assert not (REPO / gone).exists(), gone
+
+
+def test_no_module_over_500_lines_without_a_stated_reason():
+    """Small modules keep the architecture easy to see; one that must be longer says why in its docstring."""
+    import ast
+
+    long_ = []
+    for path in sorted((REPO / "labloop").rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 500:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "Over 500 lines, on purpose:" not in doc:
+                long_.append(f"{path.relative_to(REPO)} ({text.count(chr(10))} lines)")
+    assert not long_, f"split these, or say in the module docstring 'Over 500 lines, on purpose: WHY': {long_}"

@@ -10,9 +10,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from running import in_background, start, two_chamber, wait_for
 from sqlalchemy import update
 
 from labloop.run.campaign import CampaignRunner
@@ -22,11 +23,9 @@ from labloop.store import Store
 from labloop.store.leases import LeaseHeld, LeaseLost
 from labloop.store.schema import Lease
 
-from running import in_background, start, two_chamber, wait_for
-
 
 def _utc(t):
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)  # SQLite returns naive UTC
+    return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite returns naive UTC
 
 
 def _campaign(store: Store, name: str = "leased") -> int:
@@ -77,8 +76,12 @@ RACER = textwrap.dedent("""
 
 def _race(store_url: str, cid: int, n: int, tag: str) -> list[str]:
     at = time.time() + 3.0  # every racer is connected by then: they start their INSERT within a millisecond
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, store_url, str(cid), f"{tag}{i}", str(at)],
-                              stdout=subprocess.PIPE, text=True) for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, store_url, str(cid), f"{tag}{i}", str(at)], stdout=subprocess.PIPE, text=True
+        )
+        for i in range(n)
+    ]
     return [p.communicate(timeout=60)[0].strip() for p in procs]
 
 
@@ -113,8 +116,9 @@ HOLDER = textwrap.dedent("""
 def test_a_killed_holder_is_taken_over_only_after_its_lease_expires(store_url):
     store = Store(store_url)
     cid = _campaign(store)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, store_url, str(cid), "2.0"], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, store_url, str(cid), "2.0"], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().split() == ["holding", "1"]
     time.sleep(0.3)  # a few renewals
     os.kill(proc.pid, signal.SIGKILL)
@@ -168,8 +172,9 @@ def test_a_runner_that_cannot_renew_stops_acting_and_another_takes_the_campaign_
     runner_a.lease_ttl = 3.0
     th, result = in_background(runner_a)
     cid = runner_a.campaign.id
-    wait_for(lambda: any(s.kind == "synthesize" and s.state == "done" for s in store_a.steps(campaign_id=cid)),
-             timeout=60)
+    wait_for(
+        lambda: any(s.kind == "synthesize" and s.state == "done" for s in store_a.steps(campaign_id=cid)), timeout=60
+    )
 
     def unreachable(*_a, **_k):
         raise ConnectionError("store unreachable (simulated partition)")
@@ -208,14 +213,18 @@ def test_a_runner_whose_lease_was_taken_stops_at_its_next_heartbeat(tmp_path):
     store, runner = start(data, tmp_path)
     th, result = in_background(runner)
     cid = runner.campaign.id
-    wait_for(lambda: store.lease(cid) is not None and any(s.state == "done" for s in store.steps(campaign_id=cid)),
-             timeout=60)
+    wait_for(
+        lambda: store.lease(cid) is not None and any(s.state == "done" for s in store.steps(campaign_id=cid)),
+        timeout=60,
+    )
     holder = store.lease(cid)
     with store.session() as s:  # as if it had expired and another runner had taken it (one statement: the
         # runner's own heartbeat cannot renew in between)
-        s.execute(update(Lease).where(Lease.campaign_id == cid)
-                  .values(holder="usurper", token=Lease.token + 1, expires_at=datetime.now(timezone.utc)
-                          + timedelta(minutes=10)))
+        s.execute(
+            update(Lease)
+            .where(Lease.campaign_id == cid)
+            .values(holder="usurper", token=Lease.token + 1, expires_at=datetime.now(UTC) + timedelta(minutes=10))
+        )
     assert store.lease(cid).token == holder.token + 1
     th.join(60)
     assert not th.is_alive()

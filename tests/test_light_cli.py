@@ -14,7 +14,6 @@ import sys
 
 import pytest
 import yaml
-
 from daemon_helpers import DaemonProcess, add_user, key_file, wait_until
 from running import two_chamber
 
@@ -38,8 +37,15 @@ main()
 def heavy_imports(tmp_path, *args: str, stdin: str | None = None) -> tuple[list[str], subprocess.CompletedProcess]:
     out = tmp_path / "modules.json"
     out.unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(out), *args], capture_output=True, text=True,
-                          input=stdin, timeout=120, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(out), *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     return json.loads(out.read_text()), proc
 
 
@@ -59,8 +65,18 @@ def lab(tmp_path_factory):
     d.stop()
 
 
-@pytest.mark.parametrize("args", [["--help"], ["status", "--help"], ["estop", "--help"], ["pause", "--help"],
-                                  ["watch", "--help"], ["submit", "--help"], ["audit", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["status", "--help"],
+        ["estop", "--help"],
+        ["pause", "--help"],
+        ["watch", "--help"],
+        ["submit", "--help"],
+        ["audit", "--help"],
+    ],
+)
 def test_help_imports_nothing_heavy(tmp_path, args):
     heavy, proc = heavy_imports(tmp_path, *args)
     assert proc.returncode == 0, proc.stderr

@@ -21,20 +21,33 @@ from pathlib import Path
 
 import pytest
 import zmq
+from instrument_helpers import example, simulated, wait_for, wait_status
 
 from labloop import needs
 from labloop.control.agent_process import write_key_file
 from labloop.control.remote import connect
 from labloop.errors import LabloopError
 from labloop.transports import KINDS, LIBRARY
-from instrument_helpers import example, simulated, wait_for, wait_status
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the lab extra's packages, by their top-level modules: none may be imported by an instrument PC's agent
 LAB = sorted(m for m, extra in needs.EXTRA_OF.items() if extra == "lab")
 #: distributions that must not be in the base install (the issue's list, plus the store and the rest of the lab)
-HEAVY_DISTS = {"torch", "botorch", "gpytorch", "matplotlib", "starlette", "uvicorn", "python-multipart", "pyarrow",
-               "h5py", "scipy", "sqlalchemy", "alembic", "psutil"}
+HEAVY_DISTS = {
+    "torch",
+    "botorch",
+    "gpytorch",
+    "matplotlib",
+    "starlette",
+    "uvicorn",
+    "python-multipart",
+    "pyarrow",
+    "h5py",
+    "scipy",
+    "sqlalchemy",
+    "alembic",
+    "psutil",
+}
 
 #: Runs the `labloop` CLI with the given top-level modules unimportable (as on an install without them): a meta
 #: path finder refuses them and records every attempt; at exit it writes the attempts and the loaded modules.
@@ -60,9 +73,15 @@ main()
 
 
 def blocked_cli(tmp_path: Path, blocked: list[str], *args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKED_CLI, str(tmp_path / "modules.json"), ",".join(blocked),
-                           *args], capture_output=True, text=True, timeout=180, cwd=tmp_path,
-                          env={**os.environ, "COLUMNS": "300"}, **kw)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKED_CLI, str(tmp_path / "modules.json"), ",".join(blocked), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "300"},
+        **kw,
+    )
 
 
 def _name(requirement: str) -> str:
@@ -79,11 +98,30 @@ def test_labloop_agent_serves_a_modbus_instrument_without_ever_importing_the_lab
     with simulated("furnace_modbus.yaml") as sim:
         cfg = tmp_path / "agent.json"
         cfg.write_text(json.dumps({"file": str(example("furnace_modbus.yaml")), "address": sim.address}))
-        cmd = [sys.executable, "-c", BLOCKED_CLI, str(tmp_path / "modules.json"), ",".join(LAB), "agent",
-               "labloop.declarative:device", "--config", str(cfg), "--bind", "tcp://127.0.0.1:*", "--name",
-               "furnace", "--key", str(key)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "COLUMNS": "400", "PYTHONUNBUFFERED": "1"})
+        cmd = [
+            sys.executable,
+            "-c",
+            BLOCKED_CLI,
+            str(tmp_path / "modules.json"),
+            ",".join(LAB),
+            "agent",
+            "labloop.declarative:device",
+            "--config",
+            str(cfg),
+            "--bind",
+            "tcp://127.0.0.1:*",
+            "--name",
+            "furnace",
+            "--key",
+            str(key),
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "400", "PYTHONUNBUFFERED": "1"},
+        )
         lines: list[str] = []
         threading.Thread(target=lambda: lines.extend(line.rstrip() for line in proc.stdout), daemon=True).start()
         try:
@@ -131,19 +169,25 @@ def test_the_base_install_is_light_and_the_test_extra_is_the_full_lab():
 def test_the_readme_install_stays_the_full_one():
     readme = (ROOT / "README.md").read_text()
     assert readme.count("pip install -q torch==2.13.0 && pip install -q -e '.[test]'") == 2
-    assert "pip install -q torch==2.13.0 && pip install -q -e '.[test]' && python -m pytest -q" in (
-        ROOT / ".ci" / "run").read_text()
+    assert (
+        "pip install -q torch==2.13.0 && pip install -q -e '.[test]' && python -m pytest -q"
+        in (ROOT / ".ci" / "run").read_text()
+    )
 
 
 # -- (c) a campaign host's command on a light install ----------------------------------------------------------------
-@pytest.mark.parametrize("blocked,args,extra", [
-    (LAB, ["demo", "--dir", "demo"], "lab"),
-    (["torch", "botorch", "gpytorch"], ["demo", "--dir", "demo"], "lab"),
-    (LAB, ["status", "--store", "sqlite:///x.db"], "lab"),
-    (LAB, ["users", "list", "--store", "sqlite:///x.db"], "lab"),
-    (["starlette", "uvicorn"], ["serve", "--http", "127.0.0.1:0", "--store", "sqlite:///x.db"], "lab"),
-    (["pymodbus"], ["devices", "check", str(example("mfc_modbus.yaml")), "--simulated"], "modbus"),
-], ids=["demo", "demo-no-torch", "status", "users", "serve-http", "devices-check-modbus"])
+@pytest.mark.parametrize(
+    "blocked,args,extra",
+    [
+        (LAB, ["demo", "--dir", "demo"], "lab"),
+        (["torch", "botorch", "gpytorch"], ["demo", "--dir", "demo"], "lab"),
+        (LAB, ["status", "--store", "sqlite:///x.db"], "lab"),
+        (LAB, ["users", "list", "--store", "sqlite:///x.db"], "lab"),
+        (["starlette", "uvicorn"], ["serve", "--http", "127.0.0.1:0", "--store", "sqlite:///x.db"], "lab"),
+        (["pymodbus"], ["devices", "check", str(example("mfc_modbus.yaml")), "--simulated"], "modbus"),
+    ],
+    ids=["demo", "demo-no-torch", "status", "users", "serve-http", "devices-check-modbus"],
+)
 def test_a_command_needing_a_missing_extra_names_it_instead_of_a_traceback(tmp_path, blocked, args, extra):
     proc = blocked_cli(tmp_path, blocked, *args)
     out = proc.stdout + proc.stderr

@@ -5,8 +5,9 @@ is set (the `store_url` fixture of conftest.py: a fresh schema per test, dropped
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+import legacy_schema_v3 as v3
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -15,13 +16,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-import legacy_schema_v3 as v3
 from labloop.cli import app
 from labloop.control import audit
 from labloop.errors import StoreError
 from labloop.store import Store
-from labloop.store.migrations import HEAD, REVISIONS, alembic_config, script_directory
 from labloop.store.connection import normalize_url
+from labloop.store.migrations import HEAD, REVISIONS, alembic_config, script_directory
 from labloop.store.schema import SCHEMA_VERSION, Asset, Base, OperatorRequest
 
 runner = CliRunner()
@@ -40,30 +40,69 @@ def _write_v3_store(url: str) -> None:
     steps, documents, process points, a sample and audit entries."""
     engine = _engine(url)
     v3.Base.metadata.create_all(engine)
-    t0 = datetime(2026, 5, 4, 12, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
     with Session(engine) as s:
         s.add(v3.Meta(key="schema_version", value="3"))
-        c = v3.Campaign(uid="0f7c2d0e-3c1a-4f5e-9b1e-2a4b6c8d0e1f", name="thinfilm-v3", spec_text="name: x\n",
-                        spec_hash="a" * 64, labloop_version="0.0.9", state="stopped", stop_reason="budget",
-                        control="run", heartbeat_at=t0, runner="host:123", created_at=t0)
+        c = v3.Campaign(
+            uid="0f7c2d0e-3c1a-4f5e-9b1e-2a4b6c8d0e1f",
+            name="thinfilm-v3",
+            spec_text="name: x\n",
+            spec_hash="a" * 64,
+            labloop_version="0.0.9",
+            state="stopped",
+            stop_reason="budget",
+            control="run",
+            heartbeat_at=t0,
+            runner="host:123",
+            created_at=t0,
+        )
         s.add(c)
         s.flush()
         s.add(v3.AuditEntry(campaign_id=c.id, user="ana", action="campaign.start", detail={"name": c.name}, at=t0))
         for n in (1, 2):
-            t = v3.Trial(campaign_id=c.id, number=n, state="done", params={"x": 0.5 * n, "cat": "a"},
-                         values={"r": 10.0 / n}, source="sobol", info={"acq": None}, sample_id=f"ab-{n:04d}",
-                         current_step=1, proposed_at=t0)
+            t = v3.Trial(
+                campaign_id=c.id,
+                number=n,
+                state="done",
+                params={"x": 0.5 * n, "cat": "a"},
+                values={"r": 10.0 / n},
+                source="sobol",
+                info={"acq": None},
+                sample_id=f"ab-{n:04d}",
+                current_step=1,
+                proposed_at=t0,
+            )
             s.add(t)
             s.flush()
-            s.add(v3.Step(trial_id=t.id, index=0, label="synthesize:chamber", kind="synthesize", state="done",
-                          device="chamber", attempt=1, run_uid=f"run-{n}", started_at=t0))
-            s.add(v3.Document(campaign_id=c.id, trial_id=t.id, run_uid=f"run-{n}", name="start",
-                              doc={"uid": f"run-{n}", "time": 1.5}))
-            s.add(v3.ProcessPoint(trial_id=t.id, run_uid=f"run-{n}", signal="chamber_pressure", t=1.0 + n,
-                                  value=0.25 * n))
+            s.add(
+                v3.Step(
+                    trial_id=t.id,
+                    index=0,
+                    label="synthesize:chamber",
+                    kind="synthesize",
+                    state="done",
+                    device="chamber",
+                    attempt=1,
+                    run_uid=f"run-{n}",
+                    started_at=t0,
+                )
+            )
+            s.add(
+                v3.Document(
+                    campaign_id=c.id,
+                    trial_id=t.id,
+                    run_uid=f"run-{n}",
+                    name="start",
+                    doc={"uid": f"run-{n}", "time": 1.5},
+                )
+            )
+            s.add(
+                v3.ProcessPoint(trial_id=t.id, run_uid=f"run-{n}", signal="chamber_pressure", t=1.0 + n, value=0.25 * n)
+            )
         s.add(v3.Sample(campaign_id=c.id, sample_id="ab-0001", trial_id=1, location="chamber", updated_at=t0))
-        s.add(v3.AuditEntry(campaign_id=c.id, user="ana", action="campaign.stopped", detail={"reason": "budget"},
-                            at=t0))
+        s.add(
+            v3.AuditEntry(campaign_id=c.id, user="ana", action="campaign.stopped", detail={"reason": "budget"}, at=t0)
+        )
         s.commit()
     engine.dispose()
 
@@ -72,8 +111,10 @@ def _rows(url: str) -> dict[str, list[tuple]]:
     """Every row of the previous release's tables, in its columns (later revisions may add columns)."""
     engine = _engine(url)
     with engine.connect() as conn:
-        out = {t.name: [tuple(r) for r in conn.execute(sa.select(*t.c).order_by(*t.primary_key.columns))]
-               for t in v3.Base.metadata.sorted_tables}
+        out = {
+            t.name: [tuple(r) for r in conn.execute(sa.select(*t.c).order_by(*t.primary_key.columns))]
+            for t in v3.Base.metadata.sorted_tables
+        }
     engine.dispose()
     return out
 
@@ -185,8 +226,12 @@ def test_baseline_ddl_is_the_previous_release_ddl(tmp_path):
     def ddl(url):
         engine = _engine(url)
         with engine.connect() as conn:
-            rows = conn.execute(sa.text("SELECT type, name, sql FROM sqlite_master WHERE name != 'alembic_version'"
-                                        " AND name NOT LIKE 'sqlite_autoindex_alembic%' ORDER BY type, name"))
+            rows = conn.execute(
+                sa.text(
+                    "SELECT type, name, sql FROM sqlite_master WHERE name != 'alembic_version'"
+                    " AND name NOT LIKE 'sqlite_autoindex_alembic%' ORDER BY type, name"
+                )
+            )
             out = [tuple(r) for r in rows]
         engine.dispose()
         return out
@@ -249,7 +294,7 @@ def test_upgrade_refuses_while_a_campaign_runs(tmp_path):
     engine = _engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE campaigns SET state = 'running'"))
-        conn.execute(sa.update(v3.Campaign.__table__).values(heartbeat_at=datetime.now(timezone.utc)))
+        conn.execute(sa.update(v3.Campaign.__table__).values(heartbeat_at=datetime.now(UTC)))
     engine.dispose()
     r = invoke("db", "upgrade", "--store", url)
     assert r.exit_code == 2 and "campaign 'thinfilm-v3' is running" in r.output and "labloop stop" in r.output
@@ -288,7 +333,8 @@ def test_a_store_at_0002_is_upgraded_to_assets_keeping_its_rows(store_url):
     trial = store.trials(c.id)[0]
     store.add_assets(c.id, trial.id, "run-1", [("/data/a.h5", "f" * 64, 1234)])
     assert [(a.path, a.sha256, a.size, a.trial_id) for a in store.assets(c.id)] == [
-        ("/data/a.h5", "f" * 64, 1234, trial.id)]
+        ("/data/a.h5", "f" * 64, 1234, trial.id)
+    ]
     with store.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Asset)) == 1
     store.close()
@@ -322,10 +368,12 @@ def test_a_store_at_0006_gains_empty_stock_tables_and_downgrades_back(store_url)
     assert r.exit_code == 0 and f"from revision 0006_web_login to {HEAD}" in r.output, r.output
     assert _diff(store_url, Base.metadata) == []
     store = Store(store_url)
-    text = ("name: inv\nparameters: [{name: m, type: continuous, lower: 0, upper: 5}]\n"
-            "objectives: [{name: y, direction: maximize, plugin: p}]\n"
-            "lab: {simulator: thinfilm, consumables: {stocks: {Li2CO3: {unit: g, initial: 10}}, use: {Li2CO3: m}}}\n"
-            "workflow: [{kind: synthesize, device: furnace}]\n")
+    text = (
+        "name: inv\nparameters: [{name: m, type: continuous, lower: 0, upper: 5}]\n"
+        "objectives: [{name: y, direction: maximize, plugin: p}]\n"
+        "lab: {simulator: thinfilm, consumables: {stocks: {Li2CO3: {unit: g, initial: 10}}, use: {Li2CO3: m}}}\n"
+        "workflow: [{kind: synthesize, device: furnace}]\n"
+    )
     c = store.create_campaign("inv", text, "c" * 64)
     store.open_stocks(c.id)
     store.add_trial(c.id, {"m": 4.0}, "sobol", {}, "ab")

@@ -6,12 +6,11 @@ in which no trial succeeded exits non-zero. Real short campaigns on the simulate
 from __future__ import annotations
 
 import pytest
+from campaign_files import thinfilm, write
 from typer.testing import CliRunner
 
 from labloop.cli import app
 from labloop.store import Store
-
-from campaign_files import thinfilm, write
 
 FAST = 2e6
 
@@ -19,8 +18,7 @@ FAST = 2e6
 def _run(tmp_path, data):
     path = write(tmp_path, data)
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
-    r = CliRunner().invoke(app, ["run", str(path), "--store", url, "--time-scale", str(FAST)],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(app, ["run", str(path), "--store", url, "--time-scale", str(FAST)], catch_exceptions=False)
     store = Store(url)
     try:
         c = store.campaign()
@@ -29,8 +27,16 @@ def _run(tmp_path, data):
         store.close()
 
 
-EXPECTED = {"nan": "nan", "inf": "inf", "-inf": "-inf", "none": "None", "string": "'12.5'", "bool": "True",
-            "list": "[1.0]", "complex": "(1+2j)"}
+EXPECTED = {
+    "nan": "nan",
+    "inf": "inf",
+    "-inf": "-inf",
+    "none": "None",
+    "string": "'12.5'",
+    "bool": "True",
+    "list": "[1.0]",
+    "complex": "(1+2j)",
+}
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
@@ -56,12 +62,17 @@ def test_an_objective_that_is_not_a_real_number_fails_the_trial_and_the_run(tmp_
 def test_a_constraint_that_is_not_a_number_fails_the_trial_but_not_the_others(tmp_path):
     data = thinfilm(stopping={"max_trials": 2, "target_reached": False})
     data["strategy"] = {"name": "random", "initial_design": 1}
-    data["outcome_constraints"] = [{"name": "quality", "plugin": "objective_plugins:Returns",
-                                    "options": {"kind": "nan"}, "lower": 0.0}]
+    data["outcome_constraints"] = [
+        {"name": "quality", "plugin": "objective_plugins:Returns", "options": {"kind": "nan"}, "lower": 0.0}
+    ]
     r, trials, _ = _run(tmp_path, data)
     assert r.exit_code != 0, r.output
-    assert all(t.state == "failed" and "outcome constraint 'quality'" in t.failure_reason
-               and "returned nan" in t.failure_reason for t in trials)
+    assert all(
+        t.state == "failed"
+        and "outcome constraint 'quality'" in t.failure_reason
+        and "returned nan" in t.failure_reason
+        for t in trials
+    )
     # the objective's good number is kept with the failed trial (it is data), the constraint's is not
     assert all(t.values.get("sheet_resistance", 0) > 0 and "quality" not in t.values for t in trials)
 

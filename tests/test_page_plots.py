@@ -39,9 +39,11 @@ def _page(driver, tmp_path):
     js = resources.files("labloop.web") / "static" / "plot.js"
     css = resources.files("labloop.web") / "static" / "style.css"
     page = tmp_path / "plot.html"
-    page.write_text(f'<!doctype html><html><head><link rel="stylesheet" href="file://{css}">'
-                    f'<script src="file://{js}"></script></head><body><div id="c" style="width:520px"></div>'
-                    '</body></html>')
+    page.write_text(
+        f'<!doctype html><html><head><link rel="stylesheet" href="file://{css}">'
+        f'<script src="file://{js}"></script></head><body><div id="c" style="width:520px"></div>'
+        "</body></html>"
+    )
     driver.get(page.as_uri())
 
 
@@ -49,11 +51,20 @@ def test_convergence_plot_layout(browser, tmp_path):  # noqa: F811 - a fixture i
     _page(browser, tmp_path)
     pts = [[n, 12000.0 + 350.0 * ((n * 7) % 5), f"trial {n}"] for n in range(1, 8)]
     best = [[n, 12000.0] for n in range(1, 8)]
-    series = [{"name": "sheet_resistance (trial)", "points": pts, "kind": "dots", "cls": "measured"},
-              {"name": "best so far", "points": best, "kind": "line", "cls": "best"}]
-    got = browser.execute_script(MEASURE, series, {"xlabel": "trial", "integerX": True,
-                                                   "ylabel": "sheet_resistance / ohm/sq",
-                                                   "hlines": [{"y": 13500.0, "label": "target 1.35e+4"}]})
+    series = [
+        {"name": "sheet_resistance (trial)", "points": pts, "kind": "dots", "cls": "measured"},
+        {"name": "best so far", "points": best, "kind": "line", "cls": "best"},
+    ]
+    got = browser.execute_script(
+        MEASURE,
+        series,
+        {
+            "xlabel": "trial",
+            "integerX": True,
+            "ylabel": "sheet_resistance / ohm/sq",
+            "hlines": [{"y": 13500.0, "label": "target 1.35e+4"}],
+        },
+    )
     assert not got["labelOverTicks"]
     assert got["xTicks"] and all(t.isdigit() for t in got["xTicks"]), got["xTicks"]
     assert got["clipped"] == []
@@ -62,8 +73,14 @@ def test_convergence_plot_layout(browser, tmp_path):  # noqa: F811 - a fixture i
 
 def test_a_wide_legend_wraps_above_the_data(browser, tmp_path):  # noqa: F811 - a fixture imported above
     _page(browser, tmp_path)
-    series = [{"name": f"chamber{i}_chamber_pressure_setpoint_readback", "points": [[t, t * t] for t in range(30)],
-               "kind": "line"} for i in range(4)]
+    series = [
+        {
+            "name": f"chamber{i}_chamber_pressure_setpoint_readback",
+            "points": [[t, t * t] for t in range(30)],
+            "kind": "line",
+        }
+        for i in range(4)
+    ]
     got = browser.execute_script(MEASURE, series, {"xlabel": "s", "ylabel": "mTorr", "height": 150})
     assert got["clipped"] == [] and not got["legendOverData"] and not got["labelOverTicks"]
 

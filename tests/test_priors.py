@@ -7,13 +7,12 @@ import csv
 import math
 
 import pytest
+from campaign_files import thinfilm, write
 from typer.testing import CliRunner
 
-from labloop.run.campaign import prepare
 from labloop.cli import app
 from labloop.errors import LabloopError, SpecError
-from labloop.strategy.priors import AUDIT_ACTION, csv_observations
-from labloop.strategy.space import CandidatePool
+from labloop.run.campaign import prepare
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -23,8 +22,8 @@ from labloop.spec import (
 )
 from labloop.store import Store
 from labloop.strategy import BotorchStrategy, Observation
-
-from campaign_files import thinfilm, write
+from labloop.strategy.priors import AUDIT_ACTION, csv_observations
+from labloop.strategy.space import CandidatePool
 
 FAST_OPTS = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 TIME_SCALE = "2000000"
@@ -36,9 +35,16 @@ def _past_rows(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         u = (i + 0.5) / n
-        rows.append({"o2_pressure": 0.05 * (100 ** u), "substrate_temperature": 25 + 650 * u,
-                     "nb_fraction": 0.2 * ((7 * i) % n) / n, "rf_power": 50 + 350 * ((3 * i) % n) / n,
-                     "duration": 10 + 110 * u, "sheet_resistance": 10 + 100 * abs(u - 0.6)})
+        rows.append(
+            {
+                "o2_pressure": 0.05 * (100**u),
+                "substrate_temperature": 25 + 650 * u,
+                "nb_fraction": 0.2 * ((7 * i) % n) / n,
+                "rf_power": 50 + 350 * ((3 * i) % n) / n,
+                "duration": 10 + 110 * u,
+                "sheet_resistance": 10 + 100 * abs(u - 0.6),
+            }
+        )
     return rows
 
 
@@ -58,8 +64,9 @@ def test_csv_prior_warm_starts_the_model_and_never_counts_as_a_trial(tmp_path):
     data["strategy"]["prior_data"] = [{"csv": str(past)}]
     data["strategy"]["options"] = FAST_OPTS
     url = f"sqlite:///{tmp_path / 'lab.db'}"
-    r = CliRunner().invoke(app, ["run", str(write(tmp_path, data)), "--store", url, "--time-scale", TIME_SCALE],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        app, ["run", str(write(tmp_path, data)), "--store", url, "--time-scale", TIME_SCALE], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     store = Store(url)
     c = store.campaign()
@@ -77,14 +84,19 @@ def test_csv_prior_warm_starts_the_model_and_never_counts_as_a_trial(tmp_path):
     assert "sheet_resistance" in r.output.split("model's predicted best")[1]
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda rows, cols: (rows, [c for c in cols if c != "rf_power"]), r"columns \['rf_power'\] are missing"),
-    (lambda rows, cols: ([{**rows[0], "sheet_resistance": "high"}] + rows[1:], cols),
-     r"line 2: objective 'sheet_resistance' is 'high'"),
-    (lambda rows, cols: (rows[:2] + [{**rows[2], "substrate_temperature": 900}] + rows[3:], cols), r"line 4: "),
-    (lambda rows, cols: ([{**rows[0], "sheet_resistance": ""}] + rows[1:], cols), r"line 2: no objective value"),
-    (lambda rows, cols: ([{**r, "failed": "maybe"} for r in rows], cols + ["failed"]), r"'failed' is 'maybe'"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda rows, cols: (rows, [c for c in cols if c != "rf_power"]), r"columns \['rf_power'\] are missing"),
+        (
+            lambda rows, cols: ([{**rows[0], "sheet_resistance": "high"}] + rows[1:], cols),
+            r"line 2: objective 'sheet_resistance' is 'high'",
+        ),
+        (lambda rows, cols: (rows[:2] + [{**rows[2], "substrate_temperature": 900}] + rows[3:], cols), r"line 4: "),
+        (lambda rows, cols: ([{**rows[0], "sheet_resistance": ""}] + rows[1:], cols), r"line 2: no objective value"),
+        (lambda rows, cols: ([{**r, "failed": "maybe"} for r in rows], cols + ["failed"]), r"'failed' is 'maybe'"),
+    ],
+)
 def test_bad_prior_csv_is_refused_before_anything_is_stored(tmp_path, edit, match):
     rows, cols = edit(_past_rows(4), list(_past_rows(1)[0]))
     past = tmp_path / "past.csv"
@@ -116,14 +128,20 @@ def test_another_campaign_in_the_store_is_prior_data_and_resume_uses_the_record(
     cli = CliRunner()
     first = thinfilm(name="first-run", stopping={"max_trials": 7, "target_reached": False})
     first["strategy"]["options"] = FAST_OPTS
-    r = cli.invoke(app, ["run", str(write(tmp_path, first, "a.yaml")), "--store", url, "--time-scale", TIME_SCALE],
-                   catch_exceptions=False)
+    r = cli.invoke(
+        app,
+        ["run", str(write(tmp_path, first, "a.yaml")), "--store", url, "--time-scale", TIME_SCALE],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     second = thinfilm(name="second-run", stopping={"max_trials": 2, "target_reached": False})
     second["strategy"]["prior_data"] = [{"campaign": "first-run"}]
     second["strategy"]["options"] = FAST_OPTS
-    r = cli.invoke(app, ["run", str(write(tmp_path, second, "b.yaml")), "--store", url, "--time-scale", TIME_SCALE],
-                   catch_exceptions=False)
+    r = cli.invoke(
+        app,
+        ["run", str(write(tmp_path, second, "b.yaml")), "--store", url, "--time-scale", TIME_SCALE],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     store = Store(url)
     c2 = store.campaign("second-run")
@@ -158,16 +176,23 @@ def test_resume_reads_the_recorded_prior_not_the_file(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- expert prior
 def _spec(params, initial_design=6, **strategy):
-    return CampaignSpec(name="t", parameters=params,
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
-                        strategy=StrategySpec(initial_design=initial_design, options=FAST_OPTS, **strategy))
+    return CampaignSpec(
+        name="t",
+        parameters=params,
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+        strategy=StrategySpec(initial_design=initial_design, options=FAST_OPTS, **strategy),
+    )
 
 
 def test_initial_design_is_drawn_from_the_expert_belief():
-    params = [ContinuousParameter(name="x", lower=0, upper=100), ContinuousParameter(name="z", lower=0, upper=1),
-              CategoricalParameter(name="c", choices=list("abcdef"))]
-    believed = BotorchStrategy(_spec(params, expert_prior={"x": {"center": 80, "width": 5},
-                                                           "c": {"prefer": ["b", "e"]}})).ask(6, [], [])
+    params = [
+        ContinuousParameter(name="x", lower=0, upper=100),
+        ContinuousParameter(name="z", lower=0, upper=1),
+        CategoricalParameter(name="c", choices=list("abcdef")),
+    ]
+    believed = BotorchStrategy(
+        _spec(params, expert_prior={"x": {"center": 80, "width": 5}, "c": {"prefer": ["b", "e"]}})
+    ).ask(6, [], [])
     plain = BotorchStrategy(_spec(params)).ask(6, [], [])
     assert all(p.source == "sobol" for p in believed)
     assert all(abs(p.params["x"] - 80) <= 20 for p in believed)
@@ -177,8 +202,11 @@ def test_initial_design_is_drawn_from_the_expert_belief():
 
 
 def test_belief_pulls_model_proposals_early_and_fades_with_data():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], initial_design=3,
-                 expert_prior={"x": {"center": 0.9, "width": 0.05}})
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)],
+        initial_design=3,
+        expert_prior={"x": {"center": 0.9, "width": 0.05}},
+    )
     rows = [{"x": i / 99} for i in range(100)]
     pool = CandidatePool(BotorchStrategy(spec).space, rows)
 
@@ -195,26 +223,36 @@ def test_belief_pulls_model_proposals_early_and_fades_with_data():
 
 
 def test_belief_guides_continuous_optimization_too():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="w", lower=0, upper=1)],
-                 initial_design=3, expert_prior={"x": {"center": 0.15, "width": 0.03}})
-    flat = [Observation({"x": x, "w": w}, {"y": 0.5 + 0.001 * x}) for x, w in
-            ((0.1, 0.2), (0.5, 0.9), (0.9, 0.4), (0.3, 0.6), (0.7, 0.1), (0.45, 0.35))]
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="w", lower=0, upper=1)],
+        initial_design=3,
+        expert_prior={"x": {"center": 0.15, "width": 0.03}},
+    )
+    flat = [
+        Observation({"x": x, "w": w}, {"y": 0.5 + 0.001 * x})
+        for x, w in ((0.1, 0.2), (0.5, 0.9), (0.9, 0.4), (0.3, 0.6), (0.7, 0.1), (0.45, 0.35))
+    ]
     p = BotorchStrategy(spec).ask(1, flat, [])[0]
     assert p.source == "model" and abs(p.params["x"] - 0.15) < 0.1
 
 
-@pytest.mark.parametrize("belief, match", [
-    ({"nope": {"center": 1, "width": 1}}, "'nope' is not a continuous"),
-    ({"x": {"center": 5, "width": 1}}, r"center 5.0 is outside the bounds \[0.0, 1.0\]"),
-    ({"x": {"prefer": ["a"]}}, "numeric: give 'center' and 'width'"),
-    ({"c": {"center": 1, "width": 1}}, "categorical: give 'prefer"),
-    ({"c": {"prefer": ["zz"]}}, r"\['zz'\] are not choices"),
-    ({"x": {"center": 0.5}}, "needs both 'center' and 'width'"),
-])
+@pytest.mark.parametrize(
+    "belief, match",
+    [
+        ({"nope": {"center": 1, "width": 1}}, "'nope' is not a continuous"),
+        ({"x": {"center": 5, "width": 1}}, r"center 5.0 is outside the bounds \[0.0, 1.0\]"),
+        ({"x": {"prefer": ["a"]}}, "numeric: give 'center' and 'width'"),
+        ({"c": {"center": 1, "width": 1}}, "categorical: give 'prefer"),
+        ({"c": {"prefer": ["zz"]}}, r"\['zz'\] are not choices"),
+        ({"x": {"center": 0.5}}, "needs both 'center' and 'width'"),
+    ],
+)
 def test_bad_beliefs_are_refused(belief, match):
     with pytest.raises(ValueError, match=match):
-        _spec([ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=["a", "b"])],
-              expert_prior=belief)
+        _spec(
+            [ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=["a", "b"])],
+            expert_prior=belief,
+        )
 
 
 def test_prior_data_entry_needs_exactly_one_source():

@@ -9,26 +9,37 @@ import time
 
 import pytest
 import zmq
+from daemon_helpers import DaemonProcess, add_user
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon_helpers import DaemonProcess, add_user
 from labloop.control import protocol
-from labloop.identity.keys import ClientKey, apply_client
 from labloop.errors import LabloopError
+from labloop.identity.keys import ClientKey, apply_client
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                           lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
-                           max_leaves=12)
-requests = st.fixed_dictionaries({}, optional={
-    "v": st.integers(-2, 3) | json_values, "id": st.text(max_size=20) | json_values,
-    "method": st.sampled_from(sorted(protocol.METHODS) + ["nope", ""]) | json_values,
-    "params": st.dictionaries(st.sampled_from(["campaign", "wait", "trials", "reason", "text", "after_seq", "x"]),
-                              json_values, max_size=4) | json_values})
-messages = (st.binary(max_size=300).map(lambda b: [b])
-            | requests.map(lambda d: [json.dumps(d).encode()])
-            | requests.map(lambda d: [json.dumps(d).encode()[:max(1, len(json.dumps(d)) // 2)]])  # truncated
-            | st.lists(st.binary(max_size=40), min_size=2, max_size=4))  # multi-frame
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=12,
+)
+requests = st.fixed_dictionaries(
+    {},
+    optional={
+        "v": st.integers(-2, 3) | json_values,
+        "id": st.text(max_size=20) | json_values,
+        "method": st.sampled_from(sorted(protocol.METHODS) + ["nope", ""]) | json_values,
+        "params": st.dictionaries(
+            st.sampled_from(["campaign", "wait", "trials", "reason", "text", "after_seq", "x"]), json_values, max_size=4
+        )
+        | json_values,
+    },
+)
+messages = (
+    st.binary(max_size=300).map(lambda b: [b])
+    | requests.map(lambda d: [json.dumps(d).encode()])
+    | requests.map(lambda d: [json.dumps(d).encode()[: max(1, len(json.dumps(d)) // 2)]])  # truncated
+    | st.lists(st.binary(max_size=40), min_size=2, max_size=4)
+)  # multi-frame
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +108,13 @@ def test_each_kind_of_bad_request_gets_its_error(daemon):
 
 def test_an_unknown_key_gets_no_service(daemon):
     public, secret = zmq.curve_keypair()
-    stranger = ClientKey(name="x", role="admin", public_key=public.decode(), secret_key=secret.decode(),
-                         server_public_key=daemon.server_keys.public.decode())
+    stranger = ClientKey(
+        name="x",
+        role="admin",
+        public_key=public.decode(),
+        secret_key=secret.decode(),
+        server_public_key=daemon.server_keys.public.decode(),
+    )
     with pytest.raises(LabloopError, match="no daemon answers"):
         daemon.client(stranger, timeout=2).call("list")
     assert daemon.client(daemon.key).call("list") == []  # and the daemon is fine

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from labloop_simulators.thinfilm.lab import sim_serial
+from running import start, two_chamber
+from test_dock import DOCK_STEPS, dock_campaign
 from typer.testing import CliRunner
 
 from labloop import __version__
@@ -16,10 +19,6 @@ from labloop.cli import app
 from labloop.run import provenance
 from labloop.store import Store
 from labloop.store.repository import _user
-from labloop_simulators.thinfilm.lab import sim_serial
-
-from running import start, two_chamber
-from test_dock import DOCK_STEPS, dock_campaign
 
 cli = CliRunner()
 
@@ -96,9 +95,10 @@ def test_calibration_in_force_is_recorded_with_its_age():
         device_id = 17
 
     origin = provenance.Origin("uid", "0" * 64, "alice", __version__, "h", "h:1")
-    now = datetime(2026, 1, 1, 1, tzinfo=timezone.utc)
-    prov = provenance.Recorder().for_run(origin, [("a", Calibrated(), "instrument"), ("b", Plain(), "source"),
-                                                  ("c", None, "destination")], now)
+    now = datetime(2026, 1, 1, 1, tzinfo=UTC)
+    prov = provenance.Recorder().for_run(
+        origin, [("a", Calibrated(), "instrument"), ("b", Plain(), "source"), ("c", None, "destination")], now
+    )
     a, b = prov["devices"]["a"], prov["devices"]["b"]
     assert a["calibration"] == Calibrated.calibration and a["calibration_age_s"] == 3600.0
     assert a["serial"] == "SN-1" and b["serial"] == "17" and "c" not in prov["devices"]
@@ -139,8 +139,13 @@ def test_show_trial_prints_the_whole_chain(campaign):
     assert "sheet_resistance" in out and "ohm" in out  # a reading of the probe's primary stream, with units
     assert "process streams" in out and " points, min " in out and ", last " in out
     # each stream's line carries its unit (a step's readings, printed first, once overwrote the table of units)
-    units = {k: v["units"] for n, d in store.documents(trial_id=t.id) if n == "descriptor"
-             for k, v in d["data_keys"].items() if v.get("units")}
+    units = {
+        k: v["units"]
+        for n, d in store.documents(trial_id=t.id)
+        if n == "descriptor"
+        for k, v in d["data_keys"].items()
+        if v.get("units")
+    }
     streams = {p.signal for p in store.process_points(t.id)}
     lines = {line.split(":")[0].strip(): line for line in out.splitlines() if " points, min " in line}
     assert streams and streams <= set(lines) and any(s in units for s in streams)
@@ -154,8 +159,10 @@ def test_show_trial_bad_input_exits_2_with_a_clear_message(campaign, tmp_path):
     _, runner, url, _ = campaign
     r = invoke("show", "trial", "999", "--store", url)
     assert r.exit_code == 2
-    assert f"campaign '{runner.campaign.name}' (id {runner.campaign.id}) has no trial 999: it has trials 1-3" \
-        in r.output and "fix:" in r.output
+    assert (
+        f"campaign '{runner.campaign.name}' (id {runner.campaign.id}) has no trial 999: it has trials 1-3" in r.output
+        and "fix:" in r.output
+    )
     r = invoke("show", "trial", "1", "--store", f"sqlite:///{tmp_path / 'nothing.db'}")
     assert r.exit_code == 2 and "no store at" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "nothing.db").exists()

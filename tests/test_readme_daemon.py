@@ -15,7 +15,6 @@ from pathlib import Path
 
 import psutil
 import yaml
-
 from running import two_chamber
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "operate"
@@ -24,9 +23,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "operate"
 def block_after(page: str, heading: str) -> list[str]:
     """The commands of the first code block after `heading` in `page`: continued lines joined, comments dropped."""
     text = (DOCS / page).read_text()
-    body = text[text.index(heading):]
-    code = body[body.index("```") + 3:]
-    code = code[code.index("\n") + 1:code.index("```")]
+    body = text[text.index(heading) :]
+    code = body[body.index("```") + 3 :]
+    code = code[code.index("\n") + 1 : code.index("```")]
     lines, cur = [], ""
     for raw in code.splitlines():
         if raw.lstrip().startswith("#"):
@@ -49,8 +48,14 @@ def free_port() -> int:
 def labloop(tmp, line: str, **kw) -> subprocess.CompletedProcess:
     words = shlex.split(line)
     assert words[0] == "labloop", line
-    return subprocess.run([sys.executable, "-m", "labloop", *words[1:]], cwd=tmp, capture_output=True, text=True,
-                          timeout=kw.pop("timeout", 400), **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "labloop", *words[1:]],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 400),
+        **kw,
+    )
 
 
 def test_the_docs_daemon_block_runs_as_written(tmp_path):
@@ -60,16 +65,21 @@ def test_the_docs_daemon_block_runs_as_written(tmp_path):
     (tmp_path / "campaign.yaml").write_text(yaml.safe_dump(data))
 
     def here(line: str) -> str:
-        return (line.replace("0.0.0.0:7510", f"127.0.0.1:{control}").replace("0.0.0.0:7511", f"127.0.0.1:{stream}")
-                .replace("lab-pc:7510", f"127.0.0.1:{control}").replace("lab-pc:7511", f"127.0.0.1:{stream}"))
+        return (
+            line.replace("0.0.0.0:7510", f"127.0.0.1:{control}")
+            .replace("0.0.0.0:7511", f"127.0.0.1:{stream}")
+            .replace("lab-pc:7510", f"127.0.0.1:{control}")
+            .replace("lab-pc:7511", f"127.0.0.1:{stream}")
+        )
 
     lines = [here(x) for x in block_after("daemon.md", "# The daemon and several machines")]
     serve, add, submit, watch, each = lines
     assert serve.startswith("labloop serve --store sqlite:///lab.db") and "users add alice" in add
     words = shlex.split(serve)
     log = open(tmp_path / "serve.out", "w")  # noqa: SIM115 - the daemon writes it until the finally below
-    daemon = subprocess.Popen([sys.executable, "-m", "labloop", *words[1:]], cwd=tmp_path, stdout=log,
-                              stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "labloop", *words[1:]], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 120
         while "control " not in (tmp_path / "serve.out").read_text():
@@ -79,8 +89,13 @@ def test_the_docs_daemon_block_runs_as_written(tmp_path):
         assert r.returncode == 0, r.stderr
         r = labloop(tmp_path, submit)
         assert r.returncode == 0 and "runs on the daemon" in r.stdout, r.stderr
-        proc = subprocess.Popen([sys.executable, "-m", "labloop", *shlex.split(watch)[1:]], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "labloop", *shlex.split(watch)[1:]],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert "thinfilm-nb-tio2 #" in proc.stdout.readline()
         finally:

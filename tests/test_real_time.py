@@ -16,8 +16,12 @@ TS = 3600.0
 
 
 def lab_spec() -> LabSpec:
-    return LabSpec(simulator="thinfilm", time_scale=TS, options={"chambers": 1},
-                   devices={"plate": {"driver": "hotplate", "config": {"host": "127.0.0.1", "port": 9}}})
+    return LabSpec(
+        simulator="thinfilm",
+        time_scale=TS,
+        options={"chambers": 1},
+        devices={"plate": {"driver": "hotplate", "config": {"host": "127.0.0.1", "port": 9}}},
+    )
 
 
 def test_the_lab_knows_which_devices_are_real():
@@ -37,10 +41,17 @@ def test_retry_backoff_is_real_seconds_for_a_real_device_scaled_for_a_simulated_
 
     estopped = SimpleNamespace(is_set=lambda: False, wait=lambda d: waits.append(d) or False)
     ctx = SimpleNamespace(
-        workflow=[step], cancelled=lambda: False, observer=lambda *a: None, time_scale=TS,
-        spec=SimpleNamespace(stopping=SimpleNamespace(max_trials=5)), lab=build_lab(lab_spec()),
-        res=SimpleNamespace(record=lambda *a: False), store=SimpleNamespace(audit=lambda *a, **k: None),
-        campaign=SimpleNamespace(id=1), estopped=estopped)
+        workflow=[step],
+        cancelled=lambda: False,
+        observer=lambda *a: None,
+        time_scale=TS,
+        spec=SimpleNamespace(stopping=SimpleNamespace(max_trials=5)),
+        lab=build_lab(lab_spec()),
+        res=SimpleNamespace(record=lambda *a: False),
+        store=SimpleNamespace(audit=lambda *a, **k: None),
+        campaign=SimpleNamespace(id=1),
+        estopped=estopped,
+    )
     walker = TrialWalker(ctx, engines=None, evaluate=lambda t: t)  # type: ignore[arg-type]  # only attempts runs
     with pytest.raises(StepFailed):
         walker.attempts(Run(), SimpleNamespace(number=1), 0, device, None)

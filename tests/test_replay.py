@@ -10,13 +10,15 @@ from typer.testing import CliRunner
 
 from labloop.cli.replay import register
 from labloop.errors import LabloopError
-from labloop.strategy.replay import run_replay
-from labloop.strategy import BotorchStrategy
 from labloop.spec import CategoricalParameter, ContinuousParameter, DiscreteParameter
+from labloop.strategy import BotorchStrategy
+from labloop.strategy.replay import run_replay
 from labloop.strategy.tables import infer_parameters, read_table, table_lab
 
-ROWS = [(i % 4, f"cat{i % 3}", round(0.05 * i, 2), float((i % 4) * 2 + (i % 3 == 1) * 3 - abs(i - 12) * 0.1))
-        for i in range(24)]
+ROWS = [
+    (i % 4, f"cat{i % 3}", round(0.05 * i, 2), float((i % 4) * 2 + (i % 3 == 1) * 3 - abs(i - 12) * 0.1))
+    for i in range(24)
+]
 
 
 @pytest.fixture()
@@ -56,9 +58,26 @@ def test_replay_measures_each_row_at_most_once_and_finds_the_best(tmp_path):
 
 
 def test_cli_replay_json(table):
-    res = CliRunner().invoke(_app(), ["replay", str(table), "--objective", "y", "--direction", "max",
-                                      "--exclude", "note", "--seed", "3", "--budget", "10", "--batch-size", "2",
-                                      "--json"])
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "replay",
+            str(table),
+            "--objective",
+            "y",
+            "--direction",
+            "max",
+            "--exclude",
+            "note",
+            "--seed",
+            "3",
+            "--budget",
+            "10",
+            "--batch-size",
+            "2",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert len(out["history"]) == 10 and out["best"] == max(out["history"])
@@ -72,22 +91,26 @@ def test_cli_replay_with_campaign_file(table, tmp_path):
         "name: t\nparameters:\n  - {name: a, type: continuous, lower: 0, upper: 3}\n"
         "  - {name: b, type: categorical, choices: [cat0, cat1, cat2]}\n"
         "objectives:\n  - {name: y, direction: minimize, plugin: table}\n"
-        "strategy: {initial_design: 3}\n")
+        "strategy: {initial_design: 3}\n"
+    )
     res = CliRunner().invoke(_app(), ["replay", str(table), "--campaign", str(camp), "--budget", "6", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["direction"] == "minimize" and out["best"] == min(out["history"])
 
 
-@pytest.mark.parametrize("text,match", [
-    ("a,b,y\n1,2,3\nx,2,4\n1,3,5\n", "numeric but has 'x'"),
-    ("a,b,y\n1,2,3\n2,nan,4\n", "numeric but has 'nan'"),
-    ("a,a,y\n1,2,3\n", "duplicate column"),
-    ("", "empty"),
-    ("a,b,y\n", "no data rows"),
-    ("a,b,y\n1,2,high\n", "objective column 'y'"),
-    ("a,b,y\n1,2\n", "cells"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("a,b,y\n1,2,3\nx,2,4\n1,3,5\n", "numeric but has 'x'"),
+        ("a,b,y\n1,2,3\n2,nan,4\n", "numeric but has 'nan'"),
+        ("a,a,y\n1,2,3\n", "duplicate column"),
+        ("", "empty"),
+        ("a,b,y\n", "no data rows"),
+        ("a,b,y\n1,2,high\n", "objective column 'y'"),
+        ("a,b,y\n1,2\n", "cells"),
+    ],
+)
 def test_bad_tables_are_clear_errors(tmp_path, text, match):
     p = tmp_path / "bad.csv"
     p.write_text(text)
@@ -109,8 +132,13 @@ def test_campaign_candidates_csv_restricts_proposals_and_bad_rows_are_named(tmp_
     good = tmp_path / "cands.csv"
     good.write_text("a,b\n0.1,x\n0.5,y\n0.9,x\n")
     params = [ContinuousParameter(name="a", lower=0, upper=1), CategoricalParameter(name="b", choices=["x", "y"])]
-    spec = CampaignSpec(name="c", parameters=params, candidates=str(good), strategy=StrategySpec(initial_design=2),
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")])
+    spec = CampaignSpec(
+        name="c",
+        parameters=params,
+        candidates=str(good),
+        strategy=StrategySpec(initial_design=2),
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+    )
     props = make_strategy(spec).ask(3, [], [])
     assert sorted((p.params["a"], p.params["b"]) for p in props) == [(0.1, "x"), (0.5, "y"), (0.9, "x")]
     bad = tmp_path / "bad.csv"

@@ -7,15 +7,17 @@ with nothing half-written."""
 from __future__ import annotations
 
 import itertools
-from html import unescape
 import re
 import xml.etree.ElementTree as ET
+from html import unescape
 from pathlib import Path
 
 import pytest
 import yaml
+from campaign_files import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from running import two_chamber
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -23,9 +25,6 @@ from labloop.report.convergence import best_of_n
 from labloop.report.pareto import front
 from labloop.spec import spec_from_text, spec_hash
 from labloop.store import Store
-
-from campaign_files import REPO
-from running import two_chamber
 
 cli = CliRunner()
 SRC = re.compile(r'<img src="([^"]+)"')
@@ -48,8 +47,10 @@ def single_objective(tmp_path: Path) -> dict:
     UV-vis and XRD after the probe."""
     # 14 trials: with faults on two chambers, Sobol trials launched while the first three successes come in can
     # fill a 10-trial budget, leaving no model proposal (with its predictions) to draw
-    data = two_chamber(max_trials=14, options={"dock": True, "dock_minutes": 2, "chamber_fault_rate": 0.15,
-                                              "data_dir": str(tmp_path / "assets")})
+    data = two_chamber(
+        max_trials=14,
+        options={"dock": True, "dock_minutes": 2, "chamber_fault_rate": 0.15, "data_dir": str(tmp_path / "assets")},
+    )
     data["strategy"] = {"name": "botorch", "initial_design": 3}
     flow = data["workflow"][:-1]
     for device in ("uvvis", "xrd"):
@@ -123,8 +124,15 @@ def test_report_of_a_single_objective_campaign(single, tmp_path):
     assert r.exit_code == 0, r.output
     assert str(out / "index.html") in r.output.replace("\n", "")
     files = assert_valid_report(out)
-    expected = {"convergence-sheet_resistance.svg", "importance.svg", "predicted-vs-measured.svg", "failures.svg",
-                f"streams-trial-{best.number}.svg", "dock-uvvis.svg", "dock-xrd.svg"}
+    expected = {
+        "convergence-sheet_resistance.svg",
+        "importance.svg",
+        "predicted-vs-measured.svg",
+        "failures.svg",
+        f"streams-trial-{best.number}.svg",
+        "dock-uvvis.svg",
+        "dock-xrd.svg",
+    }
     assert expected <= set(files)
     html = unescape((out / "index.html").read_text())
     assert streams[best.number]
@@ -139,15 +147,18 @@ def test_report_of_a_single_objective_campaign(single, tmp_path):
     assert cell(html, "trials") == str(len(trials))
     assert cell(html, "trials-done") == str(len(done))
     assert cell(html, "trials-failed") == str(len(failed))
-    assert cell(html, "best-trial").startswith(f"trial {best.number}: sheet_resistance = "
-                                               f"{best.values['sheet_resistance']:.4g}")
+    assert cell(html, "best-trial").startswith(
+        f"trial {best.number}: sheet_resistance = {best.values['sheet_resistance']:.4g}"
+    )
     assert f"o2_pressure = {best.params['o2_pressure']:.4g}" in cell(html, "best-recipe")
     assert len(re.findall(r'<tr id="trial-\d+"', html)) == len(trials)
     assert f'<tr id="trial-{best.number}" class="best">' in html
     assert "target 5" in html  # the campaign's target is drawn and named
     k = sum(t.source == "sobol" for t in trials)
-    assert f"median best of n random draws (shaded: the middle half of outcomes), computed from this campaign's {k} " \
-           f"space-filling trials" in html
+    assert (
+        f"median best of n random draws (shaded: the middle half of outcomes), computed from this campaign's {k} "
+        f"space-filling trials" in html
+    )
 
 
 def test_the_pareto_front_appears_for_two_objectives(tmp_path):
@@ -240,8 +251,19 @@ def test_an_empty_campaign_gets_a_page_that_says_so(tmp_path):
 def test_a_campaign_without_a_successful_trial_shows_its_failures(tmp_path):
     store, cid, url = _stored_campaign(tmp_path)
     for i in range(4):
-        t = store.add_trial(cid, {"o2_pressure": 0.1 * (i + 1), "substrate_temperature": 100 + 100 * i,
-                                  "nb_fraction": 0.05, "rf_power": 100 + 50 * i, "duration": 30}, "sobol", {}, "s")
+        t = store.add_trial(
+            cid,
+            {
+                "o2_pressure": 0.1 * (i + 1),
+                "substrate_temperature": 100 + 100 * i,
+                "nb_fraction": 0.05,
+                "rf_power": 100 + 50 * i,
+                "duration": 30,
+            },
+            "sobol",
+            {},
+            "s",
+        )
         store.transition(t.id, "proposed", "running")
         store.transition(t.id, "running", "failed", failure_reason="chamber: arc detected")
     store.close()
@@ -261,14 +283,21 @@ def test_a_campaign_without_a_successful_trial_shows_its_failures(tmp_path):
 def _brute_force(values: list[float], k: int, n: int, q: float) -> float:
     """The q quantile of the best of n draws over all k^n equally likely draw sequences (failures: indexes >=
     len(values)) that have a success: the smallest best value reached by at least a share q of them."""
-    bests = sorted(min(values[i] for i in seq if i < len(values))
-                   for seq in itertools.product(range(k), repeat=n) if any(i < len(values) for i in seq))
+    bests = sorted(
+        min(values[i] for i in seq if i < len(values))
+        for seq in itertools.product(range(k), repeat=n)
+        if any(i < len(values) for i in seq)
+    )
     return next(b for b in bests if sum(x <= b for x in bests) >= q * len(bests) - 1e-9)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(-100, 100), min_size=1, max_size=4, unique=True), st.integers(0, 2), st.integers(1, 4),
-       st.sampled_from([0.25, 0.5, 0.75]))
+@given(
+    st.lists(st.floats(-100, 100), min_size=1, max_size=4, unique=True),
+    st.integers(0, 2),
+    st.integers(1, 4),
+    st.sampled_from([0.25, 0.5, 0.75]),
+)
 def test_best_of_n_quantiles_match_enumerating_every_draw(values, failures, n, q):
     k = len(values) + failures
     got = best_of_n(values, k, n, minimize=True, q=q)[n - 1]
@@ -304,18 +333,33 @@ def _stored_synthesis(tmp_path, time_scale=20000.0):
     st = Store(url)
     c = st.create_campaign(data["name"], text, spec_hash(text))
     st.audit(c.id, "campaign.lab", {"time_scale": time_scale})
-    params = {"o2_pressure": 1.0, "substrate_temperature": 300.0, "nb_fraction": 0.1, "rf_power": 200.0,
-              "duration": 60.0}
+    params = {
+        "o2_pressure": 1.0,
+        "substrate_temperature": 300.0,
+        "nb_fraction": 0.1,
+        "rf_power": 200.0,
+        "duration": 60.0,
+    }
     t = st.add_trial(c.id, params, "sobol", {}, "s-1", state="done")
     st.update_trial(t.id, values={"sheet_resistance": 12.0})
     t0 = 1_800_000_000.0
     bundle = event_model.compose_run(metadata={"plan_name": "synthesize", "step": "synthesize:chamber"}, time=t0)
-    d = bundle.compose_descriptor(name="chamber_chamber_pressure", time=t0, data_keys={
-        "chamber_chamber_pressure": {"source": "S", "dtype": "number", "shape": [], "units": "mTorr"}})
-    docs = [("start", bundle.start_doc), ("descriptor", d.descriptor_doc),
-            ("stop", bundle.compose_stop(exit_status="success", time=t0 + 0.9))]
-    points = [("chamber_chamber_pressure", t0 - 0.5, 5.0), ("chamber_chamber_pressure", t0, 1.0),
-              ("chamber_chamber_pressure", t0 + 0.3, 2.0), ("chamber_chamber_pressure", t0 + 0.6, 2.5)]
+    d = bundle.compose_descriptor(
+        name="chamber_chamber_pressure",
+        time=t0,
+        data_keys={"chamber_chamber_pressure": {"source": "S", "dtype": "number", "shape": [], "units": "mTorr"}},
+    )
+    docs = [
+        ("start", bundle.start_doc),
+        ("descriptor", d.descriptor_doc),
+        ("stop", bundle.compose_stop(exit_status="success", time=t0 + 0.9)),
+    ]
+    points = [
+        ("chamber_chamber_pressure", t0 - 0.5, 5.0),
+        ("chamber_chamber_pressure", t0, 1.0),
+        ("chamber_chamber_pressure", t0 + 0.3, 2.0),
+        ("chamber_chamber_pressure", t0 + 0.6, 2.5),
+    ]
     step = st.start_step(t.id, 1, "synthesize:chamber", "synthesize", device="chamber")
     st.finish_step(step, "done", bundle.start_doc["uid"], documents=(c.id, t.id, docs, points))
     return st, c, t
@@ -337,8 +381,9 @@ def test_process_streams_are_on_process_time_as_steps_without_readings_from_befo
     xs, ys = process_time(stream)
     assert xs == pytest.approx([0.0, 100.0, 200.0, 300.0], abs=1e-3) and ys[-1] == 2.5  # held to the step's end
     out = tmp_path / "report"
-    r = cli.invoke(app, ["report", "--store", f"sqlite:///{tmp_path / 'labloop.db'}", "--out", str(out),
-                         "--trial", str(t.number)])
+    r = cli.invoke(
+        app, ["report", "--store", f"sqlite:///{tmp_path / 'labloop.db'}", "--out", str(out), "--trial", str(t.number)]
+    )
     assert r.exit_code == 0, r.output
     page = unescape((out / "index.html").read_text())
     assert "minutes of the lab's clock from the start of the step" in page
@@ -387,9 +432,14 @@ def test_every_objective_and_constraint_is_cross_validated_on_the_models_scale(t
 
     rnd = random.Random(0)
     for i in range(14):
-        p = {"dopant": ["Nb", "Ta", "W"][i % 3], "o2_pressure": 10 ** rnd.uniform(-1.3, 0.7),
-             "substrate_temperature": rnd.uniform(25, 700), "nb_fraction": rnd.uniform(0, 0.2),
-             "rf_power": rnd.uniform(50, 400), "duration": rnd.uniform(10, 120)}
+        p = {
+            "dopant": ["Nb", "Ta", "W"][i % 3],
+            "o2_pressure": 10 ** rnd.uniform(-1.3, 0.7),
+            "substrate_temperature": rnd.uniform(25, 700),
+            "nb_fraction": rnd.uniform(0, 0.2),
+            "rf_power": rnd.uniform(50, 400),
+            "duration": rnd.uniform(10, 120),
+        }
         rs = 10 ** (0.5 + 2.5 * m.exp(-p["duration"] / 40) + rnd.gauss(0, 0.05))  # 3 to 600 ohm/sq: decades
         vt = 0.9 - 0.003 * p["duration"] + rnd.gauss(0, 0.01)
         t = st.add_trial(c.id, p, "sobol", {}, f"s-{i}", state="done")
@@ -413,8 +463,12 @@ def test_every_objective_and_constraint_is_cross_validated_on_the_models_scale(t
     for name in results:
         assert f"{name}: 14 trials" in html
     # units in every table, and one definition per quantity (how it is measured, on which scale it is modelled)
-    for head in ("o2_pressure (mTorr)", "duration (min)", "sheet_resistance (ohm/sq)",
-                 "visible_transmittance (fraction)"):
+    for head in (
+        "o2_pressure (mTorr)",
+        "duration (min)",
+        "sheet_resistance (ohm/sq)",
+        "visible_transmittance (fraction)",
+    ):
         assert f"<th>{head}</th>" in html
     assert re.search(r"best trial</th><td>trial \d+: sheet_resistance = [\d.e+-]+ ohm/sq", html)
     row = re.search(r'<tr id="quantity-visible_transmittance">(.*?)</tr>', html).group(1)

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from campaign_files import thinfilm
 
 from labloop.run.campaign import CampaignRunner
 from labloop.run.objectives import SheetResistance, TrialData
 from labloop.store import Store
-
-from campaign_files import thinfilm
 
 TRIALS = 3
 # Sequential mode makes the n-th step executed the (n-1)-th workflow step of trial 1: 1..5 are
@@ -32,9 +31,16 @@ def campaign(tmp_path) -> dict:
     data = thinfilm(stopping={"max_trials": TRIALS, "target_reached": False})
     data["strategy"] = {"name": "random", "initial_design": 1}
     data["scheduling"] = {"mode": "sequential"}
-    data["lab"] = {"simulator": "thinfilm", "time_scale": 3600.0,
-                   "options": {"chamber_minutes": 18, "probe_minutes": 6, "robot_minutes": 6,
-                               "state_file": str(tmp_path / "world.json")}}
+    data["lab"] = {
+        "simulator": "thinfilm",
+        "time_scale": 3600.0,
+        "options": {
+            "chamber_minutes": 18,
+            "probe_minutes": 6,
+            "robot_minutes": 6,
+            "state_file": str(tmp_path / "world.json"),
+        },
+    }
     return data
 
 
@@ -42,13 +48,18 @@ def crash_run(tmp_path, point: str, n: int) -> subprocess.CompletedProcess:
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(campaign(tmp_path)))
     env = {**os.environ, "LABLOOP_CRASH_AT": f"{point}:{n}", "LABLOOP_CRASH_DELAY": "0.05"}
-    return subprocess.run([sys.executable, str(CRASHING), "run", str(path), "--store",
-                           f"sqlite:///{tmp_path / 'labloop.db'}"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, str(CRASHING), "run", str(path), "--store", f"sqlite:///{tmp_path / 'labloop.db'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("point, n", [("step_end", k) for k in range(1, 6)]
-                         + [("step_mid", 1), ("step_mid", 2), ("step_mid", 4)])
+@pytest.mark.parametrize(
+    "point, n", [("step_end", k) for k in range(1, 6)] + [("step_mid", 1), ("step_mid", 2), ("step_mid", 4)]
+)
 def test_kill_then_resume_loses_and_repeats_nothing(tmp_path, point, n):
     proc = crash_run(tmp_path, point, n)
     assert proc.returncode == 137, proc.stdout + proc.stderr
@@ -76,7 +87,8 @@ def test_kill_then_resume_loses_and_repeats_nothing(tmp_path, point, n):
         if t.state == "done":
             # the stored value is the measured one (nothing lost, nothing invented)
             assert t.values["sheet_resistance"] == pytest.approx(
-                sheet(TrialData(t.params, store.documents(trial_id=t.id))))
+                sheet(TrialData(t.params, store.documents(trial_id=t.id)))
+            )
             assert [s.state for s in steps if s.kind == "measure"][-1] == "done"
         assert world[t.sample_id]["location"] == "storage"
 
@@ -125,8 +137,12 @@ def test_pause_resume_and_stop_commands_reach_a_running_campaign(tmp_path):
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(data))
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
-    proc = subprocess.Popen([sys.executable, "-m", "labloop", "run", str(path), "--store", url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labloop", "run", str(path), "--store", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         import time
 
@@ -156,8 +172,9 @@ def test_pause_resume_and_stop_commands_reach_a_running_campaign(tmp_path):
     assert "stopped: stopped by operator" in out
     c = store.campaign()
     assert c.state == "stopped"
-    assert [(a.action, a.user) for a in store.audit_log(c.id) if a.action.startswith("request.")
-            and a.user == "olga"] == [("request.pause", "olga"), ("request.resume", "olga"), ("request.stop", "olga")]
+    assert [
+        (a.action, a.user) for a in store.audit_log(c.id) if a.action.startswith("request.") and a.user == "olga"
+    ] == [("request.pause", "olga"), ("request.resume", "olga"), ("request.stop", "olga")]
     answers = [a.detail["action"] for a in store.audit_log(c.id) if a.action == "request.done"]
     assert answers == ["pause", "resume", "stop"]
     assert len(store.trials(c.id)) < 50
@@ -179,9 +196,14 @@ def kill_during_first_deposition(tmp_path) -> tuple[Store, object, object]:
     path.write_text(yaml.safe_dump(bundled(tmp_path)))
     # step_mid:2 - the second step started is trial 1's deposition (trial 2 waits for the chamber)
     env = {**os.environ, "LABLOOP_CRASH_AT": "step_mid:2", "LABLOOP_CRASH_DELAY": "0.05"}
-    proc = subprocess.run([sys.executable, str(CRASHING), "run", str(path), "--store",
-                           f"sqlite:///{tmp_path / 'labloop.db'}"], env=env, capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(CRASHING), "run", str(path), "--store", f"sqlite:///{tmp_path / 'labloop.db'}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 137, proc.stdout + proc.stderr
     store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
     c = store.campaign()
@@ -260,9 +282,11 @@ def test_a_sample_the_lab_cannot_locate_pauses_for_an_operator_who_is_told_where
     c = store.create_campaign(spec.name, text, spec_hash(text))
     t = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
     store.locate_sample(c.id, t.sample_id, "load_lock", t.id)
-    for index, label, kind, actor, to in [(0, "transfer:chamber", "transfer", "robot", "chamber"),
-                                          (1, "synthesize:chamber", "synthesize", "chamber", None),
-                                          (2, "transfer:probe", "transfer", "robot", "probe")]:
+    for index, label, kind, actor, to in [
+        (0, "transfer:chamber", "transfer", "robot", "chamber"),
+        (1, "synthesize:chamber", "synthesize", "chamber", None),
+        (2, "transfer:probe", "transfer", "robot", "probe"),
+    ]:
         step = store.start_step(t.id, index, label, kind, 1, actor)
         store.finish_step(step, "done", None, moved=(c.id, t.sample_id, to, t.id) if to else None)
     store.start_step(t.id, 3, "measure:probe", "measure", 1, "probe")  # killed while measuring
@@ -275,12 +299,21 @@ def test_a_sample_the_lab_cannot_locate_pauses_for_an_operator_who_is_told_where
         plan()  # the store says the probe, and nothing in the lab can tell
     assert f"{err.value.problem}; {err.value.fix}" == (
         "sample ab12-0001: the store says 'probe', the lab cannot tell; look for it in probe or chamber, put it "
-        "in storage, then run `labloop resume`")
+        "in storage, then run `labloop resume`"
+    )
     after = store.campaign(c.id)
     assert after.state == "paused" and after.control == "pause" and after.note.startswith("sample ab12-0001")
     asked = [a.detail for a in store.audit_log(c.id) if a.action == "sample.unlocated"]
-    assert asked == [{"sample": "ab12-0001", "trial": 1, "store_said": "probe", "lab_says": None,
-                      "look_in": ["probe", "chamber"], "put_in": "storage"}]
+    assert asked == [
+        {
+            "sample": "ab12-0001",
+            "trial": 1,
+            "store_said": "probe",
+            "lab_says": None,
+            "look_in": ["probe", "chamber"],
+            "put_in": "storage",
+        }
+    ]
     assert store.steps(t.id)[-1].state == "running"  # nothing was settled before the operator was asked
 
     # the operator put the sample in storage and ran `labloop resume`: the measurement is repeated from there
@@ -303,12 +336,15 @@ def test_a_sample_in_the_gripper_continues_its_move_and_is_recorded(tmp_path):
     c = store.create_campaign(spec.name, text, spec_hash(text))
     t = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
     store.locate_sample(c.id, t.sample_id, "chamber", t.id)
-    for index, label, kind, actor in [(0, "transfer:chamber", "transfer", "robot"),
-                                      (1, "synthesize:chamber", "synthesize", "chamber")]:
+    for index, label, kind, actor in [
+        (0, "transfer:chamber", "transfer", "robot"),
+        (1, "synthesize:chamber", "synthesize", "chamber"),
+    ]:
         store.finish_step(store.start_step(t.id, index, label, kind, 1, actor), "done")
     store.start_step(t.id, 2, "transfer:probe", "transfer", 1, "robot")  # killed with the sample in the gripper
-    [r] = plan_resumptions(spec, store, c, "load_lock", {"chamber", "probe"}, {"load_lock", "storage"},
-                           lambda sample: "robot")
+    [r] = plan_resumptions(
+        spec, store, c, "load_lock", {"chamber", "probe"}, {"load_lock", "storage"}, lambda sample: "robot"
+    )
     assert (r.start_step, r.location, r.held) == (2, "chamber", "chamber")  # the move is run again, from the gripper
     [entry] = [a.detail for a in store.audit_log(c.id) if a.action == "sample.reconcile"]
     assert (entry["store_said"], entry["lab_says"], entry["now"]) == ("chamber", "robot", "chamber")
@@ -326,8 +362,10 @@ def test_when_the_lab_lost_its_world_resume_asks_an_operator_and_the_next_resume
     r = CliRunner().invoke(app, ["resume", "--store", url])
     assert r.exit_code == 2, r.output
     out = " ".join(r.output.split())
-    assert (f"error: sample {first.sample_id}: the store says 'chamber', the lab cannot tell fix: look for it in "
-            f"chamber or load_lock, put it in storage, then run `labloop resume --store {url}`") in out  # as given
+    assert (
+        f"error: sample {first.sample_id}: the store says 'chamber', the lab cannot tell fix: look for it in "
+        f"chamber or load_lock, put it in storage, then run `labloop resume --store {url}`"
+    ) in out  # as given
     assert "Traceback" not in r.output
     assert store.campaign(c.id).state == "paused"
     # the operator found the sample, put it in storage, and resumes: the campaign finishes without quarantine
@@ -335,7 +373,8 @@ def test_when_the_lab_lost_its_world_resume_asks_an_operator_and_the_next_resume
     audit = store.audit_log(c.id)
     assert [a.detail["sample"] for a in audit if a.action == "sample.unlocated"] == [first.sample_id]
     assert [(a.detail["store_said"], a.detail["now"]) for a in audit if a.action == "sample.reconcile"] == [
-        ("chamber", "storage")]
+        ("chamber", "storage")
+    ]
     assert not [a for a in audit if a.action == "station.quarantine"]
     assert store.campaign(c.id).state == "finished"
     assert sorted(t.state for t in store.trials(c.id)) == ["done"] * (TRIALS - 1) + ["failed"]

@@ -9,12 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
+from running import in_background, record_stops, start, two_chamber, wait_for
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -23,7 +24,6 @@ from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.run.liveness import liveness
 from labloop.states import IN_FLIGHT, TERMINAL, TRIAL_TRANSITIONS, UNFINISHED, IllegalTransition, TrialState
 from labloop.store import Store
-from running import in_background, record_stops, start, two_chamber, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 S = TrialState
@@ -40,9 +40,17 @@ def test_the_sets_are_defined_once_and_agree():
 def _trial_in(store: Store, cid: int, state: TrialState):
     """A trial walked to ``state`` through legal moves only."""
     t = store.add_trial(cid, {"x": 1.0}, "test", {}, "abcd")
-    path = {S.PROPOSED: [], S.APPROVED: [S.APPROVED], S.RUNNING: [S.RUNNING], S.MEASURED: [S.RUNNING, S.MEASURED],
-            S.DONE: [S.RUNNING, S.MEASURED, S.DONE], S.FAILED: [S.RUNNING, S.FAILED], S.REJECTED: [S.REJECTED],
-            S.INTERRUPTED: [S.RUNNING, S.INTERRUPTED], S.CANCELLED: [S.CANCELLED]}[state]
+    path = {
+        S.PROPOSED: [],
+        S.APPROVED: [S.APPROVED],
+        S.RUNNING: [S.RUNNING],
+        S.MEASURED: [S.RUNNING, S.MEASURED],
+        S.DONE: [S.RUNNING, S.MEASURED, S.DONE],
+        S.FAILED: [S.RUNNING, S.FAILED],
+        S.REJECTED: [S.REJECTED],
+        S.INTERRUPTED: [S.RUNNING, S.INTERRUPTED],
+        S.CANCELLED: [S.CANCELLED],
+    }[state]
     cur = S.PROPOSED
     for nxt in path:
         t = store.transition(t.id, cur, nxt)
@@ -132,7 +140,7 @@ def test_no_import_cycles_in_labloop_including_imports_inside_functions():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(n) :] + [n]))
             if n not in state:
                 visit(n)
         stack.pop()
@@ -230,11 +238,22 @@ def test_an_illegal_operator_request_is_refused_with_the_trial_state_and_changes
     store.close()
 
 
-def _fake_runner(store: Store, state: str = "running", pid: int | None = None, started: float | None = None,
-                 beat_age: float = 0.0, host: str | None = None):
+def _fake_runner(
+    store: Store,
+    state: str = "running",
+    pid: int | None = None,
+    started: float | None = None,
+    beat_age: float = 0.0,
+    host: str | None = None,
+):
     c = store.create_campaign("lab-a", (REPO / "experiments" / "thinfilm.yaml").read_text(), "0" * 64)
-    store.update_campaign(c.id, state=state, runner=f"{host or socket.gethostname()}:{pid or os.getpid()}",
-                          runner_started=started, heartbeat_at=datetime.now(timezone.utc) - timedelta(seconds=beat_age))
+    store.update_campaign(
+        c.id,
+        state=state,
+        runner=f"{host or socket.gethostname()}:{pid or os.getpid()}",
+        runner_started=started,
+        heartbeat_at=datetime.now(UTC) - timedelta(seconds=beat_age),
+    )
     return store.campaign(c.id)
 
 
@@ -274,8 +293,11 @@ def test_a_request_nobody_answers_says_so_and_what_to_do(sqlite_url):
 
 # ------------------------------------------------------------------------------------------- days-long operation
 def test_repeated_failures_with_the_same_cause_pause_the_campaign_with_the_cause(tmp_path):
-    data = two_chamber(max_trials=12, options={"dead_after": 0, "chambers": 1},
-                       scheduling={"quarantine_after": 12, "pause_after_same_failures": 3})
+    data = two_chamber(
+        max_trials=12,
+        options={"dead_after": 0, "chambers": 1},
+        scheduling={"quarantine_after": 12, "pause_after_same_failures": 3},
+    )
     data["lab"]["stations"] = {"deposition": ["chamber"]}
     store, runner = start(data, tmp_path)
     th, result = in_background(runner)
@@ -294,8 +316,11 @@ def test_repeated_failures_with_the_same_cause_pause_the_campaign_with_the_cause
 
 
 def test_a_campaign_with_no_successful_trial_exits_non_zero(tmp_path):
-    data = two_chamber(max_trials=2, options={"dead_after": 0, "chambers": 1},
-                       scheduling={"quarantine_after": 5, "pause_after_same_failures": 0})
+    data = two_chamber(
+        max_trials=2,
+        options={"dead_after": 0, "chambers": 1},
+        scheduling={"quarantine_after": 5, "pause_after_same_failures": 0},
+    )
     data["lab"]["stations"] = {"deposition": ["chamber"]}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -333,8 +358,11 @@ def test_one_runner_per_lab_and_estop_halts_every_running_campaign(tmp_path):
 
 def test_a_workflow_that_measures_what_it_never_made_is_refused():
     data = two_chamber()
-    data["workflow"] = [{"kind": "transfer", "to": "probe"}, {"kind": "measure", "device": "probe"},
-                        {"kind": "transfer", "to": "storage"}]
+    data["workflow"] = [
+        {"kind": "transfer", "to": "probe"},
+        {"kind": "measure", "device": "probe"},
+        {"kind": "transfer", "to": "storage"},
+    ]
     with pytest.raises(SpecError) as e:
         prepare_text(yaml.safe_dump(data), "nosynth.yaml")
     assert "nosynth.yaml" in e.value.problem and "measures before anything is synthesized" in e.value.problem

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from running import record_stops, start, two_chamber, wait_for
 
 from labloop.run import hookpoints
 from labloop.run.context import Flag, RunContext
@@ -25,7 +26,6 @@ from labloop.run.resources import Cancelled, LabResources, NoStationLeft
 from labloop.run.walk import TrialWalker
 from labloop.run.workers import AskService, WorkerPool
 from labloop.spec import StepSpec
-from running import record_stops, start, two_chamber, wait_for
 
 BOUND = 30.0  # seconds: generous, only a hung test ever reaches it
 
@@ -48,8 +48,9 @@ def lab_context(tmp_path, **changes):
     """A RunContext on the two-chamber simulated lab (a real store and campaign, no scheduler)."""
     store, runner = start(two_chamber(**changes), tmp_path)
     lab = runner.p.lab
-    ctx = RunContext(spec=runner.spec, lab=lab, store=store, campaign=runner.campaign,
-                     kinds=station_kinds(runner.spec, lab))
+    ctx = RunContext(
+        spec=runner.spec, lab=lab, store=store, campaign=runner.campaign, kinds=station_kinds(runner.spec, lab)
+    )
     return store, ctx
 
 
@@ -294,8 +295,9 @@ def test_the_lease_keeper_beats_and_calls_on_lost_once_when_renewal_fails():
     lease = SimpleNamespace(renew=lambda: next(renewals), ok=lambda: False)
     store = SimpleNamespace(heartbeat=lambda cid, note: beats.append((cid, note)))
     calls = []
-    keeper = LeaseKeeper(store, 5, lease, lambda: (calls.append(1), lost.set()), lambda: "paused by operator",
-                         interval=0.001)
+    keeper = LeaseKeeper(
+        store, 5, lease, lambda: (calls.append(1), lost.set()), lambda: "paused by operator", interval=0.001
+    )
     keeper.start()
     assert lost.wait(BOUND)
     keeper._thread.join(BOUND)
@@ -315,8 +317,13 @@ def test_the_lease_keeper_without_a_lease_beats_until_stopped():
 
 # ------------------------------------------------------------------------------------------- failures, loop
 def _failed(i, reason, minutes):
-    return SimpleNamespace(id=i, number=i, state="failed", failure_reason=reason,
-                           finished_at=datetime(2026, 1, 1) + timedelta(minutes=minutes))
+    return SimpleNamespace(
+        id=i,
+        number=i,
+        state="failed",
+        failure_reason=reason,
+        finished_at=datetime(2026, 1, 1) + timedelta(minutes=minutes),
+    )
 
 
 def test_a_streak_of_same_cause_failures_pauses_once():
@@ -347,8 +354,14 @@ def test_what_is_not_a_systematic_failure(case):
 def test_the_loop_decision_puts_an_emergency_stop_before_the_rules_and_an_operator_stop_after():
     ctx = SimpleNamespace(estopped=threading.Event(), stop_requested=False, campaign=SimpleNamespace(created_at=0))
     rule = {"value": None}
-    loop = ControlLoop(ctx, proposer=None, failures=None, workers=None, engines=None,  # type: ignore[arg-type]
-                       stop_rules=lambda trials, started: rule["value"])
+    loop = ControlLoop(
+        ctx,
+        proposer=None,
+        failures=None,
+        workers=None,
+        engines=None,  # type: ignore[arg-type]
+        stop_rules=lambda trials, started: rule["value"],
+    )
     assert loop.decision([]) is None
     ctx.stop_requested = True
     assert loop.decision([]).rule == "operator"
@@ -411,8 +424,9 @@ def test_the_engine_pool_reuses_idle_executors_and_interrupts_only_active_ones()
 
 
 def test_production_registers_no_hook_and_the_crash_plugin_dies_on_the_nth_pass(monkeypatch):
-    import labloop.run.executor  # noqa: F401 - importing the step path registers nothing
     import crashing as crash
+
+    import labloop.run.executor  # noqa: F401 - importing the step path registers nothing
 
     assert hookpoints.HOOKS == []
     monkeypatch.delenv("LABLOOP_CRASH_AT", raising=False)

@@ -5,17 +5,15 @@ control (pause, resume, stop, emergency stop, approval, suspenders)."""
 from __future__ import annotations
 
 import time
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 import yaml
-
-from labloop.run.campaign import CampaignRunner, prepare_text
-from labloop.errors import SpecError
-
 from campaign_files import thinfilm
-
 from running import TS, in_background, intervals, start, two_chamber, wait_for
+
+from labloop.errors import SpecError
+from labloop.run.campaign import CampaignRunner, prepare_text
 
 
 def test_two_chambers_deposit_in_parallel_and_the_robot_moves_one_sample_at_a_time(tmp_path):
@@ -94,8 +92,9 @@ def test_a_dead_chamber_is_quarantined_and_the_campaign_goes_on(tmp_path):
     # depositions are short at this time scale, so "the last one is on chamber2" would depend on timing)
     quarantined_at = max(end for _, end, s in deps if s.state == "failed")
     assert all(s.device == "chamber2" for start, _, s in deps if start >= quarantined_at)
-    assert any("chamber1 taken out of service: quarantined after 2 consecutive failures" in a["message"]
-               for a in alerts)
+    assert any(
+        "chamber1 taken out of service: quarantined after 2 consecutive failures" in a["message"] for a in alerts
+    )
     assert [a.detail["device"] for a in store.audit_log(cid) if a.action == "station.quarantine"] == ["chamber1"]
     # the failed samples were taken out of the dead chamber, so it does not hold a sample hostage
     assert {s.location for s in store.samples(cid)} == {"storage"}
@@ -104,7 +103,9 @@ def test_a_dead_chamber_is_quarantined_and_the_campaign_goes_on(tmp_path):
 
 @pytest.mark.parametrize("max_trials", [6, 2])  # 2: the queued proposal spends the budget; it must pause too
 def test_no_station_left_pauses_with_a_clear_message_and_stop_ends_it(tmp_path, max_trials):
-    data = two_chamber(max_trials=max_trials, options={"dead_after": 0, "chambers": 1}, scheduling={"quarantine_after": 1})
+    data = two_chamber(
+        max_trials=max_trials, options={"dead_after": 0, "chambers": 1}, scheduling={"quarantine_after": 1}
+    )
     data["lab"]["stations"] = {"deposition": ["chamber"]}
     store, runner = start(data, tmp_path)
     th, result = in_background(runner)
@@ -137,17 +138,23 @@ def test_pause_starts_nothing_new_and_resume_continues(tmp_path):
     n_before = len(store.trials(cid))
     time.sleep(0.5)
     assert len(store.trials(cid)) == n_before
-    running = [s for s in store.steps(campaign_id=cid) if s.started_at.replace(tzinfo=timezone.utc).timestamp()
-               > paused_at + 0.1]
+    running = [
+        s for s in store.steps(campaign_id=cid) if s.started_at.replace(tzinfo=UTC).timestamp() > paused_at + 0.1
+    ]
     assert running == [], "a step started while paused"
     store.request(cid, "resume", user="bob")
     th.join(30)
     assert result["decision"].rule == "budget"
     assert [t.state for t in store.trials(cid)] == ["done"] * 6
-    actions = [(a.action, a.user, a.detail.get("action")) for a in store.audit_log(cid)
-               if a.action.startswith("request.")]
-    assert actions == [("request.pause", "bob", None), ("request.done", "labloop", "pause"),
-                       ("request.resume", "bob", None), ("request.done", "labloop", "resume")]
+    actions = [
+        (a.action, a.user, a.detail.get("action")) for a in store.audit_log(cid) if a.action.startswith("request.")
+    ]
+    assert actions == [
+        ("request.pause", "bob", None),
+        ("request.done", "labloop", "pause"),
+        ("request.resume", "bob", None),
+        ("request.done", "labloop", "resume"),
+    ]
     store.close()
 
 
@@ -197,8 +204,9 @@ def test_approval_mode_waits_for_operators_and_records_who_decided(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     cli = CliRunner()
-    r = cli.invoke(app, ["reject", str(second.number), "--reason", "too hot for this substrate", "--store", url,
-                         "--user", "dana"])
+    r = cli.invoke(
+        app, ["reject", str(second.number), "--reason", "too hot for this substrate", "--store", url, "--user", "dana"]
+    )
     assert r.exit_code == 0, r.output
     r = cli.invoke(app, ["approve", str(first.number), "--store", url, "--user", "erin"])
     assert r.exit_code == 0, r.output
@@ -240,30 +248,55 @@ def test_a_suspender_pauses_a_run_while_its_signal_is_out_of_band(tmp_path):
     assert result["decision"].rule == "budget"
     first = store.steps(campaign_id=cid)[0]
     assert first.state == "done"
-    assert first.finished_at.replace(tzinfo=timezone.utc).timestamp() >= released - 0.05
+    assert first.finished_at.replace(tzinfo=UTC).timestamp() >= released - 0.05
     store.close()
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"workflow": [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "furnace"}]},
-         "workflow[1].device: the lab has no device or station kind 'furnace'"),
-        ({"workflow": [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"},
-                       {"kind": "transfer", "to": "probe"}, {"kind": "measure", "device": "probe"},
-                       {"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"}]},
-         "workflow[4].to: the workflow returns to 'deposition' (already used at step 0): a cycle can deadlock"),
+        (
+            {"workflow": [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "furnace"}]},
+            "workflow[1].device: the lab has no device or station kind 'furnace'",
+        ),
+        (
+            {
+                "workflow": [
+                    {"kind": "transfer", "to": "deposition"},
+                    {"kind": "synthesize", "device": "deposition"},
+                    {"kind": "transfer", "to": "probe"},
+                    {"kind": "measure", "device": "probe"},
+                    {"kind": "transfer", "to": "deposition"},
+                    {"kind": "synthesize", "device": "deposition"},
+                ]
+            },
+            "workflow[4].to: the workflow returns to 'deposition' (already used at step 0): a cycle can deadlock",
+        ),
         ({"workflow": [{"kind": "transfer", "to": "attic"}]}, "workflow[0].to: robot 'robot' cannot reach 'attic'"),
-        ({"scheduling": {"quarantine_after": 3},
-          "workflow": [{"kind": "transfer", "to": "deposition"}, {"kind": "synthesize", "device": "deposition"},
-                       {"kind": "transfer", "to": "probe"}, {"kind": "measure", "device": "probe", "retries": 2}]},
-         "workflow[3].retries (2) + 1 attempt must stay below scheduling.quarantine_after (3)"),
-        ({"workflow": [{"kind": "synthesize", "device": "deposition", "retries": 1}]},
-         "a synthesize that failed has consumed its sample: retries would process it again"),
-        ({"lab": {"simulator": "thinfilm", "suspenders": [{"signal": "probe.volts", "high": 1}]}},
-         "lab.suspenders[0].signal: device 'probe' has no signal 'volts'"),
-        ({"workflow": [{"kind": "synthesize", "device": "deposition", "on_resume": "rerun"}]},
-         "on_resume 'rerun' would process it twice"),
+        (
+            {
+                "scheduling": {"quarantine_after": 3},
+                "workflow": [
+                    {"kind": "transfer", "to": "deposition"},
+                    {"kind": "synthesize", "device": "deposition"},
+                    {"kind": "transfer", "to": "probe"},
+                    {"kind": "measure", "device": "probe", "retries": 2},
+                ],
+            },
+            "workflow[3].retries (2) + 1 attempt must stay below scheduling.quarantine_after (3)",
+        ),
+        (
+            {"workflow": [{"kind": "synthesize", "device": "deposition", "retries": 1}]},
+            "a synthesize that failed has consumed its sample: retries would process it again",
+        ),
+        (
+            {"lab": {"simulator": "thinfilm", "suspenders": [{"signal": "probe.volts", "high": 1}]}},
+            "lab.suspenders[0].signal: device 'probe' has no signal 'volts'",
+        ),
+        (
+            {"workflow": [{"kind": "synthesize", "device": "deposition", "on_resume": "rerun"}]},
+            "on_resume 'rerun' would process it twice",
+        ),
     ],
 )
 def test_bad_workflows_are_rejected_at_validation(change, message):

@@ -8,11 +8,12 @@ import hashlib
 import json
 import os
 import struct
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import event_model
 import pytest
 import yaml
+from campaign_files import thinfilm, write
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -20,8 +21,6 @@ from labloop.data.sharing import Policy
 from labloop.errors import SpecError
 from labloop.spec import parse_spec, spec_hash
 from labloop.store import Store
-
-from campaign_files import thinfilm, write
 
 runner = CliRunner()
 
@@ -38,15 +37,31 @@ SPEC = {
         {"name": "anneal_temp", "type": "continuous", "lower": 20, "upper": 600},
         {"name": "nb_fraction", "type": "continuous", "lower": 0, "upper": 0.3},
     ],
-    "objectives": [{"name": "sheet_resistance", "direction": "minimize", "plugin": "reading",
-                    "options": {"field": "probe_sheet_resistance"}}],
-    "outcome_constraints": [{"name": "transmittance", "plugin": "reading", "lower": 0.8,
-                             "options": {"field": "probe_transmittance"}}],
+    "objectives": [
+        {
+            "name": "sheet_resistance",
+            "direction": "minimize",
+            "plugin": "reading",
+            "options": {"field": "probe_sheet_resistance"},
+        }
+    ],
+    "outcome_constraints": [
+        {"name": "transmittance", "plugin": "reading", "lower": 0.8, "options": {"field": "probe_transmittance"}}
+    ],
     "sharing": {
         "default": "closed",
-        "fields": {"thickness": "open", "anneal_temp": "shared-closed", "nb_fraction": "closed",
-                   "sheet_resistance": "open", "transmittance": "shared-closed", "process_streams": "open",
-                   "dock": "shared-closed", "failure_reason": "open", "evidence": "open", "source": "open"},
+        "fields": {
+            "thickness": "open",
+            "anneal_temp": "shared-closed",
+            "nb_fraction": "closed",
+            "sheet_resistance": "open",
+            "transmittance": "shared-closed",
+            "process_streams": "open",
+            "dock": "shared-closed",
+            "failure_reason": "open",
+            "evidence": "open",
+            "source": "open",
+        },
         # the recipe's hidden fields give nothing away through the syntheses' timing (the default assumes they may)
         "derived": {"anneal_temp": [], "nb_fraction": []},
     },
@@ -70,8 +85,16 @@ def test_absent_sharing_section_closes_everything():
     del data["sharing"]
     policy = Policy(parse_spec(data))
     assert set(policy.table().values()) == {"closed"}
-    assert set(policy.table()) >= {"thickness", "sheet_resistance", "transmittance", "process_streams", "dock",
-                                   "failure_reason", "evidence", "source"}
+    assert set(policy.table()) >= {
+        "thickness",
+        "sheet_resistance",
+        "transmittance",
+        "process_streams",
+        "dock",
+        "failure_reason",
+        "evidence",
+        "source",
+    }
 
 
 def test_unknown_field_is_a_spec_error_listing_the_fields():
@@ -79,13 +102,26 @@ def test_unknown_field_is_a_spec_error_listing_the_fields():
         parse_spec(_spec(fields={"thicknes": "open"}), "c.yaml")
     msg = str(e.value)
     assert "c.yaml: sharing.fields.thicknes: unknown field 'thicknes'" in msg
-    for allowed in ("thickness", "nb_fraction", "sheet_resistance", "transmittance", "process_streams", "dock",
-                    "failure_reason", "evidence", "source", "parameters", "objectives"):
+    for allowed in (
+        "thickness",
+        "nb_fraction",
+        "sheet_resistance",
+        "transmittance",
+        "process_streams",
+        "dock",
+        "failure_reason",
+        "evidence",
+        "source",
+        "parameters",
+        "objectives",
+    ):
         assert allowed in msg
 
 
-@pytest.mark.parametrize("sharing, where", [({"fields": {"thickness": "public"}}, "sharing.fields.thickness"),
-                                            ({"default": "secret"}, "sharing.default")])
+@pytest.mark.parametrize(
+    "sharing, where",
+    [({"fields": {"thickness": "public"}}, "sharing.fields.thickness"), ({"default": "secret"}, "sharing.default")],
+)
 def test_unknown_class_is_a_spec_error_listing_the_classes(sharing, where):
     with pytest.raises(SpecError) as e:
         parse_spec(_spec(**sharing), "c.yaml")
@@ -109,40 +145,68 @@ def test_a_parameter_named_like_a_data_kind_cannot_be_classified():
 
 
 def test_embargo_turns_closed_into_shared_closed_from_that_day():
-    spec = parse_spec(_spec(default="closed", fields={"thickness": "open", "anneal_temp": "shared-closed"},
-                            embargo_until="2027-06-01"))
+    spec = parse_spec(
+        _spec(
+            default="closed", fields={"thickness": "open", "anneal_temp": "shared-closed"}, embargo_until="2027-06-01"
+        )
+    )
     before, on = Policy(spec, date(2027, 5, 31)), Policy(spec, date(2027, 6, 1))
-    assert (before.klass("nb_fraction"), before.klass("thickness"), before.klass("anneal_temp")) == \
-        ("closed", "open", "shared-closed")
+    assert (before.klass("nb_fraction"), before.klass("thickness"), before.klass("anneal_temp")) == (
+        "closed",
+        "open",
+        "shared-closed",
+    )
     assert not before.embargo_lifted and on.embargo_lifted
-    assert (on.klass("nb_fraction"), on.klass("thickness"), on.klass("anneal_temp"), on.klass("dock")) == \
-        ("shared-closed", "open", "shared-closed", "shared-closed")
+    assert (on.klass("nb_fraction"), on.klass("thickness"), on.klass("anneal_temp"), on.klass("dock")) == (
+        "shared-closed",
+        "open",
+        "shared-closed",
+        "shared-closed",
+    )
 
 
 def test_groups_and_single_fields():
-    spec = parse_spec(_spec(default="open", fields={"parameters": "closed", "thickness": "open",
-                                                     "objectives": "shared-closed"}))
+    spec = parse_spec(
+        _spec(default="open", fields={"parameters": "closed", "thickness": "open", "objectives": "shared-closed"})
+    )
     p = Policy(spec)
-    assert [p.klass(n) for n in ("thickness", "anneal_temp", "nb_fraction", "sheet_resistance", "transmittance",
-                                 "dock")] == ["open", "closed", "closed", "shared-closed", "shared-closed", "open"]
+    assert [
+        p.klass(n) for n in ("thickness", "anneal_temp", "nb_fraction", "sheet_resistance", "transmittance", "dock")
+    ] == ["open", "closed", "closed", "shared-closed", "shared-closed", "open"]
 
 
 # --------------------------------------------------------------------------------------------------- a stored campaign
 TRIALS = [  # params, values, state, failure reason
-    ({"thickness": 12.5, "anneal_temp": 351.1234567891, "nb_fraction": 0.0731234567891},
-     {"sheet_resistance": 4.212345678, "transmittance": 0.8712345678912}, "done", None),
-    ({"thickness": 40.25, "anneal_temp": 512.9876543219, "nb_fraction": 0.1912345678912},
-     {}, "failed", "chamber refused nb_fraction=0.1912345678912: above the target's limit"),
-    ({"thickness": 77.75, "anneal_temp": 122.4567891234, "nb_fraction": 0.2234567891234},
-     {"sheet_resistance": 91.87654321, "transmittance": 0.6543219876543}, "done", None),
+    (
+        {"thickness": 12.5, "anneal_temp": 351.1234567891, "nb_fraction": 0.0731234567891},
+        {"sheet_resistance": 4.212345678, "transmittance": 0.8712345678912},
+        "done",
+        None,
+    ),
+    (
+        {"thickness": 40.25, "anneal_temp": 512.9876543219, "nb_fraction": 0.1912345678912},
+        {},
+        "failed",
+        "chamber refused nb_fraction=0.1912345678912: above the target's limit",
+    ),
+    (
+        {"thickness": 77.75, "anneal_temp": 122.4567891234, "nb_fraction": 0.2234567891234},
+        {"sheet_resistance": 91.87654321, "transmittance": 0.6543219876543},
+        "done",
+        None,
+    ),
 ]
 
 
 def _info(params):
-    return {"importance": {"thickness": 0.5, "anneal_temp": 0.3, "nb_fraction": 0.2}, "n_train": 6,
-            "predicted_best": {"params": dict(params), "sheet_resistance": 3.3},
-            "acquisition": -1.25, "acquisition_kind": "qLogNoisyExpectedImprovement",
-            "predicted": {"objective": "sheet_resistance", "mean": 5.5, "interval_95": [1.0, 30.0]}}
+    return {
+        "importance": {"thickness": 0.5, "anneal_temp": 0.3, "nb_fraction": 0.2},
+        "n_train": 6,
+        "predicted_best": {"params": dict(params), "sheet_resistance": 3.3},
+        "acquisition": -1.25,
+        "acquisition_kind": "qLogNoisyExpectedImprovement",
+        "predicted": {"objective": "sheet_resistance", "mean": 5.5, "interval_95": [1.0, 30.0]},
+    }
 
 
 def _run_docs(md, streams, t0):
@@ -152,15 +216,24 @@ def _run_docs(md, streams, t0):
     for i, (stream, data) in enumerate(streams):
         obj = "chamber" if stream == "primary" else stream
         d = bundle.compose_descriptor(
-            name=stream, time=t0 + i,
-            data_keys={k: {"source": f"SIM:{k}", "dtype": "number" if isinstance(v, float) else "string",
-                           "shape": []} for k, v in data.items()},
+            name=stream,
+            time=t0 + i,
+            data_keys={
+                k: {"source": f"SIM:{k}", "dtype": "number" if isinstance(v, float) else "string", "shape": []}
+                for k, v in data.items()
+            },
             object_keys={obj: list(data)},
-            configuration={obj: {"data": {f"{obj}_sample": md["sample_id"]}, "timestamps": {f"{obj}_sample": t0},
-                                 "data_keys": {f"{obj}_sample": {"source": "SIM:s", "dtype": "string", "shape": []}}}},
-            hints={obj: {"fields": list(data)}})
+            configuration={
+                obj: {
+                    "data": {f"{obj}_sample": md["sample_id"]},
+                    "timestamps": {f"{obj}_sample": t0},
+                    "data_keys": {f"{obj}_sample": {"source": "SIM:s", "dtype": "string", "shape": []}},
+                }
+            },
+            hints={obj: {"fields": list(data)}},
+        )
         docs.append(("descriptor", d.descriptor_doc))
-        docs.append(("event", d.compose_event(data=data, timestamps={k: t0 for k in data}, seq_num=1, time=t0 + i)))
+        docs.append(("event", d.compose_event(data=data, timestamps=dict.fromkeys(data, t0), seq_num=1, time=t0 + i)))
     docs.append(("stop", bundle.compose_stop(exit_status="success", reason="", time=t0 + 10)))
     return docs
 
@@ -172,24 +245,52 @@ def stored(tmp_path_factory):
     text = yaml.safe_dump(SPEC, sort_keys=False)
     st = Store(url)
     c = st.create_campaign(SPEC["name"], text, spec_hash(text))
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
     for params, values, state, reason in TRIALS:
         t = st.add_trial(c.id, params, "model", _info(params), "smp", state=state)
         st.update_trial(t.id, values=values, failure_reason=reason, started_at=now, finished_at=now)
         md = {"campaign": SPEC["name"], "trial": t.number, "sample_id": t.sample_id}
-        synth = _run_docs({**md, "plan_name": "synthesize", "station": "chamber", "recipe": dict(params),
-                           "nb_fraction": params["nb_fraction"], "operator_note": "thin film"},
-                          [("chamber_pressure", {"chamber_pressure": 0.0123456}),
-                           ("chamber_anneal_temp", {"chamber_anneal_temp": params["anneal_temp"] - 0.5}),
-                           ("primary", {"chamber_nb_fraction": params["nb_fraction"], "chamber_phase": "idle",
-                                        "chamber_pressure": 0.0123456})], 1000.0 + t.number)
+        synth = _run_docs(
+            {
+                **md,
+                "plan_name": "synthesize",
+                "station": "chamber",
+                "recipe": dict(params),
+                "nb_fraction": params["nb_fraction"],
+                "operator_note": "thin film",
+            },
+            [
+                ("chamber_pressure", {"chamber_pressure": 0.0123456}),
+                ("chamber_anneal_temp", {"chamber_anneal_temp": params["anneal_temp"] - 0.5}),
+                (
+                    "primary",
+                    {
+                        "chamber_nb_fraction": params["nb_fraction"],
+                        "chamber_phase": "idle",
+                        "chamber_pressure": 0.0123456,
+                    },
+                ),
+            ],
+            1000.0 + t.number,
+        )
         step = st.start_step(t.id, 1, "synthesize:chamber", "synthesize", device="chamber")
         st.finish_step(step, "done", synth[0][1]["uid"], documents=(c.id, t.id, synth, []))
         if values:
-            meas = _run_docs({**md, "plan_name": "measure", "instrument": "probe"},
-                             [("primary", {"probe_sheet_resistance": values["sheet_resistance"],
-                                           "probe_transmittance": values["transmittance"], "probe_current": 0.01,
-                                           "probe_raw": params["nb_fraction"]})], 2000.0 + t.number)
+            meas = _run_docs(
+                {**md, "plan_name": "measure", "instrument": "probe"},
+                [
+                    (
+                        "primary",
+                        {
+                            "probe_sheet_resistance": values["sheet_resistance"],
+                            "probe_transmittance": values["transmittance"],
+                            "probe_current": 0.01,
+                            "probe_raw": params["nb_fraction"],
+                        },
+                    )
+                ],
+                2000.0 + t.number,
+            )
             step = st.start_step(t.id, 3, "measure:probe", "measure", device="probe")
             st.finish_step(step, "done", meas[0][1]["uid"], documents=(c.id, t.id, meas, []))
         else:
@@ -330,8 +431,9 @@ def test_closed_view_without_class_keeps_todays_export(stored):
     url, folder = stored
     r = invoke("export", "--store", url, "--format", "csv")
     assert r.exit_code == 0
-    assert r.output.splitlines()[0] == ("trial,state,thickness,anneal_temp,nb_fraction,sheet_resistance,"
-                                        "transmittance,failure_reason,started,finished")
+    assert r.output.splitlines()[0] == (
+        "trial,state,thickness,anneal_temp,nb_fraction,sheet_resistance,transmittance,failure_reason,started,finished"
+    )
     r = invoke("export", "--store", url, "--format", "jsonl")
     assert r.exit_code == 0 and "nb_fraction" in r.output  # no --class: the owner sees everything
     out = folder / "legacy.csv"
@@ -356,12 +458,15 @@ def test_embargo_lifted_shares_closed_fields_with_shared_closed(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("args, expected", [
-    (["--class", "public"], "--class"),
-    (["--format", "xlsx"], "--format"),
-    (["--campaign", "nope"], "holds no campaign 'nope'"),
-    (["--format", "parquet"], "give --output"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--class", "public"], "--class"),
+        (["--format", "xlsx"], "--format"),
+        (["--campaign", "nope"], "holds no campaign 'nope'"),
+        (["--format", "parquet"], "give --output"),
+    ],
+)
 def test_bad_input_is_explained_and_writes_nothing(stored, tmp_path, args, expected):
     url, _ = stored
     out = tmp_path / "x.out"
@@ -405,8 +510,10 @@ def test_a_failure_while_writing_leaves_no_partial_file_and_keeps_the_old_one(st
 def test_a_real_campaign_exported_open_hides_closed_parameters(tmp_path):
     data = thinfilm(stopping={"max_trials": 2, "target_reached": False})
     data["strategy"]["initial_design"] = 2
-    data["sharing"] = {"default": "closed", "fields": {"o2_pressure": "open", "sheet_resistance": "open",
-                                                      "process_streams": "open"}}
+    data["sharing"] = {
+        "default": "closed",
+        "fields": {"o2_pressure": "open", "sheet_resistance": "open", "process_streams": "open"},
+    }
     path = write(tmp_path, data)
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
     r = invoke("run", str(path), "--store", url, "--time-scale", "2e6")
@@ -454,19 +561,32 @@ def test_object_and_stream_names_of_hidden_fields_are_removed_too():
     trial = SimpleNamespace(params={"nb_fraction": 0.1234567}, values={})
     bundle = event_model.compose_run(metadata={"sample_id": "s"})
     desc = bundle.compose_descriptor(
-        name="primary", data_keys={k: {"source": "SIM", "dtype": "number", "shape": []}
-                                   for k in ("chamber_pressure", "chamber_nb_fraction")},
+        name="primary",
+        data_keys={
+            k: {"source": "SIM", "dtype": "number", "shape": []} for k in ("chamber_pressure", "chamber_nb_fraction")
+        },
         object_keys={"chamber_pressure": ["chamber_pressure"], "chamber_nb_fraction": ["chamber_nb_fraction"]},
         configuration={"chamber_nb_fraction": {"data": {}, "timestamps": {}, "data_keys": {}}},
-        hints={"chamber_nb_fraction": {"fields": ["chamber_nb_fraction"]}})
+        hints={"chamber_nb_fraction": {"fields": ["chamber_nb_fraction"]}},
+    )
     hidden_stream = bundle.compose_descriptor(
-        name="nb_fraction", data_keys={"x": {"source": "SIM", "dtype": "number", "shape": []}}, object_keys={"x": ["x"]})
-    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
-            ("event", desc.compose_event(data={"chamber_pressure": 1.5, "chamber_nb_fraction": 0.1234567},
-                                         timestamps={"chamber_pressure": 0, "chamber_nb_fraction": 0}, seq_num=1)),
-            ("descriptor", hidden_stream.descriptor_doc),
-            ("event", hidden_stream.compose_event(data={"x": 1.0}, timestamps={"x": 0}, seq_num=1)),
-            ("stop", bundle.compose_stop(exit_status="success"))]
+        name="nb_fraction", data_keys={"x": {"source": "SIM", "dtype": "number", "shape": []}}, object_keys={"x": ["x"]}
+    )
+    docs = [
+        ("start", bundle.start_doc),
+        ("descriptor", desc.descriptor_doc),
+        (
+            "event",
+            desc.compose_event(
+                data={"chamber_pressure": 1.5, "chamber_nb_fraction": 0.1234567},
+                timestamps={"chamber_pressure": 0, "chamber_nb_fraction": 0},
+                seq_num=1,
+            ),
+        ),
+        ("descriptor", hidden_stream.descriptor_doc),
+        ("event", hidden_stream.compose_event(data={"x": 1.0}, timestamps={"x": 0}, seq_num=1)),
+        ("stop", bundle.compose_stop(exit_status="success")),
+    ]
     out = view.documents(trial, docs)
     blob = json.dumps(out)
     assert "nb_fraction" not in blob and "0.1234567" not in blob

@@ -34,7 +34,7 @@ from labloop.devkit import conformance
 from labloop.errors import DeviceError
 
 TIME_SCALE = 20000
-START_BOUND = 400.0   # generous: ten servers importing asyncua/pymodbus/numpy on a shared 2-core machine
+START_BOUND = 400.0  # generous: ten servers importing asyncua/pymodbus/numpy on a shared 2-core machine
 
 
 def _pid_alive(pid: int) -> bool:
@@ -59,8 +59,11 @@ class Lab:
 
     def dev(self, name: str) -> Any:
         e = self.entry(name)
-        d = (OpcuaRobot(name=name, address=e["address"]) if "driver" in e
-             else device(name, file=e["file"], address=e["address"]))
+        d = (
+            OpcuaRobot(name=name, address=e["address"])
+            if "driver" in e
+            else device(name, file=e["file"], address=e["address"])
+        )
         self.built.append(d)
         return d
 
@@ -77,9 +80,26 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder = tmp_path_factory.mktemp("solid_state_lab")
     ports = folder / "ports.json"
     log = open(folder / "serve.log", "wb")  # noqa: SIM115 - open for the whole module, closed at teardown
-    proc = subprocess.Popen([sys.executable, "-m", "labloop", "sim", "serve", "solid_state", "--time-scale",
-                             str(TIME_SCALE), "--ports-file", str(ports), "--base-port", "0", "--no-faults"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "labloop",
+            "sim",
+            "serve",
+            "solid_state",
+            "--time-scale",
+            str(TIME_SCALE),
+            "--ports-file",
+            str(ports),
+            "--base-port",
+            "0",
+            "--no-faults",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+    )
     deadline = time.monotonic() + START_BOUND
     while not ports.exists():
         assert proc.poll() is None, (folder / "serve.log").read_text()
@@ -92,15 +112,25 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
         for d in lab.built:
             d.disconnect()
         if proc.poll() is None:  # the SIGTERM test did not run or failed; the servers exit with the command
-            proc.kill()          # (each watches the pipe from it)
+            proc.kill()  # (each watches the pipe from it)
             proc.wait(10)
         log.close()
 
 
 def test_the_command_serves_every_instrument_on_its_protocol(lab: Lab) -> None:
     devices = lab.info["devices"]
-    assert set(devices) == {"furnace1", "furnace2", "furnace3", "furnace4", "dispenser", "balance", "barcode", "xrd",
-                            "robot1", "robot2"}
+    assert set(devices) == {
+        "furnace1",
+        "furnace2",
+        "furnace3",
+        "furnace4",
+        "dispenser",
+        "balance",
+        "barcode",
+        "xrd",
+        "robot1",
+        "robot2",
+    }
     protocols = {n: d["protocol"] for n, d in devices.items()}
     assert protocols["furnace3"] == "modbus" and protocols["dispenser"] == "opcua" and protocols["xrd"] == "visa"
     assert protocols["balance"] == protocols["barcode"] == "serial" and protocols["robot2"] == "opcua"
@@ -130,8 +160,10 @@ def test_every_device_passes_the_conformance_kit_against_the_lab(lab: Lab) -> No
         for name in ("furnace1", "furnace2", "furnace3", "furnace4", "dispenser", "balance", "barcode", "xrd"):
             report = _conformance(lab, name)
             assert report.ok, report.summary()
-            assert report["set_completes" if "furnace" in name or name == "dispenser"
-                          else "trigger_completes"].outcome == "pass", report.summary()
+            assert (
+                report["set_completes" if "furnace" in name or name == "dispenser" else "trigger_completes"].outcome
+                == "pass"
+            ), report.summary()
     finally:
         for code in ("CR0021", "CR0022", "CR0023"):
             lab.place(code, f"rack{int(code[2:]):02d}")
@@ -150,24 +182,24 @@ def test_one_sample_from_powders_to_a_pattern_with_the_target_phase(lab: Lab) ->
     move(robot1, "rack01", "dispenser")
     dispenser.sample.put(sample)
     stock_before = float(dispenser.stock_MnO2.get())
-    for precursor, grams in ((3, 0.0747), (4, 0.8694)):   # Li2O, MnO2: 5 mmol LiMn2O4 at Li/Mn = 0.5
+    for precursor, grams in ((3, 0.0747), (4, 0.8694)):  # Li2O, MnO2: 5 mmol LiMn2O4 at Li/Mn = 0.5
         assert wait_status(dispenser.set({"precursor": precursor, "mass_g": grams})) is None
         assert float(dispenser.dispensed.get()) == pytest.approx(grams, rel=0.1)
     powders = lab.world.read()["crucibles"][sample]["powders"]
     assert set(powders) == {"Li2O", "MnO2"}
     assert float(dispenser.stock_MnO2.get()) == pytest.approx(stock_before - powders["MnO2"], abs=1e-9)
 
-    balance.run_command("zero")   # zero the empty pan first: the zero drifts (2 ug per model second) until then
+    balance.run_command("zero")  # zero the empty pan first: the zero drifts (2 ug per model second) until then
     zeroed = time.monotonic()
     move(robot1, "dispenser", "balance")
     barcode.sample.put(sample)
     assert wait_status(barcode.trigger()) is None
-    assert barcode.read()["barcode_code"]["value"] == sample      # the identity check a station makes
+    assert barcode.read()["barcode_code"]["value"] == sample  # the identity check a station makes
     balance.sample.put(sample)
     assert wait_status(balance.trigger()) is None
     weight = float(balance.read()["balance_weight"]["value"])
-    drift = 2e-6 * TIME_SCALE * (time.monotonic() - zeroed)   # the most the zero can have drifted since
-    assert weight == pytest.approx(12.5 + sum(powders.values()), abs=0.01 + drift)   # crucible + powders, settled
+    drift = 2e-6 * TIME_SCALE * (time.monotonic() - zeroed)  # the most the zero can have drifted since
+    assert weight == pytest.approx(12.5 + sum(powders.values()), abs=0.01 + drift)  # crucible + powders, settled
 
     move(robot2, "balance", "f1s1")
     assert int(furnace.occupied.get()) == 1
@@ -176,7 +208,7 @@ def test_one_sample_from_powders_to_a_pattern_with_the_target_phase(lab: Lab) ->
     furnace.temperature.subscribe(lambda value, **_: seen.append(value), run=False)
     exc = wait_status(furnace.set({"peak_c": 840, "ramp_c_per_min": 10, "dwell_min": 120, "atmosphere": 1}), 120)
     assert exc is None, exc
-    assert max(seen) > 800 and float(furnace.temperature.get()) < 150   # fired, then cooled to unload
+    assert max(seen) > 800 and float(furnace.temperature.get()) < 150  # fired, then cooled to unload
     fired = lab.world.read()["crucibles"][sample]
     assert fired["firings"][-1]["atmosphere"] == "O2" and fired["product"]["fractions"]["LiMn2O4"] > 0.6
 
@@ -187,9 +219,9 @@ def test_one_sample_from_powders_to_a_pattern_with_the_target_phase(lab: Lab) ->
     assert reading["xrd_sample_code"]["value"] == sample
     two_theta, counts = reading["xrd_two_theta"]["value"], reading["xrd_counts"]["value"]
     assert len(counts) == len(xrd.TWO_THETA) and np.allclose(two_theta, xrd.TWO_THETA)
-    for pos, _ in xrd.peaks("LiMn2O4")[:3]:     # the target's strongest reflections stand out of the background
+    for pos, _ in xrd.peaks("LiMn2O4")[:3]:  # the target's strongest reflections stand out of the background
         i = int(np.argmin(abs(two_theta - pos)))
-        assert counts[i - 3:i + 4].max() > 3 * xrd.background(np.array([pos]))[0]
+        assert counts[i - 3 : i + 4].max() > 3 * xrd.background(np.array([pos]))[0]
     fractions, _ = xrd.estimate_fractions(counts, list(PHASES))
     assert fractions["LiMn2O4"] == pytest.approx(fired["product"]["fractions"]["LiMn2O4"], abs=0.05)
     move(robot2, "xrd", "rack01")
@@ -200,7 +232,7 @@ def test_a_furnace_trip_fails_the_firing_naming_the_alarm_transport_and_address(
     furnace.sample.put("CR0002")
     address = lab.entry("furnace2")["address"]
     endpoint = Attached(lab.entry("furnace2"))
-    try:   # the longest firing the limits allow (2.5 model days: seconds here), tripped once it runs
+    try:  # the longest firing the limits allow (2.5 model days: seconds here), tripped once it runs
         status = furnace.set({"peak_c": 1000, "ramp_c_per_min": 0.5, "dwell_min": 1800, "atmosphere": 0})
         deadline = time.monotonic() + 60
         while not furnace.running.get() and not status.done and time.monotonic() < deadline:
@@ -227,9 +259,9 @@ def test_a_jammed_dispenser_fails_the_dose_and_a_misread_label_is_a_plausible_wr
         exc = wait_status(dispenser.set({"precursor": 4, "mass_g": 1.0}), 60)
         assert isinstance(exc, DeviceError) and "jammed" in str(exc) and f"opcua {entry['address']}" in str(exc)
         part = lab.world.read()["crucibles"]["CR0004"]["powders"]["MnO2"]
-        assert 0 < part < 1.0                   # what came out before the jam is in the crucible
+        assert 0 < part < 1.0  # what came out before the jam is in the crucible
         endpoint.clear_faults()
-        assert wait_status(dispenser.set({"precursor": 4, "mass_g": 0.2}), 60) is None   # cleared: doses again
+        assert wait_status(dispenser.set({"precursor": 4, "mass_g": 0.2}), 60) is None  # cleared: doses again
 
         lab.place("CR0004", "balance")
         barcode.sample.put("CR0004")
@@ -252,17 +284,26 @@ def test_a_killed_furnace_server_fails_its_step_naming_transport_and_address(lab
     deadline = time.monotonic() + 60
     while not furnace.running.get() and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.kill(entry["pid"], signal.SIGKILL)   # the controller loses power mid-firing
+    os.kill(entry["pid"], signal.SIGKILL)  # the controller loses power mid-firing
     exc = wait_status(status, 60)
     assert isinstance(exc, DeviceError)
     assert exc.transport == "modbus" and exc.address == entry["address"]  # type: ignore[attr-defined]
     assert f"modbus {entry['address']}" in str(exc)
-    other = lab.dev("furnace4")   # the other instruments keep serving
+    other = lab.dev("furnace4")  # the other instruments keep serving
     assert other.health().ok
 
 
-@pytest.mark.parametrize("target", ["furnace.yaml", "dispenser.yaml", "balance.yaml", "barcode.yaml", "xrd.yaml",
-                                    "labloop_devices.solid_state.robot:OpcuaRobot"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "furnace.yaml",
+        "dispenser.yaml",
+        "balance.yaml",
+        "barcode.yaml",
+        "xrd.yaml",
+        "labloop_devices.solid_state.robot:OpcuaRobot",
+    ],
+)
 def test_each_description_passes_the_kit_against_its_own_simulator(target: str) -> None:
     """What ``labloop devices check FILE.yaml --simulated`` runs: the file's own simulation block, no lab."""
     from labloop_simulators.solid_state_lab.lab import devices_folder
@@ -285,4 +326,4 @@ def test_sigterm_stops_the_command_and_every_server(lab: Lab) -> None:
     while any(_pid_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in pids if _pid_alive(p)]
-    assert not lab.ports.exists()   # the endpoints file goes with the lab
+    assert not lab.ports.exists()  # the endpoints file goes with the lab

@@ -8,22 +8,32 @@ import math
 
 import numpy as np
 import pytest
-
-from labloop.errors import DeviceError
 from labloop_simulators.solid_state import xrd
 from labloop_simulators.solid_state.balance import Balance
 from labloop_simulators.solid_state.barcode import BarcodeReader
 from labloop_simulators.solid_state.chemistry import (
-    ATMOSPHERES, LI_SOURCES, MN_SOURCES, SEARCH_SPACE, Recipe, element_shares, fire, precursor_masses, react)
+    ATMOSPHERES,
+    LI_SOURCES,
+    MN_SOURCES,
+    SEARCH_SPACE,
+    Recipe,
+    element_shares,
+    fire,
+    precursor_masses,
+    react,
+)
 from labloop_simulators.solid_state.dispense import Dispenser, DispenserJam
 from labloop_simulators.solid_state.faults import FaultRates
 from labloop_simulators.solid_state.furnace import BoxFurnace, Profile
 from labloop_simulators.solid_state.inventory import Inventory, InventoryRefused
 
+from labloop.errors import DeviceError
+
 ROUTES = list(itertools.product(LI_SOURCES, MN_SOURCES))
 
 
 # ---------------------------------------------------------------- chemistry
+
 
 @pytest.mark.parametrize("li,mn", ROUTES)
 def test_fractions_sum_to_one_and_cations_are_conserved(li, mn):
@@ -50,8 +60,8 @@ def test_a_molten_li_salt_route_is_trapped_in_the_intermediate():
     good = fire(Recipe("Li2CO3", "MnO2", peak_c=750, dwell_h=48))
     trap24 = fire(Recipe("LiNO3", "MnO2", peak_c=750, dwell_h=24))
     trap48 = fire(Recipe("LiNO3", "MnO2", peak_c=750, dwell_h=48))
-    assert trap48.target - trap24.target < 0.03            # another day in the furnace buys almost nothing
-    assert trap48.fractions["Li2MnO3"] > 0.15              # held in the Li-rich intermediate
+    assert trap48.target - trap24.target < 0.03  # another day in the furnace buys almost nothing
+    assert trap48.fractions["Li2MnO3"] > 0.15  # held in the Li-rich intermediate
     assert good.target - trap48.target > 0.15
     assert good.fractions["Li2MnO3"] < trap48.fractions["Li2MnO3"] / 2
     # a fast ramp crosses the intermediate's temperature window before much has reacted
@@ -65,8 +75,10 @@ def test_overfiring_decomposes_and_atmosphere_and_stoichiometry_make_impurities(
     inert = fire(Recipe(peak_c=800, dwell_h=8, atmosphere="N2"))
     assert inert.target < 0.3 and inert.fractions["LiMnO2"] > 0.3 and inert.fractions["Mn3O4"] > 0.15
     # Mn3O4 must oxidize: O2 works, air is slow
-    assert fire(Recipe("Li2O", "Mn3O4", peak_c=850, dwell_h=24, atmosphere="O2")).target > \
-        fire(Recipe("Li2O", "Mn3O4", peak_c=850, dwell_h=24, atmosphere="air")).target + 0.2
+    assert (
+        fire(Recipe("Li2O", "Mn3O4", peak_c=850, dwell_h=24, atmosphere="O2")).target
+        > fire(Recipe("Li2O", "Mn3O4", peak_c=850, dwell_h=24, atmosphere="air")).target + 0.2
+    )
     li_rich = fire(Recipe(ratio=1.3, peak_c=800, dwell_h=24))
     li_poor = fire(Recipe(ratio=0.7, peak_c=800, dwell_h=24))
     stoich = fire(Recipe(ratio=1.0, peak_c=800, dwell_h=24))
@@ -83,12 +95,15 @@ def test_milling_speeds_the_reaction_but_wears_in_zirconia():
 
 def test_landscape_is_multimodal():
     temps, dwells = (700, 750, 800, 850, 900), (2, 8, 24)
-    value = {(li, mn, ti, di): fire(Recipe(li, mn, peak_c=temps[ti], dwell_h=dwells[di])).target
-             for (li, mn), ti, di in itertools.product(ROUTES, range(len(temps)), range(len(dwells)))}
+    value = {
+        (li, mn, ti, di): fire(Recipe(li, mn, peak_c=temps[ti], dwell_h=dwells[di])).target
+        for (li, mn), ti, di in itertools.product(ROUTES, range(len(temps)), range(len(dwells)))
+    }
 
     def best(li, mn):
-        return max(((ti, di) for ti in range(len(temps)) for di in range(len(dwells))),
-                   key=lambda k: value[(li, mn) + k])
+        return max(
+            ((ti, di) for ti in range(len(temps)) for di in range(len(dwells))), key=lambda k: value[(li, mn) + k]
+        )
 
     assert best("Li2CO3", "MnO2") != best("LiNO3", "MnO2") != best("Li2O", "Mn3O4")
     assert len({best(li, mn) for li, mn in ROUTES}) >= 3
@@ -99,9 +114,9 @@ def test_landscape_is_multimodal():
         return out + [(li, mn, ti, di + s) for s in (-1, 1) if 0 <= di + s < len(dwells)]
 
     local = [k for k, v in value.items() if all(v > value[n] for n in neighbours(*k))]
-    assert len(local) >= 3, local     # one-factor-at-a-time hill climbing stops at different recipes
+    assert len(local) >= 3, local  # one-factor-at-a-time hill climbing stops at different recipes
     good = sum(v > 0.85 for v in value.values()) / len(value)
-    assert good < 0.25                # most of the box wastes a furnace-day
+    assert good < 0.25  # most of the box wastes a furnace-day
 
 
 def test_random_recipes_rarely_reach_a_high_target_fraction():
@@ -109,11 +124,20 @@ def test_random_recipes_rarely_reach_a_high_target_fraction():
     values = []
     for _ in range(300):
         bounds = {k: float(rng.uniform(*b)) for k, b in SEARCH_SPACE.items()}
-        values.append(fire(Recipe(str(rng.choice(LI_SOURCES)), str(rng.choice(MN_SOURCES)),
-                                  atmosphere=str(rng.choice(ATMOSPHERES)), **bounds)).target)
+        values.append(
+            fire(
+                Recipe(
+                    str(rng.choice(LI_SOURCES)),
+                    str(rng.choice(MN_SOURCES)),
+                    atmosphere=str(rng.choice(ATMOSPHERES)),
+                    **bounds,
+                )
+            ).target
+        )
     assert np.mean(np.array(values) >= 0.9) < 0.03
-    best = fire(Recipe("Li2O", "MnO2", ratio=1.0, milling_min=33, ramp_c_per_min=12, peak_c=835, dwell_h=17.5,
-                       atmosphere="O2"))
+    best = fire(
+        Recipe("Li2O", "MnO2", ratio=1.0, milling_min=33, ramp_c_per_min=12, peak_c=835, dwell_h=17.5, atmosphere="O2")
+    )
     assert best.target > 0.97 > max(values)
 
 
@@ -141,6 +165,7 @@ def test_precursor_masses_follow_the_ratio():
 
 
 # ---------------------------------------------------------------- XRD
+
 
 def _peak_width(counts, two_theta, center):
     window = (two_theta > center - 1.5) & (two_theta < center + 1.5)
@@ -172,8 +197,12 @@ def test_xrd_peaks_sit_at_the_phase_positions_and_narrow_with_firing():
 @pytest.mark.parametrize("seed", range(5))
 def test_nnls_recovers_phase_fractions_within_two_percent(seed):
     rng = np.random.default_rng(seed)
-    recipe = Recipe(*ROUTES[int(rng.integers(len(ROUTES)))], peak_c=float(rng.uniform(700, 900)),
-                    dwell_h=float(rng.uniform(2, 24)), ratio=float(rng.uniform(0.85, 1.2)))
+    recipe = Recipe(
+        *ROUTES[int(rng.integers(len(ROUTES)))],
+        peak_c=float(rng.uniform(700, 900)),
+        dwell_h=float(rng.uniform(2, 24)),
+        ratio=float(rng.uniform(0.85, 1.2)),
+    )
     product = fire(recipe)
     counts = xrd.pattern(product.fractions, product.crystallite_nm, rng)
     phases = list(product.fractions)
@@ -184,11 +213,12 @@ def test_nnls_recovers_phase_fractions_within_two_percent(seed):
 
 # ---------------------------------------------------------------- furnace
 
+
 def test_furnace_cools_with_its_time_constant_and_fires_a_shared_profile():
     furnace = BoxFurnace(np.random.default_rng(0), tau_h=3.0, faults=FaultRates.none())
     recipe = Recipe(peak_c=800, dwell_h=2, ramp_c_per_min=5)
     firing = furnace.fire(Profile.of(recipe), [recipe] * 4)
-    end = np.where(np.isnan(firing.setpoints_c))[0][0] - 1      # last step of the program
+    end = np.where(np.isnan(firing.setpoints_c))[0][0] - 1  # last step of the program
     t0, temp0 = firing.times_s[end], firing.temps_c[end]
     assert temp0 == pytest.approx(800, abs=1)
     later = firing.times_s > t0
@@ -208,7 +238,7 @@ def test_furnace_heating_is_power_limited_and_a_fast_ramp_lags():
     recipe = Recipe(peak_c=900, dwell_h=1, ramp_c_per_min=30)
     firing = furnace.fire(Profile.of(recipe), [recipe])
     rates = np.diff(firing.temps_c) / np.diff(firing.times_s) * 60
-    assert rates.max() < 15                                  # the heater cannot do 30 degC/min
+    assert rates.max() < 15  # the heater cannot do 30 degC/min
     lagging = firing.setpoints_c[1:] - firing.temps_c[1:]
     assert np.nanmax(lagging) > 100
 
@@ -225,6 +255,7 @@ def test_a_trip_truncates_the_history_and_the_chemistry_sees_it():
 
 # ---------------------------------------------------------------- balance, dispenser
 
+
 def test_balance_settles_first_order_and_drifts():
     balance = Balance(np.random.default_rng(0), tau_s=1.5, noise_g=2e-5, drift_g_per_s=0.0)
     balance.tare()
@@ -234,7 +265,7 @@ def test_balance_settles_first_order_and_drifts():
     assert early < 12.3456 * (1 - math.exp(-0.5 / 1.5)) + 1e-3
     value, waited = balance.weigh_stable(stable_tol_g=1e-4)
     assert value == pytest.approx(12.3456, abs=2e-4)
-    assert waited > 1.5 * math.log(12.3456 / 1e-4) / 2            # it had to wait several time constants
+    assert waited > 1.5 * math.log(12.3456 / 1e-4) / 2  # it had to wait several time constants
     drifting = Balance(np.random.default_rng(0), drift_g_per_s=1e-5, noise_g=0.0)
     drifting.tare()
     drifting.place(5.0)
@@ -257,6 +288,7 @@ def test_dispenser_error_scales_and_jams_report_the_partial_dose():
 
 
 # ---------------------------------------------------------------- inventory
+
 
 def test_inventory_refuses_over_use_and_changes_nothing():
     inv = Inventory.with_crucibles(2, {"Li2CO3": 1.0, "MnO2": 10.0}, alert_below_g=2.0)
@@ -283,6 +315,7 @@ def test_inventory_refuses_over_use_and_changes_nothing():
 
 # ---------------------------------------------------------------- faults
 
+
 def test_faults_occur_at_their_rates_and_replay_by_seed():
     rates = FaultRates(crucible_crack=0.05, furnace_trip=0.1, barcode_misread=0.05, dispenser_jam=0.05)
     reader = BarcodeReader(np.random.default_rng(7), rates)
@@ -296,19 +329,19 @@ def test_faults_occur_at_their_rates_and_replay_by_seed():
     dispenser = Dispenser(np.random.default_rng(7), faults=rates)
     for _ in range(10000):
         try:
-            dispenser.dispense("Mn2O3", 1.0)      # cohesion 1.0: the base rate
+            dispenser.dispense("Mn2O3", 1.0)  # cohesion 1.0: the base rate
         except DispenserJam:
             jams += 1
     assert jams / 10000 == pytest.approx(0.05, abs=0.01)
 
-    recipe = Recipe(peak_c=300, dwell_h=0.5, ramp_c_per_min=10)   # short firings: the fault draws are what count
+    recipe = Recipe(peak_c=300, dwell_h=0.5, ramp_c_per_min=10)  # short firings: the fault draws are what count
     trips = cracks = 0
     for seed in range(300):
         firing = BoxFurnace(np.random.default_rng(seed), faults=rates).fire(Profile.of(recipe), [recipe] * 4)
         trips += firing.tripped_at_s is not None
         cracks += sum(firing.cracked)
     assert trips / 300 == pytest.approx(0.1, abs=0.04)
-    assert cracks / 1200 == pytest.approx(0.05 * 2, abs=0.025)     # x(1 + ramp/10) at 10 degC/min
+    assert cracks / 1200 == pytest.approx(0.05 * 2, abs=0.025)  # x(1 + ramp/10) at 10 degC/min
     again = BoxFurnace(np.random.default_rng(5), faults=rates).fire(Profile.of(recipe), [recipe] * 4)
     first = BoxFurnace(np.random.default_rng(5), faults=rates).fire(Profile.of(recipe), [recipe] * 4)
     assert again.cracked == first.cracked and again.tripped_at_s == first.tripped_at_s

@@ -10,9 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labloop.errors import LabloopError
-from labloop.strategy.simplex import simplex_grid as _simplex_grid
-from labloop.strategy.simplex import snap_simplex as _snap_simplex
-from labloop.strategy.space import CandidatePool, SearchSpace
 from labloop.spec import (
     CategoricalParameter,
     CompositionParameter,
@@ -22,6 +19,9 @@ from labloop.spec import (
     IntegerParameter,
     LinearConstraint,
 )
+from labloop.strategy.simplex import simplex_grid as _simplex_grid
+from labloop.strategy.simplex import snap_simplex as _snap_simplex
+from labloop.strategy.space import CandidatePool, SearchSpace
 
 MIXED = [
     ContinuousParameter(name="power", lower=10, upper=200),
@@ -37,15 +37,27 @@ MIXED = [
 
 @settings(max_examples=60, deadline=None)
 @given(
-    power=st.floats(10, 200), pressure=st.floats(1e-3, 10), cycles=st.integers(1, 20),
-    temp=st.sampled_from([100.0, 250.0, 400.0]), solvent=st.sampled_from(["water", "ethanol", "dmso"]),
-    ligand=st.sampled_from(["L1", "L2"]), parts=st.lists(st.integers(0, 10), min_size=2, max_size=2),
+    power=st.floats(10, 200),
+    pressure=st.floats(1e-3, 10),
+    cycles=st.integers(1, 20),
+    temp=st.sampled_from([100.0, 250.0, 400.0]),
+    solvent=st.sampled_from(["water", "ethanol", "dmso"]),
+    ligand=st.sampled_from(["L1", "L2"]),
+    parts=st.lists(st.integers(0, 10), min_size=2, max_size=2),
 )
 def test_every_parameter_type_round_trips(power, pressure, cycles, temp, solvent, ligand, parts):
     a, b = sorted(parts)
     mix = {"cs": a / 10, "fa": (b - a) / 10, "ma": (10 - b) / 10}
-    params = {"power": power, "pressure": pressure, "cycles": cycles, "temp": temp, "solvent": solvent,
-              "ligand": ligand, "substrate": "glass", **mix}
+    params = {
+        "power": power,
+        "pressure": pressure,
+        "cycles": cycles,
+        "temp": temp,
+        "solvent": solvent,
+        "ligand": ligand,
+        "substrate": "glass",
+        **mix,
+    }
     space = SearchSpace(MIXED)
     x = space.encode(params)
     assert x.shape == (space.dim,) and bool(space.feasible(x))
@@ -60,8 +72,19 @@ def test_every_parameter_type_round_trips(power, pressure, cycles, temp, solvent
 
 def test_features_one_hot_and_descriptors():
     space = SearchSpace(MIXED)
-    x = space.encode({"power": 10, "pressure": 1, "cycles": 1, "temp": 100, "solvent": "dmso", "ligand": "L2",
-                      "cs": 1, "fa": 0, "ma": 0})
+    x = space.encode(
+        {
+            "power": 10,
+            "pressure": 1,
+            "cycles": 1,
+            "temp": 100,
+            "solvent": "dmso",
+            "ligand": "L2",
+            "cs": 1,
+            "fa": 0,
+            "ma": 0,
+        }
+    )
     f = space.features(x[None])[0]
     owners = space.feature_owners()
     assert len(owners) == f.numel() == space.dim - 2 + 3 + 2
@@ -86,8 +109,11 @@ def test_simplex_grid_counts_stars_and_bars():
 
 
 def test_samples_respect_linear_constraints_and_grid():
-    params = [ContinuousParameter(name="a", lower=0, upper=10), ContinuousParameter(name="b", lower=0, upper=10),
-              IntegerParameter(name="n", lower=0, upper=5)]
+    params = [
+        ContinuousParameter(name="a", lower=0, upper=10),
+        ContinuousParameter(name="b", lower=0, upper=10),
+        IntegerParameter(name="n", lower=0, upper=5),
+    ]
     space = SearchSpace(params, [LinearConstraint(coefficients={"a": 1, "b": 1}, upper=5)])
     for p in space.decode_many(space.sample(50, seed=1)):
         assert p["a"] + p["b"] <= 5 + 1e-6 and isinstance(p["n"], int)
@@ -105,25 +131,39 @@ def test_constraint_on_categorical_is_refused():
         SearchSpace(params, [LinearConstraint(coefficients={"c": 1}, upper=1)])
 
 
-@pytest.mark.parametrize("bad,match", [({"power": 500}, "outside"), ({"solvent": "acetone"}, "not a choice"),
-                                       ({"power": "hot"}, "must be a number")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [({"power": 500}, "outside"), ({"solvent": "acetone"}, "not a choice"), ({"power": "hot"}, "must be a number")],
+)
 def test_bad_values_are_clear_errors(bad, match):
-    params = {"power": 10, "pressure": 1, "cycles": 1, "temp": 100, "solvent": "dmso", "ligand": "L2",
-              "cs": 1, "fa": 0, "ma": 0, **bad}
+    params = {
+        "power": 10,
+        "pressure": 1,
+        "cycles": 1,
+        "temp": 100,
+        "solvent": "dmso",
+        "ligand": "L2",
+        "cs": 1,
+        "fa": 0,
+        "ma": 0,
+        **bad,
+    }
     with pytest.raises(LabloopError, match=match):
         SearchSpace(MIXED).encode(params)
 
 
 def test_small_discrete_space_enumerates_and_large_does_not():
-    small = SearchSpace([CategoricalParameter(name="c", choices=list("abcd")), IntegerParameter(name="n", lower=0,
-                                                                                                upper=4)])
+    small = SearchSpace(
+        [CategoricalParameter(name="c", choices=list("abcd")), IntegerParameter(name="n", lower=0, upper=4)]
+    )
     assert small.grid().shape == (20, 2)
     assert SearchSpace(MIXED).grid() is None  # continuous columns: no enumeration
 
 
 def test_pool_finds_rows_and_refuses_empty():
-    space = SearchSpace([CategoricalParameter(name="c", choices=["x", "y"]), ContinuousParameter(name="a", lower=0,
-                                                                                                 upper=1)])
+    space = SearchSpace(
+        [CategoricalParameter(name="c", choices=["x", "y"]), ContinuousParameter(name="a", lower=0, upper=1)]
+    )
     pool = CandidatePool(space, [{"c": "x", "a": 0.5}, {"c": "y", "a": 0.25}])
     assert pool.index_of({"c": "y", "a": 0.25}) == 1 and pool.index_of({"c": "y", "a": 0.3}) is None
     with pytest.raises(LabloopError, match="empty"):

@@ -91,8 +91,10 @@ def test_unknown_field_is_named_with_its_path_and_a_fix():
     data = _with(stopping={"max_trails": 10})
     with pytest.raises(SpecError) as e:
         parse_spec(data, "c.yaml")
-    assert "c.yaml: stopping.max_trails: unknown field (fix: remove it or correct its spelling; the fields here " \
-           "are: max_trials, target_reached" in str(e.value)
+    assert (
+        "c.yaml: stopping.max_trails: unknown field (fix: remove it or correct its spelling; the fields here "
+        "are: max_trials, target_reached" in str(e.value)
+    )
 
 
 def test_unknown_parameter_type_and_missing_fields():
@@ -117,19 +119,24 @@ def test_cross_field_checks():
 
 
 def test_composition_expands_to_component_names():
-    spec = parse_spec(_with(parameters=[{"name": "mix", "type": "composition", "components": ["a", "b", "c"],
-                                         "step": 0.1}]))
+    spec = parse_spec(
+        _with(parameters=[{"name": "mix", "type": "composition", "components": ["a", "b", "c"], "step": 0.1}])
+    )
     assert spec.parameter_names() == ["a", "b", "c"]
     with pytest.raises(SpecError, match="must divide total"):
         parse_spec(_with(parameters=[{"name": "m", "type": "composition", "components": ["a", "b"], "step": 0.3}]))
 
 
 def test_objective_goals():
-    spec = CampaignSpec.model_validate(_with(objectives=[
-        {"name": "r", "direction": "minimize", "target": 5, "plugin": "p"},
-        {"name": "c", "direction": "maximize", "target": 1e-2, "plugin": "p"},
-        {"name": "b", "direction": "band", "band": [1, 2], "plugin": "p"},
-    ]))
+    spec = CampaignSpec.model_validate(
+        _with(
+            objectives=[
+                {"name": "r", "direction": "minimize", "target": 5, "plugin": "p"},
+                {"name": "c", "direction": "maximize", "target": 1e-2, "plugin": "p"},
+                {"name": "b", "direction": "band", "band": [1, 2], "plugin": "p"},
+            ]
+        )
+    )
     r, c, b = spec.objectives
     assert r.reached(5.0) and r.reached(4.9) and not r.reached(5.1) and not r.reached(math.nan)
     assert c.reached(0.02) and not c.reached(0.005)
@@ -155,29 +162,48 @@ def _strategy_yaml(section: str) -> str:
     return yaml.safe_dump(BASE) + section
 
 
-@pytest.mark.parametrize("section, expected", [
-    ("strategy:\n  options: {kernel: maternn}\n",
-     "c.yaml: strategy.options.kernel: 'maternn' is not allowed (allowed: one of 'auto', 'matern', 'rbf', "
-     "'matern_gamma', 'additive', 'edbo') (fix: use an allowed value (BotorchOptions in labloop/spec/strategy.py "
-     "describes each option))"),
-    ("strategy:\n  options: {acquisition: ei}\n",
-     "c.yaml: strategy.options.acquisition: 'ei' is not allowed (allowed: one of 'auto', 'logei', 'qlognei', 'ts', "
-     "'ucb')"),
-    ("strategy:\n  options: {acquisiton: ts}\n",
-     "c.yaml: strategy.options.acquisiton: unknown option 'acquisiton' for the botorch strategy (allowed options: "
-     "acquisition, kernel, incumbent,"),
-    ("strategy:\n  options: {mc_samples: 0}\n",
-     "c.yaml: strategy.options.mc_samples: 0 is not allowed (allowed: an integer >= 1 and <= 65536)"),
-    ("strategy:\n  options: {beta: [2.0, -1]}\n",
-     "c.yaml: strategy.options.beta: [2.0, -1] is not allowed (allowed: a number > 0 or a list of (a number > 0))"),
-    ("strategy:\n  options: {log_outcome: sometimes}\n",
-     "c.yaml: strategy.options.log_outcome: 'sometimes' is not allowed (allowed: one of 'auto' or true or false)"),
-    ("strategy:\n  options: {incumbent: best}\n",
-     "c.yaml: strategy.options.incumbent: 'best' is not allowed (allowed: one of 'posterior_mean', 'observed')"),
-    ("strategy:\n  name: random\n  options: {kernel: rbf}\n",
-     "c.yaml: strategy.options.kernel: unknown option 'kernel' for the random strategy (allowed options: "
-     "grid_limit) (fix: remove it or correct its spelling)"),
-])
+@pytest.mark.parametrize(
+    "section, expected",
+    [
+        (
+            "strategy:\n  options: {kernel: maternn}\n",
+            "c.yaml: strategy.options.kernel: 'maternn' is not allowed (allowed: one of 'auto', 'matern', 'rbf', "
+            "'matern_gamma', 'additive', 'edbo') (fix: use an allowed value (BotorchOptions in labloop/spec/strategy.py "
+            "describes each option))",
+        ),
+        (
+            "strategy:\n  options: {acquisition: ei}\n",
+            "c.yaml: strategy.options.acquisition: 'ei' is not allowed (allowed: one of 'auto', 'logei', 'qlognei', 'ts', "
+            "'ucb')",
+        ),
+        (
+            "strategy:\n  options: {acquisiton: ts}\n",
+            "c.yaml: strategy.options.acquisiton: unknown option 'acquisiton' for the botorch strategy (allowed options: "
+            "acquisition, kernel, incumbent,",
+        ),
+        (
+            "strategy:\n  options: {mc_samples: 0}\n",
+            "c.yaml: strategy.options.mc_samples: 0 is not allowed (allowed: an integer >= 1 and <= 65536)",
+        ),
+        (
+            "strategy:\n  options: {beta: [2.0, -1]}\n",
+            "c.yaml: strategy.options.beta: [2.0, -1] is not allowed (allowed: a number > 0 or a list of (a number > 0))",
+        ),
+        (
+            "strategy:\n  options: {log_outcome: sometimes}\n",
+            "c.yaml: strategy.options.log_outcome: 'sometimes' is not allowed (allowed: one of 'auto' or true or false)",
+        ),
+        (
+            "strategy:\n  options: {incumbent: best}\n",
+            "c.yaml: strategy.options.incumbent: 'best' is not allowed (allowed: one of 'posterior_mean', 'observed')",
+        ),
+        (
+            "strategy:\n  name: random\n  options: {kernel: rbf}\n",
+            "c.yaml: strategy.options.kernel: unknown option 'kernel' for the random strategy (allowed options: "
+            "grid_limit) (fix: remove it or correct its spelling)",
+        ),
+    ],
+)
 def test_bad_strategy_options_name_the_field_the_value_and_the_allowed_values(section, expected):
     with pytest.raises(SpecError) as e:
         spec_from_text(_strategy_yaml(section), "c.yaml")
@@ -188,23 +214,33 @@ def test_several_bad_options_are_reported_one_line_each():
     with pytest.raises(SpecError) as e:
         spec_from_text(_strategy_yaml("strategy:\n  options: {kernel: x, warp: maybe, nope: 1}\n"), "c.yaml")
     lines = str(e.value).splitlines()
-    assert [line.split(":")[1].strip() for line in lines] == \
-        ["strategy.options.kernel", "strategy.options.warp", "strategy.options.nope"]
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "strategy.options.kernel",
+        "strategy.options.warp",
+        "strategy.options.nope",
+    ]
 
 
 def test_valid_strategy_options_and_plugin_options():
     # every value docs/research/optimizer.md lists, and the documented spelling (an options mapping under strategy)
     for acq in ("auto", "logei", "qlognei", "ts", "ucb"):
         for kernel in ("matern", "rbf", "additive", "matern_gamma", "edbo"):
-            s = spec_from_text(_strategy_yaml(f"strategy:\n  options: {{acquisition: {acq}, kernel: {kernel}}}\n"),
-                               "c.yaml")
+            s = spec_from_text(
+                _strategy_yaml(f"strategy:\n  options: {{acquisition: {acq}, kernel: {kernel}}}\n"), "c.yaml"
+            )
             assert s.strategy.options == {"acquisition": acq, "kernel": kernel}
-    s = spec_from_text(_strategy_yaml("strategy:\n  options: {beta: [0.5, 2], max_noise: null, log_outcome: true,"
-                                      " warp: true, explore_below: 3.0e-4}\n"), "c.yaml")
+    s = spec_from_text(
+        _strategy_yaml(
+            "strategy:\n  options: {beta: [0.5, 2], max_noise: null, log_outcome: true,"
+            " warp: true, explore_below: 3.0e-4}\n"
+        ),
+        "c.yaml",
+    )
     assert s.strategy.options["beta"] == [0.5, 2] and s.strategy.options["log_outcome"] is True
     # a plugin strategy's options are its own business: passed on as given
-    s = spec_from_text(_strategy_yaml("strategy:\n  name: mylab.strategies:Grid\n  options: {kernel: anything}\n"),
-                       "c.yaml")
+    s = spec_from_text(
+        _strategy_yaml("strategy:\n  name: mylab.strategies:Grid\n  options: {kernel: anything}\n"), "c.yaml"
+    )
     assert s.strategy.options == {"kernel": "anything"}
 
 
@@ -234,7 +270,27 @@ def test_spec_package_reexports_every_model_and_keeps_the_schema_whole():
         assert getattr(spec_pkg, name) is not None, name
     defs = set(spec_pkg.CampaignSpec.model_json_schema()["$defs"])
     assert defs == {
-        "BestSpec", "CalibrationPolicy", "CategoricalParameter", "CompositionParameter", "ConsumablesSpec",
-        "ContinuousParameter", "DeviceSpec", "DiscreteParameter", "ExpertBelief", "FixedParameter", "IntegerParameter", "LabSpec",
-        "LinearConstraint", "ObjectiveSpec", "OutcomeConstraintSpec", "PriorDataSpec", "SchedulingSpec",
-        "SharingSpec", "StepSpec", "StockSpec", "StoppingSpec", "StrategySpec", "SuspenderSpec"}
+        "BestSpec",
+        "CalibrationPolicy",
+        "CategoricalParameter",
+        "CompositionParameter",
+        "ConsumablesSpec",
+        "ContinuousParameter",
+        "DeviceSpec",
+        "DiscreteParameter",
+        "ExpertBelief",
+        "FixedParameter",
+        "IntegerParameter",
+        "LabSpec",
+        "LinearConstraint",
+        "ObjectiveSpec",
+        "OutcomeConstraintSpec",
+        "PriorDataSpec",
+        "SchedulingSpec",
+        "SharingSpec",
+        "StepSpec",
+        "StockSpec",
+        "StoppingSpec",
+        "StrategySpec",
+        "SuspenderSpec",
+    }

@@ -12,28 +12,56 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings, strategies as st
+from campaign_files import REPO
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from labloop.cli import app
-
-from campaign_files import REPO
 
 TCO = REPO / "experiments" / "transparent_conductor.yaml"
 BASE = yaml.safe_load(TCO.read_text())
 CHOICES = BASE["parameters"][0]["choices"]
 
 #: Paths of fields that take a number (and the lab's free-form options, which a simulator reads as numbers).
-NUMBER_PATHS = [("parameters", i, k) for i in range(1, 6) for k in ("lower", "upper")] + [
-    ("parameters", 0, "descriptors", c, j) for c in CHOICES for j in range(3)] + [
-    ("objectives", 0, "target"), ("objectives", 1, "reference"), ("outcome_constraints", 0, "lower"),
-    ("stopping", "max_trials"), ("stopping", "max_wall_time"), ("lab", "time_scale"), ("lab", "options", "noise"),
-    ("seed",), ("strategy", "initial_design")]
-MAPPINGS = [(), ("parameters", 0), ("parameters", 3), ("objectives", 1), ("outcome_constraints", 0),
-            ("stopping",), ("strategy",), ("lab",), ("workflow", 2)]
-REQUIRED = [("name",), ("parameters",), ("objectives",), ("parameters", 2, "name"), ("parameters", 1, "type"),
-            ("parameters", 0, "choices"), ("objectives", 0, "plugin"), ("objectives", 1, "direction"),
-            ("workflow", 1, "kind"), ("lab", "simulator")]
+NUMBER_PATHS = (
+    [("parameters", i, k) for i in range(1, 6) for k in ("lower", "upper")]
+    + [("parameters", 0, "descriptors", c, j) for c in CHOICES for j in range(3)]
+    + [
+        ("objectives", 0, "target"),
+        ("objectives", 1, "reference"),
+        ("outcome_constraints", 0, "lower"),
+        ("stopping", "max_trials"),
+        ("stopping", "max_wall_time"),
+        ("lab", "time_scale"),
+        ("lab", "options", "noise"),
+        ("seed",),
+        ("strategy", "initial_design"),
+    ]
+)
+MAPPINGS = [
+    (),
+    ("parameters", 0),
+    ("parameters", 3),
+    ("objectives", 1),
+    ("outcome_constraints", 0),
+    ("stopping",),
+    ("strategy",),
+    ("lab",),
+    ("workflow", 2),
+]
+REQUIRED = [
+    ("name",),
+    ("parameters",),
+    ("objectives",),
+    ("parameters", 2, "name"),
+    ("parameters", 1, "type"),
+    ("parameters", 0, "choices"),
+    ("objectives", 0, "plugin"),
+    ("objectives", 1, "direction"),
+    ("workflow", 1, "kind"),
+    ("lab", "simulator"),
+]
 
 
 def _not_a_number_text(s: str) -> bool:
@@ -48,7 +76,8 @@ BAD_NUMBERS = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf, True, False, None]),
     st.text(min_size=1, max_size=8).filter(_not_a_number_text),
     st.lists(st.floats(allow_nan=False), min_size=1, max_size=2),
-    st.dictionaries(st.text(min_size=1, max_size=3), st.integers(), min_size=1, max_size=2))
+    st.dictionaries(st.text(min_size=1, max_size=3), st.integers(), min_size=1, max_size=2),
+)
 
 
 def _set(data, path, value):
@@ -87,9 +116,13 @@ def malformed(draw) -> str:
     text = yaml.safe_dump(data, sort_keys=False)
     if kind == "date":
         year = draw(st.integers(2000, 2100))
-        month, day = draw(st.one_of(st.tuples(st.integers(13, 99), st.integers(1, 28)),
-                                    st.tuples(st.integers(1, 12), st.integers(32, 99)),
-                                    st.tuples(st.just(2), st.integers(30, 31))))
+        month, day = draw(
+            st.one_of(
+                st.tuples(st.integers(13, 99), st.integers(1, 28)),
+                st.tuples(st.integers(1, 12), st.integers(32, 99)),
+                st.tuples(st.just(2), st.integers(30, 31)),
+            )
+        )
         text += f"sharing: {{embargo_until: {year:04d}-{month:02d}-{day:02d}}}\n"
     return text
 

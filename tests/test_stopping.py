@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from labloop.spec import parse_spec
 from labloop.run.stopping import budget_left, check
+from labloop.spec import parse_spec
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def spec(**stopping):
-    return parse_spec({
-        "name": "s", "parameters": [{"name": "x", "type": "continuous", "lower": 0, "upper": 1}],
-        "objectives": [{"name": "r", "direction": "minimize", "target": 5.0, "unit": "ohm/sq", "plugin": "p"}],
-        "stopping": stopping,
-    })
+    return parse_spec(
+        {
+            "name": "s",
+            "parameters": [{"name": "x", "type": "continuous", "lower": 0, "upper": 1}],
+            "objectives": [{"name": "r", "direction": "minimize", "target": 5.0, "unit": "ohm/sq", "plugin": "p"}],
+            "stopping": stopping,
+        }
+    )
 
 
 def trial(n, state="done", r=None, source="model", info=None):
-    return SimpleNamespace(number=n, state=state, values={} if r is None else {"r": r}, source=source,
-                           info=info or {})
+    return SimpleNamespace(number=n, state=state, values={} if r is None else {"r": r}, source=source, info=info or {})
 
 
 def test_target_reached_names_the_trial_and_the_value():
@@ -53,8 +55,9 @@ def test_time_limit_counts_from_the_campaign_start():
 def test_no_improvement_needs_k_consecutive_model_rounds_below_the_threshold():
     s = spec(max_trials=50, no_improvement_rounds=3, improvement_threshold=0.01)
     low = [trial(i, r=9, info={"improvement": 0.001}) for i in range(3, 6)]
-    assert check(s, [trial(1, r=9, source="sobol"), trial(2, r=9, info={"improvement": 0.5})] + low[:2], NOW,
-                 NOW) is None
+    assert (
+        check(s, [trial(1, r=9, source="sobol"), trial(2, r=9, info={"improvement": 0.5})] + low[:2], NOW, NOW) is None
+    )
     d = check(s, [trial(1, r=9, source="sobol"), trial(2, r=9, info={"improvement": 0.5})] + low, NOW, NOW)
     assert d.rule == "no_improvement" and d.evidence == {"expected_improvement": [0.001] * 3}
     assert "stayed below 0.01 for the last 3 proposals" in d.reason

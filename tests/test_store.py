@@ -7,13 +7,12 @@ import math
 
 import numpy as np
 import pytest
+from campaign_files import THINFILM
 from typer.testing import CliRunner
 
 from labloop.cli import app
 from labloop.errors import StoreError
 from labloop.store import DocumentWriter, Store
-
-from campaign_files import THINFILM
 
 runner = CliRunner()
 
@@ -71,11 +70,28 @@ def test_document_writer_stores_documents_and_process_points(store_url):
     w("descriptor", {"uid": "d-mon", "run_start": "run-1", "name": "chamber_pressure", "data_keys": {}})
     w("descriptor", {"uid": "d-pri", "run_start": "run-1", "name": "primary", "data_keys": {}})
     for i in range(5):
-        w("event", {"uid": f"e{i}", "descriptor": "d-mon", "time": 10.0 + i, "seq_num": i + 1,
-                    "data": {"chamber_pressure": 1.0 + i}, "timestamps": {"chamber_pressure": 10.0 + i}})
-    w("event", {"uid": "ep", "descriptor": "d-pri", "time": 20.0, "seq_num": 1,
-                "data": {"probe_sheet_resistance": 4.2, "flag": True, "bad": math.inf},
-                "timestamps": {"probe_sheet_resistance": 20.0}})
+        w(
+            "event",
+            {
+                "uid": f"e{i}",
+                "descriptor": "d-mon",
+                "time": 10.0 + i,
+                "seq_num": i + 1,
+                "data": {"chamber_pressure": 1.0 + i},
+                "timestamps": {"chamber_pressure": 10.0 + i},
+            },
+        )
+    w(
+        "event",
+        {
+            "uid": "ep",
+            "descriptor": "d-pri",
+            "time": 20.0,
+            "seq_num": 1,
+            "data": {"probe_sheet_resistance": 4.2, "flag": True, "bad": math.inf},
+            "timestamps": {"probe_sheet_resistance": 20.0},
+        },
+    )
     w("stop", {"uid": "s", "run_start": "run-1", "exit_status": "success"})
     docs = store.documents(trial_id=t.id)
     assert [n for n, _ in docs] == ["start", "descriptor", "descriptor"] + ["event"] * 6 + ["stop"]
@@ -100,7 +116,9 @@ def test_steps_samples_and_audit(store_url):
     store.finish_step(s1, "failed", "run-2", "DeviceError: arc")
     steps = store.steps(t.id)
     assert [(s.label, s.state, s.error) for s in steps] == [
-        ("transfer:chamber", "done", None), ("synthesize:chamber", "failed", "DeviceError: arc")]
+        ("transfer:chamber", "done", None),
+        ("synthesize:chamber", "failed", "DeviceError: arc"),
+    ]
     assert store.trial(t.id).current_step == 1
     store.locate_sample(c.id, t.sample_id, "load_lock", t.id)
     store.locate_sample(c.id, t.sample_id, "chamber", t.id)
@@ -140,8 +158,10 @@ def test_another_applications_database_is_not_taken_over(tmp_path):
         Store(f"sqlite:///{path}")
     assert "of its own" in err.value.fix
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == ["alembic_version",
-                                                                                  "sqlite_autoindex_alembic_version_1"]
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master")] == [
+            "alembic_version",
+            "sqlite_autoindex_alembic_version_1",
+        ]
 
 
 def test_unreachable_database_server_is_explained():
@@ -152,8 +172,16 @@ def test_unreachable_database_server_is_explained():
     assert "check that the server runs and the URL" in err.value.fix
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///file::memory:?uri=true",
-                                 "sqlite:///file:x?mode=memory&uri=true"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:x?mode=memory&uri=true",
+    ],
+)
 def test_in_memory_sqlite_is_refused(url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StoreError) as err:
@@ -181,7 +209,7 @@ def test_reading_commands_create_no_store(tmp_path, monkeypatch):
 def _read_only_url(url: str) -> str:
     """The same store opened read-only: SQLite's read-only mode, or PostgreSQL read-only transactions."""
     if url.startswith("sqlite:///"):
-        return f"sqlite:///file:{url[len('sqlite:///'):]}?mode=ro&uri=true"
+        return f"sqlite:///file:{url[len('sqlite:///') :]}?mode=ro&uri=true"
     assert "options=-c" in url  # conftest's fresh-schema URL
     return url + "%20-cdefault_transaction_read_only%3Don"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from labloop.errors import LabloopError, PluginError, SpecError
-from labloop.strategy.space import CandidatePool
+from labloop.no_improvement import improvement_stalled as the_rule
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -28,9 +28,9 @@ from labloop.strategy import (
     RandomStrategy,
     improvement_stalled,
     make_strategy,
+    modeling,
 )
-from labloop.no_improvement import improvement_stalled as the_rule
-from labloop.strategy import modeling
+from labloop.strategy.space import CandidatePool
 
 FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 
@@ -38,8 +38,9 @@ FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 def _spec(params, objectives=None, constraints=(), **kw):
     objectives = objectives or [ObjectiveSpec(name="y", direction="maximize", plugin="reading")]
     strategy = kw.pop("strategy", StrategySpec(initial_design=4, options=FAST))
-    return CampaignSpec(name="t", parameters=params, objectives=objectives, constraints=list(constraints),
-                        strategy=strategy, **kw)
+    return CampaignSpec(
+        name="t", parameters=params, objectives=objectives, constraints=list(constraints), strategy=strategy, **kw
+    )
 
 
 def _run(strat, f, n_obs, failed=lambda p: False):
@@ -70,9 +71,10 @@ def test_factory_builds_named_strategies_and_refuses_unknown():
 
 
 def test_continuous_model_improves_on_the_initial_design():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="z", lower=1, upper=100,
-                                                                                        log=True)])
-    f = lambda p: {"y": -((p["x"] - 0.7) ** 2) - (math.log10(p["z"]) - 1.0) ** 2}  # noqa: E731
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="z", lower=1, upper=100, log=True)]
+    )
+    f = lambda p: {"y": -((p["x"] - 0.7) ** 2) - (math.log10(p["z"]) - 1.0) ** 2}
     strat = make_strategy(spec)
     obs = _run(strat, f, 9)
     init_best = max(o.values["y"] for o in obs[:4])
@@ -84,8 +86,10 @@ def test_continuous_model_improves_on_the_initial_design():
 
 
 def test_seed_points_run_first_then_sobol_then_model():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
-                 strategy=StrategySpec(initial_design=3, seed_points=[{"x": 0.25}], options=FAST))
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)],
+        strategy=StrategySpec(initial_design=3, seed_points=[{"x": 0.25}], options=FAST),
+    )
     strat = make_strategy(spec)
     first = strat.ask(2, [], [])
     assert [p.source for p in first] == ["seed", "sobol"] and first[0].params["x"] == 0.25
@@ -94,25 +98,32 @@ def test_seed_points_run_first_then_sobol_then_model():
 
 
 def test_mixed_integer_categorical_space_without_cartesian_product():
-    params = [ContinuousParameter(name="x", lower=0, upper=1), IntegerParameter(name="n", lower=0, upper=200),
-              CategoricalParameter(name="c", choices=[f"s{i}" for i in range(30)])]
+    params = [
+        ContinuousParameter(name="x", lower=0, upper=1),
+        IntegerParameter(name="n", lower=0, upper=200),
+        CategoricalParameter(name="c", choices=[f"s{i}" for i in range(30)]),
+    ]
     spec = _spec(params)
     strat = make_strategy(spec)
     assert strat.pool is None  # 201 * 30 * continuous: no enumeration
-    f = lambda p: {"y": -abs(p["x"] - 0.5) - abs(p["n"] - 120) / 200 + (p["c"] == "s7")}  # noqa: E731
+    f = lambda p: {"y": -abs(p["x"] - 0.5) - abs(p["n"] - 120) / 200 + (p["c"] == "s7")}
     obs = _run(strat, f, 6)
     props = strat.ask(2, obs, [])
     for p in props:
-        assert isinstance(p.params["n"], int) and 0 <= p.params["n"] <= 200 and p.params["c"] in spec.parameters[2].choices
+        assert (
+            isinstance(p.params["n"], int) and 0 <= p.params["n"] <= 200 and p.params["c"] in spec.parameters[2].choices
+        )
 
 
 def test_composition_and_linear_constraints_hold_for_model_proposals():
-    params = [CompositionParameter(name="mix", components=["a", "b", "c"]),
-              ContinuousParameter(name="t", lower=0, upper=10)]
+    params = [
+        CompositionParameter(name="mix", components=["a", "b", "c"]),
+        ContinuousParameter(name="t", lower=0, upper=10),
+    ]
     cons = [LinearConstraint(coefficients={"a": 1, "t": 0.1}, upper=0.8)]
     spec = _spec(params, constraints=cons)
     strat = make_strategy(spec)
-    f = lambda p: {"y": p["a"] * p["t"] - p["c"]}  # noqa: E731
+    f = lambda p: {"y": p["a"] * p["t"] - p["c"]}
     obs = _run(strat, f, 5)
     for p in [o.params for o in obs] + [p.params for p in strat.ask(2, obs, [])]:
         assert abs(p["a"] + p["b"] + p["c"] - 1) < 1e-6
@@ -142,7 +153,7 @@ def test_pending_points_are_never_proposed_again():
 def test_batch_of_continuous_points_is_diverse_with_pending():
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
     strat = make_strategy(spec)
-    obs = _run(strat, lambda p: {"y": -(p["x"] - 0.3) ** 2}, 6)
+    obs = _run(strat, lambda p: {"y": -((p["x"] - 0.3) ** 2)}, 6)
     props = strat.ask(3, obs, [{"x": 0.3}])
     xs = sorted(p.params["x"] for p in props)
     assert min(b - a for a, b in zip(xs, xs[1:])) > 1e-3 and all(abs(x - 0.3) > 1e-4 for x in xs)
@@ -155,8 +166,9 @@ def test_failures_train_feasibility_and_failed_rows_are_not_reproposed():
     rows = [{"x": i / 39} for i in range(40)]
     strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST)
     obs = [Observation({"x": x}, {"y": x}) for x in (0.0, 0.1, 0.2, 0.3)]
-    obs += [Observation({"x": x}, {}, failed=True, reason="cracked") for x in (rows[22]["x"], rows[30]["x"],
-                                                                              rows[39]["x"])]
+    obs += [
+        Observation({"x": x}, {}, failed=True, reason="cracked") for x in (rows[22]["x"], rows[30]["x"], rows[39]["x"])
+    ]
     props = strat.ask(3, obs, [])
     failed = {rows[22]["x"], rows[30]["x"], rows[39]["x"]}
     assert all(p.params["x"] not in failed for p in props)
@@ -164,12 +176,17 @@ def test_failures_train_feasibility_and_failed_rows_are_not_reproposed():
 
 
 def test_two_objectives_with_outcome_constraint():
-    objectives = [ObjectiveSpec(name="r", direction="minimize", plugin="reading", reference=10.0),
-                  ObjectiveSpec(name="t", direction="maximize", plugin="reading")]
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], objectives=objectives,
-                 outcome_constraints=[OutcomeConstraintSpec(name="haze", plugin="reading", upper=0.5)])
+    objectives = [
+        ObjectiveSpec(name="r", direction="minimize", plugin="reading", reference=10.0),
+        ObjectiveSpec(name="t", direction="maximize", plugin="reading"),
+    ]
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)],
+        objectives=objectives,
+        outcome_constraints=[OutcomeConstraintSpec(name="haze", plugin="reading", upper=0.5)],
+    )
     strat = make_strategy(spec)
-    f = lambda p: {"r": 1 + 5 * p["x"], "t": p["x"], "haze": p["x"] ** 2}  # noqa: E731
+    f = lambda p: {"r": 1 + 5 * p["x"], "t": p["x"], "haze": p["x"] ** 2}
     obs = _run(strat, f, 6)
     props = strat.ask(2, obs, [])
     assert len(props) == 2 and all(p.source == "model" for p in props)
@@ -177,8 +194,10 @@ def test_two_objectives_with_outcome_constraint():
 
 
 def test_band_objective_and_log_transform():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
-                 objectives=[ObjectiveSpec(name="y", direction="band", band=(0.4, 0.6), plugin="reading")])
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)],
+        objectives=[ObjectiveSpec(name="y", direction="band", band=(0.4, 0.6), plugin="reading")],
+    )
     strat = make_strategy(spec)
     obs = _run(strat, lambda p: {"y": p["x"]}, 8)
     best = min(abs(o.values["y"] - 0.5) for o in obs)
@@ -212,19 +231,25 @@ def test_bad_observations_are_clear_errors():
 
 
 def test_random_strategy_draws_without_replacement_and_is_reproducible():
-    spec = _spec([CategoricalParameter(name="c", choices=list("abcdef"))],
-                 strategy=StrategySpec(name="random"))
+    spec = _spec([CategoricalParameter(name="c", choices=list("abcdef"))], strategy=StrategySpec(name="random"))
     a = make_strategy(spec).ask(6, [], [])
     b = make_strategy(spec).ask(6, [], [])
     assert [p.params for p in a] == [p.params for p in b]
     assert len({p.params["c"] for p in a}) == 6
 
 
-@pytest.mark.parametrize("selection, kind", [("believer", "LogExpectedImprovement"),  # the default
-                                             ("fantasy", "qLogExpectedImprovement")])
+@pytest.mark.parametrize(
+    "selection, kind",
+    [
+        ("believer", "LogExpectedImprovement"),  # the default
+        ("fantasy", "qLogExpectedImprovement"),
+    ],
+)
 def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule(selection, kind):
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=list("ab"))],
-                 stopping=StoppingSpec(max_trials=12))  # 60 rows > 2 x 12: a large pool, expected improvement
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=list("ab"))],
+        stopping=StoppingSpec(max_trials=12),
+    )  # 60 rows > 2 x 12: a large pool, expected improvement
     rows = [{"x": i / 29, "c": c} for i in range(30) for c in "ab"]
     strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST, batch_selection=selection)
     obs = [Observation(r, {"y": r["x"] * (r["c"] == "a")}) for r in rows[::9]]
@@ -267,16 +292,22 @@ def test_plug_in_incumbent_is_not_fooled_by_a_lucky_measurement():
     obs = [Observation(r, {"y": math.sin(3 * r["x"]) + noise[i]}) for i, r in enumerate(rows) if i % 3 == 0]
     lucky = max(range(len(obs)), key=lambda i: obs[i].values["y"])
     obs[lucky] = Observation(obs[lucky].params, {"y": obs[lucky].values["y"] + 1.0})  # one lucky reading
-    ei = {inc: BotorchStrategy(spec, pool, incumbent=inc, **FAST).ask(1, obs, [])[0]
-          .info["pool_max_expected_improvement_rel"] for inc in ("observed", "posterior_mean")}
+    ei = {
+        inc: BotorchStrategy(spec, pool, incumbent=inc, **FAST)
+        .ask(1, obs, [])[0]
+        .info["pool_max_expected_improvement_rel"]
+        for inc in ("observed", "posterior_mean")
+    }
     assert ei["posterior_mean"] > 2 * ei["observed"]
 
 
 @pytest.mark.parametrize("acquisition", ["ts", "auto"])
 def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition):
-    spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
-                 strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": acquisition}),
-                 stopping=StoppingSpec(max_trials=10))
+    spec = _spec(
+        [CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
+        strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": acquisition}),
+        stopping=StoppingSpec(max_trials=10),
+    )
     obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
     torch.manual_seed(123)
     before = torch.rand(1)
@@ -290,10 +321,13 @@ def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition)
     assert all(p.info["acquisition_kind"] == kind for p in a)
 
 
-@pytest.mark.parametrize("rows, budget, kind, kernel", [
-    (60, 40, "ThompsonSampling", "rbf"),  # 60 <= 2 x 40: a small pool, explore it
-    (60, 20, "LogExpectedImprovement", "matern"),  # 60 > 2 x 20: exploit the model
-])
+@pytest.mark.parametrize(
+    "rows, budget, kind, kernel",
+    [
+        (60, 40, "ThompsonSampling", "rbf"),  # 60 <= 2 x 40: a small pool, explore it
+        (60, 20, "LogExpectedImprovement", "matern"),  # 60 > 2 x 20: exploit the model
+    ],
+)
 def test_auto_strategy_follows_pool_size_against_budget(rows, budget, kind, kernel):
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=budget))
     pool_rows = [{"x": i / (rows - 1)} for i in range(rows)]
@@ -314,10 +348,14 @@ def test_every_kernel_fits_a_mixed_pool_and_explains_itself(kernel, acquisition)
     """Each kernel option learns that y depends on x and on the choice of c, not on the noise column z, and
     serves both pool acquisitions (Thompson sampling falls back to joint posterior samples where botorch has no
     pathwise sampler for the kernel)."""
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="z", lower=0, upper=1),
-                  CategoricalParameter(name="c", choices=list("abcd"))],
-                 strategy=StrategySpec(initial_design=4, options={**FAST, "kernel": kernel,
-                                                                  "acquisition": acquisition}))
+    spec = _spec(
+        [
+            ContinuousParameter(name="x", lower=0, upper=1),
+            ContinuousParameter(name="z", lower=0, upper=1),
+            CategoricalParameter(name="c", choices=list("abcd")),
+        ],
+        strategy=StrategySpec(initial_design=4, options={**FAST, "kernel": kernel, "acquisition": acquisition}),
+    )
     rows = [{"x": i / 11, "z": ((7 * i + j) % 12) / 11, "c": c} for i in range(12) for j, c in enumerate("abcd")]
 
     def f(r):
@@ -352,7 +390,7 @@ def test_output_warp_is_monotone_invertible_and_needs_enough_data():
 
     def skew(v):
         v = (v - v.mean()) / v.std()
-        return float((v ** 3).mean())
+        return float((v**3).mean())
 
     assert abs(skew(w(y))) < abs(skew(y)) / 2
     assert WarpedTransform.fit(base, skewed[:3]) is base  # too few values to fit a warp
@@ -360,9 +398,11 @@ def test_output_warp_is_monotone_invertible_and_needs_enough_data():
 
 
 def test_warped_strategy_reports_predictions_in_objective_units():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
-                 objectives=[ObjectiveSpec(name="y", direction="minimize", plugin="reading")],
-                 strategy=StrategySpec(initial_design=4, options={**FAST, "warp": True}))
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)],
+        objectives=[ObjectiveSpec(name="y", direction="minimize", plugin="reading")],
+        strategy=StrategySpec(initial_design=4, options={**FAST, "warp": True}),
+    )
     rows = [{"x": i / 39} for i in range(40)]
     pool = CandidatePool(BotorchStrategy(spec).space, rows)
     obs = [Observation(r, {"y": 1.0 + 50 * (r["x"] - 0.3) ** 2}) for r in rows[::4]]
@@ -374,8 +414,8 @@ def test_warped_strategy_reports_predictions_in_objective_units():
 
 
 def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
-    from labloop.strategy.space import SearchSpace
     from labloop.strategy.modeling import fit_gp
+    from labloop.strategy.space import SearchSpace
 
     space = SearchSpace([ContinuousParameter(name="x", lower=0, upper=1)])
     X = torch.linspace(0, 1, 60, dtype=torch.double).unsqueeze(-1)
@@ -390,9 +430,11 @@ def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
 # ------------------------------------------------------------------------------------- run-time fallbacks
 def _pool_case(budget=10, **options):
     """40 rows: a large pool for a budget of 10 (LogEI, Matern under 'auto'), a small one for 20 (TS, RBF)."""
-    spec = _spec([CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
-                 strategy=StrategySpec(initial_design=4, options={**FAST, **options}),
-                 stopping=StoppingSpec(max_trials=budget))
+    spec = _spec(
+        [CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
+        strategy=StrategySpec(initial_design=4, options={**FAST, **options}),
+        stopping=StoppingSpec(max_trials=budget),
+    )
     obs = [Observation({"c": f"s{i}"}, {"y": float(i % 7)}) for i in range(0, 40, 5)]
     return spec, obs
 
@@ -410,13 +452,16 @@ def test_a_failed_gp_fit_is_recorded_in_the_proposal(monkeypatch):
     monkeypatch.setattr(modeling, "fit_gpytorch_mll", broken)
     p = make_strategy(spec).ask(1, obs, [])[0]
     assert p.source == "model" and p.params["c"] not in {o.params["c"] for o in obs}
-    assert p.info["fallbacks"] == ["gp fit of 'y' failed (NotPSDError: Matrix not positive definite after repeatedly "
-                                   "adding jitter): used the prior-mode hyperparameters, not fitted to the data"]
+    assert p.info["fallbacks"] == [
+        "gp fit of 'y' failed (NotPSDError: Matrix not positive definite after repeatedly "
+        "adding jitter): used the prior-mode hyperparameters, not fitted to the data"
+    ]
 
 
 def test_botorch_fit_retries_are_recorded(monkeypatch):
-    from botorch.exceptions.warnings import OptimizationWarning
     import warnings
+
+    from botorch.exceptions.warnings import OptimizationWarning
 
     real = modeling.fit_gpytorch_mll
 
@@ -427,8 +472,10 @@ def test_botorch_fit_retries_are_recorded(monkeypatch):
     monkeypatch.setattr(modeling, "fit_gpytorch_mll", retried)
     spec, obs = _pool_case(acquisition="logei")
     p = make_strategy(spec).ask(1, obs, [])[0]
-    assert any(f.startswith("gp fit of 'y': botorch retried") and "ABNORMAL_TERMINATION_IN_LNSRCH" in f
-               for f in p.info["fallbacks"])
+    assert any(
+        f.startswith("gp fit of 'y': botorch retried") and "ABNORMAL_TERMINATION_IN_LNSRCH" in f
+        for f in p.info["fallbacks"]
+    )
 
 
 def test_pathwise_thompson_fallback_to_joint_samples_is_recorded(monkeypatch):
@@ -441,15 +488,21 @@ def test_pathwise_thompson_fallback_to_joint_samples_is_recorded(monkeypatch):
     spec, obs = _pool_case(acquisition="ts")
     p = make_strategy(spec).ask(1, obs, [])[0]
     assert p.info["acquisition_kind"] == "ThompsonSampling"
-    assert any(f.startswith("pathwise Thompson sampling unavailable for kernel 'matern' (NotImplementedError: no "
-                            "pathwise sampler") and "exact joint posterior samples over the 32 free rows" in f
-               for f in p.info["fallbacks"])
+    assert any(
+        f.startswith(
+            "pathwise Thompson sampling unavailable for kernel 'matern' (NotImplementedError: no pathwise sampler"
+        )
+        and "exact joint posterior samples over the 32 free rows" in f
+        for f in p.info["fallbacks"]
+    )
 
 
 def test_an_acquisition_that_cannot_apply_is_recorded_with_what_was_used():
     # Thompson sampling needs a candidate pool: a continuous space gets qLogNEI, and says so
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
-                 strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": "ts"}))
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)],
+        strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": "ts"}),
+    )
     obs = [Observation({"x": i / 5}, {"y": math.sin(3 * i / 5)}) for i in range(6)]
     p = make_strategy(spec).ask(1, obs, [])[0]
     assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement"
@@ -459,8 +512,10 @@ def test_an_acquisition_that_cannot_apply_is_recorded_with_what_was_used():
     obs = obs + [Observation({"c": "s1"}, {}, failed=True)]
     p = make_strategy(spec).ask(1, obs, [])[0]
     assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement"
-    assert ("acquisition 'ts' (from 'auto') cannot weigh outcome constraints or failed trials: used "
-            "qLogNoisyExpectedImprovement") in p.info["fallbacks"]
+    assert (
+        "acquisition 'ts' (from 'auto') cannot weigh outcome constraints or failed trials: used "
+        "qLogNoisyExpectedImprovement"
+    ) in p.info["fallbacks"]
 
 
 def test_a_retried_acquisition_optimization_is_recorded(monkeypatch):
@@ -471,8 +526,11 @@ def test_a_retried_acquisition_optimization_is_recorded(monkeypatch):
     real = acquisition.optimize_acqf
 
     def retried(*a, **k):  # botorch's own message when it restarts from new initial conditions
-        warnings.warn("Optimization failed in `gen_candidates_scipy` with the following warning(s):\n[...]\n"
-                      "Trying again with a new set of initial conditions.", RuntimeWarning)
+        warnings.warn(
+            "Optimization failed in `gen_candidates_scipy` with the following warning(s):\n[...]\n"
+            "Trying again with a new set of initial conditions.",
+            RuntimeWarning,
+        )
         return real(*a, **k)
 
     monkeypatch.setattr(acquisition, "optimize_acqf", retried)
@@ -480,13 +538,17 @@ def test_a_retried_acquisition_optimization_is_recorded(monkeypatch):
     obs = [Observation({"x": i / 5}, {"y": math.sin(3 * i / 5)}) for i in range(6)]
     p = make_strategy(spec).ask(1, obs, [])[0]
     assert p.source == "model"
-    assert ("acquisition optimizer: Optimization failed in `gen_candidates_scipy` with the following warning(s):"
-            in p.info["fallbacks"])
+    assert (
+        "acquisition optimizer: Optimization failed in `gen_candidates_scipy` with the following warning(s):"
+        in p.info["fallbacks"]
+    )
 
 
 def test_requested_warp_and_log_that_cannot_apply_are_recorded():
-    spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)],
-                 strategy=StrategySpec(initial_design=2, options={**FAST, "warp": True, "log_outcome": True}))
+    spec = _spec(
+        [ContinuousParameter(name="x", lower=0, upper=1)],
+        strategy=StrategySpec(initial_design=2, options={**FAST, "warp": True, "log_outcome": True}),
+    )
     obs = [Observation({"x": 0.1}, {"y": -1.0}), Observation({"x": 0.9}, {"y": 2.0})]
     p = make_strategy(spec).ask(1, obs, [])[0]
     assert p.source == "model"
@@ -581,8 +643,9 @@ def test_a_pool_proposal_believes_pending_rows(small):
     budget = 40 if small else 12  # 65 rows: at most 2 x 40 (small: Thompson sampling), more than 2 x 12
     right = 0
     for seed in range(12):
-        spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=budget),
-                     seed=seed)
+        spec = _spec(
+            [ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=budget), seed=seed
+        )
         pool = CandidatePool(BotorchStrategy(spec).space, rows + [o.params for o in obs])
         p = BotorchStrategy(spec, pool, **FAST).ask(1, obs, pend)[0]
         assert p.info["acquisition_kind"] == ("ThompsonSampling" if small else "LogExpectedImprovement")

@@ -25,10 +25,14 @@ OBJ = [ObjectiveSpec(name="y", direction="maximize", plugin="reading")]
 
 
 def _spec(params, name="botorch", seed=3, budget=50, options=FAST, seed_points=(), initial=4):
-    return CampaignSpec(name="pin", parameters=params, objectives=OBJ, seed=seed,
-                        stopping=StoppingSpec(max_trials=budget),
-                        strategy=StrategySpec(name=name, initial_design=initial, options=dict(options),
-                                              seed_points=list(seed_points)))
+    return CampaignSpec(
+        name="pin",
+        parameters=params,
+        objectives=OBJ,
+        seed=seed,
+        stopping=StoppingSpec(max_trials=budget),
+        strategy=StrategySpec(name=name, initial_design=initial, options=dict(options), seed_points=list(seed_points)),
+    )
 
 
 def _same(got, want):
@@ -43,14 +47,24 @@ def _same(got, want):
 
 
 def _summary(proposals):
-    return [(p.source, {k: (round(v, 6) if isinstance(v, float) else v) for k, v in p.params.items()},
-             p.info.get("acquisition_kind"), p.info.get("row")) for p in proposals]
+    return [
+        (
+            p.source,
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in p.params.items()},
+            p.info.get("acquisition_kind"),
+            p.info.get("row"),
+        )
+        for p in proposals
+    ]
 
 
 CONT = [ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="z", lower=-2, upper=2)]
 POOL = [CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])]
-MIXED = [ContinuousParameter(name="x", lower=0, upper=1), IntegerParameter(name="k", lower=0, upper=4),
-         CategoricalParameter(name="c", choices=["a", "b", "c"])]
+MIXED = [
+    ContinuousParameter(name="x", lower=0, upper=1),
+    IntegerParameter(name="k", lower=0, upper=4),
+    CategoricalParameter(name="c", choices=["a", "b", "c"]),
+]
 
 
 def _f(p):
@@ -79,8 +93,11 @@ def test_seed_points_and_initial_design_are_pinned():
 
 def test_an_expert_belief_shapes_the_pinned_initial_design():
     spec = _spec(CONT).model_copy(deep=True)
-    spec = spec.model_copy(update={"strategy": spec.strategy.model_copy(
-        update={"expert_prior": {"x": ExpertBelief(center=0.8, width=0.05)}})})
+    spec = spec.model_copy(
+        update={
+            "strategy": spec.strategy.model_copy(update={"expert_prior": {"x": ExpertBelief(center=0.8, width=0.05)}})
+        }
+    )
     got = _summary(make_strategy(spec).ask(3, [], []))
     assert _same(got, PINNED["expert_design"]), got
 
@@ -90,11 +107,14 @@ def test_continuous_model_proposals_are_pinned():
     assert _same(got, PINNED["continuous"]), got
 
 
-@pytest.mark.parametrize("case, budget, options", [
-    ("pool_logei", 10, FAST),                                        # large pool: believer LogEI, Matern
-    ("pool_ts", 20, FAST),                                           # small pool: Thompson sampling, RBF
-    ("pool_fantasy", 10, {**FAST, "batch_selection": "fantasy"}),    # qLogEI, sequential greedy
-])
+@pytest.mark.parametrize(
+    "case, budget, options",
+    [
+        ("pool_logei", 10, FAST),  # large pool: believer LogEI, Matern
+        ("pool_ts", 20, FAST),  # small pool: Thompson sampling, RBF
+        ("pool_fantasy", 10, {**FAST, "batch_selection": "fantasy"}),  # qLogEI, sequential greedy
+    ],
+)
 def test_pool_proposals_are_pinned(case, budget, options):
     spec = _spec(POOL, budget=budget, options=options)
     got = _summary(make_strategy(spec).ask(3, _pool_obs(), [{"c": "s1"}]))
@@ -106,38 +126,59 @@ def test_mixed_space_proposals_are_pinned():
     assert _same(got, PINNED["mixed"]), got
 
 
-@pytest.mark.parametrize("case, params, obs", [
-    ("random_cont", CONT, _cont_obs),
-    ("random_pool", POOL, _pool_obs),
-])
+@pytest.mark.parametrize(
+    "case, params, obs",
+    [
+        ("random_cont", CONT, _cont_obs),
+        ("random_pool", POOL, _pool_obs),
+    ],
+)
 def test_random_strategy_is_pinned(case, params, obs):
     spec = _spec(params, name="random", options={}, seed_points=[{"c": "s0"}] if params is POOL else [])
     got = _summary(make_strategy(spec).ask(3, obs(), [{"c": "s2"}] if params is POOL else []))
     assert _same(got, PINNED[case]), got
 
 
-PINNED: dict = {'design': [('seed', {'x': 0.5, 'z': 0.0}, None, None),
-            ('sobol', {'x': 0.9612, 'z': -0.027707}, None, None),
-            ('sobol', {'x': 0.470923, 'z': 1.974403}, None, None),
-            ('sobol', {'x': 0.263707, 'z': -0.553765}, None, None)],
- 'continuous': [('model', {'x': 0.470547, 'z': 1.95928}, 'qLogNoisyExpectedImprovement', None),
-                ('model', {'x': 0.461017, 'z': 1.396325}, 'qLogNoisyExpectedImprovement', None)],
- 'pool_logei': [('model', {'c': 's37'}, 'LogExpectedImprovement', 37),
-                ('model', {'c': 's2'}, 'LogExpectedImprovement', 2),
-                ('model', {'c': 's3'}, 'LogExpectedImprovement', 3)],
- 'pool_ts': [('model', {'c': 's23'}, 'ThompsonSampling', 23),
-             ('model', {'c': 's18'}, 'ThompsonSampling', 18),
-             ('model', {'c': 's8'}, 'ThompsonSampling', 8)],
- 'pool_fantasy': [('model', {'c': 's2'}, 'qLogExpectedImprovement', 2),
-                  ('model', {'c': 's3'}, 'qLogExpectedImprovement', 3),
-                  ('model', {'c': 's4'}, 'qLogExpectedImprovement', 4)],
- 'mixed': [('model', {'x': 0.18198, 'k': 4, 'c': 'b'}, 'qLogNoisyExpectedImprovement', None)],
- 'random_cont': [('random', {'x': 0.672506, 'z': -0.556987}, None, None),
-                 ('random', {'x': 0.428932, 'z': -1.495623}, None, None),
-                 ('random', {'x': 0.421606, 'z': -0.978584}, None, None)],
- 'random_pool': [('random', {'c': 's29'}, None, 29),
-                 ('random', {'c': 's33'}, None, 33),
-                 ('random', {'c': 's18'}, None, 18)],
- 'expert_design': [('sobol', {'x': 0.725634, 'z': -1.101892}, None, None),
-                   ('sobol', {'x': 0.815469, 'z': 0.892336}, None, None),
-                   ('sobol', {'x': 0.888239, 'z': -0.027707}, None, None)]}
+PINNED: dict = {
+    "design": [
+        ("seed", {"x": 0.5, "z": 0.0}, None, None),
+        ("sobol", {"x": 0.9612, "z": -0.027707}, None, None),
+        ("sobol", {"x": 0.470923, "z": 1.974403}, None, None),
+        ("sobol", {"x": 0.263707, "z": -0.553765}, None, None),
+    ],
+    "continuous": [
+        ("model", {"x": 0.470547, "z": 1.95928}, "qLogNoisyExpectedImprovement", None),
+        ("model", {"x": 0.461017, "z": 1.396325}, "qLogNoisyExpectedImprovement", None),
+    ],
+    "pool_logei": [
+        ("model", {"c": "s37"}, "LogExpectedImprovement", 37),
+        ("model", {"c": "s2"}, "LogExpectedImprovement", 2),
+        ("model", {"c": "s3"}, "LogExpectedImprovement", 3),
+    ],
+    "pool_ts": [
+        ("model", {"c": "s23"}, "ThompsonSampling", 23),
+        ("model", {"c": "s18"}, "ThompsonSampling", 18),
+        ("model", {"c": "s8"}, "ThompsonSampling", 8),
+    ],
+    "pool_fantasy": [
+        ("model", {"c": "s2"}, "qLogExpectedImprovement", 2),
+        ("model", {"c": "s3"}, "qLogExpectedImprovement", 3),
+        ("model", {"c": "s4"}, "qLogExpectedImprovement", 4),
+    ],
+    "mixed": [("model", {"x": 0.18198, "k": 4, "c": "b"}, "qLogNoisyExpectedImprovement", None)],
+    "random_cont": [
+        ("random", {"x": 0.672506, "z": -0.556987}, None, None),
+        ("random", {"x": 0.428932, "z": -1.495623}, None, None),
+        ("random", {"x": 0.421606, "z": -0.978584}, None, None),
+    ],
+    "random_pool": [
+        ("random", {"c": "s29"}, None, 29),
+        ("random", {"c": "s33"}, None, 33),
+        ("random", {"c": "s18"}, None, 18),
+    ],
+    "expert_design": [
+        ("sobol", {"x": 0.725634, "z": -1.101892}, None, None),
+        ("sobol", {"x": 0.815469, "z": 0.892336}, None, None),
+        ("sobol", {"x": 0.888239, "z": -0.027707}, None, None),
+    ],
+}

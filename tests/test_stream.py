@@ -7,14 +7,14 @@ import time
 
 import yaml
 from bluesky.callbacks.core import CallbackCounter
-
 from daemon_helpers import DaemonProcess, add_user, wait_until
+from running import two_chamber
+
 from labloop.control.bluesky_feed import documents
 from labloop.control.client import Follower
 from labloop.store import Store
 from labloop.store.events import add_events, events_after
 from labloop.web.live import StoreTail
-from running import two_chamber
 
 
 def test_a_subscriber_that_reconnects_loses_nothing_and_sees_nothing_twice(tmp_path):
@@ -93,8 +93,9 @@ def test_the_dashboards_store_tail_publishes_each_new_event_of_running_campaigns
             wait_until(lambda: (running.id, 6, "campaign_end") in hub.got, 10, 0.01)
         finally:
             tail.stop()
-        assert sorted(hub.got) == [(running.id, n, "step") for n in (4, 5)] + [(running.id, 6, "campaign_end")] \
-            + [(late.id, n, "step") for n in (1, 2)]
+        assert sorted(hub.got) == [(running.id, n, "step") for n in (4, 5)] + [(running.id, 6, "campaign_end")] + [
+            (late.id, n, "step") for n in (1, 2)
+        ]
         per_campaign = {cid: [n for c, n, _ in hub.got if c == cid] for cid in (running.id, late.id)}
         assert per_campaign == {running.id: [4, 5, 6], late.id: [1, 2]}  # in seq order, nothing twice
     finally:

@@ -10,7 +10,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
 import suite_markers
 
 TESTS = Path(__file__).resolve().parent
@@ -25,7 +24,9 @@ def test_the_lists_name_existing_files_and_keep_up_with_what_files_do():
     for listed in (suite_markers.BROWSER, suite_markers.DAEMON, suite_markers.SLOW):
         assert listed <= set(sources), f"suite_markers lists files that do not exist: {sorted(listed - set(sources))}"
     drives_browser = {n for n, s in sources.items() if re.search(r"^\s*from selenium|^\s*import selenium", s, re.M)}
-    starts_daemon = {n for n, s in sources.items() if re.search(r"^\s*from daemon_helpers import[^\n]*DaemonProcess", s, re.M)}
+    starts_daemon = {
+        n for n, s in sources.items() if re.search(r"^\s*from daemon_helpers import[^\n]*DaemonProcess", s, re.M)
+    }
     assert drives_browser == suite_markers.BROWSER, "add the file that drives a browser to BROWSER in suite_markers.py"
     assert starts_daemon <= suite_markers.DAEMON, "add the file that starts a daemon to DAEMON in suite_markers.py"
     assert suite_markers.BROWSER | suite_markers.DAEMON <= suite_markers.SLOW
@@ -33,8 +34,12 @@ def test_the_lists_name_existing_files_and_keep_up_with_what_files_do():
 
 def _item(filename: str, fixturenames=(), params=None):
     marks: list[str] = []
-    item = SimpleNamespace(path=TESTS / filename, fixturenames=list(fixturenames), add_marker=marks.append,
-                           get_closest_marker=lambda name: name if name in marks else None)
+    item = SimpleNamespace(
+        path=TESTS / filename,
+        fixturenames=list(fixturenames),
+        add_marker=marks.append,
+        get_closest_marker=lambda name: name if name in marks else None,
+    )
     if params is not None:
         item.callspec = SimpleNamespace(params=params)
     return item, marks
@@ -63,7 +68,9 @@ def test_a_missing_browser_skips_locally_naming_what_is_missing_and_how_to_get_i
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception) as skipped:
         suite_markers.pytest_runtest_setup(no_browser)
-    assert "chromium not found" in str(skipped.value) and "apt-get install chromium chromium-driver" in str(skipped.value)
+    assert "chromium not found" in str(skipped.value) and "apt-get install chromium chromium-driver" in str(
+        skipped.value
+    )
     assert "chromedriver" not in str(skipped.value).split("not found")[0]
 
 
@@ -85,10 +92,27 @@ def test_a_test_that_is_not_a_browser_test_is_left_alone(monkeypatch):
 @pytest.mark.slow  # a pytest of its own, collecting two files
 def test_pytest_deselects_by_marker():
     """`-m "not browser"` through pytest itself: the conftest wiring and the markers' registration in pyproject."""
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                          "-W", "error::pytest.PytestUnknownMarkWarning", "-m", "not browser",
-                          "tests/test_dashboard_browser.py", "tests/test_best.py"],
-                         cwd=TESTS.parent, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-W",
+            "error::pytest.PytestUnknownMarkWarning",
+            "-m",
+            "not browser",
+            "tests/test_dashboard_browser.py",
+            "tests/test_best.py",
+        ],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     collected = [line for line in out.stdout.splitlines() if "::" in line]
     assert collected and all(line.startswith("tests/test_best.py::") for line in collected)

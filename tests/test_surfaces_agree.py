@@ -34,17 +34,16 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from typer.testing import CliRunner
-
-from labloop.identity.keys import write_private
-from labloop.control.stream import LiveView
-from labloop.data.view import campaign_view, digest
-from labloop.run.liveness import liveness
-from labloop.identity import accounts
-
 from daemon_helpers import wait_until
 from running import two_chamber
 from test_dashboard_browser import Lab, browser, shoot, sign_in, wait_for  # noqa: F401 - browser is a fixture
+from typer.testing import CliRunner
+
+from labloop.control.stream import LiveView
+from labloop.data.view import campaign_view, digest
+from labloop.identity import accounts
+from labloop.identity.keys import write_private
+from labloop.run.liveness import liveness
 
 SEED = int(os.environ.get("LABLOOP_CHAOS_SEED", "20"))
 LIE = os.environ.get("LABLOOP_CHAOS_LIE", "")
@@ -88,22 +87,38 @@ class Surfaces:
         self.client = d.client(self.lab.keys["operator"])
         self.views = {n: LiveView(self.client, d.stream, n) for n in self.names}
         sign_in(self.driver, d.http, "operator", f"/campaigns/{self.names[0]}")
-        wait_for(lambda: self.driver.execute_script("return !!(window.labloopLive && window.labloopLive.rendered)"),
-                 what="the live page")
+        wait_for(
+            lambda: self.driver.execute_script("return !!(window.labloopLive && window.labloopLive.rendered)"),
+            what="the live page",
+        )
         if LIE == "page-best":
             self.driver.execute_script(PAGE_LIES_ABOUT_BEST)
 
     def read(self, kind: str, name: str) -> dict:
         if kind == "status":
-            r = CliRunner().invoke(_app(), ["status", "--server", self.lab.daemon.control, "--key", str(self.key_file),
-                                            "--campaign", name, "--json"])
+            r = CliRunner().invoke(
+                _app(),
+                [
+                    "status",
+                    "--server",
+                    self.lab.daemon.control,
+                    "--key",
+                    str(self.key_file),
+                    "--campaign",
+                    name,
+                    "--json",
+                ],
+            )
             assert r.exit_code == 0, r.output
             return digest(json.loads(r.output))
         if kind == "stream":
             return digest(self.views[name].view)
         if kind == "api":
-            r = httpx.get(f"{self.lab.daemon.http}/api/campaigns/{name}", timeout=30,
-                          headers={"Authorization": f"Bearer {self.token}"})
+            r = httpx.get(
+                f"{self.lab.daemon.http}/api/campaigns/{name}",
+                timeout=30,
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
             assert r.status_code == 200, r.text
             return digest(r.json())
         got = self.driver.execute_script("return window.labloopLive.rendered()")
@@ -188,24 +203,37 @@ def _agree(surfaces, kinds, settle, history, lock, sampled) -> int:
                 time.sleep(0.01)
             with lock:  # a state held until at least asked - LAG_S: (start, digest) entries, each held until the next
                 entries = list(history[name])
-            held = [d for i, (t, d) in enumerate(entries)
-                    if i + 1 == len(entries) or entries[i + 1][0] >= asked - LAG_S]
+            held = [
+                d for i, (t, d) in enumerate(entries) if i + 1 == len(entries) or entries[i + 1][0] >= asked - LAG_S
+            ]
             if kind == "page":
                 held = [as_page(d) for d in held]
             if got in held:
                 pending.discard((kind, name))
             else:
-                last[(kind, name)] = (got, held[-1], done - asked,
-                                      next((i for i, (_, d) in enumerate(reversed(entries))
-                                            if (as_page(d) if kind == "page" else d) == got), None))
+                last[(kind, name)] = (
+                    got,
+                    held[-1],
+                    done - asked,
+                    next(
+                        (
+                            i
+                            for i, (_, d) in enumerate(reversed(entries))
+                            if (as_page(d) if kind == "page" else d) == got
+                        ),
+                        None,
+                    ),
+                )
         if pending and time.monotonic() > deadline:
             lines = []
             for key in sorted(pending):
                 got, want, took, back = last[key]
                 diff = {k: (got.get(k), want.get(k)) for k in want if got.get(k) != want.get(k)}
                 when = "a state the store never had" if back is None else f"the store's state {back} changes ago"
-                lines.append(f"{key[0]} of {key[1]} disagrees with the store after {settle:g} s (its last read took "
-                             f"{took:.2f} s and showed {when}): {diff}")
+                lines.append(
+                    f"{key[0]} of {key[1]} disagrees with the store after {settle:g} s (its last read took "
+                    f"{took:.2f} s and showed {when}): {diff}"
+                )
             raise AssertionError("\n".join(lines))
         time.sleep(0.05)
     return reads
@@ -226,8 +254,10 @@ def _live_runner(lab: Lab, names: list[str], first: str) -> tuple[str, int]:
             if pid:
                 return n, pid
         time.sleep(0.1)
-    raise AssertionError("no campaign runner is alive: " + "; ".join(
-        f"{n}: {lab.store.campaign(n).state}, {liveness(lab.store.campaign(n)).describe()}" for n in names))
+    raise AssertionError(
+        "no campaign runner is alive: "
+        + "; ".join(f"{n}: {lab.store.campaign(n).state}, {liveness(lab.store.campaign(n)).describe()}" for n in names)
+    )
 
 
 def _kill_daemon(lab: Lab) -> None:
@@ -270,14 +300,20 @@ class Agent:
     was. The instrument measures a reference sample this test loads into it (the robot does not reach it)."""
 
     def __init__(self, lab: Lab):
-        from labloop.control.agent_process import AgentProcess
         from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
+
+        from labloop.control.agent_process import AgentProcess
 
         self.sim = ScpiSmuServer(read_time=0.01).__enter__()
         keys = lab.daemon.server_keys
         self.pair = (keys.public, keys.secret)
-        self.proc = AgentProcess("labloop_devices.scpi_smu:ScpiSmu", {**self.sim.connection_kwargs(), "timeout": 2},
-                                 name="smu", client=self.pair, folder=lab.tmp)
+        self.proc = AgentProcess(
+            "labloop_devices.scpi_smu:ScpiSmu",
+            {**self.sim.connection_kwargs(), "timeout": 2},
+            name="smu",
+            client=self.pair,
+            folder=lab.tmp,
+        )
         self.start()
 
     def start(self) -> None:
@@ -308,8 +344,12 @@ def _submit(lab: Lab, name: str, data: dict) -> None:
 
 def _start(lab: Lab, names: list[str], agent: Agent | None = None) -> None:
     # campaign a: a flaky probe (taken out of service after 2 failures in a row, brought back by a resume)
-    lab.run(names[0], max_trials=40, options={"probe_fault_rate": 0.3},
-            scheduling={"quarantine_after": 2, "pause_after_same_failures": 0})
+    lab.run(
+        names[0],
+        max_trials=40,
+        options={"probe_fault_rate": 0.3},
+        scheduling={"quarantine_after": 2, "pause_after_same_failures": 0},
+    )
     if agent is None:
         lab.run(names[1], max_trials=40)
     else:  # campaign b: every trial also measured on the agent's instrument
@@ -368,7 +408,10 @@ def test_every_surface_agrees_with_the_store_through_chaos(browser, chaos_lab, t
         assert surfaces.read("page", names[0])["buttons"] == []
         assert {"kill-daemon", "kill-campaign", "kill-agent"} <= {s for s, _ in done}
         # the agent served campaign b: its instrument's readings are in the store
-        assert any(s.device == "smu" and s.state == "done" for s in lab.store.steps(campaign_id=lab.store.campaign(names[1]).id))
+        assert any(
+            s.device == "smu" and s.state == "done"
+            for s in lab.store.steps(campaign_id=lab.store.campaign(names[1]).id)
+        )
         # the faults happened: the flaky lab's trials failed, and the surfaces agreed on that too
         assert any(t.state == "failed" for t in lab.store.trials(lab.store.campaign(names[0]).id))
     finally:
@@ -386,8 +429,15 @@ def test_the_comparison_catches_a_page_that_lies(browser, chaos_lab, tmp_path): 
     try:
         agree(surfaces, kinds=("page",))
         # the live events name the trial, what happened and its value ("674 best", "673 measurement" said nothing)
-        lines = wait_for(lambda: [li.text for li in browser.find_elements("css selector", "#events li")
-                                  if " measured: sheet_resistance=" in li.text], 120, "a measurement listed")
+        lines = wait_for(
+            lambda: [
+                li.text
+                for li in browser.find_elements("css selector", "#events li")
+                if " measured: sheet_resistance=" in li.text
+            ],
+            120,
+            "a measurement listed",
+        )
         assert all(" trial " in f" {line}" for line in lines)
         browser.execute_script("document.getElementById('events').scrollIntoView()")
         shoot(browser, tmp_path, "dashboard-events")

@@ -16,6 +16,7 @@ class Broken:
     def __getattr__(self, name):
         def fail(*a, **k):
             raise OSError(f"{name}: the store is gone")
+
         return fail
 
 

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import yaml
 from bluesky import RunEngine
+from labloop_simulators.thinfilm import physics
+from labloop_simulators.thinfilm.lab import build_lab
+from running import start
 
 from labloop.errors import LimitError, ObjectiveError
 from labloop.run import plans
 from labloop.run.objectives import TrialData, VisibleTransmittance, load_objective
 from labloop.spec import load_spec
-from labloop_simulators.thinfilm import physics
-from labloop_simulators.thinfilm.lab import build_lab
-
-from running import start
 
 CAMPAIGN = Path(__file__).resolve().parents[1] / "experiments" / "transparent_conductor.yaml"
 GOOD = dict(physics.optimum().recipe)
@@ -26,8 +25,10 @@ GOOD = dict(physics.optimum().recipe)
 
 def test_campaign_file_validates_with_two_objectives_a_constraint_and_a_categorical_dopant():
     spec = load_spec(CAMPAIGN)
-    assert [(o.name, o.direction) for o in spec.objectives] == [("sheet_resistance", "minimize"),
-                                                                ("visible_transmittance", "maximize")]
+    assert [(o.name, o.direction) for o in spec.objectives] == [
+        ("sheet_resistance", "minimize"),
+        ("visible_transmittance", "maximize"),
+    ]
     (floor,) = spec.outcome_constraints
     assert floor.plugin == "visible_transmittance" and floor.lower == 0.80
     dop = next(p for p in spec.parameters if p.name == "dopant")
@@ -41,12 +42,22 @@ def test_campaign_file_validates_with_two_objectives_a_constraint_and_a_categori
 
 # ------------------------------------------------------------------------------------------------ physics
 def test_nb_is_exactly_as_before_and_is_the_default():
-    recipe = {"o2_pressure": 0.3, "substrate_temperature": 400.0, "nb_fraction": 0.05, "rf_power": 150.0,
-              "duration": 30.0}
+    recipe = {
+        "o2_pressure": 0.3,
+        "substrate_temperature": 400.0,
+        "nb_fraction": 0.05,
+        "rf_power": 150.0,
+        "duration": 30.0,
+    }
     before = {  # physics.film(recipe) before dopants existed (commit adc69eb), to the last digit
-        "thickness_nm": 410.4, "carrier_density_cm3": 8.521602724386767e+20, "mobility_cm2_vs": 17.65571542849636,
-        "resistivity_ohm_cm": 0.00041484227027629354, "sheet_resistance": 10.487937062695286,
-        "crystallinity": 0.8320183851339245, "rutile_fraction": 0.0010508097522785032}
+        "thickness_nm": 410.4,
+        "carrier_density_cm3": 8.521602724386767e20,
+        "mobility_cm2_vs": 17.65571542849636,
+        "resistivity_ohm_cm": 0.00041484227027629354,
+        "sheet_resistance": 10.487937062695286,
+        "crystallinity": 0.8320183851339245,
+        "rutile_fraction": 0.0010508097522785032,
+    }
     assert physics.film(recipe).as_dict() == before
     assert physics.film({**recipe, "dopant": "Nb"}).as_dict() == before
     assert physics.optimum().sheet_resistance == pytest.approx(2.5008229897927974, rel=1e-9)  # the demo's landscape
@@ -101,10 +112,12 @@ def test_visible_transmittance_is_the_mean_over_400_to_800_nm():
     plugin = load_objective("visible_transmittance")
     assert isinstance(plugin, VisibleTransmittance)
     assert plugin(_Spectrum({"transmittance": [T], "wavelength": [lam]})) == pytest.approx(0.65)
-    assert VisibleTransmittance(lower=500, upper=600)(_Spectrum({"transmittance": [T], "wavelength": [lam]})) \
-        == pytest.approx(0.5 + 0.3 * 150 / 400)
-    assert VisibleTransmittance(percent=True)(_Spectrum({"transmittance": [100 * T], "wavelength": [lam]})) \
-        == pytest.approx(0.65)
+    assert VisibleTransmittance(lower=500, upper=600)(
+        _Spectrum({"transmittance": [T], "wavelength": [lam]})
+    ) == pytest.approx(0.5 + 0.3 * 150 / 400)
+    assert VisibleTransmittance(percent=True)(
+        _Spectrum({"transmittance": [100 * T], "wavelength": [lam]})
+    ) == pytest.approx(0.65)
 
 
 def test_visible_transmittance_fails_a_trial_cleanly_without_a_spectrum():
@@ -120,8 +133,11 @@ def test_visible_transmittance_fails_a_trial_cleanly_without_a_spectrum():
 # ------------------------------------------------------------------------------------------------ campaign
 def pareto(points):
     """Indices of the non-dominated points of (sheet_resistance to minimize, transmittance to maximize)."""
-    return [i for i, (r, t) in enumerate(points)
-            if not any((r2 <= r and t2 >= t) and (r2 < r or t2 > t) for r2, t2 in points)]
+    return [
+        i
+        for i, (r, t) in enumerate(points)
+        if not any((r2 <= r and t2 >= t) and (r2 < r or t2 > t) for r2, t2 in points)
+    ]
 
 
 def test_short_campaign_runs_end_to_end_with_both_objectives_and_a_pareto_front(tmp_path):
@@ -161,6 +177,7 @@ def test_benchmark_hypervolume_uses_the_stated_reference_point():
     (floor,) = load_spec(CAMPAIGN).outcome_constraints
     assert bench.REF_POINT == (-4.0, floor.lower) == (-4.0, 0.80)
     # (-1, 0.85) and (-2, 0.88) above (-4, 0.80): 3 * 0.05 + 2 * 0.03; infeasible and dominated points add nothing
-    assert bench.hypervolume([(10.0, 0.85), (100.0, 0.88), (5.0, 0.7), (1e5, 0.95), (1000.0, 0.82)]) \
-        == pytest.approx(0.21)
+    assert bench.hypervolume([(10.0, 0.85), (100.0, 0.88), (5.0, 0.7), (1e5, 0.95), (1000.0, 0.82)]) == pytest.approx(
+        0.21
+    )
     assert bench.hypervolume([]) == 0.0

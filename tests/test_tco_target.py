@@ -12,33 +12,57 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from labloop_simulators.thinfilm import characterization, physics
+from running import start
 
 from labloop.run.best import best_trial, feasible
 from labloop.spec import load_spec
-from labloop_simulators.thinfilm import characterization, physics
-
-from running import start
 
 CAMPAIGN = Path(__file__).resolve().parents[1] / "experiments" / "transparent_conductor.yaml"
 #: Thick, well-doped films: far below the 1000 ohm/sq target but under the 0.80 floor (noise-free: 10, 26 and 39
 #: ohm/sq at 0.75, 0.76 and 0.54); then a thin film that meets both (32 ohm/sq at 0.816).
 BELOW_TARGET_UNDER_FLOOR = [
-    {"dopant": "Ta", "o2_pressure": 0.264, "substrate_temperature": 428.774, "nb_fraction": 0.012, "rf_power": 185.671,
-     "duration": 45.534},
-    {"dopant": "Nb", "o2_pressure": 0.944, "substrate_temperature": 481.604, "nb_fraction": 0.03, "rf_power": 204.11,
-     "duration": 36.352},
-    {"dopant": "Ta", "o2_pressure": 0.051, "substrate_temperature": 579.329, "nb_fraction": 0.159, "rf_power": 213.777,
-     "duration": 43.334},
+    {
+        "dopant": "Ta",
+        "o2_pressure": 0.264,
+        "substrate_temperature": 428.774,
+        "nb_fraction": 0.012,
+        "rf_power": 185.671,
+        "duration": 45.534,
+    },
+    {
+        "dopant": "Nb",
+        "o2_pressure": 0.944,
+        "substrate_temperature": 481.604,
+        "nb_fraction": 0.03,
+        "rf_power": 204.11,
+        "duration": 36.352,
+    },
+    {
+        "dopant": "Ta",
+        "o2_pressure": 0.051,
+        "substrate_temperature": 579.329,
+        "nb_fraction": 0.159,
+        "rf_power": 213.777,
+        "duration": 43.334,
+    },
 ]
-FEASIBLE_BELOW_TARGET = {"dopant": "Ta", "o2_pressure": 0.201, "substrate_temperature": 420.108, "nb_fraction": 0.05,
-                         "rf_power": 115.817, "duration": 12.088}
+FEASIBLE_BELOW_TARGET = {
+    "dopant": "Ta",
+    "o2_pressure": 0.201,
+    "substrate_temperature": 420.108,
+    "nb_fraction": 0.05,
+    "rf_power": 115.817,
+    "duration": 12.088,
+}
 
 
 def _truth(recipe):
     film = physics.film(recipe)
     lam = np.linspace(300, 1100, 801)
-    return film.sheet_resistance, float(characterization.transmittance(film.as_dict(), recipe, lam)[
-        (lam >= 400) & (lam <= 800)].mean())
+    return film.sheet_resistance, float(
+        characterization.transmittance(film.as_dict(), recipe, lam)[(lam >= 400) & (lam <= 800)].mean()
+    )
 
 
 def test_the_bundled_file_stops_on_a_target_on_sheet_resistance_with_the_floor_on():
@@ -72,8 +96,9 @@ def test_the_campaign_stops_only_on_a_feasible_film(tmp_path):
     # the films before it reached the sheet-resistance target but broke the floor: they did not stop the campaign
     earlier = [t for t in trials if t.number < stop.number]
     assert len(earlier) == 3
-    assert all(t.state == "done" and t.values["sheet_resistance"] <= 1000.0 and not feasible(spec, t.values)
-               for t in earlier)
+    assert all(
+        t.state == "done" and t.values["sheet_resistance"] <= 1000.0 and not feasible(spec, t.values) for t in earlier
+    )
     assert store.campaign(cid).stop_reason.startswith(f"target reached at trial {stop.number}")
     assert best_trial(spec, trials).number == stop.number  # the only feasible film is the best
     store.close()

@@ -11,9 +11,6 @@ import bluesky.plan_stubs as bps
 import pytest
 from bluesky import RunEngine
 from bluesky.utils import FailedStatus
-
-from labloop.run import plans
-from labloop.errors import LimitError
 from labloop_devices.base import Move
 from labloop_devices.robot_arm import RobotArm
 from labloop_devices.scpi_smu import FOUR_POINT_FACTOR, ScpiSmu
@@ -21,6 +18,9 @@ from labloop_devices.tcp import LineTransport, ReplyError, TransportError
 from labloop_simulators.endpoints.base import LineServer
 from labloop_simulators.endpoints.robot_arm_server import RobotArmServer
 from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
+
+from labloop.errors import LimitError
+from labloop.run import plans
 
 FAST = 0.4  # reply timeout of the drivers under test (loopback answers in well under a millisecond)
 
@@ -116,8 +116,9 @@ def smu_sim():
 
 @pytest.fixture
 def smu(smu_sim):
-    dev = ScpiSmu(name="smu", host=smu_sim.host, port=smu_sim.port, timeout=FAST, status_timeout=3.0,
-                  source_current=1e-3)
+    dev = ScpiSmu(
+        name="smu", host=smu_sim.host, port=smu_sim.port, timeout=FAST, status_timeout=3.0, source_current=1e-3
+    )
     dev.sample.put("S-1")
     yield dev
     dev.disconnect()
@@ -130,8 +131,19 @@ def test_smu_measures_sheet_resistance_four_wire_with_the_real_command_set(smu, 
     assert reading["smu_current"]["value"] == pytest.approx(1e-3)
     assert reading["smu_voltage"]["value"] == pytest.approx(1e-3 * 250.0 / FOUR_POINT_FACTOR, rel=1e-5)
     assert smu_sim.requests == [
-        "*IDN?", "*RST", "*CLS", ":SYST:RSEN ON", ":SOUR:FUNC CURR", ':SENS:FUNC "VOLT"',
-        ":SENS:VOLT:PROT 2", ":SOUR:CURR 0.001", ":SYST:ERR?", ":OUTP ON", ":READ?", ":OUTP OFF", ":SYST:ERR?",
+        "*IDN?",
+        "*RST",
+        "*CLS",
+        ":SYST:RSEN ON",
+        ":SOUR:FUNC CURR",
+        ':SENS:FUNC "VOLT"',
+        ":SENS:VOLT:PROT 2",
+        ":SOUR:CURR 0.001",
+        ":SYST:ERR?",
+        ":OUTP ON",
+        ":READ?",
+        ":OUTP OFF",
+        ":SYST:ERR?",
     ]
     assert not smu_sim.output and smu_sim.four_wire  # output only on while reading; 4-wire sensing
     assert set(smu.describe()) == set(reading)

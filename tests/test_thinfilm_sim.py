@@ -12,18 +12,18 @@ import bluesky.preprocessors as bpp
 import numpy as np
 import pytest
 from bluesky import RunEngine
-
-from labloop import plugins
-from labloop.errors import DeviceError, LimitError, SpecError
-from labloop.run.lab import build_lab as build_lab_from_spec
-from labloop.run.lab import check_against_lab
-from labloop.spec import ContinuousParameter, load_spec
 from labloop_devices.base import Move
 from labloop_simulators.clock import SimClock
 from labloop_simulators.registry import SampleRegistry
 from labloop_simulators.thinfilm import physics
 from labloop_simulators.thinfilm.devices import SimFourPointProbe, SimSputterChamber
 from labloop_simulators.thinfilm.lab import build_lab
+
+from labloop import plugins
+from labloop.errors import DeviceError, LimitError, SpecError
+from labloop.run.lab import build_lab as build_lab_from_spec
+from labloop.run.lab import check_against_lab
+from labloop.spec import ContinuousParameter, load_spec
 
 CAMPAIGN = Path(__file__).resolve().parents[1] / "experiments" / "thinfilm.yaml"
 
@@ -173,8 +173,12 @@ def test_out_of_limits_setpoints_are_refused_and_nothing_moves(best):
     chamber, robot = lab["chamber"], lab["robot"]
     chamber.sample.put("S1")
     before = chamber.read()
-    for bad in ({"o2_pressure": 60.0}, {"substrate_temperature": 900.0}, {"rf_power": float("nan")},
-                {"heater_current": 3.0}):
+    for bad in (
+        {"o2_pressure": 60.0},
+        {"substrate_temperature": 900.0},
+        {"rf_power": float("nan")},
+        {"heater_current": 3.0},
+    ):
         with pytest.raises(LimitError):
             chamber.set({**best.recipe, **bad})
     with pytest.raises(DeviceError, match="lacks"):
@@ -249,7 +253,8 @@ def test_transfer_deposit_transfer_measure_in_a_bluesky_run(best):
     truth = physics.sheet_resistance(recipe)
     assert abs(math.log(reading["probe_sheet_resistance"] / truth)) < 4 * 0.03
     assert reading["probe_sheet_resistance"] == pytest.approx(
-        math.pi / math.log(2) * reading["probe_voltage"] / reading["probe_current"])
+        math.pi / math.log(2) * reading["probe_voltage"] / reading["probe_current"]
+    )
     assert lab["robot"].registry.location("S1") == "storage"
     assert lab["robot"].registry.get("S1").properties["complete"] is True
 
@@ -299,8 +304,9 @@ def test_fault_injection_fails_at_about_the_given_rate(best):
     assert 0.14 <= failed / 300 <= 0.26  # binomial sd ~0.023
     assert failed == probe.faults
 
-    chamber = SimSputterChamber(name="chamber", clock=clock, registry=registry, fault_rate=0.3, seed=5,
-                                update_interval=900)
+    chamber = SimSputterChamber(
+        name="chamber", clock=clock, registry=registry, fault_rate=0.3, seed=5, update_interval=900
+    )
     chamber.sample.put("C1")
     outcomes = []
     for _ in range(60):
@@ -377,10 +383,10 @@ def test_the_lab_locates_a_sample_by_its_sensors_when_no_device_tracks_it():
 
 
 def test_lab_paths_are_checked_up_front_naming_the_option_the_path_and_the_campaign_file(tmp_path, monkeypatch):
+    from campaign_files import thinfilm, write
     from typer.testing import CliRunner
 
     from labloop.cli import app
-    from campaign_files import thinfilm, write
 
     def validate(options):
         data = thinfilm()
@@ -392,8 +398,10 @@ def test_lab_paths_are_checked_up_front_naming_the_option_the_path_and_the_campa
     result, path = validate({"state_file": "/nonexistent/dir/world.json"})
     assert result.exit_code == 2, result.output
     out = " ".join(result.output.split())
-    assert f"{path}: lab.options.state_file: the folder '/nonexistent/dir' of '/nonexistent/dir/world.json' " \
-           "does not exist" in out
+    assert (
+        f"{path}: lab.options.state_file: the folder '/nonexistent/dir' of '/nonexistent/dir/world.json' "
+        "does not exist" in out
+    )
     assert "fix: name a file in an existing, writable folder" in out and "Traceback" not in result.output
 
     result, path = validate({"state_file": str(tmp_path)})
@@ -410,7 +418,8 @@ def test_lab_paths_are_checked_up_front_naming_the_option_the_path_and_the_campa
 
     result, path = validate({"noise": "lots"})  # every lab.options error names the campaign file
     assert result.exit_code == 2 and f"{path}: lab.options.noise: 'lots' is not a number" in " ".join(
-        result.output.split())
+        result.output.split()
+    )
 
     (tmp_path / "corrupt.json").write_text("{not json")
     result, path = validate({"state_file": str(tmp_path / "corrupt.json")})

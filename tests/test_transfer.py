@@ -22,13 +22,12 @@ from labloop.spec import (
     ContinuousParameter,
     ObjectiveSpec,
     PriorDataSpec,
-    StoppingSpec,
     StrategySpec,
 )
-from labloop.strategy import BotorchStrategy, CandidatePool, Observation, make_strategy
+from labloop.strategy import BotorchStrategy, Observation, make_strategy
+from labloop.strategy.modeling import fit_gp
 from labloop.strategy.priors import file_priors, from_record, related_store_observations, to_record
 from labloop.strategy.replay import run_replay, with_related
-from labloop.strategy.modeling import fit_gp
 from labloop.strategy.tables import table_lab
 from labloop.strategy.transfer import guarded_multitask, loo_score
 
@@ -151,10 +150,16 @@ def test_leave_one_out_scores_match_refitting_without_each_point():
     total = 0.0
     for i in range(len(X)):
         rest = [j for j in range(len(X)) if j != i]
-        gp = SingleTaskGP(X[rest], ys[rest], outcome_transform=None, covar_module=m.covar_module,
-                          likelihood=m.likelihood, mean_module=m.mean_module).eval()
+        gp = SingleTaskGP(
+            X[rest],
+            ys[rest],
+            outcome_transform=None,
+            covar_module=m.covar_module,
+            likelihood=m.likelihood,
+            mean_module=m.mean_module,
+        ).eval()
         with torch.no_grad():
-            post = gp.posterior(X[i:i + 1], observation_noise=True)
+            post = gp.posterior(X[i : i + 1], observation_noise=True)
         mu, var = float(post.mean.detach()), float(post.variance.detach())
         total += -0.5 * math.log(2 * math.pi * var) - 0.5 * (float(ys[i]) - mu) ** 2 / var - math.log(float(sd))
     assert loo_score(m) == pytest.approx(total, rel=1e-4)
@@ -193,24 +198,37 @@ def test_bad_related_inputs_are_clear_errors_before_anything_runs(tmp_path):
         with_related(lab, [typed])
     assert "same parameters, types and choices" in exc.value.fix
     # a continuous campaign with a categorical parameter and no pool: refused when the strategy is built
-    spec = CampaignSpec(name="mixed", parameters=[ContinuousParameter(name="x", lower=0, upper=1),
-                                                  CategoricalParameter(name="c", choices=list("ab")) ,
-                                                  ContinuousParameter(name="z", lower=0, upper=1)],
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
-                        strategy=StrategySpec(related=[PriorDataSpec(csv=target)], options=FAST))
+    spec = CampaignSpec(
+        name="mixed",
+        parameters=[
+            ContinuousParameter(name="x", lower=0, upper=1),
+            CategoricalParameter(name="c", choices=list("ab")),
+            ContinuousParameter(name="z", lower=0, upper=1),
+        ],
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+        strategy=StrategySpec(related=[PriorDataSpec(csv=target)], options=FAST),
+    )
     with pytest.raises(LabloopError, match=r"needs a candidate pool.*categorical parameters \(c\)"):
         make_strategy(spec)
     assert file_priors(spec.model_copy(update={"strategy": StrategySpec()})) == []
 
 
 def test_stored_campaign_with_other_parameter_types_is_refused():
-    spec = CampaignSpec(name="now", parameters=[ContinuousParameter(name="x", lower=0, upper=1)],
-                        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")])
-    earlier = ("name: before\nparameters:\n  - {name: x, type: categorical, choices: [lo, hi]}\n"
-               "objectives:\n  - {name: y, direction: maximize, plugin: reading}\n")
+    spec = CampaignSpec(
+        name="now",
+        parameters=[ContinuousParameter(name="x", lower=0, upper=1)],
+        objectives=[ObjectiveSpec(name="y", direction="maximize", plugin="reading")],
+    )
+    earlier = (
+        "name: before\nparameters:\n  - {name: x, type: categorical, choices: [lo, hi]}\n"
+        "objectives:\n  - {name: y, direction: maximize, plugin: reading}\n"
+    )
     store = SimpleNamespace(campaign=lambda ref: SimpleNamespace(name="before", id=1, spec_text=earlier))
-    with pytest.raises(LabloopError, match=r"campaign 'before' has other parameters.*x: ContinuousParameter here, "
-                                           "CategoricalParameter there"):
+    with pytest.raises(
+        LabloopError,
+        match=r"campaign 'before' has other parameters.*x: ContinuousParameter here, "
+        "CategoricalParameter there",
+    ):
         related_store_observations(spec, store, "before")
 
 
@@ -252,4 +270,3 @@ def test_several_related_campaigns_share_the_one_standard_error_level():
     for k in (2, 4, 8):
         assert 1 - NormalDist().cdf(threshold(k)) == pytest.approx(one_sided / k)
     assert threshold(2) < threshold(4) < threshold(8)
-

@@ -9,11 +9,11 @@ step fails with the reason and the device reconnects. No wall-clock assertions.
 from __future__ import annotations
 
 import pytest
+from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
 
 from labloop.devkit.instruments import check_file
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.epics import EpicsPoint, EpicsTransport
-from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
 
 TC = "temperature_epics.yaml"
 

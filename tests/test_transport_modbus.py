@@ -11,6 +11,15 @@ from __future__ import annotations
 import threading
 
 import pytest
+from instrument_helpers import (
+    assert_description_refused,
+    example,
+    set_watching,
+    simulated,
+    simulated_device,
+    wait_for,
+    wait_status,
+)
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -18,8 +27,6 @@ from labloop.devkit.instruments import check_file
 from labloop.errors import DeviceError, LimitError
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.modbus import ModbusPoint, ModbusTransport
-from instrument_helpers import (assert_description_refused, example, set_watching, simulated, simulated_device,
-                                wait_for, wait_status)
 
 FURNACE, MFC = "furnace_modbus.yaml", "mfc_modbus.yaml"
 
@@ -38,8 +45,9 @@ def test_cli_devices_check_file_simulated_runs_the_mfc_and_stops_its_simulator()
 
 
 def test_without_a_simulation_block_simulated_is_a_clear_error(tmp_path):
-    text = example(MFC).read_text().split("simulation:")[0] + "signals:" + example(MFC).read_text().split(
-        "signals:", 1)[1]
+    text = (
+        example(MFC).read_text().split("simulation:")[0] + "signals:" + example(MFC).read_text().split("signals:", 1)[1]
+    )
     f = tmp_path / "mfc.yaml"
     f.write_text(text)
     result = CliRunner().invoke(app, ["devices", "check", str(f), "--simulated"])
@@ -157,13 +165,16 @@ def test_alarm_bits_make_the_device_unhealthy():
         assert not health.ok and "sensor_break" in health.message
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["signals"]["setpoint"]["point"].update(regster=2), "regster"),
-    (lambda d: d["signals"]["setpoint"].pop("limits"), "needs limits"),
-    (lambda d: d["setpoints"]["temperature"].update(readback="temprature"), "temprature"),
-    (lambda d: d["transport"].update(kind="profibus"), "unknown transport 'profibus'"),
-    (lambda d: d["signals"].update(set={"point": {"register": 3}}), "taken by the device"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["signals"]["setpoint"]["point"].update(regster=2), "regster"),
+        (lambda d: d["signals"]["setpoint"].pop("limits"), "needs limits"),
+        (lambda d: d["setpoints"]["temperature"].update(readback="temprature"), "temprature"),
+        (lambda d: d["transport"].update(kind="profibus"), "unknown transport 'profibus'"),
+        (lambda d: d["signals"].update(set={"point": {"register": 3}}), "taken by the device"),
+    ],
+)
 def test_a_bad_description_is_refused_with_the_field_named(change, message):
     assert_description_refused(FURNACE, change, message)
 
@@ -187,8 +198,9 @@ def test_poll_delivers_values_and_then_the_failure_when_the_controller_dies():
         t = ModbusTransport(sim.address, timeout=0.5)
         got: list = []
         stop = threading.Event()
-        thread = t.poll(ModbusPoint(table="input", register=0, type="float32"), 0.01,
-                        lambda value, when: got.append(value), stop)
+        thread = t.poll(
+            ModbusPoint(table="input", register=0, type="float32"), 0.01, lambda value, when: got.append(value), stop
+        )
         wait_for(lambda: len([v for v in got if isinstance(v, float)]) >= 3, what="three polled values")
         sim.kill()
         wait_for(lambda: any(isinstance(v, TransportError) for v in got), what="the failure to be polled")

@@ -8,11 +8,11 @@ fails the step, and the device works again once the server is back. No wall-cloc
 from __future__ import annotations
 
 import pytest
+from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
 
 from labloop.devkit.instruments import check_file
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.opcua import OpcuaCommand, OpcuaPoint, OpcuaTransport
-from instrument_helpers import example, set_watching, simulated, simulated_device, wait_for, wait_status
 
 REACTOR = "reactor_opcua.yaml"
 RUN = OpcuaCommand(object="ns=2;s=Reactor", method="ns=2;s=Reactor.RunProgram", args=["{value}"])

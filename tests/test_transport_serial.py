@@ -8,11 +8,11 @@ device works again once the balance is back. No wall-clock assertions.
 from __future__ import annotations
 
 import pytest
+from instrument_helpers import example, simulated, simulated_device, wait_for, wait_status
 
 from labloop.devkit.instruments import check_file
 from labloop.transports.base import RefusedError, ReplyError, TransportError
 from labloop.transports.serial import SerialCommand, SerialTransport
-from instrument_helpers import example, simulated, simulated_device, wait_for, wait_status
 
 BALANCE = "balance_mtsics.yaml"
 

@@ -10,6 +10,16 @@ defined and undefined execution errors, a stall. No wall-clock assertions.
 from __future__ import annotations
 
 import pytest
+from instrument_helpers import (
+    assert_description_refused,
+    example,
+    garbage_then_stall,
+    killed_mid_read,
+    simulated,
+    simulated_device,
+    wait_for,
+    wait_status,
+)
 from typer.testing import CliRunner
 
 from labloop.cli import app
@@ -18,8 +28,6 @@ from labloop.devkit.instruments import check_file
 from labloop.errors import LimitError
 from labloop.transports.base import RefusedError, TransportError
 from labloop.transports.sila import SilaPoint, SilaTransport
-from instrument_helpers import (assert_description_refused, example, garbage_then_stall, killed_mid_read,
-                                simulated, simulated_device, wait_for, wait_status)
 
 READER = "platereader_sila.yaml"
 CHECKS = [c for c in check_names() if c != "errors_fail_status"]  # gRPC never shows the raw bytes (see above)
@@ -44,8 +52,9 @@ def test_a_read_is_an_observable_command_whose_result_depends_on_the_chamber_tem
         reader.sample.put("s1")
         assert wait_status(reader.trigger()) is None
         cool = reader.read()[reader.absorbance.name]["value"]
-        assert sim.state()["reads"] == 1 and cool == pytest.approx(reader.transport.read(
-            SilaPoint(feature="PlateReaderControl", property="LastAbsorbance")))
+        assert sim.state()["reads"] == 1 and cool == pytest.approx(
+            reader.transport.read(SilaPoint(feature="PlateReaderControl", property="LastAbsorbance"))
+        )
         reader.temperature.put(40.0)
         wait_for(lambda: reader.temperature.get() > 37.0, what="the chamber to warm (it lags its setpoint)")
         assert wait_status(reader.trigger()) is None
@@ -123,10 +132,13 @@ def test_a_lamp_failure_makes_the_reader_unhealthy_and_fails_a_read_in_progress(
         assert not reader.health().ok and "lamp_failure" in reader.health().message
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["signals"]["temperature"]["point"].pop("feature"), "feature"),
-    (lambda d: d["commands"]["measure_plate"]["point"].update(cmd="MeasurePlate"), "cmd"),
-    (lambda d: d["commands"]["measure_plate"]["point"].update(args=["Wavelength"]), "args"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["signals"]["temperature"]["point"].pop("feature"), "feature"),
+        (lambda d: d["commands"]["measure_plate"]["point"].update(cmd="MeasurePlate"), "cmd"),
+        (lambda d: d["commands"]["measure_plate"]["point"].update(args=["Wavelength"]), "args"),
+    ],
+)
 def test_a_bad_description_is_refused_with_the_field_named(change, message):
     assert_description_refused(READER, change, message)

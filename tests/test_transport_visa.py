@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from instrument_helpers import example, simulated, simulated_device, wait_for, wait_status
 
 from labloop.devkit.instruments import check_file
 from labloop.transports.base import RefusedError, ReplyError, TransportError
 from labloop.transports.visa import VisaPoint, VisaTransport
-from instrument_helpers import example, simulated, simulated_device, wait_for, wait_status
 
 SMU = "smu_visa.yaml"
 

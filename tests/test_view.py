@@ -14,6 +14,7 @@ import time
 
 import pytest
 import yaml
+from running import two_chamber
 from typer.testing import CliRunner
 
 from labloop.control.eventlog import EventLog
@@ -21,8 +22,6 @@ from labloop.data.view import allowed_actions, apply, campaign_view, digest
 from labloop.spec import spec_from_text
 from labloop.store import Store
 from labloop.store.events import events_after
-
-from running import two_chamber
 
 
 @pytest.fixture
@@ -79,15 +78,16 @@ def test_a_started_trial_is_announced_running_with_where_its_sample_is(camp):
 
 
 def test_a_transfer_moves_the_sample_in_the_view_as_in_the_store(camp):
-    """"samples: ...-0009 @ chamber" while the chamber held 0010: the step events now say where a move put it."""
+    """ "samples: ...-0009 @ chamber" while the chamber held 0010: the step events now say where a move put it."""
     store, c, spec, _ = camp
     t = store.add_trial(c.id, {"o2_pressure": 1.0}, "random", {}, "s")
     store.transition(t.id, "proposed", "running")
     store.locate_sample(c.id, t.sample_id, "storage", t.id)
     view = campaign_view(store, c.id)
     log = EventLog(store, c.id, spec)
-    log.observer("step", {"trial": t.number, "step": "transfer:deposition", "device": "robot", "to": "chamber2",
-                          "attempt": 1})
+    log.observer(
+        "step", {"trial": t.number, "step": "transfer:deposition", "device": "robot", "to": "chamber2", "attempt": 1}
+    )
     log.document("start", {"uid": "r1", "trial": t.number, "step": "transfer:deposition", "sample_id": t.sample_id})
     log.document("stop", {"run_start": "r1", "exit_status": "success", "reason": ""})
     log.close()
@@ -103,8 +103,14 @@ def test_a_failed_remote_step_says_why_not_a_status_repr(camp):
     store, c, spec, _ = camp
     log = EventLog(store, c.id, spec)
     log.document("start", {"uid": "r1", "trial": 1, "step": "measure"})
-    log.document("stop", {"run_start": "r1", "exit_status": "fail",
-                          "reason": "Status(obj=RemoteDevice(name='probe'), done=True, success=False)"})
+    log.document(
+        "stop",
+        {
+            "run_start": "r1",
+            "exit_status": "fail",
+            "reason": "Status(obj=RemoteDevice(name='probe'), done=True, success=False)",
+        },
+    )
     log.close()
     end = [e for e in _stream(store, c.id) if e["kind"] == "step_end"][0]["body"]
     assert "Status(" not in end["reason"] and end["reason"]
@@ -209,8 +215,17 @@ def test_watch_starts_from_the_campaign_views_best(camp):
     w = WatchView()
     w.seed(campaign_view(store, c.id))
     assert w.campaigns[c.id]["best"] == "122.5 (trial 2)"
-    w.add([{"campaign_id": c.id, "campaign": c.name, "seq": 3, "kind": "measurement",
-            "body": {"trial": {"number": 3, "state": "done", "values": {"sheet_resistance": 127.78}}}}])
+    w.add(
+        [
+            {
+                "campaign_id": c.id,
+                "campaign": c.name,
+                "seq": 3,
+                "kind": "measurement",
+                "body": {"trial": {"number": 3, "state": "done", "values": {"sheet_resistance": 127.78}}},
+            }
+        ]
+    )
     assert w.campaigns[c.id]["best"] == "122.5 (trial 2)"
 
 
@@ -220,13 +235,14 @@ def test_the_page_of_a_finished_campaign_offers_no_control(camp):
     import re
 
     from starlette.testclient import TestClient
+    from web_helpers import add_user
 
     from labloop.web.app import Dashboard
-    from web_helpers import add_user
 
     store, c, _, url = camp
     token = add_user(store, "olga", "operator")
     with TestClient(Dashboard(url, tail=False).app(), base_url="http://127.0.0.1") as client:
+
         def shown() -> set[str]:
             html = client.get("/campaigns/view-test", headers={"Authorization": f"Bearer {token}"}).text
             return {m.group(1) for m in re.finditer(r'<button data-action="(\w+)"[^>]*class="act \w+">', html)}

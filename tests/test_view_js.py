@@ -9,14 +9,13 @@ import threading
 from importlib import resources
 
 import yaml
+from running import two_chamber
+from test_dashboard_browser import browser  # noqa: F401 - a fixture
 
 from labloop.control.eventlog import EventLog
 from labloop.data.view import apply, campaign_view, digest
 from labloop.store import Store
 from labloop.store.events import events_after
-
-from running import two_chamber
-from test_dashboard_browser import browser  # noqa: F401 - a fixture
 
 RUN = """
 const view = arguments[0], events = arguments[1];
@@ -39,8 +38,11 @@ def _campaign(tmp_path):
     thread.start()
     thread.join(120)
     log.close()
-    events = [{"seq": e.seq, "kind": e.kind, "body": e.body}
-              for e in events_after(store, runner.campaign.id, 0, limit=100_000) if e.kind != "document"]
+    events = [
+        {"seq": e.seq, "kind": e.kind, "body": e.body}
+        for e in events_after(store, runner.campaign.id, 0, limit=100_000)
+        if e.kind != "document"
+    ]
     return store, runner.campaign.id, first, events
 
 
@@ -61,5 +63,7 @@ def test_the_page_applies_events_as_the_server_does(browser, tmp_path):  # noqa:
         assert js_digest == json.loads(json.dumps(digest(py)))
     # and the whole stream ends where a fresh read is (trials, samples, best)
     fresh = digest(campaign_view(store, cid))
-    assert {k: digest(py)[k] for k in ("trials", "samples", "best")} == {k: fresh[k] for k in ("trials", "samples", "best")}
+    assert {k: digest(py)[k] for k in ("trials", "samples", "best")} == {
+        k: fresh[k] for k in ("trials", "samples", "best")
+    }
     store.close()

@@ -45,8 +45,9 @@ def slow_fallback(monkeypatch):
 
 
 def listener(url: str) -> subprocess.Popen[str]:
-    p = subprocess.Popen([sys.executable, "-c", LISTENER, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", LISTENER, url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     return p
 
@@ -193,8 +194,7 @@ def test_a_listener_whose_connection_is_cut_wakes_and_listens_again(postgres_url
         with engine.begin() as conn:
             assert conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
         assert w.wait(0.005, limit=60.0)  # woken by the loss itself
-        wait_for(lambda: backend._conn is not None and backend._conn.info.backend_pid != pid and not backend._lost,
-                 60)
+        wait_for(lambda: backend._conn is not None and backend._conn.info.backend_pid != pid and not backend._lost, 60)
         w.wait(0.005, limit=0.0)
         writer.ring(("answers", 5))
         assert w.wait(0.005, limit=60.0)

@@ -10,23 +10,21 @@ import hashlib
 import json
 import re
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+from running import two_chamber
 from sqlalchemy import func, select
 from starlette.testclient import TestClient
+from web_helpers import PASSWORD, add_user
 
-from labloop.store import chain
-from labloop.store import Store
-from labloop.store.schema import Event, OperatorRequest, WebSession
-from labloop.identity import accounts
 from labloop.data.status import snapshot
+from labloop.identity import accounts
+from labloop.store import Store, chain
+from labloop.store.schema import Event, OperatorRequest, WebSession
 from labloop.web.app import COOKIE, Dashboard
 from labloop.web.thin import Thinner
-
-from running import two_chamber
-from web_helpers import PASSWORD, add_user
 
 
 @pytest.fixture
@@ -45,8 +43,9 @@ def site(tmp_path):
 def sign_in(client: TestClient, name: str, password: str = PASSWORD):
     page = client.get("/login")
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
-    return client.post("/login", data={"csrf": csrf, "name": name, "password": password, "next": "/"},
-                       follow_redirects=False)
+    return client.post(
+        "/login", data={"csrf": csrf, "name": name, "password": password, "next": "/"}, follow_redirects=False
+    )
 
 
 def page_csrf(client: TestClient, campaign: str = "web-test") -> str:
@@ -141,7 +140,11 @@ def test_api_token_for_scripts(site):
     client, store, c, tokens, _ = site
     assert client.get("/api/campaigns", headers={"Authorization": "Bearer llt_wrong"}).status_code == 401
     r = client.get("/api/campaigns/web-test", headers={"Authorization": f"Bearer {tokens['viewer']}"})
-    assert r.status_code == 200 and r.json()["campaign"]["name"] == "web-test" and r.json()["campaign"]["state"] == "running"
+    assert (
+        r.status_code == 200
+        and r.json()["campaign"]["name"] == "web-test"
+        and r.json()["campaign"]["state"] == "running"
+    )
     new = accounts.issue_token(store, "viewer")  # a new token retires the old one
     assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {tokens['viewer']}"}).status_code == 401
     assert client.get("/api/campaigns", headers={"Authorization": f"Bearer {new}"}).status_code == 200
@@ -183,7 +186,15 @@ def test_unknown_campaign_and_page_are_404(site):
 def test_pages_load_nothing_from_other_sites(site):
     client, *_ = site
     sign_in(client, "admin")
-    for path in ("/", "/campaigns/web-test", "/audit", "/login", "/static/app.js", "/static/plot.js", "/static/style.css"):
+    for path in (
+        "/",
+        "/campaigns/web-test",
+        "/audit",
+        "/login",
+        "/static/app.js",
+        "/static/plot.js",
+        "/static/style.css",
+    ):
         body = client.get(path).text
         assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', body), path
         assert "@import" not in body and "url(http" not in body, path
@@ -227,13 +238,22 @@ def test_event_stream_catches_up_from_the_store_after_a_reconnect(site):
 
 
 def _reading(descriptor: str, value: float) -> dict:
-    return {"name": "event", "doc": {"descriptor": descriptor, "time": 1.0, "data": {f"{descriptor}_p": value},
-                                     "uid": "x", "timestamps": {}, "seq_num": 1}}
+    return {
+        "name": "event",
+        "doc": {
+            "descriptor": descriptor,
+            "time": 1.0,
+            "data": {f"{descriptor}_p": value},
+            "uid": "x",
+            "timestamps": {},
+            "seq_num": 1,
+        },
+    }
 
 
 def _stored(store: Store, cid: int, rows: list[tuple[int, float, str, dict]]) -> None:
     """(seq, seconds after a fixed time, kind, body) rows into the events table."""
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     with store.session() as s:
         for seq, dt, kind, body in rows:
             s.add(Event(campaign_id=cid, seq=seq, at=t0 + timedelta(seconds=dt), kind=kind, body=body))
@@ -283,8 +303,12 @@ def test_thinned_stream_sends_every_campaign_event_and_a_reconnect_resumes_after
     client, store, c, tokens, dash = site
     rows = [(1, 0.0, "step_start", {"trial": 1})]
     rows += [(seq, 0.001 * seq, "document", _reading("a", float(seq))) for seq in range(2, 12)]
-    rows += [(12, 0.02, "step_end", {"trial": 1}), (13, 1.0, "document", _reading("a", 1.0)),
-             (14, 1.0, "document", _reading("b", 1.0)), (15, 3.0, "measurement", {"trial": {"number": 1}})]
+    rows += [
+        (12, 0.02, "step_end", {"trial": 1}),
+        (13, 1.0, "document", _reading("a", 1.0)),
+        (14, 1.0, "document", _reading("b", 1.0)),
+        (15, 3.0, "measurement", {"trial": {"number": 1}}),
+    ]
     _stored(store, c.id, rows)
     auth = {"Authorization": f"Bearer {tokens['viewer']}"}
     with client.stream("GET", "/api/campaigns/web-test/events?thin=1", headers=auth) as r:
@@ -294,8 +318,7 @@ def test_thinned_stream_sends_every_campaign_event_and_a_reconnect_resumes_after
         assert [e[0] for e in data["events"]] == [1, 11, 12, 13, 14, 15] and data["thinned"] == 9
         assert next(frames)[1] == "live"
     # the page dropped after seq 12 (say): it resumes after the last id it had, nothing of the rest missing
-    with client.stream("GET", "/api/campaigns/web-test/events?thin=1",
-                       headers={**auth, "Last-Event-ID": "12"}) as r:
+    with client.stream("GET", "/api/campaigns/web-test/events?thin=1", headers={**auth, "Last-Event-ID": "12"}) as r:
         frames = _frames(r)
         seq, kind, data = next(frames)
         assert seq == 15 and [e[0] for e in data["events"]] == [13, 14, 15]
@@ -322,8 +345,12 @@ def _live_gap(site, query: str, later: list[tuple]):
 
 
 def test_thinned_live_stream_batches_and_fills_a_gap_from_the_store(site):
-    later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
-             (4, 0.0, "alert", {"message": "hot"}), (5, 0.0, "measurement", {"trial": {"number": 1}})]
+    later = [
+        (2, 0.0, "step_end", {"trial": 1}),
+        (3, 0.0, "document", _reading("a", 1.0)),
+        (4, 0.0, "alert", {"message": "hot"}),
+        (5, 0.0, "measurement", {"trial": {"number": 1}}),
+    ]
     with _live_gap(site, "thin=1&", later) as (second, frames):
         assert second[0] == 2
         seq, kind, data = next(frames)
@@ -331,8 +358,12 @@ def test_thinned_live_stream_batches_and_fills_a_gap_from_the_store(site):
 
 
 def test_unthinned_live_stream_sends_every_event_and_fills_a_gap_from_the_store(site):
-    later = [(2, 0.0, "step_end", {"trial": 1}), (3, 0.0, "document", _reading("a", 1.0)),
-             (4, 0.0, "document", _reading("a", 2.0)), (5, 0.0, "measurement", {"trial": {"number": 1}})]
+    later = [
+        (2, 0.0, "step_end", {"trial": 1}),
+        (3, 0.0, "document", _reading("a", 1.0)),
+        (4, 0.0, "document", _reading("a", 2.0)),
+        (5, 0.0, "measurement", {"trial": {"number": 1}}),
+    ]
     with _live_gap(site, "", later) as (second, frames):
         assert second[:2] == (2, "step_end")
         got = [next(frames) for _ in range(3)]

@@ -4,16 +4,19 @@ clear answer naming the problem and change nothing; a signed-in user's error pag
 from __future__ import annotations
 
 import pytest
+from test_web import sign_in, site  # noqa: F401 - the dashboard fixture
 
 from labloop.identity.roles import a_role
-from test_web import sign_in, site  # noqa: F401 - the dashboard fixture
 
 
 def test_api_errors_are_json_including_405(site):  # noqa: F811 - a fixture imported above
     client, *_ = site
     sign_in(client, "operator")
-    for method, path, status in (("delete", "/api/campaigns", 405), ("get", "/api/nothing/here", 404),
-                                 ("put", "/api/campaigns/web-test/actions/pause", 405)):
+    for method, path, status in (
+        ("delete", "/api/campaigns", 405),
+        ("get", "/api/nothing/here", 404),
+        ("put", "/api/campaigns/web-test/actions/pause", 405),
+    ):
         r = client.request(method, path)
         assert r.status_code == status and r.headers["content-type"].startswith("application/json"), r.text
         assert r.json()["ok"] is False and r.json()["error"]["problem"]
@@ -47,19 +50,29 @@ def test_out_of_range_event_numbers_and_trials_are_400_naming_the_field(site):  
     assert r.status_code == 400 and "after" in r.json()["error"]["problem"]
     html = client.get("/campaigns/web-test").text
     import re
+
     csrf = re.search(r'"csrf":"([^"]+)"', html).group(1)
-    r = client.post("/api/campaigns/web-test/actions/approve", json={"trials": [10**30]},
-                    headers={"x-csrf-token": csrf})
+    r = client.post(
+        "/api/campaigns/web-test/actions/approve", json={"trials": [10**30]}, headers={"x-csrf-token": csrf}
+    )
     assert r.status_code == 400 and "trials" in r.json()["error"]["problem"]
-    for body, word in ((b"[" * 5_000 + b"]" * 5_000, "nested"), (b'{"trials": "3"}', "trials"),
-                       (b'{"trials": [1], "reason": ["x"]}', "reason")):
-        r = client.post("/api/campaigns/web-test/actions/" + ("reject" if b"reason" in body else "approve"),
-                        content=body, headers={"x-csrf-token": csrf, "content-type": "application/json"})
+    for body, word in (
+        (b"[" * 5_000 + b"]" * 5_000, "nested"),
+        (b'{"trials": "3"}', "trials"),
+        (b'{"trials": [1], "reason": ["x"]}', "reason"),
+    ):
+        r = client.post(
+            "/api/campaigns/web-test/actions/" + ("reject" if b"reason" in body else "approve"),
+            content=body,
+            headers={"x-csrf-token": csrf, "content-type": "application/json"},
+        )
         assert r.status_code in (400, 413) and word in r.json()["error"]["problem"], r.text
     assert store.pending_requests(1) == []
 
 
-@pytest.mark.parametrize("role, said", [("approver", "an approver"), ("admin", "an admin"),
-                                        ("operator", "an operator"), ("viewer", "a viewer")])
+@pytest.mark.parametrize(
+    "role, said",
+    [("approver", "an approver"), ("admin", "an admin"), ("operator", "an operator"), ("viewer", "a viewer")],
+)
 def test_roles_take_their_article(role, said):
     assert a_role(role) == said

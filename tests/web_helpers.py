@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import zmq
 
-from labloop.store import Store
 from labloop.identity import accounts
+from labloop.store import Store
 
 PASSWORD = "correct horse battery"
 

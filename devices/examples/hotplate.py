@@ -11,12 +11,12 @@ import threading
 import time
 from typing import Any, ClassVar
 
+from labloop_devices.base import Health, Station
+from labloop_devices.tcp import LineTransport, ReplyError, TcpDevice, parse_fields
 from ophyd import Component as Cpt
 from ophyd import Signal
 
 from labloop.errors import DeviceError
-from labloop_devices.base import Health, Station
-from labloop_devices.tcp import LineTransport, ReplyError, TcpDevice, parse_fields
 
 
 class Hotplate(TcpDevice, Station):
@@ -27,8 +27,19 @@ class Hotplate(TcpDevice, Station):
     process_signals = ("temperature",)
     temperature = Cpt(Signal, value=math.nan, kind="hinted", doc="Plate temperature (C).")
 
-    def __init__(self, prefix: str = "", *, name: str, host: str, port: int = 7000, tolerance: float = 1.0,
-                 poll: float = 0.05, timeout: float = 1.0, status_timeout: float = 900.0, **kwargs: Any):
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        host: str,
+        port: int = 7000,
+        tolerance: float = 1.0,
+        poll: float = 0.05,
+        timeout: float = 1.0,
+        status_timeout: float = 900.0,
+        **kwargs: Any,
+    ):
         super().__init__(prefix, name=name, **kwargs)
         self.transport = LineTransport(host, port, timeout=timeout, name=name)
         self._transports = (self.transport,)  # the conformance kit's reconnect check uses these
@@ -72,8 +83,10 @@ class Hotplate(TcpDevice, Station):
         if self._stop.wait(self.poll):
             raise DeviceError(f"{self.name}: recipe stopped (stop() was called)", "run the recipe again")
         if time.monotonic() > deadline:
-            raise DeviceError(f"{self.name}: temperature not reached in {self.default_timeout:g} s",
-                              "check the heater; raise status_timeout for slow ramps")
+            raise DeviceError(
+                f"{self.name}: temperature not reached in {self.default_timeout:g} s",
+                "check the heater; raise status_timeout for slow ramps",
+            )
 
     def _command(self, line: str) -> None:
         reply = self.transport.query(line)

@@ -27,19 +27,21 @@ from labloop.errors import DeviceError
 class AlarmWatchingStation(DeclarativeStation):
     def wait_until(self, what: str, done: Any, deadline: float) -> None:
         def watched() -> bool:
-            self._check_stop(what)   # a stop() wins over a completion that lands at the same moment
+            self._check_stop(what)  # a stop() wins over a completion that lands at the same moment
             raised = [a for a in self.spec.health.alarms if getattr(self, a).get()]
             if raised:
                 t = self.transport
-                raise DeviceError(f"{self.name}: {', '.join(raised)} while {what} ({self.spec.model}, {t.kind} "
-                                  f"{t.address})", "find and clear the cause on the instrument, reset its alarm, "
-                                  "then run the step again (the sample saw an interrupted process)")
+                raise DeviceError(
+                    f"{self.name}: {', '.join(raised)} while {what} ({self.spec.model}, {t.kind} {t.address})",
+                    "find and clear the cause on the instrument, reset its alarm, "
+                    "then run the step again (the sample saw an interrupted process)",
+                )
             return bool(done())
 
         try:
             super().wait_until(what, watched, deadline)
         except DeviceError:
-            if self._stop.is_set():   # stop() may have reached the instrument before this step's start did:
+            if self._stop.is_set():  # stop() may have reached the instrument before this step's start did:
                 self.do(self.spec.stop)  # stop what the step started, so the next step finds it idle
             raise
 
@@ -51,7 +53,7 @@ class Furnace(AlarmWatchingStation):
             signal = self.spec.setpoints[field].signal
             if signal is not None:
                 getattr(self, signal).put(float(value))
-        self.do(self.spec.start)    # run = 1: the program starts with the profile just written
+        self.do(self.spec.start)  # run = 1: the program starts with the profile just written
         for field, value in recipe.items():
             self.complete(field, self.spec.setpoints[field], float(value), deadline)
 
@@ -61,18 +63,23 @@ class Diffractometer(DeclarativeInstrument):
     counts = Cpt(Signal, value=np.zeros(0), kind="normal", doc="counts of the last pattern")
 
     def measure(self) -> None:
-        super().measure()   # SCAN, *OPC?, FETC? -> pattern_raw (text); SAMP? and TTH? read alongside
+        super().measure()  # SCAN, *OPC?, FETC? -> pattern_raw (text); SAMP? and TTH? read alongside
         raw = str(self.pattern_raw.get())
         try:
             counts = np.array([float(v) for v in raw.split(",")])
             start, stop, step = (float(v) for v in str(self.scan_range.get()).split(","))
         except ValueError:
             t = self.transport
-            raise DeviceError(f"{self.name}: the pattern from {t.kind} {t.address} is not a list of numbers: "
-                              f"{raw[:80]!r}", "check the instrument's data format (FORM ASC)") from None
+            raise DeviceError(
+                f"{self.name}: the pattern from {t.kind} {t.address} is not a list of numbers: {raw[:80]!r}",
+                "check the instrument's data format (FORM ASC)",
+            ) from None
         two_theta = start + step * np.arange(len(counts))
         if len(counts) < 2 or abs(two_theta[-1] - stop) > step:
-            raise DeviceError(f"{self.name}: the pattern has {len(counts)} points, which does not fit its range "
-                              f"{start:g}..{stop:g} step {step:g}", "fetch the pattern again")
+            raise DeviceError(
+                f"{self.name}: the pattern has {len(counts)} points, which does not fit its range "
+                f"{start:g}..{stop:g} step {step:g}",
+                "fetch the pattern again",
+            )
         self.two_theta.put(two_theta)
         self.counts.put(counts)

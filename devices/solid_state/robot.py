@@ -24,16 +24,28 @@ NS = "ns=2;s=Robot"
 
 def lab_positions() -> tuple[str, ...]:
     """The solid-state lab's taught positions: rack, stations, furnace slots (furnace N slot S is ``fNsS``)."""
-    return tuple([f"rack{i:02d}" for i in range(1, 25)] + ["dispenser", "balance", "xrd"]
-                 + [f"f{n}s{s}" for n in range(1, 5) for s in range(1, 5)])
+    return tuple(
+        [f"rack{i:02d}" for i in range(1, 25)]
+        + ["dispenser", "balance", "xrd"]
+        + [f"f{n}s{s}" for n in range(1, 5) for s in range(1, 5)]
+    )
 
 
 class OpcuaRobot(Robot):
     simulator: ClassVar[str] = "labloop_simulators.solid_state_lab.robot:RobotEndpoint"
     default_timeout = 120.0
 
-    def __init__(self, prefix: str = "", *, name: str, address: str, timeout: float = 2.0,
-                 positions: list[str] | None = None, poll: float = 0.05, **kwargs: Any):
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        address: str,
+        timeout: float = 2.0,
+        positions: list[str] | None = None,
+        poll: float = 0.05,
+        **kwargs: Any,
+    ):
         super().__init__(prefix, name=name, **kwargs)
         self.transport = OpcuaTransport(address, timeout=timeout, name=name)
         self.positions = tuple(positions or lab_positions())
@@ -63,28 +75,37 @@ class OpcuaRobot(Robot):
     def do_move(self, move: Move) -> None:
         fault = self._value("Fault")
         if fault:
-            raise DeviceError(f"{self.name}: the arm is in a fault ({fault}; opcua {self.transport.address})",
-                              "clear the cause, then call Reset on the arm")
+            raise DeviceError(
+                f"{self.name}: the arm is in a fault ({fault}; opcua {self.transport.address})",
+                "clear the cause, then call Reset on the arm",
+            )
         self._call("Move", move.source, move.destination)
         self.holding.put(move.sample)
         deadline = time.monotonic() + (self.default_timeout or 120.0)
         while True:
             self._stop.wait(self.poll)
             if self._stop.is_set():
-                self._call("Stop")   # stop() may have reached the arm before this move did: halt it too
-                raise DeviceError(f"{self.name}: move of {move.sample} {move.source} -> {move.destination} "
-                                  "stopped (stop() was called)", "check where the sample is, then move it again")
+                self._call("Stop")  # stop() may have reached the arm before this move did: halt it too
+                raise DeviceError(
+                    f"{self.name}: move of {move.sample} {move.source} -> {move.destination} "
+                    "stopped (stop() was called)",
+                    "check where the sample is, then move it again",
+                )
             busy, fault = self._value("Busy"), self._value("Fault")
             self.at.put(str(self._value("At")))
             if fault:
-                raise DeviceError(f"{self.name}: move of {move.sample} {move.source} -> {move.destination}: {fault} "
-                                  f"(opcua {self.transport.address})", "find and remove the cause, check the sample, "
-                                  "then call Reset on the arm")
+                raise DeviceError(
+                    f"{self.name}: move of {move.sample} {move.source} -> {move.destination}: {fault} "
+                    f"(opcua {self.transport.address})",
+                    "find and remove the cause, check the sample, then call Reset on the arm",
+                )
             if not busy:
                 break
             if time.monotonic() > deadline:
-                raise DeviceError(f"{self.name}: move {move.source} -> {move.destination} not done after "
-                                  f"{self.default_timeout:g} s", "check the arm")
+                raise DeviceError(
+                    f"{self.name}: move {move.source} -> {move.destination} not done after {self.default_timeout:g} s",
+                    "check the arm",
+                )
         self.holding.put("")
 
     def stop(self, *, success: bool = False) -> None:

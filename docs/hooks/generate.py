@@ -125,8 +125,16 @@ def _type(schema: dict[str, Any]) -> str:
     return names.get(kind, kind or "any")
 
 
-_BOUNDS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<",
-           "minItems": "items >=", "maxItems": "items <=", "minLength": "length >=", "maxLength": "length <="}
+_BOUNDS = {
+    "minimum": ">=",
+    "maximum": "<=",
+    "exclusiveMinimum": ">",
+    "exclusiveMaximum": "<",
+    "minItems": "items >=",
+    "maxItems": "items <=",
+    "minLength": "length >=",
+    "maxLength": "length <=",
+}
 
 
 def _bounds(schema: dict[str, Any]) -> list[str]:
@@ -176,13 +184,19 @@ def schema_markdown() -> str:
     from labloop.spec import BotorchOptions, CampaignSpec, RandomOptions
 
     schema = CampaignSpec.model_json_schema()
-    out = ["## The campaign file (`CampaignSpec`)\n", " ".join(schema.get("description", "").split()) + "\n",
-           model_table(schema) + "\n", "## The parts, in alphabetical order\n"]
+    out = [
+        "## The campaign file (`CampaignSpec`)\n",
+        " ".join(schema.get("description", "").split()) + "\n",
+        model_table(schema) + "\n",
+        "## The parts, in alphabetical order\n",
+    ]
     for name, sub in sorted(schema.get("$defs", {}).items()):
         out.append(_model_section(name, sub))
     out.append("## `strategy.options`\n")
-    out.append("A plugin strategy gets its options as given; the built-in ones check them against these models "
-               "when the file is read.\n")
+    out.append(
+        "A plugin strategy gets its options as given; the built-in ones check them against these models "
+        "when the file is read.\n"
+    )
     for title, model in (("botorch", BotorchOptions), ("random", RandomOptions)):
         opts = model.model_json_schema()
         out.append(f"### Options of `strategy: {{name: {title}}}` ({model.__name__})\n")
@@ -202,11 +216,14 @@ def protocol_methods() -> list[str]:
 def protocol_markdown() -> str:
     from labloop.control.protocol import MAX_BYTES, METHODS, VERSION, Request
 
-    out = [f"Protocol version **{VERSION}**; a message is at most {MAX_BYTES:,} bytes.\n",
-           "## The request envelope\n", model_table(Request.model_json_schema()) + "\n",
-           "## Methods and their `params`\n",
-           "A method not listed here is refused with the error code `unknown_method`; unknown or mistyped "
-           "params with `bad_params`.\n"]
+    out = [
+        f"Protocol version **{VERSION}**; a message is at most {MAX_BYTES:,} bytes.\n",
+        "## The request envelope\n",
+        model_table(Request.model_json_schema()) + "\n",
+        "## Methods and their `params`\n",
+        "A method not listed here is refused with the error code `unknown_method`; unknown or mistyped "
+        "params with `bad_params`.\n",
+    ]
     for method, model in METHODS.items():
         schema = model.model_json_schema()
         out.append(f"### `{method}`\n")
@@ -236,8 +253,12 @@ def benchmarks_markdown() -> str:
     return text.replace("](docs/", "](../")
 
 
-RENDERERS = {"cli": cli_markdown, "schema": schema_markdown, "protocol": protocol_markdown,
-             "benchmarks": benchmarks_markdown}
+RENDERERS = {
+    "cli": cli_markdown,
+    "schema": schema_markdown,
+    "protocol": protocol_markdown,
+    "benchmarks": benchmarks_markdown,
+}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # MkDocs' hook signature: all of them, used or not

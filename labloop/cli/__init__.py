@@ -17,8 +17,20 @@ from . import campaign_cmds, control_cmds  # noqa: E402 - the modules register o
 campaign_cmds.register(app)
 control_cmds.register(app)
 
-for _name in ("replay", "devices", "db", "verify", "show", "calibrate", "users", "daemon_cmds", "agent", "sim",
-              "report", "inventory"):
+for _name in (
+    "replay",
+    "devices",
+    "db",
+    "verify",
+    "show",
+    "calibrate",
+    "users",
+    "daemon_cmds",
+    "agent",
+    "sim",
+    "report",
+    "inventory",
+):
     try:
         _mod = __import__(f"labloop.cli.{_name}", fromlist=["register"])
     except ModuleNotFoundError as _exc:  # a command module still being written must not break the others

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from labloop.errors import LabloopError
+
 from .common import STORE_HELP, console, open_store, pick_campaign, user_errors
 
 
@@ -15,14 +16,19 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def calibrate(
         device: Annotated[str, typer.Argument(help="Device to calibrate, e.g. probe.")],
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        campaign: Annotated[Optional[str], typer.Option(
-            help="Campaign (id or name) whose lab to build (default: the running, else the latest one).")] = None,
-        file: Annotated[Optional[str], typer.Option(
-            "--file", help="Build the lab from this campaign file instead of a stored campaign.")] = None,
-        reference: Annotated[Optional[float], typer.Option(
-            help="Certified value of the reference (default: the device's own standard).")] = None,
-        user: Annotated[Optional[str], typer.Option(help="Who calibrates (default: login name).")] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
+        campaign: Annotated[
+            str | None,
+            typer.Option(help="Campaign (id or name) whose lab to build (default: the running, else the latest one)."),
+        ] = None,
+        file: Annotated[
+            str | None,
+            typer.Option("--file", help="Build the lab from this campaign file instead of a stored campaign."),
+        ] = None,
+        reference: Annotated[
+            float | None, typer.Option(help="Certified value of the reference (default: the device's own standard).")
+        ] = None,
+        user: Annotated[str | None, typer.Option(help="Who calibrates (default: login name).")] = None,
     ) -> None:
         """Run DEVICE's calibration plan (measuring its reference) and record the result (table calibrations, audit
         log). A malformed result (NaN, out of range) is refused and nothing is recorded."""
@@ -52,24 +58,33 @@ def register(app: typer.Typer) -> None:
                         f"campaign '{c.name}' (id {c.id}) is running and uses the lab",
                         f"pause it (`labloop pause`), calibrate, then `labloop resume`: the campaign puts the "
                         f"calibration in force when it resumes (or give it lab.calibration.{device}.on_expiry: "
-                        f"calibrate)")
+                        f"calibrate)",
+                    )
                 lab_audit = [a for a in st.audit_log(c.id) if a.action == "campaign.lab"]
                 time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
-                prepared = prepare_text(c.spec_text, f"<stored campaign {c.name}>", time_scale,
-                                        read_prior_files=False, state_dir=state_dir_for(st.url),
-                                        remote=remote_device)
+                prepared = prepare_text(
+                    c.spec_text,
+                    f"<stored campaign {c.name}>",
+                    time_scale,
+                    read_prior_files=False,
+                    state_dir=state_dir_for(st.url),
+                    remote=remote_device,
+                )
                 campaign_id = c.id
             lab = prepared.lab
             if lab is None:
-                raise LabloopError("the campaign has no lab section: nothing to calibrate",
-                                   "give a campaign file with a lab")
+                raise LabloopError(
+                    "the campaign has no lab section: nothing to calibrate", "give a campaign file with a lab"
+                )
             dev = calibration.check_device(lab, device)
             md = {"campaign_id": campaign_id} if campaign_id is not None else {}
             cal, run_uid = calibration.run_calibration(dev, device, reference, md=md)
             row = calibration.record(st, campaign_id, device, cal, run_uid, user=user)
-            result = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in cal["result"].items())
-            console.print(f"calibrated '{device}' ({cal['id']}) against {cal.get('reference')}: {result}; "
-                          f"recorded as calibration {row.id}", soft_wrap=True)
+            result = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in cal["result"].items())
+            console.print(
+                f"calibrated '{device}' ({cal['id']}) against {cal.get('reference')}: {result}; "
+                f"recorded as calibration {row.id}",
+                soft_wrap=True,
+            )
         finally:
             st.close()

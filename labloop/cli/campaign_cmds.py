@@ -6,12 +6,13 @@ import json
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from labloop.errors import LabloopError
 from labloop.store import DEFAULT_URL
+
 from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, open_store, user_errors
 
 if TYPE_CHECKING:  # the spec's models, the store and the exports are imported by the commands that use them
@@ -56,28 +57,41 @@ class LiveView:
                 value = f"[red]{t.state}[/]: {t.failure_reason}" if t.failure_reason else f"[red]{t.state}[/]"
             # the one definition of best (labloop/run/best.py): feasible first, the campaign's rule among several
             top = self.best_trial(self.spec, self.trials.values())
-            best = f"best {fmt_values(self.spec, top.values, names=len(self.spec.objectives) > 1)} " \
-                   f"(trial {top.number})" if top else "best -"
-            console.print(f"trial {t.number:3d}/{self.spec.stopping.max_trials} [dim]{t.source:6s}[/] "
-                          f"{self.fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]", soft_wrap=True)
+            best = (
+                f"best {fmt_values(self.spec, top.values, names=len(self.spec.objectives) > 1)} (trial {top.number})"
+                if top
+                else "best -"
+            )
+            console.print(
+                f"trial {t.number:3d}/{self.spec.stopping.max_trials} [dim]{t.source:6s}[/] "
+                f"{self.fmt_params(self.spec, t.params)}  {value}  [bold]{best}[/]",
+                soft_wrap=True,
+            )
         elif kind == "step" and self.steps:
             where = f"by {data['device']} to {data['to']}" if data.get("to") else f"on {data['device']}"
             retry = f" (attempt {data['attempt']})" if data["attempt"] > 1 else ""
-            console.print(f"[dim]trial {data['trial']:3d}/{data['of']} {data['step']} {where}{retry}[/]",
-                          soft_wrap=True)
+            console.print(
+                f"[dim]trial {data['trial']:3d}/{data['of']} {data['step']} {where}{retry}[/]", soft_wrap=True
+            )
         elif kind == "stopped":
             console.print(f"[bold green]stopped:[/] {data['decision'].reason}", soft_wrap=True)
         elif kind == "proposed" and data.get("approval"):
             t = data["trial"]
-            console.print(f"trial {t.number:3d} [yellow]awaits approval[/]: {self.fmt_params(self.spec, t.params)}  "
-                          f"(labloop approve {t.number} / labloop reject {t.number} --reason ...)", soft_wrap=True)
+            console.print(
+                f"trial {t.number:3d} [yellow]awaits approval[/]: {self.fmt_params(self.spec, t.params)}  "
+                f"(labloop approve {t.number} / labloop reject {t.number} --reason ...)",
+                soft_wrap=True,
+            )
         elif kind == "alert":
             console.print(f"[bold red]alert:[/] {data['message']}", soft_wrap=True)
         elif kind == "paused":
             console.print(f"[yellow]paused:[/] {data['reason']} (labloop resume to continue)", soft_wrap=True)
         elif kind == "resumed":
-            console.print("[green]resumed[/]" + (f": back in service: {', '.join(data['restored'])}"
-                                                  if data.get("restored") else ""), soft_wrap=True)
+            console.print(
+                "[green]resumed[/]"
+                + (f": back in service: {', '.join(data['restored'])}" if data.get("restored") else ""),
+                soft_wrap=True,
+            )
 
 
 def fmt_values(spec: CampaignSpec, values: dict[str, Any], names: bool = True) -> str:
@@ -102,8 +116,11 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
         refuse_second_runner(prepared.spec, store, prepared.source)  # before the header: a refusal says only why
         about = (prepared.spec.description or "").strip()
         console.print(f"[bold]{prepared.spec.name}[/]" + (f": {about}" if about else ""), soft_wrap=True)
-        console.print(f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
-                      f"budget: {prepared.spec.stopping.max_trials} trials", soft_wrap=True)
+        console.print(
+            f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
+            f"budget: {prepared.spec.stopping.max_trials} trials",
+            soft_wrap=True,
+        )
         runner = CampaignRunner.start(prepared, store, LiveView(prepared.spec))
         require_lease_kept(runner.run())
         require_success(store, runner.campaign.id)
@@ -114,8 +131,9 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
 def require_lease_kept(decision: Any) -> None:
     """A runner that lost its campaign's lease to another runner stopped acting on it: say so, exit non-zero."""
     if decision.rule == "lease_lost":
-        raise LabloopError(decision.reason, "another runner holds the campaign now and continues it; see "
-                                            "`labloop status`")
+        raise LabloopError(
+            decision.reason, "another runner holds the campaign now and continues it; see `labloop status`"
+        )
 
 
 def require_success(store: Store, campaign_id: int) -> None:
@@ -128,8 +146,10 @@ def require_success(store: Store, campaign_id: int) -> None:
         return
     failed = [t for t in trials if t.state == "failed"]
     last = f"; the last failure: trial {failed[-1].number}: {failed[-1].failure_reason}" if failed else ""
-    raise LabloopError(f"campaign '{c.name}' ended with no successful trial ({len(failed)} failed){last}",
-                       f"fix the cause, then start again; `labloop export --campaign {c.id}` lists every reason")
+    raise LabloopError(
+        f"campaign '{c.name}' ended with no successful trial ({len(failed)} failed){last}",
+        f"fix the cause, then start again; `labloop export --campaign {c.id}` lists every reason",
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -137,8 +157,9 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def validate(
         file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP + " (where remote agents' keys are looked up)")]
-        = None,
+        store: Annotated[
+            str | None, typer.Option(help=STORE_HELP + " (where remote agents' keys are looked up)")
+        ] = None,
     ) -> None:
         """Check a campaign file: schema, bounds against device limits, plugins and search space; remote devices
         are reached through their agents."""
@@ -147,17 +168,21 @@ def register(app: typer.Typer) -> None:
         from labloop.spec import read_spec_text, spec_from_text
 
         text = read_spec_text(file)
-        p = prepare_text(text, str(file), store_url=_store_url(store, spec_from_text(text, str(file))),
-                         remote=remote_device)
-        console.print(f"[green]ok[/]: {file}: campaign '{p.spec.name}', {len(p.spec.parameter_names())} parameters, "
-                      f"{len(p.spec.objectives)} objective(s), {len(p.spec.workflow)} workflow steps", soft_wrap=True)
+        p = prepare_text(
+            text, str(file), store_url=_store_url(store, spec_from_text(text, str(file))), remote=remote_device
+        )
+        console.print(
+            f"[green]ok[/]: {file}: campaign '{p.spec.name}', {len(p.spec.parameter_names())} parameters, "
+            f"{len(p.spec.objectives)} objective(s), {len(p.spec.workflow)} workflow steps",
+            soft_wrap=True,
+        )
 
     @app.command()
     @user_errors
     def run(
         file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        time_scale: Annotated[Optional[float], typer.Option(help="Simulated devices run this many times faster.")] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
+        time_scale: Annotated[float | None, typer.Option(help="Simulated devices run this many times faster.")] = None,
     ) -> None:
         """Run a campaign to its stopping rule, showing each trial as it finishes."""
         from labloop.control.remote_lab import remote_device
@@ -167,15 +192,18 @@ def register(app: typer.Typer) -> None:
 
         text = read_spec_text(file)
         url = _store_url(store, spec_from_text(text, str(file)))  # a simulated lab keeps its world beside the store
-        prepared = prepare_text(text, str(file), time_scale, state_dir=state_dir_for(url), store_url=url,
-                                remote=remote_device)
+        prepared = prepare_text(
+            text, str(file), time_scale, state_dir=state_dir_for(url), store_url=url, remote=remote_device
+        )
         run_campaign(str(file), prepared, url)
 
     @app.command()
     @user_errors
     def demo(
-        directory: Annotated[Path, typer.Option("--dir", help="Campaign directory for the store.")] = Path("labloop-demo"),
-        time_scale: Annotated[Optional[float], typer.Option(help="Override the demo's time scale.")] = None,
+        directory: Annotated[Path, typer.Option("--dir", help="Campaign directory for the store.")] = Path(
+            "labloop-demo"
+        ),
+        time_scale: Annotated[float | None, typer.Option(help="Override the demo's time scale.")] = None,
     ) -> None:
         """Run the bundled thin-film campaign on the simulated lab with a local SQLite store."""
         from labloop.run.campaign import prepare_text
@@ -186,19 +214,28 @@ def register(app: typer.Typer) -> None:
         url = f"sqlite:///{(directory / 'labloop.db').resolve()}"
         prepared = prepare_text(text, "experiments/thinfilm.yaml", time_scale, state_dir=state_dir_for(url))
         run_campaign("experiments/thinfilm.yaml", prepared, url)
-        console.print(f"data: {url}\nnext: labloop status --store {url}\n      "
-                      f"labloop export --store {url} --format csv", soft_wrap=True)
+        console.print(
+            f"data: {url}\nnext: labloop status --store {url}\n      labloop export --store {url} --format csv",
+            soft_wrap=True,
+        )
 
     @app.command()
     @user_errors
     def status(
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        campaign: Annotated[Optional[str], typer.Option(
-            help="Campaign id, uid or name (default: the running campaign, else the latest).")] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
+        campaign: Annotated[
+            str | None, typer.Option(help="Campaign id, uid or name (default: the running campaign, else the latest).")
+        ] = None,
         server: ServerOpt = None,
         key: KeyOpt = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the campaign view as JSON (what the dashboard's "
-                                              "/api/campaigns/NAME serves) instead of lines for a person.")] = False,
+        as_json: Annotated[
+            bool,
+            typer.Option(
+                "--json",
+                help="Print the campaign view as JSON (what the dashboard's "
+                "/api/campaigns/NAME serves) instead of lines for a person.",
+            ),
+        ] = False,
     ) -> None:
         """Show a campaign's state, its runner's liveness, what each station is doing, trials awaiting approval,
         trial counts, the best result and why it stopped."""
@@ -224,23 +261,41 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @user_errors
     def export_cmd(
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        format: Annotated[Format, typer.Option(
-            help="csv, json (one array), jsonl (one object per trial), parquet (needs --output), or documents: "
-            "the trials' bluesky documents, one JSON list (name, document) per line.")] = Format.csv,
-        output: Annotated[Optional[Path], typer.Option(
-            help="Write to this file (atomically), with PATH.manifest.json beside it; without it csv, json, jsonl "
-            "and documents go to standard output and no manifest is written.")] = None,
-        campaign: Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
-        sharing_class: Annotated[Optional[SharingClass], typer.Option(
-            "--class", help="Export what a viewer of this sharing class may see (the campaign file's `sharing` "
-            "section): open, shared-closed, or closed (everything). Without it: the owner's full view, as "
-            "before.")] = None,
-        check: Annotated[Optional[Path], typer.Option(
-            "--check", help="Scan this export (written with --output) against its campaign in the store for "
-            "anything its class may not see: a hidden name, a hidden value (4+ significant figures), a reference "
-            "to a document not in the file, an absolute path. Class, format and campaign come from its manifest. "
-            "Exits 1 naming each finding.")] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
+        format: Annotated[
+            Format,
+            typer.Option(
+                help="csv, json (one array), jsonl (one object per trial), parquet (needs --output), or documents: "
+                "the trials' bluesky documents, one JSON list (name, document) per line."
+            ),
+        ] = Format.csv,
+        output: Annotated[
+            Path | None,
+            typer.Option(
+                help="Write to this file (atomically), with PATH.manifest.json beside it; without it csv, json, jsonl "
+                "and documents go to standard output and no manifest is written."
+            ),
+        ] = None,
+        campaign: Annotated[str | None, typer.Option(help="Campaign id, uid or name (default: the latest).")] = None,
+        sharing_class: Annotated[
+            SharingClass | None,
+            typer.Option(
+                "--class",
+                help="Export what a viewer of this sharing class may see (the campaign file's `sharing` "
+                "section): open, shared-closed, or closed (everything). Without it: the owner's full view, as "
+                "before.",
+            ),
+        ] = None,
+        check: Annotated[
+            Path | None,
+            typer.Option(
+                "--check",
+                help="Scan this export (written with --output) against its campaign in the store for "
+                "anything its class may not see: a hidden name, a hidden value (4+ significant figures), a reference "
+                "to a document not in the file, an absolute path. Class, format and campaign come from its manifest. "
+                "Exits 1 naming each finding.",
+            ),
+        ] = None,
         server: ServerOpt = None,
         key: KeyOpt = None,
     ) -> None:
@@ -252,13 +307,18 @@ def register(app: typer.Typer) -> None:
             _check_export(check, store, server, campaign, sharing_class.value if sharing_class else None, fmt)
             return
         if output is None and fmt == "parquet":
-            raise LabloopError("parquet is a binary format: it is not written to standard output",
-                               "give --output FILE.parquet")
+            raise LabloopError(
+                "parquet is a binary format: it is not written to standard output", "give --output FILE.parquet"
+            )
         client = daemon_client(server, key)
         if client is not None:
             try:
-                data, man = client.export(campaign=campaign, format=fmt, output_name=str(output) if output else None,
-                                          sharing_class=sharing_class.value if sharing_class else None)
+                data, man = client.export(
+                    campaign=campaign,
+                    format=fmt,
+                    output_name=str(output) if output else None,
+                    sharing_class=sharing_class.value if sharing_class else None,
+                )
             finally:
                 client.close()
             write_export(data, man, output)
@@ -273,8 +333,9 @@ def register(app: typer.Typer) -> None:
         write_export(data, man, output)
 
 
-def _check_export(path: Path, store: str | None, server: str | None, campaign: str | None, klass: str | None,
-                  fmt: str) -> None:
+def _check_export(
+    path: Path, store: str | None, server: str | None, campaign: str | None, klass: str | None, fmt: str
+) -> None:
     from labloop.data import sharing
     from labloop.data.leakcheck import check_export
 
@@ -290,8 +351,11 @@ def _check_export(path: Path, store: str | None, server: str | None, campaign: s
     for f in findings:
         console.print(f"[red]leak[/] {f}", soft_wrap=True, markup=True, highlight=False)
     if findings:
-        console.print(f"{path}: {len(findings)} finding(s); fix: export again with this labloop, or narrow the "
-                      f"campaign's sharing section", soft_wrap=True)
+        console.print(
+            f"{path}: {len(findings)} finding(s); fix: export again with this labloop, or narrow the "
+            f"campaign's sharing section",
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
     console.print(f"{path}: nothing its class may not see, no dangling reference, no absolute path", soft_wrap=True)
 
@@ -303,8 +367,9 @@ def write_export(data: bytes, man: dict[str, Any] | None, output: Path | None) -
     if output is None:
         typer.echo(data.decode("utf-8"), nl=False)
         return
-    sharing.write_atomically([(output, data),
-                              (sharing.manifest_path(output), (json.dumps(man, indent=2) + "\n").encode())])
+    sharing.write_atomically(
+        [(output, data), (sharing.manifest_path(output), (json.dumps(man, indent=2) + "\n").encode())]
+    )
 
 
 def print_status(snap: dict[str, Any]) -> None:
@@ -316,8 +381,12 @@ def print_status(snap: dict[str, Any]) -> None:
         console.print(f"[{style}]{life['describe']}[/]", soft_wrap=True)
     if c["note"] and c["state"] in ("running", "paused"):
         console.print(f"[yellow]waiting:[/] {c['note']}", soft_wrap=True)
-    console.print("trials: " + (", ".join(f"{n} {s}" for s, n in sorted(snap["counts"].items())) or "none")
-                  + f" (budget {snap['budget']})", soft_wrap=True)
+    console.print(
+        "trials: "
+        + (", ".join(f"{n} {s}" for s, n in sorted(snap["counts"].items())) or "none")
+        + f" (budget {snap['budget']})",
+        soft_wrap=True,
+    )
     if snap.get("inventory"):
         from .inventory import stock_lines
 
@@ -327,16 +396,24 @@ def print_status(snap: dict[str, Any]) -> None:
     if snap["running_steps"] and life["state"] != "ended":
         console.print("now:" if life["alive"] else "when the runner stopped:")
         for s in snap["running_steps"]:
-            console.print(f"  trial {s['trial'] or '?'} (sample {s['sample'] or '?'}): {s['label']} "
-                          f"on {s['device'] or '?'}, attempt {s['attempt']}, since {s['since'] or '?'} UTC",
-                          soft_wrap=True)
+            console.print(
+                f"  trial {s['trial'] or '?'} (sample {s['sample'] or '?'}): {s['label']} "
+                f"on {s['device'] or '?'}, attempt {s['attempt']}, since {s['since'] or '?'} UTC",
+                soft_wrap=True,
+            )
     if snap["awaiting"]:
-        console.print(f"awaiting approval: trials {', '.join(map(str, snap['awaiting']))} "
-                      f"(labloop approve N... / labloop reject N... --reason TEXT)", soft_wrap=True)
+        console.print(
+            f"awaiting approval: trials {', '.join(map(str, snap['awaiting']))} "
+            f"(labloop approve N... / labloop reject N... --reason TEXT)",
+            soft_wrap=True,
+        )
     best = snap["best"]
     if best is not None:
-        console.print(f"best: trial {best['trial']}: {best['objective']} = {best['value']:.4g}"
-                      f"{' ' + best['unit'] if best['unit'] else ''} at {best['params']}", soft_wrap=True)
+        console.print(
+            f"best: trial {best['trial']}: {best['objective']} = {best['value']:.4g}"
+            f"{' ' + best['unit'] if best['unit'] else ''} at {best['params']}",
+            soft_wrap=True,
+        )
     _print_model_view(snap["model"])
     if c["stop_reason"]:
         console.print(f"stopped: {c['stop_reason']}", soft_wrap=True)
@@ -348,11 +425,14 @@ def _print_model_view(model: dict[str, Any] | None) -> None:
     if model is None:
         return
     imp = model["importance"]
-    console.print(f"model (at trial {model['trial']}): importance " +
-                  ", ".join(f"{k} {v:.0%}" for k, v in list(imp.items())[:8]), soft_wrap=True)
+    console.print(
+        f"model (at trial {model['trial']}): importance " + ", ".join(f"{k} {v:.0%}" for k, v in list(imp.items())[:8]),
+        soft_wrap=True,
+    )
     pb = model.get("predicted_best")
     if pb:
         params = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in pb["params"].items()}
         value = ", ".join(f"{k} = {v:.4g}" for k, v in pb.items() if k != "params" and isinstance(v, (int, float)))
-        console.print(f"model's predicted best: {value} at " + " ".join(f"{k}={v}" for k, v in params.items()),
-                      soft_wrap=True)
+        console.print(
+            f"model's predicted best: {value} at " + " ".join(f"{k}={v}" for k, v in params.items()), soft_wrap=True
+        )

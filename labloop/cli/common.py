@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Optional, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,10 +26,14 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 STORE_HELP = "Store URL: sqlite:///path/labloop.db (default: ./labloop.db) or postgresql://user@host/db."
-ServerOpt = Annotated[Optional[str], typer.Option(
-    help="Ask the daemon at this address (`labloop serve`, e.g. tcp://lab-pc:7510) instead of the store; "
-    "env LABLOOP_SERVER.")]
-KeyOpt = Annotated[Optional[str], typer.Option(help="Your key file (from `labloop users add`); env LABLOOP_KEY.")]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Ask the daemon at this address (`labloop serve`, e.g. tcp://lab-pc:7510) instead of the store; "
+        "env LABLOOP_SERVER."
+    ),
+]
+KeyOpt = Annotated[str | None, typer.Option(help="Your key file (from `labloop users add`); env LABLOOP_KEY.")]
 
 
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -54,8 +58,25 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 #: Commands that take --server/--key (they may run through a daemon), and those that take --store.
 DAEMON_COMMANDS = {"status", "pause", "resume", "stop", "estop", "approve", "reject", "export", "submit", "watch"}
-STORE_COMMANDS = {"status", "pause", "resume", "stop", "estop", "approve", "reject", "export", "show", "verify",
-                  "report", "audit", "calibrate", "validate", "run", "users", "db"}
+STORE_COMMANDS = {
+    "status",
+    "pause",
+    "resume",
+    "stop",
+    "estop",
+    "approve",
+    "reject",
+    "export",
+    "show",
+    "verify",
+    "report",
+    "audit",
+    "calibrate",
+    "validate",
+    "run",
+    "users",
+    "db",
+}
 _HINT = re.compile(r"`(labloop ([a-z]+)[^`]*)`")
 
 
@@ -63,6 +84,7 @@ def with_options(fix: str, given: dict[str, Any]) -> str:
     """A fix's commands as the operator can run them: each complete `labloop CMD ...` it names (no FILE or N to
     fill in) gets the --server and --key, or the --store, this command was given (when CMD takes them and names
     none itself). The daemon and the store do not know how the operator reached them; the command line does."""
+
     def complete(m: re.Match[str]) -> str:
         cmd, name = m.group(1), m.group(2)
         if any(w.isupper() or "..." in w for w in cmd.split()):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
@@ -14,9 +14,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
 from labloop.errors import LabloopError
+from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM
 from labloop.store import DEFAULT_URL
+
 from .common import STORE_HELP, KeyOpt, ServerOpt, console, daemon_client, user_errors
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ def describe(e: dict[str, Any]) -> str | None:
         return None
     if kind in ("proposal", "trial_start", "approval"):
         return f"trial {t['number']} {kind.replace('_', ' ')}: " + " ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items()
+        )
     if kind == "step_start":
         return f"trial {b.get('trial')} step {b.get('step')} on {b.get('device')} (attempt {b.get('attempt')})"
     if kind == "step_end":
@@ -66,14 +68,23 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def serve(
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
         control: Annotated[str, typer.Option(help="Address of the control socket.")] = DEFAULT_CONTROL,
         stream: Annotated[str, typer.Option(help="Address of the live stream.")] = DEFAULT_STREAM,
-        keys: Annotated[Path, typer.Option(help="Folder of the daemon's key pair (the one `labloop users add "
-                                           "--keys` uses) and its campaigns' logs.")] = DEFAULT_KEYS_DIR,
-        http: Annotated[Optional[str], typer.Option(
-            help="Also serve the web dashboard at HOST:PORT, e.g. 127.0.0.1:8080 (sign in with `labloop users "
-            "passwd NAME`).")] = None,
+        keys: Annotated[
+            Path,
+            typer.Option(
+                help="Folder of the daemon's key pair (the one `labloop users add "
+                "--keys` uses) and its campaigns' logs."
+            ),
+        ] = DEFAULT_KEYS_DIR,
+        http: Annotated[
+            str | None,
+            typer.Option(
+                help="Also serve the web dashboard at HOST:PORT, e.g. 127.0.0.1:8080 (sign in with `labloop users "
+                "passwd NAME`)."
+            ),
+        ] = None,
     ) -> None:
         """Run the daemon: campaigns submitted to it run here, each in its own process; operators control and
         watch them from any machine with their key (`labloop users add`)."""
@@ -96,8 +107,7 @@ def register(app: typer.Typer) -> None:
         file: Annotated[Path, typer.Argument(help="Campaign file (YAML).")],
         server: ServerOpt = None,
         key: KeyOpt = None,
-        time_scale: Annotated[Optional[float], typer.Option(help="Simulated devices run this many times faster.")]
-        = None,
+        time_scale: Annotated[float | None, typer.Option(help="Simulated devices run this many times faster.")] = None,
     ) -> None:
         """Start a campaign on the daemon (validated there before anything starts); prints its id."""
         from labloop.spec import read_spec_text
@@ -109,18 +119,19 @@ def register(app: typer.Typer) -> None:
         finally:
             client.close()
         how = (f" --server {server}" if server else "") + (f" --key {key}" if key else "")
-        console.print(f"campaign '{r['campaign']}' (id {r['campaign_id']}) runs on the daemon (pid {r['pid']}); "
-                      f"follow it with `labloop watch --campaign {r['campaign_id']}{how}`", soft_wrap=True)
+        console.print(
+            f"campaign '{r['campaign']}' (id {r['campaign_id']}) runs on the daemon (pid {r['pid']}); "
+            f"follow it with `labloop watch --campaign {r['campaign_id']}{how}`",
+            soft_wrap=True,
+        )
 
     @app.command()
     @user_errors
     def watch(
-        campaign: Annotated[Optional[str], typer.Option(help="Campaign name or id (default: every campaign).")]
-        = None,
+        campaign: Annotated[str | None, typer.Option(help="Campaign name or id (default: every campaign).")] = None,
         server: ServerOpt = None,
         key: KeyOpt = None,
-        stream: Annotated[Optional[str], typer.Option(help="Stream address (default: the control port + 1).")]
-        = None,
+        stream: Annotated[str | None, typer.Option(help="Stream address (default: the control port + 1).")] = None,
         until_end: Annotated[bool, typer.Option(help="Return when a followed campaign ends.")] = False,
     ) -> None:
         """Follow campaigns live: proposals, steps, measurements, best so far, alerts; catches up on what
@@ -167,6 +178,7 @@ def register(app: typer.Typer) -> None:
 def interrupt_on_sigterm() -> None:
     """SIGTERM ends `watch` as Ctrl-C does (what it printed is flushed, its sockets closed), and standard output
     is line-buffered into a pipe or a file, so a reader sees each event as it comes."""
+
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -192,15 +204,21 @@ class WatchView:
     def seed(self, snap: dict[str, Any]) -> None:
         """Start a campaign's row from its view (``status``)."""
         c, best = snap["campaign"], snap.get("best")
-        self.campaigns[c["id"]] = {"name": c["name"], "docs": 0, "seq": 0, "state": c["state"],
-                                   "best": "-" if best is None else f"{best['value']:.4g} (trial {best['trial']})"}
+        self.campaigns[c["id"]] = {
+            "name": c["name"],
+            "docs": 0,
+            "seq": 0,
+            "state": c["state"],
+            "best": "-" if best is None else f"{best['value']:.4g} (trial {best['trial']})",
+        }
 
     def add(self, events: list[dict[str, Any]]) -> bool:
         """Take events; True when one of them ended its campaign."""
         ended = False
         for e in events:
-            c = self.campaigns.setdefault(e["campaign_id"], {"name": e.get("campaign", "?"), "docs": 0, "seq": 0,
-                                                            "best": "-", "state": "running"})
+            c = self.campaigns.setdefault(
+                e["campaign_id"], {"name": e.get("campaign", "?"), "docs": 0, "seq": 0, "best": "-", "state": "running"}
+            )
             c["seq"] = e["seq"]
             if e["kind"] == "document":
                 c["docs"] += 1
@@ -213,7 +231,7 @@ class WatchView:
             if line is not None:
                 self.lines.append(f"[dim]{c['name']} #{e['seq']}[/] {line}")
                 self.fresh.append(self.lines[-1])
-        self.lines = self.lines[-self.keep:]
+        self.lines = self.lines[-self.keep :]
         return ended
 
     def take_fresh(self) -> list[str]:

@@ -34,36 +34,65 @@ def _console() -> Console:
 
 @devices_app.command("check")
 def check(
-    target: Annotated[str, typer.Argument(help="The driver: package.module:Class, an entry point name in "
-                                               "'labloop.devices', or an instrument description FILE.yaml.")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML or JSON file of constructor options "
-                                                "(key 'simulator_options': options of the simulated endpoint).")]
-    = None,
-    simulator: Annotated[bool, typer.Option("--simulator/--no-simulator", help="Start the driver's simulated "
-                                            "endpoint when the config names no host.")] = True,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The driver: package.module:Class, an entry point name in "
+            "'labloop.devices', or an instrument description FILE.yaml."
+        ),
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="YAML or JSON file of constructor options "
+            "(key 'simulator_options': options of the simulated endpoint).",
+        ),
+    ] = None,
+    simulator: Annotated[
+        bool,
+        typer.Option(
+            "--simulator/--no-simulator", help="Start the driver's simulated endpoint when the config names no host."
+        ),
+    ] = True,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this check (repeatable).")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds a Status may take (default: the driver's "
-                                                  "declared default_timeout).")] = None,
-    grace: Annotated[float, typer.Option(help="Seconds allowed beyond the timeout before a Status counts as "
-                                         "hung.")] = 1.0,
-    remote: Annotated[bool, typer.Option("--remote", help="Serve the driver from a `labloop agent` process and "
-                                         "check it through its remote proxy (as a campaign's remote device).")]
-    = False,
-    simulated: Annotated[bool, typer.Option("--simulated", help="FILE.yaml: start the simulator its "
-                                            "'simulation:' block names (own process, 127.0.0.1) and check the "
-                                            "device against it through the real protocol library.")] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds a Status may take (default: the driver's declared default_timeout).")
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds allowed beyond the timeout before a Status counts as hung.")
+    ] = 1.0,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="Serve the driver from a `labloop agent` process and "
+            "check it through its remote proxy (as a campaign's remote device).",
+        ),
+    ] = False,
+    simulated: Annotated[
+        bool,
+        typer.Option(
+            "--simulated",
+            help="FILE.yaml: start the simulator its "
+            "'simulation:' block names (own process, 127.0.0.1) and check the "
+            "device against it through the real protocol library.",
+        ),
+    ] = False,
 ) -> None:
     """Build the driver and run the conformance checks; exit 1 when any check fails."""
-    from labloop.driver_options import load_config  # yaml: only this command reads a config file
     from labloop.devkit import instruments  # the declarative builder: only a check of a YAML file pays for it
+    from labloop.driver_options import load_config  # yaml: only this command reads a config file
 
     console = _console()
     try:
         with needs.extras_named():  # a transport's or the lab's package missing: name the extra
             options = load_config(config)
             if instruments.is_instrument_file(target):
-                report = instruments.check_file(target, simulated=simulated, remote=remote, timeout=timeout,
-                                                grace=grace, only=only)
+                report = instruments.check_file(
+                    target, simulated=simulated, remote=remote, timeout=timeout, grace=grace, only=only
+                )
             elif remote:
                 from labloop.devkit.remote_check import check_remote
 
@@ -71,8 +100,9 @@ def check(
             else:
                 from labloop.devkit import conformance  # bluesky: only a check pays for it
 
-                report = conformance.check_device(target, options, simulator=simulator, timeout=timeout, grace=grace,
-                                                  only=only)
+                report = conformance.check_device(
+                    target, options, simulator=simulator, timeout=timeout, grace=grace, only=only
+                )
     except LabloopError as exc:
         console.print(f"[bold red]error:[/] {escape(exc.problem)}", markup=True, highlight=False)
         if exc.fix:
@@ -130,8 +160,11 @@ def list_devices() -> None:
     for name, value in sorted(sims.items()):
         stable.add_row(name, value)
     console.print(stable if sims else "[yellow]no simulators installed in entry point group labloop.simulators[/]")
-    console.print("check one with: labloop devices check NAME_OR_MODULE:CLASS [--config FILE], or an instrument "
-                  "described in YAML with: labloop devices check FILE.yaml --simulated", highlight=False)
+    console.print(
+        "check one with: labloop devices check NAME_OR_MODULE:CLASS [--config FILE], or an instrument "
+        "described in YAML with: labloop devices check FILE.yaml --simulated",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -8,11 +8,12 @@ out, so it does not go through the daemon's request queue.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from labloop.errors import LabloopError
+
 from .common import STORE_HELP, console, open_store, pick_campaign, user_errors
 
 
@@ -34,18 +35,24 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def inventory(
-        args: Annotated[list[str], typer.Argument(
-            help="CAMPAIGN (id or name) to show its stocks, or: refill CAMPAIGN NAME AMOUNT.", show_default=False)],
-        by: Annotated[Optional[str], typer.Option("--by", help="Who refilled (recorded in the audit log).")] = None,
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
+        args: Annotated[
+            list[str],
+            typer.Argument(
+                help="CAMPAIGN (id or name) to show its stocks, or: refill CAMPAIGN NAME AMOUNT.", show_default=False
+            ),
+        ],
+        by: Annotated[str | None, typer.Option("--by", help="Who refilled (recorded in the audit log).")] = None,
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
     ) -> None:
         """Show a campaign's consumables, or record a refill: `labloop inventory refill CAMPAIGN NAME AMOUNT --by
         USER` (for counted items such as crucibles: how many were cleaned or added). A refill is audited and
         closes the low-stock alert when the stock is above its threshold again."""
         if args and args[0] == "refill":
             if len(args) != 4:
-                raise LabloopError("refill takes CAMPAIGN NAME AMOUNT",
-                                   "e.g. `labloop inventory refill solid-state Li2CO3 50 --by ana`")
+                raise LabloopError(
+                    "refill takes CAMPAIGN NAME AMOUNT",
+                    "e.g. `labloop inventory refill solid-state Li2CO3 50 --by ana`",
+                )
             if not by:
                 raise LabloopError("a refill names who made it", "add --by YOUR_NAME")
             try:
@@ -58,12 +65,15 @@ def register(app: typer.Typer) -> None:
                 done = st.refill(c.id, args[2], amount, by)
             finally:
                 st.close()
-            console.print(f"{c.name}: {args[2]} refilled by {amount:g} {done['unit']}: {done['left']:g} left "
-                          f"(recorded by {by})", soft_wrap=True)
+            console.print(
+                f"{c.name}: {args[2]} refilled by {amount:g} {done['unit']}: {done['left']:g} left (recorded by {by})",
+                soft_wrap=True,
+            )
             return
         if len(args) != 1:
-            raise LabloopError("give one campaign (or: refill CAMPAIGN NAME AMOUNT --by USER)",
-                               "e.g. `labloop inventory solid-state`")
+            raise LabloopError(
+                "give one campaign (or: refill CAMPAIGN NAME AMOUNT --by USER)", "e.g. `labloop inventory solid-state`"
+            )
         st = open_store(store)
         try:
             c = pick_campaign(st, args[0])

@@ -6,7 +6,7 @@ Thin: the work is in :mod:`labloop.report`. It only reads the store; the folder 
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,13 +17,20 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def report(
-        out: Annotated[str, typer.Option("--out", help="Folder to write index.html and its figures into (created; "
-                                                       "an earlier report there is replaced).")],
-        store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-        campaign: Annotated[Optional[str], typer.Option(
-            help="Campaign id, uid or name (default: the running campaign, else the latest).")] = None,
-        trial: Annotated[Optional[list[int]], typer.Option(
-            "--trial", help="Also draw this trial's process streams (repeatable).")] = None,
+        out: Annotated[
+            str,
+            typer.Option(
+                "--out",
+                help="Folder to write index.html and its figures into (created; an earlier report there is replaced).",
+            ),
+        ],
+        store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
+        campaign: Annotated[
+            str | None, typer.Option(help="Campaign id, uid or name (default: the running campaign, else the latest).")
+        ] = None,
+        trial: Annotated[
+            list[int] | None, typer.Option("--trial", help="Also draw this trial's process streams (repeatable).")
+        ] = None,
     ) -> None:
         """A campaign's report as a web page that opens offline: convergence against the target and random search,
         Pareto front, parameter importance, predicted vs measured, process streams, failures, dock data."""
@@ -37,10 +44,14 @@ def register(app: typer.Typer) -> None:
             st.close()
         data = rep.data
         if not data.trials:
-            err_console.print(f"note: campaign '{c.name}' has no trials yet: the report says so and has no figures",
-                              soft_wrap=True)
+            err_console.print(
+                f"note: campaign '{c.name}' has no trials yet: the report says so and has no figures", soft_wrap=True
+            )
         elif data.best is None:
-            err_console.print(f"note: no trial of campaign '{c.name}' succeeded: the report shows the failures only",
-                              soft_wrap=True)
-        console.print(f"report of campaign '{c.name}' ({len(data.trials)} trials, {len(rep.files)} figures): "
-                      f"{rep.index}", soft_wrap=True)
+            err_console.print(
+                f"note: no trial of campaign '{c.name}' succeeded: the report shows the failures only", soft_wrap=True
+            )
+        console.print(
+            f"report of campaign '{c.name}' ({len(data.trials)} trials, {len(rep.files)} figures): {rep.index}",
+            soft_wrap=True,
+        )

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from datetime import datetime
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from labloop.errors import LabloopError
+
 from .common import STORE_HELP, console, open_store, pick_campaign, user_errors
 
-show_app = typer.Typer(help="Show one object of the store in full (a trial and its whole chain).",
-                       no_args_is_help=True)
+show_app = typer.Typer(help="Show one object of the store in full (a trial and its whole chain).", no_args_is_help=True)
 
 EVIDENCE_CHARS = 400  # the model's evidence stays one line
 
@@ -31,11 +31,16 @@ def register(app: typer.Typer) -> None:
 @show_app.command("trial")
 @user_errors
 def show_trial(
-    number: Annotated[int, typer.Argument(help="The trial's number within its campaign (as `labloop status` and "
-                                               "`labloop export` show it).")],
-    store: Annotated[Optional[str], typer.Option(help=STORE_HELP)] = None,
-    campaign: Annotated[Optional[str], typer.Option(
-        help="Campaign id, uid or name (default: the running campaign, else the latest).")] = None,
+    number: Annotated[
+        int,
+        typer.Argument(
+            help="The trial's number within its campaign (as `labloop status` and `labloop export` show it)."
+        ),
+    ],
+    store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
+    campaign: Annotated[
+        str | None, typer.Option(help="Campaign id, uid or name (default: the running campaign, else the latest).")
+    ] = None,
 ) -> None:
     """A trial's whole chain: recipe, proposal, steps with their devices' provenance, readings, assets, process
     streams, failure and audit entries."""
@@ -45,10 +50,12 @@ def show_trial(
         trials = st.trials(c.id)
         trial = next((t for t in trials if t.number == number), None)
         if trial is None:
-            have = (f"it has trials {trials[0].number}-{trials[-1].number}" if trials else "it has no trials yet")
-            raise LabloopError(f"campaign '{c.name}' (id {c.id}) has no trial {number}: {have}",
-                               "give a trial number from `labloop status` / `labloop export`, or pick another "
-                               "campaign with --campaign")
+            have = f"it has trials {trials[0].number}-{trials[-1].number}" if trials else "it has no trials yet"
+            raise LabloopError(
+                f"campaign '{c.name}' (id {c.id}) has no trial {number}: {have}",
+                "give a trial number from `labloop status` / `labloop export`, or pick another "
+                "campaign with --campaign",
+            )
         steps = st.steps(trial_id=trial.id)
         docs = st.documents(trial_id=trial.id)
         assets = st.assets(c.id, trial.id)
@@ -61,11 +68,18 @@ def show_trial(
     finally:
         st.close()
     runs = _runs(docs)
-    units = {k: str(v.get("units")) for n, d in docs if n == "descriptor"
-             for k, v in (d.get("data_keys") or {}).items() if isinstance(v, dict) and v.get("units")}
+    units = {
+        k: str(v.get("units"))
+        for n, d in docs
+        if n == "descriptor"
+        for k, v in (d.get("data_keys") or {}).items()
+        if isinstance(v, dict) and v.get("units")
+    }
     out = _Out()
-    out(f"[bold]trial {trial.number}[/] of campaign '{escape(c.name)}' (id {c.id}): {trial.state}, "
-        f"sample {escape(trial.sample_id)}")
+    out(
+        f"[bold]trial {trial.number}[/] of campaign '{escape(c.name)}' (id {c.id}): {trial.state}, "
+        f"sample {escape(trial.sample_id)}"
+    )
     out("recipe: " + (" ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()) or "-"))
     out(f"proposal: {escape(trial.source)}; evidence: {_evidence(trial.info or {})}")
     if trial.values:
@@ -78,8 +92,10 @@ def show_trial(
     out("times (UTC): " + ", ".join(times))
     origin = next((r["start"].get("provenance") for r in runs.values() if r["start"].get("provenance")), None)
     if origin:
-        out(f"campaign file sha256 {origin.get('spec_hash')}, labloop {origin.get('labloop_version')}, submitted "
-            f"by {escape(str(origin.get('user')))}, run by {escape(str(origin.get('process')))}")
+        out(
+            f"campaign file sha256 {origin.get('spec_hash')}, labloop {origin.get('labloop_version')}, submitted "
+            f"by {escape(str(origin.get('user')))}, run by {escape(str(origin.get('process')))}"
+        )
     if trial.failure_reason:
         out(f"[bold red]failure:[/] {escape(trial.failure_reason)}")
 
@@ -87,16 +103,20 @@ def show_trial(
     out(f"[bold]steps[/] ({len(steps)}):")
     for s in steps:
         end = _t(s.finished_at) if s.finished_at else "-"
-        out(f"  {s.index} {escape(s.label)} on {escape(s.device or '?')}, attempt {s.attempt}: {s.state}, "
-            f"{_t(s.started_at)} -> {end}")
+        out(
+            f"  {s.index} {escape(s.label)} on {escape(s.device or '?')}, attempt {s.attempt}: {s.state}, "
+            f"{_t(s.started_at)} -> {end}"
+        )
         if s.error:
             out(f"      error: {escape(s.error)}")
         run = runs.get(s.run_uid or "")
         prov = (run or {}).get("start", {}).get("provenance") or {}
         for name, d in (prov.get("devices") or {}).items():
-            out(f"      device {escape(name)} ({d.get('role')}): {escape(str(d.get('driver')))} "
+            out(
+                f"      device {escape(name)} ({d.get('role')}): {escape(str(d.get('driver')))} "
                 f"{escape(str(d.get('driver_version')))}, serial {escape(str(d.get('serial') or '-'))}, "
-                f"calibration {_calibration(d)}")
+                f"calibration {_calibration(d)}"
+            )
         if run is None:
             out("      no run recorded")
             continue
@@ -109,8 +129,10 @@ def show_trial(
         out(f"  {escape(a.path)} sha256 {a.sha256 or '(unreadable at the end of the run)'} {a.size} bytes")
         if a.path in problems:
             p = problems[a.path]
-            out(f"    [bold red]{p.kind.upper()}[/]: {escape(p.detail)}; its data cannot be trusted (`labloop verify` "
-                f"lists every such file; restore it from a backup)")
+            out(
+                f"    [bold red]{p.kind.upper()}[/]: {escape(p.detail)}; its data cannot be trusted (`labloop verify` "
+                f"lists every such file; restore it from a backup)"
+            )
 
     out("")
     streams = _streams(points)
@@ -150,7 +172,7 @@ def _fmt(v: Any) -> str:
 
 def _evidence(info: dict[str, Any]) -> str:
     text = " ".join(f"{k}={_fmt(v)}" for k, v in info.items()) or "-"
-    return text if len(text) <= EVIDENCE_CHARS else text[:EVIDENCE_CHARS - 1] + "…"
+    return text if len(text) <= EVIDENCE_CHARS else text[: EVIDENCE_CHARS - 1] + "…"
 
 
 def _calibration(d: dict[str, Any]) -> str:
@@ -160,8 +182,7 @@ def _calibration(d: dict[str, Any]) -> str:
     age = d.get("calibration_age_s")
     label = cal.get("id", "?") if isinstance(cal, dict) else cal
     at = f" of {cal['at']}" if isinstance(cal, dict) and cal.get("at") else ""
-    return escape(f"{label}{at}" + (f", {_age(age)} old in the lab's time" if isinstance(age, (int, float))
-                                    else ""))
+    return escape(f"{label}{at}" + (f", {_age(age)} old in the lab's time" if isinstance(age, (int, float)) else ""))
 
 
 def _age(seconds: float) -> str:

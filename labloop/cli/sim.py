@@ -15,8 +15,9 @@ from typing import Annotated
 
 import typer
 
-sim_app = typer.Typer(name="sim", help="Simulated labs: serve a lab's instruments as protocol servers.",
-                      no_args_is_help=True)
+sim_app = typer.Typer(
+    name="sim", help="Simulated labs: serve a lab's instruments as protocol servers.", no_args_is_help=True
+)
 
 LABS = ("solid_state",)
 
@@ -24,24 +25,46 @@ LABS = ("solid_state",)
 @sim_app.command("serve")
 def serve(
     lab: Annotated[str, typer.Argument(help="The lab to serve: solid_state.")],
-    time_scale: Annotated[float, typer.Option("--time-scale", help="Model seconds per real second (a 9-hour "
-                                              "firing takes 9 minutes at 60).")] = 60.0,
-    ports_file: Annotated[Path, typer.Option("--ports-file", help="Where to write the endpoints (JSON); removed "
-                                             "when the lab stops.")] = Path("solid_state_lab.json"),
-    base_port: Annotated[int, typer.Option("--base-port", help="First of the fixed ports (furnace1 = base, "
-                                           "furnace2 = base + 1, ...; see the ports file); 0: free ports.")]
-    = 47100,
-    world: Annotated[Path | None, typer.Option("--world", help="The shared sample world (JSON); kept if it "
-                                               "exists (the lab resumes), else made fresh. Default: beside the "
-                                               "ports file, always fresh.")] = None,
-    faults: Annotated[bool, typer.Option("--faults/--no-faults", help="Random faults at realistic rates (trips, "
-                                         "cracks, jams, misreads); injected faults work either way.")] = True,
+    time_scale: Annotated[
+        float,
+        typer.Option("--time-scale", help="Model seconds per real second (a 9-hour firing takes 9 minutes at 60)."),
+    ] = 60.0,
+    ports_file: Annotated[
+        Path, typer.Option("--ports-file", help="Where to write the endpoints (JSON); removed when the lab stops.")
+    ] = Path("solid_state_lab.json"),
+    base_port: Annotated[
+        int,
+        typer.Option(
+            "--base-port",
+            help="First of the fixed ports (furnace1 = base, "
+            "furnace2 = base + 1, ...; see the ports file); 0: free ports.",
+        ),
+    ] = 47100,
+    world: Annotated[
+        Path | None,
+        typer.Option(
+            "--world",
+            help="The shared sample world (JSON); kept if it "
+            "exists (the lab resumes), else made fresh. Default: beside the "
+            "ports file, always fresh.",
+        ),
+    ] = None,
+    faults: Annotated[
+        bool,
+        typer.Option(
+            "--faults/--no-faults",
+            help="Random faults at realistic rates (trips, cracks, jams, misreads); injected faults work either way.",
+        ),
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seed of every server's random draws.")] = 0,
 ) -> None:
     """Start every instrument server of LAB, print and write the endpoints, serve until Ctrl-C or SIGTERM."""
     if lab not in LABS:
-        typer.echo(f"error: unknown lab {lab!r}; served labs: {', '.join(LABS)} (the thin-film lab runs "
-                   "in-process: labloop demo)", err=True)
+        typer.echo(
+            f"error: unknown lab {lab!r}; served labs: {', '.join(LABS)} (the thin-film lab runs "
+            "in-process: labloop demo)",
+            err=True,
+        )
         raise typer.Exit(2)
     if time_scale <= 0:
         typer.echo("error: --time-scale must be positive", err=True)
@@ -54,8 +77,14 @@ def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     world_path = world if world is not None else ports_file.with_suffix(".world.json")
-    sim = SolidStateLab(time_scale=time_scale, base_port=base_port, world=world_path, faults=faults, seed=seed,
-                        fresh_world=world is None)
+    sim = SolidStateLab(
+        time_scale=time_scale,
+        base_port=base_port,
+        world=world_path,
+        faults=faults,
+        seed=seed,
+        fresh_world=world is None,
+    )
     try:
         sim.start()
     except Exception as exc:  # noqa: BLE001 - LabloopError or a busy port: say it, exit non-zero
@@ -66,11 +95,13 @@ def serve(
         ports_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = ports_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(ports_file)   # whoever waits for the file sees it whole
+        tmp.replace(ports_file)  # whoever waits for the file sees it whole
         for name, d in info["devices"].items():
             typer.echo(f"{name:10s} {d['protocol']:7s} {d['address']}")
-        typer.echo(f"serving {lab} at time scale {time_scale:g}; endpoints in {ports_file}; world {world_path}; "
-                   "Ctrl-C or SIGTERM stops it", )
+        typer.echo(
+            f"serving {lab} at time scale {time_scale:g}; endpoints in {ports_file}; world {world_path}; "
+            "Ctrl-C or SIGTERM stops it",
+        )
         reported: set[str] = set()
         while not stop.wait(0.5):
             for name in set(sim.dead()) - reported:

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from labloop.store import DEFAULT_URL
+
 from .common import STORE_HELP, console, err_console, user_errors
 
-StoreOpt = Annotated[Optional[str], typer.Option(help=STORE_HELP)]
+StoreOpt = Annotated[str | None, typer.Option(help=STORE_HELP)]
 
-users_app = typer.Typer(name="users", help="People and agents who may use the daemon: keys and roles.",
-                        no_args_is_help=True)
+users_app = typer.Typer(
+    name="users", help="People and agents who may use the daemon: keys and roles.", no_args_is_help=True
+)
 
 
 def _login() -> str:
@@ -40,8 +42,9 @@ def add(
     role: Annotated[str, typer.Option(help="viewer | operator | approver | admin | agent.")],
     out: Annotated[Path, typer.Option(help="Key file to write (mode 0600): give it to them privately.")],
     store: StoreOpt = None,
-    keys: Annotated[Optional[Path], typer.Option(
-        help="The daemon's key folder (made if missing); its public key goes into the file.")] = None,
+    keys: Annotated[
+        Path | None, typer.Option(help="The daemon's key folder (made if missing); its public key goes into the file.")
+    ] = None,
     control: Annotated[str, typer.Option(help="Control address their client connects to.")] = "",
     stream: Annotated[str, typer.Option(help="Stream address their client subscribes to.")] = "",
     force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
@@ -58,8 +61,11 @@ def add(
     finally:
         st.close()
     console.print(f"added {name} ({role}); key file {out} (mode 0600)", soft_wrap=True)
-    console.print(f"give {out} to {name} privately; they pass it as --key {out.name} (or LABLOOP_KEY). "
-                  f"Public key: {key.public_key}", soft_wrap=True)
+    console.print(
+        f"give {out} to {name} privately; they pass it as --key {out.name} (or LABLOOP_KEY). "
+        f"Public key: {key.public_key}",
+        soft_wrap=True,
+    )
 
 
 @users_app.command("list")
@@ -79,8 +85,14 @@ def list_(store: StoreOpt = None) -> None:
         return
     table = Table("name", "role", "public key", "added", "by", "revoked")
     for u in rows:
-        table.add_row(u.name, u.role, u.public_key, f"{u.created_at:%Y-%m-%d %H:%M}", u.created_by,
-                      f"[red]{u.revoked_at:%Y-%m-%d %H:%M:%S}[/]" if u.revoked_at else "")
+        table.add_row(
+            u.name,
+            u.role,
+            u.public_key,
+            f"{u.created_at:%Y-%m-%d %H:%M}",
+            u.created_by,
+            f"[red]{u.revoked_at:%Y-%m-%d %H:%M:%S}[/]" if u.revoked_at else "",
+        )
     console.print(table)
 
 
@@ -101,11 +113,14 @@ def revoke(name: Annotated[str, typer.Argument(help="The user to revoke.")], sto
 
 @users_app.command("passwd")
 @user_errors
-def passwd(name: Annotated[str, typer.Argument(help="The user who signs in to the dashboard.")],
-           store: StoreOpt = None,
-           password_stdin: Annotated[bool, typer.Option(
-               "--password-stdin", help="Read the password from standard input (scripts) instead of asking.")] = False,
-           ) -> None:
+def passwd(
+    name: Annotated[str, typer.Argument(help="The user who signs in to the dashboard.")],
+    store: StoreOpt = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from standard input (scripts) instead of asking."),
+    ] = False,
+) -> None:
     """Set NAME's dashboard password (`labloop serve --http`); signs out their open sessions."""
     from labloop.identity import accounts
     from labloop.store import Store
@@ -140,12 +155,18 @@ def token(name: Annotated[str, typer.Argument(help="The user a script acts for."
 
 def audit(
     store: StoreOpt = None,
-    campaign: Annotated[Optional[str], typer.Option(help="Only this campaign's rows (id, uid or name).")] = None,
-    verify: Annotated[bool, typer.Option(help="Check the hash chain: exit 1 naming any altered, deleted or "
-                                              "reordered row.")] = False,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's rows (id, uid or name).")] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Check the hash chain: exit 1 naming any altered, deleted or reordered row.")
+    ] = False,
     last: Annotated[int, typer.Option(help="Show only the last N rows (0: all).")] = 0,
-    rows_too: Annotated[bool, typer.Option("--rows", help="With --verify: print the rows too (without it, "
-                                                          "--verify prints only the verdict and the tip).")] = False,
+    rows_too: Annotated[
+        bool,
+        typer.Option(
+            "--rows",
+            help="With --verify: print the rows too (without it, --verify prints only the verdict and the tip).",
+        ),
+    ] = False,
 ) -> None:
     """Print the audit log: who did what, when, from where, with which outcome; --verify checks its hash chain
     and prints only its verdict (add --rows for the rows)."""

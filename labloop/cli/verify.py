@@ -7,15 +7,16 @@ or says that all of them are intact. It only reads.
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from labloop.errors import LabloopError
+
 from .common import STORE_HELP, console, err_console, open_store, user_errors
 
-StoreOpt = Annotated[Optional[str], typer.Option(help=STORE_HELP)]
-CampaignOpt = Annotated[Optional[str], typer.Option(help="Campaign id, uid or name (default: every campaign).")]
+StoreOpt = Annotated[str | None, typer.Option(help=STORE_HELP)]
+CampaignOpt = Annotated[str | None, typer.Option(help="Campaign id, uid or name (default: every campaign).")]
 
 SHOWN = 50  # problems listed one per line; the rest are counted
 
@@ -31,8 +32,11 @@ def register(app: typer.Typer) -> None:
         try:
             cid = st.campaign(campaign).id if campaign is not None else None
             what = f"campaign '{st.campaign(cid).name}'" if cid is not None else "the store"
-            trials = {t.id: t.number for c in ([st.campaign(cid)] if cid is not None else st.campaigns())
-                      for t in st.trials(c.id)}
+            trials = {
+                t.id: t.number
+                for c in ([st.campaign(cid)] if cid is not None else st.campaigns())
+                for t in st.trials(c.id)
+            }
             n, problems = check(st, cid)
         finally:
             st.close()
@@ -40,8 +44,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"{what} has no asset files yet: nothing to check", soft_wrap=True)
             return
         if not problems:
-            console.print(f"all {n} asset file{'s' if n != 1 else ''} of {what} are intact (sha256 as recorded)",
-                          soft_wrap=True)
+            console.print(
+                f"all {n} asset file{'s' if n != 1 else ''} of {what} are intact (sha256 as recorded)", soft_wrap=True
+            )
             return
         for p in problems[:SHOWN]:
             trial = f"trial {trials[p.trial_id]}" if p.trial_id in trials else "no trial"
@@ -53,4 +58,5 @@ def register(app: typer.Typer) -> None:
         raise LabloopError(
             f"{len(problems)} of {n} asset files of {what} are not as recorded ({missing} missing, {altered} altered)",
             "restore those files from a backup (the store keeps their sha256); the data of their runs cannot be "
-            "trusted until then")
+            "trusted until then",
+        )

@@ -33,33 +33,38 @@ from typing import Any
 import zmq
 import zmq.auth.thread
 
-from labloop.contract import Move
 from labloop.errors import DeviceError, LabloopError
+
 from . import wire
 from .agent_device import AGENT_OPTIONS, _jsonable, _signals, build_device, describe_device  # noqa: F401 - AGENT_OPTIONS: public here too
 
 log = logging.getLogger("labloop.agent")
 
 
-
 def trusted_keys(config: Mapping[str, Any], key: Any) -> set[bytes]:
     """Public keys (Z85) the agent admits: the daemon's (``server_public_key`` of its key file) and the config's."""
     listed = config.get("trusted_keys", [])
     if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
-        raise LabloopError("config: trusted_keys must be a list of Z85 public keys (40 characters each)",
-                           "list the public keys of the runners allowed to use this agent")
+        raise LabloopError(
+            "config: trusted_keys must be a list of Z85 public keys (40 characters each)",
+            "list the public keys of the runners allowed to use this agent",
+        )
     out = set()
     for k in [*listed, getattr(key, "server_public_key", None)]:
         if not k:
             continue
         if len(k) != 40:
-            raise LabloopError(f"config: {k!r} is not a Z85 CURVE public key (40 characters)",
-                               "copy the key from `labloop users list` or the daemon's key file")
+            raise LabloopError(
+                f"config: {k!r} is not a Z85 CURVE public key (40 characters)",
+                "copy the key from `labloop users list` or the daemon's key file",
+            )
         out.add(k.encode())
     if not out:
-        raise LabloopError("the agent trusts no client key: nobody could use it",
-                           "make its key file with `labloop users add NAME --role agent --out FILE` on the store "
-                           "(it carries the daemon's key), or list trusted_keys in --config")
+        raise LabloopError(
+            "the agent trusts no client key: nobody could use it",
+            "make its key file with `labloop users add NAME --role agent --out FILE` on the store "
+            "(it carries the daemon's key), or list trusted_keys in --config",
+        )
     return out
 
 
@@ -75,8 +80,7 @@ class Agent:
     ``keys``: the agent's own CURVE pair ``(public, secret)`` as Z85 bytes. ``start()`` runs the loop in a thread
     (tests, benchmarks); ``serve_forever()`` runs it in the caller (the CLI)."""
 
-    def __init__(self, device: Any, bind: str, keys: tuple[bytes, bytes], trusted: set[bytes],
-                 workers: int = 8):
+    def __init__(self, device: Any, bind: str, keys: tuple[bytes, bytes], trusted: set[bytes], workers: int = 8):
         self.device, self.bind, self.trusted = device, bind, set(trusted)
         self.boot = uuid.uuid4().hex
         self.ctx = zmq.Context()
@@ -94,9 +98,10 @@ class Agent:
             self.sock.bind(bind)
         except zmq.ZMQError as exc:
             self.close()
-            raise LabloopError(f"cannot listen on {bind}: {exc}",
-                               "give a free address like tcp://0.0.0.0:7600 (is another agent running there?)") \
-                from None
+            raise LabloopError(
+                f"cannot listen on {bind}: {exc}",
+                "give a free address like tcp://0.0.0.0:7600 (is another agent running there?)",
+            ) from None
         self.address = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.outbox = wire.Outbox(self.ctx, "agent")
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"agent-{device.name}")
@@ -115,7 +120,7 @@ class Agent:
         return ok
 
     # the loop -------------------------------------------------------------------------------------------------------
-    def start(self) -> "Agent":
+    def start(self) -> Agent:
         self._thread = threading.Thread(target=self.serve_forever, name=f"agent-{self.device.name}", daemon=True)
         self._thread.start()
         return self
@@ -137,20 +142,37 @@ class Agent:
         try:
             payload = wire.encode(message)
             if len(payload) > wire.MAX_BYTES:  # the client would drop the connection: say why instead
-                raise ValueError(f"{len(payload)} bytes, over the {wire.MAX_BYTES} byte limit (large data belongs "
-                                 "in files: describe it as external 'STREAM:' assets)")
+                raise ValueError(
+                    f"{len(payload)} bytes, over the {wire.MAX_BYTES} byte limit (large data belongs "
+                    "in files: describe it as external 'STREAM:' assets)"
+                )
             self.sock.send_multipart([ident, payload], zmq.NOBLOCK)
         except zmq.ZMQError:
             pass  # the client is gone or not reading: it notices by the missing heartbeat
         except (TypeError, ValueError) as exc:  # a reading that is not JSON, or too big: tell the client, live on
             if "id" in message:
-                self._send(ident, {"id": message["id"], "ok": False,
-                                   "error": wire.error_body(DeviceError(f"{self.device.name}: the reply cannot "
-                                                                        f"travel to the runner: {exc}"))})
+                self._send(
+                    ident,
+                    {
+                        "id": message["id"],
+                        "ok": False,
+                        "error": wire.error_body(
+                            DeviceError(f"{self.device.name}: the reply cannot travel to the runner: {exc}")
+                        ),
+                    },
+                )
             elif message.get("event") == "status":
-                self._send(ident, {"event": "status", "sid": message.get("sid"), "ok": False,
-                                   "error": wire.error_body(DeviceError(f"{self.device.name}: the action's result "
-                                                                        f"cannot travel to the runner: {exc}"))})
+                self._send(
+                    ident,
+                    {
+                        "event": "status",
+                        "sid": message.get("sid"),
+                        "ok": False,
+                        "error": wire.error_body(
+                            DeviceError(f"{self.device.name}: the action's result cannot travel to the runner: {exc}")
+                        ),
+                    },
+                )
 
     def _heartbeat(self, now: float) -> None:
         for ident, client in list(self.clients.items()):
@@ -174,9 +196,19 @@ class Agent:
         ident = frames[0]
         if len(frames) != 2:
             self.refused += 1
-            self._send(ident, {"id": None, "ok": False, "error": {
-                "code": "bad_request", "problem": f"a request is one frame; got {len(frames) - 1}",
-                "fix": "send one JSON object per message", "type": "WireError"}})
+            self._send(
+                ident,
+                {
+                    "id": None,
+                    "ok": False,
+                    "error": {
+                        "code": "bad_request",
+                        "problem": f"a request is one frame; got {len(frames) - 1}",
+                        "fix": "send one JSON object per message",
+                        "type": "WireError",
+                    },
+                },
+            )
             return
         client = self.clients.get(ident)
         if client is None:
@@ -186,8 +218,9 @@ class Agent:
             req = wire.parse_request(frames[1])
         except wire.WireError as exc:
             self.refused += 1
-            self._send(ident, {"id": wire.request_id(frames[1]), "ok": False,
-                               "error": wire.error_body(exc, "bad_request")})
+            self._send(
+                ident, {"id": wire.request_id(frames[1]), "ok": False, "error": wire.error_body(exc, "bad_request")}
+            )
             return
         if req.method == "ping":
             self._send(ident, {"id": req.id, "ok": True, "result": {"boot": self.boot}})
@@ -195,16 +228,30 @@ class Agent:
         handler = _HANDLERS.get(req.method)
         if handler is None:
             self.refused += 1
-            self._send(ident, {"id": req.id, "ok": False, "error": {
-                "code": "unknown_method", "problem": f"unknown method {req.method!r}",
-                "fix": f"use one of {sorted(_HANDLERS)}", "type": "WireError"}})
+            self._send(
+                ident,
+                {
+                    "id": req.id,
+                    "ok": False,
+                    "error": {
+                        "code": "unknown_method",
+                        "problem": f"unknown method {req.method!r}",
+                        "fix": f"use one of {sorted(_HANDLERS)}",
+                        "type": "WireError",
+                    },
+                },
+            )
             return
         if req.method in ("subscribe", "unsubscribe"):  # touches client state: in the loop thread
             self._reply(ident, req.id, lambda: handler(self, ident, req.args))
             return
         if req.method == "stop":  # never queued behind device calls that block the pool: stop must act now
-            threading.Thread(target=self._reply, args=(ident, req.id, lambda: handler(self, ident, req.args), True),
-                             name=f"agent-{self.device.name}-stop", daemon=True).start()
+            threading.Thread(
+                target=self._reply,
+                args=(ident, req.id, lambda: handler(self, ident, req.args), True),
+                name=f"agent-{self.device.name}-stop",
+                daemon=True,
+            ).start()
             return
         self.pool.submit(self._reply, ident, req.id, lambda: handler(self, ident, req.args), True)
 
@@ -225,8 +272,10 @@ class Agent:
         """Report ``status``'s end to the client as a ``status`` event; returns the id the client waits on."""
         sid = next(self._status_ids)
         if not callable(getattr(status, "add_callback", None)):
-            raise DeviceError(f"{self.device.name}: the action returned {type(status).__name__}, not a Status",
-                              "fix the driver: set()/trigger() must return a Status")
+            raise DeviceError(
+                f"{self.device.name}: the action returned {type(status).__name__}, not a Status",
+                "fix the driver: set()/trigger() must return a Status",
+            )
 
         def done(st: Any) -> None:
             if getattr(st, "success", False):
@@ -247,8 +296,10 @@ class Agent:
     def signal(self, args: Mapping[str, Any]) -> Any:
         attr = args.get("signal")
         if not isinstance(attr, str) or attr not in self.signals:
-            raise wire.WireError(f"{self.device.name} has no signal {attr!r} (has {sorted(self.signals)})",
-                                 "name one of the device's signals")
+            raise wire.WireError(
+                f"{self.device.name} has no signal {attr!r} (has {sorted(self.signals)})",
+                "name one of the device's signals",
+            )
         return self.signals[attr]
 
     # stopping -------------------------------------------------------------------------------------------------------
@@ -281,15 +332,16 @@ def _status_error(exc: BaseException) -> dict[str, Any]:
 
 def _value(args: Mapping[str, Any]) -> Any:
     if "value" not in args:
-        raise wire.WireError("missing 'value'", "send args {\"value\": ...}")
+        raise wire.WireError("missing 'value'", 'send args {"value": ...}')
     return args["value"]
 
 
 def _call(fn: Any) -> Any:
     out = fn()
     if inspect.isawaitable(out):
-        raise DeviceError("asynchronous (ophyd-async) devices are not served by this agent yet",
-                          "serve a synchronous ophyd device")
+        raise DeviceError(
+            "asynchronous (ophyd-async) devices are not served by this agent yet", "serve a synchronous ophyd device"
+        )
     return out
 
 
@@ -372,14 +424,22 @@ def agent_keys(path: str | os.PathLike[str] | None) -> Any:
 
     given = path or os.environ.get("LABLOOP_KEY")
     if not given:
-        raise LabloopError("the agent needs its key file (--key FILE or LABLOOP_KEY): CURVE is not optional",
-                           "on the store, run `labloop users add NAME --role agent --out NAME.key` and copy the "
-                           "file to this computer (mode 0600)")
+        raise LabloopError(
+            "the agent needs its key file (--key FILE or LABLOOP_KEY): CURVE is not optional",
+            "on the store, run `labloop users add NAME --role agent --out NAME.key` and copy the "
+            "file to this computer (mode 0600)",
+        )
     return load_client_key(given)
 
 
-def run_agent(target: str, bind: str, config: Mapping[str, Any], name: str | None, key: Any,
-              announce: Callable[[str], None] = print) -> None:
+def run_agent(
+    target: str,
+    bind: str,
+    config: Mapping[str, Any],
+    name: str | None,
+    key: Any,
+    announce: Callable[[str], None] = print,
+) -> None:
     """What ``labloop agent`` does: build the device, serve it until SIGTERM or Ctrl-C, then let it go."""
     import signal
 
@@ -387,8 +447,10 @@ def run_agent(target: str, bind: str, config: Mapping[str, Any], name: str | Non
     device = build_device(target, config, name or keys.name)
     served = Agent(device, bind, (keys.public_key.encode(), keys.secret_key.encode()), trusted_keys(config, keys))
     signal.signal(signal.SIGTERM, lambda *_: served.stop())
-    announce(f"agent: serving {target} as '{device.name}' on {served.address} (CURVE public key "
-             f"{keys.public_key}); Ctrl-C stops")
+    announce(
+        f"agent: serving {target} as '{device.name}' on {served.address} (CURVE public key "
+        f"{keys.public_key}); Ctrl-C stops"
+    )
     try:
         served.serve_forever()
     except KeyboardInterrupt:
@@ -417,8 +479,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from pathlib import Path
 
-        run_agent(args.target, args.bind, load_config(Path(args.config) if args.config else None), args.name,
-                  args.key, announce=lambda line: print(line, flush=True))
+        run_agent(
+            args.target,
+            args.bind,
+            load_config(Path(args.config) if args.config else None),
+            args.name,
+            args.key,
+            announce=lambda line: print(line, flush=True),
+        )
     except LabloopError as exc:
         print(f"error: {exc.problem}" + (f"\nfix: {exc.fix}" if exc.fix else ""), file=sys.stderr, flush=True)
         raise SystemExit(2) from None

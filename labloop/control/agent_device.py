@@ -12,6 +12,7 @@ from typing import Any
 
 from labloop import plugins
 from labloop.errors import LabloopError
+
 from . import wire
 
 #: Constructor options that configure the agent, not the device.
@@ -25,11 +26,15 @@ def _built(value: Any) -> Any:
     if isinstance(value, Mapping) and "$call" in value:
         extra = sorted(set(value) - {"$call", "args", "kwargs"})
         if extra or not isinstance(value["$call"], str):
-            raise LabloopError(f"config: a '$call' entry takes only '$call', 'args' and 'kwargs' (got {extra})",
-                               'write {"$call": "module:attr", "args": [...], "kwargs": {...}}')
+            raise LabloopError(
+                f"config: a '$call' entry takes only '$call', 'args' and 'kwargs' (got {extra})",
+                'write {"$call": "module:attr", "args": [...], "kwargs": {...}}',
+            )
         fn = plugins.load(value["$call"], "labloop.devices")
-        return fn(*[_built(a) for a in value.get("args", [])],
-                  **{k: _built(v) for k, v in dict(value.get("kwargs", {})).items()})
+        return fn(
+            *[_built(a) for a in value.get("args", [])],
+            **{k: _built(v) for k, v in dict(value.get("kwargs", {})).items()},
+        )
     if isinstance(value, Mapping):
         return {k: _built(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -46,14 +51,17 @@ def build_device(target: str, config: Mapping[str, Any], name: str) -> Any:
     except LabloopError:
         raise
     except TypeError as exc:
-        raise LabloopError(f"{target}: the driver rejects its config: {exc}",
-                           "check the config keys against the driver's documented options") from None
+        raise LabloopError(
+            f"{target}: the driver rejects its config: {exc}",
+            "check the config keys against the driver's documented options",
+        ) from None
     # A simulated lab's builder (``labloop_simulators.thinfilm.lab:build_lab``) gives many devices: serve ``name``.
     devices = getattr(built, "devices", built)
     if isinstance(devices, Mapping):
         if name not in devices:
-            raise LabloopError(f"{target} builds devices {sorted(devices)}, none called '{name}'",
-                               "pass --name with one of them")
+            raise LabloopError(
+                f"{target} builds devices {sorted(devices)}, none called '{name}'", "pass --name with one of them"
+            )
         return devices[name]
     return built
 
@@ -64,8 +72,12 @@ def _signals(dev: Any) -> dict[str, Any]:
     out = {}
     for attr in getattr(dev, "component_names", ()) or ():
         sig = getattr(dev, attr, None)
-        if sig is not None and callable(getattr(sig, "get", None)) and callable(getattr(sig, "read", None)) \
-                and not getattr(sig, "component_names", None):
+        if (
+            sig is not None
+            and callable(getattr(sig, "get", None))
+            and callable(getattr(sig, "read", None))
+            and not getattr(sig, "component_names", None)
+        ):
             out[attr] = sig
     return out
 
@@ -82,8 +94,13 @@ def _jsonable(value: Any) -> Any:
 def _protocols(dev: Any) -> list[str]:
     from bluesky import protocols as bp
 
-    pairs = (("Readable", bp.Readable), ("Movable", bp.Movable), ("Triggerable", bp.Triggerable),
-             ("Stoppable", bp.Stoppable), ("Configurable", bp.Configurable))
+    pairs = (
+        ("Readable", bp.Readable),
+        ("Movable", bp.Movable),
+        ("Triggerable", bp.Triggerable),
+        ("Stoppable", bp.Stoppable),
+        ("Configurable", bp.Configurable),
+    )
     return [n for n, p in pairs if isinstance(dev, p)]
 
 
@@ -95,20 +112,29 @@ def describe_device(dev: Any, boot: str) -> dict[str, Any]:
     limits = getattr(dev, "limits", None)
     transports = getattr(dev, "transports", None)
     return {
-        "name": dev.name, "boot": boot, "class": f"{type(dev).__module__}.{type(dev).__qualname__}",
-        "protocols": _protocols(dev), "role": getattr(dev, "role", None),
-        "limits": {k: [float(lo), float(hi)] for k, (lo, hi) in dict(limits).items()} if isinstance(limits, Mapping)
+        "name": dev.name,
+        "boot": boot,
+        "class": f"{type(dev).__module__}.{type(dev).__qualname__}",
+        "protocols": _protocols(dev),
+        "role": getattr(dev, "role", None),
+        "limits": {k: [float(lo), float(hi)] for k, (lo, hi) in dict(limits).items()}
+        if isinstance(limits, Mapping)
         else None,
         "positions": list(getattr(dev, "positions", ()) or ()),
         "process_signals": list(getattr(dev, "process_signals", ()) or ()),
         "default_timeout": getattr(dev, "default_timeout", None),
         "serial": _jsonable(getattr(dev, "serial", None)),
         "hints": _jsonable(getattr(dev, "hints", None)),
-        "signals": {attr: {"name": sig.name, "kind": int(getattr(sig, "kind", 0))}
-                    for attr, sig in _signals(dev).items()},
+        "signals": {
+            attr: {"name": sig.name, "kind": int(getattr(sig, "kind", 0))} for attr, sig in _signals(dev).items()
+        },
         "health": callable(getattr(dev, "health", None)),
-        "conformance": sent, "prepare": callable(hints.get("prepare")),
-        "transports": [float(t.timeout) for t in (transports() if callable(transports) else [])
-                       if isinstance(getattr(t, "timeout", None), (int, float))],
+        "conformance": sent,
+        "prepare": callable(hints.get("prepare")),
+        "transports": [
+            float(t.timeout)
+            for t in (transports() if callable(transports) else [])
+            if isinstance(getattr(t, "timeout", None), (int, float))
+        ],
         "heartbeat": wire.HEARTBEAT_S,
     }

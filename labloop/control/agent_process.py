@@ -29,8 +29,15 @@ _SERVING = re.compile(r"on (tcp://\S+) \(CURVE")
 
 def write_key_file(path: Path, *, name: str, role: str, pair: tuple[bytes, bytes], server_public: bytes) -> Path:
     """A key file as ``labloop users add`` writes it (JSON, mode 0600)."""
-    data = {"name": name, "role": role, "public_key": pair[0].decode(), "secret_key": pair[1].decode(),
-            "server_public_key": server_public.decode(), "control": None, "stream": None}
+    data = {
+        "name": name,
+        "role": role,
+        "public_key": pair[0].decode(),
+        "secret_key": pair[1].decode(),
+        "server_public_key": server_public.decode(),
+        "control": None,
+        "stream": None,
+    }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh)
@@ -44,9 +51,17 @@ class AgentProcess:
     ``agent_public`` the agent's public key. ``kill()`` is a ``kill -9``; ``start()`` again reuses the same keys and
     address, as an operator restarting the agent would."""
 
-    def __init__(self, target: str, config: Mapping[str, Any] | None = None, *, name: str = "dut",
-                 bind: str = "tcp://127.0.0.1:*", folder: str | Path | None = None,
-                 client: tuple[bytes, bytes] | None = None, key_file: str | Path | None = None):
+    def __init__(
+        self,
+        target: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        name: str = "dut",
+        bind: str = "tcp://127.0.0.1:*",
+        folder: str | Path | None = None,
+        client: tuple[bytes, bytes] | None = None,
+        key_file: str | Path | None = None,
+    ):
         self.target, self.name, self.bind = target, name, bind
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if folder is not None:
@@ -62,18 +77,31 @@ class AgentProcess:
             self.client = client or zmq.curve_keypair()
             pair = zmq.curve_keypair()
             self.agent_public = pair[0]
-            self.key_file = write_key_file(self.folder / f"{name}.key", name=name, role="agent", pair=pair,
-                                           server_public=self.client[0])
+            self.key_file = write_key_file(
+                self.folder / f"{name}.key", name=name, role="agent", pair=pair, server_public=self.client[0]
+            )
         self.config_file = self.folder / f"{name}.json"
         self.config_file.write_text(json.dumps(dict(config or {})))
         self.proc: subprocess.Popen[str] | None = None
         self.address: str | None = None
         self.output: list[str] = []
 
-    def start(self, timeout: float = 30.0) -> "AgentProcess":
+    def start(self, timeout: float = 30.0) -> AgentProcess:
         bind = self.address or self.bind  # a restart listens where the first one did
-        cmd = [sys.executable, "-m", "labloop.control.agent", self.target, "--config", str(self.config_file),
-               "--bind", bind, "--name", self.name, "--key", str(self.key_file)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "labloop.control.agent",
+            self.target,
+            "--config",
+            str(self.config_file),
+            "--bind",
+            bind,
+            "--name",
+            self.name,
+            "--key",
+            str(self.key_file),
+        ]
         env = {**os.environ, "COLUMNS": "400", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         found: dict[str, str] = {}
@@ -96,8 +124,10 @@ class AgentProcess:
                 break
         if "address" not in found:
             self.stop()
-            raise LabloopError(f"the agent for {self.target} did not start: " + " / ".join(self.output[-8:]),
-                               "run the same `labloop agent` command by hand to see why")
+            raise LabloopError(
+                f"the agent for {self.target} did not start: " + " / ".join(self.output[-8:]),
+                "run the same `labloop agent` command by hand to see why",
+            )
         self.address = found["address"]
         return self
 
@@ -127,7 +157,7 @@ class AgentProcess:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def __enter__(self) -> "AgentProcess":
+    def __enter__(self) -> AgentProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

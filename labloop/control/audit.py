@@ -22,15 +22,44 @@ def _cut(value: Any, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def record(store: Any, *, user: str, role: str | None, address: str | None, command: str, args: Any,
-           outcome: str, campaign_id: int | None = None, detail: dict[str, Any] | None = None) -> None:
+def record(
+    store: Any,
+    *,
+    user: str,
+    role: str | None,
+    address: str | None,
+    command: str,
+    args: Any,
+    outcome: str,
+    campaign_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
     """Append one chained audit row for a command (``outcome``: accepted | refused | done | failed)."""
-    store.audit(**entry(user=user, role=role, address=address, command=command, args=args, outcome=outcome,
-                        campaign_id=campaign_id, detail=detail))
+    store.audit(
+        **entry(
+            user=user,
+            role=role,
+            address=address,
+            command=command,
+            args=args,
+            outcome=outcome,
+            campaign_id=campaign_id,
+            detail=detail,
+        )
+    )
 
 
-def entry(*, user: str, role: str | None, address: str | None, command: str, args: Any, outcome: str,
-          campaign_id: int | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+def entry(
+    *,
+    user: str,
+    role: str | None,
+    address: str | None,
+    command: str,
+    args: Any,
+    outcome: str,
+    campaign_id: int | None = None,
+    detail: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The keyword arguments of ``Store.audit`` for a command's row: what :func:`record` writes, or what a
     ``Store.request`` writes in the request's own transaction (one commit instead of two)."""
     body: dict[str, Any] = dict(detail or {})
@@ -44,9 +73,15 @@ def entry(*, user: str, role: str | None, address: str | None, command: str, arg
         body["args"] = args
     if len(command) > 40:
         body["command"] = _cut(command, MAX_ARGS_CHARS)
-    return {"campaign_id": campaign_id, "action": _cut(command, 40), "detail": body, "user": _cut(user, 80),
-            "role": _cut(role, 20) if role else None, "address": _cut(address, 200) if address else None,
-            "outcome": _cut(outcome, 20)}
+    return {
+        "campaign_id": campaign_id,
+        "action": _cut(command, 40),
+        "detail": body,
+        "user": _cut(user, 80),
+        "role": _cut(role, 20) if role else None,
+        "address": _cut(address, 200) if address else None,
+        "outcome": _cut(outcome, 20),
+    }
 
 
 def verify(store: Any) -> list[str]:

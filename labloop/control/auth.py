@@ -57,10 +57,11 @@ class _KeyTable:
         started = time.monotonic()
         try:
             users = admitted(self.store)
-        except Exception:  # noqa: BLE001 - logged; the thread must go on, and the table expires (fail closed)
+        except Exception:
             if not self.failing:
-                log.exception("cannot read the users of the store; refusing everyone once the key table is %.1f s old",
-                              MAX_AGE_S)
+                log.exception(
+                    "cannot read the users of the store; refusing everyone once the key table is %.1f s old", MAX_AGE_S
+                )
             self.failing = True
             return
         by_key = {u.public_key.encode("ascii"): Identity(u.name, u.role) for u in users}
@@ -99,8 +100,9 @@ class StoreAuthenticator(ThreadAuthenticator):
     ``start()`` reads the users, binds ``inproc://zeromq.zap.01`` in ``ctx`` (one authenticator per context) and
     starts the thread that keeps the key table fresh; ``stop()`` ends both."""
 
-    def __init__(self, ctx: zmq.Context, store: Any, domain: str = "labloop",
-                 extra: dict[bytes, Identity] | None = None):
+    def __init__(
+        self, ctx: zmq.Context, store: Any, domain: str = "labloop", extra: dict[bytes, Identity] | None = None
+    ):
         super().__init__(context=ctx, log=log)
         self.domain = domain
         self._table = _KeyTable(store, extra)
@@ -132,7 +134,7 @@ class StoreAuthenticator(ThreadAuthenticator):
         """Is this Z85 key one we admit? Never raises (an exception would end the ZAP thread)."""
         try:
             ident = self._table.by_public(key) if domain == self.domain else None
-        except Exception:  # noqa: BLE001 - logged; must not end the ZAP thread
+        except Exception:
             log.exception("ZAP look-up failed; refusing the connection")
             ident = None
         self._admitted = (key, ident) if ident is not None else None

@@ -26,8 +26,9 @@ from typing import Any
 from .client import Follower
 
 
-def documents(follower: Follower, catch_up: str | int | None = None, timeout: float = 0.5,
-              until_end: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+def documents(
+    follower: Follower, catch_up: str | int | None = None, timeout: float = 0.5, until_end: bool = True
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(name, doc)`` pairs of the followed campaigns; ends when a followed campaign ends (``until_end``)."""
     events = follower.catch_up(catch_up) if catch_up is not None else []
     while True:

@@ -30,6 +30,7 @@ from labloop.run.campaign import CampaignRunner, prepare_text, refuse_second_run
 from labloop.run.lab import state_dir_for
 from labloop.spec import spec_from_text
 from labloop.store import Store
+
 from .eventlog import EventLog
 from .remote_lab import remote_device
 
@@ -46,16 +47,22 @@ def _report(fd: int | None, message: dict[str, Any]) -> None:
 
 def _start(args: argparse.Namespace, store: Store) -> CampaignRunner:
     text = sys.stdin.read()
-    prepared = prepare_text(text, args.source, args.time_scale, state_dir=state_dir_for(args.store),
-                            store_url=args.store,  # remote devices' agents are looked up in this store
-                            remote=remote_device)
+    prepared = prepare_text(
+        text,
+        args.source,
+        args.time_scale,
+        state_dir=state_dir_for(args.store),
+        store_url=args.store,  # remote devices' agents are looked up in this store
+        remote=remote_device,
+    )
     return CampaignRunner.start(prepared, store, user=args.user)
 
 
 def _resume(args: argparse.Namespace, store: Store) -> tuple[CampaignRunner, list[Any]]:
     c = store.campaign(args.resume)
-    refuse_second_runner(spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), store,
-                         f"campaign '{c.name}'", except_id=c.id)
+    refuse_second_runner(
+        spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), store, f"campaign '{c.name}'", except_id=c.id
+    )
     return CampaignRunner.resume(store, c, args.time_scale, remote=remote_device)
 
 
@@ -68,8 +75,10 @@ def _lease_ttl() -> None:
     except ValueError:
         ttl = float("nan")
     if not 0 < ttl < 86400:
-        raise LabloopError(f"LABLOOP_LEASE_TTL is {text!r}, not a number of seconds between 0 and 86400",
-                           "set it to e.g. 30 (or unset it) in the daemon's environment and restart the daemon")
+        raise LabloopError(
+            f"LABLOOP_LEASE_TTL is {text!r}, not a number of seconds between 0 and 86400",
+            "set it to e.g. 30 (or unset it) in the daemon's environment and restart the daemon",
+        )
     CampaignRunner.lease_ttl = ttl
 
 
@@ -93,17 +102,25 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runner, resumptions = _resume(args, store)
     except LabloopError as exc:
-        _report(args.report_fd, {"ok": False, "error": {"code": "refused", "problem": exc.problem,
-                                                         "fix": exc.fix or ""}})
+        _report(
+            args.report_fd, {"ok": False, "error": {"code": "refused", "problem": exc.problem, "fix": exc.fix or ""}}
+        )
         if store is not None:
             store.close()
         return 2
     c = runner.campaign
     log = EventLog(store, c.id, runner.spec)
     runner.observer, runner.documents = log.observer, log.document
-    log.emit("campaign_start" if args.resume is None else "campaign_resume",
-             {"name": c.name, "uid": c.uid, "user": args.user, "pid": os.getpid(),
-              "trials": [r.trial.number for r in resumptions]})
+    log.emit(
+        "campaign_start" if args.resume is None else "campaign_resume",
+        {
+            "name": c.name,
+            "uid": c.uid,
+            "user": args.user,
+            "pid": os.getpid(),
+            "trials": [r.trial.number for r in resumptions],
+        },
+    )
     if args.takeover_from is not None and runner.lease is not None:
         log.emit("takeover", {"from": args.takeover_from, "by": runner.lease.holder, "token": runner.lease.token})
     store.heartbeat(c.id)  # host, pid, start time: from now on a daemon (this one, or a later one) can tell we live

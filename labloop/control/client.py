@@ -20,6 +20,7 @@ import zmq
 
 from labloop.errors import LabloopError
 from labloop.identity.keys import ClientKey, apply_client, load_client_key
+
 from . import protocol
 
 SERVER_ENV = "LABLOOP_SERVER"
@@ -42,7 +43,7 @@ class Client:
         self.sock.connect(address)
 
     @classmethod
-    def from_options(cls, server: str | None, key_file: str | None, timeout: float = 10.0) -> "Client | None":
+    def from_options(cls, server: str | None, key_file: str | None, timeout: float = 10.0) -> Client | None:
         """A client when a server is given (option or environment), or a key file (--key) whose control address
         names one; else None (the command works on the store)."""
         address = server_address(server)
@@ -51,8 +52,10 @@ class Client:
                 return None
             key = load_client_key(key_file)
             if not key.control:
-                raise LabloopError(f"the key file {key_file} names no daemon address",
-                                   "pass --server tcp://HOST:7510 (or set LABLOOP_SERVER)")
+                raise LabloopError(
+                    f"the key file {key_file} names no daemon address",
+                    "pass --server tcp://HOST:7510 (or set LABLOOP_SERVER)",
+                )
             return cls(key.control, key, timeout)
         return cls(address, load_client_key(key_file), timeout)
 
@@ -64,10 +67,12 @@ class Client:
         while True:
             if not self.sock.poll(wait_ms):
                 self._reconnect()
-                raise LabloopError(f"no daemon answers at {self.address}",
-                                   "start it with `labloop serve` or check --server; if it is running, your key "
-                                   "is not one of its users or was revoked (it drops such connections without a "
-                                   "reply): an admin sees who is enrolled with `labloop users list`")
+                raise LabloopError(
+                    f"no daemon answers at {self.address}",
+                    "start it with `labloop serve` or check --server; if it is running, your key "
+                    "is not one of its users or was revoked (it drops such connections without a "
+                    "reply): an admin sees who is enrolled with `labloop users list`",
+                )
             reply = json.loads(self.sock.recv())
             if reply.get("id") in (rid, None):
                 break  # an id of None answers a request the daemon could not read: ours
@@ -105,8 +110,7 @@ class Follower:
     ``campaign`` None follows every campaign the stream carries (each from the first event seen, or from
     ``after`` when given per campaign id)."""
 
-    def __init__(self, client: Client, stream: str, campaign: str | None = None,
-                 after: dict[int, int] | None = None):
+    def __init__(self, client: Client, stream: str, campaign: str | None = None, after: dict[int, int] | None = None):
         self.client = client
         self.campaign = campaign
         self.last: dict[int, int] = dict(after or {})

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from labloop.store import Store
 from labloop.store.schema import Campaign
+
 from . import methods, protocol
 
 #: ``(store, campaign, action, args, user, wait) -> answer``: what the dashboard calls to carry out an action

@@ -16,7 +16,7 @@ import queue
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from labloop.data.view import best_entry
@@ -33,9 +33,17 @@ COMMIT_EVERY_S = 0.02
 def _trial(spec: CampaignSpec, t: Any, state: Any = None, **extra: Any) -> dict[str, Any]:
     """A trial as its events carry it. ``state``: the state it has now, where the object handed over is older
     (the scheduler announces a start with the trial it read before the transition to running)."""
-    return {"number": t.number, "state": str(state or t.state), "params": t.params, "values": t.values,
-            "source": t.source, "sample_id": t.sample_id, "failure_reason": t.failure_reason,
-            "feasible": feasible(spec, t.values), **extra}
+    return {
+        "number": t.number,
+        "state": str(state or t.state),
+        "params": t.params,
+        "values": t.values,
+        "source": t.source,
+        "sample_id": t.sample_id,
+        "failure_reason": t.failure_reason,
+        "feasible": feasible(spec, t.values),
+        **extra,
+    }
 
 
 def _reason(reason: Any) -> str:
@@ -65,22 +73,28 @@ class EventLog:
     def emit(self, kind: str, body: dict[str, Any]) -> None:
         with self._lock:  # numbering and enqueueing together: the queue is in seq order
             self._seq += 1
-            self._q.put({"campaign_id": self.campaign_id, "seq": self._seq,
-                         "at": datetime.now(timezone.utc), "kind": kind, "body": body})
+            self._q.put(
+                {"campaign_id": self.campaign_id, "seq": self._seq, "at": datetime.now(UTC), "kind": kind, "body": body}
+            )
 
     def document(self, name: str, doc: dict[str, Any]) -> None:
         """A RunEngine subscription: the document goes out unchanged, plus step start/end as campaign events."""
         self.emit("document", {"name": name, "doc": doc})
         if name == "start":
-            self._runs[doc["uid"]] = {"trial": doc.get("trial"), "step": doc.get("step"),
-                                      "sample": doc.get("sample_id")}
+            self._runs[doc["uid"]] = {
+                "trial": doc.get("trial"),
+                "step": doc.get("step"),
+                "sample": doc.get("sample_id"),
+            }
         elif name == "stop":
             run = self._runs.pop(doc.get("run_start", ""), {})
             step = str(run.get("step") or "")
             to = self._moves.pop((run.get("trial"), step), None) or (step[7:] if step.startswith("buffer:") else None)
             moved = {"location": to} if to and doc.get("exit_status") == "success" else {}
-            self.emit("step_end", {**run, **moved, "exit_status": doc.get("exit_status"),
-                                   "reason": _reason(doc.get("reason", ""))})
+            self.emit(
+                "step_end",
+                {**run, **moved, "exit_status": doc.get("exit_status"), "reason": _reason(doc.get("reason", ""))},
+            )
 
     def observer(self, kind: str, data: dict[str, Any]) -> None:
         """The scheduler's observer, turned into stream events."""
@@ -94,8 +108,13 @@ class EventLog:
         elif kind == "step":
             if data.get("to"):
                 self._moves[(data.get("trial"), data.get("step"))] = str(data["to"])
-            self.emit("step_start", {**{k: data.get(k) for k in ("trial", "step", "device", "to", "attempt")},
-                                     "since": datetime.now(timezone.utc).strftime("%H:%M:%S")})
+            self.emit(
+                "step_start",
+                {
+                    **{k: data.get(k) for k in ("trial", "step", "device", "to", "attempt")},
+                    "since": datetime.now(UTC).strftime("%H:%M:%S"),
+                },
+            )
         elif kind == "finished":
             t = data["trial"]
             if str(t.state) == "done":
@@ -104,11 +123,15 @@ class EventLog:
                 self.emit("failure", {"trial": _trial(self.spec, t)})
             self._maybe_best(t)
         elif kind == "alert":
-            self.emit("alert", {k: v for k, v in data.items() if isinstance(v, (str, int, float, list))
-                                or v is None} | {"message": str(data.get("message", ""))})
+            self.emit(
+                "alert",
+                {k: v for k, v in data.items() if isinstance(v, (str, int, float, list)) or v is None}
+                | {"message": str(data.get("message", ""))},
+            )
         elif kind in ("paused", "resumed"):
-            self.emit(kind, {k: (list(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
-                             for k, v in data.items()})
+            self.emit(
+                kind, {k: (list(map(str, v)) if isinstance(v, (list, tuple)) else str(v)) for k, v in data.items()}
+            )
         elif kind == "stopped":
             d = data["decision"]
             self.emit("stopped", {"rule": d.rule, "reason": d.reason})
@@ -145,8 +168,10 @@ class EventLog:
                 try:
                     add_events(self.store, batch)
                 except Exception as exc:  # noqa: BLE001 - the stream is not the lab: never stop a campaign for it
-                    print(f"labloop: stream events {batch[0]['seq']}..{batch[-1]['seq']} not stored: {exc}",
-                          file=sys.stderr)
+                    print(
+                        f"labloop: stream events {batch[0]['seq']}..{batch[-1]['seq']} not stored: {exc}",
+                        file=sys.stderr,
+                    )
                 if not done:
                     time.sleep(max(0.0, COMMIT_EVERY_S - (time.monotonic() - began)))
 

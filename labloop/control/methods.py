@@ -21,6 +21,7 @@ from labloop.run.liveness import liveness
 from labloop.spec import spec_from_text, spec_hash
 from labloop.store import Store
 from labloop.store.events import as_message, events_after, last_seq
+
 from . import protocol as p
 from .requests import ask_runner, estop
 from .supervisor import Supervisor
@@ -65,8 +66,17 @@ def status(c: Call, params: p.StatusParams) -> Any:
 
 def list_(c: Call, params: p.ListParams) -> Any:
     here = c.supervisor.running()
-    return [{"id": x.id, "uid": x.uid, "name": x.name, "state": x.state, "stop_reason": x.stop_reason,
-             "pid": here[x.id].pid if x.id in here else None} for x in c.store.campaigns()]
+    return [
+        {
+            "id": x.id,
+            "uid": x.uid,
+            "name": x.name,
+            "state": x.state,
+            "stop_reason": x.stop_reason,
+            "pid": here[x.id].pid if x.id in here else None,
+        }
+        for x in c.store.campaigns()
+    ]
 
 
 def _ask(c: Call, action: str, params: Any, args: dict[str, Any] | None = None) -> Any:
@@ -87,18 +97,25 @@ def resume(c: Call, params: p.ControlParams) -> Any:
     """Un-pause a running campaign, or restart in a new child one whose process died."""
     camp = pick_campaign(c.store, params.campaign)
     if camp.state in ("finished", "stopped"):
-        raise LabloopError(f"campaign '{camp.name}' (id {camp.id}) has already ended ({camp.stop_reason})",
-                           "submit a new campaign with `labloop submit FILE`")
+        raise LabloopError(
+            f"campaign '{camp.name}' (id {camp.id}) has already ended ({camp.stop_reason})",
+            "submit a new campaign with `labloop submit FILE`",
+        )
     life = liveness(camp)
     if life.alive or camp.id in c.supervisor.running():
         return _ask(c, "resume", params)
     if life.present:
-        raise LabloopError(f"campaign '{camp.name}': its runner {life.host}:{life.pid} still exists but has not "
-                           f"answered for {life.heartbeat_age or 0:.0f} s",
-                           f"if it is hung, stop it (kill {life.pid}), then resume again")
+        raise LabloopError(
+            f"campaign '{camp.name}': its runner {life.host}:{life.pid} still exists but has not "
+            f"answered for {life.heartbeat_age or 0:.0f} s",
+            f"if it is hung, stop it (kill {life.pid}), then resume again",
+        )
     report = c.supervisor.spawn(c.user, resume=camp.id)
-    return {"campaign": camp.name, "campaign_id": camp.id,
-            "outcome": f"restarted in a new process (pid {report['pid']}) on the daemon's host"}
+    return {
+        "campaign": camp.name,
+        "campaign_id": camp.id,
+        "outcome": f"restarted in a new process (pid {report['pid']}) on the daemon's host",
+    }
 
 
 def estop_(c: Call, params: p.EstopParams) -> Any:
@@ -115,8 +132,14 @@ def reject(c: Call, params: p.RejectParams) -> Any:
 
 def export(c: Call, params: p.ExportParams) -> Any:
     """The exported bytes (base64: parquet is binary) and the manifest to write beside them."""
-    data, man = sharing.export_data(c.store, params.format, params.campaign, params.sharing_class,
-                                    Path(params.output_name) if params.output_name else None, user=c.user)
+    data, man = sharing.export_data(
+        c.store,
+        params.format,
+        params.campaign,
+        params.sharing_class,
+        Path(params.output_name) if params.output_name else None,
+        user=c.user,
+    )
     return {"data": base64.b64encode(data).decode("ascii"), "manifest": man}
 
 
@@ -126,21 +149,39 @@ def submit(c: Call, params: p.SubmitParams) -> Any:
     report = c.supervisor.spawn(c.user, text=params.text, source=params.source, time_scale=params.time_scale)
     if c.accepted is not None:
         c.accepted["campaign_id"] = report["campaign_id"]
-    return {"campaign": report["name"], "campaign_id": report["campaign_id"], "uid": report["uid"],
-            "pid": report["pid"]}
+    return {
+        "campaign": report["name"],
+        "campaign_id": report["campaign_id"],
+        "uid": report["uid"],
+        "pid": report["pid"],
+    }
 
 
 def missed(c: Call, params: p.MissedParams) -> Any:
     """Stream events of one campaign after ``after_seq``, in order, as the stream carried them."""
     camp = c.store.campaign(params.campaign)
     rows = events_after(c.store, camp.id, params.after_seq, params.limit)
-    return {"campaign": camp.name, "campaign_id": camp.id, "last_seq": last_seq(c.store, camp.id),
-            "events": [as_message(e) for e in rows]}
+    return {
+        "campaign": camp.name,
+        "campaign_id": camp.id,
+        "last_seq": last_seq(c.store, camp.id),
+        "events": [as_message(e) for e in rows],
+    }
 
 
 HANDLERS: dict[str, Callable[[Call, Any], Any]] = {
-    "status": status, "list": list_, "pause": pause, "resume": resume, "stop": stop, "estop": estop_,
-    "approve": approve, "reject": reject, "export": export, "submit": submit, "missed": missed}
+    "status": status,
+    "list": list_,
+    "pause": pause,
+    "resume": resume,
+    "stop": stop,
+    "estop": estop_,
+    "approve": approve,
+    "reject": reject,
+    "export": export,
+    "submit": submit,
+    "missed": missed,
+}
 assert set(HANDLERS) == set(p.METHODS)
 
 #: Reads are audited when refused only: a dashboard polling status each second would bury the commands.

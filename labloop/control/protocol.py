@@ -72,8 +72,11 @@ class ExportParams(_Params):
     campaign: CampaignRef = None
     format: Literal["csv", "json", "jsonl", "parquet", "documents"] = "csv"
     sharing_class: Literal["open", "shared-closed", "closed"] | None = None
-    output_name: str | None = Field(None, max_length=500, description="the file the client writes: named in the "
-                                    "manifest, which is returned only when this is given")
+    output_name: str | None = Field(
+        None,
+        max_length=500,
+        description="the file the client writes: named in the manifest, which is returned only when this is given",
+    )
 
 
 class SubmitParams(_Params):
@@ -90,9 +93,17 @@ class MissedParams(_Params):
 
 #: method -> its params model. A method not here is refused as unknown.
 METHODS: dict[str, type[_Params]] = {
-    "status": StatusParams, "list": ListParams, "pause": ControlParams, "resume": ControlParams,
-    "stop": ControlParams, "estop": EstopParams, "approve": ApproveParams, "reject": RejectParams,
-    "export": ExportParams, "submit": SubmitParams, "missed": MissedParams,
+    "status": StatusParams,
+    "list": ListParams,
+    "pause": ControlParams,
+    "resume": ControlParams,
+    "stop": ControlParams,
+    "estop": EstopParams,
+    "approve": ApproveParams,
+    "reject": RejectParams,
+    "export": ExportParams,
+    "submit": SubmitParams,
+    "missed": MissedParams,
 }
 
 
@@ -124,33 +135,53 @@ def _first_error(exc: ValidationError) -> str:
 def parse_request(raw: bytes) -> tuple[Request, _Params]:
     """Bytes -> (request, its validated params); raises :class:`ProtocolError` for anything else."""
     if len(raw) > MAX_BYTES:
-        raise ProtocolError("too_large", f"the request is {len(raw)} bytes; the limit is {MAX_BYTES}",
-                            "send a smaller campaign file or fewer trial numbers")
+        raise ProtocolError(
+            "too_large",
+            f"the request is {len(raw)} bytes; the limit is {MAX_BYTES}",
+            "send a smaller campaign file or fewer trial numbers",
+        )
     try:
         data = json.loads(raw.decode("utf-8"))
     except RecursionError:
-        raise ProtocolError("bad_json", "the request is nested too deeply to read",
-                            "send one flat JSON object per message (params hold strings, numbers and lists)") from None
+        raise ProtocolError(
+            "bad_json",
+            "the request is nested too deeply to read",
+            "send one flat JSON object per message (params hold strings, numbers and lists)",
+        ) from None
     except (UnicodeDecodeError, ValueError):
-        raise ProtocolError("bad_json", "the request is not UTF-8 JSON",
-                            "send one JSON object per message (see labloop.control.protocol)") from None
+        raise ProtocolError(
+            "bad_json",
+            "the request is not UTF-8 JSON",
+            "send one JSON object per message (see labloop.control.protocol)",
+        ) from None
     rid = data.get("id") if isinstance(data, dict) and isinstance(data.get("id"), str) else None
     try:
         req = Request.model_validate(data)
     except ValidationError as exc:
-        raise ProtocolError("bad_request", f"malformed request: {_first_error(exc)}",
-                            'send {"v": 1, "id": str, "method": str, "params": {...}}', rid) from None
+        raise ProtocolError(
+            "bad_request",
+            f"malformed request: {_first_error(exc)}",
+            'send {"v": 1, "id": str, "method": str, "params": {...}}',
+            rid,
+        ) from None
     if req.v != VERSION:
-        raise ProtocolError("bad_version", f"protocol version {req.v} is not spoken here (this daemon: {VERSION})",
-                            "use a labloop client of the same version as the daemon", req.id)
+        raise ProtocolError(
+            "bad_version",
+            f"protocol version {req.v} is not spoken here (this daemon: {VERSION})",
+            "use a labloop client of the same version as the daemon",
+            req.id,
+        )
     model = METHODS.get(req.method)
     if model is None:
-        raise ProtocolError("unknown_method", f"unknown method '{req.method}'",
-                            f"one of: {', '.join(sorted(METHODS))}", req.id)
+        raise ProtocolError(
+            "unknown_method", f"unknown method '{req.method}'", f"one of: {', '.join(sorted(METHODS))}", req.id
+        )
     try:
         params = model.model_validate(req.params)
     except ValidationError as exc:
-        raise ProtocolError("bad_params", f"{req.method}: {_first_error(exc)}", _params_fix(req.method), req.id) from None
+        raise ProtocolError(
+            "bad_params", f"{req.method}: {_first_error(exc)}", _params_fix(req.method), req.id
+        ) from None
     return req, params
 
 
@@ -159,9 +190,16 @@ COMMANDS = {"list": "status", "missed": "watch"}
 
 
 def _params_fix(method: str) -> str:
-    fields = ", ".join(f"{name}: " + (f"a name or an id (0 to {MAX_ID})" if name == "campaign" else _describe(f))
-                       for name, f in METHODS[method].model_fields.items()) or "none"
-    return f"send the params {method} takes ({fields}); `labloop {COMMANDS.get(method, method)} --help` shows the options"
+    fields = (
+        ", ".join(
+            f"{name}: " + (f"a name or an id (0 to {MAX_ID})" if name == "campaign" else _describe(f))
+            for name, f in METHODS[method].model_fields.items()
+        )
+        or "none"
+    )
+    return (
+        f"send the params {method} takes ({fields}); `labloop {COMMANDS.get(method, method)} --help` shows the options"
+    )
 
 
 def _describe(f: Any) -> str:
@@ -184,8 +222,9 @@ def ok(rid: str | None, result: Any) -> bytes:
 
 
 def error(rid: str | None, code: str, problem: str, fix: str = "") -> bytes:
-    return json.dumps({"v": VERSION, "id": rid, "ok": False,
-                       "error": {"code": code, "problem": problem, "fix": fix}}).encode()
+    return json.dumps(
+        {"v": VERSION, "id": rid, "ok": False, "error": {"code": code, "problem": problem, "fix": fix}}
+    ).encode()
 
 
 def from_protocol_error(exc: ProtocolError) -> bytes:
@@ -195,5 +234,17 @@ def from_protocol_error(exc: ProtocolError) -> bytes:
 # ------------------------------------------------------------------------------------------------ the stream
 def stream_message(campaign: str, campaign_id: int, seq: int, at: str, kind: str, body: Any) -> list[bytes]:
     """One stream message: topic frame (the campaign's name, for SUB filtering) and a JSON body."""
-    return [campaign.encode(), json.dumps({"v": VERSION, "campaign": campaign, "campaign_id": campaign_id,
-                                           "seq": seq, "at": at, "kind": kind, "body": body}).encode()]
+    return [
+        campaign.encode(),
+        json.dumps(
+            {
+                "v": VERSION,
+                "campaign": campaign,
+                "campaign_id": campaign_id,
+                "seq": seq,
+                "at": at,
+                "kind": kind,
+                "body": body,
+            }
+        ).encode(),
+    ]

@@ -30,10 +30,10 @@ from ophyd.status import Status
 
 from labloop.contract import Health
 from labloop.errors import DeviceError, LabloopError
+
 from . import wire
-from .remote_link import CALL_TIMEOUT_S, CONNECT_TIMEOUT_S, client_keys, start_hint  # noqa: F401 - public here
+from .remote_link import CALL_TIMEOUT_S, CONNECT_TIMEOUT_S, _z85, client_keys, log, start_hint  # noqa: F401 - public here
 from .remote_link import Link as _Link
-from .remote_link import _z85, log
 
 
 class RemoteSignal:
@@ -41,7 +41,7 @@ class RemoteSignal:
     registers a callback that fires (in this process, on the proxy's dispatcher thread) on every value the agent
     pushes, ophyd style (``value=, old_value=, timestamp=, obj=``), so a bluesky ``monitor`` records it."""
 
-    def __init__(self, parent: "RemoteDevice", attr: str, name: str, kind: int):
+    def __init__(self, parent: RemoteDevice, attr: str, name: str, kind: int):
         self.parent, self.attr_name, self.name, self.kind = parent, attr, name, kind
         self.dotted_name = attr
         self._subs: dict[int, Callable[..., Any]] = {}
@@ -95,8 +95,11 @@ class RemoteSignal:
         if first:
             self._rpc("subscribe")  # the agent answers with the current value at once (run=True there)
         elif run and latest is not None:
-            self.parent._dispatch(lambda: callback(value=latest["value"], old_value=None,
-                                                   timestamp=latest["timestamp"], sub_type="value", obj=self))
+            self.parent._dispatch(
+                lambda: callback(
+                    value=latest["value"], old_value=None, timestamp=latest["timestamp"], sub_type="value", obj=self
+                )
+            )
         return cid
 
     def clear_sub(self, callback: Callable[..., Any], event_type: str | None = None) -> None:
@@ -130,8 +133,13 @@ class RemoteSignal:
             subs = list(self._subs.values())
         for cb in subs:
             try:
-                cb(value=reading.get("value"), old_value=None if old is None else old.get("value"),
-                   timestamp=reading.get("timestamp"), sub_type="value", obj=self)
+                cb(
+                    value=reading.get("value"),
+                    old_value=None if old is None else old.get("value"),
+                    timestamp=reading.get("timestamp"),
+                    sub_type="value",
+                    obj=self,
+                )
             except Exception:  # noqa: BLE001 - one bad callback must not stop the others (as in ophyd)
                 log.exception("subscription callback of %s failed", self.name)
 
@@ -139,7 +147,7 @@ class RemoteSignal:
 class _Transport:
     """What the conformance kit needs of a driver transport: its timeout, and a way to cut it (on the agent)."""
 
-    def __init__(self, device: "RemoteDevice", timeout: float):
+    def __init__(self, device: RemoteDevice, timeout: float):
         self.device, self.timeout = device, timeout
 
     def sever(self) -> None:
@@ -170,13 +178,15 @@ class RemoteDevice:
             setattr(self, attr, sig)
         self.component_names = tuple(self._signals)
         self._callbacks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._dispatcher = threading.Thread(target=self._run_callbacks, name=f"remote-{self.name}-callbacks",
-                                            daemon=True)
+        self._dispatcher = threading.Thread(
+            target=self._run_callbacks, name=f"remote-{self.name}-callbacks", daemon=True
+        )
         self._dispatcher.start()
         link.on_event = self._on_event
         # Its own thread: a subscription callback that calls the agent must not wait behind the restore it blocks.
-        link.on_up = lambda restarted: threading.Thread(target=self._restore, args=(restarted,), daemon=True,
-                                                        name=f"remote-{self.name}-restore").start()
+        link.on_up = lambda restarted: threading.Thread(
+            target=self._restore, args=(restarted,), daemon=True, name=f"remote-{self.name}-restore"
+        ).start()
 
     def __repr__(self) -> str:
         return f"RemoteDevice({self.name!r} at {self._link.address})"
@@ -300,9 +310,16 @@ def _proxy_class(protocols: list[str]) -> type:
     return _CLASSES[key]
 
 
-def connect(address: str, agent_key: str | bytes, *, name: str | None = None, agent: str | None = None,
-            keys: tuple[bytes, bytes] | None = None, timeout: float = CONNECT_TIMEOUT_S,
-            lost_after: float = wire.LOST_AFTER_S) -> RemoteDevice:
+def connect(
+    address: str,
+    agent_key: str | bytes,
+    *,
+    name: str | None = None,
+    agent: str | None = None,
+    keys: tuple[bytes, bytes] | None = None,
+    timeout: float = CONNECT_TIMEOUT_S,
+    lost_after: float = wire.LOST_AFTER_S,
+) -> RemoteDevice:
     """Connect to the agent at ``address`` (its public key ``agent_key``, Z85) and return the device proxy.
 
     ``name``: the name the campaign gives the device; the agent must serve it under that name (readings are keyed
@@ -311,8 +328,10 @@ def connect(address: str, agent_key: str | bytes, *, name: str | None = None, ag
     label = f"agent '{agent}'" if agent else (f"the agent of device '{name}'" if name else "the agent")
     server_key = _z85(agent_key)
     if len(server_key) != 40:
-        raise LabloopError(f"{label}: {server_key!r} is not a Z85 CURVE public key (40 characters)",
-                           "copy the agent's public key from `labloop users list`")
+        raise LabloopError(
+            f"{label}: {server_key!r} is not a Z85 CURVE public key (40 characters)",
+            "copy the agent's public key from `labloop users list`",
+        )
     client = keys or client_keys()
     link = _Link(address, server_key, client, label, lost_after)
     try:
@@ -321,20 +340,27 @@ def connect(address: str, agent_key: str | bytes, *, name: str | None = None, ag
         link.close()
         mine = client[0].decode()
         if link.refused:
-            raise LabloopError(f"{label} at {address} does not admit this runner: {link.refused}",
-                               f"give the agent a key file made with `labloop users add` on this lab's store (it "
-                               f"carries the daemon's key), or add this runner's public key {mine} to its "
-                               "trusted_keys; check the agent_key in the campaign") from None
+            raise LabloopError(
+                f"{label} at {address} does not admit this runner: {link.refused}",
+                f"give the agent a key file made with `labloop users add` on this lab's store (it "
+                f"carries the daemon's key), or add this runner's public key {mine} to its "
+                "trusted_keys; check the agent_key in the campaign",
+            ) from None
         raise LabloopError(
             f"{label} at {address} did not answer within {timeout:g} s: it is not running there, the address is "
             "wrong, or a firewall is in the way",
-            f"{start_hint(address, agent)}") from None
+            f"{start_hint(address, agent)}",
+        ) from None
     if not isinstance(info, dict) or not isinstance(info.get("name"), str) or "protocols" not in info:
         link.close()
-        raise LabloopError(f"{label} at {address} answered hello with {info!r:.200}",
-                           "point the campaign at a labloop agent of the same version")
+        raise LabloopError(
+            f"{label} at {address} answered hello with {info!r:.200}",
+            "point the campaign at a labloop agent of the same version",
+        )
     if name is not None and info["name"] != name:
         link.close()
-        raise LabloopError(f"{label} at {address} serves device '{info['name']}', the campaign calls it '{name}'",
-                           f"start the agent with --name {name}, or use the agent's name in the campaign")
+        raise LabloopError(
+            f"{label} at {address} serves device '{info['name']}', the campaign calls it '{name}'",
+            f"start the agent with --name {name}, or use the agent's name in the campaign",
+        )
     return _proxy_class(list(info["protocols"]))(link, info, label)

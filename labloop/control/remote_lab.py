@@ -22,8 +22,10 @@ def agent_public_key(store_url: str | None, agent: str) -> str:
     from labloop.store import Store
 
     if not store_url:
-        raise SpecError(f"the lab names agent '{agent}' but no store is given to look its key up in",
-                        "pass --store (or set 'store' in the campaign file), or give the key inline as agent_key")
+        raise SpecError(
+            f"the lab names agent '{agent}' but no store is given to look its key up in",
+            "pass --store (or set 'store' in the campaign file), or give the key inline as agent_key",
+        )
     store = Store(store_url, create=False)
     try:
         return agent_key(store, agent)

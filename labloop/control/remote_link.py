@@ -18,10 +18,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import zmq
-
 from ophyd.status import Status
 
 from labloop.errors import DeviceError, LabloopError
+
 from . import wire
 
 log = logging.getLogger("labloop.remote")
@@ -44,8 +44,10 @@ def client_keys() -> tuple[bytes, bytes]:
         from labloop.identity.keys import SERVER_KEY_FILE, ServerKeys
 
         if not (Path(keys_dir) / SERVER_KEY_FILE).is_file():
-            raise LabloopError(f"LABLOOP_SERVER_KEYS names {keys_dir}, which holds no {SERVER_KEY_FILE}",
-                               "point it at the daemon's --keys folder, or unset it and use LABLOOP_KEY")
+            raise LabloopError(
+                f"LABLOOP_SERVER_KEYS names {keys_dir}, which holds no {SERVER_KEY_FILE}",
+                "point it at the daemon's --keys folder, or unset it and use LABLOOP_KEY",
+            )
         keys = ServerKeys.load_or_create(Path(keys_dir))
         return _z85(keys.public), _z85(keys.secret)
     key_file = os.environ.get("LABLOOP_KEY")
@@ -54,9 +56,11 @@ def client_keys() -> tuple[bytes, bytes]:
 
         key = load_client_key(key_file)
         return _z85(key.public_key), _z85(key.secret_key)
-    raise LabloopError("no client key to talk to remote instruments (the lab names a remote device)",
-                       "set LABLOOP_KEY to your key file (`labloop users add NAME --role operator --out FILE`), or "
-                       "submit the campaign to a daemon (`labloop submit FILE --server ADDR`): it uses its own key")
+    raise LabloopError(
+        "no client key to talk to remote instruments (the lab names a remote device)",
+        "set LABLOOP_KEY to your key file (`labloop users add NAME --role operator --out FILE`), or "
+        "submit the campaign to a daemon (`labloop submit FILE --server ADDR`): it uses its own key",
+    )
 
 
 def _z85(value: Any) -> bytes:
@@ -67,15 +71,23 @@ def start_hint(address: str, agent: str | None) -> str:
     """The command an operator runs to start the agent a campaign names (shown when it cannot be reached)."""
     port = address.rsplit(":", 1)[-1]
     who = agent or "AGENT"
-    return (f"on the instrument's computer run `labloop agent DRIVER_MODULE:CLASS --config FILE --bind "
-            f"tcp://0.0.0.0:{port} --name DEVICE --key {who}.key`")
+    return (
+        f"on the instrument's computer run `labloop agent DRIVER_MODULE:CLASS --config FILE --bind "
+        f"tcp://0.0.0.0:{port} --name DEVICE --key {who}.key`"
+    )
 
 
 class Link:
     """One DEALER connection to an agent, driven by its own thread: requests, replies, events, heartbeats."""
 
-    def __init__(self, address: str, server_key: bytes, keys: tuple[bytes, bytes], label: str,
-                 lost_after: float = wire.LOST_AFTER_S):
+    def __init__(
+        self,
+        address: str,
+        server_key: bytes,
+        keys: tuple[bytes, bytes],
+        label: str,
+        lost_after: float = wire.LOST_AFTER_S,
+    ):
         self.address, self.label, self.lost_after = address, label, lost_after
         self.ctx: zmq.Context[Any] = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
@@ -87,8 +99,9 @@ class Link:
         self.sock.curve_serverkey = server_key
         self.sock.curve_publickey, self.sock.curve_secretkey = keys
         # Handshake failures tell "the agent refuses this key" apart from "nobody answers" (see connect()).
-        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        self.monitor = self.sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        )
         self.refused: str | None = None
         self.sock.connect(address)
         self.outbox = wire.Outbox(self.ctx, "remote")
@@ -113,8 +126,14 @@ class Link:
         self._thread.start()
 
     # calls from any thread --------------------------------------------------------------------------------------
-    def request(self, method: str, args: Mapping[str, Any] | None = None, status: Status | None = None,
-                timeout: float = CALL_TIMEOUT_S, restoring: bool = False) -> Any:
+    def request(
+        self,
+        method: str,
+        args: Mapping[str, Any] | None = None,
+        status: Status | None = None,
+        timeout: float = CALL_TIMEOUT_S,
+        restoring: bool = False,
+    ) -> Any:
         """Send a request and wait for its result; DeviceError when the agent refuses, fails or is unreachable.
         After the agent restarted, requests wait until the proxy has restored its state there (``restoring``: a
         request that does the restoring)."""
@@ -127,13 +146,15 @@ class Link:
         try:
             return fut.result(timeout)
         except FutureTimeout:
-            raise DeviceError(f"{self.label} at {self.address}: no answer to {method} within {timeout:g} s",
-                              self.fix) from None
+            raise DeviceError(
+                f"{self.label} at {self.address}: no answer to {method} within {timeout:g} s", self.fix
+            ) from None
 
     @property
     def fix(self) -> str:
-        return ("check that the agent runs and the network between the computers works; "
-                f"{start_hint(self.address, None)}")
+        return (
+            f"check that the agent runs and the network between the computers works; {start_hint(self.address, None)}"
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -153,9 +174,11 @@ class Link:
                     next_ping = now + wire.HEARTBEAT_S
                     self._send_raw({"v": wire.VERSION, "id": 0, "method": "ping"})
                 if self.up and now - self.last_rx > self.lost_after:
-                    self._go_down(f"lost contact with {self.label} at {self.address}: no heartbeat for "
-                                  f"{now - self.last_rx:.1f} s (the agent stopped, its computer is down, or the "
-                                  "network broke)")
+                    self._go_down(
+                        f"lost contact with {self.label} at {self.address}: no heartbeat for "
+                        f"{now - self.last_rx:.1f} s (the agent stopped, its computer is down, or the "
+                        "network broke)"
+                    )
                 for rid, message in list(self.unsent.items()):
                     if rid not in self.pending or self._send_raw(message):
                         self.unsent.pop(rid, None)
@@ -197,12 +220,17 @@ class Link:
         try:
             sent = self._send_raw({"v": wire.VERSION, "id": rid, "method": method, "args": args})
         except (TypeError, ValueError) as exc:
-            fut.set_exception(DeviceError(f"{self.label}: {method} arguments cannot travel as JSON: {exc}",
-                                          "send numbers, text, lists and mappings"))
+            fut.set_exception(
+                DeviceError(
+                    f"{self.label}: {method} arguments cannot travel as JSON: {exc}",
+                    "send numbers, text, lists and mappings",
+                )
+            )
             return
         if not sent and method != "hello":
-            fut.set_exception(DeviceError(f"{self.label} at {self.address} is not connected: {self.down_reason}",
-                                          self.fix))
+            fut.set_exception(
+                DeviceError(f"{self.label} at {self.address} is not connected: {self.down_reason}", self.fix)
+            )
             return
         # A hello that could not go out yet (connecting) is re-sent by the loop until connected or its deadline.
         self.pending[rid] = (fut, status, time.monotonic() + CONNECT_TIMEOUT_S)
@@ -261,7 +289,7 @@ class Link:
 
     def _on_reply(self, msg: dict[str, Any], raw: bytes) -> None:
         rid = msg.get("id")
-        if rid == 0 or rid is None and msg.get("ok") is False and not self.pending:
+        if rid == 0 or (rid is None and msg.get("ok") is False and not self.pending):
             return  # a pong, or the agent refusing something nobody waits for
         entry = self.pending.pop(rid, None) if isinstance(rid, int) else None
         if entry is None:
@@ -298,9 +326,11 @@ class Link:
     def _garbage(self, raw: bytes, extra: list[tuple[Future[Any], Status | None]] | None = None) -> None:
         """A message that is not the protocol: everything waiting on the agent fails, quoting it."""
         self.garbage = [*self.garbage[-4:], raw[: wire.RAW_SHOWN]]
-        err = DeviceError(f"{self.label} at {self.address} answered something that is not the agent protocol: "
-                          f"raw reply {wire.raw_excerpt(raw)}",
-                          "check that the address is a labloop agent of the same version; restart the agent")
+        err = DeviceError(
+            f"{self.label} at {self.address} answered something that is not the agent protocol: "
+            f"raw reply {wire.raw_excerpt(raw)}",
+            "check that the address is a labloop agent of the same version; restart the agent",
+        )
         for fut, st in extra or []:
             if not fut.done():
                 fut.set_exception(err)
@@ -321,8 +351,12 @@ class Link:
                 st.set_exception(err)
 
     def _fail_running(self, reason: str) -> None:
-        self._fail_waiting(DeviceError(reason, "the step is retried per its retry policy; check the instrument "
-                                       "before going on if it keeps happening"))
+        self._fail_waiting(
+            DeviceError(
+                reason,
+                "the step is retried per its retry policy; check the instrument before going on if it keeps happening",
+            )
+        )
         self.early.clear()
 
     def _go_down(self, reason: str, quiet: bool = False) -> None:

@@ -21,9 +21,9 @@ import signal
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from labloop.errors import LabloopError
 from labloop.identity.keys import DEFAULT_CONTROL, DEFAULT_KEYS_DIR, DEFAULT_STREAM, ServerKeys, apply_server
 from labloop.identity.roles import permitted, refusal
 from labloop.store import Store
+
 from . import audit, methods, protocol
 from .auth import StoreAuthenticator
 from .dispatch import Dispatcher, daemon_dispatcher
@@ -52,8 +53,14 @@ REPLIES = "inproc://labloop-replies"
 
 
 class Daemon:
-    def __init__(self, store_url: str, control: str = DEFAULT_CONTROL, stream: str = DEFAULT_STREAM,
-                 keys_dir: Path | None = None, workers: int = 8):
+    def __init__(
+        self,
+        store_url: str,
+        control: str = DEFAULT_CONTROL,
+        stream: str = DEFAULT_STREAM,
+        keys_dir: Path | None = None,
+        workers: int = 8,
+    ):
         self.store_url = store_url
         self.store = Store(store_url)
         self.keys_dir = Path(keys_dir or DEFAULT_KEYS_DIR).expanduser()
@@ -125,16 +132,27 @@ class Daemon:
     def _guard(self, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
-        except Exception:  # noqa: BLE001 - a store hiccup while handling an exit must not end the daemon
+        except Exception:
             log.exception("%s failed", getattr(fn, "__name__", fn))
 
     def _audit_refusals(self, windows: list[dict[str, Any]]) -> None:
         for w in windows:
-            audit.record(self.store, user=w["key"], role=None, address=w["address"], command="unknown_key",
-                         args={"methods": w["methods"]}, outcome="refused",
-                         detail={"reason": "the connection's key is not a user of this lab, or was revoked",
-                                 "count": w["count"], "first": w["first"], "last": w["last"],
-                                 "window_s": self.refusals.window_s})
+            audit.record(
+                self.store,
+                user=w["key"],
+                role=None,
+                address=w["address"],
+                command="unknown_key",
+                args={"methods": w["methods"]},
+                outcome="refused",
+                detail={
+                    "reason": "the connection's key is not a user of this lab, or was revoked",
+                    "count": w["count"],
+                    "first": w["first"],
+                    "last": w["last"],
+                    "window_s": self.refusals.window_s,
+                },
+            )
 
     def _drain_control(self) -> None:
         for _ in range(1000):  # bounded: the reply socket and the supervisor get their turn too
@@ -166,8 +184,17 @@ class Daemon:
             envelope.append(b"")
             body = body[1:]
         if len(body) != 1:
-            self._send(envelope + [protocol.error(None, "bad_frames", f"a request is one frame, not {len(body)}",
-                                                  "send the JSON request as a single message frame")])
+            self._send(
+                envelope
+                + [
+                    protocol.error(
+                        None,
+                        "bad_frames",
+                        f"a request is one frame, not {len(body)}",
+                        "send the JSON request as a single message frame",
+                    )
+                ]
+            )
             return
         try:
             user_id = frames[-1].get("User-Id")
@@ -185,11 +212,23 @@ class Daemon:
         ident = self.auth.identify(user_id) if user_id else None
         if ident is None:  # revoked since the connection was made (new connections are refused by ZAP)
             if self.refusals.add(user_id or "unknown", req.method, address, time.monotonic()):
-                log.warning("refusing requests from %s (not a user of this lab, or revoked); they are audited as "
-                            "one row per key per %g s", user_id or "an unknown key", self.refusals.window_s)
-            self._send(envelope + [protocol.error(
-                req.id, "unknown_key", f"the key of this connection ({user_id or 'none'}) is not a user of this "
-                "lab, or was revoked", "ask an admin for a key file (`labloop users add`) and pass it with --key")])
+                log.warning(
+                    "refusing requests from %s (not a user of this lab, or revoked); they are audited as "
+                    "one row per key per %g s",
+                    user_id or "an unknown key",
+                    self.refusals.window_s,
+                )
+            self._send(
+                envelope
+                + [
+                    protocol.error(
+                        req.id,
+                        "unknown_key",
+                        f"the key of this connection ({user_id or 'none'}) is not a user of this lab, or was revoked",
+                        "ask an admin for a key file (`labloop users add`) and pass it with --key",
+                    )
+                ]
+            )
             return
         if not permitted(ident.role, req.method):
             no = refusal(ident.name, ident.role, req.method)  # the one wording, as the dashboard and the docs give it
@@ -199,20 +238,36 @@ class Daemon:
             key = json.dumps(params.campaign)
             hit = self._status.get(key)
             if hit is not None and time.monotonic() - hit[0] < STATUS_FRESH_S:
-                self._send(envelope + [b'{"v": 1, "id": ' + json.dumps(req.id).encode() + b', "ok": true, '
-                                       b'"result": ' + hit[1] + b"}"])
+                self._send(
+                    envelope
+                    + [b'{"v": 1, "id": ' + json.dumps(req.id).encode() + b', "ok": true, "result": ' + hit[1] + b"}"]
+                )
                 return
         self._reply_later(envelope, req, params, ident, address)
 
-    def _reply_later(self, envelope: list[bytes], req: protocol.Request, params: Any, ident: Any,
-                     address: str | None, refused: tuple[str, str, str] | None = None) -> None:
+    def _reply_later(
+        self,
+        envelope: list[bytes],
+        req: protocol.Request,
+        params: Any,
+        ident: Any,
+        address: str | None,
+        refused: tuple[str, str, str] | None = None,
+    ) -> None:
         try:
             self.pool.submit(self._work, envelope, req, params, ident, address, refused)
         except RuntimeError:  # shutting down
             pass
 
-    def _work(self, envelope: list[bytes], req: protocol.Request, params: Any, ident: Any, address: str | None,
-              refused: tuple[str, str, str] | None) -> None:
+    def _work(
+        self,
+        envelope: list[bytes],
+        req: protocol.Request,
+        params: Any,
+        ident: Any,
+        address: str | None,
+        refused: tuple[str, str, str] | None,
+    ) -> None:
         user, role = ident.name, ident.role
         call = None
         try:
@@ -223,8 +278,9 @@ class Daemon:
             else:
                 call = methods.Call(user, role, self.store, self.supervisor)
                 if req.method not in methods.READS:
-                    call.accepted = audit.entry(user=user, role=role, address=address, command=req.method,
-                                                args=args, outcome="accepted")
+                    call.accepted = audit.entry(
+                        user=user, role=role, address=address, command=req.method, args=args, outcome="accepted"
+                    )
                 try:
                     result = methods.HANDLERS[req.method](call, params)
                     encoded = json.dumps(result, default=str).encode()
@@ -234,8 +290,9 @@ class Daemon:
                 else:
                     if req.method == "status":
                         self._status[json.dumps(params.campaign)] = (time.monotonic(), encoded)
-                    reply = b'{"v": 1, "id": ' + json.dumps(req.id).encode() + b', "ok": true, "result": ' \
-                        + encoded + b"}"
+                    reply = (
+                        b'{"v": 1, "id": ' + json.dumps(req.id).encode() + b', "ok": true, "result": ' + encoded + b"}"
+                    )
                     call.settle("accepted")
         except Exception as exc:  # noqa: BLE001 - a bug in one method answers that request, the daemon goes on
             reply = self._internal_error(req, exc, call)
@@ -249,17 +306,35 @@ class Daemon:
         if call is not None:
             try:
                 call.settle("failed", f"{type(exc).__name__}: {exc} (error id {error_id})")
-            except Exception:  # noqa: BLE001 - the store itself may be what failed; the log has it
+            except Exception:
                 log.exception("could not audit the failed %s (error id %s)", req.method, error_id)
-        return protocol.error(req.id, "internal", f"{req.method} failed: internal error {error_id} "
-                              f"({type(exc).__name__})",
-                              f"this is a labloop bug: report error id {error_id}; the daemon's log "
-                              f"({self.log_file}) has its traceback")
+        return protocol.error(
+            req.id,
+            "internal",
+            f"{req.method} failed: internal error {error_id} ({type(exc).__name__})",
+            f"this is a labloop bug: report error id {error_id}; the daemon's log ({self.log_file}) has its traceback",
+        )
 
-    def _audit(self, user: str, role: str, address: str | None, command: str, args: dict[str, Any],
-               outcome: str, detail: str | None) -> None:
-        audit.record(self.store, user=user, role=role, address=address, command=command, args=args,
-                     outcome=outcome, detail=None if detail is None else {"reason": detail})
+    def _audit(
+        self,
+        user: str,
+        role: str,
+        address: str | None,
+        command: str,
+        args: dict[str, Any],
+        outcome: str,
+        detail: str | None,
+    ) -> None:
+        audit.record(
+            self.store,
+            user=user,
+            role=role,
+            address=address,
+            command=command,
+            args=args,
+            outcome=outcome,
+            detail=None if detail is None else {"reason": detail},
+        )
 
     def _reply_socket(self) -> Any:
         sock = getattr(self._local, "sock", None)
@@ -274,7 +349,7 @@ class Daemon:
         self.pool.shutdown(wait=False, cancel_futures=True)
         try:
             self._audit_refusals(self.refusals.due(float("inf")))
-        except Exception:  # noqa: BLE001 - closing goes on; the log has it
+        except Exception:
             log.exception("could not audit the refused requests counted so far")
         self.publisher.close()
         self.auth.stop()
@@ -294,13 +369,19 @@ class RefusalCounter:
 
     def add(self, key: str, method: str, address: str | None, now: float) -> bool:
         """Count one request; True when it opens a window (the first of this key for a while)."""
-        at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        at = datetime.now(UTC).isoformat(timespec="seconds")
         with self._lock:
             w = self.open.get(key)
             first = w is None
             if w is None:
-                w = self.open[key] = {"key": key[:80], "address": address, "opened": now, "count": 0,
-                                      "methods": {}, "first": at}
+                w = self.open[key] = {
+                    "key": key[:80],
+                    "address": address,
+                    "opened": now,
+                    "count": 0,
+                    "methods": {},
+                    "first": at,
+                }
             w["count"] += 1
             w["last"] = at
             if len(w["methods"]) < 20 or method in w["methods"]:
@@ -345,14 +426,22 @@ def log_to(path: Path) -> Path:
 DashboardFactory = Callable[[str, str, Dispatcher, Callable[[Callable[..., Any]], None]], Any]
 
 
-def serve(store_url: str, control: str, stream: str, keys_dir: Path | None, http: str | None = None,
-          dashboard: DashboardFactory | None = None) -> None:
+def serve(
+    store_url: str,
+    control: str,
+    stream: str,
+    keys_dir: Path | None,
+    http: str | None = None,
+    dashboard: DashboardFactory | None = None,
+) -> None:
     """Run the daemon until SIGTERM or Ctrl-C; prints where it listens and its public key. ``http``
     (``HOST:PORT``): also serve the dashboard there (started by ``dashboard``), fed by this daemon's stream and
     acting through its methods."""
     if http is not None and dashboard is None:
-        raise LabloopError("the daemon was asked to serve the dashboard but was given no way to start it",
-                           "start it with `labloop serve --http HOST:PORT`, which wires the dashboard in")
+        raise LabloopError(
+            "the daemon was asked to serve the dashboard but was given no way to start it",
+            "start it with `labloop serve --http HOST:PORT`, which wires the dashboard in",
+        )
     d = Daemon(store_url, control, stream, keys_dir)
     web = None
     if http is not None and dashboard is not None:
@@ -363,9 +452,12 @@ def serve(store_url: str, control: str, stream: str, keys_dir: Path | None, http
             raise
     signal.signal(signal.SIGTERM, lambda *_: d.stop())
     signal.signal(signal.SIGINT, lambda *_: d.stop())
-    print(f"labloop serve: control {d.control_address}  stream {d.stream_address}  store {store_url}\n"
-          f"server public key {d.keys.public_z85()}  (keys and logs in {d.keys_dir})"
-          + (f"\ndashboard {web.url}" if web else ""), flush=True)
+    print(
+        f"labloop serve: control {d.control_address}  stream {d.stream_address}  store {store_url}\n"
+        f"server public key {d.keys.public_z85()}  (keys and logs in {d.keys_dir})"
+        + (f"\ndashboard {web.url}" if web else ""),
+        flush=True,
+    )
     try:
         d.serve_forever()
     finally:

@@ -18,6 +18,7 @@ import zmq
 
 from labloop.store import Store
 from labloop.store.events import CampaignTail
+
 from . import protocol
 
 #: how often the tail reads the store when bells are off (``LABLOOP_WAKEUPS=0``); with them, a child's commit of
@@ -80,8 +81,7 @@ class Publisher:
             sent = 0
             for cid, name, rows in self.tail.read():
                 for e in rows:
-                    frames = protocol.stream_message(name, cid, e.seq, e.at.isoformat() if e.at else "",
-                                                     e.kind, e.body)
+                    frames = protocol.stream_message(name, cid, e.seq, e.at.isoformat() if e.at else "", e.kind, e.body)
                     try:
                         self.sock.send_multipart(frames, zmq.NOBLOCK)
                     except zmq.Again:  # only when no subscriber's queue has room: they recover through missed

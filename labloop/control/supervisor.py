@@ -25,20 +25,20 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labloop.errors import LabloopError
 import psutil
 
+from labloop.errors import LabloopError
 from labloop.run.liveness import ACTIVE_STATES, liveness
 from labloop.run.provenance import submitter
 from labloop.spec import spec_from_text
@@ -73,7 +73,8 @@ class Child:
         try:
             proc = psutil.Process(self.pid)
             if proc.status() == psutil.STATUS_ZOMBIE or (
-                    self.create_time is not None and abs(proc.create_time() - self.create_time) >= 1.0):
+                self.create_time is not None and abs(proc.create_time() - self.create_time) >= 1.0
+            ):
                 return -9
         except psutil.NoSuchProcess:
             return -9
@@ -106,13 +107,29 @@ class Supervisor:
         logs.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------------------------------- start
-    def spawn(self, user: str, *, text: str | None = None, source: str = "<submitted>",
-              time_scale: float | None = None, resume: int | None = None,
-              takeover_from: str | None = None) -> dict[str, Any]:
+    def spawn(
+        self,
+        user: str,
+        *,
+        text: str | None = None,
+        source: str = "<submitted>",
+        time_scale: float | None = None,
+        resume: int | None = None,
+        takeover_from: str | None = None,
+    ) -> dict[str, Any]:
         """Start a child for a new campaign (``text``) or to resume one; returns what the child reported once it
         validated and stored the campaign. Raises :class:`LabloopError` with the child's own refusal."""
-        cmd = [sys.executable, "-m", "labloop.control.child", "--store", self.store_url, "--user", user,
-               "--source", source]
+        cmd = [
+            sys.executable,
+            "-m",
+            "labloop.control.child",
+            "--store",
+            self.store_url,
+            "--user",
+            user,
+            "--source",
+            source,
+        ]
         if time_scale is not None:
             cmd += ["--time-scale", repr(time_scale)]
         if resume is not None:
@@ -123,8 +140,14 @@ class Supervisor:
         log = self.logs / f"child-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns()}.log"
         try:
             with open(log, "wb") as out:
-                popen = subprocess.Popen(cmd + ["--report-fd", str(w)], stdin=subprocess.PIPE, stdout=out,
-                                         stderr=subprocess.STDOUT, pass_fds=(w,), start_new_session=True)
+                popen = subprocess.Popen(
+                    cmd + ["--report-fd", str(w)],
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(w,),
+                    start_new_session=True,
+                )
         finally:
             os.close(w)
         child = Child(popen, user, log, pid=popen.pid)
@@ -162,9 +185,13 @@ class Supervisor:
         except ValueError:
             rc = popen.poll()
             how = _describe_exit(rc) if rc is not None else "did not report"
-            return {"ok": False, "error": {
-                "problem": f"the campaign process {how} before the campaign started{self._log_tail(popen.pid)}",
-                "fix": "see the daemon's log folder (--keys DIR/logs) for its whole output"}}
+            return {
+                "ok": False,
+                "error": {
+                    "problem": f"the campaign process {how} before the campaign started{self._log_tail(popen.pid)}",
+                    "fix": "see the daemon's log folder (--keys DIR/logs) for its whole output",
+                },
+            }
 
     def _log_tail(self, pid: int) -> str:
         with self._lock:
@@ -200,8 +227,15 @@ class Supervisor:
             with self._lock:
                 if life.pid in self._children:
                     continue
-                self._children[life.pid] = Child(None, submitter(self.store.audit_log(c.id)), None, c.id, c.name,
-                                                 pid=life.pid, create_time=c.runner_started)
+                self._children[life.pid] = Child(
+                    None,
+                    submitter(self.store.audit_log(c.id)),
+                    None,
+                    c.id,
+                    c.name,
+                    pid=life.pid,
+                    create_time=c.runner_started,
+                )
             self.on_watch(c.id, c.name)
             adopted.append(f"campaign '{c.name}' (id {c.id}, pid {life.pid})")
         return adopted
@@ -225,17 +259,28 @@ class Supervisor:
         if resume:
             action = f"resuming it (automatic resume {crashes} of at most {limit})"
         elif policy == "resume":
-            action = (f"left for an operator: it died {crashes} times, more than scheduling.crash_resumes = {limit}; "
-                      f"find the cause in the daemon's logs, then `labloop resume --campaign {c.id}`")
+            action = (
+                f"left for an operator: it died {crashes} times, more than scheduling.crash_resumes = {limit}; "
+                f"find the cause in the daemon's logs, then `labloop resume --campaign {c.id}`"
+            )
         else:
             action = f"left for an operator (scheduling.on_crash: wait): `labloop resume --campaign {c.id}`"
         if child.popen is None:
             how = "ended (an adopted process: its exit code is unknown)"
         message = f"campaign process {child.pid} {how}; {action}"
-        self.store.audit(c.id, CRASH_ACTION, {"pid": child.pid, "returncode": rc, "exit": how,
-                                              "crashes": crashes, "resume": resume,
-                                              "log": str(child.log) if child.log else None},
-                         user="labloop-daemon")
+        self.store.audit(
+            c.id,
+            CRASH_ACTION,
+            {
+                "pid": child.pid,
+                "returncode": rc,
+                "exit": how,
+                "crashes": crashes,
+                "resume": resume,
+                "log": str(child.log) if child.log else None,
+            },
+            user="labloop-daemon",
+        )
         self.store.update_campaign(c.id, note=message)
         self.announce(c.id, "crash", {"pid": child.pid, "exit": how, "resume": resume, "message": message})
         if resume:
@@ -300,17 +345,31 @@ class Supervisor:
         self._retry_at.pop(cid, None)
         held = self.store.lease(cid)
         by = held.holder if held is not None else "?"
-        self.store.audit(cid, TAKEOVER_ACTION, {"from": holder, "to": by, "daemon": _daemon_name(),
-                                                "crashes": crashes},
-                         user="labloop-daemon")
-        self.store.update_campaign(cid, note=f"taken over by daemon {_daemon_name()} (runner {by}) from runner "
-                                             f"{holder}, whose lease expired")
+        self.store.audit(
+            cid,
+            TAKEOVER_ACTION,
+            {"from": holder, "to": by, "daemon": _daemon_name(), "crashes": crashes},
+            user="labloop-daemon",
+        )
+        self.store.update_campaign(
+            cid, note=f"taken over by daemon {_daemon_name()} (runner {by}) from runner {holder}, whose lease expired"
+        )
         return f"took over campaign '{c.name}' (id {cid}) from runner {holder} (lease expired)"
 
     def announce(self, campaign_id: int, kind: str, body: dict[str, Any]) -> None:
         """A daemon event on a campaign's stream. Only while no child of it runs (the child numbers its own)."""
-        add_events(self.store, [{"campaign_id": campaign_id, "seq": last_seq(self.store, campaign_id) + 1,
-                                 "at": datetime.now(timezone.utc), "kind": kind, "body": body}])
+        add_events(
+            self.store,
+            [
+                {
+                    "campaign_id": campaign_id,
+                    "seq": last_seq(self.store, campaign_id) + 1,
+                    "at": datetime.now(UTC),
+                    "kind": kind,
+                    "body": body,
+                }
+            ],
+        )
 
 
 def _daemon_name() -> str:

@@ -84,11 +84,14 @@ def decode(raw: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(raw.decode("utf-8"), object_hook=_hook)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise WireError(f"not a JSON message ({type(exc).__name__}): {raw_excerpt(raw)}",
-                        "send one JSON object per frame") from None
+        raise WireError(
+            f"not a JSON message ({type(exc).__name__}): {raw_excerpt(raw)}", "send one JSON object per frame"
+        ) from None
     if not isinstance(obj, dict):
-        raise WireError(f"a message must be a JSON object, got {type(obj).__name__}: {raw_excerpt(raw)}",
-                        "send one JSON object per frame")
+        raise WireError(
+            f"a message must be a JSON object, got {type(obj).__name__}: {raw_excerpt(raw)}",
+            "send one JSON object per frame",
+        )
     return obj
 
 
@@ -99,11 +102,15 @@ def parse_request(raw: bytes) -> Request:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "message"
-        raise WireError(f"malformed request: {where}: {first.get('msg')}",
-                        'send {"v": 1, "id": <int>, "method": <text>, "args": {...}}') from None
+        raise WireError(
+            f"malformed request: {where}: {first.get('msg')}",
+            'send {"v": 1, "id": <int>, "method": <text>, "args": {...}}',
+        ) from None
     if req.v != VERSION:
-        raise WireError(f"protocol version {req.v} is not spoken here (this agent speaks {VERSION})",
-                        "use the same labloop version on the agent and the runner")
+        raise WireError(
+            f"protocol version {req.v} is not spoken here (this agent speaks {VERSION})",
+            "use the same labloop version on the agent and the runner",
+        )
     return req
 
 

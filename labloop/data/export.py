@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from labloop.run import best as _best
@@ -22,7 +22,7 @@ def _iso(d: datetime | None) -> str | None:
     """ISO 8601 in UTC (SQLite hands back naive datetimes; they were stored as UTC)."""
     if d is None:
         return None
-    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).isoformat()
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).isoformat()
 
 
 def campaign_spec(campaign: Campaign) -> CampaignSpec:
@@ -42,12 +42,12 @@ def columns(spec: CampaignSpec) -> list[str]:
 
 def expired_trials(store: Store, campaign_id: int) -> set[int]:
     """Trials (ids) with a run flagged ``calibration_expired`` in its start document."""
-    from labloop.store.schema import Document
     from sqlalchemy import select
 
+    from labloop.store.schema import Document
+
     with store.session() as s:
-        q = select(Document.trial_id, Document.doc).where(Document.campaign_id == campaign_id,
-                                                          Document.name == "start")
+        q = select(Document.trial_id, Document.doc).where(Document.campaign_id == campaign_id, Document.name == "start")
         return {tid for tid, doc in s.execute(q) if tid is not None and (doc or {}).get("calibration_expired")}
 
 

@@ -64,8 +64,9 @@ def _text(data: bytes, fmt: str) -> str:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise LabloopError("checking a parquet export needs pyarrow, which is not installed",
-                               "pip install 'pyarrow>=14'") from None
+            raise LabloopError(
+                "checking a parquet export needs pyarrow, which is not installed", "pip install 'pyarrow>=14'"
+            ) from None
         table = pq.read_table(io.BytesIO(data))
         return " ".join(table.column_names) + "\n" + json.dumps(table.to_pylist(), default=str)
     return data.decode("utf-8", errors="replace")
@@ -75,8 +76,9 @@ def _line_of(text: str, pos: int) -> str:
     return f"line {text.count(chr(10), 0, pos) + 1}"
 
 
-def check_export(store: Store, path: Path, viewer: str | None = None, fmt: str | None = None,
-                 campaign: str | None = None) -> list[Finding]:
+def check_export(
+    store: Store, path: Path, viewer: str | None = None, fmt: str | None = None, campaign: str | None = None
+) -> list[Finding]:
     """Every finding in the export at ``path`` (empty: nothing leaks). Class, format and campaign come from the
     manifest beside it unless given."""
     if not path.is_file():
@@ -116,8 +118,11 @@ def _names(view: View, docs: dict[int, list[tuple[str, dict[str, Any]]]], text: 
         for name in names:
             m = re.search(rf"(?<![{letters}]){re.escape(name)}(?![{letters}])", text)
             if m:
-                what = (f"the hidden field '{name}' (class {view.classes[name]})" if name in view.classes else
-                        f"the name of a hidden reading, '{name}'")
+                what = (
+                    f"the hidden field '{name}' (class {view.classes[name]})"
+                    if name in view.classes
+                    else f"the name of a hidden reading, '{name}'"
+                )
                 out.append(Finding("hidden name", _line_of(text, m.start()), what))
     return out
 
@@ -148,8 +153,11 @@ def _values(view: View, trials: list[Any], text: str) -> list[Finding]:
         while i < len(keys) and keys[i] <= x + tol:
             if (m.group(), hidden[i][1]) not in seen:
                 seen.add((m.group(), hidden[i][1]))
-                out.append(Finding("hidden value", _line_of(text, m.start()),
-                                   f"{m.group()} is {hidden[i][1]} ({hidden[i][0]!r})"))
+                out.append(
+                    Finding(
+                        "hidden value", _line_of(text, m.start()), f"{m.group()} is {hidden[i][1]} ({hidden[i][0]!r})"
+                    )
+                )
             i += 1
     for w, what in words:
         word = re.search(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", text)
@@ -195,19 +203,34 @@ def dangling(text: str) -> list[Finding]:
         uids.setdefault(name, set()).add(doc.get("datum_id") if name == "datum" else doc.get("uid"))
         if name == "descriptor":
             streams.setdefault(doc.get("run_start"), set()).add(doc.get("name"))
-    refs = {"descriptor": [("run_start", "start")], "event": [("descriptor", "descriptor")],
-            "event_page": [("descriptor", "descriptor")], "stop": [("run_start", "start")],
-            "stream_resource": [("run_start", "start")],
-            "stream_datum": [("stream_resource", "stream_resource"), ("descriptor", "descriptor")],
-            "resource": [("run_start", "start")], "datum": [("resource", "resource")]}
+    refs = {
+        "descriptor": [("run_start", "start")],
+        "event": [("descriptor", "descriptor")],
+        "event_page": [("descriptor", "descriptor")],
+        "stop": [("run_start", "start")],
+        "stream_resource": [("run_start", "start")],
+        "stream_datum": [("stream_resource", "stream_resource"), ("descriptor", "descriptor")],
+        "resource": [("run_start", "start")],
+        "datum": [("resource", "resource")],
+    }
     out = []
     for n, name, doc in docs:
         for key, target in refs.get(name, []):
             if key in doc and doc[key] is not None and doc[key] not in uids.get(target, set()):
-                out.append(Finding("dangling reference", f"line {n}",
-                                   f"a {name} refers to {target} {doc[key]}, which is not in the file"))
+                out.append(
+                    Finding(
+                        "dangling reference",
+                        f"line {n}",
+                        f"a {name} refers to {target} {doc[key]}, which is not in the file",
+                    )
+                )
         if name == "stop" and isinstance(doc.get("num_events"), dict):
             for s in set(doc["num_events"]) - streams.get(doc.get("run_start"), set()):
-                out.append(Finding("dangling reference", f"line {n}",
-                                   f"a stop document counts events of stream '{s}', which is not in the file"))
+                out.append(
+                    Finding(
+                        "dangling reference",
+                        f"line {n}",
+                        f"a stop document counts events of stream '{s}', which is not in the file",
+                    )
+                )
     return out

@@ -13,8 +13,10 @@ def parquet(rows: list[dict[str, Any]], cols: list[str]) -> bytes:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise LabloopError("the parquet format needs pyarrow, which is not installed",
-                           "pip install 'pyarrow>=14', or export as csv or jsonl") from None
+        raise LabloopError(
+            "the parquet format needs pyarrow, which is not installed",
+            "pip install 'pyarrow>=14', or export as csv or jsonl",
+        ) from None
     arrays = []
     for c in cols:
         values = [r[c] for r in rows]

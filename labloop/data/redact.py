@@ -51,15 +51,19 @@ def hidden_components(view: View, all_docs: list[list[tuple[str, dict[str, Any]]
                 obj = dk.get("object_name") if isinstance(dk, dict) else None
                 for o in [obj, *doc.get("object_keys", {})]:
                     # a component named like a field the viewer sees (the probe's 'sheet_resistance') names that
-                    part = key[len(o) + 1:] if o and key.startswith(o + "_") else ""
-                    if part and not (part in visible_fields):
+                    part = key[len(o) + 1 :] if o and key.startswith(o + "_") else ""
+                    if part and part not in visible_fields:
                         out.add(part)
     return out
 
 
 def _monitored(docs: list[tuple[str, dict[str, Any]]]) -> set[str]:
-    return {k for name, doc in docs if name == "descriptor" and doc.get("name", "primary") != "primary"
-            for k in doc.get("data_keys", {})}
+    return {
+        k
+        for name, doc in docs
+        if name == "descriptor" and doc.get("name", "primary") != "primary"
+        for k in doc.get("data_keys", {})
+    }
 
 
 def redact_names(text: str, names: set[str]) -> str:
@@ -152,7 +156,8 @@ class DocumentFilter:
             elif name == "resource":
                 # the older Resource names no data key: kept only while every stream of its run is kept
                 if doc.get("run_start") in dropped_streams or any(
-                        not view.sees(f) for f in ("dock", "process_streams")):
+                    not view.sees(f) for f in ("dock", "process_streams")
+                ):
                     continue
                 kept_resources.add(doc.get("uid"))  # before its datum documents, as event-model orders them
                 self._paths(doc)
@@ -183,8 +188,11 @@ class DocumentFilter:
     def _descriptor(self, doc: dict[str, Any], keys: set[str], visible) -> None:
         view, guard = self.view, self.guard
         doc["data_keys"] = {k: v for k, v in doc["data_keys"].items() if k in keys}
-        doc["object_keys"] = {o: [k for k in ks if k in keys] for o, ks in doc.get("object_keys", {}).items()
-                              if any(k in keys for k in ks) and not view.names_hidden(o)}
+        doc["object_keys"] = {
+            o: [k for k in ks if k in keys]
+            for o, ks in doc.get("object_keys", {}).items()
+            if any(k in keys for k in ks) and not view.names_hidden(o)
+        }
         for part in ("hints", "configuration", "object_classes"):  # keyed by object names
             if isinstance(doc.get(part), dict):
                 doc[part] = {o: v for o, v in doc[part].items() if not view.names_hidden(o)}
@@ -192,8 +200,11 @@ class DocumentFilter:
             if isinstance(h, dict) and "fields" in h:
                 h["fields"] = [k for k in h["fields"] if k in keys]
         for conf in list(doc.get("configuration", {}).values()):
-            ck = {k for k in conf.get("data_keys", {}) if visible(k)
-                  and not view._leaks(conf.get("data", {}).get(k), guard)}
+            ck = {
+                k
+                for k in conf.get("data_keys", {})
+                if visible(k) and not view._leaks(conf.get("data", {}).get(k), guard)
+            }
             for part in ("data", "timestamps", "data_keys"):
                 if isinstance(conf.get(part), dict):
                     conf[part] = {k: v for k, v in conf[part].items() if k in ck}
@@ -213,9 +224,28 @@ class DocumentFilter:
             if isinstance(doc.get(k), str):
                 doc[k] = "" if k == "root" else file_name(doc[k])
 
-    _RESERVED_MD = frozenset({"uid", "time", "versions", "scan_id", "plan_type", "plan_name", "campaign",
-                              "campaign_uid", "trial", "trial_id", "sample_id", "step", "step_index", "attempt",
-                              "station", "instrument", "source", "destination"})
+    _RESERVED_MD = frozenset(
+        {
+            "uid",
+            "time",
+            "versions",
+            "scan_id",
+            "plan_type",
+            "plan_name",
+            "campaign",
+            "campaign_uid",
+            "trial",
+            "trial_id",
+            "sample_id",
+            "step",
+            "step_index",
+            "attempt",
+            "station",
+            "instrument",
+            "source",
+            "destination",
+        }
+    )
 
     def _start(self, doc: dict[str, Any]) -> dict[str, Any]:
         view, guard = self.view, self.guard
@@ -224,9 +254,15 @@ class DocumentFilter:
         for k, v in doc.items():
             if k == "recipe" and isinstance(v, dict):
                 # a recipe key that names no parameter is kept only when every parameter may be seen
-                out[k] = {rk: rv for rk, rv in v.items()
-                          if (view.key_fields(rk) and view.key_visible(rk, None) or
-                              not view.key_fields(rk) and every_param_visible) and not view._leaks(rv, guard)}
+                out[k] = {
+                    rk: rv
+                    for rk, rv in v.items()
+                    if (
+                        (view.key_fields(rk) and view.key_visible(rk, None))
+                        or (not view.key_fields(rk) and every_param_visible)
+                    )
+                    and not view._leaks(rv, guard)
+                }
             elif k in self._RESERVED_MD:
                 out[k] = v
             elif view.key_visible(k, None) and not view._leaks(k, guard) and not view._leaks(v, guard):
@@ -234,6 +270,7 @@ class DocumentFilter:
         return out
 
 
-def redact_documents(view: View, trial: Trial, docs: list[tuple[str, dict[str, Any]]],
-                     components: set[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+def redact_documents(
+    view: View, trial: Trial, docs: list[tuple[str, dict[str, Any]]], components: set[str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     return DocumentFilter(view, trial, components)(docs)

@@ -1,6 +1,9 @@
 """Sharing classes: what a viewer of class ``open``, ``shared-closed`` or ``closed`` may see of a campaign, and the
 exports that hold exactly that (``labloop export --class``).
 
+Over 500 lines, on purpose: what a class may see and every export that honours it are one rule, kept in one
+module so that no format can drift from it (redaction of documents is in ``redact``, the check in ``leakcheck``).
+
 The campaign file's ``sharing`` section gives each field a class (see :class:`labloop.spec.SharingSpec`); a viewer
 of class X sees the fields whose class is X or less restrictive (open < shared-closed < closed). A field that is
 left out is left out everywhere: its column, its key in event data, descriptors and configuration, its entry in a
@@ -23,15 +26,23 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from labloop import __version__
 from labloop.errors import LabloopError
 from labloop.run.lab import setpoint_targets
-from labloop.spec import (SHARING_CLASSES, SHARING_KINDS, CampaignSpec, CategoricalParameter, CompositionParameter,
-                          FixedParameter, ObjectiveSpec, OutcomeConstraintSpec)
+from labloop.spec import (
+    SHARING_CLASSES,
+    SHARING_KINDS,
+    CampaignSpec,
+    CategoricalParameter,
+    CompositionParameter,
+    FixedParameter,
+    ObjectiveSpec,
+    OutcomeConstraintSpec,
+)
 from labloop.store import Store
 from labloop.store.connection import display_url
 from labloop.store.schema import Campaign, Step, Trial
@@ -50,7 +61,7 @@ class Policy:
     def __init__(self, spec: CampaignSpec, today: date | None = None):
         self.spec = spec
         self.sharing = spec.sharing
-        self.today = today or datetime.now(timezone.utc).date()
+        self.today = today or datetime.now(UTC).date()
         emb = self.sharing.embargo_until
         self.embargo_lifted = emb is not None and self.today >= emb
         self.parameters = spec.parameter_names()
@@ -93,11 +104,19 @@ class View:
         # an objective and a constraint made by the same plugin with the same options hold the same number: the
         # stricter class decides for both (a shared-closed floor must not carry a closed objective's values)
         self.same_as: dict[str, str] = {}
-        outcomes: list[ObjectiveSpec | OutcomeConstraintSpec] = [*policy.spec.objectives,
-                                                                 *policy.spec.outcome_constraints]
+        outcomes: list[ObjectiveSpec | OutcomeConstraintSpec] = [
+            *policy.spec.objectives,
+            *policy.spec.outcome_constraints,
+        ]
         for o in outcomes:
-            twin = next((h for h in outcomes if h.name in self.hidden and h.name != o.name and h.plugin == o.plugin
-                         and h.options == o.options), None)
+            twin = next(
+                (
+                    h
+                    for h in outcomes
+                    if h.name in self.hidden and h.name != o.name and h.plugin == o.plugin and h.options == o.options
+                ),
+                None,
+            )
             if twin is not None and o.name not in self.hidden:
                 self.hidden.add(o.name)
                 self.same_as[o.name] = twin.name
@@ -107,9 +126,14 @@ class View:
         self._names = [n for n in (*policy.parameters, *policy.objectives) if n in self.hidden]
         alternatives = "|".join(map(re.escape, sorted(self._names, key=len, reverse=True)))
         # a hidden name, and the value a message gives it ('nb_fraction=0.19', 'nb_fraction: 0.19')
-        self._mention = (re.compile(r"(?<![A-Za-z0-9])(" + alternatives + r")(?![A-Za-z0-9])"
-                                    r"(\s*(?:=|:|is|of)\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)?")
-                         if self._names else None)
+        self._mention = (
+            re.compile(
+                r"(?<![A-Za-z0-9])(" + alternatives + r")(?![A-Za-z0-9])"
+                r"(\s*(?:=|:|is|of)\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)?"
+            )
+            if self._names
+            else None
+        )
         self.left_out: dict[tuple[str, str], list[int]] = {}  # (what, why) -> trial numbers; for the manifest
         self.components: set[str] = set()  # hidden readings' names over the campaign (labloop.data.redact)
         self._targets = setpoint_targets(policy.spec)
@@ -173,8 +197,9 @@ class View:
         """The trial's values of hidden fields that could be recognized elsewhere: non-integral numbers, and the
         choices of hidden categorical parameters."""
         out: set[Any] = set()
-        categorical = {p.name for p in self.policy.spec.parameters
-                       if isinstance(p, (CategoricalParameter, FixedParameter))}
+        categorical = {
+            p.name for p in self.policy.spec.parameters if isinstance(p, (CategoricalParameter, FixedParameter))
+        }
         for name, v in [*(trial.params or {}).items(), *(trial.values or {}).items()]:
             if name not in self.hidden:
                 continue
@@ -203,8 +228,12 @@ class View:
         for s in steps:
             if s.device and s.device not in stations:
                 stations.append(s.device)
-        row: dict[str, Any] = {"trial": trial.number, "state": trial.state, "sample_id": trial.sample_id,
-                               "stations": stations}
+        row: dict[str, Any] = {
+            "trial": trial.number,
+            "state": trial.state,
+            "sample_id": trial.sample_id,
+            "stations": stations,
+        }
         if self.sees("source"):
             row["source"] = trial.source
         for p in self.policy.parameters:
@@ -217,21 +246,26 @@ class View:
             withheld = self.failure_withheld(steps) if trial.failure_reason else None
             if withheld:
                 self.leave_out("failure reason", withheld, trial.number)
-            row["failure_reason"] = None if trial.failure_reason is None or withheld else \
-                self.redact_reason(trial.failure_reason)
+            row["failure_reason"] = (
+                None if trial.failure_reason is None or withheld else self.redact_reason(trial.failure_reason)
+            )
         row["started"] = _iso(trial.started_at)
         row["finished"] = _iso(trial.finished_at)
         if self.sees("evidence"):
             guard = self.hidden_values(trial)
             for k, v in _flatten(trial.info or {}).items():
-                if not any(self.key_fields(part) & self.hidden for part in k.split(".")) \
-                        and not self._leaks(k, guard) and not self._leaks(v, guard):
+                if (
+                    not any(self.key_fields(part) & self.hidden for part in k.split("."))
+                    and not self._leaks(k, guard)
+                    and not self._leaks(v, guard)
+                ):
                     row[f"evidence.{k}"] = v
         return row
 
     # --------------------------------------------------------------------------------- documents
-    def documents(self, trial: Trial, docs: list[tuple[str, dict[str, Any]]],
-                  components: set[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    def documents(
+        self, trial: Trial, docs: list[tuple[str, dict[str, Any]]], components: set[str] | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         """The trial's documents as this viewer may have them (:mod:`labloop.data.redact`)."""
         from .redact import redact_documents
 
@@ -256,27 +290,41 @@ class View:
         named = undeclared or reason
         if not named:
             return False, False, ""
-        why = (f"the step's recipe holds {', '.join(f'{f} ({self.classes[f]})' for f in named)}, which this class "
-               f"may not see, and the step's timing can reveal it")
-        why += (" (sharing.derived names what is derived from it)" if not undeclared else
-                " (a campaign narrows this by listing what is derived from it under sharing.derived)")
+        why = (
+            f"the step's recipe holds {', '.join(f'{f} ({self.classes[f]})' for f in named)}, which this class "
+            f"may not see, and the step's timing can reveal it"
+        )
+        why += (
+            " (sharing.derived names what is derived from it)"
+            if not undeclared
+            else " (a campaign narrows this by listing what is derived from it under sharing.derived)"
+        )
         return bool(undeclared), bool(reason), why
 
     def _declared(self) -> list[tuple[str, list[str]]]:
-        return [(f, [n for n in self.derived(f) or [] if n != "failure_reason"])
-                for f in (*self.policy.parameters, *self.policy.objectives) if f in self.hidden and self.derived(f)]
+        return [
+            (f, [n for n in self.derived(f) or [] if n != "failure_reason"])
+            for f in (*self.policy.parameters, *self.policy.objectives)
+            if f in self.hidden and self.derived(f)
+        ]
 
     def derived_from(self, key: str, stream: str = "") -> set[str]:
         """The hidden fields ``sharing.derived`` says a data key (or its stream) is derived from."""
-        return {f for f, names in self._declared() for n in names
-                if key == n or key.endswith("_" + n) or (stream and stream == n)}
+        return {
+            f
+            for f, names in self._declared()
+            for n in names
+            if key == n or key.endswith("_" + n) or (stream and stream == n)
+        }
 
     def why_derived(self, stream: str, keys: set[str]) -> str:
         fields = sorted({f for k in keys for f in self.derived_from(k, stream)})
-        return (f"sharing.derived says it is derived from {', '.join(f'{f} ({self.classes[f]})' for f in fields)}, "
-                f"which this class may not see")
+        return (
+            f"sharing.derived says it is derived from {', '.join(f'{f} ({self.classes[f]})' for f in fields)}, "
+            f"which this class may not see"
+        )
 
-    def why_key(self, key: str | list[str], kind: str | None | dict[str, str]) -> str:
+    def why_key(self, key: str | list[str], kind: str | dict[str, str] | None) -> str:
         """Why data keys are left out: the hidden fields and data kinds they carry (``kind``: one for all keys, or
         key -> kind)."""
         fields: set[str] = set()
@@ -303,6 +351,7 @@ class View:
         places = {step.device, step.label.partition(":")[2]}
         fields = {p for p, (dev, _) in self._targets.items() if dev in places}
         return self.timing(fields)[2] if self.timing(fields)[1] else None
+
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Scalar leaves of nested dicts as ``a.b`` keys; short lists of numbers as ``a.0``, ``a.1``; other lists
@@ -396,11 +445,16 @@ def manifest(exp: Export, fmt: str, output: Path, store_url: str, user: str | No
         "class": view.viewer,
         "format": fmt,
         "fields_included": [{"field": f, "class": policy.klass(f)} for f in policy.fields() if view.sees(f)],
-        "fields_left_out": [{"field": f, "class": policy.klass(f), "why": view.why_hidden(f)}
-                            for f in policy.fields() if not view.sees(f)],
+        "fields_left_out": [
+            {"field": f, "class": policy.klass(f), "why": view.why_hidden(f)}
+            for f in policy.fields()
+            if not view.sees(f)
+        ],
         "always_included": list(ALWAYS),
-        "left_out": [{"what": what, "why": why, "trials": sorted(trials)}
-                     for (what, why), trials in sorted(view.left_out.items())],
+        "left_out": [
+            {"what": what, "why": why, "trials": sorted(trials)}
+            for (what, why), trials in sorted(view.left_out.items())
+        ],
         "asset_paths": "file names only: the asset files are not part of an export",
         "embargo_until": None if policy.sharing.embargo_until is None else policy.sharing.embargo_until.isoformat(),
         "embargo_lifted": policy.embargo_lifted,
@@ -410,11 +464,19 @@ def manifest(exp: Export, fmt: str, output: Path, store_url: str, user: str | No
             "campaign_uid": c.uid,
             "campaign_file_sha256": c.spec_hash,
             "store": display_url(store_url),
-            "exported_at": datetime.now(timezone.utc).isoformat(),
+            "exported_at": datetime.now(UTC).isoformat(),
             "user": user,
         },
-        "files": [{"path": output.name, "sha256": hashlib.sha256(exp.data).hexdigest(), "rows": exp.count,
-                   "rows_are": exp.unit, "trials": exp.trials, **({"columns": exp.columns} if exp.columns else {})}],
+        "files": [
+            {
+                "path": output.name,
+                "sha256": hashlib.sha256(exp.data).hexdigest(),
+                "rows": exp.count,
+                "rows_are": exp.unit,
+                "trials": exp.trials,
+                **({"columns": exp.columns} if exp.columns else {}),
+            }
+        ],
     }
 
 
@@ -439,8 +501,9 @@ def write_atomically(files: list[tuple[Path, bytes]]) -> None:
             try:
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
             except OSError as exc:
-                raise LabloopError(f"cannot write {path}: {exc.strerror or exc}",
-                                   "choose a writable path in an existing folder") from None
+                raise LabloopError(
+                    f"cannot write {path}: {exc.strerror or exc}", "choose a writable path in an existing folder"
+                ) from None
             temps.append((tmp, path))
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -449,8 +512,9 @@ def write_atomically(files: list[tuple[Path, bytes]]) -> None:
                     os.fsync(f.fileno())
                     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file gets the usual mode
             except OSError as exc:
-                raise LabloopError(f"cannot write {path}: {exc.strerror or exc}",
-                                   "free some space or choose another path") from None
+                raise LabloopError(
+                    f"cannot write {path}: {exc.strerror or exc}", "free some space or choose another path"
+                ) from None
         for tmp, path in temps:
             try:
                 os.replace(tmp, path)
@@ -462,8 +526,14 @@ def write_atomically(files: list[tuple[Path, bytes]]) -> None:
                 os.unlink(tmp)
 
 
-def export_data(st: Store, fmt: str, campaign: str | int | None, sharing_class: str | None,
-                output: Path | None, user: str | None = None) -> tuple[bytes, dict[str, Any] | None]:
+def export_data(
+    st: Store,
+    fmt: str,
+    campaign: str | int | None,
+    sharing_class: str | None,
+    output: Path | None,
+    user: str | None = None,
+) -> tuple[bytes, dict[str, Any] | None]:
     """The bytes ``labloop export`` writes, and the manifest to write beside ``output`` (None without output).
     Without a sharing class, csv and json are the owner's table as they have always been."""
     ref = None if campaign is None else str(campaign)

@@ -11,6 +11,7 @@ from typing import Any
 
 from labloop.store import Store
 from labloop.store.schema import Campaign
+
 from .view import STREAM_POINTS, campaign_view, fmt_params, pick_campaign
 
 __all__ = ["STREAM_POINTS", "fmt_params", "pick_campaign", "snapshot"]

@@ -18,7 +18,7 @@ code: ``labloop status`` stays light.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -29,6 +29,7 @@ from labloop.spec import CampaignSpec
 from labloop.store import Store
 from labloop.store.events import last_seq
 from labloop.store.schema import AuditEntry, Campaign, ProcessPoint
+
 from .export import campaign_spec
 
 #: process-stream points per running step sent with a page's view (the live stream adds the rest)
@@ -38,14 +39,32 @@ ALERTS = 20
 #: trial states whose sample is still in the lab's hands (shown in "where every sample is")
 IN_FLIGHT = ("proposed", "approved", "queued", "running", "measured", "interrupted")
 #: the operator actions each campaign state allows (approve/reject also need a trial awaiting approval)
-STATE_ACTIONS = {"running": ("pause", "stop", "estop"), "paused": ("resume", "stop", "estop"),
-                 "estopped": ("resume", "stop")}
+STATE_ACTIONS = {
+    "running": ("pause", "stop", "estop"),
+    "paused": ("resume", "stop", "estop"),
+    "estopped": ("resume", "stop"),
+}
 #: audit actions that are alerts an operator must see
-ALERT_ACTIONS = ("station.", "campaign.alert", "campaign.estop", "campaign.pause", "trial.internal_error",
-                 "trial.state_conflict")
+ALERT_ACTIONS = (
+    "station.",
+    "campaign.alert",
+    "campaign.estop",
+    "campaign.pause",
+    "trial.internal_error",
+    "trial.state_conflict",
+)
 #: stream events whose effect on the view the event does not carry: the surface reads the view again
-REREAD = ("paused", "resumed", "alert", "stopped", "campaign_start", "campaign_resume", "campaign_end", "crash",
-          "takeover")
+REREAD = (
+    "paused",
+    "resumed",
+    "alert",
+    "stopped",
+    "campaign_start",
+    "campaign_resume",
+    "campaign_end",
+    "crash",
+    "takeover",
+)
 
 
 def pick_campaign(st: Store, ref: str | int | None) -> Any:
@@ -80,9 +99,14 @@ def best_entry(spec: CampaignSpec, trials: list[Any]) -> dict[str, Any] | None:
     if best is None:
         return None
     o = spec.objectives[0]
-    out = {"trial": best.number, "objective": o.name, "value": float(best.values[o.name]), "unit": o.unit,
-           "values": {k: best.values[k] for k in [x.name for x in spec.objectives] if k in best.values},
-           "params": fmt_params(spec, best.params)}
+    out = {
+        "trial": best.number,
+        "objective": o.name,
+        "value": float(best.values[o.name]),
+        "unit": o.unit,
+        "values": {k: best.values[k] for k in [x.name for x in spec.objectives] if k in best.values},
+        "params": fmt_params(spec, best.params),
+    }
     if len(spec.objectives) > 1:
         out["pareto"] = sorted(t.number for t in _best.pareto_front(spec, trials))
     return out
@@ -91,13 +115,20 @@ def best_entry(spec: CampaignSpec, trials: list[Any]) -> dict[str, Any] | None:
 def trial_row(spec: CampaignSpec, t: Any) -> dict[str, Any]:
     """A trial as the view holds it; ``feasible`` by :func:`labloop.run.best.feasible` (the page's best-so-far line
     counts only those)."""
-    return {"number": t.number, "state": str(t.state), "source": t.source, "params": t.params or {},
-            "values": t.values or {}, "failure": t.failure_reason, "sample": t.sample_id,
-            "feasible": _best.feasible(spec, t.values)}
+    return {
+        "number": t.number,
+        "state": str(t.state),
+        "source": t.source,
+        "params": t.params or {},
+        "values": t.values or {},
+        "failure": t.failure_reason,
+        "sample": t.sample_id,
+        "feasible": _best.feasible(spec, t.values),
+    }
 
 
 def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def time_scales(store: Store, campaign_id: int, spec: CampaignSpec) -> list[tuple[float, float]]:
@@ -126,35 +157,66 @@ def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool =
     steps: list[dict[str, Any]] = []
     for s in (s for s in st.steps(campaign_id=c.id) if s.state == "running"):
         trial = by_id.get(s.trial_id)
-        steps.append({"trial": trial.number if trial else None, "sample": trial.sample_id if trial else None,
-                      "label": s.label,
-                      "device": s.device, "attempt": s.attempt,
-                      "since": s.started_at.strftime("%H:%M:%S") if s.started_at else None,
-                      "started": _utc(s.started_at).timestamp() if s.started_at else None})
+        steps.append(
+            {
+                "trial": trial.number if trial else None,
+                "sample": trial.sample_id if trial else None,
+                "label": s.label,
+                "device": s.device,
+                "attempt": s.attempt,
+                "since": s.started_at.strftime("%H:%M:%S") if s.started_at else None,
+                "started": _utc(s.started_at).timestamp() if s.started_at else None,
+            }
+        )
         if points:
-            steps[-1]["stream"] = [{"signal": p.signal, "t": p.t, "value": p.value}
-                                   for p in (_latest_points(st, s.trial_id) if trial is not None else [])]
+            steps[-1]["stream"] = [
+                {"signal": p.signal, "t": p.t, "value": p.value}
+                for p in (_latest_points(st, s.trial_id) if trial is not None else [])
+            ]
     awaiting = [t.number for t in trials if t.state == "proposed" and spec.scheduling.approval]
     latest = next((t for t in reversed(trials) if t.source == "model" and (t.info or {}).get("importance")), None)
     quarantined, alerts = _stations_and_alerts(st, c.id)
     return {
-        "campaign": {"id": c.id, "uid": c.uid, "name": c.name, "state": c.state, "note": c.note,
-                     "stop_reason": c.stop_reason},
+        "campaign": {
+            "id": c.id,
+            "uid": c.uid,
+            "name": c.name,
+            "state": c.state,
+            "note": c.note,
+            "stop_reason": c.stop_reason,
+        },
         "liveness": {"state": life.state, "alive": life.alive, "describe": life.describe()},
-        "counts": counts, "budget": spec.stopping.max_trials, "running_steps": steps, "awaiting": awaiting,
+        "counts": counts,
+        "budget": spec.stopping.max_trials,
+        "running_steps": steps,
+        "awaiting": awaiting,
         # lab seconds per wall second now: the page draws process streams in the lab's minutes, as the report does
         "time_scale": time_scales(st, c.id, spec)[-1][1],
         "best": best_entry(spec, trials),
-        "model": None if latest is None else {"trial": latest.number, "importance": latest.info["importance"],
-                                              "predicted_best": latest.info.get("predicted_best")},
-        "objectives": [{"name": o.name, "direction": o.direction, "target": o.target, "unit": o.unit}
-                       for o in spec.objectives],
+        "model": None
+        if latest is None
+        else {
+            "trial": latest.number,
+            "importance": latest.info["importance"],
+            "predicted_best": latest.info.get("predicted_best"),
+        },
+        "objectives": [
+            {"name": o.name, "direction": o.direction, "target": o.target, "unit": o.unit} for o in spec.objectives
+        ],
         "parameters": spec.parameter_names(),
         "approval": bool(spec.scheduling.approval),
         "trials": [trial_row(spec, t) for t in trials],
-        "samples": sorted(({"sample": s.sample_id, "location": s.location,
-                            "trial": by_id[s.trial_id].number if s.trial_id in by_id else None}
-                           for s in st.samples(c.id)), key=lambda s: s["sample"]),
+        "samples": sorted(
+            (
+                {
+                    "sample": s.sample_id,
+                    "location": s.location,
+                    "trial": by_id[s.trial_id].number if s.trial_id in by_id else None,
+                }
+                for s in st.samples(c.id)
+            ),
+            key=lambda s: s["sample"],
+        ),
         "quarantined": quarantined,
         "alerts": alerts,
         # consumables (labloop/store/inventory.py): level, reserved by proposed trials, left, low
@@ -169,11 +231,19 @@ def _stations_and_alerts(st: Store, campaign_id: int) -> tuple[list[str], list[d
     brought it back (``station.restore``) or a new runner process took over the campaign (``campaign.resume``:
     it starts with every station in service); alerts raised before the latest bring-back are closed."""
     with st.session() as s:
-        rows = list(s.scalars(select(AuditEntry).where(AuditEntry.campaign_id == campaign_id)
-                              .where((AuditEntry.action.like("station.%")) | (AuditEntry.action.like("campaign.%"))
-                                     | (AuditEntry.action.like("trial.%"))
-                                     | (AuditEntry.action.like("inventory.%")))
-                              .order_by(AuditEntry.id)))
+        rows = list(
+            s.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.campaign_id == campaign_id)
+                .where(
+                    (AuditEntry.action.like("station.%"))
+                    | (AuditEntry.action.like("campaign.%"))
+                    | (AuditEntry.action.like("trial.%"))
+                    | (AuditEntry.action.like("inventory.%"))
+                )
+                .order_by(AuditEntry.id)
+            )
+        )
     out: dict[str, None] = {}
     alerts: list[dict[str, Any]] = []
     low: dict[str, dict[str, Any]] = {}  # stock -> its open low-stock alert: only a refill closes it
@@ -197,8 +267,13 @@ def _stations_and_alerts(st: Store, campaign_id: int) -> tuple[list[str], list[d
             alerts = []
             continue
         if a.action.startswith(ALERT_ACTIONS):
-            alerts.append({"at": _iso(a.at), "action": a.action,
-                           "message": str(d.get("message") or d.get("reason") or d.get("device") or "")})
+            alerts.append(
+                {
+                    "at": _iso(a.at),
+                    "action": a.action,
+                    "message": str(d.get("message") or d.get("reason") or d.get("device") or ""),
+                }
+            )
     return sorted(out), alerts[-ALERTS:] + list(low.values())
 
 
@@ -206,8 +281,12 @@ def _latest_points(st: Store, trial_id: int) -> list[ProcessPoint]:
     """The newest :data:`STREAM_POINTS` process points of a trial, oldest first (a long deposition has many more;
     reading them all for every page refresh would cost the daemon more than the page needs)."""
     with st.session() as s:
-        q = (select(ProcessPoint).where(ProcessPoint.trial_id == trial_id)
-             .order_by(ProcessPoint.id.desc()).limit(STREAM_POINTS))
+        q = (
+            select(ProcessPoint)
+            .where(ProcessPoint.trial_id == trial_id)
+            .order_by(ProcessPoint.id.desc())
+            .limit(STREAM_POINTS)
+        )
         return sorted(s.scalars(q), key=lambda p: p.t)
 
 
@@ -253,9 +332,16 @@ def apply(view: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upsert_trial(view: dict[str, Any], t: dict[str, Any], awaiting: bool) -> None:
-    row = {"number": t["number"], "state": t["state"], "source": t.get("source"), "params": t.get("params") or {},
-           "values": t.get("values") or {}, "failure": t.get("failure_reason"), "sample": t.get("sample_id"),
-           "feasible": bool(t.get("feasible"))}
+    row = {
+        "number": t["number"],
+        "state": t["state"],
+        "source": t.get("source"),
+        "params": t.get("params") or {},
+        "values": t.get("values") or {},
+        "failure": t.get("failure_reason"),
+        "sample": t.get("sample_id"),
+        "feasible": bool(t.get("feasible")),
+    }
     trials = view["trials"]
     old = next((x for x in trials if x["number"] == row["number"]), None)
     if old is None:
@@ -289,11 +375,20 @@ def _step(view: dict[str, Any], kind: str, b: dict[str, Any]) -> None:
     old = next((r for r in steps if r["trial"] == b.get("trial")), None)
     rest = [r for r in steps if r["trial"] != b.get("trial")]
     if kind == "step_start":
-        sample = old["sample"] if old else next((t["sample"] for t in view["trials"] if t["number"] == b.get("trial")),
-                                                None)
-        rest.append({"trial": b.get("trial"), "sample": sample, "label": b.get("step"), "device": b.get("device"),
-                     "attempt": b.get("attempt") or 1, "since": b.get("since"),
-                     **({"stream": old.get("stream", [])} if old and "stream" in old else {})})
+        sample = (
+            old["sample"] if old else next((t["sample"] for t in view["trials"] if t["number"] == b.get("trial")), None)
+        )
+        rest.append(
+            {
+                "trial": b.get("trial"),
+                "sample": sample,
+                "label": b.get("step"),
+                "device": b.get("device"),
+                "attempt": b.get("attempt") or 1,
+                "since": b.get("since"),
+                **({"stream": old.get("stream", [])} if old and "stream" in old else {}),
+            }
+        )
     elif old is not None and old["label"] != b.get("step"):
         rest.append(old)  # the end of an earlier step, arriving after the next one began
     view["running_steps"] = rest
@@ -307,7 +402,11 @@ def digest(view: dict[str, Any]) -> dict[str, Any]:
     states = {str(t["number"]): t["state"] for t in view["trials"]}
     flying = {t["sample"] for t in view["trials"] if t["state"] in IN_FLIGHT}
     best = view.get("best")
-    return {"state": view["campaign"]["state"], "trials": states,
-            "samples": {s["sample"]: s["location"] for s in view["samples"] if s["sample"] in flying},
-            "best": None if best is None else [best["trial"], list(best.get("pareto") or ())],
-            "actions": sorted(view["actions"]), "quarantined": sorted(view["quarantined"])}
+    return {
+        "state": view["campaign"]["state"],
+        "trials": states,
+        "samples": {s["sample"]: s["location"] for s in view["samples"] if s["sample"] in flying},
+        "best": None if best is None else [best["trial"], list(best.get("pareto") or ())],
+        "actions": sorted(view["actions"]),
+        "quarantined": sorted(view["quarantined"]),
+    }

@@ -4,5 +4,12 @@ into an ophyd device that passes the conformance kit like a hand-written driver.
 from .builder import DeclarativeInstrument, DeclarativeStation, PointSignal, build_class, device
 from .schema import InstrumentSpec, load_spec
 
-__all__ = ["DeclarativeInstrument", "DeclarativeStation", "InstrumentSpec", "PointSignal", "build_class", "device",
-           "load_spec"]
+__all__ = [
+    "DeclarativeInstrument",
+    "DeclarativeStation",
+    "InstrumentSpec",
+    "PointSignal",
+    "build_class",
+    "device",
+    "load_spec",
+]

@@ -23,10 +23,12 @@ from ophyd import Component as Cpt
 from ophyd import Signal
 
 from labloop import plugins
+from labloop.device_base import Health, Instrument, LabDevice, Station
 from labloop.errors import DeviceError, LimitError, SpecError
 from labloop.transports import transport_class
-from labloop.device_base import Health, Instrument, LabDevice, Station
+
 from .schema import InstrumentSpec, SetpointSpec, SignalSpec, load_spec
+
 
 def _limits(spec: InstrumentSpec, sp: SetpointSpec) -> tuple[float, float]:
     """A setpoint's limits: its own, or its signal's."""
@@ -50,7 +52,7 @@ class PointSignal(Signal):
         self._inside = threading.local()  # set while subscribers run: a monitor that reads back gets the value
 
     @property
-    def _device(self) -> "DeclarativeDevice":
+    def _device(self) -> DeclarativeDevice:
         return self.root
 
     def get(self, **kwargs: Any) -> Any:
@@ -76,15 +78,20 @@ class PointSignal(Signal):
         if self.spec.limits is not None:
             lo, hi = self.spec.limits
             if not lo <= float(value) <= hi:
-                raise LimitError(f"{dev.name}: {self.attr_name}={value!r} is outside its limits [{lo:g}, {hi:g}]",
-                                 "change the value (or the campaign bounds) to lie within the limits")
+                raise LimitError(
+                    f"{dev.name}: {self.attr_name}={value!r} is outside its limits [{lo:g}, {hi:g}]",
+                    "change the value (or the campaign bounds) to lie within the limits",
+                )
         dev.transport.write(dev.points[self.attr_name], value)
         self.update(value)
 
     def describe(self) -> dict[str, Any]:
         dev = self._device
-        desc: dict[str, Any] = {"source": f"{dev.transport.kind}:{dev.transport.address}:{self.attr_name}",
-                                "dtype": self.spec.dtype, "shape": []}
+        desc: dict[str, Any] = {
+            "source": f"{dev.transport.kind}:{dev.transport.address}:{self.attr_name}",
+            "dtype": self.spec.dtype,
+            "shape": [],
+        }
         if self.spec.units:
             desc["units"] = self.spec.units
         if self.spec.limits is not None:
@@ -102,8 +109,10 @@ def _typed(value: Any, dtype: str, name: str) -> Any:
             return bool(value)
         return str(value)
     except (TypeError, ValueError):
-        raise DeviceError(f"{name}: the instrument gave {value!r}, not a {dtype}",
-                          "check the signal's dtype and point against the instrument's manual") from None
+        raise DeviceError(
+            f"{name}: the instrument gave {value!r}, not a {dtype}",
+            "check the signal's dtype and point against the instrument's manual",
+        ) from None
 
 
 class DeclarativeDevice(LabDevice):
@@ -113,17 +122,24 @@ class DeclarativeDevice(LabDevice):
     #: always set, from the spec (a LabDevice may leave it None)
     default_timeout: float
 
-    def __init__(self, prefix: str = "", *, name: str, address: str | None = None, timeout: float | None = None,
-                 **kwargs: Any):
+    def __init__(
+        self, prefix: str = "", *, name: str, address: str | None = None, timeout: float | None = None, **kwargs: Any
+    ):
         super().__init__(prefix, name=name, **kwargs)
         spec = self.spec
         t = spec.transport
         cls = transport_class(t.kind)
-        self.transport = cls(address or t.address, timeout=timeout or t.timeout, connect_timeout=t.connect_timeout,
-                             name=name, **t.options)
+        self.transport = cls(
+            address or t.address,
+            timeout=timeout or t.timeout,
+            connect_timeout=t.connect_timeout,
+            name=name,
+            **t.options,
+        )
         self.points = {n: cls.Point.model_validate(s.point) for n, s in spec.signals.items() if s.point is not None}
-        self.commands = {n: cls.Command.model_validate(c.point) for n, c in spec.commands.items()} if spec.commands \
-            else {}
+        self.commands = (
+            {n: cls.Command.model_validate(c.point) for n, c in spec.commands.items()} if spec.commands else {}
+        )
         self.limits = {f: _limits(spec, sp) for f, sp in spec.setpoints.items()}
         self.default_timeout = spec.timeout
         self._stop = threading.Event()
@@ -188,8 +204,10 @@ class DeclarativeDevice(LabDevice):
             self._stop.wait(self.spec.poll)
             self._check_stop(what)
             if time.monotonic() > deadline:
-                raise DeviceError(f"{self.name}: {what}: not complete after {self.default_timeout:g} s",
-                                  "check the instrument; raise 'timeout' in its description for slow moves")
+                raise DeviceError(
+                    f"{self.name}: {what}: not complete after {self.default_timeout:g} s",
+                    "check the instrument; raise 'timeout' in its description for slow moves",
+                )
 
     def complete(self, field: str, sp: SetpointSpec, value: float, deadline: float) -> None:
         if sp.command is not None:
@@ -253,18 +271,28 @@ def build_class(spec: InstrumentSpec, label: str = "instrument") -> type:
     if spec.python:
         hook = plugins.load(spec.python, "labloop.devices")
         if not (isinstance(hook, type) and issubclass(hook, base)):
-            raise SpecError(f"{label}: python: {spec.python} must be a class subclassing "
-                            f"labloop.declarative.{base.__name__} (role {spec.role})",
-                            "subclass the declarative base and override only what YAML cannot say")
+            raise SpecError(
+                f"{label}: python: {spec.python} must be a class subclassing "
+                f"labloop.declarative.{base.__name__} (role {spec.role})",
+                "subclass the declarative base and override only what YAML cannot say",
+            )
         base = hook
     measured: set[str] = set()
     if spec.role == "instrument" and spec.measure is not None:
         measured = set(spec.measure.read) | {c.result for c in spec.commands.values() if c.result}
-    attrs: dict[str, Any] = {"spec": spec, "process_signals": tuple(spec.process),
-                             "__doc__": f"{spec.model} ({spec.transport.kind}), built from {label}."}
+    attrs: dict[str, Any] = {
+        "spec": spec,
+        "process_signals": tuple(spec.process),
+        "__doc__": f"{spec.model} ({spec.transport.kind}), built from {label}.",
+    }
     for name, sig in spec.signals.items():
-        attrs[name] = Cpt(PointSignal, spec=sig, live=name not in measured and sig.point is not None,
-                          kind=sig.kind, doc=sig.doc or name)
+        attrs[name] = Cpt(
+            PointSignal,
+            spec=sig,
+            live=name not in measured and sig.point is not None,
+            kind=sig.kind,
+            doc=sig.doc or name,
+        )
     return type(_class_name(spec.model), (base,), attrs)
 
 
@@ -276,14 +304,22 @@ def _class_name(model: str) -> str:
 _CACHE: dict[tuple[str, float], type] = {}
 
 
-def device(name: str, file: str | Path | None = None, spec: dict[str, Any] | None = None,
-           address: str | None = None, timeout: float | None = None, **kwargs: Any) -> Any:
+def device(
+    name: str,
+    file: str | Path | None = None,
+    spec: dict[str, Any] | None = None,
+    address: str | None = None,
+    timeout: float | None = None,
+    **kwargs: Any,
+) -> Any:
     """The factory a campaign (``lab.devices.NAME: {file: PATH}``) and ``labloop agent labloop.declarative:device``
     call: build the device described by ``file`` (or the inline mapping ``spec``); ``address`` and ``timeout``
     override the file's transport (e.g. to point it at a simulator). Nothing touches the instrument yet."""
     if (file is None) == (spec is None):
-        raise SpecError(f"{name}: give the instrument description as 'file' (a YAML path) or inline as 'spec'",
-                        "lab.devices.NAME: {file: PATH.yaml}")
+        raise SpecError(
+            f"{name}: give the instrument description as 'file' (a YAML path) or inline as 'spec'",
+            "lab.devices.NAME: {file: PATH.yaml}",
+        )
     if file is not None:
         path = Path(file).resolve()
         try:

@@ -7,8 +7,19 @@ from __future__ import annotations
 from labloop.device_base import Instrument, Station
 
 #: looked up by bluesky's plans and callbacks on any object, whatever its class
-BLUESKY_NAMES = {"position", "hints", "read_configuration", "describe_configuration", "kickoff", "complete",
-                 "collect", "pause", "resume", "check_value", "locate"}
+BLUESKY_NAMES = {
+    "position",
+    "hints",
+    "read_configuration",
+    "describe_configuration",
+    "kickoff",
+    "complete",
+    "collect",
+    "pause",
+    "resume",
+    "check_value",
+    "locate",
+}
 
 
 def reserved_names(role: str) -> set[str]:

@@ -27,8 +27,10 @@ class _Model(BaseModel):
 
 class TransportSpec(_Model):
     kind: str = Field(description="modbus, visa, serial, ... (labloop.transports.KINDS)")
-    address: str = Field(description="Where the instrument is, in the transport's own notation "
-                         "(tcp://HOST:PORT, TCPIP0::HOST::PORT::SOCKET, socket://HOST:PORT, /dev/ttyUSB0, ...).")
+    address: str = Field(
+        description="Where the instrument is, in the transport's own notation "
+        "(tcp://HOST:PORT, TCPIP0::HOST::PORT::SOCKET, socket://HOST:PORT, /dev/ttyUSB0, ...)."
+    )
     timeout: float = Field(2.0, gt=0, description="Seconds one request may take.")
     connect_timeout: float | None = Field(None, gt=0, description="Seconds a connection may take (default: timeout).")
     options: dict[str, Any] = Field(default_factory=dict, description="Transport options (unit id, baud rate, ...).")
@@ -40,8 +42,11 @@ class SimulationSpec(_Model):
 
 
 class SignalSpec(_Model):
-    point: dict[str, Any] | None = Field(None, description="Where the value lives, in the transport's terms; none "
-                                         "for a value a Python subclass computes (e.g. from two readings).")
+    point: dict[str, Any] | None = Field(
+        None,
+        description="Where the value lives, in the transport's terms; none "
+        "for a value a Python subclass computes (e.g. from two readings).",
+    )
     dtype: Literal["number", "integer", "boolean", "string"] = "number"
     units: str | None = None
     kind: Literal["hinted", "normal", "config", "omitted"] = "normal"
@@ -53,8 +58,10 @@ class SignalSpec(_Model):
 class SetpointSpec(_Model):
     """A recipe field: write ``signal``; the move is complete when the completion rule holds."""
 
-    signal: str | None = Field(None, description="The (writable) signal the field is written to (none: the value "
-                               "is only passed to the command).")
+    signal: str | None = Field(
+        None,
+        description="The (writable) signal the field is written to (none: the value is only passed to the command).",
+    )
     limits: tuple[float, float] | None = Field(None, description="Values the field may take (default: the signal's).")
     readback: str | None = Field(None, description="Complete when this signal is within tolerance of the value...")
     tolerance: float | None = Field(None, gt=0)
@@ -63,7 +70,7 @@ class SetpointSpec(_Model):
     command: str | None = Field(None, description="Or: run this command after the write and wait for it.")
 
     @model_validator(mode="after")
-    def _rule(self) -> "SetpointSpec":
+    def _rule(self) -> SetpointSpec:
         if self.readback is not None and self.tolerance is None:
             raise ValueError("a readback rule needs a tolerance")
         if self.signal is None and self.command is None:
@@ -106,19 +113,22 @@ class InstrumentSpec(_Model):
     commands: dict[str, CommandSpec] = Field(default_factory=dict)
     measure: MeasureSpec | None = None
     health: HealthSpec = Field(default_factory=HealthSpec)
-    start: ActionSpec = Field(default_factory=ActionSpec, description="Done before each recipe or measurement "
-                              "(e.g. run mode, output on).")
+    start: ActionSpec = Field(
+        default_factory=ActionSpec, description="Done before each recipe or measurement (e.g. run mode, output on)."
+    )
     stop: ActionSpec = Field(default_factory=ActionSpec, description="Done by stop() (e.g. standby).")
     process: list[str] = Field(default_factory=list, description="Signals monitored while a recipe runs.")
     poll: float = Field(0.1, gt=0, description="Seconds between reads while waiting for a completion rule.")
     timeout: float = Field(600.0, gt=0, description="Seconds a set/trigger may take in all.")
-    python: str | None = Field(None, description="module:Class subclassing the declarative base, for what YAML "
-                               "cannot say.")
-    conformance: dict[str, Any] = Field(default_factory=dict, description="Hints for the conformance kit "
-                                        "(setpoint: a quick safe recipe).")
+    python: str | None = Field(
+        None, description="module:Class subclassing the declarative base, for what YAML cannot say."
+    )
+    conformance: dict[str, Any] = Field(
+        default_factory=dict, description="Hints for the conformance kit (setpoint: a quick safe recipe)."
+    )
 
     @model_validator(mode="after")
-    def _references(self) -> "InstrumentSpec":
+    def _references(self) -> InstrumentSpec:
         from labloop.declarative.names import reserved_names
 
         bad = sorted(set(self.signals) & reserved_names(self.role))
@@ -144,8 +154,10 @@ class InstrumentSpec(_Model):
             if sp.command is not None and sp.command not in self.commands:
                 raise ValueError(f"setpoints.{field}.command '{sp.command}' is not among commands")
             if sp.limits is None and (sp.signal is None or self.signals[sp.signal].limits is None):
-                raise ValueError(f"setpoints.{field} needs limits (its own or its signal's: safety lives in the "
-                                 "driver, every setpoint is checked against them)")
+                raise ValueError(
+                    f"setpoints.{field} needs limits (its own or its signal's: safety lives in the "
+                    "driver, every setpoint is checked against them)"
+                )
         for name, cmd in self.commands.items():
             need(cmd.result, f"commands.{name}.result")
         if self.measure is not None:
@@ -177,8 +189,10 @@ def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> 
         try:
             data = yaml.safe_load(path.read_text())
         except FileNotFoundError:
-            raise SpecError(f"instrument file {path} does not exist", "check the path (in a campaign file, a "
-                            "relative path is resolved from the campaign file's folder)") from None
+            raise SpecError(
+                f"instrument file {path} does not exist",
+                "check the path (in a campaign file, a relative path is resolved from the campaign file's folder)",
+            ) from None
         except yaml.YAMLError as exc:
             raise SpecError(f"{path} is not valid YAML: {exc}", "fix the file's syntax") from None
     if not isinstance(data, dict):
@@ -186,8 +200,9 @@ def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> 
     try:
         spec = InstrumentSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"{label}: " + _short(exc), "fix these fields (docs/drivers.md, "
-                        "'describe an instrument in YAML')") from None
+        raise SpecError(
+            f"{label}: " + _short(exc), "fix these fields (docs/drivers.md, 'describe an instrument in YAML')"
+        ) from None
     _check_points(spec, label)
     return spec
 
@@ -207,20 +222,27 @@ def _check_points(spec: InstrumentSpec, label: str) -> None:
         try:
             cls.Point.model_validate(sig.point)
         except ValidationError as exc:
-            raise SpecError(f"{label}: signals.{name}.point: {_short(exc)}",
-                            f"see the {spec.transport.kind} point fields in docs/drivers.md") from None
+            raise SpecError(
+                f"{label}: signals.{name}.point: {_short(exc)}",
+                f"see the {spec.transport.kind} point fields in docs/drivers.md",
+            ) from None
     for name, cmd in spec.commands.items():
         if cls.Command is None:
-            raise SpecError(f"{label}: commands.{name}: the {spec.transport.kind} transport has no commands",
-                            "use signals")
+            raise SpecError(
+                f"{label}: commands.{name}: the {spec.transport.kind} transport has no commands", "use signals"
+            )
         try:
             cls.Command.model_validate(cmd.point)
         except ValidationError as exc:
-            raise SpecError(f"{label}: commands.{name}.point: {_short(exc)}",
-                            f"see the {spec.transport.kind} command fields in docs/drivers.md") from None
+            raise SpecError(
+                f"{label}: commands.{name}.point: {_short(exc)}",
+                f"see the {spec.transport.kind} command fields in docs/drivers.md",
+            ) from None
 
 
 def _short(exc: ValidationError) -> str:
     """Each error as ``field: message``, without pydantic's "Value error, " prefix (it says nothing to a user)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors())
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )

@@ -1,5 +1,8 @@
 """The driver conformance kit: prove a device driver before it touches hardware.
 
+Over 500 lines, on purpose: it is the list of checks, one short function each, which an integrator reads top to
+bottom; handling the device under test (building it, its simulator, timeouts) is in ``subject``.
+
 The checks speak ``bluesky.protocols`` (Readable, Movable, Triggerable, Stoppable), not a base class, so ophyd and
 ophyd-async devices both plug in (an ``async def read`` is awaited in bluesky's event loop). labloop's lab roles
 add what a scheduler relies on: declared ``limits`` (refused in ``set``), ``health()``, a ``sample`` signal.
@@ -46,6 +49,7 @@ from bluesky import protocols as bp
 
 from labloop import plugins
 from labloop.errors import LabloopError
+
 from .subject import (
     _AGREE_FIX,
     _MISSING,
@@ -129,8 +133,13 @@ def check_names() -> list[str]:
     return [c.name for c in CHECKS]
 
 
-_PROTOCOLS = (("Readable", bp.Readable), ("Movable", bp.Movable), ("Triggerable", bp.Triggerable),
-              ("Stoppable", bp.Stoppable), ("Configurable", bp.Configurable))
+_PROTOCOLS = (
+    ("Readable", bp.Readable),
+    ("Movable", bp.Movable),
+    ("Triggerable", bp.Triggerable),
+    ("Stoppable", bp.Stoppable),
+    ("Configurable", bp.Configurable),
+)
 
 
 @check("protocols", "the device is Readable and named; lists the bluesky protocols and lab role it satisfies")
@@ -138,13 +147,17 @@ def _protocols(s: Subject) -> str:
     dev = s.device
     have = [n for n, proto in _PROTOCOLS if isinstance(dev, proto)]
     if "Readable" not in have:
-        raise CheckFailed("the device has no read()/describe(): every labloop device must be bluesky.protocols."
-                          "Readable (fix: subclass labloop_devices.base.Station/Instrument/Robot, or implement "
-                          "read() and describe())")
+        raise CheckFailed(
+            "the device has no read()/describe(): every labloop device must be bluesky.protocols."
+            "Readable (fix: subclass labloop_devices.base.Station/Instrument/Robot, or implement "
+            "read() and describe())"
+        )
     name = getattr(dev, "name", None)
     if not isinstance(name, str) or not name:
-        raise CheckFailed(f"the device's name is {name!r} (fix: pass name=... to the constructor; documents and the "
-                          "store key readings by it)")
+        raise CheckFailed(
+            f"the device's name is {name!r} (fix: pass name=... to the constructor; documents and the "
+            "store key readings by it)"
+        )
     role = getattr(dev, "role", None)
     msg = f"{', '.join(have)}" + (f"; lab role {role}" if role else "")
     if not s.declared_timeout:
@@ -169,8 +182,10 @@ def _describe_read(s: Subject) -> str:
 def _health(s: Subject) -> str:
     fn = getattr(s.device, "health", None)
     if not callable(fn):
-        raise CheckSkipped("no health(): fine for a plain bluesky device; a labloop device says whether it can "
-                           "work now (the scheduler takes failing stations out of service)")
+        raise CheckSkipped(
+            "no health(): fine for a plain bluesky device; a labloop device says whether it can "
+            "work now (the scheduler takes failing stations out of service)"
+        )
     t0 = time.monotonic()
     h = s.call(fn)
     took = time.monotonic() - t0
@@ -178,11 +193,15 @@ def _health(s: Subject) -> str:
     if not isinstance(ok, bool) or not isinstance(message, str):
         raise CheckFailed(f"health() returned {h!r} (fix: return labloop_devices.base.Health(ok, message))")
     if took > s.timeout:
-        raise CheckFailed(f"health() took {took:.2f} s, more than the declared timeout {s.timeout:g} s (fix: "
-                          "answer from a quick status query with a short timeout)")
+        raise CheckFailed(
+            f"health() took {took:.2f} s, more than the declared timeout {s.timeout:g} s (fix: "
+            "answer from a quick status query with a short timeout)"
+        )
     if not ok:
-        raise CheckFailed(f"the device reports it is not ready: {message} (fix: bring the endpoint into a "
-                          "ready state, or make health() report readiness correctly)")
+        raise CheckFailed(
+            f"the device reports it is not ready: {message} (fix: bring the endpoint into a "
+            "ready state, or make health() report readiness correctly)"
+        )
     return message
 
 
@@ -193,10 +212,12 @@ def _set_completes(s: Subject) -> str:
     if s.setpoint() is _MISSING:
         if s.robot_like:
             raise CheckSkipped("no valid setpoint known: declare positions or conformance_hints()['setpoint']")
-        raise CheckFailed("set() cannot be exercised: the device declares no limits and no "
-                          "conformance_hints()['setpoint'], and its reading names no current value to set it to "
-                          "(fix: declare limits = {field: (low, high)}, or give conformance_hints() a safe "
-                          "'setpoint')")
+        raise CheckFailed(
+            "set() cannot be exercised: the device declares no limits and no "
+            "conformance_hints()['setpoint'], and its reading names no current value to set it to "
+            "(fix: declare limits = {field: (low, high)}, or give conformance_hints() a safe "
+            "'setpoint')"
+        )
     took = s.run("set", "set_completes")
     return f"{s.describe_action('set')} succeeded in {took:.2f} s"
 
@@ -219,8 +240,9 @@ def _limits_refused(s: Subject) -> str:
         raise CheckSkipped("not Movable (no set())")
     bad = s.out_of_limits()
     if not bad:
-        raise CheckSkipped("declares no limits or positions (fix for a labloop device: declare limits = "
-                           "{field: (low, high)})")
+        raise CheckSkipped(
+            "declares no limits or positions (fix for a labloop device: declare limits = {field: (low, high)})"
+        )
     how = []
     for value in bad:
         s.prepare()
@@ -233,9 +255,11 @@ def _limits_refused(s: Subject) -> str:
         if not done:
             raise CheckFailed(s._hang_message(f"the Status of out-of-limits set({value!r})"))
         if error is None:
-            raise CheckFailed(f"set({value!r}) lies outside the declared limits but succeeded (fix: check every "
-                              "setpoint against the limits in set() before anything moves: "
-                              "labloop_devices.base.check_limits)")
+            raise CheckFailed(
+                f"set({value!r}) lies outside the declared limits but succeeded (fix: check every "
+                "setpoint against the limits in set() before anything moves: "
+                "labloop_devices.base.check_limits)"
+            )
         how.append(f"failed Status ({type(error).__name__})")
     return f"{len(bad)} out-of-limit setpoints refused: {', '.join(sorted(set(how)))}"
 
@@ -252,31 +276,41 @@ def _stop_mid_action(s: Subject) -> str:
     except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
         raise CheckFailed(f"{s.describe_action(kind)} raised {_one_line(exc)} before stop() could be tried") from None
     if getattr(status, "done", False):
-        raise CheckSkipped(f"{s.describe_action(kind)} was already done when it returned: nothing to stop (give "
-                           "the kit a longer action via conformance_hints()['stop_action'/'setpoint'])")
+        raise CheckSkipped(
+            f"{s.describe_action(kind)} was already done when it returned: nothing to stop (give "
+            "the kit a longer action via conformance_hints()['stop_action'/'setpoint'])"
+        )
     t0 = time.monotonic()
     try:
         s.call(s.device.stop, resolve=True)
     except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
-        raise CheckFailed(f"stop() raised {_one_line(exc)} (fix: stop() must not raise; halt what is running "
-                          "and fail its Status)") from None
+        raise CheckFailed(
+            f"stop() raised {_one_line(exc)} (fix: stop() must not raise; halt what is running and fail its Status)"
+        ) from None
     done, error = s.wait(status, s.wait_bound, s.describe_action(kind))
     if not done:
-        raise CheckFailed(f"the Status of {s.describe_action(kind)} was still not done {s.wait_bound:g} s after "
-                          "stop() (fix: stop() must end the action in progress - halt it and fail its Status)")
+        raise CheckFailed(
+            f"the Status of {s.describe_action(kind)} was still not done {s.wait_bound:g} s after "
+            "stop() (fix: stop() must end the action in progress - halt it and fail its Status)"
+        )
     took = time.monotonic() - t0
     if error is None:
         if took < 0.05:
-            raise CheckSkipped(f"{s.describe_action(kind)} finished as stop() was called ({took:.3f} s): too short "
-                               "to stop (give the kit a longer action via conformance_hints())")
-        raise CheckFailed(f"stop() did not stop {s.describe_action(kind)}: its Status succeeded {took:.2f} s later "
-                          "(fix: stop() must halt the action in progress and fail its Status, as ophyd does for "
-                          "stop(success=False))")
+            raise CheckSkipped(
+                f"{s.describe_action(kind)} finished as stop() was called ({took:.3f} s): too short "
+                "to stop (give the kit a longer action via conformance_hints())"
+            )
+        raise CheckFailed(
+            f"stop() did not stop {s.describe_action(kind)}: its Status succeeded {took:.2f} s later "
+            "(fix: stop() must halt the action in progress and fail its Status, as ophyd does for "
+            "stop(success=False))"
+        )
     try:
         s.run(kind, "after stop()")
     except CheckFailed as cf:
-        raise CheckFailed(f"{cf} (fix: a stop request must not outlive the action it stopped; clear it when a new "
-                          "action starts)") from None
+        raise CheckFailed(
+            f"{cf} (fix: a stop request must not outlive the action it stopped; clear it when a new action starts)"
+        ) from None
     return f"stop() failed {s.describe_action(kind)} in {took:.2f} s ({type(error).__name__}); the next one succeeded"
 
 
@@ -299,19 +333,25 @@ def _errors_fail_status(s: Subject) -> str:
         try:
             status = s.start(kind)
         except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
-            raise CheckFailed(f"with a malformed reply, {s.describe_action(kind)} raised {_one_line(exc)} instead "
-                              "of returning a failed Status (fix: parse replies inside the Status' work)") from None
+            raise CheckFailed(
+                f"with a malformed reply, {s.describe_action(kind)} raised {_one_line(exc)} instead "
+                "of returning a failed Status (fix: parse replies inside the Status' work)"
+            ) from None
         done, error = s.wait(status, s.wait_bound, s.describe_action(kind))
     finally:
         s.clear_faults()
     if not done:
         raise CheckFailed(s._hang_message(f"with a malformed reply, the Status of {s.describe_action(kind)}"))
     if error is None:
-        raise CheckFailed(f"the endpoint answered garbage ({marker!r}) and {s.describe_action(kind)} still "
-                          "succeeded (fix: validate every reply against the protocol and fail on anything else)")
+        raise CheckFailed(
+            f"the endpoint answered garbage ({marker!r}) and {s.describe_action(kind)} still "
+            "succeeded (fix: validate every reply against the protocol and fail on anything else)"
+        )
     if marker not in str(error):
-        raise CheckFailed(f"the error does not show the raw reply: {_one_line(error)} (fix: put the raw reply in the "
-                          "error, e.g. labloop_devices.tcp.ReplyError)")
+        raise CheckFailed(
+            f"the error does not show the raw reply: {_one_line(error)} (fix: put the raw reply in the "
+            "error, e.g. labloop_devices.tcp.ReplyError)"
+        )
     s.run(kind, "after a malformed reply, the next action")
     return f"failed with the raw reply ({type(error).__name__}); the next {kind} succeeded"
 
@@ -339,8 +379,10 @@ def _slow_reply(s: Subject) -> str:
         s.clear_faults()
     took = time.monotonic() - t0
     if not done:
-        raise CheckFailed(s._hang_message(f"with a reply {delay:g} s late, the Status of {s.describe_action(kind)}")
-                          + " (and give every request a timeout: labloop_devices.tcp.LineTransport)")
+        raise CheckFailed(
+            s._hang_message(f"with a reply {delay:g} s late, the Status of {s.describe_action(kind)}")
+            + " (and give every request a timeout: labloop_devices.tcp.LineTransport)"
+        )
     s.run(kind, "after a slow reply, the next action")
     ended = f"failed ({type(exc).__name__})" if exc is not None else "succeeded"
     return f"with a reply {delay:g} s late the Status {ended} in {took:.2f} s; the next {kind} succeeded"
@@ -365,8 +407,10 @@ def _reconnect(s: Subject) -> str:
     try:
         s.run(kind, f"after {how}")
     except CheckFailed as cf:
-        raise CheckFailed(f"{cf} (fix: detect the dropped connection and reconnect before the next request, as "
-                          "labloop_devices.tcp.LineTransport does)") from None
+        raise CheckFailed(
+            f"{cf} (fix: detect the dropped connection and reconnect before the next request, as "
+            "labloop_devices.tcp.LineTransport does)"
+        ) from None
     msg = f"{how}; the next {kind} reconnected and succeeded"
     if s.can_inject():
         s.endpoint.inject("disconnect")
@@ -376,13 +420,16 @@ def _reconnect(s: Subject) -> str:
         except CheckFailed:
             raise
         except Exception as exc:  # noqa: BLE001 - any exception is a finding, reported
-            raise CheckFailed(f"when the endpoint hung up mid-request, {s.describe_action(kind)} raised "
-                              f"{_one_line(exc)} instead of failing its Status") from None
+            raise CheckFailed(
+                f"when the endpoint hung up mid-request, {s.describe_action(kind)} raised "
+                f"{_one_line(exc)} instead of failing its Status"
+            ) from None
         finally:
             s.clear_faults()
         if not done:
-            raise CheckFailed(s._hang_message(f"when the endpoint hung up mid-request, the Status of "
-                                              f"{s.describe_action(kind)}"))
+            raise CheckFailed(
+                s._hang_message(f"when the endpoint hung up mid-request, the Status of {s.describe_action(kind)}")
+            )
         s.run(kind, "after a hang-up mid-request, the next action")
         msg += "; after a hang-up mid-request too"
     return msg
@@ -401,8 +448,11 @@ def _run_one(chk: Check, subject: Subject, bound: float) -> CheckResult:
         except CheckFailed as exc:
             box.update(outcome="fail", message=str(exc))
         except Exception as exc:  # noqa: BLE001 - a device bug must become a failed check, not a crash
-            box.update(outcome="fail", message=f"the device raised {_one_line(exc)} (fix: a device reports errors "
-                                               "as LabloopError / failed Statuses, never as unexpected exceptions)")
+            box.update(
+                outcome="fail",
+                message=f"the device raised {_one_line(exc)} (fix: a device reports errors "
+                "as LabloopError / failed Statuses, never as unexpected exceptions)",
+            )
 
     t0 = time.monotonic()
     worker = threading.Thread(target=target, name=f"conformance-{chk.name}", daemon=True)
@@ -410,9 +460,14 @@ def _run_one(chk: Check, subject: Subject, bound: float) -> CheckResult:
     worker.join(bound)
     took = time.monotonic() - t0
     if worker.is_alive():
-        return CheckResult(chk.name, "fail", f"the check did not finish within {bound:g} s: a device call blocks "
-                           "(fix: never block in describe/read/set/trigger/stop/health; do the work in a Status "
-                           "with a timeout)", took)
+        return CheckResult(
+            chk.name,
+            "fail",
+            f"the check did not finish within {bound:g} s: a device call blocks "
+            "(fix: never block in describe/read/set/trigger/stop/health; do the work in a Status "
+            "with a timeout)",
+            took,
+        )
     return CheckResult(chk.name, box["outcome"], box["message"], took)
 
 
@@ -426,9 +481,16 @@ def _select(only: Iterable[str] | None) -> list[Check]:
     return [c for c in CHECKS if c.name in only]
 
 
-def run_conformance(device: Any, *, endpoint: Any = None, timeout: float | None = None, grace: float = 1.0,
-                    only: Iterable[str] | None = None, hints: Mapping[str, Any] | None = None,
-                    target: str | None = None) -> Report:
+def run_conformance(
+    device: Any,
+    *,
+    endpoint: Any = None,
+    timeout: float | None = None,
+    grace: float = 1.0,
+    only: Iterable[str] | None = None,
+    hints: Mapping[str, Any] | None = None,
+    target: str | None = None,
+) -> Report:
     """Run the checks on a constructed device (and its simulated endpoint, if any); never raises for a bad device."""
     declared = timeout if timeout is not None else getattr(device, "default_timeout", None)
     all_hints: dict[str, Any] = {}
@@ -436,8 +498,9 @@ def run_conformance(device: Any, *, endpoint: Any = None, timeout: float | None 
     if callable(hint_fn):
         all_hints.update(hint_fn())
     all_hints.update(hints or {})
-    subject = Subject(device, endpoint, float(declared) if declared else DEFAULT_TIMEOUT, grace,
-                      bool(declared), all_hints)
+    subject = Subject(
+        device, endpoint, float(declared) if declared else DEFAULT_TIMEOUT, grace, bool(declared), all_hints
+    )
     bound = 4 * subject.wait_bound + 5.0
     report = Report(target or subject.name)
     for chk in _select(only):
@@ -452,9 +515,16 @@ def _load_target(target: Any) -> tuple[Any, str]:
     return target, getattr(target, "__qualname__", type(target).__name__)
 
 
-def check_device(target: Any, config: Mapping[str, Any] | None = None, *, simulator: bool = True,
-                 timeout: float | None = None, grace: float = 1.0, only: Iterable[str] | None = None,
-                 name: str = "dut") -> Report:
+def check_device(
+    target: Any,
+    config: Mapping[str, Any] | None = None,
+    *,
+    simulator: bool = True,
+    timeout: float | None = None,
+    grace: float = 1.0,
+    only: Iterable[str] | None = None,
+    name: str = "dut",
+) -> Report:
     """Build a driver and run the checks on it.
 
     ``target``: a ``module:attr`` path or ``labloop.devices`` entry point name, a device class/factory, or a
@@ -481,12 +551,27 @@ def check_device(target: Any, config: Mapping[str, Any] | None = None, *, simula
             # a class or factory here (mypy's narrowing by the test above leaves `object`)
             device = cast("Callable[..., Any]", obj)(name=config.pop("name", name), **config)
         except Exception as exc:  # noqa: BLE001 - a driver that cannot be built fails the first check, readably
-            return Report(label, [CheckResult("construct", "fail", f"{label}(**config) raised {_one_line(exc)} "
-                                              "(fix: check the config keys against the driver's constructor; a "
-                                              "constructor must not touch the hardware)")])
+            return Report(
+                label,
+                [
+                    CheckResult(
+                        "construct",
+                        "fail",
+                        f"{label}(**config) raised {_one_line(exc)} "
+                        "(fix: check the config keys against the driver's constructor; a "
+                        "constructor must not touch the hardware)",
+                    )
+                ],
+            )
         report = run_conformance(device, endpoint=endpoint, timeout=timeout, grace=grace, only=only, target=label)
-        report.results.insert(0, CheckResult("construct", "pass", f"built {type(device).__name__}"
-                                             + (f" against its simulator {sim_ref}" if endpoint else "")))
+        report.results.insert(
+            0,
+            CheckResult(
+                "construct",
+                "pass",
+                f"built {type(device).__name__}" + (f" against its simulator {sim_ref}" if endpoint else ""),
+            ),
+        )
         return report
     finally:
         disconnect = getattr(device, "disconnect", None)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from labloop.errors import LabloopError
+
 from . import conformance
 
 FACTORY = "labloop.declarative:device"
@@ -37,8 +38,16 @@ def is_instrument_file(target: str) -> bool:
     return target.endswith((".yaml", ".yml"))
 
 
-def check_file(path: str | Path, *, simulated: bool, remote: bool = False, timeout: float | None = None,
-               grace: float = 1.0, only: Iterable[str] | None = None, name: str = "dut") -> conformance.Report:
+def check_file(
+    path: str | Path,
+    *,
+    simulated: bool,
+    remote: bool = False,
+    timeout: float | None = None,
+    grace: float = 1.0,
+    only: Iterable[str] | None = None,
+    name: str = "dut",
+) -> conformance.Report:
     from labloop.declarative import device, load_spec
     from labloop.transports.simulation import SimulatorProcess
 
@@ -50,9 +59,11 @@ def check_file(path: str | Path, *, simulated: bool, remote: bool = False, timeo
     config: dict[str, Any] = {"file": str(path.resolve())}
     if simulated:
         if spec.simulation is None:
-            raise LabloopError(f"{path} has no 'simulation:' block: nothing to start for --simulated",
-                               "add simulation: {server: module:Class, options: {...}}, or check the real "
-                               "instrument without --simulated")
+            raise LabloopError(
+                f"{path} has no 'simulation:' block: nothing to start for --simulated",
+                "add simulation: {server: module:Class, options: {...}}, or check the real "
+                "instrument without --simulated",
+            )
         sim = SimulatorProcess(spec.simulation.server, spec.simulation.options).start()
         config["address"] = sim.address
         where = f" against its simulator {spec.simulation.server} at {sim.address}"
@@ -68,15 +79,17 @@ def check_file(path: str | Path, *, simulated: bool, remote: bool = False, timeo
                 agent.start()
                 dev = agent.connect()
             except LabloopError as exc:
-                return conformance.Report(label, [conformance.CheckResult("construct", "fail",
-                                                                          f"{exc.problem} (fix: {exc.fix})")])
+                return conformance.Report(
+                    label, [conformance.CheckResult("construct", "fail", f"{exc.problem} (fix: {exc.fix})")]
+                )
             built = f"served by `labloop agent` at {agent.address}, checked through its proxy{where}"
         else:
             dev = device(name, **config)
             built = f"built {type(dev).__name__} from {path}{where}"
         endpoint = sim if sim is None or sim.proxied else _RebootOnly(sim)
-        report = conformance.run_conformance(dev, endpoint=endpoint, timeout=timeout, grace=grace, only=only,
-                                             target=label)
+        report = conformance.run_conformance(
+            dev, endpoint=endpoint, timeout=timeout, grace=grace, only=only, target=label
+        )
         report.results.insert(0, conformance.CheckResult("construct", "pass", built))
         return report
     finally:

@@ -30,8 +30,9 @@ def labloop_conformance() -> Callable[..., Report]:
     return check_device
 
 
-def conformance_test(target: Any, config: Mapping[str, Any] | None = None, *, checks: Iterable[str] | None = None,
-                     **options: Any) -> Callable[[str], None]:
+def conformance_test(
+    target: Any, config: Mapping[str, Any] | None = None, *, checks: Iterable[str] | None = None, **options: Any
+) -> Callable[[str], None]:
     """A test function parametrized over the checks (``test_x = conformance_test("pkg.mod:Driver")``).
 
     Each parameter builds the driver anew (with its simulator, unless ``config`` names a host) and runs one check,

@@ -13,14 +13,22 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from labloop import plugins
-from . import conformance
-from labloop.errors import LabloopError
 from labloop.control.agent_process import AgentProcess
+from labloop.errors import LabloopError
+
+from . import conformance
 
 
-def check_remote(target: str, config: Mapping[str, Any] | None = None, *, simulator: bool = True,
-                 timeout: float | None = None, grace: float = 1.0, only: Iterable[str] | None = None,
-                 name: str = "dut") -> conformance.Report:
+def check_remote(
+    target: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    simulator: bool = True,
+    timeout: float | None = None,
+    grace: float = 1.0,
+    only: Iterable[str] | None = None,
+    name: str = "dut",
+) -> conformance.Report:
     """Serve ``target`` from an agent process (with ``config``), and run the checks on its proxy."""
     conformance._select(only)
     obj = plugins.load(target, "labloop.devices")
@@ -40,13 +48,21 @@ def check_remote(target: str, config: Mapping[str, Any] | None = None, *, simula
             agent.start()
             proxy = agent.connect()
         except LabloopError as exc:
-            return conformance.Report(f"{target} (remote)", [conformance.CheckResult(
-                "construct", "fail", f"{exc.problem} (fix: {exc.fix})")])
-        report = conformance.run_conformance(proxy, endpoint=endpoint, timeout=timeout, grace=grace, only=only,
-                                             target=f"{target} (remote)")
-        report.results.insert(0, conformance.CheckResult(
-            "construct", "pass", f"served by `labloop agent` at {agent.address}, checked through its proxy"
-            + (f", against its simulator {sim_ref}" if endpoint else "")))
+            return conformance.Report(
+                f"{target} (remote)", [conformance.CheckResult("construct", "fail", f"{exc.problem} (fix: {exc.fix})")]
+            )
+        report = conformance.run_conformance(
+            proxy, endpoint=endpoint, timeout=timeout, grace=grace, only=only, target=f"{target} (remote)"
+        )
+        report.results.insert(
+            0,
+            conformance.CheckResult(
+                "construct",
+                "pass",
+                f"served by `labloop agent` at {agent.address}, checked through its proxy"
+                + (f", against its simulator {sim_ref}" if endpoint else ""),
+            ),
+        )
         return report
     finally:
         if proxy is not None:

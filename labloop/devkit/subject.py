@@ -128,7 +128,7 @@ class Subject:
             return _MISSING
         if getattr(dev, "role", None) == "station" or isinstance(getattr(dev, "limits", None), Mapping):
             prefix = f"{dev.name}_"
-            return {f[len(prefix):] if f.startswith(prefix) else f: v for f, v in values.items()}
+            return {f[len(prefix) :] if f.startswith(prefix) else f: v for f, v in values.items()}
         return next(iter(values.values()))
 
     @property
@@ -177,8 +177,11 @@ class Subject:
         if kind != "set":
             return "trigger()"
         value = self.setpoint()
-        own = (" (its own current reading: it declares no limits and no conformance_hints()['setpoint'])"
-               if self.own_setpoint else "")
+        own = (
+            " (its own current reading: it declares no limits and no conformance_hints()['setpoint'])"
+            if self.own_setpoint
+            else ""
+        )
         return f"set({value!r}){own}"
 
     def run(self, kind: str, what: str) -> float:
@@ -226,10 +229,15 @@ class Subject:
         return True, error if error is not None else RuntimeError("the Status failed without an exception")
 
     def _hang_message(self, what: str) -> str:
-        declared = (f"declared timeout {self.timeout:g} s" if self.declared_timeout
-                    else f"no declared timeout; the kit allowed {self.timeout:g} s")
-        return (f"{what} was not done {self.wait_bound:g} s after the call ({declared}) (fix: finish or fail the "
-                "Status on every path, and give it a timeout: Status(timeout=...) or LabDevice.default_timeout)")
+        declared = (
+            f"declared timeout {self.timeout:g} s"
+            if self.declared_timeout
+            else f"no declared timeout; the kit allowed {self.timeout:g} s"
+        )
+        return (
+            f"{what} was not done {self.wait_bound:g} s after the call ({declared}) (fix: finish or fail the "
+            "Status on every path, and give it a timeout: Status(timeout=...) or LabDevice.default_timeout)"
+        )
 
     # endpoint -----------------------------------------------------------------------------------------------------
     def can_inject(self) -> bool:
@@ -283,13 +291,19 @@ def _dtype_problem(key: str, value: Any, desc: Mapping[str, Any]) -> str | None:
     if shape not in ([], ()):
         return f"{key}: dtype {dtype!r} with non-empty shape {list(shape)}"
     ok = {
-        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-        or type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind in "iuf",
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
-        or type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind in "iu",
+        "number": lambda v: (
+            (isinstance(v, (int, float)) and not isinstance(v, bool))
+            or (type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind in "iuf")
+        ),
+        "integer": lambda v: (
+            (isinstance(v, int) and not isinstance(v, bool))
+            or (type(v).__module__ == "numpy" and hasattr(v, "dtype") and v.dtype.kind in "iu")
+        ),
         "string": lambda v: isinstance(v, str),
-        "boolean": lambda v: isinstance(v, bool) or type(v).__module__ == "numpy" and getattr(v, "dtype", None)
-        is not None and v.dtype.kind == "b",
+        "boolean": lambda v: (
+            isinstance(v, bool)
+            or (type(v).__module__ == "numpy" and getattr(v, "dtype", None) is not None and v.dtype.kind == "b")
+        ),
     }.get(dtype)
     if ok is None:
         return f"{key}: unknown dtype {dtype!r} (use number, integer, string, boolean or array)"
@@ -327,10 +341,15 @@ def _describe_read_problems(s: Subject) -> list[str]:
     dev = s.device
     problems = _agree(s.call(dev.describe), s.call(dev.read), "describe()/read()")
     if isinstance(dev, bp.Configurable):
-        problems += _agree(s.call(dev.describe_configuration), s.call(dev.read_configuration),
-                           "describe_configuration()/read_configuration()")
+        problems += _agree(
+            s.call(dev.describe_configuration),
+            s.call(dev.read_configuration),
+            "describe_configuration()/read_configuration()",
+        )
     return problems
 
 
-_AGREE_FIX = ("(fix: make describe() list exactly the keys read() returns, each with the dtype/shape of its value; "
-              "ophyd Components do this for you - put values into Signals instead of overriding read())")
+_AGREE_FIX = (
+    "(fix: make describe() list exactly the keys read() returns, each with the dtype/shape of its value; "
+    "ophyd Components do this for you - put values into Signals instead of overriding read())"
+)

@@ -19,13 +19,40 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    **dict.fromkeys(("ROLES", "AGENT", "ALL_ROLES", "Identity", "permitted", "role_needed", "refusal", "a_role"),
-                    "roles"),
-    **dict.fromkeys(("ServerKeys", "ClientKey", "load_client_key", "write_private", "check_private", "apply_client",
-                     "apply_server", "DEFAULT_KEYS_DIR", "DEFAULT_CONTROL", "DEFAULT_STREAM"), "keys"),
+    **dict.fromkeys(
+        ("ROLES", "AGENT", "ALL_ROLES", "Identity", "permitted", "role_needed", "refusal", "a_role"), "roles"
+    ),
+    **dict.fromkeys(
+        (
+            "ServerKeys",
+            "ClientKey",
+            "load_client_key",
+            "write_private",
+            "check_private",
+            "apply_client",
+            "apply_server",
+            "DEFAULT_KEYS_DIR",
+            "DEFAULT_CONTROL",
+            "DEFAULT_STREAM",
+        ),
+        "keys",
+    ),
     **dict.fromkeys(("enroll", "everyone", "admitted", "revoke", "agent_key"), "users"),
-    **dict.fromkeys(("WebUser", "set_password", "issue_token", "login", "logout", "session_user", "token_user",
-                     "expire_session", "SESSION_HOURS", "MIN_PASSWORD"), "accounts"),
+    **dict.fromkeys(
+        (
+            "WebUser",
+            "set_password",
+            "issue_token",
+            "login",
+            "logout",
+            "session_user",
+            "token_user",
+            "expire_session",
+            "SESSION_HOURS",
+            "MIN_PASSWORD",
+        ),
+        "accounts",
+    ),
 }
 
 __all__ = sorted(_WHERE)  # noqa: PLE0605 - the lazily loaded names, listed once in _WHERE

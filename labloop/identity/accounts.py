@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import select
@@ -32,7 +32,7 @@ from labloop.store import Store
 from labloop.store.schema import User, WebSession, utcnow
 
 #: scrypt cost: n=2**14, r=8, p=1 takes ~30-60 ms and 16 MiB here, the common interactive-login setting.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SESSION_HOURS = 12.0
 #: how stale a session's ``last_seen`` may get before a request refreshes it
 LAST_SEEN_EVERY = timedelta(minutes=1)
@@ -77,7 +77,9 @@ def _active_user(store: Store, name: str) -> User:
     with store.session() as s:
         u = s.scalar(select(User).where(User.name == name))
         if u is None:
-            raise LabloopError(f"no user named '{name}' in the store", "add them with `labloop users add NAME --role ROLE`")
+            raise LabloopError(
+                f"no user named '{name}' in the store", "add them with `labloop users add NAME --role ROLE`"
+            )
         if u.revoked_at is not None:
             raise LabloopError(f"user '{name}' was revoked", "add a new user; a revoked name stays in the audit log")
         s.expunge(u)
@@ -92,8 +94,10 @@ def set_password(store: Store, name: str, password: str, by: str | None = None) 
     """Give ``name`` a dashboard password (replacing any earlier one, and signing out their open sessions).
     ``by``: who set it, audited as ``users.passwd`` (the CLI's ``users passwd``)."""
     if len(password) < MIN_PASSWORD:
-        raise LabloopError(f"the password is too short ({len(password)} characters)",
-                           f"choose one of at least {MIN_PASSWORD} characters")
+        raise LabloopError(
+            f"the password is too short ({len(password)} characters)",
+            f"choose one of at least {MIN_PASSWORD} characters",
+        )
     u = _active_user(store, name)
     with store.session() as s:
         # _active_user found the row, and users are never deleted (only disabled)
@@ -130,8 +134,17 @@ def login(store: Store, name: str, password: str, address: str | None = None) ->
     csrf = secrets.token_urlsafe(32)
     now = utcnow()
     with store.session() as s:
-        s.add(WebSession(id_hash=_sha(cookie), user_id=u.id, csrf=csrf, created_at=now, last_seen=now,
-                         expires_at=now + timedelta(hours=SESSION_HOURS), address=address))
+        s.add(
+            WebSession(
+                id_hash=_sha(cookie),
+                user_id=u.id,
+                csrf=csrf,
+                created_at=now,
+                last_seen=now,
+                expires_at=now + timedelta(hours=SESSION_HOURS),
+                address=address,
+            )
+        )
     return cookie, WebUser(u.name, u.role, csrf)
 
 
@@ -186,4 +199,4 @@ def expire_session(store: Store, cookie: str) -> None:
 
 def _aware(t: datetime) -> datetime:
     """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

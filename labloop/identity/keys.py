@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from zmq.utils import z85
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from zmq.utils import z85
 
 from labloop.errors import LabloopError
 
@@ -47,8 +47,10 @@ def check_private(path: Path, what: str) -> None:
     """Refuse a secret-key file that the group or others may read (or write)."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise LabloopError(f"{what} {path} may be read by other users (mode {stat.S_IMODE(mode):04o})",
-                           f"run `chmod 600 {path}`; if others may have copied it, revoke it and make a new one")
+        raise LabloopError(
+            f"{what} {path} may be read by other users (mode {stat.S_IMODE(mode):04o})",
+            f"run `chmod 600 {path}`; if others may have copied it, revoke it and make a new one",
+        )
 
 
 def write_private(path: Path, text: str, force: bool = False) -> None:
@@ -57,10 +59,11 @@ def write_private(path: Path, text: str, force: bool = False) -> None:
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise LabloopError(f"{path} already exists", "choose another --out file, or pass --force to replace it") from None
+        raise LabloopError(
+            f"{path} already exists", "choose another --out file, or pass --force to replace it"
+        ) from None
     except OSError as exc:
-        raise LabloopError(f"cannot write {path}: {exc.strerror}",
-                           "choose a file in a folder you may write") from None
+        raise LabloopError(f"cannot write {path}: {exc.strerror}", "choose a file in a folder you may write") from None
     try:
         os.fchmod(fd, 0o600)  # an existing file replaced with --force keeps its old mode otherwise
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -77,12 +80,12 @@ class ServerKeys:
     secret: bytes
 
     @classmethod
-    def generate(cls) -> "ServerKeys":
+    def generate(cls) -> ServerKeys:
         public, secret = zmq.curve_keypair()
         return cls(public=public, secret=secret)
 
     @classmethod
-    def load_or_create(cls, dir: Path) -> "ServerKeys":
+    def load_or_create(cls, dir: Path) -> ServerKeys:
         """The pair kept in ``dir/server.key`` (JSON, mode 0600), made on first use; the folder is created 0700."""
         dir = Path(dir).expanduser()
         path = dir / SERVER_KEY_FILE
@@ -90,8 +93,9 @@ class ServerKeys:
             try:
                 dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
-                raise LabloopError(f"cannot create the key folder {dir}: {exc.strerror}",
-                                   "pass --keys with a folder you may write") from None
+                raise LabloopError(
+                    f"cannot create the key folder {dir}: {exc.strerror}", "pass --keys with a folder you may write"
+                ) from None
             keys = cls.generate()
             # written whole under a temporary name, then linked into place: a daemon and `users add` starting
             # at once never read a half-written file, and the first one's pair wins
@@ -102,8 +106,9 @@ class ServerKeys:
             except FileExistsError:
                 pass  # another process made it meanwhile: use theirs
             except OSError as exc:
-                raise LabloopError(f"cannot write {path}: {exc.strerror}",
-                                   "pass --keys with a folder you may write") from None
+                raise LabloopError(
+                    f"cannot write {path}: {exc.strerror}", "pass --keys with a folder you may write"
+                ) from None
             else:
                 return keys
             finally:
@@ -111,18 +116,22 @@ class ServerKeys:
         return cls._load(path)
 
     @classmethod
-    def _load(cls, path: Path) -> "ServerKeys":
+    def _load(cls, path: Path) -> ServerKeys:
         check_private(path, "the key file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             public, secret = valid_z85_key(data["public"]), valid_z85_key(data["secret"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LabloopError(f"the key file {path} is unreadable or malformed ({exc})",
-                               "restore it from a backup; or move it away to make a new pair (every client "
-                               "key file must then be made again with `labloop users add`)") from None
+            raise LabloopError(
+                f"the key file {path} is unreadable or malformed ({exc})",
+                "restore it from a backup; or move it away to make a new pair (every client "
+                "key file must then be made again with `labloop users add`)",
+            ) from None
         if zmq.curve_public(secret.encode()) != public.encode():
-            raise LabloopError(f"the key file {path} holds a public key that does not belong to its secret key",
-                               "restore it from a backup, or move it away to make a new pair")
+            raise LabloopError(
+                f"the key file {path} holds a public key that does not belong to its secret key",
+                "restore it from a backup, or move it away to make a new pair",
+            )
         return cls(public=public.encode(), secret=secret.encode())
 
     def public_z85(self) -> str:
@@ -164,11 +173,14 @@ def load_client_key(path: str | os.PathLike[str] | None = None) -> ClientKey:
         key = ClientKey.model_validate(data)
     except (OSError, UnicodeError, ValueError) as exc:  # ValidationError is a ValueError
         why = _short(exc) if isinstance(exc, ValidationError) else str(exc)
-        raise LabloopError(f"the key file {p} is unreadable or malformed ({why})",
-                           "ask an admin for a new one (`labloop users add NAME --role ROLE --out FILE`)") from None
+        raise LabloopError(
+            f"the key file {p} is unreadable or malformed ({why})",
+            "ask an admin for a new one (`labloop users add NAME --role ROLE --out FILE`)",
+        ) from None
     if zmq.curve_public(key.secret_key.encode()) != key.public_key.encode():
-        raise LabloopError(f"the key file {p}: its public key does not belong to its secret key",
-                           "ask an admin for a new one")
+        raise LabloopError(
+            f"the key file {p}: its public key does not belong to its secret key", "ask an admin for a new one"
+        )
     return key
 
 

@@ -56,12 +56,16 @@ def refusal(name: str, role: str, method: str) -> LabloopError:
     """The error a refused request gets: who asked, in which role, and the role that ``method`` needs."""
     needed = role_needed(method)
     if needed == AGENT:
-        return LabloopError(f"{name} ({role}) may not send '{method}': only agents send agent traffic",
-                            "this message is for the agent connection, not for people's clients")
+        return LabloopError(
+            f"{name} ({role}) may not send '{method}': only agents send agent traffic",
+            "this message is for the agent connection, not for people's clients",
+        )
     also = "" if needed == "admin" else " or admin"
-    return LabloopError(f"{name} is {a_role(role)} and may not {method}: that needs the {needed} role{also}",
-                        f"ask someone with the {needed} role, or ask an admin for a key with it "
-                        f"(`labloop users add NAME --role {needed} --out FILE`)")
+    return LabloopError(
+        f"{name} is {a_role(role)} and may not {method}: that needs the {needed} role{also}",
+        f"ask someone with the {needed} role, or ask an admin for a key with it "
+        f"(`labloop users add NAME --role {needed} --out FILE`)",
+    )
 
 
 class Identity(NamedTuple):

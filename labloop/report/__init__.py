@@ -29,7 +29,7 @@ from .gather import ReportData, gather
 from .page import GENERATOR, render
 from .plotting import Drawn, Item
 
-__all__ = ["Report", "write_report", "make"]
+__all__ = ["Report", "make", "write_report"]
 
 FAMILIES = (convergence, pareto, model, crossval, streams, failures, dock)
 
@@ -64,16 +64,20 @@ def check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise LabloopError(f"cannot write the report to {out}: it is a file", "give a folder for --out")
     if out.is_dir() and any(out.iterdir()) and not _is_report(out):
-        raise LabloopError(f"{out} is not empty and holds no earlier report: writing there could mix the report "
-                           "with other files", "give a new or empty folder for --out (a folder holding an earlier "
-                           "labloop report is replaced)")
+        raise LabloopError(
+            f"{out} is not empty and holds no earlier report: writing there could mix the report with other files",
+            "give a new or empty folder for --out (a folder holding an earlier labloop report is replaced)",
+        )
     parent = out.parent
     if not parent.is_dir():
-        raise LabloopError(f"cannot write the report to {out}: {parent} does not exist",
-                           f"create {parent} first, or give --out in an existing folder")
+        raise LabloopError(
+            f"cannot write the report to {out}: {parent} does not exist",
+            f"create {parent} first, or give --out in an existing folder",
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise LabloopError(f"cannot write the report to {out}: {parent} is not writable",
-                           "give --out in a folder you may write to")
+        raise LabloopError(
+            f"cannot write the report to {out}: {parent} is not writable", "give --out in a folder you may write to"
+        )
 
 
 def _is_report(folder: Path) -> bool:
@@ -85,8 +89,9 @@ def _is_report(folder: Path) -> bool:
         return False
 
 
-def write_report(store: Store, campaign: Campaign, out: str | os.PathLike[str], trials: list[int] | tuple[int, ...] = ()
-                 ) -> Report:
+def write_report(
+    store: Store, campaign: Campaign, out: str | os.PathLike[str], trials: list[int] | tuple[int, ...] = ()
+) -> Report:
     """Gather, draw and write the report of ``campaign`` (a stored campaign row) into the folder ``out``."""
     out = Path(out).absolute()
     check_out(out)
@@ -94,15 +99,17 @@ def write_report(store: Store, campaign: Campaign, out: str | os.PathLike[str], 
     try:
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
     except OSError as exc:
-        raise LabloopError(f"cannot write the report to {out}: {exc.strerror or exc}",
-                           "give --out in a folder you may write to") from None
+        raise LabloopError(
+            f"cannot write the report to {out}: {exc.strerror or exc}", "give --out in a folder you may write to"
+        ) from None
     try:
         items = make(data, tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; others may read a report
         _replace(tmp, out)
     except OSError as exc:
-        raise LabloopError(f"cannot write the report to {out}: {exc.strerror or exc}",
-                           "free some space or give another --out") from None
+        raise LabloopError(
+            f"cannot write the report to {out}: {exc.strerror or exc}", "free some space or give another --out"
+        ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -123,4 +130,3 @@ def _replace(tmp: Path, out: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-

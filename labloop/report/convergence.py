@@ -17,8 +17,23 @@ from pathlib import Path
 from labloop.spec import ObjectiveSpec
 
 from .gather import ReportData
-from .plotting import (BLUE, GREY, ORANGE, RED, Drawn, Item, NotDrawn, dense, label, new_figure, objective_values,
-                       save, slug, trial_axis, wide)
+from .plotting import (
+    BLUE,
+    GREY,
+    ORANGE,
+    RED,
+    Drawn,
+    Item,
+    NotDrawn,
+    dense,
+    label,
+    new_figure,
+    objective_values,
+    save,
+    slug,
+    trial_axis,
+    wide,
+)
 
 #: Sources of proposals chosen without looking at any result.
 RANDOM_SOURCES = ("sobol", "random")
@@ -67,15 +82,35 @@ def _one(data: ReportData, o: ObjectiveSpec, out: Path) -> Item:
             best.append((n, best[-1][1]))
     last = data.trials[-1].number
     fig, (ax,) = new_figure()
-    ax.scatter([n for n, _ in points], [v for _, v in points], s=12, color=GREY, alpha=0.5, label="each trial",
-               rasterized=dense(len(points)))
-    ax.step([n for n, _ in best] + [last], [v for _, v in best] + [best[-1][1]], where="post", color=BLUE, lw=2,
-            label="best so far")
+    ax.scatter(
+        [n for n, _ in points],
+        [v for _, v in points],
+        s=12,
+        color=GREY,
+        alpha=0.5,
+        label="each trial",
+        rasterized=dense(len(points)),
+    )
+    ax.step(
+        [n for n, _ in best] + [last],
+        [v for _, v in best] + [best[-1][1]],
+        where="post",
+        color=BLUE,
+        lw=2,
+        label="best so far",
+    )
     failed = [t.number for t in data.trials if t.state == "failed"]
     ticks = " Red ticks on the bottom edge mark failed trials." if failed else ""
     if failed:
-        ax.plot(failed, [0] * len(failed), "|", color=RED, ms=10, transform=ax.get_xaxis_transform(),
-                label=f"failed ({len(failed)})")
+        ax.plot(
+            failed,
+            [0] * len(failed),
+            "|",
+            color=RED,
+            ms=10,
+            transform=ax.get_xaxis_transform(),
+            label=f"failed ({len(failed)})",
+        )
     target = ""
     if o.target is not None:
         ax.axhline(o.target, color=RED, ls=":", lw=1.5, label=f"target {o.target:g}")
@@ -91,8 +126,10 @@ def _one(data: ReportData, o: ObjectiveSpec, out: Path) -> Item:
     ax.legend(fontsize=8, loc="best")
     file = save(fig, out, f"convergence-{slug(o.name)}")
     direction = {"minimize": "lower is better", "maximize": "higher is better"}.get(o.direction, "closer to the band")
-    caption = (f"Each grey dot is a trial's measured {o.name} ({direction}); the blue step line is the best value "
-               f"found up to that trial.{target}{ticks} " + rnd)
+    caption = (
+        f"Each grey dot is a trial's measured {o.name} ({direction}); the blue step line is the best value "
+        f"found up to that trial.{target}{ticks} " + rnd
+    )
     return Drawn(file, title, caption)
 
 
@@ -102,8 +139,10 @@ def _random_line(data: ReportData, o: ObjectiveSpec, ax, last: int) -> str:
     draws = [t for t in data.trials if t.source in RANDOM_SOURCES and t.state in ("done", "failed")]
     values = [v for _, v in objective_values(o, draws)]
     if len(values) < MIN_DRAWS:
-        return (f"No random-search expectation: the campaign has {len(values)} space-filling trial(s) with a result "
-                f"(sobol/random), fewer than {MIN_DRAWS}.")
+        return (
+            f"No random-search expectation: the campaign has {len(values)} space-filling trial(s) with a result "
+            f"(sobol/random), fewer than {MIN_DRAWS}."
+        )
     k = len(draws)
     minimize = o.direction == "minimize"
     mid, lo, hi = (best_of_n(values, k, last, minimize, q) for q in (0.5, 0.25, 0.75))
@@ -111,9 +150,11 @@ def _random_line(data: ReportData, o: ObjectiveSpec, ax, last: int) -> str:
     ax.step(xs[:k], mid[:k], where="mid", color=ORANGE, lw=1.5, label="random search (median best of n)")
     ax.fill_between(xs, lo, hi, step="mid", color=ORANGE, alpha=0.15, lw=0)
     if last > k:
-        ax.step(xs[k - 1:], mid[k - 1:], where="mid", color=ORANGE, lw=1.5, ls="--")
-    return (f"The orange line is the median best of n random draws (shaded: the middle half of outcomes), computed "
-            f"from this campaign's {k} space-filling trials (sobol/random: chosen without looking at results; "
-            f"{k - len(values)} of them failed) as draws with replacement; it is dashed beyond {k} draws, where it "
-            f"can only level off at the best of those {k} and so understates what a longer random search would "
-            f"find.")
+        ax.step(xs[k - 1 :], mid[k - 1 :], where="mid", color=ORANGE, lw=1.5, ls="--")
+    return (
+        f"The orange line is the median best of n random draws (shaded: the middle half of outcomes), computed "
+        f"from this campaign's {k} space-filling trials (sobol/random: chosen without looking at results; "
+        f"{k - len(values)} of them failed) as draws with replacement; it is dashed beyond {k} draws, where it "
+        f"can only level off at the best of those {k} and so understates what a longer random search would "
+        f"find."
+    )

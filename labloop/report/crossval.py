@@ -60,8 +60,11 @@ def model_log(data: ReportData, q: ObjectiveSpec | OutcomeConstraintSpec, values
 
     if not isinstance(q, ObjectiveSpec):
         return False
-    option = (data.spec.strategy.options or {}).get("log_outcome", "auto") \
-        if data.spec.strategy.name == "botorch" else "auto"
+    option = (
+        (data.spec.strategy.options or {}).get("log_outcome", "auto")
+        if data.spec.strategy.name == "botorch"
+        else "auto"
+    )
     return ObjectiveTransform.infer(q, values, option).log
 
 
@@ -72,9 +75,14 @@ def loo(data: ReportData, q: ObjectiveSpec | OutcomeConstraintSpec) -> LOO | str
     from labloop.strategy.modeling import fit_gp
     from labloop.strategy.space import DTYPE, SearchSpace
 
-    rows = [(t.number, t.params, float(t.values[q.name])) for t in data.trials
-            if t.state == "done" and isinstance((t.values or {}).get(q.name), (int, float))
-            and not isinstance(t.values[q.name], bool) and math.isfinite(float(t.values[q.name]))]
+    rows = [
+        (t.number, t.params, float(t.values[q.name]))
+        for t in data.trials
+        if t.state == "done"
+        and isinstance((t.values or {}).get(q.name), (int, float))
+        and not isinstance(t.values[q.name], bool)
+        and math.isfinite(float(t.values[q.name]))
+    ]
     if len(rows) < MIN_POINTS:
         return f"{len(rows)} done trial{'s' if len(rows) != 1 else ''} measured it: too few to cross-validate"
     y = np.array([v for _, _, v in rows])
@@ -92,8 +100,7 @@ def loo(data: ReportData, q: ObjectiveSpec | OutcomeConstraintSpec) -> LOO | str
     assert isinstance(standardize, Standardize), "fit_gp standardizes its outcomes"
     with torch.no_grad():
         feats = space.features(X)
-        K = model.covar_module(feats).to_dense() + model.likelihood.noise.squeeze() * torch.eye(len(rows),
-                                                                                                    dtype=DTYPE)
+        K = model.covar_module(feats).to_dense() + model.likelihood.noise.squeeze() * torch.eye(len(rows), dtype=DTYPE)
         mu0 = model.mean_module(feats)
         ystd = standardize(torch.tensor(g, dtype=DTYPE).unsqueeze(-1))[0].squeeze(-1)
         Kinv = torch.linalg.inv(K)
@@ -119,8 +126,18 @@ def draw(data: ReportData, out: Path) -> list[Item]:
     fig, axes = new_figure(4.2 * len(drawn), 4.2, 1, len(drawn))
     lines = []
     for ax, (q, r) in zip(axes, drawn):
-        ax.errorbar(r.measured, r.mean, yerr=[np.maximum(r.mean - r.lo, 0), np.maximum(r.hi - r.mean, 0)],
-                    fmt="o", ms=4, color=BLUE, ecolor=BLUE, alpha=0.7, elinewidth=1, rasterized=dense(len(r.trials)))
+        ax.errorbar(
+            r.measured,
+            r.mean,
+            yerr=[np.maximum(r.mean - r.lo, 0), np.maximum(r.hi - r.mean, 0)],
+            fmt="o",
+            ms=4,
+            color=BLUE,
+            ecolor=BLUE,
+            alpha=0.7,
+            elinewidth=1,
+            rasterized=dense(len(r.trials)),
+        )
         allv = np.concatenate([r.measured, r.lo, r.hi])
         allv = allv[np.isfinite(allv) & ((allv > 0) if r.log else True)]
         lims = (float(allv.min()), float(allv.max()))
@@ -136,8 +153,14 @@ def draw(data: ReportData, out: Path) -> list[Item]:
         lines.append(f"{q.name}: {len(r.trials)} trials, {r.coverage:.0%} inside their 95 % interval, {err}")
     file = save(fig, out, "loo-cross-validation")
     note = f" Not cross-validated: {why}." if why else ""
-    return [Drawn(file, title, "Each point is a done trial predicted by the model fitted on all the other trials "
-                  "(the GP the strategy fits, on its scale: log for a positive objective spanning decades, so the "
-                  "95 % bar stays positive) against its measurement; the dashed line is prediction = "
-                  "measurement. The hyperparameters were fitted once on every trial, so this is slightly "
-                  "optimistic. " + "; ".join(lines) + "." + note)]
+    return [
+        Drawn(
+            file,
+            title,
+            "Each point is a done trial predicted by the model fitted on all the other trials "
+            "(the GP the strategy fits, on its scale: log for a positive objective spanning decades, so the "
+            "95 % bar stays positive) against its measurement; the dashed line is prediction = "
+            "measurement. The hyperparameters were fitted once on every trial, so this is slightly "
+            "optimistic. " + "; ".join(lines) + "." + note,
+        )
+    ]

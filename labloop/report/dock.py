@@ -89,7 +89,7 @@ def draw(data: ReportData, out: Path) -> list[Item]:
 
 
 def _short(instrument: str, key: str) -> str:
-    return key[len(instrument) + 1:] if key.startswith(instrument + "_") else key
+    return key[len(instrument) + 1 :] if key.startswith(instrument + "_") else key
 
 
 def _instrument(instrument: str, entries: list, units: dict[str, str], out: Path) -> Item | None:
@@ -114,8 +114,12 @@ def _instrument(instrument: str, entries: list, units: dict[str, str], out: Path
             ax.legend(fontsize=8, loc="best")
         file = save(fig, out, f"dock-{slug(instrument)}")
         what = ", ".join(_short(instrument, y) for y in ys)
-        return Drawn(file, title, f"The {what} that {instrument} stored (HDF5 asset) for the best feasible trials "
-                     f"(the campaign's best first; none that breaks a constraint), against {_short(instrument, x)}; one colour per trial (legend).{note}")
+        return Drawn(
+            file,
+            title,
+            f"The {what} that {instrument} stored (HDF5 asset) for the best feasible trials "
+            f"(the campaign's best first; none that breaks a constraint), against {_short(instrument, x)}; one colour per trial (legend).{note}",
+        )
     if images:
         key = images[0]
         fig, axes = new_figure(2.6 * len(usable), 2.8, 1, len(usable))
@@ -125,8 +129,12 @@ def _instrument(instrument: str, entries: list, units: dict[str, str], out: Path
             ax.set_title(f"trial {n}", fontsize=9)
             ax.set_axis_off()
         file = save(fig, out, f"dock-{slug(instrument)}")
-        return Drawn(file, title, f"The {_short(instrument, key)} that {instrument} stored (HDF5 asset) for each "
-                     f"of the best feasible trials (the campaign's best first), grey levels as recorded.{note}")
+        return Drawn(
+            file,
+            title,
+            f"The {_short(instrument, key)} that {instrument} stored (HDF5 asset) for each "
+            f"of the best feasible trials (the campaign's best first), grey levels as recorded.{note}",
+        )
     return None
 
 

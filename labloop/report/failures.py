@@ -34,20 +34,36 @@ def draw(data: ReportData, out: Path) -> list[Item]:
     fig, axes = new_figure(4.2 * len(pairs), 4, 1, len(pairs))
     done = [t for t in data.trials if t.state == "done"]
     for ax, (a, b) in zip(axes, pairs):
-        for group, colour, marker, name in ((done, BLUE, "o", f"done ({len(done)})"),
-                                            (failed, RED, "x", f"failed ({len(failed)})")):
+        for group, colour, marker, name in (
+            (done, BLUE, "o", f"done ({len(done)})"),
+            (failed, RED, "x", f"failed ({len(failed)})"),
+        ):
             xs = _coords(specs.get(a), [t.params.get(a) for t in group])
             ys = _coords(specs.get(b), [t.params.get(b) for t in group])
-            ax.scatter(xs, ys, s=16 if marker == "o" else 26, marker=marker, color=colour,
-                       alpha=0.45 if marker == "o" else 0.9, label=name, rasterized=dense(len(group)))
+            ax.scatter(
+                xs,
+                ys,
+                s=16 if marker == "o" else 26,
+                marker=marker,
+                color=colour,
+                alpha=0.45 if marker == "o" else 0.9,
+                label=name,
+                rasterized=dense(len(group)),
+            )
         _axis(ax, "x", specs.get(a), a)
         _axis(ax, "y", specs.get(b), b)
     axes[0].legend(fontsize=8, loc="best")
     file = save(fig, out, "failures")
     reasons = _reasons(failed)
-    return [Drawn(file, title, f"Each panel is a pair of the most important parameters (order from {source}); "
-                  f"blue dots are done trials, red crosses failed ones (categorical values are jittered around their "
-                  f"tick). Most frequent failure reasons: {reasons}.")]
+    return [
+        Drawn(
+            file,
+            title,
+            f"Each panel is a pair of the most important parameters (order from {source}); "
+            f"blue dots are done trials, red crosses failed ones (categorical values are jittered around their "
+            f"tick). Most frequent failure reasons: {reasons}.",
+        )
+    ]
 
 
 def _coords(param: Any, values: list[Any]) -> list[float] | None:

@@ -75,10 +75,11 @@ def gather(store: Store, campaign: Campaign, asked: list[int] | tuple[int, ...] 
     numbers = {t.number: t for t in trials}
     missing = [n for n in asked if n not in numbers]
     if missing:
-        have = (f"it has trials {trials[0].number}-{trials[-1].number}" if trials else "it has no trials yet")
-        raise LabloopError(f"campaign '{campaign.name}' (id {campaign.id}) has no trial "
-                           f"{', '.join(str(n) for n in missing)}: {have}",
-                           "give trial numbers from `labloop status` / `labloop export`, or leave out --trial")
+        have = f"it has trials {trials[0].number}-{trials[-1].number}" if trials else "it has no trials yet"
+        raise LabloopError(
+            f"campaign '{campaign.name}' (id {campaign.id}) has no trial {', '.join(str(n) for n in missing)}: {have}",
+            "give trial numbers from `labloop status` / `labloop export`, or leave out --trial",
+        )
     view = campaign_view(store, campaign)  # the one campaign view: the report names the best that status names
     best = numbers.get(view["best"]["trial"]) if view["best"] else None
     data = ReportData(campaign, spec, trials, best, asked=list(dict.fromkeys(asked)))
@@ -115,8 +116,13 @@ def _detail(store: Store, trial: Trial, scales: list[tuple[float, float]]) -> Tr
             streams[key].stale += 1
             continue
         streams[key].points.append(((p.t - t0) * scale / 60.0, p.value))
-    units = {k: str(v.get("units")) for n, d in docs if n == "descriptor"
-             for k, v in (d.get("data_keys") or {}).items() if isinstance(v, dict) and v.get("units")}
+    units = {
+        k: str(v.get("units"))
+        for n, d in docs
+        if n == "descriptor"
+        for k, v in (d.get("data_keys") or {}).items()
+        if isinstance(v, dict) and v.get("units")
+    }
     return TrialDetail(trial, streams, units, docs)
 
 

@@ -18,8 +18,7 @@ import numpy as np
 from labloop.spec import CategoricalParameter, CompositionParameter, FixedParameter
 
 from .gather import ReportData
-from .plotting import (BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure,
-                       save, trial_axis)
+from .plotting import BLUE, CYCLE, GREY, ORANGE, Drawn, Item, NotDrawn, dense, label, new_figure, save, trial_axis
 
 
 def importance_ranking(data: ReportData) -> tuple[list[str], str]:
@@ -83,8 +82,14 @@ def _importance(data: ReportData, out: Path) -> Item:
         fig, (ax,) = new_figure()
         for i, name in enumerate(order):
             pts = [(n, float(imp[name])) for n, imp in series if name in imp]
-            ax.plot([n for n, _ in pts], [v for _, v in pts], "-" if dense(len(pts)) else "o-", ms=3,
-                    color=CYCLE[i % len(CYCLE)], label=name)
+            ax.plot(
+                [n for n, _ in pts],
+                [v for _, v in pts],
+                "-" if dense(len(pts)) else "o-",
+                ms=3,
+                color=CYCLE[i % len(CYCLE)],
+                label=name,
+            )
         trial_axis(ax)
         ax.set_xlabel("trial (model proposals)")
         ax.set_ylabel("relative importance")
@@ -93,14 +98,21 @@ def _importance(data: ReportData, out: Path) -> Item:
         file = save(fig, out, "importance")
         last = series[-1][1]
         top = ", ".join(f"{k} {float(last[k]):.0%}" for k in order[:3])
-        return Drawn(file, title, "The importance the model gave each parameter when it proposed each trial: the "
-                     "inverse of its fitted lengthscale (how little a parameter must change to change the result), "
-                     f"normalized to sum to one. Lines that settle mean the model's view settled. At the last "
-                     f"proposal: {top}.")
+        return Drawn(
+            file,
+            title,
+            "The importance the model gave each parameter when it proposed each trial: the "
+            "inverse of its fitted lengthscale (how little a parameter must change to change the result), "
+            f"normalized to sum to one. Lines that settle mean the model's view settled. At the last "
+            f"proposal: {top}.",
+        )
     corr = rank_correlations(data)
     if not corr:
-        return NotDrawn(title, "the strategy stored no importance (no model proposals) and fewer than 5 trials "
-                               "succeeded, too few for a correlation")
+        return NotDrawn(
+            title,
+            "the strategy stored no importance (no model proposals) and fewer than 5 trials "
+            "succeeded, too few for a correlation",
+        )
     names = sorted(corr, key=lambda k: abs(corr[k]))
     fig, (ax,) = new_figure(6, 0.5 + 0.4 * len(names))
     ax.barh(names, [corr[k] for k in names], color=[BLUE if corr[k] >= 0 else ORANGE for k in names])
@@ -109,10 +121,14 @@ def _importance(data: ReportData, out: Path) -> Item:
     o = data.spec.objectives[0]
     ax.set_xlabel(f"Spearman rank correlation with {o.name}")
     file = save(fig, out, "importance")
-    return Drawn(file, title, f"No model proposal stored an importance (strategy '{data.spec.strategy.name}'), so "
-                 f"this is the rank correlation of each numeric parameter with {o.name} over the "
-                 f"{len(data.done)} done trials: +1 means {o.name} rises with the parameter, -1 that it falls, 0 no "
-                 "monotonic link (a parameter with an optimum inside its range can matter and still show ~0).")
+    return Drawn(
+        file,
+        title,
+        f"No model proposal stored an importance (strategy '{data.spec.strategy.name}'), so "
+        f"this is the rank correlation of each numeric parameter with {o.name} over the "
+        f"{len(data.done)} done trials: +1 means {o.name} rises with the parameter, -1 that it falls, 0 no "
+        "monotonic link (a parameter with an optimum inside its range can matter and still show ~0).",
+    )
 
 
 def _predicted(data: ReportData, out: Path) -> Item:
@@ -128,10 +144,16 @@ def _predicted(data: ReportData, out: Path) -> Item:
         if isinstance(mean, (int, float)) and isinstance(interval, (list, tuple)) and len(interval) == 2:
             rows.append((t.number, float(measured), float(mean), float(interval[0]), float(interval[1])))
     if not rows:
-        return NotDrawn(title, "no done trial carries the model's prediction (the strategy stores one with each "
-                               "model proposal; space-filling and random trials have none)")
-    name = next((t.info or {}).get("predicted", {}).get("objective") for t in data.trials
-                if ((t.info or {}).get("predicted") or {}).get("objective"))
+        return NotDrawn(
+            title,
+            "no done trial carries the model's prediction (the strategy stores one with each "
+            "model proposal; space-filling and random trials have none)",
+        )
+    name = next(
+        (t.info or {}).get("predicted", {}).get("objective")
+        for t in data.trials
+        if ((t.info or {}).get("predicted") or {}).get("objective")
+    )
     o = next((x for x in data.spec.objectives if x.name == name), data.spec.objectives[0])
     inside = sum(1 for _, m, _, lo, hi in rows if lo <= m <= hi)
     fig, (ax,) = new_figure(5.5, 5)
@@ -139,14 +161,31 @@ def _predicted(data: ReportData, out: Path) -> Item:
     ys = [p for _, _, p, _, _ in rows]
     lo = [max(p - a, 0) for _, _, p, a, _ in rows]
     hi = [max(b - p, 0) for _, _, p, _, b in rows]
-    ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", ms=4, color=BLUE, ecolor=BLUE, alpha=0.7, elinewidth=1,
-                label="prediction, 95 % interval", rasterized=dense(len(rows)))
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=[lo, hi],
+        fmt="o",
+        ms=4,
+        color=BLUE,
+        ecolor=BLUE,
+        alpha=0.7,
+        elinewidth=1,
+        label="prediction, 95 % interval",
+        rasterized=dense(len(rows)),
+    )
     allv = xs + ys + [p - a for p, a in zip(ys, lo)] + [p + b for p, b in zip(ys, hi)]
     # the scale the model uses (log for a positive objective spanning decades), never a guess from the points
     from .crossval import model_log
 
-    log = model_log(data, o, [float(t.values[o.name]) for t in data.done
-                              if isinstance((t.values or {}).get(o.name), (int, float))]) and min(allv) > 0
+    log = (
+        model_log(
+            data,
+            o,
+            [float(t.values[o.name]) for t in data.done if isinstance((t.values or {}).get(o.name), (int, float))],
+        )
+        and min(allv) > 0
+    )
     finite = [v for v in allv if math.isfinite(v) and (v > 0 or not log)]
     lims = (min(finite), max(finite))
     ax.plot(lims, lims, color=GREY, ls="--", lw=1, label="prediction = measurement")
@@ -158,8 +197,12 @@ def _predicted(data: ReportData, out: Path) -> Item:
     ax.legend(fontsize=8, loc="best")
     file = save(fig, out, "predicted-vs-measured")
     share = inside / len(rows)
-    return Drawn(file, title, f"Each point is a model proposal: the model's prediction of {o.name} made before the "
-                 f"trial ran (posterior mean, bar = 95 % interval) against what was then measured. Points on the "
-                 f"dashed line were predicted exactly; {inside} of {len(rows)} measurements ({share:.0%}) fell "
-                 f"inside their interval (a calibrated model: about 95 %; the optimizer proposes where the model "
-                 f"is unsure, so fewer is common early on).")
+    return Drawn(
+        file,
+        title,
+        f"Each point is a model proposal: the model's prediction of {o.name} made before the "
+        f"trial ran (posterior mean, bar = 95 % interval) against what was then measured. Points on the "
+        f"dashed line were predicted exactly; {inside} of {len(rows)} measurements ({share:.0%}) fell "
+        f"inside their interval (a calibrated model: about 95 %; the optimizer proposes where the model "
+        f"is unsure, so fewer is common early on).",
+    )

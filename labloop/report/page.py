@@ -7,7 +7,7 @@ or a lab PC without internet (no CDN, no script, no font download). Every value 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -50,7 +50,7 @@ def _num(v: Any) -> str:
 def _when(d: datetime | None) -> str:
     if d is None:
         return "-"
-    return (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (d if d.tzinfo else d.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def units(spec: Any) -> dict[str, str]:
@@ -83,20 +83,30 @@ def _quantities(data: ReportData) -> str:
     from .crossval import model_log
 
     spec = data.spec
-    out = ['<h2 id="quantities">Quantities</h2><table class="quantities"><thead><tr><th>name</th><th>role</th>'
-           "<th>measured by</th><th>unit</th><th>modelled on</th></tr></thead><tbody>"]
+    out = [
+        '<h2 id="quantities">Quantities</h2><table class="quantities"><thead><tr><th>name</th><th>role</th>'
+        "<th>measured by</th><th>unit</th><th>modelled on</th></tr></thead><tbody>"
+    ]
     quantities: list[ObjectiveSpec | OutcomeConstraintSpec] = [*spec.objectives, *spec.outcome_constraints]
     for o in quantities:
         if isinstance(o, ObjectiveSpec):
             role = f"objective ({o.direction})"
         else:
-            role = "constraint " + " and ".join(x for x in (f">= {_num(o.lower)}" if o.lower is not None else "",
-                                                            f"<= {_num(o.upper)}" if o.upper is not None else "") if x)
+            role = "constraint " + " and ".join(
+                x
+                for x in (
+                    f">= {_num(o.lower)}" if o.lower is not None else "",
+                    f"<= {_num(o.upper)}" if o.upper is not None else "",
+                )
+                if x
+            )
         how = o.plugin + (" (" + ", ".join(f"{k}={v}" for k, v in o.options.items()) + ")" if o.options else "")
         values = [float(t.values[o.name]) for t in data.done if isinstance((t.values or {}).get(o.name), (int, float))]
         scale = "log" if model_log(data, o, values) else "linear"
-        out.append(f'<tr id="quantity-{escape(o.name)}"><td>{escape(o.name)}</td><td>{escape(role)}</td>'
-                   f"<td>{escape(how)}</td><td>{escape(o.unit or 'none given')}</td><td>{scale}</td></tr>")
+        out.append(
+            f'<tr id="quantity-{escape(o.name)}"><td>{escape(o.name)}</td><td>{escape(role)}</td>'
+            f"<td>{escape(how)}</td><td>{escape(o.unit or 'none given')}</td><td>{scale}</td></tr>"
+        )
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -104,16 +114,25 @@ def _quantities(data: ReportData) -> str:
 def summary_rows(data: ReportData) -> list[tuple[str, str, str]]:
     """(key, heading, value as text) of the summary table; the keys become row ids (tests read them)."""
     c, spec = data.campaign, data.spec
-    rows = [("campaign", "campaign", f"{c.name} (id {c.id}, uid {c.uid})"),
-            ("state", "state", c.state),
-            ("stop-reason", "stop reason", c.stop_reason or "-"),
-            ("started", "started", _when(c.created_at)),
-            ("finished", "finished", _when(c.finished_at)),
-            ("strategy", "strategy", f"{spec.strategy.name} (initial design {spec.strategy.initial_design})"),
-            ("objectives", "objectives", "; ".join(
-                f"{o.name}: {o.direction}" + (f", target {o.target:g}" if o.target is not None else "") +
-                (f" {o.unit}" if o.unit else "") for o in spec.objectives)),
-            ("trials", "trials", str(len(data.trials)))]
+    rows = [
+        ("campaign", "campaign", f"{c.name} (id {c.id}, uid {c.uid})"),
+        ("state", "state", c.state),
+        ("stop-reason", "stop reason", c.stop_reason or "-"),
+        ("started", "started", _when(c.created_at)),
+        ("finished", "finished", _when(c.finished_at)),
+        ("strategy", "strategy", f"{spec.strategy.name} (initial design {spec.strategy.initial_design})"),
+        (
+            "objectives",
+            "objectives",
+            "; ".join(
+                f"{o.name}: {o.direction}"
+                + (f", target {o.target:g}" if o.target is not None else "")
+                + (f" {o.unit}" if o.unit else "")
+                for o in spec.objectives
+            ),
+        ),
+        ("trials", "trials", str(len(data.trials))),
+    ]
     for state, n in data.counts.items():
         rows.append((f"trials-{state}", f"&nbsp;&nbsp;{state}", str(n)))
     if data.best is not None:
@@ -129,10 +148,15 @@ def summary_rows(data: ReportData) -> list[tuple[str, str, str]]:
 
 def render(data: ReportData, items: list[Item], asked_missing: str = "") -> str:
     c = data.campaign
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">', GENERATOR,
-           f"<title>labloop report: {escape(c.name)}</title>", f"<style>{CSS}</style></head><body>",
-           f"<h1>Campaign report: {escape(c.name)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        GENERATOR,
+        f"<title>labloop report: {escape(c.name)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Campaign report: {escape(c.name)}</h1>",
+    ]
     if data.spec.description:
         out.append(f"<p>{escape(data.spec.description)}</p>")
     out.append('<h2 id="summary">Summary</h2><table class="summary">')
@@ -140,29 +164,37 @@ def render(data: ReportData, items: list[Item], asked_missing: str = "") -> str:
         out.append(f'<tr id="summary-{key}"><th>{head}</th><td>{escape(value)}</td></tr>')
     out.append("</table>")
     if not data.trials:
-        out.append('<p class="empty" id="no-trials">This campaign has no trials yet: there is nothing to plot. '
-                   "Run it (<code>labloop run FILE</code> or <code>labloop resume</code>) and make the report "
-                   "again.</p>")
+        out.append(
+            '<p class="empty" id="no-trials">This campaign has no trials yet: there is nothing to plot. '
+            "Run it (<code>labloop run FILE</code> or <code>labloop resume</code>) and make the report "
+            "again.</p>"
+        )
     else:
         if data.best is None:
-            out.append('<p class="empty" id="no-success">No trial of this campaign succeeded: there is no best '
-                       "result, no convergence and no model to show. The failure map and the trial table below say "
-                       "where and why trials failed.</p>")
+            out.append(
+                '<p class="empty" id="no-success">No trial of this campaign succeeded: there is no best '
+                "result, no convergence and no model to show. The failure map and the trial table below say "
+                "where and why trials failed.</p>"
+            )
         out.append('<h2 id="figures">Figures</h2>')
         for item in items:
             out.append(_item(item))
         out.append(_quantities(data))
         out.append(_trial_table(data))
-    out.append(f"<footer>Made by labloop {escape(__version__)} on "
-               f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} from the store; figures are SVG "
-               "files beside this page.</footer></body></html>")
+    out.append(
+        f"<footer>Made by labloop {escape(__version__)} on "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from the store; figures are SVG "
+        "files beside this page.</footer></body></html>"
+    )
     return "\n".join(out) + "\n"
 
 
 def _item(item: Item) -> str:
     if isinstance(item, Drawn):
-        return (f'<figure><h3>{escape(item.title)}</h3><img src="{escape(item.file)}" alt="{escape(item.title)}">'
-                f"<figcaption>{escape(item.caption)}</figcaption></figure>")
+        return (
+            f'<figure><h3>{escape(item.title)}</h3><img src="{escape(item.file)}" alt="{escape(item.title)}">'
+            f"<figcaption>{escape(item.caption)}</figcaption></figure>"
+        )
     assert isinstance(item, NotDrawn)
     return f'<h3>{escape(item.title)}</h3><p class="note">Not drawn: {escape(item.reason)}.</p>'
 
@@ -172,10 +204,18 @@ def _trial_table(data: ReportData) -> str:
     params = spec.parameter_names()
     outcomes = [o.name for o in spec.objectives] + [o.name for o in spec.outcome_constraints]
     unit = units(spec)
-    head = ["trial", "state", "source", *[f"{h} ({unit[h]})" if h in unit else h for h in (*params, *outcomes)],
-            "failure reason"]
-    out = ['<h2 id="trials">Trials</h2><table class="trials"><thead><tr>' +
-           "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    head = [
+        "trial",
+        "state",
+        "source",
+        *[f"{h} ({unit[h]})" if h in unit else h for h in (*params, *outcomes)],
+        "failure reason",
+    ]
+    out = [
+        '<h2 id="trials">Trials</h2><table class="trials"><thead><tr>'
+        + "".join(f"<th>{escape(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+    ]
     best = data.best.number if data.best else None
     for t in data.trials:
         cls = "best" if t.number == best else ("failed" if t.state == "failed" else "")

@@ -21,8 +21,11 @@ def front(spec: CampaignSpec, points: list[tuple[int, list[float]]]) -> list[int
     """Trial numbers of the non-dominated points (each objective's direction respected; band objectives as
     distance to the band's middle), by the one definition's scores (:func:`labloop.run.best.score`)."""
     scored = [(n, [best.score(spec.objectives[i], v) for i, v in enumerate(vals)]) for n, vals in points]
-    return [n for n, s in scored
-            if not any(all(a >= b for a, b in zip(s2, s)) and any(a > b for a, b in zip(s2, s)) for _, s2 in scored)]
+    return [
+        n
+        for n, s in scored
+        if not any(all(a >= b for a, b in zip(s2, s)) and any(a > b for a, b in zip(s2, s)) for _, s2 in scored)
+    ]
 
 
 def draw(data: ReportData, out: Path) -> list[Item]:
@@ -45,14 +48,35 @@ def draw(data: ReportData, out: Path) -> list[Item]:
     fig, (ax,) = new_figure(6.5, 4.5)
     bad = [v for _, v, f in rows if not f]
     if bad:
-        ax.scatter([v[0] for v in bad], [v[1] for v in bad], s=18, facecolors="none", edgecolors=GREY,
-                   label=f"violates an outcome constraint ({len(bad)})", rasterized=dense(len(bad)))
+        ax.scatter(
+            [v[0] for v in bad],
+            [v[1] for v in bad],
+            s=18,
+            facecolors="none",
+            edgecolors=GREY,
+            label=f"violates an outcome constraint ({len(bad)})",
+            rasterized=dense(len(bad)),
+        )
     rest = [v for n, v in ok if n not in on_front]
-    ax.scatter([v[0] for v in rest], [v[1] for v in rest], s=18, color=BLUE, alpha=0.6,
-               label=f"feasible ({len(ok)})", rasterized=dense(len(rest)))
+    ax.scatter(
+        [v[0] for v in rest],
+        [v[1] for v in rest],
+        s=18,
+        color=BLUE,
+        alpha=0.6,
+        label=f"feasible ({len(ok)})",
+        rasterized=dense(len(rest)),
+    )
     fr = sorted(v for n, v in ok if n in on_front)
-    ax.plot([v[0] for v in fr], [v[1] for v in fr], "o-", color=ORANGE, ms=6, drawstyle="steps-post",
-            label=f"Pareto front ({len(fr)})")
+    ax.plot(
+        [v[0] for v in fr],
+        [v[1] for v in fr],
+        "o-",
+        color=ORANGE,
+        ms=6,
+        drawstyle="steps-post",
+        label=f"Pareto front ({len(fr)})",
+    )
     for n, v in ok:
         if n in on_front:
             ax.annotate(str(n), (v[0], v[1]), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -64,10 +88,15 @@ def draw(data: ReportData, out: Path) -> list[Item]:
     ax.set_ylabel(label(o1.name, o1.unit) + f" ({o1.direction})")
     ax.legend(fontsize=8, loc="best")
     file = save(fig, out, "pareto")
-    more = f" The front is computed over all {len(names)} objectives; only the first two are drawn." \
-        if len(names) > 2 else ""
-    caption = (f"Each point is a done trial. Orange points (labelled with their trial number) form the Pareto front: "
-               f"no other feasible trial is better on every objective at once ({o0.name}: {o0.direction}, "
-               f"{o1.name}: {o1.direction}); moving along it trades one objective for the other. Hollow grey "
-               f"points violate an outcome constraint.{more}")
+    more = (
+        f" The front is computed over all {len(names)} objectives; only the first two are drawn."
+        if len(names) > 2
+        else ""
+    )
+    caption = (
+        f"Each point is a done trial. Orange points (labelled with their trial number) form the Pareto front: "
+        f"no other feasible trial is better on every objective at once ({o0.name}: {o0.direction}, "
+        f"{o1.name}: {o1.direction}); moving along it trades one objective for the other. Hollow grey "
+        f"points violate an outcome constraint.{more}"
+    )
     return [Drawn(file, title, caption)]

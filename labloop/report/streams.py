@@ -46,17 +46,25 @@ def _one(data: ReportData, d: TrialDetail, out: Path) -> Item:
         ax.set_xlabel(f"min from the start of {st.step}", fontsize=8)
         ax.set_xlim(left=0)
         ax.tick_params(labelsize=8)
-    for ax in axes[len(shown):]:
+    for ax in axes[len(shown) :]:
         ax.set_visible(False)
     file = save(fig, out, f"streams-trial-{n}")
     more = f" {len(signals) - len(shown)} more signals are not drawn." if len(signals) > len(shown) else ""
-    left = (f" {stale} reading{'s' if stale != 1 else ''} from before the step (a monitor's first value is the "
-            f"device's last reading) {'are' if stale != 1 else 'is'} left out." if stale else "")
+    left = (
+        f" {stale} reading{'s' if stale != 1 else ''} from before the step (a monitor's first value is the "
+        f"device's last reading) {'are' if stale != 1 else 'is'} left out."
+        if stale
+        else ""
+    )
     recipe = ", ".join(f"{k}={_v(v)}" for k, v in d.trial.params.items())
-    return Drawn(file, title, f"Each panel is one monitored signal of trial {n} ({d.trial.state}; {recipe}) on "
-                 f"process time: minutes of the lab's clock from the start of the step (the simulated clock for a "
-                 f"simulated lab), each reading held until the next, as the device reported it; a drift, spike or "
-                 f"plateau here is what the sample lived through.{left}{more}")
+    return Drawn(
+        file,
+        title,
+        f"Each panel is one monitored signal of trial {n} ({d.trial.state}; {recipe}) on "
+        f"process time: minutes of the lab's clock from the start of the step (the simulated clock for a "
+        f"simulated lab), each reading held until the next, as the device reported it; a drift, spike or "
+        f"plateau here is what the sample lived through.{left}{more}",
+    )
 
 
 def process_time(st: Stream) -> tuple[list[float], list[float]]:

@@ -164,7 +164,7 @@ def _merits(spec: CampaignSpec, front: list[Any], feasible_trials: list[Any]) ->
         return [sum(w * v for w, v in zip(weights, s)) for s in norm]
     ref = _reference(spec, [_scores(spec, t) for t in feasible_trials])
     whole = hypervolume(scored, ref)
-    return [whole - hypervolume(scored[:i] + scored[i + 1:], ref) for i in range(len(front))]
+    return [whole - hypervolume(scored[:i] + scored[i + 1 :], ref) for i in range(len(front))]
 
 
 def best_trial(spec: CampaignSpec, trials: Iterable[Any]) -> Any | None:
@@ -196,6 +196,8 @@ def ranked(spec: CampaignSpec, trials: Iterable[Any]) -> list[Any]:
         return []
     o = spec.objectives[0]
     front = {t.number for t in pareto_front(spec, cands)} if len(spec.objectives) > 1 else set()
-    rest = sorted((t for t in cands if t is not top),
-                  key=lambda t: (t.number not in front, -score(o, float(t.values[o.name])), t.number))
+    rest = sorted(
+        (t for t in cands if t is not top),
+        key=lambda t: (t.number not in front, -score(o, float(t.values[o.name])), t.number),
+    )
     return [top, *rest]

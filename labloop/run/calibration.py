@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bluesky import RunEngine
@@ -44,8 +44,10 @@ def check_device(lab: Any, name: str) -> Any:
     if not calibratable(dev):
         known = ", ".join(calibratable_names(lab)) or "none"
         what = "has no device" if dev is None else "cannot calibrate device"
-        raise LabloopError(f"the lab {what} '{name}' (devices that calibrate: {known})",
-                           "name a device that calibrates, e.g. `labloop calibrate probe`")
+        raise LabloopError(
+            f"the lab {what} '{name}' (devices that calibrate: {known})",
+            "name a device that calibrates, e.g. `labloop calibrate probe`",
+        )
     return dev
 
 
@@ -65,18 +67,25 @@ def check_result(name: str, dev: Any, cal: Any) -> dict[str, Any]:
     """Refuse a malformed calibration (not a dict with id, at and result; a NaN/inf number; a value outside the
     device's ``calibration_limits``). Returns a copy."""
     fix = "calibrate again; if it repeats, check the reference sample and the instrument"
-    if not isinstance(cal, Mapping) or not cal.get("id") or not cal.get("at") or not isinstance(cal.get("result"),
-                                                                                               Mapping):
+    if (
+        not isinstance(cal, Mapping)
+        or not cal.get("id")
+        or not cal.get("at")
+        or not isinstance(cal.get("result"), Mapping)
+    ):
         raise LabloopError(f"{name}: malformed calibration {cal!r}: needs id, at and a result dict", fix)
     result = dict(cal["result"])
     if not result or any(not math.isfinite(x) for x in _numbers(result)):
-        raise LabloopError(f"{name}: malformed calibration result {result!r}: empty, or a number is NaN or "
-                           "infinite; nothing recorded", fix)
+        raise LabloopError(
+            f"{name}: malformed calibration result {result!r}: empty, or a number is NaN or infinite; nothing recorded",
+            fix,
+        )
     for key, (lo, hi) in dict(getattr(dev, "calibration_limits", {}) or {}).items():
         v = result.get(key)
         if not isinstance(v, (int, float)) or not lo <= float(v) <= hi:
-            raise LabloopError(f"{name}: calibration result {key}={v!r} is outside [{lo:g}, {hi:g}]; nothing "
-                               "recorded", fix)
+            raise LabloopError(
+                f"{name}: calibration result {key}={v!r} is outside [{lo:g}, {hi:g}]; nothing recorded", fix
+            )
     return dict(cal)
 
 
@@ -86,12 +95,18 @@ def age_s(dev: Any) -> float | None:
     fn = getattr(dev, "calibration_age", None)
     if callable(fn):
         return float(fn())
-    _, age = provenance.calibration(dev, datetime.now(timezone.utc))
+    _, age = provenance.calibration(dev, datetime.now(UTC))
     return age
 
 
-def run_calibration(dev: Any, name: str, reference: float | None = None, RE: RunEngine | None = None,
-                    md: Mapping[str, Any] | None = None, timeout: float | None = None) -> tuple[dict[str, Any], str]:
+def run_calibration(
+    dev: Any,
+    name: str,
+    reference: float | None = None,
+    RE: RunEngine | None = None,
+    md: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+) -> tuple[dict[str, Any], str]:
     """Run the calibration plan on a RunEngine; returns (the checked calibration now in force, the run's uid).
     A failed plan or a malformed result raises a LabloopError."""
     RE = RE or RunEngine(context_managers=[])
@@ -105,16 +120,28 @@ def run_calibration(dev: Any, name: str, reference: float | None = None, RE: Run
         cause = exc.__cause__ or exc.__context__ or exc
         if isinstance(cause, LabloopError):
             raise cause from None
-        raise LabloopError(f"{name}: calibration failed: {type(exc).__name__}: {exc}",
-                           "check the instrument and the reference, then calibrate again") from None
+        raise LabloopError(
+            f"{name}: calibration failed: {type(exc).__name__}: {exc}",
+            "check the instrument and the reference, then calibrate again",
+        ) from None
     return check_result(name, dev, getattr(dev, "calibration", None)), (uids[-1] if uids else "")
 
 
-def record(store: Any, campaign_id: int | None, name: str, cal: Mapping[str, Any], run_uid: str | None,
-           user: str | None = None) -> Any:
-    at = provenance._parse_time(cal.get("at")) or datetime.now(timezone.utc)
-    return store.add_calibration(campaign_id, name, dict(cal.get("reference") or {}), dict(cal["result"]), at=at,
-                                 ok=True, user=user, calibration_id=str(cal["id"]), run_uid=run_uid or None)
+def record(
+    store: Any, campaign_id: int | None, name: str, cal: Mapping[str, Any], run_uid: str | None, user: str | None = None
+) -> Any:
+    at = provenance._parse_time(cal.get("at")) or datetime.now(UTC)
+    return store.add_calibration(
+        campaign_id,
+        name,
+        dict(cal.get("reference") or {}),
+        dict(cal["result"]),
+        at=at,
+        ok=True,
+        user=user,
+        calibration_id=str(cal["id"]),
+        run_uid=run_uid or None,
+    )
 
 
 def recorded_age_s(dev: Any, row: Any, now: datetime | None = None) -> float:
@@ -122,13 +149,19 @@ def recorded_age_s(dev: Any, row: Any, now: datetime | None = None) -> float:
     its own clock (a simulated lab's clock stands still between processes), else wall seconds since it was made."""
     if callable(getattr(dev, "calibration_age", None)):
         return 0.0
-    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=timezone.utc)
-    return max(0.0, ((now or datetime.now(timezone.utc)) - at).total_seconds())
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    return max(0.0, ((now or datetime.now(UTC)) - at).total_seconds())
 
 
 def _put_in_force(fn: Any, row: Any) -> None:
-    fn({"id": row.calibration_id or f"row-{row.id}", "at": row.at.isoformat(), "reference": row.reference,
-        "result": row.result})
+    fn(
+        {
+            "id": row.calibration_id or f"row-{row.id}",
+            "at": row.at.isoformat(),
+            "reference": row.reference,
+            "result": row.result,
+        }
+    )
 
 
 def restore(store: Any, lab: Any, policies: Mapping[str, Any] | None = None) -> list[str]:

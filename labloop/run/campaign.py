@@ -14,23 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from labloop.errors import LabloopError, PluginError, SpecError
-from .liveness import ACTIVE_STATES, ENDED_STATES, liveness
-from . import calibration, inventory, provenance
-from .lab import Lab, RemoteConnector, build_lab, check_against_lab, state_dir_for, with_files_from
-from .lease import DEFAULT_TTL_S, CampaignLease
-from .best import real_number
-from .objectives import TrialData, load_objective
-from labloop.spec import (CampaignSpec, ObjectiveSpec, OutcomeConstraintSpec, read_spec_text, spec_from_text,
-                           spec_hash)
-from .stopping import StopDecision
+from labloop.spec import CampaignSpec, ObjectiveSpec, OutcomeConstraintSpec, read_spec_text, spec_from_text, spec_hash
+from labloop.states import TrialState
 from labloop.store import Store
 from labloop.store.schema import Campaign, Trial, utcnow
-from labloop.states import TrialState
 from labloop.strategy import make_strategy
 from labloop.strategy.base import Observation, Strategy
 from labloop.strategy.priors import AUDIT_ACTION, file_priors, from_record, store_priors, to_record
+
+from . import calibration, inventory, provenance
+from .best import real_number
+from .lab import Lab, RemoteConnector, build_lab, check_against_lab, state_dir_for, with_files_from
+from .lease import DEFAULT_TTL_S, CampaignLease
+from .liveness import ACTIVE_STATES, ENDED_STATES, liveness
+from .objectives import TrialData, load_objective
 from .recovery import Resumption, plan_resumptions
 from .scheduler import Scheduler
+from .stopping import StopDecision
 
 Observer = Callable[[str, dict[str, Any]], None]
 
@@ -51,7 +51,9 @@ class Prepared:
 def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[TrialData], float]]:
     out = {}
     sections: tuple[tuple[str, Sequence[ObjectiveSpec | OutcomeConstraintSpec]], ...] = (
-        ("objectives", spec.objectives), ("outcome_constraints", spec.outcome_constraints))
+        ("objectives", spec.objectives),
+        ("outcome_constraints", spec.outcome_constraints),
+    )
     for section, items in sections:
         for i, o in enumerate(items):
             try:
@@ -61,9 +63,16 @@ def load_objectives(spec: CampaignSpec, source: str) -> dict[str, Callable[[Tria
     return out
 
 
-def prepare_text(text: str, source: str, time_scale: float | None = None, with_lab: bool = True,
-                 read_prior_files: bool = True, state_dir: str | None = None,
-                 store_url: str | None = None, remote: RemoteConnector | None = None) -> Prepared:
+def prepare_text(
+    text: str,
+    source: str,
+    time_scale: float | None = None,
+    with_lab: bool = True,
+    read_prior_files: bool = True,
+    state_dir: str | None = None,
+    store_url: str | None = None,
+    remote: RemoteConnector | None = None,
+) -> Prepared:
     """Validate a campaign file's text completely; raise :class:`SpecError` before anything is stored.
     ``read_prior_files=False`` when resuming: the prior data a campaign started with is in its audit log.
     ``state_dir``: where a simulated lab keeps its physical world across restarts (beside the store:
@@ -77,8 +86,14 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
         spec = spec.model_copy(update={"lab": with_files_from(spec.lab, source)})
     if with_lab and spec.lab is not None:
         try:
-            lab = build_lab(spec.lab, spec.seed, state_dir=state_dir, name=spec.name,
-                            store_url=store_url or spec.store, remote=remote)
+            lab = build_lab(
+                spec.lab,
+                spec.seed,
+                state_dir=state_dir,
+                name=spec.name,
+                store_url=store_url or spec.store,
+                remote=remote,
+            )
         except PluginError as exc:
             raise SpecError(f"{source}: lab: {exc.problem}", exc.fix) from None
         except SpecError as exc:  # the lab's options (lab.options.x): say which campaign file they are in
@@ -97,8 +112,12 @@ def prepare_text(text: str, source: str, time_scale: float | None = None, with_l
     return Prepared(spec, text, source, lab, objectives, strategy, prior)
 
 
-def prepare(path: str | Path, time_scale: float | None = None, state_dir: str | None = None,
-            remote: RemoteConnector | None = None) -> Prepared:
+def prepare(
+    path: str | Path,
+    time_scale: float | None = None,
+    state_dir: str | None = None,
+    remote: RemoteConnector | None = None,
+) -> Prepared:
     return prepare_text(read_spec_text(path), str(path), time_scale, state_dir=state_dir, remote=remote)
 
 
@@ -125,7 +144,8 @@ def refuse_second_runner(spec: CampaignSpec, store: Store, source: str, except_i
         if other == key:
             raise LabloopError(
                 f"{source}: campaign '{c.name}' (id {c.id}) already runs this lab: {life.describe()}",
-                f"wait for it to end, or stop it with `labloop stop --campaign {c.id}`; one runner per lab")
+                f"wait for it to end, or stop it with `labloop stop --campaign {c.id}`; one runner per lab",
+            )
 
 
 class CampaignRunner:
@@ -155,8 +175,9 @@ class CampaignRunner:
         self.lease: CampaignLease | None = None
 
     @classmethod
-    def start(cls, prepared: Prepared, store: Store, observer: Observer | None = None,
-              user: str | None = None) -> "CampaignRunner":
+    def start(
+        cls, prepared: Prepared, store: Store, observer: Observer | None = None, user: str | None = None
+    ) -> CampaignRunner:
         """``user``: who submitted the campaign (a daemon's verified user); it is in every run's start document."""
         refuse_second_runner(prepared.spec, store, prepared.source)
         try:  # another campaign named as prior data must exist and fit: checked before anything is stored
@@ -180,10 +201,15 @@ class CampaignRunner:
         return runner
 
     @classmethod
-    def resume(cls, store: Store, campaign: Campaign, time_scale: float | None = None,
-               observer: Observer | None = None,
-               lease_ttl: float | None = None,
-               remote: RemoteConnector | None = None) -> tuple["CampaignRunner", list[Any]]:
+    def resume(
+        cls,
+        store: Store,
+        campaign: Campaign,
+        time_scale: float | None = None,
+        observer: Observer | None = None,
+        lease_ttl: float | None = None,
+        remote: RemoteConnector | None = None,
+    ) -> tuple[CampaignRunner, list[Any]]:
         """Rebuild a stored campaign (from its verbatim campaign file) and settle its unfinished trials. Takes the
         campaign's lease first (LeaseHeld, naming the holder and its expiry, while another runner holds it).
         ``remote``: how its remote lab devices are connected (as for :func:`prepare_text`)."""
@@ -191,25 +217,39 @@ class CampaignRunner:
         try:
             campaign = store.campaign(campaign.id)  # as it is now that this runner holds it
             if campaign.state in ENDED_STATES:  # another runner ended it meanwhile: never reopen it
-                raise LabloopError(f"campaign '{campaign.name}' (id {campaign.id}) has already ended "
-                                   f"({campaign.stop_reason})", "start a new campaign with `labloop run FILE`")
+                raise LabloopError(
+                    f"campaign '{campaign.name}' (id {campaign.id}) has already ended ({campaign.stop_reason})",
+                    "start a new campaign with `labloop run FILE`",
+                )
             return cls._resume(store, campaign, time_scale, observer, lease, remote)
         except BaseException:
             lease.release()
             raise
 
     @classmethod
-    def _resume(cls, store: Store, campaign: Campaign, time_scale: float | None, observer: Observer | None,
-                lease: CampaignLease, remote: RemoteConnector | None = None) -> tuple["CampaignRunner", list[Any]]:
+    def _resume(
+        cls,
+        store: Store,
+        campaign: Campaign,
+        time_scale: float | None,
+        observer: Observer | None,
+        lease: CampaignLease,
+        remote: RemoteConnector | None = None,
+    ) -> tuple[CampaignRunner, list[Any]]:
         audit = store.audit_log(campaign.id)
         provenance.register(campaign.uid, campaign.spec_hash, provenance.submitter(audit))
         if time_scale is None:
             lab_audit = [a for a in audit if a.action == "campaign.lab"]
             time_scale = lab_audit[-1].detail.get("time_scale") if lab_audit else None
-        prepared = prepare_text(campaign.spec_text, f"<stored campaign {campaign.name}>", time_scale,
-                                read_prior_files=False, state_dir=state_dir_for(store.url),
-                                store_url=store.given_url,  # its remote devices' agents are in this store
-                                remote=remote)
+        prepared = prepare_text(
+            campaign.spec_text,
+            f"<stored campaign {campaign.name}>",
+            time_scale,
+            read_prior_files=False,
+            state_dir=state_dir_for(store.url),
+            store_url=store.given_url,  # its remote devices' agents are in this store
+            remote=remote,
+        )
         runner = cls(prepared, store, campaign, observer)
         runner.lease, runner.lease_ttl = lease, lease.ttl
         assert prepared.lab is not None
@@ -220,16 +260,24 @@ class CampaignRunner:
         stations = {n for n, d in prepared.lab.devices.items() if hasattr(d, "sample")}
         lease.renew()  # building the lab took a while: still ours? (LeaseLost before anything is settled)
         lease.check()
-        resumptions = plan_resumptions(prepared.spec, store, campaign, prepared.lab.sample_entry, stations,
-                                       set(prepared.lab.places), prepared.lab.locate)
+        resumptions = plan_resumptions(
+            prepared.spec,
+            store,
+            campaign,
+            prepared.lab.sample_entry,
+            stations,
+            set(prepared.lab.places),
+            prepared.lab.locate,
+        )
         # An operator's stop sent while no process ran is honoured now; a pause or an emergency stop is lifted by
         # the very act of resuming.
         control = "stop" if campaign.control == "stop" else "run"
         for req in store.pending_requests(campaign.id):
             if req.action in ("pause", "resume", "estop"):
                 store.answer_request(req.id, "refused", "superseded: `labloop resume` restarted the campaign")
-        store.update_campaign(campaign.id, state="running", control=control, note=None, finished_at=None,
-                              stop_reason=None)
+        store.update_campaign(
+            campaign.id, state="running", control=control, note=None, finished_at=None, stop_reason=None
+        )
         store.audit(campaign.id, "campaign.resume", {"trials": [r.trial.number for r in resumptions]})
         return runner, resumptions
 
@@ -240,23 +288,32 @@ class CampaignRunner:
             self.store.release_lease(self.campaign.id, self.lease.holder, self.lease.token)
             self.lease = None
         if self.lease is None:
-            self.lease = CampaignLease.acquire(self.store, self.campaign.id, self.lease_ttl,
-                                               self.break_dead_leases)
-        return Scheduler(spec=self.spec, lab=self.p.lab, store=self.store, campaign=self.campaign,
-                         strategy=inventory.guard(self.p.strategy, self.spec, self.store, self.campaign.id),
-                         evaluate=self.finish_measured, prior=self.prior,
-                         observer=self.observer, resumptions=resumptions or [],
-                         documents=self.documents, lease=self.lease).run()
+            self.lease = CampaignLease.acquire(self.store, self.campaign.id, self.lease_ttl, self.break_dead_leases)
+        return Scheduler(
+            spec=self.spec,
+            lab=self.p.lab,
+            store=self.store,
+            campaign=self.campaign,
+            strategy=inventory.guard(self.p.strategy, self.spec, self.store, self.campaign.id),
+            evaluate=self.finish_measured,
+            prior=self.prior,
+            observer=self.observer,
+            resumptions=resumptions or [],
+            documents=self.documents,
+            lease=self.lease,
+        ).run()
 
     def finish_measured(self, trial: Trial) -> Trial:
         """Evaluate a measured trial's objectives from its stored documents and commit the outcome
         (measured -> done, or failed with the plugin's reason)."""
         values, reason = self.evaluate(trial)
         if reason is None:
-            return self.store.transition(trial.id, TrialState.MEASURED, TrialState.DONE, values=values,
-                                         finished_at=utcnow())
-        return self.store.transition(trial.id, TrialState.MEASURED, TrialState.FAILED, values=values,
-                                     failure_reason=reason, finished_at=utcnow())
+            return self.store.transition(
+                trial.id, TrialState.MEASURED, TrialState.DONE, values=values, finished_at=utcnow()
+            )
+        return self.store.transition(
+            trial.id, TrialState.MEASURED, TrialState.FAILED, values=values, failure_reason=reason, finished_at=utcnow()
+        )
 
     def evaluate(self, trial: Trial) -> tuple[dict[str, float], str | None]:
         """Objective plugins on the trial's stored documents. A plugin that raises, or returns anything but a finite
@@ -274,8 +331,10 @@ class CampaignRunner:
                 return values, f"{what} raised {type(exc).__name__}: {exc}"
             value = real_number(result)
             if value is None:
-                return values, (f"{what} returned {result!r} ({type(result).__name__}), not a finite real number; "
-                                f"fix the plugin or the measurement it reads")
+                return values, (
+                    f"{what} returned {result!r} ({type(result).__name__}), not a finite real number; "
+                    f"fix the plugin or the measurement it reads"
+                )
             values[name] = value
         return values, None
 

@@ -63,8 +63,17 @@ class RunContext:
     """One campaign's run: collaborators (spec, lab, store, campaign, lease, observer), the lab's resources, the
     shared flags and the trial bookkeeping. Built by :class:`~labloop.run.scheduler.Scheduler` (or a test)."""
 
-    def __init__(self, *, spec: CampaignSpec, lab: Any, store: Store, campaign: Campaign, kinds: dict[str, list[str]],
-                 observer: Observer | None = None, lease: Any = None):
+    def __init__(
+        self,
+        *,
+        spec: CampaignSpec,
+        lab: Any,
+        store: Store,
+        campaign: Campaign,
+        kinds: dict[str, list[str]],
+        observer: Observer | None = None,
+        lease: Any = None,
+    ):
         self.spec, self.lab, self.store, self.campaign, self.lease = spec, lab, store, campaign, lease
         self.observer: Observer = observer or (lambda kind, data: None)
         self.time_scale = spec.lab.time_scale if spec.lab else 1.0
@@ -86,8 +95,14 @@ class RunContext:
     # ------------------------------------------------------------------ alerts and pauses
     def _on_quarantine(self, device: str, reason: str) -> None:
         self.store.audit(self.campaign.id, "station.quarantine", {"device": device, "reason": reason}, user="labloop")
-        self.observer("alert", {"message": f"station {device} taken out of service: {reason}", "device": device,
-                                "action": "station.quarantine"})
+        self.observer(
+            "alert",
+            {
+                "message": f"station {device} taken out of service: {reason}",
+                "device": device,
+                "action": "station.quarantine",
+            },
+        )
 
     def alert(self, action: str, message: str, detail: dict[str, Any]) -> None:
         """A safety-relevant event: audited, shown to the operator, never swallowed."""

@@ -36,8 +36,16 @@ JOIN_S = 5.0
 class ControlLoop:
     """Decides and dispatches until a stopping rule fires (or the lease is lost); returns the decision."""
 
-    def __init__(self, ctx: RunContext, proposer: Proposer, failures: SystematicFailure, workers: WorkerPool,
-                 engines: EnginePool, stop_rules: StopRules, stop_serving: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        ctx: RunContext,
+        proposer: Proposer,
+        failures: SystematicFailure,
+        workers: WorkerPool,
+        engines: EnginePool,
+        stop_rules: StopRules,
+        stop_serving: Callable[[], None] = lambda: None,
+    ):
         self.ctx = ctx
         self.proposer = proposer
         self.failures = failures
@@ -80,8 +88,9 @@ class ControlLoop:
     def decision(self, trials: list[Trial]) -> StopDecision | None:
         c = self.ctx
         if c.estopped.is_set():
-            return StopDecision("estop", "emergency stop: every device was halted; "
-                                         "interrupted trials continue after `labloop resume`")
+            return StopDecision(
+                "estop", "emergency stop: every device was halted; interrupted trials continue after `labloop resume`"
+            )
         decision = self.stop_rules(trials, c.campaign.created_at)
         if decision is None and c.stop_requested:
             decision = StopDecision("operator", "stopped by operator (in-flight trials were finished)")
@@ -108,8 +117,9 @@ class ControlLoop:
             stopping = self.decision([]) or stopping  # the estop's decision (never None while estopped)
         stragglers = self.workers.join(JOIN_S)
         if stragglers:
-            c.alert("campaign.stragglers", f"worker threads did not end: {', '.join(stragglers)}",
-                    {"threads": stragglers})
+            c.alert(
+                "campaign.stragglers", f"worker threads did not end: {', '.join(stragglers)}", {"threads": stragglers}
+            )
         if stopping.rule != "estop":
             self.settle_leftovers(stopping)
         state = {"operator": "stopped", "estop": "estopped"}.get(stopping.rule, "finished")
@@ -130,8 +140,13 @@ class ControlLoop:
                 continue
             try:
                 if not store.steps(t.id):
-                    store.transition(t.id, t.state, S.CANCELLED, finished_at=utcnow(),
-                                     failure_reason=f"the campaign ended first ({stopping.reason})")
+                    store.transition(
+                        t.id,
+                        t.state,
+                        S.CANCELLED,
+                        finished_at=utcnow(),
+                        failure_reason=f"the campaign ended first ({stopping.reason})",
+                    )
                 else:
                     reason = f"the campaign ended before the trial finished ({stopping.reason})"
                     if t.failure_reason:

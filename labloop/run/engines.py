@@ -24,8 +24,12 @@ from .executor import TrialExecutor
 class EnginePool:
     """Idle executors to reuse and the active ones to interrupt; its own lock (any thread may use it)."""
 
-    def __init__(self, ctx: RunContext, documents: Callable[[str, dict[str, Any]], None] | None = None,
-                 make: Callable[[], TrialExecutor] | None = None):
+    def __init__(
+        self,
+        ctx: RunContext,
+        documents: Callable[[str, dict[str, Any]], None] | None = None,
+        make: Callable[[], TrialExecutor] | None = None,
+    ):
         self.ctx = ctx
         self.documents = documents  # every RunEngine's documents, as they are emitted (the daemon's live stream)
         self._make = make or self._build

@@ -16,18 +16,15 @@ from typing import Any, cast
 import bluesky.run_engine as _run_engine_module
 from bluesky import RunEngine
 
-from . import calibration
-from . import hookpoints
-from . import plans
-from .plans import describe_failure  # noqa: F401 - where callers have always found it
-from . import provenance
-from labloop.errors import LabloopError
-from .lab import Lab, setpoint_targets
 from labloop.contract import Move
+from labloop.errors import LabloopError
 from labloop.spec import CampaignSpec, StepSpec
 from labloop.store import DocumentWriter, Store
 from labloop.store.leases import LeaseLost
 
+from . import calibration, hookpoints, plans, provenance
+from .lab import Lab, setpoint_targets
+from .plans import describe_failure
 
 # A failed step is recorded in the store with its reason and shown to the operator as one line. bluesky's own
 # "Run aborted" traceback (logged with no handler configured, so Python prints it to stderr) would read like a
@@ -79,8 +76,6 @@ class StepFailed(Exception):
         super().__init__(f"step {index} ({step.label}) failed: {reason}")
 
 
-
-
 def recipes_for(spec: CampaignSpec, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Group a trial's parameters by the device or station kind they are sent to: ``{target: {field: value}}``."""
     out: dict[str, dict[str, Any]] = {}
@@ -93,8 +88,14 @@ def recipes_for(spec: CampaignSpec, params: dict[str, Any]) -> dict[str, dict[st
 class TrialExecutor:
     """Executes steps against one lab with one RunEngine."""
 
-    def __init__(self, spec: CampaignSpec, lab: Lab, store: Store, run_engine: RunEngine | None = None,
-                 on_alert: Callable[[str, str, dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        spec: CampaignSpec,
+        lab: Lab,
+        store: Store,
+        run_engine: RunEngine | None = None,
+        on_alert: Callable[[str, str, dict[str, Any]], None] | None = None,
+    ):
         self.spec, self.lab, self.store = spec, lab, store
         route_run_engine_console()
         self.RE = run_engine or RunEngine(context_managers=[])
@@ -121,8 +122,11 @@ class TrialExecutor:
             self.RE.request_pause(defer=False)
         except Exception as exc:  # noqa: BLE001 - reported, never swallowed: an operator must check this run
             if self.RE.state != "idle":  # it did not just finish by itself
-                self.on_alert("estop.engine_failed", f"a RunEngine did not take the emergency stop: "
-                              f"{type(exc).__name__}: {exc}", {"state": str(self.RE.state)})
+                self.on_alert(
+                    "estop.engine_failed",
+                    f"a RunEngine did not take the emergency stop: {type(exc).__name__}: {exc}",
+                    {"state": str(self.RE.state)},
+                )
 
     def _reset_engine(self) -> None:
         """After an interrupted or failed run, leave the RunEngine idle for the next step."""
@@ -130,8 +134,11 @@ class TrialExecutor:
             try:
                 self.RE.halt()
             except Exception as exc:  # noqa: BLE001 - reported: this executor may not run another step safely
-                self.on_alert("engine.halt_failed", f"a RunEngine failed to halt after a failed step: "
-                              f"{type(exc).__name__}: {exc}", {"state": str(self.RE.state)})
+                self.on_alert(
+                    "engine.halt_failed",
+                    f"a RunEngine failed to halt after a failed step: {type(exc).__name__}: {exc}",
+                    {"state": str(self.RE.state)},
+                )
 
     def run_cleanup(self, ctx: TrialContext, robot: str, place: str) -> None:
         """Move a failed trial's sample out of the station it blocks, as a recorded step (kind 'cleanup')."""
@@ -139,13 +146,37 @@ class TrialExecutor:
         label = f"cleanup:{place}"
         self.guard()
         step_id = self.store.start_step(ctx.trial_id, index, label, "cleanup", 1, robot)
-        plan = lambda: plans.transfer(self.lab[robot], Move(ctx.sample_id, ctx.location, place),  # noqa: E731
-                                      self.lab.devices.get(ctx.location), None)
-        self._record_run(ctx, step_id, StepSpec(kind="transfer", to=place, robot=robot), index, label, 1, robot,
-                         plan, place, self._transfer_devices(robot, ctx.location, place))
 
-    def run_step(self, ctx: TrialContext, index: int, device: str | None = None, destination: str | None = None,
-                 attempt: int = 1, park: bool = False) -> None:
+        def plan() -> Any:
+            return plans.transfer(
+                self.lab[robot],
+                Move(ctx.sample_id, ctx.location, place),
+                self.lab.devices.get(ctx.location),
+                None,
+            )
+
+        self._record_run(
+            ctx,
+            step_id,
+            StepSpec(kind="transfer", to=place, robot=robot),
+            index,
+            label,
+            1,
+            robot,
+            plan,
+            place,
+            self._transfer_devices(robot, ctx.location, place),
+        )
+
+    def run_step(
+        self,
+        ctx: TrialContext,
+        index: int,
+        device: str | None = None,
+        destination: str | None = None,
+        attempt: int = 1,
+        park: bool = False,
+    ) -> None:
         """Run workflow step ``index`` for ``ctx`` on ``device`` (a processing step) or to ``destination`` (a
         transfer); raise :class:`StepFailed` when it ends in error. Updates ``ctx.location`` after a transfer.
 
@@ -165,8 +196,13 @@ class TrialExecutor:
 
         def plan() -> plans.Plan:
             if step.kind == "transfer":
-                return plans.transfer(self.lab[step.robot], Move(ctx.sample_id, ctx.location, dest),
-                                      self.lab.devices.get(ctx.location), self.lab.devices.get(dest), timeout)
+                return plans.transfer(
+                    self.lab[step.robot],
+                    Move(ctx.sample_id, ctx.location, dest),
+                    self.lab.devices.get(ctx.location),
+                    self.lab.devices.get(dest),
+                    timeout,
+                )
             assert actor is not None  # a synthesize or measure step names its device (the spec requires it)
             if step.kind == "synthesize":
                 recipe = recipes_for(self.spec, ctx.params).get(step.device or "", {})
@@ -177,11 +213,30 @@ class TrialExecutor:
         # its run's start document (and so in `labloop export`): the scheduler let it through (on_expiry: pause,
         # then an operator resumed without calibrating) or the device cannot tell its calibration's age.
         extra = {"calibration_expired": True} if step.kind != "transfer" and self.calibration_expired(actor) else {}
-        used = (self._transfer_devices(step.robot or "", ctx.location, dest) if step.kind == "transfer"
-                else [(actor or "", self.lab.devices.get(actor or ""), "station" if step.kind == "synthesize"
-                       else "instrument")])
-        self._record_run(ctx, step_id, step, index, label, attempt, actor, plan,
-                         dest if step.kind == "transfer" else None, used, extra)
+        used = (
+            self._transfer_devices(step.robot or "", ctx.location, dest)
+            if step.kind == "transfer"
+            else [
+                (
+                    actor or "",
+                    self.lab.devices.get(actor or ""),
+                    "station" if step.kind == "synthesize" else "instrument",
+                )
+            ]
+        )
+        self._record_run(
+            ctx,
+            step_id,
+            step,
+            index,
+            label,
+            attempt,
+            actor,
+            plan,
+            dest if step.kind == "transfer" else None,
+            used,
+            extra,
+        )
         hookpoints.reached("step_end")
 
     def calibration_expired(self, device: str | None) -> bool:
@@ -206,8 +261,18 @@ class TrialExecutor:
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", device)
         dev = self.lab[device]
         timeout = step.timeout / self.lab.time_scale(device, self.time_scale) if step.timeout else None
-        self._record_run(ctx, step_id, step, index, label, 1, device,
-                         lambda: plans.calibrate(dev, None, timeout), None, [(device, dev, "instrument")])
+        self._record_run(
+            ctx,
+            step_id,
+            step,
+            index,
+            label,
+            1,
+            device,
+            lambda: plans.calibrate(dev, None, timeout),
+            None,
+            [(device, dev, "instrument")],
+        )
         try:
             cal = calibration.check_result(device, dev, getattr(dev, "calibration", None))
         except LabloopError as exc:
@@ -215,22 +280,41 @@ class TrialExecutor:
         run_uid = self.store.steps(ctx.trial_id)[-1].run_uid if self.store.steps(ctx.trial_id) else None
         calibration.record(self.store, ctx.campaign_id, device, cal, run_uid, user="labloop")
 
-    def _record_run(self, ctx: TrialContext, step_id: int, step: StepSpec, index: int, label: str, attempt: int,
-                    actor: str | None, make_plan: Callable[[], plans.Plan], moved_to: str | None,
-                    used: list[tuple[str, Any, str]] | None = None, extra: dict[str, Any] | None = None) -> None:
+    def _record_run(
+        self,
+        ctx: TrialContext,
+        step_id: int,
+        step: StepSpec,
+        index: int,
+        label: str,
+        attempt: int,
+        actor: str | None,
+        make_plan: Callable[[], plans.Plan],
+        moved_to: str | None,
+        used: list[tuple[str, Any, str]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Run one tagged plan with a document writer; commit the step's end (and, for a move, where the sample
         went, in the same transaction), or its failure with the reason and raise :class:`StepFailed`."""
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id, flush_at_stop=False)
         md = {
-            "campaign": ctx.campaign_name, "campaign_uid": ctx.campaign_uid, "trial": ctx.number,
-            "trial_id": ctx.trial_id, "sample_id": ctx.sample_id, "step": label, "step_index": index,
-            "attempt": attempt, "provenance": self._run_provenance(ctx, used or []), **ctx.extra_md, **(extra or {}),
+            "campaign": ctx.campaign_name,
+            "campaign_uid": ctx.campaign_uid,
+            "trial": ctx.number,
+            "trial_id": ctx.trial_id,
+            "sample_id": ctx.sample_id,
+            "step": label,
+            "step_index": index,
+            "attempt": attempt,
+            "provenance": self._run_provenance(ctx, used or []),
+            **ctx.extra_md,
+            **(extra or {}),
         }
         try:
             self.guard()
             # the documents are plain dicts at run time; bluesky types them as TypedDicts, not dict[str, Any]
             self.RE(plans.tagged(make_plan(), md), cast("Callable[[str, Any], Any]", writer))
-        except Exception as exc:  # noqa: BLE001 - any device/plan error fails this step, not the campaign
+        except Exception as exc:
             if isinstance(exc, LeaseLost):
                 raise
             self._reset_engine()
@@ -247,15 +331,23 @@ class TrialExecutor:
             moved = (ctx.campaign_id, ctx.sample_id, moved_to, ctx.trial_id)
         docs, points = writer.take()
         assets = writer.take_assets()
-        self.store.finish_step(step_id, "done", writer.run_uid, moved=moved,
-                               documents=(ctx.campaign_id, ctx.trial_id, docs, points) if docs else None,
-                               assets=(ctx.campaign_id, ctx.trial_id, assets) if assets else None)
+        self.store.finish_step(
+            step_id,
+            "done",
+            writer.run_uid,
+            moved=moved,
+            documents=(ctx.campaign_id, ctx.trial_id, docs, points) if docs else None,
+            assets=(ctx.campaign_id, ctx.trial_id, assets) if assets else None,
+        )
 
     def _transfer_devices(self, robot: str, source: str, destination: str) -> list[tuple[str, Any, str]]:
         """The devices a transfer uses: the robot, and the stations it takes the sample from and puts it on."""
         devs = self.lab.devices
-        return [(robot, devs.get(robot), "robot"), (source, devs.get(source), "source"),
-                (destination, devs.get(destination), "destination")]
+        return [
+            (robot, devs.get(robot), "robot"),
+            (source, devs.get(source), "source"),
+            (destination, devs.get(destination), "destination"),
+        ]
 
     def _run_provenance(self, ctx: TrialContext, used: list[tuple[str, Any, str]]) -> dict[str, Any]:
         """The run's provenance (``md["provenance"]``): no store query but the first of a campaign not registered
@@ -270,8 +362,11 @@ class TrialExecutor:
             try:
                 stop()
             except Exception as exc:  # noqa: BLE001 - the step has failed already; reported, not swallowed
-                self.on_alert("device.stop_failed", f"device '{name}' timed out and did not accept stop(): "
-                              f"{type(exc).__name__}: {exc}", {"device": name})
+                self.on_alert(
+                    "device.stop_failed",
+                    f"device '{name}' timed out and did not accept stop(): {type(exc).__name__}: {exc}",
+                    {"device": name},
+                )
 
 
 def _log_alert(action: str, message: str, detail: dict[str, Any]) -> None:

@@ -27,8 +27,9 @@ def failure_cause(reason: str | None) -> str:
 class SystematicFailure:
     """Pauses (once per streak) when the last ``n`` ended trials all failed on a device with one cause."""
 
-    def __init__(self, n: int, step_labels: set[str], steps: Callable[[int], Sequence[Any]],
-                 pause: Callable[[str], None]):
+    def __init__(
+        self, n: int, step_labels: set[str], steps: Callable[[int], Sequence[Any]], pause: Callable[[str], None]
+    ):
         self.n = n  # scheduling.pause_after_same_failures (0: never)
         self.labels = step_labels  # the workflow's step labels: a failure reason starts with one
         self.steps = steps  # trial id -> its recorded steps (the store)
@@ -40,8 +41,10 @@ class SystematicFailure:
         n = self.n
         if n <= 0:
             return False
-        ended = sorted((t for t in trials if t.state in (S.DONE, S.FAILED) and t.finished_at is not None),
-                       key=lambda t: (t.finished_at, t.number))
+        ended = sorted(
+            (t for t in trials if t.state in (S.DONE, S.FAILED) and t.finished_at is not None),
+            key=lambda t: (t.finished_at, t.number),
+        )
         last = ended[-n:]
         if len(last) < n or any(t.state != S.FAILED for t in last):
             return False
@@ -57,6 +60,8 @@ class SystematicFailure:
             return False
         self._seen = last[-1].id
         nums = ", ".join(str(t.number) for t in last)
-        self.pause(f"{n} trials in a row ({nums}) failed with the same cause: {last[-1].failure_reason}; "
-                   f"fix the cause, then run `labloop resume`")
+        self.pause(
+            f"{n} trials in a row ({nums}) failed with the same cause: {last[-1].failure_reason}; "
+            f"fix the cause, then run `labloop resume`"
+        )
         return True

@@ -65,8 +65,9 @@ class InventoryGuard:
         budget = dict(left)
         for _ in range(1 + REASKS):
             want = n - len(out)
-            asked = self._ask_constrained(want, observations,
-                                          list(pending) + [p.params for p in out] + rejected, budget)
+            asked = self._ask_constrained(
+                want, observations, list(pending) + [p.params for p in out] + rejected, budget
+            )
             for p in asked:
                 use = self._use(p.params)
                 if use is not None and all(use.get(k, 0.0) <= budget.get(k, 0.0) + 1e-9 for k in use):
@@ -79,9 +80,10 @@ class InventoryGuard:
                 break
         if not out:
             short = ", ".join(f"{k} ({v:g} left)" for k, v in left.items())
-            raise LabloopError(f"no recipe the optimizer found fits the stocks left: {short}",
-                               "refill (`labloop inventory refill CAMPAIGN NAME AMOUNT --by YOU`), then "
-                               "`labloop resume`")
+            raise LabloopError(
+                f"no recipe the optimizer found fits the stocks left: {short}",
+                "refill (`labloop inventory refill CAMPAIGN NAME AMOUNT --by YOU`), then `labloop resume`",
+            )
         return out
 
     def _use(self, params: dict[str, Any]) -> dict[str, float] | None:
@@ -93,8 +95,11 @@ class InventoryGuard:
     def _how_many_fit(self, left: dict[str, float]) -> int:
         """How many recipes could fit at most, by each affine use's smallest value over the parameters' bounds;
         refuses (with the stock and the fix) when not even one can: no ask helps then."""
-        bounds = {p.name: (p.lower, p.upper) for p in self.spec.parameters
-                  if isinstance(p, (ContinuousParameter, IntegerParameter))}  # the bounded kinds
+        bounds = {
+            p.name: (p.lower, p.upper)
+            for p in self.spec.parameters
+            if isinstance(p, (ContinuousParameter, IntegerParameter))
+        }  # the bounded kinds
         most = 10**9
         for name, form in self.affine.items():
             if form is None or any(k not in bounds for k in form[1]):
@@ -103,15 +108,17 @@ class InventoryGuard:
             have = left.get(name, 0.0)
             if least > have + 1e-9:
                 stock = self.cons.stocks[name]
-                raise LabloopError(f"stock {name} has {have:g} {stock.unit} left; every recipe needs at least "
-                                   f"{least:g}", f"refill it (`labloop inventory refill CAMPAIGN {name} AMOUNT "
-                                   f"--by YOU`), then `labloop resume`")
+                raise LabloopError(
+                    f"stock {name} has {have:g} {stock.unit} left; every recipe needs at least {least:g}",
+                    f"refill it (`labloop inventory refill CAMPAIGN {name} AMOUNT --by YOU`), then `labloop resume`",
+                )
             if least > 0:
                 most = min(most, int((have + 1e-9) // least))
         return max(1, most)
 
-    def _ask_constrained(self, n: int, observations: list[Any], pending: list[dict[str, Any]],
-                         budget: dict[str, float]) -> list[Any]:
+    def _ask_constrained(
+        self, n: int, observations: list[Any], pending: list[dict[str, Any]], budget: dict[str, float]
+    ) -> list[Any]:
         """The wrapped ask with ``use <= budget / n`` as linear constraints of its search space, where it has one
         and the use is affine in its linear-scale columns; without them if the space refuses."""
         space = getattr(self.inner, "space", None)

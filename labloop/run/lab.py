@@ -12,9 +12,9 @@ that declares them.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import time
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -159,8 +159,12 @@ def _accepted(factory: Any, **extra: Any) -> dict[str, Any]:
 def with_files_from(spec: LabSpec, source: str) -> LabSpec:
     """``lab.devices.NAME.file`` relative paths resolved from the folder of the campaign file ``source``."""
     folder = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
-    devices = {n: d.model_copy(update={"file": os.path.join(folder, d.file)})
-               if d.file is not None and not os.path.isabs(d.file) else d for n, d in spec.devices.items()}
+    devices = {
+        n: d.model_copy(update={"file": os.path.join(folder, d.file)})
+        if d.file is not None and not os.path.isabs(d.file)
+        else d
+        for n, d in spec.devices.items()
+    }
     return spec.model_copy(update={"devices": devices})
 
 
@@ -169,8 +173,14 @@ def with_files_from(spec: LabSpec, source: str) -> LabSpec:
 RemoteConnector = Callable[[str, Any, "str | None"], Any]
 
 
-def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: str | None = None,
-              store_url: str | None = None, remote: RemoteConnector | None = None) -> Lab:
+def build_lab(
+    spec: LabSpec,
+    seed: int = 0,
+    state_dir: str | None = None,
+    name: str | None = None,
+    store_url: str | None = None,
+    remote: RemoteConnector | None = None,
+) -> Lab:
     """Instantiate the lab's devices (simulated and real). Constructors must not block on hardware.
 
     ``state_dir`` and ``name`` go to a simulator that declares them: it keeps its physical world in that folder
@@ -193,9 +203,11 @@ def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: 
     for name, dspec in spec.devices.items():
         if dspec.remote is not None:
             if remote is None:
-                raise SpecError(f"lab.devices.{name} is remote ({dspec.remote}), but this process cannot reach "
-                                "remote devices", "run the campaign with `labloop run` or on a daemon "
-                                "(`labloop submit`), which connect remote devices")
+                raise SpecError(
+                    f"lab.devices.{name} is remote ({dspec.remote}), but this process cannot reach remote devices",
+                    "run the campaign with `labloop run` or on a daemon "
+                    "(`labloop submit`), which connect remote devices",
+                )
             devices[name] = remote(name, dspec, store_url)
             continue
         if dspec.file is not None or dspec.spec is not None:  # an instrument described in YAML
@@ -208,8 +220,9 @@ def build_lab(spec: LabSpec, seed: int = 0, state_dir: str | None = None, name: 
         try:
             devices[name] = cls(name=name, **dspec.config)
         except TypeError as exc:
-            raise SpecError(f"lab.devices.{name}: the driver rejects its config: {exc}",
-                            "check the driver's documented options") from None
+            raise SpecError(
+                f"lab.devices.{name}: the driver rejects its config: {exc}", "check the driver's documented options"
+            ) from None
     return Lab(devices, places, entry, real=set(spec.devices))
 
 
@@ -264,40 +277,48 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
         for kind, devices in spec.lab.stations.items():
             for d in devices:
                 if d not in lab.devices:
-                    problems.append(f"{source}: lab.stations.{kind}: the lab has no device '{d}' "
-                                    f"(it has {sorted(lab.devices)})")
+                    problems.append(
+                        f"{source}: lab.stations.{kind}: the lab has no device '{d}' (it has {sorted(lab.devices)})"
+                    )
     if spec.lab is not None:
         robots = {s.robot for s in spec.workflow if s.kind == "transfer"}
         for i, place in enumerate(spec.lab.buffers):
             for r in sorted(robots):
                 reach = tuple(getattr(lab.devices.get(r), "positions", ()))
                 if place not in reach:
-                    problems.append(f"{source}: lab.buffers[{i}]: robot '{r}' cannot reach '{place}' "
-                                    f"(reaches {list(reach)})")
+                    problems.append(
+                        f"{source}: lab.buffers[{i}]: robot '{r}' cannot reach '{place}' (reaches {list(reach)})"
+                    )
     if spec.lab is not None:
         for i, sus in enumerate(spec.lab.suspenders):
             dev, _, comp = sus.signal.partition(".")
             if dev not in lab.devices:
                 problems.append(f"{source}: lab.suspenders[{i}].signal: the lab has no device '{dev}'")
             elif not hasattr(getattr(lab.devices[dev], comp, None), "subscribe"):
-                problems.append(f"{source}: lab.suspenders[{i}].signal: device '{dev}' has no signal '{comp}' "
-                                f"(fix: name a component signal, e.g. '{dev}.{_first_signal(lab.devices[dev])}')")
+                problems.append(
+                    f"{source}: lab.suspenders[{i}].signal: device '{dev}' has no signal '{comp}' "
+                    f"(fix: name a component signal, e.g. '{dev}.{_first_signal(lab.devices[dev])}')"
+                )
     if spec.lab is not None:
         for dname in spec.lab.calibration:
             cal_dev = lab.devices.get(dname)
             if cal_dev is None or not (hasattr(cal_dev, "calibrator") and hasattr(cal_dev, "calibration")):
                 able = sorted(n for n, d in lab.devices.items() if hasattr(d, "calibrator"))
                 what = "has no device" if cal_dev is None else "cannot calibrate device"
-                problems.append(f"{source}: lab.calibration.{dname}: the lab {what} '{dname}' (fix: name a device "
-                                f"that calibrates: {able or 'none'})")
+                problems.append(
+                    f"{source}: lab.calibration.{dname}: the lab {what} '{dname}' (fix: name a device "
+                    f"that calibrates: {able or 'none'})"
+                )
     visits: list[tuple[frozenset[str], int]] = []
     current: frozenset[str] = frozenset()
     for i, step in enumerate(spec.workflow):
         target = step.to if step.kind == "transfer" else step.device
         where = "to" if step.kind == "transfer" else "device"
         if step.kind != "transfer" and target not in kinds:
-            problems.append(f"{source}: workflow[{i}].device: the lab has no device or station kind '{target}' "
-                            f"(devices: {sorted(lab.devices)}; kinds: {sorted(spec.lab.stations) if spec.lab else []})")
+            problems.append(
+                f"{source}: workflow[{i}].device: the lab has no device or station kind '{target}' "
+                f"(devices: {sorted(lab.devices)}; kinds: {sorted(spec.lab.stations) if spec.lab else []})"
+            )
             continue
         if step.kind == "transfer":
             robot = lab.devices.get(step.robot)
@@ -307,25 +328,33 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
             reach = tuple(getattr(robot, "positions", ()))
             for pos in kinds.get(target or "", [target]):
                 if pos not in reach:
-                    problems.append(f"{source}: workflow[{i}].to: robot '{step.robot}' cannot reach '{pos}' "
-                                    f"(reaches {list(reach)}) (fix: teach the position or change the workflow)")
+                    problems.append(
+                        f"{source}: workflow[{i}].to: robot '{step.robot}' cannot reach '{pos}' "
+                        f"(reaches {list(reach)}) (fix: teach the position or change the workflow)"
+                    )
         if target in kinds:  # a visit to a station group (places, such as storage, never cycle)
             group = frozenset(kinds[target])
             if group != current:
                 earlier = next((j for g, j in visits if g & group), None)
                 if earlier is not None:
-                    problems.append(f"{source}: workflow[{i}].{where}: the workflow returns to '{target}' (already "
-                                    f"used at step {earlier}): a cycle can deadlock a full lab (fix: use another "
-                                    f"station kind for the second visit)")
+                    problems.append(
+                        f"{source}: workflow[{i}].{where}: the workflow returns to '{target}' (already "
+                        f"used at step {earlier}): a cycle can deadlock a full lab (fix: use another "
+                        f"station kind for the second visit)"
+                    )
                 visits.append((group, i))
                 current = group
         if step.retries and step.retries + 1 >= spec.scheduling.quarantine_after and step.kind != "transfer":
-            problems.append(f"{source}: workflow[{i}].retries ({step.retries}) + 1 attempt must stay below "
-                            f"scheduling.quarantine_after ({spec.scheduling.quarantine_after}): otherwise one bad "
-                            f"sample's attempts take the station out of service")
+            problems.append(
+                f"{source}: workflow[{i}].retries ({step.retries}) + 1 attempt must stay below "
+                f"scheduling.quarantine_after ({spec.scheduling.quarantine_after}): otherwise one bad "
+                f"sample's attempts take the station out of service"
+            )
     if spec.scheduling.mode == "batch" and spec.strategy.batch_size < 2:
-        problems.append(f"{source}: scheduling.mode is 'batch' but strategy.batch_size is "
-                        f"{spec.strategy.batch_size} (fix: set batch_size to the batch you want, or use 'sequential')")
+        problems.append(
+            f"{source}: scheduling.mode is 'batch' but strategy.batch_size is "
+            f"{spec.strategy.batch_size} (fix: set batch_size to the batch you want, or use 'sequential')"
+        )
     bounds = _parameter_bounds(spec)
     index = {n: i for i, n in enumerate(p.name for p in spec.parameters)}
     for pname, (dev, fld) in setpoint_targets(spec).items():

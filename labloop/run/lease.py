@@ -23,6 +23,7 @@ from typing import Any
 
 from labloop.logs import Swallowed
 from labloop.store.leases import LeaseHeld, LeaseLost
+
 from .liveness import process_gone
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ class CampaignLease:
         self._renewing = threading.Lock()
 
     @classmethod
-    def acquire(cls, store: Any, campaign_id: int, ttl: float = DEFAULT_TTL_S,
-                break_dead: bool = True) -> "CampaignLease":
+    def acquire(
+        cls, store: Any, campaign_id: int, ttl: float = DEFAULT_TTL_S, break_dead: bool = True
+    ) -> CampaignLease:
         """Take the campaign's lease. With ``break_dead``, a lease still held by a runner whose process is provably
         gone (this host, pid dead or reused) is broken at once rather than waited out (`labloop resume` right after
         a crash); any other live lease raises :class:`~labloop.store.leases.LeaseHeld` naming its holder and
@@ -109,16 +111,20 @@ class CampaignLease:
         if self.lost.is_set():
             return False
         if time.monotonic() >= self._valid_until:
-            self._lose(f"the lease of campaign {self.campaign_id} could not be renewed for "
-                       f"{self.ttl * (1 - SAFETY):.1f} s (store unreachable or this process starved)")
+            self._lose(
+                f"the lease of campaign {self.campaign_id} could not be renewed for "
+                f"{self.ttl * (1 - SAFETY):.1f} s (store unreachable or this process starved)"
+            )
             return False
         return True
 
     def check(self) -> None:
         """Raise :class:`~labloop.store.leases.LeaseLost` unless this process may still act on the campaign."""
         if not self.ok():
-            raise LeaseLost(self.reason, "this runner stopped acting on the campaign; its new holder (or "
-                                         "`labloop resume`) continues it")
+            raise LeaseLost(
+                self.reason,
+                "this runner stopped acting on the campaign; its new holder (or `labloop resume`) continues it",
+            )
 
     def release(self) -> None:
         """A clean end: free the campaign at once (nothing of this process acts on it any more)."""
@@ -150,8 +156,15 @@ class LeaseKeeper:
 
     Why a thread of its own: a sign of life that nothing else in the process can delay."""
 
-    def __init__(self, store: Any, campaign_id: int, lease: CampaignLease | None, on_lost: Any,
-                 note: Any = lambda: None, interval: float = 1.0):
+    def __init__(
+        self,
+        store: Any,
+        campaign_id: int,
+        lease: CampaignLease | None,
+        on_lost: Any,
+        note: Any = lambda: None,
+        interval: float = 1.0,
+    ):
         self.store, self.campaign_id, self.lease = store, campaign_id, lease
         self.on_lost = on_lost  # () -> None, from the heartbeat thread
         self.note = note  # () -> str | None: why the campaign waits (shown with the heartbeat)

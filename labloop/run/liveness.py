@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psutil
@@ -43,8 +43,10 @@ class Liveness:
         if self.state == "alive":
             return f"runner {where} is alive ({beat})"
         if self.state == "hung":
-            return (f"runner {where} still exists but does not answer ({beat}); stop it (kill {self.pid}) and run "
-                    f"`labloop resume`")
+            return (
+                f"runner {where} still exists but does not answer ({beat}); stop it (kill {self.pid}) and run "
+                f"`labloop resume`"
+            )
         if self.state == "dead":
             return f"no runner: {where} is gone ({beat}); run `labloop resume` to continue the campaign"
         return "the campaign has ended"
@@ -53,8 +55,8 @@ class Liveness:
 def heartbeat_age(beat: datetime | None, now: datetime | None = None) -> float | None:
     if beat is None:
         return None
-    beat = beat if beat.tzinfo else beat.replace(tzinfo=timezone.utc)
-    return ((now or datetime.now(timezone.utc)) - beat).total_seconds()
+    beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - beat).total_seconds()
 
 
 def _same_process(pid: int, started: float | None) -> bool | None:

@@ -119,11 +119,19 @@ class VisibleTransmittance:
     Options: ``lower``, ``upper`` (nm), ``field`` (array key of the spectrum), ``wavelengths`` (array key of its
     wavelengths), ``percent`` (true when the instrument reports percent)."""
 
-    def __init__(self, lower: float = 400.0, upper: float = 800.0, field: str = "transmittance",
-                 wavelengths: str = "wavelength", percent: bool = False):
+    def __init__(
+        self,
+        lower: float = 400.0,
+        upper: float = 800.0,
+        field: str = "transmittance",
+        wavelengths: str = "wavelength",
+        percent: bool = False,
+    ):
         if not float(lower) < float(upper):
-            raise PluginError(f"visible_transmittance: lower ({lower}) must be below upper ({upper})",
-                              "give the band in nm, e.g. lower: 400, upper: 800")
+            raise PluginError(
+                f"visible_transmittance: lower ({lower}) must be below upper ({upper})",
+                "give the band in nm, e.g. lower: 400, upper: 800",
+            )
         self.lower, self.upper = float(lower), float(upper)
         self.field, self.wavelengths, self.percent = field, wavelengths, bool(percent)
 
@@ -140,16 +148,21 @@ class VisibleTransmittance:
         T = np.asarray(spectra[-1], dtype=float)
         lam = np.asarray(lams[-1], dtype=float) if lams else None
         if lam is None or lam.shape != T.shape:
-            raise ObjectiveError(f"the '{self.field}' spectrum has no matching '{self.wavelengths}' array",
-                                 "the instrument must store the wavelengths beside the spectrum")
+            raise ObjectiveError(
+                f"the '{self.field}' spectrum has no matching '{self.wavelengths}' array",
+                "the instrument must store the wavelengths beside the spectrum",
+            )
         band = (lam >= self.lower) & (lam <= self.upper)
         if not band.any():
-            raise ObjectiveError(f"the spectrum ({lam.min():g}-{lam.max():g} nm) has no point in "
-                                 f"{self.lower:g}-{self.upper:g} nm", "check the band against the instrument")
+            raise ObjectiveError(
+                f"the spectrum ({lam.min():g}-{lam.max():g} nm) has no point in {self.lower:g}-{self.upper:g} nm",
+                "check the band against the instrument",
+            )
         value = float(T[band].mean()) / (100.0 if self.percent else 1.0)
         if not math.isfinite(value):
-            raise ObjectiveError(f"mean transmittance over {self.lower:g}-{self.upper:g} nm is not finite",
-                                 "check the instrument")
+            raise ObjectiveError(
+                f"mean transmittance over {self.lower:g}-{self.upper:g} nm is not finite", "check the instrument"
+            )
         return value
 
 
@@ -161,8 +174,10 @@ def load_objective(ref: str, options: dict[str, Any] | None = None) -> Callable[
         try:
             return obj(**options)
         except TypeError as exc:
-            raise PluginError(f"objective plugin '{ref}' rejects its options {options}: {exc}",
-                              "check the plugin's documented options") from None
+            raise PluginError(
+                f"objective plugin '{ref}' rejects its options {options}: {exc}",
+                "check the plugin's documented options",
+            ) from None
     if not callable(obj):
         raise PluginError(f"objective plugin '{ref}' is not callable", "name a function or a class")
     return functools.partial(obj, **options) if options else obj

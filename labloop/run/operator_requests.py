@@ -87,9 +87,15 @@ class StoreBell:
 class RequestServer:
     """Answers one campaign's operator requests (see the module docstring)."""
 
-    def __init__(self, ctx: RunContext, engines: EnginePool, launch: Callable[[Trial], None],
-                 discard_ask: Callable[[], None] = lambda: None, bell: Bell | None = None,
-                 poll_s: float = REQUEST_POLL_S):
+    def __init__(
+        self,
+        ctx: RunContext,
+        engines: EnginePool,
+        launch: Callable[[Trial], None],
+        discard_ask: Callable[[], None] = lambda: None,
+        bell: Bell | None = None,
+        poll_s: float = REQUEST_POLL_S,
+    ):
         self.ctx = ctx
         self.engines = engines
         self.launch = launch  # starts an approved trial's worker
@@ -129,8 +135,9 @@ class RequestServer:
             except Exception as exc:  # noqa: BLE001 - a store hiccup: the request stays pending, the next poll retries
                 problem = f"{type(exc).__name__}: {exc}"
                 if problem != said:  # once per problem, not every poll
-                    print(f"labloop: serving operator requests failed, retrying: {problem}", file=sys.stderr,
-                          flush=True)
+                    print(
+                        f"labloop: serving operator requests failed, retrying: {problem}", file=sys.stderr, flush=True
+                    )
                     said = problem
 
     # ------------------------------------------------------------------ answering
@@ -215,18 +222,23 @@ class RequestServer:
         """Approve or reject proposed trials: all of them or none (each checked before any is changed)."""
         c = self.ctx
         if not c.spec.scheduling.approval:
-            raise LabloopError(f"campaign '{c.campaign.name}' does not wait for approval "
-                               f"(scheduling.approval is false)")
+            raise LabloopError(
+                f"campaign '{c.campaign.name}' does not wait for approval (scheduling.approval is false)"
+            )
         by_number = {t.number: t for t in c.store.trials(c.campaign.id)}
         numbers = [int(n) for n in req.args.get("trials", [])]
         for n in numbers:
             t = by_number.get(n)
             if t is None:
-                raise LabloopError(f"campaign '{c.campaign.name}' has no trial {n} "
-                                   f"(trials awaiting approval: {_awaiting(by_number.values())})")
+                raise LabloopError(
+                    f"campaign '{c.campaign.name}' has no trial {n} "
+                    f"(trials awaiting approval: {_awaiting(by_number.values())})"
+                )
             if t.state != S.PROPOSED:
-                raise LabloopError(f"trial {n} is {t.state}, not waiting for approval; only proposed trials can be "
-                                   f"approved or rejected (awaiting now: {_awaiting(by_number.values())})")
+                raise LabloopError(
+                    f"trial {n} is {t.state}, not waiting for approval; only proposed trials can be "
+                    f"approved or rejected (awaiting now: {_awaiting(by_number.values())})"
+                )
         done = []
         for n in numbers:
             t = by_number[n]
@@ -238,8 +250,13 @@ class RequestServer:
                     self.launch(t)
             else:
                 reason = req.args.get("reason") or "no reason given"
-                t = c.store.transition(t.id, S.PROPOSED, S.REJECTED, finished_at=utcnow(),
-                                       failure_reason=f"rejected by {req.user}: {reason}")
+                t = c.store.transition(
+                    t.id,
+                    S.PROPOSED,
+                    S.REJECTED,
+                    finished_at=utcnow(),
+                    failure_reason=f"rejected by {req.user}: {reason}",
+                )
                 c.store.audit(c.campaign.id, "trial.reject", {"trial": n, "reason": reason}, req.user)
                 c.observer("finished", {"trial": t})
             done.append(n)
@@ -260,15 +277,23 @@ class RequestServer:
         self.discard_ask()
         c.store.update_campaign(c.campaign.id, state="estopped", control="estop", note="emergency stop")
         for device, error in failures:
-            c.alert("estop.device_failed", f"EMERGENCY STOP: device '{device}' did not accept stop(): {error}; "
-                    f"make it safe by hand", {"device": device, "error": error})
+            c.alert(
+                "estop.device_failed",
+                f"EMERGENCY STOP: device '{device}' did not accept stop(): {error}; make it safe by hand",
+                {"device": device, "error": error},
+            )
         n = len(c.lab.devices)
-        c.observer("alert", {"message": f"EMERGENCY STOP: stop() sent to {n - len(failures)} of {n} devices in "
-                                        f"{stop_ms:.0f} ms"})
+        c.observer(
+            "alert",
+            {"message": f"EMERGENCY STOP: stop() sent to {n - len(failures)} of {n} devices in {stop_ms:.0f} ms"},
+        )
         c.wake.set()
         if failures:
-            return (f"stop() sent to every device in {stop_ms:.0f} ms; {len(failures)} refused: "
-                    + "; ".join(f"{d}: {e}" for d, e in failures) + " (make those safe by hand)")
+            return (
+                f"stop() sent to every device in {stop_ms:.0f} ms; {len(failures)} refused: "
+                + "; ".join(f"{d}: {e}" for d, e in failures)
+                + " (make those safe by hand)"
+            )
         return f"every device halted: stop() sent to {n} devices in {stop_ms:.0f} ms"
 
 

@@ -96,8 +96,14 @@ def _trigger_and_read(devices: list[Any], timeout: float | None) -> Plan:
     yield from _read_event(devices)
 
 
-def transfer(robot: Any, move: Any, source: Any = None, destination: Any = None,
-             timeout: float | None = None, md: Mapping[str, Any] | None = None) -> Plan:
+def transfer(
+    robot: Any,
+    move: Any,
+    source: Any = None,
+    destination: Any = None,
+    timeout: float | None = None,
+    md: Mapping[str, Any] | None = None,
+) -> Plan:
     """Move a sample with the robot, then record where it is: the stations' ``sample`` signals follow the move."""
 
     def inner() -> Plan:
@@ -108,12 +114,16 @@ def transfer(robot: Any, move: Any, source: Any = None, destination: Any = None,
             yield from _set_and_wait(destination.sample, move.sample, None)
         yield from _trigger_and_read([robot], None)
 
-    return (yield from _run(inner(), {"plan_name": "transfer", "source": move.source,
-                                      "destination": move.destination, **(md or {})}))
+    return (
+        yield from _run(
+            inner(), {"plan_name": "transfer", "source": move.source, "destination": move.destination, **(md or {})}
+        )
+    )
 
 
-def synthesize(station: Any, recipe: Mapping[str, Any], timeout: float | None = None,
-               md: Mapping[str, Any] | None = None) -> Plan:
+def synthesize(
+    station: Any, recipe: Mapping[str, Any], timeout: float | None = None, md: Mapping[str, Any] | None = None
+) -> Plan:
     """Run a recipe on a station, recording its process streams; never rewound (it consumes the sample): the
     RunEngine's rewindable setting is off for this run and restored after it (``rewindable_wrapper``'s logic)."""
     signals = [getattr(station, n) for n in getattr(station, "process_signals", ())]
@@ -130,8 +140,11 @@ def synthesize(station: Any, recipe: Mapping[str, Any], timeout: float | None = 
     yield Msg("rewindable", None, False)
     restore = True
     try:
-        return (yield from _run(inner(), {"plan_name": "synthesize", "recipe": dict(recipe),
-                                          "station": station.name, **(md or {})}))
+        return (
+            yield from _run(
+                inner(), {"plan_name": "synthesize", "recipe": dict(recipe), "station": station.name, **(md or {})}
+            )
+        )
     except GeneratorExit:  # the RunEngine halted and closed the plan: no more messages may be sent
         restore = False
         raise
@@ -142,12 +155,17 @@ def synthesize(station: Any, recipe: Mapping[str, Any], timeout: float | None = 
 
 def measure(instrument: Any, timeout: float | None = None, md: Mapping[str, Any] | None = None) -> Plan:
     """Trigger the instrument on the sample it holds and read it (one event in the 'primary' stream)."""
-    return (yield from _run(_trigger_and_read([instrument], timeout),
-                            {"plan_name": "measure", "instrument": instrument.name, **(md or {})}))
+    return (
+        yield from _run(
+            _trigger_and_read([instrument], timeout),
+            {"plan_name": "measure", "instrument": instrument.name, **(md or {})},
+        )
+    )
 
 
-def calibrate(device: Any, reference: float | None = None, timeout: float | None = None,
-              md: Mapping[str, Any] | None = None) -> Plan:
+def calibrate(
+    device: Any, reference: float | None = None, timeout: float | None = None, md: Mapping[str, Any] | None = None
+) -> Plan:
     """Calibrate a device against its reference: ``set`` its ``calibrator`` to the reference value (None: the
     device's own standard), wait, and read the fitted result (one event in 'primary'). The calibration then in force
     is the device's ``calibration`` dict."""
@@ -156,5 +174,8 @@ def calibrate(device: Any, reference: float | None = None, timeout: float | None
         yield from _set_and_wait(device.calibrator, reference, timeout)
         yield from _read_event([device.calibrator])
 
-    return (yield from _run(inner(), {"plan_name": "calibrate", "device": device.name,
-                                      "reference": reference, **(md or {})}))
+    return (
+        yield from _run(
+            inner(), {"plan_name": "calibrate", "device": device.name, "reference": reference, **(md or {})}
+        )
+    )

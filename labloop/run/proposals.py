@@ -30,8 +30,14 @@ S = TrialState
 class Proposer:
     """Hands the strategy snapshots and launches (or queues) what it proposes; never waits for an answer."""
 
-    def __init__(self, ctx: RunContext, asker: AskService, launch: Callable[[Trial], None],
-                 call_operator: Callable[[NoStationLeft], None], prior: Sequence[Observation] = ()):
+    def __init__(
+        self,
+        ctx: RunContext,
+        asker: AskService,
+        launch: Callable[[Trial], None],
+        call_operator: Callable[[NoStationLeft], None],
+        prior: Sequence[Observation] = (),
+    ):
         self.ctx = ctx
         self.asker = asker
         self.launch = launch
@@ -111,13 +117,22 @@ class Proposer:
         replaced proposal is kept in the trial's ``info['replaced']`` and in the audit log, with why."""
         c = self.ctx
         trial, seen = self.stale.pop(trial_id)
-        old = {"params": dict(trial.params), "source": trial.source, "results_seen": seen,
-               "reason": f"re-asked: {self._asked_with} results known before a station was free, {seen} seen"}
+        old = {
+            "params": dict(trial.params),
+            "source": trial.source,
+            "results_seen": seen,
+            "reason": f"re-asked: {self._asked_with} results known before a station was free, {seen} seen",
+        }
         info = {**proposal.info, "ask_seconds": seconds, "replaced": [*(trial.info or {}).get("replaced", []), old]}
-        c.store.update_trial(trial_id, params=to_jsonable(proposal.params), source=proposal.source,
-                             info=to_jsonable(info))
-        c.store.audit(c.campaign.id, "trial.reasked",
-                      {"trial": trial.number, **old, "new_params": to_jsonable(proposal.params)}, user="labloop")
+        c.store.update_trial(
+            trial_id, params=to_jsonable(proposal.params), source=proposal.source, info=to_jsonable(info)
+        )
+        c.store.audit(
+            c.campaign.id,
+            "trial.reasked",
+            {"trial": trial.number, **old, "new_params": to_jsonable(proposal.params)},
+            user="labloop",
+        )
         return c.store.trial(trial_id)
 
     def launch_queued(self) -> None:
@@ -129,7 +144,7 @@ class Proposer:
         with c.lock:
             unplaced = len(c.unplaced)
         room = len(c.res.free(c.first_kind)) - unplaced
-        for trial_id in list(self.queued)[:max(0, room)]:
+        for trial_id in list(self.queued)[: max(0, room)]:
             trial, _ = self.queued.pop(trial_id)
             self.launch(trial)
 
@@ -145,19 +160,21 @@ class Proposer:
         if result.error is not None:
             exc = result.error
             self._reasking = []
-            c.pause_for_operator(f"the optimizer failed to propose: {type(exc).__name__}: {exc}; fix the "
-                                 f"strategy settings, then run `labloop resume`")
+            c.pause_for_operator(
+                f"the optimizer failed to propose: {type(exc).__name__}: {exc}; fix the "
+                f"strategy settings, then run `labloop resume`"
+            )
             return True
         approval = c.spec.scheduling.approval
         proposals = list(result.proposals or [])
-        reasked = [i for i in self._reasking if i in self.stale][:len(proposals)]
+        reasked = [i for i in self._reasking if i in self.stale][: len(proposals)]
         for trial_id, proposal in zip(reasked, proposals):
             trial = self._replace(trial_id, proposal, result.seconds)
             self.queued[trial.id] = (trial, self._asked_with)
         self._reasking = []
         trials = c.store.trials(c.campaign.id)
         n = min(result.n - len(reasked), budget_left(c.spec, trials))
-        for proposal in proposals[len(reasked):][:max(0, n)]:
+        for proposal in proposals[len(reasked) :][: max(0, n)]:
             info = {**proposal.info, "ask_seconds": result.seconds}
             trial = c.store.add_trial(c.campaign.id, proposal.params, proposal.source, info, c.campaign.uid[:8])
             c.observer("proposed", {"trial": trial, "approval": approval, "of": c.spec.stopping.max_trials})

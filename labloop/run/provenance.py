@@ -23,8 +23,8 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from functools import lru_cache
+from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from labloop import __version__
@@ -45,8 +45,14 @@ class Origin:
     process: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "labloop_version": self.labloop_version, "spec_hash": self.spec_hash,
-                "user": self.user, "host": self.host, "process": self.process}
+        return {
+            "schema": SCHEMA,
+            "labloop_version": self.labloop_version,
+            "spec_hash": self.spec_hash,
+            "user": self.user,
+            "host": self.host,
+            "process": self.process,
+        }
 
 
 _origins: dict[str, Origin] = {}
@@ -84,7 +90,7 @@ def origin(store: Any, campaign_uid: str, campaign_id: int) -> Origin:
     return register(campaign_uid, spec_hash, user)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _distributions() -> dict[str, list[str]]:
     try:
         return dict(md.packages_distributions())
@@ -92,7 +98,7 @@ def _distributions() -> dict[str, list[str]]:
         return {}
 
 
-@lru_cache(maxsize=None)
+@cache
 def driver_version(module: str) -> str:
     """The version of the distribution that provides ``module``; else a ``__version__`` of the module or one of
     its parent packages; else "unknown"."""
@@ -117,9 +123,14 @@ def device_static(name: str, dev: Any, role: str) -> dict[str, Any]:
     serial = getattr(dev, "serial", None)
     if serial is None:
         serial = getattr(dev, "device_id", None)
-    return {"role": role, "driver": f"{cls.__module__}.{cls.__qualname__}", "driver_module": cls.__module__,
-            "driver_class": cls.__qualname__, "driver_version": driver_version(cls.__module__),
-            "serial": None if serial is None else str(serial)}
+    return {
+        "role": role,
+        "driver": f"{cls.__module__}.{cls.__qualname__}",
+        "driver_module": cls.__module__,
+        "driver_class": cls.__qualname__,
+        "driver_version": driver_version(cls.__module__),
+        "serial": None if serial is None else str(serial),
+    }
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -131,10 +142,10 @@ def _parse_time(value: Any) -> datetime | None:
         except ValueError:
             return None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), timezone.utc)
+        return datetime.fromtimestamp(float(value), UTC)
     else:
         return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def calibration(dev: Any, now: datetime) -> tuple[dict[str, Any] | None, float | None]:
@@ -171,10 +182,11 @@ class Recorder:
     def __init__(self) -> None:
         self._static: dict[tuple[str, int, str], dict[str, Any]] = {}
 
-    def for_run(self, origin: Origin, devices: list[tuple[str, Any, str]],
-                now: datetime | None = None) -> dict[str, Any]:
+    def for_run(
+        self, origin: Origin, devices: list[tuple[str, Any, str]], now: datetime | None = None
+    ) -> dict[str, Any]:
         """``devices``: ``(name, device, role)`` of every device the run uses."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         out = origin.as_dict()
         entries: dict[str, Any] = {}
         for name, dev, role in devices:

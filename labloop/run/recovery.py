@@ -50,9 +50,15 @@ MOVES = ("transfer", "buffer", "cleanup")
 SETTLED = TERMINAL - {TrialState.FAILED}  # nothing physical is owed for these
 
 
-def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry: str,
-                     stations: set[str], places: AbstractSet[str] = frozenset(),
-                     locate: Callable[[str], str | None] | None = None) -> list[Resumption]:
+def plan_resumptions(
+    spec: CampaignSpec,
+    store: Store,
+    campaign: Campaign,
+    entry: str,
+    stations: set[str],
+    places: AbstractSet[str] = frozenset(),
+    locate: Callable[[str], str | None] | None = None,
+) -> list[Resumption]:
     """Settle every unfinished trial: reconcile its sample's location with the lab (``locate``), mark cut-short
     steps, fail what must not repeat, and say where the others pick up. ``stations`` are the devices a sample can
     sit in (the trial reserves it again before moving); ``places`` the other positions (racks, storage).
@@ -89,14 +95,20 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
             step = spec.workflow[last.index] if last.index < len(spec.workflow) else None
             if step is None:  # a failed sample's cleanup move: the trial had failed already
                 start = len(spec.workflow)
-            elif last.state in ("running", "interrupted") or (last.state == "failed" and t.state == S.INTERRUPTED
-                                                              and not _retry_owed(last, step)):
+            elif last.state in ("running", "interrupted") or (
+                last.state == "failed" and t.state == S.INTERRUPTED and not _retry_owed(last, step)
+            ):
                 if last.state == "running":
                     store.finish_step(last.id, "interrupted", last.run_uid, "cut short by a crash")
                 if step.resume_policy == "fail":
-                    store.transition(t.id, t.state, S.FAILED, finished_at=utcnow(),
-                                     failure_reason=f"{step.label}: interrupted while running; the {step.kind} "
-                                                    f"consumed sample {t.sample_id}, so it is not repeated")
+                    store.transition(
+                        t.id,
+                        t.state,
+                        S.FAILED,
+                        finished_at=utcnow(),
+                        failure_reason=f"{step.label}: interrupted while running; the {step.kind} "
+                        f"consumed sample {t.sample_id}, so it is not repeated",
+                    )
                     out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
                     continue
                 start = last.index
@@ -106,8 +118,9 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
             elif _retry_owed(last, step):
                 start = last.index  # killed during the retry backoff: the remaining attempts are still owed
             else:  # the step failed for good and the crash came before the trial was marked failed
-                store.transition(t.id, t.state, S.FAILED, finished_at=utcnow(),
-                                 failure_reason=f"{step.label}: {last.error}")
+                store.transition(
+                    t.id, t.state, S.FAILED, finished_at=utcnow(), failure_reason=f"{step.label}: {last.error}"
+                )
                 out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
                 continue
         location = locations.get(t.sample_id, entry)
@@ -118,8 +131,9 @@ def plan_resumptions(spec: CampaignSpec, store: Store, campaign: Campaign, entry
             out.append(Resumption(t, start, location, held, evaluate_only=True))
         else:
             out.append(Resumption(t, start, location, held))
-        store.audit(campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location},
-                    user="labloop")
+        store.audit(
+            campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location}, user="labloop"
+        )
     for r in out:  # a robot holding a sample can do nothing else until that sample is put down
         r.in_gripper = r.trial.sample_id in in_gripper and not r.evaluate_only
     return out
@@ -130,9 +144,17 @@ def _retry_owed(last: Any, step: Any) -> bool:
     return last.state == "failed" and step.resume_policy == "rerun" and last.attempt <= step.retries
 
 
-def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iterable[Trial],
-              locations: dict[str, str], entry: str, stations: set[str], places: AbstractSet[str],
-              locate: Callable[[str], str | None]) -> tuple[dict[str, str], set[str]]:
+def reconcile(
+    spec: CampaignSpec,
+    store: Store,
+    campaign: Campaign,
+    trials: Iterable[Trial],
+    locations: dict[str, str],
+    entry: str,
+    stations: set[str],
+    places: AbstractSet[str],
+    locate: Callable[[str], str | None],
+) -> tuple[dict[str, str], set[str]]:
     """Ask the lab where every unfinished sample is; record each disagreement with the store and move the store's
     record to what the lab says. Returns the locations to continue from, and the samples a robot holds.
 
@@ -156,13 +178,21 @@ def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iter
             if stored not in stations:
                 continue  # the lab cannot tell, and the sample blocks nothing: the store's word stands
             if asked is None:
-                asked = {a.detail.get("sample"): a.detail for a in store.audit_log(campaign.id)
-                         if a.action == UNLOCATED}
+                asked = {
+                    a.detail.get("sample"): a.detail for a in store.audit_log(campaign.id) if a.action == UNLOCATED
+                }
             request = asked.get(t.sample_id)
             if request is not None and request.get("store_said") == stored:
                 place = request.get("put_in") or _safe_place(spec, stations, places, entry)
-                _record(store, campaign, t, stored, None, place,
-                        f"the lab cannot tell; an operator put it in {place} when asked")
+                _record(
+                    store,
+                    campaign,
+                    t,
+                    stored,
+                    None,
+                    place,
+                    f"the lab cannot tell; an operator put it in {place} when asked",
+                )
                 out[t.sample_id] = place
                 continue
             lost.append((t, stored, None))
@@ -172,16 +202,24 @@ def reconcile(spec: CampaignSpec, store: Store, campaign: Campaign, trials: Iter
         elif t.state == "failed" and stored not in stations:
             lost.append((t, stored, seen))  # held by a robot, and no cleanup move starts from a station
         else:
-            _record(store, campaign, t, stored, seen, None,
-                    f"in '{seen}' (a gripper): the cut-short move is run again from '{stored}'")
+            _record(
+                store,
+                campaign,
+                t,
+                stored,
+                seen,
+                None,
+                f"in '{seen}' (a gripper): the cut-short move is run again from '{stored}'",
+            )
             gripped.add(t.sample_id)
     if lost:
         _ask_operator(spec, store, campaign, lost, entry, stations, places)
     return out, gripped
 
 
-def unlocated_message(sample: str, stored: str, look_in: list[str], put_in: str, seen: str | None = None
-                      ) -> tuple[str, str]:
+def unlocated_message(
+    sample: str, stored: str, look_in: list[str], put_in: str, seen: str | None = None
+) -> tuple[str, str]:
     """The operator's one line, as (problem, fix): which sample, what the store says, where to look, what to do."""
     if seen is None:
         problem = f"sample {sample}: the store says '{stored}', the lab cannot tell"
@@ -193,8 +231,15 @@ def unlocated_message(sample: str, stored: str, look_in: list[str], put_in: str,
     return problem, fix
 
 
-def _ask_operator(spec: CampaignSpec, store: Store, campaign: Campaign, lost: list[tuple[Trial, str, str | None]],
-                  entry: str, stations: set[str], places: AbstractSet[str]) -> None:
+def _ask_operator(
+    spec: CampaignSpec,
+    store: Store,
+    campaign: Campaign,
+    lost: list[tuple[Trial, str, str | None]],
+    entry: str,
+    stations: set[str],
+    places: AbstractSet[str],
+) -> None:
     """Record the campaign as paused for an operator (``labloop resume`` restarts it) and raise with what to do."""
     put_in = _safe_place(spec, stations, places, entry)
     lines = []
@@ -202,24 +247,48 @@ def _ask_operator(spec: CampaignSpec, store: Store, campaign: Campaign, lost: li
         look_in = _where_to_look(spec, store, t, stored, entry, _kinds(spec, stations))
         problem, fix = unlocated_message(t.sample_id, stored, look_in, put_in, seen)
         lines.append((problem, fix))
-        store.audit(campaign.id, UNLOCATED, {"sample": t.sample_id, "trial": t.number, "store_said": stored,
-                                             "lab_says": seen, "look_in": look_in, "put_in": put_in}, user="labloop")
+        store.audit(
+            campaign.id,
+            UNLOCATED,
+            {
+                "sample": t.sample_id,
+                "trial": t.number,
+                "store_said": stored,
+                "lab_says": seen,
+                "look_in": look_in,
+                "put_in": put_in,
+            },
+            user="labloop",
+        )
     note = "; ".join(f"{p}; {f}" for p, f in lines)
     store.update_campaign(campaign.id, state="paused", control="pause", note=note)
     store.audit(campaign.id, "campaign.pause", {"reason": note}, user="labloop")
     if len(lines) == 1:
         raise LabloopError(*lines[0])
-    raise LabloopError("; ".join(p for p, _ in lines), "; ".join(f"{t.sample_id}: {f}" for (t, _, _), (_, f)
-                                                                  in zip(lost, lines)))
+    raise LabloopError(
+        "; ".join(p for p, _ in lines), "; ".join(f"{t.sample_id}: {f}" for (t, _, _), (_, f) in zip(lost, lines))
+    )
 
 
-def _record(store: Store, campaign: Campaign, trial: Trial, stored: str, seen: str | None, now: str | None,
-            note: str) -> None:
+def _record(
+    store: Store, campaign: Campaign, trial: Trial, stored: str, seen: str | None, now: str | None, note: str
+) -> None:
     """One ``sample.reconcile`` audit entry; ``now`` (if any) becomes the store's record of the location."""
     if now is not None:
         store.locate_sample(campaign.id, trial.sample_id, now, trial.id)
-    store.audit(campaign.id, RECONCILE, {"sample": trial.sample_id, "trial": trial.number, "store_said": stored,
-                                         "lab_says": seen, "now": now or stored, "note": note}, user="labloop")
+    store.audit(
+        campaign.id,
+        RECONCILE,
+        {
+            "sample": trial.sample_id,
+            "trial": trial.number,
+            "store_said": stored,
+            "lab_says": seen,
+            "now": now or stored,
+            "note": note,
+        },
+        user="labloop",
+    )
 
 
 def _kinds(spec: CampaignSpec, stations: set[str]) -> dict[str, list[str]]:
@@ -252,9 +321,11 @@ def _safe_place(spec: CampaignSpec, stations: set[str], places: AbstractSet[str]
     return "storage" if "storage" in places or not places else sorted(places)[0]
 
 
-def _where_to_look(spec: CampaignSpec, store: Store, trial: Trial, stored: str, entry: str,
-                   kinds: dict[str, list[str]]) -> list[str]:
+def _where_to_look(
+    spec: CampaignSpec, store: Store, trial: Trial, stored: str, entry: str, kinds: dict[str, list[str]]
+) -> list[str]:
     """Where the sample may be: where the store says, where it came from, and the far end of a cut-short move."""
+
     def name(position: str) -> str:
         devices = kinds.get(position, [position])
         return position if devices == [position] else "/".join(devices)

@@ -50,8 +50,12 @@ class _RobotRequest:
 class LabResources:
     """Station reservations by kind, station health, and the robot's priority lock."""
 
-    def __init__(self, kinds: dict[str, list[str]], quarantine_after: int,
-                 on_quarantine: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        kinds: dict[str, list[str]],
+        quarantine_after: int,
+        on_quarantine: Callable[[str, str], None] | None = None,
+    ):
         self.cond = threading.Condition()
         self.kinds = {k: list(v) for k, v in kinds.items()}
         self.stations: dict[str, StationState] = {}

@@ -49,7 +49,7 @@ from .stopping import StopDecision, check
 from .walk import TrialWalker, call_operator
 from .workers import AskService
 
-__all__ = ["Scheduler", "failure_cause", "REQUEST_POLL_S", "REFRESH_S", "SWITCH_INTERVAL_S"]
+__all__ = ["REFRESH_S", "REQUEST_POLL_S", "SWITCH_INTERVAL_S", "Scheduler", "failure_cause"]
 
 Observer = Callable[[str, dict[str, Any]], None]
 StopRules = Callable[[Sequence[Trial], datetime], "StopDecision | None"]
@@ -88,15 +88,33 @@ def fast_gil_handoff() -> Iterator[None]:
 class Scheduler:
     """Builds the parts of one campaign's run and runs them (see the module docstring)."""
 
-    def __init__(self, *, spec: CampaignSpec, lab: Lab, store: Store, campaign: Campaign, strategy: Strategy,
-                 evaluate: Callable[[Trial], Trial], prior: Sequence[Observation] = (),
-                 observer: Observer | None = None, stop_rules: StopRules | None = None,
-                 resumptions: Sequence[Resumption] = (),
-                 documents: Callable[[str, dict[str, Any]], None] | None = None,
-                 lease: CampaignLease | None = None, bell: Bell | None = None):
+    def __init__(
+        self,
+        *,
+        spec: CampaignSpec,
+        lab: Lab,
+        store: Store,
+        campaign: Campaign,
+        strategy: Strategy,
+        evaluate: Callable[[Trial], Trial],
+        prior: Sequence[Observation] = (),
+        observer: Observer | None = None,
+        stop_rules: StopRules | None = None,
+        resumptions: Sequence[Resumption] = (),
+        documents: Callable[[str, dict[str, Any]], None] | None = None,
+        lease: CampaignLease | None = None,
+        bell: Bell | None = None,
+    ):
         # lease None: nobody else could act on this campaign (no lease kept)
-        self.ctx = ctx = RunContext(spec=spec, lab=lab, store=store, campaign=campaign,
-                                    kinds=station_kinds(spec, lab), observer=observer, lease=lease)
+        self.ctx = ctx = RunContext(
+            spec=spec,
+            lab=lab,
+            store=store,
+            campaign=campaign,
+            kinds=station_kinds(spec, lab),
+            observer=observer,
+            lease=lease,
+        )
         self.spec, self.lab, self.store, self.campaign, self.strategy = spec, lab, store, campaign, strategy
         self.resumptions = list(resumptions)
         # looked up when called (not bound here): tests replace this module's ``check``
@@ -107,10 +125,15 @@ class Scheduler:
         self.proposer = Proposer(ctx, self.asker, self.walker.launch, lambda exc: call_operator(ctx, exc), prior)
         self._bell = bell if bell is not None else StoreBell(store, campaign.id)
         self.requests = RequestServer(ctx, self.engines, self.walker.launch, self.asker.discard, self._bell)
-        failures = SystematicFailure(spec.scheduling.pause_after_same_failures,
-                                     {step.label for step in spec.workflow}, store.steps, ctx.pause_for_operator)
-        self.loop = ControlLoop(ctx, self.proposer, failures, self.walker.workers, self.engines, rules,
-                                self.requests.stop)
+        failures = SystematicFailure(
+            spec.scheduling.pause_after_same_failures,
+            {step.label for step in spec.workflow},
+            store.steps,
+            ctx.pause_for_operator,
+        )
+        self.loop = ControlLoop(
+            ctx, self.proposer, failures, self.walker.workers, self.engines, rules, self.requests.stop
+        )
         self.keeper = LeaseKeeper(store, campaign.id, lease, self.loop.on_lease_lost, self._waiting_for)
 
     # the shared state, for callers that look at a running scheduler

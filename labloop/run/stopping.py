@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from labloop.no_improvement import improvement_stalled
 from labloop.run.best import target_met
 from labloop.spec import CampaignSpec, ObjectiveSpec
-
 
 #: Trials that do not use up the budget: rejected by an operator, or cancelled before anything was done to them.
 NOT_COUNTED = ("rejected", "cancelled")
@@ -41,7 +40,9 @@ def target_reached(spec: CampaignSpec, values: dict[str, Any]) -> bool:
     return target_met(spec, values)
 
 
-def check(spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: datetime | None = None) -> StopDecision | None:
+def check(
+    spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: datetime | None = None
+) -> StopDecision | None:
     """Apply the campaign's stopping rules to its trials (rows with number, state, values, info)."""
     rules = spec.stopping
     if rules.target_reached:
@@ -49,19 +50,26 @@ def check(spec: CampaignSpec, trials: Sequence[Any], started_at: datetime, now: 
             if t.state == "done" and target_reached(spec, t.values or {}):
                 goals = [o for o in spec.objectives if o.target is not None or o.direction == "band"]
                 text = ", ".join(_fmt(o, float(t.values[o.name])) for o in goals)
-                return StopDecision("target", f"target reached at trial {t.number} ({text})",
-                                    {"trial": t.number, "values": dict(t.values)})
+                return StopDecision(
+                    "target",
+                    f"target reached at trial {t.number} ({text})",
+                    {"trial": t.number, "values": dict(t.values)},
+                )
     counted = [t for t in trials if t.state not in NOT_COUNTED]
     if len(counted) >= rules.max_trials and all(t.state in ("done", "failed") for t in counted):
-        return StopDecision("budget", f"budget spent: {len(counted)} trials (max_trials = {rules.max_trials})",
-                            {"trials": len(counted)})
+        return StopDecision(
+            "budget", f"budget spent: {len(counted)} trials (max_trials = {rules.max_trials})", {"trials": len(counted)}
+        )
     if rules.max_wall_time is not None:
-        now = now or datetime.now(timezone.utc)
-        start = started_at if started_at.tzinfo else started_at.replace(tzinfo=timezone.utc)
+        now = now or datetime.now(UTC)
+        start = started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC)
         elapsed = (now - start).total_seconds()
         if elapsed >= rules.max_wall_time:
-            return StopDecision("time", f"time limit: {elapsed:.0f} s elapsed (max_wall_time = {rules.max_wall_time:g} s)",
-                                {"elapsed_s": elapsed})
+            return StopDecision(
+                "time",
+                f"time limit: {elapsed:.0f} s elapsed (max_wall_time = {rules.max_wall_time:g} s)",
+                {"elapsed_s": elapsed},
+            )
     if rules.no_improvement_rounds:  # the evidence is each model proposal's info["improvement"]
         values = [t.info["improvement"] for t in trials if t.source == "model" and "improvement" in (t.info or {})]
         stalled = improvement_stalled(values, rules)

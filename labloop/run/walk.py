@@ -40,8 +40,13 @@ class Walk:
 class TrialWalker:
     """Launches trials onto worker threads and walks each through the workflow."""
 
-    def __init__(self, ctx: RunContext, engines: EnginePool, evaluate: Callable[[Trial], Trial],
-                 workers: WorkerPool | None = None):
+    def __init__(
+        self,
+        ctx: RunContext,
+        engines: EnginePool,
+        evaluate: Callable[[Trial], Trial],
+        workers: WorkerPool | None = None,
+    ):
         self.ctx = ctx
         self.engines = engines
         self.evaluate = evaluate  # measured trial -> done or failed, committed (objective plugins)
@@ -68,8 +73,13 @@ class TrialWalker:
             self.launch(r.trial, r)
         ctx = self.ctx
         with ctx.changed:
-            ctx.changed.wait_for(lambda: all(self._first_move[r.trial.id].is_set() for r in first)
-                                 or ctx.estopped.is_set() or ctx.stopping.is_set())
+            ctx.changed.wait_for(
+                lambda: (
+                    all(self._first_move[r.trial.id].is_set() for r in first)
+                    or ctx.estopped.is_set()
+                    or ctx.stopping.is_set()
+                )
+            )
 
     def _release_robot(self, trial: Trial) -> None:
         self.ctx.res.release_robot(trial.id)
@@ -88,8 +98,16 @@ class TrialWalker:
         location = resumption.location if resumption else c.lab.sample_entry
         start = resumption.start_step if resumption else 0
         walk = Walk(trial, TrialState(trial.state), location)
-        tc = TrialContext(c.campaign.id, c.campaign.uid, c.campaign.name, trial.id, trial.number,
-                          trial.sample_id, dict(trial.params), location)
+        tc = TrialContext(
+            c.campaign.id,
+            c.campaign.uid,
+            c.campaign.name,
+            trial.id,
+            trial.number,
+            trial.sample_id,
+            dict(trial.params),
+            location,
+        )
         try:
             ex = self.engines.take()
             ex.abort_check = c.cancelled
@@ -123,8 +141,13 @@ class TrialWalker:
             elif c.estopped.is_set():
                 self._interrupt(trial, walk.state, f"{exc.step.label}: {exc.reason}")
             else:
-                done = c.store.transition(trial.id, walk.state, S.FAILED, finished_at=utcnow(),
-                                          failure_reason=f"{exc.step.label}: {exc.reason}")
+                done = c.store.transition(
+                    trial.id,
+                    walk.state,
+                    S.FAILED,
+                    finished_at=utcnow(),
+                    failure_reason=f"{exc.step.label}: {exc.reason}",
+                )
                 walk.state = S.FAILED
                 c.observer("finished", {"trial": done})
                 held = tc.location if tc.location in c.res.stations else None  # where its sample sits now
@@ -139,18 +162,31 @@ class TrialWalker:
                 pass
             elif not c.estopped.is_set() and walk.state in UNFINISHED and not c.store.steps(trial.id):
                 # nothing physical happened to it: cancelled, one word for it live and in the store
-                done = c.store.transition(trial.id, walk.state, S.CANCELLED, finished_at=utcnow(),
-                                          failure_reason="the campaign ended before the trial reached a station")
+                done = c.store.transition(
+                    trial.id,
+                    walk.state,
+                    S.CANCELLED,
+                    finished_at=utcnow(),
+                    failure_reason="the campaign ended before the trial reached a station",
+                )
                 c.observer("finished", {"trial": done})
             else:
-                self._interrupt(trial, walk.state, "emergency stop" if c.estopped.is_set() else
-                                "the campaign stopped while the trial waited for a station")
+                self._interrupt(
+                    trial,
+                    walk.state,
+                    "emergency stop"
+                    if c.estopped.is_set()
+                    else "the campaign stopped while the trial waited for a station",
+                )
         except Exception as exc:  # noqa: BLE001 - no worker failure may leave a trial in flight forever
             if c.lease_lost():
                 return
-            c.alert("trial.internal_error", f"trial {trial.number} interrupted by an internal error: "
-                    f"{type(exc).__name__}: {exc}; `labloop resume` continues it",
-                    {"trial": trial.number, "error": f"{type(exc).__name__}: {exc}"})
+            c.alert(
+                "trial.internal_error",
+                f"trial {trial.number} interrupted by an internal error: "
+                f"{type(exc).__name__}: {exc}; `labloop resume` continues it",
+                {"trial": trial.number, "error": f"{type(exc).__name__}: {exc}"},
+            )
             self._interrupt(trial, walk.state, f"labloop error: {type(exc).__name__}: {exc}")
         finally:
             c.placed(trial.id)
@@ -238,8 +274,17 @@ class TrialWalker:
             return
         policy = c.spec.lab.calibration[device]  # type: ignore[union-attr]  # expired implies a policy
         if policy.on_expiry == "calibrate":
-            c.observer("step", {"trial": tc.number, "of": c.spec.stopping.max_trials,
-                                "step": f"calibrate:{device}", "device": device, "to": None, "attempt": 1})
+            c.observer(
+                "step",
+                {
+                    "trial": tc.number,
+                    "of": c.spec.stopping.max_trials,
+                    "step": f"calibrate:{device}",
+                    "device": device,
+                    "to": None,
+                    "attempt": 1,
+                },
+            )
             ex.run_calibration(tc, index, device)
             return
         age = calibration.age_s(c.lab.devices.get(device))
@@ -248,7 +293,8 @@ class TrialWalker:
             f"calibration of '{device}' expired (age {shown} > max_age {policy.max_age:g} s) before trial "
             f"{tc.number}'s step '{c.workflow[index].label}'; calibrate it with "
             f"`labloop calibrate {device} --campaign {c.campaign.id}`, then `labloop resume` (resuming without "
-            f"calibrating goes on with readings flagged calibration_expired)")
+            f"calibrating goes on with readings flagged calibration_expired)"
+        )
         c.wake.set()
         c.wait_while_paused()
 
@@ -259,8 +305,7 @@ class TrialWalker:
         if not buffers or c.res.free(next_kind):
             return False
         held_kind = c.res.stations[held].kind
-        return any(kind in (held_kind, held) or held in c.res.devices_of(kind)
-                   for kind in list(c.res.waiting.values()))
+        return any(kind in (held_kind, held) or held in c.res.devices_of(kind) for kind in list(c.res.waiting.values()))
 
     def _park(self, ex: TrialExecutor, tc: TrialContext, trial: Trial, index: int, held: str) -> None:
         """Move the sample to a buffer place and free its station for the trial waiting for it."""
@@ -295,8 +340,17 @@ class TrialWalker:
             if c.cancelled():
                 raise Cancelled()
             station = step.kind != "transfer"  # robot moves are not station health
-            c.observer("step", {"trial": tc.number, "of": c.spec.stopping.max_trials, "step": step.label,
-                                "device": device, "to": dest, "attempt": attempt})
+            c.observer(
+                "step",
+                {
+                    "trial": tc.number,
+                    "of": c.spec.stopping.max_trials,
+                    "step": step.label,
+                    "device": device,
+                    "to": dest,
+                    "attempt": attempt,
+                },
+            )
             try:
                 ex.run_step(tc, index, device if station else None, dest, attempt)
                 if station:
@@ -308,8 +362,12 @@ class TrialWalker:
                 quarantined = station and c.res.record(device, False, exc.reason)
                 if attempt > step.retries or quarantined:
                     raise
-                c.store.audit(c.campaign.id, "step.retry", {"trial": tc.number, "step": step.label,
-                                                            "attempt": attempt, "reason": exc.reason}, "labloop")
+                c.store.audit(
+                    c.campaign.id,
+                    "step.retry",
+                    {"trial": tc.number, "step": step.label, "attempt": attempt, "reason": exc.reason},
+                    "labloop",
+                )
                 delay = step.retry_backoff * 2 ** (attempt - 1) / c.lab.time_scale(device, c.time_scale)
                 if c.estopped.wait(delay):
                     raise
@@ -350,5 +408,7 @@ class TrialWalker:
 
 def call_operator(ctx: RunContext, exc: NoStationLeft) -> None:
     """No station of a kind is left in service: pause for an operator, saying how to go on."""
-    ctx.pause_for_operator(f"no '{exc.kind}' station left in service ({exc.detail}); fix one, then "
-                           f"run `labloop resume` to put the stations back in service")
+    ctx.pause_for_operator(
+        f"no '{exc.kind}' station left in service ({exc.detail}); fix one, then "
+        f"run `labloop resume` to put the stations back in service"
+    )

@@ -65,8 +65,11 @@ class AskService:
     strategy, and only this one thread runs the strategy, so nothing else in the process sees it change: the
     RunEngines and drivers do not use torch."""
 
-    def __init__(self, ask: Callable[[int, list[Any], list[dict[str, Any]]], list[Any]],
-                 on_done: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        ask: Callable[[int, list[Any], list[dict[str, Any]]], list[Any]],
+        on_done: Callable[[], None] | None = None,
+    ):
         self._ask = ask
         self._on_done = on_done or (lambda: None)  # wakes the control loop the moment a proposal is ready
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="strategy")

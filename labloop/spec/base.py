@@ -44,4 +44,3 @@ class _Model(BaseModel):
                 if field is not None and _yes_no_as_number(field.annotation, value):
                     raise ValueError(f"{key}: a yes/no (true/false) where a number belongs (fix: give a number)")
         return data
-

@@ -36,16 +36,20 @@ class CampaignSpec(_Model):
     lab: LabSpec | None = Field(None, description="The lab; not needed for table replays.")
     workflow: list[StepSpec] = Field(default_factory=list, description="Steps every trial runs, in order.")
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed for the strategy and the simulators "
-                      "(0 to 4294967295).")
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Random seed for the strategy and the simulators (0 to 4294967295)."
+    )
     store: str | None = Field(None, description="Store URL (default: sqlite file labloop.db in the working directory).")
     candidates: str | None = Field(None, description="CSV of candidate rows: proposals may only be rows of it.")
     sharing: SharingSpec = Field(default_factory=SharingSpec, description="Sharing classes of the exported data.")
-    best: BestSpec = Field(default_factory=BestSpec, description="With several objectives: which trial of the "
-                           "feasible Pareto set is named the best (default: largest hypervolume contribution).")
+    best: BestSpec = Field(
+        default_factory=BestSpec,
+        description="With several objectives: which trial of the "
+        "feasible Pareto set is named the best (default: largest hypervolume contribution).",
+    )
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "CampaignSpec":
+    def _cross_checks(self) -> CampaignSpec:
         names = self.parameter_names()
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -67,9 +71,11 @@ class CampaignSpec(_Model):
         self._check_consumables()
         kinds = [s.kind for s in self.workflow]
         if "measure" in kinds and ("synthesize" not in kinds or kinds.index("synthesize") > kinds.index("measure")):
-            raise ValueError(f"workflow[{kinds.index('measure')}]: the workflow measures before anything is "
-                             f"synthesized: every trial would measure a bare substrate and blame the instrument "
-                             f"(fix: add a synthesize step before the first measure step)")
+            raise ValueError(
+                f"workflow[{kinds.index('measure')}]: the workflow measures before anything is "
+                f"synthesized: every trial would measure a bare substrate and blame the instrument "
+                f"(fix: add a synthesize step before the first measure step)"
+            )
         return self
 
     def sharing_fields(self) -> list[str]:
@@ -79,24 +85,32 @@ class CampaignSpec(_Model):
         return [*self.parameter_names(), *groups, *outcomes, *SHARING_KINDS, *SHARING_GROUPS]
 
     def _check_sharing(self) -> None:
-        names = [*self.parameter_names(), *[o.name for o in self.objectives],
-                 *[o.name for o in self.outcome_constraints]]
+        names = [
+            *self.parameter_names(),
+            *[o.name for o in self.objectives],
+            *[o.name for o in self.outcome_constraints],
+        ]
         allowed = self.sharing_fields()
         own = [n for n in allowed if n not in SHARING_KINDS and n not in SHARING_GROUPS]
         for name in self.sharing.derived:
             if name not in own:
-                raise ValueError(f"sharing.derived.{name}: unknown field '{name}' (fix: use a parameter, objective "
-                                 f"or outcome constraint: {', '.join(own)})")
+                raise ValueError(
+                    f"sharing.derived.{name}: unknown field '{name}' (fix: use a parameter, objective "
+                    f"or outcome constraint: {', '.join(own)})"
+                )
         if not self.sharing.fields:
             return
         clash = sorted(set(names) & (set(SHARING_KINDS) | set(SHARING_GROUPS)))
         if clash:
-            raise ValueError(f"sharing.fields: {clash} are both campaign fields and sharing kinds, so a class given "
-                             f"to them is ambiguous (fix: rename the parameter or objective)")
+            raise ValueError(
+                f"sharing.fields: {clash} are both campaign fields and sharing kinds, so a class given "
+                f"to them is ambiguous (fix: rename the parameter or objective)"
+            )
         for name in self.sharing.fields:
             if name not in allowed:
-                raise ValueError(f"sharing.fields.{name}: unknown field '{name}' (fix: use one of: "
-                                 f"{', '.join(allowed)})")
+                raise ValueError(
+                    f"sharing.fields.{name}: unknown field '{name}' (fix: use one of: {', '.join(allowed)})"
+                )
 
     def _check_consumables(self) -> None:
         """A use formula names parameters of this campaign, numeric ones (a categorical choice has no mass)."""
@@ -105,25 +119,31 @@ class CampaignSpec(_Model):
             return
         names = self.parameter_names()
         for stock, name in cons.unknown_parameters(set(names)):
-            raise ValueError(f"lab.consumables.use.{stock}: unknown parameter '{name}' (fix: use one of: "
-                             f"{', '.join(names)})")
+            raise ValueError(
+                f"lab.consumables.use.{stock}: unknown parameter '{name}' (fix: use one of: {', '.join(names)})"
+            )
         for p in self.parameters:
             if isinstance(p, CategoricalParameter) or (isinstance(p, FixedParameter) and isinstance(p.value, str)):
                 for stock, tree in cons.trees().items():
                     if p.name in names_in(tree):
-                        raise ValueError(f"lab.consumables.use.{stock}: '{p.name}' is not numeric, so it is no "
-                                         f"amount (fix: use numeric parameters)")
+                        raise ValueError(
+                            f"lab.consumables.use.{stock}: '{p.name}' is not numeric, so it is no "
+                            f"amount (fix: use numeric parameters)"
+                        )
 
     def _check_best(self) -> None:
         names = [o.name for o in self.objectives]
         if self.best.primary is not None and self.best.primary not in names:
-            raise ValueError(f"best.primary: '{self.best.primary}' is not an objective (fix: use one of: "
-                             f"{', '.join(names)})")
+            raise ValueError(
+                f"best.primary: '{self.best.primary}' is not an objective (fix: use one of: {', '.join(names)})"
+            )
         if self.best.rule != "weighted":
             for i, o in enumerate(self.objectives):
                 if o.weight is not None:
-                    raise ValueError(f"objectives[{i}].weight is used only with best.rule: weighted (fix: add "
-                                     f"'best: {{rule: weighted}}' or remove the weight)")
+                    raise ValueError(
+                        f"objectives[{i}].weight is used only with best.rule: weighted (fix: add "
+                        f"'best: {{rule: weighted}}' or remove the weight)"
+                    )
 
     def _check_belief(self, name: str, belief: ExpertBelief) -> None:
         where = f"strategy.expert_prior.{name}"
@@ -139,8 +159,11 @@ class CampaignSpec(_Model):
             return
         if belief.center is None:
             raise ValueError(f"{where}: '{name}' is numeric: give 'center' and 'width'")
-        lo, hi = (min(param.values), max(param.values)) if isinstance(param, DiscreteParameter) else \
-            (param.lower, param.upper)
+        lo, hi = (
+            (min(param.values), max(param.values))
+            if isinstance(param, DiscreteParameter)
+            else (param.lower, param.upper)
+        )
         if not lo <= belief.center <= hi:
             raise ValueError(f"{where}: center {belief.center} is outside the bounds [{lo}, {hi}] of '{name}'")
 
@@ -150,5 +173,3 @@ class CampaignSpec(_Model):
         for p in self.parameters:
             out.extend(p.components if isinstance(p, CompositionParameter) else [p.name])
         return out
-
-

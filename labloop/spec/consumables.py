@@ -28,8 +28,12 @@ class UseError(ValueError):
     """A use formula that cannot be evaluated (or parsed): says which and how to fix it."""
 
 
-_OPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-        ast.Div: lambda a, b: a / b}
+_OPS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
 
 
 def parse_use(text: str | float | int) -> ast.expr:
@@ -41,15 +45,18 @@ def parse_use(text: str | float | int) -> ast.expr:
     try:
         tree = ast.parse(str(text), mode="eval").body
     except SyntaxError:
-        raise UseError(f"'{text}' is not a formula (fix: a parameter name, a number, or e.g. "
-                       f"'mass_g * 0.4 + 0.1')") from None
+        raise UseError(
+            f"'{text}' is not a formula (fix: a parameter name, a number, or e.g. 'mass_g * 0.4 + 0.1')"
+        ) from None
     for node in ast.walk(tree):
         ok = isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *_OPS)) or (
-            isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
-            and not isinstance(node.value, bool))
+            isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+        )
         if not ok:
-            raise UseError(f"'{text}' uses {type(node).__name__}, which a use formula may not (fix: only parameter "
-                           f"names, numbers, + - * / and parentheses)")
+            raise UseError(
+                f"'{text}' uses {type(node).__name__}, which a use formula may not (fix: only parameter "
+                f"names, numbers, + - * / and parentheses)"
+            )
     return tree
 
 
@@ -119,21 +126,30 @@ class StockSpec(_Model):
 
     unit: Literal["g", "mg", "kg", "mL", "L", "count"] = Field(description="Unit of the amounts.")
     initial: float = Field(description="What is on the shelf when the campaign starts (>= 0).")
-    alert_below: float | None = Field(None, description="Alert the operator when what is left (not "
-                                      "reserved by a trial) falls below this; closed by a refill.")
-    cleaning: str | None = Field(None, description="Items only: the operator's task that turns used items clean "
-                                 "again (shown in the alert); recorded with `labloop inventory refill`.")
+    alert_below: float | None = Field(
+        None,
+        description="Alert the operator when what is left (not "
+        "reserved by a trial) falls below this; closed by a refill.",
+    )
+    cleaning: str | None = Field(
+        None,
+        description="Items only: the operator's task that turns used items clean "
+        "again (shown in the alert); recorded with `labloop inventory refill`.",
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "StockSpec":
+    def _check(self) -> StockSpec:
         for field in ("initial", "alert_below"):
             v = getattr(self, field)
             if v is not None and v < 0:
-                raise ValueError(f"{field}: a stock cannot hold a negative amount ({v:g}) (fix: give an amount "
-                                 f">= 0 in {self.unit})")
+                raise ValueError(
+                    f"{field}: a stock cannot hold a negative amount ({v:g}) (fix: give an amount >= 0 in {self.unit})"
+                )
         if self.cleaning is not None and self.unit != "count":
-            raise ValueError("'cleaning' is for counted items (unit: count), not a stock in "
-                             f"{self.unit} (fix: remove it or use unit: count)")
+            raise ValueError(
+                "'cleaning' is for counted items (unit: count), not a stock in "
+                f"{self.unit} (fix: remove it or use unit: count)"
+            )
         return self
 
 
@@ -142,9 +158,11 @@ class ConsumablesSpec(_Model):
 
     stocks: dict[str, StockSpec] = Field(min_length=1, description="Stock name -> unit, initial amount, alert.")
     use: dict[str, str | float] = Field(
-        default_factory=dict, description="Stock name -> what one trial uses: a parameter name, a number, or a "
+        default_factory=dict,
+        description="Stock name -> what one trial uses: a parameter name, a number, or a "
         "formula of parameters with + - * / (e.g. 'mass_g * li_fraction'). Reserved when the trial is proposed, "
-        "drawn when it starts.")
+        "drawn when it starts.",
+    )
 
     @field_validator("stocks")
     @classmethod
@@ -155,18 +173,21 @@ class ConsumablesSpec(_Model):
         return v
 
     @model_validator(mode="after")
-    def _check(self) -> "ConsumablesSpec":
+    def _check(self) -> ConsumablesSpec:
         for name, text in self.use.items():
             if name not in self.stocks:
-                raise ValueError(f"use.{name}: unknown stock '{name}' (fix: declare it under stocks, one of: "
-                                 f"{', '.join(self.stocks)})")
+                raise ValueError(
+                    f"use.{name}: unknown stock '{name}' (fix: declare it under stocks, one of: "
+                    f"{', '.join(self.stocks)})"
+                )
             try:
                 tree = parse_use(text)
             except UseError as exc:
                 raise ValueError(f"use.{name}: {exc}") from None
             if isinstance(tree, ast.Constant) and _number(tree) < 0:
-                raise ValueError(f"use.{name}: a trial cannot use a negative amount ({_number(tree)}) (fix: give an "
-                                 f"amount >= 0)")
+                raise ValueError(
+                    f"use.{name}: a trial cannot use a negative amount ({_number(tree)}) (fix: give an amount >= 0)"
+                )
         return self
 
     def trees(self) -> dict[str, ast.expr]:
@@ -181,8 +202,10 @@ class ConsumablesSpec(_Model):
             except UseError as exc:
                 raise UseError(f"lab.consumables.use.{name}: {exc}") from None
             if out[name] < 0:
-                raise UseError(f"lab.consumables.use.{name} is {out[name]:g} for this trial: a trial cannot "
-                               f"use a negative amount (fix: a formula that stays >= 0 over the parameters' bounds)")
+                raise UseError(
+                    f"lab.consumables.use.{name} is {out[name]:g} for this trial: a trial cannot "
+                    f"use a negative amount (fix: a formula that stays >= 0 over the parameters' bounds)"
+                )
         return out
 
     def unknown_parameters(self, known: set[str]) -> list[tuple[str, str]]:

@@ -18,22 +18,30 @@ class DeviceSpec(_Model):
     ``agent`` name, or inline as ``agent_key``)."""
 
     driver: str | None = Field(None, description="Driver of a device plugged into this computer.")
-    file: str | None = Field(None, description="Instrument description (YAML, docs/drivers.md): a declarative "
-                             "device built by labloop; a relative path is resolved from the campaign file's folder.")
+    file: str | None = Field(
+        None,
+        description="Instrument description (YAML, docs/drivers.md): a declarative "
+        "device built by labloop; a relative path is resolved from the campaign file's folder.",
+    )
     spec: dict[str, Any] | None = Field(None, description="The instrument description inline, instead of 'file'.")
-    config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the driver (for a "
-                                   "described instrument: 'address' and 'timeout' override the description's).")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for the driver (for a "
+        "described instrument: 'address' and 'timeout' override the description's).",
+    )
     remote: str | None = Field(None, description="Address of the agent serving the device, e.g. tcp://10.0.0.5:7600.")
     agent: str | None = Field(None, description="The agent's name in the store's users (role agent): its key.")
     agent_key: str | None = Field(None, description="The agent's CURVE public key (Z85), instead of 'agent'.")
 
     @model_validator(mode="after")
-    def _driver_or_remote(self) -> "DeviceSpec":
+    def _driver_or_remote(self) -> DeviceSpec:
         given = [k for k in ("driver", "remote", "file", "spec") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give either 'driver' (a device on this computer), 'file' or 'spec' (an instrument "
-                             "described in YAML) or 'remote' (an agent's address)"
-                             + (f"; got {' and '.join(given)}" if given else ""))
+            raise ValueError(
+                "give either 'driver' (a device on this computer), 'file' or 'spec' (an instrument "
+                "described in YAML) or 'remote' (an agent's address)"
+                + (f"; got {' and '.join(given)}" if given else "")
+            )
         if self.remote is None:
             if self.agent or self.agent_key:
                 raise ValueError("'agent' and 'agent_key' belong to a remote device (add 'remote: tcp://HOST:PORT')")
@@ -42,11 +50,15 @@ class DeviceSpec(_Model):
         if not self.remote.startswith("tcp://") or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"remote '{self.remote}' is not an agent address: write tcp://HOST:PORT")
         if self.config:
-            raise ValueError("a remote device is configured on the agent's computer (labloop agent --config), "
-                             "not here: drop 'config'")
+            raise ValueError(
+                "a remote device is configured on the agent's computer (labloop agent --config), "
+                "not here: drop 'config'"
+            )
         if not (self.agent or self.agent_key) or (self.agent and self.agent_key):
-            raise ValueError("name the agent ('agent: NAME', its key is looked up in the store) or give its "
-                             "public key ('agent_key: Z85'), one of the two")
+            raise ValueError(
+                "name the agent ('agent: NAME', its key is looked up in the store) or give its "
+                "public key ('agent_key: Z85'), one of the two"
+            )
         if self.agent_key is not None and len(self.agent_key) != 40:
             raise ValueError("agent_key must be a Z85 CURVE public key (40 characters; `labloop users list`)")
         return self
@@ -71,19 +83,21 @@ class LabSpec(_Model):
         description="Places (racks, hotels) where the robot may park a finished sample whose next station is busy, "
         "so that the station it sits in can take the next sample.",
     )
-    suspenders: list["SuspenderSpec"] = Field(
+    suspenders: list[SuspenderSpec] = Field(
         default_factory=list, description="Conditions that pause every run while a monitored signal is out of band."
     )
-    calibration: dict[str, "CalibrationPolicy"] = Field(
+    calibration: dict[str, CalibrationPolicy] = Field(
         default_factory=dict,
         description="Maximum calibration age per device (device -> {max_age, on_expiry}); see CalibrationPolicy.",
     )
     consumables: ConsumablesSpec | None = Field(
-        None, description="Stocks and countable items the trials use up (labloop/spec/consumables.py): the store "
-        "keeps their levels, the optimizer proposes only what is left, the operator is alerted and refills.")
+        None,
+        description="Stocks and countable items the trials use up (labloop/spec/consumables.py): the store "
+        "keeps their levels, the optimizer proposes only what is left, the operator is alerted and refills.",
+    )
 
     @model_validator(mode="after")
-    def _something(self) -> "LabSpec":
+    def _something(self) -> LabSpec:
         if self.simulator is None and not self.devices:
             raise ValueError("name a simulator or at least one device")
         return self
@@ -96,9 +110,12 @@ class CalibrationPolicy(_Model):
     recorded ``calibrate`` step (``on_expiry: calibrate``) or pauses the campaign saying how to calibrate
     (``pause``). Readings taken while it is older are flagged ``calibration_expired``."""
 
-    max_age: float = Field(gt=0, description="Seconds a calibration stays valid, in the lab's time (simulated "
-                           "seconds for a simulated device). A calibration recorded before the run is used while "
-                           "younger.")
+    max_age: float = Field(
+        gt=0,
+        description="Seconds a calibration stays valid, in the lab's time (simulated "
+        "seconds for a simulated device). A calibration recorded before the run is used while "
+        "younger.",
+    )
     on_expiry: Literal["calibrate", "pause"] = Field("calibrate", description="Calibrate automatically, or pause.")
 
 
@@ -111,7 +128,7 @@ class SuspenderSpec(_Model):
     resume_after: float = Field(0.0, ge=0, description="Seconds the value must be back in band before resuming.")
 
     @model_validator(mode="after")
-    def _check(self) -> "SuspenderSpec":
+    def _check(self) -> SuspenderSpec:
         if self.low is None and self.high is None:
             raise ValueError("give low, high or both")
         if self.low is not None and self.high is not None and self.low >= self.high:
@@ -151,7 +168,7 @@ class StepSpec(_Model):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "StepSpec":
+    def _check(self) -> StepSpec:
         if self.kind == "transfer" and not self.to:
             raise ValueError("a transfer step needs 'to'")
         if self.kind in ("synthesize", "measure") and not self.device:
@@ -159,8 +176,10 @@ class StepSpec(_Model):
         if self.kind == "synthesize" and self.on_resume == "rerun":
             raise ValueError("a synthesis consumes its sample: on_resume 'rerun' would process it twice; use 'fail'")
         if self.retries and self.resume_policy == "fail":
-            raise ValueError(f"a {self.kind} that failed has consumed its sample: retries would process it again "
-                             f"(retry measurements and transfers; a failed synthesis is a result for the optimizer)")
+            raise ValueError(
+                f"a {self.kind} that failed has consumed its sample: retries would process it again "
+                f"(retry measurements and transfers; a failed synthesis is a result for the optimizer)"
+            )
         return self
 
     @property
@@ -172,7 +191,6 @@ class StepSpec(_Model):
         if self.name:
             return self.name
         return f"transfer:{self.to}" if self.kind == "transfer" else f"{self.kind}:{self.device}"
-
 
 
 LabSpec.model_rebuild()

@@ -54,8 +54,13 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
                 t = typing.get_args(t)[0]
             elif origin in (typing.Union, types.UnionType):
                 members = [a for a in typing.get_args(t) if a is not type(None)]
-                tagged = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)
-                          and getattr(m.model_fields.get("type"), "default", None) == part]
+                tagged = [
+                    m
+                    for m in members
+                    if isinstance(m, type)
+                    and issubclass(m, BaseModel)
+                    and getattr(m.model_fields.get("type"), "default", None) == part
+                ]
                 if tagged:
                     t = tagged[0]
                     break
@@ -64,8 +69,11 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
                 t = members[0]
             else:
                 break
-        if isinstance(t, type) and issubclass(t, BaseModel) and getattr(t.model_fields.get("type"), "default",
-                                                                         None) == part:
+        if (
+            isinstance(t, type)
+            and issubclass(t, BaseModel)
+            and getattr(t.model_fields.get("type"), "default", None) == part
+        ):
             continue  # the discriminator tag pydantic puts in the path
         origin = typing.get_origin(t)
         if isinstance(part, int) and origin is list:
@@ -94,7 +102,9 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         if isinstance(error, OptionsError):  # one line per bad strategy option, with its own path
             where = _loc(err["loc"])
             where = "" if where == "(top level)" else where + "."
-            lines += [f"{source}: {where}options{'.' + k if k else ''}: {m} (fix: {fix})" for k, m, fix in error.problems]
+            lines += [
+                f"{source}: {where}options{'.' + k if k else ''}: {m} (fix: {fix})" for k, m, fix in error.problems
+            ]
             continue
         msg = err["msg"].removeprefix("Value error, ")
         fix = _FIXES.get(err["type"])
@@ -104,7 +114,9 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
             if allowed:
                 fix = f"{fix}; the fields here are: {', '.join(allowed)}"
         where = _loc(err["loc"])  # a rule across fields names its own path in the message
-        lines.append(f"{source}: {'' if where == '(top level)' else where + ': '}{msg}" + (f" (fix: {fix})" if fix else ""))
+        lines.append(
+            f"{source}: {'' if where == '(top level)' else where + ': '}{msg}" + (f" (fix: {fix})" if fix else "")
+        )
     return "\n".join(lines)
 
 
@@ -122,12 +134,15 @@ def _non_finite(data: Any, where: tuple[Any, ...] = ()) -> list[tuple[str, float
 def parse_spec(data: Any, source: str = "<campaign>") -> CampaignSpec:
     """Validate already-parsed YAML/JSON data; raise :class:`SpecError` naming ``source`` and the field path."""
     if not isinstance(data, dict):
-        raise SpecError(f"{source}: the campaign file must be a mapping of fields, got {type(data).__name__}",
-                        "start from experiments/thinfilm.yaml")
+        raise SpecError(
+            f"{source}: the campaign file must be a mapping of fields, got {type(data).__name__}",
+            "start from experiments/thinfilm.yaml",
+        )
     bad = _non_finite(data)
     if bad:  # options of plugins, simulators and strategies are free-form: no field type stops a .nan there
-        raise SpecError("\n".join(f"{source}: {where}: {v} is not a finite number" for where, v in bad),
-                        "give a finite number")
+        raise SpecError(
+            "\n".join(f"{source}: {where}: {v} is not a finite number" for where, v in bad), "give a finite number"
+        )
     try:
         return CampaignSpec.model_validate(data)
     except ValidationError as exc:
@@ -155,8 +170,8 @@ def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
         return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
     except (ValueError, OverflowError) as exc:
         raise yaml.constructor.ConstructorError(
-            None, None, f"'{node.value}' is not a real date ({exc})",
-            node.start_mark) from None
+            None, None, f"'{node.value}' is not a real date ({exc})", node.start_mark
+        ) from None
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
@@ -164,17 +179,22 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 def spec_from_text(text: str, source: str) -> CampaignSpec:
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = str(getattr(exc, "problem", exc))
-        fix = ("write a real day as YYYY-MM-DD" if "is not a real date" in problem
-               else "fix the YAML syntax (indentation, colons, quotes)")
+        fix = (
+            "write a real day as YYYY-MM-DD"
+            if "is not a real date" in problem
+            else "fix the YAML syntax (indentation, colons, quotes)"
+        )
         raise SpecError(f"{source}: not valid YAML{where}: {problem}", fix) from None
     except (ValueError, TypeError, OverflowError) as exc:  # a value YAML cannot build, e.g. a date 2027-13-45
-        raise SpecError(f"{source}: a value is not what it looks like: {exc}",
-                        "check dates (YYYY-MM-DD, a real day) and numbers in the file") from None
+        raise SpecError(
+            f"{source}: a value is not what it looks like: {exc}",
+            "check dates (YYYY-MM-DD, a real day) and numbers in the file",
+        ) from None
     return parse_spec(data, source)
 
 

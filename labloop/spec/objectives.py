@@ -30,13 +30,16 @@ class ObjectiveSpec(_Model):
         None, description="Reference point for multi-objective optimization (worst acceptable value)."
     )
     weight: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
+        None,
+        gt=0,
+        allow_inf_nan=False,
         description="With several objectives and `best: {rule: weighted}`: this objective's weight in the weighted "
         "sum of normalized scores (each scaled 0..1 over the feasible trials) that names one trial of the feasible "
-        "Pareto set as the best. Default 1; only used by that rule.")
+        "Pareto set as the best. Default 1; only used by that rule.",
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "ObjectiveSpec":
+    def _check(self) -> ObjectiveSpec:
         if self.direction == "band":
             if self.band is None:
                 raise ValueError("direction 'band' needs band: [low, high]")
@@ -79,7 +82,7 @@ class OutcomeConstraintSpec(_Model):
     unit: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "OutcomeConstraintSpec":
+    def _check(self) -> OutcomeConstraintSpec:
         if self.lower is None and self.upper is None:
             raise ValueError("give lower, upper or both")
         return self
@@ -91,18 +94,21 @@ class BestSpec(_Model):
     Pareto set; this only says which member of that set to name (labloop/run/best.py)."""
 
     rule: Literal["hypervolume", "weighted", "primary"] = Field(
-        "hypervolume", description="hypervolume: the member whose loss would shrink the front the most (largest "
+        "hypervolume",
+        description="hypervolume: the member whose loss would shrink the front the most (largest "
         "exclusive hypervolume contribution); weighted: the largest sum of `objectives[].weight` x score, each "
         "objective's score scaled 0..1 over the feasible trials; primary: the member best on the objective "
-        "named by `primary`.")
+        "named by `primary`.",
+    )
     primary: str | None = Field(None, description="With rule primary: the objective that names the best trial.")
 
     @model_validator(mode="after")
-    def _check(self) -> "BestSpec":
+    def _check(self) -> BestSpec:
         if self.rule == "primary" and self.primary is None:
             raise ValueError("rule 'primary' needs 'primary: OBJECTIVE' (the objective that names the best trial)")
         if self.rule != "primary" and self.primary is not None:
-            raise ValueError(f"'primary' is used only with rule 'primary' (fix: add rule: primary, or remove "
-                             f"primary: {self.primary})")
+            raise ValueError(
+                f"'primary' is used only with rule 'primary' (fix: add rule: primary, or remove "
+                f"primary: {self.primary})"
+            )
         return self
-

@@ -19,7 +19,7 @@ SHARING_CLASSES: tuple[str, ...] = ("open", "shared-closed", "closed")
 SHARING_KINDS: dict[str, str] = {
     "process_streams": "monitored process streams of the syntheses (pressure, temperature traces)",
     "dock": "any other document data of the stations and instruments (raw measurement readings) that is not an "
-            "objective or a parameter",
+    "objective or a parameter",
     "failure_reason": "why a trial failed (free text of devices and plugins)",
     "evidence": "the model's evidence at proposal time (predicted mean and spread, acquisition value, importance)",
     "source": "where each proposal came from (seed, sobol, model, ...)",
@@ -41,18 +41,23 @@ class SharingSpec(_Model):
     """Who may see what when the campaign's data are exported (``labloop export --class``). Absent: everything is
     ``closed`` (only the owner sees it)."""
 
-    default: SharingClass = Field("closed", description="Class of every field not listed: open, shared-closed or closed.")
+    default: SharingClass = Field(
+        "closed", description="Class of every field not listed: open, shared-closed or closed."
+    )
     fields: dict[str, SharingClass] = Field(
         default_factory=dict,
         description="Field -> class. Fields: each parameter (a composition's name stands for its components), "
         "objective and outcome constraint; 'parameters' and 'objectives' for all of them; process_streams, dock, "
-        "failure_reason, evidence, source. Trial number, state, sample id, stations and times are always shared.")
+        "failure_reason, evidence, source. Trial number, state, sample id, stations and times are always shared.",
+    )
     embargo_until: date | None = Field(
-        None, description="From this day on (UTC), fields that are closed are shared-closed.")
+        None, description="From this day on (UTC), fields that are closed are shared-closed."
+    )
     derived: dict[str, list[str]] = Field(
         default_factory=dict,
         description="Field -> what is derived from it and must be hidden with it: stream names or data keys "
         "(a monitored stream 'chamber_pressure' whose plateau lasts the recipe's 'duration') and 'failure_reason' "
         "(the failure reasons of the steps whose recipe holds the field: 'plasma extinguished at 112.9 min'). A "
         "hidden recipe field not listed here hides every stream and failure reason of the steps whose recipe "
-        "holds it (their timing may reveal it); listing it, even with [], narrows that to what is listed.")
+        "holds it (their timing may reveal it); listing it, even with [], narrows that to what is listed.",
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,7 +12,9 @@ from .base import _Model
 
 # --------------------------------------------------------------------------------------------------- parameters
 class _ParameterBase(_Model):
-    name: str = Field(description="Parameter name; also the recipe field sent to the station unless `setpoint` says otherwise.")
+    name: str = Field(
+        description="Parameter name; also the recipe field sent to the station unless `setpoint` says otherwise."
+    )
     unit: str | None = Field(None, description="Physical unit, for reports only.")
     setpoint: str | None = Field(
         None,
@@ -36,7 +38,7 @@ class _BoundedParameter(_ParameterBase):
     log: bool = Field(False, description="Search on a log scale (bounds must then be positive).")
 
     @model_validator(mode="after")
-    def _bounds(self) -> "_BoundedParameter":
+    def _bounds(self) -> _BoundedParameter:
         _check_bounds(self.lower, self.upper, self.log)
         return self
 
@@ -82,9 +84,11 @@ class CategoricalParameter(_ParameterBase):
         "used instead of one-hot encoding.",
     )
     encoding: Literal["one_hot", "rdkit_descriptors", "morgan_fingerprint"] = Field(
-        "one_hot", description="How the model sees the choices: one_hot, or (choices given as SMILES, needs "
+        "one_hot",
+        description="How the model sees the choices: one_hot, or (choices given as SMILES, needs "
         "`pip install 'labloop[chem]'`) rdkit_descriptors / morgan_fingerprint, reduced by PCA "
-        "(labloop/strategy/chem.py). Ignored when `descriptors` are given.")
+        "(labloop/strategy/chem.py). Ignored when `descriptors` are given.",
+    )
 
     @field_validator("choices", mode="before")
     @classmethod
@@ -92,7 +96,7 @@ class CategoricalParameter(_ParameterBase):
         return [str(x) for x in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
-    def _check(self) -> "CategoricalParameter":
+    def _check(self) -> CategoricalParameter:
         if len(set(self.choices)) != len(self.choices):
             raise ValueError("choices must be unique")
         if self.descriptors is not None:
@@ -101,8 +105,10 @@ class CategoricalParameter(_ParameterBase):
                 raise ValueError(f"descriptors missing for choices {missing} (fix: give each choice its descriptors)")
             unknown = [c for c in self.descriptors if c not in self.choices]
             if unknown:
-                raise ValueError(f"descriptors given for {unknown}, which are not choices ({self.choices}) (fix: add "
-                                 f"them to choices or remove their descriptors)")
+                raise ValueError(
+                    f"descriptors given for {unknown}, which are not choices ({self.choices}) (fix: add "
+                    f"them to choices or remove their descriptors)"
+                )
             lengths = {len(v) for v in self.descriptors.values()}
             if len(lengths) != 1 or 0 in lengths:
                 raise ValueError("every choice needs the same, non-zero number of descriptors")
@@ -125,7 +131,7 @@ class CompositionParameter(_ParameterBase):
     step: float | None = Field(None, gt=0, description="Grid step (e.g. 0.1 for 10 at% steps); none = continuous.")
 
     @model_validator(mode="after")
-    def _check(self) -> "CompositionParameter":
+    def _check(self) -> CompositionParameter:
         if len(set(self.components)) != len(self.components):
             raise ValueError("components must be unique")
         if self.step is not None:
@@ -136,14 +142,12 @@ class CompositionParameter(_ParameterBase):
 
 
 Parameter = Annotated[
-    Union[
-        ContinuousParameter,
-        IntegerParameter,
-        DiscreteParameter,
-        CategoricalParameter,
-        FixedParameter,
-        CompositionParameter,
-    ],
+    ContinuousParameter
+    | IntegerParameter
+    | DiscreteParameter
+    | CategoricalParameter
+    | FixedParameter
+    | CompositionParameter,
     Field(discriminator="type"),
 ]
 
@@ -166,10 +170,9 @@ class LinearConstraint(_Model):
     upper: float | None = Field(None, description="Upper limit of the weighted sum.")
 
     @model_validator(mode="after")
-    def _check(self) -> "LinearConstraint":
+    def _check(self) -> LinearConstraint:
         if self.lower is None and self.upper is None:
             raise ValueError("give lower, upper or both")
         if self.lower is not None and self.upper is not None and self.lower > self.upper:
             raise ValueError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
         return self
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal, Optional, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -20,13 +20,16 @@ class PriorDataSpec(_Model):
     this campaign's budget, best result or stopping rules)."""
 
     csv: str | None = Field(
-        None, description="CSV of past experiments: a column per parameter and per objective (an empty objective "
-        "cell = not measured); an optional 'failed' column (1/true/yes) marks failed experiments.")
+        None,
+        description="CSV of past experiments: a column per parameter and per objective (an empty objective "
+        "cell = not measured); an optional 'failed' column (1/true/yes) marks failed experiments.",
+    )
     campaign: str | None = Field(
-        None, description="Name or id of another campaign in the same store: its finished trials are used.")
+        None, description="Name or id of another campaign in the same store: its finished trials are used."
+    )
 
     @model_validator(mode="after")
-    def _one(self) -> "PriorDataSpec":
+    def _one(self) -> PriorDataSpec:
         if (self.csv is None) == (self.campaign is None):
             raise ValueError("give exactly one of 'csv' or 'campaign'")
         return self
@@ -37,13 +40,15 @@ class ExpertBelief(_Model):
     choices)."""
 
     center: float | None = Field(None, description="Numeric parameters: the expected best value.")
-    width: float | None = Field(None, gt=0, description="Numeric parameters: how sure (a standard deviation, in "
-                                "the parameter's units).")
-    prefer: list[str] | None = Field(None, min_length=1, description="Categorical parameters: the choices expected "
-                                     "to be best.")
+    width: float | None = Field(
+        None, gt=0, description="Numeric parameters: how sure (a standard deviation, in the parameter's units)."
+    )
+    prefer: list[str] | None = Field(
+        None, min_length=1, description="Categorical parameters: the choices expected to be best."
+    )
 
     @model_validator(mode="after")
-    def _shape(self) -> "ExpertBelief":
+    def _shape(self) -> ExpertBelief:
         numeric = self.center is not None or self.width is not None
         if numeric == (self.prefer is not None):
             raise ValueError("give either 'center' and 'width' (numeric parameter) or 'prefer' (categorical)")
@@ -59,66 +64,93 @@ class BotorchOptions(_Model):
     """``strategy.options`` of the default strategy, ``name: botorch`` (see :mod:`labloop.strategy.bayes`)."""
 
     acquisition: Literal["auto", "logei", "qlognei", "ts", "ucb"] = Field(
-        "auto", description="auto: analytic LogEI over a large candidate pool, Thompson sampling over a small one "
+        "auto",
+        description="auto: analytic LogEI over a large candidate pool, Thompson sampling over a small one "
         "(at most `small_pool` times the budget), qLogNEI in continuous and mixed spaces, qLogNEHVI for several "
         "objectives; logei: (q)LogEI against `incumbent`; qlognei: qLogNoisyExpectedImprovement; ts: Thompson "
-        "sampling (candidate pools only); ucb: qUpperConfidenceBound with `beta`.")
+        "sampling (candidate pools only); ucb: qUpperConfidenceBound with `beta`.",
+    )
     kernel: Literal["auto", "matern", "rbf", "matern_gamma", "additive", "edbo"] = Field(
-        "auto", description="GP kernel. auto: Matern-5/2 on large candidate pools, RBF elsewhere; matern: "
+        "auto",
+        description="GP kernel. auto: Matern-5/2 on large candidate pools, RBF elsewhere; matern: "
         "Matern-5/2 ARD; rbf: RBF ARD (botorch's default); matern_gamma: Matern-5/2 with BayBE's Gamma priors; "
         "additive: a Matern-5/2 per parameter added up plus the full product (categorical main effects); edbo: "
-        "Matern-5/2 with short-lengthscale Gamma priors (EDBO).")
+        "Matern-5/2 with short-lengthscale Gamma priors (EDBO).",
+    )
     incumbent: Literal["posterior_mean", "observed"] = Field(
-        "posterior_mean", description="What LogEI improves on: the largest posterior mean at a measured point, or "
-        "the best measured value.")
-    log_outcome: Union[Literal["auto"], bool] = Field(
-        "auto", description="Model log(objective): true, false, or auto (minimized positive objectives spanning a "
-        "factor of 10 or more).")
+        "posterior_mean",
+        description="What LogEI improves on: the largest posterior mean at a measured point, or "
+        "the best measured value.",
+    )
+    log_outcome: Literal["auto"] | bool = Field(
+        "auto",
+        description="Model log(objective): true, false, or auto (minimized positive objectives spanning a "
+        "factor of 10 or more).",
+    )
     warp: bool = Field(False, description="Yeo-Johnson output warping of each objective before the GP sees it.")
-    beta: Union[_PositiveFloat, Annotated[list[_PositiveFloat], Field(min_length=1)]] = Field(
-        1.0, description="ucb: the exploration weight, or a list cycled through by trial count.")
+    beta: _PositiveFloat | Annotated[list[_PositiveFloat], Field(min_length=1)] = Field(
+        1.0, description="ucb: the exploration weight, or a list cycled through by trial count."
+    )
     explore_below: float = Field(
-        0.0, ge=0, description="Pools, acquisition auto: a Thompson sample instead of LogEI when the largest "
-        "relative expected improvement over the free rows is below this (0 = never).")
+        0.0,
+        ge=0,
+        description="Pools, acquisition auto: a Thompson sample instead of LogEI when the largest "
+        "relative expected improvement over the free rows is below this (0 = never).",
+    )
     small_pool: float = Field(
-        2.0, ge=0, description="A candidate pool of at most this many times stopping.max_trials rows is 'small' "
-        "(acquisition and kernel auto then mean Thompson sampling on an RBF GP).")
+        2.0,
+        ge=0,
+        description="A candidate pool of at most this many times stopping.max_trials rows is 'small' "
+        "(acquisition and kernel auto then mean Thompson sampling on an RBF GP).",
+    )
     batch_selection: Literal["fantasy", "believer"] = Field(
-        "believer", description="Pools, LogEI, several proposals or trials in flight: believer (default) = "
+        "believer",
+        description="Pools, LogEI, several proposals or trials in flight: believer (default) = "
         "Kriging believer (Ginsbourger et al. 2010): the analytic LogEI, then the GP conditioned on its own mean at "
         "each chosen or pending row before the next pick (the first pick of a round is then exactly the q = 1 "
         "proposal; deterministic and cheaper than Monte Carlo); fantasy = sequential greedy qLogEI with the chosen "
         "and pending rows as X_pending (Monte Carlo over their joint posterior). Believer became the default on "
         "the 15 shared tables at q = 4 (docs/benchmarks/archive.md section 13: fewer experiments to the best row "
-        "in 9 of 13 paired runs that differed, geometric mean 0.80 of fantasy's).")
-    max_noise: Optional[float] = Field(
-        None, gt=0, description="Cap on the GP noise variance (standardized units); none = learned freely.")
+        "in 9 of 13 paired runs that differed, geometric mean 0.80 of fantasy's).",
+    )
+    max_noise: float | None = Field(
+        None, gt=0, description="Cap on the GP noise variance (standardized units); none = learned freely."
+    )
     warm_start: bool = Field(True, description="Start each hyperparameter fit from the previous proposal's.")
     mc_samples: int = Field(128, ge=1, le=65536, description="Quasi-Monte Carlo samples of the q-acquisitions.")
     raw_samples: int = Field(512, ge=1, description="Initial candidates of the continuous and mixed optimizers.")
     num_restarts: int = Field(8, ge=1, description="Optimizer restarts of the continuous and mixed optimizers.")
     grid_limit: int = Field(
-        5000, ge=0, description="Fully discrete spaces up to this many points are enumerated and searched as a pool.")
+        5000, ge=0, description="Fully discrete spaces up to this many points are enumerated and searched as a pool."
+    )
     max_batch_size: int = Field(1024, ge=1, description="Pool rows evaluated per batch.")
     threads: int = Field(1, ge=1, le=256, description="Torch threads while proposing.")
     model_scope: Literal["auto", "exact", "local"] = Field(
-        "auto", description="auto: one exact GP on every observation up to `local_above` successful measurements, "
+        "auto",
+        description="auto: one exact GP on every observation up to `local_above` successful measurements, "
         "above that a local GP on the `local_points` nearest the incumbent with the acquisition optimized in their "
-        "trust region (labloop/strategy/large.py); exact: always the global GP; local: always the local one.")
+        "trust region (labloop/strategy/large.py); exact: always the global GP; local: always the local one.",
+    )
     local_above: int = Field(
-        1500, ge=0, description="model_scope auto: the local model is used above this many successful measurements.")
+        1500, ge=0, description="model_scope auto: the local model is used above this many successful measurements."
+    )
     local_points: int = Field(500, ge=10, description="Observations the local model is fitted on (per output).")
     related_points: int = Field(
-        500, ge=2, description="strategy.related: at most this many related observations in the multi-task model "
-        "(a seeded random subset, the same share of each related campaign).")
+        500,
+        ge=2,
+        description="strategy.related: at most this many related observations in the multi-task model "
+        "(a seeded random subset, the same share of each related campaign).",
+    )
 
 
 class RandomOptions(_Model):
     """``strategy.options`` of ``name: random`` (uniform random points, or random unused pool rows)."""
 
     grid_limit: int = Field(
-        5000, ge=0, description="Fully discrete spaces up to this many points are enumerated and drawn from "
-        "without replacement.")
+        5000,
+        ge=0,
+        description="Fully discrete spaces up to this many points are enumerated and drawn from without replacement.",
+    )
 
 
 #: The options model of each built-in strategy; plugin strategies get their options as given (or checked by their
@@ -175,13 +207,19 @@ def options_problems(model: type[BaseModel], options: Any, strategy: str) -> lis
             if name in out:
                 continue  # a union reports once per member: one line per field
             if err["type"] == "extra_forbidden":
-                out[name] = (name, f"unknown option {name!r} for the {strategy} strategy (allowed options: "
-                             f"{', '.join(model.model_fields)})", "remove it or correct its spelling")
+                out[name] = (
+                    name,
+                    f"unknown option {name!r} for the {strategy} strategy (allowed options: "
+                    f"{', '.join(model.model_fields)})",
+                    "remove it or correct its spelling",
+                )
             elif name in model.model_fields:
                 field = model.model_fields[name]
-                out[name] = (name, f"{options[name]!r} is not allowed (allowed: "
-                             f"{_allowed(field.annotation, field.metadata)})",
-                             f"use an allowed value ({model.__name__} in labloop/spec/strategy.py describes each option)")
+                out[name] = (
+                    name,
+                    f"{options[name]!r} is not allowed (allowed: {_allowed(field.annotation, field.metadata)})",
+                    f"use an allowed value ({model.__name__} in labloop/spec/strategy.py describes each option)",
+                )
             else:
                 out[name] = (name, err["msg"], "see labloop/spec/strategy.py")
         return list(out.values())
@@ -196,8 +234,9 @@ def checked_options(model: type[_Options], options: Any, strategy: str) -> _Opti
     options arrive other than through the campaign file: keyword options, plugin strategies' own models)."""
     problems = options_problems(model, options, strategy)
     if problems:
-        raise SpecError("\n".join(f"strategy.options{'.' + k if k else ''}: {m} (fix: {fix})"
-                                   for k, m, fix in problems))
+        raise SpecError(
+            "\n".join(f"strategy.options{'.' + k if k else ''}: {m} (fix: {fix})" for k, m, fix in problems)
+        )
     return model.model_validate(options)
 
 
@@ -209,27 +248,34 @@ class StrategySpec(_Model):
     batch_size: int = Field(1, ge=1, description="Points proposed per round.")
     seed_points: list[dict[str, Any]] = Field(default_factory=list, description="Points run first, as given.")
     options: dict[str, Any] = Field(
-        default_factory=dict, description="Strategy-specific options, checked against the built-in strategy's "
-        "options model (botorch: BotorchOptions, random: RandomOptions); a plugin strategy gets them as given.")
+        default_factory=dict,
+        description="Strategy-specific options, checked against the built-in strategy's "
+        "options model (botorch: BotorchOptions, random: RandomOptions); a plugin strategy gets them as given.",
+    )
     prior_data: list[PriorDataSpec] = Field(
-        default_factory=list, description="Past experiments (CSV files or other campaigns) that warm-start the model.")
+        default_factory=list, description="Past experiments (CSV files or other campaigns) that warm-start the model."
+    )
     related: list[PriorDataSpec] = Field(
-        default_factory=list, description="Earlier related campaigns (CSV files or campaigns in the store) over the "
+        default_factory=list,
+        description="Earlier related campaigns (CSV files or campaigns in the store) over the "
         "same parameters, e.g. the same reaction with another substrate: a multi-task GP learns how related each "
         "is (labloop/strategy/transfer.py) instead of pooling them as the same experiment; at every proposal a "
-        "leave-one-out check on this campaign's own points drops those that do not clearly help.")
+        "leave-one-out check on this campaign's own points drops those that do not clearly help.",
+    )
     expert_prior: dict[str, ExpertBelief] = Field(
-        default_factory=dict, description="Parameter -> where an expert expects the optimum. Guides the initial "
-        "design and weights the acquisition by the belief, less and less as data come in (piBO).")
+        default_factory=dict,
+        description="Parameter -> where an expert expects the optimum. Guides the initial "
+        "design and weights the acquisition by the belief, less and less as data come in (piBO).",
+    )
     expert_prior_strength: float = Field(
-        10.0, gt=0, description="piBO's beta: the belief's weight is (its density)^(beta / n) after n trials.")
+        10.0, gt=0, description="piBO's beta: the belief's weight is (its density)^(beta / n) after n trials."
+    )
 
     @model_validator(mode="after")
-    def _known_options(self) -> "StrategySpec":
+    def _known_options(self) -> StrategySpec:
         model = STRATEGY_OPTIONS.get(self.name)
         if model is not None:
             problems = options_problems(model, self.options, self.name)
             if problems:
                 raise OptionsError(problems)
         return self
-

@@ -88,9 +88,15 @@ def verify(store: Any, campaign_id: int | None = None) -> tuple[int, list[AssetP
             problems.append(AssetProblem(a.path, "missing", a.trial_id, a.run_uid, f"cannot read it: {exc}"))
             continue
         if digest != a.sha256 or size != a.size:
-            problems.append(AssetProblem(a.path, "altered", a.trial_id, a.run_uid,
-                                         f"sha256 {digest[:12]}… and {size} bytes, recorded {a.sha256[:12]}… and "
-                                         f"{a.size} bytes"))
+            problems.append(
+                AssetProblem(
+                    a.path,
+                    "altered",
+                    a.trial_id,
+                    a.run_uid,
+                    f"sha256 {digest[:12]}… and {size} bytes, recorded {a.sha256[:12]}… and {a.size} bytes",
+                )
+            )
     return len(rows), problems
 
 
@@ -111,8 +117,10 @@ def read_arrays(documents: Iterable[tuple[str, Mapping[str, Any]]], data_key: st
         elif name == "stream_datum" and doc.get("stream_resource") in resources:
             res = resources[str(doc["stream_resource"])]
             if res.get("mimetype") != HDF5_MIMETYPE:
-                raise LabloopError(f"asset of '{res.get('data_key')}' is {res.get('mimetype')}, not HDF5",
-                                   "read it with a reader for that format")
+                raise LabloopError(
+                    f"asset of '{res.get('data_key')}' is {res.get('mimetype')}, not HDF5",
+                    "read it with a reader for that format",
+                )
             path = uri_path(str(res["uri"]))
             dataset = str(res.get("parameters", {}).get("dataset", "/data"))
             start, stop = int(doc["indices"]["start"]), int(doc["indices"]["stop"])
@@ -120,7 +128,9 @@ def read_arrays(documents: Iterable[tuple[str, Mapping[str, Any]]], data_key: st
                 with h5py.File(path, "r") as f:
                     frames = f[dataset][start:stop]
             except (OSError, KeyError) as exc:
-                raise LabloopError(f"cannot read asset {path} ({dataset}): {exc}",
-                                   "run `labloop verify` to see which asset files are missing or altered") from None
+                raise LabloopError(
+                    f"cannot read asset {path} ({dataset}): {exc}",
+                    "run `labloop verify` to see which asset files are missing or altered",
+                ) from None
             out.extend(frames)
     return out

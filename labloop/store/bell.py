@@ -161,9 +161,14 @@ class Bells:
     a new autocommit psycopg connection to listen on, ``pg_notify(name)``: sends a notification (PostgreSQL). With
     neither (an in-memory store), rings reach this process's own waiters only."""
 
-    def __init__(self, *, sqlite_path: Path | None = None, pg_connect: Callable[[], Any] | None = None,
-                 pg_notify: Callable[[str], None] | None = None,
-                 pg_notify_in: Callable[[Any, str], None] | None = None):
+    def __init__(
+        self,
+        *,
+        sqlite_path: Path | None = None,
+        pg_connect: Callable[[], Any] | None = None,
+        pg_notify: Callable[[str], None] | None = None,
+        pg_notify_in: Callable[[Any, str], None] | None = None,
+    ):
         self.on = enabled()
         self._sqlite_path, self._pg_connect, self._pg_notify = sqlite_path, pg_connect, pg_notify
         self._pg_notify_in = pg_notify_in

@@ -217,7 +217,7 @@ class NotifyBackend(Backend):
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001, S110 - it is being dropped because it is broken
+            except Exception:  # noqa: BLE001 - it is being dropped because it is broken
                 pass
 
     def subscribe(self, name: str) -> None:
@@ -259,7 +259,7 @@ class NotifyBackend(Backend):
             try:
                 for n in self._conn.notifies(timeout=0):
                     if n.channel.startswith("labloop."):
-                        rung.add(n.channel[len("labloop."):])
+                        rung.add(n.channel[len("labloop.") :])
             except Exception as exc:  # noqa: BLE001 - the connection broke: wake everyone, open it again
                 log.debug("listening connection lost: %s", exc)
                 self._drop()
@@ -273,6 +273,6 @@ class NotifyBackend(Backend):
         if self._conn is not None:
             try:
                 self._conn.close()
-            except Exception:  # noqa: BLE001, S110 - closing at the end: nothing to do about it
+            except Exception:  # noqa: BLE001 - closing at the end: nothing to do about it
                 pass
             self._conn = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, text, update
@@ -32,8 +32,8 @@ CHAINED = ("id", "campaign_id", "at", "user", "role", "address", "action", "deta
 def iso(at: datetime) -> str:
     """A timestamp as the chain hashes it: UTC, microseconds (SQLite hands back naive UTC, PostgreSQL aware)."""
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical(r: Any) -> str:
@@ -53,20 +53,39 @@ def lock(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK})
 
 
-def append(s: Session, *, campaign_id: int | None, user: str, action: str, detail: dict[str, Any],
-           role: str | None = None, address: str | None = None, outcome: str | None = None) -> AuditEntry:
+def append(
+    s: Session,
+    *,
+    campaign_id: int | None,
+    user: str,
+    action: str,
+    detail: dict[str, Any],
+    role: str | None = None,
+    address: str | None = None,
+    outcome: str | None = None,
+) -> AuditEntry:
     """Add one chained row in the session's transaction (``detail`` must already be plain JSON)."""
     lock(s)
-    row = AuditEntry(campaign_id=campaign_id, at=utcnow(), user=user, role=role, address=address, action=action,
-                     detail=detail, outcome=outcome)
+    row = AuditEntry(
+        campaign_id=campaign_id,
+        at=utcnow(),
+        user=user,
+        role=role,
+        address=address,
+        action=action,
+        detail=detail,
+        outcome=outcome,
+    )
     s.add(row)
     s.flush()
-    prev = s.execute(select(AuditEntry.id, AuditEntry.hash).where(AuditEntry.id < row.id)
-                     .order_by(AuditEntry.id.desc()).limit(1)).first()
+    prev = s.execute(
+        select(AuditEntry.id, AuditEntry.hash).where(AuditEntry.id < row.id).order_by(AuditEntry.id.desc()).limit(1)
+    ).first()
     if prev is not None and prev.hash is None:  # rows written by older labloop, or not through this module
         seal(s, before=row.id)
-        prev = s.execute(select(AuditEntry.id, AuditEntry.hash).where(AuditEntry.id < row.id)
-                         .order_by(AuditEntry.id.desc()).limit(1)).first()
+        prev = s.execute(
+            select(AuditEntry.id, AuditEntry.hash).where(AuditEntry.id < row.id).order_by(AuditEntry.id.desc()).limit(1)
+        ).first()
     row.prev_hash = prev.hash if prev is not None else None
     row.hash = row_hash(row.prev_hash, row)
     set_tip(s, row.id, row.hash)
@@ -127,21 +146,29 @@ def problems(rows: list[Any], last: tuple[int, str] | None) -> list[str]:
         if r.prev_hash != expected:
             where = by_hash.get(r.prev_hash)
             if where is not None and where > i:
-                found.append(f"audit row {r.id} ({r.action}) is out of order: it followed row {rows[where].id} "
-                             f"when written")
+                found.append(
+                    f"audit row {r.id} ({r.action}) is out of order: it followed row {rows[where].id} when written"
+                )
             elif where is not None:
-                found.append(f"audit row {r.id} ({r.action}) followed row {rows[where].id} when written: the rows "
-                             f"between them were deleted or moved")
+                found.append(
+                    f"audit row {r.id} ({r.action}) followed row {rows[where].id} when written: the rows "
+                    f"between them were deleted or moved"
+                )
             elif r.prev_hash is None:
-                found.append(f"audit row {r.id} ({r.action}) started the log when written: the rows before it "
-                             f"were added later")
+                found.append(
+                    f"audit row {r.id} ({r.action}) started the log when written: the rows before it were added later"
+                )
             else:
                 what = f"after row {prev.id}" if prev is not None else "before it"
-                found.append(f"a row {what} was deleted: audit row {r.id} ({r.action}) followed a row that is "
-                             f"no longer in the log")
+                found.append(
+                    f"a row {what} was deleted: audit row {r.id} ({r.action}) followed a row that is "
+                    f"no longer in the log"
+                )
         if row_hash(r.prev_hash, r) != r.hash:
-            found.append(f"audit row {r.id} ({r.action}, {iso(r.at)}, by {r.user}) was altered: its content no "
-                         f"longer matches its hash")
+            found.append(
+                f"audit row {r.id} ({r.action}, {iso(r.at)}, by {r.user}) was altered: its content no "
+                f"longer matches its hash"
+            )
         prev = r
     if last is not None:
         end = rows[-1] if rows else None
@@ -151,6 +178,8 @@ def problems(rows: list[Any], last: tuple[int, str] | None) -> list[str]:
             elif last[1] in by_hash:
                 found.append(f"the last audit row (id {last[0]}) has changed")
             else:
-                found.append(f"the last rows of the audit log were deleted: the last row written was {last[0]}, "
-                             f"the log now ends at {end.id if end is not None else 'nothing'}")
+                found.append(
+                    f"the last rows of the audit log were deleted: the last row written was {last[0]}, "
+                    f"the log now ends at {end.id if end is not None else 'nothing'}"
+                )
     return found

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from labloop.logs import Swallowed
+
 from .repository import Store, to_jsonable
 from .schema import Campaign, Event
 
@@ -41,8 +42,12 @@ def add_events(store: Store, rows: list[dict[str, Any]]) -> None:
 def events_after(store: Store, campaign_id: int, after_seq: int, limit: int = 1000) -> list[Event]:
     """The campaign's events with ``seq > after_seq``, in order (at most ``limit``)."""
     with store.session() as s:
-        q = (select(Event).where(Event.campaign_id == campaign_id, Event.seq > after_seq)
-             .order_by(Event.seq).limit(limit))
+        q = (
+            select(Event)
+            .where(Event.campaign_id == campaign_id, Event.seq > after_seq)
+            .order_by(Event.seq)
+            .limit(limit)
+        )
         return list(s.scalars(q))
 
 

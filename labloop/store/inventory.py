@@ -24,6 +24,7 @@ from sqlalchemy import CursorResult, case, select, update
 from sqlalchemy.orm import Session
 
 from labloop.errors import StoreError
+
 from . import chain
 from .schema import Campaign, Stock, StockMovement, Trial, utcnow
 
@@ -70,12 +71,27 @@ class Inventory:
         for name, st in cons.stocks.items():
             if name in rows:
                 continue
-            row = Stock(campaign_id=campaign_id, name=name, unit=st.unit, level=float(st.initial), reserved=0.0,
-                        used=0.0, alert_below=st.alert_below)
+            row = Stock(
+                campaign_id=campaign_id,
+                name=name,
+                unit=st.unit,
+                level=float(st.initial),
+                reserved=0.0,
+                used=0.0,
+                alert_below=st.alert_below,
+            )
             s.add(row)
             s.flush()
-            s.add(StockMovement(campaign_id=campaign_id, stock_id=row.id, kind="initial", amount=float(st.initial),
-                                level_after=row.level, user=user))
+            s.add(
+                StockMovement(
+                    campaign_id=campaign_id,
+                    stock_id=row.id,
+                    kind="initial",
+                    amount=float(st.initial),
+                    level_after=row.level,
+                    user=user,
+                )
+            )
             rows[name] = row
             self._alert_if_low(s, row, None)
         return rows
@@ -89,17 +105,30 @@ class Inventory:
             for r in rows:
                 spec = cons.stocks.get(r.name) if cons is not None else None
                 left = r.level - r.reserved
-                out.append({"name": r.name, "unit": r.unit, "level": r.level, "reserved": r.reserved,
-                            "left": left, "used": r.used if r.unit == "count" else None,
-                            "alert_below": r.alert_below, "low": r.alert_below is not None and left < r.alert_below,
-                            "cleaning": getattr(spec, "cleaning", None)})
+                out.append(
+                    {
+                        "name": r.name,
+                        "unit": r.unit,
+                        "level": r.level,
+                        "reserved": r.reserved,
+                        "left": left,
+                        "used": r.used if r.unit == "count" else None,
+                        "alert_below": r.alert_below,
+                        "low": r.alert_below is not None and left < r.alert_below,
+                        "cleaning": getattr(spec, "cleaning", None),
+                    }
+                )
             return out
 
     def stock_movements(self, campaign_id: int, trial_id: int | None = None) -> list[tuple[str, StockMovement]]:
         """``(stock name, movement)``, oldest first."""
         with self.session() as s:
-            q = (select(Stock.name, StockMovement).join(Stock, Stock.id == StockMovement.stock_id)
-                 .where(StockMovement.campaign_id == campaign_id).order_by(StockMovement.id))
+            q = (
+                select(Stock.name, StockMovement)
+                .join(Stock, Stock.id == StockMovement.stock_id)
+                .where(StockMovement.campaign_id == campaign_id)
+                .order_by(StockMovement.id)
+            )
             if trial_id is not None:
                 q = q.where(StockMovement.trial_id == trial_id)
             return [(n, m) for n, m in s.execute(q)]
@@ -118,19 +147,38 @@ class Inventory:
             amount = float(amount)
             count = row.unit == "count"
             # one UPDATE with the arithmetic in it: a draw committed meanwhile by a trial's thread is never lost
-            s.execute(update(Stock).where(Stock.id == row.id)
-                      .values(level=Stock.level + amount, updated_at=utcnow(),
-                              used=case((Stock.used > amount, Stock.used - amount), else_=0.0) if count
-                              else Stock.used)
-                      .execution_options(synchronize_session=False))
+            s.execute(
+                update(Stock)
+                .where(Stock.id == row.id)
+                .values(
+                    level=Stock.level + amount,
+                    updated_at=utcnow(),
+                    used=case((Stock.used > amount, Stock.used - amount), else_=0.0) if count else Stock.used,
+                )
+                .execution_options(synchronize_session=False)
+            )
             old_used = row.used
             s.refresh(row)
             cleaned = 0.0 if not count else max(0.0, old_used - row.used)
             before = row.level - row.reserved - amount
-            s.add(StockMovement(campaign_id=campaign_id, stock_id=row.id, kind="refill", amount=float(amount),
-                                level_after=row.level, user=user))
-            detail = {"stock": name, "amount": float(amount), "unit": row.unit, "level": row.level,
-                      "left": row.level - row.reserved, "message": f"{name} refilled by {amount:g} {row.unit}"}
+            s.add(
+                StockMovement(
+                    campaign_id=campaign_id,
+                    stock_id=row.id,
+                    kind="refill",
+                    amount=float(amount),
+                    level_after=row.level,
+                    user=user,
+                )
+            )
+            detail = {
+                "stock": name,
+                "amount": float(amount),
+                "unit": row.unit,
+                "level": row.level,
+                "left": row.level - row.reserved,
+                "message": f"{name} refilled by {amount:g} {row.unit}",
+            }
             if row.unit == "count":
                 detail["cleaned"] = cleaned
             chain.append(s, campaign_id=campaign_id, user=user, action="inventory.refill", detail=detail)
@@ -149,10 +197,17 @@ class Inventory:
         spec = cons.stocks.get(row.name) if cons is not None else None
         task = getattr(spec, "cleaning", None)
         fix = f"{task}, then record it" if task and row.used else "refill it and record it"
-        msg = (f"stock {row.name}: {left:g} {row.unit} left, below {row.alert_below:g}; {fix} with `labloop "
-               f"inventory refill CAMPAIGN {row.name} AMOUNT --by YOU`")
-        chain.append(s, campaign_id=row.campaign_id, user="labloop", action="inventory.low",
-                     detail={"stock": row.name, "left": left, "alert_below": row.alert_below, "message": msg})
+        msg = (
+            f"stock {row.name}: {left:g} {row.unit} left, below {row.alert_below:g}; {fix} with `labloop "
+            f"inventory refill CAMPAIGN {row.name} AMOUNT --by YOU`"
+        )
+        chain.append(
+            s,
+            campaign_id=row.campaign_id,
+            user="labloop",
+            action="inventory.low",
+            detail={"stock": row.name, "left": left, "alert_below": row.alert_below, "message": msg},
+        )
 
     # ------------------------------------------------------------------------------------------ trial hooks
     def _reserve(self, s: Session, trial: Trial) -> None:
@@ -171,24 +226,40 @@ class Inventory:
             row = rows[name]
             s.refresh(row)
             before = row.level - row.reserved
-            res = cast("CursorResult[Any]",  # an UPDATE's result: it has a rowcount
-                       s.execute(update(Stock).where(Stock.id == row.id,
-                                                     Stock.level - Stock.reserved >= amount - EPS)
-                                 .values(reserved=Stock.reserved + amount, updated_at=utcnow())
-                                 .execution_options(synchronize_session=False)))
+            res = cast(
+                "CursorResult[Any]",  # an UPDATE's result: it has a rowcount
+                s.execute(
+                    update(Stock)
+                    .where(Stock.id == row.id, Stock.level - Stock.reserved >= amount - EPS)
+                    .values(reserved=Stock.reserved + amount, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                ),
+            )
             if not res.rowcount:
-                raise StoreError(f"trial {trial.number} needs {amount:g} {row.unit} of {name}; {before:g} left "
-                                 f"(not reserved by other trials)",
-                                 f"refill it (`labloop inventory refill CAMPAIGN {name} AMOUNT --by YOU`)")
+                raise StoreError(
+                    f"trial {trial.number} needs {amount:g} {row.unit} of {name}; {before:g} left "
+                    f"(not reserved by other trials)",
+                    f"refill it (`labloop inventory refill CAMPAIGN {name} AMOUNT --by YOU`)",
+                )
             s.refresh(row)
-            s.add(StockMovement(campaign_id=trial.campaign_id, stock_id=row.id, trial_id=trial.id, kind="reserve",
-                                amount=amount, level_after=row.level, user="labloop"))
+            s.add(
+                StockMovement(
+                    campaign_id=trial.campaign_id,
+                    stock_id=row.id,
+                    trial_id=trial.id,
+                    kind="reserve",
+                    amount=amount,
+                    level_after=row.level,
+                    user="labloop",
+                )
+            )
             self._alert_if_low(s, row, row.level - row.reserved + amount)
 
     def _open_reservations(self, s: Session, trial: Trial) -> list[tuple[Stock, float]]:
         """The trial's reservations not drawn nor released yet."""
-        moves = list(s.scalars(select(StockMovement).where(StockMovement.trial_id == trial.id)
-                               .order_by(StockMovement.id)))
+        moves = list(
+            s.scalars(select(StockMovement).where(StockMovement.trial_id == trial.id).order_by(StockMovement.id))
+        )
         held: dict[int, float] = {}
         for m in moves:
             if m.kind == "reserve":
@@ -213,11 +284,21 @@ class Inventory:
                 values["level"] = Stock.level - amount
                 if row.unit == "count":
                     values["used"] = Stock.used + amount
-            s.execute(update(Stock).where(Stock.id == row.id).values(**values)
-                      .execution_options(synchronize_session=False))
+            s.execute(
+                update(Stock).where(Stock.id == row.id).values(**values).execution_options(synchronize_session=False)
+            )
             s.refresh(row)
-            s.add(StockMovement(campaign_id=trial.campaign_id, stock_id=row.id, trial_id=trial.id, kind=kind,
-                                amount=amount, level_after=row.level, user="labloop"))
+            s.add(
+                StockMovement(
+                    campaign_id=trial.campaign_id,
+                    stock_id=row.id,
+                    trial_id=trial.id,
+                    kind=kind,
+                    amount=amount,
+                    level_after=row.level,
+                    user="labloop",
+                )
+            )
         s.flush()
         if new == "params" and trial.state in ("proposed", "approved"):
             self._reserve(s, trial)

@@ -20,13 +20,14 @@ The API a daemon needs (a mixin of :class:`~labloop.store.repository.Store`)::
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from labloop.errors import LabloopError
+
 from .schema import Campaign, Lease
 
 #: Campaign states a runner may take over (the others have ended).
@@ -50,7 +51,7 @@ class LeaseInfo(NamedTuple):
 
 
 def _utc(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 class Leases:
@@ -65,7 +66,7 @@ class Leases:
         """Now, on the clock every runner of this store shares: the server's (PostgreSQL) or UTC here (SQLite)."""
         if self.engine.dialect.name == "postgresql":
             return s.scalar(select(_pg_now()))
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def acquire_lease(self, campaign_id: int, holder: str, ttl: float) -> int:
         """Take the campaign's lease for ``ttl`` seconds: insert it, or take it over if it has expired (or is
@@ -76,14 +77,18 @@ class Leases:
         with self.session() as s:
             now = self._db_now(s)
             until = now + timedelta(seconds=float(ttl))
-            ins = self._insert(Lease).values(campaign_id=campaign_id, holder=holder, token=1, acquired_at=now,
-                                             expires_at=until)
+            ins = self._insert(Lease).values(
+                campaign_id=campaign_id, holder=holder, token=1, acquired_at=now, expires_at=until
+            )
             mine = (Lease.holder == ins.excluded.holder) & (Lease.expires_at > now)
             stmt = ins.on_conflict_do_update(
                 index_elements=[Lease.campaign_id],
-                set_={"holder": ins.excluded.holder, "expires_at": ins.excluded.expires_at,
-                      "token": case((mine, Lease.token), else_=Lease.token + 1),
-                      "acquired_at": case((mine, Lease.acquired_at), else_=ins.excluded.acquired_at)},
+                set_={
+                    "holder": ins.excluded.holder,
+                    "expires_at": ins.excluded.expires_at,
+                    "token": case((mine, Lease.token), else_=Lease.token + 1),
+                    "acquired_at": case((mine, Lease.acquired_at), else_=ins.excluded.acquired_at),
+                },
                 where=(Lease.expires_at <= now) | (Lease.holder == ins.excluded.holder),
             ).returning(Lease.token)
             token = s.scalar(stmt)
@@ -91,10 +96,12 @@ class Leases:
                 return int(token)
             row = s.get(Lease, campaign_id)
         left = (_utc(row.expires_at) - _utc(now)).total_seconds() if row is not None else 0.0
-        raise LeaseHeld(f"campaign {campaign_id} is leased to runner '{row.holder if row else '?'}' until "
-                        f"{_utc(row.expires_at).isoformat() if row else '?'} ({left:.1f} s from now)",
-                        "wait for it to end or for its lease to expire (a runner that died loses it then), or "
-                        "stop that runner first")
+        raise LeaseHeld(
+            f"campaign {campaign_id} is leased to runner '{row.holder if row else '?'}' until "
+            f"{_utc(row.expires_at).isoformat() if row else '?'} ({left:.1f} s from now)",
+            "wait for it to end or for its lease to expire (a runner that died loses it then), or "
+            "stop that runner first",
+        )
 
     def renew_lease(self, campaign_id: int, holder: str, token: int, ttl: float) -> datetime:
         """Extend this holder's lease to now + ``ttl``; returns the new expiry. Raises :class:`LeaseLost` when the
@@ -102,23 +109,31 @@ class Leases:
         with self.session() as s:
             now = self._db_now(s)
             until = now + timedelta(seconds=float(ttl))
-            done = s.scalar(update(Lease).where(Lease.campaign_id == campaign_id, Lease.holder == holder,
-                                                Lease.token == token)
-                            .values(expires_at=until).returning(Lease.expires_at))
+            done = s.scalar(
+                update(Lease)
+                .where(Lease.campaign_id == campaign_id, Lease.holder == holder, Lease.token == token)
+                .values(expires_at=until)
+                .returning(Lease.expires_at)
+            )
             if done is not None:
                 return _utc(done)
             row = s.get(Lease, campaign_id)
         who = f"runner '{row.holder}' (token {row.token})" if row is not None else "nobody"
-        raise LeaseLost(f"the lease of campaign {campaign_id} is no longer this runner's (token {token}): it is "
-                        f"held by {who}", "this runner stops acting on the campaign; the holder continues it")
+        raise LeaseLost(
+            f"the lease of campaign {campaign_id} is no longer this runner's (token {token}): it is held by {who}",
+            "this runner stops acting on the campaign; the holder continues it",
+        )
 
     def release_lease(self, campaign_id: int, holder: str, token: int) -> bool:
         """Give the lease up (a clean end): it expires now, so anyone may take it at once; the row and its token
         stay. False when it was not this holder's any more."""
         with self.session() as s:
             now = self._db_now(s)
-            res = s.execute(update(Lease).where(Lease.campaign_id == campaign_id, Lease.holder == holder,
-                                                Lease.token == token).values(expires_at=now))
+            res = s.execute(
+                update(Lease)
+                .where(Lease.campaign_id == campaign_id, Lease.holder == holder, Lease.token == token)
+                .values(expires_at=now)
+            )
             return bool(res.rowcount)
 
     def lease(self, campaign_id: int) -> LeaseInfo | None:
@@ -139,9 +154,12 @@ class Leases:
         one wins) and then resume it."""
         with self.session() as s:
             now = self._db_now(s)
-            rows = s.scalars(select(Lease).join(Campaign, Campaign.id == Lease.campaign_id)
-                             .where(Lease.expires_at <= now, Campaign.state.in_(UNFINISHED_CAMPAIGN))
-                             .order_by(Lease.expires_at))
+            rows = s.scalars(
+                select(Lease)
+                .join(Campaign, Campaign.id == Lease.campaign_id)
+                .where(Lease.expires_at <= now, Campaign.state.in_(UNFINISHED_CAMPAIGN))
+                .order_by(Lease.expires_at)
+            )
             return [_info(r) for r in rows]
 
     def _insert(self, table: Any) -> Any:

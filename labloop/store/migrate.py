@@ -6,12 +6,14 @@ Reading the revision needs no Alembic (it is one SELECT); Alembic is imported on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from labloop.errors import StoreError
+
 from .migrations import HEAD, LEGACY_SCHEMA_REVISIONS, REVISIONS
 
 LABLOOP_TABLES = ("campaigns", "labloop_meta")
@@ -76,21 +78,25 @@ def refusal(found: Revision, display_url: str) -> StoreError | None:
         return StoreError(
             f"{display_url} holds no labloop store but another application's tables (its alembic_version is "
             f"{found.revision})",
-            f"give labloop a {store_word} of its own (e.g. `createdb labloop`, or another SQLite file) with --store")
+            f"give labloop a {store_word} of its own (e.g. `createdb labloop`, or another SQLite file) with --store",
+        )
     if found.behind:
         return StoreError(
             f"the store {display_url} has schema revision {found.label}; this labloop needs {HEAD}",
-            f"run `labloop db upgrade --store {display_url}` (back up the {store_word} first)")
+            f"run `labloop db upgrade --store {display_url}` (back up the {store_word} first)",
+        )
     if found.revision is None:  # pre-Alembic and older than the baseline
         return StoreError(
             f"the store {display_url} has schema {found.label}, older than any this labloop can upgrade "
             f"(it needs {HEAD}; `labloop db upgrade` starts from schema 3)",
             "open it with the labloop version that wrote it (export its campaigns), and use a new --store "
-            "for new campaigns")
+            "for new campaigns",
+        )
     return StoreError(
         f"the store {display_url} has schema revision {found.revision}, which this labloop does not know "
         f"(it needs {HEAD}): a newer labloop wrote it",
-        "use the newer labloop version that wrote it (pip install -U labloop), or another --store for this one")
+        "use the newer labloop version that wrote it (pip install -U labloop), or another --store for this one",
+    )
 
 
 def stamp_head(conn: Connection) -> None:
@@ -220,19 +226,21 @@ def upgrade_store(url: str) -> tuple[Revision, Revision]:
 
 def _refuse_if_running(conn: Connection, display: str) -> None:
     """A campaign whose process still beats would meet a schema it does not know; upgrade between campaigns."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     rows = conn.execute(text("SELECT name, heartbeat_at FROM campaigns WHERE state IN ('running', 'paused')"))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for name, beat in rows:
         if isinstance(beat, str):  # SQLite without type information
             beat = datetime.fromisoformat(beat)
         if beat is None:
             continue
-        beat = beat if beat.tzinfo else beat.replace(tzinfo=timezone.utc)
+        beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
         if (now - beat).total_seconds() < RUNNING_SECONDS:
-            raise StoreError(f"campaign '{name}' is running on the store {display}",
-                             "stop or pause it (`labloop stop`), wait until its process exits, then upgrade")
+            raise StoreError(
+                f"campaign '{name}' is running on the store {display}",
+                "stop or pause it (`labloop stop`), wait until its process exits, then upgrade",
+            )
 
 
 RUNNING_SECONDS = 10.0

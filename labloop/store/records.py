@@ -37,7 +37,6 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-
 def _user() -> str:
     import getpass
 
@@ -54,39 +53,77 @@ class Records:
     session: Any
 
     # ----------------------------------------------------------------------------------------- documents
-    def add_documents(self, campaign_id: int, trial_id: int | None, run_uid: str,
-                      docs: Iterable[tuple[str, dict[str, Any]]],
-                      points: Iterable[tuple[str, float, float]] = ()) -> None:
+    def add_documents(
+        self,
+        campaign_id: int,
+        trial_id: int | None,
+        run_uid: str,
+        docs: Iterable[tuple[str, dict[str, Any]]],
+        points: Iterable[tuple[str, float, float]] = (),
+    ) -> None:
         """Store one run's documents unchanged, plus its process-stream points ``(signal, t, value)``, in one
         transaction (the writer calls this every few hundred documents)."""
         with self.session() as s:
             self._add_documents(s, campaign_id, trial_id, run_uid, list(docs), list(points))
 
     @staticmethod
-    def _add_documents(s: Session, campaign_id: int, trial_id: int | None, run_uid: str,
-                       docs: list[tuple[str, dict[str, Any]]], points: list[tuple[str, float, float]]) -> None:
+    def _add_documents(
+        s: Session,
+        campaign_id: int,
+        trial_id: int | None,
+        run_uid: str,
+        docs: list[tuple[str, dict[str, Any]]],
+        points: list[tuple[str, float, float]],
+    ) -> None:
         # one executemany per table (Core insert): ORM objects cost ~10x more per row, and a deposition's process
         # streams are hundreds of rows
         if docs:
-            s.execute(insert(Document), [{"campaign_id": campaign_id, "trial_id": trial_id, "run_uid": run_uid,
-                                          "name": name, "doc": to_jsonable(doc)} for name, doc in docs])
+            s.execute(
+                insert(Document),
+                [
+                    {
+                        "campaign_id": campaign_id,
+                        "trial_id": trial_id,
+                        "run_uid": run_uid,
+                        "name": name,
+                        "doc": to_jsonable(doc),
+                    }
+                    for name, doc in docs
+                ],
+            )
         if points:
-            s.execute(insert(ProcessPoint), [{"trial_id": trial_id, "run_uid": run_uid, "signal": sig, "t": t,
-                                              "value": v} for sig, t, v in points])
+            s.execute(
+                insert(ProcessPoint),
+                [{"trial_id": trial_id, "run_uid": run_uid, "signal": sig, "t": t, "value": v} for sig, t, v in points],
+            )
 
-    def add_assets(self, campaign_id: int, trial_id: int | None, run_uid: str,
-                   assets: Iterable[tuple[str, str, int]]) -> None:
+    def add_assets(
+        self, campaign_id: int, trial_id: int | None, run_uid: str, assets: Iterable[tuple[str, str, int]]
+    ) -> None:
         """Record files a run's documents reference: ``(absolute path, sha256 hex, size in bytes)``."""
         with self.session() as s:
             self._add_assets(s, campaign_id, trial_id, run_uid, list(assets))
 
     @staticmethod
-    def _add_assets(s: Session, campaign_id: int, trial_id: int | None, run_uid: str,
-                    assets: list[tuple[str, str, int]]) -> None:
+    def _add_assets(
+        s: Session, campaign_id: int, trial_id: int | None, run_uid: str, assets: list[tuple[str, str, int]]
+    ) -> None:
         if assets:
-            s.execute(insert(Asset), [{"campaign_id": campaign_id, "trial_id": trial_id, "run_uid": run_uid,
-                                       "path": path, "sha256": digest, "size": int(size), "created_at": utcnow()}
-                                      for path, digest, size in assets])
+            s.execute(
+                insert(Asset),
+                [
+                    {
+                        "campaign_id": campaign_id,
+                        "trial_id": trial_id,
+                        "run_uid": run_uid,
+                        "path": path,
+                        "sha256": digest,
+                        "size": int(size),
+                        "created_at": utcnow(),
+                    }
+                    for path, digest, size in assets
+                ],
+            )
 
     def assets(self, campaign_id: int | None = None, trial_id: int | None = None) -> list[Asset]:
         """Recorded asset files, oldest first (of a campaign, of a trial, or all)."""
@@ -133,20 +170,43 @@ class Records:
             return list(s.scalars(select(Sample).where(Sample.campaign_id == campaign_id).order_by(Sample.id)))
 
     # ----------------------------------------------------------------------------------------- calibrations
-    def add_calibration(self, campaign_id: int | None, device: str, reference: dict[str, Any],
-                        result: dict[str, Any], *, at: datetime | None = None, ok: bool = True,
-                        user: str | None = None, calibration_id: str | None = None,
-                        run_uid: str | None = None) -> Calibration:
+    def add_calibration(
+        self,
+        campaign_id: int | None,
+        device: str,
+        reference: dict[str, Any],
+        result: dict[str, Any],
+        *,
+        at: datetime | None = None,
+        ok: bool = True,
+        user: str | None = None,
+        calibration_id: str | None = None,
+        run_uid: str | None = None,
+    ) -> Calibration:
         """Record a calibration and audit it (``calibration.recorded``) in one transaction."""
         who = user or _user()
         with self.session() as s:
-            row = Calibration(campaign_id=campaign_id, device=device, at=at or utcnow(),
-                              reference=to_jsonable(reference), result=to_jsonable(result), ok=ok, user=who,
-                              calibration_id=calibration_id, run_uid=run_uid)
+            row = Calibration(
+                campaign_id=campaign_id,
+                device=device,
+                at=at or utcnow(),
+                reference=to_jsonable(reference),
+                result=to_jsonable(result),
+                ok=ok,
+                user=who,
+                calibration_id=calibration_id,
+                run_uid=run_uid,
+            )
             s.add(row)
-            chain.append(s, campaign_id=campaign_id, user=who, action="calibration.recorded",
-                         detail=to_jsonable({"device": device, "calibration_id": calibration_id,
-                                             "result": result, "ok": ok, "run_uid": run_uid}))
+            chain.append(
+                s,
+                campaign_id=campaign_id,
+                user=who,
+                action="calibration.recorded",
+                detail=to_jsonable(
+                    {"device": device, "calibration_id": calibration_id, "result": result, "ok": ok, "run_uid": run_uid}
+                ),
+            )
             s.flush()
             s.refresh(row)
             s.expunge(row)
@@ -161,19 +221,43 @@ class Records:
                 q = q.where(Calibration.campaign_id == campaign_id)
             return list(s.scalars(q))
 
-    def audit(self, campaign_id: int | None, action: str, detail: dict[str, Any] | None = None,
-              user: str | None = None, *, role: str | None = None, address: str | None = None,
-              outcome: str | None = None) -> None:
+    def audit(
+        self,
+        campaign_id: int | None,
+        action: str,
+        detail: dict[str, Any] | None = None,
+        user: str | None = None,
+        *,
+        role: str | None = None,
+        address: str | None = None,
+        outcome: str | None = None,
+    ) -> None:
         """Append one row to the hash-chained audit log (see :mod:`labloop.store.chain`)."""
         with self.session() as s:
             self._audit_row(s, campaign_id, action, detail, user, role=role, address=address, outcome=outcome)
 
     @staticmethod
-    def _audit_row(s: Session, campaign_id: int | None, action: str, detail: dict[str, Any] | None = None,
-                   user: str | None = None, *, role: str | None = None, address: str | None = None,
-                   outcome: str | None = None) -> None:
-        chain.append(s, campaign_id=campaign_id, user=user or _user(), action=action,
-                     detail=to_jsonable(detail or {}), role=role, address=address, outcome=outcome)
+    def _audit_row(
+        s: Session,
+        campaign_id: int | None,
+        action: str,
+        detail: dict[str, Any] | None = None,
+        user: str | None = None,
+        *,
+        role: str | None = None,
+        address: str | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        chain.append(
+            s,
+            campaign_id=campaign_id,
+            user=user or _user(),
+            action=action,
+            detail=to_jsonable(detail or {}),
+            role=role,
+            address=address,
+            outcome=outcome,
+        )
 
     def audit_log(self, campaign_id: int | None = None) -> list[AuditEntry]:
         with self.session() as s:

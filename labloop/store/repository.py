@@ -1,5 +1,8 @@
 """The store's API: short transactions, each committed before the caller takes its next physical action.
 
+Over 500 lines, on purpose: every compare-and-set transition of trials, steps and requests is here, in one
+place to review; documents, assets, calibrations and the audit log are in ``records``, users in ``users``.
+
 SQLite (one file, WAL journal) is the embedded default; a ``postgresql://`` URL uses psycopg 3. Every method opens
 its own session and commits, so what returns has been made durable; nothing is cached between calls, so a second
 process (``labloop status`` while a campaign runs, or ``labloop resume`` after a crash) sees the same truth.
@@ -23,18 +26,27 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labloop import __version__
 from labloop.errors import StoreError
-from labloop.states import IllegalTransition, StepState, TrialState, check_step_transition, check_trial_transition
-from .bell import Bells, Channel, bells_for
-from .leases import Leases
-from .connection import (_check_sqlite_path, cannot_open, display_url, normalize_url, read_only, sqlite_path,
-                         store_problem, write_problem)
-from . import DEFAULT_URL, chain  # noqa: F401 - DEFAULT_URL: defined once, in the (light) package
-from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
-from .schema import SCHEMA_VERSION, Base, Campaign, Meta, OperatorRequest, Step, Trial, utcnow
-from .records import Records, _user, to_jsonable  # to_jsonable and _user are imported from here too
-from .inventory import Inventory
-from .users import UsersMixin
 from labloop.logs import Swallowed
+from labloop.states import IllegalTransition, StepState, TrialState, check_step_transition, check_trial_transition
+
+from . import DEFAULT_URL, chain
+from .bell import Bells, Channel, bells_for
+from .connection import (
+    _check_sqlite_path,
+    cannot_open,
+    display_url,
+    normalize_url,
+    read_only,
+    sqlite_path,
+    store_problem,
+    write_problem,
+)
+from .inventory import Inventory
+from .leases import Leases
+from .migrate import Revision, begin_exclusive, read_revision, refusal, stamp_head
+from .records import Records, _user, to_jsonable  # to_jsonable and _user are imported from here too
+from .schema import SCHEMA_VERSION, Base, Campaign, Meta, OperatorRequest, Step, Trial, utcnow
+from .users import UsersMixin
 
 log = logging.getLogger(__name__)
 _close_failed = Swallowed(log, "closing a broken poll connection")
@@ -43,7 +55,6 @@ _close_failed = Swallowed(log, "closing a broken poll connection")
 URGENT_RETRY_S = 0.001
 #: How long it asks before giving up (SQLite's own busy timeout for every other write).
 URGENT_WAIT_S = 30.0
-
 
 
 class Store(Records, Inventory, UsersMixin, Leases):
@@ -67,8 +78,10 @@ class Store(Records, Inventory, UsersMixin, Leases):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         try:
             self.engine: Engine = create_engine(self.url, **kwargs)
-        except Exception as exc:  # missing driver, malformed options
-            raise StoreError(f"cannot use store '{url}': {exc}", "check the URL and that its driver is installed") from None
+        except Exception as exc:  # noqa: BLE001 - any failure here (missing driver, malformed options) is the URL's
+            raise StoreError(
+                f"cannot use store '{url}': {exc}", "check the URL and that its driver is installed"
+            ) from None
         try:
             with self.engine.connect() as conn:  # only reads: a store this labloop cannot use stays untouched
                 found = read_revision(conn)
@@ -201,8 +214,14 @@ class Store(Records, Inventory, UsersMixin, Leases):
     def create_campaign(self, name: str, spec_text: str, spec_hash: str, user: str | None = None) -> Campaign:
         """``user``: who submitted it (the daemon passes the verified user; default: this process's login name)."""
         with self.session() as s:
-            c = Campaign(uid=str(uuid.uuid4()), name=name, spec_text=spec_text, spec_hash=spec_hash,
-                         labloop_version=__version__, state="running")
+            c = Campaign(
+                uid=str(uuid.uuid4()),
+                name=name,
+                spec_text=spec_text,
+                spec_hash=spec_hash,
+                labloop_version=__version__,
+                state="running",
+            )
             s.add(c)
             s.flush()
             chain.append(s, campaign_id=c.id, user=user or _user(), action="campaign.start", detail={"name": name})
@@ -221,10 +240,14 @@ class Store(Records, Inventory, UsersMixin, Leases):
             c = s.scalars(q.limit(1)).first()
         if c is None:
             if ref is not None:
-                raise StoreError(f"the store {self._display_url()} holds no campaign '{ref}'",
-                                 "see `labloop status` for the campaigns it holds, or pass --store with the right URL")
-            raise StoreError(f"the store {self._display_url()} holds no campaign yet",
-                             "run `labloop run FILE` first, or pass --store with the right URL")
+                raise StoreError(
+                    f"the store {self._display_url()} holds no campaign '{ref}'",
+                    "see `labloop status` for the campaigns it holds, or pass --store with the right URL",
+                )
+            raise StoreError(
+                f"the store {self._display_url()} holds no campaign yet",
+                "run `labloop run FILE` first, or pass --store with the right URL",
+            )
         return c
 
     def campaigns(self) -> list[Campaign]:
@@ -233,10 +256,18 @@ class Store(Records, Inventory, UsersMixin, Leases):
 
     def finish_campaign(self, campaign_id: int, state: str, reason: str) -> None:
         with self.session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign_id)
-                      .values(state=state, stop_reason=reason, finished_at=utcnow()))
-            chain.append(s, campaign_id=campaign_id, user=_user(), action=f"campaign.{state}",
-                         detail=to_jsonable({"reason": reason}))
+            s.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(state=state, stop_reason=reason, finished_at=utcnow())
+            )
+            chain.append(
+                s,
+                campaign_id=campaign_id,
+                user=_user(),
+                action=f"campaign.{state}",
+                detail=to_jsonable({"reason": reason}),
+            )
 
     def update_campaign(self, campaign_id: int, **fields: Any) -> None:
         with self.session() as s:
@@ -246,12 +277,21 @@ class Store(Records, Inventory, UsersMixin, Leases):
         """A sign of life of this process (host, pid, process start time), with why the campaign waits, if it does."""
         host_pid, started = this_runner()
         with self.session() as s:
-            s.execute(update(Campaign).where(Campaign.id == campaign_id)
-                      .values(heartbeat_at=utcnow(), note=note, runner=host_pid, runner_started=started))
+            s.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(heartbeat_at=utcnow(), note=note, runner=host_pid, runner_started=started)
+            )
 
     # ----------------------------------------------------------------------------------------- operator requests
-    def request(self, campaign_id: int, action: str, args: dict[str, Any] | None = None,
-                user: str | None = None, command: dict[str, Any] | None = None) -> int:
+    def request(
+        self,
+        campaign_id: int,
+        action: str,
+        args: dict[str, Any] | None = None,
+        user: str | None = None,
+        command: dict[str, Any] | None = None,
+    ) -> int:
         """Queue an operator's request for the campaign's runner (and audit it); returns its id. ``command``: the
         :meth:`audit` arguments of the command that asks (the daemon's "accepted" row), appended first in the same
         transaction: the runner sees the request one fsync sooner, and the log never holds one without the other."""
@@ -259,11 +299,13 @@ class Store(Records, Inventory, UsersMixin, Leases):
         with self.urgent_session() as s:
             if command is not None:
                 self._audit_row(s, **command)
-            r = OperatorRequest(campaign_id=campaign_id, action=action, args=to_jsonable(args or {}), user=who,
-                                state="pending")
+            r = OperatorRequest(
+                campaign_id=campaign_id, action=action, args=to_jsonable(args or {}), user=who, state="pending"
+            )
             s.add(r)
-            chain.append(s, campaign_id=campaign_id, user=who, action=f"request.{action}",
-                         detail=to_jsonable(args or {}))
+            chain.append(
+                s, campaign_id=campaign_id, user=who, action=f"request.{action}", detail=to_jsonable(args or {})
+            )
             s.flush()
             rid = r.id
             rung = self.bells.ring_in(s, ("requests", campaign_id))  # PostgreSQL: NOTIFY, delivered at the commit
@@ -275,8 +317,11 @@ class Store(Records, Inventory, UsersMixin, Leases):
         """Requests not answered yet, oldest first, as rows to answer. To poll, use :meth:`pending_actions`, which
         costs far less."""
         with self.session() as s:
-            q = (select(OperatorRequest).where(OperatorRequest.campaign_id == campaign_id,
-                                               OperatorRequest.state == "pending").order_by(OperatorRequest.id))
+            q = (
+                select(OperatorRequest)
+                .where(OperatorRequest.campaign_id == campaign_id, OperatorRequest.state == "pending")
+                .order_by(OperatorRequest.id)
+            )
             return list(s.scalars(q))
 
     def pending_actions(self, campaign_id: int) -> list[tuple[int, str]]:
@@ -290,9 +335,11 @@ class Store(Records, Inventory, UsersMixin, Leases):
             raise
         return [(int(i), str(a)) for i, a in rows]
 
-    _poll_query = (select(OperatorRequest.id, OperatorRequest.action)
-                   .where(OperatorRequest.campaign_id == bindparam("cid"), OperatorRequest.state == "pending")
-                   .order_by(OperatorRequest.id))
+    _poll_query = (
+        select(OperatorRequest.id, OperatorRequest.action)
+        .where(OperatorRequest.campaign_id == bindparam("cid"), OperatorRequest.state == "pending")
+        .order_by(OperatorRequest.id)
+    )
     _poll_conn: Connection | None  # opened by the first poll (an annotation only: read with getattr)
 
     def _poll_connection(self) -> Any:
@@ -309,8 +356,9 @@ class Store(Records, Inventory, UsersMixin, Leases):
             except Exception as exc:  # noqa: BLE001 - it is being dropped because it is broken
                 _close_failed(exc)
 
-    def answer_request(self, request_id: int, state: str, outcome: str, user: str = "labloop",
-                       campaign: dict[str, Any] | None = None) -> bool:
+    def answer_request(
+        self, request_id: int, state: str, outcome: str, user: str = "labloop", campaign: dict[str, Any] | None = None
+    ) -> bool:
         """Acknowledge a request: ``done`` or ``refused``, with one line saying what happened or why not.
         Compare-and-set from pending, so a request is answered once. ``campaign``: fields of the request's campaign
         to change in the same transaction (what the request did: paused, resumed), so the answer is one commit and
@@ -323,14 +371,22 @@ class Store(Records, Inventory, UsersMixin, Leases):
                 return False
             cid = r.campaign_id
             # an UPDATE's result is a CursorResult (with rowcount); execute() is typed as returning a Result
-            res = cast("CursorResult[Any]", s.execute(update(OperatorRequest)
-                                                      .where(OperatorRequest.id == request_id,
-                                                             OperatorRequest.state == "pending")
-                                                      .values(state=state, outcome=outcome, handled_at=utcnow())))
+            res = cast(
+                "CursorResult[Any]",
+                s.execute(
+                    update(OperatorRequest)
+                    .where(OperatorRequest.id == request_id, OperatorRequest.state == "pending")
+                    .values(state=state, outcome=outcome, handled_at=utcnow())
+                ),
+            )
             if res.rowcount:
-                chain.append(s, campaign_id=r.campaign_id, user=user, action=f"request.{state}",
-                             detail=to_jsonable({"request": request_id, "action": r.action, "by": r.user,
-                                                 "outcome": outcome}))
+                chain.append(
+                    s,
+                    campaign_id=r.campaign_id,
+                    user=user,
+                    action=f"request.{state}",
+                    detail=to_jsonable({"request": request_id, "action": r.action, "by": r.user, "outcome": outcome}),
+                )
                 if campaign:
                     s.execute(update(Campaign).where(Campaign.id == r.campaign_id).values(**campaign))
             answered = bool(res.rowcount)
@@ -347,12 +403,27 @@ class Store(Records, Inventory, UsersMixin, Leases):
         return r
 
     # ----------------------------------------------------------------------------------------- trials
-    def add_trial(self, campaign_id: int, params: dict[str, Any], source: str, info: dict[str, Any],
-                  sample_prefix: str, state: str = "proposed") -> Trial:
+    def add_trial(
+        self,
+        campaign_id: int,
+        params: dict[str, Any],
+        source: str,
+        info: dict[str, Any],
+        sample_prefix: str,
+        state: str = "proposed",
+    ) -> Trial:
         with self.session() as s:
             number = (s.scalar(select(func.max(Trial.number)).where(Trial.campaign_id == campaign_id)) or 0) + 1
-            t = Trial(campaign_id=campaign_id, number=number, state=state, params=to_jsonable(params), values={},
-                      source=source, info=to_jsonable(info), sample_id=f"{sample_prefix}-{number:04d}")
+            t = Trial(
+                campaign_id=campaign_id,
+                number=number,
+                state=state,
+                params=to_jsonable(params),
+                values={},
+                source=source,
+                info=to_jsonable(info),
+                sample_id=f"{sample_prefix}-{number:04d}",
+            )
             s.add(t)
             s.flush()
             self._reserve(s, t)  # its consumables, in the same commit (refused: no trial)
@@ -385,15 +456,21 @@ class Store(Records, Inventory, UsersMixin, Leases):
         if "values" in fields:
             fields["values"] = to_jsonable(fields["values"])
         with self.session() as s:
-            row = s.scalars(update(Trial).where(Trial.id == trial_id, Trial.state == expected.value)
-                            .values(state=new.value, **fields).returning(Trial)
-                            .execution_options(synchronize_session=False)).first()
+            row = s.scalars(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.state == expected.value)
+                .values(state=new.value, **fields)
+                .returning(Trial)
+                .execution_options(synchronize_session=False)
+            ).first()
             if row is not None:  # its consumables: drawn when it starts, released if it never did
                 self._settle(s, row, new.value)
         if row is None:
             now = self.trial(trial_id)  # raises when there is no such trial
-            raise IllegalTransition(f"trial {now.number} is {now.state}, not {expected}: it was not moved to {new}",
-                                    "someone else changed it meanwhile; check `labloop status`")
+            raise IllegalTransition(
+                f"trial {now.number} is {now.state}, not {expected}: it was not moved to {new}",
+                "someone else changed it meanwhile; check `labloop status`",
+            )
         return row
 
     def trial(self, trial_id: int) -> Trial:
@@ -408,21 +485,29 @@ class Store(Records, Inventory, UsersMixin, Leases):
             return list(s.scalars(select(Trial).where(Trial.campaign_id == campaign_id).order_by(Trial.number)))
 
     # ----------------------------------------------------------------------------------------- steps
-    def start_step(self, trial_id: int, index: int, label: str, kind: str, attempt: int = 1,
-                   device: str | None = None) -> int:
+    def start_step(
+        self, trial_id: int, index: int, label: str, kind: str, attempt: int = 1, device: str | None = None
+    ) -> int:
         with self.session() as s:
-            st = Step(trial_id=trial_id, index=index, label=label, kind=kind, state="running", attempt=attempt,
-                      device=device)
+            st = Step(
+                trial_id=trial_id, index=index, label=label, kind=kind, state="running", attempt=attempt, device=device
+            )
             s.add(st)
             s.execute(update(Trial).where(Trial.id == trial_id).values(current_step=index))
             s.flush()
             return st.id
 
-    def finish_step(self, step_id: int, state: StepState | str, run_uid: str | None = None, error: str | None = None,
-                    moved: tuple[int, str, str, int | None] | None = None,
-                    documents: tuple[int, int | None, list[tuple[str, dict[str, Any]]],
-                                     list[tuple[str, float, float]]] | None = None,
-                    assets: tuple[int, int | None, list[tuple[str, str, int]]] | None = None) -> None:
+    def finish_step(
+        self,
+        step_id: int,
+        state: StepState | str,
+        run_uid: str | None = None,
+        error: str | None = None,
+        moved: tuple[int, str, str, int | None] | None = None,
+        documents: tuple[int, int | None, list[tuple[str, dict[str, Any]]], list[tuple[str, float, float]]]
+        | None = None,
+        assets: tuple[int, int | None, list[tuple[str, str, int]]] | None = None,
+    ) -> None:
         """End a running step (compare-and-set from running); ``moved`` = (campaign_id, sample_id, location,
         trial_id) records where a transfer put the sample in the same transaction, so the store never says 'moved'
         without saying where to; ``documents`` = (campaign_id, trial_id, docs, points) commits the run's last
@@ -431,9 +516,14 @@ class Store(Records, Inventory, UsersMixin, Leases):
         state = StepState(state)
         check_step_transition(step_id, StepState.RUNNING, state)
         with self.session() as s:
-            res = cast("CursorResult[Any]",  # an UPDATE's result: it has a rowcount
-                       s.execute(update(Step).where(Step.id == step_id, Step.state == StepState.RUNNING.value)
-                                 .values(state=state.value, run_uid=run_uid, error=error, finished_at=utcnow())))
+            res = cast(
+                "CursorResult[Any]",  # an UPDATE's result: it has a rowcount
+                s.execute(
+                    update(Step)
+                    .where(Step.id == step_id, Step.state == StepState.RUNNING.value)
+                    .values(state=state.value, run_uid=run_uid, error=error, finished_at=utcnow())
+                ),
+            )
             if not res.rowcount:
                 raise IllegalTransition(f"step {step_id} is not running: it cannot become {state}")
             if documents is not None and run_uid is not None:

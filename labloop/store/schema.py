@@ -10,15 +10,27 @@ file.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -45,18 +57,24 @@ class Campaign(Base):
     spec_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of spec_text.")
     labloop_version: Mapped[str] = mapped_column(String(40))
     state: Mapped[str] = mapped_column(
-        String(20), default="running", doc="running | paused | finished | stopped | estopped")
+        String(20), default="running", doc="running | paused | finished | stopped | estopped"
+    )
     stop_reason: Mapped[str | None] = mapped_column(Text, default=None)
     control: Mapped[str] = mapped_column(
-        String(20), default="run", doc="What operators asked for: run | pause | stop | estop (read by the runner).")
+        String(20), default="run", doc="What operators asked for: run | pause | stop | estop (read by the runner)."
+    )
     note: Mapped[str | None] = mapped_column(Text, default=None, doc="Why the campaign waits (pause, no station).")
     heartbeat_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None, doc="Last sign of life of the process running it.")
+        DateTime(timezone=True), default=None, doc="Last sign of life of the process running it."
+    )
     runner: Mapped[str | None] = mapped_column(
-        String(200), default=None, doc="host:pid of the process running it (to tell a live one from a killed one).")
+        String(200), default=None, doc="host:pid of the process running it (to tell a live one from a killed one)."
+    )
     runner_started: Mapped[float | None] = mapped_column(
-        Float, default=None,
-        doc="Start time (epoch seconds, from psutil) of the process in `runner`: a reused pid has another one.")
+        Float,
+        default=None,
+        doc="Start time (epoch seconds, from psutil) of the process in `runner`: a reused pid has another one.",
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
@@ -150,7 +168,8 @@ class AuditEntry(Base):
     outcome: Mapped[str | None] = mapped_column(String(20), default=None, doc="accepted | refused | done | failed")
     prev_hash: Mapped[str | None] = mapped_column(String(64), default=None, doc="The previous row's hash.")
     hash: Mapped[str | None] = mapped_column(
-        String(64), default=None, doc="sha256 of prev_hash and this row's canonical content: the chain.")
+        String(64), default=None, doc="sha256 of prev_hash and this row's canonical content: the chain."
+    )
 
 
 class OperatorRequest(Base):
@@ -221,9 +240,11 @@ class User(Base):
     created_by: Mapped[str] = mapped_column(String(80))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     password_hash: Mapped[str | None] = mapped_column(
-        String(200), default=None, doc="scrypt$n$r$p$salt$hash for the dashboard's login; None: cannot sign in.")
+        String(200), default=None, doc="scrypt$n$r$p$salt$hash for the dashboard's login; None: cannot sign in."
+    )
     token_hash: Mapped[str | None] = mapped_column(
-        String(64), default=None, doc="sha256 of the user's API token (scripts); None: no token issued.")
+        String(64), default=None, doc="sha256 of the user's API token (scripts); None: no token issued."
+    )
 
 
 class Lease(Base):

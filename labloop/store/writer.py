@@ -16,13 +16,15 @@ import math
 from typing import Any
 
 from labloop.errors import LabloopError
+
 from .assets import ASSET_DOCUMENTS, asset_path, sha256_file
 from .repository import Store
 
 
 class DocumentWriter:
-    def __init__(self, store: Store, campaign_id: int, trial_id: int | None, flush_every: int = 200,
-                 flush_at_stop: bool = True):
+    def __init__(
+        self, store: Store, campaign_id: int, trial_id: int | None, flush_every: int = 200, flush_at_stop: bool = True
+    ):
         """``flush_at_stop=False``: the caller commits the run's last documents itself (``take``), with the step's
         end in one transaction."""
         self.flush_at_stop = flush_at_stop

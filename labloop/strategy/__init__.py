@@ -14,13 +14,24 @@ from typing import Any
 
 from labloop import plugins
 from labloop.errors import LabloopError
-from .space import CandidatePool, SearchSpace
 from labloop.spec import CampaignSpec, checked_options
+
 from .base import Observation, Proposal, Strategy
 from .evidence import StopEvidence, improvement_stalled
+from .space import CandidatePool, SearchSpace
 
-__all__ = ["BotorchStrategy", "CandidatePool", "Observation", "Proposal", "RandomStrategy", "SearchSpace",
-           "StopEvidence", "Strategy", "improvement_stalled", "make_strategy"]
+__all__ = [
+    "BotorchStrategy",
+    "CandidatePool",
+    "Observation",
+    "Proposal",
+    "RandomStrategy",
+    "SearchSpace",
+    "StopEvidence",
+    "Strategy",
+    "improvement_stalled",
+    "make_strategy",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -60,10 +71,15 @@ def make_strategy(spec: CampaignSpec, candidates: CandidatePool | None = None, *
     if factory is None:
         factory = plugins.load(name, "labloop.strategies")
     model = getattr(factory, "options_model", None)  # a plugin may declare a pydantic model of its options
-    if model is not None and name not in ("botorch", "random"):  # built-ins check theirs themselves (also for keyword options)
+    if model is not None and name not in (
+        "botorch",
+        "random",
+    ):  # built-ins check theirs themselves (also for keyword options)
         checked_options(model, {**spec.strategy.options, **options}, name)
     strategy = factory(spec, candidates, **options)
     if not callable(getattr(strategy, "ask", None)):
-        raise LabloopError(f"strategy '{name}' has no ask(n, observations, pending) method",
-                           "a strategy plugin must return an object with ask(n, observations, pending)")
+        raise LabloopError(
+            f"strategy '{name}' has no ask(n, observations, pending) method",
+            "a strategy plugin must return an object with ask(n, observations, pending)",
+        )
     return strategy

@@ -21,6 +21,7 @@ from botorch.sampling.pathwise import draw_matheron_paths
 from torch import Tensor
 
 from labloop.errors import LabloopError
+
 from . import quiet
 from .modeling import lengthscale_importance, short_error
 from .space import DTYPE
@@ -112,7 +113,7 @@ class AcquisitionMixin:
         """``acq`` on each row of ``F`` (``r x f`` model inputs) as ``r`` values, ``max_batch_size`` rows at a
         time."""
         bs = int(self.s.options["max_batch_size"])
-        return torch.cat([acq(F[a: a + bs].unsqueeze(-2)) for a in range(0, len(F), bs)])
+        return torch.cat([acq(F[a : a + bs].unsqueeze(-2)) for a in range(0, len(F), bs)])
 
     def _optimize(self, acq, n: int, model) -> tuple[Tensor, Tensor]:
         """``n`` search-space points (``n x d``) and their acquisition values (``n``)."""
@@ -120,16 +121,24 @@ class AcquisitionMixin:
         if self.pool is not None:
             return self._optimize_pool(acq, n, model)
         bounds = self.region.box if self.region is not None else self.space.bounds  # the trust region, if local
-        kwargs: dict[str, Any] = dict(q=n, num_restarts=int(opt["num_restarts"]), raw_samples=int(opt["raw_samples"]),
-                                      inequality_constraints=self.space.inequality_constraints or None,
-                                      equality_constraints=self.space.equality_constraints or None)
+        kwargs: dict[str, Any] = dict(
+            q=n,
+            num_restarts=int(opt["num_restarts"]),
+            raw_samples=int(opt["raw_samples"]),
+            inequality_constraints=self.space.inequality_constraints or None,
+            equality_constraints=self.space.equality_constraints or None,
+        )
         # botorch retries an optimization that failed with new initial conditions (and warns "Optimization
         # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
         with quiet.captured() as caught:
             if self.space.cat_dims or self.space.discrete_dims:
-                X, v = optimize_acqf_mixed_alternating(acq, bounds=bounds,
-                                                       discrete_dims=self.space.discrete_dims or None,
-                                                       cat_dims=self.space.cat_dims or None, **kwargs)
+                X, v = optimize_acqf_mixed_alternating(
+                    acq,
+                    bounds=bounds,
+                    discrete_dims=self.space.discrete_dims or None,
+                    cat_dims=self.space.cat_dims or None,
+                    **kwargs,
+                )
             else:
                 X, v = optimize_acqf(acq, bounds=bounds, sequential=True, **kwargs)
         for w in caught:
@@ -150,8 +159,10 @@ class AcquisitionMixin:
         assert self.pool is not None
         free = self.free_rows()
         if len(free) == 0:
-            raise LabloopError("every row of the candidate pool has been measured, failed or is pending",
-                               "add candidates or end the campaign")
+            raise LabloopError(
+                "every row of the candidate pool has been measured, failed or is pending",
+                "add candidates or end the campaign",
+            )
         if self.region is not None:  # a local model: the free rows inside its trust region, if there are any
             inside = free[self.region.inside(self.pool_features()[free])]
             free = inside if len(inside) else free
@@ -172,7 +183,8 @@ class AcquisitionMixin:
                     except NotImplementedError as exc:  # no pathwise sampler for this kernel: exact joint samples
                         self.fallbacks.append(
                             f"pathwise Thompson sampling unavailable for kernel '{self.s.options['kernel']}' "
-                            f"({short_error(exc)}): used exact joint posterior samples over the {len(F)} free rows")
+                            f"({short_error(exc)}): used exact joint posterior samples over the {len(F)} free rows"
+                        )
                         samples = gp.posterior(F).rsample(torch.Size([k])).reshape(k, -1)
                 for j in range(k):
                     v = samples[j].clone()
@@ -226,7 +238,7 @@ class AcquisitionMixin:
         for j in range(k):
             i = self._pick_row(acq, F, picked, vals, log_belief)
             if j + 1 < k:
-                gp, m = believe(gp, F[i: i + 1])
+                gp, m = believe(gp, F[i : i + 1])
                 best_f = max(best_f, m)
                 acq = LogExpectedImprovement(gp, best_f=best_f)
         return picked, vals
@@ -251,8 +263,10 @@ class AcquisitionMixin:
     def _explain(self, model, transforms, outputs) -> dict[str, Any]:
         """Parameter importance and the model's predicted best point, shared by this round's proposals."""
         gp0 = model.models[0]
-        info: dict[str, Any] = {"importance": lengthscale_importance(gp0, self.space),
-                                "n_train": int(len(outputs[0][0]))}
+        info: dict[str, Any] = {
+            "importance": lengthscale_importance(gp0, self.space),
+            "n_train": int(len(outputs[0][0])),
+        }
         if self.pool is not None:
             X = self.pool.X
         else:
@@ -260,8 +274,10 @@ class AcquisitionMixin:
         with torch.no_grad(), gpytorch.settings.skip_posterior_variances():  # means only: no m x m covariance
             mean = gp0.posterior(self._fx(X)).mean.squeeze(-1)
         j = int(mean.argmax())
-        info["predicted_best"] = {"params": self.space.decode(X[j]),
-                                  self.spec.objectives[0].name: float(transforms[0].inverse(mean[j]))}
+        info["predicted_best"] = {
+            "params": self.space.decode(X[j]),
+            self.spec.objectives[0].name: float(transforms[0].inverse(mean[j])),
+        }
         return info
 
     def _point_info(self, model, transforms, outputs, x: Tensor, acq_value: float) -> dict[str, Any]:
@@ -279,10 +295,22 @@ class AcquisitionMixin:
             ei = max(sd, 1e-12) * (z * float(nd.cdf(torch.tensor(z))) + math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
         else:  # expected hypervolume improvement from the log-acquisition value
             ei = math.exp(acq_value) if acq_value < 700 else float("inf")
-        lo, hi = sorted((float(transforms[0].inverse(torch.tensor(mu - 2 * sd))),
-                         float(transforms[0].inverse(torch.tensor(mu + 2 * sd)))))
+        lo, hi = sorted(
+            (
+                float(transforms[0].inverse(torch.tensor(mu - 2 * sd))),
+                float(transforms[0].inverse(torch.tensor(mu + 2 * sd))),
+            )
+        )
         # 'improvement' is what the campaign's stopping rule reads (labloop.run.stopping): relative to the observed range
-        return {"acquisition": acq_value, "acquisition_kind": self.kind, "expected_improvement": ei,
-                "expected_improvement_rel": ei / span, "improvement": ei / span,
-                "predicted": {"objective": self.spec.objectives[0].name,
-                              "mean": float(transforms[0].inverse(torch.tensor(mu))), "interval_95": [lo, hi]}}
+        return {
+            "acquisition": acq_value,
+            "acquisition_kind": self.kind,
+            "expected_improvement": ei,
+            "expected_improvement_rel": ei / span,
+            "improvement": ei / span,
+            "predicted": {
+                "objective": self.spec.objectives[0].name,
+                "mean": float(transforms[0].inverse(torch.tensor(mu))),
+                "interval_95": [lo, hi],
+            },
+        }

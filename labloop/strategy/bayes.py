@@ -59,14 +59,15 @@ from botorch.acquisition.logei import qLogExpectedImprovement, qLogNoisyExpected
 from botorch.acquisition.monte_carlo import qUpperConfidenceBound
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
-from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
 from botorch.acquisition.objective import GenericMCObjective
+from botorch.acquisition.prior_guided import PriorGuidedAcquisitionFunction
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.model import Model
 from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
 from labloop.spec import BotorchOptions, CampaignSpec, checked_options
+
 from . import quiet
 from .acquisition import AcquisitionMixin
 from .base import Observation, Proposal
@@ -141,12 +142,12 @@ class BotorchStrategy(StrategyBase):
     options_model: type[BotorchOptions] = BotorchOptions
 
     def __init__(self, spec: CampaignSpec, candidates: CandidatePool | None = None, **options: Any):
-        self.options = checked_options(self.options_model, {**spec.strategy.options, **options},
-                                       self.name).model_dump()
+        self.options = checked_options(self.options_model, {**spec.strategy.options, **options}, self.name).model_dump()
         super().__init__(spec, candidates, grid_limit=int(self.options["grid_limit"]))
         # Which model and acquisition 'auto' means for this campaign: fixed by the pool's size and the budget
-        self.small_pool = self.pool is not None and \
-            len(self.pool) <= float(self.options["small_pool"]) * spec.stopping.max_trials
+        self.small_pool = (
+            self.pool is not None and len(self.pool) <= float(self.options["small_pool"]) * spec.stopping.max_trials
+        )
         if self.options["kernel"] == "auto":  # Matern-5/2 where measured better (large pools), else botorch's RBF
             large_pool = self.pool is not None and not self.small_pool
             self.options["kernel"] = "matern" if large_pool else "rbf"
@@ -166,8 +167,7 @@ class BotorchStrategy(StrategyBase):
         # jitter added to a Cholesky, a stalled line search, a retried optimizer start: expected on small data,
         # handled by botorch, and noise to an operator; what matters is recorded as a fallback where it happens.
         # Captured in this thread only (labloop.strategy.quiet): RunEngines on other threads keep their warnings.
-        with _torch_threads(self.options["threads"]), quiet.captured(), \
-                gpytorch.settings.max_cholesky_size(4000):
+        with _torch_threads(self.options["threads"]), quiet.captured(), gpytorch.settings.max_cholesky_size(4000):
             state = self.bookkeeping(observations, pending)
             out: list[Proposal] = []
             out += state.seed_points(n)
@@ -220,16 +220,18 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         ok = [(x, o) for x, o in zip(self.obs_X, self.obs) if not o.failed]
         opt = self.s.options
         # each objective's measured values (None: not measured; both transforms leave those out)
-        measured = {obj.name: [v for v in (o.values.get(obj.name) for _, o in ok) if v is not None]
-                    for obj in spec.objectives}
+        measured = {
+            obj.name: [v for v in (o.values.get(obj.name) for _, o in ok) if v is not None] for obj in spec.objectives
+        }
         scales = [ObjectiveTransform.infer(obj, measured[obj.name], opt["log_outcome"]) for obj in spec.objectives]
         for sc in scales:
             if opt["log_outcome"] is True and not sc.log and sc.spec.direction != "band":
                 self.fallbacks.append(f"log_outcome: '{sc.spec.name}' has values <= 0: modelled without log")
         transforms: list[ObjectiveTransform | WarpedTransform] = list(scales)
         if opt["warp"]:  # Yeo-Johnson output warping (see WarpedTransform)
-            transforms = [WarpedTransform.fit(sc, measured[obj.name], self.fallbacks)
-                          for obj, sc in zip(spec.objectives, scales)]
+            transforms = [
+                WarpedTransform.fit(sc, measured[obj.name], self.fallbacks) for obj, sc in zip(spec.objectives, scales)
+            ]
         outputs: list[tuple[Tensor, Tensor]] = []
         for obj, tf in zip(spec.objectives, transforms):
             rows = _measured(ok, obj.name)
@@ -243,8 +245,9 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                 continue  # nothing to learn from yet
             idx = len(outputs)
             labels.append(f"outcome constraint '{oc.name}'")
-            outputs.append((fx(torch.stack([r[0] for r in rows])),
-                            torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1)))
+            outputs.append(
+                (fx(torch.stack([r[0] for r in rows])), torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1))
+            )
             if oc.lower is not None:
                 constraints.append(_at_least(idx, oc.lower))
             if oc.upper is not None:
@@ -261,17 +264,30 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         inits = self.s._warm.get(signature, ()) if opt["warm_start"] else ()
         space = None if self.pool is not None else self.space
         gps = fit_models(
-            space, outputs, inits, labels, kernel=opt["kernel"], max_noise=opt["max_noise"],
-            groups=feature_groups(self.space), fallbacks=self.fallbacks,
-            **({"fit_subset": LOCAL_FIT_SUBSET} if self.region is not None else {})).models
+            space,
+            outputs,
+            inits,
+            labels,
+            kernel=opt["kernel"],
+            max_noise=opt["max_noise"],
+            groups=feature_groups(self.space),
+            fallbacks=self.fallbacks,
+            **({"fit_subset": LOCAL_FIT_SUBSET} if self.region is not None else {}),
+        ).models
         # cast: fit_models fits SingleTaskGPs, ModelListGP.models is typed as a ModuleList of any Module
         self.s._warm = {signature: [hyperparameters(cast(SingleTaskGP, gp)) for gp in gps]}
         related_report = None
         if self.related:  # the objective as task 0 of a multi-task GP with the related campaigns that pass the guard
             gps[0], related_report = guarded_multitask(
-                gps[0], *outputs[0], self._related_outputs(transforms[0], outputs[0][1]),
-                warm=self.s._warm_mt if opt["warm_start"] else {}, kernel=opt["kernel"],
-                related_points=int(opt["related_points"]), seed=self.s.seed, fallbacks=self.fallbacks)
+                gps[0],
+                *outputs[0],
+                self._related_outputs(transforms[0], outputs[0][1]),
+                warm=self.s._warm_mt if opt["warm_start"] else {},
+                kernel=opt["kernel"],
+                related_points=int(opt["related_points"]),
+                seed=self.s.seed,
+                fallbacks=self.fallbacks,
+            )
         model = ModelListGP(*gps)
 
         m = len(spec.objectives)
@@ -285,8 +301,9 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         what = f"acquisition '{kind}'" + (f" (from '{asked}')" if asked != kind else "")
         if m > 1:
             if asked != "auto":
-                self.fallbacks.append(f"{what} is for one objective: {m} objectives use "
-                                      f"qLogNoisyExpectedHypervolumeImprovement")
+                self.fallbacks.append(
+                    f"{what} is for one objective: {m} objectives use qLogNoisyExpectedHypervolumeImprovement"
+                )
             Ys = [outputs[i][1].squeeze(-1) for i in range(m)]
             ref = []
             for obj, tf, y in zip(spec.objectives, transforms, Ys):
@@ -295,9 +312,15 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                 else:  # nadir of what was seen, minus a tenth of the range
                     ref.append(float(y.min() - 0.1 * (y.max() - y.min() + 1e-9)))
             acq: AcquisitionFunction | None = qLogNoisyExpectedHypervolumeImprovement(
-                model, ref_point=ref, X_baseline=X_base, sampler=sampler,
+                model,
+                ref_point=ref,
+                X_baseline=X_base,
+                sampler=sampler,
                 objective=IdentityMCMultiOutputObjective(outcomes=list(range(m))),
-                constraints=constraints or None, X_pending=X_pending, prune_baseline=True)
+                constraints=constraints or None,
+                X_pending=X_pending,
+                prune_baseline=True,
+            )
         elif kind == "ucb" and not constraints:
             betas = opt["beta"] if isinstance(opt["beta"], (list, tuple)) else [opt["beta"]]
             beta = float(betas[self.count % len(betas)])  # a cycle: mostly exploit, explore every k-th trial
@@ -309,39 +332,61 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             best_f = self._incumbent(model, outputs)
             # not with related campaigns: conditioning the multi-task GP on believed rows needs their task column,
             # which the believer does not add (the Monte Carlo form handles X_pending there)
-            believer = (self.pool is not None and not constraints and opt["batch_selection"] == "believer"
-                        and not self.related)
+            believer = (
+                self.pool is not None and not constraints and opt["batch_selection"] == "believer" and not self.related
+            )
             if believer or (X_pending is None and not constraints and n == 1):
                 # exact and deterministic: the analytic form (a Kriging believer for batches and pending rows)
-                acq = self._free_logei[0] if self._free_logei is not None else \
-                    LogExpectedImprovement(cast(Model, model.models[0]), best_f=best_f)
+                acq = (
+                    self._free_logei[0]
+                    if self._free_logei is not None
+                    else LogExpectedImprovement(cast(Model, model.models[0]), best_f=best_f)
+                )
                 self.believed = X_pending if believer and X_pending is not None else None
                 self.believer = believer
             else:  # pending points and constraints need the Monte Carlo form
-                acq = qLogExpectedImprovement(model, best_f=best_f, sampler=sampler, objective=single,
-                                              X_pending=X_pending, constraints=constraints or None)
+                acq = qLogExpectedImprovement(
+                    model,
+                    best_f=best_f,
+                    sampler=sampler,
+                    objective=single,
+                    X_pending=X_pending,
+                    constraints=constraints or None,
+                )
         else:
             if kind != "qlognei":  # 'ucb' or 'ts' where they cannot apply
-                why = "needs a candidate pool" if kind == "ts" and self.pool is None else \
-                    "cannot weigh outcome constraints or failed trials"
+                why = (
+                    "needs a candidate pool"
+                    if kind == "ts" and self.pool is None
+                    else "cannot weigh outcome constraints or failed trials"
+                )
                 self.fallbacks.append(f"{what} {why}: used qLogNoisyExpectedImprovement")
             acq = qLogNoisyExpectedImprovement(
-                model, X_baseline=X_base, sampler=sampler, objective=single,
-                X_pending=X_pending, constraints=constraints or None, prune_baseline=True)
+                model,
+                X_baseline=X_base,
+                sampler=sampler,
+                objective=single,
+                X_pending=X_pending,
+                constraints=constraints or None,
+                prune_baseline=True,
+            )
 
         self.kind = "ThompsonSampling" if acq is None else type(acq).__name__
         # the expert's belief weights log-valued acquisitions (piBO); Thompson samples and UCB stay unweighted
         if self.s.expert is not None and not self.kind.startswith(("Log", "qLog")):
-            self.fallbacks.append(f"expert_prior not applied: {self.kind} is not a log-valued acquisition "
-                                  f"(piBO weights LogEI, qLogEI, qLogNEI and qLogNEHVI)")
+            self.fallbacks.append(
+                f"expert_prior not applied: {self.kind} is not a log-valued acquisition "
+                f"(piBO weights LogEI, qLogEI, qLogNEI and qLogNEHVI)"
+            )
         if self.s.expert is not None and acq is not None and type(acq).__name__.startswith(("Log", "qLog")):
             self.prior_exponent = self.s.expert.weight_exponent(spec.strategy.expert_prior_strength, len(self.obs))
             if self.pool is None:
                 pend = getattr(acq, "X_pending", None)
                 if pend is not None:
                     acq.set_X_pending(None)  # botorch wants pending points on the wrapper, not inside
-                acq = PriorGuidedAcquisitionFunction(acq, self.s.expert, log=True,
-                                                     prior_exponent=self.prior_exponent, X_pending=pend)
+                acq = PriorGuidedAcquisitionFunction(
+                    acq, self.s.expert, log=True, prior_exponent=self.prior_exponent, X_pending=pend
+                )
         cands, values = self._optimize(acq, n, model)
         info = self._explain(model, transforms, outputs)
         if self.fallbacks:  # everything that did not go as configured in this ask, for the trial's record
@@ -364,13 +409,21 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                 self.mark(x)
                 # the acquisition optimum is itself evidence (for a measured point EI is ~0): keep it
                 note = "the model's optimum was already measured or pending: space-filling point instead"
-                out.append(self.proposal(x, "sobol", {
-                    **info, **self._point_info(model, transforms, outputs, opt_x, float(v)),
-                    "note": note, "fallbacks": [*info.get("fallbacks", []), note]}))
+                out.append(
+                    self.proposal(
+                        x,
+                        "sobol",
+                        {
+                            **info,
+                            **self._point_info(model, transforms, outputs, opt_x, float(v)),
+                            "note": note,
+                            "fallbacks": [*info.get("fallbacks", []), note],
+                        },
+                    )
+                )
                 continue
             self.mark(x)
-            out.append(self.proposal(x, "model",
-                                      {**info, **self._point_info(model, transforms, outputs, x, float(v))}))
+            out.append(self.proposal(x, "model", {**info, **self._point_info(model, transforms, outputs, x, float(v))}))
         return out
 
     def _related_outputs(self, tf, y_own: Tensor) -> list[tuple[str, Tensor, Tensor]]:
@@ -379,8 +432,11 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         name = self.spec.objectives[0].name
         out = []
         for task, obs in self.related.items():
-            rows = [o for o in obs if not o.failed and o.values.get(name) is not None
-                    and math.isfinite(float(o.values[name]))]
+            rows = [
+                o
+                for o in obs
+                if not o.failed and o.values.get(name) is not None and math.isfinite(float(o.values[name]))
+            ]
             if not rows:
                 continue
             X = self._fx(self.encode([o.params for o in rows], f"related observation ({task})"))

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from labloop.errors import LabloopError
 from labloop.spec import CampaignSpec
+
 from .base import Observation, Proposal
 from .space import DTYPE, CandidatePool, SearchSpace
 
@@ -66,8 +67,9 @@ class Bookkeeping:
         """Parameter dicts as snapped search-space rows (``r x d``); a row that does not fit names ``what``."""
         full = [{**self.space.fixed, **r} for r in rows]
         try:
-            return self.space.snap(self.space.encode_many(full)) if full else torch.empty(0, self.space.dim,
-                                                                                           dtype=DTYPE)
+            return (
+                self.space.snap(self.space.encode_many(full)) if full else torch.empty(0, self.space.dim, dtype=DTYPE)
+            )
         except LabloopError as exc:
             raise LabloopError(f"a {what} does not fit the search space: {exc.problem}", exc.fix) from None
 
@@ -132,8 +134,10 @@ class Bookkeeping:
             except LabloopError as exc:
                 raise LabloopError(f"strategy.seed_points[{i}]: {exc.problem}", exc.fix) from None
             if self.pool is not None and self.pool.index_of({**self.space.fixed, **sp}) is None:
-                raise LabloopError(f"strategy.seed_points[{i}] is not a row of the candidate pool",
-                                   "give seed points that are rows of the candidates CSV")
+                raise LabloopError(
+                    f"strategy.seed_points[{i}] is not a row of the candidate pool",
+                    "give seed points that are rows of the candidates CSV",
+                )
             if self.is_taken(x):
                 continue
             out.append(self.take(x, "seed"))
@@ -194,8 +198,9 @@ class StrategyBase:
             grid = self.space.grid(int(grid_limit))
             if grid is not None:
                 if len(grid) == 0:
-                    raise LabloopError("no point of the discrete search space satisfies the constraints",
-                                       "loosen the constraints")
+                    raise LabloopError(
+                        "no point of the discrete search space satisfies the constraints", "loosen the constraints"
+                    )
                 self.pool = CandidatePool.from_grid(self.space, grid)
 
     def key(self, x: Tensor) -> tuple:

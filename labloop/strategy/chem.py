@@ -33,9 +33,10 @@ def _rdkit(param: str, encoding: str):
     try:
         from rdkit import Chem, RDLogger
     except ImportError:
-        raise LabloopError(f"parameter '{param}' asks for encoding '{encoding}', which needs RDKit, and RDKit is not "
-                           "installed", "install the chemistry extra (pip install 'labloop[chem]') or use encoding "
-                           "'one_hot'") from None
+        raise LabloopError(
+            f"parameter '{param}' asks for encoding '{encoding}', which needs RDKit, and RDKit is not installed",
+            "install the chemistry extra (pip install 'labloop[chem]') or use encoding 'one_hot'",
+        ) from None
     # invalid SMILES are reported below, by name, not as RDKit's log lines
     RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]  # from RDKit's C extension, unseen by mypy
     return Chem
@@ -76,15 +77,18 @@ def _encode(param: str, choices: tuple[str, ...], encoding: str) -> tuple[tuple[
         m = Chem.MolFromSmiles(c)
         (bad.append(c) if m is None else mols.append(m))
     if bad:
-        raise LabloopError(f"parameter '{param}' (encoding '{encoding}'): {bad} not valid SMILES",
-                           "correct the SMILES strings, or use encoding 'one_hot' for choices that are not molecules")
+        raise LabloopError(
+            f"parameter '{param}' (encoding '{encoding}'): {bad} not valid SMILES",
+            "correct the SMILES strings, or use encoding 'one_hot' for choices that are not molecules",
+        )
     return tuple(tuple(float(v) for v in row) for row in reduce(_raw(Chem, mols, encoding)))
 
 
 def descriptors(param: str, choices: list[str], encoding: str) -> dict[str, list[float]]:
     """Descriptor vector per choice (SMILES) of a categorical parameter, for ``encoding`` (see module doc)."""
     if encoding not in ENCODINGS:
-        raise LabloopError(f"parameter '{param}': unknown encoding '{encoding}'",
-                           f"use one of: one_hot, {', '.join(ENCODINGS)}")
+        raise LabloopError(
+            f"parameter '{param}': unknown encoding '{encoding}'", f"use one of: one_hot, {', '.join(ENCODINGS)}"
+        )
     rows = _encode(param, tuple(choices), encoding)
     return {c: list(r) for c, r in zip(choices, rows)}

@@ -19,8 +19,9 @@ import math
 import torch
 from torch import Tensor
 
-from .space import DTYPE, SearchSpace
 from labloop.spec import ExpertBelief
+
+from .space import DTYPE, SearchSpace
 
 OTHER_CHOICE_WEIGHT = 0.2  # prior weight of a categorical choice the expert did not prefer (preferred: 1)
 
@@ -73,8 +74,9 @@ class ExpertPrior(torch.nn.Module):
             X[:, i] = (centre + width * q).clamp(0.0, 1.0)
         for i, codes in self.categorical:
             n = len(self.space.columns[i].choices)
-            X[:, i] = torch.tensor([float(codes[int(k) * len(codes) // n]) for k in U[:, i].round().tolist()],
-                                   dtype=DTYPE)
+            X[:, i] = torch.tensor(
+                [float(codes[int(k) * len(codes) // n]) for k in U[:, i].round().tolist()], dtype=DTYPE
+            )
         return self.space.snap(X)
 
     def weight_exponent(self, strength: float, n_observations: int) -> float:

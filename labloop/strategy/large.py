@@ -37,8 +37,8 @@ It switches on automatically (``model_scope: auto``) once the campaign has more 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -59,16 +59,20 @@ class LocalRegion:
     n: int
 
     def describe(self) -> dict:
-        return {"n": self.n, "local_points": self.k,
-                "box_volume": float((self.box[1] - self.box[0]).clamp(min=0).prod())}
+        return {
+            "n": self.n,
+            "local_points": self.k,
+            "box_volume": float((self.box[1] - self.box[0]).clamp(min=0).prod()),
+        }
 
     def inside(self, X: Tensor, tol: float = 1e-9) -> Tensor:
         """``... x f`` -> ``...`` bool: inside the trust region."""
         return ((X >= self.box[0] - tol) & (X <= self.box[1] + tol)).all(-1)
 
 
-def robust_center(X: Tensor, y: Tensor, top: int = 50, neighbours: int = 10,
-                  metric: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+def robust_center(
+    X: Tensor, y: Tensor, top: int = 50, neighbours: int = 10, metric: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
     """The measured point (row of ``X``) among the ``top`` best whose ``neighbours`` nearest points (itself
     included) have the largest median ``y`` (larger is better): one lucky value moves a median not at all."""
     y = y.reshape(-1)
@@ -88,9 +92,13 @@ def nearest(X: Tensor, center: Tensor, k: int, metric: Callable[[Tensor], Tensor
     return torch.topk(torch.cdist(c, F)[0], k, largest=False).indices
 
 
-def local_outputs(outputs: list[tuple[Tensor, Tensor]], bounds: Tensor, k: int,
-                  metric: Callable[[Tensor], Tensor] | None = None,
-                  fixed_dims: tuple[int, ...] = ()) -> tuple[list[tuple[Tensor, Tensor]], LocalRegion]:
+def local_outputs(
+    outputs: list[tuple[Tensor, Tensor]],
+    bounds: Tensor,
+    k: int,
+    metric: Callable[[Tensor], Tensor] | None = None,
+    fixed_dims: tuple[int, ...] = (),
+) -> tuple[list[tuple[Tensor, Tensor]], LocalRegion]:
     """Each output ``(X_i, y_i)`` cut down to its ``k`` points nearest the centre (outputs[0] is the objective,
     larger is better), and the trust region. ``bounds`` (``2 x f``) clip the box; ``fixed_dims`` keep their full
     bounds (categorical codes: a box over codes 1..2 would mean nothing)."""

@@ -12,8 +12,9 @@ Yeo-Johnson warped first (:class:`WarpedTransform`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from botorch.exceptions.warnings import OptimizationWarning
@@ -23,10 +24,10 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
-from . import quiet
-
-from .space import DTYPE, FeatureMap, SearchSpace
 from labloop.spec import ObjectiveSpec
+
+from . import quiet
+from .space import DTYPE, FeatureMap, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ObjectiveTransform:
     log: bool
 
     @classmethod
-    def infer(cls, spec: ObjectiveSpec, values: Sequence[float], option: Any = "auto") -> "ObjectiveTransform":
+    def infer(cls, spec: ObjectiveSpec, values: Sequence[float], option: Any = "auto") -> ObjectiveTransform:
         """Log-transform when asked (``True``) or, with ``'auto'``, when minimizing a positive quantity whose
         largest value is at least 10 times the smallest (sheet resistance, instability indices: the good end is the
         small end, and log spreads it out). A maximized objective keeps its scale under ``'auto'``: log would
@@ -48,8 +49,7 @@ class ObjectiveTransform:
         positive = bool(vals) and min(vals) > 0
         if option is True or option == "true":
             return cls(spec, positive)
-        return cls(spec, spec.direction == "minimize" and positive and len(vals) >= 2
-                   and max(vals) / min(vals) >= 10.0)
+        return cls(spec, spec.direction == "minimize" and positive and len(vals) >= 2 and max(vals) / min(vals) >= 10.0)
 
     def __call__(self, y: Tensor) -> Tensor:
         if self.spec.direction == "band":
@@ -88,7 +88,7 @@ class WarpedTransform:
         return self.base.spec
 
     @classmethod
-    def fit(cls, base: Any, values: Sequence[float], fallbacks: list[str] | None = None) -> "WarpedTransform | Any":
+    def fit(cls, base: Any, values: Sequence[float], fallbacks: list[str] | None = None) -> WarpedTransform | Any:
         """The warp fitted to ``values`` (raw objective values), or ``base`` itself when there are too few values
         (fewer than 4), no spread to fit or the fit fails (each recorded in ``fallbacks``)."""
         vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -118,8 +118,9 @@ class WarpedTransform:
         u = (self.base(y) - self.mu) / self.sigma
         lam, pos = self.lam, u >= 0
         up = ((u.clamp(min=0) + 1).pow(lam) - 1) / lam if abs(lam) > 1e-6 else (u.clamp(min=0) + 1).log()
-        un = -((1 - u.clamp(max=0)).pow(2 - lam) - 1) / (2 - lam) if abs(lam - 2) > 1e-6 \
-            else -(1 - u.clamp(max=0)).log()
+        un = (
+            -((1 - u.clamp(max=0)).pow(2 - lam) - 1) / (2 - lam) if abs(lam - 2) > 1e-6 else -(1 - u.clamp(max=0)).log()
+        )
         return torch.where(pos, up, un)
 
     def inverse(self, w: Tensor) -> Tensor:
@@ -135,10 +136,20 @@ class WarpedTransform:
         return self.base.inverse(torch.where(pos, up, un) * self.sigma + self.mu)
 
 
-def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 100, kernel: str = "rbf",
-           max_noise: float | None = None, init: dict[str, Tensor] | None = None,
-           fit_subset: int | None = 400, groups: Sequence[Sequence[int]] | None = None,
-           fallbacks: list[str] | None = None, label: str = "the model") -> SingleTaskGP:
+def fit_gp(
+    space: SearchSpace | None,
+    X: Tensor,
+    Y: Tensor,
+    *,
+    maxiter: int = 100,
+    kernel: str = "rbf",
+    max_noise: float | None = None,
+    init: dict[str, Tensor] | None = None,
+    fit_subset: int | None = 400,
+    groups: Sequence[Sequence[int]] | None = None,
+    fallbacks: list[str] | None = None,
+    label: str = "the model",
+) -> SingleTaskGP:
     """Fit a ``SingleTaskGP`` on ``n x d`` search-space inputs and ``n x 1`` outcomes by marginal likelihood
     (``space=None``: ``X`` already holds kernel features, as in pool mode; no input transform).
 
@@ -162,10 +173,32 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
     """
     if fit_subset is not None and len(X) > fit_subset:
         idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(len(X)))[:fit_subset]
-        sub = fit_gp(space, X[idx], Y[idx], maxiter=maxiter, kernel=kernel, max_noise=max_noise, init=init,
-                     fit_subset=None, groups=groups, fallbacks=fallbacks, label=label)
-        full = fit_gp(space, X, Y, maxiter=0, kernel=kernel, max_noise=max_noise, init=hyperparameters(sub),
-                      fit_subset=None, groups=groups, fallbacks=fallbacks, label=label)
+        sub = fit_gp(
+            space,
+            X[idx],
+            Y[idx],
+            maxiter=maxiter,
+            kernel=kernel,
+            max_noise=max_noise,
+            init=init,
+            fit_subset=None,
+            groups=groups,
+            fallbacks=fallbacks,
+            label=label,
+        )
+        full = fit_gp(
+            space,
+            X,
+            Y,
+            maxiter=0,
+            kernel=kernel,
+            max_noise=max_noise,
+            init=hyperparameters(sub),
+            fit_subset=None,
+            groups=groups,
+            fallbacks=fallbacks,
+            label=label,
+        )
         return full
     covar = None
     likelihood_factory = None
@@ -186,8 +219,10 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
         from gpytorch.kernels import MaternKernel, ScaleKernel
         from gpytorch.priors import GammaPrior
 
-        covar = ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=f, lengthscale_prior=GammaPrior(3.0, 6.0)),
-                            outputscale_prior=GammaPrior(2.0, 0.15))
+        covar = ScaleKernel(
+            MaternKernel(nu=2.5, ard_num_dims=f, lengthscale_prior=GammaPrior(3.0, 6.0)),
+            outputscale_prior=GammaPrior(2.0, 0.15),
+        )
     likelihood = likelihood_factory() if likelihood_factory is not None else None
     if max_noise is not None:
         from botorch.models.utils.gpytorch_modules import get_gaussian_likelihood_with_lognormal_prior
@@ -196,9 +231,14 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
         likelihood = get_gaussian_likelihood_with_lognormal_prior()
         likelihood.noise_covar.register_constraint("raw_noise", Interval(1e-6, float(max_noise)))
         likelihood.noise = min(1e-3, float(max_noise) / 2)
-    model = SingleTaskGP(X, Y, input_transform=FeatureMap(space) if space is not None else None,
-                         outcome_transform=Standardize(m=1),
-                         covar_module=covar, likelihood=likelihood)
+    model = SingleTaskGP(
+        X,
+        Y,
+        input_transform=FeatureMap(space) if space is not None else None,
+        outcome_transform=Standardize(m=1),
+        covar_module=covar,
+        likelihood=likelihood,
+    )
     if init:
         try:
             model.load_state_dict(init, strict=False)
@@ -216,14 +256,20 @@ def fit_gp(space: SearchSpace | None, X: Tensor, Y: Tensor, *, maxiter: int = 10
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": maxiter}})
         except Exception as exc:  # noqa: BLE001 - the GP keeps its starting hyperparameters: usable, and recorded
             start = "the warm-start" if init else "the prior-mode"
-            _note(fallbacks, f"gp fit of {label} failed ({short_error(exc)}): used {start} hyperparameters, not fitted "
-                             f"to the data")
+            _note(
+                fallbacks,
+                f"gp fit of {label} failed ({short_error(exc)}): used {start} hyperparameters, not fitted to the data",
+            )
         else:
-            retried = sorted({short_error(w.message, with_type=False) for w in caught
-                              if issubclass(w.category, OptimizationWarning)})
+            retried = sorted(
+                {short_error(w.message, with_type=False) for w in caught if issubclass(w.category, OptimizationWarning)}
+            )
             if retried:
-                _note(fallbacks, f"gp fit of {label}: botorch retried from hyperparameters drawn from the priors "
-                                 f"after {'; '.join(retried)}")
+                _note(
+                    fallbacks,
+                    f"gp fit of {label}: botorch retried from hyperparameters drawn from the priors "
+                    f"after {'; '.join(retried)}",
+                )
     model.eval()
     return model
 
@@ -254,11 +300,13 @@ def _additive_plus_product_kernel(f: int, groups: Sequence[Sequence[int]] | None
     from gpytorch.priors import GammaPrior
 
     groups = [list(g) for g in (groups or [[i] for i in range(f)])]
-    parts = [get_covar_module_with_dim_scaled_prior(ard_num_dims=len(g), active_dims=g, use_rbf_kernel=False)
-             for g in groups]
+    parts = [
+        get_covar_module_with_dim_scaled_prior(ard_num_dims=len(g), active_dims=g, use_rbf_kernel=False) for g in groups
+    ]
     full = get_covar_module_with_dim_scaled_prior(ard_num_dims=f, use_rbf_kernel=False)
-    return ScaleKernel(AdditiveKernel(*parts), outputscale_prior=GammaPrior(2.0, 0.15)) + \
-        ScaleKernel(full, outputscale_prior=GammaPrior(2.0, 0.15))
+    return ScaleKernel(AdditiveKernel(*parts), outputscale_prior=GammaPrior(2.0, 0.15)) + ScaleKernel(
+        full, outputscale_prior=GammaPrior(2.0, 0.15)
+    )
 
 
 def feature_groups(space: SearchSpace) -> list[list[int]]:
@@ -284,8 +332,12 @@ def _matern_gamma_kernel(f: int):
 
     conc = 3.0
     prior = GammaPrior(conc, (conc - 1) / math.exp(math.sqrt(2) - 3) / math.sqrt(f))
-    return MaternKernel(nu=2.5, ard_num_dims=f, lengthscale_prior=prior,
-                        lengthscale_constraint=GreaterThan(2.5e-2, transform=None, initial_value=prior.mode))
+    return MaternKernel(
+        nu=2.5,
+        ard_num_dims=f,
+        lengthscale_prior=prior,
+        lengthscale_constraint=GreaterThan(2.5e-2, transform=None, initial_value=prior.mode),
+    )
 
 
 def _gamma_noise_likelihood():
@@ -298,25 +350,36 @@ def _gamma_noise_likelihood():
 
     conc = 2.0
     prior = GammaPrior(conc, (conc - 1) / math.exp(-5.0))
-    return GaussianLikelihood(noise_prior=prior, noise_constraint=GreaterThan(
-        MIN_INFERRED_NOISE_LEVEL, transform=None, initial_value=prior.mode))
+    return GaussianLikelihood(
+        noise_prior=prior,
+        noise_constraint=GreaterThan(MIN_INFERRED_NOISE_LEVEL, transform=None, initial_value=prior.mode),
+    )
 
 
 def hyperparameters(model: SingleTaskGP) -> dict[str, Tensor]:
     """The fitted kernel/likelihood/mean hyperparameters of ``model`` (no training data, no outcome transform)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()
-            if k.rsplit(".", 1)[-1].startswith("raw_") and "constraint" not in k}
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k.rsplit(".", 1)[-1].startswith("raw_") and "constraint" not in k
+    }
 
 
-def fit_models(space: SearchSpace | None, outputs: list[tuple[Tensor, Tensor]],
-               inits: Sequence[dict[str, Tensor] | None] = (), labels: Sequence[str] = (), **kw: Any) -> ModelListGP:
+def fit_models(
+    space: SearchSpace | None,
+    outputs: list[tuple[Tensor, Tensor]],
+    inits: Sequence[dict[str, Tensor] | None] = (),
+    labels: Sequence[str] = (),
+    **kw: Any,
+) -> ModelListGP:
     """One independent GP per output ``(X_i: n_i x d, y_i: n_i x 1)`` as a ``ModelListGP`` (outputs may have been
     measured on different trials: the failure indicator sees failed trials, objectives do not). ``labels`` name
     the outputs in ``fallbacks`` lines (see :func:`fit_gp`)."""
     inits = list(inits) + [None] * (len(outputs) - len(inits))
     labels = list(labels) + [f"output {i}" for i in range(len(labels), len(outputs))]
-    return ModelListGP(*[fit_gp(space, X, y, init=i, label=lab, **kw)
-                         for (X, y), i, lab in zip(outputs, inits, labels)])
+    return ModelListGP(
+        *[fit_gp(space, X, y, init=i, label=lab, **kw) for (X, y), i, lab in zip(outputs, inits, labels)]
+    )
 
 
 def lengthscale_importance(model: SingleTaskGP, space: SearchSpace) -> dict[str, float]:
@@ -325,8 +388,14 @@ def lengthscale_importance(model: SingleTaskGP, space: SearchSpace) -> dict[str,
     normalized to sum to 1. Short lengthscale = the objective changes quickly along it = it matters."""
     owners = space.feature_owners()
     # the kernel over all features (for the additive kernel: its product part, which sees every feature at once)
-    ls = next((k.lengthscale for k in model.covar_module.modules()
-               if getattr(k, "lengthscale", None) is not None and k.lengthscale.numel() == len(owners)), None)
+    ls = next(
+        (
+            k.lengthscale
+            for k in model.covar_module.modules()
+            if getattr(k, "lengthscale", None) is not None and k.lengthscale.numel() == len(owners)
+        ),
+        None,
+    )
     if ls is None:
         return {}
     inv = (1.0 / ls.detach().reshape(-1)).tolist()

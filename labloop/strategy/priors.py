@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from labloop.errors import LabloopError
-from .space import SearchSpace
 from labloop.spec import CampaignSpec
+
 from .base import Observation, observations_from
+from .space import SearchSpace
 from .tables import as_number, checked_row, read_table
 
 AUDIT_ACTION = "strategy.prior_data"
@@ -49,8 +50,10 @@ def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
     objectives = [o.name for o in spec.objectives]
     missing = [n for n in needed + objectives if n not in table.columns]
     if missing:
-        raise LabloopError(f"{table.source}: prior data columns {missing} are missing (columns: {table.columns})",
-                           "give a column per parameter and per objective, named as in the campaign file")
+        raise LabloopError(
+            f"{table.source}: prior data columns {missing} are missing (columns: {table.columns})",
+            "give a column per parameter and per objective, named as in the campaign file",
+        )
     extra = [o.name for o in spec.outcome_constraints if o.name in table.columns]
     out = []
     for line, cells in enumerate(table.cells, start=2):
@@ -68,13 +71,17 @@ def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
                 continue
             v = as_number(cell)
             if v is None or not math.isfinite(v):
-                raise LabloopError(f"{where}: objective '{name}' is {cell!r}",
-                                   "give a finite number, or leave the cell empty if it was not measured")
+                raise LabloopError(
+                    f"{where}: objective '{name}' is {cell!r}",
+                    "give a finite number, or leave the cell empty if it was not measured",
+                )
             values[name] = v
         failed = flag in _TRUE
         if not failed and all(values[n] is None for n in objectives):
-            raise LabloopError(f"{where}: no objective value, and the row is not marked failed",
-                               "give the measured value, mark the row failed, or remove it")
+            raise LabloopError(
+                f"{where}: no objective value, and the row is not marked failed",
+                "give the measured value, mark the row failed, or remove it",
+            )
         out.append(Observation(params, values, failed=failed, reason="prior data: failed" if failed else None))
     if not out:
         raise LabloopError(f"{table.source}: no prior experiments in the file", "add rows or remove the entry")
@@ -93,15 +100,25 @@ def campaign_observations(spec: CampaignSpec, store: Any, ref: str) -> tuple[lis
         except LabloopError:
             skipped += 1
             continue
-        fit.append(Observation({**space.fixed, **{k: o.params[k] for k in space.names() if k in o.params}},
-                               {n: o.values.get(n) for n in names}, o.failed, o.reason))
+        fit.append(
+            Observation(
+                {**space.fixed, **{k: o.params[k] for k in space.names() if k in o.params}},
+                {n: o.values.get(n) for n in names},
+                o.failed,
+                o.reason,
+            )
+        )
     if not fit:
-        raise LabloopError(f"strategy.prior_data: none of the {skipped} finished trials of campaign "
-                           f"'{other.name}' (id {other.id}) fits this campaign's parameters and bounds",
-                           "name a campaign over the same parameters, or widen this campaign's bounds")
+        raise LabloopError(
+            f"strategy.prior_data: none of the {skipped} finished trials of campaign "
+            f"'{other.name}' (id {other.id}) fits this campaign's parameters and bounds",
+            "name a campaign over the same parameters, or widen this campaign's bounds",
+        )
     if not any(o.failed or any(v is not None for v in o.values.values()) for o in fit):
-        raise LabloopError(f"strategy.prior_data: campaign '{other.name}' measured none of {names}",
-                           "name a campaign that measured the same objectives")
+        raise LabloopError(
+            f"strategy.prior_data: campaign '{other.name}' measured none of {names}",
+            "name a campaign that measured the same objectives",
+        )
     return fit, skipped
 
 
@@ -120,7 +137,8 @@ def related_csv_observations(spec: CampaignSpec, path: str | Path) -> list[Obser
         raise LabloopError(
             f"{table.source}: related campaign lacks columns {missing} (its columns: {table.columns}; shared with "
             f"this campaign: {shared or 'none'})",
-            "give a CSV over the same parameters and objective, named as in the campaign file (rename its columns)")
+            "give a CSV over the same parameters and objective, named as in the campaign file (rename its columns)",
+        )
     task = f"csv:{Path(path).name}"
     out, first_problem = [], None
     for line, cells in enumerate(table.cells, start=2):
@@ -135,9 +153,11 @@ def related_csv_observations(spec: CampaignSpec, path: str | Path) -> list[Obser
             continue
         out.append(Observation(params, {objective: v}, task=task))
     if not out:
-        raise LabloopError(f"{table.source}: none of the {len(table.cells)} rows of the related campaign fits this "
-                           f"campaign's parameters (first: {first_problem})",
-                           "give a related campaign over the same parameters, types and choices")
+        raise LabloopError(
+            f"{table.source}: none of the {len(table.cells)} rows of the related campaign fits this "
+            f"campaign's parameters (first: {first_problem})",
+            "give a related campaign over the same parameters, types and choices",
+        )
     return out
 
 
@@ -151,10 +171,15 @@ def related_store_observations(spec: CampaignSpec, store: Any, ref: str) -> list
     theirs = {p.name: type(p).__name__ for p in spec_from_text(other.spec_text, f"<campaign {other.name}>").parameters}
     ours = {p.name: type(p).__name__ for p in spec.parameters}
     if theirs != ours:
-        diff = sorted(f"{k}: {ours.get(k, 'absent')} here, {theirs.get(k, 'absent')} there"
-                      for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
-        raise LabloopError(f"strategy.related: campaign '{other.name}' has other parameters ({'; '.join(diff)})",
-                           "name an earlier campaign over the same parameter names and types")
+        diff = sorted(
+            f"{k}: {ours.get(k, 'absent')} here, {theirs.get(k, 'absent')} there"
+            for k in set(ours) | set(theirs)
+            if ours.get(k) != theirs.get(k)
+        )
+        raise LabloopError(
+            f"strategy.related: campaign '{other.name}' has other parameters ({'; '.join(diff)})",
+            "name an earlier campaign over the same parameter names and types",
+        )
     obs, _ = campaign_observations(spec, store, ref)
     return [Observation(o.params, o.values, o.failed, o.reason, task=f"campaign:{other.name}") for o in obs]
 
@@ -189,8 +214,16 @@ def store_priors(spec: CampaignSpec, store: Any) -> tuple[list[Observation], dic
 
 
 def to_record(observations: list[Observation]) -> list[dict[str, Any]]:
-    return [{"params": o.params, "values": o.values, "failed": o.failed, "reason": o.reason,
-             **({"task": o.task} if o.task else {})} for o in observations]
+    return [
+        {
+            "params": o.params,
+            "values": o.values,
+            "failed": o.failed,
+            "reason": o.reason,
+            **({"task": o.task} if o.task else {}),
+        }
+        for o in observations
+    ]
 
 
 def from_record(rows: list[dict[str, Any]]) -> list[Observation]:

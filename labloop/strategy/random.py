@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 from labloop.spec import CampaignSpec, RandomOptions, checked_options
+
 from .base import Proposal
 from .bookkeeping import Bookkeeping, StrategyBase
 from .space import CandidatePool

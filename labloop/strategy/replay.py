@@ -8,9 +8,10 @@ row has been measured. Measured rows are never proposed again (the strategy excl
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import make_strategy
 from .base import Observation, Strategy
@@ -50,12 +51,20 @@ class ReplayResult:
         return start, rounds
 
     def to_json(self) -> dict[str, Any]:
-        return {"objective": self.objective, "direction": self.direction, "best": self.best,
-                "n": len(self.history), "history": self.history, "rows": self.rows, "sources": self.sources,
-                "rounds": max(self.round_of, default=0), "round_of": self.round_of,
-                "seconds_per_ask": (sum(self.ask_seconds) / len(self.ask_seconds)) if self.ask_seconds else None,
-                "importance": self.last_info.get("importance"),
-                "predicted_best": self.last_info.get("predicted_best")}
+        return {
+            "objective": self.objective,
+            "direction": self.direction,
+            "best": self.best,
+            "n": len(self.history),
+            "history": self.history,
+            "rows": self.rows,
+            "sources": self.sources,
+            "rounds": max(self.round_of, default=0),
+            "round_of": self.round_of,
+            "seconds_per_ask": (sum(self.ask_seconds) / len(self.ask_seconds)) if self.ask_seconds else None,
+            "importance": self.last_info.get("importance"),
+            "predicted_best": self.last_info.get("predicted_best"),
+        }
 
 
 def with_related(lab: TableLab, paths: Sequence[str | Path]) -> tuple[TableLab, list[Observation]]:
@@ -72,9 +81,16 @@ def with_related(lab: TableLab, paths: Sequence[str | Path]) -> tuple[TableLab, 
     return replace(lab, spec=spec), file_priors(spec)
 
 
-def run_replay(lab: TableLab, budget: int, *, batch_size: int | None = None, strategy: Strategy | None = None,
-               initial_rows: Sequence[int] = (), stop: Callable[[ReplayResult], bool] | None = None,
-               prior: Sequence[Observation] = ()) -> ReplayResult:
+def run_replay(
+    lab: TableLab,
+    budget: int,
+    *,
+    batch_size: int | None = None,
+    strategy: Strategy | None = None,
+    initial_rows: Sequence[int] = (),
+    stop: Callable[[ReplayResult], bool] | None = None,
+    prior: Sequence[Observation] = (),
+) -> ReplayResult:
     """Run a campaign of at most ``budget`` measurements on ``lab``.
 
     ``initial_rows`` are measured first, as given (benchmarks use the seeded random rows of

@@ -1,5 +1,8 @@
 """Parameter encoding: campaign values <-> the numeric spaces botorch works in.
 
+Over 500 lines, on purpose: the two spaces and the maps between them must agree column by column for every
+parameter kind, and one module keeps that agreement readable in one place (compositions are in ``simplex``).
+
 Two spaces, so that optimizers never see a Cartesian product and models still see good features:
 
 * **search space** ``X`` (``d`` columns, what acquisition optimizers and candidate pools use): one column per
@@ -20,8 +23,9 @@ to ``total``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +33,6 @@ from botorch.models.transforms.input import InputTransform
 from torch import Tensor
 
 from labloop.errors import LabloopError
-from .simplex import simplex_from_cube, simplex_grid, snap_simplex
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -40,6 +43,8 @@ from labloop.spec import (
     IntegerParameter,
     LinearConstraint,
 )
+
+from .simplex import simplex_from_cube, simplex_grid, snap_simplex
 
 DTYPE = torch.double
 _TOL = 1e-6
@@ -74,9 +79,17 @@ class SearchSpace:
             if isinstance(p, ContinuousParameter):
                 self.columns.append(Column(p.name, p.name, "continuous", p.lower, p.upper, p.log))
             elif isinstance(p, IntegerParameter):
-                self.columns.append(Column(p.name, p.name, "integer", p.lower, p.upper, p.log,
-                                           levels=tuple(range(p.lower, p.upper + 1))
-                                           if p.upper - p.lower <= 10_000 else ()))
+                self.columns.append(
+                    Column(
+                        p.name,
+                        p.name,
+                        "integer",
+                        p.lower,
+                        p.upper,
+                        p.log,
+                        levels=tuple(range(p.lower, p.upper + 1)) if p.upper - p.lower <= 10_000 else (),
+                    )
+                )
             elif isinstance(p, DiscreteParameter):
                 lo, hi = min(p.values), max(p.values)
                 if lo == hi:  # a single level is a fixed value
@@ -84,8 +97,15 @@ class SearchSpace:
                     continue
                 self.columns.append(Column(p.name, p.name, "discrete", lo, hi, levels=tuple(p.values)))
             elif isinstance(p, CategoricalParameter):
-                col = Column(p.name, p.name, "categorical", 0.0, float(len(p.choices) - 1),
-                             levels=tuple(float(i) for i in range(len(p.choices))), choices=tuple(p.choices))
+                col = Column(
+                    p.name,
+                    p.name,
+                    "categorical",
+                    0.0,
+                    float(len(p.choices) - 1),
+                    levels=tuple(float(i) for i in range(len(p.choices))),
+                    choices=tuple(p.choices),
+                )
                 given = p.descriptors
                 if given is None and p.encoding != "one_hot":  # SMILES -> RDKit descriptors (.chem)
                     from .chem import descriptors
@@ -107,20 +127,21 @@ class SearchSpace:
             else:  # pragma: no cover - labloop.spec's Parameter union is closed
                 raise LabloopError(f"unknown parameter type {type(p).__name__}")
         if not self.columns:
-            raise LabloopError("the search space has no free parameter (all are fixed)",
-                               "make at least one parameter continuous, integer, discrete, categorical or a composition")
+            raise LabloopError(
+                "the search space has no free parameter (all are fixed)",
+                "make at least one parameter continuous, integer, discrete, categorical or a composition",
+            )
         self.index = {c.name: i for i, c in enumerate(self.columns)}
         # botorch's (indices, coefficients, rhs) rows: each linear constraint gives one per bound it has
         self.inequality_constraints: list[tuple[Tensor, Tensor, float]] = [
-            x for i, c in enumerate(constraints) for x in self._constraint(c, i)]
-        self.equality_constraints = [
-            (torch.tensor(g), torch.ones(len(g), dtype=DTYPE), 1.0) for g in self.groups
+            x for i, c in enumerate(constraints) for x in self._constraint(c, i)
         ]
+        self.equality_constraints = [(torch.tensor(g), torch.ones(len(g), dtype=DTYPE), 1.0) for g in self.groups]
         self._check_feasible()
 
     # ------------------------------------------------------------------------------------------- construction
     @classmethod
-    def from_spec(cls, spec: CampaignSpec) -> "SearchSpace":
+    def from_spec(cls, spec: CampaignSpec) -> SearchSpace:
         return cls(spec.parameters, spec.constraints)
 
     def _constraint(self, c: LinearConstraint, i: int) -> list[tuple[Tensor, Tensor, float]]:
@@ -130,8 +151,9 @@ class SearchSpace:
             if name in self.fixed:
                 v = self.fixed[name]
                 if not isinstance(v, (int, float)):
-                    raise LabloopError(f"constraints[{i}]: parameter '{name}' is not numeric",
-                                       "constrain numeric parameters only")
+                    raise LabloopError(
+                        f"constraints[{i}]: parameter '{name}' is not numeric", "constrain numeric parameters only"
+                    )
                 offset += a * float(v)
                 continue
             col = self.columns[self.index[name]]
@@ -139,7 +161,8 @@ class SearchSpace:
                 raise LabloopError(
                     f"constraints[{i}]: '{name}' is {'categorical' if col.kind == 'categorical' else 'log-scaled'}, "
                     "so a linear constraint on it is not linear in the search space",
-                    "constrain linear-scale numeric parameters only")
+                    "constrain linear-scale numeric parameters only",
+                )
             idx.append(self.index[name])
             coef.append(a * (col.upper - col.lower))
             offset += a * col.lower
@@ -168,11 +191,20 @@ class SearchSpace:
         a_eq = [np.isin(np.arange(d), g).astype(float) for g in self.groups] or None
         b_eq = [1.0] * len(self.groups) or None
         bounds = [(0.0, 1.0) if c.kind != "categorical" else (0.0, c.upper) for c in self.columns]
-        res = linprog(np.zeros(d), A_ub=np.array(a_ub), b_ub=np.array(b_ub), A_eq=a_eq and np.array(a_eq),
-                      b_eq=b_eq, bounds=bounds, method="highs")
+        res = linprog(
+            np.zeros(d),
+            A_ub=np.array(a_ub),
+            b_ub=np.array(b_ub),
+            A_eq=a_eq and np.array(a_eq),
+            b_eq=b_eq,
+            bounds=bounds,
+            method="highs",
+        )
         if res.status != 0:
-            raise LabloopError("the constraints cannot all be satisfied within the parameter bounds",
-                               "check the constraints' limits and signs against the bounds")
+            raise LabloopError(
+                "the constraints cannot all be satisfied within the parameter bounds",
+                "check the constraints' limits and signs against the bounds",
+            )
 
     # --------------------------------------------------------------------------------------------- properties
     @property
@@ -233,8 +265,10 @@ class SearchSpace:
             v = params[c.name]
             if c.kind == "categorical":
                 if str(v) not in c.choices:
-                    raise LabloopError(f"'{v}' is not a choice of '{c.name}' (choices: {list(c.choices)})",
-                                       "use one of the listed choices")
+                    raise LabloopError(
+                        f"'{v}' is not a choice of '{c.name}' (choices: {list(c.choices)})",
+                        "use one of the listed choices",
+                    )
                 x[i] = float(c.choices.index(str(v)))
                 continue
             try:
@@ -243,8 +277,10 @@ class SearchSpace:
                 raise LabloopError(f"parameter '{c.name}' must be a number, got {v!r}", "give a number") from None
             lo, hi = (0.0, c.total) if c.kind == "component" else (c.lower, c.upper)
             if not (math.isfinite(fv) and lo - 1e-9 * max(1.0, abs(lo)) <= fv <= hi + 1e-9 * max(1.0, abs(hi))):
-                raise LabloopError(f"parameter '{c.name}' = {v!r} lies outside [{lo:g}, {hi:g}]",
-                                   "keep values within the parameter's bounds")
+                raise LabloopError(
+                    f"parameter '{c.name}' = {v!r} lies outside [{lo:g}, {hi:g}]",
+                    "keep values within the parameter's bounds",
+                )
             x[i] = min(max(self._scale(c, fv), 0.0), 1.0)
         return x
 
@@ -271,8 +307,11 @@ class SearchSpace:
                 raise ValueError("text in a numeric column")
             a = np.asarray(vals, dtype=float)
             lo, hi = (0.0, c.total) if c.kind == "component" else (c.lower, c.upper)
-            if not (np.isfinite(a).all() and (a >= lo - 1e-9 * max(1.0, abs(lo))).all()
-                    and (a <= hi + 1e-9 * max(1.0, abs(hi))).all()):
+            if not (
+                np.isfinite(a).all()
+                and (a >= lo - 1e-9 * max(1.0, abs(lo))).all()
+                and (a <= hi + 1e-9 * max(1.0, abs(hi))).all()
+            ):
                 raise ValueError("outside the bounds")
             if c.kind == "component":
                 x = a / c.total
@@ -362,8 +401,10 @@ class SearchSpace:
             X = X[self.feasible(X)]
             out.extend(X)
             if drawn > 200_000 and not out:
-                raise LabloopError("no random point satisfies the constraints (the feasible region is tiny)",
-                                   "loosen the constraints or give seed points")
+                raise LabloopError(
+                    "no random point satisfies the constraints (the feasible region is tiny)",
+                    "loosen the constraints or give seed points",
+                )
         return torch.stack(out[:n])
 
     def grid(self, limit: int = 5000) -> Tensor | None:
@@ -404,7 +445,7 @@ class SearchSpace:
                 width = self._descriptors[i].shape[1] if i in self._descriptors else len(c.choices)
                 out += [c.param] * width
             else:
-                out.append(c.name if c.kind != "component" else c.name)
+                out.append(c.name)  # a numeric or component column names itself
         return out
 
     def features(self, X: Tensor) -> Tensor:
@@ -414,7 +455,7 @@ class SearchSpace:
         parts = []
         for i, c in enumerate(self.columns):
             if c.kind != "categorical":
-                parts.append(X[..., i: i + 1])
+                parts.append(X[..., i : i + 1])
                 continue
             code = X[..., i].round().clamp(0, len(c.choices) - 1).long()
             if i in self._descriptors:
@@ -475,7 +516,7 @@ class CandidatePool:
             self._index.setdefault(k, i)
 
     @classmethod
-    def from_grid(cls, space: SearchSpace, X: Tensor) -> "CandidatePool":
+    def from_grid(cls, space: SearchSpace, X: Tensor) -> CandidatePool:
         return cls(space, space.decode_many(X), X)
 
     @staticmethod

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from labloop.errors import LabloopError
-from .space import CandidatePool, SearchSpace
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -28,6 +28,8 @@ from labloop.spec import (
     ObjectiveSpec,
     StrategySpec,
 )
+
+from .space import CandidatePool, SearchSpace
 
 MAX_LEVELS = 12
 
@@ -71,8 +73,9 @@ def read_table(path: str | Path) -> Table:
     cells = []
     for i, r in enumerate(rows[1:], start=2):
         if len(r) != len(header):
-            raise LabloopError(f"{p}: line {i} has {len(r)} cells, the header has {len(header)}",
-                               "give every row one cell per column")
+            raise LabloopError(
+                f"{p}: line {i} has {len(r)} cells, the header has {len(header)}", "give every row one cell per column"
+            )
         cells.append([c.strip() for c in r])
     return Table(str(p), header, cells)
 
@@ -91,8 +94,10 @@ def numeric_column(table: Table, name: str, *, what: str = "numeric column") -> 
     for i, cell in enumerate(table.column(name), start=2):
         v = as_number(cell)
         if v is None or not math.isfinite(v):
-            raise LabloopError(f"{table.source}: {what} '{name}' has {cell!r} at line {i}",
-                               "give a finite number in every row, or remove/exclude the row or column")
+            raise LabloopError(
+                f"{table.source}: {what} '{name}' has {cell!r} at line {i}",
+                "give a finite number in every row, or remove/exclude the row or column",
+            )
         out.append(v)
     return out
 
@@ -115,7 +120,8 @@ def infer_parameters(table: Table, inputs: Sequence[str]) -> list[Any]:
             bad = next(i for i, v in enumerate(nums) if v is None or not math.isfinite(v))
             raise LabloopError(
                 f"{table.source}: column '{name}' is numeric but has {col[bad]!r} at line {bad + 2}",
-                "fix or remove that row, exclude the column (--exclude), or declare it categorical in a campaign file")
+                "fix or remove that row, exclude the column (--exclude), or declare it categorical in a campaign file",
+            )
         vals = sorted({v for v in nums if v is not None})  # every cell is a finite number here (checked above)
         if len(vals) == 1:
             params.append(FixedParameter(name=_safe(name), value=vals[0]))
@@ -149,10 +155,17 @@ class TableLab:
         return i, self.values[i]
 
 
-def table_lab(path: str | Path, objective: str | None = None, direction: str | None = None,
-              exclude: Sequence[str] = (), campaign: CampaignSpec | None = None, seed: int | None = None,
-              batch_size: int | None = None, initial_design: int | None = None,
-              budget: int | None = None) -> TableLab:
+def table_lab(
+    path: str | Path,
+    objective: str | None = None,
+    direction: str | None = None,
+    exclude: Sequence[str] = (),
+    campaign: CampaignSpec | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    initial_design: int | None = None,
+    budget: int | None = None,
+) -> TableLab:
     """Build a :class:`TableLab` from a CSV, inferring inputs unless ``campaign`` declares the parameters."""
     table = read_table(path)
     if campaign is not None and objective is None:
@@ -160,30 +173,36 @@ def table_lab(path: str | Path, objective: str | None = None, direction: str | N
     if objective is None:
         raise LabloopError("no objective column given", "pass --objective COLUMN (or a campaign file)")
     if objective not in table.columns:
-        raise LabloopError(f"{table.source}: no column '{objective}' (columns: {table.columns})",
-                           "name the objective column exactly as in the header")
+        raise LabloopError(
+            f"{table.source}: no column '{objective}' (columns: {table.columns})",
+            "name the objective column exactly as in the header",
+        )
     unknown = [c for c in exclude if c not in table.columns]
     if unknown:
-        raise LabloopError(f"{table.source}: --exclude names unknown columns {unknown}",
-                           f"choose from {table.columns}")
+        raise LabloopError(f"{table.source}: --exclude names unknown columns {unknown}", f"choose from {table.columns}")
     values = numeric_column(table, objective, what="objective column")
     inputs = [c for c in table.columns if c != objective and c not in set(exclude)]
     if not inputs:
-        raise LabloopError(f"{table.source}: no input columns left besides the objective",
-                           "keep at least one input column")
+        raise LabloopError(
+            f"{table.source}: no input columns left besides the objective", "keep at least one input column"
+        )
     dir_map = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
     if campaign is not None:
         params = list(campaign.parameters)
         names = campaign.parameter_names()
         missing = [n for n in names if n not in table.columns]
         if missing:
-            raise LabloopError(f"{table.source}: the campaign's parameters {missing} are not columns of the table",
-                               "name parameters exactly as the table's columns")
+            raise LabloopError(
+                f"{table.source}: the campaign's parameters {missing} are not columns of the table",
+                "name parameters exactly as the table's columns",
+            )
         objectives = list(campaign.objectives)
-        if objectives[0].name != objective or (direction and dir_map.get(direction) != objectives[0].direction
-                                               and objectives[0].direction != "band"):
-            first = ObjectiveSpec(name=objective, direction=dir_map.get(direction or "", objectives[0].direction),
-                                  plugin="table")
+        if objectives[0].name != objective or (
+            direction and dir_map.get(direction) != objectives[0].direction and objectives[0].direction != "band"
+        ):
+            first = ObjectiveSpec(
+                name=objective, direction=dir_map.get(direction or "", objectives[0].direction), plugin="table"
+            )
             objectives = [first]
         spec_data = campaign.model_dump()
         spec_data.update(objectives=[o.model_dump() for o in objectives])
@@ -193,8 +212,11 @@ def table_lab(path: str | Path, objective: str | None = None, direction: str | N
         if direction not in dir_map:
             raise LabloopError(f"direction must be 'max' or 'min', got {direction!r}", "pass --direction max|min")
         params = infer_parameters(table, inputs)
-        spec_data = {"name": Path(path).stem.replace(" ", "_"), "parameters": params,
-                     "objectives": [ObjectiveSpec(name=objective, direction=dir_map[direction], plugin="table")]}
+        spec_data = {
+            "name": Path(path).stem.replace(" ", "_"),
+            "parameters": params,
+            "objectives": [ObjectiveSpec(name=objective, direction=dir_map[direction], plugin="table")],
+        }
     strat = dict(spec_data.get("strategy") or StrategySpec().model_dump()) if campaign is not None else {}
     if batch_size is not None:
         strat["batch_size"] = batch_size
@@ -233,8 +255,7 @@ def typed_row(table: Table, cells: list[str], params: Sequence[Any]) -> dict[str
     return out
 
 
-def checked_row(table: Table, cells: list[str], line: int, spec: CampaignSpec,
-                space: SearchSpace) -> dict[str, Any]:
+def checked_row(table: Table, cells: list[str], line: int, spec: CampaignSpec, space: SearchSpace) -> dict[str, Any]:
     """A table row as a full point of ``spec``'s search space (fixed parameters included), or a ``LabloopError``
     naming the file and line: the check candidate pools and prior data share."""
     try:
@@ -254,8 +275,10 @@ def candidate_pool(spec: CampaignSpec, path: str | Path) -> CandidatePool:
     fixed = {p.name for p in spec.parameters if isinstance(p, FixedParameter)}
     missing = [n for n in names if n not in table.columns and n not in fixed]
     if missing:
-        raise LabloopError(f"{table.source}: candidate columns {missing} are missing (columns: {table.columns})",
-                           "give one column per campaign parameter, named as in the campaign file")
+        raise LabloopError(
+            f"{table.source}: candidate columns {missing} are missing (columns: {table.columns})",
+            "give one column per campaign parameter, named as in the campaign file",
+        )
     space = SearchSpace.from_spec(spec)
     rows = [checked_row(table, cells, i, spec, space) for i, cells in enumerate(table.cells, start=2)]
     return CandidatePool(space, rows)

@@ -85,8 +85,9 @@ the fix, rather than silently pooled (:func:`check_supported`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Any, Sequence, cast
+from typing import Any, cast
 
 import torch
 from botorch.models import MultiTaskGP
@@ -95,6 +96,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
 from labloop.errors import LabloopError
+
 from . import quiet
 from .modeling import _note, hyperparameters, short_error
 from .space import DTYPE, SearchSpace
@@ -109,7 +111,8 @@ def check_supported(space: SearchSpace, has_pool: bool) -> None:
             "strategy.related: transfer from earlier campaigns needs a candidate pool when the campaign has "
             f"categorical parameters ({', '.join(space.columns[i].name for i in space.cat_dims)})",
             "give the campaign a candidates CSV (`candidates:`), or remove strategy.related (or use prior_data to "
-            "pool the earlier data as the same experiment)")
+            "pool the earlier data as the same experiment)",
+        )
 
 
 def align(y_task: Tensor, y_own: Tensor) -> Tensor:
@@ -150,14 +153,29 @@ def _build(X: Tensor, Y: Tensor, kernel: str, n_tasks: int) -> MultiTaskGP:
         from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 
         covar = get_covar_module_with_dim_scaled_prior(ard_num_dims=X.shape[-1] - 1, use_rbf_kernel=False)
-    return MultiTaskGP(X, Y, task_feature=-1, output_tasks=[0], all_tasks=list(range(n_tasks)),
-                       outcome_transform=Standardize(m=1), covar_module=covar)
+    return MultiTaskGP(
+        X,
+        Y,
+        task_feature=-1,
+        output_tasks=[0],
+        all_tasks=list(range(n_tasks)),
+        outcome_transform=Standardize(m=1),
+        covar_module=covar,
+    )
 
 
-def fit_multitask(X_own: Tensor, y_own: Tensor, related: Sequence[tuple[str, Tensor, Tensor]], *,
-                  kernel: str = "matern", related_points: int = 1000, seed: int = 0,
-                  init: dict[str, Tensor] | None = None, maxiter: int = 100,
-                  fallbacks: list[str] | None = None) -> MultiTaskGP:
+def fit_multitask(
+    X_own: Tensor,
+    y_own: Tensor,
+    related: Sequence[tuple[str, Tensor, Tensor]],
+    *,
+    kernel: str = "matern",
+    related_points: int = 1000,
+    seed: int = 0,
+    init: dict[str, Tensor] | None = None,
+    maxiter: int = 100,
+    fallbacks: list[str] | None = None,
+) -> MultiTaskGP:
     """A ``MultiTaskGP`` whose output is this campaign (task 0) given its own ``(X_own, y_own)`` (``n x f``,
     ``n x 1``, larger is better) and each related task's ``(name, X, y)`` in the same model inputs and scale."""
     # a task without rows (dropped by the guard) keeps its index, so that hyperparameters carry over (warm start)
@@ -244,7 +262,7 @@ def _loo(joint: tuple[Tensor, Tensor, Tensor, float], evaluate: Tensor, conditio
     pos = torch.searchsorted(condition, evaluate)
     d = Kinv.diagonal()[pos]
     var, resid = 1.0 / d, alpha[pos] / d
-    return -0.5 * torch.log(2 * math.pi * var) - 0.5 * resid ** 2 / var - math.log(sd)
+    return -0.5 * torch.log(2 * math.pi * var) - 0.5 * resid**2 / var - math.log(sd)
 
 
 def loo_scores(model: Any) -> Tensor:
@@ -286,9 +304,15 @@ def _own_index(model: Any, n: int) -> Tensor:
     return torch.arange(n)
 
 
-def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequence[tuple[str, Tensor, Tensor]],
-                      *, warm: dict[tuple, dict[str, Tensor]] | None = None,
-                      **fit_kw: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+def guarded_multitask(
+    single: Any,
+    X_own: Tensor,
+    y_own: Tensor,
+    related: Sequence[tuple[str, Tensor, Tensor]],
+    *,
+    warm: dict[tuple, dict[str, Tensor]] | None = None,
+    **fit_kw: Any,
+) -> tuple[Any, dict[str, dict[str, Any]]]:
     """The objective's model with the "no harm" guard: ``(model, report)``, where ``model`` is a multi-task GP
     with the related campaigns that help predict this campaign, or ``single`` (the model without transfer, fitted
     on the own points ``X_own, y_own``) when none does; ``report`` says per related campaign whether it was used,
@@ -318,19 +342,28 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
         # per own point: how much better it is predicted with this task's points than without them
         used, gain, se = _clearly_better(_loo(joint, own, cond) - base, tests=len(related_names))
         what = f"log score {gain:+.2f}, standard error {se:.2f}, over this campaign's {n} points"
-        report[name] = {"used": used, "correlation": corr.get(name),
-                        "loo_gain": round(gain, 3) if math.isfinite(gain) else None,
-                        "loo_gain_se": round(se, 3) if math.isfinite(se) else None,
-                        "why": f"its points clearly improve the leave-one-out prediction ({what})" if used else
-                        f"dropped: its points do not clearly improve the leave-one-out prediction ({what})"}
+        report[name] = {
+            "used": used,
+            "correlation": corr.get(name),
+            "loo_gain": round(gain, 3) if math.isfinite(gain) else None,
+            "loo_gain_se": round(se, 3) if math.isfinite(se) else None,
+            "why": f"its points clearly improve the leave-one-out prediction ({what})"
+            if used
+            else f"dropped: its points do not clearly improve the leave-one-out prediction ({what})",
+        }
         keep.append(used)
     if not any(keep):
         return single, report
     if not all(keep):  # refit without the dropped ones' points: they also shaped the shared hyperparameters
         # (the dropped tasks keep their index with no rows, so the fit starts from the one above: a cold fit of
         # the multi-task model costs about five warm ones)
-        mt = fit_multitask(X_own, y_own, [task if k else (task[0], task[1][:0], task[2][:0])
-                                          for task, k in zip(related, keep)], init=hyperparameters(mt), **fit_kw)
+        mt = fit_multitask(
+            X_own,
+            y_own,
+            [task if k else (task[0], task[1][:0], task[2][:0]) for task, k in zip(related, keep)],
+            init=hyperparameters(mt),
+            **fit_kw,
+        )
         corr = task_correlations(mt)
         for name, k in zip(names, keep):
             if k:
@@ -341,8 +374,12 @@ def guarded_multitask(single: Any, X_own: Tensor, y_own: Tensor, related: Sequen
     better, gain, se = _clearly_better(_loo(joint, own, torch.arange(len(joint[2]))) - _loo(joint, own, own))
     if not better:
         for name in (name for name, k in zip(names, keep) if k):
-            report[name].update(used=False, why=(
-                f"dropped with the other kept campaigns: together they do not clearly improve the leave-one-out "
-                f"prediction of this campaign's {n} points (log score {gain:+.2f}, standard error {se:.2f})"))
+            report[name].update(
+                used=False,
+                why=(
+                    f"dropped with the other kept campaigns: together they do not clearly improve the leave-one-out "
+                    f"prediction of this campaign's {n} points (log score {gain:+.2f}, standard error {se:.2f})"
+                ),
+            )
         return single, report
     return mt, report

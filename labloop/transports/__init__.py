@@ -22,8 +22,14 @@ KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 #: transport kind -> the top-level module of its protocol library (labloop.needs maps it to the extra)
-LIBRARY = {"modbus": "pymodbus", "visa": "pyvisa", "serial": "serial", "opcua": "asyncua", "epics": "caproto",
-           "sila": "sila2"}
+LIBRARY = {
+    "modbus": "pymodbus",
+    "visa": "pyvisa",
+    "serial": "serial",
+    "opcua": "asyncua",
+    "epics": "caproto",
+    "sila": "sila2",
+}
 
 
 def transport_class(kind: str) -> Any:
@@ -37,5 +43,7 @@ def transport_class(kind: str) -> Any:
     try:
         return getattr(importlib.import_module(module), cls)
     except ModuleNotFoundError as exc:
-        raise LabloopError(f"the {kind} transport needs the Python package '{exc.name}', which is not installed",
-                           f"pip install 'labloop[{extra}]'") from None
+        raise LabloopError(
+            f"the {kind} transport needs the Python package '{exc.name}', which is not installed",
+            f"pip install 'labloop[{extra}]'",
+        ) from None

@@ -39,9 +39,12 @@ class TransportError(DeviceError):
 
     def __init__(self, transport: str, address: str, operation: str, got: str, fix: str | None = None):
         self.transport, self.address, self.operation, self.got = transport, address, operation, got
-        super().__init__(f"{transport} {address}: {operation}: {got}",
-                         fix or "check that the instrument is on, reachable at this address and configured for "
-                                "this protocol; the device reconnects by itself on the next step")
+        super().__init__(
+            f"{transport} {address}: {operation}: {got}",
+            fix
+            or "check that the instrument is on, reachable at this address and configured for "
+            "this protocol; the device reconnects by itself on the next step",
+        )
 
 
 class ReplyError(TransportError):
@@ -69,8 +72,15 @@ class Transport:
     #: How a command is named (``commands:`` in YAML); None when the transport has no commands.
     Command: ClassVar[type[PointModel] | None] = None
 
-    def __init__(self, address: str, *, timeout: float = 2.0, connect_timeout: float | None = None,
-                 name: str = "", **options: Any):
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 2.0,
+        connect_timeout: float | None = None,
+        name: str = "",
+        **options: Any,
+    ):
         self.address = address
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout if connect_timeout is not None else timeout)
@@ -92,7 +102,7 @@ class Transport:
             except TransportError:
                 self._safe_close()
                 raise
-            except Exception as exc:  # noqa: BLE001 - every library's failure becomes one labloop error
+            except Exception as exc:
                 self._safe_close()
                 raise self.error("connect", _describe(exc)) from exc
             self._connected = True
@@ -129,8 +139,9 @@ class Transport:
         wait = self.timeout if timeout is None else float(timeout)
         return self._call("command", command, lambda: self._command(command, dict(args or {}), wait))
 
-    def poll(self, point: Any, interval: float, callback: Callable[[Any, float], None],
-             stop: threading.Event) -> threading.Thread:
+    def poll(
+        self, point: Any, interval: float, callback: Callable[[Any, float], None], stop: threading.Event
+    ) -> threading.Thread:
         """Call ``callback(value, time)`` with the value at ``point`` every ``interval`` s until ``stop`` is set.
         A failed read is passed as the exception instance (the caller decides). Protocols with subscriptions
         (OPC UA, EPICS) may override this with a real subscription."""
@@ -148,8 +159,9 @@ class Transport:
         return t
 
     # -- errors -------------------------------------------------------------------------------------------------
-    def error(self, operation: str, got: str, cls: type[TransportError] = TransportError,
-              fix: str | None = None) -> TransportError:
+    def error(
+        self, operation: str, got: str, cls: type[TransportError] = TransportError, fix: str | None = None
+    ) -> TransportError:
         return cls(self.kind, self.address, operation, got, fix)
 
     def describe_point(self, point: Any) -> str:
@@ -172,8 +184,12 @@ class Transport:
         raise NotImplementedError
 
     def _command(self, command: Any, args: dict[str, Any], timeout: float) -> Any:
-        raise self.error("command", f"the {self.kind} transport has no commands", ReplyError,
-                         "use signals (read/write) for this instrument")
+        raise self.error(
+            "command",
+            f"the {self.kind} transport has no commands",
+            ReplyError,
+            "use signals (read/write) for this instrument",
+        )
 
     def _idle_dropped(self) -> bool:
         """Whether the peer closed the connection while we were idle (checked before each request)."""
@@ -202,18 +218,19 @@ class Transport:
                 if exc.operation == "?":
                     raise self.error(what, exc.got, type(exc), exc.fix) from exc
                 raise
-            except Exception as exc:  # noqa: BLE001 - every library's failure becomes one labloop error
+            except Exception as exc:
                 self._safe_close()
                 if retry and not fresh and _is_connection_loss(exc):
                     # the peer hung up while we were idle and we could not tell: a read changes nothing, ask again
                     try:
                         self.connect()
                         return fn()
-                    except Exception as again:  # noqa: BLE001 - as above, on the new connection
+                    except Exception as again:
                         self._safe_close()
                         second = self._as_error(what, again)
-                        raise self.error(what, f"{_describe(exc)}; asking again on a new connection: "
-                                         f"{second.got}", type(second)) from again
+                        raise self.error(
+                            what, f"{_describe(exc)}; asking again on a new connection: {second.got}", type(second)
+                        ) from again
                 raise self._as_error(what, exc) from exc
 
     def _as_error(self, what: str, exc: BaseException) -> TransportError:
@@ -242,7 +259,8 @@ def socket_hung_up(sock: Any) -> bool:
 def _is_connection_loss(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return isinstance(exc, (ConnectionError, BrokenPipeError)) or any(
-        w in text for w in ("connection", "closed", "broken pipe", "reset by peer", "not connected"))
+        w in text for w in ("connection", "closed", "broken pipe", "reset by peer", "not connected")
+    )
 
 
 def _describe(exc: BaseException) -> str:

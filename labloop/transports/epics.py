@@ -70,8 +70,10 @@ class EpicsTransport(Transport):
         try:
             pv.wait_for_connection(timeout=self.connect_timeout)
         except TimeoutError:
-            raise self.failure(f"PV {name} did not connect within {self.connect_timeout:g} s (CA disconnect, or "
-                               "no server answers its search)") from None
+            raise self.failure(
+                f"PV {name} did not connect within {self.connect_timeout:g} s (CA disconnect, or "
+                "no server answers its search)"
+            ) from None
         return pv
 
     def _read(self, point: EpicsPoint) -> Any:
@@ -86,17 +88,23 @@ class EpicsTransport(Transport):
         try:
             pv.write([value], wait=True, timeout=timeout)
         except ErrorResponseReceived as exc:
-            raise self.failure(f"the IOC refused {value!r} on {name}: {exc}", RefusedError,
-                               "check the value against the record's limits and state") from None
+            raise self.failure(
+                f"the IOC refused {value!r} on {name}: {exc}",
+                RefusedError,
+                "check the value against the record's limits and state",
+            ) from None
         except CaprotoTimeoutError:
             # caproto's threading client drops the IOC's ECA_PUTFAIL reply to a put with callback: ask the PV
             try:
                 now = self._read(EpicsPoint(pv=name))
-            except Exception:  # noqa: BLE001 - the IOC is gone too: a plain timeout
+            except Exception:
                 raise
-            raise self.failure(f"the IOC did not complete the put of {value!r} on {name} within {timeout:g} s and "
-                               f"{name} reads {now!r}: refused (a record's limits or state) or still processing",
-                               RefusedError, "check the value against the record's limits and state") from None
+            raise self.failure(
+                f"the IOC did not complete the put of {value!r} on {name} within {timeout:g} s and "
+                f"{name} reads {now!r}: refused (a record's limits or state) or still processing",
+                RefusedError,
+                "check the value against the record's limits and state",
+            ) from None
 
     def _write(self, point: EpicsPoint, value: Any) -> None:
         self._put(point.pv, value, self.timeout)

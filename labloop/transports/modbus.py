@@ -24,10 +24,25 @@ from .base import PointModel, RefusedError, ReplyError, Transport, socket_hung_u
 # names what came back, so the library's own lines would only repeat it, unformatted, in an operator's terminal.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
-_WORDS = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "int64": 4, "uint64": 4, "float64": 4,
-          "bool": 1}
-_INT_RANGE = {"int16": (-(2**15), 2**15 - 1), "uint16": (0, 2**16 - 1), "int32": (-(2**31), 2**31 - 1),
-              "uint32": (0, 2**32 - 1), "int64": (-(2**63), 2**63 - 1), "uint64": (0, 2**64 - 1)}
+_WORDS = {
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+    "bool": 1,
+}
+_INT_RANGE = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+}
 
 
 with warnings.catch_warnings():  # "register" is the word in every controller manual; pydantic's own is unused
@@ -50,7 +65,7 @@ class ModbusPoint(_RegisterField):
     bit: int | None = Field(None, ge=0, le=15)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ModbusPoint":
+    def _consistent(self) -> ModbusPoint:
         if self.table in ("coil", "discrete") and self.type != "bool":
             raise ValueError(f"a {self.table} holds one bit: type must be bool")
         if self.bit is not None and self.type not in ("uint16", "int16", "bool"):
@@ -76,16 +91,20 @@ class ModbusTransport(Transport):
 
     # -- connection ---------------------------------------------------------------------------------------------
     def _open(self) -> None:
-        from pymodbus.client import ModbusSerialClient, ModbusTcpClient
         from pymodbus import FramerType
+        from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
         url = urlparse(self.address)
         common: dict[str, Any] = dict(timeout=self.timeout, retries=0, trace_packet=self._trace, reconnect_delay=0)
         client: ModbusTcpClient | ModbusSerialClient
         if url.scheme in ("tcp", "rtu+tcp"):
             if not url.hostname or not url.port:
-                raise self.error("connect", "the address needs a host and a port", ReplyError,
-                                 "write tcp://HOST:PORT (Modbus TCP's usual port is 502)")
+                raise self.error(
+                    "connect",
+                    "the address needs a host and a port",
+                    ReplyError,
+                    "write tcp://HOST:PORT (Modbus TCP's usual port is 502)",
+                )
             framer = FramerType.RTU if url.scheme == "rtu+tcp" else FramerType.SOCKET
             client = ModbusTcpClient(url.hostname, port=url.port, framer=framer, **common)
             client.comm_params.timeout_connect = self.connect_timeout
@@ -95,8 +114,12 @@ class ModbusTransport(Transport):
             line: dict[str, Any] = {k: (v if k == "parity" else int(v)) for k, v in opts.items() if v}
             client = ModbusSerialClient(url.path, framer=FramerType.RTU, **common, **line)
         else:
-            raise self.error("connect", f"unknown address scheme '{url.scheme}'", ReplyError,
-                             "write tcp://HOST:PORT, rtu+tcp://HOST:PORT or rtu:///dev/ttyUSB0")
+            raise self.error(
+                "connect",
+                f"unknown address scheme '{url.scheme}'",
+                ReplyError,
+                "write tcp://HOST:PORT, rtu+tcp://HOST:PORT or rtu:///dev/ttyUSB0",
+            )
         self._client = client
         if not client.connect():
             raise self.error("connect", f"refused or unreachable within {self.connect_timeout:g} s")
@@ -136,22 +159,29 @@ class ModbusTransport(Transport):
     def _write(self, point: ModbusPoint, value: Any) -> None:
         c = self._client
         if not point.writable:
-            raise self.failure(f"{point.table} registers are read-only", ReplyError,
-                               "write to a holding register or a coil")
+            raise self.failure(
+                f"{point.table} registers are read-only", ReplyError, "write to a holding register or a coil"
+            )
         self._last_rx = b""
         if point.table == "coil":
             self._checked(c.write_coil(point.register, bool(value), device_id=self.unit))
             return
         if point.bit is not None or point.type == "bool":
-            raise self.failure("writing single bits of a register is not supported", ReplyError,
-                               "write the whole register (type uint16)")
+            raise self.failure(
+                "writing single bits of a register is not supported",
+                ReplyError,
+                "write the whole register (type uint16)",
+            )
         raw = (float(value) - point.offset) / point.scale
         if point.type in _INT_RANGE:
             lo, hi = _INT_RANGE[point.type]
             raw = round(raw)
             if not lo <= raw <= hi:
-                raise self.failure(f"{value!r} does not fit a {point.type} register (raw {raw})", ReplyError,
-                                   "check the point's type and scale")
+                raise self.failure(
+                    f"{value!r} does not fit a {point.type} register (raw {raw})",
+                    ReplyError,
+                    "check the point's type and scale",
+                )
         regs = c.convert_to_registers(raw, getattr(c.DATATYPE, point.type.upper()), word_order=point.word_order)
         self._checked(c.write_registers(point.register, regs, device_id=self.unit))
 
@@ -159,8 +189,11 @@ class ModbusTransport(Transport):
         if response.isError():
             code = getattr(response, "exception_code", None)
             if code is not None:
-                raise self.failure(f"Modbus exception code {code} ({_exception_name(code)})", RefusedError,
-                                   "check the register map and the value against the instrument's manual")
+                raise self.failure(
+                    f"Modbus exception code {code} ({_exception_name(code)})",
+                    RefusedError,
+                    "check the register map and the value against the instrument's manual",
+                )
             raise self.failure(f"error reply {response!r}{self._raw()}")
         return response
 

@@ -76,22 +76,27 @@ class OpcuaTransport(Transport):
         except AttributeError:
             return True
         transport = getattr(protocol, "transport", None)
-        return protocol is None or transport is None or transport.is_closing() or \
-            str(getattr(protocol, "state", "")).lower().endswith("closed")
+        return (
+            protocol is None
+            or transport is None
+            or transport.is_closing()
+            or str(getattr(protocol, "state", "")).lower().endswith("closed")
+        )
 
     def _refusal(self, exc: Exception) -> Exception:
         from asyncua import ua
 
         if isinstance(exc, ua.UaStatusCodeError):
             name, doc = ua.status_codes.get_name_and_doc(exc.code)
-            return self.failure(f"bad status {name} ({doc})", RefusedError,
-                                "check the node, the value and the tool's state")
+            return self.failure(
+                f"bad status {name} ({doc})", RefusedError, "check the node, the value and the tool's state"
+            )
         return exc
 
     def _read(self, point: OpcuaPoint) -> Any:
         try:
             return self._client.get_node(point.node).read_value()
-        except Exception as exc:  # noqa: BLE001 - asyncua's failures, each made one labloop error
+        except Exception as exc:
             raise self._refusal(exc) from exc
 
     def _write(self, point: OpcuaPoint, value: Any) -> None:
@@ -101,7 +106,7 @@ class OpcuaTransport(Transport):
         try:
             vtype = getattr(ua.VariantType, point.type) if point.type else node.read_data_type_as_variant_type()
             node.write_value(ua.DataValue(ua.Variant(_cast(value, vtype.name), vtype)))
-        except Exception as exc:  # noqa: BLE001 - asyncua's failures, each made one labloop error
+        except Exception as exc:
             raise self._refusal(exc) from exc
 
     def _command(self, command: OpcuaCommand, args: dict[str, Any], timeout: float) -> Any:
@@ -113,7 +118,7 @@ class OpcuaTransport(Transport):
         protocol.timeout = timeout  # a method runs to completion: its reply may take the command's time
         try:
             result = self._client.get_node(command.object).call_method(ua.NodeId.from_string(command.method), *values)
-        except Exception as exc:  # noqa: BLE001 - asyncua's failures, each made one labloop error
+        except Exception as exc:
             raise self._refusal(exc) from exc
         finally:
             if self._client is not None and self._client.aio_obj.uaclient.protocol is protocol:

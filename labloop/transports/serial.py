@@ -51,18 +51,19 @@ class SerialTransport(Transport):
     Command = SerialCommand
 
     def __init__(self, address: str, *, terminator: str = "\r\n", encoding: str = "ascii", **options: Any):
-        super().__init__(address, **{k: v for k, v in options.items()
-                                     if k in ("timeout", "connect_timeout", "name")})
+        super().__init__(address, **{k: v for k, v in options.items() if k in ("timeout", "connect_timeout", "name")})
         self.terminator, self.encoding = terminator, encoding
-        self.serial_options = {k: v for k, v in options.items() if k in ("baudrate", "bytesize", "parity",
-                                                                          "stopbits", "xonxoff", "rtscts")}
+        self.serial_options = {
+            k: v for k, v in options.items() if k in ("baudrate", "bytesize", "parity", "stopbits", "xonxoff", "rtscts")
+        }
         self._port: Any = None
 
     def _open(self) -> None:
         import serial
 
-        self._port = serial.serial_for_url(self.address, timeout=self.timeout, write_timeout=self.timeout,
-                                           **self.serial_options)
+        self._port = serial.serial_for_url(
+            self.address, timeout=self.timeout, write_timeout=self.timeout, **self.serial_options
+        )
 
     def _close(self) -> None:
         if self._port is not None:
@@ -83,19 +84,21 @@ class SerialTransport(Transport):
         while not buf.endswith(term):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise self.failure(f"no reply in time (within {timeout:g} s); received so far {buf!r}",
-                                   ReplyError)
+                raise self.failure(f"no reply in time (within {timeout:g} s); received so far {buf!r}", ReplyError)
             port.timeout = min(left, self.timeout)
             chunk = port.read_until(term)
             if not chunk and time.monotonic() >= deadline:
                 continue
             buf += chunk
-        return buf[:-len(term)].decode(self.encoding, errors="replace")
+        return buf[: -len(term)].decode(self.encoding, errors="replace")
 
     def _match(self, reply: str, pattern: str, refused: str | None, asked: str) -> re.Match[str]:
         if refused is not None and re.match(refused, reply):
-            raise self.failure(f"refused {asked!r} with {reply!r}", RefusedError,
-                               "see the instrument's manual for this reply; the command may be retried later")
+            raise self.failure(
+                f"refused {asked!r} with {reply!r}",
+                RefusedError,
+                "see the instrument's manual for this reply; the command may be retried later",
+            )
         m = re.fullmatch(pattern, reply.strip())
         if m is None:
             raise self.failure(f"raw reply {reply!r} to {asked!r} does not match {pattern!r}", ReplyError)

@@ -28,12 +28,11 @@ from typing import Any
 from pydantic import Field
 from sila2.client import SilaClient
 from sila2.client.client_observable_command import ClientObservableCommand
+from sila2.framework.abc.sila_error import SilaError
 from sila2.framework.errors.defined_execution_error import DefinedExecutionError
 from sila2.framework.errors.sila_connection_error import SilaConnectionError
-from sila2.framework.abc.sila_error import SilaError
 
 from .base import PointModel, RefusedError, ReplyError, Transport
-
 
 #: seconds between checks that the server is still there while an observable command runs
 HEARTBEAT = 0.5
@@ -72,8 +71,12 @@ class SilaTransport(Transport):
         hostport = self.address.split("://", 1)[-1].rstrip("/")
         host, _, port = hostport.rpartition(":")
         if not host or not port.isdigit():
-            raise self.error("connect", f"'{self.address}' has no HOST:PORT", ReplyError,
-                             "write sila://HOST:PORT (the SiLA server's address)")
+            raise self.error(
+                "connect",
+                f"'{self.address}' has no HOST:PORT",
+                ReplyError,
+                "write sila://HOST:PORT (the SiLA server's address)",
+            )
         # Reachable first, with a plain socket: a gRPC channel that fails to connect keeps its subchannel in
         # reconnect backoff, shared with the next channel to the same address, which would then fail too
         socket.create_connection((host, int(port)), timeout=self.connect_timeout).close()
@@ -81,8 +84,10 @@ class SilaTransport(Transport):
         deadline = time.monotonic() + self.connect_timeout
         while True:
             try:
-                self.client = self._in_time(lambda: SilaClient(host, int(port), insecure=self.insecure and not certs,
-                                                               root_certs=certs), self.connect_timeout)
+                self.client = self._in_time(
+                    lambda: SilaClient(host, int(port), insecure=self.insecure and not certs, root_certs=certs),
+                    self.connect_timeout,
+                )
                 return
             except SilaConnectionError:
                 # gRPC may still be backing off from the last connection to this address (a rebooted server)
@@ -102,16 +107,22 @@ class SilaTransport(Transport):
 
     def _write(self, point: SilaPoint, value: Any) -> None:
         if point.setter is None:
-            raise self.failure(f"property {point.property} has no setter command", ReplyError,
-                               "name the command that sets it ('setter') in the point")
+            raise self.failure(
+                f"property {point.property} has no setter command",
+                ReplyError,
+                "name the command that sets it ('setter') in the point",
+            )
         setter = self._child(point.feature, point.setter)
         self._in_time(lambda: setter(**{point.parameter or point.property: value}), self.timeout)
 
     def _command(self, command: SilaCommand, args: dict[str, Any], timeout: float) -> Any:
         missing = [a for a in command.args.values() if a not in args]
         if missing:
-            raise self.failure(f"the command needs argument(s) {missing}; given {sorted(args)}", ReplyError,
-                               "name the command's arguments in its 'args'")
+            raise self.failure(
+                f"the command needs argument(s) {missing}; given {sorted(args)}",
+                ReplyError,
+                "name the command's arguments in its 'args'",
+            )
         params = {**command.params, **{p: args[a] for p, a in command.args.items()}}
         fn = self._child(command.feature, command.command)
         deadline = time.monotonic() + timeout
@@ -124,12 +135,17 @@ class SilaTransport(Transport):
                     self._in_time(self.client.SiLAService.ServerUUID.get, self.timeout)
                     beat = time.monotonic()
                 if self._interrupted.is_set():
-                    raise self.failure("stopped while the command was running (stop() was called; the "
-                                       "instrument finishes or cancels it by itself)", RefusedError,
-                                       "run the step again")
+                    raise self.failure(
+                        "stopped while the command was running (stop() was called; the "
+                        "instrument finishes or cancels it by itself)",
+                        RefusedError,
+                        "run the step again",
+                    )
                 if time.monotonic() > deadline:
-                    raise self.failure(f"the command was still running after {timeout:g} s "
-                                       f"(status {instance.status}, progress {instance.progress})")
+                    raise self.failure(
+                        f"the command was still running after {timeout:g} s "
+                        f"(status {instance.status}, progress {instance.progress})"
+                    )
                 time.sleep(0.02)
             responses = self._in_time(instance.get_responses, max(deadline - time.monotonic(), 0.1))
         else:
@@ -146,9 +162,11 @@ class SilaTransport(Transport):
         try:
             return getattr(getattr(self.client, feature), name)
         except AttributeError:
-            raise self.failure(f"the server has no {feature}.{name}", ReplyError,
-                               "check the feature and its command/property identifiers against the server's "
-                               "features") from None
+            raise self.failure(
+                f"the server has no {feature}.{name}",
+                ReplyError,
+                "check the feature and its command/property identifiers against the server's features",
+            ) from None
 
     def _in_time(self, fn: Any, timeout: float) -> Any:
         future = self._pool.submit(fn)
@@ -157,8 +175,14 @@ class SilaTransport(Transport):
         except concurrent.futures.TimeoutError:
             raise self.failure(f"no reply in time (none within {timeout:g} s)") from None
         except DefinedExecutionError as exc:
-            raise self.failure(f"SiLA defined execution error {exc.identifier}: {exc.message}", RefusedError,
-                               "check the value and the instrument's state against the feature") from None
+            raise self.failure(
+                f"SiLA defined execution error {exc.identifier}: {exc.message}",
+                RefusedError,
+                "check the value and the instrument's state against the feature",
+            ) from None
         except SilaError as exc:
-            raise self.failure(f"SiLA {type(exc).__name__}: {' '.join(str(exc).split())}", RefusedError,
-                               "check the value and the instrument's state against the feature") from None
+            raise self.failure(
+                f"SiLA {type(exc).__name__}: {' '.join(str(exc).split())}",
+                RefusedError,
+                "check the value and the instrument's state against the feature",
+            ) from None

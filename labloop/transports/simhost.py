@@ -130,12 +130,14 @@ async def _control(sim: Any, proxy: FaultProxy, reader: asyncio.StreamReader, wr
                 handler = getattr(sim, "fault", None)
                 if not (callable(handler) and handler(kind, **msg)):
                     if proxy.server is None:
-                        raise ValueError(f"fault {kind!r}: this simulator has no fault proxy (its protocol "
-                                         "announces its own ports)")
+                        raise ValueError(
+                            f"fault {kind!r}: this simulator has no fault proxy (its protocol announces its own ports)"
+                        )
                     if kind not in ("slow", "garbage", "silent", "disconnect"):
                         raise ValueError(f"unknown fault {kind!r}")
-                    proxy.faults.append(_Fault(kind, **{k: v for k, v in msg.items() if k in
-                                                        ("count", "delay", "text")}))
+                    proxy.faults.append(
+                        _Fault(kind, **{k: v for k, v in msg.items() if k in ("count", "delay", "text")})
+                    )
             elif op == "clear":
                 proxy.faults.clear()
                 clear = getattr(sim, "clear_faults", None)
@@ -161,8 +163,18 @@ async def _main(ref: str, options: dict[str, Any], port: int) -> None:
     front = await proxy.start(port) if proxied else upstream
     control = await asyncio.start_server(lambda r, w: _control(sim, proxy, r, w), HOST, 0)
     address = sim.address_template.format(host=HOST, port=front)
-    print(json.dumps({"address": address, "port": front, "proxied": proxied, "direct": sim.address_template.format(host=HOST,
-                      port=upstream), "control": control.sockets[0].getsockname()[1]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "address": address,
+                "port": front,
+                "proxied": proxied,
+                "direct": sim.address_template.format(host=HOST, port=upstream),
+                "control": control.sockets[0].getsockname()[1],
+            }
+        ),
+        flush=True,
+    )
     # the parent closes our stdin when it goes: a simulator never outlives the test or command that started it
     loop = asyncio.get_running_loop()
     gone = asyncio.Event()

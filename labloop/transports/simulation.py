@@ -29,8 +29,9 @@ START_TIMEOUT = 30.0
 
 
 class SimulatorProcess:
-    def __init__(self, ref: str, options: dict[str, Any] | None = None, *, port: int = 0,
-                 start_timeout: float = START_TIMEOUT):
+    def __init__(
+        self, ref: str, options: dict[str, Any] | None = None, *, port: int = 0, start_timeout: float = START_TIMEOUT
+    ):
         self.ref = ref
         self.start_timeout = float(start_timeout)
         self.options = dict(options or {})
@@ -48,13 +49,20 @@ class SimulatorProcess:
     def start(self) -> SimulatorProcess:
         if self.alive:
             return self
-        cmd = [sys.executable, "-m", "labloop.transports.simhost", self.ref, "--options", json.dumps(self.options),
-               "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "labloop.transports.simhost",
+            self.ref,
+            "--options",
+            json.dumps(self.options),
+            "--port",
+            str(self.port),
+        ]
         self._stderr.seek(0)
         self._stderr.truncate()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                      env=env)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env)
         assert self._proc.stdout is not None
         deadline = time.monotonic() + self.start_timeout
         line = b""
@@ -63,14 +71,18 @@ class SimulatorProcess:
             ready, _, _ = select.select([self._proc.stdout], [], [], max(left, 0))
             if not ready:
                 self.close()
-                raise LabloopError(f"the simulator {self.ref} did not start within {self.start_timeout:g} s",
-                                   "run it by hand: python -m labloop.transports.simhost " + self.ref)
+                raise LabloopError(
+                    f"the simulator {self.ref} did not start within {self.start_timeout:g} s",
+                    "run it by hand: python -m labloop.transports.simhost " + self.ref,
+                )
             chunk = os.read(self._proc.stdout.fileno(), 4096)
             if not chunk:
                 err = self._stderr_tail()
                 self.close()
-                raise LabloopError(f"the simulator {self.ref} exited before it was ready: {err}",
-                                   "check the simulation block's 'server' and 'options'")
+                raise LabloopError(
+                    f"the simulator {self.ref} exited before it was ready: {err}",
+                    "check the simulation block's 'server' and 'options'",
+                )
             line += chunk
         info = json.loads(line)
         self.address, self.direct, self.port = info["address"], info["direct"], int(info["port"])

@@ -54,8 +54,15 @@ class VisaTransport(Transport):
     Point = VisaPoint
     Command = VisaCommand
 
-    def __init__(self, address: str, *, backend: str = "@py", read_termination: str = "\n",
-                 write_termination: str = "\n", **options: Any):
+    def __init__(
+        self,
+        address: str,
+        *,
+        backend: str = "@py",
+        read_termination: str = "\n",
+        write_termination: str = "\n",
+        **options: Any,
+    ):
         super().__init__(address, **options)
         self.backend, self.read_termination, self.write_termination = backend, read_termination, write_termination
         self._rm: Any = None
@@ -65,10 +72,13 @@ class VisaTransport(Transport):
         import pyvisa
 
         self._rm = pyvisa.ResourceManager(self.backend)
-        self._inst = self._rm.open_resource(self.address, open_timeout=int(self.connect_timeout * 1000),
-                                            read_termination=self.read_termination,
-                                            write_termination=self.write_termination,
-                                            timeout=int(self.timeout * 1000))
+        self._inst = self._rm.open_resource(
+            self.address,
+            open_timeout=int(self.connect_timeout * 1000),
+            read_termination=self.read_termination,
+            write_termination=self.write_termination,
+            timeout=int(self.timeout * 1000),
+        )
 
     def _close(self) -> None:
         inst, self._inst = self._inst, None
@@ -100,8 +110,11 @@ class VisaTransport(Transport):
         if not _NO_ERROR.match(reply):
             if not re.match(r"^\s*[+-]?\d+\s*,", reply):
                 raise self.failure(f"raw reply {reply!r} to ':SYST:ERR?' is not an error queue entry", ReplyError)
-            raise self.failure(f"the instrument refused {what!r}: {reply.strip()}", RefusedError,
-                               "check the value and the instrument's mode against its manual")
+            raise self.failure(
+                f"the instrument refused {what!r}: {reply.strip()}",
+                RefusedError,
+                "check the value and the instrument's mode against its manual",
+            )
 
     def _parse(self, reply: str, pattern: str | None, asked: str) -> str:
         if pattern is None:

@@ -25,17 +25,26 @@ class Forbidden(LabloopError):
     """The user's role does not allow the action (HTTP 403)."""
 
 
-def check(store: Store, user: WebUser, address: str, campaign: Campaign | None, action: str,
-          args: dict[str, Any]) -> None:
+def check(
+    store: Store, user: WebUser, address: str, campaign: Campaign | None, action: str, args: dict[str, Any]
+) -> None:
     """Raise :class:`Forbidden` (and audit the refusal) unless ``user``'s role may do ``action``."""
     if permitted(user.role, action):
         return
     need = role_needed(action)
-    store.audit(campaign.id if campaign else None, f"web.{action}",
-                {"args": args, "why": f"role {user.role} may not {action}; needs {need}"},
-                user.name, role=user.role, address=address, outcome="refused")
-    raise Forbidden(f"{user.name} ({user.role}) may not {action}: that needs the {need} role",
-                    "ask an admin for that role, or ask someone who has it")
+    store.audit(
+        campaign.id if campaign else None,
+        f"web.{action}",
+        {"args": args, "why": f"role {user.role} may not {action}; needs {need}"},
+        user.name,
+        role=user.role,
+        address=address,
+        outcome="refused",
+    )
+    raise Forbidden(
+        f"{user.name} ({user.role}) may not {action}: that needs the {need} role",
+        "ask an admin for that role, or ask someone who has it",
+    )
 
 
 Runner = Callable[[Store, Campaign, str, dict[str, Any], str, float], str]
@@ -48,8 +57,16 @@ def store_runner(store: Store, c: Campaign, action: str, args: dict[str, Any], u
     return ask_runner(store, c, action, args, user, wait)
 
 
-def act(store: Store, user: WebUser, address: str, c: Campaign, action: str, args: dict[str, Any],
-        runner: Runner = store_runner, wait: float = 5.0) -> str:
+def act(
+    store: Store,
+    user: WebUser,
+    address: str,
+    c: Campaign,
+    action: str,
+    args: dict[str, Any],
+    runner: Runner = store_runner,
+    wait: float = 5.0,
+) -> str:
     """Check, audit, carry out. Returns the runner's answer; raises LabloopError when refused or unanswered."""
     if action not in ACTIONS:
         raise LabloopError(f"'{action}' is not an action", f"use one of: {', '.join(ACTIONS)}")
@@ -57,9 +74,23 @@ def act(store: Store, user: WebUser, address: str, c: Campaign, action: str, arg
     try:
         outcome = runner(store, c, action, args, user.name, wait)
     except LabloopError as exc:
-        store.audit(c.id, f"web.{action}", {"args": args, "why": exc.problem}, user.name, role=user.role,
-                    address=address, outcome="failed")
+        store.audit(
+            c.id,
+            f"web.{action}",
+            {"args": args, "why": exc.problem},
+            user.name,
+            role=user.role,
+            address=address,
+            outcome="failed",
+        )
         raise
-    store.audit(c.id, f"web.{action}", {"args": args, "answer": outcome}, user.name, role=user.role,
-                address=address, outcome="done")
+    store.audit(
+        c.id,
+        f"web.{action}",
+        {"args": args, "answer": outcome},
+        user.name,
+        role=user.role,
+        address=address,
+        outcome="done",
+    )
     return outcome

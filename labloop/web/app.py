@@ -22,21 +22,22 @@ import json
 import logging
 import secrets
 import uuid
-from urllib.parse import quote
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from labloop.control.protocol import MAX_ID, MAX_TRIAL
+from labloop.data.status import snapshot
 from labloop.errors import LabloopError
 from labloop.identity import accounts
 from labloop.identity.accounts import WebUser
@@ -46,15 +47,13 @@ from labloop.store.schema import AuditEntry
 
 from . import actions, pages
 from .live import LiveHub, StoreTail
-from labloop.data.status import snapshot
-
 from .snapshot import campaign_list, find_campaign
 
 COOKIE = "labloop_session"
 LOGIN_CSRF = "labloop_login"
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; "
-                               "base-uri 'none'; form-action 'self'",
+    "base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -86,8 +85,15 @@ class Dashboard:
     """The app's state: the store, the live hub, how actions reach the runner. ``feed`` False: the daemon
     publishes into :attr:`hub` itself; True: a :class:`StoreTail` reads the events table."""
 
-    def __init__(self, store_url: str, *, runner: actions.Runner = actions.store_runner, tail: bool = True,
-                 secure_cookie: bool = False, action_wait: float = 5.0):
+    def __init__(
+        self,
+        store_url: str,
+        *,
+        runner: actions.Runner = actions.store_runner,
+        tail: bool = True,
+        secure_cookie: bool = False,
+        action_wait: float = 5.0,
+    ):
         self.store = Store(store_url, create=False)
         self.hub = LiveHub(self.store)
         self.runner = runner
@@ -134,9 +140,12 @@ class Dashboard:
             Route("/api/campaigns/{name}/actions/{action}", self.api_action, methods=["POST"]),
             Mount("/static", StaticFiles(directory=str(static)), name="static"),
         ]
-        app = Starlette(routes=routes, lifespan=lifespan,
-                        exception_handlers={HTTPException: self.http_error, Exception: self.internal_error},
-                        middleware=[Middleware(SecurityHeaders)])
+        app = Starlette(
+            routes=routes,
+            lifespan=lifespan,
+            exception_handlers={HTTPException: self.http_error, Exception: self.internal_error},
+            middleware=[Middleware(SecurityHeaders)],
+        )
         return app
 
     # ------------------------------------------------------------------------------------------ pages
@@ -151,8 +160,12 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         size = request.headers.get("content-length", "")
         if not size.isdigit() or int(size) > MAX_BODY:
-            return await self.login_page(request, f"That sign-in form was not sent whole or is over {MAX_BODY} bytes."
-                                         " Please type your name and password again.", 413)
+            return await self.login_page(
+                request,
+                f"That sign-in form was not sent whole or is over {MAX_BODY} bytes."
+                " Please type your name and password again.",
+                413,
+            )
         try:
             form = await request.form()
         except (HTTPException, ValueError, KeyError):  # a malformed form body
@@ -166,16 +179,23 @@ class Dashboard:
         cookie, _user = done
         nxt = str(form.get("next", "/"))
         response = RedirectResponse(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", 303)
-        response.set_cookie(COOKIE, cookie, httponly=True, samesite="strict", secure=self.secure_cookie,
-                            max_age=int(accounts.SESSION_HOURS * 3600))
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            httponly=True,
+            samesite="strict",
+            secure=self.secure_cookie,
+            max_age=int(accounts.SESSION_HOURS * 3600),
+        )
         response.delete_cookie(LOGIN_CSRF)
         return response
 
     async def logout(self, request: Request) -> Response:
         user = await run_in_threadpool(self.user, request)
         if user is not None and not self._csrf_ok(request, user, form_token=(await request.form()).get("csrf")):
-            return self._error(request, 403, "That request lacked its security token.", "Reload the page and try again.",
-                               user)
+            return self._error(
+                request, 403, "That request lacked its security token.", "Reload the page and try again.", user
+            )
         await run_in_threadpool(accounts.logout, self.store, request.cookies.get(COOKIE))
         response = RedirectResponse("/login", 303)
         response.delete_cookie(COOKIE)
@@ -194,8 +214,13 @@ class Dashboard:
             return self._to_login(request)
         snap = await run_in_threadpool(self._snapshot, request.path_params["name"])
         if snap is None:
-            return self._error(request, 404, f"There is no campaign called '{request.path_params['name']}'.",
-                               "Pick one from the list of campaigns.", user)
+            return self._error(
+                request,
+                404,
+                f"There is no campaign called '{request.path_params['name']}'.",
+                "Pick one from the list of campaigns.",
+                user,
+            )
         can = {a: permitted(user.role, a) for a in actions.ACTIONS}
         return HTMLResponse(pages.campaign(user, snap, can))
 
@@ -221,8 +246,9 @@ class Dashboard:
             return self._unauthorized()
         snap = await run_in_threadpool(self._snapshot, request.path_params["name"])
         if snap is None:
-            return self._json_error(404, f"no campaign called '{request.path_params['name']}'",
-                                    "list them at /api/campaigns")
+            return self._json_error(
+                404, f"no campaign called '{request.path_params['name']}'", "list them at /api/campaigns"
+            )
         return JSONResponse(snap)
 
     async def api_events(self, request: Request) -> Response:
@@ -231,19 +257,26 @@ class Dashboard:
             return self._unauthorized()
         c = await run_in_threadpool(find_campaign, self.store, request.path_params["name"])
         if c is None:
-            return self._json_error(404, f"no campaign called '{request.path_params['name']}'",
-                                    "list them at /api/campaigns")
+            return self._json_error(
+                404, f"no campaign called '{request.path_params['name']}'", "list them at /api/campaigns"
+            )
         raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
         try:
             after = max(0, int(raw[:30]))
         except ValueError:
-            return self._json_error(400, f"'{raw[:40]}' is not an event number", "send the id of the last event you have")
+            return self._json_error(
+                400, f"'{raw[:40]}' is not an event number", "send the id of the last event you have"
+            )
         if after > MAX_ID:
-            return self._json_error(400, f"after: {after} is out of range (0 to {MAX_ID})",
-                                    "send the id of the last event you have")
+            return self._json_error(
+                400, f"after: {after} is out of range (0 to {MAX_ID})", "send the id of the last event you have"
+            )
         thin = request.query_params.get("thin") == "1"  # the pages: readings thinned, events batched
-        return StreamingResponse(self.hub.stream(c.id, after, thin), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            self.hub.stream(c.id, after, thin),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     async def api_action(self, request: Request) -> Response:
         user = await run_in_threadpool(self.user, request)
@@ -251,8 +284,11 @@ class Dashboard:
             return self._unauthorized()
         if not self._csrf_ok(request, user):
             await run_in_threadpool(self._audit_csrf, user, request)
-            return self._json_error(403, "the request lacks the page's CSRF token",
-                                    "reload the page; scripts use an API token instead of a cookie")
+            return self._json_error(
+                403,
+                "the request lacks the page's CSRF token",
+                "reload the page; scripts use an API token instead of a cookie",
+            )
         body = await request.body()
         if len(body) > MAX_BODY:
             return self._json_error(413, f"the request body is over {MAX_BODY} bytes", "send less")
@@ -262,17 +298,32 @@ class Dashboard:
                 raise ValueError("not an object")
             args = _action_args(request.path_params["action"], args)
         except RecursionError:
-            return self._json_error(400, "bad request body: nested too deeply to read",
-                                    'send flat JSON such as {"trials": [3], "reason": "..."}')
+            return self._json_error(
+                400,
+                "bad request body: nested too deeply to read",
+                'send flat JSON such as {"trials": [3], "reason": "..."}',
+            )
         except (ValueError, TypeError) as exc:
-            return self._json_error(400, f"bad request body: {exc}", 'send JSON such as {"trials": [3], "reason": "..."}')
+            return self._json_error(
+                400, f"bad request body: {exc}", 'send JSON such as {"trials": [3], "reason": "..."}'
+            )
         c = await run_in_threadpool(find_campaign, self.store, request.path_params["name"])
         if c is None:
-            return self._json_error(404, f"no campaign called '{request.path_params['name']}'",
-                                    "list them at /api/campaigns")
+            return self._json_error(
+                404, f"no campaign called '{request.path_params['name']}'", "list them at /api/campaigns"
+            )
         try:
-            outcome = await run_in_threadpool(actions.act, self.store, user, self.address(request), c,
-                                              request.path_params["action"], args, self.runner, self.action_wait)
+            outcome = await run_in_threadpool(
+                actions.act,
+                self.store,
+                user,
+                self.address(request),
+                c,
+                request.path_params["action"],
+                args,
+                self.runner,
+                self.action_wait,
+            )
         except actions.Forbidden as exc:
             return self._json_error(403, exc.problem, exc.fix)
         except LabloopError as exc:
@@ -293,8 +344,15 @@ class Dashboard:
         return secrets.compare_digest(str(given), user.csrf)
 
     def _audit_csrf(self, user: WebUser, request: Request) -> None:
-        self.store.audit(None, f"web.{request.path_params.get('action', '?')}", {"why": "no valid CSRF token"},
-                         user.name, role=user.role, address=self.address(request), outcome="refused")
+        self.store.audit(
+            None,
+            f"web.{request.path_params.get('action', '?')}",
+            {"why": "no valid CSRF token"},
+            user.name,
+            role=user.role,
+            address=self.address(request),
+            outcome="refused",
+        )
 
     def _to_login(self, request: Request) -> Response:
         """Send a visitor to sign in; one whose cookie no longer opens a session is told why."""
@@ -312,8 +370,9 @@ class Dashboard:
         return JSONResponse({"ok": False, "error": {"code": status, "problem": problem, "fix": fix}}, status)
 
     def _unauthorized(self) -> Response:
-        return self._json_error(401, "not signed in, or the session expired",
-                                "sign in at /login, or send Authorization: Bearer <token>")
+        return self._json_error(
+            401, "not signed in, or the session expired", "sign in at /login, or send Authorization: Bearer <token>"
+        )
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         """Every HTTP error Starlette raises (404, 405, a malformed body...): JSON under /api, a page elsewhere
@@ -322,10 +381,14 @@ class Dashboard:
         path = request.url.path
         problem, fix = {
             404: (f"There is no page at {path}.", "Go to the list of campaigns."),
-            405: (f"{path} does not take {request.method} requests.",
-                  "Use the page's buttons; scripts see the methods of each route in the README."),
-        }.get(status, (f"The request could not be served: {getattr(exc, 'detail', '') or status}.",
-                       "Go back and try again."))
+            405: (
+                f"{path} does not take {request.method} requests.",
+                "Use the page's buttons; scripts see the methods of each route in the README.",
+            ),
+        }.get(
+            status,
+            (f"The request could not be served: {getattr(exc, 'detail', '') or status}.", "Go back and try again."),
+        )
         if path.startswith("/api/"):
             return self._json_error(status, problem, "see /api/campaigns" if status == 404 else fix)
         user = await run_in_threadpool(self._user_or_none, request)
@@ -352,8 +415,12 @@ def _action_args(action: str, args: dict[str, Any]) -> dict[str, Any]:
     """The arguments an action takes, checked: trial numbers for approve/reject, a reason for reject."""
     if action in ("approve", "reject"):
         trials = args.get("trials")
-        if not isinstance(trials, list) or not trials or len(trials) > 10_000 or not all(
-                isinstance(t, int) and not isinstance(t, bool) and 0 < t <= MAX_TRIAL for t in trials):
+        if (
+            not isinstance(trials, list)
+            or not trials
+            or len(trials) > 10_000
+            or not all(isinstance(t, int) and not isinstance(t, bool) and 0 < t <= MAX_TRIAL for t in trials)
+        ):
             raise ValueError(f"'trials' must be a non-empty list of trial numbers (1 to {MAX_TRIAL})")
         out: dict[str, Any] = {"trials": trials}
         if action == "reject":

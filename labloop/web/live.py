@@ -127,7 +127,7 @@ class LiveHub:
             if pages is not None:
                 pages.discard(page)
 
-    async def _frames(self, page: _Page, campaign_id: int, framer: "Thinner | _EveryEvent") -> AsyncIterator[bytes]:
+    async def _frames(self, page: _Page, campaign_id: int, framer: Thinner | _EveryEvent) -> AsyncIterator[bytes]:
         """Catch up from the store, then live events, through ``framer`` (which decides what a frame holds): a
         page that fell behind by a hundred events gets what is ready in one write, not a hundred."""
         while True:  # catch up from the store, a page of rows at a time (thinned by the events' own times)
@@ -186,7 +186,7 @@ class StoreTail:
         self._thread = threading.Thread(target=self._run, name="labloop-web-tail", daemon=True)
         self._bell = store.bells.waiter()  # a campaign's commit of events rings it: read at once, not next interval
 
-    def start(self) -> "StoreTail":
+    def start(self) -> StoreTail:
         self._thread.start()
         return self
 

@@ -44,19 +44,22 @@ class HttpServer:
             self.sock.bind((host, port))
         except OSError as exc:
             self.sock.close()
-            raise LabloopError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror}",
-                               "pick a free port with --http HOST:PORT, or stop what uses it") from None
+            raise LabloopError(
+                f"cannot serve the dashboard on {host}:{port}: {exc.strerror}",
+                "pick a free port with --http HOST:PORT, or stop what uses it",
+            ) from None
         self.host, self.port = self.sock.getsockname()[:2]
         config = uvicorn.Config(dashboard.app(), log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       name="labloop-http", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="labloop-http", daemon=True
+        )
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "HttpServer":
+    def start(self, timeout: float = 10.0) -> HttpServer:
         self.thread.start()
         deadline = time.monotonic() + timeout
         while not self.server.started:
@@ -71,8 +74,9 @@ class HttpServer:
         self.sock.close()
 
 
-def start_dashboard(store_url: str, http: str, dispatch: Runner,
-                    feed: Callable[[Callable[..., Any]], None]) -> HttpServer:
+def start_dashboard(
+    store_url: str, http: str, dispatch: Runner, feed: Callable[[Callable[..., Any]], None]
+) -> HttpServer:
     """The daemon's dashboard (``labloop serve --http``): acts through the daemon's dispatcher ``dispatch`` and is fed
     its live stream by ``feed(publish)``. The CLI hands this to :func:`labloop.control.server.serve`."""
     dash = Dashboard(store_url, runner=dispatch, tail=False)

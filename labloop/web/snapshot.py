@@ -28,6 +28,14 @@ def find_campaign(store: Store, name: str) -> Campaign | None:
 def campaign_list(store: Store) -> list[dict[str, Any]]:
     rows = []
     for c in store.campaigns():
-        rows.append({"id": c.id, "name": c.name, "state": c.state, "stop_reason": c.stop_reason,
-                     "created": c.created_at.isoformat() if c.created_at else None, "liveness": liveness(c).state})
+        rows.append(
+            {
+                "id": c.id,
+                "name": c.name,
+                "state": c.state,
+                "stop_reason": c.stop_reason,
+                "created": c.created_at.isoformat() if c.created_at else None,
+                "liveness": liveness(c).state,
+            }
+        )
     return rows

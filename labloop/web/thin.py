@@ -39,8 +39,10 @@ def reading_key(kind: str, body: Any) -> str | None:
 
 def _compact(body: dict[str, Any]) -> dict[str, Any]:
     doc = body["doc"]
-    return {"name": "event", "doc": {"time": doc.get("time"), "data": doc.get("data"),
-                                     "descriptor": doc.get("descriptor")}}
+    return {
+        "name": "event",
+        "doc": {"time": doc.get("time"), "data": doc.get("data"), "descriptor": doc.get("descriptor")},
+    }
 
 
 class Thinner:
@@ -54,7 +56,7 @@ class Thinner:
     def __init__(self, after: int, window_s: float = WINDOW_S):
         self.window = window_s
         self.upto = after  # the last seq fed (sent, held, or thinned away)
-        self.thinned = 0   # readings dropped since the last take
+        self.thinned = 0  # readings dropped since the last take
         self._ready: list[list[Any]] = []
         self._held: dict[str, list[Any]] = {}
         self._since = 0.0  # when the oldest held reading was held

@@ -125,8 +125,9 @@ class LineServer:
         return {"host": self.host, "port": self.port}
 
     # -- faults -----------------------------------------------------------------------------------------------------
-    def inject(self, kind: str, *, count: int | None = 1, delay: float = 1.0, on: str | None = None,
-               text: str = GARBAGE) -> None:
+    def inject(
+        self, kind: str, *, count: int | None = 1, delay: float = 1.0, on: str | None = None, text: str = GARBAGE
+    ) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r} (known: {', '.join(FAULT_KINDS)})")
         self.faults.add(Fault(kind, count, delay, on, text))

@@ -26,9 +26,16 @@ DEFAULT_POSITIONS = ("home", "rack", "chamber", "smu", "load_lock")
 class RobotArmServer:
     """The simulated arm. ``positions`` are the taught positions; ``move_time`` seconds per ``movej``."""
 
-    def __init__(self, *, positions: tuple[str, ...] | list[str] = DEFAULT_POSITIONS, move_time: float = 0.05,
-                 gripper_time: float = 0.01, program: str = "labloop.urp", playing: bool = True,
-                 host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        *,
+        positions: tuple[str, ...] | list[str] = DEFAULT_POSITIONS,
+        move_time: float = 0.05,
+        gripper_time: float = 0.01,
+        program: str = "labloop.urp",
+        playing: bool = True,
+        host: str = "127.0.0.1",
+    ):
         self.faults = FaultPlan()
         self.taught = tuple(positions)
         self.move_time = move_time
@@ -74,8 +81,9 @@ class RobotArmServer:
     def requests(self) -> list[str]:
         return self.dashboard.requests + self.command.requests
 
-    def inject(self, kind: str, *, count: int | None = 1, delay: float = 1.0, on: str | None = None,
-               text: str = GARBAGE) -> None:
+    def inject(
+        self, kind: str, *, count: int | None = 1, delay: float = 1.0, on: str | None = None, text: str = GARBAGE
+    ) -> None:
         if kind == "protective_stop":
             self.faults.add(Fault(kind, count, delay, on or "movej", text))
         else:

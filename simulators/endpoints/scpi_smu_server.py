@@ -24,9 +24,20 @@ IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,4096123,C32   Oct  4 2010 14:20:11/A
 NAN = 9.91e37
 COMPLIANCE_BIT = 1 << 3
 
-_LONG = {"SOURCE": "SOUR", "CURRENT": "CURR", "SENSE": "SENS", "FUNCTION": "FUNC", "VOLTAGE": "VOLT",
-         "SYSTEM": "SYST", "RSENSE": "RSEN", "OUTPUT": "OUTP", "ERROR": "ERR", "PROTECTION": "PROT",
-         "LEVEL": "LEV", "STATE": "STAT"}
+_LONG = {
+    "SOURCE": "SOUR",
+    "CURRENT": "CURR",
+    "SENSE": "SENS",
+    "FUNCTION": "FUNC",
+    "VOLTAGE": "VOLT",
+    "SYSTEM": "SYST",
+    "RSENSE": "RSEN",
+    "OUTPUT": "OUTP",
+    "ERROR": "ERR",
+    "PROTECTION": "PROT",
+    "LEVEL": "LEV",
+    "STATE": "STAT",
+}
 
 
 def normalize(header: str) -> str:
@@ -42,9 +53,18 @@ class ScpiSmuServer(LineServer):
     """Simulated SMU endpoint. ``sheet_resistance`` (ohm/sq) is the film under the probe; ``read_time`` the
     integration time of one reading (seconds); ``noise`` the relative voltage noise."""
 
-    def __init__(self, *, sheet_resistance: float = 125.0, contact_ohm: float = 40.0, read_time: float = 0.02,
-                 noise: float = 0.0, seed: int = 0, host: str = "127.0.0.1", port: int = 0,
-                 faults: FaultPlan | None = None):
+    def __init__(
+        self,
+        *,
+        sheet_resistance: float = 125.0,
+        contact_ohm: float = 40.0,
+        read_time: float = 0.02,
+        noise: float = 0.0,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: FaultPlan | None = None,
+    ):
         super().__init__(host=host, port=port, faults=faults)
         self.sheet_resistance = sheet_resistance
         self.contact_ohm = contact_ohm

@@ -16,10 +16,9 @@ import random
 import socket
 from typing import Any
 
-from labloop_simulators.background import background
-
 from caproto import ChannelType
 from caproto.server import PVGroup, pvproperty
+from labloop_simulators.background import background
 
 
 def _free_port(host: str) -> int:
@@ -32,8 +31,18 @@ class EpicsTemperatureIoc:
     address_template = "ca://{host}:{port}"
     proxied = False  # CA announces its TCP port in search replies: a TCP proxy cannot stand in front of it
 
-    def __init__(self, prefix: str = "SIM:TC1:", time_scale: float = 1.0, tau: float = 20.0, low: float = 0.0,
-                 high: float = 400.0, band: float = 0.5, settle: float = 2.0, scan: float = 0.05, seed: int = 0):
+    def __init__(
+        self,
+        prefix: str = "SIM:TC1:",
+        time_scale: float = 1.0,
+        tau: float = 20.0,
+        low: float = 0.0,
+        high: float = 400.0,
+        band: float = 0.5,
+        settle: float = 2.0,
+        scan: float = 0.05,
+        seed: int = 0,
+    ):
         self.prefix, self.ts, self.tau, self.low, self.high = prefix, float(time_scale), tau, low, high
         self.band, self.settle, self.scan = band, settle, scan
         self.rng = random.Random(seed)
@@ -48,8 +57,9 @@ class EpicsTemperatureIoc:
 
         class Group(PVGroup):
             T = pvproperty(value=25.0, name="T", read_only=True, precision=3, units="C")
-            SP = pvproperty(value=25.0, name="T:SP", precision=2, units="C", lower_ctrl_limit=sim.low,
-                            upper_ctrl_limit=sim.high)
+            SP = pvproperty(
+                value=25.0, name="T:SP", precision=2, units="C", lower_ctrl_limit=sim.low, upper_ctrl_limit=sim.high
+            )
             RATE = pvproperty(value=0.0, name="T:RATE", units="C/s")
             HEATER = pvproperty(value=0.0, name="HEATER", read_only=True, units="%")
             AT_SP = pvproperty(value=1, name="AT_SP", read_only=True, dtype=ChannelType.LONG)

@@ -18,7 +18,7 @@ class LineInstrument:
         term = self.terminator.encode()
         try:
             while line := await reader.readuntil(term):
-                reply = await self.answer(line[:-len(term)].decode("ascii", errors="replace"))
+                reply = await self.answer(line[: -len(term)].decode("ascii", errors="replace"))
                 if reply is not None:
                     writer.write(reply.encode() + term)
                     await writer.drain()

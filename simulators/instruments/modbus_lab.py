@@ -69,13 +69,15 @@ class _ModbusModel:
         device = SimDevice(id=0, simdata=blocks, action=self._action)
         from pymodbus import FramerType
 
-        self.server = ModbusTcpServer(device, address=(host, 0),
-                                      framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET)
+        self.server = ModbusTcpServer(
+            device, address=(host, 0), framer=FramerType.RTU if self.framer == "rtu" else FramerType.SOCKET
+        )
         await self.server.serve_forever(background=True)
         return self.server.transport.sockets[0].getsockname()[1]
 
-    async def _action(self, fc: int, start: int, address: int, count: int, regs: list[int],
-                      values: list[int] | list[bool] | None) -> ExcCodes | None:
+    async def _action(
+        self, fc: int, start: int, address: int, count: int, regs: list[int], values: list[int] | list[bool] | None
+    ) -> ExcCodes | None:
         if self.regs is None:
             self.regs = regs
             self.init()
@@ -90,21 +92,21 @@ class _ModbusModel:
                 if address <= reg < address + count or address <= reg + 1 < address + count:
                     if not (address <= reg and reg + 1 < address + count):
                         return ExcCodes.ILLEGAL_ADDRESS  # half a float
-                    v = _from_f32([int(x) for x in values[reg - address:reg - address + 2]])
+                    v = _from_f32([int(x) for x in values[reg - address : reg - address + 2]])
                     if not (lo <= v <= hi) or math.isnan(v):
                         return ExcCodes.ILLEGAL_VALUE
-            regs[address - start:address - start + count] = [int(x) for x in values]
+            regs[address - start : address - start + count] = [int(x) for x in values]
             self.written(address, count)
         self.publish()
         return None
 
     def put_f32(self, reg: int, value: float) -> None:
         assert self.regs is not None
-        self.regs[reg:reg + 2] = _f32(value)
+        self.regs[reg : reg + 2] = _f32(value)
 
     def get_f32(self, reg: int) -> float:
         assert self.regs is not None
-        return _from_f32(self.regs[reg:reg + 2])
+        return _from_f32(self.regs[reg : reg + 2])
 
     # protocol-level faults, asked for by the parent -------------------------------------------------------------
     def fault(self, kind: str, **kw: Any) -> bool:
@@ -134,8 +136,9 @@ class FurnaceController(_ModbusModel):
     readonly = ((0, 2), (6, 3), (10, 2))
     floats = {2: (0.0, 1200.0), 4: (0.0, 1000.0)}
 
-    def __init__(self, tau: float = 60.0, ambient: float = 25.0, noise: float = 0.05, alarm_high: float = 1150.0,
-                 **kw: Any):
+    def __init__(
+        self, tau: float = 60.0, ambient: float = 25.0, noise: float = 0.05, alarm_high: float = 1150.0, **kw: Any
+    ):
         super().__init__(**kw)
         self.tau, self.ambient, self.noise, self.alarm_high = float(tau), float(ambient), float(noise), alarm_high
         self.pv = self.wsp = self.sp = self.ambient
@@ -169,8 +172,11 @@ class FurnaceController(_ModbusModel):
         assert self.regs is not None
         pv = self.pv + self.rng.gauss(0.0, self.noise)
         self.put_f32(0, pv)
-        output = 0.0 if not self.run else max(0.0, min(100.0, 100 * (self.wsp - self.ambient) / 1200.0
-                                                      + 2.0 * (self.wsp - self.pv)))
+        output = (
+            0.0
+            if not self.run
+            else max(0.0, min(100.0, 100 * (self.wsp - self.ambient) / 1200.0 + 2.0 * (self.wsp - self.pv)))
+        )
         self.put_f32(6, output)
         self.put_f32(10, self.wsp)
         alarm = (pv > self.alarm_high) | (self.sensor_break << 1) | ((abs(self.wsp - pv) > 25.0) << 2)

@@ -23,8 +23,16 @@ class MtSicsBalance(LineInstrument):
     address_template = "socket://{host}:{port}"
     terminator = "\r\n"
 
-    def __init__(self, time_scale: float = 1.0, settle: float = 1.5, drift: float = 0.002, noise: float = 2e-5,
-                 stable_wait: float = 10.0, seed: int = 0, load: float = 0.0):
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        settle: float = 1.5,
+        drift: float = 0.002,
+        noise: float = 2e-5,
+        stable_wait: float = 10.0,
+        seed: int = 0,
+        load: float = 0.0,
+    ):
         self.ts, self.settle, self.drift, self.noise = float(time_scale), float(settle), float(drift), float(noise)
         self.stable_wait = float(stable_wait)
         self.rng = random.Random(seed)

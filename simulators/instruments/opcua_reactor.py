@@ -15,17 +15,23 @@ import math
 import random
 from typing import Any
 
-from labloop_simulators.background import background
-
 from asyncua import Server, ua
 from asyncua.common.methods import uamethod
+from labloop_simulators.background import background
 
 
 class OpcuaReactor:
     address_template = "opc.tcp://{host}:{port}/labloop/reactor"
 
-    def __init__(self, time_scale: float = 1.0, tau: float = 30.0, ambient: float = 22.0, noise: float = 0.02,
-                 scan: float = 0.05, seed: int = 0):
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        tau: float = 30.0,
+        ambient: float = 22.0,
+        noise: float = 0.02,
+        scan: float = 0.05,
+        seed: int = 0,
+    ):
         self.ts, self.tau, self.ambient, self.noise, self.scan = float(time_scale), tau, ambient, noise, scan
         self.rng = random.Random(seed)
         self.temperature = ambient
@@ -46,8 +52,9 @@ class OpcuaReactor:
         reactor = await server.nodes.objects.add_object(ua.NodeId("Reactor", idx), ua.QualifiedName("Reactor", idx))
 
         async def var(name: str, value: Any, vtype: ua.VariantType, writable: bool) -> Any:
-            node = await reactor.add_variable(ua.NodeId(f"Reactor.{name}", idx), ua.QualifiedName(name, idx),
-                                              ua.Variant(value, vtype))
+            node = await reactor.add_variable(
+                ua.NodeId(f"Reactor.{name}", idx), ua.QualifiedName(name, idx), ua.Variant(value, vtype)
+            )
             if writable:
                 await node.set_writable()
             return node
@@ -57,8 +64,13 @@ class OpcuaReactor:
         self.stir_node = await var("StirrerSpeed", 0.0, ua.VariantType.Double, True)
         self.state_node = await var("State", "Idle", ua.VariantType.String, False)
         self.alarm_node = await var("Alarm", False, ua.VariantType.Boolean, False)
-        await reactor.add_method(ua.NodeId("Reactor.RunProgram", idx), ua.QualifiedName("RunProgram", idx),
-                                 self._run_program, [ua.VariantType.Double], [ua.VariantType.Double])
+        await reactor.add_method(
+            ua.NodeId("Reactor.RunProgram", idx),
+            ua.QualifiedName("RunProgram", idx),
+            self._run_program,
+            [ua.VariantType.Double],
+            [ua.VariantType.Double],
+        )
         self.server = server
         await server.start()
         self.scan_task = asyncio.ensure_future(self._scan())

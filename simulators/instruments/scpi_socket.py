@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from labloop_simulators.endpoints.scpi_smu_server import ScpiSmuServer
+
 from .lines import LineInstrument
 
 
@@ -47,5 +48,11 @@ class ScpiSocketSmu(LineInstrument):
 
     def state(self) -> dict[str, Any]:
         s = self.smu
-        return {"output": s.output, "four_wire": s.four_wire, "source_current": s.source_current,
-                "source_func": s.source_func, "sense_func": s.sense_func, "errors": list(s.errors)}
+        return {
+            "output": s.output,
+            "four_wire": s.four_wire,
+            "source_current": s.source_current,
+            "source_func": s.source_func,
+            "sense_func": s.sense_func,
+            "errors": list(s.errors),
+        }

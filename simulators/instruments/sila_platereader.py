@@ -111,7 +111,7 @@ FDL = """<?xml version="1.0" encoding="utf-8" ?>
 class _Impl(FeatureImplementationBase):
     """The feature's implementation: sila2 calls ``get_<Property>`` and ``<Command>`` by name."""
 
-    def __init__(self, server: SilaServer, model: "PlateReader"):
+    def __init__(self, server: SilaServer, model: PlateReader):
         super().__init__(parent_server=server)
         self.model = model
 
@@ -127,16 +127,18 @@ class _Impl(FeatureImplementationBase):
     def SetTemperature(self, Temperature: float, *, metadata: Any) -> None:
         self.model.check_firmware()
         if not 15.0 <= Temperature <= 45.0:
-            raise DefinedExecutionError(self.model.feature.defined_execution_errors["OutOfRange"],
-                                        f"{Temperature} degC is outside 15..45 degC")
+            raise DefinedExecutionError(
+                self.model.feature.defined_execution_errors["OutOfRange"], f"{Temperature} degC is outside 15..45 degC"
+            )
         self.model.set_setpoint(Temperature)
 
     def MeasurePlate(self, Wavelength: int, *, metadata: Any, instance: Any) -> float:
         m = self.model
         m.check_firmware()
         if not 230 <= Wavelength <= 1000:
-            raise DefinedExecutionError(m.feature.defined_execution_errors["WavelengthNotSupported"],
-                                        f"{Wavelength} nm is outside 230..1000 nm")
+            raise DefinedExecutionError(
+                m.feature.defined_execution_errors["WavelengthNotSupported"], f"{Wavelength} nm is outside 230..1000 nm"
+            )
         instance.begin_execution()
         m.measuring = True
         try:
@@ -154,8 +156,15 @@ class _Impl(FeatureImplementationBase):
 class PlateReader:
     address_template = "sila://{host}:{port}"
 
-    def __init__(self, time_scale: float = 1.0, tau: float = 60.0, ambient: float = 22.0, read_time: float = 30.0,
-                 noise: float = 0.002, seed: int = 0):
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        tau: float = 60.0,
+        ambient: float = 22.0,
+        read_time: float = 30.0,
+        noise: float = 0.002,
+        seed: int = 0,
+    ):
         self.time_scale, self.tau, self.ambient = float(time_scale), float(tau), float(ambient)
         self.read_time, self.noise = float(read_time), float(noise)
         self.rng = random.Random(seed)
@@ -181,7 +190,7 @@ class PlateReader:
     def absorbance(self, wavelength: int) -> float:
         """A dye's absorption band at 450 nm whose height falls 1 % per degC above 25 degC (it degrades)."""
         self.reads += 1
-        band = math.exp(-((wavelength - 450.0) / 60.0) ** 2)
+        band = math.exp(-(((wavelength - 450.0) / 60.0) ** 2))
         decay = 1.0 - 0.01 * max(0.0, self.temperature() - 25.0)
         self.last = 0.05 + 1.2 * band * decay + self.rng.gauss(0, self.noise)
         return self.last
@@ -194,15 +203,21 @@ class PlateReader:
     async def serve(self, host: str) -> int:
         logging.getLogger("sila2").setLevel(logging.ERROR)
         self.feature = Feature(FDL)
-        server = SilaServer(server_name="Simulated plate reader", server_type="PlateReader",
-                            server_description="labloop's simulated microplate reader", server_version="1.0",
-                            server_vendor_url="https://example.org/labloop", server_uuid=uuid.uuid4())
+        server = SilaServer(
+            server_name="Simulated plate reader",
+            server_type="PlateReader",
+            server_description="labloop's simulated microplate reader",
+            server_version="1.0",
+            server_vendor_url="https://example.org/labloop",
+            server_uuid=uuid.uuid4(),
+        )
         server.set_feature_implementation(self.feature, _Impl(server, self))
         with socket.socket() as probe:  # sila2 does not report a port gRPC chose: take a free one
             probe.bind((host, 0))
             port = probe.getsockname()[1]
         await asyncio.get_running_loop().run_in_executor(
-            None, lambda: server.start_insecure(host, port, enable_discovery=False))
+            None, lambda: server.start_insecure(host, port, enable_discovery=False)
+        )
         self.server = server
         return port
 

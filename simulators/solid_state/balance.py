@@ -19,8 +19,16 @@ import numpy as np
 
 
 class Balance:
-    def __init__(self, rng: np.random.Generator, *, tau_s: float = 1.5, drift_g_per_s: float = 2e-6,
-                 noise_g: float = 3e-5, interval_s: float = 0.1, capacity_g: float = 220.0):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        *,
+        tau_s: float = 1.5,
+        drift_g_per_s: float = 2e-6,
+        noise_g: float = 3e-5,
+        interval_s: float = 0.1,
+        capacity_g: float = 220.0,
+    ):
         self.rng = rng
         self.tau_s, self.drift, self.noise = tau_s, drift_g_per_s, noise_g
         self.interval_s, self.capacity_g = interval_s, capacity_g
@@ -52,8 +60,9 @@ class Balance:
         self._tare_g = self._true_reading(self.now)
         self._t_tare = self.now
 
-    def weigh_stable(self, stable_tol_g: float = 1e-4, window: int = 20, timeout_s: float = 60.0
-                     ) -> tuple[float | None, float]:
+    def weigh_stable(
+        self, stable_tol_g: float = 1e-4, window: int = 20, timeout_s: float = 60.0
+    ) -> tuple[float | None, float]:
         """(stable reading or None on timeout, simulated seconds waited)."""
         start, readings = self.now, []
         while self.now - start < timeout_s:

@@ -25,4 +25,4 @@ class BarcodeReader:
         digits = [i for i, c in enumerate(code) if c.isdigit()]
         i = int(self.rng.choice(digits))
         wrong = str((int(code[i]) + int(self.rng.integers(1, 10))) % 10)
-        return code[:i] + wrong + code[i + 1:]
+        return code[:i] + wrong + code[i + 1 :]

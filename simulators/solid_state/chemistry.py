@@ -55,12 +55,12 @@ class Precursor:
     """A precursor powder and the descriptors the model (and an optimizer's encoding) uses."""
 
     name: str
-    element: str             # "Li" or "Mn": the cation it supplies
-    cations: int             # cations of that element per formula unit
-    molar_mass: float        # g/mol
-    melting_c: float         # degC (a refractory's real melting point; salts melt low)
-    decomposition_c: float   # degC at which it decomposes to a fresh, reactive oxide
-    reactivity: float        # relative surface reactivity (invented, 0..1)
+    element: str  # "Li" or "Mn": the cation it supplies
+    cations: int  # cations of that element per formula unit
+    molar_mass: float  # g/mol
+    melting_c: float  # degC (a refractory's real melting point; salts melt low)
+    decomposition_c: float  # degC at which it decomposes to a fresh, reactive oxide
+    reactivity: float  # relative surface reactivity (invented, 0..1)
     needs_oxygen: bool = False  # a reduced oxide that must oxidize before it forms the target
 
     @property
@@ -70,16 +70,19 @@ class Precursor:
         return t if t <= 900 else (self.melting_c + 273.15) * 2 / 3 - 273.15
 
 
-PRECURSORS: dict[str, Precursor] = {p.name: p for p in (
-    Precursor("Li2CO3", "Li", 2, 73.89, 723, 1310, 0.6),
-    Precursor("LiOH", "Li", 1, 23.95, 462, 924, 1.0),
-    Precursor("LiNO3", "Li", 1, 68.95, 255, 600, 0.9),
-    Precursor("Li2O", "Li", 2, 29.88, 1438, 1600, 0.5),
-    Precursor("MnO2", "Mn", 1, 86.94, 1600, 535, 0.8),
-    Precursor("Mn2O3", "Mn", 2, 157.87, 1600, 940, 0.7),
-    Precursor("MnCO3", "Mn", 1, 114.95, 1600, 350, 0.9),
-    Precursor("Mn3O4", "Mn", 3, 228.81, 1567, 1600, 0.5, needs_oxygen=True),
-)}
+PRECURSORS: dict[str, Precursor] = {
+    p.name: p
+    for p in (
+        Precursor("Li2CO3", "Li", 2, 73.89, 723, 1310, 0.6),
+        Precursor("LiOH", "Li", 1, 23.95, 462, 924, 1.0),
+        Precursor("LiNO3", "Li", 1, 68.95, 255, 600, 0.9),
+        Precursor("Li2O", "Li", 2, 29.88, 1438, 1600, 0.5),
+        Precursor("MnO2", "Mn", 1, 86.94, 1600, 535, 0.8),
+        Precursor("Mn2O3", "Mn", 2, 157.87, 1600, 940, 0.7),
+        Precursor("MnCO3", "Mn", 1, 114.95, 1600, 350, 0.9),
+        Precursor("Mn3O4", "Mn", 3, 228.81, 1567, 1600, 0.5, needs_oxygen=True),
+    )
+}
 LI_SOURCES = tuple(n for n, p in PRECURSORS.items() if p.element == "Li")
 MN_SOURCES = tuple(n for n, p in PRECURSORS.items() if p.element == "Mn")
 ATMOSPHERES = ("air", "O2", "N2", "Ar")
@@ -95,19 +98,24 @@ PHASES: dict[str, tuple[tuple[int, int, int], str]] = {
 }
 
 # the box a campaign searches (continuous bounds; categorical choices above)
-SEARCH_SPACE = {"ratio": (0.8, 1.3), "milling_min": (0.0, 240.0), "ramp_c_per_min": (1.0, 20.0),
-                "peak_c": (500.0, 1000.0), "dwell_h": (1.0, 24.0)}
+SEARCH_SPACE = {
+    "ratio": (0.8, 1.3),
+    "milling_min": (0.0, 240.0),
+    "ramp_c_per_min": (1.0, 20.0),
+    "peak_c": (500.0, 1000.0),
+    "dwell_h": (1.0, 24.0),
+}
 
 # model constants (see the module docstring)
 T_REF_K = 1073.15
-E_DIRECT, K_DIRECT = 200e3, 1 / (6 * 3600)        # precursor pair, Jander, at 800 degC and r = 1 um
-E_CONVERT, K_CONVERT = 350e3, 1 / (10 * 3600)     # Li2MnO3 + Mn2O3 -> LiMn2O4, at 900 degC
-E_DECOMP, K_DECOMP = 300e3, 1 / (5 * 3600)        # LiMn2O4 -> Li2MnO3 + Mn3O4, at 900 degC
-E_REDUCE, K_REDUCE = 150e3, 1 / (4 * 3600)        # LiMn2O4 -> LiMnO2 + Mn3O4 in N2/Ar, at 800 degC
-T_INTERMEDIATE = 720.0   # below it a mobile Li salt makes Li2MnO3 rather than the spinel
+E_DIRECT, K_DIRECT = 200e3, 1 / (6 * 3600)  # precursor pair, Jander, at 800 degC and r = 1 um
+E_CONVERT, K_CONVERT = 350e3, 1 / (10 * 3600)  # Li2MnO3 + Mn2O3 -> LiMn2O4, at 900 degC
+E_DECOMP, K_DECOMP = 300e3, 1 / (5 * 3600)  # LiMn2O4 -> Li2MnO3 + Mn3O4, at 900 degC
+E_REDUCE, K_REDUCE = 150e3, 1 / (4 * 3600)  # LiMn2O4 -> LiMnO2 + Mn3O4 in N2/Ar, at 800 degC
+T_INTERMEDIATE = 720.0  # below it a mobile Li salt makes Li2MnO3 rather than the spinel
 DECOMP_ONSET = {"air": 870.0, "O2": 920.0, "N2": 800.0, "Ar": 790.0}
 REDUCING = {"air": 0.0, "O2": 0.0, "N2": 1.0, "Ar": 1.3}
-OXIDIZING = {"air": 0.35, "O2": 1.0, "N2": 0.15, "Ar": 0.1}   # how well a reduced precursor oxidizes
+OXIDIZING = {"air": 0.35, "O2": 1.0, "N2": 0.15, "Ar": 0.1}  # how well a reduced precursor oxidizes
 R0_UM, RINF_UM, TAU_MILL_MIN = 5.0, 0.4, 40.0
 ZRO2_PER_MIN = 1.5e-4
 D0_NM, K_GROWTH, Q_GROWTH = 15.0, 0.17, 250e3
@@ -120,7 +128,7 @@ class Recipe:
 
     li_source: str = "Li2CO3"
     mn_source: str = "MnO2"
-    ratio: float = 1.0            # (Li/Mn) / 0.5
+    ratio: float = 1.0  # (Li/Mn) / 0.5
     milling_min: float = 60.0
     ramp_c_per_min: float = 5.0
     peak_c: float = 800.0
@@ -129,12 +137,19 @@ class Recipe:
 
     def __post_init__(self):
         if self.li_source not in LI_SOURCES or self.mn_source not in MN_SOURCES:
-            raise ValueError(f"unknown precursor pair {self.li_source!r} + {self.mn_source!r}; "
-                             f"Li sources {LI_SOURCES}, Mn sources {MN_SOURCES}")
+            raise ValueError(
+                f"unknown precursor pair {self.li_source!r} + {self.mn_source!r}; "
+                f"Li sources {LI_SOURCES}, Mn sources {MN_SOURCES}"
+            )
         if self.atmosphere not in ATMOSPHERES:
             raise ValueError(f"unknown atmosphere {self.atmosphere!r}; use one of {ATMOSPHERES}")
-        if not (0.5 <= self.ratio <= 2.0 and self.milling_min >= 0 and self.ramp_c_per_min > 0
-                and 25 <= self.peak_c <= 1200 and self.dwell_h >= 0):
+        if not (
+            0.5 <= self.ratio <= 2.0
+            and self.milling_min >= 0
+            and self.ramp_c_per_min > 0
+            and 25 <= self.peak_c <= 1200
+            and self.dwell_h >= 0
+        ):
             raise ValueError(f"recipe out of the model's range: {self}")
 
 
@@ -145,7 +160,7 @@ class Product:
     fractions: dict[str, float]
     kinds: dict[str, str]
     crystallite_nm: float
-    li_mn_in: tuple[float, float] = field(default=(0.0, 0.0))   # cation shares of Li and Mn in the charge
+    li_mn_in: tuple[float, float] = field(default=(0.0, 0.0))  # cation shares of Li and Mn in the charge
 
     @property
     def target(self) -> float:
@@ -159,8 +174,9 @@ def particle_radius_um(milling_min: float) -> float:
     return RINF_UM + (R0_UM - RINF_UM) * math.exp(-milling_min / TAU_MILL_MIN)
 
 
-def setpoint_history(recipe: Recipe, cool_tau_h: float = 3.0, ambient_c: float = 25.0,
-                     dt_s: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+def setpoint_history(
+    recipe: Recipe, cool_tau_h: float = 3.0, ambient_c: float = 25.0, dt_s: float = 60.0
+) -> tuple[np.ndarray, np.ndarray]:
     """An ideal furnace's history: ramp at the set rate, dwell, Newtonian cooling to < 200 degC."""
     ramp_s = max(0.0, recipe.peak_c - ambient_c) / recipe.ramp_c_per_min * 60
     dwell_s = recipe.dwell_h * 3600
@@ -193,7 +209,7 @@ def react(recipe: Recipe, times_s, temps_c) -> Product:
     r = particle_radius_um(recipe.milling_min)
     onset = 0.5 * (li.activation_c + mn.activation_c)
     psi0 = min(0.9, max(0.1, 1 - (li.activation_c - 250) / 700)) * (0.5 if mn.needs_oxygen else 1.0)
-    k_pair = K_DIRECT * li.reactivity * mn.reactivity / 0.48 / r ** 2
+    k_pair = K_DIRECT * li.reactivity * mn.reactivity / 0.48 / r**2
     if mn.needs_oxygen:
         k_pair *= OXIDIZING[recipe.atmosphere]
     z, alpha, growth = 0.0, 0.0, 0.0
@@ -253,7 +269,7 @@ def react(recipe: Recipe, times_s, temps_c) -> Product:
         kinds["Mn2O3"] = "unreacted"
     total = sum(fractions.values())
     fractions = {p: max(0.0, f / total) for p, f in fractions.items()}
-    return Product(fractions, kinds, math.sqrt(D0_NM ** 2 + growth), (li_share, mn_share))
+    return Product(fractions, kinds, math.sqrt(D0_NM**2 + growth), (li_share, mn_share))
 
 
 def _lever(n: dict, d_li: float, d_mn: float) -> None:
@@ -261,7 +277,7 @@ def _lever(n: dict, d_li: float, d_mn: float) -> None:
     if d_li <= d_mn / 2:
         n["LiMn2O4"] += d_li
         n["Mn2O3"] += (d_mn - 2 * d_li) / 2
-    else:   # Li excess: LiMn2O4 + Li2MnO3 (Li = t + 2i, Mn = 2t + i)
+    else:  # Li excess: LiMn2O4 + Li2MnO3 (Li = t + 2i, Mn = 2t + i)
         n["LiMn2O4"] += (2 * d_mn - d_li) / 3
         n["Li2MnO3"] += (2 * d_li - d_mn) / 3
 

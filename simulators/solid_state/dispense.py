@@ -19,20 +19,37 @@ from labloop.errors import DeviceError
 from .faults import FaultRates
 
 # powder cohesion (invented): hydroxides and nitrates cake, carbonates and oxides flow
-COHESION = {"LiOH": 2.0, "LiNO3": 1.8, "Li2CO3": 1.0, "Li2O": 1.5, "MnO2": 1.2, "Mn2O3": 1.0,
-            "MnCO3": 1.1, "Mn3O4": 1.0}
+COHESION = {
+    "LiOH": 2.0,
+    "LiNO3": 1.8,
+    "Li2CO3": 1.0,
+    "Li2O": 1.5,
+    "MnO2": 1.2,
+    "Mn2O3": 1.0,
+    "MnCO3": 1.1,
+    "Mn3O4": 1.0,
+}
 
 
 class DispenserJam(DeviceError):
     def __init__(self, powder: str, requested_g: float, dispensed_g: float):
         self.powder, self.requested_g, self.dispensed_g = powder, requested_g, dispensed_g
-        super().__init__(f"the dispenser jammed on {powder}: {dispensed_g:.4f} g of {requested_g:.4f} g came out",
-                         "clear the hopper (tap or stir the powder), then dispense the rest")
+        super().__init__(
+            f"the dispenser jammed on {powder}: {dispensed_g:.4f} g of {requested_g:.4f} g came out",
+            "clear the hopper (tap or stir the powder), then dispense the rest",
+        )
 
 
 class Dispenser:
-    def __init__(self, rng: np.random.Generator, *, rel_error: float = 0.01, abs_error_g: float = 2e-4,
-                 faults: FaultRates | None = None, seconds_per_g: float = 20.0):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        *,
+        rel_error: float = 0.01,
+        abs_error_g: float = 2e-4,
+        faults: FaultRates | None = None,
+        seconds_per_g: float = 20.0,
+    ):
         self.rng = rng
         self.rel, self.abs = rel_error, abs_error_g
         self.faults = faults or FaultRates()

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FaultRates:
-    crucible_crack: float = 0.02   # per crucible per firing at a 0 degC/min ramp; x(1 + ramp/10)
-    furnace_trip: float = 0.01     # per firing
+    crucible_crack: float = 0.02  # per crucible per firing at a 0 degC/min ramp; x(1 + ramp/10)
+    furnace_trip: float = 0.01  # per firing
     barcode_misread: float = 0.01  # per read
-    dispenser_jam: float = 0.02    # per dose
+    dispenser_jam: float = 0.02  # per dose
 
     def __post_init__(self):
         for name, value in vars(self).items():
@@ -24,5 +24,5 @@ class FaultRates:
                 raise ValueError(f"fault rate {name} must be a probability in [0, 1], got {value}")
 
     @classmethod
-    def none(cls) -> "FaultRates":
+    def none(cls) -> FaultRates:
         return cls(0.0, 0.0, 0.0, 0.0)

@@ -41,7 +41,7 @@ class Profile:
     atmosphere: str = "air"
 
     @classmethod
-    def of(cls, recipe: Recipe) -> "Profile":
+    def of(cls, recipe: Recipe) -> Profile:
         return cls(recipe.ramp_c_per_min, recipe.peak_c, recipe.dwell_h, recipe.atmosphere)
 
 
@@ -53,7 +53,7 @@ class Firing:
     temps_c: np.ndarray
     setpoints_c: np.ndarray
     tripped_at_s: float | None
-    products: list[Product | None]     # None: the crucible cracked and its sample is lost
+    products: list[Product | None]  # None: the crucible cracked and its sample is lost
     cracked: list[bool]
 
     @property
@@ -62,9 +62,19 @@ class Firing:
 
 
 class BoxFurnace:
-    def __init__(self, rng: np.random.Generator, *, capacity: int = 4, tau_h: float = 3.0,
-                 full_power_c: float = 2500.0, max_c: float = 1200.0, ambient_c: float = 25.0,
-                 faults: FaultRates | None = None, dt_s: float = 60.0, unload_below_c: float = 150.0):
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        *,
+        capacity: int = 4,
+        tau_h: float = 3.0,
+        full_power_c: float = 2500.0,
+        max_c: float = 1200.0,
+        ambient_c: float = 25.0,
+        faults: FaultRates | None = None,
+        dt_s: float = 60.0,
+        unload_below_c: float = 150.0,
+    ):
         self.rng = rng
         self.capacity, self.tau_s, self.full_c, self.max_c = capacity, tau_h * 3600, full_power_c, max_c
         self.ambient_c, self.dt_s, self.unload_below_c = ambient_c, dt_s, unload_below_c
@@ -80,14 +90,20 @@ class BoxFurnace:
     def fire(self, profile: Profile, recipes: list[Recipe]) -> Firing:
         """Fire up to ``capacity`` crucibles; every recipe must share ``profile`` (a furnace has one program)."""
         if not 1 <= len(recipes) <= self.capacity:
-            raise DeviceError(f"a furnace holds 1 to {self.capacity} crucibles, got {len(recipes)}",
-                              "split the batch over several firings")
+            raise DeviceError(
+                f"a furnace holds 1 to {self.capacity} crucibles, got {len(recipes)}",
+                "split the batch over several firings",
+            )
         if any(Profile.of(r) != profile for r in recipes):
-            raise DeviceError("the crucibles of one firing must share its firing profile",
-                              "batch only recipes with the same ramp, peak, dwell and atmosphere")
+            raise DeviceError(
+                "the crucibles of one firing must share its firing profile",
+                "batch only recipes with the same ramp, peak, dwell and atmosphere",
+            )
         if not (0 < profile.peak_c <= self.max_c and profile.ramp_c_per_min > 0):
-            raise DeviceError(f"profile outside the furnace's limits (peak <= {self.max_c} degC): {profile}",
-                              "lower the peak temperature")
+            raise DeviceError(
+                f"profile outside the furnace's limits (peak <= {self.max_c} degC): {profile}",
+                "lower the peak temperature",
+            )
         program_s = (profile.peak_c - self.ambient_c) / profile.ramp_c_per_min * 60 + profile.dwell_h * 3600
         trip_at = None
         if self.rng.random() < self.faults.furnace_trip:
@@ -100,7 +116,7 @@ class BoxFurnace:
             sp = None if (trip_at is not None and t >= trip_at) else self.setpoint(profile, t)
             if sp is None:
                 u = 0.0
-            else:   # the power that lands exactly on sp after this step, clipped to what the heater has
+            else:  # the power that lands exactly on sp after this step, clipped to what the heater has
                 u = (sp - self.ambient_c - (temp - self.ambient_c) * decay) / (1 - decay)
                 u = min(max(u, 0.0), self.full_c - self.ambient_c)
             temp = self.ambient_c + u + (temp - self.ambient_c - u) * decay

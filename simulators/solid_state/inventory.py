@@ -22,12 +22,13 @@ class InventoryRefused(LabloopError):
 class Inventory:
     stocks_g: dict[str, float] = field(default_factory=dict)
     alert_below_g: dict[str, float] = field(default_factory=dict)
-    crucibles: dict[str, str] = field(default_factory=dict)     # barcode -> state
+    crucibles: dict[str, str] = field(default_factory=dict)  # barcode -> state
 
     @classmethod
-    def with_crucibles(cls, count: int, stocks_g: dict[str, float], alert_below_g: float = 5.0) -> "Inventory":
-        return cls(dict(stocks_g), {k: alert_below_g for k in stocks_g},
-                   {f"CR{i:04d}": "clean" for i in range(1, count + 1)})
+    def with_crucibles(cls, count: int, stocks_g: dict[str, float], alert_below_g: float = 5.0) -> Inventory:
+        return cls(
+            dict(stocks_g), dict.fromkeys(stocks_g, alert_below_g), {f"CR{i:04d}": "clean" for i in range(1, count + 1)}
+        )
 
     def can_supply(self, masses_g: dict[str, float]) -> bool:
         return all(self.stocks_g.get(p, 0.0) >= m for p, m in masses_g.items())
@@ -36,8 +37,10 @@ class Inventory:
         short = {p: (m, self.stocks_g.get(p, 0.0)) for p, m in masses_g.items() if self.stocks_g.get(p, 0.0) < m}
         if short:
             detail = ", ".join(f"{p}: needs {m:.3f} g, {left:.3f} g left" for p, (m, left) in short.items())
-            raise InventoryRefused(f"not enough precursor for this recipe ({detail})",
-                                   "refill the stock (and record the refill) or choose another precursor")
+            raise InventoryRefused(
+                f"not enough precursor for this recipe ({detail})",
+                "refill the stock (and record the refill) or choose another precursor",
+            )
         for p, m in masses_g.items():
             self.stocks_g[p] -= m
 
@@ -67,8 +70,10 @@ class Inventory:
 
     def clean(self, code: str) -> None:
         if self.crucibles.get(code) != "used":
-            raise InventoryRefused(f"crucible {code} is not a used crucible ({self.crucibles.get(code)})",
-                                   "only used crucibles are cleaned")
+            raise InventoryRefused(
+                f"crucible {code} is not a used crucible ({self.crucibles.get(code)})",
+                "only used crucibles are cleaned",
+            )
         self.crucibles[code] = "clean"
 
     def count(self, state: str) -> int:

@@ -29,9 +29,9 @@ from scipy.optimize import nnls
 
 WAVELENGTH_NM = 0.15406
 TWO_THETA = np.arange(10.0, 80.0 + 1e-9, 0.02)
-CAGLIOTI_UVW = (0.004, -0.002, 0.003)   # deg^2
+CAGLIOTI_UVW = (0.004, -0.002, 0.003)  # deg^2
 SCHERRER_K = 0.9
-COUNTS_PER_UNIT = 2.0e5                 # integrated counts of one whole phase
+COUNTS_PER_UNIT = 2.0e5  # integrated counts of one whole phase
 SIZES_NM = (20.0, 35.0, 60.0, 100.0, 180.0)
 
 # LiMn2O4 (Fd-3m) main reflections, approximately: (2-theta, relative intensity)
@@ -56,7 +56,7 @@ def fwhm_deg(two_theta, crystallite_nm: float):
     u, v, w = CAGLIOTI_UVW
     inst2 = np.maximum(1e-6, u * np.tan(theta) ** 2 + v * np.tan(theta) + w)
     size = np.degrees(SCHERRER_K * WAVELENGTH_NM / (crystallite_nm * np.cos(theta)))
-    return np.sqrt(inst2 + size ** 2)
+    return np.sqrt(inst2 + size**2)
 
 
 def phase_profile(phase: str, crystallite_nm: float, two_theta=TWO_THETA) -> np.ndarray:
@@ -65,8 +65,8 @@ def phase_profile(phase: str, crystallite_nm: float, two_theta=TWO_THETA) -> np.
     for pos, rel in peaks(phase):
         h = float(fwhm_deg(pos, crystallite_nm))
         x = (two_theta - pos) / h
-        gauss = math.sqrt(4 * math.log(2) / math.pi) / h * np.exp(-4 * math.log(2) * x ** 2)
-        lorentz = 2 / (math.pi * h) / (1 + 4 * x ** 2)
+        gauss = math.sqrt(4 * math.log(2) / math.pi) / h * np.exp(-4 * math.log(2) * x**2)
+        lorentz = 2 / (math.pi * h) / (1 + 4 * x**2)
         out += rel * (0.5 * gauss + 0.5 * lorentz)
     step = two_theta[1] - two_theta[0]
     return out / (out.sum() * step) * COUNTS_PER_UNIT * step
@@ -76,8 +76,9 @@ def background(two_theta=TWO_THETA) -> np.ndarray:
     return 40.0 + 400.0 * np.exp(-(two_theta - 10) / 8)
 
 
-def pattern(fractions: dict[str, float], crystallite_nm: float, rng: np.random.Generator,
-            two_theta=TWO_THETA) -> np.ndarray:
+def pattern(
+    fractions: dict[str, float], crystallite_nm: float, rng: np.random.Generator, two_theta=TWO_THETA
+) -> np.ndarray:
     """Measured counts: the phases' profiles by fraction, plus background, with Poisson noise."""
     mean = background(two_theta)
     for phase, f in fractions.items():
@@ -89,7 +90,7 @@ def pattern(fractions: dict[str, float], crystallite_nm: float, rng: np.random.G
 def estimate_fractions(counts, phases, two_theta=TWO_THETA, sizes_nm=SIZES_NM) -> tuple[dict[str, float], float]:
     """Phase fractions (sum 1 over ``phases``) by NNLS of reference patterns; returns (fractions, size_nm)."""
     counts = np.asarray(counts, dtype=float)
-    weight = 1 / np.sqrt(np.maximum(counts, 1.0))        # Poisson weights
+    weight = 1 / np.sqrt(np.maximum(counts, 1.0))  # Poisson weights
     bkg = [np.ones_like(two_theta), np.exp(-(two_theta - 10) / 8), (two_theta - 10) / 70]
     best = None
     for size in sizes_nm:

@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from labloop_simulators.background import background
-
 import numpy as np
 from asyncua import ua
+from labloop_simulators.background import background
 from labloop_simulators.solid_state.chemistry import PRECURSORS
 from labloop_simulators.solid_state.dispense import Dispenser, DispenserJam
 from labloop_simulators.solid_state.faults import FaultRates

@@ -24,9 +24,8 @@ import asyncio
 import math
 from typing import Any, ClassVar
 
-from labloop_simulators.background import background
-
 import numpy as np
+from labloop_simulators.background import background
 from labloop_simulators.instruments.modbus_lab import _ModbusModel
 from labloop_simulators.solid_state.chemistry import (
     ATMOSPHERES,
@@ -48,24 +47,42 @@ def recipe_of(powders: dict[str, float], profile: Profile, milling_min: float = 
     if li is None or mn is None:
         return None
     ratio = min(2.0, max(0.5, mols[li] / mols[mn] / 0.5))
-    return Recipe(li, mn, ratio, milling_min, profile.ramp_c_per_min, min(1200.0, max(25.0, profile.peak_c)),
-                  profile.dwell_h, profile.atmosphere)
+    return Recipe(
+        li,
+        mn,
+        ratio,
+        milling_min,
+        profile.ramp_c_per_min,
+        min(1200.0, max(25.0, profile.peak_c)),
+        profile.dwell_h,
+        profile.atmosphere,
+    )
 
 
 class BoxFurnaceController(_ModbusModel):
     readonly = ((0, 2), (8, 1), (11, 1), (12, 4))
     floats: ClassVar[dict[int, tuple[float, float]]] = {2: (0.0, 1200.0), 4: (0.1, 60.0), 6: (0.0, 6000.0)}
 
-    def __init__(self, furnace: int = 1, world: str | None = None, trip_rate: float = 0.0, crack_rate: float = 0.0,
-                 tau_h: float = 3.0, **kw: Any):
+    def __init__(
+        self,
+        furnace: int = 1,
+        world: str | None = None,
+        trip_rate: float = 0.0,
+        crack_rate: float = 0.0,
+        tau_h: float = 3.0,
+        **kw: Any,
+    ):
         super().__init__(**kw)
         self.furnace = int(furnace)
         self.world = World(world)
-        self.model = BoxFurnace(np.random.default_rng(kw.get("seed", 0) + 100 * self.furnace), tau_h=tau_h,
-                                faults=FaultRates(crucible_crack=crack_rate, furnace_trip=trip_rate))
+        self.model = BoxFurnace(
+            np.random.default_rng(kw.get("seed", 0) + 100 * self.furnace),
+            tau_h=tau_h,
+            faults=FaultRates(crucible_crack=crack_rate, furnace_trip=trip_rate),
+        )
         self.temp = self.model.ambient_c
         self.sp, self.rate, self.dwell_min, self.atm, self.run = 25.0, 5.0, 0.0, 0, 0
-        self.phase = "idle"           # idle | program | cooling (program over or heater cut: cooling to unload)
+        self.phase = "idle"  # idle | program | cooling (program over or heater cut: cooling to unload)
         self.t_prog = 0.0
         self.trip_at: float | None = None
         self.tripped = self.done = False
@@ -106,15 +123,18 @@ class BoxFurnaceController(_ModbusModel):
         self.sp, self.rate, self.dwell_min = self.get_f32(2), self.get_f32(4), self.get_f32(6)
         self.atm = int(self.regs[10])
         run = int(self.regs[9])
-        if run and not self.run:          # the program starts
+        if run and not self.run:  # the program starts
             self.phase, self.t_prog, self.done, self.tripped = "program", 0.0, False, False
             self.history = ([0.0], [self.temp])
             self.firings += 1
             p = self.profile()
             program_s = max(0.0, p.peak_c - self.model.ambient_c) / p.ramp_c_per_min * 60 + p.dwell_h * 3600
-            self.trip_at = (float(self.model.rng.uniform(0, program_s))
-                            if self.model.rng.random() < self.model.faults.furnace_trip else None)
-        elif self.run and not run and self.phase == "program":   # aborted: heater off, it cools
+            self.trip_at = (
+                float(self.model.rng.uniform(0, program_s))
+                if self.model.rng.random() < self.model.faults.furnace_trip
+                else None
+            )
+        elif self.run and not run and self.phase == "program":  # aborted: heater off, it cools
             self.phase = "cooling"
         self.run = run
 
@@ -138,7 +158,7 @@ class BoxFurnaceController(_ModbusModel):
                         self.phase = "cooling"
             decay = math.exp(-h / m.tau_s)
             u = 0.0
-            if sp is not None:   # the power that lands exactly on sp after this step, clipped (as BoxFurnace.fire)
+            if sp is not None:  # the power that lands exactly on sp after this step, clipped (as BoxFurnace.fire)
                 u = (sp - m.ambient_c - (self.temp - m.ambient_c) * decay) / (1 - decay)
                 u = min(max(u, 0.0), m.full_c - m.ambient_c)
             self.temp = m.ambient_c + u + (self.temp - m.ambient_c - u) * decay
@@ -165,9 +185,17 @@ class BoxFurnaceController(_ModbusModel):
             for c in w["crucibles"].values():
                 if c["location"] not in slots:
                     continue
-                c["firings"].append({"furnace": self.furnace, "peak_c": p.peak_c, "ramp_c_per_min": p.ramp_c_per_min,
-                                     "dwell_h": p.dwell_h, "atmosphere": p.atmosphere, "tripped": self.tripped,
-                                     "max_c": float(temps.max())})
+                c["firings"].append(
+                    {
+                        "furnace": self.furnace,
+                        "peak_c": p.peak_c,
+                        "ramp_c_per_min": p.ramp_c_per_min,
+                        "dwell_h": p.dwell_h,
+                        "atmosphere": p.atmosphere,
+                        "tripped": self.tripped,
+                        "max_c": float(temps.max()),
+                    }
+                )
                 if self.model.rng.random() < crack_p:
                     c["cracked"], c["product"] = True, None
                     continue
@@ -199,5 +227,12 @@ class BoxFurnaceController(_ModbusModel):
         self.tripped = False
 
     def state(self) -> dict[str, Any]:
-        return {"furnace": self.furnace, "temperature": self.temp, "phase": self.phase, "done": self.done,
-                "tripped": self.tripped, "firings": self.firings, "program_s": self.t_prog}
+        return {
+            "furnace": self.furnace,
+            "temperature": self.temp,
+            "phase": self.phase,
+            "done": self.done,
+            "tripped": self.tripped,
+            "firings": self.firings,
+            "program_s": self.t_prog,
+        }

@@ -36,7 +36,7 @@ class Instrument:
     name: str
     protocol: str
     server: str
-    file: str | None = None          # its declarative description (None: a Python driver, see ``driver``)
+    file: str | None = None  # its declarative description (None: a Python driver, see ``driver``)
     options: dict[str, Any] = field(default_factory=dict)
     driver: str | None = None
 
@@ -46,25 +46,54 @@ def instruments(faults: bool = True) -> list[Instrument]:
     from labloop_simulators.solid_state.faults import FaultRates
 
     r = FaultRates() if faults else FaultRates.none()
-    out = [Instrument(f"furnace{n}", "modbus", f"{PKG}.furnace:BoxFurnaceController", "furnace.yaml",
-                      {"furnace": n, "trip_rate": r.furnace_trip, "crack_rate": r.crucible_crack})
-           for n in range(1, 5)]
-    out += [Instrument("dispenser", "opcua", f"{PKG}.dispenser:PowderDispenser", "dispenser.yaml",
-                       {"jam_rate": r.dispenser_jam, "require_crucible": True}),
-            Instrument("balance", "serial", f"{PKG}.serial_instruments:MtSicsLabBalance", "balance.yaml"),
-            Instrument("barcode", "serial", f"{PKG}.serial_instruments:BarcodeScanner", "barcode.yaml",
-                       {"location": "balance", "misread_rate": r.barcode_misread}),
-            Instrument("xrd", "visa", f"{PKG}.xrd:Diffractometer", "xrd.yaml", {"require_sample": True})]
-    out += [Instrument(f"robot{n}", "opcua", f"{PKG}.robot:RobotArm", None, {"robot": f"robot{n}"},
-                       driver=ROBOT_DRIVER) for n in (1, 2)]
+    out = [
+        Instrument(
+            f"furnace{n}",
+            "modbus",
+            f"{PKG}.furnace:BoxFurnaceController",
+            "furnace.yaml",
+            {"furnace": n, "trip_rate": r.furnace_trip, "crack_rate": r.crucible_crack},
+        )
+        for n in range(1, 5)
+    ]
+    out += [
+        Instrument(
+            "dispenser",
+            "opcua",
+            f"{PKG}.dispenser:PowderDispenser",
+            "dispenser.yaml",
+            {"jam_rate": r.dispenser_jam, "require_crucible": True},
+        ),
+        Instrument("balance", "serial", f"{PKG}.serial_instruments:MtSicsLabBalance", "balance.yaml"),
+        Instrument(
+            "barcode",
+            "serial",
+            f"{PKG}.serial_instruments:BarcodeScanner",
+            "barcode.yaml",
+            {"location": "balance", "misread_rate": r.barcode_misread},
+        ),
+        Instrument("xrd", "visa", f"{PKG}.xrd:Diffractometer", "xrd.yaml", {"require_sample": True}),
+    ]
+    out += [
+        Instrument(f"robot{n}", "opcua", f"{PKG}.robot:RobotArm", None, {"robot": f"robot{n}"}, driver=ROBOT_DRIVER)
+        for n in (1, 2)
+    ]
     return out
 
 
 class SolidStateLab:
     """Start, describe and stop the lab's servers. ``start()`` raises (after stopping what started) if any fails."""
 
-    def __init__(self, *, time_scale: float = 60.0, base_port: int = DEFAULT_BASE_PORT, world: str | Path,
-                 faults: bool = True, seed: int = 0, fresh_world: bool = True):
+    def __init__(
+        self,
+        *,
+        time_scale: float = 60.0,
+        base_port: int = DEFAULT_BASE_PORT,
+        world: str | Path,
+        faults: bool = True,
+        seed: int = 0,
+        fresh_world: bool = True,
+    ):
         self.time_scale, self.base_port, self.seed = float(time_scale), int(base_port), seed
         self.world_path = Path(world).resolve()
         self.instruments = instruments(faults)
@@ -79,10 +108,16 @@ class SolidStateLab:
         for i, inst in enumerate(self.instruments):
             port = self.base_port + i if self.base_port else 0
             if port and not _port_free(port):
-                raise OSError(f"port {port} (for {inst.name}) is in use: another lab is running, or choose "
-                              "--base-port (0: free ports)")
-            options = {"time_scale": self.time_scale, "seed": self.seed + i, "world": str(self.world_path),
-                       **inst.options}
+                raise OSError(
+                    f"port {port} (for {inst.name}) is in use: another lab is running, or choose "
+                    "--base-port (0: free ports)"
+                )
+            options = {
+                "time_scale": self.time_scale,
+                "seed": self.seed + i,
+                "world": str(self.world_path),
+                **inst.options,
+            }
             self.procs[inst.name] = SimulatorProcess(inst.server, options, port=port, start_timeout=START_TIMEOUT)
         errors: list[BaseException] = []
 
@@ -106,15 +141,26 @@ class SolidStateLab:
         devices = {}
         for inst in self.instruments:
             p = self.procs[inst.name]
-            entry: dict[str, Any] = {"address": p.address, "protocol": inst.protocol, "server": inst.server,
-                                     "pid": p.pid, "control": p.control_port}
+            entry: dict[str, Any] = {
+                "address": p.address,
+                "protocol": inst.protocol,
+                "server": inst.server,
+                "pid": p.pid,
+                "control": p.control_port,
+            }
             if inst.file:
                 entry["file"] = str(devices_folder() / inst.file)
             if inst.driver:
                 entry["driver"] = inst.driver
             devices[inst.name] = entry
-        return {"lab": "solid_state", "time_scale": self.time_scale, "world": str(self.world_path),
-                "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "devices": devices}
+        return {
+            "lab": "solid_state",
+            "time_scale": self.time_scale,
+            "world": str(self.world_path),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "devices": devices,
+        }
 
     def dead(self) -> list[str]:
         return [n for n, p in self.procs.items() if not p.alive]

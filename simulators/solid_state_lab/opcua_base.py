@@ -32,24 +32,29 @@ class OpcuaTool:
         server.set_endpoint(self.address_template.format(host=host, port=port))
         server.set_server_name(f"labloop simulated {self.object_name}")
         self.idx = await server.register_namespace(f"urn:labloop:sim:{self.object_name.lower()}")
-        self.obj = await server.nodes.objects.add_object(ua.NodeId(self.object_name, self.idx),
-                                                         ua.QualifiedName(self.object_name, self.idx))
+        self.obj = await server.nodes.objects.add_object(
+            ua.NodeId(self.object_name, self.idx), ua.QualifiedName(self.object_name, self.idx)
+        )
         await self.build()
         self.server = server
         await server.start()
         return port
 
     async def var(self, name: str, value: Any, vtype: ua.VariantType, writable: bool = False) -> Any:
-        node = await self.obj.add_variable(ua.NodeId(f"{self.object_name}.{name}", self.idx),
-                                           ua.QualifiedName(name, self.idx), ua.Variant(value, vtype))
+        node = await self.obj.add_variable(
+            ua.NodeId(f"{self.object_name}.{name}", self.idx),
+            ua.QualifiedName(name, self.idx),
+            ua.Variant(value, vtype),
+        )
         if writable:
             await node.set_writable()
         self.nodes[name] = node
         return node
 
     async def method(self, name: str, fn: Any, args: list[ua.VariantType], out: list[ua.VariantType]) -> None:
-        await self.obj.add_method(ua.NodeId(f"{self.object_name}.{name}", self.idx), ua.QualifiedName(name, self.idx),
-                                  fn, args, out)
+        await self.obj.add_method(
+            ua.NodeId(f"{self.object_name}.{name}", self.idx), ua.QualifiedName(name, self.idx), fn, args, out
+        )
 
     async def set(self, name: str, value: Any) -> None:
         node = self.nodes[name]

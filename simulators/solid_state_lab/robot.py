@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from labloop_simulators.background import background
-
 from asyncua import ua
+from labloop_simulators.background import background
 
 from labloop.transports.simulation import SimulatorProcess
 
@@ -30,8 +29,15 @@ class RobotArm(OpcuaTool):
     address_template = "opc.tcp://{host}:{port}/labloop/robot"
     object_name = "Robot"
 
-    def __init__(self, robot: str = "robot1", world: str | None = None, move_s: float = 15.0, grip_s: float = 3.0,
-                 fault_on_empty_pick: bool = False, **kw: Any):
+    def __init__(
+        self,
+        robot: str = "robot1",
+        world: str | None = None,
+        move_s: float = 15.0,
+        grip_s: float = 3.0,
+        fault_on_empty_pick: bool = False,
+        **kw: Any,
+    ):
         super().__init__(**kw)
         self.robot, self.world = robot, World(world)
         self.move_s, self.grip_s, self.strict = float(move_s), float(grip_s), fault_on_empty_pick
@@ -46,8 +52,7 @@ class RobotArm(OpcuaTool):
         await self.var("Fault", "", ua.VariantType.String)
         await self.var("Positions", " ".join(self.taught), ua.VariantType.String)
         await self.var("Moves", 0, ua.VariantType.Int32)
-        await self.method("Move", self._move, [ua.VariantType.String, ua.VariantType.String],
-                          [ua.VariantType.Boolean])
+        await self.method("Move", self._move, [ua.VariantType.String, ua.VariantType.String], [ua.VariantType.Boolean])
         await self.method("Stop", self._stop, [], [ua.VariantType.Boolean])
         await self.method("Reset", self._reset, [], [ua.VariantType.Boolean])
 

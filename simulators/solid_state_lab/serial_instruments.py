@@ -41,8 +41,14 @@ class MtSicsLabBalance(LineInstrument):
     address_template = "socket://{host}:{port}"
     terminator = "\r\n"
 
-    def __init__(self, world: str | None = None, time_scale: float = 1.0, seed: int = 0, stable_wait: float = 60.0,
-                 location: str = "balance"):
+    def __init__(
+        self,
+        world: str | None = None,
+        time_scale: float = 1.0,
+        seed: int = 0,
+        stable_wait: float = 60.0,
+        location: str = "balance",
+    ):
         self.world, self.ts, self.location = World(world), float(time_scale), location
         self.model = Balance(np.random.default_rng(seed))
         self.t0 = time.monotonic()
@@ -94,8 +100,15 @@ class BarcodeScanner(LineInstrument):
     address_template = "socket://{host}:{port}"
     terminator = "\r\n"
 
-    def __init__(self, world: str | None = None, location: str = "balance", misread_rate: float = 0.0,
-                 time_scale: float = 1.0, seed: int = 0, read_s: float = 0.3):
+    def __init__(
+        self,
+        world: str | None = None,
+        location: str = "balance",
+        misread_rate: float = 0.0,
+        time_scale: float = 1.0,
+        seed: int = 0,
+        read_s: float = 0.3,
+    ):
         self.world, self.location, self.ts, self.read_s = World(world), location, float(time_scale), float(read_s)
         self.reader = BarcodeReader(np.random.default_rng(seed), FaultRates(barcode_misread=misread_rate))
         self.misread_next = False

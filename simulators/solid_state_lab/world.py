@@ -25,7 +25,7 @@ from typing import Any
 
 from labloop_simulators.solid_state.chemistry import PRECURSORS
 
-CRUCIBLE_TARE_G = 12.5   # an alumina crucible's own mass
+CRUCIBLE_TARE_G = 12.5  # an alumina crucible's own mass
 RACK_SLOTS = 24
 STATIONS = ("dispenser", "balance", "xrd")
 
@@ -41,9 +41,13 @@ def positions() -> list[str]:
 
 
 def initial(crucibles: int = RACK_SLOTS, stock_g: float = 50.0) -> dict[str, Any]:
-    return {"crucibles": {f"CR{i:04d}": {"location": f"rack{i:02d}", "powders": {}, "firings": [], "product": None,
-                                         "cracked": False} for i in range(1, crucibles + 1)},
-            "stocks": {p: stock_g for p in PRECURSORS}}
+    return {
+        "crucibles": {
+            f"CR{i:04d}": {"location": f"rack{i:02d}", "powders": {}, "firings": [], "product": None, "cracked": False}
+            for i in range(1, crucibles + 1)
+        },
+        "stocks": dict.fromkeys(PRECURSORS, stock_g),
+    }
 
 
 class World:

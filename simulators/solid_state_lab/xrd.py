@@ -26,10 +26,20 @@ class Diffractometer(LineInstrument):
     address_template = "TCPIP0::{host}::{port}::SOCKET"
     terminator = "\n"
 
-    def __init__(self, world: str | None = None, time_scale: float = 1.0, scan_s: float = 300.0, seed: int = 0,
-                 require_sample: bool = True):
-        self.world, self.ts, self.scan_s, self.require_sample = World(world), float(time_scale), float(scan_s), \
-            require_sample
+    def __init__(
+        self,
+        world: str | None = None,
+        time_scale: float = 1.0,
+        scan_s: float = 300.0,
+        seed: int = 0,
+        require_sample: bool = True,
+    ):
+        self.world, self.ts, self.scan_s, self.require_sample = (
+            World(world),
+            float(time_scale),
+            float(scan_s),
+            require_sample,
+        )
         self.rng = np.random.default_rng(seed)
         self.errors: list[str] = []
         self.scan: asyncio.Task[None] | None = None

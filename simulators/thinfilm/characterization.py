@@ -110,10 +110,18 @@ SCHERRER_K = 0.9
 INSTRUMENT_FWHM = 0.08  # deg
 TWO_THETA = np.round(np.arange(20.0, 80.0 + 1e-9, 0.05), 2)  # deg: the diffractometer's grid
 #: (2 theta deg, relative intensity) of the powder lines in 20-80 deg (ICDD 21-1272 anatase, 21-1276 rutile).
-ANATASE_LINES = ((25.28, 100), (37.80, 20), (48.05, 35), (53.89, 20), (55.06, 20), (62.69, 14), (68.76, 6),
-                 (70.31, 6), (75.03, 10))
-RUTILE_LINES = ((27.45, 100), (36.09, 50), (41.23, 25), (54.32, 60), (56.64, 20), (62.74, 10), (64.04, 10),
-                (69.01, 20))
+ANATASE_LINES = (
+    (25.28, 100),
+    (37.80, 20),
+    (48.05, 35),
+    (53.89, 20),
+    (55.06, 20),
+    (62.69, 14),
+    (68.76, 6),
+    (70.31, 6),
+    (75.03, 10),
+)
+RUTILE_LINES = ((27.45, 100), (36.09, 50), (41.23, 25), (54.32, 60), (56.64, 20), (62.74, 10), (64.04, 10), (69.01, 20))
 PEAK_AREA = 60.0  # counts * deg of a 100-% line per 100 nm of one phase
 BACKGROUND = 20.0  # counts
 GLASS_HUMP = (23.0, 9.0, 150.0)  # center deg, FWHM deg, height counts
@@ -156,10 +164,16 @@ def state(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None) -> d
     rutile = c * (1.0 - (1.0 - r_T) * (1.0 - s_red))
     grain = D_REF * math.exp((T - physics.T_REF) / physics.T_G)
     return {
-        "thickness_nm": t, "carrier_density_cm3": float(film.get("carrier_density_cm3", 0.0) or 0.0) if t > 0 else 0.0,
-        "mobility_cm2_vs": float(film.get("mobility_cm2_vs", 1.0) or 1.0), "xi": xi, "temperature": T,
-        "amorphous": 1.0 - c, "anatase": c - rutile, "rutile": rutile,
-        "grain_nm": float(min(max(grain, D_MIN), max(t, D_MIN))), "critical_thickness_nm": h_c,
+        "thickness_nm": t,
+        "carrier_density_cm3": float(film.get("carrier_density_cm3", 0.0) or 0.0) if t > 0 else 0.0,
+        "mobility_cm2_vs": float(film.get("mobility_cm2_vs", 1.0) or 1.0),
+        "xi": xi,
+        "temperature": T,
+        "amorphous": 1.0 - c,
+        "anatase": c - rutile,
+        "rutile": rutile,
+        "grain_nm": float(min(max(grain, D_MIN), max(t, D_MIN))),
+        "critical_thickness_nm": h_c,
         "total_pressure": p_total,
     }
 
@@ -175,8 +189,9 @@ def _mix(s: Mapping[str, float], values: Mapping[str, float]) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- profilometer
-def profilometer_thickness(film: Mapping[str, Any] | None, rng: np.random.Generator | None = None,
-                           noise: float = 0.0) -> float:
+def profilometer_thickness(
+    film: Mapping[str, Any] | None, rng: np.random.Generator | None = None, noise: float = 0.0
+) -> float:
     """Measured step height (nm): the film's thickness, times exp(N(0, noise)), plus N(0, 1 nm) when noisy."""
     t = float((film or {}).get("thickness_nm", 0.0) or 0.0)
     if rng is None or noise <= 0:
@@ -240,8 +255,9 @@ def _glass(wavelength_nm: np.ndarray) -> np.ndarray:
     return np.exp(-np.exp((E - 4.0) / 0.1))
 
 
-def transmittance(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None,
-                  wavelength_nm: np.ndarray = WAVELENGTHS) -> np.ndarray:
+def transmittance(
+    film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None, wavelength_nm: np.ndarray = WAVELENGTHS
+) -> np.ndarray:
     """Specular transmittance (0..1) of film + glass at each wavelength (nm), noise-free."""
     s = state(film, recipe)
     lam = np.asarray(wavelength_nm, dtype=float)
@@ -286,8 +302,7 @@ def roughness(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None) 
     if t <= 0:
         return 0.5  # polished glass
     crystalline = 1.0 - s["amorphous"]
-    return (SIGMA_1 * (t / 100.0) ** BETA * (1.0 + 2.0 * porosity(film, recipe))
-            + 0.1 * s["grain_nm"] * crystalline)
+    return SIGMA_1 * (t / 100.0) ** BETA * (1.0 + 2.0 * porosity(film, recipe)) + 0.1 * s["grain_nm"] * crystalline
 
 
 def cracks(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None) -> int:
@@ -299,13 +314,12 @@ def cracks(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None) -> 
     return int(min(MAX_CRACKS, math.floor(CRACKS_AT_HC * g + 0.5)))
 
 
-def haze(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None,
-         wavelength_nm: Any = 550.0) -> Any:
+def haze(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None, wavelength_nm: Any = 550.0) -> Any:
     """Share of the light scattered out of the specular beam: total integrated scatter of the roughness, plus the
     cracks' scatter."""
     sigma = roughness(film, recipe)
     lam = np.asarray(wavelength_nm, dtype=float)
-    tis = 1.0 - np.exp(-(4.0 * math.pi * sigma / lam) ** 2)
+    tis = 1.0 - np.exp(-((4.0 * math.pi * sigma / lam) ** 2))
     out = np.minimum(0.95, tis + CRACK_SCATTER * cracks(film, recipe))
     return float(out) if out.ndim == 0 else out
 
@@ -326,8 +340,13 @@ def reflectance_550(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | 
     return (r1**2 + r2x**2 + 2 * r1 * r2x * math.cos(phi)) / (1 + r1**2 * r2x**2 + 2 * r1 * r2x * math.cos(phi))
 
 
-def micrograph(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None,
-               rng: np.random.Generator, noise: float = 0.0, size: int = IMAGE_SIZE) -> np.ndarray:
+def micrograph(
+    film: Mapping[str, Any] | None,
+    recipe: Mapping[str, Any] | None,
+    rng: np.random.Generator,
+    noise: float = 0.0,
+    size: int = IMAGE_SIZE,
+) -> np.ndarray:
     """A bright-field image (size x size, gray levels 0..1). Texture and crack positions come from ``rng``."""
     from scipy.ndimage import gaussian_filter
 
@@ -341,7 +360,7 @@ def micrograph(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None,
         angle = rng.uniform(0.0, math.pi)
         cx, cy = rng.uniform(0, size, 2)
         dist = np.abs((xx - cx) * math.sin(angle) - (yy - cy) * math.cos(angle))
-        img *= 1.0 - 0.85 * np.exp(-(dist / 0.7) ** 2)
+        img *= 1.0 - 0.85 * np.exp(-((dist / 0.7) ** 2))
     if noise > 0:
         img = img + rng.normal(0.0, 0.01, img.shape)
     return np.clip(img, 0.0, 1.0)
@@ -370,8 +389,9 @@ def scherrer_fwhm(two_theta: float, grain_nm: float) -> float:
     return math.hypot(size, INSTRUMENT_FWHM)
 
 
-def xrd_pattern(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None,
-                two_theta: np.ndarray = TWO_THETA) -> np.ndarray:
+def xrd_pattern(
+    film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None, two_theta: np.ndarray = TWO_THETA
+) -> np.ndarray:
     """Expected counts at each 2 theta (deg), noise-free."""
     s = state(film, recipe)
     x = np.asarray(two_theta, dtype=float)
@@ -387,13 +407,15 @@ def xrd_pattern(film: Mapping[str, Any] | None, recipe: Mapping[str, Any] | None
         if s[phase] <= 0:
             continue
         for pos, rel in lines:
-            out = out + _pseudo_voigt(x, pos, scherrer_fwhm(pos, s["grain_nm"]),
-                                      PEAK_AREA * per100 * s[phase] * rel / 100.0)
+            out = out + _pseudo_voigt(
+                x, pos, scherrer_fwhm(pos, s["grain_nm"]), PEAK_AREA * per100 * s[phase] * rel / 100.0
+            )
     return out
 
 
-def main_peak(two_theta: np.ndarray, counts: np.ndarray, window: tuple[float, float] = (22.0, 32.0),
-              min_height: float = 5.0) -> float:
+def main_peak(
+    two_theta: np.ndarray, counts: np.ndarray, window: tuple[float, float] = (22.0, 32.0), min_height: float = 5.0
+) -> float:
     """Position (deg) of the strongest sharp peak in ``window`` above a wide-median baseline; NaN when no peak
     stands ``min_height`` standard deviations (of counting noise) above it."""
     from scipy.ndimage import median_filter

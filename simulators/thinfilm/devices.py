@@ -18,15 +18,15 @@ import math
 import threading
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from labloop_devices.base import Health, Instrument, Move, Robot, Station, check_limits
 from ophyd import Component as Cpt
 from ophyd import Signal
 
 from labloop.errors import DeviceError, LimitError
-from labloop_devices.base import Health, Instrument, Move, Robot, Station, check_limits
 
 from ..clock import SimClock
 from ..registry import SampleRegistry
@@ -51,11 +51,17 @@ class _Simulated:
 
     name: str
 
-    def _sim_setup(self, clock: SimClock | None, registry: SampleRegistry | None, fault_rate: float,
-                   seed: int | np.random.SeedSequence | None) -> None:
+    def _sim_setup(
+        self,
+        clock: SimClock | None,
+        registry: SampleRegistry | None,
+        fault_rate: float,
+        seed: int | np.random.SeedSequence | None,
+    ) -> None:
         if not 0.0 <= float(fault_rate) <= 1.0:
-            raise DeviceError(f"{self.name}: fault_rate must lie in [0, 1], got {fault_rate}",
-                              "give a probability, e.g. 0.05")
+            raise DeviceError(
+                f"{self.name}: fault_rate must lie in [0, 1], got {fault_rate}", "give a probability, e.g. 0.05"
+            )
         self.clock = clock if clock is not None else SimClock()
         self.registry = registry if registry is not None else SampleRegistry()
         self.fault_rate = float(fault_rate)
@@ -75,8 +81,9 @@ class _Simulated:
     def _claim(self, what: str) -> None:
         """Take the device for one job, or refuse at once: real equipment does one thing at a time."""
         if not self._job.acquire(blocking=False):
-            raise DeviceError(f"{self.name}: busy, cannot start {what}",
-                              "wait for the running operation to finish, or stop() it")
+            raise DeviceError(
+                f"{self.name}: busy, cannot start {what}", "wait for the running operation to finish, or stop() it"
+            )
         self._interrupt.clear()
 
     def _release(self) -> None:
@@ -86,16 +93,18 @@ class _Simulated:
     def _wait(self, sim_seconds: float, doing: str) -> None:
         """Sleep in simulated time; raise if stop() is called meanwhile."""
         if not self.clock.sleep(sim_seconds * self.time_factor, self._interrupt):
-            raise DeviceError(f"{self.name}: stopped by request while {doing}",
-                              "check the sample's state before going on")
+            raise DeviceError(
+                f"{self.name}: stopped by request while {doing}", "check the sample's state before going on"
+            )
 
     def _maybe_hang(self, doing: str) -> None:
         """Seeded: a hung job never finishes on its own; only stop() (e.g. after a step timeout) ends it."""
         if self.hang_rate and self._fault_rng.random() < self.hang_rate:
             self.faults += 1
             self.clock.sleep(1e12, self._interrupt)
-            raise DeviceError(f"{self.name}: hung while {doing}; stopped by request",
-                              "power-cycle the controller if it keeps hanging")
+            raise DeviceError(
+                f"{self.name}: hung while {doing}; stopped by request", "power-cycle the controller if it keeps hanging"
+            )
 
     def _draw_fault(self) -> bool:
         """Seeded: does this job fail? (drawn once per job, so a seed replays the same faults)."""
@@ -134,10 +143,20 @@ class SimSputterChamber(_Simulated, Station):
     }
     process_signals = ("chamber_pressure", "substrate_temperature")
 
-    chamber_pressure = Cpt(Quantity, value=physics.BASE_PRESSURE, units="mTorr", kind="hinted",
-                           doc="Total chamber pressure (capacitance manometer).")
-    substrate_temperature = Cpt(Quantity, value=physics.ROOM_T, units="degC", kind="hinted",
-                                doc="Substrate temperature (thermocouple under the platen).")
+    chamber_pressure = Cpt(
+        Quantity,
+        value=physics.BASE_PRESSURE,
+        units="mTorr",
+        kind="hinted",
+        doc="Total chamber pressure (capacitance manometer).",
+    )
+    substrate_temperature = Cpt(
+        Quantity,
+        value=physics.ROOM_T,
+        units="degC",
+        kind="hinted",
+        doc="Substrate temperature (thermocouple under the platen).",
+    )
     process_phase = Cpt(Signal, value="idle", kind="normal", doc="idle, pump-down, ramp, strike, deposition, ...")
 
     FAULTS = (
@@ -146,14 +165,25 @@ class SimSputterChamber(_Simulated, Station):
         "substrate heater thermocouple reads open",
     )
 
-    def __init__(self, prefix: str = "", *, name: str, clock: SimClock | None = None,
-                 registry: SampleRegistry | None = None, fault_rate: float = 0.0, seed: Any = None,
-                 update_interval: float = 30.0, **kwargs: Any):
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        clock: SimClock | None = None,
+        registry: SampleRegistry | None = None,
+        fault_rate: float = 0.0,
+        seed: Any = None,
+        update_interval: float = 30.0,
+        **kwargs: Any,
+    ):
         super().__init__(prefix, name=name, **kwargs)
         self._sim_setup(clock, registry, fault_rate, seed)
         if not float(update_interval) > 0:
-            raise DeviceError(f"{name}: update_interval must be positive, got {update_interval}",
-                              "give simulated seconds between process-stream updates, e.g. 30")
+            raise DeviceError(
+                f"{name}: update_interval must be positive, got {update_interval}",
+                "give simulated seconds between process-stream updates, e.g. 30",
+            )
         self.update_interval = float(update_interval)
         self.fixed_seconds: float | None = None  # fixed run time (simulated s) instead of the recipe's timeline
         self.dead_after: int | None = None  # the chamber dies after this many recipes
@@ -162,17 +192,24 @@ class SimSputterChamber(_Simulated, Station):
     def set(self, recipe: Mapping[str, Any]) -> Any:
         """Refuse an incomplete or out-of-limits recipe at once (nothing moves); else run it."""
         if not isinstance(recipe, Mapping):
-            raise DeviceError(f"{self.name}: set() needs a recipe mapping, got {recipe!r}",
-                              f"send {{field: value}} with fields {list(physics.PARAMETERS)}")
+            raise DeviceError(
+                f"{self.name}: set() needs a recipe mapping, got {recipe!r}",
+                f"send {{field: value}} with fields {list(physics.PARAMETERS)}",
+            )
         missing = [k for k in physics.PARAMETERS if k not in recipe]
         if missing:
-            raise DeviceError(f"{self.name}: recipe lacks {missing}",
-                             "give every recipe field (use a 'fixed' parameter for values that are not searched)")
+            raise DeviceError(
+                f"{self.name}: recipe lacks {missing}",
+                "give every recipe field (use a 'fixed' parameter for values that are not searched)",
+            )
         if physics.DOPANT_FIELD in recipe:
             value = recipe[physics.DOPANT_FIELD]
             if not isinstance(value, str) or value not in physics.DOPANTS:
-                raise LimitError(f"{self.name}: setpoint dopant={value!r} is not a target the chamber has "
-                                 f"(has {sorted(physics.DOPANTS)})", "send one of those names")
+                raise LimitError(
+                    f"{self.name}: setpoint dopant={value!r} is not a target the chamber has "
+                    f"(has {sorted(physics.DOPANTS)})",
+                    "send one of those names",
+                )
             numeric = {k: v for k, v in recipe.items() if k != physics.DOPANT_FIELD}
             check_limits(self.limits, numeric, self.name)
             if not self.sample.get():
@@ -193,8 +230,15 @@ class SimSputterChamber(_Simulated, Station):
 
     def conformance_hints(self) -> dict[str, Any]:
         """For labloop's driver conformance kit: a short, valid recipe."""
-        return {"setpoint": {"o2_pressure": 0.3, "substrate_temperature": 300.0, "nb_fraction": 0.05,
-                             "rf_power": 100.0, "duration": 5.0}}
+        return {
+            "setpoint": {
+                "o2_pressure": 0.3,
+                "substrate_temperature": 300.0,
+                "nb_fraction": 0.05,
+                "rf_power": 100.0,
+                "duration": 5.0,
+            }
+        }
 
     def _show(self, state: Mapping[str, Any]) -> None:
         self.chamber_pressure.put(float(state["chamber_pressure"]))
@@ -210,16 +254,20 @@ class SimSputterChamber(_Simulated, Station):
     def _run(self, recipe: dict[str, Any]) -> None:
         self.recipes_run += 1
         if self.dead_after is not None and self.recipes_run > self.dead_after:
-            raise DeviceError(f"{self.name}: RF generator reports no forward power (unit failed)",
-                              "the chamber needs service; the campaign continues on the other chambers")
+            raise DeviceError(
+                f"{self.name}: RF generator reports no forward power (unit failed)",
+                "the chamber needs service; the campaign continues on the other chambers",
+            )
         self._maybe_hang("running a recipe")
         sample = str(self.sample.get())
         where = self.registry.location(sample)
         if self.registry.get(sample) is None or where == self.registry.supply:
             self.registry.move(sample, self.name, "loaded by hand")
         elif where != self.name:
-            raise DeviceError(f"{self.name}: the sample signal says '{sample}' but that sample is at '{where}'",
-                              "transfer the sample into the chamber with the robot")
+            raise DeviceError(
+                f"{self.name}: the sample signal says '{sample}' but that sample is at '{where}'",
+                "transfer the sample into the chamber with the robot",
+            )
         tl = physics.timeline(recipe)
         k = self.fixed_seconds / tl.total if self.fixed_seconds else 1.0  # real seconds per timeline second
         _, dep_start, dep_end = next(ph for ph in tl.phases if ph[0] == "deposition")
@@ -237,9 +285,11 @@ class SimSputterChamber(_Simulated, Station):
             if not self.clock.sleep_until(start + wake * k, self._interrupt):
                 now = min(max((self.clock.now() - start) / k, t), wake)
                 self._abort(sample, recipe, now, dep_start)
-                raise DeviceError(f"{self.name}: recipe stopped by request at {now / 60:.1f} min "
-                                  f"({tl.phase_at(now)[0]}); sample '{sample}' is not finished",
-                                  "the sample is consumed: run the trial again on a new substrate")
+                raise DeviceError(
+                    f"{self.name}: recipe stopped by request at {now / 60:.1f} min "
+                    f"({tl.phase_at(now)[0]}); sample '{sample}' is not finished",
+                    "the sample is consumed: run the trial again on a new substrate",
+                )
             if wake != nxt:
                 self._abort(sample, recipe, wake, dep_start)
                 raise DeviceError(
@@ -255,8 +305,9 @@ class SimSputterChamber(_Simulated, Station):
         """Leave what a real aborted run leaves: a partly coated sample, gas off, heater off."""
         coated_min = min(max(0.0, (t - dep_start) / 60.0), float(recipe["duration"]))
         made = physics.film({**recipe, "duration": coated_min}).as_dict() if coated_min > 0 else None
-        self.registry.update(sample, f"aborted after {coated_min:.1f} min of deposition",
-                             film=made, recipe=dict(recipe), complete=False)
+        self.registry.update(
+            sample, f"aborted after {coated_min:.1f} min of deposition", film=made, recipe=dict(recipe), complete=False
+        )
         self.chamber_pressure.put(physics.BASE_PRESSURE)
         self.process_phase.put("aborted")
 
@@ -267,8 +318,13 @@ CURRENTS = tuple(10.0**k for k in range(-8, -1))  # A: source ranges 10 nA .. 10
 V_TARGET = 0.1  # V: autorange aims at about this
 V_COMPLIANCE = 10.0  # V
 #: A mediocre but conductive film (~10 ohm/sq), for checks that need something to measure.
-REFERENCE_RECIPE = {"o2_pressure": 0.3, "substrate_temperature": 400.0, "nb_fraction": 0.05, "rf_power": 150.0,
-                    "duration": 30.0}
+REFERENCE_RECIPE = {
+    "o2_pressure": 0.3,
+    "substrate_temperature": 400.0,
+    "nb_fraction": 0.05,
+    "rf_power": 150.0,
+    "duration": 30.0,
+}
 
 
 def place_coated_sample(dev: Any) -> None:
@@ -276,8 +332,12 @@ def place_coated_sample(dev: Any) -> None:
     reference recipe on it (the kit has no campaign to make one)."""
     sample = str(dev.sample.get()) or "conformance-sample"
     dev.registry.move(sample, dev.name, "placed by the conformance kit")
-    dev.registry.update(sample, "coated for the conformance kit", film=physics.film(REFERENCE_RECIPE).as_dict(),
-                        recipe=dict(REFERENCE_RECIPE))
+    dev.registry.update(
+        sample,
+        "coated for the conformance kit",
+        film=physics.film(REFERENCE_RECIPE).as_dict(),
+        recipe=dict(REFERENCE_RECIPE),
+    )
     dev.sample.put(sample)
 
 
@@ -323,9 +383,11 @@ def check_calibration_result(device: str, result: Any) -> dict[str, Any]:
     except (TypeError, ValueError):
         g = math.nan
     if not (math.isfinite(g) and GAIN_RANGE[0] <= g <= GAIN_RANGE[1]):
-        raise DeviceError(f"{device}: calibration result {result!r} is malformed: the fitted gain must be a finite "
-                          f"number in [{GAIN_RANGE[0]:g}, {GAIN_RANGE[1]:g}]",
-                          "clean the tips, check the reference standard is seated, and calibrate again")
+        raise DeviceError(
+            f"{device}: calibration result {result!r} is malformed: the fitted gain must be a finite "
+            f"number in [{GAIN_RANGE[0]:g}, {GAIN_RANGE[1]:g}]",
+            "clean the tips, check the reference standard is seated, and calibrate again",
+        )
     return dict(result)
 
 
@@ -393,9 +455,10 @@ class _Calibrated:
         :data:`GAIN_RANGE`) raises a DeviceError and changes nothing."""
         known = float(self.REFERENCE["value"] if reference is None else reference)
         if not (math.isfinite(known) and known > 0):
-            raise DeviceError(f"{self.name}: reference value {reference!r} is not a positive number",
-                              f"give the certified value of the {self.REFERENCE['name']} in "
-                              f"{self.REFERENCE['units']}")
+            raise DeviceError(
+                f"{self.name}: reference value {reference!r} is not a positive number",
+                f"give the certified value of the {self.REFERENCE['name']} in {self.REFERENCE['units']}",
+            )
         self._claim("a calibration")
         try:
             self._wait(self.CALIBRATION_STEP[1], self.CALIBRATION_STEP[0])
@@ -406,8 +469,10 @@ class _Calibrated:
             self._cal_t = self.clock.now()
             self.calibrations += 1
             self.calibration = {
-                "id": f"cal-{uuid.uuid4().hex[:12]}", "at": datetime.now(timezone.utc).isoformat(),
-                "reference": {**self.REFERENCE, "value": known}, "result": result,
+                "id": f"cal-{uuid.uuid4().hex[:12]}",
+                "at": datetime.now(UTC).isoformat(),
+                "reference": {**self.REFERENCE, "value": known},
+                "result": result,
                 "sim_time_s": round(self._cal_t, 3),
             }
             return dict(self.calibration)
@@ -443,25 +508,41 @@ class SimFourPointProbe(_Calibrated, _SimInstrument, Instrument):
     :data:`REFERENCE_STANDARD`.
     """
 
-    sheet_resistance = Cpt(Quantity, value=math.nan, units="ohm/sq", kind="hinted",
-                           doc="Sheet resistance, (pi/ln2) V/I.")
+    sheet_resistance = Cpt(
+        Quantity, value=math.nan, units="ohm/sq", kind="hinted", doc="Sheet resistance, (pi/ln2) V/I."
+    )
     current = Cpt(Quantity, value=math.nan, units="A", kind="normal", doc="Source current used.")
     voltage = Cpt(Quantity, value=math.nan, units="V", kind="normal", doc="Voltage between the inner tips.")
-    calibrator = Cpt(CalibrationJob, value=math.nan, kind="omitted",
-                     doc="set(reference ohm/sq or None) calibrates against the check standard; value: fitted gain.")
+    calibrator = Cpt(
+        CalibrationJob,
+        value=math.nan,
+        kind="omitted",
+        doc="set(reference ohm/sq or None) calibrates against the check standard; value: fitted gain.",
+    )
 
     #: Simulated seconds: lower the tips and settle, autorange, average readings.
     STEPS = (("lowering the tips", 30.0), ("autoranging", 30.0), ("averaging readings", 240.0))
 
-    FAULTS = ("no ohmic contact: tip contact resistance above limit",
-              "voltage reading unstable (tip slipped on the film)")
+    FAULTS = (
+        "no ohmic contact: tip contact resistance above limit",
+        "voltage reading unstable (tip slipped on the film)",
+    )
 
     REFERENCE = REFERENCE_STANDARD
     CALIBRATION_STEP = ("measuring the check standard", 120.0)
 
-    def __init__(self, prefix: str = "", *, name: str, clock: SimClock | None = None,
-                 registry: SampleRegistry | None = None, noise: float = 0.03, fault_rate: float = 0.0,
-                 seed: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        clock: SimClock | None = None,
+        registry: SampleRegistry | None = None,
+        noise: float = 0.03,
+        fault_rate: float = 0.0,
+        seed: Any = None,
+        **kwargs: Any,
+    ):
         super().__init__(prefix, name=name, **kwargs)
         self._sim_setup(clock, registry, fault_rate, seed)
         if not 0.0 <= float(noise) < 1.0:
@@ -475,15 +556,19 @@ class SimFourPointProbe(_Calibrated, _SimInstrument, Instrument):
         sample = str(self.sample.get())
         rec = self.registry.get(sample)
         if rec is not None and rec.location != self.name:
-            raise DeviceError(f"{self.name}: the sample signal says '{sample}' but that sample is at "
-                              f"'{rec.location}'", "transfer the sample onto the probe with the robot")
+            raise DeviceError(
+                f"{self.name}: the sample signal says '{sample}' but that sample is at '{rec.location}'",
+                "transfer the sample onto the probe with the robot",
+            )
         self._maybe_hang("measuring")
         fault_step = int(self._rng.integers(len(self.STEPS))) if self._draw_fault() else None
         for i, (doing, seconds) in enumerate(self.STEPS):
             if i == fault_step:
                 self._wait(seconds * float(self._rng.random()), doing)
-                raise DeviceError(f"{self.name}: {self.FAULTS[i % len(self.FAULTS)]} on sample '{sample}'",
-                                  "re-seat the sample and measure again; clean the tips if it repeats")
+                raise DeviceError(
+                    f"{self.name}: {self.FAULTS[i % len(self.FAULTS)]} on sample '{sample}'",
+                    "re-seat the sample and measure again; clean the tips if it repeats",
+                )
             self._wait(seconds, doing)
         film = (rec.properties.get("film") if rec is not None else None) or {}
         rs = float(film.get("sheet_resistance", math.inf))
@@ -495,9 +580,11 @@ class SimFourPointProbe(_Calibrated, _SimInstrument, Instrument):
         volts = self._drifted(physics.with_noise(current * rs / GEOMETRY, self.noise, self._rng))
         if not volts < V_COMPLIANCE:
             why = "bare substrate" if not film else "film insulating"
-            raise DeviceError(f"{self.name}: no current flows through sample '{sample}' ({why}): the source hit "
-                              f"its {V_COMPLIANCE:g} V compliance at {current:g} A",
-                              "check the sample was coated; an insulating film is a result, not a probe fault")
+            raise DeviceError(
+                f"{self.name}: no current flows through sample '{sample}' ({why}): the source hit "
+                f"its {V_COMPLIANCE:g} V compliance at {current:g} A",
+                "check the sample was coated; an insulating film is a result, not a probe fault",
+            )
         self.current.put(current)
         self.voltage.put(volts)
         self.sheet_resistance.put(GEOMETRY * volts / current)
@@ -516,10 +603,18 @@ class SimTransferRobot(_Simulated, Robot):
 
     APPROACH_S, PICK_S, TRAVEL_S, PLACE_S = 20.0, 10.0, 30.0, 10.0
 
-    def __init__(self, prefix: str = "", *, name: str, clock: SimClock | None = None,
-                 registry: SampleRegistry | None = None, stations: Mapping[str, Any] | None = None,
-                 positions: tuple[str, ...] = ("load_lock", "chamber", "probe", "storage"), seed: Any = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        clock: SimClock | None = None,
+        registry: SampleRegistry | None = None,
+        stations: Mapping[str, Any] | None = None,
+        positions: tuple[str, ...] = ("load_lock", "chamber", "probe", "storage"),
+        seed: Any = None,
+        **kwargs: Any,
+    ):
         super().__init__(prefix, name=name, **kwargs)
         self._sim_setup(clock, registry, 0.0, seed)
         self.stations = dict(stations or {})
@@ -553,24 +648,30 @@ class SimTransferRobot(_Simulated, Robot):
 
     def _already_done(self, move: Move) -> bool:
         """A move repeated after a crash that had already completed it is a no-op (moves are idempotent)."""
-        return not self.holding.get() and self.registry.location(move.sample) == move.destination \
+        return (
+            not self.holding.get()
+            and self.registry.location(move.sample) == move.destination
             and self.registry.get(move.sample) is not None
+        )
 
     def _check(self, move: Move) -> None:
         if self._already_done(move):
             return
         held = str(self.holding.get())
         if held and held != move.sample:
-            raise DeviceError(f"{self.name}: the gripper still holds sample '{held}'",
-                              f"place '{held}' somewhere before moving '{move.sample}'")
+            raise DeviceError(
+                f"{self.name}: the gripper still holds sample '{held}'",
+                f"place '{held}' somewhere before moving '{move.sample}'",
+            )
         if not held:
             self.registry.check_pick(move.sample, move.source, self.name)
         self.registry.check_place(move.sample, move.destination, self.name)
         for where in (move.source, move.destination):
             dev = self.stations.get(where)
             if dev is not None and getattr(dev, "busy", False):
-                raise DeviceError(f"{self.name}: '{where}' is busy; its door stays shut",
-                                  f"wait for '{where}' to finish")
+                raise DeviceError(
+                    f"{self.name}: '{where}' is busy; its door stays shut", f"wait for '{where}' to finish"
+                )
 
     def set(self, move: Move) -> Any:
         self._claim("a move")

@@ -15,11 +15,11 @@ import math
 from typing import Any
 
 import numpy as np
+from labloop_devices.assets import ArrayInstrument, ArraySpec
+from labloop_devices.base import Instrument
 from ophyd import Component as Cpt
 
 from labloop.errors import DeviceError
-from labloop_devices.assets import ArrayInstrument, ArraySpec
-from labloop_devices.base import Instrument
 
 from ..clock import SimClock
 from ..registry import SampleRegistry
@@ -36,8 +36,9 @@ class _DockInstrument(_SimInstrument):
     RESULTS: tuple[str, ...] = ()  # scalar signals reset to NaN before each measurement
     arrays_free = True  # writes no files (takes no data_dir)
 
-    def _dock_setup(self, clock: SimClock | None, registry: SampleRegistry | None, fault_rate: float, seed: Any,
-                    noise: float) -> None:
+    def _dock_setup(
+        self, clock: SimClock | None, registry: SampleRegistry | None, fault_rate: float, seed: Any, noise: float
+    ) -> None:
         self._sim_setup(clock, registry, fault_rate, seed)
         if not 0.0 <= float(noise) < 1.0:
             raise DeviceError(f"{self.name}: noise must lie in [0, 1), got {noise}", "give a relative sd, e.g. 0.03")
@@ -49,15 +50,19 @@ class _DockInstrument(_SimInstrument):
         sample = str(self.sample.get())  # type: ignore[attr-defined]  # a mixin: the instrument defines sample
         rec = self.registry.get(sample)
         if rec is not None and rec.location != self.name:
-            raise DeviceError(f"{self.name}: the sample signal says '{sample}' but that sample is at "
-                              f"'{rec.location}'", f"transfer the sample onto the {self.name} with the robot")
+            raise DeviceError(
+                f"{self.name}: the sample signal says '{sample}' but that sample is at '{rec.location}'",
+                f"transfer the sample onto the {self.name} with the robot",
+            )
         self._maybe_hang("measuring")
         fault_step = int(self._rng.integers(len(self.STEPS))) if self._draw_fault() else None
         for i, (doing, seconds) in enumerate(self.STEPS):
             if i == fault_step:
                 self._wait(seconds * float(self._rng.random()), doing)
-                raise DeviceError(f"{self.name}: {self.FAULTS[i % len(self.FAULTS)]} on sample '{sample}'",
-                                  "re-seat the sample and measure again; call service if it repeats")
+                raise DeviceError(
+                    f"{self.name}: {self.FAULTS[i % len(self.FAULTS)]} on sample '{sample}'",
+                    "re-seat the sample and measure again; call service if it repeats",
+                )
             self._wait(seconds, doing)
         props = rec.properties if rec is not None else {}
         summary = self.acquire(props.get("film") or {}, props.get("recipe"))
@@ -78,9 +83,18 @@ class SimProfilometer(_DockInstrument, Instrument):
     FAULTS = ("stylus lost contact (vibration)", "stage levelling failed")
     RESULTS = ("thickness",)
 
-    def __init__(self, prefix: str = "", *, name: str, clock: SimClock | None = None,
-                 registry: SampleRegistry | None = None, noise: float = 0.03, fault_rate: float = 0.0,
-                 seed: Any = None, **kwargs: Any):
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        clock: SimClock | None = None,
+        registry: SampleRegistry | None = None,
+        noise: float = 0.03,
+        fault_rate: float = 0.0,
+        seed: Any = None,
+        **kwargs: Any,
+    ):
         super().__init__(prefix, name=name, **kwargs)
         self._dock_setup(clock, registry, fault_rate, seed, noise)
 
@@ -92,9 +106,20 @@ class SimProfilometer(_DockInstrument, Instrument):
 
 class _ArrayDock(_DockInstrument, ArrayInstrument):
     arrays_free = False
-    def __init__(self, prefix: str = "", *, name: str, clock: SimClock | None = None,
-                 registry: SampleRegistry | None = None, noise: float = 0.03, fault_rate: float = 0.0,
-                 seed: Any = None, data_dir: Any = None, **kwargs: Any):
+
+    def __init__(
+        self,
+        prefix: str = "",
+        *,
+        name: str,
+        clock: SimClock | None = None,
+        registry: SampleRegistry | None = None,
+        noise: float = 0.03,
+        fault_rate: float = 0.0,
+        seed: Any = None,
+        data_dir: Any = None,
+        **kwargs: Any,
+    ):
         super().__init__(prefix, name=name, data_dir=data_dir, **kwargs)
         self._dock_setup(clock, registry, fault_rate, seed, noise)
 
@@ -120,15 +145,26 @@ class SimUVVis(_Calibrated, _ArrayDock):
     as ``reference``) over :data:`CALIBRATION_BAND`, fits the gain and divides it out of later spectra.
     """
 
-    arrays = {"wavelength": ArraySpec((len(ch.WAVELENGTHS),), "nm"),
-              "transmittance": ArraySpec((len(ch.WAVELENGTHS),), "")}
-    visible_transmittance = Cpt(Quantity, value=math.nan, units="", kind="hinted",
-                                doc="Mean transmittance over 400-700 nm.")
-    absorption_edge = Cpt(Quantity, value=math.nan, units="eV", kind="hinted",
-                          doc="Photon energy where the transmittance falls below 10 %.")
-    calibrator = Cpt(CalibrationJob, value=math.nan, kind="omitted",
-                     doc="set(reference transmittance or None: the empty beam) records a new 100 % line; value: "
-                         "fitted gain.")
+    arrays = {
+        "wavelength": ArraySpec((len(ch.WAVELENGTHS),), "nm"),
+        "transmittance": ArraySpec((len(ch.WAVELENGTHS),), ""),
+    }
+    visible_transmittance = Cpt(
+        Quantity, value=math.nan, units="", kind="hinted", doc="Mean transmittance over 400-700 nm."
+    )
+    absorption_edge = Cpt(
+        Quantity,
+        value=math.nan,
+        units="eV",
+        kind="hinted",
+        doc="Photon energy where the transmittance falls below 10 %.",
+    )
+    calibrator = Cpt(
+        CalibrationJob,
+        value=math.nan,
+        kind="omitted",
+        doc="set(reference transmittance or None: the empty beam) records a new 100 % line; value: fitted gain.",
+    )
     # the baseline is the calibration's (a 100 % line is not recorded before every sample, as on a real instrument)
     STEPS = (("stabilizing the lamp and detector", 60.0), ("scanning 1100-300 nm", 240.0))
     FAULTS = ("deuterium lamp did not ignite", "detector changeover failed at 800 nm")
@@ -173,10 +209,14 @@ class SimXRD(_ArrayDock):
     ``read()`` has the main peak's position in 22-32 deg (anatase 101 at 25.3, rutile 110 at 27.4; NaN for an
     amorphous film)."""
 
-    arrays = {"two_theta": ArraySpec((len(ch.TWO_THETA),), "deg"),
-              "counts": ArraySpec((len(ch.TWO_THETA),), "counts")}
-    main_peak = Cpt(Quantity, value=math.nan, units="deg", kind="hinted",
-                    doc="2-theta of the strongest peak in 22-32 deg (NaN: none, amorphous).")
+    arrays = {"two_theta": ArraySpec((len(ch.TWO_THETA),), "deg"), "counts": ArraySpec((len(ch.TWO_THETA),), "counts")}
+    main_peak = Cpt(
+        Quantity,
+        value=math.nan,
+        units="deg",
+        kind="hinted",
+        doc="2-theta of the strongest peak in 22-32 deg (NaN: none, amorphous).",
+    )
     STEPS = (("aligning the sample height", 120.0), ("scanning 20-80 deg at 2 deg/min", 1800.0))
     FAULTS = ("X-ray shutter interlock open", "detector count rate saturated")
     RESULTS = ("main_peak",)
@@ -198,8 +238,13 @@ class SimMicroscope(_ArrayDock):
 
     arrays = {"image": ArraySpec((ch.IMAGE_SIZE, ch.IMAGE_SIZE), "", "<f4")}
     crack_fraction = Cpt(Quantity, value=math.nan, units="", kind="hinted", doc="Share of dark (crack) pixels.")
-    contrast = Cpt(Quantity, value=math.nan, units="", kind="hinted",
-                   doc="std/mean of the pixels outside cracks (haze mottles the image).")
+    contrast = Cpt(
+        Quantity,
+        value=math.nan,
+        units="",
+        kind="hinted",
+        doc="std/mean of the pixels outside cracks (haze mottles the image).",
+    )
     STEPS = (("autofocus", 20.0), ("imaging", 10.0))
     FAULTS = ("autofocus did not converge",)
     RESULTS = ("crack_fraction", "contrast")

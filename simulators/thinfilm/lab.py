@@ -33,24 +33,36 @@ OPTIONS: dict[str, tuple[float, str]] = {
     "chamber_minutes": (math.nan, "fixed deposition run time in simulated minutes (default: the recipe's timeline)"),
     "probe_minutes": (math.nan, "fixed measurement time in simulated minutes (default: about 5 min)"),
     "robot_minutes": (math.nan, "fixed robot move time in simulated minutes (default: about 1 min)"),
-    "probe_drift": (0.0, "relative gain drift of the probe per simulated hour since its last calibration (tip "
-                         "wear; 0.002 = 0.2 %/h), reset by `labloop calibrate probe` or a calibration step"),
-    "uvvis_drift": (0.0, "relative drop per simulated hour of the UV-vis spectrometer's lamp and detector "
-                         "throughput since its last calibration (transmittances read low by ~that much; 0.005 = "
-                         "0.5 %/h; needs dock: true), reset by `labloop calibrate uvvis` or a calibration step"),
+    "probe_drift": (
+        0.0,
+        "relative gain drift of the probe per simulated hour since its last calibration (tip "
+        "wear; 0.002 = 0.2 %/h), reset by `labloop calibrate probe` or a calibration step",
+    ),
+    "uvvis_drift": (
+        0.0,
+        "relative drop per simulated hour of the UV-vis spectrometer's lamp and detector "
+        "throughput since its last calibration (transmittances read low by ~that much; 0.005 = "
+        "0.5 %/h; needs dock: true), reset by `labloop calibrate uvvis` or a calibration step",
+    ),
     "hang_rate": (0.0, "probability that a recipe or measurement hangs (never finishes) instead of failing"),
     "dead_after": (math.nan, "the first chamber dies (every recipe fails) after this many recipes"),
-    "dock": (0.0, "true/1 adds the materials dock: instruments profilometer, uvvis, xrd and microscope (default "
-                  "false)"),
+    "dock": (
+        0.0,
+        "true/1 adds the materials dock: instruments profilometer, uvvis, xrd and microscope (default false)",
+    ),
     "dock_fault_rate": (math.nan, "fault probability of each dock instrument (default: fault_rate)"),
-    "dock_minutes": (math.nan, "fixed measurement time of each dock instrument in simulated minutes (default: "
-                               "its own, 0.5 to 32 min)"),
+    "dock_minutes": (
+        math.nan,
+        "fixed measurement time of each dock instrument in simulated minutes (default: its own, 0.5 to 32 min)",
+    ),
 }
 #: Options that are not numbers.
-TEXT_OPTIONS = {"state_file": "file that keeps the simulated world (sample locations, films) across restarts "
-                              "(default: <campaign name>.world.json beside the store)",
-                "data_dir": "folder for the dock's HDF5 files (spectra, patterns, images) (default: <campaign "
-                            "name>-data beside the store)"}
+TEXT_OPTIONS = {
+    "state_file": "file that keeps the simulated world (sample locations, films) across restarts "
+    "(default: <campaign name>.world.json beside the store)",
+    "data_dir": "folder for the dock's HDF5 files (spectra, patterns, images) (default: <campaign "
+    "name>-data beside the store)",
+}
 
 PLACES = frozenset({"load_lock", "storage", "hotel"})  # hotel: a buffer rack for finished samples
 
@@ -64,8 +76,9 @@ def _option(options: dict[str, Any], key: str, lo: float, hi: float, hi_open: bo
     if math.isnan(v) and key not in options:
         return v
     if not (lo <= v < hi if hi_open else lo <= v <= hi):
-        raise SpecError(f"lab.options.{key}: {v:g} is outside [{lo:g}, {hi:g}{')' if hi_open else ']'}",
-                        f"give {OPTIONS[key][1]}")
+        raise SpecError(
+            f"lab.options.{key}: {v:g} is outside [{lo:g}, {hi:g}{')' if hi_open else ']'}", f"give {OPTIONS[key][1]}"
+        )
     return v
 
 
@@ -89,14 +102,20 @@ def world_file(options: dict[str, Any], state_dir: str | None, name: str | None)
     if state_file is not None:
         if not isinstance(state_file, str) or not state_file.strip():
             raise SpecError(f"lab.options.state_file: {state_file!r} is not a path", "give a file path as text")
-        return _writable_file(state_file, "lab.options.state_file",
-                              "name a file in an existing, writable folder (create the folder first), or leave "
-                              "state_file out: the world is then kept beside the store")
+        return _writable_file(
+            state_file,
+            "lab.options.state_file",
+            "name a file in an existing, writable folder (create the folder first), or leave "
+            "state_file out: the world is then kept beside the store",
+        )
     if state_dir is None:
         return None
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name or "thinfilm").strip("-.") or "thinfilm"
-    return _writable_file(os.path.join(state_dir, f"{stem}.world.json"), "the simulated world beside the store",
-                          "make the store's folder writable, or set lab.options.state_file to a writable file")
+    return _writable_file(
+        os.path.join(state_dir, f"{stem}.world.json"),
+        "the simulated world beside the store",
+        "make the store's folder writable, or set lab.options.state_file to a writable file",
+    )
 
 
 def data_folder(options: dict[str, Any], state_dir: str | None, name: str | None) -> str | None:
@@ -124,8 +143,13 @@ def data_folder(options: dict[str, Any], state_dir: str | None, name: str | None
     return folder
 
 
-def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, seed: int = 0,
-              state_dir: str | None = None, name: str | None = None) -> Lab:
+def build_lab(
+    options: dict[str, Any] | None = None,
+    time_scale: float = 1.0,
+    seed: int = 0,
+    state_dir: str | None = None,
+    name: str | None = None,
+) -> Lab:
     """Devices ``robot``, one or more sputter chambers (``chamber``, or ``chamber1..N``), ``probe``, and places
     ``load_lock`` (fresh substrates) and ``storage``; with ``dock: true`` also ``profilometer``, ``uvvis``, ``xrd``
     and ``microscope``, which the robot reaches, writing their files to :func:`data_folder`.
@@ -138,9 +162,12 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS) - set(TEXT_OPTIONS))
     if unknown:
-        known = ", ".join(f"{k} ({d})" for k, (_, d) in {**OPTIONS, **{k: (None, v) for k, v in TEXT_OPTIONS.items()}}.items())
-        raise SpecError(f"lab.options: the thinfilm simulator has no option {unknown}",
-                        f"use only known options: {known}")
+        known = ", ".join(
+            f"{k} ({d})" for k, (_, d) in {**OPTIONS, **{k: (None, v) for k, v in TEXT_OPTIONS.items()}}.items()
+        )
+        raise SpecError(
+            f"lab.options: the thinfilm simulator has no option {unknown}", f"use only known options: {known}"
+        )
     noise = _option(options, "noise", 0.0, 1.0, hi_open=True)
     fault = _option(options, "fault_rate", 0.0, 1.0)
     chamber_fault = _option(options, "chamber_fault_rate", 0.0, 1.0)
@@ -161,8 +188,10 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
     dock_min = _option(options, "dock_minutes", 0.05, 600.0)
     uvvis_drift = _option(options, "uvvis_drift", 0.0, 0.5)
     if uvvis_drift and not dock:
-        raise SpecError("lab.options.uvvis_drift: the lab has no UV-vis spectrometer without the dock",
-                        "add dock: true to lab.options, or drop uvvis_drift")
+        raise SpecError(
+            "lab.options.uvvis_drift: the lab has no UV-vis spectrometer without the dock",
+            "add dock: true to lab.options, or drop uvvis_drift",
+        )
     data_dir = data_folder(options, state_dir, name) if dock else None
     state_file = world_file(options, state_dir, name)
     try:
@@ -178,22 +207,35 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
         registry = SampleRegistry(supply="load_lock", state_file=state_file)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         where = "lab.options.state_file" if "state_file" in options else "the simulated world beside the store"
-        raise SpecError(f"{where}: cannot read '{state_file}': {type(exc).__name__}: {exc}",
-                        "restore the file from a backup, or move it away to start with an empty lab (then put "
-                        "every sample back into storage by hand)") from None
+        raise SpecError(
+            f"{where}: cannot read '{state_file}': {type(exc).__name__}: {exc}",
+            "restore the file from a backup, or move it away to start with an empty lab (then put "
+            "every sample back into storage by hand)",
+        ) from None
     chambers = {}
     for i, name in enumerate(names):
-        ch = SimSputterChamber(name=name, clock=clock, registry=registry, seed=seeds[2 + i],
-                               fault_rate=fault if math.isnan(chamber_fault) else chamber_fault,
-                               update_interval=interval)
+        ch = SimSputterChamber(
+            name=name,
+            clock=clock,
+            registry=registry,
+            seed=seeds[2 + i],
+            fault_rate=fault if math.isnan(chamber_fault) else chamber_fault,
+            update_interval=interval,
+        )
         ch.hang_rate = hang
         if not math.isnan(chamber_min):
             ch.fixed_seconds = chamber_min * 60.0
         if i == 0 and not math.isnan(dead_after):
             ch.dead_after = int(dead_after)
         chambers[name] = ch
-    probe = SimFourPointProbe(name="probe", clock=clock, registry=registry, seed=seeds[0], noise=noise,
-                              fault_rate=fault if math.isnan(probe_fault) else probe_fault)
+    probe = SimFourPointProbe(
+        name="probe",
+        clock=clock,
+        registry=registry,
+        seed=seeds[0],
+        noise=noise,
+        fault_rate=fault if math.isnan(probe_fault) else probe_fault,
+    )
     probe.hang_rate = hang
     probe.drift = _option(options, "probe_drift", 0.0, 0.5)
     if not math.isnan(probe_min):
@@ -203,16 +245,28 @@ def build_lab(options: dict[str, Any] | None = None, time_scale: float = 1.0, se
         folder = _lazy_temp_folder() if data_dir is None else data_dir
         for (dname, cls), dseed in zip(DOCK.items(), dock_seeds):
             kw = {} if cls.arrays_free else {"data_dir": folder}
-            dev = cls(name=dname, clock=clock, registry=registry, seed=dseed, noise=noise,
-                      fault_rate=fault if math.isnan(dock_fault) else dock_fault, **kw)
+            dev = cls(
+                name=dname,
+                clock=clock,
+                registry=registry,
+                seed=dseed,
+                noise=noise,
+                fault_rate=fault if math.isnan(dock_fault) else dock_fault,
+                **kw,
+            )
             dev.hang_rate = hang
             if not math.isnan(dock_min):
                 dev.time_factor = dock_min * 60.0 / sum(sec for _, sec in dev.STEPS)
             instruments[dname] = dev
         instruments["uvvis"].drift = uvvis_drift
-    robot = SimTransferRobot(name="robot", clock=clock, registry=registry, seed=seeds[1],
-                             stations={**chambers, "probe": probe, **instruments},
-                             positions=("load_lock", *names, "probe", *instruments, "storage", "hotel"))
+    robot = SimTransferRobot(
+        name="robot",
+        clock=clock,
+        registry=registry,
+        seed=seeds[1],
+        stations={**chambers, "probe": probe, **instruments},
+        positions=("load_lock", *names, "probe", *instruments, "storage", "hotel"),
+    )
     if not math.isnan(robot_min):
         robot.fixed_move_seconds = robot_min * 60.0
     devices = {"robot": robot, **chambers, "probe": probe, **instruments}

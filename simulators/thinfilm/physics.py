@@ -92,8 +92,13 @@ import numpy as np
 PARAMETERS = ("o2_pressure", "substrate_temperature", "nb_fraction", "rf_power", "duration")
 #: Optional recipe field: the donor (``nb_fraction`` is then its fraction M/(M+Ti)); absent means Nb.
 DOPANT_FIELD = "dopant"
-UNITS = {"o2_pressure": "mTorr", "substrate_temperature": "degC", "nb_fraction": "Nb/(Nb+Ti)",
-         "rf_power": "W", "duration": "min"}
+UNITS = {
+    "o2_pressure": "mTorr",
+    "substrate_temperature": "degC",
+    "nb_fraction": "Nb/(Nb+Ti)",
+    "rf_power": "W",
+    "duration": "min",
+}
 
 #: The search box of experiments/thinfilm.yaml (kept equal by a test). o2_pressure is searched on a log scale.
 CAMPAIGN_BOUNDS: dict[str, tuple[float, float]] = {
@@ -210,9 +215,18 @@ def film_arrays(p: Any, T: Any, x: Any, P: Any, d: Any, dopant_name: Any = None)
     rho = 1.0 / (Q * n * mu)
     h_c = H_C0 * ((T_REF - 25.0 + DT_0) / (T - 25.0 + DT_0)) ** 2
     rs = rho / (t * 1e-7) * (1.0 + T_DEAD / t) * (1.0 + (t / h_c) ** 4)
-    return {"xi": xi, "rate": rate, "thickness_nm": t, "crystallinity": c, "rutile_fraction": r,
-            "carrier_density_cm3": n, "mobility_cm2_vs": mu, "resistivity_ohm_cm": rho,
-            "critical_thickness_nm": h_c, "sheet_resistance": rs}
+    return {
+        "xi": xi,
+        "rate": rate,
+        "thickness_nm": t,
+        "crystallinity": c,
+        "rutile_fraction": r,
+        "carrier_density_cm3": n,
+        "mobility_cm2_vs": mu,
+        "resistivity_ohm_cm": rho,
+        "critical_thickness_nm": h_c,
+        "sheet_resistance": rs,
+    }
 
 
 def sheet_resistance_arrays(p: Any, T: Any, x: Any, P: Any, d: Any, dopant_name: Any = None) -> np.ndarray:
@@ -263,8 +277,9 @@ def from_unit(u: np.ndarray, bounds: tuple[tuple[float, float], ...]) -> np.ndar
     return out
 
 
-def sample_uniform(n: int, rng: np.random.Generator, bounds: Mapping[str, tuple[float, float]] | None = None,
-                   log_o2: bool = True) -> np.ndarray:
+def sample_uniform(
+    n: int, rng: np.random.Generator, bounds: Mapping[str, tuple[float, float]] | None = None, log_o2: bool = True
+) -> np.ndarray:
     """``n`` uniformly random recipes (rows in PARAMETERS order) in ``bounds`` (default: the campaign box)."""
     box = bounds or CAMPAIGN_BOUNDS
     b = tuple((float(box[k][0]), float(box[k][1])) for k in PARAMETERS)
@@ -351,8 +366,13 @@ def timeline(recipe: Mapping[str, Any]) -> Timeline:
     ramp = max(0.0, T - ROOM_T) / RAMP_RATE * 60.0 + SOAK_S
     cool = COOL_TAU_S * math.log((T - ROOM_T) / (UNLOAD_T - ROOM_T)) if T > UNLOAD_T else 0.0
     cool += 30.0  # gas purge
-    spans = [("pump-down", PUMP_DOWN_S), ("ramp", ramp), ("strike", STRIKE_S),
-             ("deposition", float(recipe["duration"]) * 60.0), ("cool-down", cool)]
+    spans = [
+        ("pump-down", PUMP_DOWN_S),
+        ("ramp", ramp),
+        ("strike", STRIKE_S),
+        ("deposition", float(recipe["duration"]) * 60.0),
+        ("cool-down", cool),
+    ]
     phases, t0 = [], 0.0
     for name, span in spans:
         phases.append((name, t0, t0 + span))
@@ -380,8 +400,11 @@ def process_profile(recipe: Mapping[str, Any], t: float) -> dict[str, Any]:
         pressure = BASE_PRESSURE * (1.0 + 4.0 * (temp - ROOM_T) / 500.0)  # heater outgassing
     elif phase == "strike":
         temp = T_set
-        pressure = (STRIKE_PRESSURE * tau / 10.0 if tau < 10.0
-                    else p_proc + (STRIKE_PRESSURE - p_proc) * math.exp(-(tau - 10.0) / 5.0))
+        pressure = (
+            STRIKE_PRESSURE * tau / 10.0
+            if tau < 10.0
+            else p_proc + (STRIKE_PRESSURE - p_proc) * math.exp(-(tau - 10.0) / 5.0)
+        )
     elif phase == "deposition":
         pressure = p_proc * (1.0 + 0.008 * math.sin(tau / 37.0) + 0.004 * math.sin(tau / 11.3 + 1.0))
         overshoot = 0.01 * P * (1.0 - math.exp(-tau / 60.0)) * math.exp(-tau / 300.0)

@@ -18,8 +18,15 @@ HERE = Path(__file__).resolve().parent
 
 #: Every revision, oldest first. Opening a store compares against this list without importing Alembic;
 #: tests/test_migrations.py checks that it matches the scripts in versions/.
-REVISIONS = ("0001_baseline", "0002_operator_requests", "0003_assets", "0004_calibrations",
-             "0005_connected_lab", "0006_web_login", "0007_inventory")
+REVISIONS = (
+    "0001_baseline",
+    "0002_operator_requests",
+    "0003_assets",
+    "0004_calibrations",
+    "0005_connected_lab",
+    "0006_web_login",
+    "0007_inventory",
+)
 HEAD = REVISIONS[-1]
 
 #: ``labloop_meta.schema_version`` of stores written before Alembic, and the revision each one is at: 3 is the

@@ -125,6 +125,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit", "samples", "process_points", "documents", "steps", "trials", "campaigns",
-                  "labloop_meta"):
+    for table in ("audit", "samples", "process_points", "documents", "steps", "trials", "campaigns", "labloop_meta"):
         op.drop_table(table)
