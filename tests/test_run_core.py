@@ -163,14 +163,14 @@ def test_an_estop_reaches_every_device_while_the_optimizer_thinks_for_ten_second
     cid = runner.campaign.id
     wait_for(thinking.is_set, timeout=60)  # trials are running and the optimizer is busy
     assert any(t.state == "running" for t in store.trials(cid))
+    stopped_at.clear()  # only the stops the estop makes count (a robot may have been stopped before, in its work)
     rid = store.request(cid, "estop", {}, user="carol")
-    t0 = time.perf_counter()
     th.join(5)
     assert not th.is_alive(), "the campaign waited for the optimizer"
     assert thinking.is_set(), "the ask ended before the estop was tested"
     assert set(stopped_at) == set(runner.p.lab.devices)
-    latency = max(stopped_at.values()) - t0
-    assert latency < 1.0, f"estop took {latency:.3f} s"  # the 100 ms figure is measured in benchmarks/estop_latency.py
+    # every device was stopped after the request, while the optimizer still thought (the latency, ~0.1 s, is
+    # measured in benchmarks/estop_latency.py, not asserted here)
     assert result["decision"].rule == "estop"
     req = store.operator_request(rid)
     assert req.state == "done" and "every device halted" in req.outcome
@@ -403,22 +403,25 @@ def test_a_device_whose_stop_hangs_delays_no_other_device():
 
     from labloop.run.lab import Lab
 
-    called: dict[str, float] = {}
+    called: dict[str, bool] = {}  # name -> was the stuck device's stop() still hanging when this one was called
     release = threading.Event()
+    stuck_returned = threading.Event()
 
     class Dev:
         def __init__(self, name, hang=False):
             self.name, self.hang = name, hang
 
         def stop(self):
-            called[self.name] = time.perf_counter()
+            called[self.name] = not stuck_returned.is_set()
             if self.hang:
                 release.wait(5)
+                stuck_returned.set()
 
+    # the stuck device comes first: a stop_all that called one device after another would reach the others only
+    # after the stuck one returned
     lab = Lab({"stuck": Dev("stuck", hang=True), "chamber": Dev("chamber"), "robot": Dev("robot")})
-    t0 = time.perf_counter()
     failures = lab.stop_all(timeout=0.3)
     release.set()
     assert set(called) == {"stuck", "chamber", "robot"}
-    assert max(called.values()) - t0 < 0.25  # every stop() was called before the stuck one gave up
+    assert all(called.values()), "a device's stop() waited for the stuck one"
     assert failures == [("stuck", "stop() did not return within 0.3 s")]

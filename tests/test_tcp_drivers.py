@@ -187,9 +187,9 @@ def test_smu_slow_reply_fails_within_the_timeout_and_the_next_reading_is_not_the
     smu.trigger().wait(3)
     smu_sim.sheet_resistance = 100.0
     smu_sim.inject("slow", on=":READ?", delay=0.6)
-    t0 = time.monotonic()
     exc = wait_failed(smu.trigger())
-    assert time.monotonic() - t0 < 1.0
+    # only the driver's own timeout (shorter than the 0.6 s delay) can end the reading with "no reply": had it waited,
+    # the late reply would have been read
     assert "no reply to ':READ?'" in str(exc)
     smu_sim.sheet_resistance = 300.0
     time.sleep(0.3)  # the late reply (R_s = 100) goes to the dropped connection
@@ -322,13 +322,11 @@ def test_arm_protective_stop_fails_the_move_with_a_clear_reason_until_released(a
 
 
 def test_arm_stop_mid_move_fails_the_status_and_the_next_move_restarts_the_program(arm, arm_sim):
-    arm_sim.move_time = 0.5
+    arm_sim.move_time = 60.0  # the move cannot end by itself while the test runs: only the stop can end it
     status = arm.set(Move("S-1", "rack", "chamber"))
     time.sleep(0.15)
-    t0 = time.monotonic()
     arm.stop()
-    exc = wait_failed(status, 1.0)
-    assert time.monotonic() - t0 < 0.4
+    exc = wait_failed(status, 10.0)
     assert "move stopped" in str(exc) and arm.at.get() == "unknown"
     assert arm_sim.position == "between"
     arm_sim.move_time = 0.01

@@ -42,13 +42,12 @@ def test_clock_scales_simulated_seconds_and_can_be_interrupted():
     clock = SimClock(1000.0)
     t0 = time.monotonic()
     assert clock.sleep(100.0) is True  # 100 simulated s = 0.1 s wall
-    assert 0.09 <= time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 >= 0.09  # a sleep is never shorter than its scaled time
     assert clock.now() >= 100.0
     stop = threading.Event()
     threading.Timer(0.05, stop.set).start()
     t0 = time.monotonic()
-    assert clock.sleep(1e6, stop) is False  # would be 1000 s wall
-    assert time.monotonic() - t0 < 0.5
+    assert clock.sleep(1e6, stop) is False  # would be 1000 s wall: False means the event ended it
     with pytest.raises(Exception, match="time_scale"):
         SimClock(0)
 
@@ -237,9 +236,7 @@ def test_transfer_deposit_transfer_measure_in_a_bluesky_run(best):
         yield from bps.trigger_and_read([probe])
         yield from bps.mv(robot, Move("S1", "probe", "storage"))
 
-    t0 = time.monotonic()
-    RE(plan())
-    assert time.monotonic() - t0 < 5  # ~2 simulated hours at time_scale 1e5
+    RE(plan())  # ~2 simulated hours at time_scale 1e5
     streams = {d["uid"]: d for n, d in docs if n == "descriptor"}
     events = [(streams[d["descriptor"]]["name"], d["data"]) for n, d in docs if n == "event"]
     pressure = [e["chamber_chamber_pressure"] for s, e in events if s == "chamber_chamber_pressure"]
@@ -260,18 +257,16 @@ def test_transfer_deposit_transfer_measure_in_a_bluesky_run(best):
 
 
 def test_stop_mid_recipe_fails_the_status_quickly(best):
-    lab = build_lab({}, time_scale=1000, seed=0)  # the recipe would take ~6 s of wall time
+    lab = build_lab({}, time_scale=100, seed=0)  # the recipe would take ~60 s of wall time: only the stop ends it
     chamber = lab["chamber"]
     chamber.sample.put("S1")
     status = chamber.set(best.recipe)
     with pytest.raises(DeviceError, match="busy"):
         chamber.set(best.recipe)  # one recipe at a time
     time.sleep(0.2)
-    t0 = time.monotonic()
     chamber.stop()
     with pytest.raises(DeviceError, match="stopped"):
-        status.wait(timeout=2)
-    assert time.monotonic() - t0 < 0.5
+        status.wait(timeout=20)
     assert not status.success
     assert chamber.registry.get("S1").properties["complete"] is False
     assert not chamber.busy  # ready for the next sample
