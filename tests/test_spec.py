@@ -270,6 +270,7 @@ def test_spec_package_reexports_every_model_and_keeps_the_schema_whole():
         assert getattr(spec_pkg, name) is not None, name
     defs = set(spec_pkg.CampaignSpec.model_json_schema()["$defs"])
     assert defs == {
+        "BatchSpec",
         "BestSpec",
         "CalibrationPolicy",
         "CategoricalParameter",

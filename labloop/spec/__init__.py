@@ -17,6 +17,7 @@ from .campaign import CampaignSpec
 from .consumables import ConsumablesSpec, StockSpec, UseError
 from .lab import (
     DEFAULT_RESUME,
+    BatchSpec,
     CalibrationPolicy,
     DeviceSpec,
     LabSpec,
@@ -69,6 +70,7 @@ __all__ = [
     "SHARING_GROUPS",
     "SHARING_KINDS",
     "STRATEGY_OPTIONS",
+    "BatchSpec",
     "BestSpec",
     "BotorchOptions",
     "CalibrationPolicy",

@@ -69,6 +69,7 @@ class CampaignSpec(_Model):
         self._check_sharing()
         self._check_best()
         self._check_consumables()
+        self._check_batching()
         kinds = [s.kind for s in self.workflow]
         if "measure" in kinds and ("synthesize" not in kinds or kinds.index("synthesize") > kinds.index("measure")):
             raise ValueError(
@@ -130,6 +131,26 @@ class CampaignSpec(_Model):
                             f"lab.consumables.use.{stock}: '{p.name}' is not numeric, so it is no "
                             f"amount (fix: use numeric parameters)"
                         )
+
+    def _check_batching(self) -> None:
+        """A batch key names parameters of this campaign (the recipe fields the batch shares), and a batch
+        station is one the workflow processes on (a synthesize or measure step names it)."""
+        if self.lab is None:
+            return
+        names = self.parameter_names()
+        used = {s.device for s in self.workflow if s.kind != "transfer"}
+        for kind, batch in self.lab.batching.items():
+            unknown = [k for k in batch.batch_key if k not in names]
+            if unknown:
+                raise ValueError(
+                    f"lab.batching.{kind}.batch_key: unknown parameters {unknown} (fix: use some of: "
+                    f"{', '.join(names)})"
+                )
+            if kind not in used:
+                raise ValueError(
+                    f"lab.batching.{kind}: no synthesize or measure step runs on '{kind}' (steps run on: "
+                    f"{', '.join(sorted(d for d in used if d))})"
+                )
 
     def _check_best(self) -> None:
         names = [o.name for o in self.objectives]

@@ -95,11 +95,43 @@ class LabSpec(_Model):
         description="Stocks and countable items the trials use up (labloop/spec/consumables.py): the store "
         "keeps their levels, the optimizer proposes only what is left, the operator is alerted and refills.",
     )
+    batching: dict[str, BatchSpec] = Field(
+        default_factory=dict,
+        description="Batch stations by station kind (or device): how many samples one run of the station takes "
+        "and what they must share (a furnace: one firing profile); see BatchSpec and labloop/run/batching.py. "
+        "A kind not named here takes one sample at a time.",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> LabSpec:
         if self.simulator is None and not self.devices:
             raise ValueError("name a simulator or at least one device")
+        return self
+
+
+class BatchSpec(_Model):
+    """A station that processes several samples in one run (a box furnace fires up to 4 crucibles on one profile).
+    Trials whose ``batch_key`` parameters are equal share a run; a part-full batch fires when no other trial could
+    join within ``max_wait_s`` lab seconds, or when it has waited that long (the rule: labloop/run/batching.py)."""
+
+    capacity: int = Field(1, ge=1, le=1000, description="Samples one run of a station of this kind takes.")
+    batch_key: list[str] = Field(
+        default_factory=list,
+        description="Parameters every sample of a batch must share (e.g. peak_c, dwell_h): the station's "
+        "recipe for the run. Empty: any trials may share a run.",
+    )
+    max_wait_s: float = Field(
+        0.0,
+        ge=0,
+        description="Lab seconds (simulated seconds for a simulated lab) a part-full batch waits for company "
+        "before it fires. 0: fire as soon as the first sample is in.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> BatchSpec:
+        dupes = sorted({k for k in self.batch_key if self.batch_key.count(k) > 1})
+        if dupes:
+            raise ValueError(f"batch_key names {dupes} more than once")
         return self
 
 
