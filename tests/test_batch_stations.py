@@ -249,3 +249,26 @@ def test_a_waiting_member_leaves_its_batch_when_the_campaign_stops():
     stop.set()
     th.join(BOUND)
     assert got and f.open == [] and f.fired == []
+
+
+def test_joined_at_reservation_the_leader_runs_only_once_every_sample_is_in():
+    """Joined when reserving (so the samples go into the batch's station), the batch closes by the rule, but the
+    station runs only when the last member's sample is in: a member still on the robot is not fired without."""
+    f = former(capacity=2, max_wait_s=1e9)
+    batch = f.join(1, "s1", {"peak_c": 900})
+    assert f.join(2, "s2", {"peak_c": 900}) is batch
+    station = FurnaceStation()
+    leader_done = threading.Event()
+
+    def leader() -> None:
+        f.run_member(batch, 1, station.set, poll_s=0.01)
+        leader_done.set()
+
+    th = threading.Thread(target=leader)
+    th.start()
+    with f.cond:
+        assert f.cond.wait_for(lambda: batch.fired and batch.arrived == {1}, BOUND)
+    assert not leader_done.is_set() and station.runs == []  # fired (full), but s2 is not in yet
+    assert f.run_member(batch, 2, station.set, poll_s=0.01) is batch
+    th.join(BOUND)
+    assert leader_done.is_set() and len(station.runs) == 1 and station.runs[0]["samples"] == ["s1", "s2"]

@@ -78,6 +78,7 @@ class Batch:
     samples: list[str] = field(default_factory=list)
     fired_at: float | None = None
     reason: str | None = None  # full, no_company or waited
+    arrived: set[int] = field(default_factory=set)  # members whose sample is in the station, at the step
     done: threading.Event = field(default_factory=threading.Event)  # the leader's run of the station ended
     error: str | None = None  # why that run failed, for every member
 
@@ -142,6 +143,7 @@ class BatchFormer:
                 if trial in batch.members:
                     i = batch.members.index(trial)
                     del batch.members[i], batch.samples[i]
+                    batch.arrived.discard(trial)
             self.open = [b for b in self.open if b.members]
             self.cond.notify_all()
 
@@ -207,12 +209,33 @@ class BatchFormer:
         cancelled: Callable[[], bool] = lambda: False,
         poll_s: float = 0.05,
     ) -> Batch:
-        """One member's part in a batch step, from its worker thread: join, wait until the batch fires, then the
-        leader calls ``run(recipe)`` once for every member (the station's one run) while the others wait for it to
-        end. Raises :class:`BatchFailed` in every member when that run failed."""
-        batch = self.join(trial, sample, params)
+        """One member's part in a batch step when it joins at the step itself: :meth:`join`, then
+        :meth:`run_member`."""
+        return self.run_member(self.join(trial, sample, params), trial, run, cancelled, poll_s)
+
+    def run_member(
+        self,
+        batch: Batch,
+        trial: int,
+        run: Callable[[dict[str, Any]], None],
+        cancelled: Callable[[], bool] = lambda: False,
+        poll_s: float = 0.05,
+    ) -> Batch:
+        """``trial`` is at the batch step with its sample in the station (it may have joined earlier, when it
+        reserved the station, so that its sample went into the batch's station). Wait until the batch fires; the
+        leader then waits until every member's sample is in, and calls ``run(recipe)`` once for all of them (the
+        station's one run) while the others wait for it to end. Raises :class:`BatchFailed` in every member when
+        that run failed, :class:`Cancelled` when the campaign stops first."""
+        with self.cond:
+            batch.arrived.add(trial)
+            self.cond.notify_all()
         self.await_fire(batch, trial, cancelled, poll_s)
         if trial == batch.leader:
+            with self.cond:
+                while not batch.arrived >= set(batch.members):
+                    if cancelled():
+                        raise Cancelled()
+                    self.cond.wait(poll_s)
             try:
                 run(self.recipe(batch))
             except BaseException as exc:
