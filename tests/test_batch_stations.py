@@ -6,6 +6,7 @@ an event with a generous bound; nothing asserts a duration."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -272,3 +273,28 @@ def test_joined_at_reservation_the_leader_runs_only_once_every_sample_is_in():
     assert f.run_member(batch, 2, station.set, poll_s=0.01) is batch
     th.join(BOUND)
     assert leader_done.is_set() and len(station.runs) == 1 and station.runs[0]["samples"] == ["s1", "s2"]
+
+
+def test_a_leader_cancelled_before_the_run_fails_the_other_members():
+    f = former(capacity=2, max_wait_s=1e9)
+    batch = f.join(1, "s1", {"peak_c": 900})
+    f.join(2, "s2", {"peak_c": 900})
+    stop = threading.Event()
+    got: dict[int, BaseException] = {}
+
+    def member(trial: int, cancelled: Any) -> None:
+        try:
+            f.run_member(batch, trial, lambda r: None, cancelled, poll_s=0.01)
+        except (Cancelled, BatchFailed) as exc:
+            got[trial] = exc
+
+    leader = threading.Thread(target=member, args=(1, stop.is_set))
+    leader.start()
+    with f.cond:
+        assert f.cond.wait_for(lambda: batch.arrived == {1} and batch.fired, BOUND)  # waits for s2 to be in
+    stop.set()
+    leader.join(BOUND)
+    assert not leader.is_alive() and isinstance(got[1], Cancelled)
+    give_up = time.monotonic() + BOUND  # only a hung member reaches it (then it ends Cancelled and the test fails)
+    member(2, lambda: time.monotonic() > give_up)  # not cancelled itself: must not wait for a run that will not come
+    assert isinstance(got[2], BatchFailed) and "cancelled" in got[2].reason

@@ -99,7 +99,8 @@ class BatchFormer:
     """Forms the batches of one batch station kind and decides when each fires (the rule: module docstring).
 
     ``clock`` returns lab seconds; ``prospects`` returns the trials in flight or queued that have not yet reached
-    this step (the scheduler knows them). Thread-safe: trial workers join and wait; any of them may poll."""
+    this step (the scheduler knows them); it is called under the former's lock, so it must not wait for a lock a
+    thread may hold while calling into the former. Thread-safe: trial workers join and wait; any of them may poll."""
 
     def __init__(
         self,
@@ -234,7 +235,8 @@ class BatchFormer:
             with self.cond:
                 while not batch.arrived >= set(batch.members):
                     if cancelled():
-                        raise Cancelled()
+                        self.finish(batch, "the leader's trial was cancelled before the station ran")
+                        raise Cancelled()  # the members already in fail with BatchFailed, none waits forever
                     self.cond.wait(poll_s)
             try:
                 run(self.recipe(batch))
