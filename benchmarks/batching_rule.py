@@ -3,10 +3,11 @@
 Trials reach a furnace kind (capacity 4) one by one, exponential gaps (mean 20 lab min), each with one of two
 firing profiles; the scheduler knows the next 3 trials in flight (their key and arrival time). For each max_wait_s
 it reports firings (and the same without the no-company clause: 'blind'), mean fill (samples / capacity), counts by reason and the mean wait of a sample for company.
-Run: .venv/bin/python notes/batch_measure.py"""
+Run: .venv/bin/python benchmarks/batching_rule.py  (one JSON line per configuration)"""
 
 from __future__ import annotations
 
+import json
 import random
 
 from labloop.run.batching import BatchFormer, Prospect
@@ -60,5 +61,5 @@ def measure(
 
 if __name__ == "__main__":
     for w in (0.0, 1800.0, 3600.0, 7200.0, 14400.0):
-        print(measure(w))
-        print(measure(w, blind=True))
+        print(json.dumps({"benchmark": "batching_rule", **measure(w)}))
+        print(json.dumps({"benchmark": "batching_rule", **measure(w, blind=True)}))
