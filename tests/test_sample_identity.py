@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 import yaml
 from running import two_chamber
-
 from typer.testing import CliRunner
 
 from labloop.cli import app

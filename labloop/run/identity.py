@@ -110,8 +110,8 @@ class IdentityCheck:
         c.store.finish_step(step_id, "failed", None, reason)
         c.alert(
             MISMATCH,
-            f"trial {tc.number}: {reason}. Check the crucible's label in {station} by hand and take it out; "
-            f"the station is out of service until `labloop resume`",
+            f"trial {tc.number}: {reason}. {station} is out of service: check the crucible's label by hand and "
+            f"take it out (the campaign goes on with the other stations, or pauses for `labloop resume`)",
             {**detail, "read": read, "step": step.label},
         )
         c.res.quarantine(station, f"sample identity in doubt: expected '{expected}', read '{read or 'nothing'}'")
