@@ -281,6 +281,7 @@ def test_spec_package_reexports_every_model_and_keeps_the_schema_whole():
         "DiscreteParameter",
         "ExpertBelief",
         "FixedParameter",
+        "IdentitySpec",
         "IntegerParameter",
         "LabSpec",
         "LinearConstraint",

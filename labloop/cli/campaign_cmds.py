@@ -387,6 +387,10 @@ def print_status(snap: dict[str, Any]) -> None:
         + f" (budget {snap['budget']})",
         soft_wrap=True,
     )
+    if snap.get("quarantined"):
+        console.print(f"[bold red]out of service:[/] {', '.join(snap['quarantined'])}", soft_wrap=True)
+    for alert in [a for a in snap.get("alerts", []) if a["action"] == "sample.mismatch"]:
+        console.print(f"[bold red]alert:[/] {alert['message']}", soft_wrap=True, highlight=False)
     if snap.get("inventory"):
         from .inventory import stock_lines
 

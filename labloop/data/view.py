@@ -52,6 +52,7 @@ ALERT_ACTIONS = (
     "campaign.pause",
     "trial.internal_error",
     "trial.state_conflict",
+    "sample.mismatch",
 )
 #: stream events whose effect on the view the event does not carry: the surface reads the view again
 REREAD = (
@@ -240,6 +241,7 @@ def _stations_and_alerts(st: Store, campaign_id: int) -> tuple[list[str], list[d
                     | (AuditEntry.action.like("campaign.%"))
                     | (AuditEntry.action.like("trial.%"))
                     | (AuditEntry.action.like("inventory.%"))
+                    | (AuditEntry.action == "sample.mismatch")
                 )
                 .order_by(AuditEntry.id)
             )

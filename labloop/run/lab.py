@@ -309,6 +309,18 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                     f"{source}: lab.calibration.{dname}: the lab {what} '{dname}' (fix: name a device "
                     f"that calibrates: {able or 'none'})"
                 )
+    if spec.lab is not None and spec.lab.identity is not None:
+        for station, reader in spec.lab.identity.readers.items():
+            dev, _, signal = reader.partition(".")
+            where = f"{source}: lab.identity.readers.{station}"
+            if station not in lab.devices:
+                problems.append(f"{where}: the lab has no station '{station}' (it has {sorted(lab.devices)})")
+            if dev not in lab.devices:
+                problems.append(
+                    f"{where}: the reader '{dev}' is not a device of the lab (it has {sorted(lab.devices)})"
+                )
+            elif not hasattr(getattr(lab.devices[dev], signal or "code", None), "get"):
+                problems.append(f"{where}: device '{dev}' has no signal '{signal or 'code'}' holding the code read")
     visits: list[tuple[frozenset[str], int]] = []
     current: frozenset[str] = frozenset()
     for i, step in enumerate(spec.workflow):

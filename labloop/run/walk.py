@@ -21,6 +21,7 @@ from . import calibration
 from .context import Flag, RunContext
 from .engines import EnginePool
 from .executor import StepFailed, TrialContext, TrialExecutor
+from .identity import IdentityCheck, SampleMismatch
 from .recovery import Resumption
 from .resources import Cancelled, NoStationLeft
 from .workers import WorkerPool
@@ -51,6 +52,7 @@ class TrialWalker:
         self.engines = engines
         self.evaluate = evaluate  # measured trial -> done or failed, committed (objective plugins)
         self.workers = workers or WorkerPool()
+        self.identity = IdentityCheck(ctx)  # barcode checks before a step on a station with a reader
         self._first_move: dict[int, Flag] = {}  # resumed trials whose sample a robot holds (set: put down)
 
     # ------------------------------------------------------------------ launching
@@ -151,6 +153,8 @@ class TrialWalker:
                 walk.state = S.FAILED
                 c.observer("finished", {"trial": done})
                 held = tc.location if tc.location in c.res.stations else None  # where its sample sits now
+                if isinstance(exc, SampleMismatch):
+                    return  # the lab holds another sample than the store says: an operator takes it out
                 assert ex is not None  # a step failed: it ran on this executor
                 try:
                     self._clear_station(ex, tc, trial, held)
@@ -257,6 +261,7 @@ class TrialWalker:
         self._begin(walk)
         c.res.mark_busy(device, True)
         try:
+            self.identity.check(ex.guard, tc, index, device)
             self._calibrate_if_expired(ex, tc, index, device)
             self.attempts(ex, tc, index, device, None)
         finally:

@@ -101,6 +101,10 @@ class LabSpec(_Model):
         "and what they must share (a furnace: one firing profile); see BatchSpec and labloop/run/batching.py. "
         "A kind not named here takes one sample at a time.",
     )
+    identity: IdentitySpec | None = Field(
+        None,
+        description="Sample identity checks: which reader reads the sample a station holds (labloop/run/identity.py).",
+    )
 
     @model_validator(mode="after")
     def _something(self) -> LabSpec:
@@ -133,6 +137,24 @@ class BatchSpec(_Model):
         if dupes:
             raise ValueError(f"batch_key names {dupes} more than once")
         return self
+
+
+class IdentitySpec(_Model):
+    """Barcode checks of sample identity. Before a step on a station named in ``readers``, labloop reads the id of
+    the sample there and compares it with the sample the store puts there; a mismatch (or no read after
+    ``rereads`` more tries) fails the step and takes the station out of service until an operator looks.
+
+    Why a reader is a device of its own, named here, and not a signal of every station: a barcode reader is a
+    separate unit in a real lab (a fixed-mount scanner on a serial line), added to a station without touching the
+    station's driver, and one reader may serve one station of any make. A station whose own driver reads barcodes
+    names itself."""
+
+    readers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Station device -> its reader: 'DEVICE' or 'DEVICE.SIGNAL' (the signal holding the code read, "
+        "default 'code'; the device is triggered first when it can be).",
+    )
+    rereads: int = Field(2, ge=0, le=20, description="Reads tried again after a no-read or a mismatch, before failing.")
 
 
 class CalibrationPolicy(_Model):

@@ -19,6 +19,7 @@ from labloop.run.lab import Lab
 
 from ..clock import SimClock
 from ..registry import SampleRegistry
+from .barcode import SimBarcodeReader
 from .devices import SimFourPointProbe, SimSputterChamber, SimTransferRobot
 from .dock import DOCK
 
@@ -50,6 +51,12 @@ OPTIONS: dict[str, tuple[float, str]] = {
         0.0,
         "true/1 adds the materials dock: instruments profilometer, uvvis, xrd and microscope (default false)",
     ),
+    "barcode": (
+        0.0,
+        "true/1 gives each chamber a barcode reader, device <chamber>_reader (name it in lab.identity.readers)",
+    ),
+    "barcode_misread_rate": (0.0, "probability that a barcode read is a no-read or one digit off (needs barcode)"),
+    "barcode_swap_rate": (0.0, "probability that a substrate carries another sample's label (needs barcode)"),
     "dock_fault_rate": (math.nan, "fault probability of each dock instrument (default: fault_rate)"),
     "dock_minutes": (
         math.nan,
@@ -269,10 +276,31 @@ def build_lab(
     )
     if not math.isnan(robot_min):
         robot.fixed_move_seconds = robot_min * 60.0
-    devices = {"robot": robot, **chambers, "probe": probe, **instruments}
+    devices = {"robot": robot, **chambers, "probe": probe, **instruments, **_readers(options, names, registry, seed)}
     for dname, dev in devices.items():
         dev.serial = sim_serial(seed, dname)
     return Lab(devices, set(PLACES))
+
+
+def _readers(options: dict[str, Any], chambers: list[str], registry: SampleRegistry, seed: int) -> dict[str, Any]:
+    """With ``barcode: true``, a reader per chamber (``<chamber>_reader``); its own seeds, so the other devices'
+    draws stay as they were."""
+    barcode = _option(options, "barcode", 0.0, 1.0)
+    misread = _option(options, "barcode_misread_rate", 0.0, 1.0)
+    swap = _option(options, "barcode_swap_rate", 0.0, 1.0)
+    if barcode not in (0.0, 1.0):
+        raise SpecError(f"lab.options.barcode: {barcode:g} is neither true nor false", "give true or false")
+    if not barcode:
+        if misread or swap:
+            raise SpecError("lab.options: barcode fault rates need barcode readers", "add barcode: true")
+        return {}
+    seeds = np.random.SeedSequence([int(seed), 11]).spawn(len(chambers))
+    return {
+        f"{c}_reader": SimBarcodeReader(
+            name=f"{c}_reader", station=c, registry=registry, seed=s, misread_rate=misread, swap_rate=swap
+        )
+        for c, s in zip(chambers, seeds)
+    }
 
 
 def sim_serial(seed: int, name: str) -> str:
