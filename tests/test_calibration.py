@@ -40,7 +40,8 @@ def drifting(max_trials: int = 3, policy: dict | None = None) -> dict:
 
 
 def test_drift_grows_with_simulated_time_and_calibration_resets_it():
-    lab = build_lab({"probe_drift": 0.01, "noise": 0.0}, time_scale=360000.0)  # 1 simulated hour = 10 ms
+    # 1 simulated hour = 100 ms: a busy machine's stall of a few tenths of a second is well inside the bounds below
+    lab = build_lab({"probe_drift": 0.01, "noise": 0.0}, time_scale=36000.0)
     probe = lab.devices["probe"]
     place_coated_sample(probe)
     truth = physics.film(REFERENCE_RECIPE).sheet_resistance
@@ -51,15 +52,15 @@ def test_drift_grows_with_simulated_time_and_calibration_resets_it():
 
     assert probe.calibration is None
     first = error()
-    time.sleep(0.2)  # ~20 simulated hours
+    time.sleep(2.0)  # ~20 simulated hours
     later = error()
     assert later > first + 0.15  # ~1 %/h of tip wear
     cal = probe.calibrate()
     assert set(cal) >= {"id", "at", "reference", "result"} and cal["reference"]["value"] == 100.0
     assert cal["result"]["gain"] == pytest.approx(probe.gain(), rel=0.01)  # the first: drift since switch-on
     assert cal["result"]["correction"] == pytest.approx(1 / cal["result"]["gain"])
-    assert abs(error()) < 0.02  # reset
-    assert probe.calibration == cal and probe.calibration_age() < 3600.0
+    assert abs(error()) < 0.05  # reset (20 h of wear was > 0.15)
+    assert probe.calibration == cal and probe.calibration_age() < 5 * 3600.0  # hours, not the 20 h since switch-on
     _, age = provenance.calibration(probe, datetime.now(UTC))
     assert age is not None and age >= 0
 
@@ -137,10 +138,19 @@ def test_on_expiry_pause_pauses_with_the_message_then_calibrate_and_resume(tmp_p
     note = store.campaign(cid).note
     assert "calibration of 'probe' expired" in note and f"labloop calibrate probe --campaign {cid}" in note
     url = f"sqlite:///{tmp_path / 'labloop.db'}"
-    r = invoke("calibrate", "probe", "--store", url, "--campaign", str(cid))
-    assert r.exit_code == 0, r.output
-    store.request(cid, "resume")
-    th.join(60)
+    # calibrate and resume at every pause: on a busy machine the 600 lab seconds (0.17 s of wall time) may run out
+    # again between the resume and the measurement, and then the campaign rightly pauses again
+    deadline = time.monotonic() + 120
+    answered = set()
+    while th.is_alive() and time.monotonic() < deadline:
+        c = store.campaign(cid)
+        if c.state == "paused" and c.note not in answered:
+            answered.add(c.note)
+            r = invoke("calibrate", "probe", "--store", url, "--campaign", str(cid))
+            assert r.exit_code == 0, r.output
+            store.request(cid, "resume")
+        time.sleep(0.05)
+    th.join(30)
     assert not th.is_alive()
     assert [t.state for t in store.trials(cid)] == ["done"]
     # the recorded calibration was put in force on resume: the reading is not flagged

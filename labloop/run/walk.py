@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from labloop.states import UNFINISHED, IllegalTransition, TrialState
 from labloop.store.leases import LeaseLost
@@ -292,7 +293,9 @@ class TrialWalker:
             )
             ex.run_calibration(tc, index, device)
             return
-        age = calibration.age_s(c.lab.devices.get(device))
+        dev = c.lab.devices.get(device)
+        age = calibration.age_s(dev)
+        in_force = _calibration_id(dev)
         shown = "unknown" if age is None else f"{age:.0f} s"
         c.pause_for_operator(
             f"calibration of '{device}' expired (age {shown} > max_age {policy.max_age:g} s) before trial "
@@ -302,6 +305,11 @@ class TrialWalker:
         )
         c.wake.set()
         c.wait_while_paused()
+        if _calibration_id(dev) != in_force and ex.calibration_expired(device):
+            # calibrated during the pause (put in force on resume), and expired again before this step could start
+            # (a machine that stalled longer than max_age in the lab's time): the policy says pause, so pause again
+            # rather than take a reading flagged calibration_expired
+            self._calibrate_if_expired(ex, tc, index, device)
 
     def _should_park(self, held: str, next_kind: str) -> bool:
         """Park when the next station is busy and another trial waits for the station this sample blocks."""
@@ -417,3 +425,9 @@ def call_operator(ctx: RunContext, exc: NoStationLeft) -> None:
         f"no '{exc.kind}' station left in service ({exc.detail}); fix one, then "
         f"run `labloop resume` to put the stations back in service"
     )
+
+
+def _calibration_id(device: Any) -> Any:
+    """The id of the calibration in force on ``device`` (None when it has none or cannot tell)."""
+    cal = getattr(device, "calibration", None)
+    return cal.get("id") if isinstance(cal, dict) else None
