@@ -53,6 +53,7 @@ TRANSPORTS = frozenset(
         "test_declarative_campaign.py",
         "test_light_install.py",
         "test_solid_state_lab.py",
+        "test_solid_state_campaign.py",
     }
 )
 SLOW = (

@@ -128,6 +128,31 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
         store.close()
 
 
+def _served_demo(lab: str, directory: Path, time_scale: float | None) -> None:
+    """A demo on a lab whose instruments are protocol servers: the lab's plugin (``labloop.demo_labs``) serves them
+    and hands back its campaign pointed at them; the campaign runs on an embedded store; the servers stop after."""
+    from labloop import plugins
+    from labloop.run.campaign import prepare_text
+
+    labs = plugins.available("labloop.demo_labs")
+    if lab not in labs:
+        raise LabloopError(
+            f"--lab: no lab called '{lab}' (labs: {', '.join(['thinfilm', *sorted(labs)])})", "name one of them"
+        )
+    served = plugins.load(lab, "labloop.demo_labs")
+    directory.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{(directory / 'labloop.db').resolve()}"
+    scale = f"{time_scale:g}" if time_scale else "the lab's default"
+    console.print(f"starting the {lab} lab's instrument servers (background processes, time scale {scale}) ...")
+    with served(directory, time_scale) as (text, label):
+        run_campaign(label, prepare_text(text, label), url)
+    console.print(
+        f"instrument servers stopped\ndata: {url}\nnext: labloop status --store {url}\n"
+        f"      labloop export --store {url} --format csv",
+        soft_wrap=True,
+    )
+
+
 def require_lease_kept(decision: Any) -> None:
     """A runner that lost its campaign's lease to another runner stopped acting on it: say so, exit non-zero."""
     if decision.rule == "lease_lost":
@@ -204,11 +229,22 @@ def register(app: typer.Typer) -> None:
             "labloop-demo"
         ),
         time_scale: Annotated[float | None, typer.Option(help="Override the demo's time scale.")] = None,
+        lab: Annotated[
+            str,
+            typer.Option(
+                "--lab",
+                help="thinfilm (in-process simulator) or solid_state (its protocol servers started in the "
+                "background, the campaign run against them, the servers stopped).",
+            ),
+        ] = "thinfilm",
     ) -> None:
-        """Run the bundled thin-film campaign on the simulated lab with a local SQLite store."""
+        """Run a bundled campaign on a simulated lab with a local SQLite store (default: the thin-film lab)."""
         from labloop.run.campaign import prepare_text
         from labloop.run.lab import state_dir_for
 
+        if lab != "thinfilm":
+            _served_demo(lab, directory, time_scale)
+            return
         text = resources.files("labloop_experiments").joinpath("thinfilm.yaml").read_text(encoding="utf-8")
         directory.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(directory / 'labloop.db').resolve()}"

@@ -1,0 +1,170 @@
+"""The solid-state workcell as a campaign sees it: thin adapters over the lab's declarative devices and robot driver.
+
+Why adapters and not the YAML files alone: a campaign speaks in recipes (``li_source: LiOH``, ``ratio: 1.05``,
+``atmosphere: O2``) and in labloop's sample ids and station names (``solid-state-0003``, ``furnace2``); the
+instruments speak in hopper numbers and grams, atmosphere codes and crucible barcodes and taught slots (``CR0003``,
+``f2s1``). Each factory below builds the instrument from its YAML description (devices/solid_state/*.yaml, the
+same file ``labloop devices check`` passes) with a small subclass that translates; the protocol work stays in the
+declarative device and its transport.
+
+* :func:`dispenser`: ``{li_source, mn_source, ratio}`` -> two doses (grams for 5 mmol of LiMn2O4 at that Li/Mn).
+* :func:`furnace`: ``{peak_c, ramp_c_per_min, dwell_h, atmosphere}`` -> the controller's profile (dwell in
+  minutes, atmosphere as its register code). One crucible per firing here (slot 1): capacity 1.
+* :func:`balance`, :func:`xrd`: the YAML devices as they are (the campaign names them by address).
+* :class:`CellRobot`: labloop's sample ``PREFIX-NNNN`` is crucible ``CRNNNN``, which lives in rack slot NN; the
+  entry (``load_lock``) and the end of the workflow (``storage``) are that slot; ``furnaceN`` is slot ``fNs1``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from labloop_devices.base import Move
+from labloop_devices.solid_state.hooks import AlarmWatchingStation, Furnace
+from labloop_devices.solid_state.robot import OpcuaRobot
+
+from labloop.declarative.builder import build_class
+from labloop.declarative.schema import load_spec
+from labloop.device_base import check_limits
+from labloop.errors import DeviceError, LimitError
+
+FOLDER = Path(__file__).parent
+
+#: precursor -> (hopper number on the dispenser, cations of Li or Mn per formula unit, molar mass g/mol)
+HOPPERS: dict[str, tuple[int, int, float]] = {
+    "Li2CO3": (0, 2, 73.89),
+    "LiOH": (1, 1, 23.95),
+    "LiNO3": (2, 1, 68.95),
+    "Li2O": (3, 2, 29.88),
+    "MnO2": (4, 1, 86.94),
+    "Mn2O3": (5, 2, 157.87),
+    "MnCO3": (6, 1, 114.95),
+    "Mn3O4": (7, 3, 228.81),
+}
+LI_SOURCES = ("Li2CO3", "LiOH", "LiNO3", "Li2O")
+MN_SOURCES = ("MnO2", "Mn2O3", "MnCO3", "Mn3O4")
+ATMOSPHERES = ("air", "O2", "N2", "Ar")
+TARGET_MMOL = 5.0  # of LiMn2O4 per crucible
+
+
+def masses(li_source: str, mn_source: str, ratio: float, target_mmol: float = TARGET_MMOL) -> dict[str, float]:
+    """Grams of each precursor for ``target_mmol`` of LiMn2O4 at Li/Mn = 0.5 * ``ratio``."""
+    mn_mol = 2 * target_mmol / 1000
+    li_mol = mn_mol * 0.5 * ratio
+    _, li_cat, li_m = HOPPERS[li_source]
+    _, mn_cat, mn_m = HOPPERS[mn_source]
+    return {li_source: li_mol / li_cat * li_m, mn_source: mn_mol / mn_cat * mn_m}
+
+
+def _choice(device: str, field: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise LimitError(f"{device}: {field}={value!r} is not one of {list(choices)}", "choose one of them")
+    return str(value)
+
+
+class CellDispenser(AlarmWatchingStation):
+    """The powder dispenser taking a campaign's precursor recipe: one dose of each precursor into the crucible."""
+
+    RECIPE_LIMITS = {"li_source": (0.0, 0.0), "mn_source": (0.0, 0.0), "ratio": (0.5, 2.0)}
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.limits = {**self.limits, **self.RECIPE_LIMITS}  # what a campaign's parameters may name
+
+    def set(self, recipe: Any) -> Any:
+        if not {"li_source", "mn_source", "ratio"} <= set(recipe):
+            return super().set(recipe)  # a raw dose (precursor, mass_g): the YAML device as it is
+        li = _choice(self.name, "li_source", recipe["li_source"], LI_SOURCES)
+        mn = _choice(self.name, "mn_source", recipe["mn_source"], MN_SOURCES)
+        check_limits({"ratio": self.RECIPE_LIMITS["ratio"]}, {"ratio": recipe["ratio"]}, self.name)
+        if not self.sample.get():
+            raise DeviceError(f"{self.name}: no crucible loaded", "transfer a crucible under the head first")
+        doses = masses(li, mn, float(recipe["ratio"]))
+        self._stop.clear()
+        return self._run_status(lambda: self._dose(doses))
+
+    def _dose(self, doses: dict[str, float]) -> None:
+        for precursor, grams in doses.items():
+            self.run_recipe({"precursor": HOPPERS[precursor][0], "mass_g": round(grams, 4)})
+
+
+class CellFurnace(Furnace):
+    """A box furnace taking a campaign's firing profile (dwell in hours, atmosphere by name)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.limits = {**self.limits, "dwell_h": (0.0, 30.0)}
+
+    def set(self, recipe: Any) -> Any:
+        profile = dict(recipe)
+        if "dwell_h" in profile:
+            profile["dwell_min"] = float(profile.pop("dwell_h")) * 60.0
+        if isinstance(profile.get("atmosphere"), str):
+            profile["atmosphere"] = ATMOSPHERES.index(
+                _choice(self.name, "atmosphere", profile["atmosphere"], ATMOSPHERES)
+            )
+        return super().set(profile)
+
+
+def _described(name: str, file: str, hook: type | None, address: str | None, timeout: float | None) -> Any:
+    spec = load_spec(FOLDER / file)
+    cls = build_class(spec, str(FOLDER / file))
+    if hook is not None:  # the described class with the adapter in front of the file's own hook
+        cls = type(cls.__name__, (hook, cls), {})
+    return cls(name=name, address=address, timeout=timeout)
+
+
+def dispenser(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+    return _described(name, "dispenser.yaml", CellDispenser, address, timeout)
+
+
+def furnace(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+    return _described(name, "furnace.yaml", CellFurnace, address, timeout)
+
+
+def balance(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+    return _described(name, "balance.yaml", None, address, timeout)
+
+
+def xrd(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+    return _described(name, "xrd.yaml", None, address, timeout)
+
+
+class CellRobot(OpcuaRobot):
+    """A lab robot addressed in labloop's names: samples are crucibles, stations are taught positions."""
+
+    STATIONS = ("dispenser", "balance", "xrd")
+    FURNACES = ("furnace1", "furnace2", "furnace3", "furnace4")
+    PLACES = ("load_lock", "storage")
+
+    def __init__(self, prefix: str = "", *, name: str, address: str, **kwargs: Any):
+        super().__init__(prefix, name=name, address=address, **kwargs)
+        self.positions = self.STATIONS + self.FURNACES + self.PLACES
+
+    @staticmethod
+    def crucible(sample: str) -> str:
+        found = re.search(r"(\d+)$", sample)
+        if found is None or not 1 <= int(found.group(1)) <= 24:
+            raise DeviceError(
+                f"sample {sample!r} has no crucible: the rack holds CR0001..CR0024",
+                "keep the campaign's budget within the 24 crucibles of the rack",
+            )
+        return f"CR{int(found.group(1)):04d}"
+
+    def taught(self, sample: str, where: str) -> str:
+        if where in self.PLACES:
+            return f"rack{int(self.crucible(sample)[2:]):02d}"  # each crucible has its own rack slot
+        if where in self.FURNACES:
+            return f"f{where.removeprefix('furnace')}s1"  # one crucible per firing: slot 1
+        return where
+
+    def do_move(self, move: Move) -> None:
+        super().do_move(
+            Move(
+                self.crucible(move.sample),
+                self.taught(move.sample, move.source),
+                self.taught(move.sample, move.destination),
+            )
+        )

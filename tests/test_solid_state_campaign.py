@@ -1,0 +1,105 @@
+"""The solid-state campaign (experiments/solid_state.yaml, issue 24 item 7) against the served lab's real protocol
+servers: the file validates as shipped; a short run of it (4 trials, random proposals, time scale 20000) pointed
+at a lab on free ports does every step through Modbus, OPC UA, serial and VISA; each trial's objective is the
+target-phase fraction fitted from its measured pattern and agrees with what the furnace made (the world's truth);
+the store holds the steps per station, all four furnaces among them; the two robots hand the crucible over at the
+balance. The adapters' translations (recipe -> doses, names -> taught positions) are checked without a lab.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from labloop_devices.solid_state.cell import CellRobot, masses
+from labloop_simulators.solid_state_lab.campaign import ServedLab, point_at
+from labloop_simulators.solid_state_lab.world import World
+from typer.testing import CliRunner
+
+from labloop.cli import app
+from labloop.run.campaign import CampaignRunner, prepare_text
+from labloop.store import Store
+
+CAMPAIGN = Path(__file__).resolve().parent.parent / "experiments" / "solid_state.yaml"
+
+
+def test_the_campaign_file_validates_with_its_devices_and_stations() -> None:
+    result = CliRunner().invoke(app, ["validate", str(CAMPAIGN)])
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(CAMPAIGN.read_text())
+    assert data["scheduling"]["mode"] == "async" and len(data["lab"]["stations"]["furnace"]) == 4
+    assert data["objectives"][0]["plugin"] == "target_phase_fraction"
+    assert data["outcome_constraints"][0]["plugin"] == "impurity_fraction" and data["outcome_constraints"][0]["upper"]
+    assert data["stopping"]["max_trials"] <= 24  # one crucible of the rack per trial
+
+
+def test_the_adapters_translate_recipes_and_places() -> None:
+    grams = masses("Li2O", "MnO2", 1.0)  # the 5 mmol LiMn2O4 charge tests/test_solid_state_lab.py doses by hand
+    assert grams == pytest.approx({"Li2O": 0.0747, "MnO2": 0.8694}, abs=2e-4)
+    assert CellRobot.crucible("solid-state-limn2o4-0007") == "CR0007"
+    robot = CellRobot(name="r", address="opc.tcp://127.0.0.1:1/labloop/robot")
+    assert robot.taught("x-0012", "load_lock") == robot.taught("x-0012", "storage") == "rack12"
+    assert robot.taught("x-0012", "furnace3") == "f3s1" and robot.taught("x-0012", "xrd") == "xrd"
+    robot.disconnect()
+
+
+def test_a_short_campaign_runs_against_the_protocol_servers(tmp_path: Path) -> None:
+    with ServedLab(tmp_path / "lab", time_scale=20000) as lab:
+        data = point_at(yaml.safe_load(CAMPAIGN.read_text()), lab.endpoints)
+        assert (
+            data["lab"]["devices"]["furnace2"]["config"]["address"] == lab.endpoints["devices"]["furnace2"]["address"]
+        )
+        data["strategy"] = {"name": "random", "initial_design": 1}  # no optimizer import: the run, not the model
+        data["stopping"] = {"max_trials": 4, "target_reached": False}
+        path = tmp_path / "campaign.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+        runner = CampaignRunner.start(prepare_text(path.read_text(), str(path)), store)
+        runner.run()
+        trials = store.trials(runner.campaign.id)
+        steps = store.steps(campaign_id=runner.campaign.id)
+        world = World(lab.endpoints["world"]).read()
+    assert [t.state for t in trials] == ["done"] * 4, [t.failure_reason for t in trials]
+    for t in trials:
+        fraction, impurity = t.values["target_phase_fraction"], t.values["impurity_ceiling"]
+        assert 0.0 <= fraction <= 1.0 and 0.0 <= impurity <= 1.0 and fraction + impurity <= 1.0 + 1e-9
+        crucible = world["crucibles"][CellRobot.crucible(t.sample_id)]
+        assert crucible["location"] == f"rack{int(crucible_code(t.sample_id)):02d}"  # back in its slot
+        assert set(crucible["powders"]) == {t.params["li_source"], t.params["mn_source"]}
+        firing = crucible["firings"][-1]
+        assert firing["atmosphere"] == t.params["atmosphere"]
+        truth = crucible["product"]["fractions"]["LiMn2O4"]
+        assert fraction == pytest.approx(truth, abs=0.06), (t.params, crucible["product"])  # fitted from the pattern
+    assert all(s.state == "done" for s in steps)
+    by_station: dict[str, int] = {}
+    for s in steps:
+        by_station[s.device] = by_station.get(s.device, 0) + 1
+    assert {by_station[d] for d in ("dispenser", "balance", "xrd")} == {4}
+    assert sum(by_station.get(f"furnace{n}", 0) for n in range(1, 5)) == 4
+    assert by_station["robot1"] == 2 * 4 and by_station["robot2"] == 3 * 4  # the hand-off at the balance
+    furnaces = {s.device for s in steps if s.kind == "synthesize" and s.device.startswith("furnace")}
+    assert len(furnaces) >= 2  # async: a second crucible fires while the first is still in a furnace
+
+
+def crucible_code(sample_id: str) -> str:
+    return CellRobot.crucible(sample_id)[2:]
+
+
+def test_the_demo_serves_the_lab_runs_the_campaign_and_stops_the_servers(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--lab", "solid_state", "--dir", str(tmp_path), "--time-scale", "20000"])
+    assert result.exit_code == 0, result.output
+    assert "instrument servers stopped" in result.output and "stopped:" in result.output
+    assert not (tmp_path / "lab" / "solid_state_lab.json").exists()  # the ports file goes with the servers
+    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    (campaign,) = store.campaigns()
+    trials = store.trials(campaign.id)
+    done = [t for t in trials if t.state == "done"]
+    assert len(done) >= 6 and all(0 <= t.values["target_phase_fraction"] <= 1 for t in done)
+    assert {s.device for s in store.steps(campaign_id=campaign.id) if s.kind == "synthesize"} >= {"dispenser"}
+
+
+def test_the_demo_names_the_labs_it_knows() -> None:
+    result = CliRunner().invoke(app, ["demo", "--lab", "glassblowing"])
+    assert result.exit_code == 2
+    assert "glassblowing" in result.output and "solid_state" in result.output
