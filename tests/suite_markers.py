@@ -54,6 +54,7 @@ TRANSPORTS = frozenset(
         "test_light_install.py",
         "test_solid_state_lab.py",
         "test_solid_state_campaign.py",
+        "test_solid_state_kill.py",
     }
 )
 SLOW = (

@@ -178,9 +178,7 @@ def reconcile(
             if stored not in stations:
                 continue  # the lab cannot tell, and the sample blocks nothing: the store's word stands
             if asked is None:
-                asked = {
-                    a.detail.get("sample"): a.detail for a in store.audit_log(campaign.id) if a.action == UNLOCATED
-                }
+                asked = _open_requests(store, campaign)
             request = asked.get(t.sample_id)
             if request is not None and request.get("store_said") == stored:
                 place = request.get("put_in") or _safe_place(spec, stations, places, entry)
@@ -215,6 +213,20 @@ def reconcile(
     if lost:
         _ask_operator(spec, store, campaign, lost, entry, stations, places)
     return out, gripped
+
+
+def _open_requests(store: Store, campaign: Campaign) -> dict[str | None, dict]:
+    """The operator requests (``sample.unlocated``) not yet answered: a request is answered by the first
+    ``sample.reconcile`` of its sample after it. Why only open ones: a sample asked about once, put back, and cut
+    short again in the same station must not have the old answer taken for a new one (it is still in the station;
+    taking it as put away moves the trial on while the sample blocks the station)."""
+    out: dict[str | None, dict] = {}
+    for a in store.audit_log(campaign.id):
+        if a.action == UNLOCATED:
+            out[a.detail.get("sample")] = a.detail
+        elif a.action == RECONCILE:
+            out.pop(a.detail.get("sample"), None)
+    return out
 
 
 def unlocated_message(
