@@ -351,6 +351,43 @@ def test_a_sample_in_the_gripper_continues_its_move_and_is_recorded(tmp_path):
     store.close()
 
 
+def test_a_move_cut_short_on_its_way_into_a_station_goes_before_any_other_trial_moves(tmp_path):
+    """A station without a sensor cannot say the cut-short move finished; were another trial to move into that
+    station first, the two samples would collide (found by the solid-state kill test: trial 4 dosed into a
+    dispenser trial 3's crucible already sat in). The cut move is run again first; trials that had not started
+    wait for it, and a trial whose sample sits elsewhere is not held back by its own move."""
+    from labloop.run.recovery import plan_resumptions
+    from labloop.spec import spec_from_text, spec_hash
+
+    text = yaml.safe_dump(campaign(tmp_path))
+    spec = spec_from_text(text, "campaign.yaml")
+    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    c = store.create_campaign(spec.name, text, spec_hash(text))
+    cut = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
+    store.locate_sample(c.id, cut.sample_id, "load_lock", cut.id)
+    store.start_step(cut.id, 0, "transfer:chamber", "transfer", 1, "robot")  # killed on its way into the chamber
+    waiting = store.add_trial(c.id, {}, "random", {}, "ab12", state="proposed")
+    measured = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
+    store.locate_sample(c.id, measured.sample_id, "load_lock", measured.id)
+    for index, label, kind, actor, to in [
+        (0, "transfer:chamber", "transfer", "robot", "chamber"),
+        (1, "synthesize:chamber", "synthesize", "chamber", None),
+        (2, "transfer:probe", "transfer", "robot", "probe"),
+    ]:
+        step = store.start_step(measured.id, index, label, kind, 1, actor)
+        store.finish_step(step, "done", None, moved=(c.id, measured.sample_id, to, measured.id) if to else None)
+    probe_sees = {measured.sample_id: "probe"}  # the probe's sensor; the chamber has none
+    plans = plan_resumptions(
+        spec, store, c, "load_lock", {"chamber", "probe"}, {"load_lock", "storage"}, probe_sees.get
+    )
+    by_trial = {r.trial.number: r for r in plans}
+    assert (by_trial[1].start_step, by_trial[1].location, by_trial[1].in_gripper) == (0, "load_lock", True)
+    assert (by_trial[2].start_step, by_trial[2].in_gripper) == (0, False)  # never started: waits for trial 1's move
+    assert (by_trial[3].start_step, by_trial[3].held, by_trial[3].in_gripper) == (3, "probe", False)
+    assert [s.state for s in store.steps(cut.id)] == ["interrupted"]
+    store.close()
+
+
 def test_when_the_lab_lost_its_world_resume_asks_an_operator_and_the_next_resume_continues(tmp_path):
     from typer.testing import CliRunner
 

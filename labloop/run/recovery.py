@@ -41,7 +41,10 @@ class Resumption:
     held: str | None  # the station the sample sits in (reserved again before anything moves)
     evaluate_only: bool = False
     cleanup_only: bool = False  # a failed trial whose sample must leave the station it blocks
-    in_gripper: bool = False  # the lab says a robot holds its sample: its move must finish before any other move
+    #: its move goes before any other trial's: the lab says a robot holds its sample, or the move was cut short and
+    #: may have finished (a station without a sensor cannot say it holds the sample; were another trial to move
+    #: into that station first, it would collide with this sample)
+    in_gripper: bool = False
 
 
 RECONCILE = "sample.reconcile"
@@ -72,6 +75,7 @@ def plan_resumptions(
     if locate is not None:
         locations, in_gripper = reconcile(spec, store, campaign, trials, locations, entry, stations, places, locate)
     out: list[Resumption] = []
+    cut_moves: set[int] = set()  # trials whose cut-short move is run again
     for t in trials:
         if t.state in SETTLED:
             continue
@@ -112,6 +116,8 @@ def plan_resumptions(
                     out.extend(_cleanup(t, locations.get(t.sample_id, entry), stations))
                     continue
                 start = last.index
+                if last.kind in MOVES:
+                    cut_moves.add(t.id)
             elif last.state == "done":
                 # parked: the transfer is still to do; calibrated: the step the calibration came before is still to do
                 start = last.index if last.kind in ("buffer", "calibrate") else last.index + 1
@@ -135,7 +141,8 @@ def plan_resumptions(
             campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location}, user="labloop"
         )
     for r in out:  # a robot holding a sample can do nothing else until that sample is put down
-        r.in_gripper = r.trial.sample_id in in_gripper and not r.evaluate_only
+        cut = r.trial.id in cut_moves and not r.cleanup_only
+        r.in_gripper = (r.trial.sample_id in in_gripper or cut) and not r.evaluate_only
     return out
 
 

@@ -68,7 +68,8 @@ class TrialWalker:
 
     def resume_gripper_moves(self, resumptions: list[Resumption]) -> None:
         """A sample a robot still holds (its move was cut short) is put down before anything else uses the robot:
-        every other move would be refused while the gripper is full. Waits on the context's condition until every
+        every other move would be refused while the gripper is full. Any other cut-short move goes first too: it
+        may have finished, into a station that cannot say so, and another trial moving there first would collide. Waits on the context's condition until every
         such trial put its sample down (or ended), or the campaign is stopping."""
         first = [r for r in resumptions if r.in_gripper]
         for r in first:
