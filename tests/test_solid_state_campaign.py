@@ -103,3 +103,34 @@ def test_the_demo_names_the_labs_it_knows() -> None:
     result = CliRunner().invoke(app, ["demo", "--lab", "glassblowing"])
     assert result.exit_code == 2
     assert "glassblowing" in result.output and "solid_state" in result.output
+
+
+def test_a_crucible_in_the_wrong_rack_slot_is_stopped_at_the_balance_by_its_barcode(tmp_path: Path) -> None:
+    """Item 6 on this lab: the reader at the balance (serial) reads the label before the weighing. An operator put
+    crucible CR0002 in slot 1, so trial 1's robot fetches CR0002: the read names sample 2, the trial fails there
+    with an alert and an audit entry, nothing is weighed, and the crucible stays at the balance for an operator
+    (the balance is out of service). Without the campaign's reader the wrong crucible would be weighed and fired
+    as trial 1."""
+    with ServedLab(tmp_path / "lab", time_scale=20000) as lab:
+        data = point_at(yaml.safe_load(CAMPAIGN.read_text()), lab.endpoints)
+        assert data["lab"]["identity"]["readers"] == {"balance": "barcode"}
+        data["strategy"] = {"name": "random", "initial_design": 1}
+        data["stopping"] = {"max_trials": 1, "target_reached": False}
+        path = tmp_path / "campaign.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        with World(lab.endpoints["world"]).transaction() as w:  # the two crucibles swapped in the rack
+            w["crucibles"]["CR0001"]["location"], w["crucibles"]["CR0002"]["location"] = "rack02", "rack01"
+        store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+        runner = CampaignRunner.start(prepare_text(path.read_text(), str(path)), store)
+        runner.run()
+        (trial,) = store.trials(runner.campaign.id)
+        steps = store.steps(campaign_id=runner.campaign.id)
+        world = World(lab.endpoints["world"]).read()
+    neighbour = trial.sample_id[:-1] + "2"
+    assert trial.state == "failed" and "balance" in trial.failure_reason and neighbour in trial.failure_reason
+    [mismatch] = [a.detail for a in store.audit_log(runner.campaign.id) if a.action == "sample.mismatch"]
+    assert (mismatch["station"], mismatch["expected"], mismatch["read"]) == ("balance", trial.sample_id, neighbour)
+    assert not [s for s in steps if s.kind == "measure" and s.state == "done"]  # nothing was weighed
+    assert world["crucibles"]["CR0002"]["location"] == "balance" and not world["crucibles"]["CR0002"]["firings"]
+    assert world["crucibles"]["CR0001"]["location"] == "rack02" and not world["crucibles"]["CR0001"]["powders"]
+    store.close()

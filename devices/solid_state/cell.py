@@ -11,6 +11,7 @@ declarative device and its transport.
 * :func:`furnace`: ``{peak_c, ramp_c_per_min, dwell_h, atmosphere}`` -> the controller's profile (dwell in
   minutes, atmosphere as its register code). One crucible per firing here (slot 1): capacity 1.
 * :func:`balance`, :func:`xrd`: the YAML devices as they are (the campaign names them by address).
+* :func:`barcode`: the reader at the balance; the label ``CRNNNN`` read as labloop's sample ``PREFIX-NNNN``.
 * :class:`CellRobot`: labloop's sample ``PREFIX-NNNN`` is crucible ``CRNNNN``, which lives in rack slot NN; the
   entry (``load_lock``) and the end of the workflow (``storage``) are that slot; ``furnaceN`` is slot ``fNs1``.
 """
@@ -108,6 +109,20 @@ class CellFurnace(Furnace):
         return super().set(profile)
 
 
+class CellBarcodeReader:
+    """The fixed-mount reader at the balance, read in labloop's names: the label ``CRNNNN`` is the crucible of
+    sample ``PREFIX-NNNN``. The prefix is the campaign's (taken from the sample presented, which the run puts on
+    the reader's ``sample`` signal); the number is what the label says, so a neighbour's crucible reads as the
+    neighbour's sample and the identity check names it."""
+
+    def measure(self) -> None:
+        super().measure()  # type: ignore[misc]  # LON -> code (CRNNNN); NOREAD raises
+        code, presented = str(self.code.get()), str(self.sample.get())  # type: ignore[attr-defined]
+        found = re.fullmatch(r"CR(\d{4})", code)
+        if found is not None and re.search(r"\d+$", presented):
+            self.code.update(re.sub(r"\d+$", found.group(1), presented))  # type: ignore[attr-defined]
+
+
 def _described(name: str, file: str, hook: type | None, address: str | None, timeout: float | None) -> Any:
     spec = load_spec(FOLDER / file)
     cls = build_class(spec, str(FOLDER / file))
@@ -126,6 +141,10 @@ def furnace(*, name: str, address: str | None = None, timeout: float | None = No
 
 def balance(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
     return _described(name, "balance.yaml", None, address, timeout)
+
+
+def barcode(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+    return _described(name, "barcode.yaml", CellBarcodeReader, address, timeout)
 
 
 def xrd(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
