@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
+from labloop_devices.solid_state.cell import masses
 from running import in_background, start, two_chamber
 from typer.testing import CliRunner
 
@@ -338,4 +340,62 @@ def test_the_dashboards_api_carries_the_levels(tmp_path):
     inv = {s["name"]: s for s in r.json()["inventory"]}
     assert (inv["Nb"]["left"], inv["Nb"]["low"], inv["crucible"]["left"]) == (30, True, 3)
     assert any(a["action"] == "inventory.low" for a in r.json()["alerts"])
+    st.close()
+
+
+# ------------------------------------------------------------------------------------------------ choice tests
+SOLID_STATE = Path(__file__).resolve().parent.parent / "experiments" / "solid_state.yaml"
+
+
+def test_a_use_may_test_a_categorical_choice_and_nothing_else_of_it():
+    """Which powder a recipe weighs out depends on the precursor chosen: ``(li_source == 'LiOH') * 0.12 * ratio``.
+    A test is 1 or 0; a categorical parameter may appear only in a test, against one of its own choices."""
+    data = yaml.safe_load(SOLID_STATE.read_text())
+
+    def problem(use):
+        changed = json.loads(json.dumps(data))
+        changed["lab"]["consumables"]["use"] = use
+        with pytest.raises(SpecError) as err:
+            parse_spec(changed, "c.yaml")
+        return f"{err.value.problem} {err.value.fix or ''}"
+
+    assert "'LiOHx' is not a choice of 'li_source'" in problem({"LiOH": "(li_source == 'LiOHx') * ratio"})
+    assert "tests a parameter that is not categorical" in problem({"LiOH": "(ratio == 'high') * 0.1"})
+    assert "must test one parameter against one choice" in problem({"LiOH": "(ratio > 1) * 0.1"})
+    assert "must test one parameter" in problem({"LiOH": "('LiOH' == li_source) * 0.1"})
+    msg = problem({"LiOH": "li_source * 0.1"})
+    assert "'li_source' is not numeric" in msg and "(li_source == 'Li2CO3')" in msg  # the fix shows the way
+    assert "uses Constant" in problem({"LiOH": "'LiOH' * 2"})  # a string outside a test is no amount
+
+    spec = parse_spec(data, "c.yaml")
+    for li in ("Li2CO3", "LiOH", "LiNO3", "Li2O"):
+        for mn in ("MnO2", "Mn2O3", "MnCO3", "Mn3O4"):
+            uses = spec.lab.consumables.uses({"li_source": li, "mn_source": mn, "ratio": 1.1})
+            powders = {k: v for k, v in uses.items() if k != "crucible" and v > 0}
+            assert powders == pytest.approx(masses(li, mn, 1.1), rel=1e-4)  # what the dispenser doses
+            assert uses["crucible"] == 1.0
+
+
+def test_a_precursor_that_ran_short_is_not_proposed_and_the_others_still_are(tmp_path):
+    data = yaml.safe_load(SOLID_STATE.read_text())
+    data["strategy"] = {"name": "random", "initial_design": 50}
+    data["lab"]["consumables"]["stocks"]["LiOH"]["initial"] = 0.3  # two LiOH recipes at most (0.12 * ratio each)
+    spec = parse_spec(data, "c.yaml")
+    st = Store(f"sqlite:///{tmp_path / 'inv.db'}")
+    c = st.create_campaign(data["name"], yaml.safe_dump(data), "0" * 64)
+    st.open_stocks(c.id)
+    recipe = {"li_source": "LiOH", "mn_source": "MnO2", "ratio": 1.2, "ramp_c_per_min": 5.0, "peak_c": 800.0}
+    recipe |= {"dwell_h": 12.0, "atmosphere": "O2"}
+    st.add_trial(c.id, recipe, "seed", {}, "ss")
+    st.add_trial(c.id, recipe, "seed", {}, "ss")  # 0.3 - 2 * 0.1437 = 0.0126 g of LiOH left
+    inner = make_strategy(spec)
+    unguarded = [p.params["li_source"] for p in inner.ask(24, [], [])]
+    assert "LiOH" in unguarded  # without the rule a quarter of the recipes would need LiOH
+    guarded = guard(inner, spec, st, c.id)
+    out = guarded.ask(8, [], [t.params for t in st.trials(c.id)])
+    assert out and all(p.params["li_source"] != "LiOH" for p in out)
+    assert len({p.params["li_source"] for p in out}) >= 2  # the other three lithium sources are still proposed
+    for p in out:
+        st.add_trial(c.id, p.params, p.source, {}, "ss")
+    assert all(s["left"] >= 0 for s in st.stock_levels(c.id))
     st.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from .base import _Model
-from .consumables import names_in
+from .consumables import amount_names, choice_tests
 from .lab import LabSpec, StepSpec
 from .objectives import BestSpec, ObjectiveSpec, OutcomeConstraintSpec
 from .running import SchedulingSpec, StoppingSpec
@@ -123,13 +123,29 @@ class CampaignSpec(_Model):
             raise ValueError(
                 f"lab.consumables.use.{stock}: unknown parameter '{name}' (fix: use one of: {', '.join(names)})"
             )
+        by_name = {p.name: p for p in self.parameters}
+        for stock, tree in cons.trees().items():
+            for name, choice in choice_tests(tree):
+                p = by_name[name]
+                options = [str(c) for c in p.choices] if isinstance(p, CategoricalParameter) else None
+                if options is None:
+                    raise ValueError(
+                        f"lab.consumables.use.{stock}: ({name} == '{choice}') tests a parameter that is not "
+                        f"categorical (fix: test a categorical parameter against one of its choices)"
+                    )
+                if choice not in options:
+                    raise ValueError(
+                        f"lab.consumables.use.{stock}: '{choice}' is not a choice of '{name}', so the test is never "
+                        f"true (fix: one of: {', '.join(options)})"
+                    )
         for p in self.parameters:
             if isinstance(p, CategoricalParameter) or (isinstance(p, FixedParameter) and isinstance(p.value, str)):
                 for stock, tree in cons.trees().items():
-                    if p.name in names_in(tree):
+                    if p.name in amount_names(tree):
                         raise ValueError(
                             f"lab.consumables.use.{stock}: '{p.name}' is not numeric, so it is no "
-                            f"amount (fix: use numeric parameters)"
+                            f"amount (fix: use numeric parameters, or a choice test such as ({p.name} == "
+                            f"'{p.choices[0] if isinstance(p, CategoricalParameter) else p.value}'))"
                         )
 
     def _check_batching(self) -> None:

@@ -7,7 +7,9 @@ the levels (labloop/store/inventory.py); this module only describes them and eva
 
 A use is a parameter's name, a constant, or a small arithmetic formula of parameters (``+ - * /``, numbers,
 parentheses), parsed with :mod:`ast` and evaluated by walking the tree: never ``eval``, so a campaign file cannot
-run code.
+run code. A choice test, ``(li_source == 'LiOH')``, is 1 when a categorical parameter has that choice and 0
+otherwise: which powder a recipe weighs out depends on the precursor chosen (``(li_source == 'LiOH') * 0.12 *
+ratio`` grams of LiOH), and a test is the one thing a categorical parameter may do in a use.
 """
 
 from __future__ import annotations
@@ -48,9 +50,23 @@ def parse_use(text: str | float | int) -> ast.expr:
         raise UseError(
             f"'{text}' is not a formula (fix: a parameter name, a number, or e.g. 'mass_g * 0.4 + 0.1')"
         ) from None
+    choices = set()  # the string constants of well-formed choice tests: the only strings a use may hold
     for node in ast.walk(tree):
-        ok = isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, *_OPS)) or (
-            isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+        if isinstance(node, ast.Compare):
+            test = _choice_test(node)
+            if test is None:
+                raise UseError(
+                    f"'{text}': a comparison in a use must test one parameter against one choice, e.g. "
+                    f"(li_source == 'LiOH') (fix: write it that way)"
+                )
+            choices.add(id(node.comparators[0]))
+    for node in ast.walk(tree):
+        ok = isinstance(
+            node,
+            (ast.BinOp, ast.UnaryOp, ast.Name, ast.Load, ast.USub, ast.UAdd, ast.Compare, ast.Eq, ast.NotEq, *_OPS),
+        ) or (
+            isinstance(node, ast.Constant)
+            and ((isinstance(node.value, (int, float)) and not isinstance(node.value, bool)) or id(node) in choices)
         )
         if not ok:
             raise UseError(
@@ -66,8 +82,30 @@ def _number(node: ast.Constant) -> float:
     return float(cast(float, node.value))
 
 
+def _choice_test(node: ast.Compare) -> tuple[str, str, bool] | None:
+    """``(parameter, choice, equal)`` of ``name == 'choice'`` (or ``!=``); None for any other comparison."""
+    if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)) or not isinstance(node.left, ast.Name):
+        return None
+    right = node.comparators[0]
+    if not isinstance(right, ast.Constant) or not isinstance(right.value, str):
+        return None
+    return node.left.id, right.value, isinstance(node.ops[0], ast.Eq)
+
+
 def names_in(tree: ast.expr) -> list[str]:
     return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)})
+
+
+def choice_tests(tree: ast.expr) -> list[tuple[str, str]]:
+    """``(parameter, choice)`` of every choice test in a parsed use."""
+    tests = (_choice_test(n) for n in ast.walk(tree) if isinstance(n, ast.Compare))
+    return [(t[0], t[1]) for t in tests if t is not None]
+
+
+def amount_names(tree: ast.expr) -> list[str]:
+    """The parameters a use takes as numbers (every name outside a choice test)."""
+    tested = {id(n.left) for n in ast.walk(tree) if isinstance(n, ast.Compare)}
+    return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in tested})
 
 
 def evaluate(tree: ast.expr, params: dict[str, Any]) -> float:
@@ -79,6 +117,9 @@ def evaluate(tree: ast.expr, params: dict[str, Any]) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
             raise UseError(f"parameter '{tree.id}' is {v!r}, not a finite number")
         return float(v)
+    if isinstance(tree, ast.Compare):
+        name, choice, equal = _choice_test(tree) or ("", "", True)  # parse_use admits only choice tests
+        return 1.0 if (str(params.get(name)) == choice) == equal else 0.0
     if isinstance(tree, ast.UnaryOp):
         v = evaluate(tree.operand, params)
         return -v if isinstance(tree.op, ast.USub) else v
@@ -160,8 +201,8 @@ class ConsumablesSpec(_Model):
     use: dict[str, str | float] = Field(
         default_factory=dict,
         description="Stock name -> what one trial uses: a parameter name, a number, or a "
-        "formula of parameters with + - * / (e.g. 'mass_g * li_fraction'). Reserved when the trial is proposed, "
-        "drawn when it starts.",
+        "formula of parameters with + - * / (e.g. 'mass_g * li_fraction'); a choice test (li_source == 'LiOH') "
+        "is 1 or 0. Reserved when the trial is proposed, drawn when it starts.",
     )
 
     @field_validator("stocks")
