@@ -122,6 +122,7 @@ def test_kill_9_mid_step_then_resume_against_the_live_servers(tmp_path: Path) ->
     assert len({t.sample_id for t in trials}) == TRIALS
     assert all(t.state in ("done", "failed") for t in trials), [(t.number, t.state) for t in trials]
     assert all(t.failure_reason for t in trials if t.state == "failed")
+    assert not [t.number for t in trials if t.state == "done" and t.failure_reason]  # a reason is for failures
     # no crucible fired twice, whatever the kills cut: the furnace servers' own record
     fired = {code: len(c["firings"]) for code, c in world["crucibles"].items() if c["firings"]}
     assert fired and max(fired.values()) == 1, fired

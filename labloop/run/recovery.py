@@ -133,7 +133,7 @@ def plan_resumptions(
         start = _reachable_start(spec, start, location, kinds)
         held = location if location in stations else None
         if start >= len(spec.workflow):
-            t = store.transition(t.id, t.state, S.MEASURED)
+            t = store.transition(t.id, t.state, S.MEASURED, failure_reason=None)  # it failed nothing in the end
             out.append(Resumption(t, start, location, held, evaluate_only=True))
         else:
             out.append(Resumption(t, start, location, held))

@@ -211,7 +211,10 @@ class TrialWalker:
         if c.lease is not None:
             c.lease.check()
         first = walk.trial.started_at is None
-        c.store.transition(walk.trial.id, walk.state, S.RUNNING, **({"started_at": utcnow()} if first else {}))
+        fields: dict[str, Any] = {"started_at": utcnow()} if first else {}
+        if walk.state == S.INTERRUPTED:
+            fields["failure_reason"] = None  # running again: the crash is history (the audit log's trial.resume)
+        c.store.transition(walk.trial.id, walk.state, S.RUNNING, **fields)
         walk.state = S.RUNNING
         if first:
             c.store.locate_sample(c.campaign.id, walk.trial.sample_id, walk.location, walk.trial.id)
