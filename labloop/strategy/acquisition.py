@@ -254,7 +254,7 @@ class AcquisitionMixin:
             v = v + log_belief
         if picked:
             v[torch.tensor(picked)] = -float("inf")
-        i = int(v.argmax())
+        i = first_best(v)
         picked.append(i)
         vals.append(float(v[i]))
         return i
@@ -314,3 +314,19 @@ class AcquisitionMixin:
                 "interval_95": [lo, hi],
             },
         }
+
+
+#: values within this fraction of the best (or of 1, near zero) are a tie: rows the model cannot tell apart
+TIE = 1e-9
+
+
+def first_best(values: Tensor) -> int:
+    """The first row whose value ties the best. Why not ``argmax``: rows the model cannot tell apart (categories
+    never measured, whose one-hot columns carry no data) get the same value up to rounding noise in the last bits,
+    and which one wins by noise changes with the library version and the thread count; the first of them is the
+    same proposal everywhere (tests/test_strategy_pinned.py pins it)."""
+    best = float(values.max())
+    if not math.isfinite(best):
+        return int(values.argmax())
+    ties = (values >= best - TIE * max(1.0, abs(best))).nonzero()
+    return int(ties[0, 0])
