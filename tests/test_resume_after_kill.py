@@ -366,7 +366,7 @@ def test_a_move_cut_short_on_its_way_into_a_station_goes_before_any_other_trial_
     cut = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
     store.locate_sample(c.id, cut.sample_id, "load_lock", cut.id)
     store.start_step(cut.id, 0, "transfer:chamber", "transfer", 1, "robot")  # killed on its way into the chamber
-    waiting = store.add_trial(c.id, {}, "random", {}, "ab12", state="proposed")
+    store.add_trial(c.id, {}, "random", {}, "ab12", state="proposed")
     measured = store.add_trial(c.id, {}, "random", {}, "ab12", state="running")
     store.locate_sample(c.id, measured.sample_id, "load_lock", measured.id)
     for index, label, kind, actor, to in [
