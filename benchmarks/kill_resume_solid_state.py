@@ -125,6 +125,8 @@ def main() -> None:
                         raise SystemExit(f"resume stopped for an operator with no request recorded: {out}")
                     requests += n
                     continue
+                if proc.returncode == 2 and "has already ended" in out:
+                    break  # the last kill landed after the campaign was recorded finished: nothing left to resume
                 if proc.returncode != 0 and "stopped:" not in out:  # exit 2 with "stopped:": no trial succeeded
                     raise SystemExit(f"campaign process failed ({proc.returncode}): {out}")
                 break  # the campaign ended (kills < --kills when it ended before the next kill)

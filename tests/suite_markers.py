@@ -55,6 +55,7 @@ TRANSPORTS = frozenset(
         "test_solid_state_lab.py",
         "test_solid_state_campaign.py",
         "test_solid_state_kill.py",
+        "test_solid_state_full_lab.py",
     }
 )
 SLOW = (
