@@ -1,0 +1,124 @@
+"""Furnace utilization and makespan on the solid-state lab, against the ceiling the run's own step times allow, and
+the orchestration overhead per robot move (issue 24, Performance).
+
+The campaign (experiments/solid_state.yaml, random proposals so the optimizer's time is not in the figure) runs
+against the served lab (`labloop sim serve solid_state`, its protocol servers in their own processes) at a time
+scale. From the store's step rows, converted to lab hours by the time scale:
+
+* furnace utilization: firing time on each furnace over the window from the first firing's start to the last
+  one's end, averaged over the four furnaces;
+* makespan against a lower bound computed from the same step rows: the busiest resource's work divided by how many
+  of it there are (four furnaces; one dispenser, balance, diffractometer and each robot), plus the shortest chain
+  that must come before its first use and after its last one. No schedule of these trials on this lab can beat it;
+* overhead per robot move: wall time of a move minus the arm's own time for it (two legs and two grips at the
+  served arm's 15 s and 3 s, scaled), median over the run's moves: what labloop, the OPC UA round trips and the
+  store add.
+
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/solid_state_throughput.py --trials 12 --time-scale 600
+
+One JSON line per mode (async as shipped; ``--modes async,sequential`` adds one trial at a time for comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CAMPAIGN = REPO / "experiments" / "solid_state.yaml"
+ARM_MOVE_S = 2 * 15.0 + 2 * 3.0  # the served arm: two legs and two grips (simulators/solid_state_lab/robot.py)
+COUNT = {"furnace": 4}
+
+
+def ts(d: Any) -> float:
+    return float((d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp())
+
+
+def run(mode: str, trials: int, time_scale: float) -> dict[str, Any]:
+    from labloop_simulators.solid_state_lab.campaign import ServedLab, point_at
+
+    from labloop.run.campaign import CampaignRunner, prepare_text
+    from labloop.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp, ServedLab(Path(tmp) / "lab", time_scale=time_scale) as lab:
+        data = point_at(yaml.safe_load(CAMPAIGN.read_text()), lab.endpoints)
+        data["strategy"] = {"name": "random", "initial_design": trials}
+        data["stopping"] = {"max_trials": trials, "target_reached": False}
+        data["scheduling"] = {**data.get("scheduling", {}), "mode": mode}
+        store = Store(f"sqlite:///{tmp}/b.db")
+        runner = CampaignRunner.start(prepare_text(yaml.safe_dump(data), "solid_state.yaml"), store)
+        t0 = time.perf_counter()
+        runner.run()
+        wall = time.perf_counter() - t0
+        steps = [s for s in store.steps(campaign_id=runner.campaign.id) if s.finished_at and s.state == "done"]
+        states = sorted(t.state for t in store.trials(runner.campaign.id))
+        store.close()
+    h = time_scale / 3600  # wall seconds -> lab hours
+
+    def resource(s: Any) -> str:
+        return "furnace" if s.device.startswith("furnace") else s.device
+
+    spans = [(resource(s), s.device, s.trial_id, ts(s.started_at), ts(s.finished_at)) for s in steps]
+    start, end = min(a for *_, a, _ in spans), max(b for *_, b in spans)
+    firings = [(dev, a, b) for r, dev, _, a, b in spans if r == "furnace"]
+    util = []
+    if firings:
+        lo, hi = min(a for _, a, _ in firings), max(b for *_, b in firings)
+        for n in range(1, 5):
+            busy = sum(b - a for dev, a, b in firings if dev == f"furnace{n}")
+            util.append(busy / (hi - lo) if hi > lo else 0.0)
+    busy: dict[str, float] = {}
+    for r, _, _, a, b in spans:
+        busy[r] = busy.get(r, 0.0) + (b - a)
+    bottleneck = max(busy, key=lambda r: busy[r] / COUNT.get(r, 1))
+    lead_in, lead_out = [], []
+    for tid in {t for _, _, t, _, _ in spans}:
+        mine = sorted((a, b, r) for r, _, t, a, b in spans if t == tid)
+        uses = [i for i, (_, _, r) in enumerate(mine) if r == bottleneck]
+        if uses:
+            lead_in.append(mine[uses[0]][0] - mine[0][0])
+            lead_out.append(mine[-1][1] - mine[uses[-1]][1])
+    bound = busy[bottleneck] / COUNT.get(bottleneck, 1) + min(lead_in, default=0.0) + min(lead_out, default=0.0)
+    moves = [
+        (ts(s.finished_at) - ts(s.started_at)) - ARM_MOVE_S / time_scale
+        for s in steps
+        if s.kind == "transfer" and s.device.startswith("robot")
+    ]
+    return {
+        "benchmark": "solid_state_throughput",
+        "mode": mode,
+        "trials": trials,
+        "time_scale": time_scale,
+        "states": states,
+        "wall_s": round(wall, 1),
+        "makespan_h": round((end - start) * h, 2),
+        "bottleneck": bottleneck,
+        "makespan_lower_bound_h": round(bound * h, 2),
+        "makespan_over_bound": round((end - start) / bound, 3) if bound else None,
+        "furnace_utilization": [round(u, 3) for u in util],
+        "furnace_utilization_mean": round(statistics.fmean(util), 3) if util else None,
+        "overhead_ms_per_move_median": round(1000 * statistics.median(moves), 1) if moves else None,
+        "moves": len(moves),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--time-scale", type=float, default=600.0)
+    ap.add_argument("--modes", default="async")
+    args = ap.parse_args()
+    for mode in args.modes.split(","):
+        print(json.dumps(run(mode, args.trials, args.time_scale)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
