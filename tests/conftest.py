@@ -60,5 +60,20 @@ def postgres_url():
     yield from _postgres_store()
 
 
+#: Third-party packages pytest marks for assertion rewriting only because their distributions ship a pytest plugin.
+NOT_OURS = {"hypothesis", "_hypothesis_globals", "_hypothesis_ftz_detector", "anyio", "platformdirs", "pytest_timeout"}
+
+
+def pytest_configure(config):
+    """Rewrite the asserts of this project's code only. pytest also marks every package whose distribution has a
+    pytest plugin, and hypothesis (70+ modules, imported by the property tests and by its own plugin at the end of
+    every session) then costs about a second per run wherever bytecode is not cached (PYTHONDONTWRITEBYTECODE, a
+    fresh CI clone): more than any of our test files. Their asserts' messages are not ours to improve. pytest keeps
+    the marks in a private set; if that ever changes this does nothing and only the time comes back."""
+    marked = getattr(getattr(config.pluginmanager, "rewrite_hook", None), "_must_rewrite", None)
+    if isinstance(marked, set):
+        marked -= NOT_OURS
+
+
 # Markers (browser, daemon, slow, postgres) and the browser tests' skip-locally / fail-in-CI rule: suite_markers.py.
 from suite_markers import pytest_collection_modifyitems, pytest_runtest_setup  # noqa: E402,F401 - pytest finds hooks by name here

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from labloop.benchmark_protocol import experiments_to, geometric_mean, paired_wilcoxon, start_rows, target_rows
 from labloop.cli.replay import register
-from labloop.strategy import BotorchStrategy
 from labloop.strategy.base import Observation
 from labloop.strategy.replay import run_replay
 from labloop.strategy.tables import table_lab
@@ -142,6 +141,8 @@ def test_wilcoxon_helper_on_a_known_example():
 
 @pytest.mark.parametrize("selection", ["fantasy", "believer"])
 def test_batches_are_distinct_unmeasured_rows_in_counted_rounds(table, selection):
+    from labloop.strategy import BotorchStrategy
+
     lab = table_lab(table, "y", "max", seed=2, initial_design=4, budget=40, batch_size=4)
     strat = BotorchStrategy(lab.spec, lab.pool, mc_samples=32, small_pool=0, batch_selection=selection)
     r = run_replay(lab, 20, batch_size=4, strategy=strat, initial_rows=start_rows(56, 2, 4))
@@ -156,6 +157,8 @@ def _observations(lab, rows):
 
 @pytest.mark.parametrize("selection", ["fantasy", "believer"])
 def test_pending_rows_are_not_proposed_again(table, selection):
+    from labloop.strategy import BotorchStrategy
+
     lab = table_lab(table, "y", "max", seed=1, initial_design=4, budget=40)
     strat = BotorchStrategy(lab.spec, lab.pool, mc_samples=32, small_pool=0, batch_selection=selection)
     obs = _observations(lab, [0, 9, 30, 47, 55])
@@ -169,6 +172,8 @@ def test_pending_rows_are_not_proposed_again(table, selection):
 
 
 def test_one_proposal_is_the_same_whatever_the_batch_selection_and_opens_a_believer_batch(table):
+    from labloop.strategy import BotorchStrategy
+
     lab = table_lab(table, "y", "max", seed=1, initial_design=4, budget=40)
     obs = _observations(lab, [0, 9, 30, 47, 55, 12])
     one = {

@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 
 from labloop.errors import LabloopError
 from labloop.spec import (
@@ -22,7 +21,6 @@ from labloop.spec import (
     StrategySpec,
 )
 from labloop.strategy import Observation, make_strategy
-from labloop.strategy.bookkeeping import Bookkeeping, StrategyBase
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "research" / "optimizer.md"
 OBJ = [ObjectiveSpec(name="y", direction="maximize", plugin="reading")]
@@ -46,6 +44,8 @@ def _spec(params, **strategy):
 
 
 def test_a_plugin_gets_seed_points_first_and_never_repeats_a_point(coin):
+    from labloop.strategy.bookkeeping import StrategyBase
+
     spec = _spec(
         [ContinuousParameter(name="x", lower=0, upper=1)], initial_design=1, seed_points=[{"x": 0.5}, {"x": 0.25}]
     )
@@ -80,6 +80,10 @@ def test_a_plugin_draws_pool_rows_without_replacement_and_names_them(coin):
 
 
 def test_bookkeeping_keeps_related_campaigns_apart_and_conditions_on_what_is_in_flight():
+    import torch
+
+    from labloop.strategy.bookkeeping import Bookkeeping, StrategyBase
+
     spec = CampaignSpec(name="b", parameters=[ContinuousParameter(name="x", lower=0, upper=1)], objectives=OBJ)
     base = StrategyBase(spec)
     obs = [

@@ -7,6 +7,7 @@ missing-RDKit error instead (the path an operator without the extra meets), so t
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ import pytest
 from labloop.errors import LabloopError
 from labloop.spec import CampaignSpec, CategoricalParameter, ContinuousParameter, ObjectiveSpec, StrategySpec
 from labloop.strategy import make_strategy
+
+if TYPE_CHECKING:  # imported where a space is built: it needs torch, which collecting these tests should not import
+    from labloop.strategy.space import SearchSpace
 from labloop.strategy.chem import _encode, reduce
-from labloop.strategy.space import SearchSpace
 
 LIGANDS = ["CC(C)(C)P(C(C)(C)C)C(C)(C)C", "P(c1ccccc1)(c1ccccc1)c1ccccc1", "CP(C)C", "C1CCC(CC1)P(C1CCCCC1)C1CCCCC1"]
 
@@ -29,6 +32,8 @@ def _rdkit_present() -> bool:
 
 
 def _space(encoding: str, choices=LIGANDS) -> SearchSpace:
+    from labloop.strategy.space import SearchSpace
+
     return SearchSpace(
         [
             CategoricalParameter(name="ligand", choices=choices, encoding=encoding),

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from labloop.errors import SpecError
 from labloop.spec import (
@@ -21,8 +20,7 @@ from labloop.spec import (
     StoppingSpec,
     StrategySpec,
 )
-from labloop.strategy import BotorchStrategy, CandidatePool, Observation, make_strategy
-from labloop.strategy.large import local_outputs, robust_center
+from labloop.strategy import Observation, make_strategy
 
 FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 OPT = (0.7, 0.2, 0.5)
@@ -51,6 +49,10 @@ def _obs(n: int, seed: int = 0, noise: float = 0.01) -> list[Observation]:
 
 
 def test_robust_center_prefers_a_good_neighbourhood_over_one_lucky_value():
+    import torch
+
+    from labloop.strategy.large import robust_center
+
     X = torch.rand(300, 2, dtype=torch.double, generator=torch.Generator().manual_seed(0))
     y = -((X - 0.3) ** 2).sum(-1)
     y[int((X - 0.9).norm(dim=-1).argmin())] = 10.0  # one lucky (noisy) measurement far from the good region
@@ -59,6 +61,10 @@ def test_robust_center_prefers_a_good_neighbourhood_over_one_lucky_value():
 
 
 def test_local_outputs_keep_the_nearest_points_and_a_box_around_them():
+    import torch
+
+    from labloop.strategy.large import local_outputs
+
     X = torch.rand(400, 3, dtype=torch.double, generator=torch.Generator().manual_seed(1))
     y = -((X - 0.5) ** 2).sum(-1, keepdim=True)
     bounds = torch.tensor([[0.0] * 3, [1.0] * 3], dtype=torch.double)
@@ -99,6 +105,8 @@ def test_auto_scope_switches_at_the_threshold_and_exact_never_does():
 
 
 def test_local_model_on_a_pool_with_categories_picks_a_free_row():
+    from labloop.strategy import BotorchStrategy, CandidatePool
+
     spec = CampaignSpec(
         name="pool",
         parameters=[
@@ -128,6 +136,8 @@ def test_bad_scope_options_are_refused_before_anything_runs():
 
 
 def test_encode_many_matches_row_by_row_and_keeps_its_errors():
+    import torch
+
     strat = make_strategy(_spec())
     rows = [o.params for o in _obs(50)]
     fast = strat.space.encode_many(rows)

@@ -10,9 +10,6 @@ from datetime import UTC, datetime
 import legacy_schema_v3 as v3
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -138,6 +135,9 @@ def _tables(url: str) -> set[str]:
 def _diff(url: str, metadata: sa.MetaData) -> list:
     """What Alembic's autogenerate finds between the database and ``metadata`` (types, nullability, indexes,
     unique and foreign keys); [] when they match."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     engine = _engine(url)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -147,6 +147,8 @@ def _diff(url: str, metadata: sa.MetaData) -> list:
 
 
 def _migrate(url: str, revision: str, down: bool = False) -> None:
+    from alembic import command
+
     engine = _engine(url)
     with engine.begin() as conn:
         (command.downgrade if down else command.upgrade)(alembic_config(connection=conn), revision)
@@ -311,6 +313,8 @@ def test_db_commands_on_a_missing_store_create_nothing(tmp_path):
 
 def test_a_store_at_0002_is_upgraded_to_assets_keeping_its_rows(store_url):
     """The previous revision (operator requests, no assets) gains the empty assets table; rows and ids stay."""
+    from alembic import command
+
     _write_v3_store(store_url)
     engine = _engine(store_url)
     with engine.begin() as conn:  # what `labloop db upgrade` of the previous labloop left: revision 0002

@@ -21,9 +21,8 @@ from labloop.spec import (
     StrategySpec,
 )
 from labloop.store import Store
-from labloop.strategy import BotorchStrategy, Observation
+from labloop.strategy import Observation
 from labloop.strategy.priors import AUDIT_ACTION, csv_observations
-from labloop.strategy.space import CandidatePool
 
 FAST_OPTS = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 TIME_SCALE = "2000000"
@@ -185,6 +184,8 @@ def _spec(params, initial_design=6, **strategy):
 
 
 def test_initial_design_is_drawn_from_the_expert_belief():
+    from labloop.strategy import BotorchStrategy
+
     params = [
         ContinuousParameter(name="x", lower=0, upper=100),
         ContinuousParameter(name="z", lower=0, upper=1),
@@ -202,6 +203,9 @@ def test_initial_design_is_drawn_from_the_expert_belief():
 
 
 def test_belief_pulls_model_proposals_early_and_fades_with_data():
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec(
         [ContinuousParameter(name="x", lower=0, upper=1)],
         initial_design=3,
@@ -223,6 +227,8 @@ def test_belief_pulls_model_proposals_early_and_fades_with_data():
 
 
 def test_belief_guides_continuous_optimization_too():
+    from labloop.strategy import BotorchStrategy
+
     spec = _spec(
         [ContinuousParameter(name="x", lower=0, upper=1), ContinuousParameter(name="w", lower=0, upper=1)],
         initial_design=3,

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from labloop.cli.replay import register
 from labloop.errors import LabloopError
 from labloop.spec import CategoricalParameter, ContinuousParameter, DiscreteParameter
-from labloop.strategy import BotorchStrategy
 from labloop.strategy.replay import run_replay
 from labloop.strategy.tables import infer_parameters, read_table, table_lab
 
@@ -48,6 +47,8 @@ def test_inputs_are_inferred_numeric_discrete_and_categorical(table):
 
 
 def test_replay_measures_each_row_at_most_once_and_finds_the_best(tmp_path):
+    from labloop.strategy import BotorchStrategy
+
     p = tmp_path / "t.csv"
     p.write_text("a,b,c,y\n" + "".join(f"{a},{b},{c},{y}\n" for a, b, c, y in ROWS[:14]))
     lab = table_lab(p, "y", "max", seed=1, initial_design=4)

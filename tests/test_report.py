@@ -21,8 +21,6 @@ from running import two_chamber
 from typer.testing import CliRunner
 
 from labloop.cli import app
-from labloop.report.convergence import best_of_n
-from labloop.report.pareto import front
 from labloop.spec import spec_from_text, spec_hash
 from labloop.store import Store
 
@@ -299,6 +297,8 @@ def _brute_force(values: list[float], k: int, n: int, q: float) -> float:
     st.sampled_from([0.25, 0.5, 0.75]),
 )
 def test_best_of_n_quantiles_match_enumerating_every_draw(values, failures, n, q):
+    from labloop.report.convergence import best_of_n
+
     k = len(values) + failures
     got = best_of_n(values, k, n, minimize=True, q=q)[n - 1]
     assert got == _brute_force(values, k, n, q)
@@ -306,6 +306,8 @@ def test_best_of_n_quantiles_match_enumerating_every_draw(values, failures, n, q
 
 
 def test_best_of_n_improves_with_more_draws_and_levels_off_at_the_sample_best():
+    from labloop.report.convergence import best_of_n
+
     med = best_of_n([5.0, 1.0, 3.0, 1e6], 5, 60, minimize=True)  # one insulating outlier, one failure
     assert med[0] == 3.0  # one draw: the median of the successes (the lower one of an even count)
     assert all(a >= b for a, b in zip(med, med[1:]))
@@ -313,6 +315,8 @@ def test_best_of_n_improves_with_more_draws_and_levels_off_at_the_sample_best():
 
 
 def test_pareto_front_respects_directions():
+    from labloop.report.pareto import front
+
     spec = spec_from_text((REPO / "experiments" / "transparent_conductor.yaml").read_text(), "x")
     # sheet resistance: minimize; transmittance: maximize
     pts = [(1, [10.0, 0.7]), (2, [5.0, 0.6]), (3, [20.0, 0.9]), (4, [12.0, 0.65]), (5, [5.0, 0.6])]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,9 +18,6 @@ from labloop.spec import (
     IntegerParameter,
     LinearConstraint,
 )
-from labloop.strategy.simplex import simplex_grid as _simplex_grid
-from labloop.strategy.simplex import snap_simplex as _snap_simplex
-from labloop.strategy.space import CandidatePool, SearchSpace
 
 MIXED = [
     ContinuousParameter(name="power", lower=10, upper=200),
@@ -46,6 +42,8 @@ MIXED = [
     parts=st.lists(st.integers(0, 10), min_size=2, max_size=2),
 )
 def test_every_parameter_type_round_trips(power, pressure, cycles, temp, solvent, ligand, parts):
+    from labloop.strategy.space import SearchSpace
+
     a, b = sorted(parts)
     mix = {"cs": a / 10, "fa": (b - a) / 10, "ma": (10 - b) / 10}
     params = {
@@ -71,6 +69,8 @@ def test_every_parameter_type_round_trips(power, pressure, cycles, temp, solvent
 
 
 def test_features_one_hot_and_descriptors():
+    from labloop.strategy.space import SearchSpace
+
     space = SearchSpace(MIXED)
     x = space.encode(
         {
@@ -97,6 +97,10 @@ def test_features_one_hot_and_descriptors():
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(0, 1), min_size=4, max_size=4), st.sampled_from([None, 0.1, 0.25]))
 def test_snapped_compositions_sum_to_total_and_lie_on_grid(raw, step):
+    import torch
+
+    from labloop.strategy.simplex import snap_simplex as _snap_simplex
+
     x = _snap_simplex(torch.tensor([raw], dtype=torch.double), step, 1.0)[0]
     assert abs(float(x.sum()) - 1.0) < 1e-9 and bool((x >= 0).all())
     if step:
@@ -105,10 +109,14 @@ def test_snapped_compositions_sum_to_total_and_lie_on_grid(raw, step):
 
 
 def test_simplex_grid_counts_stars_and_bars():
+    from labloop.strategy.simplex import simplex_grid as _simplex_grid
+
     assert len(_simplex_grid(6, 10)) == math.comb(15, 5)  # the OER plates' 10 at% grid over 6 elements
 
 
 def test_samples_respect_linear_constraints_and_grid():
+    from labloop.strategy.space import SearchSpace
+
     params = [
         ContinuousParameter(name="a", lower=0, upper=10),
         ContinuousParameter(name="b", lower=0, upper=10),
@@ -120,12 +128,16 @@ def test_samples_respect_linear_constraints_and_grid():
 
 
 def test_infeasible_constraints_fail_before_any_experiment():
+    from labloop.strategy.space import SearchSpace
+
     params = [ContinuousParameter(name="a", lower=0, upper=1), ContinuousParameter(name="b", lower=0, upper=1)]
     with pytest.raises(LabloopError, match="cannot all be satisfied"):
         SearchSpace(params, [LinearConstraint(coefficients={"a": 1, "b": 1}, lower=3)])
 
 
 def test_constraint_on_categorical_is_refused():
+    from labloop.strategy.space import SearchSpace
+
     params = [CategoricalParameter(name="c", choices=["x", "y"]), ContinuousParameter(name="a", lower=0, upper=1)]
     with pytest.raises(LabloopError, match="categorical"):
         SearchSpace(params, [LinearConstraint(coefficients={"c": 1}, upper=1)])
@@ -136,6 +148,8 @@ def test_constraint_on_categorical_is_refused():
     [({"power": 500}, "outside"), ({"solvent": "acetone"}, "not a choice"), ({"power": "hot"}, "must be a number")],
 )
 def test_bad_values_are_clear_errors(bad, match):
+    from labloop.strategy.space import SearchSpace
+
     params = {
         "power": 10,
         "pressure": 1,
@@ -153,6 +167,8 @@ def test_bad_values_are_clear_errors(bad, match):
 
 
 def test_small_discrete_space_enumerates_and_large_does_not():
+    from labloop.strategy.space import SearchSpace
+
     small = SearchSpace(
         [CategoricalParameter(name="c", choices=list("abcd")), IntegerParameter(name="n", lower=0, upper=4)]
     )
@@ -161,6 +177,8 @@ def test_small_discrete_space_enumerates_and_large_does_not():
 
 
 def test_pool_finds_rows_and_refuses_empty():
+    from labloop.strategy.space import CandidatePool, SearchSpace
+
     space = SearchSpace(
         [CategoricalParameter(name="c", choices=["x", "y"]), ContinuousParameter(name="a", lower=0, upper=1)]
     )

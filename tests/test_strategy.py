@@ -6,7 +6,6 @@ import math
 
 import pydantic
 import pytest
-import torch
 
 from labloop.errors import LabloopError, PluginError, SpecError
 from labloop.no_improvement import improvement_stalled as the_rule
@@ -22,15 +21,7 @@ from labloop.spec import (
     StoppingSpec,
     StrategySpec,
 )
-from labloop.strategy import (
-    BotorchStrategy,
-    Observation,
-    RandomStrategy,
-    improvement_stalled,
-    make_strategy,
-    modeling,
-)
-from labloop.strategy.space import CandidatePool
+from labloop.strategy import Observation, improvement_stalled, make_strategy
 
 FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 
@@ -52,6 +43,8 @@ def _run(strat, f, n_obs, failed=lambda p: False):
 
 
 def test_factory_builds_named_strategies_and_refuses_unknown():
+    from labloop.strategy import BotorchStrategy, RandomStrategy
+
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
     assert isinstance(make_strategy(spec), BotorchStrategy)
     rnd = spec.model_copy(update={"strategy": StrategySpec(name="random")})
@@ -162,6 +155,9 @@ def test_batch_of_continuous_points_is_diverse_with_pending():
 def test_failures_train_feasibility_and_failed_rows_are_not_reproposed():
     # pool of 40 rows; x > 0.5 always fails, and the objective grows with x: a model that ignored failures would
     # propose the failing region (it extrapolates the rising trend).
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)])
     rows = [{"x": i / 39} for i in range(40)]
     strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, rows), **FAST)
@@ -246,6 +242,9 @@ def test_random_strategy_draws_without_replacement_and_is_reproducible():
     ],
 )
 def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule(selection, kind):
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec(
         [ContinuousParameter(name="x", lower=0, upper=1), CategoricalParameter(name="c", choices=list("ab"))],
         stopping=StoppingSpec(max_trials=12),
@@ -266,6 +265,9 @@ def test_pool_batches_are_distinct_rows_with_evidence_for_the_stopping_rule(sele
 
 
 def test_pool_auto_acquisition_exploits_until_the_model_expects_nothing_then_thompson_samples():
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=20))
     rows = [{"x": i / 59} for i in range(60)]
     pool = CandidatePool(BotorchStrategy(spec).space, rows)
@@ -285,6 +287,9 @@ def test_pool_auto_acquisition_exploits_until_the_model_expects_nothing_then_tho
 def test_plug_in_incumbent_is_not_fooled_by_a_lucky_measurement():
     """With noisy data the best measured value is an optimistic draw; EI against it (incumbent 'observed')
     expects less from every other row than EI against the model's best mean at a measured row."""
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=20))
     rows = [{"x": i / 79} for i in range(80)]
     pool = CandidatePool(BotorchStrategy(spec).space, rows)
@@ -303,6 +308,8 @@ def test_plug_in_incumbent_is_not_fooled_by_a_lucky_measurement():
 
 @pytest.mark.parametrize("acquisition", ["ts", "auto"])
 def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition):
+    import torch
+
     spec = _spec(
         [CategoricalParameter(name="c", choices=[f"s{i}" for i in range(40)])],
         strategy=StrategySpec(initial_design=4, options={**FAST, "acquisition": acquisition}),
@@ -329,6 +336,9 @@ def test_pool_proposals_are_reproducible_and_leave_global_rng_alone(acquisition)
     ],
 )
 def test_auto_strategy_follows_pool_size_against_budget(rows, budget, kind, kernel):
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec([ContinuousParameter(name="x", lower=0, upper=1)], stopping=StoppingSpec(max_trials=budget))
     pool_rows = [{"x": i / (rows - 1)} for i in range(rows)]
     strat = BotorchStrategy(spec, CandidatePool(BotorchStrategy(spec).space, pool_rows), **FAST)
@@ -348,6 +358,9 @@ def test_every_kernel_fits_a_mixed_pool_and_explains_itself(kernel, acquisition)
     """Each kernel option learns that y depends on x and on the choice of c, not on the noise column z, and
     serves both pool acquisitions (Thompson sampling falls back to joint posterior samples where botorch has no
     pathwise sampler for the kernel)."""
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec(
         [
             ContinuousParameter(name="x", lower=0, upper=1),
@@ -372,6 +385,8 @@ def test_every_kernel_fits_a_mixed_pool_and_explains_itself(kernel, acquisition)
 
 
 def test_output_warp_is_monotone_invertible_and_needs_enough_data():
+    import torch
+
     from labloop.strategy.modeling import ObjectiveTransform, WarpedTransform
 
     skewed = [math.exp(0.3 * i) for i in range(20)]  # a long upper tail
@@ -398,6 +413,9 @@ def test_output_warp_is_monotone_invertible_and_needs_enough_data():
 
 
 def test_warped_strategy_reports_predictions_in_objective_units():
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     spec = _spec(
         [ContinuousParameter(name="x", lower=0, upper=1)],
         objectives=[ObjectiveSpec(name="y", direction="minimize", plugin="reading")],
@@ -414,6 +432,8 @@ def test_warped_strategy_reports_predictions_in_objective_units():
 
 
 def test_large_data_fits_hyperparameters_on_a_subset_but_conditions_on_all():
+    import torch
+
     from labloop.strategy.modeling import fit_gp
     from labloop.strategy.space import SearchSpace
 
@@ -442,6 +462,8 @@ def _pool_case(budget=10, **options):
 def test_a_failed_gp_fit_is_recorded_in_the_proposal(monkeypatch):
     from linear_operator.utils.errors import NotPSDError
 
+    from labloop.strategy import modeling
+
     spec, obs = _pool_case(acquisition="logei")
     clean = make_strategy(spec).ask(1, obs, [])[0]
     assert clean.source == "model" and "fallbacks" not in clean.info  # nothing to report on the normal path
@@ -462,6 +484,8 @@ def test_botorch_fit_retries_are_recorded(monkeypatch):
     import warnings
 
     from botorch.exceptions.warnings import OptimizationWarning
+
+    from labloop.strategy import modeling
 
     real = modeling.fit_gpytorch_mll
 
@@ -561,6 +585,8 @@ def test_plugin_strategies_get_their_options_as_given_or_checked_by_their_own_mo
     import sys
     import types
 
+    from labloop.strategy import RandomStrategy
+
     received = {}
 
     class Options(pydantic.BaseModel):
@@ -588,6 +614,8 @@ def test_plugin_strategies_get_their_options_as_given_or_checked_by_their_own_mo
 def test_pilot_only_acquisitions_live_in_benchmarks():
     import sys
     from pathlib import Path
+
+    from labloop.strategy import BotorchStrategy
 
     spec, obs = _pool_case()
     for pilot in ("ei_ts", "mix"):
@@ -637,6 +665,9 @@ def test_a_pool_proposal_believes_pending_rows(small):
     """Pool proposals condition on the rows in flight (the GP believes its own mean there) rather than only
     excluding them. Two promising, unmeasured ends of a symmetric problem; three trials in flight on the left
     end: proposals go to the right end in most seeds (ignoring them: half of them, and between pending rows)."""
+    from labloop.strategy import BotorchStrategy
+    from labloop.strategy.space import CandidatePool
+
     rows = [{"x": i / 60} for i in range(61)]
     obs = [Observation({"x": x}, {"y": y}) for x, y in [(0.2, 0.8), (0.4, 0.0), (0.6, 0.0), (0.8, 0.8)]]
     pend = [{"x": 3 / 60}, {"x": 6 / 60}, {"x": 9 / 60}]
@@ -659,6 +690,8 @@ def test_the_initial_design_is_one_space_filling_design_across_stations():
     """Four stations free at the start: one ask for 4 points, or 4 asks one at a time (each with the earlier ones
     pending), give the same 4 points of one scrambled Sobol sequence, spread over the box (not independent draws
     per station)."""
+    import torch
+
     params = [ContinuousParameter(name=k, lower=0, upper=1) for k in "abc"]
     spec = _spec(params, strategy=StrategySpec(initial_design=8, options=FAST))
     together = [p.params for p in make_strategy(spec).ask(4, [], [])]

@@ -12,8 +12,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
-from botorch.models import MultiTaskGP, SingleTaskGP
 
 from labloop.errors import LabloopError
 from labloop.spec import (
@@ -24,12 +22,10 @@ from labloop.spec import (
     PriorDataSpec,
     StrategySpec,
 )
-from labloop.strategy import BotorchStrategy, Observation, make_strategy
-from labloop.strategy.modeling import fit_gp
+from labloop.strategy import Observation, make_strategy
 from labloop.strategy.priors import file_priors, from_record, related_store_observations, to_record
 from labloop.strategy.replay import run_replay, with_related
 from labloop.strategy.tables import table_lab
-from labloop.strategy.transfer import guarded_multitask, loo_score
 
 FAST = {"mc_samples": 32, "raw_samples": 64, "num_restarts": 2}
 LEVELS = [i / 19 for i in range(20)]
@@ -103,6 +99,8 @@ def test_guard_keeps_a_related_campaign_and_not_a_shuffled_one(tmp_path):
 def _synthetic(n_own: int, seed: int = 0):
     """A 1-D problem: this campaign's points, a related campaign (the same curve, shifted and scaled) and an
     unrelated one (the related values shuffled), as model inputs and values."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     f = lambda x: torch.sin(6 * x) + 0.5 * x
     X_own = torch.rand(n_own, 1, generator=g, dtype=torch.float64)
@@ -112,6 +110,12 @@ def _synthetic(n_own: int, seed: int = 0):
 
 
 def test_guard_on_a_synthetic_problem_keeps_related_not_unrelated_and_falls_back_to_no_transfer():
+    import torch
+    from botorch.models import MultiTaskGP
+
+    from labloop.strategy.modeling import fit_gp
+    from labloop.strategy.transfer import guarded_multitask
+
     torch.manual_seed(0)  # botorch retries a failed fit from random starting points
     X_own, y_own, related, unrelated = _synthetic(12)
     single = fit_gp(None, X_own, y_own, kernel="matern")
@@ -134,6 +138,11 @@ def test_guard_on_a_synthetic_problem_keeps_related_not_unrelated_and_falls_back
 
 
 def test_guard_with_too_few_own_points_uses_the_related_campaigns_and_says_so():
+    from botorch.models import MultiTaskGP
+
+    from labloop.strategy.modeling import fit_gp
+    from labloop.strategy.transfer import guarded_multitask
+
     X_own, y_own, related, unrelated = _synthetic(2)
     single = fit_gp(None, X_own, y_own, kernel="matern")
     model, report = guarded_multitask(single, X_own, y_own, [related, unrelated], kernel="matern")
@@ -143,6 +152,12 @@ def test_guard_with_too_few_own_points_uses_the_related_campaigns_and_says_so():
 
 def test_leave_one_out_scores_match_refitting_without_each_point():
     """The closed form (one inverse) against conditioning a GP with the same hyperparameters on n - 1 points."""
+    import torch
+    from botorch.models import SingleTaskGP
+
+    from labloop.strategy.modeling import fit_gp
+    from labloop.strategy.transfer import loo_score
+
     X, y, _, _ = _synthetic(8, seed=3)
     m = fit_gp(None, X, y, kernel="matern")
     mean, sd = m.outcome_transform.means, m.outcome_transform.stdvs
@@ -234,6 +249,8 @@ def test_stored_campaign_with_other_parameter_types_is_refused():
 
 def test_pool_strategy_with_related_and_small_pool_thompson_sampling(tmp_path):
     """A small pool (Thompson sampling by default) also takes the multi-task model."""
+    from labloop.strategy import BotorchStrategy
+
     rel = _write(tmp_path / "earlier.csv", _table(shift=1.0))
     target = _write(tmp_path / "target.csv", _table())
     lab = table_lab(target, "y", "max", seed=0, initial_design=4, budget=40)  # 60 rows <= 2 x 40: small

@@ -11,22 +11,28 @@ Registered under the ``pytest11`` entry point (or ``-p labloop.devkit.pytest_plu
         labloop_conformance(MyArm(name="arm", host=...)).assert_ok()
 
 A failed check fails the test with the check's name and what to fix.
+
+The kit itself (:mod:`labloop.devkit.conformance`, which imports bluesky) is imported when a test asks for it:
+pytest loads this plugin in every session of every project that has labloop installed, most of which never use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .conformance import Report, check_device, check_names
+if TYPE_CHECKING:
+    from .conformance import Report
 
 
 @pytest.fixture
 def labloop_conformance() -> Callable[..., Report]:
     """``labloop_conformance(target, config=None, **options) -> Report`` (see :func:`labloop.devkit.conformance.check_device`;
     ``target`` may be a built device, a class, or a ``module:attr`` path). Call ``.assert_ok()`` on the report."""
+    from .conformance import check_device
+
     return check_device
 
 
@@ -39,6 +45,8 @@ def conformance_test(
     so a failure names exactly the check that caught it. ``options`` go to ``check_device`` (``timeout``,
     ``grace``, ``simulator``).
     """
+    from .conformance import check_device, check_names
+
     names = list(checks) if checks else check_names()
 
     @pytest.mark.parametrize("labloop_check", names)

@@ -10,7 +10,7 @@ attribute (a pydantic model), which then checks them here, before anything runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labloop import plugins
 from labloop.errors import LabloopError
@@ -18,7 +18,9 @@ from labloop.spec import CampaignSpec, checked_options
 
 from .base import Observation, Proposal, Strategy
 from .evidence import StopEvidence, improvement_stalled
-from .space import CandidatePool, SearchSpace
+
+if TYPE_CHECKING:
+    from .space import CandidatePool, SearchSpace
 
 __all__ = [
     "BotorchStrategy",
@@ -35,7 +37,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``from labloop.strategy import BotorchStrategy`` (or RandomStrategy) loads it on first use."""
+    """``from labloop.strategy import BotorchStrategy`` (or RandomStrategy, SearchSpace, CandidatePool) loads it on
+    first use: they need torch (and botorch), which takes seconds to import, and what only needs ``Observation`` or
+    ``make_strategy`` (the run loop's imports, the store's readers, a test collection) should not pay for it."""
+    if name in ("SearchSpace", "CandidatePool"):
+        from . import space
+
+        return getattr(space, name)
     key = {"BotorchStrategy": "botorch", "RandomStrategy": "random"}.get(name)
     if key is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

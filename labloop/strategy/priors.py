@@ -35,8 +35,10 @@ from labloop.errors import LabloopError
 from labloop.spec import CampaignSpec
 
 from .base import Observation, observations_from
-from .space import SearchSpace
 from .tables import as_number, checked_row, read_table
+
+# .space (torch) is imported in the functions that build a space: the run loop imports this module for the audit
+# record helpers, and importing torch takes seconds.
 
 AUDIT_ACTION = "strategy.prior_data"
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
@@ -45,6 +47,8 @@ _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n", ""}
 def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
     """The rows of a CSV of past experiments as observations (see the module docstring for the format)."""
     table = read_table(path)
+    from .space import SearchSpace
+
     space = SearchSpace.from_spec(spec)
     needed = [c.name for c in space.columns]
     objectives = [o.name for o in spec.objectives]
@@ -91,6 +95,8 @@ def csv_observations(spec: CampaignSpec, path: str | Path) -> list[Observation]:
 def campaign_observations(spec: CampaignSpec, store: Any, ref: str) -> tuple[list[Observation], int]:
     """Finished trials of another stored campaign that fit this campaign's search space, and how many did not."""
     other = store.campaign(ref)
+    from .space import SearchSpace
+
     space = SearchSpace.from_spec(spec)
     names = [o.name for o in spec.objectives]
     fit, skipped = [], 0
@@ -128,6 +134,8 @@ def related_csv_observations(spec: CampaignSpec, path: str | Path) -> list[Obser
     (another campaign may have searched wider) are left out; a file none of whose rows fits, or missing columns,
     is an error naming the columns and the fix."""
     table = read_table(path)
+    from .space import SearchSpace
+
     space = SearchSpace.from_spec(spec)
     objective = spec.objectives[0].name
     needed = [c.name for c in space.columns]

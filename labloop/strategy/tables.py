@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labloop.errors import LabloopError
 from labloop.spec import (
@@ -29,7 +29,8 @@ from labloop.spec import (
     StrategySpec,
 )
 
-from .space import CandidatePool, SearchSpace
+if TYPE_CHECKING:  # imported where used: the space needs torch, and reading a table does not
+    from .space import CandidatePool, SearchSpace
 
 MAX_LEVELS = 12
 
@@ -228,6 +229,8 @@ def table_lab(
     if budget is not None:  # the strategy plans with the budget (BotorchStrategy.small_pool)
         spec_data["stopping"] = {**dict(spec_data.get("stopping") or {}), "max_trials": budget}
     spec = CampaignSpec.model_validate(spec_data)
+    from .space import CandidatePool, SearchSpace
+
     space = SearchSpace.from_spec(spec)
     rows = [typed_row(table, r, params) for r in table.cells]
     pool = CandidatePool(space, rows)
@@ -279,6 +282,8 @@ def candidate_pool(spec: CampaignSpec, path: str | Path) -> CandidatePool:
             f"{table.source}: candidate columns {missing} are missing (columns: {table.columns})",
             "give one column per campaign parameter, named as in the campaign file",
         )
+    from .space import CandidatePool, SearchSpace
+
     space = SearchSpace.from_spec(spec)
     rows = [checked_row(table, cells, i, spec, space) for i, cells in enumerate(table.cells, start=2)]
     return CandidatePool(space, rows)

@@ -25,7 +25,6 @@ import math
 import zlib
 
 import numpy as np
-from scipy.optimize import nnls
 
 WAVELENGTH_NM = 0.15406
 TWO_THETA = np.arange(10.0, 80.0 + 1e-9, 0.02)
@@ -89,6 +88,10 @@ def pattern(
 
 def estimate_fractions(counts, phases, two_theta=TWO_THETA, sizes_nm=SIZES_NM) -> tuple[dict[str, float], float]:
     """Phase fractions (sum 1 over ``phases``) by NNLS of reference patterns; returns (fractions, size_nm)."""
+    # imported here: scipy.optimize takes about a second, and the lab's devices import this module in runs (and test
+    # collections) that never analyse a pattern
+    from scipy.optimize import nnls
+
     counts = np.asarray(counts, dtype=float)
     weight = 1 / np.sqrt(np.maximum(counts, 1.0))  # Poisson weights
     bkg = [np.ones_like(two_theta), np.exp(-(two_theta - 10) / 8), (two_theta - 10) / 70]
