@@ -281,15 +281,18 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                         f"{source}: lab.stations.{kind}: the lab has no device '{d}' (it has {sorted(lab.devices)})"
                     )
     if spec.lab is not None:
-        # the batch former (labloop/run/batching.py) and its rule exist, but the trial walk does not hand it samples
-        # yet: a campaign that asks for batches is refused rather than quietly run one sample at a time
+        # a batch station puts several samples into one device: the device must say which it holds (a `samples`
+        # list), or the walk's moves and a resume could not tell the batch's samples apart
         for kind, batch in spec.lab.batching.items():
-            if batch.capacity > 1:
-                problems.append(
-                    f"{source}: lab.batching.{kind}: capacity {batch.capacity}: this labloop does not run batch "
-                    "stations yet (the firing rule is built, the scheduler does not use it); remove lab.batching or "
-                    "set capacity: 1"
-                )
+            if batch.capacity <= 1:
+                continue
+            for d in kinds.get(kind, []):
+                if d in lab.devices and not hasattr(lab.devices[d], "samples"):
+                    problems.append(
+                        f"{source}: lab.batching.{kind}: capacity {batch.capacity}, but device '{d}' holds one "
+                        "sample at a time (it has no `samples` signal); set capacity: 1, or use a station with "
+                        "slots"
+                    )
     if spec.lab is not None:
         robots = {s.robot for s in spec.workflow if s.kind == "transfer"}
         for i, place in enumerate(spec.lab.buffers):
