@@ -374,3 +374,35 @@ def test_a_trial_resumed_in_the_station_fires_alone_not_with_an_open_batch():
     )
     assert uid == "run-5" and runs[0]["samples"] == ["s5"] and runs[0]["fired_because"] == "resumed"
     assert open_batch.samples == ["s1"] and not open_batch.fired
+
+
+# ------------------------------------------------------------------ the slotted furnace of the thin-film lab
+def test_the_sim_furnace_takes_samples_up_to_its_slots_and_fires_exactly_the_ones_inside():
+    from labloop_simulators.thinfilm.lab import build_lab
+
+    from labloop.contract import Move
+    from labloop.errors import DeviceError
+
+    lab = build_lab({"furnace_slots": 2, "furnace_minutes": 1, "robot_minutes": 0.1}, time_scale=1e5)
+    robot, furnace = lab["robot"], lab["furnace"]
+    for s in ("a", "b"):
+        robot.set(Move(s, "load_lock", "furnace")).wait(BOUND)
+    assert furnace.samples.get() == ["a", "b"]
+    with pytest.raises(DeviceError, match="full"):
+        robot.set(Move("c", "load_lock", "furnace"))
+    with pytest.raises(DeviceError, match="recipe fires"):
+        furnace.set({"anneal_c": 400, "samples": ["a"]})  # would heat b too, unasked
+    furnace.set({"anneal_c": 400, "samples": ["b", "a"], "batch": "X"}).wait(BOUND)
+    assert [r.properties.get("firing") for r in map(furnace.registry.get, ("a", "b"))] == ["X", "X"]
+    robot.set(Move("a", "furnace", "storage")).wait(BOUND)
+    assert furnace.samples.get() == ["b"]
+
+
+def test_the_lab_locates_a_sample_in_the_samples_list_of_a_station_with_slots():
+    from types import SimpleNamespace
+
+    from labloop.run.lab import Lab
+
+    slots = SimpleNamespace(get=lambda: ["s1", "s2"])
+    lab = Lab({"kiln": SimpleNamespace(samples=slots)})
+    assert lab.locate("s2") == "kiln" and lab.locate("s3") is None

@@ -44,7 +44,8 @@ class BatchSteps:
         self.lock = threading.Lock()  # guards _at and _joined; never held while calling into a former
         self._at: dict[int, tuple[int, dict[str, Any]]] = {}  # walking trial -> (step index it is at, params)
         self._joined: dict[int, Batch] = {}
-        batching = ctx.spec.lab.batching if ctx.spec.lab is not None else {}
+        # read loosely: a walker built on a partial context (a unit test's) has no batch station, as before
+        batching = getattr(getattr(ctx.spec, "lab", None), "batching", None) or {}
         for kind, spec in batching.items():
             if spec.capacity <= 1:
                 continue  # one sample a run: the walk of a plain station

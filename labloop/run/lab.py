@@ -71,7 +71,8 @@ class Lab:
 
         Devices that track samples answer first (``locate(sample)``: a robot that tracks what it carries, a barcode
         reader); then the sensors: a station or instrument whose ``sample`` signal reads ``sample`` holds it, a
-        robot whose ``holding`` signal reads it has it in its gripper (the answer is the robot's name)."""
+        robot whose ``holding`` signal reads it has it in its gripper (the answer is the robot's name), a station with
+        slots whose ``samples`` list names it holds it."""
         for dev in self.devices.values():
             fn = getattr(dev, "locate", None)
             if callable(fn):
@@ -85,6 +86,9 @@ class Lab:
             for sensor in ("sample", "holding"):
                 if sample and _reads(getattr(dev, sensor, None)) == sample:
                     return name
+            slots = _reads(getattr(dev, "samples", None))  # a station with slots (a furnace): one of its samples
+            if sample and isinstance(slots, (list, tuple)) and sample in slots:
+                return name
         return None
 
     def stop_all(self, timeout: float = 2.0) -> list[tuple[str, str]]:
