@@ -180,7 +180,7 @@ def test_a_furnace_of_capacity_one_fires_every_trial_alone(tmp_path):
     store.close()
 
 
-def test_a_batch_station_that_holds_one_sample_is_refused_at_validation(tmp_path):
+def test_a_batch_station_that_holds_one_sample_or_takes_unshared_fields_is_refused_at_validation(tmp_path):
     from campaign_files import write
     from typer.testing import CliRunner
 
@@ -193,6 +193,10 @@ def test_a_batch_station_that_holds_one_sample_is_refused_at_validation(tmp_path
     assert "lab.batching.deposition: capacity 2" in r.output and "no `samples` signal" in r.output
     r = CliRunner().invoke(app, ["validate", str(write(tmp_path, furnace_campaign()))], catch_exceptions=False)
     assert r.exit_code == 0, r.output
+    data = furnace_campaign()
+    data["lab"]["batching"]["furnace"]["batch_key"] = []  # anneal_c goes to the furnace, yet members may differ
+    r = CliRunner().invoke(app, ["validate", str(write(tmp_path, data))], catch_exceptions=False)
+    assert r.exit_code == 2 and "parameters ['anneal_c'] are sent to 'furnace' but are not in its batch_key" in r.output
 
 
 assert TS > 0  # the lab runs 36000x faster than real time (tests/running.py): an hour's firing is 0.1 s
@@ -343,7 +347,9 @@ def test_the_leader_runs_the_station_once_and_every_follower_row_ends_with_its_r
     assert list(ctx.store.rows.values()) == [[2, index, "synthesize:furnace", "done", "run-of-1"]]
 
 
-def test_prospects_are_walking_trials_before_the_batch_step_with_their_key():
+def test_prospects_are_walking_trials_before_the_batch_step_and_queued_proposals_with_their_key():
+    from types import SimpleNamespace
+
     from labloop.run.batch_steps import BatchSteps
 
     steps = BatchSteps(batch_context())  # type: ignore[arg-type]
@@ -354,6 +360,9 @@ def test_prospects_are_walking_trials_before_the_batch_step_with_their_key():
     assert sorted((p.trial, p.key) for p in prospects) == [(1, (400,)), (3, (300,))]
     steps.forget(1)
     assert [p.trial for p in steps.formers["furnace"].prospects()] == [3]
+    # a proposal queued unlaunched (async lookahead) may still come: a prospect with its key
+    steps.queued = lambda: [SimpleNamespace(id=8, params={"anneal_c": 400}), SimpleNamespace(id=3, params={})]
+    assert sorted((p.trial, p.key) for p in steps.formers["furnace"].prospects()) == [(3, (300,)), (8, (400,))]
 
 
 def test_a_trial_resumed_in_the_station_fires_alone_not_with_an_open_batch():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from labloop.spec import StepSpec
@@ -44,6 +44,8 @@ class BatchSteps:
         self.lock = threading.Lock()  # guards _at and _joined; never held while calling into a former
         self._at: dict[int, tuple[int, dict[str, Any]]] = {}  # walking trial -> (step index it is at, params)
         self._joined: dict[int, Batch] = {}
+        #: proposals waiting unlaunched for a first station (async lookahead), set by the scheduler: prospects too
+        self.queued: Callable[[], Iterable[Any]] = lambda: ()
         # read loosely: a walker built on a partial context (a unit test's) has no batch station, as before
         batching = getattr(getattr(ctx.spec, "lab", None), "batching", None) or {}
         for kind, spec in batching.items():
@@ -68,13 +70,15 @@ class BatchSteps:
 
     def _prospects_for(self, kind: str) -> Callable[[], list[Prospect]]:
         def prospects() -> list[Prospect]:
-            """Walking trials before the batch step, with their key (arrival time unknown: the rule counts them as
-            could-arrive, bounded by max_wait_s). Proposals queued unlaunched are not seen (notes/batchwalk.md)."""
+            """Walking trials before the batch step and proposals queued unlaunched, with their key (arrival time
+            unknown: the rule counts them as could-arrive, bounded by max_wait_s)."""
             former, at = self.formers[kind], self.step_of[kind]
             with self.lock:
                 walking = list(self._at.items())
+            seen = {trial for trial, _ in walking}
+            waiting = [(t.id, (0, dict(t.params))) for t in self.queued() if t.id not in seen]
             out = []
-            for trial, (index, params) in walking:
+            for trial, (index, params) in walking + waiting:
                 if index < at and all(k in params for k in former.spec.batch_key):
                     out.append(Prospect(trial, former.key_of(params)))
             return out

@@ -287,9 +287,16 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
     if spec.lab is not None:
         # a batch station puts several samples into one device: the device must say which it holds (a `samples`
         # list), or the walk's moves and a resume could not tell the batch's samples apart
+        targets = setpoint_targets(spec)
         for kind, batch in spec.lab.batching.items():
             if batch.capacity <= 1:
                 continue
+            unshared = sorted(n for n, (dev, _) in targets.items() if dev == kind and n not in batch.batch_key)
+            if unshared:  # one firing has one recipe: a field the members may differ in would take the leader's
+                problems.append(
+                    f"{source}: lab.batching.{kind}: parameters {unshared} are sent to '{kind}' but are not in its "
+                    "batch_key (one run of the station has one recipe for every sample); add them to batch_key"
+                )
             for d in kinds.get(kind, []):
                 if d in lab.devices and not hasattr(lab.devices[d], "samples"):
                     problems.append(
