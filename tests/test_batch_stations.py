@@ -298,22 +298,3 @@ def test_a_leader_cancelled_before_the_run_fails_the_other_members():
     give_up = time.monotonic() + BOUND  # only a hung member reaches it (then it ends Cancelled and the test fails)
     member(2, lambda: time.monotonic() > give_up)  # not cancelled itself: must not wait for a run that will not come
     assert isinstance(got[2], BatchFailed) and "cancelled" in got[2].reason
-
-
-def test_a_campaign_asking_for_batches_is_refused_until_the_scheduler_runs_them(tmp_path):
-    """The former and its rule exist; the trial walk does not use them yet, so a campaign that asks for a batch
-    station is refused at validation (naming the fix) rather than quietly run one sample at a time."""
-    from campaign_files import write
-    from running import two_chamber
-    from typer.testing import CliRunner
-
-    from labloop.cli import app
-
-    data = two_chamber()
-    data["lab"]["batching"] = {"deposition": {"capacity": 2}}
-    r = CliRunner().invoke(app, ["validate", str(write(tmp_path, data))], catch_exceptions=False)
-    assert r.exit_code == 2, r.output
-    assert "lab.batching.deposition: capacity 2" in r.output and "set capacity: 1" in r.output
-    data["lab"]["batching"] = {"deposition": {"capacity": 1}}
-    r = CliRunner().invoke(app, ["validate", str(write(tmp_path, data))], catch_exceptions=False)
-    assert r.exit_code == 0, r.output

@@ -81,6 +81,7 @@ class Batch:
     arrived: set[int] = field(default_factory=set)  # members whose sample is in the station, at the step
     done: threading.Event = field(default_factory=threading.Event)  # the leader's run of the station ended
     error: str | None = None  # why that run failed, for every member
+    run_uid: str | None = None  # the station's run for the batch (the leader's), every member's step row ends with it
 
     @property
     def fired(self) -> bool:

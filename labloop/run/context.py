@@ -79,7 +79,8 @@ class RunContext:
         self.time_scale = spec.lab.time_scale if spec.lab else 1.0
         self.kinds = kinds
         self.workflow = spec.workflow
-        self.res = LabResources(kinds, spec.scheduling.quarantine_after, self._on_quarantine)
+        capacity = {k: b.capacity for k, b in spec.lab.batching.items()} if spec.lab else {}
+        self.res = LabResources(kinds, spec.scheduling.quarantine_after, self._on_quarantine, capacity)
         self.first_kind = first_kind(spec, kinds)
         self.wake = threading.Event()  # any change the control loop should look at: a worker, a proposal, a request
         self.changed = threading.Condition()  # notified by every Flag below

@@ -176,12 +176,19 @@ class TrialExecutor:
         destination: str | None = None,
         attempt: int = 1,
         park: bool = False,
-    ) -> None:
+        batch: dict[str, Any] | None = None,
+    ) -> str | None:
         """Run workflow step ``index`` for ``ctx`` on ``device`` (a processing step) or to ``destination`` (a
         transfer); raise :class:`StepFailed` when it ends in error. Updates ``ctx.location`` after a transfer.
+        Returns the run's uid.
 
         ``park`` moves the sample of transfer step ``index`` to a buffer place instead (recorded as a step of kind
-        'buffer' with the same index: the transfer itself is still to do)."""
+        'buffer' with the same index: the transfer itself is still to do).
+
+        ``batch`` (a synthesize step on a batch station, run by the batch's leader for every member): what the
+        station's recipe gets beside the shared fields (``samples``, ``batch``), and what the run's start document
+        records as ``batch`` (the id, members and samples), the one place that ties the members' step rows to this
+        run besides the run uid they all end with: no column of the store needed changing."""
         step = self.spec.workflow[index]
         actor = step.robot if step.kind == "transfer" else (device or step.device)
         label, kind = (f"buffer:{destination}", "buffer") if park else (step.label, step.kind)
@@ -206,13 +213,19 @@ class TrialExecutor:
             assert actor is not None  # a synthesize or measure step names its device (the spec requires it)
             if step.kind == "synthesize":
                 recipe = recipes_for(self.spec, ctx.params).get(step.device or "", {})
+                if batch is not None:
+                    recipe = {**recipe, "samples": list(batch["samples"]), "batch": batch["batch"]}
                 return plans.synthesize(self.lab[actor], recipe, timeout)
             return plans.measure(self.lab[actor], timeout)
 
         # A reading (or synthesis) on a device whose calibration is older than the campaign's max_age is flagged in
         # its run's start document (and so in `labloop export`): the scheduler let it through (on_expiry: pause,
         # then an operator resumed without calibrating) or the device cannot tell its calibration's age.
-        extra = {"calibration_expired": True} if step.kind != "transfer" and self.calibration_expired(actor) else {}
+        extra: dict[str, Any] = (
+            {"calibration_expired": True} if step.kind != "transfer" and self.calibration_expired(actor) else {}
+        )
+        if batch is not None:
+            extra["batch"] = dict(batch)
         used = (
             self._transfer_devices(step.robot or "", ctx.location, dest)
             if step.kind == "transfer"
@@ -224,7 +237,7 @@ class TrialExecutor:
                 )
             ]
         )
-        self._record_run(
+        run_uid = self._record_run(
             ctx,
             step_id,
             step,
@@ -238,6 +251,7 @@ class TrialExecutor:
             extra,
         )
         hookpoints.reached("step_end")
+        return run_uid
 
     def calibration_expired(self, device: str | None) -> bool:
         """Is ``device``'s calibration older than the campaign's ``lab.calibration.<device>.max_age``?"""
@@ -293,9 +307,10 @@ class TrialExecutor:
         moved_to: str | None,
         used: list[tuple[str, Any, str]] | None = None,
         extra: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> str | None:
         """Run one tagged plan with a document writer; commit the step's end (and, for a move, where the sample
-        went, in the same transaction), or its failure with the reason and raise :class:`StepFailed`."""
+        went, in the same transaction), or its failure with the reason and raise :class:`StepFailed`. Returns the
+        run's uid."""
         writer = DocumentWriter(self.store, ctx.campaign_id, ctx.trial_id, flush_at_stop=False)
         md = {
             "campaign": ctx.campaign_name,
@@ -339,6 +354,7 @@ class TrialExecutor:
             documents=(ctx.campaign_id, ctx.trial_id, docs, points) if docs else None,
             assets=(ctx.campaign_id, ctx.trial_id, assets) if assets else None,
         )
+        return writer.run_uid
 
     def _transfer_devices(self, robot: str, source: str, destination: str) -> list[tuple[str, Any, str]]:
         """The devices a transfer uses: the robot, and the stations it takes the sample from and puts it on."""

@@ -71,7 +71,8 @@ class Lab:
 
         Devices that track samples answer first (``locate(sample)``: a robot that tracks what it carries, a barcode
         reader); then the sensors: a station or instrument whose ``sample`` signal reads ``sample`` holds it, a
-        robot whose ``holding`` signal reads it has it in its gripper (the answer is the robot's name)."""
+        robot whose ``holding`` signal reads it has it in its gripper (the answer is the robot's name), a station with
+        slots whose ``samples`` list names it holds it."""
         for dev in self.devices.values():
             fn = getattr(dev, "locate", None)
             if callable(fn):
@@ -85,6 +86,9 @@ class Lab:
             for sensor in ("sample", "holding"):
                 if sample and _reads(getattr(dev, sensor, None)) == sample:
                     return name
+            slots = _reads(getattr(dev, "samples", None))  # a station with slots (a furnace): one of its samples
+            if sample and isinstance(slots, (list, tuple)) and sample in slots:
+                return name
         return None
 
     def stop_all(self, timeout: float = 2.0) -> list[tuple[str, str]]:
@@ -281,15 +285,25 @@ def check_against_lab(spec: CampaignSpec, lab: Lab, source: str) -> None:
                         f"{source}: lab.stations.{kind}: the lab has no device '{d}' (it has {sorted(lab.devices)})"
                     )
     if spec.lab is not None:
-        # the batch former (labloop/run/batching.py) and its rule exist, but the trial walk does not hand it samples
-        # yet: a campaign that asks for batches is refused rather than quietly run one sample at a time
+        # a batch station puts several samples into one device: the device must say which it holds (a `samples`
+        # list), or the walk's moves and a resume could not tell the batch's samples apart
+        targets = setpoint_targets(spec)
         for kind, batch in spec.lab.batching.items():
-            if batch.capacity > 1:
+            if batch.capacity <= 1:
+                continue
+            unshared = sorted(n for n, (dev, _) in targets.items() if dev == kind and n not in batch.batch_key)
+            if unshared:  # one firing has one recipe: a field the members may differ in would take the leader's
                 problems.append(
-                    f"{source}: lab.batching.{kind}: capacity {batch.capacity}: this labloop does not run batch "
-                    "stations yet (the firing rule is built, the scheduler does not use it); remove lab.batching or "
-                    "set capacity: 1"
+                    f"{source}: lab.batching.{kind}: parameters {unshared} are sent to '{kind}' but are not in its "
+                    "batch_key (one run of the station has one recipe for every sample); add them to batch_key"
                 )
+            for d in kinds.get(kind, []):
+                if d in lab.devices and not hasattr(lab.devices[d], "samples"):
+                    problems.append(
+                        f"{source}: lab.batching.{kind}: capacity {batch.capacity}, but device '{d}' holds one "
+                        "sample at a time (it has no `samples` signal); set capacity: 1, or use a station with "
+                        "slots"
+                    )
     if spec.lab is not None:
         robots = {s.robot for s in spec.workflow if s.kind == "transfer"}
         for i, place in enumerate(spec.lab.buffers):

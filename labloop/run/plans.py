@@ -104,13 +104,21 @@ def transfer(
     timeout: float | None = None,
     md: Mapping[str, Any] | None = None,
 ) -> Plan:
-    """Move a sample with the robot, then record where it is: the stations' ``sample`` signals follow the move."""
+    """Move a sample with the robot, then record where it is: the stations' ``sample`` signals follow the move (a
+    station with several slots has a ``samples`` list instead: the move adds the sample to the destination's and
+    takes it out of the source's, leaving the other samples of its batch where they are)."""
 
     def inner() -> Plan:
         yield from _set_and_wait(robot, move, timeout)
-        if source is not None and hasattr(source, "sample"):
+        if source is not None and hasattr(source, "samples"):
+            held = [s for s in (source.samples.get() or []) if s != move.sample]
+            yield from _set_and_wait(source.samples, held, None)
+        elif source is not None and hasattr(source, "sample"):
             yield from _set_and_wait(source.sample, "", None)
-        if destination is not None and hasattr(destination, "sample"):
+        if destination is not None and hasattr(destination, "samples"):
+            held = list(destination.samples.get() or [])
+            yield from _set_and_wait(destination.samples, held if move.sample in held else [*held, move.sample], None)
+        elif destination is not None and hasattr(destination, "sample"):
             yield from _set_and_wait(destination.sample, move.sample, None)
         yield from _trigger_and_read([robot], None)
 

@@ -6,6 +6,12 @@ sample has left), the robot is held only for a single move and never while waiti
 (racks, storage) always have room, so the samples in a lab whose workflow visits each kind once always drain:
 no deadlock even when every station is full. Robot requests that empty a station go first, so a bottleneck
 station never waits for the robot behind a move that could have waited.
+
+A batch station (``capacity`` > 1, ``lab.batching``) takes the samples of one batch
+(:mod:`labloop.run.batching`): several trials hold it at once, all with the same batch id, up to its capacity; a
+trial of another batch waits until every member has left. Why here and not in the walker: the same one condition
+then guards "who may put a sample into this furnace", so two batches can never share a firing. A station of
+capacity 1 keeps exactly one holder, as before.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ class Cancelled(Exception):
 @dataclass
 class StationState:
     kind: str
-    holder: int | None = None  # trial id
+    holder: int | None = None  # trial id (a batch station: the first of its holders)
+    capacity: int = 1  # samples it takes at once (> 1: a batch station, held by the members of one batch)
+    holders: set[int] = field(default_factory=set)  # a batch station: every trial whose sample it holds
+    batch: str | None = None  # a batch station: the batch its holders belong to
     in_service: bool = True
     consecutive_failures: int = 0
     reason: str = ""
@@ -55,6 +64,7 @@ class LabResources:
         kinds: dict[str, list[str]],
         quarantine_after: int,
         on_quarantine: Callable[[str, str], None] | None = None,
+        capacity: dict[str, int] | None = None,
     ):
         self.cond = threading.Condition()
         self.kinds = {k: list(v) for k, v in kinds.items()}
@@ -62,6 +72,9 @@ class LabResources:
         for kind, devices in self.kinds.items():
             for d in devices:
                 self.stations.setdefault(d, StationState(kind))
+        for kind, n in (capacity or {}).items():  # by kind, or by device
+            for d in self.kinds.get(kind, []):
+                self.stations[d].capacity = max(self.stations[d].capacity, n)
         self.quarantine_after = quarantine_after
         self.on_quarantine = on_quarantine or (lambda device, reason: None)
         self.cancelled = threading.Event()
@@ -79,6 +92,23 @@ class LabResources:
         with self.cond:
             return [d for d in self.devices_of(kind) if self.stations[d].in_service and self.stations[d].holder is None]
 
+    def _takes(self, st: StationState, trial: int, batch: str | None) -> bool:
+        """May ``trial`` (a member of ``batch``, or of none) hold ``st`` now?"""
+        if st.capacity == 1:
+            return st.holder is None or st.holder == trial
+        if trial in st.holders or not st.holders:
+            return True
+        return batch is not None and st.batch == batch and len(st.holders) < st.capacity
+
+    def _hold(self, st: StationState, trial: int, batch: str | None) -> None:
+        """``trial`` holds ``st`` (a batch station without a batch: alone, as a batch of its own)."""
+        if st.capacity == 1:
+            st.holder = trial
+            return
+        st.holders.add(trial)
+        st.batch = batch or st.batch or f"alone-{trial}"
+        st.holder = min(st.holders)
+
     def in_service(self, kind: str) -> list[str]:
         with self.cond:
             return [d for d in self.devices_of(kind) if self.stations[d].in_service]
@@ -90,8 +120,10 @@ class LabResources:
     def _out_detail(self, kind: str) -> str:
         return "; ".join(f"{d}: {self.stations[d].reason or 'out of service'}" for d in self.devices_of(kind))
 
-    def reserve(self, kind: str, trial: int, device: str | None = None) -> str:
-        """Block until a station of ``kind`` (or exactly ``device``) is free and in service; hold it for ``trial``."""
+    def reserve(self, kind: str, trial: int, device: str | None = None, batch: str | None = None) -> str:
+        """Block until a station of ``kind`` (or exactly ``device``) is free and in service; hold it for ``trial``.
+        With ``batch`` (a batch station): the station that already holds that batch if it has room, else an empty
+        one, so every member's sample goes into the one station that fires them together."""
         with self.cond:
             self.waiting[trial] = kind
             try:
@@ -101,10 +133,12 @@ class LabResources:
                     candidates = [device] if device else self.devices_of(kind)
                     if not any(self.stations[d].in_service for d in candidates):
                         raise NoStationLeft(kind, self._out_detail(kind))
+                    if batch is not None:  # the batch's own station first, then an empty one
+                        candidates = sorted(candidates, key=lambda d: self.stations[d].batch != batch)
                     for d in candidates:
                         st = self.stations[d]
-                        if st.in_service and (st.holder is None or st.holder == trial):
-                            st.holder = trial
+                        if st.in_service and self._takes(st, trial, batch):
+                            self._hold(st, trial, batch)
                             return d
                     self.cond.wait(0.5)  # a safety net only: every release, quarantine or cancellation notifies
             finally:
@@ -112,25 +146,43 @@ class LabResources:
                 self.cond.notify_all()
 
     def claim(self, device: str, trial: int) -> None:
-        """Hold ``device`` for ``trial`` at once, in or out of service: its sample is physically in it."""
+        """Hold ``device`` for ``trial`` at once, in or out of service: its sample is physically in it (a batch
+        station: beside the other samples of its batch, up to its capacity; resume does not know the batch id, so
+        the claim keeps whatever batch the station holds)."""
         with self.cond:
             st = self.stations[device]
+            if st.capacity > 1:
+                if trial not in st.holders and len(st.holders) >= st.capacity:
+                    raise RuntimeError(f"{device} already holds {len(st.holders)} samples (its capacity)")
+                self._hold(st, trial, st.batch)
+                return
             if st.holder not in (None, trial):
                 raise RuntimeError(f"{device} is already held by trial id {st.holder}")
             st.holder = trial
 
+    def _drop(self, st: StationState, trial: int) -> bool:
+        """``trial`` no longer holds ``st``; True when that changed anything."""
+        if st.capacity > 1 and trial in st.holders:
+            st.holders.discard(trial)
+            st.holder = min(st.holders) if st.holders else None
+            if not st.holders:
+                st.batch = None
+            return True
+        if st.holder == trial:
+            st.holder = None
+            return True
+        return False
+
     def release(self, device: str, trial: int) -> None:
         with self.cond:
             st = self.stations.get(device)
-            if st is not None and st.holder == trial:
-                st.holder = None
+            if st is not None and self._drop(st, trial):
                 self.cond.notify_all()
 
     def release_all(self, trial: int) -> None:
         with self.cond:
             for st in self.stations.values():
-                if st.holder == trial:
-                    st.holder = None
+                self._drop(st, trial)
             self.cond.notify_all()
 
     def record(self, device: str, ok: bool, reason: str = "") -> bool:

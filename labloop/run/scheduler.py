@@ -123,6 +123,8 @@ class Scheduler:
         self.walker = TrialWalker(ctx, self.engines, evaluate)
         self.asker = AskService(strategy.ask, on_done=ctx.wake.set)
         self.proposer = Proposer(ctx, self.asker, self.walker.launch, lambda exc: call_operator(ctx, exc), prior)
+        # a batch station waits for a queued proposal of its key too (the control thread changes the queue: copy it)
+        self.walker.batches.queued = lambda: [t for t, _ in list(self.proposer.queued.values())]
         self._bell = bell if bell is not None else StoreBell(store, campaign.id)
         self.requests = RequestServer(ctx, self.engines, self.walker.launch, self.asker.discard, self._bell)
         failures = SystematicFailure(

@@ -19,6 +19,7 @@ from labloop.store.leases import LeaseLost
 from labloop.store.schema import Trial, utcnow
 
 from . import calibration
+from .batch_steps import BatchSteps
 from .context import Flag, RunContext
 from .engines import EnginePool
 from .executor import StepFailed, TrialContext, TrialExecutor
@@ -55,6 +56,7 @@ class TrialWalker:
         self.workers = workers or WorkerPool()
         self.identity = IdentityCheck(ctx)  # barcode checks before a step on a station with a reader
         self._first_move: dict[int, Flag] = {}  # resumed trials whose sample a robot holds (set: put down)
+        self.batches = BatchSteps(ctx)  # batch stations (lab.batching capacity > 1); inert without them
 
     # ------------------------------------------------------------------ launching
     def launch(self, trial: Trial, resumption: Resumption | None = None) -> None:
@@ -64,6 +66,8 @@ class TrialWalker:
             ctx.launched.add(trial.id)
             if resumption is None or resumption.held is None:
                 ctx.unplaced.add(trial.id)
+        if self.batches.formers:  # a prospect of a batch station from now on
+            self.batches.track(trial.id, resumption.start_step if resumption else 0, dict(trial.params))
         self.workers.start(trial.id, str(trial.number), self.walk, trial, resumption)
 
     def resume_gripper_moves(self, resumptions: list[Resumption]) -> None:
@@ -120,14 +124,19 @@ class TrialWalker:
                 return
             if held is not None:
                 c.res.claim(held, trial.id)
+                slots = getattr(c.lab[held], "samples", None)  # a batch station: one sample among others
                 signal = getattr(c.lab[held], "sample", None)
-                if signal is not None and not signal.get():
+                if slots is not None:
+                    if trial.sample_id not in (slots.get() or []):
+                        slots.put([*(slots.get() or []), trial.sample_id])
+                elif signal is not None and not signal.get():
                     signal.put(trial.sample_id)  # the sample is physically there; the new process must know
             if resumption is not None and resumption.cleanup_only:
                 c.placed(trial.id)
                 self._clear_station(ex, tc, trial, held)
                 return
             for index in range(start, len(c.workflow)):
+                self.batches.track(trial.id, index, tc.params)
                 c.wait_while_paused()
                 held = self.step(ex, tc, walk, index, held)
             c.placed(trial.id)
@@ -196,6 +205,7 @@ class TrialWalker:
             self._interrupt(trial, walk.state, f"labloop error: {type(exc).__name__}: {exc}")
         finally:
             c.placed(trial.id)
+            self.batches.forget(trial.id)
             c.res.release_all(trial.id)
             if trial.id in self._first_move:
                 self._first_move[trial.id].set()  # whatever happened, the others may go now
@@ -244,7 +254,8 @@ class TrialWalker:
                     self._begin(walk)
                     self._park(ex, tc, trial, index, held)
                     held = None
-                dest = self._reserve(dest, trial)
+                batch = self.batches.join(dest, trial.id, trial.sample_id, tc.params)
+                dest = self._reserve(dest, trial, batch=batch)
                 c.placed(trial.id)
             self._begin(walk)
             self._take_robot(trial, 0 if held else 1)
@@ -264,6 +275,10 @@ class TrialWalker:
             c.placed(trial.id)
             c.wait_while_paused()
         self._begin(walk)
+        if self.batches.former(kind) is not None:
+            self.identity.check(ex.guard, tc, index, device)
+            self.batches.run_step(ex, tc, index, device, self.attempts)
+            return held
         c.res.mark_busy(device, True)
         try:
             self.identity.check(ex.guard, tc, index, device)
@@ -347,10 +362,19 @@ class TrialWalker:
                 return
             c.res.release_robot(trial.id)
 
-    def attempts(self, ex: TrialExecutor, tc: TrialContext, index: int, device: str, dest: str | None) -> None:
+    def attempts(
+        self,
+        ex: TrialExecutor,
+        tc: TrialContext,
+        index: int,
+        device: str,
+        dest: str | None,
+        batch: dict[str, Any] | None = None,
+    ) -> str | None:
         """Run step ``index`` until it succeeds or its retries are spent (or its station is quarantined); the
         backoff between attempts is in the device's time (real seconds for a real device) and ends at an
-        emergency stop."""
+        emergency stop. ``batch``: the leader of a batch runs the station for every member (see
+        :mod:`labloop.run.batch_steps`). Returns the run uid of the attempt that succeeded."""
         c = self.ctx
         step = c.workflow[index]
         for attempt in range(1, step.retries + 2):
@@ -369,10 +393,14 @@ class TrialWalker:
                 },
             )
             try:
-                ex.run_step(tc, index, device if station else None, dest, attempt)
+                # a plain step calls run_step as it always did (an executor without batch support still works)
+                if batch is None:
+                    uid = ex.run_step(tc, index, device if station else None, dest, attempt)
+                else:
+                    uid = ex.run_step(tc, index, device, dest, attempt, batch=batch)
                 if station:
                     c.res.record(device, True)
-                return
+                return uid
             except StepFailed as exc:
                 if c.estopped.is_set():
                     raise  # an emergency stop is not the station's fault
@@ -388,6 +416,7 @@ class TrialWalker:
                 delay = step.retry_backoff * 2 ** (attempt - 1) / c.lab.time_scale(device, c.time_scale)
                 if c.estopped.wait(delay):
                     raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _clear_station(self, ex: TrialExecutor, tc: TrialContext, trial: Trial, held: str | None) -> None:
         """After a failure, take the sample out of the station it blocks (to the workflow's last place). The move
@@ -409,12 +438,13 @@ class TrialWalker:
             self._release_robot(trial)
 
     # ------------------------------------------------------------------ stations
-    def _reserve(self, kind: str, trial: Trial, device: str | None = None) -> str:
-        """Reserve a station; when none of the kind is in service, pause the campaign for an operator."""
+    def _reserve(self, kind: str, trial: Trial, device: str | None = None, batch: str | None = None) -> str:
+        """Reserve a station (a batch station: the one of ``batch``); when none of the kind is in service, pause the
+        campaign for an operator."""
         c = self.ctx
         while True:
             try:
-                return c.res.reserve(kind, trial.id, device)
+                return c.res.reserve(kind, trial.id, device, batch)
             except NoStationLeft as exc:
                 if c.stopping.is_set():
                     raise Cancelled() from None  # the campaign ends; this trial cannot finish

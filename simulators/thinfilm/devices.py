@@ -619,13 +619,16 @@ class SimTransferRobot(_Simulated, Robot):
         self._sim_setup(clock, registry, 0.0, seed)
         self.stations = dict(stations or {})
         self.positions = tuple(positions)
-        self.registry.single |= set(self.stations)
+        self.registry.single |= {n for n, d in self.stations.items() if not hasattr(d, "samples")}
         self.fixed_move_seconds: float | None = None
         # After a restart the physical world is as it was: the gripper and the stations hold what they held.
         held = self.registry.at(self.name)
         if held:
             self.holding.put(held[0])
         for where, dev in self.stations.items():
+            if hasattr(dev, "samples"):  # a station with slots (a furnace): every sample in it
+                dev.samples.put(self.registry.at(where))
+                continue
             occupant = self.registry.occupant(where)
             if occupant:
                 dev.sample.put(occupant)
@@ -666,6 +669,13 @@ class SimTransferRobot(_Simulated, Robot):
         if not held:
             self.registry.check_pick(move.sample, move.source, self.name)
         self.registry.check_place(move.sample, move.destination, self.name)
+        slots = getattr(self.stations.get(move.destination), "capacity", None)
+        inside = self.registry.at(move.destination)
+        if slots is not None and move.sample not in inside and len(inside) >= slots:
+            raise DeviceError(
+                f"{self.name}: '{move.destination}' is full ({len(inside)} of {slots} slots: {sorted(inside)})",
+                f"take a sample out of '{move.destination}' first",
+            )
         for where in (move.source, move.destination):
             dev = self.stations.get(where)
             if dev is not None and getattr(dev, "busy", False):
@@ -692,9 +702,7 @@ class SimTransferRobot(_Simulated, Robot):
     def _move(self, move: Move) -> None:
         self._check(move)
         if self._already_done(move):
-            dst = self.stations.get(move.destination)
-            if dst is not None:
-                dst.sample.put(move.sample)
+            _put_into(self.stations.get(move.destination), move.sample)
             return
         if self.fixed_move_seconds:  # every move takes exactly this long, however far the arm travels
             planned = self.TRAVEL_S + self.PLACE_S
@@ -709,15 +717,32 @@ class SimTransferRobot(_Simulated, Robot):
             self._wait(self.PICK_S, f"picking '{move.sample}' at '{move.source}'")
             self.registry.move(move.sample, self.name, "picked")
             self.holding.put(move.sample)
-            src = self.stations.get(move.source)
-            if src is not None and src.sample.get() == move.sample:
-                src.sample.put("")
+            _take_out(self.stations.get(move.source), move.sample)
         self.at.put("moving")
         self._wait(self.TRAVEL_S, f"carrying '{move.sample}' to '{move.destination}'")
         self.at.put(move.destination)
         self._wait(self.PLACE_S, f"placing '{move.sample}' at '{move.destination}'")
         self.registry.move(move.sample, move.destination, "placed")
-        dst = self.stations.get(move.destination)
-        if dst is not None:
-            dst.sample.put(move.sample)
+        _put_into(self.stations.get(move.destination), move.sample)
         self.holding.put("")
+
+
+def _put_into(station: Any, sample: str) -> None:
+    """The station's sensors follow a placed sample: its ``sample`` signal, or its ``samples`` list (slots)."""
+    if station is None:
+        return
+    if hasattr(station, "samples"):
+        inside = list(station.samples.get() or [])
+        if sample not in inside:
+            station.samples.put([*inside, sample])
+    else:
+        station.sample.put(sample)
+
+
+def _take_out(station: Any, sample: str) -> None:
+    if station is None:
+        return
+    if hasattr(station, "samples"):
+        station.samples.put([s for s in (station.samples.get() or []) if s != sample])
+    elif station.sample.get() == sample:
+        station.sample.put("")

@@ -22,6 +22,7 @@ from ..registry import SampleRegistry
 from .barcode import SimBarcodeReader
 from .devices import SimFourPointProbe, SimSputterChamber, SimTransferRobot
 from .dock import DOCK
+from .furnace import SimAnnealFurnace
 
 #: Options a campaign may give under lab.options, with their defaults and meaning.
 OPTIONS: dict[str, tuple[float, str]] = {
@@ -46,6 +47,12 @@ OPTIONS: dict[str, tuple[float, str]] = {
         "0.5 %/h; needs dock: true), reset by `labloop calibrate uvvis` or a calibration step",
     ),
     "hang_rate": (0.0, "probability that a recipe or measurement hangs (never finishes) instead of failing"),
+    "furnace_slots": (
+        0.0,
+        "slots of the anneal furnace, device 'furnace' (0: no furnace); it fires every sample inside at once on "
+        "one anneal_c, the batch station of lab.batching",
+    ),
+    "furnace_minutes": (60.0, "hold time of a furnace firing in simulated minutes"),
     "dead_after": (math.nan, "the first chamber dies (every recipe fails) after this many recipes"),
     "dock": (
         0.0,
@@ -266,20 +273,50 @@ def build_lab(
                 dev.time_factor = dock_min * 60.0 / sum(sec for _, sec in dev.STEPS)
             instruments[dname] = dev
         instruments["uvvis"].drift = uvvis_drift
+    furnaces = _furnace(options, clock, registry, seed, fault)
     robot = SimTransferRobot(
         name="robot",
         clock=clock,
         registry=registry,
         seed=seeds[1],
-        stations={**chambers, "probe": probe, **instruments},
-        positions=("load_lock", *names, "probe", *instruments, "storage", "hotel"),
+        stations={**chambers, **furnaces, "probe": probe, **instruments},
+        positions=("load_lock", *names, *furnaces, "probe", *instruments, "storage", "hotel"),
     )
     if not math.isnan(robot_min):
         robot.fixed_move_seconds = robot_min * 60.0
-    devices = {"robot": robot, **chambers, "probe": probe, **instruments, **_readers(options, names, registry, seed)}
+    devices = {
+        "robot": robot,
+        **chambers,
+        **furnaces,
+        "probe": probe,
+        **instruments,
+        **_readers(options, names, registry, seed),
+    }
     for dname, dev in devices.items():
         dev.serial = sim_serial(seed, dname)
     return Lab(devices, set(PLACES))
+
+
+def _furnace(
+    options: dict[str, Any], clock: SimClock, registry: SampleRegistry, seed: int, fault: float
+) -> dict[str, Any]:
+    """With ``furnace_slots: N`` (N >= 1), the anneal furnace ``furnace`` with N slots; its own seed, so the other
+    devices' draws stay as they were."""
+    slots = _option(options, "furnace_slots", 0.0, 64.0)
+    if slots != int(slots):
+        raise SpecError(f"lab.options.furnace_slots: {slots:g} is not a whole number", "give 0, 1, 2, 4 ...")
+    if not slots:
+        return {}
+    furnace = SimAnnealFurnace(
+        name="furnace",
+        capacity=int(slots),
+        minutes=_option(options, "furnace_minutes", 1.0, 48 * 60.0),
+        clock=clock,
+        registry=registry,
+        seed=np.random.SeedSequence([int(seed), 13]),
+        fault_rate=fault,
+    )
+    return {"furnace": furnace}
 
 
 def _readers(options: dict[str, Any], chambers: list[str], registry: SampleRegistry, seed: int) -> dict[str, Any]:
