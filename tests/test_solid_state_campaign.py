@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labloop_devices.solid_state.cell import CellRobot, masses
+from labloop_devices.solid_state.cell import CellRobot, furnace, masses
 from labloop_simulators.solid_state_lab.campaign import ServedLab, point_at
 from labloop_simulators.solid_state_lab.world import World
 from typer.testing import CliRunner
@@ -42,6 +42,14 @@ def test_the_adapters_translate_recipes_and_places() -> None:
     assert robot.taught("x-0012", "load_lock") == robot.taught("x-0012", "storage") == "rack12"
     assert robot.taught("x-0012", "furnace3") == "f3s1" and robot.taught("x-0012", "xrd") == "xrd"
     robot.disconnect()
+    # a firing may last 100 h: the furnace's completion timeout is in its own seconds, divided by a served lab's
+    # time scale (at 600 a 25 h firing takes 150 s: the old 120 s timeout failed it)
+    assert furnace(name="f", address="tcp://127.0.0.1:1").default_timeout == 360000
+    assert furnace(name="f", address="tcp://127.0.0.1:1", time_scale=600).default_timeout == 600
+    served = {"time_scale": 600.0, "devices": {"furnace1": {"address": "tcp://h:1", "file": "furnace.yaml"}}}
+    pointed = point_at({"lab": {"devices": {"furnace1": {"driver": "x"}, "robot1": {"driver": "y"}}}}, served)
+    assert pointed["lab"]["devices"]["furnace1"]["config"] == {"address": "tcp://h:1", "time_scale": 600.0}
+    assert "config" not in pointed["lab"]["devices"]["robot1"]  # not served here: left as it was
 
 
 def test_a_short_campaign_runs_against_the_protocol_servers(tmp_path: Path) -> None:

@@ -123,31 +123,43 @@ class CellBarcodeReader:
             self.code.update(re.sub(r"\d+$", found.group(1), presented))  # type: ignore[attr-defined]
 
 
-def _described(name: str, file: str, hook: type | None, address: str | None, timeout: float | None) -> Any:
+def _described(
+    name: str, file: str, hook: type | None, address: str | None, timeout: float | None, time_scale: float = 1.0
+) -> Any:
+    """The device of ``file`` with its adapter. ``time_scale``: the lab's model seconds per real second when the
+    instruments are simulated (``point_at`` sets it from the served lab), for a file whose completion timeout is in
+    the instrument's own seconds (the furnace's: the longest firing its limits allow), so it shrinks with the scale;
+    the other files' timeouts are small enough already."""
     spec = load_spec(FOLDER / file)
     cls = build_class(spec, str(FOLDER / file))
     if hook is not None:  # the described class with the adapter in front of the file's own hook
         cls = type(cls.__name__, (hook, cls), {})
-    return cls(name=name, address=address, timeout=timeout)
+    dev = cls(name=name, address=address, timeout=timeout)
+    if time_scale <= 0:
+        raise LimitError(f"{name}: time_scale must be > 0, not {time_scale:g}", "give the served lab's time scale")
+    dev.default_timeout = max(10.0, dev.default_timeout / time_scale)
+    return dev
 
 
-def dispenser(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+# Every factory takes the served lab's ``time_scale`` (``point_at`` sets it for each described instrument); only the
+# furnace's file states its timeout in the instrument's own seconds, the others' fit a simulated lab at any scale.
+def dispenser(*, name: str, address: str | None = None, timeout: float | None = None, time_scale: float = 1.0) -> Any:
     return _described(name, "dispenser.yaml", CellDispenser, address, timeout)
 
 
-def furnace(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
-    return _described(name, "furnace.yaml", CellFurnace, address, timeout)
+def furnace(*, name: str, address: str | None = None, timeout: float | None = None, time_scale: float = 1.0) -> Any:
+    return _described(name, "furnace.yaml", CellFurnace, address, timeout, time_scale)
 
 
-def balance(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+def balance(*, name: str, address: str | None = None, timeout: float | None = None, time_scale: float = 1.0) -> Any:
     return _described(name, "balance.yaml", None, address, timeout)
 
 
-def barcode(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+def barcode(*, name: str, address: str | None = None, timeout: float | None = None, time_scale: float = 1.0) -> Any:
     return _described(name, "barcode.yaml", CellBarcodeReader, address, timeout)
 
 
-def xrd(*, name: str, address: str | None = None, timeout: float | None = None) -> Any:
+def xrd(*, name: str, address: str | None = None, timeout: float | None = None, time_scale: float = 1.0) -> Any:
     return _described(name, "xrd.yaml", None, address, timeout)
 
 

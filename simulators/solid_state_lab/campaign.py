@@ -21,12 +21,17 @@ import yaml
 
 
 def point_at(campaign: dict[str, Any], endpoints: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``campaign`` whose ``lab.devices.NAME.config.address`` is the ports file's address of NAME."""
+    """A copy of ``campaign`` whose ``lab.devices.NAME.config.address`` is the ports file's address of NAME; the
+    described instruments (a ``file`` in the ports file) also get the served lab's ``time_scale``, so their
+    completion timeouts (in the instrument's own seconds: a furnace's is the longest firing) scale with it."""
     out = json.loads(json.dumps(campaign))
     served = endpoints["devices"]
     for name, dev in out.get("lab", {}).get("devices", {}).items():
         if name in served:
-            dev.setdefault("config", {})["address"] = served[name]["address"]
+            config = dev.setdefault("config", {})
+            config["address"] = served[name]["address"]
+            if "file" in served[name] and endpoints.get("time_scale"):
+                config["time_scale"] = float(endpoints["time_scale"])
     return out
 
 
