@@ -131,6 +131,15 @@ def compare(ours: list[dict], peers: list[dict], qs: list[int], peer: str = "bay
                         xs = [r[key] for r in rs if r.get(key) is not None]
                         m[key] = round(statistics.median(xs), 2) if xs else None
                     m["legacy_seeds"] = sum(bool(r.get("legacy")) for r in rs)
+                    # Optuna's and HEBO's proposals that were not an unmeasured row (benchmarks/peer_adapters.py)
+                    props = sum(r.get("peer_proposals", 0) for r in rs)
+                    m["mapped_share"] = round(sum(r.get("peer_mapped", 0) for r in rs) / props, 3) if props else None
+                    again = [r["peer_mapped_measured_row"] for r in rs if "peer_mapped_measured_row" in r]
+                    m["mapped_measured_row_share"] = (
+                        round(sum(again) / sum(r["peer_mapped"] for r in rs), 3)
+                        if len(again) == len(rs) and any(r["peer_mapped"] for r in rs)
+                        else None
+                    )
             if rnd:
                 line["random_median_to_best"] = _med([rnd[s]["to_best"] for s in seeds if s in rnd])
             line["paired_to_best"] = paired_wilcoxon(line["labloop"]["to_best"], line[peer]["to_best"])
@@ -187,11 +196,12 @@ def summaries(lines: list[dict], peer: str = "baybe") -> list[dict]:
 
 
 def markdown(lines: list[dict], peer: str = "baybe") -> str:
+    p = "BayBE" if peer == "baybe" else peer
     rows = [
-        "| table | q | seeds | labloop to best (found) | BayBE to best (found) | median diff (l - B), wins l/B/tie "
-        "| Wilcoxon p | labloop / BayBE to top-1% | p top-1% | rounds to best l / B | s per ask l / B "
-        "| BayBE setup s (first proposal s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| table | q | seeds | labloop to best (found) | {p} to best (found) | median diff (l - {p}), wins l/{p}/tie "
+        f"| Wilcoxon p | labloop / {p} to top-1% | p top-1% | rounds to best l / {p} | s per ask l / {p} "
+        f"| {p} setup s (first proposal s) | {p} proposals mapped to a row |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ln in lines:
         lab, bb, pb, pt = ln["labloop"], ln[peer], ln["paired_to_best"], ln["paired_to_top1"]
@@ -201,7 +211,8 @@ def markdown(lines: list[dict], peer: str = "baybe") -> str:
             f"{len(ln['seeds'])}) | {pb['median_diff']:+g}, {pb['x_better']}/{pb['y_better']}/{pb['zeros']} "
             f"| {pb['p']:.3g} | {_show(lab['median_to_top1'])} / {_show(bb['median_to_top1'])} | {pt['p']:.3g} "
             f"| {_show(lab['median_rounds_to_best'])} / {_show(bb['median_rounds_to_best'])} "
-            f"| {lab['sec_per_ask']} / {bb['sec_per_ask']} | {bb['setup_s']} ({bb['first_proposal_s']}) |"
+            f"| {lab['sec_per_ask']} / {bb['sec_per_ask']} | {bb['setup_s']} ({bb['first_proposal_s']}) "
+            f"| {'-' if bb['mapped_share'] is None else format(bb['mapped_share'], '.0%')} |"
         )
     return "\n".join(rows)
 
@@ -216,6 +227,7 @@ def main() -> None:
         default=[],
         help="pre-issue-13 BayBE runs, used as q = 1 runs where the current runs file has none for that (table, seed)",
     )
+    ap.add_argument("--peer", default="baybe", help="the peer's method name in the peers' runs, e.g. optuna_gp")
     ap.add_argument("--options", default="{}", help="which labloop variant (its --options JSON)")
     ap.add_argument("--q", default="1,2,4,8")
     ap.add_argument("--markdown", action="store_true")
@@ -229,14 +241,14 @@ def main() -> None:
     peers = _load(a.peers)
     have = {(r["table"], r["seed"], r.get("q", 1), r["method"]) for r in peers}
     peers += [r for r in _legacy(a.legacy_peers) if (r["table"], r["seed"], 1, r["method"]) not in have]
-    lines = compare(ours, peers, [int(q) for q in a.q.split(",")])
+    lines = compare(ours, peers, [int(q) for q in a.q.split(",")], a.peer)
     for ln in lines:
         print(json.dumps(ln))
-    for s in summaries(lines):
+    for s in summaries(lines, a.peer):
         print(json.dumps(s))
     if a.markdown:
         print()
-        print(markdown(lines))
+        print(markdown(lines, a.peer))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ Neither peer can be told "only these rows", so each adapter (the same for all th
   plus 1 per categorical mismatch: ``Table.nearest_unmeasured``), and tells the peer what was really measured
   (Optuna: the proposed trial as FAIL and the measured row as a completed trial via ``add_trial``; HEBO: it
   observes the measured row);
-* counts how often a proposal had to be mapped (``mapped``, with the median mapping distance): on tables whose
-  inputs are compositions summing to 1 almost every proposal is, which handicaps the peer.
+* counts how often a proposal had to be mapped (``mapped``, with the median mapping distance, and how many of those
+  were a row already measured): on tables whose inputs are compositions summing to 1 almost every proposal is, which
+  handicaps the peer; on all-categorical tables the mapped proposals are the peer asking for a measured row again.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class _Mapped:
     def __init__(self, table):
         self.t = table
         self.enc = _Encoding(table)
-        self.n_proposals = self.n_mapped = 0
+        self.n_proposals = self.n_mapped = self.n_measured_again = 0
         self.dists: list[float] = []
 
     def to_row(self, params: dict[str, Any], measured: set) -> tuple[int, bool]:
@@ -92,6 +93,9 @@ class _Mapped:
         exact = self.t.row_of(point)
         if exact is not None and exact not in measured:
             return exact, False
+        # a row already measured (a peer may propose it again): on tables where every combination of the
+        # inputs is a row, this, not "off the pool", is why proposals are mapped
+        self.n_measured_again += exact is not None
         i, dist = self.t.nearest_unmeasured(point, measured)
         self.n_mapped += 1
         self.dists.append(dist)
@@ -101,6 +105,7 @@ class _Mapped:
         return {
             "peer_proposals": self.n_proposals,
             "peer_mapped": self.n_mapped,
+            "peer_mapped_measured_row": self.n_measured_again,
             "peer_median_map_dist": round(statistics.median(self.dists), 4) if self.dists else None,
             "peer_encoding": {k: sum(1 for v in self.enc.kind.values() if v == k) for k in ("cat", "level", "float")},
         }
