@@ -111,6 +111,11 @@ class TrialExecutor:
         #: step starts, before its plan runs and before a failure is recorded (a runner that lost its lease writes
         #: nothing more; the lease's new holder resumes the step as after a crash).
         self.guard: Callable[[], None] = lambda: None
+        #: The scheduler's calibration verdict per device, given just before a step (False: fresh or calibrated at
+        #: the gate; True: expired and the operator went on without calibrating). The step's flag follows the
+        #: verdict, not a second reading of the clock: in simulated time the few milliseconds between the two are
+        #: lab minutes, and a calibration the gate found fresh could otherwise be flagged as expired.
+        self.verdicts: dict[str, bool] = {}
         self._provenance = provenance.Recorder()  # each device's driver/version/serial, computed once
         self._origin: provenance.Origin | None = None  # the campaign's part (user, spec hash), once per campaign
 
@@ -221,9 +226,9 @@ class TrialExecutor:
         # A reading (or synthesis) on a device whose calibration is older than the campaign's max_age is flagged in
         # its run's start document (and so in `labloop export`): the scheduler let it through (on_expiry: pause,
         # then an operator resumed without calibrating) or the device cannot tell its calibration's age.
-        extra: dict[str, Any] = (
-            {"calibration_expired": True} if step.kind != "transfer" and self.calibration_expired(actor) else {}
-        )
+        verdict = self.verdicts.pop(actor or "", None)
+        expired = verdict if verdict is not None else self.calibration_expired(actor)
+        extra: dict[str, Any] = {"calibration_expired": True} if step.kind != "transfer" and expired else {}
         if batch is not None:
             extra["batch"] = dict(batch)
         used = (

@@ -285,6 +285,7 @@ class TrialWalker:
             self._calibrate_if_expired(ex, tc, index, device)
             self.attempts(ex, tc, index, device, None)
         finally:
+            ex.verdicts.pop(device, None)  # a verdict is for this step only (executors are reused)
             c.res.mark_busy(device, False)
         return held
 
@@ -295,6 +296,7 @@ class TrialWalker:
         other trial uses it meanwhile. After an operator resumes a paused campaign without calibrating, the step
         runs and its reading is flagged ``calibration_expired`` (by the executor)."""
         c = self.ctx
+        ex.verdicts[device] = False  # fresh, or calibrated below (the step's flag follows this verdict)
         if not ex.calibration_expired(device):
             return
         policy = c.spec.lab.calibration[device]  # type: ignore[union-attr]  # expired implies a policy
@@ -329,6 +331,8 @@ class TrialWalker:
             # (a machine that stalled longer than max_age in the lab's time): the policy says pause, so pause again
             # rather than take a reading flagged calibration_expired
             self._calibrate_if_expired(ex, tc, index, device)
+        elif _calibration_id(dev) == in_force:
+            ex.verdicts[device] = True  # the operator went on without calibrating: the reading is flagged
 
     def _should_park(self, held: str, next_kind: str) -> bool:
         """Park when the next station is busy and another trial waits for the station this sample blocks."""
