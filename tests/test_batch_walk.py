@@ -301,6 +301,7 @@ def batch_context(capacity: int = 2):
         workflow=spec.workflow,
         store=FakeStore(),
         observer=lambda kind, data: None,
+        announce_step=lambda *step: None,
         res=SimpleNamespace(mark_busy=lambda device, busy: None),
         cancelled=lambda: False,
     )

@@ -44,6 +44,7 @@ def test_retry_backoff_is_real_seconds_for_a_real_device_scaled_for_a_simulated_
         workflow=[step],
         cancelled=lambda: False,
         observer=lambda *a: None,
+        announce_step=lambda *a: None,
         time_scale=TS,
         spec=SimpleNamespace(stopping=SimpleNamespace(max_trials=5)),
         lab=build_lab(lab_spec()),

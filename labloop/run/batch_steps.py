@@ -149,17 +149,7 @@ class BatchSteps:
         former = self.formers[batch.kind]
         own: int | None = None
         if tc.trial_id != batch.leader:
-            c.observer(
-                "step",
-                {
-                    "trial": tc.number,
-                    "of": c.spec.stopping.max_trials,
-                    "step": step.label,
-                    "device": device,
-                    "to": None,
-                    "attempt": 1,
-                },
-            )
+            c.announce_step(tc.number, step.label, device, None, 1)
             ex.guard()
             own = c.store.start_step(tc.trial_id, index, step.label, step.kind, 1, device)
 

@@ -112,6 +112,21 @@ class RunContext:
         finally:
             self.observer("alert", {"message": message})
 
+    def announce_step(self, number: int, step: str, device: str | None, dest: str | None, attempt: int) -> None:
+        """Tell the watchers (``watch``, the stream, the dashboard) that trial ``number`` starts ``step``: one
+        payload for a plain step, a calibration and a batch member's wait, so every surface reads the same fields."""
+        self.observer(
+            "step",
+            {
+                "trial": number,
+                "of": self.spec.stopping.max_trials,
+                "step": step,
+                "device": device,
+                "to": dest,
+                "attempt": attempt,
+            },
+        )
+
     def pause_for_operator(self, reason: str) -> None:
         """Pause the campaign with the reason, until an operator's resume request lifts it. Called from the
         control thread or a worker; the first reason wins."""

@@ -301,17 +301,7 @@ class TrialWalker:
             return
         policy = c.spec.lab.calibration[device]  # type: ignore[union-attr]  # expired implies a policy
         if policy.on_expiry == "calibrate":
-            c.observer(
-                "step",
-                {
-                    "trial": tc.number,
-                    "of": c.spec.stopping.max_trials,
-                    "step": f"calibrate:{device}",
-                    "device": device,
-                    "to": None,
-                    "attempt": 1,
-                },
-            )
+            c.announce_step(tc.number, f"calibrate:{device}", device, None, 1)
             ex.run_calibration(tc, index, device)
             return
         dev = c.lab.devices.get(device)
@@ -385,17 +375,7 @@ class TrialWalker:
             if c.cancelled():
                 raise Cancelled()
             station = step.kind != "transfer"  # robot moves are not station health
-            c.observer(
-                "step",
-                {
-                    "trial": tc.number,
-                    "of": c.spec.stopping.max_trials,
-                    "step": step.label,
-                    "device": device,
-                    "to": dest,
-                    "attempt": attempt,
-                },
-            )
+            c.announce_step(tc.number, step.label, device, dest, attempt)
             try:
                 # a plain step calls run_step as it always did (an executor without batch support still works)
                 if batch is None:
