@@ -22,10 +22,11 @@ import argparse
 import json
 import tempfile
 import time
-from datetime import UTC
 from pathlib import Path
 
 import yaml
+
+from labloop.store.times import utc
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE_MINUTES = 60 + 5 + 3 * 1  # deposition, measurement, three robot moves
@@ -62,7 +63,7 @@ def campaign(mode: str, trials: int, time_scale: float, strategy: str, dock: str
 
 
 def ts(d) -> float:
-    return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
+    return utc(d).timestamp()
 
 
 def run(mode: str, trials: int, time_scale: float, strategy: str, dock: bool = False) -> dict:

@@ -26,11 +26,12 @@ import json
 import statistics
 import tempfile
 import time
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from labloop.store.times import utc
 
 REPO = Path(__file__).resolve().parents[1]
 CAMPAIGN = REPO / "experiments" / "solid_state.yaml"
@@ -38,8 +39,8 @@ ARM_MOVE_S = 2 * 15.0 + 2 * 3.0  # the served arm: two legs and two grips (simul
 COUNT = {"furnace": 4}
 
 
-def ts(d: Any) -> float:
-    return float((d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp())
+def ts(d) -> float:
+    return utc(d).timestamp()
 
 
 def run(mode: str, trials: int, time_scale: float) -> dict[str, Any]:

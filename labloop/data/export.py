@@ -9,20 +9,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from labloop.run import best as _best
 from labloop.spec import CampaignSpec, spec_from_text
 from labloop.store import Store
 from labloop.store.schema import Campaign, Trial
+from labloop.store.times import utc
 
 
 def _iso(d: datetime | None) -> str | None:
     """ISO 8601 in UTC (SQLite hands back naive datetimes; they were stored as UTC)."""
     if d is None:
         return None
-    return (d if d.tzinfo else d.replace(tzinfo=UTC)).isoformat()
+    return utc(d).isoformat()
 
 
 def campaign_spec(campaign: Campaign) -> CampaignSpec:

@@ -18,7 +18,6 @@ code: ``labloop status`` stays light.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -29,6 +28,7 @@ from labloop.spec import CampaignSpec
 from labloop.store import Store
 from labloop.store.events import last_seq
 from labloop.store.schema import AuditEntry, Campaign, ProcessPoint
+from labloop.store.times import utc
 
 from .export import campaign_spec
 
@@ -128,17 +128,13 @@ def trial_row(spec: CampaignSpec, t: Any) -> dict[str, Any]:
     }
 
 
-def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def time_scales(store: Store, campaign_id: int, spec: CampaignSpec) -> list[tuple[float, float]]:
     """(from wall time, time scale) of each run of the campaign (``labloop run/resume --time-scale`` is audited as
     ``campaign.lab``); the campaign file's scale when none was recorded, 1 for a real lab."""
     out = []
     for a in store.audit_log(campaign_id):
         if a.action == "campaign.lab" and isinstance((a.detail or {}).get("time_scale"), (int, float)):
-            out.append((_utc(a.at).timestamp(), float(a.detail["time_scale"])))
+            out.append((utc(a.at).timestamp(), float(a.detail["time_scale"])))
     if not out:
         out.append((0.0, float(spec.lab.time_scale) if spec.lab is not None else 1.0))
     return sorted(out)
@@ -166,7 +162,7 @@ def campaign_view(st: Store, ref: str | int | Campaign | None, *, points: bool =
                 "device": s.device,
                 "attempt": s.attempt,
                 "since": s.started_at.strftime("%H:%M:%S") if s.started_at else None,
-                "started": _utc(s.started_at).timestamp() if s.started_at else None,
+                "started": utc(s.started_at).timestamp() if s.started_at else None,
             }
         )
         if points:

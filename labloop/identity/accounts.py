@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 from sqlalchemy import select
@@ -30,6 +30,7 @@ from sqlalchemy import select
 from labloop.errors import LabloopError
 from labloop.store import Store
 from labloop.store.schema import User, WebSession, utcnow
+from labloop.store.times import utc
 
 #: scrypt cost: n=2**14, r=8, p=1 takes ~30-60 ms and 16 MiB here, the common interactive-login setting.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -158,14 +159,14 @@ def session_user(store: Store, cookie: str | None) -> WebUser | None:
         row = s.get(WebSession, _sha(cookie))
         if row is None:
             return None
-        if _aware(row.expires_at) <= now:
+        if utc(row.expires_at) <= now:
             s.delete(row)
             return None
         u = s.get(User, row.user_id)
         if u is None or u.revoked_at is not None:
             s.delete(row)
             return None
-        if now - _aware(row.last_seen) > LAST_SEEN_EVERY:  # a write per request would put an fsync on every GET
+        if now - utc(row.last_seen) > LAST_SEEN_EVERY:  # a write per request would put an fsync on every GET
             row.last_seen = now
         return WebUser(u.name, u.role, row.csrf)
 
@@ -195,8 +196,3 @@ def expire_session(store: Store, cookie: str) -> None:
         row = s.get(WebSession, _sha(cookie))
         if row is not None:
             row.expires_at = utcnow() - timedelta(seconds=1)
-
-
-def _aware(t: datetime) -> datetime:
-    """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -13,6 +13,7 @@ from typing import Any
 
 from labloop import __version__
 from labloop.spec import ObjectiveSpec, OutcomeConstraintSpec
+from labloop.store.times import utc
 
 from .gather import ReportData
 from .plotting import Drawn, Item, NotDrawn
@@ -50,7 +51,7 @@ def _num(v: Any) -> str:
 def _when(d: datetime | None) -> str:
     if d is None:
         return "-"
-    return (d if d.tzinfo else d.replace(tzinfo=UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return utc(d).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def units(spec: Any) -> dict[str, str]:

@@ -28,6 +28,7 @@ from bluesky import RunEngine
 
 from labloop.errors import DeviceError, LabloopError
 from labloop.run import plans, provenance
+from labloop.store.times import utc
 
 
 def calibratable(dev: Any) -> bool:
@@ -149,7 +150,7 @@ def recorded_age_s(dev: Any, row: Any, now: datetime | None = None) -> float:
     its own clock (a simulated lab's clock stands still between processes), else wall seconds since it was made."""
     if callable(getattr(dev, "calibration_age", None)):
         return 0.0
-    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    at = utc(row.at)
     return max(0.0, ((now or datetime.now(UTC)) - at).total_seconds())
 
 

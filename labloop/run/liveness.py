@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from labloop.store.times import utc
+
 #: The runner beats every second; this many seconds of silence mean it no longer answers.
 STALE_AFTER_S = 10.0
 ACTIVE_STATES = ("running", "paused")
@@ -55,7 +57,7 @@ class Liveness:
 def heartbeat_age(beat: datetime | None, now: datetime | None = None) -> float | None:
     if beat is None:
         return None
-    beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
+    beat = utc(beat)
     return ((now or datetime.now(UTC)) - beat).total_seconds()
 
 

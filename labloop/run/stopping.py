@@ -14,6 +14,7 @@ from typing import Any
 from labloop.no_improvement import improvement_stalled
 from labloop.run.best import target_met
 from labloop.spec import CampaignSpec, ObjectiveSpec
+from labloop.store.times import utc
 
 #: Trials that do not use up the budget: rejected by an operator, or cancelled before anything was done to them.
 NOT_COUNTED = ("rejected", "cancelled")
@@ -62,7 +63,7 @@ def check(
         )
     if rules.max_wall_time is not None:
         now = now or datetime.now(UTC)
-        start = started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC)
+        start = utc(started_at)
         elapsed = (now - start).total_seconds()
         if elapsed >= rules.max_wall_time:
             return StopDecision(

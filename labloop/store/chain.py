@@ -22,6 +22,7 @@ from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from .schema import AuditEntry, Meta, utcnow
+from .times import utc
 
 AUDIT_LOCK = 0x6C61626D  # 'labm': PostgreSQL advisory lock held while a row is appended to the audit chain
 TIP_KEY = "audit_tip"
@@ -31,9 +32,7 @@ CHAINED = ("id", "campaign_id", "at", "user", "role", "address", "action", "deta
 
 def iso(at: datetime) -> str:
     """A timestamp as the chain hashes it: UTC, microseconds (SQLite hands back naive UTC, PostgreSQL aware)."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc(at).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical(r: Any) -> str:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from labloop.errors import LabloopError
 
 from .schema import Campaign, Lease
+from .times import utc
 
 #: Campaign states a runner may take over (the others have ended).
 UNFINISHED_CAMPAIGN = ("running", "paused")
@@ -48,10 +49,6 @@ class LeaseInfo(NamedTuple):
     token: int
     acquired_at: datetime
     expires_at: datetime
-
-
-def _utc(t: datetime) -> datetime:
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 class Leases:
@@ -95,10 +92,10 @@ class Leases:
             if token is not None:
                 return int(token)
             row = s.get(Lease, campaign_id)
-        left = (_utc(row.expires_at) - _utc(now)).total_seconds() if row is not None else 0.0
+        left = (utc(row.expires_at) - utc(now)).total_seconds() if row is not None else 0.0
         raise LeaseHeld(
             f"campaign {campaign_id} is leased to runner '{row.holder if row else '?'}' until "
-            f"{_utc(row.expires_at).isoformat() if row else '?'} ({left:.1f} s from now)",
+            f"{utc(row.expires_at).isoformat() if row else '?'} ({left:.1f} s from now)",
             "wait for it to end or for its lease to expire (a runner that died loses it then), or "
             "stop that runner first",
         )
@@ -116,7 +113,7 @@ class Leases:
                 .returning(Lease.expires_at)
             )
             if done is not None:
-                return _utc(done)
+                return utc(done)
             row = s.get(Lease, campaign_id)
         who = f"runner '{row.holder}' (token {row.token})" if row is not None else "nobody"
         raise LeaseLost(
@@ -179,4 +176,4 @@ def _pg_now() -> Any:
 
 
 def _info(row: Lease) -> LeaseInfo:
-    return LeaseInfo(row.campaign_id, row.holder, int(row.token), _utc(row.acquired_at), _utc(row.expires_at))
+    return LeaseInfo(row.campaign_id, row.holder, int(row.token), utc(row.acquired_at), utc(row.expires_at))

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from labloop.errors import StoreError
 
 from .migrations import HEAD, LEGACY_SCHEMA_REVISIONS, REVISIONS
+from .times import utc
 
 LABLOOP_TABLES = ("campaigns", "labloop_meta")
 
@@ -235,7 +236,7 @@ def _refuse_if_running(conn: Connection, display: str) -> None:
             beat = datetime.fromisoformat(beat)
         if beat is None:
             continue
-        beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
+        beat = utc(beat)
         if (now - beat).total_seconds() < RUNNING_SECONDS:
             raise StoreError(
                 f"campaign '{name}' is running on the store {display}",
