@@ -89,6 +89,7 @@ class SharedAsk:
         self.fixed_ok = accepts_fixed(strategy)
         self._lock = threading.Lock()
         self._promised: dict[str, list[tuple[Any, ...]]] = {}
+        self._warned = False
 
     # ------------------------------------------------------------------ promises
     def promises(self, kind: str) -> list[tuple[Any, ...]]:
@@ -167,7 +168,9 @@ class SharedAsk:
         if not self.fixed_ok:
             free = _first(self.strategy.ask(1, observations, pending))
             why = f"strategy {type(self.strategy).__name__}'s ask takes no `fixed`: proposed unconstrained"
-            log.warning("%s (give ask a `fixed` keyword to share batches)", why)
+            if not self._warned:  # once a campaign: every proposal records it in its info anyway
+                self._warned = True
+                log.warning("%s (give ask a `fixed` keyword to share batches)", why)
             return _noted(free, {**record, "shared": False, "why": why})
         fixed = {k: v for t in targets for k, v in t.fixed.items()}
         for t in targets:
