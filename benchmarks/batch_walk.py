@@ -131,6 +131,12 @@ def measure(
     if options:
         out.update({k: v for k, v in options.items() if k != "target"})
         out["shared_proposals"] = sum(1 for n in notes if n and n.get("shared"))
+        ratios = sorted(n["acquisition_ratio"] for n in notes if n and n.get("acquisition_ratio") is not None)
+        if ratios:  # share_min_ratio > 0: the expected-improvement ratios weighed, and how many were declined
+            out["acquisition_ratio_median"] = round(ratios[len(ratios) // 2], 3)
+            out["declined_by_ratio"] = sum(
+                1 for n in notes if n and n.get("acquisition_ratio") is not None and not n["shared"]
+            )
         out["experiments_to_target"] = hit[0] if hit else None
     return out
 
@@ -143,6 +149,8 @@ if __name__ == "__main__":
     ap.add_argument("--target", type=int, default=0, help="seeds of botorch campaigns to the target, +/- sharing")
     ap.add_argument("--botorch-ts", type=float, default=3600.0)
     ap.add_argument("--strategies", default="random,botorch")
+    ap.add_argument("--wait-h", type=float, default=1.0, help="max_wait of the --target runs (lab hours)")
+    ap.add_argument("--min-ratio", type=float, default=0.0, help="share_min_ratio of the --target runs")
     args = ap.parse_args()
     if args.target:
         for seed in range(args.target):
@@ -152,11 +160,12 @@ if __name__ == "__main__":
                         measure(
                             4,
                             trials=40,
-                            max_wait_h=1.0,
+                            max_wait_h=args.wait_h,
                             seed=seed,
                             continuous=True,
                             strategy="botorch",
                             share=share,
+                            min_ratio=args.min_ratio,
                             ts=args.botorch_ts,
                             target=True,
                         )
