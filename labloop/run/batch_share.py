@@ -34,7 +34,11 @@ The measure is the stations' mean fill (:meth:`BatchFormer.stats`, benchmarks/ba
 
 What the rule does not do: it does not estimate when the new trial reaches the station (a key whose batch fires
 before it arrives was shared for nothing; ``max_wait_s`` bounds how long a batch waits), and proposals awaiting
-approval are not prospects (they have not been launched).
+approval are not prospects (they have not been launched). Nor does it check that the new trial can get through
+the steps before the station: proposals are launched in order, so a key's members normally precede later keys,
+but when a member fails and a later proposal refills its open batch, that proposal may queue for a first-step
+station held by trials that wait for the batch station itself; the batch then fires when ``max_wait_s`` runs out
+(the batching rule's bound, as for any prospect; keep it finite).
 """
 
 from __future__ import annotations
