@@ -152,6 +152,9 @@ class SharedAsk:
         """``n`` proposals, one at a time, each shared by the rule where a batch has room."""
         if not self.kinds:
             return list(self.strategy.ask(n, observations, pending))
+        # one ask at a time (AskService): the previous answer was stored or dropped (an emergency stop discards an
+        # ask without an answer), so no promise of it still stands
+        self.release()
         out: list[Proposal] = []
         for _ in range(max(0, n)):
             p = self._one(observations, list(pending) + [dict(q.params) for q in out])
