@@ -399,3 +399,28 @@ def test_a_precursor_that_ran_short_is_not_proposed_and_the_others_still_are(tmp
         st.add_trial(c.id, p.params, p.source, {}, "ss")
     assert all(s["left"] >= 0 for s in st.stock_levels(c.id))
     st.close()
+
+
+def test_the_stock_guard_passes_fixed_values_on_and_says_whether_its_strategy_takes_them(tmp_path):
+    """A shared batch proposal (labloop/run/batch_share.py) goes through the stock guard: the fixed values reach the
+    strategy, and the recipes still fit the shelf."""
+    from labloop.strategy.base import accepts_fixed
+
+    data = campaign_data(consumables(stocks={"Nb": {"unit": "g", "initial": 200}}, use={"Nb": "duration"}))
+    data["strategy"] = {"name": "random", "initial_design": 20}
+    st, c = new_campaign(tmp_path, data)
+    st.add_trial(c.id, params(120, 0.0), "seed", {}, "ab")
+    st.add_trial(c.id, params(45, 0.0), "seed", {}, "ab")  # 35 g of Nb left
+    spec = parse_spec(data, "c.yaml")
+    guarded = guard(make_strategy(spec), spec, st, c.id)
+    assert accepts_fixed(guarded)
+    out = guarded.ask(2, [], [t.params for t in st.trials(c.id)], fixed={"rf_power": 222.0})
+    assert out and all(p.params["rf_power"] == 222.0 for p in out)
+    assert sum(p.params["duration"] for p in out) <= 35 + 1e-9
+
+    class Old:
+        def ask(self, n, observations, pending):
+            return []
+
+    assert not accepts_fixed(guard(Old(), spec, st, c.id))
+    st.close()

@@ -46,6 +46,8 @@ class BatchSteps:
         self._joined: dict[int, Batch] = {}
         #: proposals waiting unlaunched for a first station (async lookahead), set by the scheduler: prospects too
         self.queued: Callable[[], Iterable[Any]] = lambda: ()
+        #: keys an ask in progress targets or chose (labloop/run/batch_share.py), set by the scheduler: prospects too
+        self.promised: Callable[[str], Iterable[tuple[Any, ...]]] = lambda kind: ()
         # read loosely: a walker built on a partial context (a unit test's) has no batch station, as before
         batching = getattr(getattr(ctx.spec, "lab", None), "batching", None) or {}
         for kind, spec in batching.items():
@@ -70,8 +72,9 @@ class BatchSteps:
 
     def _prospects_for(self, kind: str) -> Callable[[], list[Prospect]]:
         def prospects() -> list[Prospect]:
-            """Walking trials before the batch step and proposals queued unlaunched, with their key (arrival time
-            unknown: the rule counts them as could-arrive, bounded by max_wait_s)."""
+            """Walking trials before the batch step, proposals queued unlaunched and proposals being asked for
+            with a key (share_proposals), with their key (arrival time unknown: the rule counts them as
+            could-arrive, bounded by max_wait_s)."""
             former, at = self.formers[kind], self.step_of[kind]
             with self.lock:
                 walking = list(self._at.items())
@@ -81,6 +84,8 @@ class BatchSteps:
             for trial, (index, params) in walking + waiting:
                 if index < at and all(k in params for k in former.spec.batch_key):
                     out.append(Prospect(trial, former.key_of(params)))
+            # a proposal not yet made has no trial: negative ids, never a member of a batch
+            out += [Prospect(-1 - i, key) for i, key in enumerate(self.promised(kind))]
             return out
 
         return prospects

@@ -30,6 +30,9 @@ It is ONE bluesky run, because it is one physical firing: one temperature histor
 documents that each member's step row points to (with the batch id), rather than N runs faking N firings.
 
 The clock is injected (lab seconds: simulated time for a simulated lab), so the rule is tested with a fake clock.
+
+This rule only groups the trials it is given. With a continuous key they rarely share one; asking the optimizer for
+proposals that do (``share_proposals``) is labloop/run/batch_share.py.
 """
 
 from __future__ import annotations

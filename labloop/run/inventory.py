@@ -43,6 +43,13 @@ class InventoryGuard:
     def __getattr__(self, name: str) -> Any:  # everything else is the wrapped strategy's
         return getattr(self.inner, name)
 
+    @property
+    def accepts_fixed(self) -> bool:
+        """Whether ``ask`` takes ``fixed=``: as the wrapped strategy does (it is passed on)."""
+        from labloop.strategy.base import accepts_fixed
+
+        return accepts_fixed(self.inner)
+
     def left(self, pending: Sequence[dict[str, Any]] = ()) -> dict[str, float]:
         """What each stock has left for this ask, from the store now: level minus reservations, plus the
         reservations of proposed trials that are not ``pending`` (queued proposals being re-asked in place: the
@@ -55,7 +62,10 @@ class InventoryGuard:
                     out[name] = out.get(name, 0.0) + amount
         return out
 
-    def ask(self, n: int, observations: list[Any], pending: list[dict[str, Any]]) -> list[Any]:
+    def ask(
+        self, n: int, observations: list[Any], pending: list[dict[str, Any]], fixed: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """The wrapped ask, restricted to what the stocks can supply (``fixed`` is passed on when given)."""
         if n < 1:
             return []
         left = self.left(pending)
@@ -66,7 +76,7 @@ class InventoryGuard:
         for _ in range(1 + REASKS):
             want = n - len(out)
             asked = self._ask_constrained(
-                want, observations, list(pending) + [p.params for p in out] + rejected, budget
+                want, observations, list(pending) + [p.params for p in out] + rejected, budget, fixed
             )
             for p in asked:
                 use = self._use(p.params)
@@ -117,10 +127,16 @@ class InventoryGuard:
         return max(1, most)
 
     def _ask_constrained(
-        self, n: int, observations: list[Any], pending: list[dict[str, Any]], budget: dict[str, float]
+        self,
+        n: int,
+        observations: list[Any],
+        pending: list[dict[str, Any]],
+        budget: dict[str, float],
+        fixed: dict[str, Any] | None = None,
     ) -> list[Any]:
         """The wrapped ask with ``use <= budget / n`` as linear constraints of its search space, where it has one
         and the use is affine in its linear-scale columns; without them if the space refuses."""
+        kw = {"fixed": fixed} if fixed else {}  # a plugin without ``fixed`` is never asked with it
         space = getattr(self.inner, "space", None)
         extra = []
         if space is not None and hasattr(space, "inequality_constraints"):
@@ -133,14 +149,14 @@ class InventoryGuard:
                 except LabloopError:
                     continue  # categorical or log-scaled: left to the rejection
         if not extra or space is None:  # (extra implies a space: the second test narrows it for mypy)
-            return list(self.inner.ask(n, observations, pending))
+            return list(self.inner.ask(n, observations, pending, **kw))
         saved = space.inequality_constraints
         space.inequality_constraints = [*saved, *extra]
         try:
-            return list(self.inner.ask(n, observations, pending))
+            return list(self.inner.ask(n, observations, pending, **kw))
         except LabloopError:
             space.inequality_constraints = saved  # e.g. no random point fits: ask without, then reject
-            return list(self.inner.ask(n, observations, pending))
+            return list(self.inner.ask(n, observations, pending, **kw))
         finally:
             space.inequality_constraints = saved
 

@@ -49,12 +49,15 @@ class Proposer:
         self._asked_with = 0  # results (learned-from trials) in the snapshot of the ask in progress
         self.stale: dict[int, tuple[Trial, int]] = {}  # queued proposals made on stale data, awaiting their re-ask
         self._reasking: list[int] = []  # the stale trials the ask in progress replaces, in order
+        #: called once an answer was taken or dropped (its trials stored): batch_share's promises end there
+        self.answered: Callable[[], None] = lambda: None
 
     def drop_waiting(self) -> None:
         """The campaign is ending: forget unlaunched proposals (the end cancels them) and the ask in progress."""
         self.asker.discard()
         self.queued.clear()
         self.stale.clear()
+        self.answered()
 
     def slots(self, trials: list[Trial]) -> int:
         """How many new proposals the lab has room for now."""
@@ -150,6 +153,12 @@ class Proposer:
 
     def take_answer(self) -> bool:
         """Take the strategy's answer if it is there: store the proposals and launch them. True if one came."""
+        taken = self._take_answer()
+        if taken:
+            self.answered()
+        return taken
+
+    def _take_answer(self) -> bool:
         c = self.ctx
         result = self.asker.poll()
         if result is None:

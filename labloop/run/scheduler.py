@@ -36,6 +36,7 @@ from labloop.store import Store
 from labloop.store.schema import Campaign, Trial
 from labloop.strategy.base import Observation, Strategy
 
+from .batch_share import share_asks
 from .context import RunContext
 from .control_loop import REFRESH_S, ControlLoop
 from .engines import EnginePool
@@ -121,8 +122,13 @@ class Scheduler:
         rules: StopRules = stop_rules or (lambda trials, started: check(spec, trials, started))
         self.engines = EnginePool(ctx, documents)
         self.walker = TrialWalker(ctx, self.engines, evaluate)
-        self.asker = AskService(strategy.ask, on_done=ctx.wake.set)
+        # batch stations with share_proposals: asks constrained to share a batch's key (labloop/run/batch_share.py)
+        self.sharer = share_asks(strategy, self.walker.batches, spec.lab.batching if spec.lab else None)
+        self.asker = AskService(self.sharer.ask if self.sharer else strategy.ask, on_done=ctx.wake.set)
         self.proposer = Proposer(ctx, self.asker, self.walker.launch, lambda exc: call_operator(ctx, exc), prior)
+        if self.sharer is not None:
+            self.walker.batches.promised = self.sharer.promises
+            self.proposer.answered = self.sharer.release
         # a batch station waits for a queued proposal of its key too (the control thread changes the queue: copy it)
         self.walker.batches.queued = lambda: [t for t, _ in list(self.proposer.queued.values())]
         self._bell = bell if bell is not None else StoreBell(store, campaign.id)

@@ -130,12 +130,33 @@ class BatchSpec(_Model):
         description="Lab seconds (simulated seconds for a simulated lab) a part-full batch waits for company "
         "before it fires. 0: fire as soon as the first sample is in.",
     )
+    share_proposals: bool = Field(
+        False,
+        description="Ask the optimizer for proposals that share a batch: while a batch of this station has room "
+        "(open, or a trial in flight with its key that has not reached the station), the next proposal is asked "
+        "with the batch_key parameters fixed to that batch's values, and taken by the rule of share_min_ratio "
+        "(labloop/run/batch_share.py). Why: with a continuous key (a firing temperature) independent proposals "
+        "never share one, so every batch fires with one sample. Off: proposals ignore the batches.",
+    )
+    share_min_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="The price of sharing: the proposal constrained to a batch's key is taken when its expected "
+        "improvement is at least this fraction of the unconstrained proposal's (both asked; a strategy without "
+        "comparable acquisition values always shares). 0: always fill a batch that has room, one ask per proposal.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BatchSpec:
         dupes = sorted({k for k in self.batch_key if self.batch_key.count(k) > 1})
         if dupes:
             raise ValueError(f"batch_key names {dupes} more than once")
+        if self.share_proposals and (self.capacity < 2 or not self.batch_key):
+            raise ValueError(
+                "share_proposals needs a capacity above 1 and a batch_key: there is no profile to share "
+                "(set both, or leave share_proposals off)"
+            )
         return self
 
 

@@ -2,9 +2,10 @@
 
 ``spec.strategy.name`` is ``'botorch'`` (default, :class:`BotorchStrategy`), ``'random'``
 (:class:`RandomStrategy`), an entry point in ``labloop.strategies``, or a ``package.module:attribute`` callable
-taking ``(spec, candidates)`` and returning an object with ``ask(n, observations, pending)``. The built-ins' options
-are typed (:class:`labloop.spec.BotorchOptions`, :class:`labloop.spec.RandomOptions`) and checked when the campaign
-file is read; a plugin's ``strategy.options`` reach it as given, unless the callable has an ``options_model``
+taking ``(spec, candidates)`` and returning an object with ``ask(n, observations, pending)`` (and, to take part in
+batch sharing, a ``fixed`` keyword: parameter values every proposal must have; see :mod:`.bookkeeping`). The
+built-ins' options are typed (:class:`labloop.spec.BotorchOptions`, :class:`labloop.spec.RandomOptions`) and
+checked when the campaign file is read; a plugin's ``strategy.options`` reach it as given, unless the callable has an ``options_model``
 attribute (a pydantic model), which then checks them here, before anything runs.
 """
 

@@ -44,6 +44,7 @@ class AcquisitionMixin:
     _best_f: float | None
     _free_logei: tuple[Any, Tensor] | None
     _pool_F: Tensor | None
+    fixed_cols: dict[int, float]
 
     if TYPE_CHECKING:  # provided by Bookkeeping, the other base of BayesAsk (declared here for the type checker only:
         # defined at run time they would shadow Bookkeeping's in BayesAsk's MRO)
@@ -121,23 +122,28 @@ class AcquisitionMixin:
         if self.pool is not None:
             return self._optimize_pool(acq, n, model)
         bounds = self.region.box if self.region is not None else self.space.bounds  # the trust region, if local
+        fixed = dict(self.fixed_cols)  # an ask with fixed values: optimized over the other columns
+        if fixed:
+            bounds = bounds.clone()
+            for i, value in fixed.items():  # a trust region's box need not hold the fixed value: widened to it
+                bounds[0, i], bounds[1, i] = min(float(bounds[0, i]), value), max(float(bounds[1, i]), value)
         kwargs: dict[str, Any] = dict(
             q=n,
             num_restarts=int(opt["num_restarts"]),
             raw_samples=int(opt["raw_samples"]),
             inequality_constraints=self.space.inequality_constraints or None,
             equality_constraints=self.space.equality_constraints or None,
+            fixed_features=fixed or None,
         )
         # botorch retries an optimization that failed with new initial conditions (and warns "Optimization
         # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
         with quiet.captured() as caught:
-            if self.space.cat_dims or self.space.discrete_dims:
+            # fixed columns are not searched: a space whose every discrete column is fixed is continuous here
+            discrete = {i: lv for i, lv in self.space.discrete_dims.items() if i not in fixed}
+            cats = {i: lv for i, lv in self.space.cat_dims.items() if i not in fixed}
+            if discrete or cats:
                 X, v = optimize_acqf_mixed_alternating(
-                    acq,
-                    bounds=bounds,
-                    discrete_dims=self.space.discrete_dims or None,
-                    cat_dims=self.space.cat_dims or None,
-                    **kwargs,
+                    acq, bounds=bounds, discrete_dims=discrete or None, cat_dims=cats or None, **kwargs
                 )
             else:
                 X, v = optimize_acqf(acq, bounds=bounds, sequential=True, **kwargs)

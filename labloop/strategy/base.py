@@ -7,6 +7,7 @@ Model fitting and acquisition are slow; callers run ``ask`` off the RunEngine's 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,8 +40,23 @@ class Proposal:
 
 class Strategy(Protocol):
     def ask(self, n: int, observations: list[Observation], pending: list[dict[str, Any]]) -> list[Proposal]:
-        """Return ``n`` new points, none equal to a pending or (in pool mode) an already observed one."""
+        """Return ``n`` new points, none equal to a pending or (in pool mode) an already observed one. A strategy
+        may also take ``fixed`` (parameter name -> value every proposal must have; see :func:`accepts_fixed`)."""
         ...
+
+
+def accepts_fixed(strategy: Any) -> bool:
+    """Whether ``strategy.ask`` takes ``fixed=`` (the built-ins do; a plugin written before it need not): a
+    wrapper says so with an ``accepts_fixed`` attribute, else the signature is read. Why not try and catch the
+    TypeError: a TypeError raised inside a strategy that does take ``fixed`` would be mistaken for a refusal."""
+    said = getattr(type(strategy), "accepts_fixed", None)
+    if isinstance(said, (bool, property)):
+        return bool(strategy.accepts_fixed)
+    try:
+        params = inspect.signature(strategy.ask).parameters
+    except (TypeError, ValueError):
+        return False
+    return "fixed" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def observations_from(trials: Iterable[Any]) -> list[Observation]:

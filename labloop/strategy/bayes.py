@@ -158,8 +158,16 @@ class BotorchStrategy(StrategyBase):
         self._warm_mt: dict[tuple, dict] = {}  # the same for the multi-task models, by related campaigns used
 
     # ----------------------------------------------------------------------------------------------- public
-    def ask(self, n: int, observations: list[Observation], pending: list[dict[str, Any]]) -> list[Proposal]:
-        """``n`` proposals, none equal to an observed (measured or failed) or pending point."""
+    def ask(
+        self,
+        n: int,
+        observations: list[Observation],
+        pending: list[dict[str, Any]],
+        fixed: dict[str, Any] | None = None,
+    ) -> list[Proposal]:
+        """``n`` proposals, none equal to an observed (measured or failed) or pending point; ``fixed``: values of
+        some parameters every proposal must take (the acquisition is optimized over the others; see
+        :mod:`.bookkeeping`)."""
         if n < 1:
             return []
         # exact Cholesky up to 4000 points (gpytorch switches to approximate CG/Lanczos above 800 by default, which
@@ -168,7 +176,7 @@ class BotorchStrategy(StrategyBase):
         # handled by botorch, and noise to an operator; what matters is recorded as a fallback where it happens.
         # Captured in this thread only (labloop.strategy.quiet): RunEngines on other threads keep their warnings.
         with _torch_threads(self.options["threads"]), quiet.captured(), gpytorch.settings.max_cholesky_size(4000):
-            state = self.bookkeeping(observations, pending)
+            state = self.bookkeeping(observations, pending, fixed)
             out: list[Proposal] = []
             out += state.seed_points(n)
             out += state.initial_design(n - len(out))
@@ -176,9 +184,11 @@ class BotorchStrategy(StrategyBase):
                 out += state.model_proposals(n - len(out))
             return out
 
-    def bookkeeping(self, observations: list[Observation], pending: list[dict[str, Any]]) -> BayesAsk:
+    def bookkeeping(
+        self, observations: list[Observation], pending: list[dict[str, Any]], fixed: dict[str, Any] | None = None
+    ) -> BayesAsk:
         """This ask's state: the shared bookkeeping plus the models and acquisition (override to extend)."""
-        return BayesAsk(self, observations, pending)
+        return BayesAsk(self, observations, pending, fixed)
 
 
 class BayesAsk(AcquisitionMixin, Bookkeeping):
@@ -187,10 +197,16 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
 
     s: BotorchStrategy
 
-    def __init__(self, strat: BotorchStrategy, observations: list[Observation], pending: list[dict[str, Any]]):
+    def __init__(
+        self,
+        strat: BotorchStrategy,
+        observations: list[Observation],
+        pending: list[dict[str, Any]],
+        fixed: dict[str, Any] | None = None,
+    ):
         # observations of earlier related campaigns (strategy.related) go to the multi-task model only: they are
         # not this campaign's trials (not taken, not counted, not the incumbent): Bookkeeping keeps them apart
-        super().__init__(strat, observations, pending)
+        super().__init__(strat, observations, pending, fixed)
         # derived once per ask by model_proposals and reused, never carried to the next ask
         self.max_ei_rel: float | None = None  # largest relative EI over the free pool rows ('auto' on pools)
         self.prior_exponent = 0.0  # piBO's beta / n for this ask, 0 without an expert belief

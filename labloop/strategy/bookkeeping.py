@@ -14,6 +14,13 @@ replacement, build a proposal that names its pool row, and condition on what is 
 A plugin strategy subclasses :class:`StrategyBase` and implements ``propose(book, n)``: choose points, skip those
 ``book.is_taken``, record each with ``book.take(x, source, info)``. The worked example, run by
 tests/test_bookkeeping.py, is in docs/research/optimizer.md ("Writing a strategy plugin").
+
+**Fixed values** (``ask(..., fixed={name: value})``): a proposal constrained to values of some parameters (the
+scheduler asks for one that shares a batch station's profile, labloop/run/batch_share.py). The bookkeeping holds
+them as search-space columns (``book.fixed_cols``) and applies them everywhere a point is chosen without a model:
+seed points that do not match are left for a later ask, space-filling and random points get the values written in
+(``book.pin``), and a pool's free rows are only those that match (none: the ask says so). A model strategy
+optimizes its acquisition over the other columns (botorch ``fixed_features``).
 """
 
 from __future__ import annotations
@@ -46,7 +53,13 @@ class Bookkeeping:
     (``taken``) that nothing may propose again. Observations of earlier related campaigns (``Observation.task``)
     are kept apart in ``related``: they are not this campaign's trials (not taken, not counted)."""
 
-    def __init__(self, strategy: StrategyBase, observations: list[Observation], pending: list[dict[str, Any]]):
+    def __init__(
+        self,
+        strategy: StrategyBase,
+        observations: list[Observation],
+        pending: list[dict[str, Any]],
+        fixed: dict[str, Any] | None = None,
+    ):
         self.s = strategy
         self.spec: CampaignSpec = strategy.spec
         self.space: SearchSpace = strategy.space
@@ -61,6 +74,35 @@ class Bookkeeping:
         self.chosen: list[Tensor] = []
         #: successful measurements with every objective measured (what a model can learn from)
         self.n_ok = sum(1 for o in observations if not o.failed and self.objective_values(o) is not None)
+        #: the values this ask's proposals must take, as search-space column -> snapped encoded value
+        self.fixed = dict(fixed or {})
+        self.fixed_cols: dict[int, float] = fixed_columns(self.space, self.fixed)
+
+    # ------------------------------------------------------------------------------------------ fixed values
+    def pin(self, X: Tensor) -> Tensor:
+        """``... x d`` points with the fixed columns set to their values (unchanged without fixed values)."""
+        if not self.fixed_cols:
+            return X
+        X = X.clone()
+        for i, v in self.fixed_cols.items():
+            X[..., i] = v
+        return X
+
+    def matches(self, X: Tensor) -> Tensor:
+        """``... x d`` -> ``...`` bool: the points have the fixed values (all True without fixed values)."""
+        ok = torch.ones(X.shape[:-1], dtype=torch.bool)
+        for i, v in self.fixed_cols.items():
+            ok &= (X[..., i] - v).abs() <= 1e-7
+        return ok
+
+    def pinned_sample(self, seed: int, skip: int = 0) -> Tensor | None:
+        """A space-filling point (Sobol, seeded) with the fixed values written in and still feasible (linear
+        constraints), or None when 64 draws found none."""
+        for attempt in range(64):
+            x = self.space.snap(self.pin(self.space.sample(1, seed=seed, skip=skip + attempt)))
+            if not self.fixed_cols or bool(self.space.feasible(x)[0]):
+                return x[0]
+        return None
 
     # ------------------------------------------------------------------------------------------ points
     def encode(self, rows: list[dict[str, Any]], what: str) -> Tensor:
@@ -105,10 +147,19 @@ class Bookkeeping:
         return len(self.obs) + len(self.pend_X) + len(self.chosen)
 
     def free_rows(self) -> Tensor:
-        """Indices of pool rows neither observed, pending nor chosen in this ask."""
+        """Indices of pool rows neither observed, pending nor chosen in this ask (and with the fixed values, if any:
+        when no free row has them, a ``LabloopError`` says so)."""
         assert self.pool is not None
         keys = self.pool.keys
-        return torch.tensor([i for i, k in enumerate(keys) if k not in self.taken], dtype=torch.long)
+        free = torch.tensor([i for i, k in enumerate(keys) if k not in self.taken], dtype=torch.long)
+        if self.fixed_cols and len(free):
+            free = free[self.matches(self.space.snap(self.pool.X[free]))]
+            if not len(free):
+                raise LabloopError(
+                    f"no free row of the candidate pool has {self.fixed}",
+                    "ask without fixed values, or add candidates with them",
+                )
+        return free
 
     def in_flight(self) -> Tensor:
         """Pending points and those chosen in this ask (``k x d``): what a model conditions on (``X_pending``)."""
@@ -120,7 +171,12 @@ class Bookkeeping:
             i = self.pool._index.get(CandidatePool._key(self.space.snap(x[None])[0]))
             if i is not None:
                 return Proposal(dict(self.pool.rows[i]), source, {**(info or {}), "row": i})
-        return Proposal(self.space.decode(x), source, info or {})
+        params = self.space.decode(x)
+        if self.fixed_cols and bool(self.matches(self.space.snap(x[None]))[0]):
+            # the values as given, not decoded from [0, 1] (333.3 would come back 333.29999999999995): a batch
+            # station compares its key exactly
+            params.update({k: v for k, v in self.fixed.items() if k in params})
+        return Proposal(params, source, info or {})
 
     # -------------------------------------------------------------------------------------- seed points
     def seed_points(self, n: int) -> list[Proposal]:
@@ -138,8 +194,8 @@ class Bookkeeping:
                     f"strategy.seed_points[{i}] is not a row of the candidate pool",
                     "give seed points that are rows of the candidates CSV",
                 )
-            if self.is_taken(x):
-                continue
+            if self.is_taken(x) or not bool(self.matches(x)):
+                continue  # a seed point without the fixed values waits for an ask without them
             out.append(self.take(x, "seed"))
         return out
 
@@ -164,14 +220,18 @@ class Bookkeeping:
             free = self.free_rows()
             if len(free) == 0:
                 return None
-            u = self.shape_design(self.space.sample(1, seed=self.s.seed, skip=skip))
+            u = self.pin(self.shape_design(self.space.sample(1, seed=self.s.seed, skip=skip)))
             f_pool = self.space.features(self.pool.X[free])
             d = (f_pool - self.space.features(u)).pow(2).sum(-1)
             return self.pool.X[free[int(d.argmin())]]
         for attempt in range(1000):
-            x = self.shape_design(self.space.sample(1, seed=self.s.seed, skip=skip + attempt))[0]
-            if not self.is_taken(x):
-                return x
+            x = self.shape_design(self.space.sample(1, seed=self.s.seed, skip=skip + attempt))
+            if self.fixed_cols:
+                x = self.space.snap(self.pin(x))
+                if not bool(self.space.feasible(x)[0]):
+                    continue
+            if not self.is_taken(x[0]):
+                return x[0]
         return None
 
     def shape_design(self, U: Tensor) -> Tensor:
@@ -207,15 +267,24 @@ class StrategyBase:
         """The identity of search-space point ``x`` once snapped (pool rows and observations compare by it)."""
         return CandidatePool._key(self.space.snap(x[None])[0])
 
-    def bookkeeping(self, observations: list[Observation], pending: list[dict[str, Any]]) -> Bookkeeping:
+    def bookkeeping(
+        self, observations: list[Observation], pending: list[dict[str, Any]], fixed: dict[str, Any] | None = None
+    ) -> Bookkeeping:
         """This ask's :class:`Bookkeeping` (override to return a subclass)."""
-        return Bookkeeping(self, observations, pending)
+        return Bookkeeping(self, observations, pending, fixed)
 
-    def ask(self, n: int, observations: list[Observation], pending: list[dict[str, Any]]) -> list[Proposal]:
-        """``n`` proposals, none equal to an observed (measured or failed) or pending point: seed points first."""
+    def ask(
+        self,
+        n: int,
+        observations: list[Observation],
+        pending: list[dict[str, Any]],
+        fixed: dict[str, Any] | None = None,
+    ) -> list[Proposal]:
+        """``n`` proposals, none equal to an observed (measured or failed) or pending point: seed points first.
+        ``fixed``: parameter values every proposal must have (module docstring)."""
         if n < 1:
             return []
-        book = self.bookkeeping(observations, pending)
+        book = self.bookkeeping(observations, pending, fixed)
         out = book.seed_points(n)
         if len(out) < n:
             out += self.propose(book, n - len(out))
@@ -224,3 +293,34 @@ class StrategyBase:
     def propose(self, book: Bookkeeping, n: int) -> list[Proposal]:
         """Up to ``n`` new proposals, each recorded with ``book.take`` (a subclass implements this)."""
         raise NotImplementedError
+
+
+def fixed_columns(space: SearchSpace, fixed: dict[str, Any]) -> dict[int, float]:
+    """``fixed`` (parameter name -> value) as search-space column -> encoded, snapped value. A fixed parameter of
+    the campaign must be given its own value; a value that does not fit, an unknown name or a composition
+    component (its fraction is tied to the others) is refused with the fix."""
+    out: dict[int, float] = {}
+    for name, value in fixed.items():
+        if name in space.fixed:
+            if space.fixed[name] != value:
+                raise LabloopError(
+                    f"'{name}' is fixed at {space.fixed[name]!r} in the campaign; asked for {value!r}",
+                    f"ask for {name} = {space.fixed[name]!r} or leave it out",
+                )
+            continue
+        if name not in space.index:
+            raise LabloopError(f"cannot fix '{name}': not a parameter of the search space", "fix search parameters")
+        i = space.index[name]
+        col = space.columns[i]
+        if col.kind == "component":
+            raise LabloopError(
+                f"cannot fix composition component '{name}' alone", "fix parameters other than composition components"
+            )
+        row = {c.name: (c.choices[0] if c.kind == "categorical" else c.lower) for c in space.columns}
+        if space.groups:  # a valid composition for the row, which snap needs (only column i is read back)
+            for g in space.groups:
+                for j in g:
+                    row[space.columns[j].name] = space.columns[j].total / len(g)
+        x = space.snap(space.encode({**space.fixed, **row, name: value})[None])[0]
+        out[i] = float(x[i])
+    return out

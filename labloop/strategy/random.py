@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from labloop.errors import LabloopError
 from labloop.spec import CampaignSpec, RandomOptions, checked_options
 
 from .base import Proposal
@@ -39,7 +40,13 @@ class RandomStrategy(StrategyBase):
                     break
                 x = self.pool.X[rng.choice(free)]
             else:
-                x = self.space.sample(1, seed=rng.randrange(2**31))[0]
+                pinned = book.pinned_sample(seed=rng.randrange(2**31))  # with the fixed values, if asked for
+                if pinned is None:
+                    raise LabloopError(
+                        f"no random point with {book.fixed} satisfies the constraints",
+                        "ask without fixed values, or loosen the constraints",
+                    )
+                x = pinned
                 if book.is_taken(x):
                     continue
             out.append(book.take(x, "random"))
