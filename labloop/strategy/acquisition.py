@@ -137,7 +137,11 @@ class AcquisitionMixin:
         )
         # botorch retries an optimization that failed with new initial conditions (and warns "Optimization
         # failed ..."): a fallback, recorded; other warnings go on to the filters of ask()
-        with quiet.captured() as caught:
+        # botorch draws its raw samples' seed from torch's global RNG: seeded here by the campaign's seed and the
+        # trial count, so a proposal depends on the campaign, not on what else ran in the process (and the caller's
+        # RNG stream is left untouched)
+        with quiet.captured() as caught, torch.random.fork_rng():
+            torch.manual_seed(self.s.seed * 7919 + self.count)
             # fixed columns are not searched: a space whose every discrete column is fixed is continuous here
             discrete = {i: lv for i, lv in self.space.discrete_dims.items() if i not in fixed}
             cats = {i: lv for i, lv in self.space.cat_dims.items() if i not in fixed}
