@@ -98,10 +98,10 @@ class CellDispenser(AlarmWatchingStation):
 
     def _dose(self, doses: dict[str, float]) -> None:
         """Each precursor's dose; a jam (the powder bridged in the hopper) is cleared on the instrument and the rest
-        of that dose dispensed, as the dispenser's manual says: the crucible keeps what came out, so repeating the
-        whole step would overdose it. ``jams_cleared`` (read with the step) counts them; after
-        :data:`JAM_CLEARS` clears on one dose the step fails, naming the precursor and what is in the crucible,
-        with the jam cleared so that the next crucible is not refused by a jammed dispenser."""
+        of that dose dispensed, as the jam's own fix says: the crucible keeps what came out, so repeating the whole
+        step would overdose it. ``jams_cleared`` (read with the step) counts them. A jam beyond :data:`JAM_CLEARS`
+        on one dose fails the step, naming the precursor and what is missing, with that jam cleared too, so that
+        the next crucible is not refused by a jammed dispenser."""
         self.jams_cleared.put(0)
         for precursor, grams in doses.items():
             left, clears = round(grams, 4), 0
@@ -112,8 +112,8 @@ class CellDispenser(AlarmWatchingStation):
                 except AlarmRaised as exc:
                     if "jammed" not in exc.alarms:
                         raise
-                    out = float(self.dispensed.get() or 0.0)
                     self._idle(precursor)
+                    out = float(self.dispensed.get() or 0.0)  # what came out before the jam (set before Jammed)
                     self.run_command("clear_jam")
                     clears += 1
                     self.jams_cleared.put(int(self.jams_cleared.get()) + 1)

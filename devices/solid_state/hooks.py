@@ -2,9 +2,10 @@
 
 * :class:`AlarmWatchingStation`: a furnace that trips or a dispenser that jams raises an alarm bit and never sets
   its done bit; the declarative completion rule would wait for the device's whole timeout. This station fails the
-  step at the first poll that sees an alarm, naming the alarm, the transport and the address. A step stopped
-  while it waits does its ``stop`` action once more: a ``stop()`` that raced ahead of the step's start (an abort
-  before the dose began) must not leave the instrument busy.
+  step at the first poll that sees an alarm (:class:`AlarmRaised`), naming the alarm, the transport and the
+  address, and does its ``stop`` action (a tripped furnace's program must end for the next firing to start). A
+  step stopped while it waits does its ``stop`` action once more: a ``stop()`` that raced ahead of the step's
+  start (an abort before the dose began) must not leave the instrument busy.
 * :class:`Furnace`: a controller that starts its program on ``run = 1`` must have the profile first; the
   declarative station does its ``start`` writes before the recipe's, so this one writes the profile, then starts.
 * :class:`Diffractometer`: the pattern comes back as one comma-separated SCPI reply (YAML holds it as text); this
