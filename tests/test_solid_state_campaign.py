@@ -135,6 +135,25 @@ def test_the_demo_serves_the_lab_with_its_faults_unless_told_not_to(
     assert ("--faults" in cmd, "--no-faults" in cmd) == (faults, not faults)
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--no-faults", "--fault-rate", "furnace_trip=0.5"], "--fault-rate needs --faults"),
+        (["--fault-rate", "furnace=0.5"], "furnace_trip"),  # names the rates there are
+        (["--fault-rate", "furnace_trip=2"], "must be a probability"),
+    ],
+)
+def test_sim_serve_refuses_a_bad_fault_rate_before_starting_anything(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    ports = tmp_path / "lab.json"
+    result = CliRunner().invoke(
+        app, ["sim", "serve", "solid_state", "--base-port", "0", "--ports-file", str(ports), *args]
+    )
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+    assert not ports.exists()
+
+
 def test_the_demo_names_the_labs_it_knows() -> None:
     result = CliRunner().invoke(app, ["demo", "--lab", "glassblowing"])
     assert result.exit_code == 2
