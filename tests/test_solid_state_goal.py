@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ from labloop_simulators.solid_state_lab.world import World
 from labloop.run.best import best_trial, target_met
 from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.run.objectives import TrialData
+from labloop.run.stopping import StopDecision
 from labloop.store import Store
 
 CAMPAIGN = Path(__file__).resolve().parent.parent / "experiments" / "solid_state.yaml"
@@ -74,8 +76,9 @@ def test_the_campaign_reaches_its_goal_against_the_protocol_servers_through_faul
         store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
         prepared = prepare_text(path.read_text(), str(path))
         runner = CampaignRunner.start(prepared, store)
-        decision = runner.run()
         cid = runner.campaign.id
+        decision, paused = run_unless_paused(runner, store, cid)
+        assert not paused, f"the campaign paused for an operator: {paused}"
         trials = store.trials(cid)
         audit = store.audit_log(cid)
         world = World(lab.endpoints["world"]).read()
@@ -125,3 +128,31 @@ def test_the_campaign_reaches_its_goal_against_the_protocol_servers_through_faul
     tripped = [t for t in trials if t.state == "failed" and "tripped" in (t.failure_reason or "")]
     assert tripped and all((t.failure_reason or "").startswith("synthesize:furnace") for t in tripped), reasons
     store.close()
+
+
+def run_unless_paused(runner: CampaignRunner, store: Store, cid: int) -> tuple[StopDecision, str | None]:
+    """``runner.run()``, but a campaign that pauses for an operator (a station out of service, a systematic
+    failure: nobody here would resume it) is stopped by an operator's stop request, so the test fails saying why
+    instead of waiting forever; returns (decision, the pause's reason or None)."""
+    outcome: dict[str, StopDecision | BaseException] = {}
+
+    def run() -> None:
+        try:
+            outcome["decision"] = runner.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="campaign", daemon=True)
+    worker.start()
+    paused: str | None = None
+    while worker.is_alive():
+        worker.join(0.5)
+        campaign = store.campaign(cid)
+        if paused is None and campaign.state == "paused":
+            paused = campaign.note or "(no reason given)"
+            store.request(cid, "stop", user="test")
+    if "error" in outcome:
+        raise outcome["error"]
+    decision = outcome["decision"]
+    assert isinstance(decision, StopDecision)
+    return decision, paused
