@@ -327,8 +327,17 @@ def test_the_cells_dispenser_clears_a_jam_and_doses_the_rest(lab: Lab) -> None:
         assert doses[-5][2] < 0.5 * doses[-5][1] and doses[-4][1] == pytest.approx(
             doses[-5][1] - doses[-5][2], abs=1e-3
         )
+        # a jam left by a dose outside the campaign (a raw dose, uncleared): said as such, not as BadInvalidState
+        lab.place("CR0010", "dispenser")
+        dispenser.sample.put("CR0010")
+        endpoint.inject("jam")
+        assert isinstance(wait_status(dispenser.set({"precursor": 4, "mass_g": 0.1}), 60), DeviceError)
+        with pytest.raises(DeviceError, match="jammed before this crucible's dose"):
+            dispenser.set({"li_source": "LiOH", "mn_source": "MnO2", "ratio": 1.0})
     finally:
+        endpoint.clear_faults()
         endpoint.close()
+        lab.place("CR0010", "rack10")
 
 
 def test_a_killed_furnace_server_fails_its_step_naming_transport_and_address(lab: Lab) -> None:

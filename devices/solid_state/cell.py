@@ -92,6 +92,12 @@ class CellDispenser(AlarmWatchingStation):
         check_limits({"ratio": self.RECIPE_LIMITS["ratio"]}, {"ratio": recipe["ratio"]}, self.name)
         if not self.sample.get():
             raise DeviceError(f"{self.name}: no crucible loaded", "transfer a crucible under the head first")
+        if self.jammed.get():  # left jammed by a dose outside the campaign: the instrument would refuse every dose
+            t = self.transport
+            raise DeviceError(
+                f"{self.name}: jammed before this crucible's dose (a jam nobody cleared; {t.kind} {t.address})",
+                "clear the hopper, then reset the jam on the dispenser (ClearJam)",
+            )
         doses = masses(li, mn, float(recipe["ratio"]))
         self._stop.clear()
         return self._run_status(lambda: self._dose(doses))
