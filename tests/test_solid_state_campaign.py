@@ -18,6 +18,7 @@ from labloop_simulators.solid_state_lab.world import World
 from typer.testing import CliRunner
 
 from labloop.cli import app
+from labloop.errors import LabloopError
 from labloop.run.campaign import CampaignRunner, prepare_text
 from labloop.store import Store
 
@@ -54,6 +55,7 @@ def test_the_adapters_translate_recipes_and_places() -> None:
 
 def test_a_short_campaign_runs_against_the_protocol_servers(tmp_path: Path) -> None:
     with ServedLab(tmp_path / "lab", time_scale=20000) as lab:
+        assert set(lab.endpoints["faults"].values()) == {0.0}  # served --no-faults: no random fault in this run
         data = point_at(yaml.safe_load(CAMPAIGN.read_text()), lab.endpoints)
         assert (
             data["lab"]["devices"]["furnace2"]["config"]["address"] == lab.endpoints["devices"]["furnace2"]["address"]
@@ -105,6 +107,51 @@ def test_the_demo_serves_the_lab_runs_the_campaign_and_stops_the_servers(tmp_pat
     done = [t for t in trials if t.state == "done"]
     assert len(done) >= 6 and all(0 <= t.values["target_phase_fraction"] <= 1 for t in done)
     assert {s.device for s in store.steps(campaign_id=campaign.id) if s.kind == "synthesize"} >= {"dispenser"}
+
+
+@pytest.mark.parametrize(("flags", "faults"), [([], True), (["--no-faults"], False), (["--faults"], True)])
+def test_the_demo_serves_the_lab_with_its_faults_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], faults: bool
+) -> None:
+    """A real lab has faults, so the demo's has them by default; ``--no-faults`` serves a clean one. What reaches
+    the lab is the command that serves it (``labloop sim serve``, whose ports file then states the rates: see
+    tests/test_solid_state_goal.py); the demo is stopped before it starts the servers."""
+    import labloop_simulators.solid_state_lab.campaign as served
+
+    commands: list[list[str]] = []
+
+    class Recorded(served.ServedLab):
+        def __enter__(self) -> served.ServedLab:
+            commands.append(self.command())
+            raise LabloopError("the lab was not started (recorded)", "nothing to fix: a test")
+
+    monkeypatch.setattr(served, "ServedLab", Recorded)
+    result = CliRunner().invoke(app, ["demo", "--lab", "solid_state", "--dir", str(tmp_path), *flags])
+    said = " ".join(result.output.split())  # the console wraps lines
+    assert result.exit_code == 2 and "recorded" in said, result.output  # the LabloopError, as an operator sees it
+    assert f"faults {'on' if faults else 'off'}" in said
+    (cmd,) = commands
+    assert cmd[cmd.index("serve") + 1] == "solid_state"
+    assert ("--faults" in cmd, "--no-faults" in cmd) == (faults, not faults)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--no-faults", "--fault-rate", "furnace_trip=0.5"], "--fault-rate needs --faults"),
+        (["--fault-rate", "furnace=0.5"], "furnace_trip"),  # names the rates there are
+        (["--fault-rate", "furnace_trip=2"], "must be a probability"),
+    ],
+)
+def test_sim_serve_refuses_a_bad_fault_rate_before_starting_anything(
+    tmp_path: Path, args: list[str], said: str
+) -> None:
+    ports = tmp_path / "lab.json"
+    result = CliRunner().invoke(
+        app, ["sim", "serve", "solid_state", "--base-port", "0", "--ports-file", str(ports), *args]
+    )
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+    assert not ports.exists()
 
 
 def test_the_demo_names_the_labs_it_knows() -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from instrument_helpers import wait_status
 from labloop_devices.base import Move
+from labloop_devices.solid_state import cell
 from labloop_devices.solid_state.robot import OpcuaRobot
 from labloop_simulators.solid_state import xrd
 from labloop_simulators.solid_state.chemistry import PHASES
@@ -274,6 +275,69 @@ def test_a_jammed_dispenser_fails_the_dose_and_a_misread_label_is_a_plausible_wr
         endpoint.close()
         reader.close()
         lab.place("CR0004", "rack04")
+
+
+def test_after_a_trip_the_furnace_stops_its_program_and_fires_again_at_once(lab: Lab) -> None:
+    """A trip ends the firing with the program still started (run = 1) while the furnace cools for seconds here,
+    hours in a lab: unless the step stops it, the next firing's run = 1 is no new start, and the controller shows
+    the old trip, failing the next crucible too. The step stops the program when an alarm ends it."""
+    furnace = lab.dev("furnace4")
+    furnace.sample.put("CR0007")
+    endpoint = Attached(lab.entry("furnace4"))
+    try:
+        status = furnace.set({"peak_c": 1000, "ramp_c_per_min": 20, "dwell_min": 600, "atmosphere": 0})
+        deadline = time.monotonic() + 60
+        while furnace.temperature.get() < 700 and not status.done and time.monotonic() < deadline:
+            time.sleep(0.01)
+        endpoint.inject("trip")
+        exc = wait_status(status, 60)
+        assert isinstance(exc, DeviceError) and "tripped" in str(exc)
+        assert furnace.run.get() == 0  # the program was stopped (the controller still shows the trip)
+        firings = endpoint.state()["firings"]
+        assert (
+            wait_status(furnace.set({"peak_c": 200, "ramp_c_per_min": 20, "dwell_min": 0, "atmosphere": 0}), 60) is None
+        )
+        assert endpoint.state()["firings"] == firings + 1 and not endpoint.state()["tripped"]
+    finally:
+        endpoint.clear_faults()
+        endpoint.close()
+
+
+def test_the_cells_dispenser_clears_a_jam_and_doses_the_rest(lab: Lab) -> None:
+    """A jam stops a dose part-way, the part that came out in the crucible; the campaign's dispenser clears it on
+    the instrument and dispenses the rest (repeating the step would overdose the crucible), and says so in the
+    step's reading; the next crucible finds the dispenser ready, not refusing every dose while jammed."""
+    entry = lab.entry("dispenser")
+    dispenser = cell.dispenser(name="dispenser", address=entry["address"])
+    lab.built.append(dispenser)
+    endpoint = Attached(entry)
+    try:
+        for code, jam in (("CR0008", True), ("CR0009", False)):
+            lab.place(code, "dispenser")
+            dispenser.sample.put(code)
+            if jam:
+                endpoint.inject("jam")
+            assert wait_status(dispenser.set({"li_source": "LiOH", "mn_source": "MnO2", "ratio": 1.0}), 60) is None
+            assert dispenser.jams_cleared.get() == int(jam) and not dispenser.jammed.get()
+            powders = lab.world.read()["crucibles"][code]["powders"]
+            for powder, grams in cell.masses("LiOH", "MnO2", 1.0).items():
+                assert powders[powder] == pytest.approx(grams, rel=0.05)  # its recipe, topped up after the jam
+            lab.place(code, f"rack{code[-2:]}")
+        doses = endpoint.state()["doses"]
+        assert doses[-5][2] < 0.5 * doses[-5][1] and doses[-4][1] == pytest.approx(
+            doses[-5][1] - doses[-5][2], abs=1e-3
+        )
+        # a jam left by a dose outside the campaign (a raw dose, uncleared): said as such, not as BadInvalidState
+        lab.place("CR0010", "dispenser")
+        dispenser.sample.put("CR0010")
+        endpoint.inject("jam")
+        assert isinstance(wait_status(dispenser.set({"precursor": 4, "mass_g": 0.1}), 60), DeviceError)
+        with pytest.raises(DeviceError, match="jammed before this crucible's dose"):
+            dispenser.set({"li_source": "LiOH", "mn_source": "MnO2", "ratio": 1.0})
+    finally:
+        endpoint.clear_faults()
+        endpoint.close()
+        lab.place("CR0010", "rack10")
 
 
 def test_a_killed_furnace_server_fails_its_step_naming_transport_and_address(lab: Lab) -> None:

@@ -352,3 +352,43 @@ def test_faults_occur_at_their_rates_and_replay_by_seed():
 def test_every_atmosphere_and_route_runs():
     for atm in ATMOSPHERES:
         assert 0 <= fire(Recipe("LiOH", "Mn2O3", atmosphere=atm, dwell_h=1)).target <= 1
+
+
+def test_fault_rates_parse_overrides_of_the_defaults():
+    rates = FaultRates.parse(["crucible_crack=0.2", " furnace_trip = 0.5"])
+    assert rates == FaultRates(crucible_crack=0.2, furnace_trip=0.5)  # the others keep their defaults
+    for bad in (["crucible=0.2"], ["furnace_trip"], ["furnace_trip=often"], ["furnace_trip=2"]):
+        with pytest.raises(ValueError, match="furnace_trip|crucible"):
+            FaultRates.parse(bad)
+
+
+class _Pattern:
+    """What an objective plugin reads of a trial: its readings of one pattern."""
+
+    def __init__(self, counts: np.ndarray):
+        self.counts = counts
+
+    def readings(self, key: str) -> list[object]:
+        return [list(self.counts)] if key == "counts" else [list(xrd.TWO_THETA)]
+
+    def data_keys(self) -> list[str]:
+        return ["xrd_counts", "xrd_two_theta"]
+
+
+def test_the_pattern_of_an_empty_crucible_is_rejected_not_fitted_into_fractions():
+    """A cracked crucible spills its charge (the served furnace empties it): its pattern is background and noise,
+    whose NNLS fractions are any numbers at all. Recorded, they would tell the optimizer that the recipe makes them;
+    the objective refuses the pattern instead, so the trial fails with the reason."""
+    from labloop_simulators.solid_state.objectives import ImpurityFraction, TargetPhaseFraction
+
+    from labloop.errors import ObjectiveError
+
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        empty = _Pattern(xrd.pattern({}, 50.0, rng))
+        for plugin in (TargetPhaseFraction(), ImpurityFraction()):
+            with pytest.raises(ObjectiveError, match="no powder"):
+                plugin(empty)
+    fired = _Pattern(xrd.pattern({"LiMn2O4": 0.9, "Mn2O3": 0.1}, 60.0, rng))
+    assert TargetPhaseFraction()(fired) == pytest.approx(0.9, abs=0.03)
+    assert ImpurityFraction()(fired) == pytest.approx(0.1, abs=0.03)

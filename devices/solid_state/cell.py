@@ -19,12 +19,15 @@ declarative device and its transport.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 from labloop_devices.base import Move
-from labloop_devices.solid_state.hooks import AlarmWatchingStation, Furnace
+from labloop_devices.solid_state.hooks import AlarmRaised, AlarmWatchingStation, Furnace
 from labloop_devices.solid_state.robot import OpcuaRobot
+from ophyd import Component as Cpt
+from ophyd import Signal
 
 from labloop.declarative.builder import build_class
 from labloop.declarative.schema import load_spec
@@ -65,8 +68,15 @@ def _choice(device: str, field: str, value: Any, choices: tuple[str, ...]) -> st
     return str(value)
 
 
+#: jams cleared (and the rest dispensed) on one dose before the step fails; a top-up below this is not dispensed
+JAM_CLEARS = 2
+MIN_TOP_UP_G = 0.0005
+
+
 class CellDispenser(AlarmWatchingStation):
     """The powder dispenser taking a campaign's precursor recipe: one dose of each precursor into the crucible."""
+
+    jams_cleared = Cpt(Signal, value=0, kind="normal", doc="jams cleared (and the rest dispensed) in the last step")
 
     RECIPE_LIMITS = {"li_source": (0.0, 0.0), "mn_source": (0.0, 0.0), "ratio": (0.5, 2.0)}
 
@@ -82,13 +92,58 @@ class CellDispenser(AlarmWatchingStation):
         check_limits({"ratio": self.RECIPE_LIMITS["ratio"]}, {"ratio": recipe["ratio"]}, self.name)
         if not self.sample.get():
             raise DeviceError(f"{self.name}: no crucible loaded", "transfer a crucible under the head first")
+        if self.jammed.get():  # left jammed by a dose outside the campaign: the instrument would refuse every dose
+            t = self.transport
+            raise DeviceError(
+                f"{self.name}: jammed before this crucible's dose (a jam nobody cleared; {t.kind} {t.address})",
+                "clear the hopper, then reset the jam on the dispenser (ClearJam)",
+            )
         doses = masses(li, mn, float(recipe["ratio"]))
         self._stop.clear()
         return self._run_status(lambda: self._dose(doses))
 
     def _dose(self, doses: dict[str, float]) -> None:
+        """Each precursor's dose; a jam (the powder bridged in the hopper) is cleared on the instrument and the rest
+        of that dose dispensed, as the jam's own fix says: the crucible keeps what came out, so repeating the whole
+        step would overdose it. ``jams_cleared`` (read with the step) counts them. A jam beyond :data:`JAM_CLEARS`
+        on one dose fails the step, naming the precursor and what is missing, with that jam cleared too, so that
+        the next crucible is not refused by a jammed dispenser."""
+        self.jams_cleared.put(0)
         for precursor, grams in doses.items():
-            self.run_recipe({"precursor": HOPPERS[precursor][0], "mass_g": round(grams, 4)})
+            left, clears = round(grams, 4), 0
+            while True:
+                try:
+                    self.run_recipe({"precursor": HOPPERS[precursor][0], "mass_g": left})
+                    break
+                except AlarmRaised as exc:
+                    if "jammed" not in exc.alarms:
+                        raise
+                    self._idle(precursor)
+                    out = float(self.dispensed.get() or 0.0)  # what came out before the jam (set before Jammed)
+                    self.run_command("clear_jam")
+                    clears += 1
+                    self.jams_cleared.put(int(self.jams_cleared.get()) + 1)
+                    left = round(left - out, 4)
+                    if clears > JAM_CLEARS:
+                        raise DeviceError(
+                            f"{self.name}: jammed {clears} times dosing {precursor} ({grams:.4f} g asked, "
+                            f"{left:.4f} g missing); the jam is cleared, the crucible holds a partial dose",
+                            f"check the {precursor} hopper (caked powder: dry or sieve it); the trial's sample "
+                            "does not have its recipe",
+                        ) from exc
+                    if left < MIN_TOP_UP_G:  # within the dispenser's dose error: the dose is complete
+                        break
+
+    def _idle(self, precursor: str) -> None:
+        """Until the dispenser has ended the jammed dose (it raises Jammed just before it drops Busy): a dose asked
+        for while it is busy is refused."""
+        deadline = time.monotonic() + self.default_timeout
+        while self.busy.get():
+            if time.monotonic() > deadline:
+                raise DeviceError(
+                    f"{self.name}: still busy after a jam dosing {precursor}", "check the dispenser; clear the jam"
+                )
+            time.sleep(self.spec.poll)
 
 
 class CellFurnace(Furnace):

@@ -2,9 +2,10 @@
 
 * :class:`AlarmWatchingStation`: a furnace that trips or a dispenser that jams raises an alarm bit and never sets
   its done bit; the declarative completion rule would wait for the device's whole timeout. This station fails the
-  step at the first poll that sees an alarm, naming the alarm, the transport and the address. A step stopped
-  while it waits does its ``stop`` action once more: a ``stop()`` that raced ahead of the step's start (an abort
-  before the dose began) must not leave the instrument busy.
+  step at the first poll that sees an alarm (:class:`AlarmRaised`), naming the alarm, the transport and the
+  address, and does its ``stop`` action (a tripped furnace's program must end for the next firing to start). A
+  step stopped while it waits does its ``stop`` action once more: a ``stop()`` that raced ahead of the step's
+  start (an abort before the dose began) must not leave the instrument busy.
 * :class:`Furnace`: a controller that starts its program on ``run = 1`` must have the profile first; the
   declarative station does its ``start`` writes before the recipe's, so this one writes the profile, then starts.
 * :class:`Diffractometer`: the pattern comes back as one comma-separated SCPI reply (YAML holds it as text); this
@@ -24,6 +25,14 @@ from labloop.declarative.builder import DeclarativeInstrument, DeclarativeStatio
 from labloop.errors import DeviceError
 
 
+class AlarmRaised(DeviceError):
+    """A step ended by an instrument's alarm (a furnace trip, a dispenser jam); ``alarms`` names the raised ones."""
+
+    def __init__(self, problem: str, fix: str, alarms: list[str]):
+        super().__init__(problem, fix)
+        self.alarms = alarms
+
+
 class AlarmWatchingStation(DeclarativeStation):
     def wait_until(self, what: str, done: Any, deadline: float) -> None:
         def watched() -> bool:
@@ -31,18 +40,23 @@ class AlarmWatchingStation(DeclarativeStation):
             raised = [a for a in self.spec.health.alarms if getattr(self, a).get()]
             if raised:
                 t = self.transport
-                raise DeviceError(
+                raise AlarmRaised(
                     f"{self.name}: {', '.join(raised)} while {what} ({self.spec.model}, {t.kind} {t.address})",
                     "find and clear the cause on the instrument, reset its alarm, "
                     "then run the step again (the sample saw an interrupted process)",
+                    raised,
                 )
             return bool(done())
 
         try:
             super().wait_until(what, watched, deadline)
-        except DeviceError:
-            if self._stop.is_set():  # stop() may have reached the instrument before this step's start did:
-                self.do(self.spec.stop)  # stop what the step started, so the next step finds it idle
+        except DeviceError as exc:
+            # stop() may have reached the instrument before this step's start did; or an alarm ended the step while
+            # the instrument's program still counts as started (a tripped furnace keeps run = 1, so the next
+            # firing's run = 1 would be no new start and never fire): either way, stop what the step started, so
+            # the next step finds the instrument idle
+            if self._stop.is_set() or isinstance(exc, AlarmRaised):
+                self.do(self.spec.stop)
             raise
 
 

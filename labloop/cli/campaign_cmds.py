@@ -128,9 +128,10 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
         store.close()
 
 
-def _served_demo(lab: str, directory: Path, time_scale: float | None) -> None:
+def _served_demo(lab: str, directory: Path, time_scale: float | None, faults: bool = True) -> None:
     """A demo on a lab whose instruments are protocol servers: the lab's plugin (``labloop.demo_labs``) serves them
-    and hands back its campaign pointed at them; the campaign runs on an embedded store; the servers stop after."""
+    (with its random faults when ``faults``) and hands back its campaign pointed at them; the campaign runs on an
+    embedded store; the servers stop after."""
     from labloop import plugins
     from labloop.run.campaign import prepare_text
 
@@ -143,8 +144,11 @@ def _served_demo(lab: str, directory: Path, time_scale: float | None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(directory / 'labloop.db').resolve()}"
     scale = f"{time_scale:g}" if time_scale else "the lab's default"
-    console.print(f"starting the {lab} lab's instrument servers (background processes, time scale {scale}) ...")
-    with served(directory, time_scale) as (text, label):
+    console.print(
+        f"starting the {lab} lab's instrument servers (background processes, time scale {scale}, "
+        f"faults {'on' if faults else 'off'}) ..."
+    )
+    with served(directory, time_scale, faults=faults) as (text, label):
         run_campaign(label, prepare_text(text, label), url)
     console.print(
         f"instrument servers stopped\ndata: {url}\nnext: labloop status --store {url}\n"
@@ -237,13 +241,22 @@ def register(app: typer.Typer) -> None:
                 "background, the campaign run against them, the servers stopped).",
             ),
         ] = "thinfilm",
+        faults: Annotated[
+            bool,
+            typer.Option(
+                "--faults/--no-faults",
+                help="A served lab (solid_state): its random faults at their default rates (furnace trips, cracked "
+                "crucibles, dispenser jams, barcode misreads), as a real lab has them; --no-faults for a clean run. "
+                "The thin-film lab's campaign file says its own.",
+            ),
+        ] = True,
     ) -> None:
         """Run a bundled campaign on a simulated lab with a local SQLite store (default: the thin-film lab)."""
         from labloop.run.campaign import prepare_text
         from labloop.run.lab import state_dir_for
 
         if lab != "thinfilm":
-            _served_demo(lab, directory, time_scale)
+            _served_demo(lab, directory, time_scale, faults)
             return
         text = resources.files("labloop_experiments").joinpath("thinfilm.yaml").read_text(encoding="utf-8")
         directory.mkdir(parents=True, exist_ok=True)

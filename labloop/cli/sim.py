@@ -56,6 +56,15 @@ def serve(
             help="Random faults at realistic rates (trips, cracks, jams, misreads); injected faults work either way.",
         ),
     ] = True,
+    fault_rate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault-rate",
+            help="With --faults: override one rate, NAME=P (crucible_crack, furnace_trip, barcode_misread, "
+            "dispenser_jam; a probability per event); repeat for several. A fault-injection run raises rare "
+            "faults so that each happens in a short campaign.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every server's random draws.")] = 0,
 ) -> None:
     """Start every instrument server of LAB, print and write the endpoints, serve until Ctrl-C or SIGTERM."""
@@ -72,19 +81,27 @@ def serve(
     from labloop import plugins  # the served lab is a plugin, loaded by name (entry point labloop.served_labs)
 
     SolidStateLab = plugins.load(lab, "labloop.served_labs")
+    if fault_rate and not faults:
+        typer.echo("error: --fault-rate needs --faults (--no-faults turns every rate off)", err=True)
+        raise typer.Exit(2)
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     world_path = world if world is not None else ports_file.with_suffix(".world.json")
-    sim = SolidStateLab(
-        time_scale=time_scale,
-        base_port=base_port,
-        world=world_path,
-        faults=faults,
-        seed=seed,
-        fresh_world=world is None,
-    )
+    try:
+        sim = SolidStateLab(
+            time_scale=time_scale,
+            base_port=base_port,
+            world=world_path,
+            faults=faults,
+            fault_rates=fault_rate or [],
+            seed=seed,
+            fresh_world=world is None,
+        )
+    except ValueError as exc:  # a bad --fault-rate: the lab's message names the allowed names
+        typer.echo(f"error: --fault-rate: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         sim.start()
     except Exception as exc:  # noqa: BLE001 - LabloopError or a busy port: say it, exit non-zero

@@ -26,3 +26,20 @@ class FaultRates:
     @classmethod
     def none(cls) -> FaultRates:
         return cls(0.0, 0.0, 0.0, 0.0)
+
+    @classmethod
+    def parse(cls, items: list[str] | tuple[str, ...]) -> FaultRates:
+        """The default rates with some overridden by ``NAME=P`` items (``labloop sim serve --fault-rate``): a
+        fault-injection run raises a rare fault so that it happens within a short campaign."""
+        names = list(cls.__dataclass_fields__)
+        rates: dict[str, float] = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or name not in names:
+                raise ValueError(f"fault rate {item!r}: give NAME=P with NAME one of {', '.join(names)}")
+            try:
+                rates[name] = float(value)
+            except ValueError:
+                raise ValueError(f"fault rate {item!r}: {value!r} is not a number") from None
+        return cls(**rates)

@@ -19,6 +19,9 @@ from labloop.errors import ObjectiveError
 from . import xrd
 from .chemistry import PHASES, TARGET
 
+#: the fitted amount of all phases (1 = a full charge) below which a pattern is of an empty crucible
+MIN_AMOUNT = 0.2
+
 
 def fractions(trial: Any) -> dict[str, float]:
     """Phase fractions (sum 1 over the library) of the trial's last pattern."""
@@ -31,9 +34,17 @@ def fractions(trial: Any) -> dict[str, float]:
     y, tt = np.asarray(counts[-1], dtype=float), np.asarray(angles[-1], dtype=float)
     if y.shape != tt.shape or y.size < 10 or not np.isfinite(y).all():
         raise ObjectiveError(f"the XRD pattern is not usable ({y.size} counts, {tt.size} angles)", "measure again")
-    found, _ = xrd.estimate_fractions(y, list(PHASES), two_theta=tt)
+    found, _, amount = xrd.fit(y, list(PHASES), two_theta=tt)
     if not all(math.isfinite(v) for v in found.values()) or sum(found.values()) <= 0:
         raise ObjectiveError("no phase of the library fits the pattern", "check the sample and the diffractometer")
+    if amount < MIN_AMOUNT:
+        # fractions of noise would be any numbers at all: a trial recorded with them would tell the optimizer that
+        # its recipe makes them
+        raise ObjectiveError(
+            f"the XRD pattern shows no powder (fitted phase amount {amount:.3f}, a full charge is about 1): the "
+            "crucible was empty when measured (its charge spilled: a cracked crucible?)",
+            "inspect the crucible; the recipe was not measured and may be tried again in a new crucible",
+        )
     return found
 
 

@@ -88,6 +88,14 @@ def pattern(
 
 def estimate_fractions(counts, phases, two_theta=TWO_THETA, sizes_nm=SIZES_NM) -> tuple[dict[str, float], float]:
     """Phase fractions (sum 1 over ``phases``) by NNLS of reference patterns; returns (fractions, size_nm)."""
+    fractions, size, _ = fit(counts, phases, two_theta, sizes_nm)
+    return fractions, size
+
+
+def fit(counts, phases, two_theta=TWO_THETA, sizes_nm=SIZES_NM) -> tuple[dict[str, float], float, float]:
+    """:func:`estimate_fractions` and the fitted amount of all phases together (about 1 for a full charge, as
+    every phase has the same integrated intensity per unit fraction; near 0 for an empty crucible, whose pattern is
+    background and noise): (fractions, size_nm, amount)."""
     # imported here: scipy.optimize takes about a second, and the lab's devices import this module in runs (and test
     # collections) that never analyse a pattern
     from scipy.optimize import nnls
@@ -105,4 +113,4 @@ def estimate_fractions(counts, phases, two_theta=TWO_THETA, sizes_nm=SIZES_NM) -
     _, coef, size = best
     total = coef.sum()
     fractions = {p: (float(c / total) if total > 0 else 0.0) for p, c in zip(phases, coef)}
-    return fractions, size
+    return fractions, size, float(total)

@@ -43,8 +43,19 @@ class ServedLab:
     """``labloop sim serve solid_state`` in a child process (the same command an operator runs), on free ports; the
     context manager waits for its ports file and stops it (SIGTERM: every server exits with it)."""
 
-    def __init__(self, folder: Path, time_scale: float = 20000.0, faults: bool = False, start_timeout: float = 400.0):
+    def __init__(
+        self,
+        folder: Path,
+        time_scale: float = 20000.0,
+        faults: bool = False,
+        start_timeout: float = 400.0,
+        fault_rates: dict[str, float] | None = None,
+        seed: int = 0,
+    ):
+        """``fault_rates``: rates (``FaultRates`` field -> probability) overriding the defaults, with ``faults``;
+        ``seed``: the servers' random draws (which faults happen when)."""
         self.folder, self.time_scale, self.faults, self.start_timeout = Path(folder), time_scale, faults, start_timeout
+        self.fault_rates, self.seed = dict(fault_rates or {}), seed
         self.ports = self.folder / "solid_state_lab.json"
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoints: dict[str, Any] = {}
@@ -52,8 +63,7 @@ class ServedLab:
     def __enter__(self) -> ServedLab:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.ports.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "labloop", "sim", "serve", "solid_state", "--time-scale", str(self.time_scale)]
-        cmd += ["--ports-file", str(self.ports), "--base-port", "0", "--faults" if self.faults else "--no-faults"]
+        cmd = self.command()
         with open(self.folder / "serve.log", "wb") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, env=dict(os.environ)
@@ -66,6 +76,15 @@ class ServedLab:
             time.sleep(0.2)
         self.endpoints = json.loads(self.ports.read_text())
         return self
+
+    def command(self) -> list[str]:
+        """``labloop sim serve solid_state`` with this lab's options."""
+        cmd = [sys.executable, "-m", "labloop", "sim", "serve", "solid_state", "--time-scale", str(self.time_scale)]
+        cmd += ["--ports-file", str(self.ports), "--base-port", "0", "--faults" if self.faults else "--no-faults"]
+        cmd += ["--seed", str(self.seed)]
+        for name, rate in self.fault_rates.items():
+            cmd += ["--fault-rate", f"{name}={rate}"]
+        return cmd
 
     def log(self) -> str:
         path = self.folder / "serve.log"
@@ -84,11 +103,13 @@ class ServedLab:
 
 
 @contextlib.contextmanager
-def demo(folder: Path, time_scale: float | None = None) -> Iterator[tuple[str, str]]:
+def demo(folder: Path, time_scale: float | None = None, faults: bool = True) -> Iterator[tuple[str, str]]:
     """``labloop demo --lab solid_state``: the lab served on free ports at a high time scale (5000: a 20-hour
-    firing in about 15 s, long beside an optimizer's proposal, so the four furnaces fill) while the caller runs the bundled campaign pointed at it; yields (campaign text, label)."""
+    firing in about 15 s, long beside an optimizer's proposal, so the four furnaces fill) while the caller runs the
+    bundled campaign pointed at it; yields (campaign text, label). ``faults``: the lab's random faults at their
+    default rates (on, as a real lab has them)."""
     from importlib import resources
 
     text = resources.files("labloop_experiments").joinpath("solid_state.yaml").read_text(encoding="utf-8")
-    with ServedLab(Path(folder) / "lab", time_scale=time_scale or 5000.0) as lab:
+    with ServedLab(Path(folder) / "lab", time_scale=time_scale or 5000.0, faults=faults) as lab:
         yield point_text_at(text, lab.endpoints), "experiments/solid_state.yaml"

@@ -10,7 +10,9 @@ model seconds per real second) on every request and by a 0.2 s tick. Writing ``r
 to SP at the ramp rate, dwell, heater off); when the furnace has cooled below its unload temperature the program is
 done: ``done`` is set, ``run`` returns to 0, and every crucible in the furnace's slots (from the shared world) gets
 the product the chemistry makes of its powders over the ACTUAL temperature history; some crack. A trip (seeded rate
-per firing, or the control fault ``trip``) cuts the heater and latches the ``tripped`` bit until cleared.
+per firing, or the control fault ``trip``, now, or ``trip_next``, during the next firing) cuts the heater and latches
+the ``tripped`` bit until cleared or the next start. A cracked crucible (seeded rate, or the control fault ``crack``
+for the next firing) spills its charge: the diffractometer then finds an empty crucible.
 
 Register map (float32 = 2 registers, big-endian words):
   0 PV (degC, ro) | 2 SP = peak (degC) | 4 ramp rate (degC/min) | 6 dwell (min) | 8 status (ro: bit 0 running,
@@ -90,6 +92,7 @@ class BoxFurnaceController(_ModbusModel):
         self.wsp = self.temp
         self.output = 0.0
         self.firings = 0
+        self.trip_next = self.crack_next = False  # control faults: trip the next firing / crack its crucible
 
     async def serve(self, host: str) -> int:
         port = await super().serve(host)
@@ -131,9 +134,10 @@ class BoxFurnaceController(_ModbusModel):
             program_s = max(0.0, p.peak_c - self.model.ambient_c) / p.ramp_c_per_min * 60 + p.dwell_h * 3600
             self.trip_at = (
                 float(self.model.rng.uniform(0, program_s))
-                if self.model.rng.random() < self.model.faults.furnace_trip
+                if self.model.rng.random() < self.model.faults.furnace_trip or self.trip_next
                 else None
             )
+            self.trip_next = False
         elif self.run and not run and self.phase == "program":  # aborted: heater off, it cools
             self.phase = "cooling"
         self.run = run
@@ -196,8 +200,11 @@ class BoxFurnaceController(_ModbusModel):
                         "max_c": float(temps.max()),
                     }
                 )
-                if self.model.rng.random() < crack_p:
-                    c["cracked"], c["product"] = True, None
+                if self.crack_next or self.model.rng.random() < crack_p:
+                    # the crucible cracks and its charge spills on the furnace floor: the diffractometer finds no
+                    # powder in it (what spilled is kept in the world for a post-mortem)
+                    self.crack_next = False
+                    c["cracked"], c["product"], c["spilled"], c["powders"] = True, None, c["powders"], {}
                     continue
                 recipe = recipe_of(c["powders"], p)
                 if recipe is not None:
@@ -217,14 +224,20 @@ class BoxFurnaceController(_ModbusModel):
         self.put_f32(14, self.output)
 
     def fault(self, kind: str, **kw: Any) -> bool:
-        if kind == "trip":
+        if kind == "trip":  # now (a firing in progress is cut short; an idle furnace shows the alarm)
             self.trip()
+            return True
+        if kind == "trip_next":  # part-way through the next firing
+            self.trip_next = True
+            return True
+        if kind == "crack":  # a crucible of the next firing cracks
+            self.crack_next = True
             return True
         return super().fault(kind, **kw)
 
     def clear_faults(self) -> None:
         super().clear_faults()
-        self.tripped = False
+        self.tripped = self.trip_next = self.crack_next = False
 
     def state(self) -> dict[str, Any]:
         return {

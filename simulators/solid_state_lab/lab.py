@@ -5,12 +5,13 @@ Endpoints: fixed ports by default (``base_port`` + the instrument's index in :da
 can name ``tcp://127.0.0.1:47100`` for furnace1 and keep naming it across restarts, as a lab's instruments keep
 their addresses), or free ports with ``base_port=0`` (tests, several labs on one machine). Either way a JSON ports
 file says where each instrument is, which description (``file``) or driver describes it, the pid and control port
-of its process (to inject faults or kill it), the time scale and the world file: a test or a campaign generator
-reads it rather than guessing.
+of its process (to inject faults or kill it), the time scale, the random faults' rates and the world file: a test
+or a campaign generator reads it rather than guessing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -19,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from labloop_simulators.solid_state.faults import FaultRates
 
 from labloop.transports.simulation import SimulatorProcess
 
@@ -41,11 +44,10 @@ class Instrument:
     driver: str | None = None
 
 
-def instruments(faults: bool = True) -> list[Instrument]:
-    """The lab's instruments and their servers' options (fault rates per event when ``faults``; else none)."""
-    from labloop_simulators.solid_state.faults import FaultRates
-
-    r = FaultRates() if faults else FaultRates.none()
+def instruments(faults: bool | FaultRates = True) -> list[Instrument]:
+    """The lab's instruments and their servers' options (fault rates per event: the default ones when ``faults``
+    is True, the given ones when it is a :class:`FaultRates`; none when False)."""
+    r = faults if isinstance(faults, FaultRates) else FaultRates() if faults else FaultRates.none()
     out = [
         Instrument(
             f"furnace{n}",
@@ -90,13 +92,19 @@ class SolidStateLab:
         time_scale: float = 60.0,
         base_port: int = DEFAULT_BASE_PORT,
         world: str | Path,
-        faults: bool = True,
+        faults: bool | FaultRates = True,
+        fault_rates: list[str] | tuple[str, ...] = (),
         seed: int = 0,
         fresh_world: bool = True,
     ):
+        """``fault_rates``: ``NAME=P`` overrides of the default rates (with ``faults``; ValueError if malformed)."""
         self.time_scale, self.base_port, self.seed = float(time_scale), int(base_port), seed
         self.world_path = Path(world).resolve()
-        self.instruments = instruments(faults)
+        if isinstance(faults, FaultRates):
+            self.fault_rates = faults
+        else:
+            self.fault_rates = FaultRates.parse(fault_rates) if faults else FaultRates.none()
+        self.instruments = instruments(self.fault_rates)
         self.fresh_world = fresh_world
         self.procs: dict[str, SimulatorProcess] = {}
 
@@ -157,6 +165,7 @@ class SolidStateLab:
             "lab": "solid_state",
             "time_scale": self.time_scale,
             "world": str(self.world_path),
+            "faults": dataclasses.asdict(self.fault_rates),  # the random faults' rates (all 0: --no-faults)
             "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "devices": devices,
