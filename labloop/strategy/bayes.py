@@ -73,6 +73,8 @@ from .acquisition import AcquisitionMixin
 from .base import Observation, Proposal
 from .bookkeeping import Bookkeeping, StrategyBase
 from .expert import ExpertPrior
+from .feasibility import Bounds, feasibility_acquisition, feasible_count
+from .feasibility import reason as feasibility_reason
 from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
 from .modeling import ObjectiveTransform, WarpedTransform, feature_groups, fit_models, hyperparameters
 from .space import DTYPE, CandidatePool
@@ -239,6 +241,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             outputs.append((fx(X), tf(torch.tensor([r[1] for r in rows], dtype=DTYPE)).unsqueeze(-1)))
         labels = [f"'{obj.name}'" for obj in spec.objectives]
         constraints: list[Callable[[Tensor], Tensor]] = []
+        limits: dict[int, Bounds] = {}  # the same limits by output, for the probability of feasibility
         for oc in spec.outcome_constraints:
             rows = _measured(ok, oc.name)
             if len(rows) < 2:
@@ -248,6 +251,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             outputs.append(
                 (fx(torch.stack([r[0] for r in rows])), torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1))
             )
+            limits[idx] = (oc.lower, oc.upper)
             if oc.lower is not None:
                 constraints.append(_at_least(idx, oc.lower))
             if oc.upper is not None:
@@ -258,6 +262,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             labels.append("the failure model")
             outputs.append((fx(self.obs_X), torch.tensor([[float(o.failed)] for o in self.obs], dtype=DTYPE)))
             constraints.append(_at_most(idx, 0.5))  # P(failure) < 1/2
+            limits[idx] = (None, 0.5)
         outputs = self._localize(outputs)
         # warm start from the previous ask's hyperparameters when the outputs are the same kind (a speed-up only)
         signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"], tuple(self.related))
@@ -296,10 +301,17 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         X_pending = fx(in_flight) if len(in_flight) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
         single = GenericMCObjective(_first_output)
-        kind = self._acquisition_kind(model, outputs, m)
+        # nothing measured is feasible yet: the probability of feasibility, not constrained EI (.feasibility)
+        n_feasible = feasible_count([o for _, o in ok], spec.outcome_constraints)
+        explore = m == 1 and bool(spec.outcome_constraints) and bool(limits) and n_feasible == 0
+        kind = "feasibility" if explore else self._acquisition_kind(model, outputs, m)
         asked = opt["acquisition"]
         what = f"acquisition '{kind}'" + (f" (from '{asked}')" if asked != kind else "")
-        if m > 1:
+        if explore:
+            acq: AcquisitionFunction | None = feasibility_acquisition(
+                [gps[i] for i in limits], list(limits.values()), X_pending
+            )
+        elif m > 1:
             if asked != "auto":
                 self.fallbacks.append(
                     f"{what} is for one objective: {m} objectives use qLogNoisyExpectedHypervolumeImprovement"
@@ -311,7 +323,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                     ref.append(float(tf(torch.tensor([obj.reference], dtype=DTYPE))[0]))
                 else:  # nadir of what was seen, minus a tenth of the range
                     ref.append(float(y.min() - 0.1 * (y.max() - y.min() + 1e-9)))
-            acq: AcquisitionFunction | None = qLogNoisyExpectedHypervolumeImprovement(
+            acq = qLogNoisyExpectedHypervolumeImprovement(
                 model,
                 ref_point=ref,
                 X_baseline=X_base,
@@ -391,6 +403,8 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         info = self._explain(model, transforms, outputs)
         if self.fallbacks:  # everything that did not go as configured in this ask, for the trial's record
             info["fallbacks"] = list(self.fallbacks)
+        if explore:
+            info["acquisition_reason"] = feasibility_reason(len(ok), len(limits))
         if self.prior_exponent:
             info["expert_prior_exponent"] = self.prior_exponent
         if self.max_ei_rel is not None:  # why 'auto' chose exploitation or a Thompson sample
