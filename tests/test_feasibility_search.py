@@ -1,5 +1,5 @@
 """While nothing measured is feasible, a constrained campaign maximizes the probability of feasibility (Gelbart et
-al. 2014), in continuous, mixed and pool spaces, for one proposal and for batches and trials in flight; the first
+al. 2014) when the campaign asks for it (``strategy.options.nothing_feasible: feasibility``), in continuous, mixed and pool spaces, for one proposal and for batches and trials in flight; the first
 feasible measurement brings constrained expected improvement back (labloop/strategy/feasibility.py).
 
 The toy: x in [0, 1]; the objective is best on the left (y = 1 - x); the outcome constraint ``impurity <= 0.05``
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from labloop.errors import SpecError
 from labloop.spec import (
     CampaignSpec,
     CategoricalParameter,
@@ -25,7 +26,7 @@ from labloop.spec import (
 from labloop.strategy import BotorchStrategy, Observation, make_strategy
 from labloop.strategy.space import CandidatePool
 
-FAST = {"mc_samples": 64, "raw_samples": 64, "num_restarts": 2}
+FAST = {"mc_samples": 64, "raw_samples": 64, "num_restarts": 2, "nothing_feasible": "feasibility"}
 XS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -54,6 +55,18 @@ def _obs(xs=XS, mixed: bool = False) -> list[Observation]:
 
 def _feasible_one(mixed: bool = False) -> Observation:
     return Observation({"x": 0.97, **({"c": "a"} if mixed else {})}, {"y": 0.03, "impurity": 0.03})
+
+
+def test_the_default_keeps_the_constrained_acquisition_and_the_option_is_checked():
+    """Not the default (measured: notes/feas.md); a misspelt value is refused with the allowed ones."""
+    spec = _spec()
+    plain = spec.model_copy(
+        update={"strategy": StrategySpec(initial_design=4, options={**FAST, "nothing_feasible": "constrained"})}
+    )
+    p = make_strategy(plain).ask(1, _obs(), [])[0]
+    assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement" and "acquisition_reason" not in p.info
+    with pytest.raises(SpecError, match=r"strategy.options.nothing_feasible: 'probability' is not allowed"):
+        make_strategy(spec, nothing_feasible="probability")
 
 
 @pytest.mark.parametrize("mixed", [False, True])

@@ -11,7 +11,9 @@ store is the truth), in this order:
    failed; the acquisition is ``qLogNoisyExpectedImprovement`` (one objective) or
    ``qLogNoisyExpectedHypervolumeImprovement`` (several), with outcome constraints and ``P(failure) < 1/2`` as
    smoothed constraints (so the acquisition is multiplied by the probability of feasibility), and every
-   pending/in-flight point as ``X_pending``. It is optimized
+   pending/in-flight point as ``X_pending``; optionally (``nothing_feasible: feasibility``), with one objective
+   while no measured point meets every outcome constraint, the probability of feasibility instead (:mod:`.feasibility`).
+   It is optimized
 
    * over the candidate pool (or the enumerated grid of a small, fully discrete space) by evaluating it on every
      remaining row (sequential greedy for ``q > 1``; measured, failed and pending rows excluded). On a pool the
@@ -301,9 +303,9 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         X_pending = fx(in_flight) if len(in_flight) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
         single = GenericMCObjective(_first_output)
-        # nothing measured is feasible yet: the probability of feasibility, not constrained EI (.feasibility)
+        # nothing measured is feasible yet: optionally the probability of feasibility, not constrained EI (.feasibility)
         n_feasible = feasible_count([o for _, o in ok], spec.outcome_constraints)
-        explore = m == 1 and bool(spec.outcome_constraints) and bool(limits) and n_feasible == 0
+        explore = opt["nothing_feasible"] == "feasibility" and m == 1 and bool(limits) and n_feasible == 0
         kind = "feasibility" if explore else self._acquisition_kind(model, outputs, m)
         asked = opt["acquisition"]
         what = f"acquisition '{kind}'" + (f" (from '{asked}')" if asked != kind else "")

@@ -17,8 +17,12 @@ botorch has it: :class:`~botorch.acquisition.analytic.LogProbabilityOfFeasibilit
 this situation. Batches and trials in flight: the constraint GPs believe their own mean at the pending points (see
 :class:`BelievedLogProbabilityOfFeasibility` for why not botorch's Monte Carlo ``qLogProbabilityOfFeasibility``).
 
-One objective only: with several objectives labloop keeps qLogNEHVI (not measured with this rule; the transparent
-conductor's benchmark runs the full lab at ~8 min per seed).
+Opt-in (``strategy.options.nothing_feasible: feasibility``), one objective only. Not the default because it measured
+worse on the solid-state campaign (notes/feas.md, benchmarks/results/solid_state_feas.jsonl): over 20 seeds one at a
+time it reached the target in 18 against 17 but at a median of 27 experiments against 20.5, and with four trials in
+flight in 5 of 10 seeds against 8. There the objective carries information about feasibility (the target and the
+impurity phases share one sample), which this rule, made for unrelated constraints, discards: it walks to the
+ceiling's edge and refines feasibility there. With several objectives labloop keeps qLogNEHVI (not measured).
 """
 
 from __future__ import annotations
