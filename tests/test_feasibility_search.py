@@ -58,13 +58,16 @@ def _feasible_one(mixed: bool = False) -> Observation:
 
 
 def test_the_default_keeps_the_constrained_acquisition_and_the_option_is_checked():
-    """Not the default (measured: notes/feas.md); a misspelt value is refused with the allowed ones."""
+    """Not the default (measured: notes/feas.md), but the proposal's evidence says nothing is feasible yet and what
+    the option would do; a misspelt value is refused with the allowed ones."""
     spec = _spec()
     plain = spec.model_copy(
         update={"strategy": StrategySpec(initial_design=4, options={**FAST, "nothing_feasible": "constrained"})}
     )
     p = make_strategy(plain).ask(1, _obs(), [])[0]
-    assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement" and "acquisition_reason" not in p.info
+    assert p.info["acquisition_kind"] == "qLogNoisyExpectedImprovement"
+    assert "none of the 6 successful measurements" in p.info["acquisition_reason"]  # the evidence says so
+    assert "'feasibility' would maximize" in p.info["acquisition_reason"]
     with pytest.raises(SpecError, match=r"strategy.options.nothing_feasible: 'probability' is not allowed"):
         make_strategy(spec, nothing_feasible="probability")
 

@@ -76,6 +76,7 @@ from .base import Observation, Proposal
 from .bookkeeping import Bookkeeping, StrategyBase
 from .expert import ExpertPrior
 from .feasibility import Bounds, feasibility_acquisition, feasible_count
+from .feasibility import kept as feasibility_kept
 from .feasibility import reason as feasibility_reason
 from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
 from .modeling import ObjectiveTransform, WarpedTransform, feature_groups, fit_models, hyperparameters
@@ -407,6 +408,8 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             info["fallbacks"] = list(self.fallbacks)
         if explore:
             info["acquisition_reason"] = feasibility_reason(len(ok), len(limits))
+        elif limits and spec.outcome_constraints and n_feasible == 0:
+            info["acquisition_reason"] = feasibility_kept(len(ok))
         if self.prior_exponent:
             info["expert_prior_exponent"] = self.prior_exponent
         if self.max_ei_rel is not None:  # why 'auto' chose exploitation or a Thompson sample

@@ -106,6 +106,15 @@ def feasibility_acquisition(models: list[Any], bounds: list[Bounds], X_pending: 
     return BelievedLogProbabilityOfFeasibility(models, dict(enumerate(bounds)), X_pending)
 
 
+def kept(n_ok: int) -> str:
+    """Why the configured acquisition ran although nothing measured is feasible (``acquisition_reason``)."""
+    return (
+        f"none of the {n_ok} successful measurements meets every outcome constraint: the constrained acquisition's "
+        f"feasibility weight is then small everywhere and the objective ranks candidates (nothing_feasible: "
+        f"constrained, the default; 'feasibility' would maximize the probability of feasibility instead)"
+    )
+
+
 def reason(n_ok: int, n_constraints: int) -> str:
     """Why the probability of feasibility was maximized, for the proposal's info (``acquisition_reason``)."""
     return (
