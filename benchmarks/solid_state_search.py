@@ -22,7 +22,7 @@ middle of the campaign's ranges with the first choices, as for a target without 
 
 ``--in-flight 4`` keeps four trials in flight for labloop (each ask sees the other three as pending, as the
 campaign's async scheduling with four furnaces asks); ``--options '{"nothing_feasible": "feasibility"}'`` passes
-strategy options (notes/feas.md).
+strategy options (runs of both: benchmarks/results/solid_state_feas.jsonl).
 
 One JSON line per method and seed, then one summary line per method (median experiments and furnace-days to the
 target, counting a miss as budget + 1 experiments and the furnace-days the whole budget used).

@@ -58,7 +58,7 @@ def _feasible_one(mixed: bool = False) -> Observation:
 
 
 def test_the_default_keeps_the_constrained_acquisition_and_the_option_is_checked():
-    """Not the default (measured: notes/feas.md), but the proposal's evidence says nothing is feasible yet and what
+    """Not the default (measured: benchmarks/results/solid_state_feas.jsonl), but the proposal's evidence says nothing is feasible yet and what
     the option would do; a misspelt value is refused with the allowed ones."""
     spec = _spec()
     plain = spec.model_copy(

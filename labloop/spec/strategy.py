@@ -120,7 +120,7 @@ class BotorchOptions(_Model):
         "the objective ranks candidates); feasibility = the probability of feasibility (Gelbart et al. 2014: "
         "botorch's LogProbabilityOfFeasibility, trials in flight believed) until a feasible trial is measured. "
         "Not the default: on the solid-state campaign (20 seeds) it reached the target in more seeds but needed "
-        "more experiments at the median (notes/feas.md).",
+        "more experiments at the median (benchmarks/results/solid_state_feas.jsonl).",
     )
     max_noise: float | None = Field(
         None, gt=0, description="Cap on the GP noise variance (standardized units); none = learned freely."

@@ -18,7 +18,7 @@ this situation. Batches and trials in flight: the constraint GPs believe their o
 :class:`BelievedLogProbabilityOfFeasibility` for why not botorch's Monte Carlo ``qLogProbabilityOfFeasibility``).
 
 Opt-in (``strategy.options.nothing_feasible: feasibility``), one objective only. Not the default because it measured
-worse on the solid-state campaign (notes/feas.md, benchmarks/results/solid_state_feas.jsonl): over 20 seeds one at a
+worse on the solid-state campaign (benchmarks/results/solid_state_feas.jsonl): over 20 seeds one at a
 time it reached the target in 18 against 17 but at a median of 27 experiments against 20.5, and with four trials in
 flight in 5 of 10 seeds against 8. There the objective carries information about feasibility (the target and the
 impurity phases share one sample), which this rule, made for unrelated constraints, discards: it walks to the
