@@ -113,3 +113,30 @@ def test_a_pool_picks_the_row_most_likely_feasible(budget):
     assert (
         back.info["acquisition_kind"] != "BelievedLogProbabilityOfFeasibility" and "acquisition_reason" not in back.info
     )
+
+
+def test_an_upper_limited_constraint_far_above_its_limit_can_be_modelled_on_a_log_scale():
+    """log_constraint (opt-in): log of an upper-limited, non-negative constraint whose values reach 10x the limit;
+    exact zeros count as 1/100 of the limit; lower limits, negative values and small spans stay as measured."""
+    import math
+
+    import torch
+
+    from labloop.strategy.feasibility import constraint_scale
+
+    y = torch.tensor([0.0, 0.05, 0.5, 0.98], dtype=torch.double)
+    z, lo, hi = constraint_scale(y, None, 0.05, "auto")
+    assert lo is None and hi == pytest.approx(math.log(0.05))
+    assert z.tolist() == pytest.approx([math.log(5e-4), math.log(0.05), math.log(0.5), math.log(0.98)])
+    assert (z <= hi + 1e-12).tolist() == (y <= 0.05).tolist()  # feasibility is the same on both scales
+    for args in [(y, 0.8, None, "auto"), (y, None, 0.5, "auto"), (y - 0.1, None, 0.05, "auto"), (y, None, 0.05, False)]:
+        same, lo2, hi2 = constraint_scale(*args)
+        assert torch.equal(same, args[0]) and (lo2, hi2) == (args[1], args[2])
+    assert constraint_scale(y, None, 0.5, True)[2] == pytest.approx(math.log(0.5))  # true: whatever the span
+    # the strategy runs with it, and the probability of feasibility still goes where the trend leads
+    spec = _spec()
+    spec = spec.model_copy(
+        update={"strategy": StrategySpec(initial_design=4, options={**FAST, "log_constraint": True})}
+    )
+    p = make_strategy(spec).ask(1, _obs(), [])[0]
+    assert p.info["acquisition_kind"] == "BelievedLogProbabilityOfFeasibility" and p.params["x"] > 0.9

@@ -75,7 +75,7 @@ from .acquisition import AcquisitionMixin
 from .base import Observation, Proposal
 from .bookkeeping import Bookkeeping, StrategyBase
 from .expert import ExpertPrior
-from .feasibility import Bounds, feasibility_acquisition, feasible_count
+from .feasibility import Bounds, constraint_scale, feasibility_acquisition, feasible_count
 from .feasibility import kept as feasibility_kept
 from .feasibility import reason as feasibility_reason
 from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
@@ -251,14 +251,15 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                 continue  # nothing to learn from yet
             idx = len(outputs)
             labels.append(f"outcome constraint '{oc.name}'")
-            outputs.append(
-                (fx(torch.stack([r[0] for r in rows])), torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1))
+            y, lo, hi = constraint_scale(
+                torch.tensor([r[1] for r in rows], dtype=DTYPE), oc.lower, oc.upper, opt["log_constraint"]
             )
-            limits[idx] = (oc.lower, oc.upper)
-            if oc.lower is not None:
-                constraints.append(_at_least(idx, oc.lower))
-            if oc.upper is not None:
-                constraints.append(_at_most(idx, oc.upper))
+            outputs.append((fx(torch.stack([r[0] for r in rows])), y.unsqueeze(-1)))
+            limits[idx] = (lo, hi)
+            if lo is not None:
+                constraints.append(_at_least(idx, lo))
+            if hi is not None:
+                constraints.append(_at_most(idx, hi))
         n_failed = sum(o.failed for o in self.obs)
         if n_failed:
             idx = len(outputs)
