@@ -20,6 +20,10 @@ middle of the campaign's ranges with the first choices, as for a target without 
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/solid_state_search.py --seeds 0-9 --budget 40
 
+``--in-flight 4`` keeps four trials in flight for labloop (each ask sees the other three as pending, as the
+campaign's async scheduling with four furnaces asks); ``--options '{"nothing_feasible": "feasibility"}'`` passes
+strategy options (runs of both: benchmarks/results/solid_state_feas.jsonl).
+
 One JSON line per method and seed, then one summary line per method (median experiments and furnace-days to the
 target, counting a miss as budget + 1 experiments and the furnace-days the whole budget used).
 """
@@ -113,7 +117,9 @@ def ofat(start: dict[str, Any]) -> Callable[[list[tuple[dict[str, Any], float, f
     return plan
 
 
-def run_method(method: str, seed: int, budget: int) -> dict[str, Any]:
+def run_method(
+    method: str, seed: int, budget: int, options: dict[str, Any] | None = None, in_flight: int = 1
+) -> dict[str, Any]:
     lab = Lab(seed)
     history: list[tuple[dict[str, Any], float, float]] = []
     hours: list[float] = []
@@ -131,12 +137,20 @@ def run_method(method: str, seed: int, budget: int) -> dict[str, Any]:
         data["stopping"]["max_trials"] = budget
         if method == "random":
             data["strategy"] = {"name": "random", "initial_design": budget}
+        elif options:
+            data["strategy"]["options"] = {**data["strategy"].get("options", {}), **options}
         data["lab"].pop("consumables", None)  # the shelf is not what is measured here
         strategy = make_strategy(parse_spec(data, "solid_state.yaml"))
 
+        queue: list[dict[str, Any]] = []  # proposed, not yet fired (the trials in flight)
+
         def ask() -> dict[str, Any]:
+            # ``in_flight`` furnaces busy as in the async campaign: the oldest trial finishes, the queue is refilled
+            # with one ask at a time, the others pending
             obs = [Observation(p, {"target_phase_fraction": t, "impurity_ceiling": i}) for p, t, i in history]
-            return dict(strategy.ask(1, obs, [])[0].params)
+            while len(queue) < in_flight and len(history) + len(queue) < budget:
+                queue.append(dict(strategy.ask(1, obs, list(queue))[0].params))
+            return queue.pop(0)
 
     for n in range(1, budget + 1):
         params = ask()
@@ -157,6 +171,8 @@ def run_method(method: str, seed: int, budget: int) -> dict[str, Any]:
         "best_target_fraction": round(best[1], 4),
         "best_impurity": round(best[2], 4),
         "wall_s": round(time.perf_counter() - t0, 1),
+        **({"options": options} if options and method == "labloop" else {}),
+        **({"in_flight": in_flight} if in_flight > 1 and not method.startswith("ofat") else {}),
     }
 
 
@@ -165,11 +181,16 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-9")
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--methods", default="ofat_textbook,ofat_center,random,labloop")
+    ap.add_argument("--options", default="{}", help="strategy.options for labloop, as JSON")
+    ap.add_argument(
+        "--in-flight", type=int, default=1, help="trials in flight for labloop and random (4: the async campaign)"
+    )
     args = ap.parse_args()
+    options = json.loads(args.options)
     runs: dict[str, list[dict[str, Any]]] = {}
     for method in args.methods.split(","):
         for seed in parse_seeds(args.seeds):
-            r = run_method(method, seed, args.budget)
+            r = run_method(method, seed, args.budget, options, args.in_flight)
             runs.setdefault(method, []).append(r)
             print(json.dumps(r), flush=True)
     for method, rs in runs.items():

@@ -87,6 +87,13 @@ class BotorchOptions(_Model):
         description="Model log(objective): true, false, or auto (minimized positive objectives spanning a "
         "factor of 10 or more).",
     )
+    log_constraint: Literal["auto"] | bool = Field(
+        False,
+        description="Model log(outcome constraint) for an upper limit alone: false (default), true, or auto (every "
+        "value >= 0 and the largest at least 10 times the limit; values below 1/100 of the limit count as that "
+        "floor). Not the default: on the solid-state campaign (20 seeds) auto needed fewer experiments at the "
+        "median but not run by run (benchmarks/results/solid_state_feas.jsonl).",
+    )
     warp: bool = Field(False, description="Yeo-Johnson output warping of each objective before the GP sees it.")
     beta: _PositiveFloat | Annotated[list[_PositiveFloat], Field(min_length=1)] = Field(
         1.0, description="ucb: the exploration weight, or a list cycled through by trial count."
@@ -112,6 +119,15 @@ class BotorchOptions(_Model):
         "and pending rows as X_pending (Monte Carlo over their joint posterior). Believer became the default on "
         "the 15 shared tables at q = 4 (docs/benchmarks/archive.md section 13: fewer experiments to the best row "
         "in 9 of 13 paired runs that differed, geometric mean 0.80 of fantasy's).",
+    )
+    nothing_feasible: Literal["constrained", "feasibility"] = Field(
+        "constrained",
+        description="One objective with outcome constraints, while no measured trial meets them all: constrained "
+        "(default) = the constrained acquisition as always (its feasibility weight is then ~0 everywhere, and "
+        "the objective ranks candidates); feasibility = the probability of feasibility (Gelbart et al. 2014: "
+        "botorch's LogProbabilityOfFeasibility, trials in flight believed) until a feasible trial is measured. "
+        "Not the default: on the solid-state campaign (20 seeds) it reached the target in more seeds but needed "
+        "more experiments at the median (benchmarks/results/solid_state_feas.jsonl).",
     )
     max_noise: float | None = Field(
         None, gt=0, description="Cap on the GP noise variance (standardized units); none = learned freely."

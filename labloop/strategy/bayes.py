@@ -11,7 +11,9 @@ store is the truth), in this order:
    failed; the acquisition is ``qLogNoisyExpectedImprovement`` (one objective) or
    ``qLogNoisyExpectedHypervolumeImprovement`` (several), with outcome constraints and ``P(failure) < 1/2`` as
    smoothed constraints (so the acquisition is multiplied by the probability of feasibility), and every
-   pending/in-flight point as ``X_pending``. It is optimized
+   pending/in-flight point as ``X_pending``; optionally (``nothing_feasible: feasibility``), with one objective
+   while no measured point meets every outcome constraint, the probability of feasibility instead (:mod:`.feasibility`).
+   It is optimized
 
    * over the candidate pool (or the enumerated grid of a small, fully discrete space) by evaluating it on every
      remaining row (sequential greedy for ``q > 1``; measured, failed and pending rows excluded). On a pool the
@@ -73,6 +75,9 @@ from .acquisition import AcquisitionMixin
 from .base import Observation, Proposal
 from .bookkeeping import Bookkeeping, StrategyBase
 from .expert import ExpertPrior
+from .feasibility import Bounds, constraint_scale, feasibility_acquisition, feasible_count
+from .feasibility import kept as feasibility_kept
+from .feasibility import reason as feasibility_reason
 from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
 from .modeling import ObjectiveTransform, WarpedTransform, feature_groups, fit_models, hyperparameters
 from .space import DTYPE, CandidatePool
@@ -255,25 +260,29 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             outputs.append((fx(X), tf(torch.tensor([r[1] for r in rows], dtype=DTYPE)).unsqueeze(-1)))
         labels = [f"'{obj.name}'" for obj in spec.objectives]
         constraints: list[Callable[[Tensor], Tensor]] = []
+        limits: dict[int, Bounds] = {}  # the same limits by output, for the probability of feasibility
         for oc in spec.outcome_constraints:
             rows = _measured(ok, oc.name)
             if len(rows) < 2:
                 continue  # nothing to learn from yet
             idx = len(outputs)
             labels.append(f"outcome constraint '{oc.name}'")
-            outputs.append(
-                (fx(torch.stack([r[0] for r in rows])), torch.tensor([r[1] for r in rows], dtype=DTYPE).unsqueeze(-1))
+            y, lo, hi = constraint_scale(
+                torch.tensor([r[1] for r in rows], dtype=DTYPE), oc.lower, oc.upper, opt["log_constraint"]
             )
-            if oc.lower is not None:
-                constraints.append(_at_least(idx, oc.lower))
-            if oc.upper is not None:
-                constraints.append(_at_most(idx, oc.upper))
+            outputs.append((fx(torch.stack([r[0] for r in rows])), y.unsqueeze(-1)))
+            limits[idx] = (lo, hi)
+            if lo is not None:
+                constraints.append(_at_least(idx, lo))
+            if hi is not None:
+                constraints.append(_at_most(idx, hi))
         n_failed = sum(o.failed for o in self.obs)
         if n_failed:
             idx = len(outputs)
             labels.append("the failure model")
             outputs.append((fx(self.obs_X), torch.tensor([[float(o.failed)] for o in self.obs], dtype=DTYPE)))
             constraints.append(_at_most(idx, 0.5))  # P(failure) < 1/2
+            limits[idx] = (None, 0.5)
         outputs = self._localize(outputs)
         # warm start from the previous ask's hyperparameters when the outputs are the same kind (a speed-up only)
         signature = (len(outputs), len(constraints), opt["kernel"], opt["max_noise"], tuple(self.related))
@@ -312,10 +321,17 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         X_pending = fx(in_flight) if len(in_flight) else None
         sampler = SobolQMCNormalSampler(sample_shape=torch.Size([int(opt["mc_samples"])]), seed=self.s.seed)
         single = GenericMCObjective(_first_output)
-        kind = self._acquisition_kind(model, outputs, m)
+        # nothing measured is feasible yet: optionally the probability of feasibility, not constrained EI (.feasibility)
+        n_feasible = feasible_count([o for _, o in ok], spec.outcome_constraints)
+        explore = opt["nothing_feasible"] == "feasibility" and m == 1 and bool(limits) and n_feasible == 0
+        kind = "feasibility" if explore else self._acquisition_kind(model, outputs, m)
         asked = opt["acquisition"]
         what = f"acquisition '{kind}'" + (f" (from '{asked}')" if asked != kind else "")
-        if m > 1:
+        if explore:
+            acq: AcquisitionFunction | None = feasibility_acquisition(
+                [gps[i] for i in limits], list(limits.values()), X_pending
+            )
+        elif m > 1:
             if asked != "auto":
                 self.fallbacks.append(
                     f"{what} is for one objective: {m} objectives use qLogNoisyExpectedHypervolumeImprovement"
@@ -327,7 +343,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                     ref.append(float(tf(torch.tensor([obj.reference], dtype=DTYPE))[0]))
                 else:  # nadir of what was seen, minus a tenth of the range
                     ref.append(float(y.min() - 0.1 * (y.max() - y.min() + 1e-9)))
-            acq: AcquisitionFunction | None = qLogNoisyExpectedHypervolumeImprovement(
+            acq = qLogNoisyExpectedHypervolumeImprovement(
                 model,
                 ref_point=ref,
                 X_baseline=X_base,
@@ -407,6 +423,10 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         info = self._explain(model, transforms, outputs)
         if self.fallbacks:  # everything that did not go as configured in this ask, for the trial's record
             info["fallbacks"] = list(self.fallbacks)
+        if explore:
+            info["acquisition_reason"] = feasibility_reason(len(ok), len(limits))
+        elif limits and spec.outcome_constraints and n_feasible == 0:
+            info["acquisition_reason"] = feasibility_kept(len(ok))
         if self.prior_exponent:
             info["expert_prior_exponent"] = self.prior_exponent
         if self.max_ei_rel is not None:  # why 'auto' chose exploitation or a Thompson sample
