@@ -75,7 +75,7 @@ from .acquisition import AcquisitionMixin
 from .base import Observation, Proposal
 from .bookkeeping import Bookkeeping, StrategyBase
 from .expert import ExpertPrior
-from .feasibility import Bounds, constraint_scale, feasibility_acquisition, feasible_count
+from .feasibility import Bounds, at_least, at_most, constraint_scale, feasibility_acquisition, feasible_count
 from .feasibility import kept as feasibility_kept
 from .feasibility import reason as feasibility_reason
 from .large import LOCAL_FIT_SUBSET, LocalRegion, local_outputs
@@ -95,16 +95,6 @@ def _measured(ok: list[tuple[Tensor, Observation]], name: str) -> list[tuple[Ten
         if v is not None and math.isfinite(float(v)):
             rows.append((x, float(v)))
     return rows
-
-
-def _at_least(i: int, lo: float) -> Callable[[Tensor], Tensor]:
-    """Output ``i`` >= ``lo`` as a botorch outcome constraint (satisfied where the callable is <= 0)."""
-    return lambda Z: lo - Z[..., i]
-
-
-def _at_most(i: int, hi: float) -> Callable[[Tensor], Tensor]:
-    """Output ``i`` <= ``hi`` as a botorch outcome constraint (satisfied where the callable is <= 0)."""
-    return lambda Z: Z[..., i] - hi
 
 
 def _first_output(Z: Tensor, X: Tensor | None = None) -> Tensor:
@@ -273,15 +263,15 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
             outputs.append((fx(torch.stack([r[0] for r in rows])), y.unsqueeze(-1)))
             limits[idx] = (lo, hi)
             if lo is not None:
-                constraints.append(_at_least(idx, lo))
+                constraints.append(at_least(idx, lo))
             if hi is not None:
-                constraints.append(_at_most(idx, hi))
+                constraints.append(at_most(idx, hi))
         n_failed = sum(o.failed for o in self.obs)
         if n_failed:
             idx = len(outputs)
             labels.append("the failure model")
             outputs.append((fx(self.obs_X), torch.tensor([[float(o.failed)] for o in self.obs], dtype=DTYPE)))
-            constraints.append(_at_most(idx, 0.5))  # P(failure) < 1/2
+            constraints.append(at_most(idx, 0.5))  # P(failure) < 1/2
             limits[idx] = (None, 0.5)
         outputs = self._localize(outputs)
         # warm start from the previous ask's hyperparameters when the outputs are the same kind (a speed-up only)

@@ -28,7 +28,7 @@ ceiling's edge and refines feasibility there. With several objectives labloop ke
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -39,6 +39,16 @@ from torch import Tensor
 
 #: (lower, upper) limits of one modelled constraint output, either may be None
 Bounds = tuple[float | None, float | None]
+
+
+def at_least(i: int, lo: float) -> Callable[[Tensor], Tensor]:
+    """Output ``i`` >= ``lo`` as a botorch outcome constraint (satisfied where the callable is <= 0)."""
+    return lambda Z: lo - Z[..., i]
+
+
+def at_most(i: int, hi: float) -> Callable[[Tensor], Tensor]:
+    """Output ``i`` <= ``hi`` as a botorch outcome constraint (satisfied where the callable is <= 0)."""
+    return lambda Z: Z[..., i] - hi
 
 
 def feasible_count(observations: Sequence[Any], constraints: Sequence[Any]) -> int:
