@@ -14,6 +14,7 @@ crucibles on one profile.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,10 @@ def test_two_crucibles_share_a_furnace_in_two_slots_and_come_out_of_their_own(tm
             with pytest.raises(DeviceError, match=r"furnace1 is full"):
                 again.do_move(Move("s-0008", "load_lock", "furnace1"))
             assert where(world, "CR0008") == "rack08"  # refused before the arm moved
+            again._call("Move", "rack01", "balance")  # a client that names no tag: the source's entry travels on
+            while again._value("Busy"):
+                time.sleep(0.02)
+            assert again.placed()["balance"] == "CR0001" and "rack01" not in again.placed()
         finally:
             again.disconnect()
 

@@ -13,10 +13,10 @@ destination that already holds a crucible is a collision: protective stop, the c
 ``Placed`` (String, JSON ``{position: tag}``) is the arm controller's own record of what it put where, the table a
 cell's PLC keeps for its nests: ``Move(source, destination, tag)`` names what the client says it carries (``tag``
 optional: without one the entry of ``source`` travels on); when the gripper closes at ``source`` that entry goes,
-when it opens at ``destination`` the tag is written there. It is the arm's belief, never the world's truth (an empty
-pick still records the place, as the arm cannot tell), it lives in the controller, so it outlives the client that
-asked for the moves (an orchestrator killed and resumed reads it back), and ``Forget(position)`` clears an entry an
-operator emptied by hand. Only this arm's moves are in it.
+when it sets the crucible down at ``destination`` the tag is written there. It is the arm's belief, never the
+world's truth (an empty pick still records the place, as the arm cannot tell), it lives in the controller, so it
+outlives the client that asked for the moves (an orchestrator killed and resumed reads it back), and
+``Forget(position)`` clears an entry an operator emptied by hand. Only this arm's moves are in it.
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ class RobotArm(OpcuaTool):
             if there is not None and code is not None:
                 await self.set("Fault", f"protective stop: {destination} is occupied by {there} (collision)")
                 return
+            await self._record(destination, carried)  # set down: a Stop during the release leaves it there
             await asyncio.sleep(self.grip_s / self.ts)
-            await self._record(destination, carried)
             await self.set("Holding", "")
             await self.set("Moves", int(await self.get("Moves")) + 1)
             self.log.append((code or "", source, destination))
