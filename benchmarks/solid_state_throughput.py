@@ -51,7 +51,7 @@ def ts(d) -> float:
     return utc(d).timestamp()
 
 
-def run(mode: str, trials: int, time_scale: float, batching: bool = True) -> dict[str, Any]:
+def run(mode: str, trials: int, time_scale: float, batching: bool = True, strategy: str = "random") -> dict[str, Any]:
     from labloop_simulators.solid_state_lab.campaign import ServedLab, point_at
 
     from labloop.run.campaign import CampaignRunner, prepare_text
@@ -59,7 +59,9 @@ def run(mode: str, trials: int, time_scale: float, batching: bool = True) -> dic
 
     with tempfile.TemporaryDirectory() as tmp, ServedLab(Path(tmp) / "lab", time_scale=time_scale) as lab:
         data = point_at(yaml.safe_load(CAMPAIGN.read_text()), lab.endpoints)
-        data["strategy"] = {"name": "random", "initial_design": trials}
+        if strategy == "random":
+            data["strategy"] = {"name": "random", "initial_design": trials}
+        # else: the file's own (botorch, 6 initial points): how many proposals the model made before the budget ran out
         data["stopping"] = {"max_trials": trials, "target_reached": False}
         data["scheduling"] = {**data.get("scheduling", {}), "mode": mode}
         if not batching:
@@ -72,7 +74,10 @@ def run(mode: str, trials: int, time_scale: float, batching: bool = True) -> dic
         steps = [s for s in store.steps(campaign_id=runner.campaign.id) if s.finished_at and s.state == "done"]
         fired = {s.run_uid for s in steps if s.kind == "synthesize" and s.device.startswith("furnace")}
         starts = {uid: d for uid in sorted(fired) for name, d in store.documents(run_uid=uid) if name == "start"}
-        states = sorted(t.state for t in store.trials(runner.campaign.id))
+        done = store.trials(runner.campaign.id)
+        states = sorted(t.state for t in done)
+        sources = [t.source for t in sorted(done, key=lambda t: t.number)]
+        best = max((t.values.get("target_phase_fraction", 0.0) for t in done if t.state == "done"), default=None)
         store.close()
     h = time_scale / 3600  # wall seconds -> lab hours
 
@@ -128,6 +133,10 @@ def run(mode: str, trials: int, time_scale: float, batching: bool = True) -> dic
         "benchmark": "solid_state_throughput",
         "mode": mode,
         "batching": batching,
+        "strategy": strategy,
+        "proposals_by_source": {k: sources.count(k) for k in sorted(set(sources))},
+        "first_model_proposal": next((i + 1 for i, k in enumerate(sources) if k == "model"), None),
+        "best_target_fraction": round(best, 3) if best is not None else None,
         "firings": len(starts),
         "crucibles_per_firing": sorted(sizes.values(), reverse=True),
         "mean_fill": round(sum(sizes.values()) / (4 * len(sizes)), 3) if sizes else None,
@@ -154,10 +163,12 @@ def main() -> None:
     ap.add_argument("--time-scale", type=float, default=600.0)
     ap.add_argument("--modes", default="async")
     ap.add_argument("--batching", default="on", help="on, off or on,off (off: one crucible per firing)")
+    ap.add_argument("--strategy", default="random", help="random, or file: the campaign's own (botorch)")
     args = ap.parse_args()
     for mode in args.modes.split(","):
         for batching in args.batching.split(","):
-            print(json.dumps(run(mode, args.trials, args.time_scale, batching == "on")), flush=True)
+            result = run(mode, args.trials, args.time_scale, batching == "on", args.strategy)
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
