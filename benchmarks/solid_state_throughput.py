@@ -10,13 +10,21 @@ scale. From the store's step rows, converted to lab hours by the time scale:
 * makespan against a lower bound computed from the same step rows: the busiest resource's work divided by how many
   of it there are (four furnaces; one dispenser, balance, diffractometer and each robot), plus the shortest chain
   that must come before its first use and after its last one. No schedule of these trials on this lab can beat it;
+* slot utilization: the same with each firing weighted by its fill (crucibles / 4 slots): a furnace firing one
+  crucible is busy, but three quarters empty;
 * overhead per robot move: wall time of a move minus the arm's own time for it (two legs and two grips at the
   served arm's 15 s and 3 s, scaled), median over the run's moves: what labloop, the OPC UA round trips and the
   store add.
 
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/solid_state_throughput.py --trials 12 --time-scale 600
 
-One JSON line per mode (async as shipped; ``--modes async,sequential`` adds one trial at a time for comparison).
+One JSON line per mode (async as shipped; ``--modes async,sequential`` adds one trial at a time for comparison)
+and batching setting: ``--batching on,off`` runs the furnaces as the file ships them (``lab.batching.furnace``: up
+to four crucibles per firing, shared proposals) and at one crucible per firing, with the firings, their mean fill
+(crucibles per firing over the furnace's 4 slots) and the reasons they fired. A batch's firing is one run: its
+members' step rows share the run uid, and it is counted once in the furnaces' busy time.
+
+    OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/solid_state_throughput.py --trials 12 --batching on,off
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ def ts(d) -> float:
     return utc(d).timestamp()
 
 
-def run(mode: str, trials: int, time_scale: float) -> dict[str, Any]:
+def run(mode: str, trials: int, time_scale: float, batching: bool = True, strategy: str = "random") -> dict[str, Any]:
     from labloop_simulators.solid_state_lab.campaign import ServedLab, point_at
 
     from labloop.run.campaign import CampaignRunner, prepare_text
@@ -51,38 +59,62 @@ def run(mode: str, trials: int, time_scale: float) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp, ServedLab(Path(tmp) / "lab", time_scale=time_scale) as lab:
         data = point_at(yaml.safe_load(CAMPAIGN.read_text()), lab.endpoints)
-        data["strategy"] = {"name": "random", "initial_design": trials}
+        if strategy == "random":
+            data["strategy"] = {"name": "random", "initial_design": trials}
+        # else: the file's own (botorch, 6 initial points): how many proposals the model made before the budget ran out
         data["stopping"] = {"max_trials": trials, "target_reached": False}
         data["scheduling"] = {**data.get("scheduling", {}), "mode": mode}
+        if not batching:
+            data["lab"].pop("batching", None)  # one crucible per firing
         store = Store(f"sqlite:///{tmp}/b.db")
         runner = CampaignRunner.start(prepare_text(yaml.safe_dump(data), "solid_state.yaml"), store)
         t0 = time.perf_counter()
         runner.run()
         wall = time.perf_counter() - t0
         steps = [s for s in store.steps(campaign_id=runner.campaign.id) if s.finished_at and s.state == "done"]
-        states = sorted(t.state for t in store.trials(runner.campaign.id))
+        fired = {s.run_uid for s in steps if s.kind == "synthesize" and s.device.startswith("furnace")}
+        starts = {uid: d for uid in sorted(fired) for name, d in store.documents(run_uid=uid) if name == "start"}
+        done = store.trials(runner.campaign.id)
+        states = sorted(t.state for t in done)
+        sources = [t.source for t in sorted(done, key=lambda t: t.number)]
+        best = max((t.values.get("target_phase_fraction", 0.0) for t in done if t.state == "done"), default=None)
         store.close()
     h = time_scale / 3600  # wall seconds -> lab hours
 
     def resource(s: Any) -> str:
         return "furnace" if s.device.startswith("furnace") else s.device
 
-    spans = [(resource(s), s.device, s.trial_id, ts(s.started_at), ts(s.finished_at)) for s in steps]
+    leaders, seen = [], set()  # one row per physical firing: a batch's followers' rows end with the leader's run
+    for s in sorted(steps, key=lambda s: ts(s.started_at)):
+        if s.kind == "synthesize" and s.device.startswith("furnace"):
+            if s.run_uid in seen:
+                continue
+            seen.add(s.run_uid)
+        leaders.append(s)
+    spans = [(resource(s), s.device, s.trial_id, ts(s.started_at), ts(s.finished_at)) for s in leaders]
+    trial_spans = [(resource(s), s.device, s.trial_id, ts(s.started_at), ts(s.finished_at)) for s in steps]
     start, end = min(a for *_, a, _ in spans), max(b for *_, b in spans)
-    firings = [(dev, a, b) for r, dev, _, a, b in spans if r == "furnace"]
-    util = []
+    sizes = {uid: len((d.get("batch") or {}).get("samples") or [None]) for uid, d in starts.items()}
+    fill = {s.run_uid: sizes.get(s.run_uid, 1) / 4 for s in leaders if s.run_uid}
+    firings = [
+        (s.device, ts(s.started_at), ts(s.finished_at), fill.get(s.run_uid, 0.25))
+        for s in leaders
+        if s.kind == "synthesize" and s.device.startswith("furnace")
+    ]
+    util, slots = [], []  # furnace time firing; slot time holding a crucible (a firing of 1 uses 1 of 4 slots)
     if firings:
-        lo, hi = min(a for _, a, _ in firings), max(b for *_, b in firings)
+        lo, hi = min(a for _, a, _, _ in firings), max(b for _, _, b, _ in firings)
         for n in range(1, 5):
-            busy = sum(b - a for dev, a, b in firings if dev == f"furnace{n}")
-            util.append(busy / (hi - lo) if hi > lo else 0.0)
+            mine = [(b - a, f) for dev, a, b, f in firings if dev == f"furnace{n}"]
+            util.append(sum(d for d, _ in mine) / (hi - lo) if hi > lo else 0.0)
+            slots.append(sum(d * f for d, f in mine) / (hi - lo) if hi > lo else 0.0)
     busy: dict[str, float] = {}
     for r, _, _, a, b in spans:
         busy[r] = busy.get(r, 0.0) + (b - a)
     bottleneck = max(busy, key=lambda r: busy[r] / COUNT.get(r, 1))
     lead_in, lead_out = [], []
-    for tid in {t for _, _, t, _, _ in spans}:
-        mine = sorted((a, b, r) for r, _, t, a, b in spans if t == tid)
+    for tid in {t for _, _, t, _, _ in trial_spans}:
+        mine = sorted((a, b, r) for r, _, t, a, b in trial_spans if t == tid)
         uses = [i for i, (_, _, r) in enumerate(mine) if r == bottleneck]
         if uses:
             lead_in.append(mine[uses[0]][0] - mine[0][0])
@@ -93,9 +125,22 @@ def run(mode: str, trials: int, time_scale: float) -> dict[str, Any]:
         for s in steps
         if s.kind == "transfer" and s.device.startswith("robot")
     ]
+    reasons: dict[str, int] = {}
+    for d in starts.values():
+        why = str((d.get("batch") or {}).get("fired_because") or "alone")
+        reasons[why] = reasons.get(why, 0) + 1
     return {
         "benchmark": "solid_state_throughput",
         "mode": mode,
+        "batching": batching,
+        "strategy": strategy,
+        "proposals_by_source": {k: sources.count(k) for k in sorted(set(sources))},
+        "first_model_proposal": next((i + 1 for i, k in enumerate(sources) if k == "model"), None),
+        "best_target_fraction": round(best, 3) if best is not None else None,
+        "firings": len(starts),
+        "crucibles_per_firing": sorted(sizes.values(), reverse=True),
+        "mean_fill": round(sum(sizes.values()) / (4 * len(sizes)), 3) if sizes else None,
+        "fired_because": reasons,
         "trials": trials,
         "time_scale": time_scale,
         "states": states,
@@ -106,6 +151,7 @@ def run(mode: str, trials: int, time_scale: float) -> dict[str, Any]:
         "makespan_over_bound": round((end - start) / bound, 3) if bound else None,
         "furnace_utilization": [round(u, 3) for u in util],
         "furnace_utilization_mean": round(statistics.fmean(util), 3) if util else None,
+        "slot_utilization_mean": round(statistics.fmean(slots), 3) if slots else None,
         "overhead_ms_per_move_median": round(1000 * statistics.median(moves), 1) if moves else None,
         "moves": len(moves),
     }
@@ -116,9 +162,13 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--time-scale", type=float, default=600.0)
     ap.add_argument("--modes", default="async")
+    ap.add_argument("--batching", default="on", help="on, off or on,off (off: one crucible per firing)")
+    ap.add_argument("--strategy", default="random", help="random, or file: the campaign's own (botorch)")
     args = ap.parse_args()
     for mode in args.modes.split(","):
-        print(json.dumps(run(mode, args.trials, args.time_scale)), flush=True)
+        for batching in args.batching.split(","):
+            result = run(mode, args.trials, args.time_scale, batching == "on", args.strategy)
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

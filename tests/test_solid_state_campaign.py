@@ -62,6 +62,7 @@ def test_a_short_campaign_runs_against_the_protocol_servers(tmp_path: Path) -> N
         )
         data["strategy"] = {"name": "random", "initial_design": 1}  # no optimizer import: the run, not the model
         data["stopping"] = {"max_trials": 4, "target_reached": False}
+        data["lab"].pop("batching")  # one crucible per firing: four furnaces in use (batches: test_solid_state_batch)
         path = tmp_path / "campaign.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")

@@ -62,6 +62,7 @@ def full_lab_campaign(endpoints: dict[str, Any]) -> dict[str, Any]:
     data["strategy"] = {"name": "random", "initial_design": 1}  # the scheduling, not the model
     data["stopping"] = {"max_trials": TRIALS, "target_reached": False}
     assert data["scheduling"]["mode"] == "async"
+    data["lab"].pop("batching")  # one crucible per firing: 7 crucibles fill the 7 stations
     for p in data["parameters"]:  # short firings: the test's time goes to a full lab, not to cooling
         bounds = {"dwell_h": (1, 1.5), "peak_c": (500, 550), "ramp_c_per_min": (15, 20)}.get(p["name"])
         if bounds:

@@ -3,17 +3,18 @@
 Why adapters and not the YAML files alone: a campaign speaks in recipes (``li_source: LiOH``, ``ratio: 1.05``,
 ``atmosphere: O2``) and in labloop's sample ids and station names (``solid-state-0003``, ``furnace2``); the
 instruments speak in hopper numbers and grams, atmosphere codes and crucible barcodes and taught slots (``CR0003``,
-``f2s1``). Each factory below builds the instrument from its YAML description (devices/solid_state/*.yaml, the
+``f2s3``). Each factory below builds the instrument from its YAML description (devices/solid_state/*.yaml, the
 same file ``labloop devices check`` passes) with a small subclass that translates; the protocol work stays in the
 declarative device and its transport.
 
 * :func:`dispenser`: ``{li_source, mn_source, ratio}`` -> two doses (grams for 5 mmol of LiMn2O4 at that Li/Mn).
 * :func:`furnace`: ``{peak_c, ramp_c_per_min, dwell_h, atmosphere}`` -> the controller's profile (dwell in
-  minutes, atmosphere as its register code). One crucible per firing here (slot 1): capacity 1.
+  minutes, atmosphere as its register code), for the crucibles it holds (a batch's ``samples``: up to four).
 * :func:`balance`, :func:`xrd`: the YAML devices as they are (the campaign names them by address).
 * :func:`barcode`: the reader at the balance; the label ``CRNNNN`` read as labloop's sample ``PREFIX-NNNN``.
 * :class:`CellRobot`: labloop's sample ``PREFIX-NNNN`` is crucible ``CRNNNN``, which lives in rack slot NN; the
-  entry (``load_lock``) and the end of the workflow (``storage``) are that slot; ``furnaceN`` is slot ``fNs1``.
+  entry (``load_lock``) and the end of the workflow (``storage``) are that slot; ``furnaceN`` is one of its four
+  slots ``fNs1`` .. ``fNs4``, chosen from the arm controller's own record of what it placed where.
 """
 
 from __future__ import annotations
@@ -147,7 +148,18 @@ class CellDispenser(AlarmWatchingStation):
 
 
 class CellFurnace(Furnace):
-    """A box furnace taking a campaign's firing profile (dwell in hours, atmosphere by name)."""
+    """A box furnace taking a campaign's firing profile (dwell in hours, atmosphere by name), for every crucible in
+    its four slots at once.
+
+    Like the thin-film lab's furnace it says which samples it holds with a ``samples`` list (the transfer plan keeps
+    it in step with the robot's moves; a resumed trial whose crucible is inside is put back on it), not the
+    one-sample ``sample`` signal. A batch's recipe (labloop/run/batching.py ``BatchFormer.recipe``) carries
+    ``samples`` and ``batch`` beside the profile: the firing is refused, before anything heats, unless it names
+    exactly the crucibles inside and the controller's slot count (register 11, its own sensor) agrees, because
+    a furnace fires everything in it: a crucible that is not part of this firing would be fired anyway.
+    """
+
+    samples = Cpt(Signal, value=[], kind="config", doc="Ids of the samples in the furnace (one per occupied slot).")
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -155,13 +167,33 @@ class CellFurnace(Furnace):
 
     def set(self, recipe: Any) -> Any:
         profile = dict(recipe)
+        told, batch = profile.pop("samples", None), profile.pop("batch", None)
+        inside = [str(s) for s in (self.samples.get() or [])]
+        if not inside:
+            raise DeviceError(f"{self.name}: no crucible loaded", "transfer the batch's crucibles into the furnace")
+        if told is not None and sorted(map(str, told)) != sorted(inside):
+            raise DeviceError(
+                f"{self.name}: the firing{f' of batch {batch}' if batch else ''} names {sorted(told)} but the "
+                f"furnace holds {sorted(inside)}",
+                "take out the crucibles that are not part of this firing, or fire them together",
+            )
+        occupied = int(self.occupied.get())
+        if occupied != len(inside):
+            raise DeviceError(
+                f"{self.name}: the controller counts {occupied} crucible(s) in its slots, labloop put "
+                f"{len(inside)} there ({sorted(inside)})",
+                "look into the furnace: take out any crucible that is not part of this firing, or put back the "
+                "missing one, then run the step again",
+            )
         if "dwell_h" in profile:
             profile["dwell_min"] = float(profile.pop("dwell_h")) * 60.0
         if isinstance(profile.get("atmosphere"), str):
             profile["atmosphere"] = ATMOSPHERES.index(
                 _choice(self.name, "atmosphere", profile["atmosphere"], ATMOSPHERES)
             )
-        return super().set(profile)
+        self._stop.clear()  # a new firing: forget an earlier stop()
+        check_limits(self.limits, profile, self.name)
+        return self._run_status(lambda: self.run_recipe(profile))
 
 
 class CellBarcodeReader:
@@ -219,11 +251,34 @@ def xrd(*, name: str, address: str | None = None, timeout: float | None = None, 
 
 
 class CellRobot(OpcuaRobot):
-    """A lab robot addressed in labloop's names: samples are crucibles, stations are taught positions."""
+    """A lab robot addressed in labloop's names: samples are crucibles, stations are taught positions.
+
+    A box furnace has four slots (``fNs1`` .. ``fNs4``) and fires every crucible in them, so a move into
+    ``furnaceN`` must choose a free slot and a move out of it must pick where THAT crucible sits. Where that is
+    known: **the arm controller's own record** (``Placed`` on the arm's OPC UA server, :meth:`OpcuaRobot.placed`),
+    which the arm updates itself at every grip and release of a move that names its crucible. Why there:
+
+    * it outlives the orchestrator: the store only says ``furnace2`` and the process may be killed between the
+      release and the store's commit; the arm finished the move and wrote its record whatever happened to its
+      client, so a resumed orchestrator (a new adapter) reads the same record back;
+    * it is what a real cell has (a PLC's nest table); the adapter never reads the simulated world's truth, which
+      no real adapter could;
+    * deriving the slot from the crucible number (slot = k mod 4) would put two crucibles of one firing in one slot
+      whenever their numbers agree mod 4: a collision, a protective stop.
+
+    The rule: into ``furnaceN``, the slot the record already gives this crucible (a move repeated after a kill:
+    the arm finds its hand empty and places nothing on top), else the lowest slot the record shows empty (none:
+    the furnace is full, refused before the arm moves); out of ``furnaceN``, the slot the record gives this
+    crucible (none: refused, naming what the record holds). Limits: the record holds only this arm's moves, so a
+    furnace is loaded and unloaded by one arm (robot2 in experiments/solid_state.yaml); a crucible an operator
+    takes out by hand leaves a stale entry (the slot looks taken, never wrongly empty: :meth:`forget` clears it).
+    An arm whose controller keeps no record gets slot 1 (one crucible per firing, as before batching).
+    """
 
     STATIONS = ("dispenser", "balance", "xrd")
     FURNACES = ("furnace1", "furnace2", "furnace3", "furnace4")
     PLACES = ("load_lock", "storage")
+    SLOTS = 4  # crucibles per box furnace
 
     def __init__(self, prefix: str = "", *, name: str, address: str, **kwargs: Any):
         super().__init__(prefix, name=name, address=address, **kwargs)
@@ -239,18 +294,43 @@ class CellRobot(OpcuaRobot):
             )
         return f"CR{int(found.group(1)):04d}"
 
-    def taught(self, sample: str, where: str) -> str:
+    def taught(self, sample: str, where: str, record: dict[str, str] | None = None, picking: bool = False) -> str:
+        """The arm's position for ``sample`` at labloop's place ``where``; a furnace slot from the arm's ``record``
+        (the rule: class docstring), slot 1 without one."""
         if where in self.PLACES:
             return f"rack{int(self.crucible(sample)[2:]):02d}"  # each crucible has its own rack slot
-        if where in self.FURNACES:
-            return f"f{where.removeprefix('furnace')}s1"  # one crucible per firing: slot 1
-        return where
+        if where not in self.FURNACES:
+            return where
+        n = where.removeprefix("furnace")
+        slots = [f"f{n}s{s}" for s in range(1, self.SLOTS + 1)]
+        if record is None:
+            return slots[0]
+        code = self.crucible(sample)
+        mine = [s for s in slots if record.get(s) == code]
+        if mine:
+            return mine[0]
+        held = {s: record[s] for s in slots if s in record}
+        if picking:
+            raise DeviceError(
+                f"{self.name}: its record has no {code} in {where} (it holds {held or 'nothing'} there)",
+                f"find {code}; if it is in {where}, take it out by hand and tell labloop where it is "
+                "(the arm only knows the crucibles it placed itself)",
+            )
+        free = [s for s in slots if s not in held]
+        if not free:
+            raise DeviceError(
+                f"{self.name}: {where} is full by its record ({held}): no slot for {code}",
+                f"unload {where} first; if a slot is empty in fact, clear it with the arm's Forget(slot)",
+            )
+        return free[0]
 
     def do_move(self, move: Move) -> None:
+        furnaces = {move.source, move.destination} & set(self.FURNACES)
+        record = self.placed() if furnaces else None
         super().do_move(
             Move(
                 self.crucible(move.sample),
-                self.taught(move.sample, move.source),
-                self.taught(move.sample, move.destination),
+                self.taught(move.sample, move.source, record, picking=True),
+                self.taught(move.sample, move.destination, record),
             )
         )

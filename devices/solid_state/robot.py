@@ -5,11 +5,13 @@ Why Python and not YAML: the declarative schema describes stations and instrumen
 measurements); a robot's move names two positions and a sample. The transport still does the protocol work
 (connect, timeouts, reconnect, errors naming transport and address). ``set(Move)`` starts the move, then polls
 ``Busy`` until the arm is done, failing at once on a ``Fault`` (a protective stop's reason) or on ``stop()``, which
-calls ``Stop`` on the arm.
+calls ``Stop`` on the arm. The move names the sample it carries, so the arm's own record (``Placed``: what it
+put where, kept by the arm controller) can say later where that sample went (:meth:`placed`).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any, ClassVar
@@ -79,7 +81,7 @@ class OpcuaRobot(Robot):
                 f"{self.name}: the arm is in a fault ({fault}; opcua {self.transport.address})",
                 "clear the cause, then call Reset on the arm",
             )
-        self._call("Move", move.source, move.destination)
+        self._call("Move", move.source, move.destination, move.sample)  # the tag the arm's record keeps
         self.holding.put(move.sample)
         deadline = time.monotonic() + (self.default_timeout or 120.0)
         while True:
@@ -107,6 +109,28 @@ class OpcuaRobot(Robot):
                     "check the arm",
                 )
         self.holding.put("")
+
+    def placed(self) -> dict[str, str] | None:
+        """The arm controller's record: position -> the tag of what it last put there and has not taken since
+        (None: an arm whose controller keeps no such record)."""
+        try:
+            raw = self._value("Placed")
+        except DeviceError as exc:
+            if "BadNodeIdUnknown" in str(exc):
+                return None
+            raise
+        try:
+            record = json.loads(str(raw))
+        except ValueError:
+            raise DeviceError(
+                f"{self.name}: the arm's record of placed samples is not JSON: {str(raw)[:80]!r}",
+                "check the arm controller's Placed table",
+            ) from None
+        return {str(k): str(v) for k, v in dict(record).items()}
+
+    def forget(self, position: str) -> None:
+        """Clear the arm's record at ``position`` (an operator emptied it by hand)."""
+        self._call("Forget", position)
 
     def stop(self, *, success: bool = False) -> None:
         self._stop.set()
