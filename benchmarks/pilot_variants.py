@@ -50,5 +50,7 @@ class PilotStrategy(BotorchStrategy):
 
     options_model = PilotOptions
 
-    def bookkeeping(self, observations: list[Observation], pending: list[dict[str, Any]]) -> BayesAsk:
-        return _PilotState(self, observations, pending)
+    def bookkeeping(
+        self, observations: list[Observation], pending: list[dict[str, Any]], fixed: dict[str, Any] | None = None
+    ) -> BayesAsk:
+        return _PilotState(self, observations, pending, fixed)
