@@ -608,3 +608,29 @@ def test_a_release_waits_for_a_renewal_in_flight_so_the_lease_ends_released():
     releasing.join(BOUND)
     assert calls == ["renew", "release"] and lease.lost.is_set() and lease.renew() is False
     assert calls == ["renew", "release"]  # no renewal after the release
+
+
+def _trial_spans(store, cid):
+    """Each trial's span (first step's start, last step's end), in time order."""
+    spans: dict[int, list[float]] = {}
+    for s in store.steps(campaign_id=cid):
+        if s.finished_at is None:
+            continue
+        a, b = s.started_at.timestamp(), s.finished_at.timestamp()
+        lo, hi = spans.get(s.trial_id, [a, b])
+        spans[s.trial_id] = [min(lo, a), max(hi, b)]
+    return sorted(spans.values())
+
+
+@pytest.mark.parametrize("cap", [None, 1])
+def test_max_in_flight_caps_the_trials_unfinished_at_once(tmp_path, cap):
+    """Two chambers run two trials at once; ``scheduling.max_in_flight: 1`` makes it one (a cap that trades
+    throughput for proposals that learn from results: each trial here is proposed after the last one ended)."""
+    data = two_chamber(max_trials=4)
+    data["scheduling"] = {"mode": "async", "max_in_flight": cap}
+    store, runner = start(data, tmp_path)
+    runner.run()
+    spans = _trial_spans(store, runner.campaign.id)
+    assert len(spans) == 4
+    overlaps = sum(1 for (_, end), (begin, _) in zip(spans, spans[1:]) if begin < end)
+    assert (overlaps == 0) if cap == 1 else (overlaps > 0), spans

@@ -74,7 +74,9 @@ class Proposer:
         with c.lock:
             awaiting = sum(1 for t in trials if t.state == S.PROPOSED and t.id not in c.launched)
             unplaced = len(c.unplaced)
-        return max(0, free - unplaced - awaiting)
+        room = max(0, free - unplaced - awaiting)
+        cap = c.spec.scheduling.max_in_flight
+        return room if cap is None else min(room, max(0, cap - len(in_flight)))
 
     def propose(self, trials: list[Trial]) -> None:
         """Hand the strategy a snapshot when slots are free; never wait for its answer here."""

@@ -52,6 +52,14 @@ class SchedulingSpec(_Model):
         description="async: trials proposed ahead and queued for the next free first-step station, so a station "
         "that frees never waits for the optimizer.",
     )
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="async: at most this many trials unfinished at once (proposed, queued or walking); none: as "
+        "many as the free first-step stations and lookahead allow. Why: a lab that holds many samples in long steps "
+        "(four 4-crucible furnaces firing for a day) otherwise proposes most of its budget before the first result "
+        "comes back, all of it from the initial design; a cap trades throughput for proposals that learn.",
+    )
     pause_after_same_failures: int = Field(
         5,
         ge=0,
