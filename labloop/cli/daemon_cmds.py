@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -141,7 +142,7 @@ def register(app: typer.Typer) -> None:
         client = _client(server, key)
         name = None
         view = WatchView()
-        interrupt_on_sigterm()
+        stop = stop_on_sigterm()
         if campaign is not None:
             snap = client.call("status", campaign=campaign)
             name = snap["campaign"]["name"]
@@ -151,7 +152,7 @@ def register(app: typer.Typer) -> None:
             events = f.catch_up(campaign) if campaign is not None else []
             if console.is_terminal:
                 with Live(view.render(), console=console, refresh_per_second=8) as live:
-                    while not (view.add(events) and until_end):
+                    while not (view.add(events) and until_end) and not stop.is_set():
                         view.take_fresh()  # the Live view shows the last lines; nothing to print line by line
                         live.update(view.render())
                         events = f.poll(0.25)
@@ -162,7 +163,7 @@ def register(app: typer.Typer) -> None:
                     ended = view.add(events)
                     for line in view.take_fresh():
                         console.print(line, soft_wrap=True)
-                    if ended and until_end:
+                    if (ended and until_end) or stop.is_set():
                         break
                     events = f.poll(0.25)
         except KeyboardInterrupt:
@@ -175,21 +176,27 @@ def register(app: typer.Typer) -> None:
             client.close()
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM ends `watch` as Ctrl-C does (what it printed is flushed, its sockets closed), and standard output
-    is line-buffered into a pipe or a file, so a reader sees each event as it comes."""
+def stop_on_sigterm() -> threading.Event:
+    """SIGTERM ends `watch` as Ctrl-C does (what it printed is flushed with the summary, its sockets closed), and
+    standard output is line-buffered into a pipe or a file, so a reader sees each event as it comes.
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    Why a flag the loop reads (it polls every 0.25 s) and not an exception raised by the handler: a signal handler's
+    exception lands on whatever bytecode runs, and once it landed inside rich's print of an event line, and the
+    summary printed after it never reached the pipe (seen in CI)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
 
     try:
-        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (an embedding program): it keeps its own handling
         pass
     try:
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # TextIO may lack it: see below
     except (AttributeError, ValueError):  # replaced by a test harness, or detached
         pass
+    return stop
 
 
 class WatchView:
