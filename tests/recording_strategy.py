@@ -17,6 +17,15 @@ class RecordingStrategy:
     def ask(self, n: int, observations: list, pending: list) -> list:
         self.asks.append((n, len(observations), len(pending)))
         return [
-            Proposal(p.params, p.source, {**p.info, "seen": len(observations), "pending": len(pending)})
+            Proposal(
+                p.params,
+                p.source,
+                {
+                    **p.info,
+                    "seen": len(observations),
+                    "failed_seen": sum(o.failed for o in observations),
+                    "pending": len(pending),
+                },
+            )
             for p in self.inner.ask(n, observations, pending)
         ]

@@ -9,7 +9,7 @@ per streak, their steps from the store) and calls ``pause`` with the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from labloop.states import TrialState
@@ -22,6 +22,26 @@ def failure_cause(reason: str | None) -> str:
     survives different samples, times and attempts."""
     text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason or "")
     return re.sub(r"\d+(\.\d+)?", "#", text).strip()
+
+
+#: how the campaign's end words the failure of a trial it cut short (control_loop): nothing about its recipe
+ENDED = "the campaign ended"
+
+
+def failed_step(reason: str | None, labels: Collection[str]) -> bool:
+    """Whether a failure reason names one of the workflow's steps (``labels``): a device error, a timeout, a
+    batch's run, a wrong sample, a crash or an emergency stop that cut the step. An objective or outcome-constraint
+    plugin's refusal starts with the plugin instead (``objective 'x' (plugin 'p'): ...``)."""
+    return (reason or "").split(": ", 1)[0] in labels
+
+
+def failed_on_the_lab(reason: str | None, labels: Collection[str]) -> bool:
+    """Whether a failed trial failed on the lab (a step failed or was cut, or the campaign ended first) rather
+    than being measured and refused. Why it matters: such a failure says nothing about the recipe (the thin-film
+    chamber's own advice is "run the trial again on a new substrate"), so the strategy must not learn "do not go
+    there" from it; the recipe stays open to be proposed again (:func:`labloop.strategy.base.observations_from`).
+    A fault that repeats is the lab's to fix: :class:`SystematicFailure` pauses, quarantine takes the station out."""
+    return failed_step(reason, labels) or (reason or "").startswith(ENDED)
 
 
 class SystematicFailure:
@@ -50,7 +70,7 @@ class SystematicFailure:
             return False
         # only faults of the lab count (a step that failed): an objective plugin's QC rejection is data about
         # the region the strategy is exploring, and the strategy learns to leave it
-        if any((t.failure_reason or "").split(": ", 1)[0] not in self.labels for t in last):
+        if not all(failed_step(t.failure_reason, self.labels) for t in last):
             return False
         if len({failure_cause(t.failure_reason) for t in last}) != 1 or self._seen == last[-1].id:
             return False

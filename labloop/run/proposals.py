@@ -20,6 +20,7 @@ from labloop.store.schema import Trial
 from labloop.strategy.base import Observation, observations_from, pending_points
 
 from .context import RunContext
+from .failures import failed_on_the_lab
 from .resources import NoStationLeft
 from .stopping import budget_left
 from .workers import AskService
@@ -43,6 +44,7 @@ class Proposer:
         self.launch = launch
         self.call_operator = call_operator
         self.prior = list(prior)
+        self._labels = {step.label for step in ctx.spec.workflow}  # a failure reason naming a step: a lab fault
         # async lookahead: proposals waiting for a free first-step station, not launched yet, with the number of
         # results their ask saw; re-asked in place when newer results arrive (_find_stale, _replace)
         self.queued: dict[int, tuple[Trial, int]] = {}
@@ -97,8 +99,12 @@ class Proposer:
         n = min(self.slots(trials), budget_left(c.spec, trials)) + len(stale)
         if n <= 0:
             return
-        observations = observations_from(trials)
-        self._asked_with = len(observations)
+        labels = self._labels
+        observations = observations_from(
+            trials, lambda t: t.state == S.FAILED and failed_on_the_lab(t.failure_reason, labels)
+        )
+        # counted as _find_stale counts what is known (a lab fault is a result too: it ends a trial in flight)
+        self._asked_with = sum(1 for t in trials if t.state in LEARNED_FROM)
         self._reasking = stale
         self.asker.submit(n, self.prior + observations, pending_points(t for t in trials if t.id not in stale))
 

@@ -8,7 +8,7 @@ Model fitting and acquisition are slow; callers run ``ask`` off the RunEngine's 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,16 +59,19 @@ def accepts_fixed(strategy: Any) -> bool:
     return "fixed" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def observations_from(trials: Iterable[Any]) -> list[Observation]:
+def observations_from(trials: Iterable[Any], not_data: Callable[[Any], bool] | None = None) -> list[Observation]:
     """What the strategy learns from stored trials: done ones with their values; failed ones, and ones an operator
-    rejected, as failures (the feasibility model learns where not to go; nothing rejected is proposed again)."""
+    rejected, as failures (the feasibility model learns where not to go; nothing rejected is proposed again).
+    ``not_data`` names failed trials that say nothing about their recipe (the run passes "failed on the lab": a
+    device fault, a crash): they are left out, so the model is not taught to avoid a recipe a furnace trip hit and
+    the recipe may be proposed again, as Ax leaves failed trials out of its data."""
     out = []
     for t in trials:
         if t.state not in LEARNED_FROM:
             continue
         if t.state == TrialState.DONE:
             out.append(Observation(dict(t.params), dict(t.values or {})))
-        else:
+        elif not_data is None or not not_data(t):
             out.append(Observation(dict(t.params), dict(t.values or {}), failed=True, reason=t.failure_reason))
     return out
 
