@@ -253,7 +253,7 @@ class StepSpec(_Model):
         if self.retries and self.resume_policy == "fail":
             raise ValueError(
                 f"a {self.kind} that failed has consumed its sample: retries would process it again "
-                f"(retry measurements and transfers; a failed synthesis is a result for the optimizer)"
+                f"(retry measurements and transfers; after a failed synthesis the recipe may be proposed again on a new sample)"
             )
         return self
 
