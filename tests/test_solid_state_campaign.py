@@ -97,12 +97,18 @@ def crucible_code(sample_id: str) -> str:
     return CellRobot.crucible(sample_id)[2:]
 
 
-def test_the_demo_serves_the_lab_runs_the_campaign_and_stops_the_servers(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--lab", "solid_state", "--dir", str(tmp_path), "--time-scale", "20000"])
+def test_the_demo_serves_the_lab_runs_the_campaign_and_stops_the_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a relative --dir, as the demo's default is: the servers run in its lab folder and must find their ports file
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--lab", "solid_state", "--dir", "demo", "--time-scale", "20000"])
     assert result.exit_code == 0, result.output
     assert "instrument servers stopped" in result.output and "stopped:" in result.output
-    assert not (tmp_path / "lab" / "solid_state_lab.json").exists()  # the ports file goes with the servers
-    store = Store(f"sqlite:///{tmp_path / 'labloop.db'}")
+    here = tmp_path / "demo"
+    assert (here / "lab" / "serve.log").exists() and not (here / "lab" / "demo").exists()
+    assert not (here / "lab" / "solid_state_lab.json").exists()  # the ports file goes with the servers
+    store = Store(f"sqlite:///{here / 'labloop.db'}")
     (campaign,) = store.campaigns()
     trials = store.trials(campaign.id)
     done = [t for t in trials if t.state == "done"]
@@ -190,3 +196,9 @@ def test_a_crucible_in_the_wrong_rack_slot_is_stopped_at_the_balance_by_its_barc
     assert world["crucibles"]["CR0002"]["location"] == "balance" and not world["crucibles"]["CR0002"]["firings"]
     assert world["crucibles"]["CR0001"]["location"] == "rack02" and not world["crucibles"]["CR0001"]["powders"]
     store.close()
+
+
+def test_a_lab_that_does_not_start_in_time_is_an_operator_error_naming_its_log(tmp_path: Path) -> None:
+    with pytest.raises(LabloopError) as err, ServedLab(tmp_path / "lab", start_timeout=0.0):
+        pass
+    assert "did not start in 0 s" in err.value.problem and str(tmp_path / "lab" / "serve.log") in err.value.fix

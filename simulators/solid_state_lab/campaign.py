@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from labloop.errors import LabloopError
+
 
 def point_at(campaign: dict[str, Any], endpoints: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``campaign`` whose ``lab.devices.NAME.config.address`` is the ports file's address of NAME; the
@@ -54,7 +56,10 @@ class ServedLab:
     ):
         """``fault_rates``: rates (``FaultRates`` field -> probability) overriding the defaults, with ``faults``;
         ``seed``: the servers' random draws (which faults happen when)."""
-        self.folder, self.time_scale, self.faults, self.start_timeout = Path(folder), time_scale, faults, start_timeout
+        # absolute: the child runs in the folder, and a relative ports file would be read there (the demo's default
+        # directory is relative: the parent would wait for a file the child wrote one folder deeper)
+        self.folder = Path(folder).resolve()
+        self.time_scale, self.faults, self.start_timeout = time_scale, faults, start_timeout
         self.fault_rates, self.seed = dict(fault_rates or {}), seed
         self.ports = self.folder / "solid_state_lab.json"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -70,9 +75,20 @@ class ServedLab:
             )
         deadline = time.monotonic() + self.start_timeout
         while not self.ports.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            exited = self.proc.poll()
+            if exited is not None or time.monotonic() > deadline:
                 self.__exit__(None, None, None)
-                raise RuntimeError("the solid-state lab did not start: " + self.log()[-2000:])
+                last = [line for line in self.log().splitlines() if line.strip()][-3:]
+                raise LabloopError(
+                    "the solid-state lab's instrument servers "
+                    + (
+                        f"exited (code {exited})"
+                        if exited is not None
+                        else f"did not start in {self.start_timeout:g} s"
+                    )
+                    + (": " + " | ".join(last) if last else ""),
+                    f"read {self.folder / 'serve.log'}; run `labloop sim serve solid_state` alone to see it start",
+                )
             time.sleep(0.2)
         self.endpoints = json.loads(self.ports.read_text())
         return self
