@@ -52,7 +52,7 @@ class LiveView:
             t = data["trial"]
             self.trials[t.number] = t
             if t.state == "done":
-                value = fmt_values(self.spec, t.values)
+                value = fmt_values(self.spec, t.values, constraints=True)
             else:
                 value = f"[red]{t.state}[/]: {t.failure_reason}" if t.failure_reason else f"[red]{t.state}[/]"
             # the one definition of best (labloop/run/best.py): feasible first, the campaign's rule among several
@@ -94,13 +94,27 @@ class LiveView:
             )
 
 
-def fmt_values(spec: CampaignSpec, values: dict[str, Any], names: bool = True) -> str:
-    """``name=value unit`` (or ``value unit``) for each objective with a number (a failed trial may lack some)."""
+def fmt_values(spec: CampaignSpec, values: dict[str, Any], names: bool = True, constraints: bool = False) -> str:
+    """``name=value unit`` (or ``value unit``) for each objective with a number (a failed trial may lack some);
+    with ``constraints``, each outcome constraint's value too, marked where it is outside its limit. Why: the
+    best-so-far names only trials that meet the constraints, so a trial with a better objective but too much
+    impurity must say why it is not the best."""
     out = []
     for o in spec.objectives:
         v = (values or {}).get(o.name)
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out.append((f"{o.name}=" if names else "") + f"{float(v):.4g}" + (f" {o.unit}" if o.unit else ""))
+    shown = {o.name for o in spec.objectives}
+    for c in spec.outcome_constraints if constraints else ():
+        v = (values or {}).get(c.name)
+        if c.name in shown or not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        text = f"{c.name}={float(v):.4g}" + (f" {c.unit}" if c.unit else "")
+        if c.upper is not None and v > c.upper:
+            text += f" [red](over {c.upper:g})[/]"
+        elif c.lower is not None and v < c.lower:
+            text += f" [red](under {c.lower:g})[/]"
+        out.append(text)
     return " ".join(out) or "-"
 
 
@@ -116,11 +130,10 @@ def run_campaign(file_label: str, prepared: Any, store_url: str) -> None:
         refuse_second_runner(prepared.spec, store, prepared.source)  # before the header: a refusal says only why
         about = (prepared.spec.description or "").strip()
         console.print(f"[bold]{prepared.spec.name}[/]" + (f": {about}" if about else ""), soft_wrap=True)
-        console.print(
-            f"store: {store_url}   time scale: {prepared.spec.lab.time_scale:g}x   "
-            f"budget: {prepared.spec.stopping.max_trials} trials",
-            soft_wrap=True,
-        )
+        lab = prepared.spec.lab
+        # the time scale is the in-process simulator's; a served or real lab keeps its own time
+        scale = f"time scale: {lab.time_scale:g}x   " if lab is not None and lab.simulator else ""
+        console.print(f"store: {store_url}   {scale}budget: {prepared.spec.stopping.max_trials} trials", soft_wrap=True)
         runner = CampaignRunner.start(prepared, store, LiveView(prepared.spec))
         require_lease_kept(runner.run())
         require_success(store, runner.campaign.id)
