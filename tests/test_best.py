@@ -165,7 +165,7 @@ def test_bad_best_sections_are_refused(section, weights, message):
 def test_the_run_commands_best_line_names_only_a_feasible_trial(capsys):
     """`labloop run`'s "best so far" (LiveView) reads labloop/run/best.py: a film under the transmittance floor is
     never named, however low its sheet resistance (it used to be the first objective's best value)."""
-    from labloop.cli.campaign_cmds import LiveView
+    from labloop.cli.live import LiveView
 
     spec = _spec_best({"rule": "primary", "primary": "r"})
     view = LiveView(spec, steps=False)

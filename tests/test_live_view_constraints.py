@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from labloop.cli.campaign_cmds import LiveView
+from labloop.cli.live import LiveView
 from labloop.spec import CampaignSpec
 
 

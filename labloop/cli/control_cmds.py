@@ -88,7 +88,8 @@ def register(app: typer.Typer) -> None:
             from labloop.run.campaign import CampaignRunner, refuse_second_runner  # only a restart runs the lab
             from labloop.spec import spec_from_text
 
-            from .campaign_cmds import LiveView, require_lease_kept, require_success
+            from .campaign_cmds import require_lease_kept, require_success
+            from .live import LiveView
 
             refuse_second_runner(
                 spec_from_text(c.spec_text, f"<stored campaign {c.name}>"), st, f"campaign '{c.name}'", except_id=c.id
