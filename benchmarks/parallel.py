@@ -20,6 +20,12 @@ discrete events on a virtual clock, with the scheduler's async policy (:mod:`lab
   stations slightly;
 * the measured value is the simulator's physics with its 3 % log-normal probe noise (seeded per seed and trial).
 
+``--campaigns solid_state`` is the solid-state lab instead (:mod:`parallel_solid_state`): stations = box furnaces,
+one crucible per firing, the firing's duration from the furnace model, the measured values from
+``solid_state_search.Lab``, budget 40; a trial meets the target with a fraction >= 0.9 and impurities <= 0.05.
+``--deadline HH:MM`` (UTC) starts no run after that time and drops the run in progress when it passes (the runs
+are seed-major, so a cut leaves every station count for the seeds that finished).
+
 Why not the real runner (``acceleration.py``): at the time scale that makes a campaign run in seconds (1e5) one ask
 of ~1 s wall is ~28 simulated hours, longer than a trial, so the runner's decisions are those of a batch optimizer
 (4 chambers: proposals in rounds of 4 and 1, each round seeing every earlier result) and its replayed days are not
@@ -44,6 +50,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +58,9 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _p in (str(REPO), str(REPO / "benchmarks")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
 from simulators.thinfilm import physics
 
@@ -67,7 +75,7 @@ class _Trial:
     params: dict[str, Any]
     started: float
     source: str = ""
-    value: float | None = None
+    value: dict[str, float] | None = None  # the measured values, once known
     out: float = math.inf  # when it leaves its chamber
 
 
@@ -108,6 +116,46 @@ def measure(params: dict[str, Any], noise: float, seed: int, index: int) -> floa
     return physics.with_noise(physics.sheet_resistance(params), noise, rng)
 
 
+class ThinFilm:
+    """The thin-film lab on the virtual clock: stations = deposition chambers (the interface the solid-state lab of
+    ``parallel_solid_state.py`` has too)."""
+
+    station = "chamber"
+
+    def __init__(self, spec: Any, seed: int):
+        self.seed = seed
+        self.objective = spec.objectives[0]
+        self.target = float(self.objective.target)
+        self.noise = float((spec.lab.options if spec.lab else {}).get("noise", 0.03))
+
+    def trial(self, params: dict[str, Any], index: int, t: float) -> tuple[float, float, dict[str, float]]:
+        """(when the chamber is free, when the result is known, measured values) for a trial started at ``t``."""
+        out = t + ROBOT_S + physics.timeline(params).total + ROBOT_S
+        return out, out + PROBE_S + ROBOT_S, {self.objective.name: measure(params, self.noise, self.seed, index)}
+
+    def met(self, values: dict[str, float]) -> bool:
+        return values[self.objective.name] <= self.target
+
+    def extra(self, trials: list[_Trial]) -> dict[str, Any]:
+        return {"best": round(min((tr.value[self.objective.name] for tr in trials if tr.value), default=math.inf), 3)}
+
+
+def campaign_lab(
+    campaign: str, seed: int, budget: int | None, options: dict[str, Any], strategy: str | None = None
+) -> tuple[Any, Any]:
+    """(spec, lab model) of a campaign: ``solid_state`` is the furnace lab, every other name a thin-film file."""
+    if campaign == "solid_state":
+        from parallel_solid_state import SolidState
+        from parallel_solid_state import load_spec as solid_state_spec
+
+        if strategy:
+            raise ValueError("--strategy is for the thin-film campaigns: solid_state runs its file's strategy")
+        spec = solid_state_spec(seed, budget, options)
+        return spec, SolidState(spec, seed)
+    spec = load_spec(campaign, seed, budget, options, strategy)
+    return spec, ThinFilm(spec, seed)
+
+
 def run(
     campaign: str,
     stations: int,
@@ -119,17 +167,19 @@ def run(
     budget: int | None = None,
     options: dict[str, Any] | None = None,
     strategy: str | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
+    """One run; ``deadline`` (epoch seconds): raise :class:`TimeoutError` once it has passed (the run is dropped)."""
     import torch
 
     from labloop.strategy import Observation, make_strategy
 
     torch.manual_seed(seed)  # the acquisition optimizers draw their starts from the global RNG
-    spec = load_spec(campaign, seed, budget, options or {}, strategy)
-    objective = spec.objectives[0]
-    target, budget_n = float(objective.target), spec.stopping.max_trials
-    noise = float((spec.lab.options if spec.lab else {}).get("noise", 0.03))
+    spec, model = campaign_lab(campaign, seed, budget, options or {}, strategy)
+    target, budget_n = model.target, spec.stopping.max_trials
     strat = make_strategy(spec)
+    asks_log: list[tuple[int, int, int]] = []  # per ask: results known, trials in flight or queued, points asked
+    pending: dict[int, dict[str, float]] = {}  # measured at the start, known at the result
     lab = _Lab(stations, stations)
     obs: list[Observation] = []
     hit: _Trial | None = None
@@ -142,9 +192,10 @@ def run(
         trial = _Trial(len(lab.trials) + 1, q.params, t, q.source)
         lab.trials.append(trial)
         lab.free -= 1
-        out = trial.out = t + ROBOT_S + physics.timeline(q.params).total + ROBOT_S
+        out, known, pending[trial.index] = model.trial(q.params, trial.index, t)
+        trial.out = out
         heapq.heappush(lab.events, (out, trial.index, "chamber_free", trial.index))
-        heapq.heappush(lab.events, (out + PROBE_S + ROBOT_S, trial.index, "result", trial.index))
+        heapq.heappush(lab.events, (known, trial.index, "result", trial.index))
 
     def decide(t: float) -> None:
         nonlocal superseded, asks, ask_s
@@ -159,6 +210,7 @@ def run(
             return
         in_flight = [tr.params for tr in lab.trials if tr.value is None] + [q.params for q in lab.queued]
         t0 = time.process_time()
+        asks_log.append((len(obs), len(in_flight), n))
         proposals = strat.ask(n, list(obs), [] if ignore_pending else in_flight)
         ask_s += time.process_time() - t0
         asks += 1
@@ -169,6 +221,8 @@ def run(
     decide(0.0)
     t = 0.0
     while lab.events:
+        if deadline is not None and time.time() > deadline:
+            raise TimeoutError(f"{campaign} {stations} stations seed {seed}: deadline passed, run dropped")
         t = lab.events[0][0]
         while lab.events and lab.events[0][0] == t:  # everything that happens at t, then one decision
             _, _, kind, idx = heapq.heappop(lab.events)
@@ -176,9 +230,9 @@ def run(
             if kind == "chamber_free":
                 lab.free += 1
                 continue
-            trial.value = measure(trial.params, noise, seed, idx)
-            obs.append(Observation(dict(trial.params), {objective.name: trial.value}))
-            if hit is None and trial.value <= target:
+            trial.value = pending.pop(idx)
+            obs.append(Observation(dict(trial.params), dict(trial.value)))
+            if hit is None and model.met(trial.value):
                 hit, hit_t, started_by_hit = trial, t, len(lab.trials)
         if hit is not None:
             break
@@ -199,12 +253,14 @@ def run(
         "experiments_to_target": hit.index if hit else budget_n + 1,
         "started_by_target": started_by_hit if reached else len(lab.trials),
         "days_to_target": round((hit_t if reached else t) / DAY, 4),
-        "best": round(min((tr.value for tr in lab.trials if tr.value is not None), default=math.inf), 3),
+        **model.extra(lab.trials),
         "max_chambers_busy": max(sum(1 for u in lab.trials if u.started <= tr.started < u.out) for tr in lab.trials),
         "space_filling_started": sum(tr.source == "sobol" for tr in lab.trials),
         "superseded": superseded,
         "asks": asks,
         "cpu_s_asks": round(ask_s, 1),
+        "first_model_trial": next((tr.index for tr in lab.trials if tr.source != "sobol"), None),
+        "asks_log": asks_log,
     }
 
 
@@ -312,7 +368,17 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="append JSON lines here; runs already in it are skipped")
     ap.add_argument("--summarize", default=None, help="print the summary of a results file and exit")
     ap.add_argument("--markdown", action="store_true", help="with --summarize: markdown table rows")
+    ap.add_argument(
+        "--deadline",
+        default=None,
+        help="HH:MM (UTC, today): start no run after it and drop the run in progress when it passes",
+    )
     args = ap.parse_args()
+    deadline = None
+    if args.deadline:
+        hh, mm = (int(x) for x in args.deadline.split(":"))
+        now = datetime.now(UTC)
+        deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
     if args.summarize:
         rows = [json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]
         for line in summarize(rows):
@@ -340,17 +406,25 @@ def main() -> None:
                 )
                 if key in done:
                     continue
+                if deadline is not None and time.time() > deadline:
+                    print(f"# deadline {args.deadline} UTC passed: stopped before seed {seed}", file=sys.stderr)
+                    return
                 t0 = time.perf_counter()
-                row = run(
-                    campaign,
-                    s,
-                    seed,
-                    lookahead=args.lookahead,
-                    reask=not args.no_reask,
-                    ignore_pending=args.ignore_pending,
-                    budget=args.budget,
-                    options=options,
-                )
+                try:
+                    row = run(
+                        campaign,
+                        s,
+                        seed,
+                        lookahead=args.lookahead,
+                        reask=not args.no_reask,
+                        ignore_pending=args.ignore_pending,
+                        budget=args.budget,
+                        options=options,
+                        deadline=deadline,
+                    )
+                except TimeoutError as exc:
+                    print(f"# {exc}", file=sys.stderr, flush=True)
+                    return
                 row["wall_s"] = round(time.perf_counter() - t0, 1)
                 print(json.dumps(row), file=sink, flush=True)
                 print(
