@@ -21,9 +21,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_once(
-    strategy: str, seed: int, max_trials: int, time_scale: float, options: dict | None = None
+    strategy: str,
+    seed: int,
+    max_trials: int,
+    time_scale: float,
+    options: dict | None = None,
+    lab_options: dict | None = None,
+    scheduling: dict | None = None,
 ) -> tuple[int | None, float]:
-    """``options``: the strategy's options (``benchmarks/log_transform.py`` sets ``log_outcome``)."""
+    """``options``: the strategy's options (``benchmarks/log_transform.py`` sets ``log_outcome``); ``lab_options``
+    and ``scheduling``: the simulated lab's and the scheduler's (``benchmarks/lab_faults.py`` sets a chamber fault
+    rate and turns off quarantine)."""
     from labloop.run.campaign import CampaignRunner, prepare_text
     from labloop.store import Store
 
@@ -34,6 +42,10 @@ def run_once(
         data["strategy"]["options"] = dict(options)
     data["stopping"]["max_trials"] = max_trials
     data["lab"]["time_scale"] = time_scale
+    if lab_options:
+        data["lab"]["options"] = {**data["lab"].get("options", {}), **lab_options}
+    if scheduling:
+        data["scheduling"] = {**data.get("scheduling", {}), **scheduling}
     text = yaml.safe_dump(data)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/b.db")
