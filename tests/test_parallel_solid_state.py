@@ -15,16 +15,7 @@ par = importlib.util.module_from_spec(_spec)
 sys.modules["parallel_bench"] = par  # dataclasses look their module up
 _spec.loader.exec_module(par)
 import parallel_solid_state as pss  # noqa: E402 - on sys.path once parallel.py is loaded
-
-TEXTBOOK = {
-    "li_source": "Li2CO3",
-    "mn_source": "MnO2",
-    "ratio": 1.0,
-    "ramp_c_per_min": 5.0,
-    "peak_c": 800.0,
-    "dwell_h": 12.0,
-    "atmosphere": "air",
-}
+from solid_state_search import TEXTBOOK  # noqa: E402 - the textbook recipe the search benchmark starts OFAT from
 
 
 def test_the_campaign_is_the_files_strategy_with_budget_40_and_one_crucible_per_firing():
