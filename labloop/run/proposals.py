@@ -91,20 +91,21 @@ class Proposer:
         if c.first_kind and waiting and not c.res.in_service(c.first_kind):
             self.call_operator(NoStationLeft(c.first_kind, c.res.out_of_service(c.first_kind)))
             return
+        # results known now (a lab fault is one too: it ends a trial in flight, though the strategy is not told it);
+        # what a queued proposal's ask saw is counted the same way
+        known = sum(1 for t in trials if t.state in LEARNED_FROM)
         stale: list[int] = []
         if self.queues():
-            stale = self._find_stale(sum(1 for t in trials if t.state in LEARNED_FROM))
+            stale = self._find_stale(known)
             self.launch_queued()
         # stale proposals are re-asked in place: their slots count as free here (they are awaiting in slots)
         n = min(self.slots(trials), budget_left(c.spec, trials)) + len(stale)
         if n <= 0:
             return
-        labels = self._labels
         observations = observations_from(
-            trials, lambda t: t.state == S.FAILED and failed_on_the_lab(t.failure_reason, labels)
+            trials, lambda t: t.state == S.FAILED and failed_on_the_lab(t.failure_reason, self._labels)
         )
-        # counted as _find_stale counts what is known (a lab fault is a result too: it ends a trial in flight)
-        self._asked_with = sum(1 for t in trials if t.state in LEARNED_FROM)
+        self._asked_with = known
         self._reasking = stale
         self.asker.submit(n, self.prior + observations, pending_points(t for t in trials if t.id not in stale))
 
