@@ -144,6 +144,33 @@ def test_pause_then_resume_releases_a_waiting_worker(tmp_path):
     store.close()
 
 
+def test_a_resume_sent_the_moment_the_store_says_paused_resumes_a_pause_the_lab_called_for(tmp_path):
+    """The lab pauses itself (stock out, no station left): a script or the dashboard that sees "paused" in the
+    store and sends resume at once must resume it. Before, the store said "paused" before the flag was set; a
+    resume answered in between found nothing paused ("it runs"), and the campaign stayed paused for good."""
+    store, ctx = lab_context(tmp_path)
+    server = RequestServer(ctx, FakeEngines(), launch=lambda t: None)
+    cid = ctx.campaign.id
+    write = store.update_campaign
+    raced: list = []
+
+    def update_campaign(campaign_id, **changes):
+        write(campaign_id, **changes)
+        if changes.get("state") == "paused" and not raced:  # the operator's resume, the moment it is stored
+            raced.append(store.request(cid, "resume", user="ana"))
+            th, _ = in_thread(server.serve)
+            th.join(1.0)  # gives an unguarded answer its chance to slip in; a guarded one waits for the pause
+
+    store.update_campaign = update_campaign
+    th, _ = in_thread(ctx.pause_for_operator, "stock Nb has 0 g left")
+    th.join(BOUND)
+    wait_for(lambda: store.operator_request(raced[0]).state != "pending", timeout=BOUND)
+    assert store.operator_request(raced[0]).outcome.startswith("resumed")
+    assert not ctx.paused.is_set() and ctx.need_operator is None
+    assert store.campaign(cid).state == "running"
+    store.close()
+
+
 def test_approval_requests_are_refused_when_the_campaign_does_not_wait_for_approval(tmp_path):
     store, ctx = lab_context(tmp_path)
     launched = []

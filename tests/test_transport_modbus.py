@@ -116,7 +116,8 @@ def test_server_killed_mid_move_fails_the_step_then_the_device_reconnects_to_the
     with simulated_device(FURNACE) as (furnace, sim):
         furnace.sample.put("s1")
         status = furnace.set({"temperature": 900, "ramp_rate": 60})  # a slow ramp: minutes of simulated time
-        wait_for(lambda: sim.state()["sp"] == 900, what="the setpoint to arrive")
+        # every write of the move has arrived (the ramp rate is written after the setpoint): what dies is the poll
+        wait_for(lambda: (sim.state()["sp"], sim.state()["ramp_rate"]) == (900, 60), what="the move's writes")
         sim.kill()
         exc = wait_status(status)
         assert isinstance(exc, TransportError), exc

@@ -9,7 +9,7 @@ Who may change what (the rest only reads):
 
 * ``stopping``: the control loop alone;
 * ``paused`` / ``need_operator``: the request thread (pause, resume) and any part calling for an operator
-  (:meth:`RunContext.pause_for_operator`), the first reason wins;
+  (:meth:`RunContext.pause_for_operator`), the first reason wins; both under ``pausing``, with the store's row;
 * ``estopped``: the request thread (emergency stop); ``stop_requested``: the request thread;
 * ``unplaced`` / ``launched``: whoever launches a trial and the trial's worker, under ``lock``.
 
@@ -90,6 +90,9 @@ class RunContext:
         self.need_operator: str | None = None
         self.stop_requested = False  # an operator's stop was accepted
         self.lock = threading.Lock()
+        # held while the lab pauses itself and while a request is answered: an operator's resume that reads the
+        # store's "paused" then finds the flag set too (taken before ``lock``, never while holding it)
+        self.pausing = threading.RLock()
         self.unplaced: set[int] = set()  # launched trials not yet holding their first station (guarded by lock)
         self.launched: set[int] = set()  # launched trials (guarded by lock)
 
@@ -129,14 +132,18 @@ class RunContext:
 
     def pause_for_operator(self, reason: str) -> None:
         """Pause the campaign with the reason, until an operator's resume request lifts it. Called from the
-        control thread or a worker; the first reason wins."""
-        with self.lock:
-            if self.need_operator is not None:
-                return
-            self.need_operator = reason
-        self.store.update_campaign(self.campaign.id, state="paused", control="pause", note=reason)
-        self.store.audit(self.campaign.id, "campaign.pause", {"reason": reason}, user="labloop")
-        self.paused.set()
+        control thread or a worker; the first reason wins. The flag is set and the store written under ``pausing``,
+        which the request thread holds while it answers: a resume sent the moment the store says "paused" (a
+        script, the dashboard) is answered after both, never in between, where it would find nothing paused and
+        leave the campaign paused for good."""
+        with self.pausing:  # no resume is answered between the flag and the store saying "paused"
+            with self.lock:
+                if self.need_operator is not None:
+                    return
+                self.need_operator = reason
+            self.paused.set()
+            self.store.update_campaign(self.campaign.id, state="paused", control="pause", note=reason)
+            self.store.audit(self.campaign.id, "campaign.pause", {"reason": reason}, user="labloop")
         self.observer("alert", {"message": reason})
 
     # ------------------------------------------------------------------ lease, cancellation, waits

@@ -163,11 +163,12 @@ class RequestServer:
                 continue
             changes: dict[str, Any] = {}  # the campaign row's, committed with the answer
             self._announce = []
-            try:
-                state, outcome = self.handle(req, changes)
-            except LabloopError as exc:
-                state, outcome = "refused", exc.problem
-            c.store.answer_request(req.id, state, outcome, campaign=changes)
+            with c.pausing:  # a pause the lab calls for is either wholly before this answer or wholly after it
+                try:
+                    state, outcome = self.handle(req, changes)
+                except LabloopError as exc:
+                    state, outcome = "refused", exc.problem
+                c.store.answer_request(req.id, state, outcome, campaign=changes)
             for kind, data in self._announce:  # announced once committed: a reader of the event finds it stored
                 c.observer(kind, data)
 
