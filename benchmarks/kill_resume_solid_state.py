@@ -6,8 +6,9 @@ double-fired trials (all must be zero). Prints JSON lines: one per kill, then th
     python benchmarks/kill_resume_solid_state.py --kills 3 --trials 4     # a quick check
 
 The lab is ``labloop sim serve solid_state`` on free ports (no faults); the campaign is experiments/solid_state.yaml
-pointed at it, with random proposals (the crash path, not the optimizer). The stations cannot say which crucible
-they hold, so a kill that leaves a crucible in a station makes resume stop for an operator (``sample.unlocated``);
+pointed at it, with random proposals (the crash path, not the optimizer). The dispenser and the balance cannot say
+which crucible they hold (a furnace's crucibles are in robot2's own record, ``CellRobot.locate``), so a kill that
+leaves a crucible in one of them makes resume stop for an operator (``sample.unlocated``);
 the benchmark plays that operator as the message asks (the crucible back in its rack slot, then `labloop resume`)
 and counts the requests (``operator_requests``). The checks read the store and the lab's own world file:
 
@@ -16,8 +17,10 @@ and counts the requests (``operator_requests``). The checks read the store and t
 * duplicated: a trial number or a crucible used by two trials, or more trials than the budget;
 * double-fired: a crucible the furnaces fired more than once (the world records every firing).
 
-A kill during a firing fails its trial (the synthesize step's resume policy: a consumed sample is never processed
-again), so most kills cost a trial here: the lab spends most of its time firing. ``failed`` counts them.
+A kill during a firing is reattached when the furnace's controller shows it runs (or ran) the program the dead
+process started for exactly the crucibles inside (its latched program tag): the trial follows that firing to its
+end. Without that evidence (killed before ``run = 1`` reached the controller) the trial fails: a consumed sample is
+never processed again. ``failed`` counts those; ``reattached`` the firings followed.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
+from labloop_devices.solid_state.cell import CellRobot
 from labloop_simulators.solid_state_lab.campaign import ServedLab, point_at
 from labloop_simulators.solid_state_lab.world import World
 
@@ -172,6 +177,16 @@ def check(url: str, world: dict[str, Any], budget: int) -> dict[str, Any]:
         "duplicated": duplicated,
         "double_fired": sum(n > 1 for n in firings.values()),
         "crucibles_fired": sum(n > 0 for n in firings.values()),
+        "reattached": sum(a.action == "trial.reattach" for a in store.audit_log(c.id)),
+        # the step each failure names, and whether the firing it cut had started (its crucible fired)
+        "failed_at": dict(
+            Counter(
+                f"{(t.failure_reason or '').split(':')[0]}:{(t.failure_reason or '').split(':')[1]}"
+                + (" (fired)" if firings.get(CellRobot.crucible(t.sample_id)) else " (not fired)")
+                for t in trials
+                if t.state == "failed"
+            )
+        ),
     }
     store.close()
     return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,9 @@ class CellFurnace(Furnace):
     def set(self, recipe: Any) -> Any:
         profile = dict(recipe)
         told, batch = profile.pop("samples", None), profile.pop("batch", None)
+        if profile.pop("reattach", False):
+            self._stop.clear()
+            return self._run_status(lambda: self._follow([str(s) for s in told or []]))
         inside = [str(s) for s in (self.samples.get() or [])]
         if not inside:
             raise DeviceError(f"{self.name}: no crucible loaded", "transfer the batch's crucibles into the furnace")
@@ -193,7 +197,45 @@ class CellFurnace(Furnace):
             )
         self._stop.clear()  # a new firing: forget an earlier stop()
         check_limits(self.limits, profile, self.name)
-        return self._run_status(lambda: self.run_recipe(profile))
+        tag = firing_tag(inside)
+
+        def fire() -> None:
+            self.program.put(tag)  # before run = 1: the controller latches it when the program starts
+            self.run_recipe(profile)
+
+        return self._run_status(fire)
+
+    def program_of(self, samples: list[str]) -> str | None:
+        """Whether the controller runs (``"running"``) or ran (``"done"``) the firing of exactly ``samples``, started
+        after a client wrote it: its latched program tag is theirs (:func:`firing_tag`). None otherwise: a firing
+        that never started (the client died between writing the profile and ``run = 1``), a tripped one, another
+        set of crucibles. What resume asks before it reattaches a trial cut mid-firing instead of failing it."""
+        if not samples or int(self.running_program.get()) != firing_tag(samples) or self.tripped.get():
+            return None
+        if self.done.get():
+            return "done"
+        return "running" if self.running.get() else None
+
+    def _follow(self, samples: list[str]) -> None:
+        """Wait, without writing anything, for the firing of ``samples`` that the controller runs to end (a
+        reattached step: the program was started by a process that died); fails on a trip as a live firing does."""
+        state = self.program_of(samples)
+        if state is None:
+            raise DeviceError(
+                f"{self.name}: its controller does not run the firing of {sorted(samples)} (program "
+                f"{int(self.running_program.get())}, expected {firing_tag(samples)})",
+                "look into the furnace; take the crucibles out and fire them again as new trials",
+            )
+        self.samples.put(sorted(samples))
+        deadline = time.monotonic() + self.default_timeout
+        self.wait_until("following the firing started before the restart", lambda: bool(self.done.get()), deadline)
+
+
+def firing_tag(samples: list[str]) -> int:
+    """The program tag of one firing: a CRC-32 of the sorted ids of the crucibles it fires. Each crucible is fired
+    once, so a tag names one firing; written before ``run = 1``, it tells a resumed client whether the program the
+    controller runs is the one its predecessor started."""
+    return zlib.crc32(",".join(sorted(map(str, samples))).encode())
 
 
 class CellBarcodeReader:
@@ -323,6 +365,21 @@ class CellRobot(OpcuaRobot):
                 f"unload {where} first; if a slot is empty in fact, clear it with the arm's Forget(slot)",
             )
         return free[0]
+
+    def locate(self, sample: str) -> str | None:
+        """The furnace the arm's record puts ``sample``'s crucible in (None: not in one by this arm's record). Only
+        the furnaces: this arm is the only one that loads and unloads them, so its record there is the truth, while
+        at a station another arm also serves (the balance) the record goes stale when that arm takes the crucible.
+        Why it matters: a crucible cut mid-firing is found without asking an operator, and its firing reattached."""
+        record = self.placed()
+        if not record:
+            return None
+        code = self.crucible(sample)
+        for furnace in self.FURNACES:
+            n = furnace.removeprefix("furnace")
+            if any(record.get(f"f{n}s{k}") == code for k in range(1, self.SLOTS + 1)):
+                return furnace
+        return None
 
     def do_move(self, move: Move) -> None:
         furnaces = {move.source, move.destination} & set(self.FURNACES)

@@ -268,6 +268,7 @@ class CampaignRunner:
             stations,
             set(prepared.lab.places),
             prepared.lab.locate,
+            prepared.lab.program_of,
         )
         # An operator's stop sent while no process ran is honoured now; a pause or an emergency stop is lifted by
         # the very act of resuming.

@@ -220,6 +220,8 @@ class TrialExecutor:
                 recipe = recipes_for(self.spec, ctx.params).get(step.device or "", {})
                 if batch is not None:
                     recipe = {**recipe, "samples": list(batch["samples"]), "batch": batch["batch"]}
+                    if batch.get("reattach"):  # follow the program a crashed process started; write nothing
+                        recipe["reattach"] = True
                 return plans.synthesize(self.lab[actor], recipe, timeout)
             return plans.measure(self.lab[actor], timeout)
 

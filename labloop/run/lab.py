@@ -91,6 +91,19 @@ class Lab:
                 return name
         return None
 
+    def program_of(self, device: str, samples: list[str]) -> str | None:
+        """Whether station ``device`` runs (``"running"``) or ran (``"done"``) the program a client started for
+        exactly ``samples`` (a station with ``program_of``: a furnace's controller that latches its client's tag);
+        None when it cannot say or did not. Resume reattaches a step cut by a crash when it says so."""
+        fn = getattr(self.devices.get(device), "program_of", None)
+        if not callable(fn):
+            return None
+        try:
+            state = fn(list(samples))
+        except Exception:  # noqa: BLE001 - a station that cannot answer did not say it runs the program
+            return None
+        return str(state) if state in ("running", "done") else None
+
     def stop_all(self, timeout: float = 2.0) -> list[tuple[str, str]]:
         """Emergency stop: ask every device that can stop to stop now, all at once (one short-lived thread each),
         so a device whose ``stop()`` is slow or hangs delays no other. Returns the devices whose ``stop()`` raised

@@ -45,6 +45,9 @@ class Resumption:
     #: may have finished (a station without a sensor cannot say it holds the sample; were another trial to move
     #: into that station first, it would collide with this sample)
     in_gripper: bool = False
+    #: the samples of a program the station still runs (or ran) for this trial's cut-short step: the step is
+    #: followed to its end, never started again (:func:`plan_resumptions`)
+    reattach: list[str] | None = None
 
 
 RECONCILE = "sample.reconcile"
@@ -61,13 +64,19 @@ def plan_resumptions(
     stations: set[str],
     places: AbstractSet[str] = frozenset(),
     locate: Callable[[str], str | None] | None = None,
+    program_of: Callable[[str, list[str]], str | None] | None = None,
 ) -> list[Resumption]:
     """Settle every unfinished trial: reconcile its sample's location with the lab (``locate``), mark cut-short
     steps, fail what must not repeat, and say where the others pick up. ``stations`` are the devices a sample can
     sit in (the trial reserves it again before moving); ``places`` the other positions (racks, storage).
 
     Raises :class:`~labloop.errors.LabloopError` (after recording the campaign as paused) when the store puts a
-    sample in a station and the lab cannot tell whether it is there."""
+    sample in a station and the lab cannot tell whether it is there.
+
+    ``program_of(station, samples)``: whether the station still runs (or ran to its end) the program started for
+    exactly the samples in it. A synthesis cut short there is then reattached (the trial follows that program to its
+    end, :attr:`Resumption.reattach`) instead of failed: a furnace fires on while its orchestrator is down, and a
+    day's firing is not thrown away for a restart. Anything short of that evidence fails the trial as before."""
     kinds = _kinds(spec, stations)
     trials = store.trials(campaign.id)
     locations = {s.sample_id: s.location for s in store.samples(campaign.id)}
@@ -94,6 +103,7 @@ def plan_resumptions(
             t = store.transition(t.id, S.RUNNING, S.INTERRUPTED, failure_reason="cut short by a crash")
         steps = store.steps(t.id)
         start = 0
+        members: list[str] | None = None  # reattached: the samples of the program the station runs on
         if steps:
             last = steps[-1]
             step = spec.workflow[last.index] if last.index < len(spec.workflow) else None
@@ -104,7 +114,16 @@ def plan_resumptions(
             ):
                 if last.state == "running":
                     store.finish_step(last.id, "interrupted", last.run_uid, "cut short by a crash")
-                if step.resume_policy == "fail":
+                members = _reattachable(t, step, trials, locations, stations, program_of)
+                if members is not None:
+                    start = last.index
+                    store.audit(
+                        campaign.id,
+                        "trial.reattach",
+                        {"trial": t.number, "step": step.label, "station": locations[t.sample_id], "samples": members},
+                        user="labloop",
+                    )
+                elif step.resume_policy == "fail":
                     store.transition(
                         t.id,
                         t.state,
@@ -136,7 +155,7 @@ def plan_resumptions(
             t = store.transition(t.id, t.state, S.MEASURED, failure_reason=None)  # it failed nothing in the end
             out.append(Resumption(t, start, location, held, evaluate_only=True))
         else:
-            out.append(Resumption(t, start, location, held))
+            out.append(Resumption(t, start, location, held, reattach=members))
         store.audit(
             campaign.id, "trial.resume", {"trial": t.number, "from_step": start, "location": location}, user="labloop"
         )
@@ -144,6 +163,23 @@ def plan_resumptions(
         cut = r.trial.id in cut_moves and not r.cleanup_only
         r.in_gripper = (r.trial.sample_id in in_gripper or cut) and not r.evaluate_only
     return out
+
+
+def _reattachable(
+    t: Trial,
+    step: Any,
+    trials: list[Trial],
+    locations: dict[str, str],
+    stations: set[str],
+    program_of: Callable[[str, list[str]], str | None] | None,
+) -> list[str] | None:
+    """The samples of the program the station still runs (or ran) for ``t``'s cut-short synthesis, when it says so
+    for exactly the unfinished samples in it (a furnace fires every crucible inside: all of them or none)."""
+    where = locations.get(t.sample_id)
+    if program_of is None or step.kind != "synthesize" or where not in stations:
+        return None
+    inside = sorted(x.sample_id for x in trials if x.state not in SETTLED and locations.get(x.sample_id) == where)
+    return inside if program_of(where, inside) is not None else None
 
 
 def _retry_owed(last: Any, step: Any) -> bool:

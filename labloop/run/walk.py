@@ -38,6 +38,7 @@ class Walk:
     trial: Trial
     state: TrialState
     location: str
+    reattach: list[str] | None = None  # resumed mid-program: the samples whose program its first step follows
 
 
 class TrialWalker:
@@ -105,7 +106,7 @@ class TrialWalker:
         held = resumption.held if resumption else None
         location = resumption.location if resumption else c.lab.sample_entry
         start = resumption.start_step if resumption else 0
-        walk = Walk(trial, TrialState(trial.state), location)
+        walk = Walk(trial, TrialState(trial.state), location, resumption.reattach if resumption else None)
         tc = TrialContext(
             c.campaign.id,
             c.campaign.uid,
@@ -268,6 +269,11 @@ class TrialWalker:
             c.wake.set()
             return dest if dest in c.res.stations else None
         kind = step.device or ""
+        if walk.reattach is not None and held is not None:  # the station ran on while no process did: follow it
+            members, walk.reattach = walk.reattach, None
+            self._begin(walk)
+            self.attempts(ex, tc, index, held, None, {"batch": f"{held}-reattached", "samples": members, "reattach": 1})
+            return held
         if held is not None and held in c.res.devices_of(kind):
             device = held
         else:
@@ -411,7 +417,7 @@ class TrialWalker:
         places = [s.to for s in c.workflow if s.kind == "transfer" and s.to not in c.kinds and s.to]
         if not places:
             return
-        robot = next(s.robot for s in c.workflow if s.kind == "transfer")
+        robot = _robot_out_of(c.workflow, held, c.kinds)
         c.res.claim(held, trial.id)
         self._take_robot(trial, 0)
         try:
@@ -435,6 +441,17 @@ class TrialWalker:
                 call_operator(c, exc)
                 c.wake.set()
                 c.wait_while_paused()
+
+
+def _robot_out_of(workflow: list[Any], station: str, kinds: dict[str, list[str]]) -> str:
+    """The robot that takes a sample out of ``station`` in the workflow (the next move after the one into it): the
+    arm that reaches it, and the one whose record knows where in it the sample sits (a furnace's slots). The first
+    move's robot when the workflow never moves into it."""
+    names = {station} | {k for k, devices in kinds.items() if station in devices}
+    moves = [s for s in workflow if s.kind == "transfer"]
+    into = next((i for i, s in enumerate(moves) if s.to in names), None)
+    after = moves[into + 1 :] if into is not None else []
+    return str((after or moves)[0].robot)
 
 
 def call_operator(ctx: RunContext, exc: NoStationLeft) -> None:

@@ -36,6 +36,7 @@ class OpcuaTransport(Transport):
     def __init__(self, address: str, **options: Any):
         super().__init__(address, **options)
         self._client: Any = None
+        self._tloop: Any = None
         self._last_rx = b""
 
     def _call(self, operation: str, point: Any, fn: Any, retry: bool = False) -> Any:
@@ -49,9 +50,15 @@ class OpcuaTransport(Transport):
         return err
 
     def _open(self) -> None:
-        from asyncua.sync import Client
+        from asyncua.sync import Client, ThreadLoop
 
-        client = Client(self.address, timeout=self.timeout, sync_wrapper_timeout=self.connect_timeout + 30)
+        # asyncua's own loop thread inherits the daemon flag of the thread that connects: one made on the main thread
+        # (resume asks the robots where the samples are before any worker starts) kept the process from exiting
+        tloop = ThreadLoop(self.connect_timeout + 30)
+        tloop.daemon = True
+        tloop.start()
+        self._tloop = tloop  # stopped by _close, also when what follows fails
+        client = Client(self.address, timeout=self.timeout, tloop=tloop)
         client.aio_obj.session_timeout = 30000
         self._client = client
         client.connect()
@@ -67,8 +74,13 @@ class OpcuaTransport(Transport):
 
     def _close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            client.disconnect()
+        tloop, self._tloop = self._tloop, None
+        try:
+            if client is not None:
+                client.disconnect()
+        finally:
+            if tloop is not None:
+                tloop.stop()  # ours, not the client's: it does not stop a loop it was given
 
     def _idle_dropped(self) -> bool:
         try:

@@ -8,7 +8,7 @@ The thermal model is :class:`labloop_simulators.solid_state.furnace.BoxFurnace`'
 cooling with its time constant, the same exact exponential step), advanced on the simulator clock (``time_scale``
 model seconds per real second) on every request and by a 0.2 s tick. Writing ``run = 1`` starts the program (ramp
 to SP at the ramp rate, dwell, heater off); when the furnace has cooled below its unload temperature the program is
-done: ``done`` is set, ``run`` returns to 0, and every crucible in the furnace's slots (from the shared world) gets
+done: ``done`` is set (not after an abort, ``run = 0`` mid-program, nor a trip), ``run`` returns to 0, and every crucible in the furnace's slots (from the shared world) gets
 the product the chemistry makes of its powders over the ACTUAL temperature history; some crack. A trip (seeded rate
 per firing, or the control fault ``trip``, now, or ``trip_next``, during the next firing) cuts the heater and latches
 the ``tripped`` bit until cleared or the next start. A cracked crucible (seeded rate, or the control fault ``crack``
@@ -17,7 +17,13 @@ for the next firing) spills its charge: the diffractometer then finds an empty c
 Register map (float32 = 2 registers, big-endian words):
   0 PV (degC, ro) | 2 SP = peak (degC) | 4 ramp rate (degC/min) | 6 dwell (min) | 8 status (ro: bit 0 running,
   bit 1 done, bit 2 tripped) | 9 run (1 start / 0 abort) | 10 atmosphere (0 air, 1 O2, 2 N2, 3 Ar) |
-  11 crucible slots occupied (ro, 0..4) | 12 working setpoint (degC, ro) | 14 heater output (%, ro)
+  11 crucible slots occupied (ro, 0..4) | 12 working setpoint (degC, ro) | 14 heater output (%, ro) |
+  16 program tag (uint32, the client's name for the firing it writes) | 18 running program (uint32, ro: the tag
+  latched when ``run = 1`` started the program, kept after it ends)
+
+The latched tag is what a real controller's program number and event log give: evidence that the program running
+(or done) is the one a client wrote, started after it wrote it. A client that died mid-firing reattaches with it:
+the tag it would have written matches the latched one only if its ``run = 1`` reached the controller.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ def recipe_of(powders: dict[str, float], profile: Profile, milling_min: float = 
 
 
 class BoxFurnaceController(_ModbusModel):
-    readonly = ((0, 2), (8, 1), (11, 1), (12, 4))
+    readonly = ((0, 2), (8, 1), (11, 1), (12, 4), (18, 2))
+    size = 20
     floats: ClassVar[dict[int, tuple[float, float]]] = {2: (0.0, 1200.0), 4: (0.1, 60.0), 6: (0.0, 6000.0)}
 
     def __init__(
@@ -87,11 +94,12 @@ class BoxFurnaceController(_ModbusModel):
         self.phase = "idle"  # idle | program | cooling (program over or heater cut: cooling to unload)
         self.t_prog = 0.0
         self.trip_at: float | None = None
-        self.tripped = self.done = False
+        self.tripped = self.done = self.aborted = False
         self.history: tuple[list[float], list[float]] = ([], [])
         self.wsp = self.temp
         self.output = 0.0
         self.firings = 0
+        self.program = 0  # the tag latched at the last start (register 18)
         self.trip_next = self.crack_next = False  # control faults: trip the next firing / crack its crucible
 
     async def serve(self, host: str) -> int:
@@ -127,9 +135,10 @@ class BoxFurnaceController(_ModbusModel):
         self.atm = int(self.regs[10])
         run = int(self.regs[9])
         if run and not self.run:  # the program starts
-            self.phase, self.t_prog, self.done, self.tripped = "program", 0.0, False, False
+            self.phase, self.t_prog, self.done, self.tripped, self.aborted = "program", 0.0, False, False, False
             self.history = ([0.0], [self.temp])
             self.firings += 1
+            self.program = (int(self.regs[16]) << 16) | int(self.regs[17])
             p = self.profile()
             program_s = max(0.0, p.peak_c - self.model.ambient_c) / p.ramp_c_per_min * 60 + p.dwell_h * 3600
             self.trip_at = (
@@ -138,8 +147,8 @@ class BoxFurnaceController(_ModbusModel):
                 else None
             )
             self.trip_next = False
-        elif self.run and not run and self.phase == "program":  # aborted: heater off, it cools
-            self.phase = "cooling"
+        elif self.run and not run and self.phase == "program":  # aborted: heater off, it cools, never "done"
+            self.phase, self.aborted = "cooling", True
         self.run = run
 
     def trip(self) -> None:
@@ -177,7 +186,7 @@ class BoxFurnaceController(_ModbusModel):
     def finish(self) -> None:
         """The firing is over: the crucibles in the slots get what the chemistry makes of the actual history."""
         self.phase = "idle"
-        self.done = not self.tripped
+        self.done = not (self.tripped or self.aborted)  # an aborted program did not complete: not done
         if self.regs is not None:
             self.regs[9] = 0
         self.run = 0
@@ -222,6 +231,7 @@ class BoxFurnaceController(_ModbusModel):
         self.regs[11] = self.occupied()
         self.put_f32(12, self.wsp)
         self.put_f32(14, self.output)
+        self.regs[18], self.regs[19] = self.program >> 16, self.program & 0xFFFF
 
     def fault(self, kind: str, **kw: Any) -> bool:
         if kind == "trip":  # now (a firing in progress is cut short; an idle furnace shows the alarm)
@@ -247,5 +257,6 @@ class BoxFurnaceController(_ModbusModel):
             "done": self.done,
             "tripped": self.tripped,
             "firings": self.firings,
+            "program": self.program,
             "program_s": self.t_prog,
         }
