@@ -3,9 +3,9 @@ what ``kill -9`` does) in the middle of a step, several times, while the lab's p
 instruments do: a crucible in a furnace keeps firing when the orchestrator dies); ``labloop resume`` then finishes
 the campaign against the same servers.
 
-The lab's stations have no crucible sensor (the dispenser, the balance and the furnaces cannot say which crucible
-they hold), so when a kill leaves the store saying a crucible sits in a station, resume cannot confirm it and stops
-for an operator (``sample.unlocated``: which sample, where to look, where to put it). The test plays that operator
+The dispenser and the balance have no crucible sensor (a furnace's crucibles are in robot2's own slot record,
+``CellRobot.locate``), so when a kill leaves the store saying a crucible sits in one of them, resume cannot confirm
+it and stops for an operator (``sample.unlocated``: which sample, where to look, where to put it). The test plays that operator
 as the message asks: it finds the crucible (in the world file: the operator's eyes), puts it in its rack slot, and
 runs ``labloop resume`` again. That is the documented protocol, not a shortcut: nothing is re-done behind the
 store's back, and the checks below still read the lab's own record.

@@ -95,6 +95,7 @@ def test_a_kill_mid_firing_is_resumed_by_following_the_firing_to_its_end(tmp_pat
         assert [(s.label, s.device) for s in cut] == [("synthesize:furnace", station)]
         resumed = run(["resume"], url, None)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert f"trial 1: {station} still runs (or finished) the program" in resumed.stdout  # told, not hidden
         world = World(lab.endpoints["world"]).read()
 
     store = Store(url)

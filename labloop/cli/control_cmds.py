@@ -101,6 +101,13 @@ def register(app: typer.Typer) -> None:
                 f"{len(resumptions)} unfinished trial(s) pick up where they stopped",
                 soft_wrap=True,
             )
+            for r in resumptions:
+                if r.reattach:  # the operator sees why these trials did not fail: the station ran on without us
+                    console.print(
+                        f"trial {r.trial.number}: {r.location} still runs (or finished) the program started before "
+                        f"the restart for {', '.join(r.reattach)}; following it to its end, nothing is started again",
+                        soft_wrap=True,
+                    )
             require_lease_kept(runner.run(resumptions))
             require_success(st, c.id)
         finally:
