@@ -37,9 +37,11 @@ CRASHING = Path(__file__).with_name("crashing.py")
 TRIALS = 4
 #: where each campaign process dies: the n-th step it starts (counted per process), 0.05 s into it, or in the step
 #: after it when that one is quicker (a weighing). Sequential scheduling (the next crucible is fetched while one
-#: fires) keeps the kills among the first trials' dosing, weighing, hand-off and firing, a resumed step cut again
-#: among them (a crucible asked about twice: the old request must not be taken for the new one).
-KILLS = ("step_mid:4", "step_mid:2", "step_mid:4", "step_mid:2")
+#: fires) keeps the kills among the first trials' dosing, weighing, hand-off and firing: the first cuts trial 1's
+#: dose (its crucible stays in the dispenser, which no sensor or reader sees: an operator is asked); the second,
+#: after the operator's answer, dies as trial 2's weighing starts (``step_start``: the weighing is too quick to cut
+#: mid-way), its crucible on the balance, where the balance's barcode reader finds it: nobody is asked.
+KILLS = ("step_mid:2", "step_start:4", "step_mid:2", "step_mid:4")
 
 
 def run(args: list[str], url: str, crash_at: str | None) -> subprocess.CompletedProcess[str]:
@@ -115,6 +117,9 @@ def test_kill_9_mid_step_then_resume_against_the_live_servers(tmp_path: Path) ->
     interrupted = [s for s in steps if s.state == "interrupted"]
     assert interrupted  # the kills cut steps, and the store says which
     assert asks >= 1  # a crucible was left in a station without a sensor: the operator was asked
+    unlocated = [a for a in store.audit_log(campaign.id) if a.action == UNLOCATED]
+    assert {a.detail["store_said"] for a in unlocated} == {"dispenser"}  # the balance's reader and robot2 answer
+    assert "measure:balance" in {s.label for s in interrupted}  # a crucible was cut on the balance, and found there
     confirmed = [a for a in store.audit_log(campaign.id) if a.action == "sample.reconcile"]
     assert len([a for a in confirmed if "an operator put it" in a.detail["note"]]) == asks  # each request, confirmed
     # nothing lost, nothing duplicated

@@ -22,7 +22,7 @@ from labloop.strategy import make_strategy
 from labloop.strategy.base import Observation, Strategy
 from labloop.strategy.priors import AUDIT_ACTION, file_priors, from_record, store_priors, to_record
 
-from . import calibration, inventory, provenance
+from . import calibration, identity, inventory, provenance
 from .best import real_number
 from .lab import Lab, RemoteConnector, build_lab, check_against_lab, state_dir_for, with_files_from
 from .lease import DEFAULT_TTL_S, CampaignLease
@@ -267,7 +267,7 @@ class CampaignRunner:
             prepared.lab.sample_entry,
             stations,
             set(prepared.lab.places),
-            prepared.lab.locate,
+            identity.locating(prepared.spec, prepared.lab),
             prepared.lab.program_of,
         )
         # An operator's stop sent while no process ran is honoured now; a pause or an emergency stop is lifted by

@@ -17,6 +17,7 @@ wait, get the signal), not a bluesky run, so it adds no documents to the trial's
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .context import RunContext
@@ -122,3 +123,28 @@ class IdentityCheck:
         c = self.ctx
         seen = next((s.location for s in c.store.samples(c.campaign.id) if s.sample_id == read), None)
         return f" (the store has that sample in {seen})" if seen else ""
+
+
+def locating(spec: Any, lab: Any) -> Callable[[str], str | None]:
+    """Where the lab says a sample is, for resume (:func:`~labloop.run.recovery.plan_resumptions`): the lab's own
+    answer (:meth:`~labloop.run.lab.Lab.locate`), else the barcode readers: a station with a reader holds the
+    sample when two reads in a row both name it. Why two: a misread names a neighbour's crucible (one digit off),
+    so one read could put a sample where another sits; two that agree on this one do not, and anything less leaves
+    the question to an operator, as before (``sample.unlocated``)."""
+    identity = spec.lab.identity if spec.lab is not None else None
+    readers = []  # (station, reader device, its signal)
+    for station in identity.readers if identity is not None else {}:
+        found = reader_of(spec, station)
+        if found is not None and found[0] in lab.devices:
+            readers.append((station, lab.devices[found[0]], found[1]))
+
+    def locate(sample: str) -> str | None:
+        where = lab.locate(sample)
+        if where:
+            return str(where)
+        for station, reader, signal in readers:
+            if read_code(reader, signal, sample) == sample and read_code(reader, signal, sample) == sample:
+                return str(station)
+        return None
+
+    return locate
