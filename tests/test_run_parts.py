@@ -661,3 +661,32 @@ def test_max_in_flight_caps_the_trials_unfinished_at_once(tmp_path, cap):
     assert len(spans) == 4
     overlaps = sum(1 for (_, end), (begin, _) in zip(spans, spans[1:]) if begin < end)
     assert (overlaps == 0) if cap == 1 else (overlaps > 0), spans
+
+
+def test_a_resume_asks_a_station_once_per_firing_and_names_each_firing_once() -> None:
+    """Every member of a four-crucible firing asks the furnace about the same program: one round trip to the
+    controller, not four; and the operator reads one line per firing naming its trials, not one per member."""
+    from labloop.run.recovery import Resumption, asked_once, reattach_lines
+
+    calls: list[tuple[str, list[str]]] = []
+
+    def program_of(station: str, samples: list[str]) -> str | None:
+        calls.append((station, samples))
+        return "running" if station == "furnace2" else None
+
+    ask = asked_once(program_of)
+    firing = ["S-0001", "S-0002", "S-0003"]
+    assert [ask("furnace2", firing) for _ in firing] == ["running"] * 3
+    assert ask("furnace1", ["S-0004"]) is None and ask("furnace1", ["S-0004"]) is None
+    assert calls == [("furnace2", firing), ("furnace1", ["S-0004"])]
+
+    def resumed(number: int, where: str, members: list[str] | None) -> Resumption:
+        return Resumption(SimpleNamespace(number=number), 5, where, where, reattach=members)  # type: ignore[arg-type]
+
+    lines = reattach_lines(
+        [resumed(3, "furnace2", firing), resumed(1, "furnace2", firing), resumed(4, "furnace1", None)]
+        + [resumed(2, "furnace2", firing), resumed(7, "furnace3", ["S-0007"])]
+    )
+    assert len(lines) == 2
+    assert lines[0].startswith("trials 1, 2, 3: furnace2 still runs") and "S-0001, S-0002, S-0003" in lines[0]
+    assert lines[1].startswith("trial 7: furnace3 still runs") and "S-0007" in lines[1]

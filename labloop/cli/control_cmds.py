@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
                 )
             from labloop.control.remote_lab import remote_device
             from labloop.run.campaign import CampaignRunner, refuse_second_runner  # only a restart runs the lab
+            from labloop.run.recovery import reattach_lines
             from labloop.spec import spec_from_text
 
             from .campaign_cmds import require_lease_kept, require_success
@@ -101,13 +102,8 @@ def register(app: typer.Typer) -> None:
                 f"{len(resumptions)} unfinished trial(s) pick up where they stopped",
                 soft_wrap=True,
             )
-            for r in resumptions:
-                if r.reattach:  # the operator sees why these trials did not fail: the station ran on without us
-                    console.print(
-                        f"trial {r.trial.number}: {r.location} still runs (or finished) the program started before "
-                        f"the restart for {', '.join(r.reattach)}; following it to its end, nothing is started again",
-                        soft_wrap=True,
-                    )
+            for line in reattach_lines(resumptions):  # why these trials did not fail: the station ran on without us
+                console.print(line, soft_wrap=True)
             require_lease_kept(runner.run(resumptions))
             require_success(st, c.id)
         finally:

@@ -78,6 +78,8 @@ def plan_resumptions(
     end, :attr:`Resumption.reattach`) instead of failed: a furnace fires on while its orchestrator is down, and a
     day's firing is not thrown away for a restart. Anything short of that evidence fails the trial as before."""
     kinds = _kinds(spec, stations)
+    if program_of is not None:
+        program_of = asked_once(program_of)
     trials = store.trials(campaign.id)
     locations = {s.sample_id: s.location for s in store.samples(campaign.id)}
     in_gripper: set[str] = set()
@@ -163,6 +165,34 @@ def plan_resumptions(
         cut = r.trial.id in cut_moves and not r.cleanup_only
         r.in_gripper = (r.trial.sample_id in in_gripper or cut) and not r.evaluate_only
     return out
+
+
+def asked_once(program_of: Callable[[str, list[str]], str | None]) -> Callable[[str, list[str]], str | None]:
+    """``program_of``, asked once per station and samples: every member of a firing asks about the same program,
+    and each question is a round trip to the station's controller."""
+    answers: dict[tuple[str, tuple[str, ...]], str | None] = {}
+
+    def ask(station: str, samples: list[str]) -> str | None:
+        key = (station, tuple(samples))
+        if key not in answers:
+            answers[key] = program_of(station, samples)
+        return answers[key]
+
+    return ask
+
+
+def reattach_lines(resumptions: list[Resumption]) -> list[str]:
+    """One line per program followed to its end (its trials named together), for the operator who restarted."""
+    groups: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for r in resumptions:
+        if r.reattach:
+            groups.setdefault((r.location, tuple(r.reattach)), []).append(r.trial.number)
+    return [
+        f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, sorted(numbers)))}: {where} still runs (or "
+        f"finished) the program started before the restart for {', '.join(samples)}; following it to its end, "
+        "nothing is started again"
+        for (where, samples), numbers in groups.items()
+    ]
 
 
 def _reattachable(
