@@ -15,6 +15,7 @@ from running import in_background, start, two_chamber
 from typer.testing import CliRunner
 
 from labloop.cli import app
+from labloop.cli.inventory import stock_lines
 from labloop.data.view import campaign_view
 from labloop.errors import SpecError, StoreError
 from labloop.run.inventory import InventoryGuard, guard
@@ -128,6 +129,18 @@ def test_reserved_when_proposed_drawn_when_started_released_when_never_started(t
     st.update_trial(b.id, params=params(10))  # a re-asked proposal is reserved anew (b is rejected: nothing held)
     assert levels(st, c.id)["Nb"]["reserved"] == 0
     st.close()
+
+
+def test_nothing_reserved_reads_zero_not_what_float_sums_leave(tmp_path):
+    """Reserving 0.1 and 0.2 g and drawing them again leaves 2.8e-17 g in a float sum; an operator read "reserved
+    2.77556e-17" in status. Nothing reserved is 0."""
+    st, c = new_campaign(tmp_path)
+    trials = [st.add_trial(c.id, params(d), "sobol", {}, "ab") for d in (0.1, 0.2)]
+    for t in trials:
+        st.transition(t.id, S.PROPOSED, S.RUNNING)
+    lv = levels(st, c.id)
+    assert lv["Nb"]["reserved"] == 0 and lv["Nb"]["left"] == pytest.approx(99.7)
+    assert "reserved 0)" in " ".join(stock_lines([lv["Nb"]]))
 
 
 def test_parallel_trials_draw_and_refill_without_losing_a_gram(tmp_path):

@@ -288,6 +288,8 @@ class Inventory:
                 update(Stock).where(Stock.id == row.id).values(**values).execution_options(synchronize_session=False)
             )
             s.refresh(row)
+            if row.reserved != 0 and abs(row.reserved) < EPS:  # 0.1 + 0.2 - 0.1 - 0.2 leaves 2.8e-17 reserved
+                row.reserved = 0.0  # the row is locked by this transaction's update: nobody reserved in between
             s.add(
                 StockMovement(
                     campaign_id=trial.campaign_id,
