@@ -277,6 +277,41 @@ def test_a_campaign_without_a_successful_trial_shows_its_failures(tmp_path):
     assert "chamber: arc detected (4)" in html
 
 
+def test_the_best_so_far_of_a_constrained_campaign_counts_feasible_trials_only(tmp_path):
+    """The solid-state campaign's report drew its best-so-far line through a trial over the impurity ceiling
+    (0.92 at trial 5) while its summary and every other surface said the target was reached at trial 15; the line
+    must only ever take feasible values, and the random-search line must count a draw over the ceiling as a draw
+    without a result."""
+    from labloop.report.convergence import best_so_far
+
+    text = (REPO / "experiments" / "solid_state.yaml").read_text()
+    url = f"sqlite:///{tmp_path / 'labloop.db'}"
+    store = Store(url)
+    cid = store.create_campaign("ss", text, spec_hash(text)).id
+    recipe = {"li_source": "Li2CO3", "mn_source": "MnO2", "ratio": 1.0, "ramp_c_per_min": 5.0, "dwell_h": 12.0}
+    measured = [(0.70, 0.20), (0.85, 0.03), (0.93, 0.06), (0.88, 0.04), (0.60, 0.01)]
+    for i, (target, impurity) in enumerate(measured):
+        t = store.add_trial(cid, {**recipe, "peak_c": 700.0 + 20 * i, "atmosphere": "air"}, "sobol", {}, "CR")
+        store.transition(t.id, "proposed", "running")
+        store.update_trial(t.id, values={"target_phase_fraction": target, "impurity_ceiling": impurity})
+        store.transition(t.id, "running", "measured")
+        store.transition(t.id, "measured", "done")
+    store.close()
+    spec = spec_from_text(text, "x")
+    points = [(n + 1, v) for n, (v, _) in enumerate(measured)]
+    assert best_so_far(points, {2, 4, 5}, spec.objectives[0]) == [(2, 0.85), (4, 0.88), (5, 0.88)]
+
+    out = tmp_path / "rep"
+    r = report("--store", url, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    html = unescape((out / "index.html").read_text())
+    assert "hollow dots broke an outcome constraint (impurity_ceiling) and do not count" in html
+    assert "2 of them failed or broke a constraint" in html  # trials 1 and 3 of the 5 random draws
+    assert "dashed beyond 5 draws" in html
+    svg = (out / "convergence-target_phase_fraction.svg").read_text()
+    assert "over a constraint (2)" in svg
+
+
 # ------------------------------------------------------------------------------------------------ arithmetic
 def _brute_force(values: list[float], k: int, n: int, q: float) -> float:
     """The q quantile of the best of n draws over all k^n equally likely draw sequences (failures: indexes >=

@@ -8,12 +8,17 @@ middle half. The median, not the mean: objectives such as a sheet resistance spa
 film in the sample would drag a mean far from anything random search typically finds. It is honest only as far as
 the sample reaches: beyond the sample's size it levels off at the sample's best, so the line is drawn solid up to
 the number of such trials and dashed beyond, and the caption says so.
+
+With outcome constraints, "best" means the best feasible value (labloop/run/best.py, as every other surface says
+it): a trial over a constraint is drawn hollow and never sets the best so far, and a random draw over a constraint
+counts as a draw without a result, as a failed one does.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from labloop.run.best import constraints_met
 from labloop.spec import ObjectiveSpec
 
 from .gather import ReportData
@@ -61,6 +66,16 @@ def best_of_n(values: list[float], draws: int, n_max: int, minimize: bool, q: fl
     return out
 
 
+def best_so_far(points: list[tuple[int, float]], ok: set[int], o: ObjectiveSpec) -> list[tuple[int, float]]:
+    """(trial, best value up to it) at each trial of ``points`` in ``ok`` (the feasible ones): a trial over an
+    outcome constraint never sets the best, as in :mod:`labloop.run.best`."""
+    best: list[tuple[int, float]] = []
+    for n, v in points:
+        if n in ok:
+            best.append((n, v if not best or o.better(v, best[-1][1]) else best[-1][1]))
+    return best
+
+
 def draw(data: ReportData, out: Path) -> list[Item]:
     items: list[Item] = []
     for o in data.spec.objectives[:3]:
@@ -73,32 +88,40 @@ def _one(data: ReportData, o: ObjectiveSpec, out: Path) -> Item:
     points = objective_values(o, data.trials)
     if not points:
         return NotDrawn(title, "no trial has a measured value of this objective yet")
-    better = o.better
-    best: list[tuple[int, float]] = []
-    for n, v in points:
-        if not best or better(v, best[-1][1]):
-            best.append((n, v))
-        else:
-            best.append((n, best[-1][1]))
+    ok = {t.number for t in data.trials if constraints_met(data.spec, t.values)}
+    best = best_so_far(points, ok, o)
     last = data.trials[-1].number
     fig, (ax,) = new_figure()
+    shown = [(n, v) for n, v in points if n in ok]
+    over = [(n, v) for n, v in points if n not in ok]
     ax.scatter(
-        [n for n, _ in points],
-        [v for _, v in points],
+        [n for n, _ in shown],
+        [v for _, v in shown],
         s=12,
         color=GREY,
         alpha=0.5,
         label="each trial",
         rasterized=dense(len(points)),
     )
-    ax.step(
-        [n for n, _ in best] + [last],
-        [v for _, v in best] + [best[-1][1]],
-        where="post",
-        color=BLUE,
-        lw=2,
-        label="best so far",
-    )
+    if over:
+        ax.scatter(
+            [n for n, _ in over],
+            [v for _, v in over],
+            s=14,
+            facecolors="none",
+            edgecolors=GREY,
+            label=f"over a constraint ({len(over)})",
+            rasterized=dense(len(points)),
+        )
+    if best:
+        ax.step(
+            [n for n, _ in best] + [last],
+            [v for _, v in best] + [best[-1][1]],
+            where="post",
+            color=BLUE,
+            lw=2,
+            label="best so far",
+        )
     failed = [t.number for t in data.trials if t.state == "failed"]
     ticks = " Red ticks on the bottom edge mark failed trials." if failed else ""
     if failed:
@@ -126,10 +149,17 @@ def _one(data: ReportData, o: ObjectiveSpec, out: Path) -> Item:
     ax.legend(fontsize=8, loc="best")
     file = save(fig, out, f"convergence-{slug(o.name)}")
     direction = {"minimize": "lower is better", "maximize": "higher is better"}.get(o.direction, "closer to the band")
-    caption = (
-        f"Each grey dot is a trial's measured {o.name} ({direction}); the blue step line is the best value "
-        f"found up to that trial.{target}{ticks} " + rnd
-    )
+    if not data.spec.outcome_constraints:
+        found = "the blue step line is the best value found up to that trial."
+    elif best:
+        names = ", ".join(c.name for c in data.spec.outcome_constraints)
+        found = (
+            f"hollow dots broke an outcome constraint ({names}) and do not count; the blue step line is the best "
+            "feasible value found up to that trial."
+        )
+    else:
+        found = "no trial has met every outcome constraint yet, so there is no best so far (hollow dots: over one)."
+    caption = f"Each grey dot is a trial's measured {o.name} ({direction}); {found}{target}{ticks} " + rnd
     return Drawn(file, title, caption)
 
 
@@ -137,7 +167,8 @@ def _random_line(data: ReportData, o: ObjectiveSpec, ax, last: int) -> str:
     if o.direction == "band":
         return "No random-search expectation is drawn for a band objective."
     draws = [t for t in data.trials if t.source in RANDOM_SOURCES and t.state in ("done", "failed")]
-    values = [v for _, v in objective_values(o, draws)]
+    # a draw over an outcome constraint is a draw without a usable result, as a failed one is
+    values = [v for _, v in objective_values(o, [t for t in draws if constraints_met(data.spec, t.values)])]
     if len(values) < MIN_DRAWS:
         return (
             f"No random-search expectation: the campaign has {len(values)} space-filling trial(s) with a result "
@@ -154,7 +185,8 @@ def _random_line(data: ReportData, o: ObjectiveSpec, ax, last: int) -> str:
     return (
         f"The orange line is the median best of n random draws (shaded: the middle half of outcomes), computed "
         f"from this campaign's {k} space-filling trials (sobol/random: chosen without looking at results; "
-        f"{k - len(values)} of them failed) as draws with replacement; it is dashed beyond {k} draws, where it "
+        f"{k - len(values)} of them failed{' or broke a constraint' if data.spec.outcome_constraints else ''}) as "
+        f"draws with replacement; it is dashed beyond {k} draws, where it "
         f"can only level off at the best of those {k} and so understates what a longer random search would "
         f"find."
     )
