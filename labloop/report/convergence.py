@@ -120,6 +120,9 @@ def _one(data: ReportData, o: ObjectiveSpec, out: Path) -> Item:
             where="post",
             color=BLUE,
             lw=2,
+            marker="o",
+            ms=3,
+            markevery=list(range(len(best))),  # one feasible trial, the last, is a point: the line alone is not seen
             label="best so far",
         )
     failed = [t.number for t in data.trials if t.state == "failed"]
@@ -172,7 +175,8 @@ def _random_line(data: ReportData, o: ObjectiveSpec, ax, last: int) -> str:
     if len(values) < MIN_DRAWS:
         return (
             f"No random-search expectation: the campaign has {len(values)} space-filling trial(s) with a result "
-            f"(sobol/random), fewer than {MIN_DRAWS}."
+            f"{'within the outcome constraints ' if data.spec.outcome_constraints else ''}(sobol/random), fewer "
+            f"than {MIN_DRAWS}."
         )
     k = len(draws)
     minimize = o.direction == "minimize"
