@@ -29,6 +29,9 @@ enough (archive section 36).
     OMP_NUM_THREADS=1 nice -n 19 .venv/bin/python benchmarks/solid_state_search.py --seeds 0-19 --budget 20 \
         --methods labloop_chemist
 
+``--prior JSON`` gives ``labloop_chemist`` another belief in place of the file's: a wrong one, to see what a
+chemist's mistake costs (archive section 36).
+
 ``--in-flight 4`` keeps four trials in flight for labloop (each ask sees the other three as pending, as the
 campaign's async scheduling with four furnaces asks); ``--options '{"nothing_feasible": "feasibility"}'`` passes
 strategy options (runs of both: benchmarks/results/solid_state_feas.jsonl).
@@ -133,6 +136,8 @@ def run_method(
     options: dict[str, Any] | None = None,
     in_flight: int = 1,
     goal: float = GOAL,
+    prior: dict[str, Any] | None = None,
+    strength: float | None = None,
 ) -> dict[str, Any]:
     lab = Lab(seed)
     history: list[tuple[dict[str, Any], float, float]] = []
@@ -155,6 +160,10 @@ def run_method(
             data["strategy"]["options"] = {**data["strategy"].get("options", {}), **options}
         if method != "labloop_chemist":
             data["strategy"].pop("expert_prior", None)  # the search from nothing; labloop_chemist: the file's belief
+        elif prior is not None:
+            data["strategy"]["expert_prior"] = prior  # another belief in its place (a wrong one: --prior)
+        if strength is not None:
+            data["strategy"]["expert_prior_strength"] = strength
         data["lab"].pop("consumables", None)  # the shelf is not what is measured here
         strategy = make_strategy(parse_spec(data, "solid_state.yaml"))
 
@@ -183,6 +192,8 @@ def run_method(
         "seed": seed,
         "budget": budget,
         **({"goal": goal} if goal != GOAL else {}),
+        **({"prior": prior} if prior is not None and method == "labloop_chemist" else {}),
+        **({"prior_strength": strength} if strength is not None and method == "labloop_chemist" else {}),
         "experiments_to_target": hit,
         "furnace_days": round(sum(hours) / 24, 3),
         "best_target_fraction": round(best[1], 4),
@@ -203,12 +214,23 @@ def main() -> None:
         "--in-flight", type=int, default=1, help="trials in flight for labloop and random (4: the async campaign)"
     )
     ap.add_argument("--goal", type=float, default=GOAL, help="the target fraction to reach (the campaign's: 0.9)")
+    ap.add_argument("--prior", default=None, help="labloop_chemist's belief instead of the file's, as JSON")
+    ap.add_argument("--prior-strength", type=float, default=None, help="strategy.expert_prior_strength (piBO's beta)")
     args = ap.parse_args()
     options = json.loads(args.options)
     runs: dict[str, list[dict[str, Any]]] = {}
     for method in args.methods.split(","):
         for seed in parse_seeds(args.seeds):
-            r = run_method(method, seed, args.budget, options, args.in_flight, args.goal)
+            r = run_method(
+                method,
+                seed,
+                args.budget,
+                options,
+                args.in_flight,
+                args.goal,
+                json.loads(args.prior) if args.prior else None,
+                args.prior_strength,
+            )
             runs.setdefault(method, []).append(r)
             print(json.dumps(r), flush=True)
     for method, rs in runs.items():
