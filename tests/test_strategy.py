@@ -657,7 +657,9 @@ def test_a_proposal_moves_away_from_a_pending_point_in_continuous_and_mixed_spac
     alone = [strat.ask(1, obs, [])[0].params for _ in range(2)]
     assert abs(alone[0]["x"] - alone[1]["x"]) < 0.01 and alone[0]["x"] > 0.85  # the optimum, found again
     beside = strat.ask(1, obs, [alone[0]])[0].params  # the same state with that point in flight
-    assert abs(beside["x"] - alone[0]["x"]) > 0.1, "the pending point was ignored"
+    # ignored, it would be proposed again (< 0.01 away); believed (the default), the mean there is kept and only
+    # the variance collapses, so the next proposal stays near the optimum but off the pending point
+    assert abs(beside["x"] - alone[0]["x"]) > 0.05, "the pending point was ignored"
 
 
 @pytest.mark.parametrize("small", [False, True])  # expected improvement (believer), Thompson sampling

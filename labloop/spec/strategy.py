@@ -112,13 +112,15 @@ class BotorchOptions(_Model):
     )
     batch_selection: Literal["fantasy", "believer"] = Field(
         "believer",
-        description="Pools, LogEI, several proposals or trials in flight: believer (default) = "
-        "Kriging believer (Ginsbourger et al. 2010): the analytic LogEI, then the GP conditioned on its own mean at "
+        description="Several proposals or trials in flight: believer (default) = Kriging believer "
+        "(Ginsbourger et al. 2010). On a pool: the analytic LogEI, then the GP conditioned on its own mean at "
         "each chosen or pending row before the next pick (the first pick of a round is then exactly the q = 1 "
-        "proposal; deterministic and cheaper than Monte Carlo); fantasy = sequential greedy qLogEI with the chosen "
-        "and pending rows as X_pending (Monte Carlo over their joint posterior). Believer became the default on "
-        "the 15 shared tables at q = 4 (docs/benchmarks/archive.md section 13: fewer experiments to the best row "
-        "in 9 of 13 paired runs that differed, geometric mean 0.80 of fantasy's).",
+        "proposal; deterministic and cheaper than Monte Carlo). In a continuous or mixed space with one objective: "
+        "every GP (objective, constraints, failures) conditioned on its own mean at the trials in flight, then the "
+        "acquisition as without them. fantasy = the chosen and pending points as X_pending (Monte Carlo over their "
+        "joint posterior; sequential greedy qLogEI on a pool). Believer became the default on the 15 shared tables "
+        "at q = 4 (docs/benchmarks/archive.md section 13: fewer experiments to the best row in 9 of 13 paired runs "
+        "that differed, geometric mean 0.80 of fantasy's) and in spaces on the station-scaling campaigns (section 37).",
     )
     nothing_feasible: Literal["constrained", "feasibility"] = Field(
         "constrained",

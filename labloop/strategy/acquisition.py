@@ -38,6 +38,8 @@ class AcquisitionMixin:
     region: Any
     believer: bool
     believed: Tensor | None
+    related: Any
+    in_flight_believed = 0  # trials in flight the acquisition's model believes (search spaces, see _in_flight)
     prior_exponent: float
     max_ei_rel: float | None
     kind: str
@@ -270,6 +272,17 @@ class AcquisitionMixin:
         return i
 
     # ------------------------------------------------------------------------------------- explanations
+    def _in_flight(self, model, X_pending: Tensor | None, X_base: Tensor, single: bool) -> tuple[Any, Tensor, Any]:
+        """The model the acquisition sees, its baseline and its ``X_pending``: in a search space with one objective
+        (``single``: and no probability-of-feasibility step) and ``batch_selection: believer`` (the default), the
+        model believing the trials in flight (:func:`believe_in_flight`); otherwise (pools believe their own way,
+        several objectives, related campaigns, ``fantasy``) ``X_pending`` as Monte Carlo fantasies."""
+        believe = self.pool is None and single and not self.related and self.s.options["batch_selection"] == "believer"
+        if not believe or X_pending is None or not len(X_pending):
+            return model, X_base, X_pending
+        self.in_flight_believed = len(X_pending)
+        return *believe_in_flight(model, X_pending, X_base), None
+
     def _explain(self, model, transforms, outputs) -> dict[str, Any]:
         """Parameter importance and the model's predicted best point, shared by this round's proposals."""
         gp0 = model.models[0]
@@ -277,6 +290,8 @@ class AcquisitionMixin:
             "importance": lengthscale_importance(gp0, self.space),
             "n_train": int(len(outputs[0][0])),
         }
+        if self.in_flight_believed:  # why a proposal is not beside a trial in flight (see _in_flight)
+            info["in_flight_believed"] = self.in_flight_believed
         if self.pool is not None:
             X = self.pool.X
         else:
@@ -340,3 +355,24 @@ def first_best(values: Tensor) -> int:
         return int(values.argmax())
     ties = (values >= best - TIE * max(1.0, abs(best))).nonzero()
     return int(ties[0, 0])
+
+
+def believe_in_flight(model: Any, X_pending: Tensor | None, X_base: Tensor) -> tuple[Any, Tensor]:
+    """The Kriging believer (Ginsbourger et al. 2010) for a search space: every GP of ``model`` (a ``ModelListGP``)
+    conditioned on its own posterior mean at the trials in flight, which join the baseline; returns the believing
+    model and baseline (``model`` and ``X_base`` when nothing is in flight). Why not only ``X_pending`` (the
+    Monte Carlo fantasies of the joint posterior): with several stations, four or five trials are in flight at each
+    ask, and the fantasy acquisition values a point only by what it adds to the best of them all, so it steers
+    away from every region where a pending trial might improve, the incumbent's among them; the believer only
+    collapses the variance at the pending points (the next proposal does not repeat them) and keeps the mean, as
+    the pool's believer does (docs/benchmarks/archive.md section 37)."""
+    if X_pending is None or not len(X_pending):
+        return model, X_base
+    from botorch.models import ModelListGP
+
+    gps = []
+    with torch.no_grad():
+        for gp in model.models:
+            mean = gp.posterior(X_pending).mean.reshape(-1, 1)
+            gps.append(gp.condition_on_observations(X_pending, mean))
+    return ModelListGP(*gps), torch.cat([X_base, X_pending])

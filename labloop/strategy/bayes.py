@@ -10,9 +10,9 @@ store is the truth), in this order:
    (larger-is-better scale), each outcome constraint, and a failure indicator (1 = failed) when any trial
    failed; the acquisition is ``qLogNoisyExpectedImprovement`` (one objective) or
    ``qLogNoisyExpectedHypervolumeImprovement`` (several), with outcome constraints and ``P(failure) < 1/2`` as
-   smoothed constraints (so the acquisition is multiplied by the probability of feasibility), and every
-   pending/in-flight point as ``X_pending``; optionally (``nothing_feasible: feasibility``), with one objective
-   while no measured point meets every outcome constraint, the probability of feasibility instead (:mod:`.feasibility`).
+   smoothed constraints (so the acquisition is multiplied by the probability of feasibility); every trial in
+   flight believed at the models' mean (``batch_selection``, ``_in_flight``) or as ``X_pending``; optionally
+   (``nothing_feasible: feasibility``), one objective, nothing measured feasible: the probability of feasibility.
    It is optimized
 
    * over the candidate pool (or the enumerated grid of a small, fully discrete space) by evaluating it on every
@@ -314,6 +314,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         # nothing measured is feasible yet: optionally the probability of feasibility, not constrained EI (.feasibility)
         n_feasible = feasible_count([o for _, o in ok], spec.outcome_constraints)
         explore = opt["nothing_feasible"] == "feasibility" and m == 1 and bool(limits) and n_feasible == 0
+        model_a, X_base, X_pending = self._in_flight(model, X_pending, X_base, m == 1 and not explore)
         kind = "feasibility" if explore else self._acquisition_kind(model, outputs, m)
         asked = opt["acquisition"]
         what = f"acquisition '{kind}'" + (f" (from '{asked}')" if asked != kind else "")
@@ -346,7 +347,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
         elif kind == "ucb" and not constraints:
             betas = opt["beta"] if isinstance(opt["beta"], (list, tuple)) else [opt["beta"]]
             beta = float(betas[self.count % len(betas)])  # a cycle: mostly exploit, explore every k-th trial
-            acq = qUpperConfidenceBound(model, beta=beta, sampler=sampler, objective=single, X_pending=X_pending)
+            acq = qUpperConfidenceBound(model_a, beta=beta, sampler=sampler, objective=single, X_pending=X_pending)
         elif kind == "ts" and not constraints and self.pool is not None:
             acq = None  # Thompson sampling over the pool, below, on the GP that believes the pending rows
             self.believed = X_pending
@@ -362,13 +363,13 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                 acq = (
                     self._free_logei[0]
                     if self._free_logei is not None
-                    else LogExpectedImprovement(cast(Model, model.models[0]), best_f=best_f)
+                    else LogExpectedImprovement(cast(Model, model_a.models[0]), best_f=best_f)
                 )
                 self.believed = X_pending if believer and X_pending is not None else None
                 self.believer = believer
             else:  # pending points and constraints need the Monte Carlo form
                 acq = qLogExpectedImprovement(
-                    model,
+                    model_a,
                     best_f=best_f,
                     sampler=sampler,
                     objective=single,
@@ -384,7 +385,7 @@ class BayesAsk(AcquisitionMixin, Bookkeeping):
                 )
                 self.fallbacks.append(f"{what} {why}: used qLogNoisyExpectedImprovement")
             acq = qLogNoisyExpectedImprovement(
-                model,
+                model_a,
                 X_baseline=X_base,
                 sampler=sampler,
                 objective=single,
