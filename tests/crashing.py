@@ -6,7 +6,9 @@ arguments) with ``LABLOOP_CRASH_AT=<point>:<n>``: this entry point registers a h
 cleanup, no flush: what ``kill -9`` does) the n-th time it passes ``point``. Points: ``step_start`` (right after a
 step's start is committed, before the device moves), ``step_mid`` (while the device works,
 ``LABLOOP_CRASH_DELAY`` seconds into the step), ``step_end`` (right after a step's end is committed, before the
-next action).
+next action). ``<point>:<n>@<label>`` counts only the passes of steps with that label (``step_start:1@measure:balance``
+dies as the process's first weighing starts): where steps of several trials run at once, the n-th step of any kind
+depends on timing, the n-th of one label does not.
 
 Why a separate entry point: the production step path only calls hook points nobody registered; the environment
 variable is read here, in the test's child process, and nowhere in the runtime (a stray ``LABLOOP_CRASH_AT`` in an
@@ -23,15 +25,19 @@ from labloop.run import hookpoints
 
 
 def crash_hook(at: str, delay: float = 0.05, die: Callable[[int], None] = os._exit) -> hookpoints.Hook:
-    """A hook that calls ``die(137)`` on the n-th pass of a point (``at`` is ``<point>:<n>``); ``step_mid``
-    counts ``step_start`` passes and dies ``delay`` seconds after the chosen one."""
+    """A hook that calls ``die(137)`` on the n-th pass of a point (``at`` is ``<point>:<n>``, or
+    ``<point>:<n>@<label>`` to count only the steps labelled so); ``step_mid`` counts ``step_start`` passes and dies
+    ``delay`` seconds after the chosen one."""
+    at, _, only = at.partition("@")
     target, _, n = at.partition(":")
     nth = int(n or 1)
     counts: dict[str, int] = {}
     lock = threading.Lock()
 
-    def hook(point: str) -> None:
+    def hook(point: str, label: str = "") -> None:
         if target != point and not (target == "step_mid" and point == "step_start"):
+            return
+        if only and label != only:
             return
         with lock:
             counts[point] = counts.get(point, 0) + 1

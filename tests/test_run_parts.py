@@ -471,6 +471,15 @@ def test_production_registers_no_hook_and_the_crash_plugin_dies_on_the_nth_pass(
     finally:
         hookpoints.remove(hook)
 
+    labelled: list[int] = []
+    hook = crash.crash_hook("step_start:2@measure:balance", die=labelled.append)
+    for label in ("measure:balance", "transfer:balance", "transfer:balance", "transfer:furnace"):
+        hook("step_start", label)  # other labels do not count
+    assert labelled == []
+    hook("step_end", "measure:balance")  # nor other points
+    hook("step_start", "measure:balance")
+    assert labelled == [137]
+
     mid = threading.Event()
     hook = crash.crash_hook("step_mid:2", delay=0.001, die=lambda code: mid.set())
     hook("step_start")

@@ -35,13 +35,21 @@ from labloop.store import Store
 CAMPAIGN = Path(__file__).resolve().parent.parent / "experiments" / "solid_state.yaml"
 CRASHING = Path(__file__).with_name("crashing.py")
 TRIALS = 4
-#: where each campaign process dies: the n-th step it starts (counted per process), 0.05 s into it, or in the step
-#: after it when that one is quicker (a weighing). Sequential scheduling (the next crucible is fetched while one
-#: fires) keeps the kills among the first trials' dosing, weighing, hand-off and firing: the first cuts trial 1's
-#: dose (its crucible stays in the dispenser, which no sensor or reader sees: an operator is asked); the second,
-#: after the operator's answer, dies as trial 2's weighing starts (``step_start``: the weighing is too quick to cut
-#: mid-way), its crucible on the balance, where the balance's barcode reader finds it: nobody is asked.
-KILLS = ("step_mid:2", "step_start:4", "step_mid:2", "step_mid:4")
+#: where each campaign process dies, named by step label (``tests/crashing.py``): several trials' steps run at once,
+#: so "the n-th step started" would depend on the machine's load, "the first weighing" does not. The first dies as
+#: trial 1's dose starts, its crucible in the dispenser, which no sensor or reader sees: an operator is asked. The
+#: second, after the operator's answer, dies as the first weighing starts, its crucible on the balance, where the
+#: balance's barcode reader finds it: nobody is asked. The third dies 0.05 s into the first firing step (a firing
+#: takes 10-30 lab hours, seconds here), the fourth as the first firing ends: both times the crucibles are in a furnace,
+#: which robot2's slot record locates, and no crucible may be fired twice. Whether the furnace had begun its program
+#: 0.05 s in (the trials follow it to its end: tests/test_solid_state_reattach.py) or was still waiting for company
+#: (they fail, with the reason) depends on the machine's load; the checks below hold for both.
+KILLS = (
+    "step_start:1@synthesize:dispenser",
+    "step_start:1@measure:balance",
+    "step_mid:1@synthesize:furnace",
+    "step_end:1@synthesize:furnace",
+)
 
 
 def run(args: list[str], url: str, crash_at: str | None) -> subprocess.CompletedProcess[str]:
@@ -119,7 +127,8 @@ def test_kill_9_mid_step_then_resume_against_the_live_servers(tmp_path: Path) ->
     assert asks >= 1  # a crucible was left in a station without a sensor: the operator was asked
     unlocated = [a for a in store.audit_log(campaign.id) if a.action == UNLOCATED]
     assert {a.detail["store_said"] for a in unlocated} == {"dispenser"}  # the balance's reader and robot2 answer
-    assert "measure:balance" in {s.label for s in interrupted}  # a crucible was cut on the balance, and found there
+    labels = {s.label for s in interrupted}
+    assert {"synthesize:dispenser", "measure:balance", "synthesize:furnace"} <= labels  # each kill cut its step
     confirmed = [a for a in store.audit_log(campaign.id) if a.action == "sample.reconcile"]
     assert len([a for a in confirmed if "an operator put it" in a.detail["note"]]) == asks  # each request, confirmed
     # nothing lost, nothing duplicated
@@ -133,7 +142,7 @@ def test_kill_9_mid_step_then_resume_against_the_live_servers(tmp_path: Path) ->
     assert fired and max(fired.values()) == 1, fired
     assert set(fired) <= {CellRobot.crucible(t.sample_id) for t in trials}  # only trials' crucibles were fired
     done = [t for t in trials if t.state == "done"]
-    assert trials[-1] in done  # it starts after the last kill (>= 18 steps in; the kills land by step 12)
+    assert trials[-1] in done  # the last kill cuts at most its firing's end: it finishes
     for t in done:
         crucible = world["crucibles"][CellRobot.crucible(t.sample_id)]
         assert len(crucible["firings"]) == 1 and crucible["firings"][0]["atmosphere"] == t.params["atmosphere"]

@@ -199,7 +199,7 @@ class TrialExecutor:
         label, kind = (f"buffer:{destination}", "buffer") if park else (step.label, step.kind)
         self.guard()
         step_id = self.store.start_step(ctx.trial_id, index, label, kind, attempt, actor)
-        hookpoints.reached("step_start")
+        hookpoints.reached("step_start", label)
         if self.abort_check():
             self.store.finish_step(step_id, "interrupted", None, "cancelled before the device started")
             raise StepFailed(step, index, "cancelled before the device started (emergency stop)", actor)
@@ -257,7 +257,7 @@ class TrialExecutor:
             used,
             extra,
         )
-        hookpoints.reached("step_end")
+        hookpoints.reached("step_end", label)
         return run_uid
 
     def calibration_expired(self, device: str | None) -> bool:
