@@ -144,7 +144,7 @@ def _one(data: ReportData, o: ObjectiveSpec, out: Path) -> Item:
     elif o.band is not None:
         ax.axhspan(o.band[0], o.band[1], color=RED, alpha=0.1, label="target band")
         target = f" The shaded band is the target band [{o.band[0]:g}, {o.band[1]:g}]."
-    rnd = _random_line(data, o, ax, last)
+    rnd = _random_line(data, o, ax, last, ok)
     if wide([v for _, v in points] + ([o.target] if o.target else [])):
         ax.set_yscale("log")
     trial_axis(ax)
@@ -166,12 +166,12 @@ def _one(data: ReportData, o: ObjectiveSpec, out: Path) -> Item:
     return Drawn(file, title, caption)
 
 
-def _random_line(data: ReportData, o: ObjectiveSpec, ax, last: int) -> str:
+def _random_line(data: ReportData, o: ObjectiveSpec, ax, last: int, ok: set[int]) -> str:
     if o.direction == "band":
         return "No random-search expectation is drawn for a band objective."
     draws = [t for t in data.trials if t.source in RANDOM_SOURCES and t.state in ("done", "failed")]
     # a draw over an outcome constraint is a draw without a usable result, as a failed one is
-    values = [v for _, v in objective_values(o, [t for t in draws if constraints_met(data.spec, t.values)])]
+    values = [v for _, v in objective_values(o, [t for t in draws if t.number in ok])]
     if len(values) < MIN_DRAWS:
         return (
             f"No random-search expectation: the campaign has {len(values)} space-filling trial(s) with a result "

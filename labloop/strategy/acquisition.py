@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import gpytorch
 import torch
 from botorch.acquisition.analytic import LogExpectedImprovement
+from botorch.models import ModelListGP
 from botorch.optim import optimize_acqf, optimize_acqf_mixed_alternating
 from botorch.sampling.pathwise import draw_matheron_paths
 from torch import Tensor
@@ -271,7 +272,6 @@ class AcquisitionMixin:
         vals.append(float(v[i]))
         return i
 
-    # ------------------------------------------------------------------------------------- explanations
     def _in_flight(self, model, X_pending: Tensor | None, X_base: Tensor, single: bool) -> tuple[Any, Tensor, Any]:
         """The model the acquisition sees, its baseline and its ``X_pending``: in a search space with one objective
         (``single``: and no probability-of-feasibility step) and ``batch_selection: believer`` (the default), the
@@ -283,6 +283,7 @@ class AcquisitionMixin:
         self.in_flight_believed = len(X_pending)
         return *believe_in_flight(model, X_pending, X_base), None
 
+    # ------------------------------------------------------------------------------------- explanations
     def _explain(self, model, transforms, outputs) -> dict[str, Any]:
         """Parameter importance and the model's predicted best point, shared by this round's proposals."""
         gp0 = model.models[0]
@@ -368,8 +369,6 @@ def believe_in_flight(model: Any, X_pending: Tensor | None, X_base: Tensor) -> t
     the pool's believer does (docs/benchmarks/archive.md section 37)."""
     if X_pending is None or not len(X_pending):
         return model, X_base
-    from botorch.models import ModelListGP
-
     gps = []
     with torch.no_grad():
         for gp in model.models:
