@@ -195,8 +195,8 @@ def bundled(tmp_path) -> dict:
 def kill_during_first_deposition(tmp_path) -> tuple[Store, object, object]:
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(bundled(tmp_path)))
-    # step_mid:2 - the second step started is trial 1's deposition (trial 2 waits for the chamber)
-    env = {**os.environ, "LABLOOP_CRASH_AT": "step_mid:2", "LABLOOP_CRASH_DELAY": "0.05"}
+    # 0.05 s into the first deposition (18 lab minutes, 0.3 s here); named by label, not "the second step started"
+    env = {**os.environ, "LABLOOP_CRASH_AT": "step_mid:1@synthesize:chamber", "LABLOOP_CRASH_DELAY": "0.05"}
     proc = subprocess.run(
         [sys.executable, str(CRASHING), "run", str(path), "--store", f"sqlite:///{tmp_path / 'labloop.db'}"],
         env=env,
